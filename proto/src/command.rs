@@ -1,0 +1,556 @@
+//! The command table, declared once.
+//!
+//! Each command percore knows is one [`CommandSpec`] row: its name, arity (N exact, -N at
+//! least N), flags, key positions (first/last/step, as Redis's legacy key specs), how it is
+//! routed across shards and how per-shard replies merge, ACL categories and documentation.
+//! Parsing checks (arity), routing (keys → shards), `COMMAND`/`COMMAND INFO`/`COMMAND DOCS`/
+//! `COMMAND GETKEYS`, ACL categories and per-command metrics all read this table.
+//!
+//! Every row names a [`Cmd`] variant, and both the shard's executor and the server's dispatcher
+//! `match` exhaustively over `Cmd`, so adding a command without implementing it does not
+//! compile.
+//!
+//! Lookup is case-insensitive and allocation-free: the name is folded into a stack buffer
+//! and found by binary search in a table sorted once at first use.
+
+use std::sync::OnceLock;
+
+/// Every command percore implements. Subcommands of container commands (CONFIG GET, …) are
+/// variants of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cmd {
+    // strings
+    Get,
+    Set,
+    SetNx,
+    SetEx,
+    PSetEx,
+    GetSet,
+    GetDel,
+    GetEx,
+    MGet,
+    MSet,
+    MSetNx,
+    Append,
+    StrLen,
+    Incr,
+    Decr,
+    IncrBy,
+    DecrBy,
+    IncrByFloat,
+    GetRange,
+    SetRange,
+    Substr,
+    Lcs,
+    // keyspace
+    Del,
+    Unlink,
+    Exists,
+    Type,
+    Expire,
+    PExpire,
+    ExpireAt,
+    PExpireAt,
+    Ttl,
+    PTtl,
+    ExpireTime,
+    PExpireTime,
+    Persist,
+    Rename,
+    RenameNx,
+    Copy,
+    Move,
+    Keys,
+    Scan,
+    RandomKey,
+    Touch,
+    DbSize,
+    FlushDb,
+    FlushAll,
+    SwapDb,
+    Object,
+    ObjectEncoding,
+    ObjectFreq,
+    ObjectIdleTime,
+    ObjectRefCount,
+    ObjectHelp,
+    // connection
+    Ping,
+    Echo,
+    Quit,
+    Reset,
+    Hello,
+    Auth,
+    Select,
+    Client,
+    ClientId,
+    ClientSetName,
+    ClientGetName,
+    ClientList,
+    ClientInfo,
+    ClientKill,
+    ClientSetInfo,
+    ClientNoEvict,
+    ClientNoTouch,
+    ClientHelp,
+    // server
+    Info,
+    Config,
+    ConfigGet,
+    ConfigSet,
+    ConfigResetStat,
+    ConfigRewrite,
+    ConfigHelp,
+    Time,
+    Shutdown,
+    Debug,
+    Command,
+    CommandCount,
+    CommandInfo,
+    CommandDocs,
+    CommandGetKeys,
+    CommandList,
+    CommandHelp,
+}
+
+/// Command flags, as Redis names them in `COMMAND` replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags(pub u32);
+
+impl Flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const NOSCRIPT: u32 = 1 << 4;
+    pub const LOADING: u32 = 1 << 5;
+    pub const STALE: u32 = 1 << 6;
+    pub const FAST: u32 = 1 << 7;
+    pub const NO_AUTH: u32 = 1 << 8;
+    pub const SKIP_SLOWLOG: u32 = 1 << 9;
+    pub const ALLOW_BUSY: u32 = 1 << 10;
+    pub const NO_MULTI: u32 = 1 << 11;
+
+    const NAMES: [(u32, &'static str); 12] = [
+        (Self::WRITE, "write"),
+        (Self::READONLY, "readonly"),
+        (Self::DENYOOM, "denyoom"),
+        (Self::ADMIN, "admin"),
+        (Self::NOSCRIPT, "noscript"),
+        (Self::LOADING, "loading"),
+        (Self::STALE, "stale"),
+        (Self::FAST, "fast"),
+        (Self::NO_AUTH, "no_auth"),
+        (Self::SKIP_SLOWLOG, "skip_slowlog"),
+        (Self::ALLOW_BUSY, "allow_busy"),
+        (Self::NO_MULTI, "no_multi"),
+    ];
+
+    #[inline]
+    pub fn has(self, f: u32) -> bool {
+        self.0 & f != 0
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES.iter().filter(move |(f, _)| self.has(*f)).map(|(_, n)| *n)
+    }
+}
+
+/// How per-shard replies of a command that touches several shards are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Integers are added (DEL, EXISTS, DBSIZE, …).
+    Sum,
+    /// One reply per key, put back in the order of the keys under one array header (MGET).
+    KeyOrderArray,
+    /// `+OK` when every shard said OK, else the first error (MSET, FLUSHALL).
+    AllOk,
+    /// Arrays are concatenated (KEYS).
+    Concat,
+}
+
+/// Where a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// On the connection's own core, touching no keyspace (PING, CLIENT, CONFIG, …).
+    Connection,
+    /// On the shard that owns its keys; all keys must hash to one shard, else the
+    /// server coordinates it (`Coordinated`).
+    Single,
+    /// Split per key (or key/value group) and sent to each key's shard; replies merge.
+    PerKey(Merge),
+    /// Sent to every shard; replies merge.
+    AllShards(Merge),
+    /// Needs its own cross-shard protocol when its keys live on different shards (RENAME,
+    /// COPY, MSETNX, LCS, SCAN, RANDOMKEY, SWAPDB); single-shard cases run as `Single`.
+    Coordinated,
+}
+
+/// One row of the command table.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lower-case name as `COMMAND` reports it; subcommands are `parent|sub`.
+    pub name: &'static str,
+    pub cmd: Cmd,
+    pub arity: i32,
+    pub flags: Flags,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub route: Route,
+    /// ACL categories without the `@`.
+    pub acl: &'static [&'static str],
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+}
+
+impl CommandSpec {
+    /// Redis's arity rule: N means exactly N arguments (command name included), -N at least N.
+    #[inline]
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let a = self.arity as i64;
+        if a >= 0 {
+            argc == a
+        } else {
+            argc >= -a
+        }
+    }
+
+    /// The error for a wrong argument count, byte for byte as Redis 7.
+    pub fn arity_error(&self) -> String {
+        format!("ERR wrong number of arguments for '{}' command", self.name)
+    }
+
+    pub fn is_container(&self) -> bool {
+        !subcommands(self.cmd).is_empty()
+    }
+
+    /// The parent of a subcommand row (`config` for `config|get`).
+    pub fn parent_name(&self) -> Option<&'static str> {
+        self.name.split_once('|').map(|(p, _)| p)
+    }
+
+    /// Indices of the key arguments in `argc` arguments (Redis's first/last/step rule).
+    pub fn key_indices(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.first_key <= 0 {
+            0
+        } else if self.last_key < 0 {
+            (argc as i64 + self.last_key as i64).max(0) as usize
+        } else {
+            (self.last_key as usize).min(argc.saturating_sub(1))
+        };
+        let step = self.step.max(1) as usize;
+        let range = if self.first_key <= 0 || first > last { 1..1 } else { first..last + 1 };
+        range.step_by(step)
+    }
+}
+
+const W: u32 = Flags::WRITE;
+const R: u32 = Flags::READONLY;
+const D: u32 = Flags::DENYOOM;
+const F: u32 = Flags::FAST;
+const A: u32 = Flags::ADMIN;
+const NS: u32 = Flags::NOSCRIPT;
+const L: u32 = Flags::LOADING;
+const ST: u32 = Flags::STALE;
+const NA: u32 = Flags::NO_AUTH;
+const SS: u32 = Flags::SKIP_SLOWLOG;
+const AB: u32 = Flags::ALLOW_BUSY;
+const NM: u32 = Flags::NO_MULTI;
+
+macro_rules! spec {
+    ($name:literal, $cmd:ident, $arity:expr, $flags:expr, $fk:expr, $lk:expr, $st:expr, $route:expr,
+     [$($acl:literal),*], $group:literal, $since:literal, $summary:literal) => {
+        CommandSpec {
+            name: $name,
+            cmd: Cmd::$cmd,
+            arity: $arity,
+            flags: Flags($flags),
+            first_key: $fk,
+            last_key: $lk,
+            step: $st,
+            route: $route,
+            acl: &[$($acl),*],
+            group: $group,
+            since: $since,
+            summary: $summary,
+        }
+    };
+}
+
+use Merge::*;
+use Route::*;
+
+/// Top-level commands, in no particular order (lookup sorts an index once).
+pub static COMMANDS: &[CommandSpec] = &[
+    // ---- strings
+    spec!("get", Get, 2, R | F, 1, 1, 1, Single, ["read", "string", "fast"], "string", "1.0.0", "Returns the string value of a key."),
+    spec!("set", Set, -3, W | D, 1, 1, 1, Single, ["write", "string", "slow"], "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    spec!("setnx", SetNx, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Set the string value of a key only when the key doesn't exist."),
+    spec!("setex", SetEx, 4, W | D, 1, 1, 1, Single, ["write", "string", "slow"], "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
+    spec!("psetex", PSetEx, 4, W | D, 1, 1, 1, Single, ["write", "string", "slow"], "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
+    spec!("getset", GetSet, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value."),
+    spec!("getdel", GetDel, 2, W | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "6.2.0", "Returns the string value of a key after deleting the key."),
+    spec!("getex", GetEx, -2, W | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "6.2.0", "Returns the string value of a key after setting its expiration time."),
+    spec!("mget", MGet, -2, R | F, 1, -1, 1, PerKey(KeyOrderArray), ["read", "string", "fast"], "string", "1.0.0", "Atomically returns the string values of one or more keys."),
+    spec!("mset", MSet, -3, W | D, 1, -1, 2, PerKey(AllOk), ["write", "string", "slow"], "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
+    spec!("msetnx", MSetNx, -3, W | D, 1, -1, 2, Coordinated, ["write", "string", "slow"], "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    spec!("append", Append, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
+    spec!("strlen", StrLen, 2, R | F, 1, 1, 1, Single, ["read", "string", "fast"], "string", "2.2.0", "Returns the length of a string value."),
+    spec!("incr", Incr, 2, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec!("decr", Decr, 2, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec!("incrby", IncrBy, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec!("decrby", DecrBy, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
+    spec!("incrbyfloat", IncrByFloat, 3, W | D | F, 1, 1, 1, Single, ["write", "string", "fast"], "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec!("getrange", GetRange, 4, R, 1, 1, 1, Single, ["read", "string", "slow"], "string", "2.4.0", "Returns a substring of the string stored at a key."),
+    spec!("setrange", SetRange, 4, W | D, 1, 1, 1, Single, ["write", "string", "slow"], "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
+    spec!("substr", Substr, 4, R, 1, 1, 1, Single, ["read", "string", "slow"], "string", "1.0.0", "Returns a substring from a string value."),
+    spec!("lcs", Lcs, -3, R, 1, 2, 1, Coordinated, ["read", "string", "slow"], "string", "7.0.0", "Finds the longest common substring."),
+    // ---- keyspace
+    spec!("del", Del, -2, W, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "slow"], "generic", "1.0.0", "Deletes one or more keys."),
+    spec!("unlink", Unlink, -2, W | F, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "fast"], "generic", "4.0.0", "Asynchronously deletes one or more keys."),
+    spec!("exists", Exists, -2, R | F, 1, -1, 1, PerKey(Sum), ["keyspace", "read", "fast"], "generic", "1.0.0", "Determines whether one or more keys exist."),
+    spec!("type", Type, 2, R | F, 1, 1, 1, Single, ["keyspace", "read", "fast"], "generic", "1.0.0", "Determines the type of value stored at a key."),
+    spec!("expire", Expire, -3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "1.0.0", "Sets the expiration time of a key in seconds."),
+    spec!("pexpire", PExpire, -3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "2.6.0", "Sets the expiration time of a key in milliseconds."),
+    spec!("expireat", ExpireAt, -3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp."),
+    spec!("pexpireat", PExpireAt, -3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec!("ttl", Ttl, 2, R | F, 1, 1, 1, Single, ["keyspace", "read", "fast"], "generic", "1.0.0", "Returns the expiration time in seconds of a key."),
+    spec!("pttl", PTtl, 2, R | F, 1, 1, 1, Single, ["keyspace", "read", "fast"], "generic", "2.6.0", "Returns the expiration time in milliseconds of a key."),
+    spec!("expiretime", ExpireTime, 2, R | F, 1, 1, 1, Single, ["keyspace", "read", "fast"], "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp."),
+    spec!("pexpiretime", PExpireTime, 2, R | F, 1, 1, 1, Single, ["keyspace", "read", "fast"], "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
+    spec!("persist", Persist, 2, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "2.2.0", "Removes the expiration time of a key."),
+    spec!("rename", Rename, 3, W, 1, 2, 1, Coordinated, ["keyspace", "write", "slow"], "generic", "1.0.0", "Renames a key and overwrites the destination."),
+    spec!("renamenx", RenameNx, 3, W | F, 1, 2, 1, Coordinated, ["keyspace", "write", "fast"], "generic", "1.0.0", "Renames a key only when the target key name doesn't exist."),
+    spec!("copy", Copy, -3, W | D, 1, 2, 1, Coordinated, ["keyspace", "write", "slow"], "generic", "6.2.0", "Copies the value of a key to a new key."),
+    spec!("move", Move, 3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "1.0.0", "Moves a key to another database."),
+    spec!("keys", Keys, 2, R, 0, 0, 0, AllShards(Concat), ["keyspace", "read", "slow", "dangerous"], "generic", "1.0.0", "Returns all key names that match a pattern."),
+    spec!("scan", Scan, -2, R, 0, 0, 0, Coordinated, ["keyspace", "read", "slow"], "generic", "2.8.0", "Iterates over the key names in the database."),
+    spec!("randomkey", RandomKey, 1, R, 0, 0, 0, Coordinated, ["keyspace", "read", "slow"], "generic", "1.0.0", "Returns a random key name from the database."),
+    spec!("touch", Touch, -2, R | F, 1, -1, 1, PerKey(Sum), ["keyspace", "read", "fast"], "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    spec!("dbsize", DbSize, 1, R | F, 0, 0, 0, AllShards(Sum), ["keyspace", "read", "fast"], "server", "1.0.0", "Returns the number of keys in the database."),
+    spec!("flushdb", FlushDb, -1, W, 0, 0, 0, AllShards(AllOk), ["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Remove all keys from the current database."),
+    spec!("flushall", FlushAll, -1, W, 0, 0, 0, AllShards(AllOk), ["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from all databases."),
+    spec!("swapdb", SwapDb, 3, W | F, 0, 0, 0, Coordinated, ["keyspace", "write", "fast", "dangerous"], "server", "4.0.0", "Swaps two Redis databases."),
+    spec!("object", Object, -2, 0, 0, 0, 0, Connection, ["slow"], "generic", "2.2.3", "A container for object introspection commands."),
+    // ---- connection
+    spec!("ping", Ping, -1, F | ST, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Returns the server's liveliness response."),
+    spec!("echo", Echo, 2, F | L | ST, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Returns the given string."),
+    spec!("quit", Quit, -1, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Closes the connection."),
+    spec!("reset", Reset, 1, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "6.2.0", "Resets the connection."),
+    spec!("hello", Hello, -1, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "6.0.0", "Handshakes with the Redis server."),
+    spec!("auth", Auth, -2, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Authenticates the connection."),
+    spec!("select", Select, 2, L | ST | F, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Changes the selected database."),
+    spec!("client", Client, -2, 0, 0, 0, 0, Connection, ["slow"], "connection", "2.4.0", "A container for client connection commands."),
+    // ---- server
+    spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
+    spec!("config", Config, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.0.0", "A container for server configuration commands."),
+    spec!("time", Time, 1, L | ST | F, 0, 0, 0, Connection, ["fast"], "server", "2.6.0", "Returns the server time."),
+    spec!("shutdown", Shutdown, -1, A | NS | L | ST | NM | AB, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
+    spec!("debug", Debug, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "A container for debugging commands."),
+    spec!("command", Command, -1, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns detailed information about all commands."),
+];
+
+/// Subcommands of container commands.
+pub static SUBCOMMANDS: &[CommandSpec] = &[
+    spec!("object|encoding", ObjectEncoding, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the internal encoding of a Redis object."),
+    spec!("object|freq", ObjectFreq, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "4.0.0", "Returns the logarithmic access frequency counter of a Redis object."),
+    spec!("object|idletime", ObjectIdleTime, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the time since the last access to a Redis object."),
+    spec!("object|refcount", ObjectRefCount, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the reference count of a value of a key."),
+    spec!("object|help", ObjectHelp, 2, L | ST, 0, 0, 0, Connection, ["keyspace", "slow"], "generic", "6.2.0", "Returns helpful text about the different subcommands."),
+    spec!("client|id", ClientId, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns the unique client ID of the connection."),
+    spec!("client|setname", ClientSetName, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "2.6.9", "Sets the connection name."),
+    spec!("client|getname", ClientGetName, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "2.6.9", "Returns the name of the connection."),
+    spec!("client|list", ClientList, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "2.4.0", "Lists open connections."),
+    spec!("client|info", ClientInfo, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "6.2.0", "Returns information about the connection."),
+    spec!("client|kill", ClientKill, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "2.4.0", "Terminates open connections."),
+    spec!("client|setinfo", ClientSetInfo, 4, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Sets information specific to the client or connection."),
+    spec!("client|no-evict", ClientNoEvict, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "7.0.0", "Sets the client eviction mode of the connection."),
+    spec!("client|no-touch", ClientNoTouch, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."),
+    spec!("client|help", ClientHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!("config|get", ConfigGet, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Returns the effective values of configuration parameters."),
+    spec!("config|set", ConfigSet, -4, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Sets configuration parameters in-flight."),
+    spec!("config|resetstat", ConfigResetStat, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Resets the server's statistics."),
+    spec!("config|rewrite", ConfigRewrite, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.0", "Persists the effective configuration to file."),
+    spec!("config|help", ConfigHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!("command|count", CommandCount, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns a count of commands."),
+    spec!("command|info", CommandInfo, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns information about one, multiple or all commands."),
+    spec!("command|docs", CommandDocs, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns documentary information about one, multiple or all commands."),
+    spec!("command|getkeys", CommandGetKeys, -3, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Extracts the key names from an arbitrary command."),
+    spec!("command|list", CommandList, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
+    spec!("command|help", CommandHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+];
+
+/// The subcommand rows of a container command, in table order.
+pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
+    let prefix = match parent {
+        Cmd::Object => "object|",
+        Cmd::Client => "client|",
+        Cmd::Config => "config|",
+        Cmd::Command => "command|",
+        _ => return &[],
+    };
+    let start = SUBCOMMANDS.iter().position(|s| s.name.starts_with(prefix)).unwrap_or(0);
+    let len = SUBCOMMANDS[start..].iter().take_while(|s| s.name.starts_with(prefix)).count();
+    &SUBCOMMANDS[start..start + len]
+}
+
+/// The longest name in either table, plus room for `|`: longer input cannot match.
+const MAX_NAME: usize = 32;
+
+fn sorted_index() -> &'static [(&'static str, &'static CommandSpec)] {
+    static INDEX: OnceLock<Vec<(&'static str, &'static CommandSpec)>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut v: Vec<_> = COMMANDS.iter().chain(SUBCOMMANDS.iter()).map(|s| (s.name, s)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    })
+}
+
+fn find(lower: &[u8]) -> Option<&'static CommandSpec> {
+    let idx = sorted_index();
+    idx.binary_search_by(|(n, _)| n.as_bytes().cmp(lower)).ok().map(|i| idx[i].1)
+}
+
+/// Finds a top-level command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    find(&buf[..name.len()]).filter(|s| !s.name.contains('|'))
+}
+
+/// Finds the subcommand `sub` of container `parent`, case-insensitively.
+pub fn lookup_sub(parent: &CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
+    let total = parent.name.len() + 1 + sub.len();
+    if total > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    buf[..parent.name.len()].copy_from_slice(parent.name.as_bytes());
+    buf[parent.name.len()] = b'|';
+    for (d, s) in buf[parent.name.len() + 1..].iter_mut().zip(sub) {
+        *d = s.to_ascii_lowercase();
+    }
+    find(&buf[..total])
+}
+
+/// Resolves a command line's spec: the command itself, or its subcommand for containers.
+/// Errors are Redis's texts (unknown command / unknown subcommand / arity).
+pub fn resolve(args: &[&[u8]]) -> Result<&'static CommandSpec, String> {
+    let Some(name) = args.first() else {
+        return Err("ERR empty command".into());
+    };
+    let Some(spec) = lookup(name) else {
+        return Err(unknown_command_error(args));
+    };
+    if spec.is_container() {
+        if args.len() < 2 {
+            return Err(spec.arity_error());
+        }
+        let Some(sub) = lookup_sub(spec, args[1]) else {
+            return Err(format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                truncated(args[1], 128),
+                String::from_utf8_lossy(name).to_uppercase()
+            ));
+        };
+        if !sub.arity_ok(args.len()) {
+            return Err(sub.arity_error());
+        }
+        return Ok(sub);
+    }
+    if !spec.arity_ok(args.len()) {
+        return Err(spec.arity_error());
+    }
+    Ok(spec)
+}
+
+fn truncated(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
+}
+
+/// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` as Redis 7 writes it.
+pub fn unknown_command_error(args: &[&[u8]]) -> String {
+    let mut rest = String::new();
+    for a in args.iter().skip(1) {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        rest.push('\'');
+        rest.push_str(&truncated(a, room));
+        rest.push_str("' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        truncated(args.first().copied().unwrap_or(b""), 128),
+        rest
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cmd_has_exactly_one_row() {
+        let mut seen = std::collections::HashSet::new();
+        for s in COMMANDS.iter().chain(SUBCOMMANDS) {
+            assert!(seen.insert(s.cmd), "{} listed twice", s.name);
+            assert_eq!(s.name, s.name.to_ascii_lowercase());
+            assert!(s.name.len() < MAX_NAME);
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup(b"GeT").unwrap().cmd, Cmd::Get);
+        assert!(lookup(b"nosuch").is_none());
+        assert!(lookup(b"config|get").is_none(), "subcommands are not top-level names");
+        let config = lookup(b"CONFIG").unwrap();
+        assert_eq!(lookup_sub(config, b"Get").unwrap().cmd, Cmd::ConfigGet);
+        assert_eq!(subcommands(Cmd::Command).len(), 6);
+    }
+
+    #[test]
+    fn arity_and_errors() {
+        assert_eq!(resolve(&[b"get"]).unwrap_err(), "ERR wrong number of arguments for 'get' command");
+        assert!(resolve(&[b"get", b"k"]).is_ok());
+        assert!(resolve(&[b"set", b"k"]).is_err());
+        assert!(resolve(&[b"set", b"k", b"v", b"EX", b"1"]).is_ok());
+        assert_eq!(
+            resolve(&[b"config", b"nope"]).unwrap_err(),
+            "ERR unknown subcommand 'nope'. Try CONFIG HELP."
+        );
+        assert_eq!(
+            resolve(&[b"config", b"get"]).unwrap_err(),
+            "ERR wrong number of arguments for 'config|get' command"
+        );
+        assert_eq!(
+            resolve(&[b"foo", b"a", b"b"]).unwrap_err(),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(resolve(&[b"foo"]).unwrap_err(), "ERR unknown command 'foo', with args beginning with: ");
+    }
+
+    #[test]
+    fn key_positions() {
+        let keys = |name: &[u8], argc| lookup(name).unwrap().key_indices(argc).collect::<Vec<_>>();
+        assert_eq!(keys(b"get", 2), vec![1]);
+        assert_eq!(keys(b"mget", 4), vec![1, 2, 3]);
+        assert_eq!(keys(b"mset", 5), vec![1, 3]);
+        assert_eq!(keys(b"rename", 3), vec![1, 2]);
+        assert_eq!(keys(b"copy", 5), vec![1, 2]);
+        assert_eq!(keys(b"ping", 1), Vec::<usize>::new());
+        let obj = lookup_sub(lookup(b"object").unwrap(), b"encoding").unwrap();
+        assert_eq!(obj.key_indices(3).collect::<Vec<_>>(), vec![2]);
+    }
+}

@@ -1,0 +1,233 @@
+//! Reply encoding for RESP2 and RESP3.
+//!
+//! A [`ReplyWriter`] appends to a byte vector the connection owns and reuses, so encoding a
+//! reply allocates only when that vector has to grow. The protocol a connection speaks
+//! (switched by HELLO) decides how nulls, maps, sets, doubles and booleans are written:
+//!
+//! | kind   | RESP2                 | RESP3        |
+//! |--------|-----------------------|--------------|
+//! | null   | `$-1` (or `*-1`)      | `_`          |
+//! | map    | array of 2N           | `%N`         |
+//! | set    | array                 | `~N`         |
+//! | double | bulk string           | `,`          |
+//! | bool   | integer 0/1           | `#t` / `#f`  |
+//!
+//! Replies that never change are static bytes (Redis's `shared.ok`).
+
+pub const OK: &[u8] = b"+OK\r\n";
+pub const PONG: &[u8] = b"+PONG\r\n";
+pub const QUEUED: &[u8] = b"+QUEUED\r\n";
+pub const NULL_BULK2: &[u8] = b"$-1\r\n";
+pub const NULL_ARRAY2: &[u8] = b"*-1\r\n";
+pub const NULL3: &[u8] = b"_\r\n";
+pub const ZERO: &[u8] = b":0\r\n";
+pub const ONE: &[u8] = b":1\r\n";
+pub const EMPTY_ARRAY: &[u8] = b"*0\r\n";
+pub const EMPTY_BULK: &[u8] = b"$0\r\n\r\n";
+
+/// The RESP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+/// Appends RESP replies to a buffer.
+pub struct ReplyWriter<'a> {
+    pub buf: &'a mut Vec<u8>,
+    pub proto: Protocol,
+}
+
+impl<'a> ReplyWriter<'a> {
+    #[inline]
+    pub fn new(buf: &'a mut Vec<u8>, proto: Protocol) -> Self {
+        ReplyWriter { buf, proto }
+    }
+
+    #[inline]
+    pub fn resp3(&self) -> bool {
+        self.proto == Protocol::Resp3
+    }
+
+    #[inline]
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    pub fn ok(&mut self) {
+        self.raw(OK);
+    }
+
+    /// `+s\r\n`; `s` must not contain CR or LF.
+    #[inline]
+    pub fn simple(&mut self, s: &[u8]) {
+        self.buf.push(b'+');
+        self.buf.extend_from_slice(s);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// `-msg\r\n`; `msg` starts with the error code (`ERR`, `WRONGTYPE`, …). CR/LF in the
+    /// message are replaced by spaces, as Redis does, so an error can never break framing.
+    pub fn error(&mut self, msg: &str) {
+        self.buf.push(b'-');
+        for &c in msg.as_bytes() {
+            self.buf.push(if c == b'\r' || c == b'\n' { b' ' } else { c });
+        }
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    pub fn int(&mut self, v: i64) {
+        match v {
+            0 => self.raw(ZERO),
+            1 => self.raw(ONE),
+            _ => {
+                self.buf.push(b':');
+                self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    #[inline]
+    fn header(&mut self, tag: u8, n: usize) {
+        self.buf.push(tag);
+        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    pub fn bulk(&mut self, data: &[u8]) {
+        self.header(b'$', data.len());
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// A bulk string holding the decimal form of `v` (how Redis returns an integer-encoded
+    /// string value).
+    #[inline]
+    pub fn bulk_int(&mut self, v: i64) {
+        let mut b = itoa::Buffer::new();
+        self.bulk(b.format(v).as_bytes());
+    }
+
+    /// The null reply for a missing bulk string.
+    #[inline]
+    pub fn null(&mut self) {
+        self.raw(if self.resp3() { NULL3 } else { NULL_BULK2 });
+    }
+
+    /// The null reply for a missing array (`*-1` in RESP2).
+    #[inline]
+    pub fn null_array(&mut self) {
+        self.raw(if self.resp3() { NULL3 } else { NULL_ARRAY2 });
+    }
+
+    #[inline]
+    pub fn array(&mut self, n: usize) {
+        self.header(b'*', n);
+    }
+
+    /// A map of `n` pairs: `%n` in RESP3, an array of `2n` in RESP2.
+    #[inline]
+    pub fn map(&mut self, n: usize) {
+        if self.resp3() {
+            self.header(b'%', n);
+        } else {
+            self.header(b'*', 2 * n);
+        }
+    }
+
+    #[inline]
+    pub fn set(&mut self, n: usize) {
+        if self.resp3() {
+            self.header(b'~', n);
+        } else {
+            self.header(b'*', n);
+        }
+    }
+
+    /// A double: `,` in RESP3, a bulk string in RESP2. `text` is the already formatted value.
+    pub fn double_text(&mut self, text: &[u8]) {
+        if self.resp3() {
+            self.buf.push(b',');
+            self.buf.extend_from_slice(text);
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(text);
+        }
+    }
+
+    pub fn boolean(&mut self, v: bool) {
+        if self.resp3() {
+            self.raw(if v { b"#t\r\n" } else { b"#f\r\n" });
+        } else {
+            self.int(v as i64);
+        }
+    }
+
+    /// A verbatim string (`=`) in RESP3 with the given 3-letter format, a bulk string in RESP2.
+    pub fn verbatim(&mut self, format: &[u8; 3], data: &[u8]) {
+        if self.resp3() {
+            self.header(b'=', data.len() + 4);
+            self.buf.extend_from_slice(format);
+            self.buf.push(b':');
+            self.buf.extend_from_slice(data);
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(data);
+        }
+    }
+}
+
+/// Parses the integer of a `:n\r\n` reply, used when merging per-shard replies.
+pub fn parse_int_reply(reply: &[u8]) -> Option<i64> {
+    let body = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    crate::parse_i64(body)
+}
+
+/// Splits an array reply `*n\r\n<elements>` into its count and element bytes.
+pub fn split_array_reply(reply: &[u8]) -> Option<(usize, &[u8])> {
+    let rest = reply.strip_prefix(b"*")?;
+    let eol = rest.iter().position(|&c| c == b'\r')?;
+    let n = crate::parse_i64(&rest[..eol])?;
+    let body = rest.get(eol + 2..)?;
+    usize::try_from(n).ok().map(|n| (n, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(proto: Protocol, f: impl FnOnce(&mut ReplyWriter)) -> Vec<u8> {
+        let mut buf = Vec::new();
+        f(&mut ReplyWriter::new(&mut buf, proto));
+        buf
+    }
+
+    #[test]
+    fn resp2_and_resp3_differ_where_redis_does() {
+        assert_eq!(enc(Protocol::Resp2, |w| w.null()), b"$-1\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.null()), b"_\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.null_array()), b"*-1\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.map(2)), b"*4\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.map(2)), b"%2\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.set(1)), b"~1\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.double_text(b"1.5")), b"$3\r\n1.5\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.double_text(b"1.5")), b",1.5\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.boolean(true)), b"#t\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.verbatim(b"txt", b"hi")), b"=6\r\ntxt:hi\r\n");
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(enc(Protocol::Resp2, |w| w.int(-42)), b":-42\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.bulk(b"a\r\nb")), b"$4\r\na\r\nb\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.bulk_int(i64::MIN)), b"$20\r\n-9223372036854775808\r\n");
+        assert_eq!(enc(Protocol::Resp2, |w| w.error("ERR a\r\nb")), b"-ERR a  b\r\n");
+        assert_eq!(parse_int_reply(b":12\r\n"), Some(12));
+        assert_eq!(split_array_reply(b"*2\r\n:1\r\n:2\r\n"), Some((2, &b":1\r\n:2\r\n"[..])));
+    }
+}
