@@ -257,7 +257,6 @@ const NS: u32 = Flags::NOSCRIPT;
 const L: u32 = Flags::LOADING;
 const ST: u32 = Flags::STALE;
 const NA: u32 = Flags::NO_AUTH;
-const SS: u32 = Flags::SKIP_SLOWLOG;
 const AB: u32 = Flags::ALLOW_BUSY;
 const NM: u32 = Flags::NO_MULTI;
 

@@ -6,10 +6,12 @@
 //! - Decoding never copies an argument: arguments are spans of the caller's read buffer.
 //! - Every input, however malformed, yields a value or a `ProtocolError`; nothing panics.
 
+pub mod args;
 pub mod command;
 pub mod decode;
 pub mod encode;
 
+pub use args::{Args, OwnedArgs};
 pub use command::{lookup, lookup_sub, resolve, subcommands, Cmd, CommandSpec, Flags, Merge, Route, COMMANDS, SUBCOMMANDS};
 pub use decode::{Decoded, Limits, ProtocolError, RequestDecoder, Span};
 pub use encode::{Protocol, ReplyWriter};

@@ -1,0 +1,415 @@
+//! One shard's keyspace: databases 0–15, values, expiry, and execution of the commands whose
+//! keys this shard owns.
+//!
+//! This crate is pure: no sockets, threads, runtime or clock. Time (`ExecCtx::now_ms`),
+//! randomness and hash seeds are passed in, so every behaviour is reproducible in tests and
+//! the same code runs in the server, the model test and the fuzzer.
+//!
+//! Invariants:
+//! - An expired key is never visible: every access checks the deadline (lazy expiry) and the
+//!   active cycle ([`Shard::expire_step`]) reclaims the rest in bounded steps.
+//! - No call does work proportional to the table size except those Redis documents as O(N)
+//!   (KEYS, FLUSHDB); growth and shrinking are incremental ([`dict`]).
+
+pub mod dict;
+pub mod glob;
+pub mod ops;
+mod value;
+
+use dict::{Dict, Live};
+use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
+pub use value::{Entry, Value};
+
+/// Databases per server, as Redis's default `databases 16`.
+pub const DB_COUNT: usize = 16;
+
+/// Error replies shared by many commands, byte for byte as Redis 7.
+pub mod err {
+    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+    pub const SYNTAX: &str = "ERR syntax error";
+    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    pub const SAME_OBJECT: &str = "ERR source and destination objects are the same";
+    pub const DB_RANGE: &str = "ERR DB index is out of range";
+    pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+    pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+}
+
+/// Settings the shard needs; the server owns the full configuration.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    pub proto_max_bulk_len: i64,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN }
+    }
+}
+
+/// Counters INFO reports; summed over shards by the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_keys: u64,
+    /// Write commands applied since start (Redis's `dirty` counter).
+    pub dirty: u64,
+}
+
+/// What a command executes against: the client's selected database and the time.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecCtx {
+    pub db: usize,
+    pub now_ms: u64,
+}
+
+/// One database: a table of entries and the count of those with a deadline.
+pub struct Db {
+    pub dict: Dict<Entry>,
+    pub expires_count: usize,
+    /// Where the active expiry cycle resumes in this database.
+    expire_cursor: u64,
+    /// Running average of the remaining TTL of sampled keys (INFO keyspace `avg_ttl`).
+    pub avg_ttl_ms: u64,
+}
+
+impl Db {
+    fn new(seed: u64) -> Self {
+        Db { dict: Dict::new(seed), expires_count: 0, expire_cursor: 0, avg_ttl_ms: 0 }
+    }
+}
+
+/// One shard of the keyspace.
+pub struct Shard {
+    pub dbs: Vec<Db>,
+    pub stats: Stats,
+    pub config: ShardConfig,
+    rng: u64,
+    expire_db: usize,
+    /// Tables detached by FLUSHDB/FLUSHALL/overwrites, freed in slices by [`Shard::lazyfree_step`].
+    garbage: Vec<Dict<Entry>>,
+}
+
+/// What one active-expiry step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireStep {
+    pub sampled: usize,
+    pub expired: usize,
+}
+
+impl Shard {
+    /// `seed` keys the hash tables and the shard's random source.
+    pub fn new(seed: u64, config: ShardConfig) -> Self {
+        let seed = seed | 1;
+        Shard {
+            dbs: (0..DB_COUNT as u64).map(|i| Db::new(seed.wrapping_mul(i + 1))).collect(),
+            stats: Stats::default(),
+            config,
+            rng: seed,
+            expire_db: 0,
+            garbage: Vec::new(),
+        }
+    }
+
+    /// xorshift64*: fast, seedable; randomness here only picks keys.
+    pub fn next_rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub(crate) fn rng_state(&self) -> u64 {
+        self.rng
+    }
+
+    pub(crate) fn set_rng_state(&mut self, s: u64) {
+        self.rng = s;
+    }
+
+    /// Empties database `db` in O(1): its table is queued for [`Shard::lazyfree_step`].
+    pub fn flush_db(&mut self, db: usize) {
+        let seed = self.next_rand();
+        let d = &mut self.dbs[db];
+        let old = std::mem::replace(&mut d.dict, Dict::new(seed));
+        d.expires_count = 0;
+        d.expire_cursor = 0;
+        d.avg_ttl_ms = 0;
+        if !old.is_empty() {
+            self.garbage.push(old);
+        }
+    }
+
+    /// Frees up to `buckets` buckets of detached tables; true while more remains.
+    pub fn lazyfree_step(&mut self, buckets: usize) -> bool {
+        while let Some(d) = self.garbage.last_mut() {
+            if d.free_step(buckets) {
+                return true;
+            }
+            self.garbage.pop();
+        }
+        false
+    }
+
+    /// Entries waiting to be freed (INFO `lazyfree_pending_objects`).
+    pub fn lazyfree_pending(&self) -> usize {
+        self.garbage.iter().map(|d| d.len()).sum()
+    }
+
+    /// Looks a key up for reading or writing; an expired key is deleted and reported absent.
+    pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let d = &mut self.dbs[db];
+        match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
+            Live::Found(e) => Some(e),
+            Live::Removed(_) => {
+                d.expires_count -= 1;
+                self.stats.expired_keys += 1;
+                None
+            }
+            Live::Missing => None,
+        }
+    }
+
+    /// `lookup` that also counts a keyspace hit or miss (Redis's lookupKeyRead).
+    pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let d = &mut self.dbs[db];
+        match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
+            Live::Found(e) => {
+                self.stats.keyspace_hits += 1;
+                e.access_s = (now_ms / 1000) as u32;
+                Some(e)
+            }
+            Live::Removed(_) => {
+                d.expires_count -= 1;
+                self.stats.expired_keys += 1;
+                self.stats.keyspace_misses += 1;
+                None
+            }
+            Live::Missing => {
+                self.stats.keyspace_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// True when `key` exists and has not expired (removing it if it has).
+    pub fn exists(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        self.lookup(db, key, now_ms).is_some()
+    }
+
+    /// Stores `entry` at `key`, replacing any value and deadline.
+    pub fn store(&mut self, db: usize, key: &[u8], entry: Entry) {
+        let d = &mut self.dbs[db];
+        let new_volatile = entry.expire_at_ms != 0;
+        if let Some(old) = d.dict.insert(key, entry) {
+            if old.expire_at_ms != 0 {
+                d.expires_count -= 1;
+            }
+        }
+        if new_volatile {
+            d.expires_count += 1;
+        }
+    }
+
+    /// Removes `key` whatever its deadline; returns the entry.
+    pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        let d = &mut self.dbs[db];
+        let e = d.dict.remove(key)?;
+        if e.expire_at_ms != 0 {
+            d.expires_count -= 1;
+        }
+        Some(e)
+    }
+
+    /// Sets or clears the deadline of an existing key; returns false if the key is absent.
+    pub fn set_expire(&mut self, db: usize, key: &[u8], deadline_ms: u64) -> bool {
+        let d = &mut self.dbs[db];
+        let Some(e) = d.dict.get_mut(key) else { return false };
+        let was = e.expire_at_ms != 0;
+        e.expire_at_ms = deadline_ms;
+        match (was, deadline_ms != 0) {
+            (false, true) => d.expires_count += 1,
+            (true, false) => d.expires_count -= 1,
+            _ => {}
+        }
+        true
+    }
+
+    /// Keys in database `db` (including logically expired ones not yet reclaimed, as Redis).
+    pub fn db_len(&self, db: usize) -> usize {
+        self.dbs[db].dict.len()
+    }
+
+    /// Active expiry: examines up to `budget` buckets across the databases that hold keys
+    /// with deadlines, deleting the expired ones. Bounded: never more than `budget` bucket
+    /// visits (each bucket holds ~1 entry at the table's load factor). The caller repeats
+    /// while a large share of sampled keys was expired and its time slice allows.
+    pub fn expire_step(&mut self, now_ms: u64, budget: usize) -> ExpireStep {
+        let mut step = ExpireStep::default();
+        let mut doomed: Vec<Box<[u8]>> = Vec::new();
+        let mut visited_dbs = 0;
+        let mut buckets = 0;
+        while buckets < budget && visited_dbs < DB_COUNT {
+            let dbi = self.expire_db;
+            let d = &mut self.dbs[dbi];
+            if d.expires_count == 0 {
+                d.expire_cursor = 0;
+                self.expire_db = (self.expire_db + 1) % DB_COUNT;
+                visited_dbs += 1;
+                continue;
+            }
+            let mut cursor = d.expire_cursor;
+            let mut ttl_sum = 0u64;
+            let mut ttl_n = 0u64;
+            loop {
+                cursor = d.dict.scan(cursor, |k, e| {
+                    if e.expire_at_ms != 0 {
+                        step.sampled += 1;
+                        if now_ms > e.expire_at_ms {
+                            doomed.push(k.into());
+                        } else {
+                            ttl_sum += e.expire_at_ms - now_ms;
+                            ttl_n += 1;
+                        }
+                    }
+                });
+                buckets += 1;
+                if cursor == 0 || buckets >= budget {
+                    break;
+                }
+            }
+            if ttl_n > 0 {
+                let avg = ttl_sum / ttl_n;
+                // Redis's smoothing: the new average weighs 2% of the sample per step.
+                d.avg_ttl_ms = if d.avg_ttl_ms == 0 { avg } else { (d.avg_ttl_ms / 50) * 49 + avg / 50 };
+            }
+            d.expire_cursor = cursor;
+            for k in doomed.drain(..) {
+                if d.dict.remove(&k).is_some() {
+                    d.expires_count -= 1;
+                    step.expired += 1;
+                }
+            }
+            if cursor == 0 {
+                self.expire_db = (self.expire_db + 1) % DB_COUNT;
+                visited_dbs += 1;
+            }
+        }
+        self.stats.expired_keys += step.expired as u64;
+        step
+    }
+
+    /// Advances incremental rehashing in every database by up to `buckets` buckets each.
+    pub fn rehash_step(&mut self, buckets: usize) -> bool {
+        let mut more = false;
+        for d in &mut self.dbs {
+            more |= d.dict.rehash_step(buckets);
+        }
+        more
+    }
+
+    /// Executes one command whose keys all belong to this shard and writes its reply.
+    ///
+    /// `spec` has already been resolved and arity-checked by the caller. Must not block;
+    /// allocates only for values it stores or replies it builds.
+    pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
+        use ops::{keyspace as k, string as s};
+        match spec.cmd {
+            Cmd::Get => s::get(self, ctx, args, out),
+            Cmd::Set => s::set(self, ctx, args, out),
+            Cmd::SetNx => s::setnx(self, ctx, args, out),
+            Cmd::SetEx => s::setex(self, ctx, args, out, 1000, "setex"),
+            Cmd::PSetEx => s::setex(self, ctx, args, out, 1, "psetex"),
+            Cmd::GetSet => s::getset(self, ctx, args, out),
+            Cmd::GetDel => s::getdel(self, ctx, args, out),
+            Cmd::GetEx => s::getex(self, ctx, args, out),
+            Cmd::MGet => s::mget(self, ctx, args, out),
+            Cmd::MSet => s::mset(self, ctx, args, out),
+            Cmd::MSetNx => s::msetnx(self, ctx, args, out),
+            Cmd::Append => s::append(self, ctx, args, out),
+            Cmd::StrLen => s::strlen(self, ctx, args, out),
+            Cmd::Incr => s::incr_by(self, ctx, &args[1], Ok(1), out),
+            Cmd::Decr => s::incr_by(self, ctx, &args[1], Ok(-1), out),
+            Cmd::IncrBy => s::incr_by(self, ctx, &args[1], s::parse_incr(&args[2], false), out),
+            Cmd::DecrBy => s::incr_by(self, ctx, &args[1], s::parse_incr(&args[2], true), out),
+            Cmd::IncrByFloat => s::incrbyfloat(self, ctx, args, out),
+            Cmd::GetRange | Cmd::Substr => s::getrange(self, ctx, args, out),
+            Cmd::SetRange => s::setrange(self, ctx, args, out),
+            Cmd::Lcs => s::lcs(self, ctx, args, out),
+            Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
+            Cmd::Exists => k::exists(self, ctx, args, out),
+            Cmd::Touch => k::touch(self, ctx, args, out),
+            Cmd::Type => k::type_(self, ctx, args, out),
+            Cmd::Expire => k::expire(self, ctx, args, out, 1000, false, spec.name),
+            Cmd::PExpire => k::expire(self, ctx, args, out, 1, false, spec.name),
+            Cmd::ExpireAt => k::expire(self, ctx, args, out, 1000, true, spec.name),
+            Cmd::PExpireAt => k::expire(self, ctx, args, out, 1, true, spec.name),
+            Cmd::Ttl => k::ttl(self, ctx, args, out, k::TtlKind::Ttl),
+            Cmd::PTtl => k::ttl(self, ctx, args, out, k::TtlKind::PTtl),
+            Cmd::ExpireTime => k::ttl(self, ctx, args, out, k::TtlKind::ExpireTime),
+            Cmd::PExpireTime => k::ttl(self, ctx, args, out, k::TtlKind::PExpireTime),
+            Cmd::Persist => k::persist(self, ctx, args, out),
+            Cmd::Rename => k::rename(self, ctx, args, out, false),
+            Cmd::RenameNx => k::rename(self, ctx, args, out, true),
+            Cmd::Copy => k::copy(self, ctx, args, out),
+            Cmd::Move => k::move_(self, ctx, args, out),
+            Cmd::Keys => k::keys(self, ctx, args, out),
+            Cmd::Scan => k::scan(self, ctx, args, out),
+            Cmd::RandomKey => k::randomkey(self, ctx, out),
+            Cmd::DbSize => out.int(self.db_len(ctx.db) as i64),
+            Cmd::FlushDb => k::flush(self, ctx, args, out, false),
+            Cmd::FlushAll => k::flush(self, ctx, args, out, true),
+            Cmd::SwapDb => k::swapdb(self, args, out),
+            Cmd::ObjectEncoding | Cmd::ObjectFreq | Cmd::ObjectIdleTime | Cmd::ObjectRefCount => {
+                k::object(self, ctx, spec.cmd, args, out)
+            }
+            // Commands that touch no keyspace are the server's; reaching here is a routing bug
+            // and is reported rather than hidden.
+            Cmd::Object
+            | Cmd::ObjectHelp
+            | Cmd::Ping
+            | Cmd::Echo
+            | Cmd::Quit
+            | Cmd::Reset
+            | Cmd::Hello
+            | Cmd::Auth
+            | Cmd::Select
+            | Cmd::Client
+            | Cmd::ClientId
+            | Cmd::ClientSetName
+            | Cmd::ClientGetName
+            | Cmd::ClientList
+            | Cmd::ClientInfo
+            | Cmd::ClientKill
+            | Cmd::ClientSetInfo
+            | Cmd::ClientNoEvict
+            | Cmd::ClientNoTouch
+            | Cmd::ClientHelp
+            | Cmd::Info
+            | Cmd::Config
+            | Cmd::ConfigGet
+            | Cmd::ConfigSet
+            | Cmd::ConfigResetStat
+            | Cmd::ConfigRewrite
+            | Cmd::ConfigHelp
+            | Cmd::Time
+            | Cmd::Shutdown
+            | Cmd::Debug
+            | Cmd::Command
+            | Cmd::CommandCount
+            | Cmd::CommandInfo
+            | Cmd::CommandDocs
+            | Cmd::CommandGetKeys
+            | Cmd::CommandList
+            | Cmd::CommandHelp => out.error(&format!("ERR '{}' is not a keyspace command", spec.name)),
+        }
+        if spec.flags.has(percore_proto::Flags::WRITE) {
+            self.stats.dirty += 1;
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Keyspace commands (Redis's `db.c` and `expire.c`): DEL, EXISTS, TYPE, the EXPIRE family,
+//! TTLs, RENAME, COPY, MOVE, KEYS, SCAN, RANDOMKEY, FLUSHDB/FLUSHALL, SWAPDB, OBJECT.
+//!
+//! For commands that may span shards (RENAME, COPY, SCAN, RANDOMKEY, …) this file holds the
+//! single-shard behaviour; the server composes several shards' answers with the same
+//! helpers ([`parse_scan`], [`Shard::scan_keys`], [`Shard::random_key`]).
+
+use super::{eq_ic, parse_int};
+use crate::glob::{glob_match, matches_all};
+use crate::{err, Entry, ExecCtx, Shard, Value, DB_COUNT};
+use percore_proto::{Args, Cmd, ReplyWriter};
+
+pub fn del(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let mut n = 0;
+    for key in a.iter().skip(1) {
+        if sh.lookup(ctx.db, key, ctx.now_ms).is_some() {
+            sh.remove(ctx.db, key);
+            n += 1;
+        }
+    }
+    out.int(n);
+}
+
+/// Counts keys that exist, counting repeats, with keyspace hit/miss statistics.
+fn count_existing(sh: &mut Shard, ctx: &ExecCtx, a: &Args, touch: bool) -> i64 {
+    let mut n = 0;
+    for key in a.iter().skip(1) {
+        let found = if touch {
+            sh.lookup_read(ctx.db, key, ctx.now_ms).is_some()
+        } else {
+            let f = sh.lookup(ctx.db, key, ctx.now_ms).is_some();
+            sh.count_hit(f);
+            f
+        };
+        n += found as i64;
+    }
+    n
+}
+
+pub fn exists(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    out.int(count_existing(sh, ctx, &a, false));
+}
+
+pub fn touch(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    out.int(count_existing(sh, ctx, &a, true));
+}
+
+pub fn type_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let t = sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.value.type_name());
+    sh.count_hit(t.is_some());
+    out.simple(t.unwrap_or("none").as_bytes());
+}
+
+const EXPIRE_NX: u8 = 1;
+const EXPIRE_XX: u8 = 2;
+const EXPIRE_GT: u8 = 4;
+const EXPIRE_LT: u8 = 8;
+
+fn parse_expire_flags(a: &Args) -> Result<u8, String> {
+    let mut f = 0u8;
+    for opt in a.iter().skip(3) {
+        f |= if eq_ic(opt, b"nx") {
+            EXPIRE_NX
+        } else if eq_ic(opt, b"xx") {
+            EXPIRE_XX
+        } else if eq_ic(opt, b"gt") {
+            EXPIRE_GT
+        } else if eq_ic(opt, b"lt") {
+            EXPIRE_LT
+        } else {
+            return Err(format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)));
+        };
+    }
+    if f & EXPIRE_NX != 0 && f & (EXPIRE_XX | EXPIRE_GT | EXPIRE_LT) != 0 {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if f & EXPIRE_GT != 0 && f & EXPIRE_LT != 0 {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    Ok(f)
+}
+
+/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (Redis's `expireGenericCommand`).
+pub fn expire(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    a: Args,
+    out: &mut ReplyWriter,
+    unit_ms: i64,
+    absolute: bool,
+    name: &str,
+) {
+    let flags = match parse_expire_flags(&a) {
+        Ok(f) => f,
+        Err(e) => return out.error(&e),
+    };
+    let mut when = match parse_int(&a[2]) {
+        Ok(w) => w,
+        Err(e) => return out.error(e),
+    };
+    let invalid = || format!("ERR invalid expire time in '{name}' command");
+    if unit_ms == 1000 {
+        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+            return out.error(&invalid());
+        }
+        when *= 1000;
+    }
+    let base = if absolute { 0 } else { ctx.now_ms as i64 };
+    if when > i64::MAX - base {
+        return out.error(&invalid());
+    }
+    when += base;
+    let key = &a[1];
+    let Some(e) = sh.lookup(ctx.db, key, ctx.now_ms) else {
+        return out.int(0);
+    };
+    let current: i64 = if e.expire_at_ms == 0 { -1 } else { e.expire_at_ms as i64 };
+    if (flags & EXPIRE_NX != 0 && current != -1)
+        || (flags & EXPIRE_XX != 0 && current == -1)
+        || (flags & EXPIRE_GT != 0 && (when <= current || current == -1))
+        || (flags & EXPIRE_LT != 0 && current != -1 && when >= current)
+    {
+        return out.int(0);
+    }
+    if when <= ctx.now_ms as i64 {
+        sh.remove(ctx.db, key);
+        sh.stats.expired_keys += 1;
+    } else {
+        sh.set_expire(ctx.db, key, when as u64);
+    }
+    out.int(1);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TtlKind {
+    Ttl,
+    PTtl,
+    ExpireTime,
+    PExpireTime,
+}
+
+pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: TtlKind) {
+    let e = sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.expire_at_ms);
+    sh.count_hit(e.is_some());
+    let Some(deadline) = e else { return out.int(-2) };
+    if deadline == 0 {
+        return out.int(-1);
+    }
+    let left = deadline.saturating_sub(ctx.now_ms) as i64;
+    out.int(match kind {
+        TtlKind::Ttl => (left + 500) / 1000,
+        TtlKind::PTtl => left,
+        TtlKind::ExpireTime => deadline as i64 / 1000,
+        TtlKind::PExpireTime => deadline as i64,
+    });
+}
+
+pub fn persist(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.expire_at_ms) {
+        Some(d) if d != 0 => {
+            sh.set_expire(ctx.db, &a[1], 0);
+            out.int(1)
+        }
+        _ => out.int(0),
+    }
+}
+
+/// RENAME/RENAMENX with both keys on this shard.
+pub fn rename(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, nx: bool) {
+    let (src, dst) = (&a[1], &a[2]);
+    if sh.lookup(ctx.db, src, ctx.now_ms).is_none() {
+        return out.error(err::NO_SUCH_KEY);
+    }
+    if src == dst {
+        return if nx { out.int(0) } else { out.ok() };
+    }
+    if nx && sh.exists(ctx.db, dst, ctx.now_ms) {
+        return out.int(0);
+    }
+    let entry = sh.remove(ctx.db, src).expect("source found by lookup above");
+    sh.store(ctx.db, dst, entry);
+    if nx {
+        out.int(1)
+    } else {
+        out.ok()
+    }
+}
+
+/// COPY's options: (destination db, replace).
+pub fn parse_copy(a: &Args, current_db: usize) -> Result<(usize, bool), &'static str> {
+    let mut db = current_db;
+    let mut replace = false;
+    let mut j = 3;
+    while j < a.len() {
+        if eq_ic(&a[j], b"replace") {
+            replace = true;
+        } else if eq_ic(&a[j], b"db") && j + 1 < a.len() {
+            let n = parse_int(&a[j + 1])?;
+            if n < i32::MIN as i64 || n > i32::MAX as i64 {
+                return Err(err::NOT_INT);
+            }
+            if n < 0 || n >= DB_COUNT as i64 {
+                return Err(err::DB_RANGE);
+            }
+            db = n as usize;
+            j += 1;
+        } else {
+            return Err(err::SYNTAX);
+        }
+        j += 1;
+    }
+    Ok((db, replace))
+}
+
+/// COPY with both keys on this shard.
+pub fn copy(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let (dst_db, replace) = match parse_copy(&a, ctx.db) {
+        Ok(x) => x,
+        Err(e) => return out.error(e),
+    };
+    let (src, dst) = (&a[1], &a[2]);
+    if dst_db == ctx.db && src == dst {
+        return out.error(err::SAME_OBJECT);
+    }
+    let Some(entry) = sh.lookup(ctx.db, src, ctx.now_ms).map(|e| e.clone()) else {
+        return out.int(0);
+    };
+    if sh.exists(dst_db, dst, ctx.now_ms) && !replace {
+        return out.int(0);
+    }
+    sh.store(dst_db, dst, entry);
+    out.int(1);
+}
+
+/// Parses a database index argument as Redis's `getIntFromObjectOrReply` + `selectDb`.
+pub fn parse_db(arg: &[u8]) -> Result<usize, &'static str> {
+    let n = parse_int(arg)?;
+    if n < i32::MIN as i64 || n > i32::MAX as i64 {
+        return Err(err::NOT_INT);
+    }
+    if n < 0 || n >= DB_COUNT as i64 {
+        return Err(err::DB_RANGE);
+    }
+    Ok(n as usize)
+}
+
+pub fn move_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let dst = match parse_db(&a[2]) {
+        Ok(d) => d,
+        Err(e) => return out.error(e),
+    };
+    if dst == ctx.db {
+        return out.error(err::SAME_OBJECT);
+    }
+    let key = &a[1];
+    if sh.lookup(ctx.db, key, ctx.now_ms).is_none() {
+        return out.int(0);
+    }
+    if sh.exists(dst, key, ctx.now_ms) {
+        return out.int(0);
+    }
+    let entry = sh.remove(ctx.db, key).expect("found by lookup above");
+    sh.store(dst, key, entry);
+    out.int(1);
+}
+
+pub fn keys(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let found = sh.keys_matching(ctx.db, &a[1], ctx.now_ms);
+    out.array(found.len());
+    for k in &found {
+        out.bulk(k);
+    }
+}
+
+/// SCAN's options after the cursor.
+#[derive(Clone, Debug, Default)]
+pub struct ScanOpts {
+    pub count: usize,
+    pub pattern: Option<Vec<u8>>,
+    pub type_name: Option<Vec<u8>>,
+}
+
+/// Parses a SCAN cursor as Redis's `parseScanCursorOrReply`.
+pub fn parse_cursor(arg: &[u8]) -> Result<u64, &'static str> {
+    if arg.is_empty() || !arg.iter().all(u8::is_ascii_digit) {
+        return Err(err::INVALID_CURSOR);
+    }
+    std::str::from_utf8(arg).ok().and_then(|s| s.parse().ok()).ok_or(err::INVALID_CURSOR)
+}
+
+/// Parses SCAN's `[MATCH p] [COUNT n] [TYPE t]` starting at `a[from]`.
+pub fn parse_scan(a: &Args, from: usize) -> Result<ScanOpts, &'static str> {
+    let mut o = ScanOpts { count: 10, ..Default::default() };
+    let mut i = from;
+    while i < a.len() {
+        let more = i + 1 < a.len();
+        if eq_ic(&a[i], b"count") && more {
+            let n = parse_int(&a[i + 1])?;
+            if n < 1 {
+                return Err(err::SYNTAX);
+            }
+            o.count = n as usize;
+        } else if eq_ic(&a[i], b"match") && more {
+            let p = &a[i + 1];
+            o.pattern = if matches_all(p) && p.len() == 1 { None } else { Some(p.to_vec()) };
+        } else if eq_ic(&a[i], b"type") && more {
+            o.type_name = Some(a[i + 1].to_vec());
+        } else {
+            return Err(err::SYNTAX);
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+impl Shard {
+    /// Counts a keyspace hit or miss for lookups that do not go through `lookup_read`.
+    pub fn count_hit(&mut self, found: bool) {
+        if found {
+            self.stats.keyspace_hits += 1;
+        } else {
+            self.stats.keyspace_misses += 1;
+        }
+    }
+
+    /// Every live key of `db` matching `pattern` (KEYS: O(N), as Redis documents).
+    pub fn keys_matching(&self, db: usize, pattern: &[u8], now_ms: u64) -> Vec<Vec<u8>> {
+        let all = matches_all(pattern);
+        let dict = &self.dbs[db].dict;
+        let mut found = Vec::new();
+        let mut cursor = 0;
+        loop {
+            cursor = dict.scan(cursor, |k, e| {
+                if !e.is_expired(now_ms) && (all || glob_match(pattern, k, false)) {
+                    found.push(k.to_vec());
+                }
+            });
+            if cursor == 0 {
+                return found;
+            }
+        }
+    }
+
+    /// One SCAN step over this shard's `db` from `cursor`: visits buckets until about
+    /// `count` keys are gathered or `10 × count` buckets were visited. Returns the next
+    /// cursor (0 when done) and the keys that pass the filters. Expired keys are reclaimed.
+    pub fn scan_keys(&mut self, db: usize, cursor: u64, opts: &ScanOpts, now_ms: u64) -> (u64, Vec<Vec<u8>>) {
+        let mut raw: Vec<(Vec<u8>, bool)> = Vec::new();
+        let mut cursor = cursor;
+        let mut budget = opts.count.saturating_mul(10);
+        {
+            let dict = &self.dbs[db].dict;
+            loop {
+                cursor = dict.scan(cursor, |k, e| raw.push((k.to_vec(), e.is_expired(now_ms))));
+                budget = budget.saturating_sub(1);
+                if cursor == 0 || budget == 0 || raw.len() >= opts.count {
+                    break;
+                }
+            }
+        }
+        let mut keys = Vec::with_capacity(raw.len());
+        for (k, expired) in raw {
+            if expired {
+                if self.lookup(db, &k, now_ms).is_none() {
+                    continue;
+                }
+            }
+            if let Some(p) = &opts.pattern {
+                if !glob_match(p, &k, false) {
+                    continue;
+                }
+            }
+            if let Some(t) = &opts.type_name {
+                let tn = self.dbs[db].dict.peek(&k).map_or("none", |e| e.value.type_name());
+                if !t.eq_ignore_ascii_case(tn.as_bytes()) {
+                    continue;
+                }
+            }
+            keys.push(k);
+        }
+        (cursor, keys)
+    }
+
+    /// A random live key of `db`, or None when it has none. Expired keys met on the way are
+    /// reclaimed; gives up after 100 expired picks in a row, as Redis does.
+    pub fn random_key(&mut self, db: usize, now_ms: u64) -> Option<Vec<u8>> {
+        for _ in 0..100 {
+            let mut rng = self.rng_state();
+            let picked = self.dbs[db].dict.random(|| {
+                rng ^= rng >> 12;
+                rng ^= rng << 25;
+                rng ^= rng >> 27;
+                rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            });
+            let (key, expired) = match picked {
+                Some((k, e)) => (k.to_vec(), e.is_expired(now_ms)),
+                None => return None,
+            };
+            self.set_rng_state(rng);
+            if !expired {
+                return Some(key);
+            }
+            self.lookup(db, &key, now_ms);
+        }
+        None
+    }
+
+    /// Swaps two databases' contents.
+    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        self.dbs.swap(a, b);
+    }
+}
+
+pub fn scan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let cursor = match parse_cursor(&a[1]) {
+        Ok(c) => c,
+        Err(e) => return out.error(e),
+    };
+    let opts = match parse_scan(&a, 2) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    let (next, keys) = sh.scan_keys(ctx.db, cursor, &opts, ctx.now_ms);
+    write_scan_reply(out, next, &keys);
+}
+
+/// `[cursor, [keys…]]` as Redis writes it (the cursor is a bulk string).
+pub fn write_scan_reply(out: &mut ReplyWriter, cursor: u64, keys: &[Vec<u8>]) {
+    out.array(2);
+    out.bulk(itoa::Buffer::new().format(cursor).as_bytes());
+    out.array(keys.len());
+    for k in keys {
+        out.bulk(k);
+    }
+}
+
+pub fn randomkey(sh: &mut Shard, ctx: &ExecCtx, out: &mut ReplyWriter) {
+    match sh.random_key(ctx.db, ctx.now_ms) {
+        Some(k) => out.bulk(&k),
+        None => out.null(),
+    }
+}
+
+/// FLUSHDB/FLUSHALL `[ASYNC|SYNC]`. The old tables are handed to the lazy-free queue so the
+/// request path never frees millions of entries at once.
+pub fn flush(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, all: bool) {
+    if a.len() > 2 || (a.len() == 2 && !eq_ic(&a[1], b"sync") && !eq_ic(&a[1], b"async")) {
+        return out.error(err::SYNTAX);
+    }
+    if all {
+        for db in 0..DB_COUNT {
+            sh.flush_db(db);
+        }
+    } else {
+        sh.flush_db(ctx.db);
+    }
+    out.ok();
+}
+
+/// Parses SWAPDB's two indices with Redis's messages.
+pub fn parse_swapdb(a: &Args) -> Result<(usize, usize), &'static str> {
+    let first = percore_proto::parse_i64(&a[1]).filter(|n| i32::try_from(*n).is_ok());
+    let first = first.ok_or("ERR invalid first DB index")?;
+    let second = percore_proto::parse_i64(&a[2]).filter(|n| i32::try_from(*n).is_ok());
+    let second = second.ok_or("ERR invalid second DB index")?;
+    let ok = |n: i64| (0..DB_COUNT as i64).contains(&n);
+    if !ok(first) || !ok(second) {
+        return Err(err::DB_RANGE);
+    }
+    Ok((first as usize, second as usize))
+}
+
+pub fn swapdb(sh: &mut Shard, a: Args, out: &mut ReplyWriter) {
+    match parse_swapdb(&a) {
+        Ok((x, y)) => {
+            sh.swap_dbs(x, y);
+            out.ok()
+        }
+        Err(e) => out.error(e),
+    }
+}
+
+/// OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT key.
+pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut ReplyWriter) {
+    let Some(e) = sh.lookup(ctx.db, &a[2], ctx.now_ms) else {
+        return out.null();
+    };
+    match which {
+        Cmd::ObjectEncoding => out.bulk(e.value.encoding().as_bytes()),
+        Cmd::ObjectIdleTime => out.int(((ctx.now_ms / 1000) as i64 - e.access_s as i64).max(0)),
+        Cmd::ObjectRefCount => out.int(match e.value {
+            // Redis shares the integers 0..9999 (refcount INT_MAX) when no LRU/LFU policy is set.
+            Value::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,
+            _ => 1,
+        }),
+        _ => out.error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
+    }
+}
+
+/// Builds an entry for a value moved between shards (cross-shard RENAME/COPY).
+pub fn entry_with_deadline(value: Value, deadline_ms: u64, now_ms: u64) -> Entry {
+    let mut e = Entry::new(value, now_ms);
+    e.expire_at_ms = deadline_ms;
+    e
+}

@@ -1,0 +1,630 @@
+//! String commands (Redis's `t_string.c`): GET/SET and their variants, counters, ranges, LCS.
+//!
+//! Argument validation follows Redis's order exactly (options first, then the key's type, then
+//! its value), because clients and tests observe which error wins.
+
+use super::{eq_ic, parse_int};
+use crate::{err, Entry, ExecCtx, Shard, Value};
+use percore_proto::{parse_i64, Args, ReplyWriter};
+
+pub fn get(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) => e.value.write_bulk(out),
+        None => out.null(),
+    }
+}
+
+/// Options shared by SET and GETEX.
+#[derive(Default)]
+struct SetOpts<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// (value, milliseconds per unit, absolute)
+    expire: Option<(&'a [u8], i64, bool)>,
+}
+
+/// Redis's `parseExtendedStringArgumentsOrReply` for SET (`getex == false`) and GETEX.
+fn parse_set_opts<'a>(a: &Args<'a>, from: usize, getex: bool) -> Result<SetOpts<'a>, &'static str> {
+    let mut o = SetOpts::default();
+    let mut j = from;
+    while j < a.len() {
+        let opt = &a[j];
+        let next = a.get(j + 1);
+        let has_expire = o.expire.is_some();
+        if !getex && eq_ic(opt, b"nx") && !o.xx {
+            o.nx = true;
+        } else if !getex && eq_ic(opt, b"xx") && !o.nx {
+            o.xx = true;
+        } else if !getex && eq_ic(opt, b"get") {
+            o.get = true;
+        } else if !getex && eq_ic(opt, b"keepttl") && !has_expire {
+            o.keepttl = true;
+        } else if getex && eq_ic(opt, b"persist") && !has_expire {
+            o.persist = true;
+        } else if let (Some(unit), Some(v)) = (expire_unit(opt), next) {
+            if has_expire || o.keepttl || o.persist {
+                return Err(err::SYNTAX);
+            }
+            o.expire = Some((v, unit.0, unit.1));
+            j += 1;
+        } else {
+            return Err(err::SYNTAX);
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+fn expire_unit(opt: &[u8]) -> Option<(i64, bool)> {
+    if eq_ic(opt, b"ex") {
+        Some((1000, false))
+    } else if eq_ic(opt, b"px") {
+        Some((1, false))
+    } else if eq_ic(opt, b"exat") {
+        Some((1000, true))
+    } else if eq_ic(opt, b"pxat") {
+        Some((1, true))
+    } else {
+        None
+    }
+}
+
+/// Turns an expire argument into an absolute deadline (which may already be past).
+fn deadline(v: &[u8], unit_ms: i64, absolute: bool, now_ms: u64, cmd: &str) -> Result<u64, String> {
+    let n = parse_i64(v).ok_or_else(|| err::NOT_INT.to_string())?;
+    let invalid = || format!("ERR invalid expire time in '{cmd}' command");
+    if n <= 0 || (unit_ms == 1000 && n > i64::MAX / 1000) {
+        return Err(invalid());
+    }
+    let mut ms = n * unit_ms;
+    if !absolute {
+        ms = ms.checked_add(now_ms as i64).ok_or_else(invalid)?;
+    }
+    if ms <= 0 {
+        return Err(invalid());
+    }
+    Ok(ms as u64)
+}
+
+pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let o = match parse_set_opts(&a, 3, false) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    let when = match o.expire.map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "set")).transpose() {
+        Ok(w) => w,
+        Err(e) => return out.error(&e),
+    };
+    let (key, val) = (&a[1], &a[2]);
+    let existing = sh.lookup(ctx.db, key, ctx.now_ms);
+    let found = existing.is_some();
+    let old_deadline = existing.as_ref().map_or(0, |e| e.expire_at_ms);
+    if o.get {
+        match existing {
+            Some(e) => e.value.write_bulk(out),
+            None => out.null(),
+        }
+    }
+    if (o.nx && found) || (o.xx && !found) {
+        if !o.get {
+            out.null();
+        }
+        return;
+    }
+    let mut entry = Entry::new(Value::from_bytes(val), ctx.now_ms);
+    if o.keepttl {
+        entry.expire_at_ms = old_deadline;
+    }
+    if let Some(w) = when {
+        entry.expire_at_ms = w;
+    }
+    let past = entry.expire_at_ms != 0 && entry.expire_at_ms <= ctx.now_ms;
+    sh.store(ctx.db, key, entry);
+    if past {
+        sh.remove(ctx.db, key);
+        sh.stats.expired_keys += 1;
+    }
+    if !o.get {
+        out.ok();
+    }
+}
+
+pub fn setnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if sh.exists(ctx.db, &a[1], ctx.now_ms) {
+        return out.int(0);
+    }
+    sh.store(ctx.db, &a[1], Entry::new(Value::from_bytes(&a[2]), ctx.now_ms));
+    out.int(1);
+}
+
+pub fn setex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, unit_ms: i64, name: &str) {
+    let when = match deadline(&a[2], unit_ms, false, ctx.now_ms, name) {
+        Ok(w) => w,
+        Err(e) => return out.error(&e),
+    };
+    let mut entry = Entry::new(Value::from_bytes(&a[3]), ctx.now_ms);
+    entry.expire_at_ms = when;
+    sh.store(ctx.db, &a[1], entry);
+    out.ok();
+}
+
+pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) => e.value.write_bulk(out),
+        None => out.null(),
+    }
+    sh.store(ctx.db, &a[1], Entry::new(Value::from_bytes(&a[2]), ctx.now_ms));
+}
+
+pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) => e.value.write_bulk(out),
+        None => return out.null(),
+    }
+    sh.remove(ctx.db, &a[1]);
+}
+
+pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let o = match parse_set_opts(&a, 2, true) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    let when = match o.expire.map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "getex")).transpose() {
+        Ok(w) => w,
+        Err(e) => return out.error(&e),
+    };
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) => e.value.write_bulk(out),
+        None => return out.null(),
+    }
+    if let Some(w) = when {
+        if w <= ctx.now_ms {
+            sh.remove(ctx.db, &a[1]);
+            sh.stats.expired_keys += 1;
+        } else {
+            sh.set_expire(ctx.db, &a[1], w);
+        }
+    } else if o.persist {
+        sh.set_expire(ctx.db, &a[1], 0);
+    }
+}
+
+pub fn mget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    out.array(a.len() - 1);
+    for key in a.iter().skip(1) {
+        match sh.lookup_read(ctx.db, key, ctx.now_ms) {
+            Some(e) => e.value.write_bulk(out),
+            None => out.null(),
+        }
+    }
+}
+
+pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if a.len() % 2 == 0 {
+        return out.error("ERR wrong number of arguments for 'mset' command");
+    }
+    for i in (1..a.len()).step_by(2) {
+        sh.store(ctx.db, &a[i], Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms));
+    }
+    out.ok();
+}
+
+pub fn msetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if a.len() % 2 == 0 {
+        return out.error("ERR wrong number of arguments for 'msetnx' command");
+    }
+    for i in (1..a.len()).step_by(2) {
+        if sh.exists(ctx.db, &a[i], ctx.now_ms) {
+            return out.int(0);
+        }
+    }
+    for i in (1..a.len()).step_by(2) {
+        sh.store(ctx.db, &a[i], Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms));
+    }
+    out.int(1);
+}
+
+fn check_len(sh: &Shard, total: u64) -> Result<(), &'static str> {
+    if total > sh.config.proto_max_bulk_len as u64 {
+        Err(err::TOO_BIG)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let max = sh.config.proto_max_bulk_len as u64;
+    let (key, add) = (&a[1], &a[2]);
+    match sh.lookup(ctx.db, key, ctx.now_ms) {
+        None => {
+            let v = Value::from_bytes(add);
+            let len = v.str_len();
+            sh.store(ctx.db, key, Entry::new(v, ctx.now_ms));
+            out.int(len as i64);
+        }
+        Some(e) => {
+            if e.value.str_len() as u64 + add.len() as u64 > max {
+                return out.error(err::TOO_BIG);
+            }
+            let mut data = match std::mem::replace(&mut e.value, Value::Int(0)) {
+                Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
+                Value::Str { data, .. } => data,
+            };
+            data.extend_from_slice(add);
+            let len = data.len();
+            e.value = Value::Str { data, raw: true };
+            out.int(len as i64);
+        }
+    }
+}
+
+pub fn strlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let n = sh.lookup_read(ctx.db, &a[1], ctx.now_ms).map_or(0, |e| e.value.str_len());
+    out.int(n as i64);
+}
+
+/// INCRBY/DECRBY's increment argument (parsed before the key is looked at, as Redis does).
+pub fn parse_incr(arg: &[u8], negate: bool) -> Result<i64, &'static str> {
+    let v = parse_int(arg)?;
+    if negate {
+        if v == i64::MIN {
+            return Err("ERR decrement would overflow");
+        }
+        return Ok(-v);
+    }
+    Ok(v)
+}
+
+pub fn incr_by(sh: &mut Shard, ctx: &ExecCtx, key: &[u8], incr: Result<i64, &'static str>, out: &mut ReplyWriter) {
+    let incr = match incr {
+        Ok(i) => i,
+        Err(e) => return out.error(e),
+    };
+    let now = ctx.now_ms;
+    let entry = sh.lookup(ctx.db, key, now);
+    let old = match entry.as_ref().map(|e| &e.value) {
+        None => 0,
+        Some(Value::Int(i)) => *i,
+        Some(Value::Str { data, .. }) => match (data.len() <= 20).then(|| parse_i64(data)).flatten() {
+            Some(i) => i,
+            None => return out.error(err::NOT_INT),
+        },
+    };
+    let Some(new) = old.checked_add(incr) else {
+        return out.error(err::OVERFLOW);
+    };
+    match entry {
+        Some(e) => e.value = Value::Int(new),
+        None => sh.store(ctx.db, key, Entry::new(Value::Int(new), now)),
+    }
+    out.int(new);
+}
+
+/// A decimal number kept exactly: `mantissa / 10^scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Decimal {
+    mantissa: i128,
+    scale: u32,
+}
+
+/// Digits after the point that Redis prints for INCRBYFLOAT (`%.17Lf`).
+const FLOAT_DECIMALS: u32 = 17;
+
+fn parse_decimal(s: &[u8]) -> Option<Decimal> {
+    let (neg, body) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut mantissa: i128 = 0;
+    let mut scale = 0u32;
+    let mut seen_point = false;
+    let mut digits = 0;
+    for &c in body {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add((c - b'0') as i128)?;
+                digits += 1;
+                if seen_point {
+                    scale += 1;
+                }
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 30 || scale > FLOAT_DECIMALS {
+        return None;
+    }
+    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale })
+}
+
+fn format_decimal(d: Decimal) -> Vec<u8> {
+    let neg = d.mantissa < 0;
+    let digits = d.mantissa.unsigned_abs().to_string();
+    let scale = d.scale as usize;
+    let (int_part, frac_part) = if digits.len() > scale {
+        (digits[..digits.len() - scale].to_string(), digits[digits.len() - scale..].to_string())
+    } else {
+        ("0".to_string(), format!("{}{}", "0".repeat(scale - digits.len()), digits))
+    };
+    let frac = frac_part.trim_end_matches('0');
+    let mut s = String::new();
+    if neg && (int_part != "0" || !frac.is_empty()) {
+        s.push('-');
+    }
+    s.push_str(&int_part);
+    if !frac.is_empty() {
+        s.push('.');
+        s.push_str(frac);
+    }
+    s.into_bytes()
+}
+
+/// Parses a float as Redis's `string2ld` accepts it (no spaces, no NaN).
+fn parse_float(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s.len() > 5 * 1024 || s[0].is_ascii_whitespace() {
+        return None;
+    }
+    let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// The INCRBYFLOAT result text. Redis adds in `long double` and prints `%.17Lf` with trailing
+/// zeros removed, which for short decimal inputs equals the exact decimal sum; percore adds
+/// such inputs exactly, so `0.1 + 0.2` gives `0.3` as in Redis, and falls back to binary
+/// floating point (shortest round-trip text) for anything else.
+fn float_sum(old: &[u8], incr: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let fo = parse_float(old).ok_or(err::NOT_FLOAT)?;
+    let fi = parse_float(incr).ok_or(err::NOT_FLOAT)?;
+    let sum = fo + fi;
+    if !sum.is_finite() {
+        return Err("ERR increment would produce NaN or Infinity");
+    }
+    if let (Some(a), Some(b)) = (parse_decimal(old), parse_decimal(incr)) {
+        let scale = a.scale.max(b.scale);
+        let up = |d: Decimal| d.mantissa.checked_mul(10i128.pow(scale - d.scale));
+        if let Some(m) = up(a).zip(up(b)).and_then(|(x, y)| x.checked_add(y)) {
+            return Ok(format_decimal(Decimal { mantissa: m, scale }));
+        }
+    }
+    Ok(format!("{sum}").into_bytes())
+}
+
+pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let (key, incr) = (&a[1], &a[2]);
+    let entry = sh.lookup(ctx.db, key, ctx.now_ms);
+    let mut scratch = itoa::Buffer::new();
+    let old: &[u8] = entry.as_ref().map_or(b"0", |e| e.value.as_bytes(&mut scratch));
+    let text = match float_sum(old, incr) {
+        Ok(t) => t,
+        Err(e) => return out.error(e),
+    };
+    out.bulk(&text);
+    let value = Value::Str { data: text, raw: false };
+    match entry {
+        Some(e) => e.value = value,
+        None => sh.store(ctx.db, key, Entry::new(value, ctx.now_ms)),
+    }
+}
+
+pub fn getrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let (start, end) = match (parse_int(&a[2]), parse_int(&a[3])) {
+        (Ok(s), Ok(e)) => (s, e),
+        _ => return out.error(err::NOT_INT),
+    };
+    let Some(e) = sh.lookup_read(ctx.db, &a[1], ctx.now_ms) else {
+        return out.bulk(b"");
+    };
+    let mut scratch = itoa::Buffer::new();
+    let s = e.value.as_bytes(&mut scratch);
+    let len = s.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return out.bulk(b"");
+    }
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return out.bulk(b"");
+    }
+    out.bulk(&s[start as usize..=end as usize]);
+}
+
+pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let offset = match parse_int(&a[2]) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    if offset < 0 {
+        return out.error("ERR offset is out of range");
+    }
+    let (key, value) = (&a[1], &a[3]);
+    let total = offset as u64 + value.len() as u64;
+    let limit = check_len(sh, total);
+    match sh.lookup(ctx.db, key, ctx.now_ms) {
+        None => {
+            if value.is_empty() {
+                return out.int(0);
+            }
+            if let Err(e) = limit {
+                return out.error(e);
+            }
+            let mut data = vec![0u8; total as usize];
+            data[offset as usize..].copy_from_slice(value);
+            sh.store(ctx.db, key, Entry::new(Value::Str { data, raw: true }, ctx.now_ms));
+            out.int(total as i64);
+        }
+        Some(e) => {
+            if value.is_empty() {
+                return out.int(e.value.str_len() as i64);
+            }
+            if let Err(err) = limit {
+                return out.error(err);
+            }
+            let mut data = match std::mem::replace(&mut e.value, Value::Int(0)) {
+                Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
+                Value::Str { data, .. } => data,
+            };
+            if data.len() < total as usize {
+                data.resize(total as usize, 0);
+            }
+            data[offset as usize..total as usize].copy_from_slice(value);
+            let len = data.len();
+            e.value = Value::Str { data, raw: true };
+            out.int(len as i64);
+        }
+    }
+}
+
+pub fn lcs(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let va = sh.lookup_read(ctx.db, &a[1], ctx.now_ms).map(|e| e.value.to_vec()).unwrap_or_default();
+    let vb = sh.lookup_read(ctx.db, &a[2], ctx.now_ms).map(|e| e.value.to_vec()).unwrap_or_default();
+    lcs_reply(&va, &vb, a, sh.config.proto_max_bulk_len, out);
+}
+
+/// LCS over two values already fetched (from one shard or two), with LCS's options at
+/// `a[3..]`. A port of Redis's `lcsCommand`, including its quirks in range emission.
+pub fn lcs_reply(sa: &[u8], sb: &[u8], a: Args, max_bulk: i64, out: &mut ReplyWriter) {
+    let (mut getlen, mut getidx, mut withmatchlen) = (false, false, false);
+    let mut minmatchlen: i64 = 0;
+    let mut j = 3;
+    while j < a.len() {
+        let opt = &a[j];
+        let more = j + 1 < a.len();
+        if eq_ic(opt, b"idx") {
+            getidx = true;
+        } else if eq_ic(opt, b"len") {
+            getlen = true;
+        } else if eq_ic(opt, b"withmatchlen") {
+            withmatchlen = true;
+        } else if eq_ic(opt, b"minmatchlen") && more {
+            match parse_int(&a[j + 1]) {
+                Ok(v) => minmatchlen = v.max(0),
+                Err(e) => return out.error(e),
+            }
+            j += 1;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return out.error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    if sa.len() >= u32::MAX as usize - 1 || sb.len() >= u32::MAX as usize - 1 {
+        return out.error("ERR String too long for LCS");
+    }
+    let (alen, blen) = (sa.len(), sb.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells * 4 > max_bulk as u64 {
+        return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for jj in 1..=blen {
+            t[jj + i * w] = if sa[i - 1] == sb[jj - 1] {
+                t[(jj - 1) + (i - 1) * w] + 1
+            } else {
+                t[jj + (i - 1) * w].max(t[(jj - 1) + i * w])
+            };
+        }
+    }
+    let total = t[blen + alen * w];
+    let computelcs = getidx || !getlen;
+    let mut result = vec![0u8; if computelcs { total as usize } else { 0 }];
+    let mut idx = total as usize;
+    let (mut ar_start, mut ar_end, mut br_start, mut br_end) = (alen, 0usize, 0usize, 0usize);
+    let mut ranges: Vec<[i64; 5]> = Vec::new();
+    let (mut i, mut jj) = (alen, blen);
+    while computelcs && i > 0 && jj > 0 {
+        let mut emit = false;
+        if sa[i - 1] == sb[jj - 1] {
+            result[idx - 1] = sa[i - 1];
+            if ar_start == alen {
+                ar_start = i - 1;
+                ar_end = i - 1;
+                br_start = jj - 1;
+                br_end = jj - 1;
+            } else if ar_start == i && br_start == jj {
+                ar_start -= 1;
+                br_start -= 1;
+            } else {
+                emit = true;
+            }
+            if ar_start == 0 || br_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            jj -= 1;
+        } else {
+            let l1 = t[jj + (i - 1) * w];
+            let l2 = t[(jj - 1) + i * w];
+            if l1 > l2 {
+                i -= 1;
+            } else {
+                jj -= 1;
+            }
+            if ar_start != alen {
+                emit = true;
+            }
+        }
+        let match_len = ar_end as i64 - ar_start as i64 + 1;
+        if emit {
+            if (minmatchlen == 0 || match_len >= minmatchlen) && getidx {
+                ranges.push([ar_start as i64, ar_end as i64, br_start as i64, br_end as i64, match_len]);
+            }
+            ar_start = alen;
+        }
+    }
+    if getidx {
+        out.map(2);
+        out.bulk(b"matches");
+        out.array(ranges.len());
+        for r in &ranges {
+            out.array(2 + withmatchlen as usize);
+            out.array(2);
+            out.int(r[0]);
+            out.int(r[1]);
+            out.array(2);
+            out.int(r[2]);
+            out.int(r[3]);
+            if withmatchlen {
+                out.int(r[4]);
+            }
+        }
+        out.bulk(b"len");
+        out.int(total as i64);
+    } else if getlen {
+        out.int(total as i64);
+    } else {
+        out.bulk(&result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_text_matches_redis_for_decimals() {
+        assert_eq!(float_sum(b"10.50", b"0.1").unwrap(), b"10.6");
+        assert_eq!(float_sum(b"0.1", b"0.2").unwrap(), b"0.3");
+        assert_eq!(float_sum(b"5.0e3", b"2.0e5").unwrap(), b"205000");
+        assert_eq!(float_sum(b"3", b"-3").unwrap(), b"0");
+        assert_eq!(float_sum(b"-1.5", b"0.25").unwrap(), b"-1.25");
+        assert_eq!(float_sum(b"abc", b"1").unwrap_err(), err::NOT_FLOAT);
+        assert_eq!(float_sum(b"1", b" 1").unwrap_err(), err::NOT_FLOAT);
+        assert_eq!(float_sum(b"1", b"nan").unwrap_err(), err::NOT_FLOAT);
+        assert!(float_sum(b"1.7976931348623157e308", b"1.7976931348623157e308").is_err());
+    }
+}
