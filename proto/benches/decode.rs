@@ -7,11 +7,15 @@ fn pipeline(n: usize) -> Vec<u8> {
     for i in 0..n {
         let key = format!("key:{:012}", i);
         if i % 10 == 0 {
-            v.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$32\r\n", key.len(), key).as_bytes());
+            v.extend_from_slice(
+                format!("*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$32\r\n", key.len(), key).as_bytes(),
+            );
             v.extend_from_slice(&[b'x'; 32]);
             v.extend_from_slice(b"\r\n");
         } else {
-            v.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", key.len(), key).as_bytes());
+            v.extend_from_slice(
+                format!("*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", key.len(), key).as_bytes(),
+            );
         }
     }
     v

@@ -38,6 +38,14 @@ impl<'a> Args<'a> {
         self.spans.iter().map(move |s| s.of(buf))
     }
 
+    /// The arguments from index `from` on (COMMAND GETKEYS inspects a command inside one).
+    pub fn tail(&self, from: usize) -> Args<'a> {
+        Args {
+            buf: self.buf,
+            spans: &self.spans[from.min(self.spans.len())..],
+        }
+    }
+
     /// The spans, e.g. to copy a command into a batch.
     pub fn spans(&self) -> &'a [Span] {
         self.spans
@@ -69,7 +77,10 @@ impl OwnedArgs {
     }
 
     pub fn push(&mut self, a: &[u8]) {
-        self.spans.push(Span { start: self.buf.len(), len: a.len() });
+        self.spans.push(Span {
+            start: self.buf.len(),
+            len: a.len(),
+        });
         self.buf.extend_from_slice(a);
     }
 

@@ -13,7 +13,11 @@
 //! Lookup is case-insensitive and allocation-free: the name is folded into a stack buffer
 //! and found by binary search in a table sorted once at first use.
 
+use crate::Args;
 use std::sync::OnceLock;
+
+/// Number of [`Cmd`] variants, for tables indexed by `cmd as usize`.
+pub const CMD_COUNT: usize = Cmd::CommandHelp as usize + 1;
 
 /// Every command percore implements. Subcommands of container commands (CONFIG GET, …) are
 /// variants of their own.
@@ -152,7 +156,10 @@ impl Flags {
     }
 
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Self::NAMES.iter().filter(move |(f, _)| self.has(*f)).map(|(_, n)| *n)
+        Self::NAMES
+            .iter()
+            .filter(move |(f, _)| self.has(*f))
+            .map(|(_, n)| *n)
     }
 }
 
@@ -243,7 +250,11 @@ impl CommandSpec {
             (self.last_key as usize).min(argc.saturating_sub(1))
         };
         let step = self.step.max(1) as usize;
-        let range = if self.first_key <= 0 || first > last { 1..1 } else { first..last + 1 };
+        let range = if self.first_key <= 0 || first > last {
+            1..1
+        } else {
+            first..last + 1
+        };
         range.step_by(step)
     }
 }
@@ -355,32 +366,370 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Subcommands of container commands.
 pub static SUBCOMMANDS: &[CommandSpec] = &[
-    spec!("object|encoding", ObjectEncoding, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the internal encoding of a Redis object."),
-    spec!("object|freq", ObjectFreq, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "4.0.0", "Returns the logarithmic access frequency counter of a Redis object."),
-    spec!("object|idletime", ObjectIdleTime, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the time since the last access to a Redis object."),
-    spec!("object|refcount", ObjectRefCount, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the reference count of a value of a key."),
-    spec!("object|help", ObjectHelp, 2, L | ST, 0, 0, 0, Connection, ["keyspace", "slow"], "generic", "6.2.0", "Returns helpful text about the different subcommands."),
-    spec!("client|id", ClientId, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns the unique client ID of the connection."),
-    spec!("client|setname", ClientSetName, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "2.6.9", "Sets the connection name."),
-    spec!("client|getname", ClientGetName, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "2.6.9", "Returns the name of the connection."),
-    spec!("client|list", ClientList, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "2.4.0", "Lists open connections."),
-    spec!("client|info", ClientInfo, 2, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "6.2.0", "Returns information about the connection."),
-    spec!("client|kill", ClientKill, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "2.4.0", "Terminates open connections."),
-    spec!("client|setinfo", ClientSetInfo, 4, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Sets information specific to the client or connection."),
-    spec!("client|no-evict", ClientNoEvict, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "7.0.0", "Sets the client eviction mode of the connection."),
-    spec!("client|no-touch", ClientNoTouch, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."),
-    spec!("client|help", ClientHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
-    spec!("config|get", ConfigGet, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Returns the effective values of configuration parameters."),
-    spec!("config|set", ConfigSet, -4, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Sets configuration parameters in-flight."),
-    spec!("config|resetstat", ConfigResetStat, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Resets the server's statistics."),
-    spec!("config|rewrite", ConfigRewrite, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.0", "Persists the effective configuration to file."),
-    spec!("config|help", ConfigHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
-    spec!("command|count", CommandCount, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns a count of commands."),
-    spec!("command|info", CommandInfo, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns information about one, multiple or all commands."),
-    spec!("command|docs", CommandDocs, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns documentary information about one, multiple or all commands."),
-    spec!("command|getkeys", CommandGetKeys, -3, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Extracts the key names from an arbitrary command."),
-    spec!("command|list", CommandList, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
-    spec!("command|help", CommandHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!(
+        "object|encoding",
+        ObjectEncoding,
+        3,
+        R,
+        2,
+        2,
+        1,
+        Single,
+        ["keyspace", "read", "slow"],
+        "generic",
+        "2.2.3",
+        "Returns the internal encoding of a Redis object."
+    ),
+    spec!(
+        "object|freq",
+        ObjectFreq,
+        3,
+        R,
+        2,
+        2,
+        1,
+        Single,
+        ["keyspace", "read", "slow"],
+        "generic",
+        "4.0.0",
+        "Returns the logarithmic access frequency counter of a Redis object."
+    ),
+    spec!(
+        "object|idletime",
+        ObjectIdleTime,
+        3,
+        R,
+        2,
+        2,
+        1,
+        Single,
+        ["keyspace", "read", "slow"],
+        "generic",
+        "2.2.3",
+        "Returns the time since the last access to a Redis object."
+    ),
+    spec!(
+        "object|refcount",
+        ObjectRefCount,
+        3,
+        R,
+        2,
+        2,
+        1,
+        Single,
+        ["keyspace", "read", "slow"],
+        "generic",
+        "2.2.3",
+        "Returns the reference count of a value of a key."
+    ),
+    spec!(
+        "object|help",
+        ObjectHelp,
+        2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["keyspace", "slow"],
+        "generic",
+        "6.2.0",
+        "Returns helpful text about the different subcommands."
+    ),
+    spec!(
+        "client|id",
+        ClientId,
+        2,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "5.0.0",
+        "Returns the unique client ID of the connection."
+    ),
+    spec!(
+        "client|setname",
+        ClientSetName,
+        3,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "2.6.9",
+        "Sets the connection name."
+    ),
+    spec!(
+        "client|getname",
+        ClientGetName,
+        2,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "2.6.9",
+        "Returns the name of the connection."
+    ),
+    spec!(
+        "client|list",
+        ClientList,
+        -2,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "2.4.0",
+        "Lists open connections."
+    ),
+    spec!(
+        "client|info",
+        ClientInfo,
+        2,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "6.2.0",
+        "Returns information about the connection."
+    ),
+    spec!(
+        "client|kill",
+        ClientKill,
+        -3,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "2.4.0",
+        "Terminates open connections."
+    ),
+    spec!(
+        "client|setinfo",
+        ClientSetInfo,
+        4,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "7.2.0",
+        "Sets information specific to the client or connection."
+    ),
+    spec!(
+        "client|no-evict",
+        ClientNoEvict,
+        3,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "7.0.0",
+        "Sets the client eviction mode of the connection."
+    ),
+    spec!(
+        "client|no-touch",
+        ClientNoTouch,
+        3,
+        NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "7.2.0",
+        "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."
+    ),
+    spec!(
+        "client|help",
+        ClientHelp,
+        2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "connection",
+        "5.0.0",
+        "Returns helpful text about the different subcommands."
+    ),
+    spec!(
+        "config|get",
+        ConfigGet,
+        -3,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Returns the effective values of configuration parameters."
+    ),
+    spec!(
+        "config|set",
+        ConfigSet,
+        -4,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Sets configuration parameters in-flight."
+    ),
+    spec!(
+        "config|resetstat",
+        ConfigResetStat,
+        2,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Resets the server's statistics."
+    ),
+    spec!(
+        "config|rewrite",
+        ConfigRewrite,
+        2,
+        A | NS | L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["admin", "slow", "dangerous"],
+        "server",
+        "2.8.0",
+        "Persists the effective configuration to file."
+    ),
+    spec!(
+        "config|help",
+        ConfigHelp,
+        2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow"],
+        "server",
+        "5.0.0",
+        "Returns helpful text about the different subcommands."
+    ),
+    spec!(
+        "command|count",
+        CommandCount,
+        2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Returns a count of commands."
+    ),
+    spec!(
+        "command|info",
+        CommandInfo,
+        -2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Returns information about one, multiple or all commands."
+    ),
+    spec!(
+        "command|docs",
+        CommandDocs,
+        -2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "7.0.0",
+        "Returns documentary information about one, multiple or all commands."
+    ),
+    spec!(
+        "command|getkeys",
+        CommandGetKeys,
+        -3,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Extracts the key names from an arbitrary command."
+    ),
+    spec!(
+        "command|list",
+        CommandList,
+        -2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "7.0.0",
+        "Returns a list of command names."
+    ),
+    spec!(
+        "command|help",
+        CommandHelp,
+        2,
+        L | ST,
+        0,
+        0,
+        0,
+        Connection,
+        ["slow", "connection"],
+        "server",
+        "5.0.0",
+        "Returns helpful text about the different subcommands."
+    ),
 ];
 
 /// The subcommand rows of a container command, in table order.
@@ -392,8 +741,14 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Command => "command|",
         _ => return &[],
     };
-    let start = SUBCOMMANDS.iter().position(|s| s.name.starts_with(prefix)).unwrap_or(0);
-    let len = SUBCOMMANDS[start..].iter().take_while(|s| s.name.starts_with(prefix)).count();
+    let start = SUBCOMMANDS
+        .iter()
+        .position(|s| s.name.starts_with(prefix))
+        .unwrap_or(0);
+    let len = SUBCOMMANDS[start..]
+        .iter()
+        .take_while(|s| s.name.starts_with(prefix))
+        .count();
     &SUBCOMMANDS[start..start + len]
 }
 
@@ -403,7 +758,11 @@ const MAX_NAME: usize = 32;
 fn sorted_index() -> &'static [(&'static str, &'static CommandSpec)] {
     static INDEX: OnceLock<Vec<(&'static str, &'static CommandSpec)>> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let mut v: Vec<_> = COMMANDS.iter().chain(SUBCOMMANDS.iter()).map(|s| (s.name, s)).collect();
+        let mut v: Vec<_> = COMMANDS
+            .iter()
+            .chain(SUBCOMMANDS.iter())
+            .map(|s| (s.name, s))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     })
@@ -411,7 +770,9 @@ fn sorted_index() -> &'static [(&'static str, &'static CommandSpec)] {
 
 fn find(lower: &[u8]) -> Option<&'static CommandSpec> {
     let idx = sorted_index();
-    idx.binary_search_by(|(n, _)| n.as_bytes().cmp(lower)).ok().map(|i| idx[i].1)
+    idx.binary_search_by(|(n, _)| n.as_bytes().cmp(lower))
+        .ok()
+        .map(|i| idx[i].1)
 }
 
 /// Finds a top-level command by name, case-insensitively, without allocating.
@@ -443,8 +804,8 @@ pub fn lookup_sub(parent: &CommandSpec, sub: &[u8]) -> Option<&'static CommandSp
 
 /// Resolves a command line's spec: the command itself, or its subcommand for containers.
 /// Errors are Redis's texts (unknown command / unknown subcommand / arity).
-pub fn resolve(args: &[&[u8]]) -> Result<&'static CommandSpec, String> {
-    let Some(name) = args.first() else {
+pub fn resolve(args: &Args) -> Result<&'static CommandSpec, String> {
+    let Some(name) = args.get(0) else {
         return Err("ERR empty command".into());
     };
     let Some(spec) = lookup(name) else {
@@ -454,10 +815,10 @@ pub fn resolve(args: &[&[u8]]) -> Result<&'static CommandSpec, String> {
         if args.len() < 2 {
             return Err(spec.arity_error());
         }
-        let Some(sub) = lookup_sub(spec, args[1]) else {
+        let Some(sub) = lookup_sub(spec, &args[1]) else {
             return Err(format!(
                 "ERR unknown subcommand '{}'. Try {} HELP.",
-                truncated(args[1], 128),
+                truncated(&args[1], 128),
                 String::from_utf8_lossy(name).to_uppercase()
             ));
         };
@@ -477,7 +838,7 @@ fn truncated(b: &[u8], max: usize) -> String {
 }
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` as Redis 7 writes it.
-pub fn unknown_command_error(args: &[&[u8]]) -> String {
+pub fn unknown_command_error(args: &Args) -> String {
     let mut rest = String::new();
     for a in args.iter().skip(1) {
         if rest.len() >= 128 {
@@ -490,7 +851,7 @@ pub fn unknown_command_error(args: &[&[u8]]) -> String {
     }
     format!(
         "ERR unknown command '{}', with args beginning with: {}",
-        truncated(args.first().copied().unwrap_or(b""), 128),
+        truncated(args.get(0).unwrap_or(b""), 128),
         rest
     )
 }
@@ -513,15 +874,26 @@ mod tests {
     fn lookup_is_case_insensitive() {
         assert_eq!(lookup(b"GeT").unwrap().cmd, Cmd::Get);
         assert!(lookup(b"nosuch").is_none());
-        assert!(lookup(b"config|get").is_none(), "subcommands are not top-level names");
+        assert!(
+            lookup(b"config|get").is_none(),
+            "subcommands are not top-level names"
+        );
         let config = lookup(b"CONFIG").unwrap();
         assert_eq!(lookup_sub(config, b"Get").unwrap().cmd, Cmd::ConfigGet);
         assert_eq!(subcommands(Cmd::Command).len(), 6);
     }
 
+    fn resolve(args: &[&[u8]]) -> Result<&'static CommandSpec, String> {
+        let o = crate::OwnedArgs::from_slices(args);
+        super::resolve(&o.args())
+    }
+
     #[test]
     fn arity_and_errors() {
-        assert_eq!(resolve(&[b"get"]).unwrap_err(), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(
+            resolve(&[b"get"]).unwrap_err(),
+            "ERR wrong number of arguments for 'get' command"
+        );
         assert!(resolve(&[b"get", b"k"]).is_ok());
         assert!(resolve(&[b"set", b"k"]).is_err());
         assert!(resolve(&[b"set", b"k", b"v", b"EX", b"1"]).is_ok());
@@ -537,7 +909,10 @@ mod tests {
             resolve(&[b"foo", b"a", b"b"]).unwrap_err(),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
         );
-        assert_eq!(resolve(&[b"foo"]).unwrap_err(), "ERR unknown command 'foo', with args beginning with: ");
+        assert_eq!(
+            resolve(&[b"foo"]).unwrap_err(),
+            "ERR unknown command 'foo', with args beginning with: "
+        );
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bulk_len: DEFAULT_MAX_BULK_LEN, authenticated: true }
+        Limits {
+            max_bulk_len: DEFAULT_MAX_BULK_LEN,
+            authenticated: true,
+        }
     }
 }
 
@@ -93,7 +96,9 @@ impl ProtocolError {
             ProtocolError::TooBigMbulkCount => {
                 "ERR Protocol error: too big mbulk count string".into()
             }
-            ProtocolError::TooBigBulkCount => "ERR Protocol error: too big bulk count string".into(),
+            ProtocolError::TooBigBulkCount => {
+                "ERR Protocol error: too big bulk count string".into()
+            }
             ProtocolError::TooBigInline => "ERR Protocol error: too big inline request".into(),
         }
     }
@@ -119,7 +124,12 @@ pub struct RequestDecoder {
 
 impl RequestDecoder {
     pub fn new(limits: Limits) -> Self {
-        RequestDecoder { limits, args: Vec::with_capacity(8), state: State::Start, inline_scanned: 0 }
+        RequestDecoder {
+            limits,
+            args: Vec::with_capacity(8),
+            state: State::Start,
+            inline_scanned: 0,
+        }
     }
 
     /// The arguments of the command last returned as `Decoded::Command`.
@@ -146,13 +156,20 @@ impl RequestDecoder {
                 if buf.len() > INLINE_MAX_SIZE {
                     return Err(ProtocolError::TooBigMbulkCount);
                 }
-                return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+                return Ok(Decoded::Incomplete {
+                    need: buf.len() + 1,
+                });
             };
             if eol > INLINE_MAX_SIZE {
                 return Err(ProtocolError::TooBigMbulkCount);
             }
-            let count = crate::parse_i64(&buf[1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-            let max = if self.limits.authenticated { MAX_MULTIBULK_LEN } else { UNAUTH_MAX_MULTIBULK_LEN };
+            let count =
+                crate::parse_i64(&buf[1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            let max = if self.limits.authenticated {
+                MAX_MULTIBULK_LEN
+            } else {
+                UNAUTH_MAX_MULTIBULK_LEN
+            };
             if count > max {
                 return Err(ProtocolError::InvalidMultibulkLength);
             }
@@ -162,12 +179,23 @@ impl RequestDecoder {
             self.args.clear();
             // Never trust a declared count for an allocation: grow as arguments arrive.
             self.args.reserve((count as usize).min(1024));
-            self.state = State::Multibulk { remaining: count as usize, pos: eol + 2 };
+            self.state = State::Multibulk {
+                remaining: count as usize,
+                pos: eol + 2,
+            };
         }
-        let State::Multibulk { mut remaining, mut pos } = self.state else {
+        let State::Multibulk {
+            mut remaining,
+            mut pos,
+        } = self.state
+        else {
             unreachable!("state is Multibulk after the Start branch")
         };
-        let max_bulk = if self.limits.authenticated { self.limits.max_bulk_len } else { UNAUTH_MAX_BULK_LEN };
+        let max_bulk = if self.limits.authenticated {
+            self.limits.max_bulk_len
+        } else {
+            UNAUTH_MAX_BULK_LEN
+        };
         while remaining > 0 {
             if pos >= buf.len() {
                 self.state = State::Multibulk { remaining, pos };
@@ -179,7 +207,9 @@ impl RequestDecoder {
                     self.reset();
                     return Err(ProtocolError::TooBigBulkCount);
                 }
-                return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+                return Ok(Decoded::Incomplete {
+                    need: buf.len() + 1,
+                });
             };
             if buf[pos] != b'$' {
                 let got = buf[pos];
@@ -216,13 +246,19 @@ impl RequestDecoder {
 
     fn decode_inline(&mut self, buf: &mut [u8]) -> Result<Decoded, ProtocolError> {
         let from = self.inline_scanned.min(buf.len());
-        let Some(nl) = buf[from..].iter().position(|&c| c == b'\n').map(|i| i + from) else {
+        let Some(nl) = buf[from..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map(|i| i + from)
+        else {
             if buf.len() > INLINE_MAX_SIZE {
                 self.reset();
                 return Err(ProtocolError::TooBigInline);
             }
             self.inline_scanned = buf.len();
-            return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+            return Ok(Decoded::Incomplete {
+                need: buf.len() + 1,
+            });
         };
         self.inline_scanned = 0;
         if nl > INLINE_MAX_SIZE {
@@ -367,7 +403,10 @@ pub fn split_args_in_place(line: &mut [u8], out: &mut Vec<Span>) -> Result<(), P
                 }
             }
         }
-        out.push(Span { start, len: w - start });
+        out.push(Span {
+            start,
+            len: w - start,
+        });
     }
 }
 
@@ -395,20 +434,29 @@ mod tests {
 
     fn one(input: &[u8]) -> Vec<Vec<u8>> {
         let mut v = decode_all(input).unwrap();
-        assert_eq!(v.len(), 1, "expected one command from {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            v.len(),
+            1,
+            "expected one command from {:?}",
+            String::from_utf8_lossy(input)
+        );
         v.remove(0)
     }
 
     #[test]
     fn multibulk() {
-        assert_eq!(one(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), vec![b"GET".to_vec(), b"k".to_vec()]);
+        assert_eq!(
+            one(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+            vec![b"GET".to_vec(), b"k".to_vec()]
+        );
         assert_eq!(one(b"*1\r\n$0\r\n\r\n"), vec![b"".to_vec()]);
         assert_eq!(one(b"*1\r\n$4\r\na\r\nb\r\n"), vec![b"a\r\nb".to_vec()]);
     }
 
     #[test]
     fn pipeline_and_empty_frames() {
-        let cmds = decode_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n\r\n*1\r\n$4\r\nPING\r\nPING\r\n").unwrap();
+        let cmds = decode_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n\r\n*1\r\n$4\r\nPING\r\nPING\r\n")
+            .unwrap();
         assert_eq!(cmds.len(), 3);
     }
 
@@ -416,19 +464,45 @@ mod tests {
     fn incomplete_reports_need() {
         let mut d = RequestDecoder::new(Limits::default());
         let mut buf = b"*1\r\n$10\r\nabc".to_vec();
-        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::Incomplete { need: 4 + 5 + 12 });
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Incomplete { need: 4 + 5 + 12 }
+        );
         buf.extend_from_slice(b"defghij\r\n");
-        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::Command { consumed: buf.len() });
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Command {
+                consumed: buf.len()
+            }
+        );
     }
 
     #[test]
     fn errors_match_redis() {
-        assert_eq!(decode_all(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(decode_all(b"*1048577\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(decode_all(b"*1\r\n$-1\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(decode_all(b"*1\r\n$536870913\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(decode_all(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedDollar(b':')));
-        assert_eq!(decode_all(b"GET \"k\r\n"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(
+            decode_all(b"*x\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1048577\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$-1\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$536870913\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n:1\r\n"),
+            Err(ProtocolError::ExpectedDollar(b':'))
+        );
+        assert_eq!(
+            decode_all(b"GET \"k\r\n"),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
         assert_eq!(
             ProtocolError::ExpectedDollar(b'x').message(),
             "ERR Protocol error: expected '$', got 'x'"
@@ -442,15 +516,30 @@ mod tests {
 
     #[test]
     fn unauthenticated_limits() {
-        let mut d = RequestDecoder::new(Limits { authenticated: false, ..Limits::default() });
-        assert_eq!(d.decode(&mut b"*11\r\n".to_vec()), Err(ProtocolError::InvalidMultibulkLength));
-        let mut d = RequestDecoder::new(Limits { authenticated: false, ..Limits::default() });
-        assert_eq!(d.decode(&mut b"*1\r\n$16385\r\n".to_vec()), Err(ProtocolError::InvalidBulkLength));
+        let mut d = RequestDecoder::new(Limits {
+            authenticated: false,
+            ..Limits::default()
+        });
+        assert_eq!(
+            d.decode(&mut b"*11\r\n".to_vec()),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        let mut d = RequestDecoder::new(Limits {
+            authenticated: false,
+            ..Limits::default()
+        });
+        assert_eq!(
+            d.decode(&mut b"*1\r\n$16385\r\n".to_vec()),
+            Err(ProtocolError::InvalidBulkLength)
+        );
     }
 
     #[test]
     fn inline_commands() {
-        assert_eq!(one(b"SET k v\r\n"), vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()]);
+        assert_eq!(
+            one(b"SET k v\r\n"),
+            vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()]
+        );
         assert_eq!(one(b"  GET   k  \n"), vec![b"GET".to_vec(), b"k".to_vec()]);
         assert_eq!(
             one(b"SET \"a b\\x41\\n\" 'it\\'s'\r\n"),
@@ -458,6 +547,9 @@ mod tests {
         );
         assert_eq!(one(b"ECHO \"\"\r\n"), vec![b"ECHO".to_vec(), b"".to_vec()]);
         assert_eq!(decode_all(b"\r\n\n").unwrap().len(), 0);
-        assert_eq!(decode_all(b"SET \"a\"b\r\n"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(
+            decode_all(b"SET \"a\"b\r\n"),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
     }
 }

@@ -73,7 +73,8 @@ impl<'a> ReplyWriter<'a> {
     pub fn error(&mut self, msg: &str) {
         self.buf.push(b'-');
         for &c in msg.as_bytes() {
-            self.buf.push(if c == b'\r' || c == b'\n' { b' ' } else { c });
+            self.buf
+                .push(if c == b'\r' || c == b'\n' { b' ' } else { c });
         }
         self.buf.extend_from_slice(b"\r\n");
     }
@@ -85,7 +86,8 @@ impl<'a> ReplyWriter<'a> {
             1 => self.raw(ONE),
             _ => {
                 self.buf.push(b':');
-                self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                self.buf
+                    .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
                 self.buf.extend_from_slice(b"\r\n");
             }
         }
@@ -94,7 +96,8 @@ impl<'a> ReplyWriter<'a> {
     #[inline]
     fn header(&mut self, tag: u8, n: usize) {
         self.buf.push(tag);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -197,6 +200,31 @@ pub fn split_array_reply(reply: &[u8]) -> Option<(usize, &[u8])> {
     usize::try_from(n).ok().map(|n| (n, body))
 }
 
+/// Splits `count` consecutive bulk-string-or-null replies into their byte ranges (used to
+/// reorder per-shard MGET replies). None if the bytes are not such replies.
+pub fn split_bulks<'a>(mut body: &'a [u8], count: usize, out: &mut Vec<&'a [u8]>) -> Option<()> {
+    for _ in 0..count {
+        let len = if body.starts_with(b"_\r\n") {
+            3
+        } else {
+            let rest = body.strip_prefix(b"$")?;
+            let eol = rest.iter().position(|&c| c == b'\r')?;
+            let n = crate::parse_i64(&rest[..eol])?;
+            if n < 0 {
+                1 + eol + 2
+            } else {
+                1 + eol + 2 + n as usize + 2
+            }
+        };
+        if len > body.len() {
+            return None;
+        }
+        out.push(&body[..len]);
+        body = &body[len..];
+    }
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,19 +243,44 @@ mod tests {
         assert_eq!(enc(Protocol::Resp2, |w| w.map(2)), b"*4\r\n");
         assert_eq!(enc(Protocol::Resp3, |w| w.map(2)), b"%2\r\n");
         assert_eq!(enc(Protocol::Resp3, |w| w.set(1)), b"~1\r\n");
-        assert_eq!(enc(Protocol::Resp2, |w| w.double_text(b"1.5")), b"$3\r\n1.5\r\n");
+        assert_eq!(
+            enc(Protocol::Resp2, |w| w.double_text(b"1.5")),
+            b"$3\r\n1.5\r\n"
+        );
         assert_eq!(enc(Protocol::Resp3, |w| w.double_text(b"1.5")), b",1.5\r\n");
         assert_eq!(enc(Protocol::Resp3, |w| w.boolean(true)), b"#t\r\n");
-        assert_eq!(enc(Protocol::Resp3, |w| w.verbatim(b"txt", b"hi")), b"=6\r\ntxt:hi\r\n");
+        assert_eq!(
+            enc(Protocol::Resp3, |w| w.verbatim(b"txt", b"hi")),
+            b"=6\r\ntxt:hi\r\n"
+        );
     }
 
     #[test]
     fn scalars() {
         assert_eq!(enc(Protocol::Resp2, |w| w.int(-42)), b":-42\r\n");
-        assert_eq!(enc(Protocol::Resp2, |w| w.bulk(b"a\r\nb")), b"$4\r\na\r\nb\r\n");
-        assert_eq!(enc(Protocol::Resp2, |w| w.bulk_int(i64::MIN)), b"$20\r\n-9223372036854775808\r\n");
-        assert_eq!(enc(Protocol::Resp2, |w| w.error("ERR a\r\nb")), b"-ERR a  b\r\n");
+        assert_eq!(
+            enc(Protocol::Resp2, |w| w.bulk(b"a\r\nb")),
+            b"$4\r\na\r\nb\r\n"
+        );
+        assert_eq!(
+            enc(Protocol::Resp2, |w| w.bulk_int(i64::MIN)),
+            b"$20\r\n-9223372036854775808\r\n"
+        );
+        assert_eq!(
+            enc(Protocol::Resp2, |w| w.error("ERR a\r\nb")),
+            b"-ERR a  b\r\n"
+        );
         assert_eq!(parse_int_reply(b":12\r\n"), Some(12));
-        assert_eq!(split_array_reply(b"*2\r\n:1\r\n:2\r\n"), Some((2, &b":1\r\n:2\r\n"[..])));
+        assert_eq!(
+            split_array_reply(b"*2\r\n:1\r\n:2\r\n"),
+            Some((2, &b":1\r\n:2\r\n"[..]))
+        );
+        let mut v = Vec::new();
+        split_bulks(b"$1\r\na\r\n$-1\r\n_\r\n$0\r\n\r\n", 4, &mut v).unwrap();
+        assert_eq!(
+            v,
+            vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"_\r\n", b"$0\r\n\r\n"]
+        );
+        assert!(split_bulks(b"$5\r\na\r\n", 1, &mut Vec::new()).is_none());
     }
 }

@@ -12,7 +12,10 @@ pub mod decode;
 pub mod encode;
 
 pub use args::{Args, OwnedArgs};
-pub use command::{lookup, lookup_sub, resolve, subcommands, Cmd, CommandSpec, Flags, Merge, Route, COMMANDS, SUBCOMMANDS};
+pub use command::{
+    lookup, lookup_sub, resolve, subcommands, Cmd, CommandSpec, Flags, Merge, Route, CMD_COUNT,
+    COMMANDS, SUBCOMMANDS,
+};
 pub use decode::{Decoded, Limits, ProtocolError, RequestDecoder, Span};
 pub use encode::{Protocol, ReplyWriter};
 
@@ -25,7 +28,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s == b"0" {
         return Some(0);
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
         return None;
     }

@@ -39,7 +39,10 @@ struct Table<V> {
 
 impl<V> Table<V> {
     fn empty() -> Self {
-        Table { buckets: Vec::new(), used: 0 }
+        Table {
+            buckets: Vec::new(),
+            used: 0,
+        }
     }
     fn with_size(n: usize) -> Self {
         let mut buckets = Vec::new();
@@ -72,7 +75,11 @@ impl<V> Dict<V> {
     /// `seed` keys the hash function; it is passed in so tests are deterministic and
     /// production gets a random one (hash flooding).
     pub fn new(seed: u64) -> Self {
-        Dict { tables: [Table::empty(), Table::empty()], rehash_idx: None, seed }
+        Dict {
+            tables: [Table::empty(), Table::empty()],
+            rehash_idx: None,
+            seed,
+        }
     }
 
     #[inline]
@@ -102,7 +109,9 @@ impl<V> Dict<V> {
     /// Moves up to `n` buckets to the new table; visits at most `10 * n` empty buckets.
     /// Returns true while rehashing remains to be done.
     pub fn rehash_step(&mut self, n: usize) -> bool {
-        let Some(mut idx) = self.rehash_idx else { return false };
+        let Some(mut idx) = self.rehash_idx else {
+            return false;
+        };
         let mut empty_visits = n * 10;
         let mut moved = 0;
         while moved < n && self.tables[0].used > 0 {
@@ -202,13 +211,19 @@ impl<V> Dict<V> {
     /// Finds `key` without advancing a rehash.
     pub fn peek(&self, key: &[u8]) -> Option<&V> {
         let h = self.hash(key);
-        self.find_in(0, key, h).or_else(|| self.find_in(1, key, h)).map(|n| &n.value)
+        self.find_in(0, key, h)
+            .or_else(|| self.find_in(1, key, h))
+            .map(|n| &n.value)
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
         self.step();
         let h = self.hash(key);
-        let ti = if self.find_in(0, key, h).is_some() { 0 } else { 1 };
+        let ti = if self.find_in(0, key, h).is_some() {
+            0
+        } else {
+            1
+        };
         self.find_in_mut(ti, key, h)
     }
 
@@ -264,7 +279,12 @@ impl<V> Dict<V> {
         let t = &mut self.tables[ti];
         let b = (h as usize) & t.mask();
         let next = t.buckets[b].take();
-        t.buckets[b] = Some(Box::new(Node { key: key.into(), hash: h, value, next }));
+        t.buckets[b] = Some(Box::new(Node {
+            key: key.into(),
+            hash: h,
+            value,
+            next,
+        }));
         t.used += 1;
         None
     }
@@ -313,7 +333,11 @@ impl<V> Dict<V> {
     pub fn free_step(&mut self, n: usize) -> bool {
         self.rehash_idx = None;
         for _ in 0..n {
-            let t = if !self.tables[1].buckets.is_empty() { &mut self.tables[1] } else { &mut self.tables[0] };
+            let t = if !self.tables[1].buckets.is_empty() {
+                &mut self.tables[1]
+            } else {
+                &mut self.tables[0]
+            };
             match t.buckets.pop() {
                 Some(mut chain) => {
                     while let Some(mut node) = chain {
@@ -490,7 +514,9 @@ mod tests {
                     d.insert(&(100_000 + j + round * 10_000).to_le_bytes(), ());
                 }
             } else if round % 3 == 1 {
-                let extra: Vec<u32> = (0..3000u32).map(|j| 100_000 + j + (round - 1) * 10_000).collect();
+                let extra: Vec<u32> = (0..3000u32)
+                    .map(|j| 100_000 + j + (round - 1) * 10_000)
+                    .collect();
                 for e in extra {
                     d.remove(&e.to_le_bytes());
                 }

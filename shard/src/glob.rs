@@ -9,7 +9,13 @@
 /// Matches one non-star token of `pat` at `pi` against byte `c`.
 /// Returns (matched, index after the token).
 fn token(pat: &[u8], pi: usize, c: u8, nocase: bool) -> (bool, usize) {
-    let eq = |a: u8, b: u8| if nocase { a.eq_ignore_ascii_case(&b) } else { a == b };
+    let eq = |a: u8, b: u8| {
+        if nocase {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
     match pat[pi] {
         b'?' => (true, pi + 1),
         b'\\' if pi + 1 < pat.len() => (eq(pat[pi + 1], c), pi + 2),
@@ -40,7 +46,11 @@ fn token(pat: &[u8], pi: usize, c: u8, nocase: bool) -> (bool, usize) {
                         std::mem::swap(&mut lo, &mut hi);
                     }
                     let cc = if nocase { c.to_ascii_lowercase() } else { c };
-                    let (l2, h2) = if nocase { (lo.to_ascii_lowercase(), hi.to_ascii_lowercase()) } else { (lo, hi) };
+                    let (l2, h2) = if nocase {
+                        (lo.to_ascii_lowercase(), hi.to_ascii_lowercase())
+                    } else {
+                        (lo, hi)
+                    };
                     if (lo..=hi).contains(&c) || (nocase && (l2..=h2).contains(&cc)) {
                         matched = true;
                     }
@@ -121,7 +131,11 @@ mod tests {
         assert!(!m(b"h\\*llo", b"hello", false));
         assert!(m(b"a*b*c", b"aXXbYYc", false));
         assert!(!m(b"a*b*c", b"aXXbYY", false));
-        assert!(m(b"*a*a*a*a*a*a*a*a*b", &[b'a'; 40].iter().copied().chain([b'b']).collect::<Vec<_>>(), false));
+        assert!(m(
+            b"*a*a*a*a*a*a*a*a*b",
+            &[b'a'; 40].iter().copied().chain([b'b']).collect::<Vec<_>>(),
+            false
+        ));
         assert!(!m(b"*a*a*a*a*a*a*a*a*b", &[b'a'; 4000], false));
         assert!(m(b"HELLO", b"hello", true));
         assert!(m(b"[abc", b"a", false));

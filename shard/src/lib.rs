@@ -45,7 +45,9 @@ pub struct ShardConfig {
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN }
+        ShardConfig {
+            proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN,
+        }
     }
 }
 
@@ -78,7 +80,12 @@ pub struct Db {
 
 impl Db {
     fn new(seed: u64) -> Self {
-        Db { dict: Dict::new(seed), expires_count: 0, expire_cursor: 0, avg_ttl_ms: 0 }
+        Db {
+            dict: Dict::new(seed),
+            expires_count: 0,
+            expire_cursor: 0,
+            avg_ttl_ms: 0,
+        }
     }
 }
 
@@ -105,7 +112,9 @@ impl Shard {
     pub fn new(seed: u64, config: ShardConfig) -> Self {
         let seed = seed | 1;
         Shard {
-            dbs: (0..DB_COUNT as u64).map(|i| Db::new(seed.wrapping_mul(i + 1))).collect(),
+            dbs: (0..DB_COUNT as u64)
+                .map(|i| Db::new(seed.wrapping_mul(i + 1)))
+                .collect(),
             stats: Stats::default(),
             config,
             rng: seed,
@@ -229,7 +238,9 @@ impl Shard {
     /// Sets or clears the deadline of an existing key; returns false if the key is absent.
     pub fn set_expire(&mut self, db: usize, key: &[u8], deadline_ms: u64) -> bool {
         let d = &mut self.dbs[db];
-        let Some(e) = d.dict.get_mut(key) else { return false };
+        let Some(e) = d.dict.get_mut(key) else {
+            return false;
+        };
         let was = e.expire_at_ms != 0;
         e.expire_at_ms = deadline_ms;
         match (was, deadline_ms != 0) {
@@ -286,7 +297,11 @@ impl Shard {
             if ttl_n > 0 {
                 let avg = ttl_sum / ttl_n;
                 // Redis's smoothing: the new average weighs 2% of the sample per step.
-                d.avg_ttl_ms = if d.avg_ttl_ms == 0 { avg } else { (d.avg_ttl_ms / 50) * 49 + avg / 50 };
+                d.avg_ttl_ms = if d.avg_ttl_ms == 0 {
+                    avg
+                } else {
+                    (d.avg_ttl_ms / 50) * 49 + avg / 50
+                };
             }
             d.expire_cursor = cursor;
             for k in doomed.drain(..) {
@@ -406,7 +421,9 @@ impl Shard {
             | Cmd::CommandDocs
             | Cmd::CommandGetKeys
             | Cmd::CommandList
-            | Cmd::CommandHelp => out.error(&format!("ERR '{}' is not a keyspace command", spec.name)),
+            | Cmd::CommandHelp => {
+                out.error(&format!("ERR '{}' is not a keyspace command", spec.name))
+            }
         }
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;

@@ -24,7 +24,10 @@ impl Value {
                 return Value::Int(i);
             }
         }
-        Value::Str { data: b.to_vec(), raw: false }
+        Value::Str {
+            data: b.to_vec(),
+            raw: false,
+        }
     }
 
     /// The encoding name OBJECT ENCODING reports.
@@ -94,7 +97,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(value: Value, now_ms: u64) -> Self {
-        Entry { value, expire_at_ms: 0, access_s: (now_ms / 1000) as u32 }
+        Entry {
+            value,
+            expire_at_ms: 0,
+            access_s: (now_ms / 1000) as u32,
+        }
     }
 
     /// Redis's `keyIsExpired`: expired once the clock is past the deadline.
@@ -112,7 +119,10 @@ mod tests {
     fn encodings_follow_redis() {
         assert_eq!(Value::from_bytes(b"123").encoding(), "int");
         assert_eq!(Value::from_bytes(b"-9223372036854775808").encoding(), "int");
-        assert_eq!(Value::from_bytes(b"9223372036854775808").encoding(), "embstr");
+        assert_eq!(
+            Value::from_bytes(b"9223372036854775808").encoding(),
+            "embstr"
+        );
         assert_eq!(Value::from_bytes(b"007").encoding(), "embstr");
         assert_eq!(Value::from_bytes(&[b'a'; 44]).encoding(), "embstr");
         assert_eq!(Value::from_bytes(&[b'a'; 45]).encoding(), "raw");

@@ -46,7 +46,9 @@ pub fn touch(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn type_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let t = sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.value.type_name());
+    let t = sh
+        .lookup(ctx.db, &a[1], ctx.now_ms)
+        .map(|e| e.value.type_name());
     sh.count_hit(t.is_some());
     out.simple(t.unwrap_or("none").as_bytes());
 }
@@ -68,7 +70,10 @@ fn parse_expire_flags(a: &Args) -> Result<u8, String> {
         } else if eq_ic(opt, b"lt") {
             EXPIRE_LT
         } else {
-            return Err(format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)));
+            return Err(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            ));
         };
     }
     if f & EXPIRE_NX != 0 && f & (EXPIRE_XX | EXPIRE_GT | EXPIRE_LT) != 0 {
@@ -114,7 +119,11 @@ pub fn expire(
     let Some(e) = sh.lookup(ctx.db, key, ctx.now_ms) else {
         return out.int(0);
     };
-    let current: i64 = if e.expire_at_ms == 0 { -1 } else { e.expire_at_ms as i64 };
+    let current: i64 = if e.expire_at_ms == 0 {
+        -1
+    } else {
+        e.expire_at_ms as i64
+    };
     if (flags & EXPIRE_NX != 0 && current != -1)
         || (flags & EXPIRE_XX != 0 && current == -1)
         || (flags & EXPIRE_GT != 0 && (when <= current || current == -1))
@@ -142,7 +151,9 @@ pub enum TtlKind {
 pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: TtlKind) {
     let e = sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.expire_at_ms);
     sh.count_hit(e.is_some());
-    let Some(deadline) = e else { return out.int(-2) };
+    let Some(deadline) = e else {
+        return out.int(-2);
+    };
     if deadline == 0 {
         return out.int(-1);
     }
@@ -177,7 +188,9 @@ pub fn rename(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, nx:
     if nx && sh.exists(ctx.db, dst, ctx.now_ms) {
         return out.int(0);
     }
-    let entry = sh.remove(ctx.db, src).expect("source found by lookup above");
+    let entry = sh
+        .remove(ctx.db, src)
+        .expect("source found by lookup above");
     sh.store(ctx.db, dst, entry);
     if nx {
         out.int(1)
@@ -285,12 +298,18 @@ pub fn parse_cursor(arg: &[u8]) -> Result<u64, &'static str> {
     if arg.is_empty() || !arg.iter().all(u8::is_ascii_digit) {
         return Err(err::INVALID_CURSOR);
     }
-    std::str::from_utf8(arg).ok().and_then(|s| s.parse().ok()).ok_or(err::INVALID_CURSOR)
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(err::INVALID_CURSOR)
 }
 
 /// Parses SCAN's `[MATCH p] [COUNT n] [TYPE t]` starting at `a[from]`.
 pub fn parse_scan(a: &Args, from: usize) -> Result<ScanOpts, &'static str> {
-    let mut o = ScanOpts { count: 10, ..Default::default() };
+    let mut o = ScanOpts {
+        count: 10,
+        ..Default::default()
+    };
     let mut i = from;
     while i < a.len() {
         let more = i + 1 < a.len();
@@ -302,7 +321,11 @@ pub fn parse_scan(a: &Args, from: usize) -> Result<ScanOpts, &'static str> {
             o.count = n as usize;
         } else if eq_ic(&a[i], b"match") && more {
             let p = &a[i + 1];
-            o.pattern = if matches_all(p) && p.len() == 1 { None } else { Some(p.to_vec()) };
+            o.pattern = if matches_all(p) && p.len() == 1 {
+                None
+            } else {
+                Some(p.to_vec())
+            };
         } else if eq_ic(&a[i], b"type") && more {
             o.type_name = Some(a[i + 1].to_vec());
         } else {
@@ -344,7 +367,13 @@ impl Shard {
     /// One SCAN step over this shard's `db` from `cursor`: visits buckets until about
     /// `count` keys are gathered or `10 × count` buckets were visited. Returns the next
     /// cursor (0 when done) and the keys that pass the filters. Expired keys are reclaimed.
-    pub fn scan_keys(&mut self, db: usize, cursor: u64, opts: &ScanOpts, now_ms: u64) -> (u64, Vec<Vec<u8>>) {
+    pub fn scan_keys(
+        &mut self,
+        db: usize,
+        cursor: u64,
+        opts: &ScanOpts,
+        now_ms: u64,
+    ) -> (u64, Vec<Vec<u8>>) {
         let mut raw: Vec<(Vec<u8>, bool)> = Vec::new();
         let mut cursor = cursor;
         let mut budget = opts.count.saturating_mul(10);
@@ -371,7 +400,10 @@ impl Shard {
                 }
             }
             if let Some(t) = &opts.type_name {
-                let tn = self.dbs[db].dict.peek(&k).map_or("none", |e| e.value.type_name());
+                let tn = self.dbs[db]
+                    .dict
+                    .peek(&k)
+                    .map_or("none", |e| e.value.type_name());
                 if !t.eq_ignore_ascii_case(tn.as_bytes()) {
                     continue;
                 }

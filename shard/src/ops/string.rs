@@ -94,7 +94,11 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(o) => o,
         Err(e) => return out.error(e),
     };
-    let when = match o.expire.map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "set")).transpose() {
+    let when = match o
+        .expire
+        .map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "set"))
+        .transpose()
+    {
         Ok(w) => w,
         Err(e) => return out.error(&e),
     };
@@ -136,11 +140,22 @@ pub fn setnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if sh.exists(ctx.db, &a[1], ctx.now_ms) {
         return out.int(0);
     }
-    sh.store(ctx.db, &a[1], Entry::new(Value::from_bytes(&a[2]), ctx.now_ms));
+    sh.store(
+        ctx.db,
+        &a[1],
+        Entry::new(Value::from_bytes(&a[2]), ctx.now_ms),
+    );
     out.int(1);
 }
 
-pub fn setex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, unit_ms: i64, name: &str) {
+pub fn setex(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    a: Args,
+    out: &mut ReplyWriter,
+    unit_ms: i64,
+    name: &str,
+) {
     let when = match deadline(&a[2], unit_ms, false, ctx.now_ms, name) {
         Ok(w) => w,
         Err(e) => return out.error(&e),
@@ -156,7 +171,11 @@ pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Some(e) => e.value.write_bulk(out),
         None => out.null(),
     }
-    sh.store(ctx.db, &a[1], Entry::new(Value::from_bytes(&a[2]), ctx.now_ms));
+    sh.store(
+        ctx.db,
+        &a[1],
+        Entry::new(Value::from_bytes(&a[2]), ctx.now_ms),
+    );
 }
 
 pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -172,7 +191,11 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(o) => o,
         Err(e) => return out.error(e),
     };
-    let when = match o.expire.map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "getex")).transpose() {
+    let when = match o
+        .expire
+        .map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "getex"))
+        .transpose()
+    {
         Ok(w) => w,
         Err(e) => return out.error(&e),
     };
@@ -207,7 +230,11 @@ pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         return out.error("ERR wrong number of arguments for 'mset' command");
     }
     for i in (1..a.len()).step_by(2) {
-        sh.store(ctx.db, &a[i], Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms));
+        sh.store(
+            ctx.db,
+            &a[i],
+            Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms),
+        );
     }
     out.ok();
 }
@@ -222,7 +249,11 @@ pub fn msetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         }
     }
     for i in (1..a.len()).step_by(2) {
-        sh.store(ctx.db, &a[i], Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms));
+        sh.store(
+            ctx.db,
+            &a[i],
+            Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms),
+        );
     }
     out.int(1);
 }
@@ -262,7 +293,9 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn strlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let n = sh.lookup_read(ctx.db, &a[1], ctx.now_ms).map_or(0, |e| e.value.str_len());
+    let n = sh
+        .lookup_read(ctx.db, &a[1], ctx.now_ms)
+        .map_or(0, |e| e.value.str_len());
     out.int(n as i64);
 }
 
@@ -278,7 +311,13 @@ pub fn parse_incr(arg: &[u8], negate: bool) -> Result<i64, &'static str> {
     Ok(v)
 }
 
-pub fn incr_by(sh: &mut Shard, ctx: &ExecCtx, key: &[u8], incr: Result<i64, &'static str>, out: &mut ReplyWriter) {
+pub fn incr_by(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    key: &[u8],
+    incr: Result<i64, &'static str>,
+    out: &mut ReplyWriter,
+) {
     let incr = match incr {
         Ok(i) => i,
         Err(e) => return out.error(e),
@@ -288,10 +327,12 @@ pub fn incr_by(sh: &mut Shard, ctx: &ExecCtx, key: &[u8], incr: Result<i64, &'st
     let old = match entry.as_ref().map(|e| &e.value) {
         None => 0,
         Some(Value::Int(i)) => *i,
-        Some(Value::Str { data, .. }) => match (data.len() <= 20).then(|| parse_i64(data)).flatten() {
-            Some(i) => i,
-            None => return out.error(err::NOT_INT),
-        },
+        Some(Value::Str { data, .. }) => {
+            match (data.len() <= 20).then(|| parse_i64(data)).flatten() {
+                Some(i) => i,
+                None => return out.error(err::NOT_INT),
+            }
+        }
     };
     let Some(new) = old.checked_add(incr) else {
         return out.error(err::OVERFLOW);
@@ -339,7 +380,10 @@ fn parse_decimal(s: &[u8]) -> Option<Decimal> {
     if digits == 0 || digits > 30 || scale > FLOAT_DECIMALS {
         return None;
     }
-    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale })
+    Some(Decimal {
+        mantissa: if neg { -mantissa } else { mantissa },
+        scale,
+    })
 }
 
 fn format_decimal(d: Decimal) -> Vec<u8> {
@@ -347,9 +391,15 @@ fn format_decimal(d: Decimal) -> Vec<u8> {
     let digits = d.mantissa.unsigned_abs().to_string();
     let scale = d.scale as usize;
     let (int_part, frac_part) = if digits.len() > scale {
-        (digits[..digits.len() - scale].to_string(), digits[digits.len() - scale..].to_string())
+        (
+            digits[..digits.len() - scale].to_string(),
+            digits[digits.len() - scale..].to_string(),
+        )
     } else {
-        ("0".to_string(), format!("{}{}", "0".repeat(scale - digits.len()), digits))
+        (
+            "0".to_string(),
+            format!("{}{}", "0".repeat(scale - digits.len()), digits),
+        )
     };
     let frac = frac_part.trim_end_matches('0');
     let mut s = String::new();
@@ -398,13 +448,18 @@ pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
     let (key, incr) = (&a[1], &a[2]);
     let entry = sh.lookup(ctx.db, key, ctx.now_ms);
     let mut scratch = itoa::Buffer::new();
-    let old: &[u8] = entry.as_ref().map_or(b"0", |e| e.value.as_bytes(&mut scratch));
+    let old: &[u8] = entry
+        .as_ref()
+        .map_or(b"0", |e| e.value.as_bytes(&mut scratch));
     let text = match float_sum(old, incr) {
         Ok(t) => t,
         Err(e) => return out.error(e),
     };
     out.bulk(&text);
-    let value = Value::Str { data: text, raw: false };
+    let value = Value::Str {
+        data: text,
+        raw: false,
+    };
     match entry {
         Some(e) => e.value = value,
         None => sh.store(ctx.db, key, Entry::new(value, ctx.now_ms)),
@@ -459,7 +514,11 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             }
             let mut data = vec![0u8; total as usize];
             data[offset as usize..].copy_from_slice(value);
-            sh.store(ctx.db, key, Entry::new(Value::Str { data, raw: true }, ctx.now_ms));
+            sh.store(
+                ctx.db,
+                key,
+                Entry::new(Value::Str { data, raw: true }, ctx.now_ms),
+            );
             out.int(total as i64);
         }
         Some(e) => {
@@ -485,8 +544,14 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn lcs(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let va = sh.lookup_read(ctx.db, &a[1], ctx.now_ms).map(|e| e.value.to_vec()).unwrap_or_default();
-    let vb = sh.lookup_read(ctx.db, &a[2], ctx.now_ms).map(|e| e.value.to_vec()).unwrap_or_default();
+    let va = sh
+        .lookup_read(ctx.db, &a[1], ctx.now_ms)
+        .map(|e| e.value.to_vec())
+        .unwrap_or_default();
+    let vb = sh
+        .lookup_read(ctx.db, &a[2], ctx.now_ms)
+        .map(|e| e.value.to_vec())
+        .unwrap_or_default();
     lcs_reply(&va, &vb, a, sh.config.proto_max_bulk_len, out);
 }
 
@@ -525,7 +590,8 @@ pub fn lcs_reply(sa: &[u8], sb: &[u8], a: Args, max_bulk: i64, out: &mut ReplyWr
     let (alen, blen) = (sa.len(), sb.len());
     let cells = (alen as u64 + 1) * (blen as u64 + 1);
     if cells * 4 > max_bulk as u64 {
-        return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        return out
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
     }
     let w = blen + 1;
     let mut t = vec![0u32; cells as usize];
@@ -581,7 +647,13 @@ pub fn lcs_reply(sa: &[u8], sb: &[u8], a: Args, max_bulk: i64, out: &mut ReplyWr
         let match_len = ar_end as i64 - ar_start as i64 + 1;
         if emit {
             if (minmatchlen == 0 || match_len >= minmatchlen) && getidx {
-                ranges.push([ar_start as i64, ar_end as i64, br_start as i64, br_end as i64, match_len]);
+                ranges.push([
+                    ar_start as i64,
+                    ar_end as i64,
+                    br_start as i64,
+                    br_end as i64,
+                    match_len,
+                ]);
             }
             ar_start = alen;
         }

@@ -1,0 +1,761 @@
+//! Connection and server commands: PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT *,
+//! INFO, CONFIG *, TIME, SHUTDOWN, DEBUG, COMMAND *. None of them touch the keyspace except
+//! through other cores' [`crate::core::call`]s.
+
+use crate::config::{find_param, Config, PARAMS};
+use crate::conn::Conn;
+use crate::core::{call_all, now_us, Core};
+use percore_proto::command::{lookup, lookup_sub, subcommands, COMMANDS, SUBCOMMANDS};
+use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
+use percore_shard::glob::glob_match;
+use percore_shard::ops::keyspace::parse_db;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The Redis version whose behaviour percore follows (INFO `redis_version`, HELLO).
+pub const REDIS_VERSION: &str = "7.0.15";
+pub const PERCORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
+    w.array(lines.len() + 3);
+    w.simple(format!("{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
+    for l in lines {
+        w.simple(l.as_bytes());
+    }
+    w.simple(b"HELP");
+    w.simple(b"    Print this help.");
+}
+
+pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
+    let mut w = ReplyWriter::new(buf, conn.proto);
+    match spec.cmd {
+        Cmd::Ping => match a.len() {
+            1 => w.simple(b"PONG"),
+            2 => w.bulk(&a[1]),
+            _ => w.error(&spec.arity_error()),
+        },
+        Cmd::Echo => w.bulk(&a[1]),
+        Cmd::Quit => {
+            w.ok();
+            conn.close = true;
+        }
+        Cmd::Reset => {
+            conn.reset();
+            w.proto = conn.proto;
+            w.simple(b"RESET");
+        }
+        Cmd::Hello => hello(conn, a, &mut w),
+        Cmd::Auth => auth(conn, a, &mut w),
+        Cmd::Select => match parse_db(&a[1]) {
+            Ok(db) => {
+                conn.db = db;
+                conn.handle.info.borrow_mut().db = db;
+                w.ok();
+            }
+            Err(e) => w.error(e),
+        },
+        Cmd::ClientId => w.int(conn.handle.id as i64),
+        Cmd::ClientSetName => match valid_name(&a[2]) {
+            Ok(()) => {
+                conn.handle.info.borrow_mut().name = a[2].to_vec();
+                w.ok();
+            }
+            Err(e) => w.error(e),
+        },
+        Cmd::ClientGetName => {
+            let name = conn.handle.info.borrow().name.clone();
+            if name.is_empty() {
+                w.null()
+            } else {
+                w.bulk(&name)
+            }
+        }
+        Cmd::ClientInfo => {
+            let line = conn.handle.describe(std::time::Instant::now()) + "\n";
+            w.verbatim(b"txt", line.as_bytes());
+        }
+        Cmd::ClientList => client_list(conn, a, &mut w).await,
+        Cmd::ClientKill => client_kill(conn, a, &mut w).await,
+        Cmd::ClientSetInfo => {
+            let v = &a[3];
+            if v.iter().any(|&c| c <= b' ' || c > b'~') {
+                w.error(&format!("ERR {} cannot contain spaces, newlines or special characters.", lossy(&a[2]).to_lowercase()));
+            } else if eq(&a[2], "lib-name") {
+                conn.handle.info.borrow_mut().lib_name = v.to_vec();
+                w.ok();
+            } else if eq(&a[2], "lib-ver") {
+                conn.handle.info.borrow_mut().lib_ver = v.to_vec();
+                w.ok();
+            } else {
+                w.error(&format!("ERR Unrecognized option '{}'", lossy(&a[2])));
+            }
+        }
+        Cmd::ClientNoEvict | Cmd::ClientNoTouch => {
+            let on = if eq(&a[2], "on") {
+                true
+            } else if eq(&a[2], "off") {
+                false
+            } else {
+                return w.error("ERR syntax error");
+            };
+            let mut info = conn.handle.info.borrow_mut();
+            if spec.cmd == Cmd::ClientNoEvict {
+                info.no_evict = on;
+            } else {
+                info.no_touch = on;
+            }
+            w.ok();
+        }
+        Cmd::ClientHelp => help(
+            &mut w,
+            "CLIENT",
+            &[
+                "GETNAME", "    Return the name of the current connection.",
+                "ID", "    Return the ID of the current connection.",
+                "INFO", "    Return information about the current client connection.",
+                "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options: ID, ADDR, LADDR, TYPE, USER, SKIPME, MAXAGE.",
+                "LIST [TYPE <type>] [ID <id> [<id> ...]]", "    Return information about client connections.",
+                "SETNAME <name>", "    Assign the name <name> to the current connection.",
+                "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+                "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
+                "NO-TOUCH (ON|OFF)", "    Do not touch LRU/LFU stats of keys accessed by this client.",
+            ],
+        ),
+        Cmd::Info => {
+            let text = crate::info::render(conn, a).await;
+            w.verbatim(b"txt", text.as_bytes());
+        }
+        Cmd::ConfigGet => config_get(conn, a, &mut w),
+        Cmd::ConfigSet => config_set(conn, a, &mut w).await,
+        Cmd::ConfigResetStat => {
+            call_all(&conn.core, |c: &Core| {
+                *c.stats.borrow_mut() = Default::default();
+                c.shard.borrow_mut().stats = Default::default();
+            })
+            .await;
+            w.ok();
+        }
+        Cmd::ConfigRewrite => match config_rewrite(&conn.core.config.borrow()) {
+            Ok(()) => w.ok(),
+            Err(e) => w.error(&e),
+        },
+        Cmd::ConfigHelp => help(
+            &mut w,
+            "CONFIG",
+            &[
+                "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+                "RESETSTAT", "    Reset statistics reported by the INFO command.",
+                "REWRITE", "    Rewrite the configuration file.",
+            ],
+        ),
+        Cmd::Time => {
+            let us = now_us();
+            w.array(2);
+            w.bulk((us / 1_000_000).to_string().as_bytes());
+            w.bulk((us % 1_000_000).to_string().as_bytes());
+        }
+        Cmd::Shutdown => shutdown(conn, a, &mut w),
+        Cmd::Debug => debug(a, &mut w),
+        Cmd::Command => {
+            w.array(COMMANDS.len());
+            for c in COMMANDS {
+                command_info(&mut w, c);
+            }
+        }
+        Cmd::CommandCount => w.int(COMMANDS.len() as i64),
+        Cmd::CommandInfo => {
+            if a.len() == 2 {
+                w.array(COMMANDS.len());
+                for c in COMMANDS {
+                    command_info(&mut w, c);
+                }
+            } else {
+                w.array(a.len() - 2);
+                for name in a.iter().skip(2) {
+                    match find_command(name) {
+                        Some(c) => command_info(&mut w, c),
+                        None => w.null_array(),
+                    }
+                }
+            }
+        }
+        Cmd::CommandDocs => {
+            let specs: Vec<&CommandSpec> =
+                if a.len() == 2 { COMMANDS.iter().collect() } else { a.iter().skip(2).filter_map(find_command).collect() };
+            w.map(specs.len());
+            for c in specs {
+                w.bulk(c.name.as_bytes());
+                command_docs(&mut w, c);
+            }
+        }
+        Cmd::CommandGetKeys => {
+            let rest = a.tail(2);
+            let Some(target) = lookup(&rest[0]) else {
+                return w.error("ERR Invalid command specified");
+            };
+            let target = if target.is_container() && rest.len() > 1 { lookup_sub(target, &rest[1]).unwrap_or(target) } else { target };
+            if !target.arity_ok(rest.len()) {
+                return w.error("ERR Invalid number of arguments specified for command");
+            }
+            let keys: Vec<usize> = target.key_indices(rest.len()).collect();
+            if keys.is_empty() {
+                return w.error("ERR The command has no key arguments");
+            }
+            w.array(keys.len());
+            for i in keys {
+                w.bulk(&rest[i]);
+            }
+        }
+        Cmd::CommandList => {
+            let all = || COMMANDS.iter().chain(SUBCOMMANDS.iter());
+            let names: Vec<&str> = match a.len() {
+                2 => all().map(|c| c.name).collect(),
+                5 if eq(&a[2], "filterby") && eq(&a[3], "aclcat") => {
+                    all().filter(|c| c.acl.iter().any(|cat| eq(&a[4], cat))).map(|c| c.name).collect()
+                }
+                5 if eq(&a[2], "filterby") && eq(&a[3], "pattern") => {
+                    all().filter(|c| glob_match(&a[4], c.name.as_bytes(), true)).map(|c| c.name).collect()
+                }
+                5 if eq(&a[2], "filterby") && eq(&a[3], "module") => Vec::new(),
+                _ => return w.error("ERR syntax error"),
+            };
+            w.array(names.len());
+            for n in names {
+                w.bulk(n.as_bytes());
+            }
+        }
+        Cmd::CommandHelp => help(
+            &mut w,
+            "COMMAND",
+            &[
+                "(no subcommand)", "    Return details about all commands.",
+                "COUNT", "    Return the total number of commands in this server.",
+                "LIST", "    Return a list of all commands in this server.",
+                "INFO [<command-name> ...]", "    Return details about multiple commands.",
+                "DOCS [<command-name> ...]", "    Return documentation details about multiple commands.",
+                "GETKEYS <full-command>", "    Return the keys from a full command.",
+            ],
+        ),
+        Cmd::ObjectHelp => help(
+            &mut w,
+            "OBJECT",
+            &[
+                "ENCODING <key>", "    Return the kind of internal representation used in order to store the value associated with a <key>.",
+                "FREQ <key>", "    Return the access frequency index of the <key>.",
+                "IDLETIME <key>", "    Return the idle time of the <key>, that is the approximated number of seconds elapsed since the last access to the key.",
+                "REFCOUNT <key>", "    Return the number of references of the value associated with the specified <key>.",
+            ],
+        ),
+        // Keyspace commands are routed to shards and never reach this function.
+        _ => w.error(&format!("ERR '{}' is not a connection command", spec.name)),
+    }
+}
+
+fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup(name).or_else(|| {
+        let s = std::str::from_utf8(name).ok()?;
+        let (parent, sub) = s.split_once('|')?;
+        lookup_sub(lookup(parent.as_bytes())?, sub.as_bytes())
+    })
+}
+
+fn valid_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().any(|&c| c < b'!' || c > b'~') {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok(())
+}
+
+fn check_password(cfg: &Config, user: &[u8], pass: &[u8]) -> bool {
+    if user != b"default" {
+        return false;
+    }
+    match &cfg.requirepass {
+        None => true,
+        Some(p) => {
+            // Constant-time comparison: the time taken does not reveal how much matched.
+            let p = p.as_bytes();
+            p.len() == pass.len() && p.iter().zip(pass).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }
+    }
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+    if a.len() > 3 {
+        return w.error("ERR syntax error");
+    }
+    let cfg = conn.core.config.borrow().clone();
+    let (user, pass): (&[u8], &[u8]) = if a.len() == 2 {
+        if cfg.requirepass.is_none() {
+            return w.error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        }
+        (b"default", &a[1])
+    } else {
+        (&a[1], &a[2])
+    };
+    if check_password(&cfg, user, pass) {
+        conn.authed = true;
+        w.ok();
+    } else {
+        crate::log::warn(&format!("failed AUTH from {}", conn.handle.addr));
+        w.error(WRONGPASS);
+    }
+}
+
+fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+    let mut ver = None;
+    if a.len() >= 2 {
+        match percore_proto::parse_i64(&a[1]) {
+            Some(v) if v == 2 || v == 3 => ver = Some(v),
+            Some(_) => return w.error("NOPROTO unsupported protocol version"),
+            None => return w.error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let cfg = conn.core.config.borrow().clone();
+    let mut j = 2;
+    let mut name = None;
+    while j < a.len() {
+        let more = a.len() - 1 - j;
+        if eq(&a[j], "auth") && more >= 2 {
+            if !check_password(&cfg, &a[j + 1], &a[j + 2]) {
+                return w.error(WRONGPASS);
+            }
+            conn.authed = true;
+            j += 3;
+        } else if eq(&a[j], "setname") && more >= 1 {
+            if let Err(e) = valid_name(&a[j + 1]) {
+                return w.error(e);
+            }
+            name = Some(a[j + 1].to_vec());
+            j += 2;
+        } else {
+            return w.error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                lossy(&a[j])
+            ));
+        }
+    }
+    if !conn.authed {
+        return w.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(v) = ver {
+        conn.proto = if v == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        conn.handle.info.borrow_mut().proto = conn.proto;
+    }
+    if let Some(n) = name {
+        conn.handle.info.borrow_mut().name = n;
+    }
+    w.proto = conn.proto;
+    w.map(7);
+    w.bulk(b"server");
+    w.bulk(b"redis");
+    w.bulk(b"version");
+    w.bulk(REDIS_VERSION.as_bytes());
+    w.bulk(b"proto");
+    w.int(if conn.proto == Protocol::Resp3 { 3 } else { 2 });
+    w.bulk(b"id");
+    w.int(conn.handle.id as i64);
+    w.bulk(b"mode");
+    w.bulk(b"standalone");
+    w.bulk(b"role");
+    w.bulk(b"master");
+    w.bulk(b"modules");
+    w.array(0);
+}
+
+async fn client_list(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < a.len() {
+        if eq(&a[i], "type") && i + 1 < a.len() {
+            let t = lossy(&a[i + 1]).to_lowercase();
+            match t.as_str() {
+                "normal" => {}
+                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                _ => return w.error(&format!("ERR Unknown client type '{t}'")),
+            }
+            i += 2;
+        } else if eq(&a[i], "id") && i + 1 < a.len() {
+            let mut v = Vec::new();
+            for x in a.iter().skip(i + 1) {
+                match percore_proto::parse_i64(x) {
+                    Some(n) if n > 0 => v.push(n as u64),
+                    _ => return w.error("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(v);
+            i = a.len();
+        } else {
+            return w.error("ERR syntax error");
+        }
+    }
+    let lines = call_all(&conn.core, move |c: &Core| {
+        let now = std::time::Instant::now();
+        let clients = c.clients.borrow();
+        let mut v: Vec<(u64, String)> = clients.values().map(|h| (h.id, h.describe(now))).collect();
+        v.sort();
+        v
+    })
+    .await;
+    let mut all: Vec<(u64, String)> = lines.into_iter().flatten().collect();
+    all.sort();
+    let mut text = String::new();
+    for (id, line) in all {
+        if ids.as_ref().is_none_or(|v| v.contains(&id)) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    w.verbatim(b"txt", text.as_bytes());
+}
+
+#[derive(Clone, Default)]
+struct KillFilter {
+    id: Option<u64>,
+    addr: Option<String>,
+    laddr: Option<String>,
+    skip: Option<u64>,
+    max_age: Option<u64>,
+    none: bool,
+}
+
+async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let old_style = a.len() == 3;
+    let mut f = KillFilter {
+        skip: Some(conn.handle.id),
+        ..Default::default()
+    };
+    if old_style {
+        f.addr = Some(lossy(&a[2]));
+        f.skip = None;
+    } else {
+        if a.len() % 2 != 0 {
+            return w.error("ERR syntax error");
+        }
+        for i in (2..a.len()).step_by(2) {
+            let v = lossy(&a[i + 1]);
+            if eq(&a[i], "id") {
+                match v.parse::<u64>() {
+                    Ok(id) if id > 0 => f.id = Some(id),
+                    _ => return w.error("ERR client-id should be greater than 0"),
+                }
+            } else if eq(&a[i], "addr") {
+                f.addr = Some(v);
+            } else if eq(&a[i], "laddr") {
+                f.laddr = Some(v);
+            } else if eq(&a[i], "type") {
+                match v.to_lowercase().as_str() {
+                    "normal" => {}
+                    "master" | "replica" | "slave" | "pubsub" => f.none = true,
+                    _ => return w.error(&format!("ERR Unknown client type '{v}'")),
+                }
+            } else if eq(&a[i], "user") {
+                f.none |= v != "default";
+            } else if eq(&a[i], "skipme") {
+                match v.to_lowercase().as_str() {
+                    "yes" => f.skip = Some(conn.handle.id),
+                    "no" => f.skip = None,
+                    _ => return w.error("ERR syntax error"),
+                }
+            } else if eq(&a[i], "maxage") {
+                match v.parse::<u64>() {
+                    Ok(n) => f.max_age = Some(n),
+                    Err(_) => return w.error("ERR syntax error"),
+                }
+            } else {
+                return w.error("ERR syntax error");
+            }
+        }
+    }
+    let self_id = conn.handle.id;
+    let killed = call_all(&conn.core, move |c: &Core| {
+        if f.none {
+            return (0usize, false);
+        }
+        let now = std::time::Instant::now();
+        let mut n = 0;
+        let mut me = false;
+        for h in c.clients.borrow().values() {
+            let matches = f.id.is_none_or(|id| id == h.id)
+                && f.addr.as_ref().is_none_or(|x| *x == h.addr.to_string())
+                && f.laddr.as_ref().is_none_or(|x| *x == h.laddr.to_string())
+                && f.skip.is_none_or(|s| s != h.id)
+                && f.max_age
+                    .is_none_or(|m| now.duration_since(h.created).as_secs() >= m);
+            if matches {
+                if h.id == self_id {
+                    // Killing oneself: reply first, then close (as Redis does).
+                    me = true;
+                } else {
+                    h.kill();
+                }
+                n += 1;
+            }
+        }
+        (n, me)
+    })
+    .await;
+    let total: usize = killed.iter().map(|k| k.0).sum();
+    if killed.iter().any(|k| k.1) {
+        conn.close = true;
+    }
+    if old_style {
+        if total == 0 {
+            w.error("ERR No such client")
+        } else {
+            w.ok()
+        }
+    } else {
+        w.int(total as i64)
+    }
+}
+
+fn config_get(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+    let cfg = conn.core.config.borrow().clone();
+    let mut found: Vec<(&str, String)> = Vec::new();
+    for pat in a.iter().skip(2) {
+        for p in PARAMS {
+            if glob_match(pat, p.name.as_bytes(), true) && !found.iter().any(|(n, _)| *n == p.name)
+            {
+                found.push((p.name, (p.get)(&cfg)));
+            }
+        }
+    }
+    w.map(found.len());
+    for (n, v) in found {
+        w.bulk(n.as_bytes());
+        w.bulk(v.as_bytes());
+    }
+}
+
+async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    if a.len() % 2 != 0 {
+        return w.error("ERR wrong number of arguments for 'config|set' command");
+    }
+    let global = conn.core.global.clone();
+    let (version, new) = {
+        let mut guard = global.config.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cfg: Config = (*guard.1).clone();
+        let mut seen: Vec<&str> = Vec::new();
+        for i in (2..a.len()).step_by(2) {
+            let name = lossy(&a[i]);
+            let Some(p) = find_param(&name) else {
+                return w.error(&format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+            };
+            if seen.contains(&p.name) {
+                return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"));
+            }
+            seen.push(p.name);
+            if !p.mutable {
+                return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"));
+            }
+            if let Err(e) = (p.set)(&mut cfg, &[lossy(&a[i + 1])]) {
+                return w.error(&format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                ));
+            }
+        }
+        guard.0 += 1;
+        guard.1 = Arc::new(cfg);
+        (guard.0, guard.1.clone())
+    };
+    call_all(&conn.core, move |c: &Core| {
+        c.apply_config(version, new.clone())
+    })
+    .await;
+    w.ok();
+}
+
+/// CONFIG REWRITE: updates the lines of settings already in the file and appends the
+/// settings that differ from their defaults.
+fn config_rewrite(cfg: &Config) -> Result<(), String> {
+    let Some(path) = &cfg.config_file else {
+        return Err("ERR The server is running without a config file".into());
+    };
+    let old =
+        std::fs::read_to_string(path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
+    let defaults = Config::default();
+    let mut written: Vec<&str> = Vec::new();
+    let mut out = String::new();
+    for line in old.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        match find_param(first).filter(|_| !line.trim_start().starts_with('#')) {
+            Some(p) if !written.contains(&p.name) => {
+                out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
+                written.push(p.name);
+            }
+            Some(_) => {}
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for p in PARAMS {
+        if !written.contains(&p.name) && (p.get)(cfg) != (p.get)(&defaults) {
+            out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
+        }
+    }
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    std::fs::write(&tmp, out)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("ERR Rewriting config file: {e}"))
+}
+
+fn quote(v: String) -> String {
+    if v.is_empty() || v.contains(' ') || v.contains('"') {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v
+    }
+}
+
+fn shutdown(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+    for opt in a.iter().skip(1) {
+        if eq(opt, "abort") {
+            return w.error("ERR No shutdown in progress.");
+        }
+        if !(eq(opt, "nosave") || eq(opt, "save") || eq(opt, "now") || eq(opt, "force")) {
+            return w.error("ERR syntax error");
+        }
+    }
+    crate::log::notice(&format!(
+        "User requested shutdown (client id={} addr={})",
+        conn.handle.id, conn.handle.addr
+    ));
+    conn.core.global.shutdown.store(true, Ordering::SeqCst);
+    // Redis closes the connection without a reply when the shutdown goes ahead.
+    conn.close = true;
+}
+
+fn debug(a: Args, w: &mut ReplyWriter) {
+    if eq(&a[1], "sleep") && a.len() == 3 {
+        let secs: f64 = std::str::from_utf8(&a[2])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        // Like Redis, DEBUG SLEEP blocks the executing thread: here, this connection's core.
+        if secs > 0.0 && secs.is_finite() {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
+        }
+        return w.ok();
+    }
+    if eq(&a[1], "help") {
+        return help(
+            w,
+            "DEBUG",
+            &[
+                "SLEEP <seconds>",
+                "    Stop the server (this core) for <seconds>. Decimals allowed.",
+            ],
+        );
+    }
+    w.error(&format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+        lossy(&a[1])
+    ));
+}
+
+/// One COMMAND INFO entry (Redis 7's 10-element form).
+fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
+    w.array(10);
+    w.bulk(c.name.as_bytes());
+    w.int(c.arity as i64);
+    let flags: Vec<&str> = c.flags.names().collect();
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.int(c.first_key as i64);
+    w.int(c.last_key as i64);
+    w.int(c.step as i64);
+    w.set(c.acl.len());
+    for cat in c.acl {
+        w.simple(format!("@{cat}").as_bytes());
+    }
+    w.array(0);
+    if c.first_key > 0 {
+        w.array(1);
+        w.map(3);
+        w.bulk(b"flags");
+        let kf: &[&str] = if c.flags.has(percore_proto::Flags::WRITE) {
+            &["RW", "UPDATE"]
+        } else {
+            &["RO", "ACCESS"]
+        };
+        w.array(kf.len());
+        for f in kf {
+            w.simple(f.as_bytes());
+        }
+        w.bulk(b"begin_search");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(c.first_key as i64);
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"range");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"lastkey");
+        w.int(if c.last_key < 0 {
+            c.last_key as i64
+        } else {
+            (c.last_key - c.first_key) as i64
+        });
+        w.bulk(b"keystep");
+        w.int(c.step as i64);
+        w.bulk(b"limit");
+        w.int(0);
+    } else {
+        w.array(0);
+    }
+    let subs = subcommands(c.cmd);
+    w.array(subs.len());
+    for s in subs {
+        command_info(w, s);
+    }
+}
+
+fn command_docs(w: &mut ReplyWriter, c: &CommandSpec) {
+    let subs = subcommands(c.cmd);
+    w.map(if subs.is_empty() { 3 } else { 4 });
+    w.bulk(b"summary");
+    w.bulk(c.summary.as_bytes());
+    w.bulk(b"since");
+    w.bulk(c.since.as_bytes());
+    w.bulk(b"group");
+    w.bulk(c.group.as_bytes());
+    if !subs.is_empty() {
+        w.bulk(b"subcommands");
+        w.map(subs.len());
+        for s in subs {
+            w.bulk(s.name.as_bytes());
+            command_docs(w, s);
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! Configuration: command-line flags and a redis.conf-style file, with Redis's names where
+//! Redis has the setting, and the CONFIG GET/SET parameter table.
+//!
+//! `percore [/etc/percore.conf] [--port 7000] [--shards 4] …` — the file is read first, then
+//! flags override it, as `redis-server` does. Every parameter is declared once in [`PARAMS`]:
+//! name, how to read it, how to set it, and whether CONFIG SET may change it at run time.
+
+use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
+use std::fmt::Write as _;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: Vec<String>,
+    pub port: u16,
+    /// 0: one shard per CPU this process may use.
+    pub shards: usize,
+    pub requirepass: Option<String>,
+    pub protected_mode: bool,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: i64,
+    pub client_query_buffer_limit: usize,
+    /// Seconds of idleness after which a client is closed (0: never).
+    pub timeout: u64,
+    pub tcp_keepalive: u64,
+    /// Background ticks per second (active expiry, lazy free, rehash).
+    pub hz: u32,
+    /// Bytes of io_uring-registered buffer memory per shard (locked memory).
+    pub io_memory: usize,
+    pub dir: String,
+    pub loglevel: String,
+    pub config_file: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: vec!["127.0.0.1".into()],
+            port: 6379,
+            shards: 0,
+            requirepass: None,
+            protected_mode: true,
+            maxclients: 10_000,
+            proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
+            client_query_buffer_limit: 1 << 30,
+            timeout: 0,
+            tcp_keepalive: 300,
+            hz: 10,
+            io_memory: 1 << 20,
+            dir: ".".into(),
+            loglevel: "notice".into(),
+            config_file: None,
+        }
+    }
+}
+
+/// Parses a memory size as Redis's `memtoll`: `1k` = 1000, `1kb` = 1024, likewise m/mb, g/gb.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let l = s.to_ascii_lowercase();
+    let (num, mul) = [
+        ("gb", 1u64 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+        ("g", 1_000_000_000),
+        ("m", 1_000_000),
+        ("k", 1000),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| l.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((&l, 1));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("argument must be a memory value, got '{s}'"))?;
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("memory value '{s}' is too large"))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".into()),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("argument couldn't be parsed into an integer ({what})"))
+}
+
+/// One configuration parameter.
+pub struct Param {
+    pub name: &'static str,
+    pub get: fn(&Config) -> String,
+    pub set: fn(&mut Config, &[String]) -> Result<(), String>,
+    /// False for settings fixed at start (CONFIG SET refuses them).
+    pub mutable: bool,
+}
+
+fn one(v: &[String]) -> Result<&str, String> {
+    match v {
+        [x] => Ok(x),
+        _ => Err("wrong number of arguments".into()),
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// Every setting percore has, in CONFIG GET order.
+pub static PARAMS: &[Param] = &[
+    Param {
+        name: "bind",
+        get: |c| c.bind.join(" "),
+        set: |c, v| {
+            if v.is_empty() {
+                return Err("wrong number of arguments".into());
+            }
+            c.bind = v
+                .iter()
+                .flat_map(|s| s.split_whitespace().map(String::from))
+                .collect();
+            Ok(())
+        },
+        mutable: false,
+    },
+    Param {
+        name: "port",
+        get: |c| c.port.to_string(),
+        set: |c, v| {
+            c.port = parse_num(one(v)?, "port")?;
+            Ok(())
+        },
+        mutable: false,
+    },
+    Param {
+        name: "shards",
+        get: |c| c.shards.to_string(),
+        set: |c, v| {
+            c.shards = parse_num(one(v)?, "shards")?;
+            if c.shards > 1024 {
+                return Err("shards must be at most 1024".into());
+            }
+            Ok(())
+        },
+        mutable: false,
+    },
+    Param {
+        name: "requirepass",
+        get: |c| c.requirepass.clone().unwrap_or_default(),
+        set: |c, v| {
+            let p = one(v)?;
+            c.requirepass = (!p.is_empty()).then(|| p.to_string());
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "protected-mode",
+        get: |c| yes_no(c.protected_mode),
+        set: |c, v| {
+            c.protected_mode = parse_bool(one(v)?)?;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "maxclients",
+        get: |c| c.maxclients.to_string(),
+        set: |c, v| {
+            let n: usize = parse_num(one(v)?, "maxclients")?;
+            if n < 1 {
+                return Err("argument must be between 1 and 4294967295 inclusive".into());
+            }
+            c.maxclients = n;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "proto-max-bulk-len",
+        get: |c| c.proto_max_bulk_len.to_string(),
+        set: |c, v| {
+            let n = parse_memory(one(v)?)?;
+            if !(1024 * 1024..=i64::MAX as u64).contains(&n) {
+                return Err("argument must be a memory value of at least 1mb".into());
+            }
+            c.proto_max_bulk_len = n as i64;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        get: |c| c.client_query_buffer_limit.to_string(),
+        set: |c, v| {
+            let n = parse_memory(one(v)?)?;
+            if n < 1024 * 1024 {
+                return Err("argument must be a memory value of at least 1mb".into());
+            }
+            c.client_query_buffer_limit = n as usize;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "timeout",
+        get: |c| c.timeout.to_string(),
+        set: |c, v| {
+            c.timeout = parse_num(one(v)?, "timeout")?;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "tcp-keepalive",
+        get: |c| c.tcp_keepalive.to_string(),
+        set: |c, v| {
+            c.tcp_keepalive = parse_num(one(v)?, "tcp-keepalive")?;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "hz",
+        get: |c| c.hz.to_string(),
+        set: |c, v| {
+            let n: u32 = parse_num(one(v)?, "hz")?;
+            c.hz = n.clamp(1, 500);
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "io-memory",
+        get: |c| c.io_memory.to_string(),
+        set: |c, v| {
+            c.io_memory = parse_memory(one(v)?)? as usize;
+            Ok(())
+        },
+        mutable: false,
+    },
+    Param {
+        name: "dir",
+        get: |c| c.dir.clone(),
+        set: |c, v| {
+            c.dir = one(v)?.to_string();
+            Ok(())
+        },
+        mutable: false,
+    },
+    Param {
+        name: "loglevel",
+        get: |c| c.loglevel.clone(),
+        set: |c, v| {
+            let l = one(v)?.to_ascii_lowercase();
+            if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) {
+                return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into());
+            }
+            c.loglevel = l;
+            Ok(())
+        },
+        mutable: true,
+    },
+    Param {
+        name: "databases",
+        get: |_| "16".into(),
+        set: |_, v| {
+            if one(v)? == "16" {
+                Ok(())
+            } else {
+                Err("percore has exactly 16 databases".into())
+            }
+        },
+        mutable: false,
+    },
+    // What percore does not have yet, reported truthfully for tools that ask.
+    Param {
+        name: "save",
+        get: |_| String::new(),
+        set: |_, v| {
+            if v.iter().all(|s| s.is_empty()) {
+                Ok(())
+            } else {
+                Err("snapshots are not available in this version".into())
+            }
+        },
+        mutable: false,
+    },
+    Param {
+        name: "appendonly",
+        get: |_| "no".into(),
+        set: |_, v| {
+            if one(v)? == "no" {
+                Ok(())
+            } else {
+                Err("percore has no append-only file".into())
+            }
+        },
+        mutable: false,
+    },
+    Param {
+        name: "maxmemory",
+        get: |_| "0".into(),
+        set: |_, v| {
+            if parse_memory(one(v)?)? == 0 {
+                Ok(())
+            } else {
+                Err("maxmemory is not available in this version".into())
+            }
+        },
+        mutable: false,
+    },
+    Param {
+        name: "maxmemory-policy",
+        get: |_| "noeviction".into(),
+        set: |_, v| {
+            if one(v)? == "noeviction" {
+                Ok(())
+            } else {
+                Err("eviction is not available in this version".into())
+            }
+        },
+        mutable: false,
+    },
+    Param {
+        name: "daemonize",
+        get: |_| "no".into(),
+        set: |_, v| {
+            if parse_bool(one(v)?)? {
+                Err("percore does not daemonize: run it under systemd (see deploy/)".into())
+            } else {
+                Ok(())
+            }
+        },
+        mutable: false,
+    },
+];
+
+pub fn find_param(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// Splits a config-file line like Redis (quotes and escapes), dropping comments.
+fn split_line(line: &str) -> Result<Vec<String>, String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(Vec::new());
+    }
+    let mut bytes = t.as_bytes().to_vec();
+    let mut spans = Vec::new();
+    split_args_in_place(&mut bytes, &mut spans).map_err(|_| "unbalanced quotes".to_string())?;
+    Ok(spans
+        .iter()
+        .map(|s| String::from_utf8_lossy(s.of(&bytes)).into_owned())
+        .collect())
+}
+
+/// What the command line asked for.
+pub enum Invocation {
+    Run(Config),
+    Help,
+    Version,
+}
+
+pub fn usage() -> String {
+    let mut s = String::from(
+        "Usage: percore [/path/to/percore.conf] [--setting value ...]\n\
+         \n\
+         Starts a Redis-protocol cache server with one shard per CPU core.\n\
+         Settings use redis.conf names; flags override the file. Examples:\n  \
+         percore --port 7000 --shards 4\n  \
+         percore /etc/percore.conf --requirepass secret\n\nSettings:\n",
+    );
+    for p in PARAMS {
+        let _ = writeln!(
+            s,
+            "  --{:<28} (default: {})",
+            p.name,
+            (p.get)(&Config::default())
+        );
+    }
+    s
+}
+
+/// Parses `argv[1..]`: an optional config file, then `--name value…` groups.
+pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
+    let mut cfg = Config::default();
+    let mut rest = args;
+    if let Some(first) = rest.first() {
+        match first.as_str() {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-v" | "--version" => return Ok(Invocation::Version),
+            f if !f.starts_with("--") => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read config file '{f}': {e}"))?;
+                apply_file(&mut cfg, &text, f)?;
+                cfg.config_file = Some(f.to_string());
+                rest = &rest[1..];
+            }
+            _ => {}
+        }
+    }
+    let mut i = 0;
+    while i < rest.len() {
+        let Some(name) = rest[i].strip_prefix("--") else {
+            return Err(format!(
+                "unexpected argument '{}': settings are given as --name value",
+                rest[i]
+            ));
+        };
+        if name == "help" {
+            return Ok(Invocation::Help);
+        }
+        let mut j = i + 1;
+        while j < rest.len() && !rest[j].starts_with("--") {
+            j += 1;
+        }
+        let values: Vec<String> = rest[i + 1..j].to_vec();
+        let p = find_param(name)
+            .ok_or_else(|| format!("unknown setting '--{name}' (see percore --help)"))?;
+        (p.set)(&mut cfg, &values).map_err(|e| format!("--{name}: {e}"))?;
+        i = j;
+    }
+    Ok(Invocation::Run(cfg))
+}
+
+/// Applies a redis.conf-style file.
+pub fn apply_file(cfg: &mut Config, text: &str, path: &str) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let words = split_line(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        let Some((name, values)) = words.split_first() else {
+            continue;
+        };
+        let p = find_param(name)
+            .ok_or_else(|| format!("{path}:{}: unknown setting '{name}'", n + 1))?;
+        (p.set)(cfg, values).map_err(|e| format!("{path}:{}: '{name}': {e}", n + 1))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())? {
+            Invocation::Run(c) => Ok(c),
+            _ => Err("not a run".into()),
+        }
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.bind, vec!["127.0.0.1"]);
+        assert_eq!(c.port, 6379);
+        let c = run(&[
+            "--port",
+            "7000",
+            "--shards",
+            "4",
+            "--requirepass",
+            "pw",
+            "--proto-max-bulk-len",
+            "1gb",
+        ])
+        .unwrap();
+        assert_eq!((c.port, c.shards), (7000, 4));
+        assert_eq!(c.requirepass.as_deref(), Some("pw"));
+        assert_eq!(c.proto_max_bulk_len, 1 << 30);
+        assert!(run(&["--nope", "1"])
+            .unwrap_err()
+            .contains("unknown setting"));
+        assert!(run(&["--port", "x"]).is_err());
+        assert!(run(&["--daemonize", "yes"]).is_err());
+    }
+
+    #[test]
+    fn config_file_then_flags() {
+        let path = std::env::temp_dir().join(format!("percore-test-{}.conf", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nport 7001\nbind 127.0.0.1 ::1\nrequirepass \"a b\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = run(&[p, "--port", "7002"]).unwrap();
+        assert_eq!(c.port, 7002);
+        assert_eq!(c.bind, vec!["127.0.0.1", "::1"]);
+        assert_eq!(c.requirepass.as_deref(), Some("a b"));
+        std::fs::write(&path, "port 1\nbogus 2\n").unwrap();
+        assert!(run(&[p])
+            .unwrap_err()
+            .contains(":2: unknown setting 'bogus'"));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn memory_units_follow_redis() {
+        assert_eq!(parse_memory("1k").unwrap(), 1000);
+        assert_eq!(parse_memory("1KB").unwrap(), 1024);
+        assert_eq!(parse_memory("512mb").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("3").unwrap(), 3);
+        assert!(parse_memory("x").is_err());
+    }
+}

@@ -1,0 +1,621 @@
+//! A client connection: read → decode every complete command → execute → one write.
+//!
+//! Pipeline squashing. For one read, commands whose keys live on this core run inline; those
+//! for other shards are appended to one [`Batch`] per destination shard. Replies are put back
+//! in the client's order from [`Slot`]s. Multi-key commands whose keys span shards are split
+//! into one sub-command per shard and merged ([`router::merge`]). Commands that must observe
+//! everything before them (whole-keyspace commands, cross-shard RENAME, INFO, …) are
+//! barriers: the pending batches are sent and answered first.
+//!
+//! Per-shard order is preserved because each shard's commands travel in order in one batch,
+//! and commands for different shards touch different keys. Connection state that changes
+//! mid-pipeline (SELECT, HELLO) is captured per command (`db`, `proto` in [`BatchCmd`]).
+//!
+//! Bounds: the read buffer grows only to `client-query-buffer-limit` (then the client is
+//! closed, as Redis does); replies of one read are written before the next read, so a client
+//! that does not read its replies stalls only itself (TCP backpressure) and holds at most one
+//! read's worth of replies.
+//!
+//! [`BatchCmd`]: crate::core::BatchCmd
+
+use crate::core::{Batch, BatchReply, ClientHandle, ClientInfo, Core, Job};
+use crate::router::{self, shard_of};
+use crate::runtime::Stream;
+use futures_channel::oneshot;
+use percore_proto::{
+    resolve, Args, Cmd, CommandSpec, Decoded, Flags, Limits, Merge, OwnedArgs, Protocol,
+    ReplyWriter, RequestDecoder, Route,
+};
+use percore_shard::ExecCtx;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+const MIN_READ: usize = 16 * 1024;
+/// Output capacity kept between reads; a larger buffer (after one huge reply) is released.
+const OUT_KEEP: usize = 1 << 20;
+
+/// Where one reply of the current read comes from.
+enum Slot {
+    /// Bytes `start..end` of `Pending::local`.
+    Local(usize, usize),
+    /// Reply `idx` of the batch sent to `shard`.
+    Remote(u32, u32),
+    /// A command split across shards: parts `parts.0..parts.1`, key order `order.0..order.1`.
+    Merge {
+        how: Merge,
+        parts: (u32, u32),
+        order: (u32, u32),
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    Local(usize, usize),
+    Remote(u32, u32),
+}
+
+/// Replies and batches of the read being processed; all vectors are reused across reads.
+#[derive(Default)]
+struct Pending {
+    active: bool,
+    batches: Vec<Batch>,
+    replies: Vec<BatchReply>,
+    local: Vec<u8>,
+    slots: Vec<Slot>,
+    parts: Vec<Part>,
+    order: Vec<(u32, u32)>,
+    /// Which shard each key of a split command goes to (scratch).
+    key_shards: Vec<u32>,
+    scratch: OwnedArgs,
+}
+
+pub struct Conn {
+    pub core: Rc<Core>,
+    pub handle: Rc<ClientHandle>,
+    pub db: usize,
+    pub proto: Protocol,
+    pub authed: bool,
+    pub close: bool,
+    out: Vec<u8>,
+    /// Reused buffer for replies built off the hot path (connection and coordinated commands).
+    scratch_out: Vec<u8>,
+    p: Pending,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(core: Rc<Core>, mut stream: Stream) {
+    let global = core.global.clone();
+    let cfg = core.config.borrow().clone();
+    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    core.stats.borrow_mut().connections_received += 1;
+    let connected = global
+        .connected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let guard = ConnectedGuard(&global.connected);
+    if connected > cfg.maxclients {
+        global
+            .rejected_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    if cfg.protected_mode && cfg.requirepass.is_none() && !addr.ip().is_loopback() {
+        global
+            .rejected_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = stream.write_all(PROTECTED_MODE_ERROR.as_bytes()).await;
+        return;
+    }
+    let _ = stream.set_nodelay();
+    let id = global
+        .next_client_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let handle = Rc::new(ClientHandle {
+        id,
+        fd: stream.raw_fd(),
+        addr,
+        laddr,
+        created: Instant::now(),
+        info: RefCell::new(ClientInfo {
+            name: Vec::new(),
+            lib_name: Vec::new(),
+            lib_ver: Vec::new(),
+            db: 0,
+            proto: Protocol::Resp2,
+            last_cmd: "NULL",
+            last_interaction: Instant::now(),
+            qbuf: 0,
+            no_evict: false,
+            no_touch: false,
+        }),
+        killed: Cell::new(false),
+    });
+    core.clients.borrow_mut().insert(id, handle.clone());
+    let n = core.nshards();
+    let mut conn = Conn {
+        core: core.clone(),
+        handle,
+        db: 0,
+        proto: Protocol::Resp2,
+        authed: cfg.requirepass.is_none(),
+        close: false,
+        out: Vec::with_capacity(MIN_READ),
+        scratch_out: Vec::new(),
+        p: Pending {
+            batches: (0..n).map(|_| Batch::default()).collect(),
+            replies: (0..n).map(|_| BatchReply::default()).collect(),
+            ..Default::default()
+        },
+    };
+    conn.run(&mut stream).await;
+    // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
+    core.clients.borrow_mut().remove(&id);
+    drop(stream);
+    drop(guard);
+}
+
+struct ConnectedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for ConnectedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub const PROTECTED_MODE_ERROR: &str = "-DENIED percore is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. To accept others: set a password (--requirepass, or CONFIG SET requirepass from a loopback connection), or disable protected mode (--protected-mode no) if the network is trusted.\r\n";
+
+impl Conn {
+    async fn run(&mut self, stream: &mut Stream) {
+        let limits = |authed: bool, max_bulk: i64| Limits {
+            max_bulk_len: max_bulk,
+            authenticated: authed,
+        };
+        let mut decoder = RequestDecoder::new(limits(
+            self.authed,
+            self.core.config.borrow().proto_max_bulk_len,
+        ));
+        let mut rbuf: Vec<u8> = vec![0; MIN_READ];
+        let (mut start, mut filled) = (0usize, 0usize);
+        let mut need = 0usize;
+        loop {
+            // Make room: compact, then grow toward what the pending frame needs.
+            if start == filled {
+                start = 0;
+                filled = 0;
+            }
+            let want = (need.saturating_sub(filled - start)).max(MIN_READ);
+            if rbuf.len() - filled < want {
+                if start > 0 {
+                    rbuf.copy_within(start..filled, 0);
+                    filled -= start;
+                    start = 0;
+                }
+                if rbuf.len() - filled < want {
+                    let limit = self.core.config.borrow().client_query_buffer_limit;
+                    let new_len = (filled + want).max(rbuf.len() * 2).min(limit + MIN_READ);
+                    if new_len <= filled {
+                        return self.log_close("query buffer limit reached");
+                    }
+                    rbuf.resize(new_len, 0);
+                }
+            }
+            let n = match stream.read(&mut rbuf[filled..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if self.handle.killed.get() {
+                return;
+            }
+            filled += n;
+            {
+                let mut st = self.core.stats.borrow_mut();
+                st.net_input_bytes += n as u64;
+                st.reads_processed += 1;
+            }
+            let limit = self.core.config.borrow().client_query_buffer_limit;
+            if filled - start > limit {
+                return self.log_close("client-query-buffer-limit exceeded");
+            }
+            // Decode and execute every complete command in the buffer.
+            let mut at = start;
+            need = 0;
+            loop {
+                let r = decoder.decode(&mut rbuf[at..filled]);
+                match r {
+                    Ok(Decoded::Command { consumed }) => {
+                        let frame = &rbuf[at..at + consumed];
+                        let args = Args::new(frame, decoder.args());
+                        self.dispatch(args).await;
+                        at += consumed;
+                        if self.close {
+                            break;
+                        }
+                    }
+                    Ok(Decoded::Empty { consumed }) => at += consumed,
+                    Ok(Decoded::Incomplete { need: n }) => {
+                        need = n;
+                        break;
+                    }
+                    Err(e) => {
+                        self.flush().await;
+                        let mut w = ReplyWriter::new(&mut self.out, self.proto);
+                        w.error(&e.message());
+                        self.core.stats.borrow_mut().count_error(b"-ERR");
+                        self.close = true;
+                        break;
+                    }
+                }
+                decoder.limits = limits(self.authed, self.core.config.borrow().proto_max_bulk_len);
+            }
+            start = at;
+            self.flush().await;
+            self.handle.info.borrow_mut().qbuf = filled - start;
+            if !self.out.is_empty() {
+                let written = stream.write_all(&self.out).await;
+                {
+                    let mut st = self.core.stats.borrow_mut();
+                    st.net_output_bytes += self.out.len() as u64;
+                    st.writes_processed += 1;
+                }
+                self.out.clear();
+                if self.out.capacity() > OUT_KEEP {
+                    self.out = Vec::with_capacity(MIN_READ);
+                }
+                if written.is_err() {
+                    return;
+                }
+            }
+            if self.close || self.handle.killed.get() {
+                return;
+            }
+        }
+    }
+
+    fn log_close(&self, why: &str) {
+        crate::log::warn(&format!(
+            "closing client id={} addr={}: {why}",
+            self.handle.id, self.handle.addr
+        ));
+    }
+
+    /// Where a reply produced now goes: straight to the output, or (while batches are
+    /// pending) to the local buffer with a slot that keeps its place.
+    fn emit(&mut self, bytes: &[u8]) {
+        if self.p.active {
+            let s = self.p.local.len();
+            self.p.local.extend_from_slice(bytes);
+            self.p.slots.push(Slot::Local(s, self.p.local.len()));
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    fn reject(&mut self, spec: Option<&CommandSpec>, msg: &str) {
+        let mut buf = std::mem::take(&mut self.scratch_out);
+        buf.clear();
+        ReplyWriter::new(&mut buf, self.proto).error(msg);
+        self.core.stats.borrow_mut().record_rejected(spec, &buf);
+        self.emit(&buf);
+        self.scratch_out = buf;
+    }
+
+    async fn dispatch(&mut self, args: Args<'_>) {
+        let name = &args[0];
+        // Cross-protocol guard: an HTTP request sent to the RESP port closes the connection.
+        if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
+            crate::log::warn(&format!(
+                "possible SECURITY ATTACK detected: an HTTP request was sent to the RESP port from {}; connection closed",
+                self.handle.addr
+            ));
+            self.close = true;
+            return;
+        }
+        let spec = match resolve(&args) {
+            Ok(s) => s,
+            Err(e) => return self.reject(None, &e),
+        };
+        if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
+            return self.reject(Some(spec), "NOAUTH Authentication required.");
+        }
+        {
+            let mut info = self.handle.info.borrow_mut();
+            info.last_cmd = spec.name;
+            info.last_interaction = Instant::now();
+        }
+        match spec.route {
+            Route::Single => {
+                let n = self.core.nshards();
+                let mut keys = spec.key_indices(args.len());
+                let target = keys.next().map_or(self.core.id, |i| shard_of(&args[i], n));
+                if keys.all(|i| shard_of(&args[i], n) == target) {
+                    self.execute_on(target, spec, args);
+                } else {
+                    self.flush().await;
+                    self.reject(
+                        Some(spec),
+                        "CROSSSLOT Keys in request don't hash to the same slot",
+                    );
+                }
+            }
+            Route::PerKey(how) => self.per_key(spec, how, args),
+            Route::AllShards(how) => {
+                self.flush().await;
+                self.all_shards(spec, how, args).await;
+            }
+            Route::Coordinated => {
+                let n = self.core.nshards();
+                let mut keys = spec.key_indices(args.len());
+                let first = keys.next().map(|i| shard_of(&args[i], n));
+                match first {
+                    Some(t) if keys.all(|i| shard_of(&args[i], n) == t) => {
+                        self.execute_on(t, spec, args)
+                    }
+                    _ => {
+                        self.flush().await;
+                        let mut buf = std::mem::take(&mut self.scratch_out);
+                        buf.clear();
+                        crate::coordinated::run(self, spec, args, &mut buf).await;
+                        self.out.extend_from_slice(&buf);
+                        self.scratch_out = buf;
+                    }
+                }
+            }
+            Route::Connection => {
+                if !is_pure(spec.cmd) {
+                    self.flush().await;
+                }
+                let mut buf = std::mem::take(&mut self.scratch_out);
+                buf.clear();
+                let t0 = Instant::now();
+                crate::commands::run(self, spec, args, &mut buf).await;
+                self.core
+                    .stats
+                    .borrow_mut()
+                    .record(spec, t0.elapsed().as_micros() as u64, &buf);
+                self.emit(&buf);
+                self.scratch_out = buf;
+            }
+        }
+    }
+
+    /// Runs `args` on this core's shard now, or queues it for `target`'s batch.
+    fn execute_on(&mut self, target: usize, spec: &'static CommandSpec, args: Args<'_>) {
+        if target == self.core.id {
+            let ctx = ExecCtx {
+                db: self.db,
+                now_ms: crate::core::now_ms(),
+            };
+            let buf = if self.p.active {
+                &mut self.p.local
+            } else {
+                &mut self.out
+            };
+            let start = buf.len();
+            let t0 = Instant::now();
+            self.core.shard.borrow_mut().apply(
+                &ctx,
+                spec,
+                args,
+                &mut ReplyWriter::new(buf, self.proto),
+            );
+            self.core.stats.borrow_mut().record(
+                spec,
+                t0.elapsed().as_micros() as u64,
+                &buf[start..],
+            );
+            if self.p.active {
+                self.p.slots.push(Slot::Local(start, buf.len()));
+            }
+        } else {
+            let idx = self.p.batches[target].push(spec, self.db, self.proto, true, args.iter());
+            self.p.slots.push(Slot::Remote(target as u32, idx as u32));
+            self.p.active = true;
+        }
+    }
+
+    /// MGET/MSET/DEL/EXISTS/TOUCH/UNLINK: one sub-command per shard, merged in order.
+    fn per_key(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
+        let n = self.core.nshards();
+        let step = spec.step.max(1) as usize;
+        if step == 2 && args.len() % 2 == 0 {
+            return self.reject(Some(spec), &spec.arity_error());
+        }
+        let p = &mut self.p;
+        p.key_shards.clear();
+        for i in spec.key_indices(args.len()) {
+            p.key_shards.push(shard_of(&args[i], n) as u32);
+        }
+        let first = p.key_shards[0];
+        if p.key_shards.iter().all(|&s| s == first) {
+            return self.execute_on(first as usize, spec, args);
+        }
+        // Split: for each shard in first-appearance order, the command name and its keys
+        // (with their values for MSET).
+        let parts_start = p.parts.len() as u32;
+        let order_start = p.order.len() as u32;
+        let mut seen: Vec<u32> = Vec::with_capacity(n.min(8));
+        let mut counts: Vec<u32> = Vec::with_capacity(n.min(8));
+        for &s in &p.key_shards {
+            let part = match seen.iter().position(|&x| x == s) {
+                Some(i) => i,
+                None => {
+                    seen.push(s);
+                    counts.push(0);
+                    seen.len() - 1
+                }
+            };
+            p.order.push((part as u32, counts[part]));
+            counts[part] += 1;
+        }
+        let core_id = self.core.id;
+        for &s in &seen {
+            let key_positions = spec
+                .key_indices(args.len())
+                .zip(p.key_shards.iter())
+                .filter(|(_, &ks)| ks == s)
+                .map(|(i, _)| i);
+            p.scratch.buf.clear();
+            p.scratch.spans.clear();
+            p.scratch.push(&args[0]);
+            for i in key_positions {
+                for j in 0..step {
+                    p.scratch.push(&args[i + j]);
+                }
+            }
+            if s as usize == core_id {
+                let ctx = ExecCtx {
+                    db: self.db,
+                    now_ms: crate::core::now_ms(),
+                };
+                let start = p.local.len();
+                self.core.shard.borrow_mut().apply(
+                    &ctx,
+                    spec,
+                    p.scratch.args(),
+                    &mut ReplyWriter::new(&mut p.local, self.proto),
+                );
+                p.parts.push(Part::Local(start, p.local.len()));
+            } else {
+                let sc = p.scratch.args();
+                let idx = p.batches[s as usize].push(spec, self.db, self.proto, false, sc.iter());
+                p.parts.push(Part::Remote(s, idx as u32));
+            }
+        }
+        let t = (parts_start, p.parts.len() as u32);
+        p.slots.push(Slot::Merge {
+            how,
+            parts: t,
+            order: (order_start, p.order.len() as u32),
+        });
+        p.active = true;
+        self.core.stats.borrow_mut().cmd[spec.cmd as usize].calls += 1;
+    }
+
+    /// KEYS, DBSIZE, FLUSHDB, FLUSHALL: run on every shard and merge.
+    async fn all_shards(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
+        let owned = OwnedArgs::from_slices(&args.iter().collect::<Vec<_>>());
+        let (db, proto) = (self.db, self.proto);
+        let replies = crate::core::call_all(&self.core, move |c| {
+            c.execute_owned(spec, db, proto, &owned)
+        })
+        .await;
+        let parts: Vec<&[u8]> = replies.iter().map(|r| r.as_slice()).collect();
+        router::merge(
+            &mut ReplyWriter::new(&mut self.out, self.proto),
+            how,
+            &parts,
+            &[],
+        );
+    }
+
+    /// Sends every pending batch, waits for the replies, and writes all replies of the read
+    /// so far in order.
+    pub async fn flush(&mut self) {
+        if !self.p.active {
+            return;
+        }
+        let n = self.core.nshards();
+        let mut waits: Vec<Option<oneshot::Receiver<(Batch, BatchReply)>>> =
+            (0..n).map(|_| None).collect();
+        for (s, wait) in waits.iter_mut().enumerate() {
+            if self.p.batches[s].is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut self.p.batches[s]);
+            let mut reply = std::mem::take(&mut self.p.replies[s]);
+            {
+                let mut st = self.core.stats.borrow_mut();
+                st.batches_sent += 1;
+                st.batched_commands_sent += batch.cmds.len() as u64;
+            }
+            let (tx, rx) = oneshot::channel();
+            let job: Job = Box::new(move |c: &Core| {
+                reply.clear();
+                c.execute_batch(&batch, &mut reply);
+                let _ = tx.send((batch, reply));
+            });
+            if self.core.mailbox.send(s, job).await.is_err() {
+                panic!("core {s} is gone: a core exits only when the whole server does");
+            }
+            *wait = Some(rx);
+        }
+        for (s, wait) in waits.into_iter().enumerate() {
+            if let Some(rx) = wait {
+                let (batch, reply) = rx
+                    .await
+                    .unwrap_or_else(|_| panic!("core {s} dropped a batch without running it"));
+                self.p.batches[s] = batch;
+                self.p.batches[s].clear();
+                self.p.replies[s] = reply;
+            }
+        }
+        let p = &mut self.p;
+        let mut w = ReplyWriter::new(&mut self.out, self.proto);
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for slot in &p.slots {
+            match *slot {
+                Slot::Local(a, b) => w.raw(&p.local[a..b]),
+                Slot::Remote(s, i) => w.raw(p.replies[s as usize].get(i as usize)),
+                Slot::Merge {
+                    how,
+                    parts: (pa, pb),
+                    order: (oa, ob),
+                } => {
+                    parts.clear();
+                    for part in &p.parts[pa as usize..pb as usize] {
+                        parts.push(match *part {
+                            Part::Local(a, b) => &p.local[a..b],
+                            Part::Remote(s, i) => p.replies[s as usize].get(i as usize),
+                        });
+                    }
+                    w.proto = self.proto;
+                    router::merge(&mut w, how, &parts, &p.order[oa as usize..ob as usize]);
+                }
+            }
+        }
+        p.slots.clear();
+        p.parts.clear();
+        p.order.clear();
+        p.local.clear();
+        p.active = false;
+    }
+
+    /// Puts the connection back to its initial state (RESET).
+    pub fn reset(&mut self) {
+        self.db = 0;
+        self.proto = Protocol::Resp2;
+        self.authed = self.core.config.borrow().requirepass.is_none();
+        let mut info = self.handle.info.borrow_mut();
+        info.name.clear();
+        info.db = 0;
+        info.proto = Protocol::Resp2;
+        info.no_evict = false;
+        info.no_touch = false;
+    }
+}
+
+/// Connection commands that read or change only this connection, so they need not wait for
+/// batches in flight.
+fn is_pure(cmd: Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Ping
+            | Cmd::Echo
+            | Cmd::Select
+            | Cmd::Time
+            | Cmd::ClientId
+            | Cmd::ClientGetName
+            | Cmd::ClientSetName
+            | Cmd::ClientSetInfo
+            | Cmd::ClientInfo
+            | Cmd::ClientNoEvict
+            | Cmd::ClientNoTouch
+            | Cmd::CommandCount
+    )
+}

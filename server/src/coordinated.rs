@@ -1,0 +1,250 @@
+//! Commands whose keys live on different shards and that need more than split-and-merge:
+//! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB. (When all keys of such a
+//! command hash to one shard it runs there in one hop and never comes here.)
+//!
+//! Atomicity window — written down as the issue asks, until the cross-shard transaction
+//! scheduler (VLL) lands: these run as a sequence of single-shard steps, each atomic on its
+//! shard, driven by this connection. Another client can observe the state between steps:
+//! - MSETNX: a key created by someone else between the existence check and the sets can be
+//!   overwritten;
+//! - RENAME/RENAMENX: between the removal on the source shard and the store on the
+//!   destination shard, neither key exists;
+//! - COPY: the destination check and store are one step, the source read another;
+//! - SWAPDB: shards swap one after another, so a reader may see some shards swapped.
+//! For a single client the results are exactly Redis's.
+
+use crate::conn::Conn;
+use crate::core::{call, call_all, now_ms, Core};
+use crate::router::shard_of;
+use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
+use percore_shard::ops::keyspace::{
+    entry_with_deadline, parse_copy, parse_cursor, parse_scan, parse_swapdb, write_scan_reply,
+};
+use percore_shard::ops::string::lcs_reply;
+use percore_shard::{err, Entry, Value};
+
+pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
+    let mut w = ReplyWriter::new(buf, conn.proto);
+    let t0 = std::time::Instant::now();
+    match spec.cmd {
+        Cmd::MSetNx => msetnx(conn, a, &mut w).await,
+        Cmd::Rename => rename(conn, a, &mut w, false).await,
+        Cmd::RenameNx => rename(conn, a, &mut w, true).await,
+        Cmd::Copy => copy(conn, a, &mut w).await,
+        Cmd::Lcs => lcs(conn, a, &mut w).await,
+        Cmd::Scan => scan(conn, a, &mut w).await,
+        Cmd::RandomKey => randomkey(conn, &mut w).await,
+        Cmd::SwapDb => swapdb(conn, a, &mut w).await,
+        _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
+    }
+    let reply_start = 0;
+    conn.core.stats.borrow_mut().record(
+        spec,
+        t0.elapsed().as_micros() as u64,
+        &w.buf[reply_start..],
+    );
+}
+
+async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    if a.len() % 2 == 0 {
+        return w.error("ERR wrong number of arguments for 'msetnx' command");
+    }
+    let n = conn.core.nshards();
+    let db = conn.db;
+    // Group key/value pairs per shard.
+    let mut groups: Vec<OwnedArgs> = (0..n).map(|_| OwnedArgs::default()).collect();
+    for i in (1..a.len()).step_by(2) {
+        let g = &mut groups[shard_of(&a[i], n)];
+        g.push(&a[i]);
+        g.push(&a[i + 1]);
+    }
+    for (s, g) in groups.iter().enumerate() {
+        if g.spans.is_empty() {
+            continue;
+        }
+        let g = g.clone();
+        let any = call(&conn.core, s, move |c: &Core| {
+            let now = now_ms();
+            let mut sh = c.shard.borrow_mut();
+            g.args().iter().step_by(2).any(|k| sh.exists(db, k, now))
+        })
+        .await;
+        if any {
+            return w.int(0);
+        }
+    }
+    for (s, g) in groups.into_iter().enumerate() {
+        if g.spans.is_empty() {
+            continue;
+        }
+        call(&conn.core, s, move |c: &Core| {
+            let now = now_ms();
+            let mut sh = c.shard.borrow_mut();
+            let args = g.args();
+            for i in (0..args.len()).step_by(2) {
+                sh.store(
+                    db,
+                    &args[i],
+                    Entry::new(Value::from_bytes(&args[i + 1]), now),
+                );
+            }
+        })
+        .await;
+    }
+    w.int(1);
+}
+
+/// Takes the entry at `key` off its shard (removing it when `remove`), if it exists.
+async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], remove: bool) -> Option<Entry> {
+    let s = shard_of(key, conn.core.nshards());
+    let key = key.to_vec();
+    call(&conn.core, s, move |c: &Core| {
+        let now = now_ms();
+        let mut sh = c.shard.borrow_mut();
+        let e = sh.lookup(db, &key, now)?.clone();
+        if remove {
+            sh.remove(db, &key);
+        }
+        Some(e)
+    })
+    .await
+}
+
+async fn key_exists(conn: &Conn, db: usize, key: &[u8]) -> bool {
+    let s = shard_of(key, conn.core.nshards());
+    let key = key.to_vec();
+    call(&conn.core, s, move |c: &Core| {
+        c.shard.borrow_mut().exists(db, &key, now_ms())
+    })
+    .await
+}
+
+/// Stores `entry` at `key` unless `only_if_absent` and the key exists; true if stored.
+async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_absent: bool) -> bool {
+    let s = shard_of(key, conn.core.nshards());
+    let key = key.to_vec();
+    call(&conn.core, s, move |c: &Core| {
+        let now = now_ms();
+        let mut sh = c.shard.borrow_mut();
+        if only_if_absent && sh.exists(db, &key, now) {
+            return false;
+        }
+        // A deadline that passed while the value travelled means the key is gone.
+        if entry.is_expired(now) {
+            sh.remove(db, &key);
+            return true;
+        }
+        sh.store(db, &key, entry);
+        true
+    })
+    .await
+}
+
+async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool) {
+    let db = conn.db;
+    let (src, dst) = (&a[1], &a[2]);
+    if !key_exists(conn, db, src).await {
+        return w.error(err::NO_SUCH_KEY);
+    }
+    if nx && key_exists(conn, db, dst).await {
+        return w.int(0);
+    }
+    let Some(entry) = fetch_entry(conn, db, src, true).await else {
+        return w.error(err::NO_SUCH_KEY);
+    };
+    put_entry(conn, db, dst, entry, false).await;
+    if nx {
+        w.int(1)
+    } else {
+        w.ok()
+    }
+}
+
+async fn copy(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (dst_db, replace) = match parse_copy(&a, conn.db) {
+        Ok(x) => x,
+        Err(e) => return w.error(e),
+    };
+    let Some(entry) = fetch_entry(conn, conn.db, &a[1], false).await else {
+        return w.int(0);
+    };
+    let e = entry_with_deadline(entry.value, entry.expire_at_ms, now_ms());
+    let stored = put_entry(conn, dst_db, &a[2], e, !replace).await;
+    w.int(stored as i64);
+}
+
+async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let db = conn.db;
+    let va = fetch_entry(conn, db, &a[1], false)
+        .await
+        .map(|e| e.value.to_vec())
+        .unwrap_or_default();
+    let vb = fetch_entry(conn, db, &a[2], false)
+        .await
+        .map(|e| e.value.to_vec())
+        .unwrap_or_default();
+    let max = conn.core.config.borrow().proto_max_bulk_len;
+    lcs_reply(&va, &vb, a, max, w);
+}
+
+/// SCAN across shards. The cursor is `local_cursor × shards + shard`, so with one shard it
+/// is exactly Redis's cursor, and each shard's walk keeps the dict's guarantee; a shard's
+/// walk finishing moves the cursor to the next shard at local cursor 0.
+async fn scan(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let cursor = match parse_cursor(&a[1]) {
+        Ok(c) => c,
+        Err(e) => return w.error(e),
+    };
+    let opts = match parse_scan(&a, 2) {
+        Ok(o) => o,
+        Err(e) => return w.error(e),
+    };
+    let n = conn.core.nshards() as u64;
+    let (shard, local) = (cursor % n, cursor / n);
+    let db = conn.db;
+    let (next_local, keys) = call(&conn.core, shard as usize, move |c: &Core| {
+        c.shard.borrow_mut().scan_keys(db, local, &opts, now_ms())
+    })
+    .await;
+    let next = if next_local != 0 {
+        next_local * n + shard
+    } else if shard + 1 < n {
+        shard + 1
+    } else {
+        0
+    };
+    write_scan_reply(w, next, &keys);
+}
+
+async fn randomkey(conn: &mut Conn, w: &mut ReplyWriter<'_>) {
+    let n = conn.core.nshards();
+    let db = conn.db;
+    let start = call(&conn.core, conn.core.id, |c: &Core| {
+        c.shard.borrow_mut().next_rand()
+    })
+    .await as usize
+        % n;
+    for i in 0..n {
+        let s = (start + i) % n;
+        let k = call(&conn.core, s, move |c: &Core| {
+            c.shard.borrow_mut().random_key(db, now_ms())
+        })
+        .await;
+        if let Some(k) = k {
+            return w.bulk(&k);
+        }
+    }
+    w.null();
+}
+
+async fn swapdb(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (x, y) = match parse_swapdb(&a) {
+        Ok(p) => p,
+        Err(e) => return w.error(e),
+    };
+    call_all(&conn.core, move |c: &Core| {
+        c.shard.borrow_mut().swap_dbs(x, y)
+    })
+    .await;
+    w.ok();
+}

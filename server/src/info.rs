@@ -1,0 +1,324 @@
+//! INFO: Redis's sections and field names (tools such as redis_exporter and redis-cli parse
+//! them), summed over cores, plus a `# Shards` section with each shard's share.
+
+use crate::commands::{PERCORE_VERSION, REDIS_VERSION};
+use crate::conn::Conn;
+use crate::core::{call_all, now_ms, now_us, CmdStat, Core};
+use percore_proto::command::{COMMANDS, SUBCOMMANDS};
+use percore_proto::Args;
+use percore_shard::{Stats, DB_COUNT};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+/// One core's figures, gathered on that core.
+struct CoreSnapshot {
+    shard: Stats,
+    /// (keys, expires, avg_ttl_ms) per database.
+    dbs: Vec<(usize, usize, u64)>,
+    conns: usize,
+    stats: crate::core::CoreStats,
+    allocated: i64,
+    lazyfree_pending: usize,
+}
+
+fn snapshot(c: &Core) -> CoreSnapshot {
+    let sh = c.shard.borrow();
+    CoreSnapshot {
+        shard: sh.stats,
+        dbs: sh
+            .dbs
+            .iter()
+            .map(|d| (d.dict.len(), d.expires_count, d.avg_ttl_ms))
+            .collect(),
+        conns: c.clients.borrow().len(),
+        stats: c.stats.borrow().clone(),
+        allocated: crate::alloc::thread_allocated(),
+        lazyfree_pending: sh.lazyfree_pending(),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2}G", b / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn total_memory() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    m.lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or(0, |k| k * 1024)
+}
+
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_stime), t(ru.ru_utime))
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+    "shards",
+];
+const ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
+
+pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
+    let mut wanted: Vec<String> = Vec::new();
+    for s in a.iter().skip(1) {
+        let s = String::from_utf8_lossy(s).to_lowercase();
+        match s.as_str() {
+            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|x| x.to_string())),
+            "all" | "everything" => {
+                wanted.extend(DEFAULT_SECTIONS.iter().map(|x| x.to_string()));
+                wanted.extend(ALL_EXTRA.iter().map(|x| x.to_string()));
+            }
+            _ => wanted.push(s),
+        }
+    }
+    if wanted.is_empty() {
+        wanted = DEFAULT_SECTIONS.iter().map(|x| x.to_string()).collect();
+    }
+    let want = |s: &str| wanted.iter().any(|w| w == s);
+    let snaps = call_all(&conn.core, snapshot).await;
+    let g = conn.core.global.clone();
+    let cfg = conn.core.config.borrow().clone();
+    let mut out = String::new();
+    let mut section = |name: &str, body: String| {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let _ = write!(out, "# {name}\r\n{body}");
+    };
+    let sum = |f: &dyn Fn(&CoreSnapshot) -> u64| snaps.iter().map(f).sum::<u64>();
+    let uptime = g.started.elapsed().as_secs();
+    let mut cmd: Vec<CmdStat> = vec![CmdStat::default(); percore_proto::CMD_COUNT];
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    for s in &snaps {
+        for (i, c) in s.stats.cmd.iter().enumerate() {
+            cmd[i].calls += c.calls;
+            cmd[i].usec += c.usec;
+            cmd[i].failed += c.failed;
+            cmd[i].rejected += c.rejected;
+        }
+        for (k, v) in &s.stats.errors {
+            *errors.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    if want("server") {
+        section(
+            "Server",
+            format!(
+                "redis_version:{REDIS_VERSION}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\npercore_version:{PERCORE_VERSION}\r\nshards:{}\r\n",
+                std::env::consts::OS,
+                std::process::id(),
+                g.run_id,
+                g.port,
+                now_us(),
+                uptime / 86400,
+                cfg.hz,
+                cfg.hz,
+                (now_ms() / 1000) & ((1 << 24) - 1),
+                g.executable,
+                cfg.config_file.clone().unwrap_or_default(),
+                g.nshards,
+            ),
+        );
+    }
+    if want("clients") {
+        section(
+            "Clients",
+            format!(
+                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                snaps.iter().map(|s| s.conns).sum::<usize>(),
+                cfg.maxclients
+            ),
+        );
+    }
+    let used = snaps.iter().map(|s| s.allocated).sum::<i64>().max(0) as u64;
+    if want("memory") {
+        let rss = rss_bytes();
+        let total = total_memory();
+        section(
+            "Memory",
+            format!(
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\nlazyfree_pending_objects:{}\r\n",
+                human(used),
+                human(rss),
+                human(used),
+                human(total),
+                if used > 0 { rss as f64 / used as f64 } else { 0.0 },
+                snaps.iter().map(|s| s.lazyfree_pending).sum::<usize>(),
+            ),
+        );
+    }
+    if want("persistence") {
+        section(
+            "Persistence",
+            format!(
+                "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                sum(&|s| s.shard.dirty),
+                g.started_unix_ms / 1000
+            ),
+        );
+    }
+    if want("stats") {
+        let ops: u64 = snaps
+            .iter()
+            .map(|s| {
+                let samples = &s.stats.ops_samples;
+                let newest = samples[(s.stats.ops_sample_idx + 15) % 16];
+                let oldest = samples[s.stats.ops_sample_idx % 16];
+                if newest.0 > oldest.0 && oldest.0 > 0 {
+                    (newest.1 - oldest.1) * 1000 / (newest.0 - oldest.0)
+                } else {
+                    0
+                }
+            })
+            .sum();
+        section(
+            "Stats",
+            format!(
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_active_defrag_time:0\r\ntracking_total_keys:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\ncross_shard_batches:{}\r\ncross_shard_commands:{}\r\n",
+                sum(&|s| s.stats.connections_received),
+                sum(&|s| s.stats.commands_processed),
+                sum(&|s| s.stats.net_input_bytes),
+                sum(&|s| s.stats.net_output_bytes),
+                g.rejected_connections.load(Ordering::Relaxed),
+                sum(&|s| s.shard.expired_keys),
+                sum(&|s| s.shard.keyspace_hits),
+                sum(&|s| s.shard.keyspace_misses),
+                sum(&|s| s.stats.error_replies),
+                sum(&|s| s.stats.reads_processed),
+                sum(&|s| s.stats.writes_processed),
+                sum(&|s| s.stats.batches_sent),
+                sum(&|s| s.stats.batched_commands_sent),
+            ),
+        );
+    }
+    if want("replication") {
+        section(
+            "Replication",
+            format!(
+                "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+                g.run_id
+            ),
+        );
+    }
+    if want("cpu") {
+        let (sys, user) = cpu_times();
+        section(
+            "CPU",
+            format!("used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n"),
+        );
+    }
+    if want("modules") {
+        section("Modules", String::new());
+    }
+    if want("errorstats") {
+        let mut e: Vec<_> = errors.iter().collect();
+        e.sort();
+        section(
+            "Errorstats",
+            e.iter()
+                .map(|(k, v)| format!("errorstat_{k}:count={v}\r\n"))
+                .collect(),
+        );
+    }
+    if want("cluster") {
+        section("Cluster", "cluster_enabled:0\r\n".into());
+    }
+    if want("keyspace") {
+        let mut body = String::new();
+        for db in 0..DB_COUNT {
+            let keys: usize = snaps.iter().map(|s| s.dbs[db].0).sum();
+            let expires: usize = snaps.iter().map(|s| s.dbs[db].1).sum();
+            let ttls: Vec<u64> = snaps
+                .iter()
+                .map(|s| s.dbs[db].2)
+                .filter(|&t| t > 0)
+                .collect();
+            let avg = if ttls.is_empty() {
+                0
+            } else {
+                ttls.iter().sum::<u64>() / ttls.len() as u64
+            };
+            if keys > 0 {
+                let _ = write!(
+                    body,
+                    "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
+                );
+            }
+        }
+        section("Keyspace", body);
+    }
+    if want("commandstats") {
+        let mut body = String::new();
+        for spec in COMMANDS.iter().chain(SUBCOMMANDS.iter()) {
+            let c = cmd[spec.cmd as usize];
+            if c.calls > 0 || c.rejected > 0 {
+                let per = if c.calls > 0 {
+                    c.usec as f64 / c.calls as f64
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    body,
+                    "cmdstat_{}:calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}\r\n",
+                    spec.name, c.calls, c.usec, c.rejected, c.failed
+                );
+            }
+        }
+        section("Commandstats", body);
+    }
+    if want("latencystats") {
+        section("Latencystats", String::new());
+    }
+    if want("shards") {
+        let mut body = String::new();
+        for (i, s) in snaps.iter().enumerate() {
+            let keys: usize = s.dbs.iter().map(|d| d.0).sum();
+            let _ = write!(
+                body,
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},used_memory={}\r\n",
+                s.stats.commands_processed,
+                s.conns,
+                s.stats.batches_sent,
+                s.allocated.max(0)
+            );
+        }
+        section("Shards", body);
+    }
+    out
+}

@@ -1,0 +1,369 @@
+//! `percore`: the server binary. Reads the configuration, checks the host (locked memory,
+//! io_uring), starts one pinned executor per shard, each with its own SO_REUSEPORT listener,
+//! and shuts down cleanly on SIGTERM/SIGINT or SHUTDOWN.
+
+mod alloc;
+mod commands;
+mod config;
+mod conn;
+mod coordinated;
+mod core;
+mod info;
+mod log;
+mod router;
+mod runtime;
+
+use crate::config::{Config, Invocation};
+use crate::core::{Core, CoreStats, Global, Job, MAILBOX_CAPACITY};
+use percore_shard::{Shard, ShardConfig};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match config::parse_args(&args) {
+        Ok(Invocation::Run(c)) => c,
+        Ok(Invocation::Help) => {
+            print!("{}", config::usage());
+            return;
+        }
+        Ok(Invocation::Version) => {
+            println!(
+                "percore {} (Redis {} compatible)",
+                commands::PERCORE_VERSION,
+                commands::REDIS_VERSION
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("percore: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(cfg) {
+        eprintln!("percore: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// CPUs this process may run on (its affinity mask).
+fn usable_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a plain bitmask we own; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            == 0;
+    if !ok {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    // SAFETY: CPU_ISSET reads the mask filled above; i is below CPU_SETSIZE.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// The cgroup v2 CPU quota, rounded up to whole CPUs, if one is set.
+fn cgroup_cpu_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok()?;
+    let mut it = text.split_whitespace();
+    let quota: f64 = it.next()?.parse().ok()?;
+    let period: f64 = it.next()?.parse().ok()?;
+    (period > 0.0).then(|| (quota / period).ceil().max(1.0) as usize)
+}
+
+/// Makes sure each executor can lock its io_uring memory, raising the soft limit when the
+/// hard limit allows; otherwise explains how to fix it.
+fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
+    const GLOMMIO_MIN: u64 = 512 * 1024;
+    // Rings and registered buffers: the io_memory slab plus a margin for three rings.
+    let need = (shards as u64) * (io_memory as u64 + 256 * 1024);
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Ok(());
+    }
+    let privileged = unsafe { libc::geteuid() } == 0;
+    let enough = |cur: u64| {
+        cur == libc::RLIM_INFINITY || (cur >= GLOMMIO_MIN && (privileged || cur >= need))
+    };
+    if enough(lim.rlim_cur) {
+        return Ok(());
+    }
+    let want = need.max(GLOMMIO_MIN);
+    let raised = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max).max(lim.rlim_cur),
+        rlim_max: lim.rlim_max.max(if privileged { want } else { 0 }),
+    };
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) };
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if enough(lim.rlim_cur) {
+        return Ok(());
+    }
+    Err(format!(
+        "too little locked memory: percore needs {} KiB ({shards} shards x {} KiB of io_uring buffers) but RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB).\n\
+         Fix one of: run under systemd with LimitMEMLOCK=infinity (deploy/percore.service); `ulimit -l unlimited` in the starting shell; \
+         Docker `--ulimit memlock=-1`; or lower --shards / --io-memory.",
+        want / 1024,
+        io_memory / 1024,
+        lim.rlim_cur / 1024,
+        if lim.rlim_max == libc::RLIM_INFINITY { u64::MAX / 1024 } else { lim.rlim_max / 1024 }
+    ))
+}
+
+/// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) and waits for them on a
+/// thread of their own, turning them into a shutdown request.
+fn handle_signals(global: Arc<Global>) {
+    // SAFETY: sigset operations on a set we own; pthread_sigmask affects only this thread
+    // (and threads it creates afterwards).
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    std::thread::Builder::new()
+        .name("percore-signals".into())
+        .spawn(move || loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: sigwait reads the set built above and writes the signal number.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                let name = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                log::notice(&format!("Received {name} scheduling shutdown..."));
+                global.shutdown.store(true, Ordering::SeqCst);
+            }
+        })
+        .expect("spawning the signal thread at start");
+}
+
+fn random_hex(n: usize) -> String {
+    let mut x = crate::core::now_us() ^ (std::process::id() as u64).rotate_left(32);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            std::char::from_digit((x % 16) as u32, 16).expect("digit below 16")
+        })
+        .collect()
+}
+
+fn run(cfg: Config) -> Result<(), String> {
+    log::set_level(&cfg.loglevel);
+    let cpus = usable_cpus();
+    let auto = cgroup_cpu_limit()
+        .map_or(cpus.len(), |q| q.min(cpus.len()))
+        .max(1);
+    let n = if cfg.shards == 0 { auto } else { cfg.shards };
+    let pin = n <= cpus.len();
+    check_memlock(n, cfg.io_memory)?;
+    let binds: Vec<IpAddr> = cfg
+        .bind
+        .iter()
+        .map(|b| {
+            b.trim_start_matches('-')
+                .parse()
+                .map_err(|_| format!("bind: '{b}' is not an IP address"))
+        })
+        .collect::<Result<_, _>>()?;
+    let global = Arc::new(Global {
+        nshards: n,
+        config: Mutex::new((1, Arc::new(cfg.clone()))),
+        connected: AtomicUsize::new(0),
+        next_client_id: AtomicU64::new(1),
+        rejected_connections: AtomicU64::new(0),
+        shutdown: AtomicBool::new(false),
+        started: Instant::now(),
+        started_unix_ms: crate::core::now_ms(),
+        run_id: random_hex(40),
+        port: cfg.port,
+        executable: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    });
+    handle_signals(global.clone());
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mesh = runtime::mesh::<Job>(n, MAILBOX_CAPACITY);
+    let seed = crate::core::now_us();
+    for (i, ends) in mesh.into_iter().enumerate() {
+        let (global, ready, stopped, binds) = (
+            global.clone(),
+            ready_tx.clone(),
+            stopped.clone(),
+            binds.clone(),
+        );
+        let cpu = pin.then(|| cpus[i]);
+        let cfg = Arc::new(cfg.clone());
+        runtime::start_core(i, cpu, cfg.io_memory, move || async move {
+            let (mailbox, inboxes) = ends.connect().await;
+            let shard_seed = seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let core = Rc::new(Core {
+                id: i,
+                global: global.clone(),
+                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len })),
+                config: RefCell::new(cfg.clone()),
+                config_version: Cell::new(1),
+                mailbox,
+                clients: RefCell::new(HashMap::new()),
+                stats: RefCell::new(CoreStats::default()),
+            });
+            for inbox in inboxes {
+                let core = core.clone();
+                runtime::spawn(async move {
+                    while let Some(job) = inbox.recv().await {
+                        job(&core);
+                    }
+                });
+            }
+            let mut listeners = Vec::new();
+            for ip in &binds {
+                let addr = SocketAddr::new(*ip, cfg.port);
+                match runtime::Listener::bind(addr) {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => {
+                        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                            " (is another Redis or percore running on that port? choose another with --port)"
+                        } else {
+                            ""
+                        };
+                        let _ = ready.send(Err(format!("cannot listen on {addr}: {e}{hint}")));
+                        return;
+                    }
+                }
+            }
+            let _ = ready.send(Ok(()));
+            for l in listeners {
+                let core = core.clone();
+                runtime::spawn(async move {
+                    loop {
+                        match l.accept().await {
+                            Ok(s) if !core.global.shutdown.load(Ordering::Relaxed) => runtime::spawn(conn::serve(core.clone(), s)),
+                            Ok(_) => {}
+                            Err(e) => {
+                                // EMFILE and friends: keep serving existing clients, retry later.
+                                log::warn(&format!("accept failed: {e}"));
+                                runtime::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                });
+            }
+            background(core, stopped).await;
+        })
+        .map_err(|e| {
+            format!(
+                "cannot start the io_uring executor for shard {i}: {e}.\n\
+                 percore needs Linux 5.8+ with io_uring enabled (see /proc/sys/kernel/io_uring_disabled; \
+                 container runtimes' default seccomp profiles block io_uring: see deploy/README.md)"
+            )
+        })?;
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a shard exited during start".into()),
+        }
+    }
+    log::notice(&format!(
+        "percore {} ready: {} shard(s){}, Redis {} protocol on {} port {}",
+        commands::PERCORE_VERSION,
+        n,
+        if pin {
+            " pinned one per CPU"
+        } else {
+            " (more shards than CPUs: not pinned)"
+        },
+        commands::REDIS_VERSION,
+        cfg.bind.join(" "),
+        cfg.port
+    ));
+    while stopped.load(Ordering::SeqCst) < n {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    log::notice("percore is now ready to exit, bye bye...");
+    // Executors may still hold tasks waiting on each other; nothing remains to be saved, so
+    // the process ends here rather than unwinding them.
+    std::process::exit(0);
+}
+
+/// Background work of one core, on a low-priority queue: active expiry, lazy free, rehash,
+/// idle-client timeouts, ops/sec sampling; and the shutdown sequence.
+async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
+    let (tx, rx) = futures_channel::oneshot::channel::<()>();
+    let bg = core.clone();
+    runtime::spawn_background(async move {
+        let mut last_timeout_check = Instant::now();
+        loop {
+            let hz = bg.config.borrow().hz.max(1);
+            runtime::sleep(Duration::from_millis(1000 / hz as u64)).await;
+            if bg.global.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            // Redis's budget: up to 25% of a tick on active expiry, in small bounded steps.
+            let slice = Duration::from_micros(250_000 / hz as u64);
+            let t0 = Instant::now();
+            loop {
+                let step = bg.shard.borrow_mut().expire_step(crate::core::now_ms(), 64);
+                if step.sampled == 0 || step.expired * 4 < step.sampled || t0.elapsed() > slice {
+                    break;
+                }
+                runtime::yield_if_needed().await;
+            }
+            let t0 = Instant::now();
+            while bg.shard.borrow_mut().lazyfree_step(1024) && t0.elapsed() < slice {
+                runtime::yield_if_needed().await;
+            }
+            let t0 = Instant::now();
+            while bg.shard.borrow_mut().rehash_step(128) && t0.elapsed() < Duration::from_millis(1)
+            {
+                runtime::yield_if_needed().await;
+            }
+            {
+                let mut st = bg.stats.borrow_mut();
+                let idx = st.ops_sample_idx % 16;
+                st.ops_samples[idx] = (crate::core::now_ms(), st.commands_processed);
+                st.ops_sample_idx = (idx + 1) % 16;
+            }
+            let timeout = bg.config.borrow().timeout;
+            if timeout > 0 && last_timeout_check.elapsed() >= Duration::from_secs(1) {
+                last_timeout_check = Instant::now();
+                let now = Instant::now();
+                for h in bg.clients.borrow().values() {
+                    if now
+                        .duration_since(h.info.borrow().last_interaction)
+                        .as_secs()
+                        >= timeout
+                    {
+                        h.kill();
+                    }
+                }
+            }
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+    // Shutdown: close this core's clients, then report; the main thread exits once every
+    // core has done so.
+    for h in core.clients.borrow().values() {
+        h.kill();
+    }
+    stopped.fetch_add(1, Ordering::SeqCst);
+    loop {
+        runtime::sleep(Duration::from_secs(3600)).await;
+    }
+}

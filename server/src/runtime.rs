@@ -1,0 +1,232 @@
+//! The one module that names glommio. Everything else in the server sees this small
+//! interface — executors, listeners, streams, mailboxes between cores, timers, task spawning —
+//! so the network path can later move to the `io-uring` crate (multishot receive, provided
+//! buffers) without touching the router or the shard.
+//!
+//! Mailboxes are glommio shared channels, one bounded SPSC queue per ordered pair of cores
+//! (a full mesh built here rather than with `MeshBuilder`, whose shared `Rc` is cloned and
+//! dropped across threads). A full queue makes the sender wait: backpressure, never an
+//! unbounded queue.
+
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The unconnected channel ends one core receives at boot.
+pub struct MailboxEnds<T: Send + 'static> {
+    senders: Vec<Option<SharedSender<T>>>,
+    receivers: Vec<Option<SharedReceiver<T>>>,
+}
+
+/// Builds the full mesh: `ends[i]` belongs to core i. `capacity` bounds each queue.
+pub fn mesh<T: Send + 'static>(n: usize, capacity: usize) -> Vec<MailboxEnds<T>> {
+    let mut ends: Vec<MailboxEnds<T>> = (0..n)
+        .map(|_| MailboxEnds {
+            senders: (0..n).map(|_| None).collect(),
+            receivers: (0..n).map(|_| None).collect(),
+        })
+        .collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let (s, r) = shared_channel::new_bounded(capacity);
+                ends[from].senders[to] = Some(s);
+                ends[to].receivers[from] = Some(r);
+            }
+        }
+    }
+    ends
+}
+
+/// A core's connected sending side of the mesh.
+pub struct Mailbox<T: Send + 'static> {
+    senders: Vec<Option<ConnectedSender<T>>>,
+}
+
+impl<T: Send + 'static> Mailbox<T> {
+    /// Sends to core `to`, waiting while its queue is full. Errors when that core is gone.
+    pub async fn send(&self, to: usize, msg: T) -> Result<(), ()> {
+        match self.senders.get(to).and_then(|s| s.as_ref()) {
+            Some(s) => s.send(msg).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+}
+
+impl<T: Send + 'static> MailboxEnds<T> {
+    /// Connects the channels (must run on the owning executor). Returns the mailbox and the
+    /// connected receivers, one per peer.
+    pub async fn connect(self) -> (Mailbox<T>, Vec<Inbox<T>>) {
+        // Each end waits for its peer to connect, so all are started before any is awaited
+        // (connecting one by one would deadlock two cores waiting on each other).
+        let senders: Vec<_> = self
+            .senders
+            .into_iter()
+            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+            .collect();
+        let receivers: Vec<_> = self
+            .receivers
+            .into_iter()
+            .flatten()
+            .map(|r| glommio::spawn_local(r.connect()))
+            .collect();
+        let mut connected = Vec::with_capacity(senders.len());
+        for s in senders {
+            connected.push(match s {
+                Some(task) => Some(task.await),
+                None => None,
+            });
+        }
+        let mut inboxes = Vec::with_capacity(receivers.len());
+        for r in receivers {
+            inboxes.push(Inbox(r.await));
+        }
+        (Mailbox { senders: connected }, inboxes)
+    }
+}
+
+/// Messages from one peer core.
+pub struct Inbox<T: Send + 'static>(ConnectedReceiver<T>);
+
+impl<T: Send + 'static> Inbox<T> {
+    pub async fn recv(&self) -> Option<T> {
+        self.0.recv().await
+    }
+}
+
+/// Starts a pinned (when `cpu` is given) executor thread running `main`.
+pub fn start_core<F, Fut>(
+    index: usize,
+    cpu: Option<usize>,
+    io_memory: usize,
+    main: F,
+) -> io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let placement = match cpu {
+        Some(c) => Placement::Fixed(c),
+        None => Placement::Unbound,
+    };
+    let builder = LocalExecutorBuilder::new(placement)
+        .name(&format!("percore-shard-{index}"))
+        .io_memory(io_memory)
+        .preempt_timer(Duration::from_micros(500));
+    // glommio's own join handle wraps a thread; a plain thread lets the caller report a
+    // failure to build the executor (io_uring unavailable, locked memory) precisely.
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let handle = std::thread::Builder::new()
+        .name(format!("percore-{index}"))
+        .spawn(move || {
+            let ex = match builder.make() {
+                Ok(ex) => {
+                    let _ = tx.send(Ok(()));
+                    ex
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            ex.run(main());
+        })?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(io::Error::other(e)),
+        Err(_) => Err(io::Error::other("executor thread exited during start")),
+    }
+}
+
+/// Spawns a latency-critical task on the current core (connections, router).
+pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
+    glommio::spawn_local(f).detach();
+}
+
+thread_local! {
+    static BACKGROUND: std::cell::Cell<Option<TaskQueueHandle>> = const { std::cell::Cell::new(None) };
+}
+
+/// Spawns background work (active expiry, lazy free, rehash) on a low-share task queue, so
+/// the scheduler favours connections when both are runnable.
+pub fn spawn_background<F: Future<Output = ()> + 'static>(f: F) {
+    let tq = BACKGROUND.with(|b| match b.get() {
+        Some(tq) => tq,
+        None => {
+            let tq = glommio::executor().create_task_queue(
+                Shares::Static(100),
+                Latency::NotImportant,
+                "background",
+            );
+            b.set(Some(tq));
+            tq
+        }
+    });
+    match glommio::spawn_local_into(f, tq) {
+        Ok(t) => t.detach(),
+        Err(e) => panic!("creating a task in a queue this core just made cannot fail: {e}"),
+    };
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Yields to other tasks if this one has run past its time slice.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
+/// A listening socket on this core (SO_REUSEPORT: every core binds the same address and the
+/// kernel spreads connections across them).
+pub struct Listener(glommio::net::TcpListener);
+
+impl Listener {
+    pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
+        glommio::net::TcpListener::bind(addr)
+            .map(Listener)
+            .map_err(io::Error::from)
+    }
+
+    pub async fn accept(&self) -> io::Result<Stream> {
+        let s = self.0.accept().await.map_err(io::Error::from)?;
+        Ok(Stream(s))
+    }
+}
+
+/// A connected client socket.
+pub struct Stream(glommio::net::TcpStream);
+
+impl Stream {
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).await
+    }
+
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).await
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr().map_err(io::Error::from)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr().map_err(io::Error::from)
+    }
+
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.0.set_nodelay(true).map_err(io::Error::from)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
