@@ -1,0 +1,242 @@
+//! Test harness: the real `percore` binary (and, for differential tests, a real
+//! `redis-server`) on free loopback ports, plus a raw RESP client that reads exactly one
+//! reply at a time. Readiness is detected by polling PING, never by sleeping a guess.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+/// A server process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    pub fn percore(shards: usize, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_percore"));
+        // A config file, if any, must come first (as with redis-server).
+        let (file, flags) = match extra.first() {
+            Some(f) if !f.starts_with("--") => (Some(*f), &extra[1..]),
+            _ => (None, extra),
+        };
+        cmd.args(file).args(["--port", &port.to_string(), "--shards", &shards.to_string()]).args(flags);
+        Self::spawn(cmd, port)
+    }
+
+    /// A real Redis, or None when `redis-server` is not installed.
+    pub fn redis() -> Option<Server> {
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+            return None;
+        }
+        Some(Self::spawn(cmd, port))
+    }
+
+    fn spawn(mut cmd: Command, port: u16) -> Server {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start server process");
+        let mut s = Server { port, child };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited during start: {status}");
+            }
+            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                // A server with a password answers NOAUTH: it is up all the same.
+                if c.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if c.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH") {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "server on port {} not ready in time", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    pub fn redis_client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap().get_connection().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.is_running() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// A raw RESP client: writes bytes, reads whole replies.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send(&mut self, args: &[&[u8]]) {
+        let b = encode(args);
+        self.send_raw(&b);
+    }
+
+    /// Sends a command and returns its raw reply.
+    pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send(args);
+        self.read_reply()
+    }
+
+    /// `cmd` with string arguments split on spaces.
+    pub fn q(&mut self, line: &str) -> Vec<u8> {
+        let parts: Vec<&[u8]> = line.split(' ').map(|s| s.as_bytes()).collect();
+        self.cmd(&parts)
+    }
+
+    /// Reads one complete reply; panics on timeout or EOF.
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(n) = reply_len(&self.buf) {
+                let r: Vec<u8> = self.buf.drain(..n).collect();
+                return r;
+            }
+            let mut tmp = [0u8; 65536];
+            let n = self.stream.read(&mut tmp).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply (have {:?})", String::from_utf8_lossy(&self.buf));
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    /// True when the server closes the connection (EOF) within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut tmp = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    }
+}
+
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut b = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        b.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        b.extend_from_slice(a);
+        b.extend_from_slice(b"\r\n");
+    }
+    b
+}
+
+fn line_end(b: &[u8], from: usize) -> Option<usize> {
+    b[from..].windows(2).position(|w| w == b"\r\n").map(|p| from + p)
+}
+
+/// Length of the first complete RESP2/RESP3 reply in `b`, if complete.
+pub fn reply_len(b: &[u8]) -> Option<usize> {
+    fn at(b: &[u8], i: usize) -> Option<usize> {
+        let t = *b.get(i)?;
+        let eol = line_end(b, i + 1)?;
+        let num = || std::str::from_utf8(&b[i + 1..eol]).ok()?.parse::<i64>().ok();
+        match t {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(eol + 2),
+            b'$' | b'=' | b'!' => {
+                let n = num()?;
+                if n < 0 {
+                    return Some(eol + 2);
+                }
+                let end = eol + 2 + n as usize + 2;
+                (end <= b.len()).then_some(end)
+            }
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = num()?;
+                let mut pos = eol + 2;
+                if n < 0 {
+                    return Some(pos);
+                }
+                let count = if t == b'%' || t == b'|' { 2 * n } else { n };
+                for _ in 0..count {
+                    pos = at(b, pos)?;
+                }
+                Some(pos)
+            }
+            _ => panic!("not a RESP reply: {:?}", String::from_utf8_lossy(b)),
+        }
+    }
+    at(b, 0)
+}
+
+pub fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
