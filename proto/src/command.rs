@@ -814,7 +814,11 @@ pub fn resolve(args: &Args) -> Result<&'static CommandSpec, String> {
     if spec.is_container() {
         if args.len() < 2 {
             // COMMAND alone is a command of its own; CONFIG alone is an arity error.
-            return if spec.arity_ok(1) { Ok(spec) } else { Err(spec.arity_error()) };
+            return if spec.arity_ok(1) {
+                Ok(spec)
+            } else {
+                Err(spec.arity_error())
+            };
         }
         let Some(sub) = lookup_sub(spec, &args[1]) else {
             return Err(format!(

@@ -20,15 +20,29 @@ fn strings_and_multi_key_commands_across_shards() {
         let mut c = srv.redis_client();
         let _: () = c.set("greeting", "hello").unwrap();
         assert_eq!(c.get::<_, String>("greeting").unwrap(), "hello");
-        let pairs: Vec<(String, String)> = (0..64).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let pairs: Vec<(String, String)> = (0..64)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
         let _: () = c.mset(&pairs).unwrap();
-        let keys: Vec<String> = pairs.iter().map(|p| p.0.clone()).chain(["missing".to_string()]).collect();
+        let keys: Vec<String> = pairs
+            .iter()
+            .map(|p| p.0.clone())
+            .chain(["missing".to_string()])
+            .collect();
         let vals: Vec<Option<String>> = c.mget(&keys).unwrap();
         for (i, v) in vals.iter().enumerate().take(64) {
-            assert_eq!(v.as_deref(), Some(format!("v{i}").as_str()), "{shards} shards");
+            assert_eq!(
+                v.as_deref(),
+                Some(format!("v{i}").as_str()),
+                "{shards} shards"
+            );
         }
         assert_eq!(vals[64], None);
-        let n: i64 = redis::cmd("EXISTS").arg(&keys).arg("k1").query(&mut c).unwrap();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(&keys)
+            .arg("k1")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(n, 65, "EXISTS counts repeats");
         let n: i64 = c.del(&keys[..32]).unwrap();
         assert_eq!(n, 32);
@@ -37,23 +51,54 @@ fn strings_and_multi_key_commands_across_shards() {
         let mut all: Vec<String> = redis::cmd("KEYS").arg("k*").query(&mut c).unwrap();
         all.sort();
         assert_eq!(all.len(), 32);
-        let n: i64 = redis::cmd("TOUCH").arg("k40").arg("k41").arg("nope").query(&mut c).unwrap();
+        let n: i64 = redis::cmd("TOUCH")
+            .arg("k40")
+            .arg("k41")
+            .arg("nope")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(n, 2);
         // MSETNX across shards: all or nothing.
-        let r: i64 = redis::cmd("MSETNX").arg("n1").arg("a").arg("k40").arg("b").query(&mut c).unwrap();
+        let r: i64 = redis::cmd("MSETNX")
+            .arg("n1")
+            .arg("a")
+            .arg("k40")
+            .arg("b")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(r, 0);
         assert_eq!(c.exists::<_, i64>("n1").unwrap(), 0);
-        let r: i64 = redis::cmd("MSETNX").arg("n1").arg("a").arg("n2").arg("b").arg("n3").arg("c").query(&mut c).unwrap();
+        let r: i64 = redis::cmd("MSETNX")
+            .arg("n1")
+            .arg("a")
+            .arg("n2")
+            .arg("b")
+            .arg("n3")
+            .arg("c")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(r, 1);
         // RENAME / COPY / LCS whose keys may live on different shards.
-        let _: () = redis::cmd("RENAME").arg("n1").arg("renamed").query(&mut c).unwrap();
+        let _: () = redis::cmd("RENAME")
+            .arg("n1")
+            .arg("renamed")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(c.get::<_, Option<String>>("n1").unwrap(), None);
         assert_eq!(c.get::<_, String>("renamed").unwrap(), "a");
-        let r: i64 = redis::cmd("COPY").arg("renamed").arg("copied").query(&mut c).unwrap();
+        let r: i64 = redis::cmd("COPY")
+            .arg("renamed")
+            .arg("copied")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(r, 1);
         let _: () = c.set("lcs1", "ohmytext").unwrap();
         let _: () = c.set("lcs2", "mynewtext").unwrap();
-        let l: String = redis::cmd("LCS").arg("lcs1").arg("lcs2").query(&mut c).unwrap();
+        let l: String = redis::cmd("LCS")
+            .arg("lcs1")
+            .arg("lcs2")
+            .query(&mut c)
+            .unwrap();
         assert_eq!(l, "mytext");
         let e: redis::RedisResult<()> = redis::cmd("RENAME").arg("nokey").arg("x").query(&mut c);
         assert!(e.unwrap_err().to_string().contains("no such key"));
@@ -74,16 +119,32 @@ fn hash_tags_put_keys_on_one_shard() {
     let counts: Vec<usize> = info
         .lines()
         .filter(|l| l.starts_with("shard"))
-        .map(|l| l.split("keys=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap())
+        .map(|l| {
+            l.split("keys=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert_eq!(counts.len(), 4);
-    assert_eq!(counts.iter().filter(|&&c| c == 200).count(), 1, "all tagged keys on one shard: {counts:?}");
+    assert_eq!(
+        counts.iter().filter(|&&c| c == 200).count(),
+        1,
+        "all tagged keys on one shard: {counts:?}"
+    );
     // Multi-key commands on co-located keys run in one hop; untagged keys spread out.
     for i in 0..200 {
         c.cmd(&[b"SET", format!("spread:{i}").as_bytes(), b"x"]);
     }
     let info = s(&c.q("INFO shards"));
-    let nonzero = info.lines().filter(|l| l.starts_with("shard") && !l.contains("keys=0,")).count();
+    let nonzero = info
+        .lines()
+        .filter(|l| l.starts_with("shard") && !l.contains("keys=0,"))
+        .count();
     assert_eq!(nonzero, 4);
 }
 
@@ -99,7 +160,11 @@ fn pipelines_reply_in_order() {
             req.extend(encode(&[b"SET", k.as_bytes(), i.to_string().as_bytes()]));
             req.extend(encode(&[b"INCR", k.as_bytes()]));
             req.extend(encode(&[b"PING"]));
-            req.extend(encode(&[b"MGET", k.as_bytes(), format!("p{}", i / 2).as_bytes()]));
+            req.extend(encode(&[
+                b"MGET",
+                k.as_bytes(),
+                format!("p{}", i / 2).as_bytes(),
+            ]));
             req.extend(encode(&[b"SELECT", if i % 2 == 0 { b"1" } else { b"0" }]));
         }
         c.send_raw(&req);
@@ -150,9 +215,16 @@ fn scan_visits_every_key() {
             round += 1;
             let mut churn = Vec::new();
             for j in 0..100 {
-                churn.extend(encode(&[b"SET", format!("churn:{round}:{j}").as_bytes(), b"v"]));
+                churn.extend(encode(&[
+                    b"SET",
+                    format!("churn:{round}:{j}").as_bytes(),
+                    b"v",
+                ]));
                 if round > 1 {
-                    churn.extend(encode(&[b"DEL", format!("churn:{}:{j}", round - 1).as_bytes()]));
+                    churn.extend(encode(&[
+                        b"DEL",
+                        format!("churn:{}:{j}", round - 1).as_bytes(),
+                    ]));
                 }
             }
             let replies = if round > 1 { 200 } else { 100 };
@@ -166,7 +238,10 @@ fn scan_visits_every_key() {
             assert!(round < 100_000);
         }
         for i in 0..5000 {
-            assert!(seen.contains(&format!("stable:{i}")), "{shards} shards: stable:{i} never returned by SCAN");
+            assert!(
+                seen.contains(&format!("stable:{i}")),
+                "{shards} shards: stable:{i} never returned by SCAN"
+            );
         }
         // MATCH and TYPE filters.
         let r = s(&c.q("SCAN 0 MATCH nomatch* COUNT 10000 TYPE string"));
@@ -179,19 +254,31 @@ fn resp3_via_hello() {
     for_shards(|srv, _| {
         let mut c = srv.client();
         let hello = s(&c.q("HELLO 3"));
-        assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello}");
+        assert!(
+            hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+            "{hello}"
+        );
         assert!(hello.contains("$5\r\nproto\r\n:3\r\n"));
         assert_eq!(c.q("GET missing"), b"_\r\n");
-        assert_eq!(c.q("MGET missing1 missing2 missing3 missing4"), b"*4\r\n_\r\n_\r\n_\r\n_\r\n");
+        assert_eq!(
+            c.q("MGET missing1 missing2 missing3 missing4"),
+            b"*4\r\n_\r\n_\r\n_\r\n_\r\n"
+        );
         let cfg = s(&c.q("CONFIG GET port"));
         assert!(cfg.starts_with("%1\r\n"), "{cfg}");
         assert_eq!(c.q("SET f 1.5"), b"+OK\r\n");
-        assert!(s(&c.q("INFO server")).starts_with("="), "INFO is a verbatim string in RESP3");
+        assert!(
+            s(&c.q("INFO server")).starts_with("="),
+            "INFO is a verbatim string in RESP3"
+        );
         let hello2 = s(&c.q("HELLO 2"));
         assert!(hello2.starts_with("*14\r\n"));
         assert_eq!(c.q("GET missing"), b"$-1\r\n");
         assert!(s(&c.q("HELLO 4")).starts_with("-NOPROTO"));
-        assert_eq!(c.q("HELLO x"), b"-ERR Protocol version is not an integer or out of range\r\n");
+        assert_eq!(
+            c.q("HELLO x"),
+            b"-ERR Protocol version is not an integer or out of range\r\n"
+        );
     });
 }
 
@@ -199,17 +286,42 @@ fn resp3_via_hello() {
 fn errors_are_redis_errors() {
     let srv = Server::percore(2, &[]);
     let mut c = srv.client();
-    assert_eq!(c.q("GET"), b"-ERR wrong number of arguments for 'get' command\r\n");
-    assert_eq!(c.q("NOSUCH a b"), b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n");
-    assert_eq!(c.q("CONFIG NOPE"), b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n");
-    assert_eq!(c.q("MSET a"), b"-ERR wrong number of arguments for 'mset' command\r\n");
-    assert_eq!(c.q("MSET a 1 b"), b"-ERR wrong number of arguments for 'mset' command\r\n");
+    assert_eq!(
+        c.q("GET"),
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert_eq!(
+        c.q("NOSUCH a b"),
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"
+    );
+    assert_eq!(
+        c.q("CONFIG NOPE"),
+        b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n"
+    );
+    assert_eq!(
+        c.q("MSET a"),
+        b"-ERR wrong number of arguments for 'mset' command\r\n"
+    );
+    assert_eq!(
+        c.q("MSET a 1 b"),
+        b"-ERR wrong number of arguments for 'mset' command\r\n"
+    );
     assert_eq!(c.q("SET a x"), b"+OK\r\n");
-    assert_eq!(c.q("INCR a"), b"-ERR value is not an integer or out of range\r\n");
-    assert_eq!(c.q("SET a x EX 0"), b"-ERR invalid expire time in 'set' command\r\n");
+    assert_eq!(
+        c.q("INCR a"),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        c.q("SET a x EX 0"),
+        b"-ERR invalid expire time in 'set' command\r\n"
+    );
     assert_eq!(c.q("SET a x NX XX"), b"-ERR syntax error\r\n");
     assert_eq!(c.q("SELECT 16"), b"-ERR DB index is out of range\r\n");
-    assert_eq!(c.q("PING"), b"+PONG\r\n", "the connection survives command errors");
+    assert_eq!(
+        c.q("PING"),
+        b"+PONG\r\n",
+        "the connection survives command errors"
+    );
     let stats = s(&c.q("INFO errorstats"));
     assert!(stats.contains("errorstat_ERR:count="), "{stats}");
 }
@@ -219,7 +331,10 @@ fn auth_is_required_when_a_password_is_set() {
     let srv = Server::percore(2, &["--requirepass", "s3cret"]);
     let mut c = srv.client();
     assert_eq!(c.q("GET a"), b"-NOAUTH Authentication required.\r\n");
-    assert_eq!(c.q("AUTH wrong"), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(
+        c.q("AUTH wrong"),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
     assert_eq!(c.q("AUTH s3cret"), b"+OK\r\n");
     assert_eq!(c.q("SET a 1"), b"+OK\r\n");
     let mut c2 = srv.client();
@@ -228,9 +343,15 @@ fn auth_is_required_when_a_password_is_set() {
     // Before AUTH, large requests are refused (Redis's unauthenticated limits).
     let mut c3 = srv.client();
     c3.send_raw(b"*20\r\n");
-    assert_eq!(c3.read_reply(), b"-ERR Protocol error: invalid multibulk length\r\n");
+    assert_eq!(
+        c3.read_reply(),
+        b"-ERR Protocol error: invalid multibulk length\r\n"
+    );
     assert!(c3.closed());
-    let mut ok = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", srv.port)).unwrap().get_connection().unwrap();
+    let mut ok = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", srv.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     assert_eq!(ok.get::<_, String>("a").unwrap(), "1");
 }
 
@@ -250,7 +371,10 @@ fn databases_are_isolated() {
         assert_eq!(c.q("SELECT 0"), b"+OK\r\n");
         assert_eq!(c.q("GET k"), b"$5\r\nthree\r\n");
         let ks = s(&c.q("INFO keyspace"));
-        assert!(ks.contains("db0:keys=1,expires=0") && ks.contains("db5:keys=1"), "{ks}");
+        assert!(
+            ks.contains("db0:keys=1,expires=0") && ks.contains("db5:keys=1"),
+            "{ks}"
+        );
     });
 }
 
@@ -271,7 +395,10 @@ fn expiry_is_never_visible() {
             if c.q("DBSIZE") == b":1\r\n" {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "active expiry did not reclaim keys");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "active expiry did not reclaim keys"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert_eq!(c.q("TTL keep"), b":1000\r\n");
@@ -285,13 +412,19 @@ fn client_commands() {
     let mut a = srv.client();
     let mut b = srv.client();
     assert_eq!(a.q("CLIENT SETNAME alpha"), b"+OK\r\n");
-    assert_eq!(a.q("CLIENT SETNAME bad name"), b"-ERR wrong number of arguments for 'client|setname' command\r\n");
+    assert_eq!(
+        a.q("CLIENT SETNAME bad name"),
+        b"-ERR wrong number of arguments for 'client|setname' command\r\n"
+    );
     let id_b = s(&b.q("CLIENT ID"));
     let id_b = id_b.trim_start_matches(':').trim();
     let list = s(&a.q("CLIENT LIST"));
     assert!(list.contains("name=alpha"), "{list}");
     assert!(list.contains(&format!("id={id_b} ")), "{list}");
-    assert_eq!(s(&a.cmd(&[b"CLIENT", b"KILL", b"ID", id_b.as_bytes()])), ":1\r\n");
+    assert_eq!(
+        s(&a.cmd(&[b"CLIENT", b"KILL", b"ID", id_b.as_bytes()])),
+        ":1\r\n"
+    );
     assert!(b.closed(), "killed client is disconnected");
     assert_eq!(a.q("PING"), b"+PONG\r\n");
     assert!(s(&a.q("CLIENT INFO")).contains("name=alpha"));
@@ -304,16 +437,37 @@ fn command_introspection() {
     let mut c = srv.redis_client();
     let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
     assert!(count > 60);
-    let keys: Vec<String> = redis::cmd("COMMAND").arg("GETKEYS").arg("MSET").arg("a").arg("1").arg("b").arg("2").query(&mut c).unwrap();
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(keys, vec!["a", "b"]);
-    let info: redis::Value = redis::cmd("COMMAND").arg("INFO").arg("get").arg("nosuch").query(&mut c).unwrap();
-    let redis::Value::Array(items) = info else { panic!("{info:?}") };
+    let info: redis::Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("get")
+        .arg("nosuch")
+        .query(&mut c)
+        .unwrap();
+    let redis::Value::Array(items) = info else {
+        panic!("{info:?}")
+    };
     assert_eq!(items.len(), 2);
     assert_eq!(items[1], redis::Value::Nil);
     let all: redis::Value = redis::cmd("COMMAND").query(&mut c).unwrap();
-    let redis::Value::Array(all) = all else { panic!() };
+    let redis::Value::Array(all) = all else {
+        panic!()
+    };
     assert_eq!(all.len() as i64, count);
-    let docs: redis::Value = redis::cmd("COMMAND").arg("DOCS").arg("set").query(&mut c).unwrap();
+    let docs: redis::Value = redis::cmd("COMMAND")
+        .arg("DOCS")
+        .arg("set")
+        .query(&mut c)
+        .unwrap();
     assert!(format!("{docs:?}").contains("Sets the string value of a key"));
 }
 
@@ -325,15 +479,30 @@ fn info_and_config() {
     c.q("GET a");
     c.q("GET nope");
     let info = s(&c.q("INFO"));
-    for field in ["redis_version:7.0", "percore_version:", "connected_clients:1", "keyspace_hits:1", "keyspace_misses:1", "used_memory:", "shards:2", "db0:keys=1"] {
+    for field in [
+        "redis_version:7.0",
+        "percore_version:",
+        "connected_clients:1",
+        "keyspace_hits:1",
+        "keyspace_misses:1",
+        "used_memory:",
+        "shards:2",
+        "db0:keys=1",
+    ] {
         assert!(info.contains(field), "INFO lacks {field}");
     }
     let all = s(&c.q("INFO commandstats"));
     assert!(all.contains("cmdstat_get:calls=2,"), "{all}");
     assert_eq!(c.q("CONFIG SET maxclients 5000"), b"+OK\r\n");
-    assert_eq!(c.q("CONFIG GET maxclients"), b"*2\r\n$10\r\nmaxclients\r\n$4\r\n5000\r\n");
+    assert_eq!(
+        c.q("CONFIG GET maxclients"),
+        b"*2\r\n$10\r\nmaxclients\r\n$4\r\n5000\r\n"
+    );
     assert_eq!(c.q("CONFIG SET port 1"), b"-ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config\r\n");
-    assert_eq!(c.q("CONFIG SET nope 1"), b"-ERR Unknown option or number of arguments for CONFIG SET - 'nope'\r\n");
+    assert_eq!(
+        c.q("CONFIG SET nope 1"),
+        b"-ERR Unknown option or number of arguments for CONFIG SET - 'nope'\r\n"
+    );
     assert_eq!(c.q("CONFIG RESETSTAT"), b"+OK\r\n");
     assert!(s(&c.q("INFO stats")).contains("keyspace_hits:0"));
     // CONFIG SET reaches every core: a password set on one applies to new connections anywhere.
@@ -352,7 +521,10 @@ fn config_file_and_flags() {
     std::fs::write(&path, "# test\nmaxclients 77\nhz 20\n").unwrap();
     let srv = Server::percore(1, &[path.to_str().unwrap()]);
     let mut c = srv.client();
-    assert_eq!(s(&c.q("CONFIG GET maxclients")), "*2\r\n$10\r\nmaxclients\r\n$2\r\n77\r\n");
+    assert_eq!(
+        s(&c.q("CONFIG GET maxclients")),
+        "*2\r\n$10\r\nmaxclients\r\n$2\r\n77\r\n"
+    );
     assert_eq!(s(&c.q("CONFIG GET hz")), "*2\r\n$2\r\nhz\r\n$2\r\n20\r\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -375,7 +547,10 @@ fn maxclients_is_enforced() {
     };
     let held: Vec<_> = (0..3).map(|_| admitted()).collect();
     let mut extra = srv.client();
-    assert_eq!(extra.read_reply(), b"-ERR max number of clients reached\r\n");
+    assert_eq!(
+        extra.read_reply(),
+        b"-ERR max number of clients reached\r\n"
+    );
     drop(held);
     // Slots free up as clients leave.
     admitted();
@@ -393,7 +568,9 @@ fn shuts_down_cleanly() {
     assert_eq!(c.q("SHUTDOWN ABORT"), b"-ERR No shutdown in progress.\r\n");
     c.send_raw(b"SHUTDOWN NOSAVE\r\n");
     assert!(c.closed());
-    let status = srv.wait_exit(std::time::Duration::from_secs(10)).expect("SHUTDOWN stops the server");
+    let status = srv
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("SHUTDOWN stops the server");
     assert!(status.success());
 }
 
@@ -402,11 +579,20 @@ fn startup_errors_are_clear() {
     // A port held by a listener without SO_REUSEPORT cannot be shared.
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = std_listener.local_addr().unwrap().port();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore")).args(["--port", &port.to_string()]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen on 127.0.0.1") && err.contains("another Redis or percore"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore")).args(["--bogus", "1"]).output().unwrap();
+    assert!(
+        err.contains("cannot listen on 127.0.0.1") && err.contains("another Redis or percore"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--bogus", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting '--bogus'"));
 }

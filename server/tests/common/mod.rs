@@ -9,7 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A server process that is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -27,7 +31,9 @@ impl Server {
             Some(f) if !f.starts_with("--") => (Some(*f), &extra[1..]),
             _ => (None, extra),
         };
-        cmd.args(file).args(["--port", &port.to_string(), "--shards", &shards.to_string()]).args(flags);
+        cmd.args(file)
+            .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+            .args(flags);
         Self::spawn(cmd, port)
     }
 
@@ -35,15 +41,33 @@ impl Server {
     pub fn redis() -> Option<Server> {
         let port = free_port();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
             return None;
         }
         Some(Self::spawn(cmd, port))
     }
 
     fn spawn(mut cmd: Command, port: u16) -> Server {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start server process");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server process");
         let mut s = Server { port, child };
         s.wait_ready();
         s
@@ -60,12 +84,18 @@ impl Server {
                 // A server with a password answers NOAUTH: it is up all the same.
                 if c.write_all(b"PING\r\n").is_ok() {
                     let mut buf = [0u8; 7];
-                    if c.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH") {
+                    if c.read_exact(&mut buf).is_ok()
+                        && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+                    {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "server on port {} not ready in time", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "server on port {} not ready in time",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -75,7 +105,10 @@ impl Server {
     }
 
     pub fn redis_client(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap().get_connection().unwrap()
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -136,9 +169,14 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::new() }
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -171,7 +209,11 @@ impl Client {
             }
             let mut tmp = [0u8; 65536];
             let n = self.stream.read(&mut tmp).expect("read reply");
-            assert!(n > 0, "connection closed while waiting for a reply (have {:?})", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply (have {:?})",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&tmp[..n]);
         }
     }
@@ -200,7 +242,10 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 }
 
 fn line_end(b: &[u8], from: usize) -> Option<usize> {
-    b[from..].windows(2).position(|w| w == b"\r\n").map(|p| from + p)
+    b[from..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| from + p)
 }
 
 /// Length of the first complete RESP2/RESP3 reply in `b`, if complete.
@@ -208,7 +253,12 @@ pub fn reply_len(b: &[u8]) -> Option<usize> {
     fn at(b: &[u8], i: usize) -> Option<usize> {
         let t = *b.get(i)?;
         let eol = line_end(b, i + 1)?;
-        let num = || std::str::from_utf8(&b[i + 1..eol]).ok()?.parse::<i64>().ok();
+        let num = || {
+            std::str::from_utf8(&b[i + 1..eol])
+                .ok()?
+                .parse::<i64>()
+                .ok()
+        };
         match t {
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(eol + 2),
             b'$' | b'=' | b'!' => {

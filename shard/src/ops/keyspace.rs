@@ -161,7 +161,7 @@ pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: 
     out.int(match kind {
         TtlKind::Ttl => (left + 500) / 1000,
         TtlKind::PTtl => left,
-        TtlKind::ExpireTime => deadline as i64 / 1000,
+        TtlKind::ExpireTime => (deadline as i64 + 500) / 1000,
         TtlKind::PExpireTime => deadline as i64,
     });
 }

@@ -45,7 +45,9 @@ fn parse_set_opts<'a>(a: &Args<'a>, from: usize, getex: bool) -> Result<SetOpts<
         } else if getex && eq_ic(opt, b"persist") && !has_expire {
             o.persist = true;
         } else if let (Some(unit), Some(v)) = (expire_unit(opt), next) {
-            if has_expire || o.keepttl || o.persist {
+            // The same expire option may repeat (the last wins); different ones conflict.
+            let other_kind = o.expire.is_some_and(|(_, u, abs)| (u, abs) != unit);
+            if other_kind || o.keepttl || o.persist {
                 return Err(err::SYNTAX);
             }
             o.expire = Some((v, unit.0, unit.1));
@@ -125,12 +127,9 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if let Some(w) = when {
         entry.expire_at_ms = w;
     }
-    let past = entry.expire_at_ms != 0 && entry.expire_at_ms <= ctx.now_ms;
+    // A deadline already past is stored as is, as Redis 7.0 does: the key is invisible at
+    // once and reclaimed by lazy or active expiry (and counted by DBSIZE until then).
     sh.store(ctx.db, key, entry);
-    if past {
-        sh.remove(ctx.db, key);
-        sh.stats.expired_keys += 1;
-    }
     if !o.get {
         out.ok();
     }
@@ -191,6 +190,10 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(o) => o,
         Err(e) => return out.error(e),
     };
+    // Redis looks the key up before it validates the expire value.
+    if sh.lookup_read(ctx.db, &a[1], ctx.now_ms).is_none() {
+        return out.null();
+    }
     let when = match o
         .expire
         .map(|(v, u, abs)| deadline(v, u, abs, ctx.now_ms, "getex"))
@@ -199,7 +202,7 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(w) => w,
         Err(e) => return out.error(&e),
     };
-    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+    match sh.lookup(ctx.db, &a[1], ctx.now_ms) {
         Some(e) => e.value.write_bulk(out),
         None => return out.null(),
     }
@@ -344,104 +347,45 @@ pub fn incr_by(
     out.int(new);
 }
 
-/// A decimal number kept exactly: `mantissa / 10^scale`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Decimal {
-    mantissa: i128,
-    scale: u32,
+extern "C" {
+    fn percore_incrbyfloat(
+        a: *const u8,
+        a_len: usize,
+        b: *const u8,
+        b_len: usize,
+        out: *mut u8,
+        out_len: usize,
+    ) -> std::ffi::c_long;
 }
 
-/// Digits after the point that Redis prints for INCRBYFLOAT (`%.17Lf`).
-const FLOAT_DECIMALS: u32 = 17;
+/// Longest INCRBYFLOAT result: `%.17Lf` of the largest long double is under 5 KiB.
+const FLOAT_TEXT_MAX: usize = 5 * 1024 + 64;
 
-fn parse_decimal(s: &[u8]) -> Option<Decimal> {
-    let (neg, body) = match s.first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut mantissa: i128 = 0;
-    let mut scale = 0u32;
-    let mut seen_point = false;
-    let mut digits = 0;
-    for &c in body {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa.checked_mul(10)?.checked_add((c - b'0') as i128)?;
-                digits += 1;
-                if seen_point {
-                    scale += 1;
-                }
-            }
-            b'.' if !seen_point => seen_point = true,
-            _ => return None,
-        }
-    }
-    if digits == 0 || digits > 30 || scale > FLOAT_DECIMALS {
-        return None;
-    }
-    Some(Decimal {
-        mantissa: if neg { -mantissa } else { mantissa },
-        scale,
-    })
-}
-
-fn format_decimal(d: Decimal) -> Vec<u8> {
-    let neg = d.mantissa < 0;
-    let digits = d.mantissa.unsigned_abs().to_string();
-    let scale = d.scale as usize;
-    let (int_part, frac_part) = if digits.len() > scale {
-        (
-            digits[..digits.len() - scale].to_string(),
-            digits[digits.len() - scale..].to_string(),
-        )
-    } else {
-        (
-            "0".to_string(),
-            format!("{}{}", "0".repeat(scale - digits.len()), digits),
-        )
-    };
-    let frac = frac_part.trim_end_matches('0');
-    let mut s = String::new();
-    if neg && (int_part != "0" || !frac.is_empty()) {
-        s.push('-');
-    }
-    s.push_str(&int_part);
-    if !frac.is_empty() {
-        s.push('.');
-        s.push_str(frac);
-    }
-    s.into_bytes()
-}
-
-/// Parses a float as Redis's `string2ld` accepts it (no spaces, no NaN).
-fn parse_float(s: &[u8]) -> Option<f64> {
-    if s.is_empty() || s.len() > 5 * 1024 || s[0].is_ascii_whitespace() {
-        return None;
-    }
-    let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
-    (!v.is_nan()).then_some(v)
-}
-
-/// The INCRBYFLOAT result text. Redis adds in `long double` and prints `%.17Lf` with trailing
-/// zeros removed, which for short decimal inputs equals the exact decimal sum; percore adds
-/// such inputs exactly, so `0.1 + 0.2` gives `0.3` as in Redis, and falls back to binary
-/// floating point (shortest round-trip text) for anything else.
+/// The INCRBYFLOAT result text: `old + incr` computed in C `long double` and printed with
+/// `%.17Lf` minus trailing zeros, as Redis does (see `ldouble.c`), so every digit matches.
 fn float_sum(old: &[u8], incr: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let fo = parse_float(old).ok_or(err::NOT_FLOAT)?;
-    let fi = parse_float(incr).ok_or(err::NOT_FLOAT)?;
-    let sum = fo + fi;
-    if !sum.is_finite() {
-        return Err("ERR increment would produce NaN or Infinity");
-    }
-    if let (Some(a), Some(b)) = (parse_decimal(old), parse_decimal(incr)) {
-        let scale = a.scale.max(b.scale);
-        let up = |d: Decimal| d.mantissa.checked_mul(10i128.pow(scale - d.scale));
-        if let Some(m) = up(a).zip(up(b)).and_then(|(x, y)| x.checked_add(y)) {
-            return Ok(format_decimal(Decimal { mantissa: m, scale }));
+    let mut out = vec![0u8; FLOAT_TEXT_MAX];
+    // SAFETY: the pointers and lengths describe live slices; the C function reads at most
+    // `a_len`/`b_len` bytes of the inputs (copying them into its own NUL-terminated buffer)
+    // and writes at most `out_len` bytes into `out`, returning how many it used.
+    let n = unsafe {
+        percore_incrbyfloat(
+            old.as_ptr(),
+            old.len(),
+            incr.as_ptr(),
+            incr.len(),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    match n {
+        n if n > 0 => {
+            out.truncate(n as usize);
+            Ok(out)
         }
+        -3 => Err("ERR increment would produce NaN or Infinity"),
+        _ => Err(err::NOT_FLOAT),
     }
-    Ok(format!("{sum}").into_bytes())
 }
 
 pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -691,12 +635,24 @@ mod tests {
     fn float_text_matches_redis_for_decimals() {
         assert_eq!(float_sum(b"10.50", b"0.1").unwrap(), b"10.6");
         assert_eq!(float_sum(b"0.1", b"0.2").unwrap(), b"0.3");
+        assert_eq!(
+            float_sum(b"0.1", b"2.0e2").unwrap(),
+            b"200.10000000000000001"
+        );
+        assert_eq!(float_sum(b"", b"1").unwrap_err(), err::NOT_FLOAT);
         assert_eq!(float_sum(b"5.0e3", b"2.0e5").unwrap(), b"205000");
         assert_eq!(float_sum(b"3", b"-3").unwrap(), b"0");
         assert_eq!(float_sum(b"-1.5", b"0.25").unwrap(), b"-1.25");
         assert_eq!(float_sum(b"abc", b"1").unwrap_err(), err::NOT_FLOAT);
         assert_eq!(float_sum(b"1", b" 1").unwrap_err(), err::NOT_FLOAT);
         assert_eq!(float_sum(b"1", b"nan").unwrap_err(), err::NOT_FLOAT);
-        assert!(float_sum(b"1.7976931348623157e308", b"1.7976931348623157e308").is_err());
+        assert_eq!(
+            float_sum(b"1", b"inf").unwrap_err(),
+            "ERR increment would produce NaN or Infinity"
+        );
+        assert!(
+            float_sum(b"1e4000", b"1").unwrap().len() >= 4000,
+            "long double range, as Redis"
+        );
     }
 }
