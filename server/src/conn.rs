@@ -189,7 +189,14 @@ impl Conn {
                 start = 0;
                 filled = 0;
             }
-            let want = (need.saturating_sub(filled - start)).max(MIN_READ);
+            // Grow toward what the pending frame needs, but never more than doubling what
+            // has actually arrived: a client declaring a 512 MB bulk and sending nothing
+            // costs nothing, and one that sends it costs at most twice its bytes.
+            let have = filled - start;
+            let want = need
+                .saturating_sub(have)
+                .min(have.max(MIN_READ))
+                .max(MIN_READ);
             if rbuf.len() - filled < want {
                 if start > 0 {
                     rbuf.copy_within(start..filled, 0);

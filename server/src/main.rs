@@ -148,6 +148,28 @@ fn handle_signals(global: Arc<Global>) {
         .expect("spawning the signal thread at start");
 }
 
+/// Raises the open-files limit to fit `maxclients` (as Redis does), warning when the hard
+/// limit does not allow it.
+fn raise_nofile(maxclients: usize) {
+    let want = maxclients as u64 + 64;
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    let new = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) };
+    if new.rlim_cur < want {
+        log::warn(&format!(
+            "open files limit {} is below maxclients {maxclients} + 64: some clients will be refused. Raise LimitNOFILE (systemd) or ulimit -n.",
+            new.rlim_cur
+        ));
+    }
+}
+
 fn random_hex(n: usize) -> String {
     let mut x = crate::core::now_us() ^ (std::process::id() as u64).rotate_left(32);
     (0..n)
@@ -169,6 +191,7 @@ fn run(cfg: Config) -> Result<(), String> {
     let n = if cfg.shards == 0 { auto } else { cfg.shards };
     let pin = n <= cpus.len();
     check_memlock(n, cfg.io_memory)?;
+    raise_nofile(cfg.maxclients);
     let binds: Vec<IpAddr> = cfg
         .bind
         .iter()

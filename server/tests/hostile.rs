@@ -1,0 +1,233 @@
+//! Hostile clients: malformed frames, huge declared lengths, slow readers, abrupt
+//! disconnects, floods of connections. After each, the server is still up and a healthy
+//! client still gets correct answers.
+
+mod common;
+
+use common::{encode, s, Client, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn healthy(srv: &Server) {
+    let mut c = srv.client();
+    assert_eq!(c.q("SET health ok"), b"+OK\r\n");
+    assert_eq!(c.q("GET health"), b"$2\r\nok\r\n");
+}
+
+#[test]
+fn malformed_frames_get_redis_errors_and_a_close() {
+    let srv = Server::percore(4, &[]);
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"*x\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n:5\r\n",
+            "-ERR Protocol error: expected '$', got ':'\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$99999999999\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*99999999\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"SET \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ];
+    for (input, reply) in cases {
+        let mut c = srv.client();
+        // A valid command first: its reply must come before the error.
+        let mut req = encode(&[b"SET", b"before", b"1"]);
+        req.extend_from_slice(input);
+        c.send_raw(&req);
+        assert_eq!(c.read_reply(), b"+OK\r\n");
+        assert_eq!(s(&c.read_reply()), *reply, "input {:?}", s(input));
+        assert!(c.closed(), "connection closed after a protocol error");
+    }
+    // An inline request longer than 64 KiB without a newline.
+    let mut c = srv.client();
+    c.send_raw(&vec![b'a'; 70 * 1024]);
+    assert_eq!(
+        c.read_reply(),
+        b"-ERR Protocol error: too big inline request\r\n"
+    );
+    healthy(&srv);
+}
+
+#[test]
+fn http_requests_are_refused() {
+    let srv = Server::percore(2, &[]);
+    let mut c = srv.client();
+    c.send_raw(b"POST / HTTP/1.1\r\nHost: evil\r\nContent-Length: 4\r\n\r\nPING");
+    assert!(c.closed());
+    let mut c = srv.client();
+    c.send_raw(b"GET / HTTP/1.1\r\nHost: evil\r\n\r\n");
+    // `GET / HTTP/1.1` is a wrong-arity GET; the `Host:` line then closes the connection.
+    assert_eq!(
+        c.read_reply(),
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert!(c.closed());
+    healthy(&srv);
+}
+
+/// A declared 500 MB bulk that never arrives: the server waits without allocating it all
+/// up front, other clients are served, and the connection can leave.
+#[test]
+fn huge_declared_lengths_do_not_allocate_up_front() {
+    let srv = Server::percore(2, &[]);
+    let mut c = srv.client();
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\nabc");
+    healthy(&srv);
+    let rss = rss_kib(srv.pid());
+    assert!(
+        rss < 200 * 1024,
+        "RSS {rss} KiB after a declared 500 MB bulk"
+    );
+    drop(c);
+    healthy(&srv);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn query_buffer_limit_closes_the_client() {
+    let srv = Server::percore(1, &["--client-query-buffer-limit", "1mb"]);
+    let mut c = srv.client();
+    let mut big = b"*2\r\n$4\r\nECHO\r\n$3000000\r\n".to_vec();
+    big.extend(vec![b'x'; 2_000_000]);
+    let _ = c.stream.write_all(&big);
+    assert!(
+        c.closed(),
+        "a client over client-query-buffer-limit is disconnected"
+    );
+    healthy(&srv);
+}
+
+/// Many pipelined GETs of a large value from a client that never reads: it stalls only
+/// itself.
+#[test]
+fn slow_readers_only_stall_themselves() {
+    let srv = Server::percore(2, &[]);
+    let mut setup = srv.client();
+    let value = vec![b'v'; 512 * 1024];
+    assert_eq!(setup.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
+    let mut slow = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    slow.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let req = encode(&[b"GET", b"big"]).repeat(256);
+    // Keep writing until the kernel buffers fill on both sides.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        if slow.write_all(&req).is_err() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    healthy(&srv);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a healthy client waited {:?}",
+        t.elapsed()
+    );
+    drop(slow);
+    healthy(&srv);
+}
+
+/// Clients that vanish mid-pipeline, with commands in flight to other shards.
+#[test]
+fn abrupt_disconnects_mid_pipeline() {
+    let srv = Server::percore(4, &[]);
+    let mut req = Vec::new();
+    for i in 0..500 {
+        req.extend(encode(&[b"SET", format!("d{i}").as_bytes(), b"x"]));
+        req.extend(encode(&[
+            b"MGET",
+            format!("d{i}").as_bytes(),
+            b"a",
+            b"b",
+            b"c",
+        ]));
+    }
+    for round in 0..50 {
+        let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        let cut = (round * 997) % req.len();
+        let _ = c.write_all(&req[..cut]);
+        drop(c); // RST or FIN mid-frame, replies unread
+    }
+    healthy(&srv);
+    let mut c = srv.client();
+    assert_eq!(c.q("EXISTS d0"), b":1\r\n");
+}
+
+/// Random garbage from several clients at once.
+#[test]
+fn garbage_does_not_hurt() {
+    let srv = Server::percore(4, &[]);
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for _ in 0..200 {
+        let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut junk = Vec::new();
+        for _ in 0..(x % 4096) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Bias toward protocol bytes so the decoder gets deep.
+            let b = match x % 8 {
+                0 => b'*',
+                1 => b'$',
+                2 => b'\r',
+                3 => b'\n',
+                4 => b'0' + (x % 10) as u8,
+                _ => (x >> 8) as u8,
+            };
+            junk.push(b);
+        }
+        let _ = c.write_all(&junk);
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+    }
+    healthy(&srv);
+}
+
+/// Ten thousand connections at once; each one answers, and the server stays responsive.
+#[test]
+fn ten_thousand_connections() {
+    let srv = Server::percore(2, &["--maxclients", "11000"]);
+    let mut conns: Vec<Client> = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        conns.push(Client::connect(srv.port));
+    }
+    for c in conns.iter_mut() {
+        c.send_raw(b"PING\r\n");
+    }
+    for c in conns.iter_mut() {
+        assert_eq!(c.read_reply(), b"+PONG\r\n");
+    }
+    let info = s(&srv.client().q("INFO clients"));
+    assert!(info.contains("connected_clients:10001"), "{info}");
+    drop(conns);
+    healthy(&srv);
+}
