@@ -132,7 +132,8 @@ impl RequestDecoder {
         }
     }
 
-    /// The arguments of the command last returned as `Decoded::Command`.
+    /// The arguments of the command last returned as `Decoded::Command` (empty after
+    /// `Decoded::Empty`).
     #[inline]
     pub fn args(&self) -> &[Span] {
         &self.args
@@ -174,6 +175,8 @@ impl RequestDecoder {
                 return Err(ProtocolError::InvalidMultibulkLength);
             }
             if count <= 0 {
+                // No stale arguments may be visible after an empty frame.
+                self.args.clear();
                 return Ok(Decoded::Empty { consumed: eol + 2 });
             }
             self.args.clear();
@@ -461,6 +464,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_frames_leave_no_stale_arguments() {
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = b"*1\r\n$4\r\nPING\r\n*0\r\n".to_vec();
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Command { consumed: 14 }
+        );
+        assert_eq!(d.args().len(), 1);
+        assert_eq!(
+            d.decode(&mut buf[14..]).unwrap(),
+            Decoded::Empty { consumed: 4 }
+        );
+        assert!(d.args().is_empty());
+    }
+
+    #[test]
     fn incomplete_reports_need() {
         let mut d = RequestDecoder::new(Limits::default());
         let mut buf = b"*1\r\n$10\r\nabc".to_vec();
@@ -510,7 +529,7 @@ mod tests {
         let big = vec![b'a'; INLINE_MAX_SIZE + 1];
         assert_eq!(decode_all(&big), Err(ProtocolError::TooBigInline));
         let mut big = b"*".to_vec();
-        big.extend(std::iter::repeat(b'1').take(INLINE_MAX_SIZE + 1));
+        big.extend(std::iter::repeat_n(b'1', INLINE_MAX_SIZE + 1));
         assert_eq!(decode_all(&big), Err(ProtocolError::TooBigMbulkCount));
     }
 

@@ -270,7 +270,7 @@ fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 fn valid_name(name: &[u8]) -> Result<(), &'static str> {
-    if name.iter().any(|&c| c < b'!' || c > b'~') {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
     Ok(())
@@ -447,7 +447,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         f.addr = Some(lossy(&a[2]));
         f.skip = None;
     } else {
-        if a.len() % 2 != 0 {
+        if !a.len().is_multiple_of(2) {
             return w.error("ERR syntax error");
         }
         for i in (2..a.len()).step_by(2) {
@@ -547,7 +547,7 @@ fn config_get(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
 }
 
 async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return w.error("ERR wrong number of arguments for 'config|set' command");
     }
     let global = conn.core.global.clone();

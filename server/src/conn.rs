@@ -430,7 +430,7 @@ impl Conn {
     fn per_key(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let n = self.core.nshards();
         let step = spec.step.max(1) as usize;
-        if step == 2 && args.len() % 2 == 0 {
+        if step == 2 && args.len().is_multiple_of(2) {
             return self.reject(Some(spec), &spec.arity_error());
         }
         let p = &mut self.p;

@@ -11,6 +11,7 @@
 //!   destination shard, neither key exists;
 //! - COPY: the destination check and store are one step, the source read another;
 //! - SWAPDB: shards swap one after another, so a reader may see some shards swapped.
+//!
 //! For a single client the results are exactly Redis's.
 
 use crate::conn::Conn;
@@ -46,7 +47,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
 }
 
 async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return w.error("ERR wrong number of arguments for 'msetnx' command");
     }
     let n = conn.core.nshards();

@@ -509,7 +509,7 @@ mod tests {
             });
             // Churn: grow with fresh keys, then drop them, forcing resizes mid-walk.
             round += 1;
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 for j in 0..3000u32 {
                     d.insert(&(100_000 + j + round * 10_000).to_le_bytes(), ());
                 }

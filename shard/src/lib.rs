@@ -294,8 +294,7 @@ impl Shard {
                     break;
                 }
             }
-            if ttl_n > 0 {
-                let avg = ttl_sum / ttl_n;
+            if let Some(avg) = ttl_sum.checked_div(ttl_n) {
                 // Redis's smoothing: the new average weighs 2% of the sample per step.
                 d.avg_ttl_ms = if d.avg_ttl_ms == 0 {
                     avg

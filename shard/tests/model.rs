@@ -22,9 +22,12 @@ impl Rng {
     }
 }
 
+/// key → (value, deadline in ms; 0 for none)
+type ModelDb = HashMap<Vec<u8>, (Vec<u8>, u64)>;
+
 #[derive(Default)]
 struct Model {
-    dbs: [HashMap<Vec<u8>, (Vec<u8>, u64)>; 2],
+    dbs: [ModelDb; 2],
 }
 
 fn bulk(v: &[u8]) -> Vec<u8> {

@@ -105,7 +105,7 @@ pub fn expire(
     };
     let invalid = || format!("ERR invalid expire time in '{name}' command");
     if unit_ms == 1000 {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return out.error(&invalid());
         }
         when *= 1000;
@@ -389,10 +389,8 @@ impl Shard {
         }
         let mut keys = Vec::with_capacity(raw.len());
         for (k, expired) in raw {
-            if expired {
-                if self.lookup(db, &k, now_ms).is_none() {
-                    continue;
-                }
+            if expired && self.lookup(db, &k, now_ms).is_none() {
+                continue;
             }
             if let Some(p) = &opts.pattern {
                 if !glob_match(p, &k, false) {

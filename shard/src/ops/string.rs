@@ -229,7 +229,7 @@ pub fn mget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return out.error("ERR wrong number of arguments for 'mset' command");
     }
     for i in (1..a.len()).step_by(2) {
@@ -243,7 +243,7 @@ pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn msetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return out.error("ERR wrong number of arguments for 'msetnx' command");
     }
     for i in (1..a.len()).step_by(2) {

@@ -1,0 +1,44 @@
+# percore — common tasks. `make run` starts a server on 127.0.0.1:6379; `make test` runs
+# every test (differential tests need redis-server: apt-get install -y redis-server).
+
+CARGO ?= cargo
+ARGS ?=
+FUZZ_SECONDS ?= 60
+
+.PHONY: build run test lint fmt bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
+
+build:
+	$(CARGO) build --release --bin percore
+
+run: build
+	./target/release/percore $(ARGS)
+
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# criterion benchmarks of the decoder and the shard (ns per operation).
+bench-micro:
+	$(CARGO) bench -p percore-proto -p percore-shard
+
+# percore beside redis-server under memtier_benchmark, pinned with taskset.
+bench-memtier: build
+	./loadtest/scenarios/memtier.sh
+
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP enables them on the stable toolchain.
+fuzz: fuzz-decode fuzz-apply
+
+fuzz-decode:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O decode corpus/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+
+fuzz-apply:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O apply corpus/apply -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4096
+
+clean:
+	$(CARGO) clean
