@@ -77,6 +77,8 @@ pub struct Conn {
     pub proto: Protocol,
     pub authed: bool,
     pub close: bool,
+    /// The clock as of the current read (Unix ms).
+    now_ms: u64,
     out: Vec<u8>,
     /// Reused buffer for replies built off the hot path (connection and coordinated commands).
     scratch_out: Vec<u8>,
@@ -145,6 +147,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         proto: Protocol::Resp2,
         authed: cfg.requirepass.is_none(),
         close: false,
+        now_ms: crate::core::now_ms(),
         out: Vec::with_capacity(MIN_READ),
         scratch_out: Vec::new(),
         p: Pending {
@@ -219,6 +222,10 @@ impl Conn {
             if self.handle.killed.get() {
                 return;
             }
+            // One clock read per read: every command of this read sees the same time, as
+            // Redis's commands see one time snapshot each.
+            self.now_ms = crate::core::now_ms();
+            self.handle.info.borrow_mut().last_interaction = Instant::now();
             filled += n;
             {
                 let mut st = self.core.stats.borrow_mut();
@@ -330,11 +337,7 @@ impl Conn {
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
-        {
-            let mut info = self.handle.info.borrow_mut();
-            info.last_cmd = spec.name;
-            info.last_interaction = Instant::now();
-        }
+        self.handle.info.borrow_mut().last_cmd = spec.name;
         match spec.route {
             Route::Single => {
                 let n = self.core.nshards();
@@ -396,7 +399,7 @@ impl Conn {
         if target == self.core.id {
             let ctx = ExecCtx {
                 db: self.db,
-                now_ms: crate::core::now_ms(),
+                now_ms: self.now_ms,
             };
             let buf = if self.p.active {
                 &mut self.p.local
@@ -478,7 +481,7 @@ impl Conn {
             if s as usize == core_id {
                 let ctx = ExecCtx {
                     db: self.db,
-                    now_ms: crate::core::now_ms(),
+                    now_ms: self.now_ms,
                 };
                 let start = p.local.len();
                 self.core.shard.borrow_mut().apply(
