@@ -54,8 +54,8 @@ start_server() { # name port -> pid
 servers="percore"
 if command -v redis-server >/dev/null 2>&1; then servers="percore redis"; else echo "redis-server not installed: measuring percore alone" >&2; fi
 
-echo "| server | pipeline | round | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1M ops |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| server | pipeline | round | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1M ops | connection errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for pipeline in $PIPELINES; do
   for round in $(seq "$ROUNDS"); do
     for name in $servers; do
@@ -81,7 +81,8 @@ lat = t.get("Percentile Latencies", {})
 total_ops = ops * float(os.environ.get("TEST_TIME", "60"))
 cpu_s = (int(after) - int(before)) / os.sysconf("SC_CLK_TCK")
 per_m = cpu_s / (total_ops / 1e6) if total_ops else float("nan")
-print(f"| {name} | {pipeline} | {rnd} | {ops:,.0f} | {lat.get('p50.00', 0):.3f} | {lat.get('p99.00', 0):.3f} | {lat.get('p99.90', 0):.3f} | {per_m:.2f} |")
+errors = t.get("Connection Errors", 0)
+print(f"| {name} | {pipeline} | {rnd} | {ops:,.0f} | {lat.get('p50.00', 0):.3f} | {lat.get('p99.00', 0):.3f} | {lat.get('p99.90', 0):.3f} | {per_m:.2f} | {errors} |")
 PY
     done
   done

@@ -32,6 +32,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 const MIN_READ: usize = 16 * 1024;
+/// Read-buffer size kept between requests; a larger one (after a huge request) is released.
+const QBUF_KEEP: usize = 1 << 20;
 /// Output capacity kept between reads; a larger buffer (after one huge reply) is released.
 const OUT_KEEP: usize = 1 << 20;
 
@@ -268,6 +270,13 @@ impl Conn {
                 decoder.limits = limits(self.authed, self.core.config.borrow().proto_max_bulk_len);
             }
             start = at;
+            // A buffer grown for one huge request is released once it has been consumed
+            // (Redis trims idle query buffers the same way).
+            if start == filled && rbuf.len() > QBUF_KEEP {
+                rbuf = vec![0; MIN_READ];
+                start = 0;
+                filled = 0;
+            }
             self.flush().await;
             self.handle.info.borrow_mut().qbuf = filled - start;
             if !self.out.is_empty() {
