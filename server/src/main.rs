@@ -201,6 +201,19 @@ fn run(cfg: Config) -> Result<(), String> {
                 .map_err(|_| format!("bind: '{b}' is not an IP address"))
         })
         .collect::<Result<_, _>>()?;
+    // Shards bind with SO_REUSEPORT, which would let a second percore on the same port
+    // silently take half the connections. A plain bind first fails if anyone listens there.
+    for ip in &binds {
+        let addr = SocketAddr::new(*ip, cfg.port);
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (is another Redis or percore running on that port? choose another with --port)"
+            } else {
+                ""
+            };
+            return Err(format!("cannot listen on {addr}: {e}{hint}"));
+        }
+    }
     let global = Arc::new(Global {
         nshards: n,
         config: Mutex::new((1, Arc::new(cfg.clone()))),
@@ -231,7 +244,7 @@ fn run(cfg: Config) -> Result<(), String> {
         let cpu = pin.then(|| cpus[i]);
         let cfg = Arc::new(cfg.clone());
         runtime::start_core(i, cpu, cfg.io_memory, move || async move {
-            let (mailbox, inboxes) = ends.connect().await;
+            let (mailbox, inbox) = ends.split();
             let shard_seed = seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let core = Rc::new(Core {
                 id: i,
@@ -243,7 +256,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 clients: RefCell::new(HashMap::new()),
                 stats: RefCell::new(CoreStats::default()),
             });
-            for inbox in inboxes {
+            {
                 let core = core.clone();
                 runtime::spawn(async move {
                     while let Some(job) = inbox.recv().await {

@@ -3,14 +3,13 @@
 //! so the network path can later move to the `io-uring` crate (multishot receive, provided
 //! buffers) without touching the router or the shard.
 //!
-//! Mailboxes are glommio shared channels, one bounded SPSC queue per ordered pair of cores
-//! (a full mesh built here rather than with `MeshBuilder`, whose shared `Rc` is cloned and
-//! dropped across threads). A full queue makes the sender wait: backpressure, never an
-//! unbounded queue.
+//! Mailboxes are bounded MPSC queues (flume), one inbox per core that every other core
+//! sends into. A full inbox makes the sender wait: backpressure, never an unbounded queue.
+//! They replaced glommio's shared channels, whose connect handshake does not wake a sleeping
+//! peer executor: about one start in a hundred hung with a core parked forever in it.
+//! Cross-thread wake-ups go through glommio's foreign-waker path (an eventfd write when the
+//! target core sleeps).
 
-use glommio::channels::shared_channel::{
-    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-};
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 use std::future::Future;
 use std::io;
@@ -20,85 +19,61 @@ use std::time::Duration;
 
 pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The unconnected channel ends one core receives at boot.
+/// What one core receives at boot: a sender to every core's inbox and its own inbox.
 pub struct MailboxEnds<T: Send + 'static> {
-    senders: Vec<Option<SharedSender<T>>>,
-    receivers: Vec<Option<SharedReceiver<T>>>,
+    senders: Vec<flume::Sender<T>>,
+    inbox: flume::Receiver<T>,
 }
 
-/// Builds the full mesh: `ends[i]` belongs to core i. `capacity` bounds each queue.
+/// Builds the mesh: `ends[i]` belongs to core i. Each inbox holds at most `capacity`
+/// messages per sending core.
 pub fn mesh<T: Send + 'static>(n: usize, capacity: usize) -> Vec<MailboxEnds<T>> {
-    let mut ends: Vec<MailboxEnds<T>> = (0..n)
-        .map(|_| MailboxEnds {
-            senders: (0..n).map(|_| None).collect(),
-            receivers: (0..n).map(|_| None).collect(),
-        })
+    let channels: Vec<_> = (0..n)
+        .map(|_| flume::bounded(capacity * n.saturating_sub(1).max(1)))
         .collect();
-    for from in 0..n {
-        for to in 0..n {
-            if from != to {
-                let (s, r) = shared_channel::new_bounded(capacity);
-                ends[from].senders[to] = Some(s);
-                ends[to].receivers[from] = Some(r);
-            }
-        }
-    }
-    ends
+    let senders: Vec<flume::Sender<T>> = channels.iter().map(|(s, _)| s.clone()).collect();
+    channels
+        .into_iter()
+        .map(|(_, r)| MailboxEnds {
+            senders: senders.clone(),
+            inbox: r,
+        })
+        .collect()
 }
 
-/// A core's connected sending side of the mesh.
+/// A core's sending side of the mesh.
 pub struct Mailbox<T: Send + 'static> {
-    senders: Vec<Option<ConnectedSender<T>>>,
+    senders: Vec<flume::Sender<T>>,
 }
 
 impl<T: Send + 'static> Mailbox<T> {
-    /// Sends to core `to`, waiting while its queue is full. Errors when that core is gone.
+    /// Sends to core `to`, waiting while its inbox is full. Errors when that core is gone.
     pub async fn send(&self, to: usize, msg: T) -> Result<(), ()> {
-        match self.senders.get(to).and_then(|s| s.as_ref()) {
-            Some(s) => s.send(msg).await.map_err(|_| ()),
+        match self.senders.get(to) {
+            Some(s) => s.send_async(msg).await.map_err(|_| ()),
             None => Err(()),
         }
     }
 }
 
 impl<T: Send + 'static> MailboxEnds<T> {
-    /// Connects the channels (must run on the owning executor). Returns the mailbox and the
-    /// connected receivers, one per peer.
-    pub async fn connect(self) -> (Mailbox<T>, Vec<Inbox<T>>) {
-        // Each end waits for its peer to connect, so all are started before any is awaited
-        // (connecting one by one would deadlock two cores waiting on each other).
-        let senders: Vec<_> = self
-            .senders
-            .into_iter()
-            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
-            .collect();
-        let receivers: Vec<_> = self
-            .receivers
-            .into_iter()
-            .flatten()
-            .map(|r| glommio::spawn_local(r.connect()))
-            .collect();
-        let mut connected = Vec::with_capacity(senders.len());
-        for s in senders {
-            connected.push(match s {
-                Some(task) => Some(task.await),
-                None => None,
-            });
-        }
-        let mut inboxes = Vec::with_capacity(receivers.len());
-        for r in receivers {
-            inboxes.push(Inbox(r.await));
-        }
-        (Mailbox { senders: connected }, inboxes)
+    /// Splits into this core's mailbox and inbox (nothing to connect: ready at once).
+    pub fn split(self) -> (Mailbox<T>, Inbox<T>) {
+        (
+            Mailbox {
+                senders: self.senders,
+            },
+            Inbox(self.inbox),
+        )
     }
 }
 
-/// Messages from one peer core.
-pub struct Inbox<T: Send + 'static>(ConnectedReceiver<T>);
+/// Messages from every other core.
+pub struct Inbox<T: Send + 'static>(flume::Receiver<T>);
 
 impl<T: Send + 'static> Inbox<T> {
     pub async fn recv(&self) -> Option<T> {
-        self.0.recv().await
+        self.0.recv_async().await.ok()
     }
 }
 

@@ -576,7 +576,16 @@ fn shuts_down_cleanly() {
 
 #[test]
 fn startup_errors_are_clear() {
-    // A port held by a listener without SO_REUSEPORT cannot be shared.
+    // A port held by another percore (whose shards use SO_REUSEPORT) is refused too, rather
+    // than silently shared.
+    let first = Server::percore(1, &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", &first.port.to_string(), "--shards", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another Redis or percore"));
+    // A port held by a listener without SO_REUSEPORT.
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = std_listener.local_addr().unwrap().port();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_percore"))
@@ -595,4 +604,54 @@ fn startup_errors_are_clear() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting '--bogus'"));
+}
+
+/// Too little locked memory for the io_uring executors: a clear error with the fix, exit 1.
+/// Runs the binary under a 64 KiB RLIMIT_MEMLOCK (as an unprivileged user when the tests
+/// run as root, since root may lock memory regardless).
+#[test]
+fn locked_memory_shortage_is_explained() {
+    let have = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if !have("prlimit") || !have("setpriv") {
+        eprintln!("SKIPPED: prlimit/setpriv (util-linux) not installed");
+        return;
+    }
+    // A copy any user can execute (the build directory may sit under a private home).
+    let dir = std::env::temp_dir().join(format!("percore-memlock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("percore");
+    std::fs::copy(env!("CARGO_BIN_EXE_percore"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = common::free_port().to_string();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--memlock=65536:65536");
+    if root {
+        cmd.args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]);
+    }
+    let out = cmd
+        .arg(&bin)
+        .args(["--port", &port, "--shards", "2"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("too little locked memory") && err.contains("LimitMEMLOCK=infinity"),
+        "{err}"
+    );
 }
