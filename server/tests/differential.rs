@@ -365,8 +365,10 @@ fn redis_or_skip() -> Option<Server> {
 #[test]
 fn random_streams_match_redis() {
     let Some(redis) = redis_or_skip() else { return };
+    eprintln!("redis-server on port {}", redis.port);
     for shards in [4, 1] {
         let percore = Server::percore(shards, &[]);
+        eprintln!("percore ({shards} shards) on port {}", percore.port);
         for seed in 1..=8u64 {
             let mut rc = redis.client();
             let mut pc = percore.client();

@@ -56,6 +56,14 @@ impl Value {
         }
     }
 
+    /// The string bytes, consuming the value (an integer is formatted).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
+            Value::Str { data, .. } => data,
+        }
+    }
+
     pub fn to_vec(&self) -> Vec<u8> {
         self.as_bytes(&mut itoa::Buffer::new()).to_vec()
     }

@@ -208,7 +208,17 @@ impl Client {
                 return r;
             }
             let mut tmp = [0u8; 65536];
-            let n = self.stream.read(&mut tmp).expect("read reply");
+            let n = match self.stream.read(&mut tmp) {
+                Ok(n) => n,
+                Err(e) => {
+                    let port = self.stream.peer_addr().map_or(0, |a| a.port());
+                    panic!(
+                        "no reply from the server on port {port} ({e}); partial reply so far: {:?}\n{}",
+                        String::from_utf8_lossy(&self.buf),
+                        diagnose(port)
+                    )
+                }
+            };
             assert!(
                 n > 0,
                 "connection closed while waiting for a reply (have {:?})",
@@ -228,6 +238,25 @@ impl Client {
                 Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
             }
         }
+    }
+}
+
+/// What a fresh connection learns from a server that left another one waiting: whether it
+/// answers at all, and its view of its clients.
+fn diagnose(port: u16) -> String {
+    let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else {
+        return "a fresh connection is refused".into();
+    };
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = c.write_all(b"PING\r\nCLIENT LIST\r\nINFO shards\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut buf = vec![0u8; 1 << 16];
+    match c.read(&mut buf) {
+        Ok(n) => format!(
+            "a fresh connection gets: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => format!("a fresh connection gets no answer either: {e}"),
     }
 }
 
