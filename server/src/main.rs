@@ -308,11 +308,18 @@ fn run(cfg: Config) -> Result<(), String> {
         })?;
     }
     drop(ready_tx);
-    for _ in 0..n {
-        match ready_rx.recv() {
+    // Every shard reports once it listens. A shard that never does would leave a server that
+    // serves some connections and not others: refuse to run half-started.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for started in 0..n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready_rx.recv_timeout(left) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("a shard exited during start".into()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("only {started} of {n} shards started within 30 s; giving up rather than serving half the keyspace"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("a shard exited during start".into()),
         }
     }
     log::notice(&format!(

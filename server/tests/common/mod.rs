@@ -8,12 +8,27 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port no other test of this process has been given and nobody listens on now.
+///
+/// Ports come from 20000–31999, below the kernel's ephemeral range (32768+), so a test
+/// client's own outgoing connection can never occupy a port a server is about to bind, and
+/// a per-process counter (offset by the pid) keeps parallel tests from ever being handed the
+/// same port — which SO_REUSEPORT would otherwise let two servers share.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 60) * 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut port = base + n % 12_000;
+        if port >= 32_000 {
+            port -= 12_000;
+        }
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+        assert!(n < 100_000, "no free port found");
+    }
 }
 
 /// A server process that is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -251,13 +266,38 @@ fn diagnose(port: u16) -> String {
     let _ = c.write_all(b"PING\r\nCLIENT LIST\r\nINFO shards\r\n");
     std::thread::sleep(Duration::from_millis(500));
     let mut buf = vec![0u8; 1 << 16];
-    match c.read(&mut buf) {
+    let verdict = match c.read(&mut buf) {
         Ok(n) => format!(
             "a fresh connection gets: {}",
             String::from_utf8_lossy(&buf[..n])
         ),
         Err(e) => format!("a fresh connection gets no answer either: {e}"),
+    };
+    // Where the server's threads are, when gdb is at hand (diagnostics only).
+    let pid = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"
+        ))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let stacks = if pid.is_empty() {
+        String::new()
+    } else {
+        Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-ex", "thread apply all bt 30"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    if !stacks.is_empty() {
+        let _ = std::fs::write(
+            std::env::temp_dir().join(format!("percore-stuck-{port}.txt")),
+            &stacks,
+        );
     }
+    format!("{verdict}\nserver pid {pid}; thread stacks saved to the temp dir as percore-stuck-{port}.txt")
 }
 
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
