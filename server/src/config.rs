@@ -109,233 +109,29 @@ fn yes_no(b: bool) -> String {
 }
 
 /// Every setting percore has, in CONFIG GET order.
+#[rustfmt::skip]
 pub static PARAMS: &[Param] = &[
-    Param {
-        name: "bind",
-        get: |c| c.bind.join(" "),
-        set: |c, v| {
-            if v.is_empty() {
-                return Err("wrong number of arguments".into());
-            }
-            c.bind = v
-                .iter()
-                .flat_map(|s| s.split_whitespace().map(String::from))
-                .collect();
-            Ok(())
-        },
-        mutable: false,
-    },
-    Param {
-        name: "port",
-        get: |c| c.port.to_string(),
-        set: |c, v| {
-            c.port = parse_num(one(v)?, "port")?;
-            Ok(())
-        },
-        mutable: false,
-    },
-    Param {
-        name: "shards",
-        get: |c| c.shards.to_string(),
-        set: |c, v| {
-            c.shards = parse_num(one(v)?, "shards")?;
-            if c.shards > 1024 {
-                return Err("shards must be at most 1024".into());
-            }
-            Ok(())
-        },
-        mutable: false,
-    },
-    Param {
-        name: "requirepass",
-        get: |c| c.requirepass.clone().unwrap_or_default(),
-        set: |c, v| {
-            let p = one(v)?;
-            c.requirepass = (!p.is_empty()).then(|| p.to_string());
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "protected-mode",
-        get: |c| yes_no(c.protected_mode),
-        set: |c, v| {
-            c.protected_mode = parse_bool(one(v)?)?;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "maxclients",
-        get: |c| c.maxclients.to_string(),
-        set: |c, v| {
-            let n: usize = parse_num(one(v)?, "maxclients")?;
-            if n < 1 {
-                return Err("argument must be between 1 and 4294967295 inclusive".into());
-            }
-            c.maxclients = n;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "proto-max-bulk-len",
-        get: |c| c.proto_max_bulk_len.to_string(),
-        set: |c, v| {
-            let n = parse_memory(one(v)?)?;
-            if !(1024 * 1024..=i64::MAX as u64).contains(&n) {
-                return Err("argument must be a memory value of at least 1mb".into());
-            }
-            c.proto_max_bulk_len = n as i64;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "client-query-buffer-limit",
-        get: |c| c.client_query_buffer_limit.to_string(),
-        set: |c, v| {
-            let n = parse_memory(one(v)?)?;
-            if n < 1024 * 1024 {
-                return Err("argument must be a memory value of at least 1mb".into());
-            }
-            c.client_query_buffer_limit = n as usize;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "timeout",
-        get: |c| c.timeout.to_string(),
-        set: |c, v| {
-            c.timeout = parse_num(one(v)?, "timeout")?;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "tcp-keepalive",
-        get: |c| c.tcp_keepalive.to_string(),
-        set: |c, v| {
-            c.tcp_keepalive = parse_num(one(v)?, "tcp-keepalive")?;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "hz",
-        get: |c| c.hz.to_string(),
-        set: |c, v| {
-            let n: u32 = parse_num(one(v)?, "hz")?;
-            c.hz = n.clamp(1, 500);
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "io-memory",
-        get: |c| c.io_memory.to_string(),
-        set: |c, v| {
-            c.io_memory = parse_memory(one(v)?)? as usize;
-            Ok(())
-        },
-        mutable: false,
-    },
-    Param {
-        name: "dir",
-        get: |c| c.dir.clone(),
-        set: |c, v| {
-            c.dir = one(v)?.to_string();
-            Ok(())
-        },
-        mutable: false,
-    },
-    Param {
-        name: "loglevel",
-        get: |c| c.loglevel.clone(),
-        set: |c, v| {
-            let l = one(v)?.to_ascii_lowercase();
-            if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) {
-                return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into());
-            }
-            c.loglevel = l;
-            Ok(())
-        },
-        mutable: true,
-    },
-    Param {
-        name: "databases",
-        get: |_| "16".into(),
-        set: |_, v| {
-            if one(v)? == "16" {
-                Ok(())
-            } else {
-                Err("percore has exactly 16 databases".into())
-            }
-        },
-        mutable: false,
-    },
+    Param { name: "bind", get: |c| c.bind.join(" "), set: |c, v| { if v.is_empty() { return Err("wrong number of arguments".into()); } c.bind = v.iter().flat_map(|s| s.split_whitespace().map(String::from)).collect(); Ok(()) }, mutable: false },
+    Param { name: "port", get: |c| c.port.to_string(), set: |c, v| { c.port = parse_num(one(v)?, "port")?; Ok(()) }, mutable: false },
+    Param { name: "shards", get: |c| c.shards.to_string(), set: |c, v| { c.shards = parse_num(one(v)?, "shards")?; if c.shards > 1024 { return Err("shards must be at most 1024".into()); } Ok(()) }, mutable: false },
+    Param { name: "requirepass", get: |c| c.requirepass.clone().unwrap_or_default(), set: |c, v| { let p = one(v)?; c.requirepass = (!p.is_empty()).then(|| p.to_string()); Ok(()) }, mutable: true },
+    Param { name: "protected-mode", get: |c| yes_no(c.protected_mode), set: |c, v| { c.protected_mode = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "maxclients", get: |c| c.maxclients.to_string(), set: |c, v| { let n: usize = parse_num(one(v)?, "maxclients")?; if n < 1 { return Err("argument must be between 1 and 4294967295 inclusive".into()); } c.maxclients = n; Ok(()) }, mutable: true },
+    Param { name: "proto-max-bulk-len", get: |c| c.proto_max_bulk_len.to_string(), set: |c, v| { let n = parse_memory(one(v)?)?; if !(1024 * 1024..=i64::MAX as u64).contains(&n) { return Err("argument must be a memory value of at least 1mb".into()); } c.proto_max_bulk_len = n as i64; Ok(()) }, mutable: true },
+    Param { name: "client-query-buffer-limit", get: |c| c.client_query_buffer_limit.to_string(), set: |c, v| { let n = parse_memory(one(v)?)?; if n < 1024 * 1024 { return Err("argument must be a memory value of at least 1mb".into()); } c.client_query_buffer_limit = n as usize; Ok(()) }, mutable: true },
+    Param { name: "timeout", get: |c| c.timeout.to_string(), set: |c, v| { c.timeout = parse_num(one(v)?, "timeout")?; Ok(()) }, mutable: true },
+    Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = parse_num(one(v)?, "tcp-keepalive")?; Ok(()) }, mutable: true },
+    Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = parse_num(one(v)?, "hz")?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },
+    Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = parse_memory(one(v)?)? as usize; Ok(()) }, mutable: false },
+    Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
+    Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
-    Param {
-        name: "save",
-        get: |_| String::new(),
-        set: |_, v| {
-            if v.iter().all(|s| s.is_empty()) {
-                Ok(())
-            } else {
-                Err("snapshots are not available in this version".into())
-            }
-        },
-        mutable: false,
-    },
-    Param {
-        name: "appendonly",
-        get: |_| "no".into(),
-        set: |_, v| {
-            if one(v)? == "no" {
-                Ok(())
-            } else {
-                Err("percore has no append-only file".into())
-            }
-        },
-        mutable: false,
-    },
-    Param {
-        name: "maxmemory",
-        get: |_| "0".into(),
-        set: |_, v| {
-            if parse_memory(one(v)?)? == 0 {
-                Ok(())
-            } else {
-                Err("maxmemory is not available in this version".into())
-            }
-        },
-        mutable: false,
-    },
-    Param {
-        name: "maxmemory-policy",
-        get: |_| "noeviction".into(),
-        set: |_, v| {
-            if one(v)? == "noeviction" {
-                Ok(())
-            } else {
-                Err("eviction is not available in this version".into())
-            }
-        },
-        mutable: false,
-    },
-    Param {
-        name: "daemonize",
-        get: |_| "no".into(),
-        set: |_, v| {
-            if parse_bool(one(v)?)? {
-                Err("percore does not daemonize: run it under systemd (see deploy/)".into())
-            } else {
-                Ok(())
-            }
-        },
-        mutable: false,
-    },
+    Param { name: "save", get: |_| String::new(), set: |_, v| { if v.iter().all(|s| s.is_empty()) { Ok(()) } else { Err("snapshots are not available in this version".into()) } }, mutable: false },
+    Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },
+    Param { name: "maxmemory", get: |_| "0".into(), set: |_, v| { if parse_memory(one(v)?)? == 0 { Ok(()) } else { Err("maxmemory is not available in this version".into()) } }, mutable: false },
+    Param { name: "maxmemory-policy", get: |_| "noeviction".into(), set: |_, v| { if one(v)? == "noeviction" { Ok(()) } else { Err("eviction is not available in this version".into()) } }, mutable: false },
+    Param { name: "daemonize", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore does not daemonize: run it under systemd (see deploy/)".into()) } else { Ok(()) } }, mutable: false },
 ];
 
 pub fn find_param(name: &str) -> Option<&'static Param> {

@@ -64,6 +64,16 @@ impl Value {
         }
     }
 
+    /// Edits the string bytes in place (APPEND, SETRANGE); the result is a `raw` string, as
+    /// Redis unshares and converts it. Returns the new length.
+    pub fn edit_raw(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let mut data = std::mem::replace(self, Value::Int(0)).into_bytes();
+        f(&mut data);
+        let len = data.len();
+        *self = Value::Str { data, raw: true };
+        len
+    }
+
     pub fn to_vec(&self) -> Vec<u8> {
         self.as_bytes(&mut itoa::Buffer::new()).to_vec()
     }

@@ -283,10 +283,7 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             if e.value.str_len() as u64 + add.len() as u64 > max {
                 return out.error(err::TOO_BIG);
             }
-            let mut data = std::mem::replace(&mut e.value, Value::Int(0)).into_bytes();
-            data.extend_from_slice(add);
-            let len = data.len();
-            e.value = Value::Str { data, raw: true };
+            let len = e.value.edit_raw(|data| data.extend_from_slice(add));
             out.int(len as i64);
         }
     }
@@ -469,13 +466,12 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             if let Err(err) = limit {
                 return out.error(err);
             }
-            let mut data = std::mem::replace(&mut e.value, Value::Int(0)).into_bytes();
-            if data.len() < total as usize {
-                data.resize(total as usize, 0);
-            }
-            data[offset as usize..total as usize].copy_from_slice(value);
-            let len = data.len();
-            e.value = Value::Str { data, raw: true };
+            let len = e.value.edit_raw(|data| {
+                if data.len() < total as usize {
+                    data.resize(total as usize, 0);
+                }
+                data[offset as usize..total as usize].copy_from_slice(value);
+            });
             out.int(len as i64);
         }
     }
