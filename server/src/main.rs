@@ -83,8 +83,10 @@ fn cgroup_cpu_limit() -> Option<usize> {
 /// hard limit allows; otherwise explains how to fix it.
 fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     const GLOMMIO_MIN: u64 = 512 * 1024;
-    // Rings and registered buffers: the io_memory slab plus a margin for three rings.
-    let need = (shards as u64) * (io_memory as u64 + 256 * 1024);
+    // glommio registers the io_memory slab with each of its three rings, and each registration
+    // is charged to RLIMIT_MEMLOCK; the rings themselves take a little more. (Measured: with
+    // 256 KiB slabs, 10 shards fit an 8 MiB limit and the 11th failed with ENOMEM.)
+    let need = (shards as u64) * (3 * io_memory as u64 + 64 * 1024);
     // SAFETY: getrlimit/setrlimit read and write the struct we own.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
@@ -108,11 +110,11 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "too little locked memory: percore needs {} KiB ({shards} shards x {} KiB of io_uring buffers) but RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB).\n\
+        "too little locked memory: percore needs {} KiB ({shards} shards x {} KiB of io_uring memory each) but RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB).\n\
          Fix one of: run under systemd with LimitMEMLOCK=infinity (deploy/percore.service); `ulimit -l unlimited` in the starting shell; \
          Docker `--ulimit memlock=-1`; or lower --shards / --io-memory.",
         want / 1024,
-        io_memory / 1024,
+        (3 * io_memory + 64 * 1024) / 1024,
         lim.rlim_cur / 1024,
         if lim.rlim_max == libc::RLIM_INFINITY { u64::MAX / 1024 } else { lim.rlim_max / 1024 }
     ))
@@ -300,11 +302,21 @@ fn run(cfg: Config) -> Result<(), String> {
             background(core, stopped).await;
         })
         .map_err(|e| {
-            format!(
-                "cannot start the io_uring executor for shard {i}: {e}.\n\
-                 percore needs Linux 5.8+ with io_uring enabled (see /proc/sys/kernel/io_uring_disabled; \
-                 container runtimes' default seccomp profiles block io_uring: see deploy/README.md)"
-            )
+            if e.to_string().contains("os error 12") {
+                // ENOMEM from io_uring setup is the locked-memory limit, whatever check_memlock
+                // estimated.
+                format!(
+                    "too little locked memory: shard {i} could not lock its io_uring memory ({e}).\n\
+                     Fix one of: run under systemd with LimitMEMLOCK=infinity (deploy/percore.service); \
+                     `ulimit -l unlimited`; Docker `--ulimit memlock=-1`; or lower --shards / --io-memory."
+                )
+            } else {
+                format!(
+                    "cannot start the io_uring executor for shard {i}: {e}.\n\
+                     percore needs Linux 5.8+ with io_uring enabled (see /proc/sys/kernel/io_uring_disabled; \
+                     container runtimes' default seccomp profiles block io_uring: see deploy/README.md)"
+                )
+            }
         })?;
     }
     drop(ready_tx);
