@@ -34,6 +34,12 @@ use std::time::Instant;
 const MIN_READ: usize = 16 * 1024;
 /// Read-buffer size kept between requests; a larger one (after a huge request) is released.
 const QBUF_KEEP: usize = 1 << 20;
+/// Commands sent to other shards per batch, at most: a deep pipeline of reads for large
+/// values is answered in slices, so a connection never holds more than this many remote
+/// replies at once (a barrier in the pipeline, one extra round trip per 64 commands).
+const MAX_QUEUED: usize = 64;
+/// Replies buffered past this size are written before more commands of the read run.
+const OUT_FLUSH: usize = 1 << 20;
 /// Output capacity kept between reads; a larger buffer (after one huge reply) is released.
 const OUT_KEEP: usize = 1 << 20;
 
@@ -61,6 +67,8 @@ enum Part {
 #[derive(Default)]
 struct Pending {
     active: bool,
+    /// Commands queued for other shards since the last flush.
+    queued: usize,
     batches: Vec<Batch>,
     replies: Vec<BatchReply>,
     local: Vec<u8>,
@@ -69,6 +77,11 @@ struct Pending {
     order: Vec<(u32, u32)>,
     /// Which shard each key of a split command goes to (scratch).
     key_shards: Vec<u32>,
+    /// Shards of a split command in first-appearance order, and keys counted per shard.
+    seen: Vec<u32>,
+    counts: Vec<u32>,
+    /// Per-shard reply receivers of a flush (scratch).
+    waits: Vec<Option<oneshot::Receiver<(Batch, BatchReply)>>>,
     scratch: OwnedArgs,
 }
 
@@ -252,6 +265,18 @@ impl Conn {
                         if self.close {
                             break;
                         }
+                        // Bound what one connection holds: a read of small requests for large
+                        // values (700 GETs of a 512 KB value fit in one 16 KB read) is answered
+                        // in slices instead of being buffered whole.
+                        if self.p.queued >= MAX_QUEUED {
+                            self.flush().await;
+                        }
+                        if !self.p.active
+                            && self.out.len() >= OUT_FLUSH
+                            && self.write_out(stream).await.is_err()
+                        {
+                            return;
+                        }
                     }
                     Ok(Decoded::Empty { consumed }) => at += consumed,
                     Ok(Decoded::Incomplete { need: n }) => {
@@ -279,25 +304,31 @@ impl Conn {
             }
             self.flush().await;
             self.handle.info.borrow_mut().qbuf = filled - start;
-            if !self.out.is_empty() {
-                let written = stream.write_all(&self.out).await;
-                {
-                    let mut st = self.core.stats.borrow_mut();
-                    st.net_output_bytes += self.out.len() as u64;
-                    st.writes_processed += 1;
-                }
-                self.out.clear();
-                if self.out.capacity() > OUT_KEEP {
-                    self.out = Vec::with_capacity(MIN_READ);
-                }
-                if written.is_err() {
-                    return;
-                }
+            if self.write_out(stream).await.is_err() {
+                return;
             }
             if self.close || self.handle.killed.get() {
                 return;
             }
         }
+    }
+
+    /// Writes the replies gathered so far with one write.
+    async fn write_out(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = stream.write_all(&self.out).await;
+        {
+            let mut st = self.core.stats.borrow_mut();
+            st.net_output_bytes += self.out.len() as u64;
+            st.writes_processed += 1;
+        }
+        self.out.clear();
+        if self.out.capacity() > OUT_KEEP {
+            self.out = Vec::with_capacity(MIN_READ);
+        }
+        written
     }
 
     fn log_close(&self, why: &str) {
@@ -435,6 +466,7 @@ impl Conn {
             let idx = self.p.batches[target].push(spec, self.db, self.proto, true, args.iter());
             self.p.slots.push(Slot::Remote(target as u32, idx as u32));
             self.p.active = true;
+            self.p.queued += 1;
         }
     }
 
@@ -458,8 +490,10 @@ impl Conn {
         // (with their values for MSET).
         let parts_start = p.parts.len() as u32;
         let order_start = p.order.len() as u32;
-        let mut seen: Vec<u32> = Vec::with_capacity(n.min(8));
-        let mut counts: Vec<u32> = Vec::with_capacity(n.min(8));
+        let mut seen = std::mem::take(&mut p.seen);
+        let mut counts = std::mem::take(&mut p.counts);
+        seen.clear();
+        counts.clear();
         for &s in &p.key_shards {
             let part = match seen.iter().position(|&x| x == s) {
                 Some(i) => i,
@@ -513,12 +547,16 @@ impl Conn {
             order: (order_start, p.order.len() as u32),
         });
         p.active = true;
+        p.queued += 1;
+        p.seen = seen;
+        p.counts = counts;
         self.core.stats.borrow_mut().cmd[spec.cmd as usize].calls += 1;
     }
 
     /// KEYS, DBSIZE, FLUSHDB, FLUSHALL: run on every shard and merge.
     async fn all_shards(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
-        let owned = OwnedArgs::from_slices(&args.iter().collect::<Vec<_>>());
+        let mut owned = OwnedArgs::default();
+        args.iter().for_each(|a| owned.push(a));
         let (db, proto) = (self.db, self.proto);
         let replies = crate::core::call_all(&self.core, move |c| {
             c.execute_owned(spec, db, proto, &owned)
@@ -540,8 +578,9 @@ impl Conn {
             return;
         }
         let n = self.core.nshards();
-        let mut waits: Vec<Option<oneshot::Receiver<(Batch, BatchReply)>>> =
-            (0..n).map(|_| None).collect();
+        let mut waits = std::mem::take(&mut self.p.waits);
+        waits.clear();
+        waits.resize_with(n, || None);
         for (s, wait) in waits.iter_mut().enumerate() {
             if self.p.batches[s].is_empty() {
                 continue;
@@ -564,8 +603,8 @@ impl Conn {
             }
             *wait = Some(rx);
         }
-        for (s, wait) in waits.into_iter().enumerate() {
-            if let Some(rx) = wait {
+        for (s, wait) in waits.iter_mut().enumerate() {
+            if let Some(rx) = wait.take() {
                 let (batch, reply) = rx
                     .await
                     .unwrap_or_else(|_| panic!("core {s} dropped a batch without running it"));
@@ -574,6 +613,7 @@ impl Conn {
                 self.p.replies[s] = reply;
             }
         }
+        self.p.waits = waits;
         let p = &mut self.p;
         let mut w = ReplyWriter::new(&mut self.out, self.proto);
         let mut parts: Vec<&[u8]> = Vec::new();
@@ -603,6 +643,19 @@ impl Conn {
         p.order.clear();
         p.local.clear();
         p.active = false;
+        p.queued = 0;
+        // Buffers grown by one huge batch are released rather than kept per connection.
+        if p.local.capacity() > OUT_KEEP {
+            p.local = Vec::new();
+        }
+        for (b, r) in p.batches.iter_mut().zip(p.replies.iter_mut()) {
+            if b.buf.capacity() > OUT_KEEP {
+                *b = Batch::default();
+            }
+            if r.buf.capacity() > OUT_KEEP {
+                *r = BatchReply::default();
+            }
+        }
     }
 
     /// Puts the connection back to its initial state (RESET).

@@ -19,7 +19,7 @@ use crate::core::{call, call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::ops::keyspace::{
-    entry_with_deadline, parse_copy, parse_cursor, parse_scan, parse_swapdb, write_scan_reply,
+    entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
 use percore_shard::ops::string::lcs_reply;
 use percore_shard::{err, Entry, Value};
@@ -38,12 +38,11 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::SwapDb => swapdb(conn, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
-    let reply_start = 0;
-    conn.core.stats.borrow_mut().record(
-        spec,
-        t0.elapsed().as_micros() as u64,
-        &w.buf[reply_start..],
-    );
+    // The caller hands in an empty buffer: all of it is this command's reply.
+    conn.core
+        .stats
+        .borrow_mut()
+        .record(spec, t0.elapsed().as_micros() as u64, w.buf);
 }
 
 async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
@@ -192,12 +191,8 @@ async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// is exactly Redis's cursor, and each shard's walk keeps the dict's guarantee; a shard's
 /// walk finishing moves the cursor to the next shard at local cursor 0.
 async fn scan(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    let cursor = match parse_cursor(&a[1]) {
-        Ok(c) => c,
-        Err(e) => return w.error(e),
-    };
-    let opts = match parse_scan(&a, 2) {
-        Ok(o) => o,
+    let (cursor, opts) = match parse_scan_args(&a) {
+        Ok(x) => x,
         Err(e) => return w.error(e),
     };
     let n = conn.core.nshards() as u64;

@@ -139,10 +139,13 @@ impl CoreStats {
             .position(|&c| c == b' ' || c == b'\r')
             .unwrap_or(body.len())
             .min(64);
-        let code = String::from_utf8_lossy(&body[..end]).into_owned();
-        // Bounded: clients cannot grow this map without limit with made-up codes.
-        if self.errors.len() < 128 || self.errors.contains_key(&code) {
-            *self.errors.entry(code).or_insert(0) += 1;
+        let code = String::from_utf8_lossy(&body[..end]);
+        // Known codes are counted without allocating; new ones are bounded, so clients
+        // cannot grow this map without limit with made-up codes.
+        if let Some(n) = self.errors.get_mut(code.as_ref()) {
+            *n += 1;
+        } else if self.errors.len() < 128 {
+            self.errors.insert(code.into_owned(), 1);
         }
     }
 }

@@ -441,13 +441,14 @@ impl Shard {
     }
 }
 
+/// SCAN's cursor and options, validated in Redis's order (cursor first).
+pub fn parse_scan_args(a: &Args) -> Result<(u64, ScanOpts), &'static str> {
+    Ok((parse_cursor(&a[1])?, parse_scan(a, 2)?))
+}
+
 pub fn scan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let cursor = match parse_cursor(&a[1]) {
-        Ok(c) => c,
-        Err(e) => return out.error(e),
-    };
-    let opts = match parse_scan(&a, 2) {
-        Ok(o) => o,
+    let (cursor, opts) = match parse_scan_args(&a) {
+        Ok(x) => x,
         Err(e) => return out.error(e),
     };
     let (next, keys) = sh.scan_keys(ctx.db, cursor, &opts, ctx.now_ms);
