@@ -1,5 +1,6 @@
 //! percore's protocol layer: decoding client requests (RESP multibulk and inline commands),
-//! encoding RESP2/RESP3 replies, and the command table that every other layer reads.
+//! encoding RESP2/RESP3 replies, scanning replies (for clients such as the load generator),
+//! and the command table that every other layer reads.
 //!
 //! Invariants kept by this crate:
 //! - No I/O, no clock, no global state.
@@ -10,6 +11,7 @@ pub mod args;
 pub mod command;
 pub mod decode;
 pub mod encode;
+pub mod reply;
 
 pub use args::{Args, OwnedArgs};
 pub use command::{
@@ -18,6 +20,7 @@ pub use command::{
 };
 pub use decode::{Decoded, Limits, ProtocolError, RequestDecoder, Span};
 pub use encode::{Protocol, ReplyWriter};
+pub use reply::{scan_reply, ReplyError, ReplyKind};
 
 /// Parses a decimal integer exactly as Redis's `string2ll` does: optional `-`, no `+`, no
 /// leading zeros, no spaces, no overflow.
