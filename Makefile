@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
+.PHONY: build run test lint fmt bench bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -26,6 +26,12 @@ fmt:
 # criterion benchmarks of the decoder and the shard (ns per operation).
 bench-micro:
 	$(CARGO) bench -p percore-proto -p percore-shard
+
+# percore beside every installed peer (redis-server, valkey-server, dragonfly), six workloads,
+# driven by percore-loadtest (and memtier_benchmark when on PATH): loadtest/results/DATE/.
+bench:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/bench.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

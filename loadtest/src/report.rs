@@ -4,8 +4,8 @@
 //!
 //! A scenario writes, per run, the driver's JSON (percore-loadtest's or memtier_benchmark's
 //! `--json-out-file`) and a sidecar `NAME.meta` of `key=value` lines: `json` (file name),
-//! `server`, `workload`, `driver`, `round`, `seconds`, `server_cpu_s`, and for memtier
-//! `client_cpu_s`. `machine.txt`, when present, heads the report.
+//! `server`, `workload`, `driver`, `round`, `seconds`, `server_cpu_s`, `seq` (the run's place
+//! in the scenario), and for memtier `client_cpu_s`. `machine.txt`, when present, heads the report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -20,6 +20,7 @@ pub struct Run {
     pub workload: String,
     pub driver: String,
     pub round: u32,
+    pub seq: u64,
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -78,6 +79,7 @@ pub fn parse_run(meta: &str, driver_json: &str) -> Result<Run, String> {
         workload: get("workload")?,
         driver: get("driver")?,
         round: num("round").unwrap_or(1.0) as u32,
+        seq: num("seq").unwrap_or(0.0) as u64,
         ops_per_sec: ops,
         p50_ms: p50,
         p99_ms: p99,
@@ -367,8 +369,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if runs.is_empty() {
         return Err(format!("no runs in {}", raw.display()));
     }
-    // Runs were written in the order they happened; keep the workloads in that order.
-    runs.sort_by_key(|r| r.round);
+    // Workloads and servers appear in the order the scenario ran them.
+    runs.sort_by_key(|r| r.seq);
     let machine = std::fs::read_to_string(dir.join("machine.txt")).unwrap_or_default();
     let rows = rows(&runs);
     let md = markdown(&rows, &machine);

@@ -16,8 +16,9 @@
 use crate::Args;
 use std::sync::OnceLock;
 
-/// Number of [`Cmd`] variants, for tables indexed by `cmd as usize`.
-pub const CMD_COUNT: usize = Cmd::CommandHelp as usize + 1;
+/// Number of [`Cmd`] variants, for tables indexed by `cmd as usize`: the last variant + 1
+/// (a unit test checks every table row is below it).
+pub const CMD_COUNT: usize = Cmd::LatencyHelp as usize + 1;
 
 /// Every command percore implements. Subcommands of container commands (CONFIG GET, …) are
 /// variants of their own.
@@ -115,6 +116,17 @@ pub enum Cmd {
     CommandGetKeys,
     CommandList,
     CommandHelp,
+    Slowlog,
+    SlowlogGet,
+    SlowlogLen,
+    SlowlogReset,
+    SlowlogHelp,
+    Latency,
+    LatencyLatest,
+    LatencyHistory,
+    LatencyReset,
+    LatencyDoctor,
+    LatencyHelp,
 }
 
 /// Command flags, as Redis names them in `COMMAND` replies.
@@ -363,6 +375,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("shutdown", Shutdown, -1, A | NS | L | ST | NM | AB, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     spec!("debug", Debug, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "A container for debugging commands."),
     spec!("command", Command, -1, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns detailed information about all commands."),
+    spec!("slowlog", Slowlog, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.2.12", "A container for slow log commands."),
+    spec!("latency", Latency, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.8.13", "A container for latency diagnostics commands."),
 ];
 
 /// Subcommands of container commands.
@@ -394,6 +408,15 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("command|getkeys", CommandGetKeys, -3, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Extracts the key names from an arbitrary command."),
     spec!("command|list", CommandList, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
     spec!("command|help", CommandHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!("slowlog|get", SlowlogGet, -2, A | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.2.12", "Returns the slow log's entries."),
+    spec!("slowlog|len", SlowlogLen, 2, A | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.2.12", "Returns the number of entries in the slow log."),
+    spec!("slowlog|reset", SlowlogReset, 2, A | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.2.12", "Clears all entries from the slow log."),
+    spec!("slowlog|help", SlowlogHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "6.2.0", "Show helpful text about the different subcommands"),
+    spec!("latency|latest", LatencyLatest, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns the latest latency samples for all events."),
+    spec!("latency|history", LatencyHistory, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns timestamp-latency samples for an event."),
+    spec!("latency|reset", LatencyReset, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Resets the latency data for one or more events."),
+    spec!("latency|doctor", LatencyDoctor, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns a human-readable latency analysis report."),
+    spec!("latency|help", LatencyHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "2.8.13", "Returns helpful text about the different subcommands."),
 ];
 
 /// The subcommand rows of a container command, in table order.
@@ -403,6 +426,8 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Client => "client|",
         Cmd::Config => "config|",
         Cmd::Command => "command|",
+        Cmd::Slowlog => "slowlog|",
+        Cmd::Latency => "latency|",
         _ => return &[],
     };
     let start = SUBCOMMANDS
@@ -527,6 +552,21 @@ pub fn unknown_command_error(args: &Args) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_command_indexes_below_cmd_count() {
+        let max = COMMANDS
+            .iter()
+            .chain(SUBCOMMANDS.iter())
+            .map(|c| c.cmd as usize)
+            .max();
+        assert_eq!(
+            max,
+            Some(CMD_COUNT - 1),
+            "CMD_COUNT must follow the last Cmd variant"
+        );
+    }
+
     use super::*;
 
     #[test]

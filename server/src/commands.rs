@@ -24,7 +24,7 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
+pub(crate) fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
     w.array(lines.len() + 3);
     w.simple(format!("{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
     for l in lines {
@@ -256,6 +256,14 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 "REFCOUNT <key>", "    Return the number of references of the value associated with the specified <key>.",
             ],
         ),
+        Cmd::SlowlogGet | Cmd::SlowlogLen | Cmd::SlowlogReset | Cmd::SlowlogHelp => {
+            crate::monitor::slowlog(conn, spec, a, &mut w).await
+        }
+        Cmd::LatencyLatest
+        | Cmd::LatencyHistory
+        | Cmd::LatencyReset
+        | Cmd::LatencyDoctor
+        | Cmd::LatencyHelp => crate::monitor::latency(conn, spec, a, &mut w).await,
         // Keyspace commands are routed to shards and never reach this function.
         _ => w.error(&format!("ERR '{}' is not a connection command", spec.name)),
     }

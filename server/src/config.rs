@@ -29,6 +29,15 @@ pub struct Config {
     pub dir: String,
     pub loglevel: String,
     pub config_file: Option<String>,
+    /// Commands taking at least this many microseconds enter the slow log (negative: off).
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: usize,
+    /// Milliseconds from which the latency monitor records an event (0: off).
+    pub latency_monitor_threshold: u64,
+    /// Port of the Prometheus endpoint (0: none).
+    pub metrics_port: u16,
+    /// Address of the Prometheus endpoint; empty: the first `bind` address.
+    pub metrics_bind: String,
 }
 
 impl Default for Config {
@@ -51,6 +60,11 @@ impl Default for Config {
             dir: ".".into(),
             loglevel: "notice".into(),
             config_file: None,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            metrics_port: 0,
+            metrics_bind: String::new(),
         }
     }
 }
@@ -127,6 +141,11 @@ pub static PARAMS: &[Param] = &[
     Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = parse_memory(one(v)?)? as usize; Ok(()) }, mutable: false },
     Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
+    Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = parse_num(one(v)?, "slowlog-log-slower-than")?; Ok(()) }, mutable: true },
+    Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { let n: i64 = parse_num(one(v)?, "slowlog-max-len")?; if n < 0 { return Err("argument must be between 0 and 9223372036854775807 inclusive".into()); } c.slowlog_max_len = n as usize; Ok(()) }, mutable: true },
+    Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = parse_num(one(v)?, "latency-monitor-threshold")?; Ok(()) }, mutable: true },
+    Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = parse_num(one(v)?, "metrics-port")?; Ok(()) }, mutable: false },
+    Param { name: "metrics-bind", get: |c| c.metrics_bind.clone(), set: |c, v| { c.metrics_bind = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "save", get: |_| String::new(), set: |_, v| { if v.iter().all(|s| s.is_empty()) { Ok(()) } else { Err("snapshots are not available in this version".into()) } }, mutable: false },
@@ -157,7 +176,7 @@ fn split_line(line: &str) -> Result<Vec<String>, String> {
 
 /// What the command line asked for.
 pub enum Invocation {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -221,7 +240,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         (p.set)(&mut cfg, &values).map_err(|e| format!("--{name}: {e}"))?;
         i = j;
     }
-    Ok(Invocation::Run(cfg))
+    Ok(Invocation::Run(Box::new(cfg)))
 }
 
 /// Applies a redis.conf-style file.
@@ -244,7 +263,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())? {
-            Invocation::Run(c) => Ok(c),
+            Invocation::Run(c) => Ok(*c),
             _ => Err("not a run".into()),
         }
     }

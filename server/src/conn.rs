@@ -18,7 +18,7 @@
 //!
 //! [`BatchCmd`]: crate::core::BatchCmd
 
-use crate::core::{Batch, BatchReply, ClientHandle, ClientInfo, Core, Job};
+use crate::core::{Batch, BatchReply, Caller, ClientHandle, ClientInfo, Core, Job};
 use crate::router::{self, shard_of};
 use crate::runtime::Stream;
 use futures_channel::oneshot;
@@ -372,7 +372,8 @@ impl Conn {
         }
         let spec = match resolve(&args) {
             Ok(s) => s,
-            Err(e) => return self.reject(None, &e),
+            // An arity error still counts against the command (rejected_calls), as in Redis.
+            Err(e) => return self.reject(percore_proto::lookup(&args[0]), &e),
         };
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
@@ -424,10 +425,9 @@ impl Conn {
                 buf.clear();
                 let t0 = Instant::now();
                 crate::commands::run(self, spec, args, &mut buf).await;
+                let ns = t0.elapsed().as_nanos() as u64;
                 self.core
-                    .stats
-                    .borrow_mut()
-                    .record(spec, t0.elapsed().as_micros() as u64, &buf);
+                    .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
                 self.emit(&buf);
                 self.scratch_out = buf;
             }
@@ -454,11 +454,9 @@ impl Conn {
                 args,
                 &mut ReplyWriter::new(buf, self.proto),
             );
-            self.core.stats.borrow_mut().record(
-                spec,
-                t0.elapsed().as_micros() as u64,
-                &buf[start..],
-            );
+            let ns = t0.elapsed().as_nanos() as u64;
+            self.core
+                .observe(spec, ns, &buf[start..], &args, Caller::Client(&self.handle));
             if self.p.active {
                 self.p.slots.push(Slot::Local(start, buf.len()));
             }
@@ -585,13 +583,14 @@ impl Conn {
             if self.p.batches[s].is_empty() {
                 continue;
             }
-            let batch = std::mem::take(&mut self.p.batches[s]);
+            let mut batch = std::mem::take(&mut self.p.batches[s]);
             let mut reply = std::mem::take(&mut self.p.replies[s]);
-            {
-                let mut st = self.core.stats.borrow_mut();
-                st.batches_sent += 1;
-                st.batched_commands_sent += batch.cmds.len() as u64;
-            }
+            self.core.stats.borrow_mut().record_batch(batch.cmds.len());
+            batch.client_addr = Some(self.handle.addr);
+            batch.client_name.clear();
+            batch
+                .client_name
+                .extend_from_slice(&self.handle.info.borrow().name);
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |c: &Core| {
                 reply.clear();

@@ -12,16 +12,17 @@
 //! same mechanism.
 
 use crate::config::Config;
+use crate::latency::{LatencyHist, LatencyMonitor, SlowEntry, SlowLog};
 use crate::runtime::Mailbox;
 use futures_channel::oneshot;
-use percore_proto::{Args, CommandSpec, OwnedArgs, Protocol, ReplyWriter, Span, CMD_COUNT};
+use percore_proto::{Args, CommandSpec, Flags, OwnedArgs, Protocol, ReplyWriter, Span, CMD_COUNT};
 use percore_shard::{ExecCtx, Shard};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,6 +52,8 @@ pub struct Global {
     pub config: Mutex<(u64, Arc<Config>)>,
     pub connected: AtomicUsize,
     pub next_client_id: AtomicU64,
+    /// Slow-log entry ids, unique across cores (touched only by slow commands).
+    pub next_slowlog_id: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub shutdown: AtomicBool,
     pub started: Instant,
@@ -64,7 +67,8 @@ pub struct Global {
 #[derive(Clone, Copy, Default, Debug)]
 pub struct CmdStat {
     pub calls: u64,
-    pub usec: u64,
+    /// Execution time, summed in nanoseconds (INFO shows microseconds, as Redis).
+    pub nsec: u64,
     pub failed: u64,
     pub rejected: u64,
 }
@@ -82,6 +86,10 @@ pub struct CoreStats {
     pub batches_sent: u64,
     pub batched_commands_sent: u64,
     pub cmd: Vec<CmdStat>,
+    /// Latency histogram per command, created when the command first runs here.
+    pub latency: Vec<Option<LatencyHist>>,
+    /// Cross-shard batches sent, by size: ≤ 1, 2, 4, … 64 commands (`BATCH_SIZE_BUCKETS`).
+    pub batch_sizes: [u64; BATCH_SIZE_BUCKETS.len()],
     /// Error replies by their first word (errorstats).
     pub errors: HashMap<String, u64>,
     /// (when, commands_processed) samples for instantaneous_ops_per_sec.
@@ -102,6 +110,8 @@ impl Default for CoreStats {
             batches_sent: 0,
             batched_commands_sent: 0,
             cmd: vec![CmdStat::default(); CMD_COUNT],
+            latency: vec![None; CMD_COUNT],
+            batch_sizes: [0; BATCH_SIZE_BUCKETS.len()],
             errors: HashMap::new(),
             ops_samples: [(0, 0); 16],
             ops_sample_idx: 0,
@@ -109,17 +119,33 @@ impl Default for CoreStats {
     }
 }
 
+/// Upper bounds of the cross-shard batch-size buckets (a connection flushes at 64 queued
+/// commands, so larger batches are rare: they count only in the total).
+pub const BATCH_SIZE_BUCKETS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+
 impl CoreStats {
     /// Records one executed command and, if `reply` is an error, its error code.
     #[inline]
-    pub fn record(&mut self, spec: &CommandSpec, usec: u64, reply: &[u8]) {
+    pub fn record(&mut self, spec: &CommandSpec, ns: u64, reply: &[u8]) {
         let s = &mut self.cmd[spec.cmd as usize];
         s.calls += 1;
-        s.usec += usec;
+        s.nsec += ns;
+        self.latency[spec.cmd as usize]
+            .get_or_insert_with(LatencyHist::default)
+            .record(ns);
         self.commands_processed += 1;
         if reply.first() == Some(&b'-') {
             s.failed += 1;
             self.count_error(reply);
+        }
+    }
+
+    /// Records one cross-shard batch of `n` commands.
+    pub fn record_batch(&mut self, n: usize) {
+        self.batches_sent += 1;
+        self.batched_commands_sent += n as u64;
+        if let Some(b) = BATCH_SIZE_BUCKETS.iter().position(|&le| n as u64 <= le) {
+            self.batch_sizes[b] += 1;
         }
     }
 
@@ -229,6 +255,9 @@ pub struct Batch {
     pub buf: Vec<u8>,
     pub spans: Vec<Span>,
     pub cmds: Vec<BatchCmd>,
+    /// The sending client, for slow-log entries written by the executing core.
+    pub client_addr: Option<SocketAddr>,
+    pub client_name: Vec<u8>,
 }
 
 impl Batch {
@@ -299,6 +328,15 @@ pub struct Core {
     pub mailbox: Mailbox<Job>,
     pub clients: RefCell<HashMap<u64, Rc<ClientHandle>>>,
     pub stats: RefCell<CoreStats>,
+    pub slowlog: RefCell<SlowLog>,
+    pub latency: RefCell<LatencyMonitor>,
+}
+
+/// Who ran a command, as the slow log names it; resolved only for slow commands.
+pub enum Caller<'a> {
+    Client(&'a ClientHandle),
+    Remote(Option<SocketAddr>, &'a [u8]),
+    Internal,
 }
 
 impl Core {
@@ -306,11 +344,74 @@ impl Core {
         self.global.nshards
     }
 
+    /// Counts one executed command, and feeds the slow log and the latency monitor when it
+    /// was slow enough. Costs a few adds and one histogram increment unless it was slow.
+    #[inline]
+    pub fn observe(
+        &self,
+        spec: &CommandSpec,
+        ns: u64,
+        reply: &[u8],
+        args: &Args<'_>,
+        caller: Caller<'_>,
+    ) {
+        self.stats.borrow_mut().record(spec, ns, reply);
+        let cfg = self.config.borrow();
+        let us = ns / 1000;
+        let slow = cfg.slowlog_log_slower_than >= 0
+            && us >= cfg.slowlog_log_slower_than as u64
+            && !spec.flags.has(Flags::SKIP_SLOWLOG);
+        let spike = cfg.latency_monitor_threshold > 0 && us / 1000 >= cfg.latency_monitor_threshold;
+        if slow || spike {
+            let max_len = cfg.slowlog_max_len;
+            drop(cfg);
+            self.note_slow(spec, us, args, caller, slow.then_some(max_len), spike);
+        }
+    }
+
+    #[cold]
+    fn note_slow(
+        &self,
+        spec: &CommandSpec,
+        us: u64,
+        args: &Args<'_>,
+        caller: Caller<'_>,
+        slowlog_max_len: Option<usize>,
+        spike: bool,
+    ) {
+        let now_s = now_ms() / 1000;
+        if spike {
+            let event = if spec.flags.has(Flags::FAST) {
+                "fast-command"
+            } else {
+                "command"
+            };
+            self.latency.borrow_mut().add(event, now_s, us / 1000);
+        }
+        let Some(max_len) = slowlog_max_len else {
+            return;
+        };
+        let (addr, name) = match caller {
+            Caller::Client(h) => (Some(h.addr), h.info.borrow().name.clone()),
+            Caller::Remote(addr, name) => (addr, name.to_vec()),
+            Caller::Internal => (None, Vec::new()),
+        };
+        let id = self.global.next_slowlog_id.fetch_add(1, Ordering::Relaxed);
+        let entry = SlowEntry::new(
+            id,
+            now_s,
+            us,
+            args.iter(),
+            addr.map(|a| a.to_string()).unwrap_or_default(),
+            name,
+        );
+        self.slowlog.borrow_mut().push(entry, max_len);
+    }
+
     /// Executes a batch from another core. Runs to completion without yielding.
     pub fn execute_batch(&self, batch: &Batch, reply: &mut BatchReply) {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
-        let mut stats = self.stats.borrow_mut();
         for c in &batch.cmds {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
@@ -326,7 +427,14 @@ impl Core {
                 &mut ReplyWriter::new(&mut reply.buf, c.proto),
             );
             if c.record {
-                stats.record(c.spec, t0.elapsed().as_micros() as u64, &reply.buf[start..]);
+                let ns = t0.elapsed().as_nanos() as u64;
+                self.observe(
+                    c.spec,
+                    ns,
+                    &reply.buf[start..],
+                    &args,
+                    Caller::Remote(batch.client_addr, &batch.client_name),
+                );
             }
             reply.ends.push(reply.buf.len());
         }
@@ -351,9 +459,8 @@ impl Core {
             args.args(),
             &mut ReplyWriter::new(&mut out, proto),
         );
-        self.stats
-            .borrow_mut()
-            .record(spec, t0.elapsed().as_micros() as u64, &out);
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.observe(spec, ns, &out, &args.args(), Caller::Internal);
         out
     }
 

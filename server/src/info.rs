@@ -2,28 +2,37 @@
 //! them), summed over cores, plus a `# Shards` section with each shard's share.
 
 use crate::commands::{PERCORE_VERSION, REDIS_VERSION};
+use crate::config::Config;
 use crate::conn::Conn;
-use crate::core::{call_all, now_ms, now_us, CmdStat, Core};
+use crate::core::{call_all, now_ms, now_us, CmdStat, Core, Global};
+use crate::latency::{LatencyHist, LatencyMonitor};
 use percore_proto::command::{COMMANDS, SUBCOMMANDS};
 use percore_proto::Args;
 use percore_shard::{Stats, DB_COUNT};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// One core's figures, gathered on that core.
-struct CoreSnapshot {
-    shard: Stats,
+pub struct CoreSnapshot {
+    pub shard: Stats,
     /// (keys, expires, avg_ttl_ms) per database.
-    dbs: Vec<(usize, usize, u64)>,
-    conns: usize,
-    stats: crate::core::CoreStats,
-    allocated: i64,
-    lazyfree_pending: usize,
+    pub dbs: Vec<(usize, usize, u64)>,
+    pub conns: usize,
+    pub stats: crate::core::CoreStats,
+    pub allocated: i64,
+    pub lazyfree_pending: usize,
+    pub mailbox_depth: usize,
+    pub slowlog_len: usize,
+    pub slowlog_last_id: Option<u64>,
+    pub latency: LatencyMonitor,
 }
 
 fn snapshot(c: &Core) -> CoreSnapshot {
     let sh = c.shard.borrow();
+    let slowlog = c.slowlog.borrow();
     CoreSnapshot {
         shard: sh.stats,
         dbs: sh
@@ -35,6 +44,121 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         stats: c.stats.borrow().clone(),
         allocated: crate::alloc::thread_allocated(),
         lazyfree_pending: sh.lazyfree_pending(),
+        mailbox_depth: c.mailbox.depth(c.id),
+        slowlog_len: slowlog.entries.len(),
+        slowlog_last_id: slowlog.entries.front().map(|e| e.id),
+        latency: c.latency.borrow().clone(),
+    }
+}
+
+/// Every core's snapshot plus the process-wide figures: what INFO and a metrics scrape read.
+pub struct Gathered {
+    pub snaps: Vec<CoreSnapshot>,
+    pub global: Arc<Global>,
+    pub config: Arc<Config>,
+    pub rss: u64,
+    pub rejected_connections: u64,
+    pub slowlog_len: usize,
+    pub slowlog_last_id: u64,
+    pub latency: LatencyMonitor,
+}
+
+/// Takes one snapshot on every core (one message each) and the process-wide figures.
+pub async fn gather(core: &Rc<Core>) -> Gathered {
+    let snaps = call_all(core, snapshot).await;
+    let mut latency = LatencyMonitor::default();
+    for s in &snaps {
+        latency.merge(&s.latency);
+    }
+    Gathered {
+        slowlog_len: snaps.iter().map(|s| s.slowlog_len).sum(),
+        slowlog_last_id: snaps
+            .iter()
+            .filter_map(|s| s.slowlog_last_id)
+            .max()
+            .unwrap_or(0),
+        latency,
+        snaps,
+        global: core.global.clone(),
+        config: core.config.borrow().clone(),
+        rss: rss_bytes(),
+        rejected_connections: core.global.rejected_connections.load(Ordering::Relaxed),
+    }
+}
+
+impl Gathered {
+    pub fn sum(&self, f: impl Fn(&CoreSnapshot) -> u64) -> u64 {
+        self.snaps.iter().map(f).sum()
+    }
+
+    pub fn connected_clients(&self) -> usize {
+        self.snaps.iter().map(|s| s.conns).sum()
+    }
+
+    pub fn used_memory(&self) -> u64 {
+        self.snaps.iter().map(|s| s.allocated).sum::<i64>().max(0) as u64
+    }
+
+    /// (db, keys, expires, avg_ttl_ms) of every database holding keys.
+    pub fn keyspace(&self) -> Vec<(usize, usize, usize, u64)> {
+        let mut out = Vec::new();
+        for db in 0..DB_COUNT {
+            let keys: usize = self.snaps.iter().map(|s| s.dbs[db].0).sum();
+            let expires: usize = self.snaps.iter().map(|s| s.dbs[db].1).sum();
+            let ttls: Vec<u64> = self
+                .snaps
+                .iter()
+                .map(|s| s.dbs[db].2)
+                .filter(|&t| t > 0)
+                .collect();
+            let avg = if ttls.is_empty() {
+                0
+            } else {
+                ttls.iter().sum::<u64>() / ttls.len() as u64
+            };
+            if keys > 0 {
+                out.push((db, keys, expires, avg));
+            }
+        }
+        out
+    }
+
+    /// Per-command counters summed over cores, indexed by `Cmd`.
+    pub fn commands(&self) -> Vec<CmdStat> {
+        let mut cmd = vec![CmdStat::default(); percore_proto::CMD_COUNT];
+        for s in &self.snaps {
+            for (i, c) in s.stats.cmd.iter().enumerate() {
+                cmd[i].calls += c.calls;
+                cmd[i].nsec += c.nsec;
+                cmd[i].failed += c.failed;
+                cmd[i].rejected += c.rejected;
+            }
+        }
+        cmd
+    }
+
+    /// Error replies by code, summed over cores.
+    pub fn errors(&self) -> HashMap<String, u64> {
+        let mut errors = HashMap::new();
+        for s in &self.snaps {
+            for (k, v) in &s.stats.errors {
+                *errors.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        errors
+    }
+
+    /// Per-command latency histograms merged over cores, indexed by `Cmd`.
+    pub fn latency_histograms(&self) -> Vec<Option<LatencyHist>> {
+        let mut out: Vec<Option<LatencyHist>> = vec![None; percore_proto::CMD_COUNT];
+        for s in &self.snaps {
+            for (i, h) in s.stats.latency.iter().enumerate() {
+                if let Some(h) = h {
+                    out[i].get_or_insert_with(LatencyHist::default).merge(h);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -51,7 +175,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -70,7 +194,7 @@ fn total_memory() -> u64 {
         .map_or(0, |k| k * 1024)
 }
 
-fn cpu_times() -> (f64, f64) {
+pub fn cpu_times() -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
@@ -111,9 +235,10 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         wanted = DEFAULT_SECTIONS.iter().map(|x| x.to_string()).collect();
     }
     let want = |s: &str| wanted.iter().any(|w| w == s);
-    let snaps = call_all(&conn.core, snapshot).await;
-    let g = conn.core.global.clone();
-    let cfg = conn.core.config.borrow().clone();
+    let gathered = gather(&conn.core).await;
+    let snaps = &gathered.snaps;
+    let g = gathered.global.clone();
+    let cfg = gathered.config.clone();
     let mut out = String::new();
     let mut section = |name: &str, body: String| {
         if !out.is_empty() {
@@ -121,21 +246,10 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         }
         let _ = write!(out, "# {name}\r\n{body}");
     };
-    let sum = |f: &dyn Fn(&CoreSnapshot) -> u64| snaps.iter().map(f).sum::<u64>();
+    let sum = |f: &dyn Fn(&CoreSnapshot) -> u64| gathered.sum(f);
     let uptime = g.started.elapsed().as_secs();
-    let mut cmd: Vec<CmdStat> = vec![CmdStat::default(); percore_proto::CMD_COUNT];
-    let mut errors: HashMap<String, u64> = HashMap::new();
-    for s in &snaps {
-        for (i, c) in s.stats.cmd.iter().enumerate() {
-            cmd[i].calls += c.calls;
-            cmd[i].usec += c.usec;
-            cmd[i].failed += c.failed;
-            cmd[i].rejected += c.rejected;
-        }
-        for (k, v) in &s.stats.errors {
-            *errors.entry(k.clone()).or_insert(0) += v;
-        }
-    }
+    let cmd = gathered.commands();
+    let errors = gathered.errors();
     if want("server") {
         section(
             "Server",
@@ -161,14 +275,14 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             "Clients",
             format!(
                 "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
-                snaps.iter().map(|s| s.conns).sum::<usize>(),
+                gathered.connected_clients(),
                 cfg.maxclients
             ),
         );
     }
-    let used = snaps.iter().map(|s| s.allocated).sum::<i64>().max(0) as u64;
+    let used = gathered.used_memory();
     if want("memory") {
-        let rss = rss_bytes();
+        let rss = gathered.rss;
         let total = total_memory();
         section(
             "Memory",
@@ -215,7 +329,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 sum(&|s| s.stats.commands_processed),
                 sum(&|s| s.stats.net_input_bytes),
                 sum(&|s| s.stats.net_output_bytes),
-                g.rejected_connections.load(Ordering::Relaxed),
+                gathered.rejected_connections,
                 sum(&|s| s.shard.expired_keys),
                 sum(&|s| s.shard.keyspace_hits),
                 sum(&|s| s.shard.keyspace_misses),
@@ -261,25 +375,11 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
     }
     if want("keyspace") {
         let mut body = String::new();
-        for db in 0..DB_COUNT {
-            let keys: usize = snaps.iter().map(|s| s.dbs[db].0).sum();
-            let expires: usize = snaps.iter().map(|s| s.dbs[db].1).sum();
-            let ttls: Vec<u64> = snaps
-                .iter()
-                .map(|s| s.dbs[db].2)
-                .filter(|&t| t > 0)
-                .collect();
-            let avg = if ttls.is_empty() {
-                0
-            } else {
-                ttls.iter().sum::<u64>() / ttls.len() as u64
-            };
-            if keys > 0 {
-                let _ = write!(
-                    body,
-                    "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
-                );
-            }
+        for (db, keys, expires, avg) in gathered.keyspace() {
+            let _ = write!(
+                body,
+                "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
+            );
         }
         section("Keyspace", body);
     }
@@ -288,22 +388,39 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         for spec in COMMANDS.iter().chain(SUBCOMMANDS.iter()) {
             let c = cmd[spec.cmd as usize];
             if c.calls > 0 || c.rejected > 0 {
+                let usec = c.nsec / 1000;
                 let per = if c.calls > 0 {
-                    c.usec as f64 / c.calls as f64
+                    c.nsec as f64 / 1000.0 / c.calls as f64
                 } else {
                     0.0
                 };
                 let _ = write!(
                     body,
-                    "cmdstat_{}:calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}\r\n",
-                    spec.name, c.calls, c.usec, c.rejected, c.failed
+                    "cmdstat_{}:calls={},usec={usec},usec_per_call={per:.2},rejected_calls={},failed_calls={}\r\n",
+                    spec.name, c.calls, c.rejected, c.failed
                 );
             }
         }
         section("Commandstats", body);
     }
     if want("latencystats") {
-        section("Latencystats", String::new());
+        // Redis's latency-tracking-info-percentiles default: 50 99 99.9, in microseconds.
+        let lat = gathered.latency_histograms();
+        let mut body = String::new();
+        for spec in COMMANDS.iter().chain(SUBCOMMANDS.iter()) {
+            if let Some(h) = &lat[spec.cmd as usize] {
+                let p = |q: f64| h.percentile_ns(q) as f64 / 1000.0;
+                let _ = write!(
+                    body,
+                    "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                    spec.name,
+                    p(50.0),
+                    p(99.0),
+                    p(99.9)
+                );
+            }
+        }
+        section("Latencystats", body);
     }
     if want("shards") {
         let mut body = String::new();
@@ -311,10 +428,12 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             let keys: usize = s.dbs.iter().map(|d| d.0).sum();
             let _ = write!(
                 body,
-                "shard{i}:keys={keys},commands={},connections={},batches_sent={},used_memory={}\r\n",
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={}\r\n",
                 s.stats.commands_processed,
                 s.conns,
                 s.stats.batches_sent,
+                s.stats.batched_commands_sent,
+                s.mailbox_depth,
                 s.allocated.max(0)
             );
         }

@@ -9,7 +9,10 @@ mod conn;
 mod coordinated;
 mod core;
 mod info;
+mod latency;
 mod log;
+mod metrics;
+mod monitor;
 mod router;
 mod runtime;
 
@@ -30,7 +33,7 @@ static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::parse_args(&args) {
-        Ok(Invocation::Run(c)) => c,
+        Ok(Invocation::Run(c)) => *c,
         Ok(Invocation::Help) => {
             print!("{}", config::usage());
             return;
@@ -216,11 +219,35 @@ fn run(cfg: Config) -> Result<(), String> {
             return Err(format!("cannot listen on {addr}: {e}{hint}"));
         }
     }
+    // The Prometheus endpoint, served by core 0; checked here so a taken port is a clear
+    // start-up error.
+    let metrics_addr = if cfg.metrics_port == 0 {
+        None
+    } else {
+        let host = if cfg.metrics_bind.is_empty() {
+            binds
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        } else {
+            cfg.metrics_bind
+                .parse()
+                .map_err(|_| format!("metrics-bind: '{}' is not an IP address", cfg.metrics_bind))?
+        };
+        let addr = SocketAddr::new(host, cfg.metrics_port);
+        if cfg.metrics_port == cfg.port {
+            return Err("metrics-port must differ from port: the RESP port refuses HTTP".into());
+        }
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e} (choose another --metrics-port, or 0 for none)"))?;
+        Some(addr)
+    };
     let global = Arc::new(Global {
         nshards: n,
         config: Mutex::new((1, Arc::new(cfg.clone()))),
         connected: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
+        next_slowlog_id: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),
         shutdown: AtomicBool::new(false),
         started: Instant::now(),
@@ -257,6 +284,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 mailbox,
                 clients: RefCell::new(HashMap::new()),
                 stats: RefCell::new(CoreStats::default()),
+                slowlog: RefCell::new(Default::default()),
+                latency: RefCell::new(Default::default()),
             });
             {
                 let core = core.clone();
@@ -278,6 +307,15 @@ fn run(cfg: Config) -> Result<(), String> {
                             ""
                         };
                         let _ = ready.send(Err(format!("cannot listen on {addr}: {e}{hint}")));
+                        return;
+                    }
+                }
+            }
+            if let (0, Some(addr)) = (i, metrics_addr) {
+                match runtime::Listener::bind(addr) {
+                    Ok(l) => runtime::spawn(metrics::serve(core.clone(), l)),
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("cannot listen on {addr} for metrics: {e}")));
                         return;
                     }
                 }
@@ -372,12 +410,23 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
             // Redis's budget: up to 25% of a tick on active expiry, in small bounded steps.
             let slice = Duration::from_micros(250_000 / hz as u64);
             let t0 = Instant::now();
+            let mut busy = Duration::ZERO;
             loop {
+                let t = Instant::now();
                 let step = bg.shard.borrow_mut().expire_step(crate::core::now_ms(), 64);
+                busy += t.elapsed();
                 if step.sampled == 0 || step.expired * 4 < step.sampled || t0.elapsed() > slice {
                     break;
                 }
                 runtime::yield_if_needed().await;
+            }
+            // The latency monitor's expire-cycle event: time spent expiring, not time yielded.
+            let threshold = bg.config.borrow().latency_monitor_threshold;
+            let ms = busy.as_millis() as u64;
+            if threshold > 0 && ms >= threshold {
+                bg.latency
+                    .borrow_mut()
+                    .add("expire-cycle", crate::core::now_ms() / 1000, ms);
             }
             let t0 = Instant::now();
             while bg.shard.borrow_mut().lazyfree_step(1024) && t0.elapsed() < slice {

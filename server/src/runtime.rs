@@ -54,6 +54,11 @@ impl<T: Send + 'static> Mailbox<T> {
             None => Err(()),
         }
     }
+
+    /// Messages waiting in core `of`'s inbox (for the queue-depth gauge).
+    pub fn depth(&self, of: usize) -> usize {
+        self.senders.get(of).map_or(0, |s| s.len())
+    }
 }
 
 impl<T: Send + 'static> MailboxEnds<T> {

@@ -420,7 +420,18 @@ impl Shard {
             | Cmd::CommandDocs
             | Cmd::CommandGetKeys
             | Cmd::CommandList
-            | Cmd::CommandHelp => {
+            | Cmd::CommandHelp
+            | Cmd::Slowlog
+            | Cmd::SlowlogGet
+            | Cmd::SlowlogLen
+            | Cmd::SlowlogReset
+            | Cmd::SlowlogHelp
+            | Cmd::Latency
+            | Cmd::LatencyLatest
+            | Cmd::LatencyHistory
+            | Cmd::LatencyReset
+            | Cmd::LatencyDoctor
+            | Cmd::LatencyHelp => {
                 out.error(&format!("ERR '{}' is not a keyspace command", spec.name))
             }
         }

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# percore beside every other Redis-protocol server on this machine, workload by workload, in
+# one run. `make bench` runs it; it writes OUT/report.md, OUT/report.svg and OUT/raw/.
+#
+# - Each server runs pinned to SERVER_CPU, the load generator to CLIENT_CPU.
+# - Every (workload, round) starts each server fresh, fills the key range so GETs hit, warms
+#   up for WARMUP seconds, then measures; servers alternate A B A B across rounds so drift on
+#   a noisy machine hits all of them.
+# - Drivers: percore-loadtest always; memtier_benchmark too when it is on PATH, on the same
+#   server instance right after, so the two generators' figures can be cross-checked.
+# - Server CPU seconds come from /proc/PID/stat around the measured run; the generator's own
+#   CPU from getrusage (percore-loadtest) or the shell's child times (memtier).
+#
+# Peers: redis-server, valkey-server and dragonfly, each when installed.
+# Environment: TEST_TIME (s, 10), ROUNDS (2), WARMUP (s, 2), KEYS (100000), SHARDS (percore
+# shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all), OUT (directory,
+# default loadtest/results/DATE).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PERCORE=${PERCORE:-target/release/percore}
+LT=${LT:-target/release/percore-loadtest}
+for b in "$PERCORE" "$LT"; do
+  [ -x "$b" ] || { echo "build first: cargo build --release --bin percore --bin percore-loadtest (or make bench)" >&2; exit 2; }
+done
+TEST_TIME=${TEST_TIME:-10}
+ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-2}
+KEYS=${KEYS:-100000}
+SHARDS=${SHARDS:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+OUT=${OUT:-loadtest/results/$(date +%F)}
+WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate"}
+mkdir -p "$OUT/raw"
+
+# name: percore-loadtest/memtier arguments. fixed-rate's rate is filled in at run time.
+workload_args() {
+  case "$1" in
+    p1) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
+    p32) echo "-t 1 -c 50 --pipeline=32 --ratio=1:10 -d 32" ;;
+    get-hits) echo "-t 1 -c 50 --pipeline=1 --ratio=0:1 -d 32" ;;
+    1kb) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 1024" ;;
+    conns-500) echo "-t 1 -c 500 --pipeline=1 --ratio=1:10 -d 32" ;;
+    fixed-rate) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
+    *) echo "unknown workload $1" >&2; exit 2 ;;
+  esac
+}
+data_size() { workload_args "$1" | sed 's/.*-d \([0-9]*\).*/\1/'; }
+
+servers="percore"
+for peer in redis-server valkey-server dragonfly; do
+  if command -v "$peer" >/dev/null 2>&1; then servers="$servers ${peer%-server}"; fi
+done
+drivers="percore-loadtest"
+if command -v memtier_benchmark >/dev/null 2>&1; then
+  drivers="$drivers memtier"
+else
+  echo "memtier_benchmark is not on PATH: measuring with percore-loadtest only (build memtier" >&2
+  echo "from its source outside this repository and put it on PATH to cross-check)." >&2
+fi
+echo "servers: $servers; drivers: $drivers; workloads: $WORKLOADS; $ROUNDS rounds of ${TEST_TIME}s" >&2
+
+{
+  echo "date: $(date -u '+%F %T UTC')"
+  echo "machine: $(uname -srm), $(nproc) CPUs: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "percore: $(git describe --always --dirty 2>/dev/null || echo unknown), $SHARDS shard(s)"
+  for s in $servers; do
+    case "$s" in
+      redis) echo "redis: $(redis-server --version)" ;;
+      valkey) echo "valkey: $(valkey-server --version)" ;;
+      dragonfly) echo "dragonfly: $(dragonfly --version 2>&1 | head -1)" ;;
+    esac
+  done
+  command -v memtier_benchmark >/dev/null 2>&1 && echo "memtier_benchmark: $(memtier_benchmark --version | head -1)"
+  echo "pinning: servers on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU; ${TEST_TIME}s per run, $ROUNDS rounds, ${WARMUP}s warm-up, $KEYS keys"
+} >"$OUT/machine.txt"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1/stat"; }
+# CHILD_CPU := CPU seconds of this shell's finished children (user + system). Not called in
+# $(...): a subshell has children of its own.
+CHILD_CPU=0
+children_cpu() {
+  times >"$OUT/.times"
+  CHILD_CPU=$(tail -1 "$OUT/.times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%.2f", t }')
+}
+
+SERVER_PID=
+start_server() { # name port
+  case "$1" in
+    percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" >"$OUT/raw/$1.log" 2>&1 & ;;
+    redis) taskset -c "$SERVER_CPU" redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
+    valkey) taskset -c "$SERVER_CPU" valkey-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
+    dragonfly) taskset -c "$SERVER_CPU" dragonfly --port "$2" --bind 127.0.0.1 --proactor_threads 1 --dbfilename "" >"$OUT/raw/$1.log" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 200); do
+    if "$LT" -p "$2" -t 1 -c 1 -n 1 --ratio=0:1 --no-progress >/dev/null 2>&1; then return 0; fi
+    sleep 0.05
+  done
+  echo "$1 did not start on port $2 (see $OUT/raw/$1.log)" >&2
+  exit 1
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+trap stop_server EXIT
+
+rate=
+seq=0
+# Median percore-loadtest ops/s of a workload on a server, from this run's raw files.
+measured_ops() { # workload server
+  for f in "$OUT"/raw/"$1"-"$2"-percore-loadtest-r*.json; do
+    [ -e "$f" ] && sed -n 's/^  "ops_per_sec": \([0-9.]*\),*$/\1/p' "$f"
+  done | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+for workload in $WORKLOADS; do
+  args=$(workload_args "$workload")
+  d=$(data_size "$workload")
+  if [ "$workload" = fixed-rate ]; then
+    # Half of the strongest peer's closed-loop peak at pipeline 1 (Redis when installed).
+    base=$(echo "$servers" | awk '{ print ($2 != "" ? $2 : $1) }')
+    peak=$(measured_ops p1 "$base")
+    if [ -z "$peak" ]; then
+      echo "fixed-rate needs the p1 workload first (to find $base's peak); skipped" >&2
+      continue
+    fi
+    rate=$(awk -v p="$peak" 'BEGIN { printf "%d", p / 2 }')
+    echo "fixed-rate: $rate requests/s (50% of $base's p1 peak of $peak)" >&2
+  fi
+  for round in $(seq "$ROUNDS"); do
+    for server in $servers; do
+      port=$(free_port)
+      start_server "$server" "$port"
+      taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 10 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
+        --key-maximum="$KEYS" -n allkeys -d "$d" --no-progress --hide-histogram >/dev/null
+      common="-p $port $args --key-maximum=$KEYS --key-pattern=R:R --distinct-client-seed --hide-histogram"
+      # shellcheck disable=SC2086
+      taskset -c "$CLIENT_CPU" "$LT" $common --test-time="$WARMUP" --no-progress >/dev/null
+      for driver in $drivers; do
+        name="$workload-$server-$driver-r$round"
+        extra=
+        before=$(cpu_seconds "$SERVER_PID")
+        if [ "$driver" = percore-loadtest ]; then
+          [ -n "$rate" ] && [ "$workload" = fixed-rate ] && extra="--rate=$rate"
+          # shellcheck disable=SC2086
+          taskset -c "$CLIENT_CPU" "$LT" $common $extra --test-time="$TEST_TIME" --no-progress \
+            --json "$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
+          client_cpu=
+        else
+          conns=$(echo "$args" | sed 's/.*-c \([0-9]*\).*/\1/')
+          [ -n "$rate" ] && [ "$workload" = fixed-rate ] && extra="--rate-limiting=$((rate / conns))"
+          children_cpu
+          c0=$CHILD_CPU
+          # shellcheck disable=SC2086
+          taskset -c "$CLIENT_CPU" memtier_benchmark -s 127.0.0.1 $common $extra --test-time="$TEST_TIME" \
+            --json-out-file="$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
+          children_cpu
+          client_cpu=$(awk -v a="$c0" -v b="$CHILD_CPU" 'BEGIN { printf "%.2f", b - a }')
+        fi
+        after=$(cpu_seconds "$SERVER_PID")
+        seq=$((seq + 1))
+        {
+          echo "seq=$seq"
+          echo "json=$name.json"
+          echo "server=$server"
+          echo "workload=$workload"
+          echo "driver=$driver"
+          echo "round=$round"
+          echo "seconds=$TEST_TIME"
+          echo "server_cpu_s=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"
+          [ -n "$client_cpu" ] && echo "client_cpu_s=$client_cpu"
+        } >"$OUT/raw/$name.meta"
+        echo "$name: $(grep -E '^Totals' "$OUT/raw/$name.txt" | awk '{print $2}') ops/s" >&2
+      done
+      stop_server
+    done
+  done
+done
+rm -f "$OUT/.times"
+"$LT" report "$OUT"
+echo >&2
+echo "report: $OUT/report.md, $OUT/report.svg; raw runs: $OUT/raw" >&2

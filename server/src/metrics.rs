@@ -1,0 +1,607 @@
+//! The Prometheus endpoint: an HTTP/1.1 listener of its own (`metrics-port`; the RESP port
+//! keeps refusing HTTP) serving the text exposition format, version 0.0.4, encoded by the
+//! `prometheus` crate.
+//!
+//! Recording costs nothing shared: every counter lives in its core's own `CoreStats`, shard
+//! and latency histograms. A scrape gathers one snapshot per core by message (the same as
+//! INFO) on core 0, which serves the endpoint; nothing is computed between scrapes.
+//!
+//! Names follow redis_exporter where it has a counterpart (`redis_commands_total{cmd}`,
+//! `redis_db_keys{db}`, ...), so existing dashboards and alerts work; what a sharded server
+//! adds is under `percore_` (per-shard keys, memory, commands, queue depth, cross-shard
+//! batches and their sizes, per-command latency histograms).
+//!
+//! Bounds: at most 16 scrapes at once (more are refused with 503), requests of at most 8 KiB,
+//! 5 s to send the request; the connection closes after one response.
+
+use crate::commands::{PERCORE_VERSION, REDIS_VERSION};
+use crate::core::{Core, BATCH_SIZE_BUCKETS};
+use crate::info::{gather, Gathered};
+use crate::runtime::{self, Listener, Stream};
+use percore_proto::command::{COMMANDS, SUBCOMMANDS};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, TextEncoder};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+const MAX_SCRAPES: usize = 16;
+const MAX_REQUEST: usize = 8 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Accepts scrapes until the process ends.
+pub async fn serve(core: Rc<Core>, listener: Listener) {
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let (core, active) = (core.clone(), active.clone());
+                runtime::spawn(async move {
+                    if active.get() >= MAX_SCRAPES {
+                        respond(
+                            stream,
+                            "503 Service Unavailable",
+                            "text/plain",
+                            b"too many concurrent scrapes\n",
+                        )
+                        .await;
+                        return;
+                    }
+                    active.set(active.get() + 1);
+                    handle(&core, stream).await;
+                    active.set(active.get() - 1);
+                });
+            }
+            Err(e) => {
+                crate::log::warn(&format!("metrics endpoint: accept failed: {e}"));
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads one request head; None if it is malformed, too large or too slow.
+async fn read_head(stream: &mut Stream) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf[len..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            len += n;
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                return Some(());
+            }
+            if len == buf.len() {
+                return None;
+            }
+        }
+    };
+    let timeout = async {
+        runtime::sleep(REQUEST_TIMEOUT).await;
+        None
+    };
+    futures_lite::future::or(read, timeout).await?;
+    buf.truncate(len);
+    Some(buf)
+}
+
+async fn handle(core: &Rc<Core>, mut stream: Stream) {
+    let Some(head) = read_head(&mut stream).await else {
+        respond(stream, "400 Bad Request", "text/plain", b"bad request\n").await;
+        return;
+    };
+    let line = head.split(|&c| c == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|&c| c == b' ');
+    let (method, target) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    let path = target.split(|&c| c == b'?').next().unwrap_or_default();
+    let head_only = method == b"HEAD";
+    if method != b"GET" && !head_only {
+        respond(stream, "405 Method Not Allowed", "text/plain", b"use GET\n").await;
+        return;
+    }
+    match path {
+        b"/metrics" => {
+            let body = render(&gather(core).await);
+            let body = if head_only {
+                Vec::new()
+            } else {
+                body.into_bytes()
+            };
+            respond(stream, "200 OK", CONTENT_TYPE, &body).await;
+        }
+        b"/" => {
+            respond(
+                stream,
+                "200 OK",
+                "text/plain",
+                b"percore: metrics at /metrics\n",
+            )
+            .await;
+        }
+        _ => {
+            respond(
+                stream,
+                "404 Not Found",
+                "text/plain",
+                b"not found: try /metrics\n",
+            )
+            .await
+        }
+    }
+}
+
+async fn respond(mut stream: Stream, status: &str, content_type: &str, body: &[u8]) {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Families under construction, in exposition order.
+struct Families(Vec<MetricFamily>);
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+impl Families {
+    fn family(&mut self, name: &str, help: &str, ty: MetricType) -> &mut MetricFamily {
+        if self.0.last().is_none_or(|f| f.get_name() != name) {
+            let mut f = MetricFamily::default();
+            f.set_name(name.to_string());
+            f.set_help(help.to_string());
+            f.set_field_type(ty);
+            self.0.push(f);
+        }
+        self.0.last_mut().expect("just pushed")
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
+        let mut g = Gauge::default();
+        g.set_value(v);
+        let mut m = Metric::default();
+        m.set_label(labels(pairs).into());
+        m.set_gauge(g);
+        self.family(name, help, MetricType::GAUGE)
+            .mut_metric()
+            .push(m);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
+        let mut c = Counter::default();
+        c.set_value(v);
+        let mut m = Metric::default();
+        m.set_label(labels(pairs).into());
+        m.set_counter(c);
+        self.family(name, help, MetricType::COUNTER)
+            .mut_metric()
+            .push(m);
+    }
+
+    /// `buckets`: (upper bound, cumulative count), ascending.
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        pairs: &[(&str, &str)],
+        buckets: &[(f64, u64)],
+        count: u64,
+        sum: f64,
+    ) {
+        let mut h = Histogram::default();
+        for &(le, n) in buckets {
+            let mut b = Bucket::default();
+            b.set_upper_bound(le);
+            b.set_cumulative_count(n);
+            h.mut_bucket().push(b);
+        }
+        h.set_sample_count(count);
+        h.set_sample_sum(sum);
+        let mut m = Metric::default();
+        m.set_label(labels(pairs).into());
+        m.set_histogram(h);
+        self.family(name, help, MetricType::HISTOGRAM)
+            .mut_metric()
+            .push(m);
+    }
+}
+
+/// Latency histogram buckets: 2^k ns for k = 10..=33 (1 µs to 8.6 s), exact edges of the
+/// per-command histograms.
+const LATENCY_POW2: std::ops::RangeInclusive<u32> = 10..=33;
+
+/// The whole exposition for one gathered state.
+pub fn render(g: &Gathered) -> String {
+    let mut f = Families(Vec::new());
+    let gl = &g.global;
+    f.gauge(
+        "redis_up",
+        "Whether the server is up (always 1 when the scrape answers).",
+        &[],
+        1.0,
+    );
+    let port = gl.port.to_string();
+    let pid = std::process::id().to_string();
+    let shards = gl.nshards.to_string();
+    f.gauge(
+        "redis_instance_info",
+        "Information about the server, as labels.",
+        &[
+            ("redis_version", REDIS_VERSION),
+            ("redis_mode", "standalone"),
+            ("os", std::env::consts::OS),
+            ("role", "master"),
+            ("run_id", &gl.run_id),
+            ("tcp_port", &port),
+            ("process_id", &pid),
+            ("percore_version", PERCORE_VERSION),
+            ("shards", &shards),
+        ],
+        1.0,
+    );
+    let uptime = gl.started.elapsed().as_secs_f64();
+    f.gauge(
+        "redis_uptime_in_seconds",
+        "Seconds since the server started.",
+        &[],
+        uptime.floor(),
+    );
+    f.gauge(
+        "redis_start_time_seconds",
+        "Start time, Unix seconds.",
+        &[],
+        (gl.started_unix_ms / 1000) as f64,
+    );
+    f.gauge(
+        "redis_connected_clients",
+        "Connected clients.",
+        &[],
+        g.connected_clients() as f64,
+    );
+    f.gauge(
+        "redis_blocked_clients",
+        "Clients blocked in a blocking command.",
+        &[],
+        0.0,
+    );
+    f.gauge(
+        "redis_config_maxclients",
+        "The maxclients setting.",
+        &[],
+        g.config.maxclients as f64,
+    );
+    f.gauge(
+        "redis_memory_used_bytes",
+        "Bytes allocated by the server (used_memory).",
+        &[],
+        g.used_memory() as f64,
+    );
+    f.gauge(
+        "redis_memory_used_rss_bytes",
+        "Resident set size of the process.",
+        &[],
+        g.rss as f64,
+    );
+    f.gauge(
+        "redis_memory_max_bytes",
+        "The maxmemory setting (0: no limit).",
+        &[],
+        0.0,
+    );
+    f.counter(
+        "redis_connections_received_total",
+        "Connections accepted.",
+        &[],
+        g.sum(|s| s.stats.connections_received) as f64,
+    );
+    f.counter(
+        "redis_rejected_connections_total",
+        "Connections refused (maxclients).",
+        &[],
+        g.rejected_connections as f64,
+    );
+    f.counter(
+        "redis_commands_processed_total",
+        "Commands executed.",
+        &[],
+        g.sum(|s| s.stats.commands_processed) as f64,
+    );
+    f.counter(
+        "redis_net_input_bytes_total",
+        "Bytes read from clients.",
+        &[],
+        g.sum(|s| s.stats.net_input_bytes) as f64,
+    );
+    f.counter(
+        "redis_net_output_bytes_total",
+        "Bytes written to clients.",
+        &[],
+        g.sum(|s| s.stats.net_output_bytes) as f64,
+    );
+    f.counter(
+        "redis_keyspace_hits_total",
+        "Key lookups that found the key.",
+        &[],
+        g.sum(|s| s.shard.keyspace_hits) as f64,
+    );
+    f.counter(
+        "redis_keyspace_misses_total",
+        "Key lookups that did not.",
+        &[],
+        g.sum(|s| s.shard.keyspace_misses) as f64,
+    );
+    f.counter(
+        "redis_expired_keys_total",
+        "Keys removed because their time to live ended.",
+        &[],
+        g.sum(|s| s.shard.expired_keys) as f64,
+    );
+    f.counter(
+        "redis_evicted_keys_total",
+        "Keys evicted to stay under maxmemory.",
+        &[],
+        0.0,
+    );
+    f.gauge(
+        "redis_rdb_last_save_timestamp_seconds",
+        "Time of the last successful snapshot, Unix seconds.",
+        &[],
+        (gl.started_unix_ms / 1000) as f64,
+    );
+    f.gauge(
+        "redis_rdb_changes_since_last_save",
+        "Writes since the last snapshot.",
+        &[],
+        g.sum(|s| s.shard.dirty) as f64,
+    );
+    f.gauge(
+        "redis_rdb_bgsave_in_progress",
+        "Whether a snapshot is being written.",
+        &[],
+        0.0,
+    );
+    let (sys, user) = crate::info::cpu_times();
+    f.counter(
+        "redis_cpu_sys_seconds_total",
+        "System CPU time of the process.",
+        &[],
+        sys,
+    );
+    f.counter(
+        "redis_cpu_user_seconds_total",
+        "User CPU time of the process.",
+        &[],
+        user,
+    );
+    f.gauge(
+        "redis_slowlog_length",
+        "Entries in the slow log.",
+        &[],
+        g.slowlog_len as f64,
+    );
+    f.gauge(
+        "redis_slowlog_last_id",
+        "Id of the newest slow log entry.",
+        &[],
+        g.slowlog_last_id as f64,
+    );
+    for (db, keys, expires, avg_ttl_ms) in g.keyspace() {
+        let db = format!("db{db}");
+        f.gauge(
+            "redis_db_keys",
+            "Keys per database.",
+            &[("db", &db)],
+            keys as f64,
+        );
+        f.gauge(
+            "redis_db_keys_expiring",
+            "Keys with a time to live, per database.",
+            &[("db", &db)],
+            expires as f64,
+        );
+        f.gauge(
+            "redis_db_avg_ttl_seconds",
+            "Average time to live of expiring keys.",
+            &[("db", &db)],
+            avg_ttl_ms as f64 / 1000.0,
+        );
+    }
+    let cmds = g.commands();
+    type CmdValue = fn(&crate::core::CmdStat) -> f64;
+    let per_command: [(&str, &str, CmdValue); 4] = [
+        ("redis_commands_total", "Calls per command.", |c| {
+            c.calls as f64
+        }),
+        (
+            "redis_commands_duration_seconds_total",
+            "Execution time per command.",
+            |c| c.nsec as f64 / 1e9,
+        ),
+        (
+            "redis_commands_failed_calls_total",
+            "Calls that replied with an error.",
+            |c| c.failed as f64,
+        ),
+        (
+            "redis_commands_rejected_calls_total",
+            "Calls refused before execution (arity, auth).",
+            |c| c.rejected as f64,
+        ),
+    ];
+    for (metric, help, value) in per_command {
+        for spec in COMMANDS.iter().chain(SUBCOMMANDS.iter()) {
+            let c = &cmds[spec.cmd as usize];
+            if c.calls > 0 || c.rejected > 0 {
+                f.counter(
+                    metric,
+                    help,
+                    &[("cmd", &spec.name.replace('|', "_"))],
+                    value(c),
+                );
+            }
+        }
+    }
+    let mut errors: Vec<_> = g.errors().into_iter().collect();
+    errors.sort();
+    for (code, n) in &errors {
+        f.counter(
+            "redis_errors_total",
+            "Error replies by error code.",
+            &[("err", code)],
+            *n as f64,
+        );
+    }
+    for (event, series) in &g.latency.events {
+        if let Some(&(t, ms)) = series.samples.back() {
+            f.gauge(
+                "redis_latency_spike_last",
+                "Time of the latest latency spike per event, Unix seconds.",
+                &[("event_name", event)],
+                t as f64,
+            );
+            f.gauge(
+                "redis_latency_spike_duration_seconds",
+                "Length of the latest latency spike per event.",
+                &[("event_name", event)],
+                ms as f64 / 1000.0,
+            );
+        }
+    }
+
+    f.gauge(
+        "percore_shards",
+        "Shards (one executor each).",
+        &[],
+        gl.nshards as f64,
+    );
+    type ShardValue = fn(&crate::info::CoreSnapshot) -> u64;
+    let per_shard: [(&str, &str, bool, ShardValue); 9] = [
+        (
+            "percore_shard_keys",
+            "Keys held by the shard, all databases.",
+            false,
+            |s| s.dbs.iter().map(|d| d.0 as u64).sum(),
+        ),
+        (
+            "percore_shard_memory_used_bytes",
+            "Bytes allocated by the shard's thread.",
+            false,
+            |s| s.allocated.max(0) as u64,
+        ),
+        (
+            "percore_shard_connected_clients",
+            "Clients whose connection the shard's core serves.",
+            false,
+            |s| s.conns as u64,
+        ),
+        (
+            "percore_shard_mailbox_depth",
+            "Messages waiting in the shard's inbox.",
+            false,
+            |s| s.mailbox_depth as u64,
+        ),
+        (
+            "percore_shard_commands_processed_total",
+            "Commands executed on the shard.",
+            true,
+            |s| s.stats.commands_processed,
+        ),
+        (
+            "percore_shard_keyspace_hits_total",
+            "Key lookups on the shard that found the key.",
+            true,
+            |s| s.shard.keyspace_hits,
+        ),
+        (
+            "percore_shard_keyspace_misses_total",
+            "Key lookups on the shard that did not.",
+            true,
+            |s| s.shard.keyspace_misses,
+        ),
+        (
+            "percore_cross_shard_batches_total",
+            "Batches this shard's connections sent to other shards.",
+            true,
+            |s| s.stats.batches_sent,
+        ),
+        (
+            "percore_cross_shard_commands_total",
+            "Commands in those batches.",
+            true,
+            |s| s.stats.batched_commands_sent,
+        ),
+    ];
+    for (name, help, counter, value) in per_shard {
+        for (i, s) in g.snaps.iter().enumerate() {
+            let shard = i.to_string();
+            if counter {
+                f.counter(name, help, &[("shard", &shard)], value(s) as f64);
+            } else {
+                f.gauge(name, help, &[("shard", &shard)], value(s) as f64);
+            }
+        }
+    }
+    for (i, s) in g.snaps.iter().enumerate() {
+        let shard = i.to_string();
+        let mut cum = 0;
+        let buckets: Vec<(f64, u64)> = BATCH_SIZE_BUCKETS
+            .iter()
+            .zip(&s.stats.batch_sizes)
+            .map(|(&le, &n)| {
+                cum += n;
+                (le as f64, cum)
+            })
+            .collect();
+        f.histogram(
+            "percore_cross_shard_batch_size",
+            "Commands per cross-shard batch, by sending shard.",
+            &[("shard", &shard)],
+            &buckets,
+            s.stats.batches_sent,
+            s.stats.batched_commands_sent as f64,
+        );
+    }
+    let lat = g.latency_histograms();
+    for spec in COMMANDS.iter().chain(SUBCOMMANDS.iter()) {
+        let Some(h) = &lat[spec.cmd as usize] else {
+            continue;
+        };
+        let buckets: Vec<(f64, u64)> = LATENCY_POW2
+            .map(|k| ((1u64 << k) as f64 / 1e9, h.count_below_pow2(k)))
+            .collect();
+        let name = spec.name.replace('|', "_");
+        f.histogram(
+            "percore_command_duration_seconds",
+            "Execution time per command (on the shard that ran it).",
+            &[("cmd", &name)],
+            &buckets,
+            h.count,
+            h.sum_ns as f64 / 1e9,
+        );
+    }
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&f.0, &mut out)
+        .expect("metric names and labels are static and valid");
+    String::from_utf8(out).expect("the text encoder writes UTF-8")
+}

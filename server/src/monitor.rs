@@ -1,0 +1,190 @@
+//! SLOWLOG and LATENCY: the per-core slow logs and latency monitors (`latency.rs`) gathered
+//! into the replies Redis gives, with one message per core.
+//!
+//! Slow-log ids are unique across cores (one global counter, touched only by slow commands),
+//! so merging the cores' logs newest-first by id gives Redis's order.
+
+use crate::conn::Conn;
+use crate::core::{call_all, Core};
+use crate::latency::{LatencyMonitor, SlowEntry};
+use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
+
+const SLOWLOG_DEFAULT_COUNT: i64 = 10;
+
+pub async fn slowlog(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    match spec.cmd {
+        Cmd::SlowlogGet => {
+            let count = match a.get(2) {
+                None => SLOWLOG_DEFAULT_COUNT,
+                Some(n) => match percore_proto::parse_i64(n) {
+                    Some(n) if n >= -1 => n,
+                    _ => return w.error("ERR count should be greater than or equal to -1"),
+                },
+            };
+            let per_core = call_all(&conn.core, |c: &Core| {
+                c.slowlog
+                    .borrow()
+                    .entries
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let mut all: Vec<SlowEntry> = per_core.into_iter().flatten().collect();
+            all.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
+            // Each core keeps its newest `slowlog-max-len`; the log as a whole keeps as many.
+            all.truncate(conn.core.config.borrow().slowlog_max_len);
+            if count >= 0 {
+                all.truncate(count as usize);
+            }
+            w.array(all.len());
+            for e in &all {
+                w.array(6);
+                w.int(e.id as i64);
+                w.int(e.time_s as i64);
+                w.int(e.duration_us as i64);
+                w.array(e.args.len());
+                for arg in &e.args {
+                    w.bulk(arg);
+                }
+                w.bulk(e.client_addr.as_bytes());
+                w.bulk(&e.client_name);
+            }
+        }
+        Cmd::SlowlogLen => {
+            let lens = call_all(&conn.core, |c: &Core| c.slowlog.borrow().entries.len()).await;
+            let max_len = conn.core.config.borrow().slowlog_max_len;
+            w.int(lens.iter().sum::<usize>().min(max_len) as i64);
+        }
+        Cmd::SlowlogReset => {
+            call_all(&conn.core, |c: &Core| {
+                c.slowlog.borrow_mut().entries.clear()
+            })
+            .await;
+            w.ok();
+        }
+        _ => crate::commands::help(
+            w,
+            "SLOWLOG",
+            &[
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "    Entries are made of:",
+                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                "    client name",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+            ],
+        ),
+    }
+}
+
+async fn merged(conn: &Conn) -> LatencyMonitor {
+    let per_core = call_all(&conn.core, |c: &Core| c.latency.borrow().clone()).await;
+    let mut m = LatencyMonitor::default();
+    for l in &per_core {
+        m.merge(l);
+    }
+    m
+}
+
+pub async fn latency(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    match spec.cmd {
+        Cmd::LatencyLatest => {
+            let m = merged(conn).await;
+            w.array(m.events.len());
+            for (name, s) in &m.events {
+                let (t, ms) = s.samples.back().copied().unwrap_or((0, 0));
+                w.array(4);
+                w.bulk(name.as_bytes());
+                w.int(t as i64);
+                w.int(ms as i64);
+                w.int(s.max_ms as i64);
+            }
+        }
+        Cmd::LatencyHistory => {
+            let m = merged(conn).await;
+            let name = String::from_utf8_lossy(&a[2]).to_ascii_lowercase();
+            match m.events.iter().find(|(e, _)| *e == name) {
+                None => w.array(0),
+                Some((_, s)) => {
+                    w.array(s.samples.len());
+                    for &(t, ms) in &s.samples {
+                        w.array(2);
+                        w.int(t as i64);
+                        w.int(ms as i64);
+                    }
+                }
+            }
+        }
+        Cmd::LatencyReset => {
+            let names: Vec<String> = a
+                .iter()
+                .skip(2)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect();
+            let mut existing = merged(conn).await;
+            let count = existing.reset(&names);
+            call_all(&conn.core, move |c: &Core| {
+                c.latency.borrow_mut().reset(&names);
+            })
+            .await;
+            w.int(count as i64);
+        }
+        Cmd::LatencyDoctor => {
+            let threshold = conn.core.config.borrow().latency_monitor_threshold;
+            let m = merged(conn).await;
+            w.verbatim(b"txt", doctor(threshold, &m).as_bytes());
+        }
+        _ => crate::commands::help(
+            w,
+            "LATENCY",
+            &[
+                "DOCTOR",
+                "    Return a human readable latency analysis report.",
+                "HISTORY <event>",
+                "    Return time-latency samples for the <event> class.",
+                "LATEST",
+                "    Return the latest latency samples for all events.",
+                "RESET [<event> ...]",
+                "    Reset latency data of one or more <event> classes.",
+                "    (default: reset all data for all event classes)",
+            ],
+        ),
+    }
+}
+
+/// A short report in the spirit of Redis's LATENCY DOCTOR: what spiked, how often, how badly.
+pub fn doctor(threshold_ms: u64, m: &LatencyMonitor) -> String {
+    if threshold_ms == 0 {
+        return "Latency monitoring is disabled in this percore instance. Enable it with \
+                CONFIG SET latency-monitor-threshold <milliseconds>.\n"
+            .into();
+    }
+    if m.events.is_empty() {
+        return format!(
+            "No latency spike (>= {threshold_ms} ms) was observed since the monitor was enabled \
+             or last reset.\n"
+        );
+    }
+    let mut out = format!("Latency spikes of {threshold_ms} ms or more, per event:\n\n");
+    for (i, (name, s)) in m.events.iter().enumerate() {
+        let n = s.samples.len() as u64;
+        let avg = s.samples.iter().map(|x| x.1).sum::<u64>() / n.max(1);
+        let first = s.samples.front().map_or(0, |x| x.0);
+        let last = s.samples.back().map_or(0, |x| x.0);
+        let period = if n > 1 { (last - first) / (n - 1) } else { 0 };
+        out.push_str(&format!(
+            "{}. {name}: {n} latency spikes (average {avg}ms, period {period} sec). Worst all time event {}ms.\n",
+            i + 1,
+            s.max_ms
+        ));
+    }
+    out.push_str(
+        "\nAdvice: \"command\" and \"fast-command\" spikes point at slow commands (see SLOWLOG GET); \
+         \"expire-cycle\" spikes at many keys expiring at once.\n",
+    );
+    out
+}
