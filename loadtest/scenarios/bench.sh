@@ -16,13 +16,9 @@
 # shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all), OUT (directory,
 # default loadtest/results/DATE).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-PERCORE=${PERCORE:-target/release/percore}
-LT=${LT:-target/release/percore-loadtest}
-for b in "$PERCORE" "$LT"; do
-  [ -x "$b" ] || { echo "build first: cargo build --release --bin percore --bin percore-loadtest (or make bench)" >&2; exit 2; }
-done
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+require_binaries "$PERCORE" "$LT"
 TEST_TIME=${TEST_TIME:-10}
 ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-2}
@@ -77,8 +73,6 @@ echo "servers: $servers; drivers: $drivers; workloads: $WORKLOADS; $ROUNDS round
   echo "pinning: servers on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU; ${TEST_TIME}s per run, $ROUNDS rounds, ${WARMUP}s warm-up, $KEYS keys"
 } >"$OUT/machine.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1/stat"; }
 # CHILD_CPU := CPU seconds of this shell's finished children (user + system). Not called in
 # $(...): a subshell has children of its own.
 CHILD_CPU=0

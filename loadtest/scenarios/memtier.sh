@@ -9,15 +9,15 @@
 # CLIENTS (50), RATIO (1:10), DATA_SIZE (32), KEYS (100000), SHARDS (percore shards, 1),
 # SERVER_CPU (0), CLIENT_CPU (1), OUT (results directory).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 if ! command -v memtier_benchmark >/dev/null 2>&1; then
   echo "memtier_benchmark is not on PATH: build it from its source (RedisLabs/memtier_benchmark)" >&2
   echo "outside this repository, put it on PATH, and run this again. Nothing was measured." >&2
   exit 2
 fi
-PERCORE=${PERCORE:-target/release/percore}
-[ -x "$PERCORE" ] || { echo "build percore first: make build" >&2; exit 2; }
+require_binaries "$PERCORE"
 
 TEST_TIME=${TEST_TIME:-60}
 PIPELINES=${PIPELINES:-"1 32"}
@@ -33,7 +33,6 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 wait_ready() {
   for _ in $(seq 200); do

@@ -6,13 +6,9 @@
 # Environment: TEST_TIME (s, 10), ROUNDS (3), PIPELINES ("1 32"), SHARDS (1), SCRAPE_EVERY (1),
 # SERVER_CPU (0), CLIENT_CPU (1).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-PERCORE=${PERCORE:-target/release/percore}
-LT=${LT:-target/release/percore-loadtest}
-for b in "$PERCORE" "$LT"; do
-  [ -x "$b" ] || { echo "build first: cargo build --release --bin percore --bin percore-loadtest" >&2; exit 2; }
-done
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+require_binaries "$PERCORE" "$LT"
 command -v curl >/dev/null 2>&1 || { echo "curl is needed to scrape (apt-get install -y curl)" >&2; exit 2; }
 TEST_TIME=${TEST_TIME:-10}
 ROUNDS=${ROUNDS:-3}
@@ -23,7 +19,6 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 out=$(mktemp -d)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 value() { sed -n "s/^  \"$1\": \([0-9.]*\),*$/\1/p" "$2"; }
 
 echo "| metrics | pipeline | round | ops/s | p99 ms | scrapes |"

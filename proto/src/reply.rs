@@ -74,16 +74,11 @@ pub fn scan_reply(buf: &[u8]) -> Result<Option<(usize, ReplyKind)>, ReplyError> 
             b'_' => ReplyKind::Nil,
             b'#' | b',' | b'(' => ReplyKind::Other,
             b'$' | b'=' | b'!' => {
-                let n = parse_len(line)?;
-                if n < 0 {
-                    if ty != b'$' || n != -1 {
-                        return Err(ReplyError::BadLength);
-                    }
+                let Some(n) = parse_count(ty, line, b'$')? else {
                     pos = after;
                     outer.get_or_insert(ReplyKind::Nil);
                     continue;
-                }
-                let n = n as u64;
+                };
                 if n > MAX_BULK {
                     return Err(ReplyError::BadLength);
                 }
@@ -104,16 +99,11 @@ pub fn scan_reply(buf: &[u8]) -> Result<Option<(usize, ReplyKind)>, ReplyError> 
                 continue;
             }
             b'*' | b'%' | b'~' | b'>' | b'|' => {
-                let n = parse_len(line)?;
-                if n < 0 {
-                    if ty != b'*' || n != -1 {
-                        return Err(ReplyError::BadLength);
-                    }
+                let Some(n) = parse_count(ty, line, b'*')? else {
                     pos = after;
                     outer.get_or_insert(ReplyKind::Nil);
                     continue;
-                }
-                let n = n as u64;
+                };
                 let elements = if matches!(ty, b'%' | b'|') { n * 2 } else { n };
                 if elements > MAX_REPLY_ELEMENTS {
                     return Err(ReplyError::TooDeep);
@@ -149,8 +139,14 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     None
 }
 
-fn parse_len(line: &[u8]) -> Result<i64, ReplyError> {
-    crate::parse_i64(line).ok_or(ReplyError::BadLength)
+/// A length or count line: Some(n), or None for the RESP2 nil (`-1`), which only type
+/// `nil_ty` may carry.
+fn parse_count(ty: u8, line: &[u8], nil_ty: u8) -> Result<Option<u64>, ReplyError> {
+    match crate::parse_i64(line).ok_or(ReplyError::BadLength)? {
+        -1 if ty == nil_ty => Ok(None),
+        n if n < 0 => Err(ReplyError::BadLength),
+        n => Ok(Some(n as u64)),
+    }
 }
 
 #[cfg(test)]
