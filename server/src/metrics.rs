@@ -259,152 +259,42 @@ pub fn render(g: &Gathered) -> String {
         ],
         1.0,
     );
-    let uptime = gl.started.elapsed().as_secs_f64();
-    f.gauge(
-        "redis_uptime_in_seconds",
-        "Seconds since the server started.",
-        &[],
-        uptime.floor(),
-    );
-    f.gauge(
-        "redis_start_time_seconds",
-        "Start time, Unix seconds.",
-        &[],
-        (gl.started_unix_ms / 1000) as f64,
-    );
-    f.gauge(
-        "redis_connected_clients",
-        "Connected clients.",
-        &[],
-        g.connected_clients() as f64,
-    );
-    f.gauge(
-        "redis_blocked_clients",
-        "Clients blocked in a blocking command.",
-        &[],
-        0.0,
-    );
-    f.gauge(
-        "redis_config_maxclients",
-        "The maxclients setting.",
-        &[],
-        g.config.maxclients as f64,
-    );
-    f.gauge(
-        "redis_memory_used_bytes",
-        "Bytes allocated by the server (used_memory).",
-        &[],
-        g.used_memory() as f64,
-    );
-    f.gauge(
-        "redis_memory_used_rss_bytes",
-        "Resident set size of the process.",
-        &[],
-        g.rss as f64,
-    );
-    f.gauge(
-        "redis_memory_max_bytes",
-        "The maxmemory setting (0: no limit).",
-        &[],
-        0.0,
-    );
-    f.counter(
-        "redis_connections_received_total",
-        "Connections accepted.",
-        &[],
-        g.sum(|s| s.stats.connections_received) as f64,
-    );
-    f.counter(
-        "redis_rejected_connections_total",
-        "Connections refused (maxclients).",
-        &[],
-        g.rejected_connections as f64,
-    );
-    f.counter(
-        "redis_commands_processed_total",
-        "Commands executed.",
-        &[],
-        g.sum(|s| s.stats.commands_processed) as f64,
-    );
-    f.counter(
-        "redis_net_input_bytes_total",
-        "Bytes read from clients.",
-        &[],
-        g.sum(|s| s.stats.net_input_bytes) as f64,
-    );
-    f.counter(
-        "redis_net_output_bytes_total",
-        "Bytes written to clients.",
-        &[],
-        g.sum(|s| s.stats.net_output_bytes) as f64,
-    );
-    f.counter(
-        "redis_keyspace_hits_total",
-        "Key lookups that found the key.",
-        &[],
-        g.sum(|s| s.shard.keyspace_hits) as f64,
-    );
-    f.counter(
-        "redis_keyspace_misses_total",
-        "Key lookups that did not.",
-        &[],
-        g.sum(|s| s.shard.keyspace_misses) as f64,
-    );
-    f.counter(
-        "redis_expired_keys_total",
-        "Keys removed because their time to live ended.",
-        &[],
-        g.sum(|s| s.shard.expired_keys) as f64,
-    );
-    f.counter(
-        "redis_evicted_keys_total",
-        "Keys evicted to stay under maxmemory.",
-        &[],
-        0.0,
-    );
-    f.gauge(
-        "redis_rdb_last_save_timestamp_seconds",
-        "Time of the last successful snapshot, Unix seconds.",
-        &[],
-        (gl.started_unix_ms / 1000) as f64,
-    );
-    f.gauge(
-        "redis_rdb_changes_since_last_save",
-        "Writes since the last snapshot.",
-        &[],
-        g.sum(|s| s.shard.dirty) as f64,
-    );
-    f.gauge(
-        "redis_rdb_bgsave_in_progress",
-        "Whether a snapshot is being written.",
-        &[],
-        0.0,
-    );
     let (sys, user) = crate::info::cpu_times();
-    f.counter(
-        "redis_cpu_sys_seconds_total",
-        "System CPU time of the process.",
-        &[],
-        sys,
-    );
-    f.counter(
-        "redis_cpu_user_seconds_total",
-        "User CPU time of the process.",
-        &[],
-        user,
-    );
-    f.gauge(
-        "redis_slowlog_length",
-        "Entries in the slow log.",
-        &[],
-        g.slowlog_len as f64,
-    );
-    f.gauge(
-        "redis_slowlog_last_id",
-        "Id of the newest slow log entry.",
-        &[],
-        g.slowlog_last_id as f64,
-    );
+    let start_s = (gl.started_unix_ms / 1000) as f64;
+    // (name, help, counter or gauge, value), one row per line.
+    #[rustfmt::skip]
+    let scalars: [(&str, &str, bool, f64); 23] = [
+        ("redis_uptime_in_seconds", "Seconds since the server started.", false, gl.started.elapsed().as_secs() as f64),
+        ("redis_start_time_seconds", "Start time, Unix seconds.", false, start_s),
+        ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
+        ("redis_blocked_clients", "Clients blocked in a blocking command.", false, 0.0),
+        ("redis_config_maxclients", "The maxclients setting.", false, g.config.maxclients as f64),
+        ("redis_memory_used_bytes", "Bytes allocated by the server (used_memory).", false, g.used_memory() as f64),
+        ("redis_memory_used_rss_bytes", "Resident set size of the process.", false, g.rss as f64),
+        ("redis_memory_max_bytes", "The maxmemory setting (0: no limit).", false, 0.0),
+        ("redis_connections_received_total", "Connections accepted.", true, g.sum(|s| s.stats.connections_received) as f64),
+        ("redis_rejected_connections_total", "Connections refused (maxclients).", true, g.rejected_connections as f64),
+        ("redis_commands_processed_total", "Commands executed.", true, g.sum(|s| s.stats.commands_processed) as f64),
+        ("redis_net_input_bytes_total", "Bytes read from clients.", true, g.sum(|s| s.stats.net_input_bytes) as f64),
+        ("redis_net_output_bytes_total", "Bytes written to clients.", true, g.sum(|s| s.stats.net_output_bytes) as f64),
+        ("redis_keyspace_hits_total", "Key lookups that found the key.", true, g.sum(|s| s.shard.keyspace_hits) as f64),
+        ("redis_keyspace_misses_total", "Key lookups that did not.", true, g.sum(|s| s.shard.keyspace_misses) as f64),
+        ("redis_expired_keys_total", "Keys removed because their time to live ended.", true, g.sum(|s| s.shard.expired_keys) as f64),
+        ("redis_evicted_keys_total", "Keys evicted to stay under maxmemory.", true, 0.0),
+        ("redis_rdb_last_save_timestamp_seconds", "Time of the last successful snapshot (the start time until one is made), Unix seconds.", false, start_s),
+        ("redis_rdb_changes_since_last_save", "Writes since the last snapshot.", false, g.sum(|s| s.shard.dirty) as f64),
+        ("redis_cpu_sys_seconds_total", "System CPU time of the process.", true, sys),
+        ("redis_cpu_user_seconds_total", "User CPU time of the process.", true, user),
+        ("redis_slowlog_length", "Entries in the slow log.", false, g.slowlog_len as f64),
+        ("redis_slowlog_last_id", "Id of the newest slow log entry.", false, g.slowlog_last_id as f64),
+    ];
+    for (name, help, counter, v) in scalars {
+        if counter {
+            f.counter(name, help, &[], v);
+        } else {
+            f.gauge(name, help, &[], v);
+        }
+    }
     for (db, keys, expires, avg_ttl_ms) in g.keyspace() {
         let db = format!("db{db}");
         f.gauge(
