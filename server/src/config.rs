@@ -6,6 +6,7 @@
 //! name, how to read it, how to set it, and whether CONFIG SET may change it at run time.
 
 use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
+use percore_shard::evict::Policy;
 use std::fmt::Write as _;
 
 #[derive(Clone, Debug)]
@@ -38,6 +39,10 @@ pub struct Config {
     pub metrics_port: u16,
     /// Address of the Prometheus endpoint; empty: the first `bind` address.
     pub metrics_bind: String,
+    /// Bytes the server may use for data before evicting (0: no limit); split evenly
+    /// across shards.
+    pub maxmemory: u64,
+    pub evict: percore_shard::evict::EvictConfig,
 }
 
 impl Default for Config {
@@ -65,6 +70,8 @@ impl Default for Config {
             latency_monitor_threshold: 0,
             metrics_port: 0,
             metrics_bind: String::new(),
+            maxmemory: 0,
+            evict: percore_shard::evict::EvictConfig::default(),
         }
     }
 }
@@ -146,12 +153,15 @@ pub static PARAMS: &[Param] = &[
     Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = parse_num(one(v)?, "latency-monitor-threshold")?; Ok(()) }, mutable: true },
     Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = parse_num(one(v)?, "metrics-port")?; Ok(()) }, mutable: false },
     Param { name: "metrics-bind", get: |c| c.metrics_bind.clone(), set: |c, v| { c.metrics_bind = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "maxmemory", get: |c| c.maxmemory.to_string(), set: |c, v| { c.maxmemory = parse_memory(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "maxmemory-policy", get: |c| c.evict.policy.name().into(), set: |c, v| { c.evict.policy = Policy::parse(one(v)?).ok_or("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")?; Ok(()) }, mutable: true },
+    Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { let n: usize = parse_num(one(v)?, "maxmemory-samples")?; if !(1..=64).contains(&n) { return Err("argument must be between 1 and 64 inclusive".into()); } c.evict.samples = n; Ok(()) }, mutable: true },
+    Param { name: "lfu-log-factor", get: |c| c.evict.lfu_log_factor.to_string(), set: |c, v| { c.evict.lfu_log_factor = parse_num(one(v)?, "lfu-log-factor")?; Ok(()) }, mutable: true },
+    Param { name: "lfu-decay-time", get: |c| c.evict.lfu_decay_time.to_string(), set: |c, v| { c.evict.lfu_decay_time = parse_num(one(v)?, "lfu-decay-time")?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "save", get: |_| String::new(), set: |_, v| { if v.iter().all(|s| s.is_empty()) { Ok(()) } else { Err("snapshots are not available in this version".into()) } }, mutable: false },
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },
-    Param { name: "maxmemory", get: |_| "0".into(), set: |_, v| { if parse_memory(one(v)?)? == 0 { Ok(()) } else { Err("maxmemory is not available in this version".into()) } }, mutable: false },
-    Param { name: "maxmemory-policy", get: |_| "noeviction".into(), set: |_, v| { if one(v)? == "noeviction" { Ok(()) } else { Err("eviction is not available in this version".into()) } }, mutable: false },
     Param { name: "daemonize", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore does not daemonize: run it under systemd (see deploy/)".into()) } else { Ok(()) } }, mutable: false },
 ];
 

@@ -448,12 +448,13 @@ impl Conn {
             };
             let start = buf.len();
             let t0 = Instant::now();
-            self.core.shard.borrow_mut().apply(
-                &ctx,
-                spec,
-                args,
-                &mut ReplyWriter::new(buf, self.proto),
-            );
+            let mut shard = self.core.shard.borrow_mut();
+            let mut w = ReplyWriter::new(buf, self.proto);
+            match self.core.admit(spec, &mut shard, ctx.now_ms) {
+                Ok(()) => shard.apply(&ctx, spec, args, &mut w),
+                Err(e) => w.error(e),
+            }
+            drop(shard);
             let ns = t0.elapsed().as_nanos() as u64;
             self.core
                 .observe(spec, ns, &buf[start..], &args, Caller::Client(&self.handle));

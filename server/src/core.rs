@@ -16,6 +16,7 @@ use crate::latency::{LatencyHist, LatencyMonitor, SlowEntry, SlowLog};
 use crate::runtime::Mailbox;
 use futures_channel::oneshot;
 use percore_proto::{Args, CommandSpec, Flags, OwnedArgs, Protocol, ReplyWriter, Span, CMD_COUNT};
+use percore_shard::evict::Evicted;
 use percore_shard::{ExecCtx, Shard};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -118,6 +119,17 @@ impl Default for CoreStats {
         }
     }
 }
+
+/// True when the process uses more than `limit` bytes.
+pub fn over_limit(limit: u64) -> bool {
+    crate::alloc::total_allocated().max(0) as u64 > limit
+}
+
+/// Redis's error for a write refused under `maxmemory`.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Keys one command may evict before it runs; the background tick continues the work.
+pub const EVICT_PER_COMMAND: usize = 64;
 
 /// Upper bounds of the cross-shard batch-size buckets (a connection flushes at 64 queued
 /// commands, so larger batches are rare: they count only in the total).
@@ -344,6 +356,49 @@ impl Core {
         self.global.nshards
     }
 
+    /// `maxmemory` in bytes (0: no limit).
+    ///
+    /// The limit bounds the process's allocated bytes (Redis's `used_memory`), measured as the
+    /// exact total over threads (`alloc::total_allocated`), because one core's own count
+    /// drifts when memory crosses cores. The shard that runs a write evicts from its own keys,
+    /// so with keys hashed evenly the limit splits evenly across shards.
+    pub fn memory_limit(&self) -> u64 {
+        self.config.borrow().maxmemory
+    }
+
+    /// Before a command runs on this shard: when the process is over `maxmemory`, evicts (at
+    /// most `EVICT_PER_COMMAND` keys of this shard); refuses a command that may grow memory
+    /// (`denyoom`) only when nothing can be evicted, as Redis does. Costs a comparison when
+    /// no limit is set, and a sum over a few per-thread counters when one is.
+    #[inline]
+    pub fn admit(
+        &self,
+        spec: &CommandSpec,
+        shard: &mut Shard,
+        now_ms: u64,
+    ) -> Result<(), &'static str> {
+        let limit = self.memory_limit();
+        if limit == 0 || !over_limit(limit) {
+            return Ok(());
+        }
+        self.make_room(spec, shard, now_ms, limit)
+    }
+
+    #[cold]
+    fn make_room(
+        &self,
+        spec: &CommandSpec,
+        shard: &mut Shard,
+        now_ms: u64,
+        limit: u64,
+    ) -> Result<(), &'static str> {
+        let over = &mut || over_limit(limit);
+        match shard.evict(now_ms, EVICT_PER_COMMAND, over) {
+            Evicted::Impossible(_) if spec.flags.has(Flags::DENYOOM) => Err(OOM),
+            _ => Ok(()),
+        }
+    }
+
     /// Counts one executed command, and feeds the slow log and the latency monitor when it
     /// was slow enough. Costs a few adds and one histogram increment unless it was slow.
     #[inline]
@@ -417,15 +472,19 @@ impl Core {
             let args = Args::new(&batch.buf, spans);
             let start = reply.buf.len();
             let t0 = Instant::now();
-            shard.apply(
-                &ExecCtx {
-                    db: c.db as usize,
-                    now_ms: now,
-                },
-                c.spec,
-                args,
-                &mut ReplyWriter::new(&mut reply.buf, c.proto),
-            );
+            let mut w = ReplyWriter::new(&mut reply.buf, c.proto);
+            match self.admit(c.spec, &mut shard, now) {
+                Ok(()) => shard.apply(
+                    &ExecCtx {
+                        db: c.db as usize,
+                        now_ms: now,
+                    },
+                    c.spec,
+                    args,
+                    &mut w,
+                ),
+                Err(e) => w.error(e),
+            }
             if c.record {
                 let ns = t0.elapsed().as_nanos() as u64;
                 self.observe(
@@ -450,15 +509,14 @@ impl Core {
     ) -> Vec<u8> {
         let mut out = Vec::new();
         let t0 = Instant::now();
-        self.shard.borrow_mut().apply(
-            &ExecCtx {
-                db,
-                now_ms: now_ms(),
-            },
-            spec,
-            args.args(),
-            &mut ReplyWriter::new(&mut out, proto),
-        );
+        let now = now_ms();
+        let mut shard = self.shard.borrow_mut();
+        let mut w = ReplyWriter::new(&mut out, proto);
+        match self.admit(spec, &mut shard, now) {
+            Ok(()) => shard.apply(&ExecCtx { db, now_ms: now }, spec, args.args(), &mut w),
+            Err(e) => w.error(e),
+        }
+        drop(shard);
         let ns = t0.elapsed().as_nanos() as u64;
         self.observe(spec, ns, &out, &args.args(), Caller::Internal);
         out
@@ -467,7 +525,11 @@ impl Core {
     /// Applies a configuration if it is newer than this core's copy.
     pub fn apply_config(&self, version: u64, cfg: Arc<Config>) {
         if version > self.config_version.get() {
-            self.shard.borrow_mut().config.proto_max_bulk_len = cfg.proto_max_bulk_len;
+            {
+                let mut shard = self.shard.borrow_mut();
+                shard.config.proto_max_bulk_len = cfg.proto_max_bulk_len;
+                shard.config.evict = cfg.evict;
+            }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);
         }

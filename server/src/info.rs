@@ -57,6 +57,7 @@ pub struct Gathered {
     pub global: Arc<Global>,
     pub config: Arc<Config>,
     pub rss: u64,
+    pub used_memory: u64,
     pub rejected_connections: u64,
     pub slowlog_len: usize,
     pub slowlog_last_id: u64,
@@ -82,6 +83,7 @@ pub async fn gather(core: &Rc<Core>) -> Gathered {
         global: core.global.clone(),
         config: core.config.borrow().clone(),
         rss: rss_bytes(),
+        used_memory: crate::alloc::total_allocated().max(0) as u64,
         rejected_connections: core.global.rejected_connections.load(Ordering::Relaxed),
     }
 }
@@ -95,8 +97,9 @@ impl Gathered {
         self.snaps.iter().map(|s| s.conns).sum()
     }
 
+    /// Bytes allocated by the whole process (every thread, not only the cores).
     pub fn used_memory(&self) -> u64 {
-        self.snaps.iter().map(|s| s.allocated).sum::<i64>().max(0) as u64
+        self.used_memory
     }
 
     /// (db, keys, expires, avg_ttl_ms) of every database holding keys.
@@ -287,11 +290,14 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         section(
             "Memory",
             format!(
-                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\nlazyfree_pending_objects:{}\r\n",
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\nlazyfree_pending_objects:{}\r\n",
                 human(used),
                 human(rss),
                 human(used),
                 human(total),
+                cfg.maxmemory,
+                human(cfg.maxmemory),
+                cfg.evict.policy.name(),
                 if used > 0 { rss as f64 / used as f64 } else { 0.0 },
                 snaps.iter().map(|s| s.lazyfree_pending).sum::<usize>(),
             ),
@@ -324,13 +330,14 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_active_defrag_time:0\r\ntracking_total_keys:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\ncross_shard_batches:{}\r\ncross_shard_commands:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_active_defrag_time:0\r\ntracking_total_keys:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\ncross_shard_batches:{}\r\ncross_shard_commands:{}\r\n",
                 sum(&|s| s.stats.connections_received),
                 sum(&|s| s.stats.commands_processed),
                 sum(&|s| s.stats.net_input_bytes),
                 sum(&|s| s.stats.net_output_bytes),
                 gathered.rejected_connections,
                 sum(&|s| s.shard.expired_keys),
+                sum(&|s| s.shard.evicted_keys),
                 sum(&|s| s.shard.keyspace_hits),
                 sum(&|s| s.shard.keyspace_misses),
                 sum(&|s| s.stats.error_replies),

@@ -278,7 +278,7 @@ fn run(cfg: Config) -> Result<(), String> {
             let core = Rc::new(Core {
                 id: i,
                 global: global.clone(),
-                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len })),
+                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict })),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),
                 mailbox,
@@ -427,6 +427,25 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
                 bg.latency
                     .borrow_mut()
                     .add("expire-cycle", crate::core::now_ms() / 1000, ms);
+            }
+            // Over maxmemory (a lowered limit, or writes that outran per-command eviction):
+            // evict in bounded steps within the same budget as active expiry.
+            let limit = bg.memory_limit();
+            if limit > 0 {
+                let t0 = Instant::now();
+                loop {
+                    let over = &mut || crate::core::over_limit(limit);
+                    let r = bg
+                        .shard
+                        .borrow_mut()
+                        .evict(crate::core::now_ms(), 256, over);
+                    if !matches!(r, percore_shard::evict::Evicted::Budget(_))
+                        || t0.elapsed() > slice
+                    {
+                        break;
+                    }
+                    runtime::yield_if_needed().await;
+                }
             }
             let t0 = Instant::now();
             while bg.shard.borrow_mut().lazyfree_step(1024) && t0.elapsed() < slice {

@@ -99,16 +99,7 @@ fn huge_declared_lengths_do_not_allocate_up_front() {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::proc_status_kib(pid, "VmRSS")
 }
 
 #[test]

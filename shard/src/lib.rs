@@ -12,6 +12,7 @@
 //!   (KEYS, FLUSHDB); growth and shrinking are incremental ([`dict`]).
 
 pub mod dict;
+pub mod evict;
 pub mod glob;
 pub mod ops;
 mod value;
@@ -41,12 +42,14 @@ pub mod err {
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
     pub proto_max_bulk_len: i64,
+    pub evict: evict::EvictConfig,
 }
 
 impl Default for ShardConfig {
     fn default() -> Self {
         ShardConfig {
             proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN,
+            evict: evict::EvictConfig::default(),
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct Stats {
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
     pub expired_keys: u64,
+    /// Keys removed to stay under maxmemory.
+    pub evicted_keys: u64,
     /// Write commands applied since start (Redis's `dirty` counter).
     pub dirty: u64,
 }
@@ -98,6 +103,8 @@ pub struct Shard {
     expire_db: usize,
     /// Tables detached by FLUSHDB/FLUSHALL/overwrites, freed in slices by [`Shard::lazyfree_step`].
     garbage: Vec<Dict<Entry>>,
+    /// Eviction candidates kept between calls ([`evict`]).
+    evict_pool: evict::EvictionPool,
 }
 
 /// What one active-expiry step did.
@@ -120,6 +127,7 @@ impl Shard {
             rng: seed,
             expire_db: 0,
             garbage: Vec::new(),
+            evict_pool: evict::EvictionPool::default(),
         }
     }
 
@@ -184,13 +192,20 @@ impl Shard {
         }
     }
 
-    /// `lookup` that also counts a keyspace hit or miss (Redis's lookupKeyRead).
+    /// `lookup` that also counts a keyspace hit or miss and updates the key's LRU/LFU data
+    /// (Redis's lookupKeyRead).
     pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let cfg = self.config.evict;
+        let r = if cfg.policy.is_lfu() {
+            (self.next_rand() >> 11) as f64 / (1u64 << 53) as f64
+        } else {
+            0.0
+        };
         let d = &mut self.dbs[db];
         match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
             Live::Found(e) => {
                 self.stats.keyspace_hits += 1;
-                e.access_s = (now_ms / 1000) as u32;
+                evict::touch_entry(e, now_ms, &cfg, r);
                 Some(e)
             }
             Live::Removed(_) => {

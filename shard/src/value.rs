@@ -109,8 +109,11 @@ pub struct Entry {
     pub value: Value,
     /// Absolute deadline in Unix milliseconds; 0 means no expiry.
     pub expire_at_ms: u64,
-    /// Last access, in seconds of the server clock (OBJECT IDLETIME; LRU later).
+    /// Last access, in seconds of the server clock (LRU, OBJECT IDLETIME).
     pub access_s: u32,
+    /// Logarithmic access counter and the minute it was last decayed (LFU, OBJECT FREQ).
+    pub lfu: u8,
+    pub lfu_ldt: u16,
 }
 
 impl Entry {
@@ -119,6 +122,8 @@ impl Entry {
             value,
             expire_at_ms: 0,
             access_s: (now_ms / 1000) as u32,
+            lfu: crate::evict::LFU_INIT_VAL,
+            lfu_ldt: (now_ms / 60_000) as u16,
         }
     }
 

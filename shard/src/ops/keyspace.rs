@@ -513,12 +513,23 @@ pub fn swapdb(sh: &mut Shard, a: Args, out: &mut ReplyWriter) {
 
 /// OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT key.
 pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut ReplyWriter) {
-    let Some(e) = sh.lookup(ctx.db, &a[2], ctx.now_ms) else {
+    if sh.lookup(ctx.db, &a[2], ctx.now_ms).is_none() {
         return out.null();
-    };
+    }
+    let lfu = sh.config.evict.policy.is_lfu();
+    let e = sh.dbs[ctx.db]
+        .dict
+        .peek(&a[2])
+        .expect("found by lookup just above");
     match which {
         Cmd::ObjectEncoding => out.bulk(e.value.encoding().as_bytes()),
+        Cmd::ObjectIdleTime if lfu => out.error(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
         Cmd::ObjectIdleTime => out.int(((ctx.now_ms / 1000) as i64 - e.access_s as i64).max(0)),
+        Cmd::ObjectFreq if lfu => out.int(
+            crate::evict::lfu_decayed(e, ctx.now_ms, sh.config.evict.lfu_decay_time) as i64,
+        ),
         Cmd::ObjectRefCount => out.int(match e.value {
             // Redis shares the integers 0..9999 (refcount INT_MAX) when no LRU/LFU policy is set.
             Value::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,

@@ -1,0 +1,165 @@
+//! maxmemory and eviction through the real server: a cache that is written far more than it
+//! may hold stays inside its limit and keeps answering; under noeviction writes get Redis's
+//! OOM error while reads go on; OBJECT IDLETIME/FREQ follow the policy.
+
+mod common;
+
+use common::{encode, proc_status_kib, s, Client, Server};
+
+/// Writes `count` distinct keys of `size`-byte values in pipelined batches; returns how many
+/// replies were errors and the first of them.
+fn write_keys(c: &mut Client, prefix: &str, count: usize, size: usize) -> (usize, Option<String>) {
+    let value = vec![b'v'; size];
+    let mut errors = 0;
+    let mut first = None;
+    for batch in (0..count).collect::<Vec<_>>().chunks(128) {
+        let mut req = Vec::new();
+        for i in batch {
+            req.extend_from_slice(&encode(&[
+                b"SET",
+                format!("{prefix}{i}").as_bytes(),
+                &value,
+            ]));
+        }
+        c.send_raw(&req);
+        for _ in batch {
+            let r = c.read_reply();
+            if r.first() == Some(&b'-') {
+                errors += 1;
+                first.get_or_insert_with(|| s(&r));
+            }
+        }
+    }
+    (errors, first)
+}
+
+fn info_field(c: &mut Client, section: &str, field: &str) -> u64 {
+    let info = s(&c.q(&format!("INFO {section}")));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 1 GB of distinct keys into a 64 MB allkeys-lru cache: it evicts, never refuses a write,
+/// and its resident memory stays within the limit plus a fixed overhead.
+#[test]
+fn allkeys_lru_holds_a_gigabyte_stream_inside_64mb() {
+    const LIMIT_MB: u64 = 64;
+    // Binary, thread stacks, io_uring rings, connection buffers, allocator slack.
+    const OVERHEAD_MB: u64 = 48;
+    let srv = Server::percore(
+        1,
+        &["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"],
+    );
+    let base_kib = proc_status_kib(srv.pid(), "VmRSS");
+    let mut c = srv.client();
+    let (errors, first) = write_keys(&mut c, "k", 256 * 1024, 4096);
+    assert_eq!(errors, 0, "no write refused under allkeys-lru: {first:?}");
+    let evicted = info_field(&mut c, "stats", "evicted_keys");
+    let keys: u64 = s(&c.q("DBSIZE"))[1..].trim().parse().unwrap();
+    assert!(evicted > 200_000, "evicted {evicted}");
+    assert!(
+        keys > 10_000 && keys < 17_000,
+        "{keys} keys of 4 KB fit in 64 MB"
+    );
+    // Within the limit, give or take the per-thread publication granularity (64 KiB each).
+    let used = info_field(&mut c, "memory", "used_memory");
+    assert!(used <= (LIMIT_MB << 20) + (1 << 20), "used_memory {used}");
+    let peak_kib = proc_status_kib(srv.pid(), "VmHWM");
+    assert!(
+        peak_kib <= (LIMIT_MB + OVERHEAD_MB) << 10,
+        "peak RSS {peak_kib} KiB (at start {base_kib} KiB) for a {LIMIT_MB} MB limit"
+    );
+    // The most recent keys are there; the first ones were evicted.
+    assert_eq!(s(&c.q("EXISTS k262143")), ":1\r\n");
+    assert_eq!(s(&c.q("EXISTS k0")), ":0\r\n");
+}
+
+#[test]
+fn noeviction_refuses_writes_but_serves_reads() {
+    let srv = Server::percore(2, &["--maxmemory-policy", "noeviction"]);
+    let mut c = srv.client();
+    write_keys(&mut c, "base", 100, 1024);
+    // A limit set at run time, 512 KB above what is in use now.
+    let used = info_field(&mut c, "memory", "used_memory");
+    assert_eq!(
+        s(&c.q(&format!("CONFIG SET maxmemory {}", used + (512 << 10)))),
+        "+OK\r\n"
+    );
+    let (errors, first) = write_keys(&mut c, "more", 2000, 1024);
+    assert!(errors > 0);
+    assert_eq!(
+        first.as_deref(),
+        Some("-OOM command not allowed when used memory > 'maxmemory'.\r\n")
+    );
+    assert_eq!(c.q("GET base1"), encode_bulk(&[b'v'; 1024]));
+    assert_eq!(
+        s(&c.q("DEL base1")),
+        ":1\r\n",
+        "DEL is not refused: it frees memory"
+    );
+    assert_eq!(info_field(&mut c, "stats", "evicted_keys"), 0);
+    // Switching the policy at run time makes room instead.
+    assert_eq!(
+        s(&c.q("CONFIG SET maxmemory-policy allkeys-random")),
+        "+OK\r\n"
+    );
+    let (errors, _) = write_keys(&mut c, "after", 200, 1024);
+    assert_eq!(errors, 0);
+    assert!(info_field(&mut c, "stats", "evicted_keys") > 0);
+    assert!(s(&c.q("INFO memory")).contains("maxmemory_policy:allkeys-random"));
+}
+
+fn encode_bulk(b: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", b.len()).into_bytes();
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[test]
+fn volatile_policies_evict_only_keys_with_a_deadline() {
+    let srv = Server::percore(1, &["--maxmemory-policy", "volatile-lru"]);
+    let mut c = srv.client();
+    write_keys(&mut c, "keep", 200, 1024);
+    for i in 0..200 {
+        c.q(&format!("SET temp{i} {} EX 1000", "t".repeat(1024)));
+    }
+    // Below what is in use: 100 of the 200 KB with deadlines must go.
+    let used = info_field(&mut c, "memory", "used_memory");
+    c.q(&format!("CONFIG SET maxmemory {}", used - (100 << 10)));
+    write_keys(&mut c, "new", 50, 16);
+    for i in 0..200 {
+        assert_eq!(
+            s(&c.q(&format!("EXISTS keep{i}"))),
+            ":1\r\n",
+            "keep{i} has no deadline"
+        );
+    }
+    assert!(info_field(&mut c, "stats", "evicted_keys") > 0);
+}
+
+#[test]
+fn object_idletime_and_freq_follow_the_policy() {
+    let srv = Server::percore(1, &[]);
+    let mut c = srv.client();
+    c.q("SET k v");
+    assert_eq!(s(&c.q("OBJECT IDLETIME k")), ":0\r\n");
+    assert!(s(&c.q("OBJECT FREQ k")).starts_with("-ERR An LFU maxmemory policy is not selected"));
+    c.q("CONFIG SET maxmemory-policy allkeys-lfu");
+    for _ in 0..100 {
+        c.q("GET k");
+    }
+    let freq: i64 = s(&c.q("OBJECT FREQ k"))[1..].trim().parse().unwrap();
+    assert!(freq > 5, "the counter grew from its initial 5: {freq}");
+    assert!(s(&c.q("OBJECT IDLETIME k")).starts_with("-ERR An LFU maxmemory policy is selected"));
+    assert_eq!(
+        s(&c.q("CONFIG GET maxmemory-policy")),
+        "*2\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lfu\r\n"
+    );
+    assert!(s(&c.q("CONFIG SET maxmemory-policy lru")).starts_with("-ERR"));
+    assert!(s(&c.q("CONFIG SET maxmemory-samples 0")).starts_with("-ERR"));
+}
