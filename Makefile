@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
+.PHONY: build run test lint fmt bench bench-memory bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -32,6 +32,11 @@ bench-micro:
 bench:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/bench.sh
+
+# Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, beside redis-server.
+bench-memory:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/memory.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build
