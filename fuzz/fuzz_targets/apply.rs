@@ -1,14 +1,18 @@
 //! Fuzzes the whole request path below the network: bytes are decoded into commands, each
 //! is resolved against the command table and applied to one shard, with a clock that moves
-//! and background steps in between. No input may panic or corrupt the shard.
+//! and background steps in between (expiry, rehash, lazy free, and eviction under a policy
+//! chosen by the input's length). No input may panic or corrupt the shard.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use percore_proto::{command::resolve, Args, Decoded, Limits, Protocol, ReplyWriter, RequestDecoder};
+use percore_shard::evict::POLICIES;
 use percore_shard::{ExecCtx, Shard, ShardConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let mut shard = Shard::new(7, ShardConfig { proto_max_bulk_len: 1 << 20 });
+    let mut config = ShardConfig { proto_max_bulk_len: 1 << 20, ..Default::default() };
+    config.evict.policy = POLICIES[data.len() % POLICIES.len()].0;
+    let mut shard = Shard::new(7, config);
     let mut d = RequestDecoder::new(Limits::default());
     let mut buf = data.to_vec();
     let mut at = 0;
@@ -29,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
                 shard.expire_step(now, 8);
                 shard.rehash_step(2);
                 shard.lazyfree_step(16);
+                if consumed % 3 == 0 {
+                    shard.evict(now, 2, &mut || true);
+                }
             }
         }
         at += consumed;
