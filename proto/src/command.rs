@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 /// Number of [`Cmd`] variants, for tables indexed by `cmd as usize`: the last variant + 1
 /// (a unit test checks every table row is below it).
-pub const CMD_COUNT: usize = Cmd::LatencyHelp as usize + 1;
+pub const CMD_COUNT: usize = Cmd::MemoryHelp as usize + 1;
 
 /// Every command percore implements. Subcommands of container commands (CONFIG GET, …) are
 /// variants of their own.
@@ -127,6 +127,13 @@ pub enum Cmd {
     LatencyReset,
     LatencyDoctor,
     LatencyHelp,
+    Memory,
+    MemoryUsage,
+    MemoryStats,
+    MemoryDoctor,
+    MemoryPurge,
+    MemoryMallocStats,
+    MemoryHelp,
 }
 
 /// Command flags, as Redis names them in `COMMAND` replies.
@@ -377,6 +384,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("command", Command, -1, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns detailed information about all commands."),
     spec!("slowlog", Slowlog, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.2.12", "A container for slow log commands."),
     spec!("latency", Latency, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.8.13", "A container for latency diagnostics commands."),
+    spec!("memory", Memory, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "A container for memory diagnostics commands."),
 ];
 
 /// Subcommands of container commands.
@@ -417,6 +425,12 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("latency|reset", LatencyReset, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Resets the latency data for one or more events."),
     spec!("latency|doctor", LatencyDoctor, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns a human-readable latency analysis report."),
     spec!("latency|help", LatencyHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "2.8.13", "Returns helpful text about the different subcommands."),
+    spec!("memory|usage", MemoryUsage, -3, R, 2, 2, 1, Single, ["read", "slow"], "server", "4.0.0", "Estimates the memory usage of a key."),
+    spec!("memory|stats", MemoryStats, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns details about memory usage."),
+    spec!("memory|doctor", MemoryDoctor, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Outputs a memory problems report."),
+    spec!("memory|purge", MemoryPurge, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Asks the allocator to release memory."),
+    spec!("memory|malloc-stats", MemoryMallocStats, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns the allocator statistics."),
+    spec!("memory|help", MemoryHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns helpful text about the different subcommands."),
 ];
 
 /// The subcommand rows of a container command, in table order.
@@ -428,6 +442,7 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Command => "command|",
         Cmd::Slowlog => "slowlog|",
         Cmd::Latency => "latency|",
+        Cmd::Memory => "memory|",
         _ => return &[],
     };
     let start = SUBCOMMANDS

@@ -27,6 +27,8 @@ struct Slot(AtomicI64);
 
 static PUBLISHED: [Slot; SLOTS] = [const { Slot(AtomicI64::new(0)) }; SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
+/// The highest total seen at a publication (INFO `used_memory_peak`).
+static PEAK: AtomicI64 = AtomicI64::new(0);
 
 struct Local {
     live: Cell<i64>,
@@ -63,6 +65,20 @@ fn publish(l: &Local, live: i64) {
     // The last slot may be shared by late threads, hence an add rather than a store.
     PUBLISHED[slot].0.fetch_add(delta, Ordering::Relaxed);
     l.published.set(live);
+    if delta > 0 {
+        let used = SLOTS_USED.load(Ordering::Relaxed).min(SLOTS);
+        let total: i64 = PUBLISHED[..used]
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum();
+        PEAK.fetch_max(total, Ordering::Relaxed);
+    }
+}
+
+/// The largest process total seen so far: at any publication, or at any call of this.
+pub fn peak_allocated() -> i64 {
+    let now = total_allocated();
+    PEAK.fetch_max(now, Ordering::Relaxed).max(now)
 }
 
 /// Live bytes allocated minus freed by the calling thread (exact; drifts when memory

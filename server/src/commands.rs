@@ -264,6 +264,11 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::LatencyReset
         | Cmd::LatencyDoctor
         | Cmd::LatencyHelp => crate::monitor::latency(conn, spec, a, &mut w).await,
+        Cmd::MemoryStats
+        | Cmd::MemoryDoctor
+        | Cmd::MemoryPurge
+        | Cmd::MemoryMallocStats
+        | Cmd::MemoryHelp => crate::monitor::memory(conn, spec, &mut w).await,
         // Keyspace commands are routed to shards and never reach this function.
         _ => w.error(&format!("ERR '{}' is not a connection command", spec.name)),
     }

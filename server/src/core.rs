@@ -55,6 +55,8 @@ pub struct Global {
     pub next_client_id: AtomicU64,
     /// Slow-log entry ids, unique across cores (touched only by slow commands).
     pub next_slowlog_id: AtomicU64,
+    /// Process allocation when every shard was ready (used_memory_startup).
+    pub startup_allocated: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub shutdown: AtomicBool,
     pub started: Instant,

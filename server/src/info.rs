@@ -24,6 +24,8 @@ pub struct CoreSnapshot {
     pub stats: crate::core::CoreStats,
     pub allocated: i64,
     pub lazyfree_pending: usize,
+    /// Bytes of the shard's tables besides keys and values (buckets and nodes).
+    pub table_bytes: u64,
     pub mailbox_depth: usize,
     pub slowlog_len: usize,
     pub slowlog_last_id: Option<u64>,
@@ -44,6 +46,14 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         stats: c.stats.borrow().clone(),
         allocated: crate::alloc::thread_allocated(),
         lazyfree_pending: sh.lazyfree_pending(),
+        table_bytes: sh
+            .dbs
+            .iter()
+            .map(|d| {
+                let node = percore_shard::dict::ENTRY_OVERHEAD_BYTES - std::mem::size_of::<usize>();
+                (d.dict.buckets() * std::mem::size_of::<usize>() + d.dict.len() * node) as u64
+            })
+            .sum(),
         mailbox_depth: c.mailbox.depth(c.id),
         slowlog_len: slowlog.entries.len(),
         slowlog_last_id: slowlog.entries.front().map(|e| e.id),
@@ -58,6 +68,7 @@ pub struct Gathered {
     pub config: Arc<Config>,
     pub rss: u64,
     pub used_memory: u64,
+    pub peak: u64,
     pub rejected_connections: u64,
     pub slowlog_len: usize,
     pub slowlog_last_id: u64,
@@ -84,6 +95,7 @@ pub async fn gather(core: &Rc<Core>) -> Gathered {
         config: core.config.borrow().clone(),
         rss: rss_bytes(),
         used_memory: crate::alloc::total_allocated().max(0) as u64,
+        peak: crate::alloc::peak_allocated().max(0) as u64,
         rejected_connections: core.global.rejected_connections.load(Ordering::Relaxed),
     }
 }
@@ -124,6 +136,28 @@ impl Gathered {
             }
         }
         out
+    }
+
+    /// Bytes allocated when the server became ready (Redis's `used_memory_startup`).
+    pub fn startup(&self) -> u64 {
+        self.global.startup_allocated.load(Ordering::Relaxed)
+    }
+
+    /// What is not the dataset: start-up memory plus the tables' own structures.
+    pub fn overhead(&self) -> u64 {
+        self.startup() + self.sum(|s| s.table_bytes)
+    }
+
+    /// `used_memory` minus the overhead: keys and values (Redis's `used_memory_dataset`).
+    pub fn dataset(&self) -> u64 {
+        self.used_memory.saturating_sub(self.overhead())
+    }
+
+    pub fn keys(&self) -> u64 {
+        self.snaps
+            .iter()
+            .map(|s| s.dbs.iter().map(|d| d.0 as u64).sum::<u64>())
+            .sum()
     }
 
     /// Per-command counters summed over cores, indexed by `Cmd`.
@@ -286,14 +320,17 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
     let used = gathered.used_memory();
     if want("memory") {
         let rss = gathered.rss;
+        let peak = gathered.peak;
         let total = total_memory();
         section(
             "Memory",
             format!(
-                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\nlazyfree_pending_objects:{}\r\n",
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\nlazyfree_pending_objects:{}\r\n",
                 human(used),
                 human(rss),
-                human(used),
+                human(peak),
+                gathered.startup(),
+                gathered.dataset(),
                 human(total),
                 cfg.maxmemory,
                 human(cfg.maxmemory),

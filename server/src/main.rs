@@ -248,6 +248,7 @@ fn run(cfg: Config) -> Result<(), String> {
         connected: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
         next_slowlog_id: AtomicU64::new(0),
+        startup_allocated: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),
         shutdown: AtomicBool::new(false),
         started: Instant::now(),
@@ -372,6 +373,9 @@ fn run(cfg: Config) -> Result<(), String> {
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("a shard exited during start".into()),
         }
     }
+    global
+        .startup_allocated
+        .store(alloc::total_allocated().max(0) as u64, Ordering::Relaxed);
     log::notice(&format!(
         "percore {} ready: {} shard(s){}, Redis {} protocol on {} port {}",
         commands::PERCORE_VERSION,

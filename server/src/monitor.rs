@@ -1,4 +1,4 @@
-//! SLOWLOG and LATENCY: the per-core slow logs and latency monitors (`latency.rs`) gathered
+//! SLOWLOG, LATENCY and MEMORY: the per-core slow logs and latency monitors (`latency.rs`) gathered
 //! into the replies Redis gives, with one message per core.
 //!
 //! Slow-log ids are unique across cores (one global counter, touched only by slow commands),
@@ -187,4 +187,127 @@ pub fn doctor(threshold_ms: u64, m: &LatencyMonitor) -> String {
          \"expire-cycle\" spikes at many keys expiring at once.\n",
     );
     out
+}
+
+/// MEMORY STATS/DOCTOR/PURGE/MALLOC-STATS/HELP (MEMORY USAGE runs on the key's shard).
+pub async fn memory(conn: &mut Conn, spec: &CommandSpec, w: &mut ReplyWriter<'_>) {
+    match spec.cmd {
+        Cmd::MemoryStats => {
+            let g = crate::info::gather(&conn.core).await;
+            let (used, peak, keys) = (g.used_memory(), g.peak, g.keys());
+            let overhead = g.overhead();
+            let dataset = g.dataset();
+            let net = used.saturating_sub(g.startup()).max(1);
+            let ints: [(&str, u64); 9] = [
+                ("peak.allocated", peak),
+                ("total.allocated", used),
+                ("startup.allocated", g.startup()),
+                ("replication.backlog", 0),
+                ("clients.slaves", 0),
+                ("aof.buffer", 0),
+                ("overhead.total", overhead),
+                ("keys.count", keys),
+                ("dataset.bytes", dataset),
+            ];
+            let doubles: [(&str, f64); 5] = [
+                (
+                    "keys.bytes-per-key",
+                    if keys > 0 {
+                        net as f64 / keys as f64
+                    } else {
+                        0.0
+                    },
+                ),
+                ("dataset.percentage", dataset as f64 * 100.0 / net as f64),
+                ("peak.percentage", used as f64 * 100.0 / peak.max(1) as f64),
+                ("rss-overhead.ratio", g.rss as f64 / used.max(1) as f64),
+                ("fragmentation", g.rss as f64 / used.max(1) as f64),
+            ];
+            w.map(ints.len() + doubles.len() + 1);
+            for (k, v) in ints {
+                w.bulk(k.as_bytes());
+                w.int(v as i64);
+            }
+            for (k, v) in doubles {
+                w.bulk(k.as_bytes());
+                w.double_text(format!("{v:.6}").as_bytes());
+            }
+            w.bulk(b"fragmentation.bytes");
+            w.int(g.rss as i64 - used as i64);
+        }
+        Cmd::MemoryDoctor => {
+            let g = crate::info::gather(&conn.core).await;
+            w.verbatim(b"txt", memory_doctor(&g).as_bytes());
+        }
+        Cmd::MemoryPurge => {
+            // Returns freed heap pages to the system on every core's thread (glibc arenas
+            // are per thread).
+            call_all(&conn.core, |_: &Core| {
+                // SAFETY: malloc_trim only releases free memory held by the allocator.
+                unsafe { libc::malloc_trim(0) };
+            })
+            .await;
+            w.ok();
+        }
+        Cmd::MemoryMallocStats => {
+            w.verbatim(b"txt", b"Stats not supported for the current allocator")
+        }
+        _ => crate::commands::help(
+            w,
+            "MEMORY",
+            &[
+                "DOCTOR",
+                "    Return memory problems reports.",
+                "MALLOC-STATS",
+                "    Return internal statistics report from the memory allocator.",
+                "PURGE",
+                "    Attempt to purge dirty pages for reclamation by the allocator.",
+                "STATS",
+                "    Return information about the memory usage of the server.",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return memory in bytes used by <key> and its value. Nested values are",
+                "    sampled up to <count> times (default: 5, 0 means sample all).",
+            ],
+        ),
+    }
+}
+
+fn memory_doctor(g: &crate::info::Gathered) -> String {
+    let used = g.used_memory();
+    if used < (5 << 20) + g.startup() {
+        return "This instance holds too little data for the memory doctor to judge. Fill it \
+                with some data and ask again.\n"
+            .into();
+    }
+    let mut issues = Vec::new();
+    let frag = g.rss as f64 / used as f64;
+    if frag > 1.4 {
+        issues.push(format!(
+            "High fragmentation: RSS is {frag:.2} times the allocated memory. MEMORY PURGE \
+             returns free pages to the system; a restart compacts fully."
+        ));
+    }
+    if g.peak as f64 > used as f64 * 1.5 {
+        issues.push(format!(
+            "Peak memory: the peak ({} bytes) is over 150% of what is used now ({used} bytes); \
+             RSS may stay near the peak until pages are returned (MEMORY PURGE).",
+            g.peak
+        ));
+    }
+    if g.config.maxmemory > 0 && used > g.config.maxmemory {
+        issues.push(format!(
+            "Over maxmemory: {used} bytes used for a limit of {}; policy {}.",
+            g.config.maxmemory,
+            g.config.evict.policy.name()
+        ));
+    }
+    if issues.is_empty() {
+        "No memory problems detected.\n".into()
+    } else {
+        let mut out = String::from("Memory problems detected:\n\n");
+        for (i, s) in issues.iter().enumerate() {
+            out.push_str(&format!(" * {}. {s}\n", i + 1));
+        }
+        out
+    }
 }

@@ -163,3 +163,49 @@ fn object_idletime_and_freq_follow_the_policy() {
     assert!(s(&c.q("CONFIG SET maxmemory-policy lru")).starts_with("-ERR"));
     assert!(s(&c.q("CONFIG SET maxmemory-samples 0")).starts_with("-ERR"));
 }
+
+fn int_reply(r: &[u8]) -> i64 {
+    s(r)[1..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer: {}", s(r)))
+}
+
+#[test]
+fn memory_usage_stats_and_peak() {
+    let srv = Server::percore(2, &[]);
+    let mut c = srv.client();
+    c.q("SET small v");
+    c.q(&format!("SET big {}", "x".repeat(10_000)));
+    let small = int_reply(&c.q("MEMORY USAGE small"));
+    let big = int_reply(&c.q("MEMORY USAGE big SAMPLES 5"));
+    assert!((2..200).contains(&small), "{small}");
+    assert!((10_000..10_300).contains(&big), "{big}");
+    assert_eq!(s(&c.q("MEMORY USAGE nokey")), "$-1\r\n");
+    assert_eq!(s(&c.q("MEMORY USAGE big FOO 1")), "-ERR syntax error\r\n");
+
+    write_keys(&mut c, "p", 2000, 4096);
+    let stats = s(&c.q("MEMORY STATS"));
+    assert!(stats.contains("$10\r\nkeys.count\r\n:2002\r\n"), "{stats}");
+    assert!(
+        stats.contains("dataset.bytes") && stats.contains("peak.allocated"),
+        "{stats}"
+    );
+    let before = info_field(&mut c, "memory", "used_memory");
+    assert_eq!(s(&c.q("FLUSHALL")), "+OK\r\n");
+    // FLUSHALL frees in the background: wait until the memory is back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while info_field(&mut c, "memory", "used_memory") + (6 << 20) > before {
+        assert!(std::time::Instant::now() < deadline, "memory not freed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let used = info_field(&mut c, "memory", "used_memory");
+    let peak = info_field(&mut c, "memory", "used_memory_peak");
+    assert!(
+        peak >= before && peak > used + (6 << 20),
+        "peak {peak}, used {used}, before {before}"
+    );
+    assert_eq!(s(&c.q("MEMORY PURGE")), "+OK\r\n");
+    assert!(!c.q("MEMORY DOCTOR").is_empty());
+    assert!(s(&c.q("MEMORY HELP")).contains("USAGE <key>"));
+}

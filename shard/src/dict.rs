@@ -21,6 +21,11 @@
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+/// What the table costs per entry besides the key and value bytes: the node, the key's
+/// allocation header, and one bucket slot at load factor 1 (MEMORY USAGE, MEMORY STATS).
+pub const ENTRY_OVERHEAD_BYTES: usize =
+    std::mem::size_of::<Node<crate::value::Entry>>() + 16 + std::mem::size_of::<usize>();
+
 /// Buckets moved per rehash step driven by a normal operation.
 pub const REHASH_STEP_BUCKETS: usize = 1;
 const MIN_SIZE: usize = 4;

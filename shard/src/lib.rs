@@ -397,6 +397,7 @@ impl Shard {
             Cmd::ObjectEncoding | Cmd::ObjectFreq | Cmd::ObjectIdleTime | Cmd::ObjectRefCount => {
                 k::object(self, ctx, spec.cmd, args, out)
             }
+            Cmd::MemoryUsage => k::memory_usage(self, ctx, args, out),
             // Commands that touch no keyspace are the server's; reaching here is a routing bug
             // and is reported rather than hidden.
             Cmd::Object
@@ -446,7 +447,13 @@ impl Shard {
             | Cmd::LatencyHistory
             | Cmd::LatencyReset
             | Cmd::LatencyDoctor
-            | Cmd::LatencyHelp => {
+            | Cmd::LatencyHelp
+            | Cmd::Memory
+            | Cmd::MemoryStats
+            | Cmd::MemoryDoctor
+            | Cmd::MemoryPurge
+            | Cmd::MemoryMallocStats
+            | Cmd::MemoryHelp => {
                 out.error(&format!("ERR '{}' is not a keyspace command", spec.name))
             }
         }

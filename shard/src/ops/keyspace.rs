@@ -541,6 +541,28 @@ pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut Repl
     }
 }
 
+/// MEMORY USAGE key [SAMPLES count]: the key's bytes, its value's heap bytes and the table's
+/// per-entry cost (node and bucket slot). SAMPLES is accepted for compatibility: a string
+/// has nothing to sample.
+pub fn memory_usage(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match a.len() {
+        3 => {}
+        5 if a[3].eq_ignore_ascii_case(b"samples") => {
+            if percore_proto::parse_i64(&a[4]).is_none_or(|n| n < 0) {
+                return out.error(err::NOT_INT);
+            }
+        }
+        _ => return out.error(err::SYNTAX),
+    }
+    match sh.lookup(ctx.db, &a[2], ctx.now_ms) {
+        None => out.null(),
+        Some(e) => {
+            let bytes = crate::dict::ENTRY_OVERHEAD_BYTES + a[2].len() + e.value.heap_bytes();
+            out.int(bytes as i64)
+        }
+    }
+}
+
 /// Builds an entry for a value moved between shards (cross-shard RENAME/COPY).
 pub fn entry_with_deadline(value: Value, deadline_ms: u64, now_ms: u64) -> Entry {
     let mut e = Entry::new(value, now_ms);
