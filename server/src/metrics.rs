@@ -385,61 +385,17 @@ pub fn render(g: &Gathered) -> String {
         gl.nshards as f64,
     );
     type ShardValue = fn(&crate::info::CoreSnapshot) -> u64;
+    #[rustfmt::skip]
     let per_shard: [(&str, &str, bool, ShardValue); 9] = [
-        (
-            "percore_shard_keys",
-            "Keys held by the shard, all databases.",
-            false,
-            |s| s.dbs.iter().map(|d| d.0 as u64).sum(),
-        ),
-        (
-            "percore_shard_memory_used_bytes",
-            "Bytes allocated by the shard's thread.",
-            false,
-            |s| s.allocated.max(0) as u64,
-        ),
-        (
-            "percore_shard_connected_clients",
-            "Clients whose connection the shard's core serves.",
-            false,
-            |s| s.conns as u64,
-        ),
-        (
-            "percore_shard_mailbox_depth",
-            "Messages waiting in the shard's inbox.",
-            false,
-            |s| s.mailbox_depth as u64,
-        ),
-        (
-            "percore_shard_commands_processed_total",
-            "Commands executed on the shard.",
-            true,
-            |s| s.stats.commands_processed,
-        ),
-        (
-            "percore_shard_keyspace_hits_total",
-            "Key lookups on the shard that found the key.",
-            true,
-            |s| s.shard.keyspace_hits,
-        ),
-        (
-            "percore_shard_keyspace_misses_total",
-            "Key lookups on the shard that did not.",
-            true,
-            |s| s.shard.keyspace_misses,
-        ),
-        (
-            "percore_cross_shard_batches_total",
-            "Batches this shard's connections sent to other shards.",
-            true,
-            |s| s.stats.batches_sent,
-        ),
-        (
-            "percore_cross_shard_commands_total",
-            "Commands in those batches.",
-            true,
-            |s| s.stats.batched_commands_sent,
-        ),
+        ("percore_shard_keys", "Keys held by the shard, all databases.", false, |s| s.dbs.iter().map(|d| d.0 as u64).sum()),
+        ("percore_shard_memory_used_bytes", "Bytes allocated minus freed by the shard's thread (drifts when memory crosses cores; redis_memory_used_bytes is the exact total).", false, |s| s.allocated.max(0) as u64),
+        ("percore_shard_connected_clients", "Clients whose connection the shard's core serves.", false, |s| s.conns as u64),
+        ("percore_shard_mailbox_depth", "Messages waiting in the shard's inbox.", false, |s| s.mailbox_depth as u64),
+        ("percore_shard_commands_processed_total", "Commands executed on the shard.", true, |s| s.stats.commands_processed),
+        ("percore_shard_keyspace_hits_total", "Key lookups on the shard that found the key.", true, |s| s.shard.keyspace_hits),
+        ("percore_shard_keyspace_misses_total", "Key lookups on the shard that did not.", true, |s| s.shard.keyspace_misses),
+        ("percore_cross_shard_batches_total", "Batches this shard's connections sent to other shards.", true, |s| s.stats.batches_sent),
+        ("percore_cross_shard_commands_total", "Commands in those batches.", true, |s| s.stats.batched_commands_sent),
     ];
     for (name, help, counter, value) in per_shard {
         for (i, s) in g.snaps.iter().enumerate() {

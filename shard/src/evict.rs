@@ -207,17 +207,12 @@ impl Shard {
             let draws = if volatile { samples * 4 } else { samples };
             let mut taken = 0;
             for _ in 0..draws {
-                let mut rng = self.rng_state();
-                let picked = self.dbs[db].dict.random(|| {
-                    rng ^= rng >> 12;
-                    rng ^= rng << 25;
-                    rng ^= rng >> 27;
-                    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-                });
-                let candidate = picked.and_then(|(k, e)| {
-                    (!volatile || e.expire_at_ms != 0).then(|| (k.to_vec(), score(&cfg, e, now_ms)))
-                });
-                self.set_rng_state(rng);
+                let candidate = self
+                    .with_random(db, |k, e| {
+                        (!volatile || e.expire_at_ms != 0)
+                            .then(|| (k.to_vec(), score(&cfg, e, now_ms)))
+                    })
+                    .flatten();
                 if let Some((k, score)) = candidate {
                     self.evict_pool.offer(score, db, &k);
                     taken += 1;
@@ -244,17 +239,11 @@ impl Shard {
                         continue;
                     }
                     for _ in 0..64 {
-                        let mut rng = self.rng_state();
-                        let picked = self.dbs[db].dict.random(|| {
-                            rng ^= rng >> 12;
-                            rng ^= rng << 25;
-                            rng ^= rng >> 27;
-                            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-                        });
-                        let key = picked.and_then(|(k, e)| {
-                            (!volatile || e.expire_at_ms != 0).then(|| k.into())
-                        });
-                        self.set_rng_state(rng);
+                        let key = self
+                            .with_random(db, |k, e| {
+                                (!volatile || e.expire_at_ms != 0).then(|| k.into())
+                            })
+                            .flatten();
                         if let Some(k) = key {
                             return Some((db, k));
                         }

@@ -54,6 +54,14 @@ impl Default for ShardConfig {
     }
 }
 
+/// One step of xorshift64* on `x`.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 /// Counters INFO reports; summed over shards by the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -133,20 +141,23 @@ impl Shard {
 
     /// xorshift64*: fast, seedable; randomness here only picks keys.
     pub fn next_rand(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        xorshift(&mut self.rng)
     }
 
-    pub(crate) fn rng_state(&self) -> u64 {
-        self.rng
-    }
-
-    pub(crate) fn set_rng_state(&mut self, s: u64) {
-        self.rng = s;
+    /// Picks a random entry of `db` (O(1) expected) and maps it with `f`; None when the
+    /// database is empty. Advances the shard's random source.
+    pub(crate) fn with_random<R>(
+        &mut self,
+        db: usize,
+        f: impl FnOnce(&[u8], &Entry) -> R,
+    ) -> Option<R> {
+        let mut rng = self.rng;
+        let r = self.dbs[db]
+            .dict
+            .random(|| xorshift(&mut rng))
+            .map(|(k, e)| f(k, e));
+        self.rng = rng;
+        r
     }
 
     /// Empties database `db` in O(1): its table is queued for [`Shard::lazyfree_step`].

@@ -415,18 +415,7 @@ impl Shard {
     /// reclaimed; gives up after 100 expired picks in a row, as Redis does.
     pub fn random_key(&mut self, db: usize, now_ms: u64) -> Option<Vec<u8>> {
         for _ in 0..100 {
-            let mut rng = self.rng_state();
-            let picked = self.dbs[db].dict.random(|| {
-                rng ^= rng >> 12;
-                rng ^= rng << 25;
-                rng ^= rng >> 27;
-                rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-            });
-            let (key, expired) = match picked {
-                Some((k, e)) => (k.to_vec(), e.is_expired(now_ms)),
-                None => return None,
-            };
-            self.set_rng_state(rng);
+            let (key, expired) = self.with_random(db, |k, e| (k.to_vec(), e.is_expired(now_ms)))?;
             if !expired {
                 return Some(key);
             }
