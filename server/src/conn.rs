@@ -312,8 +312,8 @@ impl Conn {
             }
             // A read that finds data waiting never suspends, so a client that keeps its
             // pipeline full would keep this core to itself and leave the others' completed
-            // reads unreaped. Once the executor's preemption timer (500 µs) has fired, let
-            // the reactor and the other connections run; Redis gets the same fairness by
+            // reads unreaped. Once the connections queue's latency bound (500 µs) is spent,
+            // let the reactor and the other connections run; Redis gets the same fairness by
             // serving each readable client once per event-loop turn.
             crate::runtime::yield_if_needed().await;
         }

@@ -327,7 +327,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 runtime::spawn(async move {
                     loop {
                         match l.accept().await {
-                            Ok(s) if !core.global.shutdown.load(Ordering::Relaxed) => runtime::spawn(conn::serve(core.clone(), s)),
+                            Ok(s) if !core.global.shutdown.load(Ordering::Relaxed) => runtime::spawn_connection(conn::serve(core.clone(), s)),
                             Ok(_) => {}
                             Err(e) => {
                                 // EMFILE and friends: keep serving existing clients, retry later.
