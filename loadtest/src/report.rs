@@ -376,7 +376,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let md = markdown(&rows, &machine);
     std::fs::write(dir.join("report.md"), &md).map_err(|e| e.to_string())?;
     let mut drivers: Vec<&str> = rows.iter().map(|r| r.driver.as_str()).collect();
-    drivers.dedup();
     drivers.sort();
     drivers.dedup();
     for d in drivers {

@@ -67,6 +67,7 @@ pub struct Gathered {
     pub global: Arc<Global>,
     pub config: Arc<Config>,
     pub rss: u64,
+    /// Bytes allocated by the whole process (every thread, not only the cores).
     pub used_memory: u64,
     pub peak: u64,
     pub rejected_connections: u64,
@@ -107,11 +108,6 @@ impl Gathered {
 
     pub fn connected_clients(&self) -> usize {
         self.snaps.iter().map(|s| s.conns).sum()
-    }
-
-    /// Bytes allocated by the whole process (every thread, not only the cores).
-    pub fn used_memory(&self) -> u64 {
-        self.used_memory
     }
 
     /// (db, keys, expires, avg_ttl_ms) of every database holding keys.
@@ -317,7 +313,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             ),
         );
     }
-    let used = gathered.used_memory();
+    let used = gathered.used_memory;
     if want("memory") {
         let rss = gathered.rss;
         let peak = gathered.peak;

@@ -11,8 +11,9 @@
 //! adds is under `percore_` (per-shard keys, memory, commands, queue depth, cross-shard
 //! batches and their sizes, per-command latency histograms).
 //!
-//! Bounds: at most 16 scrapes at once (more are refused with 503), requests of at most 8 KiB,
-//! 5 s to send the request; the connection closes after one response.
+//! Bounds: at most 16 scrapes at once (16 more are read and refused with 503, any beyond are
+//! closed), requests of at most 8 KiB, 5 s to send the request; the connection closes after
+//! one response.
 
 use crate::commands::{PERCORE_VERSION, REDIS_VERSION};
 use crate::core::{Core, BATCH_SIZE_BUCKETS};
@@ -34,13 +35,22 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Accepts scrapes until the process ends.
 pub async fn serve(core: Rc<Core>, listener: Listener) {
+    // Connections being served, and connections being refused (whose request is still read,
+    // so that closing does not reset the connection before the 503 arrives). Past both
+    // bounds a connection is closed at once.
     let active = Rc::new(Cell::new(0usize));
+    let refusing = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                let (core, active) = (core.clone(), active.clone());
+            Ok(mut stream) => {
+                let (core, active, refusing) = (core.clone(), active.clone(), refusing.clone());
                 runtime::spawn(async move {
                     if active.get() >= MAX_SCRAPES {
+                        if refusing.get() >= MAX_SCRAPES {
+                            return;
+                        }
+                        refusing.set(refusing.get() + 1);
+                        let _ = read_head(&mut stream).await;
                         respond(
                             stream,
                             "503 Service Unavailable",
@@ -48,6 +58,7 @@ pub async fn serve(core: Rc<Core>, listener: Listener) {
                             b"too many concurrent scrapes\n",
                         )
                         .await;
+                        refusing.set(refusing.get() - 1);
                         return;
                     }
                     active.set(active.get() + 1);
@@ -269,7 +280,7 @@ pub fn render(g: &Gathered) -> String {
         ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
         ("redis_blocked_clients", "Clients blocked in a blocking command.", false, 0.0),
         ("redis_config_maxclients", "The maxclients setting.", false, g.config.maxclients as f64),
-        ("redis_memory_used_bytes", "Bytes allocated by the server (used_memory).", false, g.used_memory() as f64),
+        ("redis_memory_used_bytes", "Bytes allocated by the server (used_memory).", false, g.used_memory as f64),
         ("redis_memory_used_rss_bytes", "Resident set size of the process.", false, g.rss as f64),
         ("redis_memory_max_bytes", "The maxmemory setting (0: no limit).", false, g.config.maxmemory as f64),
         ("redis_connections_received_total", "Connections accepted.", true, g.sum(|s| s.stats.connections_received) as f64),

@@ -194,7 +194,7 @@ pub async fn memory(conn: &mut Conn, spec: &CommandSpec, w: &mut ReplyWriter<'_>
     match spec.cmd {
         Cmd::MemoryStats => {
             let g = crate::info::gather(&conn.core).await;
-            let (used, peak, keys) = (g.used_memory(), g.peak, g.keys());
+            let (used, peak, keys) = (g.used_memory, g.peak, g.keys());
             let overhead = g.overhead();
             let dataset = g.dataset();
             let net = used.saturating_sub(g.startup()).max(1);
@@ -273,7 +273,7 @@ pub async fn memory(conn: &mut Conn, spec: &CommandSpec, w: &mut ReplyWriter<'_>
 }
 
 fn memory_doctor(g: &crate::info::Gathered) -> String {
-    let used = g.used_memory();
+    let used = g.used_memory;
     if used < (5 << 20) + g.startup() {
         return "This instance holds too little data for the memory doctor to judge. Fill it \
                 with some data and ask again.\n"

@@ -189,6 +189,52 @@ fn the_endpoint_answers_only_what_it_serves() {
     // A client that never finishes its request does not hold the endpoint.
     let _slow = TcpStream::connect(("127.0.0.1", mport)).unwrap();
     scrape(mport);
+    // A request head over 8 KiB is refused: a 400, or a reset when the server closes with
+    // the rest of the head unread; never metrics.
+    let mut c = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let _ = c.write_all(huge.as_bytes());
+    let mut answer = Vec::new();
+    match c.read_to_end(&mut answer) {
+        Ok(_) => assert!(
+            s(&answer).starts_with("HTTP/1.1 400 Bad Request"),
+            "{}",
+            s(&answer)
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    scrape(mport);
+    // At most 16 scrapes at once: with 16 clients holding unfinished requests the next is
+    // refused with 503, and once they leave the endpoint serves again.
+    let holders: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut t = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+            t.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+            t
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = http(mport, "GET /metrics HTTP/1.1\r\n\r\n").0;
+        if status == "HTTP/1.1 503 Service Unavailable" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never refused past 16 scrapes: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(holders);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while http(mport, "GET /metrics HTTP/1.1\r\n\r\n").0 != "HTTP/1.1 200 OK" {
+        assert!(Instant::now() < deadline, "the endpoint did not recover");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The RESP port still refuses HTTP.
     let mut c = srv.client();
     c.send_raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -310,50 +310,12 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     b
 }
 
-fn line_end(b: &[u8], from: usize) -> Option<usize> {
-    b[from..]
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|p| from + p)
-}
-
-/// Length of the first complete RESP2/RESP3 reply in `b`, if complete.
+/// Length of the first complete RESP2/RESP3 reply in `b`, if complete (proto's scanner).
 pub fn reply_len(b: &[u8]) -> Option<usize> {
-    fn at(b: &[u8], i: usize) -> Option<usize> {
-        let t = *b.get(i)?;
-        let eol = line_end(b, i + 1)?;
-        let num = || {
-            std::str::from_utf8(&b[i + 1..eol])
-                .ok()?
-                .parse::<i64>()
-                .ok()
-        };
-        match t {
-            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(eol + 2),
-            b'$' | b'=' | b'!' => {
-                let n = num()?;
-                if n < 0 {
-                    return Some(eol + 2);
-                }
-                let end = eol + 2 + n as usize + 2;
-                (end <= b.len()).then_some(end)
-            }
-            b'*' | b'~' | b'>' | b'%' | b'|' => {
-                let n = num()?;
-                let mut pos = eol + 2;
-                if n < 0 {
-                    return Some(pos);
-                }
-                let count = if t == b'%' || t == b'|' { 2 * n } else { n };
-                for _ in 0..count {
-                    pos = at(b, pos)?;
-                }
-                Some(pos)
-            }
-            _ => panic!("not a RESP reply: {:?}", String::from_utf8_lossy(b)),
-        }
+    match percore_proto::scan_reply(b) {
+        Ok(r) => r.map(|(len, _)| len),
+        Err(e) => panic!("not a RESP reply ({e:?}): {:?}", String::from_utf8_lossy(b)),
     }
-    at(b, 0)
 }
 
 /// A `kB` field of /proc/PID/status (VmRSS, VmHWM, …).
