@@ -187,26 +187,35 @@ impl Families {
         self.0.last_mut().expect("just pushed")
     }
 
-    fn gauge(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
-        let mut g = Gauge::default();
-        g.set_value(v);
+    /// Adds one sample, labelled `pairs`, whose value `fill` sets.
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        ty: MetricType,
+        pairs: &[(&str, &str)],
+        fill: impl FnOnce(&mut Metric),
+    ) {
         let mut m = Metric::default();
         m.set_label(labels(pairs).into());
-        m.set_gauge(g);
-        self.family(name, help, MetricType::GAUGE)
-            .mut_metric()
-            .push(m);
+        fill(&mut m);
+        self.family(name, help, ty).mut_metric().push(m);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
+        self.sample(name, help, MetricType::GAUGE, pairs, |m| {
+            let mut g = Gauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        });
     }
 
     fn counter(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
-        let mut c = Counter::default();
-        c.set_value(v);
-        let mut m = Metric::default();
-        m.set_label(labels(pairs).into());
-        m.set_counter(c);
-        self.family(name, help, MetricType::COUNTER)
-            .mut_metric()
-            .push(m);
+        self.sample(name, help, MetricType::COUNTER, pairs, |m| {
+            let mut c = Counter::default();
+            c.set_value(v);
+            m.set_counter(c);
+        });
     }
 
     /// `buckets`: (upper bound, cumulative count), ascending.
@@ -228,12 +237,9 @@ impl Families {
         }
         h.set_sample_count(count);
         h.set_sample_sum(sum);
-        let mut m = Metric::default();
-        m.set_label(labels(pairs).into());
-        m.set_histogram(h);
-        self.family(name, help, MetricType::HISTOGRAM)
-            .mut_metric()
-            .push(m);
+        self.sample(name, help, MetricType::HISTOGRAM, pairs, |m| {
+            m.set_histogram(h)
+        });
     }
 }
 
