@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!out.is_empty(), "every command replies");
                 shard.expire_step(now, 8);
                 shard.rehash_step(2);
-                shard.lazyfree_step(16);
+                shard.lazyfree_step(16, 1);
                 if consumed % 3 == 0 {
                     shard.evict(now, 2, &mut || true);
                 }

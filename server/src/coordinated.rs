@@ -101,11 +101,12 @@ async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], remove: bool) -> Option
     call(&conn.core, s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
-        let e = sh.lookup(db, &key, now)?.clone();
+        sh.lookup(db, &key, now)?;
         if remove {
-            sh.remove(db, &key);
+            sh.remove(db, &key)
+        } else {
+            sh.lookup(db, &key, now).map(|e| e.to_entry())
         }
-        Some(e)
     })
     .await
 }
@@ -131,7 +132,7 @@ async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_abs
         }
         // A deadline that passed while the value travelled means the key is gone.
         if entry.is_expired(now) {
-            sh.remove(db, &key);
+            sh.delete(db, &key);
             return true;
         }
         sh.store(db, &key, entry);
@@ -177,11 +178,11 @@ async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let db = conn.db;
     let va = fetch_entry(conn, db, &a[1], false)
         .await
-        .map(|e| e.value.to_vec())
+        .map(|e| e.value.into_bytes())
         .unwrap_or_default();
     let vb = fetch_entry(conn, db, &a[2], false)
         .await
-        .map(|e| e.value.to_vec())
+        .map(|e| e.value.into_bytes())
         .unwrap_or_default();
     let max = conn.core.config.borrow().proto_max_bulk_len;
     lcs_reply(&va, &vb, a, max, w);

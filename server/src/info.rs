@@ -50,8 +50,8 @@ fn snapshot(c: &Core) -> CoreSnapshot {
             .dbs
             .iter()
             .map(|d| {
-                let node = percore_shard::dict::ENTRY_OVERHEAD_BYTES - std::mem::size_of::<usize>();
-                (d.dict.buckets() * std::mem::size_of::<usize>() + d.dict.len() * node) as u64
+                use percore_shard::dict::{BUCKET_BYTES, NODE_HEADER_BYTES};
+                (d.dict.buckets() * BUCKET_BYTES + d.dict.len() * NODE_HEADER_BYTES) as u64
             })
             .sum(),
         mailbox_depth: c.mailbox.depth(c.id),

@@ -452,7 +452,7 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
                 }
             }
             let t0 = Instant::now();
-            while bg.shard.borrow_mut().lazyfree_step(1024) && t0.elapsed() < slice {
+            while bg.shard.borrow_mut().lazyfree_step(1024, 1) && t0.elapsed() < slice {
                 runtime::yield_if_needed().await;
             }
             let t0 = Instant::now();

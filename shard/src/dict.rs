@@ -1,82 +1,614 @@
-//! The shard's hash table: chained buckets, power-of-two sizes, incremental rehash, and a
-//! reverse-binary scan cursor — Redis's `dict.c` design, chosen for its two guarantees:
+//! The shard's hash table: chained buckets of packed entries, power-of-two sizes,
+//! incremental rehash and a reverse-binary scan cursor (Redis's `dict.c` scheme), with each
+//! entry — link, metadata, key and small value — in **one allocation**.
 //!
-//! 1. **Bounded work per operation.** Growing or shrinking allocates the new bucket array
-//!    (calloc'd, so untouched pages cost nothing) and then moves at most
-//!    [`REHASH_STEP_BUCKETS`] buckets (visiting at most 10× that many empty ones) per
-//!    insert/lookup/delete, plus whatever [`Dict::rehash_step`] does from the background.
-//!    No single call touches more than a fixed number of entries, so a table of 10M keys
-//!    never stalls its core for a full rehash.
-//! 2. **SCAN's promise.** The cursor walks bucket indices in reverse-binary order, so an
-//!    entry present for the whole iteration is returned at least once even if the table
-//!    grows or shrinks between calls (entries may be returned twice).
+//! # An entry (a "node")
 //!
-//! Layout (64-bit): a bucket is one pointer (8 B); a node is `key: Box<[u8]>` (16 B) +
-//! `hash: u64` (8 B) + `next` (8 B) + the value, plus the key bytes in their own allocation.
-//! The compact inline layout of issue "Cache memory" replaces this; the interface stays.
+//! ```text
+//!  0        8       12    13    14    15
+//!  +--------+-------+-----+-----+-----+---------------+-----------+-------+----------+
+//!  | next   | clock |flags|klen8|vlen8| [klen u32]    | [expire   | key   | value    |
+//!  | *node  | u32   | u8  | u8  | u8  | if LONG_KEY   |  u64] if  | bytes | payload  |
+//!  |        |       |     |     |     |               |  EXPIRE   |       |          |
+//!  +--------+-------+-----+-----+-----+---------------+-----------+-------+----------+
+//! ```
 //!
-//! Alternatives rejected for now: `hashbrown` (a resize rehashes every entry at once and its
-//! iteration order cannot back a stable cursor); a BTreeMap (O(log n) per access and no cheap
-//! random sampling for RANDOMKEY and eviction).
+//! - `clock` is the LRU second or the LFU counter and decay minute ([`crate::evict`]); one
+//!   word serves both, as Redis's 24-bit `lru` field does, because a key is judged by one
+//!   policy at a time.
+//! - `flags`: has-expiry, long key (> 255 bytes: the length moves to a `u32`), `raw`
+//!   (OBJECT ENCODING), and the value's encoding:
+//!   - `INT`: 8 bytes, an `i64` (Redis's `int` encoding);
+//!   - `INLINE`: up to [`INLINE_MAX`] bytes copied after the key (`vlen8` is the length);
+//!   - `HEAP`: a `Vec<u8>`'s three words, for long values and for strings edited in place
+//!     (APPEND, SETRANGE), which need spare capacity to grow in amortized O(1).
+//! - Fields after `next` are read and written unaligned; the node is 8-aligned for `next`.
+//!
+//! # Bytes per key
+//! A 16-byte key with a 32-byte value: 15 + 16 + 32 = **63 bytes, one 64-byte block** of
+//! mimalloc (whose classes are exact multiples of 8 up to 64), plus the bucket slot: 8 bytes at
+//! load factor 1 (8–16 as the table doubles). The previous layout (a boxed node holding a
+//! boxed key and a `Vec` value) took three allocations and 184 bytes of RSS per such key.
+//! No per-entry hash is stored: a rehash recomputes xxh3 of each key (a few ns for short
+//! keys), and a lookup compares lengths before bytes.
+//!
+//! # Bounded work
+//! 1. Growing or shrinking allocates the new bucket array zeroed (fresh pages, so untouched
+//!    buckets cost nothing) and then moves at most [`REHASH_STEP_BUCKETS`] buckets (visiting
+//!    at most 10× that many empty ones) per insert/lookup/delete, plus what
+//!    [`Dict::rehash_step`] does from the background. The old array and any large value
+//!    freed by an operation go to the table's [`Graveyard`] and are returned to the kernel in
+//!    slices ([`Dict::lazyfree_step`]), never in one `munmap` on the request path.
+//! 2. SCAN: the cursor walks bucket indices in reverse-binary order, so an entry present for
+//!    the whole iteration is returned at least once even if the table grows or shrinks
+//!    between calls (entries may be returned twice).
+//!
+//! # Alternatives rejected
+//! - Open addressing with 7-slot cache-line buckets (Valkey 8.1's `hashtable.c`): no `next`
+//!   word in the node, but at the table sizes that matter the power-of-two bucket array costs
+//!   as much (16.8 B/key at 1M keys) and its incremental rehash and SCAN need bucket chaining
+//!   anyway. Worth revisiting with measurements on lookup misses.
+//! - `hashbrown`: a resize rehashes every entry at once and its order cannot back a cursor.
+//! - Keeping `Entry` as a Rust struct in a boxed node: three allocations per key.
+//!
+//! Readers and writers see entries through [`EntryRef`] and [`EntryMut`]; an `EntryMut`
+//! holds the link that points at its node, so changing a value's size reallocates the node
+//! and relinks it in place.
+
+use std::alloc::{self, Layout};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// What the table costs per entry besides the key and value bytes: the node, the key's
-/// allocation header, and one bucket slot at load factor 1 (MEMORY USAGE, MEMORY STATS).
-pub const ENTRY_OVERHEAD_BYTES: usize =
-    std::mem::size_of::<Node<crate::value::Entry>>() + 16 + std::mem::size_of::<usize>();
+use crate::lazyfree::{Doomed, Graveyard};
+use crate::value::{Clock, Entry, Value, ValueRef};
 
 /// Buckets moved per rehash step driven by a normal operation.
 pub const REHASH_STEP_BUCKETS: usize = 1;
 const MIN_SIZE: usize = 4;
 
-struct Node<V> {
-    key: Box<[u8]>,
-    hash: u64,
-    value: V,
-    next: Option<Box<Node<V>>>,
+/// Longest value stored inside its node; longer ones get an allocation of their own.
+pub const INLINE_MAX: usize = 255;
+
+type Link = Option<NonNull<u8>>;
+
+const OFF_CLOCK: usize = 8;
+const OFF_FLAGS: usize = 12;
+const OFF_KLEN: usize = 13;
+const OFF_VLEN: usize = 14;
+const HEAD: usize = 15;
+const NODE_ALIGN: usize = 8;
+
+const F_EXPIRE: u8 = 1;
+const F_LONG_KEY: u8 = 2;
+const F_RAW: u8 = 4;
+const ENC_MASK: u8 = 0b11 << 3;
+const ENC_INT: u8 = 0;
+const ENC_INLINE: u8 = 1 << 3;
+const ENC_HEAP: u8 = 2 << 3;
+const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
+
+/// The fixed part of a node (link, clock, flags, lengths): what the table costs per entry
+/// beyond its key and value bytes, besides the bucket slot.
+pub const NODE_HEADER_BYTES: usize = HEAD;
+
+/// The bucket-array share of an entry at load factor 1, for MEMORY USAGE.
+pub const BUCKET_BYTES: usize = std::mem::size_of::<Link>();
+
+/// A value on its way into a node.
+enum Payload<'a> {
+    Int(i64),
+    Inline(&'a [u8]),
+    Heap(Vec<u8>),
+    /// A `HEAP` value's words copied verbatim from another node, which gives up ownership.
+    Moved([u8; HEAP_WORDS]),
 }
 
-struct Table<V> {
-    buckets: Vec<Option<Box<Node<V>>>>,
-    used: usize,
-}
-
-impl<V> Table<V> {
-    fn empty() -> Self {
-        Table {
-            buckets: Vec::new(),
-            used: 0,
+impl Payload<'_> {
+    fn enc(&self) -> u8 {
+        match self {
+            Payload::Int(_) => ENC_INT,
+            Payload::Inline(_) => ENC_INLINE,
+            Payload::Heap(_) | Payload::Moved(_) => ENC_HEAP,
         }
     }
-    fn with_size(n: usize) -> Self {
-        let mut buckets = Vec::new();
-        buckets.resize_with(n, || None);
-        Table { buckets, used: 0 }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Int(_) => 8,
+            Payload::Inline(b) => b.len(),
+            Payload::Heap(_) | Payload::Moved(_) => HEAP_WORDS,
+        }
     }
+}
+
+#[inline]
+fn node_layout(size: usize) -> Layout {
+    // HEAD > 0 and NODE_ALIGN is a power of two; sizes are bounded by the key and value
+    // limits (512 MB), far below isize::MAX.
+    Layout::from_size_align(size, NODE_ALIGN).expect("node sizes are small")
+}
+
+// Node accessors. Every `p` passed to them points at a live node built by `build`.
+
+#[inline]
+unsafe fn next(p: NonNull<u8>) -> Link {
+    ptr::read(p.as_ptr() as *const Link)
+}
+#[inline]
+unsafe fn next_slot(p: NonNull<u8>) -> *mut Link {
+    p.as_ptr() as *mut Link
+}
+#[inline]
+unsafe fn flags(p: NonNull<u8>) -> u8 {
+    *p.as_ptr().add(OFF_FLAGS)
+}
+#[inline]
+unsafe fn klen(p: NonNull<u8>) -> usize {
+    if flags(p) & F_LONG_KEY != 0 {
+        ptr::read_unaligned(p.as_ptr().add(HEAD) as *const u32) as usize
+    } else {
+        *p.as_ptr().add(OFF_KLEN) as usize
+    }
+}
+#[inline]
+unsafe fn expire_off(p: NonNull<u8>) -> usize {
+    HEAD + if flags(p) & F_LONG_KEY != 0 { 4 } else { 0 }
+}
+#[inline]
+unsafe fn key_off(p: NonNull<u8>) -> usize {
+    expire_off(p) + if flags(p) & F_EXPIRE != 0 { 8 } else { 0 }
+}
+#[inline]
+unsafe fn key<'a>(p: NonNull<u8>) -> &'a [u8] {
+    std::slice::from_raw_parts(p.as_ptr().add(key_off(p)), klen(p))
+}
+#[inline]
+unsafe fn val_ptr(p: NonNull<u8>) -> *mut u8 {
+    p.as_ptr().add(key_off(p) + klen(p))
+}
+#[inline]
+unsafe fn payload_len(p: NonNull<u8>) -> usize {
+    match flags(p) & ENC_MASK {
+        ENC_INT => 8,
+        ENC_INLINE => *p.as_ptr().add(OFF_VLEN) as usize,
+        _ => HEAP_WORDS,
+    }
+}
+#[inline]
+unsafe fn node_size(p: NonNull<u8>) -> usize {
+    key_off(p) + klen(p) + payload_len(p)
+}
+#[inline]
+unsafe fn expire_at(p: NonNull<u8>) -> u64 {
+    if flags(p) & F_EXPIRE == 0 {
+        0
+    } else {
+        ptr::read_unaligned(p.as_ptr().add(expire_off(p)) as *const u64)
+    }
+}
+#[inline]
+unsafe fn clock(p: NonNull<u8>) -> u32 {
+    ptr::read_unaligned(p.as_ptr().add(OFF_CLOCK) as *const u32)
+}
+#[inline]
+unsafe fn key_eq(p: NonNull<u8>, k: &[u8]) -> bool {
+    klen(p) == k.len() && key(p) == k
+}
+/// The three words of a `HEAP` value: pointer, length, capacity.
+#[inline]
+unsafe fn heap_parts(p: NonNull<u8>) -> (*mut u8, usize, usize) {
+    let v = val_ptr(p) as *const usize;
+    (
+        ptr::read_unaligned(v) as *mut u8,
+        ptr::read_unaligned(v.add(1)),
+        ptr::read_unaligned(v.add(2)),
+    )
+}
+#[inline]
+unsafe fn set_heap_parts(p: NonNull<u8>, (ptr_, len, cap): (*mut u8, usize, usize)) {
+    let v = val_ptr(p) as *mut usize;
+    ptr::write_unaligned(v, ptr_ as usize);
+    ptr::write_unaligned(v.add(1), len);
+    ptr::write_unaligned(v.add(2), cap);
+}
+#[inline]
+unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
+    let v = val_ptr(p);
+    let raw = flags(p) & F_RAW != 0;
+    match flags(p) & ENC_MASK {
+        ENC_INT => ValueRef::Int(ptr::read_unaligned(v as *const i64)),
+        ENC_INLINE => ValueRef::Str {
+            data: std::slice::from_raw_parts(v, payload_len(p)),
+            raw,
+        },
+        _ => {
+            let (ptr_, len, _) = heap_parts(p);
+            ValueRef::Str {
+                data: if len == 0 {
+                    &[]
+                } else {
+                    std::slice::from_raw_parts(ptr_, len)
+                },
+                raw,
+            }
+        }
+    }
+}
+
+/// Allocates and fills a node; `next` is null.
+fn build(key: &[u8], clock: u32, expire_at_ms: u64, raw: bool, payload: Payload) -> NonNull<u8> {
+    let long = key.len() > u8::MAX as usize;
+    let expire = expire_at_ms != 0;
+    let kpos = HEAD + if long { 4 } else { 0 } + if expire { 8 } else { 0 };
+    let size = kpos + key.len() + payload.len();
+    let layout = node_layout(size);
+    let mut flags = payload.enc();
+    if long {
+        flags |= F_LONG_KEY;
+    }
+    if expire {
+        flags |= F_EXPIRE;
+    }
+    if raw {
+        flags |= F_RAW;
+    }
+    // SAFETY: `layout` has a non-zero size. Every write below lands inside the `size` bytes
+    // just allocated: the header (HEAD bytes), the optional u32 and u64 (counted in `kpos`),
+    // the key and the payload (counted in `size`).
+    unsafe {
+        let raw_ptr = alloc::alloc(layout);
+        let Some(p) = NonNull::new(raw_ptr) else {
+            alloc::handle_alloc_error(layout)
+        };
+        let b = p.as_ptr();
+        ptr::write(b as *mut Link, None);
+        ptr::write_unaligned(b.add(OFF_CLOCK) as *mut u32, clock);
+        *b.add(OFF_FLAGS) = flags;
+        *b.add(OFF_KLEN) = if long { 0 } else { key.len() as u8 };
+        *b.add(OFF_VLEN) = match &payload {
+            Payload::Inline(d) => d.len() as u8,
+            _ => 0,
+        };
+        if long {
+            ptr::write_unaligned(b.add(HEAD) as *mut u32, key.len() as u32);
+        }
+        if expire {
+            ptr::write_unaligned(b.add(kpos - 8) as *mut u64, expire_at_ms);
+        }
+        ptr::copy_nonoverlapping(key.as_ptr(), b.add(kpos), key.len());
+        let v = b.add(kpos + key.len());
+        match payload {
+            Payload::Int(i) => ptr::write_unaligned(v as *mut i64, i),
+            Payload::Inline(d) => ptr::copy_nonoverlapping(d.as_ptr(), v, d.len()),
+            Payload::Heap(data) => {
+                let mut data = std::mem::ManuallyDrop::new(data);
+                set_heap_parts(p, (data.as_mut_ptr(), data.len(), data.capacity()));
+            }
+            Payload::Moved(words) => ptr::copy_nonoverlapping(words.as_ptr(), v, HEAP_WORDS),
+        }
+        p
+    }
+}
+
+/// Builds a node for an owned value: short plain strings inline, other strings keep their
+/// allocation (moved, not copied).
+fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value) -> NonNull<u8> {
+    match value {
+        Value::Int(i) => build(key, clock, expire_at_ms, false, Payload::Int(i)),
+        Value::Str { data, raw: false } if data.len() <= INLINE_MAX => {
+            build(key, clock, expire_at_ms, false, Payload::Inline(&data))
+        }
+        Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data)),
+    }
+}
+
+/// Takes a `HEAP` node's vector out (the node keeps an empty one).
+unsafe fn take_heap(p: NonNull<u8>) -> Vec<u8> {
+    let (ptr_, len, cap) = heap_parts(p);
+    let mut empty = std::mem::ManuallyDrop::new(Vec::<u8>::new());
+    set_heap_parts(p, (empty.as_mut_ptr(), 0, 0));
+    Vec::from_raw_parts(ptr_, len, cap)
+}
+
+/// Frees a node that is no longer linked, sending a large value to `graveyard`.
+unsafe fn free_node(p: NonNull<u8>, graveyard: &mut Graveyard) {
+    if flags(p) & ENC_MASK == ENC_HEAP {
+        graveyard.bury_vec(take_heap(p));
+    }
+    free_shell(p);
+}
+
+/// Frees a node's own block only (its `HEAP` value, if any, has been moved elsewhere).
+unsafe fn free_shell(p: NonNull<u8>) {
+    alloc::dealloc(p.as_ptr(), node_layout(node_size(p)));
+}
+
+/// Unpacks a node that is no longer linked into an owned entry, and frees it.
+unsafe fn into_entry(p: NonNull<u8>) -> Entry {
+    let raw = flags(p) & F_RAW != 0;
+    let value = match flags(p) & ENC_MASK {
+        ENC_HEAP => Value::Str {
+            data: take_heap(p),
+            raw,
+        },
+        _ => value(p).to_value(),
+    };
+    let e = Entry {
+        value,
+        expire_at_ms: expire_at(p),
+        clock: Clock::Kept(clock(p)),
+    };
+    free_shell(p);
+    e
+}
+
+/// An entry in the table, for reading. Valid while the table is not modified.
+#[derive(Clone, Copy)]
+pub struct EntryRef<'a> {
+    node: NonNull<u8>,
+    _life: PhantomData<&'a u8>,
+}
+
+impl<'a> EntryRef<'a> {
+    // SAFETY (all accessors): `node` is a live node of a table borrowed for 'a.
+    pub fn key(self) -> &'a [u8] {
+        unsafe { key(self.node) }
+    }
+    pub fn value(self) -> ValueRef<'a> {
+        unsafe { value(self.node) }
+    }
+    /// Absolute deadline in Unix milliseconds; 0 means none.
+    pub fn expire_at_ms(self) -> u64 {
+        unsafe { expire_at(self.node) }
+    }
+    /// The LRU/LFU word ([`crate::evict`]).
+    pub fn clock(self) -> u32 {
+        unsafe { clock(self.node) }
+    }
+    /// Redis's `keyIsExpired`: expired once the clock is past the deadline.
+    pub fn is_expired(self, now_ms: u64) -> bool {
+        let at = self.expire_at_ms();
+        at != 0 && now_ms > at
+    }
+    /// Bytes this entry holds on the heap: its node and a separately allocated value.
+    pub fn alloc_bytes(self) -> usize {
+        unsafe {
+            node_size(self.node)
+                + if flags(self.node) & ENC_MASK == ENC_HEAP {
+                    heap_parts(self.node).2
+                } else {
+                    0
+                }
+        }
+    }
+    /// An owned copy (COPY, cross-shard moves); the clock word is kept.
+    pub fn to_entry(self) -> Entry {
+        Entry {
+            value: self.value().to_value(),
+            expire_at_ms: self.expire_at_ms(),
+            clock: Clock::Kept(self.clock()),
+        }
+    }
+}
+
+/// An entry in the table, for writing. Holds the link that points at the node, so changes
+/// of size reallocate the node and relink it.
+pub struct EntryMut<'a> {
+    link: NonNull<Link>,
+    graveyard: &'a mut Graveyard,
+}
+
+impl<'a> EntryMut<'a> {
     #[inline]
-    fn mask(&self) -> usize {
-        self.buckets.len().wrapping_sub(1)
+    fn node(&self) -> NonNull<u8> {
+        // SAFETY: `link` points at a live link slot of the mutably borrowed table, and an
+        // EntryMut is only made for a slot holding a node; every method keeps it so.
+        unsafe { (*self.link.as_ptr()).expect("an EntryMut's link holds its node") }
+    }
+
+    /// A read view.
+    pub fn get(&self) -> EntryRef<'_> {
+        EntryRef {
+            node: self.node(),
+            _life: PhantomData,
+        }
+    }
+    pub fn value(&self) -> ValueRef<'_> {
+        self.get().value()
+    }
+    pub fn expire_at_ms(&self) -> u64 {
+        self.get().expire_at_ms()
+    }
+    pub fn clock(&self) -> u32 {
+        self.get().clock()
+    }
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.get().is_expired(now_ms)
+    }
+    pub fn to_entry(&self) -> Entry {
+        self.get().to_entry()
+    }
+
+    pub fn set_clock(&mut self, c: u32) {
+        // SAFETY: the clock lies inside the live node's header.
+        unsafe { ptr::write_unaligned(self.node().as_ptr().add(OFF_CLOCK) as *mut u32, c) }
+    }
+
+    /// Replaces the node with `new` (same position in the chain) and frees the old one's
+    /// block; `keep_heap`: the old node's `HEAP` value now belongs to `new`.
+    fn relink(&mut self, new: NonNull<u8>, keep_heap: bool) {
+        let old = self.node();
+        // SAFETY: `old` is live and linked at `self.link`; `new` is a fresh unlinked node.
+        // After the swap nothing points at `old`, which is then freed exactly once.
+        unsafe {
+            ptr::write(next_slot(new), next(old));
+            ptr::write(self.link.as_ptr(), Some(new));
+            if keep_heap {
+                free_shell(old);
+            } else {
+                free_node(old, self.graveyard);
+            }
+        }
+    }
+
+    /// Sets or clears (0) the deadline. In place when the node already has a deadline
+    /// field; otherwise the node is rebuilt one word larger or smaller.
+    pub fn set_expire_at_ms(&mut self, at_ms: u64) {
+        let p = self.node();
+        // SAFETY: reads and writes within the live node; `Moved` transfers the HEAP words
+        // to the new node and `relink(.., true)` then frees only the old shell.
+        unsafe {
+            let has = flags(p) & F_EXPIRE != 0;
+            if has && at_ms != 0 {
+                ptr::write_unaligned(p.as_ptr().add(expire_off(p)) as *mut u64, at_ms);
+                return;
+            }
+            if !has && at_ms == 0 {
+                return;
+            }
+            let raw = flags(p) & F_RAW != 0;
+            let payload = match flags(p) & ENC_MASK {
+                ENC_INT => Payload::Int(ptr::read_unaligned(val_ptr(p) as *const i64)),
+                ENC_INLINE => {
+                    Payload::Inline(std::slice::from_raw_parts(val_ptr(p), payload_len(p)))
+                }
+                _ => {
+                    let mut w = [0u8; HEAP_WORDS];
+                    ptr::copy_nonoverlapping(val_ptr(p), w.as_mut_ptr(), HEAP_WORDS);
+                    Payload::Moved(w)
+                }
+            };
+            let new = build(key(p), clock(p), at_ms, raw, payload);
+            self.relink(new, true);
+        }
+    }
+
+    /// Replaces the value, keeping the key, deadline and clock.
+    pub fn set_value(&mut self, v: Value) {
+        let p = self.node();
+        // SAFETY: the key and header are read from the live node before it is replaced.
+        let new = unsafe { build_value(key(p), clock(p), expire_at(p), v) };
+        self.relink(new, false);
+    }
+
+    /// Edits the string bytes in place (APPEND, SETRANGE); the result is a `raw` string kept
+    /// in its own growable allocation, as Redis unshares and converts it. Returns the new
+    /// length.
+    pub fn edit_raw(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let p = self.node();
+        // SAFETY: a HEAP node's vector is taken out (leaving an empty one, so a panic in `f`
+        // leaks nothing and frees nothing twice) and its words written back afterwards.
+        unsafe {
+            if flags(p) & ENC_MASK == ENC_HEAP {
+                let mut data = take_heap(p);
+                f(&mut data);
+                let len = data.len();
+                let mut data = std::mem::ManuallyDrop::new(data);
+                set_heap_parts(p, (data.as_mut_ptr(), len, data.capacity()));
+                *p.as_ptr().add(OFF_FLAGS) |= F_RAW;
+                return len;
+            }
+        }
+        let mut data = self.value().to_vec();
+        f(&mut data);
+        let len = data.len();
+        // SAFETY: as in `set_value`.
+        let new = unsafe { build(key(p), clock(p), expire_at(p), true, Payload::Heap(data)) };
+        self.relink(new, false);
+        len
     }
 }
 
 /// The outcome of [`Dict::get_live`].
-pub enum Live<'a, V> {
-    Found(&'a mut V),
+pub enum Live<'a> {
+    Found(EntryMut<'a>),
     /// The entry was dead and has been removed.
-    Removed(V),
+    Removed,
     Missing,
 }
 
-/// A hash map from binary keys to `V` with incremental rehashing.
-pub struct Dict<V> {
-    tables: [Table<V>; 2],
+struct Table {
+    buckets: NonNull<Link>,
+    size: usize,
+    used: usize,
+}
+
+impl Table {
+    fn empty() -> Self {
+        Table {
+            buckets: NonNull::dangling(),
+            size: 0,
+            used: 0,
+        }
+    }
+
+    /// A zeroed bucket array: `calloc`-style, so the kernel supplies zero pages lazily and
+    /// allocating 16M buckets costs no more than touching them one rehash step at a time.
+    fn with_size(n: usize) -> Self {
+        let layout = Layout::array::<Link>(n).expect("bucket counts are bounded by memory");
+        // SAFETY: n ≥ MIN_SIZE so the layout is non-empty; an all-zero `Option<NonNull<_>>`
+        // is `None` (the niche guarantee), so the zeroed array is `n` valid empty buckets.
+        let p = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(p) = NonNull::new(p as *mut Link) else {
+            alloc::handle_alloc_error(layout)
+        };
+        Table {
+            buckets: p,
+            size: n,
+            used: 0,
+        }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.size.wrapping_sub(1)
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> *mut Link {
+        debug_assert!(i < self.size);
+        // SAFETY: callers index below `size` (masked hashes, bounded cursors).
+        unsafe { self.buckets.as_ptr().add(i) }
+    }
+
+    #[inline]
+    fn head(&self, i: usize) -> Link {
+        // SAFETY: `slot` is in bounds and holds an initialized link.
+        unsafe { *self.slot(i) }
+    }
+
+    /// Hands the bucket array to `graveyard` (freed in slices when large) and empties the
+    /// table. The chains must already be gone.
+    fn retire(&mut self, graveyard: &mut Graveyard) {
+        if self.size > 0 {
+            let layout = Layout::array::<Link>(self.size).expect("as allocated");
+            // SAFETY: the array was allocated by `with_size` with this layout and is not
+            // referenced after `self` is reset below.
+            graveyard.bury(unsafe { Doomed::from_raw(self.buckets.cast(), layout) });
+        }
+        *self = Table::empty();
+    }
+}
+
+/// A hash map from binary keys to packed entries with incremental rehashing.
+pub struct Dict {
+    tables: [Table; 2],
     /// Next bucket of `tables[0]` to move into `tables[1]`, while rehashing.
     rehash_idx: Option<usize>,
     seed: u64,
+    /// Large blocks this table has let go of, freed in slices.
+    graveyard: Graveyard,
+    /// Next bucket [`Dict::free_step`] empties.
+    free_cursor: usize,
 }
 
-impl<V> Dict<V> {
+// SAFETY: a Dict owns all its nodes and arrays exclusively (no sharing, no interior
+// pointers handed out beyond borrows of the Dict), like a Vec of boxes.
+unsafe impl Send for Dict {}
+
+impl Dict {
     /// `seed` keys the hash function; it is passed in so tests are deterministic and
     /// production gets a random one (hash flooding).
     pub fn new(seed: u64) -> Self {
@@ -84,6 +616,8 @@ impl<V> Dict<V> {
             tables: [Table::empty(), Table::empty()],
             rehash_idx: None,
             seed,
+            graveyard: Graveyard::default(),
+            free_cursor: 0,
         }
     }
 
@@ -103,7 +637,7 @@ impl<V> Dict<V> {
 
     /// Total buckets in both tables (for memory accounting and tests).
     pub fn buckets(&self) -> usize {
-        self.tables[0].buckets.len() + self.tables[1].buckets.len()
+        self.tables[0].size + self.tables[1].size
     }
 
     #[inline]
@@ -120,7 +654,7 @@ impl<V> Dict<V> {
         let mut empty_visits = n * 10;
         let mut moved = 0;
         while moved < n && self.tables[0].used > 0 {
-            while self.tables[0].buckets[idx].is_none() {
+            while self.tables[0].head(idx).is_none() {
                 idx += 1;
                 empty_visits -= 1;
                 if empty_visits == 0 {
@@ -128,21 +662,28 @@ impl<V> Dict<V> {
                     return true;
                 }
             }
-            let mut chain = self.tables[0].buckets[idx].take();
-            while let Some(mut node) = chain {
-                chain = node.next.take();
-                let b = (node.hash as usize) & self.tables[1].mask();
-                node.next = self.tables[1].buckets[b].take();
-                self.tables[1].buckets[b] = Some(node);
-                self.tables[0].used -= 1;
-                self.tables[1].used += 1;
+            // SAFETY: `idx` < size while used > 0 (a non-empty bucket exists at or after
+            // it); each node is unlinked from the old chain and pushed onto a new one, so
+            // every node stays in exactly one chain.
+            unsafe {
+                let mut chain = ptr::replace(self.tables[0].slot(idx), None);
+                while let Some(node) = chain {
+                    chain = next(node);
+                    let h = self.hash(key(node));
+                    let t1 = &mut self.tables[1];
+                    let slot = t1.slot((h as usize) & t1.mask());
+                    ptr::write(next_slot(node), *slot);
+                    *slot = Some(node);
+                    self.tables[0].used -= 1;
+                    self.tables[1].used += 1;
+                }
             }
             idx += 1;
             moved += 1;
         }
         if self.tables[0].used == 0 {
-            let new = std::mem::replace(&mut self.tables[1], Table::empty());
-            self.tables[0] = new;
+            self.tables[0].retire(&mut self.graveyard);
+            self.tables[0] = std::mem::replace(&mut self.tables[1], Table::empty());
             self.rehash_idx = None;
             return false;
         }
@@ -160,11 +701,11 @@ impl<V> Dict<V> {
     fn start_resize(&mut self, size: usize) {
         debug_assert!(self.rehash_idx.is_none());
         let size = size.max(MIN_SIZE).next_power_of_two();
-        if self.tables[0].buckets.is_empty() {
+        if self.tables[0].size == 0 {
             self.tables[0] = Table::with_size(size);
             return;
         }
-        if size == self.tables[0].buckets.len() {
+        if size == self.tables[0].size {
             return;
         }
         self.tables[1] = Table::with_size(size);
@@ -176,8 +717,9 @@ impl<V> Dict<V> {
             return;
         }
         let t = &self.tables[0];
-        if t.buckets.is_empty() || t.used >= t.buckets.len() {
-            self.start_resize((t.used + 1) * 2);
+        if t.size == 0 || t.used >= t.size {
+            // Double, as Redis 7 does (the next power of two above `used`).
+            self.start_resize(t.used + 1);
         }
     }
 
@@ -187,188 +729,210 @@ impl<V> Dict<V> {
             return;
         }
         let t = &self.tables[0];
-        if t.buckets.len() > MIN_SIZE && t.used * 8 < t.buckets.len() {
+        if t.size > MIN_SIZE && t.used * 8 < t.size {
             self.start_resize(t.used.max(1) * 2);
         }
     }
 
-    fn find_in(&self, table: usize, key: &[u8], hash: u64) -> Option<&Node<V>> {
-        let t = &self.tables[table];
-        if t.buckets.is_empty() {
+    /// The link slot that points at `key`'s node in table `ti`.
+    fn find_link(&self, ti: usize, key: &[u8], h: u64) -> Option<NonNull<Link>> {
+        let t = &self.tables[ti];
+        if t.size == 0 {
             return None;
         }
-        let mut cur = t.buckets[(hash as usize) & t.mask()].as_deref();
-        while let Some(n) = cur {
-            if n.hash == hash && *n.key == *key {
-                return Some(n);
+        let mut link = t.slot((h as usize) & t.mask());
+        // SAFETY: `link` is always a bucket slot or the `next` field of a live node.
+        unsafe {
+            while let Some(p) = *link {
+                if key_eq(p, key) {
+                    return NonNull::new(link);
+                }
+                link = next_slot(p);
             }
-            cur = n.next.as_deref();
         }
         None
     }
 
+    /// The table holding `key` and the link slot that points at its node.
+    fn find(&self, key: &[u8]) -> Option<(usize, NonNull<Link>)> {
+        let h = self.hash(key);
+        match self.find_link(0, key, h) {
+            Some(l) => Some((0, l)),
+            None => self.find_link(1, key, h).map(|l| (1, l)),
+        }
+    }
+
+    fn entry_mut(&mut self, link: NonNull<Link>) -> EntryMut<'_> {
+        EntryMut {
+            link,
+            graveyard: &mut self.graveyard,
+        }
+    }
+
     /// Finds `key`. Takes `&mut self` because lookups advance a rehash in progress.
-    pub fn get(&mut self, key: &[u8]) -> Option<&V> {
+    pub fn get(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
         self.step();
         self.peek(key)
     }
 
     /// Finds `key` without advancing a rehash.
-    pub fn peek(&self, key: &[u8]) -> Option<&V> {
-        let h = self.hash(key);
-        self.find_in(0, key, h)
-            .or_else(|| self.find_in(1, key, h))
-            .map(|n| &n.value)
+    pub fn peek(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        // SAFETY: a found link holds a live node.
+        self.find(key).map(|(_, l)| EntryRef {
+            node: unsafe { (*l.as_ptr()).expect("found links hold nodes") },
+            _life: PhantomData,
+        })
     }
 
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
         self.step();
-        let h = self.hash(key);
-        let ti = if self.find_in(0, key, h).is_some() {
-            0
-        } else {
-            1
-        };
-        self.find_in_mut(ti, key, h)
+        let (_, link) = self.find(key)?;
+        Some(self.entry_mut(link))
     }
 
-    fn find_in_mut(&mut self, table: usize, key: &[u8], hash: u64) -> Option<&mut V> {
-        let t = &mut self.tables[table];
-        if t.buckets.is_empty() {
-            return None;
-        }
-        let mask = t.mask();
-        let mut cur = t.buckets[(hash as usize) & mask].as_deref_mut();
-        while let Some(n) = cur {
-            if n.hash == hash && *n.key == *key {
-                return Some(&mut n.value);
-            }
-            cur = n.next.as_deref_mut();
-        }
-        None
-    }
-
-    /// Finds `key`; if `dead` says its value is no longer valid (an expired entry), removes
-    /// it and returns it instead. One hash computation, at most two short chain walks.
-    pub fn get_live(&mut self, key: &[u8], dead: impl FnOnce(&V) -> bool) -> Live<'_, V> {
+    /// Finds `key`; if `dead` says the entry is no longer valid (expired), removes it
+    /// instead. One hash computation, at most two short chain walks.
+    pub fn get_live(&mut self, key: &[u8], dead: impl FnOnce(EntryRef) -> bool) -> Live<'_> {
         self.step();
-        let h = self.hash(key);
-        let (ti, is_dead) = match self.find_in(0, key, h) {
-            Some(n) => (0, dead(&n.value)),
-            None => match self.find_in(1, key, h) {
-                Some(n) => (1, dead(&n.value)),
-                None => return Live::Missing,
-            },
+        let Some((ti, link)) = self.find(key) else {
+            return Live::Missing;
         };
-        if is_dead {
-            match self.remove_hashed(key, h) {
-                Some(v) => Live::Removed(v),
-                None => Live::Missing,
-            }
+        // SAFETY: a found link holds a live node.
+        let node = unsafe { (*link.as_ptr()).expect("found links hold nodes") };
+        if dead(EntryRef {
+            node,
+            _life: PhantomData,
+        }) {
+            self.unlink_at(ti, link);
+            // SAFETY: just unlinked; freed once.
+            unsafe { free_node(node, &mut self.graveyard) };
+            self.shrink_if_needed();
+            Live::Removed
         } else {
-            match self.find_in_mut(ti, key, h) {
-                Some(v) => Live::Found(v),
-                None => Live::Missing,
-            }
+            Live::Found(self.entry_mut(link))
         }
     }
 
-    /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
-        if let Some(slot) = self.get_mut(key) {
-            return Some(std::mem::replace(slot, value));
+    /// Unlinks the node at `link`, found in table `ti`.
+    fn unlink_at(&mut self, ti: usize, link: NonNull<Link>) {
+        // SAFETY: `link` holds a live node; its successor takes its place.
+        unsafe {
+            let node = (*link.as_ptr()).expect("found links hold nodes");
+            *link.as_ptr() = next(node);
+        }
+        self.tables[ti].used -= 1;
+    }
+
+    /// Inserts or replaces the entry at `key`, writing `clock` as its LRU/LFU word. Returns
+    /// `Some(old had a deadline)` when it replaced an entry.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        expire_at_ms: u64,
+        clock: u32,
+    ) -> Option<bool> {
+        let node = build_value(key, clock, expire_at_ms, value);
+        if let Some(mut e) = self.get_mut(key) {
+            let had = e.expire_at_ms() != 0;
+            e.relink(node, false);
+            return Some(had);
         }
         self.grow_if_needed();
         let h = self.hash(key);
         let ti = if self.rehash_idx.is_some() { 1 } else { 0 };
         let t = &mut self.tables[ti];
-        let b = (h as usize) & t.mask();
-        let next = t.buckets[b].take();
-        t.buckets[b] = Some(Box::new(Node {
-            key: key.into(),
-            hash: h,
-            value,
-            next,
-        }));
+        let slot = t.slot((h as usize) & t.mask());
+        // SAFETY: `node` is fresh and unlinked; it becomes the head of the chain.
+        unsafe {
+            ptr::write(next_slot(node), *slot);
+            *slot = Some(node);
+        }
         t.used += 1;
         None
     }
 
-    /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+    /// Removes `key`, returning its entry (the value moved out, not copied, when it has an
+    /// allocation of its own).
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         self.step();
-        let h = self.hash(key);
-        self.remove_hashed(key, h)
+        let (ti, link) = self.find(key)?;
+        // SAFETY: a found link holds a live node, unlinked here and consumed once.
+        let node = unsafe { (*link.as_ptr()).expect("found links hold nodes") };
+        self.unlink_at(ti, link);
+        self.shrink_if_needed();
+        Some(unsafe { into_entry(node) })
     }
 
-    fn remove_hashed(&mut self, key: &[u8], h: u64) -> Option<V> {
-        for ti in 0..2 {
-            let t = &mut self.tables[ti];
-            if t.buckets.is_empty() {
-                continue;
-            }
-            let b = (h as usize) & t.mask();
-            let mut link = &mut t.buckets[b];
-            loop {
-                match link {
-                    None => break,
-                    Some(n) if n.hash == h && *n.key == *key => {
-                        let mut node = link.take().expect("matched Some above");
-                        *link = node.next.take();
-                        t.used -= 1;
-                        let v = node.value;
-                        self.shrink_if_needed();
-                        return Some(v);
-                    }
-                    Some(n) => link = &mut n.next,
-                }
-            }
-        }
-        None
+    /// Deletes `key`; a large value goes to the graveyard. Returns `Some(had a deadline)`.
+    pub fn delete(&mut self, key: &[u8]) -> Option<bool> {
+        self.step();
+        let (ti, link) = self.find(key)?;
+        // SAFETY: a found link holds a live node, unlinked here and freed once.
+        let node = unsafe { (*link.as_ptr()).expect("found links hold nodes") };
+        let had = unsafe { expire_at(node) } != 0;
+        self.unlink_at(ti, link);
+        unsafe { free_node(node, &mut self.graveyard) };
+        self.shrink_if_needed();
+        Some(had)
     }
 
-    /// Drops every entry. O(n): callers that must stay bounded free in slices instead.
-    pub fn clear(&mut self) {
-        self.tables = [Table::empty(), Table::empty()];
-        self.rehash_idx = None;
-    }
-
-    /// Frees up to `n` buckets from the end of the tables (for a detached table being
-    /// dropped in slices). Returns true while entries remain.
+    /// Visits up to `n` buckets, freeing their chains, then the arrays (for a detached
+    /// table dropped in slices; large values and arrays move to the graveyard). Returns true
+    /// while entries remain.
     pub fn free_step(&mut self, n: usize) -> bool {
         self.rehash_idx = None;
-        for _ in 0..n {
-            let t = if !self.tables[1].buckets.is_empty() {
-                &mut self.tables[1]
-            } else {
-                &mut self.tables[0]
-            };
-            match t.buckets.pop() {
-                Some(mut chain) => {
-                    while let Some(mut node) = chain {
-                        chain = node.next.take();
+        let mut budget = n.max(1);
+        for ti in 0..2 {
+            let t = &mut self.tables[ti];
+            while budget > 0 && t.used > 0 {
+                let i = self.free_cursor;
+                // `used > 0` means a non-empty bucket at or after the cursor: buckets before
+                // it have been emptied.
+                debug_assert!(i < t.size);
+                // SAFETY: the chain is detached from its bucket, then each node freed once.
+                unsafe {
+                    let mut chain = ptr::replace(t.slot(i), None);
+                    while let Some(p) = chain {
+                        chain = next(p);
                         t.used -= 1;
+                        free_node(p, &mut self.graveyard);
                     }
                 }
-                None => return false,
+                self.free_cursor += 1;
+                budget -= 1;
+            }
+            if t.used == 0 && t.size > 0 {
+                t.retire(&mut self.graveyard);
+                self.free_cursor = 0;
             }
         }
-        !self.tables[0].buckets.is_empty() || !self.tables[1].buckets.is_empty()
+        !self.is_empty()
+    }
+
+    /// Large blocks waiting to be freed, and their bytes.
+    pub fn graveyard(&mut self) -> &mut Graveyard {
+        &mut self.graveyard
     }
 
     /// Visits the entries of the bucket(s) at `cursor` and returns the next cursor (0 when
     /// the walk is complete). Reverse-binary increments make the walk robust to resizing.
     /// `f` may not modify the table; callers collect keys and act afterwards.
-    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], &V)) -> u64 {
+    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], EntryRef)) -> u64 {
         if self.is_empty() {
             return 0;
         }
         let mut v = cursor as usize;
-        let visit = |t: &Table<V>, idx: usize, f: &mut dyn FnMut(&[u8], &V)| {
-            let mut cur = t.buckets[idx & t.mask()].as_deref();
-            while let Some(n) = cur {
-                f(&n.key, &n.value);
-                cur = n.next.as_deref();
+        let visit = |t: &Table, idx: usize, f: &mut dyn FnMut(&[u8], EntryRef)| {
+            let mut cur = t.head(idx & t.mask());
+            while let Some(p) = cur {
+                let e = EntryRef {
+                    node: p,
+                    _life: PhantomData,
+                };
+                f(e.key(), e);
+                // SAFETY: `p` is a live node of this table.
+                cur = unsafe { next(p) };
             }
         };
         if self.rehash_idx.is_none() {
@@ -378,7 +942,7 @@ impl<V> Dict<V> {
             v |= !m0;
             v = v.reverse_bits().wrapping_add(1).reverse_bits();
         } else {
-            let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
+            let (small, large) = if self.tables[0].size <= self.tables[1].size {
                 (&self.tables[0], &self.tables[1])
             } else {
                 (&self.tables[1], &self.tables[0])
@@ -400,7 +964,7 @@ impl<V> Dict<V> {
 
     /// A random entry (Redis's dictGetRandomKey: a random non-empty bucket, then a random
     /// element of its chain). `rand` supplies randomness. Expected O(1) at load ≥ 1/8.
-    pub fn random(&mut self, mut rand: impl FnMut() -> u64) -> Option<(&[u8], &V)> {
+    pub fn random(&mut self, mut rand: impl FnMut() -> u64) -> Option<EntryRef<'_>> {
         if self.is_empty() {
             return None;
         }
@@ -415,11 +979,11 @@ impl<V> Dict<V> {
                 0
             };
             let t = &self.tables[ti];
-            if t.buckets.is_empty() || t.used == 0 {
+            if t.size == 0 || t.used == 0 {
                 continue;
             }
             let b = (rand() as usize) & t.mask();
-            if t.buckets[b].is_some() {
+            if t.head(b).is_some() {
                 found = Some((ti, b));
                 break;
             }
@@ -428,26 +992,56 @@ impl<V> Dict<V> {
             Some(x) => x,
             None => {
                 let ti = if self.tables[0].used > 0 { 0 } else { 1 };
-                let b = self.tables[ti].buckets.iter().position(|x| x.is_some())?;
+                let t = &self.tables[ti];
+                let b = (0..t.size).find(|&i| t.head(i).is_some())?;
                 (ti, b)
             }
         };
+        let head = self.tables[ti].head(b);
         let mut len = 0;
-        let mut cur = self.tables[ti].buckets[b].as_deref();
-        while let Some(n) = cur {
+        let mut cur = head;
+        while let Some(p) = cur {
             len += 1;
-            cur = n.next.as_deref();
+            // SAFETY: live nodes of this chain.
+            cur = unsafe { next(p) };
         }
         let mut pick = (rand() % len as u64) as usize;
-        let mut cur = self.tables[ti].buckets[b].as_deref();
-        while let Some(n) = cur {
+        let mut cur = head;
+        while let Some(p) = cur {
             if pick == 0 {
-                return Some((&n.key, &n.value));
+                return Some(EntryRef {
+                    node: p,
+                    _life: PhantomData,
+                });
             }
             pick -= 1;
-            cur = n.next.as_deref();
+            // SAFETY: as above.
+            cur = unsafe { next(p) };
         }
         None
+    }
+}
+
+impl Drop for Dict {
+    fn drop(&mut self) {
+        let mut graveyard = Graveyard::default();
+        for t in &mut self.tables {
+            for i in 0..t.size {
+                // SAFETY: every chain is detached and each node freed once; the arrays are
+                // freed by `retire` right after.
+                unsafe {
+                    let mut chain = ptr::replace(t.slot(i), None);
+                    while let Some(p) = chain {
+                        chain = next(p);
+                        free_node(p, &mut graveyard);
+                    }
+                }
+            }
+            t.used = 0;
+            t.retire(&mut graveyard);
+        }
+        // Dropping the graveyard frees its blocks at once: a Dict is dropped whole only when
+        // nobody is waiting on its core (shutdown, tests) or when it is already small.
     }
 }
 
@@ -456,20 +1050,29 @@ mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
 
+    fn int(d: &mut Dict, k: &[u8], i: i64) -> Option<bool> {
+        d.insert(k, Value::Int(i), 0, 0)
+    }
+
+    fn get_int(d: &Dict, k: &[u8]) -> Option<i64> {
+        d.peek(k).map(|e| match e.value() {
+            ValueRef::Int(i) => i,
+            other => panic!("not an int: {other:?}"),
+        })
+    }
+
     #[test]
     fn insert_get_remove_through_growth_and_shrink() {
         let mut d = Dict::new(7);
-        let mut model = HashMap::new();
         for i in 0..10_000u32 {
-            let k = i.to_le_bytes();
-            assert_eq!(d.insert(&k, i), None);
-            model.insert(i, i);
+            assert_eq!(int(&mut d, &i.to_le_bytes(), i as i64), None);
         }
         assert_eq!(d.len(), 10_000);
         for i in 0..10_000u32 {
-            assert_eq!(d.get(&i.to_le_bytes()), Some(&i));
+            assert_eq!(get_int(&d, &i.to_le_bytes()), Some(i as i64));
         }
-        assert_eq!(d.insert(&5u32.to_le_bytes(), 55), Some(5));
+        assert_eq!(int(&mut d, &5u32.to_le_bytes(), 55), Some(false));
+        assert_eq!(get_int(&d, &5u32.to_le_bytes()), Some(55));
         for i in 0..9_990u32 {
             assert!(d.remove(&i.to_le_bytes()).is_some());
         }
@@ -481,7 +1084,7 @@ mod tests {
         }
         assert!(d.buckets() < 1000, "shrank: {} buckets", d.buckets());
         for i in 9_990..10_000u32 {
-            assert_eq!(d.peek(&i.to_le_bytes()), Some(&i));
+            assert_eq!(get_int(&d, &i.to_le_bytes()), Some(i as i64));
         }
     }
 
@@ -489,12 +1092,201 @@ mod tests {
     fn operations_do_bounded_rehash_work() {
         let mut d = Dict::new(1);
         for i in 0..4096u32 {
-            d.insert(&i.to_le_bytes(), ());
+            int(&mut d, &i.to_le_bytes(), 0);
         }
         // The insert that crosses load factor 1 starts a rehash but must not finish it.
-        d.insert(b"one more", ());
+        int(&mut d, b"one more", 0);
         assert!(d.is_rehashing());
         assert_eq!(d.len(), 4097);
+    }
+
+    /// The layout the module header promises: a 16-byte key and a 32-byte value in one
+    /// 63-byte node.
+    #[test]
+    fn a_small_entry_is_one_63_byte_node() {
+        let mut d = Dict::new(2);
+        let key = [b'k'; 16];
+        d.insert(&key, Value::from_bytes(&[b'v'; 32]), 0, 7);
+        let e = d.peek(&key).unwrap();
+        assert_eq!(e.alloc_bytes(), 63);
+        assert_eq!(e.clock(), 7);
+        assert_eq!(e.value().encoding(), "embstr");
+        d.insert(&key, Value::Int(12), 0, 7);
+        assert_eq!(d.peek(&key).unwrap().alloc_bytes(), 15 + 16 + 8);
+        d.insert(&key, Value::from_bytes(&[b'v'; 300]), 5, 7);
+        let e = d.peek(&key).unwrap();
+        assert_eq!(e.alloc_bytes(), 15 + 8 + 16 + 24 + 300);
+        assert_eq!(e.value().encoding(), "raw");
+    }
+
+    #[test]
+    fn long_keys_deadlines_and_value_changes() {
+        let mut d = Dict::new(3);
+        let long = vec![b'x'; 70_000];
+        d.insert(&long, Value::from_bytes(b"hello"), 0, 1);
+        d.insert(b"", Value::from_bytes(b""), 0, 2);
+        assert_eq!(d.peek(&long).unwrap().key(), &long[..]);
+        assert_eq!(d.peek(b"").unwrap().value().to_vec(), b"");
+        {
+            let mut e = d.get_mut(&long).unwrap();
+            e.set_expire_at_ms(1234);
+            assert_eq!(e.expire_at_ms(), 1234);
+            e.set_expire_at_ms(99);
+            assert_eq!(e.expire_at_ms(), 99);
+            assert_eq!(e.value().to_vec(), b"hello");
+            assert_eq!(e.clock(), 1);
+            e.set_clock(9);
+            e.set_value(Value::from_bytes(&[b'y'; 1000]));
+            assert_eq!(e.value().str_len(), 1000);
+            assert_eq!(e.expire_at_ms(), 99);
+            assert_eq!(e.edit_raw(|v| v.extend_from_slice(b"!!")), 1002);
+            assert_eq!(e.value().encoding(), "raw");
+            e.set_expire_at_ms(0);
+            assert_eq!(e.expire_at_ms(), 0);
+            assert_eq!(
+                e.value().str_len(),
+                1002,
+                "the heap value moved with the node"
+            );
+            assert_eq!(e.clock(), 9);
+        }
+        let mut e = d.get_mut(b"").unwrap();
+        assert_eq!(e.edit_raw(|v| v.extend_from_slice(b"ab")), 2);
+        assert_eq!(e.value().to_vec(), b"ab");
+        assert_eq!(e.value().encoding(), "raw");
+        e.set_value(Value::Int(-5));
+        assert_eq!(e.value(), ValueRef::Int(-5));
+        let got = d.remove(&long).unwrap();
+        assert_eq!(got.value.as_ref().str_len(), 1002);
+        assert_eq!(got.clock, Clock::Kept(9));
+        assert_eq!(d.delete(b""), Some(false));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn get_live_removes_dead_entries() {
+        let mut d = Dict::new(4);
+        d.insert(b"a", Value::Int(1), 100, 0);
+        d.insert(b"b", Value::Int(2), 0, 0);
+        assert!(matches!(
+            d.get_live(b"a", |e| e.is_expired(101)),
+            Live::Removed
+        ));
+        assert!(matches!(d.get_live(b"a", |_| false), Live::Missing));
+        match d.get_live(b"b", |e| e.is_expired(101)) {
+            Live::Found(e) => assert_eq!(e.value(), ValueRef::Int(2)),
+            _ => panic!("b is live"),
+        }
+        assert_eq!(d.len(), 1);
+    }
+
+    /// Random operations against a HashMap, through growth, shrinking and every encoding:
+    /// the unsafe node code must agree with the model at every step.
+    #[test]
+    fn random_operations_match_a_model() {
+        let mut d = Dict::new(5);
+        let mut model: HashMap<Vec<u8>, (Vec<u8>, u64)> = HashMap::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..200_000u32 {
+            let r = rng();
+            let key = format!("k{}", r % 3000).into_bytes();
+            let key = if r % 97 == 0 {
+                [key, vec![b'L'; 300]].concat()
+            } else {
+                key
+            };
+            match (r >> 20) % 8 {
+                0..=2 => {
+                    let len = [0, 3, 20, 200, 255, 256, 700][(r >> 30) as usize % 7];
+                    let v: Vec<u8> = (0..len).map(|i| (i as u8) ^ (step as u8)).collect();
+                    let ttl = if r & (1 << 40) != 0 {
+                        0
+                    } else {
+                        1 + (r >> 41) % 1000
+                    };
+                    let old = d.insert(&key, Value::from_bytes(&v), ttl, 0);
+                    let prev = model.insert(key, (v, ttl));
+                    assert_eq!(old, prev.map(|p| p.1 != 0));
+                }
+                3 => {
+                    let got = d.remove(&key);
+                    let want = model.remove(&key);
+                    assert_eq!(got.map(|e| (e.value.into_bytes(), e.expire_at_ms)), want);
+                }
+                4 => assert_eq!(d.delete(&key), model.remove(&key).map(|p| p.1 != 0)),
+                5 => {
+                    if let Some(mut e) = d.get_mut(&key) {
+                        let m = model.get_mut(&key).unwrap();
+                        let add = vec![b'+'; (r >> 33) as usize % 100];
+                        assert_eq!(
+                            e.edit_raw(|v| v.extend_from_slice(&add)),
+                            m.0.len() + add.len()
+                        );
+                        m.0.extend_from_slice(&add);
+                    } else {
+                        assert!(!model.contains_key(&key));
+                    }
+                }
+                6 => {
+                    if let Some(mut e) = d.get_mut(&key) {
+                        let ttl = (r >> 33) % 3;
+                        e.set_expire_at_ms(ttl);
+                        model.get_mut(&key).unwrap().1 = ttl;
+                    }
+                }
+                _ => {
+                    d.rehash_step(1);
+                }
+            }
+            if step % 10_000 == 0 {
+                assert_eq!(d.len(), model.len());
+                for (k, (v, ttl)) in &model {
+                    let e = d.peek(k).expect("model key present");
+                    assert_eq!(e.key(), &k[..]);
+                    assert_eq!(e.value().to_vec(), *v);
+                    assert_eq!(e.expire_at_ms(), *ttl);
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = d.scan(cursor, |k, _| {
+                seen.insert(k.to_vec());
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), model.len());
+        while d.free_step(7) {}
+        assert!(d.is_empty());
+        assert_eq!(d.buckets(), 0);
+    }
+
+    #[test]
+    fn large_values_and_arrays_go_to_the_graveyard() {
+        let mut d = Dict::new(6);
+        d.insert(b"big", Value::from_bytes(&vec![b'z'; 3 << 20]), 0, 0);
+        d.insert(b"big", Value::Int(1), 0, 0);
+        assert_eq!(d.graveyard().len(), 1, "the overwritten 3 MB value");
+        d.insert(b"big2", Value::from_bytes(&vec![b'z'; 2 << 20]), 0, 0);
+        d.delete(b"big2");
+        assert_eq!(d.graveyard().len(), 2);
+        while d.graveyard().step(1) {}
+        assert!(d.graveyard().is_empty());
+        // A table of 2^18 buckets (2 MB) leaves its old 1 MB array behind when it grows.
+        for i in 0..(1u32 << 17) + 1 {
+            int(&mut d, &i.to_le_bytes(), 0);
+        }
+        while d.rehash_step(1000) {}
+        assert_eq!(d.graveyard().len(), 1, "the 2^17-bucket array");
     }
 
     /// SCAN's guarantee: every key present for the whole walk is returned, even when the
@@ -503,7 +1295,7 @@ mod tests {
     fn scan_survives_resizing() {
         let mut d = Dict::new(3);
         for i in 0..1000u32 {
-            d.insert(&i.to_le_bytes(), ());
+            int(&mut d, &i.to_le_bytes(), 0);
         }
         let mut seen = HashSet::new();
         let mut cursor = 0;
@@ -516,7 +1308,7 @@ mod tests {
             round += 1;
             if round.is_multiple_of(3) {
                 for j in 0..3000u32 {
-                    d.insert(&(100_000 + j + round * 10_000).to_le_bytes(), ());
+                    int(&mut d, &(100_000 + j + round * 10_000).to_le_bytes(), 0);
                 }
             } else if round % 3 == 1 {
                 let extra: Vec<u32> = (0..3000u32)
@@ -541,7 +1333,7 @@ mod tests {
         let mut d = Dict::new(9);
         assert!(d.random(|| 4).is_none());
         for i in 0..50u32 {
-            d.insert(&i.to_le_bytes(), i);
+            int(&mut d, &i.to_le_bytes(), i as i64);
         }
         let mut x = 1u64;
         let mut rng = move || {
@@ -552,9 +1344,12 @@ mod tests {
         };
         let mut seen = HashSet::new();
         for _ in 0..2000 {
-            let (k, v) = d.random(&mut rng).unwrap();
-            assert_eq!(u32::from_le_bytes(k.try_into().unwrap()), *v);
-            seen.insert(*v);
+            let e = d.random(&mut rng).unwrap();
+            let ValueRef::Int(v) = e.value() else {
+                panic!("ints only")
+            };
+            assert_eq!(u32::from_le_bytes(e.key().try_into().unwrap()) as i64, v);
+            seen.insert(v);
         }
         assert!(seen.len() > 40, "random covers most keys: {}", seen.len());
     }

@@ -1,9 +1,11 @@
 //! Eviction under `maxmemory`: Redis's eight policies, with LRU and LFU approximated as
 //! Redis approximates them (`evict.c`).
 //!
-//! - Each entry carries its last access in seconds (`access_s`, for LRU and OBJECT IDLETIME)
-//!   and an 8-bit logarithmic access counter with the minute it was last decayed (`lfu`,
-//!   `lfu_ldt`, for LFU and OBJECT FREQ). Both fit in the entry's padding.
+//! - Each entry carries one 32-bit word, its "clock" (Redis's 24-bit `lru` field): under an
+//!   LRU or other non-LFU policy, the second of its last access (LRU, OBJECT IDLETIME); under
+//!   an LFU policy, an 8-bit logarithmic access counter in the low byte and the minute it was
+//!   last decayed above it (LFU, OBJECT FREQ). A policy change at run time reinterprets the
+//!   words, and keys adjust as they are touched — Redis's behaviour too.
 //! - To evict, the shard samples `maxmemory-samples` random keys per database (only keys with
 //!   a deadline for the `volatile-*` policies), scores them (idle seconds, 255 − frequency, or
 //!   time to expiry), merges them into a pool of the 16 best candidates kept across calls, and
@@ -13,7 +15,7 @@
 //! Memory is measured by the caller (the server's per-core allocation count), passed in as
 //! a closure, so this crate stays free of any allocator or clock.
 
-use crate::value::Entry;
+use crate::dict::{EntryMut, EntryRef};
 use crate::Shard;
 
 /// `maxmemory-policy`.
@@ -97,11 +99,32 @@ fn minutes(now_ms: u64) -> u16 {
     (now_ms / 60_000) as u16
 }
 
-/// The counter after decay: one step per `decay_time` minutes since the last decay.
-pub fn lfu_decayed(e: &Entry, now_ms: u64, decay_time: u32) -> u8 {
-    let elapsed = minutes(now_ms).wrapping_sub(e.lfu_ldt) as u32;
+/// An LFU clock word: the counter in the low byte, the decay minute above it.
+pub fn lfu_word(counter: u8, minute: u16) -> u32 {
+    (minute as u32) << 8 | counter as u32
+}
+
+/// The clock word of a new key under `cfg`'s policy (Redis's `createObject`).
+pub fn new_clock(cfg: &EvictConfig, now_ms: u64) -> u32 {
+    if cfg.policy.is_lfu() {
+        lfu_word(LFU_INIT_VAL, minutes(now_ms))
+    } else {
+        (now_ms / 1000) as u32
+    }
+}
+
+/// The counter of an LFU word after decay: one step per `decay_time` minutes since the
+/// last decay.
+pub fn lfu_decayed(word: u32, now_ms: u64, decay_time: u32) -> u8 {
+    let (counter, ldt) = (word as u8, (word >> 8) as u16);
+    let elapsed = minutes(now_ms).wrapping_sub(ldt) as u32;
     let periods = elapsed.checked_div(decay_time).unwrap_or(0);
-    e.lfu.saturating_sub(periods.min(255) as u8)
+    counter.saturating_sub(periods.min(255) as u8)
+}
+
+/// Idle seconds of an LRU word.
+pub fn idle_s(word: u32, now_ms: u64) -> u64 {
+    ((now_ms / 1000) as u32).saturating_sub(word) as u64
 }
 
 /// Redis's `LFULogIncr`: the higher the counter, the less likely an access raises it.
@@ -122,24 +145,25 @@ pub fn lfu_log_incr(counter: u8, factor: u32, r: f64) -> u8 {
 /// Updates an entry's access data on a lookup: the LRU time always, the LFU counter under
 /// an LFU policy (`r` uniform in [0, 1), drawn by the caller). O(1), no allocation.
 #[inline]
-pub fn touch_entry(e: &mut Entry, now_ms: u64, cfg: &EvictConfig, r: f64) {
-    e.access_s = (now_ms / 1000) as u32;
-    if cfg.policy.is_lfu() {
-        let c = lfu_decayed(e, now_ms, cfg.lfu_decay_time);
-        e.lfu = lfu_log_incr(c, cfg.lfu_log_factor, r);
-        e.lfu_ldt = minutes(now_ms);
-    }
+pub fn touch_entry(e: &mut EntryMut, now_ms: u64, cfg: &EvictConfig, r: f64) {
+    let word = if cfg.policy.is_lfu() {
+        let c = lfu_decayed(e.clock(), now_ms, cfg.lfu_decay_time);
+        lfu_word(lfu_log_incr(c, cfg.lfu_log_factor, r), minutes(now_ms))
+    } else {
+        (now_ms / 1000) as u32
+    };
+    e.set_clock(word);
 }
 
 /// A key's eviction score under `cfg`'s policy: the higher, the sooner it goes.
-fn score(cfg: &EvictConfig, e: &Entry, now_ms: u64) -> u64 {
+fn score(cfg: &EvictConfig, e: EntryRef, now_ms: u64) -> u64 {
     match cfg.policy {
         Policy::AllKeysLfu | Policy::VolatileLfu => {
-            255 - lfu_decayed(e, now_ms, cfg.lfu_decay_time) as u64
+            255 - lfu_decayed(e.clock(), now_ms, cfg.lfu_decay_time) as u64
         }
-        Policy::VolatileTtl => u64::MAX - e.expire_at_ms,
+        Policy::VolatileTtl => u64::MAX - e.expire_at_ms(),
         // LRU (and the random policies, which do not use the pool): idle seconds.
-        _ => ((now_ms / 1000) as u32).saturating_sub(e.access_s) as u64,
+        _ => idle_s(e.clock(), now_ms),
     }
 }
 
@@ -209,7 +233,7 @@ impl Shard {
             for _ in 0..draws {
                 let candidate = self
                     .with_random(db, |k, e| {
-                        (!volatile || e.expire_at_ms != 0)
+                        (!volatile || e.expire_at_ms() != 0)
                             .then(|| (k.to_vec(), score(&cfg, e, now_ms)))
                     })
                     .flatten();
@@ -241,7 +265,7 @@ impl Shard {
                     for _ in 0..64 {
                         let key = self
                             .with_random(db, |k, e| {
-                                (!volatile || e.expire_at_ms != 0).then(|| k.into())
+                                (!volatile || e.expire_at_ms() != 0).then(|| k.into())
                             })
                             .flatten();
                         if let Some(k) = key {
@@ -282,7 +306,7 @@ impl Shard {
             let Some((db, key)) = self.pick_victim(now_ms) else {
                 return Evicted::Impossible(n);
             };
-            if self.remove(db, &key).is_some() {
+            if self.delete(db, &key) {
                 self.stats.evicted_keys += 1;
                 n += 1;
             }
@@ -294,7 +318,7 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ShardConfig, Value};
+    use crate::{Entry, ShardConfig, Value};
 
     fn shard(policy: Policy) -> Shard {
         let mut cfg = ShardConfig::default();
@@ -334,11 +358,14 @@ mod tests {
         }
         // Redis's table for factor 10: about 1M hits reach ~255 only at factor 1; at 10 ~ 240.
         assert!((200..=255).contains(&c), "{c}");
-        let mut e = Entry::new(Value::Int(1), 0);
-        e.lfu = 20;
-        e.lfu_ldt = 0;
-        assert_eq!(lfu_decayed(&e, 5 * 60_000, 1), 15, "one step per minute");
-        assert_eq!(lfu_decayed(&e, 5 * 60_000, 0), 20, "decay-time 0: never");
+        let w = lfu_word(20, 0);
+        assert_eq!(lfu_decayed(w, 5 * 60_000, 1), 15, "one step per minute");
+        assert_eq!(lfu_decayed(w, 5 * 60_000, 0), 20, "decay-time 0: never");
+        assert_eq!(
+            lfu_decayed(lfu_word(20, 3), 5 * 60_000, 1),
+            18,
+            "from the decay minute"
+        );
     }
 
     #[test]

@@ -14,12 +14,14 @@
 pub mod dict;
 pub mod evict;
 pub mod glob;
+pub mod lazyfree;
 pub mod ops;
 mod value;
 
-use dict::{Dict, Live};
+use dict::{Dict, EntryMut, EntryRef, Live};
+use lazyfree::Graveyard;
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
-pub use value::{Entry, Value};
+pub use value::{Clock, Entry, Value, ValueRef};
 
 /// Databases per server, as Redis's default `databases 16`.
 pub const DB_COUNT: usize = 16;
@@ -83,7 +85,7 @@ pub struct ExecCtx {
 
 /// One database: a table of entries and the count of those with a deadline.
 pub struct Db {
-    pub dict: Dict<Entry>,
+    pub dict: Dict,
     pub expires_count: usize,
     /// Where the active expiry cycle resumes in this database.
     expire_cursor: u64,
@@ -110,7 +112,9 @@ pub struct Shard {
     rng: u64,
     expire_db: usize,
     /// Tables detached by FLUSHDB/FLUSHALL/overwrites, freed in slices by [`Shard::lazyfree_step`].
-    garbage: Vec<Dict<Entry>>,
+    garbage: Vec<Dict>,
+    /// Large values and arrays let go of, returned to the kernel in slices.
+    graveyard: Graveyard,
     /// Eviction candidates kept between calls ([`evict`]).
     evict_pool: evict::EvictionPool,
 }
@@ -135,6 +139,7 @@ impl Shard {
             rng: seed,
             expire_db: 0,
             garbage: Vec::new(),
+            graveyard: Graveyard::default(),
             evict_pool: evict::EvictionPool::default(),
         }
     }
@@ -149,13 +154,13 @@ impl Shard {
     pub(crate) fn with_random<R>(
         &mut self,
         db: usize,
-        f: impl FnOnce(&[u8], &Entry) -> R,
+        f: impl FnOnce(&[u8], EntryRef) -> R,
     ) -> Option<R> {
         let mut rng = self.rng;
         let r = self.dbs[db]
             .dict
             .random(|| xorshift(&mut rng))
-            .map(|(k, e)| f(k, e));
+            .map(|e| f(e.key(), e));
         self.rng = rng;
         r
     }
@@ -168,33 +173,43 @@ impl Shard {
         d.expires_count = 0;
         d.expire_cursor = 0;
         d.avg_ttl_ms = 0;
-        if !old.is_empty() {
-            self.garbage.push(old);
-        }
+        // Even an empty table may hold a large bucket array or graveyard.
+        self.garbage.push(old);
     }
 
-    /// Frees up to `buckets` buckets of detached tables; true while more remains.
-    pub fn lazyfree_step(&mut self, buckets: usize) -> bool {
-        while let Some(d) = self.garbage.last_mut() {
-            if d.free_step(buckets) {
-                return true;
+    /// Bounded background freeing: up to `buckets` buckets of detached tables, then up to
+    /// `slices` slices of large blocks ([`lazyfree`]). True while more remains.
+    pub fn lazyfree_step(&mut self, buckets: usize, slices: usize) -> bool {
+        let mut budget = buckets;
+        while budget > 0 {
+            let Some(d) = self.garbage.last_mut() else {
+                break;
+            };
+            let more = d.free_step(budget.min(1024));
+            self.graveyard.append(d.graveyard());
+            budget = budget.saturating_sub(1024);
+            if !more {
+                self.garbage.pop();
             }
-            self.garbage.pop();
         }
-        false
+        for d in &mut self.dbs {
+            self.graveyard.append(d.dict.graveyard());
+        }
+        let more_blocks = self.graveyard.step(slices);
+        more_blocks || !self.garbage.is_empty()
     }
 
-    /// Entries waiting to be freed (INFO `lazyfree_pending_objects`).
+    /// Entries and large blocks waiting to be freed (INFO `lazyfree_pending_objects`).
     pub fn lazyfree_pending(&self) -> usize {
-        self.garbage.iter().map(|d| d.len()).sum()
+        self.garbage.iter().map(|d| d.len()).sum::<usize>() + self.graveyard.len()
     }
 
     /// Looks a key up for reading or writing; an expired key is deleted and reported absent.
-    pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+    pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryMut<'_>> {
         let d = &mut self.dbs[db];
         match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
             Live::Found(e) => Some(e),
-            Live::Removed(_) => {
+            Live::Removed => {
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 None
@@ -205,7 +220,7 @@ impl Shard {
 
     /// `lookup` that also counts a keyspace hit or miss and updates the key's LRU/LFU data
     /// (Redis's lookupKeyRead).
-    pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+    pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryMut<'_>> {
         let cfg = self.config.evict;
         let r = if cfg.policy.is_lfu() {
             (self.next_rand() >> 11) as f64 / (1u64 << 53) as f64
@@ -214,12 +229,12 @@ impl Shard {
         };
         let d = &mut self.dbs[db];
         match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
-            Live::Found(e) => {
+            Live::Found(mut e) => {
                 self.stats.keyspace_hits += 1;
-                evict::touch_entry(e, now_ms, &cfg, r);
+                evict::touch_entry(&mut e, now_ms, &cfg, r);
                 Some(e)
             }
-            Live::Removed(_) => {
+            Live::Removed => {
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 self.stats.keyspace_misses += 1;
@@ -237,21 +252,24 @@ impl Shard {
         self.lookup(db, key, now_ms).is_some()
     }
 
-    /// Stores `entry` at `key`, replacing any value and deadline.
+    /// Stores `entry` at `key`, replacing any value and deadline. A fresh entry gets the
+    /// LRU/LFU word of the current policy; a moved one keeps its own.
     pub fn store(&mut self, db: usize, key: &[u8], entry: Entry) {
+        let clock = match entry.clock {
+            Clock::Fresh { now_ms } => evict::new_clock(&self.config.evict, now_ms),
+            Clock::Kept(c) => c,
+        };
         let d = &mut self.dbs[db];
         let new_volatile = entry.expire_at_ms != 0;
-        if let Some(old) = d.dict.insert(key, entry) {
-            if old.expire_at_ms != 0 {
-                d.expires_count -= 1;
-            }
+        if d.dict.insert(key, entry.value, entry.expire_at_ms, clock) == Some(true) {
+            d.expires_count -= 1;
         }
         if new_volatile {
             d.expires_count += 1;
         }
     }
 
-    /// Removes `key` whatever its deadline; returns the entry.
+    /// Removes `key` whatever its deadline; returns the entry (its value moved, not copied).
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
         let d = &mut self.dbs[db];
         let e = d.dict.remove(key)?;
@@ -261,14 +279,29 @@ impl Shard {
         Some(e)
     }
 
+    /// Deletes `key` whatever its deadline; true if it was there. A large value is freed in
+    /// slices by [`Shard::lazyfree_step`], not here.
+    pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
+        let d = &mut self.dbs[db];
+        match d.dict.delete(key) {
+            Some(had_deadline) => {
+                if had_deadline {
+                    d.expires_count -= 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Sets or clears the deadline of an existing key; returns false if the key is absent.
     pub fn set_expire(&mut self, db: usize, key: &[u8], deadline_ms: u64) -> bool {
         let d = &mut self.dbs[db];
-        let Some(e) = d.dict.get_mut(key) else {
+        let Some(mut e) = d.dict.get_mut(key) else {
             return false;
         };
-        let was = e.expire_at_ms != 0;
-        e.expire_at_ms = deadline_ms;
+        let was = e.expire_at_ms() != 0;
+        e.set_expire_at_ms(deadline_ms);
         match (was, deadline_ms != 0) {
             (false, true) => d.expires_count += 1,
             (true, false) => d.expires_count -= 1,
@@ -305,12 +338,13 @@ impl Shard {
             let mut ttl_n = 0u64;
             loop {
                 cursor = d.dict.scan(cursor, |k, e| {
-                    if e.expire_at_ms != 0 {
+                    let at = e.expire_at_ms();
+                    if at != 0 {
                         step.sampled += 1;
-                        if now_ms > e.expire_at_ms {
+                        if now_ms > at {
                             doomed.push(k.into());
                         } else {
-                            ttl_sum += e.expire_at_ms - now_ms;
+                            ttl_sum += at - now_ms;
                             ttl_n += 1;
                         }
                     }
@@ -330,7 +364,7 @@ impl Shard {
             }
             d.expire_cursor = cursor;
             for k in doomed.drain(..) {
-                if d.dict.remove(&k).is_some() {
+                if d.dict.delete(&k).is_some() {
                     d.expires_count -= 1;
                     step.expired += 1;
                 }

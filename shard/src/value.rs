@@ -16,6 +16,13 @@ pub enum Value {
     Str { data: Vec<u8>, raw: bool },
 }
 
+/// A value as stored in the table, borrowed: what readers see of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    Int(i64),
+    Str { data: &'a [u8], raw: bool },
+}
+
 impl Value {
     /// A string value as SET stores it: integer-encoded when possible.
     pub fn from_bytes(b: &[u8]) -> Value {
@@ -30,29 +37,10 @@ impl Value {
         }
     }
 
-    /// The encoding name OBJECT ENCODING reports.
-    pub fn encoding(&self) -> &'static str {
+    pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
-            Value::Int(_) => "int",
-            Value::Str { data, raw } => {
-                if *raw || data.len() > EMBSTR_MAX {
-                    "raw"
-                } else {
-                    "embstr"
-                }
-            }
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        "string"
-    }
-
-    /// The string bytes, formatting an integer into `scratch`.
-    pub fn as_bytes<'a>(&'a self, scratch: &'a mut itoa::Buffer) -> &'a [u8] {
-        match self {
-            Value::Int(i) => scratch.format(*i).as_bytes(),
-            Value::Str { data, .. } => data,
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
         }
     }
 
@@ -61,36 +49,6 @@ impl Value {
         match self {
             Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
             Value::Str { data, .. } => data,
-        }
-    }
-
-    /// Edits the string bytes in place (APPEND, SETRANGE); the result is a `raw` string, as
-    /// Redis unshares and converts it. Returns the new length.
-    pub fn edit_raw(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> usize {
-        let mut data = std::mem::replace(self, Value::Int(0)).into_bytes();
-        f(&mut data);
-        let len = data.len();
-        *self = Value::Str { data, raw: true };
-        len
-    }
-
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.as_bytes(&mut itoa::Buffer::new()).to_vec()
-    }
-
-    pub fn str_len(&self) -> usize {
-        match self {
-            Value::Int(i) => itoa::Buffer::new().format(*i).len(),
-            Value::Str { data, .. } => data.len(),
-        }
-    }
-
-    /// Writes the value as a bulk string reply.
-    #[inline]
-    pub fn write_bulk(&self, out: &mut ReplyWriter) {
-        match self {
-            Value::Int(i) => out.bulk_int(*i),
-            Value::Str { data, .. } => out.bulk(data),
         }
     }
 
@@ -103,17 +61,82 @@ impl Value {
     }
 }
 
-/// A key's value with its metadata.
+impl<'a> ValueRef<'a> {
+    /// The encoding name OBJECT ENCODING reports.
+    pub fn encoding(self) -> &'static str {
+        match self {
+            ValueRef::Int(_) => "int",
+            ValueRef::Str { data, raw } => {
+                if raw || data.len() > EMBSTR_MAX {
+                    "raw"
+                } else {
+                    "embstr"
+                }
+            }
+        }
+    }
+
+    pub fn type_name(self) -> &'static str {
+        "string"
+    }
+
+    /// The string bytes, formatting an integer into `scratch`.
+    pub fn as_bytes(self, scratch: &'a mut itoa::Buffer) -> &'a [u8] {
+        match self {
+            ValueRef::Int(i) => scratch.format(i).as_bytes(),
+            ValueRef::Str { data, .. } => data,
+        }
+    }
+
+    pub fn to_vec(self) -> Vec<u8> {
+        self.as_bytes(&mut itoa::Buffer::new()).to_vec()
+    }
+
+    /// An owned copy.
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Str { data, raw } => Value::Str {
+                data: data.to_vec(),
+                raw,
+            },
+        }
+    }
+
+    pub fn str_len(self) -> usize {
+        match self {
+            ValueRef::Int(i) => itoa::Buffer::new().format(i).len(),
+            ValueRef::Str { data, .. } => data.len(),
+        }
+    }
+
+    /// Writes the value as a bulk string reply.
+    #[inline]
+    pub fn write_bulk(self, out: &mut ReplyWriter) {
+        match self {
+            ValueRef::Int(i) => out.bulk_int(i),
+            ValueRef::Str { data, .. } => out.bulk(data),
+        }
+    }
+}
+
+/// An entry's LRU/LFU word, as the table stores it (see [`crate::evict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// A new key created at this time: the shard fills in the word its policy wants.
+    Fresh { now_ms: u64 },
+    /// A key moved from elsewhere keeps its word (RENAME, MOVE).
+    Kept(u32),
+}
+
+/// A key's value with its metadata, owned: how entries travel into and out of the table
+/// (the table itself stores them packed, see [`crate::dict`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub value: Value,
     /// Absolute deadline in Unix milliseconds; 0 means no expiry.
     pub expire_at_ms: u64,
-    /// Last access, in seconds of the server clock (LRU, OBJECT IDLETIME).
-    pub access_s: u32,
-    /// Logarithmic access counter and the minute it was last decayed (LFU, OBJECT FREQ).
-    pub lfu: u8,
-    pub lfu_ldt: u16,
+    pub clock: Clock,
 }
 
 impl Entry {
@@ -121,9 +144,7 @@ impl Entry {
         Entry {
             value,
             expire_at_ms: 0,
-            access_s: (now_ms / 1000) as u32,
-            lfu: crate::evict::LFU_INIT_VAL,
-            lfu_ldt: (now_ms / 60_000) as u16,
+            clock: Clock::Fresh { now_ms },
         }
     }
 
@@ -140,15 +161,13 @@ mod tests {
 
     #[test]
     fn encodings_follow_redis() {
-        assert_eq!(Value::from_bytes(b"123").encoding(), "int");
-        assert_eq!(Value::from_bytes(b"-9223372036854775808").encoding(), "int");
-        assert_eq!(
-            Value::from_bytes(b"9223372036854775808").encoding(),
-            "embstr"
-        );
-        assert_eq!(Value::from_bytes(b"007").encoding(), "embstr");
-        assert_eq!(Value::from_bytes(&[b'a'; 44]).encoding(), "embstr");
-        assert_eq!(Value::from_bytes(&[b'a'; 45]).encoding(), "raw");
-        assert_eq!(Value::Int(-12).str_len(), 3);
+        let enc = |b: &[u8]| Value::from_bytes(b).as_ref().encoding();
+        assert_eq!(enc(b"123"), "int");
+        assert_eq!(enc(b"-9223372036854775808"), "int");
+        assert_eq!(enc(b"9223372036854775808"), "embstr");
+        assert_eq!(enc(b"007"), "embstr");
+        assert_eq!(enc(&[b'a'; 44]), "embstr");
+        assert_eq!(enc(&[b'a'; 45]), "raw");
+        assert_eq!(Value::Int(-12).as_ref().str_len(), 3);
     }
 }

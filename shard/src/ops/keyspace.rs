@@ -7,14 +7,14 @@
 
 use super::{eq_ic, parse_int};
 use crate::glob::{glob_match, matches_all};
-use crate::{err, Entry, ExecCtx, Shard, Value, DB_COUNT};
+use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef, DB_COUNT};
 use percore_proto::{Args, Cmd, ReplyWriter};
 
 pub fn del(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let mut n = 0;
     for key in a.iter().skip(1) {
         if sh.lookup(ctx.db, key, ctx.now_ms).is_some() {
-            sh.remove(ctx.db, key);
+            sh.delete(ctx.db, key);
             n += 1;
         }
     }
@@ -48,7 +48,7 @@ pub fn touch(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 pub fn type_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let t = sh
         .lookup(ctx.db, &a[1], ctx.now_ms)
-        .map(|e| e.value.type_name());
+        .map(|e| e.value().type_name());
     sh.count_hit(t.is_some());
     out.simple(t.unwrap_or("none").as_bytes());
 }
@@ -119,10 +119,9 @@ pub fn expire(
     let Some(e) = sh.lookup(ctx.db, key, ctx.now_ms) else {
         return out.int(0);
     };
-    let current: i64 = if e.expire_at_ms == 0 {
-        -1
-    } else {
-        e.expire_at_ms as i64
+    let current: i64 = match e.expire_at_ms() {
+        0 => -1,
+        at => at as i64,
     };
     if (flags & EXPIRE_NX != 0 && current != -1)
         || (flags & EXPIRE_XX != 0 && current == -1)
@@ -132,7 +131,7 @@ pub fn expire(
         return out.int(0);
     }
     if when <= ctx.now_ms as i64 {
-        sh.remove(ctx.db, key);
+        sh.delete(ctx.db, key);
         sh.stats.expired_keys += 1;
     } else {
         sh.set_expire(ctx.db, key, when as u64);
@@ -149,7 +148,9 @@ pub enum TtlKind {
 }
 
 pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: TtlKind) {
-    let e = sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.expire_at_ms);
+    let e = sh
+        .lookup(ctx.db, &a[1], ctx.now_ms)
+        .map(|e| e.expire_at_ms());
     sh.count_hit(e.is_some());
     let Some(deadline) = e else {
         return out.int(-2);
@@ -167,7 +168,10 @@ pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: 
 }
 
 pub fn persist(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match sh.lookup(ctx.db, &a[1], ctx.now_ms).map(|e| e.expire_at_ms) {
+    match sh
+        .lookup(ctx.db, &a[1], ctx.now_ms)
+        .map(|e| e.expire_at_ms())
+    {
         Some(d) if d != 0 => {
             sh.set_expire(ctx.db, &a[1], 0);
             out.int(1)
@@ -235,7 +239,12 @@ pub fn copy(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if dst_db == ctx.db && src == dst {
         return out.error(err::SAME_OBJECT);
     }
-    let Some(entry) = sh.lookup(ctx.db, src, ctx.now_ms).map(|e| e.clone()) else {
+    // A copy is a new object to LRU/LFU, as Redis's dupStringObject makes one.
+    let fresh = crate::Clock::Fresh { now_ms: ctx.now_ms };
+    let Some(entry) = sh.lookup(ctx.db, src, ctx.now_ms).map(|e| Entry {
+        clock: fresh,
+        ..e.to_entry()
+    }) else {
         return out.int(0);
     };
     if sh.exists(dst_db, dst, ctx.now_ms) && !replace {
@@ -401,7 +410,7 @@ impl Shard {
                 let tn = self.dbs[db]
                     .dict
                     .peek(&k)
-                    .map_or("none", |e| e.value.type_name());
+                    .map_or("none", |e| e.value().type_name());
                 if !t.eq_ignore_ascii_case(tn.as_bytes()) {
                     continue;
                 }
@@ -511,17 +520,18 @@ pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut Repl
         .peek(&a[2])
         .expect("found by lookup just above");
     match which {
-        Cmd::ObjectEncoding => out.bulk(e.value.encoding().as_bytes()),
+        Cmd::ObjectEncoding => out.bulk(e.value().encoding().as_bytes()),
         Cmd::ObjectIdleTime if lfu => out.error(
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         ),
-        Cmd::ObjectIdleTime => out.int(((ctx.now_ms / 1000) as i64 - e.access_s as i64).max(0)),
+        Cmd::ObjectIdleTime => out.int(crate::evict::idle_s(e.clock(), ctx.now_ms) as i64),
         Cmd::ObjectFreq if lfu => out.int(
-            crate::evict::lfu_decayed(e, ctx.now_ms, sh.config.evict.lfu_decay_time) as i64,
+            crate::evict::lfu_decayed(e.clock(), ctx.now_ms, sh.config.evict.lfu_decay_time)
+                as i64,
         ),
-        Cmd::ObjectRefCount => out.int(match e.value {
+        Cmd::ObjectRefCount => out.int(match e.value() {
             // Redis shares the integers 0..9999 (refcount INT_MAX) when no LRU/LFU policy is set.
-            Value::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,
+            ValueRef::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,
             _ => 1,
         }),
         _ => out.error(
@@ -530,9 +540,9 @@ pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut Repl
     }
 }
 
-/// MEMORY USAGE key [SAMPLES count]: the key's bytes, its value's heap bytes and the table's
-/// per-entry cost (node and bucket slot). SAMPLES is accepted for compatibility: a string
-/// has nothing to sample.
+/// MEMORY USAGE key [SAMPLES count]: the entry's node (header, key, inline value), a value
+/// allocation of its own if it has one, and a bucket slot. SAMPLES is accepted for
+/// compatibility: a string has nothing to sample.
 pub fn memory_usage(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match a.len() {
         3 => {}
@@ -546,7 +556,7 @@ pub fn memory_usage(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
     match sh.lookup(ctx.db, &a[2], ctx.now_ms) {
         None => out.null(),
         Some(e) => {
-            let bytes = crate::dict::ENTRY_OVERHEAD_BYTES + a[2].len() + e.value.heap_bytes();
+            let bytes = e.get().alloc_bytes() + crate::dict::BUCKET_BYTES;
             out.int(bytes as i64)
         }
     }

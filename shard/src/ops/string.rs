@@ -4,12 +4,12 @@
 //! its value), because clients and tests observe which error wins.
 
 use super::{eq_ic, parse_int};
-use crate::{err, Entry, ExecCtx, Shard, Value};
+use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
 pub fn get(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value.write_bulk(out),
+        Some(e) => e.value().write_bulk(out),
         None => out.null(),
     }
 }
@@ -107,10 +107,10 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let (key, val) = (&a[1], &a[2]);
     let existing = sh.lookup(ctx.db, key, ctx.now_ms);
     let found = existing.is_some();
-    let old_deadline = existing.as_ref().map_or(0, |e| e.expire_at_ms);
+    let old_deadline = existing.as_ref().map_or(0, |e| e.expire_at_ms());
     if o.get {
         match existing {
-            Some(e) => e.value.write_bulk(out),
+            Some(e) => e.value().write_bulk(out),
             None => out.null(),
         }
     }
@@ -167,7 +167,7 @@ pub fn setex(
 
 pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value.write_bulk(out),
+        Some(e) => e.value().write_bulk(out),
         None => out.null(),
     }
     sh.store(
@@ -179,10 +179,10 @@ pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 
 pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value.write_bulk(out),
+        Some(e) => e.value().write_bulk(out),
         None => return out.null(),
     }
-    sh.remove(ctx.db, &a[1]);
+    sh.delete(ctx.db, &a[1]);
 }
 
 pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -203,12 +203,12 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Err(e) => return out.error(&e),
     };
     match sh.lookup(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value.write_bulk(out),
+        Some(e) => e.value().write_bulk(out),
         None => return out.null(),
     }
     if let Some(w) = when {
         if w <= ctx.now_ms {
-            sh.remove(ctx.db, &a[1]);
+            sh.delete(ctx.db, &a[1]);
             sh.stats.expired_keys += 1;
         } else {
             sh.set_expire(ctx.db, &a[1], w);
@@ -222,7 +222,7 @@ pub fn mget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     out.array(a.len() - 1);
     for key in a.iter().skip(1) {
         match sh.lookup_read(ctx.db, key, ctx.now_ms) {
-            Some(e) => e.value.write_bulk(out),
+            Some(e) => e.value().write_bulk(out),
             None => out.null(),
         }
     }
@@ -275,15 +275,15 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match sh.lookup(ctx.db, key, ctx.now_ms) {
         None => {
             let v = Value::from_bytes(add);
-            let len = v.str_len();
+            let len = v.as_ref().str_len();
             sh.store(ctx.db, key, Entry::new(v, ctx.now_ms));
             out.int(len as i64);
         }
-        Some(e) => {
-            if e.value.str_len() as u64 + add.len() as u64 > max {
+        Some(mut e) => {
+            if e.value().str_len() as u64 + add.len() as u64 > max {
                 return out.error(err::TOO_BIG);
             }
-            let len = e.value.edit_raw(|data| data.extend_from_slice(add));
+            let len = e.edit_raw(|data| data.extend_from_slice(add));
             out.int(len as i64);
         }
     }
@@ -292,7 +292,7 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 pub fn strlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let n = sh
         .lookup_read(ctx.db, &a[1], ctx.now_ms)
-        .map_or(0, |e| e.value.str_len());
+        .map_or(0, |e| e.value().str_len());
     out.int(n as i64);
 }
 
@@ -321,10 +321,10 @@ pub fn incr_by(
     };
     let now = ctx.now_ms;
     let entry = sh.lookup(ctx.db, key, now);
-    let old = match entry.as_ref().map(|e| &e.value) {
+    let old = match entry.as_ref().map(|e| e.value()) {
         None => 0,
-        Some(Value::Int(i)) => *i,
-        Some(Value::Str { data, .. }) => {
+        Some(ValueRef::Int(i)) => i,
+        Some(ValueRef::Str { data, .. }) => {
             match (data.len() <= 20).then(|| parse_i64(data)).flatten() {
                 Some(i) => i,
                 None => return out.error(err::NOT_INT),
@@ -335,7 +335,7 @@ pub fn incr_by(
         return out.error(err::OVERFLOW);
     };
     match entry {
-        Some(e) => e.value = Value::Int(new),
+        Some(mut e) => e.set_value(Value::Int(new)),
         None => sh.store(ctx.db, key, Entry::new(Value::Int(new), now)),
     }
     out.int(new);
@@ -388,7 +388,7 @@ pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
     let mut scratch = itoa::Buffer::new();
     let old: &[u8] = entry
         .as_ref()
-        .map_or(b"0", |e| e.value.as_bytes(&mut scratch));
+        .map_or(b"0", |e| e.value().as_bytes(&mut scratch));
     let text = match float_sum(old, incr) {
         Ok(t) => t,
         Err(e) => return out.error(e),
@@ -399,7 +399,7 @@ pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         raw: false,
     };
     match entry {
-        Some(e) => e.value = value,
+        Some(mut e) => e.set_value(value),
         None => sh.store(ctx.db, key, Entry::new(value, ctx.now_ms)),
     }
 }
@@ -413,7 +413,7 @@ pub fn getrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         return out.bulk(b"");
     };
     let mut scratch = itoa::Buffer::new();
-    let s = e.value.as_bytes(&mut scratch);
+    let s = e.value().as_bytes(&mut scratch);
     let len = s.len() as i64;
     if start < 0 && end < 0 && start > end {
         return out.bulk(b"");
@@ -459,14 +459,14 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             );
             out.int(total as i64);
         }
-        Some(e) => {
+        Some(mut e) => {
             if value.is_empty() {
-                return out.int(e.value.str_len() as i64);
+                return out.int(e.value().str_len() as i64);
             }
             if let Err(err) = limit {
                 return out.error(err);
             }
-            let len = e.value.edit_raw(|data| {
+            let len = e.edit_raw(|data| {
                 if data.len() < total as usize {
                     data.resize(total as usize, 0);
                 }
@@ -480,11 +480,11 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 pub fn lcs(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let va = sh
         .lookup_read(ctx.db, &a[1], ctx.now_ms)
-        .map(|e| e.value.to_vec())
+        .map(|e| e.value().to_vec())
         .unwrap_or_default();
     let vb = sh
         .lookup_read(ctx.db, &a[2], ctx.now_ms)
-        .map(|e| e.value.to_vec())
+        .map(|e| e.value().to_vec())
         .unwrap_or_default();
     lcs_reply(&va, &vb, a, sh.config.proto_max_bulk_len, out);
 }

@@ -1,0 +1,215 @@
+//! Freeing large blocks in bounded slices.
+//!
+//! Dropping a 512 MB string or the 128 MB bucket array a 10M-key table leaves behind when it
+//! grows is one `free`, which the allocator turns into one `munmap` of every resident page:
+//! tens of milliseconds during which the shard's core serves nobody. A [`Doomed`] block is
+//! instead handed back to the kernel a slice at a time with `madvise(MADV_DONTNEED)` from
+//! the shard's background step ([`crate::Shard::lazyfree_step`]), and only the final `free`
+//! — of a block that no longer has resident pages, so cheap — happens at once.
+//!
+//! Invariants:
+//! - A `Doomed` exclusively owns its block from creation until it deallocates it, exactly
+//!   once, with the layout it was allocated with.
+//! - Only whole pages strictly inside `[ptr, ptr + size)` are advised away, so allocator
+//!   metadata next to the block (glibc's chunk header, for instance) is never touched.
+//!
+//! Blocks smaller than [`LAZYFREE_MIN_BYTES`] are freed at once: their `free` is already as
+//! cheap as one slice.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+/// Blocks at least this large are freed in slices.
+pub const LAZYFREE_MIN_BYTES: usize = 1 << 20;
+/// Bytes returned to the kernel per slice: about 0.3 ms of page freeing on this class of
+/// machine (see the note of issue 5), so a step stays well under the 1 ms latency goal.
+pub const LAZYFREE_SLICE_BYTES: usize = 4 << 20;
+const PAGE: usize = 4096;
+
+/// A block of memory on its way back to the system.
+pub struct Doomed {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    /// Offset from `ptr` below which the pages have been released.
+    released: usize,
+}
+
+// SAFETY: a Doomed is the only owner of its block (see the module invariants); moving that
+// ownership to another thread is as sound as moving a Vec<u8>.
+unsafe impl Send for Doomed {}
+
+impl Doomed {
+    /// Takes ownership of `v`'s buffer; `None` (the vector simply dropped) when it has no
+    /// heap buffer.
+    pub fn from_vec(v: Vec<u8>) -> Option<Doomed> {
+        let cap = v.capacity();
+        if cap == 0 {
+            return None;
+        }
+        let mut v = std::mem::ManuallyDrop::new(v);
+        let layout = Layout::array::<u8>(cap).expect("a Vec's capacity is a valid layout");
+        // SAFETY: a Vec with capacity > 0 holds a non-null pointer allocated by the global
+        // allocator with exactly `Layout::array::<u8>(cap)`; ManuallyDrop keeps the Vec from
+        // freeing it, so the Doomed becomes its only owner.
+        Some(Doomed {
+            ptr: unsafe { NonNull::new_unchecked(v.as_mut_ptr()) },
+            layout,
+            released: 0,
+        })
+    }
+
+    /// Takes ownership of a block allocated with `layout` by the global allocator.
+    ///
+    /// # Safety
+    /// `ptr` must have been returned by the global allocator for `layout` and must not be
+    /// used or freed by anyone else afterwards.
+    pub unsafe fn from_raw(ptr: NonNull<u8>, layout: Layout) -> Doomed {
+        Doomed {
+            ptr,
+            layout,
+            released: 0,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Releases at most `slice` more bytes of pages. Returns true when every page has been
+    /// released; the block itself is freed when the `Doomed` is dropped.
+    pub fn step(&mut self, slice: usize) -> bool {
+        let base = self.ptr.as_ptr() as usize;
+        let first = (base + PAGE - 1) & !(PAGE - 1);
+        let end = (base + self.layout.size()) & !(PAGE - 1);
+        let start = first.max(base + self.released);
+        if start >= end {
+            self.released = self.layout.size();
+            return true;
+        }
+        let len = (end - start).min(slice.max(PAGE) & !(PAGE - 1));
+        // SAFETY: [start, start + len) is page-aligned and lies inside the block this Doomed
+        // owns exclusively; nobody reads it again before it is freed, so replacing its pages
+        // with zero-fill-on-demand pages changes nothing observable. A failure (which Linux
+        // reports only for invalid ranges) merely leaves the pages to the final free.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+        self.released = start + len - base;
+        start + len >= end
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        // SAFETY: the block was allocated with `self.layout` (constructors' contracts) and is
+        // freed only here, once.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// A queue of blocks freed in slices; what each shard and each table keeps.
+#[derive(Default)]
+pub struct Graveyard {
+    blocks: Vec<Doomed>,
+}
+
+impl Graveyard {
+    /// Frees `v` now when it is small, or queues it for slicing.
+    pub fn bury_vec(&mut self, v: Vec<u8>) {
+        if v.capacity() >= LAZYFREE_MIN_BYTES {
+            self.blocks.extend(Doomed::from_vec(v));
+        }
+    }
+
+    pub fn bury(&mut self, d: Doomed) {
+        if d.size() >= LAZYFREE_MIN_BYTES {
+            self.blocks.push(d);
+        }
+    }
+
+    pub fn append(&mut self, other: &mut Graveyard) {
+        self.blocks.append(&mut other.blocks);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Bytes still owned.
+    pub fn bytes(&self) -> usize {
+        self.blocks.iter().map(|d| d.size()).sum()
+    }
+
+    /// Releases up to `slices` slices of [`LAZYFREE_SLICE_BYTES`]; true while blocks remain.
+    pub fn step(&mut self, mut slices: usize) -> bool {
+        while slices > 0 {
+            let Some(d) = self.blocks.last_mut() else {
+                return false;
+            };
+            slices -= 1;
+            if d.step(LAZYFREE_SLICE_BYTES) {
+                self.blocks.pop();
+            }
+        }
+        !self.blocks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resident_pages(ptr: *const u8, len: usize) -> usize {
+        let base = ptr as usize & !(PAGE - 1);
+        let span = ptr as usize + len - base;
+        let mut vec = vec![0u8; span.div_ceil(PAGE)];
+        // SAFETY: [base, base + span) is mapped (it covers a live allocation) and `vec` has
+        // one byte per page of it, as mincore requires.
+        let rc = unsafe { libc::mincore(base as *mut libc::c_void, span, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        vec.iter().filter(|b| *b & 1 == 1).count()
+    }
+
+    #[test]
+    fn slices_release_pages_then_free() {
+        let size = 24 << 20;
+        let v = vec![7u8; size];
+        let ptr = v.as_ptr();
+        assert!(resident_pages(ptr, size) > (size / PAGE) * 9 / 10);
+        let mut d = Doomed::from_vec(v).expect("non-empty");
+        let mut steps = 1;
+        while !d.step(LAZYFREE_SLICE_BYTES) {
+            steps += 1;
+            assert!(steps <= 8, "24 MB in 4 MB slices takes at most 7 steps");
+        }
+        assert!(steps >= 6, "each step released at most one slice: {steps}");
+        assert!(
+            resident_pages(ptr, size) <= 2,
+            "only the partial pages at either end remain"
+        );
+        drop(d);
+    }
+
+    #[test]
+    fn graveyard_keeps_only_large_blocks() {
+        let mut g = Graveyard::default();
+        g.bury_vec(vec![1u8; 1000]);
+        assert!(g.is_empty());
+        g.bury_vec(vec![1u8; LAZYFREE_MIN_BYTES]);
+        g.bury_vec(vec![1u8; 3 * LAZYFREE_SLICE_BYTES]);
+        assert_eq!(g.len(), 2);
+        let mut steps = 0;
+        while g.step(1) {
+            steps += 1;
+        }
+        assert_eq!(
+            steps, 3,
+            "3 slices for the big block, 1 for the small, last returns false"
+        );
+        assert_eq!(g.bytes(), 0);
+    }
+}
