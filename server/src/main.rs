@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 fn main() {
+    alloc::configure();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::parse_args(&args) {
         Ok(Invocation::Run(c)) => *c,
@@ -455,9 +456,11 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
             while bg.shard.borrow_mut().lazyfree_step(1024, 1) && t0.elapsed() < slice {
                 runtime::yield_if_needed().await;
             }
+            // Rehashing within the same budget (Redis gives it 1 ms per tick, which leaves a
+            // 10M-key table holding both arrays for a minute); steps of 128 buckets, and this
+            // queue yields to connections whenever they are waiting.
             let t0 = Instant::now();
-            while bg.shard.borrow_mut().rehash_step(128) && t0.elapsed() < Duration::from_millis(1)
-            {
+            while bg.shard.borrow_mut().rehash_step(128) && t0.elapsed() < slice {
                 runtime::yield_if_needed().await;
             }
             {

@@ -240,18 +240,12 @@ pub async fn memory(conn: &mut Conn, spec: &CommandSpec, w: &mut ReplyWriter<'_>
             w.verbatim(b"txt", memory_doctor(&g).as_bytes());
         }
         Cmd::MemoryPurge => {
-            // Returns freed heap pages to the system on every core's thread (glibc arenas
-            // are per thread).
-            call_all(&conn.core, |_: &Core| {
-                // SAFETY: malloc_trim only releases free memory held by the allocator.
-                unsafe { libc::malloc_trim(0) };
-            })
-            .await;
+            // Returns freed heap pages to the system on every core's thread (mimalloc's
+            // heaps are per thread).
+            call_all(&conn.core, |_: &Core| crate::alloc::purge()).await;
             w.ok();
         }
-        Cmd::MemoryMallocStats => {
-            w.verbatim(b"txt", b"Stats not supported for the current allocator")
-        }
+        Cmd::MemoryMallocStats => w.verbatim(b"txt", crate::alloc::stats_text().as_bytes()),
         _ => crate::commands::help(
             w,
             "MEMORY",

@@ -145,6 +145,7 @@ fn slow_readers_only_stall_themselves() {
     // One 16 KB read holds ~700 such GETs (350 MB of replies); the server answers them in
     // slices instead of buffering them whole for a client that does not read.
     let rss = rss_kib(srv.pid());
+    eprintln!("RSS {rss} KiB with a client that does not read");
     assert!(
         rss < 100 * 1024,
         "RSS {rss} KiB while a client does not read its replies"

@@ -64,6 +64,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::lazyfree::{Doomed, Graveyard};
 use crate::value::{Clock, Entry, Value, ValueRef};
 
+/// The table grows when it holds this many entries per bucket (see "Bytes per key").
+pub const MAX_LOAD: usize = 2;
+
 /// Buckets moved per rehash step driven by a normal operation.
 pub const REHASH_STEP_BUCKETS: usize = 1;
 const MIN_SIZE: usize = 4;
@@ -93,7 +96,8 @@ const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
 /// beyond its key and value bytes, besides the bucket slot.
 pub const NODE_HEADER_BYTES: usize = HEAD;
 
-/// The bucket-array share of an entry at load factor 1, for MEMORY USAGE.
+/// A bucket slot's size: an entry's share of the bucket array is between half and all of it
+/// (load factor 2 down to 1), for MEMORY USAGE.
 pub const BUCKET_BYTES: usize = std::mem::size_of::<Link>();
 
 /// A value on its way into a node.
@@ -717,9 +721,9 @@ impl Dict {
             return;
         }
         let t = &self.tables[0];
-        if t.size == 0 || t.used >= t.size {
-            // Double, as Redis 7 does (the next power of two above `used`).
-            self.start_resize(t.used + 1);
+        if t.size == 0 || t.used >= t.size * MAX_LOAD {
+            // Double: the next power of two above `used / MAX_LOAD`.
+            self.start_resize(t.used / MAX_LOAD + 1);
         }
     }
 
@@ -1091,13 +1095,13 @@ mod tests {
     #[test]
     fn operations_do_bounded_rehash_work() {
         let mut d = Dict::new(1);
-        for i in 0..4096u32 {
+        for i in 0..8192u32 {
             int(&mut d, &i.to_le_bytes(), 0);
         }
-        // The insert that crosses load factor 1 starts a rehash but must not finish it.
+        // The insert that crosses the maximum load starts a rehash but must not finish it.
         int(&mut d, b"one more", 0);
         assert!(d.is_rehashing());
-        assert_eq!(d.len(), 4097);
+        assert_eq!(d.len(), 8193);
     }
 
     /// The layout the module header promises: a 16-byte key and a 32-byte value in one
@@ -1281,8 +1285,8 @@ mod tests {
         assert_eq!(d.graveyard().len(), 2);
         while d.graveyard().step(1) {}
         assert!(d.graveyard().is_empty());
-        // A table of 2^18 buckets (2 MB) leaves its old 1 MB array behind when it grows.
-        for i in 0..(1u32 << 17) + 1 {
+        // A table of 2^17 buckets (1 MB) leaves its array behind when it grows at 2^18 keys.
+        for i in 0..(1u32 << 18) + 1 {
             int(&mut d, &i.to_le_bytes(), 0);
         }
         while d.rehash_step(1000) {}
