@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-memory bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
+.PHONY: build run test lint fmt bench bench-memory bench-growth bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -37,6 +37,11 @@ bench:
 bench-memory:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/memory.sh
+
+# Latency while one shard's table grows from empty to 10M keys, beside redis-server.
+bench-growth:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/growth.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

@@ -172,9 +172,14 @@ pub fn spawn_background<F: Future<Output = ()> + 'static>(f: F) {
     let tq = BACKGROUND.with(|b| match b.get() {
         Some(tq) => tq,
         None => {
+            // A latency bound here too: glommio polls I/O only when the running queue is
+            // preempted, and a queue without one is preempted after glommio's default of
+            // 100 ms. Background work would then hold the core for its whole time slice
+            // while clients' requests wait unseen (25-100 ms stalls while a 10M-key table
+            // grew).
             let tq = glommio::executor().create_task_queue(
                 Shares::Static(100),
-                Latency::NotImportant,
+                Latency::Matters(CONNECTION_LATENCY),
                 "background",
             );
             b.set(Some(tq));

@@ -61,7 +61,7 @@ use std::ptr::{self, NonNull};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::lazyfree::{Doomed, Graveyard};
+use crate::lazyfree::{self, Doomed, Graveyard};
 use crate::value::{Clock, Entry, Value, ValueRef};
 
 /// The table grows when it holds this many entries per bucket (see "Bytes per key").
@@ -548,13 +548,13 @@ impl Table {
         }
     }
 
-    /// A zeroed bucket array: `calloc`-style, so the kernel supplies zero pages lazily and
-    /// allocating 16M buckets costs no more than touching them one rehash step at a time.
+    /// A zeroed bucket array; a large one is mapped from the kernel ([`lazyfree::alloc_zeroed`]),
+    /// so allocating 16M buckets costs no more than touching them one rehash step at a time.
     fn with_size(n: usize) -> Self {
         let layout = Layout::array::<Link>(n).expect("bucket counts are bounded by memory");
-        // SAFETY: n ≥ MIN_SIZE so the layout is non-empty; an all-zero `Option<NonNull<_>>`
-        // is `None` (the niche guarantee), so the zeroed array is `n` valid empty buckets.
-        let p = unsafe { alloc::alloc_zeroed(layout) };
+        // n ≥ MIN_SIZE so the layout is non-empty; an all-zero `Option<NonNull<_>>` is `None`
+        // (the niche guarantee), so the zeroed array is `n` valid empty buckets.
+        let p = lazyfree::alloc_zeroed(layout);
         let Some(p) = NonNull::new(p as *mut Link) else {
             alloc::handle_alloc_error(layout)
         };
@@ -590,7 +590,7 @@ impl Table {
             let layout = Layout::array::<Link>(self.size).expect("as allocated");
             // SAFETY: the array was allocated by `with_size` with this layout and is not
             // referenced after `self` is reset below.
-            graveyard.bury(unsafe { Doomed::from_raw(self.buckets.cast(), layout) });
+            graveyard.bury(unsafe { Doomed::from_zeroed(self.buckets.cast(), layout) });
         }
         *self = Table::empty();
     }
@@ -1102,6 +1102,44 @@ mod tests {
         int(&mut d, b"one more", 0);
         assert!(d.is_rehashing());
         assert_eq!(d.len(), 8193);
+    }
+
+    /// Growth in bounded steps: while a table grows from empty to 2M entries, no insert or
+    /// lookup moves more than one bucket's chain (visiting at most 10 empty buckets), and
+    /// no single call moves more than a handful of entries, whatever the table size.
+    #[test]
+    fn growth_moves_a_bounded_number_of_entries_per_call() {
+        let mut d = Dict::new(11);
+        let mut max_moved = 0;
+        let mut resizes = 0;
+        let mut was_rehashing = false;
+        for i in 0..2_000_000u32 {
+            let before = d.tables[1].used + d.tables[0].used;
+            let t1_before = d.tables[1].used;
+            let rehashing = d.is_rehashing();
+            int(&mut d, &i.to_le_bytes(), 0);
+            if rehashing && d.is_rehashing() {
+                // Entries that moved into the new table besides the one inserted there.
+                let moved = d.tables[1].used - t1_before - 1;
+                max_moved = max_moved.max(moved);
+            }
+            assert_eq!(d.len(), before + 1);
+            if d.is_rehashing() && !was_rehashing {
+                resizes += 1;
+            }
+            was_rehashing = d.is_rehashing();
+        }
+        assert!(resizes >= 15, "the table doubled {resizes} times");
+        assert!(
+            max_moved <= 12,
+            "one insert moved {max_moved} entries: more than one bucket's chain at load 2"
+        );
+        // Lookups advance the rehash by the same bounded step.
+        while d.is_rehashing() {
+            let t1 = d.tables[1].used;
+            d.get(b"absent");
+            assert!(d.tables[1].used - t1 <= 12);
+        }
     }
 
     /// The layout the module header promises: a 16-byte key and a 32-byte value in one

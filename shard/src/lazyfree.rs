@@ -18,6 +18,7 @@
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Blocks at least this large are freed in slices.
 pub const LAZYFREE_MIN_BYTES: usize = 1 << 20;
@@ -26,12 +27,61 @@ pub const LAZYFREE_MIN_BYTES: usize = 1 << 20;
 pub const LAZYFREE_SLICE_BYTES: usize = 4 << 20;
 const PAGE: usize = 4096;
 
+/// Bytes of arrays mapped directly by [`alloc_zeroed`] and not yet unmapped, process-wide:
+/// the server adds them to the allocator's count for `used_memory` and maxmemory.
+static MAPPED_BYTES: AtomicI64 = AtomicI64::new(0);
+
+pub fn mapped_bytes() -> i64 {
+    MAPPED_BYTES.load(Ordering::Relaxed)
+}
+
+fn is_mapped(layout: Layout) -> bool {
+    layout.size() >= LAZYFREE_MIN_BYTES && layout.align() <= PAGE
+}
+
+fn page_round(n: usize) -> usize {
+    (n + PAGE - 1) & !(PAGE - 1)
+}
+
+/// Zeroed memory for a large array (a table's buckets). At [`LAZYFREE_MIN_BYTES`] and
+/// above it is mapped from the kernel directly: zero pages arrive lazily, one fault per page
+/// as the array is first touched, whatever the allocator would do (an allocator reusing
+/// freed memory must `memset` it: 16 ms for a 64 MB array, all inside one insert). Smaller
+/// arrays come from the global allocator. Null when memory is exhausted. Free with
+/// [`Doomed::from_zeroed`].
+pub fn alloc_zeroed(layout: Layout) -> *mut u8 {
+    if !is_mapped(layout) {
+        // SAFETY: callers pass non-empty layouts (a table has at least 4 buckets).
+        return unsafe { alloc::alloc_zeroed(layout) };
+    }
+    let len = page_round(layout.size());
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+    // existing memory.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    MAPPED_BYTES.fetch_add(len as i64, Ordering::Relaxed);
+    p as *mut u8
+}
+
 /// A block of memory on its way back to the system.
 pub struct Doomed {
     ptr: NonNull<u8>,
     layout: Layout,
     /// Offset from `ptr` below which the pages have been released.
     released: usize,
+    /// Mapped by [`alloc_zeroed`]: released by `munmap`, not the allocator.
+    mapped: bool,
 }
 
 // SAFETY: a Doomed is the only owner of its block (see the module invariants); moving that
@@ -55,19 +105,21 @@ impl Doomed {
             ptr: unsafe { NonNull::new_unchecked(v.as_mut_ptr()) },
             layout,
             released: 0,
+            mapped: false,
         })
     }
 
-    /// Takes ownership of a block allocated with `layout` by the global allocator.
+    /// Takes ownership of a block from [`alloc_zeroed`].
     ///
     /// # Safety
-    /// `ptr` must have been returned by the global allocator for `layout` and must not be
-    /// used or freed by anyone else afterwards.
-    pub unsafe fn from_raw(ptr: NonNull<u8>, layout: Layout) -> Doomed {
+    /// `ptr` must have been returned by [`alloc_zeroed`] for `layout` and must not be used
+    /// or freed by anyone else afterwards.
+    pub unsafe fn from_zeroed(ptr: NonNull<u8>, layout: Layout) -> Doomed {
         Doomed {
             ptr,
             layout,
             released: 0,
+            mapped: is_mapped(layout),
         }
     }
 
@@ -78,6 +130,23 @@ impl Doomed {
     /// Releases at most `slice` more bytes of pages. Returns true when every page has been
     /// released; the block itself is freed when the `Doomed` is dropped.
     pub fn step(&mut self, slice: usize) -> bool {
+        if self.mapped {
+            let total = page_round(self.layout.size());
+            let len = (total - self.released).min(page_round(slice.max(PAGE)));
+            if len > 0 {
+                // SAFETY: [ptr + released, + len) is a page-aligned part of the mapping this
+                // Doomed owns and nobody uses; unmapping part of a mapping is allowed.
+                unsafe {
+                    libc::munmap(
+                        self.ptr.as_ptr().add(self.released) as *mut libc::c_void,
+                        len,
+                    );
+                }
+                MAPPED_BYTES.fetch_sub(len as i64, Ordering::Relaxed);
+                self.released += len;
+            }
+            return self.released >= total;
+        }
         let base = self.ptr.as_ptr() as usize;
         let first = (base + PAGE - 1) & !(PAGE - 1);
         let end = (base + self.layout.size()) & !(PAGE - 1);
@@ -101,6 +170,11 @@ impl Doomed {
 
 impl Drop for Doomed {
     fn drop(&mut self) {
+        if self.mapped {
+            // Whatever `step` has not unmapped yet.
+            self.step(usize::MAX / 2);
+            return;
+        }
         // SAFETY: the block was allocated with `self.layout` (constructors' contracts) and is
         // freed only here, once.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
@@ -192,6 +266,31 @@ mod tests {
             "only the partial pages at either end remain"
         );
         drop(d);
+    }
+
+    #[test]
+    fn large_zeroed_arrays_are_mapped_and_unmapped_in_slices() {
+        let layout = Layout::array::<u64>(3 << 20).unwrap(); // 24 MB
+        let p = alloc_zeroed(layout);
+        assert!(!p.is_null());
+        // SAFETY: the mapping is 24 MB of zeroed, writable memory owned here.
+        let words = unsafe { std::slice::from_raw_parts_mut(p as *mut u64, 3 << 20) };
+        assert!(words.iter().all(|w| *w == 0));
+        words[12345] = 7;
+        assert!(resident_pages(p, layout.size()) > (layout.size() / PAGE) * 9 / 10);
+        // SAFETY: from alloc_zeroed with this layout; not used below.
+        let mut d = unsafe { Doomed::from_zeroed(NonNull::new(p).unwrap(), layout) };
+        let mut steps = 1;
+        while !d.step(LAZYFREE_SLICE_BYTES) {
+            steps += 1;
+        }
+        assert_eq!(steps, 6, "24 MB in 4 MB munmaps");
+        drop(d);
+        // Small arrays come from the allocator and are freed by it.
+        let small = Layout::array::<u64>(16).unwrap();
+        let q = alloc_zeroed(small);
+        // SAFETY: as above.
+        drop(unsafe { Doomed::from_zeroed(NonNull::new(q).unwrap(), small) });
     }
 
     #[test]

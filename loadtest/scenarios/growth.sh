@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Latency while a table grows: fill KEYS distinct keys (16-byte keys, 32-byte values) into an
+# empty server from 4 connections at pipeline 16, and report the client's p99.99 and maximum
+# latency with the server's own view (SLOWLOG entries of 1 ms or more, and the longest).
+# percore has 1 shard, so one core's table grows from empty to KEYS entries through every
+# doubling. `make bench-growth`.
+#
+# Environment: KEYS (10000000), ROUNDS (2), SERVER_CPU (0), CLIENT_CPU (1).
+set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+require_binaries "$PERCORE" "$LT"
+command -v redis-cli >/dev/null 2>&1 || { echo "needs redis-cli (apt-get install -y redis-tools)" >&2; exit 2; }
+
+KEYS=${KEYS:-10000000}
+ROUNDS=${ROUNDS:-2}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+servers="percore"
+command -v redis-server >/dev/null 2>&1 && servers="percore redis"
+
+# The longest SLOWLOG entry in µs (the third field of each entry), or 0.
+slowest() {
+  redis-cli -p "$1" --no-raw slowlog get 100000 | awk '/^ +3\) \(integer\)/ { if ($3 > m) m = $3 } END { print m + 0 }'
+}
+
+echo "| server | round | keys | ops/s | p99 ms | p99.99 ms | max ms | commands >= 1 ms (server) | longest command ms (server) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for round in $(seq "$ROUNDS"); do
+  for server in $servers; do
+    port=$(free_port)
+    case "$server" in
+      percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$port" --shards 1 >/dev/null 2>&1 & ;;
+      redis) taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
+    esac
+    pid=$!
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+    redis-cli -p "$port" config set slowlog-log-slower-than 1000 >/dev/null
+    redis-cli -p "$port" config set slowlog-max-len 100000 >/dev/null
+    json=$(mktemp)
+    taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 4 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
+      --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + KEYS - 1)) \
+      -n allkeys -d 32 --no-progress --hide-histogram --json "$json" >/dev/null
+    n=$(redis-cli -p "$port" slowlog len)
+    worst=$(slowest "$port")
+    python3 - "$json" "$server" "$round" "$KEYS" "$n" "$worst" <<'PY'
+import json, sys
+path, server, rnd, keys, n, worst = sys.argv[1:]
+j = json.load(open(path))
+lat = j["commands"]["total"]["latency_ms"]
+print(f"| {server} | {rnd} | {int(keys):,} | {j['ops_per_sec']:,.0f} | {lat['p99']:.3f} | {lat['p99_99']:.3f} | {lat['max']:.3f} | {n} | {int(worst) / 1000:.3f} |")
+PY
+    rm -f "$json"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+done
