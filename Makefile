@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-memory bench-growth bench-micro bench-memtier fuzz fuzz-decode fuzz-apply clean
+.PHONY: build run test lint fmt bench bench-memory bench-growth bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -48,13 +48,17 @@ bench-memtier: build
 	./loadtest/scenarios/memtier.sh
 
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP enables them on the stable toolchain.
-fuzz: fuzz-decode fuzz-apply
+fuzz: fuzz-decode fuzz-apply fuzz-snapshot
 
 fuzz-decode:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O decode corpus/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 
 fuzz-apply:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O apply corpus/apply -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4096
+
+fuzz-snapshot:
+	mkdir -p fuzz/corpus/snapshot
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O snapshot corpus/snapshot -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536
 
 clean:
 	$(CARGO) clean

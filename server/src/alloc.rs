@@ -37,7 +37,7 @@ pub fn configure() {
     // SAFETY: mi_option_set only stores an option value; these options are read at each
     // purge decision, so setting them after early allocations is fine.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long);
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 1);
         // No transparent huge pages: with them, filling 10M keys showed 12-16 SETs a second
         // taking ~5 ms each (a fault that must find and zero a 2 MB page), and none without.
@@ -223,13 +223,13 @@ mod tests {
     fn mimalloc_options_are_the_documented_ones() {
         // SAFETY: mi_option_get only reads an option value.
         let get = |o| unsafe { libmimalloc_sys::mi_option_get(o) };
-        if get(MI_OPTION_PURGE_DELAY) != PURGE_DELAY_MS as _ {
+        if get(MI_OPTION_PURGE_DELAY) != PURGE_DELAY_MS as std::ffi::c_long {
             assert_eq!(get(MI_OPTION_PURGE_DELAY), 1000);
             assert_eq!(get(MI_OPTION_ARENA_PURGE_MULT), 1);
             assert_eq!(get(MI_OPTION_ALLOW_THP), 1);
         }
         configure();
-        assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS as _);
+        assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS as std::ffi::c_long);
         assert_eq!(get(MI_OPTION_ARENA_PURGE_MULT), 1);
         assert_eq!(get(MI_OPTION_ALLOW_THP), 0);
         assert!(name().starts_with("mimalloc-3."), "{}", name());

@@ -16,6 +16,7 @@ pub mod evict;
 pub mod glob;
 pub mod lazyfree;
 pub mod ops;
+pub mod snapshot;
 mod value;
 
 use dict::{Dict, EntryMut, EntryRef, Live};

@@ -1,0 +1,710 @@
+//! The snapshot file format: one file per shard, every byte checked on load.
+//!
+//! ```text
+//!  header   "PCSNAP\0\0" | version u32 | shard u32 | shards u32 | 0 u32 | created_ms u64 | xxh3 u64
+//!  block*   "BLK\0" | payload_len u32 | records u32 | 0 u32 | xxh3 u64 | payload (rkyv `Block`)
+//!  end      "END\0" | blocks u32 | records u64 | xxh3 u64
+//! ```
+//!
+//! - All integers little-endian. Each checksum is xxh3-64 over every byte of its section
+//!   before the checksum (a block's covers its header fields and its payload), so any flipped
+//!   byte anywhere is caught and reported with the block and the file offset.
+//! - A block's payload is an rkyv archive of up to [`BLOCK_TARGET_BYTES`] of records (one
+//!   record may exceed it: a 512 MB string is one block). It is validated (bytecheck) before
+//!   any field is read: the file is untrusted input.
+//! - A record holds the database, the key, the deadline (0: none) and the value; a value is
+//!   an enum so new types are new variants (readers reject variants they do not know).
+//! - The end marker's counts must match what was read, and nothing may follow it, so a
+//!   truncated file never loads as if whole.
+//!
+//! This module is pure (bytes in, bytes out); the server writes and reads the files.
+
+use rkyv::rancor::Error as RkyvError;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::value::Value;
+
+pub const MAGIC: &[u8; 8] = b"PCSNAP\0\0";
+pub const VERSION: u32 = 1;
+const BLOCK_TAG: &[u8; 4] = b"BLK\0";
+const END_TAG: &[u8; 4] = b"END\0";
+pub const HEADER_BYTES: usize = 40;
+const BLOCK_HEADER_BYTES: usize = 24;
+pub const END_BYTES: usize = 24;
+/// A block is closed once its records reach this size.
+pub const BLOCK_TARGET_BYTES: usize = 256 << 10;
+/// The largest payload a reader accepts: a 512 MB value and its framing.
+pub const BLOCK_MAX_BYTES: usize = (512 << 20) + (1 << 20);
+
+/// A value as stored in a snapshot.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RecordValue {
+    Int(i64),
+    Str { data: Vec<u8>, raw: bool },
+}
+
+/// One key.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub db: u8,
+    pub key: Vec<u8>,
+    /// Unix milliseconds; 0 means no deadline.
+    pub expire_at_ms: u64,
+    pub value: RecordValue,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+struct Block {
+    records: Vec<Record>,
+}
+
+impl RecordValue {
+    pub fn from_value(v: &Value) -> Self {
+        match v {
+            Value::Int(i) => RecordValue::Int(*i),
+            Value::Str { data, raw } => RecordValue::Str {
+                data: data.clone(),
+                raw: *raw,
+            },
+        }
+    }
+}
+
+impl ArchivedRecordValue {
+    /// The value for the table.
+    pub fn to_value(&self) -> Value {
+        match self {
+            ArchivedRecordValue::Int(i) => Value::Int(i.to_native()),
+            ArchivedRecordValue::Str { data, raw } => Value::Str {
+                data: data.as_slice().to_vec(),
+                raw: *raw,
+            },
+        }
+    }
+}
+
+/// The file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u32,
+    pub shard: u32,
+    pub shards: u32,
+    pub created_ms: u64,
+}
+
+/// Where and why a file is not a valid snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotError {
+    /// Byte offset in the file of the section at fault.
+    pub offset: u64,
+    /// The block's index (0-based), when the fault is in a block.
+    pub block: Option<u32>,
+    pub what: String,
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.block {
+            Some(b) => write!(f, "block {b} at offset {}: {}", self.offset, self.what),
+            None => write!(f, "offset {}: {}", self.offset, self.what),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
+        b[..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&self.shard.to_le_bytes());
+        b[16..20].copy_from_slice(&self.shards.to_le_bytes());
+        b[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
+        let sum = xxh3_64(&b[..32]);
+        b[32..40].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Header, SnapshotError> {
+        let err = |what: &str| SnapshotError {
+            offset: 0,
+            block: None,
+            what: what.to_string(),
+        };
+        if b.len() < HEADER_BYTES {
+            return Err(err("truncated header"));
+        }
+        if &b[..8] != MAGIC {
+            return Err(err("not a percore snapshot (bad magic)"));
+        }
+        if xxh3_64(&b[..32]) != u64_at(b, 32) {
+            return Err(err("header checksum mismatch"));
+        }
+        let h = Header {
+            version: u32_at(b, 8),
+            shard: u32_at(b, 12),
+            shards: u32_at(b, 16),
+            created_ms: u64_at(b, 24),
+        };
+        if h.version != VERSION {
+            return Err(err(&format!(
+                "format version {} (this build reads {VERSION})",
+                h.version
+            )));
+        }
+        if h.shards == 0 || h.shard >= h.shards || u32_at(b, 20) != 0 {
+            return Err(err(&format!("shard {} of {}", h.shard, h.shards)));
+        }
+        Ok(h)
+    }
+}
+
+/// Collects records and frames them into blocks.
+#[derive(Default)]
+pub struct BlockBuilder {
+    block: Block,
+    bytes: usize,
+    /// Blocks and records framed so far (for the end marker).
+    pub blocks: u32,
+    pub records: u64,
+}
+
+impl BlockBuilder {
+    /// Adds a record; true when the block has reached its target size and should be taken
+    /// with [`BlockBuilder::take_block`].
+    pub fn push(&mut self, r: Record) -> bool {
+        self.bytes += r.key.len()
+            + 32
+            + match &r.value {
+                RecordValue::Int(_) => 8,
+                RecordValue::Str { data, .. } => data.len(),
+            };
+        self.block.records.push(r);
+        self.bytes >= BLOCK_TARGET_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.block.records.is_empty()
+    }
+
+    /// The framed bytes of the records added since the last call (empty when none).
+    pub fn take_block(&mut self) -> Vec<u8> {
+        if self.block.records.is_empty() {
+            return Vec::new();
+        }
+        let block = std::mem::take(&mut self.block);
+        self.bytes = 0;
+        let payload =
+            rkyv::to_bytes::<RkyvError>(&block).expect("serializing owned records cannot fail");
+        let n = block.records.len() as u32;
+        let mut out = Vec::with_capacity(BLOCK_HEADER_BYTES + payload.len());
+        out.extend_from_slice(BLOCK_TAG);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut h = Xxh3::new();
+        h.update(&out[..16]);
+        h.update(&payload);
+        out.extend_from_slice(&h.digest().to_le_bytes());
+        out.extend_from_slice(&payload);
+        self.blocks += 1;
+        self.records += n as u64;
+        out
+    }
+
+    /// The end marker, after the last block.
+    pub fn end(&self) -> [u8; END_BYTES] {
+        let mut b = [0u8; END_BYTES];
+        b[..4].copy_from_slice(END_TAG);
+        b[4..8].copy_from_slice(&self.blocks.to_le_bytes());
+        b[8..16].copy_from_slice(&self.records.to_le_bytes());
+        let sum = xxh3_64(&b[..16]);
+        b[16..24].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+}
+
+/// A validated block: its archive, ready to be read record by record.
+pub struct BlockView {
+    payload: AlignedVec<16>,
+    pub index: u32,
+    pub offset: u64,
+}
+
+impl BlockView {
+    /// The records, validated when the block was read.
+    pub fn records(&self) -> &rkyv::vec::ArchivedVec<ArchivedRecord> {
+        // SAFETY: `payload` passed `rkyv::access::<ArchivedBlock>` (bytecheck validation) in
+        // `Reader::next_block` and has not been modified since: a BlockView never hands out
+        // mutable access to it.
+        unsafe { &rkyv::access_unchecked::<ArchivedBlock>(&self.payload).records }
+    }
+}
+
+/// What a reader found, for `check-snapshot` and the load log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub blocks: u32,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Reads a snapshot file held in memory, block by block, checking everything.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    pub header: Header,
+    summary: Summary,
+    ended: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, SnapshotError> {
+        let header = Header::decode(bytes)?;
+        Ok(Reader {
+            bytes,
+            pos: HEADER_BYTES,
+            header,
+            summary: Summary::default(),
+            ended: false,
+        })
+    }
+
+    fn fail(&self, at: usize, block: Option<u32>, what: impl Into<String>) -> SnapshotError {
+        SnapshotError {
+            offset: at as u64,
+            block,
+            what: what.into(),
+        }
+    }
+
+    /// The next block, or None after a valid end marker (which must close the file).
+    pub fn next_block(&mut self) -> Result<Option<BlockView>, SnapshotError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let rest = &self.bytes[at..];
+        let index = self.summary.blocks;
+        if rest.len() < 4 {
+            return Err(self.fail(at, None, "truncated: no end marker"));
+        }
+        if &rest[..4] == END_TAG {
+            if rest.len() < END_BYTES {
+                return Err(self.fail(at, None, "truncated end marker"));
+            }
+            if xxh3_64(&rest[..16]) != u64_at(rest, 16) {
+                return Err(self.fail(at, None, "end marker checksum mismatch"));
+            }
+            let (blocks, records) = (u32_at(rest, 4), u64_at(rest, 8));
+            if blocks != self.summary.blocks || records != self.summary.records {
+                return Err(self.fail(
+                    at,
+                    None,
+                    format!(
+                        "end marker counts {blocks} blocks / {records} records, file holds {} / {}",
+                        self.summary.blocks, self.summary.records
+                    ),
+                ));
+            }
+            if rest.len() > END_BYTES {
+                return Err(self.fail(at + END_BYTES, None, "bytes after the end marker"));
+            }
+            self.ended = true;
+            self.summary.bytes = self.bytes.len() as u64;
+            return Ok(None);
+        }
+        if &rest[..4] != BLOCK_TAG {
+            return Err(self.fail(at, Some(index), "bad block tag"));
+        }
+        if rest.len() < BLOCK_HEADER_BYTES {
+            return Err(self.fail(at, Some(index), "truncated block header"));
+        }
+        let len = u32_at(rest, 4) as usize;
+        let n = u32_at(rest, 8);
+        if len > BLOCK_MAX_BYTES || u32_at(rest, 12) != 0 {
+            return Err(self.fail(at, Some(index), format!("bad block length {len}")));
+        }
+        if rest.len() < BLOCK_HEADER_BYTES + len {
+            return Err(self.fail(
+                at,
+                Some(index),
+                format!(
+                    "truncated block: {len} payload bytes declared, {} present",
+                    rest.len() - BLOCK_HEADER_BYTES
+                ),
+            ));
+        }
+        let payload = &rest[BLOCK_HEADER_BYTES..BLOCK_HEADER_BYTES + len];
+        let mut h = Xxh3::new();
+        h.update(&rest[..16]);
+        h.update(payload);
+        if h.digest() != u64_at(rest, 16) {
+            return Err(self.fail(at, Some(index), "block checksum mismatch"));
+        }
+        let mut aligned = AlignedVec::<16>::with_capacity(len);
+        aligned.extend_from_slice(payload);
+        let archived = rkyv::access::<ArchivedBlock, RkyvError>(&aligned)
+            .map_err(|e| self.fail(at, Some(index), format!("invalid records: {e}")))?;
+        if archived.records.len() as u64 != n as u64 {
+            return Err(self.fail(at, Some(index), "record count mismatch"));
+        }
+        if let Some(r) = archived
+            .records
+            .iter()
+            .find(|r| r.db as usize >= crate::DB_COUNT)
+        {
+            return Err(self.fail(at, Some(index), format!("database {} out of range", r.db)));
+        }
+        self.pos = at + BLOCK_HEADER_BYTES + len;
+        self.summary.blocks += 1;
+        self.summary.records += n as u64;
+        Ok(Some(BlockView {
+            payload: aligned,
+            index,
+            offset: at as u64,
+        }))
+    }
+
+    /// Reads to the end, checking every block; what the file holds.
+    pub fn verify(mut self) -> Result<Summary, SnapshotError> {
+        while self.next_block()?.is_some() {}
+        Ok(self.summary)
+    }
+}
+
+impl crate::Shard {
+    /// Adds the live entries of up to `buckets` buckets of database `db`, from `cursor`, to
+    /// `out`, handing each full block to `emit`; returns the next cursor (0: the database is
+    /// done). Bounded like SCAN; expired entries are left out.
+    pub fn snapshot_step(
+        &mut self,
+        db: usize,
+        cursor: u64,
+        buckets: usize,
+        now_ms: u64,
+        out: &mut BlockBuilder,
+        emit: &mut dyn FnMut(Vec<u8>),
+    ) -> u64 {
+        let dict = &self.dbs[db].dict;
+        let mut cursor = cursor;
+        for _ in 0..buckets.max(1) {
+            let mut full = false;
+            cursor = dict.scan(cursor, |key, e| {
+                if e.is_expired(now_ms) {
+                    return;
+                }
+                full |= out.push(Record {
+                    db: db as u8,
+                    key: key.to_vec(),
+                    expire_at_ms: e.expire_at_ms(),
+                    value: RecordValue::from_value(&e.value().to_value()),
+                });
+            });
+            if full {
+                emit(out.take_block());
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        cursor
+    }
+
+    /// Stores a block's records whose deadline has not passed; returns how many it stored.
+    /// `accept` picks the records this shard owns (all of them unless the file was written
+    /// with another shard count).
+    pub fn load_block(
+        &mut self,
+        block: &BlockView,
+        now_ms: u64,
+        accept: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> usize {
+        let mut stored = 0;
+        for r in block.records().iter() {
+            let at = r.expire_at_ms.to_native();
+            if (at != 0 && now_ms > at) || !accept(r.key.as_slice()) {
+                continue;
+            }
+            let mut e = crate::Entry::new(r.value.to_value(), now_ms);
+            e.expire_at_ms = at;
+            self.store(r.db as usize, r.key.as_slice(), e);
+            stored += 1;
+        }
+        stored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn file(records: &[Record]) -> Vec<u8> {
+        let mut out = Header {
+            version: VERSION,
+            shard: 1,
+            shards: 4,
+            created_ms: 1_700_000_000_000,
+        }
+        .encode()
+        .to_vec();
+        let mut b = BlockBuilder::default();
+        for r in records {
+            if b.push(r.clone()) {
+                out.extend(b.take_block());
+            }
+        }
+        out.extend(b.take_block());
+        out.extend_from_slice(&b.end());
+        out
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Record>, SnapshotError> {
+        let mut r = Reader::new(bytes)?;
+        let mut out = Vec::new();
+        while let Some(block) = r.next_block()? {
+            for rec in block.records().iter() {
+                out.push(rkyv::deserialize::<Record, RkyvError>(rec).expect("validated"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn edge_records() -> Vec<Record> {
+        let mut v = vec![
+            Record {
+                db: 0,
+                key: b"".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Str {
+                    data: vec![],
+                    raw: false,
+                },
+            },
+            Record {
+                db: 15,
+                key: vec![0, 255, b'\r', b'\n', 0],
+                expire_at_ms: u64::MAX,
+                value: RecordValue::Int(i64::MIN),
+            },
+            Record {
+                db: 3,
+                key: vec![b'k'; 70_000],
+                expire_at_ms: 1,
+                value: RecordValue::Str {
+                    data: vec![7; 300_000],
+                    raw: true,
+                },
+            },
+        ];
+        for db in 0..16u8 {
+            v.push(Record {
+                db,
+                key: format!("key:{db}").into_bytes(),
+                expire_at_ms: db as u64 * 1000,
+                value: RecordValue::Int(db as i64 - 8),
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn edges_round_trip() {
+        let recs = edge_records();
+        let f = file(&recs);
+        assert_eq!(read_all(&f).unwrap(), recs);
+        let s = Reader::new(&f).unwrap().verify().unwrap();
+        assert_eq!(s.records, recs.len() as u64);
+        assert!(s.blocks >= 2, "the 300 KB value closes a block");
+        assert_eq!(Reader::new(&f).unwrap().header.shards, 4);
+        // An empty shard is a valid file too.
+        assert_eq!(read_all(&file(&[])).unwrap(), vec![]);
+    }
+
+    /// Every flipped byte and every truncation is detected, and located in the right block.
+    #[test]
+    fn any_flipped_byte_or_truncation_is_reported_with_its_location() {
+        let mut recs = edge_records();
+        recs.truncate(2);
+        recs.extend(edge_records().into_iter().skip(3));
+        let f = file(&recs);
+        for i in 0..f.len() {
+            let mut bad = f.clone();
+            bad[i] ^= 0x20;
+            let e = read_all(&bad).expect_err("a flipped byte must be caught");
+            assert!(
+                e.offset as usize <= i,
+                "error at {} for a flip at {i}: {e}",
+                e.offset
+            );
+        }
+        for len in 0..f.len() {
+            let e = read_all(&f[..len]).expect_err("a truncation must be caught");
+            assert!(e.offset as usize <= len, "{e}");
+        }
+        let mut longer = f.clone();
+        longer.push(0);
+        assert!(read_all(&longer)
+            .unwrap_err()
+            .what
+            .contains("after the end marker"));
+    }
+
+    #[test]
+    fn errors_name_block_and_offset() {
+        let recs: Vec<Record> = (0..3000u32)
+            .map(|i| Record {
+                db: 0,
+                key: i.to_le_bytes().to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Str {
+                    data: vec![1; 200],
+                    raw: false,
+                },
+            })
+            .collect();
+        let f = file(&recs);
+        let summary = Reader::new(&f).unwrap().verify().unwrap();
+        assert!(summary.blocks >= 2);
+        // Corrupt the second block's payload.
+        let mut r = Reader::new(&f).unwrap();
+        r.next_block().unwrap();
+        let second = r.next_block().unwrap().unwrap().offset as usize;
+        let mut bad = f.clone();
+        bad[second + BLOCK_HEADER_BYTES + 10] ^= 1;
+        let e = read_all(&bad).unwrap_err();
+        assert_eq!(e.block, Some(1));
+        assert_eq!(e.offset as usize, second);
+        assert_eq!(
+            e.to_string(),
+            format!("block 1 at offset {second}: block checksum mismatch")
+        );
+    }
+
+    #[test]
+    fn foreign_or_future_files_are_refused() {
+        let mut f = file(&edge_records());
+        assert!(Header::decode(b"REDIS0011")
+            .unwrap_err()
+            .what
+            .contains("truncated"));
+        f[8] = 2; // version 2, checksum fixed up
+        let sum = xxh3_64(&f[..32]);
+        f[32..40].copy_from_slice(&sum.to_le_bytes());
+        assert!(Reader::new(&f).err().unwrap().what.contains("version 2"));
+    }
+
+    /// A shard dumped in bounded steps and loaded into an empty one holds the same keys,
+    /// values and deadlines, minus those that expired meanwhile.
+    #[test]
+    fn a_shard_round_trips_through_a_file() {
+        use crate::{Entry, Shard, ShardConfig};
+        let mut a = Shard::new(1, ShardConfig::default());
+        let now = 1_000_000;
+        for db in [0usize, 7, 15] {
+            for i in 0..2000u32 {
+                let v = if i % 3 == 0 {
+                    Value::Int(i as i64)
+                } else {
+                    Value::Str {
+                        data: vec![i as u8; (i % 400) as usize],
+                        raw: i % 5 == 0,
+                    }
+                };
+                let mut e = Entry::new(v, now);
+                e.expire_at_ms = match i % 4 {
+                    0 => 0,
+                    1 => now + 50, // expires before the load below
+                    _ => now + 1_000_000,
+                };
+                a.store(db, format!("k{i}").as_bytes(), e);
+            }
+        }
+        let mut out = Header {
+            version: VERSION,
+            shard: 0,
+            shards: 1,
+            created_ms: now,
+        }
+        .encode()
+        .to_vec();
+        let mut b = BlockBuilder::default();
+        for db in 0..crate::DB_COUNT {
+            let mut cursor = 0;
+            loop {
+                cursor = a.snapshot_step(db, cursor, 64, now, &mut b, &mut |blk| out.extend(blk));
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        out.extend(b.take_block());
+        out.extend_from_slice(&b.end());
+        assert_eq!(b.records, 6000);
+
+        let later = now + 100;
+        let mut c = Shard::new(2, ShardConfig::default());
+        let mut r = Reader::new(&out).unwrap();
+        let mut stored = 0;
+        while let Some(block) = r.next_block().unwrap() {
+            stored += c.load_block(&block, later, &mut |_| true);
+        }
+        assert_eq!(
+            stored, 4500,
+            "the 1500 keys past their deadline are dropped"
+        );
+        for db in [0usize, 7, 15] {
+            for i in 0..2000u32 {
+                let key = format!("k{i}");
+                let want = a
+                    .lookup(db, key.as_bytes(), later)
+                    .map(|e| (e.value().to_value(), e.expire_at_ms()));
+                let got = c
+                    .lookup(db, key.as_bytes(), later)
+                    .map(|e| (e.value().to_value(), e.expire_at_ms()));
+                assert_eq!(got, want, "db {db} key {key}");
+            }
+        }
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            0u8..16,
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<u64>(),
+            prop_oneof![
+                any::<i64>().prop_map(RecordValue::Int),
+                (
+                    proptest::collection::vec(any::<u8>(), 0..600),
+                    any::<bool>()
+                )
+                    .prop_map(|(data, raw)| RecordValue::Str { data, raw }),
+            ],
+        )
+            .prop_map(|(db, key, expire_at_ms, value)| Record {
+                db,
+                key,
+                expire_at_ms,
+                value,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trips(recs in proptest::collection::vec(record(), 0..300)) {
+            prop_assert_eq!(read_all(&file(&recs)).unwrap(), recs);
+        }
+    }
+}
