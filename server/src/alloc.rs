@@ -229,7 +229,10 @@ mod tests {
             assert_eq!(get(MI_OPTION_ALLOW_THP), 1);
         }
         configure();
-        assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS as std::ffi::c_long);
+        assert_eq!(
+            get(MI_OPTION_PURGE_DELAY),
+            PURGE_DELAY_MS as std::ffi::c_long
+        );
         assert_eq!(get(MI_OPTION_ARENA_PURGE_MULT), 1);
         assert_eq!(get(MI_OPTION_ALLOW_THP), 0);
         assert!(name().starts_with("mimalloc-3."), "{}", name());

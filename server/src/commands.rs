@@ -164,7 +164,13 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             w.bulk((us / 1_000_000).to_string().as_bytes());
             w.bulk((us % 1_000_000).to_string().as_bytes());
         }
-        Cmd::Shutdown => shutdown(conn, a, &mut w),
+        Cmd::Shutdown => shutdown(conn, a, &mut w).await,
+        Cmd::Save => match crate::persist::save(&conn.core).await {
+            Ok(_) => w.ok(),
+            Err(e) if e.starts_with("ERR ") => w.error(&e),
+            Err(_) => w.error("ERR Error saving the snapshot; see the log for the cause"),
+        },
+        Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => debug(a, &mut w),
         Cmd::Command => {
             w.array(COMMANDS.len());
@@ -643,13 +649,28 @@ fn quote(v: String) -> String {
     }
 }
 
-fn shutdown(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let mut save = false;
+    let mut force = false;
     for opt in a.iter().skip(1) {
         if eq(opt, "abort") {
             return w.error("ERR No shutdown in progress.");
         }
-        if !(eq(opt, "nosave") || eq(opt, "save") || eq(opt, "now") || eq(opt, "force")) {
+        if eq(opt, "save") {
+            save = true;
+        } else if eq(opt, "force") {
+            force = true;
+        } else if !(eq(opt, "nosave") || eq(opt, "now")) {
             return w.error("ERR syntax error");
+        }
+    }
+    // SHUTDOWN SAVE keeps the data: a failed save cancels the shutdown unless FORCE.
+    if save {
+        if let Err(e) = crate::persist::save(&conn.core).await {
+            if !force {
+                crate::log::warn(&format!("error saving before shutdown: {e}"));
+                return w.error("ERR Errors trying to SHUTDOWN. Check logs.");
+            }
         }
     }
     crate::log::notice(&format!(

@@ -28,6 +28,11 @@ pub struct Config {
     /// Bytes of io_uring-registered buffer memory per shard (locked memory).
     pub io_memory: usize,
     pub dir: String,
+    /// Snapshot files are `<dbfilename>-<id>-<shard>-of-<shards>.pcs`, tied together by
+    /// `<dbfilename>.manifest`.
+    pub dbfilename: String,
+    /// Start with the valid part of a corrupt snapshot set instead of refusing to start.
+    pub load_corrupt_snapshot: bool,
     pub loglevel: String,
     pub config_file: Option<String>,
     /// Commands taking at least this many microseconds enter the slow log (negative: off).
@@ -63,6 +68,8 @@ impl Default for Config {
             // them. Small by default so that a 16-shard server fits the common 8 MiB MEMLOCK.
             io_memory: 256 << 10,
             dir: ".".into(),
+            dbfilename: "percore".into(),
+            load_corrupt_snapshot: false,
             loglevel: "notice".into(),
             config_file: None,
             slowlog_log_slower_than: 10_000,
@@ -147,6 +154,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = parse_num(one(v)?, "hz")?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },
     Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = parse_memory(one(v)?)? as usize; Ok(()) }, mutable: false },
     Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "dbfilename", get: |c| c.dbfilename.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() || n.contains('/') { return Err("dbfilename can't be a path, just a filename".into()); } c.dbfilename = n.to_string(); Ok(()) }, mutable: true },
+    Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
     Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = parse_num(one(v)?, "slowlog-log-slower-than")?; Ok(()) }, mutable: true },
     Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { let n: i64 = parse_num(one(v)?, "slowlog-max-len")?; if n < 0 { return Err("argument must be between 0 and 9223372036854775807 inclusive".into()); } c.slowlog_max_len = n as usize; Ok(()) }, mutable: true },
@@ -187,6 +196,8 @@ fn split_line(line: &str) -> Result<Vec<String>, String> {
 /// What the command line asked for.
 pub enum Invocation {
     Run(Box<Config>),
+    /// `percore check-snapshot DIR [--dbfilename NAME]`: verify a snapshot set offline.
+    CheckSnapshot(Box<Config>),
     Help,
     Version,
 }
@@ -198,7 +209,8 @@ pub fn usage() -> String {
          Starts a Redis-protocol cache server with one shard per CPU core.\n\
          Settings use redis.conf names; flags override the file. Examples:\n  \
          percore --port 7000 --shards 4\n  \
-         percore /etc/percore.conf --requirepass secret\n\nSettings:\n",
+         percore /etc/percore.conf --requirepass secret\n  \
+         percore check-snapshot /var/lib/percore   (verify a snapshot set and say what it holds)\n\nSettings:\n",
     );
     for p in PARAMS {
         let _ = writeln!(
@@ -219,6 +231,17 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         match first.as_str() {
             "-h" | "--help" => return Ok(Invocation::Help),
             "-v" | "--version" => return Ok(Invocation::Version),
+            "check-snapshot" => {
+                let Some(dir) = rest.get(1) else {
+                    return Err("usage: percore check-snapshot DIR [--dbfilename NAME]".into());
+                };
+                let mut cfg = match parse_args(&rest[2..])? {
+                    Invocation::Run(c) => *c,
+                    _ => return Err("usage: percore check-snapshot DIR [--dbfilename NAME]".into()),
+                };
+                cfg.dir = dir.clone();
+                return Ok(Invocation::CheckSnapshot(Box::new(cfg)));
+            }
             f if !f.starts_with("--") => {
                 let text = std::fs::read_to_string(f)
                     .map_err(|e| format!("cannot read config file '{f}': {e}"))?;

@@ -59,6 +59,13 @@ pub struct Global {
     pub startup_allocated: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub shutdown: AtomicBool,
+    /// A SAVE is running (one at a time).
+    pub saving: AtomicBool,
+    pub last_save_ok: AtomicBool,
+    /// When the last snapshot was taken (LASTSAVE, INFO `rdb_last_save_time`), Unix ms.
+    pub last_save_ms: AtomicU64,
+    /// The sum of the shards' write counters at that snapshot (`rdb_changes_since_last_save`).
+    pub dirty_at_save: AtomicU64,
     pub started: Instant,
     pub started_unix_ms: u64,
     pub run_id: String,

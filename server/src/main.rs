@@ -13,6 +13,7 @@ mod latency;
 mod log;
 mod metrics;
 mod monitor;
+mod persist;
 mod router;
 mod runtime;
 
@@ -35,6 +36,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::parse_args(&args) {
         Ok(Invocation::Run(c)) => *c,
+        Ok(Invocation::CheckSnapshot(c)) => std::process::exit(persist::check(&c)),
         Ok(Invocation::Help) => {
             print!("{}", config::usage());
             return;
@@ -252,6 +254,10 @@ fn run(cfg: Config) -> Result<(), String> {
         startup_allocated: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),
         shutdown: AtomicBool::new(false),
+        saving: AtomicBool::new(false),
+        last_save_ok: AtomicBool::new(true),
+        last_save_ms: AtomicU64::new(crate::core::now_ms()),
+        dirty_at_save: AtomicU64::new(0),
         started: Instant::now(),
         started_unix_ms: crate::core::now_ms(),
         run_id: random_hex(40),
@@ -320,6 +326,23 @@ fn run(cfg: Config) -> Result<(), String> {
                         let _ = ready.send(Err(format!("cannot listen on {addr} for metrics: {e}")));
                         return;
                     }
+                }
+            }
+            // The snapshot set, if any: every core loads its part in parallel before any
+            // core serves.
+            let t0 = Instant::now();
+            let loaded = persist::load(&cfg, &mut core.shard.borrow_mut(), i, n);
+            match loaded {
+                Ok(l) if l.id != 0 => log::notice(&format!(
+                    "shard {i}: loaded {} keys of snapshot {} in {:.3} s",
+                    l.keys,
+                    l.id,
+                    t0.elapsed().as_secs_f64()
+                )),
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
                 }
             }
             let _ = ready.send(Ok(()));

@@ -278,6 +278,7 @@ pub fn render(g: &Gathered) -> String {
     );
     let (sys, user) = crate::info::cpu_times();
     let start_s = (gl.started_unix_ms / 1000) as f64;
+    let last_save_s = (gl.last_save_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000) as f64;
     // (name, help, counter or gauge, value), one row per line.
     #[rustfmt::skip]
     let scalars: [(&str, &str, bool, f64); 23] = [
@@ -298,8 +299,8 @@ pub fn render(g: &Gathered) -> String {
         ("redis_keyspace_misses_total", "Key lookups that did not.", true, g.sum(|s| s.shard.keyspace_misses) as f64),
         ("redis_expired_keys_total", "Keys removed because their time to live ended.", true, g.sum(|s| s.shard.expired_keys) as f64),
         ("redis_evicted_keys_total", "Keys evicted to stay under maxmemory.", true, g.sum(|s| s.shard.evicted_keys) as f64),
-        ("redis_rdb_last_save_timestamp_seconds", "Time of the last successful snapshot (the start time until one is made), Unix seconds.", false, start_s),
-        ("redis_rdb_changes_since_last_save", "Writes since the last snapshot.", false, g.sum(|s| s.shard.dirty) as f64),
+        ("redis_rdb_last_save_timestamp_seconds", "Time of the last successful snapshot (the start time until one is made), Unix seconds.", false, last_save_s),
+        ("redis_rdb_changes_since_last_save", "Writes since the last snapshot.", false, g.sum(|s| s.shard.dirty).saturating_sub(gl.dirty_at_save.load(std::sync::atomic::Ordering::Relaxed)) as f64),
         ("redis_cpu_sys_seconds_total", "System CPU time of the process.", true, sys),
         ("redis_cpu_user_seconds_total", "User CPU time of the process.", true, user),
         ("redis_slowlog_length", "Entries in the slow log.", false, g.slowlog_len as f64),

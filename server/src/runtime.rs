@@ -246,3 +246,89 @@ impl Stream {
         self.0.as_raw_fd()
     }
 }
+
+/// A file written through io_uring and made visible atomically (snapshots).
+///
+/// Bytes go to `<path>.tmp` through glommio's DMA stream writer (O_DIRECT, so a snapshot does
+/// not flush the page cache of a cache server), or through buffered io_uring writes where
+/// the filesystem refuses O_DIRECT (tmpfs, some overlay filesystems). [`FileWriter::commit`]
+/// syncs the data, renames the file over `path` and syncs the directory: after a crash the
+/// file is there whole or not at all.
+pub struct FileWriter {
+    out: FileOut,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+enum FileOut {
+    Dma(glommio::io::DmaStreamWriter),
+    Buffered(glommio::io::StreamWriter),
+}
+
+impl FileWriter {
+    pub async fn create(path: &std::path::Path) -> io::Result<FileWriter> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        let out = match glommio::io::DmaFile::create(&tmp).await {
+            Ok(f) => FileOut::Dma(
+                glommio::io::DmaStreamWriterBuilder::new(f)
+                    .with_buffer_size(1 << 20)
+                    .with_write_behind(4)
+                    .build(),
+            ),
+            Err(_) => {
+                let f = glommio::io::BufferedFile::create(&tmp)
+                    .await
+                    .map_err(io::Error::from)?;
+                FileOut::Buffered(glommio::io::StreamWriterBuilder::new(f).build())
+            }
+        };
+        Ok(FileWriter {
+            out,
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub async fn write(&mut self, b: &[u8]) -> io::Result<()> {
+        match &mut self.out {
+            FileOut::Dma(w) => w.write_all(b).await,
+            FileOut::Buffered(w) => w.write_all(b).await,
+        }
+    }
+
+    /// Syncs and closes the file, renames it into place and syncs the directory.
+    pub async fn commit(self) -> io::Result<()> {
+        match self.out {
+            FileOut::Dma(mut w) => {
+                w.sync().await.map_err(io::Error::from)?;
+                w.close().await?;
+            }
+            // The buffered stream writer syncs the file as it closes.
+            FileOut::Buffered(mut w) => w.close().await?,
+        }
+        glommio::io::rename(&self.tmp, &self.path)
+            .await
+            .map_err(io::Error::from)?;
+        let parent = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let dir = glommio::io::Directory::open(&parent)
+            .await
+            .map_err(io::Error::from)?;
+        dir.sync().await.map_err(io::Error::from)?;
+        let _ = dir.close().await;
+        Ok(())
+    }
+
+    /// Drops an unfinished file.
+    pub async fn abandon(self) {
+        let _ = match self.out {
+            FileOut::Dma(mut w) => w.close().await,
+            FileOut::Buffered(mut w) => w.close().await,
+        };
+        let _ = glommio::io::remove(&self.tmp).await;
+    }
+}

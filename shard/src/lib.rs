@@ -475,6 +475,8 @@ impl Shard {
             | Cmd::ConfigHelp
             | Cmd::Time
             | Cmd::Shutdown
+            | Cmd::Save
+            | Cmd::LastSave
             | Cmd::Debug
             | Cmd::Command
             | Cmd::CommandCount

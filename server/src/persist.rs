@@ -1,0 +1,529 @@
+//! Snapshots on disk: SAVE, loading at start, and `percore check-snapshot`.
+//!
+//! A snapshot set is one file per shard, `<dbfilename>-<id>-<shard>-of-<shards>.pcs` in the
+//! format of [`percore_shard::snapshot`], and the manifest `<dbfilename>.manifest`, a short
+//! text naming the set's id, shard count and every file with its size and xxh3.
+//!
+//! Invariants:
+//! - Files are written to `<name>.tmp`, synced and renamed ([`runtime::FileWriter`]); the
+//!   manifest is written the same way and last. Files carry the set's id in their names, so
+//!   a new set never overwrites the files of the one its manifest still names: a crash at any
+//!   moment leaves the previous set loadable and whole. The previous set's files are removed
+//!   only after the new manifest is in place.
+//! - Files without a manifest naming them are never loaded.
+//! - Every byte read back is checked (block checksums and validation, sizes and whole-file
+//!   checksums against the manifest); a fault is reported with file, block and offset and
+//!   the server refuses to start, unless `load-corrupt-snapshot yes` asks for the valid part.
+//! - Each core loads its own shard, all in parallel. A set written with another shard count
+//!   is read by every core, each keeping the records that route to it.
+//!
+//! SAVE serializes each shard in one go on its core (blocking it, as Redis's SAVE blocks)
+//! and then writes through io_uring; the forkless BGSAVE with copy-before-write is the next
+//! step of this module.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use percore_shard::snapshot::{BlockBuilder, Header, Reader, VERSION};
+use percore_shard::{Shard, DB_COUNT};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::config::Config;
+use crate::core::{call_all, now_ms, Core};
+use crate::runtime;
+
+const MANIFEST_MAGIC: &str = "percore-snapshot-set";
+
+/// One file of a set, as the manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetFile {
+    pub name: String,
+    pub bytes: u64,
+    pub xxh3: u64,
+}
+
+/// The manifest: what makes a set of files one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub id: u64,
+    pub shards: usize,
+    pub created_ms: u64,
+    pub files: Vec<SetFile>,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> String {
+        let mut s = format!(
+            "{MANIFEST_MAGIC} {VERSION}\nid {}\nshards {}\ncreated_ms {}\n",
+            self.id, self.shards, self.created_ms
+        );
+        for f in &self.files {
+            let _ = writeln!(s, "file {} {} {:016x}", f.name, f.bytes, f.xxh3);
+        }
+        let sum = xxh3_64(s.as_bytes());
+        let _ = writeln!(s, "checksum {sum:016x}");
+        s
+    }
+
+    pub fn decode(text: &str) -> Result<Manifest, String> {
+        let body_end = text
+            .rfind("checksum ")
+            .ok_or("no checksum line (truncated?)")?;
+        let (body, tail) = text.split_at(body_end);
+        let want = tail
+            .strip_prefix("checksum ")
+            .and_then(|t| t.strip_suffix('\n'))
+            .filter(|h| h.len() == 16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or("bad checksum line")?;
+        if xxh3_64(body.as_bytes()) != want {
+            return Err("manifest checksum mismatch".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(&format!("{MANIFEST_MAGIC} {VERSION}")) {
+            return Err(format!("not a version {VERSION} percore manifest"));
+        }
+        let mut field = |name: &str| -> Result<u64, String> {
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| format!("missing or bad '{}' line", name.trim()))
+        };
+        let id = field("id ")?;
+        let shards = field("shards ")? as usize;
+        let created_ms = field("created_ms ")?;
+        let mut files = Vec::new();
+        for l in lines {
+            let parts: Vec<&str> = l.split(' ').collect();
+            match parts.as_slice() {
+                ["file", name, bytes, sum] if !name.contains('/') => files.push(SetFile {
+                    name: name.to_string(),
+                    bytes: bytes.parse().map_err(|_| format!("bad size in '{l}'"))?,
+                    xxh3: u64::from_str_radix(sum, 16).map_err(|_| format!("bad sum in '{l}'"))?,
+                }),
+                _ => return Err(format!("unexpected line '{l}'")),
+            }
+        }
+        if shards == 0 || files.len() != shards {
+            return Err(format!("{} files for {shards} shards", files.len()));
+        }
+        Ok(Manifest {
+            id,
+            shards,
+            created_ms,
+            files,
+        })
+    }
+}
+
+pub fn manifest_path(cfg: &Config) -> PathBuf {
+    Path::new(&cfg.dir).join(format!("{}.manifest", cfg.dbfilename))
+}
+
+fn file_name(cfg: &Config, id: u64, shard: usize, shards: usize) -> String {
+    format!("{}-{id}-{shard}-of-{shards}.pcs", cfg.dbfilename)
+}
+
+/// The current set's manifest, if there is one.
+pub fn read_manifest(cfg: &Config) -> Result<Option<Manifest>, String> {
+    let path = manifest_path(cfg);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Manifest::decode(&t)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// This core's shard as snapshot bytes: header, blocks, end marker. Runs without awaiting,
+/// so the file is the shard at one instant.
+fn serialize(sh: &mut Shard, shard: usize, shards: usize, now: u64) -> Vec<Vec<u8>> {
+    let header = Header {
+        version: VERSION,
+        shard: shard as u32,
+        shards: shards as u32,
+        created_ms: now,
+    };
+    let mut chunks = vec![header.encode().to_vec()];
+    let mut b = BlockBuilder::default();
+    for db in 0..DB_COUNT {
+        let mut cursor = 0;
+        loop {
+            cursor = sh.snapshot_step(db, cursor, 1024, now, &mut b, &mut |blk| chunks.push(blk));
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    let last = b.take_block();
+    if !last.is_empty() {
+        chunks.push(last);
+    }
+    chunks.push(b.end().to_vec());
+    chunks
+}
+
+/// Writes `chunks` to `path` and returns its manifest line.
+async fn write_file(path: PathBuf, name: String, chunks: Vec<Vec<u8>>) -> Result<SetFile, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut w = runtime::FileWriter::create(&path).await.map_err(fail)?;
+    let mut h = Xxh3::new();
+    let mut bytes = 0u64;
+    for c in &chunks {
+        h.update(c);
+        bytes += c.len() as u64;
+        if let Err(e) = w.write(c).await {
+            w.abandon().await;
+            return Err(fail(e));
+        }
+    }
+    w.commit().await.map_err(fail)?;
+    Ok(SetFile {
+        name,
+        bytes,
+        xxh3: h.digest(),
+    })
+}
+
+/// SAVE: every shard serializes itself on its core and writes its file through io_uring;
+/// then this core writes the manifest and removes the previous set. Returns the set's id.
+pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
+    let g = &core.global;
+    if g.saving.swap(true, Ordering::SeqCst) {
+        return Err("ERR Background save already in progress".into());
+    }
+    let r = save_inner(core).await;
+    g.saving.store(false, Ordering::SeqCst);
+    g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
+    if let Err(e) = &r {
+        crate::log::warn(&format!("SAVE failed: {e}"));
+    }
+    r
+}
+
+async fn save_inner(core: &Rc<Core>) -> Result<u64, String> {
+    let cfg = core.config.borrow().clone();
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir))?;
+    let previous = read_manifest(&cfg).ok().flatten();
+    let now = now_ms();
+    // Ids only grow, even if the clock steps back.
+    let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
+    let shards = core.nshards();
+    let started = std::time::Instant::now();
+    let pending = call_all(core, {
+        let cfg = cfg.clone();
+        move |c: &Core| {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let mut sh = c.shard.borrow_mut();
+            let dirty = sh.stats.dirty;
+            let chunks = serialize(&mut sh, c.id, shards, now);
+            drop(sh);
+            let name = file_name(&cfg, id, c.id, shards);
+            let path = Path::new(&cfg.dir).join(&name);
+            runtime::spawn(async move {
+                let _ = tx.send(write_file(path, name, chunks).await);
+            });
+            (dirty, rx)
+        }
+    })
+    .await;
+    let mut files = Vec::with_capacity(shards);
+    let mut dirty = 0;
+    let mut first_error = None;
+    for (d, rx) in pending {
+        dirty += d;
+        match rx.await {
+            Ok(Ok(f)) => files.push(f),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert("a core stopped while saving".into());
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        for f in &files {
+            let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&f.name));
+        }
+        return Err(e);
+    }
+    let manifest = Manifest {
+        id,
+        shards,
+        created_ms: now,
+        files,
+    };
+    let mut w = runtime::FileWriter::create(&manifest_path(&cfg))
+        .await
+        .map_err(|e| e.to_string())?;
+    w.write(manifest.encode().as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    w.commit().await.map_err(|e| e.to_string())?;
+    if let Some(prev) = previous {
+        for f in prev.files.iter().filter(|f| !manifest.files.contains(f)) {
+            let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&f.name));
+        }
+    }
+    let g = &core.global;
+    g.last_save_ms.store(now, Ordering::Relaxed);
+    g.dirty_at_save.store(dirty, Ordering::Relaxed);
+    crate::log::notice(&format!(
+        "DB saved on disk: snapshot {id}, {shards} files, {:.3} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(id)
+}
+
+/// A read-only view of a whole file.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> std::io::Result<Mapped> {
+        let f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len() as usize;
+        if len == 0 {
+            return Ok(Mapped {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a private read-only mapping of a file we opened; the descriptor may be
+        // closed afterwards (the mapping keeps the file).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping is `len` readable bytes, alive until drop. Snapshot files are
+        // never modified after they are renamed into place (a new set gets new names), so
+        // nobody writes them while they are read.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmaps exactly the mapping made in `open`.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}
+
+/// Checks one file of `m` against the manifest and its own checksums, calling `on_block`
+/// for every valid block. With `keep_going`, stops at the first bad block and reports it
+/// while keeping what came before.
+fn read_file(
+    cfg: &Config,
+    m: &Manifest,
+    index: usize,
+    on_block: &mut dyn FnMut(&percore_shard::snapshot::BlockView),
+) -> Result<u64, String> {
+    let f = &m.files[index];
+    let path = Path::new(&cfg.dir).join(&f.name);
+    let map = Mapped::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = map.bytes();
+    let at = |e: percore_shard::snapshot::SnapshotError| format!("{}: {e}", path.display());
+    let mut r = Reader::new(bytes).map_err(at)?;
+    if r.header.shard as usize != index || r.header.shards as usize != m.shards {
+        return Err(format!(
+            "{}: holds shard {} of {}, the manifest lists it as {index} of {}",
+            path.display(),
+            r.header.shard,
+            r.header.shards,
+            m.shards
+        ));
+    }
+    let mut records = 0;
+    while let Some(block) = r.next_block().map_err(at)? {
+        records += block.records().len() as u64;
+        on_block(&block);
+    }
+    // Every block checked out; the size and whole-file checksum tie it to this manifest.
+    if bytes.len() as u64 != f.bytes || xxh3_64(bytes) != f.xxh3 {
+        return Err(format!(
+            "{}: {} bytes with xxh3 {:016x}, the manifest says {} bytes with {:016x} (a file of another set?)",
+            path.display(),
+            bytes.len(),
+            xxh3_64(bytes),
+            f.bytes,
+            f.xxh3
+        ));
+    }
+    Ok(records)
+}
+
+/// What loading found.
+#[derive(Default, Debug)]
+pub struct Loaded {
+    pub id: u64,
+    pub keys: usize,
+    pub errors: Vec<String>,
+}
+
+/// Loads this core's part of the current set into `sh` (at start, before serving).
+pub fn load(cfg: &Config, sh: &mut Shard, core: usize, shards: usize) -> Result<Loaded, String> {
+    let Some(m) = read_manifest(cfg)? else {
+        return Ok(Loaded::default());
+    };
+    let now = now_ms();
+    let mut out = Loaded {
+        id: m.id,
+        ..Loaded::default()
+    };
+    // The same shard count: this core's file holds exactly its keys. Otherwise every core
+    // reads every file and keeps the keys that route to it.
+    let (files, reroute): (Vec<usize>, bool) = if m.shards == shards {
+        (vec![core], false)
+    } else {
+        ((0..m.shards).collect(), true)
+    };
+    for i in files {
+        let mut keys = 0;
+        let r = read_file(cfg, &m, i, &mut |block| {
+            keys += sh.load_block(block, now, &mut |k| {
+                !reroute || crate::router::shard_of(k, shards) == core
+            });
+        });
+        out.keys += keys;
+        if let Err(e) = r {
+            if !cfg.load_corrupt_snapshot {
+                return Err(format!(
+                    "{e}; refusing to start on a damaged snapshot (restore the files, move them away, or set load-corrupt-snapshot yes to load the valid part)"
+                ));
+            }
+            crate::log::warn(&format!("loading what is valid: {e}"));
+            out.errors.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// `percore check-snapshot DIR`: verifies the set offline and says what it holds. Returns
+/// the process exit code.
+pub fn check(cfg: &Config) -> i32 {
+    let m = match read_manifest(cfg) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            eprintln!(
+                "{}: no manifest: no snapshot set here",
+                manifest_path(cfg).display()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    println!(
+        "snapshot {} of {} shards, created at {} ms",
+        m.id, m.shards, m.created_ms
+    );
+    let now = now_ms();
+    let mut bad = 0;
+    for i in 0..m.shards {
+        let mut per_db = [0u64; DB_COUNT];
+        let (mut expiring, mut expired, mut blocks) = (0u64, 0u64, 0u64);
+        let r = read_file(cfg, &m, i, &mut |block| {
+            blocks += 1;
+            for rec in block.records().iter() {
+                per_db[rec.db as usize] += 1;
+                let at = rec.expire_at_ms.to_native();
+                if at != 0 {
+                    expiring += 1;
+                    if now > at {
+                        expired += 1;
+                    }
+                }
+            }
+        });
+        match r {
+            Ok(records) => {
+                let dbs: Vec<String> = per_db
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(db, n)| format!("db{db}={n}"))
+                    .collect();
+                println!(
+                    "  {}: ok, {} bytes, {blocks} blocks, {records} keys ({}), {expiring} with a deadline, {expired} already expired",
+                    m.files[i].name,
+                    m.files[i].bytes,
+                    if dbs.is_empty() { "empty".to_string() } else { dbs.join(" ") }
+                );
+            }
+            Err(e) => {
+                bad += 1;
+                println!("  {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        println!("{bad} of {} files damaged", m.shards);
+        1
+    } else {
+        println!("all {} files verified", m.shards);
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_round_trip_and_reject_damage() {
+        let m = Manifest {
+            id: 17,
+            shards: 2,
+            created_ms: 99,
+            files: vec![
+                SetFile {
+                    name: "percore-17-0-of-2.pcs".into(),
+                    bytes: 100,
+                    xxh3: 0xabc,
+                },
+                SetFile {
+                    name: "percore-17-1-of-2.pcs".into(),
+                    bytes: 64,
+                    xxh3: 1,
+                },
+            ],
+        };
+        let text = m.encode();
+        assert_eq!(Manifest::decode(&text).unwrap(), m);
+        for i in 0..text.len() {
+            let mut bad = text.clone().into_bytes();
+            bad[i] ^= 1;
+            if let Ok(s) = String::from_utf8(bad) {
+                assert!(Manifest::decode(&s).is_err(), "flip at {i} accepted");
+            }
+        }
+        assert!(Manifest::decode(&text[..text.len() - 5]).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Snapshots through the real server: SAVE writes one file per shard and a manifest, a
+//! restart loads them (with the same or another shard count), and a damaged or incomplete
+//! set is refused with its location instead of being half-loaded.
+
+mod common;
+
+use common::{s, Client, Server};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A fresh directory under the system's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "percore-test-{tag}-{}-{}",
+            std::process::id(),
+            common::free_port()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(shards: usize, dir: &TempDir, extra: &[&str]) -> Server {
+    let mut args = vec!["--dir", dir.path()];
+    args.extend_from_slice(extra);
+    Server::percore(shards, &args)
+}
+
+/// Everything a client can observe of a key: type, value, encoding, and whether it expires.
+fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
+    c.q(&format!("SELECT {db}"));
+    let get = s(&c.cmd(&[b"GET", key]));
+    let enc = s(&c.cmd(&[b"OBJECT", b"ENCODING", key]));
+    let ttl = s(&c.cmd(&[b"PTTL", key]));
+    let ttl = if ttl.starts_with(":-") {
+        ttl
+    } else {
+        ":expires".to_string()
+    };
+    (get, enc, ttl)
+}
+
+/// The keys the test writes, with their databases.
+fn dataset(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
+    let mut keys = Vec::new();
+    for db in 0..16usize {
+        c.q(&format!("SELECT {db}"));
+        for i in 0..40 {
+            let k = format!("k{db}:{i}").into_bytes();
+            c.cmd(&[b"SET", &k, format!("value-{i}").as_bytes()]);
+            keys.push((db, k));
+        }
+    }
+    c.q("SELECT 0");
+    let edge: Vec<(&[u8], Vec<Vec<u8>>)> = vec![
+        (
+            b"bin\x00\xff\r\nkey",
+            vec![
+                b"SET".to_vec(),
+                b"bin\x00\xff\r\nkey".to_vec(),
+                b"\x00\x01".to_vec(),
+            ],
+        ),
+        (
+            b"empty",
+            vec![b"SET".to_vec(), b"empty".to_vec(), b"".to_vec()],
+        ),
+        (
+            b"int",
+            vec![
+                b"SET".to_vec(),
+                b"int".to_vec(),
+                b"-9223372036854775808".to_vec(),
+            ],
+        ),
+        (
+            b"big",
+            vec![b"SET".to_vec(), b"big".to_vec(), vec![b'b'; 300_000]],
+        ),
+        (
+            b"ttl",
+            vec![
+                b"SET".to_vec(),
+                b"ttl".to_vec(),
+                b"v".to_vec(),
+                b"PX".to_vec(),
+                b"1000000".to_vec(),
+            ],
+        ),
+    ];
+    for (k, cmd) in edge {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
+        assert_eq!(s(&c.cmd(&args)), "+OK\r\n");
+        keys.push((0, k.to_vec()));
+    }
+    c.q("SETRANGE raw 3 abc");
+    keys.push((0, b"raw".to_vec()));
+    c.q("APPEND appended x");
+    c.q("APPEND appended y");
+    keys.push((0, b"appended".to_vec()));
+    keys
+}
+
+#[test]
+fn save_then_restart_with_4_2_and_1_shards_restores_everything() {
+    let dir = TempDir::new("roundtrip");
+    let mut srv = start(4, &dir, &[]);
+    let mut c = srv.client();
+    let keys = dataset(&mut c);
+    // A key that will have expired by the time the set is loaded.
+    c.q("SET short v PX 300");
+    let want: Vec<_> = keys.iter().map(|(db, k)| observe(&mut c, *db, k)).collect();
+    let before = s(&c.q("LASTSAVE"));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(s(&c.q("SAVE")), "+OK\r\n");
+    assert_ne!(s(&c.q("LASTSAVE")), before, "LASTSAVE moves");
+    assert!(s(&c.q("INFO persistence")).contains("rdb_changes_since_last_save:0\r\n"));
+    c.q("SET after-save 1");
+    assert!(s(&c.q("INFO persistence")).contains("rdb_changes_since_last_save:1\r\n"));
+    srv.terminate();
+    std::thread::sleep(Duration::from_millis(400));
+
+    for shards in [4, 2, 1] {
+        let srv = start(shards, &dir, &[]);
+        let mut c = srv.client();
+        for ((db, k), w) in keys.iter().zip(&want) {
+            assert_eq!(
+                &observe(&mut c, *db, k),
+                w,
+                "{shards} shards, db {db}, key {k:?}"
+            );
+        }
+        c.q("SELECT 0");
+        assert_eq!(s(&c.q("EXISTS short")), ":0\r\n", "expired before the load");
+        assert_eq!(
+            s(&c.q("EXISTS after-save")),
+            ":0\r\n",
+            "written after the save"
+        );
+        let db0 = keys.iter().filter(|(db, _)| *db == 0).count();
+        assert_eq!(s(&c.q("DBSIZE")), format!(":{db0}\r\n"));
+    }
+}
+
+fn files(dir: &TempDir) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcs"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn start_fails(dir: &TempDir, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args([
+            "--port",
+            &common::free_port().to_string(),
+            "--shards",
+            "2",
+            "--dir",
+            dir.path(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server started on a damaged set");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn check(dir: &TempDir) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["check-snapshot", dir.path()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn saved_set(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    let mut srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    for i in 0..3000 {
+        c.q(&format!("SET key{i} {}", "v".repeat(100)));
+    }
+    assert_eq!(s(&c.q("SAVE")), "+OK\r\n");
+    srv.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    dir
+}
+
+#[test]
+fn a_flipped_byte_or_a_truncation_is_refused_with_its_location() {
+    let dir = saved_set("damage");
+    let (ok, report) = check(&dir);
+    assert!(ok, "{report}");
+    assert!(report.contains("all 2 files verified"), "{report}");
+    let f = files(&dir)[1].clone();
+    let good = std::fs::read(&f).unwrap();
+
+    // A flipped byte deep in the file: the block and its offset are named.
+    let mut bad = good.clone();
+    let at = good.len() / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&f, &bad).unwrap();
+    let err = start_fails(&dir, &[]);
+    let name = f.file_name().unwrap().to_str().unwrap();
+    assert!(
+        err.contains(name) && err.contains("block ") && err.contains("at offset "),
+        "{err}"
+    );
+    assert!(
+        err.contains("load-corrupt-snapshot"),
+        "says how to proceed: {err}"
+    );
+    let (ok, report) = check(&dir);
+    assert!(!ok && report.contains("1 of 2 files damaged"), "{report}");
+
+    // Told to, the server starts with the valid part: the other shard's keys.
+    let srv = start(2, &dir, &["--load-corrupt-snapshot", "yes"]);
+    let n: i64 = s(&srv.client().q("DBSIZE"))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n > 1000 && n < 3000, "{n} keys");
+    drop(srv);
+
+    // A truncated file.
+    std::fs::write(&f, &good[..good.len() - 7]).unwrap();
+    let err = start_fails(&dir, &[]);
+    assert!(err.contains(name) && err.contains("truncated"), "{err}");
+    std::fs::write(&f, &good).unwrap();
+    assert!(check(&dir).0);
+}
+
+/// A crash while saving leaves files of an unfinished set next to the previous one: the
+/// previous set still loads whole, and files no manifest names are never loaded.
+#[test]
+fn an_unfinished_set_never_replaces_or_mixes_with_the_previous_one() {
+    let dir = saved_set("crash");
+    // What a SAVE killed before its manifest leaves behind: new files and temporaries.
+    let old = files(&dir);
+    for (i, f) in old.iter().enumerate() {
+        let stray = dir.0.join(format!("percore-99999999999999-{i}-of-2.pcs"));
+        std::fs::write(&stray, b"half-written").unwrap();
+        std::fs::copy(
+            f,
+            dir.0
+                .join(format!("percore-99999999999999-{i}-of-2.pcs.tmp")),
+        )
+        .unwrap();
+    }
+    let srv = start(2, &dir, &[]);
+    assert_eq!(s(&srv.client().q("DBSIZE")), ":3000\r\n");
+    drop(srv);
+
+    // Without its manifest, a set is not loaded at all.
+    std::fs::remove_file(dir.0.join("percore.manifest")).unwrap();
+    let srv = start(2, &dir, &[]);
+    assert_eq!(s(&srv.client().q("DBSIZE")), ":0\r\n");
+    let (ok, report) = check(&dir);
+    assert!(!ok, "{report}");
+    assert!(Path::new(&dir.0).exists());
+}
+
+#[test]
+fn shutdown_save_persists_and_the_next_save_replaces_the_set() {
+    let dir = TempDir::new("shutdown");
+    let srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    c.q("SET a 1");
+    assert_eq!(s(&c.q("SAVE")), "+OK\r\n");
+    let first = files(&dir);
+    c.q("SET b 2");
+    c.send_raw(b"SHUTDOWN SAVE\r\n");
+    assert!(c.closed(), "SHUTDOWN closes the connection");
+    drop(srv);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = files(&dir);
+    assert_eq!(second.len(), 2);
+    assert!(
+        first.iter().all(|f| !second.contains(f)),
+        "the previous set's files are gone"
+    );
+    let srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    assert_eq!(s(&c.q("MGET a b")), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+}
