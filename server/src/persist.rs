@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use percore_shard::snapshot::{BlockBuilder, Header, Reader, VERSION};
+use percore_shard::snapshot::{Reader, VERSION};
 use percore_shard::{Shard, DB_COUNT};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
@@ -142,28 +142,8 @@ pub fn read_manifest(cfg: &Config) -> Result<Option<Manifest>, String> {
 /// This core's shard as snapshot bytes: header, blocks, end marker. Runs without awaiting,
 /// so the file is the shard at one instant.
 fn serialize(sh: &mut Shard, shard: usize, shards: usize, now: u64) -> Vec<Vec<u8>> {
-    let header = Header {
-        version: VERSION,
-        shard: shard as u32,
-        shards: shards as u32,
-        created_ms: now,
-    };
-    let mut chunks = vec![header.encode().to_vec()];
-    let mut b = BlockBuilder::default();
-    for db in 0..DB_COUNT {
-        let mut cursor = 0;
-        loop {
-            cursor = sh.snapshot_step(db, cursor, 1024, now, &mut b, &mut |blk| chunks.push(blk));
-            if cursor == 0 {
-                break;
-            }
-        }
-    }
-    let last = b.take_block();
-    if !last.is_empty() {
-        chunks.push(last);
-    }
-    chunks.push(b.end().to_vec());
+    let mut chunks = vec![sh.snapshot_begin(shard as u32, shards as u32, now)];
+    while sh.snapshot_step(4096, &mut |blk| chunks.push(blk)) {}
     chunks
 }
 

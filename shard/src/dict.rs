@@ -87,6 +87,8 @@ const F_EXPIRE: u8 = 1;
 const F_LONG_KEY: u8 = 2;
 const F_RAW: u8 = 4;
 const ENC_MASK: u8 = 0b11 << 3;
+/// The snapshot epoch bit ([`Snap`]).
+const F_SNAP: u8 = 1 << 5;
 const ENC_INT: u8 = 0;
 const ENC_INLINE: u8 = 1 << 3;
 const ENC_HEAP: u8 = 2 << 3;
@@ -242,7 +244,14 @@ unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
 }
 
 /// Allocates and fills a node; `next` is null.
-fn build(key: &[u8], clock: u32, expire_at_ms: u64, raw: bool, payload: Payload) -> NonNull<u8> {
+fn build(
+    key: &[u8],
+    clock: u32,
+    expire_at_ms: u64,
+    raw: bool,
+    payload: Payload,
+    snap_bit: bool,
+) -> NonNull<u8> {
     let long = key.len() > u8::MAX as usize;
     let expire = expire_at_ms != 0;
     let kpos = HEAD + if long { 4 } else { 0 } + if expire { 8 } else { 0 };
@@ -257,6 +266,9 @@ fn build(key: &[u8], clock: u32, expire_at_ms: u64, raw: bool, payload: Payload)
     }
     if raw {
         flags |= F_RAW;
+    }
+    if snap_bit {
+        flags |= F_SNAP;
     }
     // SAFETY: `layout` has a non-zero size. Every write below lands inside the `size` bytes
     // just allocated: the header (HEAD bytes), the optional u32 and u64 (counted in `kpos`),
@@ -298,14 +310,56 @@ fn build(key: &[u8], clock: u32, expire_at_ms: u64, raw: bool, payload: Payload)
 
 /// Builds a node for an owned value: short plain strings inline, other strings keep their
 /// allocation (moved, not copied).
-fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value) -> NonNull<u8> {
+fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value, snap: bool) -> NonNull<u8> {
     match value {
-        Value::Int(i) => build(key, clock, expire_at_ms, false, Payload::Int(i)),
-        Value::Str { data, raw: false } if data.len() <= INLINE_MAX => {
-            build(key, clock, expire_at_ms, false, Payload::Inline(&data))
-        }
-        Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data)),
+        Value::Int(i) => build(key, clock, expire_at_ms, false, Payload::Int(i), snap),
+        Value::Str { data, raw: false } if data.len() <= INLINE_MAX => build(
+            key,
+            clock,
+            expire_at_ms,
+            false,
+            Payload::Inline(&data),
+            snap,
+        ),
+        Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data), snap),
     }
+}
+
+/// A snapshot's state in one table: copy-before-write ([`crate::snapshot`]).
+///
+/// Every node carries an epoch bit. Outside a snapshot all of a table's nodes carry `bit`.
+/// Beginning a snapshot flips `bit`, which makes every existing node pending; new nodes are
+/// built with the new `bit` (they are not part of the snapshot). The walk saves pending
+/// nodes and flips them; a write or delete reaching a pending node first saves it as it
+/// was (into `saved`) and flips it. So each node present at the start is saved exactly once,
+/// with its value at the start, and the walk ends with the invariant restored.
+#[derive(Default)]
+pub struct Snap {
+    bit: bool,
+    active: bool,
+    /// The database this table was when the snapshot began (SWAPDB may move the table).
+    db: u8,
+    cursor: u64,
+    /// Entries saved ahead of the walk, waiting for the shard's block builder.
+    pub saved: Vec<crate::snapshot::Record>,
+}
+
+/// Saves `p` into `snap.saved` if the snapshot still needs it, and marks it done.
+///
+/// # Safety
+/// `p` is a live node of the table that owns `snap`, and the caller has exclusive access.
+unsafe fn save_before_write(snap: &mut Snap, p: NonNull<u8>) {
+    if !snap.active || ((flags(p) & F_SNAP != 0) == snap.bit) {
+        return;
+    }
+    snap.saved.push(crate::snapshot::Record {
+        db: snap.db,
+        key: key(p).to_vec(),
+        expire_at_ms: expire_at(p),
+        value: crate::snapshot::RecordValue::from_ref(value(p)),
+    });
+    let f = p.as_ptr().add(OFF_FLAGS);
+    *f = (*f & !F_SNAP) | if snap.bit { F_SNAP } else { 0 };
 }
 
 /// Takes a `HEAP` node's vector out (the node keeps an empty one).
@@ -402,6 +456,7 @@ impl<'a> EntryRef<'a> {
 pub struct EntryMut<'a> {
     link: NonNull<Link>,
     graveyard: &'a mut Graveyard,
+    snap: &'a mut Snap,
 }
 
 impl<'a> EntryMut<'a> {
@@ -461,6 +516,8 @@ impl<'a> EntryMut<'a> {
     /// field; otherwise the node is rebuilt one word larger or smaller.
     pub fn set_expire_at_ms(&mut self, at_ms: u64) {
         let p = self.node();
+        // SAFETY: `p` is this table's live node and the table is mutably borrowed.
+        unsafe { save_before_write(self.snap, p) };
         // SAFETY: reads and writes within the live node; `Moved` transfers the HEAP words
         // to the new node and `relink(.., true)` then frees only the old shell.
         unsafe {
@@ -484,7 +541,7 @@ impl<'a> EntryMut<'a> {
                     Payload::Moved(w)
                 }
             };
-            let new = build(key(p), clock(p), at_ms, raw, payload);
+            let new = build(key(p), clock(p), at_ms, raw, payload, self.snap.bit);
             self.relink(new, true);
         }
     }
@@ -492,8 +549,12 @@ impl<'a> EntryMut<'a> {
     /// Replaces the value, keeping the key, deadline and clock.
     pub fn set_value(&mut self, v: Value) {
         let p = self.node();
-        // SAFETY: the key and header are read from the live node before it is replaced.
-        let new = unsafe { build_value(key(p), clock(p), expire_at(p), v) };
+        // SAFETY: the key and header are read from the live node before it is replaced;
+        // the snapshot, if any, gets the old value first.
+        let new = unsafe {
+            save_before_write(self.snap, p);
+            build_value(key(p), clock(p), expire_at(p), v, self.snap.bit)
+        };
         self.relink(new, false);
     }
 
@@ -502,6 +563,8 @@ impl<'a> EntryMut<'a> {
     /// length.
     pub fn edit_raw(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> usize {
         let p = self.node();
+        // SAFETY: as in `set_expire_at_ms`.
+        unsafe { save_before_write(self.snap, p) };
         // SAFETY: a HEAP node's vector is taken out (leaving an empty one, so a panic in `f`
         // leaks nothing and frees nothing twice) and its words written back afterwards.
         unsafe {
@@ -519,7 +582,17 @@ impl<'a> EntryMut<'a> {
         f(&mut data);
         let len = data.len();
         // SAFETY: as in `set_value`.
-        let new = unsafe { build(key(p), clock(p), expire_at(p), true, Payload::Heap(data)) };
+        let bit = self.snap.bit;
+        let new = unsafe {
+            build(
+                key(p),
+                clock(p),
+                expire_at(p),
+                true,
+                Payload::Heap(data),
+                bit,
+            )
+        };
         self.relink(new, false);
         len
     }
@@ -606,6 +679,7 @@ pub struct Dict {
     graveyard: Graveyard,
     /// Next bucket [`Dict::free_step`] empties.
     free_cursor: usize,
+    pub snap: Snap,
 }
 
 // SAFETY: a Dict owns all its nodes and arrays exclusively (no sharing, no interior
@@ -622,6 +696,7 @@ impl Dict {
             seed,
             graveyard: Graveyard::default(),
             free_cursor: 0,
+            snap: Snap::default(),
         }
     }
 
@@ -770,6 +845,7 @@ impl Dict {
         EntryMut {
             link,
             graveyard: &mut self.graveyard,
+            snap: &mut self.snap,
         }
     }
 
@@ -808,8 +884,11 @@ impl Dict {
             _life: PhantomData,
         }) {
             self.unlink_at(ti, link);
-            // SAFETY: just unlinked; freed once.
-            unsafe { free_node(node, &mut self.graveyard) };
+            // SAFETY: just unlinked; saved if a snapshot needs it, then freed once.
+            unsafe {
+                save_before_write(&mut self.snap, node);
+                free_node(node, &mut self.graveyard)
+            };
             self.shrink_if_needed();
             Live::Removed
         } else {
@@ -836,9 +915,12 @@ impl Dict {
         expire_at_ms: u64,
         clock: u32,
     ) -> Option<bool> {
-        let node = build_value(key, clock, expire_at_ms, value);
+        let node = build_value(key, clock, expire_at_ms, value, self.snap.bit);
         if let Some(mut e) = self.get_mut(key) {
             let had = e.expire_at_ms() != 0;
+            let old = e.node();
+            // SAFETY: `old` is live in this mutably borrowed table.
+            unsafe { save_before_write(e.snap, old) };
             e.relink(node, false);
             return Some(had);
         }
@@ -865,6 +947,8 @@ impl Dict {
         let node = unsafe { (*link.as_ptr()).expect("found links hold nodes") };
         self.unlink_at(ti, link);
         self.shrink_if_needed();
+        // SAFETY: unlinked just above; saved if a snapshot needs it, then consumed once.
+        unsafe { save_before_write(&mut self.snap, node) };
         Some(unsafe { into_entry(node) })
     }
 
@@ -876,7 +960,10 @@ impl Dict {
         let node = unsafe { (*link.as_ptr()).expect("found links hold nodes") };
         let had = unsafe { expire_at(node) } != 0;
         self.unlink_at(ti, link);
-        unsafe { free_node(node, &mut self.graveyard) };
+        unsafe {
+            save_before_write(&mut self.snap, node);
+            free_node(node, &mut self.graveyard)
+        };
         self.shrink_if_needed();
         Some(had)
     }
@@ -900,6 +987,7 @@ impl Dict {
                     while let Some(p) = chain {
                         chain = next(p);
                         t.used -= 1;
+                        save_before_write(&mut self.snap, p);
                         free_node(p, &mut self.graveyard);
                     }
                 }
@@ -912,6 +1000,44 @@ impl Dict {
             }
         }
         !self.is_empty()
+    }
+
+    /// Begins a snapshot of this table, which holds database `db` (see [`Snap`]). O(1).
+    pub fn snap_begin(&mut self, db: u8) {
+        debug_assert!(!self.snap.active, "one snapshot at a time");
+        self.snap.bit = !self.snap.bit;
+        self.snap.active = true;
+        self.snap.db = db;
+        self.snap.cursor = 0;
+    }
+
+    /// Whether this table's part of a snapshot is still being walked.
+    pub fn snap_active(&self) -> bool {
+        self.snap.active
+    }
+
+    /// Walks up to `buckets` more buckets of the snapshot, saving pending entries into
+    /// `snap.saved`. Returns true while the walk goes on.
+    pub fn snap_step(&mut self, buckets: usize) -> bool {
+        if !self.snap.active {
+            return false;
+        }
+        let mut cursor = self.snap.cursor;
+        let mut nodes = Vec::new();
+        for _ in 0..buckets.max(1) {
+            cursor = self.scan(cursor, |_, e| nodes.push(e.node));
+            for p in nodes.drain(..) {
+                // SAFETY: `p` came from this table's chains just now, nothing was removed
+                // since, and `&mut self` makes the access exclusive.
+                unsafe { save_before_write(&mut self.snap, p) };
+            }
+            if cursor == 0 {
+                self.snap.active = false;
+                return false;
+            }
+        }
+        self.snap.cursor = cursor;
+        true
     }
 
     /// Large blocks waiting to be freed, and their bytes.

@@ -118,6 +118,10 @@ pub struct Shard {
     graveyard: Graveyard,
     /// Eviction candidates kept between calls ([`evict`]).
     evict_pool: evict::EvictionPool,
+    /// The snapshot in progress ([`snapshot`]), if any.
+    snapshot: Option<snapshot::BlockBuilder>,
+    /// Entries a freed detached table saved for the snapshot after the table was gone.
+    snap_orphans: Vec<snapshot::Record>,
 }
 
 /// What one active-expiry step did.
@@ -142,6 +146,8 @@ impl Shard {
             garbage: Vec::new(),
             graveyard: Graveyard::default(),
             evict_pool: evict::EvictionPool::default(),
+            snapshot: None,
+            snap_orphans: Vec::new(),
         }
     }
 
@@ -190,6 +196,7 @@ impl Shard {
             self.graveyard.append(d.graveyard());
             budget = budget.saturating_sub(1024);
             if !more {
+                self.snap_orphans.append(&mut d.snap.saved);
                 self.garbage.pop();
             }
         }

@@ -72,6 +72,18 @@ impl RecordValue {
     }
 }
 
+impl RecordValue {
+    pub fn from_ref(v: crate::value::ValueRef) -> Self {
+        match v {
+            crate::value::ValueRef::Int(i) => RecordValue::Int(i),
+            crate::value::ValueRef::Str { data, raw } => RecordValue::Str {
+                data: data.to_vec(),
+                raw,
+            },
+        }
+    }
+}
+
 impl ArchivedRecordValue {
     /// The value for the table.
     pub fn to_value(&self) -> Value {
@@ -385,41 +397,71 @@ impl<'a> Reader<'a> {
 }
 
 impl crate::Shard {
-    /// Adds the live entries of up to `buckets` buckets of database `db`, from `cursor`, to
-    /// `out`, handing each full block to `emit`; returns the next cursor (0: the database is
-    /// done). Bounded like SCAN; expired entries are left out.
-    pub fn snapshot_step(
-        &mut self,
-        db: usize,
-        cursor: u64,
-        buckets: usize,
-        now_ms: u64,
-        out: &mut BlockBuilder,
-        emit: &mut dyn FnMut(Vec<u8>),
-    ) -> u64 {
-        let dict = &self.dbs[db].dict;
-        let mut cursor = cursor;
-        for _ in 0..buckets.max(1) {
-            let mut full = false;
-            cursor = dict.scan(cursor, |key, e| {
-                if e.is_expired(now_ms) {
-                    return;
-                }
-                full |= out.push(Record {
-                    db: db as u8,
-                    key: key.to_vec(),
-                    expire_at_ms: e.expire_at_ms(),
-                    value: RecordValue::from_value(&e.value().to_value()),
-                });
-            });
-            if full {
-                emit(out.take_block());
-            }
-            if cursor == 0 {
-                break;
+    /// Begins a point-in-time snapshot of this shard and returns the file header. O(number
+    /// of databases): nothing is copied now. From here on, a write to an entry the walk has
+    /// not reached saves the entry first (see [`crate::dict::Snap`]).
+    pub fn snapshot_begin(&mut self, shard: u32, shards: u32, now_ms: u64) -> Vec<u8> {
+        debug_assert!(self.snapshot.is_none(), "one snapshot at a time");
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            d.dict.snap_begin(i as u8);
+        }
+        self.snapshot = Some(BlockBuilder::default());
+        Header {
+            version: VERSION,
+            shard,
+            shards,
+            created_ms: now_ms,
+        }
+        .encode()
+        .to_vec()
+    }
+
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    /// Walks up to `buckets` more buckets of the snapshot, handing every finished block to
+    /// `emit`; at the end emits the last block and the end marker and returns false. Bounded
+    /// like SCAN, plus the entries writes saved ahead of the walk since the last step.
+    pub fn snapshot_step(&mut self, buckets: usize, emit: &mut dyn FnMut(Vec<u8>)) -> bool {
+        let Some(mut b) = self.snapshot.take() else {
+            return false;
+        };
+        // Databases first, then tables a FLUSHDB detached while the snapshot ran.
+        let walked = self
+            .dbs
+            .iter_mut()
+            .map(|d| &mut d.dict)
+            .chain(self.garbage.iter_mut())
+            .find(|d| d.snap_active())
+            .map(|d| d.snap_step(buckets))
+            .is_some();
+        let saved: Vec<Record> = self
+            .dbs
+            .iter_mut()
+            .map(|d| &mut d.dict)
+            .chain(self.garbage.iter_mut())
+            .flat_map(|d| std::mem::take(&mut d.snap.saved))
+            .chain(std::mem::take(&mut self.snap_orphans))
+            .collect();
+        for r in saved {
+            if b.push(r) {
+                emit(b.take_block());
             }
         }
-        cursor
+        let more = walked
+            && (self.dbs.iter().any(|d| d.dict.snap_active())
+                || self.garbage.iter().any(|d| d.snap_active()));
+        if more {
+            self.snapshot = Some(b);
+            return true;
+        }
+        let last = b.take_block();
+        if !last.is_empty() {
+            emit(last);
+        }
+        emit(b.end().to_vec());
+        false
     }
 
     /// Stores a block's records whose deadline has not passed; returns how many it stored.
@@ -632,27 +674,10 @@ mod tests {
                 a.store(db, format!("k{i}").as_bytes(), e);
             }
         }
-        let mut out = Header {
-            version: VERSION,
-            shard: 0,
-            shards: 1,
-            created_ms: now,
-        }
-        .encode()
-        .to_vec();
-        let mut b = BlockBuilder::default();
-        for db in 0..crate::DB_COUNT {
-            let mut cursor = 0;
-            loop {
-                cursor = a.snapshot_step(db, cursor, 64, now, &mut b, &mut |blk| out.extend(blk));
-                if cursor == 0 {
-                    break;
-                }
-            }
-        }
-        out.extend(b.take_block());
-        out.extend_from_slice(&b.end());
-        assert_eq!(b.records, 6000);
+        let mut out = a.snapshot_begin(0, 1, now);
+        while a.snapshot_step(64, &mut |blk| out.extend(blk)) {}
+        assert!(!a.snapshot_in_progress());
+        assert_eq!(Reader::new(&out).unwrap().verify().unwrap().records, 6000);
 
         let later = now + 100;
         let mut c = Shard::new(2, ShardConfig::default());
@@ -665,6 +690,11 @@ mod tests {
             stored, 4500,
             "the 1500 keys past their deadline are dropped"
         );
+        // A second snapshot of the same shard sees every key again (the epoch bits flipped
+        // back to "pending" for all of them).
+        let mut again = a.snapshot_begin(0, 1, now);
+        while a.snapshot_step(1000, &mut |blk| again.extend(blk)) {}
+        assert_eq!(Reader::new(&again).unwrap().verify().unwrap().records, 6000);
         for db in [0usize, 7, 15] {
             for i in 0..2000u32 {
                 let key = format!("k{i}");
@@ -677,6 +707,86 @@ mod tests {
                 assert_eq!(got, want, "db {db} key {key}");
             }
         }
+    }
+
+    /// Point in time: whatever the writes do while the walk runs — overwrite, delete,
+    /// append, expire, add keys, flush a database, swap two — the file holds the shard as it
+    /// was when the snapshot began, each key once.
+    #[test]
+    fn a_snapshot_is_the_state_at_its_start_whatever_writes_do_meanwhile() {
+        use crate::{Entry, Shard, ShardConfig};
+        use std::collections::BTreeMap;
+        let mut sh = Shard::new(9, ShardConfig::default());
+        let now = 5_000;
+        let mut want = BTreeMap::new();
+        for db in [0usize, 1, 2] {
+            for i in 0..3000u32 {
+                let key = format!("k{i}").into_bytes();
+                let v = Value::Str {
+                    data: format!("v{db}-{i}").into_bytes(),
+                    raw: false,
+                };
+                sh.store(db, &key, Entry::new(v.clone(), now));
+                want.insert((db as u8, key), v);
+            }
+        }
+        let mut out = sh.snapshot_begin(0, 1, now);
+        let mut steps = 0;
+        let mut x = 7u64;
+        while sh.snapshot_step(16, &mut |blk| out.extend(blk)) {
+            steps += 1;
+            // Writes between steps, all over the keyspace.
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let db = (x % 3) as usize;
+                let key = format!("k{}", (x >> 8) % 3000).into_bytes();
+                match (x >> 40) % 5 {
+                    0 => sh.store(db, &key, Entry::new(Value::Int(-1), now)),
+                    1 => {
+                        sh.delete(db, &key);
+                    }
+                    2 => {
+                        if let Some(mut e) = sh.lookup(db, &key, now) {
+                            e.edit_raw(|d| d.extend_from_slice(b"+"));
+                        }
+                    }
+                    3 => {
+                        sh.set_expire(db, &key, now + 1);
+                    }
+                    _ => sh.store(
+                        db,
+                        format!("new{x}").as_bytes(),
+                        Entry::new(Value::Int(1), now),
+                    ),
+                }
+            }
+            if steps == 20 {
+                sh.flush_db(1);
+            }
+            if steps == 30 {
+                sh.dbs.swap(0, 2);
+            }
+            if steps % 7 == 0 {
+                sh.lazyfree_step(64, 1);
+            }
+            assert!(steps < 100_000);
+        }
+        assert!(
+            steps > 30,
+            "the walk ran long enough to meet the writes: {steps} steps"
+        );
+        let mut got = BTreeMap::new();
+        let mut r = Reader::new(&out).unwrap();
+        while let Some(block) = r.next_block().unwrap() {
+            for rec in block.records().iter() {
+                let prev = got.insert((rec.db, rec.key.as_slice().to_vec()), rec.value.to_value());
+                assert!(prev.is_none(), "a key saved twice");
+            }
+        }
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the file differs from the state at the start");
     }
 
     fn record() -> impl Strategy<Value = Record> {
