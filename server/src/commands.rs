@@ -170,6 +170,17 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             Err(e) if e.starts_with("ERR ") => w.error(&e),
             Err(_) => w.error("ERR Error saving the snapshot; see the log for the cause"),
         },
+        Cmd::BgSave => {
+            let schedule = match a.len() {
+                1 => false,
+                2 if eq(&a[1], "schedule") => true,
+                _ => return w.error("ERR syntax error"),
+            };
+            match crate::persist::bgsave(&conn.core, schedule).await {
+                Ok(text) => w.simple(text.as_bytes()),
+                Err(e) => w.error(&e),
+            }
+        }
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => debug(a, &mut w),
         Cmd::Command => {

@@ -66,6 +66,12 @@ pub struct Global {
     pub last_save_ms: AtomicU64,
     /// The sum of the shards' write counters at that snapshot (`rdb_changes_since_last_save`).
     pub dirty_at_save: AtomicU64,
+    /// When the running BGSAVE began, Unix ms; 0 when none runs.
+    pub bgsave_started_ms: AtomicU64,
+    /// How long the last BGSAVE took, in seconds; -1 before the first.
+    pub last_bgsave_s: std::sync::atomic::AtomicI64,
+    /// BGSAVE SCHEDULE asked for another save once the running one ends.
+    pub bgsave_scheduled: AtomicBool,
     pub started: Instant,
     pub started_unix_ms: u64,
     pub run_id: String,
@@ -351,6 +357,9 @@ pub struct Core {
     pub stats: RefCell<CoreStats>,
     pub slowlog: RefCell<SlowLog>,
     pub latency: RefCell<LatencyMonitor>,
+    /// This core itself, for work a message starts on it that outlives the message
+    /// (a background save).
+    pub me: std::rc::Weak<Core>,
 }
 
 /// Who ran a command, as the slow log names it; resolved only for slow commands.

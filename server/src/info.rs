@@ -341,11 +341,17 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         section(
             "Persistence",
             format!(
-                "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
                 sum(&|s| s.shard.dirty)
                     .saturating_sub(g.dirty_at_save.load(Ordering::Relaxed)),
+                (g.bgsave_started_ms.load(Ordering::Relaxed) != 0) as u8,
                 g.last_save_ms.load(Ordering::Relaxed) / 1000,
                 if g.last_save_ok.load(Ordering::Relaxed) { "ok" } else { "err" },
+                g.last_bgsave_s.load(Ordering::Relaxed),
+                match g.bgsave_started_ms.load(Ordering::Relaxed) {
+                    0 => -1,
+                    t => (crate::core::now_ms().saturating_sub(t) / 1000) as i64,
+                },
             ),
         );
     }

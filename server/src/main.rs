@@ -258,6 +258,9 @@ fn run(cfg: Config) -> Result<(), String> {
         last_save_ok: AtomicBool::new(true),
         last_save_ms: AtomicU64::new(crate::core::now_ms()),
         dirty_at_save: AtomicU64::new(0),
+        bgsave_started_ms: AtomicU64::new(0),
+        last_bgsave_s: std::sync::atomic::AtomicI64::new(-1),
+        bgsave_scheduled: AtomicBool::new(false),
         started: Instant::now(),
         started_unix_ms: crate::core::now_ms(),
         run_id: random_hex(40),
@@ -283,7 +286,8 @@ fn run(cfg: Config) -> Result<(), String> {
         runtime::start_core(i, cpu, cfg.io_memory, move || async move {
             let (mailbox, inbox) = ends.split();
             let shard_seed = seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let core = Rc::new(Core {
+            let core = Rc::new_cyclic(|me| Core {
+                me: me.clone(),
                 id: i,
                 global: global.clone(),
                 shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict })),

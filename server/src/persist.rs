@@ -211,7 +211,57 @@ async fn save_inner(core: &Rc<Core>) -> Result<u64, String> {
         }
     })
     .await;
-    let mut files = Vec::with_capacity(shards);
+    let (files, dirty) = gather(&cfg, pending).await?;
+    finish_set(core, &cfg, previous, id, now, files, dirty).await?;
+    crate::log::notice(&format!(
+        "DB saved on disk: snapshot {id}, {shards} files, {:.3} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(id)
+}
+
+/// Writes the manifest of a set whose files are all in place, then removes the previous
+/// set's files, and records the save.
+async fn finish_set(
+    core: &Rc<Core>,
+    cfg: &Config,
+    previous: Option<Manifest>,
+    id: u64,
+    now: u64,
+    files: Vec<SetFile>,
+    dirty: u64,
+) -> Result<(), String> {
+    let manifest = Manifest {
+        id,
+        shards: files.len(),
+        created_ms: now,
+        files,
+    };
+    let mut w = runtime::FileWriter::create(&manifest_path(cfg))
+        .await
+        .map_err(|e| e.to_string())?;
+    w.write(manifest.encode().as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    w.commit().await.map_err(|e| e.to_string())?;
+    if let Some(prev) = previous {
+        for f in prev.files.iter().filter(|f| !manifest.files.contains(f)) {
+            let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&f.name));
+        }
+    }
+    let g = &core.global;
+    g.last_save_ms.store(now, Ordering::Relaxed);
+    g.dirty_at_save.store(dirty, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Collects the shards' results: their files, or the first error (removing the files that
+/// were written).
+async fn gather(
+    cfg: &Config,
+    pending: Vec<(u64, futures_channel::oneshot::Receiver<Result<SetFile, String>>)>,
+) -> Result<(Vec<SetFile>, u64), String> {
+    let mut files = Vec::with_capacity(pending.len());
     let mut dirty = 0;
     let mut first_error = None;
     for (d, rx) in pending {
@@ -232,32 +282,130 @@ async fn save_inner(core: &Rc<Core>) -> Result<u64, String> {
         }
         return Err(e);
     }
-    let manifest = Manifest {
-        id,
-        shards,
-        created_ms: now,
-        files,
+    Ok((files, dirty))
+}
+
+/// How many buckets a background save walks between yields.
+const BGSAVE_STEP_BUCKETS: usize = 256;
+
+/// One core's part of a BGSAVE: walks its shard in bounded steps from the background task
+/// queue and streams the blocks to its file. The walk always runs to its end, even after a
+/// write error, so the shard's snapshot state is left clean.
+async fn write_in_background(
+    core: Rc<Core>,
+    header: Vec<u8>,
+    path: PathBuf,
+    name: String,
+) -> Result<SetFile, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut w = match runtime::FileWriter::create(&path).await {
+        Ok(w) => Some(w),
+        Err(e) => return Err(drain_after(&core, fail(e))),
     };
-    let mut w = runtime::FileWriter::create(&manifest_path(&cfg))
-        .await
-        .map_err(|e| e.to_string())?;
-    w.write(manifest.encode().as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    w.commit().await.map_err(|e| e.to_string())?;
-    if let Some(prev) = previous {
-        for f in prev.files.iter().filter(|f| !manifest.files.contains(f)) {
-            let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&f.name));
+    let mut error = None;
+    let mut h = Xxh3::new();
+    let mut bytes = 0u64;
+    let mut chunks = vec![header];
+    loop {
+        for c in chunks.drain(..) {
+            h.update(&c);
+            bytes += c.len() as u64;
+            if let (Some(out), None) = (w.as_mut(), &error) {
+                if let Err(e) = out.write(&c).await {
+                    error = Some(fail(e));
+                }
+            }
         }
+        let more = core
+            .shard
+            .borrow_mut()
+            .snapshot_step(BGSAVE_STEP_BUCKETS, &mut |b| chunks.push(b));
+        if !more && chunks.is_empty() {
+            break;
+        }
+        runtime::yield_if_needed().await;
     }
+    let w = w.expect("created above");
+    if let Some(e) = error {
+        w.abandon().await;
+        return Err(e);
+    }
+    w.commit().await.map_err(fail)?;
+    Ok(SetFile {
+        name,
+        bytes,
+        xxh3: h.digest(),
+    })
+}
+
+/// Finishes a walk whose file could not be created; returns `e`.
+fn drain_after(core: &Core, e: String) -> String {
+    while core.shard.borrow_mut().snapshot_step(4096, &mut |_| {}) {}
+    e
+}
+
+/// BGSAVE [SCHEDULE]: starts a point-in-time snapshot of every shard without fork or copy:
+/// one message per core begins its snapshot (the barrier), each core then writes its file
+/// from its background task queue while serving, and this core writes the manifest when all
+/// are done. Returns the reply text.
+pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, String> {
     let g = &core.global;
-    g.last_save_ms.store(now, Ordering::Relaxed);
-    g.dirty_at_save.store(dirty, Ordering::Relaxed);
-    crate::log::notice(&format!(
-        "DB saved on disk: snapshot {id}, {shards} files, {:.3} s",
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(id)
+    if g.saving.swap(true, Ordering::SeqCst) {
+        if schedule {
+            g.bgsave_scheduled.store(true, Ordering::SeqCst);
+            return Ok("Background saving scheduled");
+        }
+        return Err("ERR Background save already in progress".into());
+    }
+    let cfg = core.config.borrow().clone();
+    if let Err(e) = std::fs::create_dir_all(&cfg.dir) {
+        g.saving.store(false, Ordering::SeqCst);
+        return Err(format!("ERR {}: {e}", cfg.dir));
+    }
+    let previous = read_manifest(&cfg).ok().flatten();
+    let now = now_ms();
+    let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
+    let shards = core.nshards();
+    g.bgsave_started_ms.store(now, Ordering::Relaxed);
+    let pending = call_all(core, {
+        let cfg = cfg.clone();
+        move |c: &Core| {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let mut sh = c.shard.borrow_mut();
+            let dirty = sh.stats.dirty;
+            let header = sh.snapshot_begin(c.id as u32, shards as u32, now);
+            drop(sh);
+            let name = file_name(&cfg, id, c.id, shards);
+            let path = Path::new(&cfg.dir).join(&name);
+            let me = c.me.upgrade().expect("a core outlives the messages it runs");
+            runtime::spawn_background(async move {
+                let _ = tx.send(write_in_background(me, header, path, name).await);
+            });
+            (dirty, rx)
+        }
+    })
+    .await;
+    let core = core.clone();
+    runtime::spawn_background(async move {
+        let r = match gather(&cfg, pending).await {
+            Ok((files, dirty)) => finish_set(&core, &cfg, previous, id, now, files, dirty).await,
+            Err(e) => Err(e),
+        };
+        let g = &core.global;
+        let secs = (now_ms().saturating_sub(now) / 1000) as i64;
+        g.last_bgsave_s.store(secs, Ordering::Relaxed);
+        g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
+        g.bgsave_started_ms.store(0, Ordering::Relaxed);
+        match r {
+            Ok(()) => crate::log::notice(&format!("Background saving terminated with success: snapshot {id}")),
+            Err(e) => crate::log::warn(&format!("Background saving error: {e}")),
+        }
+        g.saving.store(false, Ordering::SeqCst);
+        if g.bgsave_scheduled.swap(false, Ordering::SeqCst) {
+            let _ = bgsave(&core, false).await;
+        }
+    });
+    Ok("Background saving started")
 }
 
 /// A read-only view of a whole file.

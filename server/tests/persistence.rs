@@ -304,3 +304,98 @@ fn shutdown_save_persists_and_the_next_save_replaces_the_set() {
     let mut c = srv.client();
     assert_eq!(s(&c.q("MGET a b")), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
 }
+
+fn info_field(c: &mut Client, field: &str) -> String {
+    let info = s(&c.q("INFO persistence"));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+fn set_many(c: &mut Client, from: usize, to: usize, value: &str) {
+    for chunk in (from..to).collect::<Vec<_>>().chunks(1000) {
+        let mut req = Vec::new();
+        for i in chunk {
+            req.extend_from_slice(&common::encode(&[
+                b"SET",
+                format!("key{i}").as_bytes(),
+                value.as_bytes(),
+            ]));
+        }
+        c.send_raw(&req);
+        for _ in chunk {
+            assert_eq!(c.read_reply(), b"+OK\r\n");
+        }
+    }
+}
+
+fn wait_bgsave(c: &mut Client) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while info_field(c, "rdb_bgsave_in_progress") != "0" {
+        assert!(std::time::Instant::now() < deadline, "BGSAVE did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(info_field(c, "rdb_last_bgsave_status"), "ok");
+}
+
+/// BGSAVE without fork: the set is the keyspace at the moment BGSAVE answered, although
+/// every key is overwritten or deleted while the shards are still being walked.
+#[test]
+fn bgsave_is_point_in_time_while_writes_go_on() {
+    let dir = TempDir::new("bgsave");
+    let mut srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    const N: usize = 200_000;
+    set_many(&mut c, 0, N, "old");
+    assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
+    assert_eq!(s(&c.q("BGSAVE")), "-ERR Background save already in progress\r\n");
+    // Overwrite the first half while the walk runs, and note that it did run meanwhile.
+    set_many(&mut c, 0, 5_000, "new");
+    let overlapped = info_field(&mut c, "rdb_bgsave_in_progress") == "1";
+    set_many(&mut c, 5_000, N / 2, "new");
+    for i in (N / 2..N).step_by(3) {
+        c.q(&format!("DEL key{i}"));
+    }
+    c.q("SET born-after 1");
+    wait_bgsave(&mut c);
+    assert!(overlapped, "the writes began while BGSAVE was walking the shards");
+    assert!(s(&c.q("BGSAVE NOW")).starts_with("-ERR syntax error"));
+    srv.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    assert_eq!(s(&c.q("DBSIZE")), format!(":{N}\r\n"));
+    assert_eq!(s(&c.q("EXISTS born-after")), ":0\r\n");
+    for i in (0..N).step_by(997) {
+        assert_eq!(
+            s(&c.q(&format!("GET key{i}"))),
+            "$3\r\nold\r\n",
+            "key{i} as it was when BGSAVE began"
+        );
+    }
+    // SCHEDULE while one runs queues the next one.
+    assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
+    assert_eq!(s(&c.q("BGSAVE SCHEDULE")), "+Background saving scheduled\r\n");
+}
+
+/// kill -9 in the middle of a BGSAVE: the previous set still loads, whole.
+#[test]
+fn a_kill_during_bgsave_leaves_the_previous_set_whole() {
+    let dir = TempDir::new("kill");
+    let mut srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    set_many(&mut c, 0, 1000, "first");
+    assert_eq!(s(&c.q("SAVE")), "+OK\r\n");
+    set_many(&mut c, 1000, 200_000, "second");
+    assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
+    let during = info_field(&mut c, "rdb_bgsave_in_progress") == "1";
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(srv.pid() as i32, libc::SIGKILL) };
+    let _ = srv.terminate();
+    assert!(during, "killed while the BGSAVE ran");
+    let srv = start(2, &dir, &[]);
+    let mut c = srv.client();
+    assert_eq!(s(&c.q("DBSIZE")), ":1000\r\n", "the previous set, whole");
+    assert!(check(&dir).0);
+}

@@ -483,6 +483,7 @@ impl Shard {
             | Cmd::Time
             | Cmd::Shutdown
             | Cmd::Save
+            | Cmd::BgSave
             | Cmd::LastSave
             | Cmd::Debug
             | Cmd::Command
