@@ -661,22 +661,25 @@ fn quote(v: String) -> String {
 }
 
 async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    let mut save = false;
+    let mut save = None;
     let mut force = false;
     for opt in a.iter().skip(1) {
         if eq(opt, "abort") {
             return w.error("ERR No shutdown in progress.");
         }
         if eq(opt, "save") {
-            save = true;
+            save = Some(true);
+        } else if eq(opt, "nosave") {
+            save = Some(false);
         } else if eq(opt, "force") {
             force = true;
-        } else if !(eq(opt, "nosave") || eq(opt, "now")) {
+        } else if !eq(opt, "now") {
             return w.error("ERR syntax error");
         }
     }
-    // SHUTDOWN SAVE keeps the data: a failed save cancels the shutdown unless FORCE.
-    if save {
+    // As Redis: without SAVE or NOSAVE, save when `save` points are configured. A failed
+    // save cancels the shutdown unless FORCE.
+    if save.unwrap_or_else(|| !conn.core.config.borrow().save.is_empty()) {
         if let Err(e) = crate::persist::save(&conn.core).await {
             if !force {
                 crate::log::warn(&format!("error saving before shutdown: {e}"));

@@ -31,6 +31,12 @@ pub struct Config {
     /// Snapshot files are `<dbfilename>-<id>-<shard>-of-<shards>.pcs`, tied together by
     /// `<dbfilename>.manifest`.
     pub dbfilename: String,
+    /// `save <seconds> <changes>` points: BGSAVE when at least `changes` writes happened and
+    /// `seconds` passed since the last save. Empty (the default for a cache): no automatic
+    /// snapshots.
+    pub save: Vec<(u64, u64)>,
+    /// Microseconds a background save waits per key (Redis's testing knob; 0 in production).
+    pub rdb_key_save_delay: u64,
     /// Start with the valid part of a corrupt snapshot set instead of refusing to start.
     pub load_corrupt_snapshot: bool,
     pub loglevel: String,
@@ -69,6 +75,8 @@ impl Default for Config {
             io_memory: 256 << 10,
             dir: ".".into(),
             dbfilename: "percore".into(),
+            save: Vec::new(),
+            rdb_key_save_delay: 0,
             load_corrupt_snapshot: false,
             loglevel: "notice".into(),
             config_file: None,
@@ -127,6 +135,22 @@ pub struct Param {
     pub mutable: bool,
 }
 
+/// `save` values: pairs of seconds and changes, in one string or as separate words; an empty
+/// string clears them.
+fn parse_save(v: &[String]) -> Result<Vec<(u64, u64)>, String> {
+    let words: Vec<&str> = v.iter().flat_map(|w| w.split_whitespace()).collect();
+    if words.len() % 2 != 0 {
+        return Err("Invalid save parameters".into());
+    }
+    words
+        .chunks(2)
+        .map(|p| match (p[0].parse(), p[1].parse()) {
+            (Ok(s), Ok(n)) => Ok((s, n)),
+            _ => Err("Invalid save parameters".into()),
+        })
+        .collect()
+}
+
 fn one(v: &[String]) -> Result<&str, String> {
     match v {
         [x] => Ok(x),
@@ -155,6 +179,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = parse_memory(one(v)?)? as usize; Ok(()) }, mutable: false },
     Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "dbfilename", get: |c| c.dbfilename.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() || n.contains('/') { return Err("dbfilename can't be a path, just a filename".into()); } c.dbfilename = n.to_string(); Ok(()) }, mutable: true },
+    Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
+    Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = parse_num(one(v)?, "rdb-key-save-delay")?; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
     Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = parse_num(one(v)?, "slowlog-log-slower-than")?; Ok(()) }, mutable: true },

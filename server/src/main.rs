@@ -433,6 +433,7 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
     let bg = core.clone();
     runtime::spawn_background(async move {
         let mut last_timeout_check = Instant::now();
+        let mut last_save_check = Instant::now();
         loop {
             let hz = bg.config.borrow().hz.max(1);
             runtime::sleep(Duration::from_millis(1000 / hz as u64)).await;
@@ -495,6 +496,10 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
                 let idx = st.ops_sample_idx % 16;
                 st.ops_samples[idx] = (crate::core::now_ms(), st.commands_processed);
                 st.ops_sample_idx = (idx + 1) % 16;
+            }
+            if bg.id == 0 && last_save_check.elapsed() >= Duration::from_secs(1) {
+                last_save_check = Instant::now();
+                persist::save_points_tick(&bg).await;
             }
             let timeout = bg.config.borrow().timeout;
             if timeout > 0 && last_timeout_check.elapsed() >= Duration::from_secs(1) {

@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use percore_shard::snapshot::{Reader, VERSION};
 use percore_shard::{Shard, DB_COUNT};
@@ -259,7 +260,10 @@ async fn finish_set(
 /// were written).
 async fn gather(
     cfg: &Config,
-    pending: Vec<(u64, futures_channel::oneshot::Receiver<Result<SetFile, String>>)>,
+    pending: Vec<(
+        u64,
+        futures_channel::oneshot::Receiver<Result<SetFile, String>>,
+    )>,
 ) -> Result<(Vec<SetFile>, u64), String> {
     let mut files = Vec::with_capacity(pending.len());
     let mut dirty = 0;
@@ -323,6 +327,11 @@ async fn write_in_background(
         if !more && chunks.is_empty() {
             break;
         }
+        // `rdb-key-save-delay` (tests only): a step walks about one key per bucket.
+        let delay = core.config.borrow().rdb_key_save_delay;
+        if delay > 0 {
+            runtime::sleep(Duration::from_micros(delay * BGSAVE_STEP_BUCKETS as u64)).await;
+        }
         runtime::yield_if_needed().await;
     }
     let w = w.expect("created above");
@@ -377,7 +386,9 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
             drop(sh);
             let name = file_name(&cfg, id, c.id, shards);
             let path = Path::new(&cfg.dir).join(&name);
-            let me = c.me.upgrade().expect("a core outlives the messages it runs");
+            let me =
+                c.me.upgrade()
+                    .expect("a core outlives the messages it runs");
             runtime::spawn_background(async move {
                 let _ = tx.send(write_in_background(me, header, path, name).await);
             });
@@ -397,7 +408,9 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
         g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
         g.bgsave_started_ms.store(0, Ordering::Relaxed);
         match r {
-            Ok(()) => crate::log::notice(&format!("Background saving terminated with success: snapshot {id}")),
+            Ok(()) => crate::log::notice(&format!(
+                "Background saving terminated with success: snapshot {id}"
+            )),
             Err(e) => crate::log::warn(&format!("Background saving error: {e}")),
         }
         g.saving.store(false, Ordering::SeqCst);
@@ -406,6 +419,33 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
         }
     });
     Ok("Background saving started")
+}
+
+/// The `save` points, checked once a second by core 0: starts a BGSAVE when one is due.
+pub async fn save_points_tick(core: &Rc<Core>) {
+    let points = core.config.borrow().save.clone();
+    let g = &core.global;
+    if points.is_empty() || g.saving.load(Ordering::Relaxed) {
+        return;
+    }
+    let dirty: u64 = call_all(core, |c: &Core| c.shard.borrow().stats.dirty)
+        .await
+        .into_iter()
+        .sum();
+    let changes = dirty.saturating_sub(g.dirty_at_save.load(Ordering::Relaxed));
+    let elapsed_s = now_ms().saturating_sub(g.last_save_ms.load(Ordering::Relaxed)) / 1000;
+    // After a failed save, Redis waits 5 s before trying again.
+    let retry_ok = g.last_save_ok.load(Ordering::Relaxed)
+        || now_ms().saturating_sub(g.last_save_ms.load(Ordering::Relaxed)) > 5000;
+    if let Some((s, n)) = points
+        .iter()
+        .find(|(s, n)| changes >= *n && elapsed_s >= *s)
+    {
+        if retry_ok {
+            crate::log::notice(&format!("{n} changes in {s} seconds. Saving..."));
+            let _ = bgsave(core, false).await;
+        }
+    }
 }
 
 /// A read-only view of a whole file.

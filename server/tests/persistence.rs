@@ -332,7 +332,10 @@ fn set_many(c: &mut Client, from: usize, to: usize, value: &str) {
 fn wait_bgsave(c: &mut Client) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while info_field(c, "rdb_bgsave_in_progress") != "0" {
-        assert!(std::time::Instant::now() < deadline, "BGSAVE did not finish");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "BGSAVE did not finish"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(info_field(c, "rdb_last_bgsave_status"), "ok");
@@ -343,12 +346,17 @@ fn wait_bgsave(c: &mut Client) {
 #[test]
 fn bgsave_is_point_in_time_while_writes_go_on() {
     let dir = TempDir::new("bgsave");
-    let mut srv = start(2, &dir, &[]);
+    // 5 µs per key: the walk of 100k keys per shard takes about half a second, so the
+    // writes below meet it for sure.
+    let mut srv = start(2, &dir, &["--rdb-key-save-delay", "5"]);
     let mut c = srv.client();
     const N: usize = 200_000;
     set_many(&mut c, 0, N, "old");
     assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
-    assert_eq!(s(&c.q("BGSAVE")), "-ERR Background save already in progress\r\n");
+    assert_eq!(
+        s(&c.q("BGSAVE")),
+        "-ERR Background save already in progress\r\n"
+    );
     // Overwrite the first half while the walk runs, and note that it did run meanwhile.
     set_many(&mut c, 0, 5_000, "new");
     let overlapped = info_field(&mut c, "rdb_bgsave_in_progress") == "1";
@@ -358,12 +366,15 @@ fn bgsave_is_point_in_time_while_writes_go_on() {
     }
     c.q("SET born-after 1");
     wait_bgsave(&mut c);
-    assert!(overlapped, "the writes began while BGSAVE was walking the shards");
+    assert!(
+        overlapped,
+        "the writes began while BGSAVE was walking the shards"
+    );
     assert!(s(&c.q("BGSAVE NOW")).starts_with("-ERR syntax error"));
     srv.terminate();
     std::thread::sleep(Duration::from_millis(300));
 
-    let srv = start(2, &dir, &[]);
+    let srv = start(2, &dir, &["--rdb-key-save-delay", "5"]);
     let mut c = srv.client();
     assert_eq!(s(&c.q("DBSIZE")), format!(":{N}\r\n"));
     assert_eq!(s(&c.q("EXISTS born-after")), ":0\r\n");
@@ -376,14 +387,17 @@ fn bgsave_is_point_in_time_while_writes_go_on() {
     }
     // SCHEDULE while one runs queues the next one.
     assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
-    assert_eq!(s(&c.q("BGSAVE SCHEDULE")), "+Background saving scheduled\r\n");
+    assert_eq!(
+        s(&c.q("BGSAVE SCHEDULE")),
+        "+Background saving scheduled\r\n"
+    );
 }
 
 /// kill -9 in the middle of a BGSAVE: the previous set still loads, whole.
 #[test]
 fn a_kill_during_bgsave_leaves_the_previous_set_whole() {
     let dir = TempDir::new("kill");
-    let mut srv = start(2, &dir, &[]);
+    let mut srv = start(2, &dir, &["--rdb-key-save-delay", "5"]);
     let mut c = srv.client();
     set_many(&mut c, 0, 1000, "first");
     assert_eq!(s(&c.q("SAVE")), "+OK\r\n");
@@ -398,4 +412,41 @@ fn a_kill_during_bgsave_leaves_the_previous_set_whole() {
     let mut c = srv.client();
     assert_eq!(s(&c.q("DBSIZE")), ":1000\r\n", "the previous set, whole");
     assert!(check(&dir).0);
+}
+
+/// `save <seconds> <changes>`: writes trigger a BGSAVE on their own, and SHUTDOWN saves.
+#[test]
+fn save_points_snapshot_by_themselves() {
+    let dir = TempDir::new("points");
+    let srv = start(2, &dir, &["--save", "1 1"]);
+    let mut c = srv.client();
+    assert_eq!(
+        s(&c.q("CONFIG GET save")),
+        "*2\r\n$4\r\nsave\r\n$3\r\n1 1\r\n"
+    );
+    c.q("SET a 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dir.0.join("percore.manifest").exists() {
+        assert!(std::time::Instant::now() < deadline, "no automatic save");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_bgsave(&mut c);
+    c.q("SET b 2");
+    c.send_raw(b"SHUTDOWN\r\n");
+    assert!(c.closed());
+    drop(srv);
+    std::thread::sleep(Duration::from_millis(300));
+    let srv = start(2, &dir, &[]);
+    assert_eq!(
+        s(&srv.client().q("MGET a b")),
+        "*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(
+        s(&srv.client().cmd(&[b"CONFIG", b"SET", b"save", b""])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        s(&srv.client().q("CONFIG GET save")),
+        "*2\r\n$4\r\nsave\r\n$0\r\n\r\n"
+    );
 }
