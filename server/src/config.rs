@@ -139,7 +139,7 @@ pub struct Param {
 /// string clears them.
 fn parse_save(v: &[String]) -> Result<Vec<(u64, u64)>, String> {
     let words: Vec<&str> = v.iter().flat_map(|w| w.split_whitespace()).collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err("Invalid save parameters".into());
     }
     words
