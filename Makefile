@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-memory bench-growth bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: build run test lint fmt bench bench-memory bench-growth bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -42,6 +42,11 @@ bench-memory:
 bench-growth:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/growth.sh
+
+# SAVE/load time and BGSAVE's memory and latency cost at 10M keys, beside redis-server.
+bench-snapshot:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/snapshot.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

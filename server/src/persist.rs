@@ -291,6 +291,8 @@ async fn gather(
 
 /// How many buckets a background save walks between yields.
 const BGSAVE_STEP_BUCKETS: usize = 256;
+/// The pause between two steps of a background save.
+const BGSAVE_PAUSE: Duration = Duration::from_micros(100);
 
 /// One core's part of a BGSAVE: walks its shard in bounded steps from the background task
 /// queue and streams the blocks to its file. The walk always runs to its end, even after a
@@ -327,12 +329,14 @@ async fn write_in_background(
         if !more && chunks.is_empty() {
             break;
         }
-        // `rdb-key-save-delay` (tests only): a step walks about one key per bucket.
+        // A pause after every step, not a conditional yield: it sends the core through its
+        // reactor, so requests that arrived during the step are seen at once. With only
+        // `yield_if_needed`, clients writing at 50k/s saw p99 in seconds during a 10M-key
+        // BGSAVE. `rdb-key-save-delay` (tests only) lengthens it: a step walks about one
+        // key per bucket.
         let delay = core.config.borrow().rdb_key_save_delay;
-        if delay > 0 {
-            runtime::sleep(Duration::from_micros(delay * BGSAVE_STEP_BUCKETS as u64)).await;
-        }
-        runtime::yield_if_needed().await;
+        runtime::sleep(BGSAVE_PAUSE + Duration::from_micros(delay * BGSAVE_STEP_BUCKETS as u64))
+            .await;
     }
     let w = w.expect("created above");
     if let Some(e) = error {
