@@ -24,8 +24,6 @@ ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-2}
 KEYS=${KEYS:-100000}
 SHARDS=${SHARDS:-1}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=${OUT:-loadtest/results/$(date +%F)}
 WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate"}
 mkdir -p "$OUT/raw"

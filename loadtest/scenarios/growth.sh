@@ -9,15 +9,10 @@
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
-require_binaries "$PERCORE" "$LT"
-command -v redis-cli >/dev/null 2>&1 || { echo "needs redis-cli (apt-get install -y redis-tools)" >&2; exit 2; }
+side_by_side
 
 KEYS=${KEYS:-10000000}
 ROUNDS=${ROUNDS:-2}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-servers="percore"
-command -v redis-server >/dev/null 2>&1 && servers="percore redis"
 
 # The longest SLOWLOG entry in µs (the third field of each entry), or 0.
 slowest() {

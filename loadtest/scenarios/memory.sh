@@ -12,10 +12,7 @@ require_binaries "$PERCORE" "$LT"
 
 COUNTS=${COUNTS:-"1000000 10000000"}
 SHARDS=${SHARDS:-1}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-servers="percore"
-command -v redis-server >/dev/null 2>&1 && servers="percore redis"
+servers=$(servers_with_redis)
 
 info() { # port field (needs redis-cli; empty without it)
   if command -v redis-cli >/dev/null 2>&1; then

@@ -15,8 +15,6 @@ ROUNDS=${ROUNDS:-3}
 PIPELINES=${PIPELINES:-"1 32"}
 SHARDS=${SHARDS:-1}
 SCRAPE_EVERY=${SCRAPE_EVERY:-1}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
 out=$(mktemp -d)
 
 value() { sed -n "s/^  \"$1\": \([0-9.]*\),*$/\1/p" "$2"; }

@@ -17,9 +17,11 @@
 //! - Each core loads its own shard, all in parallel. A set written with another shard count
 //!   is read by every core, each keeping the records that route to it.
 //!
-//! SAVE serializes each shard in one go on its core (blocking it, as Redis's SAVE blocks)
-//! and then writes through io_uring; the forkless BGSAVE with copy-before-write is the next
-//! step of this module.
+//! - SAVE and BGSAVE are the same machinery: one message per core begins a point-in-time
+//!   snapshot of its shard (copy-before-write, [`percore_shard::dict::Snap`]: no fork, no
+//!   copy up front) and the core streams its file from its background task queue. BGSAVE
+//!   pauses between steps so clients keep their latency; SAVE walks at full speed and
+//!   answers when the set is on disk (it does not stop the server, unlike Redis's).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -140,85 +142,88 @@ pub fn read_manifest(cfg: &Config) -> Result<Option<Manifest>, String> {
     }
 }
 
-/// This core's shard as snapshot bytes: header, blocks, end marker. Runs without awaiting,
-/// so the file is the shard at one instant.
-fn serialize(sh: &mut Shard, shard: usize, shards: usize, now: u64) -> Vec<Vec<u8>> {
-    let mut chunks = vec![sh.snapshot_begin(shard as u32, shards as u32, now)];
-    while sh.snapshot_step(4096, &mut |blk| chunks.push(blk)) {}
-    chunks
+/// A set whose shards have begun their snapshots and are writing their files.
+struct Started {
+    cfg: std::sync::Arc<Config>,
+    previous: Option<Manifest>,
+    id: u64,
+    now: u64,
+    pending: Vec<(
+        u64,
+        futures_channel::oneshot::Receiver<Result<SetFile, String>>,
+    )>,
 }
 
-/// Writes `chunks` to `path` and returns its manifest line.
-async fn write_file(path: PathBuf, name: String, chunks: Vec<Vec<u8>>) -> Result<SetFile, String> {
-    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut w = runtime::FileWriter::create(&path).await.map_err(fail)?;
-    let mut h = Xxh3::new();
-    let mut bytes = 0u64;
-    for c in &chunks {
-        h.update(c);
-        bytes += c.len() as u64;
-        if let Err(e) = w.write(c).await {
-            w.abandon().await;
-            return Err(fail(e));
-        }
-    }
-    w.commit().await.map_err(fail)?;
-    Ok(SetFile {
-        name,
-        bytes,
-        xxh3: h.digest(),
-    })
-}
-
-/// SAVE: every shard serializes itself on its core and writes its file through io_uring;
-/// then this core writes the manifest and removes the previous set. Returns the set's id.
-pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
-    let g = &core.global;
-    if g.saving.swap(true, Ordering::SeqCst) {
-        return Err("ERR Background save already in progress".into());
-    }
-    let r = save_inner(core).await;
-    g.saving.store(false, Ordering::SeqCst);
-    g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
-    if let Err(e) = &r {
-        crate::log::warn(&format!("SAVE failed: {e}"));
-    }
-    r
-}
-
-async fn save_inner(core: &Rc<Core>) -> Result<u64, String> {
+/// Begins a snapshot on every core — one message each: the barrier — and has each core
+/// write its file from its background task queue. `paced`: pause between steps (BGSAVE,
+/// while clients are served) or walk at full speed (SAVE, whose client waits).
+async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     let cfg = core.config.borrow().clone();
-    std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir))?;
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("ERR {}: {e}", cfg.dir))?;
     let previous = read_manifest(&cfg).ok().flatten();
     let now = now_ms();
     // Ids only grow, even if the clock steps back.
     let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
     let shards = core.nshards();
-    let started = std::time::Instant::now();
     let pending = call_all(core, {
         let cfg = cfg.clone();
         move |c: &Core| {
             let (tx, rx) = futures_channel::oneshot::channel();
             let mut sh = c.shard.borrow_mut();
             let dirty = sh.stats.dirty;
-            let chunks = serialize(&mut sh, c.id, shards, now);
+            let header = sh.snapshot_begin(c.id as u32, shards as u32, now);
             drop(sh);
             let name = file_name(&cfg, id, c.id, shards);
             let path = Path::new(&cfg.dir).join(&name);
-            runtime::spawn(async move {
-                let _ = tx.send(write_file(path, name, chunks).await);
+            let me =
+                c.me.upgrade()
+                    .expect("a core outlives the messages it runs");
+            runtime::spawn_background(async move {
+                let _ = tx.send(write_in_background(me, header, path, name, paced).await);
             });
             (dirty, rx)
         }
     })
     .await;
-    let (files, dirty) = gather(&cfg, pending).await?;
-    finish_set(core, &cfg, previous, id, now, files, dirty).await?;
-    crate::log::notice(&format!(
-        "DB saved on disk: snapshot {id}, {shards} files, {:.3} s",
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(id)
+    Ok(Started {
+        cfg,
+        previous,
+        id,
+        now,
+        pending,
+    })
+}
+
+/// Waits for every shard's file, then writes the manifest.
+async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
+    let (files, dirty) = gather(&set.cfg, set.pending).await?;
+    finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await?;
+    Ok(set.id)
+}
+
+/// SAVE: a snapshot of every shard, written at full speed; answers when the set is on disk.
+/// Unlike Redis's SAVE it does not stop the server: the snapshot is point in time by
+/// copy-before-write, so clients go on being served meanwhile. Returns the set's id.
+pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
+    let g = &core.global;
+    if g.saving.swap(true, Ordering::SeqCst) {
+        return Err("ERR Background save already in progress".into());
+    }
+    let started = std::time::Instant::now();
+    let r = match start_set(core, false).await {
+        Ok(set) => complete(core, set).await,
+        Err(e) => Err(e),
+    };
+    g.saving.store(false, Ordering::SeqCst);
+    g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
+    match &r {
+        Ok(id) => crate::log::notice(&format!(
+            "DB saved on disk: snapshot {id}, {:.3} s",
+            started.elapsed().as_secs_f64()
+        )),
+        Err(e) => crate::log::warn(&format!("SAVE failed: {e}")),
+    }
+    r
 }
 
 /// Writes the manifest of a set whose files are all in place, then removes the previous
@@ -291,6 +296,8 @@ async fn gather(
 
 /// How many buckets a background save walks between yields.
 const BGSAVE_STEP_BUCKETS: usize = 256;
+/// Buckets per step when the client waits for the save (SAVE, SHUTDOWN SAVE).
+const SAVE_STEP_BUCKETS: usize = 4096;
 /// The pause between two steps of a background save.
 const BGSAVE_PAUSE: Duration = Duration::from_micros(100);
 
@@ -302,6 +309,7 @@ async fn write_in_background(
     header: Vec<u8>,
     path: PathBuf,
     name: String,
+    paced: bool,
 ) -> Result<SetFile, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut w = match runtime::FileWriter::create(&path).await {
@@ -322,12 +330,21 @@ async fn write_in_background(
                 }
             }
         }
+        let buckets = if paced {
+            BGSAVE_STEP_BUCKETS
+        } else {
+            SAVE_STEP_BUCKETS
+        };
         let more = core
             .shard
             .borrow_mut()
-            .snapshot_step(BGSAVE_STEP_BUCKETS, &mut |b| chunks.push(b));
+            .snapshot_step(buckets, &mut |b| chunks.push(b));
         if !more && chunks.is_empty() {
             break;
+        }
+        if !paced {
+            runtime::yield_if_needed().await;
+            continue;
         }
         // A pause after every step, not a conditional yield: it sends the core through its
         // reactor, so requests that arrived during the step are seen at once. With only
@@ -370,49 +387,25 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
         }
         return Err("ERR Background save already in progress".into());
     }
-    let cfg = core.config.borrow().clone();
-    if let Err(e) = std::fs::create_dir_all(&cfg.dir) {
-        g.saving.store(false, Ordering::SeqCst);
-        return Err(format!("ERR {}: {e}", cfg.dir));
-    }
-    let previous = read_manifest(&cfg).ok().flatten();
-    let now = now_ms();
-    let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
-    let shards = core.nshards();
-    g.bgsave_started_ms.store(now, Ordering::Relaxed);
-    let pending = call_all(core, {
-        let cfg = cfg.clone();
-        move |c: &Core| {
-            let (tx, rx) = futures_channel::oneshot::channel();
-            let mut sh = c.shard.borrow_mut();
-            let dirty = sh.stats.dirty;
-            let header = sh.snapshot_begin(c.id as u32, shards as u32, now);
-            drop(sh);
-            let name = file_name(&cfg, id, c.id, shards);
-            let path = Path::new(&cfg.dir).join(&name);
-            let me =
-                c.me.upgrade()
-                    .expect("a core outlives the messages it runs");
-            runtime::spawn_background(async move {
-                let _ = tx.send(write_in_background(me, header, path, name).await);
-            });
-            (dirty, rx)
+    let set = match start_set(core, true).await {
+        Ok(set) => set,
+        Err(e) => {
+            g.saving.store(false, Ordering::SeqCst);
+            return Err(e);
         }
-    })
-    .await;
+    };
+    g.bgsave_started_ms.store(set.now, Ordering::Relaxed);
     let core = core.clone();
     runtime::spawn_background(async move {
-        let r = match gather(&cfg, pending).await {
-            Ok((files, dirty)) => finish_set(&core, &cfg, previous, id, now, files, dirty).await,
-            Err(e) => Err(e),
-        };
+        let (id, now) = (set.id, set.now);
+        let r = complete(&core, set).await;
         let g = &core.global;
         let secs = (now_ms().saturating_sub(now) / 1000) as i64;
         g.last_bgsave_s.store(secs, Ordering::Relaxed);
         g.last_save_ok.store(r.is_ok(), Ordering::Relaxed);
         g.bgsave_started_ms.store(0, Ordering::Relaxed);
         match r {
-            Ok(()) => crate::log::notice(&format!(
+            Ok(_) => crate::log::notice(&format!(
                 "Background saving terminated with success: snapshot {id}"
             )),
             Err(e) => crate::log::warn(&format!("Background saving error: {e}")),
