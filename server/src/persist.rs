@@ -542,6 +542,9 @@ fn read_file(
     Ok(records)
 }
 
+/// How often a shard that is loading says how far it got.
+const LOAD_PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// What loading found.
 #[derive(Default, Debug)]
 pub struct Loaded {
@@ -569,10 +572,22 @@ pub fn load(cfg: &Config, sh: &mut Shard, core: usize, shards: usize) -> Result<
     };
     for i in files {
         let mut keys = 0;
+        let started = std::time::Instant::now();
+        let mut reported = started;
         let r = read_file(cfg, &m, i, &mut |block| {
             keys += sh.load_block(block, now, &mut |k| {
                 !reroute || crate::router::shard_of(k, shards) == core
             });
+            // A progress line every few seconds for a large set.
+            if reported.elapsed() >= LOAD_PROGRESS_EVERY {
+                reported = std::time::Instant::now();
+                crate::log::notice(&format!(
+                    "shard {core}: loading {}: {} keys so far ({:.0} s)",
+                    m.files[i].name,
+                    out.keys + keys,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
         });
         out.keys += keys;
         if let Err(e) = r {
