@@ -1,12 +1,15 @@
 //! Fuzzes the whole request path below the network: bytes are decoded into commands, each
 //! is resolved against the command table and applied to one shard, with a clock that moves
-//! and background steps in between (expiry, rehash, lazy free, and eviction under a policy
-//! chosen by the input's length). No input may panic or corrupt the shard.
+//! and background steps in between (expiry, rehash, lazy free, eviction under a policy
+//! chosen by the input's length, and a copy-before-write snapshot walked a step at a time
+//! while the commands run). No input may panic or corrupt the shard, and every snapshot
+//! must read back whole.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use percore_proto::{command::resolve, Args, Decoded, Limits, Protocol, ReplyWriter, RequestDecoder};
 use percore_shard::evict::POLICIES;
+use percore_shard::snapshot::Reader;
 use percore_shard::{ExecCtx, Shard, ShardConfig};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     let mut now = 1_700_000_000_000u64;
     let mut out = Vec::new();
+    let mut file: Option<Vec<u8>> = None;
     while let Ok(decoded @ (Decoded::Command { consumed } | Decoded::Empty { consumed })) = d.decode(&mut buf[at..]) {
         let frame = &buf[at..at + consumed];
         if matches!(decoded, Decoded::Empty { .. }) {
@@ -36,11 +40,26 @@ fuzz_target!(|data: &[u8]| {
                 if consumed % 3 == 0 {
                     shard.evict(now, 2, &mut || true);
                 }
+                // Every fifth command begins a snapshot if none runs; each command walks it on.
+                if file.is_none() && consumed % 5 == 0 {
+                    file = Some(shard.snapshot_begin(0, 1, now));
+                }
+                if let Some(f) = file.as_mut() {
+                    if !shard.snapshot_step(2, &mut |b| f.extend(b)) {
+                        let f = file.take().expect("checked above");
+                        Reader::new(&f).and_then(|r| r.verify()).expect("a snapshot reads back whole");
+                    }
+                }
             }
         }
         at += consumed;
         if at >= buf.len() {
             break;
         }
+    }
+    if file.is_some() {
+        let mut f = file.take().unwrap_or_default();
+        while shard.snapshot_step(64, &mut |b| f.extend(b)) {}
+        Reader::new(&f).and_then(|r| r.verify()).expect("a snapshot reads back whole");
     }
 });

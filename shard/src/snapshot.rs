@@ -427,15 +427,26 @@ impl crate::Shard {
         let Some(mut b) = self.snapshot.take() else {
             return false;
         };
-        // Databases first, then tables a FLUSHDB detached while the snapshot ran.
-        let walked = self
-            .dbs
-            .iter_mut()
-            .map(|d| &mut d.dict)
-            .chain(self.garbage.iter_mut())
-            .find(|d| d.snap_active())
-            .map(|d| d.snap_step(buckets))
-            .is_some();
+        // Databases first. A table a FLUSHDB detached while the snapshot ran is not walked
+        // (it is being freed in slices, and its shape changes under a cursor): freeing it
+        // saves each pending entry first, so the snapshot frees it here until it is gone.
+        let mut working = match self.dbs.iter_mut().find(|d| d.dict.snap_active()) {
+            Some(d) => {
+                d.dict.snap_step(buckets);
+                true
+            }
+            None => false,
+        };
+        if !working {
+            if let Some(i) = self.garbage.iter().position(|d| d.snap_active()) {
+                working = true;
+                if !self.garbage[i].free_step(buckets) {
+                    let mut d = self.garbage.remove(i);
+                    self.graveyard.append(d.graveyard());
+                    self.snap_orphans.append(&mut d.snap.saved);
+                }
+            }
+        }
         let saved: Vec<Record> = self
             .dbs
             .iter_mut()
@@ -449,7 +460,7 @@ impl crate::Shard {
                 emit(b.take_block());
             }
         }
-        let more = walked
+        let more = working
             && (self.dbs.iter().any(|d| d.dict.snap_active())
                 || self.garbage.iter().any(|d| d.snap_active()));
         if more {
