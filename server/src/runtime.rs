@@ -148,41 +148,36 @@ const CONNECTION_LATENCY: Duration = Duration::from_micros(500);
 /// 500 µs while connections are busy (see `yield_if_needed` in the read loop). Created on
 /// first use, after the core has started.
 pub fn spawn_connection<F: Future<Output = ()> + 'static>(f: F) {
-    let tq = CONNECTIONS.with(|c| match c.get() {
-        Some(tq) => tq,
-        None => {
-            let tq = glommio::executor().create_task_queue(
-                Shares::Static(1000),
-                Latency::Matters(CONNECTION_LATENCY),
-                "connections",
-            );
-            c.set(Some(tq));
-            tq
-        }
-    });
-    match glommio::spawn_local_into(f, tq) {
-        Ok(t) => t.detach(),
-        Err(e) => panic!("creating a task in a queue this core just made cannot fail: {e}"),
-    };
+    spawn_in(&CONNECTIONS, Shares::Static(1000), "connections", f);
 }
 
-/// Spawns background work (active expiry, lazy free, rehash) on a low-share task queue, so
-/// the scheduler favours connections when both are runnable.
+/// Spawns background work (active expiry, lazy free, rehash, snapshots) on a low-share task
+/// queue, so the scheduler favours connections when both are runnable. It has the same
+/// latency bound: glommio polls I/O only when the running queue is preempted, and a queue
+/// without a bound is preempted after glommio's default of 100 ms, so background work held
+/// the core for its whole time slice while clients' requests waited unseen (25-100 ms
+/// stalls while a 10M-key table grew).
 pub fn spawn_background<F: Future<Output = ()> + 'static>(f: F) {
-    let tq = BACKGROUND.with(|b| match b.get() {
+    spawn_in(&BACKGROUND, Shares::Static(100), "background", f);
+}
+
+/// Spawns `f` into this core's task queue kept in `queue`, creating it on first use with
+/// `shares` and the [`CONNECTION_LATENCY`] bound.
+fn spawn_in<F: Future<Output = ()> + 'static>(
+    queue: &'static std::thread::LocalKey<std::cell::Cell<Option<TaskQueueHandle>>>,
+    shares: Shares,
+    name: &str,
+    f: F,
+) {
+    let tq = queue.with(|q| match q.get() {
         Some(tq) => tq,
         None => {
-            // A latency bound here too: glommio polls I/O only when the running queue is
-            // preempted, and a queue without one is preempted after glommio's default of
-            // 100 ms. Background work would then hold the core for its whole time slice
-            // while clients' requests wait unseen (25-100 ms stalls while a 10M-key table
-            // grew).
             let tq = glommio::executor().create_task_queue(
-                Shares::Static(100),
+                shares,
                 Latency::Matters(CONNECTION_LATENCY),
-                "background",
+                name,
             );
-            b.set(Some(tq));
+            q.set(Some(tq));
             tq
         }
     });

@@ -916,6 +916,39 @@ impl Dict {
         clock: u32,
     ) -> Option<bool> {
         let node = build_value(key, clock, expire_at_ms, value, self.snap.bit);
+        self.insert_node(key, node)
+    }
+
+    /// [`Dict::insert`] of a borrowed value (SET's path): a short string is copied straight
+    /// into the node, with no intermediate allocation.
+    pub fn insert_ref(
+        &mut self,
+        key: &[u8],
+        value: ValueRef,
+        expire_at_ms: u64,
+        clock: u32,
+    ) -> Option<bool> {
+        let bit = self.snap.bit;
+        let node = match value {
+            ValueRef::Int(i) => build(key, clock, expire_at_ms, false, Payload::Int(i), bit),
+            ValueRef::Str { data, raw: false } if data.len() <= INLINE_MAX => {
+                build(key, clock, expire_at_ms, false, Payload::Inline(data), bit)
+            }
+            ValueRef::Str { data, raw } => build(
+                key,
+                clock,
+                expire_at_ms,
+                raw,
+                Payload::Heap(data.to_vec()),
+                bit,
+            ),
+        };
+        self.insert_node(key, node)
+    }
+
+    /// Links a fresh node for `key`, replacing the entry there; `Some(old had a deadline)`
+    /// when it replaced one.
+    fn insert_node(&mut self, key: &[u8], node: NonNull<u8>) -> Option<bool> {
         if let Some(mut e) = self.get_mut(key) {
             let had = e.expire_at_ms() != 0;
             let old = e.node();

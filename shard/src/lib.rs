@@ -188,23 +188,29 @@ impl Shard {
     /// `slices` slices of large blocks ([`lazyfree`]). True while more remains.
     pub fn lazyfree_step(&mut self, buckets: usize, slices: usize) -> bool {
         let mut budget = buckets;
-        while budget > 0 {
-            let Some(d) = self.garbage.last_mut() else {
-                break;
-            };
-            let more = d.free_step(budget.min(1024));
-            self.graveyard.append(d.graveyard());
+        while budget > 0 && !self.garbage.is_empty() {
+            self.free_garbage_step(self.garbage.len() - 1, budget.min(1024));
             budget = budget.saturating_sub(1024);
-            if !more {
-                self.snap_orphans.append(&mut d.snap.saved);
-                self.garbage.pop();
-            }
         }
         for d in &mut self.dbs {
             self.graveyard.append(d.dict.graveyard());
         }
         let more_blocks = self.graveyard.step(slices);
         more_blocks || !self.garbage.is_empty()
+    }
+
+    /// Frees up to `buckets` buckets of detached table `i`, taking over what it lets go of
+    /// (large blocks, entries a snapshot still needs), and drops the table once it is empty.
+    /// True while it still holds entries.
+    fn free_garbage_step(&mut self, i: usize, buckets: usize) -> bool {
+        let d = &mut self.garbage[i];
+        let more = d.free_step(buckets);
+        self.graveyard.append(d.graveyard());
+        if !more {
+            self.snap_orphans.append(&mut d.snap.saved);
+            self.garbage.remove(i);
+        }
+        more
     }
 
     /// Entries and large blocks waiting to be freed (INFO `lazyfree_pending_objects`).
@@ -267,12 +273,38 @@ impl Shard {
             Clock::Fresh { now_ms } => evict::new_clock(&self.config.evict, now_ms),
             Clock::Kept(c) => c,
         };
+        let at = entry.expire_at_ms;
+        self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
+    }
+
+    /// SET's path: stores the string `bytes` as a new key (integer-encoded when Redis would)
+    /// with deadline `expire_at_ms` (0: none), copying the bytes once, into the entry.
+    pub fn store_bytes(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        bytes: &[u8],
+        expire_at_ms: u64,
+        now_ms: u64,
+    ) {
+        let clock = evict::new_clock(&self.config.evict, now_ms);
+        self.store_with(db, expire_at_ms, |d| {
+            d.insert_ref(key, ValueRef::parse(bytes), expire_at_ms, clock)
+        });
+    }
+
+    /// Runs an insert into `db`'s table and keeps the count of keys with a deadline.
+    fn store_with(
+        &mut self,
+        db: usize,
+        expire_at_ms: u64,
+        insert: impl FnOnce(&mut Dict) -> Option<bool>,
+    ) {
         let d = &mut self.dbs[db];
-        let new_volatile = entry.expire_at_ms != 0;
-        if d.dict.insert(key, entry.value, entry.expire_at_ms, clock) == Some(true) {
+        if insert(&mut d.dict) == Some(true) {
             d.expires_count -= 1;
         }
-        if new_volatile {
+        if expire_at_ms != 0 {
             d.expires_count += 1;
         }
     }

@@ -440,11 +440,7 @@ impl crate::Shard {
         if !working {
             if let Some(i) = self.garbage.iter().position(|d| d.snap_active()) {
                 working = true;
-                if !self.garbage[i].free_step(buckets) {
-                    let mut d = self.garbage.remove(i);
-                    self.graveyard.append(d.graveyard());
-                    self.snap_orphans.append(&mut d.snap.saved);
-                }
+                self.free_garbage_step(i, buckets);
             }
         }
         let saved: Vec<Record> = self

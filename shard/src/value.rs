@@ -26,15 +26,7 @@ pub enum ValueRef<'a> {
 impl Value {
     /// A string value as SET stores it: integer-encoded when possible.
     pub fn from_bytes(b: &[u8]) -> Value {
-        if b.len() <= 20 {
-            if let Some(i) = parse_i64(b) {
-                return Value::Int(i);
-            }
-        }
-        Value::Str {
-            data: b.to_vec(),
-            raw: false,
-        }
+        ValueRef::parse(b).to_value()
     }
 
     pub fn as_ref(&self) -> ValueRef<'_> {
@@ -62,6 +54,20 @@ impl Value {
 }
 
 impl<'a> ValueRef<'a> {
+    /// The bytes a client sent as SET stores them, without copying: integer-encoded when
+    /// Redis would (`tryObjectEncoding`), else an `embstr`-style string.
+    pub fn parse(b: &'a [u8]) -> ValueRef<'a> {
+        if b.len() <= 20 {
+            if let Some(i) = parse_i64(b) {
+                return ValueRef::Int(i);
+            }
+        }
+        ValueRef::Str {
+            data: b,
+            raw: false,
+        }
+    }
+
     /// The encoding name OBJECT ENCODING reports.
     pub fn encoding(self) -> &'static str {
         match self {

@@ -120,16 +120,10 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         }
         return;
     }
-    let mut entry = Entry::new(Value::from_bytes(val), ctx.now_ms);
-    if o.keepttl {
-        entry.expire_at_ms = old_deadline;
-    }
-    if let Some(w) = when {
-        entry.expire_at_ms = w;
-    }
+    let at = when.unwrap_or(if o.keepttl { old_deadline } else { 0 });
     // A deadline already past is stored as is, as Redis 7.0 does: the key is invisible at
     // once and reclaimed by lazy or active expiry (and counted by DBSIZE until then).
-    sh.store(ctx.db, key, entry);
+    sh.store_bytes(ctx.db, key, val, at, ctx.now_ms);
     if !o.get {
         out.ok();
     }
@@ -139,11 +133,7 @@ pub fn setnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if sh.exists(ctx.db, &a[1], ctx.now_ms) {
         return out.int(0);
     }
-    sh.store(
-        ctx.db,
-        &a[1],
-        Entry::new(Value::from_bytes(&a[2]), ctx.now_ms),
-    );
+    sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
     out.int(1);
 }
 
@@ -159,9 +149,7 @@ pub fn setex(
         Ok(w) => w,
         Err(e) => return out.error(&e),
     };
-    let mut entry = Entry::new(Value::from_bytes(&a[3]), ctx.now_ms);
-    entry.expire_at_ms = when;
-    sh.store(ctx.db, &a[1], entry);
+    sh.store_bytes(ctx.db, &a[1], &a[3], when, ctx.now_ms);
     out.ok();
 }
 
@@ -170,11 +158,7 @@ pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Some(e) => e.value().write_bulk(out),
         None => out.null(),
     }
-    sh.store(
-        ctx.db,
-        &a[1],
-        Entry::new(Value::from_bytes(&a[2]), ctx.now_ms),
-    );
+    sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
 }
 
 pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -233,11 +217,7 @@ pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         return out.error("ERR wrong number of arguments for 'mset' command");
     }
     for i in (1..a.len()).step_by(2) {
-        sh.store(
-            ctx.db,
-            &a[i],
-            Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms),
-        );
+        sh.store_bytes(ctx.db, &a[i], &a[i + 1], 0, ctx.now_ms);
     }
     out.ok();
 }
@@ -252,11 +232,7 @@ pub fn msetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         }
     }
     for i in (1..a.len()).step_by(2) {
-        sh.store(
-            ctx.db,
-            &a[i],
-            Entry::new(Value::from_bytes(&a[i + 1]), ctx.now_ms),
-        );
+        sh.store_bytes(ctx.db, &a[i], &a[i + 1], 0, ctx.now_ms);
     }
     out.int(1);
 }
