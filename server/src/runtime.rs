@@ -15,7 +15,9 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -78,7 +80,9 @@ pub struct Inbox<T: Send + 'static>(flume::Receiver<T>);
 
 impl<T: Send + 'static> Inbox<T> {
     pub async fn recv(&self) -> Option<T> {
-        self.0.recv_async().await.ok()
+        let msg = self.0.recv_async().await.ok();
+        note_activity();
+        msg
     }
 }
 
@@ -116,12 +120,104 @@ where
                     return;
                 }
             };
-            ex.run(main());
+            ex.run(async move {
+                spawn(Watchdog::new());
+                main().await
+            });
         })?;
     match rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(io::Error::other(e)),
         Err(_) => Err(io::Error::other("executor thread exited during start")),
+    }
+}
+
+/// How far apart the watchdog's timers are while the core is busy: the longest a core can
+/// sleep with runnable work.
+const WATCHDOG_BUSY: Duration = Duration::from_micros(200);
+/// ... and while it has been idle for [`WATCHDOG_ACTIVE`]: 100 wake-ups a second.
+const WATCHDOG_IDLE: Duration = Duration::from_millis(10);
+/// A core is busy for this long after its last network read or mailbox message.
+const WATCHDOG_ACTIVE: Duration = Duration::from_millis(10);
+/// Timers the watchdog keeps registered at once.
+const WATCHDOG_DEPTH: usize = 8;
+
+thread_local! {
+    /// Network reads and mailbox messages on this core, for the watchdog.
+    static ACTIVITY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn note_activity() {
+    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
+}
+
+/// Keeps a core from sleeping while it has runnable tasks.
+///
+/// glommio 0.9's run loop parks the thread whenever `run_task_queues` returns false, and that
+/// also happens when the preemption timer has fired before the first task queue ran: the
+/// thread was descheduled for longer than the 500 µs latency bound, or the old timer's
+/// completion raced its cancellation. The runnable tasks then wait until something else ends
+/// the sleep: a timer, or I/O on a source a task waits for. When every connection is runnable,
+/// none waits on I/O. (Fixed upstream in the glommio/glommio fork, PR 53, September 2026;
+/// no release on crates.io carries it.)
+///
+/// Seen in percore: while a table grew to 10M keys, a packet capture showed requests arriving
+/// on all four connections and no reply for 60-100 ms, until the 100 ms background tick; a
+/// server given SIGTERM with its background task runnable and no clients never exited (no
+/// timer left at all); a fill from the load generator hung for 300 s.
+///
+/// The watchdog keeps [`WATCHDOG_DEPTH`] timers registered ahead, [`WATCHDOG_BUSY`] apart
+/// while the core is busy and [`WATCHDOG_IDLE`] apart when it is not, so a sleep always has a
+/// timer ending it. It keeps several because the timer that fires wakes the watchdog, which
+/// is then runnable work of its own: the next one covers a sleep before the watchdog runs.
+/// Busy cost: one timer every 200 µs, which the loop mostly finds expired without a system
+/// call.
+struct Watchdog {
+    timers: std::collections::VecDeque<(Instant, Pin<Box<glommio::timer::Timer>>)>,
+    seen: u64,
+    busy_until: Instant,
+}
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        Watchdog {
+            timers: std::collections::VecDeque::with_capacity(WATCHDOG_DEPTH),
+            seen: 0,
+            busy_until: Instant::now() + WATCHDOG_ACTIVE,
+        }
+    }
+}
+
+impl Future for Watchdog {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        while self.timers.front().is_some_and(|(when, _)| *when <= now) {
+            self.timers.pop_front();
+        }
+        let activity = ACTIVITY.with(|a| a.get());
+        if activity != self.seen {
+            self.seen = activity;
+            self.busy_until = now + WATCHDOG_ACTIVE;
+        }
+        let gap = if now < self.busy_until {
+            WATCHDOG_BUSY
+        } else {
+            WATCHDOG_IDLE
+        };
+        // Coming out of idle: respace the timers now rather than after the idle ones ran out.
+        if self.timers.front().is_some_and(|(when, _)| *when > now + gap) {
+            self.timers.clear();
+        }
+        while self.timers.len() < WATCHDOG_DEPTH {
+            let when = self.timers.back().map_or(now, |(w, _)| *w).max(now) + gap;
+            let mut timer = Box::pin(glommio::timer::Timer::new(when - now));
+            // Polling registers the timer with this task's waker; it is not due yet.
+            let _ = timer.as_mut().poll(cx);
+            self.timers.push_back((when, timer));
+        }
+        Poll::Pending
     }
 }
 
@@ -218,7 +314,9 @@ pub struct Stream(glommio::net::TcpStream);
 
 impl Stream {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).await
+        let n = self.0.read(buf).await;
+        note_activity();
+        n
     }
 
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -325,5 +423,83 @@ impl FileWriter {
             FileOut::Buffered(mut w) => w.close().await,
         };
         let _ = glommio::io::remove(&self.tmp).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Pins the calling thread to `cpu`.
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
+        // sched_setaffinity only reads it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+
+    /// Two connection tasks play ping-pong over a socket pair on a core that shares its CPU
+    /// with a busy thread, as a server does with kernel threads and neighbours. The
+    /// descheduling makes glommio's preemption timer fire before its task queues run; without
+    /// the watchdog the core then sleeps with both tasks runnable and nothing left to wake it
+    /// (stuck after 3,297 and 218 of 20,000 round trips in two runs).
+    #[test]
+    fn a_descheduled_core_never_sleeps_on_runnable_tasks() {
+        const ROUND_TRIPS: u64 = 20_000;
+        let progress = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let hog = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin_to(0);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let p = progress.clone();
+        let core = start_core(0, Some(0), 256 << 10, move || async move {
+            let (mut a, mut b) = glommio::net::UnixStream::pair().expect("socket pair");
+            spawn_connection(async move {
+                let mut buf = [0u8; 4];
+                for _ in 0..ROUND_TRIPS {
+                    b.read_exact(&mut buf).await.expect("ping");
+                    b.write_all(b"pong").await.expect("pong");
+                }
+            });
+            let (tx, rx) = futures_channel::oneshot::channel();
+            spawn_connection(async move {
+                let mut buf = [0u8; 4];
+                for _ in 0..ROUND_TRIPS {
+                    a.write_all(b"ping").await.expect("ping");
+                    a.read_exact(&mut buf).await.expect("pong");
+                    note_activity();
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+        })
+        .expect("executor starts");
+        let mut last = (0, Instant::now());
+        while progress.load(Ordering::Relaxed) < ROUND_TRIPS {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = progress.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            if last.1.elapsed() > Duration::from_secs(10) {
+                stop.store(true, Ordering::Relaxed);
+                panic!("the core slept with runnable tasks: stuck after {now} of {ROUND_TRIPS} round trips");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        hog.join().unwrap();
+        core.join().unwrap();
     }
 }
