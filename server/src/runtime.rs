@@ -207,7 +207,11 @@ impl Future for Watchdog {
             WATCHDOG_IDLE
         };
         // Coming out of idle: respace the timers now rather than after the idle ones ran out.
-        if self.timers.front().is_some_and(|(when, _)| *when > now + gap) {
+        if self
+            .timers
+            .front()
+            .is_some_and(|(when, _)| *when > now + gap)
+        {
             self.timers.clear();
         }
         while self.timers.len() < WATCHDOG_DEPTH {
