@@ -139,8 +139,8 @@ const WATCHDOG_BUSY: Duration = Duration::from_micros(200);
 const WATCHDOG_IDLE: Duration = Duration::from_millis(10);
 /// A core is busy for this long after its last network read or mailbox message.
 const WATCHDOG_ACTIVE: Duration = Duration::from_millis(10);
-/// Timers the watchdog keeps registered at once.
-const WATCHDOG_DEPTH: usize = 8;
+/// How far ahead the watchdog keeps timers registered.
+const WATCHDOG_HORIZON: Duration = Duration::from_millis(200);
 
 thread_local! {
     /// Network reads and mailbox messages on this core, for the watchdog.
@@ -166,10 +166,12 @@ fn note_activity() {
 /// server given SIGTERM with its background task runnable and no clients never exited (no
 /// timer left at all); a fill from the load generator hung for 300 s.
 ///
-/// The watchdog keeps [`WATCHDOG_DEPTH`] timers registered ahead, [`WATCHDOG_BUSY`] apart
-/// while the core is busy and [`WATCHDOG_IDLE`] apart when it is not, so a sleep always has a
-/// timer ending it. It keeps several because the timer that fires wakes the watchdog, which
-/// is then runnable work of its own: the next one covers a sleep before the watchdog runs.
+/// The watchdog keeps timers registered ahead, the first within [`WATCHDOG_BUSY`] while the
+/// core is busy ([`WATCHDOG_IDLE`] when it is not) and then at doubling distances up to
+/// [`WATCHDOG_HORIZON`], so a sleep always has a timer ending it. One timer is not enough:
+/// the timer that fires wakes the watchdog, which is then runnable work of its own. Nor is a
+/// fixed count 200 µs apart: eight of them all expired during a busy stretch of 2 ms and were
+/// taken at once, and the core then slept 84 ms.
 /// Busy cost: one timer every 200 µs, which the loop mostly finds expired without a system
 /// call.
 struct Watchdog {
@@ -181,7 +183,7 @@ struct Watchdog {
 impl Watchdog {
     fn new() -> Watchdog {
         Watchdog {
-            timers: std::collections::VecDeque::with_capacity(WATCHDOG_DEPTH),
+            timers: std::collections::VecDeque::with_capacity(16),
             seen: 0,
             busy_until: Instant::now() + WATCHDOG_ACTIVE,
         }
@@ -214,12 +216,25 @@ impl Future for Watchdog {
         {
             self.timers.clear();
         }
-        while self.timers.len() < WATCHDOG_DEPTH {
-            let when = self.timers.back().map_or(now, |(w, _)| *w).max(now) + gap;
-            let mut timer = Box::pin(glommio::timer::Timer::new(when - now));
-            // Polling registers the timer with this task's waker; it is not due yet.
-            let _ = timer.as_mut().poll(cx);
-            self.timers.push_back((when, timer));
+        // Timers that expire while the core is busy (a long task, or the thread descheduled)
+        // are all taken at once, so the set spans time, not a count: the next within `gap`,
+        // each later one at most twice as far out as the one before, to WATCHDOG_HORIZON.
+        let mut kept = std::mem::take(&mut self.timers).into_iter().peekable();
+        let mut limit = gap;
+        while limit <= WATCHDOG_HORIZON {
+            match kept.next_if(|(when, _)| *when <= now + limit) {
+                Some((when, timer)) => {
+                    limit = (when - now).max(gap) * 2;
+                    self.timers.push_back((when, timer));
+                }
+                None => {
+                    let mut timer = Box::pin(glommio::timer::Timer::new(limit));
+                    // Polling registers the timer with this task's waker; it is not due yet.
+                    let _ = timer.as_mut().poll(cx);
+                    self.timers.push_back((now + limit, timer));
+                    limit *= 2;
+                }
+            }
         }
         Poll::Pending
     }
