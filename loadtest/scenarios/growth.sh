@@ -5,7 +5,14 @@
 # percore has 1 shard, so one core's table grows from empty to KEYS entries through every
 # doubling. `make bench-growth`.
 #
-# Environment: KEYS (10000000), ROUNDS (2), SERVER_CPU (0), CLIENT_CPU (1).
+# Before each fill, the machine's own latency floor: `redis-cli --intrinsic-latency` runs on
+# SERVER_CPU and CLIENT_CPU at once (each keeps the other busy, as server and generator do
+# during a fill) and reports the longest time its loop was kept off its CPU. No server can
+# show a worst-case latency below that floor on the same machine; on a VM it includes
+# kernel threads and the host's preemption of the vCPU, which no process can see or avoid.
+#
+# Environment: KEYS (10000000), ROUNDS (2), SERVER_CPU (0), CLIENT_CPU (1),
+# FLOOR_SECONDS (10; 0 skips the floor).
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
@@ -13,16 +20,33 @@ side_by_side
 
 KEYS=${KEYS:-10000000}
 ROUNDS=${ROUNDS:-2}
+FLOOR_SECONDS=${FLOOR_SECONDS:-10}
+
+# The longest stall of a busy loop on each CPU in ms, measured on both at once: "S C".
+floor() {
+  [ "$FLOOR_SECONDS" -gt 0 ] || { echo "- -"; return; }
+  local a b
+  a=$(mktemp); b=$(mktemp)
+  taskset -c "$SERVER_CPU" redis-cli --intrinsic-latency "$FLOOR_SECONDS" >"$a" 2>&1 &
+  taskset -c "$CLIENT_CPU" redis-cli --intrinsic-latency "$FLOOR_SECONDS" >"$b" 2>&1
+  wait
+  for f in "$a" "$b"; do
+    tr '\r' '\n' <"$f" | awk '/Max latency so far:/ { m = $5 } END { printf "%.3f ", m / 1000 }'
+  done
+  echo
+  rm -f "$a" "$b"
+}
 
 # The longest SLOWLOG entry in µs (the third field of each entry), or 0.
 slowest() {
   redis-cli -p "$1" --no-raw slowlog get 100000 | awk '/^ +3\) \(integer\)/ { if ($3 > m) m = $3 } END { print m + 0 }'
 }
 
-echo "| server | round | keys | ops/s | p99 ms | p99.99 ms | max ms | commands >= 1 ms (server) | longest command ms (server) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| server | round | keys | ops/s | p99 ms | p99.99 ms | max ms | commands >= 1 ms (server) | longest command ms (server) | machine floor ms: server CPU / client CPU |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for round in $(seq "$ROUNDS"); do
   for server in $servers; do
+    read -r floor_s floor_c <<<"$(floor)"
     port=$(free_port)
     case "$server" in
       percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$port" --shards 1 >/dev/null 2>&1 & ;;
@@ -38,12 +62,12 @@ for round in $(seq "$ROUNDS"); do
       -n allkeys -d 32 --no-progress --hide-histogram --json "$json" >/dev/null
     n=$(redis-cli -p "$port" slowlog len)
     worst=$(slowest "$port")
-    python3 - "$json" "$server" "$round" "$KEYS" "$n" "$worst" <<'PY'
+    python3 - "$json" "$server" "$round" "$KEYS" "$n" "$worst" "$floor_s" "$floor_c" <<'PY'
 import json, sys
-path, server, rnd, keys, n, worst = sys.argv[1:]
+path, server, rnd, keys, n, worst, floor_s, floor_c = sys.argv[1:]
 j = json.load(open(path))
 lat = j["commands"]["total"]["latency_ms"]
-print(f"| {server} | {rnd} | {int(keys):,} | {j['ops_per_sec']:,.0f} | {lat['p99']:.3f} | {lat['p99_99']:.3f} | {lat['max']:.3f} | {n} | {int(worst) / 1000:.3f} |")
+print(f"| {server} | {rnd} | {int(keys):,} | {j['ops_per_sec']:,.0f} | {lat['p99']:.3f} | {lat['p99_99']:.3f} | {lat['max']:.3f} | {n} | {int(worst) / 1000:.3f} | {floor_s} / {floor_c} |")
 PY
     rm -f "$json"
     kill "$pid"; wait "$pid" 2>/dev/null || true

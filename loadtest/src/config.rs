@@ -3,7 +3,7 @@
 //! `-d`, `--key-pattern`, `--test-time`, `-n`, ...). Defaults are memtier's.
 //!
 //! percore-loadtest's own options: `--rate` (open-loop arrivals), `--json`, `--tag`,
-//! `--no-multishot`, `--progress`/`--no-progress`.
+//! `--no-multishot`, `--progress`/`--no-progress`, `--slow`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +81,8 @@ pub struct Config {
     /// Requests per second over all connections; None is closed-loop.
     pub rate: Option<f64>,
     pub json: Option<PathBuf>,
+    /// Requests at least this slow are listed one by one in the JSON (`--slow MS`).
+    pub slow: Option<Duration>,
     pub tags: Vec<(String, String)>,
     pub multishot: bool,
     pub progress: Option<bool>,
@@ -112,6 +114,7 @@ impl Default for Config {
             hide_histogram: false,
             rate: None,
             json: None,
+            slow: None,
             tags: Vec::new(),
             multishot: true,
             progress: None,
@@ -145,6 +148,9 @@ usage: percore-loadtest [options]          run a load (memtier_benchmark's optio
       --rate OPS               open loop: OPS requests/s over all connections, latency from
                                the intended send time (no coordinated omission)
       --json FILE              write the results as JSON
+      --slow MS                list each request of at least MS ms in the JSON (`slow`): when
+                               it was sent (CLOCK_MONOTONIC, as `perf record -k
+                               CLOCK_MONOTONIC` stamps events) and how long it took
       --tag KEY=VALUE          copied into the JSON (scenario metadata); repeatable
       --hide-histogram         no latency distribution in the text output
       --no-multishot           plain one-shot receives instead of multishot + provided buffers
@@ -236,6 +242,13 @@ impl Config {
                 }
                 "--rate" => c.rate = Some(number(&flag, v)?),
                 "--json" | "--json-out-file" => c.json = Some(PathBuf::from(v)),
+                "--slow" => {
+                    let ms: f64 = number(&flag, v)?;
+                    if !(ms.is_finite() && ms >= 0.0) {
+                        return Err("--slow must be a number of milliseconds, 0 or more".into());
+                    }
+                    c.slow = Some(Duration::from_secs_f64(ms / 1e3));
+                }
                 "--tag" => {
                     let (k, val) = v
                         .split_once('=')
@@ -326,6 +339,9 @@ mod tests {
         assert_eq!(c.length, Length::Time(Duration::from_secs(5)));
         assert_eq!(c.rate, Some(1000.0));
         assert_eq!(c.tags, vec![("server".to_string(), "redis".to_string())]);
+        assert_eq!(c.slow, None);
+        let c = parse("--slow 0.5").unwrap();
+        assert_eq!(c.slow, Some(Duration::from_micros(500)));
     }
 
     #[test]
@@ -339,6 +355,8 @@ mod tests {
             .contains("unknown key pattern"));
         assert!(parse("--key-minimum 10 --key-maximum 5").is_err());
         assert!(parse("--rate -5").is_err());
+        assert!(parse("--slow -1").is_err());
+        assert!(parse("--slow soon").is_err());
         assert!(parse("--pipeline 0").is_err());
     }
 }

@@ -198,6 +198,12 @@ fn run(cfg: &Config) -> Result<bool, String> {
         seconds: secs,
         client_cpu_s: cpu,
         io_mode,
+        slow: cfg.slow.map(|t| {
+            (
+                t,
+                monotonic_ns().saturating_sub(clock.elapsed().as_nanos() as u64),
+            )
+        }),
     };
     print!("{}", stats::to_text(&stats, &info, cfg.hide_histogram));
     if let Some(path) = &cfg.json {
@@ -206,6 +212,17 @@ fn run(cfg: &Config) -> Result<bool, String> {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(stats.connection_errors == 0)
+}
+
+/// Now on CLOCK_MONOTONIC, the clock `Instant` reads on Linux, in ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and reads nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn progress_loop(
@@ -258,5 +275,25 @@ fn progress_loop(
     }
     if printed && tty {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_ns_is_the_clock_instant_reads() {
+        let before = Instant::now();
+        let a = monotonic_ns();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = monotonic_ns();
+        let elapsed = before.elapsed().as_nanos() as u64;
+        assert!(b - a >= 20_000_000, "{a} {b}");
+        assert!(
+            b - a <= elapsed,
+            "{} ns between reads, {elapsed} ns by Instant",
+            b - a
+        );
     }
 }

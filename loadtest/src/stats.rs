@@ -62,7 +62,14 @@ pub struct Stats {
     /// (reading the histograms each loop turn would cost more than the load itself).
     pub replies: u64,
     pub latency_ns_sum: u64,
+    /// With `--slow`: requests at least that slow, as (sent, latency) in ns, sent counted from
+    /// the run's start; at most [`SLOW_MAX`] of them, the rest only counted.
+    pub slow: Vec<(u64, u64)>,
+    pub slow_dropped: u64,
 }
+
+/// The most slow requests kept for the report (16 bytes each).
+pub const SLOW_MAX: usize = 100_000;
 
 impl Stats {
     /// Records one reply; no allocation.
@@ -82,7 +89,20 @@ impl Stats {
         }
     }
 
+    /// Lists one slow request (see [`Stats::slow`]).
+    pub fn note_slow(&mut self, sent_ns: u64, latency_ns: u64) {
+        if self.slow.len() < SLOW_MAX {
+            self.slow.push((sent_ns, latency_ns));
+        } else {
+            self.slow_dropped += 1;
+        }
+    }
+
     pub fn merge(&mut self, o: &Stats) {
+        for &(sent, lat) in &o.slow {
+            self.note_slow(sent, lat);
+        }
+        self.slow_dropped += o.slow_dropped;
         self.set.add(&o.set);
         self.get.add(&o.get);
         self.bytes_sent += o.bytes_sent;
@@ -141,6 +161,27 @@ pub struct RunInfo<'a> {
     pub seconds: f64,
     pub client_cpu_s: f64,
     pub io_mode: String,
+    /// With `--slow`: the threshold, and the run's start on CLOCK_MONOTONIC in ns.
+    pub slow: Option<(std::time::Duration, u64)>,
+}
+
+/// The `slow` section: each listed request's send time in seconds on CLOCK_MONOTONIC (the
+/// clock `perf record -k CLOCK_MONOTONIC` stamps events with) and its latency in ms, in send
+/// order.
+fn slow_json(s: &Stats, threshold: std::time::Duration, start_ns: u64) -> Value {
+    let mut list = s.slow.clone();
+    list.sort_unstable();
+    let requests: Vec<Value> = list
+        .iter()
+        .map(|&(sent, lat)| json!([(start_ns + sent) as f64 / 1e9, ms(lat as f64)]))
+        .collect();
+    json!({
+        "threshold_ms": threshold.as_secs_f64() * 1e3,
+        "clock": "CLOCK_MONOTONIC",
+        "count": s.slow.len() as u64 + s.slow_dropped,
+        "not_listed": s.slow_dropped,
+        "requests": requests,
+    })
 }
 
 pub fn to_json(s: &Stats, info: &RunInfo) -> Value {
@@ -151,7 +192,7 @@ pub fn to_json(s: &Stats, info: &RunInfo) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    json!({
+    let mut j = json!({
         "tool": "percore-loadtest",
         "tags": tags,
         "config": info.config,
@@ -171,7 +212,11 @@ pub fn to_json(s: &Stats, info: &RunInfo) -> Value {
             "get": type_json(&s.get, info.seconds),
             "total": type_json(&total, info.seconds),
         },
-    })
+    });
+    if let Some((threshold, start_ns)) = info.slow {
+        j["slow"] = slow_json(s, threshold, start_ns);
+    }
+    j
 }
 
 /// memtier-style text table, then the latency distribution unless hidden.
@@ -285,8 +330,10 @@ mod tests {
             seconds: 2.0,
             client_cpu_s: 0.5,
             io_mode: "test".into(),
+            slow: None,
         };
         let j = to_json(&a, &info);
+        assert!(j.get("slow").is_none(), "no slow list unless asked for");
         assert_eq!(j["requests"], 4);
         assert_eq!(j["ops_per_sec"], 2.0);
         let max = j["commands"]["total"]["latency_ms"]["max"]
@@ -296,5 +343,34 @@ mod tests {
         let p50 = j["commands"]["get"]["latency_ms"]["p50"].as_f64().unwrap();
         assert!((p50 - 1.0).abs() < 0.01, "{p50}");
         assert!(to_text(&a, &info, false).contains("Totals"));
+    }
+
+    #[test]
+    fn slow_requests_are_listed_in_send_order_on_the_monotonic_clock() {
+        let mut a = Stats::default();
+        a.note_slow(3_000_000_000, 2_500_000);
+        let mut b = Stats::default();
+        b.note_slow(1_000_000_000, 1_000_000);
+        for _ in 0..SLOW_MAX {
+            b.note_slow(2_000_000_000, 1_000_000);
+        }
+        assert_eq!(b.slow_dropped, 1);
+        a.merge(&b);
+        let info = RunInfo {
+            config: json!({}),
+            tags: &[],
+            seconds: 1.0,
+            client_cpu_s: 0.0,
+            io_mode: "test".into(),
+            slow: Some((std::time::Duration::from_millis(1), 100_000_000_000)),
+        };
+        let slow = &to_json(&a, &info)["slow"];
+        assert_eq!(slow["threshold_ms"], 1.0);
+        assert_eq!(slow["count"], SLOW_MAX as u64 + 2);
+        assert_eq!(slow["not_listed"], 2);
+        let list = slow["requests"].as_array().unwrap();
+        assert_eq!(list.len(), SLOW_MAX);
+        assert_eq!(list[0], json!([101.0, 1.0]));
+        assert_eq!(list.last().unwrap(), &json!([103.0, 2.5]));
     }
 }

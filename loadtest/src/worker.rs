@@ -90,6 +90,8 @@ pub struct Worker<'a> {
     touched: Vec<usize>,
     pub stats: Stats,
     clock: Instant,
+    /// `--slow` in ns.
+    slow_ns: Option<u64>,
 }
 
 fn user_data(conn: usize, op: u64) -> u64 {
@@ -165,6 +167,7 @@ impl<'a> Worker<'a> {
             touched: Vec::new(),
             stats: Stats::default(),
             clock,
+            slow_ns: cfg.slow.map(|d| d.as_nanos() as u64),
         })
     }
 
@@ -304,7 +307,11 @@ impl<'a> Worker<'a> {
                         .inflight
                         .pop_front()
                         .ok_or_else(|| "a reply arrived with no request in flight".to_string())?;
-                    self.stats.record(op, now.saturating_sub(start), kind);
+                    let latency = now.saturating_sub(start);
+                    self.stats.record(op, latency, kind);
+                    if self.slow_ns.is_some_and(|t| latency >= t) {
+                        self.stats.note_slow(start, latency);
+                    }
                     if kind == ReplyKind::Error && self.stats.first_error.is_none() {
                         let text = &data[at + 1..at + len - 2];
                         self.stats.first_error = Some(String::from_utf8_lossy(text).into_owned());

@@ -270,7 +270,9 @@ fn run(cfg: Config) -> Result<(), String> {
             .unwrap_or_default(),
     });
     handle_signals(global.clone());
-    let stopped = Arc::new(AtomicUsize::new(0));
+    // Each core reports here once it has closed its clients at shutdown. The main thread
+    // blocks on it rather than polling, so it never wakes on a core's CPU while serving.
+    let (stopped_tx, stopped_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mesh = runtime::mesh::<Job>(n, MAILBOX_CAPACITY);
     let seed = crate::core::now_us();
@@ -278,7 +280,7 @@ fn run(cfg: Config) -> Result<(), String> {
         let (global, ready, stopped, binds) = (
             global.clone(),
             ready_tx.clone(),
-            stopped.clone(),
+            stopped_tx.clone(),
             binds.clone(),
         );
         let cpu = pin.then(|| cpus[i]);
@@ -417,8 +419,13 @@ fn run(cfg: Config) -> Result<(), String> {
         cfg.bind.join(" "),
         cfg.port
     ));
-    while stopped.load(Ordering::SeqCst) < n {
-        std::thread::sleep(Duration::from_millis(20));
+    drop(stopped_tx);
+    // Every core reports once; a core thread that ended without reporting drops its sender,
+    // and when none is left the wait ends too.
+    for _ in 0..n {
+        if stopped_rx.recv().is_err() {
+            break;
+        }
     }
     log::notice("percore is now ready to exit, bye bye...");
     // Executors may still hold tasks waiting on each other; nothing remains to be saved, so
@@ -428,7 +435,7 @@ fn run(cfg: Config) -> Result<(), String> {
 
 /// Background work of one core, on a low-priority queue: active expiry, lazy free, rehash,
 /// idle-client timeouts, ops/sec sampling; and the shutdown sequence.
-async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
+async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
     let (tx, rx) = futures_channel::oneshot::channel::<()>();
     let bg = core.clone();
     runtime::spawn_background(async move {
@@ -524,7 +531,7 @@ async fn background(core: Rc<Core>, stopped: Arc<AtomicUsize>) {
     for h in core.clients.borrow().values() {
         h.kill();
     }
-    stopped.fetch_add(1, Ordering::SeqCst);
+    let _ = stopped.send(());
     loop {
         runtime::sleep(Duration::from_secs(3600)).await;
     }
