@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-memory bench-growth bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: build run test lint fmt bench bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -42,6 +42,12 @@ bench-memory:
 bench-growth:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/growth.sh
+
+# Where the slow replies of a 10M-key fill come from (server time on the wire, and what the
+# server's CPU was doing): needs root, tcpdump and perf. SERVER=redis for the peer.
+bench-stalls:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/stalls.sh
 
 # SAVE/load time and BGSAVE's memory and latency cost at 10M keys, beside redis-server.
 bench-snapshot:
