@@ -37,3 +37,25 @@ side_by_side() {
   require_redis_cli
   servers=$(servers_with_redis)
 }
+
+# start_one_shard SERVER PORT: percore with one shard, or redis-server without persistence,
+# pinned to SERVER_CPU with output discarded; waits until it answers and sets `server_pid`.
+start_one_shard() {
+  case "$1" in
+    percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards 1 >/dev/null 2>&1 & ;;
+    redis) taskset -c "$SERVER_CPU" redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
+    *) echo "unknown server '$1': percore or redis" >&2; return 2 ;;
+  esac
+  server_pid=$!
+  until redis-cli -p "$2" ping >/dev/null 2>&1; do sleep 0.05; done
+}
+
+# growth_fill PORT KEYS [percore-loadtest options...]: SETs KEYS distinct keys (16-byte keys,
+# 32-byte values) from 4 connections at pipeline 16, the generator pinned to CLIENT_CPU.
+growth_fill() {
+  local port=$1 keys=$2
+  shift 2
+  taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 4 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
+    --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + keys - 1)) \
+    -n allkeys -d 32 --no-progress --hide-histogram "$@" >/dev/null
+}

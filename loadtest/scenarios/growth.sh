@@ -48,18 +48,12 @@ for round in $(seq "$ROUNDS"); do
   for server in $servers; do
     read -r floor_s floor_c <<<"$(floor)"
     port=$(free_port)
-    case "$server" in
-      percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$port" --shards 1 >/dev/null 2>&1 & ;;
-      redis) taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
-    esac
-    pid=$!
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+    start_one_shard "$server" "$port"
+    pid=$server_pid
     redis-cli -p "$port" config set slowlog-log-slower-than 1000 >/dev/null
     redis-cli -p "$port" config set slowlog-max-len 100000 >/dev/null
     json=$(mktemp)
-    taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 4 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
-      --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + KEYS - 1)) \
-      -n allkeys -d 32 --no-progress --hide-histogram --json "$json" >/dev/null
+    growth_fill "$port" "$KEYS" --json "$json"
     n=$(redis-cli -p "$port" slowlog len)
     worst=$(slowest "$port")
     python3 - "$json" "$server" "$round" "$KEYS" "$n" "$worst" "$floor_s" "$floor_c" <<'PY'

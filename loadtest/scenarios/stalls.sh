@@ -7,7 +7,8 @@
 # was not running. `make bench-stalls`; run as root (tcpdump, perf).
 #
 # Environment: SERVER (percore; or redis), KEYS (10000000), THRESHOLD_MS (1), SERVER_CPU (0),
-# CLIENT_CPU (1). The capture and the trace (about 150 MB for 10M keys) go to a temporary
+# CLIENT_CPU (1), OVERWRITE=1 (the control: record a second fill of the same keys, which
+# rewrites them with no table growth). The capture and the trace (about 150 MB for 10M keys) go to a temporary
 # directory that is removed afterwards; KEEP=1 keeps it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,18 +25,17 @@ KEYS=${KEYS:-10000000}
 THRESHOLD_MS=${THRESHOLD_MS:-1}
 work=$(mktemp -d)
 port=$(free_port)
-case "$SERVER" in
-  percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$port" --shards 1 >/dev/null 2>&1 & ;;
-  redis) taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
-  *) echo "SERVER is percore or redis" >&2; exit 2 ;;
-esac
-pid=$!
 cleanup() {
-  kill "$pid" 2>/dev/null || true
+  [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true
   [ -n "${KEEP:-}" ] && echo "kept in $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
-until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+start_one_shard "$SERVER" "$port"
+if [ -n "${OVERWRITE:-}" ]; then
+  # The control: fill once unrecorded, so the recorded fill rewrites existing keys with no
+  # table growth and no new memory.
+  growth_fill "$port" "$KEYS"
+fi
 
 # Both recorders run on the generator's CPU, so the server's CPU carries only the server.
 # -j adapter_unsynced: the capture's stamps are the kernel's CLOCK_REALTIME.
@@ -46,16 +46,14 @@ taskset -c "$CLIENT_CPU" perf record -C "$SERVER_CPU" -k CLOCK_MONOTONIC -F 4000
   -o "$work/cpu.data" >/dev/null 2>&1 &
 perf_pid=$!
 sleep 1
-taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 4 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
-  --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + KEYS - 1)) \
-  -n allkeys -d 32 --no-progress --hide-histogram --json "$work/lt.json" >/dev/null
+growth_fill "$port" "$KEYS" --json "$work/lt.json"
 sleep 0.3
 kill -INT "$tcpdump_pid" "$perf_pid"
 wait "$tcpdump_pid" "$perf_pid" || true
 offset=$(python3 -c 'import time; print(time.time() - time.monotonic())')
 perf script -i "$work/cpu.data" -F comm,tid,cpu,time,event,ip,sym --ns 2>/dev/null >"$work/cpu.txt"
 
-echo "== $SERVER, $KEYS keys from empty; server on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU"
+echo "== $SERVER, $KEYS keys $([ -n "${OVERWRITE:-}" ] && echo "rewritten" || echo "from empty"); server on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU"
 python3 - "$work/lt.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))

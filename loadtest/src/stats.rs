@@ -72,6 +72,15 @@ pub struct Stats {
 pub const SLOW_MAX: usize = 100_000;
 
 impl Stats {
+    /// Empty stats; with `slow`, the slow list is allocated whole up front ([`SLOW_MAX`]
+    /// entries, 1.6 MB) so listing a request never grows a vector while replies are timed.
+    pub fn with_slow_list(slow: bool) -> Stats {
+        Stats {
+            slow: Vec::with_capacity(if slow { SLOW_MAX } else { 0 }),
+            ..Stats::default()
+        }
+    }
+
     /// Records one reply; no allocation.
     pub fn record(&mut self, op: Op, latency_ns: u64, kind: ReplyKind) {
         let t = match op {
@@ -311,6 +320,18 @@ pub fn to_text(s: &Stats, info: &RunInfo, hide_histogram: bool) -> String {
 mod tests {
     use super::*;
 
+    /// A one-second run's info with nothing else set.
+    fn info(slow: Option<(std::time::Duration, u64)>) -> RunInfo<'static> {
+        RunInfo {
+            config: json!({}),
+            tags: &[],
+            seconds: 1.0,
+            client_cpu_s: 0.0,
+            io_mode: "test".into(),
+            slow,
+        }
+    }
+
     #[test]
     fn records_hits_misses_errors_and_merges() {
         let mut a = Stats::default();
@@ -325,12 +346,9 @@ mod tests {
         assert_eq!(a.total().count(), 4);
         assert_eq!(a.connection_errors, 1);
         let info = RunInfo {
-            config: json!({}),
-            tags: &[],
             seconds: 2.0,
             client_cpu_s: 0.5,
-            io_mode: "test".into(),
-            slow: None,
+            ..info(None)
         };
         let j = to_json(&a, &info);
         assert!(j.get("slow").is_none(), "no slow list unless asked for");
@@ -349,21 +367,16 @@ mod tests {
     fn slow_requests_are_listed_in_send_order_on_the_monotonic_clock() {
         let mut a = Stats::default();
         a.note_slow(3_000_000_000, 2_500_000);
-        let mut b = Stats::default();
+        let mut b = Stats::with_slow_list(true);
+        assert_eq!(b.slow.capacity(), SLOW_MAX);
         b.note_slow(1_000_000_000, 1_000_000);
         for _ in 0..SLOW_MAX {
             b.note_slow(2_000_000_000, 1_000_000);
         }
         assert_eq!(b.slow_dropped, 1);
+        assert_eq!(b.slow.capacity(), SLOW_MAX, "a full list never grows");
         a.merge(&b);
-        let info = RunInfo {
-            config: json!({}),
-            tags: &[],
-            seconds: 1.0,
-            client_cpu_s: 0.0,
-            io_mode: "test".into(),
-            slow: Some((std::time::Duration::from_millis(1), 100_000_000_000)),
-        };
+        let info = info(Some((std::time::Duration::from_millis(1), 100_000_000_000)));
         let slow = &to_json(&a, &info)["slow"];
         assert_eq!(slow["threshold_ms"], 1.0);
         assert_eq!(slow["count"], SLOW_MAX as u64 + 2);

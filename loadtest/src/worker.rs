@@ -165,7 +165,7 @@ impl<'a> Worker<'a> {
             interval_ns,
             ops_in_kernel: 0,
             touched: Vec::new(),
-            stats: Stats::default(),
+            stats: Stats::with_slow_list(cfg.slow.is_some()),
             clock,
             slow_ns: cfg.slow.map(|d| d.as_nanos() as u64),
         })

@@ -267,9 +267,10 @@ const CONNECTION_LATENCY: Duration = Duration::from_micros(500);
 /// the main ring, and only the latency ring's completions end a slice). And when every
 /// connection is waiting for I/O, its queue is inactive, so the queue that is running sets
 /// the preemption timer alone. At 500 µs, while a 10M-key table rehashed in the
-/// background, 4,764 request batches waited 1 ms or more at the server on the wire (tcpdump,
-/// request packet to reply packet); at 100 µs, 21, and the server's p99.99 on the wire fell
-/// from 2.36 ms to 0.76 ms. The cost is a timer per 100 µs while background work runs.
+/// background, 4,384 request batches waited 1 ms or more at the server on the wire, with the
+/// server in `Dict::rehash_step` (`make bench-stalls`); at 100 µs, 6 in each of two runs,
+/// and the server's p99.99 on the wire fell from 1.17 ms to 0.68-0.81 ms. The cost is a
+/// timer per 100 µs while background work runs.
 const BACKGROUND_LATENCY: Duration = Duration::from_micros(100);
 
 /// Spawns a client connection on a task queue whose latency bound keeps I/O polled every
