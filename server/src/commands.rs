@@ -498,7 +498,10 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                     _ => return w.error(&format!("ERR Unknown client type '{v}'")),
                 }
             } else if eq(&a[i], "user") {
-                f.none |= v != "default";
+                // `default` is the only user until ACLs exist.
+                if v != "default" {
+                    return w.error(&format!("ERR No such user '{v}'"));
+                }
             } else if eq(&a[i], "skipme") {
                 match v.to_lowercase().as_str() {
                     "yes" => f.skip = Some(conn.handle.id),
@@ -599,7 +602,12 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             if !p.mutable {
                 return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"));
             }
-            if let Err(e) = (p.set)(&mut cfg, &[lossy(&a[i + 1])]) {
+            let mut r = (p.set)(&mut cfg, &[lossy(&a[i + 1])]);
+            // More clients need more descriptors: raise the limit now or refuse, as Redis.
+            if r.is_ok() && p.name == "maxclients" && cfg.maxclients > guard.1.maxclients {
+                r = crate::check_maxclients(cfg.maxclients, conn.core.nshards());
+            }
+            if let Err(e) = r {
                 return w.error(&format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
                 ));
@@ -667,9 +675,10 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         if eq(opt, "abort") {
             return w.error("ERR No shutdown in progress.");
         }
-        if eq(opt, "save") {
+        // SAVE and NOSAVE together is Redis's syntax error.
+        if eq(opt, "save") && save != Some(false) {
             save = Some(true);
-        } else if eq(opt, "nosave") {
+        } else if eq(opt, "nosave") && save != Some(true) {
             save = Some(false);
         } else if eq(opt, "force") {
             force = true;
@@ -677,21 +686,18 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             return w.error("ERR syntax error");
         }
     }
-    // As Redis: without SAVE or NOSAVE, save when `save` points are configured. A failed
-    // save cancels the shutdown unless FORCE.
-    if save.unwrap_or_else(|| !conn.core.config.borrow().save.is_empty()) {
-        if let Err(e) = crate::persist::save(&conn.core).await {
-            if !force {
-                crate::log::warn(&format!("error saving before shutdown: {e}"));
-                return w.error("ERR Errors trying to SHUTDOWN. Check logs.");
-            }
-        }
-    }
     crate::log::notice(&format!(
         "User requested shutdown (client id={} addr={})",
         conn.handle.id, conn.handle.addr
     ));
-    conn.core.global.shutdown.store(true, Ordering::SeqCst);
+    // As Redis: without SAVE or NOSAVE, save when `save` points are configured. A failed
+    // save cancels the shutdown unless FORCE.
+    if crate::persist::shutdown(&conn.core, save, force)
+        .await
+        .is_err()
+    {
+        return w.error("ERR Errors trying to SHUTDOWN. Check logs.");
+    }
     // Redis closes the connection without a reply when the shutdown goes ahead.
     conn.close = true;
 }
@@ -741,17 +747,19 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     for cat in c.acl {
         w.simple(format!("@{cat}").as_bytes());
     }
-    w.array(0);
+    // Tips, key specs, key-spec flags and subcommands are sets in RESP3 (as Redis 7.0
+    // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
+    w.set(0);
     if c.first_key > 0 {
-        w.array(1);
+        w.set(1);
         w.map(3);
         w.bulk(b"flags");
         let kf: &[&str] = if c.flags.has(percore_proto::Flags::WRITE) {
-            &["RW", "UPDATE"]
+            &["RW", "update"]
         } else {
-            &["RO", "ACCESS"]
+            &["RO", "access"]
         };
-        w.array(kf.len());
+        w.set(kf.len());
         for f in kf {
             w.simple(f.as_bytes());
         }
@@ -780,10 +788,10 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
         w.bulk(b"limit");
         w.int(0);
     } else {
-        w.array(0);
+        w.set(0);
     }
     let subs = subcommands(c.cmd);
-    w.array(subs.len());
+    w.set(subs.len());
     for s in subs {
         command_info(w, s);
     }

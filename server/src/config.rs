@@ -121,9 +121,53 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("argument couldn't be parsed into an integer ({what})"))
+/// Parses an integer setting as Redis's numeric configs do: the same two error texts, and
+/// `[min, max]` inclusive (Redis 7.0's bounds for the settings it shares).
+fn int_in<T: TryFrom<i128>>(s: &str, min: i128, max: i128) -> Result<T, String> {
+    let n: i64 = s
+        .parse()
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    bounded(n as i128, min, max)
+}
+
+/// A memory setting (`1gb`, `512mb`, bytes) within `[min, max]`.
+fn memory_in<T: TryFrom<i128>>(s: &str, min: i128, max: i128) -> Result<T, String> {
+    let n = parse_memory(s).map_err(|_| "argument must be a memory value".to_string())?;
+    bounded(n as i128, min, max)
+}
+
+fn bounded<T: TryFrom<i128>>(n: i128, min: i128, max: i128) -> Result<T, String> {
+    if !(min..=max).contains(&n) {
+        return Err(format!(
+            "argument must be between {min} and {max} inclusive"
+        ));
+    }
+    T::try_from(n).map_err(|_| format!("argument must be between {min} and {max} inclusive"))
+}
+
+const INT_MAX: i128 = i32::MAX as i128;
+const LONG_MAX: i128 = i64::MAX as i128;
+
+/// `dir`: an existing directory, kept as its absolute path so that every file operation
+/// (glommio's directory sync among them) works whatever the working directory, and CONFIG
+/// GET answers what Redis answers after its chdir. Errors are Redis's (strerror of chdir).
+pub fn resolve_dir(dir: &str) -> Result<String, String> {
+    let path = std::fs::canonicalize(dir).map_err(|e| os_error_text(&e))?;
+    if !path.is_dir() {
+        return Err("Not a directory".into());
+    }
+    path.into_os_string()
+        .into_string()
+        .map_err(|_| "the directory's path is not valid UTF-8".into())
+}
+
+/// strerror's text of an OS error, without Rust's " (os error N)" suffix.
+pub fn os_error_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 /// One configuration parameter.
@@ -166,36 +210,35 @@ fn yes_no(b: bool) -> String {
 #[rustfmt::skip]
 pub static PARAMS: &[Param] = &[
     Param { name: "bind", get: |c| c.bind.join(" "), set: |c, v| { if v.is_empty() { return Err("wrong number of arguments".into()); } c.bind = v.iter().flat_map(|s| s.split_whitespace().map(String::from)).collect(); Ok(()) }, mutable: false },
-    Param { name: "port", get: |c| c.port.to_string(), set: |c, v| { c.port = parse_num(one(v)?, "port")?; Ok(()) }, mutable: false },
-    Param { name: "shards", get: |c| c.shards.to_string(), set: |c, v| { c.shards = parse_num(one(v)?, "shards")?; if c.shards > 1024 { return Err("shards must be at most 1024".into()); } Ok(()) }, mutable: false },
+    Param { name: "port", get: |c| c.port.to_string(), set: |c, v| { c.port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
+    Param { name: "shards", get: |c| c.shards.to_string(), set: |c, v| { c.shards = int_in(one(v)?, 0, 1024)?; Ok(()) }, mutable: false },
     Param { name: "requirepass", get: |c| c.requirepass.clone().unwrap_or_default(), set: |c, v| { let p = one(v)?; c.requirepass = (!p.is_empty()).then(|| p.to_string()); Ok(()) }, mutable: true },
     Param { name: "protected-mode", get: |c| yes_no(c.protected_mode), set: |c, v| { c.protected_mode = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
-    Param { name: "maxclients", get: |c| c.maxclients.to_string(), set: |c, v| { let n: usize = parse_num(one(v)?, "maxclients")?; if n < 1 { return Err("argument must be between 1 and 4294967295 inclusive".into()); } c.maxclients = n; Ok(()) }, mutable: true },
-    Param { name: "proto-max-bulk-len", get: |c| c.proto_max_bulk_len.to_string(), set: |c, v| { let n = parse_memory(one(v)?)?; if !(1024 * 1024..=i64::MAX as u64).contains(&n) { return Err("argument must be a memory value of at least 1mb".into()); } c.proto_max_bulk_len = n as i64; Ok(()) }, mutable: true },
-    Param { name: "client-query-buffer-limit", get: |c| c.client_query_buffer_limit.to_string(), set: |c, v| { let n = parse_memory(one(v)?)?; if n < 1024 * 1024 { return Err("argument must be a memory value of at least 1mb".into()); } c.client_query_buffer_limit = n as usize; Ok(()) }, mutable: true },
-    Param { name: "timeout", get: |c| c.timeout.to_string(), set: |c, v| { c.timeout = parse_num(one(v)?, "timeout")?; Ok(()) }, mutable: true },
-    Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = parse_num(one(v)?, "tcp-keepalive")?; Ok(()) }, mutable: true },
-    Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = parse_num(one(v)?, "hz")?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },
-    Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = parse_memory(one(v)?)? as usize; Ok(()) }, mutable: false },
-    Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "maxclients", get: |c| c.maxclients.to_string(), set: |c, v| { c.maxclients = int_in(one(v)?, 1, u32::MAX as i128)?; Ok(()) }, mutable: true },
+    Param { name: "proto-max-bulk-len", get: |c| c.proto_max_bulk_len.to_string(), set: |c, v| { c.proto_max_bulk_len = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "client-query-buffer-limit", get: |c| c.client_query_buffer_limit.to_string(), set: |c, v| { c.client_query_buffer_limit = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "timeout", get: |c| c.timeout.to_string(), set: |c, v| { c.timeout = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = int_in(one(v)?, 0, INT_MAX)?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },
+    Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = memory_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: false },
+    Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = resolve_dir(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "dbfilename", get: |c| c.dbfilename.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() || n.contains('/') { return Err("dbfilename can't be a path, just a filename".into()); } c.dbfilename = n.to_string(); Ok(()) }, mutable: true },
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
-    Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = parse_num(one(v)?, "rdb-key-save-delay")?; Ok(()) }, mutable: true },
+    Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
-    Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = parse_num(one(v)?, "slowlog-log-slower-than")?; Ok(()) }, mutable: true },
-    Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { let n: i64 = parse_num(one(v)?, "slowlog-max-len")?; if n < 0 { return Err("argument must be between 0 and 9223372036854775807 inclusive".into()); } c.slowlog_max_len = n as usize; Ok(()) }, mutable: true },
-    Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = parse_num(one(v)?, "latency-monitor-threshold")?; Ok(()) }, mutable: true },
-    Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = parse_num(one(v)?, "metrics-port")?; Ok(()) }, mutable: false },
+    Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = int_in(one(v)?, -1, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { c.slowlog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
     Param { name: "metrics-bind", get: |c| c.metrics_bind.clone(), set: |c, v| { c.metrics_bind = one(v)?.to_string(); Ok(()) }, mutable: false },
-    Param { name: "maxmemory", get: |c| c.maxmemory.to_string(), set: |c, v| { c.maxmemory = parse_memory(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "maxmemory", get: |c| c.maxmemory.to_string(), set: |c, v| { c.maxmemory = memory_in(one(v)?, 0, u64::MAX as i128)?; Ok(()) }, mutable: true },
     Param { name: "maxmemory-policy", get: |c| c.evict.policy.name().into(), set: |c, v| { c.evict.policy = Policy::parse(one(v)?).ok_or("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")?; Ok(()) }, mutable: true },
-    Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { let n: usize = parse_num(one(v)?, "maxmemory-samples")?; if !(1..=64).contains(&n) { return Err("argument must be between 1 and 64 inclusive".into()); } c.evict.samples = n; Ok(()) }, mutable: true },
-    Param { name: "lfu-log-factor", get: |c| c.evict.lfu_log_factor.to_string(), set: |c, v| { c.evict.lfu_log_factor = parse_num(one(v)?, "lfu-log-factor")?; Ok(()) }, mutable: true },
-    Param { name: "lfu-decay-time", get: |c| c.evict.lfu_decay_time.to_string(), set: |c, v| { c.evict.lfu_decay_time = parse_num(one(v)?, "lfu-decay-time")?; Ok(()) }, mutable: true },
+    Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { c.evict.samples = int_in(one(v)?, 1, 64)?; Ok(()) }, mutable: true },
+    Param { name: "lfu-log-factor", get: |c| c.evict.lfu_log_factor.to_string(), set: |c, v| { c.evict.lfu_log_factor = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "lfu-decay-time", get: |c| c.evict.lfu_decay_time.to_string(), set: |c, v| { c.evict.lfu_decay_time = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
-    Param { name: "save", get: |_| String::new(), set: |_, v| { if v.iter().all(|s| s.is_empty()) { Ok(()) } else { Err("snapshots are not available in this version".into()) } }, mutable: false },
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },
     Param { name: "daemonize", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore does not daemonize: run it under systemd (see deploy/)".into()) } else { Ok(()) } }, mutable: false },
 ];
@@ -249,9 +292,77 @@ pub fn usage() -> String {
     s
 }
 
+/// Settings read at start, from a file and then the command line. Applied in order, as
+/// Redis turns its arguments into config lines after the file's.
+#[derive(Default)]
+struct Loader {
+    /// A `save` line has been read: later ones add points instead of replacing them, so
+    /// `save 900 1` then `save 300 10` keeps both (and `save ""` clears what came before).
+    save_seen: bool,
+    /// Files being read (for `include`), to refuse a cycle and bound the depth.
+    files: Vec<String>,
+}
+
+/// How deep `include` may nest.
+const INCLUDE_DEPTH: usize = 16;
+
+impl Loader {
+    fn apply(&mut self, cfg: &mut Config, name: &str, values: &[String]) -> Result<(), String> {
+        let p = find_param(name).ok_or_else(|| format!("unknown setting '{name}'"))?;
+        if p.name == "save" {
+            let points = parse_save(values)?;
+            if points.is_empty() {
+                cfg.save.clear();
+            } else if self.save_seen {
+                cfg.save.extend(points);
+            } else {
+                cfg.save = points;
+            }
+            self.save_seen = true;
+            return Ok(());
+        }
+        (p.set)(cfg, values)
+    }
+
+    /// Applies a redis.conf-style file; `include PATH` lines apply another file at that
+    /// point (a relative PATH is taken from the working directory, as Redis does).
+    fn apply_file(&mut self, cfg: &mut Config, path: &str) -> Result<(), String> {
+        if self.files.len() >= INCLUDE_DEPTH || self.files.iter().any(|f| f == path) {
+            return Err(format!(
+                "'{path}' is included again (a cycle, or more than {INCLUDE_DEPTH} levels of include)"
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file '{path}': {}", os_error_text(&e)))?;
+        self.files.push(path.to_string());
+        for (n, line) in text.lines().enumerate() {
+            let at = |e: String| format!("{path}:{}: {e}", n + 1);
+            let words = split_line(line).map_err(at)?;
+            let Some((name, values)) = words.split_first() else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("include") {
+                let [file] = values else {
+                    return Err(at("'include' takes one file".into()));
+                };
+                self.apply_file(cfg, file).map_err(at)?;
+                continue;
+            }
+            self.apply(cfg, name, values)
+                .map_err(|e| match find_param(name) {
+                    Some(_) => at(format!("'{name}': {e}")),
+                    None => at(e),
+                })?;
+        }
+        self.files.pop();
+        Ok(())
+    }
+}
+
 /// Parses `argv[1..]`: an optional config file, then `--name value…` groups.
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
+    let mut loader = Loader::default();
     let mut rest = args;
     if let Some(first) = rest.first() {
         match first.as_str() {
@@ -269,10 +380,13 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 return Ok(Invocation::CheckSnapshot(Box::new(cfg)));
             }
             f if !f.starts_with("--") => {
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| format!("cannot read config file '{f}': {e}"))?;
-                apply_file(&mut cfg, &text, f)?;
-                cfg.config_file = Some(f.to_string());
+                loader.apply_file(&mut cfg, f)?;
+                // Absolute, so that CONFIG REWRITE finds it whatever the working directory.
+                cfg.config_file = Some(
+                    std::fs::canonicalize(f)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| f.to_string()),
+                );
                 rest = &rest[1..];
             }
             _ => {}
@@ -294,26 +408,17 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             j += 1;
         }
         let values: Vec<String> = rest[i + 1..j].to_vec();
-        let p = find_param(name)
-            .ok_or_else(|| format!("unknown setting '--{name}' (see percore --help)"))?;
-        (p.set)(&mut cfg, &values).map_err(|e| format!("--{name}: {e}"))?;
+        if find_param(name).is_none() {
+            return Err(format!("unknown setting '--{name}' (see percore --help)"));
+        }
+        loader
+            .apply(&mut cfg, name, &values)
+            .map_err(|e| format!("--{name} {}: {e}", values.join(" ")))?;
         i = j;
     }
+    // The default `dir .` too becomes absolute (Redis changes into it at start).
+    cfg.dir = resolve_dir(&cfg.dir).map_err(|e| format!("Can't chdir to '{}': {e}", cfg.dir))?;
     Ok(Invocation::Run(Box::new(cfg)))
-}
-
-/// Applies a redis.conf-style file.
-pub fn apply_file(cfg: &mut Config, text: &str, path: &str) -> Result<(), String> {
-    for (n, line) in text.lines().enumerate() {
-        let words = split_line(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
-        let Some((name, values)) = words.split_first() else {
-            continue;
-        };
-        let p = find_param(name)
-            .ok_or_else(|| format!("{path}:{}: unknown setting '{name}'", n + 1))?;
-        (p.set)(cfg, values).map_err(|e| format!("{path}:{}: '{name}': {e}", n + 1))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -371,6 +476,92 @@ mod tests {
             .unwrap_err()
             .contains(":2: unknown setting 'bogus'"));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn repeated_save_lines_add_points_and_include_applies_a_file() {
+        let dir = std::env::temp_dir().join(format!("percore-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let main = dir.join("main.conf");
+        let inc = dir.join("policy.conf");
+        std::fs::write(&inc, "maxmemory-policy allkeys-lru\nsave 60 10000\n").unwrap();
+        std::fs::write(
+            &main,
+            format!(
+                "save 900 1\nsave 300 10\ninclude {}\nport 7003\n",
+                inc.display()
+            ),
+        )
+        .unwrap();
+        let m = main.to_str().unwrap();
+        let c = run(&[m]).unwrap();
+        assert_eq!(c.save, vec![(900, 1), (300, 10), (60, 10000)]);
+        assert_eq!(c.evict.policy.name(), "allkeys-lru");
+        assert_eq!(c.port, 7003);
+        // A flag after the file adds to the file's points, as Redis's arguments do.
+        let c = run(&[m, "--save", "10 1"]).unwrap();
+        assert_eq!(c.save.len(), 4);
+        // `save ""` clears the points before it.
+        std::fs::write(&main, "save 900 1\nsave \"\"\nsave 5 5\n").unwrap();
+        assert_eq!(run(&[m]).unwrap().save, vec![(5, 5)]);
+        // A missing include names the file; a file including itself is refused.
+        std::fs::write(&main, "include /nonexistent/percore.conf\n").unwrap();
+        let e = run(&[m]).unwrap_err();
+        assert!(
+            e.contains(":1: cannot read config file '/nonexistent/percore.conf'"),
+            "{e}"
+        );
+        std::fs::write(&main, format!("include {m}\n")).unwrap();
+        assert!(run(&[m]).unwrap_err().contains("included again"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numeric_errors_are_redis_texts() {
+        let err = |name: &str, v: &str| {
+            let mut c = Config::default();
+            (find_param(name).unwrap().set)(&mut c, &[v.to_string()]).unwrap_err()
+        };
+        assert_eq!(
+            err("timeout", "-1"),
+            "argument must be between 0 and 2147483647 inclusive"
+        );
+        assert_eq!(
+            err("timeout", "x"),
+            "argument couldn't be parsed into an integer"
+        );
+        assert_eq!(
+            err("maxmemory-samples", "0"),
+            "argument must be between 1 and 64 inclusive"
+        );
+        assert_eq!(
+            err("maxclients", "0"),
+            "argument must be between 1 and 4294967295 inclusive"
+        );
+        assert_eq!(
+            err("proto-max-bulk-len", "1k"),
+            "argument must be between 1048576 and 9223372036854775807 inclusive"
+        );
+        assert_eq!(err("maxmemory", "lots"), "argument must be a memory value");
+        assert_eq!(
+            err("dir", "/nonexistent/percore"),
+            "No such file or directory"
+        );
+    }
+
+    #[test]
+    fn dir_is_absolute_and_help_lists_each_setting_once() {
+        let c = run(&[]).unwrap();
+        assert!(std::path::Path::new(&c.dir).is_absolute(), "{}", c.dir);
+        assert_eq!(
+            std::path::Path::new(&c.dir),
+            std::env::current_dir().unwrap().canonicalize().unwrap()
+        );
+        let help = usage();
+        for p in PARAMS {
+            let flag = format!("  --{} ", p.name);
+            assert_eq!(help.matches(&flag).count(), 1, "{flag} in --help");
+        }
     }
 
     #[test]

@@ -122,7 +122,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             .await;
         return;
     }
-    if cfg.protected_mode && cfg.requirepass.is_none() && !addr.ip().is_loopback() {
+    // A dual-stack listener (`bind ::`) sees IPv4 clients as ::ffff:a.b.c.d.
+    if cfg.protected_mode && cfg.requirepass.is_none() && !addr.ip().to_canonical().is_loopback() {
         global
             .rejected_connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -324,6 +325,7 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
+        self.core.replies.pass().await;
         let written = stream.write_all(&self.out).await;
         {
             let mut st = self.core.stats.borrow_mut();

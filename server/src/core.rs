@@ -58,7 +58,12 @@ pub struct Global {
     /// Process allocation when every shard was ready (used_memory_startup).
     pub startup_allocated: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// Every core closes its clients and listeners and the process exits; set once a
+    /// shutdown has gone ahead (its final save, if any, done).
     pub shutdown: AtomicBool,
+    /// SIGTERM or SIGINT asked for a shutdown (the signal's number; 0: none). Core 0's
+    /// background tick takes it up, saves when `save` points are set, then sets `shutdown`.
+    pub shutdown_signal: std::sync::atomic::AtomicI32,
     /// A SAVE is running (one at a time).
     pub saving: AtomicBool,
     pub last_save_ok: AtomicBool,
@@ -360,6 +365,48 @@ pub struct Core {
     /// This core itself, for work a message starts on it that outlives the message
     /// (a background save).
     pub me: std::rc::Weak<Core>,
+    /// Closed while a shutdown saves its final snapshot: no reply leaves this core, so no
+    /// write is acknowledged that the snapshot may not hold.
+    pub replies: ReplyGate,
+    /// This core's listening sockets (RESP and metrics), shut down before the process exits
+    /// so that the port is free at once for the next start.
+    pub listeners: RefCell<Vec<crate::runtime::ListenerCloser>>,
+}
+
+/// A gate connections pass before writing replies: open except during a shutdown's final
+/// save. Passing an open gate costs one `Cell` read; a closed one parks the connection
+/// (one waker per connection at most) until it opens, or for good when the process exits.
+#[derive(Default)]
+pub struct ReplyGate {
+    closed: Cell<bool>,
+    waiting: RefCell<Vec<std::task::Waker>>,
+}
+
+impl ReplyGate {
+    pub fn close(&self) {
+        self.closed.set(true);
+    }
+
+    pub fn open(&self) {
+        self.closed.set(false);
+        for w in self.waiting.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the gate is open.
+    pub fn pass(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if !self.closed.get() {
+                return std::task::Poll::Ready(());
+            }
+            let mut waiting = self.waiting.borrow_mut();
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+    }
 }
 
 /// Who ran a command, as the slow log names it; resolved only for slow commands.

@@ -126,8 +126,11 @@ fn check_memlock(shards: usize, io_memory: usize) -> Result<(), String> {
     ))
 }
 
-/// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) and waits for them on a
-/// thread of their own, turning them into a shutdown request.
+/// Blocks SIGINT, SIGTERM and SIGHUP in every thread (threads inherit the mask) and waits
+/// for them on a thread of their own, as Redis treats them: TERM and INT ask for a shutdown
+/// (core 0 saves first when `save` points are set), a second INT while it runs exits at once,
+/// and HUP is logged and ignored (Redis ignores it; a daemon's terminal going away must not
+/// stop the server).
 fn handle_signals(global: Arc<Global>) {
     // SAFETY: sigset operations on a set we own; pthread_sigmask affects only this thread
     // (and threads it creates afterwards).
@@ -136,6 +139,7 @@ fn handle_signals(global: Arc<Global>) {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     std::thread::Builder::new()
@@ -143,38 +147,140 @@ fn handle_signals(global: Arc<Global>) {
         .spawn(move || loop {
             let mut sig: libc::c_int = 0;
             // SAFETY: sigwait reads the set built above and writes the signal number.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                let name = if sig == libc::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                log::notice(&format!("Received {name} scheduling shutdown..."));
-                global.shutdown.store(true, Ordering::SeqCst);
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
             }
+            if sig == libc::SIGHUP {
+                log::notice("Received SIGHUP: ignored (percore reloads nothing on SIGHUP; change settings with CONFIG SET, or restart)");
+                continue;
+            }
+            let pending = global.shutdown_signal.swap(sig, Ordering::SeqCst);
+            if pending != 0 && sig == libc::SIGINT {
+                // Ctrl+C twice: the user wants out now, without the final save. The previous
+                // snapshot set stays whole; the next save removes this one's partial files.
+                log::warn("You insist... exiting now.");
+                std::process::exit(1);
+            }
+            let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            log::warn(&format!("Received {name} scheduling shutdown..."));
         })
         .expect("spawning the signal thread at start");
 }
 
-/// Raises the open-files limit to fit `maxclients` (as Redis does), warning when the hard
-/// limit does not allow it.
-fn raise_nofile(maxclients: usize) {
-    let want = maxclients as u64 + 64;
+/// Descriptors percore keeps for itself besides its clients: Redis's 32 (listeners,
+/// snapshot files, logs), and per shard its io_uring rings, eventfds, timers and metrics
+/// scrapes.
+pub(crate) fn reserved_fds(shards: usize) -> u64 {
+    32 + 16 * shards as u64
+}
+
+/// How the open-files limit compares with what `maxclients` needs.
+enum OpenFiles {
+    Enough,
+    Raised {
+        from: u64,
+        to: u64,
+    },
+    /// The limit could only be raised to `limit`; `maxclients` clients fit.
+    Short {
+        limit: u64,
+        maxclients: usize,
+        error: String,
+    },
+}
+
+/// Raises RLIMIT_NOFILE to fit `maxclients` plus [`reserved_fds`], as Redis's
+/// adjustOpenFilesLimit: tries the whole need, then 16 fewer at a time down to the current
+/// limit, and reports how many clients fit when it cannot.
+fn fit_open_files(maxclients: usize, shards: usize) -> OpenFiles {
+    let reserved = reserved_fds(shards);
+    let want = maxclients as u64 + reserved;
     // SAFETY: getrlimit/setrlimit read and write the struct we own.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
-        return;
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return OpenFiles::Enough;
     }
-    let new = libc::rlimit {
-        rlim_cur: want.min(lim.rlim_max),
-        rlim_max: lim.rlim_max,
-    };
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) };
-    if new.rlim_cur < want {
-        log::warn(&format!(
-            "open files limit {} is below maxclients {maxclients} + 64: some clients will be refused. Raise LimitNOFILE (systemd) or ulimit -n.",
-            new.rlim_cur
-        ));
+    let old = lim.rlim_cur;
+    if old >= want {
+        return OpenFiles::Enough;
+    }
+    let mut best = want;
+    let mut error = String::new();
+    while best > old {
+        // Raise the hard limit too when allowed (CAP_SYS_RESOURCE); never lower it.
+        let try_lim = libc::rlimit {
+            rlim_cur: best,
+            rlim_max: best.max(lim.rlim_max),
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &try_lim) } == 0 {
+            break;
+        }
+        error = config::os_error_text(&std::io::Error::last_os_error());
+        best = best.saturating_sub(16).max(old);
+    }
+    if best >= want {
+        return OpenFiles::Raised {
+            from: old,
+            to: best,
+        };
+    }
+    OpenFiles::Short {
+        limit: best,
+        maxclients: best.saturating_sub(reserved) as usize,
+        error,
+    }
+}
+
+/// At start: fits `maxclients` to the descriptors the process may open, with Redis's log
+/// lines, or refuses to start when not even the reserve fits.
+fn fit_maxclients(cfg: &mut Config, shards: usize) -> Result<(), String> {
+    match fit_open_files(cfg.maxclients, shards) {
+        OpenFiles::Enough => Ok(()),
+        OpenFiles::Raised { from, to } => {
+            log::notice(&format!("Increased maximum number of open files to {to} (it was originally set to {from})."));
+            Ok(())
+        }
+        OpenFiles::Short { limit, maxclients: 0, .. } => Err(format!(
+            "Your current 'ulimit -n' of {limit} is not enough for the server to start. Please increase your open file limit to at least {}. Exiting.",
+            cfg.maxclients as u64 + reserved_fds(shards)
+        )),
+        OpenFiles::Short { limit, maxclients, error } => {
+            let need = cfg.maxclients as u64 + reserved_fds(shards);
+            log::warn(&format!("You requested maxclients of {} requiring at least {need} max file descriptors.", cfg.maxclients));
+            log::warn(&format!("Server can't set maximum open files to {need} because of OS error: {error}."));
+            log::warn(&format!("Current maximum open files is {limit}. maxclients has been reduced to {maxclients} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n' (LimitNOFILE under systemd)."));
+            cfg.maxclients = maxclients;
+            Ok(())
+        }
+    }
+}
+
+/// CONFIG SET maxclients: raises the open-files limit for `maxclients`, or answers Redis's
+/// error naming how many clients fit.
+pub(crate) fn check_maxclients(maxclients: usize, shards: usize) -> Result<(), String> {
+    match fit_open_files(maxclients, shards) {
+        OpenFiles::Short { maxclients: fit, .. } => Err(format!(
+            "The operating system is not able to handle the specified number of clients, try with {fit}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that nobody listens on `addr` with a plain bind (no SO_REUSEPORT, so it fails if
+/// any socket listens there). A previous percore that has just exited can hold its
+/// listening sockets for a few milliseconds more, while the kernel tears its io_uring rings
+/// down: AddrInUse is retried for up to a second before it is reported.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        // std's listener sets SO_REUSEADDR: connections in TIME-WAIT do not count.
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -199,7 +305,8 @@ fn run(cfg: Config) -> Result<(), String> {
     let n = if cfg.shards == 0 { auto } else { cfg.shards };
     let pin = n <= cpus.len();
     check_memlock(n, cfg.io_memory)?;
-    raise_nofile(cfg.maxclients);
+    let mut cfg = cfg;
+    fit_maxclients(&mut cfg, n)?;
     let binds: Vec<IpAddr> = cfg
         .bind
         .iter()
@@ -213,7 +320,7 @@ fn run(cfg: Config) -> Result<(), String> {
     // silently take half the connections. A plain bind first fails if anyone listens there.
     for ip in &binds {
         let addr = SocketAddr::new(*ip, cfg.port);
-        if let Err(e) = std::net::TcpListener::bind(addr) {
+        if let Err(e) = probe_bind(addr) {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 " (is another Redis or percore running on that port? choose another with --port)"
             } else {
@@ -241,7 +348,7 @@ fn run(cfg: Config) -> Result<(), String> {
         if cfg.metrics_port == cfg.port {
             return Err("metrics-port must differ from port: the RESP port refuses HTTP".into());
         }
-        std::net::TcpListener::bind(addr)
+        probe_bind(addr)
             .map_err(|e| format!("cannot listen on {addr} for metrics: {e} (choose another --metrics-port, or 0 for none)"))?;
         Some(addr)
     };
@@ -254,6 +361,7 @@ fn run(cfg: Config) -> Result<(), String> {
         startup_allocated: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),
         shutdown: AtomicBool::new(false),
+        shutdown_signal: std::sync::atomic::AtomicI32::new(0),
         saving: AtomicBool::new(false),
         last_save_ok: AtomicBool::new(true),
         last_save_ms: AtomicU64::new(crate::core::now_ms()),
@@ -300,6 +408,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 stats: RefCell::new(CoreStats::default()),
                 slowlog: RefCell::new(Default::default()),
                 latency: RefCell::new(Default::default()),
+                replies: Default::default(),
+                listeners: RefCell::new(Vec::new()),
             });
             {
                 let core = core.clone();
@@ -313,7 +423,10 @@ fn run(cfg: Config) -> Result<(), String> {
             for ip in &binds {
                 let addr = SocketAddr::new(*ip, cfg.port);
                 match runtime::Listener::bind(addr) {
-                    Ok(l) => listeners.push(l),
+                    Ok(l) => {
+                        core.listeners.borrow_mut().push(l.closer());
+                        listeners.push(l);
+                    }
                     Err(e) => {
                         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                             " (is another Redis or percore running on that port? choose another with --port)"
@@ -327,7 +440,10 @@ fn run(cfg: Config) -> Result<(), String> {
             }
             if let (0, Some(addr)) = (i, metrics_addr) {
                 match runtime::Listener::bind(addr) {
-                    Ok(l) => runtime::spawn(metrics::serve(core.clone(), l)),
+                    Ok(l) => {
+                        core.listeners.borrow_mut().push(l.closer());
+                        runtime::spawn(metrics::serve(core.clone(), l));
+                    }
                     Err(e) => {
                         let _ = ready.send(Err(format!("cannot listen on {addr} for metrics: {e}")));
                         return;
@@ -356,14 +472,9 @@ fn run(cfg: Config) -> Result<(), String> {
                 let core = core.clone();
                 runtime::spawn(async move {
                     loop {
-                        match l.accept().await {
-                            Ok(s) if !core.global.shutdown.load(Ordering::Relaxed) => runtime::spawn_connection(conn::serve(core.clone(), s)),
-                            Ok(_) => {}
-                            Err(e) => {
-                                // EMFILE and friends: keep serving existing clients, retry later.
-                                log::warn(&format!("accept failed: {e}"));
-                                runtime::sleep(Duration::from_millis(10)).await;
-                            }
+                        let s = l.next().await;
+                        if !core.global.shutdown.load(Ordering::Relaxed) {
+                            runtime::spawn_connection(conn::serve(core.clone(), s));
                         }
                     }
                 });
@@ -444,6 +555,19 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
         loop {
             let hz = bg.config.borrow().hz.max(1);
             runtime::sleep(Duration::from_millis(1000 / hz as u64)).await;
+            if bg.id == 0 && bg.global.shutdown_signal.load(Ordering::SeqCst) != 0 {
+                // SIGTERM/SIGINT: save if `save` points are set, then exit; a failed save
+                // keeps the server running, as Redis does.
+                if persist::shutdown(&bg, None, false).await.is_err() {
+                    let sig = bg.global.shutdown_signal.swap(0, Ordering::SeqCst);
+                    let name = if sig == libc::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    log::warn(&format!("{name} received but errors trying to shut down the server, check the logs for more information"));
+                }
+            }
             if bg.global.shutdown.load(Ordering::SeqCst) {
                 break;
             }
@@ -526,8 +650,11 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
         let _ = tx.send(());
     });
     let _ = rx.await;
-    // Shutdown: close this core's clients, then report; the main thread exits once every
-    // core has done so.
+    // Shutdown: stop listening (so the port is free for the next start at once), close this
+    // core's clients, then report; the main thread exits once every core has done so.
+    for l in core.listeners.borrow().iter() {
+        l.close();
+    }
     for h in core.clients.borrow().values() {
         h.kill();
     }

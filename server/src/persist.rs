@@ -130,6 +130,66 @@ fn file_name(cfg: &Config, id: u64, shard: usize, shards: usize) -> String {
     format!("{}-{id}-{shard}-of-{shards}.pcs", cfg.dbfilename)
 }
 
+/// Whether `name` is one of this configuration's set files, finished or not
+/// (`<dbfilename>-<id>-<shard>-of-<shards>.pcs`, optionally `.tmp`).
+fn is_set_file(cfg: &Config, name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(cfg.dbfilename.as_str())
+        .and_then(|r| r.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let Some(rest) = rest
+        .strip_suffix(".pcs.tmp")
+        .or_else(|| rest.strip_suffix(".pcs"))
+    else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits(parts.next())
+        && digits(parts.next())
+        && parts.next() == Some("of")
+        && digits(parts.next())
+        && parts.next().is_none()
+}
+
+/// Removes set files that the current manifest does not name: what an interrupted save
+/// (a crash, a second SIGINT, a full disk) left behind. Nothing is removed when there is a
+/// manifest that cannot be read.
+fn remove_stale_files(cfg: &Config, current: Option<&Manifest>) {
+    let Ok(entries) = std::fs::read_dir(&cfg.dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let listed = current.is_some_and(|m| m.files.iter().any(|f| f.name == name));
+        let manifest_tmp = name == format!("{}.manifest.tmp", cfg.dbfilename);
+        if (is_set_file(cfg, name) && !listed) || manifest_tmp {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    crate::log::notice(&format!("removed {name}, left by an unfinished save"))
+                }
+                Err(err) => crate::log::warn(&format!("cannot remove {name}: {err}")),
+            }
+        }
+    }
+}
+
+/// Removes every file a failed save of set `id` may have left, finished or not.
+fn remove_set_files(cfg: &Config, id: u64, shards: usize) {
+    for shard in 0..shards {
+        let name = file_name(cfg, id, shard, shards);
+        let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&name));
+        let _ = std::fs::remove_file(Path::new(&cfg.dir).join(name + ".tmp"));
+    }
+    let mut tmp = manifest_path(cfg).into_os_string();
+    tmp.push(".tmp");
+    let _ = std::fs::remove_file(tmp);
+}
+
 /// The current set's manifest, if there is one.
 pub fn read_manifest(cfg: &Config) -> Result<Option<Manifest>, String> {
     let path = manifest_path(cfg);
@@ -160,7 +220,13 @@ struct Started {
 async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     let cfg = core.config.borrow().clone();
     std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("ERR {}: {e}", cfg.dir))?;
-    let previous = read_manifest(&cfg).ok().flatten();
+    let previous = match read_manifest(&cfg) {
+        Ok(m) => {
+            remove_stale_files(&cfg, m.as_ref());
+            m
+        }
+        Err(_) => None,
+    };
     let now = now_ms();
     // Ids only grow, even if the clock steps back.
     let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
@@ -195,11 +261,22 @@ async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
 }
 
 /// Waits for every shard's file, then writes the manifest.
+/// A failed save removes every file it wrote.
 async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
-    let (files, dirty) = gather(&set.cfg, set.pending).await?;
-    finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await?;
-    Ok(set.id)
+    let shards = set.pending.len();
+    let r = match gather(set.pending).await {
+        Ok((files, dirty)) => {
+            finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await
+        }
+        Err(e) => Err(e),
+    };
+    if r.is_err() {
+        remove_set_files(&set.cfg, set.id, shards);
+    }
+    r.map(|()| set.id)
 }
+
+const IN_PROGRESS: &str = "ERR Background save already in progress";
 
 /// SAVE: a snapshot of every shard, written at full speed; answers when the set is on disk.
 /// Unlike Redis's SAVE it does not stop the server: the snapshot is point in time by
@@ -207,7 +284,7 @@ async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
 pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
     let g = &core.global;
     if g.saving.swap(true, Ordering::SeqCst) {
-        return Err("ERR Background save already in progress".into());
+        return Err(IN_PROGRESS.into());
     }
     let started = std::time::Instant::now();
     let r = match start_set(core, false).await {
@@ -224,6 +301,44 @@ pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
         Err(e) => crate::log::warn(&format!("SAVE failed: {e}")),
     }
     r
+}
+
+/// SHUTDOWN, and SIGTERM/SIGINT: saves when `save` asks (by default, when `save` points
+/// are set), then lets every core close. While the final snapshot is taken no core writes a
+/// reply, so every write a client saw acknowledged is in it; the gates close on all cores
+/// before any snapshot begins, so a command acknowledged on one core cannot have run on
+/// another after that core's snapshot point. A failed save (without `force`) cancels the
+/// shutdown and opens the gates again, as Redis keeps serving then.
+pub async fn shutdown(core: &Rc<Core>, save: Option<bool>, force: bool) -> Result<(), String> {
+    let save = save.unwrap_or_else(|| !core.config.borrow().save.is_empty());
+    if save {
+        call_all(core, |c: &Core| c.replies.close()).await;
+        // A BGSAVE under way does not hold the writes made since it began: wait for it to
+        // end, then take the final snapshot.
+        let mut waited = false;
+        let r = loop {
+            match self::save(core).await {
+                Err(e) if e == IN_PROGRESS => {
+                    if !std::mem::replace(&mut waited, true) {
+                        crate::log::notice(
+                            "Waiting for the background save to end before the final save...",
+                        );
+                    }
+                    runtime::sleep(Duration::from_millis(10)).await;
+                }
+                r => break r,
+            }
+        };
+        if let Err(e) = r {
+            crate::log::warn(&format!("Error trying to save the DB, can't exit: {e}"));
+            if !force {
+                call_all(core, |c: &Core| c.replies.open()).await;
+                return Err(e);
+            }
+        }
+    }
+    core.global.shutdown.store(true, Ordering::SeqCst);
+    Ok(())
 }
 
 /// Writes the manifest of a set whose files are all in place, then removes the previous
@@ -261,10 +376,8 @@ async fn finish_set(
     Ok(())
 }
 
-/// Collects the shards' results: their files, or the first error (removing the files that
-/// were written).
+/// Collects the shards' results: their files, or the first error.
 async fn gather(
-    cfg: &Config,
     pending: Vec<(
         u64,
         futures_channel::oneshot::Receiver<Result<SetFile, String>>,
@@ -286,9 +399,6 @@ async fn gather(
         }
     }
     if let Some(e) = first_error {
-        for f in &files {
-            let _ = std::fs::remove_file(Path::new(&cfg.dir).join(&f.name));
-        }
         return Err(e);
     }
     Ok((files, dirty))
@@ -385,7 +495,7 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
             g.bgsave_scheduled.store(true, Ordering::SeqCst);
             return Ok("Background saving scheduled");
         }
-        return Err("ERR Background save already in progress".into());
+        return Err(IN_PROGRESS.into());
     }
     let set = match start_set(core, true).await {
         Ok(set) => set,
@@ -675,6 +785,25 @@ pub fn check(cfg: &Config) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_files_are_recognised_by_name_only_for_this_dbfilename() {
+        let cfg = Config::default();
+        for yes in ["percore-17-0-of-2.pcs", "percore-17-1-of-2.pcs.tmp"] {
+            assert!(is_set_file(&cfg, yes), "{yes}");
+        }
+        for no in [
+            "percore.manifest",
+            "percore-17-0-of-2.pcs.bak",
+            "percore-x-0-of-2.pcs",
+            "percore-17-0-2.pcs",
+            "percore-17-0-of-2-3.pcs",
+            "other-17-0-of-2.pcs",
+            "percore--0-of-2.pcs",
+        ] {
+            assert!(!is_set_file(&cfg, no), "{no}");
+        }
+    }
 
     #[test]
     fn manifests_round_trip_and_reject_damage() {

@@ -336,18 +336,126 @@ pub async fn yield_if_needed() {
 
 /// A listening socket on this core (SO_REUSEPORT: every core binds the same address and the
 /// kernel spreads connections across them).
-pub struct Listener(glommio::net::TcpListener);
+pub struct Listener {
+    inner: glommio::net::TcpListener,
+    fd: RawFd,
+    /// Set when [`ListenerCloser::close`] shut the socket down.
+    closed: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Accept errors not yet logged, and when the last line was written.
+    unlogged: std::cell::Cell<u64>,
+    logged_at: std::cell::Cell<Option<Instant>>,
+}
+
+/// Shuts a core's listener down at exit; see [`Listener::closer`].
+pub struct ListenerCloser {
+    fd: RawFd,
+    closed: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl ListenerCloser {
+    /// Stops listening now: the port is free for the next start as soon as this returns,
+    /// even though io_uring still holds a reference to the socket until the ring is torn
+    /// down after the process exits (closing the descriptor alone leaves the socket in
+    /// LISTEN for that while, and the next start cannot bind).
+    pub fn close(&self) {
+        if !self.closed.replace(true) {
+            // SAFETY: the descriptor belongs to a Listener that is never dropped once a
+            // closer exists (Listener::next parks forever after the close instead of
+            // returning), so it is still open and still this socket. shutdown(2) does not
+            // close or reuse the descriptor.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+}
+
+/// Accept errors are logged at most once per this period, with a count of the others: a
+/// descriptor shortage otherwise fails every accept attempt, 100 a second per core.
+const ACCEPT_ERROR_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 impl Listener {
+    /// Binds with SO_REUSEADDR (connections of a previous run in TIME-WAIT on this port do
+    /// not stop a restart, as with Redis) and SO_REUSEPORT.
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
-        glommio::net::TcpListener::bind(addr)
-            .map(Listener)
-            .map_err(io::Error::from)
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sk = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        sk.set_reuse_address(true)?;
+        sk.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            // `bind ::` serves IPv4 clients too (as ::ffff:a.b.c.d), as Redis's does.
+            let _ = sk.set_only_v6(false);
+        }
+        sk.bind(&addr.into())?;
+        sk.listen(1024)?;
+        // SAFETY: the descriptor is a bound, listening TCP socket that we own and hand over
+        // whole: nothing else closes it.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(sk);
+        let inner =
+            unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Listener {
+            inner,
+            fd,
+            closed: Default::default(),
+            unlogged: std::cell::Cell::new(0),
+            logged_at: std::cell::Cell::new(None),
+        })
     }
 
-    pub async fn accept(&self) -> io::Result<Stream> {
-        let s = self.0.accept().await.map_err(io::Error::from)?;
-        Ok(Stream(s))
+    /// The handle that shuts this listener down at exit.
+    pub fn closer(&self) -> ListenerCloser {
+        ListenerCloser {
+            fd: self.fd,
+            closed: self.closed.clone(),
+        }
+    }
+
+    /// The next accepted connection. Errors (EMFILE when descriptors run out, ECONNABORTED)
+    /// are logged at most once per [`ACCEPT_ERROR_LOG_PERIOD`] and retried after 10 ms;
+    /// the clients keep waiting in the backlog meanwhile. After the listener was closed this
+    /// never returns (the process is exiting).
+    pub async fn next(&self) -> Stream {
+        loop {
+            match self.inner.accept().await {
+                Ok(s) => return Stream(s),
+                Err(_) if self.closed.get() => std::future::pending::<()>().await,
+                Err(e) => {
+                    self.note_error(&io::Error::from(e));
+                    sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    fn note_error(&self, e: &io::Error) {
+        let due = self
+            .logged_at
+            .get()
+            .is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_PERIOD);
+        if !due {
+            self.unlogged.set(self.unlogged.get() + 1);
+            return;
+        }
+        let more = self.unlogged.replace(0);
+        let hint = if e.raw_os_error() == Some(libc::EMFILE)
+            || e.raw_os_error() == Some(libc::ENFILE)
+        {
+            "; clients wait until descriptors free up: raise 'ulimit -n' (LimitNOFILE) or lower maxclients"
+        } else {
+            ""
+        };
+        let addr = self
+            .inner
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        crate::log::warn(&format!(
+            "accepting a client connection on {addr}: {e}{hint} ({more} more such errors in the last {} s)",
+            ACCEPT_ERROR_LOG_PERIOD.as_secs()
+        ));
+        self.logged_at.set(Some(Instant::now()));
     }
 }
 
