@@ -11,6 +11,14 @@
 //! adds is under `percore_` (per-shard keys, memory, commands, queue depth, cross-shard
 //! batches and their sizes, per-command latency histograms).
 //!
+//! The text format wants each family written once: one `# HELP`, one `# TYPE`, then all its
+//! samples together (Prometheus's parser refuses a second HELP line for a name). `Families`
+//! keeps that invariant whatever order `render` adds samples in: a sample joins its family
+//! wherever it stands, so per-database, per-event or per-shard loops may visit families in
+//! any order. (Relying on each loop to keep a family's samples adjacent was the rejected
+//! alternative: the per-database loop once wrote three families per database, and the
+//! exposition broke as soon as two databases held keys.)
+//!
 //! Bounds: at most 16 scrapes at once (16 more are read and refused with 503, any beyond are
 //! closed), requests of at most 8 KiB, 5 s to send the request; the connection closes after
 //! one response.
@@ -25,6 +33,7 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -41,36 +50,29 @@ pub async fn serve(core: Rc<Core>, listener: Listener) {
     let active = Rc::new(Cell::new(0usize));
     let refusing = Rc::new(Cell::new(0usize));
     loop {
-        match listener.accept().await {
-            Ok(mut stream) => {
-                let (core, active, refusing) = (core.clone(), active.clone(), refusing.clone());
-                runtime::spawn(async move {
-                    if active.get() >= MAX_SCRAPES {
-                        if refusing.get() >= MAX_SCRAPES {
-                            return;
-                        }
-                        refusing.set(refusing.get() + 1);
-                        let _ = read_head(&mut stream).await;
-                        respond(
-                            stream,
-                            "503 Service Unavailable",
-                            "text/plain",
-                            b"too many concurrent scrapes\n",
-                        )
-                        .await;
-                        refusing.set(refusing.get() - 1);
-                        return;
-                    }
-                    active.set(active.get() + 1);
-                    handle(&core, stream).await;
-                    active.set(active.get() - 1);
-                });
+        let mut stream = listener.next().await;
+        let (core, active, refusing) = (core.clone(), active.clone(), refusing.clone());
+        runtime::spawn(async move {
+            if active.get() >= MAX_SCRAPES {
+                if refusing.get() >= MAX_SCRAPES {
+                    return;
+                }
+                refusing.set(refusing.get() + 1);
+                let _ = read_head(&mut stream).await;
+                respond(
+                    stream,
+                    "503 Service Unavailable",
+                    "text/plain",
+                    b"too many concurrent scrapes\n",
+                )
+                .await;
+                refusing.set(refusing.get() - 1);
+                return;
             }
-            Err(e) => {
-                crate::log::warn(&format!("metrics endpoint: accept failed: {e}"));
-                runtime::sleep(Duration::from_millis(10)).await;
-            }
-        }
+            active.set(active.get() + 1);
+            handle(&core, stream).await;
+            active.set(active.get() - 1);
+        });
     }
 }
 
@@ -160,8 +162,14 @@ async fn respond(mut stream: Stream, status: &str, content_type: &str, body: &[u
     let _ = stream.write_all(&out).await;
 }
 
-/// Families under construction, in exposition order.
-struct Families(Vec<MetricFamily>);
+/// Families under construction, in the order of their first sample, each holding all its
+/// samples in the order they were added; `index` finds a family by name. Scrape path only:
+/// a few allocations per sample, nothing on the command path.
+#[derive(Default)]
+struct Families {
+    list: Vec<MetricFamily>,
+    index: HashMap<&'static str, usize>,
+}
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
     pairs
@@ -176,21 +184,30 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
 }
 
 impl Families {
-    fn family(&mut self, name: &str, help: &str, ty: MetricType) -> &mut MetricFamily {
-        if self.0.last().is_none_or(|f| f.get_name() != name) {
+    /// The family `name`, created on first use. Its help and type are fixed then: every
+    /// later sample of `name` must bring the same (one family, one declaration).
+    fn family(&mut self, name: &'static str, help: &str, ty: MetricType) -> &mut MetricFamily {
+        let Families { list, index } = self;
+        let i = *index.entry(name).or_insert_with(|| {
             let mut f = MetricFamily::default();
             f.set_name(name.to_string());
             f.set_help(help.to_string());
             f.set_field_type(ty);
-            self.0.push(f);
-        }
-        self.0.last_mut().expect("just pushed")
+            list.push(f);
+            list.len() - 1
+        });
+        let f = &mut list[i];
+        debug_assert!(
+            f.get_help() == help && f.get_field_type() == ty,
+            "{name}: two declarations for one family"
+        );
+        f
     }
 
     /// Adds one sample, labelled `pairs`, whose value `fill` sets.
     fn sample(
         &mut self,
-        name: &str,
+        name: &'static str,
         help: &str,
         ty: MetricType,
         pairs: &[(&str, &str)],
@@ -202,7 +219,7 @@ impl Families {
         self.family(name, help, ty).mut_metric().push(m);
     }
 
-    fn gauge(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
+    fn gauge(&mut self, name: &'static str, help: &str, pairs: &[(&str, &str)], v: f64) {
         self.sample(name, help, MetricType::GAUGE, pairs, |m| {
             let mut g = Gauge::default();
             g.set_value(v);
@@ -210,7 +227,7 @@ impl Families {
         });
     }
 
-    fn counter(&mut self, name: &str, help: &str, pairs: &[(&str, &str)], v: f64) {
+    fn counter(&mut self, name: &'static str, help: &str, pairs: &[(&str, &str)], v: f64) {
         self.sample(name, help, MetricType::COUNTER, pairs, |m| {
             let mut c = Counter::default();
             c.set_value(v);
@@ -221,7 +238,7 @@ impl Families {
     /// `buckets`: (upper bound, cumulative count), ascending.
     fn histogram(
         &mut self,
-        name: &str,
+        name: &'static str,
         help: &str,
         pairs: &[(&str, &str)],
         buckets: &[(f64, u64)],
@@ -241,6 +258,15 @@ impl Families {
             m.set_histogram(h)
         });
     }
+
+    /// The text exposition: each family once, its samples together.
+    fn encode(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.list, &mut out)
+            .expect("metric names and labels are static and valid");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
 }
 
 /// Latency histogram buckets: 2^k ns for k = 10..=33 (1 µs to 8.6 s), exact edges of the
@@ -249,7 +275,7 @@ const LATENCY_POW2: std::ops::RangeInclusive<u32> = 10..=33;
 
 /// The whole exposition for one gathered state.
 pub fn render(g: &Gathered) -> String {
-    let mut f = Families(Vec::new());
+    let mut f = Families::default();
     let gl = &g.global;
     f.gauge(
         "redis_up",
@@ -463,9 +489,49 @@ pub fn render(g: &Gathered) -> String {
             h.sum_ns as f64 / 1e9,
         );
     }
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&f.0, &mut out)
-        .expect("metric names and labels are static and valid");
-    String::from_utf8(out).expect("the text encoder writes UTF-8")
+    f.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_samples_make_one_family_each() {
+        let mut f = Families::default();
+        for db in ["db0", "db3", "db15"] {
+            f.gauge("keys", "Keys.", &[("db", db)], 1.0);
+            f.counter("hits_total", "Hits.", &[("db", db)], 2.0);
+            f.histogram("size", "Size.", &[("db", db)], &[(1.0, 3)], 3, 0.5);
+        }
+        assert_eq!(
+            f.encode(),
+            concat!(
+                "# HELP keys Keys.\n",
+                "# TYPE keys gauge\n",
+                "keys{db=\"db0\"} 1\n",
+                "keys{db=\"db3\"} 1\n",
+                "keys{db=\"db15\"} 1\n",
+                "# HELP hits_total Hits.\n",
+                "# TYPE hits_total counter\n",
+                "hits_total{db=\"db0\"} 2\n",
+                "hits_total{db=\"db3\"} 2\n",
+                "hits_total{db=\"db15\"} 2\n",
+                "# HELP size Size.\n",
+                "# TYPE size histogram\n",
+                "size_bucket{db=\"db0\",le=\"1\"} 3\n",
+                "size_bucket{db=\"db0\",le=\"+Inf\"} 3\n",
+                "size_sum{db=\"db0\"} 0.5\n",
+                "size_count{db=\"db0\"} 3\n",
+                "size_bucket{db=\"db3\",le=\"1\"} 3\n",
+                "size_bucket{db=\"db3\",le=\"+Inf\"} 3\n",
+                "size_sum{db=\"db3\"} 0.5\n",
+                "size_count{db=\"db3\"} 3\n",
+                "size_bucket{db=\"db15\",le=\"1\"} 3\n",
+                "size_bucket{db=\"db15\",le=\"+Inf\"} 3\n",
+                "size_sum{db=\"db15\"} 0.5\n",
+                "size_count{db=\"db15\"} 3\n",
+            )
+        );
+    }
 }
