@@ -16,13 +16,20 @@
 
 /// The longest inline request or multibulk/bulk header line Redis accepts (PROTO_INLINE_MAX_SIZE).
 pub const INLINE_MAX_SIZE: usize = 64 * 1024;
-/// Most arguments in one multibulk request (Redis: 1024*1024).
-pub const MAX_MULTIBULK_LEN: i64 = 1024 * 1024;
+/// Most arguments in one multibulk request: Redis 7.0 refuses a count above `INT_MAX`
+/// (`processMultibulkBuffer`). The count is never trusted for an allocation: the argument
+/// vector grows as arguments arrive, so a client declaring 2^31 - 1 arguments and sending
+/// nothing costs nothing, and the query buffer limit bounds what one that sends them costs.
+pub const MAX_MULTIBULK_LEN: i64 = i32::MAX as i64;
 /// Redis's `proto-max-bulk-len` default: 512 MB.
 pub const DEFAULT_MAX_BULK_LEN: i64 = 512 * 1024 * 1024;
 /// Before AUTH succeeds (when a password is required) Redis allows only tiny requests.
 pub const UNAUTH_MAX_MULTIBULK_LEN: i64 = 10;
 pub const UNAUTH_MAX_BULK_LEN: i64 = 16384;
+/// Arguments the decoder's span vector reserves up front at most, and keeps between
+/// requests (Redis's `argv_len = min(multibulklen, 1024)`); beyond it, it grows as arguments
+/// arrive and is released after a larger request.
+const ARGS_KEEP: usize = 1024;
 
 /// Limits applied while decoding; they can change per connection (AUTH) and at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +78,11 @@ pub enum Decoded {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
     InvalidMultibulkLength,
+    /// A count above [`UNAUTH_MAX_MULTIBULK_LEN`] before the client authenticated.
+    UnauthenticatedMultibulkLength,
     InvalidBulkLength,
+    /// A bulk longer than [`UNAUTH_MAX_BULK_LEN`] before the client authenticated.
+    UnauthenticatedBulkLength,
     ExpectedDollar(u8),
     UnbalancedQuotes,
     TooBigMbulkCount,
@@ -86,7 +97,13 @@ impl ProtocolError {
             ProtocolError::InvalidMultibulkLength => {
                 "ERR Protocol error: invalid multibulk length".into()
             }
+            ProtocolError::UnauthenticatedMultibulkLength => {
+                "ERR Protocol error: unauthenticated multibulk length".into()
+            }
             ProtocolError::InvalidBulkLength => "ERR Protocol error: invalid bulk length".into(),
+            ProtocolError::UnauthenticatedBulkLength => {
+                "ERR Protocol error: unauthenticated bulk length".into()
+            }
             ProtocolError::ExpectedDollar(c) => {
                 format!("ERR Protocol error: expected '$', got '{}'", *c as char)
             }
@@ -164,24 +181,24 @@ impl RequestDecoder {
             if eol > INLINE_MAX_SIZE {
                 return Err(ProtocolError::TooBigMbulkCount);
             }
-            let count =
-                crate::parse_i64(&buf[1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-            let max = if self.limits.authenticated {
-                MAX_MULTIBULK_LEN
-            } else {
-                UNAUTH_MAX_MULTIBULK_LEN
+            // Redis's order: a malformed or over-INT_MAX count first, then the
+            // unauthenticated limit (which applies only while authentication is required).
+            let count = match crate::parse_i64(&buf[1..eol]) {
+                Some(n) if n <= MAX_MULTIBULK_LEN => n,
+                _ => return Err(ProtocolError::InvalidMultibulkLength),
             };
-            if count > max {
-                return Err(ProtocolError::InvalidMultibulkLength);
+            if count > UNAUTH_MAX_MULTIBULK_LEN && !self.limits.authenticated {
+                return Err(ProtocolError::UnauthenticatedMultibulkLength);
             }
+            // No stale arguments may be visible after an empty frame, and a vector grown
+            // by one huge request is not kept for the small ones after it.
+            self.args.clear();
+            self.args.shrink_to(ARGS_KEEP);
             if count <= 0 {
-                // No stale arguments may be visible after an empty frame.
-                self.args.clear();
                 return Ok(Decoded::Empty { consumed: eol + 2 });
             }
-            self.args.clear();
             // Never trust a declared count for an allocation: grow as arguments arrive.
-            self.args.reserve((count as usize).min(1024));
+            self.args.reserve((count as usize).min(ARGS_KEEP));
             self.state = State::Multibulk {
                 remaining: count as usize,
                 pos: eol + 2,
@@ -194,8 +211,9 @@ impl RequestDecoder {
         else {
             unreachable!("state is Multibulk after the Start branch")
         };
-        let max_bulk = if self.limits.authenticated {
-            self.limits.max_bulk_len
+        let max_bulk = self.limits.max_bulk_len;
+        let unauth_max_bulk = if self.limits.authenticated {
+            i64::MAX
         } else {
             UNAUTH_MAX_BULK_LEN
         };
@@ -220,12 +238,17 @@ impl RequestDecoder {
                 return Err(ProtocolError::ExpectedDollar(got));
             }
             let len = match crate::parse_i64(&buf[pos + 1..eol]) {
-                Some(n) if (0..=max_bulk).contains(&n) => n as usize,
+                Some(n) if (0..=max_bulk).contains(&n) => n,
                 _ => {
                     self.reset();
                     return Err(ProtocolError::InvalidBulkLength);
                 }
             };
+            if len > unauth_max_bulk {
+                self.reset();
+                return Err(ProtocolError::UnauthenticatedBulkLength);
+            }
+            let len = len as usize;
             let start = eol + 2;
             // The bulk is followed by a CRLF that Redis skips without checking; so do we.
             let end = start + len + 2;
@@ -503,7 +526,7 @@ mod tests {
             Err(ProtocolError::InvalidMultibulkLength)
         );
         assert_eq!(
-            decode_all(b"*1048577\r\n"),
+            decode_all(b"*2147483648\r\n"),
             Err(ProtocolError::InvalidMultibulkLength)
         );
         assert_eq!(
@@ -533,24 +556,88 @@ mod tests {
         assert_eq!(decode_all(&big), Err(ProtocolError::TooBigMbulkCount));
     }
 
+    /// Redis 7.0's `processMultibulkBuffer`: before AUTH (when a password is required) a
+    /// count above 10 or a bulk above 16384 bytes has its own error, checked after the
+    /// checks that apply to everyone.
     #[test]
     fn unauthenticated_limits() {
-        let mut d = RequestDecoder::new(Limits {
-            authenticated: false,
-            ..Limits::default()
-        });
+        let unauth = || {
+            RequestDecoder::new(Limits {
+                authenticated: false,
+                ..Limits::default()
+            })
+        };
+        let cases: &[(&[u8], ProtocolError, &str)] = &[
+            (
+                b"*11\r\n",
+                ProtocolError::UnauthenticatedMultibulkLength,
+                "ERR Protocol error: unauthenticated multibulk length",
+            ),
+            (
+                b"*2147483648\r\n",
+                ProtocolError::InvalidMultibulkLength,
+                "ERR Protocol error: invalid multibulk length",
+            ),
+            (
+                b"*1\r\n$16385\r\n",
+                ProtocolError::UnauthenticatedBulkLength,
+                "ERR Protocol error: unauthenticated bulk length",
+            ),
+            (
+                b"*1\r\n$536870913\r\n",
+                ProtocolError::InvalidBulkLength,
+                "ERR Protocol error: invalid bulk length",
+            ),
+        ];
+        for (input, want, text) in cases {
+            let got = unauth().decode(&mut input.to_vec());
+            assert_eq!(got, Err(*want), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(want.message(), *text);
+        }
         assert_eq!(
-            d.decode(&mut b"*11\r\n".to_vec()),
-            Err(ProtocolError::InvalidMultibulkLength)
+            unauth().decode(&mut b"*10\r\n$16384\r\n".to_vec()),
+            Ok(Decoded::Incomplete {
+                need: 5 + 8 + 16386
+            })
         );
-        let mut d = RequestDecoder::new(Limits {
-            authenticated: false,
-            ..Limits::default()
-        });
+    }
+
+    /// Authenticated clients may declare up to INT_MAX arguments, as Redis 7.0 allows.
+    #[test]
+    fn counts_above_a_million_are_accepted() {
+        let n = 1024 * 1024 + 1;
+        let mut buf = format!("*{n}\r\n").into_bytes();
+        for _ in 0..n {
+            buf.extend_from_slice(b"$1\r\na\r\n");
+        }
+        let mut d = RequestDecoder::new(Limits::default());
         assert_eq!(
-            d.decode(&mut b"*1\r\n$16385\r\n".to_vec()),
-            Err(ProtocolError::InvalidBulkLength)
+            d.decode(&mut buf),
+            Ok(Decoded::Command {
+                consumed: buf.len()
+            })
         );
+        assert_eq!(d.args().len(), n);
+        // The next (small) request does not keep the vector the big one needed.
+        assert_eq!(
+            d.decode(&mut b"*1\r\n$4\r\nPING\r\n".to_vec()),
+            Ok(Decoded::Command { consumed: 14 })
+        );
+        assert!(d.args.capacity() <= ARGS_KEEP, "{}", d.args.capacity());
+    }
+
+    /// A declared count costs nothing until its arguments arrive.
+    #[test]
+    fn declared_count_allocates_nothing() {
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = b"*2147483647\r\n".to_vec();
+        assert_eq!(d.decode(&mut buf), Ok(Decoded::Incomplete { need: 14 }));
+        assert!(d.args.capacity() <= ARGS_KEEP, "{}", d.args.capacity());
+        // Arguments that do arrive are decoded as usual; the frame stays incomplete.
+        buf.extend_from_slice(b"$3\r\nSET\r\n$1\r\nk\r\n");
+        assert_eq!(d.decode(&mut buf), Ok(Decoded::Incomplete { need: 30 }));
+        assert_eq!(d.args().len(), 2);
+        assert!(d.args.capacity() <= ARGS_KEEP, "{}", d.args.capacity());
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         dbs: sh
             .dbs
             .iter()
-            .map(|d| (d.dict.len(), d.expires_count, d.avg_ttl_ms))
+            .map(|d| (d.dict.len(), d.expires_count, d.avg_ttl_ms()))
             .collect(),
         conns: c.clients.borrow().len(),
         stats: c.stats.borrow().clone(),

@@ -345,7 +345,7 @@ fn auth_is_required_when_a_password_is_set() {
     c3.send_raw(b"*20\r\n");
     assert_eq!(
         c3.read_reply(),
-        b"-ERR Protocol error: invalid multibulk length\r\n"
+        b"-ERR Protocol error: unauthenticated multibulk length\r\n"
     );
     assert!(c3.closed());
     let mut ok = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", srv.port))

@@ -36,7 +36,7 @@ fn malformed_frames_get_redis_errors_and_a_close() {
             "-ERR Protocol error: invalid bulk length\r\n",
         ),
         (
-            b"*99999999\r\n",
+            b"*2147483648\r\n",
             "-ERR Protocol error: invalid multibulk length\r\n",
         ),
         (

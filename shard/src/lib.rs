@@ -90,8 +90,9 @@ pub struct Db {
     pub expires_count: usize,
     /// Where the active expiry cycle resumes in this database.
     expire_cursor: u64,
-    /// Running average of the remaining TTL of sampled keys (INFO keyspace `avg_ttl`).
-    pub avg_ttl_ms: u64,
+    /// Running average of the remaining TTL of sampled keys, kept by the active expiry
+    /// cycle; read it through [`Db::avg_ttl_ms`].
+    avg_ttl_ms: u64,
 }
 
 impl Db {
@@ -101,6 +102,17 @@ impl Db {
             expires_count: 0,
             expire_cursor: 0,
             avg_ttl_ms: 0,
+        }
+    }
+
+    /// INFO keyspace's `avg_ttl`: 0 when no key has a deadline. Redis resets the average
+    /// when its expiry cycle finds no volatile key; answering 0 as soon as the last one is
+    /// gone (expired, deleted, persisted) also covers the time until the next cycle.
+    pub fn avg_ttl_ms(&self) -> u64 {
+        if self.expires_count == 0 {
+            0
+        } else {
+            self.avg_ttl_ms
         }
     }
 }
@@ -368,6 +380,9 @@ impl Shard {
             let dbi = self.expire_db;
             let d = &mut self.dbs[dbi];
             if d.expires_count == 0 {
+                // As Redis's activeExpireCycle: no volatile key, no average (the next
+                // volatile key starts a fresh one).
+                d.avg_ttl_ms = 0;
                 d.expire_cursor = 0;
                 self.expire_db = (self.expire_db + 1) % DB_COUNT;
                 visited_dbs += 1;
@@ -395,12 +410,12 @@ impl Shard {
                 }
             }
             if let Some(avg) = ttl_sum.checked_div(ttl_n) {
-                // Redis's smoothing: the new average weighs 2% of the sample per step.
-                d.avg_ttl_ms = if d.avg_ttl_ms == 0 {
-                    avg
-                } else {
-                    (d.avg_ttl_ms / 50) * 49 + avg / 50
-                };
+                // Redis's smoothing, integer divisions included: the previous estimate
+                // weighs 98%, the sample 2% (a first sample is smoothed with itself).
+                if d.avg_ttl_ms == 0 {
+                    d.avg_ttl_ms = avg;
+                }
+                d.avg_ttl_ms = (d.avg_ttl_ms / 50) * 49 + avg / 50;
             }
             d.expire_cursor = cursor;
             for k in doomed.drain(..) {
@@ -408,6 +423,11 @@ impl Shard {
                     d.expires_count -= 1;
                     step.expired += 1;
                 }
+            }
+            if d.expires_count == 0 {
+                // Redis's cycle repeats on a database whose sample was mostly expired and
+                // then finds it without volatile keys: the average goes in the same cycle.
+                d.avg_ttl_ms = 0;
             }
             if cursor == 0 {
                 self.expire_db = (self.expire_db + 1) % DB_COUNT;
@@ -548,5 +568,92 @@ impl Shard {
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;
         }
+    }
+}
+
+/// Runs commands against a shard with literal arguments and returns RESP2 replies (the
+/// unit tests of every command family use it).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ExecCtx, Shard, ShardConfig};
+    use percore_proto::{command::resolve, OwnedArgs, Protocol, ReplyWriter};
+
+    pub fn shard() -> Shard {
+        Shard::new(7, ShardConfig::default())
+    }
+
+    /// Executes `args` in database 0 at time `now_ms`; returns the raw reply.
+    pub fn run<T: AsRef<[u8]>>(sh: &mut Shard, now_ms: u64, args: &[T]) -> Vec<u8> {
+        let owned = OwnedArgs::from_slices(args);
+        let spec = resolve(&owned.args()).expect("a known command with a valid arity");
+        let mut out = Vec::new();
+        let ctx = ExecCtx { db: 0, now_ms };
+        sh.apply(
+            &ctx,
+            spec,
+            owned.args(),
+            &mut ReplyWriter::new(&mut out, Protocol::Resp2),
+        );
+        out
+    }
+
+    /// A reply as text, for readable assertion messages.
+    pub fn s(reply: &[u8]) -> String {
+        String::from_utf8_lossy(reply).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{run, shard};
+
+    const T0: u64 = 1_000_000;
+
+    /// Volatile keys `v0..v{n}` expiring at T0 + 10 s, and one key without a deadline.
+    fn with_volatile_keys(n: usize) -> crate::Shard {
+        let mut sh = shard();
+        run(&mut sh, T0, &["SET", "plain", "1"]);
+        for i in 0..n {
+            let k = format!("v{i}");
+            assert_eq!(
+                run(&mut sh, T0, &["SET", &k, "1", "PX", "10000"]),
+                b"+OK\r\n"
+            );
+        }
+        sh.expire_step(T0, 1024);
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 10_000 / 50 * 49 + 10_000 / 50);
+        sh
+    }
+
+    #[test]
+    fn avg_ttl_is_reset_once_every_volatile_key_has_expired() {
+        let mut sh = with_volatile_keys(20);
+        let later = T0 + 10_001;
+        let step = sh.expire_step(later, 1024);
+        assert_eq!(step.expired, 20);
+        assert_eq!(sh.dbs[0].expires_count, 0);
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 0);
+        // The stored average too: a new volatile key starts a fresh average.
+        run(&mut sh, later, &["SET", "w", "1", "PX", "5000"]);
+        sh.expire_step(later, 1024);
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 5_000);
+    }
+
+    #[test]
+    fn avg_ttl_is_reset_when_volatile_keys_are_deleted_or_persisted() {
+        let mut sh = with_volatile_keys(3);
+        run(&mut sh, T0, &["DEL", "v0", "v1"]);
+        assert_ne!(sh.dbs[0].avg_ttl_ms(), 0, "one volatile key is left");
+        run(&mut sh, T0, &["PERSIST", "v2"]);
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 0);
+        sh.expire_step(T0, 1024);
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 0);
+
+        // Expired but not yet reclaimed keys are found by lookups: the last one goes too.
+        let mut sh = with_volatile_keys(2);
+        let later = T0 + 10_001;
+        assert_eq!(run(&mut sh, later, &["GET", "v0"]), b"$-1\r\n");
+        assert_eq!(run(&mut sh, later, &["EXISTS", "v1"]), b":0\r\n");
+        assert_eq!(sh.dbs[0].avg_ttl_ms(), 0);
     }
 }

@@ -302,15 +302,35 @@ pub struct ScanOpts {
     pub type_name: Option<Vec<u8>>,
 }
 
-/// Parses a SCAN cursor as Redis's `parseScanCursorOrReply`.
+/// Parses a SCAN cursor as Redis 7.0's `parseScanCursorOrReply`, which calls
+/// `strtoul(s, &end, 10)` on the C string and accepts the result when the first byte is not
+/// a space, nothing follows the number and it did not overflow. So, byte for byte as Redis:
+/// - a sign is allowed, and a negative number wraps (`-1` is 18446744073709551615, `-0` is 0);
+/// - the argument ends at its first NUL byte (`"7\0x"` is 7), and an empty one is 0
+///   (no digits leave `end` at the start, which is then the terminating NUL);
+/// - leading zeros are fine; spaces, a lone sign, `0x…` and values above `u64::MAX` are not.
 pub fn parse_cursor(arg: &[u8]) -> Result<u64, &'static str> {
-    if arg.is_empty() || !arg.iter().all(u8::is_ascii_digit) {
+    let s = arg.split(|&c| c == 0).next().unwrap_or_default();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // Also refuses a leading space (Redis's `isspace` check) and a sign with no digits.
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(err::INVALID_CURSOR);
     }
-    std::str::from_utf8(arg)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(err::INVALID_CURSOR)
+    let mut v: u64 = 0;
+    for &c in digits {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((c - b'0') as u64))
+            .ok_or(err::INVALID_CURSOR)?;
+    }
+    Ok(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Parses SCAN's `[MATCH p] [COUNT n] [TYPE t]` starting at `a[from]`.
@@ -567,4 +587,78 @@ pub fn entry_with_deadline(value: Value, deadline_ms: u64, now_ms: u64) -> Entry
     let mut e = Entry::new(value, now_ms);
     e.expire_at_ms = deadline_ms;
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{run, s, shard};
+
+    /// Redis 7.0 parses the cursor with `strtoul`: signs are accepted and a negative
+    /// cursor wraps; the reply for such a cursor is an ordinary one.
+    #[test]
+    fn scan_cursor_follows_strtoul() {
+        assert_eq!(parse_cursor(b"0"), Ok(0));
+        assert_eq!(parse_cursor(b"007"), Ok(7));
+        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
+        assert_eq!(parse_cursor(b"-0"), Ok(0));
+        assert_eq!(parse_cursor(b"+5"), Ok(5));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_cursor(b"-18446744073709551615"), Ok(1));
+        assert_eq!(parse_cursor(b"-9223372036854775808"), Ok(1 << 63));
+        assert_eq!(parse_cursor(b""), Ok(0));
+        assert_eq!(parse_cursor(b"5\0x"), Ok(5));
+        assert_eq!(parse_cursor(b"\0xx"), Ok(0));
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"-18446744073709551616",
+            b"99999999999999999999999",
+            b" 1",
+            b"\t1",
+            b"1 ",
+            b"-",
+            b"+",
+            b"- 1",
+            b"--1",
+            b"0x10",
+            b"abc",
+            b"1.5",
+        ] {
+            assert_eq!(
+                parse_cursor(bad),
+                Err(err::INVALID_CURSOR),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn scan_with_negative_and_huge_cursors() {
+        let mut sh = shard();
+        let run = |sh: &mut Shard, now: u64, args: &[&str]| s(&run(sh, now, args));
+        // An empty database ends every walk at once, as Redis's dictScan does.
+        for c in ["-1", "-2", "18446744073709551615", "+0", ""] {
+            assert_eq!(
+                run(&mut sh, 1, &["SCAN", c]),
+                "*2\r\n$1\r\n0\r\n*0\r\n",
+                "SCAN {c:?}"
+            );
+        }
+        assert_eq!(
+            run(&mut sh, 1, &["SCAN", "18446744073709551616"]),
+            "-ERR invalid cursor\r\n"
+        );
+        assert_eq!(
+            run(&mut sh, 1, &["SCAN", "x", "COUNT", "0"]),
+            "-ERR invalid cursor\r\n",
+            "the cursor is checked before the options"
+        );
+        // With keys, an all-ones cursor visits the last bucket and the walk is complete
+        // (the increment in reverse-binary order carries out of every bit).
+        run(&mut sh, 1, &["SET", "a", "1"]);
+        run(&mut sh, 1, &["SET", "b", "2"]);
+        let r = run(&mut sh, 1, &["SCAN", "-1", "COUNT", "1"]);
+        assert!(r.starts_with("*2\r\n$1\r\n0\r\n*"), "{r:?}");
+    }
 }

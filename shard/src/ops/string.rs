@@ -245,6 +245,26 @@ fn check_len(sh: &Shard, total: u64) -> Result<(), &'static str> {
     }
 }
 
+/// Most spare room a growing string gets (Redis's `SDS_MAX_PREALLOC`, 1 MB).
+const MAX_PREALLOC: usize = 1024 * 1024;
+
+/// Makes room in `data` for `len` bytes as Redis's greedy `sdsMakeRoomFor` does: nothing
+/// when they fit, else a capacity of twice `len` below 1 MB and of `len` + 1 MB above.
+/// APPEND and SETRANGE grow through it, so repeated appends stay amortized O(1) while a
+/// large string gains at most 1 MB of slack (`Vec`'s own doubling would give a 64 MB string
+/// another 64 MB for a 1-byte append).
+fn make_room_for(data: &mut Vec<u8>, len: usize) {
+    if len <= data.capacity() {
+        return;
+    }
+    let cap = if len < MAX_PREALLOC {
+        len * 2
+    } else {
+        len.saturating_add(MAX_PREALLOC)
+    };
+    data.reserve_exact(cap - data.len());
+}
+
 pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let max = sh.config.proto_max_bulk_len as u64;
     let (key, add) = (&a[1], &a[2]);
@@ -259,7 +279,10 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             if e.value().str_len() as u64 + add.len() as u64 > max {
                 return out.error(err::TOO_BIG);
             }
-            let len = e.edit_raw(|data| data.extend_from_slice(add));
+            let len = e.edit_raw(|data| {
+                make_room_for(data, data.len() + add.len());
+                data.extend_from_slice(add);
+            });
             out.int(len as i64);
         }
     }
@@ -444,6 +467,7 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             }
             let len = e.edit_raw(|data| {
                 if data.len() < total as usize {
+                    make_room_for(data, total as usize);
                     data.resize(total as usize, 0);
                 }
                 data[offset as usize..total as usize].copy_from_slice(value);
@@ -596,6 +620,66 @@ pub fn lcs_reply(sa: &[u8], sb: &[u8], a: Args, max_bulk: i64, out: &mut ReplyWr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{run, shard};
+
+    fn memory_usage(sh: &mut Shard, key: &str) -> usize {
+        let r = run(sh, 1, &["MEMORY", "USAGE", key]);
+        let text = std::str::from_utf8(&r).unwrap();
+        text.trim_start_matches(':').trim_end().parse().unwrap()
+    }
+
+    #[test]
+    fn growth_follows_sds_make_room_for() {
+        let mut v = b"abc".to_vec();
+        make_room_for(&mut v, 3);
+        assert_eq!(v.capacity(), 3, "no growth when the bytes fit");
+        make_room_for(&mut v, 5);
+        assert_eq!(v.capacity(), 10, "doubled below 1 MB");
+        let mut v = vec![0u8; MAX_PREALLOC];
+        make_room_for(&mut v, MAX_PREALLOC + 1);
+        assert_eq!(v.capacity(), 2 * MAX_PREALLOC + 1, "+1 MB from 1 MB on");
+    }
+
+    /// APPEND of one byte to a 64 MB string costs at most 1 MB more, not another 64 MB.
+    #[test]
+    fn append_to_a_large_string_grows_by_at_most_1mb() {
+        const MB: usize = 1024 * 1024;
+        let mut sh = shard();
+        let big = vec![b'x'; 64 * MB];
+        assert_eq!(run(&mut sh, 1, &[&b"SET"[..], b"k", &big]), b"+OK\r\n");
+        drop(big);
+        let before = memory_usage(&mut sh, "k");
+        assert_eq!(
+            run(&mut sh, 1, &["APPEND", "k", "y"]),
+            format!(":{}\r\n", 64 * MB + 1).into_bytes()
+        );
+        let after = memory_usage(&mut sh, "k");
+        assert!(
+            after <= before + MB + 1,
+            "APPEND grew a 64 MB string from {before} to {after} bytes"
+        );
+        // Appends that fit in the slack do not reallocate.
+        assert_eq!(
+            run(&mut sh, 1, &["APPEND", "k", "zz"]),
+            format!(":{}\r\n", 64 * MB + 3).into_bytes()
+        );
+        assert_eq!(memory_usage(&mut sh, "k"), after);
+        // SETRANGE one byte past the end grows the same way.
+        let big = vec![b'x'; 64 * MB];
+        assert_eq!(run(&mut sh, 1, &[&b"SET"[..], b"r", &big]), b"+OK\r\n");
+        drop(big);
+        let before = memory_usage(&mut sh, "r");
+        let end = (64 * MB).to_string();
+        assert_eq!(
+            run(&mut sh, 1, &["SETRANGE", "r", &end, "y"]),
+            format!(":{}\r\n", 64 * MB + 1).into_bytes()
+        );
+        let after = memory_usage(&mut sh, "r");
+        assert!(
+            after <= before + MB + 1,
+            "SETRANGE grew a 64 MB string from {before} to {after} bytes"
+        );
+    }
 
     #[test]
     fn float_text_matches_redis_for_decimals() {
