@@ -251,15 +251,20 @@ mod tests {
     /// total does not.
     #[test]
     fn the_total_survives_frees_on_another_thread() {
-        let before = total_allocated();
-        let v: Vec<u8> = std::thread::spawn(|| vec![1u8; 8 << 20]).join().unwrap();
-        let during = total_allocated();
-        assert!(
-            (during - before - (8 << 20)).abs() < 1 << 20,
-            "{before} {during}"
-        );
-        std::thread::spawn(move || drop(v)).join().unwrap();
-        let after = total_allocated();
-        assert!((after - before).abs() < 1 << 20, "{before} {after}");
+        // Other tests of this binary allocate on their own threads meanwhile, so a round can
+        // be disturbed; accounting that is wrong fails every round.
+        let mut rounds = Vec::new();
+        for _ in 0..5 {
+            let before = total_allocated();
+            let v: Vec<u8> = std::thread::spawn(|| vec![1u8; 8 << 20]).join().unwrap();
+            let during = total_allocated();
+            std::thread::spawn(move || drop(v)).join().unwrap();
+            let after = total_allocated();
+            if (during - before - (8 << 20)).abs() < 1 << 20 && (after - before).abs() < 1 << 20 {
+                return;
+            }
+            rounds.push((before, during, after));
+        }
+        panic!("(before, during, after) in each round: {rounds:?}");
     }
 }

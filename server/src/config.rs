@@ -234,7 +234,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "metrics-bind", get: |c| c.metrics_bind.clone(), set: |c, v| { c.metrics_bind = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "maxmemory", get: |c| c.maxmemory.to_string(), set: |c, v| { c.maxmemory = memory_in(one(v)?, 0, u64::MAX as i128)?; Ok(()) }, mutable: true },
     Param { name: "maxmemory-policy", get: |c| c.evict.policy.name().into(), set: |c, v| { c.evict.policy = Policy::parse(one(v)?).ok_or("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")?; Ok(()) }, mutable: true },
-    Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { c.evict.samples = int_in(one(v)?, 1, 64)?; Ok(()) }, mutable: true },
+    Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { c.evict.samples = int_in(one(v)?, 1, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "lfu-log-factor", get: |c| c.evict.lfu_log_factor.to_string(), set: |c, v| { c.evict.lfu_log_factor = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "lfu-decay-time", get: |c| c.evict.lfu_decay_time.to_string(), set: |c, v| { c.evict.lfu_decay_time = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
@@ -532,7 +532,7 @@ mod tests {
         );
         assert_eq!(
             err("maxmemory-samples", "0"),
-            "argument must be between 1 and 64 inclusive"
+            "argument must be between 1 and 2147483647 inclusive"
         );
         assert_eq!(
             err("maxclients", "0"),

@@ -72,6 +72,10 @@ impl Policy {
     }
 }
 
+/// Keys sampled per database per eviction step, at most (`maxmemory-samples` above it is
+/// accepted, as Redis does, and sampled at this count).
+pub const MAX_SAMPLES: usize = 64;
+
 /// The eviction settings, with Redis's defaults.
 #[derive(Clone, Copy, Debug)]
 pub struct EvictConfig {
@@ -222,7 +226,9 @@ impl Shard {
     fn fill_pool(&mut self, now_ms: u64) {
         let cfg = self.config.evict;
         let volatile = cfg.policy.volatile_only();
-        let samples = cfg.samples.max(1);
+        // Redis accepts any count up to INT_MAX; sampling more than 64 keys per database
+        // buys no accuracy with the 16-candidate pool and would make one step unbounded.
+        let samples = cfg.samples.clamp(1, MAX_SAMPLES);
         for db in 0..self.dbs.len() {
             if self.dbs[db].dict.is_empty() || (volatile && self.dbs[db].expires_count == 0) {
                 continue;

@@ -335,3 +335,177 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 pub fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// How to start a `percore` beyond [`Server::percore`]: the exact argument list (nothing is
+/// added, so a config file may set the port), the working directory, a file that receives its
+/// stderr (the log), an open-files limit set in the child before exec, and the address the
+/// readiness probe uses (127.0.0.1 unless told).
+pub struct Launch {
+    port: u16,
+    args: Vec<String>,
+    cwd: Option<std::path::PathBuf>,
+    log: Option<std::path::PathBuf>,
+    nofile: Option<u64>,
+    ready_ip: std::net::IpAddr,
+}
+
+/// A start that ended before the server answered PING: its exit status (None: it never
+/// answered and was stopped) and what it wrote to its log file, if it had one.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: Option<std::process::ExitStatus>,
+    pub log: String,
+}
+
+impl Launch {
+    /// `percore <args>`, expected to answer on `port`.
+    pub fn percore(port: u16, args: &[&str]) -> Launch {
+        Launch {
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            cwd: None,
+            log: None,
+            nofile: None,
+            ready_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    pub fn cwd(mut self, dir: &std::path::Path) -> Launch {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Appends the server's stderr to `file` (created if missing), so that one file can
+    /// hold the logs of several successive servers.
+    pub fn log(mut self, file: &std::path::Path) -> Launch {
+        self.log = Some(file.to_path_buf());
+        self
+    }
+
+    /// RLIMIT_NOFILE soft = hard = `n` in the child.
+    pub fn nofile(mut self, n: u64) -> Launch {
+        self.nofile = Some(n);
+        self
+    }
+
+    pub fn ready_on(mut self, ip: std::net::IpAddr) -> Launch {
+        self.ready_ip = ip;
+        self
+    }
+
+    /// Starts the server and waits until it answers PING; panics with its exit status and
+    /// log if it does not.
+    pub fn start(self) -> Server {
+        let what = format!("percore {}", self.args.join(" "));
+        match self.try_start() {
+            Ok(s) => s,
+            Err(f) => panic!(
+                "`{what}` did not start: {}\n--- its log ---\n{}",
+                f.status
+                    .map_or("no answer within 20 s".to_string(), |s| s.to_string()),
+                f.log
+            ),
+        }
+    }
+
+    /// Starts the server and waits until it answers PING (or NOAUTH, or DENIED: it is up
+    /// all the same); a process that exits first, or never answers within 20 s, is a
+    /// [`StartFailure`] (and in the latter case is stopped).
+    pub fn try_start(self) -> Result<Server, StartFailure> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_percore"));
+        cmd.args(&self.args).stdout(Stdio::null());
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        match &self.log {
+            Some(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the server's log file");
+                cmd.stderr(f);
+            }
+            None => {
+                cmd.stderr(Stdio::null());
+            }
+        }
+        if let Some(n) = self.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: the closure runs in the forked child before exec and calls only
+            // setrlimit(2), which is async-signal-safe; `lim` is a copy owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("start server process");
+        let mut srv = Server {
+            port: self.port,
+            child,
+        };
+        let log = |path: &Option<std::path::PathBuf>| {
+            path.as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = srv.child.try_wait() {
+                return Err(StartFailure {
+                    status: Some(status),
+                    log: log(&self.log),
+                });
+            }
+            if let Ok(mut c) = TcpStream::connect((self.ready_ip, self.port)) {
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                if c.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if c.read_exact(&mut buf).is_ok()
+                        && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH" || &buf == b"-DENIED")
+                    {
+                        return Ok(srv);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                drop(srv);
+                return Err(StartFailure {
+                    status: None,
+                    log: log(&self.log),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Server {
+    /// Sends `sig` to the server if it is still running (a reaped pid could belong to
+    /// another process by now, so an exited server gets nothing).
+    pub fn signal(&mut self, sig: libc::c_int) {
+        if self.is_running() {
+            // SAFETY: kill(2) on our own child, which has not been reaped (try_wait said so).
+            unsafe { libc::kill(self.child.id() as i32, sig) };
+        }
+    }
+
+    /// Sends `sig` and waits up to `within` for the process to exit.
+    pub fn stop_with(
+        &mut self,
+        sig: libc::c_int,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.signal(sig);
+        self.wait_exit(within)
+    }
+}
