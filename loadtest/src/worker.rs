@@ -113,7 +113,7 @@ impl<'a> Worker<'a> {
         let ring = Ring::new(entries)?;
         let bufs = if cfg.multishot {
             let count = (n * 4).next_power_of_two().clamp(64, 32768) as u16;
-            match BufRing::register(&ring, 1, count, RECV_BUF) {
+            match BufRing::register(&ring.ring, 1, count, RECV_BUF) {
                 Ok(b) => Some(b),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => None,
                 Err(e) => return Err(e),
@@ -359,7 +359,13 @@ impl<'a> Worker<'a> {
                     let len = res as usize;
                     if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
                         let mut bufs = self.bufs.take().expect("provided buffers in use");
-                        self.on_data(i, bufs.data(bid, len), now);
+                        let Some(data) = bufs.data(bid, len) else {
+                            self.bufs = Some(bufs);
+                            return Err(io::Error::other(
+                                "the kernel named a receive buffer outside the ring",
+                            ));
+                        };
+                        self.on_data(i, data, now);
                         bufs.recycle(bid);
                         self.bufs = Some(bufs);
                     } else {

@@ -79,10 +79,14 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
         }
         Cmd::ClientInfo => {
+            conn.handle.info.borrow_mut().argv_mem = a.iter().map(|x| x.len()).sum();
             let line = conn.handle.describe(std::time::Instant::now()) + "\n";
             w.verbatim(b"txt", line.as_bytes());
         }
-        Cmd::ClientList => client_list(conn, a, &mut w).await,
+        Cmd::ClientList => {
+            conn.handle.info.borrow_mut().argv_mem = a.iter().map(|x| x.len()).sum();
+            client_list(conn, a, &mut w).await
+        }
         Cmd::ClientKill => client_kill(conn, a, &mut w).await,
         Cmd::ClientSetInfo => {
             let v = &a[3];

@@ -149,6 +149,11 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             last_cmd: "NULL",
             last_interaction: Instant::now(),
             qbuf: 0,
+            qbuf_free: 0,
+            rbs: 0,
+            argv_mem: 0,
+            reply_bytes: 0,
+            tot_mem: 0,
             no_evict: false,
             no_touch: false,
         }),
@@ -304,7 +309,20 @@ impl Conn {
                 filled = 0;
             }
             self.flush().await;
-            self.handle.info.borrow_mut().qbuf = filled - start;
+            {
+                let (ring_pending, ring_mem) = stream.input_bytes();
+                let mut info = self.handle.info.borrow_mut();
+                info.qbuf = filled - start + ring_pending;
+                info.qbuf_free = rbuf.len() - filled;
+                info.rbs = rbuf.len();
+                info.argv_mem = 0;
+                info.reply_bytes = self.out.len();
+                info.tot_mem = std::mem::size_of::<Conn>()
+                    + rbuf.capacity()
+                    + ring_mem
+                    + self.out.capacity()
+                    + self.scratch_out.capacity();
+            }
             if self.write_out(stream).await.is_err() {
                 return;
             }
@@ -326,13 +344,14 @@ impl Conn {
             return Ok(());
         }
         self.core.replies.pass().await;
-        let written = stream.write_all(&self.out).await;
         {
             let mut st = self.core.stats.borrow_mut();
             st.net_output_bytes += self.out.len() as u64;
             st.writes_processed += 1;
         }
-        self.out.clear();
+        // The buffer goes to the ring for the send and an empty one comes back.
+        let written = stream.send_owned(&mut self.out).await;
+        self.handle.info.borrow_mut().reply_bytes = 0;
         if self.out.capacity() > OUT_KEEP {
             self.out = Vec::with_capacity(MIN_READ);
         }

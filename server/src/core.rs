@@ -64,6 +64,9 @@ pub struct Global {
     /// SIGTERM or SIGINT asked for a shutdown (the signal's number; 0: none). Core 0's
     /// background tick takes it up, saves when `save` points are set, then sets `shutdown`.
     pub shutdown_signal: std::sync::atomic::AtomicI32,
+    /// Every shard has loaded its part of the snapshot: cores accept clients only then, so
+    /// no client sees a keyspace with some shards still empty.
+    pub serving: AtomicBool,
     /// A SAVE is running (one at a time).
     pub saving: AtomicBool,
     pub last_save_ok: AtomicBool,
@@ -218,10 +221,24 @@ pub struct ClientInfo {
     pub proto: Protocol,
     pub last_cmd: &'static str,
     pub last_interaction: Instant,
+    /// Unparsed input: in the read buffer, and received by the ring but not yet read.
     pub qbuf: usize,
+    /// Free room in the read buffer, and the buffer's size.
+    pub qbuf_free: usize,
+    pub rbs: usize,
+    /// Bytes of the arguments of the command running (set by CLIENT LIST/INFO for itself).
+    pub argv_mem: usize,
+    /// Replies waiting to be sent: the first 16 KiB, as Redis's fixed reply buffer (`obl`),
+    /// and the rest in 16 KiB blocks (`oll`, `omem`), as its reply list.
+    pub reply_bytes: usize,
+    /// Memory held by the connection: buffers' capacities and its own state.
+    pub tot_mem: usize,
     pub no_evict: bool,
     pub no_touch: bool,
 }
+
+/// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
+const REPLY_BLOCK: usize = 16 << 10;
 
 /// A connection as other code sees it: enough to list and to kill it.
 pub struct ClientHandle {
@@ -251,7 +268,7 @@ impl ClientHandle {
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -261,6 +278,14 @@ impl ClientHandle {
             now.duration_since(i.last_interaction).as_secs(),
             i.db,
             i.qbuf,
+            i.qbuf_free,
+            i.argv_mem,
+            i.rbs,
+            i.rbs,
+            i.reply_bytes.min(REPLY_BLOCK),
+            i.reply_bytes.saturating_sub(REPLY_BLOCK).div_ceil(REPLY_BLOCK),
+            i.reply_bytes.saturating_sub(REPLY_BLOCK),
+            i.tot_mem,
             i.last_cmd,
             if i.proto == Protocol::Resp3 { 3 } else { 2 },
             String::from_utf8_lossy(&i.lib_name),

@@ -30,6 +30,8 @@ pub struct CoreSnapshot {
     pub slowlog_len: usize,
     pub slowlog_last_id: Option<u64>,
     pub latency: LatencyMonitor,
+    /// The core's network ring counters.
+    pub ring: crate::runtime::NetStats,
 }
 
 fn snapshot(c: &Core) -> CoreSnapshot {
@@ -58,6 +60,7 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         slowlog_len: slowlog.entries.len(),
         slowlog_last_id: slowlog.entries.front().map(|e| e.id),
         latency: c.latency.borrow().clone(),
+        ring: crate::runtime::net_stats(),
     }
 }
 
@@ -477,13 +480,18 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             let keys: usize = s.dbs.iter().map(|d| d.0).sum();
             let _ = write!(
                 body,
-                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={}\r\n",
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_waits={},ring_enobufs={},ring_paused_reads={}\r\n",
                 s.stats.commands_processed,
                 s.conns,
                 s.stats.batches_sent,
                 s.stats.batched_commands_sent,
                 s.mailbox_depth,
-                s.allocated.max(0)
+                s.allocated.max(0),
+                s.ring.enters,
+                s.ring.completions,
+                s.ring.parks,
+                s.ring.enobufs,
+                s.ring.pauses,
             );
         }
         section("Shards", body);

@@ -362,6 +362,7 @@ fn run(cfg: Config) -> Result<(), String> {
         rejected_connections: AtomicU64::new(0),
         shutdown: AtomicBool::new(false),
         shutdown_signal: std::sync::atomic::AtomicI32::new(0),
+        serving: AtomicBool::new(false),
         saving: AtomicBool::new(false),
         last_save_ok: AtomicBool::new(true),
         last_save_ms: AtomicU64::new(crate::core::now_ms()),
@@ -468,6 +469,11 @@ fn run(cfg: Config) -> Result<(), String> {
                 }
             }
             let _ = ready.send(Ok(()));
+            // Clients wait in the listeners' backlog until every shard has loaded (the main
+            // thread sets `serving` then); a few milliseconds of polling, at start only.
+            while !core.global.serving.load(Ordering::Acquire) {
+                runtime::sleep(Duration::from_millis(1)).await;
+            }
             for l in listeners {
                 let core = core.clone();
                 runtime::spawn(async move {
@@ -517,6 +523,7 @@ fn run(cfg: Config) -> Result<(), String> {
     global
         .startup_allocated
         .store(alloc::total_allocated().max(0) as u64, Ordering::Relaxed);
+    global.serving.store(true, Ordering::Release);
     log::notice(&format!(
         "percore {} ready: {} shard(s){}, Redis {} protocol on {} port {}",
         commands::PERCORE_VERSION,

@@ -1,7 +1,24 @@
-//! The one module that names glommio. Everything else in the server sees this small
-//! interface — executors, listeners, streams, mailboxes between cores, timers, task spawning —
-//! so the network path can later move to the `io-uring` crate (multishot receive, provided
-//! buffers) without touching the router or the shard.
+//! The one module that names glommio and io_uring. Everything else in the server sees this
+//! small interface — executors, listeners, streams, mailboxes between cores, timers, task
+//! spawning — so the router, the connections' command logic and the shard know nothing of
+//! either.
+//!
+//! Two rings per core, one sleeping point. glommio remains each core's executor: tasks and
+//! task queues with shares, timers, mailboxes, and O_DIRECT snapshot files on its own rings.
+//! Sockets are served by a second ring of the core's own ([`ring`], on the `io-uring`
+//! crate): multishot accept, multishot receive into provided buffers, every send of a loop
+//! turn in one submission, SINGLE_ISSUER + DEFER_TASKRUN, at most one `io_uring_enter` per
+//! turn and none when the kernel holds nothing for the ring. The core sleeps in glommio
+//! only: when a turn of the network ring finds nothing, its driver enables the ring's
+//! registered eventfd and waits on a read of it issued through glommio; the kernel signals
+//! it when work arrives for the network ring. While the core is busy the eventfd stays
+//! disabled (IORING_CQ_EVENTFD_DISABLED), so the bridge costs nothing per request.
+//!
+//! Why not glommio's sockets: they are readiness-based (a `recv` syscall first, a POLL_ADD
+//! when it would block, the preemption timer re-armed each turn): ~9 `io_uring_enter` and
+//! 13 submissions per request at pipeline 1, and 1.4–3× Redis's CPU per request
+//! (loadtest/results/2026-11-22). With the network ring, the same machine and run measured
+//! 0.63–0.68× Redis's server CPU per request at pipeline 1 and 32 (issue 14's results).
 //!
 //! Mailboxes are bounded MPSC queues (flume), one inbox per core that every other core
 //! sends into. A full inbox makes the sender wait: backpressure, never an unbounded queue.
@@ -14,12 +31,21 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle}
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+mod bufring;
+mod ring;
+pub use ring::NetStats;
+
+/// This core's network ring counters (INFO `# Shards`).
+pub fn net_stats() -> NetStats {
+    ring::current().map(|n| n.stats()).unwrap_or_default()
+}
 
 /// What one core receives at boot: a sender to every core's inbox and its own inbox.
 pub struct MailboxEnds<T: Send + 'static> {
@@ -111,16 +137,25 @@ where
         .name(format!("percore-{index}"))
         .spawn(move || {
             let ex = match builder.make() {
-                Ok(ex) => {
-                    let _ = tx.send(Ok(()));
-                    ex
-                }
+                Ok(ex) => ex,
                 Err(e) => {
                     let _ = tx.send(Err(e.to_string()));
                     return;
                 }
             };
             ex.run(async move {
+                match ring::start(ring::NetConfig::default()) {
+                    Ok(net) => {
+                        if index == 0 {
+                            crate::log::notice(&format!("network ring mode: {}", net.mode));
+                        }
+                        let _ = tx.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("network ring: {e}")));
+                        return;
+                    }
+                }
                 spawn(Watchdog::new());
                 main().await
             });
@@ -135,8 +170,6 @@ where
 /// How far apart the watchdog's timers are while the core is busy: the longest a core can
 /// sleep with runnable work.
 const WATCHDOG_BUSY: Duration = Duration::from_micros(200);
-/// ... and while it has been idle for [`WATCHDOG_ACTIVE`]: 100 wake-ups a second.
-const WATCHDOG_IDLE: Duration = Duration::from_millis(10);
 /// A core is busy for this long after its last network read or mailbox message.
 const WATCHDOG_ACTIVE: Duration = Duration::from_millis(10);
 /// How far ahead the watchdog keeps timers registered.
@@ -145,10 +178,15 @@ const WATCHDOG_HORIZON: Duration = Duration::from_millis(200);
 thread_local! {
     /// Network reads and mailbox messages on this core, for the watchdog.
     static ACTIVITY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The watchdog, when it has let its timers run out on an idle core.
+    static WATCHDOG_ASLEEP: std::cell::RefCell<Option<std::task::Waker>> = const { std::cell::RefCell::new(None) };
 }
 
 fn note_activity() {
     ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
+    if let Some(w) = WATCHDOG_ASLEEP.with(|s| s.borrow_mut().take()) {
+        w.wake();
+    }
 }
 
 /// Keeps a core from sleeping while it has runnable tasks.
@@ -166,9 +204,15 @@ fn note_activity() {
 /// server given SIGTERM with its background task runnable and no clients never exited (no
 /// timer left at all); a fill from the load generator hung for 300 s.
 ///
-/// The watchdog keeps timers registered ahead, the first within [`WATCHDOG_BUSY`] while the
-/// core is busy ([`WATCHDOG_IDLE`] when it is not) and then at doubling distances up to
-/// [`WATCHDOG_HORIZON`], so a sleep always has a timer ending it. One timer is not enough:
+/// The watchdog keeps timers registered ahead while the core is busy, the first within
+/// [`WATCHDOG_BUSY`] and then at doubling distances up to [`WATCHDOG_HORIZON`], so a sleep
+/// always has a timer ending it. Once the core has been idle for [`WATCHDOG_ACTIVE`] it lets
+/// them run out and registers none: an idle core wakes only for its background tick (`hz`,
+/// 10 a second), as Redis does. The next network read or mailbox message wakes the watchdog
+/// and the timers start again. (With 10 ms timers while idle, an idle server woke ~110
+/// times a second per core; now ~10.) The window this leaves: the parking bug striking on
+/// the very wake-up that ends an idle period, whose tasks then wait for the background tick
+/// (at most 1/hz). One timer is not enough:
 /// the timer that fires wakes the watchdog, which is then runnable work of its own. Nor is a
 /// fixed count 200 µs apart: eight of them all expired during a busy stretch of 2 ms and were
 /// taken at once, and the core then slept 84 ms.
@@ -203,11 +247,13 @@ impl Future for Watchdog {
             self.seen = activity;
             self.busy_until = now + WATCHDOG_ACTIVE;
         }
-        let gap = if now < self.busy_until {
-            WATCHDOG_BUSY
-        } else {
-            WATCHDOG_IDLE
-        };
+        if now >= self.busy_until {
+            // Idle: keep the timers already registered (they span the next 200 ms) but add
+            // none, and let the next read or message wake us to space them again.
+            WATCHDOG_ASLEEP.with(|s| *s.borrow_mut() = Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
+        let gap = WATCHDOG_BUSY;
         // Coming out of idle: respace the timers now rather than after the idle ones ran out.
         if self
             .timers
@@ -335,11 +381,9 @@ pub async fn yield_if_needed() {
 }
 
 /// A listening socket on this core (SO_REUSEPORT: every core binds the same address and the
-/// kernel spreads connections across them).
+/// kernel spreads connections across them), accepted from by the core's network ring.
 pub struct Listener {
-    inner: glommio::net::TcpListener,
-    fd: RawFd,
-    /// Set when [`ListenerCloser::close`] shut the socket down.
+    inner: ring::RingListener,
     closed: std::rc::Rc<std::cell::Cell<bool>>,
     /// Accept errors not yet logged, and when the last line was written.
     unlogged: std::cell::Cell<u64>,
@@ -348,7 +392,7 @@ pub struct Listener {
 
 /// Shuts a core's listener down at exit; see [`Listener::closer`].
 pub struct ListenerCloser {
-    fd: RawFd,
+    inner: ring::RingListener,
     closed: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
@@ -359,11 +403,11 @@ impl ListenerCloser {
     /// LISTEN for that while, and the next start cannot bind).
     pub fn close(&self) {
         if !self.closed.replace(true) {
-            // SAFETY: the descriptor belongs to a Listener that is never dropped once a
-            // closer exists (Listener::next parks forever after the close instead of
-            // returning), so it is still open and still this socket. shutdown(2) does not
-            // close or reuse the descriptor.
-            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+            self.inner.mark_closed();
+            // SAFETY: the descriptor belongs to the listener's ring slot, which never
+            // closes it (listeners live as long as the process), so it is still this
+            // socket. shutdown(2) does not close or reuse the descriptor.
+            unsafe { libc::shutdown(self.inner.fd, libc::SHUT_RDWR) };
         }
     }
 }
@@ -390,14 +434,9 @@ impl Listener {
         }
         sk.bind(&addr.into())?;
         sk.listen(1024)?;
-        // SAFETY: the descriptor is a bound, listening TCP socket that we own and hand over
-        // whole: nothing else closes it.
         let fd = std::os::fd::IntoRawFd::into_raw_fd(sk);
-        let inner =
-            unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         Ok(Listener {
-            inner,
-            fd,
+            inner: ring::RingListener::new(fd)?,
             closed: Default::default(),
             unlogged: std::cell::Cell::new(0),
             logged_at: std::cell::Cell::new(None),
@@ -407,7 +446,7 @@ impl Listener {
     /// The handle that shuts this listener down at exit.
     pub fn closer(&self) -> ListenerCloser {
         ListenerCloser {
-            fd: self.fd,
+            inner: self.inner.clone(),
             closed: self.closed.clone(),
         }
     }
@@ -422,7 +461,7 @@ impl Listener {
                 Ok(s) => return Stream(s),
                 Err(_) if self.closed.get() => std::future::pending::<()>().await,
                 Err(e) => {
-                    self.note_error(&io::Error::from(e));
+                    self.note_error(&e);
                     sleep(Duration::from_millis(10)).await;
                 }
             }
@@ -439,20 +478,13 @@ impl Listener {
             return;
         }
         let more = self.unlogged.replace(0);
-        let hint = if e.raw_os_error() == Some(libc::EMFILE)
-            || e.raw_os_error() == Some(libc::ENFILE)
-        {
+        let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
             "; clients wait until descriptors free up: raise 'ulimit -n' (LimitNOFILE) or lower maxclients"
         } else {
             ""
         };
-        let addr = self
-            .inner
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
         crate::log::warn(&format!(
-            "accepting a client connection on {addr}: {e}{hint} ({more} more such errors in the last {} s)",
+            "accepting a client connection: {e}{hint} ({more} more such errors in the last {} s)",
             ACCEPT_ERROR_LOG_PERIOD.as_secs()
         ));
         self.logged_at.set(Some(Instant::now()));
@@ -460,7 +492,7 @@ impl Listener {
 }
 
 /// A connected client socket.
-pub struct Stream(glommio::net::TcpStream);
+pub struct Stream(ring::RingStream);
 
 impl Stream {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -469,24 +501,50 @@ impl Stream {
         n
     }
 
+    /// Sends a copy of `buf`.
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf).await
     }
 
+    /// Sends all of `out` without copying it and leaves an empty buffer in its place.
+    pub async fn send_owned(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.0.send_owned(out).await
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.peer_addr().map_err(io::Error::from)
+        self.0.peer_addr()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr().map_err(io::Error::from)
+        self.0.local_addr()
     }
 
     pub fn set_nodelay(&self) -> io::Result<()> {
-        self.0.set_nodelay(true).map_err(io::Error::from)
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int we own from a valid pointer of the given length.
+        let r = unsafe {
+            libc::setsockopt(
+                self.0.fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     pub fn raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.0.fd
+    }
+
+    /// Bytes received and not yet read by the connection, and the memory holding them.
+    pub fn input_bytes(&self) -> (usize, usize) {
+        self.0.input_bytes()
     }
 }
 

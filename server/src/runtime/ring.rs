@@ -1,0 +1,1129 @@
+//! The network path: one io_uring ring per core, on the `io-uring` crate, for every socket
+//! of that core (listeners, clients, metrics scrapes), beside glommio's own rings.
+//!
+//! Why. glommio 0.9's sockets are readiness-based: a `recv` syscall first, then a POLL_ADD
+//! when it would block, and the executor re-arms its preemption timer (ASYNC_CANCEL +
+//! TIMEOUT + a linked write) every loop turn. Measured at ~9 `io_uring_enter` per request at
+//! pipeline 1 and 1.4–3× Redis's CPU per request (issue 14). Here a request costs a share of
+//! one enter: the whole core's sends and receives of a loop turn go in and come out together.
+//!
+//! Operations:
+//! - **accept**: multishot on the core's SO_REUSEPORT listener; accepted descriptors queue on
+//!   the listener until `Listener::next` takes them.
+//! - **receive**: multishot into a ring of provided buffers (one group per core). Each
+//!   completion's bytes are appended to the connection's input and the buffer goes back to
+//!   the kernel in the same turn, so the ring only needs as many buffers as completions can
+//!   arrive between two turns. ENOBUFS (all buffers out) and any other end of a multishot
+//!   re-arm it at the end of the turn: no read is ever lost. A connection whose unread input
+//!   reaches [`INPUT_HIGH`] (it stopped reading: it is blocked writing to a slow reader) has
+//!   its receive cancelled and re-armed when it has read down to [`INPUT_LOW`], so one
+//!   client cannot take the buffers or the memory of the others.
+//! - **send**: the connection hands its reply buffer over (a swap: no copy) and gets it back
+//!   empty when the kernel has taken every byte; a short send is resumed from where it
+//!   stopped. All sends of a loop turn go to the kernel in the turn's one enter.
+//! - **close**: dropping a stream cancels its receive; the descriptor is closed when its last
+//!   operation has completed, so it is never reused while the kernel still names it.
+//!
+//! The ring is set up with SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1+): completions
+//! are produced only when this thread enters the ring, and the kernel raises
+//! IORING_SQ_TASKRUN in shared memory when it has some, so a turn enters the kernel only when
+//! there is something to submit or to collect. COOP_TASKRUN (5.19) and then the default
+//! mode are the fall-backs; the mode is logged.
+//!
+//! One sleeping point. The core sleeps in glommio only. The driver task runs a turn, and
+//! while turns make progress it yields to the connections and runs again. When a turn finds
+//! nothing, it enables the ring's registered eventfd (IORING_CQ_EVENTFD_DISABLED cleared),
+//! checks once more, and waits on a read of that eventfd issued through glommio; the kernel
+//! signals it when work arrives for this ring, and glommio wakes. While the driver runs, the
+//! eventfd stays disabled, so a busy core pays nothing for the bridge. A connection that
+//! queues a send while the driver waits wakes it directly (no syscall).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+
+use io_uring::types::Fd;
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use super::bufring::{self, BufRing};
+
+/// Unread input at which a connection's receive is paused, and where it resumes.
+pub const INPUT_HIGH: usize = 256 << 10;
+pub const INPUT_LOW: usize = 64 << 10;
+/// A drained input buffer larger than this is released rather than kept.
+const INPUT_KEEP: usize = 64 << 10;
+
+/// Ring and buffer sizes of a core.
+#[derive(Clone, Copy, Debug)]
+pub struct NetConfig {
+    /// Submission queue entries (the completion queue is 4× as large).
+    pub entries: u32,
+    /// Provided receive buffers: a power of two.
+    pub buffers: u16,
+    pub buffer_size: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        // 512 × 16 KiB: 8 MiB of address space per core, touched only as used; a turn
+        // recycles every buffer it received into, so 512 completions fit between two turns.
+        NetConfig {
+            entries: 1024,
+            buffers: 512,
+            buffer_size: 16 << 10,
+        }
+    }
+}
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_CANCEL: u64 = 4;
+const BUFFER_GROUP: u16 = 0;
+
+fn user_data(op: u64, slot: usize, gen: u32) -> u64 {
+    op | (slot as u64) << 3 | (gen as u64) << 32
+}
+
+fn decode(ud: u64) -> (u64, usize, u32) {
+    (
+        ud & 7,
+        ((ud >> 3) & 0x1FFF_FFFF) as usize,
+        (ud >> 32) as u32,
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Recv {
+    Idle,
+    Armed,
+}
+
+/// A client connection's state in the ring.
+struct ConnSlot {
+    fd: RawFd,
+    gen: u32,
+    input: Vec<u8>,
+    /// Bytes of `input` already read.
+    head: usize,
+    eof: bool,
+    error: Option<i32>,
+    reader: Option<Waker>,
+    recv: Recv,
+    /// Receive cancelled because the input is full; re-armed once it is read down.
+    paused: bool,
+    /// The reply being sent, owned by the ring until the kernel has taken it all.
+    send: Vec<u8>,
+    sent: usize,
+    sending: bool,
+    send_error: Option<i32>,
+    writer: Option<Waker>,
+    /// The stream was dropped: close once no operation is in flight.
+    dropped: bool,
+}
+
+/// A listener's state in the ring.
+struct ListenSlot {
+    fd: RawFd,
+    gen: u32,
+    accepted: VecDeque<RawFd>,
+    error: Option<i32>,
+    waiter: Option<Waker>,
+    armed: bool,
+    closed: bool,
+}
+
+enum Slot {
+    Free,
+    Conn(ConnSlot),
+    Listen(ListenSlot),
+}
+
+/// Counters of the ring (INFO and the tests read them).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct NetStats {
+    pub enters: u64,
+    pub completions: u64,
+    pub parks: u64,
+    pub enobufs: u64,
+    pub rearms: u64,
+    pub pauses: u64,
+}
+
+/// One core's network ring. Lives in a thread-local of the core; everything in it is used
+/// from that thread only, and no RefCell borrow is held across an `.await`.
+pub struct Net {
+    // Field order is drop order: the ring (and with it every registration and operation)
+    // goes before the buffers the kernel may write into.
+    ring: RefCell<IoUring>,
+    bufs: RefCell<BufRing>,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<usize>>,
+    next_gen: Cell<u32>,
+    /// Slots whose multishot ended and must be re-armed at the end of the turn.
+    rearm: RefCell<Vec<usize>>,
+    /// The last enter produced completions: the kernel may hold more deferred work.
+    drain: Cell<bool>,
+    /// The driver is waiting: a new submission must wake it.
+    parked: Cell<bool>,
+    driver: RefCell<Option<Waker>>,
+    efd: RawFd,
+    pub mode: &'static str,
+    stats: Cell<NetStats>,
+    scratch: RefCell<Vec<(u64, i32, u32)>>,
+}
+
+thread_local! {
+    static NET: RefCell<Option<Rc<Net>>> = const { RefCell::new(None) };
+}
+
+/// This core's ring, created (and its driver started) by [`start`].
+pub fn current() -> io::Result<Rc<Net>> {
+    NET.with(|n| n.borrow().clone())
+        .ok_or_else(|| io::Error::other("the network ring is not started on this thread"))
+}
+
+/// The kernel's release, for error messages.
+fn kernel_release() -> String {
+    // SAFETY: uname fills the struct we own.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: `release` is NUL-terminated by uname.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn os_err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl Net {
+    /// Sets up the ring in the cheapest completion mode the kernel offers, its provided
+    /// buffers and its eventfd. Errors name the kernel, the feature and the version needed.
+    pub fn new(cfg: NetConfig) -> io::Result<Net> {
+        let (ring, mode) = bufring::setup(cfg.entries).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("io_uring setup failed on kernel {}: {e}", kernel_release()),
+            )
+        })?;
+        let bufs = BufRing::register(&ring, BUFFER_GROUP, cfg.buffers, cfg.buffer_size).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "kernel {} cannot register a provided-buffer ring ({e}); percore's network path needs Linux 6.0 or later (multishot receive into provided buffers)",
+                    kernel_release()
+                ),
+            )
+        })?;
+        // SAFETY: eventfd has no preconditions; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ring = ring;
+        ring.submitter().register_eventfd(efd)?;
+        ring.completion().disable_eventfd();
+        Ok(Net {
+            ring: RefCell::new(ring),
+            bufs: RefCell::new(bufs),
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            next_gen: Cell::new(1),
+            rearm: RefCell::new(Vec::new()),
+            drain: Cell::new(false),
+            parked: Cell::new(false),
+            driver: RefCell::new(None),
+            efd,
+            mode,
+            stats: Cell::new(NetStats::default()),
+            scratch: RefCell::new(Vec::with_capacity(256)),
+        })
+    }
+
+    pub fn stats(&self) -> NetStats {
+        self.stats.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut NetStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn alloc(&self, slot: Slot) -> (usize, u32) {
+        let gen = self.next_gen.get();
+        self.next_gen.set(gen.wrapping_add(1).max(1));
+        let mut slots = self.slots.borrow_mut();
+        let idx = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = slot;
+                i
+            }
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
+        };
+        match &mut slots[idx] {
+            Slot::Conn(c) => c.gen = gen,
+            Slot::Listen(l) => l.gen = gen,
+            Slot::Free => {}
+        }
+        (idx, gen)
+    }
+
+    /// Queues one submission (submitting what is queued first when the queue is full) and
+    /// wakes the driver if it waits.
+    ///
+    /// # Safety
+    /// Every buffer and descriptor the entry names must stay valid until its last
+    /// completion has been reaped.
+    unsafe fn push(&self, entry: &squeue::Entry) {
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            // SAFETY: the caller guarantees what the entry names outlives the operation.
+            if unsafe { ring.submission().push(entry) }.is_ok() {
+                break;
+            }
+            if let Err(e) = ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    crate::log::warn(&format!("io_uring submit failed: {e}"));
+                }
+            }
+        }
+        drop(ring);
+        if self.parked.get() {
+            self.parked.set(false);
+            if let Some(w) = self.driver.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn arm_recv(&self, idx: usize, fd: RawFd, gen: u32) {
+        let bgid = self.bufs.borrow().bgid;
+        let e = opcode::RecvMulti::new(Fd(fd), bgid)
+            .build()
+            .user_data(user_data(OP_RECV, idx, gen));
+        // SAFETY: the descriptor stays open until every operation on it has completed (the
+        // slot closes it only then); the buffers are the ring's own.
+        unsafe { self.push(&e) };
+    }
+
+    fn arm_accept(&self, idx: usize, fd: RawFd, gen: u32) {
+        let e = opcode::AcceptMulti::new(Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(OP_ACCEPT, idx, gen));
+        // SAFETY: the listener's descriptor lives as long as the process (see
+        // ListenerCloser): it is shut down, never closed, while the accept is armed.
+        unsafe { self.push(&e) };
+    }
+
+    fn cancel(&self, target: u64) {
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data(OP_CANCEL, 0, 0));
+        // SAFETY: a cancel names no buffer or descriptor.
+        unsafe { self.push(&e) };
+    }
+
+    /// Queues the send of what `slot`'s reply buffer still holds.
+    fn push_send(&self, idx: usize) {
+        let e = match self.slots.borrow().get(idx) {
+            Some(Slot::Conn(c)) => send_entry(idx, c),
+            _ => return,
+        };
+        // SAFETY: the reply buffer is owned by the slot and neither touched nor dropped
+        // while `sending` is set (Stream::send_owned waits for the completion; a dropped
+        // stream's slot keeps the buffer until then); the descriptor stays open likewise.
+        unsafe { self.push(&e) };
+    }
+
+    /// One turn: submits what is queued and collects what completed, entering the kernel
+    /// only when there is something to submit or to collect. Returns whether anything
+    /// happened.
+    fn turn(&self) -> bool {
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.clear();
+        {
+            let mut ring = self.ring.borrow_mut();
+            let (submitter, mut sq, mut cq) = ring.split();
+            sq.sync();
+            let must_enter = self.drain.get() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+            drop(sq);
+            if must_enter {
+                match submitter.submit_and_wait(0) {
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                        ) => {}
+                    Err(e) => crate::log::warn(&format!("io_uring enter failed: {e}")),
+                }
+                self.count(|s| s.enters += 1);
+            }
+            cq.sync();
+            for cqe in &mut cq {
+                scratch.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            }
+            // An enter runs a bounded amount of deferred work (20 items in recent kernels);
+            // what is left waits on a retry list that raises neither IORING_SQ_TASKRUN nor
+            // the eventfd. So after an enter that produced completions the next turn enters
+            // again, until one produces none: only then is the driver allowed to wait.
+            // (Without this, an 8 MB request stalled for seconds: its receive completions
+            // sat in the retry list while the core slept.)
+            self.drain.set(must_enter && !scratch.is_empty());
+            if !must_enter && scratch.is_empty() {
+                return false;
+            }
+        }
+        let n = scratch.len() as u64;
+        for &(ud, res, flags) in scratch.iter() {
+            self.complete(ud, res, flags);
+        }
+        drop(scratch);
+        self.count(|s| s.completions += n);
+        let rearm = std::mem::take(&mut *self.rearm.borrow_mut());
+        for idx in &rearm {
+            let arm = match self.slots.borrow().get(*idx) {
+                Some(Slot::Conn(c))
+                    if c.recv == Recv::Idle
+                        && !c.eof
+                        && c.error.is_none()
+                        && !c.paused
+                        && !c.dropped =>
+                {
+                    Some((c.fd, c.gen))
+                }
+                _ => None,
+            };
+            if let Some((fd, gen)) = arm {
+                if let Some(Slot::Conn(c)) = self.slots.borrow_mut().get_mut(*idx) {
+                    c.recv = Recv::Armed;
+                }
+                self.count(|s| s.rearms += 1);
+                self.arm_recv(*idx, fd, gen);
+            }
+        }
+        let mut back = self.rearm.borrow_mut();
+        if back.is_empty() {
+            *back = rearm;
+            back.clear();
+        }
+        true
+    }
+
+    fn complete(&self, ud: u64, res: i32, flags: u32) {
+        let (op, idx, gen) = decode(ud);
+        if op == OP_CANCEL {
+            return;
+        }
+        let mut slots = self.slots.borrow_mut();
+        match (op, slots.get_mut(idx)) {
+            (OP_RECV, Some(Slot::Conn(c))) if c.gen == gen => {
+                if !cqueue::more(flags) {
+                    c.recv = Recv::Idle;
+                }
+                if res > 0 {
+                    let bid = cqueue::buffer_select(flags);
+                    let mut bufs = self.bufs.borrow_mut();
+                    if let Some(bid) = bid {
+                        if let Some(data) = bufs.data(bid, res as usize) {
+                            if !c.dropped {
+                                c.input.extend_from_slice(data);
+                            }
+                        }
+                        bufs.recycle(bid);
+                    }
+                    drop(bufs);
+                    super::note_activity();
+                    if c.input.len() - c.head >= INPUT_HIGH && c.recv == Recv::Armed && !c.paused {
+                        c.paused = true;
+                        self.count(|s| s.pauses += 1);
+                        let target = user_data(OP_RECV, idx, c.gen);
+                        drop(slots);
+                        self.cancel(target);
+                        slots = self.slots.borrow_mut();
+                        let Some(Slot::Conn(c)) = slots.get_mut(idx) else {
+                            return;
+                        };
+                        if let Some(w) = c.reader.take() {
+                            w.wake();
+                        }
+                        return self.maybe_release(idx, slots);
+                    }
+                } else if res == 0 {
+                    c.eof = true;
+                } else if res == -libc::ENOBUFS {
+                    self.count(|s| s.enobufs += 1);
+                } else if res != -libc::ECANCELED {
+                    c.error = Some(-res);
+                }
+                if c.recv == Recv::Idle && !c.eof && c.error.is_none() && !c.paused && !c.dropped {
+                    self.rearm.borrow_mut().push(idx);
+                }
+                if let Some(w) = c.reader.take() {
+                    w.wake();
+                }
+                self.maybe_release(idx, slots);
+            }
+            (OP_SEND, Some(Slot::Conn(c))) if c.gen == gen => {
+                if res < 0 {
+                    c.send_error = Some(-res);
+                    c.sending = false;
+                } else {
+                    c.sent += res as usize;
+                    if c.sent < c.send.len() && !c.dropped && res > 0 {
+                        // A short send: the rest goes in the next submission.
+                        drop(slots);
+                        return self.push_send(idx);
+                    }
+                    c.sending = false;
+                    if res == 0 && c.sent < c.send.len() {
+                        c.send_error = Some(libc::EPIPE);
+                    }
+                }
+                if let Some(w) = c.writer.take() {
+                    w.wake();
+                }
+                self.maybe_release(idx, slots);
+            }
+            (OP_ACCEPT, Some(Slot::Listen(l))) if l.gen == gen => {
+                if !cqueue::more(flags) {
+                    l.armed = false;
+                }
+                if res >= 0 {
+                    if l.closed {
+                        // SAFETY: a descriptor the kernel just gave us, used by nobody.
+                        unsafe { libc::close(res) };
+                    } else {
+                        l.accepted.push_back(res);
+                    }
+                } else if !l.closed {
+                    l.error = Some(-res);
+                }
+                if let Some(w) = l.waiter.take() {
+                    w.wake();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes a dropped stream's descriptor and frees its slot once nothing is in flight.
+    fn maybe_release(&self, idx: usize, mut slots: std::cell::RefMut<'_, Vec<Slot>>) {
+        let done = matches!(slots.get(idx), Some(Slot::Conn(c)) if c.dropped && c.recv == Recv::Idle && !c.sending);
+        if done {
+            if let Slot::Conn(c) = std::mem::replace(&mut slots[idx], Slot::Free) {
+                // SAFETY: the stream is gone and no operation names the descriptor any more.
+                unsafe { libc::close(c.fd) };
+            }
+            self.free.borrow_mut().push(idx);
+        }
+    }
+
+    /// Whether the kernel has work for this ring (checked before the driver waits).
+    fn has_work(&self) -> bool {
+        let mut ring = self.ring.borrow_mut();
+        let (_, mut sq, mut cq) = ring.split();
+        sq.sync();
+        cq.sync();
+        self.drain.get() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow() || !cq.is_empty()
+    }
+}
+
+fn send_entry(idx: usize, c: &ConnSlot) -> squeue::Entry {
+    let rest = &c.send[c.sent..];
+    opcode::Send::new(
+        Fd(c.fd),
+        rest.as_ptr(),
+        rest.len().min(u32::MAX as usize) as u32,
+    )
+    .flags(libc::MSG_NOSIGNAL)
+    .build()
+    .user_data(user_data(OP_SEND, idx, c.gen))
+}
+
+/// Creates this core's ring and starts its driver on the connections' task queue. Called
+/// once per core before anything listens.
+pub fn start(cfg: NetConfig) -> io::Result<Rc<Net>> {
+    let net = Rc::new(Net::new(cfg)?);
+    NET.with(|n| *n.borrow_mut() = Some(net.clone()));
+    super::spawn_connection(drive(net.clone()));
+    Ok(net)
+}
+
+/// The driver: turns while they make progress (yielding to the connections between two),
+/// and waits in glommio on the ring's eventfd when a turn finds nothing.
+async fn drive(net: Rc<Net>) {
+    // SAFETY: `efd` is this ring's eventfd, owned by `net` for the life of the core; the
+    // BufferedFile only reads it (8-byte counter reads) and is never closed (ManuallyDrop).
+    let efile = Rc::new(std::mem::ManuallyDrop::new(unsafe {
+        <glommio::io::BufferedFile as std::os::fd::FromRawFd>::from_raw_fd(net.efd)
+    }));
+    let mut signal: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
+    loop {
+        if net.turn() {
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        // Nothing to do: let the kernel signal the eventfd when work arrives, look once more
+        // (work that came before the eventfd was enabled raised IORING_SQ_TASKRUN), then wait.
+        net.ring.borrow_mut().completion().enable_eventfd();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if net.has_work() {
+            net.ring.borrow_mut().completion().disable_eventfd();
+            continue;
+        }
+        net.count(|s| s.parks += 1);
+        let sig = signal.get_or_insert_with(|| {
+            let f = efile.clone();
+            Box::pin(async move {
+                let _ = f.read_at(0, 8).await;
+            })
+        });
+        let mut first = true;
+        let woke_by_eventfd = std::future::poll_fn(|cx| {
+            if sig.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if !first && !net.parked.get() {
+                // Woken by a local submission (push cleared `parked`).
+                return Poll::Ready(false);
+            }
+            first = false;
+            net.parked.set(true);
+            *net.driver.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        net.parked.set(false);
+        net.driver.borrow_mut().take();
+        if woke_by_eventfd {
+            signal = None;
+        }
+        net.ring.borrow_mut().completion().disable_eventfd();
+    }
+}
+
+/// A listening socket served by this core's ring.
+#[derive(Clone)]
+pub struct RingListener {
+    net: Rc<Net>,
+    idx: usize,
+    pub fd: RawFd,
+}
+
+impl RingListener {
+    /// Takes over a bound, listening socket and arms a multishot accept on it.
+    pub fn new(fd: RawFd) -> io::Result<RingListener> {
+        let net = current()?;
+        let (idx, gen) = net.alloc(Slot::Listen(ListenSlot {
+            fd,
+            gen: 0,
+            accepted: VecDeque::new(),
+            error: None,
+            waiter: None,
+            armed: true,
+            closed: false,
+        }));
+        net.arm_accept(idx, fd, gen);
+        Ok(RingListener { net, idx, fd })
+    }
+
+    /// Marks the listener closed: later accepts are refused and [`RingListener::accept`]
+    /// waits forever (the process is exiting).
+    pub fn mark_closed(&self) {
+        if let Some(Slot::Listen(l)) = self.net.slots.borrow_mut().get_mut(self.idx) {
+            l.closed = true;
+        }
+    }
+
+    /// The next accepted connection, or the error that ended the multishot accept (which
+    /// the next call re-arms).
+    pub async fn accept(&self) -> io::Result<RingStream> {
+        let fd = std::future::poll_fn(|cx| {
+            let mut slots = self.net.slots.borrow_mut();
+            let Some(Slot::Listen(l)) = slots.get_mut(self.idx) else {
+                return Poll::Ready(Err(io::Error::other("listener slot lost")));
+            };
+            if let Some(fd) = l.accepted.pop_front() {
+                return Poll::Ready(Ok(fd));
+            }
+            if l.closed {
+                return Poll::Pending;
+            }
+            if let Some(e) = l.error.take() {
+                return Poll::Ready(Err(os_err(e)));
+            }
+            if !l.armed {
+                l.armed = true;
+                let (fd, gen) = (l.fd, l.gen);
+                drop(slots);
+                self.net.arm_accept(self.idx, fd, gen);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            l.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(RingStream::new(self.net.clone(), fd))
+    }
+}
+
+/// A connected socket served by this core's ring.
+pub struct RingStream {
+    net: Rc<Net>,
+    idx: usize,
+    pub fd: RawFd,
+}
+
+impl RingStream {
+    fn new(net: Rc<Net>, fd: RawFd) -> RingStream {
+        let (idx, gen) = net.alloc(Slot::Conn(ConnSlot {
+            fd,
+            gen: 0,
+            input: Vec::new(),
+            head: 0,
+            eof: false,
+            error: None,
+            reader: None,
+            recv: Recv::Armed,
+            paused: false,
+            send: Vec::new(),
+            sent: 0,
+            sending: false,
+            send_error: None,
+            writer: None,
+            dropped: false,
+        }));
+        net.arm_recv(idx, fd, gen);
+        RingStream { net, idx, fd }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut ConnSlot) -> R) -> R {
+        match self.net.slots.borrow_mut().get_mut(self.idx) {
+            Some(Slot::Conn(c)) => f(c),
+            _ => unreachable!("a stream's slot is freed only after the stream is dropped"),
+        }
+    }
+
+    /// Copies received bytes into `buf`; 0 at end of stream.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            let (r, resume) = self.with(|c| {
+                let have = c.input.len() - c.head;
+                if have > 0 {
+                    let n = have.min(buf.len());
+                    buf[..n].copy_from_slice(&c.input[c.head..c.head + n]);
+                    c.head += n;
+                    if c.head == c.input.len() {
+                        c.head = 0;
+                        c.input.clear();
+                        if c.input.capacity() > INPUT_KEEP {
+                            c.input = Vec::new();
+                        }
+                    }
+                    let resume = c.paused && c.input.len() - c.head <= INPUT_LOW;
+                    if resume {
+                        c.paused = false;
+                    }
+                    return (Poll::Ready(Ok(n)), resume && c.recv == Recv::Idle);
+                }
+                if let Some(e) = c.error {
+                    return (Poll::Ready(Err(os_err(e))), false);
+                }
+                if c.eof {
+                    return (Poll::Ready(Ok(0)), false);
+                }
+                c.reader = Some(cx.waker().clone());
+                (Poll::Pending, false)
+            });
+            if resume {
+                let (fd, gen) = self.with(|c| {
+                    c.recv = Recv::Armed;
+                    (c.fd, c.gen)
+                });
+                self.net.arm_recv(self.idx, fd, gen);
+            }
+            r
+        })
+        .await
+    }
+
+    /// Sends all of `out` and hands back an empty buffer in its place: the bytes are not
+    /// copied (the buffer is swapped into the ring for the send and swapped back).
+    pub async fn send_owned(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            std::mem::swap(out, &mut c.send);
+            c.sent = 0;
+            c.sending = true;
+            c.send_error = None;
+        });
+        self.net.push_send(self.idx);
+        std::future::poll_fn(|cx| {
+            self.with(|c| {
+                if c.sending {
+                    c.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                std::mem::swap(out, &mut c.send);
+                out.clear();
+                Poll::Ready(match c.send_error.take() {
+                    Some(e) => Err(os_err(e)),
+                    None => Ok(()),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Sends a copy of `buf` (small replies off the hot path).
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let mut out = self.with(|c| std::mem::take(&mut c.send));
+        out.clear();
+        out.extend_from_slice(buf);
+        let r = self.send_owned(&mut out).await;
+        self.with(|c| c.send = out);
+        r
+    }
+
+    fn sockaddr(&self, peer: bool) -> io::Result<SocketAddr> {
+        // SAFETY: the descriptor is this stream's open socket; ManuallyDrop keeps the
+        // temporary std stream from closing it.
+        let s = std::mem::ManuallyDrop::new(unsafe {
+            <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(self.fd)
+        });
+        if peer {
+            s.peer_addr()
+        } else {
+            s.local_addr()
+        }
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.sockaddr(true)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sockaddr(false)
+    }
+
+    /// Bytes received and not yet read, and the capacity holding them (CLIENT LIST).
+    pub fn input_bytes(&self) -> (usize, usize) {
+        self.with(|c| (c.input.len() - c.head, c.input.capacity()))
+    }
+}
+
+impl Drop for RingStream {
+    fn drop(&mut self) {
+        let cancel = {
+            let mut slots = self.net.slots.borrow_mut();
+            let Some(Slot::Conn(c)) = slots.get_mut(self.idx) else {
+                return;
+            };
+            c.dropped = true;
+            c.reader = None;
+            c.writer = None;
+            let cancel = (c.recv == Recv::Armed).then(|| user_data(OP_RECV, self.idx, c.gen));
+            self.net.maybe_release(self.idx, slots);
+            cancel
+        };
+        if let Some(target) = cancel {
+            self.net.cancel(target);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Runs an echo server on a fresh core with ring settings `cfg`: every connection's bytes
+    /// come back (in sends as large as what one read returned, or `reply` bytes per byte
+    /// read when set). Returns the port, and a receiver of the ring's counters sent each
+    /// time a connection ends.
+    fn echo_core(
+        cfg: NetConfig,
+        amplify: usize,
+        read_delay: Option<Duration>,
+    ) -> (u16, mpsc::Receiver<(NetStats, usize)>) {
+        let (port_tx, port_rx) = mpsc::channel();
+        let (stats_tx, stats_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .make()
+                .expect("executor");
+            ex.run(async move {
+                let net = start(cfg).expect("network ring");
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                let fd = std::os::fd::IntoRawFd::into_raw_fd(l);
+                let listener = RingListener::new(fd).unwrap();
+                port_tx.send(port).unwrap();
+                loop {
+                    let mut s = listener.accept().await.expect("accept");
+                    let (net, stats_tx) = (net.clone(), stats_tx.clone());
+                    super::super::spawn(async move {
+                        let mut buf = vec![0u8; 4 << 10];
+                        let mut out = Vec::new();
+                        loop {
+                            if let Some(d) = read_delay {
+                                super::super::sleep(d).await;
+                            }
+                            let n = match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            for _ in 0..amplify.max(1) {
+                                out.extend_from_slice(&buf[..n]);
+                            }
+                            if s.send_owned(&mut out).await.is_err() {
+                                break;
+                            }
+                        }
+                        drop(s);
+                        let live = net
+                            .slots
+                            .borrow()
+                            .iter()
+                            .filter(|s| matches!(s, Slot::Conn(_)))
+                            .count();
+                        let _ = stats_tx.send((net.stats(), live));
+                    });
+                }
+            });
+        });
+        (port_rx.recv().unwrap(), stats_rx)
+    }
+
+    /// Sends `data` from one thread while reading the echo on this one; the echo must be
+    /// the same bytes.
+    fn echo_round_trip(mut c: TcpStream, data: Vec<u8>) {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || w.write_all(&sent).unwrap());
+        let mut got = vec![0u8; data.len()];
+        c.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got == data, "the echo differs from what was sent");
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// Four 64-byte buffers for eight clients sending 64 KiB each at once: the buffers run
+    /// out again and again (ENOBUFS ends the multishot receive), every receive is re-armed,
+    /// and every byte comes back in order.
+    #[test]
+    fn buffer_exhaustion_rearms_and_loses_nothing() {
+        let cfg = NetConfig {
+            entries: 64,
+            buffers: 4,
+            buffer_size: 64,
+        };
+        let (port, stats) = echo_core(cfg, 1, None);
+        let clients: Vec<_> = (0..8u8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    echo_round_trip(c, pattern(64 << 10, i));
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(s.enobufs > 0, "the buffers never ran out: {s:?}");
+        assert!(s.rearms >= s.enobufs, "{s:?}");
+    }
+
+    /// A 16 MiB reply to a client with a small receive buffer that reads slowly: the kernel
+    /// takes it in many short sends, each resumed where the last stopped.
+    #[test]
+    fn short_sends_are_resumed() {
+        let (port, _stats) = echo_core(NetConfig::default(), 16 << 10, None);
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        c.set_recv_buffer_size(4096).unwrap();
+        c.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        let mut c: TcpStream = c.into();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let unit = pattern(1024, 7);
+        c.write_all(&unit).unwrap();
+        let mut got = vec![0u8; 16 << 20];
+        let mut at = 0;
+        while at < got.len() {
+            let end = (at + 4096).min(got.len());
+            let n = c.read(&mut got[at..end]).unwrap();
+            assert!(n > 0, "closed after {at} bytes");
+            at += n;
+            if at % (1 << 20) < 4096 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        for (i, chunk) in got.chunks(1024).enumerate() {
+            assert!(chunk == unit, "chunk {i} differs");
+        }
+    }
+
+    /// A connection that does not read while its client keeps sending is paused at
+    /// INPUT_HIGH (its receive cancelled) and resumed when it reads again; nothing is lost.
+    #[test]
+    fn unread_input_pauses_the_receive_and_resumes() {
+        let (port, stats) = echo_core(NetConfig::default(), 1, Some(Duration::from_millis(20)));
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        echo_round_trip(c, pattern(2 << 20, 3));
+        let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(s.pauses > 0, "never paused: {s:?}");
+    }
+
+    /// A peer that resets mid-pipeline, and one that half-closes: the first ends its
+    /// connection with an error or end of stream and frees its slot; the second still gets
+    /// the replies to what it sent before its FIN. Other connections go on.
+    #[test]
+    fn resets_and_half_closes() {
+        let (port, stats) = echo_core(NetConfig::default(), 1, None);
+        let mut steady = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        steady
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Reset: SO_LINGER 0 makes close send RST with unread replies pending.
+        let r = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        r.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        r.set_linger(Some(Duration::ZERO)).unwrap();
+        let mut rs: TcpStream = r.into();
+        rs.write_all(&pattern(200 << 10, 1)).unwrap();
+        drop(rs);
+        let (_, _) = stats
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the reset connection ends");
+        // Half-close: the reply to everything sent before the FIN arrives in full.
+        let mut h = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        h.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let data = pattern(100 << 10, 2);
+        h.write_all(&data).unwrap();
+        h.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        h.read_to_end(&mut got).unwrap();
+        assert!(
+            got == data,
+            "half-closed peer got {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        let (_, live) = stats
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the half-closed connection ends");
+        assert_eq!(live, 1, "only the steady connection is left");
+        steady.write_all(b"still here").unwrap();
+        let mut buf = [0u8; 10];
+        steady.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"still here");
+    }
+
+    /// Raises RLIMIT_NOFILE to `want` (the hard limit too where allowed).
+    fn raise_nofile(want: u64) {
+        // SAFETY: getrlimit/setrlimit on a struct we own.
+        unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            if lim.rlim_cur < want {
+                let new = libc::rlimit {
+                    rlim_cur: want,
+                    rlim_max: lim.rlim_max.max(want),
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+                    let soft = libc::rlimit {
+                        rlim_cur: lim.rlim_max.min(want),
+                        rlim_max: lim.rlim_max,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+                }
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            }
+            assert!(
+                lim.rlim_cur >= want,
+                "RLIMIT_NOFILE {} is below the {want} this test needs",
+                lim.rlim_cur
+            );
+        }
+    }
+
+    const MANY: usize = 10_000;
+
+    /// 10,000 connections at once on one core, each answered. The clients run in a child
+    /// process (this test binary, running `ten_thousand_clients`), so that each process
+    /// needs only 10,000 descriptors.
+    #[test]
+    fn ten_thousand_connections() {
+        raise_nofile(MANY as u64 + 256);
+        let (port, _stats) = echo_core(NetConfig::default(), 1, None);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "runtime::ring::tests::ten_thousand_clients",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("PERCORE_RING_TEST_PORT", port.to_string())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "clients failed:\n{text}"
+        );
+    }
+
+    /// The client side of `ten_thousand_connections` (run by it, not on its own).
+    #[test]
+    #[ignore]
+    fn ten_thousand_clients() {
+        let Ok(port) = std::env::var("PERCORE_RING_TEST_PORT") else {
+            return;
+        };
+        let port: u16 = port.parse().unwrap();
+        raise_nofile(MANY as u64 + 256);
+        let mut conns: Vec<TcpStream> = (0..MANY)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write_all(format!("{i:08}").as_bytes()).unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = [0u8; 8];
+            c.read_exact(&mut buf).unwrap();
+            assert_eq!(buf, *format!("{i:08}").as_bytes(), "connection {i}");
+        }
+    }
+}
