@@ -25,7 +25,10 @@ WARMUP=${WARMUP:-2}
 KEYS=${KEYS:-100000}
 SHARDS=${SHARDS:-1}
 OUT=${OUT:-loadtest/results/$(date +%F)}
-WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate"}
+WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate light"}
+# A second percore with 2 shards on the same CPU: half the requests cross cores, so its CPU
+# per request beside the 1-shard figure is the price of the cross-core hop. TWO_SHARDS=0 skips.
+TWO_SHARDS=${TWO_SHARDS:-1}
 mkdir -p "$OUT/raw"
 
 # name: percore-loadtest/memtier arguments. fixed-rate's rate is filled in at run time.
@@ -37,12 +40,14 @@ workload_args() {
     1kb) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 1024" ;;
     conns-500) echo "-t 1 -c 500 --pipeline=1 --ratio=1:10 -d 32" ;;
     fixed-rate) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
+    light) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
 data_size() { workload_args "$1" | sed 's/.*-d \([0-9]*\).*/\1/'; }
 
 servers="percore"
+[ "$TWO_SHARDS" = 1 ] && servers="$servers percore-2s"
 for peer in redis-server valkey-server dragonfly; do
   if command -v "$peer" >/dev/null 2>&1; then servers="$servers ${peer%-server}"; fi
 done
@@ -83,6 +88,7 @@ SERVER_PID=
 start_server() { # name port
   case "$1" in
     percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" >"$OUT/raw/$1.log" 2>&1 & ;;
+    percore-2s) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards 2 >"$OUT/raw/$1.log" 2>&1 & ;;
     redis) taskset -c "$SERVER_CPU" redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     valkey) taskset -c "$SERVER_CPU" valkey-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     dragonfly) taskset -c "$SERVER_CPU" dragonfly --port "$2" --bind 127.0.0.1 --proactor_threads 1 --dbfilename "" >"$OUT/raw/$1.log" 2>&1 & ;;
@@ -110,9 +116,13 @@ measured_ops() { # workload server
 for workload in $WORKLOADS; do
   args=$(workload_args "$workload")
   d=$(data_size "$workload")
-  if [ "$workload" = fixed-rate ]; then
+  if [ "$workload" = light ]; then
+    rate=10000
+    echo "light: $rate requests/s" >&2
+  elif [ "$workload" = fixed-rate ]; then
     # Half of the strongest peer's closed-loop peak at pipeline 1 (Redis when installed).
-    base=$(echo "$servers" | awk '{ print ($2 != "" ? $2 : $1) }')
+    base=$(echo "$servers" | tr ' ' '\n' | grep -v '^percore' | head -1)
+    base=${base:-percore}
     peak=$(measured_ops p1 "$base")
     if [ -z "$peak" ]; then
       echo "fixed-rate needs the p1 workload first (to find $base's peak); skipped" >&2
@@ -135,14 +145,14 @@ for workload in $WORKLOADS; do
         extra=
         before=$(cpu_seconds "$SERVER_PID")
         if [ "$driver" = percore-loadtest ]; then
-          [ -n "$rate" ] && [ "$workload" = fixed-rate ] && extra="--rate=$rate"
+          [ -n "$rate" ] && case "$workload" in fixed-rate | light) extra="--rate=$rate" ;; esac
           # shellcheck disable=SC2086
           taskset -c "$CLIENT_CPU" "$LT" $common $extra --test-time="$TEST_TIME" --no-progress \
             --json "$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
           client_cpu=
         else
           conns=$(echo "$args" | sed 's/.*-c \([0-9]*\).*/\1/')
-          [ -n "$rate" ] && [ "$workload" = fixed-rate ] && extra="--rate-limiting=$((rate / conns))"
+          [ -n "$rate" ] && case "$workload" in fixed-rate | light) extra="--rate-limiting=$((rate / conns))" ;; esac
           children_cpu
           c0=$CHILD_CPU
           # shellcheck disable=SC2086
