@@ -561,7 +561,9 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
         let mut last_save_check = Instant::now();
         loop {
             let hz = bg.config.borrow().hz.max(1);
-            runtime::sleep(Duration::from_millis(1000 / hz as u64)).await;
+            let period = Duration::from_millis(1000 / hz as u64);
+            runtime::guard_tick(Instant::now() + period);
+            runtime::sleep(period).await;
             if bg.id == 0 && bg.global.shutdown_signal.load(Ordering::SeqCst) != 0 {
                 // SIGTERM/SIGINT: save if `save` points are set, then exit; a failed save
                 // keeps the server running, as Redis does.

@@ -175,11 +175,27 @@ const WATCHDOG_ACTIVE: Duration = Duration::from_millis(10);
 /// How far ahead the watchdog keeps timers registered.
 const WATCHDOG_HORIZON: Duration = Duration::from_millis(200);
 
+/// How long after a background tick is due the idle watchdog's guard timer fires, if the
+/// tick has not run by then.
+const GUARD_SLACK: Duration = Duration::from_millis(2);
+
 thread_local! {
     /// Network reads and mailbox messages on this core, for the watchdog.
     static ACTIVITY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// The watchdog, when it has let its timers run out on an idle core.
     static WATCHDOG_ASLEEP: std::cell::RefCell<Option<std::task::Waker>> = const { std::cell::RefCell::new(None) };
+    /// When the idle watchdog's one timer is to fire: just after the next background tick.
+    static GUARD_AT: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The background task's next tick is due at `at`. While the core is idle the watchdog keeps
+/// a single timer at `at` + [`GUARD_SLACK`], moved forward every tick before it fires: no
+/// wake-up of its own unless the tick was stranded (see [`Watchdog`]).
+pub fn guard_tick(at: Instant) {
+    GUARD_AT.with(|g| g.set(Some(at + GUARD_SLACK)));
+    if let Some(w) = WATCHDOG_ASLEEP.with(|s| s.borrow_mut().take()) {
+        w.wake();
+    }
 }
 
 fn note_activity() {
@@ -207,12 +223,15 @@ fn note_activity() {
 /// The watchdog keeps timers registered ahead while the core is busy, the first within
 /// [`WATCHDOG_BUSY`] and then at doubling distances up to [`WATCHDOG_HORIZON`], so a sleep
 /// always has a timer ending it. Once the core has been idle for [`WATCHDOG_ACTIVE`] it lets
-/// them run out and registers none: an idle core wakes only for its background tick (`hz`,
-/// 10 a second), as Redis does. The next network read or mailbox message wakes the watchdog
-/// and the timers start again. (With 10 ms timers while idle, an idle server woke ~110
-/// times a second per core; now ~10.) The window this leaves: the parking bug striking on
-/// the very wake-up that ends an idle period, whose tasks then wait for the background tick
-/// (at most 1/hz). One timer is not enough:
+/// them go and keeps one guard timer just after the next background tick ([`guard_tick`]),
+/// which the tick moves forward each time it runs: an idle core wakes only for its
+/// background tick (`hz`, 10 a second), as Redis does, and a tick stranded by the parking bug
+/// is rescued 2 ms later. (Seen without the guard: a SIGTERM'd idle server whose tick was
+/// stranded slept 12 minutes, until a client connected. With 10 ms timers while idle instead,
+/// an idle server woke ~110 times a second per core.) The next network read or mailbox
+/// message wakes the watchdog and the busy timers start again. The window left: the bug
+/// striking on the network wake-up that ends an idle period, whose tasks then wait for the
+/// next tick (at most 1/hz). One timer is not enough:
 /// the timer that fires wakes the watchdog, which is then runnable work of its own. Nor is a
 /// fixed count 200 µs apart: eight of them all expired during a busy stretch of 2 ms and were
 /// taken at once, and the core then slept 84 ms.
@@ -247,10 +266,22 @@ impl Future for Watchdog {
             self.seen = activity;
             self.busy_until = now + WATCHDOG_ACTIVE;
         }
-        if now >= self.busy_until {
-            // Idle: keep the timers already registered (they span the next 200 ms) but add
-            // none, and let the next read or message wake us to space them again.
+        let guard = GUARD_AT.with(|g| g.get());
+        // Idle, and the next tick not yet overdue: only the guard just after it; the next
+        // read or message (or tick) wakes us. An overdue tick (stranded, or the background
+        // task busy) gets the busy timers below until it runs.
+        if now >= self.busy_until && guard.is_none_or(|at| at > now) {
             WATCHDOG_ASLEEP.with(|s| *s.borrow_mut() = Some(cx.waker().clone()));
+            let kept = self.timers.len() == 1 && self.timers.front().map(|t| t.0) == guard;
+            if !kept {
+                self.timers.clear();
+                if let Some(at) = guard {
+                    let mut timer = Box::pin(glommio::timer::Timer::new(at - now));
+                    // Polling registers the timer with this task's waker; it is not due yet.
+                    let _ = timer.as_mut().poll(cx);
+                    self.timers.push_back((at, timer));
+                }
+            }
             return Poll::Pending;
         }
         let gap = WATCHDOG_BUSY;

@@ -82,6 +82,9 @@ impl Default for NetConfig {
     }
 }
 
+/// `IORING_ENTER_GETEVENTS` from the kernel's uapi (the crate keeps its copy private).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
@@ -362,9 +365,18 @@ impl Net {
             let (submitter, mut sq, mut cq) = ring.split();
             sq.sync();
             let must_enter = self.drain.get() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+            let to_submit = sq.len() as u32;
             drop(sq);
             if must_enter {
-                match submitter.submit_and_wait(0) {
+                // Always with GETEVENTS: it is what runs the deferred work (the crate's
+                // submit_and_wait adds it only when IORING_SQ_TASKRUN is up, which neither a
+                // drain enter nor a send submitted as a reply arrives can count on).
+                // SAFETY: a plain io_uring_enter on this ring's own descriptor with no
+                // extended argument; what the submitted entries name is the pushers' contract.
+                let entered = unsafe {
+                    submitter.enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
+                };
+                match entered {
                     Ok(_) => {}
                     Err(e)
                         if matches!(
