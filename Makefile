@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: build run test lint fmt bench bench-syscalls bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -32,6 +32,12 @@ bench-micro:
 bench:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/bench.sh
+
+# System calls per request at pipeline 1 and idle wake-ups, beside redis-server (and
+# valkey-server): needs root and perf.
+bench-syscalls:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/syscalls.sh
 
 # Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, beside redis-server.
 bench-memory:
