@@ -6,24 +6,10 @@
 
 mod common;
 
-use common::{s, Client, Server};
+use common::{redis_or_skip, s, Client, Server};
 use percore_proto::encode::{split_array_reply, split_bulks};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
-
-fn redis_or_skip() -> Option<Server> {
-    match Server::redis() {
-        Some(r) => Some(r),
-        None => {
-            assert!(
-                std::env::var("PERCORE_REQUIRE_REDIS").is_err(),
-                "redis-server is required (PERCORE_REQUIRE_REDIS is set)"
-            );
-            eprintln!("SKIPPED: redis-server not installed; compat tests did not run (apt-get install redis-server)");
-            None
-        }
-    }
-}
 
 /// Sends `input` on a fresh connection and returns the error reply, checking that the
 /// server then closes the connection (as Redis does after a protocol error).
@@ -69,7 +55,9 @@ fn many_args(name: &[u8], n: usize) -> Vec<u8> {
 /// Redis 7.0 refuses a multibulk count only above INT_MAX for authenticated clients.
 #[test]
 fn multibulk_counts_up_to_int_max_are_accepted() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("compat tests did not run") else {
+        return;
+    };
     for shards in [1, 4] {
         let percore = Server::percore(shards, &[]);
         let want = protocol_error(&redis, b"*2147483648\r\n", "redis");
@@ -110,7 +98,9 @@ fn multibulk_counts_up_to_int_max_are_accepted() {
 /// bytes have errors of their own; the checks that apply to everyone come first.
 #[test]
 fn unauthenticated_limits_match_redis() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("compat tests did not run") else {
+        return;
+    };
     assert_eq!(redis.client().q("CONFIG SET requirepass pw"), b"+OK\r\n");
     let percore = Server::percore(2, &["--requirepass", "pw"]);
     let cases: &[&[u8]] = &[
@@ -168,7 +158,9 @@ fn scan_parts(reply: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
 /// bytes after a NUL are accepted; spaces, overflow and non-numbers are `invalid cursor`.
 #[test]
 fn scan_cursors_are_parsed_as_strtoul() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("compat tests did not run") else {
+        return;
+    };
     let cursors: &[&[u8]] = &[
         b"0",
         b"-1",
@@ -245,7 +237,9 @@ fn used_memory(c: &mut Client) -> i64 {
 /// (`sdsMakeRoomFor`), so memory does not double; percore's must not either.
 #[test]
 fn append_to_a_large_string_does_not_double_it() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("compat tests did not run") else {
+        return;
+    };
     let percore = Server::percore(1, &[]);
     let big = vec![b'x'; 64 << 20];
     for (srv, who) in [(&redis, "redis"), (&percore, "percore")] {
@@ -300,7 +294,9 @@ fn wait_db0(c: &mut Client, who: &str, what: &str, done: impl Fn(&str) -> bool) 
 /// the keys expired, were deleted or were persisted.
 #[test]
 fn avg_ttl_is_zero_once_no_key_is_volatile() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("compat tests did not run") else {
+        return;
+    };
     let percore = Server::percore(2, &[]);
     for (srv, who) in [(&redis, "redis"), (&percore, "percore")] {
         let mut c = srv.client();

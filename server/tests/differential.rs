@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{s, Client, Server};
+use common::{redis_or_skip, s, Client, Server};
 use percore_proto::encode::{split_array_reply, split_bulks};
 
 struct Rng(u64);
@@ -348,23 +348,11 @@ fn run_stream(seed: u64, n: usize, redis: &mut Client, percore: &mut Client) {
     }
 }
 
-fn redis_or_skip() -> Option<Server> {
-    match Server::redis() {
-        Some(r) => Some(r),
-        None => {
-            assert!(
-                std::env::var("PERCORE_REQUIRE_REDIS").is_err(),
-                "redis-server is required (PERCORE_REQUIRE_REDIS is set)"
-            );
-            eprintln!("SKIPPED: redis-server not installed; differential tests did not run (apt-get install redis-server)");
-            None
-        }
-    }
-}
-
 #[test]
 fn random_streams_match_redis() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("differential tests did not run") else {
+        return;
+    };
     eprintln!("redis-server on port {}", redis.port);
     for shards in [4, 1] {
         let percore = Server::percore(shards, &[]);
@@ -382,7 +370,9 @@ fn random_streams_match_redis() {
 /// Commands from one stream sent as one pipeline: exercises batching across shards.
 #[test]
 fn pipelined_streams_match_redis() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("differential tests did not run") else {
+        return;
+    };
     let percore = Server::percore(4, &[]);
     for seed in 100..104u64 {
         let mut rc = redis.client();
@@ -417,7 +407,9 @@ fn pipelined_streams_match_redis() {
 /// Deterministic checks of what random streams leave out (clock-dependent replies).
 #[test]
 fn deadlines_match_redis() {
-    let Some(redis) = redis_or_skip() else { return };
+    let Some(redis) = redis_or_skip("differential tests did not run") else {
+        return;
+    };
     let percore = Server::percore(4, &[]);
     let script: &[&str] = &[
         "SET a v EXAT 4102444800",

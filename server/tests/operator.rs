@@ -1094,14 +1094,9 @@ fn a_low_descriptor_limit_reduces_maxclients_and_refuses_politely() {
 /// Redis's reply to `args` (after HELLO 3 when `resp3`), from a live redis-server; None —
 /// loudly — when it is not installed, a failure when PERCORE_REQUIRE_REDIS is set.
 fn live_redis_reply(resp3: bool, args: &[&[u8]]) -> Option<Vec<u8>> {
-    let Some(redis) = Server::redis() else {
-        assert!(
-            std::env::var("PERCORE_REQUIRE_REDIS").is_err(),
-            "redis-server is required (PERCORE_REQUIRE_REDIS is set)"
-        );
-        eprintln!("SKIPPED: redis-server not installed; compared with the reply recorded from Redis 7.0.15 instead of a live one (apt-get install redis-server)");
-        return None;
-    };
+    let redis = common::redis_or_skip(
+        "compared with the reply recorded from Redis 7.0.15 instead of a live one",
+    )?;
     let mut c = redis.client();
     if resp3 {
         c.q("HELLO 3");

@@ -509,3 +509,17 @@ impl Server {
         self.wait_exit(within)
     }
 }
+
+/// A real Redis for a comparison, or None — said loudly — when redis-server is not installed;
+/// with PERCORE_REQUIRE_REDIS set (CI), its absence is a failure. `what` names what is skipped.
+pub fn redis_or_skip(what: &str) -> Option<Server> {
+    let r = Server::redis();
+    if r.is_none() {
+        assert!(
+            std::env::var("PERCORE_REQUIRE_REDIS").is_err(),
+            "redis-server is required (PERCORE_REQUIRE_REDIS is set)"
+        );
+        eprintln!("SKIPPED: redis-server not installed; {what} (apt-get install redis-server)");
+    }
+    r
+}
