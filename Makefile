@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint fmt bench bench-syscalls bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -65,13 +65,22 @@ bench-memtier: build
 	./loadtest/scenarios/memtier.sh
 
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP enables them on the stable toolchain.
+# fuzz/corpus/TARGET is kept minimized (`make fuzz-cmin`); fuzz/regressions/TARGET holds the
+# inputs that once found a bug, each named for what it found, run by every fuzz run and by
+# `make fuzz-regressions`.
 fuzz: fuzz-decode fuzz-apply fuzz-snapshot
+
+fuzz-regressions:
+	cd fuzz && for t in regressions/*; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O "$${t#regressions/}" "$$t" -- -runs=0 || exit 1; done
+
+fuzz-cmin:
+	cd fuzz && for t in decode apply snapshot; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin -O "$$t" "corpus/$$t" -- -rss_limit_mb=4096 -max_len=65536 || exit 1; done
 
 fuzz-decode:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O decode corpus/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 
 fuzz-apply:
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O apply corpus/apply -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4096
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O apply corpus/apply regressions/apply -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=4096
 
 fuzz-snapshot:
 	mkdir -p fuzz/corpus/snapshot
