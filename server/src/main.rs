@@ -499,7 +499,7 @@ fn run(cfg: Config) -> Result<(), String> {
             } else {
                 format!(
                     "cannot start the io_uring executor for shard {i}: {e}.\n\
-                     percore needs Linux 5.8+ with io_uring enabled (see /proc/sys/kernel/io_uring_disabled; \
+                     percore needs Linux 6.0+ with io_uring enabled (see /proc/sys/kernel/io_uring_disabled; \
                      container runtimes' default seccomp profiles block io_uring: see deploy/README.md)"
                 )
             }

@@ -206,6 +206,12 @@ fn kernel_release() -> String {
         .into_owned()
 }
 
+/// (major, minor) of a kernel release such as `6.18.44-fc`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
 fn os_err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
@@ -214,6 +220,15 @@ impl Net {
     /// Sets up the ring in the cheapest completion mode the kernel offers, its provided
     /// buffers and its eventfd. Errors name the kernel, the feature and the version needed.
     pub fn new(cfg: NetConfig) -> io::Result<Net> {
+        // Multishot receive (6.0) fails per operation, not at setup, on older kernels: refuse
+        // to start there rather than fail every connection.
+        let release = kernel_release();
+        if kernel_version(&release).is_some_and(|v| v < (6, 0)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("percore's network path needs Linux 6.0 or later (multishot receive into provided buffers); this kernel is {release}"),
+            ));
+        }
         let (ring, mode) = bufring::setup(cfg.entries).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -941,6 +956,14 @@ mod tests {
         c.read_exact(&mut got).unwrap();
         writer.join().unwrap();
         assert!(got == data, "the echo differs from what was sent");
+    }
+
+    #[test]
+    fn kernel_versions_are_read_from_the_release() {
+        assert_eq!(kernel_version("6.18.44-fc-v1045"), Some((6, 18)));
+        assert_eq!(kernel_version("5.15.0-91-generic"), Some((5, 15)));
+        assert!(kernel_version("5.15.0").is_some_and(|v| v < (6, 0)));
+        assert_eq!(kernel_version("unknown"), None);
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
