@@ -223,7 +223,7 @@ fn note_activity() {
 /// The watchdog keeps timers registered ahead while the core is busy, the first within
 /// [`WATCHDOG_BUSY`] and then at doubling distances up to [`WATCHDOG_HORIZON`], so a sleep
 /// always has a timer ending it. Once the core has been idle for [`WATCHDOG_ACTIVE`] it lets
-/// them go and keeps one guard timer just after the next background tick ([`guard_tick`]),
+/// them run out and keeps one guard timer just after the next background tick ([`guard_tick`]),
 /// which the tick moves forward each time it runs: an idle core wakes only for its
 /// background tick (`hz`, 10 a second), as Redis does, and a tick stranded by the parking bug
 /// is rescued 2 ms later. (Seen without the guard: a SIGTERM'd idle server whose tick was
@@ -239,6 +239,8 @@ fn note_activity() {
 /// call.
 struct Watchdog {
     timers: std::collections::VecDeque<(Instant, Pin<Box<glommio::timer::Timer>>)>,
+    /// The idle guard: a timer just after the next background tick.
+    guard: Option<(Instant, Pin<Box<glommio::timer::Timer>>)>,
     seen: u64,
     busy_until: Instant,
 }
@@ -247,6 +249,7 @@ impl Watchdog {
     fn new() -> Watchdog {
         Watchdog {
             timers: std::collections::VecDeque::with_capacity(16),
+            guard: None,
             seen: 0,
             busy_until: Instant::now() + WATCHDOG_ACTIVE,
         }
@@ -267,23 +270,24 @@ impl Future for Watchdog {
             self.busy_until = now + WATCHDOG_ACTIVE;
         }
         let guard = GUARD_AT.with(|g| g.get());
-        // Idle, and the next tick not yet overdue: only the guard just after it; the next
-        // read or message (or tick) wakes us. An overdue tick (stranded, or the background
-        // task busy) gets the busy timers below until it runs.
+        // Idle, and the next tick not yet overdue: the busy timers already registered run out
+        // (at doubling distances, over the 200 ms after the last activity: a task stranded as
+        // the core went quiet is still found), none are added, and one guard stands just
+        // after the next tick. The next read or message (or tick) wakes us. An overdue tick
+        // (stranded, or the background task busy) gets busy timers below until it runs.
         if now >= self.busy_until && guard.is_none_or(|at| at > now) {
             WATCHDOG_ASLEEP.with(|s| *s.borrow_mut() = Some(cx.waker().clone()));
-            let kept = self.timers.len() == 1 && self.timers.front().map(|t| t.0) == guard;
-            if !kept {
-                self.timers.clear();
-                if let Some(at) = guard {
+            if self.guard.as_ref().map(|g| g.0) != guard {
+                self.guard = guard.map(|at| {
                     let mut timer = Box::pin(glommio::timer::Timer::new(at - now));
                     // Polling registers the timer with this task's waker; it is not due yet.
                     let _ = timer.as_mut().poll(cx);
-                    self.timers.push_back((at, timer));
-                }
+                    (at, timer)
+                });
             }
             return Poll::Pending;
         }
+        self.guard = None;
         let gap = WATCHDOG_BUSY;
         // Coming out of idle: respace the timers now rather than after the idle ones ran out.
         if self
