@@ -190,8 +190,7 @@ enum OpenFiles {
 }
 
 /// Raises RLIMIT_NOFILE to fit `maxclients` plus [`reserved_fds`], as Redis's
-/// adjustOpenFilesLimit: tries the whole need, then 16 fewer at a time down to the current
-/// limit, and reports how many clients fit when it cannot.
+/// adjustOpenFilesLimit does, and reports how many clients fit when it cannot.
 fn fit_open_files(maxclients: usize, shards: usize) -> OpenFiles {
     let reserved = reserved_fds(shards);
     let want = maxclients as u64 + reserved;
@@ -204,19 +203,28 @@ fn fit_open_files(maxclients: usize, shards: usize) -> OpenFiles {
     if old >= want {
         return OpenFiles::Enough;
     }
-    let mut best = want;
+    // The limit can go as high as `want`, the kernel's ceiling (fs.nr_open, when privileged)
+    // or the hard limit (when not): a few attempts, best first, instead of Redis's walk down
+    // in steps of 16, which for a huge maxclients is millions of system calls.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(want);
+    let mut tries = [want, want.min(nr_open), want.min(lim.rlim_max)];
+    tries.sort_unstable_by(|a, b| b.cmp(a));
+    let mut best = old;
     let mut error = String::new();
-    while best > old {
+    for t in tries.into_iter().filter(|&t| t > old) {
         // Raise the hard limit too when allowed (CAP_SYS_RESOURCE); never lower it.
         let try_lim = libc::rlimit {
-            rlim_cur: best,
-            rlim_max: best.max(lim.rlim_max),
+            rlim_cur: t,
+            rlim_max: t.max(lim.rlim_max),
         };
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &try_lim) } == 0 {
+            best = t;
             break;
         }
         error = config::os_error_text(&std::io::Error::last_os_error());
-        best = best.saturating_sub(16).max(old);
     }
     if best >= want {
         return OpenFiles::Raised {

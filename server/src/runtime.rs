@@ -189,8 +189,8 @@ thread_local! {
 }
 
 /// The background task's next tick is due at `at`. While the core is idle the watchdog keeps
-/// a single timer at `at` + [`GUARD_SLACK`], moved forward every tick before it fires: no
-/// wake-up of its own unless the tick was stranded (see [`Watchdog`]).
+/// guard timers from `at` + [`GUARD_SLACK`] on, moved forward every tick before they fire: no
+/// wake-up of their own unless the tick was stranded (see [`Watchdog`]).
 pub fn guard_tick(at: Instant) {
     GUARD_AT.with(|g| g.set(Some(at + GUARD_SLACK)));
     if let Some(w) = WATCHDOG_ASLEEP.with(|s| s.borrow_mut().take()) {
@@ -223,7 +223,7 @@ fn note_activity() {
 /// The watchdog keeps timers registered ahead while the core is busy, the first within
 /// [`WATCHDOG_BUSY`] and then at doubling distances up to [`WATCHDOG_HORIZON`], so a sleep
 /// always has a timer ending it. Once the core has been idle for [`WATCHDOG_ACTIVE`] it lets
-/// them run out and keeps one guard timer just after the next background tick ([`guard_tick`]),
+/// them run out and keeps guard timers just after the next background tick ([`guard_tick`]),
 /// which the tick moves forward each time it runs: an idle core wakes only for its
 /// background tick (`hz`, 10 a second), as Redis does, and a tick stranded by the parking bug
 /// is rescued 2 ms later. (Seen without the guard: a SIGTERM'd idle server whose tick was
@@ -239,8 +239,10 @@ fn note_activity() {
 /// call.
 struct Watchdog {
     timers: std::collections::VecDeque<(Instant, Pin<Box<glommio::timer::Timer>>)>,
-    /// The idle guard: a timer just after the next background tick.
-    guard: Option<(Instant, Pin<Box<glommio::timer::Timer>>)>,
+    /// The idle guard for the tick due at `.0`: timers 2, 4, 8 … 256 ms after it, all
+    /// cancelled unfired when the tick runs and moves the guard (no wake-up of their own); a
+    /// chain rather than one, since the wake-up a stranded tick gets can be stranded too.
+    guard: Option<(Instant, Vec<Pin<Box<glommio::timer::Timer>>>)>,
     seen: u64,
     busy_until: Instant,
 }
@@ -279,10 +281,16 @@ impl Future for Watchdog {
             WATCHDOG_ASLEEP.with(|s| *s.borrow_mut() = Some(cx.waker().clone()));
             if self.guard.as_ref().map(|g| g.0) != guard {
                 self.guard = guard.map(|at| {
-                    let mut timer = Box::pin(glommio::timer::Timer::new(at - now));
-                    // Polling registers the timer with this task's waker; it is not due yet.
-                    let _ = timer.as_mut().poll(cx);
-                    (at, timer)
+                    let timers = (0..8)
+                        .map(|k| {
+                            let due = at + GUARD_SLACK * ((1u32 << k) - 1);
+                            let mut timer = Box::pin(glommio::timer::Timer::new(due - now));
+                            // Polling registers the timer with this task's waker; not due yet.
+                            let _ = timer.as_mut().poll(cx);
+                            timer
+                        })
+                        .collect();
+                    (at, timers)
                 });
             }
             return Poll::Pending;
@@ -419,7 +427,6 @@ pub async fn yield_if_needed() {
 /// kernel spreads connections across them), accepted from by the core's network ring.
 pub struct Listener {
     inner: ring::RingListener,
-    closed: std::rc::Rc<std::cell::Cell<bool>>,
     /// Accept errors not yet logged, and when the last line was written.
     unlogged: std::cell::Cell<u64>,
     logged_at: std::cell::Cell<Option<Instant>>,
@@ -428,7 +435,6 @@ pub struct Listener {
 /// Shuts a core's listener down at exit; see [`Listener::closer`].
 pub struct ListenerCloser {
     inner: ring::RingListener,
-    closed: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl ListenerCloser {
@@ -437,8 +443,7 @@ impl ListenerCloser {
     /// down after the process exits (closing the descriptor alone leaves the socket in
     /// LISTEN for that while, and the next start cannot bind).
     pub fn close(&self) {
-        if !self.closed.replace(true) {
-            self.inner.mark_closed();
+        if self.inner.mark_closed() {
             // SAFETY: the descriptor belongs to the listener's ring slot, which never
             // closes it (listeners live as long as the process), so it is still this
             // socket. shutdown(2) does not close or reuse the descriptor.
@@ -472,7 +477,6 @@ impl Listener {
         let fd = std::os::fd::IntoRawFd::into_raw_fd(sk);
         Ok(Listener {
             inner: ring::RingListener::new(fd)?,
-            closed: Default::default(),
             unlogged: std::cell::Cell::new(0),
             logged_at: std::cell::Cell::new(None),
         })
@@ -482,7 +486,6 @@ impl Listener {
     pub fn closer(&self) -> ListenerCloser {
         ListenerCloser {
             inner: self.inner.clone(),
-            closed: self.closed.clone(),
         }
     }
 
@@ -493,8 +496,8 @@ impl Listener {
     pub async fn next(&self) -> Stream {
         loop {
             match self.inner.accept().await {
+                // A closed listener's accept never returns (the process is exiting).
                 Ok(s) => return Stream(s),
-                Err(_) if self.closed.get() => std::future::pending::<()>().await,
                 Err(e) => {
                     self.note_error(&e);
                     sleep(Duration::from_millis(10)).await;
@@ -530,10 +533,9 @@ impl Listener {
 pub struct Stream(ring::RingStream);
 
 impl Stream {
+    /// Received bytes (the ring notes the activity for the watchdog as they arrive).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf).await;
-        note_activity();
-        n
+        self.0.read(buf).await
     }
 
     /// Sends a copy of `buf`.

@@ -68,6 +68,10 @@ pub struct NetConfig {
     /// Provided receive buffers: a power of two.
     pub buffers: u16,
     pub buffer_size: usize,
+    /// Accepted connections a listener holds before its owner takes them; past this the
+    /// multishot accept is cancelled, and clients wait in the kernel's backlog until the
+    /// queue has been taken.
+    pub accept_queue: usize,
 }
 
 impl Default for NetConfig {
@@ -78,6 +82,7 @@ impl Default for NetConfig {
             entries: 1024,
             buffers: 512,
             buffer_size: 16 << 10,
+            accept_queue: 1024,
         }
     }
 }
@@ -132,6 +137,19 @@ struct ConnSlot {
     dropped: bool,
 }
 
+impl ConnSlot {
+    /// Whether a receive should be armed now: none is, the stream is alive and open, and
+    /// its unread input is below [`INPUT_HIGH`].
+    fn wants_recv(&self) -> bool {
+        self.recv == Recv::Idle
+            && !self.eof
+            && self.error.is_none()
+            && !self.paused
+            && !self.dropped
+            && self.input.len() - self.head < INPUT_HIGH
+    }
+}
+
 /// A listener's state in the ring.
 struct ListenSlot {
     fd: RawFd,
@@ -140,6 +158,8 @@ struct ListenSlot {
     error: Option<i32>,
     waiter: Option<Waker>,
     armed: bool,
+    /// A cancel of the multishot accept is on its way (the queue was full).
+    pausing: bool,
     closed: bool,
 }
 
@@ -158,6 +178,8 @@ pub struct NetStats {
     pub enobufs: u64,
     pub rearms: u64,
     pub pauses: u64,
+    /// Multishot accepts cancelled because the accepted queue was full.
+    pub accept_pauses: u64,
 }
 
 /// One core's network ring. Lives in a thread-local of the core; everything in it is used
@@ -179,6 +201,7 @@ pub struct Net {
     driver: RefCell<Option<Waker>>,
     efd: RawFd,
     pub mode: &'static str,
+    accept_queue: usize,
     stats: Cell<NetStats>,
     scratch: RefCell<Vec<(u64, i32, u32)>>,
 }
@@ -264,6 +287,7 @@ impl Net {
             driver: RefCell::new(None),
             efd,
             mode,
+            accept_queue: cfg.accept_queue.max(1),
             stats: Cell::new(NetStats::default()),
             scratch: RefCell::new(Vec::with_capacity(256)),
         })
@@ -426,15 +450,7 @@ impl Net {
         let rearm = std::mem::take(&mut *self.rearm.borrow_mut());
         for idx in &rearm {
             let arm = match self.slots.borrow().get(*idx) {
-                Some(Slot::Conn(c))
-                    if c.recv == Recv::Idle
-                        && !c.eof
-                        && c.error.is_none()
-                        && !c.paused
-                        && !c.dropped =>
-                {
-                    Some((c.fd, c.gen))
-                }
+                Some(Slot::Conn(c)) if c.wants_recv() => Some((c.fd, c.gen)),
                 _ => None,
             };
             if let Some((fd, gen)) = arm {
@@ -499,8 +515,11 @@ impl Net {
                 } else if res != -libc::ECANCELED {
                     c.error = Some(-res);
                 }
-                if c.recv == Recv::Idle && !c.eof && c.error.is_none() && !c.paused && !c.dropped {
+                if c.wants_recv() {
                     self.rearm.borrow_mut().push(idx);
+                } else if c.recv == Recv::Idle && c.input.len() - c.head >= INPUT_HIGH {
+                    // The multishot ended with the input full: resume once it is read down.
+                    c.paused = true;
                 }
                 if let Some(w) = c.reader.take() {
                     w.wake();
@@ -538,7 +557,18 @@ impl Net {
                         unsafe { libc::close(res) };
                     } else {
                         l.accepted.push_back(res);
+                        if l.accepted.len() >= self.accept_queue && l.armed && !l.pausing {
+                            // The owner is not keeping up (a flood, or start-up before
+                            // serving): stop accepting; `accept` re-arms once it is taken.
+                            l.pausing = true;
+                            self.count(|s| s.accept_pauses += 1);
+                            let target = user_data(OP_ACCEPT, idx, gen);
+                            drop(slots);
+                            return self.cancel(target);
+                        }
                     }
+                } else if res == -libc::ECANCELED {
+                    l.pausing = false;
                 } else if !l.closed {
                     l.error = Some(-res);
                 }
@@ -665,6 +695,7 @@ impl RingListener {
             error: None,
             waiter: None,
             armed: true,
+            pausing: false,
             closed: false,
         }));
         net.arm_accept(idx, fd, gen);
@@ -672,10 +703,11 @@ impl RingListener {
     }
 
     /// Marks the listener closed: later accepts are refused and [`RingListener::accept`]
-    /// waits forever (the process is exiting).
-    pub fn mark_closed(&self) {
-        if let Some(Slot::Listen(l)) = self.net.slots.borrow_mut().get_mut(self.idx) {
-            l.closed = true;
+    /// waits forever (the process is exiting). True the first time.
+    pub fn mark_closed(&self) -> bool {
+        match self.net.slots.borrow_mut().get_mut(self.idx) {
+            Some(Slot::Listen(l)) => !std::mem::replace(&mut l.closed, true),
+            _ => false,
         }
     }
 
@@ -698,6 +730,7 @@ impl RingListener {
             }
             if !l.armed {
                 l.armed = true;
+                l.pausing = false;
                 let (fd, gen) = (l.fd, l.gen);
                 drop(slots);
                 self.net.arm_accept(self.idx, fd, gen);
@@ -888,13 +921,14 @@ mod tests {
     use std::time::Duration;
 
     /// Runs an echo server on a fresh core with ring settings `cfg`: every connection's bytes
-    /// come back (in sends as large as what one read returned, or `reply` bytes per byte
-    /// read when set). Returns the port, and a receiver of the ring's counters sent each
+    /// come back `amplify` times, each read after `read_delay`, the first connection taken
+    /// after `accept_delay`. Returns the port, and a receiver of the ring's counters sent each
     /// time a connection ends.
     fn echo_core(
         cfg: NetConfig,
         amplify: usize,
         read_delay: Option<Duration>,
+        accept_delay: Option<Duration>,
     ) -> (u16, mpsc::Receiver<(NetStats, usize)>) {
         let (port_tx, port_rx) = mpsc::channel();
         let (stats_tx, stats_rx) = mpsc::channel();
@@ -909,6 +943,9 @@ mod tests {
                 let fd = std::os::fd::IntoRawFd::into_raw_fd(l);
                 let listener = RingListener::new(fd).unwrap();
                 port_tx.send(port).unwrap();
+                if let Some(d) = accept_delay {
+                    super::super::sleep(d).await;
+                }
                 loop {
                     let mut s = listener.accept().await.expect("accept");
                     let (net, stats_tx) = (net.clone(), stats_tx.clone());
@@ -966,6 +1003,36 @@ mod tests {
         assert_eq!(kernel_version("unknown"), None);
     }
 
+    /// 50 clients connect while the core takes none for 300 ms and may queue only 8: the
+    /// multishot accept is cancelled at the bound (the rest wait in the kernel's backlog),
+    /// re-armed once the queue has been taken, and every client is served.
+    #[test]
+    fn the_accept_queue_is_bounded_and_resumes() {
+        let cfg = NetConfig {
+            accept_queue: 8,
+            ..NetConfig::default()
+        };
+        let (port, stats) = echo_core(cfg, 1, None, Some(Duration::from_millis(300)));
+        let mut conns: Vec<TcpStream> = (0..50)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write_all(format!("{i:04}").as_bytes()).unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).unwrap();
+            assert_eq!(buf, *format!("{i:04}").as_bytes(), "connection {i}");
+        }
+        drop(conns);
+        let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            s.accept_pauses > 0,
+            "the queue never reached its bound: {s:?}"
+        );
+    }
+
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -981,8 +1048,9 @@ mod tests {
             entries: 64,
             buffers: 4,
             buffer_size: 64,
+            ..NetConfig::default()
         };
-        let (port, stats) = echo_core(cfg, 1, None);
+        let (port, stats) = echo_core(cfg, 1, None, None);
         let clients: Vec<_> = (0..8u8)
             .map(|i| {
                 std::thread::spawn(move || {
@@ -1003,7 +1071,7 @@ mod tests {
     /// takes it in many short sends, each resumed where the last stopped.
     #[test]
     fn short_sends_are_resumed() {
-        let (port, _stats) = echo_core(NetConfig::default(), 16 << 10, None);
+        let (port, _stats) = echo_core(NetConfig::default(), 16 << 10, None, None);
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         c.set_recv_buffer_size(4096).unwrap();
         c.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
@@ -1032,7 +1100,12 @@ mod tests {
     /// INPUT_HIGH (its receive cancelled) and resumed when it reads again; nothing is lost.
     #[test]
     fn unread_input_pauses_the_receive_and_resumes() {
-        let (port, stats) = echo_core(NetConfig::default(), 1, Some(Duration::from_millis(20)));
+        let (port, stats) = echo_core(
+            NetConfig::default(),
+            1,
+            Some(Duration::from_millis(20)),
+            None,
+        );
         let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         echo_round_trip(c, pattern(2 << 20, 3));
         let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -1044,7 +1117,7 @@ mod tests {
     /// the replies to what it sent before its FIN. Other connections go on.
     #[test]
     fn resets_and_half_closes() {
-        let (port, stats) = echo_core(NetConfig::default(), 1, None);
+        let (port, stats) = echo_core(NetConfig::default(), 1, None, None);
         let mut steady = TcpStream::connect(("127.0.0.1", port)).unwrap();
         steady
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1120,7 +1193,7 @@ mod tests {
     #[test]
     fn ten_thousand_connections() {
         raise_nofile(MANY as u64 + 256);
-        let (port, _stats) = echo_core(NetConfig::default(), 1, None);
+        let (port, _stats) = echo_core(NetConfig::default(), 1, None, None);
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
