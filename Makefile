@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -38,6 +38,11 @@ bench:
 bench-syscalls:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/syscalls.sh
+
+# Memory per idle connection (10,000 clients, one PING each), beside redis-server and valkey-server.
+bench-idle-memory:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/idle-memory.sh
 
 # Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, beside redis-server.
 bench-memory:
