@@ -83,6 +83,14 @@ impl<T: Send + 'static> Mailbox<T> {
         }
     }
 
+    /// Sends to core `to` if its inbox has room, without waiting (from a thread outside the
+    /// cores). False when it is full or gone.
+    pub fn try_send(&self, to: usize, msg: T) -> bool {
+        self.senders
+            .get(to)
+            .is_some_and(|s| s.try_send(msg).is_ok())
+    }
+
     /// Messages waiting in core `of`'s inbox (for the queue-depth gauge).
     pub fn depth(&self, of: usize) -> usize {
         self.senders.get(of).map_or(0, |s| s.len())
@@ -90,6 +98,13 @@ impl<T: Send + 'static> Mailbox<T> {
 }
 
 impl<T: Send + 'static> MailboxEnds<T> {
+    /// A sending side for a thread that is not a core (the main thread's shutdown nudges).
+    pub fn sender(&self) -> Mailbox<T> {
+        Mailbox {
+            senders: self.senders.clone(),
+        }
+    }
+
     /// Splits into this core's mailbox and inbox (nothing to connect: ready at once).
     pub fn split(self) -> (Mailbox<T>, Inbox<T>) {
         (
