@@ -32,6 +32,8 @@ pub struct CoreSnapshot {
     pub latency: LatencyMonitor,
     /// The core's network ring counters.
     pub ring: crate::runtime::NetStats,
+    /// Times the main thread woke this core because its background tick was overdue.
+    pub rescues: u64,
 }
 
 fn snapshot(c: &Core) -> CoreSnapshot {
@@ -61,6 +63,7 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         slowlog_last_id: slowlog.entries.front().map(|e| e.id),
         latency: c.latency.borrow().clone(),
         ring: crate::runtime::net_stats(),
+        rescues: crate::runtime::rescue_kicks(),
     }
 }
 
@@ -480,7 +483,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             let keys: usize = s.dbs.iter().map(|d| d.0).sum();
             let _ = write!(
                 body,
-                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_waits={},ring_enobufs={},ring_paused_reads={}\r\n",
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_waits={},ring_enobufs={},ring_paused_reads={},rescues={}\r\n",
                 s.stats.commands_processed,
                 s.conns,
                 s.stats.batches_sent,
@@ -492,6 +495,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 s.ring.parks,
                 s.ring.enobufs,
                 s.ring.pauses,
+                s.rescues,
             );
         }
         section("Shards", body);

@@ -388,11 +388,10 @@ fn run(cfg: Config) -> Result<(), String> {
     });
     handle_signals(global.clone());
     // Each core reports here once it has closed its clients at shutdown. The main thread
-    // blocks on it rather than polling, so it never wakes on a core's CPU while serving.
+    // waits on it, waking ten times a second to look for a stranded core (below).
     let (stopped_tx, stopped_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mesh = runtime::mesh::<Job>(n, MAILBOX_CAPACITY);
-    let nudger = mesh[0].sender();
     let seed = crate::core::now_us();
     for (i, ends) in mesh.into_iter().enumerate() {
         let (global, ready, stopped, binds) = (
@@ -550,24 +549,18 @@ fn run(cfg: Config) -> Result<(), String> {
     // Every core reports once; a core thread that ended without reporting drops its sender,
     // and when none is left the wait ends too.
     //
-    // While a shutdown is under way the main thread also nudges every core ten times a
-    // second with an empty message: the wake-up from outside gets a core going again if
-    // glommio's parking bug left its shutdown work runnable but asleep (seen: a SIGTERM'd
-    // server with a slow reader still running 10 s later, in 2 of ~10 loaded test runs).
-    // Otherwise it wakes once a second, off the cores' work.
+    // Meanwhile the main thread looks ten times a second for a core whose background tick
+    // is overdue and wakes it from outside: the last resort against glommio's parking bug,
+    // a core asleep with runnable tasks and no timer left to end the sleep (seen under CPU
+    // contention with 8 MB requests, and with a SIGTERM'd server whose shutdown work was
+    // stranded). See `runtime::rescue_stranded_cores`.
     let mut stopped = 0;
     while stopped < n {
-        let stopping = global.shutdown.load(Ordering::SeqCst)
-            || global.shutdown_signal.load(Ordering::SeqCst) != 0;
-        let wait = Duration::from_millis(if stopping { 100 } else { 1000 });
-        match stopped_rx.recv_timeout(wait) {
+        match stopped_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(()) => stopped += 1,
-            Err(mpsc::RecvTimeoutError::Timeout) if stopping => {
-                for core in 0..n {
-                    nudger.try_send(core, Box::new(|_: &Core| {}));
-                }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                runtime::rescue_stranded_cores();
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }

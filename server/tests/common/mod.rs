@@ -187,6 +187,10 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        // A server that stops reading fails the test instead of hanging it.
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -195,7 +199,14 @@ impl Client {
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
+        if let Err(e) = self.stream.write_all(bytes) {
+            let port = self.stream.peer_addr().map_or(0, |a| a.port());
+            panic!(
+                "the server on port {port} did not take a {}-byte request ({e})\n{}",
+                bytes.len(),
+                diagnose(port)
+            );
+        }
     }
 
     pub fn send(&mut self, args: &[&[u8]]) {
@@ -291,7 +302,23 @@ fn diagnose(port: u16) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    if !stacks.is_empty() {
+    // The rings' and eventfds' kernel-side state: entries submitted or not, operations
+    // armed, eventfd counts.
+    let mut fdinfo = String::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            let target = target.to_string_lossy();
+            if target.contains("io_uring") || target.contains("eventfd") {
+                let name = fd.file_name().to_string_lossy().into_owned();
+                let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}"))
+                    .unwrap_or_default();
+                fdinfo.push_str(&format!("== fd {name} {target}\n{info}\n"));
+            }
+        }
+    }
+    let stacks = format!("{stacks}\n{fdinfo}");
+    if !pid.is_empty() {
         let _ = std::fs::write(
             std::env::temp_dir().join(format!("percore-stuck-{port}.txt")),
             &stacks,
