@@ -7,6 +7,7 @@
 
 use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
 use percore_shard::evict::Policy;
+use percore_shard::types::hash::HashLimits;
 use std::fmt::Write as _;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub struct Config {
     pub protected_mode: bool,
     pub maxclients: usize,
     pub proto_max_bulk_len: i64,
+    /// When a hash leaves the `listpack` encoding (`hash-max-listpack-*`).
+    pub hash_limits: HashLimits,
     pub client_query_buffer_limit: usize,
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
@@ -66,6 +69,7 @@ impl Default for Config {
             protected_mode: true,
             maxclients: 10_000,
             proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
+            hash_limits: HashLimits::default(),
             client_query_buffer_limit: 1 << 30,
             timeout: 0,
             tcp_keepalive: 300,
@@ -237,6 +241,11 @@ pub static PARAMS: &[Param] = &[
     Param { name: "maxmemory-samples", get: |c| c.evict.samples.to_string(), set: |c, v| { c.evict.samples = int_in(one(v)?, 1, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "lfu-log-factor", get: |c| c.evict.lfu_log_factor.to_string(), set: |c, v| { c.evict.lfu_log_factor = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "lfu-decay-time", get: |c| c.evict.lfu_decay_time.to_string(), set: |c, v| { c.evict.lfu_decay_time = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "hash-max-listpack-entries", get: |c| c.hash_limits.max_listpack_entries.to_string(), set: |c, v| { c.hash_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "hash-max-listpack-value", get: |c| c.hash_limits.max_listpack_value.to_string(), set: |c, v| { c.hash_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    // Redis 7.0 keeps the names from before listpacks as aliases.
+    Param { name: "hash-max-ziplist-entries", get: |c| c.hash_limits.max_listpack_entries.to_string(), set: |c, v| { c.hash_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "hash-max-ziplist-value", get: |c| c.hash_limits.max_listpack_value.to_string(), set: |c, v| { c.hash_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },

@@ -619,6 +619,7 @@ impl Core {
                 let mut shard = self.shard.borrow_mut();
                 shard.config.proto_max_bulk_len = cfg.proto_max_bulk_len;
                 shard.config.evict = cfg.evict;
+                shard.config.hash_limits = cfg.hash_limits;
             }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);

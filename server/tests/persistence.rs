@@ -5,6 +5,7 @@
 mod common;
 
 use common::{s, Client, Server};
+use percore_proto::encode::{split_array_reply, split_bulks};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -42,7 +43,10 @@ fn start(shards: usize, dir: &TempDir, extra: &[&str]) -> Server {
 /// Everything a client can observe of a key: type, value, encoding, and whether it expires.
 fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
     c.q(&format!("SELECT {db}"));
-    let get = s(&c.cmd(&[b"GET", key]));
+    let get = match s(&c.cmd(&[b"TYPE", key])).as_str() {
+        "+hash\r\n" => hash_contents(c, key),
+        _ => s(&c.cmd(&[b"GET", key])),
+    };
     let enc = s(&c.cmd(&[b"OBJECT", b"ENCODING", key]));
     let ttl = s(&c.cmd(&[b"PTTL", key]));
     let ttl = if ttl.starts_with(":-") {
@@ -51,6 +55,17 @@ fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
         ":expires".to_string()
     };
     (get, enc, ttl)
+}
+
+/// A hash's fields and values as sorted pairs (a table's order is its own).
+fn hash_contents(c: &mut Client, key: &[u8]) -> String {
+    let reply = c.cmd(&[b"HGETALL", key]);
+    let (n, body) = split_array_reply(&reply).expect("HGETALL answers an array");
+    let mut items = Vec::new();
+    split_bulks(body, n, &mut items).expect("of bulk strings");
+    let mut pairs: Vec<(&[u8], &[u8])> = items.chunks(2).map(|p| (p[0], p[1])).collect();
+    pairs.sort();
+    format!("hash {pairs:?}")
 }
 
 /// The keys the test writes, with their databases.
@@ -111,6 +126,30 @@ fn dataset(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
     c.q("APPEND appended x");
     c.q("APPEND appended y");
     keys.push((0, b"appended".to_vec()));
+    // Hashes: a small one (listpack, insertion order kept), one past the entries limit and
+    // one with a long value (hashtable), one with a deadline, in two databases.
+    for db in [0usize, 9] {
+        c.q(&format!("SELECT {db}"));
+        c.q("HSET small b 2 a 1 empty  bin \x00");
+        c.cmd(&[b"HSET", b"small", b"bin", b"\x00\xff"]);
+        keys.push((db, b"small".to_vec()));
+        for i in 0..600 {
+            let f = format!("f{i}");
+            c.cmd(&[
+                b"HSET",
+                b"wide",
+                f.as_bytes(),
+                format!("{}", i * 7).as_bytes(),
+            ]);
+        }
+        keys.push((db, b"wide".to_vec()));
+        c.cmd(&[b"HSET", b"long", b"x", &[b'v'; 100]]);
+        keys.push((db, b"long".to_vec()));
+        c.q("HSET hexp f v");
+        c.q("PEXPIRE hexp 1000000");
+        keys.push((db, b"hexp".to_vec()));
+    }
+    c.q("SELECT 0");
     keys
 }
 

@@ -62,6 +62,7 @@ use std::ptr::{self, NonNull};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::lazyfree::{self, Doomed, Graveyard};
+use crate::types::hash::Hash;
 use crate::value::{Clock, Entry, Value, ValueRef};
 
 /// The table grows when it holds this many entries per bucket (see "Bytes per key").
@@ -92,7 +93,10 @@ const F_SNAP: u8 = 1 << 5;
 const ENC_INT: u8 = 0;
 const ENC_INLINE: u8 = 1 << 3;
 const ENC_HEAP: u8 = 2 << 3;
+/// A collection ([`Hash`]): one word, the pointer of its box, which the node owns.
+const ENC_OBJ: u8 = 3 << 3;
 const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
+const OBJ_WORDS: usize = std::mem::size_of::<usize>();
 
 /// The fixed part of a node (link, clock, flags, lengths): what the table costs per entry
 /// beyond its key and value bytes, besides the bucket slot.
@@ -109,6 +113,10 @@ enum Payload<'a> {
     Heap(Vec<u8>),
     /// A `HEAP` value's words copied verbatim from another node, which gives up ownership.
     Moved([u8; HEAP_WORDS]),
+    /// A collection, owned by the node from now on.
+    Obj(Box<Hash>),
+    /// An `OBJ` value's box taken over from another node, which gives up ownership.
+    MovedObj(*mut Hash),
 }
 
 impl Payload<'_> {
@@ -117,6 +125,7 @@ impl Payload<'_> {
             Payload::Int(_) => ENC_INT,
             Payload::Inline(_) => ENC_INLINE,
             Payload::Heap(_) | Payload::Moved(_) => ENC_HEAP,
+            Payload::Obj(_) | Payload::MovedObj(_) => ENC_OBJ,
         }
     }
 
@@ -125,6 +134,7 @@ impl Payload<'_> {
             Payload::Int(_) => 8,
             Payload::Inline(b) => b.len(),
             Payload::Heap(_) | Payload::Moved(_) => HEAP_WORDS,
+            Payload::Obj(_) | Payload::MovedObj(_) => OBJ_WORDS,
         }
     }
 }
@@ -179,6 +189,7 @@ unsafe fn payload_len(p: NonNull<u8>) -> usize {
     match flags(p) & ENC_MASK {
         ENC_INT => 8,
         ENC_INLINE => *p.as_ptr().add(OFF_VLEN) as usize,
+        ENC_OBJ => OBJ_WORDS,
         _ => HEAP_WORDS,
     }
 }
@@ -219,12 +230,18 @@ unsafe fn set_heap_parts(p: NonNull<u8>, (ptr_, len, cap): (*mut u8, usize, usiz
     ptr::write_unaligned(v.add(1), len);
     ptr::write_unaligned(v.add(2), cap);
 }
+/// An `OBJ` node's box pointer.
+#[inline]
+unsafe fn obj_ptr(p: NonNull<u8>) -> *mut Hash {
+    ptr::read_unaligned(val_ptr(p) as *const usize) as *mut Hash
+}
 #[inline]
 unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
     let v = val_ptr(p);
     let raw = flags(p) & F_RAW != 0;
     match flags(p) & ENC_MASK {
         ENC_INT => ValueRef::Int(ptr::read_unaligned(v as *const i64)),
+        ENC_OBJ => ValueRef::Hash(&*obj_ptr(p)),
         ENC_INLINE => ValueRef::Str {
             data: std::slice::from_raw_parts(v, payload_len(p)),
             raw,
@@ -303,6 +320,8 @@ fn build(
                 set_heap_parts(p, (data.as_mut_ptr(), data.len(), data.capacity()));
             }
             Payload::Moved(words) => ptr::copy_nonoverlapping(words.as_ptr(), v, HEAP_WORDS),
+            Payload::Obj(b) => ptr::write_unaligned(v as *mut usize, Box::into_raw(b) as usize),
+            Payload::MovedObj(o) => ptr::write_unaligned(v as *mut usize, o as usize),
         }
         p
     }
@@ -322,6 +341,7 @@ fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value, snap: bo
             snap,
         ),
         Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data), snap),
+        Value::Hash(h) => build(key, clock, expire_at_ms, false, Payload::Obj(h), snap),
     }
 }
 
@@ -372,8 +392,10 @@ unsafe fn take_heap(p: NonNull<u8>) -> Vec<u8> {
 
 /// Frees a node that is no longer linked, sending a large value to `graveyard`.
 unsafe fn free_node(p: NonNull<u8>, graveyard: &mut Graveyard) {
-    if flags(p) & ENC_MASK == ENC_HEAP {
-        graveyard.bury_vec(take_heap(p));
+    match flags(p) & ENC_MASK {
+        ENC_HEAP => graveyard.bury_vec(take_heap(p)),
+        ENC_OBJ => graveyard.bury_hash(*Box::from_raw(obj_ptr(p))),
+        _ => {}
     }
     free_shell(p);
 }
@@ -391,6 +413,7 @@ unsafe fn into_entry(p: NonNull<u8>) -> Entry {
             data: take_heap(p),
             raw,
         },
+        ENC_OBJ => Value::Hash(Box::from_raw(obj_ptr(p))),
         _ => value(p).to_value(),
     };
     let e = Entry {
@@ -434,10 +457,10 @@ impl<'a> EntryRef<'a> {
     pub fn alloc_bytes(self) -> usize {
         unsafe {
             node_size(self.node)
-                + if flags(self.node) & ENC_MASK == ENC_HEAP {
-                    heap_parts(self.node).2
-                } else {
-                    0
+                + match flags(self.node) & ENC_MASK {
+                    ENC_HEAP => heap_parts(self.node).2,
+                    ENC_OBJ => std::mem::size_of::<Hash>() + (*obj_ptr(self.node)).heap_bytes(),
+                    _ => 0,
                 }
         }
     }
@@ -465,6 +488,14 @@ impl<'a> EntryMut<'a> {
         // SAFETY: `link` points at a live link slot of the mutably borrowed table, and an
         // EntryMut is only made for a slot holding a node; every method keeps it so.
         unsafe { (*self.link.as_ptr()).expect("an EntryMut's link holds its node") }
+    }
+
+    /// A read view for as long as the table is borrowed.
+    pub fn into_ref(self) -> EntryRef<'a> {
+        EntryRef {
+            node: self.node(),
+            _life: PhantomData,
+        }
     }
 
     /// A read view.
@@ -535,6 +566,7 @@ impl<'a> EntryMut<'a> {
                 ENC_INLINE => {
                     Payload::Inline(std::slice::from_raw_parts(val_ptr(p), payload_len(p)))
                 }
+                ENC_OBJ => Payload::MovedObj(obj_ptr(p)),
                 _ => {
                     let mut w = [0u8; HEAP_WORDS];
                     ptr::copy_nonoverlapping(val_ptr(p), w.as_mut_ptr(), HEAP_WORDS);
@@ -556,6 +588,21 @@ impl<'a> EntryMut<'a> {
             build_value(key(p), clock(p), expire_at(p), v, self.snap.bit)
         };
         self.relink(new, false);
+    }
+
+    /// The collection this entry holds, for editing in place; None for a string. A
+    /// snapshot in progress gets the value as it was first (copy before write).
+    pub fn hash_mut(&mut self) -> Option<&mut Hash> {
+        let p = self.node();
+        // SAFETY: `p` is this table's live node and the table is mutably borrowed; an `OBJ`
+        // node owns its box, borrowed here for as long as `self` is.
+        unsafe {
+            if flags(p) & ENC_MASK != ENC_OBJ {
+                return None;
+            }
+            save_before_write(self.snap, p);
+            Some(&mut *obj_ptr(p))
+        }
     }
 
     /// Edits the string bytes in place (APPEND, SETRANGE); the result is a `raw` string kept
@@ -712,6 +759,24 @@ impl Dict {
 
     pub fn is_rehashing(&self) -> bool {
         self.rehash_idx.is_some()
+    }
+
+    /// Bytes the table holds: its bucket arrays and its entries, measured over up to 64
+    /// buckets and scaled when there are more (MEMORY USAGE samples likewise).
+    pub fn alloc_bytes(&self) -> usize {
+        let mut sampled = (0usize, 0usize);
+        let mut cursor = 0;
+        for _ in 0..64 {
+            cursor = self.scan(cursor, |_, e| {
+                sampled.0 += 1;
+                sampled.1 += e.alloc_bytes();
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        let entries = (sampled.1 * self.len()).checked_div(sampled.0).unwrap_or(0);
+        self.buckets() * BUCKET_BYTES + entries
     }
 
     /// Total buckets in both tables (for memory accounting and tests).
@@ -940,6 +1005,14 @@ impl Dict {
                 expire_at_ms,
                 raw,
                 Payload::Heap(data.to_vec()),
+                bit,
+            ),
+            ValueRef::Hash(h) => build(
+                key,
+                clock,
+                expire_at_ms,
+                false,
+                Payload::Obj(Box::new(h.clone_with(self.seed))),
                 bit,
             ),
         };

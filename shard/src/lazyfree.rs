@@ -185,9 +185,28 @@ impl Drop for Doomed {
 #[derive(Default)]
 pub struct Graveyard {
     blocks: Vec<Doomed>,
+    /// Collections too large to free at once, freed a slice of buckets at a time.
+    tables: Vec<crate::dict::Dict>,
 }
 
+/// Fields a buried collection may have and still be freed at once (Redis's
+/// `LAZYFREE_THRESHOLD`).
+pub const LAZYFREE_MIN_ELEMENTS: usize = 64;
+
+/// Buckets of a buried collection freed per slice.
+const TABLE_SLICE_BUCKETS: usize = 1024;
+
 impl Graveyard {
+    /// Frees a collection now when it is small, or queues its table for slicing.
+    pub fn bury_hash(&mut self, h: crate::types::hash::Hash) {
+        match h {
+            crate::types::hash::Hash::Table(d) if d.len() > LAZYFREE_MIN_ELEMENTS => {
+                self.tables.push(*d)
+            }
+            other => drop(other),
+        }
+    }
+
     /// Frees `v` now when it is small, or queues it for slicing.
     pub fn bury_vec(&mut self, v: Vec<u8>) {
         if v.capacity() >= LAZYFREE_MIN_BYTES {
@@ -203,14 +222,16 @@ impl Graveyard {
 
     pub fn append(&mut self, other: &mut Graveyard) {
         self.blocks.append(&mut other.blocks);
+        self.tables.append(&mut other.tables);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.blocks.is_empty() && self.tables.is_empty()
     }
 
+    /// Blocks and collections waiting.
     pub fn len(&self) -> usize {
-        self.blocks.len()
+        self.blocks.len() + self.tables.len()
     }
 
     /// Bytes still owned.
@@ -218,9 +239,20 @@ impl Graveyard {
         self.blocks.iter().map(|d| d.size()).sum()
     }
 
-    /// Releases up to `slices` slices of [`LAZYFREE_SLICE_BYTES`]; true while blocks remain.
+    /// Releases up to `slices` slices of [`LAZYFREE_SLICE_BYTES`] (or of a buried
+    /// collection's buckets); true while anything remains.
     pub fn step(&mut self, mut slices: usize) -> bool {
         while slices > 0 {
+            if let Some(t) = self.tables.last_mut() {
+                slices -= 1;
+                if !t.free_step(TABLE_SLICE_BUCKETS) {
+                    let mut t = self.tables.pop().expect("just seen");
+                    // What the table's own graveyard holds (large values, its arrays) joins
+                    // this one's queue.
+                    self.append(t.graveyard());
+                }
+                continue;
+            }
             let Some(d) = self.blocks.last_mut() else {
                 return false;
             };

@@ -17,6 +17,7 @@ pub mod glob;
 pub mod lazyfree;
 pub mod ops;
 pub mod snapshot;
+pub mod types;
 mod value;
 
 use dict::{Dict, EntryMut, EntryRef, Live};
@@ -46,6 +47,8 @@ pub mod err {
 pub struct ShardConfig {
     pub proto_max_bulk_len: i64,
     pub evict: evict::EvictConfig,
+    /// When a hash leaves the `listpack` encoding.
+    pub hash_limits: types::hash::HashLimits,
 }
 
 impl Default for ShardConfig {
@@ -53,6 +56,7 @@ impl Default for ShardConfig {
         ShardConfig {
             proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN,
             evict: evict::EvictConfig::default(),
+            hash_limits: types::hash::HashLimits::default(),
         }
     }
 }
@@ -452,7 +456,7 @@ impl Shard {
     /// `spec` has already been resolved and arity-checked by the caller. Must not block;
     /// allocates only for values it stores or replies it builds.
     pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
-        use ops::{keyspace as k, string as s};
+        use ops::{hash as h, keyspace as k, string as s};
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
             Cmd::Set => s::set(self, ctx, args, out),
@@ -475,6 +479,20 @@ impl Shard {
             Cmd::GetRange | Cmd::Substr => s::getrange(self, ctx, args, out),
             Cmd::SetRange => s::setrange(self, ctx, args, out),
             Cmd::Lcs => s::lcs(self, ctx, args, out),
+            Cmd::HSet => h::hset(self, ctx, args, out, false),
+            Cmd::HMSet => h::hset(self, ctx, args, out, true),
+            Cmd::HSetNx => h::hsetnx(self, ctx, args, out),
+            Cmd::HGet => h::hget(self, ctx, args, out),
+            Cmd::HMGet => h::hmget(self, ctx, args, out),
+            Cmd::HGetAll => h::hgetall(self, ctx, args, out, h::Part::Both),
+            Cmd::HKeys => h::hgetall(self, ctx, args, out, h::Part::Fields),
+            Cmd::HVals => h::hgetall(self, ctx, args, out, h::Part::Values),
+            Cmd::HDel => h::hdel(self, ctx, args, out),
+            Cmd::HLen => h::hlen(self, ctx, args, out),
+            Cmd::HStrLen => h::hstrlen(self, ctx, args, out),
+            Cmd::HExists => h::hexists(self, ctx, args, out),
+            Cmd::HIncrBy => h::hincrby(self, ctx, args, out),
+            Cmd::HIncrByFloat => h::hincrbyfloat(self, ctx, args, out),
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),

@@ -27,7 +27,10 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::value::Value;
 
 pub const MAGIC: &[u8; 8] = b"PCSNAP\0\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest format version this build still reads (version 1 had strings only; its
+/// records are a subset of version 2's).
+pub const MIN_VERSION: u32 = 1;
 const BLOCK_TAG: &[u8; 4] = b"BLK\0";
 const END_TAG: &[u8; 4] = b"END\0";
 pub const HEADER_BYTES: usize = 40;
@@ -38,11 +41,24 @@ pub const BLOCK_TARGET_BYTES: usize = 256 << 10;
 /// The largest payload a reader accepts: a 512 MB value and its framing.
 pub const BLOCK_MAX_BYTES: usize = (512 << 20) + (1 << 20);
 
-/// A value as stored in a snapshot.
+/// A value as stored in a snapshot. Variants are only ever appended (the archived tag is
+/// the variant's index), so older files keep loading.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum RecordValue {
     Int(i64),
-    Str { data: Vec<u8>, raw: bool },
+    Str {
+        data: Vec<u8>,
+        raw: bool,
+    },
+    /// A hash's fields and values (since version 2).
+    Hash(Vec<Pair>),
+}
+
+/// A field and its value.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    pub field: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 /// One key.
@@ -62,17 +78,9 @@ struct Block {
 
 impl RecordValue {
     pub fn from_value(v: &Value) -> Self {
-        match v {
-            Value::Int(i) => RecordValue::Int(*i),
-            Value::Str { data, raw } => RecordValue::Str {
-                data: data.clone(),
-                raw: *raw,
-            },
-        }
+        Self::from_ref(v.as_ref())
     }
-}
 
-impl RecordValue {
     pub fn from_ref(v: crate::value::ValueRef) -> Self {
         match v {
             crate::value::ValueRef::Int(i) => RecordValue::Int(i),
@@ -80,19 +88,56 @@ impl RecordValue {
                 data: data.to_vec(),
                 raw,
             },
+            crate::value::ValueRef::Hash(h) => {
+                let mut pairs = Vec::with_capacity(h.len());
+                h.for_each(|f, v| {
+                    pairs.push(Pair {
+                        field: f.to_vec(),
+                        value: v.to_vec(),
+                    })
+                });
+                RecordValue::Hash(pairs)
+            }
+        }
+    }
+
+    /// Bytes the record's value adds to a block (for closing blocks near their target).
+    fn payload_bytes(&self) -> usize {
+        match self {
+            RecordValue::Int(_) => 8,
+            RecordValue::Str { data, .. } => data.len(),
+            RecordValue::Hash(pairs) => pairs
+                .iter()
+                .map(|p| p.field.len() + p.value.len() + 16)
+                .sum(),
         }
     }
 }
 
 impl ArchivedRecordValue {
-    /// The value for the table.
+    /// The value for the table, with the default encoding limits (tests, tools).
     pub fn to_value(&self) -> Value {
+        self.to_value_with(crate::types::hash::HashLimits::default(), 0x5EED)
+    }
+
+    /// The value for the table: collections in the encodings `limits` call for, their
+    /// tables keyed by `seed`.
+    pub fn to_value_with(&self, limits: crate::types::hash::HashLimits, seed: u64) -> Value {
         match self {
             ArchivedRecordValue::Int(i) => Value::Int(i.to_native()),
             ArchivedRecordValue::Str { data, raw } => Value::Str {
                 data: data.as_slice().to_vec(),
                 raw: *raw,
             },
+            ArchivedRecordValue::Hash(pairs) => {
+                Value::Hash(Box::new(crate::types::hash::Hash::from_pairs(
+                    pairs
+                        .iter()
+                        .map(|p| (p.field.as_slice(), p.value.as_slice())),
+                    limits,
+                    seed,
+                )))
+            }
         }
     }
 }
@@ -169,9 +214,9 @@ impl Header {
             shards: u32_at(b, 16),
             created_ms: u64_at(b, 24),
         };
-        if h.version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&h.version) {
             return Err(err(&format!(
-                "format version {} (this build reads {VERSION})",
+                "format version {} (this build reads {MIN_VERSION} to {VERSION})",
                 h.version
             )));
         }
@@ -196,12 +241,7 @@ impl BlockBuilder {
     /// Adds a record; true when the block has reached its target size and should be taken
     /// with [`BlockBuilder::take_block`].
     pub fn push(&mut self, r: Record) -> bool {
-        self.bytes += r.key.len()
-            + 32
-            + match &r.value {
-                RecordValue::Int(_) => 8,
-                RecordValue::Str { data, .. } => data.len(),
-            };
+        self.bytes += r.key.len() + 32 + r.value.payload_bytes();
         self.block.records.push(r);
         self.bytes >= BLOCK_TARGET_BYTES
     }
@@ -486,7 +526,9 @@ impl crate::Shard {
             if (at != 0 && now_ms > at) || !accept(r.key.as_slice()) {
                 continue;
             }
-            let mut e = crate::Entry::new(r.value.to_value(), now_ms);
+            let seed = self.next_rand();
+            let mut e =
+                crate::Entry::new(r.value.to_value_with(self.config.hash_limits, seed), now_ms);
             e.expire_at_ms = at;
             self.store(r.db as usize, r.key.as_slice(), e);
             stored += 1;
@@ -556,6 +598,21 @@ mod tests {
                     data: vec![7; 300_000],
                     raw: true,
                 },
+            },
+            Record {
+                db: 2,
+                key: b"a hash".to_vec(),
+                expire_at_ms: 5,
+                value: RecordValue::Hash(vec![
+                    Pair {
+                        field: b"".to_vec(),
+                        value: b"".to_vec(),
+                    },
+                    Pair {
+                        field: vec![0, 255],
+                        value: b"12".to_vec(),
+                    },
+                ]),
             },
         ];
         for db in 0..16u8 {
@@ -649,10 +706,26 @@ mod tests {
             .unwrap_err()
             .what
             .contains("truncated"));
-        f[8] = 2; // version 2, checksum fixed up
+        f[8] = 3; // version 3, checksum fixed up
         let sum = xxh3_64(&f[..32]);
         f[32..40].copy_from_slice(&sum.to_le_bytes());
-        assert!(Reader::new(&f).err().unwrap().what.contains("version 2"));
+        assert!(Reader::new(&f).err().unwrap().what.contains("version 3"));
+    }
+
+    /// Files of version 1 (strings only) load with this build: their records are a subset
+    /// of version 2's, tags and layout unchanged.
+    #[test]
+    fn version_1_files_still_load() {
+        let recs: Vec<Record> = edge_records()
+            .into_iter()
+            .filter(|r| !matches!(r.value, RecordValue::Hash(_)))
+            .collect();
+        let mut f = file(&recs);
+        f[8] = 1;
+        let sum = xxh3_64(&f[..32]);
+        f[32..40].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Reader::new(&f).unwrap().header.version, 1);
+        assert_eq!(read_all(&f).unwrap(), recs);
     }
 
     /// A shard dumped in bounded steps and loaded into an empty one holds the same keys,
@@ -808,6 +881,19 @@ mod tests {
                     any::<bool>()
                 )
                     .prop_map(|(data, raw)| RecordValue::Str { data, raw }),
+                proptest::collection::vec(
+                    (
+                        proptest::collection::vec(any::<u8>(), 0..20),
+                        proptest::collection::vec(any::<u8>(), 0..40)
+                    ),
+                    1..10
+                )
+                .prop_map(|pairs| RecordValue::Hash(
+                    pairs
+                        .into_iter()
+                        .map(|(field, value)| Pair { field, value })
+                        .collect()
+                )),
             ],
         )
             .prop_map(|(db, key, expire_at_ms, value)| Record {

@@ -5,23 +5,63 @@
 //! bytes as `raw` rather than `embstr` (APPEND and SETRANGE make raw strings; strings over 44
 //! bytes are always raw), so OBJECT ENCODING answers as Redis does.
 
+use crate::types::hash::Hash;
 use percore_proto::{parse_i64, ReplyWriter};
 
 /// Longest string Redis keeps in the `embstr` encoding.
 pub const EMBSTR_MAX: usize = 44;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Value {
     Int(i64),
     Str { data: Vec<u8>, raw: bool },
+    Hash(Box<Hash>),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Hash(a), Value::Hash(b)) => a.same_pairs(b),
+            (Value::Hash(_), _) | (_, Value::Hash(_)) => false,
+            (a, b) => a.as_ref() == b.as_ref(),
+        }
+    }
+}
+
+impl Eq for Value {}
+
+impl Clone for Value {
+    fn clone(&self) -> Value {
+        self.as_ref().to_value()
+    }
 }
 
 /// A value as stored in the table, borrowed: what readers see of an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// The string accessors ([`ValueRef::as_bytes`], [`ValueRef::write_bulk`], …) are for
+/// strings: commands check [`ValueRef::is_string`] first and answer WRONGTYPE otherwise. On
+/// a collection they see an empty string.
+#[derive(Clone, Copy, Debug)]
 pub enum ValueRef<'a> {
     Int(i64),
     Str { data: &'a [u8], raw: bool },
+    Hash(&'a Hash),
 }
+
+impl PartialEq for ValueRef<'_> {
+    fn eq(&self, other: &ValueRef) -> bool {
+        match (*self, *other) {
+            (ValueRef::Int(a), ValueRef::Int(b)) => a == b,
+            (ValueRef::Str { data: a, raw: ra }, ValueRef::Str { data: b, raw: rb }) => {
+                a == b && ra == rb
+            }
+            (ValueRef::Hash(a), ValueRef::Hash(b)) => a.same_pairs(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ValueRef<'_> {}
 
 impl Value {
     /// A string value as SET stores it: integer-encoded when possible.
@@ -33,14 +73,17 @@ impl Value {
         match self {
             Value::Int(i) => ValueRef::Int(*i),
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
+            Value::Hash(h) => ValueRef::Hash(h),
         }
     }
 
-    /// The string bytes, consuming the value (an integer is formatted).
+    /// The string bytes, consuming the value (an integer is formatted; a collection, which
+    /// callers never pass, gives nothing).
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
             Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
             Value::Str { data, .. } => data,
+            Value::Hash(_) => Vec::new(),
         }
     }
 
@@ -49,6 +92,7 @@ impl Value {
         match self {
             Value::Int(_) => 0,
             Value::Str { data, .. } => data.capacity(),
+            Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
         }
     }
 }
@@ -68,9 +112,16 @@ impl<'a> ValueRef<'a> {
         }
     }
 
+    /// Whether this is a string (stored as an integer or as bytes).
+    #[inline]
+    pub fn is_string(self) -> bool {
+        !matches!(self, ValueRef::Hash(_))
+    }
+
     /// The encoding name OBJECT ENCODING reports.
     pub fn encoding(self) -> &'static str {
         match self {
+            ValueRef::Hash(h) => h.encoding(),
             ValueRef::Int(_) => "int",
             ValueRef::Str { data, raw } => {
                 if raw || data.len() > EMBSTR_MAX {
@@ -83,7 +134,10 @@ impl<'a> ValueRef<'a> {
     }
 
     pub fn type_name(self) -> &'static str {
-        "string"
+        match self {
+            ValueRef::Hash(_) => "hash",
+            _ => "string",
+        }
     }
 
     /// The string bytes, formatting an integer into `scratch`.
@@ -91,6 +145,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => scratch.format(i).as_bytes(),
             ValueRef::Str { data, .. } => data,
+            ValueRef::Hash(_) => &[],
         }
     }
 
@@ -98,14 +153,21 @@ impl<'a> ValueRef<'a> {
         self.as_bytes(&mut itoa::Buffer::new()).to_vec()
     }
 
-    /// An owned copy.
+    /// An owned copy; a collection is copied whole (COPY), its tables keyed by `seed`'s
+    /// default (see [`ValueRef::to_value_seeded`]).
     pub fn to_value(self) -> Value {
+        self.to_value_seeded(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// An owned copy whose hash tables, if any, are keyed by `seed`.
+    pub fn to_value_seeded(self, seed: u64) -> Value {
         match self {
             ValueRef::Int(i) => Value::Int(i),
             ValueRef::Str { data, raw } => Value::Str {
                 data: data.to_vec(),
                 raw,
             },
+            ValueRef::Hash(h) => Value::Hash(Box::new(h.clone_with(seed))),
         }
     }
 
@@ -113,6 +175,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => itoa::Buffer::new().format(i).len(),
             ValueRef::Str { data, .. } => data.len(),
+            ValueRef::Hash(_) => 0,
         }
     }
 
@@ -122,6 +185,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => out.bulk_int(i),
             ValueRef::Str { data, .. } => out.bulk(data),
+            ValueRef::Hash(_) => out.bulk(b""),
         }
     }
 }

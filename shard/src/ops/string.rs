@@ -8,9 +8,25 @@ use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
 pub fn get(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value().write_bulk(out),
-        None => out.null(),
+    get_reply(sh, ctx, &a[1], out);
+}
+
+/// Redis's `getGenericCommand`: the string at `key` as a bulk reply (nil when absent);
+/// false after a WRONGTYPE error.
+fn get_reply(sh: &mut Shard, ctx: &ExecCtx, key: &[u8], out: &mut ReplyWriter) -> bool {
+    match sh.lookup_read(ctx.db, key, ctx.now_ms) {
+        Some(e) if !e.value().is_string() => {
+            out.error(err::WRONGTYPE);
+            false
+        }
+        Some(e) => {
+            e.value().write_bulk(out);
+            true
+        }
+        None => {
+            out.null();
+            true
+        }
     }
 }
 
@@ -110,6 +126,7 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let old_deadline = existing.as_ref().map_or(0, |e| e.expire_at_ms());
     if o.get {
         match existing {
+            Some(e) if !e.value().is_string() => return out.error(err::WRONGTYPE),
             Some(e) => e.value().write_bulk(out),
             None => out.null(),
         }
@@ -154,15 +171,14 @@ pub fn setex(
 }
 
 pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value().write_bulk(out),
-        None => out.null(),
+    if get_reply(sh, ctx, &a[1], out) {
+        sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
     }
-    sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
 }
 
 pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) if !e.value().is_string() => return out.error(err::WRONGTYPE),
         Some(e) => e.value().write_bulk(out),
         None => return out.null(),
     }
@@ -174,9 +190,11 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(o) => o,
         Err(e) => return out.error(e),
     };
-    // Redis looks the key up before it validates the expire value.
-    if sh.lookup_read(ctx.db, &a[1], ctx.now_ms).is_none() {
-        return out.null();
+    // Redis looks the key up and checks its type before it validates the expire value.
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        None => return out.null(),
+        Some(e) if !e.value().is_string() => return out.error(err::WRONGTYPE),
+        Some(_) => {}
     }
     let when = match o
         .expire
@@ -206,8 +224,8 @@ pub fn mget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     out.array(a.len() - 1);
     for key in a.iter().skip(1) {
         match sh.lookup_read(ctx.db, key, ctx.now_ms) {
-            Some(e) => e.value().write_bulk(out),
-            None => out.null(),
+            Some(e) if e.value().is_string() => e.value().write_bulk(out),
+            _ => out.null(),
         }
     }
 }
@@ -275,6 +293,7 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             sh.store(ctx.db, key, Entry::new(v, ctx.now_ms));
             out.int(len as i64);
         }
+        Some(e) if !e.value().is_string() => out.error(err::WRONGTYPE),
         Some(mut e) => {
             if e.value().str_len() as u64 + add.len() as u64 > max {
                 return out.error(err::TOO_BIG);
@@ -289,10 +308,10 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn strlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let n = sh
-        .lookup_read(ctx.db, &a[1], ctx.now_ms)
-        .map_or(0, |e| e.value().str_len());
-    out.int(n as i64);
+    match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) if !e.value().is_string() => out.error(err::WRONGTYPE),
+        e => out.int(e.map_or(0, |e| e.value().str_len()) as i64),
+    }
 }
 
 /// INCRBY/DECRBY's increment argument (parsed before the key is looked at, as Redis does).
@@ -329,6 +348,7 @@ pub fn incr_by(
                 None => return out.error(err::NOT_INT),
             }
         }
+        Some(ValueRef::Hash(_)) => return out.error(err::WRONGTYPE),
     };
     let Some(new) = old.checked_add(incr) else {
         return out.error(err::OVERFLOW);
@@ -356,7 +376,7 @@ const FLOAT_TEXT_MAX: usize = 5 * 1024 + 64;
 
 /// The INCRBYFLOAT result text: `old + incr` computed in C `long double` and printed with
 /// `%.17Lf` minus trailing zeros, as Redis does (see `ldouble.c`), so every digit matches.
-fn float_sum(old: &[u8], incr: &[u8]) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn float_sum(old: &[u8], incr: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut out = vec![0u8; FLOAT_TEXT_MAX];
     // SAFETY: the pointers and lengths describe live slices; the C function reads at most
     // `a_len`/`b_len` bytes of the inputs (copying them into its own NUL-terminated buffer)
@@ -384,6 +404,9 @@ fn float_sum(old: &[u8], incr: &[u8]) -> Result<Vec<u8>, &'static str> {
 pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let (key, incr) = (&a[1], &a[2]);
     let entry = sh.lookup(ctx.db, key, ctx.now_ms);
+    if entry.as_ref().is_some_and(|e| !e.value().is_string()) {
+        return out.error(err::WRONGTYPE);
+    }
     let mut scratch = itoa::Buffer::new();
     let old: &[u8] = entry
         .as_ref()
@@ -411,6 +434,9 @@ pub fn getrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let Some(e) = sh.lookup_read(ctx.db, &a[1], ctx.now_ms) else {
         return out.bulk(b"");
     };
+    if !e.value().is_string() {
+        return out.error(err::WRONGTYPE);
+    }
     let mut scratch = itoa::Buffer::new();
     let s = e.value().as_bytes(&mut scratch);
     let len = s.len() as i64;
@@ -458,6 +484,7 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             );
             out.int(total as i64);
         }
+        Some(e) if !e.value().is_string() => out.error(err::WRONGTYPE),
         Some(mut e) => {
             if value.is_empty() {
                 return out.int(e.value().str_len() as i64);
@@ -477,15 +504,17 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
 }
 
+/// LCS's error when a key holds another type (Redis 7.0's text, not WRONGTYPE).
+pub const LCS_WRONGTYPE: &str = "ERR The specified keys must contain string values";
+
 pub fn lcs(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let va = sh
-        .lookup_read(ctx.db, &a[1], ctx.now_ms)
-        .map(|e| e.value().to_vec())
-        .unwrap_or_default();
-    let vb = sh
-        .lookup_read(ctx.db, &a[2], ctx.now_ms)
-        .map(|e| e.value().to_vec())
-        .unwrap_or_default();
+    let mut fetch = |key: &[u8]| match sh.lookup_read(ctx.db, key, ctx.now_ms) {
+        Some(e) if !e.value().is_string() => Err(()),
+        e => Ok(e.map(|e| e.value().to_vec()).unwrap_or_default()),
+    };
+    let (Ok(va), Ok(vb)) = (fetch(&a[1]), fetch(&a[2])) else {
+        return out.error(LCS_WRONGTYPE);
+    };
     lcs_reply(&va, &vb, a, sh.config.proto_max_bulk_len, out);
 }
 

@@ -1,0 +1,258 @@
+//! Hash commands (Redis's `t_hash.c`).
+//!
+//! Argument checks follow Redis's order (arity and numbers first, then the key's type, then
+//! the stored value), because clients and tests observe which error wins. A hash emptied by
+//! HDEL is deleted with it, as Redis deletes empty collections.
+
+use super::parse_int;
+use super::string::float_sum;
+use crate::lazyfree::Graveyard;
+use crate::types::hash::Hash;
+use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
+use percore_proto::{parse_i64, Args, ReplyWriter};
+
+const NOT_INT: &str = "ERR hash value is not an integer";
+const NOT_FLOAT: &str = "ERR hash value is not a float";
+
+/// The hash at `key` for reading: Err after a WRONGTYPE reply.
+fn read<'a>(
+    sh: &'a mut Shard,
+    ctx: &ExecCtx,
+    key: &[u8],
+    out: &mut ReplyWriter,
+) -> Result<Option<&'a Hash>, ()> {
+    match sh
+        .lookup_read(ctx.db, key, ctx.now_ms)
+        .map(|e| e.into_ref().value())
+    {
+        None => Ok(None),
+        Some(ValueRef::Hash(h)) => Ok(Some(h)),
+        Some(_) => {
+            out.error(err::WRONGTYPE);
+            Err(())
+        }
+    }
+}
+
+/// Runs `f` on the hash at `key`, created empty when absent and `create` is set; None when
+/// the key is absent and not created, Err after a WRONGTYPE reply. Afterwards an emptied
+/// hash is deleted, and large values its table let go of join the shard's lazy free queue.
+fn write<R>(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    key: &[u8],
+    create: bool,
+    out: &mut ReplyWriter,
+    f: impl FnOnce(&mut Hash, u64) -> R,
+) -> Result<Option<R>, ()> {
+    let seed = sh.next_rand();
+    let exists = match sh.lookup(ctx.db, key, ctx.now_ms) {
+        None => false,
+        Some(e) if matches!(e.value(), ValueRef::Hash(_)) => true,
+        Some(_) => {
+            out.error(err::WRONGTYPE);
+            return Err(());
+        }
+    };
+    if !exists {
+        if !create {
+            return Ok(None);
+        }
+        let h = Value::Hash(Box::default());
+        sh.store(ctx.db, key, Entry::new(h, ctx.now_ms));
+    }
+    let mut freed = Graveyard::default();
+    let (r, empty) = {
+        let mut e = sh
+            .lookup(ctx.db, key, ctx.now_ms)
+            .expect("a hash stored or found just above");
+        let h = e.hash_mut().expect("checked to be a hash");
+        let r = f(h, seed);
+        if let Hash::Table(d) = h {
+            freed.append(d.graveyard());
+        }
+        (r, h.is_empty())
+    };
+    sh.graveyard.append(&mut freed);
+    if empty {
+        sh.delete(ctx.db, key);
+    }
+    Ok(Some(r))
+}
+
+/// The longest of `args`: a pack holding any of them longer than the value limit converts
+/// first (Redis's `hashTypeTryConversion`).
+fn longest(args: &[&[u8]]) -> usize {
+    args.iter().map(|a| a.len()).max().unwrap_or(0)
+}
+
+pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset: bool) {
+    if !a.len().is_multiple_of(2) {
+        let name = if hmset { "hmset" } else { "hset" };
+        return out.error(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ));
+    }
+    let limits = sh.config.hash_limits;
+    let pairs: Vec<&[u8]> = a.iter().skip(2).collect();
+    let Ok(Some(added)) = write(sh, ctx, &a[1], true, out, |h, seed| {
+        h.convert_for_len(longest(&pairs), limits, seed);
+        pairs
+            .chunks_exact(2)
+            .filter(|p| h.set(p[0], p[1], limits, seed))
+            .count()
+    }) else {
+        return;
+    };
+    if hmset {
+        out.ok();
+    } else {
+        out.int(added as i64);
+    }
+}
+
+pub fn hsetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let limits = sh.config.hash_limits;
+    let (field, value) = (&a[2], &a[3]);
+    if let Ok(Some(set)) = write(sh, ctx, &a[1], true, out, |h, seed| {
+        // An existing field is left alone, and so is the encoding (Redis converts only
+        // when it sets).
+        h.get(field).is_none() && h.set(field, value, limits, seed)
+    }) {
+        out.int(set as i64);
+    }
+}
+
+pub fn hget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match read(sh, ctx, &a[1], out) {
+        Ok(Some(h)) => match h.get(&a[2]) {
+            Some(v) => v.write_bulk(out),
+            None => out.null(),
+        },
+        Ok(None) => out.null(),
+        Err(()) => {}
+    }
+}
+
+pub fn hmget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let Ok(h) = read(sh, ctx, &a[1], out) else {
+        return;
+    };
+    out.array(a.len() - 2);
+    for field in a.iter().skip(2) {
+        match h.and_then(|h| h.get(field)) {
+            Some(v) => v.write_bulk(out),
+            None => out.null(),
+        }
+    }
+}
+
+/// What HGETALL, HKEYS and HVALS return of each pair.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Both,
+    Fields,
+    Values,
+}
+
+pub fn hgetall(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, part: Part) {
+    let h = match read(sh, ctx, &a[1], out) {
+        Ok(h) => h,
+        Err(()) => return,
+    };
+    let n = h.map_or(0, |h| h.len());
+    match part {
+        Part::Both => out.map(n),
+        _ => out.array(n),
+    }
+    let Some(h) = h else { return };
+    h.for_each(|f, v| {
+        if part != Part::Values {
+            out.bulk(f);
+        }
+        if part != Part::Fields {
+            v.write_bulk(out);
+        }
+    });
+}
+
+pub fn hdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match write(sh, ctx, &a[1], false, out, |h, _| {
+        a.iter().skip(2).filter(|f| h.remove(f)).count()
+    }) {
+        Ok(Some(n)) => out.int(n as i64),
+        Ok(None) => out.int(0),
+        Err(()) => {}
+    }
+}
+
+pub fn hlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(h) = read(sh, ctx, &a[1], out) {
+        out.int(h.map_or(0, |h| h.len()) as i64);
+    }
+}
+
+pub fn hstrlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(h) = read(sh, ctx, &a[1], out) {
+        let n = h.and_then(|h| h.get(&a[2])).map_or(0, |v| v.str_len());
+        out.int(n as i64);
+    }
+}
+
+pub fn hexists(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(h) = read(sh, ctx, &a[1], out) {
+        out.int(h.is_some_and(|h| h.get(&a[2]).is_some()) as i64);
+    }
+}
+
+pub fn hincrby(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let incr = match parse_int(&a[3]) {
+        Ok(i) => i,
+        Err(e) => return out.error(e),
+    };
+    let limits = sh.config.hash_limits;
+    let field = &a[2];
+    let r = write(sh, ctx, &a[1], true, out, |h, seed| {
+        let old = match h.get(field) {
+            None => 0,
+            Some(ValueRef::Int(i)) => i,
+            Some(v) => parse_i64(&v.to_vec()).ok_or(NOT_INT)?,
+        };
+        let new = old.checked_add(incr).ok_or(err::OVERFLOW)?;
+        h.set(
+            field,
+            itoa::Buffer::new().format(new).as_bytes(),
+            limits,
+            seed,
+        );
+        Ok(new)
+    });
+    match r {
+        Ok(Some(Ok(n))) => out.int(n),
+        Ok(Some(Err(e))) => out.error(e),
+        _ => {}
+    }
+}
+
+pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    // The increment alone first: not a number, or not finite.
+    match float_sum(b"0", &a[3]) {
+        Ok(_) => {}
+        Err(e) if e == err::NOT_FLOAT => return out.error(e),
+        Err(_) => return out.error("ERR value is NaN or Infinity"),
+    }
+    let limits = sh.config.hash_limits;
+    let (field, incr) = (&a[2], &a[3]);
+    let r = write(sh, ctx, &a[1], true, out, |h, seed| {
+        let old = h.get(field).map_or_else(|| b"0".to_vec(), |v| v.to_vec());
+        let text =
+            float_sum(&old, incr).map_err(|e| if e == err::NOT_FLOAT { NOT_FLOAT } else { e })?;
+        h.set(field, &text, limits, seed);
+        Ok(text)
+    });
+    match r {
+        Ok(Some(Ok(text))) => out.bulk(&text),
+        Ok(Some(Err(e))) => out.error(e),
+        _ => {}
+    }
+}

@@ -1,0 +1,4 @@
+//! Encodings of the collection types, one file per type (the commands that use them live in
+//! `crate::ops`, by family).
+
+pub mod hash;
