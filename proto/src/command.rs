@@ -62,6 +62,8 @@ pub enum Cmd {
     HVals,
     HIncrBy,
     HIncrByFloat,
+    HRandField,
+    HScan,
     // keyspace
     Del,
     Unlink,
@@ -372,6 +374,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("hvals", HVals, 2, R, 1, 1, 1, Single, ["read", "hash", "slow"], "hash", "2.0.0", "Returns all values in a hash."),
     spec!("hincrby", HIncrBy, 4, W | D | F, 1, 1, 1, Single, ["write", "hash", "fast"], "hash", "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist."),
     spec!("hincrbyfloat", HIncrByFloat, 4, W | D | F, 1, 1, 1, Single, ["write", "hash", "fast"], "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist."),
+    spec!("hrandfield", HRandField, -2, R, 1, 1, 1, Single, ["read", "hash", "slow"], "hash", "6.2.0", "Returns one or more random fields from a hash."),
+    spec!("hscan", HScan, -3, R, 1, 1, 1, Single, ["read", "hash", "slow"], "hash", "2.8.0", "Iterates over fields and values of a hash."),
     // ---- keyspace
     spec!("del", Del, -2, W, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "slow"], "generic", "1.0.0", "Deletes one or more keys."),
     spec!("unlink", Unlink, -2, W | F, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "fast"], "generic", "4.0.0", "Asynchronously deletes one or more keys."),

@@ -1,4 +1,4 @@
-//! Differential tests of the hash commands (HSET … HINCRBYFLOAT): the same commands go to a
+//! Differential tests of the hash commands (HSET … HSCAN): the same commands go to a
 //! real `redis-server` (7.0, the spec) and to percore with 1 and with 3 shards, and every
 //! reply must be byte-for-byte identical. Skipped with a loud message when redis-server is
 //! absent; PERCORE_REQUIRE_REDIS=1 (CI) turns the skip into a failure.
@@ -184,6 +184,34 @@ const TABLE: &[(&str, &str)] = &[
     ("TYPE f", "+hash"),
     ("DEL f str nokey", ":2"),
     ("EXISTS f str", ":0"),
+    // HRANDFIELD and HSCAN where Redis's answer does not depend on chance or table order:
+    // errors in Redis's order, missing keys, and counts covering a listpack whole.
+    ("HRANDFIELD", ARITY),
+    ("HSCAN k", ARITY),
+    ("HRANDFIELD nokey", "nil"),
+    ("HRANDFIELD nokey 3", "[]"),
+    ("HRANDFIELD nokey 3 x", "-ERR syntax error"),
+    ("HRANDFIELD nokey x", BAD_INCR),
+    ("HRANDFIELD nokey -9223372036854775808", "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"),
+    ("HRANDFIELD nokey 9223372036854775807 WITHVALUES", "-ERR value is out of range"),
+    ("HSET r a 1 b 2 c 3", ":3"),
+    ("HRANDFIELD r 0", "[]"),
+    ("HRANDFIELD r 3", "[a b c]"),
+    ("HRANDFIELD r 9 withvalues", "[a 1 b 2 c 3]"),
+    ("HRANDFIELD r 1 withvalue", "-ERR syntax error"),
+    ("HRANDFIELD str 1", ""),
+    ("HSCAN nokey x", "-ERR invalid cursor"),
+    ("HSCAN nokey 0 COUNT 0", ""),
+    ("HSCAN r 0 COUNT 0", "-ERR syntax error"),
+    ("HSCAN r 0 TYPE string", "-ERR syntax error"),
+    ("HSCAN r 0 MATCH [ab]", ""),
+    ("HSCAN r 0 COUNT 1", ""),
+    // strtoul: a negative cursor wraps around, as Redis reads it.
+    ("HSCAN r -1", ""),
+    ("HSET str2 a b", ":1"),
+    ("SET str2 x", "+OK"),
+    ("HSCAN str2 0", WT),
+    ("HRANDFIELD str2", WT),
 ];
 
 /// Conversion to `hashtable` under [`SMALL`] thresholds (Redis 7.0 names and old aliases).
@@ -645,4 +673,134 @@ fn hashes_move_between_shards_and_are_freed_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(contents(&mut c, "wide"), wide);
+}
+
+/// HRANDFIELD's and HSCAN's answers depend on chance and table order, so they are checked
+/// against what Redis guarantees instead: counts, membership, distinct fields for a positive
+/// count, values that belong to their fields, and a full HSCAN returning every field, in
+/// both encodings and both protocols. Reply lengths are compared with Redis's.
+#[test]
+fn hrandfield_and_hscan_keep_redis_guarantees() {
+    let Some((redis, percores)) = servers("hash differential tests did not run", &[]) else {
+        return;
+    };
+    for (shards, percore) in &percores {
+        for resp3 in [false, true] {
+            let label = format!("percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
+            let mut duo = Duo::new(&redis, percore, resp3, label.clone());
+            for (key, n) in [("small", 5usize), ("large", 1500)] {
+                for i in 0..n {
+                    duo.send(&words(&format!("HSET {key} f{i} v{i}")));
+                }
+                let enc = duo.encoding(key.as_bytes());
+                for (count, withvalues) in [
+                    (1i64, false),
+                    (3, true),
+                    (-7, false),
+                    (-4, true),
+                    (200, true),
+                    (5000, false),
+                ] {
+                    let line = format!(
+                        "HRANDFIELD {key} {count}{}",
+                        if withvalues { " WITHVALUES" } else { "" }
+                    );
+                    let args = words(&line);
+                    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                    let want = duo.redis.cmd(&refs);
+                    let got = duo.percore.cmd(&refs);
+                    let fields = picks(&got, withvalues, resp3);
+                    assert_eq!(
+                        fields.len(),
+                        picks(&want, withvalues, resp3).len(),
+                        "{label}, {} `{line}`: {}",
+                        esc(&enc),
+                        esc(&got)
+                    );
+                    for (f, v) in &fields {
+                        let i: usize = f
+                            .strip_prefix("f")
+                            .and_then(|i| i.parse().ok())
+                            .unwrap_or(usize::MAX);
+                        assert!(i < n, "{label} `{line}`: no field {f}");
+                        if let Some(v) = v {
+                            assert_eq!(v, &format!("v{i}"), "{label} `{line}`");
+                        }
+                    }
+                    if count > 0 {
+                        let distinct: std::collections::HashSet<_> =
+                            fields.iter().map(|p| &p.0).collect();
+                        assert_eq!(
+                            distinct.len(),
+                            fields.len(),
+                            "{label} `{line}`: repeated fields"
+                        );
+                    }
+                }
+                // A full scan, a few fields at a time, returns every field with its value.
+                for count in [1, 10, 1000] {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut cursor = "0".to_string();
+                    for _ in 0..100_000 {
+                        let r = duo
+                            .percore
+                            .q(&format!("HSCAN {key} {cursor} COUNT {count}"));
+                        let (next, items) = scan_reply(&r);
+                        for p in items.chunks(2) {
+                            assert_eq!(p[1], format!("v{}", &p[0][1..]), "{label}");
+                            seen.insert(p[0].clone());
+                        }
+                        cursor = next;
+                        if cursor == "0" {
+                            break;
+                        }
+                    }
+                    assert_eq!(
+                        cursor, "0",
+                        "{label}: HSCAN {key} COUNT {count} never ended"
+                    );
+                    assert_eq!(
+                        seen.len(),
+                        n,
+                        "{label}: HSCAN {key} COUNT {count} missed fields"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// HRANDFIELD's fields and (with WITHVALUES) values, from a flat RESP2 list or RESP3 pairs.
+fn picks(reply: &[u8], withvalues: bool, resp3: bool) -> Vec<(String, Option<String>)> {
+    let text = s(reply);
+    let bulks: Vec<String> = text
+        .split("\r\n")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].starts_with('$'))
+        .map(|w| w[1].to_string())
+        .collect();
+    let _ = resp3; // nested pairs and a flat list carry the same bulks in the same order
+    if withvalues {
+        bulks
+            .chunks(2)
+            .map(|p| (p[0].clone(), Some(p[1].clone())))
+            .collect()
+    } else {
+        bulks.into_iter().map(|f| (f, None)).collect()
+    }
+}
+
+/// HSCAN's cursor and its flat list of fields and values.
+fn scan_reply(reply: &[u8]) -> (String, Vec<String>) {
+    let text = s(reply);
+    let mut bulks = text
+        .split("\r\n")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].starts_with('$'))
+        .map(|w| w[1].to_string())
+        .collect::<Vec<_>>();
+    let cursor = bulks.remove(0);
+    (cursor, bulks)
 }

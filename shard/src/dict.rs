@@ -1154,12 +1154,12 @@ impl Dict {
     /// Visits the entries of the bucket(s) at `cursor` and returns the next cursor (0 when
     /// the walk is complete). Reverse-binary increments make the walk robust to resizing.
     /// `f` may not modify the table; callers collect keys and act afterwards.
-    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], EntryRef)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, mut f: impl FnMut(&'a [u8], EntryRef<'a>)) -> u64 {
         if self.is_empty() {
             return 0;
         }
         let mut v = cursor as usize;
-        let visit = |t: &Table, idx: usize, f: &mut dyn FnMut(&[u8], EntryRef)| {
+        let visit = |t: &Table, idx: usize, f: &mut dyn FnMut(&'a [u8], EntryRef<'a>)| {
             let mut cur = t.head(idx & t.mask());
             while let Some(p) = cur {
                 let e = EntryRef {
@@ -1200,11 +1200,19 @@ impl Dict {
 
     /// A random entry (Redis's dictGetRandomKey: a random non-empty bucket, then a random
     /// element of its chain). `rand` supplies randomness. Expected O(1) at load ≥ 1/8.
-    pub fn random(&mut self, mut rand: impl FnMut() -> u64) -> Option<EntryRef<'_>> {
+    pub fn random(&mut self, rand: impl FnMut() -> u64) -> Option<EntryRef<'_>> {
         if self.is_empty() {
             return None;
         }
         self.step();
+        self.random_ref(rand)
+    }
+
+    /// [`Dict::random`] without the rehash step, for readers of a shared borrow.
+    pub fn random_ref(&self, mut rand: impl FnMut() -> u64) -> Option<EntryRef<'_>> {
+        if self.is_empty() {
+            return None;
+        }
         // Bounded attempts: the load factor is kept ≥ 1/8, so an empty-handed run of 1000
         // random probes is astronomically unlikely; fall back to a linear search then.
         let mut found: Option<(usize, usize)> = None;

@@ -493,6 +493,8 @@ impl Shard {
             Cmd::HExists => h::hexists(self, ctx, args, out),
             Cmd::HIncrBy => h::hincrby(self, ctx, args, out),
             Cmd::HIncrByFloat => h::hincrbyfloat(self, ctx, args, out),
+            Cmd::HRandField => h::hrandfield(self, ctx, args, out),
+            Cmd::HScan => h::hscan(self, ctx, args, out),
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),

@@ -802,9 +802,25 @@ mod tests {
         for db in [0usize, 1, 2] {
             for i in 0..3000u32 {
                 let key = format!("k{i}").into_bytes();
-                let v = Value::Str {
-                    data: format!("v{db}-{i}").into_bytes(),
-                    raw: false,
+                let v = if i % 10 == 0 {
+                    // Every tenth key a hash, some past the listpack limit, edited in place
+                    // below.
+                    let mut h = crate::types::hash::Hash::default();
+                    for f in 0..(i % 700) {
+                        h.set(
+                            format!("f{f}").as_bytes(),
+                            format!("{db}-{i}").as_bytes(),
+                            Default::default(),
+                            3,
+                        );
+                    }
+                    h.set(b"f", b"v", Default::default(), 3);
+                    Value::Hash(Box::new(h))
+                } else {
+                    Value::Str {
+                        data: format!("v{db}-{i}").into_bytes(),
+                        raw: false,
+                    }
                 };
                 sh.store(db, &key, Entry::new(v.clone(), now));
                 want.insert((db as u8, key), v);
@@ -829,7 +845,13 @@ mod tests {
                     }
                     2 => {
                         if let Some(mut e) = sh.lookup(db, &key, now) {
-                            e.edit_raw(|d| d.extend_from_slice(b"+"));
+                            if let Some(h) = e.hash_mut() {
+                                h.set(b"f", b"changed", Default::default(), 3);
+                                h.remove(b"f0");
+                                h.set(format!("new{x}").as_bytes(), b"1", Default::default(), 3);
+                            } else {
+                                e.edit_raw(|d| d.extend_from_slice(b"+"));
+                            }
                         }
                     }
                     3 => {

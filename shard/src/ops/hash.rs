@@ -4,8 +4,9 @@
 //! the stored value), because clients and tests observe which error wins. A hash emptied by
 //! HDEL is deleted with it, as Redis deletes empty collections.
 
-use super::parse_int;
 use super::string::float_sum;
+use super::{eq_ic, keyspace, parse_int};
+use crate::glob::glob_match;
 use crate::lazyfree::Graveyard;
 use crate::types::hash::Hash;
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
@@ -255,4 +256,121 @@ pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
         Ok(Some(Err(e))) => out.error(e),
         _ => {}
     }
+}
+
+pub fn hscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    // Redis's order: the cursor, then the key (a missing one answers an empty scan without
+    // looking at the options), then the options.
+    let cursor = match keyspace::parse_cursor(&a[2]) {
+        Ok(c) => c,
+        Err(e) => return out.error(e),
+    };
+    let h = match read(sh, ctx, &a[1], out) {
+        Ok(Some(h)) => h,
+        Ok(None) => return keyspace::write_scan_reply(out, 0, &[]),
+        Err(()) => return,
+    };
+    let opts = match keyspace::parse_scan(&a, 3) {
+        Ok(o) if o.type_name.is_none() => o,
+        Ok(_) => return out.error(err::SYNTAX),
+        Err(e) => return out.error(e),
+    };
+    let mut items = Vec::new();
+    let next = h.scan(cursor, opts.count, |f, v| {
+        if opts
+            .pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, f, false))
+        {
+            items.push(f.to_vec());
+            items.push(v.to_vec());
+        }
+    });
+    keyspace::write_scan_reply(out, next, &items);
+}
+
+/// HRANDFIELD's reply for a count with values: pairs in RESP3, a flat list in RESP2.
+fn write_picks(out: &mut ReplyWriter, picks: &[(&[u8], ValueRef)], withvalues: bool) {
+    let nested = withvalues && out.resp3();
+    out.array(if withvalues && !nested {
+        picks.len() * 2
+    } else {
+        picks.len()
+    });
+    for (f, v) in picks {
+        if nested {
+            out.array(2);
+        }
+        out.bulk(f);
+        if withvalues {
+            v.write_bulk(out);
+        }
+    }
+}
+
+pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let mut x = sh.next_rand();
+    let mut rand = move || crate::xorshift(&mut x);
+    if a.len() == 2 {
+        match read(sh, ctx, &a[1], out) {
+            Ok(Some(h)) => match h.random_pair(&mut rand) {
+                Some((f, _)) => out.bulk(f),
+                None => out.null(),
+            },
+            Ok(None) => out.null(),
+            Err(()) => {}
+        }
+        return;
+    }
+    let Some(count) = parse_i64(&a[2]) else {
+        return out.error(err::NOT_INT);
+    };
+    if count == i64::MIN {
+        return out.error(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        );
+    }
+    if a.len() > 4 || (a.len() == 4 && !eq_ic(&a[3], b"withvalues")) {
+        return out.error(err::SYNTAX);
+    }
+    let withvalues = a.len() == 4;
+    if withvalues && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return out.error("ERR value is out of range");
+    }
+    let h = match read(sh, ctx, &a[1], out) {
+        Ok(Some(h)) => h,
+        Ok(None) => return out.array(0),
+        Err(()) => return,
+    };
+    let size = h.len();
+    let mut picks: Vec<(&[u8], ValueRef)> = Vec::new();
+    if count < 0 {
+        // With repetitions: O(count), as Redis documents.
+        let n = count.unsigned_abs() as usize;
+        picks.reserve(n.min(1 << 20));
+        for _ in 0..n {
+            picks.extend(h.random_pair(&mut rand));
+        }
+    } else if count as usize >= size {
+        h.for_each(|f, v| picks.push((f, v)));
+    } else if matches!(h, Hash::Pack(_)) || (count as usize) * 3 > size {
+        // Most of the hash: take all and keep a random `count` of them.
+        h.for_each(|f, v| picks.push((f, v)));
+        for i in 0..count as usize {
+            let j = i + (rand() % (picks.len() - i) as u64) as usize;
+            picks.swap(i, j);
+        }
+        picks.truncate(count as usize);
+    } else {
+        // A few of many: random picks until `count` distinct ones.
+        let mut seen = std::collections::HashSet::new();
+        while picks.len() < count as usize {
+            if let Some((f, v)) = h.random_pair(&mut rand) {
+                if seen.insert(f) {
+                    picks.push((f, v));
+                }
+            }
+        }
+    }
+    write_picks(out, &picks, withvalues);
 }

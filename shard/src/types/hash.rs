@@ -210,7 +210,7 @@ impl Hash {
 
     /// Calls `f` with every field and value: insertion order for a pack, table order for a
     /// table. O(n).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], FieldValue)) {
+    pub fn for_each<'a>(&'a self, mut f: impl FnMut(&'a [u8], FieldValue<'a>)) {
         match self {
             Hash::Pack(p) => {
                 for (k, v, _) in p.pairs() {
@@ -229,6 +229,61 @@ impl Hash {
                     cursor = d.scan(cursor, |k, e| f(k, e.value()));
                     if cursor == 0 {
                         break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A field and its value picked uniformly enough at random (Redis's `dictGetFairRandomKey`
+    /// is as approximate: a random bucket, then a random node of its chain). None when empty.
+    pub fn random_pair(&self, rand: &mut impl FnMut() -> u64) -> Option<(&[u8], FieldValue<'_>)> {
+        match self {
+            Hash::Pack(p) => {
+                if p.pairs == 0 {
+                    return None;
+                }
+                let i = (rand() % p.pairs as u64) as usize;
+                p.pairs().nth(i).map(|(f, v, _)| {
+                    (
+                        f,
+                        ValueRef::Str {
+                            data: v,
+                            raw: false,
+                        },
+                    )
+                })
+            }
+            Hash::Table(d) => d.random_ref(rand).map(|e| (e.key(), e.value())),
+        }
+    }
+
+    /// One HSCAN call from `cursor`: a pack is returned whole with cursor 0, as Redis does;
+    /// a table is walked bucket by bucket (at most `10 * count` of them) until `count`
+    /// elements (fields and values both count, as in Redis) have been seen. Returns the next
+    /// cursor.
+    pub fn scan<'a>(
+        &'a self,
+        cursor: u64,
+        count: usize,
+        mut f: impl FnMut(&'a [u8], FieldValue<'a>),
+    ) -> u64 {
+        match self {
+            Hash::Pack(_) => {
+                self.for_each(f);
+                0
+            }
+            Hash::Table(d) => {
+                let (mut cursor, mut seen) = (cursor, 0usize);
+                let mut budget = count.saturating_mul(10);
+                loop {
+                    cursor = d.scan(cursor, |k, e| {
+                        seen += 2;
+                        f(k, e.value())
+                    });
+                    budget = budget.saturating_sub(1);
+                    if cursor == 0 || budget == 0 || seen >= count {
+                        return cursor;
                     }
                 }
             }
