@@ -470,33 +470,30 @@ fn servers(what: &str, flags: &[&str]) -> Option<(Server, Vec<(usize, Server)>)>
     Some((redis, percores))
 }
 
-#[test]
-fn hash_commands_match_redis() {
-    let Some((redis, percores)) = servers("hash differential tests did not run", &[]) else {
+/// Runs `f` with a fresh pair of connections for each percore (1 and 3 shards) and each
+/// protocol (the flag: RESP3), the servers started with `flags`.
+fn each_duo(what: &str, flags: &[&str], mut f: impl FnMut(&mut Duo, bool)) {
+    let Some((redis, percores)) = servers("hash differential tests did not run", flags) else {
         return;
     };
     for (shards, percore) in &percores {
         for resp3 in [false, true] {
-            let label = format!("table, percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
-            Duo::new(&redis, percore, resp3, label).run_table(TABLE, !resp3);
+            let label = format!("{what}, percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
+            f(&mut Duo::new(&redis, percore, resp3, label), resp3);
         }
     }
 }
 
 #[test]
+fn hash_commands_match_redis() {
+    each_duo("table", &[], |duo, resp3| duo.run_table(TABLE, !resp3));
+}
+
+#[test]
 fn hash_encoding_conversions_match_redis() {
-    let Some((redis, percores)) = servers("hash differential tests did not run", SMALL) else {
-        return;
-    };
-    for (shards, percore) in &percores {
-        for resp3 in [false, true] {
-            let label = format!(
-                "conversions, percore {shards} shard(s), RESP{}",
-                2 + resp3 as u8
-            );
-            Duo::new(&redis, percore, resp3, label).run_table(CONVERSIONS, !resp3);
-        }
-    }
+    each_duo("conversions", SMALL, |duo, resp3| {
+        duo.run_table(CONVERSIONS, !resp3)
+    });
 }
 
 /// xorshift64: a number below `n` from the stream that a fixed seed determines.
@@ -681,126 +678,100 @@ fn hashes_move_between_shards_and_are_freed_in_the_background() {
 /// both encodings and both protocols. Reply lengths are compared with Redis's.
 #[test]
 fn hrandfield_and_hscan_keep_redis_guarantees() {
-    let Some((redis, percores)) = servers("hash differential tests did not run", &[]) else {
-        return;
-    };
-    for (shards, percore) in &percores {
-        for resp3 in [false, true] {
-            let label = format!("percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
-            let mut duo = Duo::new(&redis, percore, resp3, label.clone());
-            for (key, n) in [("small", 5usize), ("large", 1500)] {
-                for i in 0..n {
-                    duo.send(&words(&format!("HSET {key} f{i} v{i}")));
-                }
-                let enc = duo.encoding(key.as_bytes());
-                for (count, withvalues) in [
-                    (1i64, false),
-                    (3, true),
-                    (-7, false),
-                    (-4, true),
-                    (200, true),
-                    (5000, false),
-                ] {
-                    let line = format!(
-                        "HRANDFIELD {key} {count}{}",
-                        if withvalues { " WITHVALUES" } else { "" }
-                    );
-                    let args = words(&line);
-                    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-                    let want = duo.redis.cmd(&refs);
-                    let got = duo.percore.cmd(&refs);
-                    let fields = picks(&got, withvalues, resp3);
-                    assert_eq!(
-                        fields.len(),
-                        picks(&want, withvalues, resp3).len(),
-                        "{label}, {} `{line}`: {}",
-                        esc(&enc),
-                        esc(&got)
-                    );
-                    for (f, v) in &fields {
-                        let i: usize = f
-                            .strip_prefix("f")
-                            .and_then(|i| i.parse().ok())
-                            .unwrap_or(usize::MAX);
-                        assert!(i < n, "{label} `{line}`: no field {f}");
-                        if let Some(v) = v {
-                            assert_eq!(v, &format!("v{i}"), "{label} `{line}`");
-                        }
-                    }
-                    if count > 0 {
-                        let distinct: std::collections::HashSet<_> =
-                            fields.iter().map(|p| &p.0).collect();
-                        assert_eq!(
-                            distinct.len(),
-                            fields.len(),
-                            "{label} `{line}`: repeated fields"
-                        );
+    each_duo("random picks", &[], |duo, _| {
+        let label = duo.label.clone();
+        for (key, n) in [("small", 5usize), ("large", 1500)] {
+            for i in 0..n {
+                duo.send(&words(&format!("HSET {key} f{i} v{i}")));
+            }
+            let enc = duo.encoding(key.as_bytes());
+            for (count, withvalues) in [
+                (1i64, false),
+                (3, true),
+                (-7, false),
+                (-4, true),
+                (200, true),
+                (5000, false),
+            ] {
+                let with = if withvalues { " WITHVALUES" } else { "" };
+                let line = format!("HRANDFIELD {key} {count}{with}");
+                let args = words(&line);
+                let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                let want = duo.redis.cmd(&refs);
+                let got = duo.percore.cmd(&refs);
+                let fields = picks(&got, withvalues);
+                assert_eq!(
+                    fields.len(),
+                    picks(&want, withvalues).len(),
+                    "{label}, {} `{line}`: {}",
+                    esc(&enc),
+                    esc(&got)
+                );
+                for (f, v) in &fields {
+                    let i = f[1..].parse::<usize>().unwrap_or(usize::MAX);
+                    assert!(i < n, "{label} `{line}`: no field {f}");
+                    if let Some(v) = v {
+                        assert_eq!(v, &format!("v{i}"), "{label} `{line}`");
                     }
                 }
-                // A full scan, a few fields at a time, returns every field with its value.
-                for count in [1, 10, 1000] {
-                    let mut seen = std::collections::HashSet::new();
-                    let mut cursor = "0".to_string();
-                    for _ in 0..100_000 {
-                        let r = duo
-                            .percore
-                            .q(&format!("HSCAN {key} {cursor} COUNT {count}"));
-                        let (next, items) = scan_reply(&r);
-                        for p in items.chunks(2) {
-                            assert_eq!(p[1], format!("v{}", &p[0][1..]), "{label}");
-                            seen.insert(p[0].clone());
-                        }
-                        cursor = next;
-                        if cursor == "0" {
-                            break;
-                        }
-                    }
-                    assert_eq!(
-                        cursor, "0",
-                        "{label}: HSCAN {key} COUNT {count} never ended"
-                    );
-                    assert_eq!(
-                        seen.len(),
-                        n,
-                        "{label}: HSCAN {key} COUNT {count} missed fields"
-                    );
+                if count > 0 {
+                    let distinct: std::collections::HashSet<_> =
+                        fields.iter().map(|p| &p.0).collect();
+                    assert_eq!(distinct.len(), fields.len(), "{label} `{line}`: repeats");
                 }
             }
+            // A full scan, a few fields at a time, returns every field with its value.
+            for count in [1, 10, 1000] {
+                let mut seen = std::collections::HashSet::new();
+                let mut cursor = "0".to_string();
+                for _ in 0..100_000 {
+                    let r = duo
+                        .percore
+                        .q(&format!("HSCAN {key} {cursor} COUNT {count}"));
+                    let mut items = bulks(&r);
+                    cursor = items.remove(0);
+                    for p in items.chunks(2) {
+                        assert_eq!(p[1], format!("v{}", &p[0][1..]), "{label}");
+                        seen.insert(p[0].clone());
+                    }
+                    if cursor == "0" {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    cursor, "0",
+                    "{label}: HSCAN {key} COUNT {count} never ended"
+                );
+                assert_eq!(
+                    seen.len(),
+                    n,
+                    "{label}: HSCAN {key} COUNT {count} missed fields"
+                );
+            }
         }
-    }
+    });
 }
 
-/// HRANDFIELD's fields and (with WITHVALUES) values, from a flat RESP2 list or RESP3 pairs.
-fn picks(reply: &[u8], withvalues: bool, resp3: bool) -> Vec<(String, Option<String>)> {
-    let text = s(reply);
-    let bulks: Vec<String> = text
-        .split("\r\n")
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0].starts_with('$'))
-        .map(|w| w[1].to_string())
-        .collect();
-    let _ = resp3; // nested pairs and a flat list carry the same bulks in the same order
+/// HRANDFIELD's fields and (with WITHVALUES) values: RESP3's nested pairs and RESP2's flat
+/// list carry the same bulks in the same order.
+fn picks(reply: &[u8], withvalues: bool) -> Vec<(String, Option<String>)> {
+    let b = bulks(reply);
     if withvalues {
-        bulks
-            .chunks(2)
+        b.chunks(2)
             .map(|p| (p[0].clone(), Some(p[1].clone())))
             .collect()
     } else {
-        bulks.into_iter().map(|f| (f, None)).collect()
+        b.into_iter().map(|f| (f, None)).collect()
     }
 }
 
-/// HSCAN's cursor and its flat list of fields and values.
-fn scan_reply(reply: &[u8]) -> (String, Vec<String>) {
+/// Every bulk string of a reply, in order, nesting ignored (values here hold no CRLF).
+fn bulks(reply: &[u8]) -> Vec<String> {
     let text = s(reply);
-    let mut bulks = text
-        .split("\r\n")
-        .collect::<Vec<_>>()
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    lines
         .windows(2)
         .filter(|w| w[0].starts_with('$'))
         .map(|w| w[1].to_string())
-        .collect::<Vec<_>>();
-    let cursor = bulks.remove(0);
-    (cursor, bulks)
+        .collect()
 }
