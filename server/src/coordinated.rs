@@ -21,7 +21,7 @@ use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
-use percore_shard::ops::string::lcs_reply;
+use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
 use percore_shard::{err, Entry, Value};
 
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
@@ -176,14 +176,16 @@ async fn copy(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 
 async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let db = conn.db;
-    let va = fetch_entry(conn, db, &a[1], false)
-        .await
-        .map(|e| e.value.into_bytes())
-        .unwrap_or_default();
-    let vb = fetch_entry(conn, db, &a[2], false)
-        .await
-        .map(|e| e.value.into_bytes())
-        .unwrap_or_default();
+    let (ea, eb) = (
+        fetch_entry(conn, db, &a[1], false).await,
+        fetch_entry(conn, db, &a[2], false).await,
+    );
+    let string = |e: &Option<Entry>| e.as_ref().is_none_or(|e| e.value.as_ref().is_string());
+    if !string(&ea) || !string(&eb) {
+        return w.error(LCS_WRONGTYPE);
+    }
+    let va = ea.map(|e| e.value.into_bytes()).unwrap_or_default();
+    let vb = eb.map(|e| e.value.into_bytes()).unwrap_or_default();
     let max = conn.core.config.borrow().proto_max_bulk_len;
     lcs_reply(&va, &vb, a, max, w);
 }

@@ -212,6 +212,15 @@ const TABLE: &[(&str, &str)] = &[
     ("SET str2 x", "+OK"),
     ("HSCAN str2 0", WT),
     ("HRANDFIELD str2", WT),
+    // LCS has its own text for another type, on one shard or across two.
+    ("SET la hello", "+OK"),
+    ("HSET lb f v", ":1"),
+    ("HSET lc f v", ":1"),
+    ("HSET ld f v", ":1"),
+    ("LCS la lb", "-ERR The specified keys must contain string values"),
+    ("LCS lc la", "-ERR The specified keys must contain string values"),
+    ("LCS la ld", "-ERR The specified keys must contain string values"),
+    ("LCS la nokey", ""),
 ];
 
 /// Conversion to `hashtable` under [`SMALL`] thresholds (Redis 7.0 names and old aliases).
