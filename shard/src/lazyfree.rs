@@ -198,12 +198,19 @@ const TABLE_SLICE_BUCKETS: usize = 1024;
 
 impl Graveyard {
     /// Frees a collection now when it is small, or queues its table for slicing.
+    ///
+    /// A small table is emptied here (at most 64 nodes), but its large values, if any, join
+    /// the queue rather than being freed on the request path.
     pub fn bury_hash(&mut self, h: crate::types::hash::Hash) {
         match h {
             crate::types::hash::Hash::Table(d) if d.len() > LAZYFREE_MIN_ELEMENTS => {
                 self.tables.push(*d)
             }
-            other => drop(other),
+            crate::types::hash::Hash::Table(mut d) => {
+                while d.free_step(LAZYFREE_MIN_ELEMENTS) {}
+                self.append(d.graveyard());
+            }
+            small => drop(small),
         }
     }
 
@@ -261,7 +268,7 @@ impl Graveyard {
                 self.blocks.pop();
             }
         }
-        !self.blocks.is_empty()
+        !self.is_empty()
     }
 }
 
@@ -323,6 +330,37 @@ mod tests {
         let q = alloc_zeroed(small);
         // SAFETY: as above.
         drop(unsafe { Doomed::from_zeroed(NonNull::new(q).unwrap(), small) });
+    }
+
+    #[test]
+    fn buried_hashes_are_freed_in_steps_and_keep_their_large_values_queued() {
+        use crate::types::hash::{Hash, HashLimits};
+        let limits = HashLimits::default();
+        // A table of few fields, one of them a large value: the value is queued.
+        let mut few = Hash::default();
+        few.set(b"big", &vec![1u8; 2 * LAZYFREE_MIN_BYTES], limits, 1);
+        few.set(b"small", b"v", limits, 1);
+        assert_eq!(few.encoding(), "hashtable");
+        let mut g = Graveyard::default();
+        g.bury_hash(few);
+        assert_eq!((g.len(), g.bytes()), (1, 2 * LAZYFREE_MIN_BYTES));
+        // A table of many fields is queued whole and freed a slice of buckets per step.
+        let mut many = Hash::default();
+        for i in 0..10_000 {
+            many.set(format!("f{i}").as_bytes(), b"v", limits, 1);
+        }
+        let mut g = Graveyard::default();
+        g.bury_hash(many);
+        assert_eq!(g.len(), 1);
+        let mut steps = 1;
+        while g.step(1) {
+            steps += 1;
+        }
+        assert!(
+            steps > 2,
+            "10,000 fields took {steps} steps of 1,024 buckets"
+        );
+        assert!(g.is_empty());
     }
 
     #[test]
