@@ -8,6 +8,7 @@
 use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
 use percore_shard::evict::Policy;
 use percore_shard::types::hash::HashLimits;
+use percore_shard::types::set::SetLimits;
 use std::fmt::Write as _;
 
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct Config {
     pub proto_max_bulk_len: i64,
     /// When a hash leaves the `listpack` encoding (`hash-max-listpack-*`).
     pub hash_limits: HashLimits,
+    /// When a set leaves the `intset` encoding (`set-max-intset-entries`).
+    pub set_limits: SetLimits,
     pub client_query_buffer_limit: usize,
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
@@ -70,6 +73,7 @@ impl Default for Config {
             maxclients: 10_000,
             proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
             hash_limits: HashLimits::default(),
+            set_limits: SetLimits::default(),
             client_query_buffer_limit: 1 << 30,
             timeout: 0,
             tcp_keepalive: 300,
@@ -246,6 +250,7 @@ pub static PARAMS: &[Param] = &[
     // Redis 7.0 keeps the names from before listpacks as aliases.
     Param { name: "hash-max-ziplist-entries", get: |c| c.hash_limits.max_listpack_entries.to_string(), set: |c, v| { c.hash_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hash-max-ziplist-value", get: |c| c.hash_limits.max_listpack_value.to_string(), set: |c, v| { c.hash_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },

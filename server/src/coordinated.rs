@@ -1,6 +1,8 @@
 //! Commands whose keys live on different shards and that need more than split-and-merge:
-//! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB. (When all keys of such a
-//! command hash to one shard it runs there in one hop and never comes here.)
+//! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, and the set commands over
+//! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms). (When all
+//! keys of such a command hash to one shard it runs there in one hop and never comes here;
+//! SINTERCARD, whose keys follow a count, always comes here.)
 //!
 //! Atomicity window — written down as the issue asks, until the cross-shard transaction
 //! scheduler (VLL) lands: these run as a sequence of single-shard steps, each atomic on its
@@ -11,6 +13,9 @@
 //!   destination shard, neither key exists;
 //! - COPY: the destination check and store are one step, the source read another;
 //! - SWAPDB: shards swap one after another, so a reader may see some shards swapped.
+//! - set commands: the sources are read one shard after another and the results written
+//!   back afterwards, so a write to a source in between is either seen or overwritten
+//!   (SMOVE writes both of its sets back).
 //!
 //! For a single client the results are exactly Redis's.
 
@@ -21,8 +26,9 @@ use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
+use percore_shard::ops::set::parse_sintercard;
 use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
-use percore_shard::{err, Entry, Value};
+use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
     let mut w = ReplyWriter::new(buf, conn.proto);
@@ -36,6 +42,14 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::Scan => scan(conn, a, &mut w).await,
         Cmd::RandomKey => randomkey(conn, &mut w).await,
         Cmd::SwapDb => swapdb(conn, a, &mut w).await,
+        Cmd::SMove
+        | Cmd::SInter
+        | Cmd::SInterCard
+        | Cmd::SInterStore
+        | Cmd::SUnion
+        | Cmd::SUnionStore
+        | Cmd::SDiff
+        | Cmd::SDiffStore => on_scratch(conn, spec, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
     // The caller hands in an empty buffer: all of it is this command's reply.
@@ -139,6 +153,64 @@ async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_abs
         true
     })
     .await
+}
+
+/// Set commands over keys of several shards: the keys are copied onto a scratch shard, the
+/// shard's own code runs there (so replies, errors and encodings are exactly those of one
+/// shard), and the keys it writes go back to their shards (deleted where it deleted them).
+/// Costs a copy of every source set; bounded by what the command reads anyway.
+async fn on_scratch(
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    w: &mut ReplyWriter<'_>,
+) {
+    let db = conn.db;
+    let all: Vec<&[u8]> = a.iter().collect();
+    let (reads, writes): (Vec<&[u8]>, Vec<&[u8]>) = match spec.cmd {
+        Cmd::SInterCard => match parse_sintercard(&a) {
+            Ok((keys, _)) => (keys, vec![]),
+            Err(e) => return w.error(e),
+        },
+        Cmd::SMove => (all[1..3].to_vec(), all[1..3].to_vec()),
+        Cmd::SInterStore | Cmd::SUnionStore | Cmd::SDiffStore => (all[2..].to_vec(), vec![all[1]]),
+        _ => (all[1..].to_vec(), vec![]),
+    };
+    let config = conn.core.shard.borrow().config.clone();
+    let mut scratch = Shard::new(scratch_seed(), config);
+    for (i, k) in reads.iter().enumerate() {
+        if reads[..i].contains(k) {
+            continue;
+        }
+        if let Some(e) = fetch_entry(conn, db, k, false).await {
+            scratch.store(0, k, e);
+        }
+    }
+    let now = now_ms();
+    scratch.apply(&ExecCtx { db: 0, now_ms: now }, spec, a, w);
+    if w.buf.first() == Some(&b'-') {
+        return;
+    }
+    for k in writes {
+        match scratch.remove(0, k) {
+            Some(e) => {
+                put_entry(conn, db, k, e, false).await;
+            }
+            None => {
+                let s = shard_of(k, conn.core.nshards());
+                let key = k.to_vec();
+                call(&conn.core, s, move |c: &Core| {
+                    c.shard.borrow_mut().delete(db, &key);
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// A seed for a scratch shard's tables (its contents live for one command).
+fn scratch_seed() -> u64 {
+    crate::core::now_us().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
 }
 
 async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool) {

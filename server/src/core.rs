@@ -620,6 +620,7 @@ impl Core {
                 shard.config.proto_max_bulk_len = cfg.proto_max_bulk_len;
                 shard.config.evict = cfg.evict;
                 shard.config.hash_limits = cfg.hash_limits;
+                shard.config.set_limits = cfg.set_limits;
             }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);

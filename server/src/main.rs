@@ -409,7 +409,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 me: me.clone(),
                 id: i,
                 global: global.clone(),
-                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits })),
+                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits })),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),
                 mailbox,

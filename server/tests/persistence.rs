@@ -45,6 +45,7 @@ fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
     c.q(&format!("SELECT {db}"));
     let get = match s(&c.cmd(&[b"TYPE", key])).as_str() {
         "+hash\r\n" => hash_contents(c, key),
+        "+set\r\n" => set_contents(c, key),
         _ => s(&c.cmd(&[b"GET", key])),
     };
     let enc = s(&c.cmd(&[b"OBJECT", b"ENCODING", key]));
@@ -66,6 +67,16 @@ fn hash_contents(c: &mut Client, key: &[u8]) -> String {
     let mut pairs: Vec<(&[u8], &[u8])> = items.chunks(2).map(|p| (p[0], p[1])).collect();
     pairs.sort();
     format!("hash {pairs:?}")
+}
+
+/// A set's members, sorted.
+fn set_contents(c: &mut Client, key: &[u8]) -> String {
+    let reply = c.cmd(&[b"SMEMBERS", key]);
+    let (n, body) = split_array_reply(&reply).expect("SMEMBERS answers an array");
+    let mut items = Vec::new();
+    split_bulks(body, n, &mut items).expect("of bulk strings");
+    items.sort();
+    format!("set {items:?}")
 }
 
 /// The keys the test writes, with their databases.
@@ -148,6 +159,15 @@ fn dataset(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
         c.q("HSET hexp f v");
         c.q("PEXPIRE hexp 1000000");
         keys.push((db, b"hexp".to_vec()));
+        // Sets: an intset, one past the intset limit, and words (hashtable).
+        c.q("SADD ints 3 -1 100000 -9223372036854775808");
+        keys.push((db, b"ints".to_vec()));
+        for i in 0..600 {
+            c.q(&format!("SADD manyints {i}"));
+        }
+        keys.push((db, b"manyints".to_vec()));
+        c.cmd(&[b"SADD", b"words", b"a", b"", b"\x00\xff"]);
+        keys.push((db, b"words".to_vec()));
     }
     c.q("SELECT 0");
     keys

@@ -63,6 +63,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::lazyfree::{self, Doomed, Graveyard};
 use crate::types::hash::Hash;
+use crate::types::set::Set;
 use crate::value::{Clock, Entry, Value, ValueRef};
 
 /// The table grows when it holds this many entries per bucket (see "Bytes per key").
@@ -95,6 +96,8 @@ const ENC_INLINE: u8 = 1 << 3;
 const ENC_HEAP: u8 = 2 << 3;
 /// A collection ([`Hash`]): one word, the pointer of its box, which the node owns.
 const ENC_OBJ: u8 = 3 << 3;
+/// On an `OBJ` node: the box holds a [`Set`] (else a [`Hash`]).
+const F_OBJ_SET: u8 = 1 << 6;
 const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
 const OBJ_WORDS: usize = std::mem::size_of::<usize>();
 
@@ -113,10 +116,9 @@ enum Payload<'a> {
     Heap(Vec<u8>),
     /// A `HEAP` value's words copied verbatim from another node, which gives up ownership.
     Moved([u8; HEAP_WORDS]),
-    /// A collection, owned by the node from now on.
-    Obj(Box<Hash>),
-    /// An `OBJ` value's box taken over from another node, which gives up ownership.
-    MovedObj(*mut Hash),
+    /// A collection's box (from `Box::into_raw`) and its kind flag ([`F_OBJ_SET`] or 0),
+    /// owned by the node from now on (a fresh box, or one another node gives up).
+    Obj(usize, u8),
 }
 
 impl Payload<'_> {
@@ -125,7 +127,7 @@ impl Payload<'_> {
             Payload::Int(_) => ENC_INT,
             Payload::Inline(_) => ENC_INLINE,
             Payload::Heap(_) | Payload::Moved(_) => ENC_HEAP,
-            Payload::Obj(_) | Payload::MovedObj(_) => ENC_OBJ,
+            Payload::Obj(..) => ENC_OBJ,
         }
     }
 
@@ -134,7 +136,7 @@ impl Payload<'_> {
             Payload::Int(_) => 8,
             Payload::Inline(b) => b.len(),
             Payload::Heap(_) | Payload::Moved(_) => HEAP_WORDS,
-            Payload::Obj(_) | Payload::MovedObj(_) => OBJ_WORDS,
+            Payload::Obj(..) => OBJ_WORDS,
         }
     }
 }
@@ -232,8 +234,21 @@ unsafe fn set_heap_parts(p: NonNull<u8>, (ptr_, len, cap): (*mut u8, usize, usiz
 }
 /// An `OBJ` node's box pointer.
 #[inline]
-unsafe fn obj_ptr(p: NonNull<u8>) -> *mut Hash {
-    ptr::read_unaligned(val_ptr(p) as *const usize) as *mut Hash
+unsafe fn obj_ptr(p: NonNull<u8>) -> usize {
+    ptr::read_unaligned(val_ptr(p) as *const usize)
+}
+/// Whether an `OBJ` node holds a set.
+#[inline]
+unsafe fn is_set(p: NonNull<u8>) -> bool {
+    flags(p) & F_OBJ_SET != 0
+}
+/// The payload that hands a live collection over to a new node.
+fn obj_payload(v: Value) -> Payload<'static> {
+    match v {
+        Value::Set(s) => Payload::Obj(Box::into_raw(s) as usize, F_OBJ_SET),
+        Value::Hash(h) => Payload::Obj(Box::into_raw(h) as usize, 0),
+        _ => unreachable!("only collections have boxes"),
+    }
 }
 #[inline]
 unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
@@ -241,7 +256,8 @@ unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
     let raw = flags(p) & F_RAW != 0;
     match flags(p) & ENC_MASK {
         ENC_INT => ValueRef::Int(ptr::read_unaligned(v as *const i64)),
-        ENC_OBJ => ValueRef::Hash(&*obj_ptr(p)),
+        ENC_OBJ if is_set(p) => ValueRef::Set(&*(obj_ptr(p) as *const Set)),
+        ENC_OBJ => ValueRef::Hash(&*(obj_ptr(p) as *const Hash)),
         ENC_INLINE => ValueRef::Str {
             data: std::slice::from_raw_parts(v, payload_len(p)),
             raw,
@@ -320,8 +336,10 @@ fn build(
                 set_heap_parts(p, (data.as_mut_ptr(), data.len(), data.capacity()));
             }
             Payload::Moved(words) => ptr::copy_nonoverlapping(words.as_ptr(), v, HEAP_WORDS),
-            Payload::Obj(b) => ptr::write_unaligned(v as *mut usize, Box::into_raw(b) as usize),
-            Payload::MovedObj(o) => ptr::write_unaligned(v as *mut usize, o as usize),
+            Payload::Obj(o, kind) => {
+                *b.add(OFF_FLAGS) |= kind;
+                ptr::write_unaligned(v as *mut usize, o)
+            }
         }
         p
     }
@@ -341,7 +359,9 @@ fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value, snap: bo
             snap,
         ),
         Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data), snap),
-        Value::Hash(h) => build(key, clock, expire_at_ms, false, Payload::Obj(h), snap),
+        v @ (Value::Hash(_) | Value::Set(_)) => {
+            build(key, clock, expire_at_ms, false, obj_payload(v), snap)
+        }
     }
 }
 
@@ -394,7 +414,8 @@ unsafe fn take_heap(p: NonNull<u8>) -> Vec<u8> {
 unsafe fn free_node(p: NonNull<u8>, graveyard: &mut Graveyard) {
     match flags(p) & ENC_MASK {
         ENC_HEAP => graveyard.bury_vec(take_heap(p)),
-        ENC_OBJ => graveyard.bury_hash(*Box::from_raw(obj_ptr(p))),
+        ENC_OBJ if is_set(p) => graveyard.bury_set(*Box::from_raw(obj_ptr(p) as *mut Set)),
+        ENC_OBJ => graveyard.bury_hash(*Box::from_raw(obj_ptr(p) as *mut Hash)),
         _ => {}
     }
     free_shell(p);
@@ -413,7 +434,8 @@ unsafe fn into_entry(p: NonNull<u8>) -> Entry {
             data: take_heap(p),
             raw,
         },
-        ENC_OBJ => Value::Hash(Box::from_raw(obj_ptr(p))),
+        ENC_OBJ if is_set(p) => Value::Set(Box::from_raw(obj_ptr(p) as *mut Set)),
+        ENC_OBJ => Value::Hash(Box::from_raw(obj_ptr(p) as *mut Hash)),
         _ => value(p).to_value(),
     };
     let e = Entry {
@@ -459,7 +481,11 @@ impl<'a> EntryRef<'a> {
             node_size(self.node)
                 + match flags(self.node) & ENC_MASK {
                     ENC_HEAP => heap_parts(self.node).2,
-                    ENC_OBJ => std::mem::size_of::<Hash>() + (*obj_ptr(self.node)).heap_bytes(),
+                    ENC_OBJ => match value(self.node) {
+                        ValueRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
+                        ValueRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
+                        _ => 0,
+                    },
                     _ => 0,
                 }
         }
@@ -566,7 +592,7 @@ impl<'a> EntryMut<'a> {
                 ENC_INLINE => {
                     Payload::Inline(std::slice::from_raw_parts(val_ptr(p), payload_len(p)))
                 }
-                ENC_OBJ => Payload::MovedObj(obj_ptr(p)),
+                ENC_OBJ => Payload::Obj(obj_ptr(p), flags(p) & F_OBJ_SET),
                 _ => {
                     let mut w = [0u8; HEAP_WORDS];
                     ptr::copy_nonoverlapping(val_ptr(p), w.as_mut_ptr(), HEAP_WORDS);
@@ -597,11 +623,24 @@ impl<'a> EntryMut<'a> {
         // SAFETY: `p` is this table's live node and the table is mutably borrowed; an `OBJ`
         // node owns its box, borrowed here for as long as `self` is.
         unsafe {
-            if flags(p) & ENC_MASK != ENC_OBJ {
+            if flags(p) & ENC_MASK != ENC_OBJ || is_set(p) {
                 return None;
             }
             save_before_write(self.snap, p);
-            Some(&mut *obj_ptr(p))
+            Some(&mut *(obj_ptr(p) as *mut Hash))
+        }
+    }
+
+    /// [`EntryMut::hash_mut`] for a set.
+    pub fn set_mut(&mut self) -> Option<&mut Set> {
+        let p = self.node();
+        // SAFETY: as in `hash_mut`.
+        unsafe {
+            if flags(p) & ENC_MASK != ENC_OBJ || !is_set(p) {
+                return None;
+            }
+            save_before_write(self.snap, p);
+            Some(&mut *(obj_ptr(p) as *mut Set))
         }
     }
 
@@ -759,6 +798,31 @@ impl Dict {
 
     pub fn is_rehashing(&self) -> bool {
         self.rehash_idx.is_some()
+    }
+
+    /// One HSCAN/SSCAN call over a collection's table: walks from `cursor` until `count`
+    /// elements have been seen (each entry counting `weight`: a hash's field and value count
+    /// two, as Redis counts them) or `10 * count` buckets were visited. Returns the next
+    /// cursor.
+    pub fn scan_some<'a>(
+        &'a self,
+        cursor: u64,
+        count: usize,
+        weight: usize,
+        mut f: impl FnMut(&'a [u8], EntryRef<'a>),
+    ) -> u64 {
+        let (mut cursor, mut seen) = (cursor, 0usize);
+        let mut budget = count.saturating_mul(10);
+        loop {
+            cursor = self.scan(cursor, |k, e| {
+                seen += weight;
+                f(k, e)
+            });
+            budget = budget.saturating_sub(1);
+            if cursor == 0 || budget == 0 || seen >= count {
+                return cursor;
+            }
+        }
     }
 
     /// Bytes the table holds: its bucket arrays and its entries, measured over up to 64
@@ -1007,12 +1071,12 @@ impl Dict {
                 Payload::Heap(data.to_vec()),
                 bit,
             ),
-            ValueRef::Hash(h) => build(
+            v @ (ValueRef::Hash(_) | ValueRef::Set(_)) => build(
                 key,
                 clock,
                 expire_at_ms,
                 false,
-                Payload::Obj(Box::new(h.clone_with(self.seed))),
+                obj_payload(v.to_value_seeded(self.seed)),
                 bit,
             ),
         };

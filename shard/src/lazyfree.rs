@@ -203,14 +203,25 @@ impl Graveyard {
     /// the queue rather than being freed on the request path.
     pub fn bury_hash(&mut self, h: crate::types::hash::Hash) {
         match h {
-            crate::types::hash::Hash::Table(d) if d.len() > LAZYFREE_MIN_ELEMENTS => {
-                self.tables.push(*d)
-            }
-            crate::types::hash::Hash::Table(mut d) => {
-                while d.free_step(LAZYFREE_MIN_ELEMENTS) {}
-                self.append(d.graveyard());
-            }
+            crate::types::hash::Hash::Table(d) => self.bury_table(*d),
             small => drop(small),
+        }
+    }
+
+    /// [`Graveyard::bury_hash`] for a set.
+    pub fn bury_set(&mut self, s: crate::types::set::Set) {
+        match s {
+            crate::types::set::Set::Table(d) => self.bury_table(*d),
+            small => drop(small),
+        }
+    }
+
+    fn bury_table(&mut self, mut d: crate::dict::Dict) {
+        if d.len() > LAZYFREE_MIN_ELEMENTS {
+            self.tables.push(d);
+        } else {
+            while d.free_step(LAZYFREE_MIN_ELEMENTS) {}
+            self.append(d.graveyard());
         }
     }
 

@@ -49,6 +49,8 @@ pub struct ShardConfig {
     pub evict: evict::EvictConfig,
     /// When a hash leaves the `listpack` encoding.
     pub hash_limits: types::hash::HashLimits,
+    /// When a set leaves the `intset` encoding.
+    pub set_limits: types::set::SetLimits,
 }
 
 impl Default for ShardConfig {
@@ -57,6 +59,7 @@ impl Default for ShardConfig {
             proto_max_bulk_len: percore_proto::decode::DEFAULT_MAX_BULK_LEN,
             evict: evict::EvictConfig::default(),
             hash_limits: types::hash::HashLimits::default(),
+            set_limits: types::set::SetLimits::default(),
         }
     }
 }
@@ -456,7 +459,7 @@ impl Shard {
     /// `spec` has already been resolved and arity-checked by the caller. Must not block;
     /// allocates only for values it stores or replies it builds.
     pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
-        use ops::{hash as h, keyspace as k, string as s};
+        use ops::{hash as h, keyspace as k, set as st, string as s};
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
             Cmd::Set => s::set(self, ctx, args, out),
@@ -495,6 +498,23 @@ impl Shard {
             Cmd::HIncrByFloat => h::hincrbyfloat(self, ctx, args, out),
             Cmd::HRandField => h::hrandfield(self, ctx, args, out),
             Cmd::HScan => h::hscan(self, ctx, args, out),
+            Cmd::SAdd => st::sadd(self, ctx, args, out),
+            Cmd::SRem => st::srem(self, ctx, args, out),
+            Cmd::SMembers => st::smembers(self, ctx, args, out),
+            Cmd::SIsMember => st::sismember(self, ctx, args, out),
+            Cmd::SMIsMember => st::smismember(self, ctx, args, out),
+            Cmd::SCard => st::scard(self, ctx, args, out),
+            Cmd::SPop => st::spop(self, ctx, args, out),
+            Cmd::SRandMember => st::srandmember(self, ctx, args, out),
+            Cmd::SMove => st::smove(self, ctx, args, out),
+            Cmd::SInter => st::combine(self, ctx, args, out, st::Op::Inter, false),
+            Cmd::SInterStore => st::combine(self, ctx, args, out, st::Op::Inter, true),
+            Cmd::SUnion => st::combine(self, ctx, args, out, st::Op::Union, false),
+            Cmd::SUnionStore => st::combine(self, ctx, args, out, st::Op::Union, true),
+            Cmd::SDiff => st::combine(self, ctx, args, out, st::Op::Diff, false),
+            Cmd::SDiffStore => st::combine(self, ctx, args, out, st::Op::Diff, true),
+            Cmd::SInterCard => st::sintercard(self, ctx, args, out),
+            Cmd::SScan => st::sscan(self, ctx, args, out),
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),

@@ -52,6 +52,8 @@ pub enum RecordValue {
     },
     /// A hash's fields and values (since version 2).
     Hash(Vec<Pair>),
+    /// A set's members (since version 2).
+    Set(Vec<Vec<u8>>),
 }
 
 /// A field and its value.
@@ -98,6 +100,7 @@ impl RecordValue {
                 });
                 RecordValue::Hash(pairs)
             }
+            crate::value::ValueRef::Set(s) => RecordValue::Set(s.members()),
         }
     }
 
@@ -110,6 +113,7 @@ impl RecordValue {
                 .iter()
                 .map(|p| p.field.len() + p.value.len() + 16)
                 .sum(),
+            RecordValue::Set(m) => m.iter().map(|m| m.len() + 8).sum(),
         }
     }
 }
@@ -117,12 +121,12 @@ impl RecordValue {
 impl ArchivedRecordValue {
     /// The value for the table, with the default encoding limits (tests, tools).
     pub fn to_value(&self) -> Value {
-        self.to_value_with(crate::types::hash::HashLimits::default(), 0x5EED)
+        self.to_value_with(&crate::ShardConfig::default(), 0x5EED)
     }
 
-    /// The value for the table: collections in the encodings `limits` call for, their
-    /// tables keyed by `seed`.
-    pub fn to_value_with(&self, limits: crate::types::hash::HashLimits, seed: u64) -> Value {
+    /// The value for the table: collections in the encodings `config`'s limits call for,
+    /// their tables keyed by `seed`.
+    pub fn to_value_with(&self, config: &crate::ShardConfig, seed: u64) -> Value {
         match self {
             ArchivedRecordValue::Int(i) => Value::Int(i.to_native()),
             ArchivedRecordValue::Str { data, raw } => Value::Str {
@@ -134,7 +138,14 @@ impl ArchivedRecordValue {
                     pairs
                         .iter()
                         .map(|p| (p.field.as_slice(), p.value.as_slice())),
-                    limits,
+                    config.hash_limits,
+                    seed,
+                )))
+            }
+            ArchivedRecordValue::Set(members) => {
+                Value::Set(Box::new(crate::types::set::Set::from_members(
+                    members.iter().map(|m| m.as_slice()),
+                    config.set_limits,
                     seed,
                 )))
             }
@@ -527,8 +538,7 @@ impl crate::Shard {
                 continue;
             }
             let seed = self.next_rand();
-            let mut e =
-                crate::Entry::new(r.value.to_value_with(self.config.hash_limits, seed), now_ms);
+            let mut e = crate::Entry::new(r.value.to_value_with(&self.config, seed), now_ms);
             e.expire_at_ms = at;
             self.store(r.db as usize, r.key.as_slice(), e);
             stored += 1;
@@ -613,6 +623,12 @@ mod tests {
                         value: b"12".to_vec(),
                     },
                 ]),
+            },
+            Record {
+                db: 4,
+                key: b"a set".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Set(vec![b"-7".to_vec(), b"".to_vec(), vec![0, 1]]),
             },
         ];
         for db in 0..16u8 {
@@ -916,6 +932,8 @@ mod tests {
                         .map(|(field, value)| Pair { field, value })
                         .collect()
                 )),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..10)
+                    .prop_map(RecordValue::Set),
             ],
         )
             .prop_map(|(db, key, expire_at_ms, value)| Record {

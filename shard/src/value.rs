@@ -6,6 +6,7 @@
 //! bytes are always raw), so OBJECT ENCODING answers as Redis does.
 
 use crate::types::hash::Hash;
+use crate::types::set::Set;
 use percore_proto::{parse_i64, ReplyWriter};
 
 /// Longest string Redis keeps in the `embstr` encoding.
@@ -16,15 +17,12 @@ pub enum Value {
     Int(i64),
     Str { data: Vec<u8>, raw: bool },
     Hash(Box<Hash>),
+    Set(Box<Set>),
 }
 
 impl PartialEq for Value {
     fn eq(&self, other: &Value) -> bool {
-        match (self, other) {
-            (Value::Hash(a), Value::Hash(b)) => a.same_pairs(b),
-            (Value::Hash(_), _) | (_, Value::Hash(_)) => false,
-            (a, b) => a.as_ref() == b.as_ref(),
-        }
+        self.as_ref() == other.as_ref()
     }
 }
 
@@ -46,6 +44,7 @@ pub enum ValueRef<'a> {
     Int(i64),
     Str { data: &'a [u8], raw: bool },
     Hash(&'a Hash),
+    Set(&'a Set),
 }
 
 impl PartialEq for ValueRef<'_> {
@@ -56,6 +55,7 @@ impl PartialEq for ValueRef<'_> {
                 a == b && ra == rb
             }
             (ValueRef::Hash(a), ValueRef::Hash(b)) => a.same_pairs(b),
+            (ValueRef::Set(a), ValueRef::Set(b)) => a.same_members(b),
             _ => false,
         }
     }
@@ -74,6 +74,7 @@ impl Value {
             Value::Int(i) => ValueRef::Int(*i),
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
             Value::Hash(h) => ValueRef::Hash(h),
+            Value::Set(s) => ValueRef::Set(s),
         }
     }
 
@@ -83,7 +84,7 @@ impl Value {
         match self {
             Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
             Value::Str { data, .. } => data,
-            Value::Hash(_) => Vec::new(),
+            Value::Hash(_) | Value::Set(_) => Vec::new(),
         }
     }
 
@@ -93,6 +94,7 @@ impl Value {
             Value::Int(_) => 0,
             Value::Str { data, .. } => data.capacity(),
             Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
+            Value::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
         }
     }
 }
@@ -115,13 +117,14 @@ impl<'a> ValueRef<'a> {
     /// Whether this is a string (stored as an integer or as bytes).
     #[inline]
     pub fn is_string(self) -> bool {
-        !matches!(self, ValueRef::Hash(_))
+        !matches!(self, ValueRef::Hash(_) | ValueRef::Set(_))
     }
 
     /// The encoding name OBJECT ENCODING reports.
     pub fn encoding(self) -> &'static str {
         match self {
             ValueRef::Hash(h) => h.encoding(),
+            ValueRef::Set(s) => s.encoding(),
             ValueRef::Int(_) => "int",
             ValueRef::Str { data, raw } => {
                 if raw || data.len() > EMBSTR_MAX {
@@ -136,6 +139,7 @@ impl<'a> ValueRef<'a> {
     pub fn type_name(self) -> &'static str {
         match self {
             ValueRef::Hash(_) => "hash",
+            ValueRef::Set(_) => "set",
             _ => "string",
         }
     }
@@ -145,7 +149,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => scratch.format(i).as_bytes(),
             ValueRef::Str { data, .. } => data,
-            ValueRef::Hash(_) => &[],
+            ValueRef::Hash(_) | ValueRef::Set(_) => &[],
         }
     }
 
@@ -168,6 +172,7 @@ impl<'a> ValueRef<'a> {
                 raw,
             },
             ValueRef::Hash(h) => Value::Hash(Box::new(h.clone_with(seed))),
+            ValueRef::Set(s) => Value::Set(Box::new(s.clone_with(seed))),
         }
     }
 
@@ -175,7 +180,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => itoa::Buffer::new().format(i).len(),
             ValueRef::Str { data, .. } => data.len(),
-            ValueRef::Hash(_) => 0,
+            ValueRef::Hash(_) | ValueRef::Set(_) => 0,
         }
     }
 
@@ -185,7 +190,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => out.bulk_int(i),
             ValueRef::Str { data, .. } => out.bulk(data),
-            ValueRef::Hash(_) => out.bulk(b""),
+            ValueRef::Hash(_) | ValueRef::Set(_) => out.bulk(b""),
         }
     }
 }

@@ -5,39 +5,15 @@
 //! HDEL is deleted with it, as Redis deletes empty collections.
 
 use super::string::float_sum;
-use super::{eq_ic, keyspace, parse_int};
-use crate::glob::glob_match;
-use crate::lazyfree::Graveyard;
+use super::{eq_ic, parse_int};
 use crate::types::hash::Hash;
-use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
+use crate::{err, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
 const NOT_INT: &str = "ERR hash value is not an integer";
 const NOT_FLOAT: &str = "ERR hash value is not a float";
 
-/// The hash at `key` for reading: Err after a WRONGTYPE reply.
-fn read<'a>(
-    sh: &'a mut Shard,
-    ctx: &ExecCtx,
-    key: &[u8],
-    out: &mut ReplyWriter,
-) -> Result<Option<&'a Hash>, ()> {
-    match sh
-        .lookup_read(ctx.db, key, ctx.now_ms)
-        .map(|e| e.into_ref().value())
-    {
-        None => Ok(None),
-        Some(ValueRef::Hash(h)) => Ok(Some(h)),
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            Err(())
-        }
-    }
-}
-
-/// Runs `f` on the hash at `key`, created empty when absent and `create` is set; None when
-/// the key is absent and not created, Err after a WRONGTYPE reply. Afterwards an emptied
-/// hash is deleted, and large values its table let go of join the shard's lazy free queue.
+/// [`super::write`] for a hash, created empty when `create` is set.
 fn write<R>(
     sh: &mut Shard,
     ctx: &ExecCtx,
@@ -46,39 +22,8 @@ fn write<R>(
     out: &mut ReplyWriter,
     f: impl FnOnce(&mut Hash, u64) -> R,
 ) -> Result<Option<R>, ()> {
-    let seed = sh.next_rand();
-    let exists = match sh.lookup(ctx.db, key, ctx.now_ms) {
-        None => false,
-        Some(e) if matches!(e.value(), ValueRef::Hash(_)) => true,
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            return Err(());
-        }
-    };
-    if !exists {
-        if !create {
-            return Ok(None);
-        }
-        let h = Value::Hash(Box::default());
-        sh.store(ctx.db, key, Entry::new(h, ctx.now_ms));
-    }
-    let mut freed = Graveyard::default();
-    let (r, empty) = {
-        let mut e = sh
-            .lookup(ctx.db, key, ctx.now_ms)
-            .expect("a hash stored or found just above");
-        let h = e.hash_mut().expect("checked to be a hash");
-        let r = f(h, seed);
-        if let Hash::Table(d) = h {
-            freed.append(d.graveyard());
-        }
-        (r, h.is_empty())
-    };
-    sh.graveyard.append(&mut freed);
-    if empty {
-        sh.delete(ctx.db, key);
-    }
-    Ok(Some(r))
+    let make = |_: u64| Value::Hash(Box::default());
+    super::write(sh, ctx, key, create.then_some(&make as _), out, f)
 }
 
 /// The longest of `args`: a pack holding any of them longer than the value limit converts
@@ -125,7 +70,7 @@ pub fn hsetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn hget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match read(sh, ctx, &a[1], out) {
+    match super::read::<Hash>(sh, ctx, &a[1], out) {
         Ok(Some(h)) => match h.get(&a[2]) {
             Some(v) => v.write_bulk(out),
             None => out.null(),
@@ -136,7 +81,7 @@ pub fn hget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn hmget(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let Ok(h) = read(sh, ctx, &a[1], out) else {
+    let Ok(h) = super::read::<Hash>(sh, ctx, &a[1], out) else {
         return;
     };
     out.array(a.len() - 2);
@@ -157,7 +102,7 @@ pub enum Part {
 }
 
 pub fn hgetall(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, part: Part) {
-    let h = match read(sh, ctx, &a[1], out) {
+    let h = match super::read::<Hash>(sh, ctx, &a[1], out) {
         Ok(h) => h,
         Err(()) => return,
     };
@@ -188,20 +133,20 @@ pub fn hdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn hlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    if let Ok(h) = read(sh, ctx, &a[1], out) {
+    if let Ok(h) = super::read::<Hash>(sh, ctx, &a[1], out) {
         out.int(h.map_or(0, |h| h.len()) as i64);
     }
 }
 
 pub fn hstrlen(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    if let Ok(h) = read(sh, ctx, &a[1], out) {
+    if let Ok(h) = super::read::<Hash>(sh, ctx, &a[1], out) {
         let n = h.and_then(|h| h.get(&a[2])).map_or(0, |v| v.str_len());
         out.int(n as i64);
     }
 }
 
 pub fn hexists(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    if let Ok(h) = read(sh, ctx, &a[1], out) {
+    if let Ok(h) = super::read::<Hash>(sh, ctx, &a[1], out) {
         out.int(h.is_some_and(|h| h.get(&a[2]).is_some()) as i64);
     }
 }
@@ -259,34 +204,9 @@ pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
 }
 
 pub fn hscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    // Redis's order: the cursor, then the key (a missing one answers an empty scan without
-    // looking at the options), then the options.
-    let cursor = match keyspace::parse_cursor(&a[2]) {
-        Ok(c) => c,
-        Err(e) => return out.error(e),
-    };
-    let h = match read(sh, ctx, &a[1], out) {
-        Ok(Some(h)) => h,
-        Ok(None) => return keyspace::write_scan_reply(out, 0, &[]),
-        Err(()) => return,
-    };
-    let opts = match keyspace::parse_scan(&a, 3) {
-        Ok(o) if o.type_name.is_none() => o,
-        Ok(_) => return out.error(err::SYNTAX),
-        Err(e) => return out.error(e),
-    };
-    let mut items = Vec::new();
-    let next = h.scan(cursor, opts.count, |f, v| {
-        if opts
-            .pattern
-            .as_ref()
-            .is_none_or(|p| glob_match(p, f, false))
-        {
-            items.push(f.to_vec());
-            items.push(v.to_vec());
-        }
+    super::scan_collection(sh, ctx, a, out, |h: &Hash, cursor, count, sink| {
+        h.scan(cursor, count, |f, v| sink(f, Some(v)))
     });
-    keyspace::write_scan_reply(out, next, &items);
 }
 
 /// HRANDFIELD's reply for a count with values: pairs in RESP3, a flat list in RESP2.
@@ -312,7 +232,7 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
     let mut x = sh.next_rand();
     let mut rand = move || crate::xorshift(&mut x);
     if a.len() == 2 {
-        match read(sh, ctx, &a[1], out) {
+        match super::read::<Hash>(sh, ctx, &a[1], out) {
             Ok(Some(h)) => match h.random_pair(&mut rand) {
                 Some((f, _)) => out.bulk(f),
                 None => out.null(),
@@ -337,7 +257,7 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
     if withvalues && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return out.error("ERR value is out of range");
     }
-    let h = match read(sh, ctx, &a[1], out) {
+    let h = match super::read::<Hash>(sh, ctx, &a[1], out) {
         Ok(Some(h)) => h,
         Ok(None) => return out.array(0),
         Err(()) => return,

@@ -3,6 +3,7 @@
 
 pub mod hash;
 pub mod keyspace;
+pub mod set;
 pub mod string;
 
 use crate::err;
@@ -17,4 +18,151 @@ pub fn eq_ic(a: &[u8], b: &[u8]) -> bool {
 #[inline]
 pub fn parse_int(a: &[u8]) -> Result<i64, &'static str> {
     percore_proto::parse_i64(a).ok_or(err::NOT_INT)
+}
+
+/// A collection type as commands reach it in an entry (hashes, sets): [`read`] and
+/// [`write`] give the type checks, creation and clean-up every such command shares.
+pub(crate) trait Collection {
+    /// The collection `v` is, if it is one of this type.
+    fn of(v: crate::ValueRef<'_>) -> Option<&Self>;
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self>;
+    fn is_empty(&self) -> bool;
+    /// Moves the large blocks the collection's table let go of into `g`.
+    fn take_freed(&mut self, g: &mut crate::lazyfree::Graveyard);
+}
+
+impl Collection for crate::types::hash::Hash {
+    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+        match v {
+            crate::ValueRef::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+        e.hash_mut()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn take_freed(&mut self, g: &mut crate::lazyfree::Graveyard) {
+        if let crate::types::hash::Hash::Table(d) = self {
+            g.append(d.graveyard());
+        }
+    }
+}
+
+impl Collection for crate::types::set::Set {
+    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+        match v {
+            crate::ValueRef::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+        e.set_mut()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn take_freed(&mut self, g: &mut crate::lazyfree::Graveyard) {
+        if let crate::types::set::Set::Table(d) = self {
+            g.append(d.graveyard());
+        }
+    }
+}
+
+/// The collection at `key` for reading: Err after a WRONGTYPE reply.
+pub(crate) fn read<'a, C: Collection>(
+    sh: &'a mut crate::Shard,
+    ctx: &crate::ExecCtx,
+    key: &[u8],
+    out: &mut percore_proto::ReplyWriter,
+) -> Result<Option<&'a C>, ()> {
+    match sh
+        .lookup_read(ctx.db, key, ctx.now_ms)
+        .map(|e| e.into_ref().value())
+    {
+        None => Ok(None),
+        Some(v) => C::of(v).map(Some).ok_or_else(|| out.error(err::WRONGTYPE)),
+    }
+}
+
+/// Runs `f` on the collection at `key`, created by `create` (given a seed) when absent and
+/// `create` is set; None when absent and not created, Err after a WRONGTYPE reply. An
+/// emptied collection is deleted afterwards, and large blocks its table let go of join the
+/// shard's lazy free queue.
+pub(crate) fn write<C: Collection, R>(
+    sh: &mut crate::Shard,
+    ctx: &crate::ExecCtx,
+    key: &[u8],
+    create: Option<&dyn Fn(u64) -> crate::Value>,
+    out: &mut percore_proto::ReplyWriter,
+    f: impl FnOnce(&mut C, u64) -> R,
+) -> Result<Option<R>, ()> {
+    let seed = sh.next_rand();
+    match sh.lookup(ctx.db, key, ctx.now_ms) {
+        Some(e) if C::of(e.value()).is_none() => {
+            out.error(err::WRONGTYPE);
+            return Err(());
+        }
+        Some(_) => {}
+        None => match create {
+            None => return Ok(None),
+            Some(make) => sh.store(ctx.db, key, crate::Entry::new(make(seed), ctx.now_ms)),
+        },
+    }
+    let mut freed = crate::lazyfree::Graveyard::default();
+    let (r, empty) = {
+        let mut e = sh
+            .lookup(ctx.db, key, ctx.now_ms)
+            .expect("a collection stored or found just above");
+        let c = C::of_mut(&mut e).expect("checked to be of this type");
+        let r = f(c, seed);
+        c.take_freed(&mut freed);
+        (r, c.is_empty())
+    };
+    sh.graveyard.append(&mut freed);
+    if empty {
+        sh.delete(ctx.db, key);
+    }
+    Ok(Some(r))
+}
+
+/// HSCAN and SSCAN: the cursor, then the key (a missing one answers an empty scan without
+/// reading the options, as Redis does), then the options (TYPE is SCAN's only). `walk` runs
+/// one call of the collection's scan from a cursor for a count, handing each member (and a
+/// hash field's value) to the sink, and returns the next cursor; MATCH filters members.
+pub(crate) fn scan_collection<C: Collection>(
+    sh: &mut crate::Shard,
+    ctx: &crate::ExecCtx,
+    a: percore_proto::Args,
+    out: &mut percore_proto::ReplyWriter,
+    walk: impl FnOnce(&C, u64, usize, &mut dyn FnMut(&[u8], Option<crate::ValueRef>)) -> u64,
+) {
+    let cursor = match keyspace::parse_cursor(&a[2]) {
+        Ok(c) => c,
+        Err(e) => return out.error(e),
+    };
+    let c = match read::<C>(sh, ctx, &a[1], out) {
+        Ok(Some(c)) => c,
+        Ok(None) => return keyspace::write_scan_reply(out, 0, &[]),
+        Err(()) => return,
+    };
+    let opts = match keyspace::parse_scan(&a, 3) {
+        Ok(o) if o.type_name.is_none() => o,
+        Ok(_) => return out.error(err::SYNTAX),
+        Err(e) => return out.error(e),
+    };
+    let mut items = Vec::new();
+    let next = walk(c, cursor, opts.count, &mut |m, v| {
+        if opts
+            .pattern
+            .as_ref()
+            .is_none_or(|p| crate::glob::glob_match(p, m, false))
+        {
+            items.push(m.to_vec());
+            items.extend(v.map(|v| v.to_vec()));
+        }
+    });
+    keyspace::write_scan_reply(out, next, &items);
 }

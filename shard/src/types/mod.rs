@@ -2,3 +2,4 @@
 //! `crate::ops`, by family).
 
 pub mod hash;
+pub mod set;

@@ -1,0 +1,382 @@
+//! Set commands (Redis's `t_set.c`).
+//!
+//! Argument checks follow Redis's order, because clients and tests observe which error
+//! wins. A set emptied by SREM, SPOP or SMOVE is deleted with it; a *STORE with an empty
+//! result deletes its destination. Multi-key commands whose keys live on several shards
+//! run here too, on a scratch shard the coordinator fills (`server/src/coordinated.rs`).
+
+use super::eq_ic;
+use crate::types::set::Set;
+use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
+use percore_proto::{parse_i64, Args, ReplyWriter};
+
+/// [`super::write`] for a set; when absent and `create` names a first member, an empty set
+/// in the encoding that member calls for is created (Redis's `setTypeCreate`).
+fn write<R>(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    key: &[u8],
+    create: Option<&[u8]>,
+    out: &mut ReplyWriter,
+    f: impl FnOnce(&mut Set, u64) -> R,
+) -> Result<Option<R>, ()> {
+    let make = |seed: u64| Value::Set(Box::new(Set::for_member(create.unwrap_or_default(), seed)));
+    super::write(sh, ctx, key, create.map(|_| &make as _), out, f)
+}
+
+pub fn sadd(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let limits = sh.config.set_limits;
+    if let Ok(Some(n)) = write(sh, ctx, &a[1], Some(&a[2]), out, |s, seed| {
+        a.iter().skip(2).filter(|m| s.add(m, limits, seed)).count()
+    }) {
+        out.int(n as i64);
+    }
+}
+
+pub fn srem(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match write(sh, ctx, &a[1], None, out, |s, _| {
+        a.iter().skip(2).filter(|m| s.remove(m)).count()
+    }) {
+        Ok(Some(n)) => out.int(n as i64),
+        Ok(None) => out.int(0),
+        Err(()) => {}
+    }
+}
+
+pub fn sismember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(s) = super::read::<Set>(sh, ctx, &a[1], out) {
+        out.int(s.is_some_and(|s| s.contains(&a[2])) as i64);
+    }
+}
+
+pub fn smismember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(s) = super::read::<Set>(sh, ctx, &a[1], out) {
+        out.array(a.len() - 2);
+        for m in a.iter().skip(2) {
+            out.int(s.is_some_and(|s| s.contains(m)) as i64);
+        }
+    }
+}
+
+pub fn scard(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if let Ok(s) = super::read::<Set>(sh, ctx, &a[1], out) {
+        out.int(s.map_or(0, |s| s.len()) as i64);
+    }
+}
+
+/// A whole set as a RESP3 set (an array in RESP2).
+fn write_members(out: &mut ReplyWriter, s: &Set) {
+    out.set(s.len());
+    s.for_each(|m| out.bulk(m));
+}
+
+pub fn smembers(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    match super::read::<Set>(sh, ctx, &a[1], out) {
+        Ok(Some(s)) => write_members(out, s),
+        Ok(None) => out.set(0),
+        Err(()) => {}
+    }
+}
+
+pub fn sscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    super::scan_collection(sh, ctx, a, out, |s: &Set, cursor, count, sink| {
+        s.scan(cursor, count, |m| sink(m, None))
+    });
+}
+
+fn rng(sh: &mut Shard) -> impl FnMut() -> u64 {
+    let mut x = sh.next_rand();
+    move || crate::xorshift(&mut x)
+}
+
+pub fn spop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if a.len() > 3 {
+        return out.error(err::SYNTAX);
+    }
+    let mut rand = rng(sh);
+    if a.len() == 2 {
+        match write(sh, ctx, &a[1], None, out, |s, _| {
+            let m = s.random(&mut rand)?;
+            s.remove(&m);
+            Some(m)
+        }) {
+            Ok(Some(Some(m))) => out.bulk(&m),
+            Ok(_) => out.null(),
+            Err(()) => {}
+        }
+        return;
+    }
+    let count = match parse_i64(&a[2]) {
+        None => return out.error(err::NOT_INT),
+        Some(n) if n < 0 => return out.error("ERR value is out of range, must be positive"),
+        Some(n) => n as u64,
+    };
+    let r = write(sh, ctx, &a[1], None, out, |s, _| {
+        let mut popped = Vec::new();
+        if count >= s.len() as u64 {
+            popped = s.members();
+            for m in &popped {
+                s.remove(m);
+            }
+        } else {
+            while (popped.len() as u64) < count {
+                if let Some(m) = s.random(&mut rand) {
+                    s.remove(&m);
+                    popped.push(m);
+                }
+            }
+        }
+        popped
+    });
+    match r {
+        Ok(Some(popped)) => {
+            out.set(popped.len());
+            for m in &popped {
+                out.bulk(m);
+            }
+        }
+        Ok(None) => out.set(0),
+        Err(()) => {}
+    }
+}
+
+pub fn srandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    if a.len() > 3 {
+        return out.error(err::SYNTAX);
+    }
+    let mut rand = rng(sh);
+    if a.len() == 2 {
+        match super::read::<Set>(sh, ctx, &a[1], out) {
+            Ok(Some(s)) => match s.random(&mut rand) {
+                Some(m) => out.bulk(&m),
+                None => out.null(),
+            },
+            Ok(None) => out.null(),
+            Err(()) => {}
+        }
+        return;
+    }
+    let l = match parse_i64(&a[2]) {
+        None => return out.error(err::NOT_INT),
+        Some(i64::MIN) => return out.error(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ),
+        Some(l) => l,
+    };
+    let s = match super::read::<Set>(sh, ctx, &a[1], out) {
+        Ok(Some(s)) => s,
+        Ok(None) => return out.array(0),
+        Err(()) => return,
+    };
+    let (count, uniq) = (l.unsigned_abs() as usize, l >= 0);
+    if count == 0 {
+        return out.array(0);
+    }
+    if !uniq || count == 1 {
+        // With repetitions (or one): O(count), as Redis documents.
+        out.array(count);
+        for _ in 0..count {
+            match s.random(&mut rand) {
+                Some(m) => out.bulk(&m),
+                None => out.null(),
+            }
+        }
+        return;
+    }
+    if count >= s.len() {
+        return write_members(out, s);
+    }
+    let mut members = s.members();
+    for i in 0..count {
+        let j = i + (rand() % (members.len() - i) as u64) as usize;
+        members.swap(i, j);
+    }
+    out.array(count);
+    for m in &members[..count] {
+        out.bulk(m);
+    }
+}
+
+pub fn smove(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let (src, dst, member) = (&a[1], &a[2], &a[3]);
+    let kind = |sh: &mut Shard, k: &[u8]| {
+        sh.lookup(ctx.db, k, ctx.now_ms)
+            .map(|e| matches!(e.value(), ValueRef::Set(_)))
+    };
+    let (src_kind, dst_kind) = (kind(sh, src), kind(sh, dst));
+    match src_kind {
+        None => return out.int(0),
+        Some(false) => return out.error(err::WRONGTYPE),
+        Some(true) if dst_kind == Some(false) => return out.error(err::WRONGTYPE),
+        Some(true) => {}
+    }
+    if src == dst {
+        let there = super::read::<Set>(sh, ctx, src, out)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.contains(member));
+        return out.int(there as i64);
+    }
+    let Ok(Some(true)) = write(sh, ctx, src, None, out, |s, _| s.remove(member)) else {
+        return out.int(0);
+    };
+    let limits = sh.config.set_limits;
+    let _ = write(sh, ctx, dst, Some(member), out, |s, seed| {
+        s.add(member, limits, seed)
+    });
+    out.int(1);
+}
+
+/// Which set algebra a command does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// SINTER/SUNION/SDIFF and their STORE forms over `keys`: the result is replied (a RESP3
+/// set) or stored at `dst` (replying its size; an empty result deletes `dst`).
+fn algebra(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    op: Op,
+    keys: &[&[u8]],
+    dst: Option<&[u8]>,
+    out: &mut ReplyWriter,
+) {
+    // Look every key up first: a missing key is an empty set; another type is an error
+    // (SINTER stops at the first missing key without looking further, as Redis does).
+    let mut sets: Vec<Option<Set>> = Vec::with_capacity(keys.len());
+    for k in keys {
+        let seed = sh.next_rand();
+        match sh
+            .lookup_read(ctx.db, k, ctx.now_ms)
+            .map(|e| e.into_ref().value())
+        {
+            None if op == Op::Inter => {
+                sets.clear();
+                sets.push(None);
+                break;
+            }
+            None => sets.push(None),
+            Some(ValueRef::Set(s)) => sets.push(Some(s.clone_with(seed))),
+            Some(_) => return out.error(err::WRONGTYPE),
+        }
+    }
+    let members: Vec<Vec<u8>> = match op {
+        Op::Inter if sets.iter().any(Option::is_none) => Vec::new(),
+        Op::Inter => {
+            let mut sets: Vec<Set> = sets.into_iter().flatten().collect();
+            sets.sort_by_key(Set::len);
+            let (first, rest) = sets.split_first().expect("at least one key");
+            let mut v = Vec::new();
+            first.for_each(|m| {
+                if rest.iter().all(|s| s.contains(m)) {
+                    v.push(m.to_vec())
+                }
+            });
+            v
+        }
+        Op::Union => {
+            let mut seen = std::collections::HashSet::new();
+            let mut v = Vec::new();
+            for s in sets.iter().flatten() {
+                s.for_each(|m| {
+                    if seen.insert(m.to_vec()) {
+                        v.push(m.to_vec())
+                    }
+                });
+            }
+            v
+        }
+        Op::Diff => {
+            let mut v = Vec::new();
+            if let Some(Some(first)) = sets.first() {
+                first.for_each(|m| {
+                    if !sets[1..].iter().flatten().any(|s| s.contains(m)) {
+                        v.push(m.to_vec())
+                    }
+                });
+            }
+            v
+        }
+    };
+    let seed = sh.next_rand();
+    let limits = sh.config.set_limits;
+    // The result is built as Redis builds it (an intset first), which decides the order a
+    // union or difference is replied in and the encoding a STORE leaves.
+    let result = Set::from_members(members.iter().map(|m| &m[..]), limits, seed);
+    match dst {
+        None if op == Op::Inter => {
+            out.set(members.len());
+            for m in &members {
+                out.bulk(m);
+            }
+        }
+        None => write_members(out, &result),
+        Some(dst) if result.is_empty() => {
+            sh.delete(ctx.db, dst);
+            out.int(0);
+        }
+        Some(dst) => {
+            let n = result.len();
+            sh.store(
+                ctx.db,
+                dst,
+                Entry::new(Value::Set(Box::new(result)), ctx.now_ms),
+            );
+            out.int(n as i64);
+        }
+    }
+}
+
+pub fn combine(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, op: Op, store: bool) {
+    let args: Vec<&[u8]> = a.iter().collect();
+    if store {
+        algebra(sh, ctx, op, &args[2..], Some(args[1]), out);
+    } else {
+        algebra(sh, ctx, op, &args[1..], None, out);
+    }
+}
+
+/// SINTERCARD's key count and LIMIT (0: none), in Redis's order of checks.
+pub fn parse_sintercard<'a>(a: &'a Args) -> Result<(Vec<&'a [u8]>, usize), &'static str> {
+    const NUMKEYS: &str = "ERR numkeys should be greater than 0";
+    let numkeys = match parse_i64(&a[1]) {
+        Some(n) if n >= 1 => n as usize,
+        _ => return Err(NUMKEYS),
+    };
+    if numkeys > a.len() - 2 {
+        return Err("ERR Number of keys can't be greater than number of args");
+    }
+    let mut limit = 0;
+    let mut i = 2 + numkeys;
+    while i < a.len() {
+        if eq_ic(&a[i], b"limit") && i + 1 < a.len() {
+            limit = match parse_i64(&a[i + 1]) {
+                Some(l) if l >= 0 => l as usize,
+                _ => return Err("ERR LIMIT can't be negative"),
+            };
+            i += 2;
+        } else {
+            return Err(err::SYNTAX);
+        }
+    }
+    Ok(((2..2 + numkeys).map(|i| &a[i]).collect(), limit))
+}
+
+pub fn sintercard(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
+    let (keys, limit) = match parse_sintercard(&a) {
+        Ok(x) => x,
+        Err(e) => return out.error(e),
+    };
+    let mut scratch = Vec::new();
+    let mut w = ReplyWriter::new(&mut scratch, percore_proto::Protocol::Resp2);
+    algebra(sh, ctx, Op::Inter, &keys, None, &mut w);
+    if scratch.starts_with(b"-") {
+        return out.raw(&scratch);
+    }
+    let n = percore_proto::encode::split_array_reply(&scratch).map_or(0, |(n, _)| n);
+    out.int(if limit > 0 { n.min(limit) } else { n } as i64);
+}

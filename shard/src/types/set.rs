@@ -1,0 +1,381 @@
+//! A set value, in one of the two encodings Redis 7.0 reports.
+//!
+//! # `intset` ([`IntSet`]): small sets of integers
+//! The members, all integers in `i64`'s range written as Redis writes them (`string2ll`
+//! accepts them), sorted ascending in one byte vector at the narrowest width that holds
+//! every member (2, 4 or 8 bytes each, little-endian), as Redis's `intset.c`: 20 small
+//! integers take 40 bytes. Membership is a binary search; an insert or removal moves the tail.
+//! SMEMBERS answers in ascending order, as Redis does.
+//!
+//! # `hashtable` ([`Dict`]): everything else
+//! The shard's own table, one node per member with an empty value: incremental rehash and
+//! the reverse-binary cursor (SSCAN keeps SCAN's guarantee).
+//!
+//! Conversion is one way: a member that is not such an integer, or a count past
+//! `set-max-intset-entries` (512), makes the set a table for good.
+
+use crate::dict::Dict;
+use crate::value::ValueRef;
+use percore_proto::parse_i64;
+
+/// `set-max-intset-entries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetLimits {
+    pub max_intset_entries: usize,
+}
+
+impl Default for SetLimits {
+    fn default() -> Self {
+        SetLimits {
+            max_intset_entries: 512,
+        }
+    }
+}
+
+/// Sorted integers at one width (see the module header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntSet {
+    width: u8,
+    data: Vec<u8>,
+}
+
+impl Default for IntSet {
+    fn default() -> Self {
+        IntSet {
+            width: 2,
+            data: Vec::new(),
+        }
+    }
+}
+
+fn width_of(v: i64) -> u8 {
+    if i16::try_from(v).is_ok() {
+        2
+    } else if i32::try_from(v).is_ok() {
+        4
+    } else {
+        8
+    }
+}
+
+impl IntSet {
+    pub fn len(&self) -> usize {
+        self.data.len() / self.width as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The `i`th smallest member.
+    pub fn get(&self, i: usize) -> i64 {
+        let w = self.width as usize;
+        let b = &self.data[i * w..i * w + w];
+        match w {
+            2 => i16::from_le_bytes([b[0], b[1]]) as i64,
+            4 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+            _ => i64::from_le_bytes(b.try_into().expect("8-byte member")),
+        }
+    }
+
+    fn encode(v: i64, width: u8, out: &mut Vec<u8>) {
+        match width {
+            2 => out.extend_from_slice(&(v as i16).to_le_bytes()),
+            4 => out.extend_from_slice(&(v as i32).to_le_bytes()),
+            _ => out.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+
+    /// Ok(index) when present, Err(insertion point) otherwise.
+    fn search(&self, v: i64) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).cmp(&v) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    pub fn contains(&self, v: i64) -> bool {
+        self.search(v).is_ok()
+    }
+
+    /// Adds `v`; false when present. Widens every member first when `v` needs it.
+    pub fn insert(&mut self, v: i64) -> bool {
+        let Err(at) = self.search(v) else {
+            return false;
+        };
+        let w = width_of(v);
+        if w > self.width {
+            let mut wide = Vec::with_capacity((self.len() + 1) * w as usize);
+            for i in 0..self.len() {
+                Self::encode(self.get(i), w, &mut wide);
+            }
+            self.data = wide;
+            self.width = w;
+        }
+        let mut bytes = Vec::with_capacity(8);
+        Self::encode(v, self.width, &mut bytes);
+        let pos = at * self.width as usize;
+        self.data.splice(pos..pos, bytes);
+        true
+    }
+
+    pub fn remove(&mut self, v: i64) -> bool {
+        let Ok(at) = self.search(v) else {
+            return false;
+        };
+        let w = self.width as usize;
+        self.data.drain(at * w..at * w + w);
+        true
+    }
+}
+
+/// A set's members.
+pub enum Set {
+    Ints(IntSet),
+    Table(Box<Dict>),
+}
+
+impl Default for Set {
+    fn default() -> Self {
+        Set::Ints(IntSet::default())
+    }
+}
+
+/// A member as an intset holds it: an integer Redis's `string2ll` reads back the same.
+fn as_int(member: &[u8]) -> Option<i64> {
+    if member.len() > 20 {
+        return None;
+    }
+    parse_i64(member)
+}
+
+const EMPTY: ValueRef<'static> = ValueRef::Str {
+    data: &[],
+    raw: false,
+};
+
+impl Set {
+    /// An empty set in the encoding Redis's `setTypeCreate` picks for a first member.
+    pub fn for_member(member: &[u8], seed: u64) -> Set {
+        match as_int(member) {
+            Some(_) => Set::default(),
+            None => Set::Table(Box::new(Dict::new(seed))),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Set::Ints(s) => s.len(),
+            Set::Table(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Set::Ints(_) => "intset",
+            Set::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn contains(&self, member: &[u8]) -> bool {
+        match self {
+            Set::Ints(s) => as_int(member).is_some_and(|v| s.contains(v)),
+            Set::Table(d) => d.peek(member).is_some(),
+        }
+    }
+
+    /// Adds `member`; true when it is new. An intset becomes a table for a member that is
+    /// not an integer, and after growing past the entries limit (Redis's `setTypeAdd`).
+    pub fn add(&mut self, member: &[u8], limits: SetLimits, seed: u64) -> bool {
+        if let Set::Ints(s) = self {
+            match as_int(member) {
+                Some(v) => {
+                    if !s.insert(v) {
+                        return false;
+                    }
+                    if s.len() > limits.max_intset_entries {
+                        self.convert(seed);
+                    }
+                    return true;
+                }
+                None => self.convert(seed),
+            }
+        }
+        match self {
+            Set::Table(d) => d.insert_ref(member, EMPTY, 0, 0).is_none(),
+            Set::Ints(_) => unreachable!("converted just above"),
+        }
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self {
+            Set::Ints(s) => as_int(member).is_some_and(|v| s.remove(v)),
+            Set::Table(d) => d.delete(member).is_some(),
+        }
+    }
+
+    fn convert(&mut self, seed: u64) {
+        let Set::Ints(s) = self else { return };
+        let mut d = Box::new(Dict::new(seed));
+        let mut buf = itoa::Buffer::new();
+        for i in 0..s.len() {
+            d.insert_ref(buf.format(s.get(i)).as_bytes(), EMPTY, 0, 0);
+        }
+        *self = Set::Table(d);
+    }
+
+    /// Calls `f` with every member: ascending for an intset, table order for a table.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        match self {
+            Set::Ints(s) => {
+                let mut buf = itoa::Buffer::new();
+                for i in 0..s.len() {
+                    f(buf.format(s.get(i)).as_bytes());
+                }
+            }
+            Set::Table(d) => {
+                let mut cursor = 0;
+                loop {
+                    cursor = d.scan(cursor, |k, _| f(k));
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every member, owned (for set algebra and copies).
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each(|m| v.push(m.to_vec()));
+        v
+    }
+
+    /// A member picked at random; None when empty.
+    pub fn random(&self, rand: &mut impl FnMut() -> u64) -> Option<Vec<u8>> {
+        match self {
+            Set::Ints(s) if !s.is_empty() => {
+                let i = (rand() % s.len() as u64) as usize;
+                Some(itoa::Buffer::new().format(s.get(i)).as_bytes().to_vec())
+            }
+            Set::Ints(_) => None,
+            Set::Table(d) => d.random_ref(rand).map(|e| e.key().to_vec()),
+        }
+    }
+
+    /// One SSCAN call (see [`crate::types::hash::Hash::scan`]): an intset whole with cursor
+    /// 0, a table `count` members at a time.
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8])) -> u64 {
+        match self {
+            Set::Ints(_) => {
+                self.for_each(f);
+                0
+            }
+            Set::Table(d) => d.scan_some(cursor, count, 1, |k, _| f(k)),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Set::Ints(s) => s.data.capacity(),
+            Set::Table(d) => d.alloc_bytes(),
+        }
+    }
+
+    /// A set of `members` built as Redis builds a result set: starting as an intset, each
+    /// member added in turn (the *STORE commands, snapshot load).
+    pub fn from_members<'a>(
+        members: impl Iterator<Item = &'a [u8]>,
+        limits: SetLimits,
+        seed: u64,
+    ) -> Set {
+        let mut s = Set::default();
+        for m in members {
+            s.add(m, limits, seed);
+        }
+        s
+    }
+
+    /// A copy in the same encoding.
+    pub fn clone_with(&self, seed: u64) -> Set {
+        match self {
+            Set::Ints(s) => Set::Ints(s.clone()),
+            Set::Table(d) => {
+                let mut t = Box::new(Dict::new(seed));
+                let mut cursor = 0;
+                loop {
+                    cursor = d.scan(cursor, |k, _| {
+                        t.insert_ref(k, EMPTY, 0, 0);
+                    });
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+                Set::Table(t)
+            }
+        }
+    }
+
+    pub fn same_members(&self, other: &Set) -> bool {
+        let mut same = self.len() == other.len();
+        self.for_each(|m| same &= other.contains(m));
+        same
+    }
+}
+
+impl std::fmt::Debug for Set {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut l = f.debug_set();
+        self.for_each(|m| {
+            l.entry(&String::from_utf8_lossy(m));
+        });
+        l.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intsets_widen_stay_sorted_and_convert_one_way() {
+        let limits = SetLimits {
+            max_intset_entries: 5,
+        };
+        let mut s = Set::default();
+        for m in ["3", "-1", "100000", "-9223372036854775808", "3"] {
+            s.add(m.as_bytes(), limits, 1);
+        }
+        assert_eq!(s.encoding(), "intset");
+        assert_eq!(
+            s.members(),
+            ["-9223372036854775808", "-1", "3", "100000"].map(|m| m.as_bytes().to_vec())
+        );
+        assert!(s.contains(b"100000") && !s.contains(b"0100000") && !s.contains(b"x"));
+        assert!(s.remove(b"-1") && !s.remove(b"-1"));
+        s.add(b"7", limits, 1);
+        s.add(b"8", limits, 1);
+        assert_eq!(s.encoding(), "intset");
+        s.add(b"9", limits, 1);
+        assert_eq!(s.encoding(), "hashtable", "6 members > 5");
+        assert_eq!(s.len(), 6);
+        let mut t = Set::default();
+        t.add(b"1", limits, 1);
+        t.add(b"a", limits, 1);
+        assert_eq!(t.encoding(), "hashtable");
+        t.remove(b"a");
+        assert_eq!(t.encoding(), "hashtable");
+        assert!(t.same_members(&Set::from_members([&b"1"[..]].into_iter(), limits, 2)));
+    }
+}
