@@ -273,20 +273,7 @@ impl Hash {
                 self.for_each(f);
                 0
             }
-            Hash::Table(d) => {
-                let (mut cursor, mut seen) = (cursor, 0usize);
-                let mut budget = count.saturating_mul(10);
-                loop {
-                    cursor = d.scan(cursor, |k, e| {
-                        seen += 2;
-                        f(k, e.value())
-                    });
-                    budget = budget.saturating_sub(1);
-                    if cursor == 0 || budget == 0 || seen >= count {
-                        return cursor;
-                    }
-                }
-            }
+            Hash::Table(d) => d.scan_some(cursor, count, 2, |k, e| f(k, e.value())),
         }
     }
 
