@@ -106,10 +106,10 @@ pub fn spop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         }
         return;
     }
+    // Redis's getPositiveLongFromObjectOrReply: one text for a non-number and a negative.
     let count = match parse_i64(&a[2]) {
-        None => return out.error(err::NOT_INT),
-        Some(n) if n < 0 => return out.error("ERR value is out of range, must be positive"),
-        Some(n) => n as u64,
+        Some(n) if n >= 0 => n as u64,
+        _ => return out.error("ERR value is out of range, must be positive"),
     };
     let r = write(sh, ctx, &a[1], None, out, |s, _| {
         let mut popped = Vec::new();
@@ -184,7 +184,9 @@ pub fn srandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         return;
     }
     if count >= s.len() {
-        return write_members(out, s);
+        // The whole set, as an array (SPOP and SMEMBERS answer RESP3 sets; this does not).
+        out.array(s.len());
+        return s.for_each(|m| out.bulk(m));
     }
     let mut members = s.members();
     for i in 0..count {
@@ -245,8 +247,8 @@ fn algebra(
     dst: Option<&[u8]>,
     out: &mut ReplyWriter,
 ) {
-    // Look every key up first: a missing key is an empty set; another type is an error
-    // (SINTER stops at the first missing key without looking further, as Redis does).
+    // Look every key up first: a missing key is an empty set; another type is an error,
+    // whatever came before it.
     let mut sets: Vec<Option<Set>> = Vec::with_capacity(keys.len());
     for k in keys {
         let seed = sh.next_rand();
@@ -254,11 +256,6 @@ fn algebra(
             .lookup_read(ctx.db, k, ctx.now_ms)
             .map(|e| e.into_ref().value())
         {
-            None if op == Op::Inter => {
-                sets.clear();
-                sets.push(None);
-                break;
-            }
             None => sets.push(None),
             Some(ValueRef::Set(s)) => sets.push(Some(s.clone_with(seed))),
             Some(_) => return out.error(err::WRONGTYPE),
