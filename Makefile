@@ -44,7 +44,9 @@ bench-idle-memory:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/idle-memory.sh
 
-# Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, beside redis-server.
+# Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, and per
+# hash and field for 1M hashes of 10 fields and one hash of 1M fields, beside redis-server
+# and valkey-server (when installed). COUNTS=, HASHES= or FIELDS= (empty) skip rows.
 bench-memory:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/memory.sh

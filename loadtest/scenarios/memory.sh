@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# Bytes per key: load KEYS keys (16-byte keys, 32-byte values, as the cache-memory issue
-# defines the workload) into percore and into redis-server, then report RSS and used_memory
-# per key side by side. `make bench-memory`.
+# Bytes per key and per hash field, percore beside redis-server (and valkey-server when
+# installed), one server at a time, each pinned to SERVER_CPU with the loader on CLIENT_CPU;
+# the RSS (VmRSS) before and after filling, SETTLE seconds after the load, divided by the
+# elements stored. `make bench-memory`. Two tables:
 #
-# Environment: COUNTS ("1000000 10000000"), SHARDS (percore shards, 1), SERVER_CPU (0),
+# 1. Strings: KEYS keys of 16 bytes with 32-byte values, as the cache-memory issue defines
+#    the workload (percore-loadtest SETs).
+# 2. Hashes (issue 15), 8-byte field names and 16-byte values, loaded as RESP through
+#    `redis-cli --pipe`, 10 field-value pairs per HSET, the same bytes for every server:
+#    - small: HASHES hashes of 10 fields, 16-byte keys (`listpack` encoding);
+#    - large: one hash of FIELDS fields (`hashtable` encoding).
+#    Then percore's bytes as a fraction of Redis's and Valkey's (issue 15's target: <= 0.8x
+#    Redis's in every row).
+#
+# Environment: COUNTS (string rows, "1000000 10000000"), HASHES (1000000), FIELDS (1000000);
+# set any of them to "" to skip its rows, e.g. `COUNTS= make bench-memory` for the hashes
+# only. SHARDS (percore shards, 1), SETTLE (seconds after a fill, 2), SERVER_CPU (0),
 # CLIENT_CPU (1).
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 require_binaries "$PERCORE" "$LT"
 
-COUNTS=${COUNTS:-"1000000 10000000"}
+COUNTS=${COUNTS-"1000000 10000000"}
+HASHES=${HASHES-1000000}
+FIELDS=${FIELDS-1000000}
 SHARDS=${SHARDS:-1}
-servers=$(servers_with_redis)
+SETTLE=${SETTLE:-2}
+servers="percore"
+for peer in redis-server valkey-server; do
+  command -v "$peer" >/dev/null 2>&1 && servers="$servers ${peer%-server}"
+done
 
 info() { # port field (needs redis-cli; empty without it)
   if command -v redis-cli >/dev/null 2>&1; then
@@ -21,28 +39,125 @@ info() { # port field (needs redis-cli; empty without it)
 }
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 
-echo "| server | keys | RSS bytes/key | used_memory bytes/key | RSS MB |"
-echo "|---|---:|---:|---:|---:|"
-for count in $COUNTS; do
+# start SERVER PORT: the server pinned to SERVER_CPU, loopback only, no persistence; waits
+# until it answers and sets `pid`.
+start() {
+  case "$1" in
+    percore) taskset -c "$SERVER_CPU" "$PERCORE" --bind 127.0.0.1 --port "$2" --shards "$SHARDS" >/dev/null 2>&1 & ;;
+    *) taskset -c "$SERVER_CPU" "$1-server" --port "$2" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
+  esac
+  pid=$!
+  until "$LT" -p "$2" -t 1 -c 1 -n 1 --ratio=0:1 --no-progress >/dev/null 2>&1; do sleep 0.05; done
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+pid=""
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
+
+if [ -n "$COUNTS" ]; then
+  echo "| server | keys | RSS bytes/key | used_memory bytes/key | RSS MB |"
+  echo "|---|---:|---:|---:|---:|"
+  for count in $COUNTS; do
+    for server in $servers; do
+      port=$(free_port)
+      start "$server" "$port"
+      base=$(rss_bytes "$pid")
+      base_used=$(info "$port" used_memory)
+      # Keys "key:" + 12 digits = 16 bytes; values 32 bytes.
+      taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 20 --pipeline=32 --ratio=1:0 --key-pattern=P:P \
+        --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + count - 1)) \
+        -n allkeys -d 32 --no-progress --hide-histogram >/dev/null
+      sleep "$SETTLE"
+      rss=$(rss_bytes "$pid")
+      used=$(info "$port" used_memory)
+      awk -v s="$server" -v n="$count" -v r="$rss" -v r0="$base" -v u="$used" -v u0="$base_used" \
+        'BEGIN { printf "| %s | %d | %.1f | %s | %.0f |\n", s, n, (r - r0) / n, (u == "" ? "–" : sprintf("%.1f", (u - u0) / n)), r / 1048576 }'
+      stop
+    done
+  done
+fi
+
+[ -n "$HASHES$FIELDS" ] || exit 0
+require_redis_cli
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
+
+# gen_resp small N | gen_resp large N: the RESP of the fill, 10 pairs per HSET. small: keys
+# "hash:" + 11 digits (16 bytes), fields field:00..field:09, values "v" + 12 digits + "-" +
+# 2 digits; large: key "bighash", fields "f" + 7 digits, values "v" + 15 digits. No field or
+# value parses as an integer, so no server stores one as a number.
+gen_resp() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+mode, n = sys.argv[1], int(sys.argv[2])
+out = sys.stdout.buffer
+chunk = []
+def flush():
+    out.write(b"".join(chunk))
+    chunk.clear()
+if mode == "small":
+    fmt = (b"*22\r\n$4\r\nHSET\r\n$16\r\nhash:%011d\r\n"
+           + b"".join(b"$8\r\nfield:%02d\r\n$16\r\nv%%012d-%02d\r\n" % (j, j) for j in range(10)))
+    for i in range(n):
+        chunk.append(fmt % ((i,) * 11))
+        if len(chunk) == 10000:
+            flush()
+else:
+    assert n < 10**7, "fields are f + 7 digits"
+    for start in range(0, n, 10):
+        m = min(10, n - start)
+        parts = [b"*%d\r\n$4\r\nHSET\r\n$7\r\nbighash\r\n" % (2 + 2 * m)]
+        for f in range(start, start + m):
+            parts.append(b"$8\r\nf%07d\r\n$16\r\nv%015d\r\n" % (f, f))
+        chunk.append(b"".join(parts))
+        if len(chunk) == 10000:
+            flush()
+flush()
+PY
+}
+
+rows=()
+[ -n "$HASHES" ] && rows+=("small $HASHES 10 hash:00000000000")
+[ -n "$FIELDS" ] && rows+=("large 1 $FIELDS bighash")
+echo
+echo "| server | hashes x fields | encoding | RSS bytes/hash | RSS bytes/field | used_memory bytes/field | RSS MB |"
+echo "|---|---|---|---:|---:|---:|---:|"
+for row in "${rows[@]}"; do
+  read -r kind hashes per sample <<<"$row"
+  fields=$((hashes * per))
+  cmds=$((hashes * ((per + 9) / 10)))
+  gen_resp "$kind" "$([ "$kind" = small ] && echo "$hashes" || echo "$per")" >"$tmp/$kind.resp"
   for server in $servers; do
     port=$(free_port)
-    case "$server" in
-      percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$port" --shards "$SHARDS" >/dev/null 2>&1 & ;;
-      redis) taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
-    esac
-    pid=$!
-    until "$LT" -p "$port" -t 1 -c 1 -n 1 --ratio=0:1 --no-progress >/dev/null 2>&1; do sleep 0.05; done
+    start "$server" "$port"
+    sleep 0.5
     base=$(rss_bytes "$pid")
     base_used=$(info "$port" used_memory)
-    # Keys "key:" + 12 digits = 16 bytes; values 32 bytes.
-    taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 20 --pipeline=32 --ratio=1:0 --key-pattern=P:P \
-      --key-prefix=key: --key-minimum=100000000000 --key-maximum=$((100000000000 + count - 1)) \
-      -n allkeys -d 32 --no-progress --hide-histogram >/dev/null
-    sleep 1
+    taskset -c "$CLIENT_CPU" redis-cli -p "$port" --pipe <"$tmp/$kind.resp" >"$tmp/pipe.out"
+    grep -q "errors: 0, replies: ${cmds}\$" "$tmp/pipe.out" ||
+      { echo "$server: fill failed: $(tail -1 "$tmp/pipe.out")" >&2; stop; exit 1; }
+    sleep "$SETTLE"
     rss=$(rss_bytes "$pid")
     used=$(info "$port" used_memory)
-    awk -v s="$server" -v n="$count" -v r="$rss" -v r0="$base" -v u="$used" -v u0="$base_used" \
-      'BEGIN { printf "| %s | %d | %.1f | %s | %.0f |\n", s, n, (r - r0) / n, (u == "" ? "–" : sprintf("%.1f", (u - u0) / n)), r / 1048576 }'
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    enc=$(redis-cli -p "$port" object encoding "$sample")
+    got=$([ "$kind" = small ] && redis-cli -p "$port" dbsize || redis-cli -p "$port" hlen "$sample")
+    want=$([ "$kind" = small ] && echo "$hashes" || echo "$per")
+    [ "$got" = "$want" ] || { echo "$server: $got stored, $want expected" >&2; stop; exit 1; }
+    awk -v s="$server" -v h="$hashes" -v p="$per" -v e="$enc" -v r="$rss" -v r0="$base" -v u="$used" -v u0="$base_used" \
+      'BEGIN { printf "| %s | %d x %d | %s | %s | %.1f | %s | %.0f |\n", s, h, p, e,
+               sprintf(h == 1 ? "%.0f" : "%.1f", (r - r0) / h), (r - r0) / (h * p),
+               (u == "" ? "–" : sprintf("%.1f", (u - u0) / (h * p))), r / 1048576 }'
+    echo "$kind $server $((rss - base)) $fields" >>"$tmp/per-field"
+    stop
   done
+  rm -f "$tmp/$kind.resp"
 done
+
+echo
+echo "| hashes | percore : redis | percore : valkey |"
+echo "|---|---:|---:|"
+awk -v hashes="$HASHES" -v fields="$FIELDS" '{ b[$1, $2] = $3 / $4; k[$1] = 1 }
+  END { split("small large", order)
+        for (i = 1; i <= 2; i++) { r = order[i]; if (!(r in k)) continue
+          printf "| %s | %s | %s |\n", (r == "small" ? hashes " x 10" : "1 x " fields),
+            ((r, "redis") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "redis"]) : "–"),
+            ((r, "valkey") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "valkey"]) : "–") } }' "$tmp/per-field"
