@@ -534,7 +534,14 @@ impl crate::Shard {
         let mut stored = 0;
         for r in block.records().iter() {
             let at = r.expire_at_ms.to_native();
-            if (at != 0 && now_ms > at) || !accept(r.key.as_slice()) {
+            // An empty collection never exists (Redis skips one in an RDB file too); only a
+            // crafted file holds one, and it must not become a key of no fields.
+            let empty = match &r.value {
+                ArchivedRecordValue::Hash(p) => p.is_empty(),
+                ArchivedRecordValue::Set(m) => m.is_empty(),
+                _ => false,
+            };
+            if (at != 0 && now_ms > at) || empty || !accept(r.key.as_slice()) {
                 continue;
             }
             let seed = self.next_rand();
@@ -726,6 +733,43 @@ mod tests {
         let sum = xxh3_64(&f[..32]);
         f[32..40].copy_from_slice(&sum.to_le_bytes());
         assert!(Reader::new(&f).err().unwrap().what.contains("version 3"));
+    }
+
+    /// A hash or set record with no elements (only a crafted file holds one) is skipped on
+    /// load rather than becoming a key that exists with nothing in it.
+    #[test]
+    fn empty_collections_in_a_file_are_not_loaded() {
+        use crate::{Shard, ShardConfig};
+        let recs = vec![
+            Record {
+                db: 0,
+                key: b"h".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Hash(vec![]),
+            },
+            Record {
+                db: 0,
+                key: b"s".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Set(vec![]),
+            },
+            Record {
+                db: 0,
+                key: b"k".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Int(1),
+            },
+        ];
+        let f = file(&recs);
+        let mut r = Reader::new(&f).unwrap();
+        let mut sh = Shard::new(3, ShardConfig::default());
+        let mut stored = 0;
+        while let Some(block) = r.next_block().unwrap() {
+            stored += sh.load_block(&block, 0, &mut |_| true);
+        }
+        assert_eq!(stored, 1);
+        assert_eq!(sh.db_len(0), 1);
+        assert!(!sh.exists(0, b"h", 0) && !sh.exists(0, b"s", 0));
     }
 
     /// Files of version 1 (strings only) load with this build: their records are a subset
