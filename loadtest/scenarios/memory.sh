@@ -10,10 +10,12 @@
 #    `redis-cli --pipe`, 10 field-value pairs per HSET, the same bytes for every server:
 #    - small: HASHES hashes of 10 fields, 16-byte keys (`listpack` encoding);
 #    - large: one hash of FIELDS fields (`hashtable` encoding).
+# 3. Sets: SETS sets of 20 small integers, one SADD each (`intset` encoding).
 #    Then percore's bytes as a fraction of Redis's and Valkey's (issue 15's target: <= 0.8x
 #    Redis's in every row).
 #
-# Environment: COUNTS (string rows, "1000000 10000000"), HASHES (1000000), FIELDS (1000000);
+# Environment: COUNTS (string rows, "1000000 10000000"), HASHES (1000000), FIELDS (1000000),
+# SETS (1000000);
 # set any of them to "" to skip its rows, e.g. `COUNTS= make bench-memory` for the hashes
 # only. SHARDS (percore shards, 1), SETTLE (seconds after a fill, 2), SERVER_CPU (0),
 # CLIENT_CPU (1).
@@ -25,6 +27,7 @@ require_binaries "$PERCORE" "$LT"
 COUNTS=${COUNTS-"1000000 10000000"}
 HASHES=${HASHES-1000000}
 FIELDS=${FIELDS-1000000}
+SETS=${SETS-1000000}
 SHARDS=${SHARDS:-1}
 SETTLE=${SETTLE:-2}
 servers="percore"
@@ -76,7 +79,7 @@ if [ -n "$COUNTS" ]; then
   done
 fi
 
-[ -n "$HASHES$FIELDS" ] || exit 0
+[ -n "$HASHES$FIELDS$SETS" ] || exit 0
 require_redis_cli
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
@@ -101,6 +104,14 @@ if mode == "small":
         chunk.append(fmt % ((i,) * 11))
         if len(chunk) == 10000:
             flush()
+elif mode == "sets":
+    # 20 distinct small integers per set (an intset of 2-byte members on every server).
+    head = b"*22\r\n$4\r\nSADD\r\n$16\r\nset:%012d\r\n"
+    for i in range(n):
+        members = [b"%d" % (j * 1500 + i % 1500) for j in range(20)]
+        chunk.append(head % i + b"".join(b"$%d\r\n%s\r\n" % (len(m), m) for m in members))
+        if len(chunk) == 10000:
+            flush()
 else:
     assert n < 10**7, "fields are f + 7 digits"
     for start in range(0, n, 10):
@@ -118,14 +129,16 @@ PY
 rows=()
 [ -n "$HASHES" ] && rows+=("small $HASHES 10 hash:00000000000")
 [ -n "$FIELDS" ] && rows+=("large 1 $FIELDS bighash")
+[ -n "$SETS" ] && rows+=("sets $SETS 20 set:000000000000")
 echo
-echo "| server | hashes x fields | encoding | RSS bytes/hash | RSS bytes/field | used_memory bytes/field | RSS MB |"
+echo "| server | keys x elements | encoding | RSS bytes/key | RSS bytes/element | used_memory bytes/element | RSS MB |"
 echo "|---|---|---|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do
   read -r kind hashes per sample <<<"$row"
   fields=$((hashes * per))
   cmds=$((hashes * ((per + 9) / 10)))
-  gen_resp "$kind" "$([ "$kind" = small ] && echo "$hashes" || echo "$per")" >"$tmp/$kind.resp"
+  [ "$kind" = sets ] && cmds=$hashes
+  gen_resp "$kind" "$([ "$kind" = large ] && echo "$per" || echo "$hashes")" >"$tmp/$kind.resp"
   for server in $servers; do
     port=$(free_port)
     start "$server" "$port"
@@ -139,8 +152,8 @@ for row in "${rows[@]}"; do
     rss=$(rss_bytes "$pid")
     used=$(info "$port" used_memory)
     enc=$(redis-cli -p "$port" object encoding "$sample")
-    got=$([ "$kind" = small ] && redis-cli -p "$port" dbsize || redis-cli -p "$port" hlen "$sample")
-    want=$([ "$kind" = small ] && echo "$hashes" || echo "$per")
+    got=$([ "$kind" = large ] && redis-cli -p "$port" hlen "$sample" || redis-cli -p "$port" dbsize)
+    want=$([ "$kind" = large ] && echo "$per" || echo "$hashes")
     [ "$got" = "$want" ] || { echo "$server: $got stored, $want expected" >&2; stop; exit 1; }
     awk -v s="$server" -v h="$hashes" -v p="$per" -v e="$enc" -v r="$rss" -v r0="$base" -v u="$used" -v u0="$base_used" \
       'BEGIN { printf "| %s | %d x %d | %s | %s | %.1f | %s | %.0f |\n", s, h, p, e,
@@ -153,11 +166,11 @@ for row in "${rows[@]}"; do
 done
 
 echo
-echo "| hashes | percore : redis | percore : valkey |"
+echo "| row | percore : redis | percore : valkey |"
 echo "|---|---:|---:|"
-awk -v hashes="$HASHES" -v fields="$FIELDS" '{ b[$1, $2] = $3 / $4; k[$1] = 1 }
-  END { split("small large", order)
-        for (i = 1; i <= 2; i++) { r = order[i]; if (!(r in k)) continue
-          printf "| %s | %s | %s |\n", (r == "small" ? hashes " x 10" : "1 x " fields),
+awk -v hashes="$HASHES" -v fields="$FIELDS" -v sets="$SETS" '{ b[$1, $2] = $3 / $4; k[$1] = 1 }
+  END { split("small large sets", order)
+        for (i = 1; i <= 3; i++) { r = order[i]; if (!(r in k)) continue
+          printf "| %s | %s | %s |\n", (r == "small" ? hashes " hashes x 10" : r == "large" ? "1 hash x " fields : sets " sets x 20"),
             ((r, "redis") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "redis"]) : "–"),
             ((r, "valkey") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "valkey"]) : "–") } }' "$tmp/per-field"

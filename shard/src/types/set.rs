@@ -121,6 +121,9 @@ impl IntSet {
         let mut bytes = Vec::with_capacity(8);
         Self::encode(v, self.width, &mut bytes);
         let pos = at * self.width as usize;
+        // Exactly one member more, as Redis's intset reallocates per insert (doubling left
+        // a 20-member set of 40 bytes with 64 of capacity).
+        self.data.reserve_exact(bytes.len());
         self.data.splice(pos..pos, bytes);
         true
     }
