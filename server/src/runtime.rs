@@ -835,27 +835,36 @@ mod tests {
         }
     }
 
-    /// Two connection tasks play ping-pong over a socket pair on a core that shares its CPU
-    /// with a busy thread, as a server does with kernel threads and neighbours. The
-    /// descheduling makes glommio's preemption timer fire before its task queues run; without
-    /// the watchdog the core then sleeps with both tasks runnable and nothing left to wake it
-    /// (stuck after 3,297 and 218 of 20,000 round trips in two runs).
-    #[test]
-    fn a_descheduled_core_never_sleeps_on_runnable_tasks() {
+    /// Two connection tasks play 20,000 rounds of ping-pong over a socket pair on a core
+    /// pinned to `cpu`, which a busy thread shares, as a server shares its CPU with kernel
+    /// threads and neighbours. `watchdog`: the core runs one; `strand_tick`: its background
+    /// tick is due 10 ms after start and never runs (as in the failures seen, so no timer of
+    /// its own ends a sleep). `every_100ms` runs on this thread while it waits and returns
+    /// how many wake-ups it gave. Panics naming the round when no progress is made for 10 s;
+    /// returns the wake-ups given.
+    fn ping_pong_beside_a_busy_thread(
+        cpu: usize,
+        watchdog: bool,
+        strand_tick: bool,
+        mut every_100ms: impl FnMut() -> usize,
+    ) -> usize {
         const ROUND_TRIPS: u64 = 20_000;
         let progress = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let hog = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                pin_to(0);
+                pin_to(cpu);
                 while !stop.load(Ordering::Relaxed) {
                     std::hint::spin_loop();
                 }
             })
         };
         let p = progress.clone();
-        let core = start_core(0, Some(0), 256 << 10, move || async move {
+        let core = start_core_with(0, Some(cpu), 256 << 10, watchdog, move || async move {
+            if strand_tick {
+                guard_tick(Instant::now() + Duration::from_millis(10));
+            }
             let (mut a, mut b) = glommio::net::UnixStream::pair().expect("socket pair");
             spawn_connection(async move {
                 let mut buf = [0u8; 4];
@@ -878,84 +887,39 @@ mod tests {
             let _ = rx.await;
         })
         .expect("executor starts");
-        let mut last = (0, Instant::now());
-        while progress.load(Ordering::Relaxed) < ROUND_TRIPS {
-            std::thread::sleep(Duration::from_millis(10));
-            let now = progress.load(Ordering::Relaxed);
-            if now != last.0 {
-                last = (now, Instant::now());
-            }
-            if last.1.elapsed() > Duration::from_secs(10) {
-                stop.store(true, Ordering::Relaxed);
-                panic!("the core slept with runnable tasks: stuck after {now} of {ROUND_TRIPS} round trips");
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        hog.join().unwrap();
-        core.join().unwrap();
-    }
-
-    /// The same ping-pong beside a busy thread with no watchdog on the core and its
-    /// background tick stranded, only the rescue from outside that the main thread runs:
-    /// every strand is ended by a wake-up from this thread. Without it the core sleeps for
-    /// good (stuck after 1,691 and 92 of 20,000 round trips in two runs).
-    #[test]
-    fn a_stranded_core_is_woken_from_outside() {
-        const ROUND_TRIPS: u64 = 20_000;
-        let progress = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let hog = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                pin_to(1);
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        };
-        let p = progress.clone();
-        let core = start_core_with(0, Some(1), 256 << 10, false, move || async move {
-            // A background tick that was due 10 ms from now and never runs: stranded, as
-            // in the failures seen, so no timer of its own ends a sleep either.
-            guard_tick(Instant::now() + Duration::from_millis(10));
-            let (mut a, mut b) = glommio::net::UnixStream::pair().expect("socket pair");
-            spawn_connection(async move {
-                let mut buf = [0u8; 4];
-                for _ in 0..ROUND_TRIPS {
-                    b.read_exact(&mut buf).await.expect("ping");
-                    b.write_all(b"pong").await.expect("pong");
-                }
-            });
-            let (tx, rx) = futures_channel::oneshot::channel();
-            spawn_connection(async move {
-                let mut buf = [0u8; 4];
-                for _ in 0..ROUND_TRIPS {
-                    a.write_all(b"ping").await.expect("ping");
-                    a.read_exact(&mut buf).await.expect("pong");
-                    p.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = tx.send(());
-            });
-            let _ = rx.await;
-        })
-        .expect("executor starts");
-        let mut last = (0, Instant::now());
-        let mut rescues = 0;
+        let (mut last, mut woken) = ((0, Instant::now()), 0);
         while progress.load(Ordering::Relaxed) < ROUND_TRIPS {
             std::thread::sleep(Duration::from_millis(100));
-            rescues += rescue_stranded_cores();
+            woken += every_100ms();
             let now = progress.load(Ordering::Relaxed);
             if now != last.0 {
                 last = (now, Instant::now());
             }
             if last.1.elapsed() > Duration::from_secs(10) {
                 stop.store(true, Ordering::Relaxed);
-                panic!("stuck after {now} of {ROUND_TRIPS} round trips, {rescues} rescues");
+                panic!("the core slept with runnable tasks: stuck after {now} of {ROUND_TRIPS} round trips, {woken} wake-ups from outside");
             }
         }
         stop.store(true, Ordering::Relaxed);
         hog.join().unwrap();
         core.join().unwrap();
-        eprintln!("{ROUND_TRIPS} round trips with {rescues} rescues from outside");
+        woken
+    }
+
+    /// The descheduling makes glommio's preemption timer fire before its task queues run;
+    /// without the watchdog the core then sleeps with both tasks runnable and nothing left
+    /// to wake it (stuck after 3,297 and 218 of 20,000 round trips in two runs).
+    #[test]
+    fn a_descheduled_core_never_sleeps_on_runnable_tasks() {
+        ping_pong_beside_a_busy_thread(0, true, false, || 0);
+    }
+
+    /// No watchdog and the background tick stranded: only the rescue the main thread runs
+    /// ends each strand. Without it the core sleeps for good (stuck after 1,691 and 92 of
+    /// 20,000 round trips in two runs).
+    #[test]
+    fn a_stranded_core_is_woken_from_outside() {
+        let rescues = ping_pong_beside_a_busy_thread(1, false, true, rescue_stranded_cores);
+        eprintln!("20,000 round trips with {rescues} rescues from outside");
     }
 }

@@ -26,12 +26,6 @@ fn write<R>(
     super::write(sh, ctx, key, create.then_some(&make as _), out, f)
 }
 
-/// The longest of `args`: a pack holding any of them longer than the value limit converts
-/// first (Redis's `hashTypeTryConversion`).
-fn longest(args: &[&[u8]]) -> usize {
-    args.iter().map(|a| a.len()).max().unwrap_or(0)
-}
-
 pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset: bool) {
     if !a.len().is_multiple_of(2) {
         let name = if hmset { "hmset" } else { "hset" };
@@ -40,12 +34,14 @@ pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset
         ));
     }
     let limits = sh.config.hash_limits;
-    let pairs: Vec<&[u8]> = a.iter().skip(2).collect();
     let Ok(Some(added)) = write(sh, ctx, &a[1], true, out, |h, seed| {
-        h.convert_for_len(longest(&pairs), limits, seed);
-        pairs
-            .chunks_exact(2)
-            .filter(|p| h.set(p[0], p[1], limits, seed))
+        // A pack holding any argument longer than the value limit converts first (Redis's
+        // `hashTypeTryConversion`).
+        let longest = a.iter().skip(2).map(|x| x.len()).max().unwrap_or(0);
+        h.convert_for_len(longest, limits, seed);
+        (2..a.len())
+            .step_by(2)
+            .filter(|&i| h.set(&a[i], &a[i + 1], limits, seed))
             .count()
     }) else {
         return;
@@ -210,21 +206,18 @@ pub fn hscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 /// HRANDFIELD's reply for a count with values: pairs in RESP3, a flat list in RESP2.
-fn write_picks(out: &mut ReplyWriter, picks: &[(&[u8], ValueRef)], withvalues: bool) {
-    let nested = withvalues && out.resp3();
-    out.array(if withvalues && !nested {
-        picks.len() * 2
-    } else {
-        picks.len()
-    });
-    for (f, v) in picks {
-        if nested {
-            out.array(2);
-        }
-        out.bulk(f);
-        if withvalues {
-            v.write_bulk(out);
-        }
+fn write_picks_header(out: &mut ReplyWriter, n: usize, withvalues: bool) {
+    out.array(if withvalues && !out.resp3() { n * 2 } else { n });
+}
+
+/// One pick of an HRANDFIELD reply begun by [`write_picks_header`].
+fn write_pick(out: &mut ReplyWriter, f: &[u8], v: ValueRef, withvalues: bool) {
+    if withvalues && out.resp3() {
+        out.array(2);
+    }
+    out.bulk(f);
+    if withvalues {
+        v.write_bulk(out);
     }
 }
 
@@ -265,12 +258,17 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
     let size = h.len();
     let mut picks: Vec<(&[u8], ValueRef)> = Vec::new();
     if count < 0 {
-        // With repetitions: O(count), as Redis documents.
+        // With repetitions: O(count), as Redis documents, written as picked (the hash is
+        // not empty, so every pick finds a pair).
         let n = count.unsigned_abs() as usize;
-        picks.reserve(n.min(1 << 20));
+        write_picks_header(out, n, withvalues);
         for _ in 0..n {
-            picks.extend(h.random_pair(&mut rand));
+            let (f, v) = h
+                .random_pair(&mut rand)
+                .expect("a hash that exists has fields");
+            write_pick(out, f, v, withvalues);
         }
+        return;
     } else if count as usize >= size {
         h.for_each(|f, v| picks.push((f, v)));
     } else if matches!(h, Hash::Pack(_)) || (count as usize) * 3 > size {
@@ -292,5 +290,8 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
             }
         }
     }
-    write_picks(out, &picks, withvalues);
+    write_picks_header(out, picks.len(), withvalues);
+    for (f, v) in picks {
+        write_pick(out, f, v, withvalues);
+    }
 }

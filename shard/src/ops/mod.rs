@@ -100,26 +100,30 @@ pub(crate) fn write<C: Collection, R>(
     f: impl FnOnce(&mut C, u64) -> R,
 ) -> Result<Option<R>, ()> {
     let seed = sh.next_rand();
-    match sh.lookup(ctx.db, key, ctx.now_ms) {
+    let mut freed = crate::lazyfree::Graveyard::default();
+    let apply = |e: &mut crate::dict::EntryMut| {
+        let c = C::of_mut(e).expect("checked to be of this type");
+        let r = f(c, seed);
+        c.take_freed(&mut freed);
+        (r, c.is_empty())
+    };
+    // One lookup for an existing key (the common case); a created one is looked up again.
+    let (r, empty) = match sh.lookup(ctx.db, key, ctx.now_ms) {
         Some(e) if C::of(e.value()).is_none() => {
             out.error(err::WRONGTYPE);
             return Err(());
         }
-        Some(_) => {}
-        None => match create {
-            None => return Ok(None),
-            Some(make) => sh.store(ctx.db, key, crate::Entry::new(make(seed), ctx.now_ms)),
-        },
-    }
-    let mut freed = crate::lazyfree::Graveyard::default();
-    let (r, empty) = {
-        let mut e = sh
-            .lookup(ctx.db, key, ctx.now_ms)
-            .expect("a collection stored or found just above");
-        let c = C::of_mut(&mut e).expect("checked to be of this type");
-        let r = f(c, seed);
-        c.take_freed(&mut freed);
-        (r, c.is_empty())
+        Some(mut e) => apply(&mut e),
+        None => {
+            let Some(make) = create else {
+                return Ok(None);
+            };
+            sh.store(ctx.db, key, crate::Entry::new(make(seed), ctx.now_ms));
+            let mut e = sh
+                .lookup(ctx.db, key, ctx.now_ms)
+                .expect("a collection stored just above");
+            apply(&mut e)
+        }
     };
     sh.graveyard.append(&mut freed);
     if empty {

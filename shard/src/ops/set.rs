@@ -237,6 +237,73 @@ pub enum Op {
     Diff,
 }
 
+/// The members of `op` over `keys` once every key's type is checked (a missing key is an
+/// empty set, another type a WRONGTYPE reply and None, whatever came before it). The sets
+/// are read where they are, not copied; an intersection stops at `limit` members (0: none).
+fn combine_members(
+    sh: &mut Shard,
+    ctx: &ExecCtx,
+    op: Op,
+    keys: &[&[u8]],
+    limit: usize,
+    out: &mut ReplyWriter,
+) -> Option<Vec<Vec<u8>>> {
+    // Expiry, keyspace statistics and the type check need the shard mutably; the sets are
+    // then borrowed together.
+    for k in keys {
+        let is_set = sh
+            .lookup_read(ctx.db, k, ctx.now_ms)
+            .map(|e| matches!(e.value(), ValueRef::Set(_)));
+        if is_set == Some(false) {
+            out.error(err::WRONGTYPE);
+            return None;
+        }
+    }
+    let dict = &sh.dbs[ctx.db].dict;
+    let sets: Vec<Option<&Set>> = keys
+        .iter()
+        .map(|k| match dict.peek(k).map(|e| e.value()) {
+            Some(ValueRef::Set(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let mut v = Vec::new();
+    match op {
+        Op::Inter if sets.iter().any(Option::is_none) => {}
+        Op::Inter => {
+            let mut sets: Vec<&Set> = sets.into_iter().flatten().collect();
+            sets.sort_by_key(|s| s.len());
+            let (first, rest) = sets.split_first().expect("at least one key");
+            let limit = if limit == 0 { usize::MAX } else { limit };
+            first.for_each(|m| {
+                if v.len() < limit && rest.iter().all(|s| s.contains(m)) {
+                    v.push(m.to_vec())
+                }
+            });
+        }
+        Op::Union => {
+            let mut seen = std::collections::HashSet::new();
+            for s in sets.iter().flatten() {
+                s.for_each(|m| {
+                    if seen.insert(m.to_vec()) {
+                        v.push(m.to_vec())
+                    }
+                });
+            }
+        }
+        Op::Diff => {
+            if let Some(Some(first)) = sets.first() {
+                first.for_each(|m| {
+                    if !sets[1..].iter().flatten().any(|s| s.contains(m)) {
+                        v.push(m.to_vec())
+                    }
+                });
+            }
+        }
+    }
+    Some(v)
+}
+
 /// SINTER/SUNION/SDIFF and their STORE forms over `keys`: the result is replied (a RESP3
 /// set) or stored at `dst` (replying its size; an empty result deletes `dst`).
 fn algebra(
@@ -247,70 +314,19 @@ fn algebra(
     dst: Option<&[u8]>,
     out: &mut ReplyWriter,
 ) {
-    // Look every key up first: a missing key is an empty set; another type is an error,
-    // whatever came before it.
-    let mut sets: Vec<Option<Set>> = Vec::with_capacity(keys.len());
-    for k in keys {
-        let seed = sh.next_rand();
-        match sh
-            .lookup_read(ctx.db, k, ctx.now_ms)
-            .map(|e| e.into_ref().value())
-        {
-            None => sets.push(None),
-            Some(ValueRef::Set(s)) => sets.push(Some(s.clone_with(seed))),
-            Some(_) => return out.error(err::WRONGTYPE),
-        }
-    }
-    let members: Vec<Vec<u8>> = match op {
-        Op::Inter if sets.iter().any(Option::is_none) => Vec::new(),
-        Op::Inter => {
-            let mut sets: Vec<Set> = sets.into_iter().flatten().collect();
-            sets.sort_by_key(Set::len);
-            let (first, rest) = sets.split_first().expect("at least one key");
-            let mut v = Vec::new();
-            first.for_each(|m| {
-                if rest.iter().all(|s| s.contains(m)) {
-                    v.push(m.to_vec())
-                }
-            });
-            v
-        }
-        Op::Union => {
-            let mut seen = std::collections::HashSet::new();
-            let mut v = Vec::new();
-            for s in sets.iter().flatten() {
-                s.for_each(|m| {
-                    if seen.insert(m.to_vec()) {
-                        v.push(m.to_vec())
-                    }
-                });
-            }
-            v
-        }
-        Op::Diff => {
-            let mut v = Vec::new();
-            if let Some(Some(first)) = sets.first() {
-                first.for_each(|m| {
-                    if !sets[1..].iter().flatten().any(|s| s.contains(m)) {
-                        v.push(m.to_vec())
-                    }
-                });
-            }
-            v
-        }
+    let Some(members) = combine_members(sh, ctx, op, keys, 0, out) else {
+        return;
     };
-    let seed = sh.next_rand();
-    let limits = sh.config.set_limits;
-    // The result is built as Redis builds it (an intset first), which decides the order a
+    if dst.is_none() && op == Op::Inter {
+        // Replied in the order the smallest set was walked, as Redis does.
+        out.set(members.len());
+        return members.iter().for_each(|m| out.bulk(m));
+    }
+    // A result set is built as Redis builds it (an intset first), which decides the order a
     // union or difference is replied in and the encoding a STORE leaves.
-    let result = Set::from_members(members.iter().map(|m| &m[..]), limits, seed);
+    let seed = sh.next_rand();
+    let result = Set::from_members(members.iter().map(|m| &m[..]), sh.config.set_limits, seed);
     match dst {
-        None if op == Op::Inter => {
-            out.set(members.len());
-            for m in &members {
-                out.bulk(m);
-            }
-        }
         None => write_members(out, &result),
         Some(dst) if result.is_empty() => {
             sh.delete(ctx.db, dst);
@@ -318,11 +334,8 @@ fn algebra(
         }
         Some(dst) => {
             let n = result.len();
-            sh.store(
-                ctx.db,
-                dst,
-                Entry::new(Value::Set(Box::new(result)), ctx.now_ms),
-            );
+            let v = Value::Set(Box::new(result));
+            sh.store(ctx.db, dst, Entry::new(v, ctx.now_ms));
             out.int(n as i64);
         }
     }
@@ -368,12 +381,7 @@ pub fn sintercard(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
         Ok(x) => x,
         Err(e) => return out.error(e),
     };
-    let mut scratch = Vec::new();
-    let mut w = ReplyWriter::new(&mut scratch, percore_proto::Protocol::Resp2);
-    algebra(sh, ctx, Op::Inter, &keys, None, &mut w);
-    if scratch.starts_with(b"-") {
-        return out.raw(&scratch);
+    if let Some(m) = combine_members(sh, ctx, Op::Inter, &keys, limit, out) {
+        out.int(m.len() as i64);
     }
-    let n = percore_proto::encode::split_array_reply(&scratch).map_or(0, |(n, _)| n);
-    out.int(if limit > 0 { n.min(limit) } else { n } as i64);
 }
