@@ -47,6 +47,29 @@ pub enum Cmd {
     SetRange,
     Substr,
     Lcs,
+    // lists
+    LPush,
+    RPush,
+    LPushX,
+    RPushX,
+    LPop,
+    RPop,
+    LLen,
+    LRange,
+    LIndex,
+    LSet,
+    LInsert,
+    LRem,
+    LTrim,
+    LPos,
+    LMove,
+    RPopLPush,
+    LMPop,
+    BLPop,
+    BRPop,
+    BLMove,
+    BRPopLPush,
+    BLMPop,
     // hashes
     HSet,
     HSetNx,
@@ -132,6 +155,7 @@ pub enum Cmd {
     ClientSetInfo,
     ClientNoEvict,
     ClientNoTouch,
+    ClientUnblock,
     ClientHelp,
     // server
     Info,
@@ -191,8 +215,10 @@ impl Flags {
     pub const SKIP_SLOWLOG: u32 = 1 << 9;
     pub const ALLOW_BUSY: u32 = 1 << 10;
     pub const NO_MULTI: u32 = 1 << 11;
+    pub const BLOCKING: u32 = 1 << 12;
+    pub const MOVABLEKEYS: u32 = 1 << 13;
 
-    const NAMES: [(u32, &'static str); 12] = [
+    const NAMES: [(u32, &'static str); 14] = [
         (Self::WRITE, "write"),
         (Self::READONLY, "readonly"),
         (Self::DENYOOM, "denyoom"),
@@ -205,6 +231,8 @@ impl Flags {
         (Self::SKIP_SLOWLOG, "skip_slowlog"),
         (Self::ALLOW_BUSY, "allow_busy"),
         (Self::NO_MULTI, "no_multi"),
+        (Self::BLOCKING, "blocking"),
+        (Self::MOVABLEKEYS, "movablekeys"),
     ];
 
     #[inline]
@@ -248,6 +276,9 @@ pub enum Route {
     /// Needs its own cross-shard protocol when its keys live on different shards (RENAME,
     /// COPY, MSETNX, LCS, SCAN, RANDOMKEY, SWAPDB); single-shard cases run as `Single`.
     Coordinated,
+    /// May park the client until a key it names changes (BLPOP, BLMOVE, …): the server's
+    /// blocking machinery runs it.
+    Blocking,
 }
 
 /// One row of the command table.
@@ -327,6 +358,8 @@ const ST: u32 = Flags::STALE;
 const NA: u32 = Flags::NO_AUTH;
 const AB: u32 = Flags::ALLOW_BUSY;
 const NM: u32 = Flags::NO_MULTI;
+const BL: u32 = Flags::BLOCKING;
+const MK: u32 = Flags::MOVABLEKEYS;
 
 macro_rules! spec {
     ($name:literal, $cmd:ident, $arity:expr, $flags:expr, $fk:expr, $lk:expr, $st:expr, $route:expr,
@@ -405,13 +438,36 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("srandmember", SRandMember, -2, R, 1, 1, 1, Single, ["read", "set", "slow"], "set", "1.0.0", "Get one or multiple random members from a set"),
     spec!("smove", SMove, 4, W | F, 1, 2, 1, Coordinated, ["write", "set", "fast"], "set", "1.0.0", "Moves a member from one set to another."),
     spec!("sinter", SInter, -2, R, 1, -1, 1, Coordinated, ["read", "set", "slow"], "set", "1.0.0", "Returns the intersect of multiple sets."),
-    spec!("sintercard", SInterCard, -3, R, 0, 0, 0, Coordinated, ["read", "set", "slow"], "set", "7.0.0", "Returns the number of members of the intersect of multiple sets."),
+    spec!("sintercard", SInterCard, -3, R | MK, 0, 0, 0, Coordinated, ["read", "set", "slow"], "set", "7.0.0", "Returns the number of members of the intersect of multiple sets."),
     spec!("sinterstore", SInterStore, -3, W | D, 1, -1, 1, Coordinated, ["write", "set", "slow"], "set", "1.0.0", "Stores the intersect of multiple sets in a key."),
     spec!("sunion", SUnion, -2, R, 1, -1, 1, Coordinated, ["read", "set", "slow"], "set", "1.0.0", "Returns the union of multiple sets."),
     spec!("sunionstore", SUnionStore, -3, W | D, 1, -1, 1, Coordinated, ["write", "set", "slow"], "set", "1.0.0", "Stores the union of multiple sets in a key."),
     spec!("sdiff", SDiff, -2, R, 1, -1, 1, Coordinated, ["read", "set", "slow"], "set", "1.0.0", "Returns the difference of multiple sets."),
     spec!("sdiffstore", SDiffStore, -3, W | D, 1, -1, 1, Coordinated, ["write", "set", "slow"], "set", "1.0.0", "Stores the difference of multiple sets in a key."),
     spec!("sscan", SScan, -3, R, 1, 1, 1, Single, ["read", "set", "slow"], "set", "2.0.0", "Iterates over members of a set."),
+    // ---- lists
+    spec!("lpush", LPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
+    spec!("rpush", RPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist."),
+    spec!("lpushx", LPushX, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "2.2.0", "Prepends one or more elements to a list only when the list exists."),
+    spec!("rpushx", RPushX, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "2.2.0", "Appends an element to a list only when the list exists."),
+    spec!("lpop", LPop, -2, W | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped."),
+    spec!("rpop", RPop, -2, W | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped."),
+    spec!("llen", LLen, 2, R | F, 1, 1, 1, Single, ["read", "list", "fast"], "list", "1.0.0", "Returns the length of a list."),
+    spec!("lrange", LRange, 4, R, 1, 1, 1, Single, ["read", "list", "slow"], "list", "1.0.0", "Returns a range of elements from a list."),
+    spec!("lindex", LIndex, 3, R, 1, 1, 1, Single, ["read", "list", "slow"], "list", "1.0.0", "Returns an element from a list by its index."),
+    spec!("lset", LSet, 4, W | D, 1, 1, 1, Single, ["write", "list", "slow"], "list", "1.0.0", "Sets the value of an element in a list by its index."),
+    spec!("linsert", LInsert, 5, W | D, 1, 1, 1, Single, ["write", "list", "slow"], "list", "2.2.0", "Inserts an element before or after another element in a list."),
+    spec!("lrem", LRem, 4, W, 1, 1, 1, Single, ["write", "list", "slow"], "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed."),
+    spec!("ltrim", LTrim, 4, W, 1, 1, 1, Single, ["write", "list", "slow"], "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed."),
+    spec!("lpos", LPos, -3, R, 1, 1, 1, Single, ["read", "list", "slow"], "list", "6.0.6", "Returns the index of matching elements in a list."),
+    spec!("lmove", LMove, 5, W | D, 1, 2, 1, Coordinated, ["write", "list", "slow"], "list", "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved."),
+    spec!("rpoplpush", RPopLPush, 3, W | D, 1, 2, 1, Coordinated, ["write", "list", "slow"], "list", "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped."),
+    spec!("lmpop", LMPop, -4, W | MK, 0, 0, 0, Coordinated, ["write", "list", "slow"], "list", "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped."),
+    spec!("blpop", BLPop, -3, W | NS | BL, 1, -2, 1, Blocking, ["write", "list", "slow", "blocking"], "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec!("brpop", BRPop, -3, W | NS | BL, 1, -2, 1, Blocking, ["write", "list", "slow", "blocking"], "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec!("blmove", BLMove, 6, W | D | NS | BL, 1, 2, 1, Blocking, ["write", "list", "slow", "blocking"], "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved."),
+    spec!("brpoplpush", BRPopLPush, 4, W | D | NS | BL, 1, 2, 1, Blocking, ["write", "list", "slow", "blocking"], "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec!("blmpop", BLMPop, -5, W | BL | MK, 0, 0, 0, Blocking, ["write", "list", "slow", "blocking"], "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
     // ---- keyspace
     spec!("del", Del, -2, W, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "slow"], "generic", "1.0.0", "Deletes one or more keys."),
     spec!("unlink", Unlink, -2, W | F, 1, -1, 1, PerKey(Sum), ["keyspace", "write", "fast"], "generic", "4.0.0", "Asynchronously deletes one or more keys."),
@@ -480,6 +536,7 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("client|setinfo", ClientSetInfo, 4, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Sets information specific to the client or connection."),
     spec!("client|no-evict", ClientNoEvict, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "7.0.0", "Sets the client eviction mode of the connection."),
     spec!("client|no-touch", ClientNoTouch, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."),
+    spec!("client|unblock", ClientUnblock, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "5.0.0", "Unblocks a client blocked by a blocking command from a different connection."),
     spec!("client|help", ClientHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
     spec!("config|get", ConfigGet, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Returns the effective values of configuration parameters."),
     spec!("config|set", ConfigSet, -4, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Sets configuration parameters in-flight."),

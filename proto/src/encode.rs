@@ -183,6 +183,29 @@ impl<'a> ReplyWriter<'a> {
             self.bulk(data);
         }
     }
+
+    /// A big number: `(` in RESP3, a bulk string in RESP2. `digits` is the decimal text.
+    pub fn big_number(&mut self, digits: &[u8]) {
+        if self.resp3() {
+            self.buf.push(b'(');
+            self.buf.extend_from_slice(digits);
+            self.buf.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(digits);
+        }
+    }
+
+    /// The header of an attribute map of `n` pairs (RESP3 `|`), which precedes the reply it
+    /// describes. RESP2 has no attributes: callers write the pairs only in RESP3.
+    pub fn attribute(&mut self, n: usize) {
+        self.header(b'|', n);
+    }
+
+    /// The header of an out-of-band push of `n` elements (RESP3 `>`); RESP2 has no pushes,
+    /// so callers check [`ReplyWriter::resp3`] first.
+    pub fn push(&mut self, n: usize) {
+        self.header(b'>', n);
+    }
 }
 
 /// Parses the integer of a `:n\r\n` reply, used when merging per-shard replies.
@@ -253,6 +276,13 @@ mod tests {
             enc(Protocol::Resp3, |w| w.verbatim(b"txt", b"hi")),
             b"=6\r\ntxt:hi\r\n"
         );
+        assert_eq!(enc(Protocol::Resp3, |w| w.big_number(b"12")), b"(12\r\n");
+        assert_eq!(
+            enc(Protocol::Resp2, |w| w.big_number(b"12")),
+            b"$2\r\n12\r\n"
+        );
+        assert_eq!(enc(Protocol::Resp3, |w| w.attribute(1)), b"|1\r\n");
+        assert_eq!(enc(Protocol::Resp3, |w| w.push(2)), b">2\r\n");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
         w.simple(l.as_bytes());
     }
     w.simple(b"HELP");
-    w.simple(b"    Print this help.");
+    w.simple(b"    Prints this help.");
 }
 
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
@@ -118,6 +118,20 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
             w.ok();
         }
+        Cmd::ClientUnblock => {
+            let Some(id) = percore_proto::parse_i64(&a[2]) else {
+                return w.error("ERR value is not an integer or out of range");
+            };
+            let error = match a.get(3) {
+                None => false,
+                Some(r) if a.len() == 4 && eq(r, "timeout") => false,
+                Some(r) if a.len() == 4 && eq(r, "error") => true,
+                Some(_) => return w.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+            };
+            let id = id as u64;
+            let hits = crate::core::call_all(&conn.core, move |c| crate::blocking::unblock_here(c, id, error)).await;
+            w.int(hits.iter().any(|&h| h) as i64);
+        }
         Cmd::ClientHelp => help(
             &mut w,
             "CLIENT",
@@ -126,6 +140,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 "ID", "    Return the ID of the current connection.",
                 "INFO", "    Return information about the current client connection.",
                 "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
                 "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options: ID, ADDR, LADDR, TYPE, USER, SKIPME, MAXAGE.",
                 "LIST [TYPE <type>] [ID <id> [<id> ...]]", "    Return information about client connections.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",
@@ -186,7 +201,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
         }
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
-        Cmd::Debug => debug(a, &mut w),
+        Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {
             w.array(COMMANDS.len());
             for c in COMMANDS {
@@ -704,34 +719,6 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     }
     // Redis closes the connection without a reply when the shutdown goes ahead.
     conn.close = true;
-}
-
-fn debug(a: Args, w: &mut ReplyWriter) {
-    if eq(&a[1], "sleep") && a.len() == 3 {
-        let secs: f64 = std::str::from_utf8(&a[2])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
-        // Like Redis, DEBUG SLEEP blocks the executing thread: here, this connection's core.
-        if secs > 0.0 && secs.is_finite() {
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
-        }
-        return w.ok();
-    }
-    if eq(&a[1], "help") {
-        return help(
-            w,
-            "DEBUG",
-            &[
-                "SLEEP <seconds>",
-                "    Stop the server (this core) for <seconds>. Decimals allowed.",
-            ],
-        );
-    }
-    w.error(&format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-        lossy(&a[1])
-    ));
 }
 
 /// One COMMAND INFO entry (Redis 7's 10-element form).

@@ -8,6 +8,7 @@
 use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
 use percore_shard::evict::Policy;
 use percore_shard::types::hash::HashLimits;
+use percore_shard::types::list::ListLimits;
 use percore_shard::types::set::SetLimits;
 use std::fmt::Write as _;
 
@@ -25,6 +26,8 @@ pub struct Config {
     pub hash_limits: HashLimits,
     /// When a set leaves the `intset` encoding (`set-max-intset-entries`).
     pub set_limits: SetLimits,
+    /// `list-max-listpack-size`: how large a list's nodes grow.
+    pub list_limits: ListLimits,
     pub client_query_buffer_limit: usize,
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
@@ -60,6 +63,8 @@ pub struct Config {
     /// across shards.
     pub maxmemory: u64,
     pub evict: percore_shard::evict::EvictConfig,
+    /// Who may run DEBUG (`enable-debug-command`; fixed at start, as in Redis).
+    pub enable_debug_command: ProtectedAction,
 }
 
 impl Default for Config {
@@ -74,6 +79,7 @@ impl Default for Config {
             proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
             hash_limits: HashLimits::default(),
             set_limits: SetLimits::default(),
+            list_limits: ListLimits::default(),
             client_query_buffer_limit: 1 << 30,
             timeout: 0,
             tcp_keepalive: 300,
@@ -95,6 +101,7 @@ impl Default for Config {
             metrics_bind: String::new(),
             maxmemory: 0,
             evict: percore_shard::evict::EvictConfig::default(),
+            enable_debug_command: ProtectedAction::No,
         }
     }
 }
@@ -119,6 +126,35 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("argument must be a memory value, got '{s}'"))?;
     n.checked_mul(mul)
         .ok_or_else(|| format!("memory value '{s}' is too large"))
+}
+
+/// Redis's `enable-debug-command` (and `enable-module-command`) values: who may run a
+/// protected command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtectedAction {
+    No,
+    Yes,
+    /// Only clients on a loopback address (127.0.0.1 or ::1).
+    Local,
+}
+
+impl ProtectedAction {
+    fn parse(s: &str) -> Result<ProtectedAction, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "no" => Ok(ProtectedAction::No),
+            "yes" => Ok(ProtectedAction::Yes),
+            "local" => Ok(ProtectedAction::Local),
+            _ => Err("argument(s) must be one of the following: no, yes, local".into()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtectedAction::No => "no",
+            ProtectedAction::Yes => "yes",
+            ProtectedAction::Local => "local",
+        }
+    }
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -234,6 +270,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
     Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "enable-debug-command", get: |c| c.enable_debug_command.name().into(), set: |c, v| { c.enable_debug_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
     Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = int_in(one(v)?, -1, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { c.slowlog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
@@ -251,6 +288,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "hash-max-ziplist-entries", get: |c| c.hash_limits.max_listpack_entries.to_string(), set: |c, v| { c.hash_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hash-max-ziplist-value", get: |c| c.hash_limits.max_listpack_value.to_string(), set: |c, v| { c.hash_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "list-max-ziplist-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },

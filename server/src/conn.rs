@@ -158,6 +158,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             no_touch: false,
         }),
         killed: Cell::new(false),
+        blocked: RefCell::new(None),
     });
     core.clients.borrow_mut().insert(id, handle.clone());
     let n = core.nshards();
@@ -266,7 +267,7 @@ impl Conn {
                     Ok(Decoded::Command { consumed }) => {
                         let frame = &rbuf[at..at + consumed];
                         let args = Args::new(frame, decoder.args());
-                        self.dispatch(args).await;
+                        self.dispatch(args, stream).await;
                         at += consumed;
                         if self.close {
                             break;
@@ -338,6 +339,11 @@ impl Conn {
         }
     }
 
+    /// Writes the replies gathered so far (a blocking command does before it parks).
+    pub async fn write_pending(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+        self.write_out(stream).await
+    }
+
     /// Writes the replies gathered so far with one write.
     async fn write_out(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         if self.out.is_empty() {
@@ -386,7 +392,7 @@ impl Conn {
         self.scratch_out = buf;
     }
 
-    async fn dispatch(&mut self, args: Args<'_>) {
+    async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
         let name = &args[0];
         // Cross-protocol guard: an HTTP request sent to the RESP port closes the connection.
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
@@ -402,6 +408,12 @@ impl Conn {
             // An arity error still counts against the command (rejected_calls), as in Redis.
             Err(e) => return self.reject(percore_proto::lookup(&args[0]), &e),
         };
+        // A protected command is refused before authentication, as Redis orders it.
+        if spec.cmd == Cmd::Debug
+            && !crate::debug::allowed(&self.core.config.borrow(), &self.handle.addr)
+        {
+            return self.reject(Some(spec), crate::debug::NOT_ALLOWED);
+        }
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
@@ -444,6 +456,22 @@ impl Conn {
                     }
                 }
             }
+            Route::Blocking => {
+                self.flush().await;
+                let mut buf = std::mem::take(&mut self.scratch_out);
+                buf.clear();
+                let t0 = Instant::now();
+                let mut w = ReplyWriter::new(&mut buf, self.proto);
+                crate::blocking::run(self, spec, args, stream, &mut w).await;
+                // The time parked is not the command's cost (Redis leaves it out too).
+                let ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                self.core
+                    .stats
+                    .borrow_mut()
+                    .record(spec, ns.min(1_000_000), &buf);
+                self.out.extend_from_slice(&buf);
+                self.scratch_out = buf;
+            }
             Route::Connection => {
                 if !is_pure(spec.cmd) {
                     self.flush().await;
@@ -482,6 +510,7 @@ impl Conn {
                 Err(e) => w.error(e),
             }
             drop(shard);
+            crate::blocking::serve_ready(&self.core);
             let ns = t0.elapsed().as_nanos() as u64;
             self.core
                 .observe(spec, ns, &buf[start..], &args, Caller::Client(&self.handle));

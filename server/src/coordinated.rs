@@ -16,6 +16,11 @@
 //! - set commands: the sources are read one shard after another and the results written
 //!   back afterwards, so a write to a source in between is either seen or overwritten
 //!   (SMOVE writes both of its sets back).
+//! - LMOVE/RPOPLPUSH: between the pop on the source's shard and the push on the
+//!   destination's, the element is in neither list (a destination that meanwhile became
+//!   another type gets it back to the source, and the client WRONGTYPE);
+//! - LMPOP: the keys are tried one shard after another, so a push to an earlier key after
+//!   it was tried is not seen.
 //!
 //! For a single client the results are exactly Redis's.
 
@@ -26,8 +31,10 @@ use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
+use percore_shard::ops::list;
 use percore_shard::ops::set::parse_sintercard;
 use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
+use percore_shard::types::list::End;
 use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
@@ -50,6 +57,8 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::SUnionStore
         | Cmd::SDiff
         | Cmd::SDiffStore => on_scratch(conn, spec, a, &mut w).await,
+        Cmd::LMove | Cmd::RPopLPush => lmove(conn, spec, a, &mut w).await,
+        Cmd::LMPop => lmpop(conn, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
     // The caller hands in an empty buffer: all of it is this command's reply.
@@ -206,6 +215,85 @@ async fn on_scratch(
             }
         }
     }
+}
+
+/// LMOVE/RPOPLPUSH between shards: the destination's type, then the pop (Redis's checks
+/// in Redis's order), then the push. Three hops; no list is copied.
+async fn lmove(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (from, to) = if spec.cmd == Cmd::LMove {
+        match list::parse_ends(&a[3], &a[4]) {
+            Ok(x) => x,
+            Err(e) => return w.error(e),
+        }
+    } else {
+        (End::Right, End::Left)
+    };
+    let (db, n) = (conn.db, conn.core.nshards());
+    let (src, dst) = (a[1].to_vec(), a[2].to_vec());
+    let d = dst.clone();
+    let dst_kind = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
+        list::kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
+    })
+    .await;
+    let s = src.clone();
+    let popped = call(&conn.core, shard_of(&src, n), move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        let now = now_ms();
+        match list::kind(&mut sh, db, now, &s) {
+            list::Kind::List if dst_kind == list::Kind::Other => list::Popped::WrongType,
+            list::Kind::List => list::pop_n(&mut sh, db, now, &s, from, 1),
+            list::Kind::Other => list::Popped::WrongType,
+            list::Kind::Missing => list::Popped::Missing,
+        }
+    })
+    .await;
+    let element = match popped {
+        list::Popped::Missing => return w.null(),
+        list::Popped::WrongType => return w.error(err::WRONGTYPE),
+        list::Popped::Elements(v) => v,
+    };
+    let e = element.clone();
+    let pushed = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
+        list::push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e).is_some()
+    })
+    .await;
+    if !pushed {
+        call(&conn.core, shard_of(&src, n), move |c: &Core| {
+            list::push_elements(
+                &mut c.shard.borrow_mut(),
+                db,
+                now_ms(),
+                &src,
+                from,
+                &element,
+            )
+        })
+        .await;
+        return w.error(err::WRONGTYPE);
+    }
+    w.bulk(&element[0]);
+}
+
+/// LMPOP over keys of several shards: each key in order on its shard until one pops.
+async fn lmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (keys, end, count) = match list::parse_mpop(&a, 1) {
+        Ok(x) => x,
+        Err(e) => return w.error(e),
+    };
+    let (db, n) = (conn.db, conn.core.nshards());
+    for k in keys {
+        let key = k.to_vec();
+        let popped = call(&conn.core, shard_of(k, n), move |c: &Core| {
+            list::pop_n(&mut c.shard.borrow_mut(), db, now_ms(), &key, end, count)
+        })
+        .await;
+        match popped {
+            list::Popped::Missing => continue,
+            list::Popped::WrongType => return w.error(err::WRONGTYPE),
+            list::Popped::Elements(v) => return list::write_mpop_reply(w, k, &v),
+        }
+    }
+    w.null_array();
 }
 
 /// A seed for a scratch shard's tables (its contents live for one command).

@@ -58,6 +58,8 @@ pub struct Global {
     /// Process allocation when every shard was ready (used_memory_startup).
     pub startup_allocated: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// Connections parked in a blocking command (INFO `blocked_clients`).
+    pub blocked_clients: AtomicUsize,
     /// Every core closes its clients and listeners and the process exits; set once a
     /// shutdown has gone ahead (its final save, if any, done).
     pub shutdown: AtomicBool,
@@ -83,6 +85,11 @@ pub struct Global {
     pub started: Instant,
     pub started_unix_ms: u64,
     pub run_id: String,
+    /// INFO's `master_replid`; DEBUG CHANGE-REPL-ID draws a new one.
+    pub repl_id: Mutex<String>,
+    /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE 0 stops it on every core;
+    /// lazy expiry on access goes on).
+    pub active_expire: AtomicBool,
     pub port: u16,
     pub executable: String,
 }
@@ -249,6 +256,8 @@ pub struct ClientHandle {
     pub created: Instant,
     pub info: RefCell<ClientInfo>,
     pub killed: Cell<bool>,
+    /// The blocking command this client is parked in, if any (CLIENT UNBLOCK, CLIENT LIST).
+    pub blocked: RefCell<Option<Arc<crate::blocking::WaitCell>>>,
 }
 
 impl ClientHandle {
@@ -268,7 +277,7 @@ impl ClientHandle {
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -276,6 +285,7 @@ impl ClientHandle {
             String::from_utf8_lossy(&i.name),
             now.duration_since(self.created).as_secs(),
             now.duration_since(i.last_interaction).as_secs(),
+            if self.blocked.borrow().is_some() { "b" } else { "N" },
             i.db,
             i.qbuf,
             i.qbuf_free,
@@ -380,6 +390,8 @@ pub struct Core {
     pub id: usize,
     pub global: Arc<Global>,
     pub shard: RefCell<Shard>,
+    /// Clients parked on this shard's keys (BLPOP, …), FIFO per key.
+    pub blocking: RefCell<crate::blocking::Registry>,
     pub config: RefCell<Arc<Config>>,
     pub config_version: Cell<u64>,
     pub mailbox: Mailbox<Job>,
@@ -575,6 +587,8 @@ impl Core {
                 ),
                 Err(e) => w.error(e),
             }
+            // Clients parked on a key this command filled are served before the next one.
+            crate::blocking::serve_ready_in(self, &mut shard);
             if c.record {
                 let ns = t0.elapsed().as_nanos() as u64;
                 self.observe(
@@ -606,6 +620,7 @@ impl Core {
             Ok(()) => shard.apply(&ExecCtx { db, now_ms: now }, spec, args.args(), &mut w),
             Err(e) => w.error(e),
         }
+        crate::blocking::serve_ready_in(self, &mut shard);
         drop(shard);
         let ns = t0.elapsed().as_nanos() as u64;
         self.observe(spec, ns, &out, &args.args(), Caller::Internal);
@@ -621,6 +636,7 @@ impl Core {
                 shard.config.evict = cfg.evict;
                 shard.config.hash_limits = cfg.hash_limits;
                 shard.config.set_limits = cfg.set_limits;
+                shard.config.list_limits = cfg.list_limits;
             }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);
@@ -635,7 +651,9 @@ where
     F: FnOnce(&Core) -> R + Send + 'static,
 {
     if target == core.id {
-        return f(core);
+        let r = f(core);
+        crate::blocking::serve_ready(core);
+        return r;
     }
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |c| {
@@ -674,7 +692,11 @@ where
     let mut out = Vec::with_capacity(n);
     for (target, rx) in pending.into_iter().enumerate() {
         out.push(match rx {
-            None => f(core),
+            None => {
+                let r = f(core);
+                crate::blocking::serve_ready(core);
+                r
+            }
             Some(rx) => rx
                 .await
                 .unwrap_or_else(|_| panic!("core {target} dropped a job without running it")),

@@ -313,9 +313,10 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         section(
             "Clients",
             format!(
-                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
                 gathered.connected_clients(),
-                cfg.maxclients
+                cfg.maxclients,
+                g.blocked_clients.load(Ordering::Relaxed),
             ),
         );
     }
@@ -401,7 +402,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             "Replication",
             format!(
                 "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-                g.run_id
+                g.repl_id.lock().unwrap_or_else(|p| p.into_inner())
             ),
         );
     }

@@ -3,11 +3,13 @@
 //! and shuts down cleanly on SIGTERM/SIGINT or SHUTDOWN.
 
 mod alloc;
+mod blocking;
 mod commands;
 mod config;
 mod conn;
 mod coordinated;
 mod core;
+mod debug;
 mod info;
 mod latency;
 mod log;
@@ -292,7 +294,7 @@ fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
     }
 }
 
-fn random_hex(n: usize) -> String {
+pub(crate) fn random_hex(n: usize) -> String {
     let mut x = crate::core::now_us() ^ (std::process::id() as u64).rotate_left(32);
     (0..n)
         .map(|_| {
@@ -360,6 +362,7 @@ fn run(cfg: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {addr} for metrics: {e} (choose another --metrics-port, or 0 for none)"))?;
         Some(addr)
     };
+    let run_id = random_hex(40);
     let global = Arc::new(Global {
         nshards: n,
         config: Mutex::new((1, Arc::new(cfg.clone()))),
@@ -368,6 +371,7 @@ fn run(cfg: Config) -> Result<(), String> {
         next_slowlog_id: AtomicU64::new(0),
         startup_allocated: AtomicU64::new(0),
         rejected_connections: AtomicU64::new(0),
+        blocked_clients: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
         shutdown_signal: std::sync::atomic::AtomicI32::new(0),
         serving: AtomicBool::new(false),
@@ -380,7 +384,9 @@ fn run(cfg: Config) -> Result<(), String> {
         bgsave_scheduled: AtomicBool::new(false),
         started: Instant::now(),
         started_unix_ms: crate::core::now_ms(),
-        run_id: random_hex(40),
+        run_id: run_id.clone(),
+        repl_id: Mutex::new(run_id),
+        active_expire: AtomicBool::new(true),
         port: cfg.port,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
@@ -409,7 +415,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 me: me.clone(),
                 id: i,
                 global: global.clone(),
-                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits })),
+                blocking: RefCell::new(Default::default()),
+                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits })),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),
                 mailbox,
@@ -425,6 +432,8 @@ fn run(cfg: Config) -> Result<(), String> {
                 runtime::spawn(async move {
                     while let Some(job) = inbox.recv().await {
                         job(&core);
+                        // A job that stored a list where clients wait serves them now.
+                        blocking::serve_ready(&core);
                     }
                 });
             }
@@ -603,7 +612,8 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
             let slice = Duration::from_micros(250_000 / hz as u64);
             let t0 = Instant::now();
             let mut busy = Duration::ZERO;
-            loop {
+            // DEBUG SET-ACTIVE-EXPIRE 0 turns the cycle off (lazy expiry goes on).
+            while bg.global.active_expire.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let step = bg.shard.borrow_mut().expire_step(crate::core::now_ms(), 64);
                 busy += t.elapsed();

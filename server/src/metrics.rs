@@ -311,7 +311,7 @@ pub fn render(g: &Gathered) -> String {
         ("redis_uptime_in_seconds", "Seconds since the server started.", false, gl.started.elapsed().as_secs() as f64),
         ("redis_start_time_seconds", "Start time, Unix seconds.", false, start_s),
         ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
-        ("redis_blocked_clients", "Clients blocked in a blocking command.", false, 0.0),
+        ("redis_blocked_clients", "Clients blocked in a blocking command.", false, gl.blocked_clients.load(std::sync::atomic::Ordering::Relaxed) as f64),
         ("redis_config_maxclients", "The maxclients setting.", false, g.config.maxclients as f64),
         ("redis_memory_used_bytes", "Bytes allocated by the server (used_memory).", false, g.used_memory as f64),
         ("redis_memory_used_rss_bytes", "Resident set size of the process.", false, g.rss as f64),

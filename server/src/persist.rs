@@ -303,6 +303,26 @@ pub async fn save(core: &Rc<Core>) -> Result<u64, String> {
     r
 }
 
+/// SAVE, after the BGSAVE or SAVE under way (if any) has ended: a save that began earlier
+/// does not hold the writes made since, so the caller's snapshot must be a new one.
+/// `what` names it in the log line said while waiting. Returns the set's id.
+pub async fn save_after_running(core: &Rc<Core>, what: &str) -> Result<u64, String> {
+    let mut waited = false;
+    loop {
+        match save(core).await {
+            Err(e) if e == IN_PROGRESS => {
+                if !std::mem::replace(&mut waited, true) {
+                    crate::log::notice(&format!(
+                        "Waiting for the background save to end before {what}..."
+                    ));
+                }
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// SHUTDOWN, and SIGTERM/SIGINT: saves when `save` asks (by default, when `save` points
 /// are set), then lets every core close. While the final snapshot is taken no core writes a
 /// reply, so every write a client saw acknowledged is in it; the gates close on all cores
@@ -313,23 +333,7 @@ pub async fn shutdown(core: &Rc<Core>, save: Option<bool>, force: bool) -> Resul
     let save = save.unwrap_or_else(|| !core.config.borrow().save.is_empty());
     if save {
         call_all(core, |c: &Core| c.replies.close()).await;
-        // A BGSAVE under way does not hold the writes made since it began: wait for it to
-        // end, then take the final snapshot.
-        let mut waited = false;
-        let r = loop {
-            match self::save(core).await {
-                Err(e) if e == IN_PROGRESS => {
-                    if !std::mem::replace(&mut waited, true) {
-                        crate::log::notice(
-                            "Waiting for the background save to end before the final save...",
-                        );
-                    }
-                    runtime::sleep(Duration::from_millis(10)).await;
-                }
-                r => break r,
-            }
-        };
-        if let Err(e) = r {
+        if let Err(e) = save_after_running(core, "the final save").await {
             crate::log::warn(&format!("Error trying to save the DB, can't exit: {e}"));
             if !force {
                 call_all(core, |c: &Core| c.replies.open()).await;

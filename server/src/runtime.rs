@@ -730,6 +730,11 @@ impl Stream {
     pub fn input_bytes(&self) -> (usize, usize) {
         self.0.input_bytes()
     }
+
+    /// Resolves when the peer has gone (see [`ring::RingStream::closed`]).
+    pub async fn closed(&self) {
+        self.0.closed().await
+    }
 }
 
 /// A file written through io_uring and made visible atomically (snapshots).

@@ -261,7 +261,7 @@ fn scrape_counts_what_was_sent() {
 /// once per database (HELP and TYPE repeated), which Prometheus's parser refuses.
 #[test]
 fn keys_in_many_databases_make_one_family_each() {
-    let (srv, mport) = metrics_server(4, &[]);
+    let (srv, mport) = metrics_server(4, &["--enable-debug-command", "yes"]);
     let mut c = srv.client();
     fill_dbs(&mut c);
     // A latency spike too, so that the per-event families are checked as well. Two events
@@ -384,7 +384,7 @@ fn the_endpoint_answers_only_what_it_serves() {
 
 #[test]
 fn slowlog_keeps_slow_commands_from_every_shard() {
-    let srv = Server::percore(4, &[]);
+    let srv = Server::percore(4, &["--enable-debug-command", "yes"]);
     let mut c = srv.client();
     c.q("CLIENT SETNAME tester");
     // DEBUG SLEEP takes 30 ms: over the default 10 ms threshold.
@@ -434,7 +434,7 @@ fn slowlog_keeps_slow_commands_from_every_shard() {
 
 #[test]
 fn latency_monitor_records_spikes() {
-    let srv = Server::percore(2, &[]);
+    let srv = Server::percore(2, &["--enable-debug-command", "yes"]);
     let mut c = srv.client();
     assert!(s(&c.q("LATENCY DOCTOR")).contains("disabled"));
     c.q("CONFIG SET latency-monitor-threshold 20");

@@ -63,6 +63,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::lazyfree::{self, Doomed, Graveyard};
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 use crate::value::{Clock, Entry, Value, ValueRef};
 
@@ -94,10 +95,14 @@ const F_SNAP: u8 = 1 << 5;
 const ENC_INT: u8 = 0;
 const ENC_INLINE: u8 = 1 << 3;
 const ENC_HEAP: u8 = 2 << 3;
-/// A collection ([`Hash`]): one word, the pointer of its box, which the node owns.
+/// A collection ([`Hash`], [`Set`], [`List`]): one word, the pointer of its box, which the
+/// node owns.
 const ENC_OBJ: u8 = 3 << 3;
-/// On an `OBJ` node: the box holds a [`Set`] (else a [`Hash`]).
-const F_OBJ_SET: u8 = 1 << 6;
+/// On an `OBJ` node: which collection the box holds (two bits).
+const OBJ_KIND: u8 = 0b11 << 6;
+const KIND_HASH: u8 = 0;
+const KIND_SET: u8 = 1 << 6;
+const KIND_LIST: u8 = 2 << 6;
 const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
 const OBJ_WORDS: usize = std::mem::size_of::<usize>();
 
@@ -116,7 +121,7 @@ enum Payload<'a> {
     Heap(Vec<u8>),
     /// A `HEAP` value's words copied verbatim from another node, which gives up ownership.
     Moved([u8; HEAP_WORDS]),
-    /// A collection's box (from `Box::into_raw`) and its kind flag ([`F_OBJ_SET`] or 0),
+    /// A collection's box (from `Box::into_raw`) and its kind bits ([`OBJ_KIND`]),
     /// owned by the node from now on (a fresh box, or one another node gives up).
     Obj(usize, u8),
 }
@@ -237,17 +242,36 @@ unsafe fn set_heap_parts(p: NonNull<u8>, (ptr_, len, cap): (*mut u8, usize, usiz
 unsafe fn obj_ptr(p: NonNull<u8>) -> usize {
     ptr::read_unaligned(val_ptr(p) as *const usize)
 }
-/// Whether an `OBJ` node holds a set.
+/// Which collection an `OBJ` node holds ([`OBJ_KIND`]).
 #[inline]
-unsafe fn is_set(p: NonNull<u8>) -> bool {
-    flags(p) & F_OBJ_SET != 0
+unsafe fn kind(p: NonNull<u8>) -> u8 {
+    flags(p) & OBJ_KIND
 }
 /// The payload that hands a live collection over to a new node.
 fn obj_payload(v: Value) -> Payload<'static> {
     match v {
-        Value::Set(s) => Payload::Obj(Box::into_raw(s) as usize, F_OBJ_SET),
-        Value::Hash(h) => Payload::Obj(Box::into_raw(h) as usize, 0),
+        Value::Set(s) => Payload::Obj(Box::into_raw(s) as usize, KIND_SET),
+        Value::Hash(h) => Payload::Obj(Box::into_raw(h) as usize, KIND_HASH),
+        Value::List(l) => Payload::Obj(Box::into_raw(l) as usize, KIND_LIST),
         _ => unreachable!("only collections have boxes"),
+    }
+}
+/// The collection an `OBJ` node's box holds, borrowed.
+#[inline]
+unsafe fn obj_ref<'a>(p: NonNull<u8>) -> ValueRef<'a> {
+    match kind(p) {
+        KIND_SET => ValueRef::Set(&*(obj_ptr(p) as *const Set)),
+        KIND_LIST => ValueRef::List(&*(obj_ptr(p) as *const List)),
+        _ => ValueRef::Hash(&*(obj_ptr(p) as *const Hash)),
+    }
+}
+/// Takes an `OBJ` node's box back as an owned value (the node must not use it again).
+#[inline]
+unsafe fn take_obj(p: NonNull<u8>) -> Value {
+    match kind(p) {
+        KIND_SET => Value::Set(Box::from_raw(obj_ptr(p) as *mut Set)),
+        KIND_LIST => Value::List(Box::from_raw(obj_ptr(p) as *mut List)),
+        _ => Value::Hash(Box::from_raw(obj_ptr(p) as *mut Hash)),
     }
 }
 #[inline]
@@ -256,8 +280,7 @@ unsafe fn value<'a>(p: NonNull<u8>) -> ValueRef<'a> {
     let raw = flags(p) & F_RAW != 0;
     match flags(p) & ENC_MASK {
         ENC_INT => ValueRef::Int(ptr::read_unaligned(v as *const i64)),
-        ENC_OBJ if is_set(p) => ValueRef::Set(&*(obj_ptr(p) as *const Set)),
-        ENC_OBJ => ValueRef::Hash(&*(obj_ptr(p) as *const Hash)),
+        ENC_OBJ => obj_ref(p),
         ENC_INLINE => ValueRef::Str {
             data: std::slice::from_raw_parts(v, payload_len(p)),
             raw,
@@ -359,7 +382,7 @@ fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value, snap: bo
             snap,
         ),
         Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data), snap),
-        v @ (Value::Hash(_) | Value::Set(_)) => {
+        v @ (Value::Hash(_) | Value::Set(_) | Value::List(_)) => {
             build(key, clock, expire_at_ms, false, obj_payload(v), snap)
         }
     }
@@ -414,8 +437,12 @@ unsafe fn take_heap(p: NonNull<u8>) -> Vec<u8> {
 unsafe fn free_node(p: NonNull<u8>, graveyard: &mut Graveyard) {
     match flags(p) & ENC_MASK {
         ENC_HEAP => graveyard.bury_vec(take_heap(p)),
-        ENC_OBJ if is_set(p) => graveyard.bury_set(*Box::from_raw(obj_ptr(p) as *mut Set)),
-        ENC_OBJ => graveyard.bury_hash(*Box::from_raw(obj_ptr(p) as *mut Hash)),
+        ENC_OBJ => match take_obj(p) {
+            Value::Set(s) => graveyard.bury_set(*s),
+            Value::List(l) => graveyard.bury_list(*l),
+            Value::Hash(h) => graveyard.bury_hash(*h),
+            _ => unreachable!("an OBJ node holds a collection"),
+        },
         _ => {}
     }
     free_shell(p);
@@ -434,8 +461,7 @@ unsafe fn into_entry(p: NonNull<u8>) -> Entry {
             data: take_heap(p),
             raw,
         },
-        ENC_OBJ if is_set(p) => Value::Set(Box::from_raw(obj_ptr(p) as *mut Set)),
-        ENC_OBJ => Value::Hash(Box::from_raw(obj_ptr(p) as *mut Hash)),
+        ENC_OBJ => take_obj(p),
         _ => value(p).to_value(),
     };
     let e = Entry {
@@ -484,6 +510,7 @@ impl<'a> EntryRef<'a> {
                     ENC_OBJ => match value(self.node) {
                         ValueRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
                         ValueRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
+                        ValueRef::List(l) => std::mem::size_of::<List>() + l.heap_bytes(),
                         _ => 0,
                     },
                     _ => 0,
@@ -592,7 +619,7 @@ impl<'a> EntryMut<'a> {
                 ENC_INLINE => {
                     Payload::Inline(std::slice::from_raw_parts(val_ptr(p), payload_len(p)))
                 }
-                ENC_OBJ => Payload::Obj(obj_ptr(p), flags(p) & F_OBJ_SET),
+                ENC_OBJ => Payload::Obj(obj_ptr(p), kind(p)),
                 _ => {
                     let mut w = [0u8; HEAP_WORDS];
                     ptr::copy_nonoverlapping(val_ptr(p), w.as_mut_ptr(), HEAP_WORDS);
@@ -623,11 +650,24 @@ impl<'a> EntryMut<'a> {
         // SAFETY: `p` is this table's live node and the table is mutably borrowed; an `OBJ`
         // node owns its box, borrowed here for as long as `self` is.
         unsafe {
-            if flags(p) & ENC_MASK != ENC_OBJ || is_set(p) {
+            if flags(p) & ENC_MASK != ENC_OBJ || kind(p) != KIND_HASH {
                 return None;
             }
             save_before_write(self.snap, p);
             Some(&mut *(obj_ptr(p) as *mut Hash))
+        }
+    }
+
+    /// [`EntryMut::hash_mut`] for a list.
+    pub fn list_mut(&mut self) -> Option<&mut List> {
+        let p = self.node();
+        // SAFETY: as in `hash_mut`.
+        unsafe {
+            if flags(p) & ENC_MASK != ENC_OBJ || kind(p) != KIND_LIST {
+                return None;
+            }
+            save_before_write(self.snap, p);
+            Some(&mut *(obj_ptr(p) as *mut List))
         }
     }
 
@@ -636,7 +676,7 @@ impl<'a> EntryMut<'a> {
         let p = self.node();
         // SAFETY: as in `hash_mut`.
         unsafe {
-            if flags(p) & ENC_MASK != ENC_OBJ || !is_set(p) {
+            if flags(p) & ENC_MASK != ENC_OBJ || kind(p) != KIND_SET {
                 return None;
             }
             save_before_write(self.snap, p);
@@ -1071,7 +1111,7 @@ impl Dict {
                 Payload::Heap(data.to_vec()),
                 bit,
             ),
-            v @ (ValueRef::Hash(_) | ValueRef::Set(_)) => build(
+            v @ (ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)) => build(
                 key,
                 clock,
                 expire_at_ms,

@@ -187,11 +187,16 @@ pub struct Graveyard {
     blocks: Vec<Doomed>,
     /// Collections too large to free at once, freed a slice of buckets at a time.
     tables: Vec<crate::dict::Dict>,
+    /// Lists too long to free at once, freed a slice of nodes at a time.
+    lists: Vec<crate::types::list::List>,
 }
 
 /// Fields a buried collection may have and still be freed at once (Redis's
 /// `LAZYFREE_THRESHOLD`).
 pub const LAZYFREE_MIN_ELEMENTS: usize = 64;
+
+/// Nodes of a buried list freed per slice (each up to 8 KiB by default).
+const LIST_SLICE_NODES: usize = 64;
 
 /// Buckets of a buried collection freed per slice.
 const TABLE_SLICE_BUCKETS: usize = 1024;
@@ -213,6 +218,13 @@ impl Graveyard {
         match s {
             crate::types::set::Set::Table(d) => self.bury_table(*d),
             small => drop(small),
+        }
+    }
+
+    /// A list of many nodes is queued and freed a slice of nodes at a time.
+    pub fn bury_list(&mut self, l: crate::types::list::List) {
+        if l.is_large() {
+            self.lists.push(l);
         }
     }
 
@@ -241,15 +253,16 @@ impl Graveyard {
     pub fn append(&mut self, other: &mut Graveyard) {
         self.blocks.append(&mut other.blocks);
         self.tables.append(&mut other.tables);
+        self.lists.append(&mut other.lists);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.tables.is_empty()
+        self.blocks.is_empty() && self.tables.is_empty() && self.lists.is_empty()
     }
 
     /// Blocks and collections waiting.
     pub fn len(&self) -> usize {
-        self.blocks.len() + self.tables.len()
+        self.blocks.len() + self.tables.len() + self.lists.len()
     }
 
     /// Bytes still owned.
@@ -261,6 +274,13 @@ impl Graveyard {
     /// collection's buckets); true while anything remains.
     pub fn step(&mut self, mut slices: usize) -> bool {
         while slices > 0 {
+            if let Some(l) = self.lists.last_mut() {
+                slices -= 1;
+                if !l.free_nodes(LIST_SLICE_NODES) {
+                    self.lists.pop();
+                }
+                continue;
+            }
             if let Some(t) = self.tables.last_mut() {
                 slices -= 1;
                 if !t.free_step(TABLE_SLICE_BUCKETS) {

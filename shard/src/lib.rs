@@ -11,6 +11,7 @@
 //! - No call does work proportional to the table size except those Redis documents as O(N)
 //!   (KEYS, FLUSHDB); growth and shrinking are incremental ([`dict`]).
 
+pub mod debug;
 pub mod dict;
 pub mod evict;
 pub mod glob;
@@ -51,6 +52,8 @@ pub struct ShardConfig {
     pub hash_limits: types::hash::HashLimits,
     /// When a set leaves the `intset` encoding.
     pub set_limits: types::set::SetLimits,
+    /// How large a list's nodes grow.
+    pub list_limits: types::list::ListLimits,
 }
 
 impl Default for ShardConfig {
@@ -60,6 +63,7 @@ impl Default for ShardConfig {
             evict: evict::EvictConfig::default(),
             hash_limits: types::hash::HashLimits::default(),
             set_limits: types::set::SetLimits::default(),
+            list_limits: types::list::ListLimits::default(),
         }
     }
 }
@@ -141,6 +145,12 @@ pub struct Shard {
     snapshot: Option<snapshot::BlockBuilder>,
     /// Entries a freed detached table saved for the snapshot after the table was gone.
     snap_orphans: Vec<snapshot::Record>,
+    /// Keys some client is blocked on (BLPOP, …), with the databases (a bit each) it waits
+    /// in; the server keeps the waiters themselves.
+    blocked: std::collections::HashMap<Box<[u8]>, u16>,
+    /// Keys of `blocked` that a list was stored at since the server last looked, oldest
+    /// first: after each command the server serves their waiters (Redis's ready keys).
+    pub ready: Vec<(usize, Vec<u8>)>,
 }
 
 /// What one active-expiry step did.
@@ -167,7 +177,44 @@ impl Shard {
             evict_pool: evict::EvictionPool::default(),
             snapshot: None,
             snap_orphans: Vec::new(),
+            blocked: std::collections::HashMap::new(),
+            ready: Vec::new(),
         }
+    }
+
+    /// Marks `key` in `db` as waited on: a list stored there from now on is reported in
+    /// [`Shard::ready`].
+    pub fn block_key(&mut self, db: usize, key: &[u8]) {
+        *self.blocked.entry(key.into()).or_default() |= 1 << db;
+    }
+
+    /// No client waits on `key` in `db` any more.
+    pub fn unblock_key(&mut self, db: usize, key: &[u8]) {
+        if let Some(m) = self.blocked.get_mut(key) {
+            *m &= !(1 << db);
+            if *m == 0 {
+                self.blocked.remove(key);
+            }
+        }
+    }
+
+    fn signal_ready(&mut self, db: usize, key: &[u8]) {
+        if self.blocked.get(key).is_some_and(|m| m & (1 << db) != 0) {
+            self.ready.push((db, key.to_vec()));
+        }
+    }
+
+    /// Reports every waited-on key of `dbs` that holds a list (SWAPDB).
+    pub fn signal_all_ready(&mut self, dbs: &[usize]) {
+        let mut found = Vec::new();
+        for (k, &m) in &self.blocked {
+            for &db in dbs {
+                if m & (1 << db) != 0 {
+                    found.push((db, k.to_vec()));
+                }
+            }
+        }
+        self.ready.extend(found);
     }
 
     /// xorshift64*: fast, seedable; randomness here only picks keys.
@@ -293,7 +340,11 @@ impl Shard {
             Clock::Kept(c) => c,
         };
         let at = entry.expire_at_ms;
+        let list = matches!(entry.value, Value::List(_));
         self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
+        if list && !self.blocked.is_empty() {
+            self.signal_ready(db, key);
+        }
     }
 
     /// SET's path: stores the string `bytes` as a new key (integer-encoded when Redis would)
@@ -459,7 +510,8 @@ impl Shard {
     /// `spec` has already been resolved and arity-checked by the caller. Must not block;
     /// allocates only for values it stores or replies it builds.
     pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
-        use ops::{hash as h, keyspace as k, set as st, string as s};
+        use ops::{hash as h, keyspace as k, list as l, set as st, string as s};
+        use types::list::End;
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
             Cmd::Set => s::set(self, ctx, args, out),
@@ -515,6 +567,28 @@ impl Shard {
             Cmd::SDiffStore => st::combine(self, ctx, args, out, st::Op::Diff, true),
             Cmd::SInterCard => st::sintercard(self, ctx, args, out),
             Cmd::SScan => st::sscan(self, ctx, args, out),
+            Cmd::LPush => l::push(self, ctx, args, out, End::Left, false),
+            Cmd::RPush => l::push(self, ctx, args, out, End::Right, false),
+            Cmd::LPushX => l::push(self, ctx, args, out, End::Left, true),
+            Cmd::RPushX => l::push(self, ctx, args, out, End::Right, true),
+            Cmd::LPop => l::pop(self, ctx, args, out, End::Left),
+            Cmd::RPop => l::pop(self, ctx, args, out, End::Right),
+            Cmd::LLen => l::llen(self, ctx, args, out),
+            Cmd::LRange => l::lrange(self, ctx, args, out),
+            Cmd::LIndex => l::lindex(self, ctx, args, out),
+            Cmd::LSet => l::lset(self, ctx, args, out),
+            Cmd::LInsert => l::linsert(self, ctx, args, out),
+            Cmd::LRem => l::lrem(self, ctx, args, out),
+            Cmd::LTrim => l::ltrim(self, ctx, args, out),
+            Cmd::LPos => l::lpos(self, ctx, args, out),
+            Cmd::LMove => l::lmove(self, ctx, args, out),
+            Cmd::RPopLPush => l::rpoplpush(self, ctx, args, out),
+            Cmd::LMPop => l::lmpop(self, ctx, args, out),
+            // Blocking commands are the server's (they park the client); their pops run
+            // through `ops::list`'s functions.
+            Cmd::BLPop | Cmd::BRPop | Cmd::BLMove | Cmd::BRPopLPush | Cmd::BLMPop => {
+                out.error(&format!("ERR '{}' is not a shard command", spec.name))
+            }
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),
@@ -564,6 +638,7 @@ impl Shard {
             | Cmd::ClientSetInfo
             | Cmd::ClientNoEvict
             | Cmd::ClientNoTouch
+            | Cmd::ClientUnblock
             | Cmd::ClientHelp
             | Cmd::Info
             | Cmd::Config

@@ -27,9 +27,9 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::value::Value;
 
 pub const MAGIC: &[u8; 8] = b"PCSNAP\0\0";
-pub const VERSION: u32 = 2;
-/// The oldest format version this build still reads (version 1 had strings only; its
-/// records are a subset of version 2's).
+pub const VERSION: u32 = 3;
+/// The oldest format version this build still reads (version 1 had strings only, version 2
+/// added hashes and sets, 3 lists; each one's records are a subset of the next one's).
 pub const MIN_VERSION: u32 = 1;
 const BLOCK_TAG: &[u8; 4] = b"BLK\0";
 const END_TAG: &[u8; 4] = b"END\0";
@@ -54,6 +54,8 @@ pub enum RecordValue {
     Hash(Vec<Pair>),
     /// A set's members (since version 2).
     Set(Vec<Vec<u8>>),
+    /// A list's elements, left to right (since version 3).
+    List(Vec<Vec<u8>>),
 }
 
 /// A field and its value.
@@ -101,6 +103,9 @@ impl RecordValue {
                 RecordValue::Hash(pairs)
             }
             crate::value::ValueRef::Set(s) => RecordValue::Set(s.members()),
+            crate::value::ValueRef::List(l) => {
+                RecordValue::List(l.iter().map(|e| e.to_vec()).collect())
+            }
         }
     }
 
@@ -113,7 +118,7 @@ impl RecordValue {
                 .iter()
                 .map(|p| p.field.len() + p.value.len() + 16)
                 .sum(),
-            RecordValue::Set(m) => m.iter().map(|m| m.len() + 8).sum(),
+            RecordValue::Set(m) | RecordValue::List(m) => m.iter().map(|m| m.len() + 8).sum(),
         }
     }
 }
@@ -147,6 +152,12 @@ impl ArchivedRecordValue {
                     members.iter().map(|m| m.as_slice()),
                     config.set_limits,
                     seed,
+                )))
+            }
+            ArchivedRecordValue::List(elements) => {
+                Value::List(Box::new(crate::types::list::List::from_elements(
+                    elements.iter().map(|e| e.as_slice()),
+                    config.list_limits,
                 )))
             }
         }
@@ -538,7 +549,7 @@ impl crate::Shard {
             // crafted file holds one, and it must not become a key of no fields.
             let empty = match &r.value {
                 ArchivedRecordValue::Hash(p) => p.is_empty(),
-                ArchivedRecordValue::Set(m) => m.is_empty(),
+                ArchivedRecordValue::Set(m) | ArchivedRecordValue::List(m) => m.is_empty(),
                 _ => false,
             };
             if (at != 0 && now_ms > at) || empty || !accept(r.key.as_slice()) {
@@ -637,6 +648,17 @@ mod tests {
                 expire_at_ms: 0,
                 value: RecordValue::Set(vec![b"-7".to_vec(), b"".to_vec(), vec![0, 1]]),
             },
+            Record {
+                db: 5,
+                key: b"a list".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::List(vec![
+                    b"x".to_vec(),
+                    b"".to_vec(),
+                    b"x".to_vec(),
+                    vec![9; 300],
+                ]),
+            },
         ];
         for db in 0..16u8 {
             v.push(Record {
@@ -729,10 +751,11 @@ mod tests {
             .unwrap_err()
             .what
             .contains("truncated"));
-        f[8] = 3; // version 3, checksum fixed up
+        f[8] = VERSION as u8 + 1; // the next version, checksum fixed up
         let sum = xxh3_64(&f[..32]);
         f[32..40].copy_from_slice(&sum.to_le_bytes());
-        assert!(Reader::new(&f).err().unwrap().what.contains("version 3"));
+        let e = Reader::new(&f).err().unwrap().what;
+        assert!(e.contains(&format!("version {}", VERSION + 1)), "{e}");
     }
 
     /// A hash or set record with no elements (only a crafted file holds one) is skipped on
@@ -755,6 +778,12 @@ mod tests {
             },
             Record {
                 db: 0,
+                key: b"l".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::List(vec![]),
+            },
+            Record {
+                db: 0,
                 key: b"k".to_vec(),
                 expire_at_ms: 0,
                 value: RecordValue::Int(1),
@@ -769,7 +798,7 @@ mod tests {
         }
         assert_eq!(stored, 1);
         assert_eq!(sh.db_len(0), 1);
-        assert!(!sh.exists(0, b"h", 0) && !sh.exists(0, b"s", 0));
+        assert!(!sh.exists(0, b"h", 0) && !sh.exists(0, b"s", 0) && !sh.exists(0, b"l", 0));
     }
 
     /// Files of version 1 (strings only) load with this build: their records are a subset
@@ -778,7 +807,7 @@ mod tests {
     fn version_1_files_still_load() {
         let recs: Vec<Record> = edge_records()
             .into_iter()
-            .filter(|r| !matches!(r.value, RecordValue::Hash(_)))
+            .filter(|r| matches!(r.value, RecordValue::Int(_) | RecordValue::Str { .. }))
             .collect();
         let mut f = file(&recs);
         f[8] = 1;
@@ -978,6 +1007,8 @@ mod tests {
                 )),
                 proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..10)
                     .prop_map(RecordValue::Set),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..10)
+                    .prop_map(RecordValue::List),
             ],
         )
             .prop_map(|(db, key, expire_at_ms, value)| Record {

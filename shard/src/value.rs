@@ -6,6 +6,7 @@
 //! bytes are always raw), so OBJECT ENCODING answers as Redis does.
 
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 use percore_proto::{parse_i64, ReplyWriter};
 
@@ -18,6 +19,7 @@ pub enum Value {
     Str { data: Vec<u8>, raw: bool },
     Hash(Box<Hash>),
     Set(Box<Set>),
+    List(Box<List>),
 }
 
 impl PartialEq for Value {
@@ -45,6 +47,7 @@ pub enum ValueRef<'a> {
     Str { data: &'a [u8], raw: bool },
     Hash(&'a Hash),
     Set(&'a Set),
+    List(&'a List),
 }
 
 impl PartialEq for ValueRef<'_> {
@@ -56,6 +59,7 @@ impl PartialEq for ValueRef<'_> {
             }
             (ValueRef::Hash(a), ValueRef::Hash(b)) => a.same_pairs(b),
             (ValueRef::Set(a), ValueRef::Set(b)) => a.same_members(b),
+            (ValueRef::List(a), ValueRef::List(b)) => a == b,
             _ => false,
         }
     }
@@ -75,6 +79,7 @@ impl Value {
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
             Value::Hash(h) => ValueRef::Hash(h),
             Value::Set(s) => ValueRef::Set(s),
+            Value::List(l) => ValueRef::List(l),
         }
     }
 
@@ -84,7 +89,7 @@ impl Value {
         match self {
             Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
             Value::Str { data, .. } => data,
-            Value::Hash(_) | Value::Set(_) => Vec::new(),
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => Vec::new(),
         }
     }
 
@@ -95,6 +100,7 @@ impl Value {
             Value::Str { data, .. } => data.capacity(),
             Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
             Value::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
+            Value::List(l) => std::mem::size_of::<List>() + l.heap_bytes(),
         }
     }
 }
@@ -117,7 +123,10 @@ impl<'a> ValueRef<'a> {
     /// Whether this is a string (stored as an integer or as bytes).
     #[inline]
     pub fn is_string(self) -> bool {
-        !matches!(self, ValueRef::Hash(_) | ValueRef::Set(_))
+        !matches!(
+            self,
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)
+        )
     }
 
     /// The encoding name OBJECT ENCODING reports.
@@ -125,6 +134,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Hash(h) => h.encoding(),
             ValueRef::Set(s) => s.encoding(),
+            ValueRef::List(_) => "quicklist",
             ValueRef::Int(_) => "int",
             ValueRef::Str { data, raw } => {
                 if raw || data.len() > EMBSTR_MAX {
@@ -140,6 +150,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Hash(_) => "hash",
             ValueRef::Set(_) => "set",
+            ValueRef::List(_) => "list",
             _ => "string",
         }
     }
@@ -149,7 +160,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => scratch.format(i).as_bytes(),
             ValueRef::Str { data, .. } => data,
-            ValueRef::Hash(_) | ValueRef::Set(_) => &[],
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => &[],
         }
     }
 
@@ -173,6 +184,7 @@ impl<'a> ValueRef<'a> {
             },
             ValueRef::Hash(h) => Value::Hash(Box::new(h.clone_with(seed))),
             ValueRef::Set(s) => Value::Set(Box::new(s.clone_with(seed))),
+            ValueRef::List(l) => Value::List(Box::new(l.clone())),
         }
     }
 
@@ -180,7 +192,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => itoa::Buffer::new().format(i).len(),
             ValueRef::Str { data, .. } => data.len(),
-            ValueRef::Hash(_) | ValueRef::Set(_) => 0,
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => 0,
         }
     }
 
@@ -190,7 +202,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => out.bulk_int(i),
             ValueRef::Str { data, .. } => out.bulk(data),
-            ValueRef::Hash(_) | ValueRef::Set(_) => out.bulk(b""),
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => out.bulk(b""),
         }
     }
 }

@@ -42,6 +42,7 @@ enum Val {
     Str(Vec<u8>),
     Hash(Fields),
     Set(Members),
+    List(Vec<Vec<u8>>),
 }
 
 /// key → (value, deadline in ms; 0 for none)
@@ -255,6 +256,7 @@ impl Model {
                 Some((Val::Str(_), _)) => b"+string\r\n".to_vec(),
                 Some((Val::Hash(_), _)) => b"+hash\r\n".to_vec(),
                 Some((Val::Set(_), _)) => b"+set\r\n".to_vec(),
+                Some((Val::List(_), _)) => b"+list\r\n".to_vec(),
             },
             // MGET answers nil for a key of another type, as Redis does.
             "MGET" => array(a[1..].iter().map(|key| match self.live(db, key, now) {
@@ -895,6 +897,7 @@ fn val_of(v: ValueRef) -> Val {
             });
             Val::Set(m)
         }
+        ValueRef::List(l) => Val::List(l.iter().map(|e| e.to_vec()).collect()),
         ValueRef::Int(_) | ValueRef::Str { .. } => Val::Str(v.to_vec()),
     }
 }
@@ -930,6 +933,10 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     }
                     assert!(!m.is_empty(), "seed {seed}: an empty set saved");
                     Val::Set(m)
+                }
+                ArchivedRecordValue::List(elements) => {
+                    assert!(!elements.is_empty(), "seed {seed}: an empty list saved");
+                    Val::List(elements.iter().map(|e| e.as_slice().to_vec()).collect())
                 }
             };
             let prev = got.insert((rec.db, rec.key.as_slice().to_vec()), (v, at));

@@ -890,6 +890,22 @@ impl RingStream {
     pub fn input_bytes(&self) -> (usize, usize) {
         self.with(|c| (c.input.len() - c.head, c.input.capacity()))
     }
+
+    /// Resolves when the peer has closed the connection (or it failed), without reading:
+    /// input that arrives meanwhile stays queued for the next read. For a connection
+    /// parked in a blocking command, which must notice its client leave.
+    pub async fn closed(&self) {
+        std::future::poll_fn(|cx| {
+            self.with(|c| {
+                if c.eof || c.error.is_some() {
+                    return Poll::Ready(());
+                }
+                c.reader = Some(cx.waker().clone());
+                Poll::Pending
+            })
+        })
+        .await
+    }
 }
 
 impl Drop for RingStream {

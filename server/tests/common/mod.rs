@@ -54,6 +54,11 @@ impl Server {
 
     /// A real Redis, or None when `redis-server` is not installed.
     pub fn redis() -> Option<Server> {
+        Self::redis_with(&[])
+    }
+
+    /// [`Server::redis`] with more settings (`--enable-debug-command yes`, …).
+    pub fn redis_with(extra: &[&str]) -> Option<Server> {
         let port = free_port();
         let mut cmd = Command::new("redis-server");
         cmd.args([
@@ -65,7 +70,8 @@ impl Server {
             "",
             "--appendonly",
             "no",
-        ]);
+        ])
+        .args(extra);
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -540,7 +546,12 @@ impl Server {
 /// A real Redis for a comparison, or None — said loudly — when redis-server is not installed;
 /// with PERCORE_REQUIRE_REDIS set (CI), its absence is a failure. `what` names what is skipped.
 pub fn redis_or_skip(what: &str) -> Option<Server> {
-    let r = Server::redis();
+    redis_or_skip_with(what, &[])
+}
+
+/// [`redis_or_skip`] with more settings for the Redis.
+pub fn redis_or_skip_with(what: &str, extra: &[&str]) -> Option<Server> {
+    let r = Server::redis_with(extra);
     if r.is_none() {
         assert!(
             std::env::var("PERCORE_REQUIRE_REDIS").is_err(),

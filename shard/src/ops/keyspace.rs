@@ -456,6 +456,9 @@ impl Shard {
     /// Swaps two databases' contents.
     pub fn swap_dbs(&mut self, a: usize, b: usize) {
         self.dbs.swap(a, b);
+        // A client blocked on a key of either database may now find a list there (Redis's
+        // scanDatabaseForReadyKeys).
+        self.signal_all_ready(&[a, b]);
     }
 }
 
@@ -549,14 +552,19 @@ pub fn object(sh: &mut Shard, ctx: &ExecCtx, which: Cmd, a: Args, out: &mut Repl
             crate::evict::lfu_decayed(e.clock(), ctx.now_ms, sh.config.evict.lfu_decay_time)
                 as i64,
         ),
-        Cmd::ObjectRefCount => out.int(match e.value() {
-            // Redis shares the integers 0..9999 (refcount INT_MAX) when no LRU/LFU policy is set.
-            ValueRef::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,
-            _ => 1,
-        }),
+        Cmd::ObjectRefCount => out.int(refcount(e.value())),
         _ => out.error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         ),
+    }
+}
+
+/// OBJECT REFCOUNT's answer (and DEBUG OBJECT's `refcount`): Redis shares the integers
+/// 0..9999 (refcount INT_MAX) when no LRU/LFU policy is set; every other value is its key's.
+pub(crate) fn refcount(v: ValueRef) -> i64 {
+    match v {
+        ValueRef::Int(i) if (0..10_000).contains(&i) => i32::MAX as i64,
+        _ => 1,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod set;
 pub mod string;
 
@@ -69,6 +70,22 @@ impl Collection for crate::types::set::Set {
             g.append(d.graveyard());
         }
     }
+}
+
+impl Collection for crate::types::list::List {
+    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+        match v {
+            crate::ValueRef::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+        e.list_mut()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn take_freed(&mut self, _: &mut crate::lazyfree::Graveyard) {}
 }
 
 /// The collection at `key` for reading: Err after a WRONGTYPE reply.

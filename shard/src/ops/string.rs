@@ -348,7 +348,9 @@ pub fn incr_by(
                 None => return out.error(err::NOT_INT),
             }
         }
-        Some(ValueRef::Hash(_) | ValueRef::Set(_)) => return out.error(err::WRONGTYPE),
+        Some(ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)) => {
+            return out.error(err::WRONGTYPE)
+        }
     };
     let Some(new) = old.checked_add(incr) else {
         return out.error(err::OVERFLOW);

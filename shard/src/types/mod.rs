@@ -2,4 +2,5 @@
 //! `crate::ops`, by family).
 
 pub mod hash;
+pub mod list;
 pub mod set;

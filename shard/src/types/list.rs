@@ -1,0 +1,783 @@
+//! A list value: Redis 7.0's `quicklist`, a deque of packed nodes (OBJECT ENCODING reports
+//! `quicklist` for every list, as Redis 7.0 does).
+//!
+//! # Layout
+//! `List { nodes: VecDeque<Node>, len }`. A [`Node`] is one byte vector of entries and their
+//! count. An entry is
+//!
+//! ```text
+//!   [len: LEB128][bytes][len again, LEB128 reversed]
+//! ```
+//!
+//! The trailing copy of the length (Redis's listpack `backlen`) reads from its last byte
+//! backwards, so a node walks in both directions without an index: a pop at either end, a
+//! push at either end and a walk from the nearer end touch one node. A 16-byte element takes
+//! 18 bytes, as in Redis's listpack (an encoding byte, the data, one backlen byte). Elements
+//! are kept as the bytes the client sent (Redis converts canonical integers to a packed form
+//! and back; the replies are the same bytes either way).
+//!
+//! # Node size: `list-max-listpack-size` (`fill`)
+//! As Redis's `_quicklistNodeAllowInsert`: a negative fill −1…−5 lets a node grow to 4, 8,
+//! 16, 32 or 64 KiB (default −2: 8 KiB); a positive fill N lets it hold N entries and at most
+//! 8 KiB. A node accepts a new entry when it is empty or the entry keeps it within its
+//! limit; otherwise the entry starts a new node at that end. An insert in the middle
+//! (LINSERT, LSET) that takes a node past its limit splits it in two halves, so no single
+//! edit moves more than one node's bytes (at most 64 KiB, or one huge element).
+//! Popped-empty nodes are removed; partly emptied ones are not merged (Redis does not
+//! either, outside of insert splits).
+//!
+//! # Bounded work
+//! LPUSH/RPUSH/LPOP/RPOP touch one node: O(1) plus a memmove within 8 KiB at the head.
+//! LINDEX/LSET/LINSERT find the node by walking node counts from the nearer end (O(N / node
+//! size) node hops, as Redis's quicklist); LRANGE, LREM, LPOS walk entries (O(N) as
+//! documented). Freeing a long list is sliced by [`List::free_nodes`] ([`crate::lazyfree`]).
+
+use std::collections::VecDeque;
+
+/// The largest node a positive fill may build (Redis's `SIZE_SAFETY_LIMIT`).
+const SIZE_SAFETY_LIMIT: usize = 8192;
+
+/// `list-max-listpack-size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListLimits {
+    pub fill: i64,
+}
+
+impl Default for ListLimits {
+    fn default() -> Self {
+        ListLimits { fill: -2 }
+    }
+}
+
+impl ListLimits {
+    /// Whether a node of `bytes` bytes and `count` entries stays within the limit with
+    /// `add` more bytes and one more entry.
+    fn fits(self, bytes: usize, count: usize, add: usize) -> bool {
+        let new = bytes + add;
+        if self.fill < 0 {
+            new <= 4096usize << ((-self.fill).min(5) - 1)
+        } else {
+            (count as u64) < self.fill as u64 && new <= SIZE_SAFETY_LIMIT
+        }
+    }
+
+    /// Whether a node is over its limit (after an insert in the middle).
+    fn over(self, bytes: usize, count: usize) -> bool {
+        if self.fill < 0 {
+            bytes > 4096usize << ((-self.fill).min(5) - 1)
+        } else {
+            count as u64 > self.fill.max(1) as u64 || bytes > SIZE_SAFETY_LIMIT
+        }
+    }
+}
+
+/// Which end of a list (Redis's LEFT/head and RIGHT/tail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Left,
+    Right,
+}
+
+impl End {
+    /// `LEFT`/`RIGHT`, case-insensitively.
+    pub fn parse(b: &[u8]) -> Option<End> {
+        if b.eq_ignore_ascii_case(b"left") {
+            Some(End::Left)
+        } else if b.eq_ignore_ascii_case(b"right") {
+            Some(End::Right)
+        } else {
+            None
+        }
+    }
+}
+
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - (n | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Bytes an entry of `len` data bytes takes in a node.
+fn entry_size(len: usize) -> usize {
+    2 * varint_len(len) + len
+}
+
+fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
+    let mut n = e.len();
+    let start = out.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+    let header = out.len() - start;
+    out.extend_from_slice(e);
+    for i in (0..header).rev() {
+        out.push(out[start + i]);
+    }
+}
+
+fn encoded(e: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entry_size(e.len()));
+    put_entry(&mut v, e);
+    v
+}
+
+/// A packed run of entries (see the module header).
+#[derive(Clone, Debug, Default)]
+struct Node {
+    data: Vec<u8>,
+    count: u32,
+}
+
+impl Node {
+    /// The entry starting at byte `pos` and the position after it.
+    fn entry_at(&self, pos: usize) -> (&[u8], usize) {
+        let (mut n, mut shift, mut i) = (0usize, 0, pos);
+        loop {
+            let b = self.data[i];
+            n |= ((b & 0x7f) as usize) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let end = i + n;
+        (&self.data[i..end], end + (i - pos))
+    }
+
+    /// The entry ending at byte `end` and the position where it starts.
+    fn entry_before(&self, end: usize) -> (&[u8], usize) {
+        let (mut n, mut shift, mut i) = (0usize, 0, end);
+        loop {
+            i -= 1;
+            let b = self.data[i];
+            n |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let h = end - i;
+        let start = i - n - h;
+        (&self.data[i - n..i], start)
+    }
+
+    /// Byte position of entry `i` (0 ≤ i ≤ count), walking from the nearer end.
+    fn pos_of(&self, i: usize) -> usize {
+        let count = self.count as usize;
+        if i <= count / 2 {
+            let mut pos = 0;
+            for _ in 0..i {
+                pos = self.entry_at(pos).1;
+            }
+            pos
+        } else {
+            let mut pos = self.data.len();
+            for _ in i..count {
+                pos = self.entry_before(pos).1;
+            }
+            pos
+        }
+    }
+
+    fn insert(&mut self, pos: usize, e: &[u8]) {
+        let bytes = encoded(e);
+        self.data.splice(pos..pos, bytes);
+        self.count += 1;
+    }
+
+    /// Removes the entry at byte `pos`; returns its data.
+    fn remove(&mut self, pos: usize) -> Vec<u8> {
+        let (d, next) = self.entry_at(pos);
+        let d = d.to_vec();
+        self.data.drain(pos..next);
+        self.count -= 1;
+        d
+    }
+
+    /// Removes entries `from..to` (indices).
+    fn remove_range(&mut self, from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        let a = self.pos_of(from);
+        let mut b = a;
+        for _ in from..to {
+            b = self.entry_at(b).1;
+        }
+        self.data.drain(a..b);
+        self.count -= (to - from) as u32;
+    }
+
+    /// Moves entries `i..` into a new node.
+    fn split_off(&mut self, i: usize) -> Node {
+        let pos = self.pos_of(i);
+        let tail = self.data.split_off(pos);
+        let moved = self.count - i as u32;
+        self.count = i as u32;
+        self.data.shrink_to_fit();
+        Node {
+            data: tail,
+            count: moved,
+        }
+    }
+
+    fn iter(&self) -> NodeIter<'_> {
+        NodeIter {
+            node: self,
+            front: 0,
+            back: self.data.len(),
+        }
+    }
+}
+
+/// Entries of one node, from either end.
+struct NodeIter<'a> {
+    node: &'a Node,
+    front: usize,
+    back: usize,
+}
+
+impl<'a> Iterator for NodeIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.front >= self.back {
+            return None;
+        }
+        let (e, next) = self.node.entry_at(self.front);
+        self.front = next;
+        Some(e)
+    }
+}
+
+impl DoubleEndedIterator for NodeIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front >= self.back {
+            return None;
+        }
+        let (e, start) = self.node.entry_before(self.back);
+        self.back = start;
+        Some(e)
+    }
+}
+
+/// A list (see the module header).
+#[derive(Clone, Debug, Default)]
+pub struct List {
+    nodes: VecDeque<Node>,
+    len: usize,
+}
+
+impl PartialEq for List {
+    fn eq(&self, other: &List) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for List {}
+
+impl List {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Nodes (DEBUG OBJECT's `ql_nodes`).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// A list of `elements` in order.
+    pub fn from_elements<'a>(
+        elements: impl IntoIterator<Item = &'a [u8]>,
+        limits: ListLimits,
+    ) -> List {
+        let mut l = List::default();
+        for e in elements {
+            l.push(e, End::Right, limits);
+        }
+        l
+    }
+
+    /// Adds a node at `at`, growing the deque by exactly one slot while it is small (a
+    /// one-node list keeps one slot, not four).
+    fn insert_node(&mut self, at: usize, n: Node) {
+        if self.nodes.len() == self.nodes.capacity() && self.nodes.len() < 8 {
+            self.nodes.reserve_exact(1);
+        }
+        self.nodes.insert(at, n);
+    }
+
+    pub fn push(&mut self, e: &[u8], end: End, limits: ListLimits) {
+        let add = entry_size(e.len());
+        let idx = match end {
+            End::Left => 0,
+            End::Right => self.nodes.len().wrapping_sub(1),
+        };
+        let fits = self
+            .nodes
+            .get(idx)
+            .is_some_and(|n| limits.fits(n.data.len(), n.count as usize, add));
+        if !fits {
+            let at = if end == End::Left {
+                0
+            } else {
+                self.nodes.len()
+            };
+            let data = Vec::with_capacity(add);
+            self.insert_node(at, Node { data, count: 0 });
+        }
+        let idx = if end == End::Left {
+            0
+        } else {
+            self.nodes.len() - 1
+        };
+        let n = &mut self.nodes[idx];
+        // Grow by exactly the entry while the node is small (a short list costs its bytes,
+        // as a listpack does), by doubling once it is large enough for that to matter.
+        if n.data.capacity() - n.data.len() < add && n.data.len() < 256 {
+            n.data.reserve_exact(add);
+        }
+        match end {
+            End::Left => n.insert(0, e),
+            End::Right => {
+                put_entry(&mut n.data, e);
+                n.count += 1;
+            }
+        }
+        self.len += 1;
+    }
+
+    pub fn pop(&mut self, end: End) -> Option<Vec<u8>> {
+        let idx = match end {
+            End::Left => 0,
+            End::Right => self.nodes.len().checked_sub(1)?,
+        };
+        let n = self.nodes.get_mut(idx)?;
+        let d = match end {
+            End::Left => n.remove(0),
+            End::Right => {
+                let (d, start) = n.entry_before(n.data.len());
+                let d = d.to_vec();
+                n.data.truncate(start);
+                n.count -= 1;
+                d
+            }
+        };
+        if n.count == 0 {
+            self.nodes.remove(idx);
+        }
+        self.len -= 1;
+        Some(d)
+    }
+
+    /// The node holding element `i` (< len) and its index in that node.
+    fn locate(&self, i: usize) -> (usize, usize) {
+        if i < self.len / 2 {
+            let mut i = i;
+            for (ni, n) in self.nodes.iter().enumerate() {
+                if i < n.count as usize {
+                    return (ni, i);
+                }
+                i -= n.count as usize;
+            }
+        } else {
+            let mut from_end = self.len - i;
+            for (ni, n) in self.nodes.iter().enumerate().rev() {
+                if from_end <= n.count as usize {
+                    return (ni, n.count as usize - from_end);
+                }
+                from_end -= n.count as usize;
+            }
+        }
+        unreachable!("an index below the length is in some node")
+    }
+
+    /// Element `i` (0-based from the left), if any.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.len {
+            return None;
+        }
+        let (ni, k) = self.locate(i);
+        let n = &self.nodes[ni];
+        Some(n.entry_at(n.pos_of(k)).0)
+    }
+
+    /// Splits node `ni` in halves while it is over the limit.
+    fn split_if_over(&mut self, ni: usize, limits: ListLimits) {
+        let n = &self.nodes[ni];
+        if n.count > 1 && limits.over(n.data.len(), n.count as usize) {
+            let half = n.count as usize / 2;
+            let tail = self.nodes[ni].split_off(half);
+            self.insert_node(ni + 1, tail);
+        }
+    }
+
+    /// Inserts `e` so that it becomes element `i` (0 ≤ i ≤ len).
+    pub fn insert(&mut self, i: usize, e: &[u8], limits: ListLimits) {
+        if i == 0 {
+            return self.push(e, End::Left, limits);
+        }
+        if i >= self.len {
+            return self.push(e, End::Right, limits);
+        }
+        let (ni, k) = self.locate(i);
+        let n = &mut self.nodes[ni];
+        let pos = n.pos_of(k);
+        n.insert(pos, e);
+        self.len += 1;
+        self.split_if_over(ni, limits);
+    }
+
+    /// Replaces element `i` (< len).
+    pub fn set(&mut self, i: usize, e: &[u8], limits: ListLimits) {
+        let (ni, k) = self.locate(i);
+        let n = &mut self.nodes[ni];
+        let pos = n.pos_of(k);
+        n.remove(pos);
+        n.insert(pos, e);
+        self.split_if_over(ni, limits);
+    }
+
+    /// Keeps elements `start..=stop` (valid indices, start ≤ stop): LTRIM.
+    pub fn trim(&mut self, start: usize, stop: usize) {
+        let (mut left, mut right) = (start, self.len - 1 - stop);
+        self.len -= left + right;
+        while left > 0 {
+            let n = self.nodes.front_mut().expect("elements to trim");
+            if n.count as usize <= left {
+                left -= n.count as usize;
+                self.nodes.pop_front();
+            } else {
+                n.remove_range(0, left);
+                left = 0;
+            }
+        }
+        while right > 0 {
+            let n = self.nodes.back_mut().expect("elements to trim");
+            let c = n.count as usize;
+            if c <= right {
+                right -= c;
+                self.nodes.pop_back();
+            } else {
+                n.remove_range(c - right, c);
+                right = 0;
+            }
+        }
+        self.shrink_deque();
+    }
+
+    /// Removes every element (LTRIM to an empty range).
+    pub fn trim_all(&mut self) {
+        self.nodes = VecDeque::new();
+        self.len = 0;
+    }
+
+    /// Removes up to `count` elements equal to `e` (0: all), from the left or, when
+    /// `from_right`, from the right: LREM. Returns how many went.
+    pub fn remove_eq(&mut self, e: &[u8], count: usize, from_right: bool) -> usize {
+        let limit = if count == 0 { usize::MAX } else { count };
+        let mut removed = 0;
+        let order: Vec<usize> = if from_right {
+            (0..self.nodes.len()).rev().collect()
+        } else {
+            (0..self.nodes.len()).collect()
+        };
+        for ni in order {
+            if removed == limit {
+                break;
+            }
+            let n = &mut self.nodes[ni];
+            if from_right {
+                let mut end = n.data.len();
+                while end > 0 && removed < limit {
+                    let (d, start) = n.entry_before(end);
+                    if d == e {
+                        n.data.drain(start..end);
+                        n.count -= 1;
+                        removed += 1;
+                    }
+                    end = start;
+                }
+            } else {
+                let mut pos = 0;
+                while pos < n.data.len() && removed < limit {
+                    let (d, next) = n.entry_at(pos);
+                    if d == e {
+                        n.data.drain(pos..next);
+                        n.count -= 1;
+                        removed += 1;
+                    } else {
+                        pos = next;
+                    }
+                }
+            }
+        }
+        self.nodes.retain(|n| n.count > 0);
+        self.len -= removed;
+        self.shrink_deque();
+        removed
+    }
+
+    /// A deque emptied of most of its nodes gives the slots back.
+    fn shrink_deque(&mut self) {
+        if self.nodes.capacity() > 8 && self.nodes.len() < self.nodes.capacity() / 4 {
+            self.nodes.shrink_to_fit();
+        }
+    }
+
+    /// The elements from the left.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
+        self.nodes.iter().flat_map(|n| n.iter())
+    }
+
+    /// Elements `start..=stop` (valid indices) from the left, starting the walk at the node
+    /// that holds `start`.
+    pub fn range(&self, start: usize, stop: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let (ni, k) = if start < self.len {
+            self.locate(start)
+        } else {
+            (self.nodes.len(), 0)
+        };
+        self.nodes
+            .iter()
+            .skip(ni)
+            .enumerate()
+            .flat_map(move |(j, n)| n.iter().skip(if j == 0 { k } else { 0 }))
+            .take((stop + 1).saturating_sub(start))
+    }
+
+    /// Approximate heap bytes (MEMORY USAGE, `used_memory` accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.nodes.iter().map(|n| n.data.capacity()).sum::<usize>()
+    }
+
+    /// Frees up to `nodes` nodes from the right; true while some remain (lazy free).
+    pub fn free_nodes(&mut self, nodes: usize) -> bool {
+        for _ in 0..nodes {
+            match self.nodes.pop_back() {
+                Some(n) => self.len -= n.count as usize,
+                None => break,
+            }
+        }
+        !self.nodes.is_empty()
+    }
+
+    /// Whether freeing this list at once could take long (more nodes than a slice).
+    pub fn is_large(&self) -> bool {
+        self.nodes.len() > 64
+    }
+
+    /// Entries per node (tests, DEBUG).
+    pub fn node_sizes(&self) -> Vec<(usize, usize)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.count as usize, n.data.len()))
+            .collect()
+    }
+}
+
+/// Redis's index rule: a negative index counts from the right; None when out of range.
+pub fn normalize_index(i: i64, len: usize) -> Option<usize> {
+    let len = len as i64;
+    let i = if i < 0 { len + i } else { i };
+    (0..len).contains(&i).then_some(i as usize)
+}
+
+/// Redis's range rule (LRANGE, LTRIM): negative indices count from the right, the range is
+/// clamped to the list; None when it is empty.
+pub fn normalize_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut start = if start < 0 { len + start } else { start };
+    let mut stop = if stop < 0 { len + stop } else { stop };
+    if start < 0 {
+        start = 0;
+    }
+    if start > stop || start >= len {
+        return None;
+    }
+    if stop >= len {
+        stop = len - 1;
+    }
+    Some((start as usize, stop as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque as Model;
+
+    fn elems(l: &List) -> Vec<Vec<u8>> {
+        l.iter().map(|e| e.to_vec()).collect()
+    }
+
+    #[test]
+    fn entries_walk_both_ways() {
+        let mut l = List::default();
+        let lim = ListLimits::default();
+        let big = vec![b'x'; 300];
+        for e in [&b"a"[..], b"", &big, b"12345"] {
+            l.push(e, End::Right, lim);
+        }
+        assert_eq!(
+            elems(&l),
+            vec![b"a".to_vec(), vec![], big.clone(), b"12345".to_vec()]
+        );
+        let rev: Vec<_> = l.iter().rev().map(|e| e.to_vec()).collect();
+        assert_eq!(rev[0], b"12345");
+        assert_eq!(rev[1], big);
+        assert_eq!(l.get(2), Some(&big[..]));
+        assert_eq!(l.pop(End::Right).unwrap(), b"12345");
+        assert_eq!(l.pop(End::Left).unwrap(), b"a");
+        assert_eq!(l.len(), 2);
+        // A 16-byte element costs 18 bytes, as in a listpack.
+        let mut one = List::default();
+        one.push(&[b'v'; 16], End::Left, lim);
+        assert_eq!(one.node_sizes(), vec![(1, 18)]);
+    }
+
+    #[test]
+    fn nodes_follow_the_fill() {
+        let mut l = List::default();
+        let lim = ListLimits { fill: 4 };
+        for i in 0..10 {
+            l.push(format!("{i}").as_bytes(), End::Right, lim);
+        }
+        assert_eq!(
+            l.node_sizes().iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
+        let mut l = List::default();
+        for _ in 0..1000 {
+            l.push(&[b'e'; 16], End::Left, ListLimits::default());
+        }
+        // 8 KiB nodes of 18-byte entries: 455 per node (the first one filled is the last).
+        assert_eq!(l.node_sizes().last().unwrap().0, 8192 / 18);
+        assert!(l.node_sizes().iter().all(|s| s.1 <= 8192));
+        // An element larger than a node gets one of its own.
+        l.push(&[b'h'; 10_000], End::Right, ListLimits::default());
+        assert_eq!(l.node_sizes().last().unwrap().0, 1);
+    }
+
+    /// Random edits against a VecDeque, at several fills, with the structure checked.
+    #[test]
+    fn matches_a_model() {
+        for fill in [-2i64, -1, 1, 3, 0] {
+            let lim = ListLimits { fill };
+            let mut l = List::default();
+            let mut m: Model<Vec<u8>> = Model::new();
+            let mut x = 0x1234_5678_9abc_def1u64 ^ fill as u64;
+            for step in 0..6000 {
+                let r = crate::xorshift(&mut x);
+                let e = format!("e{}", r % 50)
+                    .into_bytes()
+                    .repeat((r % 3) as usize * 40 + 1);
+                match r % 9 {
+                    0 | 1 => {
+                        l.push(&e, End::Left, lim);
+                        m.push_front(e);
+                    }
+                    2 | 3 => {
+                        l.push(&e, End::Right, lim);
+                        m.push_back(e);
+                    }
+                    4 => assert_eq!(l.pop(End::Left), m.pop_front()),
+                    5 => assert_eq!(l.pop(End::Right), m.pop_back()),
+                    6 if !m.is_empty() => {
+                        let i = (r >> 8) as usize % (m.len() + 1);
+                        l.insert(i, &e, lim);
+                        m.insert(i, e);
+                    }
+                    7 if !m.is_empty() => {
+                        let i = (r >> 8) as usize % m.len();
+                        l.set(i, &e, lim);
+                        m[i] = e;
+                    }
+                    8 if m.len() > 2 => {
+                        let from_right = r & 1 << 20 != 0;
+                        let count = (r >> 21) as usize % 3;
+                        let target = m[(r >> 8) as usize % m.len()].clone();
+                        let mut left = if count == 0 { usize::MAX } else { count };
+                        let mut removed = 0;
+                        let mut keep: Vec<Vec<u8>> = Vec::new();
+                        let items: Vec<Vec<u8>> = if from_right {
+                            m.iter().rev().cloned().collect()
+                        } else {
+                            m.iter().cloned().collect()
+                        };
+                        for it in items {
+                            if left > 0 && it == target {
+                                left -= 1;
+                                removed += 1;
+                            } else {
+                                keep.push(it);
+                            }
+                        }
+                        if from_right {
+                            keep.reverse();
+                        }
+                        assert_eq!(l.remove_eq(&target, count, from_right), removed);
+                        m = keep.into();
+                    }
+                    _ if m.len() > 4 && step % 97 == 0 => {
+                        let (a, b) = (1, m.len() - 2);
+                        l.trim(a, b);
+                        m = m.iter().skip(a).take(b - a + 1).cloned().collect();
+                    }
+                    _ => {}
+                }
+                assert_eq!(l.len(), m.len());
+                if step % 50 == 0 {
+                    assert_eq!(elems(&l), m.iter().cloned().collect::<Vec<_>>());
+                    for (c, b) in l.node_sizes() {
+                        assert!(c > 0, "no empty nodes");
+                        assert!(c == 1 || !lim.over(b, c), "fill {fill}: node {c}/{b}");
+                    }
+                    if !m.is_empty() {
+                        let i = (r >> 4) as usize % m.len();
+                        assert_eq!(l.get(i), Some(&m[i][..]));
+                        let j = (i + 5).min(m.len() - 1);
+                        let got: Vec<_> = l.range(i, j).map(|e| e.to_vec()).collect();
+                        assert_eq!(got, m.range(i..=j).cloned().collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_rules() {
+        assert_eq!(normalize_index(-1, 3), Some(2));
+        assert_eq!(normalize_index(3, 3), None);
+        assert_eq!(normalize_index(-4, 3), None);
+        assert_eq!(normalize_range(0, -1, 3), Some((0, 2)));
+        assert_eq!(normalize_range(-100, 100, 3), Some((0, 2)));
+        assert_eq!(normalize_range(2, 1, 3), None);
+        assert_eq!(normalize_range(5, 10, 3), None);
+        assert_eq!(normalize_range(0, 0, 0), None);
+    }
+
+    #[test]
+    fn free_in_slices() {
+        let mut l = List::default();
+        for _ in 0..100_000 {
+            l.push(b"0123456789abcdef", End::Right, ListLimits::default());
+        }
+        assert!(l.is_large());
+        let mut steps = 0;
+        while l.free_nodes(16) {
+            steps += 1;
+        }
+        assert!(steps > 10);
+        assert!(l.is_empty());
+    }
+}
