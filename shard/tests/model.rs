@@ -12,6 +12,7 @@ use percore_proto::encode::{split_array_reply, split_bulks};
 use percore_proto::{command::resolve, OwnedArgs, Protocol, ReplyWriter};
 use percore_shard::snapshot::{ArchivedRecordValue, Reader};
 use percore_shard::types::hash::HashLimits;
+use percore_shard::types::list::ListLimits;
 use percore_shard::types::set::SetLimits;
 use percore_shard::{ExecCtx, Shard, ShardConfig, ValueRef};
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,6 +161,34 @@ impl Model {
         };
         let r = f(s);
         if s.is_empty() {
+            self.dbs[db].remove(k);
+        }
+        Ok(Some(r))
+    }
+
+    /// Runs `f` on the list at `k` (created empty when absent and `create`); a list left
+    /// empty is deleted. Ok(None): absent and not created.
+    fn list_write<R>(
+        &mut self,
+        db: usize,
+        k: &[u8],
+        now: u64,
+        create: bool,
+        f: impl FnOnce(&mut Vec<Vec<u8>>) -> R,
+    ) -> Result<Option<R>, Vec<u8>> {
+        match self.live(db, k, now) {
+            Some((Val::List(_), _)) => {}
+            Some(_) => return Err(error(WRONGTYPE)),
+            None if create => {
+                self.dbs[db].insert(k.to_vec(), (Val::List(Vec::new()), 0));
+            }
+            None => return Ok(None),
+        }
+        let Some((Val::List(l), _)) = self.dbs[db].get_mut(k) else {
+            unreachable!("a list found or created just above")
+        };
+        let r = f(l);
+        if l.is_empty() {
             self.dbs[db].remove(k);
         }
         Ok(Some(r))
@@ -460,6 +489,134 @@ impl Model {
                 });
                 reply(r.and_then(Option::unwrap))
             }
+            "LPUSH" | "RPUSH" => {
+                let left = cmd == "LPUSH";
+                reply(
+                    self.list_write(db, &k, now, true, |l| {
+                        for e in &a[2..] {
+                            if left {
+                                l.insert(0, e.clone());
+                            } else {
+                                l.push(e.clone());
+                            }
+                        }
+                        l.len() as i64
+                    })
+                    .map(|n| int(n.unwrap())),
+                )
+            }
+            "LPOP" | "RPOP" => {
+                let left = cmd == "LPOP";
+                let count = a
+                    .get(2)
+                    .map(|c| std::str::from_utf8(c).unwrap().parse::<usize>().unwrap());
+                reply(
+                    self.list_write(db, &k, now, false, |l| {
+                        let n = count.unwrap_or(1).min(l.len());
+                        let popped: Vec<Vec<u8>> = if left {
+                            l.drain(..n).collect()
+                        } else {
+                            let mut t: Vec<Vec<u8>> = l.drain(l.len() - n..).collect();
+                            t.reverse();
+                            t
+                        };
+                        match count {
+                            None => bulk(&popped[0]),
+                            Some(_) => array(popped.iter().map(|e| bulk(e))),
+                        }
+                    })
+                    .map(|r| {
+                        r.unwrap_or_else(|| {
+                            if count.is_some() {
+                                b"*-1\r\n".to_vec()
+                            } else {
+                                NIL.to_vec()
+                            }
+                        })
+                    }),
+                )
+            }
+            "LLEN" => reply(
+                self.list_write(db, &k, now, false, |l| l.len() as i64)
+                    .map(|n| int(n.unwrap_or(0))),
+            ),
+            "LRANGE" => reply(
+                self.list_write(db, &k, now, false, |l| array(l.iter().map(|e| bulk(e))))
+                    .map(|r| r.unwrap_or_else(|| b"*0\r\n".to_vec())),
+            ),
+            "LINDEX" => {
+                let i: i64 = std::str::from_utf8(&a[2]).unwrap().parse().unwrap();
+                reply(
+                    self.list_write(db, &k, now, false, |l| {
+                        let i = if i < 0 { l.len() as i64 + i } else { i };
+                        l.get(i as usize)
+                            .filter(|_| i >= 0)
+                            .map_or(NIL.to_vec(), |e| bulk(e))
+                    })
+                    .map(|r| r.unwrap_or_else(|| NIL.to_vec())),
+                )
+            }
+            "LREM" => {
+                let c: i64 = std::str::from_utf8(&a[2]).unwrap().parse().unwrap();
+                let target = a[3].clone();
+                reply(
+                    self.list_write(db, &k, now, false, |l| {
+                        let mut left = if c == 0 {
+                            usize::MAX
+                        } else {
+                            c.unsigned_abs() as usize
+                        };
+                        let mut idx: Vec<usize> = (0..l.len()).collect();
+                        if c < 0 {
+                            idx.reverse();
+                        }
+                        let mut doomed = Vec::new();
+                        for i in idx {
+                            if left > 0 && l[i] == target {
+                                doomed.push(i);
+                                left -= 1;
+                            }
+                        }
+                        doomed.sort_unstable();
+                        for i in doomed.iter().rev() {
+                            l.remove(*i);
+                        }
+                        doomed.len() as i64
+                    })
+                    .map(|n| int(n.unwrap_or(0))),
+                )
+            }
+            "LINSERT" => {
+                let after = a[2] == b"AFTER";
+                reply(
+                    self.list_write(db, &k, now, false, |l| {
+                        match l.iter().position(|e| *e == a[3]) {
+                            Some(p) => {
+                                l.insert(p + after as usize, a[4].clone());
+                                l.len() as i64
+                            }
+                            None => -1,
+                        }
+                    })
+                    .map(|n| int(n.unwrap_or(0))),
+                )
+            }
+            "LSET" => {
+                let i: i64 = std::str::from_utf8(&a[2]).unwrap().parse().unwrap();
+                match self.live(db, &k, now) {
+                    None => error("ERR no such key"),
+                    Some((Val::List(l), _)) => {
+                        let j = if i < 0 { l.len() as i64 + i } else { i };
+                        if j < 0 || j as usize >= l.len() {
+                            error("ERR index out of range")
+                        } else {
+                            l[j as usize] = a[3].clone();
+                            OK.to_vec()
+                        }
+                    }
+                    Some(_) => error(WRONGTYPE),
+                }
+            }
             "SADD" => reply(
                 self.set_write(db, &k, now, true, |s| {
                     a[2..].iter().filter(|m| s.insert(m.to_vec())).count() as i64
@@ -717,7 +874,7 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
         }
     };
     let key = |r: &mut Rng| keys[r.below(6) as usize].to_vec();
-    let which = r.below(48);
+    let which = r.below(59);
     // Fields and a second value for the hash commands.
     let (f, f2, f3, v2) = if (16..32).contains(&which) {
         let v2 = vals[r.below(6) as usize].to_vec();
@@ -863,6 +1020,47 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
             c
         }
         44 => vec![s("SSCAN"), k, s("0"), s("COUNT"), s("1000")],
+        // Lists: pushes come up most, so lists grow past a node (with the small fill).
+        48..=51 => {
+            let mut c = vec![s(if which % 2 == 0 { "LPUSH" } else { "RPUSH" }), k, v];
+            for _ in 0..r.below(4) {
+                c.push(vals[r.below(6) as usize].to_vec());
+            }
+            c
+        }
+        52 => {
+            let mut c = vec![s(if r.below(2) == 0 { "LPOP" } else { "RPOP" }), k];
+            if r.below(2) == 0 {
+                c.push(r.below(4).to_string().into_bytes());
+            }
+            c
+        }
+        53 => vec![s("LRANGE"), k, s("0"), s("-1")],
+        54 => vec![
+            s("LINDEX"),
+            k,
+            (r.below(9) as i64 - 4).to_string().into_bytes(),
+        ],
+        55 => vec![
+            s("LREM"),
+            k,
+            (r.below(5) as i64 - 2).to_string().into_bytes(),
+            v,
+        ],
+        56 => vec![
+            s("LINSERT"),
+            k,
+            s(if r.below(2) == 0 { "BEFORE" } else { "AFTER" }),
+            v,
+            vals[r.below(6) as usize].to_vec(),
+        ],
+        57 => vec![
+            s("LSET"),
+            k,
+            (r.below(7) as i64 - 3).to_string().into_bytes(),
+            v,
+        ],
+        58 => vec![s("LLEN"), k],
         _ => {
             let mut c = vec![s("SADD"), k, member(r)];
             for _ in 0..r.below(3) {
@@ -1008,6 +1206,10 @@ fn shard_matches_model_across_expiry() {
                 SetLimits {
                     max_intset_entries: 3,
                 }
+            },
+            // And nodes of two elements, so lists span many nodes.
+            list_limits: ListLimits {
+                fill: if seed % 2 == 0 { -2 } else { 2 },
             },
             ..Default::default()
         };
