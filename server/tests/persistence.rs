@@ -46,6 +46,8 @@ fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
     let get = match s(&c.cmd(&[b"TYPE", key])).as_str() {
         "+hash\r\n" => hash_contents(c, key),
         "+set\r\n" => set_contents(c, key),
+        // A list's order is its content.
+        "+list\r\n" => format!("list {}", s(&c.cmd(&[b"LRANGE", key, b"0", b"-1"]))),
         _ => s(&c.cmd(&[b"GET", key])),
     };
     let enc = s(&c.cmd(&[b"OBJECT", b"ENCODING", key]));
@@ -168,6 +170,15 @@ fn dataset(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
         keys.push((db, b"manyints".to_vec()));
         c.cmd(&[b"SADD", b"words", b"a", b"", b"\x00\xff"]);
         keys.push((db, b"words".to_vec()));
+        // Lists: a short one with binary and empty elements, and one of several nodes with
+        // a deadline.
+        c.cmd(&[b"RPUSH", b"queue", b"a", b"", b"\x00\xff", b"a", b"007"]);
+        keys.push((db, b"queue".to_vec()));
+        for i in 0..2000 {
+            c.cmd(&[b"LPUSH", b"long-list", format!("element-{i}").as_bytes()]);
+        }
+        c.q("PEXPIRE long-list 1000000");
+        keys.push((db, b"long-list".to_vec()));
     }
     c.q("SELECT 0");
     keys
