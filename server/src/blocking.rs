@@ -366,7 +366,7 @@ pub fn parse_timeout(b: &[u8]) -> Result<Option<Duration>, &'static str> {
         return Err(NOT_FLOAT);
     }
     let ms = (v * 1000.0).ceil();
-    if !ms.is_finite() || ms >= 9.223_372_036_854_775e18 || ms < 0.0 {
+    if !ms.is_finite() || !(0.0..9.223_372_036_854_775e18).contains(&ms) {
         return Err(NEGATIVE);
     }
     Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))

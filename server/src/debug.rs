@@ -300,8 +300,8 @@ fn protocol(name: &[u8], w: &mut ReplyWriter) {
 
 /// Matches DEBUG STRINGMATCH-TEST runs, as Redis's `stringmatchlen_fuzz_test`.
 const STRINGMATCH_CYCLES: usize = 10_000_000;
-/// Matches per slice between yields (about a millisecond).
-const STRINGMATCH_SLICE: usize = 10_000;
+/// Matches per slice between yields (about 0.1 ms optimized, 2.5 ms in a debug build).
+const STRINGMATCH_SLICE: usize = 1_000;
 
 /// DEBUG STRINGMATCH-TEST: the fuzz on this core's background queue, a slice at a time.
 async fn stringmatch_test() {
@@ -366,7 +366,16 @@ async fn reload(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
         }
     }
     let cfg = core.config.borrow().clone();
-    let exists = matches!(crate::persist::read_manifest(&cfg), Ok(Some(_)));
+    // As Redis, the databases are emptied even when there turns out to be nothing to load.
+    let set = match crate::persist::read_manifest(&cfg) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!(
+            "no snapshot set in {} (no {})",
+            cfg.dir,
+            crate::persist::manifest_path(&cfg).display()
+        )),
+        Err(e) => Err(e),
+    };
     let shards = core.nshards();
     let loaded = call_all(core, move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
@@ -375,9 +384,7 @@ async fn reload(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
                 sh.flush_db(db);
             }
         }
-        if !exists {
-            return Err("no snapshot set to load".to_string());
-        }
+        set.clone()?;
         crate::persist::load(&cfg, &mut sh, c.id, shards).map(|l| l.keys)
     })
     .await;

@@ -1022,7 +1022,15 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
         44 => vec![s("SSCAN"), k, s("0"), s("COUNT"), s("1000")],
         // Lists: pushes come up most, so lists grow past a node (with the small fill).
         48..=51 => {
-            let mut c = vec![s(if which % 2 == 0 { "LPUSH" } else { "RPUSH" }), k, v];
+            let mut c = vec![
+                s(if which.is_multiple_of(2) {
+                    "LPUSH"
+                } else {
+                    "RPUSH"
+                }),
+                k,
+                v,
+            ];
             for _ in 0..r.below(4) {
                 c.push(vals[r.below(6) as usize].to_vec());
             }

@@ -87,13 +87,11 @@ pub fn push_elements(
     let ctx = ExecCtx { db, now_ms };
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    match write(sh, &ctx, key, true, &mut out, |l, lim| {
+    write(sh, &ctx, key, true, &mut out, |l, lim| {
         elements.iter().for_each(|e| l.push(e, end, lim));
         l.len()
-    }) {
-        Ok(n) => n,
-        Err(()) => None,
-    }
+    })
+    .unwrap_or_default()
 }
 
 /// What a key holds, for commands that check a type before they change anything.
@@ -322,7 +320,7 @@ pub fn lpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         l.iter()
             .take(scan)
             .enumerate()
-            .filter(|(_, x)| *x == &e[..])
+            .filter(|(_, x)| *x == e)
             .map(|(i, _)| i)
             .skip(skip)
             .take(want)
@@ -332,7 +330,7 @@ pub fn lpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             .rev()
             .take(scan)
             .enumerate()
-            .filter(|(_, x)| *x == &e[..])
+            .filter(|(_, x)| *x == e)
             .map(|(i, _)| len - 1 - i)
             .skip(skip)
             .take(want)
