@@ -132,7 +132,7 @@ pub fn digest_value(sh: &Shard, db: usize, key: &[u8]) -> Digest {
 /// keys and the xor of SHA-1s of their key digests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DatasetDigest {
-    pub dbs: [(u64, Digest); DB_COUNT],
+    dbs: [(u64, Digest); DB_COUNT],
 }
 
 impl Default for DatasetDigest {
