@@ -119,6 +119,12 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             w.ok();
         }
         Cmd::ClientUnblock => {
+            if a.len() > 4 {
+                return w.error(&format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                    lossy(&a[1])
+                ));
+            }
             let Some(id) = percore_proto::parse_i64(&a[2]) else {
                 return w.error("ERR value is not an integer or out of range");
             };

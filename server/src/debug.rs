@@ -87,6 +87,12 @@ pub async fn run(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         w.ok();
     } else if eq(sub, "reload") {
         reload(conn, &a, w).await;
+    } else if n == 3 && eq(sub, "listpack") {
+        structure(conn, &a[2], false, w).await;
+    } else if (n == 3 || n == 4) && eq(sub, "quicklist") {
+        structure(conn, &a[2], true, w).await;
+    } else if n == 3 && eq(sub, "quicklist-packed-threshold") {
+        packed_threshold(conn, &a[2], w).await;
     } else {
         w.error(&syntax_error(sub));
     }
@@ -118,8 +124,16 @@ fn help(w: &mut ReplyWriter) {
             "    Output a hex signature representing the current DB content.",
             "DIGEST-VALUE <key> [<key> ...]",
             "    Output a hex signature of the values of all the specified keys.",
+            "LISTPACK <key>",
+            "    Show low level info about the listpack encoding of <key>.",
             "OBJECT <key>",
             "    Show low level info about `key` and associated value.",
+            "QUICKLIST <key> [<0|1>]",
+            "    Show low level info about the quicklist encoding of <key>.",
+            "    The optional argument (0 by default) sets the level of detail",
+            "QUICKLIST-PACKED-THRESHOLD <size>",
+            "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+            "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
             "PROTOCOL <type>",
             "    Reply with a test value of the specified type. <type> can be: string,",
             "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -186,6 +200,78 @@ fn atoi_nonzero(s: &[u8]) -> bool {
         rest.next();
     }
     rest.take_while(|c| c.is_ascii_digit()).any(|&c| c != b'0')
+}
+
+/// DEBUG LISTPACK and DEBUG QUICKLIST: the layout of a listpack-encoded value (a small
+/// hash) or of a list's nodes goes to the log, as Redis prints it on its standard output.
+async fn structure(conn: &Conn, key: &[u8], quicklist: bool, w: &mut ReplyWriter<'_>) {
+    let target = shard_of(key, conn.core.nshards());
+    let (db, k) = (conn.db, key.to_vec());
+    let found = call(&conn.core, target, move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        let e = sh.lookup(db, &k, now_ms())?;
+        Some(match (e.value(), quicklist) {
+            (percore_shard::ValueRef::List(l), true) => Ok(format!(
+                "quicklist {{count: {}, len: {}, nodes (count, bytes): {:?}}}",
+                l.len(),
+                l.node_count(),
+                l.node_sizes()
+            )),
+            (v, false) if v.encoding() == "listpack" => Ok(format!(
+                "listpack of {} ({} bytes allocated)",
+                v.type_name(),
+                e.get().alloc_bytes()
+            )),
+            _ if quicklist => Err("ERR Not a quicklist encoded object."),
+            _ => Err("ERR Not a listpack encoded object."),
+        })
+    })
+    .await;
+    match found {
+        None => w.error(percore_shard::err::NO_SUCH_KEY),
+        Some(Err(e)) => w.error(e),
+        Some(Ok(line)) => {
+            crate::log::notice(&format!("DEBUG {}: {line}", String::from_utf8_lossy(key)));
+            w.simple(if quicklist {
+                b"Quicklist structure printed on stdout"
+            } else {
+                b"Listpack structure printed on stdout"
+            });
+        }
+    }
+}
+
+/// DEBUG QUICKLIST-PACKED-THRESHOLD: elements of at least this size get list nodes of their
+/// own (Redis's plain nodes); 0 restores the default of 1 GiB. Applies to every shard.
+async fn packed_threshold(conn: &Conn, arg: &[u8], w: &mut ReplyWriter<'_>) {
+    const BAD: &str = "ERR argument must be a memory value bigger than 1 and smaller than 4gb";
+    let sz = match crate::config::parse_memory(&String::from_utf8_lossy(arg)) {
+        Ok(n) if n <= (1 << 32) - (1 << 20) => n as usize,
+        _ => return w.error(BAD),
+    };
+    let sz = if sz == 0 {
+        percore_shard::types::list::PACKED_THRESHOLD
+    } else {
+        sz
+    };
+    let (version, new) = {
+        let mut g = conn
+            .core
+            .global
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut cfg: Config = (*g.1).clone();
+        cfg.list_limits.packed_threshold = sz;
+        g.0 += 1;
+        g.1 = Arc::new(cfg);
+        (g.0, g.1.clone())
+    };
+    call_all(&conn.core, move |c: &Core| {
+        c.apply_config(version, new.clone())
+    })
+    .await;
+    w.ok();
 }
 
 /// DEBUG OBJECT key: the line from the key's shard, or `ERR no such key`.

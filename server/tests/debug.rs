@@ -602,3 +602,41 @@ fn reload_keeps_the_data() {
         "-ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.\r\n"
     );
 }
+
+/// LISTPACK, QUICKLIST and QUICKLIST-PACKED-THRESHOLD answer as Redis's (the structure itself
+/// goes to each server's own output), and a small threshold gives long elements nodes of
+/// their own without changing what the list holds.
+#[test]
+fn list_structure_subcommands_answer_as_redis() {
+    let Some(rs) = redis("DEBUG LISTPACK/QUICKLIST") else {
+        return;
+    };
+    let ps = percore(2, &[]);
+    let (mut r, mut p) = (rs.client(), ps.client());
+    for line in [
+        "RPUSH l a b c",
+        "HSET h f v",
+        "SADD s 1",
+        "DEBUG QUICKLIST l",
+        "DEBUG QUICKLIST l 1",
+        "DEBUG LISTPACK l",
+        "DEBUG LISTPACK h",
+        "DEBUG QUICKLIST h",
+        "DEBUG LISTPACK s",
+        "DEBUG LISTPACK nokey",
+        "DEBUG QUICKLIST nokey",
+        "DEBUG QUICKLIST-PACKED-THRESHOLD 5gb",
+        "DEBUG QUICKLIST-PACKED-THRESHOLD abc",
+        "DEBUG QUICKLIST-PACKED-THRESHOLD 10",
+        "RPUSH l 0123456789abc xyz 0123456789",
+        "LINSERT l BEFORE b 0123456789long",
+        "LSET l 0 0123456789set",
+        "LRANGE l 0 -1",
+        "DEBUG QUICKLIST-PACKED-THRESHOLD 0",
+        "RPUSH l tail",
+        "LRANGE l 0 -1",
+        "DEBUG QUICKLIST-PACKED-THRESHOLD",
+    ] {
+        same(&mut r, &mut p, line);
+    }
+}

@@ -1218,6 +1218,7 @@ fn shard_matches_model_across_expiry() {
             // And nodes of two elements, so lists span many nodes.
             list_limits: ListLimits {
                 fill: if seed % 2 == 0 { -2 } else { 2 },
+                ..Default::default()
             },
             ..Default::default()
         };

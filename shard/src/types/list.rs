@@ -37,22 +37,38 @@ use std::collections::VecDeque;
 /// The largest node a positive fill may build (Redis's `SIZE_SAFETY_LIMIT`).
 const SIZE_SAFETY_LIMIT: usize = 8192;
 
-/// `list-max-listpack-size`.
+/// `list-max-listpack-size`, and the size from which an element always gets a node of its
+/// own (Redis's "plain" nodes; `DEBUG QUICKLIST-PACKED-THRESHOLD`, 1 GiB by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListLimits {
     pub fill: i64,
+    pub packed_threshold: usize,
 }
+
+/// Redis's default packed threshold.
+pub const PACKED_THRESHOLD: usize = 1 << 30;
 
 impl Default for ListLimits {
     fn default() -> Self {
-        ListLimits { fill: -2 }
+        ListLimits {
+            fill: -2,
+            packed_threshold: PACKED_THRESHOLD,
+        }
     }
 }
 
 impl ListLimits {
+    /// Whether an element of `len` bytes is stored alone in its node.
+    fn is_plain(self, len: usize) -> bool {
+        len >= self.packed_threshold
+    }
+
     /// Whether a node of `bytes` bytes and `count` entries stays within the limit with
     /// `add` more bytes and one more entry.
     fn fits(self, bytes: usize, count: usize, add: usize) -> bool {
+        if count == 1 && self.is_plain(bytes) || self.is_plain(add) {
+            return false;
+        }
         let new = bytes + add;
         if self.fill < 0 {
             new <= 4096usize << ((-self.fill).min(5) - 1)
@@ -430,6 +446,26 @@ impl List {
             return self.push(e, End::Right, limits);
         }
         let (ni, k) = self.locate(i);
+        if limits.is_plain(e.len()) {
+            return self.insert_alone(ni, k, e);
+        }
+        let n = &self.nodes[ni];
+        if n.count == 1 && limits.is_plain(n.data.len()) {
+            // Before a plain node (k is 0): at the end of the previous node if it has room,
+            // else in a node of its own.
+            let add = entry_size(e.len());
+            match ni.checked_sub(1) {
+                Some(p)
+                    if limits.fits(self.nodes[p].data.len(), self.nodes[p].count as usize, add) =>
+                {
+                    put_entry(&mut self.nodes[p].data, e);
+                    self.nodes[p].count += 1;
+                    self.len += 1;
+                }
+                _ => self.insert_alone(ni, 0, e),
+            }
+            return;
+        }
         let n = &mut self.nodes[ni];
         let pos = n.pos_of(k);
         n.insert(pos, e);
@@ -437,9 +473,36 @@ impl List {
         self.split_if_over(ni, limits);
     }
 
+    /// Puts `e` in a node of its own before entry `k` of node `ni`, splitting that node.
+    fn insert_alone(&mut self, ni: usize, k: usize, e: &[u8]) {
+        let mut alone = Node::default();
+        alone.insert(0, e);
+        let at = if k == 0 {
+            ni
+        } else {
+            let tail = self.nodes[ni].split_off(k);
+            if tail.count > 0 {
+                self.insert_node(ni + 1, tail);
+            }
+            ni + 1
+        };
+        self.insert_node(at, alone);
+        self.len += 1;
+    }
+
     /// Replaces element `i` (< len).
     pub fn set(&mut self, i: usize, e: &[u8], limits: ListLimits) {
         let (ni, k) = self.locate(i);
+        if limits.is_plain(e.len()) {
+            let n = &mut self.nodes[ni];
+            let pos = n.pos_of(k);
+            n.remove(pos);
+            self.len -= 1;
+            if n.count == 0 {
+                self.nodes.remove(ni);
+            }
+            return self.insert(i, e, limits);
+        }
         let n = &mut self.nodes[ni];
         let pos = n.pos_of(k);
         n.remove(pos);
@@ -648,7 +711,10 @@ mod tests {
     #[test]
     fn nodes_follow_the_fill() {
         let mut l = List::default();
-        let lim = ListLimits { fill: 4 };
+        let lim = ListLimits {
+            fill: 4,
+            ..Default::default()
+        };
         for i in 0..10 {
             l.push(format!("{i}").as_bytes(), End::Right, lim);
         }
@@ -671,8 +737,20 @@ mod tests {
     /// Random edits against a VecDeque, at several fills, with the structure checked.
     #[test]
     fn matches_a_model() {
-        for fill in [-2i64, -1, 1, 3, 0] {
-            let lim = ListLimits { fill };
+        let big = PACKED_THRESHOLD;
+        for (fill, packed_threshold) in [
+            (-2i64, big),
+            (-1, big),
+            (1, big),
+            (3, big),
+            (0, big),
+            (-2, 50),
+            (4, 50),
+        ] {
+            let lim = ListLimits {
+                fill,
+                packed_threshold,
+            };
             let mut l = List::default();
             let mut m: Model<Vec<u8>> = Model::new();
             let mut x = 0x1234_5678_9abc_def1u64 ^ fill as u64;
@@ -741,6 +819,10 @@ mod tests {
                     for (c, b) in l.node_sizes() {
                         assert!(c > 0, "no empty nodes");
                         assert!(c == 1 || !lim.over(b, c), "fill {fill}: node {c}/{b}");
+                        assert!(
+                            c == 1 || b < packed_threshold,
+                            "a plain element shares a node"
+                        );
                     }
                     if !m.is_empty() {
                         let i = (r >> 4) as usize % m.len();
@@ -752,6 +834,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn elements_past_the_packed_threshold_get_nodes_of_their_own() {
+        let lim = ListLimits {
+            fill: -2,
+            packed_threshold: 10,
+        };
+        let mut l = List::default();
+        for e in [&b"a"[..], b"b", &[b'x'; 10], b"c", &[b'y'; 12]] {
+            l.push(e, End::Right, lim);
+        }
+        assert_eq!(
+            l.node_sizes().iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![2, 1, 1, 1]
+        );
+        l.insert(1, &[b'z'; 11], lim);
+        l.set(0, &[b'w'; 20], lim);
+        assert_eq!(
+            l.node_sizes().iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![1, 1, 1, 1, 1, 1]
+        );
+        assert_eq!(l.len(), 6);
+        assert_eq!(l.get(1), Some(&[b'z'; 11][..]));
+        assert_eq!(l.get(2), Some(&b"b"[..]));
     }
 
     #[test]
