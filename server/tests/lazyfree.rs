@@ -62,3 +62,62 @@ fn huge_values_are_freed_in_slices_off_the_request_path() {
     }
     assert!(info.contains("mem_allocator:mimalloc-3."), "{info}");
 }
+
+/// A long list, a large set and a large hash, deleted by DEL, UNLINK and expiry, are handed to
+/// the background (INFO counts them as pending in the same pipeline, before any background
+/// tick could run) and then freed.
+#[test]
+fn large_collections_are_freed_in_the_background() {
+    let srv = Server::percore(1, &[]);
+    let mut c = srv.client();
+    let batch: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("element-{i:08}").into_bytes())
+        .collect();
+    for (cmd, key) in [(&b"RPUSH"[..], &b"list"[..]), (b"SADD", b"set")] {
+        for round in 0..200 {
+            let mut args: Vec<Vec<u8>> = vec![cmd.to_vec(), key.to_vec()];
+            args.extend(
+                batch
+                    .iter()
+                    .map(|e| [e.as_slice(), format!("-{round}").as_bytes()].concat()),
+            );
+            let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            assert_eq!(c.cmd(&refs)[0], b':');
+        }
+    }
+    for round in 0..100 {
+        let mut args: Vec<Vec<u8>> = vec![b"HSET".to_vec(), b"hash".to_vec()];
+        for e in &batch {
+            args.push([e.as_slice(), format!("-{round}").as_bytes()].concat());
+            args.push(b"v".to_vec());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        assert_eq!(c.cmd(&refs)[0], b':');
+    }
+    assert_eq!(s(&c.q("LLEN list")), ":200000\r\n");
+    assert_eq!(s(&c.q("SCARD set")), ":200000\r\n");
+    assert_eq!(s(&c.q("HLEN hash")), ":100000\r\n");
+    assert_eq!(s(&c.q("PEXPIRE hash 1")), ":1\r\n");
+    std::thread::sleep(Duration::from_millis(5));
+    c.send_raw(b"DEL list\r\nUNLINK set\r\nEXISTS hash\r\nINFO memory\r\n");
+    assert_eq!(s(&c.read_reply()), ":1\r\n");
+    assert_eq!(s(&c.read_reply()), ":1\r\n");
+    assert_eq!(s(&c.read_reply()), ":0\r\n", "the hash has expired");
+    let info = s(&c.read_reply());
+    let pending: usize = info
+        .split("lazyfree_pending_objects:")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .and_then(|n| n.parse().ok())
+        .expect("INFO memory has lazyfree_pending_objects");
+    assert!(
+        pending >= 3,
+        "the three collections wait for the background: {info}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s(&c.q("INFO memory")).contains("lazyfree_pending_objects:0\r\n") {
+        assert!(Instant::now() < deadline, "still pending after 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s(&c.q("DBSIZE")), ":0\r\n");
+}

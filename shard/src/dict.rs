@@ -1251,6 +1251,11 @@ impl Dict {
     }
 
     /// Large blocks waiting to be freed, and their bytes.
+    /// Blocks and collections this table let go of, waiting for [`Dict::graveyard`]'s taker.
+    pub fn graveyard_len(&self) -> usize {
+        self.graveyard.len()
+    }
+
     pub fn graveyard(&mut self) -> &mut Graveyard {
         &mut self.graveyard
     }

@@ -281,7 +281,13 @@ impl Shard {
 
     /// Entries and large blocks waiting to be freed (INFO `lazyfree_pending_objects`).
     pub fn lazyfree_pending(&self) -> usize {
-        self.garbage.iter().map(|d| d.len()).sum::<usize>() + self.graveyard.len()
+        self.garbage.iter().map(|d| d.len()).sum::<usize>()
+            + self.graveyard.len()
+            + self
+                .dbs
+                .iter()
+                .map(|d| d.dict.graveyard_len())
+                .sum::<usize>()
     }
 
     /// Looks a key up for reading or writing; an expired key is deleted and reported absent.
