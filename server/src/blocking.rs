@@ -173,6 +173,18 @@ pub fn offer(
 ) -> Offered {
     let now = now_ms();
     let mut sh = core.shard.borrow_mut();
+    // A destination's type seen when the command began decides only its first look; later
+    // (a list appearing at the source), the push itself finds out.
+    let later = match op {
+        Op::Move { dst_bad: true, .. } => {
+            let mut o = op.clone();
+            if let Op::Move { dst_bad, .. } = &mut o {
+                *dst_bad = false;
+            }
+            std::borrow::Cow::Owned(o)
+        }
+        _ => std::borrow::Cow::Borrowed(op),
+    };
     if mode != Mode::Queue {
         for k in keys {
             match kind(&mut sh, db, now, k) {
@@ -197,7 +209,7 @@ pub fn offer(
     } else {
         for k in keys {
             if kind(&mut sh, db, now, k) == Kind::List {
-                serve_one(&mut sh, db, k, now, cell, op);
+                serve_one(&mut sh, db, k, now, cell, &later);
                 drop(sh);
                 serve_ready(core);
                 return Offered::Answered;
@@ -214,7 +226,7 @@ pub fn offer(
             .or_default()
             .push_back(Waiter {
                 cell: cell.clone(),
-                op: op.clone(),
+                op: later.clone().into_owned(),
             });
         sh.block_key(db, k);
     }
