@@ -8,13 +8,18 @@
 #   a noisy machine hits all of them.
 # - Drivers: percore-loadtest always; memtier_benchmark too when it is on PATH, on the same
 #   server instance right after, so the two generators' figures can be cross-checked.
+# - Collection workloads (hash, set, list; issue 15) are memtier_benchmark only, through its
+#   `--command`; each is a write row then a read row on one server instance and keyspace:
+#   HSET then HGET, SADD then SISMEMBER, LPUSH then RPOP (see pair_rows below). Without
+#   memtier_benchmark they are skipped, saying so.
 # - Server CPU seconds come from /proc/PID/stat around the measured run; the generator's own
 #   CPU from getrusage (percore-loadtest) or the shell's child times (memtier).
 #
 # Peers: redis-server, valkey-server and dragonfly, each when installed.
 # Environment: TEST_TIME (s, 10), ROUNDS (2), WARMUP (s, 2), KEYS (100000), SHARDS (percore
 # shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all), OUT (directory,
-# default loadtest/results/DATE).
+# default loadtest/results/DATE), LIST_DEPTH (elements per list before LPUSH/RPOP, see below).
+# `WORKLOADS="hash set list" make bench` runs the collection rows alone.
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
@@ -25,7 +30,10 @@ WARMUP=${WARMUP:-2}
 KEYS=${KEYS:-100000}
 SHARDS=${SHARDS:-1}
 OUT=${OUT:-loadtest/results/$(date +%F)}
-WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate light"}
+WORKLOADS=${WORKLOADS:-"p1 p32 get-hits 1kb conns-500 fixed-rate light hash set list"}
+# Every list starts with LIST_DEPTH elements, so RPOP finds one even at 200,000 pops a second
+# with no LPUSH before it; the run still checks afterwards that no list ran empty.
+LIST_DEPTH=${LIST_DEPTH:-$((200000 * TEST_TIME / KEYS + 10))}
 # A second percore with 2 shards on the same CPU: half the requests cross cores, so its CPU
 # per request beside the 1-shard figure is the price of the cross-core hop. TWO_SHARDS=0 skips.
 TWO_SHARDS=${TWO_SHARDS:-1}
@@ -41,10 +49,43 @@ workload_args() {
     conns-500) echo "-t 1 -c 500 --pipeline=1 --ratio=1:10 -d 32" ;;
     fixed-rate) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
     light) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
+    hash | set | list) echo "-t 1 -c 50 --pipeline=1 -d 16" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
 data_size() { workload_args "$1" | sed 's/.*-d \([0-9]*\).*/\1/'; }
+
+# Collection workloads: the write row, then the read row, on one keyspace of KEYS keys
+# (memtier-1 .. memtier-KEYS), each a memtier_benchmark --command with uniform random keys.
+# fill_command runs once per key first, so every read hits: HGET finds field f, SISMEMBER
+# finds the fill's member (memtier's constant data), RPOP finds a list of LIST_DEPTH or more.
+# The write rows send memtier's --random-data, so SADD adds a new member, LPUSH pushes new
+# bytes and HSET overwrites field f with a new value.
+is_pair() { case "$1" in hash | set | list) return 0 ;; *) return 1 ;; esac; }
+pair_rows() {
+  case "$1" in
+    hash) echo "hset hget" ;;
+    set) echo "sadd sismember" ;;
+    list) echo "lpush rpop" ;;
+  esac
+}
+row_command() {
+  case "$1" in
+    hset) echo "hset __key__ f __data__" ;;
+    hget) echo "hget __key__ f" ;;
+    sadd) echo "sadd __key__ __data__" ;;
+    sismember) echo "sismember __key__ __data__" ;;
+    lpush) echo "lpush __key__ __data__" ;;
+    rpop) echo "rpop __key__" ;;
+  esac
+}
+fill_command() {
+  case "$1" in
+    hash) echo "hset __key__ f __data__" ;;
+    set) echo "sadd __key__ __data__" ;;
+    list) echo "lpush __key__$(for _ in $(seq "$LIST_DEPTH"); do printf ' __data__'; done)" ;;
+  esac
+}
 
 servers="percore"
 [ "$TWO_SHARDS" = 1 ] && servers="$servers percore-2s"
@@ -57,6 +98,9 @@ if command -v memtier_benchmark >/dev/null 2>&1; then
 else
   echo "memtier_benchmark is not on PATH: measuring with percore-loadtest only (build memtier" >&2
   echo "from its source outside this repository and put it on PATH to cross-check)." >&2
+  for w in $WORKLOADS; do
+    if is_pair "$w"; then echo "memtier_benchmark is not on PATH: the $w rows ($(pair_rows "$w")) are skipped." >&2; fi
+  done
 fi
 echo "servers: $servers; drivers: $drivers; workloads: $WORKLOADS; $ROUNDS rounds of ${TEST_TIME}s" >&2
 
@@ -74,6 +118,12 @@ echo "servers: $servers; drivers: $drivers; workloads: $WORKLOADS; $ROUNDS round
   done
   command -v memtier_benchmark >/dev/null 2>&1 && echo "memtier_benchmark: $(memtier_benchmark --version | head -1)"
   echo "pinning: servers on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU; ${TEST_TIME}s per run, $ROUNDS rounds, ${WARMUP}s warm-up, $KEYS keys"
+  for w in $WORKLOADS; do
+    if is_pair "$w"; then
+      echo "collections: memtier --command, write row then read row per server instance; lists start at $LIST_DEPTH elements"
+      break
+    fi
+  done
 } >"$OUT/machine.txt"
 
 # CHILD_CPU := CPU seconds of this shell's finished children (user + system). Not called in
@@ -106,6 +156,74 @@ trap stop_server EXIT
 
 rate=
 seq=0
+# write_meta NAME SERVER WORKLOAD DRIVER ROUND BEFORE AFTER CLIENT_CPU [KEY=VALUE...]: the
+# run's sidecar for `percore-loadtest report`, from the server's CPU seconds around it.
+write_meta() {
+  local name=$1 server=$2 workload=$3 driver=$4 round=$5 before=$6 after=$7 client_cpu=$8
+  shift 8
+  seq=$((seq + 1))
+  {
+    echo "seq=$seq"
+    echo "json=$name.json"
+    echo "server=$server"
+    echo "workload=$workload"
+    echo "driver=$driver"
+    echo "round=$round"
+    echo "seconds=$TEST_TIME"
+    echo "server_cpu_s=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"
+    [ -n "$client_cpu" ] && echo "client_cpu_s=$client_cpu"
+    for kv in "$@"; do echo "$kv"; done
+  } >"$OUT/raw/$name.meta"
+  echo "$name: $(grep -E '^Totals' "$OUT/raw/$name.txt" | awk '{print $2}') ops/s" >&2
+}
+
+# dbsize PORT: the server's key count (empty without redis-cli).
+dbsize() {
+  if command -v redis-cli >/dev/null 2>&1; then redis-cli -p "$1" dbsize | tr -d '\r'; fi
+}
+
+# run_pair WORKLOAD SERVER ROUND: one server instance, filled, warmed up with the write
+# command, then the write row and the read row, TEST_TIME each.
+run_pair() {
+  local workload=$1 server=$2 round=$3 port common write_row read_row row name random before after c0 keys
+  port=$(free_port)
+  start_server "$server" "$port"
+  common="-s 127.0.0.1 -p $port $(workload_args "$workload") --key-minimum=1 --key-maximum=$KEYS --hide-histogram"
+  # Fill: each of 10 connections takes its own tenth of the keys (pattern P), once each.
+  # shellcheck disable=SC2086
+  taskset -c "$CLIENT_CPU" memtier_benchmark $common -c 10 --pipeline=16 --command="$(fill_command "$workload")" \
+    --command-key-pattern=P -n $(((KEYS + 9) / 10)) >"$OUT/raw/$workload-$server-fill-r$round.txt" 2>&1
+  keys=$(dbsize "$port")
+  if [ -n "$keys" ] && [ "$keys" != "$KEYS" ]; then
+    echo "$workload on $server: the fill left $keys keys, $KEYS expected" >&2
+    exit 1
+  fi
+  read -r write_row read_row <<<"$(pair_rows "$workload")"
+  # shellcheck disable=SC2086
+  taskset -c "$CLIENT_CPU" memtier_benchmark $common --command="$(row_command "$write_row")" --command-key-pattern=R \
+    --random-data --distinct-client-seed --test-time="$WARMUP" >/dev/null 2>&1
+  for row in "$write_row" "$read_row"; do
+    name="$row-$server-memtier-r$round"
+    random=
+    [ "$row" = "$write_row" ] && random=--random-data
+    before=$(cpu_seconds "$SERVER_PID")
+    children_cpu
+    c0=$CHILD_CPU
+    # shellcheck disable=SC2086
+    taskset -c "$CLIENT_CPU" memtier_benchmark $common --command="$(row_command "$row")" --command-key-pattern=R \
+      $random --distinct-client-seed --test-time="$TEST_TIME" --json-out-file="$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
+    children_cpu
+    after=$(cpu_seconds "$SERVER_PID")
+    # After RPOP, a key short of KEYS is a list that ran empty: some pops found nothing.
+    keys=$(dbsize "$port")
+    write_meta "$name" "$server" "$row" memtier "$round" "$before" "$after" \
+      "$(awk -v a="$c0" -v b="$CHILD_CPU" 'BEGIN { printf "%.2f", b - a }')" "command=$(row_command "$row")" "keys_after=$keys"
+    if [ -n "$keys" ] && [ "$keys" != "$KEYS" ]; then
+      echo "warning: $name left $keys of $KEYS keys: some lists ran empty, raise LIST_DEPTH" >&2
+    fi
+  done
+  stop_server
+}
 # Median percore-loadtest ops/s of a workload on a server, from this run's raw files.
 measured_ops() { # workload server
   for f in "$OUT"/raw/"$1"-"$2"-percore-loadtest-r*.json; do
@@ -114,6 +232,17 @@ measured_ops() { # workload server
 }
 
 for workload in $WORKLOADS; do
+  if is_pair "$workload"; then
+    case " $drivers " in
+      *" memtier "*)
+        for round in $(seq "$ROUNDS"); do
+          for server in $servers; do run_pair "$workload" "$server" "$round"; done
+        done
+        ;;
+      *) echo "$workload: skipped (needs memtier_benchmark on PATH)" >&2 ;;
+    esac
+    continue
+  fi
   args=$(workload_args "$workload")
   d=$(data_size "$workload")
   if [ "$workload" = light ]; then
@@ -162,25 +291,17 @@ for workload in $WORKLOADS; do
           client_cpu=$(awk -v a="$c0" -v b="$CHILD_CPU" 'BEGIN { printf "%.2f", b - a }')
         fi
         after=$(cpu_seconds "$SERVER_PID")
-        seq=$((seq + 1))
-        {
-          echo "seq=$seq"
-          echo "json=$name.json"
-          echo "server=$server"
-          echo "workload=$workload"
-          echo "driver=$driver"
-          echo "round=$round"
-          echo "seconds=$TEST_TIME"
-          echo "server_cpu_s=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"
-          [ -n "$client_cpu" ] && echo "client_cpu_s=$client_cpu"
-        } >"$OUT/raw/$name.meta"
-        echo "$name: $(grep -E '^Totals' "$OUT/raw/$name.txt" | awk '{print $2}') ops/s" >&2
+        write_meta "$name" "$server" "$workload" "$driver" "$round" "$before" "$after" "$client_cpu"
       done
       stop_server
     done
   done
 done
 rm -f "$OUT/.times"
+if ! ls "$OUT"/raw/*.meta >/dev/null 2>&1; then
+  echo "nothing was measured (workloads: $WORKLOADS)" >&2
+  exit 2
+fi
 "$LT" report "$OUT"
 echo >&2
 echo "report: $OUT/report.md, $OUT/report.svg; raw runs: $OUT/raw" >&2

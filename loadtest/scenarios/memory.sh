@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Bytes per key and per hash field, percore beside redis-server (and valkey-server when
-# installed), one server at a time, each pinned to SERVER_CPU with the loader on CLIENT_CPU;
-# the RSS (VmRSS) before and after filling, SETTLE seconds after the load, divided by the
-# elements stored. `make bench-memory`. Two tables:
+# Bytes per key and per collection element, percore beside redis-server (and valkey-server
+# when installed), one server at a time, each pinned to SERVER_CPU with the loader on
+# CLIENT_CPU; the RSS (VmRSS) before and after filling, SETTLE seconds after the load, divided
+# by the elements stored. `make bench-memory`. Tables:
 #
 # 1. Strings: KEYS keys of 16 bytes with 32-byte values, as the cache-memory issue defines
 #    the workload (percore-loadtest SETs).
@@ -10,15 +10,19 @@
 #    `redis-cli --pipe`, 10 field-value pairs per HSET, the same bytes for every server:
 #    - small: HASHES hashes of 10 fields, 16-byte keys (`listpack` encoding);
 #    - large: one hash of FIELDS fields (`hashtable` encoding).
-# 3. Sets: SETS sets of 20 small integers, one SADD each (`intset` encoding).
-#    Then percore's bytes as a fraction of Redis's and Valkey's (issue 15's target: <= 0.8x
+#    Sets: SETS sets of 20 small integers, one SADD each (`intset` encoding).
+#    Lists: 16-byte elements, 10 per RPUSH, also through `redis-cli --pipe`:
+#    - small: LISTS lists of 10 elements, 16-byte keys;
+#    - large: one list of ELEMENTS elements.
+#    (Redis 7.0 and percore report `quicklist` for both, Valkey 8 `listpack` for the small.)
+# 3. percore's bytes as a fraction of Redis's and Valkey's (issue 15's target: <= 0.8x
 #    Redis's in every row).
 #
 # Environment: COUNTS (string rows, "1000000 10000000"), HASHES (1000000), FIELDS (1000000),
-# SETS (1000000);
-# set any of them to "" to skip its rows, e.g. `COUNTS= make bench-memory` for the hashes
-# only. SHARDS (percore shards, 1), SETTLE (seconds after a fill, 2), SERVER_CPU (0),
-# CLIENT_CPU (1).
+# SETS (1000000), LISTS (1000000), ELEMENTS (10000000);
+# set any of them to "" to skip its rows, e.g. `COUNTS= make bench-memory` for the
+# collections only, `COUNTS= HASHES= FIELDS= SETS= make bench-memory` for the lists only.
+# SHARDS (percore shards, 1), SETTLE (seconds after a fill, 2), SERVER_CPU (0), CLIENT_CPU (1).
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
@@ -28,6 +32,8 @@ COUNTS=${COUNTS-"1000000 10000000"}
 HASHES=${HASHES-1000000}
 FIELDS=${FIELDS-1000000}
 SETS=${SETS-1000000}
+LISTS=${LISTS-1000000}
+ELEMENTS=${ELEMENTS-10000000}
 SHARDS=${SHARDS:-1}
 SETTLE=${SETTLE:-2}
 servers="percore"
@@ -79,15 +85,21 @@ if [ -n "$COUNTS" ]; then
   done
 fi
 
-[ -n "$HASHES$FIELDS$SETS" ] || exit 0
+[ -n "$HASHES$FIELDS$SETS$LISTS$ELEMENTS" ] || exit 0
 require_redis_cli
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
 
-# gen_resp small N | gen_resp large N: the RESP of the fill, 10 pairs per HSET. small: keys
-# "hash:" + 11 digits (16 bytes), fields field:00..field:09, values "v" + 12 digits + "-" +
-# 2 digits; large: key "bighash", fields "f" + 7 digits, values "v" + 15 digits. No field or
-# value parses as an integer, so no server stores one as a number.
+# gen_resp KIND N: the RESP of the fill.
+# - small N: N hashes, 10 pairs per HSET. Keys "hash:" + 11 digits (16 bytes), fields
+#   field:00..field:09, values "v" + 12 digits + "-" + 2 digits.
+# - large N: one hash "bighash" of N fields, 10 pairs per HSET. Fields "f" + 7 digits, values
+#   "v" + 15 digits.
+# - sets N: N sets of 20 small integers, one SADD each.
+# - lists N: N lists of 10 elements, one RPUSH each. Keys "list:" + 11 digits, elements "e" +
+#   12 digits + "-" + 2 digits.
+# - biglist N: one list "biglist" of N elements, 10 per RPUSH. Elements "e" + 15 digits.
+# No field, value or list element parses as an integer, so no server stores one as a number.
 gen_resp() {
   python3 - "$1" "$2" <<'PY'
 import sys
@@ -112,6 +124,21 @@ elif mode == "sets":
         chunk.append(head % i + b"".join(b"$%d\r\n%s\r\n" % (len(m), m) for m in members))
         if len(chunk) == 10000:
             flush()
+elif mode == "lists":
+    fmt = (b"*12\r\n$5\r\nRPUSH\r\n$16\r\nlist:%011d\r\n"
+           + b"".join(b"$16\r\ne%%012d-%02d\r\n" % j for j in range(10)))
+    for i in range(n):
+        chunk.append(fmt % ((i,) * 11))
+        if len(chunk) == 10000:
+            flush()
+elif mode == "biglist":
+    assert n <= 10**15, "elements are e + 15 digits"
+    for start in range(0, n, 10):
+        m = min(10, n - start)
+        chunk.append(b"*%d\r\n$5\r\nRPUSH\r\n$7\r\nbiglist\r\n" % (2 + m)
+                     + b"".join(b"$16\r\ne%015d\r\n" % e for e in range(start, start + m)))
+        if len(chunk) == 10000:
+            flush()
 else:
     assert n < 10**7, "fields are f + 7 digits"
     for start in range(0, n, 10):
@@ -130,15 +157,20 @@ rows=()
 [ -n "$HASHES" ] && rows+=("small $HASHES 10 hash:00000000000")
 [ -n "$FIELDS" ] && rows+=("large 1 $FIELDS bighash")
 [ -n "$SETS" ] && rows+=("sets $SETS 20 set:000000000000")
+[ -n "$LISTS" ] && rows+=("lists $LISTS 10 list:00000000000")
+[ -n "$ELEMENTS" ] && rows+=("biglist 1 $ELEMENTS biglist")
 echo
 echo "| server | keys x elements | encoding | RSS bytes/key | RSS bytes/element | used_memory bytes/element | RSS MB |"
 echo "|---|---|---|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do
   read -r kind hashes per sample <<<"$row"
   fields=$((hashes * per))
+  # One command per key (sets, small lists) or per 10 elements (hashes, the big list).
   cmds=$((hashes * ((per + 9) / 10)))
-  [ "$kind" = sets ] && cmds=$hashes
-  gen_resp "$kind" "$([ "$kind" = large ] && echo "$per" || echo "$hashes")" >"$tmp/$kind.resp"
+  case "$kind" in sets | lists) cmds=$hashes ;; esac
+  # The one-key rows are generated by element count, the others by key count.
+  one_key=$(case "$kind" in large | biglist) echo 1 ;; *) echo 0 ;; esac)
+  gen_resp "$kind" "$([ "$one_key" = 1 ] && echo "$per" || echo "$hashes")" >"$tmp/$kind.resp"
   for server in $servers; do
     port=$(free_port)
     start "$server" "$port"
@@ -152,8 +184,12 @@ for row in "${rows[@]}"; do
     rss=$(rss_bytes "$pid")
     used=$(info "$port" used_memory)
     enc=$(redis-cli -p "$port" object encoding "$sample")
-    got=$([ "$kind" = large ] && redis-cli -p "$port" hlen "$sample" || redis-cli -p "$port" dbsize)
-    want=$([ "$kind" = large ] && echo "$per" || echo "$hashes")
+    case "$kind" in
+      large) got=$(redis-cli -p "$port" hlen "$sample") ;;
+      biglist) got=$(redis-cli -p "$port" llen "$sample") ;;
+      *) got=$(redis-cli -p "$port" dbsize) ;;
+    esac
+    want=$([ "$one_key" = 1 ] && echo "$per" || echo "$hashes")
     [ "$got" = "$want" ] || { echo "$server: $got stored, $want expected" >&2; stop; exit 1; }
     awk -v s="$server" -v h="$hashes" -v p="$per" -v e="$enc" -v r="$rss" -v r0="$base" -v u="$used" -v u0="$base_used" \
       'BEGIN { printf "| %s | %d x %d | %s | %s | %.1f | %s | %.0f |\n", s, h, p, e,
@@ -168,9 +204,12 @@ done
 echo
 echo "| row | percore : redis | percore : valkey |"
 echo "|---|---:|---:|"
-awk -v hashes="$HASHES" -v fields="$FIELDS" -v sets="$SETS" '{ b[$1, $2] = $3 / $4; k[$1] = 1 }
-  END { split("small large sets", order)
-        for (i = 1; i <= 3; i++) { r = order[i]; if (!(r in k)) continue
-          printf "| %s | %s | %s |\n", (r == "small" ? hashes " hashes x 10" : r == "large" ? "1 hash x " fields : sets " sets x 20"),
+awk -v hashes="$HASHES" -v fields="$FIELDS" -v sets="$SETS" -v lists="$LISTS" -v elements="$ELEMENTS" '
+  { b[$1, $2] = $3 / $4; k[$1] = 1 }
+  END { split("small large sets lists biglist", order)
+        name["small"] = hashes " hashes x 10"; name["large"] = "1 hash x " fields
+        name["sets"] = sets " sets x 20"; name["lists"] = lists " lists x 10"; name["biglist"] = "1 list x " elements
+        for (i = 1; i <= 5; i++) { r = order[i]; if (!(r in k)) continue
+          printf "| %s | %s | %s |\n", name[r],
             ((r, "redis") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "redis"]) : "–"),
             ((r, "valkey") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "valkey"]) : "–") } }' "$tmp/per-field"

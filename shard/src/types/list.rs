@@ -136,12 +136,6 @@ fn put_entry(out: &mut Vec<u8>, e: &[u8]) {
     }
 }
 
-fn encoded(e: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(entry_size(e.len()));
-    put_entry(&mut v, e);
-    v
-}
-
 /// A packed run of entries (see the module header).
 #[derive(Clone, Debug, Default)]
 struct Node {
@@ -201,9 +195,30 @@ impl Node {
         }
     }
 
+    /// Inserts `e` at byte `pos`: the tail moves once, and nothing is allocated but the
+    /// node's own growth.
     fn insert(&mut self, pos: usize, e: &[u8]) {
-        let bytes = encoded(e);
-        self.data.splice(pos..pos, bytes);
+        let mut h = [0u8; 10];
+        let (mut n, mut hl) = (e.len(), 0);
+        loop {
+            h[hl] = (n & 0x7f) as u8;
+            n >>= 7;
+            hl += 1;
+            if n == 0 {
+                break;
+            }
+            h[hl - 1] |= 0x80;
+        }
+        let size = 2 * hl + e.len();
+        let old = self.data.len();
+        self.data.resize(old + size, 0);
+        self.data.copy_within(pos..old, pos + size);
+        let at = &mut self.data[pos..pos + size];
+        at[..hl].copy_from_slice(&h[..hl]);
+        at[hl..hl + e.len()].copy_from_slice(e);
+        for (i, b) in h[..hl].iter().rev().enumerate() {
+            at[hl + e.len() + i] = *b;
+        }
         self.count += 1;
     }
 
