@@ -28,6 +28,10 @@ pub struct Config {
     pub set_limits: SetLimits,
     /// `list-max-listpack-size`: how large a list's nodes grow.
     pub list_limits: ListLimits,
+    /// `lazyfree-lazy-eviction`, `-expire`, `-server-del`, `-user-del`, `-user-flush` and
+    /// `replica-lazy-flush`, in that order: kept and reported for the tools and config files
+    /// that set them; percore frees large values in the background whatever they say.
+    pub lazyfree: [bool; 6],
     pub client_query_buffer_limit: usize,
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
@@ -80,6 +84,7 @@ impl Default for Config {
             hash_limits: HashLimits::default(),
             set_limits: SetLimits::default(),
             list_limits: ListLimits::default(),
+            lazyfree: [false; 6],
             client_query_buffer_limit: 1 << 30,
             timeout: 0,
             tcp_keepalive: 300,
@@ -290,6 +295,14 @@ pub static PARAMS: &[Param] = &[
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-ziplist-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
+    // Redis 7.0's lazy-free switches (default no). percore hands every large value to the
+    // background whatever they say, so `no` never makes a delete stall the core.
+    Param { name: "lazyfree-lazy-eviction", get: |c| yes_no(c.lazyfree[0]), set: |c, v| { c.lazyfree[0] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "lazyfree-lazy-expire", get: |c| yes_no(c.lazyfree[1]), set: |c, v| { c.lazyfree[1] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "lazyfree-lazy-server-del", get: |c| yes_no(c.lazyfree[2]), set: |c, v| { c.lazyfree[2] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "lazyfree-lazy-user-del", get: |c| yes_no(c.lazyfree[3]), set: |c, v| { c.lazyfree[3] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "lazyfree-lazy-user-flush", get: |c| yes_no(c.lazyfree[4]), set: |c, v| { c.lazyfree[4] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "replica-lazy-flush", get: |c| yes_no(c.lazyfree[5]), set: |c, v| { c.lazyfree[5] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },
