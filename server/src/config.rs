@@ -544,6 +544,30 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// A redis.conf's list and lazy-free lines load as they are (Redis 7.0's defaults and
+    /// the old names included).
+    #[test]
+    fn list_and_lazyfree_lines_of_a_redis_conf_load() {
+        let path =
+            std::env::temp_dir().join(format!("percore-test-lists-{}.conf", std::process::id()));
+        std::fs::write(
+            &path,
+            "list-max-ziplist-size -3
+lazyfree-lazy-eviction no
+lazyfree-lazy-user-del yes
+replica-lazy-flush no
+",
+        )
+        .unwrap();
+        let c = run(&[path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.list_limits.fill, -3);
+        assert_eq!(c.lazyfree, [false, false, false, true, false, false]);
+        let get = |name: &str| (find_param(name).unwrap().get)(&c);
+        assert_eq!(get("list-max-listpack-size"), "-3");
+        assert_eq!(get("lazyfree-lazy-user-del"), "yes");
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[test]
     fn repeated_save_lines_add_points_and_include_applies_a_file() {
         let dir = std::env::temp_dir().join(format!("percore-conf-{}", std::process::id()));
