@@ -675,10 +675,13 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                 last_timeout_check = Instant::now();
                 let now = Instant::now();
                 for h in bg.clients.borrow().values() {
-                    if now
-                        .duration_since(h.info.borrow().last_interaction)
-                        .as_secs()
-                        >= timeout
+                    // A blocked client waits by request: its own timeout governs it (Redis
+                    // exempts blocked clients too).
+                    if h.blocked.borrow().is_none()
+                        && now
+                            .duration_since(h.info.borrow().last_interaction)
+                            .as_secs()
+                            >= timeout
                     {
                         h.kill();
                     }

@@ -83,6 +83,7 @@ scenarios!(
     multi_element_pushes_serve_one_element_per_waiter,
     non_empty_keys_never_block,
     databases_are_separate,
+    idle_timeout_spares_blocked_clients,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -1672,4 +1673,28 @@ fn databases_are_separate(t: &Target) {
         "{t}: db 0"
     );
     t.wait_blocked(0);
+}
+
+/// 14. The idle `timeout` closes an idle client but never a blocked one (Redis exempts
+///     blocked clients; their own timeout governs them).
+fn idle_timeout_spares_blocked_clients(t: &Target) {
+    let k = t.key(1, "idle");
+    let mut w = t.client_on(0);
+    let mut idle = t.client();
+    assert_eq!(ask(&mut idle, "PING"), "+PONG\r\n", "{t}");
+    send(&mut w, &format!("BLPOP {k} 0"));
+    t.wait_blocked(1);
+    let mut cfg = t.client();
+    assert_eq!(ask(&mut cfg, "CONFIG SET timeout 1"), "+OK\r\n", "{t}");
+    std::thread::sleep(Duration::from_millis(2600));
+    // Every connection opened before is idle by now (the admin one too): fresh ones.
+    let mut p = t.client();
+    assert_eq!(ask(&mut p, "CONFIG SET timeout 0"), "+OK\r\n", "{t}");
+    assert!(idle.closed(), "{t}: the idle client is closed");
+    assert_eq!(ask(&mut p, &format!("RPUSH {k} v")), ":1\r\n", "{t}");
+    assert_eq!(
+        reply(&mut w),
+        pair(&k, "v"),
+        "{t}: the blocked client stayed"
+    );
 }
