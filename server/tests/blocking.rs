@@ -84,6 +84,7 @@ scenarios!(
     non_empty_keys_never_block,
     databases_are_separate,
     idle_timeout_spares_blocked_clients,
+    keyspace_commands_that_create_a_list_serve_waiters,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -1697,4 +1698,44 @@ fn idle_timeout_spares_blocked_clients(t: &Target) {
         pair(&k, "v"),
         "{t}: the blocked client stayed"
     );
+}
+
+/// 15. A list arriving at a waited-on key by RENAME, COPY, MOVE or SWAPDB (from any shard)
+///     serves the waiter, as a push does.
+fn keyspace_commands_that_create_a_list_serve_waiters(t: &Target) {
+    let mut p = t.client_on(2);
+    let mut w = t.client_on(0);
+    for (i, how) in ["RENAME", "COPY"].iter().enumerate() {
+        let (src, dst) = (
+            t.key(1 + i, &format!("src-{how}")),
+            t.key(2 + i, &format!("dst-{how}")),
+        );
+        assert_eq!(ask(&mut p, &format!("RPUSH {src} a b")), ":2\r\n", "{t}");
+        send(&mut w, &format!("BLPOP {dst} 0"));
+        t.wait_blocked(1);
+        let r = ask(&mut p, &format!("{how} {src} {dst}"));
+        assert!(r == "+OK\r\n" || r == ":1\r\n", "{t}: {how}: {r}");
+        assert_eq!(reply(&mut w), pair(&dst, "a"), "{t}: {how}");
+        assert_eq!(
+            ask(&mut p, &format!("LRANGE {dst} 0 -1")),
+            list(&["b"]),
+            "{t}: {how}"
+        );
+    }
+    // MOVE into the waiter's database, and SWAPDB bringing the list in.
+    let k = t.key(1, "moved");
+    assert_eq!(ask(&mut w, "SELECT 3"), "+OK\r\n", "{t}");
+    send(&mut w, &format!("BLPOP {k} 0"));
+    t.wait_blocked(1);
+    assert_eq!(ask(&mut p, &format!("RPUSH {k} m")), ":1\r\n", "{t}");
+    assert_eq!(ask(&mut p, &format!("MOVE {k} 3")), ":1\r\n", "{t}");
+    assert_eq!(reply(&mut w), pair(&k, "m"), "{t}: MOVE");
+    let k = t.key(2, "swapped");
+    send(&mut w, &format!("BLPOP {k} 0"));
+    t.wait_blocked(1);
+    assert_eq!(ask(&mut p, "SELECT 4"), "+OK\r\n", "{t}");
+    assert_eq!(ask(&mut p, &format!("RPUSH {k} s")), ":1\r\n", "{t}");
+    assert_eq!(ask(&mut p, "SWAPDB 3 4"), "+OK\r\n", "{t}");
+    assert_eq!(reply(&mut w), pair(&k, "s"), "{t}: SWAPDB");
+    t.wait_blocked(0);
 }
