@@ -834,10 +834,10 @@ mod tests {
                     for (c, b) in l.node_sizes() {
                         assert!(c > 0, "no empty nodes");
                         assert!(c == 1 || !lim.over(b, c), "fill {fill}: node {c}/{b}");
-                        assert!(
-                            c == 1 || b < packed_threshold,
-                            "a plain element shares a node"
-                        );
+                    }
+                    for n in l.nodes.iter() {
+                        let plain = n.iter().any(|e| e.len() >= packed_threshold);
+                        assert!(n.count == 1 || !plain, "a plain element shares a node");
                     }
                     if !m.is_empty() {
                         let i = (r >> 4) as usize % m.len();
