@@ -2,8 +2,9 @@
 //! `quicklist` for every list, as Redis 7.0 does).
 //!
 //! # Layout
-//! `List { nodes: VecDeque<Node>, len }`. A [`Node`] is one byte vector of entries and their
-//! count. An entry is
+//! `List { nodes, len }`: one [`Node`] held in place (most lists are short, and a deque of
+//! one would cost an allocation of its own), or a `VecDeque` of them. A node is one byte
+//! vector of entries and their count. An entry is
 //!
 //! ```text
 //!   [len: LEB128][bytes][len again, LEB128 reversed]
@@ -297,10 +298,153 @@ impl DoubleEndedIterator for NodeIter<'_> {
     }
 }
 
+/// A list's nodes: most lists are short, and one node is held in place (a deque would cost
+/// an allocation of its own, 32 bytes per list); a second node makes it a deque.
+#[derive(Clone, Debug)]
+enum Nodes {
+    One(Node),
+    /// No node (an empty list), or two and more.
+    Many(VecDeque<Node>),
+}
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Nodes::Many(VecDeque::new())
+    }
+}
+
+impl std::ops::Index<usize> for Nodes {
+    type Output = Node;
+    fn index(&self, i: usize) -> &Node {
+        match self {
+            Nodes::One(n) if i == 0 => n,
+            Nodes::One(_) => panic!("node {i} of one"),
+            Nodes::Many(v) => &v[i],
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for Nodes {
+    fn index_mut(&mut self, i: usize) -> &mut Node {
+        match self {
+            Nodes::One(n) if i == 0 => n,
+            Nodes::One(_) => panic!("node {i} of one"),
+            Nodes::Many(v) => &mut v[i],
+        }
+    }
+}
+
+impl Nodes {
+    fn len(&self) -> usize {
+        match self {
+            Nodes::One(_) => 1,
+            Nodes::Many(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, i: usize) -> Option<&Node> {
+        (i < self.len()).then(|| &self[i])
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Node> {
+        (i < self.len()).then(|| &mut self[i])
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Node> + '_ {
+        let (a, b) = match self {
+            Nodes::One(n) => (std::slice::from_ref(n), &[][..]),
+            Nodes::Many(v) => v.as_slices(),
+        };
+        a.iter().chain(b.iter())
+    }
+
+    /// Bytes of the deque's slots (none for one node).
+    fn slot_bytes(&self) -> usize {
+        match self {
+            Nodes::One(_) => 0,
+            Nodes::Many(v) => v.capacity() * std::mem::size_of::<Node>(),
+        }
+    }
+
+    /// Back to `One` when a deque is down to one node (its slots are freed); a deque that
+    /// lost most of its nodes gives slots back.
+    fn normalize(&mut self) {
+        if let Nodes::Many(v) = self {
+            if v.len() == 1 {
+                let n = v.pop_front().expect("one node");
+                *self = Nodes::One(n);
+            } else if v.capacity() > 8 && v.len() < v.capacity() / 4 {
+                v.shrink_to_fit();
+            }
+        }
+    }
+
+    fn insert(&mut self, at: usize, n: Node) {
+        match self {
+            Nodes::Many(v) if v.is_empty() => *self = Nodes::One(n),
+            Nodes::One(_) => {
+                let Nodes::One(first) = std::mem::take(self) else {
+                    unreachable!("matched above")
+                };
+                let mut v = VecDeque::with_capacity(2);
+                v.push_back(first);
+                v.insert(at, n);
+                *self = Nodes::Many(v);
+            }
+            Nodes::Many(v) => {
+                // Small deques grow a slot at a time; large ones double.
+                if v.len() == v.capacity() && v.len() < 8 {
+                    v.reserve_exact(1);
+                }
+                v.insert(at, n);
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Node> {
+        let n = match self {
+            Nodes::One(_) if i == 0 => match std::mem::take(self) {
+                Nodes::One(n) => Some(n),
+                Nodes::Many(_) => unreachable!("matched above"),
+            },
+            Nodes::One(_) => None,
+            Nodes::Many(v) => v.remove(i),
+        };
+        self.normalize();
+        n
+    }
+
+    fn pop_front(&mut self) -> Option<Node> {
+        self.remove(0)
+    }
+
+    fn pop_back(&mut self) -> Option<Node> {
+        self.remove(self.len().checked_sub(1)?)
+    }
+
+    fn retain(&mut self, mut f: impl FnMut(&Node) -> bool) {
+        match self {
+            Nodes::One(n) => {
+                if !f(n) {
+                    *self = Nodes::default();
+                }
+            }
+            Nodes::Many(v) => {
+                v.retain(|n| f(n));
+                self.normalize();
+            }
+        }
+    }
+}
+
 /// A list (see the module header).
 #[derive(Clone, Debug, Default)]
 pub struct List {
-    nodes: VecDeque<Node>,
+    nodes: Nodes,
     len: usize,
 }
 
@@ -341,9 +485,6 @@ impl List {
     /// Adds a node at `at`, growing the deque by exactly one slot while it is small (a
     /// one-node list keeps one slot, not four).
     fn insert_node(&mut self, at: usize, n: Node) {
-        if self.nodes.len() == self.nodes.capacity() && self.nodes.len() < 8 {
-            self.nodes.reserve_exact(1);
-        }
         self.nodes.insert(at, n);
     }
 
@@ -414,19 +555,21 @@ impl List {
     fn locate(&self, i: usize) -> (usize, usize) {
         if i < self.len / 2 {
             let mut i = i;
-            for (ni, n) in self.nodes.iter().enumerate() {
-                if i < n.count as usize {
+            for ni in 0..self.nodes.len() {
+                let c = self.nodes[ni].count as usize;
+                if i < c {
                     return (ni, i);
                 }
-                i -= n.count as usize;
+                i -= c;
             }
         } else {
             let mut from_end = self.len - i;
-            for (ni, n) in self.nodes.iter().enumerate().rev() {
-                if from_end <= n.count as usize {
-                    return (ni, n.count as usize - from_end);
+            for ni in (0..self.nodes.len()).rev() {
+                let c = self.nodes[ni].count as usize;
+                if from_end <= c {
+                    return (ni, c - from_end);
                 }
-                from_end -= n.count as usize;
+                from_end -= c;
             }
         }
         unreachable!("an index below the length is in some node")
@@ -530,7 +673,7 @@ impl List {
         let (mut left, mut right) = (start, self.len - 1 - stop);
         self.len -= left + right;
         while left > 0 {
-            let n = self.nodes.front_mut().expect("elements to trim");
+            let n = &mut self.nodes[0];
             if n.count as usize <= left {
                 left -= n.count as usize;
                 self.nodes.pop_front();
@@ -540,7 +683,8 @@ impl List {
             }
         }
         while right > 0 {
-            let n = self.nodes.back_mut().expect("elements to trim");
+            let last = self.nodes.len() - 1;
+            let n = &mut self.nodes[last];
             let c = n.count as usize;
             if c <= right {
                 right -= c;
@@ -555,7 +699,7 @@ impl List {
 
     /// Removes every element (LTRIM to an empty range).
     pub fn trim_all(&mut self) {
-        self.nodes = VecDeque::new();
+        self.nodes = Nodes::default();
         self.len = 0;
     }
 
@@ -607,9 +751,7 @@ impl List {
 
     /// A deque emptied of most of its nodes gives the slots back.
     fn shrink_deque(&mut self) {
-        if self.nodes.capacity() > 8 && self.nodes.len() < self.nodes.capacity() / 4 {
-            self.nodes.shrink_to_fit();
-        }
+        self.nodes.normalize();
     }
 
     /// The elements from the left.
@@ -635,8 +777,7 @@ impl List {
 
     /// Approximate heap bytes (MEMORY USAGE, `used_memory` accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.nodes.iter().map(|n| n.data.capacity()).sum::<usize>()
+        self.nodes.slot_bytes() + self.nodes.iter().map(|n| n.data.capacity()).sum::<usize>()
     }
 
     /// Frees up to `nodes` nodes from the right; true while some remain (lazy free).
@@ -874,6 +1015,33 @@ mod tests {
         assert_eq!(l.len(), 6);
         assert_eq!(l.get(1), Some(&[b'z'; 11][..]));
         assert_eq!(l.get(2), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn a_one_node_list_has_no_deque() {
+        let lim = ListLimits {
+            fill: 2,
+            ..Default::default()
+        };
+        let mut l = List::default();
+        l.push(b"0123456789abcdef", End::Right, lim);
+        assert!(matches!(l.nodes, Nodes::One(_)));
+        assert_eq!(l.heap_bytes(), l.nodes[0].data.capacity());
+        for e in [b"b", b"c", b"d"] {
+            l.push(e, End::Left, lim);
+        }
+        assert!(matches!(l.nodes, Nodes::Many(_)));
+        assert_eq!(l.node_count(), 2);
+        l.pop(End::Left);
+        l.pop(End::Left);
+        assert!(
+            matches!(l.nodes, Nodes::One(_)),
+            "back to one node, no deque"
+        );
+        assert_eq!(elems(&l), vec![b"b".to_vec(), b"0123456789abcdef".to_vec()]);
+        l.pop(End::Right);
+        l.pop(End::Right);
+        assert!(l.is_empty() && l.nodes.is_empty());
     }
 
     #[test]
