@@ -27,8 +27,9 @@ fmt:
 bench-micro:
 	$(CARGO) bench -p percore-proto -p percore-shard
 
-# percore beside every installed peer (redis-server, valkey-server, dragonfly), six workloads,
-# driven by percore-loadtest (and memtier_benchmark when on PATH): loadtest/results/DATE/.
+# percore beside every installed peer (redis-server, valkey-server, dragonfly), seven string
+# workloads driven by percore-loadtest (and memtier_benchmark when on PATH), then HSET/HGET,
+# SADD/SISMEMBER and LPUSH/RPOP rows (memtier_benchmark only): loadtest/results/DATE/.
 bench:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/bench.sh
@@ -44,9 +45,11 @@ bench-idle-memory:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/idle-memory.sh
 
-# Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, and per
-# hash and field for 1M hashes of 10 fields and one hash of 1M fields, beside redis-server
-# and valkey-server (when installed). COUNTS=, HASHES= or FIELDS= (empty) skip rows.
+# Bytes per key (RSS and used_memory) for 1M and 10M keys of 16 B with 32 B values, per hash
+# and field for 1M hashes of 10 fields and one hash of 1M fields, per member for 1M sets of
+# 20, and per element for 1M lists of 10 and one list of 10M, beside redis-server and
+# valkey-server (when installed). COUNTS=, HASHES=, FIELDS=, SETS=, LISTS= or ELEMENTS=
+# (empty) skip rows.
 bench-memory:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/memory.sh

@@ -78,6 +78,15 @@ impl ListLimits {
         }
     }
 
+    /// The most bytes a node of several entries may hold.
+    fn max_node_bytes(self) -> usize {
+        if self.fill < 0 {
+            4096usize << ((-self.fill).min(5) - 1)
+        } else {
+            SIZE_SAFETY_LIMIT
+        }
+    }
+
     /// Whether a node is over its limit (after an insert in the middle).
     fn over(self, bytes: usize, count: usize) -> bool {
         if self.fill < 0 {
@@ -514,9 +523,17 @@ impl List {
         };
         let n = &mut self.nodes[idx];
         // Grow by exactly the entry while the node is small (a short list costs its bytes,
-        // as a listpack does), by doubling once it is large enough for that to matter.
-        if n.data.capacity() - n.data.len() < add && n.data.len() < 256 {
-            n.data.reserve_exact(add);
+        // as a listpack does), by doubling once it is large enough for that to matter, but
+        // never past the node's limit: an 8 KiB node must take an 8 KiB block, not the next
+        // size class up.
+        let (len, cap) = (n.data.len(), n.data.capacity());
+        if cap - len < add {
+            let want = if len < 256 {
+                len + add
+            } else {
+                (cap * 2).min(limits.max_node_bytes()).max(len + add)
+            };
+            n.data.reserve_exact(want - len);
         }
         match end {
             End::Left => n.insert(0, e),
@@ -882,8 +899,10 @@ mod tests {
         for _ in 0..1000 {
             l.push(&[b'e'; 16], End::Left, ListLimits::default());
         }
-        // 8 KiB nodes of 18-byte entries: 455 per node (the first one filled is the last).
+        // 8 KiB nodes of 18-byte entries: 455 per node (the first one filled is the last),
+        // each in a buffer of at most 8 KiB.
         assert_eq!(l.node_sizes().last().unwrap().0, 8192 / 18);
+        assert!(l.nodes.iter().all(|n| n.data.capacity() <= 8192));
         assert!(l.node_sizes().iter().all(|s| s.1 <= 8192));
         // An element larger than a node gets one of its own.
         l.push(&[b'h'; 10_000], End::Right, ListLimits::default());
