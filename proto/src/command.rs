@@ -327,6 +327,25 @@ impl CommandSpec {
         self.name.split_once('|').map(|(p, _)| p)
     }
 
+    /// For a command whose keys follow a count (`movablekeys`: SINTERCARD, LMPOP, BLMPOP),
+    /// the index of that count (Redis's `keynum` key spec: the keys start right after it).
+    pub fn keynum_index(&self) -> Option<usize> {
+        match self.cmd {
+            Cmd::SInterCard | Cmd::LMPop => Some(1),
+            Cmd::BLMPop => Some(2),
+            _ => None,
+        }
+    }
+
+    /// The key indices of `args` for a `keynum` command; None when the count is not a
+    /// positive number of keys that the arguments hold.
+    pub fn keynum_key_indices(&self, args: &Args) -> Option<std::ops::Range<usize>> {
+        let at = self.keynum_index()?;
+        let n = crate::parse_i64(args.get(at)?)?;
+        let first = at + 1;
+        (n >= 1 && (n as u64) <= (args.len() - first) as u64).then(|| first..first + n as usize)
+    }
+
     /// Indices of the key arguments in `argc` arguments (Redis's first/last/step rule).
     pub fn key_indices(&self, argc: usize) -> impl Iterator<Item = usize> {
         let first = self.first_key.max(0) as usize;

@@ -249,7 +249,13 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             if !target.arity_ok(rest.len()) {
                 return w.error("ERR Invalid number of arguments specified for command");
             }
-            let keys: Vec<usize> = target.key_indices(rest.len()).collect();
+            let keys: Vec<usize> = match target.keynum_index() {
+                Some(_) => match target.keynum_key_indices(&rest) {
+                    Some(r) => r.collect(),
+                    None => return w.error("ERR Invalid arguments specified for command"),
+                },
+                None => target.key_indices(rest.len()).collect(),
+            };
             if keys.is_empty() {
                 return w.error("ERR The command has no key arguments");
             }
@@ -747,7 +753,41 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     // Tips, key specs, key-spec flags and subcommands are sets in RESP3 (as Redis 7.0
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
     w.set(0);
-    if c.first_key > 0 {
+    if let Some(at) = c.keynum_index() {
+        // The keys follow their count (Redis's keynum key spec).
+        w.set(1);
+        w.map(3);
+        w.bulk(b"flags");
+        let kf: &[&str] = if c.flags.has(percore_proto::Flags::WRITE) {
+            &["RW", "access", "delete"]
+        } else {
+            &["RO", "access"]
+        };
+        w.set(kf.len());
+        for f in kf {
+            w.simple(f.as_bytes());
+        }
+        w.bulk(b"begin_search");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(at as i64);
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"keynum");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"keynumidx");
+        w.int(0);
+        w.bulk(b"firstkey");
+        w.int(1);
+        w.bulk(b"keystep");
+        w.int(1);
+    } else if c.first_key > 0 {
         w.set(1);
         w.map(3);
         w.bulk(b"flags");

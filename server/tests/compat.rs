@@ -329,3 +329,32 @@ fn avg_ttl_is_zero_once_no_key_is_volatile() {
         assert_eq!(line, "db0:keys=2,expires=0,avg_ttl=0", "{who}");
     }
 }
+
+/// The commands whose keys follow a count (SINTERCARD, LMPOP, BLMPOP): COMMAND GETKEYS and
+/// COMMAND INFO's keynum key spec answer as Redis's, byte for byte in RESP2 and RESP3.
+#[test]
+fn keynum_commands_introspect_as_redis() {
+    let Some(redis) = redis_or_skip("COMMAND GETKEYS/INFO of keynum commands") else {
+        return;
+    };
+    let percore = Server::percore(1, &[]);
+    let (mut r, mut p) = (redis.client(), percore.client());
+    for hello in ["HELLO 2", "HELLO 3"] {
+        r.q(hello);
+        p.q(hello);
+        for line in [
+            "COMMAND GETKEYS LMPOP 2 a b LEFT",
+            "COMMAND GETKEYS LMPOP 3 a b LEFT",
+            "COMMAND GETKEYS LMPOP 0 a LEFT",
+            "COMMAND GETKEYS LMPOP x a LEFT",
+            "COMMAND GETKEYS LMPOP 5 a LEFT",
+            "COMMAND GETKEYS BLMPOP 0 1 a LEFT",
+            "COMMAND GETKEYS SINTERCARD 2 a b LIMIT 1",
+            "COMMAND GETKEYS BLPOP a b 0",
+            "COMMAND GETKEYS BLMOVE a b LEFT RIGHT 0",
+            "COMMAND INFO lmpop blmpop sintercard",
+        ] {
+            assert_eq!(s(&p.q(line)), s(&r.q(line)), "{hello}: {line}");
+        }
+    }
+}
