@@ -395,14 +395,16 @@ enum Reply {
 }
 
 /// Runs a blocking command for `conn`, parking it as long as needed; the reply goes to `w`.
-/// Earlier replies of the pipeline are written before the connection parks.
+/// Earlier replies of the pipeline are written before the connection parks. Returns how
+/// long it was parked (not the command's cost, as Redis does not count it either).
 pub async fn run(
     conn: &mut Conn,
     spec: &'static CommandSpec,
     a: Args<'_>,
     stream: &mut Stream,
     w: &mut ReplyWriter<'_>,
-) {
+) -> Duration {
+    let mut parked = Duration::ZERO;
     let last = a.len() - 1;
     let parsed = match spec.cmd {
         Cmd::BLPop | Cmd::BRPop => parse_timeout(&a[last]).map(|t| {
@@ -442,7 +444,10 @@ pub async fn run(
     };
     let (keys, mut op, timeout, reply) = match parsed {
         Ok(x) => x,
-        Err(e) => return w.error(e),
+        Err(e) => {
+            w.error(e);
+            return parked;
+        }
     };
     let db = conn.db;
     let n = conn.core.nshards();
@@ -512,7 +517,12 @@ pub async fn run(
     }
     let served = match rx.try_recv() {
         Ok(Some(s)) => Some(s),
-        _ => park(conn, &cell, &mut rx, timeout, stream).await,
+        _ => {
+            let t0 = std::time::Instant::now();
+            let s = park(conn, &cell, &mut rx, timeout, stream).await;
+            parked = t0.elapsed();
+            s
+        }
     };
     for &i in &queued_on {
         let (s, ks) = groups[i].clone();
@@ -524,9 +534,10 @@ pub async fn run(
         if !conn.close {
             w.null_array();
         }
-        return;
+        return parked;
     };
     finish(conn, db, &a, &op, served, reply, w).await;
+    parked
 }
 
 /// Waits for the answer, the timeout, CLIENT UNBLOCK or the client's departure. None: timed

@@ -458,17 +458,26 @@ impl Conn {
             }
             Route::Blocking => {
                 self.flush().await;
+                // BLMOVE and BRPOPLPUSH may grow memory (`denyoom`): refused over maxmemory
+                // when nothing can be evicted, as any such command.
+                let admitted = {
+                    let mut shard = self.core.shard.borrow_mut();
+                    self.core.admit(spec, &mut shard, self.now_ms)
+                };
+                if let Err(e) = admitted {
+                    return self.reject(Some(spec), e);
+                }
                 let mut buf = std::mem::take(&mut self.scratch_out);
                 buf.clear();
                 let t0 = Instant::now();
                 let mut w = ReplyWriter::new(&mut buf, self.proto);
-                crate::blocking::run(self, spec, args, stream, &mut w).await;
+                let parked = crate::blocking::run(self, spec, args, stream, &mut w).await;
                 // The time parked is not the command's cost (Redis leaves it out too).
-                let ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                let ns = t0.elapsed().saturating_sub(parked).as_nanos();
                 self.core
                     .stats
                     .borrow_mut()
-                    .record(spec, ns.min(1_000_000), &buf);
+                    .record(spec, ns.min(u64::MAX as u128) as u64, &buf);
                 self.out.extend_from_slice(&buf);
                 self.scratch_out = buf;
             }

@@ -85,6 +85,7 @@ scenarios!(
     databases_are_separate,
     idle_timeout_spares_blocked_clients,
     keyspace_commands_that_create_a_list_serve_waiters,
+    over_maxmemory_moves_are_refused_pops_are_not,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -1738,4 +1739,33 @@ fn keyspace_commands_that_create_a_list_serve_waiters(t: &Target) {
     assert_eq!(ask(&mut p, "SWAPDB 3 4"), "+OK\r\n", "{t}");
     assert_eq!(reply(&mut w), pair(&k, "s"), "{t}: SWAPDB");
     t.wait_blocked(0);
+}
+
+/// 16. Over `maxmemory` with nothing to evict, BLMOVE and BRPOPLPUSH (`denyoom`) are refused
+///     with Redis's OOM error; the pops are not.
+fn over_maxmemory_moves_are_refused_pops_are_not(t: &Target) {
+    let k = t.key(1, "oom");
+    let d = t.key(2, "oom-dst");
+    let mut c = t.client_on(0);
+    assert_eq!(
+        ask(&mut c, "CONFIG SET maxmemory-policy noeviction"),
+        "+OK\r\n",
+        "{t}"
+    );
+    assert_eq!(ask(&mut c, "CONFIG SET maxmemory 1"), "+OK\r\n", "{t}");
+    let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+    assert_eq!(
+        ask(&mut c, &format!("BLMOVE {k} {d} LEFT LEFT 0.01")),
+        oom,
+        "{t}"
+    );
+    assert_eq!(ask(&mut c, &format!("BRPOPLPUSH {k} {d} 0.01")), oom, "{t}");
+    assert_eq!(ask(&mut c, &format!("BLPOP {k} 0.01")), NIL2, "{t}");
+    assert_eq!(ask(&mut c, &format!("BLMPOP 0.01 1 {k} LEFT")), NIL2, "{t}");
+    assert_eq!(ask(&mut c, "CONFIG SET maxmemory 0"), "+OK\r\n", "{t}");
+    assert_eq!(
+        ask(&mut c, &format!("BLMOVE {k} {d} LEFT LEFT 0.01")),
+        NIL2,
+        "{t}"
+    );
 }
