@@ -12,7 +12,7 @@ use percore_proto::encode::{split_array_reply, split_bulks};
 use percore_proto::{command::resolve, OwnedArgs, Protocol, ReplyWriter};
 use percore_shard::snapshot::{ArchivedRecordValue, Reader};
 use percore_shard::types::hash::HashLimits;
-use percore_shard::types::list::ListLimits;
+use percore_shard::types::list::{decode_node, ListLimits};
 use percore_shard::types::set::SetLimits;
 use percore_shard::{ExecCtx, Shard, ShardConfig, ValueRef};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1140,9 +1140,14 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     assert!(!m.is_empty(), "seed {seed}: an empty set saved");
                     Val::Set(m)
                 }
-                ArchivedRecordValue::List(elements) => {
-                    assert!(!elements.is_empty(), "seed {seed}: an empty list saved");
-                    Val::List(elements.iter().map(|e| e.as_slice().to_vec()).collect())
+                ArchivedRecordValue::List(nodes) => {
+                    let mut l = Vec::new();
+                    for n in nodes.iter() {
+                        let entries = decode_node(n.as_slice()).expect("well-formed list nodes");
+                        l.extend(entries.into_iter().map(|e| e.to_vec()));
+                    }
+                    assert!(!l.is_empty(), "seed {seed}: an empty list saved");
+                    Val::List(l)
                 }
             };
             let prev = got.insert((rec.db, rec.key.as_slice().to_vec()), (v, at));
