@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -69,6 +69,11 @@ bench-stalls:
 bench-snapshot:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/snapshot.sh
+
+# What a BGSAVE costs clients while one 10M-element list is saved (percore beside Redis).
+bench-bgsave-collection:
+	$(CARGO) build --release --bin percore
+	./loadtest/scenarios/bgsave-collection.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build
