@@ -783,7 +783,11 @@ mod tests {
         let f = file(&recs);
         let mut r = Reader::new(&f).unwrap();
         let e = r.next_block().err().expect("refused");
-        assert!(e.what.contains("malformed list nodes in key 'l'"), "{}", e.what);
+        assert!(
+            e.what.contains("malformed list nodes in key 'l'"),
+            "{}",
+            e.what
+        );
         assert_eq!(e.block, Some(0));
     }
 
