@@ -58,7 +58,18 @@ pub enum RecordValue {
     /// (`crate::types::list`, checked on read) (since version 3). Saving copies bytes per
     /// node rather than allocating per element.
     List(Vec<Vec<u8>>),
+    /// More nodes of the list the previous record of the same key began: a long list is
+    /// written in parts of about [`PART_BYTES`], a part or two per snapshot step, so no step
+    /// serializes a whole 100 MB list (since version 3).
+    ListMore(Vec<Vec<u8>>),
 }
+
+/// The size of the parts a long list is written in ([`RecordValue::ListMore`]).
+pub const PART_BYTES: usize = 1 << 20;
+
+/// Record bytes one snapshot step frames at most, beyond the walk's own: the rest of a long
+/// collection's parts wait for the next step.
+const STEP_BYTES: usize = 2 << 20;
 
 /// A field and its value.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -118,7 +129,9 @@ impl RecordValue {
                 .iter()
                 .map(|p| p.field.len() + p.value.len() + 16)
                 .sum(),
-            RecordValue::Set(m) | RecordValue::List(m) => m.iter().map(|m| m.len() + 8).sum(),
+            RecordValue::Set(m) | RecordValue::List(m) | RecordValue::ListMore(m) => {
+                m.iter().map(|m| m.len() + 8).sum()
+            }
         }
     }
 }
@@ -156,13 +169,15 @@ impl ArchivedRecordValue {
             }
             // The reader checked every node (`Reader::next_block`); a node that still fails
             // gives an empty list, which the loader skips.
-            ArchivedRecordValue::List(nodes) => Value::List(Box::new(
-                crate::types::list::List::from_raw_nodes(
-                    nodes.iter().map(|n| n.as_slice()),
-                    config.list_limits,
-                )
-                .unwrap_or_default(),
-            )),
+            ArchivedRecordValue::List(nodes) | ArchivedRecordValue::ListMore(nodes) => {
+                Value::List(Box::new(
+                    crate::types::list::List::from_raw_nodes(
+                        nodes.iter().map(|n| n.as_slice()),
+                        config.list_limits,
+                    )
+                    .unwrap_or_default(),
+                ))
+            }
         }
     }
 }
@@ -257,6 +272,8 @@ impl Header {
 pub struct BlockBuilder {
     block: Block,
     bytes: usize,
+    /// Records waiting for a later step (the rest of a long list, in parts).
+    pending: std::collections::VecDeque<Record>,
     /// Blocks and records framed so far (for the end marker).
     pub blocks: u32,
     pub records: u64,
@@ -273,6 +290,49 @@ impl BlockBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.block.records.is_empty()
+    }
+
+    /// Frames waiting records (handed to `emit` as blocks fill). Whole records always go;
+    /// a long list goes in parts, and once about `budget` bytes went out in this call the
+    /// rest of a list waits for the next one. True while some still wait.
+    fn drain(&mut self, budget: usize, emit: &mut dyn FnMut(Vec<u8>)) -> bool {
+        let mut spent = 0;
+        loop {
+            let rest_of_a_list = matches!(
+                self.pending.front().map(|r| &r.value),
+                Some(RecordValue::ListMore(_))
+            );
+            if spent >= budget && rest_of_a_list {
+                break;
+            }
+            let Some(mut r) = self.pending.pop_front() else {
+                return false;
+            };
+            if let RecordValue::List(nodes) | RecordValue::ListMore(nodes) = &mut r.value {
+                let mut bytes = 0;
+                let cut = nodes
+                    .iter()
+                    .position(|n| {
+                        bytes += n.len() + 8;
+                        bytes > PART_BYTES
+                    })
+                    .map_or(nodes.len(), |i| i.max(1));
+                if cut < nodes.len() {
+                    let rest = nodes.split_off(cut);
+                    self.pending.push_front(Record {
+                        db: r.db,
+                        key: r.key.clone(),
+                        expire_at_ms: r.expire_at_ms,
+                        value: RecordValue::ListMore(rest),
+                    });
+                }
+            }
+            spent += r.key.len() + 32 + r.value.payload_bytes();
+            if self.push(r) {
+                emit(self.take_block());
+            }
+        }
+        !self.pending.is_empty()
     }
 
     /// The framed bytes of the records added since the last call (empty when none).
@@ -445,7 +505,7 @@ impl<'a> Reader<'a> {
             return Err(self.fail(at, Some(index), format!("database {} out of range", r.db)));
         }
         let bad_list = archived.records.iter().find(|r| match &r.value {
-            ArchivedRecordValue::List(nodes) => nodes
+            ArchivedRecordValue::List(nodes) | ArchivedRecordValue::ListMore(nodes) => nodes
                 .iter()
                 .any(|n| crate::types::list::decode_node(n.as_slice()).is_none()),
             _ => false,
@@ -530,15 +590,12 @@ impl crate::Shard {
             .flat_map(|d| std::mem::take(&mut d.snap.saved))
             .chain(std::mem::take(&mut self.snap_orphans))
             .collect();
-        for r in saved {
-            if b.push(r) {
-                emit(b.take_block());
-            }
-        }
-        let more = working
+        b.pending.extend(saved);
+        let waiting = b.drain(STEP_BYTES, emit);
+        let walking = working
             && (self.dbs.iter().any(|d| d.dict.snap_active())
                 || self.garbage.iter().any(|d| d.snap_active()));
-        if more {
+        if walking || waiting {
             self.snapshot = Some(b);
             return true;
         }
@@ -564,6 +621,17 @@ impl crate::Shard {
             let at = r.expire_at_ms.to_native();
             // An empty collection never exists (Redis skips one in an RDB file too); only a
             // crafted file holds one, and it must not become a key of no fields.
+            if let ArchivedRecordValue::ListMore(nodes) = &r.value {
+                // The rest of a list a previous record began (and stored, unless it had
+                // expired or belongs to another shard: then there is nothing to extend).
+                let limits = self.config.list_limits;
+                if let Some(mut e) = self.lookup(r.db as usize, r.key.as_slice(), now_ms) {
+                    if let Some(l) = e.list_mut() {
+                        l.append_raw_nodes(nodes.iter().map(|n| n.as_slice()), limits);
+                    }
+                }
+                continue;
+            }
             let empty = match &r.value {
                 ArchivedRecordValue::Hash(p) => p.is_empty(),
                 ArchivedRecordValue::Set(m) => m.is_empty(),
@@ -768,6 +836,64 @@ mod tests {
             e.to_string(),
             format!("block 1 at offset {second}: block checksum mismatch")
         );
+    }
+
+    /// A list of several MB is written in parts of about [`PART_BYTES`], a bounded amount
+    /// per step, and loads back whole; a part whose head was not loaded (expired, or another
+    /// shard's key) is skipped.
+    #[test]
+    fn a_long_list_is_written_in_parts_and_loads_whole() {
+        use crate::testing::run;
+        use crate::{Shard, ShardConfig};
+        let now = 1_700_000_000_000u64;
+        let mut a = Shard::new(5, ShardConfig::default());
+        let elems: Vec<String> = (0..200_000).map(|i| format!("element-{i:09}")).collect();
+        for chunk in elems.chunks(1000) {
+            let mut args = vec!["RPUSH", "big"];
+            args.extend(chunk.iter().map(|e| e.as_str()));
+            run(&mut a, now, &args);
+        }
+        run(&mut a, now, &["PEXPIRE", "big", "30000"]);
+        let mut out = a.snapshot_begin(0, 1, now);
+        let mut steps = Vec::new();
+        while a.snapshot_step(1 << 20, &mut |blk| out.extend(blk)) {
+            steps.push(out.len());
+        }
+        steps.push(out.len());
+        let most = steps.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        assert!(
+            most <= STEP_BYTES + PART_BYTES + (64 << 10),
+            "a step framed {most} bytes"
+        );
+        let recs = read_all(&out).unwrap();
+        let parts = recs
+            .iter()
+            .filter(|r| matches!(r.value, RecordValue::ListMore(_)))
+            .count();
+        assert!(parts >= 3, "{parts} parts after the head");
+        let mut b = Shard::new(6, ShardConfig::default());
+        let mut r = Reader::new(&out).unwrap();
+        while let Some(block) = r.next_block().unwrap() {
+            b.load_block(&block, now, &mut |_| true);
+        }
+        assert_eq!(run(&mut b, now, &["LLEN", "big"]), b":200000\r\n");
+        assert_eq!(
+            run(&mut b, now, &["LINDEX", "big", "123456"]),
+            b"$17\r\nelement-000123456\r\n"
+        );
+        assert_eq!(
+            run(&mut a, now, &["LRANGE", "big", "-2", "-1"]),
+            run(&mut b, now, &["LRANGE", "big", "-2", "-1"])
+        );
+        // Loaded by a shard that does not own it, or too late: no key, and no part lands.
+        for (owned, at) in [(false, now), (true, now + 60_000)] {
+            let mut c = Shard::new(7, ShardConfig::default());
+            let mut r = Reader::new(&out).unwrap();
+            while let Some(block) = r.next_block().unwrap() {
+                c.load_block(&block, at, &mut |k| owned || k != b"big");
+            }
+            assert_eq!(run(&mut c, at, &["EXISTS", "big"]), b":0\r\n");
+        }
     }
 
     /// A list record whose node bytes are not well-formed entries (only a crafted file,

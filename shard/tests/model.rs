@@ -1140,13 +1140,21 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     assert!(!m.is_empty(), "seed {seed}: an empty set saved");
                     Val::Set(m)
                 }
-                ArchivedRecordValue::List(nodes) => {
+                ArchivedRecordValue::List(nodes) | ArchivedRecordValue::ListMore(nodes) => {
                     let mut l = Vec::new();
                     for n in nodes.iter() {
                         let entries = decode_node(n.as_slice()).expect("well-formed list nodes");
                         l.extend(entries.into_iter().map(|e| e.to_vec()));
                     }
                     assert!(!l.is_empty(), "seed {seed}: an empty list saved");
+                    if matches!(rec.value, ArchivedRecordValue::ListMore(_)) {
+                        let key = (rec.db, rec.key.as_slice().to_vec());
+                        match got.get_mut(&key) {
+                            Some((Val::List(head), _)) => head.extend(l),
+                            _ => panic!("seed {seed}: the rest of a list no record began"),
+                        }
+                        continue;
+                    }
                     Val::List(l)
                 }
             };

@@ -828,6 +828,18 @@ impl List {
         limits: ListLimits,
     ) -> Option<List> {
         let mut l = List::default();
+        l.append_raw_nodes(nodes, limits)?;
+        Some(l)
+    }
+
+    /// Appends nodes as [`List::raw_nodes`] gives them (a snapshot's later parts of a long
+    /// list); None, with nothing appended past the first bad node, when one is malformed.
+    pub fn append_raw_nodes<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = &'a [u8]>,
+        limits: ListLimits,
+    ) -> Option<()> {
+        let l = self;
         for bytes in nodes {
             let entries = decode_node(bytes)?;
             let keep = entries.len() == 1
@@ -850,7 +862,7 @@ impl List {
                 }
             }
         }
-        Some(l)
+        Some(())
     }
 
     /// Entries per node (tests, DEBUG).
