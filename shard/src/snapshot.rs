@@ -62,9 +62,15 @@ pub enum RecordValue {
     /// written in parts of about [`PART_BYTES`], a part or two per snapshot step, so no step
     /// serializes a whole 100 MB list (since version 3).
     ListMore(Vec<Vec<u8>>),
+    /// More fields of the hash the previous record of the same key began (a large hash is
+    /// written in parts, as a list is) (since version 3).
+    HashMore(Vec<Pair>),
+    /// More members of the set the previous record of the same key began (since version 3).
+    SetMore(Vec<Vec<u8>>),
 }
 
-/// The size of the parts a long list is written in ([`RecordValue::ListMore`]).
+/// The size of the parts a large collection is written in ([`RecordValue::ListMore`],
+/// [`RecordValue::HashMore`], [`RecordValue::SetMore`]).
 pub const PART_BYTES: usize = 1 << 20;
 
 /// Record bytes one snapshot step frames at most, beyond the walk's own: the rest of a long
@@ -125,13 +131,14 @@ impl RecordValue {
         match self {
             RecordValue::Int(_) => 8,
             RecordValue::Str { data, .. } => data.len(),
-            RecordValue::Hash(pairs) => pairs
+            RecordValue::Hash(pairs) | RecordValue::HashMore(pairs) => pairs
                 .iter()
                 .map(|p| p.field.len() + p.value.len() + 16)
                 .sum(),
-            RecordValue::Set(m) | RecordValue::List(m) | RecordValue::ListMore(m) => {
-                m.iter().map(|m| m.len() + 8).sum()
-            }
+            RecordValue::Set(m)
+            | RecordValue::SetMore(m)
+            | RecordValue::List(m)
+            | RecordValue::ListMore(m) => m.iter().map(|m| m.len() + 8).sum(),
         }
     }
 }
@@ -151,7 +158,7 @@ impl ArchivedRecordValue {
                 data: data.as_slice().to_vec(),
                 raw: *raw,
             },
-            ArchivedRecordValue::Hash(pairs) => {
+            ArchivedRecordValue::Hash(pairs) | ArchivedRecordValue::HashMore(pairs) => {
                 Value::Hash(Box::new(crate::types::hash::Hash::from_pairs(
                     pairs
                         .iter()
@@ -160,7 +167,7 @@ impl ArchivedRecordValue {
                     seed,
                 )))
             }
-            ArchivedRecordValue::Set(members) => {
+            ArchivedRecordValue::Set(members) | ArchivedRecordValue::SetMore(members) => {
                 Value::Set(Box::new(crate::types::set::Set::from_members(
                     members.iter().map(|m| m.as_slice()),
                     config.set_limits,
@@ -298,34 +305,35 @@ impl BlockBuilder {
     fn drain(&mut self, budget: usize, emit: &mut dyn FnMut(Vec<u8>)) -> bool {
         let mut spent = 0;
         loop {
-            let rest_of_a_list = matches!(
+            let rest_of_a_collection = matches!(
                 self.pending.front().map(|r| &r.value),
-                Some(RecordValue::ListMore(_))
+                Some(RecordValue::ListMore(_) | RecordValue::HashMore(_) | RecordValue::SetMore(_))
             );
-            if spent >= budget && rest_of_a_list {
+            if spent >= budget && rest_of_a_collection {
                 break;
             }
             let Some(mut r) = self.pending.pop_front() else {
                 return false;
             };
-            if let RecordValue::List(nodes) | RecordValue::ListMore(nodes) = &mut r.value {
-                let mut bytes = 0;
-                let cut = nodes
-                    .iter()
-                    .position(|n| {
-                        bytes += n.len() + 8;
-                        bytes > PART_BYTES
-                    })
-                    .map_or(nodes.len(), |i| i.max(1));
-                if cut < nodes.len() {
-                    let rest = nodes.split_off(cut);
-                    self.pending.push_front(Record {
-                        db: r.db,
-                        key: r.key.clone(),
-                        expire_at_ms: r.expire_at_ms,
-                        value: RecordValue::ListMore(rest),
-                    });
+            let rest = match &mut r.value {
+                RecordValue::List(v) | RecordValue::ListMore(v) => {
+                    split_part(v, |n| n.len() + 8).map(RecordValue::ListMore)
                 }
+                RecordValue::Set(v) | RecordValue::SetMore(v) => {
+                    split_part(v, |m| m.len() + 8).map(RecordValue::SetMore)
+                }
+                RecordValue::Hash(v) | RecordValue::HashMore(v) => {
+                    split_part(v, |p| p.field.len() + p.value.len() + 16).map(RecordValue::HashMore)
+                }
+                _ => None,
+            };
+            if let Some(value) = rest {
+                self.pending.push_front(Record {
+                    db: r.db,
+                    key: r.key.clone(),
+                    expire_at_ms: r.expire_at_ms,
+                    value,
+                });
             }
             spent += r.key.len() + 32 + r.value.payload_bytes();
             if self.push(r) {
@@ -370,6 +378,17 @@ impl BlockBuilder {
         b[16..24].copy_from_slice(&sum.to_le_bytes());
         b
     }
+}
+
+/// Cuts `v` after about [`PART_BYTES`] (at least one item) and returns the rest, if any.
+fn split_part<T>(v: &mut Vec<T>, size: impl Fn(&T) -> usize) -> Option<Vec<T>> {
+    let mut bytes = 0;
+    let cut = v.iter().position(|x| {
+        bytes += size(x);
+        bytes > PART_BYTES
+    })?;
+    let cut = cut.max(1);
+    (cut < v.len()).then(|| v.split_off(cut))
 }
 
 /// A validated block: its archive, ready to be read record by record.
@@ -621,13 +640,40 @@ impl crate::Shard {
             let at = r.expire_at_ms.to_native();
             // An empty collection never exists (Redis skips one in an RDB file too); only a
             // crafted file holds one, and it must not become a key of no fields.
-            if let ArchivedRecordValue::ListMore(nodes) = &r.value {
-                // The rest of a list a previous record began (and stored, unless it had
-                // expired or belongs to another shard: then there is nothing to extend).
-                let limits = self.config.list_limits;
+            // The rest of a collection a previous record began (and stored, unless it had
+            // expired or belongs to another shard: then there is nothing to extend).
+            let more = matches!(
+                &r.value,
+                ArchivedRecordValue::ListMore(_)
+                    | ArchivedRecordValue::HashMore(_)
+                    | ArchivedRecordValue::SetMore(_)
+            );
+            if more {
+                let (config, seed) = (self.config.clone(), self.next_rand());
                 if let Some(mut e) = self.lookup(r.db as usize, r.key.as_slice(), now_ms) {
-                    if let Some(l) = e.list_mut() {
-                        l.append_raw_nodes(nodes.iter().map(|n| n.as_slice()), limits);
+                    match &r.value {
+                        ArchivedRecordValue::ListMore(nodes) => {
+                            if let Some(l) = e.list_mut() {
+                                let nodes = nodes.iter().map(|n| n.as_slice());
+                                l.append_raw_nodes(nodes, config.list_limits);
+                            }
+                        }
+                        ArchivedRecordValue::HashMore(pairs) => {
+                            if let Some(h) = e.hash_mut() {
+                                for p in pairs.iter() {
+                                    let (f, v) = (p.field.as_slice(), p.value.as_slice());
+                                    h.set(f, v, config.hash_limits, seed);
+                                }
+                            }
+                        }
+                        ArchivedRecordValue::SetMore(members) => {
+                            if let Some(s) = e.set_mut() {
+                                for m in members.iter() {
+                                    s.add(m.as_slice(), config.set_limits, seed);
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 continue;
@@ -894,6 +940,52 @@ mod tests {
             }
             assert_eq!(run(&mut c, at, &["EXISTS", "big"]), b":0\r\n");
         }
+    }
+
+    /// A hash and a set of several MB are written in parts too, and load back whole.
+    #[test]
+    fn large_hashes_and_sets_are_written_in_parts_and_load_whole() {
+        use crate::testing::run;
+        use crate::{Shard, ShardConfig};
+        let now = 1_700_000_000_000u64;
+        let mut a = Shard::new(5, ShardConfig::default());
+        let names: Vec<String> = (0..150_000).map(|i| format!("member-{i:09}")).collect();
+        for chunk in names.chunks(1000) {
+            let mut sadd = vec!["SADD", "s"];
+            sadd.extend(chunk.iter().map(|e| e.as_str()));
+            run(&mut a, now, &sadd);
+            let mut hset = vec!["HSET", "h"];
+            for f in chunk {
+                hset.push(f);
+                hset.push("a-value-of-some-length");
+            }
+            run(&mut a, now, &hset);
+        }
+        let mut out = a.snapshot_begin(0, 1, now);
+        while a.snapshot_step(1 << 20, &mut |blk| out.extend(blk)) {}
+        let recs = read_all(&out).unwrap();
+        let count = |f: fn(&RecordValue) -> bool| recs.iter().filter(|r| f(&r.value)).count();
+        assert!(count(|v| matches!(v, RecordValue::HashMore(_))) >= 2);
+        assert!(count(|v| matches!(v, RecordValue::SetMore(_))) >= 1);
+        let mut b = Shard::new(6, ShardConfig::default());
+        let mut r = Reader::new(&out).unwrap();
+        while let Some(block) = r.next_block().unwrap() {
+            b.load_block(&block, now, &mut |_| true);
+        }
+        assert_eq!(run(&mut b, now, &["SCARD", "s"]), b":150000\r\n");
+        assert_eq!(run(&mut b, now, &["HLEN", "h"]), b":150000\r\n");
+        assert_eq!(
+            run(&mut b, now, &["HGET", "h", "member-000149999"]),
+            b"$22\r\na-value-of-some-length\r\n"
+        );
+        assert_eq!(
+            run(&mut b, now, &["SISMEMBER", "s", "member-000000007"]),
+            b":1\r\n"
+        );
+        assert_eq!(
+            run(&mut b, now, &["OBJECT", "ENCODING", "h"]),
+            b"$9\r\nhashtable\r\n"
+        );
     }
 
     /// A list record whose node bytes are not well-formed entries (only a crafted file,
