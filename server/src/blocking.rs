@@ -123,9 +123,6 @@ pub enum Op {
         to: End,
         dst: Vec<u8>,
         dst_here: bool,
-        /// The destination held another type when the command began (the first pass then
-        /// answers WRONGTYPE instead of popping).
-        dst_bad: bool,
     },
 }
 
@@ -163,6 +160,9 @@ pub enum Offered {
 }
 
 /// Runs on the core owning `keys`: answers the waiter from them or queues it (see [`Mode`]).
+/// `dst_bad`: a move's destination (on another shard) held another type when the command
+/// began, which decides only the first look (a list found then answers WRONGTYPE, as
+/// LMOVE); later, the push itself finds out.
 pub fn offer(
     core: &Core,
     db: usize,
@@ -170,25 +170,20 @@ pub fn offer(
     op: &Op,
     cell: &Arc<WaitCell>,
     mode: Mode,
+    dst_bad: bool,
 ) -> Offered {
     let now = now_ms();
     let mut sh = core.shard.borrow_mut();
-    // A destination's type seen when the command began decides only its first look; later
-    // (a list appearing at the source), the push itself finds out.
-    let later = match op {
-        Op::Move { dst_bad: true, .. } => {
-            let mut o = op.clone();
-            if let Op::Move { dst_bad, .. } = &mut o {
-                *dst_bad = false;
-            }
-            std::borrow::Cow::Owned(o)
-        }
-        _ => std::borrow::Cow::Borrowed(op),
-    };
     if mode != Mode::Queue {
         for k in keys {
             match kind(&mut sh, db, now, k) {
                 Kind::Missing => continue,
+                Kind::List if dst_bad => {
+                    if cell.claim() {
+                        let _ = cell.deliver(Served::Error(err::WRONGTYPE));
+                    }
+                    return Offered::Answered;
+                }
                 Kind::Other => {
                     if cell.claim() {
                         let _ = cell.deliver(Served::Error(err::WRONGTYPE));
@@ -209,7 +204,7 @@ pub fn offer(
     } else {
         for k in keys {
             if kind(&mut sh, db, now, k) == Kind::List {
-                serve_one(&mut sh, db, k, now, cell, &later);
+                serve_one(&mut sh, db, k, now, cell, op);
                 drop(sh);
                 serve_ready(core);
                 return Offered::Answered;
@@ -226,7 +221,7 @@ pub fn offer(
             .or_default()
             .push_back(Waiter {
                 cell: cell.clone(),
-                op: later.clone().into_owned(),
+                op: op.clone(),
             });
         sh.block_key(db, k);
     }
@@ -297,14 +292,8 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
 
 /// Serves `cell` from the list at `key` if it can claim it.
 fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCell>, op: &Op) {
-    if let Op::Move {
-        dst,
-        dst_here,
-        dst_bad,
-        ..
-    } = op
-    {
-        if *dst_bad || (*dst_here && key != &dst[..] && kind(sh, db, now, dst) == Kind::Other) {
+    if let Op::Move { dst, dst_here, .. } = op {
+        if *dst_here && key != &dst[..] && kind(sh, db, now, dst) == Kind::Other {
             if cell.claim() {
                 let _ = cell.deliver(Served::Error(err::WRONGTYPE));
             }
@@ -435,14 +424,13 @@ pub async fn run(
                     to,
                     dst: a[2].to_vec(),
                     dst_here: shard_of(&a[1], n) == shard_of(&a[2], n),
-                    dst_bad: false,
                 };
                 Ok((vec![a[1].to_vec()], op, t, Reply::Element))
             })
         }
         _ => Err("ERR not a blocking command"),
     };
-    let (keys, mut op, timeout, reply) = match parsed {
+    let (keys, op, timeout, reply) = match parsed {
         Ok(x) => x,
         Err(e) => {
             w.error(e);
@@ -462,25 +450,25 @@ pub async fn run(
         }
     }
     let mut queued_on = Vec::new();
+    let mut dst_bad = false;
     if let Op::Move {
         dst,
         dst_here: false,
-        dst_bad,
         ..
-    } = &mut op
+    } = &op
     {
         let dst = dst.clone();
         let k = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
             kind(&mut c.shard.borrow_mut(), db, now_ms(), &dst)
         })
         .await;
-        *dst_bad = k == Kind::Other;
+        dst_bad = k == Kind::Other;
     }
     if groups.len() == 1 {
         let (s, ks) = groups[0].clone();
         let (op2, cell2) = (op.clone(), cell.clone());
         let r = call(&conn.core, s, move |c: &Core| {
-            offer(c, db, &ks, &op2, &cell2, Mode::TryThenQueue)
+            offer(c, db, &ks, &op2, &cell2, Mode::TryThenQueue, dst_bad)
         })
         .await;
         if r == Offered::Queued {
@@ -491,7 +479,7 @@ pub async fn run(
         for k in &keys {
             let (op2, cell2, ks) = (op.clone(), cell.clone(), vec![k.clone()]);
             let r = call(&conn.core, shard_of(k, n), move |c: &Core| {
-                offer(c, db, &ks, &op2, &cell2, Mode::Try)
+                offer(c, db, &ks, &op2, &cell2, Mode::Try, dst_bad)
             })
             .await;
             if r == Offered::Answered {
@@ -503,7 +491,7 @@ pub async fn run(
             for (i, (s, ks)) in groups.iter().enumerate() {
                 let (op2, cell2, ks) = (op.clone(), cell.clone(), ks.clone());
                 let r = call(&conn.core, *s, move |c: &Core| {
-                    offer(c, db, &ks, &op2, &cell2, Mode::Queue)
+                    offer(c, db, &ks, &op2, &cell2, Mode::Queue, false)
                 })
                 .await;
                 if r == Offered::Queued {

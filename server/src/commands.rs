@@ -753,34 +753,15 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     // Tips, key specs, key-spec flags and subcommands are sets in RESP3 (as Redis 7.0
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
     w.set(0);
+    let write = c.flags.has(percore_proto::Flags::WRITE);
     if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
-        w.set(1);
-        w.map(3);
-        w.bulk(b"flags");
-        let kf: &[&str] = if c.flags.has(percore_proto::Flags::WRITE) {
+        let flags: &[&str] = if write {
             &["RW", "access", "delete"]
         } else {
             &["RO", "access"]
         };
-        w.set(kf.len());
-        for f in kf {
-            w.simple(f.as_bytes());
-        }
-        w.bulk(b"begin_search");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"index");
-        w.bulk(b"spec");
-        w.map(1);
-        w.bulk(b"index");
-        w.int(at as i64);
-        w.bulk(b"find_keys");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"keynum");
-        w.bulk(b"spec");
-        w.map(3);
+        key_spec(w, flags, at as i64, b"keynum");
         w.bulk(b"keynumidx");
         w.int(0);
         w.bulk(b"firstkey");
@@ -788,32 +769,12 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
         w.bulk(b"keystep");
         w.int(1);
     } else if c.first_key > 0 {
-        w.set(1);
-        w.map(3);
-        w.bulk(b"flags");
-        let kf: &[&str] = if c.flags.has(percore_proto::Flags::WRITE) {
+        let flags: &[&str] = if write {
             &["RW", "update"]
         } else {
             &["RO", "access"]
         };
-        w.set(kf.len());
-        for f in kf {
-            w.simple(f.as_bytes());
-        }
-        w.bulk(b"begin_search");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"index");
-        w.bulk(b"spec");
-        w.map(1);
-        w.bulk(b"index");
-        w.int(c.first_key as i64);
-        w.bulk(b"find_keys");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"range");
-        w.bulk(b"spec");
-        w.map(3);
+        key_spec(w, flags, c.first_key as i64, b"range");
         w.bulk(b"lastkey");
         w.int(if c.last_key < 0 {
             c.last_key as i64
@@ -832,6 +793,32 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     for s in subs {
         command_info(w, s);
     }
+}
+
+/// The one key spec of a COMMAND INFO entry up to its `find_keys` spec's three fields,
+/// which the caller writes: flags, `begin_search` by index, and the `find_keys` type.
+fn key_spec(w: &mut ReplyWriter, flags: &[&str], index: i64, find: &[u8]) {
+    w.set(1);
+    w.map(3);
+    w.bulk(b"flags");
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.bulk(b"begin_search");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(b"index");
+    w.bulk(b"spec");
+    w.map(1);
+    w.bulk(b"index");
+    w.int(index);
+    w.bulk(b"find_keys");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(find);
+    w.bulk(b"spec");
+    w.map(3);
 }
 
 fn command_docs(w: &mut ReplyWriter, c: &CommandSpec) {

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{redis_or_skip, s, Client, Server};
+use common::{each_differential_run, esc, s, Client, Server};
 use percore_proto::encode::{split_array_reply, split_bulks};
 
 /// Thresholds small enough that a 5th field or a 9-byte string converts a hash to
@@ -330,10 +330,6 @@ fn resp2(line: &str, e: &str) -> Vec<u8> {
     }
 }
 
-fn esc(b: &[u8]) -> String {
-    b.escape_ascii().to_string()
-}
-
 /// A command as a line of [`words`] (an empty argument as `""`, a space as `\x20`).
 fn show(args: &[Vec<u8>]) -> String {
     let word = |a: &Vec<u8>| match &a[..] {
@@ -465,32 +461,13 @@ impl Duo {
     }
 }
 
-/// Redis with `flags` (CONFIG SET) and percore with 1 and 3 shards (startup flags), or None
-/// when redis-server is missing.
-fn servers(what: &str, flags: &[&str]) -> Option<(Server, Vec<(usize, Server)>)> {
-    let redis = redis_or_skip(what)?;
-    let mut c = redis.client();
-    for kv in flags.chunks(2) {
-        let name = kv[0].trim_start_matches("--").as_bytes();
-        let ok = c.cmd(&[b"CONFIG", b"SET", name, kv[1].as_bytes()]);
-        assert_eq!(ok, b"+OK\r\n", "Redis: CONFIG SET {}: {}", kv[0], esc(&ok));
-    }
-    let percores = [1, 3].map(|n| (n, Server::percore(n, flags))).into();
-    Some((redis, percores))
-}
-
 /// Runs `f` with a fresh pair of connections for each percore (1 and 3 shards) and each
 /// protocol (the flag: RESP3), the servers started with `flags`.
 fn each_duo(what: &str, flags: &[&str], mut f: impl FnMut(&mut Duo, bool)) {
-    let Some((redis, percores)) = servers("hash differential tests did not run", flags) else {
-        return;
-    };
-    for (shards, percore) in &percores {
-        for resp3 in [false, true] {
-            let label = format!("{what}, percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
-            f(&mut Duo::new(&redis, percore, resp3, label), resp3);
-        }
-    }
+    let what = format!("hash differential tests, {what}");
+    each_differential_run(&what, flags, &[], |redis, percore, resp3, _, label| {
+        f(&mut Duo::new(redis, percore, resp3, label), resp3)
+    });
 }
 
 #[test]
@@ -585,24 +562,14 @@ const STEPS: usize = 2500;
 const SEEDS: &[u64] = &[1, 7919, 0x9E37_79B9_7F4A_7C15, 424_242];
 
 fn random_streams(flags: &[&str], what: &str) {
-    let Some((redis, percores)) = servers("hash differential tests did not run", flags) else {
-        return;
-    };
-    for (shards, percore) in &percores {
-        for resp3 in [false, true] {
-            for &seed in SEEDS {
-                let label = format!(
-                    "{what}, percore {shards} shard(s), RESP{}, seed {seed}",
-                    2 + resp3 as u8
-                );
-                let mut duo = Duo::new(&redis, percore, resp3, label);
-                let mut x = seed;
-                for _ in 0..STEPS {
-                    duo.send(&gen(&mut x));
-                }
-            }
+    let what = format!("hash differential tests, {what}");
+    each_differential_run(&what, flags, SEEDS, |redis, percore, resp3, seed, label| {
+        let mut duo = Duo::new(redis, percore, resp3, label);
+        let mut x = seed;
+        for _ in 0..STEPS {
+            duo.send(&gen(&mut x));
         }
-    }
+    });
 }
 
 #[test]

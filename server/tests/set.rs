@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{redis_or_skip, Client, Server};
+use common::{each_differential_run, esc, Client, Server};
 use percore_proto::encode::{split_array_reply, split_bulks};
 use std::collections::BTreeSet;
 
@@ -230,10 +230,6 @@ fn show(args: &[Vec<u8>]) -> String {
         w => w,
     };
     args.iter().map(word).collect::<Vec<_>>().join(" ")
-}
-
-fn esc(b: &[u8]) -> String {
-    b.escape_ascii().to_string()
 }
 
 /// An array or (RESP3) set reply of bulk strings: its header line and its elements.
@@ -485,35 +481,13 @@ impl Pair {
     }
 }
 
-/// Redis (given `flags` by CONFIG SET) and percore with 1 and 3 shards (started with them),
-/// or None when redis-server is missing.
-fn servers(flags: &[&str]) -> Option<(Server, [(usize, Server); 2])> {
-    let redis = redis_or_skip("set differential tests did not run")?;
-    let mut c = redis.client();
-    for kv in flags.chunks(2) {
-        let line = format!("CONFIG SET {} {}", kv[0].trim_start_matches('-'), kv[1]);
-        assert_eq!(esc(&c.q(&line)), r"+OK\r\n", "Redis: {line}");
-    }
-    Some((redis, [1, 3].map(|n| (n, Server::percore(n, flags)))))
-}
-
 /// Runs `f` on a fresh pair of connections to emptied servers for each percore, protocol
 /// (the flag: RESP3) and seed (one run, seed 0 unnamed, when there are none).
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, bool, u64)) {
-    let Some((redis, percores)) = servers(flags) else {
-        return;
-    };
-    let runs: &[u64] = if seeds.is_empty() { &[0] } else { seeds };
-    for ((shards, percore), resp3) in percores.iter().flat_map(|p| [(p, false), (p, true)]) {
-        for &seed in runs {
-            let run = format!("{what}, percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
-            let label = match seeds.is_empty() {
-                true => run,
-                false => format!("{run}, seed {seed}"),
-            };
-            f(&mut Pair::new(&redis, percore, resp3, label), resp3, seed);
-        }
-    }
+    let what = format!("set differential tests, {what}");
+    each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
+        f(&mut Pair::new(redis, percore, resp3, label), resp3, seed)
+    });
 }
 
 #[test]

@@ -566,3 +566,47 @@ pub fn redis_or_skip_with(what: &str, extra: &[&str]) -> Option<Server> {
     }
     r
 }
+
+/// Bytes as escaped ASCII, for failure messages.
+pub fn esc(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+/// The differential tests' servers: a Redis given `flags` (`--name value` pairs) by CONFIG
+/// SET, and percore with 1 and with 3 shards started with them; None, after
+/// [`redis_or_skip`]'s message (naming `what`), when redis-server is missing.
+pub fn redis_and_percores(what: &str, flags: &[&str]) -> Option<(Server, [(usize, Server); 2])> {
+    let redis = redis_or_skip(what)?;
+    let mut c = redis.client();
+    for kv in flags.chunks(2) {
+        let name = kv[0].trim_start_matches("--").as_bytes();
+        let ok = c.cmd(&[b"CONFIG", b"SET", name, kv[1].as_bytes()]);
+        assert_eq!(ok, b"+OK\r\n", "Redis: CONFIG SET {}: {}", kv[0], esc(&ok));
+    }
+    Some((redis, [1, 3].map(|n| (n, Server::percore(n, flags)))))
+}
+
+/// Runs `f(redis, percore, resp3, seed, label)` for each server of [`redis_and_percores`],
+/// each protocol (RESP2, then RESP3) and each seed (one run with seed 0, unnamed in the
+/// label, when there are none); the label names the run for failure messages.
+pub fn each_differential_run(
+    what: &str,
+    flags: &[&str],
+    seeds: &[u64],
+    mut f: impl FnMut(&Server, &Server, bool, u64, String),
+) {
+    let Some((redis, percores)) = redis_and_percores(&format!("{what}: did not run"), flags) else {
+        return;
+    };
+    let runs: &[u64] = if seeds.is_empty() { &[0] } else { seeds };
+    for ((shards, percore), resp3) in percores.iter().flat_map(|p| [(p, false), (p, true)]) {
+        for &seed in runs {
+            let run = format!("{what}, percore {shards} shard(s), RESP{}", 2 + resp3 as u8);
+            let label = match seeds.is_empty() {
+                true => run,
+                false => format!("{run}, seed {seed}"),
+            };
+            f(&redis, percore, resp3, seed, label);
+        }
+    }
+}
