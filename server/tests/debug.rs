@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{redis_or_skip_with, s, Client, Server};
+use common::{redis_or_skip_with, s, Client, Server, TempDir};
 use std::time::{Duration, Instant};
 
 const NOT_ALLOWED: &str = "-ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.\r\n";
@@ -36,31 +36,6 @@ fn same(r: &mut Client, p: &mut Client, line: &str) -> String {
     let (rr, pr) = (s(&r.q(line)), s(&p.q(line)));
     assert_eq!(pr, rr, "{line}: percore vs redis");
     pr
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "percore-test-debug-{tag}-{}-{}",
-            std::process::id(),
-            common::free_port()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// An address of this machine other than loopback, if it has one (the source address of a

@@ -4,35 +4,11 @@
 
 mod common;
 
-use common::{s, Client, Server};
+use common::{s, Client, Server, TempDir};
 use percore_proto::encode::{split_array_reply, split_bulks};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "percore-test-{tag}-{}-{}",
-            std::process::id(),
-            common::free_port()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(shards: usize, dir: &TempDir, extra: &[&str]) -> Server {
     let mut args = vec!["--dir", dir.path()];
