@@ -105,6 +105,42 @@ pub enum Cmd {
     SDiff,
     SDiffStore,
     SScan,
+    // sorted sets
+    ZAdd,
+    ZIncrBy,
+    ZScore,
+    ZMScore,
+    ZRank,
+    ZRevRank,
+    ZRange,
+    ZRangeStore,
+    ZRevRange,
+    ZRangeByScore,
+    ZRevRangeByScore,
+    ZRangeByLex,
+    ZRevRangeByLex,
+    ZCount,
+    ZLexCount,
+    ZRem,
+    ZRemRangeByRank,
+    ZRemRangeByScore,
+    ZRemRangeByLex,
+    ZCard,
+    ZPopMin,
+    ZPopMax,
+    ZMPop,
+    ZRandMember,
+    ZScan,
+    ZUnion,
+    ZInter,
+    ZDiff,
+    ZUnionStore,
+    ZInterStore,
+    ZDiffStore,
+    ZInterCard,
+    BZPopMin,
+    BZPopMax,
+    BZMPop,
     // keyspace
     Del,
     Unlink,
@@ -224,6 +260,8 @@ impl Flags {
         (Self::DENYOOM, "denyoom"),
         (Self::ADMIN, "admin"),
         (Self::NOSCRIPT, "noscript"),
+        // Redis's order (`addReplyFlagsForCommand`): blocking right after noscript.
+        (Self::BLOCKING, "blocking"),
         (Self::LOADING, "loading"),
         (Self::STALE, "stale"),
         (Self::FAST, "fast"),
@@ -231,7 +269,6 @@ impl Flags {
         (Self::SKIP_SLOWLOG, "skip_slowlog"),
         (Self::ALLOW_BUSY, "allow_busy"),
         (Self::NO_MULTI, "no_multi"),
-        (Self::BLOCKING, "blocking"),
         (Self::MOVABLEKEYS, "movablekeys"),
     ];
 
@@ -331,8 +368,16 @@ impl CommandSpec {
     /// the index of that count (Redis's `keynum` key spec: the keys start right after it).
     pub fn keynum_index(&self) -> Option<usize> {
         match self.cmd {
-            Cmd::SInterCard | Cmd::LMPop => Some(1),
-            Cmd::BLMPop => Some(2),
+            Cmd::SInterCard
+            | Cmd::LMPop
+            | Cmd::ZMPop
+            | Cmd::ZUnion
+            | Cmd::ZInter
+            | Cmd::ZDiff
+            | Cmd::ZInterCard => Some(1),
+            Cmd::BLMPop | Cmd::BZMPop | Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => {
+                Some(2)
+            }
             _ => None,
         }
     }
@@ -464,6 +509,44 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("sdiff", SDiff, -2, R, 1, -1, 1, Coordinated, ["read", "set", "slow"], "set", "1.0.0", "Returns the difference of multiple sets."),
     spec!("sdiffstore", SDiffStore, -3, W | D, 1, -1, 1, Coordinated, ["write", "set", "slow"], "set", "1.0.0", "Stores the difference of multiple sets in a key."),
     spec!("sscan", SScan, -3, R, 1, 1, 1, Single, ["read", "set", "slow"], "set", "2.0.0", "Iterates over members of a set."),
+    // ---- sorted sets (the STORE forms of ZUNION/ZINTER/ZDIFF declare no fixed key
+    // positions, unlike Redis's 1 1 1: their sources follow a count, and routing must see
+    // them all, so they always reach the coordinator)
+    spec!("zadd", ZAdd, -4, W | D | F, 1, 1, 1, Single, ["write", "sortedset", "fast"], "sorted-set", "1.2.0", "Add one or more members to a sorted set, or update its score if it already exists"),
+    spec!("zincrby", ZIncrBy, 4, W | D | F, 1, 1, 1, Single, ["write", "sortedset", "fast"], "sorted-set", "1.2.0", "Increment the score of a member in a sorted set"),
+    spec!("zscore", ZScore, 3, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "1.2.0", "Get the score associated with the given member in a sorted set"),
+    spec!("zmscore", ZMScore, -3, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "6.2.0", "Get the score associated with the given members in a sorted set"),
+    spec!("zrank", ZRank, 3, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "2.0.0", "Determine the index of a member in a sorted set"),
+    spec!("zrevrank", ZRevRank, 3, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "2.0.0", "Determine the index of a member in a sorted set, with scores ordered from high to low"),
+    spec!("zrange", ZRange, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "1.2.0", "Return a range of members in a sorted set"),
+    spec!("zrangestore", ZRangeStore, -5, W | D, 1, 2, 1, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "6.2.0", "Store a range of members from sorted set into another key"),
+    spec!("zrevrange", ZRevRange, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "1.2.0", "Return a range of members in a sorted set, by index, with scores ordered from high to low"),
+    spec!("zrangebyscore", ZRangeByScore, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "1.0.5", "Return a range of members in a sorted set, by score"),
+    spec!("zrevrangebyscore", ZRevRangeByScore, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "2.2.0", "Return a range of members in a sorted set, by score, with scores ordered from high to low"),
+    spec!("zrangebylex", ZRangeByLex, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "2.8.9", "Return a range of members in a sorted set, by lexicographical range"),
+    spec!("zrevrangebylex", ZRevRangeByLex, -4, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "2.8.9", "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings."),
+    spec!("zcount", ZCount, 4, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "2.0.0", "Count the members in a sorted set with scores within the given values"),
+    spec!("zlexcount", ZLexCount, 4, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "2.8.9", "Count the number of members in a sorted set between a given lexicographical range"),
+    spec!("zrem", ZRem, -3, W | F, 1, 1, 1, Single, ["write", "sortedset", "fast"], "sorted-set", "1.2.0", "Remove one or more members from a sorted set"),
+    spec!("zremrangebyrank", ZRemRangeByRank, 4, W, 1, 1, 1, Single, ["write", "sortedset", "slow"], "sorted-set", "2.0.0", "Remove all members in a sorted set within the given indexes"),
+    spec!("zremrangebyscore", ZRemRangeByScore, 4, W, 1, 1, 1, Single, ["write", "sortedset", "slow"], "sorted-set", "1.2.0", "Remove all members in a sorted set within the given scores"),
+    spec!("zremrangebylex", ZRemRangeByLex, 4, W, 1, 1, 1, Single, ["write", "sortedset", "slow"], "sorted-set", "2.8.9", "Remove all members in a sorted set between the given lexicographical range"),
+    spec!("zcard", ZCard, 2, R | F, 1, 1, 1, Single, ["read", "sortedset", "fast"], "sorted-set", "1.2.0", "Get the number of members in a sorted set"),
+    spec!("zpopmin", ZPopMin, -2, W | F, 1, 1, 1, Single, ["write", "sortedset", "fast"], "sorted-set", "5.0.0", "Remove and return members with the lowest scores in a sorted set"),
+    spec!("zpopmax", ZPopMax, -2, W | F, 1, 1, 1, Single, ["write", "sortedset", "fast"], "sorted-set", "5.0.0", "Remove and return members with the highest scores in a sorted set"),
+    spec!("zmpop", ZMPop, -4, W | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "7.0.0", "Remove and return members with scores in a sorted set"),
+    spec!("bzpopmin", BZPopMin, -3, W | NS | BL | F, 1, -2, 1, Blocking, ["write", "sortedset", "fast", "blocking"], "sorted-set", "5.0.0", "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available"),
+    spec!("bzpopmax", BZPopMax, -3, W | NS | BL | F, 1, -2, 1, Blocking, ["write", "sortedset", "fast", "blocking"], "sorted-set", "5.0.0", "Remove and return the member with the highest score from one or more sorted sets, or block until one is available"),
+    spec!("bzmpop", BZMPop, -5, W | BL | MK, 0, 0, 0, Blocking, ["write", "sortedset", "slow", "blocking"], "sorted-set", "7.0.0", "Remove and return members with scores in a sorted set or block until one is available"),
+    spec!("zrandmember", ZRandMember, -2, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "6.2.0", "Get one or multiple random elements from a sorted set"),
+    spec!("zscan", ZScan, -3, R, 1, 1, 1, Single, ["read", "sortedset", "slow"], "sorted-set", "2.8.0", "Incrementally iterate sorted sets elements and associated scores"),
+    spec!("zunion", ZUnion, -3, R | MK, 0, 0, 0, Coordinated, ["read", "sortedset", "slow"], "sorted-set", "6.2.0", "Add multiple sorted sets"),
+    spec!("zinter", ZInter, -3, R | MK, 0, 0, 0, Coordinated, ["read", "sortedset", "slow"], "sorted-set", "6.2.0", "Intersect multiple sorted sets"),
+    spec!("zdiff", ZDiff, -3, R | MK, 0, 0, 0, Coordinated, ["read", "sortedset", "slow"], "sorted-set", "6.2.0", "Subtract multiple sorted sets"),
+    spec!("zunionstore", ZUnionStore, -4, W | D | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key"),
+    spec!("zinterstore", ZInterStore, -4, W | D | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key"),
+    spec!("zdiffstore", ZDiffStore, -4, W | D | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key"),
+    spec!("zintercard", ZInterCard, -3, R | MK, 0, 0, 0, Coordinated, ["read", "sortedset", "slow"], "sorted-set", "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result"),
     // ---- lists
     spec!("lpush", LPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
     spec!("rpush", RPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist."),

@@ -1,4 +1,9 @@
-//! Blocking list commands: BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH.
+//! Blocking list and sorted-set commands: BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH,
+//! BZPOPMIN, BZPOPMAX, BZMPOP.
+//!
+//! A key's queue may hold waiters of both kinds; a key serves those whose type it holds,
+//! first come first served, and the others keep waiting (as Redis 7.0 serves a ready key's
+//! clients by the type they block for).
 //!
 //! # Who does what
 //! - The **connection** (on its own core) parses the command, asks the shards that own its
@@ -38,6 +43,7 @@ use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
 use percore_shard::ops::list::{
     kind, parse_ends, parse_mpop, pop_n, push_elements, write_mpop_reply, Kind, Popped,
 };
+use percore_shard::ops::zset;
 use percore_shard::types::list::End;
 use percore_shard::{err, Shard};
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +59,12 @@ pub enum Served {
         key: Vec<u8>,
         end: End,
         elements: Vec<Vec<u8>>,
+    },
+    /// Sorted-set elements popped from `key` (its lowest or highest, as the waiter asked),
+    /// with their scores, first popped first.
+    ZPopped {
+        key: Vec<u8>,
+        elements: Vec<(f64, Vec<u8>)>,
     },
     /// BLMOVE's element, already pushed to the destination when `pushed`.
     Moved {
@@ -116,6 +128,11 @@ pub enum Op {
         end: End,
         count: usize,
     },
+    /// BZPOPMIN/BZPOPMAX/BZMPOP.
+    ZPop {
+        max: bool,
+        count: usize,
+    },
     /// BLMOVE/BRPOPLPUSH: `dst_here` when the destination lives on the source's shard
     /// (then the serving shard pushes it too).
     Move {
@@ -159,6 +176,19 @@ pub enum Offered {
     Nothing,
 }
 
+/// What `key` is to a waiter doing `op`: [`Kind::List`] when it holds the type `op` pops
+/// from (a list, or a sorted set for [`Op::ZPop`]).
+fn kind_for(sh: &mut Shard, db: usize, now: u64, key: &[u8], op: &Op) -> Kind {
+    match op {
+        Op::ZPop { .. } => match zset::holds(sh, db, now, key) {
+            None => Kind::Missing,
+            Some(true) => Kind::List,
+            Some(false) => Kind::Other,
+        },
+        _ => kind(sh, db, now, key),
+    }
+}
+
 /// Runs on the core owning `keys`: answers the waiter from them or queues it (see [`Mode`]).
 /// `dst_bad`: a move's destination (on another shard) held another type when the command
 /// began, which decides only the first look (a list found then answers WRONGTYPE, as
@@ -176,7 +206,7 @@ pub fn offer(
     let mut sh = core.shard.borrow_mut();
     if mode != Mode::Queue {
         for k in keys {
-            match kind(&mut sh, db, now, k) {
+            match kind_for(&mut sh, db, now, k, op) {
                 Kind::Missing => continue,
                 Kind::List if dst_bad => {
                     if cell.claim() {
@@ -203,7 +233,7 @@ pub fn offer(
         }
     } else {
         for k in keys {
-            if kind(&mut sh, db, now, k) == Kind::List {
+            if kind_for(&mut sh, db, now, k, op) == Kind::List {
                 serve_one(&mut sh, db, k, now, cell, op);
                 drop(sh);
                 serve_ready(core);
@@ -245,8 +275,9 @@ pub fn withdraw(core: &Core, db: usize, keys: &[Vec<u8>], cell: &Arc<WaitCell>) 
 }
 
 /// Serves the waiters of every key the shard reported ready, in order, each key's waiters
-/// first come first served while the key holds a list. Costs one emptiness check when
-/// nothing is ready.
+/// first come first served while the key holds the type they pop from (waiters for the
+/// other type are passed over and keep waiting). Costs one emptiness check when nothing is
+/// ready.
 pub fn serve_ready(core: &Core) {
     if core.shard.borrow().ready.is_empty() {
         return;
@@ -271,16 +302,20 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
         let Some(q) = reg.queues.get_mut(&id) else {
             continue;
         };
-        while let Some(w) = q.front() {
-            if w.cell.is_claimed() {
-                q.pop_front();
+        let mut j = 0;
+        while j < q.len() {
+            if q[j].cell.is_claimed() {
+                q.remove(j);
                 continue;
             }
-            if kind(sh, db, now, &id.1) != Kind::List {
-                break;
+            match kind_for(sh, db, now, &id.1, &q[j].op) {
+                Kind::Missing => break,
+                Kind::Other => j += 1,
+                Kind::List => {
+                    let w = q.remove(j).expect("within the queue");
+                    serve_one(sh, db, &id.1, now, &w.cell, &w.op);
+                }
             }
-            let w = q.pop_front().expect("seen above");
-            serve_one(sh, db, &id.1, now, &w.cell, &w.op);
         }
         if q.is_empty() {
             reg.queues.remove(&id);
@@ -304,6 +339,19 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
         return;
     }
     match op {
+        Op::ZPop { max, count } => {
+            let zset::Popped::Elements(elements) = zset::pop_n(sh, db, now, key, *max, *count)
+            else {
+                unreachable!("the caller saw a sorted set at the key")
+            };
+            let s = Served::ZPopped {
+                key: key.to_vec(),
+                elements,
+            };
+            if let Err(Served::ZPopped { elements, .. }) = cell.deliver(s) {
+                zset::put_back(sh, db, now, key, &elements);
+            }
+        }
         Op::Pop { end, count } => {
             let Popped::Elements(elements) = pop_n(sh, db, now, key, *end, *count) else {
                 unreachable!("the caller saw a list at the key")
@@ -381,6 +429,10 @@ enum Reply {
     Mpop,
     /// BLMOVE/BRPOPLPUSH: the element.
     Element,
+    /// BZPOPMIN/BZPOPMAX: `[key, member, score]`.
+    KeyMemberScore,
+    /// BZMPOP: `[key, [[member, score], …]]`.
+    ZMpop,
 }
 
 /// Runs a blocking command for `conn`, parking it as long as needed; the reply goes to `w`.
@@ -409,6 +461,16 @@ pub async fn run(
             let t = parse_timeout(&a[1])?;
             let keys = keys.into_iter().map(|k| k.to_vec()).collect();
             Ok((keys, Op::Pop { end, count }, t, Reply::Mpop))
+        }),
+        Cmd::BZPopMin | Cmd::BZPopMax => parse_timeout(&a[last]).map(|t| {
+            let max = spec.cmd == Cmd::BZPopMax;
+            let keys = (1..last).map(|i| a[i].to_vec()).collect();
+            (keys, Op::ZPop { max, count: 1 }, t, Reply::KeyMemberScore)
+        }),
+        Cmd::BZMPop => zset::parse_zmpop(&a, 2).and_then(|(keys, max, count)| {
+            let t = parse_timeout(&a[1])?;
+            let keys = keys.into_iter().map(|k| k.to_vec()).collect();
+            Ok((keys, Op::ZPop { max, count }, t, Reply::ZMpop))
         }),
         Cmd::BLMove | Cmd::BRPopLPush => {
             let ends = if spec.cmd == Cmd::BLMove {
@@ -596,6 +658,28 @@ async fn finish(
 ) {
     let n = conn.core.nshards();
     match served {
+        Served::ZPopped { key, elements } => {
+            if conn.close {
+                call(&conn.core, shard_of(&key, n), move |c: &Core| {
+                    let mut sh = c.shard.borrow_mut();
+                    zset::put_back(&mut sh, db, now_ms(), &key, &elements);
+                    drop(sh);
+                    serve_ready(c);
+                })
+                .await;
+                return;
+            }
+            match reply {
+                Reply::ZMpop => zset::write_zmpop_reply(w, &key, &elements),
+                _ => {
+                    let (score, member) = &elements[0];
+                    w.array(3);
+                    w.bulk(&key);
+                    w.bulk(member);
+                    zset::write_score(w, *score);
+                }
+            }
+        }
         Served::Popped { key, end, elements } => {
             if conn.close {
                 let s = shard_of(&key, n);

@@ -251,6 +251,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
             let keys: Vec<usize> = match target.keynum_index() {
                 Some(_) => match target.keynum_key_indices(&rest) {
+                    // ZUNIONSTORE and its kin name their destination first, as Redis lists it.
+                    Some(r) if matches!(target.cmd, Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore) => {
+                        std::iter::once(1).chain(r).collect()
+                    }
                     Some(r) => r.collect(),
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },

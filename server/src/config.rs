@@ -10,6 +10,7 @@ use percore_shard::evict::Policy;
 use percore_shard::types::hash::HashLimits;
 use percore_shard::types::list::ListLimits;
 use percore_shard::types::set::SetLimits;
+use percore_shard::types::zset::ZSetLimits;
 use std::fmt::Write as _;
 
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub struct Config {
     pub proto_max_bulk_len: i64,
     /// When a hash leaves the `listpack` encoding (`hash-max-listpack-*`).
     pub hash_limits: HashLimits,
+    /// When a sorted set leaves the `listpack` encoding (`zset-max-listpack-*`).
+    pub zset_limits: ZSetLimits,
     /// When a set leaves the `intset` encoding (`set-max-intset-entries`).
     pub set_limits: SetLimits,
     /// `list-max-listpack-size`: how large a list's nodes grow.
@@ -82,6 +85,7 @@ impl Default for Config {
             maxclients: 10_000,
             proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
             hash_limits: HashLimits::default(),
+            zset_limits: ZSetLimits::default(),
             set_limits: SetLimits::default(),
             list_limits: ListLimits::default(),
             lazyfree: [false; 6],
@@ -292,6 +296,10 @@ pub static PARAMS: &[Param] = &[
     // Redis 7.0 keeps the names from before listpacks as aliases.
     Param { name: "hash-max-ziplist-entries", get: |c| c.hash_limits.max_listpack_entries.to_string(), set: |c, v| { c.hash_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hash-max-ziplist-value", get: |c| c.hash_limits.max_listpack_value.to_string(), set: |c, v| { c.hash_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "zset-max-listpack-entries", get: |c| c.zset_limits.max_listpack_entries.to_string(), set: |c, v| { c.zset_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "zset-max-listpack-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "zset-max-ziplist-entries", get: |c| c.zset_limits.max_listpack_entries.to_string(), set: |c, v| { c.zset_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "zset-max-ziplist-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-ziplist-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },

@@ -1,8 +1,9 @@
 //! Commands whose keys live on different shards and that need more than split-and-merge:
-//! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, and the set commands over
-//! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms). (When all
-//! keys of such a command hash to one shard it runs there in one hop and never comes here;
-//! SINTERCARD, whose keys follow a count, always comes here.)
+//! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, the set commands over
+//! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms), and the
+//! sorted-set ones (ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD, ZRANGESTORE,
+//! ZMPOP). (When all keys of such a command hash to one shard it runs there in one hop and
+//! never comes here; the commands whose keys follow a count always come here.)
 //!
 //! Atomicity window — written down as the issue asks, until the cross-shard transaction
 //! scheduler (VLL) lands: these run as a sequence of single-shard steps, each atomic on its
@@ -13,9 +14,10 @@
 //!   destination shard, neither key exists;
 //! - COPY: the destination check and store are one step, the source read another;
 //! - SWAPDB: shards swap one after another, so a reader may see some shards swapped.
-//! - set commands: the sources are read one shard after another and the results written
-//!   back afterwards, so a write to a source in between is either seen or overwritten
-//!   (SMOVE writes both of its sets back).
+//! - set and sorted-set commands: the sources are read one shard after another and the
+//!   results written back afterwards, so a write to a source in between is either seen or
+//!   overwritten (SMOVE writes both of its sets back).
+//! - ZMPOP: as LMPOP.
 //! - LMOVE/RPOPLPUSH: between the pop on the source's shard and the push on the
 //!   destination's, the element is in neither list (a destination that meanwhile became
 //!   another type gets it back to the source, and the client WRONGTYPE);
@@ -34,6 +36,7 @@ use percore_shard::ops::keyspace::{
 use percore_shard::ops::list;
 use percore_shard::ops::set::parse_sintercard;
 use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
+use percore_shard::ops::zset;
 use percore_shard::types::list::End;
 use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
@@ -56,7 +59,16 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::SUnion
         | Cmd::SUnionStore
         | Cmd::SDiff
-        | Cmd::SDiffStore => on_scratch(conn, spec, a, &mut w).await,
+        | Cmd::SDiffStore
+        | Cmd::ZUnion
+        | Cmd::ZInter
+        | Cmd::ZDiff
+        | Cmd::ZInterCard
+        | Cmd::ZUnionStore
+        | Cmd::ZInterStore
+        | Cmd::ZDiffStore
+        | Cmd::ZRangeStore => on_scratch(conn, spec, a, &mut w).await,
+        Cmd::ZMPop => zmpop(conn, a, &mut w).await,
         Cmd::LMove | Cmd::RPopLPush => lmove(conn, spec, a, &mut w).await,
         Cmd::LMPop => lmpop(conn, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
@@ -164,10 +176,12 @@ async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_abs
     .await
 }
 
-/// Set commands over keys of several shards: the keys are copied onto a scratch shard, the
-/// shard's own code runs there (so replies, errors and encodings are exactly those of one
-/// shard), and the keys it writes go back to their shards (deleted where it deleted them).
-/// Costs a copy of every source set; bounded by what the command reads anyway.
+/// Set and sorted-set commands over keys of several shards: the keys are copied onto a
+/// scratch shard, the shard's own code runs there (so replies, errors and encodings are
+/// exactly those of one shard), and the keys it writes go back to their shards (deleted
+/// where it deleted them). Costs a copy of every source set; bounded by what the command
+/// reads anyway. When every key lives on one shard (the commands whose keys follow a
+/// count always come here), the command runs there in one hop instead, copying nothing.
 async fn on_scratch(
     conn: &mut Conn,
     spec: &'static CommandSpec,
@@ -183,8 +197,37 @@ async fn on_scratch(
         },
         Cmd::SMove => (all[1..3].to_vec(), all[1..3].to_vec()),
         Cmd::SInterStore | Cmd::SUnionStore | Cmd::SDiffStore => (all[2..].to_vec(), vec![all[1]]),
+        // An invalid count copies nothing: the shard's own parse replies the error.
+        Cmd::ZUnion | Cmd::ZInter | Cmd::ZDiff | Cmd::ZInterCard => {
+            (zset::algebra_keys(&a, 1).unwrap_or_default(), vec![])
+        }
+        Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => {
+            (zset::algebra_keys(&a, 2).unwrap_or_default(), vec![all[1]])
+        }
+        Cmd::ZRangeStore => (vec![all[2]], vec![all[1]]),
         _ => (all[1..].to_vec(), vec![]),
     };
+    let n = conn.core.nshards();
+    let home = reads.first().or(writes.first()).map(|k| shard_of(k, n));
+    if let Some(s) = home {
+        if reads.iter().chain(&writes).all(|k| shard_of(k, n) == s) {
+            let (owned, proto) = (OwnedArgs::from_slices(&all), conn.proto);
+            let reply = call(&conn.core, s, move |c: &Core| {
+                let mut out = Vec::new();
+                let ctx = ExecCtx {
+                    db,
+                    now_ms: now_ms(),
+                };
+                let mut rw = ReplyWriter::new(&mut out, proto);
+                c.shard
+                    .borrow_mut()
+                    .apply(&ctx, spec, owned.args(), &mut rw);
+                out
+            })
+            .await;
+            return w.raw(&reply);
+        }
+    }
     let config = conn.core.shard.borrow().config.clone();
     let mut scratch = Shard::new(scratch_seed(), config);
     for (i, k) in reads.iter().enumerate() {
@@ -291,6 +334,28 @@ async fn lmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             list::Popped::Missing => continue,
             list::Popped::WrongType => return w.error(err::WRONGTYPE),
             list::Popped::Elements(v) => return list::write_mpop_reply(w, k, &v),
+        }
+    }
+    w.null_array();
+}
+
+/// ZMPOP over keys of several shards: each key in order on its shard until one pops.
+async fn zmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (keys, max, count) = match zset::parse_zmpop(&a, 1) {
+        Ok(x) => x,
+        Err(e) => return w.error(e),
+    };
+    let (db, n) = (conn.db, conn.core.nshards());
+    for k in keys {
+        let key = k.to_vec();
+        let popped = call(&conn.core, shard_of(k, n), move |c: &Core| {
+            zset::pop_n(&mut c.shard.borrow_mut(), db, now_ms(), &key, max, count)
+        })
+        .await;
+        match popped {
+            zset::Popped::Missing => continue,
+            zset::Popped::WrongType => return w.error(err::WRONGTYPE),
+            zset::Popped::Elements(v) => return zset::write_zmpop_reply(w, k, &v),
         }
     }
     w.null_array();

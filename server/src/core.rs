@@ -637,6 +637,7 @@ impl Core {
                 shard.config.hash_limits = cfg.hash_limits;
                 shard.config.set_limits = cfg.set_limits;
                 shard.config.list_limits = cfg.list_limits;
+                shard.config.zset_limits = cfg.zset_limits;
             }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);

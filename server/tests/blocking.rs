@@ -1,5 +1,6 @@
-//! Blocking list pops end to end: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and BLMPOP, CLIENT
-//! UNBLOCK, INFO's `blocked_clients` and the exporter's `redis_blocked_clients`.
+//! Blocking pops end to end: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and BLMPOP, the sorted-set
+//! BZPOPMIN, BZPOPMAX and BZMPOP, CLIENT UNBLOCK, INFO's `blocked_clients` and the
+//! exporter's `redis_blocked_clients`.
 //!
 //! Every scenario is a function of a [`Target`] and runs three ways: `redis_server::<name>`
 //! against a real redis-server 7.0 (the spec: it shows the scenario itself right; skipped with
@@ -86,6 +87,8 @@ scenarios!(
     idle_timeout_spares_blocked_clients,
     keyspace_commands_that_create_a_list_serve_waiters,
     over_maxmemory_moves_are_refused_pops_are_not,
+    bzpop_replies_and_errors,
+    list_and_zset_waiters_on_one_key,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -1114,6 +1117,153 @@ fn blmpop_replies_and_errors(t: &Target) {
         assert_eq!(ask(&mut c, &cmd), want, "{t}: `{cmd}`");
     }
     assert_eq!(t.blocked(), 0, "{t}: no error blocked anyone");
+}
+
+/// BZPOPMIN's and BZPOPMAX's reply: [key, member, score] (the score a double in RESP3).
+fn zpop(key: &str, member: &str, score: &str, resp3: bool) -> String {
+    let score = if resp3 {
+        format!(",{score}\r\n")
+    } else {
+        bulk(score)
+    };
+    format!("*3\r\n{}{}{score}", bulk(key), bulk(member))
+}
+
+/// BZMPOP's reply: [key, [[member, score], …]] (RESP2).
+fn zmpop(key: &str, items: &[(&str, &str)]) -> String {
+    let pairs = items
+        .iter()
+        .map(|(m, s)| format!("*2\r\n{}{}", bulk(m), bulk(s)))
+        .collect::<String>();
+    format!("*2\r\n{}*{}\r\n{pairs}", bulk(key), items.len())
+}
+
+/// The sorted-set pops: served at once, by a ZADD on another core, on timeout; their
+/// errors in Redis's order (BZMPOP's options before its timeout); a waiter that leaves
+/// takes nothing.
+fn bzpop_replies_and_errors(t: &Target) {
+    let [k0, k1] = [0, 1].map(|i| t.key(i, &format!("zp{i}")));
+    let mut c = t.client_on(2);
+    let mut p = t.client_on(1);
+    assert_eq!(
+        ask(&mut p, &format!("ZADD {k1} 1 a 2 b 3 c")),
+        ":3\r\n",
+        "{t}"
+    );
+    let now = [
+        (format!("BZPOPMIN {k0} {k1} 0"), zpop(&k1, "a", "1", false)),
+        (format!("BZPOPMAX {k0} {k1} 0"), zpop(&k1, "c", "3", false)),
+        (
+            format!("BZMPOP 0 2 {k0} {k1} MIN COUNT 5"),
+            zmpop(&k1, &[("b", "2")]),
+        ),
+        (format!("EXISTS {k1}"), ":0\r\n".into()),
+        (format!("BZPOPMIN {k0} {k1} 0.05"), NIL2.into()),
+        (format!("BZMPOP 0.05 2 {k0} {k1} MAX"), NIL2.into()),
+    ];
+    for (cmd, want) in now {
+        assert_eq!(ask(&mut c, &cmd), want, "{t}: `{cmd}`");
+    }
+    for (cmd, add, want, left) in [
+        (
+            format!("BZPOPMIN {k0} {k1} 0"),
+            format!("ZADD {k0} 6 y 5 x"),
+            zpop(&k0, "x", "5", false),
+            format!("ZRANGE {k0} 0 -1"),
+        ),
+        (
+            format!("BZMPOP 0 2 {k0} {k1} MAX COUNT 2"),
+            format!("ZADD {k1} 1 a 2.5 b 3 c"),
+            zmpop(&k1, &[("c", "3"), ("b", "2.5")]),
+            format!("ZRANGE {k1} 0 -1"),
+        ),
+        (
+            format!("BZPOPMAX {k1} 0"),
+            format!("ZINCRBY {k1} 0.25 m"),
+            zpop(&k1, "m", "0.25", false),
+            format!("ZRANGE {k1} 0 -1"),
+        ),
+    ] {
+        ask(&mut p, &format!("DEL {k0} {k1}"));
+        send(&mut c, &cmd);
+        t.wait_blocked(1);
+        let r = ask(&mut p, &add);
+        assert!(!r.starts_with('-'), "{t}: `{add}`: {r}");
+        assert_eq!(reply(&mut c), want, "{t}: `{cmd}` served by `{add}`");
+        let rest = ask(&mut p, &left);
+        assert!(rest.starts_with('*'), "{t}: {rest}");
+        t.wait_blocked(0);
+    }
+    ask(&mut p, &format!("DEL {k0} {k1}"));
+    hello3(&mut c);
+    assert_eq!(ask(&mut c, &format!("BZPOPMIN {k0} 0.05")), NIL3, "{t}");
+    ask(&mut p, &format!("ZADD {k0} 1.5 a -inf b"));
+    let r = ask(&mut c, &format!("BZPOPMAX {k0} 0"));
+    assert_eq!(
+        r,
+        zpop(&k0, "a", "1.5", true),
+        "{t}: RESP3 score is a double"
+    );
+    let r = ask(&mut c, &format!("BZPOPMAX {k0} 0"));
+    assert_eq!(r, zpop(&k0, "b", "-inf", true), "{t}");
+    ask(&mut p, &format!("SET {k1} x"));
+    let errors = [
+        (format!("BZPOPMIN {k0} x"), NOT_FLOAT.to_string()),
+        (format!("BZPOPMIN {k0} -1"), NEGATIVE.into()),
+        (format!("BZPOPMIN {k0} {k1} 0"), WT.into()),
+        (format!("BZPOPMAX {k1} 0"), WT.into()),
+        (format!("BZMPOP 0 1 {k1} MIN"), WT.into()),
+        (format!("BZMPOP 0 0 {k0} MIN"), NUMKEYS.into()),
+        (format!("BZMPOP 0 x {k0} MIN"), NUMKEYS.into()),
+        (format!("BZMPOP 0 2 {k0} MIN"), SYNTAX.into()),
+        (format!("BZMPOP 0 1 {k0} LEFT"), SYNTAX.into()),
+        (format!("BZMPOP 0 1 {k0} MIN COUNT 0"), COUNT_GT0.into()),
+        (
+            format!("BZMPOP 0 1 {k0} MIN COUNT 1 COUNT 1"),
+            SYNTAX.into(),
+        ),
+        (format!("BZMPOP x 1 {k0} MIN COUNT 0"), COUNT_GT0.into()),
+        (format!("BZMPOP x 1 {k0} MIN"), NOT_FLOAT.into()),
+        (format!("BZMPOP 0 1 {k0}"), arity("bzmpop")),
+        (format!("BZPOPMIN {k0}"), arity("bzpopmin")),
+    ];
+    for (cmd, want) in errors {
+        assert_eq!(ask(&mut c, &cmd), want, "{t}: `{cmd}`");
+    }
+    assert_eq!(t.blocked(), 0, "{t}: no error blocked anyone");
+    // A waiter that leaves takes nothing.
+    let mut w = t.client_on(0);
+    send(&mut w, &format!("BZPOPMIN {k0} 0"));
+    t.wait_blocked(1);
+    drop(w);
+    t.wait_blocked(0);
+    assert_eq!(ask(&mut p, &format!("ZADD {k0} 1 a")), ":1\r\n", "{t}");
+    assert_eq!(
+        ask(&mut p, &format!("ZCARD {k0}")),
+        ":1\r\n",
+        "{t}: the member stayed"
+    );
+    ask(&mut p, &format!("DEL {k0} {k1}"));
+}
+
+/// A list waiter and a sorted-set waiter on one key: a ZADD serves the sorted-set waiter
+/// (though it came second) and the list waiter keeps waiting until a list is pushed.
+fn list_and_zset_waiters_on_one_key(t: &Target) {
+    let k = t.key(1, "mixed");
+    let mut l = t.client_on(0);
+    let mut z = t.client_on(2);
+    let mut p = t.client_on(1);
+    send(&mut l, &format!("BLPOP {k} 0"));
+    t.wait_blocked(1);
+    send(&mut z, &format!("BZPOPMIN {k} 0"));
+    t.wait_blocked(2);
+    assert_eq!(ask(&mut p, &format!("ZADD {k} 7 m")), ":1\r\n", "{t}");
+    assert_eq!(reply(&mut z), zpop(&k, "m", "7", false), "{t}");
+    assert_blocked(t, &mut l, "BLPOP on a key a sorted set came and went");
+    t.wait_blocked(1);
+    assert_eq!(ask(&mut p, &format!("RPUSH {k} e")), ":1\r\n", "{t}");
+    assert_eq!(reply(&mut l), pair(&k, "e"), "{t}");
+    t.wait_blocked(0);
 }
 
 /// 7. A waiter that disconnects takes nothing: what is pushed after the server saw it go

@@ -330,7 +330,7 @@ fn avg_ttl_is_zero_once_no_key_is_volatile() {
     }
 }
 
-/// The commands whose keys follow a count (SINTERCARD, LMPOP, BLMPOP): COMMAND GETKEYS and
+/// The commands whose keys follow a count (SINTERCARD, LMPOP, BLMPOP, ZUNION, ZMPOP, …): COMMAND GETKEYS and
 /// COMMAND INFO's keynum key spec answer as Redis's, byte for byte in RESP2 and RESP3.
 #[test]
 fn keynum_commands_introspect_as_redis() {
@@ -353,6 +353,15 @@ fn keynum_commands_introspect_as_redis() {
             "COMMAND GETKEYS BLPOP a b 0",
             "COMMAND GETKEYS BLMOVE a b LEFT RIGHT 0",
             "COMMAND INFO lmpop blmpop sintercard",
+            "COMMAND GETKEYS ZUNIONSTORE d 2 a b WEIGHTS 1 2",
+            "COMMAND GETKEYS ZDIFFSTORE d 3 a b",
+            "COMMAND GETKEYS ZUNION 2 a b WITHSCORES",
+            "COMMAND GETKEYS ZINTERCARD 1 a LIMIT 1",
+            "COMMAND GETKEYS ZMPOP 2 a b MIN",
+            "COMMAND GETKEYS BZMPOP 0 1 a MAX COUNT 2",
+            "COMMAND GETKEYS BZPOPMIN a b 0",
+            "COMMAND GETKEYS ZRANGESTORE d s 0 -1",
+            "COMMAND INFO zmpop bzmpop zunion zinter zdiff zintercard zadd zscore zrange",
         ] {
             assert_eq!(s(&p.q(line)), s(&r.q(line)), "{hello}: {line}");
         }

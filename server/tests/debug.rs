@@ -325,6 +325,12 @@ fn dataset() -> Vec<(usize, Vec<Vec<String>>)> {
         (0, vec![cmd(&["SADD", "ints", "1", "2", "3", "-5"])]),
         (0, vec![cmd(&["SADD", "strs", "a", "b", "c"])]),
         (0, vec![cmd(&["RPUSH", "l", "a", "b", "c", "1", "2", "3"])]),
+        (
+            0,
+            vec![cmd(&[
+                "ZADD", "z", "1.5", "a", "-0", "b", "inf", "c", "0.1", "d", "1e20", "e", "7", "123",
+            ])],
+        ),
         (3, vec![cmd(&["SET", "a", "1"])]),
         (
             3,
@@ -348,6 +354,14 @@ fn dataset() -> Vec<(usize, Vec<Vec<String>>)> {
     keys.push((0, vec![bigh]));
     keys.push((0, vec![many]));
     keys.push((0, vec![biglist]));
+    // A sorted set past the listpack limit (skiplist), -0 and fractions among its scores.
+    let mut bigz = vec!["ZADD".to_string(), "bigz".to_string()];
+    for i in 0..300 {
+        bigz.push(format!("{}", (i % 13) as f64 / 7.0 - 1.0));
+        bigz.push(format!("m{i}"));
+    }
+    bigz.extend(["-0".to_string(), "negzero".to_string()]);
+    keys.push((0, vec![bigz]));
     for i in 0..50 {
         keys.push((
             i % 3,
@@ -394,10 +408,11 @@ fn digest_is_redis_s_whatever_the_order_and_the_shards() {
     assert_eq!(s(&p3.q("DEBUG DIGEST")), want, "3 shards, reversed order");
 
     // DIGEST-VALUE: per key, 40 zeros for a missing one, in the client's database.
-    let line = "DEBUG DIGEST-VALUE s n big raw long t h ints strs l bigh many biglist nokey a";
+    let line =
+        "DEBUG DIGEST-VALUE s n big raw long t h ints strs l z bigh many biglist bigz nokey a";
     let values = same(&mut r, &mut p3, line);
     assert_eq!(s(&p1.q(line)), values);
-    assert!(values.starts_with("*15\r\n+"), "{values}");
+    assert!(values.starts_with("*17\r\n+"), "{values}");
     assert!(
         values.ends_with(&format!("{empty}{empty}")),
         "a is in database 3: {values}"
@@ -413,6 +428,8 @@ fn digest_is_redis_s_whatever_the_order_and_the_shards() {
         "HSET h f w",
         "RPUSH l z",
         "SADD many x",
+        "ZADD z 2 a",
+        "ZINCRBY bigz 1 m7",
         "PERSIST t",
         "DEL s",
     ] {
@@ -435,7 +452,7 @@ fn object_reports_encoding_and_serialized_length_as_redis() {
     load(&mut p, &dataset());
     same(&mut r, &mut p, "DEBUG OBJECT nokey");
     for key in [
-        "s", "n", "big", "raw", "long", "t", "h", "ints", "strs", "l", "bigh", "many",
+        "s", "n", "big", "raw", "long", "t", "h", "ints", "strs", "l", "bigh", "many", "z", "bigz",
     ] {
         let (rl, pl) = (
             s(&r.q(&format!("DEBUG OBJECT {key}"))),

@@ -63,7 +63,8 @@ fn huge_values_are_freed_in_slices_off_the_request_path() {
     assert!(info.contains("mem_allocator:mimalloc-3."), "{info}");
 }
 
-/// A long list, a large set and a large hash, deleted by DEL, UNLINK and expiry, are handed to
+/// A long list, a large set, a large sorted set and a large hash, deleted by DEL, UNLINK and
+/// expiry, are handed to
 /// the background (INFO counts them as pending in the same pipeline, before any background
 /// tick could run) and then freed.
 #[test]
@@ -85,6 +86,15 @@ fn large_collections_are_freed_in_the_background() {
             assert_eq!(c.cmd(&refs)[0], b':');
         }
     }
+    for round in 0..200 {
+        let mut args: Vec<Vec<u8>> = vec![b"ZADD".to_vec(), b"zset".to_vec()];
+        for (i, e) in batch.iter().enumerate() {
+            args.push(format!("{}", (round * 1000 + i) % 9973).into_bytes());
+            args.push([e.as_slice(), format!("-{round}").as_bytes()].concat());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        assert_eq!(c.cmd(&refs)[0], b':');
+    }
     for round in 0..100 {
         let mut args: Vec<Vec<u8>> = vec![b"HSET".to_vec(), b"hash".to_vec()];
         for e in &batch {
@@ -97,9 +107,11 @@ fn large_collections_are_freed_in_the_background() {
     assert_eq!(s(&c.q("LLEN list")), ":200000\r\n");
     assert_eq!(s(&c.q("SCARD set")), ":200000\r\n");
     assert_eq!(s(&c.q("HLEN hash")), ":100000\r\n");
+    assert_eq!(s(&c.q("ZCARD zset")), ":200000\r\n");
     assert_eq!(s(&c.q("PEXPIRE hash 1")), ":1\r\n");
     std::thread::sleep(Duration::from_millis(5));
-    c.send_raw(b"DEL list\r\nUNLINK set\r\nEXISTS hash\r\nINFO memory\r\n");
+    c.send_raw(b"DEL list\r\nUNLINK set\r\nUNLINK zset\r\nEXISTS hash\r\nINFO memory\r\n");
+    assert_eq!(s(&c.read_reply()), ":1\r\n");
     assert_eq!(s(&c.read_reply()), ":1\r\n");
     assert_eq!(s(&c.read_reply()), ":1\r\n");
     assert_eq!(s(&c.read_reply()), ":0\r\n", "the hash has expired");
@@ -111,8 +123,8 @@ fn large_collections_are_freed_in_the_background() {
         .and_then(|n| n.parse().ok())
         .expect("INFO memory has lazyfree_pending_objects");
     assert!(
-        pending >= 3,
-        "the three collections wait for the background: {info}"
+        pending >= 4,
+        "the four collections wait for the background: {info}"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !s(&c.q("INFO memory")).contains("lazyfree_pending_objects:0\r\n") {

@@ -24,6 +24,11 @@ fn observe(c: &mut Client, db: usize, key: &[u8]) -> (String, String, String) {
         "+set\r\n" => set_contents(c, key),
         // A list's order is its content.
         "+list\r\n" => format!("list {}", s(&c.cmd(&[b"LRANGE", key, b"0", b"-1"]))),
+        // So is a sorted set's, with its scores.
+        "+zset\r\n" => format!(
+            "zset {}",
+            s(&c.cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]))
+        ),
         _ => s(&c.cmd(&[b"GET", key])),
     };
     let enc = s(&c.cmd(&[b"OBJECT", b"ENCODING", key]));
@@ -155,6 +160,45 @@ fn dataset(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
         }
         c.q("PEXPIRE long-list 1000000");
         keys.push((db, b"long-list".to_vec()));
+        // Sorted sets: a small one (listpack: -0 reads back as 0), one past the entries
+        // limit (skiplist: -0 stays -0) with a deadline, and one large enough to be saved
+        // in parts (over 1 MB of members).
+        c.cmd(&[
+            b"ZADD",
+            b"zsmall",
+            b"1.5",
+            b"a",
+            b"-0",
+            b"z",
+            b"-inf",
+            b"",
+            b"inf",
+            b"\x00\xff",
+        ]);
+        keys.push((db, b"zsmall".to_vec()));
+        for chunk in 0..3 {
+            let mut cmd: Vec<Vec<u8>> = vec![b"ZADD".to_vec(), b"zwide".to_vec()];
+            for i in 0..100 {
+                let n = chunk * 100 + i;
+                cmd.push(format!("{}", (n % 17) as f64 / 3.0 - 2.0).into_bytes());
+                cmd.push(format!("m{n}").into_bytes());
+            }
+            cmd.extend([b"-0".to_vec(), b"negzero".to_vec()]);
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
+            c.cmd(&args);
+        }
+        c.q("PEXPIRE zwide 1000000");
+        keys.push((db, b"zwide".to_vec()));
+        for chunk in 0..30 {
+            let mut cmd: Vec<Vec<u8>> = vec![b"ZADD".to_vec(), b"zhuge".to_vec()];
+            for i in 0..500 {
+                cmd.push(format!("{}", (chunk * 500 + i) % 1000).into_bytes());
+                cmd.push(format!("{:0>90}", chunk * 500 + i).into_bytes());
+            }
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
+            c.cmd(&args);
+        }
+        keys.push((db, b"zhuge".to_vec()));
     }
     c.q("SELECT 0");
     keys

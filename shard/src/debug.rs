@@ -67,12 +67,13 @@ fn mix_digest(d: &mut Digest, data: &[u8]) {
     *d = sha1(d);
 }
 
-/// Redis's type codes (`OBJ_STRING`, `OBJ_LIST`, `OBJ_SET`, `OBJ_HASH`).
+/// Redis's type codes (`OBJ_STRING`, `OBJ_LIST`, `OBJ_SET`, `OBJ_ZSET`, `OBJ_HASH`).
 fn type_code(v: ValueRef) -> u32 {
     match v {
         ValueRef::Int(_) | ValueRef::Str { .. } => 0,
         ValueRef::List(_) => 1,
         ValueRef::Set(_) => 2,
+        ValueRef::ZSet(_) => 3,
         ValueRef::Hash(_) => 4,
     }
 }
@@ -90,6 +91,14 @@ fn object_digest(d: &mut Digest, v: ValueRef, has_deadline: bool) {
             }
         }
         ValueRef::Set(s) => s.for_each(|m| xor_digest(d, m)),
+        // Each element's member then its score as "%.17g", xored in (Redis's
+        // `xorObjectDigest`): the order of elements does not matter.
+        ValueRef::ZSet(z) => z.for_each(|score, m| {
+            let mut e = ZERO;
+            mix_digest(&mut e, m);
+            mix_digest(&mut e, &crate::ops::zset::fmt_score(score));
+            xor_digest(d, &e);
+        }),
         ValueRef::Hash(h) => h.for_each(|field, value| {
             let mut pair = ZERO;
             mix_digest(&mut pair, field);
@@ -374,6 +383,21 @@ pub fn serialized_len(v: ValueRef) -> usize {
             }
         },
         ValueRef::List(l) => list_serialized_len(l),
+        // A small sorted set is a listpack of member, score (as `d2string` writes it) pairs;
+        // a large one its length, then each member and its score as 8 binary bytes.
+        ValueRef::ZSet(z) if z.encoding() == "listpack" => {
+            let mut elements = Vec::with_capacity(2 * z.len());
+            z.for_each(|s, m| {
+                elements.push(m.to_vec());
+                elements.push(crate::ops::zset::fmt_score_packed(s));
+            });
+            rdb_blob_bytes(listpack_bytes(elements.iter().map(Vec::as_slice)))
+        }
+        ValueRef::ZSet(z) => {
+            let mut n = rdb_len_bytes(z.len());
+            z.for_each(|_, m| n += rdb_string_bytes(m) + 8);
+            n
+        }
     }
 }
 

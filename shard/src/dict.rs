@@ -65,6 +65,7 @@ use crate::lazyfree::{self, Doomed, Graveyard};
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::zset::ZSet;
 use crate::value::{Clock, Entry, Value, ValueRef};
 
 /// The table grows when it holds this many entries per bucket (see "Bytes per key").
@@ -95,7 +96,7 @@ const F_SNAP: u8 = 1 << 5;
 const ENC_INT: u8 = 0;
 const ENC_INLINE: u8 = 1 << 3;
 const ENC_HEAP: u8 = 2 << 3;
-/// A collection ([`Hash`], [`Set`], [`List`]): one word, the pointer of its box, which the
+/// A collection ([`Hash`], [`Set`], [`List`], [`ZSet`]): one word, the pointer of its box, which the
 /// node owns.
 const ENC_OBJ: u8 = 3 << 3;
 /// On an `OBJ` node: which collection the box holds (two bits).
@@ -103,6 +104,7 @@ const OBJ_KIND: u8 = 0b11 << 6;
 const KIND_HASH: u8 = 0;
 const KIND_SET: u8 = 1 << 6;
 const KIND_LIST: u8 = 2 << 6;
+const KIND_ZSET: u8 = 3 << 6;
 const HEAP_WORDS: usize = 3 * std::mem::size_of::<usize>();
 const OBJ_WORDS: usize = std::mem::size_of::<usize>();
 
@@ -253,6 +255,7 @@ fn obj_payload(v: Value) -> Payload<'static> {
         Value::Set(s) => Payload::Obj(Box::into_raw(s) as usize, KIND_SET),
         Value::Hash(h) => Payload::Obj(Box::into_raw(h) as usize, KIND_HASH),
         Value::List(l) => Payload::Obj(Box::into_raw(l) as usize, KIND_LIST),
+        Value::ZSet(z) => Payload::Obj(Box::into_raw(z) as usize, KIND_ZSET),
         _ => unreachable!("only collections have boxes"),
     }
 }
@@ -262,6 +265,7 @@ unsafe fn obj_ref<'a>(p: NonNull<u8>) -> ValueRef<'a> {
     match kind(p) {
         KIND_SET => ValueRef::Set(&*(obj_ptr(p) as *const Set)),
         KIND_LIST => ValueRef::List(&*(obj_ptr(p) as *const List)),
+        KIND_ZSET => ValueRef::ZSet(&*(obj_ptr(p) as *const ZSet)),
         _ => ValueRef::Hash(&*(obj_ptr(p) as *const Hash)),
     }
 }
@@ -271,6 +275,7 @@ unsafe fn take_obj(p: NonNull<u8>) -> Value {
     match kind(p) {
         KIND_SET => Value::Set(Box::from_raw(obj_ptr(p) as *mut Set)),
         KIND_LIST => Value::List(Box::from_raw(obj_ptr(p) as *mut List)),
+        KIND_ZSET => Value::ZSet(Box::from_raw(obj_ptr(p) as *mut ZSet)),
         _ => Value::Hash(Box::from_raw(obj_ptr(p) as *mut Hash)),
     }
 }
@@ -382,7 +387,7 @@ fn build_value(key: &[u8], clock: u32, expire_at_ms: u64, value: Value, snap: bo
             snap,
         ),
         Value::Str { data, raw } => build(key, clock, expire_at_ms, raw, Payload::Heap(data), snap),
-        v @ (Value::Hash(_) | Value::Set(_) | Value::List(_)) => {
+        v @ (Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_)) => {
             build(key, clock, expire_at_ms, false, obj_payload(v), snap)
         }
     }
@@ -441,6 +446,7 @@ unsafe fn free_node(p: NonNull<u8>, graveyard: &mut Graveyard) {
             Value::Set(s) => graveyard.bury_set(*s),
             Value::List(l) => graveyard.bury_list(*l),
             Value::Hash(h) => graveyard.bury_hash(*h),
+            Value::ZSet(z) => graveyard.bury_zset(*z),
             _ => unreachable!("an OBJ node holds a collection"),
         },
         _ => {}
@@ -511,6 +517,7 @@ impl<'a> EntryRef<'a> {
                         ValueRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
                         ValueRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
                         ValueRef::List(l) => std::mem::size_of::<List>() + l.heap_bytes(),
+                        ValueRef::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes(),
                         _ => 0,
                     },
                     _ => 0,
@@ -681,6 +688,19 @@ impl<'a> EntryMut<'a> {
             }
             save_before_write(self.snap, p);
             Some(&mut *(obj_ptr(p) as *mut Set))
+        }
+    }
+
+    /// [`EntryMut::hash_mut`] for a sorted set.
+    pub fn zset_mut(&mut self) -> Option<&mut ZSet> {
+        let p = self.node();
+        // SAFETY: as in `hash_mut`.
+        unsafe {
+            if flags(p) & ENC_MASK != ENC_OBJ || kind(p) != KIND_ZSET {
+                return None;
+            }
+            save_before_write(self.snap, p);
+            Some(&mut *(obj_ptr(p) as *mut ZSet))
         }
     }
 
@@ -1111,14 +1131,16 @@ impl Dict {
                 Payload::Heap(data.to_vec()),
                 bit,
             ),
-            v @ (ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)) => build(
-                key,
-                clock,
-                expire_at_ms,
-                false,
-                obj_payload(v.to_value_seeded(self.seed)),
-                bit,
-            ),
+            v @ (ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_)) => {
+                build(
+                    key,
+                    clock,
+                    expire_at_ms,
+                    false,
+                    obj_payload(v.to_value_seeded(self.seed)),
+                    bit,
+                )
+            }
         };
         self.insert_node(key, node)
     }

@@ -189,6 +189,8 @@ pub struct Graveyard {
     tables: Vec<crate::dict::Dict>,
     /// Lists too long to free at once, freed a slice of nodes at a time.
     lists: Vec<crate::types::list::List>,
+    /// Large sorted sets, freed a few tree leaves and table buckets at a time.
+    zsets: Vec<crate::types::zset::Sorted>,
 }
 
 /// Fields a buried collection may have and still be freed at once (Redis's
@@ -217,6 +219,20 @@ impl Graveyard {
     pub fn bury_set(&mut self, s: crate::types::set::Set) {
         match s {
             crate::types::set::Set::Table(d) => self.bury_table(*d),
+            small => drop(small),
+        }
+    }
+
+    /// [`Graveyard::bury_hash`] for a sorted set: a tree of more than
+    /// [`LAZYFREE_MIN_ELEMENTS`] elements is queued and freed in slices.
+    pub fn bury_zset(&mut self, z: crate::types::zset::ZSet) {
+        match z {
+            crate::types::zset::ZSet::Tree(t) if t.len() > LAZYFREE_MIN_ELEMENTS => {
+                self.zsets.push(*t)
+            }
+            crate::types::zset::ZSet::Tree(mut t) => {
+                self.append(t.graveyard());
+            }
             small => drop(small),
         }
     }
@@ -254,15 +270,19 @@ impl Graveyard {
         self.blocks.append(&mut other.blocks);
         self.tables.append(&mut other.tables);
         self.lists.append(&mut other.lists);
+        self.zsets.append(&mut other.zsets);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.tables.is_empty() && self.lists.is_empty()
+        self.blocks.is_empty()
+            && self.tables.is_empty()
+            && self.lists.is_empty()
+            && self.zsets.is_empty()
     }
 
     /// Blocks and collections waiting.
     pub fn len(&self) -> usize {
-        self.blocks.len() + self.tables.len() + self.lists.len()
+        self.blocks.len() + self.tables.len() + self.lists.len() + self.zsets.len()
     }
 
     /// Bytes still owned.
@@ -278,6 +298,14 @@ impl Graveyard {
                 slices -= 1;
                 if !l.free_nodes(LIST_SLICE_NODES) {
                     self.lists.pop();
+                }
+                continue;
+            }
+            if let Some(z) = self.zsets.last_mut() {
+                slices -= 1;
+                if !z.free_step() {
+                    let mut z = self.zsets.pop().expect("just seen");
+                    self.append(z.graveyard());
                 }
                 continue;
             }

@@ -54,6 +54,8 @@ pub struct ShardConfig {
     pub set_limits: types::set::SetLimits,
     /// How large a list's nodes grow.
     pub list_limits: types::list::ListLimits,
+    /// When a sorted set leaves the `listpack` encoding.
+    pub zset_limits: types::zset::ZSetLimits,
 }
 
 impl Default for ShardConfig {
@@ -64,6 +66,7 @@ impl Default for ShardConfig {
             hash_limits: types::hash::HashLimits::default(),
             set_limits: types::set::SetLimits::default(),
             list_limits: types::list::ListLimits::default(),
+            zset_limits: types::zset::ZSetLimits::default(),
         }
     }
 }
@@ -148,7 +151,7 @@ pub struct Shard {
     /// Keys some client is blocked on (BLPOP, …), with the databases (a bit each) it waits
     /// in; the server keeps the waiters themselves.
     blocked: std::collections::HashMap<Box<[u8]>, u16>,
-    /// Keys of `blocked` that a list was stored at since the server last looked, oldest
+    /// Keys of `blocked` that a list or sorted set was stored at since the server last looked, oldest
     /// first: after each command the server serves their waiters (Redis's ready keys).
     pub ready: Vec<(usize, Vec<u8>)>,
 }
@@ -346,7 +349,8 @@ impl Shard {
             Clock::Kept(c) => c,
         };
         let at = entry.expire_at_ms;
-        let list = matches!(entry.value, Value::List(_));
+        // A list or sorted set may serve a blocked BLPOP/BZPOPMIN/… waiting on the key.
+        let list = matches!(entry.value, Value::List(_) | Value::ZSet(_));
         self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
         if list && !self.blocked.is_empty() {
             self.signal_ready(db, key);
@@ -516,7 +520,7 @@ impl Shard {
     /// `spec` has already been resolved and arity-checked by the caller. Must not block;
     /// allocates only for values it stores or replies it builds.
     pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
-        use ops::{hash as h, keyspace as k, list as l, set as st, string as s};
+        use ops::{hash as h, keyspace as k, list as l, set as st, string as s, zset as z};
         use types::list::End;
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
@@ -573,6 +577,46 @@ impl Shard {
             Cmd::SDiffStore => st::combine(self, ctx, args, out, st::Op::Diff, true),
             Cmd::SInterCard => st::sintercard(self, ctx, args, out),
             Cmd::SScan => st::sscan(self, ctx, args, out),
+            Cmd::ZAdd => z::zadd(self, ctx, args, out, false),
+            Cmd::ZIncrBy => z::zadd(self, ctx, args, out, true),
+            Cmd::ZScore => z::zscore(self, ctx, args, out),
+            Cmd::ZMScore => z::zmscore(self, ctx, args, out),
+            Cmd::ZRank => z::zrank(self, ctx, args, out, false),
+            Cmd::ZRevRank => z::zrank(self, ctx, args, out, true),
+            Cmd::ZCard => z::zcard(self, ctx, args, out),
+            Cmd::ZCount => z::zcount(self, ctx, args, out, false),
+            Cmd::ZLexCount => z::zcount(self, ctx, args, out, true),
+            Cmd::ZRange => z::zrange(self, ctx, args, out, false, z::RangeBy::Auto, None),
+            Cmd::ZRangeStore => z::zrange(self, ctx, args, out, true, z::RangeBy::Auto, None),
+            Cmd::ZRevRange => z::zrange(self, ctx, args, out, false, z::RangeBy::Rank, Some(true)),
+            Cmd::ZRangeByScore => {
+                z::zrange(self, ctx, args, out, false, z::RangeBy::Score, Some(false))
+            }
+            Cmd::ZRevRangeByScore => {
+                z::zrange(self, ctx, args, out, false, z::RangeBy::Score, Some(true))
+            }
+            Cmd::ZRangeByLex => {
+                z::zrange(self, ctx, args, out, false, z::RangeBy::Lex, Some(false))
+            }
+            Cmd::ZRevRangeByLex => {
+                z::zrange(self, ctx, args, out, false, z::RangeBy::Lex, Some(true))
+            }
+            Cmd::ZRem => z::zrem(self, ctx, args, out),
+            Cmd::ZRemRangeByRank => z::zremrange(self, ctx, args, out, z::RangeBy::Rank),
+            Cmd::ZRemRangeByScore => z::zremrange(self, ctx, args, out, z::RangeBy::Score),
+            Cmd::ZRemRangeByLex => z::zremrange(self, ctx, args, out, z::RangeBy::Lex),
+            Cmd::ZPopMin => z::zpop(self, ctx, args, out, false),
+            Cmd::ZPopMax => z::zpop(self, ctx, args, out, true),
+            Cmd::ZMPop => z::zmpop(self, ctx, args, out),
+            Cmd::ZRandMember => z::zrandmember(self, ctx, args, out),
+            Cmd::ZScan => z::zscan(self, ctx, args, out),
+            Cmd::ZUnion => z::combine(self, ctx, args, out, z::Op::Union, false, false),
+            Cmd::ZInter => z::combine(self, ctx, args, out, z::Op::Inter, false, false),
+            Cmd::ZDiff => z::combine(self, ctx, args, out, z::Op::Diff, false, false),
+            Cmd::ZUnionStore => z::combine(self, ctx, args, out, z::Op::Union, true, false),
+            Cmd::ZInterStore => z::combine(self, ctx, args, out, z::Op::Inter, true, false),
+            Cmd::ZDiffStore => z::combine(self, ctx, args, out, z::Op::Diff, true, false),
+            Cmd::ZInterCard => z::combine(self, ctx, args, out, z::Op::Inter, false, true),
             Cmd::LPush => l::push(self, ctx, args, out, End::Left, false),
             Cmd::RPush => l::push(self, ctx, args, out, End::Right, false),
             Cmd::LPushX => l::push(self, ctx, args, out, End::Left, true),
@@ -592,9 +636,14 @@ impl Shard {
             Cmd::LMPop => l::lmpop(self, ctx, args, out),
             // Blocking commands are the server's (they park the client); their pops run
             // through `ops::list`'s functions.
-            Cmd::BLPop | Cmd::BRPop | Cmd::BLMove | Cmd::BRPopLPush | Cmd::BLMPop => {
-                out.error(&format!("ERR '{}' is not a shard command", spec.name))
-            }
+            Cmd::BLPop
+            | Cmd::BRPop
+            | Cmd::BLMove
+            | Cmd::BRPopLPush
+            | Cmd::BLMPop
+            | Cmd::BZPopMin
+            | Cmd::BZPopMax
+            | Cmd::BZMPop => out.error(&format!("ERR '{}' is not a shard command", spec.name)),
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),

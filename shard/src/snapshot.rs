@@ -27,9 +27,10 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::value::Value;
 
 pub const MAGIC: &[u8; 8] = b"PCSNAP\0\0";
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The oldest format version this build still reads (version 1 had strings only, version 2
-/// added hashes and sets, 3 lists; each one's records are a subset of the next one's).
+/// added hashes and sets, 3 lists, 4 sorted sets; each one's records are a subset of the
+/// next one's).
 pub const MIN_VERSION: u32 = 1;
 const BLOCK_TAG: &[u8; 4] = b"BLK\0";
 const END_TAG: &[u8; 4] = b"END\0";
@@ -67,10 +68,23 @@ pub enum RecordValue {
     HashMore(Vec<Pair>),
     /// More members of the set the previous record of the same key began (since version 3).
     SetMore(Vec<Vec<u8>>),
+    /// A sorted set's elements in order (since version 4).
+    ZSet(Vec<ZElem>),
+    /// More elements of the sorted set the previous record of the same key began (since
+    /// version 4).
+    ZSetMore(Vec<ZElem>),
+}
+
+/// A sorted set's element: the member and its score's bits (`f64::to_bits`; a NaN from a
+/// crafted file is skipped on load).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ZElem {
+    pub member: Vec<u8>,
+    pub score_bits: u64,
 }
 
 /// The size of the parts a large collection is written in ([`RecordValue::ListMore`],
-/// [`RecordValue::HashMore`], [`RecordValue::SetMore`]).
+/// [`RecordValue::HashMore`], [`RecordValue::SetMore`], [`RecordValue::ZSetMore`]).
 pub const PART_BYTES: usize = 1 << 20;
 
 /// Record bytes one snapshot step frames at most, beyond the walk's own: the rest of a long
@@ -123,6 +137,16 @@ impl RecordValue {
             }
             crate::value::ValueRef::Set(s) => RecordValue::Set(s.members()),
             crate::value::ValueRef::List(l) => RecordValue::List(l.raw_nodes()),
+            crate::value::ValueRef::ZSet(z) => {
+                let mut elems = Vec::with_capacity(z.len());
+                z.for_each(|s, m| {
+                    elems.push(ZElem {
+                        member: m.to_vec(),
+                        score_bits: s.to_bits(),
+                    })
+                });
+                RecordValue::ZSet(elems)
+            }
         }
     }
 
@@ -139,6 +163,9 @@ impl RecordValue {
             | RecordValue::SetMore(m)
             | RecordValue::List(m)
             | RecordValue::ListMore(m) => m.iter().map(|m| m.len() + 8).sum(),
+            RecordValue::ZSet(e) | RecordValue::ZSetMore(e) => {
+                e.iter().map(|e| e.member.len() + 16).sum()
+            }
         }
     }
 }
@@ -171,6 +198,27 @@ impl ArchivedRecordValue {
                 Value::Set(Box::new(crate::types::set::Set::from_members(
                     members.iter().map(|m| m.as_slice()),
                     config.set_limits,
+                    seed,
+                )))
+            }
+            ArchivedRecordValue::ZSet(elems) | ArchivedRecordValue::ZSetMore(elems) => {
+                // Only a crafted file repeats a member or holds a NaN: the last score of a
+                // member wins, NaNs are skipped.
+                let mut seen: std::collections::HashMap<&[u8], f64> =
+                    std::collections::HashMap::with_capacity(elems.len());
+                let mut order: Vec<&[u8]> = Vec::with_capacity(elems.len());
+                for e in elems.iter() {
+                    let s = f64::from_bits(e.score_bits.to_native());
+                    if s.is_nan() {
+                        continue;
+                    }
+                    if seen.insert(e.member.as_slice(), s).is_none() {
+                        order.push(e.member.as_slice());
+                    }
+                }
+                Value::ZSet(Box::new(crate::types::zset::ZSet::from_elems(
+                    order.iter().map(|m| (seen[m], *m)),
+                    config.zset_limits,
                     seed,
                 )))
             }
@@ -307,7 +355,12 @@ impl BlockBuilder {
         loop {
             let rest_of_a_collection = matches!(
                 self.pending.front().map(|r| &r.value),
-                Some(RecordValue::ListMore(_) | RecordValue::HashMore(_) | RecordValue::SetMore(_))
+                Some(
+                    RecordValue::ListMore(_)
+                        | RecordValue::HashMore(_)
+                        | RecordValue::SetMore(_)
+                        | RecordValue::ZSetMore(_)
+                )
             );
             if spent >= budget && rest_of_a_collection {
                 break;
@@ -324,6 +377,9 @@ impl BlockBuilder {
                 }
                 RecordValue::Hash(v) | RecordValue::HashMore(v) => {
                     split_part(v, |p| p.field.len() + p.value.len() + 16).map(RecordValue::HashMore)
+                }
+                RecordValue::ZSet(v) | RecordValue::ZSetMore(v) => {
+                    split_part(v, |e| e.member.len() + 16).map(RecordValue::ZSetMore)
                 }
                 _ => None,
             };
@@ -647,6 +703,7 @@ impl crate::Shard {
                 ArchivedRecordValue::ListMore(_)
                     | ArchivedRecordValue::HashMore(_)
                     | ArchivedRecordValue::SetMore(_)
+                    | ArchivedRecordValue::ZSetMore(_)
             );
             if more {
                 let (config, seed) = (self.config.clone(), self.next_rand());
@@ -673,6 +730,21 @@ impl crate::Shard {
                                 }
                             }
                         }
+                        ArchivedRecordValue::ZSetMore(elems) => {
+                            if let Some(z) = e.zset_mut() {
+                                for el in elems.iter() {
+                                    let (m, s) = (el.member.as_slice(), el.score_bits.to_native());
+                                    let s = f64::from_bits(s);
+                                    if s.is_nan() {
+                                        continue;
+                                    }
+                                    match z.score(m) {
+                                        Some(old) => z.update(m, old, s),
+                                        None => z.insert(s, m, config.zset_limits, seed),
+                                    }
+                                }
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -681,6 +753,7 @@ impl crate::Shard {
             let empty = match &r.value {
                 ArchivedRecordValue::Hash(p) => p.is_empty(),
                 ArchivedRecordValue::Set(m) => m.is_empty(),
+                ArchivedRecordValue::ZSet(e) => e.is_empty(),
                 ArchivedRecordValue::List(nodes) => nodes.iter().all(|n| n.is_empty()),
                 _ => false,
             };
@@ -689,7 +762,12 @@ impl crate::Shard {
             }
             let seed = self.next_rand();
             let value = r.value.to_value_with(&self.config, seed);
-            if matches!(&value, Value::List(l) if l.is_empty()) {
+            let emptied = match &value {
+                Value::List(l) => l.is_empty(),
+                Value::ZSet(z) => z.is_empty(),
+                _ => false,
+            };
+            if emptied {
                 continue;
             }
             let mut e = crate::Entry::new(value, now_ms);
@@ -798,6 +876,25 @@ mod tests {
                     )
                     .raw_nodes(),
                 ),
+            },
+            Record {
+                db: 6,
+                key: b"a zset".to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::ZSet(vec![
+                    ZElem {
+                        member: b"".to_vec(),
+                        score_bits: f64::NEG_INFINITY.to_bits(),
+                    },
+                    ZElem {
+                        member: vec![0, 1],
+                        score_bits: (-0.0f64).to_bits(),
+                    },
+                    ZElem {
+                        member: b"x".to_vec(),
+                        score_bits: 1.5f64.to_bits(),
+                    },
+                ]),
             },
         ];
         for db in 0..16u8 {
@@ -1082,6 +1179,90 @@ mod tests {
         assert_eq!(read_all(&f).unwrap(), recs);
     }
 
+    /// Files of version 3 (strings, hashes, sets, lists) load with this build: version 4
+    /// only appended the sorted-set variants.
+    #[test]
+    fn version_3_files_still_load() {
+        let recs: Vec<Record> = edge_records()
+            .into_iter()
+            .filter(|r| !matches!(r.value, RecordValue::ZSet(_) | RecordValue::ZSetMore(_)))
+            .collect();
+        assert!(recs.iter().any(|r| matches!(r.value, RecordValue::List(_))));
+        let mut f = file(&recs);
+        f[8] = 3;
+        let sum = xxh3_64(&f[..32]);
+        f[32..40].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Reader::new(&f).unwrap().header.version, 3);
+        assert_eq!(read_all(&f).unwrap(), recs);
+    }
+
+    /// A large sorted set is written in parts (ZSetMore) and loads whole, in order, as a
+    /// `skiplist`; a crafted record's NaN scores and repeated members do not load.
+    #[test]
+    fn large_zsets_are_written_in_parts_and_load_whole() {
+        use crate::testing::run;
+        use crate::{Shard, ShardConfig};
+        let now = 1_700_000_000_000u64;
+        let mut a = Shard::new(5, ShardConfig::default());
+        let names: Vec<String> = (0..100_000).map(|i| format!("member-{i:09}")).collect();
+        for (c, chunk) in names.chunks(1000).enumerate() {
+            let mut zadd = vec!["ZADD".to_string(), "z".to_string()];
+            for (i, m) in chunk.iter().enumerate() {
+                zadd.push(format!("{}", (c * 1000 + i) % 777));
+                zadd.push(m.clone());
+            }
+            run(&mut a, now, &zadd);
+        }
+        let mut out = a.snapshot_begin(0, 1, now);
+        while a.snapshot_step(1 << 20, &mut |blk| out.extend(blk)) {}
+        let recs = read_all(&out).unwrap();
+        assert!(recs
+            .iter()
+            .any(|r| matches!(r.value, RecordValue::ZSetMore(_))));
+        let mut b = Shard::new(6, ShardConfig::default());
+        let mut r = Reader::new(&out).unwrap();
+        while let Some(block) = r.next_block().unwrap() {
+            b.load_block(&block, now, &mut |_| true);
+        }
+        for cmd in [
+            &["ZCARD", "z"][..],
+            &["ZRANGE", "z", "5000", "5010", "WITHSCORES"],
+            &["ZRANK", "z", "member-000077777"],
+            &["OBJECT", "ENCODING", "z"],
+        ] {
+            assert_eq!(run(&mut b, now, cmd), run(&mut a, now, cmd), "{cmd:?}");
+        }
+        let crafted = vec![Record {
+            db: 0,
+            key: b"c".to_vec(),
+            expire_at_ms: 0,
+            value: RecordValue::ZSet(vec![
+                ZElem {
+                    member: b"a".to_vec(),
+                    score_bits: f64::NAN.to_bits(),
+                },
+                ZElem {
+                    member: b"b".to_vec(),
+                    score_bits: 2f64.to_bits(),
+                },
+                ZElem {
+                    member: b"b".to_vec(),
+                    score_bits: 1f64.to_bits(),
+                },
+            ]),
+        }];
+        let f = file(&crafted);
+        let mut c = Shard::new(7, ShardConfig::default());
+        let mut r = Reader::new(&f).unwrap();
+        while let Some(block) = r.next_block().unwrap() {
+            c.load_block(&block, now, &mut |_| true);
+        }
+        assert_eq!(
+            run(&mut c, now, &["ZRANGE", "c", "0", "-1", "WITHSCORES"]),
+            b"*2\r\n$1\r\nb\r\n$1\r\n1\r\n"
+        );
+    }
+
     /// A shard dumped in bounded steps and loaded into an empty one holds the same keys,
     /// values and deadlines, minus those that expired meanwhile.
     #[test]
@@ -1272,6 +1453,15 @@ mod tests {
                 )),
                 proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..10)
                     .prop_map(RecordValue::Set),
+                proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..12), any::<u64>()),
+                    1..10
+                )
+                .prop_map(|els| RecordValue::ZSet(
+                    els.into_iter()
+                        .map(|(member, score_bits)| ZElem { member, score_bits })
+                        .collect()
+                )),
                 proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..10)
                     .prop_map(|els| RecordValue::List(
                         crate::types::list::List::from_elements(

@@ -8,6 +8,7 @@
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::zset::ZSet;
 use percore_proto::{parse_i64, ReplyWriter};
 
 /// Longest string Redis keeps in the `embstr` encoding.
@@ -20,6 +21,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     List(Box<List>),
+    ZSet(Box<ZSet>),
 }
 
 impl PartialEq for Value {
@@ -48,6 +50,7 @@ pub enum ValueRef<'a> {
     Hash(&'a Hash),
     Set(&'a Set),
     List(&'a List),
+    ZSet(&'a ZSet),
 }
 
 impl PartialEq for ValueRef<'_> {
@@ -60,6 +63,7 @@ impl PartialEq for ValueRef<'_> {
             (ValueRef::Hash(a), ValueRef::Hash(b)) => a.same_pairs(b),
             (ValueRef::Set(a), ValueRef::Set(b)) => a.same_members(b),
             (ValueRef::List(a), ValueRef::List(b)) => a == b,
+            (ValueRef::ZSet(a), ValueRef::ZSet(b)) => a.same_elems(b),
             _ => false,
         }
     }
@@ -80,6 +84,7 @@ impl Value {
             Value::Hash(h) => ValueRef::Hash(h),
             Value::Set(s) => ValueRef::Set(s),
             Value::List(l) => ValueRef::List(l),
+            Value::ZSet(z) => ValueRef::ZSet(z),
         }
     }
 
@@ -89,7 +94,7 @@ impl Value {
         match self {
             Value::Int(i) => itoa::Buffer::new().format(i).as_bytes().to_vec(),
             Value::Str { data, .. } => data,
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => Vec::new(),
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => Vec::new(),
         }
     }
 
@@ -101,6 +106,7 @@ impl Value {
             Value::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
             Value::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
             Value::List(l) => std::mem::size_of::<List>() + l.heap_bytes(),
+            Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes(),
         }
     }
 }
@@ -125,7 +131,7 @@ impl<'a> ValueRef<'a> {
     pub fn is_string(self) -> bool {
         !matches!(
             self,
-            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_)
         )
     }
 
@@ -134,6 +140,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Hash(h) => h.encoding(),
             ValueRef::Set(s) => s.encoding(),
+            ValueRef::ZSet(z) => z.encoding(),
             ValueRef::List(_) => "quicklist",
             ValueRef::Int(_) => "int",
             ValueRef::Str { data, raw } => {
@@ -151,6 +158,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Hash(_) => "hash",
             ValueRef::Set(_) => "set",
             ValueRef::List(_) => "list",
+            ValueRef::ZSet(_) => "zset",
             _ => "string",
         }
     }
@@ -160,7 +168,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => scratch.format(i).as_bytes(),
             ValueRef::Str { data, .. } => data,
-            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => &[],
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_) => &[],
         }
     }
 
@@ -185,6 +193,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Hash(h) => Value::Hash(Box::new(h.clone_with(seed))),
             ValueRef::Set(s) => Value::Set(Box::new(s.clone_with(seed))),
             ValueRef::List(l) => Value::List(Box::new(l.clone())),
+            ValueRef::ZSet(z) => Value::ZSet(Box::new(z.clone_with(seed))),
         }
     }
 
@@ -192,7 +201,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => itoa::Buffer::new().format(i).len(),
             ValueRef::Str { data, .. } => data.len(),
-            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => 0,
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_) => 0,
         }
     }
 
@@ -202,7 +211,9 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Int(i) => out.bulk_int(i),
             ValueRef::Str { data, .. } => out.bulk(data),
-            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) => out.bulk(b""),
+            ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_) => {
+                out.bulk(b"")
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //! (the elements of KEYS, HKEYS, HVALS, SMEMBERS, SINTER, SUNION, SDIFF and SSCAN and the
 //! pairs of HGETALL as multisets: their order is unspecified; SPOP and SRANDMEMBER, being
 //! random, by their count, membership and distinctness, SPOP's pops then applied to the
-//! model). Now and then a snapshot is taken while the commands run: the file must
+//! model). Sorted sets are modelled as member → score maps with scores in half units, so
+//! every sum is exact and prints as Redis prints it. Now and then a snapshot is taken while the commands run: the file must
 //! hold the keyspace as it was when the snapshot began, and load back into a fresh shard.
 
 use percore_proto::encode::{split_array_reply, split_bulks};
@@ -14,6 +15,7 @@ use percore_shard::snapshot::{ArchivedRecordValue, Reader};
 use percore_shard::types::hash::HashLimits;
 use percore_shard::types::list::{decode_node, ListLimits};
 use percore_shard::types::set::SetLimits;
+use percore_shard::types::zset::ZSetLimits;
 use percore_shard::{ExecCtx, Shard, ShardConfig, ValueRef};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,13 +39,34 @@ type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
 /// A set's members.
 type Members = BTreeSet<Vec<u8>>;
 
-/// A value: a string, a hash or a set.
+/// A sorted set's members and their scores, in half units (3 is 1.5).
+type Scores = BTreeMap<Vec<u8>, i64>;
+
+/// A value: a string, a hash, a set, a list or a sorted set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Val {
     Str(Vec<u8>),
     Hash(Fields),
     Set(Members),
     List(Vec<Vec<u8>>),
+    ZSet(Scores),
+}
+
+/// A score in half units as Redis prints it (`%.17g`: "1.5", "-3", "0").
+fn half(h: i64) -> Vec<u8> {
+    format!("{}", h as f64 / 2.0).into_bytes()
+}
+
+/// A score argument as half units (the generator writes only such scores).
+fn parse_half(a: &[u8]) -> i64 {
+    (text(a).parse::<f64>().unwrap() * 2.0) as i64
+}
+
+/// A sorted set's elements in Redis's order: by score, then member bytes.
+fn zorder(z: &Scores) -> Vec<(Vec<u8>, i64)> {
+    let mut v: Vec<(Vec<u8>, i64)> = z.iter().map(|(m, s)| (m.clone(), *s)).collect();
+    v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 /// key → (value, deadline in ms; 0 for none)
@@ -161,6 +184,34 @@ impl Model {
         };
         let r = f(s);
         if s.is_empty() {
+            self.dbs[db].remove(k);
+        }
+        Ok(Some(r))
+    }
+
+    /// Runs `f` on the sorted set at `k` (created empty when absent and `create`); one left
+    /// empty is deleted. Ok(None): absent and not created.
+    fn zset_write<R>(
+        &mut self,
+        db: usize,
+        k: &[u8],
+        now: u64,
+        create: bool,
+        f: impl FnOnce(&mut Scores) -> R,
+    ) -> Result<Option<R>, Vec<u8>> {
+        match self.live(db, k, now) {
+            Some((Val::ZSet(_), _)) => {}
+            Some(_) => return Err(error(WRONGTYPE)),
+            None if create => {
+                self.dbs[db].insert(k.to_vec(), (Val::ZSet(BTreeMap::new()), 0));
+            }
+            None => return Ok(None),
+        }
+        let Some((Val::ZSet(z), _)) = self.dbs[db].get_mut(k) else {
+            unreachable!("a sorted set found or created just above")
+        };
+        let r = f(z);
+        if z.is_empty() {
             self.dbs[db].remove(k);
         }
         Ok(Some(r))
@@ -286,6 +337,7 @@ impl Model {
                 Some((Val::Hash(_), _)) => b"+hash\r\n".to_vec(),
                 Some((Val::Set(_), _)) => b"+set\r\n".to_vec(),
                 Some((Val::List(_), _)) => b"+list\r\n".to_vec(),
+                Some((Val::ZSet(_), _)) => b"+zset\r\n".to_vec(),
             },
             // MGET answers nil for a key of another type, as Redis does.
             "MGET" => array(a[1..].iter().map(|key| match self.live(db, key, now) {
@@ -617,6 +669,189 @@ impl Model {
                     Some(_) => error(WRONGTYPE),
                 }
             }
+            "ZADD" => {
+                // ZADD key [NX|XX] [CH] score member [score member ...]
+                let (mut nx, mut xx, mut ch, mut i) = (false, false, false, 2);
+                loop {
+                    match &a[i][..] {
+                        b"NX" => nx = true,
+                        b"XX" => xx = true,
+                        b"CH" => ch = true,
+                        _ => break,
+                    }
+                    i += 1;
+                }
+                let pairs: Vec<(i64, Vec<u8>)> = a[i..]
+                    .chunks(2)
+                    .map(|p| (parse_half(&p[0]), p[1].clone()))
+                    .collect();
+                if nx && xx {
+                    return error("ERR XX and NX options at the same time are not compatible");
+                }
+                reply(
+                    self.zset_write(db, &k, now, !xx, |z| {
+                        let (mut added, mut changed) = (0, 0);
+                        for (s, m) in pairs {
+                            match z.get(&m).copied() {
+                                Some(_) if nx => {}
+                                Some(old) => {
+                                    if old != s {
+                                        z.insert(m, s);
+                                        changed += 1;
+                                    }
+                                }
+                                None if xx => {}
+                                None => {
+                                    z.insert(m, s);
+                                    added += 1;
+                                }
+                            }
+                        }
+                        if ch {
+                            added + changed
+                        } else {
+                            added
+                        }
+                    })
+                    .map(|n| int(n.unwrap_or(0))),
+                )
+            }
+            "ZINCRBY" => {
+                let by = parse_half(&a[2]);
+                reply(
+                    self.zset_write(db, &k, now, true, |z| {
+                        let s = z.entry(a[3].clone()).or_insert(0);
+                        *s += by;
+                        *s
+                    })
+                    .map(|s| bulk(&half(s.unwrap()))),
+                )
+            }
+            "ZSCORE" => match self.live(db, &k, now) {
+                None => NIL.to_vec(),
+                Some((Val::ZSet(z), _)) => z.get(&a[2]).map_or(NIL.to_vec(), |s| bulk(&half(*s))),
+                Some(_) => error(WRONGTYPE),
+            },
+            "ZCARD" => match self.live(db, &k, now) {
+                None => int(0),
+                Some((Val::ZSet(z), _)) => int(z.len() as i64),
+                Some(_) => error(WRONGTYPE),
+            },
+            "ZRANK" => match self.live(db, &k, now) {
+                None => NIL.to_vec(),
+                Some((Val::ZSet(z), _)) => match zorder(z).iter().position(|(m, _)| *m == a[2]) {
+                    Some(r) => int(r as i64),
+                    None => NIL.to_vec(),
+                },
+                Some(_) => error(WRONGTYPE),
+            },
+            "ZREM" => reply(
+                self.zset_write(db, &k, now, false, |z| {
+                    a[2..].iter().filter(|m| z.remove(*m).is_some()).count() as i64
+                })
+                .map(|n| int(n.unwrap_or(0))),
+            ),
+            "ZRANGE" => match self.live(db, &k, now) {
+                None => array(std::iter::empty()),
+                Some((Val::ZSet(z), _)) => {
+                    let flat: Vec<Vec<u8>> = zorder(z)
+                        .into_iter()
+                        .flat_map(|(m, s)| [bulk(&m), bulk(&half(s))])
+                        .collect();
+                    array(flat.into_iter())
+                }
+                Some(_) => error(WRONGTYPE),
+            },
+            "ZRANGEBYSCORE" => {
+                let (lo, hi) = (parse_half(&a[2]), parse_half(&a[3]));
+                match self.live(db, &k, now) {
+                    None => array(std::iter::empty()),
+                    Some((Val::ZSet(z), _)) => {
+                        let v: Vec<Vec<u8>> = zorder(z)
+                            .into_iter()
+                            .filter(|(_, s)| (lo..=hi).contains(s))
+                            .map(|(m, _)| bulk(&m))
+                            .collect();
+                        array(v.into_iter())
+                    }
+                    Some(_) => error(WRONGTYPE),
+                }
+            }
+            "ZPOPMIN" => {
+                let count = a.get(2).map_or(1, |c| text(c).parse::<usize>().unwrap());
+                reply(
+                    self.zset_write(db, &k, now, false, |z| {
+                        let popped: Vec<(Vec<u8>, i64)> =
+                            zorder(z).into_iter().take(count).collect();
+                        for (m, _) in &popped {
+                            z.remove(m);
+                        }
+                        popped
+                    })
+                    .map(|p| {
+                        let flat: Vec<Vec<u8>> = p
+                            .unwrap_or_default()
+                            .into_iter()
+                            .flat_map(|(m, s)| [bulk(&m), bulk(&half(s))])
+                            .collect();
+                        array(flat.into_iter())
+                    }),
+                )
+            }
+            "ZREMRANGEBYRANK" => {
+                let (start, end): (i64, i64) =
+                    (text(&a[2]).parse().unwrap(), text(&a[3]).parse().unwrap());
+                reply(
+                    self.zset_write(db, &k, now, false, |z| {
+                        let order = zorder(z);
+                        let n = order.len() as i64;
+                        let (mut s, mut e) = (start, end);
+                        if s < 0 {
+                            s += n;
+                        }
+                        if e < 0 {
+                            e += n;
+                        }
+                        s = s.max(0);
+                        if s > e || s >= n {
+                            return 0;
+                        }
+                        e = e.min(n - 1);
+                        for (m, _) in &order[s as usize..=e as usize] {
+                            z.remove(m);
+                        }
+                        e - s + 1
+                    })
+                    .map(|n| int(n.unwrap_or(0))),
+                )
+            }
+            "ZUNIONSTORE" => {
+                // ZUNIONSTORE dst 2 k1 k2: sums; a set's members score 1.
+                let mut acc: Scores = BTreeMap::new();
+                for src in &a[3..5] {
+                    match self.live(db, src, now) {
+                        None => {}
+                        Some((Val::ZSet(z), _)) => {
+                            for (m, s) in z.iter() {
+                                *acc.entry(m.clone()).or_insert(0) += s;
+                            }
+                        }
+                        Some((Val::Set(st), _)) => {
+                            for m in st.iter() {
+                                *acc.entry(m.clone()).or_insert(0) += 2;
+                            }
+                        }
+                        Some(_) => return error(WRONGTYPE),
+                    }
+                }
+                let n = acc.len() as i64;
+                if acc.is_empty() {
+                    self.dbs[db].remove(&a[1]);
+                } else {
+                    self.dbs[db].insert(a[1].clone(), (Val::ZSet(acc), 0));
+                }
+                int(n)
+            }
             "SADD" => reply(
                 self.set_write(db, &k, now, true, |s| {
                     a[2..].iter().filter(|m| s.insert(m.to_vec())).count() as i64
@@ -874,7 +1109,9 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
         }
     };
     let key = |r: &mut Rng| keys[r.below(6) as usize].to_vec();
-    let which = r.below(59);
+    // Scores in half units from -3 to 3, so sums stay exact.
+    let score = |r: &mut Rng| half(r.below(13) as i64 - 6);
+    let which = r.below(70);
     // Fields and a second value for the hash commands.
     let (f, f2, f3, v2) = if (16..32).contains(&which) {
         let v2 = vals[r.below(6) as usize].to_vec();
@@ -1069,6 +1306,44 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
             v,
         ],
         58 => vec![s("LLEN"), k],
+        59 | 60 => {
+            let mut c = vec![s("ZADD"), k];
+            match r.below(6) {
+                0 => c.push(s("NX")),
+                1 => c.push(s("XX")),
+                2 => c.push(s("CH")),
+                _ => {}
+            }
+            for _ in 0..1 + r.below(3) {
+                c.push(score(r));
+                c.push(member(r));
+            }
+            c
+        }
+        61 => vec![s("ZINCRBY"), k, score(r), member(r)],
+        62 => vec![s("ZSCORE"), k, member(r)],
+        63 => vec![s("ZREM"), k, member(r), member(r)],
+        64 => vec![s("ZRANGE"), k, s("0"), s("-1"), s("WITHSCORES")],
+        65 => {
+            let (x, y) = (score(r), score(r));
+            vec![s("ZRANGEBYSCORE"), k, x, y]
+        }
+        66 => {
+            let mut c = vec![s("ZPOPMIN"), k];
+            if r.below(2) == 0 {
+                c.push(r.below(4).to_string().into_bytes());
+            }
+            c
+        }
+        67 if r.below(2) == 0 => vec![s("ZCARD"), k],
+        67 => vec![s("ZRANK"), k, member(r)],
+        68 => vec![
+            s("ZREMRANGEBYRANK"),
+            k,
+            (r.below(5) as i64 - 2).to_string().into_bytes(),
+            (r.below(5) as i64 - 2).to_string().into_bytes(),
+        ],
+        69 => vec![s("ZUNIONSTORE"), k, s("2"), key(r), key(r)],
         _ => {
             let mut c = vec![s("SADD"), k, member(r)];
             for _ in 0..r.below(3) {
@@ -1104,6 +1379,16 @@ fn val_of(v: ValueRef) -> Val {
             Val::Set(m)
         }
         ValueRef::List(l) => Val::List(l.iter().map(|e| e.to_vec()).collect()),
+        ValueRef::ZSet(z) => {
+            let mut m = BTreeMap::new();
+            z.for_each(|s, x| {
+                assert!(
+                    m.insert(x.to_vec(), (s * 2.0) as i64).is_none(),
+                    "a member twice"
+                );
+            });
+            Val::ZSet(m)
+        }
         ValueRef::Int(_) | ValueRef::Str { .. } => Val::Str(v.to_vec()),
     }
 }
@@ -1121,7 +1406,9 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
             let v = match &rec.value {
                 ArchivedRecordValue::Int(i) => Val::Str(i.to_native().to_string().into_bytes()),
                 ArchivedRecordValue::Str { data, .. } => Val::Str(data.as_slice().to_vec()),
-                ArchivedRecordValue::HashMore(_) | ArchivedRecordValue::SetMore(_) => {
+                ArchivedRecordValue::HashMore(_)
+                | ArchivedRecordValue::SetMore(_)
+                | ArchivedRecordValue::ZSetMore(_) => {
                     // These small collections are never written in parts.
                     panic!("seed {seed}: a small collection written in parts")
                 }
@@ -1143,6 +1430,24 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     }
                     assert!(!m.is_empty(), "seed {seed}: an empty set saved");
                     Val::Set(m)
+                }
+                ArchivedRecordValue::ZSet(elems) => {
+                    let mut m = BTreeMap::new();
+                    let mut prev: Option<(f64, Vec<u8>)> = None;
+                    for e in elems.iter() {
+                        let s = f64::from_bits(e.score_bits.to_native());
+                        let x = e.member.as_slice().to_vec();
+                        if let Some((ps, pm)) = &prev {
+                            assert!((*ps, pm) < (s, &x), "seed {seed}: elements saved in order");
+                        }
+                        assert!(
+                            m.insert(x.clone(), (s * 2.0) as i64).is_none(),
+                            "seed {seed}: a member saved twice"
+                        );
+                        prev = Some((s, x));
+                    }
+                    assert!(!m.is_empty(), "seed {seed}: an empty sorted set saved");
+                    Val::ZSet(m)
                 }
                 ArchivedRecordValue::List(nodes) | ArchivedRecordValue::ListMore(nodes) => {
                     let mut l = Vec::new();
@@ -1205,6 +1510,13 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
             let enc = if small { "intset" } else { "hashtable" };
             assert_eq!(st.encoding(), enc, "seed {seed}: {key:?} loaded as {st:?}");
         }
+        if let ValueRef::ZSet(z) = e.value() {
+            let zl = config.zset_limits;
+            let mut small = z.len() <= zl.max_listpack_entries;
+            z.for_each(|_, m| small &= m.len() <= zl.max_listpack_value);
+            let enc = if small { "listpack" } else { "skiplist" };
+            assert_eq!(z.encoding(), enc, "seed {seed}: {key:?} loaded as {z:?}");
+        }
         assert_eq!(val_of(e.value()), want, "seed {seed}: {key:?} loaded");
     }
 }
@@ -1230,6 +1542,16 @@ fn shard_matches_model_across_expiry() {
             } else {
                 SetLimits {
                     max_intset_entries: 3,
+                }
+            },
+            // And tiny sorted-set limits, so sorted sets convert (a fourth member, or one
+            // over 6 bytes).
+            zset_limits: if seed % 2 == 0 {
+                ZSetLimits::default()
+            } else {
+                ZSetLimits {
+                    max_listpack_entries: 3,
+                    max_listpack_value: 6,
                 }
             },
             // And nodes of two elements, so lists span many nodes.

@@ -6,6 +6,7 @@ pub mod keyspace;
 pub mod list;
 pub mod set;
 pub mod string;
+pub mod zset;
 
 use crate::err;
 
@@ -86,6 +87,26 @@ impl Collection for crate::types::list::List {
         self.len() == 0
     }
     fn take_freed(&mut self, _: &mut crate::lazyfree::Graveyard) {}
+}
+
+impl Collection for crate::types::zset::ZSet {
+    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+        match v {
+            crate::ValueRef::ZSet(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+        e.zset_mut()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn take_freed(&mut self, g: &mut crate::lazyfree::Graveyard) {
+        if let crate::types::zset::ZSet::Tree(t) = self {
+            g.append(t.graveyard());
+        }
+    }
 }
 
 /// The collection at `key` for reading: Err after a WRONGTYPE reply.

@@ -348,7 +348,7 @@ pub fn incr_by(
                 None => return out.error(err::NOT_INT),
             }
         }
-        Some(ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_)) => {
+        Some(ValueRef::Hash(_) | ValueRef::Set(_) | ValueRef::List(_) | ValueRef::ZSet(_)) => {
             return out.error(err::WRONGTYPE)
         }
     };
