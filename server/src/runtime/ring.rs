@@ -30,13 +30,16 @@
 //! there is something to submit or to collect. COOP_TASKRUN (5.19) and then the default
 //! mode are the fall-backs; the mode is logged.
 //!
-//! One sleeping point. The core sleeps in glommio only. The driver task runs a turn, and
-//! while turns make progress it yields to the connections and runs again. When a turn finds
-//! nothing, it enables the ring's registered eventfd (IORING_CQ_EVENTFD_DISABLED cleared),
-//! checks once more, and waits on a read of that eventfd issued through glommio; the kernel
-//! signals it when work arrives for this ring, and glommio wakes. While the driver runs, the
-//! eventfd stays disabled, so a busy core pays nothing for the bridge. A connection that
-//! queues a send while the driver waits wakes it directly (no syscall).
+//! Sleeping. The driver task turns the ring while turns make progress, yielding to the
+//! tasks it woke between two. When a turn finds nothing and no task of the core is
+//! runnable, it sleeps in this ring: one enter waits for a completion, for the core's bell
+//! (a read of `sched::Bell`'s eventfd, armed here: another thread woke a task) or for the
+//! core's next timer. When other tasks are runnable or glommio has I/O in flight, it sleeps
+//! in glommio instead: it enables the ring's registered eventfd (IORING_CQ_EVENTFD_DISABLED
+//! cleared), checks once more, and waits on a read of that eventfd issued through glommio;
+//! the kernel signals it when work arrives for this ring. While the driver runs the eventfd
+//! stays disabled, so a busy core pays nothing for the bridge. A connection that queues a
+//! send while the driver waits in glommio wakes it directly (no syscall).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -534,6 +537,7 @@ impl Net {
         }
         if op == OP_BELL {
             self.count(|s| s.bells += 1);
+            super::sched::bell().reads.fetch_add(1, Ordering::Relaxed);
             if res < 0 && res != -libc::EINTR {
                 // The core can no longer be woken in this ring: it sleeps in glommio from now.
                 crate::log::warn(&format!(
@@ -690,7 +694,7 @@ pub fn start(cfg: NetConfig) -> io::Result<Rc<Net>> {
     let net = Rc::new(Net::new(cfg, super::sched::bell().fd)?);
     net.arm_bell();
     NET.with(|n| *n.borrow_mut() = Some(net.clone()));
-    super::spawn_connection(drive(net.clone()));
+    super::spawn_driver(drive(net.clone()));
     Ok(net)
 }
 

@@ -46,9 +46,12 @@ use std::time::Instant;
 pub struct Bell {
     /// Tasks of the core woken (or spawned) and not yet polled.
     runnable: AtomicUsize,
-    /// The core's driver is about to sleep or sleeps: a wake from another thread must
-    /// write `fd`.
-    sleeping: AtomicBool,
+    /// Where the core's driver sleeps (or is about to): [`AWAKE`], [`IN_RING`] (a wake from
+    /// another thread writes `fd`) or [`IN_GLOMMIO`] (it wakes `driver` through glommio's
+    /// own cross-thread path).
+    sleeping: std::sync::atomic::AtomicU8,
+    /// glommio's waker of the driver task.
+    driver: Mutex<Option<Waker>>,
     /// Tasks woken from other threads, for the driver to hand to glommio.
     remote: Mutex<Vec<Arc<TaskWake>>>,
     has_remote: AtomicBool,
@@ -56,9 +59,16 @@ pub struct Bell {
     pub fd: RawFd,
     /// Eventfd writes made to end a sleep (INFO).
     pub rings: AtomicU64,
+    /// Reads of the eventfd completed in the ring (a stuck core's report).
+    pub reads: AtomicU64,
     /// Where the driver is (for a stuck core's report): see [`DriverAt`].
     pub at: std::sync::atomic::AtomicU8,
 }
+
+/// [`Bell::sleeping`]'s values.
+const AWAKE: u8 = 0;
+const IN_RING: u8 = 1;
+const IN_GLOMMIO: u8 = 2;
 
 /// Where a core's driver is, as [`Bell::at`] holds it.
 #[derive(Clone, Copy, Debug)]
@@ -72,28 +82,42 @@ pub enum DriverAt {
 
 impl Bell {
     fn new() -> std::io::Result<Bell> {
-        // Blocking: the ring's read of it waits for a write (io_uring polls it); a write
-        // would block only with the counter near 2^64.
+        // Non-blocking, so the ring's read of it waits by polling the eventfd: a blocking one
+        // is handed to an io-wq worker thread, which kept an exiting process alive for
+        // seconds.
         // SAFETY: eventfd has no preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Bell {
             runnable: AtomicUsize::new(0),
-            sleeping: AtomicBool::new(false),
+            sleeping: std::sync::atomic::AtomicU8::new(AWAKE),
+            driver: Mutex::new(None),
             remote: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
             fd,
             rings: AtomicU64::new(0),
             at: std::sync::atomic::AtomicU8::new(0),
+            reads: AtomicU64::new(0),
         })
     }
 
     /// Ends the core's sleep if it sleeps (or is about to: see [`Bell::prepare_to_sleep`]).
+    ///
+    /// A core asleep in glommio is woken through glommio, not through the eventfd: the
+    /// eventfd's read completes in the network ring, whose own completion eventfd would have
+    /// to wake glommio, and the kernel does not signal an eventfd from inside another
+    /// eventfd's wake-up (seen: 30 writes to a core's bell, none read, the core asleep).
     pub fn ring(&self) {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.write();
+        match self.sleeping.swap(AWAKE, Ordering::SeqCst) {
+            IN_RING => self.write(),
+            IN_GLOMMIO => {
+                if let Some(w) = lock(&self.driver).as_ref() {
+                    w.wake_by_ref();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -110,9 +134,9 @@ impl Bell {
     /// runnable meanwhile. A wake from another thread after this rings the bell.
     /// (SeqCst on both sides: either the waker sees `sleeping`, or this sees its count.)
     pub fn prepare_to_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.sleeping.store(IN_RING, Ordering::SeqCst);
         if self.runnable.load(Ordering::SeqCst) > 0 {
-            self.sleeping.store(false, Ordering::SeqCst);
+            self.sleeping.store(AWAKE, Ordering::SeqCst);
             return false;
         }
         true
@@ -121,7 +145,7 @@ impl Bell {
     /// Announces a sleep in glommio: wakes from other threads ring the bell from now on
     /// (the ring's eventfd then ends glommio's sleep). Check [`Bell::has_remote`] after.
     pub fn sleeping_in_glommio(&self) {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.sleeping.store(IN_GLOMMIO, Ordering::SeqCst);
     }
 
     pub fn has_remote(&self) -> bool {
@@ -129,7 +153,7 @@ impl Bell {
     }
 
     pub fn woke(&self) {
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.sleeping.store(AWAKE, Ordering::SeqCst);
     }
 
     pub fn set_at(&self, at: DriverAt) {
@@ -139,12 +163,13 @@ impl Bell {
     /// The core's wake-up state in a line (a stuck core's report).
     pub fn describe(&self) -> String {
         format!(
-            "runnable={} sleeping={} remote={} driver_at={} bell_writes={}",
+            "runnable={} sleeping={} remote={} driver_at={} bell_writes={} bell_reads={}",
             self.runnable.load(Ordering::SeqCst),
             self.sleeping.load(Ordering::SeqCst),
             self.has_remote.load(Ordering::SeqCst),
             self.at.load(Ordering::Relaxed),
-            self.rings.load(Ordering::Relaxed)
+            self.rings.load(Ordering::Relaxed),
+            self.reads.load(Ordering::Relaxed)
         )
     }
 
@@ -248,6 +273,8 @@ pub struct Tracked<F> {
     waker: Option<(Arc<TaskWake>, Waker)>,
     /// Spawned and not yet polled (counted in `runnable` at spawn).
     fresh: bool,
+    /// The core's network driver: its glommio waker is kept in the bell.
+    driver: bool,
 }
 
 impl<F: Future> Tracked<F> {
@@ -261,7 +288,15 @@ impl<F: Future> Tracked<F> {
             bell,
             waker: None,
             fresh: true,
+            driver: false,
         }
+    }
+
+    /// [`Tracked::new`] for the core's network driver.
+    pub fn driver(fut: F) -> Tracked<F> {
+        let mut t = Tracked::new(fut);
+        t.driver = true;
+        t
     }
 }
 
@@ -288,6 +323,9 @@ impl<F: Future> Future for Tracked<F> {
             });
             let w = Waker::from(tw.clone());
             this.waker = Some((tw, w));
+            if this.driver {
+                *lock(&this.bell.driver) = Some(cx.waker().clone());
+            }
         }
         let Some((tw, w)) = this.waker.as_ref() else {
             unreachable!("set just above")
