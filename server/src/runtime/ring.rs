@@ -454,16 +454,16 @@ impl Net {
     }
 
     /// One turn: submits what is queued and collects what completed, entering the kernel
-    /// only when there is something to submit or to collect. Returns whether anything
-    /// happened.
-    fn turn(&self) -> bool {
+    /// only when there is something to submit or to collect (or `force`). Returns whether
+    /// any completion was handled.
+    fn turn(&self, force: bool) -> bool {
         let mut scratch = self.scratch.borrow_mut();
         scratch.clear();
         {
             let mut ring = self.ring.borrow_mut();
             let (submitter, mut sq, mut cq) = ring.split();
             sq.sync();
-            let must_enter = self.drain.get() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+            let must_enter = force || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
             let to_submit = sq.len() as u32;
             drop(sq);
             if must_enter {
@@ -493,12 +493,15 @@ impl Net {
             }
             // An enter runs a bounded amount of deferred work (20 items in recent kernels);
             // what is left waits on a retry list that raises neither IORING_SQ_TASKRUN nor
-            // the eventfd. So after an enter that produced completions the next turn enters
-            // again, until one produces none: only then is the driver allowed to wait.
-            // (Without this, an 8 MB request stalled for seconds: its receive completions
-            // sat in the retry list while the core slept.)
-            self.drain.set(must_enter && !scratch.is_empty());
-            if !must_enter && scratch.is_empty() {
+            // the eventfd. So after an enter that produced completions, the driver enters
+            // again before it waits in glommio, until an enter produces none. (Without
+            // this, an 8 MB request stalled for seconds: its receive completions sat in the
+            // retry list while the core slept.) A sleep in this ring needs no such enter:
+            // it runs the retry list before it waits.
+            if must_enter {
+                self.drain.set(!scratch.is_empty());
+            }
+            if scratch.is_empty() {
                 return false;
             }
         }
@@ -760,7 +763,7 @@ async fn drive(net: Rc<Net>) {
     let mut guard = Guard(None);
     while !sched::exiting() {
         bell.set_at(sched::DriverAt::Running);
-        let mut progress = net.turn();
+        let mut progress = net.turn(false);
         progress |= bell.take_remote() > 0;
         progress |= sched::fire_timers(std::time::Instant::now()) > 0;
         if progress {
@@ -787,10 +790,10 @@ async fn drive(net: Rc<Net>) {
             }
             continue;
         }
-        if net.slept.get() {
-            // A ring sleep's enter may have left deferred work in the kernel's retry list,
-            // which signals no eventfd: enter once more before waiting on it.
-            net.drain.set(true);
+        if net.slept.get() || net.drain.get() {
+            // The last enter may have left deferred work in the kernel's retry list, which
+            // signals no eventfd: enter once more before waiting on it.
+            net.turn(true);
             continue;
         }
         // Sleep in glommio: let the kernel signal the eventfd when work arrives, look once
