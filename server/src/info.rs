@@ -484,7 +484,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
             let keys: usize = s.dbs.iter().map(|d| d.0).sum();
             let _ = write!(
                 body,
-                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_waits={},ring_enobufs={},ring_paused_reads={},rescues={}\r\n",
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_sleeps={},ring_glommio_waits={},ring_bells={},ring_enobufs={},ring_paused_reads={},rescues={}\r\n",
                 s.stats.commands_processed,
                 s.conns,
                 s.stats.batches_sent,
@@ -493,7 +493,9 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 s.allocated.max(0),
                 s.ring.enters,
                 s.ring.completions,
+                s.ring.sleeps,
                 s.ring.parks,
+                s.ring.bells,
                 s.ring.enobufs,
                 s.ring.pauses,
                 s.rescues,

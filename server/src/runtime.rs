@@ -3,16 +3,33 @@
 //! spawning — so the router, the connections' command logic and the shard know nothing of
 //! either.
 //!
-//! Two rings per core, one sleeping point. glommio remains each core's executor: tasks and
-//! task queues with shares, timers, mailboxes, and O_DIRECT snapshot files on its own rings.
-//! Sockets are served by a second ring of the core's own ([`ring`], on the `io-uring`
-//! crate): multishot accept, multishot receive into provided buffers, every send of a loop
-//! turn in one submission, SINGLE_ISSUER + DEFER_TASKRUN, at most one `io_uring_enter` per
-//! turn and none when the kernel holds nothing for the ring. The core sleeps in glommio
-//! only: when a turn of the network ring finds nothing, its driver enables the ring's
-//! registered eventfd and waits on a read of it issued through glommio; the kernel signals
-//! it when work arrives for the network ring. While the core is busy the eventfd stays
-//! disabled (IORING_CQ_EVENTFD_DISABLED), so the bridge costs nothing per request.
+//! Two rings per core, one sleeping point at a time. glommio remains each core's executor:
+//! tasks and task queues with shares, and O_DIRECT snapshot files on its own rings. Sockets
+//! are served by a second ring of the core's own ([`ring`], on the `io-uring` crate):
+//! multishot accept, multishot receive into provided buffers, every send of a loop turn in
+//! one submission, SINGLE_ISSUER + DEFER_TASKRUN, at most one `io_uring_enter` per turn and
+//! none when the kernel holds nothing for the ring.
+//!
+//! Where the core sleeps ([`sched`]). Every task is polled with a waker of ours, so the
+//! core knows how many of its tasks are runnable, and a wake from another thread comes
+//! through the core's bell (an eventfd whose read is armed in the network ring) instead of
+//! glommio's cross-thread queue; timers ([`sleep`]) are the core's own too. When nothing is
+//! runnable and glommio has no I/O of its own in flight, the network driver sleeps in its
+//! ring: one enter that submits the turn's sends and waits for a completion, the bell or the
+//! next timer. Otherwise (other tasks runnable, or a snapshot file open) it sleeps in glommio:
+//! the ring's registered eventfd is enabled and read through glommio, which then wakes for
+//! network work too; while the core is busy the eventfd stays disabled
+//! (IORING_CQ_EVENTFD_DISABLED), so the bridge costs nothing per request.
+//! Measured at 10k requests/s on one shard (CPU 0, generator on CPU 1): 2.77 CPU seconds in
+//! 10 s against Redis's 2.76; sleeping in glommio as before, 8.45 (glommio re-arms two
+//! preemption timers and enters each of its rings twice per wake-up: 11 enters and 12.6
+//! submissions per request).
+//!
+//! glommio's parking bug (its run loop sleeps when its preemption timer fired before the
+//! first task queue ran, runnable tasks or not; fixed in the glommio/glommio fork, PR 53,
+//! September 2026, in no crates.io release) is guarded by the driver: while it is runnable
+//! it keeps a chain of glommio timers 2 ms to 256 ms ahead, which cost nothing unless glommio
+//! sleeps. The main thread's rescue ([`rescue_stranded_cores`]) remains the last resort.
 //!
 //! Why not glommio's sockets: they are readiness-based (a `recv` syscall first, a POLL_ADD
 //! when it would block, the preemption timer re-armed each turn): ~9 `io_uring_enter` and
@@ -24,8 +41,7 @@
 //! sends into. A full inbox makes the sender wait: backpressure, never an unbounded queue.
 //! They replaced glommio's shared channels, whose connect handshake does not wake a sleeping
 //! peer executor: about one start in a hundred hung with a core parked forever in it.
-//! Cross-thread wake-ups go through glommio's foreign-waker path (an eventfd write when the
-//! target core sleeps).
+//! A message to a sleeping core costs one eventfd write (its bell); to an awake core none.
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 use std::future::Future;
@@ -41,6 +57,7 @@ pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 mod bufring;
 mod ring;
+mod sched;
 pub use ring::NetStats;
 
 /// This core's network ring counters (INFO `# Shards`).
@@ -107,9 +124,7 @@ pub struct Inbox<T: Send + 'static>(flume::Receiver<T>);
 
 impl<T: Send + 'static> Inbox<T> {
     pub async fn recv(&self) -> Option<T> {
-        let msg = self.0.recv_async().await.ok();
-        note_activity();
-        msg
+        self.0.recv_async().await.ok()
     }
 }
 
@@ -127,13 +142,13 @@ where
     start_core_with(index, cpu, io_memory, true, main)
 }
 
-/// [`start_core`], with the [`Watchdog`] left out when `watchdog` is false (tests of the
-/// rescue from outside).
+/// [`start_core`], without the guard timers of the network driver when `guard` is false
+/// (tests of the rescue from outside).
 fn start_core_with<F, Fut>(
     index: usize,
     cpu: Option<usize>,
     io_memory: usize,
-    watchdog: bool,
+    guard: bool,
     main: F,
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
@@ -161,6 +176,14 @@ where
                 }
             };
             ex.run(async move {
+                let bell = match sched::init() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("creating the core's wake-up eventfd: {e}")));
+                        return;
+                    }
+                };
+                ring::set_guard(guard);
                 match ring::start(ring::NetConfig::default()) {
                     Ok(net) => {
                         if index == 0 {
@@ -173,11 +196,11 @@ where
                         return;
                     }
                 }
-                if watchdog {
-                    spawn(Watchdog::new());
-                }
-                spawn_connection(RescueSlot::register());
-                main().await
+                // Untracked on purpose: the main thread wakes it through glommio's own
+                // cross-thread path, the one way into a core that glommio left asleep.
+                glommio::spawn_local(RescueSlot::register(bell)).detach();
+                sched::Tracked::new(main()).await;
+                sched::exit();
             });
             RescueSlot::unregister();
         })?;
@@ -188,47 +211,14 @@ where
     }
 }
 
-/// How far apart the watchdog's timers are while the core is busy: the longest a core can
-/// sleep with runnable work.
-const WATCHDOG_BUSY: Duration = Duration::from_micros(200);
-/// A core is busy for this long after its last network read or mailbox message.
-const WATCHDOG_ACTIVE: Duration = Duration::from_millis(10);
-/// How far ahead the watchdog keeps timers registered.
-const WATCHDOG_HORIZON: Duration = Duration::from_millis(200);
-
-/// How long after a background tick is due the idle watchdog's guard timer fires, if the
-/// tick has not run by then.
-const GUARD_SLACK: Duration = Duration::from_millis(2);
-
-thread_local! {
-    /// Network reads and mailbox messages on this core, for the watchdog.
-    static ACTIVITY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    /// The watchdog, when it has let its timers run out on an idle core.
-    static WATCHDOG_ASLEEP: std::cell::RefCell<Option<std::task::Waker>> = const { std::cell::RefCell::new(None) };
-    /// When the idle watchdog's one timer is to fire: just after the next background tick.
-    static GUARD_AT: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
-
-/// The background task's next tick is due at `at`. While the core is idle the watchdog keeps
-/// guard timers from `at` + [`GUARD_SLACK`] on, moved forward every tick before they fire: no
-/// wake-up of their own unless the tick was stranded (see [`Watchdog`]).
+/// The background task's next tick is due at `at` (for the main thread's rescue, which
+/// wakes a core whose tick is overdue while it sleeps).
 pub fn guard_tick(at: Instant) {
-    GUARD_AT.with(|g| g.set(Some(at + GUARD_SLACK)));
     RESCUE.with(|r| {
         if let Some(r) = r.borrow().as_ref() {
             r.due_ms.store(rescue_clock_ms(at), Ordering::Relaxed);
         }
     });
-    if let Some(w) = WATCHDOG_ASLEEP.with(|s| s.borrow_mut().take()) {
-        w.wake();
-    }
-}
-
-fn note_activity() {
-    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
-    if let Some(w) = WATCHDOG_ASLEEP.with(|s| s.borrow_mut().take()) {
-        w.wake();
-    }
 }
 
 /// How late a core's background tick may be before the main thread wakes the core from
@@ -238,13 +228,14 @@ const RESCUE_SLACK: Duration = Duration::from_millis(50);
 /// What the main thread needs to rescue a core that sleeps with runnable tasks: when the
 /// core's next background tick is due, and the waker of a task on the core.
 ///
-/// The [`Watchdog`]'s timers end most strands within 200 µs, but they are tasks of the same
+/// The driver's guard timers end most strands within 2 ms, but they live in the same
 /// executor: when every one of them has fired into a strand (seen under CPU contention: two
 /// busy threads pinned beside a server taking 8 MB requests, 4 runs in 25 with a core asleep
 /// for good, no timer left in any ring, and the network ring holding an unsubmitted entry),
 /// nothing on the core can wake it. A wake-up from another thread can: glommio's foreign
 /// waker path writes the executor's eventfd, whose read is always armed while it sleeps
-/// (writing that eventfd by hand ended such a sleep at once). A stranded core's background
+/// (writing that eventfd by hand ended such a sleep at once); the core's bell is written
+/// too, for a core asleep in its network ring. A stranded core's background
 /// tick does not run, so a core asleep with its tick overdue by [`RESCUE_SLACK`] is the sign
 /// (a core busy in a long command is overdue too, but running).
 struct Rescue {
@@ -253,6 +244,8 @@ struct Rescue {
     /// Milliseconds on [`rescue_clock_ms`] when the next tick is due; 0 before the first.
     due_ms: std::sync::atomic::AtomicU64,
     waker: std::sync::Mutex<Option<std::task::Waker>>,
+    /// The core's bell: ends a sleep in its network ring.
+    bell: std::sync::Arc<sched::Bell>,
     /// Wake-ups given from outside.
     kicks: std::sync::atomic::AtomicU64,
 }
@@ -275,12 +268,13 @@ fn rescue_clock_ms(at: Instant) -> u64 {
 struct RescueSlot(std::sync::Arc<Rescue>);
 
 impl RescueSlot {
-    fn register() -> RescueSlot {
+    fn register(bell: std::sync::Arc<sched::Bell>) -> RescueSlot {
         let r = std::sync::Arc::new(Rescue {
             // SAFETY: gettid has no preconditions.
             tid: unsafe { libc::gettid() },
             due_ms: Default::default(),
             waker: Default::default(),
+            bell,
             kicks: Default::default(),
         });
         RESCUE.with(|t| *t.borrow_mut() = Some(r.clone()));
@@ -327,6 +321,11 @@ fn thread_asleep(tid: libc::pid_t) -> bool {
 /// that sleeps although its background tick is overdue by more than [`RESCUE_SLACK`] (a
 /// core still running is busy, not stranded). Returns how many.
 pub fn rescue_stranded_cores() -> usize {
+    if std::env::var_os("PERCORE_DEBUG_BELL").is_some() {
+        for r in lock(&RESCUES).iter() {
+            eprintln!("DEBUG tid {} {}", r.tid, r.bell.describe());
+        }
+    }
     let late = rescue_clock_ms(Instant::now()).saturating_sub(RESCUE_SLACK.as_millis() as u64);
     let mut woken = 0;
     for r in lock(&RESCUES).iter() {
@@ -336,6 +335,7 @@ pub fn rescue_stranded_cores() -> usize {
         }
         if let Some(w) = lock(&r.waker).as_ref() {
             w.wake_by_ref();
+            r.bell.write();
             r.kicks.fetch_add(1, Ordering::Relaxed);
             woken += 1;
         }
@@ -352,133 +352,9 @@ pub fn rescue_kicks() -> u64 {
     })
 }
 
-/// Keeps a core from sleeping while it has runnable tasks.
-///
-/// glommio 0.9's run loop parks the thread whenever `run_task_queues` returns false, and that
-/// also happens when the preemption timer has fired before the first task queue ran: the
-/// thread was descheduled for longer than the 500 µs latency bound, or the old timer's
-/// completion raced its cancellation. The runnable tasks then wait until something else ends
-/// the sleep: a timer, or I/O on a source a task waits for. When every connection is runnable,
-/// none waits on I/O. (Fixed upstream in the glommio/glommio fork, PR 53, September 2026;
-/// no release on crates.io carries it.)
-///
-/// Seen in percore: while a table grew to 10M keys, a packet capture showed requests arriving
-/// on all four connections and no reply for 60-100 ms, until the 100 ms background tick; a
-/// server given SIGTERM with its background task runnable and no clients never exited (no
-/// timer left at all); a fill from the load generator hung for 300 s.
-///
-/// The watchdog keeps timers registered ahead while the core is busy, the first within
-/// [`WATCHDOG_BUSY`] and then at doubling distances up to [`WATCHDOG_HORIZON`], so a sleep
-/// always has a timer ending it. Once the core has been idle for [`WATCHDOG_ACTIVE`] it lets
-/// them run out and keeps guard timers just after the next background tick ([`guard_tick`]),
-/// which the tick moves forward each time it runs: an idle core wakes only for its
-/// background tick (`hz`, 10 a second), as Redis does, and a tick stranded by the parking bug
-/// is rescued 2 ms later. (Seen without the guard: a SIGTERM'd idle server whose tick was
-/// stranded slept 12 minutes, until a client connected. With 10 ms timers while idle instead,
-/// an idle server woke ~110 times a second per core.) The next network read or mailbox
-/// message wakes the watchdog and the busy timers start again. The window left: the bug
-/// striking on the network wake-up that ends an idle period, whose tasks then wait for the
-/// next tick (at most 1/hz). One timer is not enough:
-/// the timer that fires wakes the watchdog, which is then runnable work of its own. Nor is a
-/// fixed count 200 µs apart: eight of them all expired during a busy stretch of 2 ms and were
-/// taken at once, and the core then slept 84 ms.
-/// Busy cost: one timer every 200 µs, which the loop mostly finds expired without a system
-/// call.
-struct Watchdog {
-    timers: std::collections::VecDeque<(Instant, Pin<Box<glommio::timer::Timer>>)>,
-    /// The idle guard for the tick due at `.0`: timers 2, 4, 8 … 256 ms after it, all
-    /// cancelled unfired when the tick runs and moves the guard (no wake-up of their own); a
-    /// chain rather than one, since the wake-up a stranded tick gets can be stranded too.
-    guard: Option<(Instant, Vec<Pin<Box<glommio::timer::Timer>>>)>,
-    seen: u64,
-    busy_until: Instant,
-}
-
-impl Watchdog {
-    fn new() -> Watchdog {
-        Watchdog {
-            timers: std::collections::VecDeque::with_capacity(16),
-            guard: None,
-            seen: 0,
-            busy_until: Instant::now() + WATCHDOG_ACTIVE,
-        }
-    }
-}
-
-impl Future for Watchdog {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let now = Instant::now();
-        while self.timers.front().is_some_and(|(when, _)| *when <= now) {
-            self.timers.pop_front();
-        }
-        let activity = ACTIVITY.with(|a| a.get());
-        if activity != self.seen {
-            self.seen = activity;
-            self.busy_until = now + WATCHDOG_ACTIVE;
-        }
-        let guard = GUARD_AT.with(|g| g.get());
-        // Idle, and the next tick not yet overdue: the busy timers already registered run out
-        // (at doubling distances, over the 200 ms after the last activity: a task stranded as
-        // the core went quiet is still found), none are added, and one guard stands just
-        // after the next tick. The next read or message (or tick) wakes us. An overdue tick
-        // (stranded, or the background task busy) gets busy timers below until it runs.
-        if now >= self.busy_until && guard.is_none_or(|at| at > now) {
-            WATCHDOG_ASLEEP.with(|s| *s.borrow_mut() = Some(cx.waker().clone()));
-            if self.guard.as_ref().map(|g| g.0) != guard {
-                self.guard = guard.map(|at| {
-                    let timers = (0..8)
-                        .map(|k| {
-                            let due = at + GUARD_SLACK * ((1u32 << k) - 1);
-                            let mut timer = Box::pin(glommio::timer::Timer::new(due - now));
-                            // Polling registers the timer with this task's waker; not due yet.
-                            let _ = timer.as_mut().poll(cx);
-                            timer
-                        })
-                        .collect();
-                    (at, timers)
-                });
-            }
-            return Poll::Pending;
-        }
-        self.guard = None;
-        let gap = WATCHDOG_BUSY;
-        // Coming out of idle: respace the timers now rather than after the idle ones ran out.
-        if self
-            .timers
-            .front()
-            .is_some_and(|(when, _)| *when > now + gap)
-        {
-            self.timers.clear();
-        }
-        // Timers that expire while the core is busy (a long task, or the thread descheduled)
-        // are all taken at once, so the set spans time, not a count: the next within `gap`,
-        // each later one at most twice as far out as the one before, to WATCHDOG_HORIZON.
-        let mut kept = std::mem::take(&mut self.timers).into_iter().peekable();
-        let mut limit = gap;
-        while limit <= WATCHDOG_HORIZON {
-            match kept.next_if(|(when, _)| *when <= now + limit) {
-                Some((when, timer)) => {
-                    limit = (when - now).max(gap) * 2;
-                    self.timers.push_back((when, timer));
-                }
-                None => {
-                    let mut timer = Box::pin(glommio::timer::Timer::new(limit));
-                    // Polling registers the timer with this task's waker; it is not due yet.
-                    let _ = timer.as_mut().poll(cx);
-                    self.timers.push_back((now + limit, timer));
-                    limit *= 2;
-                }
-            }
-        }
-        Poll::Pending
-    }
-}
-
 /// Spawns a latency-critical task on the current core (connections, router).
 pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
-    glommio::spawn_local(f).detach();
+    glommio::spawn_local(sched::Tracked::new(f)).detach();
 }
 
 thread_local! {
@@ -518,7 +394,18 @@ pub fn spawn_connection<F: Future<Output = ()> + 'static>(f: F) {
         Shares::Static(1000),
         CONNECTION_LATENCY,
         "connections",
-        f,
+        sched::Tracked::new(f),
+    );
+}
+
+/// Spawns the core's network driver beside the connections.
+fn spawn_driver<F: Future<Output = ()> + 'static>(f: F) {
+    spawn_in(
+        &CONNECTIONS,
+        Shares::Static(1000),
+        CONNECTION_LATENCY,
+        "connections",
+        sched::Tracked::driver(f),
     );
 }
 
@@ -534,7 +421,7 @@ pub fn spawn_background<F: Future<Output = ()> + 'static>(f: F) {
         Shares::Static(100),
         BACKGROUND_LATENCY,
         "background",
-        f,
+        sched::Tracked::new(f),
     );
 }
 
@@ -545,7 +432,7 @@ fn spawn_in<F: Future<Output = ()> + 'static>(
     shares: Shares,
     latency: Duration,
     name: &str,
-    f: F,
+    f: sched::Tracked<F>,
 ) {
     let tq = queue.with(|q| match q.get() {
         Some(tq) => tq,
@@ -561,8 +448,9 @@ fn spawn_in<F: Future<Output = ()> + 'static>(
     };
 }
 
+/// Resolves after `d`, on this core's own timers (see [`sched`]).
 pub async fn sleep(d: Duration) {
-    glommio::timer::sleep(d).await;
+    sched::sleep_until(Instant::now() + d).await;
 }
 
 /// Yields to other tasks if this one has run past its time slice.
@@ -680,7 +568,7 @@ impl Listener {
 pub struct Stream(ring::RingStream);
 
 impl Stream {
-    /// Received bytes (the ring notes the activity for the watchdog as they arrive).
+    /// Received bytes.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).await
     }
@@ -697,6 +585,13 @@ impl Stream {
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.0.peer_addr()
+    }
+
+    /// Two connected streams of a Unix socket pair (tests).
+    #[cfg(test)]
+    fn pair() -> io::Result<(Stream, Stream)> {
+        let (a, b) = ring::RingStream::pair()?;
+        Ok((Stream(a), Stream(b)))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -746,6 +641,9 @@ impl Stream {
 /// file is there whole or not at all.
 pub struct FileWriter {
     out: FileOut,
+    /// The DMA writer keeps writes in flight between calls (write-behind): while the file
+    /// is open, the core sleeps in glommio, which collects their completions.
+    _reactor: sched::ReactorUse,
     tmp: std::path::PathBuf,
     path: std::path::PathBuf,
 }
@@ -757,6 +655,7 @@ enum FileOut {
 
 impl FileWriter {
     pub async fn create(path: &std::path::Path) -> io::Result<FileWriter> {
+        let reactor = sched::ReactorUse::begin();
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
@@ -776,6 +675,7 @@ impl FileWriter {
         };
         Ok(FileWriter {
             out,
+            _reactor: reactor,
             tmp,
             path: path.to_path_buf(),
         })
@@ -790,6 +690,7 @@ impl FileWriter {
 
     /// Syncs and closes the file, renames it into place and syncs the directory.
     pub async fn commit(self) -> io::Result<()> {
+        let _reactor = sched::ReactorUse::begin();
         match self.out {
             FileOut::Dma(mut w) => {
                 w.sync().await.map_err(io::Error::from)?;
@@ -815,6 +716,7 @@ impl FileWriter {
 
     /// Drops an unfinished file.
     pub async fn abandon(self) {
+        let _reactor = sched::ReactorUse::begin();
         let _ = match self.out {
             FileOut::Dma(mut w) => w.close().await,
             FileOut::Buffered(mut w) => w.close().await,
@@ -829,6 +731,15 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
 
+    async fn read_exact(s: &mut Stream, mut n: usize) {
+        let mut buf = [0u8; 16];
+        while n > 0 {
+            let got = s.read(&mut buf[..n]).await.expect("read");
+            assert!(got > 0, "the peer closed early");
+            n -= got;
+        }
+    }
+
     /// Pins the calling thread to `cpu`.
     fn pin_to(cpu: usize) {
         // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
@@ -842,14 +753,14 @@ mod tests {
 
     /// Two connection tasks play 20,000 rounds of ping-pong over a socket pair on a core
     /// pinned to `cpu`, which a busy thread shares, as a server shares its CPU with kernel
-    /// threads and neighbours. `watchdog`: the core runs one; `strand_tick`: its background
+    /// threads and neighbours. `guard`: the driver keeps its guard timers; `strand_tick`: its background
     /// tick is due 10 ms after start and never runs (as in the failures seen, so no timer of
     /// its own ends a sleep). `every_100ms` runs on this thread while it waits and returns
     /// how many wake-ups it gave. Panics naming the round when no progress is made for 10 s;
     /// returns the wake-ups given.
     fn ping_pong_beside_a_busy_thread(
         cpu: usize,
-        watchdog: bool,
+        guard: bool,
         strand_tick: bool,
         mut every_100ms: impl FnMut() -> usize,
     ) -> usize {
@@ -866,25 +777,22 @@ mod tests {
             })
         };
         let p = progress.clone();
-        let core = start_core_with(0, Some(cpu), 256 << 10, watchdog, move || async move {
+        let core = start_core_with(0, Some(cpu), 256 << 10, guard, move || async move {
             if strand_tick {
                 guard_tick(Instant::now() + Duration::from_millis(10));
             }
-            let (mut a, mut b) = glommio::net::UnixStream::pair().expect("socket pair");
+            let (mut a, mut b) = Stream::pair().expect("socket pair");
             spawn_connection(async move {
-                let mut buf = [0u8; 4];
                 for _ in 0..ROUND_TRIPS {
-                    b.read_exact(&mut buf).await.expect("ping");
+                    read_exact(&mut b, 4).await;
                     b.write_all(b"pong").await.expect("pong");
                 }
             });
             let (tx, rx) = futures_channel::oneshot::channel();
             spawn_connection(async move {
-                let mut buf = [0u8; 4];
                 for _ in 0..ROUND_TRIPS {
                     a.write_all(b"ping").await.expect("ping");
-                    a.read_exact(&mut buf).await.expect("pong");
-                    note_activity();
+                    read_exact(&mut a, 4).await;
                     p.fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = tx.send(());
@@ -902,7 +810,9 @@ mod tests {
             }
             if last.1.elapsed() > Duration::from_secs(10) {
                 stop.store(true, Ordering::Relaxed);
-                panic!("the core slept with runnable tasks: stuck after {now} of {ROUND_TRIPS} round trips, {woken} wake-ups from outside");
+                let states: Vec<String> =
+                    lock(&RESCUES).iter().map(|r| r.bell.describe()).collect();
+                panic!("the core slept with runnable tasks: stuck after {now} of {ROUND_TRIPS} round trips, {woken} wake-ups from outside; {states:?}");
             }
         }
         stop.store(true, Ordering::Relaxed);
@@ -912,14 +822,15 @@ mod tests {
     }
 
     /// The descheduling makes glommio's preemption timer fire before its task queues run;
-    /// without the watchdog the core then sleeps with both tasks runnable and nothing left
-    /// to wake it (stuck after 3,297 and 218 of 20,000 round trips in two runs).
+    /// without a guard timer the core then sleeps with both tasks runnable and nothing left
+    /// to wake it (stuck after 3,297 and 218 of 20,000 round trips in two runs, before the
+    /// driver's guard replaced the watchdog task that guarded then).
     #[test]
     fn a_descheduled_core_never_sleeps_on_runnable_tasks() {
         ping_pong_beside_a_busy_thread(0, true, false, || 0);
     }
 
-    /// No watchdog and the background tick stranded: only the rescue the main thread runs
+    /// No guard timers and the background tick stranded: only the rescue the main thread runs
     /// ends each strand. Without it the core sleeps for good (stuck after 1,691 and 92 of
     /// 20,000 round trips in two runs).
     #[test]

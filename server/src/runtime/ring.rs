@@ -30,13 +30,16 @@
 //! there is something to submit or to collect. COOP_TASKRUN (5.19) and then the default
 //! mode are the fall-backs; the mode is logged.
 //!
-//! One sleeping point. The core sleeps in glommio only. The driver task runs a turn, and
-//! while turns make progress it yields to the connections and runs again. When a turn finds
-//! nothing, it enables the ring's registered eventfd (IORING_CQ_EVENTFD_DISABLED cleared),
-//! checks once more, and waits on a read of that eventfd issued through glommio; the kernel
-//! signals it when work arrives for this ring, and glommio wakes. While the driver runs, the
-//! eventfd stays disabled, so a busy core pays nothing for the bridge. A connection that
-//! queues a send while the driver waits wakes it directly (no syscall).
+//! Sleeping. The driver task turns the ring while turns make progress, yielding to the
+//! tasks it woke between two. When a turn finds nothing and no task of the core is
+//! runnable, it sleeps in this ring: one enter waits for a completion, for the core's bell
+//! (a read of `sched::Bell`'s eventfd, armed here: another thread woke a task) or for the
+//! core's next timer. When other tasks are runnable or glommio has I/O in flight, it sleeps
+//! in glommio instead: it enables the ring's registered eventfd (IORING_CQ_EVENTFD_DISABLED
+//! cleared), checks once more, and waits on a read of that eventfd issued through glommio;
+//! the kernel signals it when work arrives for this ring. While the driver runs the eventfd
+//! stays disabled, so a busy core pays nothing for the bridge. A connection that queues a
+//! send while the driver waits in glommio wakes it directly (no syscall).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -94,6 +97,8 @@ const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_CANCEL: u64 = 4;
+/// The read of the core's bell (`sched::Bell`): another thread woke one of its tasks.
+const OP_BELL: u64 = 5;
 const BUFFER_GROUP: u16 = 0;
 
 fn user_data(op: u64, slot: usize, gen: u32) -> u64 {
@@ -175,6 +180,9 @@ pub struct NetStats {
     pub enters: u64,
     pub completions: u64,
     pub parks: u64,
+    /// Sleeps in this ring (the core's idle waits), and bell reads that ended one.
+    pub sleeps: u64,
+    pub bells: u64,
     pub enobufs: u64,
     pub rearms: u64,
     pub pauses: u64,
@@ -200,6 +208,14 @@ pub struct Net {
     parked: Cell<bool>,
     driver: RefCell<Option<Waker>>,
     efd: RawFd,
+    /// The core's bell eventfd and the 8 bytes its read fills (the kernel writes them while
+    /// the read is in flight; never read here).
+    bell_fd: RawFd,
+    bell_buf: Box<std::cell::UnsafeCell<u64>>,
+    /// A ring sleep ended since the last enter: deferred work may wait in the retry list.
+    slept: Cell<bool>,
+    /// The bell's read works (always, unless the kernel refused it).
+    bell_ok: Cell<bool>,
     pub mode: &'static str,
     accept_queue: usize,
     stats: Cell<NetStats>,
@@ -242,7 +258,7 @@ fn os_err(code: i32) -> io::Error {
 impl Net {
     /// Sets up the ring in the cheapest completion mode the kernel offers, its provided
     /// buffers and its eventfd. Errors name the kernel, the feature and the version needed.
-    pub fn new(cfg: NetConfig) -> io::Result<Net> {
+    pub fn new(cfg: NetConfig, bell_fd: RawFd) -> io::Result<Net> {
         // Multishot receive (6.0) fails per operation, not at setup, on older kernels: refuse
         // to start there rather than fail every connection.
         let release = kernel_release();
@@ -286,6 +302,10 @@ impl Net {
             parked: Cell::new(false),
             driver: RefCell::new(None),
             efd,
+            bell_fd,
+            bell_buf: Box::new(std::cell::UnsafeCell::new(0)),
+            slept: Cell::new(false),
+            bell_ok: Cell::new(true),
             mode,
             accept_queue: cfg.accept_queue.max(1),
             stats: Cell::new(NetStats::default()),
@@ -373,6 +393,46 @@ impl Net {
         unsafe { self.push(&e) };
     }
 
+    fn arm_bell(&self) {
+        let e = opcode::Read::new(Fd(self.bell_fd), self.bell_buf.get().cast(), 8)
+            .build()
+            .user_data(user_data(OP_BELL, 0, 0));
+        // SAFETY: the bell's eventfd lives as long as the process, and `bell_buf` as long as
+        // the ring (dropped after it: field order).
+        unsafe { self.push(&e) };
+    }
+
+    /// Sleeps in the kernel until a completion arrives for this ring or `until` passes,
+    /// submitting what is queued in the same enter.
+    fn sleep(&self, until: Option<std::time::Instant>) {
+        let ts;
+        let mut args = io_uring::types::SubmitArgs::new();
+        if let Some(at) = until {
+            let d = at.saturating_duration_since(std::time::Instant::now());
+            if d.is_zero() {
+                return;
+            }
+            ts = io_uring::types::Timespec::from(d);
+            args = args.timespec(&ts);
+        }
+        let ring = self.ring.borrow();
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(e) => crate::log::warn(&format!("io_uring enter failed: {e}")),
+        }
+        drop(ring);
+        self.slept.set(true);
+        self.count(|s| {
+            s.enters += 1;
+            s.sleeps += 1;
+        });
+    }
+
     fn cancel(&self, target: u64) {
         let e = opcode::AsyncCancel::new(target)
             .build()
@@ -394,16 +454,16 @@ impl Net {
     }
 
     /// One turn: submits what is queued and collects what completed, entering the kernel
-    /// only when there is something to submit or to collect. Returns whether anything
-    /// happened.
-    fn turn(&self) -> bool {
+    /// only when there is something to submit or to collect (or `force`). Returns whether
+    /// any completion was handled.
+    fn turn(&self, force: bool) -> bool {
         let mut scratch = self.scratch.borrow_mut();
         scratch.clear();
         {
             let mut ring = self.ring.borrow_mut();
             let (submitter, mut sq, mut cq) = ring.split();
             sq.sync();
-            let must_enter = self.drain.get() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+            let must_enter = force || !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
             let to_submit = sq.len() as u32;
             drop(sq);
             if must_enter {
@@ -425,6 +485,7 @@ impl Net {
                     Err(e) => crate::log::warn(&format!("io_uring enter failed: {e}")),
                 }
                 self.count(|s| s.enters += 1);
+                self.slept.set(false);
             }
             cq.sync();
             for cqe in &mut cq {
@@ -432,12 +493,15 @@ impl Net {
             }
             // An enter runs a bounded amount of deferred work (20 items in recent kernels);
             // what is left waits on a retry list that raises neither IORING_SQ_TASKRUN nor
-            // the eventfd. So after an enter that produced completions the next turn enters
-            // again, until one produces none: only then is the driver allowed to wait.
-            // (Without this, an 8 MB request stalled for seconds: its receive completions
-            // sat in the retry list while the core slept.)
-            self.drain.set(must_enter && !scratch.is_empty());
-            if !must_enter && scratch.is_empty() {
+            // the eventfd. So after an enter that produced completions, the driver enters
+            // again before it waits in glommio, until an enter produces none. (Without
+            // this, an 8 MB request stalled for seconds: its receive completions sat in the
+            // retry list while the core slept.) A sleep in this ring needs no such enter:
+            // it runs the retry list before it waits.
+            if must_enter {
+                self.drain.set(!scratch.is_empty());
+            }
+            if scratch.is_empty() {
                 return false;
             }
         }
@@ -474,6 +538,20 @@ impl Net {
         if op == OP_CANCEL {
             return;
         }
+        if op == OP_BELL {
+            self.count(|s| s.bells += 1);
+            super::sched::bell().reads.fetch_add(1, Ordering::Relaxed);
+            if res < 0 && res != -libc::EINTR {
+                // The core can no longer be woken in this ring: it sleeps in glommio from now.
+                crate::log::warn(&format!(
+                    "reading the core's wake-up eventfd failed: {}; this core now sleeps in glommio",
+                    os_err(-res)
+                ));
+                self.bell_ok.set(false);
+                return;
+            }
+            return self.arm_bell();
+        }
         let mut slots = self.slots.borrow_mut();
         match (op, slots.get_mut(idx)) {
             (OP_RECV, Some(Slot::Conn(c))) if c.gen == gen => {
@@ -492,7 +570,6 @@ impl Net {
                         bufs.recycle(bid);
                     }
                     drop(bufs);
-                    super::note_activity();
                     if c.input.len() - c.head >= INPUT_HIGH && c.recv == Recv::Armed && !c.paused {
                         c.paused = true;
                         self.count(|s| s.pauses += 1);
@@ -615,34 +692,119 @@ fn send_entry(idx: usize, c: &ConnSlot) -> squeue::Entry {
 }
 
 /// Creates this core's ring and starts its driver on the connections' task queue. Called
-/// once per core before anything listens.
+/// once per core, after `sched::init`, before anything listens.
 pub fn start(cfg: NetConfig) -> io::Result<Rc<Net>> {
-    let net = Rc::new(Net::new(cfg)?);
+    let net = Rc::new(Net::new(cfg, super::sched::bell().fd)?);
+    net.arm_bell();
     NET.with(|n| *n.borrow_mut() = Some(net.clone()));
-    super::spawn_connection(drive(net.clone()));
+    super::spawn_driver(drive(net.clone()));
     Ok(net)
 }
 
-/// The driver: turns while they make progress (yielding to the connections between two),
-/// and waits in glommio on the ring's eventfd when a turn finds nothing.
+thread_local! {
+    /// Whether the driver keeps its guard timers (off only in the rescue's test).
+    static GUARD_ON: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Turns the driver's guard timers on or off for this core (before [`start`]).
+pub fn set_guard(on: bool) {
+    GUARD_ON.with(|g| g.set(on));
+}
+
+/// How far ahead the driver keeps a glommio timer while tasks are runnable: the longest
+/// glommio's parking bug can hold a core asleep with work to do (see the runtime's header).
+const GUARD: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// glommio timers kept ahead of the driver while it is runnable: the first between
+/// `GUARD`/2 and `GUARD` ahead, the others at doubling distances to 128 × `GUARD`. They cost
+/// nothing unless glommio sleeps (a timer becomes an armed TIMEOUT only then); the chain
+/// is renewed at most once per `GUARD`/2. A chain, because a strand can strike again before
+/// the driver has run: the timer that ended the first one is spent by then (seen with one
+/// timer: stuck after 4,360 and 1,075 of 20,000 round trips beside a busy thread).
+struct Guard(Option<(std::time::Instant, Vec<Pin<Box<glommio::timer::Timer>>>)>);
+
+impl Guard {
+    fn keep(&mut self, cx: &mut std::task::Context<'_>, now: std::time::Instant) {
+        if !GUARD_ON.with(|g| g.get())
+            || self.0.as_ref().is_some_and(|(at, _)| *at > now + GUARD / 2)
+        {
+            return;
+        }
+        let timers = (0..8)
+            .map(|k| {
+                let mut t = Box::pin(glommio::timer::Timer::new(GUARD * (1 << k)));
+                // Polling registers the timer with the driver's waker; it is not due yet.
+                let _ = t.as_mut().poll(cx);
+                t
+            })
+            .collect();
+        self.0 = Some((now + GUARD, timers));
+    }
+}
+
+/// The driver of a core: turns the ring, hands other threads' wake-ups to glommio and
+/// fires the core's timers while any of that makes progress (yielding to the tasks it woke
+/// between two rounds). With nothing left it sleeps:
+/// - in this ring when no task of the core is runnable and glommio has no I/O in flight:
+///   one enter waits for a completion, the bell (a wake from another thread) or the next
+///   timer, and submits the queued sends on the way;
+/// - otherwise in glommio, which must run the other tasks or collect its I/O: the ring's
+///   completion eventfd is enabled and read through glommio, with a glommio timer at the
+///   next deadline, and the driver is woken as soon as no task is runnable.
 async fn drive(net: Rc<Net>) {
+    use super::sched;
+    let bell = sched::bell();
     // SAFETY: `efd` is this ring's eventfd, owned by `net` for the life of the core; the
     // BufferedFile only reads it (8-byte counter reads) and is never closed (ManuallyDrop).
     let efile = Rc::new(std::mem::ManuallyDrop::new(unsafe {
         <glommio::io::BufferedFile as std::os::fd::FromRawFd>::from_raw_fd(net.efd)
     }));
     let mut signal: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
-    loop {
-        if net.turn() {
-            futures_lite::future::yield_now().await;
+    let mut guard = Guard(None);
+    while !sched::exiting() {
+        bell.set_at(sched::DriverAt::Running);
+        let mut progress = net.turn(false);
+        progress |= bell.take_remote() > 0;
+        progress |= sched::fire_timers(std::time::Instant::now()) > 0;
+        if progress {
+            // Yield to the tasks just woken, keeping a timer against glommio's parking bug.
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return Poll::Ready(());
+                }
+                yielded = true;
+                bell.set_at(sched::DriverAt::Yielded);
+                guard.keep(cx, std::time::Instant::now());
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+            .await;
             continue;
         }
-        // Nothing to do: let the kernel signal the eventfd when work arrives, look once more
-        // (work that came before the eventfd was enabled raised IORING_SQ_TASKRUN), then wait.
+        if bell.runnable() == 0 && !sched::reactor_in_use() && net.bell_ok.get() {
+            if bell.prepare_to_sleep() {
+                bell.set_at(sched::DriverAt::RingSleep);
+                net.sleep(sched::next_deadline());
+                bell.woke();
+            }
+            continue;
+        }
+        if net.slept.get() || net.drain.get() {
+            // The last enter may have left deferred work in the kernel's retry list, which
+            // signals no eventfd: enter once more before waiting on it.
+            net.turn(true);
+            continue;
+        }
+        // Sleep in glommio: let the kernel signal the eventfd when work arrives, look once
+        // more (work that came before the eventfd was enabled raised IORING_SQ_TASKRUN),
+        // then wait.
         net.ring.borrow_mut().completion().enable_eventfd();
+        bell.sleeping_in_glommio();
         std::sync::atomic::fence(Ordering::SeqCst);
-        if net.has_work() {
+        if net.has_work() || bell.has_remote() {
             net.ring.borrow_mut().completion().disable_eventfd();
+            bell.woke();
             continue;
         }
         net.count(|s| s.parks += 1);
@@ -652,27 +814,51 @@ async fn drive(net: Rc<Net>) {
                 let _ = f.read_at(0, 8).await;
             })
         });
+        let now = std::time::Instant::now();
+        let mut wake_at = sched::next_deadline();
+        if bell.runnable() > 0 && GUARD_ON.with(|g| g.get()) {
+            wake_at = Some(wake_at.map_or(now + GUARD, |t| t.min(now + GUARD)));
+        }
+        let mut timer = wake_at.map(|at| {
+            Box::pin(glommio::timer::Timer::new(
+                at.saturating_duration_since(now),
+            ))
+        });
+        let idle_wake = !sched::reactor_in_use();
         let mut first = true;
         let woke_by_eventfd = std::future::poll_fn(|cx| {
             if sig.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(true);
             }
-            if !first && !net.parked.get() {
-                // Woken by a local submission (push cleared `parked`).
+            if timer
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(false);
+            }
+            if !first && (!net.parked.get() || (idle_wake && bell.runnable() == 0)) {
+                // Woken by a local submission (push cleared `parked`), or nothing else is
+                // runnable any more.
                 return Poll::Ready(false);
             }
             first = false;
+            bell.set_at(sched::DriverAt::GlommioWait);
             net.parked.set(true);
             *net.driver.borrow_mut() = Some(cx.waker().clone());
+            if idle_wake {
+                sched::wake_when_idle(cx.waker());
+            }
             Poll::Pending
         })
         .await;
+        sched::cancel_idle_wake();
         net.parked.set(false);
         net.driver.borrow_mut().take();
         if woke_by_eventfd {
             signal = None;
         }
         net.ring.borrow_mut().completion().disable_eventfd();
+        bell.woke();
     }
 }
 
@@ -773,6 +959,29 @@ impl RingStream {
         }));
         net.arm_recv(idx, fd, gen);
         RingStream { net, idx, fd }
+    }
+
+    /// Two connected streams of a Unix socket pair (tests).
+    #[cfg(test)]
+    pub fn pair() -> io::Result<(RingStream, RingStream)> {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills the two descriptors of the array we own.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let net = current()?;
+        Ok((
+            RingStream::new(net.clone(), fds[0]),
+            RingStream::new(net, fds[1]),
+        ))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut ConnSlot) -> R) -> R {
@@ -953,49 +1162,69 @@ mod tests {
                 .make()
                 .expect("executor");
             ex.run(async move {
-                let net = start(cfg).expect("network ring");
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let port = l.local_addr().unwrap().port();
-                let fd = std::os::fd::IntoRawFd::into_raw_fd(l);
-                let listener = RingListener::new(fd).unwrap();
-                port_tx.send(port).unwrap();
-                if let Some(d) = accept_delay {
-                    super::super::sleep(d).await;
-                }
-                loop {
-                    let mut s = listener.accept().await.expect("accept");
-                    let (net, stats_tx) = (net.clone(), stats_tx.clone());
-                    super::super::spawn(async move {
-                        let mut buf = vec![0u8; 4 << 10];
-                        let mut out = Vec::new();
-                        loop {
-                            if let Some(d) = read_delay {
-                                super::super::sleep(d).await;
-                            }
-                            let n = match s.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            for _ in 0..amplify.max(1) {
-                                out.extend_from_slice(&buf[..n]);
-                            }
-                            if s.send_owned(&mut out).await.is_err() {
-                                break;
-                            }
-                        }
-                        drop(s);
-                        let live = net
-                            .slots
-                            .borrow()
-                            .iter()
-                            .filter(|s| matches!(s, Slot::Conn(_)))
-                            .count();
-                        let _ = stats_tx.send((net.stats(), live));
-                    });
-                }
+                super::super::sched::init().expect("bell");
+                super::super::sched::Tracked::new(echo_core_main(
+                    cfg,
+                    amplify,
+                    read_delay,
+                    accept_delay,
+                    port_tx,
+                    stats_tx,
+                ))
+                .await
             });
         });
         (port_rx.recv().unwrap(), stats_rx)
+    }
+
+    async fn echo_core_main(
+        cfg: NetConfig,
+        amplify: usize,
+        read_delay: Option<Duration>,
+        accept_delay: Option<Duration>,
+        port_tx: mpsc::Sender<u16>,
+        stats_tx: mpsc::Sender<(NetStats, usize)>,
+    ) {
+        let net = start(cfg).expect("network ring");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(l);
+        let listener = RingListener::new(fd).unwrap();
+        port_tx.send(port).unwrap();
+        if let Some(d) = accept_delay {
+            super::super::sleep(d).await;
+        }
+        loop {
+            let mut s = listener.accept().await.expect("accept");
+            let (net, stats_tx) = (net.clone(), stats_tx.clone());
+            super::super::spawn(async move {
+                let mut buf = vec![0u8; 4 << 10];
+                let mut out = Vec::new();
+                loop {
+                    if let Some(d) = read_delay {
+                        super::super::sleep(d).await;
+                    }
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    for _ in 0..amplify.max(1) {
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                    if s.send_owned(&mut out).await.is_err() {
+                        break;
+                    }
+                }
+                drop(s);
+                let live = net
+                    .slots
+                    .borrow()
+                    .iter()
+                    .filter(|s| matches!(s, Slot::Conn(_)))
+                    .count();
+                let _ = stats_tx.send((net.stats(), live));
+            });
+        }
     }
 
     /// Sends `data` from one thread while reading the echo on this one; the echo must be
