@@ -321,11 +321,6 @@ fn thread_asleep(tid: libc::pid_t) -> bool {
 /// that sleeps although its background tick is overdue by more than [`RESCUE_SLACK`] (a
 /// core still running is busy, not stranded). Returns how many.
 pub fn rescue_stranded_cores() -> usize {
-    if std::env::var_os("PERCORE_DEBUG_BELL").is_some() {
-        for r in lock(&RESCUES).iter() {
-            eprintln!("DEBUG tid {} {}", r.tid, r.bell.describe());
-        }
-    }
     let late = rescue_clock_ms(Instant::now()).saturating_sub(RESCUE_SLACK.as_millis() as u64);
     let mut woken = 0;
     for r in lock(&RESCUES).iter() {
