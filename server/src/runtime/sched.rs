@@ -161,6 +161,7 @@ impl Bell {
     }
 
     /// The core's wake-up state in a line (a stuck core's report).
+    #[cfg(test)]
     pub fn describe(&self) -> String {
         format!(
             "runnable={} sleeping={} remote={} driver_at={} bell_writes={} bell_reads={}",
