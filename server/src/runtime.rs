@@ -825,6 +825,37 @@ mod tests {
         ping_pong_beside_a_busy_thread(0, true, false, || 0);
     }
 
+    /// A core waiting in glommio (its own I/O in flight, no guard timers, no timer of its
+    /// own) is reached by a wake from another thread, then by a timer registered meanwhile,
+    /// then goes back to sleeping in its ring when the I/O ends. Before each was handled,
+    /// the wait lasted for good (found in review: a SIGTERM'd server's final save waiting
+    /// for another core's reply would have hung there).
+    #[test]
+    fn a_core_waiting_in_glommio_sees_other_threads_and_new_timers() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel::<u32>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let core = start_core_with(0, None, 256 << 10, false, move || async move {
+            let busy = sched::ReactorUse::begin();
+            ready_tx.send(()).expect("test waits");
+            let v = rx.await.expect("sent");
+            sleep(Duration::from_millis(20)).await;
+            drop(busy);
+            sleep(Duration::from_millis(20)).await;
+            done_tx.send(v).expect("test waits");
+        })
+        .expect("executor starts");
+        ready_rx.recv().expect("core runs");
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(7).expect("core waits");
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(7),
+            "the core did not wake for another thread or for its own timer"
+        );
+        core.join().expect("core exits");
+    }
+
     /// No guard timers and the background tick stranded: only the rescue the main thread runs
     /// ends each strand. Without it the core sleeps for good (stuck after 1,691 and 92 of
     /// 20,000 round trips in two runs).

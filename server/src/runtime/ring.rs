@@ -541,7 +541,11 @@ impl Net {
         if op == OP_BELL {
             self.count(|s| s.bells += 1);
             super::sched::bell().reads.fetch_add(1, Ordering::Relaxed);
-            if res < 0 && res != -libc::EINTR {
+            if res == -libc::ECANCELED {
+                // The ring is being torn down.
+                return;
+            }
+            if res < 0 && !matches!(-res, libc::EINTR | libc::EAGAIN) {
                 // The core can no longer be woken in this ring: it sleeps in glommio from now.
                 crate::log::warn(&format!(
                     "reading the core's wake-up eventfd failed: {}; this core now sleeps in glommio",
@@ -836,22 +840,23 @@ async fn drive(net: Rc<Net>) {
             {
                 return Poll::Ready(false);
             }
-            if !first && (!net.parked.get() || (idle_wake && bell.runnable() == 0)) {
-                // Woken by a local submission (push cleared `parked`), or nothing else is
-                // runnable any more.
+            if !first {
+                // Every other wake-up means the driver has something to look at: a local
+                // send (push cleared `parked`), a task woken from another thread (through
+                // glommio, see `Bell::ring`), nothing else runnable any more, a new timer
+                // earlier than `wake_at`, glommio's I/O done, or a guard timer (spurious:
+                // one more round).
                 return Poll::Ready(false);
             }
             first = false;
             bell.set_at(sched::DriverAt::GlommioWait);
             net.parked.set(true);
             *net.driver.borrow_mut() = Some(cx.waker().clone());
-            if idle_wake {
-                sched::wake_when_idle(cx.waker());
-            }
+            sched::glommio_wait(cx.waker(), wake_at, idle_wake);
             Poll::Pending
         })
         .await;
-        sched::cancel_idle_wake();
+        sched::end_glommio_wait();
         net.parked.set(false);
         net.driver.borrow_mut().take();
         if woke_by_eventfd {

@@ -204,8 +204,8 @@ thread_local! {
     static BELL: std::cell::RefCell<Option<Arc<Bell>>> = const { std::cell::RefCell::new(None) };
     /// The bell of the core this thread runs, as an address to compare (0 elsewhere).
     static BELL_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// The driver, waiting in glommio until nothing else is runnable.
-    static IDLE_WAITER: std::cell::RefCell<Option<Waker>> = const { std::cell::RefCell::new(None) };
+    /// The driver while it waits in glommio, and what must end that wait.
+    static GLOMMIO_WAIT: std::cell::RefCell<Option<DriverWait>> = const { std::cell::RefCell::new(None) };
     /// glommio operations in flight on this core ([`ReactorUse`]).
     static REACTOR_USES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     static TIMERS: std::cell::RefCell<Timers> = std::cell::RefCell::new(Timers::default());
@@ -235,13 +235,19 @@ pub struct TaskWake {
 }
 
 impl TaskWake {
-    /// Clears the task's runnable mark; true if it was set.
-    fn unqueue(&self) -> bool {
+    /// Clears the task's runnable mark.
+    fn unqueue(&self) {
         if self.queued.swap(false, Ordering::AcqRel) {
             self.bell.runnable.fetch_sub(1, Ordering::SeqCst);
-            true
-        } else {
-            false
+        }
+    }
+
+    /// The task is gone (dropped, or its waker replaced): marks it runnable for good, so a
+    /// late wake through a clone someone still holds (a oneshot sender that completed and
+    /// then woke) counts nothing.
+    fn retire(&self) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            self.bell.runnable.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -252,11 +258,15 @@ impl Wake for TaskWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        // Counted before it is marked, so the core's unmark (which follows a mark) never
+        // takes the count below zero.
+        self.bell.runnable.fetch_add(1, Ordering::SeqCst);
         if self.queued.swap(true, Ordering::AcqRel) {
-            // Already runnable: glommio (or the bell's queue) has it.
+            // Already runnable: glommio (or the bell's queue) has it. Or the task is gone
+            // (see `retire`).
+            self.bell.runnable.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        self.bell.runnable.fetch_add(1, Ordering::SeqCst);
         if BELL_ADDR.with(|a| a.get()) == Arc::as_ptr(&self.bell) as usize {
             self.inner.wake_by_ref();
         } else {
@@ -315,7 +325,7 @@ impl<F: Future> Future for Tracked<F> {
             .is_some_and(|(tw, _)| tw.inner.will_wake(cx.waker()));
         if !current {
             if let Some((old, _)) = this.waker.take() {
-                old.unqueue();
+                old.retire();
             }
             let tw = Arc::new(TaskWake {
                 inner: cx.waker().clone(),
@@ -333,10 +343,8 @@ impl<F: Future> Future for Tracked<F> {
         };
         tw.unqueue();
         let r = this.fut.as_mut().poll(&mut Context::from_waker(w));
-        if this.bell.runnable.load(Ordering::Relaxed) == 0 {
-            if let Some(w) = IDLE_WAITER.with(|i| i.borrow_mut().take()) {
-                w.wake();
-            }
+        if !this.driver && this.bell.runnable.load(Ordering::Relaxed) == 0 {
+            wake_waiting_driver(|d| d.idle_wake);
         }
         r
     }
@@ -348,7 +356,7 @@ impl<F> Drop for Tracked<F> {
             self.bell.runnable.fetch_sub(1, Ordering::SeqCst);
         }
         if let Some((tw, _)) = self.waker.take() {
-            tw.unqueue();
+            tw.retire();
         }
     }
 }
@@ -363,18 +371,44 @@ pub fn exiting() -> bool {
     EXITING.with(|e| e.get())
 }
 
-/// Asks to be woken (through `w`) once no task of this core is runnable.
-pub fn wake_when_idle(w: &Waker) {
-    IDLE_WAITER.with(|i| {
-        let mut i = i.borrow_mut();
-        if !i.as_ref().is_some_and(|x| x.will_wake(w)) {
-            *i = Some(w.clone());
-        }
+/// What ends the driver's wait in glommio, besides its own sources (the ring's eventfd, a
+/// local send, its glommio timer, a wake from another thread).
+pub struct DriverWait {
+    waker: Waker,
+    /// The deadline its glommio timer is set for: an earlier [`sleep_until`] wakes it.
+    until: Option<Instant>,
+    /// Woken once no task of the core is runnable (then it may sleep in its ring).
+    idle_wake: bool,
+}
+
+/// The driver waits in glommio (see [`DriverWait`]); replaces an earlier registration.
+pub fn glommio_wait(waker: &Waker, until: Option<Instant>, idle_wake: bool) {
+    GLOMMIO_WAIT.with(|g| {
+        *g.borrow_mut() = Some(DriverWait {
+            waker: waker.clone(),
+            until,
+            idle_wake,
+        })
     });
 }
 
-pub fn cancel_idle_wake() {
-    IDLE_WAITER.with(|i| i.borrow_mut().take());
+pub fn end_glommio_wait() {
+    GLOMMIO_WAIT.with(|g| g.borrow_mut().take());
+}
+
+/// Wakes the driver out of its glommio wait if `cond` holds for it.
+fn wake_waiting_driver(cond: impl FnOnce(&DriverWait) -> bool) {
+    let w = GLOMMIO_WAIT.with(|g| {
+        let mut g = g.borrow_mut();
+        if g.as_ref().is_some_and(cond) {
+            g.take().map(|d| d.waker)
+        } else {
+            None
+        }
+    });
+    if let Some(w) = w {
+        w.wake();
+    }
 }
 
 /// Held while glommio's reactor has an operation of this core in flight (snapshot files):
@@ -390,7 +424,14 @@ impl ReactorUse {
 
 impl Drop for ReactorUse {
     fn drop(&mut self) {
-        REACTOR_USES.with(|n| n.set(n.get().saturating_sub(1)));
+        let left = REACTOR_USES.with(|n| {
+            n.set(n.get().saturating_sub(1));
+            n.get()
+        });
+        if left == 0 {
+            // The driver may sleep in its ring now: let it look again.
+            let _ = GLOMMIO_WAIT.try_with(|_| wake_waiting_driver(|_| true));
+        }
     }
 }
 
@@ -435,11 +476,17 @@ pub struct Sleep {
     at: Instant,
     /// Key in the core's timers while registered.
     key: Option<(Instant, u64)>,
+    /// A core's timer: registered in, and removed from, that thread's timers only.
+    _core: std::marker::PhantomData<*const ()>,
 }
 
 /// Resolves at `at`, fired by the core's driver. O(log n) to register and to drop.
 pub fn sleep_until(at: Instant) -> Sleep {
-    Sleep { at, key: None }
+    Sleep {
+        at,
+        key: None,
+        _core: std::marker::PhantomData,
+    }
 }
 
 impl Future for Sleep {
@@ -464,7 +511,7 @@ impl Future for Sleep {
                     k
                 }
                 None => {
-                    // Fired (woken) but polled before its deadline: register again.
+                    // New, or fired (woken) but polled before its deadline: register.
                     t.next_id += 1;
                     let k = (at, t.next_id);
                     t.pending.insert(k, cx.waker().clone());
@@ -472,6 +519,8 @@ impl Future for Sleep {
                 }
             }
         }));
+        // A driver waiting in glommio with a later deadline must come back for this one.
+        wake_waiting_driver(|d| d.until.is_none_or(|u| at < u));
         Poll::Pending
     }
 }
