@@ -33,10 +33,10 @@ use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
-use percore_shard::ops::list;
 use percore_shard::ops::set::parse_sintercard;
 use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
 use percore_shard::ops::zset;
+use percore_shard::ops::{list, Popped};
 use percore_shard::types::list::End;
 use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
@@ -317,45 +317,55 @@ async fn lmove(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut
     w.bulk(&element[0]);
 }
 
-/// LMPOP over keys of several shards: each key in order on its shard until one pops.
+/// LMPOP over keys of several shards.
 async fn lmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    let (keys, end, count) = match list::parse_mpop(&a, 1) {
-        Ok(x) => x,
-        Err(e) => return w.error(e),
-    };
-    let (db, n) = (conn.db, conn.core.nshards());
-    for k in keys {
-        let key = k.to_vec();
-        let popped = call(&conn.core, shard_of(k, n), move |c: &Core| {
-            list::pop_n(&mut c.shard.borrow_mut(), db, now_ms(), &key, end, count)
-        })
-        .await;
-        match popped {
-            list::Popped::Missing => continue,
-            list::Popped::WrongType => return w.error(err::WRONGTYPE),
-            list::Popped::Elements(v) => return list::write_mpop_reply(w, k, &v),
+    match list::parse_mpop(&a, 1) {
+        Ok((keys, end, count)) => {
+            let pop = move |sh: &mut Shard, db, now, key: &[u8]| {
+                list::pop_n(sh, db, now, key, end, count)
+            };
+            mpop_across(conn, &keys, pop, w, list::write_mpop_reply).await
         }
+        Err(e) => w.error(e),
     }
-    w.null_array();
 }
 
-/// ZMPOP over keys of several shards: each key in order on its shard until one pops.
+/// ZMPOP over keys of several shards.
 async fn zmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
-    let (keys, max, count) = match zset::parse_zmpop(&a, 1) {
-        Ok(x) => x,
-        Err(e) => return w.error(e),
-    };
+    match zset::parse_zmpop(&a, 1) {
+        Ok((keys, max, count)) => {
+            let pop = move |sh: &mut Shard, db, now, key: &[u8]| {
+                zset::pop_n(sh, db, now, key, max, count)
+            };
+            mpop_across(conn, &keys, pop, w, zset::write_zmpop_reply).await
+        }
+        Err(e) => w.error(e),
+    }
+}
+
+/// The MPOP commands across shards (`ops::mpop_first` on one): `pop` on each key in order,
+/// on the key's shard, until one pops.
+async fn mpop_across<T, P>(
+    conn: &mut Conn,
+    keys: &[&[u8]],
+    pop: P,
+    w: &mut ReplyWriter<'_>,
+    write: impl FnOnce(&mut ReplyWriter<'_>, &[u8], &[T]),
+) where
+    T: Send + 'static,
+    P: Fn(&mut Shard, usize, u64, &[u8]) -> Popped<T> + Clone + Send + 'static,
+{
     let (db, n) = (conn.db, conn.core.nshards());
     for k in keys {
-        let key = k.to_vec();
+        let (key, pop) = (k.to_vec(), pop.clone());
         let popped = call(&conn.core, shard_of(k, n), move |c: &Core| {
-            zset::pop_n(&mut c.shard.borrow_mut(), db, now_ms(), &key, max, count)
+            pop(&mut c.shard.borrow_mut(), db, now_ms(), &key)
         })
         .await;
         match popped {
-            zset::Popped::Missing => continue,
-            zset::Popped::WrongType => return w.error(err::WRONGTYPE),
-            zset::Popped::Elements(v) => return zset::write_zmpop_reply(w, k, &v),
+            Popped::Missing => continue,
+            Popped::WrongType => return w.error(err::WRONGTYPE),
+            Popped::Elements(v) => return write(w, k, &v),
         }
     }
     w.null_array();

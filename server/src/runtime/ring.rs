@@ -540,7 +540,6 @@ impl Net {
         }
         if op == OP_BELL {
             self.count(|s| s.bells += 1);
-            super::sched::bell().reads.fetch_add(1, Ordering::Relaxed);
             if res == -libc::ECANCELED {
                 // The ring is being torn down.
                 return;

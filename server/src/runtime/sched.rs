@@ -59,8 +59,6 @@ pub struct Bell {
     pub fd: RawFd,
     /// Eventfd writes made to end a sleep (INFO).
     pub rings: AtomicU64,
-    /// Reads of the eventfd completed in the ring (a stuck core's report).
-    pub reads: AtomicU64,
     /// Where the driver is (for a stuck core's report): see [`DriverAt`].
     pub at: std::sync::atomic::AtomicU8,
 }
@@ -99,7 +97,6 @@ impl Bell {
             fd,
             rings: AtomicU64::new(0),
             at: std::sync::atomic::AtomicU8::new(0),
-            reads: AtomicU64::new(0),
         })
     }
 
@@ -164,13 +161,12 @@ impl Bell {
     #[cfg(test)]
     pub fn describe(&self) -> String {
         format!(
-            "runnable={} sleeping={} remote={} driver_at={} bell_writes={} bell_reads={}",
+            "runnable={} sleeping={} remote={} driver_at={} bell_writes={}",
             self.runnable.load(Ordering::SeqCst),
             self.sleeping.load(Ordering::SeqCst),
             self.has_remote.load(Ordering::SeqCst),
             self.at.load(Ordering::Relaxed),
-            self.rings.load(Ordering::Relaxed),
-            self.reads.load(Ordering::Relaxed)
+            self.rings.load(Ordering::Relaxed)
         )
     }
 

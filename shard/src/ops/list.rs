@@ -50,13 +50,7 @@ pub fn push(
 }
 
 /// What a pop found at a key.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Popped {
-    /// No such key (an empty list does not exist).
-    Missing,
-    WrongType,
-    Elements(Vec<Vec<u8>>),
-}
+pub type Popped = super::Popped<Vec<u8>>;
 
 /// Pops up to `count` elements from `end` of the list at `key` (the first popped first);
 /// deletes the list when it empties.
@@ -462,14 +456,8 @@ pub fn lmpop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(x) => x,
         Err(e) => return out.error(e),
     };
-    for k in keys {
-        match pop_n(sh, ctx.db, ctx.now_ms, k, end, count) {
-            Popped::Missing => continue,
-            Popped::WrongType => return out.error(err::WRONGTYPE),
-            Popped::Elements(v) => return write_mpop_reply(out, k, &v),
-        }
-    }
-    out.null_array();
+    let pop = |k: &[u8]| pop_n(sh, ctx.db, ctx.now_ms, k, end, count);
+    super::mpop_first(&keys, pop, out, write_mpop_reply);
 }
 
 #[cfg(test)]

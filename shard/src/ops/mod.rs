@@ -22,6 +22,34 @@ pub fn parse_int(a: &[u8]) -> Result<i64, &'static str> {
     percore_proto::parse_i64(a).ok_or(err::NOT_INT)
 }
 
+/// What popping from the collection at a key found (lists, sorted sets).
+#[derive(Debug, PartialEq)]
+pub enum Popped<T> {
+    /// No such key (an emptied collection does not exist).
+    Missing,
+    WrongType,
+    /// The elements, first popped first.
+    Elements(Vec<T>),
+}
+
+/// The MPOP commands on one shard: `pop` on each of `keys` in order until one pops, whose
+/// elements `write` replies with; a WRONGTYPE key ends the search; nil when none pops.
+pub fn mpop_first<T>(
+    keys: &[&[u8]],
+    mut pop: impl FnMut(&[u8]) -> Popped<T>,
+    out: &mut percore_proto::ReplyWriter,
+    write: impl FnOnce(&mut percore_proto::ReplyWriter, &[u8], &[T]),
+) {
+    for k in keys {
+        match pop(k) {
+            Popped::Missing => continue,
+            Popped::WrongType => return out.error(err::WRONGTYPE),
+            Popped::Elements(v) => return write(out, k, &v),
+        }
+    }
+    out.null_array();
+}
+
 /// A collection type as commands reach it in an entry (hashes, sets): [`read`] and
 /// [`write`] give the type checks, creation and clean-up every such command shares.
 pub(crate) trait Collection {

@@ -650,13 +650,7 @@ pub fn zremrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, 
 // pops
 
 /// What popping a key gave.
-pub enum Popped {
-    /// No such key.
-    Missing,
-    WrongType,
-    /// The elements, first popped first.
-    Elements(Vec<(f64, Vec<u8>)>),
-}
+pub type Popped = super::Popped<(f64, Vec<u8>)>;
 
 /// Pops up to `count` elements from the low end (or the high end when `max`) of the sorted
 /// set at `key`; deletes it when it empties.
@@ -813,14 +807,8 @@ pub fn zmpop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(x) => x,
         Err(e) => return out.error(e),
     };
-    for k in keys {
-        match pop_n(sh, ctx.db, ctx.now_ms, k, max, count) {
-            Popped::Missing => continue,
-            Popped::WrongType => return out.error(err::WRONGTYPE),
-            Popped::Elements(v) => return write_zmpop_reply(out, k, &v),
-        }
-    }
-    out.null_array();
+    let pop = |k: &[u8]| pop_n(sh, ctx.db, ctx.now_ms, k, max, count);
+    super::mpop_first(&keys, pop, out, write_zmpop_reply);
 }
 
 // ---------------------------------------------------------------------------------------
