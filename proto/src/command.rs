@@ -173,6 +173,8 @@ pub enum Cmd {
     ObjectIdleTime,
     ObjectRefCount,
     ObjectHelp,
+    Sort,
+    SortRo,
     // connection
     Ping,
     Echo,
@@ -597,6 +599,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("flushall", FlushAll, -1, W, 0, 0, 0, AllShards(AllOk), ["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from all databases."),
     spec!("swapdb", SwapDb, 3, W | F, 0, 0, 0, Coordinated, ["keyspace", "write", "fast", "dangerous"], "server", "4.0.0", "Swaps two Redis databases."),
     spec!("object", Object, -2, 0, 0, 0, 0, Connection, ["slow"], "generic", "2.2.3", "A container for object introspection commands."),
+    // BY and GET name keys through the elements' values: the coordinator finds them
+    // (`movablekeys`), and runs the command in one hop when they all live on the key's shard.
+    spec!("sort", Sort, -2, W | D | MK, 1, 1, 1, Coordinated, ["write", "set", "sortedset", "list", "slow", "dangerous"], "generic", "1.0.0", "Sort the elements in a list, set or sorted set"),
+    spec!("sort_ro", SortRo, -2, R | MK, 1, 1, 1, Coordinated, ["read", "set", "sortedset", "list", "slow", "dangerous"], "generic", "7.0.0", "Sort the elements in a list, set or sorted set. Read-only variant of SORT."),
     // ---- connection
     spec!("ping", Ping, -1, F | ST, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Returns the server's liveliness response."),
     spec!("echo", Echo, 2, F | L | ST, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Returns the given string."),

@@ -258,6 +258,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                     Some(r) => r.collect(),
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },
+                None if target.cmd == Cmd::Sort => sort_keys(&rest),
                 None => target.key_indices(rest.len()).collect(),
             };
             if keys.is_empty() {
@@ -735,6 +736,27 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     }
     // Redis closes the connection without a reply when the shutdown goes ahead.
     conn.close = true;
+}
+
+/// SORT's keys as Redis's `sortGetKeys` finds them: the sorted key, and the last STORE's
+/// destination (LIMIT skips two words, BY and GET one; BY and GET patterns are not keys).
+fn sort_keys(args: &Args) -> Vec<usize> {
+    let mut keys = vec![1];
+    let mut store = None;
+    let mut i = 2;
+    while i < args.len() {
+        let w = &args[i];
+        if eq(w, "limit") {
+            i += 2;
+        } else if eq(w, "store") && i + 1 < args.len() {
+            store = Some(i + 1);
+        } else if eq(w, "get") || eq(w, "by") {
+            i += 1;
+        }
+        i += 1;
+    }
+    keys.extend(store);
+    keys
 }
 
 /// One COMMAND INFO entry (Redis 7's 10-element form).

@@ -441,7 +441,12 @@ impl Conn {
             Route::Coordinated => {
                 let n = self.core.nshards();
                 let mut keys = spec.key_indices(args.len());
-                let first = keys.next().map(|i| shard_of(&args[i], n));
+                // A command with keys beyond its key positions (SORT's STORE and patterns)
+                // always asks the coordinator, which runs it in one hop when it can.
+                let first = match spec.flags.has(Flags::MOVABLEKEYS) {
+                    true => None,
+                    false => keys.next().map(|i| shard_of(&args[i], n)),
+                };
                 match first {
                     Some(t) if keys.all(|i| shard_of(&args[i], n) == t) => {
                         self.execute_on(t, spec, args)

@@ -23,6 +23,8 @@
 //!   another type gets it back to the source, and the client WRONGTYPE);
 //! - LMPOP: the keys are tried one shard after another, so a push to an earlier key after
 //!   it was tried is not seen.
+//! - SORT with BY/GET patterns naming keys on other shards: the elements, the weights and
+//!   the GET values are read in separate steps, so a write in between may be half seen.
 //!
 //! For a single client the results are exactly Redis's.
 
@@ -71,6 +73,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::ZMPop => zmpop(conn, a, &mut w).await,
         Cmd::LMove | Cmd::RPopLPush => lmove(conn, spec, a, &mut w).await,
         Cmd::LMPop => lmpop(conn, a, &mut w).await,
+        Cmd::Sort | Cmd::SortRo => sort(conn, spec, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
     // The caller hands in an empty buffer: all of it is this command's reply.
@@ -176,6 +179,121 @@ async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_abs
     .await
 }
 
+/// Runs the command on shard `s` as one command there (all its keys live there); returns
+/// the reply.
+async fn apply_on(conn: &Conn, s: usize, spec: &'static CommandSpec, a: &Args<'_>) -> Vec<u8> {
+    let all: Vec<&[u8]> = a.iter().collect();
+    let (owned, proto, db) = (OwnedArgs::from_slices(&all), conn.proto, conn.db);
+    call(&conn.core, s, move |c: &Core| {
+        let mut out = Vec::new();
+        let ctx = ExecCtx {
+            db,
+            now_ms: now_ms(),
+        };
+        let mut rw = ReplyWriter::new(&mut out, proto);
+        c.shard
+            .borrow_mut()
+            .apply(&ctx, spec, owned.args(), &mut rw);
+        out
+    })
+    .await
+}
+
+/// SORT and SORT_RO. In one hop on the sorted key's shard when the STORE key and every
+/// key the BY and GET patterns can name live there: with one shard, or when a pattern
+/// fixes a hash tag before its `*` (`weight_{user}_*`) that lands on that shard. Else in
+/// steps: the elements are read on the key's shard, the BY values fetched from their
+/// shards (one hop per shard and per 4096 keys), the elements sorted here, the GET values
+/// fetched likewise, and the result replied or stored on the destination's shard.
+async fn sort(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    use percore_shard::ops::sort;
+    let opts = match sort::parse(&a, spec.cmd == Cmd::SortRo) {
+        Ok(o) => o,
+        Err(e) => return w.error(e),
+    };
+    let (db, n) = (conn.db, conn.core.nshards());
+    let home = shard_of(&a[1], n);
+    let here = |k: &[u8]| shard_of(k, n) == home;
+    // A pattern's keys all share its prefix's hash tag when the prefix holds a whole one.
+    let fixed = |p: &sort::Pattern| {
+        let prefix = p.prefix();
+        crate::router::hash_tag(prefix).len() < prefix.len() && here(prefix)
+    };
+    if n == 1 || (opts.store.as_deref().is_none_or(here) && opts.key_patterns().all(fixed)) {
+        return w.raw(&apply_on(conn, home, spec, &a).await);
+    }
+    let key = a[1].to_vec();
+    let loaded = call(&conn.core, home, move |c: &Core| {
+        let ctx = ExecCtx {
+            db,
+            now_ms: now_ms(),
+        };
+        sort::Sorter::load(&mut c.shard.borrow_mut(), &ctx, &key, opts)
+    })
+    .await;
+    let mut s = match loaded {
+        Ok(s) => s,
+        Err(e) => return w.error(e),
+    };
+    let byvals = match s.by_keys() {
+        Some(keys) => Some(lookup_across(conn, keys).await),
+        None => None,
+    };
+    if let Err(e) = s.sort(byvals) {
+        return w.error(e);
+    }
+    let getvals = lookup_across(conn, s.get_keys()).await;
+    let dest = s.opts.store.take();
+    let items = s.finish(getvals);
+    match dest {
+        None => sort::write_reply(w, &items),
+        Some(d) => {
+            let stored = call(&conn.core, shard_of(&d, n), move |c: &Core| {
+                let ctx = ExecCtx {
+                    db,
+                    now_ms: now_ms(),
+                };
+                sort::store(&mut c.shard.borrow_mut(), &ctx, &d, &items)
+            })
+            .await;
+            w.int(stored)
+        }
+    }
+}
+
+/// The values SORT's patterns name (strings, or hash fields), read on their shards, in
+/// the order of `keys`. A shard is asked for at most 4096 keys at a time, so one SORT over
+/// a large collection does not hold another core for long.
+async fn lookup_across(
+    conn: &Conn,
+    keys: Vec<percore_shard::ops::sort::Lookup>,
+) -> Vec<Option<Vec<u8>>> {
+    const BATCH: usize = 4096;
+    let (db, n) = (conn.db, conn.core.nshards());
+    let mut per_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, (k, _)) in keys.iter().enumerate() {
+        per_shard[shard_of(k, n)].push(i);
+    }
+    let mut vals = vec![None; keys.len()];
+    for (s, idx) in per_shard.iter().enumerate() {
+        for chunk in idx.chunks(BATCH) {
+            let batch: Vec<_> = chunk.iter().map(|&i| keys[i].clone()).collect();
+            let got = call(&conn.core, s, move |c: &Core| {
+                let ctx = ExecCtx {
+                    db,
+                    now_ms: now_ms(),
+                };
+                percore_shard::ops::sort::lookup_all(&mut c.shard.borrow_mut(), &ctx, &batch)
+            })
+            .await;
+            for (&i, v) in chunk.iter().zip(got) {
+                vals[i] = v;
+            }
+        }
+    }
+    vals
+}
+
 /// Set and sorted-set commands over keys of several shards: the keys are copied onto a
 /// scratch shard, the shard's own code runs there (so replies, errors and encodings are
 /// exactly those of one shard), and the keys it writes go back to their shards (deleted
@@ -211,21 +329,7 @@ async fn on_scratch(
     let home = reads.first().or(writes.first()).map(|k| shard_of(k, n));
     if let Some(s) = home {
         if reads.iter().chain(&writes).all(|k| shard_of(k, n) == s) {
-            let (owned, proto) = (OwnedArgs::from_slices(&all), conn.proto);
-            let reply = call(&conn.core, s, move |c: &Core| {
-                let mut out = Vec::new();
-                let ctx = ExecCtx {
-                    db,
-                    now_ms: now_ms(),
-                };
-                let mut rw = ReplyWriter::new(&mut out, proto);
-                c.shard
-                    .borrow_mut()
-                    .apply(&ctx, spec, owned.args(), &mut rw);
-                out
-            })
-            .await;
-            return w.raw(&reply);
+            return w.raw(&apply_on(conn, s, spec, &a).await);
         }
     }
     let config = conn.core.shard.borrow().config.clone();

@@ -63,3 +63,21 @@ int percore_range_strtod(const char *s, size_t len, double *out) {
 int percore_fmt_g17(double d, char *out, size_t out_len) {
     return snprintf(out, out_len, "%.17g", d);
 }
+
+/* SORT's reading of a weight (sort.c): strtod, valid when it stops at the end of the C
+ * string, did not overflow or underflow (ERANGE) and is not NaN. Leading spaces and the
+ * empty string (0) are accepted, as Redis accepts them. */
+int percore_sort_strtod(const char *s, size_t len, double *out) {
+    char stack[128];
+    char *buf, *eptr;
+    double v;
+    int ok;
+    buf = terminated(s, len, stack, sizeof(stack));
+    if (buf == NULL) return 0;
+    errno = 0;
+    v = strtod(buf, &eptr);
+    ok = eptr[0] == '\0' && errno != ERANGE && !isnan(v);
+    if (buf != stack) free(buf);
+    if (ok) *out = v;
+    return ok;
+}

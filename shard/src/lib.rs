@@ -663,6 +663,8 @@ impl Shard {
             Cmd::Move => k::move_(self, ctx, args, out),
             Cmd::Keys => k::keys(self, ctx, args, out),
             Cmd::Scan => k::scan(self, ctx, args, out),
+            Cmd::Sort => crate::ops::sort::sort(self, ctx, args, out, false),
+            Cmd::SortRo => crate::ops::sort::sort(self, ctx, args, out, true),
             Cmd::RandomKey => k::randomkey(self, ctx, out),
             Cmd::DbSize => out.int(self.db_len(ctx.db) as i64),
             Cmd::FlushDb => k::flush(self, ctx, args, out, false),

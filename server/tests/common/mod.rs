@@ -638,3 +638,78 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A command line for the differential tables: words split on spaces, `\xHH` escapes,
+/// `""` an empty word.
+pub fn words(line: &str) -> Vec<Vec<u8>> {
+    let arg = |w: &str| {
+        let mut parts = w.split(r"\x");
+        let mut out = parts.next().unwrap_or("").replace(r#""""#, "").into_bytes();
+        for p in parts {
+            out.push(u8::from_str_radix(&p[..2], 16).expect("\\xHH escape"));
+            out.extend(p[2..].bytes());
+        }
+        out
+    };
+    line.split(' ').map(arg).collect()
+}
+
+/// One client on Redis and one on percore, fed the same commands; every reply must be the
+/// same byte for byte. Keeps the commands sent, for failure messages.
+pub struct Diff {
+    pub c: [Client; 2],
+    pub what: String,
+    pub log: Vec<String>,
+}
+
+impl Diff {
+    /// Clients on both servers, after FLUSHALL, in RESP3 when `resp3`.
+    pub fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Diff {
+        let mut c = [redis.client(), percore.client()];
+        for c in &mut c {
+            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
+            if resp3 {
+                let hello = c.q("HELLO 3");
+                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
+            }
+        }
+        Diff {
+            c,
+            what,
+            log: Vec::new(),
+        }
+    }
+
+    /// Sends `args` to both; the two replies, Redis's first.
+    pub fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
+        self.log
+            .push(args.iter().map(|a| esc(a)).collect::<Vec<_>>().join(" "));
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.c.each_mut().map(|c| c.cmd(&refs))
+    }
+
+    pub fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
+        let recent = &self.log[self.log.len().saturating_sub(12)..];
+        panic!(
+            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
+            self.what,
+            esc(w),
+            esc(g),
+            recent.join("\n  ")
+        )
+    }
+
+    /// Sends `args` to both; the replies must be the same. Returns Redis's.
+    pub fn same(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
+        let [w, g] = self.both(args);
+        if w != g {
+            self.fail(&w, &g, "replies differ");
+        }
+        w
+    }
+
+    /// Both servers must answer `line` (see [`words`]) the same.
+    pub fn line(&mut self, line: &str) -> Vec<u8> {
+        self.same(&words(line))
+    }
+}

@@ -5,6 +5,7 @@ pub mod hash;
 pub mod keyspace;
 pub mod list;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 

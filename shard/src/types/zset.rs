@@ -840,8 +840,8 @@ impl ZSet {
     }
 
     /// Turns a pack into a tree with the same elements; O(n) in a pack's size, which the
-    /// limits bound.
-    fn convert(&mut self, seed: u64) {
+    /// limits bound. (SORT converts as Redis 7.0's does, before it reads the set.)
+    pub(crate) fn convert(&mut self, seed: u64) {
         let ZSet::Pack(p) = self else { return };
         let mut t = Box::new(Sorted::new(seed));
         for (s, m, _) in p.iter() {
