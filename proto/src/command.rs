@@ -195,6 +195,12 @@ pub enum Cmd {
     ClientNoTouch,
     ClientUnblock,
     ClientHelp,
+    // transactions
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
     // server
     Info,
     Config,
@@ -612,6 +618,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("auth", Auth, -2, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Authenticates the connection."),
     spec!("select", Select, 2, L | ST | F, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Changes the selected database."),
     spec!("client", Client, -2, 0, 0, 0, 0, Connection, ["slow"], "connection", "2.4.0", "A container for client connection commands."),
+    // ---- transactions
+    spec!("multi", Multi, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "1.2.0", "Mark the start of a transaction block"),
+    spec!("exec", Exec, 1, NS | L | ST | Flags::SKIP_SLOWLOG, 0, 0, 0, Connection, ["slow", "transaction"], "transactions", "1.2.0", "Execute all commands issued after MULTI"),
+    spec!("discard", Discard, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "2.0.0", "Discard all commands issued after MULTI"),
+    spec!("watch", Watch, -2, NS | L | ST | F | AB, 1, -1, 1, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block"),
+    spec!("unwatch", Unwatch, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Forget about all watched keys"),
     // ---- server
     spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
     spec!("config", Config, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.0.0", "A container for server configuration commands."),

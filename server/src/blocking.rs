@@ -501,6 +501,8 @@ pub async fn run(
     };
     let db = conn.db;
     let n = conn.core.nshards();
+    // Inside EXEC a blocking command only tries (Redis's CLIENT_DENY_BLOCKING).
+    let once = conn.in_exec;
     let (cell, mut rx) = WaitCell::new();
     // The shards holding the keys, in the order their first key appears.
     let mut groups: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
@@ -529,8 +531,9 @@ pub async fn run(
     if groups.len() == 1 {
         let (s, ks) = groups[0].clone();
         let (op2, cell2) = (op.clone(), cell.clone());
+        let mode = if once { Mode::Try } else { Mode::TryThenQueue };
         let r = call(&conn.core, s, move |c: &Core| {
-            offer(c, db, &ks, &op2, &cell2, Mode::TryThenQueue, dst_bad)
+            offer(c, db, &ks, &op2, &cell2, mode, dst_bad)
         })
         .await;
         if r == Offered::Queued {
@@ -549,7 +552,7 @@ pub async fn run(
                 break;
             }
         }
-        if !answered {
+        if !answered && !once {
             for (i, (s, ks)) in groups.iter().enumerate() {
                 let (op2, cell2, ks) = (op.clone(), cell.clone(), ks.clone());
                 let r = call(&conn.core, *s, move |c: &Core| {
@@ -567,6 +570,15 @@ pub async fn run(
     }
     let served = match rx.try_recv() {
         Ok(Some(s)) => Some(s),
+        _ if once => {
+            // What a timeout answers, except that Redis gives BLMOVE/BRPOPLPUSH a null bulk.
+            if matches!(op, Op::Move { .. }) {
+                w.null();
+            } else {
+                w.null_array();
+            }
+            return parked;
+        }
         _ => {
             let t0 = std::time::Instant::now();
             let s = park(conn, &cell, &mut rx, timeout, stream).await;

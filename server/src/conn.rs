@@ -98,6 +98,11 @@ pub struct Conn {
     /// Reused buffer for replies built off the hot path (connection and coordinated commands).
     scratch_out: Vec<u8>,
     p: Pending,
+    /// The transaction being queued (MULTI), the watched keys (WATCH), and whether EXEC is
+    /// running the queued commands (blocking commands then do not block).
+    pub multi: Option<Box<crate::multi::Multi>>,
+    pub watching: Option<Box<crate::multi::Watching>>,
+    pub in_exec: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -156,6 +161,9 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             tot_mem: 0,
             no_evict: false,
             no_touch: false,
+            multi: -1,
+            multi_mem: 0,
+            dirty_cas: None,
         }),
         killed: Cell::new(false),
         blocked: RefCell::new(None),
@@ -172,6 +180,9 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         now_ms: crate::core::now_ms(),
         out: Vec::with_capacity(MIN_READ),
         scratch_out: Vec::new(),
+        multi: None,
+        watching: None,
+        in_exec: false,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -179,6 +190,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         },
     };
     conn.run(&mut stream).await;
+    crate::multi::unwatch(&mut conn).await;
     // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
     core.clients.borrow_mut().remove(&id);
     drop(stream);
@@ -373,6 +385,10 @@ impl Conn {
 
     /// Where a reply produced now goes: straight to the output, or (while batches are
     /// pending) to the local buffer with a slot that keeps its place.
+    pub fn emit_bytes(&mut self, bytes: &[u8]) {
+        self.emit(bytes)
+    }
+
     fn emit(&mut self, bytes: &[u8]) {
         if self.p.active {
             let s = self.p.local.len();
@@ -384,6 +400,10 @@ impl Conn {
     }
 
     fn reject(&mut self, spec: Option<&CommandSpec>, msg: &str) {
+        // A command refused while a transaction is queued dooms it (EXECABORT).
+        if let Some(m) = self.multi.as_mut() {
+            m.aborted = true;
+        }
         let mut buf = std::mem::take(&mut self.scratch_out);
         buf.clear();
         ReplyWriter::new(&mut buf, self.proto).error(msg);
@@ -392,7 +412,7 @@ impl Conn {
         self.scratch_out = buf;
     }
 
-    async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
+    pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
         let name = &args[0];
         // Cross-protocol guard: an HTTP request sent to the RESP port closes the connection.
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
@@ -406,7 +426,19 @@ impl Conn {
         let spec = match resolve(&args) {
             Ok(s) => s,
             // An arity error still counts against the command (rejected_calls), as in Redis.
-            Err(e) => return self.reject(percore_proto::lookup(&args[0]), &e),
+            Err(e) => {
+                let spec = percore_proto::lookup(&args[0]);
+                if spec.is_some_and(|s| s.cmd == Cmd::Exec) {
+                    // A refused EXEC discards the transaction, whatever the reason.
+                    self.multi = None;
+                    self.handle.info.borrow_mut().multi = -1;
+                    crate::multi::unwatch(self).await;
+                    let why = e.strip_prefix("ERR ").unwrap_or(&e);
+                    return self
+                        .reject(spec, &format!("{} {why}", crate::multi::EXECABORT_BECAUSE));
+                }
+                return self.reject(spec, &e);
+            }
         };
         // A protected command is refused before authentication, as Redis orders it.
         if spec.cmd == Cmd::Debug
@@ -418,6 +450,35 @@ impl Conn {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
         self.handle.info.borrow_mut().last_cmd = spec.name;
+        if self.multi.is_some() && !crate::multi::runs_inside_multi(spec.cmd) {
+            if spec.flags.has(Flags::NO_MULTI) {
+                return self.reject(Some(spec), "ERR Command not allowed inside a transaction");
+            }
+            let queued = crate::multi::queue(self, spec, args);
+            return self.emit(queued);
+        }
+        if matches!(
+            spec.cmd,
+            Cmd::Multi | Cmd::Exec | Cmd::Discard | Cmd::Watch | Cmd::Unwatch | Cmd::Reset
+        ) {
+            if spec.cmd == Cmd::Reset {
+                // RESET also ends a transaction and forgets watched keys.
+                self.multi = None;
+                self.handle.info.borrow_mut().multi = -1;
+                crate::multi::unwatch(self).await;
+            } else {
+                if spec.cmd != Cmd::Multi {
+                    self.flush().await;
+                }
+                let mut buf = Vec::new();
+                let t0 = Instant::now();
+                crate::multi::run(self, spec, args, stream, &mut buf).await;
+                let ns = t0.elapsed().as_nanos() as u64;
+                self.core
+                    .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
+                return self.emit(&buf);
+            }
+        }
         match spec.route {
             Route::Single => {
                 let n = self.core.nshards();
@@ -665,7 +726,7 @@ impl Conn {
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |c: &Core| {
                 reply.clear();
-                c.execute_batch(&batch, &mut reply);
+                c.execute_batch(&batch, &mut reply, true);
                 let _ = tx.send((batch, reply));
             });
             if self.core.mailbox.send(s, job).await.is_err() {

@@ -242,6 +242,11 @@ pub struct ClientInfo {
     pub tot_mem: usize,
     pub no_evict: bool,
     pub no_touch: bool,
+    /// Commands queued in MULTI (-1 outside one) and their bytes.
+    pub multi: i64,
+    pub multi_mem: usize,
+    /// The WATCH flag while the client watches keys (CLIENT LIST's `d` when raised).
+    pub dirty_cas: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
@@ -273,11 +278,33 @@ impl ClientHandle {
         }
     }
 
+    /// CLIENT LIST's flags in Redis's order: x (in MULTI), b (blocked), d (a watched key
+    /// changed); N for none.
+    fn flags(&self, i: &ClientInfo) -> String {
+        let mut f = String::new();
+        if i.multi >= 0 {
+            f.push('x');
+        }
+        if self.blocked.borrow().is_some() {
+            f.push('b');
+        }
+        if i.dirty_cas
+            .as_ref()
+            .is_some_and(|d| d.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            f.push('d');
+        }
+        if f.is_empty() {
+            f.push('N');
+        }
+        f
+    }
+
     /// One CLIENT LIST line, fields as Redis 7.
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -285,11 +312,13 @@ impl ClientHandle {
             String::from_utf8_lossy(&i.name),
             now.duration_since(self.created).as_secs(),
             now.duration_since(i.last_interaction).as_secs(),
-            if self.blocked.borrow().is_some() { "b" } else { "N" },
+            self.flags(&i),
             i.db,
+            i.multi,
             i.qbuf,
             i.qbuf_free,
             i.argv_mem,
+            i.multi_mem,
             i.rbs,
             i.rbs,
             i.reply_bytes.min(REPLY_BLOCK),
@@ -565,8 +594,10 @@ impl Core {
         self.slowlog.borrow_mut().push(entry, max_len);
     }
 
-    /// Executes a batch from another core. Runs to completion without yielding.
-    pub fn execute_batch(&self, batch: &Batch, reply: &mut BatchReply) {
+    /// Executes a batch from another core. Runs to completion without yielding. Clients
+    /// blocked on keys a command filled are served after each command (a pipeline), or
+    /// after the last (`serve_each` false: a transaction, as Redis serves them after EXEC).
+    pub fn execute_batch(&self, batch: &Batch, reply: &mut BatchReply, serve_each: bool) {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
         for c in &batch.cmds {
@@ -588,7 +619,9 @@ impl Core {
                 Err(e) => w.error(e),
             }
             // Clients parked on a key this command filled are served before the next one.
-            crate::blocking::serve_ready_in(self, &mut shard);
+            if serve_each {
+                crate::blocking::serve_ready_in(self, &mut shard);
+            }
             if c.record {
                 let ns = t0.elapsed().as_nanos() as u64;
                 self.observe(
@@ -600,6 +633,9 @@ impl Core {
                 );
             }
             reply.ends.push(reply.buf.len());
+        }
+        if !serve_each {
+            crate::blocking::serve_ready_in(self, &mut shard);
         }
     }
 

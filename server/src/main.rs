@@ -15,6 +15,7 @@ mod latency;
 mod log;
 mod metrics;
 mod monitor;
+mod multi;
 mod persist;
 mod router;
 mod runtime;

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod snapshot;
 pub mod types;
 mod value;
+pub mod watch;
 
 use dict::{Dict, EntryMut, EntryRef, Live};
 use lazyfree::Graveyard;
@@ -154,6 +155,8 @@ pub struct Shard {
     /// Keys of `blocked` that a list or sorted set was stored at since the server last looked, oldest
     /// first: after each command the server serves their waiters (Redis's ready keys).
     pub ready: Vec<(usize, Vec<u8>)>,
+    /// WATCHed keys and the flags a change raises.
+    pub watches: watch::Watches,
 }
 
 /// What one active-expiry step did.
@@ -182,6 +185,65 @@ impl Shard {
             snap_orphans: Vec::new(),
             blocked: std::collections::HashMap::new(),
             ready: Vec::new(),
+            watches: watch::Watches::default(),
+        }
+    }
+
+    /// WATCH: `flag` is raised when `key` in `db` changes. An expired key is deleted first
+    /// (its expiry is no change to watch for).
+    pub fn watch(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        flag: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        now_ms: u64,
+    ) {
+        self.lookup(db, key, now_ms);
+        self.watches.add(db, key, flag);
+    }
+
+    pub fn unwatch(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        flag: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.watches.remove(db, key, flag);
+    }
+
+    /// Raises the WATCH flags of `key` in `db`, if anyone watches it.
+    #[inline]
+    pub fn touch(&self, db: usize, key: &[u8]) {
+        if !self.watches.is_empty() {
+            self.watches.touch(db, key);
+        }
+    }
+
+    /// After a write command: raises the WATCH flags of the keys it names.
+    fn touch_command(&self, db: usize, spec: &percore_proto::CommandSpec, args: &Args) {
+        if self.watches.is_empty() || !spec.flags.has(percore_proto::Flags::WRITE) {
+            return;
+        }
+        match spec.keynum_key_indices(args) {
+            Some(r) => {
+                // ZUNIONSTORE and its kin name their destination before the count.
+                if spec.keynum_index() == Some(2) {
+                    self.watches.touch(db, &args[1]);
+                }
+                r.for_each(|i| self.watches.touch(db, &args[i]));
+            }
+            None => spec
+                .key_indices(args.len())
+                .for_each(|i| self.watches.touch(db, &args[i])),
+        }
+        if spec.cmd == percore_proto::Cmd::Sort {
+            // STORE's destination (the last one counts).
+            let store = (2..args.len().saturating_sub(1))
+                .rev()
+                .find(|&i| args[i].eq_ignore_ascii_case(b"store"));
+            if let Some(i) = store {
+                self.watches.touch(db, &args[i + 1]);
+            }
         }
     }
 
@@ -243,6 +305,10 @@ impl Shard {
 
     /// Empties database `db` in O(1): its table is queued for [`Shard::lazyfree_step`].
     pub fn flush_db(&mut self, db: usize) {
+        if !self.watches.is_empty() {
+            let d = &mut self.dbs[db].dict;
+            self.watches.touch_db(db, |k| d.get_mut(k).is_some());
+        }
         let seed = self.next_rand();
         let d = &mut self.dbs[db];
         let old = std::mem::replace(&mut d.dict, Dict::new(seed));
@@ -299,6 +365,9 @@ impl Shard {
         match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
             Live::Found(e) => Some(e),
             Live::Removed => {
+                if !self.watches.is_empty() {
+                    self.watches.touch(db, key);
+                }
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 None
@@ -324,6 +393,9 @@ impl Shard {
                 Some(e)
             }
             Live::Removed => {
+                if !self.watches.is_empty() {
+                    self.watches.touch(db, key);
+                }
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 self.stats.keyspace_misses += 1;
@@ -349,6 +421,7 @@ impl Shard {
             Clock::Kept(c) => c,
         };
         let at = entry.expire_at_ms;
+        self.touch(db, key);
         // A list or sorted set may serve a blocked BLPOP/BZPOPMIN/… waiting on the key.
         let list = matches!(entry.value, Value::List(_) | Value::ZSet(_));
         self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
@@ -368,6 +441,7 @@ impl Shard {
         now_ms: u64,
     ) {
         let clock = evict::new_clock(&self.config.evict, now_ms);
+        self.touch(db, key);
         self.store_with(db, expire_at_ms, |d| {
             d.insert_ref(key, ValueRef::parse(bytes), expire_at_ms, clock)
         });
@@ -391,6 +465,7 @@ impl Shard {
 
     /// Removes `key` whatever its deadline; returns the entry (its value moved, not copied).
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        self.touch(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.remove(key)?;
         if e.expire_at_ms != 0 {
@@ -402,6 +477,7 @@ impl Shard {
     /// Deletes `key` whatever its deadline; true if it was there. A large value is freed in
     /// slices by [`Shard::lazyfree_step`], not here.
     pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
+        self.touch(db, key);
         let d = &mut self.dbs[db];
         match d.dict.delete(key) {
             Some(had_deadline) => {
@@ -416,6 +492,7 @@ impl Shard {
 
     /// Sets or clears the deadline of an existing key; returns false if the key is absent.
     pub fn set_expire(&mut self, db: usize, key: &[u8], deadline_ms: u64) -> bool {
+        self.touch(db, key);
         let d = &mut self.dbs[db];
         let Some(mut e) = d.dict.get_mut(key) else {
             return false;
@@ -487,6 +564,9 @@ impl Shard {
             }
             d.expire_cursor = cursor;
             for k in doomed.drain(..) {
+                if !self.watches.is_empty() {
+                    self.watches.touch(dbi, &k);
+                }
                 if d.dict.delete(&k).is_some() {
                     d.expires_count -= 1;
                     step.expired += 1;
@@ -679,6 +759,11 @@ impl Shard {
             Cmd::Object
             | Cmd::ObjectHelp
             | Cmd::Ping
+            | Cmd::Multi
+            | Cmd::Exec
+            | Cmd::Discard
+            | Cmd::Watch
+            | Cmd::Unwatch
             | Cmd::Echo
             | Cmd::Quit
             | Cmd::Reset
@@ -739,6 +824,7 @@ impl Shard {
         }
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;
+            self.touch_command(ctx.db, spec, &args);
         }
     }
 }

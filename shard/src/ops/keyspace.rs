@@ -455,6 +455,16 @@ impl Shard {
 
     /// Swaps two databases' contents.
     pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        // A key watched in either database changes when it exists in either (Redis's
+        // touchAllWatchedKeysInDb).
+        if !self.watches.is_empty() {
+            let (w, dbs) = (&self.watches, &mut self.dbs);
+            for (x, y) in [(a, b), (b, a)] {
+                w.touch_db(x, |k| {
+                    dbs[x].dict.get_mut(k).is_some() || dbs[y].dict.get_mut(k).is_some()
+                });
+            }
+        }
         self.dbs.swap(a, b);
         // A client blocked on a key of either database may now find a list there (Redis's
         // scanDatabaseForReadyKeys).

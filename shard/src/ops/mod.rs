@@ -195,6 +195,10 @@ pub(crate) fn write<C: Collection, R>(
     sh.graveyard.append(&mut freed);
     if empty {
         sh.delete(ctx.db, key);
+    } else {
+        // Pops served to blocked clients and the coordinator's steps come here without a
+        // command of their own.
+        sh.touch(ctx.db, key);
     }
     Ok(Some(r))
 }
