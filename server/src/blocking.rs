@@ -38,6 +38,7 @@ use crate::conn::Conn;
 use crate::core::{call, now_ms, Core};
 use crate::router::shard_of;
 use crate::runtime::Stream;
+use crate::txlock::call_checked;
 use futures_channel::oneshot;
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
 use percore_shard::ops::list::{
@@ -293,11 +294,26 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
     }
     let now = now_ms();
     let mut reg = core.blocking.borrow_mut();
+    // A key a transaction holds is served when it ends (Redis serves after EXEC): the
+    // transaction's later commands see what its push left.
+    let mut later = Vec::new();
     // Serving may make more keys ready (BLMOVE pushes to a destination others wait on).
     let mut i = 0;
     while i < sh.ready.len() {
         let (db, key) = sh.ready[i].clone();
         i += 1;
+        {
+            let locks = core.locks.borrow();
+            if !locks.is_idle()
+                && !locks.admits(
+                    &crate::txlock::KeySet::Keys(vec![crate::txlock::lock_key(db, &key)]),
+                    None,
+                )
+            {
+                later.push((db, key));
+                continue;
+            }
+        }
         let id = (db, key);
         let Some(q) = reg.queues.get_mut(&id) else {
             continue;
@@ -323,6 +339,7 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
         }
     }
     sh.ready.clear();
+    sh.ready.extend(later);
 }
 
 /// Serves `cell` from the list at `key` if it can claim it.
@@ -398,6 +415,16 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
 fn put_back(sh: &mut Shard, db: usize, now: u64, key: &[u8], end: End, mut elements: Vec<Vec<u8>>) {
     elements.reverse();
     push_elements(sh, db, now, key, end, &elements);
+}
+
+/// The lock-table keys of a blocking command's keys on one shard: its offers wait while a
+/// transaction holds one of them.
+fn locked(db: usize, keys: &[Vec<u8>]) -> crate::txlock::KeySet {
+    crate::txlock::KeySet::Keys(
+        keys.iter()
+            .map(|k| crate::txlock::lock_key(db, k))
+            .collect(),
+    )
 }
 
 /// A timeout argument as Redis 7.0 reads it: seconds as a float, rounded up to whole
@@ -532,7 +559,7 @@ pub async fn run(
         let (s, ks) = groups[0].clone();
         let (op2, cell2) = (op.clone(), cell.clone());
         let mode = if once { Mode::Try } else { Mode::TryThenQueue };
-        let r = call(&conn.core, s, move |c: &Core| {
+        let r = call_checked(&conn.core, s, conn.tx, locked(db, &ks), move |c: &Core| {
             offer(c, db, &ks, &op2, &cell2, mode, dst_bad)
         })
         .await;
@@ -543,9 +570,13 @@ pub async fn run(
         let mut answered = false;
         for k in &keys {
             let (op2, cell2, ks) = (op.clone(), cell.clone(), vec![k.clone()]);
-            let r = call(&conn.core, shard_of(k, n), move |c: &Core| {
-                offer(c, db, &ks, &op2, &cell2, Mode::Try, dst_bad)
-            })
+            let r = call_checked(
+                &conn.core,
+                shard_of(k, n),
+                conn.tx,
+                locked(db, &ks),
+                move |c: &Core| offer(c, db, &ks, &op2, &cell2, Mode::Try, dst_bad),
+            )
             .await;
             if r == Offered::Answered {
                 answered = true;
@@ -555,7 +586,7 @@ pub async fn run(
         if !answered && !once {
             for (i, (s, ks)) in groups.iter().enumerate() {
                 let (op2, cell2, ks) = (op.clone(), cell.clone(), ks.clone());
-                let r = call(&conn.core, *s, move |c: &Core| {
+                let r = call_checked(&conn.core, *s, conn.tx, locked(db, &ks), move |c: &Core| {
                     offer(c, db, &ks, &op2, &cell2, Mode::Queue, false)
                 })
                 .await;

@@ -103,6 +103,11 @@ pub struct Conn {
     pub multi: Option<Box<crate::multi::Multi>>,
     pub watching: Option<Box<crate::multi::Watching>>,
     pub in_exec: bool,
+    /// The transaction whose locks this connection holds, while it runs one, the shards
+    /// they are on, and a transaction planned but not yet locked.
+    pub tx: Option<crate::txlock::TxId>,
+    tx_shards: Vec<usize>,
+    tx_plan: Option<(crate::txlock::TxId, crate::txlock::Plan)>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -183,6 +188,9 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         multi: None,
         watching: None,
         in_exec: false,
+        tx: None,
+        tx_shards: Vec::new(),
+        tx_plan: None,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -479,6 +487,13 @@ impl Conn {
                 return self.emit(&buf);
             }
         }
+        if matches!(
+            spec.route,
+            Route::Single | Route::PerKey(_) | Route::Coordinated
+        ) && !self.core.locks.borrow().is_idle()
+        {
+            self.wait_local(spec, &args).await;
+        }
         match spec.route {
             Route::Single => {
                 let n = self.core.nshards();
@@ -494,7 +509,22 @@ impl Conn {
                     );
                 }
             }
-            Route::PerKey(how) => self.per_key(spec, how, args),
+            Route::PerKey(how) => {
+                let n = self.core.nshards();
+                let mut keys = spec.key_indices(args.len()).map(|i| shard_of(&args[i], n));
+                let first = keys.next();
+                if self.tx.is_none() && keys.any(|s| Some(s) != first) {
+                    // Keys on several shards (MSET, MGET, DEL, …): alone, under their
+                    // locks, as Redis runs them.
+                    self.flush().await;
+                    let tx = self.begin_tx(spec, &args);
+                    self.lock_tx(tx).await;
+                    self.per_key(spec, how, args);
+                    self.end_tx().await;
+                } else {
+                    self.per_key(spec, how, args);
+                }
+            }
             Route::AllShards(how) => {
                 self.flush().await;
                 self.all_shards(spec, how, args).await;
@@ -516,7 +546,18 @@ impl Conn {
                         self.flush().await;
                         let mut buf = std::mem::take(&mut self.scratch_out);
                         buf.clear();
+                        // Across shards: alone, under its keys' locks (SCAN and RANDOMKEY
+                        // sample, and promise nothing more).
+                        let own = (self.tx.is_none()
+                            && !matches!(spec.cmd, Cmd::Scan | Cmd::RandomKey))
+                        .then(|| self.begin_tx(spec, &args));
+                        if let Some(tx) = own {
+                            self.lock_tx(tx).await;
+                        }
                         crate::coordinated::run(self, spec, args, &mut buf).await;
+                        if own.is_some() {
+                            self.end_tx().await;
+                        }
                         self.out.extend_from_slice(&buf);
                         self.scratch_out = buf;
                     }
@@ -683,8 +724,20 @@ impl Conn {
         self.core.stats.borrow_mut().cmd[spec.cmd as usize].calls += 1;
     }
 
-    /// KEYS, DBSIZE, FLUSHDB, FLUSHALL: run on every shard and merge.
+    /// KEYS, DBSIZE, FLUSHDB, FLUSHALL: run on every shard and merge, alone (every shard
+    /// locked whole, unless a transaction of this connection already holds them).
     async fn all_shards(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
+        let own = self.tx.is_none().then(|| self.begin_tx(spec, &args));
+        if let Some(tx) = own {
+            self.lock_tx(tx).await;
+        }
+        self.all_shards_locked(spec, how, args).await;
+        if own.is_some() {
+            self.end_tx().await;
+        }
+    }
+
+    async fn all_shards_locked(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let mut owned = OwnedArgs::default();
         args.iter().for_each(|a| owned.push(a));
         let (db, proto) = (self.db, self.proto);
@@ -699,6 +752,79 @@ impl Conn {
             &parts,
             &[],
         );
+    }
+
+    /// Before a command runs on this core: waits while a key of it that lives here is
+    /// locked by another transaction (or wanted by earlier waiting work), sending what is
+    /// pending first.
+    async fn wait_local(&mut self, spec: &'static CommandSpec, args: &Args<'_>) {
+        use crate::txlock::{key_args, lock_key, KeySet};
+        let (n, me) = (self.core.nshards(), self.core.id);
+        let Some(idx) = key_args(spec, args) else {
+            return;
+        };
+        let keys: Vec<Box<[u8]>> = idx
+            .into_iter()
+            .filter(|&i| shard_of(&args[i], n) == me)
+            .map(|i| lock_key(self.db, &args[i]))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let keys = KeySet::Keys(keys);
+        let mut woken = false;
+        loop {
+            let wait = {
+                let mut locks = self.core.locks.borrow_mut();
+                // Once woken in its turn, only locks held by others stop it.
+                let free = match woken {
+                    true => !locks.held_by_others(&keys, self.tx),
+                    false => locks.admits(&keys, self.tx),
+                };
+                if locks.is_idle() || free {
+                    return;
+                }
+                locks.notify(self.tx, keys.clone())
+            };
+            self.flush().await;
+            let _ = wait.await;
+            woken = true;
+        }
+    }
+
+    /// A transaction for one command over several shards: its id, with the locks it needs
+    /// planned (taken by [`Conn::lock_tx`]).
+    fn begin_tx(&mut self, spec: &'static CommandSpec, args: &Args<'_>) -> crate::txlock::TxId {
+        let mut plan = crate::txlock::Plan::default();
+        plan.add(spec, args, self.db, self.core.nshards());
+        self.begin_tx_with(plan)
+    }
+
+    pub fn begin_tx_with(&mut self, plan: crate::txlock::Plan) -> crate::txlock::TxId {
+        let tx = crate::txlock::new_tx();
+        self.tx_plan = Some((tx, plan));
+        tx
+    }
+
+    /// Takes the planned transaction's locks; its commands pass them from now on.
+    pub async fn lock_tx(&mut self, tx: crate::txlock::TxId) {
+        let plan = match self.tx_plan.take() {
+            Some((t, plan)) if t == tx => plan,
+            _ => return,
+        };
+        let shards = plan.shards();
+        crate::txlock::lock(&self.core, tx, plan).await;
+        self.tx = Some(tx);
+        self.tx_shards = shards;
+    }
+
+    /// Ends the transaction: its commands' replies gathered, then its locks released.
+    pub async fn end_tx(&mut self) {
+        self.flush().await;
+        if let Some(tx) = self.tx.take() {
+            let shards = std::mem::take(&mut self.tx_shards);
+            crate::txlock::unlock(&self.core, tx, shards).await;
+        }
     }
 
     /// Sends every pending batch, waits for the replies, and writes all replies of the read
@@ -723,11 +849,11 @@ impl Conn {
             batch
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
+            batch.tx = self.tx;
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |c: &Core| {
                 reply.clear();
-                c.execute_batch(&batch, &mut reply, true);
-                let _ = tx.send((batch, reply));
+                crate::txlock::run_batch(c, batch, reply, 0, tx);
             });
             if self.core.mailbox.send(s, job).await.is_err() {
                 panic!("core {s} is gone: a core exits only when the whole server does");

@@ -5,28 +5,15 @@
 //! ZMPOP). (When all keys of such a command hash to one shard it runs there in one hop and
 //! never comes here; the commands whose keys follow a count always come here.)
 //!
-//! Atomicity window — written down as the issue asks, until the cross-shard transaction
-//! scheduler (VLL) lands: these run as a sequence of single-shard steps, each atomic on its
-//! shard, driven by this connection. Another client can observe the state between steps:
-//! - MSETNX: a key created by someone else between the existence check and the sets can be
-//!   overwritten;
-//! - RENAME/RENAMENX: between the removal on the source shard and the store on the
-//!   destination shard, neither key exists;
-//! - COPY: the destination check and store are one step, the source read another;
-//! - SWAPDB: shards swap one after another, so a reader may see some shards swapped.
-//! - set and sorted-set commands: the sources are read one shard after another and the
-//!   results written back afterwards, so a write to a source in between is either seen or
-//!   overwritten (SMOVE writes both of its sets back).
-//! - ZMPOP: as LMPOP.
-//! - LMOVE/RPOPLPUSH: between the pop on the source's shard and the push on the
-//!   destination's, the element is in neither list (a destination that meanwhile became
-//!   another type gets it back to the source, and the client WRONGTYPE);
-//! - LMPOP: the keys are tried one shard after another, so a push to an earlier key after
-//!   it was tried is not seen.
-//! - SORT with BY/GET patterns naming keys on other shards: the elements, the weights and
-//!   the GET values are read in separate steps, so a write in between may be half seen.
+//! Isolation: the connection runs these as a sequence of single-shard steps, under the key
+//! locks of the cross-shard scheduler (`txlock.rs`): before the first step it locks every
+//! key the command names on every shard (whole shards for SWAPDB and for SORT, whose
+//! patterns name keys by content), and releases them after the last. Other work on those
+//! keys waits meanwhile, so no client sees a state between two steps: RENAME's key is in
+//! one place, SMOVE's member in one set, MSETNX's keys all set or none. SCAN and RANDOMKEY
+//! take no locks (they sample, and promise nothing more across calls).
 //!
-//! For a single client the results are exactly Redis's.
+//! The results are exactly Redis's.
 
 use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};

@@ -354,6 +354,8 @@ pub struct Batch {
     /// The sending client, for slow-log entries written by the executing core.
     pub client_addr: Option<SocketAddr>,
     pub client_name: Vec<u8>,
+    /// The transaction the commands belong to: they pass its key locks.
+    pub tx: Option<crate::txlock::TxId>,
 }
 
 impl Batch {
@@ -421,6 +423,8 @@ pub struct Core {
     pub shard: RefCell<Shard>,
     /// Clients parked on this shard's keys (BLPOP, …), FIFO per key.
     pub blocking: RefCell<crate::blocking::Registry>,
+    /// Keys locked by transactions spanning shards, and the work waiting on them.
+    pub locks: RefCell<crate::txlock::Locks>,
     pub config: RefCell<Arc<Config>>,
     pub config_version: Cell<u64>,
     pub mailbox: Mailbox<Job>,
@@ -598,11 +602,42 @@ impl Core {
     /// blocked on keys a command filled are served after each command (a pipeline), or
     /// after the last (`serve_each` false: a transaction, as Redis serves them after EXEC).
     pub fn execute_batch(&self, batch: &Batch, reply: &mut BatchReply, serve_each: bool) {
+        let blocked = self.execute_batch_from(batch, reply, 0, serve_each, true);
+        debug_assert!(blocked.is_none(), "callers check the batch's keys first");
+    }
+
+    /// Executes the commands of `batch` from index `from` on, until one of them touches a
+    /// key another transaction holds (or, unless `admitted` by the lock table already, one
+    /// that waiting work wants): returns its index then, with the commands before it done.
+    pub fn execute_batch_from(
+        &self,
+        batch: &Batch,
+        reply: &mut BatchReply,
+        from: usize,
+        serve_each: bool,
+        admitted: bool,
+    ) -> Option<usize> {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
-        for c in &batch.cmds {
+        for (i, c) in batch.cmds.iter().enumerate().skip(from) {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
+            if !self.locks.borrow().is_idle() {
+                let keys = crate::txlock::keys_of(c.spec, &args, c.db as usize);
+                let locks = self.locks.borrow();
+                let blocked = if admitted {
+                    locks.held_by_others(&keys, batch.tx)
+                } else {
+                    !locks.admits(&keys, batch.tx)
+                };
+                drop(locks);
+                if blocked {
+                    if !serve_each {
+                        crate::blocking::serve_ready_in(self, &mut shard);
+                    }
+                    return Some(i);
+                }
+            }
             let start = reply.buf.len();
             let t0 = Instant::now();
             let mut w = ReplyWriter::new(&mut reply.buf, c.proto);
@@ -637,6 +672,7 @@ impl Core {
         if !serve_each {
             crate::blocking::serve_ready_in(self, &mut shard);
         }
+        None
     }
 
     /// Runs one owned command on this core's shard and returns its reply bytes.

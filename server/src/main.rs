@@ -19,6 +19,7 @@ mod multi;
 mod persist;
 mod router;
 mod runtime;
+mod txlock;
 
 use crate::config::{Config, Invocation};
 use crate::core::{Core, CoreStats, Global, Job, MAILBOX_CAPACITY};
@@ -417,6 +418,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 id: i,
                 global: global.clone(),
                 blocking: RefCell::new(Default::default()),
+                locks: RefCell::new(Default::default()),
                 shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits, zset_limits: cfg.zset_limits })),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),

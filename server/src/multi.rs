@@ -13,12 +13,13 @@
 //!
 //! Isolation. A transaction whose commands all run on one shard (every key there, no
 //! connection command) runs as one job on that shard's core, which runs nothing else
-//! meanwhile: atomic and isolated as in Redis, and the WATCH flag is read in the same job,
-//! so a write on that shard cannot slip between the check and the commands. A transaction
-//! over several shards (or with connection commands: SELECT, CLIENT, …) runs command by
-//! command through the normal paths: each command is atomic, but another client may run
-//! between two of them, until the cross-shard scheduler lands (see `coordinated.rs`).
-//! Keys that share a hash tag always live on one shard.
+//! meanwhile: the WATCH check and every command, with nothing between (it waits first if a
+//! cross-shard transaction holds one of its keys). A transaction over several shards (or
+//! with connection commands: SELECT, CLIENT, …) first locks every key its commands name on
+//! every shard (whole shards for commands whose keys are not known in advance: KEYS,
+//! FLUSHALL, SORT with patterns, …; see `txlock.rs`), checks WATCH, runs command by command
+//! through the normal paths, then releases the locks: other clients' work on those keys
+//! waits, so no one sees half of it, as in Redis.
 //!
 //! Bounds: the queued commands' bytes count against `client-query-buffer-limit`; a
 //! transaction past it closes the connection, as an oversized query buffer does.
@@ -27,6 +28,7 @@ use crate::conn::Conn;
 use crate::core::{call, now_ms, Batch, BatchReply, Core};
 use crate::router::shard_of;
 use crate::runtime::Stream;
+use crate::txlock::{call_checked, Plan};
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter, Route};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -265,7 +267,12 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         }
         batch.client_addr = Some(conn.handle.addr);
         batch.client_name = conn.handle.info.borrow().name.clone();
-        let replies = call(&conn.core, s, move |c: &Core| {
+        let mut plan = Plan::default();
+        for (spec, args) in &m.cmds {
+            plan.add(spec, &args.args(), conn.db, conn.core.nshards());
+        }
+        let keys = plan.keys_on(s);
+        let replies = call_checked(&conn.core, s, conn.tx, keys, move |c: &Core| {
             if flag.is_some_and(|f| f.load(Ordering::SeqCst)) {
                 return None;
             }
@@ -286,12 +293,30 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         }
         return;
     }
+    // Across shards: every key the commands name locked first (whole shards for commands
+    // whose keys are not known in advance), then command by command, each reply in its
+    // place after the array header, then the locks released.
+    let n = conn.core.nshards();
+    let mut plan = Plan::default();
+    let mut db = conn.db;
+    for (spec, args) in &m.cmds {
+        let a = args.args();
+        plan.add(spec, &a, db, n);
+        if spec.cmd == Cmd::Select {
+            // The commands after a SELECT run in its database.
+            if let Some(d) = percore_proto::parse_i64(&a[1]).filter(|d| (0..16).contains(d)) {
+                db = d as usize;
+            }
+        }
+    }
+    let tx = conn.begin_tx_with(plan);
+    conn.lock_tx(tx).await;
     if flag.is_some_and(|f| f.load(Ordering::SeqCst)) {
+        conn.end_tx().await;
         end_multi(conn);
         unwatch(conn).await;
         return ReplyWriter::new(out, conn.proto).null_array();
     }
-    // Across shards: command by command, each reply in its place after the array header.
     unwatch(conn).await;
     ReplyWriter::new(out, conn.proto).array(m.cmds.len());
     conn.emit_bytes(out);
@@ -304,5 +329,6 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         }
     }
     conn.in_exec = false;
+    conn.end_tx().await;
     end_multi(conn);
 }
