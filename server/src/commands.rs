@@ -258,7 +258,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                     Some(r) => r.collect(),
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },
-                None => target.key_indices(rest.len()).collect(),
+                None => target.key_indices(rest.len()).chain(target.store_key_index(&rest)).collect(),
             };
             if keys.is_empty() {
                 return w.error("ERR The command has no key arguments");
@@ -758,7 +758,9 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
     w.set(0);
     let write = c.flags.has(percore_proto::Flags::WRITE);
-    if let Some(at) = c.keynum_index() {
+    if geo_key_specs(w, c) {
+        // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
+    } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {
             &["RW", "access", "delete"]
@@ -797,6 +799,78 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     for s in subs {
         command_info(w, s);
     }
+}
+
+/// The key specs of the geo commands that write a destination beside their source:
+/// GEOSEARCHSTORE's destination and source by index, GEORADIUS's and GEORADIUSBYMEMBER's
+/// source by index and STORE/STOREDIST destinations by keyword, as Redis 7.0 declares them.
+/// False (nothing written) for any other command.
+fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
+    let range = |w: &mut ReplyWriter| {
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"range");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"lastkey");
+        w.int(0);
+        w.bulk(b"keystep");
+        w.int(1);
+        w.bulk(b"limit");
+        w.int(0);
+    };
+    let by_index = |w: &mut ReplyWriter, flags: &[&str], index: i64| {
+        key_spec_begin(w, flags);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(index);
+        range(w);
+    };
+    let by_keyword = |w: &mut ReplyWriter, keyword: &[u8], startfrom: i64| {
+        key_spec_begin(w, &["OW", "update"]);
+        w.bulk(b"type");
+        w.bulk(b"keyword");
+        w.bulk(b"spec");
+        w.map(2);
+        w.bulk(b"keyword");
+        w.bulk(keyword);
+        w.bulk(b"startfrom");
+        w.int(startfrom);
+        range(w);
+    };
+    match c.cmd {
+        Cmd::GeoSearchStore => {
+            w.set(2);
+            by_index(w, &["OW", "update"], 1);
+            by_index(w, &["RO", "access"], 2);
+        }
+        Cmd::GeoRadius | Cmd::GeoRadiusByMember => {
+            let startfrom = if c.cmd == Cmd::GeoRadius { 6 } else { 5 };
+            w.set(3);
+            by_index(w, &["RO", "access"], 1);
+            by_keyword(w, b"STORE", startfrom);
+            by_keyword(w, b"STOREDIST", startfrom);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// A key spec's map up to its `begin_search` spec, which the caller writes: its flags, and
+/// the `begin_search` key.
+fn key_spec_begin(w: &mut ReplyWriter, flags: &[&str]) {
+    w.map(3);
+    w.bulk(b"flags");
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.bulk(b"begin_search");
+    w.map(2);
 }
 
 /// The one key spec of a COMMAND INFO entry up to its `find_keys` spec's three fields,

@@ -440,7 +440,10 @@ impl Conn {
             }
             Route::Coordinated => {
                 let n = self.core.nshards();
-                let mut keys = spec.key_indices(args.len());
+                // GEORADIUS's STORE key is found in its options (`movablekeys`).
+                let mut keys = spec
+                    .key_indices(args.len())
+                    .chain(spec.store_key_index(&args));
                 let first = keys.next().map(|i| shard_of(&args[i], n));
                 match first {
                     Some(t) if keys.all(|i| shard_of(&args[i], n) == t) => {
