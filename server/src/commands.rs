@@ -258,7 +258,8 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                     Some(r) => r.collect(),
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },
-                None => target.key_indices(rest.len()).chain(target.store_key_index(&rest)).collect(),
+                None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => georadius_keyspec_keys(target.cmd, &rest),
+                None => target.key_indices(rest.len()).collect(),
             };
             if keys.is_empty() {
                 return w.error("ERR The command has no key arguments");
@@ -799,6 +800,23 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     for s in subs {
         command_info(w, s);
     }
+}
+
+/// GEORADIUS's and GEORADIUSBYMEMBER's keys as Redis 7.0's COMMAND GETKEYS finds them by
+/// their key specs: the source, then the word after the first STORE and after the first
+/// STOREDIST from argument 6 (5 for GEORADIUSBYMEMBER) to the one before the last. (The
+/// command itself, and routing, use the last STORE/STOREDIST:
+/// [`percore_proto::CommandSpec::store_key_index`].)
+fn georadius_keyspec_keys(cmd: Cmd, a: &Args) -> Vec<usize> {
+    let start = if cmd == Cmd::GeoRadius { 6 } else { 5 };
+    let mut keys = vec![1];
+    for keyword in [&b"store"[..], b"storedist"] {
+        let end = a.len().saturating_sub(1);
+        if let Some(i) = (start..end).find(|&i| a[i].eq_ignore_ascii_case(keyword)) {
+            keys.push(i + 1);
+        }
+    }
+    keys
 }
 
 /// The key specs of the geo commands that write a destination beside their source:
