@@ -625,94 +625,107 @@ fn vecswap<T>(v: &mut [T], a: usize, b: usize, n: usize) {
 }
 
 /// `_pqsort` on `v[a..a + n]`, with element indices for Redis's byte pointers (the range
-/// tests are the same in either unit).
+/// tests are the same in either unit). Redis recurses into the left partition and loops on
+/// the right one; partitions are disjoint and each is sorted from its own contents alone, so
+/// taking them from a heap-allocated stack instead leaves every element where Redis's does,
+/// without a call depth that crafted points could make linear in their number.
 fn pqsort<T>(
     v: &mut [T],
-    mut a: usize,
-    mut n: usize,
+    a: usize,
+    n: usize,
     cmp: &impl Fn(&T, &T) -> i32,
     lrange: usize,
     rrange: usize,
 ) {
-    loop {
-        if n < 7 {
-            for pm in a + 1..a + n {
-                let mut pl = pm;
-                while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
-                    v.swap(pl, pl - 1);
-                    pl -= 1;
-                }
-            }
-            return;
-        }
-        let mut pm = a + n / 2;
-        if n > 7 {
-            let mut pl = a;
-            let mut pn = a + n - 1;
-            if n > 40 {
-                let d = n / 8;
-                pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
-                pm = med3(v, pm - d, pm, pm + d, cmp);
-                pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
-            }
-            pm = med3(v, pl, pm, pn, cmp);
-        }
-        v.swap(a, pm);
-        // Signed positions: `pc` may step to one before `pb`'s start.
-        let (mut pa, mut pb) = (a as isize + 1, a as isize + 1);
-        let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
-        loop {
-            while pb <= pc {
-                let r = cmp(&v[pb as usize], &v[a]);
-                if r > 0 {
-                    break;
-                }
-                if r == 0 {
-                    v.swap(pa as usize, pb as usize);
-                    pa += 1;
-                }
-                pb += 1;
-            }
-            while pb <= pc {
-                let r = cmp(&v[pc as usize], &v[a]);
-                if r < 0 {
-                    break;
-                }
-                if r == 0 {
-                    v.swap(pc as usize, pd as usize);
-                    pd -= 1;
-                }
-                pc -= 1;
-            }
-            if pb > pc {
-                break;
-            }
-            v.swap(pb as usize, pc as usize);
-            pb += 1;
-            pc -= 1;
-        }
-        let pn = (a + n) as isize;
-        let r = (pa - a as isize).min(pb - pa);
-        vecswap(v, a, (pb - r) as usize, r as usize);
-        let r = (pd - pc).min(pn - pd - 1);
-        vecswap(v, pb as usize, (pn - r) as usize, r as usize);
-        let overlaps = |l: usize, cnt: usize| {
-            let r_end = l + cnt - 1;
-            !((lrange < l && rrange < l) || (lrange > r_end && rrange > r_end))
-        };
-        let r = (pb - pa) as usize;
-        if r > 1 && overlaps(a, r) {
-            pqsort(v, a, r, cmp, lrange, rrange);
-        }
-        let r = (pd - pc) as usize;
-        if r > 1 {
-            a = pn as usize - r;
-            n = r;
-            if overlaps(a, n) {
-                continue;
+    let mut work = vec![(a, n)];
+    while let Some((a, n)) = work.pop() {
+        pqsort_step(v, a, n, cmp, lrange, rrange, &mut work);
+    }
+}
+
+/// One partition step of `_pqsort` on `v[a..a + n]`: sorts it outright when small, else
+/// partitions it and pushes the parts that overlap the wanted ranks onto `work`.
+fn pqsort_step<T>(
+    v: &mut [T],
+    a: usize,
+    n: usize,
+    cmp: &impl Fn(&T, &T) -> i32,
+    lrange: usize,
+    rrange: usize,
+    work: &mut Vec<(usize, usize)>,
+) {
+    if n < 7 {
+        for pm in a + 1..a + n {
+            let mut pl = pm;
+            while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
+                v.swap(pl, pl - 1);
+                pl -= 1;
             }
         }
         return;
+    }
+    let mut pm = a + n / 2;
+    if n > 7 {
+        let mut pl = a;
+        let mut pn = a + n - 1;
+        if n > 40 {
+            let d = n / 8;
+            pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
+            pm = med3(v, pm - d, pm, pm + d, cmp);
+            pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
+        }
+        pm = med3(v, pl, pm, pn, cmp);
+    }
+    v.swap(a, pm);
+    // Signed positions: `pc` may step to one before `pb`'s start.
+    let (mut pa, mut pb) = (a as isize + 1, a as isize + 1);
+    let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
+    loop {
+        while pb <= pc {
+            let r = cmp(&v[pb as usize], &v[a]);
+            if r > 0 {
+                break;
+            }
+            if r == 0 {
+                v.swap(pa as usize, pb as usize);
+                pa += 1;
+            }
+            pb += 1;
+        }
+        while pb <= pc {
+            let r = cmp(&v[pc as usize], &v[a]);
+            if r < 0 {
+                break;
+            }
+            if r == 0 {
+                v.swap(pc as usize, pd as usize);
+                pd -= 1;
+            }
+            pc -= 1;
+        }
+        if pb > pc {
+            break;
+        }
+        v.swap(pb as usize, pc as usize);
+        pb += 1;
+        pc -= 1;
+    }
+    let pn = (a + n) as isize;
+    let r = (pa - a as isize).min(pb - pa);
+    vecswap(v, a, (pb - r) as usize, r as usize);
+    let r = (pd - pc).min(pn - pd - 1);
+    vecswap(v, pb as usize, (pn - r) as usize, r as usize);
+    let overlaps = |l: usize, cnt: usize| {
+        let r_end = l + cnt - 1;
+        !((lrange < l && rrange < l) || (lrange > r_end && rrange > r_end))
+    };
+    let left = (pb - pa) as usize;
+    if left > 1 && overlaps(a, left) {
+        work.push((a, left));
+    }
+    let right = (pd - pc) as usize;
+    if right > 1 && overlaps(pn as usize - right, right) {
+        work.push((pn as usize - right, right));
     }
 }
 
@@ -868,6 +881,122 @@ mod tests {
         assert!(tiny.in_scan_order()[1..].iter().all(|c| c.is_zero()));
         let (min, max) = scores_of_box(tiny.hash);
         assert!(min < max);
+    }
+
+    /// The recursive shape of Redis's `_pqsort` (left part by recursion, right by loop), to
+    /// check the stack-based one leaves every element in the same place.
+    fn pqsort_recursive<T>(
+        v: &mut [T],
+        mut a: usize,
+        mut n: usize,
+        cmp: &impl Fn(&T, &T) -> i32,
+        lrange: usize,
+        rrange: usize,
+    ) {
+        loop {
+            if n < 7 {
+                for pm in a + 1..a + n {
+                    let mut pl = pm;
+                    while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
+                        v.swap(pl, pl - 1);
+                        pl -= 1;
+                    }
+                }
+                return;
+            }
+            let mut pm = a + n / 2;
+            if n > 7 {
+                let mut pl = a;
+                let mut pn = a + n - 1;
+                if n > 40 {
+                    let d = n / 8;
+                    pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
+                    pm = med3(v, pm - d, pm, pm + d, cmp);
+                    pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
+                }
+                pm = med3(v, pl, pm, pn, cmp);
+            }
+            v.swap(a, pm);
+            // Signed positions: `pc` may step to one before `pb`'s start.
+            let (mut pa, mut pb) = (a as isize + 1, a as isize + 1);
+            let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
+            loop {
+                while pb <= pc {
+                    let r = cmp(&v[pb as usize], &v[a]);
+                    if r > 0 {
+                        break;
+                    }
+                    if r == 0 {
+                        v.swap(pa as usize, pb as usize);
+                        pa += 1;
+                    }
+                    pb += 1;
+                }
+                while pb <= pc {
+                    let r = cmp(&v[pc as usize], &v[a]);
+                    if r < 0 {
+                        break;
+                    }
+                    if r == 0 {
+                        v.swap(pc as usize, pd as usize);
+                        pd -= 1;
+                    }
+                    pc -= 1;
+                }
+                if pb > pc {
+                    break;
+                }
+                v.swap(pb as usize, pc as usize);
+                pb += 1;
+                pc -= 1;
+            }
+            let pn = (a + n) as isize;
+            let r = (pa - a as isize).min(pb - pa);
+            vecswap(v, a, (pb - r) as usize, r as usize);
+            let r = (pd - pc).min(pn - pd - 1);
+            vecswap(v, pb as usize, (pn - r) as usize, r as usize);
+            let overlaps = |l: usize, cnt: usize| {
+                let r_end = l + cnt - 1;
+                !((lrange < l && rrange < l) || (lrange > r_end && rrange > r_end))
+            };
+            let r = (pb - pa) as usize;
+            if r > 1 && overlaps(a, r) {
+                pqsort_recursive(v, a, r, cmp, lrange, rrange);
+            }
+            let r = (pd - pc) as usize;
+            if r > 1 {
+                a = pn as usize - r;
+                n = r;
+                if overlaps(a, n) {
+                    continue;
+                }
+            }
+            return;
+        }
+    }
+
+    #[test]
+    fn partial_sort_places_every_element_as_the_recursive_pqsort_does() {
+        let mut seed = 99u64;
+        for n in [7usize, 8, 41, 100, 500, 2000] {
+            for distinct in [2u64, 5, 1000] {
+                let v: Vec<(f64, usize)> = (0..n)
+                    .map(|i| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (((seed >> 33) % distinct) as f64, i)
+                    })
+                    .collect();
+                let cmp = |a: &(f64, usize), b: &(f64, usize)| cmp_dist(a.0, b.0);
+                for (lo, hi) in [(0, 0), (0, 2), (0, n / 3), (0, n - 2)] {
+                    let (mut x, mut y) = (v.clone(), v.clone());
+                    partial_sort(&mut x, &cmp, lo, hi);
+                    pqsort_recursive(&mut y, 0, n, &cmp, lo, hi);
+                    assert_eq!(x, y, "n={n} distinct={distinct} ranks {lo}..={hi}");
+                }
+            }
+        }
     }
 
     #[test]
