@@ -9,10 +9,13 @@
 //! - Copyright (c) 2013-2014, yinqiwen <yinqiwen@gmail.com>
 //! - Copyright (c) 2014, Matt Stancliff <matt@genges.com>
 //! - Copyright (c) 2015-2016, Salvatore Sanfilippo <antirez@gmail.com>
-//! - pqsort: Copyright (c) 1992, 1993 The Regents of the University of California
-//!   (Bentley & McIlroy's "Engineering a Sort Function", as NetBSD's qsort).
+//! - `pqsort.c`: Copyright (C) 2009-2012 Salvatore Sanfilippo, from NetBSD's `qsort.c`,
+//!   Copyright (c) 1992, 1993 The Regents of the University of California (Bentley &
+//!   McIlroy's "Engineering a Sort Function").
 //!
-//! All rights reserved; redistributed under the BSD 3-clause licence of those files.
+//! All rights reserved; redistributed under the BSD 3-clause licence of those files. The
+//! stable sort ([`merge_sort`]) is written here to give the order glibc's `qsort` gives
+//! (a top-down merge sort), which Redis's replies show for equal distances.
 //!
 //! Invariants and conventions:
 //! - A hash is `(bits, step)`: `step` (1..=26) bits of longitude and of latitude interleaved,
