@@ -492,9 +492,27 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
 const STEPS: usize = 1500;
 const SEEDS: &[u64] = &[3, 2718, 31_415_926];
 
+/// Small conversion limits: a 5th element or a member over 8 bytes makes a `skiplist`.
+const SMALL: &[&str] = &[
+    "--zset-max-listpack-entries",
+    "4",
+    "--zset-max-listpack-value",
+    "8",
+];
+
 #[test]
 fn random_geo_streams_match_redis() {
-    each_pair("random stream", &[], SEEDS, |p, seed| {
+    random_streams("random stream", &[]);
+}
+
+/// Destinations of every size cross the listpack limits both ways.
+#[test]
+fn random_geo_streams_with_small_listpacks_match_redis() {
+    random_streams("random stream, small listpacks", SMALL);
+}
+
+fn random_streams(what: &str, flags: &[&str]) {
+    each_pair(what, flags, SEEDS, |p, seed| {
         let mut r = Rng(seed);
         // Dense sets first (two past the listpack limit, one within it), then the stream.
         for (key, n) in [("g1", 400), ("g2", 200), ("{g}a", 60)] {
