@@ -19,6 +19,8 @@
 //!   results written back afterwards, so a write to a source in between is either seen or
 //!   overwritten (SMOVE writes both of its sets back).
 //! - ZMPOP: as LMPOP.
+//! - GEOSEARCHSTORE, GEORADIUS… STORE: as the sorted-set STORE commands (the source is read,
+//!   then the destination written).
 //! - LMOVE/RPOPLPUSH: between the pop on the source's shard and the push on the
 //!   destination's, the element is in neither list (a destination that meanwhile became
 //!   another type gets it back to the source, and the client WRONGTYPE);
