@@ -138,6 +138,17 @@ pub enum Cmd {
     ZInterStore,
     ZDiffStore,
     ZInterCard,
+    // geo (sorted sets of geohash scores)
+    GeoAdd,
+    GeoDist,
+    GeoHash,
+    GeoPos,
+    GeoSearch,
+    GeoSearchStore,
+    GeoRadius,
+    GeoRadiusRo,
+    GeoRadiusByMember,
+    GeoRadiusByMemberRo,
     BZPopMin,
     BZPopMax,
     BZMPop,
@@ -399,6 +410,16 @@ impl CommandSpec {
         (n >= 1 && (n as u64) <= (args.len() - first) as u64).then(|| first..first + n as usize)
     }
 
+    /// The destination key's index of a GEORADIUS or GEORADIUSBYMEMBER (their `movablekeys`
+    /// STORE/STOREDIST key), found as Redis's `georadiusGetKeys` finds it; None for every
+    /// other command. Routing and COMMAND GETKEYS add it to [`CommandSpec::key_indices`].
+    pub fn store_key_index(&self, args: &Args) -> Option<usize> {
+        match self.cmd {
+            Cmd::GeoRadius | Cmd::GeoRadiusByMember => georadius_store_key(args),
+            _ => None,
+        }
+    }
+
     /// Indices of the key arguments in `argc` arguments (Redis's first/last/step rule).
     pub fn key_indices(&self, argc: usize) -> impl Iterator<Item = usize> {
         let first = self.first_key.max(0) as usize;
@@ -455,6 +476,24 @@ macro_rules! spec {
 
 use Merge::*;
 use Route::*;
+
+/// Redis's `georadiusGetKeys`: from argument 5 on, the word after the last STORE or
+/// STOREDIST (either case) that has one.
+pub fn georadius_store_key(args: &Args) -> Option<usize> {
+    let mut found = None;
+    let mut i = 5;
+    while i < args.len() {
+        let a = &args[i];
+        if (a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist"))
+            && i + 1 < args.len()
+        {
+            found = Some(i + 1);
+            i += 1;
+        }
+        i += 1;
+    }
+    found
+}
 
 /// Top-level commands, in no particular order (lookup sorts an index once).
 #[rustfmt::skip]
@@ -555,6 +594,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("zinterstore", ZInterStore, -4, W | D | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key"),
     spec!("zdiffstore", ZDiffStore, -4, W | D | MK, 0, 0, 0, Coordinated, ["write", "sortedset", "slow"], "sorted-set", "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key"),
     spec!("zintercard", ZInterCard, -3, R | MK, 0, 0, 0, Coordinated, ["read", "sortedset", "slow"], "sorted-set", "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result"),
+    // ---- geo
+    spec!("geoadd", GeoAdd, -5, W | D, 1, 1, 1, Single, ["write", "geo", "slow"], "geo", "3.2.0", "Add one or more geospatial items in the geospatial index represented using a sorted set"),
+    spec!("geodist", GeoDist, -4, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "3.2.0", "Returns the distance between two members of a geospatial index"),
+    spec!("geohash", GeoHash, -2, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "3.2.0", "Returns members of a geospatial index as standard geohash strings"),
+    spec!("geopos", GeoPos, -2, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "3.2.0", "Returns longitude and latitude of members of a geospatial index"),
+    spec!("geosearch", GeoSearch, -7, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "6.2.0", "Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle."),
+    spec!("geosearchstore", GeoSearchStore, -8, W | D, 1, 2, 1, Coordinated, ["write", "geo", "slow"], "geo", "6.2.0", "Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle, and store the result in another key."),
+    spec!("georadius", GeoRadius, -6, W | D | MK, 1, 1, 1, Coordinated, ["write", "geo", "slow"], "geo", "3.2.0", "Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a point"),
+    spec!("georadius_ro", GeoRadiusRo, -6, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "3.2.10", "A read-only variant for GEORADIUS"),
+    spec!("georadiusbymember", GeoRadiusByMember, -5, W | D | MK, 1, 1, 1, Coordinated, ["write", "geo", "slow"], "geo", "3.2.0", "Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a member"),
+    spec!("georadiusbymember_ro", GeoRadiusByMemberRo, -5, R, 1, 1, 1, Single, ["read", "geo", "slow"], "geo", "3.2.10", "A read-only variant for GEORADIUSBYMEMBER"),
     // ---- lists
     spec!("lpush", LPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
     spec!("rpush", RPush, -3, W | D | F, 1, 1, 1, Single, ["write", "list", "fast"], "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist."),

@@ -259,6 +259,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },
                 None if target.cmd == Cmd::Sort => sort_keys(&rest),
+                None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => georadius_keyspec_keys(target.cmd, &rest),
                 None => target.key_indices(rest.len()).collect(),
             };
             if keys.is_empty() {
@@ -780,7 +781,9 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
     w.set(0);
     let write = c.flags.has(percore_proto::Flags::WRITE);
-    if let Some(at) = c.keynum_index() {
+    if geo_key_specs(w, c) {
+        // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
+    } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {
             &["RW", "access", "delete"]
@@ -819,6 +822,95 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     for s in subs {
         command_info(w, s);
     }
+}
+
+/// GEORADIUS's and GEORADIUSBYMEMBER's keys as Redis 7.0's COMMAND GETKEYS finds them by
+/// their key specs: the source, then the word after the first STORE and after the first
+/// STOREDIST from argument 6 (5 for GEORADIUSBYMEMBER) to the one before the last. (The
+/// command itself, and routing, use the last STORE/STOREDIST:
+/// [`percore_proto::CommandSpec::store_key_index`].)
+fn georadius_keyspec_keys(cmd: Cmd, a: &Args) -> Vec<usize> {
+    let start = if cmd == Cmd::GeoRadius { 6 } else { 5 };
+    let mut keys = vec![1];
+    for keyword in [&b"store"[..], b"storedist"] {
+        let end = a.len().saturating_sub(1);
+        if let Some(i) = (start..end).find(|&i| a[i].eq_ignore_ascii_case(keyword)) {
+            keys.push(i + 1);
+        }
+    }
+    keys
+}
+
+/// The key specs of the geo commands that write a destination beside their source:
+/// GEOSEARCHSTORE's destination and source by index, GEORADIUS's and GEORADIUSBYMEMBER's
+/// source by index and STORE/STOREDIST destinations by keyword, as Redis 7.0 declares them.
+/// False (nothing written) for any other command.
+fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
+    let range = |w: &mut ReplyWriter| {
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"range");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"lastkey");
+        w.int(0);
+        w.bulk(b"keystep");
+        w.int(1);
+        w.bulk(b"limit");
+        w.int(0);
+    };
+    let by_index = |w: &mut ReplyWriter, flags: &[&str], index: i64| {
+        key_spec_begin(w, flags);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(index);
+        range(w);
+    };
+    let by_keyword = |w: &mut ReplyWriter, keyword: &[u8], startfrom: i64| {
+        key_spec_begin(w, &["OW", "update"]);
+        w.bulk(b"type");
+        w.bulk(b"keyword");
+        w.bulk(b"spec");
+        w.map(2);
+        w.bulk(b"keyword");
+        w.bulk(keyword);
+        w.bulk(b"startfrom");
+        w.int(startfrom);
+        range(w);
+    };
+    match c.cmd {
+        Cmd::GeoSearchStore => {
+            w.set(2);
+            by_index(w, &["OW", "update"], 1);
+            by_index(w, &["RO", "access"], 2);
+        }
+        Cmd::GeoRadius | Cmd::GeoRadiusByMember => {
+            let startfrom = if c.cmd == Cmd::GeoRadius { 6 } else { 5 };
+            w.set(3);
+            by_index(w, &["RO", "access"], 1);
+            by_keyword(w, b"STORE", startfrom);
+            by_keyword(w, b"STOREDIST", startfrom);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// A key spec's map up to its `begin_search` spec, which the caller writes: its flags, and
+/// the `begin_search` key.
+fn key_spec_begin(w: &mut ReplyWriter, flags: &[&str]) {
+    w.map(3);
+    w.bulk(b"flags");
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.bulk(b"begin_search");
+    w.map(2);
 }
 
 /// The one key spec of a COMMAND INFO entry up to its `find_keys` spec's three fields,

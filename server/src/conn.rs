@@ -531,10 +531,13 @@ impl Conn {
             }
             Route::Coordinated => {
                 let n = self.core.nshards();
-                let mut keys = spec.key_indices(args.len());
-                // A command with keys beyond its key positions (SORT's STORE and patterns)
-                // always asks the coordinator, which runs it in one hop when it can.
-                let first = match spec.flags.has(Flags::MOVABLEKEYS) {
+                // GEORADIUS's STORE key is found in its options (`movablekeys`); SORT's
+                // STORE and patterns always ask the coordinator, which runs it in one hop
+                // when it can.
+                let mut keys = spec
+                    .key_indices(args.len())
+                    .chain(spec.store_key_index(&args));
+                let first = match matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) {
                     true => None,
                     false => keys.next().map(|i| shard_of(&args[i], n)),
                 };

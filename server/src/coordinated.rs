@@ -2,7 +2,8 @@
 //! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, the set commands over
 //! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms), and the
 //! sorted-set ones (ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD, ZRANGESTORE,
-//! ZMPOP). (When all keys of such a command hash to one shard it runs there in one hop and
+//! ZMPOP), and GEOSEARCHSTORE / GEORADIUS… STORE. (When all keys of such a command hash to
+//! one shard it runs there in one hop and
 //! never comes here; the commands whose keys follow a count always come here.)
 //!
 //! Isolation: the connection runs these as a sequence of single-shard steps, under the key
@@ -57,6 +58,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::ZInterStore
         | Cmd::ZDiffStore
         | Cmd::ZRangeStore => on_scratch(conn, spec, a, &mut w).await,
+        // GEOSEARCHSTORE and GEORADIUS… STORE with the destination on another shard.
+        Cmd::GeoSearchStore | Cmd::GeoRadius | Cmd::GeoRadiusByMember => {
+            on_scratch(conn, spec, a, &mut w).await
+        }
         Cmd::ZMPop => zmpop(conn, a, &mut w).await,
         Cmd::LMove | Cmd::RPopLPush => lmove(conn, spec, a, &mut w).await,
         Cmd::LMPop => lmpop(conn, a, &mut w).await,
@@ -310,6 +315,11 @@ async fn on_scratch(
             (zset::algebra_keys(&a, 2).unwrap_or_default(), vec![all[1]])
         }
         Cmd::ZRangeStore => (vec![all[2]], vec![all[1]]),
+        Cmd::GeoSearchStore => (vec![all[2]], vec![all[1]]),
+        Cmd::GeoRadius | Cmd::GeoRadiusByMember => {
+            let dst = spec.store_key_index(&a).map(|i| all[i]);
+            (vec![all[1]], dst.into_iter().collect())
+        }
         _ => (all[1..].to_vec(), vec![]),
     };
     let n = conn.core.nshards();

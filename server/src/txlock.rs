@@ -275,10 +275,11 @@ pub fn key_args(spec: &CommandSpec, args: &Args) -> Option<Vec<usize>> {
         .then_some(1);
         return Some(dest.into_iter().chain(r).collect());
     }
-    if spec.flags.has(Flags::MOVABLEKEYS) {
+    if matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) {
         return None;
     }
-    Some(spec.key_indices(args.len()).collect())
+    let keys = spec.key_indices(args.len());
+    Some(keys.chain(spec.store_key_index(args)).collect())
 }
 
 /// The lock-table keys of a command on one shard (all its keys: a batch holds only the

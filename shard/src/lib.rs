@@ -236,6 +236,10 @@ impl Shard {
                 .key_indices(args.len())
                 .for_each(|i| self.watches.touch(db, &args[i])),
         }
+        if let Some(i) = spec.store_key_index(args) {
+            // GEORADIUS's STORE/STOREDIST destination.
+            self.watches.touch(db, &args[i]);
+        }
         if spec.cmd == percore_proto::Cmd::Sort {
             // STORE's destination (the last one counts).
             let store = (2..args.len().saturating_sub(1))
@@ -697,6 +701,22 @@ impl Shard {
             Cmd::ZInterStore => z::combine(self, ctx, args, out, z::Op::Inter, true, false),
             Cmd::ZDiffStore => z::combine(self, ctx, args, out, z::Op::Diff, true, false),
             Cmd::ZInterCard => z::combine(self, ctx, args, out, z::Op::Inter, false, true),
+            Cmd::GeoAdd => ops::geo::geoadd(self, ctx, args, out),
+            Cmd::GeoDist => ops::geo::geodist(self, ctx, args, out),
+            Cmd::GeoHash => ops::geo::geohash(self, ctx, args, out),
+            Cmd::GeoPos => ops::geo::geopos(self, ctx, args, out),
+            Cmd::GeoSearch => ops::geo::search(self, ctx, args, out, ops::geo::Search::Search),
+            Cmd::GeoSearchStore => {
+                ops::geo::search(self, ctx, args, out, ops::geo::Search::SearchStore)
+            }
+            Cmd::GeoRadius => ops::geo::search(self, ctx, args, out, ops::geo::Search::Radius),
+            Cmd::GeoRadiusRo => ops::geo::search(self, ctx, args, out, ops::geo::Search::RadiusRo),
+            Cmd::GeoRadiusByMember => {
+                ops::geo::search(self, ctx, args, out, ops::geo::Search::ByMember)
+            }
+            Cmd::GeoRadiusByMemberRo => {
+                ops::geo::search(self, ctx, args, out, ops::geo::Search::ByMemberRo)
+            }
             Cmd::LPush => l::push(self, ctx, args, out, End::Left, false),
             Cmd::RPush => l::push(self, ctx, args, out, End::Right, false),
             Cmd::LPushX => l::push(self, ctx, args, out, End::Left, true),

@@ -580,7 +580,7 @@ pub fn zrange(
 
 /// Stores `elems` (distinct members) at `dst` as a sorted set built the way Redis builds
 /// results, replying its size; an empty result deletes `dst`.
-fn store_result(
+pub(crate) fn store_result(
     sh: &mut Shard,
     ctx: &ExecCtx,
     dst: &[u8],
