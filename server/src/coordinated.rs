@@ -531,7 +531,7 @@ async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut
         .await;
         match partial {
             Ok(p) => acc.merge(bitmap::BitOpAcc::from_partial(op, p)),
-            Err(()) => return w.error(err::WRONGTYPE),
+            Err(bitmap::WrongType) => return w.error(err::WRONGTYPE),
         }
     }
     let result = acc.finish();

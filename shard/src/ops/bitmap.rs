@@ -686,19 +686,19 @@ macro_rules! word_op {
             let mut d = dst.chunks_exact_mut(8);
             let mut s = src.chunks_exact(8);
             for (d, s) in (&mut d).zip(&mut s) {
-                let x = u64::from_ne_bytes((&*d).try_into().expect("8 bytes"))
-                    $op u64::from_ne_bytes(s.try_into().expect("8 bytes"));
+                let mut x = u64::from_ne_bytes((&*d).try_into().expect("8 bytes"));
+                x $op u64::from_ne_bytes(s.try_into().expect("8 bytes"));
                 d.copy_from_slice(&x.to_ne_bytes());
             }
             for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-                *d = *d $op *s;
+                *d $op *s;
             }
         }
     };
 }
-word_op!(and_into, &);
-word_op!(or_into, |);
-word_op!(xor_into, ^);
+word_op!(and_into, &=);
+word_op!(or_into, |=);
+word_op!(xor_into, ^=);
 
 fn not_in_place(b: &mut [u8]) {
     let mut words = b.chunks_exact_mut(8);
@@ -711,6 +711,10 @@ fn not_in_place(b: &mut [u8]) {
     }
 }
 
+/// A source key of BITOP holds something other than a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongType;
+
 /// Folds the strings at `keys` of this shard into `acc` in order (Redis's lookups: a hit or
 /// miss each); Err at the first key holding another type.
 pub fn bitop_fold(
@@ -719,11 +723,11 @@ pub fn bitop_fold(
     now_ms: u64,
     keys: &[&[u8]],
     acc: &mut BitOpAcc,
-) -> Result<(), ()> {
+) -> Result<(), WrongType> {
     for k in keys {
         match sh.lookup_read(db, k, now_ms) {
             None => acc.fold(b""),
-            Some(e) if !e.value().is_string() => return Err(()),
+            Some(e) if !e.value().is_string() => return Err(WrongType),
             Some(e) => {
                 let mut scratch = itoa::Buffer::new();
                 acc.fold(e.value().as_bytes(&mut scratch));
