@@ -326,6 +326,34 @@ fn larger_bitmaps_match_redis() {
     });
 }
 
+/// Over maxmemory with nothing to evict (`noeviction`), the `denyoom` commands (SETBIT,
+/// BITOP, BITFIELD even with only GETs) are refused before they run, on one shard or across
+/// shards, and the read-only ones still answer.
+#[test]
+fn denyoom_refusals_match_redis() {
+    each_pair("over maxmemory", &[], |p, _| {
+        p.table(&[
+            "SET a 1",
+            "SET {t}a 2",
+            "CONFIG SET maxmemory 1",
+            "SETBIT x 1 1",
+            "SETBIT a 1 1",
+            "GETBIT a 1",
+            "BITOP OR d a b c e f g",
+            "BITOP NOT {t}d {t}a",
+            "BITFIELD a GET u8 0",
+            "BITFIELD a SET u8 0 1",
+            "BITFIELD_RO a GET u8 0",
+            "BITCOUNT a",
+            "BITPOS a 1",
+            "CONFIG SET maxmemory 0",
+            "SETBIT x 1 1",
+            "BITOP OR d a b c e f g",
+            "GET d",
+        ]);
+    });
+}
+
 /// splitmix64, from a fixed seed.
 struct Rng(u64);
 
