@@ -354,6 +354,41 @@ fn denyoom_refusals_match_redis() {
     });
 }
 
+/// Bit offsets are bounded by `proto-max-bulk-len` as set at run time (offset / 8 must be
+/// below it); BITFIELD may still grow a string up to 8 bytes past it, as Redis does. Writes
+/// keep a key's deadline; BITOP's store clears it.
+#[test]
+fn offset_limits_and_deadlines_match_redis() {
+    each_pair("offset limits and deadlines", &[], |p, _| {
+        p.table(&[
+            "CONFIG SET proto-max-bulk-len 1048576",
+            "SETBIT k 8388608 1",
+            "SETBIT k 8388607 1",
+            "STRLEN k",
+            "GETBIT k 8388608",
+            "BITFIELD k SET u8 8388607 1 SET i64 #131072 -1",
+            "BITFIELD k SET u8 8388607 1 GET i64 #131071",
+            "STRLEN k",
+            "BITCOUNT k",
+            "BITPOS k 1 -2",
+            "BITFIELD_RO k GET u63 8388600",
+            "CONFIG SET proto-max-bulk-len 536870912",
+            "SETBIT k 8388608 1",
+            "STRLEN k",
+            "SET t abc EX 100",
+            "SETBIT t 1 1",
+            "TTL t",
+            "BITFIELD t SET u8 0 1",
+            "TTL t",
+            "BITFIELD t GET u8 0",
+            "TTL t",
+            "BITOP OR t k",
+            "TTL t",
+            "DEL k",
+        ]);
+    });
+}
+
 /// splitmix64, from a fixed seed.
 struct Rng(u64);
 
