@@ -487,9 +487,10 @@ async fn swapdb(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// BITOP over keys of several shards: each shard holding sources folds its own (in argument
-/// order) into one partial result, in one hop per shard; the partials are folded here and
-/// the result is stored on the destination's shard (or the destination deleted when it is
-/// empty). Moves at most one string per shard, each no longer than its longest source.
+/// order) into one partial result, all such shards at once (one round trip, not one per
+/// shard); the partials are folded here and the result is stored on the destination's shard
+/// (or the destination deleted when it is empty). Moves at most one string per shard, each
+/// no longer than its longest source.
 async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let op = match bitmap::parse_bitop(&a) {
         Ok(op) => op,
@@ -520,15 +521,17 @@ async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut
             }
         }
     }
-    let mut acc = bitmap::BitOpAcc::new(op);
-    for (s, keys) in groups {
-        let partial = call(&conn.core, s, move |c: &Core| {
+    let folds = groups.into_iter().map(|(s, keys)| {
+        call(&conn.core, s, move |c: &Core| {
             let keys: Vec<&[u8]> = keys.args().iter().collect();
             let mut acc = bitmap::BitOpAcc::new(op);
             let mut sh = c.shard.borrow_mut();
             bitmap::bitop_fold(&mut sh, db, now_ms(), &keys, &mut acc).map(|()| acc.partial())
         })
-        .await;
+    });
+    let partials = join_all(folds.collect()).await;
+    let mut acc = bitmap::BitOpAcc::new(op);
+    for partial in partials {
         match partial {
             Ok(p) => acc.merge(bitmap::BitOpAcc::from_partial(op, p)),
             Err(bitmap::WrongType) => return w.error(err::WRONGTYPE),
@@ -543,4 +546,32 @@ async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut
     })
     .await;
     w.int(len as i64);
+}
+
+/// Awaits every future of `futs` concurrently (each shard call sends its message on first
+/// poll, so all are in flight at once); the outputs in the order of `futs`. Polls each
+/// pending future once per wake-up: `futs` is a handful of shard calls.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
 }
