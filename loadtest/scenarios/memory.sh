@@ -18,11 +18,14 @@
 #    Sorted sets (issue 16), 9-byte members, integer scores, also through `redis-cli --pipe`:
 #    - small: ZSETS sorted sets of 10 members, one ZADD each, 16-byte keys (`listpack`);
 #    - large: one sorted set of ZMEMBERS 16-byte members, 10 per ZADD (`skiplist`).
+#    Bitmaps (issue 16): BITMAPS keys of 16 bytes, each a 1 KB bitmap made by one SETBIT at
+#    offset 8191 (`raw` strings), also through `redis-cli --pipe`.
 # 3. percore's bytes as a fraction of Redis's and Valkey's (issue 15's target: <= 0.8x
 #    Redis's in every row).
 #
 # Environment: COUNTS (string rows, "1000000 10000000"), HASHES (1000000), FIELDS (1000000),
-# SETS (1000000), LISTS (1000000), ELEMENTS (10000000), ZSETS (1000000), ZMEMBERS (10000000);
+# SETS (1000000), LISTS (1000000), ELEMENTS (10000000), ZSETS (1000000), ZMEMBERS (10000000),
+# BITMAPS (1000000);
 # set any of them to "" to skip its rows, e.g. `COUNTS= make bench-memory` for the
 # collections only, `COUNTS= HASHES= FIELDS= SETS= make bench-memory` for the lists only.
 # SHARDS (percore shards, 1), SETTLE (seconds after a fill, 2), SERVER_CPU (0), CLIENT_CPU (1).
@@ -39,6 +42,7 @@ LISTS=${LISTS-1000000}
 ELEMENTS=${ELEMENTS-10000000}
 ZSETS=${ZSETS-1000000}
 ZMEMBERS=${ZMEMBERS-10000000}
+BITMAPS=${BITMAPS-1000000}
 SHARDS=${SHARDS:-1}
 SETTLE=${SETTLE:-2}
 servers="percore"
@@ -90,7 +94,7 @@ if [ -n "$COUNTS" ]; then
   done
 fi
 
-[ -n "$HASHES$FIELDS$SETS$LISTS$ELEMENTS$ZSETS$ZMEMBERS" ] || exit 0
+[ -n "$HASHES$FIELDS$SETS$LISTS$ELEMENTS$ZSETS$ZMEMBERS$BITMAPS" ] || exit 0
 require_redis_cli
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
@@ -108,6 +112,7 @@ trap 'rm -rf "$tmp"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
 #   "member:00".."member:09", scores 0-99 (varying per set).
 # - bigzset N: one sorted set "bigzset" of N members, 10 per ZADD. Members "m" + 15 digits,
 #   scores spread over 0-1000002 in no particular order.
+# - bitmaps N: N bitmaps of 1 KB, one SETBIT at offset 8191 each. Keys "bitmap:" + 9 digits.
 # No field, value or list element parses as an integer, so no server stores one as a number.
 gen_resp() {
   python3 - "$1" "$2" <<'PY'
@@ -148,6 +153,13 @@ elif mode == "zsets":
             s = b"%d" % ((j * 7 + i) % 100)
             pairs.append(b"$%d\r\n%s\r\n$9\r\nmember:%02d\r\n" % (len(s), s, j))
         chunk.append(head % i + b"".join(pairs))
+        if len(chunk) == 10000:
+            flush()
+elif mode == "bitmaps":
+    assert n <= 10**9, "keys are bitmap: + 9 digits"
+    fmt = b"*4\r\n$6\r\nSETBIT\r\n$16\r\nbitmap:%09d\r\n$4\r\n8191\r\n$1\r\n1\r\n"
+    for i in range(n):
+        chunk.append(fmt % i)
         if len(chunk) == 10000:
             flush()
 elif mode == "bigzset":
@@ -191,6 +203,7 @@ rows=()
 [ -n "$ELEMENTS" ] && rows+=("biglist 1 $ELEMENTS biglist")
 [ -n "$ZSETS" ] && rows+=("zsets $ZSETS 10 zset:00000000000")
 [ -n "$ZMEMBERS" ] && rows+=("bigzset 1 $ZMEMBERS bigzset")
+[ -n "$BITMAPS" ] && rows+=("bitmaps $BITMAPS 1 bitmap:000000000")
 echo
 echo "| server | keys x elements | encoding | RSS bytes/key | RSS bytes/element | used_memory bytes/element | RSS MB |"
 echo "|---|---|---|---:|---:|---:|---:|"
@@ -238,13 +251,14 @@ echo
 echo "| row | percore : redis | percore : valkey |"
 echo "|---|---:|---:|"
 awk -v hashes="$HASHES" -v fields="$FIELDS" -v sets="$SETS" -v lists="$LISTS" -v elements="$ELEMENTS" \
-  -v zsets="$ZSETS" -v zmembers="$ZMEMBERS" '
+  -v zsets="$ZSETS" -v zmembers="$ZMEMBERS" -v bitmaps="$BITMAPS" '
   { b[$1, $2] = $3 / $4; k[$1] = 1 }
-  END { split("small large sets lists biglist zsets bigzset", order)
+  END { split("small large sets lists biglist zsets bigzset bitmaps", order)
         name["small"] = hashes " hashes x 10"; name["large"] = "1 hash x " fields
         name["sets"] = sets " sets x 20"; name["lists"] = lists " lists x 10"; name["biglist"] = "1 list x " elements
         name["zsets"] = zsets " sorted sets x 10"; name["bigzset"] = "1 sorted set x " zmembers
-        for (i = 1; i <= 7; i++) { r = order[i]; if (!(r in k)) continue
+        name["bitmaps"] = bitmaps " bitmaps of 1 KB"
+        for (i = 1; i <= 8; i++) { r = order[i]; if (!(r in k)) continue
           printf "| %s | %s | %s |\n", name[r],
             ((r, "redis") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "redis"]) : "–"),
             ((r, "valkey") in b ? sprintf("%.2f", b[r, "percore"] / b[r, "valkey"]) : "–") } }' "$tmp/per-field"

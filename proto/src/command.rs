@@ -47,6 +47,14 @@ pub enum Cmd {
     SetRange,
     Substr,
     Lcs,
+    // bitmaps (strings addressed bit by bit)
+    SetBit,
+    GetBit,
+    BitCount,
+    BitPos,
+    BitOp,
+    BitField,
+    BitFieldRo,
     // lists
     LPush,
     RPush,
@@ -521,6 +529,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("setrange", SetRange, 4, W | D, 1, 1, 1, Single, ["write", "string", "slow"], "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
     spec!("substr", Substr, 4, R, 1, 1, 1, Single, ["read", "string", "slow"], "string", "1.0.0", "Returns a substring from a string value."),
     spec!("lcs", Lcs, -3, R, 1, 2, 1, Coordinated, ["read", "string", "slow"], "string", "7.0.0", "Finds the longest common substring."),
+    // ---- bitmaps (Redis 7.0's summaries)
+    spec!("setbit", SetBit, 4, W | D, 1, 1, 1, Single, ["write", "bitmap", "slow"], "bitmap", "2.2.0", "Sets or clears the bit at offset in the string value stored at key"),
+    spec!("getbit", GetBit, 3, R | F, 1, 1, 1, Single, ["read", "bitmap", "fast"], "bitmap", "2.2.0", "Returns the bit value at offset in the string value stored at key"),
+    spec!("bitcount", BitCount, -2, R, 1, 1, 1, Single, ["read", "bitmap", "slow"], "bitmap", "2.6.0", "Count set bits in a string"),
+    spec!("bitpos", BitPos, -3, R, 1, 1, 1, Single, ["read", "bitmap", "slow"], "bitmap", "2.8.7", "Find first bit set or clear in a string"),
+    spec!("bitop", BitOp, -4, W | D, 2, -1, 1, Coordinated, ["write", "bitmap", "slow"], "bitmap", "2.6.0", "Perform bitwise operations between strings"),
+    spec!("bitfield", BitField, -2, W | D, 1, 1, 1, Single, ["write", "bitmap", "slow"], "bitmap", "3.2.0", "Perform arbitrary bitfield integer operations on strings"),
+    spec!("bitfield_ro", BitFieldRo, -2, R | F, 1, 1, 1, Single, ["read", "bitmap", "fast"], "bitmap", "6.0.0", "Perform arbitrary bitfield integer operations on strings. Read-only variant of BITFIELD"),
     // ---- hashes
     spec!("hset", HSet, -4, W | D | F, 1, 1, 1, Single, ["write", "hash", "fast"], "hash", "2.0.0", "Creates or modifies the value of a field in a hash."),
     spec!("hsetnx", HSetNx, 4, W | D | F, 1, 1, 1, Single, ["write", "hash", "fast"], "hash", "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist."),

@@ -783,6 +783,8 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     let write = c.flags.has(percore_proto::Flags::WRITE);
     if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
+    } else if let Some(specs) = range_key_specs(c.cmd) {
+        write_range_key_specs(w, specs);
     } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {
@@ -821,6 +823,80 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     w.set(subs.len());
     for s in subs {
         command_info(w, s);
+    }
+}
+
+/// A `range` key spec written as Redis 7.0 writes it, for commands whose specs the generic
+/// rule of [`command_info`] (one spec, `RW update` or `RO access`) does not give.
+struct RangeKeySpec {
+    notes: Option<&'static str>,
+    flags: &'static [&'static str],
+    index: i64,
+    lastkey: i64,
+}
+
+/// Commands whose key specs Redis 7.0 spells out differently from the generic rule.
+fn range_key_specs(cmd: percore_proto::Cmd) -> Option<&'static [RangeKeySpec]> {
+    use percore_proto::Cmd;
+    const fn one(flags: &'static [&'static str], index: i64, lastkey: i64) -> RangeKeySpec {
+        RangeKeySpec {
+            notes: None,
+            flags,
+            index,
+            lastkey,
+        }
+    }
+    // Bitmaps: SETBIT reads the old bit; BITOP overwrites its destination and reads its
+    // sources; BITFIELD reads or writes depending on its operations.
+    const SETBIT: &[RangeKeySpec] = &[one(&["RW", "access", "update"], 1, 0)];
+    const BITOP: &[RangeKeySpec] = &[one(&["OW", "update"], 2, 0), one(&["RO", "access"], 3, -1)];
+    const BITFIELD: &[RangeKeySpec] = &[RangeKeySpec {
+        notes: Some("This command allows both access and modification of the key"),
+        flags: &["RW", "access", "update", "variable_flags"],
+        index: 1,
+        lastkey: 0,
+    }];
+    match cmd {
+        Cmd::SetBit => Some(SETBIT),
+        Cmd::BitOp => Some(BITOP),
+        Cmd::BitField => Some(BITFIELD),
+        _ => None,
+    }
+}
+
+fn write_range_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
+    w.set(specs.len());
+    for s in specs {
+        w.map(3 + s.notes.is_some() as usize);
+        if let Some(n) = s.notes {
+            w.bulk(b"notes");
+            w.bulk(n.as_bytes());
+        }
+        w.bulk(b"flags");
+        w.set(s.flags.len());
+        for f in s.flags {
+            w.simple(f.as_bytes());
+        }
+        w.bulk(b"begin_search");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(s.index);
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"range");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"lastkey");
+        w.int(s.lastkey);
+        w.bulk(b"keystep");
+        w.int(1);
+        w.bulk(b"limit");
+        w.int(0);
     }
 }
 

@@ -26,7 +26,7 @@ use percore_shard::ops::keyspace::{
 use percore_shard::ops::set::parse_sintercard;
 use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
 use percore_shard::ops::zset;
-use percore_shard::ops::{list, Popped};
+use percore_shard::ops::{bitmap, list, Popped};
 use percore_shard::types::list::End;
 use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
@@ -66,6 +66,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::LMove | Cmd::RPopLPush => lmove(conn, spec, a, &mut w).await,
         Cmd::LMPop => lmpop(conn, a, &mut w).await,
         Cmd::Sort | Cmd::SortRo => sort(conn, spec, a, &mut w).await,
+        Cmd::BitOp => bitop(conn, spec, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
     // The caller hands in an empty buffer: all of it is this command's reply.
@@ -582,4 +583,94 @@ async fn swapdb(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     })
     .await;
     w.ok();
+}
+
+/// BITOP over keys of several shards: each shard holding sources folds its own (in argument
+/// order) into one partial result, all such shards at once (one round trip, not one per
+/// shard); the partials are folded here and the result is stored on the destination's shard
+/// (or the destination deleted when it is empty). Moves at most one string per shard, each
+/// no longer than its longest source.
+async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let op = match bitmap::parse_bitop(&a) {
+        Ok(op) => op,
+        Err(e) => return w.error(e),
+    };
+    let (db, n) = (conn.db, conn.core.nshards());
+    let dest = a[2].to_vec();
+    let dest_shard = shard_of(&dest, n);
+    // `denyoom`: over maxmemory with nothing to evict, refused before anything is read.
+    if conn.core.memory_limit() != 0 {
+        let admitted = call(&conn.core, dest_shard, move |c: &Core| {
+            c.admit(spec, &mut c.shard.borrow_mut(), now_ms())
+        })
+        .await;
+        if let Err(e) = admitted {
+            return w.error(e);
+        }
+    }
+    let mut groups: Vec<(usize, OwnedArgs)> = Vec::new();
+    for k in a.iter().skip(3) {
+        let s = shard_of(k, n);
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, keys)) => keys.push(k),
+            None => {
+                let mut keys = OwnedArgs::default();
+                keys.push(k);
+                groups.push((s, keys));
+            }
+        }
+    }
+    let folds = groups.into_iter().map(|(s, keys)| {
+        call(&conn.core, s, move |c: &Core| {
+            let keys: Vec<&[u8]> = keys.args().iter().collect();
+            let mut acc = bitmap::BitOpAcc::new(op);
+            let mut sh = c.shard.borrow_mut();
+            bitmap::bitop_fold(&mut sh, db, now_ms(), &keys, &mut acc).map(|()| acc.partial())
+        })
+    });
+    let partials = join_all(folds.collect()).await;
+    let mut acc = bitmap::BitOpAcc::new(op);
+    for partial in partials {
+        match partial {
+            Ok(p) => acc.merge(bitmap::BitOpAcc::from_partial(op, p)),
+            Err(bitmap::WrongType) => return w.error(err::WRONGTYPE),
+        }
+    }
+    let result = acc.finish();
+    let len = call(&conn.core, dest_shard, move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        let len = bitmap::bitop_store(&mut sh, db, now_ms(), &dest, result);
+        sh.stats.dirty += 1;
+        len
+    })
+    .await;
+    w.int(len as i64);
+}
+
+/// Awaits every future of `futs` concurrently (each shard call sends its message on first
+/// poll, so all are in flight at once); the outputs in the order of `futs`. Polls each
+/// pending future once per wake-up: `futs` is a handful of shard calls.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
 }

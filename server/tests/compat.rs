@@ -331,7 +331,8 @@ fn avg_ttl_is_zero_once_no_key_is_volatile() {
 }
 
 /// The commands whose keys follow a count (SINTERCARD, LMPOP, BLMPOP, ZUNION, ZMPOP, …): COMMAND GETKEYS and
-/// COMMAND INFO's keynum key spec answer as Redis's, byte for byte in RESP2 and RESP3.
+/// COMMAND INFO's keynum key spec answer as Redis's, byte for byte in RESP2 and RESP3; so do
+/// the bitmap commands, whose key specs Redis spells out (BITOP's two, BITFIELD's notes).
 #[test]
 fn keynum_commands_introspect_as_redis() {
     let Some(redis) = redis_or_skip("COMMAND GETKEYS/INFO of keynum commands") else {
@@ -362,6 +363,10 @@ fn keynum_commands_introspect_as_redis() {
             "COMMAND GETKEYS BZPOPMIN a b 0",
             "COMMAND GETKEYS ZRANGESTORE d s 0 -1",
             "COMMAND INFO zmpop bzmpop zunion zinter zdiff zintercard zadd zscore zrange",
+            "COMMAND INFO setbit getbit bitcount bitpos bitop bitfield bitfield_ro",
+            "COMMAND GETKEYS BITOP AND d a b c",
+            "COMMAND GETKEYS BITFIELD k GET u8 0",
+            "COMMAND GETKEYS SETBIT k 7 1",
         ] {
             assert_eq!(s(&p.q(line)), s(&r.q(line)), "{hello}: {line}");
         }

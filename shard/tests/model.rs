@@ -825,6 +825,84 @@ impl Model {
                     .map(|n| int(n.unwrap_or(0))),
                 )
             }
+            // Bitmaps: bit 0 is the top bit of the first byte; writes zero-pad the string.
+            "SETBIT" | "GETBIT" => {
+                let off: usize = text(&a[2]).parse().unwrap();
+                let (byte, mask) = (off / 8, 0x80u8 >> (off % 8));
+                let write = cmd == "SETBIT";
+                let v = match self.string(db, &k, now) {
+                    Err(e) => return e,
+                    Ok(Some(v)) => v,
+                    Ok(None) if write => {
+                        self.dbs[db].insert(k.clone(), (Val::Str(Vec::new()), 0));
+                        self.string(db, &k, now).unwrap().unwrap()
+                    }
+                    Ok(None) => return int(0),
+                };
+                let old = v.get(byte).is_some_and(|b| b & mask != 0);
+                if write {
+                    if v.len() <= byte {
+                        v.resize(byte + 1, 0);
+                    }
+                    if a[3] == b"1" {
+                        v[byte] |= mask;
+                    } else {
+                        v[byte] &= !mask;
+                    }
+                }
+                int(old as i64)
+            }
+            "BITCOUNT" => reply(
+                self.string(db, &k, now)
+                    .map(|v| int(v.map_or(0, |v| v.iter().map(|b| b.count_ones() as i64).sum()))),
+            ),
+            // BITFIELD k INCRBY u8 #n by: a byte-aligned wrapping counter.
+            "BITFIELD" => {
+                let n: usize = text(&a[4][1..]).parse().unwrap();
+                let by: i64 = text(&a[5]).parse().unwrap();
+                let v = match self.string(db, &k, now) {
+                    Err(e) => return e,
+                    Ok(Some(v)) => v,
+                    Ok(None) => {
+                        self.dbs[db].insert(k.clone(), (Val::Str(Vec::new()), 0));
+                        self.string(db, &k, now).unwrap().unwrap()
+                    }
+                };
+                if v.len() <= n {
+                    v.resize(n + 1, 0);
+                }
+                v[n] = (v[n] as i64 + by).rem_euclid(256) as u8;
+                array([int(v[n] as i64)].into_iter())
+            }
+            "BITOP" => {
+                let mut srcs = Vec::new();
+                for key in &a[3..] {
+                    match self.string(db, key, now) {
+                        Err(e) => return e,
+                        Ok(v) => srcs.push(v.cloned().unwrap_or_default()),
+                    }
+                }
+                let len = srcs.iter().map(Vec::len).max().unwrap_or(0);
+                let at = |s: &Vec<u8>, i: usize| s.get(i).copied().unwrap_or(0);
+                let out: Vec<u8> = (0..len)
+                    .map(|i| {
+                        let mut it = srcs.iter().map(|s| at(s, i));
+                        let first = it.next().unwrap_or(0);
+                        match text(&a[1]) {
+                            "AND" => it.fold(first, |x, y| x & y),
+                            "OR" => it.fold(first, |x, y| x | y),
+                            "XOR" => it.fold(first, |x, y| x ^ y),
+                            _ => !first,
+                        }
+                    })
+                    .collect();
+                if out.is_empty() {
+                    self.dbs[db].remove(&a[2]);
+                } else {
+                    self.dbs[db].insert(a[2].clone(), (Val::Str(out), 0));
+                }
+                int(len as i64)
+            }
             "ZUNIONSTORE" => {
                 // ZUNIONSTORE dst 2 k1 k2: sums; a set's members score 1.
                 let mut acc: Scores = BTreeMap::new();
@@ -1111,7 +1189,7 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
     let key = |r: &mut Rng| keys[r.below(6) as usize].to_vec();
     // Scores in half units from -3 to 3, so sums stay exact.
     let score = |r: &mut Rng| half(r.below(13) as i64 - 6);
-    let which = r.below(70);
+    let which = r.below(75);
     // Fields and a second value for the hash commands.
     let (f, f2, f3, v2) = if (16..32).contains(&which) {
         let v2 = vals[r.below(6) as usize].to_vec();
@@ -1344,6 +1422,35 @@ fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
             (r.below(5) as i64 - 2).to_string().into_bytes(),
         ],
         69 => vec![s("ZUNIONSTORE"), k, s("2"), key(r), key(r)],
+        70 | 71 => {
+            let get = r.below(3) == 0;
+            let mut c = vec![
+                s(if get { "GETBIT" } else { "SETBIT" }),
+                k,
+                r.below(40).to_string().into_bytes(),
+            ];
+            if !get {
+                c.push(r.below(2).to_string().into_bytes());
+            }
+            c
+        }
+        72 => vec![s("BITCOUNT"), k],
+        73 => {
+            let op = ["AND", "OR", "XOR", "NOT"][r.below(4) as usize];
+            let mut c = vec![s("BITOP"), s(op), k, key(r)];
+            if op != "NOT" {
+                c.push(key(r));
+            }
+            c
+        }
+        74 => vec![
+            s("BITFIELD"),
+            k,
+            s("INCRBY"),
+            s("u8"),
+            format!("#{}", r.below(4)).into_bytes(),
+            (r.below(600) as i64 - 300).to_string().into_bytes(),
+        ],
         _ => {
             let mut c = vec![s("SADD"), k, member(r)];
             for _ in 0..r.below(3) {

@@ -1,6 +1,7 @@
 //! Command implementations, grouped by family as Redis groups them (`t_string.c` →
 //! `string.rs`, `t_hash.c` → `hash.rs`, `db.c`/`expire.c` → `keyspace.rs`).
 
+pub mod bitmap;
 pub mod geo;
 pub mod hash;
 pub mod keyspace;

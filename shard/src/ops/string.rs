@@ -271,16 +271,20 @@ const MAX_PREALLOC: usize = 1024 * 1024;
 /// APPEND and SETRANGE grow through it, so repeated appends stay amortized O(1) while a
 /// large string gains at most 1 MB of slack (`Vec`'s own doubling would give a 64 MB string
 /// another 64 MB for a 1-byte append).
-fn make_room_for(data: &mut Vec<u8>, len: usize) {
+pub(crate) fn make_room_for(data: &mut Vec<u8>, len: usize) {
     if len <= data.capacity() {
         return;
     }
-    let cap = if len < MAX_PREALLOC {
+    data.reserve_exact(room_for(len) - data.len());
+}
+
+/// The capacity `sdsMakeRoomFor` gives a string that must hold `len` bytes.
+pub(crate) fn room_for(len: usize) -> usize {
+    if len < MAX_PREALLOC {
         len * 2
     } else {
         len.saturating_add(MAX_PREALLOC)
-    };
-    data.reserve_exact(cap - data.len());
+    }
 }
 
 pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
