@@ -217,6 +217,10 @@ struct Started {
 /// Begins a snapshot on every core — one message each: the barrier — and has each core
 /// write its file from its background task queue. `paced`: pause between steps (BGSAVE,
 /// while clients are served) or walk at full speed (SAVE, whose client waits).
+///
+/// The barrier is ordered with transactions spanning shards: it holds every shard whole
+/// (the scheduler's locks, `txlock.rs`) while the cores begin, so a transaction is in the
+/// set entirely or not at all.
 async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     let cfg = core.config.borrow().clone();
     std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("ERR {}: {e}", cfg.dir))?;
@@ -231,6 +235,10 @@ async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     // Ids only grow, even if the clock steps back.
     let id = now.max(previous.as_ref().map_or(0, |m| m.id + 1));
     let shards = core.nshards();
+    let tx = crate::txlock::new_tx();
+    let mut whole = crate::txlock::Plan::default();
+    (0..shards).for_each(|s| whole.add_all(s));
+    crate::txlock::lock(core, tx, whole).await;
     let pending = call_all(core, {
         let cfg = cfg.clone();
         move |c: &Core| {
@@ -251,6 +259,7 @@ async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
         }
     })
     .await;
+    crate::txlock::unlock(core, tx, (0..shards).collect()).await;
     Ok(Started {
         cfg,
         previous,

@@ -231,3 +231,62 @@ fn cross_shard_commands_are_isolated() {
     stop.store(true, Ordering::SeqCst);
     assert!(reader.join().unwrap() > 0);
 }
+
+/// A snapshot taken while transfers run holds each transfer whole or not at all: SAVE
+/// during the transfers, then a server started on a copy of the set sees the full total.
+#[test]
+fn snapshots_start_between_transactions() {
+    let dir = common::TempDir::new("atomic-save");
+    let server = Server::percore(4, &["--dir", dir.path()]);
+    let port = server.port;
+    let mut c = server.client();
+    for i in 0..ACCOUNTS {
+        q(&mut c, &["SET", &account(i), &START.to_string()]);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let movers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let mut r = Rng(0x51_7CC1 + t * 104_729);
+                while !stop.load(Ordering::SeqCst) {
+                    let from = r.below(ACCOUNTS);
+                    let to = (from + 1 + r.below(ACCOUNTS - 1)) % ACCOUNTS;
+                    q(&mut c, &["MULTI"]);
+                    q(&mut c, &["DECRBY", &account(from), "3"]);
+                    q(&mut c, &["INCRBY", &account(to), "3"]);
+                    assert!(q(&mut c, &["EXEC"]).starts_with(b"*2\r\n"));
+                }
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(q(&mut c, &["SAVE"]), b"+OK\r\n");
+        let copy = common::TempDir::new("atomic-save-copy");
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(
+                e.path(),
+                std::path::Path::new(copy.path()).join(e.file_name()),
+            )
+            .unwrap();
+        }
+        let loaded = Server::percore(4, &["--dir", copy.path(), "--save", ""]);
+        let mut lc = loaded.client();
+        let mut args = vec!["MGET".to_string()];
+        args.extend((0..ACCOUNTS).map(account));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let balances = ints(&q(&mut lc, &refs));
+        assert_eq!(
+            balances.iter().sum::<i64>(),
+            START * ACCOUNTS as i64,
+            "snapshot {round} holds half a transfer: {balances:?}"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    for m in movers {
+        m.join().unwrap();
+    }
+}
