@@ -2,6 +2,7 @@
 //! `string.rs`, `t_hash.c` → `hash.rs`, `db.c`/`expire.c` → `keyspace.rs`).
 
 pub mod hash;
+pub mod hll;
 pub mod keyspace;
 pub mod list;
 pub mod set;

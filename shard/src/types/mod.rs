@@ -2,6 +2,7 @@
 //! `crate::ops`, by family).
 
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod set;
 pub mod zset;
