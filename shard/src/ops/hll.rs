@@ -344,13 +344,16 @@ mod tests {
         assert_eq!(s(&run(&mut sh, 0, &["PFMERGE", "x", "bad"])), invalid);
         assert_eq!(s(&run(&mut sh, 0, &["PFDEBUG", "getreg", "bad"])), invalid);
         assert_eq!(run(&mut sh, 0, &["EXISTS", "x"]), b":0\r\n");
-        // One more register than there are (Z:16384 v:1,1): counting the whole body finds
-        // it, merging stops at it (as Redis).
+        // One more register than there are (Z:16384 v:1,1).
         let mut over = crate::types::hll::new_sparse();
         over.push(0x80);
         over[15] |= 0x80;
         sh.store_bytes(0, b"over", &over, 0, 0);
         assert_eq!(s(&run(&mut sh, 0, &["PFCOUNT", "over"])), invalid);
-        assert_eq!(run(&mut sh, 0, &["PFCOUNT", "over", "x"]), b":0\r\n");
+        assert_eq!(s(&run(&mut sh, 0, &["PFCOUNT", "over", "x"])), invalid);
+        assert_eq!(
+            s(&run(&mut sh, 0, &["PFDEBUG", "todense", "over"])),
+            invalid
+        );
     }
 }

@@ -264,21 +264,23 @@ pub fn sparse_ops(body: &[u8]) -> impl Iterator<Item = Op> + '_ {
 }
 
 /// Visits the non-zero runs of a sparse body as `(first register, len, value)`; the runs
-/// are within the registers. Err when the opcodes do not cover exactly 16384 registers
-/// (a VAL run past the end stops the walk, as Redis's `hllMerge`).
+/// are within the registers. Err when the opcodes do not cover exactly 16384 registers: a
+/// run past the last register is corruption at once (Redis 7.0.15 as shipped with the
+/// CVE-2025-32023 fix refuses it in PFCOUNT of several keys, PFMERGE and conversions,
+/// where the 7.0.15 tag stopped there and accepted the value; the walk is also bounded).
 fn sparse_walk(body: &[u8], mut f: impl FnMut(usize, usize, u8)) -> Result<(), Corrupt> {
     let mut idx = 0usize;
     for op in sparse_ops(body) {
-        match op {
-            Op::Zeros { len, .. } => idx = idx.saturating_add(len),
-            Op::Val { val, len } => {
-                if idx + len > REGISTERS {
-                    break;
-                }
-                f(idx, len, val);
-                idx += len;
-            }
+        let len = match op {
+            Op::Zeros { len, .. } | Op::Val { len, .. } => len,
+        };
+        if idx + len > REGISTERS {
+            return Err(Corrupt);
         }
+        if let Op::Val { val, len } = op {
+            f(idx, len, val);
+        }
+        idx += len;
     }
     if idx == REGISTERS {
         Ok(())
@@ -776,14 +778,12 @@ mod tests {
         assert_eq!(sparse_to_dense(&v), Err(Corrupt));
         let mut max = [0u8; REGISTERS];
         assert_eq!(merge_into(&mut max, &v), Err(Corrupt));
-        // Registers past the end: a VAL run beyond 16384 stops the walk.
+        // Registers past the end: a VAL run beyond 16384.
         let mut w = new_sparse();
         w.push(0x80 | 3);
         assert_eq!(count(&w), Err(Corrupt));
-        // ... but a merge (and a conversion) stop at the run past the end, having covered
-        // every register: Redis accepts the value there.
-        assert_eq!(merge_into(&mut max, &w), Ok(()));
-        assert!(sparse_to_dense(&w).is_ok());
+        assert_eq!(merge_into(&mut max, &w), Err(Corrupt));
+        assert_eq!(sparse_to_dense(&w), Err(Corrupt));
         assert_eq!(
             sparse_set(&mut w, 3, 1, 3000),
             Ok(true),
