@@ -758,7 +758,9 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
     w.set(0);
     let write = c.flags.has(percore_proto::Flags::WRITE);
-    if let Some(at) = c.keynum_index() {
+    if let Some(specs) = explicit_key_specs(c.cmd) {
+        write_key_specs(w, specs);
+    } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {
             &["RW", "access", "delete"]
@@ -796,6 +798,85 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     w.set(subs.len());
     for s in subs {
         command_info(w, s);
+    }
+}
+
+/// One Redis 7 key spec whose `begin_search` is an index and `find_keys` a range, written
+/// out where the flags [`command_info`] derives from the write flag are not Redis's.
+struct RangeKeySpec {
+    notes: Option<&'static str>,
+    flags: &'static [&'static str],
+    index: i64,
+    lastkey: i64,
+    keystep: i64,
+    limit: i64,
+}
+
+const fn range_spec(flags: &'static [&'static str], index: i64, lastkey: i64) -> RangeKeySpec {
+    RangeKeySpec {
+        notes: None,
+        flags,
+        index,
+        lastkey,
+        keystep: 1,
+        limit: 0,
+    }
+}
+
+/// Key specs given in full, as Redis's command JSON declares them.
+fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
+    const PFADD: &[RangeKeySpec] = &[range_spec(&["RW", "insert"], 1, 0)];
+    const PFCOUNT: &[RangeKeySpec] = &[RangeKeySpec {
+        notes: Some("RW because it may change the internal representation of the key, and propagate to replicas"),
+        ..range_spec(&["RW", "access"], 1, -1)
+    }];
+    const PFMERGE: &[RangeKeySpec] = &[
+        range_spec(&["RW", "access", "insert"], 1, 0),
+        range_spec(&["RO", "access"], 2, -1),
+    ];
+    const PFDEBUG: &[RangeKeySpec] = &[range_spec(&["RW", "access"], 2, 0)];
+    match cmd {
+        Cmd::PfAdd => Some(PFADD),
+        Cmd::PfCount => Some(PFCOUNT),
+        Cmd::PfMerge => Some(PFMERGE),
+        Cmd::PfDebug => Some(PFDEBUG),
+        _ => None,
+    }
+}
+
+fn write_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
+    w.set(specs.len());
+    for k in specs {
+        w.map(3 + k.notes.is_some() as usize);
+        if let Some(n) = k.notes {
+            w.bulk(b"notes");
+            w.bulk(n.as_bytes());
+        }
+        w.bulk(b"flags");
+        w.set(k.flags.len());
+        for f in k.flags {
+            w.simple(f.as_bytes());
+        }
+        w.bulk(b"begin_search");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"index");
+        w.bulk(b"spec");
+        w.map(1);
+        w.bulk(b"index");
+        w.int(k.index);
+        w.bulk(b"find_keys");
+        w.map(2);
+        w.bulk(b"type");
+        w.bulk(b"range");
+        w.bulk(b"spec");
+        w.map(3);
+        w.bulk(b"lastkey");
+        w.int(k.lastkey);
+        w.bulk(b"keystep");
+        w.int(k.keystep);
+        w.bulk(b"limit");
+        w.int(k.limit);
     }
 }
 

@@ -43,7 +43,7 @@ fn show(args: &[Vec<u8>]) -> String {
 
 /// Elements whose run of zeros passes what a sparse VAL holds (32): found by searching
 /// with Redis's MurmurHash64A; adding one turns a sparse HLL dense.
-const LONG_RUNS: &[&str] = &["e3043328143", "e4025233716"];
+const LONG_RUNS: &[&str] = &["e2119568080"];
 
 struct Pair {
     c: [Client; 2],
@@ -331,9 +331,15 @@ fn grow(p: &mut Pair, batch: usize, rounds: usize) {
         p.send(&argv(&format!("PFADD s{} el-{round} x{round}", round % 3)));
     }
     p.send(&argv("PFCOUNT g gm s0 s1 s2"));
+    p.send(&argv("PFADD lr a b c"));
     for e in LONG_RUNS {
         p.send(&argv(&format!("PFADD lr {e}")));
-        p.send(&argv("PFDEBUG ENCODING lr"));
+        let enc = p.send(&argv("PFDEBUG ENCODING lr"));
+        assert_eq!(
+            enc, b"+dense\r\n",
+            "{}: a run of 35 turns the HLL dense",
+            p.what
+        );
         p.send(&argv("PFCOUNT lr"));
     }
     p.send(&argv("PFADD lr2 a b c"));
@@ -486,4 +492,20 @@ fn random_hll_streams_with_small_sparse_max_match_redis() {
         "random stream, hll-sparse-max-bytes 200",
         &["--hll-sparse-max-bytes", "200"],
     );
+}
+
+/// COMMAND INFO and COMMAND GETKEYS of the PF commands answer as Redis's, byte for byte
+/// (arity, flags, key positions, ACL categories, key specs).
+#[test]
+fn pf_commands_introspect_as_redis() {
+    each_pair("COMMAND", &[], &[], |p, _| {
+        p.table(&[
+            "COMMAND INFO pfadd pfcount pfmerge pfdebug pfselftest",
+            "COMMAND GETKEYS PFADD k a b",
+            "COMMAND GETKEYS PFCOUNT a b c",
+            "COMMAND GETKEYS PFMERGE d a b",
+            "COMMAND GETKEYS PFDEBUG GETREG k",
+            "COMMAND GETKEYS PFDEBUG GETREG",
+        ]);
+    });
 }

@@ -671,6 +671,8 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(murmur64a(&all, SEED), 0x5952_02c0_4f15_7049);
         assert_eq!(murmur64a(b"hello", 0), 0x1e68_d17c_457b_f117);
+        // An element with a run longer than a sparse VAL holds (found with Redis's hash).
+        assert_eq!(pat_len(b"e2119568080"), (12049, 35));
         // "hello": register = low 14 bits, value = trailing zeros of the rest + 1.
         let h = 0x0f65_6f01_eecf_e400_u64;
         assert_eq!(
