@@ -193,6 +193,21 @@ fn hll_commands_match_redis() {
     each_pair("table", &[], &[], |p, _| p.table(TABLE));
 }
 
+/// A dense HLL (cache valid at 0) whose register `i` is `reg(i)`: 6 bits each, LSB first.
+fn dense_of(reg: impl Fn(usize) -> u8) -> Vec<u8> {
+    let mut v = b"HYLL\x00".to_vec();
+    v.resize(16 + 12288, 0);
+    for i in 0..16384 {
+        let (bit, val) = (i * 6, reg(i) as u32 & 63);
+        let word = val << (bit % 8);
+        v[16 + bit / 8] |= word as u8;
+        if bit / 8 + 1 < 12288 {
+            v[16 + bit / 8 + 1] |= (word >> 8) as u8;
+        }
+    }
+    v
+}
+
 /// Hand-made values: bad magic, unknown encodings, cut or padded dense and sparse bodies,
 /// opcodes covering too few or too many registers, registers past what a hash can make,
 /// valid and invalid caches over corrupt bodies; each is read, added to, merged and
@@ -200,7 +215,6 @@ fn hll_commands_match_redis() {
 #[test]
 fn corrupt_hlls_match_redis() {
     const HDR: &str = r"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
-    let dense = |body: &str| format!("HYLL\x00{HDR}{body}");
     let mut values: Vec<(String, Vec<u8>)> = vec![
         ("short".into(), b"HYLL".to_vec()),
         (
@@ -266,19 +280,27 @@ fn corrupt_hlls_match_redis() {
             argv(&format!(r"HYLL\x01\x07\x08\x09{}\x80\x7f\xff", &HDR[..28])).remove(0),
         ),
     ];
-    // Dense: exact length with every register at 63 (above what a hash can make), one
-    // byte short, one byte long.
-    let full = dense("").into_bytes();
-    let mut d = full.clone();
-    d.extend(std::iter::repeat_n(0xff, 12288));
-    values.push(("dense63".into(), d.clone()));
-    values.push(("denseshort".into(), d[..d.len() - 1].to_vec()));
-    let mut long = d.clone();
-    long.push(0);
-    values.push(("denselong".into(), long));
-    let mut d = full;
-    d.extend((0..12288).map(|i| (i * 37 % 256) as u8));
-    values.push(("densemix".into(), d));
+    // Dense: exact length with every register at 63 (above what a hash can make: the
+    // estimate overflows, as does Redis's), at 51, one with the others at 51, a mix; one
+    // byte short, one byte long; a valid and an invalid cache.
+    for (name, regs) in [
+        ("dense63", dense_of(|_| 63)),
+        ("dense51", dense_of(|_| 51)),
+        ("dense50", dense_of(|i| if i == 7 { 50 } else { 51 })),
+        ("densemix", dense_of(|i| (i * 37 % 64) as u8)),
+        ("densefew", dense_of(|i| if i % 1000 == 3 { 5 } else { 0 })),
+    ] {
+        let mut invalid = regs.clone();
+        invalid[15] = 0x80;
+        values.push((format!("{name}i"), invalid.clone()));
+        values.push((name.to_string(), regs));
+        values.push((
+            format!("{name}short"),
+            invalid[..invalid.len() - 1].to_vec(),
+        ));
+        invalid.push(0);
+        values.push((format!("{name}long"), invalid));
+    }
     const STEPS: &[&str] = &[
         "PFCOUNT K",
         "PFCOUNT K nokey",

@@ -562,7 +562,15 @@ fn estimate(h: &Histogram) -> u64 {
         z *= 0.5;
     }
     z += m * sigma(h[0] as f64 / m);
-    (ALPHA_INF * m * m / z).round() as u64
+    // Redis rounds with `llroundl`, whose result out of the long long range (an infinite
+    // estimate when every register is 51 or more, a huge one from crafted dense registers)
+    // is LLONG_MIN, then casts it to uint64: 2^63.
+    let e = (ALPHA_INF * m * m / z).round();
+    if (0.0..9.223_372_036_854_775_807e18).contains(&e) {
+        e as u64
+    } else {
+        1 << 63
+    }
 }
 
 /// The estimated cardinality of HLL `v` (ignoring its cache).
@@ -820,6 +828,21 @@ mod tests {
         let mut max = [0u8; REGISTERS];
         merge_into(&mut max, &v).unwrap();
         assert_eq!(count_raw(&max), c);
+    }
+
+    #[test]
+    fn out_of_range_estimates_are_redis_llround_overflow() {
+        // Every register at 51 or more: the estimate is infinite; Redis answers 2^63
+        // (LLONG_MIN through a uint64 cast), which also reads as an invalid cache.
+        let mut v = vec![0u8; DENSE_SIZE];
+        v[..5].copy_from_slice(b"HYLL\x00");
+        for i in 0..REGISTERS {
+            dense_set(&mut v[HDR..], i, 51);
+        }
+        assert_eq!(count(&v), Ok(1 << 63));
+        set_cached(&mut v, 1 << 63);
+        assert_eq!(cached(&v), None);
+        assert_eq!(count_raw(&[63; REGISTERS]), 1 << 63);
     }
 
     #[test]
