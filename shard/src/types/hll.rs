@@ -553,6 +553,9 @@ fn tau(mut x: f64) -> f64 {
     }
 }
 
+/// 2^63, exactly representable.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
 fn estimate(h: &Histogram) -> u64 {
     let m = REGISTERS as f64;
     let q = Q as usize;
@@ -566,7 +569,7 @@ fn estimate(h: &Histogram) -> u64 {
     // estimate when every register is 51 or more, a huge one from crafted dense registers)
     // is LLONG_MIN, then casts it to uint64: 2^63.
     let e = (ALPHA_INF * m * m / z).round();
-    if (0.0..9.223_372_036_854_775_807e18).contains(&e) {
+    if (0.0..TWO_POW_63).contains(&e) {
         e as u64
     } else {
         1 << 63
