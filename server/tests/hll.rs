@@ -531,3 +531,32 @@ fn pf_commands_introspect_as_redis() {
         ]);
     });
 }
+
+/// `hll-sparse-max-bytes` from a config file (a memory value, as Redis takes it), changed
+/// with CONFIG SET, written back by CONFIG REWRITE, and obeyed: a second element's split
+/// no longer fits 18 bytes, so the HLL turns dense.
+#[test]
+fn hll_sparse_max_bytes_from_a_config_file_and_rewrite() {
+    let dir = common::TempDir::new("hll-config");
+    let file = dir.0.join("percore.conf");
+    std::fs::write(&file, "hll-sparse-max-bytes 1kb\n").unwrap();
+    let srv = Server::percore(2, &[file.to_str().unwrap()]);
+    let mut c = srv.client();
+    let get = |c: &mut Client| c.q("CONFIG GET hll-sparse-max-bytes");
+    assert_eq!(
+        esc(&get(&mut c)),
+        r"*2\r\n$20\r\nhll-sparse-max-bytes\r\n$4\r\n1024\r\n"
+    );
+    assert_eq!(esc(&c.q("CONFIG SET hll-sparse-max-bytes 18")), r"+OK\r\n");
+    assert_eq!(esc(&c.q("CONFIG REWRITE")), r"+OK\r\n");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("hll-sparse-max-bytes 18\n"), "{text}");
+    assert_eq!(esc(&c.q("PFADD {h}x a")), r":1\r\n");
+    assert_eq!(esc(&c.q("PFDEBUG ENCODING {h}x")), r"+dense\r\n");
+    assert_eq!(
+        esc(&c.q("CONFIG SET hll-sparse-max-bytes 3000")),
+        r"+OK\r\n"
+    );
+    assert_eq!(esc(&c.q("PFADD {h}y a")), r":1\r\n");
+    assert_eq!(esc(&c.q("PFDEBUG ENCODING {h}y")), r"+sparse\r\n");
+}
