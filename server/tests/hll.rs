@@ -304,6 +304,11 @@ fn corrupt_hlls_match_redis() {
     const STEPS: &[&str] = &[
         "PFCOUNT K",
         "PFCOUNT K nokey",
+        "PFCOUNT K str",
+        "PFCOUNT str K",
+        "PFCOUNT ok K str",
+        "PFMERGE ok str K",
+        "PFMERGE ok K str",
         "PFDEBUG ENCODING K",
         "PFDEBUG DECODE K",
         "PFMERGE dst K",
@@ -318,6 +323,7 @@ fn corrupt_hlls_match_redis() {
         "PFADD K k l m",
     ];
     each_pair("corrupt values", &[], &[], |p, _| {
+        p.table(&["SET str hello", "PFADD ok a b c"]);
         for (name, v) in &values {
             let set =
                 |p: &mut Pair| p.send(&[b"SET".to_vec(), name.as_bytes().to_vec(), v.clone()]);
@@ -447,10 +453,22 @@ impl Rng {
     }
 }
 
-const KEYS: &[&str] = &["h1", "h2", "h3", "h4", "{t}a", "{t}b", "{t}c", "str"];
+/// The keys of the random streams: two on each of 3 shards, three sharing a hash tag, and
+/// a plain string.
+fn keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for shard in 0..3 {
+        let on = (0..)
+            .map(|i| format!("h{i}"))
+            .filter(|k| shard_of(k, 3) == shard);
+        keys.extend(on.take(2));
+    }
+    keys.extend(["{t}a", "{t}b", "{t}c", "str"].map(String::from));
+    keys
+}
 
-fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
-    let key = |r: &mut Rng| KEYS[r.below(KEYS.len())].as_bytes().to_vec();
+fn gen(r: &mut Rng, keys: &[String]) -> Vec<Vec<u8>> {
+    let key = |r: &mut Rng| keys[r.below(keys.len())].as_bytes().to_vec();
     let mut c: Vec<Vec<u8>>;
     match r.below(20) {
         0..=8 => {
@@ -495,12 +513,20 @@ const STEPS: usize = 300;
 const SEEDS: &[u64] = &[1, 7919, 424_242];
 
 fn random_streams(what: &str, flags: &[&str]) {
+    let keys = keys();
     each_pair(what, flags, SEEDS, |p, seed| {
         let mut r = Rng(seed);
         for _ in 0..STEPS {
-            p.send(&gen(&mut r));
+            p.send(&gen(&mut r, &keys));
         }
     });
+}
+
+/// A key's shard among `shards`, by the rule the README gives: `(xxh3(tag) × shards) >> 64`
+/// (the keys here have no hash tag but `{t}…`).
+fn shard_of(key: &str, shards: usize) -> usize {
+    let tag = key.strip_prefix("{t}").map_or(key, |_| "t");
+    ((xxhash_rust::xxh3::xxh3_64(tag.as_bytes()) as u128 * shards as u128) >> 64) as usize
 }
 
 #[test]
