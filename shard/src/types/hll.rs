@@ -407,6 +407,15 @@ pub fn sparse_set(
         // arithmetic does (the bytes beyond that length are dropped).
         let old_end = (p + oldlen).min(end);
         let new_len = (end + seq.len()).saturating_sub(oldlen);
+        // Grow 16 bytes at a time rather than by Vec's doubling: a sparse HLL grows a few
+        // bytes per register and then stays as long, so doubling would leave up to half of
+        // its allocation unused. The allocator (mimalloc) grows a block in place while the
+        // new length fits its size class, so most of these reallocations copy nothing; the
+        // others copy at most `hll-sparse-max-bytes`.
+        let grow = seq.len().saturating_sub(old_end - p);
+        if v.capacity() - v.len() < grow {
+            v.reserve_exact(16);
+        }
         v.splice(p..old_end, seq);
         v.truncate(new_len);
     }
