@@ -2,7 +2,7 @@
 //! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, the set commands over
 //! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms), and the
 //! sorted-set ones (ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD, ZRANGESTORE,
-//! ZMPOP). (When all keys of such a command hash to one shard it runs there in one hop and
+//! ZMPOP), and PFCOUNT/PFMERGE of HyperLogLogs on several shards. (When all keys of such a command hash to one shard it runs there in one hop and
 //! never comes here; the commands whose keys follow a count always come here.)
 //!
 //! Atomicity window — written down as the issue asks, until the cross-shard transaction
