@@ -31,6 +31,12 @@
 //! past the value; a byte read just past the end (an XZERO cut in half) reads as 0, as
 //! Redis's string terminator does. Corruption never panics.
 //!
+//! Where Redis's answer on corrupt bytes depends on memory past the value, this follows
+//! the shipped Redis 7.0.15 as far as bytes allow: a sparse run past the last register is
+//! corruption at once (the CVE-2025-32023 fix); a split of an XZERO cut in half keeps the
+//! bytes that fit the new length and drops the one Redis writes over its terminator (a
+//! later read of that terminator in the same PFADD may then differ from Redis's).
+//!
 //! The algorithms are ported from Redis's `src/hyperloglog.c`:
 //! Copyright (c) 2014, Salvatore Sanfilippo <antirez at gmail dot com>. All rights reserved.
 //! Redistribution and use in source and binary forms, with or without modification, are
