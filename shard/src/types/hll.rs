@@ -781,6 +781,76 @@ mod tests {
         assert_eq!(count(&dense), count(&v));
     }
 
+    /// Random raises against a plain array of registers: the sparse form always covers
+    /// exactly the 16384 registers, holds the model's values, counts as its dense form
+    /// does, and turns dense only when it must.
+    #[test]
+    fn sparse_set_matches_a_register_model() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for max_bytes in [3000, 200, 1 << 20] {
+            let mut v = new_sparse();
+            let mut model = [0u8; REGISTERS];
+            for step in 0..3000 {
+                // Clustered indexes so runs touch, split and merge.
+                let index = if step % 2 == 0 {
+                    rand(REGISTERS as u64) as usize
+                } else {
+                    (rand(64) + 8000) as usize
+                };
+                let val = 1 + rand(if step % 500 == 499 { 40 } else { 6 }) as u8;
+                let was_sparse = v[4] == SPARSE;
+                let len_before = v.len();
+                let changed = if was_sparse {
+                    sparse_set(&mut v, index, val, max_bytes).unwrap()
+                } else {
+                    dense_raise(&mut v[HDR..], index, val)
+                };
+                assert_eq!(changed, val > model[index], "step {step}");
+                model[index] = model[index].max(val);
+                if was_sparse && v[4] == DENSE {
+                    assert!(
+                        val > 32 || len_before + 3 > max_bytes,
+                        "step {step}: promoted early"
+                    );
+                }
+                if v[4] == SPARSE {
+                    let total: usize = sparse_ops(&v[HDR..])
+                        .map(|op| match op {
+                            Op::Zeros { len, .. } | Op::Val { len, .. } => len,
+                        })
+                        .sum();
+                    assert_eq!(total, REGISTERS, "step {step}");
+                    assert!(
+                        v.len() <= max_bytes.max(HDR + 2),
+                        "step {step}: {} bytes",
+                        v.len()
+                    );
+                }
+                if step % 100 == 0 || step > 2990 {
+                    let dense = if v[4] == SPARSE {
+                        sparse_to_dense(&v).unwrap()
+                    } else {
+                        v.clone()
+                    };
+                    for (i, &m) in model.iter().enumerate() {
+                        assert_eq!(dense_get(&dense[HDR..], i), m, "step {step} register {i}");
+                    }
+                    assert_eq!(count(&dense), count(&v));
+                    let mut max = [0u8; REGISTERS];
+                    merge_into(&mut max, &v).unwrap();
+                    assert_eq!(max, model);
+                    assert_eq!(count_raw(&max), count(&v).unwrap());
+                }
+            }
+        }
+    }
+
     #[test]
     fn sparse_promotes_past_value_32_or_max_bytes() {
         let mut v = new_sparse();
