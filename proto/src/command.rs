@@ -113,6 +113,12 @@ pub enum Cmd {
     SDiff,
     SDiffStore,
     SScan,
+    // hyperloglog
+    PfAdd,
+    PfCount,
+    PfMerge,
+    PfDebug,
+    PfSelfTest,
     // sorted sets
     ZAdd,
     ZIncrBy,
@@ -572,6 +578,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("sdiff", SDiff, -2, R, 1, -1, 1, Coordinated, ["read", "set", "slow"], "set", "1.0.0", "Returns the difference of multiple sets."),
     spec!("sdiffstore", SDiffStore, -3, W | D, 1, -1, 1, Coordinated, ["write", "set", "slow"], "set", "1.0.0", "Stores the difference of multiple sets in a key."),
     spec!("sscan", SScan, -3, R, 1, 1, 1, Single, ["read", "set", "slow"], "set", "2.0.0", "Iterates over members of a set."),
+    // ---- hyperloglog (PFCOUNT and PFMERGE over several shards gather registers on the
+    // coordinator; PFSELFTEST has no keys and runs on the connection's own shard)
+    spec!("pfadd", PfAdd, -2, W | D | F, 1, 1, 1, Single, ["write", "hyperloglog", "fast"], "hyperloglog", "2.8.9", "Adds the specified elements to the specified HyperLogLog."),
+    spec!("pfcount", PfCount, -2, R, 1, -1, 1, Coordinated, ["read", "hyperloglog", "slow"], "hyperloglog", "2.8.9", "Return the approximated cardinality of the set(s) observed by the HyperLogLog at key(s)."),
+    spec!("pfmerge", PfMerge, -2, W | D, 1, -1, 1, Coordinated, ["write", "hyperloglog", "slow"], "hyperloglog", "2.8.9", "Merge N different HyperLogLogs into a single one."),
+    spec!("pfdebug", PfDebug, 3, W | D | A, 2, 2, 1, Single, ["write", "hyperloglog", "admin", "slow", "dangerous"], "hyperloglog", "2.8.9", "Internal commands for debugging HyperLogLog values"),
+    spec!("pfselftest", PfSelfTest, 1, A, 0, 0, 0, Single, ["hyperloglog", "admin", "slow", "dangerous"], "hyperloglog", "2.8.9", "An internal command for testing HyperLogLog values"),
     // ---- sorted sets (the STORE forms of ZUNION/ZINTER/ZDIFF declare no fixed key
     // positions, unlike Redis's 1 1 1: their sources follow a count, and routing must see
     // them all, so they always reach the coordinator)

@@ -783,8 +783,8 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     let write = c.flags.has(percore_proto::Flags::WRITE);
     if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
-    } else if let Some(specs) = range_key_specs(c.cmd) {
-        write_range_key_specs(w, specs);
+    } else if let Some(specs) = explicit_key_specs(c.cmd) {
+        write_key_specs(w, specs);
     } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {
@@ -826,55 +826,74 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     }
 }
 
-/// A `range` key spec written as Redis 7.0 writes it, for commands whose specs the generic
-/// rule of [`command_info`] (one spec, `RW update` or `RO access`) does not give.
+/// One Redis 7 key spec whose `begin_search` is an index and `find_keys` a range, written
+/// out where the flags [`command_info`] derives from the write flag are not Redis's.
 struct RangeKeySpec {
     notes: Option<&'static str>,
     flags: &'static [&'static str],
     index: i64,
     lastkey: i64,
+    keystep: i64,
+    limit: i64,
 }
 
-/// Commands whose key specs Redis 7.0 spells out differently from the generic rule.
-fn range_key_specs(cmd: percore_proto::Cmd) -> Option<&'static [RangeKeySpec]> {
-    use percore_proto::Cmd;
-    const fn one(flags: &'static [&'static str], index: i64, lastkey: i64) -> RangeKeySpec {
-        RangeKeySpec {
-            notes: None,
-            flags,
-            index,
-            lastkey,
-        }
+const fn range_spec(flags: &'static [&'static str], index: i64, lastkey: i64) -> RangeKeySpec {
+    RangeKeySpec {
+        notes: None,
+        flags,
+        index,
+        lastkey,
+        keystep: 1,
+        limit: 0,
     }
+}
+
+/// Key specs given in full, as Redis's command JSON declares them.
+fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
+    const PFADD: &[RangeKeySpec] = &[range_spec(&["RW", "insert"], 1, 0)];
+    const PFCOUNT: &[RangeKeySpec] = &[RangeKeySpec {
+        notes: Some("RW because it may change the internal representation of the key, and propagate to replicas"),
+        ..range_spec(&["RW", "access"], 1, -1)
+    }];
+    const PFMERGE: &[RangeKeySpec] = &[
+        range_spec(&["RW", "access", "insert"], 1, 0),
+        range_spec(&["RO", "access"], 2, -1),
+    ];
+    const PFDEBUG: &[RangeKeySpec] = &[range_spec(&["RW", "access"], 2, 0)];
     // Bitmaps: SETBIT reads the old bit; BITOP overwrites its destination and reads its
     // sources; BITFIELD reads or writes depending on its operations.
-    const SETBIT: &[RangeKeySpec] = &[one(&["RW", "access", "update"], 1, 0)];
-    const BITOP: &[RangeKeySpec] = &[one(&["OW", "update"], 2, 0), one(&["RO", "access"], 3, -1)];
+    const SETBIT: &[RangeKeySpec] = &[range_spec(&["RW", "access", "update"], 1, 0)];
+    const BITOP: &[RangeKeySpec] = &[
+        range_spec(&["OW", "update"], 2, 0),
+        range_spec(&["RO", "access"], 3, -1),
+    ];
     const BITFIELD: &[RangeKeySpec] = &[RangeKeySpec {
         notes: Some("This command allows both access and modification of the key"),
-        flags: &["RW", "access", "update", "variable_flags"],
-        index: 1,
-        lastkey: 0,
+        ..range_spec(&["RW", "access", "update", "variable_flags"], 1, 0)
     }];
     match cmd {
         Cmd::SetBit => Some(SETBIT),
         Cmd::BitOp => Some(BITOP),
         Cmd::BitField => Some(BITFIELD),
+        Cmd::PfAdd => Some(PFADD),
+        Cmd::PfCount => Some(PFCOUNT),
+        Cmd::PfMerge => Some(PFMERGE),
+        Cmd::PfDebug => Some(PFDEBUG),
         _ => None,
     }
 }
 
-fn write_range_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
+fn write_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
     w.set(specs.len());
-    for s in specs {
-        w.map(3 + s.notes.is_some() as usize);
-        if let Some(n) = s.notes {
+    for k in specs {
+        w.map(3 + k.notes.is_some() as usize);
+        if let Some(n) = k.notes {
             w.bulk(b"notes");
             w.bulk(n.as_bytes());
         }
         w.bulk(b"flags");
-        w.set(s.flags.len());
-        for f in s.flags {
+        w.set(k.flags.len());
+        for f in k.flags {
             w.simple(f.as_bytes());
         }
         w.bulk(b"begin_search");
@@ -884,7 +903,7 @@ fn write_range_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
         w.bulk(b"spec");
         w.map(1);
         w.bulk(b"index");
-        w.int(s.index);
+        w.int(k.index);
         w.bulk(b"find_keys");
         w.map(2);
         w.bulk(b"type");
@@ -892,11 +911,11 @@ fn write_range_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
         w.bulk(b"spec");
         w.map(3);
         w.bulk(b"lastkey");
-        w.int(s.lastkey);
+        w.int(k.lastkey);
         w.bulk(b"keystep");
-        w.int(1);
+        w.int(k.keystep);
         w.bulk(b"limit");
-        w.int(0);
+        w.int(k.limit);
     }
 }
 

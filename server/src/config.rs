@@ -27,6 +27,8 @@ pub struct Config {
     pub hash_limits: HashLimits,
     /// When a sorted set leaves the `listpack` encoding (`zset-max-listpack-*`).
     pub zset_limits: ZSetLimits,
+    /// `hll-sparse-max-bytes`: the longest sparse HyperLogLog before it turns dense.
+    pub hll_sparse_max_bytes: usize,
     /// When a set leaves the `intset` encoding (`set-max-intset-entries`).
     pub set_limits: SetLimits,
     /// `list-max-listpack-size`: how large a list's nodes grow.
@@ -86,6 +88,7 @@ impl Default for Config {
             proto_max_bulk_len: DEFAULT_MAX_BULK_LEN,
             hash_limits: HashLimits::default(),
             zset_limits: ZSetLimits::default(),
+            hll_sparse_max_bytes: percore_shard::types::hll::SPARSE_MAX_BYTES_DEFAULT,
             set_limits: SetLimits::default(),
             list_limits: ListLimits::default(),
             lazyfree: [false; 6],
@@ -300,6 +303,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "zset-max-listpack-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "zset-max-ziplist-entries", get: |c| c.zset_limits.max_listpack_entries.to_string(), set: |c, v| { c.zset_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "zset-max-ziplist-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "hll-sparse-max-bytes", get: |c| c.hll_sparse_max_bytes.to_string(), set: |c, v| { c.hll_sparse_max_bytes = memory_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-ziplist-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },

@@ -2,9 +2,9 @@
 //! MSETNX, RENAME/RENAMENX, COPY, LCS, SCAN, RANDOMKEY, SWAPDB, the set commands over
 //! several keys (SMOVE, SINTER, SINTERCARD, SUNION, SDIFF and the STORE forms), and the
 //! sorted-set ones (ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD, ZRANGESTORE,
-//! ZMPOP), and GEOSEARCHSTORE / GEORADIUS… STORE. (When all keys of such a command hash to
-//! one shard it runs there in one hop and
-//! never comes here; the commands whose keys follow a count always come here.)
+//! ZMPOP), GEOSEARCHSTORE / GEORADIUS… STORE, BITOP, PFCOUNT/PFMERGE and SORT. (When all
+//! keys of such a command hash to one shard it runs there in one hop and never comes
+//! here; the commands whose keys follow a count always come here.)
 //!
 //! Isolation: the connection runs these as a sequence of single-shard steps, under the key
 //! locks of the cross-shard scheduler (`txlock.rs`): before the first step it locks every
@@ -20,6 +20,7 @@ use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
+use percore_shard::ops::hll;
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
@@ -67,6 +68,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::LMPop => lmpop(conn, a, &mut w).await,
         Cmd::Sort | Cmd::SortRo => sort(conn, spec, a, &mut w).await,
         Cmd::BitOp => bitop(conn, spec, a, &mut w).await,
+        Cmd::PfCount | Cmd::PfMerge => hll_across(conn, spec, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
     // The caller hands in an empty buffer: all of it is this command's reply.
@@ -471,6 +473,65 @@ async fn mpop_across<T, P>(
         }
     }
     w.null_array();
+}
+
+/// PFCOUNT and PFMERGE over keys of several shards: each shard merges the registers of its
+/// own keys (`hll::gather`: one hop per shard, 16 KiB of registers back), the union is
+/// taken here, and PFMERGE raises its destination to it on the destination's shard. Redis
+/// checks keys in order, so the error of the first bad key in the client's order wins.
+async fn hll_across(
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    w: &mut ReplyWriter<'_>,
+) {
+    let (db, n) = (conn.db, conn.core.nshards());
+    let keys: Vec<&[u8]> = a.iter().skip(1).collect();
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, k) in keys.iter().enumerate() {
+        groups[shard_of(k, n)].push(i);
+    }
+    let mut union = hll::Gathered::new();
+    let mut first_error: Option<(usize, &'static str)> = None;
+    for (s, positions) in groups.iter().enumerate() {
+        if positions.is_empty() {
+            continue;
+        }
+        let own: Vec<&[u8]> = positions.iter().map(|&i| keys[i]).collect();
+        let owned = OwnedArgs::from_slices(&own);
+        let gathered = call(&conn.core, s, move |c: &Core| {
+            let args = owned.args();
+            let ks: Vec<&[u8]> = args.iter().collect();
+            hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
+        })
+        .await;
+        match gathered {
+            Ok(g) => union.absorb(&g),
+            Err((j, msg)) => {
+                let at = positions[j];
+                if first_error.is_none_or(|(p, _)| at < p) {
+                    first_error = Some((at, msg));
+                }
+            }
+        }
+    }
+    if let Some((_, msg)) = first_error {
+        return w.error(msg);
+    }
+    if spec.cmd == Cmd::PfCount {
+        return w.int(percore_shard::types::hll::count_raw(&union.max) as i64);
+    }
+    let dest = a[1].to_vec();
+    let stored = call(&conn.core, shard_of(&dest, n), move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        sh.stats.dirty += 1;
+        hll::store_merged(&mut sh, db, now_ms(), &dest, &union)
+    })
+    .await;
+    match stored {
+        Ok(()) => w.ok(),
+        Err(msg) => w.error(msg),
+    }
 }
 
 /// A seed for a scratch shard's tables (its contents live for one command).

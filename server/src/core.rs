@@ -710,6 +710,7 @@ impl Core {
                 shard.config.set_limits = cfg.set_limits;
                 shard.config.list_limits = cfg.list_limits;
                 shard.config.zset_limits = cfg.zset_limits;
+                shard.config.hll_sparse_max_bytes = cfg.hll_sparse_max_bytes;
             }
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);

@@ -57,6 +57,8 @@ pub struct ShardConfig {
     pub list_limits: types::list::ListLimits,
     /// When a sorted set leaves the `listpack` encoding.
     pub zset_limits: types::zset::ZSetLimits,
+    /// `hll-sparse-max-bytes`: the longest sparse HyperLogLog before it turns dense.
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for ShardConfig {
@@ -68,6 +70,7 @@ impl Default for ShardConfig {
             set_limits: types::set::SetLimits::default(),
             list_limits: types::list::ListLimits::default(),
             zset_limits: types::zset::ZSetLimits::default(),
+            hll_sparse_max_bytes: types::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }
@@ -668,6 +671,11 @@ impl Shard {
             Cmd::SDiffStore => st::combine(self, ctx, args, out, st::Op::Diff, true),
             Cmd::SInterCard => st::sintercard(self, ctx, args, out),
             Cmd::SScan => st::sscan(self, ctx, args, out),
+            Cmd::PfAdd => ops::hll::pfadd(self, ctx, args, out),
+            Cmd::PfCount => ops::hll::pfcount(self, ctx, args, out),
+            Cmd::PfMerge => ops::hll::pfmerge(self, ctx, args, out),
+            Cmd::PfDebug => ops::hll::pfdebug(self, ctx, args, out),
+            Cmd::PfSelfTest => ops::hll::pfselftest(self, out),
             Cmd::ZAdd => z::zadd(self, ctx, args, out, false),
             Cmd::ZIncrBy => z::zadd(self, ctx, args, out, true),
             Cmd::ZScore => z::zscore(self, ctx, args, out),

@@ -4,6 +4,7 @@
 pub mod bitmap;
 pub mod geo;
 pub mod hash;
+pub mod hll;
 pub mod keyspace;
 pub mod list;
 pub mod set;
