@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -75,6 +75,10 @@ bench-bgsave-collection:
 	$(CARGO) build --release --bin percore
 	./loadtest/scenarios/bgsave-collection.sh
 
+# Server CPU per request of ZADD/ZINCRBY/ZRANGE on a 1M-member sorted set, PFADD, SETBIT
+# and MULTI/SET/INCR/EXEC on one and on two shards, beside redis-server (memtier_benchmark).
+bench-commands: build
+	./loadtest/scenarios/commands.sh
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build
 	./loadtest/scenarios/memtier.sh
