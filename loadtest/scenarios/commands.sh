@@ -97,8 +97,8 @@ fill() {
   case "$1" in
     zadd | zincrby | zrange)
       taskset -c "$CLIENT_CPU" memtier_benchmark -s 127.0.0.1 -p "$2" -t 1 -c 10 --pipeline=64 \
-        --key-prefix= --key-minimum=1 --key-maximum="$ZMEMBERS" --command-key-pattern=P \
-        -n $(((ZMEMBERS + 9) / 10)) --command="zadd bigz __key__ __key__" --hide-histogram \
+        --key-prefix= --key-minimum=1 --key-maximum="$ZMEMBERS" -n $(((ZMEMBERS + 9) / 10)) \
+        --command="zadd bigz __key__ __key__" --command-key-pattern=P --hide-histogram \
         >"$OUT/raw/fill-$1.txt" 2>&1
       ;;
   esac
@@ -121,7 +121,7 @@ for round in $(seq "$ROUNDS"); do
       name="$row-$server-r$round"
       before=$(cpu_seconds "$SERVER_PID")
       taskset -c "$CLIENT_CPU" memtier_benchmark -s 127.0.0.1 -p "$port" -t 1 -c 50 --pipeline=1 \
-        --key-prefix= --key-minimum=1 --key-maximum="$KEYS" --command-key-pattern=R -d 16 \
+        --key-prefix= --key-minimum=1 --key-maximum="$KEYS" -d 16 \
         --test-time="$TEST_TIME" --hide-histogram "${args[@]}" >"$OUT/raw/$name.txt" 2>&1
       after=$(cpu_seconds "$SERVER_PID")
       stop

@@ -108,6 +108,9 @@ pub struct Conn {
     pub tx: Option<crate::txlock::TxId>,
     tx_shards: Vec<usize>,
     tx_plan: Option<(crate::txlock::TxId, crate::txlock::Plan)>,
+    /// While a transaction ends: its last batches release its locks, on these shards.
+    tx_ending: bool,
+    tx_released: Vec<usize>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -191,6 +194,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         tx: None,
         tx_shards: Vec::new(),
         tx_plan: None,
+        tx_ending: false,
+        tx_released: Vec::new(),
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -821,11 +826,16 @@ impl Conn {
         self.tx_shards = shards;
     }
 
-    /// Ends the transaction: its commands' replies gathered, then its locks released.
+    /// Ends the transaction: its commands' replies gathered, then its locks released (on
+    /// a shard that runs a last batch of it, by that batch).
     pub async fn end_tx(&mut self) {
+        self.tx_ending = true;
+        self.tx_released.clear();
         self.flush().await;
+        self.tx_ending = false;
         if let Some(tx) = self.tx.take() {
-            let shards = std::mem::take(&mut self.tx_shards);
+            let mut shards = std::mem::take(&mut self.tx_shards);
+            shards.retain(|s| !self.tx_released.contains(s));
             crate::txlock::unlock(&self.core, tx, shards).await;
         }
     }
@@ -853,6 +863,10 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
+            batch.release = self.tx.is_some() && self.tx_ending;
+            if batch.release {
+                self.tx_released.push(s);
+            }
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |c: &Core| {
                 reply.clear();

@@ -356,6 +356,9 @@ pub struct Batch {
     pub client_name: Vec<u8>,
     /// The transaction the commands belong to: they pass its key locks.
     pub tx: Option<crate::txlock::TxId>,
+    /// The transaction's last batch to this shard: its locks here are released right after
+    /// it runs (one hop fewer than a release of its own).
+    pub release: bool,
 }
 
 impl Batch {

@@ -470,6 +470,9 @@ pub fn run_batch(
     // admitted past them.
     match c.execute_batch_from(&batch, &mut reply, from, true, from > 0) {
         None => {
+            if let (true, Some(tx)) = (batch.release, batch.tx) {
+                release(c, tx);
+            }
             let _ = done.send((batch, reply));
         }
         Some(at) => {
