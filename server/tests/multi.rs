@@ -105,21 +105,37 @@ const CHANGES: &[(&str, &str)] = &[
     ("RPUSH l 3 1 2", "SORT l STORE k"),
 ];
 
+/// One client runs `setup` (lines split on `|`), a watcher WATCHes `k`, the other client
+/// runs `change`, then the watcher runs MULTI / `queued` / EXEC; EXEC's reply (the same on
+/// both servers) and the case's description.
+fn watched_exec(
+    servers: (&Server, &Server),
+    resp3: bool,
+    label: &str,
+    (setup, change): (&str, &str),
+    queued: &str,
+) -> (Vec<u8>, String) {
+    let (redis, percore) = servers;
+    let what = format!("{label}: after `{setup}`, `{change}`");
+    let mut watcher = Diff::new(redis, percore, resp3, what.clone());
+    let mut other = Diff::new(redis, percore, resp3, what.clone());
+    for line in setup.split('|').filter(|l| !l.is_empty()) {
+        other.line(line);
+    }
+    watcher.line("WATCH k");
+    for line in change.split('|') {
+        other.line(line);
+    }
+    watcher.line("MULTI");
+    watcher.line(queued);
+    (watcher.line("EXEC"), what)
+}
+
 #[test]
 fn watch_sees_every_kind_of_change() {
     each_diff("WATCH", |redis, percore, resp3, label| {
-        for (setup, change) in CHANGES {
-            let what = format!("{label}: after `{setup}`, `{change}`");
-            let mut watcher = Diff::new(redis, percore, resp3, what.clone());
-            let mut other = Diff::new(redis, percore, resp3, what.clone());
-            for line in setup.split('|').filter(|l| !l.is_empty()) {
-                other.line(line);
-            }
-            watcher.line("WATCH k");
-            other.line(change);
-            watcher.line("MULTI");
-            watcher.line("GET k");
-            let r = watcher.line("EXEC");
+        for case in CHANGES {
+            let (r, what) = watched_exec((redis, percore), resp3, &label, *case, "GET k");
             let null: &[u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
             assert_eq!(r, null, "{what}: EXEC ran: {}", esc(&r));
         }
@@ -140,20 +156,8 @@ const NO_CHANGES: &[(&str, &str)] = &[
 #[test]
 fn watch_ignores_other_keys_and_reads() {
     each_diff("WATCH, no change", |redis, percore, resp3, label| {
-        for (setup, change) in NO_CHANGES {
-            let what = format!("{label}: after `{setup}`, `{change}`");
-            let mut watcher = Diff::new(redis, percore, resp3, what.clone());
-            let mut other = Diff::new(redis, percore, resp3, what.clone());
-            for line in setup.split('|').filter(|l| !l.is_empty()) {
-                other.line(line);
-            }
-            watcher.line("WATCH k");
-            for line in change.split('|') {
-                other.line(line);
-            }
-            watcher.line("MULTI");
-            watcher.line("PING");
-            let r = watcher.line("EXEC");
+        for case in NO_CHANGES {
+            let (r, what) = watched_exec((redis, percore), resp3, &label, *case, "PING");
             assert_eq!(esc(&r), r"*1\r\n+PONG\r\n", "{what}");
         }
     });

@@ -43,20 +43,27 @@ int percore_string2d(const char *s, size_t len, double *out) {
     return ok;
 }
 
-/* zslParseRange's reading of one bound (after any '('): strtod, valid when it stops at the
- * end of the C string and is not NaN. */
-int percore_range_strtod(const char *s, size_t len, double *out) {
+/* strtod over the whole C string: 1 and *out when it stops at the end and is not NaN (nor,
+ * with `no_erange`, out of range). */
+static int strtod_whole(const char *s, size_t len, double *out, int no_erange) {
     char stack[128];
     char *buf, *eptr;
     double v;
     int ok;
     buf = terminated(s, len, stack, sizeof(stack));
     if (buf == NULL) return 0;
+    errno = 0;
     v = strtod(buf, &eptr);
-    ok = eptr[0] == '\0' && !isnan(v);
+    ok = eptr[0] == '\0' && !isnan(v) && !(no_erange && errno == ERANGE);
     if (buf != stack) free(buf);
     if (ok) *out = v;
     return ok;
+}
+
+/* zslParseRange's reading of one bound (after any '('): strtod, valid when it stops at the
+ * end of the C string and is not NaN. */
+int percore_range_strtod(const char *s, size_t len, double *out) {
+    return strtod_whole(s, len, out, 0);
 }
 
 /* "%.17g" of a finite double into out (at least 32 bytes); returns the length. */
@@ -68,16 +75,5 @@ int percore_fmt_g17(double d, char *out, size_t out_len) {
  * string, did not overflow or underflow (ERANGE) and is not NaN. Leading spaces and the
  * empty string (0) are accepted, as Redis accepts them. */
 int percore_sort_strtod(const char *s, size_t len, double *out) {
-    char stack[128];
-    char *buf, *eptr;
-    double v;
-    int ok;
-    buf = terminated(s, len, stack, sizeof(stack));
-    if (buf == NULL) return 0;
-    errno = 0;
-    v = strtod(buf, &eptr);
-    ok = eptr[0] == '\0' && errno != ERANGE && !isnan(v);
-    if (buf != stack) free(buf);
-    if (ok) *out = v;
-    return ok;
+    return strtod_whole(s, len, out, 1);
 }
