@@ -821,6 +821,10 @@ impl Conn {
             _ => return,
         };
         let shards = plan.shards();
+        if shards.is_empty() {
+            // Nothing to lock (connection commands only): no transaction to hold.
+            return;
+        }
         crate::txlock::lock(&self.core, tx, plan).await;
         self.tx = Some(tx);
         self.tx_shards = shards;

@@ -444,6 +444,10 @@ async fn reload(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
         }
     }
     let core = &conn.core;
+    if conn.tx.is_some() {
+        // The save would wait for every shard whole, this transaction's locks included.
+        return w.error("ERR DEBUG RELOAD is not allowed in a transaction over several shards");
+    }
     if save {
         match crate::persist::save_after_running(core, "DEBUG RELOAD").await {
             Ok(_) => {}

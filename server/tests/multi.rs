@@ -324,3 +324,30 @@ fn client_list_shows_transactions() {
         "{list}"
     );
 }
+
+/// A save inside a transaction over several shards would wait for every shard whole, the
+/// transaction's own locks included: DEBUG RELOAD there is refused instead of hanging the
+/// connection (and every key it holds); on its own it runs.
+#[test]
+fn a_reload_inside_a_cross_shard_transaction_is_refused() {
+    let dir = common::TempDir::new("multi-reload");
+    let server = Server::percore(3, &["--dir", dir.path(), "--enable-debug-command", "yes"]);
+    let mut c = server.client();
+    c.q("MULTI");
+    for k in ["x", "y", "z", "w"] {
+        assert_eq!(c.q(&format!("SET {k} 1")), b"+QUEUED\r\n");
+    }
+    c.q("DEBUG RELOAD");
+    let r = String::from_utf8_lossy(&c.q("EXEC")).to_string();
+    assert!(
+        r.starts_with("*5\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n-ERR DEBUG RELOAD is not allowed"),
+        "{r:?}"
+    );
+    c.q("MULTI");
+    c.q("DEBUG RELOAD");
+    assert_eq!(c.q("EXEC"), b"*1\r\n+OK\r\n");
+    assert_eq!(
+        c.q("MGET x y z w"),
+        b"*4\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n"
+    );
+}
