@@ -886,37 +886,15 @@ fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
 fn write_key_specs(w: &mut ReplyWriter, specs: &[RangeKeySpec]) {
     w.set(specs.len());
     for k in specs {
-        w.map(3 + k.notes.is_some() as usize);
-        if let Some(n) = k.notes {
-            w.bulk(b"notes");
-            w.bulk(n.as_bytes());
-        }
-        w.bulk(b"flags");
-        w.set(k.flags.len());
-        for f in k.flags {
-            w.simple(f.as_bytes());
-        }
-        w.bulk(b"begin_search");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"index");
-        w.bulk(b"spec");
-        w.map(1);
-        w.bulk(b"index");
-        w.int(k.index);
-        w.bulk(b"find_keys");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"range");
-        w.bulk(b"spec");
-        w.map(3);
-        w.bulk(b"lastkey");
-        w.int(k.lastkey);
-        w.bulk(b"keystep");
-        w.int(k.keystep);
-        w.bulk(b"limit");
-        w.int(k.limit);
+        write_range_key_spec(w, k);
     }
+}
+
+/// One [`RangeKeySpec`]'s map.
+fn write_range_key_spec(w: &mut ReplyWriter, k: &RangeKeySpec) {
+    key_spec_head(w, k.notes, k.flags);
+    begin_search_index(w, k.index);
+    find_keys_range(w, k.lastkey, k.keystep, k.limit);
 }
 
 /// GEORADIUS's and GEORADIUSBYMEMBER's keys as Redis 7.0's COMMAND GETKEYS finds them by
@@ -941,52 +919,27 @@ fn georadius_keyspec_keys(cmd: Cmd, a: &Args) -> Vec<usize> {
 /// source by index and STORE/STOREDIST destinations by keyword, as Redis 7.0 declares them.
 /// False (nothing written) for any other command.
 fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
-    let range = |w: &mut ReplyWriter| {
-        w.bulk(b"find_keys");
-        w.map(2);
-        w.bulk(b"type");
-        w.bulk(b"range");
-        w.bulk(b"spec");
-        w.map(3);
-        w.bulk(b"lastkey");
-        w.int(0);
-        w.bulk(b"keystep");
-        w.int(1);
-        w.bulk(b"limit");
-        w.int(0);
-    };
-    let by_index = |w: &mut ReplyWriter, flags: &[&str], index: i64| {
-        key_spec_begin(w, flags);
-        w.bulk(b"type");
-        w.bulk(b"index");
-        w.bulk(b"spec");
-        w.map(1);
-        w.bulk(b"index");
-        w.int(index);
-        range(w);
-    };
     let by_keyword = |w: &mut ReplyWriter, keyword: &[u8], startfrom: i64| {
-        key_spec_begin(w, &["OW", "update"]);
-        w.bulk(b"type");
-        w.bulk(b"keyword");
-        w.bulk(b"spec");
-        w.map(2);
+        key_spec_head(w, None, &["OW", "update"]);
+        typed_spec(w, b"keyword", 2);
         w.bulk(b"keyword");
         w.bulk(keyword);
         w.bulk(b"startfrom");
         w.int(startfrom);
-        range(w);
+        find_keys_range(w, 0, 1, 0);
     };
     match c.cmd {
-        Cmd::GeoSearchStore => {
-            w.set(2);
-            by_index(w, &["OW", "update"], 1);
-            by_index(w, &["RO", "access"], 2);
-        }
+        Cmd::GeoSearchStore => write_key_specs(
+            w,
+            &[
+                range_spec(&["OW", "update"], 1, 0),
+                range_spec(&["RO", "access"], 2, 0),
+            ],
+        ),
         Cmd::GeoRadius | Cmd::GeoRadiusByMember => {
             let startfrom = if c.cmd == Cmd::GeoRadius { 6 } else { 5 };
             w.set(3);
-            by_index(w, &["RO", "access"], 1);
+            write_range_key_spec(w, &range_spec(&["RO", "access"], 1, 0));
             by_keyword(w, b"STORE", startfrom);
             by_keyword(w, b"STOREDIST", startfrom);
         }
@@ -995,43 +948,59 @@ fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
     true
 }
 
-/// A key spec's map up to its `begin_search` spec, which the caller writes: its flags, and
-/// the `begin_search` key.
-fn key_spec_begin(w: &mut ReplyWriter, flags: &[&str]) {
-    w.map(3);
+/// A key spec's map up to its `begin_search` spec, which the caller writes: its notes (if
+/// any), its flags, and the `begin_search` key.
+fn key_spec_head(w: &mut ReplyWriter, notes: Option<&str>, flags: &[&str]) {
+    w.map(3 + notes.is_some() as usize);
+    if let Some(n) = notes {
+        w.bulk(b"notes");
+        w.bulk(n.as_bytes());
+    }
     w.bulk(b"flags");
     w.set(flags.len());
     for f in flags {
         w.simple(f.as_bytes());
     }
     w.bulk(b"begin_search");
+}
+
+/// A `begin_search` or `find_keys` spec's map up to its `spec` map of `fields` fields, which
+/// the caller writes: its type, and the `spec` key.
+fn typed_spec(w: &mut ReplyWriter, kind: &[u8], fields: usize) {
     w.map(2);
+    w.bulk(b"type");
+    w.bulk(kind);
+    w.bulk(b"spec");
+    w.map(fields);
+}
+
+/// A `begin_search` spec by index.
+fn begin_search_index(w: &mut ReplyWriter, index: i64) {
+    typed_spec(w, b"index", 1);
+    w.bulk(b"index");
+    w.int(index);
+}
+
+/// The `find_keys` key and a spec of type range.
+fn find_keys_range(w: &mut ReplyWriter, lastkey: i64, keystep: i64, limit: i64) {
+    w.bulk(b"find_keys");
+    typed_spec(w, b"range", 3);
+    w.bulk(b"lastkey");
+    w.int(lastkey);
+    w.bulk(b"keystep");
+    w.int(keystep);
+    w.bulk(b"limit");
+    w.int(limit);
 }
 
 /// The one key spec of a COMMAND INFO entry up to its `find_keys` spec's three fields,
 /// which the caller writes: flags, `begin_search` by index, and the `find_keys` type.
 fn key_spec(w: &mut ReplyWriter, flags: &[&str], index: i64, find: &[u8]) {
     w.set(1);
-    w.map(3);
-    w.bulk(b"flags");
-    w.set(flags.len());
-    for f in flags {
-        w.simple(f.as_bytes());
-    }
-    w.bulk(b"begin_search");
-    w.map(2);
-    w.bulk(b"type");
-    w.bulk(b"index");
-    w.bulk(b"spec");
-    w.map(1);
-    w.bulk(b"index");
-    w.int(index);
+    key_spec_head(w, None, flags);
+    begin_search_index(w, index);
     w.bulk(b"find_keys");
-    w.map(2);
-    w.bulk(b"type");
-    w.bulk(find);
-    w.bulk(b"spec");
-    w.map(3);
+    typed_spec(w, find, 3);
 }
 
 fn command_docs(w: &mut ReplyWriter, c: &CommandSpec) {

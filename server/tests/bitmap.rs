@@ -11,25 +11,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, Client, Server};
-
-/// A command line: words split on spaces, `\xHH` escapes, `""` an empty word.
-fn argv(line: &str) -> Vec<Vec<u8>> {
-    let arg = |w: &str| {
-        let mut parts = w.split(r"\x");
-        let mut out = parts.next().unwrap().replace(r#""""#, "").into_bytes();
-        for p in parts {
-            out.push(u8::from_str_radix(&p[..2], 16).unwrap());
-            out.extend(p[2..].bytes());
-        }
-        out
-    };
-    line.split(' ').map(arg).collect()
-}
-
-fn show(args: &[Vec<u8>]) -> String {
-    args.iter().map(|a| esc(a)).collect::<Vec<_>>().join(" ")
-}
+use common::{bulks, each_differential_run, words, Diff, Rng};
 
 /// Every command, option and error string of Redis 7.0's bitmap commands, run in order on
 /// one database; each reply compared byte for byte.
@@ -147,122 +129,56 @@ const TABLE: &[&str] = &[
     "LRANGE l 0 -1", "TYPE l",
 ];
 
-struct Pair {
-    c: [Client; 2],
-    what: String,
-    log: Vec<String>,
-}
+/// Redis and percore, compared after every command on the encoding of the key it names too.
+struct Pair(Diff);
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        Pair {
-            c,
-            what,
-            log: Vec::new(),
-        }
-    }
-
-    fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        self.c.each_mut().map(|c| c.cmd(&refs))
-    }
-
-    fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(12)..];
-        panic!(
-            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            esc(w),
-            esc(g),
-            recent.join("\n  ")
-        )
-    }
-
-    /// Both servers, one command: identical replies.
-    fn same(&mut self, args: &[Vec<u8>], why: &str) -> Vec<u8> {
-        let [w, g] = self.both(args);
-        if w != g {
-            self.fail(&w, &g, why);
-        }
-        w
-    }
-
     /// One command to both servers: identical replies, then identical encodings of the key
     /// it names (BITOP: its destination).
     fn send(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        let w = self.same(args, "replies differ");
+        let w = self.0.same(args);
         let name = String::from_utf8_lossy(&args[0]).to_uppercase();
         let key = match name.as_str() {
             "BITOP" => args.get(2),
             _ => args.get(1),
         };
         if let Some(k) = key {
-            let mut e = argv("OBJECT ENCODING");
-            e.push(k.clone());
-            self.same(&e, "encodings differ");
+            self.0.encoding(k);
         }
         w
     }
 
     fn table(&mut self, rows: &[&str]) {
         for row in rows {
-            self.send(&argv(row));
+            self.send(&words(row));
         }
     }
 
     /// The same keys on both servers, each with the same type and, for strings, bytes.
     fn same_dataset(&mut self) {
-        let keys = self.c.each_mut().map(|c| {
+        let d = &mut self.0;
+        let keys = d.c.each_mut().map(|c| {
             let mut k = bulks(&c.q("KEYS *"));
             k.sort();
             k
         });
         if keys[0] != keys[1] {
-            panic!("{}: keys differ: {:?} vs {:?}", self.what, keys[0], keys[1]);
+            panic!("{}: keys differ: {:?} vs {:?}", d.what, keys[0], keys[1]);
         }
         for k in &keys[0] {
-            let t = self.same(&[b"TYPE".to_vec(), k.clone()], "types differ");
+            let t = d.check(&[b"TYPE".to_vec(), k.clone()], "types differ");
             if t.ends_with(b"string\r\n") {
-                self.same(&[b"GET".to_vec(), k.clone()], "values differ");
-                self.same(
-                    &[b"OBJECT".to_vec(), b"ENCODING".to_vec(), k.clone()],
-                    "encodings differ",
-                );
+                d.check(&[b"GET".to_vec(), k.clone()], "values differ");
+                d.encoding(k);
             }
         }
     }
 }
 
-/// Every bulk string of a flat array reply, in order.
-fn bulks(r: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < r.len() {
-        let end = i + r[i..].windows(2).position(|w| w == b"\r\n").unwrap();
-        let line = &r[i..end];
-        i = end + 2;
-        if line.first() == Some(&b'$') {
-            let n: usize = std::str::from_utf8(&line[1..]).unwrap().parse().unwrap();
-            out.push(r[i..i + n].to_vec());
-            i += n + 2;
-        }
-    }
-    out
-}
-
 fn each_pair(what: &str, seeds: &[u64], mut f: impl FnMut(&mut Pair, u64)) {
     let what = format!("bitmap differential tests, {what}");
     each_differential_run(&what, &[], seeds, |redis, percore, resp3, seed, label| {
-        let mut p = Pair::new(redis, percore, resp3, label);
+        let mut p = Pair(Diff::new(redis, percore, resp3, label));
         f(&mut p, seed);
         p.same_dataset();
     });
@@ -281,11 +197,11 @@ fn larger_bitmaps_match_redis() {
         for (key, step) in [("x", 7u32), ("y", 13), ("{t}z", 3)] {
             for i in 0..300u32 {
                 let off = (i * step * 31 + i * i) % 40_000;
-                p.send(&argv(&format!("SETBIT {key} {off} 1")));
+                p.send(&words(&format!("SETBIT {key} {off} 1")));
             }
         }
-        p.send(&argv("SETBIT ones 40000 1"));
-        p.send(&argv("BITOP NOT ones ones"));
+        p.send(&words("SETBIT ones 40000 1"));
+        p.send(&words("BITOP NOT ones ones"));
         for row in [
             "BITCOUNT x",
             "BITCOUNT x 3 4000",
@@ -321,7 +237,7 @@ fn larger_bitmaps_match_redis() {
             "BITFIELD x GET u63 #3 GET i64 1001 INCRBY i17 333 -99999 SET u5 #700 31",
             "BITFIELD_RO y GET i64 64 GET u33 12345",
         ] {
-            p.send(&argv(row));
+            p.send(&words(row));
         }
     });
 }
@@ -389,23 +305,6 @@ fn offset_limits_and_deadlines_match_redis() {
     });
 }
 
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-
-    fn word(&mut self, list: &str) -> Vec<u8> {
-        let words: Vec<&str> = list.split(' ').collect();
-        argv(words[self.below(words.len())]).remove(0)
-    }
-}
-
 /// Random commands: one of these templates, each one-letter word replaced by a random one
 /// of its kind (see [`gen`]).
 const TEMPLATES: &str = "SETBIT K O B|SETBIT K O B|SETBIT K O B|GETBIT K O|BITCOUNT K|\
@@ -423,9 +322,8 @@ const VALUES: &str =
     r#"hello 123 -5 "" \xff\xff\x00\x01 1000000 abcdefghijklmnopqrstuvwxyz0123456789"#;
 
 fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
-    let templates: Vec<&str> = TEMPLATES.split('|').collect();
     let mut c = Vec::new();
-    for w in templates[r.below(templates.len())].split(' ') {
+    for w in r.template(TEMPLATES) {
         match w {
             "K" => c.push(r.word(KEYS)),
             "O" => c.push(r.word(OFFSETS)),

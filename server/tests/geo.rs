@@ -8,18 +8,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, redis_or_skip, s, Client, Server};
-
-/// A command line: words split on spaces, `""` an empty word.
-fn argv(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|w| w.replace(r#""""#, "").into_bytes())
-        .collect()
-}
-
-fn show(args: &[Vec<u8>]) -> String {
-    args.iter().map(|a| esc(a)).collect::<Vec<_>>().join(" ")
-}
+use common::{each_differential_run, esc, redis_or_skip, s, show, words, Diff, Rng, Server};
 
 /// Every command, option and error string of Redis 7.0's geo commands, run in order.
 #[rustfmt::skip]
@@ -154,83 +143,40 @@ const EDGES: &[&str] = &[
     "GEOSEARCH quad FROMMEMBER o BYRADIUS 400 m COUNT 4 DESC WITHDIST",
 ];
 
-struct Pair {
-    c: [Client; 2],
-    what: String,
-    log: Vec<String>,
-}
+/// Redis and percore, compared after every command on the encodings of the keys it reads
+/// and writes too.
+struct Pair(Diff);
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        Pair {
-            c,
-            what,
-            log: Vec::new(),
-        }
-    }
-
-    fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        self.c.each_mut().map(|c| c.cmd(&refs))
-    }
-
-    fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(12)..];
-        panic!(
-            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            esc(w),
-            esc(g),
-            recent.join("\n  ")
-        )
-    }
-
     /// One command to both servers: identical replies, then identical encodings of the key it
     /// reads and of any destination.
     fn send(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        let [w, g] = self.both(args);
-        if w != g {
-            self.fail(&w, &g, "replies differ");
-        }
+        let w = self.0.same(args);
         let name = String::from_utf8_lossy(&args[0]).to_uppercase();
         let mut keys = Vec::new();
         if args.len() > 1 && name.starts_with("GEO") {
-            keys.push(args[1].clone());
+            keys.push(&args[1]);
         }
         if name == "GEOSEARCHSTORE" && args.len() > 2 {
-            keys.push(args[2].clone());
+            keys.push(&args[2]);
         }
         if name.starts_with("GEORADIUS") {
             for (i, a) in args.iter().enumerate().skip(5) {
                 let up = a.to_ascii_uppercase();
                 if (up == b"STORE" || up == b"STOREDIST") && i + 1 < args.len() {
-                    keys.push(args[i + 1].clone());
+                    keys.push(&args[i + 1]);
                 }
             }
         }
         for k in keys {
-            let mut e = argv("OBJECT ENCODING");
-            e.push(k);
-            let [w, g] = self.both(&e);
-            if w != g {
-                self.fail(&w, &g, "encodings differ");
-            }
+            self.0.encoding(k);
         }
         w
     }
 
     fn table(&mut self, rows: &[&str]) {
         for row in rows {
-            self.send(&argv(row));
+            self.send(&words(row));
         }
     }
 }
@@ -238,7 +184,7 @@ impl Pair {
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, u64)) {
     let what = format!("geo differential tests, {what}");
     each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
-        f(&mut Pair::new(redis, percore, resp3, label), seed)
+        f(&mut Pair(Diff::new(redis, percore, resp3, label)), seed)
     });
 }
 
@@ -257,14 +203,14 @@ fn geo_edges_poles_antimeridian_and_ties_match_redis() {
 #[test]
 fn geo_store_destinations_on_other_shards_match_redis() {
     each_pair("stores across shards", &[], &[], |p, _| {
-        let mut add = argv("GEOADD src");
+        let mut add = words("GEOADD src");
         for i in 0..200 {
             add.push(format!("{:.6}", 10.0 + (i % 20) as f64 * 0.01).into_bytes());
             add.push(format!("{:.6}", 45.0 + (i / 20) as f64 * 0.01).into_bytes());
             add.push(format!("p{i}").into_bytes());
         }
         p.send(&add);
-        p.send(&argv("OBJECT ENCODING src"));
+        p.send(&words("OBJECT ENCODING src"));
         for dst in ["d1", "d2", "d3", "d4", "d5", "{src}d", "other"] {
             for line in [
                 format!("GEOSEARCHSTORE {dst} src FROMLONLAT 10.1 45.05 BYRADIUS 3 km"),
@@ -296,34 +242,10 @@ fn geo_store_destinations_on_other_shards_match_redis() {
                 format!("GEORADIUS nokey 0 0 1 km STORE {dst}"),
                 format!("EXISTS {dst}"),
             ] {
-                p.send(&argv(&line));
+                p.send(&words(&line));
             }
         }
     });
-}
-
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
-        list[self.below(list.len())]
-    }
 }
 
 /// Places points cluster around: ordinary ones, the poles' limits, the antimeridian.
@@ -516,7 +438,7 @@ fn random_streams(what: &str, flags: &[&str]) {
         let mut r = Rng(seed);
         // Dense sets first (two past the listpack limit, one within it), then the stream.
         for (key, n) in [("g1", 400), ("g2", 200), ("{g}a", 60)] {
-            let mut c = argv("GEOADD");
+            let mut c = words("GEOADD");
             c.push(key.as_bytes().to_vec());
             for _ in 0..n {
                 let (x, y) = point(&mut r);
@@ -547,7 +469,7 @@ fn random_streams(what: &str, flags: &[&str]) {
         assert!(
             found * 3 >= searches,
             "{}: only {found} of {searches} searches found two points or more",
-            p.what
+            p.0.what
         );
     });
 }

@@ -11,129 +11,45 @@
 
 mod common;
 
-use common::{each_differential_run, esc, Client, Server};
-
-/// A command line: words split on spaces, `\xHH` escapes, `""` an empty word.
-fn argv(line: &str) -> Vec<Vec<u8>> {
-    let arg = |w: &str| {
-        let mut parts = w.split(r"\x");
-        let mut out = parts.next().unwrap().replace(r#""""#, "").into_bytes();
-        for p in parts {
-            out.push(u8::from_str_radix(&p[..2], 16).unwrap());
-            out.extend(p[2..].bytes());
-        }
-        out
-    };
-    line.split(' ').map(arg).collect()
-}
-
-fn show(args: &[Vec<u8>]) -> String {
-    args.iter()
-        .map(|a| {
-            let e = esc(a);
-            if e.len() > 60 {
-                format!("{}…({} bytes)", &e[..60], a.len())
-            } else {
-                e
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use common::{each_differential_run, esc, words, Client, Diff, Rng, Server};
 
 /// Elements whose run of zeros passes what a sparse VAL holds (32): found by searching
 /// with Redis's MurmurHash64A; adding one turns a sparse HLL dense.
 const LONG_RUNS: &[&str] = &["e2119568080"];
 
-struct Pair {
-    c: [Client; 2],
-    what: String,
-    log: Vec<String>,
-}
+/// Redis and percore, compared after every command on the bytes and encodings of the keys
+/// it names too.
+struct Pair(Diff);
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        Pair {
-            c,
-            what,
-            log: Vec::new(),
-        }
-    }
-
-    fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        self.c.each_mut().map(|c| c.cmd(&refs))
-    }
-
-    fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(12)..];
-        let cut = |b: &[u8]| {
-            let e = esc(b);
-            if e.len() > 600 {
-                format!("{}…", &e[..600])
-            } else {
-                e
-            }
-        };
-        let at = w.iter().zip(g).position(|(a, b)| a != b);
-        panic!(
-            "{}: {why} (first difference at byte {at:?}, lengths {} and {})\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            w.len(),
-            g.len(),
-            cut(w),
-            cut(g),
-            recent.join("\n  ")
-        )
-    }
-
-    fn same(&mut self, args: &[Vec<u8>], why: &str) -> Vec<u8> {
-        let [w, g] = self.both(args);
-        if w != g {
-            self.fail(&w, &g, why);
-        }
-        w
-    }
-
     /// One command to both servers: identical replies, then identical bytes (GET) and
     /// encodings of every key it names.
     fn send(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        let reply = self.same(args, "replies differ");
+        let reply = self.0.same(args);
         let name = String::from_utf8_lossy(&args[0]).to_uppercase();
-        let keys: Vec<Vec<u8>> = match name.as_str() {
-            "PFADD" | "SET" => args.get(1).into_iter().cloned().collect(),
-            "PFCOUNT" | "PFMERGE" => args[1..].to_vec(),
-            "PFDEBUG" => args.get(2).into_iter().cloned().collect(),
-            _ => vec![],
+        let keys = match name.as_str() {
+            "PFADD" | "SET" => args.get(1..2),
+            "PFCOUNT" | "PFMERGE" => args.get(1..),
+            "PFDEBUG" => args.get(2..3),
+            _ => None,
         };
-        for k in keys {
-            for cmd in ["GET", "OBJECT ENCODING"] {
-                let mut c = argv(cmd);
-                c.push(k.clone());
-                self.same(&c, &format!("{cmd} after the command differs"));
-            }
+        for k in keys.unwrap_or_default() {
+            let get = [b"GET".to_vec(), k.clone()];
+            self.0.check(&get, "GET after the command differs");
+            self.0.encoding(k);
         }
         reply
     }
 
     fn table(&mut self, rows: &[&str]) {
         for row in rows {
-            self.send(&argv(row));
+            self.send(&words(row));
         }
     }
 
     /// The value at `key` on side `side` (0 Redis, 1 percore), as a bulk string's bytes.
     fn get(&mut self, side: usize, key: &str) -> Vec<u8> {
-        let r = self.c[side].cmd(&[b"GET", key.as_bytes()]);
+        let r = self.0.c[side].cmd(&[b"GET", key.as_bytes()]);
         let body = r.iter().position(|&b| b == b'\n').unwrap() + 1;
         r[body..r.len() - 2].to_vec()
     }
@@ -148,7 +64,7 @@ impl Pair {
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, u64)) {
     let what = format!("hll differential tests, {what}");
     each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
-        f(&mut Pair::new(redis, percore, resp3, label), seed)
+        f(&mut Pair(Diff::new(redis, percore, resp3, label)), seed)
     });
 }
 
@@ -219,65 +135,68 @@ fn corrupt_hlls_match_redis() {
         ("short".into(), b"HYLL".to_vec()),
         (
             "magic".into(),
-            argv(&format!(r"HYLX\x01{HDR}\x7f\xff")).remove(0),
+            words(&format!(r"HYLX\x01{HDR}\x7f\xff")).remove(0),
         ),
         (
             "enc2".into(),
-            argv(&format!(r"HYLL\x02{HDR}\x7f\xff")).remove(0),
+            words(&format!(r"HYLL\x02{HDR}\x7f\xff")).remove(0),
         ),
-        ("hdronly".into(), argv(&format!(r"HYLL\x01{HDR}")).remove(0)),
+        (
+            "hdronly".into(),
+            words(&format!(r"HYLL\x01{HDR}")).remove(0),
+        ),
         (
             "cutx".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f")).remove(0),
         ),
         (
             "over".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f\xff\x80")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f\xff\x80")).remove(0),
         ),
         (
             "overval".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f\xfe\x83")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f\xfe\x83")).remove(0),
         ),
         (
             "under".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f\xfe")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f\xfe")).remove(0),
         ),
         (
             "zeros".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x3f\x3f\x7f\xbf")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x3f\x3f\x7f\xbf")).remove(0),
         ),
         (
             "vals".into(),
-            argv(&format!(r"HYLL\x01{HDR}\xfc\xfc\xf8\x7f\xf6")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\xfc\xfc\xf8\x7f\xf6")).remove(0),
         ),
         // A valid cache (12345) over a body that does not decode: PFCOUNT trusts it.
         (
             "cached".into(),
-            argv(r"HYLL\x01\x00\x00\x00\x39\x30\x00\x00\x00\x00\x00\x00\x7f").remove(0),
+            words(r"HYLL\x01\x00\x00\x00\x39\x30\x00\x00\x00\x00\x00\x00\x7f").remove(0),
         ),
         (
             "zeroafter".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f\xff\x00")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f\xff\x00")).remove(0),
         ),
         (
             "zerofirst".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x00\x7f\xff")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x00\x7f\xff")).remove(0),
         ),
         (
             "valfirst".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x83\x7f\xff")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x83\x7f\xff")).remove(0),
         ),
         (
             "exact".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x83\x7f\xfb")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x83\x7f\xfb")).remove(0),
         ),
         (
             "twice".into(),
-            argv(&format!(r"HYLL\x01{HDR}\x7f\xff\x7f\xff")).remove(0),
+            words(&format!(r"HYLL\x01{HDR}\x7f\xff\x7f\xff")).remove(0),
         ),
         (
             "unused".into(),
-            argv(&format!(r"HYLL\x01\x07\x08\x09{}\x80\x7f\xff", &HDR[..28])).remove(0),
+            words(&format!(r"HYLL\x01\x07\x08\x09{}\x80\x7f\xff", &HDR[..28])).remove(0),
         ),
     ];
     // Dense: exact length with every register at 63 (above what a hash can make: the
@@ -330,12 +249,12 @@ fn corrupt_hlls_match_redis() {
             // Each step on the value as made, then all of them in a row.
             for step in STEPS {
                 set(p);
-                p.send(&argv("DEL dst"));
-                p.send(&argv(&step.replace(" K", &format!(" {name}"))));
+                p.send(&words("DEL dst"));
+                p.send(&words(&step.replace(" K", &format!(" {name}"))));
             }
             set(p);
             for step in STEPS {
-                p.send(&argv(&step.replace(" K", &format!(" {name}"))));
+                p.send(&words(&step.replace(" K", &format!(" {name}"))));
             }
         }
     });
@@ -345,34 +264,34 @@ fn corrupt_hlls_match_redis() {
 /// and by a register value over 32; GET compared after every batch.
 fn grow(p: &mut Pair, batch: usize, rounds: usize) {
     for round in 0..rounds {
-        let mut cmd = argv("PFADD g");
+        let mut cmd = words("PFADD g");
         for i in 0..batch {
             cmd.push(format!("el-{}", round * batch + i).into_bytes());
         }
         p.send(&cmd);
-        p.send(&argv("PFDEBUG ENCODING g"));
-        p.send(&argv("PFCOUNT g"));
-        let mut m = argv("PFMERGE gm");
+        p.send(&words("PFDEBUG ENCODING g"));
+        p.send(&words("PFCOUNT g"));
+        let mut m = words("PFMERGE gm");
         m.push(format!("s{}", round % 3).into_bytes());
         m.push(b"g".to_vec());
         p.send(&m);
-        p.send(&argv(&format!("PFADD s{} el-{round} x{round}", round % 3)));
+        p.send(&words(&format!("PFADD s{} el-{round} x{round}", round % 3)));
     }
-    p.send(&argv("PFCOUNT g gm s0 s1 s2"));
-    p.send(&argv("PFADD lr a b c"));
+    p.send(&words("PFCOUNT g gm s0 s1 s2"));
+    p.send(&words("PFADD lr a b c"));
     for e in LONG_RUNS {
-        p.send(&argv(&format!("PFADD lr {e}")));
-        let enc = p.send(&argv("PFDEBUG ENCODING lr"));
+        p.send(&words(&format!("PFADD lr {e}")));
+        let enc = p.send(&words("PFDEBUG ENCODING lr"));
         assert_eq!(
             enc, b"+dense\r\n",
             "{}: a run of 35 turns the HLL dense",
-            p.what
+            p.0.what
         );
-        p.send(&argv("PFCOUNT lr"));
+        p.send(&words("PFCOUNT lr"));
     }
-    p.send(&argv("PFADD lr2 a b c"));
-    p.send(&argv("PFMERGE lr2 lr"));
-    p.send(&argv("PFDEBUG ENCODING lr2"));
+    p.send(&words("PFADD lr2 a b c"));
+    p.send(&words("PFMERGE lr2 lr"));
+    p.send(&words("PFDEBUG ENCODING lr2"));
 }
 
 #[test]
@@ -416,10 +335,10 @@ fn hll_sparse_max_bytes_is_a_config_setting() {
 #[test]
 fn hlls_copied_between_servers_work() {
     each_pair("copies", &[], &[], |p, _| {
-        let mut cmd = argv("PFADD sp");
+        let mut cmd = words("PFADD sp");
         cmd.extend((0..300).map(|i| format!("m{i}").into_bytes()));
         p.send(&cmd);
-        let mut cmd = argv("PFADD dn");
+        let mut cmd = words("PFADD dn");
         cmd.extend((0..3000).map(|i| format!("m{i}").into_bytes()));
         p.send(&cmd);
         for (side, tag) in [(0, "r"), (1, "p")] {
@@ -434,23 +353,11 @@ fn hlls_copied_between_servers_work() {
                     format!("PFMERGE {to}m {to} sp"),
                     format!("PFCOUNT {to}m"),
                 ] {
-                    p.send(&argv(&line));
+                    p.send(&words(&line));
                 }
             }
         }
     });
-}
-
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
 }
 
 /// The keys of the random streams: two on each of 3 shards, three sharing a hash tag, and

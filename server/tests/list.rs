@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, Client, Server};
+use common::{each_differential_run, esc, show, Diff, Rng};
 use std::collections::BTreeSet;
 
 /// A table expectation standing for "ERR wrong number of arguments for '<command>' command".
@@ -369,18 +369,6 @@ fn bulk(w: &[u8]) -> Vec<u8> {
     [format!("${}\r\n", w.len()).as_bytes(), w, b"\r\n"].concat()
 }
 
-/// A command as the tables write it (a long run of one byte as `N*c`).
-fn show(args: &[Vec<u8>]) -> String {
-    let shown = |a: &Vec<u8>| match &a[..] {
-        [] => r#""""#.to_string(),
-        [c, ..] if a.len() >= 10 && c.is_ascii_alphanumeric() && a.iter().all(|b| b == c) => {
-            format!("{}*{}", a.len(), *c as char)
-        }
-        _ => esc(a).replace(' ', r"\x20"),
-    };
-    args.iter().map(shown).collect::<Vec<_>>().join(" ")
-}
-
 /// A reply for a failure message, cut short when long elements make it huge.
 fn esc_short(b: &[u8]) -> String {
     let e = esc(b);
@@ -409,49 +397,21 @@ fn written(args: &[Vec<u8>]) -> &[Vec<u8>] {
     args.get(range).unwrap_or_default()
 }
 
-/// A connection to Redis (`c[0]`) and one to percore (`c[1]`), and what they were sent.
+/// Redis and percore (see [`Diff`]), and how many commands a run has sent them.
 struct Pair {
-    c: [Client; 2],
-    what: String,
+    d: Diff,
     step: usize,
-    log: Vec<String>,
 }
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        Pair {
-            c,
-            what,
-            log: Vec::with_capacity(4096),
-            step: 0,
-        }
-    }
-
-    fn fail(&self, cmd: &str, replies: [&[u8]; 2], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(15)..];
-        panic!(
-            "{}, step {}: {why} for `{cmd}`\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            self.step,
-            esc_short(replies[0]),
-            esc_short(replies[1]),
-            recent.join("\n  ")
-        )
+    fn fail(&self, cmd: &str, [w, g]: [&[u8]; 2], why: &str) -> ! {
+        let why = format!("step {}: {why} for `{cmd}`", self.step);
+        self.d.fail(w, g, &why)
     }
 
     /// Sends `args` to both servers; their replies must be equal. Returns Redis's.
     fn check(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let [w, g] = self.c.each_mut().map(|c| c.cmd(&refs));
+        let [w, g] = self.d.both(args);
         if w != g {
             self.fail(&show(args), [&w, &g], "replies differ");
         }
@@ -494,7 +454,7 @@ impl Pair {
                 let (redis, table) = (esc_short(&got), esc_short(&e));
                 panic!(
                     "{}: `{line}`: Redis 7.0 answers {redis}, not {table} as the table says",
-                    self.what
+                    self.d.what
                 );
             }
         }
@@ -506,7 +466,8 @@ impl Pair {
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, bool, u64)) {
     let what = format!("list differential tests, {what}");
     each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
-        f(&mut Pair::new(redis, percore, resp3, label), resp3, seed)
+        let d = Diff::new(redis, percore, resp3, label);
+        f(&mut Pair { d, step: 0 }, resp3, seed)
     });
 }
 
@@ -670,22 +631,9 @@ fn edit_long_lists(p: &mut Pair) {
     p.send(&argv("EXISTS long long2"));
 }
 
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-
-    /// One word of `list` (see [`argv`]).
-    fn word(&mut self, list: &str) -> Vec<u8> {
-        let words: Vec<&str> = list.split(' ').collect();
-        word(words[self.below(words.len())])
-    }
+/// One word of `list` (see [`argv`]), drawn by `r`.
+fn draw(r: &mut Rng, list: &str) -> Vec<u8> {
+    word(r.pick_word(list))
 }
 
 /// Random commands: one of these templates (the more copies, the likelier), with each
@@ -706,33 +654,32 @@ const ELEMENTS: &str = concat!(
 
 /// One random command from [`TEMPLATES`].
 fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
-    let templates: Vec<&str> = TEMPLATES.split('|').collect();
     let mut c = Vec::new();
-    for w in templates[r.below(templates.len())].split(' ') {
+    for w in r.template(TEMPLATES) {
         match w {
-            "K" if r.below(10) == 0 => c.push(r.word(OTHER_KEYS)),
-            "K" => c.push(r.word(LIST_KEYS)),
-            "E" if r.below(3) == 0 => c.push(r.word(ELEMENTS)),
+            "K" if r.below(10) == 0 => c.push(draw(r, OTHER_KEYS)),
+            "K" => c.push(draw(r, LIST_KEYS)),
+            "E" if r.below(3) == 0 => c.push(draw(r, ELEMENTS)),
             "E" => c.push(r.below(20).to_string().into_bytes()),
             // A batch makes lists of a few hundred, with now and then an element of 9000
             // bytes (a node of its own).
             "B" => c.extend((0..20 + r.below(100)).map(|_| match r.below(150) {
                 0 => word("9000*h"),
-                1..=50 => r.word(ELEMENTS),
+                1..=50 => draw(r, ELEMENTS),
                 _ => r.below(500).to_string().into_bytes(),
             })),
-            "I" => c.push(r.word("0 1 2 -1 -2 5 10 50 100 200 -50 -100 -300 400 x")),
-            "S" => c.push(r.word("0 0 1 2 3 -250 -400")),
-            "T" => c.push(r.word("-1 -1 -2 -3 250 150 400")),
-            "P" => c.push(r.word("0 1 2 3 10 50 -1 x")),
-            "C" => c.push(r.word("1 2 5 100 0")),
-            "R" => c.push(r.word("0 1 2 -1 -2 5 -5 x")),
-            "Q" => c.push(r.word("1 2 3 -1 -2 0 x")),
-            "N" => c.push(r.word("0 1 2 5 -1")),
-            "M" => c.push(r.word("0 1 10 100 -1")),
-            "Z" => c.push(r.word("0 -1 x 4")),
-            "D" => c.push(r.word("LEFT RIGHT left right")),
-            "W" => c.push(r.word("BEFORE AFTER BEFORE AFTER after MIDDLE")),
+            "I" => c.push(draw(r, "0 1 2 -1 -2 5 10 50 100 200 -50 -100 -300 400 x")),
+            "S" => c.push(draw(r, "0 0 1 2 3 -250 -400")),
+            "T" => c.push(draw(r, "-1 -1 -2 -3 250 150 400")),
+            "P" => c.push(draw(r, "0 1 2 3 10 50 -1 x")),
+            "C" => c.push(draw(r, "1 2 5 100 0")),
+            "R" => c.push(draw(r, "0 1 2 -1 -2 5 -5 x")),
+            "Q" => c.push(draw(r, "1 2 3 -1 -2 0 x")),
+            "N" => c.push(draw(r, "0 1 2 5 -1")),
+            "M" => c.push(draw(r, "0 1 10 100 -1")),
+            "Z" => c.push(draw(r, "0 -1 x 4")),
+            "D" => c.push(draw(r, "LEFT RIGHT left right")),
+            "W" => c.push(draw(r, "BEFORE AFTER BEFORE AFTER after MIDDLE")),
             _ => c.push(w.as_bytes().to_vec()),
         }
     }

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, Client, Server};
+use common::{each_differential_run, esc, show, words, Diff, Rng};
 use percore_proto::encode::{split_array_reply, split_bulks};
 use std::collections::BTreeSet;
 
@@ -41,7 +41,7 @@ const SYNTAX: &str = "-ERR syntax error";
 const NOT_INT: &str = "-ERR value is not an integer or out of range";
 const POSITIVE: &str = "-ERR value is out of range, must be positive";
 
-/// Commands (see [`argv`]) and Redis 7.0's RESP2 reply to each (see [`expected`]), checked
+/// Commands (see [`words`]) and Redis 7.0's RESP2 reply to each (see [`expected`]), checked
 /// against Redis itself in RESP2 runs; an empty expectation means "whatever Redis says".
 #[rustfmt::skip]
 const TABLE: &[(&str, &str)] = &[
@@ -183,20 +183,6 @@ const CONVERSIONS: &[(&str, &str)] = &[
     ("SUNIONSTORE {x}u {x}v a", ":3"), ("OBJECT ENCODING {x}u", "$intset"),
 ];
 
-/// A table line's arguments: split on spaces, `""` an empty one, `\xHH` one byte.
-fn argv(line: &str) -> Vec<Vec<u8>> {
-    let arg = |w: &str| {
-        let mut parts = w.split(r"\x");
-        let mut out = parts.next().unwrap().replace(r#""""#, "").into_bytes();
-        for p in parts {
-            out.push(u8::from_str_radix(&p[..2], 16).unwrap());
-            out.extend(p[2..].bytes());
-        }
-        out
-    };
-    line.split(' ').map(arg).collect()
-}
-
 /// Redis's RESP2 reply in the tables' shorthand: `nil`, `$word` (a bulk string), `[…]` (an
 /// array of words as bulk strings, `:n` an integer, `nil` a null), [`ARITY`] for `line`'s
 /// arity error, or an integer, status or error line as it is.
@@ -213,23 +199,14 @@ fn expected(line: &str, e: &str) -> Vec<u8> {
         }
         ("[", list) => {
             let list = list.strip_suffix(']').unwrap();
-            let items: Vec<Vec<u8>> = list.split_whitespace().flat_map(argv).collect();
+            let items: Vec<Vec<u8>> = list.split_whitespace().flat_map(words).collect();
             let head = format!("*{}\r\n", items.len()).into_bytes();
             items.iter().fold(head, |out, w| [out, item(w)].concat())
         }
-        ("$", w) => item(&argv(w).concat()),
+        ("$", w) => item(&words(w).concat()),
         _ if e == "nil" => item(b"nil"),
         _ => format!("{e}\r\n").into_bytes(),
     }
-}
-
-/// A command as the tables write it.
-fn show(args: &[Vec<u8>]) -> String {
-    let word = |a: &Vec<u8>| match esc(a).replace(' ', r"\x20") {
-        w if w.is_empty() => r#""""#.to_string(),
-        w => w,
-    };
-    args.iter().map(word).collect::<Vec<_>>().join(" ")
 }
 
 /// An array or (RESP3) set reply of bulk strings: its header line and its elements.
@@ -270,63 +247,33 @@ fn scan_page(reply: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
     Some((c.pop()?, elements(&body[cursor[0].len()..])?.1))
 }
 
-/// A connection to Redis (`c[0]`) and one to percore (`c[1]`), and what they were sent.
+/// Redis and percore (see [`Diff`]), and how far a run has come.
 struct Pair {
-    c: [Client; 2],
-    what: String,
+    d: Diff,
     step: usize,
-    log: Vec<String>,
     /// False when the last reply's order is Redis's chance or table order.
     ordered: bool,
 }
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        let log = Vec::with_capacity(4096);
-        Pair {
-            c,
-            what,
-            log,
-            step: 0,
-            ordered: true,
-        }
-    }
-
     fn fail(&self, cmd: &str, replies: [String; 2], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(15)..];
-        panic!(
-            "{}, step {}: {why} for `{cmd}`\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            self.step,
-            replies[0],
-            replies[1],
-            recent.join("\n  ")
-        )
+        let why = format!("step {}: {why} for `{cmd}`", self.step);
+        self.d.fail_shown(&why, replies)
     }
 
     /// Sends `args` to both servers and returns Redis's reply, which `agree` judges with
     /// percore's.
     fn check(&mut self, args: &[Vec<u8>], agree: impl Fn(&[u8], &[u8]) -> bool) -> Vec<u8> {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let [w, g] = self.c.each_mut().map(|c| c.cmd(&refs));
+        let [w, g] = self.d.both(args);
         if !agree(&w, &g) {
             self.fail(&show(args), [esc(&w), esc(&g)], "replies differ");
         }
         w
     }
 
+    /// Both servers' OBJECT ENCODING of `key`, which must be the same; Redis's.
     fn encoding(&mut self, key: &[u8]) -> Vec<u8> {
-        let mut args = argv("OBJECT ENCODING");
-        args.push(key.to_vec());
+        let args = [&b"OBJECT"[..], b"ENCODING", key].map(<[u8]>::to_vec);
         self.check(&args, |w, g| w == g)
     }
 
@@ -361,10 +308,10 @@ impl Pair {
     /// SPOP or SRANDMEMBER with a key and perhaps a count (see the module comment).
     fn pick(&mut self, args: &[Vec<u8>], pop: bool) -> Vec<u8> {
         let cmd = show(args);
-        self.log.push(cmd.clone());
+        self.d.log.push(cmd.clone());
         self.ordered = args.len() == 2;
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let [redis, percore] = &mut self.c;
+        let [redis, percore] = &mut self.d.c;
         let w = if pop {
             let copy: [&[u8]; 4] = [b"COPY", refs[1], SCRATCH, b"REPLACE"];
             assert_eq!(redis.cmd(&copy)[0], b':', "Redis: COPY");
@@ -397,14 +344,15 @@ impl Pair {
             let verb: &[u8] = if pop { b"SREM" } else { b"SMISMEMBER" };
             let mut by = vec![verb, refs[1]];
             by.extend(picked.iter().map(Vec::as_slice));
-            let r = self.c[0].cmd(&by);
+            let r = self.d.c[0].cmd(&by);
             let n = picked.len();
             let want = match pop {
                 true => format!(":{n}\r\n"),
                 false => format!("*{n}\r\n{}", ":1\r\n".repeat(n)),
             };
             let by: Vec<Vec<u8>> = by.iter().map(|a| a.to_vec()).collect();
-            self.log
+            self.d
+                .log
                 .push(format!("{} (Redis only: {})", show(&by), esc(&r)));
             if r != want.as_bytes() {
                 self.fail(&cmd, replies, "percore picked what the set does not hold");
@@ -447,7 +395,7 @@ impl Pair {
         a[2] = b"0".to_vec();
         let mut seen = BTreeSet::new();
         for _ in 0..100_000 {
-            let r = self.c[side].cmd(&a.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let r = self.d.c[side].cmd(&a.iter().map(Vec::as_slice).collect::<Vec<_>>());
             let Some((cursor, members)) = scan_page(&r) else {
                 let mut replies = [String::new(), String::new()];
                 replies[side] = esc(&r);
@@ -465,13 +413,13 @@ impl Pair {
     /// Runs a table; with `check` (RESP2), Redis's replies must also be the table's.
     fn table(&mut self, rows: &[(&str, &str)], check: bool) {
         for &(line, expect) in rows {
-            let got = self.send(&argv(line));
+            let got = self.send(&words(line));
             let e = expected(line, expect);
             let right = match self.ordered {
                 true => got == e,
                 false => canon(&got) == canon(&e),
             };
-            let (what, redis, table) = (&self.what, esc(&got), esc(&e));
+            let (what, redis, table) = (&self.d.what, esc(&got), esc(&e));
             let why = format!("Redis 7.0 answers {redis}, not {table} as the table says");
             assert!(
                 !check || expect.is_empty() || right,
@@ -486,7 +434,13 @@ impl Pair {
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, bool, u64)) {
     let what = format!("set differential tests, {what}");
     each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
-        f(&mut Pair::new(redis, percore, resp3, label), resp3, seed)
+        let d = Diff::new(redis, percore, resp3, label);
+        let mut p = Pair {
+            d,
+            step: 0,
+            ordered: true,
+        };
+        f(&mut p, resp3, seed)
     });
 }
 
@@ -500,24 +454,6 @@ fn set_encoding_conversions_match_redis() {
     each_pair("conversions", SMALL, &[], |p, resp3, _| {
         p.table(CONVERSIONS, !resp3)
     });
-}
-
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-
-    /// One word of `list` (see [`argv`]).
-    fn word(&mut self, list: &str) -> Vec<u8> {
-        let words: Vec<&str> = list.split(' ').collect();
-        argv(words[self.below(words.len())]).remove(0)
-    }
 }
 
 /// Random commands: one of these templates (the more copies, the likelier), with each
@@ -539,9 +475,8 @@ const ODD: &str = concat!(
 
 /// One random command from [`TEMPLATES`].
 fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
-    let templates: Vec<&str> = TEMPLATES.split('|').collect();
     let mut c = Vec::new();
-    for w in templates[r.below(templates.len())].split(' ') {
+    for w in r.template(TEMPLATES) {
         match w {
             "K" => c.push(r.word(KEYS)),
             "M" if r.below(4) == 0 => c.push(r.word(ODD)),
@@ -591,13 +526,13 @@ fn random_picks_and_scans_keep_redis_guarantees() {
     each_pair("picks and scans", &[], &[], |p, _, _| {
         let fill = |p: &mut Pair, key: &str, members: Vec<String>| {
             for chunk in members.chunks(100) {
-                p.send(&argv(&format!("SADD {key} {}", chunk.join(" "))));
+                p.send(&words(&format!("SADD {key} {}", chunk.join(" "))));
             }
             p.encoding(key.as_bytes())
         };
         let ints = |n: i64, step: i64| (0..n).map(|i| (i * step - 40).to_string()).collect();
-        assert_eq!(fill(p, "edge", ints(512, 1)), INTSET, "{}", p.what);
-        assert_eq!(fill(p, "edge", ints(513, 1)), HASHTABLE, "{}", p.what);
+        assert_eq!(fill(p, "edge", ints(512, 1)), INTSET, "{}", p.d.what);
+        assert_eq!(fill(p, "edge", ints(513, 1)), HASHTABLE, "{}", p.d.what);
         let strings = "a b c d e".split(' ').map(String::from).collect();
         let sets = [("small", ints(5, 3)), ("strings", strings)];
         let sets = sets
@@ -605,16 +540,16 @@ fn random_picks_and_scans_keep_redis_guarantees() {
             .chain([("large", ints(400, 7)), ("wide", ints(1500, 1))]);
         for (key, members) in sets {
             fill(p, key, members);
-            p.send(&argv(&format!("SMEMBERS {key}")));
+            p.send(&words(&format!("SMEMBERS {key}")));
             for opts in ["COUNT 1", "COUNT 10", "COUNT 1000", "MATCH 1* COUNT 3"] {
-                p.send(&argv(&format!("SSCAN {key} 0 {opts}")));
+                p.send(&words(&format!("SSCAN {key} 0 {opts}")));
             }
             for count in ["", " 1", " 3", " -7", " 0", " 200", " 5000", " -2000"] {
-                p.send(&argv(&format!("SRANDMEMBER {key}{count}")));
+                p.send(&words(&format!("SRANDMEMBER {key}{count}")));
             }
             for count in ["", " 1", " 3", " 200", " 5000"] {
-                p.send(&argv(&format!("SPOP {key}{count}")));
-                p.send(&argv(&format!("SMEMBERS {key}")));
+                p.send(&words(&format!("SPOP {key}{count}")));
+                p.send(&words(&format!("SMEMBERS {key}")));
             }
             let exists = format!("EXISTS {key}");
             p.table(&[(&exists, ":0")], true);

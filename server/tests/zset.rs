@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, Client, Server};
+use common::{bulks, each_differential_run, words, Diff, Rng};
 use std::collections::BTreeSet;
 
 /// Small conversion limits: a 5th element or a member over 8 bytes makes a `skiplist`.
@@ -22,24 +22,6 @@ const SMALL: &[&str] = &[
     "--zset-max-listpack-value",
     "8",
 ];
-
-/// A command line: words split on spaces, `\xHH` escapes, `""` an empty word.
-fn argv(line: &str) -> Vec<Vec<u8>> {
-    let arg = |w: &str| {
-        let mut parts = w.split(r"\x");
-        let mut out = parts.next().unwrap().replace(r#""""#, "").into_bytes();
-        for p in parts {
-            out.push(u8::from_str_radix(&p[..2], 16).unwrap());
-            out.extend(p[2..].bytes());
-        }
-        out
-    };
-    line.split(' ').map(arg).collect()
-}
-
-fn show(args: &[Vec<u8>]) -> String {
-    args.iter().map(|a| esc(a)).collect::<Vec<_>>().join(" ")
-}
 
 /// The commands of the tables, run in order on one database; each reply compared byte for
 /// byte. Every command, option and error string of Redis 7.0's sorted sets appears here.
@@ -177,75 +159,32 @@ const CONVERSIONS: &[&str] = &[
     "ZRANDMEMBER lx 10 WITHSCORES",
 ];
 
-struct Pair {
-    c: [Client; 2],
-    what: String,
-    log: Vec<String>,
-}
+/// Redis and percore, compared after every command on the encodings of the keys it names
+/// too.
+struct Pair(Diff);
 
 impl Pair {
-    fn new(redis: &Server, percore: &Server, resp3: bool, what: String) -> Pair {
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(esc(&c.q("FLUSHALL")), r"+OK\r\n", "{what}");
-            if resp3 {
-                let hello = c.q("HELLO 3");
-                assert_eq!(hello[0], b'%', "{what}: HELLO 3: {}", esc(&hello));
-            }
-        }
-        Pair {
-            c,
-            what,
-            log: Vec::new(),
-        }
-    }
-
-    fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
-        self.log.push(show(args));
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        self.c.each_mut().map(|c| c.cmd(&refs))
-    }
-
-    fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(12)..];
-        panic!(
-            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
-            self.what,
-            esc(w),
-            esc(g),
-            recent.join("\n  ")
-        )
-    }
-
     /// One command to both servers: identical replies, then identical encodings of the keys
     /// it names.
     fn send(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
-        let [w, g] = self.both(args);
-        if w != g {
-            self.fail(&w, &g, "replies differ");
-        }
+        let w = self.0.same(args);
         let name = String::from_utf8_lossy(&args[0]).to_uppercase();
         let mut keys = Vec::new();
         if args.len() > 1 && name.starts_with('Z') && !name.starts_with("ZUNION ") {
-            keys.push(args[1].clone());
+            keys.push(&args[1]);
         }
         if name == "ZRANGESTORE" && args.len() > 2 {
-            keys.push(args[2].clone());
+            keys.push(&args[2]);
         }
         for k in keys {
-            let mut e = argv("OBJECT ENCODING");
-            e.push(k);
-            let [w, g] = self.both(&e);
-            if w != g {
-                self.fail(&w, &g, "encodings differ");
-            }
+            self.0.encoding(k);
         }
         w
     }
 
     fn table(&mut self, rows: &[&str]) {
         for row in rows {
-            self.send(&argv(row));
+            self.send(&words(row));
         }
     }
 
@@ -254,7 +193,7 @@ impl Pair {
         let mut seen = BTreeSet::new();
         let mut cursor = b"0".to_vec();
         for _ in 0..100_000 {
-            let r = self.c[side].cmd(&[b"ZSCAN", key.as_bytes(), &cursor, b"COUNT", b"7"]);
+            let r = self.0.c[side].cmd(&[b"ZSCAN", key.as_bytes(), &cursor, b"COUNT", b"7"]);
             let items = bulks(&r);
             cursor = items[0].clone();
             for pair in items[1..].chunks(2) {
@@ -264,35 +203,14 @@ impl Pair {
                 return seen;
             }
         }
-        panic!("{}: ZSCAN did not finish", self.what)
+        panic!("{}: ZSCAN did not finish", self.0.what)
     }
-}
-
-/// Every bulk string (and RESP3 double) in a reply, in order: enough to read ZSCAN pages.
-fn bulks(r: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < r.len() {
-        let end = i + r[i..].windows(2).position(|w| w == b"\r\n").unwrap();
-        let line = &r[i..end];
-        i = end + 2;
-        match line.first() {
-            Some(b'$') => {
-                let n: usize = std::str::from_utf8(&line[1..]).unwrap().parse().unwrap();
-                out.push(r[i..i + n].to_vec());
-                i += n + 2;
-            }
-            Some(b',') => out.push(line[1..].to_vec()),
-            _ => {}
-        }
-    }
-    out
 }
 
 fn each_pair(what: &str, flags: &[&str], seeds: &[u64], mut f: impl FnMut(&mut Pair, u64)) {
     let what = format!("zset differential tests, {what}");
     each_differential_run(&what, flags, seeds, |redis, percore, resp3, seed, label| {
-        f(&mut Pair::new(redis, percore, resp3, label), seed)
+        f(&mut Pair(Diff::new(redis, percore, resp3, label)), seed)
     });
 }
 
@@ -312,7 +230,7 @@ fn zset_encoding_conversions_match_redis() {
 fn large_zsets_match_redis() {
     each_pair("large", &[], &[], |p, _| {
         for chunk in 0..6 {
-            let mut cmd = argv("ZADD big");
+            let mut cmd = words("ZADD big");
             for i in 0..100 {
                 let n = chunk * 100 + i;
                 cmd.push(format!("{}", (n * 7919) % 601 / 3).into_bytes());
@@ -345,27 +263,10 @@ fn large_zsets_match_redis() {
             "ZREMRANGEBYRANK big 0 -1",
             "EXISTS big",
         ] {
-            p.send(&argv(row));
+            p.send(&words(row));
         }
-        assert_eq!(p.scan_all(0, "big2"), p.scan_all(1, "big2"), "{}", p.what);
+        assert_eq!(p.scan_all(0, "big2"), p.scan_all(1, "big2"), "{}", p.0.what);
     });
-}
-
-/// splitmix64, from a fixed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-
-    fn word(&mut self, list: &str) -> Vec<u8> {
-        let words: Vec<&str> = list.split(' ').collect();
-        argv(words[self.below(words.len())]).remove(0)
-    }
 }
 
 /// Random commands: one of these templates, each one-letter word replaced by a random one
@@ -392,9 +293,8 @@ const INDEXES: &str = "0 1 2 -1 -2 5 10 -100 x";
 const LEX: &str = "- + [a (a [b (c [abc [\"\" x";
 
 fn gen(r: &mut Rng) -> Vec<Vec<u8>> {
-    let templates: Vec<&str> = TEMPLATES.split('|').collect();
     let mut c = Vec::new();
-    for w in templates[r.below(templates.len())].split(' ') {
+    for w in r.template(TEMPLATES) {
         match w {
             "K" => c.push(r.word(KEYS)),
             "M" => c.push(r.word(MEMBERS)),

@@ -654,6 +654,107 @@ pub fn words(line: &str) -> Vec<Vec<u8>> {
     line.split(' ').map(arg).collect()
 }
 
+/// A command for failure messages, as the tables write it: words joined by spaces, each
+/// escaped (`""` when empty, a space as `\x20`), a run of 10 or more of one letter or digit
+/// as `N*c`, and a word longer than 200 characters escaped cut there, with its length.
+pub fn show(args: &[Vec<u8>]) -> String {
+    let word = |a: &Vec<u8>| match &a[..] {
+        [] => r#""""#.to_string(),
+        [c, ..] if a.len() >= 10 && c.is_ascii_alphanumeric() && a.iter().all(|b| b == c) => {
+            format!("{}*{}", a.len(), *c as char)
+        }
+        _ => {
+            let e = esc(a).replace(' ', r"\x20");
+            match e.len() > 200 {
+                true => format!("{}…({} bytes)", &e[..200], a.len()),
+                false => e,
+            }
+        }
+    };
+    args.iter().map(word).collect::<Vec<_>>().join(" ")
+}
+
+/// A reply for a failure message: whole up to 3000 bytes, else its first 1000 bytes, the
+/// 2000 from 500 before `at` (the first difference) when that lies past them, and its length.
+pub fn show_reply(b: &[u8], at: Option<usize>) -> String {
+    if b.len() <= 3000 {
+        return esc(b);
+    }
+    let mut out = esc(&b[..1000]);
+    if let Some(at) = at.filter(|&at| at > 1000 && at < b.len()) {
+        let from = (at - 500).max(1000);
+        let to = (at + 1500).min(b.len());
+        out += &format!("…[from byte {from}]{}", esc(&b[from..to]));
+    }
+    out + &format!("… ({} bytes in all)", b.len())
+}
+
+/// Every bulk string (and RESP3 double) in a reply, in order: enough to read KEYS and SCAN
+/// pages.
+pub fn bulks(r: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < r.len() {
+        let end = i + r[i..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let line = &r[i..end];
+        i = end + 2;
+        match line.first() {
+            Some(b'$') => {
+                let n: usize = std::str::from_utf8(&line[1..]).unwrap().parse().unwrap();
+                out.push(r[i..i + n].to_vec());
+                i += n + 2;
+            }
+            Some(b',') => out.push(line[1..].to_vec()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// splitmix64, from a fixed seed: what the random streams draw from.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// In [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn pick<T: Copy>(&mut self, list: &[T]) -> T {
+        list[self.below(list.len())]
+    }
+
+    /// One of the words of `list`, which are separated by spaces.
+    pub fn pick_word<'a>(&mut self, list: &'a str) -> &'a str {
+        let words: Vec<&str> = list.split(' ').collect();
+        words[self.below(words.len())]
+    }
+
+    /// The words of one of `templates`, which are separated by `|` (see the random streams'
+    /// `gen`).
+    pub fn template<'a>(&mut self, templates: &'a str) -> std::str::Split<'a, char> {
+        let all: Vec<&str> = templates.split('|').collect();
+        all[self.below(all.len())].split(' ')
+    }
+
+    /// One of the words of `list` (see [`words`]).
+    pub fn word(&mut self, list: &str) -> Vec<u8> {
+        words(self.pick_word(list)).remove(0)
+    }
+}
+
 /// One client on Redis and one on percore, fed the same commands; every reply must be the
 /// same byte for byte. Keeps the commands sent, for failure messages.
 pub struct Diff {
@@ -680,32 +781,62 @@ impl Diff {
         }
     }
 
-    /// Sends `args` to both; the two replies, Redis's first.
+    /// Sends `args` to both (logged as [`show`] writes them); the two replies, Redis's first.
     pub fn both(&mut self, args: &[Vec<u8>]) -> [Vec<u8>; 2] {
-        self.log
-            .push(args.iter().map(|a| esc(a)).collect::<Vec<_>>().join(" "));
+        self.log.push(show(args));
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         self.c.each_mut().map(|c| c.cmd(&refs))
     }
 
+    /// Fails on Redis's reply `w` and percore's `g` ([`show_reply`]), saying where they
+    /// first differ.
     pub fn fail(&self, w: &[u8], g: &[u8], why: &str) -> ! {
-        let recent = &self.log[self.log.len().saturating_sub(12)..];
+        let at = w.iter().zip(g).position(|(a, b)| a != b);
+        let at = at.or((w.len() != g.len()).then(|| w.len().min(g.len())));
+        let why = match at {
+            Some(at) => format!(
+                "{why} (first difference at byte {at}, lengths {} and {})",
+                w.len(),
+                g.len()
+            ),
+            None => why.to_string(),
+        };
+        self.fail_shown(&why, [show_reply(w, at), show_reply(g, at)])
+    }
+
+    /// Fails with `why`, what to show for each server (Redis first) and the recent
+    /// commands (with how many were sent in all).
+    pub fn fail_shown(&self, why: &str, shown: [String; 2]) -> ! {
+        let recent = &self.log[self.log.len().saturating_sub(15)..];
         panic!(
-            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands:\n  {}",
+            "{}: {why}\n redis:   {}\n percore: {}\nrecent commands (the last {} of {}):\n  {}",
             self.what,
-            esc(w),
-            esc(g),
+            shown[0],
+            shown[1],
+            recent.len(),
+            self.log.len(),
             recent.join("\n  ")
         )
     }
 
     /// Sends `args` to both; the replies must be the same. Returns Redis's.
     pub fn same(&mut self, args: &[Vec<u8>]) -> Vec<u8> {
+        self.check(args, "replies differ")
+    }
+
+    /// [`Diff::same`], failing with `why`.
+    pub fn check(&mut self, args: &[Vec<u8>], why: &str) -> Vec<u8> {
         let [w, g] = self.both(args);
         if w != g {
-            self.fail(&w, &g, "replies differ");
+            self.fail(&w, &g, why);
         }
         w
+    }
+
+    /// Both servers must report the same OBJECT ENCODING of `key`; returns Redis's reply.
+    pub fn encoding(&mut self, key: &[u8]) -> Vec<u8> {
+        let args = [&b"OBJECT"[..], b"ENCODING", key].map(<[u8]>::to_vec);
+        self.check(&args, "encodings differ")
     }
 
     /// Both servers must answer `line` (see [`words`]) the same.

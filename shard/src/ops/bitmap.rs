@@ -450,6 +450,30 @@ fn bit_range_to_bytes(start: i64, end: i64) -> (i64, i64, u8, u8) {
     (start >> 3, end >> 3, first, last)
 }
 
+/// BITCOUNT's and BITPOS's range of a `strlen`-byte string, in bytes, from `start` and
+/// `end` (bits when `isbit`): negative ones count from the end, then both are clamped to
+/// the string; a bit range is turned into bytes and the masks of the bits outside it in its
+/// first and last bytes ([`bit_range_to_bytes`]; 0 for a byte range or an empty one).
+fn clamp_range(mut start: i64, mut end: i64, strlen: i64, isbit: bool) -> ((i64, i64), u8, u8) {
+    let totlen = if isbit { strlen << 3 } else { strlen };
+    if start < 0 {
+        start += totlen;
+    }
+    if end < 0 {
+        end += totlen;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= totlen {
+        end = totlen - 1;
+    }
+    if isbit && start <= end {
+        let (start, end, first, last) = bit_range_to_bytes(start, end);
+        return ((start, end), first, last);
+    }
+    ((start, end), 0, 0)
+}
+
 /// BITCOUNT key [start end [BYTE|BIT]].
 pub fn bitcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let e = match sh.lookup_read(ctx.db, &a[1], ctx.now_ms) {
@@ -460,10 +484,9 @@ pub fn bitcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let mut scratch = itoa::Buffer::new();
     let p = e.value().as_bytes(&mut scratch);
     let strlen = p.len() as i64;
-    let (mut first_mask, mut last_mask) = (0u8, 0u8);
-    let (start, end) = match a.len() {
+    let ((start, end), first_mask, last_mask) = match a.len() {
         4 | 5 => {
-            let (mut start, mut end) = match (parse_int(&a[2]), parse_int(&a[3])) {
+            let (start, end) = match (parse_int(&a[2]), parse_int(&a[3])) {
                 (Ok(s), Ok(e)) => (s, e),
                 (Err(e), _) | (_, Err(e)) => return out.error(e),
             };
@@ -474,24 +497,9 @@ pub fn bitcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 Ok(b) => b.unwrap_or(false),
                 Err(e) => return out.error(e),
             };
-            let totlen = if isbit { strlen << 3 } else { strlen };
-            if start < 0 {
-                start += totlen;
-            }
-            if end < 0 {
-                end += totlen;
-            }
-            start = start.max(0);
-            end = end.max(0);
-            if end >= totlen {
-                end = totlen - 1;
-            }
-            if isbit && start <= end {
-                (start, end, first_mask, last_mask) = bit_range_to_bytes(start, end);
-            }
-            (start, end)
+            clamp_range(start, end, strlen, isbit)
         }
-        2 => (0, strlen - 1),
+        2 => ((0, strlen - 1), 0, 0),
         _ => return out.error(err::SYNTAX),
     };
     if start > end {
@@ -520,11 +528,10 @@ pub fn bitpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let mut scratch = itoa::Buffer::new();
     let p = e.value().as_bytes(&mut scratch);
     let strlen = p.len() as i64;
-    let (mut first_mask, mut last_mask) = (0u8, 0u8);
     let mut end_given = false;
-    let (start, end) = match a.len() {
+    let ((start, end), first_mask, last_mask) = match a.len() {
         4..=6 => {
-            let mut start = match parse_int(&a[3]) {
+            let start = match parse_int(&a[3]) {
                 Ok(s) => s,
                 Err(e) => return out.error(e),
             };
@@ -532,7 +539,7 @@ pub fn bitpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 Ok(b) => b.unwrap_or(false),
                 Err(e) => return out.error(e),
             };
-            let mut end = match a.get(4).map(|x| parse_int(x)).transpose() {
+            let end = match a.get(4).map(|x| parse_int(x)).transpose() {
                 Ok(Some(e)) => {
                     end_given = true;
                     e
@@ -541,24 +548,9 @@ pub fn bitpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 Ok(None) => strlen - 1,
                 Err(e) => return out.error(e),
             };
-            let totlen = if isbit { strlen << 3 } else { strlen };
-            if start < 0 {
-                start += totlen;
-            }
-            if end < 0 {
-                end += totlen;
-            }
-            start = start.max(0);
-            end = end.max(0);
-            if end >= totlen {
-                end = totlen - 1;
-            }
-            if isbit && start <= end {
-                (start, end, first_mask, last_mask) = bit_range_to_bytes(start, end);
-            }
-            (start, end)
+            clamp_range(start, end, strlen, isbit)
         }
-        3 => (0, strlen - 1),
+        3 => ((0, strlen - 1), 0, 0),
         _ => return out.error(err::SYNTAX),
     };
     // An empty range holds neither a 0 nor a 1.

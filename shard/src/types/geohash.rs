@@ -276,40 +276,25 @@ pub fn standard_geohash(score: f64) -> Option<[u8; 11]> {
     Some(buf)
 }
 
-fn move_x(hash: &mut HashBits, d: i8) {
+/// `geohash_move_x` (`axis` 0xaaaa…, the longitude's bits) and `geohash_move_y` (0x5555…,
+/// the latitude's): the cell `d` (-1, 0 or 1) steps along that axis, the other axis's bits
+/// left as they are.
+fn move_axis(hash: &mut HashBits, d: i8, axis: u64) {
     if d == 0 {
         return;
     }
-    let mut x = hash.bits & 0xaaaaaaaaaaaaaaaa;
-    let y = hash.bits & 0x5555555555555555;
+    let mut moved = hash.bits & axis;
+    let kept = hash.bits & !axis;
     let shift = 64 - hash.step as u32 * 2;
-    let zz = 0x5555555555555555u64 >> shift;
+    let zz = !axis >> shift;
     if d > 0 {
-        x = x.wrapping_add(zz + 1);
+        moved = moved.wrapping_add(zz + 1);
     } else {
-        x |= zz;
-        x = x.wrapping_sub(zz + 1);
+        moved |= zz;
+        moved = moved.wrapping_sub(zz + 1);
     }
-    x &= 0xaaaaaaaaaaaaaaaa >> shift;
-    hash.bits = x | y;
-}
-
-fn move_y(hash: &mut HashBits, d: i8) {
-    if d == 0 {
-        return;
-    }
-    let x = hash.bits & 0xaaaaaaaaaaaaaaaa;
-    let mut y = hash.bits & 0x5555555555555555;
-    let shift = 64 - hash.step as u32 * 2;
-    let zz = 0xaaaaaaaaaaaaaaaau64 >> shift;
-    if d > 0 {
-        y = y.wrapping_add(zz + 1);
-    } else {
-        y |= zz;
-        y = y.wrapping_sub(zz + 1);
-    }
-    y &= 0x5555555555555555 >> shift;
-    hash.bits = x | y;
+    moved &= axis >> shift;
+    hash.bits = moved | kept;
 }
 
 /// `geohashNeighbors`: the eight cells around `hash` (wrapping around the antimeridian and
@@ -317,8 +302,8 @@ fn move_y(hash: &mut HashBits, d: i8) {
 pub fn neighbors(hash: HashBits) -> Neighbors {
     let at = |dx: i8, dy: i8| {
         let mut h = hash;
-        move_x(&mut h, dx);
-        move_y(&mut h, dy);
+        move_axis(&mut h, dx, 0xaaaaaaaaaaaaaaaa);
+        move_axis(&mut h, dy, 0x5555555555555555);
         h
     };
     Neighbors {
@@ -599,8 +584,18 @@ fn msort<T: Clone>(b: &mut [T], tmp: &mut [T], cmp: &impl Fn(&T, &T) -> i32) {
 /// Redis's `pqsort`: Bentley–McIlroy quicksort that only sorts the partitions overlapping
 /// ranks `lrange..=rrange`, leaving ranks there exactly where Redis's leaves them (ties
 /// included). Indices stay within `v` whatever `cmp` answers.
+///
+/// Element indices stand for Redis's byte pointers (the range tests are the same in either
+/// unit). Redis recurses into the left partition and loops on the right one; partitions are
+/// disjoint and each is sorted from its own contents alone, so taking them from a
+/// heap-allocated stack instead leaves every element where Redis's does, without a call
+/// depth that crafted points could make linear in their number.
 pub fn partial_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, lrange: usize, rrange: usize) {
-    pqsort(v, 0, v.len(), cmp, lrange, rrange);
+    let mut work = vec![(0, v.len())];
+    while let Some((a, n)) = work.pop() {
+        let parts = pqsort_step(v, a, n, cmp, lrange, rrange);
+        work.extend(parts.into_iter().flatten());
+    }
 }
 
 fn med3<T>(v: &[T], a: usize, b: usize, c: usize, cmp: &impl Fn(&T, &T) -> i32) -> usize {
@@ -627,27 +622,9 @@ fn vecswap<T>(v: &mut [T], a: usize, b: usize, n: usize) {
     }
 }
 
-/// `_pqsort` on `v[a..a + n]`, with element indices for Redis's byte pointers (the range
-/// tests are the same in either unit). Redis recurses into the left partition and loops on
-/// the right one; partitions are disjoint and each is sorted from its own contents alone, so
-/// taking them from a heap-allocated stack instead leaves every element where Redis's does,
-/// without a call depth that crafted points could make linear in their number.
-fn pqsort<T>(
-    v: &mut [T],
-    a: usize,
-    n: usize,
-    cmp: &impl Fn(&T, &T) -> i32,
-    lrange: usize,
-    rrange: usize,
-) {
-    let mut work = vec![(a, n)];
-    while let Some((a, n)) = work.pop() {
-        pqsort_step(v, a, n, cmp, lrange, rrange, &mut work);
-    }
-}
-
 /// One partition step of `_pqsort` on `v[a..a + n]`: sorts it outright when small, else
-/// partitions it and pushes the parts that overlap the wanted ranks onto `work`.
+/// partitions it and returns the left and the right part (start, length) when they still
+/// need sorting: more than one element, overlapping the wanted ranks.
 fn pqsort_step<T>(
     v: &mut [T],
     a: usize,
@@ -655,8 +632,7 @@ fn pqsort_step<T>(
     cmp: &impl Fn(&T, &T) -> i32,
     lrange: usize,
     rrange: usize,
-    work: &mut Vec<(usize, usize)>,
-) {
+) -> [Option<(usize, usize)>; 2] {
     if n < 7 {
         for pm in a + 1..a + n {
             let mut pl = pm;
@@ -665,7 +641,7 @@ fn pqsort_step<T>(
                 pl -= 1;
             }
         }
-        return;
+        return [None, None];
     }
     let mut pm = a + n / 2;
     if n > 7 {
@@ -723,13 +699,9 @@ fn pqsort_step<T>(
         !((lrange < l && rrange < l) || (lrange > r_end && rrange > r_end))
     };
     let left = (pb - pa) as usize;
-    if left > 1 && overlaps(a, left) {
-        work.push((a, left));
-    }
     let right = (pd - pc) as usize;
-    if right > 1 && overlaps(pn as usize - right, right) {
-        work.push((pn as usize - right, right));
-    }
+    [(a, left), (pn as usize - right, right)]
+        .map(|(l, cnt)| (cnt > 1 && overlaps(l, cnt)).then_some((l, cnt)))
 }
 
 #[cfg(test)]
@@ -886,8 +858,9 @@ mod tests {
         assert!(min < max);
     }
 
-    /// The recursive shape of Redis's `_pqsort` (left part by recursion, right by loop), to
-    /// check the stack-based one leaves every element in the same place.
+    /// The recursive shape of Redis's `_pqsort` (left part by recursion, right by loop) over
+    /// the same partition step, to check the stack-based one leaves every element in the
+    /// same place.
     fn pqsort_recursive<T>(
         v: &mut [T],
         mut a: usize,
@@ -897,84 +870,14 @@ mod tests {
         rrange: usize,
     ) {
         loop {
-            if n < 7 {
-                for pm in a + 1..a + n {
-                    let mut pl = pm;
-                    while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
-                        v.swap(pl, pl - 1);
-                        pl -= 1;
-                    }
-                }
-                return;
+            let [left, right] = pqsort_step(v, a, n, cmp, lrange, rrange);
+            if let Some((l, cnt)) = left {
+                pqsort_recursive(v, l, cnt, cmp, lrange, rrange);
             }
-            let mut pm = a + n / 2;
-            if n > 7 {
-                let mut pl = a;
-                let mut pn = a + n - 1;
-                if n > 40 {
-                    let d = n / 8;
-                    pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
-                    pm = med3(v, pm - d, pm, pm + d, cmp);
-                    pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
-                }
-                pm = med3(v, pl, pm, pn, cmp);
+            match right {
+                Some((r, cnt)) => (a, n) = (r, cnt),
+                None => return,
             }
-            v.swap(a, pm);
-            // Signed positions: `pc` may step to one before `pb`'s start.
-            let (mut pa, mut pb) = (a as isize + 1, a as isize + 1);
-            let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
-            loop {
-                while pb <= pc {
-                    let r = cmp(&v[pb as usize], &v[a]);
-                    if r > 0 {
-                        break;
-                    }
-                    if r == 0 {
-                        v.swap(pa as usize, pb as usize);
-                        pa += 1;
-                    }
-                    pb += 1;
-                }
-                while pb <= pc {
-                    let r = cmp(&v[pc as usize], &v[a]);
-                    if r < 0 {
-                        break;
-                    }
-                    if r == 0 {
-                        v.swap(pc as usize, pd as usize);
-                        pd -= 1;
-                    }
-                    pc -= 1;
-                }
-                if pb > pc {
-                    break;
-                }
-                v.swap(pb as usize, pc as usize);
-                pb += 1;
-                pc -= 1;
-            }
-            let pn = (a + n) as isize;
-            let r = (pa - a as isize).min(pb - pa);
-            vecswap(v, a, (pb - r) as usize, r as usize);
-            let r = (pd - pc).min(pn - pd - 1);
-            vecswap(v, pb as usize, (pn - r) as usize, r as usize);
-            let overlaps = |l: usize, cnt: usize| {
-                let r_end = l + cnt - 1;
-                !((lrange < l && rrange < l) || (lrange > r_end && rrange > r_end))
-            };
-            let r = (pb - pa) as usize;
-            if r > 1 && overlaps(a, r) {
-                pqsort_recursive(v, a, r, cmp, lrange, rrange);
-            }
-            let r = (pd - pc) as usize;
-            if r > 1 {
-                a = pn as usize - r;
-                n = r;
-                if overlaps(a, n) {
-                    continue;
-                }
-            }
-            return;
         }
     }
 
