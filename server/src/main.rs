@@ -19,6 +19,7 @@ mod multi;
 mod persist;
 mod router;
 mod runtime;
+mod scripting;
 mod txlock;
 
 use crate::config::{Config, Invocation};
