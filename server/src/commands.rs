@@ -785,6 +785,8 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
     } else if let Some(specs) = explicit_key_specs(c.cmd) {
         write_key_specs(w, specs);
+    } else if crate::scripting::eval_key_spec(w, c.cmd) {
+        // EVAL and its kin: their key spec (with notes) is the scripting module's.
     } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {

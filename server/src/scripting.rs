@@ -76,12 +76,6 @@ type Sha = [u8; 40];
 static CACHE: LazyLock<Mutex<HashMap<Sha, Arc<[u8]>>>> = LazyLock::new(Default::default);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes of the cached bodies (INFO's `used_memory_scripts_eval`) and their count.
-pub fn cache_stats() -> (usize, usize) {
-    let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    (c.values().map(|b| b.len() + 40).sum(), c.len())
-}
-
 struct Script {
     f: Function,
     no_writes: bool,
@@ -140,16 +134,6 @@ impl Engine {
         )?;
         lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
-        let d = deadline.clone();
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(100_000),
-            move |_, _| match d.get() {
-                Some(t) if Instant::now() >= t => Err(mlua::Error::runtime(
-                    "ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)",
-                )),
-                _ => Ok(VmState::Continue),
-            },
-        );
         let rcall = lua.create_async_function(|lua, args: MultiValue| async move {
             redis_call(lua, args).await
         })?;
@@ -160,7 +144,9 @@ impl Engine {
                 Some(Value::Integer(i)) => *i as f64,
                 Some(Value::Number(n)) => *n,
                 Some(_) | None if args.len() != 1 => {
-                    return Err(mlua::Error::runtime("redis.setresp() requires one argument."))
+                    return Err(mlua::Error::runtime(
+                        "redis.setresp() requires one argument.",
+                    ))
                 }
                 _ => 0.0,
             };
@@ -274,7 +260,7 @@ redis.call = function(...)
   if e ~= nil then
     local _, pos = pcall(error, '', 3)
     note(pos)
-    error(e, 0)
+    error(e.err, 0)
   end
   return v
 end
@@ -637,10 +623,9 @@ fn resp_to_lua(lua: &Lua, buf: &[u8], pos: &mut usize, depth: usize) -> mlua::Re
         b'+' => tagged("ok", Value::String(text(lua)?))?,
         b'-' => tagged(
             "err",
-            Value::String(lua.create_string(error_buff(&format!(
-                "-{}",
-                String::from_utf8_lossy(line)
-            )))?),
+            Value::String(
+                lua.create_string(error_buff(&format!("-{}", String::from_utf8_lossy(line))))?,
+            ),
         )?,
         b':' => Value::Number(num()? as f64),
         b'$' | b'=' => {
@@ -808,7 +793,10 @@ pub async fn run(
             let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
             w.array(a.len() - 2);
             for s in a.iter().skip(2) {
-                let hit = <&Sha>::try_from(s).is_ok_and(|s| c.contains_key(s));
+                let hit = <Sha>::try_from(s).is_ok_and(|mut s| {
+                    s.make_ascii_lowercase();
+                    c.contains_key(&s)
+                });
                 w.int(hit as i64);
             }
         }
@@ -828,8 +816,9 @@ pub async fn run(
         Cmd::ScriptKill => {
             ReplyWriter::new(out, proto).error("NOTBUSY No scripts in execution right now.")
         }
-        Cmd::ScriptDebug => ReplyWriter::new(out, proto)
-            .error("ERR SCRIPT DEBUG is not supported by this server"),
+        Cmd::ScriptDebug => {
+            ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
+        }
         Cmd::ScriptHelp => {
             let mut w = ReplyWriter::new(out, proto);
             w.array(HELP.len());
@@ -1008,9 +997,79 @@ async fn eval(
         }
         Err((err, raised)) => {
             let hex = std::str::from_utf8(&sha).unwrap_or("");
-            w.error(&script_error(err, raised, hex));
+            // A `return redis.call(…)` is a tail call: its line is lost; a one-line script
+            // has only one.
+            let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
+            let raised = raised.map(|(m, l)| (m, l.or(guess)));
+            w.error(&script_error(err, raised, hex, guess));
         }
     }
+}
+
+/// The number of the one line of `body` that holds code (a shebang line aside), if only one
+/// does: where a tail-called `redis.call` failed.
+fn only_line(body: &[u8]) -> Option<u32> {
+    let mut found = None;
+    for (i, l) in body.split(|&b| b == b'\n').enumerate() {
+        if l.iter().all(|b| b.is_ascii_whitespace()) || (i == 0 && l.starts_with(b"#!")) {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        found = Some(i as u32 + 1);
+    }
+    found
+}
+
+/// COMMAND INFO's key spec of EVAL, EVALSHA, EVAL_RO and EVALSHA_RO, as Redis 7.0 writes
+/// it; false for other commands.
+pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
+    let (flags, notes): (&[&str], Option<&str>) = match cmd {
+        Cmd::Eval => (
+            &["RW", "access", "update"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"),
+        ),
+        Cmd::EvalSha => (&["RW", "access", "update"], None),
+        Cmd::EvalRo => (
+            &["RO", "access"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"),
+        ),
+        Cmd::EvalShaRo => (&["RO", "access"], None),
+        _ => return false,
+    };
+    w.set(1);
+    w.map(3 + notes.is_some() as usize);
+    if let Some(n) = notes {
+        w.bulk(b"notes");
+        w.bulk(n.as_bytes());
+    }
+    w.bulk(b"flags");
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.bulk(b"begin_search");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(b"index");
+    w.bulk(b"spec");
+    w.map(1);
+    w.bulk(b"index");
+    w.int(2);
+    w.bulk(b"find_keys");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(b"keynum");
+    w.bulk(b"spec");
+    w.map(3);
+    w.bulk(b"keynumidx");
+    w.int(0);
+    w.bulk(b"firstkey");
+    w.int(1);
+    w.bulk(b"keystep");
+    w.int(1);
+    true
 }
 
 const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
@@ -1064,9 +1123,27 @@ async fn run_script(
         raised: None,
     });
     let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
-    e.deadline
-        .set(Some(Instant::now() + Duration::from_millis(limit.saturating_mul(10))));
-    let r = f.call_async::<Value>(()).await;
+    e.deadline.set(Some(
+        Instant::now() + Duration::from_millis(limit.saturating_mul(10)),
+    ));
+    // The script runs in a thread of its own, with the time limit's hook (a hook is per
+    // thread in Lua 5.1).
+    let r = match lua.create_thread(f.clone()) {
+        Ok(th) => {
+            let d = e.deadline.clone();
+            th.set_hook(
+                HookTriggers::new().every_nth_instruction(100_000),
+                move |_, _| match d.get() {
+                    Some(t) if Instant::now() >= t => Err(mlua::Error::runtime(
+                        "ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)",
+                    )),
+                    _ => Ok(VmState::Continue),
+                },
+            );
+            th.into_async::<Value>(()).await
+        }
+        Err(err) => Err(err),
+    };
     e.deadline.set(None);
     let run = lua.remove_app_data::<Run>();
     // A SELECT inside the script does not change the caller's database (Redis 7.0).
@@ -1081,7 +1158,12 @@ async fn run_script(
 }
 
 /// A failed script's error reply, as Redis 7.0 words it.
-fn script_error(err: mlua::Error, raised: Option<(String, Option<u32>)>, sha: &str) -> String {
+fn script_error(
+    err: mlua::Error,
+    raised: Option<(String, Option<u32>)>,
+    sha: &str,
+    guess: Option<u32>,
+) -> String {
     let mut err = err;
     while let mlua::Error::CallbackError { cause, .. } = err {
         err = (*cause).clone();
@@ -1100,6 +1182,11 @@ fn script_error(err: mlua::Error, raised: Option<(String, Option<u32>)>, sha: &s
             format!("ERR {msg}{}", suffix(line))
         }
         mlua::Error::RuntimeError(msg) if msg.starts_with("ERR Script killed") => msg,
+        // Raised by a library function (redis.setresp, redis.log, …).
+        mlua::Error::RuntimeError(msg) if raised.is_none() => {
+            let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+            format!("ERR {msg}{}", suffix(guess))
+        }
         mlua::Error::MemoryError(_) => {
             format!("ERR Error running script {sha}: not enough memory (the Lua heap is limited to {LUA_MEMORY_LIMIT} bytes)")
         }

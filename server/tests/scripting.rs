@@ -151,7 +151,11 @@ fn scripts_match_redis() {
         }
         // SCRIPT LOAD, EXISTS, EVALSHA (any case), FLUSH, NOSCRIPT.
         let body = "return {KEYS[1], ARGV[1]}";
-        let sha = d.same(&[b"SCRIPT".to_vec(), b"LOAD".to_vec(), body.as_bytes().to_vec()]);
+        let sha = d.same(&[
+            b"SCRIPT".to_vec(),
+            b"LOAD".to_vec(),
+            body.as_bytes().to_vec(),
+        ]);
         let sha = String::from_utf8_lossy(&sha)
             .lines()
             .nth(1)
@@ -167,14 +171,39 @@ fn scripts_match_redis() {
         d.line(&format!("EVALSHA {sha} 1 k v"));
         d.line(&format!("SCRIPT EXISTS {sha}"));
         // EVAL_RO: reads only.
-        d.same(&ev("EVAL_RO", "return redis.call('set', KEYS[1], 1)", &["s"], &[]));
-        d.same(&ev("EVAL_RO", "return redis.call('get', KEYS[1])", &["s"], &[]));
-        d.same(&ev("EVAL_RO", "return redis.pcall('del', KEYS[1])", &["s"], &[]));
+        d.same(&ev(
+            "EVAL_RO",
+            "return redis.call('set', KEYS[1], 1)",
+            &["s"],
+            &[],
+        ));
+        d.same(&ev(
+            "EVAL_RO",
+            "return redis.call('get', KEYS[1])",
+            &["s"],
+            &[],
+        ));
+        d.same(&ev(
+            "EVAL_RO",
+            "return redis.pcall('del', KEYS[1])",
+            &["s"],
+            &[],
+        ));
         // Inside MULTI: queued, run by EXEC with the other commands.
         d.line("MULTI");
-        d.same(&ev("EVAL", "return redis.call('incr', KEYS[1])", &["{a}"], &[]));
+        d.same(&ev(
+            "EVAL",
+            "return redis.call('incr', KEYS[1])",
+            &["{a}"],
+            &[],
+        ));
         d.line("SET b 5");
-        d.same(&ev("EVAL", "return {redis.call('incr', KEYS[1]), redis.call('incr', KEYS[2])}", &["b", "c"], &[]));
+        d.same(&ev(
+            "EVAL",
+            "return {redis.call('incr', KEYS[1]), redis.call('incr', KEYS[2])}",
+            &["b", "c"],
+            &[],
+        ));
         d.same(&ev("EVAL", "return redis.call('nosuch')", &[], &[]));
         d.line("EXEC");
         d.line("MGET {a} b c");
@@ -194,13 +223,22 @@ fn scripts_run_on_percore() {
     let mut c = s.client();
     let r = c.cmd(&[b"EVAL", b"return {1, 'two', {ok='three'}}", b"0"]);
     assert_eq!(esc(&r), r"*3\r\n:1\r\n$3\r\ntwo\r\n+three\r\n");
-    let r = c.cmd(&[b"EVAL", b"return redis.call('incrby', KEYS[1], ARGV[1])", b"1", b"n", b"41"]);
+    let r = c.cmd(&[
+        b"EVAL",
+        b"return redis.call('incrby', KEYS[1], ARGV[1])",
+        b"1",
+        b"n",
+        b"41",
+    ]);
     assert_eq!(esc(&r), r":41\r\n");
 }
 
 fn int(reply: &[u8]) -> i64 {
     let s = std::str::from_utf8(reply).expect("utf8");
-    s.trim_start_matches(':').trim_end().parse().unwrap_or_else(|_| panic!("not an integer: {s:?}"))
+    s.trim_start_matches(':')
+        .trim_end()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer: {s:?}"))
 }
 
 /// The integers of an MGET reply.
@@ -262,7 +300,14 @@ fn scripts_across_shards_are_isolated() {
                 if from == to {
                     continue;
                 }
-                let r = c.cmd(&[b"EVAL", transfer.as_bytes(), b"2", from.as_bytes(), to.as_bytes(), b"3"]);
+                let r = c.cmd(&[
+                    b"EVAL",
+                    transfer.as_bytes(),
+                    b"2",
+                    from.as_bytes(),
+                    to.as_bytes(),
+                    b"3",
+                ]);
                 assert!(r == b":1\r\n" || r == b":0\r\n", "transfer: {}", esc(&r));
             }
         }));
@@ -298,7 +343,12 @@ fn undeclared_keys_on_other_shards_work() {
         ts.push(std::thread::spawn(move || {
             let mut c = Client::connect(port);
             for _ in 0..100 {
-                let r = c.cmd(&[b"EVAL", b"redis.call('incr', KEYS[1]) return redis.call('incr', 'other')", b"1", b"decl"]);
+                let r = c.cmd(&[
+                    b"EVAL",
+                    b"redis.call('incr', KEYS[1]) return redis.call('incr', 'other')",
+                    b"1",
+                    b"decl",
+                ]);
                 assert_eq!(r[0], b':', "{}", esc(&r));
             }
         }));
@@ -309,7 +359,11 @@ fn undeclared_keys_on_other_shards_work() {
     assert_eq!(c.q("GET other"), b"$3\r\n300\r\n");
     assert_eq!(c.q("GET decl"), b"$3\r\n300\r\n");
     // SELECT inside a script does not change the caller's database.
-    let r = c.cmd(&[b"EVAL", b"redis.call('select', 1) return redis.call('set', 'indb1', 'x')", b"0"]);
+    let r = c.cmd(&[
+        b"EVAL",
+        b"redis.call('select', 1) return redis.call('set', 'indb1', 'x')",
+        b"0",
+    ]);
     assert_eq!(r, b"+OK\r\n");
     assert_eq!(c.q("EXISTS indb1"), b":0\r\n");
 }
@@ -321,16 +375,31 @@ fn runaway_scripts_do_not_take_the_server_down() {
     let s = Server::percore(1, &[]);
     let mut c = s.client();
     assert_eq!(c.q("CONFIG SET lua-time-limit 100"), b"+OK\r\n");
-    assert_eq!(c.q("CONFIG GET busy-reply-threshold"), b"*2\r\n$20\r\nbusy-reply-threshold\r\n$3\r\n100\r\n");
+    assert_eq!(
+        c.q("CONFIG GET busy-reply-threshold"),
+        b"*2\r\n$20\r\nbusy-reply-threshold\r\n$3\r\n100\r\n"
+    );
     let t0 = Instant::now();
     let r = c.cmd(&[b"EVAL", b"while true do end", b"0"]);
     assert!(r.starts_with(b"-ERR Script killed"), "{}", esc(&r));
     assert!(t0.elapsed() < Duration::from_secs(30));
     assert_eq!(c.q("PING"), b"+PONG\r\n");
-    let r = c.cmd(&[b"EVAL", b"return string.rep(string.rep('x', 1048576), 2048)", b"0"]);
-    assert!(r.starts_with(b"-ERR") && esc(&r).contains("not enough memory"), "{}", esc(&r));
+    let r = c.cmd(&[
+        b"EVAL",
+        b"return string.rep(string.rep('x', 1048576), 2048)",
+        b"0",
+    ]);
+    assert!(
+        r.starts_with(b"-ERR") && esc(&r).contains("not enough memory"),
+        "{}",
+        esc(&r)
+    );
     let r = c.cmd(&[b"EVAL", b"local t = {} t[1] = t return t", b"0"]);
-    assert!(r.starts_with(b"-ERR reached lua stack limit") || r.starts_with(b"*1\r\n"), "{}", esc(&r));
+    assert!(
+        r.starts_with(b"-ERR reached lua stack limit") || r.starts_with(b"*1\r\n"),
+        "{}",
+        esc(&r)
+    );
     assert_eq!(c.q("PING"), b"+PONG\r\n");
     assert_eq!(c.cmd(&[b"EVAL", b"return 7", b"0"]), b":7\r\n");
     let _ = words("");
