@@ -723,11 +723,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("watch", Watch, -2, NS | L | ST | F | AB, 1, -1, 1, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block"),
     spec!("unwatch", Unwatch, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Forget about all watched keys"),
     // ---- scripting
-    spec!("eval", Eval, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Executes a server-side Lua script."),
-    spec!("evalsha", EvalSha, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest."),
-    spec!("eval_ro", EvalRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Executes a read-only server-side Lua script."),
-    spec!("evalsha_ro", EvalShaRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Executes a read-only server-side Lua script by SHA1 digest."),
-    spec!("script", Script, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "2.6.0", "A container for Lua scripts management commands."),
+    spec!("eval", Eval, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Execute a Lua script server side"),
+    spec!("evalsha", EvalSha, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Execute a Lua script server side"),
+    spec!("eval_ro", EvalRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
+    spec!("evalsha_ro", EvalShaRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
+    spec!("script", Script, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "2.6.0", "A container for Lua scripts management commands"),
     // ---- server
     spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
     spec!("config", Config, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.0.0", "A container for server configuration commands."),
@@ -788,12 +788,12 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("memory|purge", MemoryPurge, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Asks the allocator to release memory."),
     spec!("memory|malloc-stats", MemoryMallocStats, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns the allocator statistics."),
     spec!("memory|help", MemoryHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns helpful text about the different subcommands."),
-    spec!("script|load", ScriptLoad, 3, NS | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Loads a server-side Lua script to the script cache."),
-    spec!("script|exists", ScriptExists, -3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Determines whether server-side Lua scripts exist in the script cache."),
-    spec!("script|flush", ScriptFlush, -2, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Removes all server-side Lua scripts from the script cache."),
-    spec!("script|kill", ScriptKill, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Terminates a server-side Lua script during execution."),
-    spec!("script|debug", ScriptDebug, 3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "3.2.0", "Sets the debug mode of server-side Lua scripts."),
-    spec!("script|help", ScriptHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!("script|flush", ScriptFlush, -2, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Remove all the scripts from the script cache."),
+    spec!("script|debug", ScriptDebug, 3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "3.2.0", "Set the debug mode for executed scripts."),
+    spec!("script|exists", ScriptExists, -3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Check existence of scripts in the script cache."),
+    spec!("script|load", ScriptLoad, 3, NS | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Load the specified Lua script into the script cache."),
+    spec!("script|help", ScriptHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "5.0.0", "Show helpful text about the different subcommands"),
+    spec!("script|kill", ScriptKill, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Kill the script currently in execution."),
 ];
 
 /// The subcommand rows of a container command, in table order.

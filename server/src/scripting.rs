@@ -1072,6 +1072,27 @@ pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
     true
 }
 
+/// COMMAND INFO's tips of the SCRIPT subcommands, as Redis 7.0 writes them; false (nothing
+/// written) for other commands.
+pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
+    let tips: &[&str] = match cmd {
+        Cmd::ScriptFlush | Cmd::ScriptLoad => {
+            &["request_policy:all_nodes", "response_policy:all_succeeded"]
+        }
+        Cmd::ScriptExists => &[
+            "request_policy:all_shards",
+            "response_policy:agg_logical_and",
+        ],
+        Cmd::ScriptKill => &["request_policy:all_shards", "response_policy:one_succeeded"],
+        _ => return false,
+    };
+    w.set(tips.len());
+    for t in tips {
+        w.bulk(t.as_bytes());
+    }
+    true
+}
+
 const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
 struct RunOut {

@@ -211,6 +211,11 @@ fn scripts_match_redis() {
         d.line("COMMAND GETKEYS EVAL return\x201 2 k1 k2 a1");
         d.line("COMMAND GETKEYS EVALSHA_RO x 1 k1");
         d.line("COMMAND INFO eval evalsha eval_ro evalsha_ro");
+        // (SCRIPT's own entry lists its subcommands in Redis's dict order, which varies.)
+        d.line("COMMAND INFO script|load script|exists script|flush script|kill script|debug script|help");
+        for n in ["0", "-1", "3 a", "y", "0 a b"] {
+            d.line(&format!("COMMAND GETKEYS EVAL x {n}"));
+        }
     });
 }
 
