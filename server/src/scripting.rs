@@ -44,9 +44,12 @@
 //! BUSY to others and waits for SCRIPT KILL; here SCRIPT KILL always answers NOTBUSY, since
 //! no other client of this core can run while a script does).
 //!
-//! Not done: `cjson`, `cmsgpack`, `bit`, `struct`; SCRIPT DEBUG (answers an error); `pcall`
-//! around a `redis.call` that must leave the core fails with Lua 5.1's "attempt to yield
-//! across metamethod/C-call boundary" (use `redis.pcall`).
+//! `pcall` is replaced by a version that runs its function as a coroutine, so that a
+//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`);
+//! `xpcall` keeps the C one (a `redis.call` inside it must stay on the core). Neither can
+//! catch the time limit's abort for good: they re-raise it.
+//!
+//! Not done: `cjson`, `cmsgpack`, `bit`, `struct`; SCRIPT DEBUG (answers an error).
 
 use crate::conn::Conn;
 use crate::runtime::Stream;
@@ -186,9 +189,12 @@ impl Engine {
             }
             Ok(())
         })?;
+        let d = deadline.clone();
+        let killed =
+            lua.create_function(move |_, ()| Ok(d.get().is_some_and(|t| Instant::now() >= t)))?;
         lua.load(SETUP)
             .set_name("=setup")
-            .call::<()>((rcall, sha1hex, log, setresp, errbuf, note))?;
+            .call::<()>((rcall, sha1hex, log, setresp, errbuf, note, killed))?;
         Ok(Engine {
             lua,
             compiled: RefCell::new(HashMap::new()),
@@ -252,7 +258,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed = ...
 local error, rawset = error, rawset
 local redis = {}
 redis.call = function(...)
@@ -289,6 +295,28 @@ redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REP
 redis.REDIS_VERSION = '7.0.15'
 redis.REDIS_VERSION_NUM = 0x0007000f
 rawset(_G, 'redis', redis)
+-- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
+-- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
+-- up and resumed. A script aborted for its time limit stays aborted.
+local real_pcall, real_xpcall, create, resume, status, yield = pcall, xpcall, coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+local select, unpack, type = select, unpack, type
+local function pack(...) return {n = select('#', ...), ...} end
+local function checked(...)
+  if killed() then error('ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)', 0) end
+  return ...
+end
+rawset(_G, 'pcall', function(f, ...)
+  local made, co = real_pcall(create, f)
+  if not made then return checked(real_pcall(f, ...)) end
+  local r = pack(resume(co, ...))
+  while status(co) ~= 'dead' do
+    r = pack(resume(co, yield(unpack(r, 2, r.n))))
+  end
+  return checked(unpack(r, 1, r.n))
+end)
+rawset(_G, 'xpcall', function(f, h)
+  return checked(real_xpcall(f, h))
+end)
 for _, k in ipairs({'loadfile', 'dofile', 'print', 'setfenv', 'getfenv', 'newproxy', 'module', 'require', 'package'}) do
   rawset(_G, k, nil)
 end

@@ -363,6 +363,19 @@ fn undeclared_keys_on_other_shards_work() {
     }
     assert_eq!(c.q("GET other"), b"$3\r\n300\r\n");
     assert_eq!(c.q("GET decl"), b"$3\r\n300\r\n");
+    // pcall around calls that leave the core.
+    let r = c.cmd(&[b"EVAL", b"local t = {} for i = 1, 20 do local ok, v = pcall(redis.call, 'get', 'u' .. i) t[i] = ok and tonumber(v) or -1 end return t", b"0"]);
+    assert_eq!(
+        r,
+        [b"*20\r\n".to_vec(), b":3\r\n".repeat(20)].concat(),
+        "{}",
+        esc(&r)
+    );
+    let r = c.cmd(&[b"EVAL", b"local ok, e = pcall(redis.call, 'hget', 'u1', 'f') local ok2, v = pcall(redis.call, 'incr', 'u2') return {tostring(ok), e, tostring(ok2), v}", b"0"]);
+    assert_eq!(
+        esc(&r),
+        r"*4\r\n$5\r\nfalse\r\n$65\r\nWRONGTYPE Operation against a key holding the wrong kind of value\r\n$4\r\ntrue\r\n:4\r\n"
+    );
     // SELECT inside a script does not change the caller's database.
     let r = c.cmd(&[
         b"EVAL",
