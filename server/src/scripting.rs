@@ -49,7 +49,9 @@
 //! `xpcall` keeps the C one (a `redis.call` inside it must stay on the core). Neither can
 //! catch the time limit's abort for good: they re-raise it.
 //!
-//! Not done: `cjson`, `cmsgpack`, `bit`, `struct`; SCRIPT DEBUG (answers an error).
+//! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
+//!
+//! Not done: `cjson`, `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error).
 
 use crate::conn::Conn;
 use crate::runtime::Stream;
@@ -192,9 +194,20 @@ impl Engine {
         let d = deadline.clone();
         let killed =
             lua.create_function(move |_, ()| Ok(d.get().is_some_and(|t| Instant::now() >= t)))?;
+        let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
+            let nums: Vec<f64> = args
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(i) => *i as f64,
+                    Value::Number(n) => *n,
+                    _ => 0.0,
+                })
+                .collect();
+            bit_op(lua, &op.to_string_lossy(), &nums)
+        })?;
         lua.load(SETUP)
             .set_name("=setup")
-            .call::<()>((rcall, sha1hex, log, setresp, errbuf, note, killed))?;
+            .call::<()>((rcall, sha1hex, log, setresp, errbuf, note, killed, bitop))?;
         Ok(Engine {
             lua,
             compiled: RefCell::new(HashMap::new()),
@@ -258,7 +271,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop = ...
 local error, rawset = error, rawset
 local redis = {}
 redis.call = function(...)
@@ -295,6 +308,40 @@ redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REP
 redis.REDIS_VERSION = '7.0.15'
 redis.REDIS_VERSION_NUM = 0x0007000f
 rawset(_G, 'redis', redis)
+-- bit (LuaBitOp's API): arguments checked as luaL_checknumber does, the work in Rust.
+local c_pcall = pcall
+local function argerr(msg)
+  local _, pos = c_pcall(error, '', 4)
+  if pos == '' then pos = 'user_script:?: ' end
+  error(pos .. msg, 0)
+end
+local bit = {}
+for name, argc in pairs({tobit = 1, bnot = 1, band = -1, bor = -1, bxor = -1, lshift = 2,
+    rshift = 2, arshift = 2, rol = 2, ror = 2, bswap = 1, tohex = 0}) do
+  bit[name] = function(...)
+    local n = select('#', ...)
+    local args = {...}
+    local need = argc
+    if argc < 0 then need = 1 end
+    if name == 'tohex' then need = 1 end
+    for i = 1, math.max(n, need) do
+      local v = args[i]
+      if i > n or (i > need and name ~= 'tohex' and argc >= 0) then
+        if i <= need then
+          argerr(string.format("bad argument #%d to '%s' (number expected, got no value)", i, name))
+        end
+      elseif not (name == 'tohex' and i == 2 and v == nil) then
+        local x = tonumber(v)
+        if x == nil then
+          argerr(string.format("bad argument #%d to '%s' (number expected, got %s)", i, name, type(v)))
+        end
+        args[i] = x
+      end
+    end
+    return bitop(name, unpack(args, 1, n))
+  end
+end
+rawset(_G, 'bit', bit)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
 -- up and resumed. A script aborted for its time limit stays aborted.
@@ -328,6 +375,46 @@ setmetatable(_G, {
   __metatable = false,
 })
 "#;
+
+/// LuaBitOp's number → 32 bits: the low word of `n + 2^52 + 2^51` (rounds half to even and
+/// wraps modulo 2^32, as `bit.tobit` does).
+fn tobit(n: f64) -> i32 {
+    (n + 6_755_399_441_055_744.0).to_bits() as u32 as i32
+}
+
+/// One `bit` function on checked numbers (LuaBitOp 1.0.2 semantics; Mike Pall, MIT).
+fn bit_op(lua: &Lua, op: &str, a: &[f64]) -> mlua::Result<Value> {
+    let x = a.first().copied().map(tobit).unwrap_or(0);
+    let n = a.get(1).copied().map(tobit).unwrap_or(0);
+    let r: i32 = match op {
+        "tobit" => x,
+        "bnot" => !x,
+        "band" => a.iter().skip(1).fold(x, |acc, &v| acc & tobit(v)),
+        "bor" => a.iter().skip(1).fold(x, |acc, &v| acc | tobit(v)),
+        "bxor" => a.iter().skip(1).fold(x, |acc, &v| acc ^ tobit(v)),
+        "lshift" => ((x as u32) << (n as u32 & 31)) as i32,
+        "rshift" => ((x as u32) >> (n as u32 & 31)) as i32,
+        "arshift" => x >> (n as u32 & 31),
+        "rol" => (x as u32).rotate_left(n as u32 & 31) as i32,
+        "ror" => (x as u32).rotate_right(n as u32 & 31) as i32,
+        "bswap" => (x as u32).swap_bytes() as i32,
+        "tohex" => {
+            let mut digits = if a.len() > 1 { n } else { 8 };
+            let upper = digits < 0;
+            if upper {
+                digits = digits.wrapping_neg();
+            }
+            let digits = digits.clamp(0, 8) as usize;
+            let hex = match upper {
+                true => format!("{:08X}", x as u32),
+                false => format!("{:08x}", x as u32),
+            };
+            return Ok(Value::String(lua.create_string(&hex[8 - digits..])?));
+        }
+        _ => return Err(mlua::Error::runtime("unknown bit operation")),
+    };
+    Ok(Value::Integer(r as i64))
+}
 
 /// `#!lua flags=…` at the start of a body: whether it declares `no-writes`, and the code to
 /// compile (the shebang line removed, its newline kept so line numbers stay).
@@ -1224,6 +1311,13 @@ fn script_error(
     match err {
         mlua::Error::RuntimeError(msg) if msg.starts_with("user_script:") => {
             let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+            // `user_script:?:` marks a position lost to a tail call: the guess, if any.
+            if let Some(rest) = msg.strip_prefix("user_script:?: ") {
+                return match guess {
+                    Some(g) => format!("ERR user_script:{g}: {rest}{}", suffix(guess)),
+                    None => format!("ERR {rest}"),
+                };
+            }
             let line = msg["user_script:".len()..]
                 .split(':')
                 .next()
