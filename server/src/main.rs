@@ -13,6 +13,7 @@ mod debug;
 mod info;
 mod latency;
 mod log;
+mod lua_cjson;
 mod metrics;
 mod monitor;
 mod multi;

@@ -51,7 +51,9 @@
 //!
 //! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
 //!
-//! Not done: `cjson`, `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error).
+//! `cjson` is `lua_cjson.rs`.
+//!
+//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error).
 
 use crate::conn::Conn;
 use crate::runtime::Stream;
@@ -205,9 +207,31 @@ impl Engine {
                 .collect();
             bit_op(lua, &op.to_string_lossy(), &nums)
         })?;
-        lua.load(SETUP)
-            .set_name("=setup")
-            .call::<()>((rcall, sha1hex, log, setresp, errbuf, note, killed, bitop))?;
+        let enc = lua.create_function(|lua, v: Value| {
+            Ok(match crate::lua_cjson::encode(&v) {
+                Ok(s) => (true, Value::String(lua.create_string(&s)?)),
+                Err(e) => (false, Value::String(lua.create_string(&e)?)),
+            })
+        })?;
+        let dec = lua.create_function(|lua, s: mlua::String| {
+            Ok(match crate::lua_cjson::decode(lua, &s.as_bytes()) {
+                Ok(v) => (true, v),
+                Err(e) => (false, Value::String(lua.create_string(&e)?)),
+            })
+        })?;
+        lua.load(SETUP).set_name("=setup").call::<()>((
+            rcall,
+            sha1hex,
+            log,
+            setresp,
+            errbuf,
+            note,
+            killed,
+            bitop,
+            enc,
+            dec,
+            crate::lua_cjson::null(),
+        ))?;
         Ok(Engine {
             lua,
             compiled: RefCell::new(HashMap::new()),
@@ -271,7 +295,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null = ...
 local error, rawset = error, rawset
 local redis = {}
 redis.call = function(...)
@@ -342,6 +366,25 @@ for name, argc in pairs({tobit = 1, bnot = 1, band = -1, bor = -1, bxor = -1, ls
   end
 end
 rawset(_G, 'bit', bit)
+-- cjson (lua-cjson's API and texts, the work in Rust).
+local cjson = {null = null}
+cjson.encode = function(...)
+  if select('#', ...) ~= 1 then argerr("bad argument #1 to 'encode' (expected 1 argument)") end
+  local ok, r = enc(...)
+  if not ok then argerr(r) end
+  return r
+end
+cjson.decode = function(...)
+  if select('#', ...) ~= 1 then argerr("bad argument #1 to 'decode' (expected 1 argument)") end
+  local s = ...
+  if type(s) ~= 'string' and type(s) ~= 'number' then
+    argerr(string.format("bad argument #1 to 'decode' (string expected, got %s)", type(s)))
+  end
+  local ok, r = dec(tostring(s))
+  if not ok then argerr(r) end
+  return r
+end
+rawset(_G, 'cjson', cjson)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
 -- up and resumed. A script aborted for its time limit stays aborted.
