@@ -83,6 +83,13 @@ type Sha = [u8; 40];
 static CACHE: LazyLock<Mutex<HashMap<Sha, Arc<[u8]>>>> = LazyLock::new(Default::default);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Bytes of the cached bodies with their SHA1 keys (INFO's `used_memory_scripts_eval`, an
+/// estimate) and their count (`number_of_cached_scripts`).
+pub fn cache_stats() -> (usize, usize) {
+    let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    (c.values().map(|b| b.len() + 40).sum(), c.len())
+}
+
 struct Script {
     f: Function,
     no_writes: bool,

@@ -268,8 +268,12 @@ fn scripts_match_redis() {
 fn scripts_run_on_percore() {
     let s = Server::percore(3, &[]);
     let mut c = s.client();
+    assert_eq!(c.q("SCRIPT FLUSH"), b"+OK\r\n");
     let r = c.cmd(&[b"EVAL", b"return {1, 'two', {ok='three'}}", b"0"]);
     assert_eq!(esc(&r), r"*3\r\n:1\r\n$3\r\ntwo\r\n+three\r\n");
+    let info = String::from_utf8_lossy(&c.q("INFO memory")).to_string();
+    assert!(info.contains("number_of_cached_scripts:1\r\n"), "{info}");
+    assert!(info.contains("used_memory_scripts_eval:"), "{info}");
     let r = c.cmd(&[
         b"EVAL",
         b"return redis.call('incrby', KEYS[1], ARGV[1])",
