@@ -740,7 +740,9 @@ async fn lock_for_call(
             })
             .await;
             if timed_out {
-                // The request stays queued there; once granted it is released at once.
+                // Dropping the receiver withdraws the request (a grant to a dropped
+                // receiver takes nothing); one granted just before is released with the
+                // transaction's other locks (the shard is in its list).
                 return Err(format!(
                     "ERR a key of this call is locked by another transaction and the script did not declare it: declare every key the script uses in KEYS (waited {} ms)",
                     UNDECLARED_WAIT.as_millis()
@@ -769,7 +771,9 @@ fn resp_to_lua(lua: &Lua, buf: &[u8], pos: &mut usize, depth: usize) -> mlua::Re
     if depth > MAX_DEPTH {
         return Err(bad());
     }
-    let line_end = buf[*pos..]
+    let line_end = buf
+        .get(*pos..)
+        .ok_or_else(bad)?
         .windows(2)
         .position(|w| w == b"\r\n")
         .ok_or_else(bad)?
