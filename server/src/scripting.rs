@@ -320,7 +320,7 @@ redis.pcall = function(...)
 end
 redis.error_reply = errbuf
 redis.status_reply = function(s)
-  if type(s) ~= 'string' then error('wrong number or type of arguments', 2) end
+  if type(s) ~= 'string' then error('wrong number or type of arguments', 0) end
   return {ok = s}
 end
 redis.sha1hex = function(s)
@@ -332,7 +332,13 @@ redis.setresp = setresp
 redis.breakpoint = function() return false end
 redis.debug = function() end
 redis.replicate_commands = function() return true end
-redis.set_repl = function() end
+redis.set_repl = function(...)
+  if select('#', ...) ~= 1 then error('redis.set_repl() requires two arguments.', 0) end
+  local f = tonumber((...))
+  if f == nil or f < 0 or f > 3 or f ~= math.floor(f) then
+    error('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.', 0)
+  end
+end
 redis.acl_check_cmd = function() return true end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
@@ -530,7 +536,11 @@ fn redis_log(args: Variadic<Value>) -> mlua::Result<()> {
     let level = match &args[0] {
         Value::Integer(i) => *i,
         Value::Number(n) => *n as i64,
-        _ => return Err(mlua::Error::runtime("First argument must be a number")),
+        _ => {
+            return Err(mlua::Error::runtime(
+                "First argument must be a number (log level).",
+            ))
+        }
     };
     if !(0..=3).contains(&level) {
         return Err(mlua::Error::runtime("Invalid debug level."));
@@ -1382,6 +1392,10 @@ fn script_error(
         // Raised by a library function (redis.setresp, redis.log, …).
         mlua::Error::RuntimeError(msg) if raised.is_none() => {
             let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+            if msg == "wrong number or type of arguments" {
+                // Redis raises this one without a position.
+                return format!("ERR {msg}");
+            }
             format!("ERR {msg}{}", suffix(guess))
         }
         mlua::Error::MemoryError(_) => {

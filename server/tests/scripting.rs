@@ -51,6 +51,18 @@ const SCRIPTS: &[(&str, &[&str], &[&str])] = &[
     ("return redis.debug('x')", &[], &[]),
     ("return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING}", &[], &[]),
     ("redis.log(redis.LOG_WARNING, 'from a script') return 1", &[], &[]),
+    // the rest of the redis library
+    ("return redis.REDIS_VERSION", &[], &[]), ("return redis.REDIS_VERSION_NUM", &[], &[]),
+    ("return redis.replicate_commands()", &[], &[]), ("return redis.set_repl()", &[], &[]),
+    ("return redis.set_repl(redis.REPL_ALL)", &[], &[]), ("return redis.set_repl(9)", &[], &[]),
+    ("return redis.log()", &[], &[]), ("return redis.log('x', 'y')", &[], &[]),
+    ("return redis.log(9, 'y')", &[], &[]), ("return redis.status_reply(1)", &[], &[]),
+    ("return redis.error_reply(1)", &[], &[]), ("return redis.error_reply('-WRONGTYPE x')", &[], &[]),
+    ("return redis.sha1hex()", &[], &[]), ("return redis.setresp()", &[], &[]),
+    ("return {1, {err='inner'}}", &[], &[]), ("return {double='x'}", &[], &[]),
+    ("return {ok=1}", &[], &[]), ("return {err=1}", &[], &[]), ("return 2^53", &[], &[]),
+    ("return loadstring('return 1')()", &[], &[]), ("return _VERSION", &[], &[]),
+    ("return coroutine.wrap(function() coroutine.yield(5) end)()", &[], &[]),
     // bit
     ("return bit.tobit(2^32+5)", &[], &[]), ("return bit.tohex(255)", &[], &[]),
     ("return bit.tohex(-1, -4)", &[], &[]), ("return bit.tohex(255, 2)", &[], &[]),
