@@ -18,7 +18,8 @@
 //! - Fast path: when every declared key lives on this core and no transaction holds one, the
 //!   script starts without locks. While its calls stay on this core it never awaits, so
 //!   nothing else runs on the core meanwhile: it is isolated for free (the EVALSHA benchmark
-//!   path: no lock, no message, no allocation but KEYS/ARGV and the reply).
+//!   path: no lock, no message; it allocates KEYS/ARGV, the run's Lua thread and state, and
+//!   each call's arguments and reply).
 //! - Otherwise the declared keys are locked first on their shards (`txlock::Plan` + `lock`,
 //!   ascending shard order, so scripts and transactions never wait for each other in a
 //!   cycle), the connection's `tx` is set, and the locks are released at the end.
@@ -53,7 +54,13 @@
 //!
 //! `cjson` is `lua_cjson.rs`.
 //!
-//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error).
+//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`). A failing
+//! `return redis.call(…)` is a Lua tail call, whose line Lua 5.1 forgets: the line is then
+//! the script's one line of code if it has one, else the suffix is left out.
+//!
+//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error). Deviations: the library
+//! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
+//! integer 0; a table nested past 1000 levels is answered with an error.
 
 use crate::conn::Conn;
 use crate::runtime::Stream;
