@@ -997,6 +997,11 @@ pub async fn run(
             }
             CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
             GENERATION.fetch_add(1, Ordering::AcqRel);
+            // This core lets its functions go now (the others on their next script).
+            if let Some(e) = ENGINE.with(|e| e.borrow().clone()) {
+                e.check_generation();
+                let _ = e.lua.gc_collect();
+            }
             w.ok();
         }
         Cmd::ScriptKill => {
