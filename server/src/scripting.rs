@@ -99,7 +99,8 @@ pub fn cache_stats() -> (usize, usize) {
 
 struct Script {
     f: Function,
-    no_writes: bool,
+    /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
+    no_writes: Option<bool>,
 }
 
 /// One core's Lua state and compiled scripts.
@@ -479,21 +480,20 @@ fn bit_op(lua: &Lua, op: &str, a: &[f64]) -> mlua::Result<Value> {
     Ok(Value::Integer(r as i64))
 }
 
-/// `#!lua flags=…` at the start of a body: whether it declares `no-writes`, and the code to
-/// compile (the shebang line removed, its newline kept so line numbers stay).
-fn shebang(body: &[u8]) -> Result<(bool, &[u8]), String> {
+/// `#!lua flags=…` at the start of a body: whether it declares `no-writes` (None: no
+/// shebang), and the code to compile (the shebang line removed, its newline kept so line numbers stay).
+fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
     if !body.starts_with(b"#!") {
-        return Ok((false, body));
+        return Ok((None, body));
     }
-    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
     let line = String::from_utf8_lossy(&body[..end]);
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let mut parts = line.split([' ', '\t', '\r']).filter(|p| !p.is_empty());
     let engine = parts.next().unwrap_or("#!");
     if engine != "#!lua" {
-        return Err(format!(
-            "ERR Unexpected engine in script shebang: {}",
-            &engine[2..]
-        ));
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
     }
     let mut no_writes = false;
     for p in parts {
@@ -508,7 +508,7 @@ fn shebang(body: &[u8]) -> Result<(bool, &[u8]), String> {
             }
         }
     }
-    Ok((no_writes, &body[end..]))
+    Ok((Some(no_writes), &body[end..]))
 }
 
 /// Lower-case hex SHA1 of `data`.
@@ -1123,7 +1123,12 @@ async fn eval(
         Ok(s) => s,
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
     };
-    let read_only = script.no_writes || matches!(spec.cmd, Cmd::EvalRo | Cmd::EvalShaRo);
+    let ro_cmd = matches!(spec.cmd, Cmd::EvalRo | Cmd::EvalShaRo);
+    if ro_cmd && script.no_writes == Some(false) {
+        return ReplyWriter::new(out, proto)
+            .error("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    let read_only = script.no_writes == Some(true) || ro_cmd;
 
     // Locks: the fast path, the EXEC's transaction, or the script's own.
     let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);

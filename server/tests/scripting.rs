@@ -224,6 +224,19 @@ fn scripts_match_redis() {
         d.line("SCRIPT FLUSH");
         d.line(&format!("EVALSHA {sha} 1 k v"));
         d.line(&format!("SCRIPT EXISTS {sha}"));
+        // Shebangs with the *_RO commands and malformed ones.
+        for body in [
+            "#!lua\nreturn 1",
+            "#!lua flags=no-writes\nreturn 1",
+            "#!lua flags=\nreturn 1",
+            "#!luax\nreturn 1",
+            "#!\nreturn 1",
+            "#!lua",
+            "#!lua  flags=no-writes\nreturn 1",
+        ] {
+            d.same(&ev("EVAL", body, &[], &[]));
+            d.same(&ev("EVAL_RO", body, &[], &[]));
+        }
         // EVAL_RO: reads only.
         d.same(&ev(
             "EVAL_RO",
