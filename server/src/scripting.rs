@@ -34,9 +34,11 @@
 //! - Inside MULTI/EXEC the EXEC transaction already holds the declared keys (txlock's
 //!   `key_args` names EVAL's keys); the script's calls pass them since the tx ids match.
 //! - One script runs at a time per core (the Lua state and KEYS/ARGV are shared): a script
-//!   takes the core's slot after its locks, never before (so a script waiting for the slot
-//!   holds nothing another script needs, except through undeclared keys, whose waits are
-//!   bounded).
+//!   takes the core's slot after its locks, never before, and gives the slot up while it
+//!   waits for an undeclared key's lock (its state set aside and put back after), so that
+//!   waiting for the slot is never part of a cycle.
+//! - A fast-path script that must become a transaction also locks the keys its calls have
+//!   touched on this core so far, so nothing it read can change under it.
 //!
 //! Limits. The Lua heap is capped at [`LUA_MEMORY_LIMIT`]; an allocation past it fails the
 //! script with an error reply. The core cannot serve others while a script computes, so a
@@ -140,8 +142,10 @@ struct Run {
     resp3: bool,
     /// The script's transaction holds its declared keys (else it runs on the fast path).
     locked: bool,
-    /// Declared keys on this core (the fast path's locks if it must take them).
+    /// Declared keys on this core and those the fast path's calls touched here (its locks
+    /// if it must take them); `local_whole`: a call touched the whole shard.
     local_keys: Vec<Box<[u8]>>,
+    local_whole: bool,
     /// Keys (or whole shards) already locked for the transaction, per shard.
     held: Vec<(usize, KeySet)>,
     /// The last error a `redis.call` raised: its message and the script line.
@@ -703,17 +707,30 @@ async fn lock_for_call(
             l.is_idle() || need.iter().all(|(_, k)| l.admits(k, None))
         };
         if stays && free {
+            // Keys read or written unlocked so far: locked too if the script must go on as
+            // a transaction (see below), so that nothing it touched can change under it.
+            if let Some(mut run) = lua.app_data_mut::<Run>() {
+                for (_, k) in need {
+                    match k {
+                        KeySet::All => run.local_whole = true,
+                        KeySet::Keys(ks) => run.local_keys.extend(ks),
+                    }
+                }
+            }
             return Ok(());
         }
         // Become a transaction: the declared keys here are still free (nothing ran since
         // they were checked).
         let tx = crate::txlock::new_tx();
-        let local = {
+        let keys = {
             let mut run = lua.app_data_mut::<Run>().ok_or("ERR no script")?;
             run.locked = true;
-            std::mem::take(&mut run.local_keys)
+            let local = std::mem::take(&mut run.local_keys);
+            match run.local_whole {
+                true => KeySet::All,
+                false => KeySet::Keys(local),
+            }
         };
-        let keys = KeySet::Keys(local);
         if !conn.core.locks.borrow_mut().try_acquire(tx, &keys) {
             // Not expected; fail the call rather than run unisolated.
             crate::txlock::release(&conn.core, tx);
@@ -751,11 +768,16 @@ async fn lock_for_call(
         })
         .await;
         if let Some(granted) = wait {
+            // The core's script slot is given up while waiting, so that the holder of the
+            // lock may be a script of this core waiting for the slot.
+            let e = engine()?;
+            let parked = park(lua, &e);
             let timed_out = futures_lite::future::or(async { granted.await.is_err() }, async {
                 glommio::timer::sleep(UNDECLARED_WAIT).await;
                 true
             })
             .await;
+            unpark(lua, &e, parked).await;
             if timed_out {
                 // Dropping the receiver withdraws the request (a grant to a dropped
                 // receiver takes nothing); one granted just before is released with the
@@ -780,6 +802,39 @@ async fn lock_for_call(
         }
     }
     Ok(())
+}
+
+/// A running script's state, set aside while it waits without the core's slot.
+struct Parked {
+    run: Option<Run>,
+    keys: Value,
+    argv: Value,
+    deadline: Option<Instant>,
+}
+
+/// Sets the running script aside and gives up the core's slot.
+fn park(lua: &Lua, e: &Engine) -> Parked {
+    let g = lua.globals();
+    let p = Parked {
+        run: lua.remove_app_data::<Run>(),
+        keys: g.raw_get("KEYS").unwrap_or(Value::Nil),
+        argv: g.raw_get("ARGV").unwrap_or(Value::Nil),
+        deadline: e.deadline.get(),
+    };
+    e.leave();
+    p
+}
+
+/// Takes the slot back and puts the script's state in place again.
+async fn unpark(lua: &Lua, e: &Engine, p: Parked) {
+    e.enter().await;
+    if let Some(run) = p.run {
+        lua.set_app_data(run);
+    }
+    let g = lua.globals();
+    let _ = g.raw_set("KEYS", p.keys);
+    let _ = g.raw_set("ARGV", p.argv);
+    e.deadline.set(p.deadline);
 }
 
 /// A reply (RESP2 or RESP3) as Redis converts it for Lua.
@@ -1336,6 +1391,7 @@ async fn run_script(
         resp3: false,
         locked,
         local_keys,
+        local_whole: false,
         held,
         raised: None,
     });

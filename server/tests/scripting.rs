@@ -332,8 +332,9 @@ fn ints(reply: &[u8]) -> Vec<i64> {
     out
 }
 
-/// Scripts moving money between accounts on different shards (declared keys) while readers
-/// check the total with one MGET: a reader never sees a debit without its credit.
+/// Scripts moving money between accounts on different shards (declared keys, and undeclared
+/// ones), mixed with MULTI/EXEC transfers, while readers check the total with one MGET: a
+/// reader never sees a debit without its credit, and nothing deadlocks.
 #[test]
 fn scripts_across_shards_are_isolated() {
     let s = Server::percore(3, &[]);
@@ -365,26 +366,52 @@ fn scripts_across_shards_are_isolated() {
             reads
         }));
     }
+    // The same transfer naming no key: each key is locked as the script first reads it
+    // (both before any write, so a lock that times out leaves nothing half done).
+    let undeclared = "local from, to = ARGV[1], ARGV[2]\n\
+        local n = tonumber(ARGV[3])\n\
+        local have = tonumber(redis.call('get', from))\n\
+        redis.call('get', to)\n\
+        if have < n then return 0 end\n\
+        redis.call('decrby', from, n)\n\
+        redis.call('incrby', to, n)\n\
+        return 1";
     let mut writers = Vec::new();
-    for w in 0..3usize {
+    // Writers 0-2 use scripts with declared keys, 3 the undeclared script, 4 MULTI/EXEC.
+    for w in 0..5usize {
         let (port, accts) = (s.port, accounts.clone());
         writers.push(std::thread::spawn(move || {
             let mut c = Client::connect(port);
-            for i in 0..300usize {
+            // Undeclared keys taken out of order may wait for an ordered transaction until
+            // their bound (1 s): fewer of those.
+            let rounds = if w == 3 { 40 } else { 300 };
+            for i in 0..rounds {
                 let from = &accts[(i + w) % accts.len()];
                 let to = &accts[(i * 7 + w * 3 + 1) % accts.len()];
                 if from == to {
                     continue;
                 }
-                let r = c.cmd(&[
-                    b"EVAL",
-                    transfer.as_bytes(),
-                    b"2",
-                    from.as_bytes(),
-                    to.as_bytes(),
-                    b"3",
-                ]);
-                assert!(r == b":1\r\n" || r == b":0\r\n", "transfer: {}", esc(&r));
+                let (f, t) = (from.as_bytes(), to.as_bytes());
+                match w {
+                    3 => {
+                        let r = c.cmd(&[b"EVAL", undeclared.as_bytes(), b"0", f, t, b"3"]);
+                        let ok = r == b":1\r\n"
+                            || r == b":0\r\n"
+                            || esc(&r).contains("declare every key");
+                        assert!(ok, "undeclared transfer: {}", esc(&r));
+                    }
+                    4 => {
+                        assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+                        assert_eq!(c.cmd(&[b"DECRBY", f, b"3"]), b"+QUEUED\r\n");
+                        assert_eq!(c.cmd(&[b"INCRBY", t, b"3"]), b"+QUEUED\r\n");
+                        let r = c.cmd(&[b"EXEC"]);
+                        assert!(r.starts_with(b"*2\r\n:"), "EXEC: {}", esc(&r));
+                    }
+                    _ => {
+                        let r = c.cmd(&[b"EVAL", transfer.as_bytes(), b"2", f, t, b"3"]);
+                        assert!(r == b":1\r\n" || r == b":0\r\n", "transfer: {}", esc(&r));
+                    }
+                }
             }
         }));
     }
