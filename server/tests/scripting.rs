@@ -125,6 +125,20 @@ const SCRIPTS: &[(&str, &[&str], &[&str])] = &[
     ("return redis.call('mget', KEYS[1], KEYS[2], KEYS[3])", &["{a}", "b", "c"], &[]),
     ("local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('incr', k) end return t", &["{a}", "b", "c"], &[]),
     ("return redis.call('del', KEYS[1], KEYS[2])", &["b", "c"], &[]),
+    // every routing from a script: blocking commands (they do not block), whole-keyspace
+    // commands, keys across shards, connection commands
+    ("return redis.call('blpop', KEYS[1], 0)", &["bl"], &[]),
+    ("redis.call('rpush', KEYS[1], 'a') return redis.call('blpop', KEYS[1], 0)", &["bl"], &[]),
+    ("return redis.call('blmove', KEYS[1], 'x', 'LEFT', 'RIGHT', 0)", &["bl"], &[]),
+    ("redis.call('set', 'a1', 1) redis.call('set', 'a2', 2) local k = redis.call('keys', 'a*') table.sort(k) return k", &[], &[]),
+    ("redis.call('sadd', KEYS[1], 3, 1, 2) return redis.call('sort', KEYS[1])", &["so"], &[]),
+    ("return redis.call('exists', 'a1', 'a2', 'zz')", &[], &[]),
+    ("return redis.call('rename', 'a1', 'b1')", &[], &[]),
+    ("return {redis.call('get', 'b1'), redis.call('exists', 'a1')}", &[], &[]),
+    ("return redis.call('echo', 'hi')", &[], &[]),
+    ("return redis.call('watch', 'x')", &[], &[]),
+    ("return redis.call('config', 'get', 'maxmemory')", &[], &[]),
+    ("return redis.call('info', 'nosuch')", &[], &[]),
     // errors from calls
     ("return redis.call('incr', KEYS[1])", &["l"], &[]),
     ("return redis.pcall('incr', KEYS[1])", &["l"], &[]),
@@ -176,6 +190,8 @@ const SCRIPTS: &[(&str, &[&str], &[&str])] = &[
     ("redis.setresp(3) return redis.call('zadd', KEYS[1], 1.5, 'm')", &["z"], &[]),
     ("redis.setresp(3) return redis.call('zscore', KEYS[1], 'm')", &["z"], &[]),
     ("redis.setresp(3) return redis.call('smembers', KEYS[1])", &["nokey"], &[]),
+    // last: it empties the database
+    ("local n = redis.call('dbsize') redis.call('flushdb') return {n, redis.call('dbsize')}", &[], &[]),
 ];
 
 /// Whole commands around the scripts: numkeys, EVALSHA, SCRIPT, EVAL_RO, MULTI.
