@@ -598,10 +598,11 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     for v in it {
         match v {
             Value::String(s) => argv.push(&s.as_bytes()),
-            Value::Integer(_) | Value::Number(_) => match lua.coerce_string(v)? {
-                Some(s) => argv.push(&s.as_bytes()),
-                None => unreachable!("a number converts to a string"),
-            },
+            Value::Integer(_) | Value::Number(_) => {
+                if let Some(s) = lua.coerce_string(v)? {
+                    argv.push(&s.as_bytes())
+                }
+            }
             _ => {
                 return fail(
                     &lua,
