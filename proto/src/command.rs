@@ -226,6 +226,18 @@ pub enum Cmd {
     Discard,
     Watch,
     Unwatch,
+    // scripting
+    Eval,
+    EvalSha,
+    EvalRo,
+    EvalShaRo,
+    Script,
+    ScriptLoad,
+    ScriptExists,
+    ScriptFlush,
+    ScriptKill,
+    ScriptDebug,
+    ScriptHelp,
     // server
     Info,
     Config,
@@ -286,8 +298,10 @@ impl Flags {
     pub const NO_MULTI: u32 = 1 << 11;
     pub const BLOCKING: u32 = 1 << 12;
     pub const MOVABLEKEYS: u32 = 1 << 13;
+    pub const SKIP_MONITOR: u32 = 1 << 14;
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 15;
 
-    const NAMES: [(u32, &'static str); 14] = [
+    const NAMES: [(u32, &'static str); 16] = [
         (Self::WRITE, "write"),
         (Self::READONLY, "readonly"),
         (Self::DENYOOM, "denyoom"),
@@ -297,8 +311,10 @@ impl Flags {
         (Self::BLOCKING, "blocking"),
         (Self::LOADING, "loading"),
         (Self::STALE, "stale"),
+        (Self::SKIP_MONITOR, "skip_monitor"),
         (Self::FAST, "fast"),
         (Self::NO_AUTH, "no_auth"),
+        (Self::NO_MANDATORY_KEYS, "no_mandatory_keys"),
         (Self::SKIP_SLOWLOG, "skip_slowlog"),
         (Self::ALLOW_BUSY, "allow_busy"),
         (Self::NO_MULTI, "no_multi"),
@@ -411,6 +427,7 @@ impl CommandSpec {
             Cmd::BLMPop | Cmd::BZMPop | Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => {
                 Some(2)
             }
+            Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo => Some(2),
             _ => None,
         }
     }
@@ -467,6 +484,8 @@ const AB: u32 = Flags::ALLOW_BUSY;
 const NM: u32 = Flags::NO_MULTI;
 const BL: u32 = Flags::BLOCKING;
 const MK: u32 = Flags::MOVABLEKEYS;
+const SM: u32 = Flags::SKIP_MONITOR;
+const NMK: u32 = Flags::NO_MANDATORY_KEYS;
 
 macro_rules! spec {
     ($name:literal, $cmd:ident, $arity:expr, $flags:expr, $fk:expr, $lk:expr, $st:expr, $route:expr,
@@ -703,6 +722,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("discard", Discard, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "2.0.0", "Discard all commands issued after MULTI"),
     spec!("watch", Watch, -2, NS | L | ST | F | AB, 1, -1, 1, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block"),
     spec!("unwatch", Unwatch, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "2.2.0", "Forget about all watched keys"),
+    // ---- scripting
+    spec!("eval", Eval, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Execute a Lua script server side"),
+    spec!("evalsha", EvalSha, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Execute a Lua script server side"),
+    spec!("eval_ro", EvalRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
+    spec!("evalsha_ro", EvalShaRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
+    spec!("script", Script, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "2.6.0", "A container for Lua scripts management commands"),
     // ---- server
     spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
     spec!("config", Config, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.0.0", "A container for server configuration commands."),
@@ -763,6 +788,12 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("memory|purge", MemoryPurge, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Asks the allocator to release memory."),
     spec!("memory|malloc-stats", MemoryMallocStats, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns the allocator statistics."),
     spec!("memory|help", MemoryHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns helpful text about the different subcommands."),
+    spec!("script|flush", ScriptFlush, -2, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Remove all the scripts from the script cache."),
+    spec!("script|debug", ScriptDebug, 3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "3.2.0", "Set the debug mode for executed scripts."),
+    spec!("script|exists", ScriptExists, -3, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Check existence of scripts in the script cache."),
+    spec!("script|load", ScriptLoad, 3, NS | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Load the specified Lua script into the script cache."),
+    spec!("script|help", ScriptHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "5.0.0", "Show helpful text about the different subcommands"),
+    spec!("script|kill", ScriptKill, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Kill the script currently in execution."),
 ];
 
 /// The subcommand rows of a container command, in table order.
@@ -775,6 +806,7 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Slowlog => "slowlog|",
         Cmd::Latency => "latency|",
         Cmd::Memory => "memory|",
+        Cmd::Script => "script|",
         _ => return &[],
     };
     let start = SUBCOMMANDS

@@ -256,13 +256,15 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                         std::iter::once(1).chain(r).collect()
                     }
                     Some(r) => r.collect(),
+                    // EVAL and its kin may name no key (`no_mandatory_keys`).
+                    None if target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) => Vec::new(),
                     None => return w.error("ERR Invalid arguments specified for command"),
                 },
                 None if target.cmd == Cmd::Sort => sort_keys(&rest),
                 None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => georadius_keyspec_keys(target.cmd, &rest),
                 None => target.key_indices(rest.len()).collect(),
             };
-            if keys.is_empty() {
+            if keys.is_empty() && !target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) {
                 return w.error("ERR The command has no key arguments");
             }
             w.array(keys.len());
@@ -779,12 +781,16 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     }
     // Tips, key specs, key-spec flags and subcommands are sets in RESP3 (as Redis 7.0
     // sends them); the flag names keep Redis's case: RO/RW upper, the rest lower.
-    w.set(0);
+    if !crate::scripting::write_tips(w, c.cmd) {
+        w.set(0);
+    }
     let write = c.flags.has(percore_proto::Flags::WRITE);
     if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
     } else if let Some(specs) = explicit_key_specs(c.cmd) {
         write_key_specs(w, specs);
+    } else if crate::scripting::eval_key_spec(w, c.cmd) {
+        // EVAL and its kin: their key spec (with notes) is the scripting module's.
     } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
         let flags: &[&str] = if write {

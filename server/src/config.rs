@@ -61,6 +61,9 @@ pub struct Config {
     pub config_file: Option<String>,
     /// Commands taking at least this many microseconds enter the slow log (negative: off).
     pub slowlog_log_slower_than: i64,
+    /// `busy-reply-threshold` (alias `lua-time-limit`), ms: a script running 10× this long is
+    /// aborted (see `scripting.rs`).
+    pub busy_reply_threshold: i64,
     pub slowlog_max_len: usize,
     /// Milliseconds from which the latency monitor records an event (0: off).
     pub latency_monitor_threshold: u64,
@@ -107,6 +110,7 @@ impl Default for Config {
             loglevel: "notice".into(),
             config_file: None,
             slowlog_log_slower_than: 10_000,
+            busy_reply_threshold: 5000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
             metrics_port: 0,
@@ -285,6 +289,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "enable-debug-command", get: |c| c.enable_debug_command.name().into(), set: |c, v| { c.enable_debug_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
     Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = int_in(one(v)?, -1, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "busy-reply-threshold", get: |c| c.busy_reply_threshold.to_string(), set: |c, v| { c.busy_reply_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "lua-time-limit", get: |c| c.busy_reply_threshold.to_string(), set: |c, v| { c.busy_reply_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { c.slowlog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },

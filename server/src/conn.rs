@@ -493,6 +493,28 @@ impl Conn {
             }
         }
         if matches!(
+            spec.cmd,
+            Cmd::Eval
+                | Cmd::EvalSha
+                | Cmd::EvalRo
+                | Cmd::EvalShaRo
+                | Cmd::ScriptLoad
+                | Cmd::ScriptExists
+                | Cmd::ScriptFlush
+                | Cmd::ScriptKill
+                | Cmd::ScriptDebug
+                | Cmd::ScriptHelp
+        ) {
+            self.flush().await;
+            let mut buf = Vec::new();
+            let t0 = Instant::now();
+            Box::pin(crate::scripting::run(self, spec, args, stream, &mut buf)).await;
+            let ns = t0.elapsed().as_nanos() as u64;
+            self.core
+                .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
+            return self.emit(&buf);
+        }
+        if matches!(
             spec.route,
             Route::Single | Route::PerKey(_) | Route::Coordinated
         ) && !self.core.locks.borrow().is_idle()
@@ -828,6 +850,31 @@ impl Conn {
         crate::txlock::lock(&self.core, tx, plan).await;
         self.tx = Some(tx);
         self.tx_shards = shards;
+    }
+
+    /// Records that the running transaction holds locks on `shard` (a script's lazily
+    /// taken locks), so that [`Conn::end_tx`] releases them.
+    pub fn tx_shard(&mut self, shard: usize) {
+        if !self.tx_shards.contains(&shard) {
+            self.tx_shards.push(shard);
+        }
+    }
+
+    /// Runs one command for a script (`redis.call`) through the normal dispatch, in
+    /// protocol `proto`, and returns its reply.
+    pub async fn run_captured(
+        &mut self,
+        args: Args<'_>,
+        stream: &mut Stream,
+        proto: Protocol,
+    ) -> Vec<u8> {
+        self.flush().await;
+        let saved = std::mem::take(&mut self.out);
+        let caller_proto = std::mem::replace(&mut self.proto, proto);
+        Box::pin(self.dispatch(args, stream)).await;
+        self.flush().await;
+        self.proto = caller_proto;
+        std::mem::replace(&mut self.out, saved)
     }
 
     /// Ends the transaction: its commands' replies gathered, then its locks released (on

@@ -325,10 +325,11 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         let rss = gathered.rss;
         let peak = gathered.peak;
         let total = total_memory();
+        let scripts = crate::scripting::cache_stats();
         section(
             "Memory",
             format!(
-                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\nlazyfree_pending_objects:{}\r\n",
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\nlazyfree_pending_objects:{}\r\nused_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\n",
                 human(used),
                 human(rss),
                 human(peak),
@@ -341,6 +342,8 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 if used > 0 { rss as f64 / used as f64 } else { 0.0 },
                 crate::alloc::name(),
                 snaps.iter().map(|s| s.lazyfree_pending).sum::<usize>(),
+                scripts.0,
+                scripts.1,
             ),
         );
     }

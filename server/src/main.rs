@@ -13,12 +13,14 @@ mod debug;
 mod info;
 mod latency;
 mod log;
+mod lua_cjson;
 mod metrics;
 mod monitor;
 mod multi;
 mod persist;
 mod router;
 mod runtime;
+mod scripting;
 mod txlock;
 
 use crate::config::{Config, Invocation};

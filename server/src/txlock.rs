@@ -258,6 +258,16 @@ pub fn new_tx() -> TxId {
 /// known from its positions (keys read through patterns, a whole keyspace, an invalid
 /// count): such work locks, or waits for, whole shards.
 pub fn key_args(spec: &CommandSpec, args: &Args) -> Option<Vec<usize>> {
+    if matches!(
+        spec.cmd,
+        Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo
+    ) {
+        // A script's declared keys; the keys it does not declare are locked as it calls.
+        return Some(
+            spec.keynum_key_indices(args)
+                .map_or(Vec::new(), |r| r.collect()),
+        );
+    }
     match spec.route {
         Route::Connection => return Some(Vec::new()),
         Route::AllShards(_) => return None,

@@ -795,6 +795,17 @@ impl Shard {
             | Cmd::ObjectHelp
             | Cmd::Ping
             | Cmd::Multi
+            | Cmd::Eval
+            | Cmd::EvalSha
+            | Cmd::EvalRo
+            | Cmd::EvalShaRo
+            | Cmd::Script
+            | Cmd::ScriptLoad
+            | Cmd::ScriptExists
+            | Cmd::ScriptFlush
+            | Cmd::ScriptKill
+            | Cmd::ScriptDebug
+            | Cmd::ScriptHelp
             | Cmd::Exec
             | Cmd::Discard
             | Cmd::Watch

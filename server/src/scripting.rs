@@ -1,0 +1,1486 @@
+//! Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD/EXISTS/FLUSH/KILL/HELP,
+//! with Redis 7.0's semantics, on Lua 5.1 (mlua, vendored).
+//!
+//! The VM. Each core has one Lua state ([`Engine`], thread-local: a core is one thread),
+//! sandboxed as Redis's: base (without `loadfile`, `dofile`, `print`, `setfenv`, `getfenv`,
+//! `newproxy`), `string`, `table`, `math`, and the `redis` table; creating a global fails with
+//! "Attempt to modify a readonly table" and reading an undefined one fails too (a metatable
+//! on `_G`; unlike Redis, the library tables themselves stay writable). Bodies live in one
+//! process-wide cache keyed by their SHA1 (lower-case hex, of the body's bytes exactly); each
+//! core compiles a body the first time it runs it there and keeps the function until SCRIPT
+//! FLUSH (a global generation number, checked on every lookup).
+//!
+//! A script is a transaction over its declared KEYS (design):
+//! - It runs on the connection's core. `redis.call`/`redis.pcall` are async Rust functions
+//!   (mlua `async`): each command goes through the connection's own dispatch
+//!   ([`Conn::run_captured`]), so it runs inline when its keys are on this core and with one
+//!   hop otherwise, and every command family works from scripts as from clients.
+//! - Fast path: when every declared key lives on this core and no transaction holds one, the
+//!   script starts without locks. While its calls stay on this core it never awaits, so
+//!   nothing else runs on the core meanwhile: it is isolated for free (the EVALSHA benchmark
+//!   path: no lock, no message; it allocates KEYS/ARGV, the run's Lua thread and state, and
+//!   each call's arguments and reply).
+//! - Otherwise the declared keys are locked first on their shards (`txlock::Plan` + `lock`,
+//!   ascending shard order, so scripts and transactions never wait for each other in a
+//!   cycle), the connection's `tx` is set, and the locks are released at the end.
+//! - A fast-path script whose call must leave the core (or wait) first takes the locks of its
+//!   declared keys here (they are free: it has not yielded since it checked them) and goes
+//!   on as a transaction.
+//! - A call that names a key NOT declared (Redis allows it outside cluster mode) locks it
+//!   then, on its shard, for the script's transaction. That lock is taken out of order, so
+//!   it waits at most [`UNDECLARED_WAIT`]; on timeout the call fails with an error that says
+//!   to declare the key in KEYS (a script holding out-of-order locks could otherwise
+//!   deadlock with an ordered transaction).
+//! - Inside MULTI/EXEC the EXEC transaction already holds the declared keys (txlock's
+//!   `key_args` names EVAL's keys); the script's calls pass them since the tx ids match.
+//! - One script runs at a time per core (the Lua state and KEYS/ARGV are shared): a script
+//!   takes the core's slot after its locks, never before, and gives the slot up while it
+//!   waits for an undeclared key's lock (its state set aside and put back after), so that
+//!   waiting for the slot is never part of a cycle.
+//! - A fast-path script that must become a transaction also locks the keys its calls have
+//!   touched on this core so far, so nothing it read can change under it.
+//!
+//! Limits. The Lua heap is capped at [`LUA_MEMORY_LIMIT`]; an allocation past it fails the
+//! script with an error reply. The core cannot serve others while a script computes, so a
+//! script still running after 10 × `busy-reply-threshold` (alias `lua-time-limit`, default
+//! 5 s → 50 s) is aborted by an instruction-count hook with an error (Redis instead answers
+//! BUSY to others and waits for SCRIPT KILL; here SCRIPT KILL always answers NOTBUSY, since
+//! no other client of this core can run while a script does).
+//!
+//! `pcall` is replaced by a version that runs its function as a coroutine, so that a
+//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`);
+//! `xpcall` keeps the C one (a `redis.call` inside it must stay on the core). Neither can
+//! catch the time limit's abort for good: they re-raise it.
+//!
+//! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
+//!
+//! `cjson` is `lua_cjson.rs`.
+//!
+//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`). A failing
+//! `return redis.call(…)` is a Lua tail call, whose line Lua 5.1 forgets: the line is then
+//! the script's one line of code if it has one, else the suffix is left out.
+//!
+//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error). Deviations: the library
+//! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
+//! integer 0; a table nested past 1000 levels is answered with an error.
+
+use crate::conn::Conn;
+use crate::runtime::Stream;
+use crate::txlock::{lock_key, KeySet, Plan};
+use futures_channel::oneshot;
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
+};
+use percore_proto::{Args, Cmd, CommandSpec, Flags, OwnedArgs, Protocol, ReplyWriter};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+/// The Lua heap of one core, at most.
+pub const LUA_MEMORY_LIMIT: usize = 1 << 30;
+/// How long a call waits for the lock of a key the script did not declare.
+pub const UNDECLARED_WAIT: Duration = Duration::from_secs(1);
+/// Nesting of tables converted either way, at most (a table may contain itself).
+const MAX_DEPTH: usize = 1000;
+
+type Sha = [u8; 40];
+
+/// The script bodies of the process, by SHA1, and the generation SCRIPT FLUSH bumps.
+static CACHE: LazyLock<Mutex<HashMap<Sha, Arc<[u8]>>>> = LazyLock::new(Default::default);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of the cached bodies with their SHA1 keys (INFO's `used_memory_scripts_eval`, an
+/// estimate) and their count (`number_of_cached_scripts`).
+pub fn cache_stats() -> (usize, usize) {
+    let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    (c.values().map(|b| b.len() + 40).sum(), c.len())
+}
+
+struct Script {
+    f: Function,
+    /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
+    no_writes: Option<bool>,
+}
+
+/// One core's Lua state and compiled scripts.
+struct Engine {
+    lua: Lua,
+    compiled: RefCell<HashMap<Sha, Rc<Script>>>,
+    generation: Cell<u64>,
+    /// A script is running (possibly suspended at an await) on this core.
+    busy: Cell<bool>,
+    waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
+    /// When the running script must be aborted.
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+}
+
+fn engine() -> Result<Rc<Engine>, String> {
+    if let Some(e) = ENGINE.with(|e| e.borrow().clone()) {
+        return Ok(e);
+    }
+    let e = Rc::new(Engine::new().map_err(|e| format!("ERR cannot start Lua: {e}"))?);
+    ENGINE.with(|slot| *slot.borrow_mut() = Some(e.clone()));
+    Ok(e)
+}
+
+/// What the running script's calls need (Lua app data while it runs).
+struct Run {
+    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Conn` and `&mut Stream`
+    /// across the script's future and uses neither until that future completes; the
+    /// Lua functions that read these pointers run only while that future is polled, and one
+    /// script at a time runs on a core (the engine's slot), so the app data is this one's.
+    conn: *mut Conn,
+    stream: *mut Stream,
+    read_only: bool,
+    resp3: bool,
+    /// The script's transaction holds its declared keys (else it runs on the fast path).
+    locked: bool,
+    /// Declared keys on this core and those the fast path's calls touched here (its locks
+    /// if it must take them); `local_whole`: a call touched the whole shard.
+    local_keys: Vec<Box<[u8]>>,
+    local_whole: bool,
+    /// Keys (or whole shards) already locked for the transaction, per shard.
+    held: Vec<(usize, KeySet)>,
+    /// The last error a `redis.call` raised: its message and the script line.
+    raised: Option<(String, Option<u32>)>,
+}
+
+impl Engine {
+    fn new() -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let rcall = lua.create_async_function(|lua, args: MultiValue| async move {
+            redis_call(lua, args).await
+        })?;
+        let sha1hex = lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?;
+        let log = lua.create_function(|_, args: Variadic<Value>| redis_log(args))?;
+        let setresp = lua.create_function(|lua, args: Variadic<Value>| {
+            let v = match args.first() {
+                Some(Value::Integer(i)) => *i as f64,
+                Some(Value::Number(n)) => *n,
+                Some(_) | None if args.len() != 1 => {
+                    return Err(mlua::Error::runtime(
+                        "redis.setresp() requires one argument.",
+                    ))
+                }
+                _ => 0.0,
+            };
+            if v != 2.0 && v != 3.0 {
+                return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
+            }
+            if let Some(mut run) = lua.app_data_mut::<Run>() {
+                run.resp3 = v == 3.0;
+            }
+            Ok(())
+        })?;
+        let errbuf = lua.create_function(|lua, v: Value| {
+            let Value::String(s) = v else {
+                return Err(mlua::Error::runtime("wrong number or type of arguments"));
+            };
+            let s = s.to_string_lossy();
+            let msg = if s.starts_with('-') {
+                s.to_string()
+            } else {
+                format!("-{s}")
+            };
+            let t = lua.create_table()?;
+            t.raw_set("err", error_buff(&msg))?;
+            Ok(t)
+        })?;
+        // The script line of a raised `redis.call` error, from `error`'s position prefix.
+        let note = lua.create_function(|lua, pos: mlua::String| {
+            let pos = pos.to_string_lossy();
+            let line = pos
+                .strip_prefix("user_script:")
+                .and_then(|p| p.split(':').next())
+                .and_then(|l| l.parse().ok());
+            if let Some(mut run) = lua.app_data_mut::<Run>() {
+                if let Some(r) = run.raised.as_mut() {
+                    r.1 = line;
+                }
+            }
+            Ok(())
+        })?;
+        let d = deadline.clone();
+        let killed =
+            lua.create_function(move |_, ()| Ok(d.get().is_some_and(|t| Instant::now() >= t)))?;
+        let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
+            let nums: Vec<f64> = args
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(i) => *i as f64,
+                    Value::Number(n) => *n,
+                    _ => 0.0,
+                })
+                .collect();
+            bit_op(lua, &op.to_string_lossy(), &nums)
+        })?;
+        let enc = lua.create_function(|lua, v: Value| {
+            Ok(match crate::lua_cjson::encode(&v) {
+                Ok(s) => (true, Value::String(lua.create_string(&s)?)),
+                Err(e) => (false, Value::String(lua.create_string(&e)?)),
+            })
+        })?;
+        let dec = lua.create_function(|lua, s: mlua::String| {
+            Ok(match crate::lua_cjson::decode(lua, &s.as_bytes()) {
+                Ok(v) => (true, v),
+                Err(e) => (false, Value::String(lua.create_string(&e)?)),
+            })
+        })?;
+        lua.load(SETUP).set_name("=setup").call::<()>((
+            rcall,
+            sha1hex,
+            log,
+            setresp,
+            errbuf,
+            note,
+            killed,
+            bitop,
+            enc,
+            dec,
+            crate::lua_cjson::null(),
+        ))?;
+        Ok(Engine {
+            lua,
+            compiled: RefCell::new(HashMap::new()),
+            generation: Cell::new(GENERATION.load(Ordering::Acquire)),
+            busy: Cell::new(false),
+            waiters: RefCell::new(VecDeque::new()),
+            deadline,
+        })
+    }
+
+    fn check_generation(&self) {
+        let g = GENERATION.load(Ordering::Acquire);
+        if self.generation.get() != g {
+            self.compiled.borrow_mut().clear();
+            self.generation.set(g);
+        }
+    }
+
+    /// The compiled script of `sha` with `body`, compiling it on first use.
+    fn compile(&self, sha: Sha, body: &[u8]) -> Result<Rc<Script>, String> {
+        if let Some(s) = self.compiled.borrow().get(&sha) {
+            return Ok(s.clone());
+        }
+        let (no_writes, code) = shebang(body)?;
+        let f = self
+            .lua
+            .load(code)
+            .set_name("@user_script")
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => {
+                    format!("ERR Error compiling script (new function): {message}")
+                }
+                e => format!("ERR Error compiling script (new function): {e}"),
+            })?;
+        let s = Rc::new(Script { f, no_writes });
+        self.compiled.borrow_mut().insert(sha, s.clone());
+        Ok(s)
+    }
+
+    /// Waits for the core's script slot.
+    async fn enter(&self) {
+        while self.busy.get() {
+            let (s, r) = oneshot::channel();
+            self.waiters.borrow_mut().push_back(s);
+            let _ = r.await;
+        }
+        self.busy.set(true);
+    }
+
+    fn leave(&self) {
+        self.busy.set(false);
+        while let Some(w) = self.waiters.borrow_mut().pop_front() {
+            if w.send(()).is_ok() {
+                break;
+            }
+        }
+    }
+}
+
+/// The `redis` library and the globals protection, run once per state. Arguments: the
+/// Rust functions it wraps.
+const SETUP: &str = r#"
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null = ...
+local error, rawset = error, rawset
+local redis = {}
+redis.call = function(...)
+  local v, e = rcall(true, ...)
+  if e ~= nil then
+    local _, pos = pcall(error, '', 3)
+    note(pos)
+    error(e.err, 0)
+  end
+  return v
+end
+redis.pcall = function(...)
+  local v = rcall(false, ...)
+  return v
+end
+redis.error_reply = errbuf
+redis.status_reply = function(s)
+  if type(s) ~= 'string' then error('wrong number or type of arguments', 0) end
+  return {ok = s}
+end
+redis.sha1hex = function(s)
+  if type(s) ~= 'string' and type(s) ~= 'number' then error('wrong number of arguments', 2) end
+  return sha1hex(tostring(s))
+end
+redis.log = log
+redis.setresp = setresp
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.replicate_commands = function() return true end
+redis.set_repl = function(...)
+  if select('#', ...) ~= 1 then error('redis.set_repl() requires two arguments.', 0) end
+  local f = tonumber((...))
+  if f == nil or f < 0 or f > 3 or f ~= math.floor(f) then
+    error('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.', 0)
+  end
+end
+redis.acl_check_cmd = function() return true end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.REDIS_VERSION = '7.0.15'
+redis.REDIS_VERSION_NUM = 0x0007000f
+rawset(_G, 'redis', redis)
+-- bit (LuaBitOp's API): arguments checked as luaL_checknumber does, the work in Rust.
+local c_pcall = pcall
+local function argerr(msg)
+  local _, pos = c_pcall(error, '', 4)
+  if pos == '' then pos = 'user_script:?: ' end
+  error(pos .. msg, 0)
+end
+local bit = {}
+for name, argc in pairs({tobit = 1, bnot = 1, band = -1, bor = -1, bxor = -1, lshift = 2,
+    rshift = 2, arshift = 2, rol = 2, ror = 2, bswap = 1, tohex = 0}) do
+  bit[name] = function(...)
+    local n = select('#', ...)
+    local args = {...}
+    local need = argc
+    if argc < 0 then need = 1 end
+    if name == 'tohex' then need = 1 end
+    for i = 1, math.max(n, need) do
+      local v = args[i]
+      if i > n or (i > need and name ~= 'tohex' and argc >= 0) then
+        if i <= need then
+          argerr(string.format("bad argument #%d to '%s' (number expected, got no value)", i, name))
+        end
+      elseif not (name == 'tohex' and i == 2 and v == nil) then
+        local x = tonumber(v)
+        if x == nil then
+          argerr(string.format("bad argument #%d to '%s' (number expected, got %s)", i, name, type(v)))
+        end
+        args[i] = x
+      end
+    end
+    return bitop(name, unpack(args, 1, n))
+  end
+end
+rawset(_G, 'bit', bit)
+-- cjson (lua-cjson's API and texts, the work in Rust).
+local cjson = {null = null}
+cjson.encode = function(...)
+  if select('#', ...) ~= 1 then argerr("bad argument #1 to 'encode' (expected 1 argument)") end
+  local ok, r = enc(...)
+  if not ok then argerr(r) end
+  return r
+end
+cjson.decode = function(...)
+  if select('#', ...) ~= 1 then argerr("bad argument #1 to 'decode' (expected 1 argument)") end
+  local s = ...
+  if type(s) ~= 'string' and type(s) ~= 'number' then
+    argerr(string.format("bad argument #1 to 'decode' (string expected, got %s)", type(s)))
+  end
+  local ok, r = dec(tostring(s))
+  if not ok then argerr(r) end
+  return r
+end
+rawset(_G, 'cjson', cjson)
+-- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
+-- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
+-- up and resumed. A script aborted for its time limit stays aborted.
+local real_pcall, real_xpcall, create, resume, status, yield = pcall, xpcall, coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+local select, unpack, type = select, unpack, type
+local function pack(...) return {n = select('#', ...), ...} end
+local function checked(...)
+  if killed() then error('ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)', 0) end
+  return ...
+end
+rawset(_G, 'pcall', function(f, ...)
+  local made, co = real_pcall(create, f)
+  if not made then return checked(real_pcall(f, ...)) end
+  local r = pack(resume(co, ...))
+  while status(co) ~= 'dead' do
+    r = pack(resume(co, yield(unpack(r, 2, r.n))))
+  end
+  return checked(unpack(r, 1, r.n))
+end)
+rawset(_G, 'xpcall', function(f, h)
+  return checked(real_xpcall(f, h))
+end)
+for _, k in ipairs({'loadfile', 'dofile', 'print', 'setfenv', 'getfenv', 'newproxy', 'module', 'require', 'package'}) do
+  rawset(_G, k, nil)
+end
+setmetatable(_G, {
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __metatable = false,
+})
+"#;
+
+/// LuaBitOp's number → 32 bits: the low word of `n + 2^52 + 2^51` (rounds half to even and
+/// wraps modulo 2^32, as `bit.tobit` does).
+fn tobit(n: f64) -> i32 {
+    (n + 6_755_399_441_055_744.0).to_bits() as u32 as i32
+}
+
+/// One `bit` function on checked numbers (LuaBitOp 1.0.2 semantics; Mike Pall, MIT).
+fn bit_op(lua: &Lua, op: &str, a: &[f64]) -> mlua::Result<Value> {
+    let x = a.first().copied().map(tobit).unwrap_or(0);
+    let n = a.get(1).copied().map(tobit).unwrap_or(0);
+    let r: i32 = match op {
+        "tobit" => x,
+        "bnot" => !x,
+        "band" => a.iter().skip(1).fold(x, |acc, &v| acc & tobit(v)),
+        "bor" => a.iter().skip(1).fold(x, |acc, &v| acc | tobit(v)),
+        "bxor" => a.iter().skip(1).fold(x, |acc, &v| acc ^ tobit(v)),
+        "lshift" => ((x as u32) << (n as u32 & 31)) as i32,
+        "rshift" => ((x as u32) >> (n as u32 & 31)) as i32,
+        "arshift" => x >> (n as u32 & 31),
+        "rol" => (x as u32).rotate_left(n as u32 & 31) as i32,
+        "ror" => (x as u32).rotate_right(n as u32 & 31) as i32,
+        "bswap" => (x as u32).swap_bytes() as i32,
+        "tohex" => {
+            let mut digits = if a.len() > 1 { n } else { 8 };
+            let upper = digits < 0;
+            if upper {
+                digits = digits.wrapping_neg();
+            }
+            let digits = digits.clamp(0, 8) as usize;
+            let hex = match upper {
+                true => format!("{:08X}", x as u32),
+                false => format!("{:08x}", x as u32),
+            };
+            return Ok(Value::String(lua.create_string(&hex[8 - digits..])?));
+        }
+        _ => return Err(mlua::Error::runtime("unknown bit operation")),
+    };
+    Ok(Value::Integer(r as i64))
+}
+
+/// `#!lua flags=…` at the start of a body: whether it declares `no-writes` (None: no
+/// shebang), and the code to compile (the shebang line removed, its newline kept so line numbers stay).
+fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((None, body));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split([' ', '\t', '\r']).filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("#!");
+    if engine != "#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut no_writes = false;
+    for p in parts {
+        let Some(flags) = p.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {p}"));
+        };
+        for f in flags.split(',').filter(|f| !f.is_empty()) {
+            match f {
+                "no-writes" => no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                _ => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
+            }
+        }
+    }
+    Ok((Some(no_writes), &body[end..]))
+}
+
+/// Lower-case hex SHA1 of `data`.
+pub fn sha1_hex(data: &[u8]) -> String {
+    sha1_smol::Sha1::from(data).digest().to_string()
+}
+
+fn sha_of(data: &[u8]) -> Sha {
+    let mut s = [0u8; 40];
+    s.copy_from_slice(sha1_hex(data).as_bytes());
+    s
+}
+
+/// Redis's `luaPushErrorBuff`: `-CODE msg` → `CODE msg`; `-msg` (one word) → `ERR msg`;
+/// trailing CR/LF trimmed.
+fn error_buff(msg: &str) -> String {
+    let body = msg.strip_prefix('-').unwrap_or(msg);
+    let (code, text) = match (msg.starts_with('-'), body.split_once(' ')) {
+        (true, Some((c, t))) => (c, t),
+        (true, None) => ("ERR", body),
+        (false, _) => ("ERR", msg),
+    };
+    format!("{code} {}", text.trim_matches(|c| c == '\r' || c == '\n'))
+}
+
+fn redis_log(args: Variadic<Value>) -> mlua::Result<()> {
+    if args.len() < 2 {
+        return Err(mlua::Error::runtime(
+            "redis.log() requires two arguments or more.",
+        ));
+    }
+    let level = match &args[0] {
+        Value::Integer(i) => *i,
+        Value::Number(n) => *n as i64,
+        _ => {
+            return Err(mlua::Error::runtime(
+                "First argument must be a number (log level).",
+            ))
+        }
+    };
+    if !(0..=3).contains(&level) {
+        return Err(mlua::Error::runtime("Invalid debug level."));
+    }
+    let mut msg = String::new();
+    for (i, v) in args.iter().skip(1).enumerate() {
+        if i > 0 {
+            msg.push(' ');
+        }
+        match v {
+            Value::String(s) => msg.push_str(&s.to_string_lossy()),
+            Value::Integer(i) => msg.push_str(&i.to_string()),
+            Value::Number(n) => msg.push_str(&n.to_string()),
+            _ => {}
+        }
+    }
+    if level >= 3 {
+        crate::log::warn(&msg);
+    } else {
+        crate::log::notice(&msg);
+    }
+    Ok(())
+}
+
+/// `redis.call(...)` (first argument true: errors are raised) and `redis.pcall(...)`:
+/// the reply, and for `call` the error table to raise.
+async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> {
+    let mut it = args.into_iter();
+    let raise = matches!(it.next(), Some(Value::Boolean(true)));
+    let fail = |lua: &Lua, msg: String| -> mlua::Result<(Value, Value)> {
+        if raise {
+            if let Some(mut run) = lua.app_data_mut::<Run>() {
+                run.raised = Some((msg.clone(), None));
+            }
+        }
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok(match raise {
+            true => (Value::Nil, Value::Table(t)),
+            false => (Value::Table(t), Value::Nil),
+        })
+    };
+    let mut argv = OwnedArgs::default();
+    for v in it {
+        match v {
+            Value::String(s) => argv.push(&s.as_bytes()),
+            Value::Integer(_) | Value::Number(_) => {
+                if let Some(s) = lua.coerce_string(v)? {
+                    argv.push(&s.as_bytes())
+                }
+            }
+            _ => {
+                return fail(
+                    &lua,
+                    "ERR Lua redis lib command arguments must be strings or integers".into(),
+                )
+            }
+        }
+    }
+    if argv.spans.is_empty() {
+        return fail(
+            &lua,
+            "ERR Please specify at least one argument for this redis lib call".into(),
+        );
+    }
+    let a = argv.args();
+    let spec = match percore_proto::resolve(&a) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                &lua,
+                match percore_proto::lookup(&a[0]) {
+                    None => "ERR Unknown Redis command called from script".into(),
+                    Some(s) if !s.arity_ok(a.len()) => {
+                        "ERR Wrong number of args calling Redis command from script".into()
+                    }
+                    Some(_) => e,
+                },
+            )
+        }
+    };
+    if spec.flags.has(Flags::NOSCRIPT) {
+        return fail(
+            &lua,
+            "ERR This Redis command is not allowed from script".into(),
+        );
+    }
+    let (conn, stream, read_only, resp3) = {
+        let run = lua
+            .app_data_ref::<Run>()
+            .ok_or_else(|| mlua::Error::runtime("redis.call outside a script"))?;
+        (run.conn, run.stream, run.read_only, run.resp3)
+    };
+    if read_only && spec.flags.has(Flags::WRITE) {
+        return fail(
+            &lua,
+            "ERR Write commands are not allowed from read-only scripts.".into(),
+        );
+    }
+    // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
+    // by anything else while its future (which polls this one) runs.
+    let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
+    if let Err(e) = lock_for_call(&lua, conn, spec, &a).await {
+        return fail(&lua, e);
+    }
+    let proto = if resp3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
+    let reply = conn.run_captured(a, stream, proto).await;
+    if reply.first() == Some(&b'-') {
+        let end = reply.len().saturating_sub(2).max(1);
+        let msg = String::from_utf8_lossy(&reply[1..end]).into_owned();
+        return fail(&lua, error_buff(&format!("-{msg}")));
+    }
+    let mut pos = 0;
+    let v = resp_to_lua(&lua, &reply, &mut pos, 0)?;
+    Ok((v, Value::Nil))
+}
+
+/// Takes, for the script's transaction, the locks a call needs that it does not hold yet
+/// (see the module header); Err is the call's error.
+async fn lock_for_call(
+    lua: &Lua,
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: &Args<'_>,
+) -> Result<(), String> {
+    let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
+    // What the call touches, per shard (None: whole shards).
+    let mut need: Vec<(usize, KeySet)> = Vec::new();
+    let all = matches!(spec.route, percore_proto::Route::AllShards(_));
+    match crate::txlock::key_args(spec, a) {
+        Some(idx) if !all => {
+            for i in idx {
+                let s = crate::router::shard_of(&a[i], n);
+                let k = lock_key(db, &a[i]);
+                match need.iter_mut().find(|(x, _)| *x == s) {
+                    Some((_, KeySet::Keys(ks))) => ks.push(k),
+                    Some(_) => {}
+                    None => need.push((s, KeySet::Keys(vec![k]))),
+                }
+            }
+        }
+        _ => need = (0..n).map(|s| (s, KeySet::All)).collect(),
+    }
+    let locked = lua.app_data_ref::<Run>().is_some_and(|r| r.locked);
+    if !locked {
+        // Fast path: free to run here and now?
+        let stays = need.iter().all(|(s, _)| *s == me);
+        let free = {
+            let l = conn.core.locks.borrow();
+            l.is_idle() || need.iter().all(|(_, k)| l.admits(k, None))
+        };
+        if stays && free {
+            // Keys read or written unlocked so far: locked too if the script must go on as
+            // a transaction (see below), so that nothing it touched can change under it.
+            if let Some(mut run) = lua.app_data_mut::<Run>() {
+                for (_, k) in need {
+                    match k {
+                        KeySet::All => run.local_whole = true,
+                        KeySet::Keys(ks) => run.local_keys.extend(ks),
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // Become a transaction: the declared keys here are still free (nothing ran since
+        // they were checked).
+        let tx = crate::txlock::new_tx();
+        let keys = {
+            let mut run = lua.app_data_mut::<Run>().ok_or("ERR no script")?;
+            run.locked = true;
+            let local = std::mem::take(&mut run.local_keys);
+            match run.local_whole {
+                true => KeySet::All,
+                false => KeySet::Keys(local),
+            }
+        };
+        if !conn.core.locks.borrow_mut().try_acquire(tx, &keys) {
+            // Not expected; fail the call rather than run unisolated.
+            crate::txlock::release(&conn.core, tx);
+            return Err("ERR script keys became locked; retry".into());
+        }
+        conn.tx = Some(tx);
+        conn.tx_shard(me);
+        if let Some(mut run) = lua.app_data_mut::<Run>() {
+            run.held.push((me, keys));
+        }
+    }
+    let Some(tx) = conn.tx else {
+        return Ok(());
+    };
+    for (s, keys) in need {
+        // Keys not held yet by the transaction.
+        let missing = {
+            let run = lua.app_data_ref::<Run>().ok_or("ERR no script")?;
+            let held = run.held.iter().find(|(x, _)| *x == s).map(|(_, k)| k);
+            match (&keys, held) {
+                (_, Some(KeySet::All)) => None,
+                (KeySet::All, _) => Some(KeySet::All),
+                (KeySet::Keys(ks), Some(KeySet::Keys(h))) => {
+                    let m: Vec<_> = ks.iter().filter(|k| !h.contains(k)).cloned().collect();
+                    (!m.is_empty()).then_some(KeySet::Keys(m))
+                }
+                (KeySet::Keys(ks), None) => Some(KeySet::Keys(ks.clone())),
+            }
+        };
+        let Some(missing) = missing else { continue };
+        conn.tx_shard(s);
+        let want = missing.clone();
+        let wait = crate::core::call(&conn.core, s, move |c: &crate::core::Core| {
+            c.locks.borrow_mut().acquire(tx, want)
+        })
+        .await;
+        if let Some(granted) = wait {
+            // The core's script slot is given up while waiting, so that the holder of the
+            // lock may be a script of this core waiting for the slot.
+            let e = engine()?;
+            let parked = park(lua, &e);
+            let timed_out = futures_lite::future::or(async { granted.await.is_err() }, async {
+                glommio::timer::sleep(UNDECLARED_WAIT).await;
+                true
+            })
+            .await;
+            unpark(lua, &e, parked).await;
+            if timed_out {
+                // Dropping the receiver withdraws the request (a grant to a dropped
+                // receiver takes nothing); one granted just before is released with the
+                // transaction's other locks (the shard is in its list).
+                return Err(format!(
+                    "ERR a key of this call is locked by another transaction and the script did not declare it: declare every key the script uses in KEYS (waited {} ms)",
+                    UNDECLARED_WAIT.as_millis()
+                ));
+            }
+        }
+        if let Some(mut run) = lua.app_data_mut::<Run>() {
+            match run.held.iter_mut().find(|(x, _)| *x == s) {
+                Some((_, KeySet::All)) => {}
+                Some((_, h)) if missing == KeySet::All => *h = KeySet::All,
+                Some((_, KeySet::Keys(h))) => {
+                    if let KeySet::Keys(m) = missing {
+                        h.extend(m)
+                    }
+                }
+                None => run.held.push((s, missing)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A running script's state, set aside while it waits without the core's slot.
+struct Parked {
+    run: Option<Run>,
+    keys: Value,
+    argv: Value,
+    deadline: Option<Instant>,
+}
+
+/// Sets the running script aside and gives up the core's slot.
+fn park(lua: &Lua, e: &Engine) -> Parked {
+    let g = lua.globals();
+    let p = Parked {
+        run: lua.remove_app_data::<Run>(),
+        keys: g.raw_get("KEYS").unwrap_or(Value::Nil),
+        argv: g.raw_get("ARGV").unwrap_or(Value::Nil),
+        deadline: e.deadline.get(),
+    };
+    e.leave();
+    p
+}
+
+/// Takes the slot back and puts the script's state in place again.
+async fn unpark(lua: &Lua, e: &Engine, p: Parked) {
+    e.enter().await;
+    if let Some(run) = p.run {
+        lua.set_app_data(run);
+    }
+    let g = lua.globals();
+    let _ = g.raw_set("KEYS", p.keys);
+    let _ = g.raw_set("ARGV", p.argv);
+    e.deadline.set(p.deadline);
+}
+
+/// A reply (RESP2 or RESP3) as Redis converts it for Lua.
+fn resp_to_lua(lua: &Lua, buf: &[u8], pos: &mut usize, depth: usize) -> mlua::Result<Value> {
+    let bad = || mlua::Error::runtime("ERR unexpected reply in script");
+    if depth > MAX_DEPTH {
+        return Err(bad());
+    }
+    let line_end = buf
+        .get(*pos..)
+        .ok_or_else(bad)?
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or_else(bad)?
+        + *pos;
+    let kind = *buf.get(*pos).ok_or_else(bad)?;
+    let line = &buf[*pos + 1..line_end];
+    *pos = line_end + 2;
+    let num = || percore_proto::parse_i64(line).ok_or_else(bad);
+    let text = |lua: &Lua| lua.create_string(line);
+    let tagged = |k: &str, v: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set(k, v)?;
+        Ok(Value::Table(t))
+    };
+    Ok(match kind {
+        b'+' => tagged("ok", Value::String(text(lua)?))?,
+        b'-' => tagged(
+            "err",
+            Value::String(
+                lua.create_string(error_buff(&format!("-{}", String::from_utf8_lossy(line))))?,
+            ),
+        )?,
+        b':' => Value::Number(num()? as f64),
+        b'$' | b'=' => {
+            let n = num()?;
+            if n < 0 {
+                return Ok(Value::Boolean(false));
+            }
+            let n = n as usize;
+            let data = buf.get(*pos..*pos + n).ok_or_else(bad)?;
+            *pos += n + 2;
+            if kind == b'=' && n >= 4 {
+                let t = lua.create_table()?;
+                t.raw_set("format", lua.create_string(&data[..3])?)?;
+                t.raw_set("string", lua.create_string(&data[4..])?)?;
+                return tagged("verbatim_string", Value::Table(t));
+            }
+            Value::String(lua.create_string(data)?)
+        }
+        b'*' | b'~' | b'%' | b'>' => {
+            let n = num()?;
+            if n < 0 {
+                return Ok(Value::Boolean(false));
+            }
+            let n = n as usize;
+            let t = lua.create_table()?;
+            match kind {
+                b'%' => {
+                    for _ in 0..n {
+                        let k = resp_to_lua(lua, buf, pos, depth + 1)?;
+                        let v = resp_to_lua(lua, buf, pos, depth + 1)?;
+                        t.raw_set(k, v)?;
+                    }
+                    return tagged("map", Value::Table(t));
+                }
+                b'~' => {
+                    for _ in 0..n {
+                        let k = resp_to_lua(lua, buf, pos, depth + 1)?;
+                        t.raw_set(k, true)?;
+                    }
+                    return tagged("set", Value::Table(t));
+                }
+                _ => {
+                    for i in 0..n {
+                        let v = resp_to_lua(lua, buf, pos, depth + 1)?;
+                        t.raw_set(i + 1, v)?;
+                    }
+                }
+            }
+            Value::Table(t)
+        }
+        b'_' => Value::Nil,
+        b'#' => Value::Boolean(line == b"t"),
+        b',' => {
+            let s = std::str::from_utf8(line).map_err(|_| bad())?;
+            let d = match s {
+                "inf" => f64::INFINITY,
+                "-inf" => f64::NEG_INFINITY,
+                _ => s.parse::<f64>().map_err(|_| bad())?,
+            };
+            tagged("double", Value::Number(d))?
+        }
+        b'(' => tagged("big_number", Value::String(text(lua)?))?,
+        _ => return Err(bad()),
+    })
+}
+
+/// A script's result written as Redis converts Lua values (`resp3`: the script called
+/// `redis.setresp(3)`).
+fn lua_to_resp(w: &mut ReplyWriter, v: &Value, resp3: bool, depth: usize) {
+    if depth > MAX_DEPTH {
+        return w.error("ERR reached lua stack limit");
+    }
+    match v {
+        Value::Nil => w.null(),
+        Value::Boolean(b) => match (resp3, b) {
+            (false, true) => w.int(1),
+            (false, false) => w.null(),
+            (true, b) => w.boolean(*b),
+        },
+        Value::Integer(i) => w.int(*i),
+        Value::Number(n) => w.int(*n as i64),
+        Value::String(s) => w.bulk(&s.as_bytes()),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                return w.error(&e.to_string_lossy());
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                let s: Vec<u8> = s
+                    .as_bytes()
+                    .iter()
+                    .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c })
+                    .collect();
+                return w.simple(&s);
+            }
+            if let Ok(d) = t.raw_get::<Value>("double") {
+                if let Some(d) = match d {
+                    Value::Integer(i) => Some(i as f64),
+                    Value::Number(n) => Some(n),
+                    _ => None,
+                } {
+                    return w.double_text(&percore_shard::ops::zset::fmt_score(d));
+                }
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
+                return w.big_number(&s.as_bytes());
+            }
+            if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
+                let pairs: Vec<(Value, Value)> = m.pairs().filter_map(|p| p.ok()).collect();
+                w.map(pairs.len());
+                for (k, v) in &pairs {
+                    lua_to_resp(w, k, resp3, depth + 1);
+                    lua_to_resp(w, v, resp3, depth + 1);
+                }
+                return;
+            }
+            if let Ok(Value::Table(m)) = t.raw_get::<Value>("set") {
+                let keys: Vec<Value> = m
+                    .pairs::<Value, Value>()
+                    .filter_map(|p| p.ok().map(|(k, _)| k))
+                    .collect();
+                w.set(keys.len());
+                for k in &keys {
+                    lua_to_resp(w, k, resp3, depth + 1);
+                }
+                return;
+            }
+            let mut items = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(v) => items.push(v),
+                }
+            }
+            w.array(items.len());
+            for v in &items {
+                lua_to_resp(w, v, resp3, depth + 1);
+            }
+        }
+        _ => w.null(),
+    }
+}
+
+/// EVAL*, SCRIPT *: the reply goes to `out`.
+pub async fn run(
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    stream: &mut Stream,
+    out: &mut Vec<u8>,
+) {
+    let proto = conn.proto;
+    match spec.cmd {
+        Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo => {
+            eval(conn, spec, a, stream, out).await
+        }
+        Cmd::ScriptLoad => {
+            let mut w = ReplyWriter::new(out, proto);
+            match load(&a[2]) {
+                Ok(sha) => w.bulk(&sha),
+                Err(e) => w.error(&e),
+            }
+        }
+        Cmd::ScriptExists => {
+            let mut w = ReplyWriter::new(out, proto);
+            let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            w.array(a.len() - 2);
+            for s in a.iter().skip(2) {
+                let hit = <Sha>::try_from(s).is_ok_and(|mut s| {
+                    s.make_ascii_lowercase();
+                    c.contains_key(&s)
+                });
+                w.int(hit as i64);
+            }
+        }
+        Cmd::ScriptFlush => {
+            let mut w = ReplyWriter::new(out, proto);
+            if a.len() > 3
+                || (a.len() == 3
+                    && !a[2].eq_ignore_ascii_case(b"sync")
+                    && !a[2].eq_ignore_ascii_case(b"async"))
+            {
+                return w.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            }
+            CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+            // This core lets its functions go now (the others on their next script).
+            if let Some(e) = ENGINE.with(|e| e.borrow().clone()) {
+                e.check_generation();
+                let _ = e.lua.gc_collect();
+            }
+            w.ok();
+        }
+        Cmd::ScriptKill => {
+            ReplyWriter::new(out, proto).error("NOTBUSY No scripts in execution right now.")
+        }
+        Cmd::ScriptDebug => {
+            ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
+        }
+        Cmd::ScriptHelp => {
+            let mut w = ReplyWriter::new(out, proto);
+            w.array(HELP.len());
+            for l in HELP {
+                w.simple(l.as_bytes());
+            }
+        }
+        _ => ReplyWriter::new(out, proto).error("ERR not a scripting command"),
+    }
+}
+
+const HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// SCRIPT LOAD: compiles (on this core) and caches `body`; its SHA1.
+fn load(body: &[u8]) -> Result<Sha, String> {
+    let sha = sha_of(body);
+    let e = engine()?;
+    e.check_generation();
+    e.compile(sha, body)?;
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(sha)
+        .or_insert_with(|| Arc::from(body));
+    Ok(sha)
+}
+
+async fn eval(
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    stream: &mut Stream,
+    out: &mut Vec<u8>,
+) {
+    let proto = conn.proto;
+    let numkeys = match percore_proto::parse_i64(&a[2]) {
+        Some(n) => n,
+        None => {
+            return ReplyWriter::new(out, proto)
+                .error("ERR value is not an integer or out of range")
+        }
+    };
+    if numkeys > (a.len() - 3) as i64 {
+        return ReplyWriter::new(out, proto)
+            .error("ERR Number of keys can't be greater than number of args");
+    }
+    if numkeys < 0 {
+        return ReplyWriter::new(out, proto).error("ERR Number of keys can't be negative");
+    }
+    let numkeys = numkeys as usize;
+    let e = match engine() {
+        Ok(e) => e,
+        Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
+    };
+    e.check_generation();
+    let by_sha = matches!(spec.cmd, Cmd::EvalSha | Cmd::EvalShaRo);
+    let script = if by_sha {
+        let mut sha = [0u8; 40];
+        if a[1].len() != 40 {
+            return ReplyWriter::new(out, proto).error(NOSCRIPT);
+        }
+        sha.copy_from_slice(&a[1]);
+        sha.make_ascii_lowercase();
+        let compiled = e.compiled.borrow().get(&sha).cloned();
+        match compiled {
+            Some(s) => Ok(s),
+            None => {
+                let body = CACHE
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&sha)
+                    .cloned();
+                match body {
+                    Some(b) => e.compile(sha, &b).map(|s| (s, sha)).map(|(s, _)| s),
+                    None => return ReplyWriter::new(out, proto).error(NOSCRIPT),
+                }
+            }
+        }
+        .map(|s| (s, sha))
+    } else {
+        let sha = sha_of(&a[1]);
+        let r = e.compile(sha, &a[1]);
+        if r.is_ok() {
+            CACHE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(sha)
+                .or_insert_with(|| Arc::from(&a[1]));
+        }
+        r.map(|s| (s, sha))
+    };
+    let (script, sha) = match script {
+        Ok(s) => s,
+        Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
+    };
+    let ro_cmd = matches!(spec.cmd, Cmd::EvalRo | Cmd::EvalShaRo);
+    if ro_cmd && script.no_writes == Some(false) {
+        return ReplyWriter::new(out, proto)
+            .error("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    let read_only = script.no_writes == Some(true) || ro_cmd;
+
+    // Locks: the fast path, the EXEC's transaction, or the script's own.
+    let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
+    let keys = || (3..3 + numkeys).map(|i| &a[i]);
+    let mut local_keys: Vec<Box<[u8]>> = Vec::new();
+    let mut own_tx = false;
+    let locked = if conn.tx.is_some() {
+        true
+    } else {
+        let all_here = keys().all(|k| crate::router::shard_of(k, n) == me);
+        let free = all_here && !e.busy.get() && {
+            let l = conn.core.locks.borrow();
+            l.is_idle() || {
+                let ks = KeySet::Keys(keys().map(|k| lock_key(db, k)).collect());
+                l.admits(&ks, None)
+            }
+        };
+        if free {
+            local_keys = keys().map(|k| lock_key(db, k)).collect();
+            false
+        } else {
+            let mut plan = Plan::default();
+            for k in keys() {
+                plan.add_key(crate::router::shard_of(k, n), lock_key(db, k));
+            }
+            let tx = conn.begin_tx_with(plan);
+            conn.lock_tx(tx).await;
+            // With no declared key nothing was locked, but the script is still a
+            // transaction: the undeclared keys it names are locked under this id.
+            conn.tx.get_or_insert(tx);
+            own_tx = true;
+            true
+        }
+    };
+    e.enter().await;
+    let held = if locked {
+        let mut per: Vec<(usize, KeySet)> = Vec::new();
+        for k in keys() {
+            let s = crate::router::shard_of(k, n);
+            let lk = lock_key(db, k);
+            match per.iter_mut().find(|(x, _)| *x == s) {
+                Some((_, KeySet::Keys(ks))) => ks.push(lk),
+                _ => per.push((s, KeySet::Keys(vec![lk]))),
+            }
+        }
+        per
+    } else {
+        Vec::new()
+    };
+    let result = run_script(
+        &e, conn, stream, &script.f, &a, numkeys, read_only, locked, local_keys, held,
+    )
+    .await;
+    e.leave();
+    let tx_after = conn.tx;
+    if own_tx || (!locked && tx_after.is_some()) {
+        conn.end_tx().await;
+    }
+    let mut w = ReplyWriter::new(out, proto);
+    match result {
+        Ok(RunOut { value, resp3, .. }) => {
+            let lua = &e.lua;
+            let _ = lua;
+            lua_to_resp(&mut w, &value, resp3, 0);
+        }
+        Err((err, raised)) => {
+            let hex = std::str::from_utf8(&sha).unwrap_or("");
+            // A `return redis.call(…)` is a tail call: its line is lost; a one-line script
+            // has only one.
+            let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
+            let raised = raised.map(|(m, l)| (m, l.or(guess)));
+            w.error(&script_error(err, raised, hex, guess));
+        }
+    }
+}
+
+/// The number of the one line of `body` that holds code (a shebang line aside), if only one
+/// does: where a tail-called `redis.call` failed.
+fn only_line(body: &[u8]) -> Option<u32> {
+    let mut found = None;
+    for (i, l) in body.split(|&b| b == b'\n').enumerate() {
+        if l.iter().all(|b| b.is_ascii_whitespace()) || (i == 0 && l.starts_with(b"#!")) {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        found = Some(i as u32 + 1);
+    }
+    found
+}
+
+/// COMMAND INFO's key spec of EVAL, EVALSHA, EVAL_RO and EVALSHA_RO, as Redis 7.0 writes
+/// it; false for other commands.
+pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
+    let (flags, notes): (&[&str], Option<&str>) = match cmd {
+        Cmd::Eval => (
+            &["RW", "access", "update"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"),
+        ),
+        Cmd::EvalSha => (&["RW", "access", "update"], None),
+        Cmd::EvalRo => (
+            &["RO", "access"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"),
+        ),
+        Cmd::EvalShaRo => (&["RO", "access"], None),
+        _ => return false,
+    };
+    w.set(1);
+    w.map(3 + notes.is_some() as usize);
+    if let Some(n) = notes {
+        w.bulk(b"notes");
+        w.bulk(n.as_bytes());
+    }
+    w.bulk(b"flags");
+    w.set(flags.len());
+    for f in flags {
+        w.simple(f.as_bytes());
+    }
+    w.bulk(b"begin_search");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(b"index");
+    w.bulk(b"spec");
+    w.map(1);
+    w.bulk(b"index");
+    w.int(2);
+    w.bulk(b"find_keys");
+    w.map(2);
+    w.bulk(b"type");
+    w.bulk(b"keynum");
+    w.bulk(b"spec");
+    w.map(3);
+    w.bulk(b"keynumidx");
+    w.int(0);
+    w.bulk(b"firstkey");
+    w.int(1);
+    w.bulk(b"keystep");
+    w.int(1);
+    true
+}
+
+/// COMMAND INFO's tips of the SCRIPT subcommands, as Redis 7.0 writes them; false (nothing
+/// written) for other commands.
+pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
+    let tips: &[&str] = match cmd {
+        Cmd::ScriptFlush | Cmd::ScriptLoad => {
+            &["request_policy:all_nodes", "response_policy:all_succeeded"]
+        }
+        Cmd::ScriptExists => &[
+            "request_policy:all_shards",
+            "response_policy:agg_logical_and",
+        ],
+        Cmd::ScriptKill => &["request_policy:all_shards", "response_policy:one_succeeded"],
+        _ => return false,
+    };
+    w.set(tips.len());
+    for t in tips {
+        w.bulk(t.as_bytes());
+    }
+    true
+}
+
+const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+
+struct RunOut {
+    value: Value,
+    resp3: bool,
+}
+
+type RunErr = (mlua::Error, Option<(String, Option<u32>)>);
+
+#[allow(clippy::too_many_arguments)]
+async fn run_script(
+    e: &Engine,
+    conn: &mut Conn,
+    stream: &mut Stream,
+    f: &Function,
+    a: &Args<'_>,
+    numkeys: usize,
+    read_only: bool,
+    locked: bool,
+    local_keys: Vec<Box<[u8]>>,
+    held: Vec<(usize, KeySet)>,
+) -> Result<RunOut, RunErr> {
+    let lua = &e.lua;
+    let set_tables = || -> mlua::Result<()> {
+        let keys = lua.create_table_with_capacity(numkeys, 0)?;
+        for i in 0..numkeys {
+            keys.raw_set(i + 1, lua.create_string(&a[3 + i])?)?;
+        }
+        let argv = lua.create_table_with_capacity(a.len() - 3 - numkeys, 0)?;
+        for (j, i) in (3 + numkeys..a.len()).enumerate() {
+            argv.raw_set(j + 1, lua.create_string(&a[i])?)?;
+        }
+        let g: Table = lua.globals();
+        g.raw_set("KEYS", keys)?;
+        g.raw_set("ARGV", argv)?;
+        Ok(())
+    };
+    set_tables().map_err(|err| (err, None))?;
+    let (db, proto, in_exec) = (conn.db, conn.proto, conn.in_exec);
+    conn.in_exec = true;
+    lua.set_app_data(Run {
+        conn: conn as *mut Conn,
+        stream: stream as *mut Stream,
+        read_only,
+        resp3: false,
+        locked,
+        local_keys,
+        local_whole: false,
+        held,
+        raised: None,
+    });
+    let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
+    e.deadline.set(Some(
+        Instant::now() + Duration::from_millis(limit.saturating_mul(10)),
+    ));
+    // The script runs in a thread of its own, with the time limit's hook (a hook is per
+    // thread in Lua 5.1).
+    let r = match lua.create_thread(f.clone()) {
+        Ok(th) => {
+            let d = e.deadline.clone();
+            th.set_hook(
+                HookTriggers::new().every_nth_instruction(100_000),
+                move |_, _| match d.get() {
+                    Some(t) if Instant::now() >= t => Err(mlua::Error::runtime(
+                        "ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)",
+                    )),
+                    _ => Ok(VmState::Continue),
+                },
+            );
+            th.into_async::<Value>(()).await
+        }
+        Err(err) => Err(err),
+    };
+    e.deadline.set(None);
+    let run = lua.remove_app_data::<Run>();
+    // A SELECT inside the script does not change the caller's database (Redis 7.0).
+    conn.db = db;
+    conn.proto = proto;
+    conn.in_exec = in_exec;
+    let resp3 = run.as_ref().is_some_and(|r| r.resp3);
+    match r {
+        Ok(value) => Ok(RunOut { value, resp3 }),
+        Err(err) => Err((err, run.and_then(|r| r.raised))),
+    }
+}
+
+/// A failed script's error reply, as Redis 7.0 words it.
+fn script_error(
+    err: mlua::Error,
+    raised: Option<(String, Option<u32>)>,
+    sha: &str,
+    guess: Option<u32>,
+) -> String {
+    let mut err = err;
+    while let mlua::Error::CallbackError { cause, .. } = err {
+        err = (*cause).clone();
+    }
+    let suffix = |line: Option<u32>| match line {
+        Some(l) => format!(" script: {sha}, on @user_script:{l}."),
+        None => String::new(),
+    };
+    match err {
+        mlua::Error::RuntimeError(msg) if msg.starts_with("user_script:") => {
+            let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+            // `user_script:?:` marks a position lost to a tail call: the guess, if any.
+            if let Some(rest) = msg.strip_prefix("user_script:?: ") {
+                return match guess {
+                    Some(g) => format!("ERR user_script:{g}: {rest}{}", suffix(guess)),
+                    None => format!("ERR {rest}"),
+                };
+            }
+            let line = msg["user_script:".len()..]
+                .split(':')
+                .next()
+                .and_then(|l| l.parse().ok());
+            format!("ERR {msg}{}", suffix(line))
+        }
+        mlua::Error::RuntimeError(msg) if msg.starts_with("ERR Script killed") => msg,
+        // Raised by a library function (redis.setresp, redis.log, …).
+        mlua::Error::RuntimeError(msg) if raised.is_none() => {
+            let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+            if msg == "wrong number or type of arguments" {
+                // Redis raises this one without a position.
+                return format!("ERR {msg}");
+            }
+            format!("ERR {msg}{}", suffix(guess))
+        }
+        mlua::Error::MemoryError(_) => {
+            format!("ERR Error running script {sha}: not enough memory (the Lua heap is limited to {LUA_MEMORY_LIMIT} bytes)")
+        }
+        other => match raised {
+            Some((msg, line)) => format!("{msg}{}", suffix(line)),
+            None => format!("ERR Error running script {sha}: {other}"),
+        },
+    }
+}
