@@ -13,6 +13,8 @@
 #                   one shard
 #   multi-2shards   the same with the SET key and the counter on the two shards of a 2-shard
 #                   percore (on the same CPU); Redis runs the one-shard form
+#   evalsha         EVALSHA of a 3-key rate limiter (a per-minute and a per-hour counter with
+#                   their expiry, and a last-seen value; the keys share a hash tag per user)
 # Each server runs pinned to SERVER_CPU, memtier to CLIENT_CPU; the rows run ROUNDS times
 # with the servers alternating. Server CPU seconds come from /proc/PID/stat around the run.
 # Environment: TEST_TIME (s, 10), ROUNDS (2), KEYS (100000), ZMEMBERS (1000000), ROWS (all),
@@ -31,7 +33,13 @@ TEST_TIME=${TEST_TIME:-10}
 ROUNDS=${ROUNDS:-2}
 KEYS=${KEYS:-100000}
 ZMEMBERS=${ZMEMBERS:-1000000}
-ROWS=${ROWS:-"zadd zincrby zrange pfadd setbit multi-1shard multi-2shards"}
+ROWS=${ROWS:-"zadd zincrby zrange pfadd setbit multi-1shard multi-2shards evalsha"}
+# The rate limiter of the evalsha row.
+LIMITER="local m = redis.call('INCR', KEYS[1]) if m == 1 then redis.call('EXPIRE', KEYS[1], 60) end
+local h = redis.call('INCR', KEYS[2]) if h == 1 then redis.call('EXPIRE', KEYS[2], 3600) end
+redis.call('SET', KEYS[3], ARGV[1])
+if m > 100 or h > 1000 then return 0 end
+return 1"
 OUT=${OUT:-loadtest/results/$(date +%F)/commands}
 mkdir -p "$OUT/raw"
 
@@ -83,6 +91,7 @@ row_commands() {
     zrange) echo "zrange bigz 0 9" ;;
     pfadd) echo "pfadd hll __key__" ;;
     setbit) echo "setbit bitmap __key__ 1" ;;
+    evalsha) echo "evalsha $2 3 {u__key__}:m {u__key__}:h {u__key__}:seen __data__" ;;
     multi-1shard | multi-2shards)
       echo "multi"
       echo "set {$2}__key__ __data__"
@@ -115,6 +124,7 @@ for round in $(seq "$ROUNDS"); do
       start "$server" "$shards" "$port"
       tags="t t"
       [ "$row" = multi-2shards ] && [ "$server" = percore ] && tags=$(two_tags "$port")
+      [ "$row" = evalsha ] && tags=$(redis-cli -p "$port" script load "$LIMITER" | tr -d '\r')
       fill "$row" "$port"
       args=()
       while IFS= read -r c; do args+=("--command=$c"); done < <(row_commands "$row" $tags)
@@ -154,7 +164,7 @@ done
     echo "$line | $(awk -v p="$med_percore" -v r="$med_redis" 'BEGIN { printf "%.2f", p / r }') |"
   done
   echo
-  echo "CPU µs per request (a memtier request: one command; a transaction row is four). multi-2shards: percore with 2 shards on one CPU, its SET and INCR keys on different shards; Redis runs the same commands."
+  echo "CPU µs per request (a memtier request: one command; a transaction row is four). multi-2shards: percore with 2 shards on one CPU, its SET and INCR keys on different shards; Redis runs the same commands. evalsha: one request is one script run (5-7 redis.call)."
   echo
   echo "## Every run"
   echo
