@@ -956,7 +956,7 @@ fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
 
 /// A key spec's map up to its `begin_search` spec, which the caller writes: its notes (if
 /// any), its flags, and the `begin_search` key.
-fn key_spec_head(w: &mut ReplyWriter, notes: Option<&str>, flags: &[&str]) {
+pub(crate) fn key_spec_head(w: &mut ReplyWriter, notes: Option<&str>, flags: &[&str]) {
     w.map(3 + notes.is_some() as usize);
     if let Some(n) = notes {
         w.bulk(b"notes");
@@ -972,7 +972,7 @@ fn key_spec_head(w: &mut ReplyWriter, notes: Option<&str>, flags: &[&str]) {
 
 /// A `begin_search` or `find_keys` spec's map up to its `spec` map of `fields` fields, which
 /// the caller writes: its type, and the `spec` key.
-fn typed_spec(w: &mut ReplyWriter, kind: &[u8], fields: usize) {
+pub(crate) fn typed_spec(w: &mut ReplyWriter, kind: &[u8], fields: usize) {
     w.map(2);
     w.bulk(b"type");
     w.bulk(kind);
@@ -981,7 +981,7 @@ fn typed_spec(w: &mut ReplyWriter, kind: &[u8], fields: usize) {
 }
 
 /// A `begin_search` spec by index.
-fn begin_search_index(w: &mut ReplyWriter, index: i64) {
+pub(crate) fn begin_search_index(w: &mut ReplyWriter, index: i64) {
     typed_spec(w, b"index", 1);
     w.bulk(b"index");
     w.int(index);

@@ -1294,30 +1294,10 @@ pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
         _ => return false,
     };
     w.set(1);
-    w.map(3 + notes.is_some() as usize);
-    if let Some(n) = notes {
-        w.bulk(b"notes");
-        w.bulk(n.as_bytes());
-    }
-    w.bulk(b"flags");
-    w.set(flags.len());
-    for f in flags {
-        w.simple(f.as_bytes());
-    }
-    w.bulk(b"begin_search");
-    w.map(2);
-    w.bulk(b"type");
-    w.bulk(b"index");
-    w.bulk(b"spec");
-    w.map(1);
-    w.bulk(b"index");
-    w.int(2);
+    crate::commands::key_spec_head(w, notes, flags);
+    crate::commands::begin_search_index(w, 2);
     w.bulk(b"find_keys");
-    w.map(2);
-    w.bulk(b"type");
-    w.bulk(b"keynum");
-    w.bulk(b"spec");
-    w.map(3);
+    crate::commands::typed_spec(w, b"keynum", 3);
     w.bulk(b"keynumidx");
     w.int(0);
     w.bulk(b"firstkey");
