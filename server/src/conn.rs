@@ -537,10 +537,18 @@ impl Conn {
                 }
             }
             Route::PerKey(how) => {
+                if spec.step == 2 && args.len().is_multiple_of(2) {
+                    return self.reject(Some(spec), &spec.arity_error());
+                }
+                // Each key's shard, once: `per_key` splits by them.
                 let n = self.core.nshards();
-                let mut keys = spec.key_indices(args.len()).map(|i| shard_of(&args[i], n));
-                let first = keys.next();
-                if self.tx.is_none() && keys.any(|s| Some(s) != first) {
+                let p = &mut self.p;
+                p.key_shards.clear();
+                for i in spec.key_indices(args.len()) {
+                    p.key_shards.push(shard_of(&args[i], n) as u32);
+                }
+                let first = p.key_shards[0];
+                if self.tx.is_none() && p.key_shards.iter().any(|&s| s != first) {
                     // Keys on several shards (MSET, MGET, DEL, …): alone, under their
                     // locks, as Redis runs them.
                     self.flush().await;
@@ -672,17 +680,10 @@ impl Conn {
     }
 
     /// MGET/MSET/DEL/EXISTS/TOUCH/UNLINK: one sub-command per shard, merged in order.
+    /// `p.key_shards` holds each key's shard (filled by the caller, arity checked).
     fn per_key(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
-        let n = self.core.nshards();
         let step = spec.step.max(1) as usize;
-        if step == 2 && args.len().is_multiple_of(2) {
-            return self.reject(Some(spec), &spec.arity_error());
-        }
         let p = &mut self.p;
-        p.key_shards.clear();
-        for i in spec.key_indices(args.len()) {
-            p.key_shards.push(shard_of(&args[i], n) as u32);
-        }
         let first = p.key_shards[0];
         if p.key_shards.iter().all(|&s| s == first) {
             return self.execute_on(first as usize, spec, args);
@@ -843,11 +844,9 @@ impl Conn {
             _ => return,
         };
         let shards = plan.shards();
-        if shards.is_empty() {
-            // Nothing to lock (connection commands only): no transaction to hold.
-            return;
+        if !shards.is_empty() {
+            crate::txlock::lock(&self.core, tx, plan).await;
         }
-        crate::txlock::lock(&self.core, tx, plan).await;
         self.tx = Some(tx);
         self.tx_shards = shards;
     }
@@ -875,6 +874,11 @@ impl Conn {
         self.flush().await;
         self.proto = caller_proto;
         std::mem::replace(&mut self.out, saved)
+    }
+
+    /// Whether the running transaction holds locks on some shard.
+    pub fn holds_locks(&self) -> bool {
+        self.tx.is_some() && !self.tx_shards.is_empty()
     }
 
     /// Ends the transaction: its commands' replies gathered, then its locks released (on

@@ -444,7 +444,7 @@ async fn reload(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
         }
     }
     let core = &conn.core;
-    if conn.tx.is_some() {
+    if conn.holds_locks() {
         // The save would wait for every shard whole, this transaction's locks included.
         return w.error("ERR DEBUG RELOAD is not allowed in a transaction over several shards");
     }

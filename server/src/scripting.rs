@@ -1212,9 +1212,6 @@ async fn eval(
             }
             let tx = conn.begin_tx_with(plan);
             conn.lock_tx(tx).await;
-            // With no declared key nothing was locked, but the script is still a
-            // transaction: the undeclared keys it names are locked under this id.
-            conn.tx.get_or_insert(tx);
             own_tx = true;
             true
         }

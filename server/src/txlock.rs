@@ -25,8 +25,9 @@
 //! transaction holds a key of the shard.
 //!
 //! Bounds: a lock table holds the keys of the transactions in flight (each bounded by its
-//! command) and the queue holds work waiting on them; a connection has at most one
-//! transaction in flight.
+//! command; a connection has at most one transaction in flight), and its queue at most a
+//! few entries per connection: a connection waits for one thing at a time (its batch to
+//! this shard, its own command, or its lock request), so `maxclients` bounds the queue.
 
 use crate::core::{Batch, BatchReply, Core, Job};
 use crate::router::shard_of;

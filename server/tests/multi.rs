@@ -351,3 +351,49 @@ fn a_reload_inside_a_cross_shard_transaction_is_refused() {
         b"*4\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n"
     );
 }
+
+/// The queued commands of a transaction count against `client-query-buffer-limit`: past it
+/// the connection is closed (as an oversized query buffer closes it), nothing of the
+/// transaction runs, and other clients go on.
+#[test]
+fn a_transaction_past_the_query_buffer_limit_closes_its_connection() {
+    use std::io::{Read, Write};
+    let server = Server::percore(1, &["--client-query-buffer-limit", "1mb"]);
+    let mut other = server.client();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let value = vec![b'v'; 1024];
+    let mut req = common::encode(&[b"MULTI"]);
+    for i in 0..2000 {
+        req.extend(common::encode(&[
+            b"SET",
+            format!("k{i}").as_bytes(),
+            &value,
+        ]));
+    }
+    // The server may close before it has read everything: a failed write is expected.
+    let _ = s.write_all(&req);
+    let mut got = Vec::new();
+    loop {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection stayed open: {e}"),
+        }
+    }
+    let queued = got.windows(9).filter(|w| w == b"+QUEUED\r\n").count();
+    assert!(
+        got.starts_with(b"+OK\r\n"),
+        "{}",
+        esc(&got[..got.len().min(64)])
+    );
+    assert!(
+        (900..1100).contains(&queued),
+        "closed after {queued} commands of 1 KB"
+    );
+    assert_eq!(other.q("DBSIZE"), b":0\r\n");
+    assert_eq!(other.q("PING"), b"+PONG\r\n");
+}

@@ -235,14 +235,10 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
         }
         return;
     }
-    let Some(count) = parse_i64(&a[2]) else {
-        return out.error(err::NOT_INT);
+    let count = match super::parse_signed_count(&a[2]) {
+        Ok(c) => c,
+        Err(e) => return out.error(e),
     };
-    if count == i64::MIN {
-        return out.error(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-        );
-    }
     if a.len() > 4 || (a.len() == 4 && !eq_ic(&a[3], b"withvalues")) {
         return out.error(err::SYNTAX);
     }

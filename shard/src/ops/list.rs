@@ -259,12 +259,7 @@ fn parse_lpos(a: &Args) -> Result<LposOpts, String> {
     while j < a.len() {
         let more = j + 1 < a.len();
         if eq_ic(&a[j], b"rank") && more {
-            o.rank = match parse_i64(&a[j + 1]) {
-                Some(i64::MIN) => return Err(
-                    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807".into()),
-                Some(r) => r,
-                None => return Err(err::NOT_INT.into()),
-            };
+            o.rank = super::parse_signed_count(&a[j + 1])?;
             if o.rank == 0 {
                 return Err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list".into());
             }

@@ -26,6 +26,19 @@ pub fn parse_int(a: &[u8]) -> Result<i64, &'static str> {
     percore_proto::parse_i64(a).ok_or(err::NOT_INT)
 }
 
+/// A count or rank Redis reads with `getRangeLongFromObjectOrReply(-LONG_MAX, LONG_MAX)`
+/// (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER, LPOS RANK): any integer but `i64::MIN`, with
+/// Redis's texts.
+pub fn parse_signed_count(a: &[u8]) -> Result<i64, &'static str> {
+    match percore_proto::parse_i64(a) {
+        None => Err(err::NOT_INT),
+        Some(i64::MIN) => Err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
 /// What popping from the collection at a key found (lists, sorted sets).
 #[derive(Debug, PartialEq)]
 pub enum Popped<T> {

@@ -156,12 +156,9 @@ pub fn srandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         }
         return;
     }
-    let l = match parse_i64(&a[2]) {
-        None => return out.error(err::NOT_INT),
-        Some(i64::MIN) => return out.error(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-        ),
-        Some(l) => l,
+    let l = match super::parse_signed_count(&a[2]) {
+        Ok(l) => l,
+        Err(e) => return out.error(e),
     };
     let s = match super::read::<Set>(sh, ctx, &a[1], out) {
         Ok(Some(s)) => s,

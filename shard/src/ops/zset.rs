@@ -832,12 +832,9 @@ pub fn zrandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         }
         return;
     }
-    let l = match parse_i64(&a[2]) {
-        None => return out.error(err::NOT_INT),
-        Some(i64::MIN) => return out.error(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-        ),
-        Some(l) => l,
+    let l = match super::parse_signed_count(&a[2]) {
+        Ok(l) => l,
+        Err(e) => return out.error(e),
     };
     if a.len() > 4 || (a.len() == 4 && !eq_ic(&a[3], b"withscores")) {
         return out.error(err::SYNTAX);

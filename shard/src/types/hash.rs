@@ -24,6 +24,7 @@
 //! Conversion is one way, as in Redis: a pack becomes a table when it would exceed either
 //! limit, never back (HDEL down to one field keeps `hashtable`).
 
+use super::{get_len, put_len};
 use crate::dict::Dict;
 use crate::value::{Value, ValueRef};
 
@@ -57,31 +58,10 @@ pub struct Pack {
     pairs: usize,
 }
 
-fn put_len(buf: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            buf.push(b);
-            return;
-        }
-        buf.push(b | 0x80);
-    }
-}
-
 /// One element at `at`: its bytes and where the next element starts. The buffer is only
 /// ever written by this module, so lengths are well formed.
 fn element(buf: &[u8], at: usize) -> (&[u8], usize) {
-    let (mut n, mut shift, mut i) = (0usize, 0u32, at);
-    loop {
-        let b = buf[i];
-        n |= ((b & 0x7f) as usize) << shift;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
+    let (n, i) = get_len(buf, at);
     (&buf[i..i + n], i + n)
 }
 

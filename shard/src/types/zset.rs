@@ -68,6 +68,7 @@
 //! it exceed either limit, never back (except the results Redis itself builds small:
 //! [`ZSet::from_elems`]).
 
+use super::{get_len, put_len};
 use crate::dict::Dict;
 use crate::value::ValueRef;
 use std::cmp::Ordering;
@@ -106,33 +107,6 @@ pub fn cmp_elem(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
 pub struct ZPack {
     buf: Vec<u8>,
     len: usize,
-}
-
-fn put_len(buf: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            buf.push(b);
-            return;
-        }
-        buf.push(b | 0x80);
-    }
-}
-
-/// An LEB128 length at `at`: its value and where what follows it starts. The buffer is only
-/// written by this module, so lengths are well formed.
-fn get_len(buf: &[u8], at: usize) -> (usize, usize) {
-    let (mut n, mut shift, mut i) = (0usize, 0u32, at);
-    loop {
-        let b = buf[i];
-        n |= ((b & 0x7f) as usize) << shift;
-        i += 1;
-        if b & 0x80 == 0 {
-            return (n, i);
-        }
-        shift += 7;
-    }
 }
 
 /// Integers up to this magnitude are exact in an `f64` and packed as integers.
