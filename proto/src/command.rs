@@ -220,6 +220,22 @@ pub enum Cmd {
     ClientNoTouch,
     ClientUnblock,
     ClientHelp,
+    // pub/sub
+    Subscribe,
+    Unsubscribe,
+    PSubscribe,
+    PUnsubscribe,
+    SSubscribe,
+    SUnsubscribe,
+    Publish,
+    SPublish,
+    Pubsub,
+    PubsubChannels,
+    PubsubNumSub,
+    PubsubNumPat,
+    PubsubShardChannels,
+    PubsubShardNumSub,
+    PubsubHelp,
     // transactions
     Multi,
     Exec,
@@ -300,12 +316,14 @@ impl Flags {
     pub const MOVABLEKEYS: u32 = 1 << 13;
     pub const SKIP_MONITOR: u32 = 1 << 14;
     pub const NO_MANDATORY_KEYS: u32 = 1 << 15;
+    pub const PUBSUB: u32 = 1 << 16;
 
-    const NAMES: [(u32, &'static str); 16] = [
+    const NAMES: [(u32, &'static str); 17] = [
         (Self::WRITE, "write"),
         (Self::READONLY, "readonly"),
         (Self::DENYOOM, "denyoom"),
         (Self::ADMIN, "admin"),
+        (Self::PUBSUB, "pubsub"),
         (Self::NOSCRIPT, "noscript"),
         // Redis's order (`addReplyFlagsForCommand`): blocking right after noscript.
         (Self::BLOCKING, "blocking"),
@@ -365,6 +383,9 @@ pub enum Route {
     /// May park the client until a key it names changes (BLPOP, BLMOVE, …): the server's
     /// blocking machinery runs it.
     Blocking,
+    /// PUBLISH and SPUBLISH: delivered on every core that has subscribers (one message per
+    /// core, in the connection's batch to it); the receiver counts are summed.
+    Publish,
 }
 
 /// One row of the command table.
@@ -486,6 +507,7 @@ const BL: u32 = Flags::BLOCKING;
 const MK: u32 = Flags::MOVABLEKEYS;
 const SM: u32 = Flags::SKIP_MONITOR;
 const NMK: u32 = Flags::NO_MANDATORY_KEYS;
+const PS: u32 = Flags::PUBSUB;
 
 macro_rules! spec {
     ($name:literal, $cmd:ident, $arity:expr, $flags:expr, $fk:expr, $lk:expr, $st:expr, $route:expr,
@@ -716,6 +738,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("auth", Auth, -2, NS | L | ST | F | NA | AB, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Authenticates the connection."),
     spec!("select", Select, 2, L | ST | F, 0, 0, 0, Connection, ["fast", "connection"], "connection", "1.0.0", "Changes the selected database."),
     spec!("client", Client, -2, 0, 0, 0, 0, Connection, ["slow"], "connection", "2.4.0", "A container for client connection commands."),
+    // ---- pub/sub (SSUBSCRIBE, SUNSUBSCRIBE and SPUBLISH name their channels as keys, as
+    // Redis's key specs do for cluster routing; percore routes them as channels)
+    spec!("subscribe", Subscribe, -2, PS | NS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.0.0", "Listen for messages published to the given channels"),
+    spec!("unsubscribe", Unsubscribe, -1, PS | NS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.0.0", "Stop listening for messages posted to the given channels"),
+    spec!("psubscribe", PSubscribe, -2, PS | NS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.0.0", "Listen for messages published to channels matching the given patterns"),
+    spec!("punsubscribe", PUnsubscribe, -1, PS | NS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.0.0", "Stop listening for messages posted to channels matching the given patterns"),
+    spec!("ssubscribe", SSubscribe, -2, PS | NS | L | ST, 1, -1, 1, Connection, ["pubsub", "slow"], "pubsub", "7.0.0", "Listen for messages published to the given shard channels"),
+    spec!("sunsubscribe", SUnsubscribe, -1, PS | NS | L | ST, 1, -1, 1, Connection, ["pubsub", "slow"], "pubsub", "7.0.0", "Stop listening for messages posted to the given shard channels"),
+    spec!("publish", Publish, 3, PS | L | ST | F, 0, 0, 0, Publish, ["pubsub", "fast"], "pubsub", "2.0.0", "Post a message to a channel"),
+    spec!("spublish", SPublish, 3, PS | L | ST | F, 1, 1, 1, Publish, ["pubsub", "fast"], "pubsub", "7.0.0", "Post a message to a shard channel"),
+    spec!("pubsub", Pubsub, -2, 0, 0, 0, 0, Connection, ["slow"], "pubsub", "2.8.0", "A container for Pub/Sub commands"),
     // ---- transactions
     spec!("multi", Multi, 1, NS | L | ST | F | AB, 0, 0, 0, Connection, ["fast", "transaction"], "transactions", "1.2.0", "Mark the start of a transaction block"),
     spec!("exec", Exec, 1, NS | L | ST | Flags::SKIP_SLOWLOG, 0, 0, 0, Connection, ["slow", "transaction"], "transactions", "1.2.0", "Execute all commands issued after MULTI"),
@@ -762,6 +795,12 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("client|no-touch", ClientNoTouch, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."),
     spec!("client|unblock", ClientUnblock, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "5.0.0", "Unblocks a client blocked by a blocking command from a different connection."),
     spec!("client|help", ClientHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec!("pubsub|channels", PubsubChannels, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.8.0", "List active channels"),
+    spec!("pubsub|numsub", PubsubNumSub, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.8.0", "Get the count of subscribers for channels"),
+    spec!("pubsub|numpat", PubsubNumPat, 2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.8.0", "Get the count of unique patterns pattern subscriptions"),
+    spec!("pubsub|shardchannels", PubsubShardChannels, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "7.0.0", "List active shard channels"),
+    spec!("pubsub|shardnumsub", PubsubShardNumSub, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "7.0.0", "Get the count of subscribers for shard channels"),
+    spec!("pubsub|help", PubsubHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "pubsub", "6.2.0", "Show helpful text about the different subcommands"),
     spec!("config|get", ConfigGet, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Returns the effective values of configuration parameters."),
     spec!("config|set", ConfigSet, -4, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Sets configuration parameters in-flight."),
     spec!("config|resetstat", ConfigResetStat, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.0.0", "Resets the server's statistics."),
@@ -801,6 +840,7 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
     let prefix = match parent {
         Cmd::Object => "object|",
         Cmd::Client => "client|",
+        Cmd::Pubsub => "pubsub|",
         Cmd::Config => "config|",
         Cmd::Command => "command|",
         Cmd::Slowlog => "slowlog|",

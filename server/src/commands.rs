@@ -37,6 +37,12 @@ pub(crate) fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
     let mut w = ReplyWriter::new(buf, conn.proto);
     match spec.cmd {
+        // A RESP2 subscriber's PING is answered in the shape of its messages.
+        Cmd::Ping if conn.subs.is_some() && conn.proto == Protocol::Resp2 && a.len() <= 2 => {
+            w.array(2);
+            w.bulk(b"pong");
+            w.bulk(a.get(1).unwrap_or(b""));
+        }
         Cmd::Ping => match a.len() {
             1 => w.simple(b"PONG"),
             2 => w.bulk(&a[1]),
@@ -877,7 +883,12 @@ fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
         notes: Some("This command allows both access and modification of the key"),
         ..range_spec(&["RW", "access", "update", "variable_flags"], 1, 0)
     }];
+    // Shard channels are declared as keys for cluster routing, flagged as no keys.
+    const SHARD_CHANNELS: &[RangeKeySpec] = &[range_spec(&["NOT_KEY"], 1, -1)];
+    const SPUBLISH: &[RangeKeySpec] = &[range_spec(&["NOT_KEY"], 1, 0)];
     match cmd {
+        Cmd::SSubscribe | Cmd::SUnsubscribe => Some(SHARD_CHANNELS),
+        Cmd::SPublish => Some(SPUBLISH),
         Cmd::SetBit => Some(SETBIT),
         Cmd::BitOp => Some(BITOP),
         Cmd::BitField => Some(BITFIELD),

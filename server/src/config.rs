@@ -38,6 +38,9 @@ pub struct Config {
     /// that set them; percore frees large values in the background whatever they say.
     pub lazyfree: [bool; 6],
     pub client_query_buffer_limit: usize,
+    /// `client-output-buffer-limit`: per class (normal, replica, pubsub), how much output a
+    /// client may have waiting before it is disconnected.
+    pub client_output_buffer_limit: [ObLimit; 3],
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
     pub tcp_keepalive: u64,
@@ -96,6 +99,19 @@ impl Default for Config {
             list_limits: ListLimits::default(),
             lazyfree: [false; 6],
             client_query_buffer_limit: 1 << 30,
+            client_output_buffer_limit: [
+                ObLimit::NONE,
+                ObLimit {
+                    hard: 256 << 20,
+                    soft: 64 << 20,
+                    soft_secs: 60,
+                },
+                ObLimit {
+                    hard: 32 << 20,
+                    soft: 8 << 20,
+                    soft_secs: 60,
+                },
+            ],
             timeout: 0,
             tcp_keepalive: 300,
             hz: 10,
@@ -255,6 +271,109 @@ fn parse_save(v: &[String]) -> Result<Vec<(u64, u64)>, String> {
         .collect()
 }
 
+/// A client class of `client-output-buffer-limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObClass {
+    Normal = 0,
+    Replica = 1,
+    Pubsub = 2,
+}
+
+impl ObClass {
+    pub const ALL: [ObClass; 3] = [ObClass::Normal, ObClass::Replica, ObClass::Pubsub];
+
+    /// Redis's names in CONFIG GET (`slave` for replicas, as Redis 7.0 prints it).
+    fn name(self) -> &'static str {
+        match self {
+            ObClass::Normal => "normal",
+            ObClass::Replica => "slave",
+            ObClass::Pubsub => "pubsub",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ObClass> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Some(ObClass::Normal),
+            "slave" | "replica" => Some(ObClass::Replica),
+            "pubsub" => Some(ObClass::Pubsub),
+            _ => None,
+        }
+    }
+}
+
+/// One class's output limit: over `hard` bytes, or over `soft` for more than `soft_secs`
+/// seconds, the client is disconnected (0: no such limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObLimit {
+    pub hard: u64,
+    pub soft: u64,
+    pub soft_secs: u64,
+}
+
+impl ObLimit {
+    pub const NONE: ObLimit = ObLimit {
+        hard: 0,
+        soft: 0,
+        soft_secs: 0,
+    };
+
+    /// Whether `used` bytes waiting break the limit, as Redis's
+    /// `checkClientOutputBufferLimits`: `since` remembers when the soft limit was first
+    /// passed, and is reset once the client is back under it.
+    pub fn exceeded(
+        &self,
+        used: usize,
+        since: &std::cell::Cell<Option<std::time::Instant>>,
+    ) -> bool {
+        let used = used as u64;
+        if self.hard > 0 && used >= self.hard {
+            return true;
+        }
+        if self.soft > 0 && used >= self.soft {
+            match since.get() {
+                None => since.set(Some(std::time::Instant::now())),
+                Some(t) => return t.elapsed().as_secs() > self.soft_secs,
+            }
+        } else {
+            since.set(None);
+        }
+        false
+    }
+}
+
+/// `client-output-buffer-limit <class> <hard> <soft> <soft seconds> ...`: all groups are
+/// checked before any is applied, with Redis's errors.
+fn set_output_limits(c: &mut Config, v: &[String]) -> Result<(), String> {
+    let words: Vec<&str> = v.iter().flat_map(|s| s.split_whitespace()).collect();
+    if words.is_empty() || !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    let mut parsed = Vec::new();
+    for g in words.chunks(4) {
+        let class = ObClass::parse(g[0])
+            .ok_or("Invalid client class specified in buffer limit configuration.")?;
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let hard = parse_memory(g[1]).map_err(|_| bad())?;
+        let soft = parse_memory(g[2]).map_err(|_| bad())?;
+        let soft_secs: i64 = g[3].parse().map_err(|_| bad())?;
+        if soft_secs < 0 {
+            return Err(bad().into());
+        }
+        parsed.push((
+            class,
+            ObLimit {
+                hard,
+                soft,
+                soft_secs: soft_secs as u64,
+            },
+        ));
+    }
+    for (class, l) in parsed {
+        c.client_output_buffer_limit[class as usize] = l;
+    }
+    Ok(())
+}
+
 fn one(v: &[String]) -> Result<&str, String> {
     match v {
         [x] => Ok(x),
@@ -277,6 +396,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "maxclients", get: |c| c.maxclients.to_string(), set: |c, v| { c.maxclients = int_in(one(v)?, 1, u32::MAX as i128)?; Ok(()) }, mutable: true },
     Param { name: "proto-max-bulk-len", get: |c| c.proto_max_bulk_len.to_string(), set: |c, v| { c.proto_max_bulk_len = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "client-query-buffer-limit", get: |c| c.client_query_buffer_limit.to_string(), set: |c, v| { c.client_query_buffer_limit = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "client-output-buffer-limit", get: |c| ObClass::ALL.iter().map(|&k| { let l = c.client_output_buffer_limit[k as usize]; format!("{} {} {} {}", k.name(), l.hard, l.soft, l.soft_secs) }).collect::<Vec<_>>().join(" "), set: |c, v| set_output_limits(c, v), mutable: true },
     Param { name: "timeout", get: |c| c.timeout.to_string(), set: |c, v| { c.timeout = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = int_in(one(v)?, 0, INT_MAX)?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },

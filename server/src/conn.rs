@@ -111,6 +111,11 @@ pub struct Conn {
     /// While a transaction ends: its last batches release its locks, on these shards.
     tx_ending: bool,
     tx_released: Vec<usize>,
+    /// Pub/Sub subscriptions and the messages waiting for this connection (None when it
+    /// has none: the read path then never looks at Pub/Sub).
+    pub subs: Option<Box<crate::pubsub::Subs>>,
+    /// Since when the replies waiting have been over the normal class's soft limit.
+    out_soft_since: Cell<Option<Instant>>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -169,6 +174,9 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             tot_mem: 0,
             no_evict: false,
             no_touch: false,
+            sub: 0,
+            psub: 0,
+            ssub: 0,
             multi: -1,
             multi_mem: 0,
             dirty_cas: None,
@@ -196,6 +204,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         tx_plan: None,
         tx_ending: false,
         tx_released: Vec::new(),
+        subs: None,
+        out_soft_since: Cell::new(None),
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -204,6 +214,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
     };
     conn.run(&mut stream).await;
     crate::multi::unwatch(&mut conn).await;
+    crate::pubsub::unsubscribe_all(&mut conn);
     // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
     core.clients.borrow_mut().remove(&id);
     drop(stream);
@@ -262,7 +273,23 @@ impl Conn {
                     rbuf.resize(new_len, 0);
                 }
             }
-            let n = match stream.read(&mut rbuf[filled..]).await {
+            let read = match self.subs.as_ref().map(|s| s.outbox.clone()) {
+                None => stream.read(&mut rbuf[filled..]).await,
+                // Subscribed: messages are written as they come, between reads.
+                Some(outbox) => {
+                    match crate::pubsub::read_or_push(stream, &mut rbuf[filled..], &outbox).await {
+                        Some(r) => r,
+                        None => {
+                            outbox.take_into(&mut self.out);
+                            if self.write_out(stream).await.is_err() || self.handle.killed.get() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let n = match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
@@ -380,13 +407,37 @@ impl Conn {
             st.net_output_bytes += self.out.len() as u64;
             st.writes_processed += 1;
         }
+        if let Some(s) = &self.subs {
+            s.outbox.sending.set(self.out.len());
+        } else if self.over_output_limit() {
+            self.log_close("client-output-buffer-limit (normal) reached");
+            return Err(std::io::ErrorKind::OutOfMemory.into());
+        }
         // The buffer goes to the ring for the send and an empty one comes back.
         let written = stream.send_owned(&mut self.out).await;
+        if let Some(s) = &self.subs {
+            s.outbox.sending.set(0);
+        }
         self.handle.info.borrow_mut().reply_bytes = 0;
         if self.out.capacity() > OUT_KEEP {
             self.out = Vec::with_capacity(MIN_READ);
         }
         written
+    }
+
+    /// Whether the replies waiting break `client-output-buffer-limit normal` (no limit by
+    /// default, as Redis).
+    fn over_output_limit(&self) -> bool {
+        let limit = self.core.config.borrow().client_output_buffer_limit
+            [crate::config::ObClass::Normal as usize];
+        if limit == crate::config::ObLimit::NONE {
+            return false;
+        }
+        if limit.exceeded(self.out.len(), &self.out_soft_since) {
+            self.core.stats.borrow_mut().output_limit_disconnections += 1;
+            return true;
+        }
+        false
     }
 
     fn log_close(&self, why: &str) {
@@ -463,6 +514,26 @@ impl Conn {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
         self.handle.info.borrow_mut().last_cmd = spec.name;
+        if let Some(s) = &self.subs {
+            // Messages that came before this command go out before its reply.
+            if s.outbox.has_pending() {
+                let outbox = s.outbox.clone();
+                let mut buf = std::mem::take(&mut self.scratch_out);
+                buf.clear();
+                outbox.take_into(&mut buf);
+                self.emit(&buf);
+                self.scratch_out = buf;
+            }
+            if self.proto == Protocol::Resp2 && !crate::pubsub::allowed_when_subscribed(spec.cmd) {
+                return self.reject(
+                    Some(spec),
+                    &format!(
+                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                        spec.name
+                    ),
+                );
+            }
+        }
         if self.multi.is_some() && !crate::multi::runs_inside_multi(spec.cmd) {
             if spec.flags.has(Flags::NO_MULTI) {
                 return self.reject(Some(spec), "ERR Command not allowed inside a transaction");
@@ -515,6 +586,43 @@ impl Conn {
             return self.emit(&buf);
         }
         if matches!(
+            spec.cmd,
+            Cmd::Subscribe
+                | Cmd::Unsubscribe
+                | Cmd::PSubscribe
+                | Cmd::PUnsubscribe
+                | Cmd::SSubscribe
+                | Cmd::SUnsubscribe
+                | Cmd::PubsubChannels
+                | Cmd::PubsubNumSub
+                | Cmd::PubsubNumPat
+                | Cmd::PubsubShardChannels
+                | Cmd::PubsubShardNumSub
+                | Cmd::PubsubHelp
+        ) {
+            let mut buf = std::mem::take(&mut self.scratch_out);
+            buf.clear();
+            let t0 = Instant::now();
+            match spec.cmd {
+                Cmd::Subscribe
+                | Cmd::Unsubscribe
+                | Cmd::PSubscribe
+                | Cmd::PUnsubscribe
+                | Cmd::SSubscribe
+                | Cmd::SUnsubscribe => crate::pubsub::subscription(self, spec, args, &mut buf),
+                _ => {
+                    self.flush().await;
+                    crate::pubsub::pubsub(self, spec, args, &mut buf).await
+                }
+            }
+            let ns = t0.elapsed().as_nanos() as u64;
+            self.core
+                .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
+            self.emit(&buf);
+            self.scratch_out = buf;
+            return;
+        }
+        if matches!(
             spec.route,
             Route::Single | Route::PerKey(_) | Route::Coordinated
         ) && !self.core.locks.borrow().is_idle()
@@ -564,6 +672,7 @@ impl Conn {
                 self.flush().await;
                 self.all_shards(spec, how, args).await;
             }
+            Route::Publish => self.publish(spec, args),
             Route::Coordinated => {
                 let n = self.core.nshards();
                 // GEORADIUS's STORE key is found in its options (`movablekeys`); SORT's
@@ -752,6 +861,53 @@ impl Conn {
         p.queued += 1;
         p.seen = seen;
         p.counts = counts;
+        self.core.stats.borrow_mut().cmd[spec.cmd as usize].calls += 1;
+    }
+
+    /// PUBLISH and SPUBLISH: delivered on this core now, and on every other core with
+    /// subscribers through this connection's batch to it; the receiver counts are summed.
+    fn publish(&mut self, spec: &'static CommandSpec, args: Args<'_>) {
+        let shard = spec.cmd == Cmd::SPublish;
+        let t0 = Instant::now();
+        let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
+        // A RESP3 subscriber publishing to itself sees the message before the count.
+        if let Some(outbox) = self.subs.as_ref().map(|s| s.outbox.clone()) {
+            if outbox.has_pending() {
+                let mut buf = std::mem::take(&mut self.scratch_out);
+                buf.clear();
+                outbox.take_into(&mut buf);
+                self.emit(&buf);
+                self.scratch_out = buf;
+            }
+        }
+        let p = &mut self.p;
+        let parts_start = p.parts.len() as u32;
+        for c in crate::pubsub::remote_cores(&self.core) {
+            let idx = p.batches[c].push(spec, self.db, self.proto, false, args.iter());
+            p.parts.push(Part::Remote(c as u32, idx as u32));
+        }
+        if p.parts.len() as u32 == parts_start {
+            let mut buf = std::mem::take(&mut self.scratch_out);
+            buf.clear();
+            ReplyWriter::new(&mut buf, self.proto).int(here as i64);
+            let ns = t0.elapsed().as_nanos() as u64;
+            self.core
+                .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
+            self.emit(&buf);
+            self.scratch_out = buf;
+            return;
+        }
+        let start = p.local.len();
+        ReplyWriter::new(&mut p.local, self.proto).int(here as i64);
+        p.parts.push(Part::Local(start, p.local.len()));
+        let order = p.order.len() as u32;
+        p.slots.push(Slot::Merge {
+            how: Merge::Sum,
+            parts: (parts_start, p.parts.len() as u32),
+            order: (order, order),
+        });
+        p.active = true;
+        p.queued += 1;
         self.core.stats.borrow_mut().cmd[spec.cmd as usize].calls += 1;
     }
 
@@ -989,6 +1145,7 @@ impl Conn {
 
     /// Puts the connection back to its initial state (RESET).
     pub fn reset(&mut self) {
+        crate::pubsub::unsubscribe_all(self);
         self.db = 0;
         self.proto = Protocol::Resp2;
         self.authed = self.core.config.borrow().requirepass.is_none();

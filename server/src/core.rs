@@ -90,6 +90,9 @@ pub struct Global {
     /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE 0 stops it on every core;
     /// lazy expiry on access goes on).
     pub active_expire: AtomicBool,
+    /// Pub/Sub subscriptions on each core (channels, patterns and shard channels): a
+    /// PUBLISH skips the cores with none.
+    pub pubsub_subs: Vec<AtomicUsize>,
     pub port: u16,
     pub executable: String,
 }
@@ -114,6 +117,8 @@ pub struct CoreStats {
     pub reads_processed: u64,
     pub writes_processed: u64,
     pub error_replies: u64,
+    /// Clients disconnected for their output buffer limit.
+    pub output_limit_disconnections: u64,
     pub batches_sent: u64,
     pub batched_commands_sent: u64,
     pub cmd: Vec<CmdStat>,
@@ -138,6 +143,7 @@ impl Default for CoreStats {
             reads_processed: 0,
             writes_processed: 0,
             error_replies: 0,
+            output_limit_disconnections: 0,
             batches_sent: 0,
             batched_commands_sent: 0,
             cmd: vec![CmdStat::default(); CMD_COUNT],
@@ -242,6 +248,10 @@ pub struct ClientInfo {
     pub tot_mem: usize,
     pub no_evict: bool,
     pub no_touch: bool,
+    /// Channels, patterns and shard channels subscribed to.
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
     /// Commands queued in MULTI (-1 outside one) and their bytes.
     pub multi: i64,
     pub multi_mem: usize,
@@ -278,10 +288,13 @@ impl ClientHandle {
         }
     }
 
-    /// CLIENT LIST's flags in Redis's order: x (in MULTI), b (blocked), d (a watched key
+    /// CLIENT LIST's flags in Redis's order: P (subscribed), x (in MULTI), b (blocked), d (a watched key
     /// changed); N for none.
     fn flags(&self, i: &ClientInfo) -> String {
         let mut f = String::new();
+        if i.sub + i.psub + i.ssub > 0 {
+            f.push('P');
+        }
         if i.multi >= 0 {
             f.push('x');
         }
@@ -304,7 +317,7 @@ impl ClientHandle {
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -314,6 +327,9 @@ impl ClientHandle {
             now.duration_since(i.last_interaction).as_secs(),
             self.flags(&i),
             i.db,
+            i.sub,
+            i.psub,
+            i.ssub,
             i.multi,
             i.qbuf,
             i.qbuf_free,
@@ -435,6 +451,8 @@ pub struct Core {
     pub stats: RefCell<CoreStats>,
     pub slowlog: RefCell<SlowLog>,
     pub latency: RefCell<LatencyMonitor>,
+    /// Pub/Sub subscriptions of this core's clients.
+    pub pubsub: RefCell<crate::pubsub::Registry>,
     /// This core itself, for work a message starts on it that outlives the message
     /// (a background save).
     pub me: std::rc::Weak<Core>,
@@ -644,6 +662,12 @@ impl Core {
             let start = reply.buf.len();
             let t0 = Instant::now();
             let mut w = ReplyWriter::new(&mut reply.buf, c.proto);
+            if c.spec.route == percore_proto::Route::Publish {
+                let shard_channel = c.spec.cmd == percore_proto::Cmd::SPublish;
+                w.int(crate::pubsub::deliver(self, shard_channel, &args[1], &args[2]) as i64);
+                reply.ends.push(reply.buf.len());
+                continue;
+            }
             match self.admit(c.spec, &mut shard, now) {
                 Ok(()) => shard.apply(
                     &ExecCtx {

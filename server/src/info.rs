@@ -34,6 +34,7 @@ pub struct CoreSnapshot {
     pub ring: crate::runtime::NetStats,
     /// Times the main thread woke this core because its background tick was overdue.
     pub rescues: u64,
+    pub pubsub: crate::pubsub::Summary,
 }
 
 fn snapshot(c: &Core) -> CoreSnapshot {
@@ -64,6 +65,7 @@ fn snapshot(c: &Core) -> CoreSnapshot {
         latency: c.latency.borrow().clone(),
         ring: crate::runtime::net_stats(),
         rescues: crate::runtime::rescue_kicks(),
+        pubsub: crate::pubsub::summary(c),
     }
 }
 
@@ -110,6 +112,31 @@ pub async fn gather(core: &Rc<Core>) -> Gathered {
 impl Gathered {
     pub fn sum(&self, f: impl Fn(&CoreSnapshot) -> u64) -> u64 {
         self.snaps.iter().map(f).sum()
+    }
+
+    /// Distinct channels, patterns and shard channels subscribed to on any core.
+    pub fn pubsub_channels(&self) -> usize {
+        crate::pubsub::distinct(
+            self.snaps
+                .iter()
+                .flat_map(|s| s.pubsub.channels.iter().copied()),
+        )
+    }
+
+    pub fn pubsub_patterns(&self) -> usize {
+        crate::pubsub::distinct(
+            self.snaps
+                .iter()
+                .flat_map(|s| s.pubsub.patterns.iter().copied()),
+        )
+    }
+
+    pub fn pubsub_shard_channels(&self) -> usize {
+        crate::pubsub::distinct(
+            self.snaps
+                .iter()
+                .flat_map(|s| s.pubsub.shard_channels.iter().copied()),
+        )
     }
 
     pub fn connected_clients(&self) -> usize {
@@ -382,7 +409,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_active_defrag_time:0\r\ntracking_total_keys:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\ncross_shard_batches:{}\r\ncross_shard_commands:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_active_defrag_time:0\r\ntracking_total_keys:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nclient_output_buffer_limit_disconnections:{}\r\ncross_shard_batches:{}\r\ncross_shard_commands:{}\r\n",
                 sum(&|s| s.stats.connections_received),
                 sum(&|s| s.stats.commands_processed),
                 sum(&|s| s.stats.net_input_bytes),
@@ -392,9 +419,13 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 sum(&|s| s.shard.evicted_keys),
                 sum(&|s| s.shard.keyspace_hits),
                 sum(&|s| s.shard.keyspace_misses),
+                gathered.pubsub_channels(),
+                gathered.pubsub_patterns(),
+                gathered.pubsub_shard_channels(),
                 sum(&|s| s.stats.error_replies),
                 sum(&|s| s.stats.reads_processed),
                 sum(&|s| s.stats.writes_processed),
+                sum(&|s| s.stats.output_limit_disconnections),
                 sum(&|s| s.stats.batches_sent),
                 sum(&|s| s.stats.batched_commands_sent),
             ),

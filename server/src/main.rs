@@ -18,6 +18,7 @@ mod metrics;
 mod monitor;
 mod multi;
 mod persist;
+mod pubsub;
 mod router;
 mod runtime;
 mod scripting;
@@ -391,6 +392,7 @@ fn run(cfg: Config) -> Result<(), String> {
         run_id: run_id.clone(),
         repl_id: Mutex::new(run_id),
         active_expire: AtomicBool::new(true),
+        pubsub_subs: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         port: cfg.port,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
@@ -429,6 +431,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 stats: RefCell::new(CoreStats::default()),
                 slowlog: RefCell::new(Default::default()),
                 latency: RefCell::new(Default::default()),
+                pubsub: RefCell::new(Default::default()),
                 replies: Default::default(),
                 listeners: RefCell::new(Vec::new()),
             });
@@ -682,7 +685,13 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                 for h in bg.clients.borrow().values() {
                     // A blocked client waits by request: its own timeout governs it (Redis
                     // exempts blocked clients too).
+                    // Subscribers wait by design too.
+                    let subscribed = {
+                        let i = h.info.borrow();
+                        i.sub + i.psub + i.ssub > 0
+                    };
                     if h.blocked.borrow().is_none()
+                        && !subscribed
                         && now
                             .duration_since(h.info.borrow().last_interaction)
                             .as_secs()

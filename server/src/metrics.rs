@@ -307,7 +307,7 @@ pub fn render(g: &Gathered) -> String {
     let last_save_s = (gl.last_save_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000) as f64;
     // (name, help, counter or gauge, value), one row per line.
     #[rustfmt::skip]
-    let scalars: [(&str, &str, bool, f64); 23] = [
+    let scalars: [(&str, &str, bool, f64); 27] = [
         ("redis_uptime_in_seconds", "Seconds since the server started.", false, gl.started.elapsed().as_secs() as f64),
         ("redis_start_time_seconds", "Start time, Unix seconds.", false, start_s),
         ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
@@ -325,6 +325,10 @@ pub fn render(g: &Gathered) -> String {
         ("redis_keyspace_misses_total", "Key lookups that did not.", true, g.sum(|s| s.shard.keyspace_misses) as f64),
         ("redis_expired_keys_total", "Keys removed because their time to live ended.", true, g.sum(|s| s.shard.expired_keys) as f64),
         ("redis_evicted_keys_total", "Keys evicted to stay under maxmemory.", true, g.sum(|s| s.shard.evicted_keys) as f64),
+        ("redis_pubsub_channels", "Channels with at least one subscriber.", false, g.pubsub_channels() as f64),
+        ("redis_pubsub_patterns", "Patterns with at least one subscriber.", false, g.pubsub_patterns() as f64),
+        ("redis_pubsubshard_channels", "Shard channels with at least one subscriber.", false, g.pubsub_shard_channels() as f64),
+        ("redis_client_output_buffer_limit_disconnections_total", "Clients disconnected for their output buffer limit.", true, g.sum(|s| s.stats.output_limit_disconnections) as f64),
         ("redis_rdb_last_save_timestamp_seconds", "Time of the last successful snapshot (the start time until one is made), Unix seconds.", false, last_save_s),
         ("redis_rdb_changes_since_last_save", "Writes since the last snapshot.", false, g.sum(|s| s.shard.dirty).saturating_sub(gl.dirty_at_save.load(std::sync::atomic::Ordering::Relaxed)) as f64),
         ("redis_cpu_sys_seconds_total", "System CPU time of the process.", true, sys),
@@ -430,11 +434,13 @@ pub fn render(g: &Gathered) -> String {
     );
     type ShardValue = fn(&crate::info::CoreSnapshot) -> u64;
     #[rustfmt::skip]
-    let per_shard: [(&str, &str, bool, ShardValue); 9] = [
+    let per_shard: [(&str, &str, bool, ShardValue); 11] = [
         ("percore_shard_keys", "Keys held by the shard, all databases.", false, |s| s.dbs.iter().map(|d| d.0 as u64).sum()),
         ("percore_shard_memory_used_bytes", "Bytes allocated minus freed by the shard's thread (drifts when memory crosses cores; redis_memory_used_bytes is the exact total).", false, |s| s.allocated.max(0) as u64),
         ("percore_shard_connected_clients", "Clients whose connection the shard's core serves.", false, |s| s.conns as u64),
         ("percore_shard_mailbox_depth", "Messages waiting in the shard's inbox.", false, |s| s.mailbox_depth as u64),
+        ("percore_shard_pubsub_channels", "Channels the shard's clients subscribe to.", false, |s| s.pubsub.channels.len() as u64),
+        ("percore_shard_pubsub_patterns", "Patterns the shard's clients subscribe to.", false, |s| s.pubsub.patterns.len() as u64),
         ("percore_shard_commands_processed_total", "Commands executed on the shard.", true, |s| s.stats.commands_processed),
         ("percore_shard_keyspace_hits_total", "Key lookups on the shard that found the key.", true, |s| s.shard.keyspace_hits),
         ("percore_shard_keyspace_misses_total", "Key lookups on the shard that did not.", true, |s| s.shard.keyspace_misses),

@@ -270,7 +270,8 @@ pub fn key_args(spec: &CommandSpec, args: &Args) -> Option<Vec<usize>> {
         );
     }
     match spec.route {
-        Route::Connection => return Some(Vec::new()),
+        // SPUBLISH's channel is a key only for cluster routing.
+        Route::Connection | Route::Publish => return Some(Vec::new()),
         Route::AllShards(_) => return None,
         _ => {}
     }

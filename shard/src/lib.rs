@@ -828,6 +828,21 @@ impl Shard {
             | Cmd::ClientNoTouch
             | Cmd::ClientUnblock
             | Cmd::ClientHelp
+            | Cmd::Subscribe
+            | Cmd::Unsubscribe
+            | Cmd::PSubscribe
+            | Cmd::PUnsubscribe
+            | Cmd::SSubscribe
+            | Cmd::SUnsubscribe
+            | Cmd::Publish
+            | Cmd::SPublish
+            | Cmd::Pubsub
+            | Cmd::PubsubChannels
+            | Cmd::PubsubNumSub
+            | Cmd::PubsubNumPat
+            | Cmd::PubsubShardChannels
+            | Cmd::PubsubShardNumSub
+            | Cmd::PubsubHelp
             | Cmd::Info
             | Cmd::Config
             | Cmd::ConfigGet

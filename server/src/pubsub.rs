@@ -1,0 +1,557 @@
+//! Pub/Sub: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs, PUBLISH, SPUBLISH and
+//! PUBSUB, with Redis 7.0's replies in RESP2 and RESP3.
+//!
+//! Subscriptions live on the subscriber's core ([`Registry`], one per core). A PUBLISH is
+//! delivered on the publisher's core at once, and travels to every other core that has any
+//! subscription as one command in the publishing connection's batch to that core: the
+//! payload crosses once per core, never once per subscriber, and the receiver counts come
+//! back with the batch's replies and are summed (`Route::Publish`). A connection's batches
+//! to a core run in order, so one publisher's messages arrive in order. Cores without a
+//! subscription are skipped: each core publishes its subscription count in
+//! [`Global::pubsub_subs`](crate::core::Global::pubsub_subs).
+//!
+//! Delivery appends the encoded message to the subscriber's [`Outbox`] and wakes its
+//! connection, which writes it between reads (`Conn::run`). The outbox is bounded by
+//! `client-output-buffer-limit pubsub <hard> <soft> <seconds>` as in Redis: over the hard
+//! limit, or over the soft limit for longer than its seconds, the subscriber is
+//! disconnected (counted in `client_output_buffer_limit_disconnections`), its buffer freed,
+//! and the publisher and every other subscriber go on.
+
+use crate::config::ObClass;
+use crate::conn::Conn;
+use crate::core::{call_all, ClientHandle, Core};
+use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
+use percore_shard::glob::glob_match;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+/// Messages waiting for one subscribed connection.
+pub struct Outbox {
+    handle: Rc<ClientHandle>,
+    pub proto: Cell<Protocol>,
+    buf: RefCell<Vec<u8>>,
+    waker: RefCell<Option<Waker>>,
+    /// Bytes handed to the socket and not yet sent (the connection's write in flight):
+    /// they count against the output limit too.
+    pub sending: Cell<usize>,
+    /// Since when the buffer has been over the soft limit.
+    soft_since: Cell<Option<Instant>>,
+    /// Disconnected for its output limit: nothing more is queued.
+    cut: Cell<bool>,
+}
+
+impl Outbox {
+    fn new(handle: Rc<ClientHandle>, proto: Protocol) -> Outbox {
+        Outbox {
+            handle,
+            proto: Cell::new(proto),
+            buf: RefCell::new(Vec::new()),
+            waker: RefCell::new(None),
+            sending: Cell::new(0),
+            soft_since: Cell::new(None),
+            cut: Cell::new(false),
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.buf.borrow().is_empty()
+    }
+
+    /// Moves what is waiting to the end of `out`.
+    pub fn take_into(&self, out: &mut Vec<u8>) {
+        let mut b = self.buf.borrow_mut();
+        if out.is_empty() {
+            std::mem::swap(out, &mut b);
+        } else {
+            out.extend_from_slice(&b);
+            b.clear();
+        }
+    }
+
+    /// Queues one encoded message; disconnects the subscriber past its output limit.
+    fn push(&self, core: &Core, bytes: &[u8]) {
+        if self.cut.get() {
+            return;
+        }
+        let used = {
+            let mut b = self.buf.borrow_mut();
+            b.extend_from_slice(bytes);
+            b.len() + self.sending.get()
+        };
+        let limit = core.config.borrow().client_output_buffer_limit[ObClass::Pubsub as usize];
+        if limit.exceeded(used, &self.soft_since) {
+            return self.cut_off(core);
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn cut_off(&self, core: &Core) {
+        self.cut.set(true);
+        *self.buf.borrow_mut() = Vec::new();
+        core.stats.borrow_mut().output_limit_disconnections += 1;
+        crate::log::warn(&format!(
+            "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
+            self.handle.id, self.handle.addr
+        ));
+        self.handle.kill();
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// Resolves with the next read of `stream`, or with None as soon as messages wait in
+/// `outbox` (the read is dropped then; reads lose nothing when dropped).
+pub async fn read_or_push(
+    stream: &mut crate::runtime::Stream,
+    buf: &mut [u8],
+    outbox: &Outbox,
+) -> Option<std::io::Result<usize>> {
+    let mut read = std::pin::pin!(stream.read(buf));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if outbox.has_pending() {
+            return Poll::Ready(None);
+        }
+        *outbox.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// One core's subscriptions: channel (or pattern) → its subscribers in subscription order.
+#[derive(Default)]
+pub struct Registry {
+    channels: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
+    patterns: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
+    shard_channels: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
+}
+
+/// Which of the three kinds of subscription.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Kind {
+    fn of(cmd: Cmd) -> Kind {
+        match cmd {
+            Cmd::PSubscribe | Cmd::PUnsubscribe => Kind::Pattern,
+            Cmd::SSubscribe | Cmd::SUnsubscribe | Cmd::SPublish => Kind::Shard,
+            _ => Kind::Channel,
+        }
+    }
+
+    fn words(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Kind::Channel => (b"subscribe", b"unsubscribe"),
+            Kind::Pattern => (b"psubscribe", b"punsubscribe"),
+            Kind::Shard => (b"ssubscribe", b"sunsubscribe"),
+        }
+    }
+}
+
+impl Registry {
+    fn table(&mut self, kind: Kind) -> &mut HashMap<Box<[u8]>, Vec<Rc<Outbox>>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    fn add(&mut self, kind: Kind, name: &[u8], ob: &Rc<Outbox>) {
+        self.table(kind)
+            .entry(name.into())
+            .or_default()
+            .push(ob.clone());
+    }
+
+    fn remove(&mut self, kind: Kind, name: &[u8], ob: &Rc<Outbox>) {
+        let table = self.table(kind);
+        if let Some(subs) = table.get_mut(name) {
+            subs.retain(|s| !Rc::ptr_eq(s, ob));
+            if subs.is_empty() {
+                table.remove(name);
+            }
+        }
+    }
+
+    /// What PUBSUB and INFO read of this core.
+    fn summary(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Box<[u8]>> {
+        let table = match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard_channels,
+        };
+        table
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A message encoded once per protocol for all subscribers of one core.
+struct Encoded<'a> {
+    parts: [&'a [u8]; 4],
+    n: usize,
+    cache: [Vec<u8>; 2],
+}
+
+impl<'a> Encoded<'a> {
+    fn new(parts: &[&'a [u8]]) -> Self {
+        let mut p: [&[u8]; 4] = [&[]; 4];
+        p[..parts.len()].copy_from_slice(parts);
+        Encoded {
+            parts: p,
+            n: parts.len(),
+            cache: [Vec::new(), Vec::new()],
+        }
+    }
+
+    fn get(&mut self, proto: Protocol) -> &[u8] {
+        let i = (proto == Protocol::Resp3) as usize;
+        if self.cache[i].is_empty() {
+            let mut w = ReplyWriter::new(&mut self.cache[i], proto);
+            push_header(&mut w, self.n);
+            for p in &self.parts[..self.n] {
+                w.bulk(p);
+            }
+        }
+        &self.cache[i]
+    }
+}
+
+/// An out-of-band message's header: a push in RESP3, an array in RESP2.
+fn push_header(w: &mut ReplyWriter, n: usize) {
+    if w.resp3() {
+        w.push(n)
+    } else {
+        w.array(n)
+    }
+}
+
+/// Delivers `msg` to this core's subscribers of `channel` (and, unless `shard`, of the
+/// patterns matching it); returns how many received it.
+pub fn deliver(core: &Core, shard: bool, channel: &[u8], msg: &[u8]) -> usize {
+    let reg = core.pubsub.borrow();
+    let mut n = 0;
+    let (table, word): (_, &[u8]) = match shard {
+        true => (&reg.shard_channels, b"smessage"),
+        false => (&reg.channels, b"message"),
+    };
+    if let Some(subs) = table.get(channel) {
+        let mut enc = Encoded::new(&[word, channel, msg]);
+        for ob in subs {
+            ob.push(core, enc.get(ob.proto.get()));
+            n += 1;
+        }
+    }
+    if !shard {
+        for (pat, subs) in &reg.patterns {
+            if glob_match(pat, channel, false) {
+                let mut enc = Encoded::new(&[b"pmessage", pat, channel, msg]);
+                for ob in subs {
+                    ob.push(core, enc.get(ob.proto.get()));
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+/// The cores other than `core` that have subscriptions.
+pub fn remote_cores(core: &Core) -> impl Iterator<Item = usize> + '_ {
+    let me = core.id;
+    core.global
+        .pubsub_subs
+        .iter()
+        .enumerate()
+        .filter(move |&(c, n)| c != me && n.load(Ordering::Acquire) > 0)
+        .map(|(c, _)| c)
+}
+
+/// One connection's subscriptions, in the order they were made (UNSUBSCRIBE with no
+/// argument answers in that order), and its outbox.
+pub struct Subs {
+    pub outbox: Rc<Outbox>,
+    channels: Vec<Box<[u8]>>,
+    patterns: Vec<Box<[u8]>>,
+    shard: Vec<Box<[u8]>>,
+}
+
+impl Subs {
+    fn list(&mut self, kind: Kind) -> &mut Vec<Box<[u8]>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count Redis puts in a (un)subscribe reply: channels and patterns, or shard
+    /// channels.
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard.len()
+    }
+}
+
+/// Whether a RESP2 connection in subscribed mode may run `cmd` (Redis 7.0's list).
+pub fn allowed_when_subscribed(cmd: Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Ping
+            | Cmd::Subscribe
+            | Cmd::SSubscribe
+            | Cmd::Unsubscribe
+            | Cmd::SUnsubscribe
+            | Cmd::PSubscribe
+            | Cmd::PUnsubscribe
+            | Cmd::Quit
+            | Cmd::Reset
+    )
+}
+
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs: one reply per channel, as
+/// Redis sends them (pushes in RESP3).
+pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
+    let kind = Kind::of(spec.cmd);
+    let subscribe = matches!(spec.cmd, Cmd::Subscribe | Cmd::PSubscribe | Cmd::SSubscribe);
+    let mut w = ReplyWriter::new(out, conn.proto);
+    // A transaction expects one reply per command: Redis refuses SSUBSCRIBE in one (and
+    // lets SUBSCRIBE and PSUBSCRIBE through, for compatibility).
+    if spec.cmd == Cmd::SSubscribe && conn.in_exec {
+        return w.error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
+    }
+    let core = conn.core.clone();
+    let subs = conn.subs.get_or_insert_with(|| {
+        Box::new(Subs {
+            outbox: Rc::new(Outbox::new(conn.handle.clone(), conn.proto)),
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            shard: Vec::new(),
+        })
+    });
+    let (sub_word, unsub_word) = kind.words();
+    let before = subs.total();
+    if subscribe {
+        for name in a.iter().skip(1) {
+            if !subs.list(kind).iter().any(|c| &c[..] == name) {
+                subs.list(kind).push(name.into());
+                core.pubsub.borrow_mut().add(kind, name, &subs.outbox);
+            }
+            push_header(&mut w, 3);
+            w.bulk(sub_word);
+            w.bulk(name);
+            w.int(subs.count(kind) as i64);
+        }
+    } else {
+        let names: Vec<Box<[u8]>> = match a.len() {
+            1 => subs.list(kind).clone(),
+            _ => a.iter().skip(1).map(Into::into).collect(),
+        };
+        for name in &names {
+            let list = subs.list(kind);
+            if let Some(i) = list.iter().position(|c| c == name) {
+                list.remove(i);
+                core.pubsub.borrow_mut().remove(kind, name, &subs.outbox);
+            }
+            push_header(&mut w, 3);
+            w.bulk(unsub_word);
+            w.bulk(name);
+            w.int(subs.count(kind) as i64);
+        }
+        if names.is_empty() {
+            push_header(&mut w, 3);
+            w.bulk(unsub_word);
+            w.null();
+            w.int(subs.count(kind) as i64);
+        }
+    }
+    let after = subs.total();
+    counted(&core, before, after);
+    {
+        let mut info = conn.handle.info.borrow_mut();
+        info.sub = subs.channels.len();
+        info.psub = subs.patterns.len();
+        info.ssub = subs.shard.len();
+    }
+    if after == 0 {
+        // Out of subscribed mode: what is still queued goes out before this reply.
+        let s = conn.subs.take().expect("present above");
+        let mut pending = Vec::new();
+        s.outbox.take_into(&mut pending);
+        if !pending.is_empty() {
+            pending.extend_from_slice(out);
+            *out = pending;
+        }
+    }
+}
+
+/// Keeps this core's published subscription count in step with a connection's change.
+fn counted(core: &Core, before: usize, after: usize) {
+    let n = &core.global.pubsub_subs[core.id];
+    if after > before {
+        n.fetch_add(after - before, Ordering::Release);
+    } else if before > after {
+        n.fetch_sub(before - after, Ordering::Release);
+    }
+}
+
+/// Drops every subscription of a connection, without replies (RESET, disconnect).
+pub fn unsubscribe_all(conn: &mut Conn) {
+    let Some(s) = conn.subs.take() else {
+        return;
+    };
+    let core = &conn.core;
+    {
+        let mut reg = core.pubsub.borrow_mut();
+        for (kind, list) in [
+            (Kind::Channel, &s.channels),
+            (Kind::Pattern, &s.patterns),
+            (Kind::Shard, &s.shard),
+        ] {
+            for name in list {
+                reg.remove(kind, name, &s.outbox);
+            }
+        }
+    }
+    counted(core, s.total(), 0);
+    let mut info = conn.handle.info.borrow_mut();
+    info.sub = 0;
+    info.psub = 0;
+    info.ssub = 0;
+}
+
+/// PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB and HELP, over every core.
+pub async fn pubsub(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
+    let proto = conn.proto;
+    match spec.cmd {
+        Cmd::PubsubChannels | Cmd::PubsubShardChannels if a.len() <= 3 => {
+            let kind = match spec.cmd {
+                Cmd::PubsubChannels => Kind::Channel,
+                _ => Kind::Shard,
+            };
+            let pattern: Option<Box<[u8]>> = a.get(2).map(Into::into);
+            let mut all = unique(&conn.core, kind, pattern).await;
+            all.sort_unstable();
+            let mut w = ReplyWriter::new(out, proto);
+            w.array(all.len());
+            for c in &all {
+                w.bulk(c);
+            }
+        }
+        Cmd::PubsubNumPat if a.len() == 2 => {
+            let n = unique(&conn.core, Kind::Pattern, None).await.len();
+            ReplyWriter::new(out, proto).int(n as i64);
+        }
+        Cmd::PubsubNumSub | Cmd::PubsubShardNumSub => {
+            let shard = spec.cmd == Cmd::PubsubShardNumSub;
+            let names: Vec<Box<[u8]>> = a.iter().skip(2).map(Into::into).collect();
+            let asked = names.clone();
+            let per_core = call_all(&conn.core, move |c: &Core| {
+                let reg = c.pubsub.borrow();
+                let table = match shard {
+                    true => &reg.shard_channels,
+                    false => &reg.channels,
+                };
+                asked
+                    .iter()
+                    .map(|n| table.get(n).map_or(0, Vec::len))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let mut w = ReplyWriter::new(out, proto);
+            w.array(names.len() * 2);
+            for (i, n) in names.iter().enumerate() {
+                w.bulk(n);
+                w.int(per_core.iter().map(|c| c[i]).sum::<usize>() as i64);
+            }
+        }
+        Cmd::PubsubHelp => crate::commands::help(
+            &mut ReplyWriter::new(out, proto),
+            "PUBSUB",
+            &[
+                "CHANNELS [<pattern>]",
+                "    Return the currently active channels matching a <pattern> (default: '*').",
+                "NUMPAT",
+                "    Return number of subscriptions to patterns.",
+                "NUMSUB [<channel> ...]",
+                "    Return the number of subscribers for the specified channels, excluding",
+                "    pattern subscriptions(default: no channels).",
+                "SHARDCHANNELS [<pattern>]",
+                "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "    Return the number of subscribers for the specified shard level channel(s)",
+            ],
+        ),
+        _ => ReplyWriter::new(out, proto).error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+            String::from_utf8_lossy(&a[1]),
+            String::from_utf8_lossy(&a[0]).to_ascii_uppercase()
+        )),
+    }
+}
+
+/// The distinct channels (or patterns) subscribed on any core, matching `pattern`.
+async fn unique(core: &Rc<Core>, kind: Kind, pattern: Option<Box<[u8]>>) -> Vec<Box<[u8]>> {
+    let per_core = call_all(core, move |c: &Core| {
+        c.pubsub.borrow().summary(kind, pattern.as_deref())
+    })
+    .await;
+    let mut all: Vec<Box<[u8]>> = per_core.into_iter().flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// What INFO reports of this core: the subscribed names' hashes (distinct across cores
+/// once merged) per kind.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub channels: Vec<u64>,
+    pub patterns: Vec<u64>,
+    pub shard_channels: Vec<u64>,
+}
+
+pub fn summary(core: &Core) -> Summary {
+    let reg = core.pubsub.borrow();
+    let hashes = |t: &HashMap<Box<[u8]>, Vec<Rc<Outbox>>>| {
+        t.keys()
+            .map(|k| xxhash_rust::xxh3::xxh3_64(k))
+            .collect::<Vec<_>>()
+    };
+    Summary {
+        channels: hashes(&reg.channels),
+        patterns: hashes(&reg.patterns),
+        shard_channels: hashes(&reg.shard_channels),
+    }
+}
+
+/// The number of distinct names over every core's [`Summary`].
+pub fn distinct(per_core: impl Iterator<Item = u64>) -> usize {
+    let mut all: Vec<u64> = per_core.collect();
+    all.sort_unstable();
+    all.dedup();
+    all.len()
+}
