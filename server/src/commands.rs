@@ -38,7 +38,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
     let mut w = ReplyWriter::new(buf, conn.proto);
     match spec.cmd {
         // A RESP2 subscriber's PING is answered in the shape of its messages.
-        Cmd::Ping if conn.subs.is_some() && conn.proto == Protocol::Resp2 && a.len() <= 2 => {
+        Cmd::Ping if conn.subs.as_ref().is_some_and(|s| s.total() > 0) && conn.proto == Protocol::Resp2 && a.len() <= 2 => {
             w.array(2);
             w.bulk(b"pong");
             w.bulk(a.get(1).unwrap_or(b""));

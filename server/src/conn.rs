@@ -116,6 +116,10 @@ pub struct Conn {
     pub subs: Option<Box<crate::pubsub::Subs>>,
     /// Since when the replies waiting have been over the normal class's soft limit.
     out_soft_since: Cell<Option<Instant>>,
+    /// The command being dispatched, once it is past every check (for MONITOR).
+    monitored: Option<&'static CommandSpec>,
+    /// Running a script's `redis.call` (MONITOR shows it as from `lua`).
+    in_script: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -177,6 +181,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             sub: 0,
             psub: 0,
             ssub: 0,
+            monitor: false,
             multi: -1,
             multi_mem: 0,
             dirty_cas: None,
@@ -206,6 +211,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         tx_released: Vec::new(),
         subs: None,
         out_soft_since: Cell::new(None),
+        monitored: None,
+        in_script: false,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -477,6 +484,29 @@ impl Conn {
     }
 
     pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
+        self.monitored = None;
+        self.dispatch_command(args, stream).await;
+        // MONITOR clients see each command that ran, after it ran (as Redis feeds them),
+        // in this connection's database as it now is.
+        if let Some(spec) = self.monitored.take() {
+            if self
+                .core
+                .global
+                .monitors_total
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+                && !spec.flags.has(Flags::SKIP_MONITOR | Flags::ADMIN)
+            {
+                let from = match self.in_script {
+                    true => None,
+                    false => Some(self.handle.addr),
+                };
+                crate::pubsub::feed_monitors(&self.core, self.db, from, &args).await;
+            }
+        }
+    }
+
+    async fn dispatch_command(&mut self, args: Args<'_>, stream: &mut Stream) {
         let name = &args[0];
         // Cross-protocol guard: an HTTP request sent to the RESP port closes the connection.
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
@@ -515,7 +545,8 @@ impl Conn {
         }
         self.handle.info.borrow_mut().last_cmd = spec.name;
         if let Some(s) = &self.subs {
-            // Messages that came before this command go out before its reply.
+            // Messages (and monitored commands) that came before this command go out
+            // before its reply.
             if s.outbox.has_pending() {
                 let outbox = s.outbox.clone();
                 let mut buf = std::mem::take(&mut self.scratch_out);
@@ -524,7 +555,10 @@ impl Conn {
                 self.emit(&buf);
                 self.scratch_out = buf;
             }
-            if self.proto == Protocol::Resp2 && !crate::pubsub::allowed_when_subscribed(spec.cmd) {
+            if self.proto == Protocol::Resp2
+                && self.subs.as_ref().is_some_and(|s| s.total() > 0)
+                && !crate::pubsub::allowed_when_subscribed(spec.cmd)
+            {
                 return self.reject(
                     Some(spec),
                     &format!(
@@ -533,6 +567,10 @@ impl Conn {
                     ),
                 );
             }
+        }
+        if self.multi.is_none() || crate::multi::runs_inside_multi(spec.cmd) {
+            // It runs now (queued commands are fed when EXEC runs them).
+            self.monitored = Some(spec);
         }
         if self.multi.is_some() && !crate::multi::runs_inside_multi(spec.cmd) {
             if spec.flags.has(Flags::NO_MULTI) {
@@ -577,6 +615,20 @@ impl Conn {
                 | Cmd::ScriptHelp
         ) {
             self.flush().await;
+            // A script is shown before the commands it calls (as Redis feeds EVAL).
+            if matches!(
+                spec.cmd,
+                Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo
+            ) && self
+                .core
+                .global
+                .monitors_total
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            {
+                let from = (!self.in_script).then_some(self.handle.addr);
+                crate::pubsub::feed_monitors(&self.core, self.db, from, &args).await;
+            }
             let mut buf = Vec::new();
             let t0 = Instant::now();
             Box::pin(crate::scripting::run(self, spec, args, stream, &mut buf)).await;
@@ -599,6 +651,7 @@ impl Conn {
                 | Cmd::PubsubShardChannels
                 | Cmd::PubsubShardNumSub
                 | Cmd::PubsubHelp
+                | Cmd::Monitor
         ) {
             let mut buf = std::mem::take(&mut self.scratch_out);
             buf.clear();
@@ -610,6 +663,7 @@ impl Conn {
                 | Cmd::PUnsubscribe
                 | Cmd::SSubscribe
                 | Cmd::SUnsubscribe => crate::pubsub::subscription(self, spec, args, &mut buf),
+                Cmd::Monitor => crate::pubsub::monitor(self, &mut buf),
                 _ => {
                     self.flush().await;
                     crate::pubsub::pubsub(self, spec, args, &mut buf).await
@@ -1026,7 +1080,9 @@ impl Conn {
         self.flush().await;
         let saved = std::mem::take(&mut self.out);
         let caller_proto = std::mem::replace(&mut self.proto, proto);
+        let outer = std::mem::replace(&mut self.in_script, true);
         Box::pin(self.dispatch(args, stream)).await;
+        self.in_script = outer;
         self.flush().await;
         self.proto = caller_proto;
         std::mem::replace(&mut self.out, saved)

@@ -93,6 +93,10 @@ pub struct Global {
     /// Pub/Sub subscriptions on each core (channels, patterns and shard channels): a
     /// PUBLISH skips the cores with none.
     pub pubsub_subs: Vec<AtomicUsize>,
+    /// MONITOR clients on each core, and in all: commands are fed to them only when
+    /// there are some.
+    pub monitors: Vec<AtomicUsize>,
+    pub monitors_total: AtomicUsize,
     pub port: u16,
     pub executable: String,
 }
@@ -252,6 +256,8 @@ pub struct ClientInfo {
     pub sub: usize,
     pub psub: usize,
     pub ssub: usize,
+    /// In MONITOR mode (CLIENT LIST flag O).
+    pub monitor: bool,
     /// Commands queued in MULTI (-1 outside one) and their bytes.
     pub multi: i64,
     pub multi_mem: usize,
@@ -292,6 +298,9 @@ impl ClientHandle {
     /// changed); N for none.
     fn flags(&self, i: &ClientInfo) -> String {
         let mut f = String::new();
+        if i.monitor {
+            f.push('O');
+        }
         if i.sub + i.psub + i.ssub > 0 {
             f.push('P');
         }

@@ -393,6 +393,8 @@ fn run(cfg: Config) -> Result<(), String> {
         repl_id: Mutex::new(run_id),
         active_expire: AtomicBool::new(true),
         pubsub_subs: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        monitors: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        monitors_total: AtomicUsize::new(0),
         port: cfg.port,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())

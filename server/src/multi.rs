@@ -283,6 +283,23 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         .await;
         end_multi(conn);
         unwatch(conn).await;
+        // MONITOR clients see the commands as EXEC ran them, before the EXEC itself.
+        if replies.is_some() && conn.core.global.monitors_total.load(Ordering::Acquire) > 0 {
+            for (spec, args) in &m.cmds {
+                if !spec
+                    .flags
+                    .has(percore_proto::Flags::SKIP_MONITOR | percore_proto::Flags::ADMIN)
+                {
+                    crate::pubsub::feed_monitors(
+                        &conn.core,
+                        conn.db,
+                        Some(conn.handle.addr),
+                        &args.args(),
+                    )
+                    .await;
+                }
+            }
+        }
         let mut w = ReplyWriter::new(out, conn.proto);
         match replies {
             None => w.null_array(),

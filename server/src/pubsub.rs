@@ -17,7 +17,7 @@
 //! disconnected (counted in `client_output_buffer_limit_disconnections`), its buffer freed,
 //! and the publisher and every other subscriber go on.
 
-use crate::config::ObClass;
+use crate::config::{ObClass, ObLimit};
 use crate::conn::Conn;
 use crate::core::{call_all, ClientHandle, Core};
 use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
@@ -30,9 +30,13 @@ use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-/// Messages waiting for one subscribed connection.
+/// Messages waiting for one subscribed (or monitoring) connection.
 pub struct Outbox {
     handle: Rc<ClientHandle>,
+    /// A MONITOR's outbox: bounded by the normal class's limit, or the pubsub class's
+    /// when the normal class has none (Redis leaves a slow monitor unbounded by default;
+    /// percore does not).
+    monitor: Cell<bool>,
     pub proto: Cell<Protocol>,
     buf: RefCell<Vec<u8>>,
     waker: RefCell<Option<Waker>>,
@@ -49,6 +53,7 @@ impl Outbox {
     fn new(handle: Rc<ClientHandle>, proto: Protocol) -> Outbox {
         Outbox {
             handle,
+            monitor: Cell::new(false),
             proto: Cell::new(proto),
             buf: RefCell::new(Vec::new()),
             waker: RefCell::new(None),
@@ -83,7 +88,14 @@ impl Outbox {
             b.extend_from_slice(bytes);
             b.len() + self.sending.get()
         };
-        let limit = core.config.borrow().client_output_buffer_limit[ObClass::Pubsub as usize];
+        let limit = {
+            let cfg = core.config.borrow();
+            let limits = &cfg.client_output_buffer_limit;
+            match self.monitor.get() && limits[ObClass::Normal as usize] != ObLimit::NONE {
+                true => limits[ObClass::Normal as usize],
+                false => limits[ObClass::Pubsub as usize],
+            }
+        };
         if limit.exceeded(used, &self.soft_since) {
             return self.cut_off(core);
         }
@@ -134,6 +146,7 @@ pub struct Registry {
     channels: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
     patterns: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
     shard_channels: HashMap<Box<[u8]>, Vec<Rc<Outbox>>>,
+    monitors: Vec<Rc<Outbox>>,
 }
 
 /// Which of the three kinds of subscription.
@@ -291,6 +304,8 @@ pub struct Subs {
     channels: Vec<Box<[u8]>>,
     patterns: Vec<Box<[u8]>>,
     shard: Vec<Box<[u8]>>,
+    /// In MONITOR mode.
+    monitor: bool,
 }
 
 impl Subs {
@@ -311,6 +326,7 @@ impl Subs {
         }
     }
 
+    /// Subscriptions of every kind (RESP2 subscribed mode when nonzero).
     pub fn total(&self) -> usize {
         self.channels.len() + self.patterns.len() + self.shard.len()
     }
@@ -344,14 +360,8 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
         return w.error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
     }
     let core = conn.core.clone();
-    let subs = conn.subs.get_or_insert_with(|| {
-        Box::new(Subs {
-            outbox: Rc::new(Outbox::new(conn.handle.clone(), conn.proto)),
-            channels: Vec::new(),
-            patterns: Vec::new(),
-            shard: Vec::new(),
-        })
-    });
+    let handle = conn.handle.clone();
+    let subs = subs_of(conn);
     let (sub_word, unsub_word) = kind.words();
     let before = subs.total();
     if subscribe {
@@ -391,12 +401,12 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
     let after = subs.total();
     counted(&core, before, after);
     {
-        let mut info = conn.handle.info.borrow_mut();
+        let mut info = handle.info.borrow_mut();
         info.sub = subs.channels.len();
         info.psub = subs.patterns.len();
         info.ssub = subs.shard.len();
     }
-    if after == 0 {
+    if after == 0 && !subs.monitor {
         // Out of subscribed mode: what is still queued goes out before this reply.
         let s = conn.subs.take().expect("present above");
         let mut pending = Vec::new();
@@ -406,6 +416,102 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
             *out = pending;
         }
     }
+}
+
+/// The connection's subscription state, created on first use.
+fn subs_of(conn: &mut Conn) -> &mut Subs {
+    let (handle, proto) = (conn.handle.clone(), conn.proto);
+    conn.subs.get_or_insert_with(|| {
+        Box::new(Subs {
+            outbox: Rc::new(Outbox::new(handle, proto)),
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            shard: Vec::new(),
+            monitor: false,
+        })
+    })
+}
+
+/// MONITOR: from now on the connection receives every command run on any core.
+pub fn monitor(conn: &mut Conn, out: &mut Vec<u8>) {
+    if conn.in_exec {
+        return ReplyWriter::new(out, conn.proto)
+            .error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+    }
+    let core = conn.core.clone();
+    let subs = subs_of(conn);
+    // Already monitoring: ignored, without a reply (as Redis).
+    if subs.monitor {
+        return;
+    }
+    subs.monitor = true;
+    subs.outbox.monitor.set(true);
+    core.pubsub.borrow_mut().monitors.push(subs.outbox.clone());
+    core.global.monitors[core.id].fetch_add(1, Ordering::Release);
+    core.global.monitors_total.fetch_add(1, Ordering::Release);
+    conn.handle.info.borrow_mut().monitor = true;
+    ReplyWriter::new(out, conn.proto).ok();
+}
+
+/// Feeds one command to every MONITOR client, as Redis's `replicationFeedMonitors`
+/// writes it: `+<unix time>.<µs> [<db> <addr>] "arg" ...` (`lua` for a script's calls).
+pub async fn feed_monitors(
+    core: &Rc<Core>,
+    db: usize,
+    from: Option<std::net::SocketAddr>,
+    args: &Args<'_>,
+) {
+    let us = crate::core::now_us();
+    let mut line = format!("+{}.{:06} [{db} ", us / 1_000_000, us % 1_000_000).into_bytes();
+    match from {
+        Some(a) => line.extend_from_slice(a.to_string().as_bytes()),
+        None => line.extend_from_slice(b"lua"),
+    }
+    line.extend_from_slice(b"] ");
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            line.push(b' ');
+        }
+        repr(&mut line, a);
+    }
+    line.extend_from_slice(b"\r\n");
+    feed_here(core, &line);
+    let me = core.id;
+    let targets: Vec<usize> = (0..core.nshards())
+        .filter(|&c| c != me && core.global.monitors[c].load(Ordering::Acquire) > 0)
+        .collect();
+    for c in targets {
+        let line = line.clone();
+        let job: crate::core::Job = Box::new(move |c: &Core| feed_here(c, &line));
+        if core.mailbox.send(c, job).await.is_err() {
+            panic!("core {c} is gone: a core exits only when the whole server does");
+        }
+    }
+}
+
+fn feed_here(core: &Core, line: &[u8]) {
+    for ob in &core.pubsub.borrow().monitors {
+        ob.push(core, line);
+    }
+}
+
+/// Redis's `sdscatrepr`: a quoted string with C escapes and `\xHH` for other bytes.
+fn repr(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x07 => out.extend_from_slice(b"\\a"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x20..=0x7e => out.push(c),
+            _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
+        }
+    }
+    out.push(b'"');
 }
 
 /// Keeps this core's published subscription count in step with a connection's change.
@@ -437,7 +543,16 @@ pub fn unsubscribe_all(conn: &mut Conn) {
         }
     }
     counted(core, s.total(), 0);
+    if s.monitor {
+        core.pubsub
+            .borrow_mut()
+            .monitors
+            .retain(|m| !Rc::ptr_eq(m, &s.outbox));
+        core.global.monitors[core.id].fetch_sub(1, Ordering::Release);
+        core.global.monitors_total.fetch_sub(1, Ordering::Release);
+    }
     let mut info = conn.handle.info.borrow_mut();
+    info.monitor = false;
     info.sub = 0;
     info.psub = 0;
     info.ssub = 0;

@@ -494,3 +494,136 @@ fn client_list_reset_and_timeout() {
     // Not subscribed any more: any command runs (and `timeout` applies again).
     assert_eq!(s.q("GET k"), b"$-1\r\n");
 }
+
+/// A MONITOR line with its time and client address replaced (they differ run to run).
+fn normalized_monitor_line(r: &[u8]) -> String {
+    let s = String::from_utf8_lossy(r).into_owned();
+    // +<secs>.<usecs> [<db> <addr>] ...
+    let rest = s.split_once(' ').map_or(s.as_str(), |(_, rest)| rest);
+    let (db_addr, cmd) = rest.split_once("] ").unwrap_or((rest, ""));
+    let db = db_addr
+        .trim_start_matches('[')
+        .split(' ')
+        .next()
+        .unwrap_or("");
+    let from = if db_addr.ends_with(" lua") {
+        "lua"
+    } else {
+        "client"
+    };
+    format!("[{db} {from}] {}", cmd.trim_end())
+}
+
+/// MONITOR shows what Redis shows for the same commands: after they run, in their
+/// database, queued commands when EXEC runs them, a script's calls after the script and
+/// from `lua`, arguments quoted as Redis quotes them, administrative commands left out.
+#[test]
+fn monitor_matches_redis() {
+    each_differential_run("monitor", &[], &[], |redis, percore, resp3, _, label| {
+        let commands: &[&[&[u8]]] = &[
+            &[b"SET", b"k1", b"v\n\"x\x01\xff"],
+            &[b"GET", b"k2"],
+            &[b"MSET", b"a", b"1", b"b", b"2", b"c", b"3"],
+            &[b"SELECT", b"3"],
+            &[b"CONFIG", b"GET", b"maxmemory"],
+            &[b"MULTI"],
+            &[b"INCR", b"a"],
+            &[b"LPUSH", b"l", b"x"],
+            &[b"EXEC"],
+            &[
+                b"EVAL",
+                b"redis.call('set',KEYS[1],'1') return redis.call('get',KEYS[1])",
+                b"1",
+                b"zz",
+            ],
+            &[b"NOSUCHCMD"],
+            &[b"GET"],
+            &[b"SELECT", b"0"],
+            &[b"DEL", b"a", b"b", b"nokey"],
+            &[b"PING", b"end"],
+        ];
+        let lines = [redis, percore].map(|server| {
+            let mut m = server.client();
+            if resp3 {
+                assert_eq!(m.q("HELLO 3")[0], b'%');
+            }
+            assert_eq!(m.q("MONITOR"), b"+OK\r\n", "{label}");
+            let mut c = server.client();
+            for cmd in commands {
+                c.cmd(cmd);
+            }
+            let mut got = Vec::new();
+            loop {
+                let line = normalized_monitor_line(&m.read_reply());
+                let end = line.ends_with("\"PING\" \"end\"");
+                got.push(line);
+                if end {
+                    break got;
+                }
+            }
+        });
+        assert_eq!(lines[0], lines[1], "{label}");
+    });
+}
+
+/// A monitor sees the commands of clients on every core, each client's in order.
+#[test]
+fn monitor_sees_every_core_in_order() {
+    let server = Server::percore(4, &[]);
+    let mut m = server.client();
+    assert_eq!(m.q("MONITOR"), b"+OK\r\n");
+    let (nclients, per) = (8, 300);
+    let clients: Vec<_> = (0..nclients)
+        .map(|i| {
+            let mut c = server.client();
+            std::thread::spawn(move || {
+                for j in 0..per {
+                    let r = c.cmd(&[b"SET", format!("c{i}").as_bytes(), j.to_string().as_bytes()]);
+                    assert_eq!(r, b"+OK\r\n");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let mut next = vec![0usize; nclients];
+    for _ in 0..nclients * per {
+        let line = normalized_monitor_line(&m.read_reply());
+        let words: Vec<&str> = line.split('"').collect();
+        // [0 client] "SET" "c<i>" "<j>"
+        let i: usize = words[3][1..].parse().unwrap();
+        let j: usize = words[5].parse().unwrap();
+        assert_eq!(j, next[i], "client {i}'s commands out of order: {line}");
+        next[i] += 1;
+    }
+    assert!(next.iter().all(|&n| n == per), "{next:?}");
+}
+
+/// A monitor that does not read is cut at the output limit (the pubsub class's while the
+/// normal class has none); the clients it watched go on.
+#[test]
+fn a_slow_monitor_is_cut_and_the_clients_go_on() {
+    let server = Server::percore(2, &["--client-output-buffer-limit", "pubsub 2mb 1mb 60"]);
+    let mut m = server.client();
+    assert_eq!(m.q("MONITOR"), b"+OK\r\n");
+    let mut c = server.client();
+    let value = vec![b'v'; 64 << 10];
+    for i in 0..1000 {
+        assert_eq!(
+            c.cmd(&[b"SET", format!("k{i}").as_bytes(), &value]),
+            b"+OK\r\n"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = String::from_utf8(c.q("INFO stats")).unwrap();
+        if info.contains("client_output_buffer_limit_disconnections:1\r\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the monitor was not cut: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(m.closed(), "the monitor's connection is still open");
+    assert_eq!(c.q("DBSIZE"), b":1000\r\n");
+}

@@ -856,6 +856,7 @@ impl Shard {
             | Cmd::BgSave
             | Cmd::LastSave
             | Cmd::Debug
+            | Cmd::Monitor
             | Cmd::Command
             | Cmd::CommandCount
             | Cmd::CommandInfo
