@@ -219,6 +219,7 @@ pub enum Cmd {
     ClientNoEvict,
     ClientNoTouch,
     ClientUnblock,
+    ClientReply,
     ClientHelp,
     // pub/sub
     Subscribe,
@@ -796,6 +797,7 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("client|no-evict", ClientNoEvict, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "7.0.0", "Sets the client eviction mode of the connection."),
     spec!("client|no-touch", ClientNoTouch, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."),
     spec!("client|unblock", ClientUnblock, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous", "connection"], "connection", "5.0.0", "Unblocks a client blocked by a blocking command from a different connection."),
+    spec!("client|reply", ClientReply, 3, NS | L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "3.2.0", "Instructs the server whether to reply to commands."),
     spec!("client|help", ClientHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
     spec!("pubsub|channels", PubsubChannels, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.8.0", "List active channels"),
     spec!("pubsub|numsub", PubsubNumSub, -2, PS | L | ST, 0, 0, 0, Connection, ["pubsub", "slow"], "pubsub", "2.8.0", "Get the count of subscribers for channels"),

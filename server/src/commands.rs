@@ -69,6 +69,18 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             Err(e) => w.error(e),
         },
         Cmd::ClientId => w.int(conn.handle.id as i64),
+        // OFF and SKIP are not answered; ON is (see `Conn::dispatch`).
+        Cmd::ClientReply => match std::str::from_utf8(&a[2]).map(str::to_ascii_lowercase).as_deref() {
+            Ok("on") => {
+                conn.reply_off = false;
+                conn.skip_next = false;
+                conn.skip_this = false;
+                w.ok();
+            }
+            Ok("off") => conn.reply_off = true,
+            Ok("skip") => conn.skip_next = !conn.reply_off,
+            _ => w.error("ERR syntax error"),
+        },
         Cmd::ClientSetName => match valid_name(&a[2]) {
             Ok(()) => {
                 conn.handle.info.borrow_mut().name = a[2].to_vec();

@@ -120,6 +120,11 @@ pub struct Conn {
     monitored: Option<&'static CommandSpec>,
     /// Running a script's `redis.call` (MONITOR shows it as from `lua`).
     in_script: bool,
+    /// CLIENT REPLY OFF, and SKIP: the next command's reply is dropped (`skip_this` while
+    /// it runs).
+    pub reply_off: bool,
+    pub skip_next: bool,
+    pub skip_this: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -213,6 +218,9 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         out_soft_since: Cell::new(None),
         monitored: None,
         in_script: false,
+        reply_off: false,
+        skip_next: false,
+        skip_this: false,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -485,7 +493,34 @@ impl Conn {
 
     pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
         self.monitored = None;
+        // CLIENT REPLY OFF/SKIP: the command runs alone (what came before is answered
+        // first) and its replies are dropped; messages to a subscriber still go out.
+        let silent = (self.reply_off || self.skip_this) && !self.in_script;
+        let mark = match silent {
+            false => 0,
+            true => {
+                if let Some(outbox) = self.subs.as_ref().map(|s| s.outbox.clone()) {
+                    self.flush().await;
+                    outbox.take_into(&mut self.out);
+                }
+                self.flush().await;
+                self.out.len()
+            }
+        };
         self.dispatch_command(args, stream).await;
+        if silent {
+            self.flush().await;
+            // (Un)subscribe confirmations are pushes, which Redis sends regardless.
+            let pushes = self
+                .monitored
+                .is_some_and(|s| crate::pubsub::Kind::of_subscription(s.cmd).is_some());
+            if (self.reply_off || self.skip_this) && !pushes {
+                self.out.truncate(mark);
+            }
+        }
+        if !self.in_script {
+            self.skip_this = std::mem::take(&mut self.skip_next);
+        }
         // MONITOR clients see each command that ran, after it ran (as Redis feeds them),
         // in this connection's database as it now is.
         if let Some(spec) = self.monitored.take() {

@@ -151,13 +151,27 @@ pub struct Registry {
 
 /// Which of the three kinds of subscription.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Channel,
     Pattern,
     Shard,
 }
 
 impl Kind {
+    /// The kind a (un)subscribe command changes; None for any other command.
+    pub fn of_subscription(cmd: Cmd) -> Option<Kind> {
+        matches!(
+            cmd,
+            Cmd::Subscribe
+                | Cmd::Unsubscribe
+                | Cmd::PSubscribe
+                | Cmd::PUnsubscribe
+                | Cmd::SSubscribe
+                | Cmd::SUnsubscribe
+        )
+        .then(|| Kind::of(cmd))
+    }
+
     fn of(cmd: Cmd) -> Kind {
         match cmd {
             Cmd::PSubscribe | Cmd::PUnsubscribe => Kind::Pattern,

@@ -627,3 +627,49 @@ fn a_slow_monitor_is_cut_and_the_clients_go_on() {
     assert!(m.closed(), "the monitor's connection is still open");
     assert_eq!(c.q("DBSIZE"), b":1000\r\n");
 }
+
+/// CLIENT REPLY OFF, SKIP and ON drop the replies Redis drops, in a pipeline whose
+/// commands run on several shards; a subscriber's messages still arrive while it is off.
+#[test]
+fn client_reply_matches_redis() {
+    each_differential_run(
+        "client reply",
+        &[],
+        &[],
+        |redis, percore, resp3, _, label| {
+            let script =
+                "SET a 1|CLIENT REPLY OFF|SET b 2|MGET a b c d e|INCR a|CLIENT REPLY ON|GET b|\
+            CLIENT REPLY SKIP|GET a|GET b|CLIENT REPLY SKIP|CLIENT REPLY ON|CLIENT REPLY bad|\
+            CLIENT REPLY SKIP|CLIENT REPLY SKIP|GET a|MSET x 1 y 2 z 3|CLIENT REPLY OFF|\
+            SUBSCRIBE ch|PUBLISH ch hello|UNSUBSCRIBE ch|GET a|CLIENT REPLY ON|ECHO end";
+            let got = [redis, percore].map(|server| {
+                let mut c = server.client();
+                let mut p = server.client();
+                if resp3 {
+                    assert_eq!(c.q("HELLO 3")[0], b'%');
+                }
+                let mut replies = Vec::new();
+                for cmd in script.split('|') {
+                    if cmd.starts_with("PUBLISH") {
+                        // From another client, once the subscription is in place.
+                        std::thread::sleep(Duration::from_millis(100));
+                        let r = p.q(cmd);
+                        replies.push(format!("publisher: {}", esc(&r)));
+                        continue;
+                    }
+                    let parts: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+                    c.send(&parts);
+                }
+                loop {
+                    let r = c.read_reply();
+                    let end = r.ends_with(b"end\r\n");
+                    replies.push(esc(&r));
+                    if end {
+                        break replies;
+                    }
+                }
+            });
+            assert_eq!(got[0], got[1], "{label}");
+        },
+    );
+}

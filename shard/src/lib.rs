@@ -828,6 +828,7 @@ impl Shard {
             | Cmd::ClientNoTouch
             | Cmd::ClientUnblock
             | Cmd::ClientHelp
+            | Cmd::ClientReply
             | Cmd::Subscribe
             | Cmd::Unsubscribe
             | Cmd::PSubscribe
