@@ -280,8 +280,14 @@ pub fn withdraw(core: &Core, db: usize, keys: &[Vec<u8>], cell: &Arc<WaitCell>) 
 /// other type are passed over and keep waiting). Costs one emptiness check when nothing is
 /// ready.
 pub fn serve_ready(core: &Core) {
-    if core.shard.borrow().ready.is_empty() {
-        return;
+    {
+        let sh = core.shard.borrow();
+        if sh.has_invalidations() {
+            crate::tracking::send_pending(core, &sh);
+        }
+        if sh.ready.is_empty() {
+            return;
+        }
     }
     let mut sh = core.shard.borrow_mut();
     serve_ready_in(core, &mut sh);
@@ -289,6 +295,9 @@ pub fn serve_ready(core: &Core) {
 
 /// [`serve_ready`] with the shard already borrowed (batches).
 pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
+    if sh.has_invalidations() {
+        crate::tracking::send_pending(core, sh);
+    }
     if sh.ready.is_empty() {
         return;
     }

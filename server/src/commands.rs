@@ -54,6 +54,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             conn.close = true;
         }
         Cmd::Reset => {
+            crate::tracking::disable(conn).await;
             conn.reset();
             w.proto = conn.proto;
             w.simple(b"RESET");
@@ -69,6 +70,9 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             Err(e) => w.error(e),
         },
         Cmd::ClientId => w.int(conn.handle.id as i64),
+        Cmd::ClientTracking | Cmd::ClientCaching | Cmd::ClientGetRedir | Cmd::ClientTrackingInfo => {
+            return crate::tracking::command(conn, spec, a, w.buf).await;
+        }
         // OFF and SKIP are not answered; ON is (see `Conn::dispatch`).
         Cmd::ClientReply => match std::str::from_utf8(&a[2]).map(str::to_ascii_lowercase).as_deref() {
             Ok("on") => {

@@ -41,6 +41,9 @@ pub struct Config {
     /// `client-output-buffer-limit`: per class (normal, replica, pubsub), how much output a
     /// client may have waiting before it is disconnected.
     pub client_output_buffer_limit: [ObLimit; 3],
+    /// `tracking-table-max-keys`: keys remembered for CLIENT TRACKING, at most (0: no
+    /// bound), split across shards.
+    pub tracking_table_max_keys: usize,
     /// Seconds of idleness after which a client is closed (0: never).
     pub timeout: u64,
     pub tcp_keepalive: u64,
@@ -99,6 +102,7 @@ impl Default for Config {
             list_limits: ListLimits::default(),
             lazyfree: [false; 6],
             client_query_buffer_limit: 1 << 30,
+            tracking_table_max_keys: 1_000_000,
             client_output_buffer_limit: [
                 ObLimit::NONE,
                 ObLimit {
@@ -397,6 +401,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "proto-max-bulk-len", get: |c| c.proto_max_bulk_len.to_string(), set: |c, v| { c.proto_max_bulk_len = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "client-query-buffer-limit", get: |c| c.client_query_buffer_limit.to_string(), set: |c, v| { c.client_query_buffer_limit = memory_in(one(v)?, 1 << 20, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "client-output-buffer-limit", get: |c| ObClass::ALL.iter().map(|&k| { let l = c.client_output_buffer_limit[k as usize]; format!("{} {} {} {}", k.name(), l.hard, l.soft, l.soft_secs) }).collect::<Vec<_>>().join(" "), set: |c, v| set_output_limits(c, v), mutable: true },
+    Param { name: "tracking-table-max-keys", get: |c| c.tracking_table_max_keys.to_string(), set: |c, v| { c.tracking_table_max_keys = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "timeout", get: |c| c.timeout.to_string(), set: |c, v| { c.timeout = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = int_in(one(v)?, 0, INT_MAX)?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },

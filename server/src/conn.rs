@@ -161,7 +161,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
     let id = global
         .next_client_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let handle = Rc::new(ClientHandle {
+    let handle = Rc::new_cyclic(|me| ClientHandle {
         id,
         fd: stream.raw_fd(),
         addr,
@@ -193,6 +193,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         }),
         killed: Cell::new(false),
         blocked: RefCell::new(None),
+        outbox: Rc::new(crate::pubsub::Outbox::new(me.clone())),
+        tracking: RefCell::new(None),
     });
     core.clients.borrow_mut().insert(id, handle.clone());
     let n = core.nshards();
@@ -230,6 +232,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
     conn.run(&mut stream).await;
     crate::multi::unwatch(&mut conn).await;
     crate::pubsub::unsubscribe_all(&mut conn);
+    crate::tracking::disable(&mut conn).await;
     // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
     core.clients.borrow_mut().remove(&id);
     drop(stream);
@@ -288,20 +291,19 @@ impl Conn {
                     rbuf.resize(new_len, 0);
                 }
             }
-            let read = match self.subs.as_ref().map(|s| s.outbox.clone()) {
-                None => stream.read(&mut rbuf[filled..]).await,
-                // Subscribed: messages are written as they come, between reads.
-                Some(outbox) => {
-                    match crate::pubsub::read_or_push(stream, &mut rbuf[filled..], &outbox).await {
-                        Some(r) => r,
-                        None => {
-                            outbox.take_into(&mut self.out);
-                            if self.write_out(stream).await.is_err() || self.handle.killed.get() {
-                                return;
-                            }
-                            continue;
-                        }
+            // Messages, MONITOR lines and invalidations are written as they come, between
+            // reads.
+            let outbox = self.handle.outbox.clone();
+            outbox.proto.set(self.proto);
+            let read = match crate::pubsub::read_or_push(stream, &mut rbuf[filled..], &outbox).await
+            {
+                Some(r) => r,
+                None => {
+                    outbox.take_into(&mut self.out);
+                    if self.write_out(stream).await.is_err() || self.handle.killed.get() {
+                        return;
                     }
+                    continue;
                 }
             };
             let n = match read {
@@ -422,17 +424,15 @@ impl Conn {
             st.net_output_bytes += self.out.len() as u64;
             st.writes_processed += 1;
         }
-        if let Some(s) = &self.subs {
-            s.outbox.sending.set(self.out.len());
-        } else if self.over_output_limit() {
+        if self.subs.is_none() && self.over_output_limit() {
             self.log_close("client-output-buffer-limit (normal) reached");
             return Err(std::io::ErrorKind::OutOfMemory.into());
         }
+        // What is being sent counts against the outbox's limit too.
+        self.handle.outbox.sending.set(self.out.len());
         // The buffer goes to the ring for the send and an empty one comes back.
         let written = stream.send_owned(&mut self.out).await;
-        if let Some(s) = &self.subs {
-            s.outbox.sending.set(0);
-        }
+        self.handle.outbox.sending.set(0);
         self.handle.info.borrow_mut().reply_bytes = 0;
         if self.out.capacity() > OUT_KEEP {
             self.out = Vec::with_capacity(MIN_READ);
@@ -468,6 +468,17 @@ impl Conn {
         self.emit(bytes)
     }
 
+    /// Puts what waits in the outbox in the reply stream, in order with the replies.
+    fn emit_pushes(&mut self) {
+        if self.handle.outbox.has_pending() {
+            let mut buf = std::mem::take(&mut self.scratch_out);
+            buf.clear();
+            self.handle.outbox.take_into(&mut buf);
+            self.emit(&buf);
+            self.scratch_out = buf;
+        }
+    }
+
     fn emit(&mut self, bytes: &[u8]) {
         if self.p.active {
             let s = self.p.local.len();
@@ -499,9 +510,9 @@ impl Conn {
         let mark = match silent {
             false => 0,
             true => {
-                if let Some(outbox) = self.subs.as_ref().map(|s| s.outbox.clone()) {
+                if self.handle.outbox.has_pending() {
                     self.flush().await;
-                    outbox.take_into(&mut self.out);
+                    self.handle.outbox.take_into(&mut self.out);
                 }
                 self.flush().await;
                 self.out.len()
@@ -520,6 +531,9 @@ impl Conn {
         }
         if !self.in_script {
             self.skip_this = std::mem::take(&mut self.skip_next);
+        }
+        if let Some(spec) = self.monitored {
+            crate::tracking::command_done(self, spec);
         }
         // MONITOR clients see each command that ran, after it ran (as Redis feeds them),
         // in this connection's database as it now is.
@@ -542,6 +556,9 @@ impl Conn {
     }
 
     async fn dispatch_command(&mut self, args: Args<'_>, stream: &mut Stream) {
+        // Messages (monitored commands, invalidations) that came before this command go
+        // out before its reply.
+        self.emit_pushes();
         let name = &args[0];
         // Cross-protocol guard: an HTTP request sent to the RESP port closes the connection.
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
@@ -579,29 +596,17 @@ impl Conn {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
         self.handle.info.borrow_mut().last_cmd = spec.name;
-        if let Some(s) = &self.subs {
-            // Messages (and monitored commands) that came before this command go out
-            // before its reply.
-            if s.outbox.has_pending() {
-                let outbox = s.outbox.clone();
-                let mut buf = std::mem::take(&mut self.scratch_out);
-                buf.clear();
-                outbox.take_into(&mut buf);
-                self.emit(&buf);
-                self.scratch_out = buf;
-            }
-            if self.proto == Protocol::Resp2
-                && self.subs.as_ref().is_some_and(|s| s.total() > 0)
-                && !crate::pubsub::allowed_when_subscribed(spec.cmd)
-            {
-                return self.reject(
-                    Some(spec),
-                    &format!(
-                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                        spec.name
-                    ),
-                );
-            }
+        if self.proto == Protocol::Resp2
+            && self.subs.as_ref().is_some_and(|s| s.total() > 0)
+            && !crate::pubsub::allowed_when_subscribed(spec.cmd)
+        {
+            return self.reject(
+                Some(spec),
+                &format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    spec.name
+                ),
+            );
         }
         if self.multi.is_none() || crate::multi::runs_inside_multi(spec.cmd) {
             // It runs now (queued commands are fed when EXEC runs them).
@@ -844,6 +849,7 @@ impl Conn {
     /// Runs `args` on this core's shard now, or queues it for `target`'s batch.
     fn execute_on(&mut self, target: usize, spec: &'static CommandSpec, args: Args<'_>) {
         if target == self.core.id {
+            let caller = crate::tracking::caller(&self.handle, self.core.id);
             let ctx = ExecCtx {
                 db: self.db,
                 now_ms: self.now_ms,
@@ -857,10 +863,12 @@ impl Conn {
             let t0 = Instant::now();
             let mut shard = self.core.shard.borrow_mut();
             let mut w = ReplyWriter::new(buf, self.proto);
+            shard.caller.set(caller);
             match self.core.admit(spec, &mut shard, ctx.now_ms) {
                 Ok(()) => shard.apply(&ctx, spec, args, &mut w),
                 Err(e) => w.error(e),
             }
+            shard.caller.set(None);
             drop(shard);
             crate::blocking::serve_ready(&self.core);
             let ns = t0.elapsed().as_nanos() as u64;
@@ -871,9 +879,20 @@ impl Conn {
             }
         } else {
             let idx = self.p.batches[target].push(spec, self.db, self.proto, true, args.iter());
+            self.mark_tracked(target);
             self.p.slots.push(Slot::Remote(target as u32, idx as u32));
             self.p.active = true;
             self.p.queued += 1;
+        }
+    }
+
+    /// Marks the command just queued for `target` as read for this connection's tracking,
+    /// when it tracks (CLIENT CACHING decides per command, so the batch cannot).
+    fn mark_tracked(&mut self, target: usize) {
+        if let Some(c) = crate::tracking::caller(&self.handle, self.core.id) {
+            if let Some(cmd) = self.p.batches[target].cmds.last_mut() {
+                cmd.track = c.remember;
+            }
         }
     }
 
@@ -881,6 +900,7 @@ impl Conn {
     /// `p.key_shards` holds each key's shard (filled by the caller, arity checked).
     fn per_key(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let step = spec.step.max(1) as usize;
+        let caller = crate::tracking::caller(&self.handle, self.core.id);
         let p = &mut self.p;
         let first = p.key_shards[0];
         if p.key_shards.iter().all(|&s| s == first) {
@@ -927,16 +947,23 @@ impl Conn {
                     now_ms: self.now_ms,
                 };
                 let start = p.local.len();
-                self.core.shard.borrow_mut().apply(
+                let mut shard = self.core.shard.borrow_mut();
+                shard.caller.set(caller);
+                shard.apply(
                     &ctx,
                     spec,
                     p.scratch.args(),
                     &mut ReplyWriter::new(&mut p.local, self.proto),
                 );
+                shard.caller.set(None);
+                drop(shard);
                 p.parts.push(Part::Local(start, p.local.len()));
             } else {
                 let sc = p.scratch.args();
                 let idx = p.batches[s as usize].push(spec, self.db, self.proto, false, sc.iter());
+                if let Some(c) = caller {
+                    p.batches[s as usize].cmds[idx].track = c.remember;
+                }
                 p.parts.push(Part::Remote(s, idx as u32));
             }
         }
@@ -960,15 +987,7 @@ impl Conn {
         let t0 = Instant::now();
         let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
         // A RESP3 subscriber publishing to itself sees the message before the count.
-        if let Some(outbox) = self.subs.as_ref().map(|s| s.outbox.clone()) {
-            if outbox.has_pending() {
-                let mut buf = std::mem::take(&mut self.scratch_out);
-                buf.clear();
-                outbox.take_into(&mut buf);
-                self.emit(&buf);
-                self.scratch_out = buf;
-            }
-        }
+        self.emit_pushes();
         let p = &mut self.p;
         let parts_start = p.parts.len() as u32;
         for c in crate::pubsub::remote_cores(&self.core) {
@@ -1165,6 +1184,7 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
+            batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;
             if batch.release {
                 self.tx_released.push(s);

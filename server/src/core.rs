@@ -97,6 +97,8 @@ pub struct Global {
     /// there are some.
     pub monitors: Vec<AtomicUsize>,
     pub monitors_total: AtomicUsize,
+    /// Clients with CLIENT TRACKING on (INFO `tracking_clients`).
+    pub tracking_clients: AtomicUsize,
     pub port: u16,
     pub executable: String,
 }
@@ -279,6 +281,11 @@ pub struct ClientHandle {
     pub killed: Cell<bool>,
     /// The blocking command this client is parked in, if any (CLIENT UNBLOCK, CLIENT LIST).
     pub blocked: RefCell<Option<Arc<crate::blocking::WaitCell>>>,
+    /// What reaches the connection outside its replies (Pub/Sub messages, MONITOR lines,
+    /// tracking invalidations), written between reads.
+    pub outbox: Rc<crate::pubsub::Outbox>,
+    /// CLIENT TRACKING state, while on.
+    pub tracking: RefCell<Option<crate::tracking::TrackState>>,
 }
 
 impl ClientHandle {
@@ -367,6 +374,8 @@ pub struct BatchCmd {
     pub record: bool,
     /// Range of this command's spans in `Batch::spans`.
     pub spans: (u32, u32),
+    /// The keys it reads are remembered for the batch's tracking client.
+    pub track: bool,
 }
 
 /// Commands from one connection's read for one remote shard: one message, one reply.
@@ -381,6 +390,8 @@ pub struct Batch {
     pub client_name: Vec<u8>,
     /// The transaction the commands belong to: they pass its key locks.
     pub tx: Option<crate::txlock::TxId>,
+    /// The tracking client the commands run for (CLIENT TRACKING), if it tracks.
+    pub caller: Option<percore_shard::tracking::Caller>,
     /// The transaction's last batch to this shard: its locks here are released right after
     /// it runs (one hop fewer than a release of its own).
     pub release: bool,
@@ -420,6 +431,7 @@ impl Batch {
             proto,
             record,
             spans: (first, self.spans.len() as u32),
+            track: false,
         });
         self.cmds.len() - 1
     }
@@ -677,6 +689,12 @@ impl Core {
                 reply.ends.push(reply.buf.len());
                 continue;
             }
+            if let Some(base) = batch.caller {
+                shard.caller.set(Some(percore_shard::tracking::Caller {
+                    remember: c.track,
+                    ..base
+                }));
+            }
             match self.admit(c.spec, &mut shard, now) {
                 Ok(()) => shard.apply(
                     &ExecCtx {
@@ -689,6 +707,7 @@ impl Core {
                 ),
                 Err(e) => w.error(e),
             }
+            shard.caller.set(None);
             // Clients parked on a key this command filled are served before the next one.
             if serve_each {
                 crate::blocking::serve_ready_in(self, &mut shard);
@@ -748,8 +767,10 @@ impl Core {
                 shard.config.zset_limits = cfg.zset_limits;
                 shard.config.hll_sparse_max_bytes = cfg.hll_sparse_max_bytes;
             }
+            let max_keys = cfg.tracking_table_max_keys;
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);
+            crate::tracking::apply_max_keys(self, max_keys);
         }
     }
 }

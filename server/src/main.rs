@@ -22,6 +22,7 @@ mod pubsub;
 mod router;
 mod runtime;
 mod scripting;
+mod tracking;
 mod txlock;
 
 use crate::config::{Config, Invocation};
@@ -395,6 +396,7 @@ fn run(cfg: Config) -> Result<(), String> {
         pubsub_subs: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         monitors: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         monitors_total: AtomicUsize::new(0),
+        tracking_clients: AtomicUsize::new(0),
         port: cfg.port,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
@@ -437,6 +439,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 replies: Default::default(),
                 listeners: RefCell::new(Vec::new()),
             });
+            tracking::apply_max_keys(&core, cfg.tracking_table_max_keys);
             {
                 let core = core.clone();
                 runtime::spawn(async move {

@@ -30,9 +30,12 @@ use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-/// Messages waiting for one subscribed (or monitoring) connection.
+/// What waits for one connection outside its replies: Pub/Sub messages, MONITOR lines,
+/// tracking invalidations. Every connection has one ([`ClientHandle::outbox`]).
 pub struct Outbox {
-    handle: Rc<ClientHandle>,
+    handle: std::rc::Weak<ClientHandle>,
+    /// Subscribed to something: bounded by the pubsub class.
+    subscribed: Cell<bool>,
     /// A MONITOR's outbox: bounded by the normal class's limit, or the pubsub class's
     /// when the normal class has none (Redis leaves a slow monitor unbounded by default;
     /// percore does not).
@@ -50,11 +53,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    fn new(handle: Rc<ClientHandle>, proto: Protocol) -> Outbox {
+    pub fn new(handle: std::rc::Weak<ClientHandle>) -> Outbox {
         Outbox {
             handle,
+            subscribed: Cell::new(false),
             monitor: Cell::new(false),
-            proto: Cell::new(proto),
+            proto: Cell::new(Protocol::Resp2),
             buf: RefCell::new(Vec::new()),
             waker: RefCell::new(None),
             sending: Cell::new(0),
@@ -78,8 +82,8 @@ impl Outbox {
         }
     }
 
-    /// Queues one encoded message; disconnects the subscriber past its output limit.
-    fn push(&self, core: &Core, bytes: &[u8]) {
+    /// Queues one encoded message; disconnects the client past its output limit.
+    pub fn push(&self, core: &Core, bytes: &[u8]) {
         if self.cut.get() {
             return;
         }
@@ -91,7 +95,9 @@ impl Outbox {
         let limit = {
             let cfg = core.config.borrow();
             let limits = &cfg.client_output_buffer_limit;
-            match self.monitor.get() && limits[ObClass::Normal as usize] != ObLimit::NONE {
+            // Not subscribed (a monitor, or pushed invalidations): the normal class's limit,
+            // or the pubsub class's where the normal class has none.
+            match !self.subscribed.get() && limits[ObClass::Normal as usize] != ObLimit::NONE {
                 true => limits[ObClass::Normal as usize],
                 false => limits[ObClass::Pubsub as usize],
             }
@@ -108,11 +114,13 @@ impl Outbox {
         self.cut.set(true);
         *self.buf.borrow_mut() = Vec::new();
         core.stats.borrow_mut().output_limit_disconnections += 1;
-        crate::log::warn(&format!(
-            "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
-            self.handle.id, self.handle.addr
-        ));
-        self.handle.kill();
+        if let Some(h) = self.handle.upgrade() {
+            crate::log::warn(&format!(
+                "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                h.id, h.addr
+            ));
+            h.kill();
+        }
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
         }
@@ -314,7 +322,7 @@ pub fn remote_cores(core: &Core) -> impl Iterator<Item = usize> + '_ {
 /// One connection's subscriptions, in the order they were made (UNSUBSCRIBE with no
 /// argument answers in that order), and its outbox.
 pub struct Subs {
-    pub outbox: Rc<Outbox>,
+    outbox: Rc<Outbox>,
     channels: Vec<Box<[u8]>>,
     patterns: Vec<Box<[u8]>>,
     shard: Vec<Box<[u8]>>,
@@ -413,6 +421,7 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
         }
     }
     let after = subs.total();
+    subs.outbox.subscribed.set(after > 0);
     counted(&core, before, after);
     {
         let mut info = handle.info.borrow_mut();
@@ -421,23 +430,16 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
         info.ssub = subs.shard.len();
     }
     if after == 0 && !subs.monitor {
-        // Out of subscribed mode: what is still queued goes out before this reply.
-        let s = conn.subs.take().expect("present above");
-        let mut pending = Vec::new();
-        s.outbox.take_into(&mut pending);
-        if !pending.is_empty() {
-            pending.extend_from_slice(out);
-            *out = pending;
-        }
+        conn.subs = None;
     }
 }
 
 /// The connection's subscription state, created on first use.
 fn subs_of(conn: &mut Conn) -> &mut Subs {
-    let (handle, proto) = (conn.handle.clone(), conn.proto);
+    let outbox = conn.handle.outbox.clone();
     conn.subs.get_or_insert_with(|| {
         Box::new(Subs {
-            outbox: Rc::new(Outbox::new(handle, proto)),
+            outbox,
             channels: Vec::new(),
             patterns: Vec::new(),
             shard: Vec::new(),
@@ -557,6 +559,7 @@ pub fn unsubscribe_all(conn: &mut Conn) {
         }
     }
     counted(core, s.total(), 0);
+    s.outbox.subscribed.set(false);
     if s.monitor {
         core.pubsub
             .borrow_mut()

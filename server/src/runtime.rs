@@ -101,6 +101,20 @@ impl<T: Send + 'static> Mailbox<T> {
         }
     }
 
+    /// Sends to core `to` without waiting: at once when its inbox has room, else from a
+    /// task of its own (fire-and-forget messages sent from code that cannot wait).
+    pub fn send_now(&self, to: usize, msg: T) {
+        let Some(s) = self.senders.get(to) else {
+            return;
+        };
+        if let Err(flume::TrySendError::Full(msg)) = s.try_send(msg) {
+            let s = s.clone();
+            spawn(async move {
+                let _ = s.send_async(msg).await;
+            });
+        }
+    }
+
     /// Messages waiting in core `of`'s inbox (for the queue-depth gauge).
     pub fn depth(&self, of: usize) -> usize {
         self.senders.get(of).map_or(0, |s| s.len())

@@ -18,6 +18,7 @@ pub mod glob;
 pub mod lazyfree;
 pub mod ops;
 pub mod snapshot;
+pub mod tracking;
 pub mod types;
 mod value;
 pub mod watch;
@@ -160,6 +161,17 @@ pub struct Shard {
     pub ready: Vec<(usize, Vec<u8>)>,
     /// WATCHed keys and the flags a change raises.
     pub watches: watch::Watches,
+    /// CLIENT TRACKING: who read which key, and the invalidations owed
+    /// ([`tracking`]); `tracking_on` caches whether anyone tracks here.
+    pub tracking: std::cell::RefCell<tracking::Tracking>,
+    tracking_on: std::cell::Cell<bool>,
+    /// Invalidations wait in the tracking table's `pending`, or a flush happened (every
+    /// tracking client is owed a null invalidation).
+    tracking_pending: std::cell::Cell<bool>,
+    tracking_flushed: std::cell::Cell<bool>,
+    /// The client the running command is for (set by the server around a command while
+    /// some client tracks; None otherwise).
+    pub caller: std::cell::Cell<Option<tracking::Caller>>,
 }
 
 /// What one active-expiry step did.
@@ -189,6 +201,11 @@ impl Shard {
             blocked: std::collections::HashMap::new(),
             ready: Vec::new(),
             watches: watch::Watches::default(),
+            tracking: Default::default(),
+            tracking_on: std::cell::Cell::new(false),
+            tracking_pending: std::cell::Cell::new(false),
+            tracking_flushed: std::cell::Cell::new(false),
+            caller: std::cell::Cell::new(None),
         }
     }
 
@@ -214,44 +231,70 @@ impl Shard {
         self.watches.remove(db, key, flag);
     }
 
-    /// Raises the WATCH flags of `key` in `db`, if anyone watches it.
+    /// `key` in `db` may have changed: raises its WATCH flags and invalidates it for the
+    /// clients that track it, if any.
     #[inline]
     pub fn touch(&self, db: usize, key: &[u8]) {
         if !self.watches.is_empty() {
             self.watches.touch(db, key);
         }
+        if self.tracking_on.get() {
+            let by = self.caller.get().map(|c| c.id);
+            let mut t = self.tracking.borrow_mut();
+            t.invalidate(key, by);
+            self.tracking_on.set(t.active());
+            self.tracking_pending.set(!t.pending.is_empty());
+        }
     }
 
-    /// After a write command: raises the WATCH flags of the keys it names.
+    /// Whether invalidations (or a flush) wait to be sent.
+    #[inline]
+    pub fn has_invalidations(&self) -> bool {
+        self.tracking_pending.get() || self.tracking_flushed.get()
+    }
+
+    /// The invalidations owed, and whether a flush happened since the last call.
+    pub fn take_invalidations(&self) -> (Vec<tracking::Invalidation>, bool) {
+        self.tracking_pending.set(false);
+        let pending = std::mem::take(&mut self.tracking.borrow_mut().pending);
+        (pending, self.tracking_flushed.replace(false))
+    }
+
+    /// Runs `f` on the tracking table and keeps the shard's quick "anyone tracks" flag.
+    pub fn with_tracking<R>(&self, f: impl FnOnce(&mut tracking::Tracking) -> R) -> R {
+        let mut t = self.tracking.borrow_mut();
+        let r = f(&mut t);
+        self.tracking_on.set(t.active());
+        self.tracking_pending.set(!t.pending.is_empty());
+        r
+    }
+
+    /// After a write command: raises the WATCH flags of the keys it names (and
+    /// invalidates them for tracking clients).
     fn touch_command(&self, db: usize, spec: &percore_proto::CommandSpec, args: &Args) {
-        if self.watches.is_empty() || !spec.flags.has(percore_proto::Flags::WRITE) {
+        if self.watches.is_empty() && !self.tracking_on.get() {
             return;
         }
-        match spec.keynum_key_indices(args) {
-            Some(r) => {
-                // ZUNIONSTORE and its kin name their destination before the count.
-                if spec.keynum_index() == Some(2) {
-                    self.watches.touch(db, &args[1]);
-                }
-                r.for_each(|i| self.watches.touch(db, &args[i]));
-            }
-            None => spec
-                .key_indices(args.len())
-                .for_each(|i| self.watches.touch(db, &args[i])),
+        if !spec.flags.has(percore_proto::Flags::WRITE) {
+            return;
         }
-        if let Some(i) = spec.store_key_index(args) {
-            // GEORADIUS's STORE/STOREDIST destination.
-            self.watches.touch(db, &args[i]);
+        command_keys(spec, args, |i| self.touch(db, &args[i]));
+    }
+
+    /// After a read-only command run for a tracking client: remembers its keys.
+    fn remember_reads(&self, spec: &percore_proto::CommandSpec, args: &Args) {
+        let Some(caller) = self.caller.get().filter(|c| c.remember) else {
+            return;
+        };
+        if !spec.flags.has(percore_proto::Flags::READONLY)
+            || spec.flags.has(percore_proto::Flags::PUBSUB)
+        {
+            return;
         }
-        if spec.cmd == percore_proto::Cmd::Sort {
-            // STORE's destination (the last one counts).
-            let store = (2..args.len().saturating_sub(1))
-                .rev()
-                .find(|&i| args[i].eq_ignore_ascii_case(b"store"));
-            if let Some(i) = store {
-                self.watches.touch(db, &args[i + 1]);
-            }
-        }
+        let mut t = self.tracking.borrow_mut();
+        command_keys(spec, args, |i| t.remember(&args[i], &caller));
+        self.tracking_on.set(t.active());
+        self.tracking_pending.set(!t.pending.is_empty());
     }
 
     /// Marks `key` in `db` as waited on: a list stored there from now on is reported in
@@ -316,6 +359,9 @@ impl Shard {
             let d = &mut self.dbs[db].dict;
             self.watches.touch_db(db, |k| d.get_mut(k).is_some());
         }
+        // Tracking clients get one null invalidation instead of one per key.
+        self.with_tracking(|t| t.clear());
+        self.tracking_flushed.set(true);
         let seed = self.next_rand();
         let d = &mut self.dbs[db];
         let old = std::mem::replace(&mut d.dict, Dict::new(seed));
@@ -829,6 +875,10 @@ impl Shard {
             | Cmd::ClientUnblock
             | Cmd::ClientHelp
             | Cmd::ClientReply
+            | Cmd::ClientTracking
+            | Cmd::ClientCaching
+            | Cmd::ClientGetRedir
+            | Cmd::ClientTrackingInfo
             | Cmd::Subscribe
             | Cmd::Unsubscribe
             | Cmd::PSubscribe
@@ -888,6 +938,36 @@ impl Shard {
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;
             self.touch_command(ctx.db, spec, &args);
+        } else if self.caller.get().is_some() {
+            self.remember_reads(spec, &args);
+        }
+    }
+}
+
+/// Calls `f` with the index of every key argument of a command: its key specs' keys, the
+/// destination of ZUNIONSTORE and its kin, GEORADIUS's STORE key and SORT's STORE key.
+fn command_keys(spec: &percore_proto::CommandSpec, args: &Args, mut f: impl FnMut(usize)) {
+    match spec.keynum_key_indices(args) {
+        Some(r) => {
+            // ZUNIONSTORE and its kin name their destination before the count.
+            if spec.keynum_index() == Some(2) && spec.flags.has(percore_proto::Flags::WRITE) {
+                f(1);
+            }
+            r.for_each(&mut f);
+        }
+        None => spec.key_indices(args.len()).for_each(&mut f),
+    }
+    if let Some(i) = spec.store_key_index(args) {
+        // GEORADIUS's STORE/STOREDIST destination.
+        f(i);
+    }
+    if spec.cmd == percore_proto::Cmd::Sort {
+        // STORE's destination (the last one counts).
+        let store = (2..args.len().saturating_sub(1))
+            .rev()
+            .find(|&i| args[i].eq_ignore_ascii_case(b"store"));
+        if let Some(i) = store {
+            f(i + 1);
         }
     }
 }
