@@ -317,6 +317,15 @@ impl ClientHandle {
         if self.blocked.borrow().is_some() {
             f.push('b');
         }
+        if let Some(t) = self.tracking.borrow().as_ref() {
+            f.push('t');
+            if t.broken {
+                f.push('R');
+            }
+            if t.bcast {
+                f.push('B');
+            }
+        }
         if i.dirty_cas
             .as_ref()
             .is_some_and(|d| d.load(std::sync::atomic::Ordering::Relaxed))
@@ -333,7 +342,7 @@ impl ClientHandle {
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -358,6 +367,10 @@ impl ClientHandle {
             i.reply_bytes.saturating_sub(REPLY_BLOCK),
             i.tot_mem,
             i.last_cmd,
+            self.tracking
+                .borrow()
+                .as_ref()
+                .map_or(-1, |t| t.redirect as i64),
             if i.proto == Protocol::Resp3 { 3 } else { 2 },
             String::from_utf8_lossy(&i.lib_name),
             String::from_utf8_lossy(&i.lib_ver),
