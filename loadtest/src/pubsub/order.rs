@@ -11,7 +11,8 @@
 //! asked size. `seq` counts the messages one publisher sent to one channel, from 0: Redis
 //! delivers a channel's messages from one publisher in the order they were published, so a
 //! subscriber must see 0, 1, 2, ... from each (publisher, channel). A higher number than
-//! expected means messages were lost; a lower one means a duplicate or a reorder.
+//! expected means the ones in between were skipped, counted lost (a skipped one that comes
+//! later is counted reordered too); a lower one means a duplicate or a reorder.
 
 /// Which subscriber holds which channels (see the module header).
 #[derive(Clone, Copy, Debug, PartialEq)]

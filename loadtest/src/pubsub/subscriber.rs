@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, types};
 use percore_proto::scan_reply;
 
-use super::order::{decode_payload, push_parts, Layout, Order};
+use super::order::{decode_payload, push_parts, Layout, Order, Verdict};
 use super::publisher::Shared;
 use crate::stats::histogram;
 use crate::uring::{BufRing, Ring};
@@ -244,7 +244,9 @@ impl Thread<'_> {
     }
 
     /// Checks every complete frame in `data` for connection `i`; returns the bytes used and
-    /// the messages counted. Bytes that are not RESP are an error for the connection.
+    /// the messages delivered (first arrivals on a channel it holds, from a publisher of this
+    /// run).
+    /// Bytes that are not RESP are an error for the connection.
     fn on_frames(&mut self, i: usize, data: &[u8], now: u64) -> Result<(usize, u64), String> {
         let mut at = 0;
         let mut n = 0;
@@ -256,8 +258,6 @@ impl Thread<'_> {
             };
             let frame = &data[at..at + len];
             at += len;
-            n += 1;
-            self.out.last_ns = now;
             let Some((b"message", channel, payload)) = push_parts(frame) else {
                 self.note_malformed(i, frame);
                 continue;
@@ -275,7 +275,12 @@ impl Thread<'_> {
                 self.note_malformed(i, frame);
                 continue;
             };
-            conn.order.record(slot, stamp.publisher, stamp.seq);
+            // Only first arrivals of this run's messages on a held channel count as
+            // deliveries: a stray or a duplicate must not end the wait for the real ones.
+            if conn.order.record(slot, stamp.publisher, stamp.seq) != Some(Verdict::Late) {
+                n += 1;
+                self.out.last_ns = now;
+            }
             self.out
                 .latency
                 .saturating_record(now.saturating_sub(stamp.sent_ns).max(1));
