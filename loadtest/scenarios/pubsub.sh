@@ -11,8 +11,12 @@
 # reorder or a broken connection is a failed row, as is a server that cannot subscribe
 # (the reason is in the row). Each server runs pinned to SERVER_CPU, the generator to
 # CLIENT_CPU; server CPU seconds come from /proc/PID/stat over the publishing window.
-# Environment: TEST_TIME (s, 5), IN_FLIGHT (100), DATA_SIZE (64), SCENARIOS (both),
-# SERVERS (percore-1 percore-2 redis valkey), OUT (default loadtest/results/DATE/pubsub).
+# At full speed the latency is mostly queueing (Little's law: about IN_FLIGHT x subscribers
+# per channel / deliveries per second); RATE=N publishes N messages/s instead, for latency
+# below saturation.
+# Environment: TEST_TIME (s, 5), IN_FLIGHT (100), RATE (empty: full speed), DATA_SIZE (64),
+# SCENARIOS (both), SERVERS (percore-1 percore-2 redis valkey), OUT (default
+# loadtest/results/DATE/pubsub).
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
@@ -20,6 +24,9 @@ require_binaries "$PERCORE" "$LT"
 require_redis_cli
 TEST_TIME=${TEST_TIME:-5}
 IN_FLIGHT=${IN_FLIGHT:-100}
+RATE=${RATE:-}
+rate_args=()
+[ -n "$RATE" ] && rate_args=(--rate "$RATE")
 DATA_SIZE=${DATA_SIZE:-64}
 SCENARIOS=${SCENARIOS:-"1ch-1000subs 1000ch-10subs"}
 SERVERS=${SERVERS:-"percore-1 percore-2 redis valkey"}
@@ -77,7 +84,7 @@ for scenario in $SCENARIOS; do
     rc=0
     # shellcheck disable=SC2046
     taskset -c "$CLIENT_CPU" "$LT" pubsub -p "$port" $(scenario_args "$scenario") \
-      --test-time "$TEST_TIME" --in-flight "$IN_FLIGHT" -d "$DATA_SIZE" \
+      --test-time "$TEST_TIME" --in-flight "$IN_FLIGHT" "${rate_args[@]}" -d "$DATA_SIZE" \
       --server-pid "$SERVER_PID" --tag "server=$server" --tag "scenario=$scenario" \
       --json "$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1 || rc=$?
     stop
@@ -99,7 +106,7 @@ done
 {
   echo "# Pub/Sub fan-out: percore-loadtest pubsub, 1 publisher, ${DATA_SIZE}-byte messages"
   echo
-  echo "$(date -u '+%F %T UTC'); $(uname -srm), $(nproc) CPUs; percore $(git describe --always --dirty 2>/dev/null || echo unknown); ${TEST_TIME}s per row, at most $IN_FLIGHT messages in flight; servers on CPU $SERVER_CPU, the generator on CPU $CLIENT_CPU"
+  echo "$(date -u '+%F %T UTC'); $(uname -srm), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); percore $(git describe --always --dirty 2>/dev/null || echo unknown); ${TEST_TIME}s per row, ${RATE:-as many as} messages/s, at most $IN_FLIGHT in flight; servers on CPU $SERVER_CPU, the generator on CPU $CLIENT_CPU"
   [ -n "$notes" ] && { echo; echo "$notes"; }
   echo
   echo "| scenario | server | delivered msgs/s | published msgs/s | server CPU s per 1M delivered | ratio to redis | p99 ms | result |"
@@ -116,6 +123,6 @@ done
     done
   done
   echo
-  echo "delivered msgs/s: messages received by all subscribers together per second, from the first publish to the last delivery. server CPU: user + system seconds of the server process (all its threads) from just before the first publish to the last delivery, per million delivered messages; ratio to redis: that figure over Redis's in the same scenario. p99: delivery latency (publish to receipt). 1000ch-10subs: 10 connections each subscribed to all 1,000 channels."
+  echo "delivered msgs/s: messages received by all subscribers together per second, from the first publish to the last delivery. server CPU: user + system seconds of the server process (all its threads) from just before the first publish to the last delivery, per million delivered messages; ratio to redis: that figure over Redis's in the same scenario. p99: delivery latency (publish to receipt; at full speed mostly queueing, see RATE). 1000ch-10subs: 10 connections each subscribed to all 1,000 channels."
 } >"$OUT/pubsub.md"
 cat "$OUT/pubsub.md"
