@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -79,6 +79,13 @@ bench-bgsave-collection:
 # and MULTI/SET/INCR/EXEC on one and on two shards, beside redis-server (memtier_benchmark).
 bench-commands: build
 	./loadtest/scenarios/commands.sh
+# Pub/Sub fan-out (1 channel x 1,000 subscribers, 1,000 channels x 10 subscribers): delivered
+# messages/s, server CPU per 1M delivered and p99 latency, percore on 1 and 2 shards beside
+# redis-server and valkey-server (when on PATH), servers pinned to CPU 0 and the generator to 1.
+bench-pubsub:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/pubsub.sh
+
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build
 	./loadtest/scenarios/memtier.sh

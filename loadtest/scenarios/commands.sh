@@ -48,18 +48,7 @@ command -v valkey-server >/dev/null 2>&1 && servers="$servers valkey"
 
 SERVER_PID=
 start() { # server shards port
-  case "$1" in
-    percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$3" --shards "$2" --save "" >"$OUT/raw/$1.log" 2>&1 & ;;
-    redis) taskset -c "$SERVER_CPU" redis-server --port "$3" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
-    valkey) taskset -c "$SERVER_CPU" valkey-server --port "$3" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
-  esac
-  SERVER_PID=$!
-  for _ in $(seq 200); do
-    redis-cli -p "$3" ping >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "$1 did not start on port $3" >&2
-  exit 1
+  start_server "$1" "$2" "$3" "$OUT/raw/$1.log" || { echo "$1 did not start on port $3" >&2; exit 1; }
 }
 stop() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
 trap stop EXIT

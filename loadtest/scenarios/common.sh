@@ -50,6 +50,25 @@ start_one_shard() {
   until redis-cli -p "$2" ping >/dev/null 2>&1; do sleep 0.05; done
 }
 
+# start_server SERVER SHARDS PORT LOG: percore with SHARDS shards, redis-server or
+# valkey-server, without persistence, pinned to SERVER_CPU, output to LOG; sets SERVER_PID.
+# False when it exits or does not answer within 10 s.
+start_server() {
+  case "$1" in
+    percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$3" --shards "$2" --save "" >"$4" 2>&1 & ;;
+    redis) taskset -c "$SERVER_CPU" redis-server --port "$3" --bind 127.0.0.1 --save "" --appendonly no >"$4" 2>&1 & ;;
+    valkey) taskset -c "$SERVER_CPU" valkey-server --port "$3" --bind 127.0.0.1 --save "" --appendonly no >"$4" 2>&1 & ;;
+    *) echo "unknown server '$1': percore, redis or valkey" >&2; return 2 ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 200); do
+    redis-cli -p "$3" ping >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
 # growth_fill PORT KEYS [percore-loadtest options...]: SETs KEYS distinct keys (16-byte keys,
 # 32-byte values) from 4 connections at pipeline 16, the generator pinned to CLIENT_CPU.
 growth_fill() {

@@ -125,6 +125,7 @@ impl Default for Config {
 pub const USAGE: &str = "\
 usage: percore-loadtest [options]          run a load (memtier_benchmark's options)
        percore-loadtest report DIR         summarize a scenario's runs (Markdown + SVG)
+       percore-loadtest pubsub [options]   Pub/Sub fan-out (see pubsub --help)
 
   -s, --server HOST            server address (default 127.0.0.1)
   -p, --port PORT              server port (default 6379)
@@ -157,7 +158,7 @@ usage: percore-loadtest [options]          run a load (memtier_benchmark's optio
       --progress, --no-progress  a progress line each second (default: on for runs >= 3 s)
 ";
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+pub(crate) fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("{flag}: '{v}' is not a valid number"))
 }
@@ -166,6 +167,13 @@ fn pair(flag: &str, v: &str) -> Result<(String, String), String> {
     v.split_once(':')
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .ok_or_else(|| format!("{flag}: expected A:B, got '{v}'"))
+}
+
+/// A `--tag KEY=VALUE`.
+pub(crate) fn tag(v: &str) -> Result<(String, String), String> {
+    v.split_once('=')
+        .map(|(k, val)| (k.to_string(), val.to_string()))
+        .ok_or_else(|| format!("--tag: expected KEY=VALUE, got '{v}'"))
 }
 
 impl Config {
@@ -249,12 +257,7 @@ impl Config {
                     }
                     c.slow = Some(Duration::from_secs_f64(ms / 1e3));
                 }
-                "--tag" => {
-                    let (k, val) = v
-                        .split_once('=')
-                        .ok_or_else(|| format!("--tag: expected KEY=VALUE, got '{v}'"))?;
-                    c.tags.push((k.to_string(), val.to_string()));
-                }
+                "--tag" => c.tags.push(tag(v)?),
                 _ => return Err(format!("unknown option '{flag}' (see --help)")),
             }
         }

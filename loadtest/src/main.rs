@@ -10,6 +10,7 @@
 
 mod config;
 mod keys;
+mod pubsub;
 mod report;
 mod stats;
 mod uring;
@@ -30,6 +31,9 @@ use worker::{Progress, Worker};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pubsub") {
+        return pubsub::main(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("report") {
         return match report::main(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
@@ -39,14 +43,25 @@ fn main() -> ExitCode {
             }
         };
     }
-    let cfg = match Config::parse(args) {
+    run_mode("percore-loadtest", USAGE, Config::parse(args), run)
+}
+
+/// Runs one mode on its parsed options: a parse error exits 2 (an empty one prints `usage`
+/// instead), a run that found faults exits 1, an error says `who` failed and exits 1.
+pub(crate) fn run_mode<C>(
+    who: &str,
+    usage: &str,
+    parsed: Result<C, String>,
+    run: impl FnOnce(&C) -> Result<bool, String>,
+) -> ExitCode {
+    let cfg = match parsed {
         Ok(c) => c,
         Err(e) if e.is_empty() => {
-            print!("{USAGE}");
+            print!("{usage}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("percore-loadtest: {e}");
+            eprintln!("{who}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -54,14 +69,14 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("percore-loadtest: {e}");
+            eprintln!("{who}: {e}");
             ExitCode::from(1)
         }
     }
 }
 
 /// Sends one command and waits for its reply, before the load starts (AUTH, SELECT).
-fn sync_command(s: &mut TcpStream, args: &[&[u8]]) -> Result<(), String> {
+pub(crate) fn sync_command(s: &mut TcpStream, args: &[&[u8]]) -> Result<(), String> {
     let mut req = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -71,16 +86,28 @@ fn sync_command(s: &mut TcpStream, args: &[&[u8]]) -> Result<(), String> {
     s.write_all(&req).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    match read_reply(s, &mut buf, 0, &mut chunk)? {
+        (len, ReplyKind::Error) => Err(String::from_utf8_lossy(&buf[1..len - 2]).into_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// The next complete reply in `buf[at..]`, reading from `s` (into `chunk`, appended to
+/// `buf`) until there is one: its length and kind. Blocking; the connection closing or
+/// bytes that are not RESP are errors.
+pub(crate) fn read_reply(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    at: usize,
+    chunk: &mut [u8],
+) -> Result<(usize, ReplyKind), String> {
     loop {
-        match scan_reply(&buf) {
-            Ok(Some((len, ReplyKind::Error))) => {
-                return Err(String::from_utf8_lossy(&buf[1..len - 2]).into_owned())
-            }
-            Ok(Some(_)) => return Ok(()),
+        match scan_reply(&buf[at..]) {
+            Ok(Some(reply)) => return Ok(reply),
             Ok(None) => {}
             Err(e) => return Err(format!("malformed reply {e:?}")),
         }
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        let n = s.read(chunk).map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the server closed the connection".into());
         }
@@ -89,17 +116,30 @@ fn sync_command(s: &mut TcpStream, args: &[&[u8]]) -> Result<(), String> {
 }
 
 fn connect(cfg: &Config) -> Result<TcpStream, String> {
-    let addr = (cfg.server.as_str(), cfg.port)
+    let mut s = connect_to(&cfg.server, cfg.port, cfg.auth.as_deref())?;
+    if let Some(db) = cfg.select_db {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        sync_command(&mut s, &[b"SELECT", db.to_string().as_bytes()])
+            .map_err(|e| format!("SELECT failed: {e}"))?;
+        s.set_read_timeout(None).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+/// A connection with TCP_NODELAY, authenticated when `auth` is given (PASS or USER:PASS).
+pub(crate) fn connect_to(server: &str, port: u16, auth: Option<&str>) -> Result<TcpStream, String> {
+    let addr = (server, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", cfg.server))?
+        .map_err(|e| format!("cannot resolve {server}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{} has no address", cfg.server))?;
+        .ok_or_else(|| format!("{server} has no address"))?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot connect to {}:{}: {e}", cfg.server, cfg.port))?;
+        .map_err(|e| format!("cannot connect to {server}:{port}: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    if let Some(auth) = &cfg.auth {
+    if let Some(auth) = auth {
         let r = match auth.split_once(':') {
             Some((user, pass)) => {
                 sync_command(&mut s, &[b"AUTH", user.as_bytes(), pass.as_bytes()])
@@ -108,15 +148,11 @@ fn connect(cfg: &Config) -> Result<TcpStream, String> {
         };
         r.map_err(|e| format!("AUTH failed: {e}"))?;
     }
-    if let Some(db) = cfg.select_db {
-        sync_command(&mut s, &[b"SELECT", db.to_string().as_bytes()])
-            .map_err(|e| format!("SELECT failed: {e}"))?;
-    }
     s.set_read_timeout(None).map_err(|e| e.to_string())?;
     Ok(s)
 }
 
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we pass and has no other effect.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

@@ -4,7 +4,9 @@
 
 use std::io;
 
-use io_uring::{squeue, IoUring};
+use std::time::Duration;
+
+use io_uring::{squeue, types, IoUring};
 
 #[path = "../../server/src/runtime/bufring.rs"]
 mod bufring;
@@ -34,6 +36,25 @@ impl Ring {
                 return Ok(());
             }
             self.ring.submit()?;
+        }
+    }
+
+    /// Submits what is queued and waits for one completion, at most `timeout`; a timeout or
+    /// an interruption is not an error.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 }

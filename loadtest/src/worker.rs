@@ -417,20 +417,7 @@ impl<'a> Worker<'a> {
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.ring.wait(timeout)
     }
 
     /// Submits what is queued and takes what has completed, without waiting.

@@ -279,6 +279,7 @@ pub enum Cmd {
     CommandInfo,
     CommandDocs,
     CommandGetKeys,
+    CommandGetKeysAndFlags,
     CommandList,
     CommandHelp,
     Slowlog,
@@ -291,6 +292,7 @@ pub enum Cmd {
     LatencyHistory,
     LatencyReset,
     LatencyDoctor,
+    LatencyHistogram,
     LatencyHelp,
     Memory,
     MemoryUsage,
@@ -821,7 +823,8 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("command|count", CommandCount, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns a count of commands."),
     spec!("command|info", CommandInfo, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns information about one, multiple or all commands."),
     spec!("command|docs", CommandDocs, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns documentary information about one, multiple or all commands."),
-    spec!("command|getkeys", CommandGetKeys, -3, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Extracts the key names from an arbitrary command."),
+    spec!("command|getkeys", CommandGetKeys, -4, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Extracts the key names from an arbitrary command."),
+    spec!("command|getkeysandflags", CommandGetKeysAndFlags, -4, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Extracts the key names and access flags for an arbitrary command."),
     spec!("command|list", CommandList, -2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
     spec!("command|help", CommandHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
     spec!("slowlog|get", SlowlogGet, -2, A | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.2.12", "Returns the slow log's entries."),
@@ -832,6 +835,7 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("latency|history", LatencyHistory, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns timestamp-latency samples for an event."),
     spec!("latency|reset", LatencyReset, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Resets the latency data for one or more events."),
     spec!("latency|doctor", LatencyDoctor, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "2.8.13", "Returns a human-readable latency analysis report."),
+    spec!("latency|histogram", LatencyHistogram, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "7.0.0", "Returns the cumulative distribution of latencies of a subset or all commands."),
     spec!("latency|help", LatencyHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "2.8.13", "Returns helpful text about the different subcommands."),
     spec!("memory|usage", MemoryUsage, -3, R, 2, 2, 1, Single, ["read", "slow"], "server", "4.0.0", "Estimates the memory usage of a key."),
     spec!("memory|stats", MemoryStats, 2, 0, 0, 0, 0, Connection, ["slow"], "server", "4.0.0", "Returns details about memory usage."),
@@ -1020,7 +1024,7 @@ mod tests {
         );
         let config = lookup(b"CONFIG").unwrap();
         assert_eq!(lookup_sub(config, b"Get").unwrap().cmd, Cmd::ConfigGet);
-        assert_eq!(subcommands(Cmd::Command).len(), 6);
+        assert_eq!(subcommands(Cmd::Command).len(), 7);
     }
 
     fn resolve(args: &[&[u8]]) -> Result<&'static CommandSpec, String> {

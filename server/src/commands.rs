@@ -262,36 +262,25 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 command_docs(&mut w, c);
             }
         }
-        Cmd::CommandGetKeys => {
+        Cmd::CommandGetKeys | Cmd::CommandGetKeysAndFlags => {
             let rest = a.tail(2);
-            let Some(target) = lookup(&rest[0]) else {
-                return w.error("ERR Invalid command specified");
+            let (target, keys) = match command_keys(&rest) {
+                Ok(found) => found,
+                Err(e) => return w.error(e),
             };
-            let target = if target.is_container() && rest.len() > 1 { lookup_sub(target, &rest[1]).unwrap_or(target) } else { target };
-            if !target.arity_ok(rest.len()) {
-                return w.error("ERR Invalid number of arguments specified for command");
-            }
-            let keys: Vec<usize> = match target.keynum_index() {
-                Some(_) => match target.keynum_key_indices(&rest) {
-                    // ZUNIONSTORE and its kin name their destination first, as Redis lists it.
-                    Some(r) if matches!(target.cmd, Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore) => {
-                        std::iter::once(1).chain(r).collect()
-                    }
-                    Some(r) => r.collect(),
-                    // EVAL and its kin may name no key (`no_mandatory_keys`).
-                    None if target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) => Vec::new(),
-                    None => return w.error("ERR Invalid arguments specified for command"),
-                },
-                None if target.cmd == Cmd::Sort => sort_keys(&rest),
-                None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => georadius_keyspec_keys(target.cmd, &rest),
-                None => target.key_indices(rest.len()).collect(),
-            };
-            if keys.is_empty() && !target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) {
-                return w.error("ERR The command has no key arguments");
-            }
             w.array(keys.len());
             for i in keys {
+                if spec.cmd == Cmd::CommandGetKeys {
+                    w.bulk(&rest[i]);
+                    continue;
+                }
+                w.array(2);
                 w.bulk(&rest[i]);
+                let flags = key_flags(target, i, rest.len());
+                w.set(flags.len());
+                for f in flags {
+                    w.simple(f.as_bytes());
+                }
             }
         }
         Cmd::CommandList => {
@@ -322,6 +311,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 "INFO [<command-name> ...]", "    Return details about multiple commands.",
                 "DOCS [<command-name> ...]", "    Return documentation details about multiple commands.",
                 "GETKEYS <full-command>", "    Return the keys from a full command.",
+                "GETKEYSANDFLAGS <full-command>", "    Return the keys and the access flags from a full command.",
             ],
         ),
         Cmd::ObjectHelp => help(
@@ -341,6 +331,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::LatencyHistory
         | Cmd::LatencyReset
         | Cmd::LatencyDoctor
+        | Cmd::LatencyHistogram
         | Cmd::LatencyHelp => crate::monitor::latency(conn, spec, a, &mut w).await,
         Cmd::MemoryStats
         | Cmd::MemoryDoctor
@@ -352,7 +343,9 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
     }
 }
 
-fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
+/// A command by name, or a subcommand by its full name (`config|set`), as Redis's
+/// `lookupCommandBySds`.
+pub(crate) fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
     lookup(name).or_else(|| {
         let s = std::str::from_utf8(name).ok()?;
         let (parent, sub) = s.split_once('|')?;
@@ -360,7 +353,8 @@ fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
     })
 }
 
-fn valid_name(name: &[u8]) -> Result<(), &'static str> {
+/// A client name CLIENT SETNAME and HELLO SETNAME accept (Redis's `validateClientName`).
+pub(crate) fn valid_name(name: &[u8]) -> Result<(), &'static str> {
     if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
@@ -763,6 +757,102 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     conn.close = true;
 }
 
+/// COMMAND GETKEYS's and GETKEYSANDFLAGS's work, checked in Redis's order
+/// (`getKeysSubcommandImpl`): the command `rest` names (a subcommand when it is a container's)
+/// and the positions of its keys in `rest`, or Redis's error.
+fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'static str> {
+    let Some(target) = lookup(&rest[0]) else {
+        return Err("ERR Invalid command specified");
+    };
+    let target = if target.is_container() && rest.len() > 1 {
+        lookup_sub(target, &rest[1]).unwrap_or(target)
+    } else {
+        target
+    };
+    if target.first_key == 0 && target.keynum_index().is_none() {
+        return Err("ERR The command has no key arguments");
+    }
+    if !target.arity_ok(rest.len()) {
+        return Err("ERR Invalid number of arguments specified for command");
+    }
+    let keys: Vec<usize> = match target.keynum_index() {
+        Some(_) => match target.keynum_key_indices(rest) {
+            // ZUNIONSTORE and its kin name their destination first, as Redis lists it.
+            Some(r)
+                if matches!(
+                    target.cmd,
+                    Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore
+                ) =>
+            {
+                std::iter::once(1).chain(r).collect()
+            }
+            Some(r) => r.collect(),
+            // EVAL and its kin may name no key (`no_mandatory_keys`).
+            None if target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) => Vec::new(),
+            None => return Err("ERR Invalid arguments specified for command"),
+        },
+        None if target.cmd == Cmd::Sort => sort_keys(rest),
+        None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => {
+            georadius_keyspec_keys(target.cmd, rest)
+        }
+        None => target.key_indices(rest.len()).collect(),
+    };
+    if keys.is_empty() && !target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) {
+        return Err("ERR The command has no key arguments");
+    }
+    Ok((target, keys))
+}
+
+/// The key-spec flags of the key at position `i` of a command line of `argc` words: those
+/// COMMAND INFO declares ([`command_info`]: an explicit spec's, the geo commands', EVAL's,
+/// else derived from the write flag), except where COMMAND INFO's one derived spec is
+/// coarser than Redis's two: SORT and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE, whose
+/// destination is OW update and sources RO access, as Redis 7.0 reports them.
+fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
+    const RO: &[&str] = &["RO", "access"];
+    const OW: &[&str] = &["OW", "update"];
+    if let Some(specs) = explicit_key_specs(c.cmd) {
+        let covers = |k: &&RangeKeySpec| {
+            let last = if k.lastkey >= 0 {
+                k.index + k.lastkey
+            } else {
+                argc as i64 + k.lastkey
+            };
+            (k.index..=last).contains(&(i as i64))
+        };
+        return specs.iter().find(covers).map_or(RO, |k| k.flags);
+    }
+    let destination_first = matches!(
+        c.cmd,
+        Cmd::GeoSearchStore | Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore
+    );
+    let source_first = matches!(c.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember | Cmd::Sort);
+    if destination_first || source_first {
+        return if (i == 1) == destination_first {
+            OW
+        } else {
+            RO
+        };
+    }
+    if let Some((flags, _)) = crate::scripting::eval_key_flags(c.cmd) {
+        return flags;
+    }
+    derived_flags(c)
+}
+
+/// The key-spec flags of a command without a spec of its own, from its write flag and
+/// whether its keys follow a count.
+fn derived_flags(c: &CommandSpec) -> &'static [&'static str] {
+    match (
+        c.flags.has(percore_proto::Flags::WRITE),
+        c.keynum_index().is_some(),
+    ) {
+        (false, _) => &["RO", "access"],
+        (true, true) => &["RW", "access", "delete"],
+        (true, false) => &["RW", "update"],
+    }
+}
+
 /// SORT's keys as Redis's `sortGetKeys` finds them: the sorted key, and the last STORE's
 /// destination (LIMIT skips two words, BY and GET one; BY and GET patterns are not keys).
 fn sort_keys(args: &Args) -> Vec<usize> {
@@ -806,7 +896,6 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     if !crate::scripting::write_tips(w, c.cmd) {
         w.set(0);
     }
-    let write = c.flags.has(percore_proto::Flags::WRITE);
     if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
     } else if let Some(specs) = explicit_key_specs(c.cmd) {
@@ -815,12 +904,7 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
         // EVAL and its kin: their key spec (with notes) is the scripting module's.
     } else if let Some(at) = c.keynum_index() {
         // The keys follow their count (Redis's keynum key spec).
-        let flags: &[&str] = if write {
-            &["RW", "access", "delete"]
-        } else {
-            &["RO", "access"]
-        };
-        key_spec(w, flags, at as i64, b"keynum");
+        key_spec(w, derived_flags(c), at as i64, b"keynum");
         w.bulk(b"keynumidx");
         w.int(0);
         w.bulk(b"firstkey");
@@ -828,12 +912,7 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
         w.bulk(b"keystep");
         w.int(1);
     } else if c.first_key > 0 {
-        let flags: &[&str] = if write {
-            &["RW", "update"]
-        } else {
-            &["RO", "access"]
-        };
-        key_spec(w, flags, c.first_key as i64, b"range");
+        key_spec(w, derived_flags(c), c.first_key as i64, b"range");
         w.bulk(b"lastkey");
         w.int(if c.last_key < 0 {
             c.last_key as i64
@@ -902,9 +981,12 @@ fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
     // Shard channels are declared as keys for cluster routing, flagged as no keys.
     const SHARD_CHANNELS: &[RangeKeySpec] = &[range_spec(&["NOT_KEY"], 1, -1)];
     const SPUBLISH: &[RangeKeySpec] = &[range_spec(&["NOT_KEY"], 1, 0)];
+    // MEMORY USAGE only reads the key's size, not its value: RO without access.
+    const MEMORY_USAGE: &[RangeKeySpec] = &[range_spec(&["RO"], 2, 0)];
     match cmd {
         Cmd::SSubscribe | Cmd::SUnsubscribe => Some(SHARD_CHANNELS),
         Cmd::SPublish => Some(SPUBLISH),
+        Cmd::MemoryUsage => Some(MEMORY_USAGE),
         Cmd::SetBit => Some(SETBIT),
         Cmd::BitOp => Some(BITOP),
         Cmd::BitField => Some(BITFIELD),

@@ -1,5 +1,6 @@
-//! Latency bookkeeping of one core: per-command latency histograms (INFO latencystats and the
-//! Prometheus histogram), the slow log (SLOWLOG) and the latency monitor (LATENCY). Each core
+//! Latency bookkeeping of one core: per-command latency histograms (INFO latencystats, the
+//! Prometheus histogram and LATENCY HISTOGRAM), the slow log (SLOWLOG) and the latency
+//! monitor (LATENCY). Each core
 //! keeps its own, touched only by that core; INFO, SLOWLOG, LATENCY and a metrics scrape
 //! gather them with one message per core.
 //!
@@ -10,6 +11,8 @@
 //! buckets (`le` = 2^k ns) are exact sums of whole buckets.
 
 use std::collections::VecDeque;
+
+use percore_proto::{lookup, lookup_sub, Cmd};
 
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -88,6 +91,35 @@ impl LatencyHist {
         lower(BUCKETS - 1)
     }
 
+    /// LATENCY HISTOGRAM's cumulative distribution, as Redis 7.0's `fillCommandCDF` walks
+    /// its HdrHistogram (1 ns to 1 s, 2 significant digits) in logarithmic steps of 2 from
+    /// 1,024 ns: at each power of two 2^k from 2^10 where the count grew, (µs, calls up to
+    /// then). Redis names a step by the highest value of the HDR bucket holding 2^k, in µs:
+    /// (2^k + 2^(k-7) - 1) / 1000, so 1, 2, 4, 8, 16, 33, 66, 132, 264, ...; it counts that
+    /// bucket's calls too, which this histogram cannot separate (its buckets are 16 times
+    /// wider), so a step counts the calls below 2^k: at most the calls within 1/128 above
+    /// the edge fewer. Redis clamps latencies to 1 s, so the 2^30 ns step counts every call.
+    pub fn cdf_usec(&self) -> Vec<(u64, u64)> {
+        const TOP: u32 = 30;
+        let mut out = Vec::new();
+        let mut previous = 0;
+        for k in 10..=TOP {
+            let cumulative = if k == TOP {
+                self.count
+            } else {
+                self.count_below_pow2(k)
+            };
+            if cumulative > previous {
+                out.push((((1u64 << k) + (1 << (k - 7)) - 1) / 1000, cumulative));
+                previous = cumulative;
+            }
+            if cumulative == self.count {
+                break;
+            }
+        }
+        out
+    }
+
     /// How many recorded values are below `2^k` ns.
     pub fn count_below_pow2(&self, k: u32) -> u64 {
         let edge = index(1u64 << k.min(MAX_EXP as u32 - 1));
@@ -98,6 +130,71 @@ impl LatencyHist {
 /// Redis's bounds on what a slow-log entry keeps.
 const SLOWLOG_MAX_ARGC: usize = 32;
 const SLOWLOG_MAX_STRING: usize = 128;
+/// What a hidden argument shows instead (Redis's `shared.redacted`).
+const REDACTED: &[u8] = b"(redacted)";
+/// The configuration parameters whose CONFIG SET values are hidden (Redis 7.0's
+/// `SENSITIVE_CONFIG`).
+const SENSITIVE_CONFIGS: [&str; 3] = ["masteruser", "masterauth", "requirepass"];
+
+/// The arguments (by index, below 64) that Redis 7.0 hides from the slow log
+/// (`redactClientCommandArgument`), as a bit mask: AUTH's password and user; HELLO's AUTH
+/// user and password, for each AUTH the command reads before it stops at a bad version, a
+/// syntax error or an invalid SETNAME; CONFIG SET's value of each sensitive parameter.
+/// Redis redacts as the command runs, so an argument the command never reached stays.
+/// (Redis also hides MIGRATE's AUTH/AUTH2 values and ACL SETUSER's rules; percore has
+/// neither command.)
+pub fn redacted_args(args: &[&[u8]]) -> u64 {
+    let Some(spec) = args.first().and_then(|name| lookup(name)) else {
+        return 0;
+    };
+    let bit = |i: usize| if i < 64 { 1u64 << i } else { 0 };
+    let eq = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+    match spec.cmd {
+        Cmd::Auth => match args.len() {
+            2 => bit(1),
+            3 => bit(1) | bit(2),
+            _ => 0,
+        },
+        Cmd::Hello => {
+            if let Some(v) = args.get(1) {
+                if !matches!(percore_proto::parse_i64(v), Some(2 | 3)) {
+                    return 0;
+                }
+            }
+            let mut mask = 0;
+            let mut j = 2;
+            while j < args.len() {
+                let more = args.len() - 1 - j;
+                if eq(args[j], "auth") && more >= 2 {
+                    mask |= bit(j + 1) | bit(j + 2);
+                    j += 3;
+                } else if eq(args[j], "setname") && more >= 1 {
+                    if crate::commands::valid_name(args[j + 1]).is_err() {
+                        break;
+                    }
+                    j += 2;
+                } else {
+                    break;
+                }
+            }
+            mask
+        }
+        Cmd::Config => {
+            let is_set = args
+                .get(1)
+                .and_then(|sub| lookup_sub(spec, sub))
+                .is_some_and(|s| s.cmd == Cmd::ConfigSet);
+            if !is_set || args.len() % 2 == 1 {
+                return 0;
+            }
+            (2..args.len())
+                .step_by(2)
+                .filter(|&i| SENSITIVE_CONFIGS.iter().any(|c| eq(args[i], c)))
+                .fold(0, |mask, i| mask | bit(i + 1))
+        }
+        _ => 0,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SlowEntry {
@@ -110,7 +207,8 @@ pub struct SlowEntry {
 }
 
 impl SlowEntry {
-    /// Copies at most 32 arguments of at most 128 bytes, marking what was cut as Redis does.
+    /// Copies at most 32 arguments of at most 128 bytes, marking what was cut and hiding
+    /// what [`redacted_args`] names, as Redis does.
     pub fn new<'a>(
         id: u64,
         time_s: u64,
@@ -125,10 +223,15 @@ impl SlowEntry {
         } else {
             argc
         };
-        let mut out: Vec<Vec<u8>> = args
-            .take(keep)
-            .map(|a| {
-                if a.len() > SLOWLOG_MAX_STRING {
+        let all: Vec<&[u8]> = args.collect();
+        let hidden = redacted_args(&all);
+        let mut out: Vec<Vec<u8>> = all[..keep]
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                if hidden & (1 << i) != 0 {
+                    REDACTED.to_vec()
+                } else if a.len() > SLOWLOG_MAX_STRING {
                     let mut v = a[..SLOWLOG_MAX_STRING].to_vec();
                     v.extend_from_slice(
                         format!("... ({} more bytes)", a.len() - SLOWLOG_MAX_STRING).as_bytes(),
@@ -292,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn the_cdf_steps_by_powers_of_two_from_a_microsecond() {
+        let mut h = LatencyHist::default();
+        assert!(h.cdf_usec().is_empty());
+        for ns in [10, 500, 1500, 1600, 5000, 70_000] {
+            h.record(ns);
+        }
+        // Below 1,024 ns: 2; below 2,048: 4; below 8,192: 5; below 131,072: 6.
+        assert_eq!(h.cdf_usec(), vec![(1, 2), (2, 4), (8, 5), (132, 6)]);
+        // Past Redis's 1 s ceiling: counted at its last step.
+        h.record(1 << 45);
+        assert_eq!(h.cdf_usec().last(), Some(&(1_082_130, 7)));
+    }
+
+    #[test]
     fn slow_entries_are_cut_as_redis_cuts_them() {
         let long = [b'x'; 200];
         let args: Vec<&[u8]> = (0..40).map(|_| &long[..]).collect();
@@ -306,6 +423,36 @@ mod tests {
         }
         let ids: Vec<u64> = log.entries.iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![4, 3, 2], "newest first, bounded");
+    }
+
+    #[test]
+    fn secrets_are_redacted_as_redis_redacts_them() {
+        let mask = |line: &str| {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            redacted_args(&args)
+        };
+        assert_eq!(mask("AUTH pw"), 0b10);
+        assert_eq!(mask("auth user pw"), 0b110);
+        assert_eq!(mask("AUTH a b c"), 0, "a syntax error redacts nothing");
+        assert_eq!(mask("HELLO 3 AUTH u p SETNAME n"), 0b11000);
+        assert_eq!(mask("HELLO 2 SETNAME n AUTH u p"), 0b1100000);
+        assert_eq!(mask("HELLO 4 AUTH u p"), 0, "a bad version stops first");
+        assert_eq!(mask("HELLO 3 BOGUS AUTH u p"), 0);
+        assert_eq!(mask("HELLO 3 AUTH u"), 0, "AUTH needs two more arguments");
+        assert_eq!(
+            mask("CONFIG SET requirepass a maxmemory 1 MASTERAUTH b"),
+            0b10001000
+        );
+        assert_eq!(mask("config set masteruser u"), 0b1000);
+        assert_eq!(mask("CONFIG SET requirepass"), 0, "odd: a syntax error");
+        assert_eq!(mask("CONFIG GET requirepass"), 0);
+        assert_eq!(mask("SET requirepass x"), 0);
+        let args: Vec<&[u8]> = vec![b"AUTH", b"user", b"secret"];
+        let e = SlowEntry::new(1, 0, 5, args.into_iter(), String::new(), Vec::new());
+        assert_eq!(
+            e.args,
+            vec![b"AUTH".to_vec(), REDACTED.to_vec(), REDACTED.to_vec()]
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use crate::conn::Conn;
 use crate::core::{call_all, Core};
-use crate::latency::{LatencyMonitor, SlowEntry};
-use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
+use crate::latency::{LatencyHist, LatencyMonitor, SlowEntry};
+use percore_proto::{subcommands, Args, Cmd, CommandSpec, ReplyWriter, COMMANDS, SUBCOMMANDS};
 
 const SLOWLOG_DEFAULT_COUNT: i64 = 10;
 
@@ -138,6 +138,7 @@ pub async fn latency(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut R
             let m = merged(conn).await;
             w.verbatim(b"txt", doctor(threshold, &m).as_bytes());
         }
+        Cmd::LatencyHistogram => latency_histogram(conn, a, w).await,
         _ => crate::commands::help(
             w,
             "LATENCY",
@@ -151,8 +152,50 @@ pub async fn latency(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 "RESET [<event> ...]",
                 "    Reset latency data of one or more <event> classes.",
                 "    (default: reset all data for all event classes)",
+                "HISTOGRAM [COMMAND ...]",
+                "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+                "    If no commands are specified then all histograms are replied.",
             ],
         ),
+    }
+}
+
+/// LATENCY HISTOGRAM [command ...]: each command's calls and cumulative latency
+/// distribution ([`LatencyHist::cdf_usec`]) merged over the cores, as Redis 7.0 replies (a
+/// map in RESP3, flat arrays in RESP2). Without names, every command that ran (subcommands
+/// by their full name, `config|set`); with names, each one that ran and then each of its
+/// subcommands that ran, in the order asked (unknown names are skipped, repeated ones
+/// repeated, as Redis does).
+async fn latency_histogram(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let hists = crate::info::gather(&conn.core).await.latency_histograms();
+    let ran = |c: &'static CommandSpec| Some((c.name, hists[c.cmd as usize].as_ref()?));
+    let listed: Vec<(&str, &LatencyHist)> = if a.len() == 2 {
+        COMMANDS
+            .iter()
+            .chain(SUBCOMMANDS.iter())
+            .filter_map(ran)
+            .collect()
+    } else {
+        a.iter()
+            .skip(2)
+            .filter_map(crate::commands::find_command)
+            .flat_map(|c| std::iter::once(c).chain(subcommands(c.cmd)))
+            .filter_map(ran)
+            .collect()
+    };
+    w.map(listed.len());
+    for (name, h) in listed {
+        w.bulk(name.as_bytes());
+        w.map(2);
+        w.bulk(b"calls");
+        w.int(h.count as i64);
+        w.bulk(b"histogram_usec");
+        let cdf = h.cdf_usec();
+        w.map(cdf.len());
+        for (usec, calls) in cdf {
+            w.int(usec as i64);
+            w.int(calls as i64);
+        }
     }
 }
 

@@ -1277,18 +1277,8 @@ fn only_line(body: &[u8]) -> Option<u32> {
 /// COMMAND INFO's key spec of EVAL, EVALSHA, EVAL_RO and EVALSHA_RO, as Redis 7.0 writes
 /// it; false for other commands.
 pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
-    let (flags, notes): (&[&str], Option<&str>) = match cmd {
-        Cmd::Eval => (
-            &["RW", "access", "update"],
-            Some("We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"),
-        ),
-        Cmd::EvalSha => (&["RW", "access", "update"], None),
-        Cmd::EvalRo => (
-            &["RO", "access"],
-            Some("We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"),
-        ),
-        Cmd::EvalShaRo => (&["RO", "access"], None),
-        _ => return false,
+    let Some((flags, notes)) = eval_key_flags(cmd) else {
+        return false;
     };
     w.set(1);
     crate::commands::key_spec_head(w, notes, flags);
@@ -1302,6 +1292,25 @@ pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
     w.bulk(b"keystep");
     w.int(1);
     true
+}
+
+/// The key-spec flags and notes of EVAL and its kin (COMMAND INFO, COMMAND
+/// GETKEYSANDFLAGS); None for other commands.
+pub fn eval_key_flags(cmd: Cmd) -> Option<(&'static [&'static str], Option<&'static str>)> {
+    let (flags, notes): (&'static [&'static str], Option<&'static str>) = match cmd {
+        Cmd::Eval => (
+            &["RW", "access", "update"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"),
+        ),
+        Cmd::EvalSha => (&["RW", "access", "update"], None),
+        Cmd::EvalRo => (
+            &["RO", "access"],
+            Some("We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"),
+        ),
+        Cmd::EvalShaRo => (&["RO", "access"], None),
+        _ => return None,
+    };
+    Some((flags, notes))
 }
 
 /// COMMAND INFO's tips of the SCRIPT subcommands, as Redis 7.0 writes them; false (nothing

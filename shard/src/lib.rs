@@ -913,6 +913,7 @@ impl Shard {
             | Cmd::CommandInfo
             | Cmd::CommandDocs
             | Cmd::CommandGetKeys
+            | Cmd::CommandGetKeysAndFlags
             | Cmd::CommandList
             | Cmd::CommandHelp
             | Cmd::Slowlog
@@ -925,6 +926,7 @@ impl Shard {
             | Cmd::LatencyHistory
             | Cmd::LatencyReset
             | Cmd::LatencyDoctor
+            | Cmd::LatencyHistogram
             | Cmd::LatencyHelp
             | Cmd::Memory
             | Cmd::MemoryStats
