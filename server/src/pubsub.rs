@@ -319,6 +319,31 @@ pub fn remote_cores(core: &Core) -> impl Iterator<Item = usize> + '_ {
         .map(|(c, _)| c)
 }
 
+/// Publishes messages made inside the server (keyspace events) without waiting for
+/// counts: delivered here now, and carried in one message to each other core with
+/// subscribers (the payloads shared, not copied per core), in order.
+pub fn publish_all(core: &Core, msgs: Vec<(Box<[u8]>, Box<[u8]>)>) {
+    for (ch, m) in &msgs {
+        deliver(core, false, ch, m);
+    }
+    let remote: Vec<usize> = remote_cores(core).collect();
+    if remote.is_empty() {
+        return;
+    }
+    let msgs = std::sync::Arc::new(msgs);
+    for c in remote {
+        let msgs = msgs.clone();
+        core.mailbox.send_now(
+            c,
+            Box::new(move |c: &Core| {
+                for (ch, m) in msgs.iter() {
+                    deliver(c, false, ch, m);
+                }
+            }),
+        );
+    }
+}
+
 /// One connection's subscriptions, in the order they were made (UNSUBSCRIBE with no
 /// argument answers in that order), and its outbox.
 pub struct Subs {

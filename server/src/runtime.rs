@@ -44,11 +44,13 @@
 //! A message to a sleeping core costs one eventfd write (its bell); to an awake core none.
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -90,6 +92,14 @@ pub fn mesh<T: Send + 'static>(n: usize, capacity: usize) -> Vec<MailboxEnds<T>>
 /// A core's sending side of the mesh.
 pub struct Mailbox<T: Send + 'static> {
     senders: Vec<flume::Sender<T>>,
+    /// Per destination, messages [`Mailbox::send_now`] could not hand over at once, sent in
+    /// order by a task while `draining` (later ones queue behind them).
+    backlog: Rc<Backlog<T>>,
+}
+
+struct Backlog<T> {
+    queued: RefCell<Vec<std::collections::VecDeque<T>>>,
+    draining: RefCell<Vec<bool>>,
 }
 
 impl<T: Send + 'static> Mailbox<T> {
@@ -103,15 +113,33 @@ impl<T: Send + 'static> Mailbox<T> {
 
     /// Sends to core `to` without waiting: at once when its inbox has room, else from a
     /// task of its own (fire-and-forget messages sent from code that cannot wait).
+    /// Messages to one core keep their order either way.
     pub fn send_now(&self, to: usize, msg: T) {
         let Some(s) = self.senders.get(to) else {
             return;
         };
-        if let Err(flume::TrySendError::Full(msg)) = s.try_send(msg) {
-            let s = s.clone();
+        let b = &self.backlog;
+        if !b.draining.borrow()[to] {
+            match s.try_send(msg) {
+                Err(flume::TrySendError::Full(msg)) => b.queued.borrow_mut()[to].push_back(msg),
+                // Sent, or that core is gone (the process is exiting).
+                _ => return,
+            }
+            b.draining.borrow_mut()[to] = true;
+            let (s, b) = (s.clone(), b.clone());
             spawn(async move {
-                let _ = s.send_async(msg).await;
+                loop {
+                    let next = b.queued.borrow_mut()[to].pop_front();
+                    let Some(msg) = next else { break };
+                    if s.send_async(msg).await.is_err() {
+                        break;
+                    }
+                }
+                b.queued.borrow_mut()[to].clear();
+                b.draining.borrow_mut()[to] = false;
             });
+        } else {
+            b.queued.borrow_mut()[to].push_back(msg);
         }
     }
 
@@ -124,9 +152,14 @@ impl<T: Send + 'static> Mailbox<T> {
 impl<T: Send + 'static> MailboxEnds<T> {
     /// Splits into this core's mailbox and inbox (nothing to connect: ready at once).
     pub fn split(self) -> (Mailbox<T>, Inbox<T>) {
+        let n = self.senders.len();
         (
             Mailbox {
                 senders: self.senders,
+                backlog: Rc::new(Backlog {
+                    queued: RefCell::new((0..n).map(|_| Default::default()).collect()),
+                    draining: RefCell::new(vec![false; n]),
+                }),
             },
             Inbox(self.inbox),
         )
