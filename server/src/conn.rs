@@ -468,6 +468,16 @@ impl Conn {
         self.emit(bytes)
     }
 
+    /// Records a command run here since `t0` (stats, slow log) and emits its reply `buf`,
+    /// which goes back to the reusable scratch buffer.
+    fn emit_observed(&mut self, spec: &CommandSpec, t0: Instant, buf: Vec<u8>, args: &Args) {
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.core
+            .observe(spec, ns, &buf, args, Caller::Client(&self.handle));
+        self.emit(&buf);
+        self.scratch_out = buf;
+    }
+
     /// Puts what waits in the outbox in the reply stream, in order with the replies.
     fn emit_pushes(&mut self) {
         if self.handle.outbox.has_pending() {
@@ -677,22 +687,18 @@ impl Conn {
                 .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
             return self.emit(&buf);
         }
-        if matches!(
-            spec.cmd,
-            Cmd::Subscribe
-                | Cmd::Unsubscribe
-                | Cmd::PSubscribe
-                | Cmd::PUnsubscribe
-                | Cmd::SSubscribe
-                | Cmd::SUnsubscribe
-                | Cmd::PubsubChannels
-                | Cmd::PubsubNumSub
-                | Cmd::PubsubNumPat
-                | Cmd::PubsubShardChannels
-                | Cmd::PubsubShardNumSub
-                | Cmd::PubsubHelp
-                | Cmd::Monitor
-        ) {
+        if crate::pubsub::Kind::of_subscription(spec.cmd).is_some()
+            || matches!(
+                spec.cmd,
+                Cmd::PubsubChannels
+                    | Cmd::PubsubNumSub
+                    | Cmd::PubsubNumPat
+                    | Cmd::PubsubShardChannels
+                    | Cmd::PubsubShardNumSub
+                    | Cmd::PubsubHelp
+                    | Cmd::Monitor
+            )
+        {
             let mut buf = std::mem::take(&mut self.scratch_out);
             buf.clear();
             let t0 = Instant::now();
@@ -709,12 +715,7 @@ impl Conn {
                     crate::pubsub::pubsub(self, spec, args, &mut buf).await
                 }
             }
-            let ns = t0.elapsed().as_nanos() as u64;
-            self.core
-                .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
-            self.emit(&buf);
-            self.scratch_out = buf;
-            return;
+            return self.emit_observed(spec, t0, buf, &args);
         }
         if matches!(
             spec.route,
@@ -998,12 +999,7 @@ impl Conn {
             let mut buf = std::mem::take(&mut self.scratch_out);
             buf.clear();
             ReplyWriter::new(&mut buf, self.proto).int(here as i64);
-            let ns = t0.elapsed().as_nanos() as u64;
-            self.core
-                .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
-            self.emit(&buf);
-            self.scratch_out = buf;
-            return;
+            return self.emit_observed(spec, t0, buf, &args);
         }
         let start = p.local.len();
         ReplyWriter::new(&mut p.local, self.proto).int(here as i64);
