@@ -16,6 +16,7 @@ pub mod dict;
 pub mod evict;
 pub mod glob;
 pub mod lazyfree;
+pub mod notify;
 pub mod ops;
 pub mod snapshot;
 pub mod types;
@@ -81,6 +82,26 @@ fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x << 25;
     *x ^= *x >> 27;
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// [`Shard::notify`] on the shard's fields, for code that holds a borrow of a table.
+#[inline]
+fn push_event(
+    classes: u16,
+    events: &mut Vec<notify::KeyEvent>,
+    class: u16,
+    event: &'static str,
+    db: usize,
+    key: &[u8],
+) {
+    if classes & class != 0 {
+        events.push(notify::KeyEvent {
+            db,
+            class,
+            event,
+            key: key.into(),
+        });
+    }
 }
 
 /// Counters INFO reports; summed over shards by the server.
@@ -160,6 +181,11 @@ pub struct Shard {
     pub ready: Vec<(usize, Vec<u8>)>,
     /// WATCHed keys and the flags a change raises.
     pub watches: watch::Watches,
+    /// The event classes recorded in [`Shard::events`] (0 when none is published); set by
+    /// [`Shard::set_notify`].
+    notify_classes: u16,
+    /// Keyspace events of the commands run since the server last drained them, in order.
+    pub events: Vec<notify::KeyEvent>,
 }
 
 /// What one active-expiry step did.
@@ -189,7 +215,21 @@ impl Shard {
             blocked: std::collections::HashMap::new(),
             ready: Vec::new(),
             watches: watch::Watches::default(),
+            notify_classes: 0,
+            events: Vec::new(),
         }
+    }
+
+    /// `notify-keyspace-events` as flags ([`notify::parse_flags`]): which events to record.
+    pub fn set_notify(&mut self, flags: u16) {
+        self.notify_classes = notify::active_classes(flags);
+    }
+
+    /// Records keyspace event `event` of class `class` on `key` in `db` (Redis's
+    /// `notifyKeyspaceEvent`). One branch when the class is off.
+    #[inline]
+    pub(crate) fn notify(&mut self, class: u16, event: &'static str, db: usize, key: &[u8]) {
+        push_event(self.notify_classes, &mut self.events, class, event, db, key);
     }
 
     /// WATCH: `flag` is raised when `key` in `db` changes. An expired key is deleted first
@@ -377,6 +417,14 @@ impl Shard {
                 }
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
+                push_event(
+                    self.notify_classes,
+                    &mut self.events,
+                    notify::EXPIRED,
+                    "expired",
+                    db,
+                    key,
+                );
                 None
             }
             Live::Missing => None,
@@ -406,10 +454,21 @@ impl Shard {
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 self.stats.keyspace_misses += 1;
+                let (c, ev) = (self.notify_classes, &mut self.events);
+                push_event(c, ev, notify::EXPIRED, "expired", db, key);
+                push_event(c, ev, notify::KEY_MISS, "keymiss", db, key);
                 None
             }
             Live::Missing => {
                 self.stats.keyspace_misses += 1;
+                push_event(
+                    self.notify_classes,
+                    &mut self.events,
+                    notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                );
                 None
             }
         }
@@ -431,9 +490,33 @@ impl Shard {
         self.touch(db, key);
         // A list or sorted set may serve a blocked BLPOP/BZPOPMIN/… waiting on the key.
         let list = matches!(entry.value, Value::List(_) | Value::ZSet(_));
-        self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
+        self.store_with(db, key, at, |d| d.insert(key, entry.value, at, clock));
         if list && !self.blocked.is_empty() {
             self.signal_ready(db, key);
+        }
+    }
+
+    /// A *STORE command's destination (SINTERSTORE, ZUNIONSTORE, SORT … STORE, BITOP, …):
+    /// `entry` is stored at `key` with event `event` of `class` ("new" first when the key
+    /// was absent); None (an empty result) deletes the key, a "del" event if it was there.
+    pub(crate) fn store_result(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        entry: Option<Entry>,
+        class: u16,
+        event: &'static str,
+    ) {
+        match entry {
+            Some(e) => {
+                self.store(db, key, e);
+                self.notify(class, event, db, key);
+            }
+            None => {
+                if self.delete(db, key) {
+                    self.notify(notify::GENERIC, "del", db, key);
+                }
+            }
         }
     }
 
@@ -449,22 +532,27 @@ impl Shard {
     ) {
         let clock = evict::new_clock(&self.config.evict, now_ms);
         self.touch(db, key);
-        self.store_with(db, expire_at_ms, |d| {
+        self.store_with(db, key, expire_at_ms, |d| {
             d.insert_ref(key, ValueRef::parse(bytes), expire_at_ms, clock)
         });
     }
 
-    /// Runs an insert into `db`'s table and keeps the count of keys with a deadline.
+    /// Runs an insert of `key` into `db`'s table and keeps the count of keys with a
+    /// deadline; a key that was not there is a "new" event (Redis's `dbAdd`).
     fn store_with(
         &mut self,
         db: usize,
+        key: &[u8],
         expire_at_ms: u64,
         insert: impl FnOnce(&mut Dict) -> Option<bool>,
     ) {
         let d = &mut self.dbs[db];
-        if insert(&mut d.dict) == Some(true) {
-            d.expires_count -= 1;
+        match insert(&mut d.dict) {
+            Some(true) => d.expires_count -= 1,
+            Some(false) => {}
+            None => self.notify(notify::NEW, "new", db, key),
         }
+        let d = &mut self.dbs[db];
         if expire_at_ms != 0 {
             d.expires_count += 1;
         }
@@ -577,6 +665,14 @@ impl Shard {
                 if d.dict.delete(&k).is_some() {
                     d.expires_count -= 1;
                     step.expired += 1;
+                    push_event(
+                        self.notify_classes,
+                        &mut self.events,
+                        notify::EXPIRED,
+                        "expired",
+                        dbi,
+                        &k,
+                    );
                 }
             }
             if d.expires_count == 0 {
