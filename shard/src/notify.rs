@@ -125,6 +125,119 @@ pub(crate) fn active_classes(flags: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ExecCtx, Shard, ShardConfig};
+    use percore_proto::{command::resolve, OwnedArgs, Protocol, ReplyWriter};
+
+    /// A shard recording every class, as `notify-keyspace-events AEnm`.
+    fn recording_shard() -> Shard {
+        let mut sh = Shard::new(7, ShardConfig::default());
+        sh.set_notify(parse_flags(b"AEnm").expect("valid flags"));
+        sh
+    }
+
+    /// Runs `args` in `db` at `now_ms`; returns the events it recorded as `db event key`.
+    fn events_of(sh: &mut Shard, db: usize, now_ms: u64, args: &[&str]) -> String {
+        let owned = OwnedArgs::from_slices(args);
+        let spec = resolve(&owned.args()).unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
+        let mut out = Vec::new();
+        let ctx = ExecCtx { db, now_ms };
+        sh.apply(
+            &ctx,
+            spec,
+            owned.args(),
+            &mut ReplyWriter::new(&mut out, Protocol::Resp2),
+        );
+        format_events(sh.events.drain(..))
+    }
+
+    fn format_events(events: impl Iterator<Item = KeyEvent>) -> String {
+        events
+            .map(|e| format!("{} {} {}", e.db, e.event, String::from_utf8_lossy(&e.key)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Every command of the recording, run in order on one shard, records exactly the
+    /// events redis-server published for it.
+    #[test]
+    fn commands_fire_the_events_redis_fires() {
+        let script = include_str!("notify/redis-7.0.15-events.txt");
+        let mut sh = recording_shard();
+        let (mut db, mut now_ms) = (0, 1_000_000);
+        let mut wrong = Vec::new();
+        for line in script.lines().filter(|l| !l.starts_with('#')) {
+            let (cmd, want) = line.rsplit_once('|').expect("command | events");
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            if args[0].eq_ignore_ascii_case("select") {
+                db = args[1].parse().expect("a database index");
+                continue;
+            }
+            if args[0].eq_ignore_ascii_case("debug") {
+                // The recording's pauses (SLEEP) and its switch of active expiry, which
+                // this shard only runs when asked.
+                now_ms += 10_000;
+                continue;
+            }
+            let got = events_of(&mut sh, db, now_ms, &args);
+            if got != want.trim() {
+                wrong.push(format!("{cmd}\n    redis:   {}\n    percore: {got}", want.trim()));
+            }
+        }
+        assert!(wrong.is_empty(), "{} commands differ:\n{}", wrong.len(), wrong.join("\n"));
+    }
+
+    #[test]
+    fn active_expiry_and_eviction_fire_expired_and_evicted() {
+        let mut sh = recording_shard();
+        events_of(&mut sh, 0, 1_000, &["SET", "a", "1", "PX", "10"]);
+        events_of(&mut sh, 3, 1_000, &["SET", "b", "1", "PX", "10"]);
+        events_of(&mut sh, 0, 1_000, &["SET", "c", "1"]);
+        sh.expire_step(2_000, 1024);
+        let mut got: Vec<String> = sh
+            .events
+            .drain(..)
+            .map(|e| format_events(std::iter::once(e)))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["0 expired a", "3 expired b"]);
+
+        sh.config.evict.policy = crate::evict::Policy::AllKeysRandom;
+        let mut over = 1;
+        sh.evict(2_000, 10, &mut || {
+            over -= 1;
+            over >= 0
+        });
+        assert_eq!(format_events(sh.events.drain(..)), "0 evicted c");
+    }
+
+    #[test]
+    fn nothing_is_recorded_unless_k_or_e_and_the_class_are_set() {
+        let run_all = |flags: &[u8]| {
+            let mut sh = Shard::new(7, ShardConfig::default());
+            sh.set_notify(parse_flags(flags).expect("valid flags"));
+            let mut all = String::new();
+            for cmd in [
+                &["SET", "s", "1"][..],
+                &["GET", "nokey"],
+                &["LPUSH", "l", "a"],
+                &["RPOP", "l"],
+                &["EXPIRE", "s", "100"],
+            ] {
+                let e = events_of(&mut sh, 0, 1_000, cmd);
+                if !e.is_empty() {
+                    all += &format!("{e}; ");
+                }
+            }
+            all
+        };
+        assert_eq!(run_all(b""), "");
+        assert_eq!(run_all(b"Anm"), "", "classes without K or E publish nothing");
+        assert_eq!(run_all(b"KE"), "", "K and E without classes publish nothing");
+        assert_eq!(run_all(b"K$"), "0 set s; ");
+        assert_eq!(run_all(b"Egl"), "0 lpush l; 0 rpop l; 0 del l; 0 expire s; ");
+        assert_eq!(run_all(b"Km"), "0 keymiss nokey; ");
+        assert_eq!(run_all(b"En"), "0 new s; 0 new l; ");
+    }
 
     #[test]
     fn flags_parse_and_format_as_redis() {
