@@ -421,7 +421,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 global: global.clone(),
                 blocking: RefCell::new(Default::default()),
                 locks: RefCell::new(Default::default()),
-                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits, zset_limits: cfg.zset_limits, hll_sparse_max_bytes: cfg.hll_sparse_max_bytes })),
+                shard: RefCell::new({ let mut sh = Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits, zset_limits: cfg.zset_limits, hll_sparse_max_bytes: cfg.hll_sparse_max_bytes }); sh.set_notify(cfg.notify_keyspace_events); sh }),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),
                 mailbox,
