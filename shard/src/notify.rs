@@ -161,7 +161,19 @@ mod tests {
     /// events redis-server published for it.
     #[test]
     fn commands_fire_the_events_redis_fires() {
-        let script = include_str!("notify/redis-7.0.15-events.txt");
+        replay(include_str!("notify/redis-7.0.15-events.txt"));
+    }
+
+    /// The same for random streams over few keys, where commands meet every state (missing,
+    /// wrong type, emptied, across databases).
+    #[test]
+    fn random_streams_fire_the_events_redis_fires() {
+        replay(include_str!("notify/redis-7.0.15-random.txt"));
+    }
+
+    /// Runs a recording's commands in order on one shard; each must record the events
+    /// redis-server published for it.
+    fn replay(script: &str) {
         let mut sh = recording_shard();
         let (mut db, mut now_ms) = (0, 1_000_000);
         let mut wrong = Vec::new();

@@ -887,8 +887,8 @@ fn read_field(data: &[u8], f: &Field) -> i64 {
 }
 
 /// Runs one BITFIELD operation on `data` (grown to hold every written field) and replies.
-/// One BITFIELD operation, replied; true when it wrote (SET and INCRBY, unless OVERFLOW
-/// FAIL refused them).
+/// One BITFIELD operation, replied; true when it changed the field's bits (Redis counts
+/// those changes, and any on a created or grown string, as the command's change).
 fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) -> bool {
     let (value, incr) = match f.op {
         FieldOp::Get => {
@@ -943,8 +943,9 @@ fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) -> bool {
         }
     };
     out.int(reply);
+    let before = get_unsigned(data, f.offset, f.bits);
     set_field(data, f.offset, f.bits, new as u64);
-    true
+    get_unsigned(data, f.offset, f.bits) != before
 }
 
 /// BITFIELD key [GET type offset | SET type offset value | INCRBY type offset increment |
@@ -981,7 +982,9 @@ pub fn bitfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, r
         ops.iter().filter(|f| apply_field(data, f, out)).count()
     });
     match done {
-        Ok((changes, _)) if changes > 0 => sh.notify(STRING, "setbit", ctx.db, &a[1]),
+        Ok((changes, dirty)) if dirty || changes > 0 => {
+            sh.notify(STRING, "setbit", ctx.db, &a[1])
+        }
         Ok(_) => {}
         Err(()) => out.error(err::WRONGTYPE),
     }

@@ -246,7 +246,8 @@ pub fn copy(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     // A copy is a new object to LRU/LFU, as Redis's dupStringObject makes one.
     let fresh = crate::Clock::Fresh { now_ms: ctx.now_ms };
-    let Some(entry) = sh.lookup(ctx.db, src, ctx.now_ms).map(|e| Entry {
+    // The source is read as Redis's lookupKeyRead reads it (statistics, "keymiss").
+    let Some(entry) = sh.lookup_read(ctx.db, src, ctx.now_ms).map(|e| Entry {
         clock: fresh,
         ..e.to_entry()
     }) else {

@@ -707,11 +707,12 @@ pub fn zpop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, max: 
         None
     };
     if count == Some(0) {
-        // Redis answers an empty array for an existing key, after the type check.
-        if super::read::<ZSet>(sh, ctx, &a[1], out).is_ok() {
-            out.array(0);
-        }
-        return;
+        // Redis answers an empty array for an existing key, after the type check (a write
+        // lookup: no statistics, no "keymiss").
+        return match holds(sh, ctx.db, ctx.now_ms, &a[1]) {
+            Some(false) => out.error(err::WRONGTYPE),
+            _ => out.array(0),
+        };
     }
     match pop_n(sh, ctx.db, ctx.now_ms, &a[1], max, count.unwrap_or(1)) {
         Popped::Missing => out.array(0),
