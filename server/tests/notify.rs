@@ -218,7 +218,12 @@ fn record(msg: &[u8], into: &mut PerKey) {
 fn messages(server: &Server, commands: &[String]) -> PerKey {
     let mut c = server.client();
     assert_eq!(
-        c.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", FLAGS.as_bytes()]),
+        c.cmd(&[
+            b"CONFIG",
+            b"SET",
+            b"notify-keyspace-events",
+            FLAGS.as_bytes()
+        ]),
         b"+OK\r\n"
     );
     let mut sub = Subscriber::new(server);

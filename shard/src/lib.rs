@@ -225,6 +225,23 @@ impl Shard {
         self.notify_classes = notify::active_classes(flags);
     }
 
+    /// Records events made elsewhere for keys of this shard (a coordinator's scratch shard
+    /// runs a command over keys of several shards), as if made here: the classes this shard
+    /// publishes are kept, in order.
+    pub fn record_events(&mut self, events: impl IntoIterator<Item = notify::KeyEvent>) {
+        let classes = self.notify_classes;
+        self.events
+            .extend(events.into_iter().filter(|e| classes & e.class != 0));
+    }
+
+    /// Stores `entry` at `key` recording no event of its own: the value of a command whose
+    /// events were recorded where it ran (see [`Shard::record_events`]).
+    pub fn store_quietly(&mut self, db: usize, key: &[u8], entry: Entry) {
+        let mark = self.events.len();
+        self.store(db, key, entry);
+        self.events.truncate(mark);
+    }
+
     /// Records keyspace event `event` of class `class` on `key` in `db` (Redis's
     /// `notifyKeyspaceEvent`). One branch when the class is off.
     #[inline]

@@ -37,7 +37,8 @@ pub const MODULE: u16 = 1 << 13;
 /// `n`: a key was created (not part of `A`).
 pub const NEW: u16 = 1 << 14;
 /// `A`: `g$lshzxetd`.
-pub const ALL: u16 = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+pub const ALL: u16 =
+    GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
 
 /// Redis's reply to a bad class character.
 pub const INVALID_CLASS: &str = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
@@ -192,10 +193,18 @@ mod tests {
             }
             let got = events_of(&mut sh, db, now_ms, &args);
             if got != want.trim() {
-                wrong.push(format!("{cmd}\n    redis:   {}\n    percore: {got}", want.trim()));
+                wrong.push(format!(
+                    "{cmd}\n    redis:   {}\n    percore: {got}",
+                    want.trim()
+                ));
             }
         }
-        assert!(wrong.is_empty(), "{} commands differ:\n{}", wrong.len(), wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "{} commands differ:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     #[test]
@@ -243,10 +252,21 @@ mod tests {
             all
         };
         assert_eq!(run_all(b""), "");
-        assert_eq!(run_all(b"Anm"), "", "classes without K or E publish nothing");
-        assert_eq!(run_all(b"KE"), "", "K and E without classes publish nothing");
+        assert_eq!(
+            run_all(b"Anm"),
+            "",
+            "classes without K or E publish nothing"
+        );
+        assert_eq!(
+            run_all(b"KE"),
+            "",
+            "K and E without classes publish nothing"
+        );
         assert_eq!(run_all(b"K$"), "0 set s; ");
-        assert_eq!(run_all(b"Egl"), "0 lpush l; 0 rpop l; 0 del l; 0 expire s; ");
+        assert_eq!(
+            run_all(b"Egl"),
+            "0 lpush l; 0 rpop l; 0 del l; 0 expire s; "
+        );
         assert_eq!(run_all(b"Km"), "0 keymiss nokey; ");
         assert_eq!(run_all(b"En"), "0 new s; 0 new l; ");
     }
@@ -261,7 +281,8 @@ mod tests {
             ("KEA", "AKE"),
             ("Ex", "xE"),
             ("g$lshzxetdKE", "AKE"),
-            ("Anm", "Am"), ("AnKE", "AKE"),
+            ("Anm", "Am"),
+            ("AnKE", "AKE"),
             ("mnK", "nKm"),
             ("ElgK", "glKE"),
             ("AAA", "A"),

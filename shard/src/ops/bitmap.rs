@@ -982,9 +982,7 @@ pub fn bitfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, r
         ops.iter().filter(|f| apply_field(data, f, out)).count()
     });
     match done {
-        Ok((changes, dirty)) if dirty || changes > 0 => {
-            sh.notify(STRING, "setbit", ctx.db, &a[1])
-        }
+        Ok((changes, dirty)) if dirty || changes > 0 => sh.notify(STRING, "setbit", ctx.db, &a[1]),
         Ok(_) => {}
         Err(()) => out.error(err::WRONGTYPE),
     }

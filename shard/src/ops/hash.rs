@@ -36,16 +36,24 @@ pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset
         ));
     }
     let limits = sh.config.hash_limits;
-    let Ok(Some(added)) = write(sh, ctx, &a[1], true, out, |_| Some((HASH, "hset")), |h, seed| {
-        // A pack holding any argument longer than the value limit converts first (Redis's
-        // `hashTypeTryConversion`).
-        let longest = a.iter().skip(2).map(|x| x.len()).max().unwrap_or(0);
-        h.convert_for_len(longest, limits, seed);
-        (2..a.len())
-            .step_by(2)
-            .filter(|&i| h.set(&a[i], &a[i + 1], limits, seed))
-            .count()
-    }) else {
+    let Ok(Some(added)) = write(
+        sh,
+        ctx,
+        &a[1],
+        true,
+        out,
+        |_| Some((HASH, "hset")),
+        |h, seed| {
+            // A pack holding any argument longer than the value limit converts first (Redis's
+            // `hashTypeTryConversion`).
+            let longest = a.iter().skip(2).map(|x| x.len()).max().unwrap_or(0);
+            h.convert_for_len(longest, limits, seed);
+            (2..a.len())
+                .step_by(2)
+                .filter(|&i| h.set(&a[i], &a[i + 1], limits, seed))
+                .count()
+        },
+    ) else {
         return;
     };
     if hmset {

@@ -27,9 +27,15 @@ fn write<R>(
 ) -> Result<Option<R>, ()> {
     let limits = sh.config.list_limits;
     let make = |_seed: u64| Value::List(Box::default());
-    super::write(sh, ctx, key, create.then_some(&make as _), out, event, |l, _| {
-        f(l, limits)
-    })
+    super::write(
+        sh,
+        ctx,
+        key,
+        create.then_some(&make as _),
+        out,
+        event,
+        |l, _| f(l, limits),
+    )
 }
 
 /// The event of a push at `end`.
@@ -101,10 +107,18 @@ pub fn push_elements(
     let ctx = ExecCtx { db, now_ms };
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    write(sh, &ctx, key, true, &mut out, |_| Some(push_event(end)), |l, lim| {
-        elements.iter().for_each(|e| l.push(e, end, lim));
-        l.len()
-    })
+    write(
+        sh,
+        &ctx,
+        key,
+        true,
+        &mut out,
+        |_| Some(push_event(end)),
+        |l, lim| {
+            elements.iter().for_each(|e| l.push(e, end, lim));
+            l.len()
+        },
+    )
     .unwrap_or_default()
 }
 
@@ -253,13 +267,21 @@ pub fn ltrim(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return out.error(e),
     };
-    let r = write(sh, ctx, &a[1], false, out, |_| Some((LIST, "ltrim")), |l, _| {
-        match normalize_range(start, stop, l.len()) {
-            Some((s, e)) => l.trim(s, e),
-            // Everything goes: the emptied list is deleted by `write`.
-            None => l.trim_all(),
-        }
-    });
+    let r = write(
+        sh,
+        ctx,
+        &a[1],
+        false,
+        out,
+        |_| Some((LIST, "ltrim")),
+        |l, _| {
+            match normalize_range(start, stop, l.len()) {
+                Some((s, e)) => l.trim(s, e),
+                // Everything goes: the emptied list is deleted by `write`.
+                None => l.trim_all(),
+            }
+        },
+    );
     if r.is_ok() {
         out.ok();
     }
@@ -396,11 +418,19 @@ pub fn lmove_here(
         return None;
     }
     let e = if src == dst {
-        let e = write(sh, ctx, src, false, out, |_| None, |l, lim| {
-            let e = l.pop(from).expect("a stored list is never empty");
-            l.push(&e, to, lim);
-            e
-        })
+        let e = write(
+            sh,
+            ctx,
+            src,
+            false,
+            out,
+            |_| None,
+            |l, lim| {
+                let e = l.pop(from).expect("a stored list is never empty");
+                l.push(&e, to, lim);
+                e
+            },
+        )
         .ok()
         .flatten();
         let ((c1, e1), (c2, e2)) = (push_event(to), pop_event(from));

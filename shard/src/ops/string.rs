@@ -161,6 +161,13 @@ pub fn setnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     out.int(1);
 }
 
+/// MSET's and MSETNX's store of one pair when the coordinator writes it: the string `value`
+/// at `key`, with SET's events.
+pub fn store_string(sh: &mut Shard, db: usize, key: &[u8], value: &[u8], now_ms: u64) {
+    sh.store(db, key, Entry::new(Value::from_bytes(value), now_ms));
+    set_events(sh, db, key, false);
+}
+
 /// The events of a SET-like store: "set", then "expire" when it set a deadline.
 fn set_events(sh: &mut Shard, db: usize, key: &[u8], expire: bool) {
     sh.notify(STRING, "set", db, key);

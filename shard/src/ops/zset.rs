@@ -754,13 +754,21 @@ pub fn put_back(
     let limits = sh.config.zset_limits;
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    write(sh, &ctx, key, Some(first.len()), &mut out, |_| None, |z, seed| {
-        for (s, m) in elems {
-            if z.score(m).is_none() {
-                z.insert(*s, m, limits, seed);
+    write(
+        sh,
+        &ctx,
+        key,
+        Some(first.len()),
+        &mut out,
+        |_| None,
+        |z, seed| {
+            for (s, m) in elems {
+                if z.score(m).is_none() {
+                    z.insert(*s, m, limits, seed);
+                }
             }
-        }
-    })
+        },
+    )
     .is_ok()
 }
 
