@@ -499,6 +499,11 @@ impl Shard {
     /// Stores `entry` at `key`, replacing any value and deadline. A fresh entry gets the
     /// LRU/LFU word of the current policy; a moved one keeps its own.
     pub fn store(&mut self, db: usize, key: &[u8], entry: Entry) {
+        self.store_entry(db, key, entry);
+    }
+
+    /// [`Shard::store`], true when the key was added (not replaced).
+    pub(crate) fn store_entry(&mut self, db: usize, key: &[u8], entry: Entry) -> bool {
         let clock = match entry.clock {
             Clock::Fresh { now_ms } => evict::new_clock(&self.config.evict, now_ms),
             Clock::Kept(c) => c,
@@ -507,10 +512,11 @@ impl Shard {
         self.touch(db, key);
         // A list or sorted set may serve a blocked BLPOP/BZPOPMIN/… waiting on the key.
         let list = matches!(entry.value, Value::List(_) | Value::ZSet(_));
-        self.store_with(db, key, at, |d| d.insert(key, entry.value, at, clock));
+        let added = self.store_with(db, key, at, |d| d.insert(key, entry.value, at, clock));
         if list && !self.blocked.is_empty() {
             self.signal_ready(db, key);
         }
+        added
     }
 
     /// A *STORE command's destination (SINTERSTORE, ZUNIONSTORE, SORT … STORE, BITOP, …):
@@ -555,24 +561,27 @@ impl Shard {
     }
 
     /// Runs an insert of `key` into `db`'s table and keeps the count of keys with a
-    /// deadline; a key that was not there is a "new" event (Redis's `dbAdd`).
+    /// deadline; a key that was not there is a "new" event (Redis's `dbAdd`). True when
+    /// the key was added.
     fn store_with(
         &mut self,
         db: usize,
         key: &[u8],
         expire_at_ms: u64,
         insert: impl FnOnce(&mut Dict) -> Option<bool>,
-    ) {
+    ) -> bool {
         let d = &mut self.dbs[db];
-        match insert(&mut d.dict) {
-            Some(true) => d.expires_count -= 1,
-            Some(false) => {}
-            None => self.notify(notify::NEW, "new", db, key),
+        let replaced = insert(&mut d.dict);
+        if replaced == Some(true) {
+            d.expires_count -= 1;
         }
-        let d = &mut self.dbs[db];
         if expire_at_ms != 0 {
             d.expires_count += 1;
         }
+        if replaced.is_none() {
+            self.notify(notify::NEW, "new", db, key);
+        }
+        replaced.is_none()
     }
 
     /// Removes `key` whatever its deadline; returns the entry (its value moved, not copied).

@@ -379,8 +379,9 @@ impl Shard {
     /// "rename_to". The server calls it on the destination's shard when `src` lives on
     /// another; its "rename_from" is then recorded here, as Redis's order has it.
     pub fn store_renamed(&mut self, db: usize, src: &[u8], dst: &[u8], entry: Entry) {
-        self.delete(db, dst);
-        self.store(db, dst, entry);
+        if !self.store_entry(db, dst, entry) {
+            self.notify(crate::notify::NEW, "new", db, dst);
+        }
         self.notify(GENERIC, "rename_from", db, src);
         self.notify(GENERIC, "rename_to", db, dst);
     }
@@ -388,8 +389,9 @@ impl Shard {
     /// COPY's store of `entry` at `dst` in `db`, replacing any value there: "new", then
     /// "copy_to", as Redis (which deletes a replaced destination and adds it afresh).
     pub fn store_copy(&mut self, db: usize, dst: &[u8], entry: Entry) {
-        self.delete(db, dst);
-        self.store(db, dst, entry);
+        if !self.store_entry(db, dst, entry) {
+            self.notify(crate::notify::NEW, "new", db, dst);
+        }
         self.notify(GENERIC, "copy_to", db, dst);
     }
 
