@@ -127,8 +127,8 @@ async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// How [`fetch_entry`] takes an entry.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fetch {
-    /// Removes it (RENAME's source).
-    Take,
+    /// Removes it as RENAME's source ("rename_from").
+    RenameFrom,
     /// Copies it as a command's read does (statistics, LRU, a "keymiss" event).
     Read,
     /// Copies it unobserved (the scratch shard's sources, whose reads it observes itself).
@@ -143,9 +143,9 @@ async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], how: Fetch) -> Option<E
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
         match how {
-            Fetch::Take => {
+            Fetch::RenameFrom => {
                 sh.lookup(db, &key, now)?;
-                sh.remove(db, &key)
+                sh.take_renamed(db, &key)
             }
             Fetch::Read => sh.lookup_read(db, &key, now).map(|e| e.to_entry()),
             Fetch::Peek => sh.lookup(db, &key, now).map(|e| e.to_entry()),
@@ -156,8 +156,8 @@ async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], how: Fetch) -> Option<E
 
 /// How [`put_entry`] stores an entry, which decides its keyspace events.
 enum Put {
-    /// RENAME's destination, from the named source: "new", "rename_from", "rename_to".
-    Renamed(Vec<u8>),
+    /// RENAME's destination: "new", "rename_to".
+    RenamedTo,
     /// COPY's destination: "new", "copy_to".
     Copied,
     /// A scratch shard's result, whose events were recorded where it ran.
@@ -196,7 +196,7 @@ async fn put_entry(
             return true;
         }
         match how {
-            Put::Renamed(src) => sh.store_renamed(db, &src, &key, entry),
+            Put::RenamedTo => sh.store_renamed_to(db, &key, entry),
             Put::Copied => sh.store_copy(db, &key, entry),
             Put::Quiet => sh.store_quietly(db, &key, entry),
         }
@@ -611,10 +611,10 @@ async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool)
     if nx && key_exists(conn, db, dst).await {
         return w.int(0);
     }
-    let Some(entry) = fetch_entry(conn, db, src, Fetch::Take).await else {
+    let Some(entry) = fetch_entry(conn, db, src, Fetch::RenameFrom).await else {
         return w.error(err::NO_SUCH_KEY);
     };
-    put_entry(conn, db, dst, entry, false, Put::Renamed(src.to_vec())).await;
+    put_entry(conn, db, dst, entry, false, Put::RenamedTo).await;
     if nx {
         w.int(1)
     } else {

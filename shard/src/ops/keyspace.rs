@@ -376,22 +376,39 @@ pub fn parse_scan(a: &Args, from: usize) -> Result<ScanOpts, &'static str> {
 impl Shard {
     /// RENAME's store of `entry` (taken from `src`) at `dst`, replacing any value there,
     /// with Redis's events: "new" (the destination is added afresh), "rename_from",
-    /// "rename_to". The server calls it on the destination's shard when `src` lives on
-    /// another; its "rename_from" is then recorded here, as Redis's order has it.
+    /// "rename_to".
     pub fn store_renamed(&mut self, db: usize, src: &[u8], dst: &[u8], entry: Entry) {
-        if !self.store_entry(db, dst, entry) {
-            self.notify(crate::notify::NEW, "new", db, dst);
-        }
+        self.store_new(db, dst, entry);
         self.notify(GENERIC, "rename_from", db, src);
         self.notify(GENERIC, "rename_to", db, dst);
+    }
+
+    /// RENAME's source when the destination lives on another shard: the entry at `src`,
+    /// removed, with its "rename_from" event (each key's events are made on its shard).
+    pub fn take_renamed(&mut self, db: usize, src: &[u8]) -> Option<Entry> {
+        let e = self.remove(db, src)?;
+        self.notify(GENERIC, "rename_from", db, src);
+        Some(e)
+    }
+
+    /// RENAME's destination when the source lives on another shard: "new", "rename_to".
+    pub fn store_renamed_to(&mut self, db: usize, dst: &[u8], entry: Entry) {
+        self.store_new(db, dst, entry);
+        self.notify(GENERIC, "rename_to", db, dst);
+    }
+
+    /// Stores `entry` at `key` with a "new" event whether or not it replaced a value, as
+    /// Redis deletes a replaced destination and adds it afresh (RENAME, COPY REPLACE).
+    fn store_new(&mut self, db: usize, key: &[u8], entry: Entry) {
+        if !self.store_entry(db, key, entry) {
+            self.notify(crate::notify::NEW, "new", db, key);
+        }
     }
 
     /// COPY's store of `entry` at `dst` in `db`, replacing any value there: "new", then
     /// "copy_to", as Redis (which deletes a replaced destination and adds it afresh).
     pub fn store_copy(&mut self, db: usize, dst: &[u8], entry: Entry) {
-        if !self.store_entry(db, dst, entry) {
-            self.notify(crate::notify::NEW, "new", db, dst);
-        }
+        self.store_new(db, dst, entry);
         self.notify(GENERIC, "copy_to", db, dst);
     }
 
