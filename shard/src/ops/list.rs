@@ -438,21 +438,37 @@ pub fn lmove_here(
         sh.notify(c2, e2, ctx.db, src);
         e
     } else {
-        let mark = sh.events.len();
-        let Popped::Elements(mut v) = pop_n(sh, ctx.db, ctx.now_ms, src, from, 1) else {
-            unreachable!("checked to be a list above")
-        };
-        let popped = sh.events.len();
-        push_elements(sh, ctx.db, ctx.now_ms, dst, to, &v);
-        // Redis reports the push before the pop (and the source's "del").
-        sh.events[mark..].rotate_left(popped - mark);
-        v.pop()
+        Some(move_one(sh, ctx.db, ctx.now_ms, src, from, Some((dst, to))))
     };
     match &e {
         Some(e) => out.bulk(e),
         None => out.null(),
     }
     e
+}
+
+/// LMOVE's and a served BLMOVE's move from the list at `src`, which must hold one (the
+/// caller checked), to `dst` on this shard when given (else the caller pushes it on the
+/// destination's shard). Events in Redis's order: the push, then the pop and the source's
+/// "del". Returns the element.
+pub fn move_one(
+    sh: &mut Shard,
+    db: usize,
+    now_ms: u64,
+    src: &[u8],
+    from: End,
+    dst: Option<(&[u8], End)>,
+) -> Vec<u8> {
+    let mark = sh.events.len();
+    let Popped::Elements(mut v) = pop_n(sh, db, now_ms, src, from, 1) else {
+        unreachable!("the caller saw a list at the source")
+    };
+    if let Some((dst, to)) = dst {
+        let popped = sh.events.len();
+        push_elements(sh, db, now_ms, dst, to, &v);
+        sh.events[mark..].rotate_left(popped - mark);
+    }
+    v.pop().expect("a list holds an element")
 }
 
 pub fn lmove(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
