@@ -231,6 +231,36 @@ mod tests {
         assert_eq!(format_events(sh.events.drain(..)), "0 evicted c");
     }
 
+    /// A push serving a blocked BLPOP and BLMOVE (the server pops with `list::pop_n` and
+    /// `list::move_one` right after the push), as redis-server 7.0.15 published them.
+    #[test]
+    fn served_blocking_pops_fire_redis_events() {
+        use crate::ops::list::{move_one, pop_n};
+        use crate::types::list::End;
+        let mut sh = recording_shard();
+        let mut got = events_of(&mut sh, 0, 1_000, &["RPUSH", "k", "a"]);
+        pop_n(&mut sh, 0, 1_000, b"k", End::Left, 1);
+        got += "; ";
+        got += &format_events(sh.events.drain(..));
+        assert_eq!(got, "0 new k; 0 rpush k; 0 lpop k; 0 del k");
+
+        let mut got = events_of(&mut sh, 0, 1_000, &["RPUSH", "src", "x"]);
+        move_one(
+            &mut sh,
+            0,
+            1_000,
+            b"src",
+            End::Left,
+            Some((b"dst", End::Right)),
+        );
+        got += "; ";
+        got += &format_events(sh.events.drain(..));
+        assert_eq!(
+            got,
+            "0 new src; 0 rpush src; 0 new dst; 0 rpush dst; 0 lpop src; 0 del src"
+        );
+    }
+
     #[test]
     fn nothing_is_recorded_unless_k_or_e_and_the_class_are_set() {
         let run_all = |flags: &[u8]| {
