@@ -3,10 +3,25 @@
 //!
 //! The shard records a [`KeyEvent`] where Redis 7.0 calls `notifyKeyspaceEvent` (the same
 //! event names, classes and order within a command); the server drains
-//! [`crate::Shard::events`] after each command and publishes them on
-//! `__keyspace@<db>__:<key>` and `__keyevent@<db>__:<event>`. A shard with notifications
-//! off (the default) pays one predictable branch per event site: [`crate::Shard::notify`]
-//! tests one word, which holds 0 unless K or E is set.
+//! [`crate::Shard::events`] and publishes them on `__keyspace@<db>__:<key>` and
+//! `__keyevent@<db>__:<event>`. A shard with notifications off (the default) pays one
+//! predictable branch per event site: [`crate::Shard::notify`] tests one word, which holds
+//! 0 unless K or E is set.
+//!
+//! Events are recorded by whatever changes or reads the keyspace, not only by
+//! [`crate::Shard::apply`]: pops served to blocked clients, a coordinator's steps of a
+//! command over several shards (each key's events on its own shard; a scratch shard's are
+//! handed over with [`crate::Shard::record_events`]), lookups that find a key expired
+//! (WATCH too), the active expiry cycle ("expired") and eviction ("evicted"). The server
+//! drains after each of those, so the Vec holds at most one command's or one step's events.
+//! Loading a snapshot records nothing (Redis adds loaded keys without "new").
+//!
+//! Where the recording of redis-server in `notify/` shows it, percore follows Redis in the
+//! places events imply: "new" from every key creation (Redis's `dbAdd`; RENAME and COPY
+//! REPLACE report it for a replaced destination too), "keymiss" from read lookups only (as
+//! `lookupKeyRead`; EXISTS, TYPE, TTL, COPY's source, GET of SET … GET), a write that
+//! empties a collection reports its event and then "del", a *STORE with an empty result
+//! reports "del" only when the destination existed.
 
 /// `K`: publish on `__keyspace@<db>__:<key>`.
 pub const KEYSPACE: u16 = 1 << 0;
