@@ -538,10 +538,12 @@ async fn mpop_across<T, P>(
     w.null_array();
 }
 
-/// PFCOUNT and PFMERGE over keys of several shards: each shard merges the registers of its
-/// own keys (`hll::gather`: one hop per shard, 16 KiB of registers back), the union is
-/// taken here, and PFMERGE raises its destination to it on the destination's shard. Redis
-/// checks keys in order, so the error of the first bad key in the client's order wins.
+/// PFCOUNT and PFMERGE over keys of several shards, in the client's order of keys: each
+/// run of consecutive keys on one shard is merged there (`hll::gather`: one hop per run,
+/// 16 KiB of registers back), the union is taken here, and PFMERGE raises its destination
+/// to it on the destination's shard. Redis reads the keys in order and stops at the first
+/// bad one, so keys after it are never read (no statistics, no "keymiss"); the runs keep
+/// that exactly (keys grouped by shard would read them).
 async fn hll_across(
     conn: &mut Conn,
     spec: &'static CommandSpec,
@@ -550,19 +552,10 @@ async fn hll_across(
 ) {
     let (db, n) = (conn.db, conn.core.nshards());
     let keys: Vec<&[u8]> = a.iter().skip(1).collect();
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, k) in keys.iter().enumerate() {
-        groups[shard_of(k, n)].push(i);
-    }
     let mut union = hll::Gathered::new();
-    let mut first_error: Option<(usize, &'static str)> = None;
-    for (s, positions) in groups.iter().enumerate() {
-        if positions.is_empty() {
-            continue;
-        }
-        let own: Vec<&[u8]> = positions.iter().map(|&i| keys[i]).collect();
-        let owned = OwnedArgs::from_slices(&own);
-        let gathered = call(&conn.core, s, move |c: &Core| {
+    for run in keys.chunk_by(|x, y| shard_of(x, n) == shard_of(y, n)) {
+        let owned = OwnedArgs::from_slices(run);
+        let gathered = call(&conn.core, shard_of(run[0], n), move |c: &Core| {
             let args = owned.args();
             let ks: Vec<&[u8]> = args.iter().collect();
             hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
@@ -570,16 +563,8 @@ async fn hll_across(
         .await;
         match gathered {
             Ok(g) => union.absorb(&g),
-            Err((j, msg)) => {
-                let at = positions[j];
-                if first_error.is_none_or(|(p, _)| at < p) {
-                    first_error = Some((at, msg));
-                }
-            }
+            Err((_, msg)) => return w.error(msg),
         }
-    }
-    if let Some((_, msg)) = first_error {
-        return w.error(msg);
     }
     if spec.cmd == Cmd::PfCount {
         return w.int(percore_shard::types::hll::count_raw(&union.max) as i64);

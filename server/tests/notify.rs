@@ -26,8 +26,13 @@ const FLAGS: &str = "AKEnm";
 /// Keys of the stream: three plain (likely on three shards) and three sharing a hash tag.
 const KEYS: &[&str] = &["a", "b", "c", "{t}x", "{t}y", "{t}z"];
 
-/// Command templates: `K`, `L` and `M` are replaced by random keys, `V` by a value, `F` by a
-/// field or member, `N` by a small integer.
+/// Bitmaps BITOP reads: strings or missing, never another type. (Across shards BITOP reads
+/// its sources on all their shards at once, so a source after one of another type is read
+/// too, with a "keymiss" Redis, which stops at the bad one, does not make.)
+const BITMAPS: &[&str] = &["s1", "s2", "{t}s"];
+
+/// Command templates: `K`, `L` and `M` are replaced by random keys, `S` by a bitmap, `V` by
+/// a value, `F` by a field or member, `N` by a small integer.
 const TEMPLATES: &[&str] = &[
     // strings and keys
     "SET K V",
@@ -66,7 +71,8 @@ const TEMPLATES: &[&str] = &[
     "COPY K L DB 1",
     "MOVE K 2",
     "SETBIT K N 1",
-    "BITOP OR K L M",
+    "SETBIT S N 1",
+    "BITOP OR K S S",
     "BITFIELD K SET u8 N 7",
     "PFADD K F",
     "PFMERGE K L",
@@ -130,6 +136,7 @@ fn command(rng: &mut Rng) -> String {
     for w in t.split(' ') {
         let w = match w {
             "K" | "L" | "M" => rng.pick(KEYS).to_string(),
+            "S" => rng.pick(BITMAPS).to_string(),
             "V" => rng.pick(&["v", "12", "hello"]).to_string(),
             "F" => rng.pick(&["f1", "f2", "f3"]).to_string(),
             // SELECT and SETBIT offsets alike stay small.
