@@ -42,7 +42,7 @@ use crate::txlock::call_checked;
 use futures_channel::oneshot;
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
 use percore_shard::ops::list::{
-    kind, parse_ends, parse_mpop, pop_n, push_elements, write_mpop_reply, Kind, Popped,
+    kind, move_one, parse_ends, parse_mpop, pop_n, push_elements, write_mpop_reply, Kind, Popped,
 };
 use percore_shard::ops::zset;
 use percore_shard::types::list::End;
@@ -286,6 +286,10 @@ pub fn serve_ready(core: &Core) {
             crate::tracking::send_pending(core, &sh);
         }
         if sh.ready.is_empty() {
+            if !sh.events.is_empty() {
+                drop(sh);
+                crate::pubsub::publish_events(core, &mut core.shard.borrow_mut());
+            }
             return;
         }
     }
@@ -297,6 +301,9 @@ pub fn serve_ready(core: &Core) {
 pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
     if sh.has_invalidations() {
         crate::tracking::send_pending(core, sh);
+    }
+    if !sh.events.is_empty() {
+        crate::pubsub::publish_events(core, sh);
     }
     if sh.ready.is_empty() {
         return;
@@ -364,6 +371,9 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
     if !cell.claim() {
         return;
     }
+    // A waiter gone before its elements reach it gets them put back: a pop that never
+    // happened, with no keyspace events.
+    let mark = sh.events.len();
     match op {
         Op::ZPop { max, count } => {
             let zset::Popped::Elements(elements) = zset::pop_n(sh, db, now, key, *max, *count)
@@ -376,6 +386,7 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
             };
             if let Err(Served::ZPopped { elements, .. }) = cell.deliver(s) {
                 zset::put_back(sh, db, now, key, &elements);
+                sh.events.truncate(mark);
             }
         }
         Op::Pop { end, count } => {
@@ -389,6 +400,7 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
             };
             if let Err(Served::Popped { elements, end, .. }) = cell.deliver(s) {
                 put_back(sh, db, now, key, end, elements);
+                sh.events.truncate(mark);
             }
         }
         Op::Move {
@@ -398,13 +410,8 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
             dst_here,
             ..
         } => {
-            let Popped::Elements(mut v) = pop_n(sh, db, now, key, *from, 1) else {
-                unreachable!("the caller saw a list at the key")
-            };
-            if *dst_here {
-                push_elements(sh, db, now, dst, *to, &v);
-            }
-            let element = v.pop().expect("a list holds an element");
+            let dst = dst_here.then_some((&dst[..], *to));
+            let element = move_one(sh, db, now, key, *from, dst);
             let s = Served::Moved {
                 element,
                 pushed: *dst_here,
@@ -415,6 +422,7 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
             }) = cell.deliver(s)
             {
                 put_back(sh, db, now, key, *from, vec![element]);
+                sh.events.truncate(mark);
             }
         }
     }

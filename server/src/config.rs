@@ -7,6 +7,7 @@
 
 use percore_proto::decode::{split_args_in_place, DEFAULT_MAX_BULK_LEN};
 use percore_shard::evict::Policy;
+use percore_shard::notify;
 use percore_shard::types::hash::HashLimits;
 use percore_shard::types::list::ListLimits;
 use percore_shard::types::set::SetLimits;
@@ -83,6 +84,8 @@ pub struct Config {
     pub evict: percore_shard::evict::EvictConfig,
     /// Who may run DEBUG (`enable-debug-command`; fixed at start, as in Redis).
     pub enable_debug_command: ProtectedAction,
+    /// `notify-keyspace-events` as class flags (`percore_shard::notify`); 0: off.
+    pub notify_keyspace_events: u16,
 }
 
 impl Default for Config {
@@ -138,6 +141,7 @@ impl Default for Config {
             maxmemory: 0,
             evict: percore_shard::evict::EvictConfig::default(),
             enable_debug_command: ProtectedAction::No,
+            notify_keyspace_events: 0,
         }
     }
 }
@@ -434,6 +438,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "zset-max-listpack-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "zset-max-ziplist-entries", get: |c| c.zset_limits.max_listpack_entries.to_string(), set: |c, v| { c.zset_limits.max_listpack_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "zset-max-ziplist-value", get: |c| c.zset_limits.max_listpack_value.to_string(), set: |c, v| { c.zset_limits.max_listpack_value = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "notify-keyspace-events", get: |c| notify::format_flags(c.notify_keyspace_events), set: |c, v| { c.notify_keyspace_events = notify::parse_flags(one(v)?.as_bytes()).ok_or(notify::INVALID_CLASS)?; Ok(()) }, mutable: true },
     Param { name: "hll-sparse-max-bytes", get: |c| c.hll_sparse_max_bytes.to_string(), set: |c, v| { c.hll_sparse_max_bytes = memory_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
@@ -665,6 +670,23 @@ mod tests {
             .contains("unknown setting"));
         assert!(run(&["--port", "x"]).is_err());
         assert!(run(&["--daemonize", "yes"]).is_err());
+    }
+
+    #[test]
+    fn notify_keyspace_events_reads_and_shows_as_redis() {
+        let p = find_param("notify-keyspace-events").expect("declared");
+        let mut c = Config::default();
+        assert_eq!((p.get)(&c), "");
+        for (set, get) in [("KEA", "AKE"), ("Kx", "xK"), ("Elg$", "g$lE"), ("", "")] {
+            (p.set)(&mut c, &[set.to_string()]).unwrap();
+            assert_eq!((p.get)(&c), get);
+        }
+        assert_eq!(
+            (p.set)(&mut c, &["KEq".to_string()]).unwrap_err(),
+            "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+        );
+        let c = run(&["--notify-keyspace-events", "Kx"]).unwrap();
+        assert_eq!(c.notify_keyspace_events, notify::KEYSPACE | notify::EXPIRED);
     }
 
     #[test]

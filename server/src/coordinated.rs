@@ -20,12 +20,13 @@ use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
+use percore_shard::notify::KeyEvent;
 use percore_shard::ops::hll;
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
 };
 use percore_shard::ops::set::parse_sintercard;
-use percore_shard::ops::string::{lcs_reply, LCS_WRONGTYPE};
+use percore_shard::ops::string::{self, lcs_reply, LCS_WRONGTYPE};
 use percore_shard::ops::zset;
 use percore_shard::ops::{bitmap, list, Popped};
 use percore_shard::types::list::End;
@@ -115,11 +116,7 @@ async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             let mut sh = c.shard.borrow_mut();
             let args = g.args();
             for i in (0..args.len()).step_by(2) {
-                sh.store(
-                    db,
-                    &args[i],
-                    Entry::new(Value::from_bytes(&args[i + 1]), now),
-                );
+                string::store_string(&mut sh, db, &args[i], &args[i + 1], now);
             }
         })
         .await;
@@ -127,21 +124,44 @@ async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     w.int(1);
 }
 
-/// Takes the entry at `key` off its shard (removing it when `remove`), if it exists.
-async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], remove: bool) -> Option<Entry> {
+/// How [`fetch_entry`] takes an entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// Removes it as RENAME's source ("rename_from").
+    RenameFrom,
+    /// Copies it as a command's read does (statistics, LRU, a "keymiss" event).
+    Read,
+    /// Copies it unobserved (the scratch shard's sources, whose reads it observes itself).
+    Peek,
+}
+
+/// Takes the entry at `key` off its shard, as `how` says, if it exists.
+async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], how: Fetch) -> Option<Entry> {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
     call(&conn.core, s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
-        sh.lookup(db, &key, now)?;
-        if remove {
-            sh.remove(db, &key)
-        } else {
-            sh.lookup(db, &key, now).map(|e| e.to_entry())
+        match how {
+            Fetch::RenameFrom => {
+                sh.lookup(db, &key, now)?;
+                sh.take_renamed(db, &key)
+            }
+            Fetch::Read => sh.lookup_read(db, &key, now).map(|e| e.to_entry()),
+            Fetch::Peek => sh.lookup(db, &key, now).map(|e| e.to_entry()),
         }
     })
     .await
+}
+
+/// How [`put_entry`] stores an entry, which decides its keyspace events.
+enum Put {
+    /// RENAME's destination: "new", "rename_to".
+    RenamedTo,
+    /// COPY's destination: "new", "copy_to".
+    Copied,
+    /// A scratch shard's result, whose events were recorded where it ran.
+    Quiet,
 }
 
 async fn key_exists(conn: &Conn, db: usize, key: &[u8]) -> bool {
@@ -154,7 +174,14 @@ async fn key_exists(conn: &Conn, db: usize, key: &[u8]) -> bool {
 }
 
 /// Stores `entry` at `key` unless `only_if_absent` and the key exists; true if stored.
-async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_absent: bool) -> bool {
+async fn put_entry(
+    conn: &Conn,
+    db: usize,
+    key: &[u8],
+    entry: Entry,
+    only_if_absent: bool,
+    how: Put,
+) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
     call(&conn.core, s, move |c: &Core| {
@@ -168,7 +195,11 @@ async fn put_entry(conn: &Conn, db: usize, key: &[u8], entry: Entry, only_if_abs
             sh.delete(db, &key);
             return true;
         }
-        sh.store(db, &key, entry);
+        match how {
+            Put::RenamedTo => sh.store_renamed_to(db, &key, entry),
+            Put::Copied => sh.store_copy(db, &key, entry),
+            Put::Quiet => sh.store_quietly(db, &key, entry),
+        }
         true
     })
     .await
@@ -338,19 +369,30 @@ async fn on_scratch(
         if reads[..i].contains(k) {
             continue;
         }
-        if let Some(e) = fetch_entry(conn, db, k, false).await {
+        if let Some(e) = fetch_entry(conn, db, k, Fetch::Peek).await {
             scratch.store(0, k, e);
         }
     }
+    // A destination that exists gets a stand-in, so that the scratch shard records the
+    // events Redis makes for it ("del" of an emptied one, no "new" for a replaced one).
+    for k in &writes {
+        if !reads.contains(k) && key_exists(conn, db, k).await {
+            scratch.store(0, k, Entry::new(Value::from_bytes(b""), now_ms()));
+        }
+    }
+    // The scratch shard records every event of the command; each key's shard keeps those
+    // it publishes.
+    scratch.set_notify(u16::MAX);
     let now = now_ms();
     scratch.apply(&ExecCtx { db: 0, now_ms: now }, spec, a, w);
+    forward_events(conn, db, std::mem::take(&mut scratch.events)).await;
     if w.buf.first() == Some(&b'-') {
         return;
     }
     for k in writes {
         match scratch.remove(0, k) {
             Some(e) => {
-                put_entry(conn, db, k, e, false).await;
+                put_entry(conn, db, k, e, false, Put::Quiet).await;
             }
             None => {
                 let s = shard_of(k, conn.core.nshards());
@@ -360,6 +402,27 @@ async fn on_scratch(
                 })
                 .await;
             }
+        }
+    }
+}
+
+/// Hands the keyspace events a scratch shard recorded (in its database 0, standing for
+/// `db`) to the shards of their keys, each key's in order.
+async fn forward_events(conn: &Conn, db: usize, events: Vec<KeyEvent>) {
+    let n = conn.core.nshards();
+    let mut per_shard: Vec<Vec<KeyEvent>> = vec![Vec::new(); n];
+    for mut e in events {
+        if e.db == 0 {
+            e.db = db;
+        }
+        per_shard[shard_of(&e.key, n)].push(e);
+    }
+    for (s, events) in per_shard.into_iter().enumerate() {
+        if !events.is_empty() {
+            call(&conn.core, s, move |c: &Core| {
+                c.shard.borrow_mut().record_events(events)
+            })
+            .await;
         }
     }
 }
@@ -475,10 +538,12 @@ async fn mpop_across<T, P>(
     w.null_array();
 }
 
-/// PFCOUNT and PFMERGE over keys of several shards: each shard merges the registers of its
-/// own keys (`hll::gather`: one hop per shard, 16 KiB of registers back), the union is
-/// taken here, and PFMERGE raises its destination to it on the destination's shard. Redis
-/// checks keys in order, so the error of the first bad key in the client's order wins.
+/// PFCOUNT and PFMERGE over keys of several shards, in the client's order of keys: each
+/// run of consecutive keys on one shard is merged there (`hll::gather`: one hop per run,
+/// 16 KiB of registers back), the union is taken here, and PFMERGE raises its destination
+/// to it on the destination's shard. Redis reads the keys in order and stops at the first
+/// bad one, so keys after it are never read (no statistics, no "keymiss"); the runs keep
+/// that exactly (keys grouped by shard would read them).
 async fn hll_across(
     conn: &mut Conn,
     spec: &'static CommandSpec,
@@ -487,19 +552,10 @@ async fn hll_across(
 ) {
     let (db, n) = (conn.db, conn.core.nshards());
     let keys: Vec<&[u8]> = a.iter().skip(1).collect();
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, k) in keys.iter().enumerate() {
-        groups[shard_of(k, n)].push(i);
-    }
     let mut union = hll::Gathered::new();
-    let mut first_error: Option<(usize, &'static str)> = None;
-    for (s, positions) in groups.iter().enumerate() {
-        if positions.is_empty() {
-            continue;
-        }
-        let own: Vec<&[u8]> = positions.iter().map(|&i| keys[i]).collect();
-        let owned = OwnedArgs::from_slices(&own);
-        let gathered = call(&conn.core, s, move |c: &Core| {
+    for run in keys.chunk_by(|x, y| shard_of(x, n) == shard_of(y, n)) {
+        let owned = OwnedArgs::from_slices(run);
+        let gathered = call(&conn.core, shard_of(run[0], n), move |c: &Core| {
             let args = owned.args();
             let ks: Vec<&[u8]> = args.iter().collect();
             hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
@@ -507,16 +563,8 @@ async fn hll_across(
         .await;
         match gathered {
             Ok(g) => union.absorb(&g),
-            Err((j, msg)) => {
-                let at = positions[j];
-                if first_error.is_none_or(|(p, _)| at < p) {
-                    first_error = Some((at, msg));
-                }
-            }
+            Err((_, msg)) => return w.error(msg),
         }
-    }
-    if let Some((_, msg)) = first_error {
-        return w.error(msg);
     }
     if spec.cmd == Cmd::PfCount {
         return w.int(percore_shard::types::hll::count_raw(&union.max) as i64);
@@ -548,10 +596,10 @@ async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool)
     if nx && key_exists(conn, db, dst).await {
         return w.int(0);
     }
-    let Some(entry) = fetch_entry(conn, db, src, true).await else {
+    let Some(entry) = fetch_entry(conn, db, src, Fetch::RenameFrom).await else {
         return w.error(err::NO_SUCH_KEY);
     };
-    put_entry(conn, db, dst, entry, false).await;
+    put_entry(conn, db, dst, entry, false, Put::RenamedTo).await;
     if nx {
         w.int(1)
     } else {
@@ -564,19 +612,19 @@ async fn copy(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         Ok(x) => x,
         Err(e) => return w.error(e),
     };
-    let Some(entry) = fetch_entry(conn, conn.db, &a[1], false).await else {
+    let Some(entry) = fetch_entry(conn, conn.db, &a[1], Fetch::Read).await else {
         return w.int(0);
     };
     let e = entry_with_deadline(entry.value, entry.expire_at_ms, now_ms());
-    let stored = put_entry(conn, dst_db, &a[2], e, !replace).await;
+    let stored = put_entry(conn, dst_db, &a[2], e, !replace, Put::Copied).await;
     w.int(stored as i64);
 }
 
 async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let db = conn.db;
     let (ea, eb) = (
-        fetch_entry(conn, db, &a[1], false).await,
-        fetch_entry(conn, db, &a[2], false).await,
+        fetch_entry(conn, db, &a[1], Fetch::Read).await,
+        fetch_entry(conn, db, &a[2], Fetch::Read).await,
     );
     let string = |e: &Option<Entry>| e.as_ref().is_none_or(|e| e.value.as_ref().is_string());
     if !string(&ea) || !string(&eb) {

@@ -779,6 +779,7 @@ impl Core {
                 shard.config.list_limits = cfg.list_limits;
                 shard.config.zset_limits = cfg.zset_limits;
                 shard.config.hll_sparse_max_bytes = cfg.hll_sparse_max_bytes;
+                shard.set_notify(cfg.notify_keyspace_events);
             }
             let max_keys = cfg.tracking_table_max_keys;
             *self.config.borrow_mut() = cfg;

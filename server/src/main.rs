@@ -427,7 +427,7 @@ fn run(cfg: Config) -> Result<(), String> {
                 global: global.clone(),
                 blocking: RefCell::new(Default::default()),
                 locks: RefCell::new(Default::default()),
-                shard: RefCell::new(Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits, zset_limits: cfg.zset_limits, hll_sparse_max_bytes: cfg.hll_sparse_max_bytes })),
+                shard: RefCell::new({ let mut sh = Shard::new(shard_seed, ShardConfig { proto_max_bulk_len: cfg.proto_max_bulk_len, evict: cfg.evict, hash_limits: cfg.hash_limits, set_limits: cfg.set_limits, list_limits: cfg.list_limits, zset_limits: cfg.zset_limits, hll_sparse_max_bytes: cfg.hll_sparse_max_bytes }); sh.set_notify(cfg.notify_keyspace_events); sh }),
                 config: RefCell::new(cfg.clone()),
                 config_version: Cell::new(1),
                 mailbox,
@@ -630,6 +630,8 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                 let t = Instant::now();
                 let step = bg.shard.borrow_mut().expire_step(crate::core::now_ms(), 64);
                 busy += t.elapsed();
+                // Expired keys' events and invalidations go out now.
+                blocking::serve_ready(&bg);
                 if step.sampled == 0 || step.expired * 4 < step.sampled || t0.elapsed() > slice {
                     break;
                 }
@@ -654,6 +656,7 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                         .shard
                         .borrow_mut()
                         .evict(crate::core::now_ms(), 256, over);
+                    blocking::serve_ready(&bg);
                     if !matches!(r, percore_shard::evict::Evicted::Budget(_))
                         || t0.elapsed() > slice
                     {

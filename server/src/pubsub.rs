@@ -319,6 +319,31 @@ pub fn remote_cores(core: &Core) -> impl Iterator<Item = usize> + '_ {
         .map(|(c, _)| c)
 }
 
+/// Publishes the keyspace events `shard` recorded, as Redis's `notifyKeyspaceEvent`:
+/// `__keyspace@<db>__:<key>` with the event (K) and `__keyevent@<db>__:<event>` with the
+/// key (E).
+pub fn publish_events(core: &Core, shard: &mut percore_shard::Shard) {
+    let events = std::mem::take(&mut shard.events);
+    let flags = core.config.borrow().notify_keyspace_events;
+    let (space, event) = (
+        flags & percore_shard::notify::KEYSPACE != 0,
+        flags & percore_shard::notify::KEYEVENT != 0,
+    );
+    let mut msgs = Vec::with_capacity(events.len() * 2);
+    for e in events {
+        if space {
+            let mut ch = format!("__keyspace@{}__:", e.db).into_bytes();
+            ch.extend_from_slice(&e.key);
+            msgs.push((ch.into(), e.event.as_bytes().into()));
+        }
+        if event {
+            let ch = format!("__keyevent@{}__:{}", e.db, e.event).into_bytes();
+            msgs.push((ch.into(), e.key));
+        }
+    }
+    publish_all(core, msgs);
+}
+
 /// Publishes messages made inside the server (keyspace events) without waiting for
 /// counts: delivered here now, and carried in one message to each other core with
 /// subscribers (the payloads shared, not copied per core), in order.

@@ -314,6 +314,7 @@ impl Shard {
             };
             if self.delete(db, &key) {
                 self.stats.evicted_keys += 1;
+                self.notify(crate::notify::EVICTED, "evicted", db, &key);
                 n += 1;
             }
         }

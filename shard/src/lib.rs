@@ -16,6 +16,7 @@ pub mod dict;
 pub mod evict;
 pub mod glob;
 pub mod lazyfree;
+pub mod notify;
 pub mod ops;
 pub mod snapshot;
 pub mod tracking;
@@ -82,6 +83,26 @@ fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x << 25;
     *x ^= *x >> 27;
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// [`Shard::notify`] on the shard's fields, for code that holds a borrow of a table.
+#[inline]
+fn push_event(
+    classes: u16,
+    events: &mut Vec<notify::KeyEvent>,
+    class: u16,
+    event: &'static str,
+    db: usize,
+    key: &[u8],
+) {
+    if classes & class != 0 {
+        events.push(notify::KeyEvent {
+            db,
+            class,
+            event,
+            key: key.into(),
+        });
+    }
 }
 
 /// Counters INFO reports; summed over shards by the server.
@@ -172,6 +193,11 @@ pub struct Shard {
     /// The client the running command is for (set by the server around a command while
     /// some client tracks; None otherwise).
     pub caller: std::cell::Cell<Option<tracking::Caller>>,
+    /// The event classes recorded in [`Shard::events`] (0 when none is published); set by
+    /// [`Shard::set_notify`].
+    notify_classes: u16,
+    /// Keyspace events of the commands run since the server last drained them, in order.
+    pub events: Vec<notify::KeyEvent>,
 }
 
 /// What one active-expiry step did.
@@ -206,7 +232,38 @@ impl Shard {
             tracking_pending: std::cell::Cell::new(false),
             tracking_flushed: std::cell::Cell::new(false),
             caller: std::cell::Cell::new(None),
+            notify_classes: 0,
+            events: Vec::new(),
         }
+    }
+
+    /// `notify-keyspace-events` as flags ([`notify::parse_flags`]): which events to record.
+    pub fn set_notify(&mut self, flags: u16) {
+        self.notify_classes = notify::active_classes(flags);
+    }
+
+    /// Records events made elsewhere for keys of this shard (a coordinator's scratch shard
+    /// runs a command over keys of several shards), as if made here: the classes this shard
+    /// publishes are kept, in order.
+    pub fn record_events(&mut self, events: impl IntoIterator<Item = notify::KeyEvent>) {
+        let classes = self.notify_classes;
+        self.events
+            .extend(events.into_iter().filter(|e| classes & e.class != 0));
+    }
+
+    /// Stores `entry` at `key` recording no event of its own: the value of a command whose
+    /// events were recorded where it ran (see [`Shard::record_events`]).
+    pub fn store_quietly(&mut self, db: usize, key: &[u8], entry: Entry) {
+        let mark = self.events.len();
+        self.store(db, key, entry);
+        self.events.truncate(mark);
+    }
+
+    /// Records keyspace event `event` of class `class` on `key` in `db` (Redis's
+    /// `notifyKeyspaceEvent`). One branch when the class is off.
+    #[inline]
+    pub(crate) fn notify(&mut self, class: u16, event: &'static str, db: usize, key: &[u8]) {
+        push_event(self.notify_classes, &mut self.events, class, event, db, key);
     }
 
     /// WATCH: `flag` is raised when `key` in `db` changes. An expired key is deleted first
@@ -423,6 +480,14 @@ impl Shard {
                 }
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
+                push_event(
+                    self.notify_classes,
+                    &mut self.events,
+                    notify::EXPIRED,
+                    "expired",
+                    db,
+                    key,
+                );
                 None
             }
             Live::Missing => None,
@@ -452,10 +517,21 @@ impl Shard {
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
                 self.stats.keyspace_misses += 1;
+                let (c, ev) = (self.notify_classes, &mut self.events);
+                push_event(c, ev, notify::EXPIRED, "expired", db, key);
+                push_event(c, ev, notify::KEY_MISS, "keymiss", db, key);
                 None
             }
             Live::Missing => {
                 self.stats.keyspace_misses += 1;
+                push_event(
+                    self.notify_classes,
+                    &mut self.events,
+                    notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                );
                 None
             }
         }
@@ -469,6 +545,11 @@ impl Shard {
     /// Stores `entry` at `key`, replacing any value and deadline. A fresh entry gets the
     /// LRU/LFU word of the current policy; a moved one keeps its own.
     pub fn store(&mut self, db: usize, key: &[u8], entry: Entry) {
+        self.store_entry(db, key, entry);
+    }
+
+    /// [`Shard::store`], true when the key was added (not replaced).
+    pub(crate) fn store_entry(&mut self, db: usize, key: &[u8], entry: Entry) -> bool {
         let clock = match entry.clock {
             Clock::Fresh { now_ms } => evict::new_clock(&self.config.evict, now_ms),
             Clock::Kept(c) => c,
@@ -477,9 +558,34 @@ impl Shard {
         self.touch(db, key);
         // A list or sorted set may serve a blocked BLPOP/BZPOPMIN/… waiting on the key.
         let list = matches!(entry.value, Value::List(_) | Value::ZSet(_));
-        self.store_with(db, at, |d| d.insert(key, entry.value, at, clock));
+        let added = self.store_with(db, key, at, |d| d.insert(key, entry.value, at, clock));
         if list && !self.blocked.is_empty() {
             self.signal_ready(db, key);
+        }
+        added
+    }
+
+    /// A *STORE command's destination (SINTERSTORE, ZUNIONSTORE, SORT … STORE, BITOP, …):
+    /// `entry` is stored at `key` with event `event` of `class` ("new" first when the key
+    /// was absent); None (an empty result) deletes the key, a "del" event if it was there.
+    pub(crate) fn store_result(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        entry: Option<Entry>,
+        class: u16,
+        event: &'static str,
+    ) {
+        match entry {
+            Some(e) => {
+                self.store(db, key, e);
+                self.notify(class, event, db, key);
+            }
+            None => {
+                if self.delete(db, key) {
+                    self.notify(notify::GENERIC, "del", db, key);
+                }
+            }
         }
     }
 
@@ -495,25 +601,33 @@ impl Shard {
     ) {
         let clock = evict::new_clock(&self.config.evict, now_ms);
         self.touch(db, key);
-        self.store_with(db, expire_at_ms, |d| {
+        self.store_with(db, key, expire_at_ms, |d| {
             d.insert_ref(key, ValueRef::parse(bytes), expire_at_ms, clock)
         });
     }
 
-    /// Runs an insert into `db`'s table and keeps the count of keys with a deadline.
+    /// Runs an insert of `key` into `db`'s table and keeps the count of keys with a
+    /// deadline; a key that was not there is a "new" event (Redis's `dbAdd`). True when
+    /// the key was added.
     fn store_with(
         &mut self,
         db: usize,
+        key: &[u8],
         expire_at_ms: u64,
         insert: impl FnOnce(&mut Dict) -> Option<bool>,
-    ) {
+    ) -> bool {
         let d = &mut self.dbs[db];
-        if insert(&mut d.dict) == Some(true) {
+        let replaced = insert(&mut d.dict);
+        if replaced == Some(true) {
             d.expires_count -= 1;
         }
         if expire_at_ms != 0 {
             d.expires_count += 1;
         }
+        if replaced.is_none() {
+            self.notify(notify::NEW, "new", db, key);
+        }
+        replaced.is_none()
     }
 
     /// Removes `key` whatever its deadline; returns the entry (its value moved, not copied).
@@ -623,6 +737,14 @@ impl Shard {
                 if d.dict.delete(&k).is_some() {
                     d.expires_count -= 1;
                     step.expired += 1;
+                    push_event(
+                        self.notify_classes,
+                        &mut self.events,
+                        notify::EXPIRED,
+                        "expired",
+                        dbi,
+                        &k,
+                    );
                 }
             }
             if d.expires_count == 0 {

@@ -772,7 +772,8 @@ impl crate::Shard {
             }
             let mut e = crate::Entry::new(value, now_ms);
             e.expire_at_ms = at;
-            self.store(r.db as usize, r.key.as_slice(), e);
+            // Loading is no change to the keyspace: no "new" events (Redis's dbAddRDBLoad).
+            self.store_quietly(r.db as usize, r.key.as_slice(), e);
             stored += 1;
         }
         stored

@@ -30,6 +30,7 @@
 //! quirks included, because clients observe them.
 
 use super::{eq_ic, parse_int};
+use crate::notify::STRING;
 use crate::{err, Entry, ExecCtx, Shard, Value};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
@@ -352,22 +353,24 @@ fn grow_zeroed(data: &mut Vec<u8>, len: usize) {
 
 /// Redis's `lookupStringForBitCommand`: runs `f` on the bytes of the string at `key`, made
 /// `raw` and zero-padded to hold bit `max_bit`, creating the key when absent. Err (nothing
-/// done) when the key holds another type.
+/// done) when the key holds another type. Also says whether the string was created or grew
+/// (Redis's `dirty`, which makes SETBIT report a change whatever the bit was).
 fn with_bits_mut<R>(
     sh: &mut Shard,
     ctx: &ExecCtx,
     key: &[u8],
     max_bit: u64,
     f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> Result<R, ()> {
+) -> Result<(R, bool), ()> {
     let len = usize::try_from((max_bit >> 3) + 1).map_err(|_| ())?;
     match sh.lookup(ctx.db, key, ctx.now_ms) {
         Some(e) if !e.value().is_string() => Err(()),
         Some(mut e) => {
             let mut r = None;
             e.edit_raw(|data| {
+                let grew = data.len() < len;
                 grow_zeroed(data, len);
-                r = Some(f(data));
+                r = Some((f(data), grew));
             });
             Ok(r.expect("edit_raw runs its closure"))
         }
@@ -379,7 +382,7 @@ fn with_bits_mut<R>(
                 key,
                 Entry::new(Value::Str { data, raw: true }, ctx.now_ms),
             );
-            Ok(r)
+            Ok((r, true))
         }
     }
 }
@@ -410,7 +413,12 @@ pub fn setbit(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         old
     });
     match old {
-        Ok(old) => out.int(old as i64),
+        Ok((old, dirty)) => {
+            if dirty || old != on {
+                sh.notify(STRING, "setbit", ctx.db, &a[1]);
+            }
+            out.int(old as i64)
+        }
         Err(()) => out.error(err::WRONGTYPE),
     }
 }
@@ -772,21 +780,16 @@ pub fn bitop_fold(
 /// `setKey`), or deletes `dest` when the result is empty; returns the result's length.
 pub fn bitop_store(sh: &mut Shard, db: usize, now_ms: u64, dest: &[u8], result: Vec<u8>) -> usize {
     let len = result.len();
-    if len == 0 {
-        sh.delete(db, dest);
-    } else {
-        sh.store(
-            db,
-            dest,
-            Entry::new(
-                Value::Str {
-                    data: result,
-                    raw: true,
-                },
-                now_ms,
-            ),
-        );
-    }
+    let entry = (len > 0).then(|| {
+        Entry::new(
+            Value::Str {
+                data: result,
+                raw: true,
+            },
+            now_ms,
+        )
+    });
+    sh.store_result(db, dest, entry, STRING, "set");
     len
 }
 
@@ -884,9 +887,14 @@ fn read_field(data: &[u8], f: &Field) -> i64 {
 }
 
 /// Runs one BITFIELD operation on `data` (grown to hold every written field) and replies.
-fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) {
+/// One BITFIELD operation, replied; true when it changed the field's bits (Redis counts
+/// those changes, and any on a created or grown string, as the command's change).
+fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) -> bool {
     let (value, incr) = match f.op {
-        FieldOp::Get => return out.int(read_field(data, f)),
+        FieldOp::Get => {
+            out.int(read_field(data, f));
+            return false;
+        }
         FieldOp::Set(v) => (v, None),
         FieldOp::IncrBy(i) => (i, Some(i)),
     };
@@ -894,12 +902,18 @@ fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) {
         let old = get_signed(data, f.offset, f.bits);
         match incr {
             Some(i) => match signed_overflow(old, i, f.bits, f.overflow) {
-                Some(_) if f.overflow == Overflow::Fail => return out.null(),
+                Some(_) if f.overflow == Overflow::Fail => {
+                    out.null();
+                    return false;
+                }
                 Some(w) => (w, w),
                 None => (old + i, old + i),
             },
             None => match signed_overflow(value, 0, f.bits, f.overflow) {
-                Some(_) if f.overflow == Overflow::Fail => return out.null(),
+                Some(_) if f.overflow == Overflow::Fail => {
+                    out.null();
+                    return false;
+                }
                 Some(w) => (old, w),
                 None => (old, value),
             },
@@ -908,7 +922,10 @@ fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) {
         let old = get_unsigned(data, f.offset, f.bits);
         match incr {
             Some(i) => match unsigned_overflow(old, i, f.bits, f.overflow) {
-                Some(_) if f.overflow == Overflow::Fail => return out.null(),
+                Some(_) if f.overflow == Overflow::Fail => {
+                    out.null();
+                    return false;
+                }
                 Some(w) => (w as i64, w as i64),
                 None => {
                     let n = old.wrapping_add(i as u64);
@@ -916,14 +933,19 @@ fn apply_field(data: &mut [u8], f: &Field, out: &mut ReplyWriter) {
                 }
             },
             None => match unsigned_overflow(value as u64, 0, f.bits, f.overflow) {
-                Some(_) if f.overflow == Overflow::Fail => return out.null(),
+                Some(_) if f.overflow == Overflow::Fail => {
+                    out.null();
+                    return false;
+                }
                 Some(w) => (old as i64, w as i64),
                 None => (old as i64, value),
             },
         }
     };
     out.int(reply);
+    let before = get_unsigned(data, f.offset, f.bits);
     set_field(data, f.offset, f.bits, new as u64);
+    get_unsigned(data, f.offset, f.bits) != before
 }
 
 /// BITFIELD key [GET type offset | SET type offset value | INCRBY type offset increment |
@@ -957,12 +979,12 @@ pub fn bitfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, r
     }
     let done = with_bits_mut(sh, ctx, &a[1], max_bit, |data| {
         out.array(ops.len());
-        for f in &ops {
-            apply_field(data, f, out);
-        }
+        ops.iter().filter(|f| apply_field(data, f, out)).count()
     });
-    if done.is_err() {
-        out.error(err::WRONGTYPE);
+    match done {
+        Ok((changes, dirty)) if dirty || changes > 0 => sh.notify(STRING, "setbit", ctx.db, &a[1]),
+        Ok(_) => {}
+        Err(()) => out.error(err::WRONGTYPE),
     }
 }
 

@@ -259,6 +259,15 @@ pub enum Search {
 }
 
 impl Search {
+    /// The keyspace event of a search that stores its result.
+    fn store_event(self) -> &'static str {
+        if self == Search::SearchStore {
+            "geosearchstore"
+        } else {
+            "georadiusstore"
+        }
+    }
+
     fn coords(self) -> bool {
         matches!(self, Search::Radius | Search::RadiusRo)
     }
@@ -471,7 +480,7 @@ pub fn search(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kin
 
     let Some(z) = z else {
         return match o.store {
-            Some(d) => store_result(sh, ctx, &a[d], &[], out),
+            Some(d) => store_result(sh, ctx, &a[d], &[], kind.store_event(), out),
             None => out.array(0),
         };
     };
@@ -535,7 +544,7 @@ pub fn search(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kin
             (s, p.member)
         })
         .collect();
-    store_result(sh, ctx, &a[dst], &elems, out);
+    store_result(sh, ctx, &a[dst], &elems, kind.store_event(), out);
 }
 
 /// `membersOfAllNeighbors`: the points inside `shape` from the nine cells in Redis's order,

@@ -6,6 +6,7 @@
 
 use super::string::float_sum;
 use super::{eq_ic, parse_int};
+use crate::notify::HASH;
 use crate::types::hash::Hash;
 use crate::{err, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
@@ -20,10 +21,11 @@ fn write<R>(
     key: &[u8],
     create: bool,
     out: &mut ReplyWriter,
+    event: impl FnOnce(&R) -> Option<(u16, &'static str)>,
     f: impl FnOnce(&mut Hash, u64) -> R,
 ) -> Result<Option<R>, ()> {
     let make = |_: u64| Value::Hash(Box::default());
-    super::write(sh, ctx, key, create.then_some(&make as _), out, f)
+    super::write(sh, ctx, key, create.then_some(&make as _), out, event, f)
 }
 
 pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset: bool) {
@@ -34,16 +36,24 @@ pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset
         ));
     }
     let limits = sh.config.hash_limits;
-    let Ok(Some(added)) = write(sh, ctx, &a[1], true, out, |h, seed| {
-        // A pack holding any argument longer than the value limit converts first (Redis's
-        // `hashTypeTryConversion`).
-        let longest = a.iter().skip(2).map(|x| x.len()).max().unwrap_or(0);
-        h.convert_for_len(longest, limits, seed);
-        (2..a.len())
-            .step_by(2)
-            .filter(|&i| h.set(&a[i], &a[i + 1], limits, seed))
-            .count()
-    }) else {
+    let Ok(Some(added)) = write(
+        sh,
+        ctx,
+        &a[1],
+        true,
+        out,
+        |_| Some((HASH, "hset")),
+        |h, seed| {
+            // A pack holding any argument longer than the value limit converts first (Redis's
+            // `hashTypeTryConversion`).
+            let longest = a.iter().skip(2).map(|x| x.len()).max().unwrap_or(0);
+            h.convert_for_len(longest, limits, seed);
+            (2..a.len())
+                .step_by(2)
+                .filter(|&i| h.set(&a[i], &a[i + 1], limits, seed))
+                .count()
+        },
+    ) else {
         return;
     };
     if hmset {
@@ -56,7 +66,8 @@ pub fn hset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, hmset
 pub fn hsetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let limits = sh.config.hash_limits;
     let (field, value) = (&a[2], &a[3]);
-    if let Ok(Some(set)) = write(sh, ctx, &a[1], true, out, |h, seed| {
+    let event: super::EventOf<bool> = |&set| set.then_some((HASH, "hset"));
+    if let Ok(Some(set)) = write(sh, ctx, &a[1], true, out, event, |h, seed| {
         // An existing field is left alone, and so is the encoding (Redis converts only
         // when it sets).
         h.get(field).is_none() && h.set(field, value, limits, seed)
@@ -119,7 +130,8 @@ pub fn hgetall(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, pa
 }
 
 pub fn hdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match write(sh, ctx, &a[1], false, out, |h, _| {
+    let event: super::EventOf<usize> = |&n| (n > 0).then_some((HASH, "hdel"));
+    match write(sh, ctx, &a[1], false, out, event, |h, _| {
         a.iter().skip(2).filter(|f| h.remove(f)).count()
     }) {
         Ok(Some(n)) => out.int(n as i64),
@@ -154,7 +166,8 @@ pub fn hincrby(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     };
     let limits = sh.config.hash_limits;
     let field = &a[2];
-    let r = write(sh, ctx, &a[1], true, out, |h, seed| {
+    let event: super::EventOf<Result<i64, &str>> = |r| r.is_ok().then_some((HASH, "hincrby"));
+    let r = write(sh, ctx, &a[1], true, out, event, |h, seed| {
         let old = match h.get(field) {
             None => 0,
             Some(ValueRef::Int(i)) => i,
@@ -185,7 +198,9 @@ pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
     }
     let limits = sh.config.hash_limits;
     let (field, incr) = (&a[2], &a[3]);
-    let r = write(sh, ctx, &a[1], true, out, |h, seed| {
+    let event: super::EventOf<Result<Vec<u8>, &str>> =
+        |r| r.is_ok().then_some((HASH, "hincrbyfloat"));
+    let r = write(sh, ctx, &a[1], true, out, event, |h, seed| {
         let old = h.get(field).map_or_else(|| b"0".to_vec(), |v| v.to_vec());
         let text =
             float_sum(&old, incr).map_err(|e| if e == err::NOT_FLOAT { NOT_FLOAT } else { e })?;

@@ -69,7 +69,11 @@ pub fn pfadd(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         },
     };
     match result {
-        Ok(()) => out.int((updated > 0) as i64),
+        Ok(()) if updated > 0 => {
+            sh.notify(crate::notify::STRING, "pfadd", ctx.db, key);
+            out.int(1)
+        }
+        Ok(()) => out.int(0),
         Err(msg) => out.error(msg),
     }
 }
@@ -149,17 +153,19 @@ pub fn store_merged(
     match sh.lookup(db, key, now_ms) {
         None => {
             let mut v = hll::new_sparse();
-            let r = finish(&mut v);
+            finish(&mut v)?;
             sh.store(db, key, Entry::new(new_value(v), now_ms));
-            r
         }
         Some(mut e) => {
             check(e.value())?;
             let mut r = Ok(());
             e.edit_raw(|v| r = finish(v));
-            r
+            r?
         }
     }
+    // Redis reports a merge as "pfadd", changed registers or not.
+    sh.notify(crate::notify::STRING, "pfadd", db, key);
+    Ok(())
 }
 
 pub fn pfcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {

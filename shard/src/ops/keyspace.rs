@@ -7,6 +7,7 @@
 
 use super::{eq_ic, parse_int};
 use crate::glob::{glob_match, matches_all};
+use crate::notify::GENERIC;
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef, DB_COUNT};
 use percore_proto::{Args, Cmd, ReplyWriter};
 
@@ -15,6 +16,7 @@ pub fn del(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     for key in a.iter().skip(1) {
         if sh.lookup(ctx.db, key, ctx.now_ms).is_some() {
             sh.delete(ctx.db, key);
+            sh.notify(GENERIC, "del", ctx.db, key);
             n += 1;
         }
     }
@@ -29,7 +31,7 @@ fn count_existing(sh: &mut Shard, ctx: &ExecCtx, a: &Args, touch: bool) -> i64 {
             sh.lookup_read(ctx.db, key, ctx.now_ms).is_some()
         } else {
             let f = sh.lookup(ctx.db, key, ctx.now_ms).is_some();
-            sh.count_hit(f);
+            sh.count_hit(ctx.db, key, f);
             f
         };
         n += found as i64;
@@ -49,7 +51,7 @@ pub fn type_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let t = sh
         .lookup(ctx.db, &a[1], ctx.now_ms)
         .map(|e| e.value().type_name());
-    sh.count_hit(t.is_some());
+    sh.count_hit(ctx.db, &a[1], t.is_some());
     out.simple(t.unwrap_or("none").as_bytes());
 }
 
@@ -133,8 +135,10 @@ pub fn expire(
     if when <= ctx.now_ms as i64 {
         sh.delete(ctx.db, key);
         sh.stats.expired_keys += 1;
+        sh.notify(GENERIC, "del", ctx.db, key);
     } else {
         sh.set_expire(ctx.db, key, when as u64);
+        sh.notify(GENERIC, "expire", ctx.db, key);
     }
     out.int(1);
 }
@@ -151,7 +155,7 @@ pub fn ttl(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kind: 
     let e = sh
         .lookup(ctx.db, &a[1], ctx.now_ms)
         .map(|e| e.expire_at_ms());
-    sh.count_hit(e.is_some());
+    sh.count_hit(ctx.db, &a[1], e.is_some());
     let Some(deadline) = e else {
         return out.int(-2);
     };
@@ -174,6 +178,7 @@ pub fn persist(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     {
         Some(d) if d != 0 => {
             sh.set_expire(ctx.db, &a[1], 0);
+            sh.notify(GENERIC, "persist", ctx.db, &a[1]);
             out.int(1)
         }
         _ => out.int(0),
@@ -195,7 +200,7 @@ pub fn rename(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, nx:
     let entry = sh
         .remove(ctx.db, src)
         .expect("source found by lookup above");
-    sh.store(ctx.db, dst, entry);
+    sh.store_renamed(ctx.db, src, dst, entry);
     if nx {
         out.int(1)
     } else {
@@ -241,7 +246,8 @@ pub fn copy(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     // A copy is a new object to LRU/LFU, as Redis's dupStringObject makes one.
     let fresh = crate::Clock::Fresh { now_ms: ctx.now_ms };
-    let Some(entry) = sh.lookup(ctx.db, src, ctx.now_ms).map(|e| Entry {
+    // The source is read as Redis's lookupKeyRead reads it (statistics, "keymiss").
+    let Some(entry) = sh.lookup_read(ctx.db, src, ctx.now_ms).map(|e| Entry {
         clock: fresh,
         ..e.to_entry()
     }) else {
@@ -250,7 +256,7 @@ pub fn copy(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if sh.exists(dst_db, dst, ctx.now_ms) && !replace {
         return out.int(0);
     }
-    sh.store(dst_db, dst, entry);
+    sh.store_copy(dst_db, dst, entry);
     out.int(1);
 }
 
@@ -283,6 +289,8 @@ pub fn move_(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     let entry = sh.remove(ctx.db, key).expect("found by lookup above");
     sh.store(dst, key, entry);
+    sh.notify(GENERIC, "move_from", ctx.db, key);
+    sh.notify(GENERIC, "move_to", dst, key);
     out.int(1);
 }
 
@@ -366,12 +374,52 @@ pub fn parse_scan(a: &Args, from: usize) -> Result<ScanOpts, &'static str> {
 }
 
 impl Shard {
-    /// Counts a keyspace hit or miss for lookups that do not go through `lookup_read`.
-    pub fn count_hit(&mut self, found: bool) {
+    /// RENAME's store of `entry` (taken from `src`) at `dst`, replacing any value there,
+    /// with Redis's events: "new" (the destination is added afresh), "rename_from",
+    /// "rename_to".
+    pub fn store_renamed(&mut self, db: usize, src: &[u8], dst: &[u8], entry: Entry) {
+        self.store_new(db, dst, entry);
+        self.notify(GENERIC, "rename_from", db, src);
+        self.notify(GENERIC, "rename_to", db, dst);
+    }
+
+    /// RENAME's source when the destination lives on another shard: the entry at `src`,
+    /// removed, with its "rename_from" event (each key's events are made on its shard).
+    pub fn take_renamed(&mut self, db: usize, src: &[u8]) -> Option<Entry> {
+        let e = self.remove(db, src)?;
+        self.notify(GENERIC, "rename_from", db, src);
+        Some(e)
+    }
+
+    /// RENAME's destination when the source lives on another shard: "new", "rename_to".
+    pub fn store_renamed_to(&mut self, db: usize, dst: &[u8], entry: Entry) {
+        self.store_new(db, dst, entry);
+        self.notify(GENERIC, "rename_to", db, dst);
+    }
+
+    /// Stores `entry` at `key` with a "new" event whether or not it replaced a value, as
+    /// Redis deletes a replaced destination and adds it afresh (RENAME, COPY REPLACE).
+    fn store_new(&mut self, db: usize, key: &[u8], entry: Entry) {
+        if !self.store_entry(db, key, entry) {
+            self.notify(crate::notify::NEW, "new", db, key);
+        }
+    }
+
+    /// COPY's store of `entry` at `dst` in `db`, replacing any value there: "new", then
+    /// "copy_to", as Redis (which deletes a replaced destination and adds it afresh).
+    pub fn store_copy(&mut self, db: usize, dst: &[u8], entry: Entry) {
+        self.store_new(db, dst, entry);
+        self.notify(GENERIC, "copy_to", db, dst);
+    }
+
+    /// Counts a keyspace hit or miss (with its "keymiss" event) for lookups of `key` in
+    /// `db` that do not go through `lookup_read`.
+    pub fn count_hit(&mut self, db: usize, key: &[u8], found: bool) {
         if found {
             self.stats.keyspace_hits += 1;
         } else {
             self.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", db, key);
         }
     }
 

@@ -6,6 +6,7 @@
 //! a pop, LREM, LTRIM or a move is deleted with it.
 
 use super::{eq_ic, parse_int};
+use crate::notify::LIST;
 use crate::types::list::{normalize_index, normalize_range, End, List, ListLimits};
 use crate::{err, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
@@ -21,13 +22,36 @@ fn write<R>(
     key: &[u8],
     create: bool,
     out: &mut ReplyWriter,
+    event: impl FnOnce(&R) -> Option<(u16, &'static str)>,
     f: impl FnOnce(&mut List, ListLimits) -> R,
 ) -> Result<Option<R>, ()> {
     let limits = sh.config.list_limits;
     let make = |_seed: u64| Value::List(Box::default());
-    super::write(sh, ctx, key, create.then_some(&make as _), out, |l, _| {
-        f(l, limits)
-    })
+    super::write(
+        sh,
+        ctx,
+        key,
+        create.then_some(&make as _),
+        out,
+        event,
+        |l, _| f(l, limits),
+    )
+}
+
+/// The event of a push at `end`.
+fn push_event(end: End) -> (u16, &'static str) {
+    match end {
+        End::Left => (LIST, "lpush"),
+        End::Right => (LIST, "rpush"),
+    }
+}
+
+/// The event of a pop from `end`.
+fn pop_event(end: End) -> (u16, &'static str) {
+    match end {
+        End::Left => (LIST, "lpop"),
+        End::Right => (LIST, "rpop"),
+    }
 }
 
 /// LPUSH, RPUSH, LPUSHX, RPUSHX (`only_existing`).
@@ -39,7 +63,8 @@ pub fn push(
     end: End,
     only_existing: bool,
 ) {
-    match write(sh, ctx, &a[1], !only_existing, out, |l, lim| {
+    let event = |_: &usize| Some(push_event(end));
+    match write(sh, ctx, &a[1], !only_existing, out, event, |l, lim| {
         a.iter().skip(2).for_each(|e| l.push(e, end, lim));
         l.len()
     }) {
@@ -58,7 +83,8 @@ pub fn pop_n(sh: &mut Shard, db: usize, now_ms: u64, key: &[u8], end: End, count
     let ctx = ExecCtx { db, now_ms };
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    match write(sh, &ctx, key, false, &mut out, |l, _| {
+    let event = |v: &Vec<Vec<u8>>| (!v.is_empty()).then(|| pop_event(end));
+    match write(sh, &ctx, key, false, &mut out, event, |l, _| {
         let n = count.min(l.len());
         (0..n).filter_map(|_| l.pop(end)).collect()
     }) {
@@ -81,10 +107,18 @@ pub fn push_elements(
     let ctx = ExecCtx { db, now_ms };
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    write(sh, &ctx, key, true, &mut out, |l, lim| {
-        elements.iter().for_each(|e| l.push(e, end, lim));
-        l.len()
-    })
+    write(
+        sh,
+        &ctx,
+        key,
+        true,
+        &mut out,
+        |_| Some(push_event(end)),
+        |l, lim| {
+            elements.iter().for_each(|e| l.push(e, end, lim));
+            l.len()
+        },
+    )
     .unwrap_or_default()
 }
 
@@ -176,7 +210,8 @@ pub fn lrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn lset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    let r = write(sh, ctx, &a[1], false, out, |l, lim| {
+    let event = |r: &Result<(), &str>| r.is_ok().then_some((LIST, "lset"));
+    let r = write(sh, ctx, &a[1], false, out, event, |l, lim| {
         let i = parse_int(&a[2])?;
         let i = normalize_index(i, l.len()).ok_or(OUT_OF_RANGE)?;
         l.set(i, &a[3], lim);
@@ -199,7 +234,8 @@ pub fn linsert(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         return out.error(err::SYNTAX);
     };
     let (pivot, e) = (&a[3], &a[4]);
-    match write(sh, ctx, &a[1], false, out, |l, lim| {
+    let event = |r: &Option<usize>| r.map(|_| (LIST, "linsert"));
+    match write(sh, ctx, &a[1], false, out, event, |l, lim| {
         let at = l.iter().position(|x| x == pivot)?;
         l.insert(at + after as usize, e, lim);
         Some(l.len())
@@ -216,7 +252,8 @@ pub fn lrem(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(c) => c,
         Err(e) => return out.error(e),
     };
-    match write(sh, ctx, &a[1], false, out, |l, _| {
+    let event = |&n: &usize| (n > 0).then_some((LIST, "lrem"));
+    match write(sh, ctx, &a[1], false, out, event, |l, _| {
         l.remove_eq(&a[3], count.unsigned_abs() as usize, count < 0)
     }) {
         Ok(Some(n)) => out.int(n as i64),
@@ -230,13 +267,21 @@ pub fn ltrim(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return out.error(e),
     };
-    let r = write(sh, ctx, &a[1], false, out, |l, _| {
-        match normalize_range(start, stop, l.len()) {
-            Some((s, e)) => l.trim(s, e),
-            // Everything goes: the emptied list is deleted by `write`.
-            None => l.trim_all(),
-        }
-    });
+    let r = write(
+        sh,
+        ctx,
+        &a[1],
+        false,
+        out,
+        |_| Some((LIST, "ltrim")),
+        |l, _| {
+            match normalize_range(start, stop, l.len()) {
+                Some((s, e)) => l.trim(s, e),
+                // Everything goes: the emptied list is deleted by `write`.
+                None => l.trim_all(),
+            }
+        },
+    );
     if r.is_ok() {
         out.ok();
     }
@@ -373,25 +418,57 @@ pub fn lmove_here(
         return None;
     }
     let e = if src == dst {
-        write(sh, ctx, src, false, out, |l, lim| {
-            let e = l.pop(from).expect("a stored list is never empty");
-            l.push(&e, to, lim);
-            e
-        })
+        let e = write(
+            sh,
+            ctx,
+            src,
+            false,
+            out,
+            |_| None,
+            |l, lim| {
+                let e = l.pop(from).expect("a stored list is never empty");
+                l.push(&e, to, lim);
+                e
+            },
+        )
         .ok()
-        .flatten()
+        .flatten();
+        let ((c1, e1), (c2, e2)) = (push_event(to), pop_event(from));
+        sh.notify(c1, e1, ctx.db, src);
+        sh.notify(c2, e2, ctx.db, src);
+        e
     } else {
-        let Popped::Elements(mut v) = pop_n(sh, ctx.db, ctx.now_ms, src, from, 1) else {
-            unreachable!("checked to be a list above")
-        };
-        push_elements(sh, ctx.db, ctx.now_ms, dst, to, &v);
-        v.pop()
+        Some(move_one(sh, ctx.db, ctx.now_ms, src, from, Some((dst, to))))
     };
     match &e {
         Some(e) => out.bulk(e),
         None => out.null(),
     }
     e
+}
+
+/// LMOVE's and a served BLMOVE's move from the list at `src`, which must hold one (the
+/// caller checked), to `dst` on this shard when given (else the caller pushes it on the
+/// destination's shard). Events in Redis's order: the push, then the pop and the source's
+/// "del". Returns the element.
+pub fn move_one(
+    sh: &mut Shard,
+    db: usize,
+    now_ms: u64,
+    src: &[u8],
+    from: End,
+    dst: Option<(&[u8], End)>,
+) -> Vec<u8> {
+    let mark = sh.events.len();
+    let Popped::Elements(mut v) = pop_n(sh, db, now_ms, src, from, 1) else {
+        unreachable!("the caller saw a list at the source")
+    };
+    if let Some((dst, to)) = dst {
+        let popped = sh.events.len();
+        push_elements(sh, db, now_ms, dst, to, &v);
+        sh.events[mark..].rotate_left(popped - mark);
+    }
+    v.pop().expect("a list holds an element")
 }
 
 pub fn lmove(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {

@@ -170,16 +170,25 @@ pub(crate) fn read<'a, C: Collection>(
     }
 }
 
+/// The keyspace event a write made, given its result: class and name, or None (for
+/// [`write`]'s `event` where no capture is needed).
+pub(crate) type EventOf<R> = fn(&R) -> Option<(u16, &'static str)>;
+
 /// Runs `f` on the collection at `key`, created by `create` (given a seed) when absent and
 /// `create` is set; None when absent and not created, Err after a WRONGTYPE reply. An
 /// emptied collection is deleted afterwards, and large blocks its table let go of join the
 /// shard's lazy free queue.
+///
+/// Events, in Redis's order: "new" when created, then `event(result)`, then "del" when the
+/// collection was emptied. A collection created and left empty leaves no trace, events
+/// included.
 pub(crate) fn write<C: Collection, R>(
     sh: &mut crate::Shard,
     ctx: &crate::ExecCtx,
     key: &[u8],
     create: Option<&dyn Fn(u64) -> crate::Value>,
     out: &mut percore_proto::ReplyWriter,
+    event: impl FnOnce(&R) -> Option<(u16, &'static str)>,
     f: impl FnOnce(&mut C, u64) -> R,
 ) -> Result<Option<R>, ()> {
     let seed = sh.next_rand();
@@ -191,6 +200,7 @@ pub(crate) fn write<C: Collection, R>(
         (r, c.is_empty())
     };
     // One lookup for an existing key (the common case); a created one is looked up again.
+    let mut created_at = None;
     let (r, empty) = match sh.lookup(ctx.db, key, ctx.now_ms) {
         Some(e) if C::of(e.value()).is_none() => {
             out.error(err::WRONGTYPE);
@@ -201,6 +211,7 @@ pub(crate) fn write<C: Collection, R>(
             let Some(make) = create else {
                 return Ok(None);
             };
+            created_at = Some(sh.events.len());
             sh.store(ctx.db, key, crate::Entry::new(make(seed), ctx.now_ms));
             let mut e = sh
                 .lookup(ctx.db, key, ctx.now_ms)
@@ -209,8 +220,16 @@ pub(crate) fn write<C: Collection, R>(
         }
     };
     sh.graveyard.append(&mut freed);
+    if let (true, Some(mark)) = (empty, created_at) {
+        sh.events.truncate(mark);
+    } else if let Some((class, name)) = event(&r) {
+        sh.notify(class, name, ctx.db, key);
+    }
     if empty {
         sh.delete(ctx.db, key);
+        if created_at.is_none() {
+            sh.notify(crate::notify::GENERIC, "del", ctx.db, key);
+        }
     } else {
         // Pops served to blocked clients and the coordinator's steps come here without a
         // command of their own.

@@ -6,6 +6,7 @@
 //! run here too, on a scratch shard the coordinator fills (`server/src/coordinated.rs`).
 
 use super::eq_ic;
+use crate::notify::SET;
 use crate::types::set::Set;
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
@@ -18,15 +19,17 @@ fn write<R>(
     key: &[u8],
     create: Option<&[u8]>,
     out: &mut ReplyWriter,
+    event: impl FnOnce(&R) -> Option<(u16, &'static str)>,
     f: impl FnOnce(&mut Set, u64) -> R,
 ) -> Result<Option<R>, ()> {
     let make = |seed: u64| Value::Set(Box::new(Set::for_member(create.unwrap_or_default(), seed)));
-    super::write(sh, ctx, key, create.map(|_| &make as _), out, f)
+    super::write(sh, ctx, key, create.map(|_| &make as _), out, event, f)
 }
 
 pub fn sadd(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let limits = sh.config.set_limits;
-    if let Ok(Some(n)) = write(sh, ctx, &a[1], Some(&a[2]), out, |s, seed| {
+    let event = |&n: &usize| (n > 0).then_some((SET, "sadd"));
+    if let Ok(Some(n)) = write(sh, ctx, &a[1], Some(&a[2]), out, event, |s, seed| {
         a.iter().skip(2).filter(|m| s.add(m, limits, seed)).count()
     }) {
         out.int(n as i64);
@@ -34,7 +37,8 @@ pub fn sadd(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn srem(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match write(sh, ctx, &a[1], None, out, |s, _| {
+    let event = |&n: &usize| (n > 0).then_some((SET, "srem"));
+    match write(sh, ctx, &a[1], None, out, event, |s, _| {
         a.iter().skip(2).filter(|m| s.remove(m)).count()
     }) {
         Ok(Some(n)) => out.int(n as i64),
@@ -95,7 +99,8 @@ pub fn spop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     let mut rand = rng(sh);
     if a.len() == 2 {
-        match write(sh, ctx, &a[1], None, out, |s, _| {
+        let event = |m: &Option<Vec<u8>>| m.as_ref().map(|_| (SET, "spop"));
+        match write(sh, ctx, &a[1], None, out, event, |s, _| {
             let m = s.random(&mut rand)?;
             s.remove(&m);
             Some(m)
@@ -111,7 +116,8 @@ pub fn spop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Some(n) if n >= 0 => n as u64,
         _ => return out.error("ERR value is out of range, must be positive"),
     };
-    let r = write(sh, ctx, &a[1], None, out, |s, _| {
+    let event = |v: &Vec<Vec<u8>>| (!v.is_empty()).then_some((SET, "spop"));
+    let r = write(sh, ctx, &a[1], None, out, event, |s, _| {
         let mut popped = Vec::new();
         if count >= s.len() as u64 {
             popped = s.members();
@@ -216,11 +222,13 @@ pub fn smove(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             .is_some_and(|s| s.contains(member));
         return out.int(there as i64);
     }
-    let Ok(Some(true)) = write(sh, ctx, src, None, out, |s, _| s.remove(member)) else {
+    let removed = |&r: &bool| r.then_some((SET, "srem"));
+    let Ok(Some(true)) = write(sh, ctx, src, None, out, removed, |s, _| s.remove(member)) else {
         return out.int(0);
     };
     let limits = sh.config.set_limits;
-    let _ = write(sh, ctx, dst, Some(member), out, |s, seed| {
+    let added = |&r: &bool| r.then_some((SET, "sadd"));
+    let _ = write(sh, ctx, dst, Some(member), out, added, |s, seed| {
         s.add(member, limits, seed)
     });
     out.int(1);
@@ -323,19 +331,18 @@ fn algebra(
     // union or difference is replied in and the encoding a STORE leaves.
     let seed = sh.next_rand();
     let result = Set::from_members(members.iter().map(|m| &m[..]), sh.config.set_limits, seed);
-    match dst {
-        None => write_members(out, &result),
-        Some(dst) if result.is_empty() => {
-            sh.delete(ctx.db, dst);
-            out.int(0);
-        }
-        Some(dst) => {
-            let n = result.len();
-            let v = Value::Set(Box::new(result));
-            sh.store(ctx.db, dst, Entry::new(v, ctx.now_ms));
-            out.int(n as i64);
-        }
-    }
+    let Some(dst) = dst else {
+        return write_members(out, &result);
+    };
+    let n = result.len();
+    let entry = (n > 0).then(|| Entry::new(Value::Set(Box::new(result)), ctx.now_ms));
+    let event = match op {
+        Op::Inter => "sinterstore",
+        Op::Union => "sunionstore",
+        Op::Diff => "sdiffstore",
+    };
+    sh.store_result(ctx.db, dst, entry, SET, event);
+    out.int(n as i64);
 }
 
 pub fn combine(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, op: Op, store: bool) {

@@ -505,19 +505,14 @@ pub fn write_reply(out: &mut ReplyWriter, items: &[Option<Vec<u8>>]) {
 /// replacing whatever was there, deadline included; no items delete `dest`. Returns the
 /// count SORT replies.
 pub fn store(sh: &mut Shard, ctx: &ExecCtx, dest: &[u8], items: &[Option<Vec<u8>>]) -> i64 {
-    if items.is_empty() {
-        sh.delete(ctx.db, dest);
-        return 0;
-    }
-    let l = List::from_elements(
-        items.iter().map(|v| v.as_deref().unwrap_or_default()),
-        sh.config.list_limits,
-    );
-    sh.store(
-        ctx.db,
-        dest,
-        Entry::new(Value::List(Box::new(l)), ctx.now_ms),
-    );
+    let entry = (!items.is_empty()).then(|| {
+        let l = List::from_elements(
+            items.iter().map(|v| v.as_deref().unwrap_or_default()),
+            sh.config.list_limits,
+        );
+        Entry::new(Value::List(Box::new(l)), ctx.now_ms)
+    });
+    sh.store_result(ctx.db, dest, entry, crate::notify::LIST, "sortstore");
     items.len() as i64
 }
 

@@ -4,6 +4,7 @@
 //! its value), because clients and tests observe which error wins.
 
 use super::{eq_ic, parse_int};
+use crate::notify::{GENERIC, STRING};
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
@@ -128,7 +129,11 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         match existing {
             Some(e) if !e.value().is_string() => return out.error(err::WRONGTYPE),
             Some(e) => e.value().write_bulk(out),
-            None => out.null(),
+            None => {
+                // GET reads as Redis's lookupKeyRead: a miss is an event.
+                sh.notify(crate::notify::KEY_MISS, "keymiss", ctx.db, key);
+                out.null()
+            }
         }
     }
     if (o.nx && found) || (o.xx && !found) {
@@ -141,6 +146,7 @@ pub fn set(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     // A deadline already past is stored as is, as Redis 7.0 does: the key is invisible at
     // once and reclaimed by lazy or active expiry (and counted by DBSIZE until then).
     sh.store_bytes(ctx.db, key, val, at, ctx.now_ms);
+    set_events(sh, ctx.db, key, when.is_some());
     if !o.get {
         out.ok();
     }
@@ -151,7 +157,23 @@ pub fn setnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         return out.int(0);
     }
     sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
+    set_events(sh, ctx.db, &a[1], false);
     out.int(1);
+}
+
+/// MSET's and MSETNX's store of one pair when the coordinator writes it: the string `value`
+/// at `key`, with SET's events.
+pub fn store_string(sh: &mut Shard, db: usize, key: &[u8], value: &[u8], now_ms: u64) {
+    sh.store(db, key, Entry::new(Value::from_bytes(value), now_ms));
+    set_events(sh, db, key, false);
+}
+
+/// The events of a SET-like store: "set", then "expire" when it set a deadline.
+fn set_events(sh: &mut Shard, db: usize, key: &[u8], expire: bool) {
+    sh.notify(STRING, "set", db, key);
+    if expire {
+        sh.notify(GENERIC, "expire", db, key);
+    }
 }
 
 pub fn setex(
@@ -167,12 +189,14 @@ pub fn setex(
         Err(e) => return out.error(&e),
     };
     sh.store_bytes(ctx.db, &a[1], &a[3], when, ctx.now_ms);
+    set_events(sh, ctx.db, &a[1], true);
     out.ok();
 }
 
 pub fn getset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     if get_reply(sh, ctx, &a[1], out) {
         sh.store_bytes(ctx.db, &a[1], &a[2], 0, ctx.now_ms);
+        set_events(sh, ctx.db, &a[1], false);
     }
 }
 
@@ -183,6 +207,7 @@ pub fn getdel(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         None => return out.null(),
     }
     sh.delete(ctx.db, &a[1]);
+    sh.notify(GENERIC, "del", ctx.db, &a[1]);
 }
 
 pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -204,19 +229,25 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Ok(w) => w,
         Err(e) => return out.error(&e),
     };
-    match sh.lookup(ctx.db, &a[1], ctx.now_ms) {
-        Some(e) => e.value().write_bulk(out),
+    let volatile = match sh.lookup(ctx.db, &a[1], ctx.now_ms) {
+        Some(e) => {
+            e.value().write_bulk(out);
+            e.expire_at_ms() != 0
+        }
         None => return out.null(),
-    }
+    };
     if let Some(w) = when {
         if w <= ctx.now_ms {
             sh.delete(ctx.db, &a[1]);
             sh.stats.expired_keys += 1;
+            sh.notify(GENERIC, "del", ctx.db, &a[1]);
         } else {
             sh.set_expire(ctx.db, &a[1], w);
+            sh.notify(GENERIC, "expire", ctx.db, &a[1]);
         }
-    } else if o.persist {
+    } else if o.persist && volatile {
         sh.set_expire(ctx.db, &a[1], 0);
+        sh.notify(GENERIC, "persist", ctx.db, &a[1]);
     }
 }
 
@@ -236,6 +267,7 @@ pub fn mset(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     for i in (1..a.len()).step_by(2) {
         sh.store_bytes(ctx.db, &a[i], &a[i + 1], 0, ctx.now_ms);
+        set_events(sh, ctx.db, &a[i], false);
     }
     out.ok();
 }
@@ -251,6 +283,7 @@ pub fn msetnx(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     for i in (1..a.len()).step_by(2) {
         sh.store_bytes(ctx.db, &a[i], &a[i + 1], 0, ctx.now_ms);
+        set_events(sh, ctx.db, &a[i], false);
     }
     out.int(1);
 }
@@ -295,6 +328,7 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
             let v = Value::from_bytes(add);
             let len = v.as_ref().str_len();
             sh.store(ctx.db, key, Entry::new(v, ctx.now_ms));
+            sh.notify(STRING, "append", ctx.db, key);
             out.int(len as i64);
         }
         Some(e) if !e.value().is_string() => out.error(err::WRONGTYPE),
@@ -306,6 +340,7 @@ pub fn append(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 make_room_for(data, data.len() + add.len());
                 data.extend_from_slice(add);
             });
+            sh.notify(STRING, "append", ctx.db, key);
             out.int(len as i64);
         }
     }
@@ -363,6 +398,7 @@ pub fn incr_by(
         Some(mut e) => e.set_value(Value::Int(new)),
         None => sh.store(ctx.db, key, Entry::new(Value::Int(new), now)),
     }
+    sh.notify(STRING, "incrby", ctx.db, key);
     out.int(new);
 }
 
@@ -430,6 +466,7 @@ pub fn incrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         Some(mut e) => e.set_value(value),
         None => sh.store(ctx.db, key, Entry::new(value, ctx.now_ms)),
     }
+    sh.notify(STRING, "incrbyfloat", ctx.db, key);
 }
 
 pub fn getrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -488,6 +525,7 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 key,
                 Entry::new(Value::Str { data, raw: true }, ctx.now_ms),
             );
+            sh.notify(STRING, "setrange", ctx.db, key);
             out.int(total as i64);
         }
         Some(e) if !e.value().is_string() => out.error(err::WRONGTYPE),
@@ -505,6 +543,7 @@ pub fn setrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
                 }
                 data[offset as usize..total as usize].copy_from_slice(value);
             });
+            sh.notify(STRING, "setrange", ctx.db, key);
             out.int(len as i64);
         }
     }

@@ -12,6 +12,7 @@
 //! O(log n + the elements it returns) on a large set.
 
 use super::{eq_ic, parse_int};
+use crate::notify::ZSET;
 use crate::types::zset::{cmp_elem, ZSet};
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
@@ -181,6 +182,7 @@ fn write<R>(
     key: &[u8],
     create: Option<usize>,
     out: &mut ReplyWriter,
+    event: impl FnOnce(&R) -> Option<(u16, &'static str)>,
     f: impl FnOnce(&mut ZSet, u64) -> R,
 ) -> Result<Option<R>, ()> {
     let limits = sh.config.zset_limits;
@@ -191,7 +193,7 @@ fn write<R>(
             seed,
         )))
     };
-    super::write(sh, ctx, key, create.map(|_| &make as _), out, f)
+    super::write(sh, ctx, key, create.map(|_| &make as _), out, event, f)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -299,7 +301,12 @@ pub fn zadd(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, zincr
     }
     let limits = sh.config.zset_limits;
     let create = (!f.xx).then(|| a[i + 1].len());
-    let r = write(sh, ctx, &a[1], create, out, |z, seed| {
+    let name = if f.incr { "zincr" } else { "zadd" };
+    let event = |r: &Result<(i64, i64, i64, f64), ()>| match r {
+        Ok((added, updated, _, _)) if added + updated > 0 => Some((ZSET, name)),
+        _ => None,
+    };
+    let r = write(sh, ctx, &a[1], create, out, event, |z, seed| {
         let (mut added, mut updated, mut processed, mut last) = (0, 0, 0, 0.0);
         for (j, &score) in scores.iter().enumerate() {
             let (flags, s) = zadd_one(z, score, &a[i + 1 + 2 * j], f, limits, seed)?;
@@ -575,33 +582,29 @@ pub fn zrange(
         elems.reserve(sel.n);
         walk_selection(z, &sel, &mut |s, m| elems.push((s, m.to_vec())));
     }
-    store_result(sh, ctx, dst, &elems, out);
+    store_result(sh, ctx, dst, &elems, "zrangestore", out);
 }
 
 /// Stores `elems` (distinct members) at `dst` as a sorted set built the way Redis builds
-/// results, replying its size; an empty result deletes `dst`.
+/// results, replying its size, with keyspace event `event`; an empty result deletes `dst`.
 pub(crate) fn store_result(
     sh: &mut Shard,
     ctx: &ExecCtx,
     dst: &[u8],
     elems: &[(f64, Vec<u8>)],
+    event: &'static str,
     out: &mut ReplyWriter,
 ) {
-    if elems.is_empty() {
-        sh.delete(ctx.db, dst);
-        return out.int(0);
-    }
-    let seed = sh.next_rand();
-    let z = ZSet::from_elems(
-        elems.iter().map(|(s, m)| (*s, &m[..])),
-        sh.config.zset_limits,
-        seed,
-    );
-    sh.store(
-        ctx.db,
-        dst,
-        Entry::new(Value::ZSet(Box::new(z)), ctx.now_ms),
-    );
+    let entry = (!elems.is_empty()).then(|| {
+        let seed = sh.next_rand();
+        let z = ZSet::from_elems(
+            elems.iter().map(|(s, m)| (*s, &m[..])),
+            sh.config.zset_limits,
+            seed,
+        );
+        Entry::new(Value::ZSet(Box::new(z)), ctx.now_ms)
+    });
+    sh.store_result(ctx.db, dst, entry, ZSET, event);
     out.int(elems.len() as i64);
 }
 
@@ -609,7 +612,8 @@ pub(crate) fn store_result(
 // removals
 
 pub fn zrem(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    match write(sh, ctx, &a[1], None, out, |z, _| {
+    let event = |&n: &usize| (n > 0).then_some((ZSET, "zrem"));
+    match write(sh, ctx, &a[1], None, out, event, |z, _| {
         a.iter().skip(2).filter(|m| z.remove(m).is_some()).count()
     }) {
         Ok(Some(n)) => out.int(n as i64),
@@ -630,7 +634,13 @@ pub fn zremrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, 
             Err(e) => return out.error(e),
         }
     };
-    match write(sh, ctx, &a[1], None, out, |z, _| {
+    let name = match by {
+        RangeBy::Rank => "zremrangebyrank",
+        RangeBy::Lex => "zremrangebylex",
+        _ => "zremrangebyscore",
+    };
+    let event = |&n: &usize| (n > 0).then_some((ZSET, name));
+    match write(sh, ctx, &a[1], None, out, event, |z, _| {
         let (lo, hi) = match &range {
             Err((s, e)) => {
                 let sel = select_rank(z.len(), *s, *e, false);
@@ -665,7 +675,9 @@ pub fn pop_n(
     let ctx = ExecCtx { db, now_ms };
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    match write(sh, &ctx, key, None, &mut out, |z, _| {
+    let name = if max { "zpopmax" } else { "zpopmin" };
+    let event = |v: &Vec<(f64, Vec<u8>)>| (!v.is_empty()).then_some((ZSET, name));
+    match write(sh, &ctx, key, None, &mut out, event, |z, _| {
         let n = count.min(z.len());
         if max {
             let len = z.len();
@@ -695,11 +707,12 @@ pub fn zpop(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, max: 
         None
     };
     if count == Some(0) {
-        // Redis answers an empty array for an existing key, after the type check.
-        if super::read::<ZSet>(sh, ctx, &a[1], out).is_ok() {
-            out.array(0);
-        }
-        return;
+        // Redis answers an empty array for an existing key, after the type check (a write
+        // lookup: no statistics, no "keymiss").
+        return match holds(sh, ctx.db, ctx.now_ms, &a[1]) {
+            Some(false) => out.error(err::WRONGTYPE),
+            _ => out.array(0),
+        };
     }
     match pop_n(sh, ctx.db, ctx.now_ms, &a[1], max, count.unwrap_or(1)) {
         Popped::Missing => out.array(0),
@@ -741,13 +754,21 @@ pub fn put_back(
     let limits = sh.config.zset_limits;
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
-    write(sh, &ctx, key, Some(first.len()), &mut out, |z, seed| {
-        for (s, m) in elems {
-            if z.score(m).is_none() {
-                z.insert(*s, m, limits, seed);
+    write(
+        sh,
+        &ctx,
+        key,
+        Some(first.len()),
+        &mut out,
+        |_| None,
+        |z, seed| {
+            for (s, m) in elems {
+                if z.score(m).is_none() {
+                    z.insert(*s, m, limits, seed);
+                }
             }
-        }
-    })
+        },
+    )
     .is_ok()
 }
 
@@ -1144,7 +1165,12 @@ pub fn combine(
     result.sort_by(|x, y| cmp_elem(x.0, &x.1, y.0, &y.1));
     if store {
         let dst = a[1].to_vec();
-        return store_result(sh, ctx, &dst, &result, out);
+        let event = match op {
+            Op::Union => "zunionstore",
+            Op::Inter => "zinterstore",
+            Op::Diff => "zdiffstore",
+        };
+        return store_result(sh, ctx, &dst, &result, event, out);
     }
     write_elems(out, result.len(), withscores, |f| {
         result.iter().for_each(|(s, m)| f(*s, m))
