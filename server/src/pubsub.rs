@@ -319,6 +319,9 @@ pub fn remote_cores(core: &Core) -> impl Iterator<Item = usize> + '_ {
         .map(|(c, _)| c)
 }
 
+/// A channel and a message.
+pub type Message = (Box<[u8]>, Box<[u8]>);
+
 /// Publishes the keyspace events `shard` recorded, as Redis's `notifyKeyspaceEvent`:
 /// `__keyspace@<db>__:<key>` with the event (K) and `__keyevent@<db>__:<event>` with the
 /// key (E).
@@ -347,7 +350,7 @@ pub fn publish_events(core: &Core, shard: &mut percore_shard::Shard) {
 /// Publishes messages made inside the server (keyspace events) without waiting for
 /// counts: delivered here now, and carried in one message to each other core with
 /// subscribers (the payloads shared, not copied per core), in order.
-pub fn publish_all(core: &Core, msgs: Vec<(Box<[u8]>, Box<[u8]>)>) {
+pub fn publish_all(core: &Core, msgs: Vec<Message>) {
     for (ch, m) in &msgs {
         deliver(core, false, ch, m);
     }
