@@ -504,6 +504,17 @@ impl Conn {
                 | Cmd::ScriptKill
                 | Cmd::ScriptDebug
                 | Cmd::ScriptHelp
+                | Cmd::FCall
+                | Cmd::FCallRo
+                | Cmd::FunctionLoad
+                | Cmd::FunctionDelete
+                | Cmd::FunctionFlush
+                | Cmd::FunctionList
+                | Cmd::FunctionDump
+                | Cmd::FunctionRestore
+                | Cmd::FunctionStats
+                | Cmd::FunctionKill
+                | Cmd::FunctionHelp
         ) {
             self.flush().await;
             let mut buf = Vec::new();

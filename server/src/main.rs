@@ -10,6 +10,8 @@ mod conn;
 mod coordinated;
 mod core;
 mod debug;
+mod dump;
+mod functions;
 mod info;
 mod latency;
 mod log;

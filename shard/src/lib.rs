@@ -806,6 +806,18 @@ impl Shard {
             | Cmd::ScriptKill
             | Cmd::ScriptDebug
             | Cmd::ScriptHelp
+            | Cmd::FCall
+            | Cmd::FCallRo
+            | Cmd::Function
+            | Cmd::FunctionLoad
+            | Cmd::FunctionDelete
+            | Cmd::FunctionFlush
+            | Cmd::FunctionList
+            | Cmd::FunctionDump
+            | Cmd::FunctionRestore
+            | Cmd::FunctionStats
+            | Cmd::FunctionKill
+            | Cmd::FunctionHelp
             | Cmd::Exec
             | Cmd::Discard
             | Cmd::Watch
