@@ -29,7 +29,7 @@ use crate::dump;
 use crate::runtime::Stream;
 use crate::scripting::{Origin, Registered, FUNCTION_FLAGS, LOAD_TIMEOUT};
 use mlua::Function;
-use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
+use percore_proto::{Args, Cmd, ReplyWriter};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -480,7 +480,7 @@ fn list(w: &mut ReplyWriter, a: &Args<'_>) {
 }
 
 /// FCALL and FCALL_RO.
-async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, out: &mut Vec<u8>) {
+pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, out: &mut Vec<u8>) {
     let proto = conn.proto;
     let Some(func) = lookup(&a[1]) else {
         return ReplyWriter::new(out, proto).error("ERR Function not found");
@@ -506,20 +506,9 @@ async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, out:
     .await
 }
 
-/// FCALL*, FUNCTION *: the reply goes to `out`.
-pub async fn run(
-    conn: &mut Conn,
-    spec: &'static CommandSpec,
-    a: Args<'_>,
-    stream: &mut Stream,
-    out: &mut Vec<u8>,
-) {
-    let proto = conn.proto;
-    if matches!(spec.cmd, Cmd::FCall | Cmd::FCallRo) {
-        return fcall(conn, spec.cmd == Cmd::FCallRo, a, stream, out).await;
-    }
-    let mut w = ReplyWriter::new(out, proto);
-    match spec.cmd {
+/// The FUNCTION subcommands; the reply goes to `w`.
+pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
+    match cmd {
         Cmd::FunctionLoad => {
             let mut replace = false;
             let mut i = 2;
@@ -530,42 +519,39 @@ pub async fn run(
                     continue;
                 }
                 return err(
-                    &mut w,
+                    w,
                     &format!("Unknown option given: {}", String::from_utf8_lossy(&a[i])),
                 );
             }
             match load(&a[a.len() - 1], replace) {
                 Ok(name) => w.bulk(name.as_bytes()),
-                Err(e) => err(&mut w, &e),
+                Err(e) => err(w, &e),
             }
         }
         Cmd::FunctionDelete => {
             let name = String::from_utf8_lossy(&a[2]);
             if registry().remove(name.as_ref()).is_none() {
-                return err(&mut w, "Library not found");
+                return err(w, "Library not found");
             }
             changed();
             w.ok();
         }
         Cmd::FunctionFlush => {
             if a.len() > 3 {
-                return subcommand_syntax_error(&mut w, &a[1]);
+                return subcommand_syntax_error(w, &a[1]);
             }
-            if a.len() == 3
-                && !a[2].eq_ignore_ascii_case(b"sync")
-                && !a[2].eq_ignore_ascii_case(b"async")
-            {
-                return err(&mut w, "FUNCTION FLUSH only supports SYNC|ASYNC option");
+            if !crate::scripting::flush_mode_ok(a) {
+                return err(w, "FUNCTION FLUSH only supports SYNC|ASYNC option");
             }
             registry().clear();
             changed();
             w.ok();
         }
-        Cmd::FunctionList => list(&mut w, &a),
+        Cmd::FunctionList => list(w, a),
         Cmd::FunctionDump => w.bulk(&dump_payload()),
         Cmd::FunctionRestore => {
             if a.len() > 4 {
-                return subcommand_syntax_error(&mut w, &a[1]);
+                return subcommand_syntax_error(w, &a[1]);
             }
             let policy = match a.get(3) {
                 None => Policy::Append,
@@ -573,13 +559,13 @@ pub async fn run(
                 Some(p) if p.eq_ignore_ascii_case(b"replace") => Policy::Replace,
                 Some(p) if p.eq_ignore_ascii_case(b"flush") => Policy::Flush,
                 Some(_) => return err(
-                    &mut w,
+                    w,
                     "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
                 ),
             };
             match restore(&a[2], policy) {
                 Ok(()) => w.ok(),
-                Err(e) => err(&mut w, &e),
+                Err(e) => err(w, &e),
             }
         }
         Cmd::FunctionStats => {
@@ -597,12 +583,7 @@ pub async fn run(
             w.int(funcs as i64);
         }
         Cmd::FunctionKill => w.error("NOTBUSY No scripts in execution right now."),
-        Cmd::FunctionHelp => {
-            w.array(HELP.len());
-            for l in HELP {
-                w.simple(l.as_bytes());
-            }
-        }
+        Cmd::FunctionHelp => crate::scripting::write_help(w, HELP),
         _ => w.error("ERR not a function command"),
     }
 }

@@ -290,12 +290,7 @@ impl Engine {
             .load(code)
             .set_name("@user_script")
             .into_function()
-            .map_err(|e| match e {
-                mlua::Error::SyntaxError { message, .. } => {
-                    format!("ERR Error compiling script (new function): {message}")
-                }
-                e => format!("ERR Error compiling script (new function): {e}"),
-            })?;
+            .map_err(|e| compile_error("script (new function)", e))?;
         let s = Rc::new(Script { f, no_writes });
         self.compiled.borrow_mut().insert(sha, s.clone());
         Ok(s)
@@ -519,12 +514,7 @@ pub(crate) fn load_library(
         .set_name("@user_function")
         .set_environment(e.fenv.clone())
         .into_function()
-        .map_err(|e| match e {
-            mlua::Error::SyntaxError { message, .. } => {
-                format!("ERR Error compiling function: {message}")
-            }
-            e => format!("ERR Error compiling function: {e}"),
-        })?;
+        .map_err(|e| compile_error("function", e))?;
     let th = lua
         .create_thread(chunk)
         .map_err(|e| format!("ERR Error registering functions: {e}"))?;
@@ -565,6 +555,17 @@ pub(crate) fn load_library(
         return Err(format!("ERR Error registering functions: ERR {msg}"));
     }
     Ok(registered.unwrap_or_default())
+}
+
+/// Redis's error for code that does not compile (`what`: "script (new function)" or
+/// "function").
+fn compile_error(what: &str, e: mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => {
+            format!("ERR Error compiling {what}: {message}")
+        }
+        e => format!("ERR Error compiling {what}: {e}"),
+    }
 }
 
 /// Redis's rule for library and function names: letters, digits and `_`, at least one.
@@ -1246,7 +1247,8 @@ fn lua_to_resp(w: &mut ReplyWriter, v: &Value, resp3: bool, depth: usize) {
     }
 }
 
-/// EVAL*, SCRIPT *, and FCALL*, FUNCTION * ([`crate::functions`]): the reply goes to `out`.
+/// EVAL*, SCRIPT *, and FCALL*, FUNCTION * (their handlers are [`crate::functions`]'s):
+/// the reply goes to `out`.
 pub async fn run(
     conn: &mut Conn,
     spec: &'static CommandSpec,
@@ -1280,11 +1282,7 @@ pub async fn run(
         }
         Cmd::ScriptFlush => {
             let mut w = ReplyWriter::new(out, proto);
-            if a.len() > 3
-                || (a.len() == 3
-                    && !a[2].eq_ignore_ascii_case(b"sync")
-                    && !a[2].eq_ignore_ascii_case(b"async"))
-            {
+            if a.len() > 3 || !flush_mode_ok(&a) {
                 return w.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
             }
             CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -1302,15 +1300,27 @@ pub async fn run(
         Cmd::ScriptDebug => {
             ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
         }
-        Cmd::ScriptHelp => {
-            let mut w = ReplyWriter::new(out, proto);
-            w.array(HELP.len());
-            for l in HELP {
-                w.simple(l.as_bytes());
-            }
+        Cmd::ScriptHelp => write_help(&mut ReplyWriter::new(out, proto), HELP),
+        Cmd::FCall | Cmd::FCallRo => {
+            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, stream, out).await
         }
-        _ => crate::functions::run(conn, spec, a, stream, out).await,
+        _ => crate::functions::manage(spec.cmd, &a, &mut ReplyWriter::new(out, proto)),
     }
+}
+
+/// A HELP subcommand's reply: its lines as status replies.
+pub(crate) fn write_help(w: &mut ReplyWriter, lines: &[&str]) {
+    w.array(lines.len());
+    for l in lines {
+        w.simple(l.as_bytes());
+    }
+}
+
+/// SCRIPT FLUSH's and FUNCTION FLUSH's optional mode (argument 2), if given, is SYNC or
+/// ASYNC (both flush at once here).
+pub(crate) fn flush_mode_ok(a: &Args<'_>) -> bool {
+    a.get(2)
+        .is_none_or(|m| m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async"))
 }
 
 const HELP: &[&str] = &[

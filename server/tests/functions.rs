@@ -92,6 +92,24 @@ fn function_commands_and_fcall_match_redis() {
     each_differential_run("functions", &[], &[], |redis, percore, resp3, _, what| {
         let mut d = Diff::new(redis, percore, resp3, what);
         d.line("FUNCTION FLUSH");
+        // The command table: flags, key specs (movable keys after a count, as EVAL's), tips.
+        d.line("COMMAND INFO fcall fcall_ro");
+        d.line("COMMAND GETKEYS FCALL f 2 k1 k2 a1");
+        d.line("COMMAND GETKEYS FCALL_RO f 1 k1");
+        for sub in [
+            "load", "delete", "flush", "list", "dump", "restore", "stats", "kill", "help",
+        ] {
+            d.line(&format!("COMMAND INFO function|{sub}"));
+            // COMMAND DOCS: Redis's summary, since and group (percore gives no more).
+            let [w, g] = d.both(&common::words(&format!("COMMAND DOCS function|{sub}")));
+            let (w, g) = (common::bulks(&w), common::bulks(&g));
+            assert_eq!(
+                w.get(..7),
+                g.get(..7),
+                "{}: COMMAND DOCS function|{sub}",
+                d.what
+            );
+        }
         d.line("FUNCTION LIST");
         d.line("FUNCTION STATS");
         d.line("FUNCTION DUMP");
@@ -138,6 +156,12 @@ fn function_commands_and_fcall_match_redis() {
             "FCALL e_version 0",
             "GET w",
             "MGET {a} b c",
+            // In a transaction, and (refused) from a script.
+            "MULTI",
+            "FCALL kv_set2 2 {a} c 3 4",
+            "FCALL_RO kv_get 1 c",
+            "EXEC",
+            "EVAL return\x20redis.call('fcall','kv_get',1,'c') 0",
             "FUNCTION DELETE nosuch",
             "FUNCTION DELETE KV",
             "FUNCTION DELETE kv",
@@ -277,6 +301,11 @@ fn a_library_loaded_on_one_core_runs_on_every_core() {
             r"-ERR Can not execute a script with write flag using *_ro command.\r\n"
         );
     }
+    let info = common::s(&clients[9].q("INFO memory"));
+    assert!(
+        info.contains("number_of_functions:1\r\nnumber_of_libraries:1\r\n"),
+        "{info}"
+    );
     assert_eq!(clients[3].q("FUNCTION DELETE ver"), b"+OK\r\n");
     for c in &mut clients {
         assert_eq!(esc(&c.q("FCALL ver 0")), r"-ERR Function not found\r\n");
@@ -300,26 +329,22 @@ redis.register_function{function_name='sum', callback=function(keys)
 end, flags={'no-writes'}}";
     c.cmd(&[b"FUNCTION", b"LOAD", lib.as_bytes()]);
     assert_eq!(c.q("SET {a} 1000"), b"+OK\r\n");
-    // Writers move units from {a} to b (other shards) while readers check the sum.
+    // Writers move units from {a} to b (other shards) while a reader checks the sum.
     let port = percore.port;
-    let writers: Vec<_> = (0..3)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(port);
-                for _ in 0..100 {
-                    let r = c.q("FCALL move 2 {a} b");
-                    assert_eq!(r[0], b':', "{}", esc(&r));
-                }
-            })
-        })
-        .collect();
-    let mut readers = Client::connect(port);
-    for _ in 0..200 {
-        assert_eq!(esc(&readers.q("FCALL_RO sum 2 {a} b")), r":1000\r\n");
-    }
-    for w in writers {
-        w.join().unwrap();
-    }
+    let mover = move || {
+        let mut c = Client::connect(port);
+        for _ in 0..100 {
+            let r = c.q("FCALL move 2 {a} b");
+            assert_eq!(r[0], b':', "{}", esc(&r));
+        }
+    };
+    std::thread::scope(|s| {
+        (0..3).for_each(|_| drop(s.spawn(mover)));
+        let mut reader = Client::connect(port);
+        for _ in 0..200 {
+            assert_eq!(esc(&reader.q("FCALL_RO sum 2 {a} b")), r":1000\r\n");
+        }
+    });
     assert_eq!(esc(&c.q("MGET {a} b")), r"*2\r\n$3\r\n700\r\n$3\r\n300\r\n");
 }
 

@@ -809,15 +809,15 @@ impl Shard {
             | Cmd::FCall
             | Cmd::FCallRo
             | Cmd::Function
-            | Cmd::FunctionLoad
             | Cmd::FunctionDelete
-            | Cmd::FunctionFlush
-            | Cmd::FunctionList
             | Cmd::FunctionDump
+            | Cmd::FunctionFlush
+            | Cmd::FunctionHelp
+            | Cmd::FunctionKill
+            | Cmd::FunctionList
+            | Cmd::FunctionLoad
             | Cmd::FunctionRestore
             | Cmd::FunctionStats
-            | Cmd::FunctionKill
-            | Cmd::FunctionHelp
             | Cmd::Exec
             | Cmd::Discard
             | Cmd::Watch
