@@ -499,7 +499,14 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
     };
     let name = String::from_utf8_lossy(&a[1]).into_owned();
-    let origin = Origin::Function { name: &name };
+    // A failing `return redis.call(…)` (a tail call) loses its line: a function written
+    // on one line has only one.
+    let info = func.f.info();
+    let guess = match (info.line_defined, info.last_line_defined) {
+        (Some(a), Some(b)) if a == b => u32::try_from(a).ok(),
+        _ => None,
+    };
+    let origin = Origin::Function { name: &name, guess };
     crate::scripting::execute(
         conn, stream, &e, &func.f, origin, &a, numkeys, no_writes, out,
     )

@@ -1,5 +1,8 @@
 //! Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD/EXISTS/FLUSH/KILL/HELP,
-//! with Redis 7.0's semantics, on Lua 5.1 (mlua, vendored).
+//! with Redis 7.0's semantics, on Lua 5.1 (mlua, vendored); and the Lua side of Functions
+//! (`functions.rs` keeps the libraries): a library's code runs here ([`load_library`]) with
+//! the load-time API only, and FCALL runs a function through the same path as EVAL
+//! ([`execute`]), its keys and arguments passed as its two arguments instead of KEYS/ARGV.
 //!
 //! The VM. Each core has one Lua state ([`Engine`], thread-local: a core is one thread),
 //! sandboxed as Redis's: base (without `loadfile`, `dofile`, `print`, `setfenv`, `getfenv`,
@@ -56,9 +59,10 @@
 //!
 //! `cjson` is `lua_cjson.rs`.
 //!
-//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`). A failing
-//! `return redis.call(…)` is a Lua tail call, whose line Lua 5.1 forgets: the line is then
-//! the script's one line of code if it has one, else the suffix is left out.
+//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`, for a function
+//! `… script: <name>, on @user_function:<line>.`). A failing `return redis.call(…)` is a
+//! Lua tail call, whose line Lua 5.1 forgets: the line is then the script's one line of code
+//! (the function's, if written on one line) if it has one, else the suffix is left out.
 //!
 //! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error). Deviations: the library
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
@@ -1447,7 +1451,7 @@ pub(crate) fn numkeys(a: &Args<'_>, not_int: &'static str) -> Result<usize, &'st
 /// function (keys and arguments are its two arguments).
 pub(crate) enum Origin<'s> {
     Script { sha: Sha, guess: Option<u32> },
-    Function { name: &'s str },
+    Function { name: &'s str, guess: Option<u32> },
 }
 
 /// Runs `f` (a script's or a function's Lua function) with keys `a[3..3 + numkeys]` and the
@@ -1535,7 +1539,7 @@ pub(crate) async fn execute(
                     "user_script",
                     *guess,
                 ),
-                Origin::Function { name } => (*name, "user_function", None),
+                Origin::Function { name, guess } => (*name, "user_function", *guess),
             };
             let raised = raised.map(|(m, l)| (m, l.or(guess)));
             w.error(&script_error(err, raised, id, source, guess));

@@ -44,6 +44,12 @@ redis.register_function{function_name='e_ro_write', callback=function(keys) loca
 redis.register_function('e_pcall', function() return redis.pcall('nosuch') end)
 redis.register_function('e_types', function(keys, args) return {#keys, #args, keys[1], args[1], 3.7, true, false, {ok='fine'}} end)
 redis.register_function('e_version', function() return {redis.REDIS_VERSION, redis.REDIS_VERSION_NUM} end)
+redis.register_function('e_tail', function(keys) return redis.call('incr', keys[1]) end)
+redis.register_function('e_bitarg', function() return bit.band('x') end)
+redis.register_function('e_keys', function() return KEYS end)
+redis.register_function('e_libs', function() return {cjson.encode({1}), bit.tohex(255), redis.sha1hex('')} end)
+redis.register_function('e_resp3', function(keys) redis.setresp(3) return redis.call('hgetall', keys[1]) end)
+redis.register_function('e_status', function() return redis.error_reply('MY x') end)
 ";
 
 /// Library code that must be refused, each with Redis's error.
@@ -154,6 +160,14 @@ fn function_commands_and_fcall_match_redis() {
             "FCALL e_pcall 0",
             "FCALL e_types 2 k1 k2 a1 a2 a3",
             "FCALL e_version 0",
+            "SET s abc",
+            "FCALL e_tail 1 s",
+            "FCALL e_bitarg 0",
+            "FCALL e_keys 0",
+            "FCALL e_libs 0",
+            "HSET h f v",
+            "FCALL e_resp3 1 h",
+            "FCALL e_status 0",
             "GET w",
             "MGET {a} b c",
             // In a transaction, and (refused) from a script.
