@@ -68,9 +68,9 @@ pub fn counts() -> (usize, usize) {
     (r.len(), r.values().map(|l| l.functions.len()).sum())
 }
 
-/// A function compiled in this core's Lua state.
+/// A function compiled in this core's Lua state (in its registry).
 struct Compiled {
-    f: Function,
+    f: mlua::RegistryKey,
     flags: u8,
 }
 
@@ -97,6 +97,9 @@ fn lookup(name: &[u8]) -> Option<Rc<Compiled>> {
                 .map(|(n, l)| (n.clone(), l.code.clone()))
                 .collect();
             c.by_name.clear();
+            if let Ok(e) = crate::scripting::engine() {
+                e.lua.expire_registry_values();
+            }
             for (lib, code) in libs {
                 let body = match metadata(&code) {
                     Ok(md) => md.code,
@@ -498,19 +501,20 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         Ok(e) => e,
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
     };
+    let f: Function = match e.lua.registry_value(&func.f) {
+        Ok(f) => f,
+        Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
+    };
     let name = String::from_utf8_lossy(&a[1]).into_owned();
     // A failing `return redis.call(…)` (a tail call) loses its line: a function written
     // on one line has only one.
-    let info = func.f.info();
+    let info = f.info();
     let guess = match (info.line_defined, info.last_line_defined) {
         (Some(a), Some(b)) if a == b => u32::try_from(a).ok(),
         _ => None,
     };
     let origin = Origin::Function { name: &name, guess };
-    crate::scripting::execute(
-        conn, stream, &e, &func.f, origin, &a, numkeys, no_writes, out,
-    )
-    .await
+    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, no_writes, out).await
 }
 
 /// The FUNCTION subcommands; the reply goes to `w`.

@@ -16,6 +16,7 @@ mod info;
 mod latency;
 mod log;
 mod lua_cjson;
+mod lua_cmsgpack;
 mod metrics;
 mod monitor;
 mod multi;

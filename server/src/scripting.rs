@@ -104,14 +104,16 @@ pub fn cache_stats() -> (usize, usize) {
 }
 
 struct Script {
-    f: Function,
+    /// In the Lua registry, not a `Function` handle: a state has fewer than 8000 handle
+    /// slots, and a core may cache more scripts than that.
+    f: mlua::RegistryKey,
     /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
     no_writes: Option<bool>,
 }
 
 /// One core's Lua state and compiled scripts.
 pub(crate) struct Engine {
-    lua: Lua,
+    pub(crate) lua: Lua,
     compiled: RefCell<HashMap<Sha, Rc<Script>>>,
     generation: Cell<u64>,
     /// A script is running (possibly suspended at an await) on this core.
@@ -249,6 +251,18 @@ impl Engine {
         })?;
         let regfn =
             lua.create_function(|lua, args: Variadic<Value>| register_function(lua, args))?;
+        let mpack = lua.create_function(|lua, args: Variadic<Value>| {
+            let mut out = Vec::new();
+            for v in args.iter() {
+                crate::lua_cmsgpack::encode(&mut out, v, 0);
+            }
+            lua.create_string(&out)
+        })?;
+        let munpack = lua.create_function(
+            |lua, (s, limit, offset): (mlua::String, f64, f64)| -> mlua::Result<MultiValue> {
+                msgpack_unpack(lua, &s.as_bytes(), limit, offset)
+            },
+        )?;
         let (fenv, set_loading): (Table, Function) = lua.load(SETUP).set_name("=setup").call((
             rcall,
             sha1hex,
@@ -262,6 +276,8 @@ impl Engine {
             dec,
             crate::lua_cjson::null(),
             regfn,
+            mpack,
+            munpack,
         ))?;
         Ok(Engine {
             lua,
@@ -279,6 +295,7 @@ impl Engine {
         let g = GENERATION.load(Ordering::Acquire);
         if self.generation.get() != g {
             self.compiled.borrow_mut().clear();
+            self.lua.expire_registry_values();
             self.generation.set(g);
         }
     }
@@ -295,6 +312,10 @@ impl Engine {
             .set_name("@user_script")
             .into_function()
             .map_err(|e| compile_error("script (new function)", e))?;
+        let f = self
+            .lua
+            .create_registry_value(f)
+            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
         let s = Rc::new(Script { f, no_writes });
         self.compiled.borrow_mut().insert(sha, s.clone());
         Ok(s)
@@ -323,7 +344,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
@@ -368,8 +389,8 @@ redis.REDIS_VERSION_NUM = 0x0007000f
 rawset(_G, 'redis', redis)
 -- bit (LuaBitOp's API): arguments checked as luaL_checknumber does, the work in Rust.
 local c_pcall = pcall
-local function argerr(msg)
-  local _, pos = c_pcall(error, '', 4)
+local function argerr(msg, up)
+  local _, pos = c_pcall(error, '', 4 + (up or 0))
   if pos == '' then pos = 'user_script:?: ' end
   error(pos .. msg, 0)
 end
@@ -419,6 +440,50 @@ cjson.decode = function(...)
   return r
 end
 rawset(_G, 'cjson', cjson)
+-- cmsgpack (lua-cmsgpack 0.4.0's API and texts, the work in Rust). Argument checks run in
+-- `unpack_full`, reached by a tail call (one more level for `argerr` to skip).
+local cmsgpack = {_NAME = 'cmsgpack', _VERSION = 'lua-cmsgpack 0.4.0',
+  _COPYRIGHT = 'Copyright (C) 2012, Salvatore Sanfilippo',
+  _DESCRIPTION = 'MessagePack C implementation for Lua'}
+cmsgpack.pack = function(...)
+  if select('#', ...) == 0 then argerr("bad argument #0 to 'pack' (MessagePack pack needs input.)") end
+  return mpack(...)
+end
+local function typename(i, n, v)
+  if i > n then return 'no value' end
+  return type(v)
+end
+-- luaL_checkinteger's conversion (truncation toward zero), or its error.
+local function intarg(v, i, n, name)
+  local x = tonumber(v)
+  if x == nil then
+    return nil, string.format("bad argument #%d to '%s' (number expected, got %s)", i, name, typename(i, n, v))
+  end
+  if x >= 0 then return math.floor(x) end
+  return math.ceil(x)
+end
+local function unpack_full(name, n, s, a2, a3)
+  local limit, offset, e = 0, 0, nil
+  if name == 'unpack_one' then
+    limit = 1
+    if a2 ~= nil then offset, e = intarg(a2, 2, n, name) end
+  elseif name == 'unpack_limit' then
+    limit, e = intarg(a2, 2, n, name)
+    if e == nil and a3 ~= nil then offset, e = intarg(a3, 3, n, name) end
+  end
+  if e then argerr(e, 1) end
+  if type(s) ~= 'string' and type(s) ~= 'number' then
+    argerr(string.format("bad argument #1 to '%s' (string expected, got %s)", name, typename(1, n, s)), 1)
+  end
+  local t, cnt, nxt = munpack(tostring(s), limit, offset)
+  if t == nil then argerr(cnt, 1) end
+  if limit == 0 and offset == 0 then return unpack(t, 1, cnt) end
+  return nxt, unpack(t, 1, cnt)
+end
+cmsgpack.unpack = function(...) return unpack_full('unpack', select('#', ...), ...) end
+cmsgpack.unpack_one = function(...) return unpack_full('unpack_one', select('#', ...), ...) end
+cmsgpack.unpack_limit = function(...) return unpack_full('unpack_limit', select('#', ...), ...) end
+rawset(_G, 'cmsgpack', cmsgpack)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
 -- up and resumed. A script aborted for its time limit stays aborted.
@@ -479,12 +544,14 @@ return fenv, function(on) loading = on end
 "#;
 
 /// A function registered by a library's code: its name, description, flags (bits of
-/// [`FUNCTION_FLAGS`]) and the Lua function (of the core's state that loaded it).
+/// [`FUNCTION_FLAGS`]) and the Lua function (of the core's state that loaded it), kept in
+/// the Lua registry: a Rust handle (`Function`) would take one of the fewer than 8000
+/// reference slots of the state, which many functions would exhaust.
 pub(crate) struct Registered {
     pub name: String,
     pub desc: Option<Vec<u8>>,
     pub flags: u8,
-    pub f: Function,
+    pub f: mlua::RegistryKey,
 }
 
 /// Redis's script flags, in its order (`scripts_flags_def`): bit i is `FUNCTION_FLAGS[i]`.
@@ -676,6 +743,7 @@ fn register_function(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
     if loading.0.iter().any(|r| r.name == name) {
         return fail("Function already exists in the library");
     }
+    let f = lua.create_registry_value(f)?;
     loading.0.push(Registered {
         name,
         desc,
@@ -683,6 +751,55 @@ fn register_function(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
         f,
     });
     Ok(())
+}
+
+/// `cmsgpack`'s `mp_unpack_full` (limit and offset as `lua_tointeger` gave them): on
+/// success a table of the values, their count and the next offset (-1 at the end); on
+/// failure nil and lua-cmsgpack's error text.
+fn msgpack_unpack(lua: &Lua, s: &[u8], limit: f64, offset: f64) -> mlua::Result<MultiValue> {
+    let fail = |msg: String| -> mlua::Result<MultiValue> {
+        Ok(MultiValue::from_iter([
+            Value::Nil,
+            Value::String(lua.create_string(&msg)?),
+        ]))
+    };
+    let len = s.len();
+    if offset < 0.0 || limit < 0.0 {
+        // Sic: lua-cmsgpack prints the input's length as the limit.
+        return fail(format!(
+            "Invalid request to unpack with offset of {} and limit of {}.",
+            offset as i32, len as i32
+        ));
+    }
+    if offset > len as f64 {
+        return fail(format!(
+            "Start offset {} greater than input length {}.",
+            offset as i32, len as i32
+        ));
+    }
+    let limit = match (limit, offset) {
+        (l, o) if l == 0.0 && o == 0.0 => i32::MAX as usize,
+        (l, _) => l.min(i32::MAX as f64) as usize,
+    };
+    match crate::lua_cmsgpack::decode(lua, s, offset as usize, limit) {
+        Ok((t, n, next)) => {
+            let next = next.map_or(-1, |p| p as i64);
+            Ok(MultiValue::from_iter([
+                Value::Table(t),
+                Value::Integer(n as i64),
+                Value::Integer(next),
+            ]))
+        }
+        Err(crate::lua_cmsgpack::DecodeError::Eof) => fail("Missing bytes in input.".into()),
+        Err(crate::lua_cmsgpack::DecodeError::BadFormat) => {
+            fail("Bad data format in input.".into())
+        }
+        Err(crate::lua_cmsgpack::DecodeError::TooDeep) => fail(
+            "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
+                .into(),
+        ),
+        Err(crate::lua_cmsgpack::DecodeError::Lua(e)) => Err(e),
+    }
 }
 
 /// LuaBitOp's number → 32 bits: the low word of `n + 2^52 + 2^51` (rounds half to even and
@@ -1428,10 +1545,11 @@ async fn eval(
     // only one.
     let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
     let origin = Origin::Script { sha, guess };
-    execute(
-        conn, stream, &e, &script.f, origin, &a, numkeys, read_only, out,
-    )
-    .await
+    let f: Function = match e.lua.registry_value(&script.f) {
+        Ok(f) => f,
+        Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
+    };
+    execute(conn, stream, &e, &f, origin, &a, numkeys, read_only, out).await
 }
 
 /// FCALL's and EVAL's count of keys (argument 2), checked against the arguments as Redis

@@ -394,3 +394,27 @@ fn libraries_survive_a_restart_and_check_snapshot_sees_them() {
     assert_eq!(esc(&c.q("FUNCTION LIST")), r"*0\r\n");
     assert_eq!(esc(&c.q("GET b")), r"$1\r\n5\r\n");
 }
+
+#[test]
+fn many_functions_and_many_scripts_fit_in_a_core_s_lua_state() {
+    // More than the 8000 handles a Lua state can lend out at once: functions and cached
+    // scripts must not each hold one.
+    let percore = Server::percore(1, &[]);
+    let mut c = percore.client();
+    let mut lib = String::from("#!lua name=many\n");
+    for i in 0..10_000 {
+        lib.push_str(&format!(
+            "redis.register_function('m{i}', function() return {i} end)\n"
+        ));
+    }
+    let r = c.cmd(&[b"FUNCTION", b"LOAD", lib.as_bytes()]);
+    assert_eq!(esc(&r), r"$4\r\nmany\r\n");
+    assert_eq!(esc(&c.q("FCALL m9999 0")), r":9999\r\n");
+    assert_eq!(esc(&c.q("FCALL m0 0")), r":0\r\n");
+    for i in 0..9_000 {
+        let body = format!("return {i}");
+        let r = c.cmd(&[b"EVAL", body.as_bytes(), b"0"]);
+        assert_eq!(r, format!(":{i}\r\n").as_bytes());
+    }
+    assert_eq!(c.q("PING"), b"+PONG\r\n");
+}
