@@ -213,12 +213,14 @@ fn check_collisions<'n>(
     except: Option<&str>,
     names: impl Iterator<Item = &'n str>,
 ) -> Result<(), String> {
+    // Function names are case-insensitive.
+    let taken: std::collections::HashSet<String> = libs
+        .iter()
+        .filter(|(l, _)| Some(l.as_str()) != except)
+        .flat_map(|(_, l)| l.functions.iter().map(|f| f.name.to_ascii_lowercase()))
+        .collect();
     for n in names {
-        let taken = libs
-            .iter()
-            .filter(|(l, _)| Some(l.as_str()) != except)
-            .any(|(_, l)| l.functions.iter().any(|f| f.name.eq_ignore_ascii_case(n)));
-        if taken {
+        if taken.contains(&n.to_ascii_lowercase()) {
             return Err(format!("Function {n} already exists"));
         }
     }

@@ -17,6 +17,7 @@ mod latency;
 mod log;
 mod lua_cjson;
 mod lua_cmsgpack;
+mod lua_struct;
 mod metrics;
 mod monitor;
 mod multi;

@@ -57,14 +57,15 @@
 //!
 //! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
 //!
-//! `cjson` is `lua_cjson.rs`.
+//! `cjson` is `lua_cjson.rs`, `cmsgpack` `lua_cmsgpack.rs` and `struct` `lua_struct.rs` (the
+//! Lua side of each, argument checks and errors, is in `SETUP`).
 //!
 //! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`, for a function
 //! `… script: <name>, on @user_function:<line>.`). A failing `return redis.call(…)` is a
 //! Lua tail call, whose line Lua 5.1 forgets: the line is then the script's one line of code
 //! (the function's, if written on one line) if it has one, else the suffix is left out.
 //!
-//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error). Deviations: the library
+//! Not done: SCRIPT DEBUG (answers an error). Deviations: the library
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
 //! integer 0; a table nested past 1000 levels is answered with an error.
 
@@ -258,6 +259,27 @@ impl Engine {
             }
             lua.create_string(&out)
         })?;
+        let spack = lua.create_function(|lua, (fmt, args): (mlua::String, Variadic<Value>)| {
+            Ok(match crate::lua_struct::pack(lua, &fmt.as_bytes(), &args) {
+                Ok(b) => (true, lua.create_string(&b)?),
+                Err(e) => (false, lua.create_string(&e)?),
+            })
+        })?;
+        let sunpack =
+            lua.create_function(|lua, (fmt, data, pos): (mlua::String, mlua::String, i64)| {
+                Ok(
+                    match crate::lua_struct::unpack(lua, &fmt.as_bytes(), &data.as_bytes(), pos) {
+                        Ok((t, n)) => (Value::Table(t), Value::Integer(n as i64)),
+                        Err(e) => (Value::Nil, Value::String(lua.create_string(&e)?)),
+                    },
+                )
+            })?;
+        let ssize = lua.create_function(|lua, fmt: mlua::String| {
+            Ok(match crate::lua_struct::size(&fmt.as_bytes()) {
+                Ok(n) => Value::Integer(n as i64),
+                Err(e) => Value::String(lua.create_string(&e)?),
+            })
+        })?;
         let munpack = lua.create_function(
             |lua, (s, limit, offset): (mlua::String, f64, f64)| -> mlua::Result<MultiValue> {
                 msgpack_unpack(lua, &s.as_bytes(), limit, offset)
@@ -278,6 +300,8 @@ impl Engine {
             regfn,
             mpack,
             munpack,
+            // (More than 16 values: a nested tuple, passed flat.)
+            (spack, sunpack, ssize),
         ))?;
         Ok(Engine {
             lua,
@@ -344,7 +368,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
@@ -484,6 +508,38 @@ cmsgpack.unpack = function(...) return unpack_full('unpack', select('#', ...), .
 cmsgpack.unpack_one = function(...) return unpack_full('unpack_one', select('#', ...), ...) end
 cmsgpack.unpack_limit = function(...) return unpack_full('unpack_limit', select('#', ...), ...) end
 rawset(_G, 'cmsgpack', cmsgpack)
+-- struct (lua-struct 0.2's API and texts, the work in Rust).
+local function checkstr(v, i, n, name)
+  if type(v) == 'string' or type(v) == 'number' then return tostring(v) end
+  argerr(string.format("bad argument #%d to '%s' (string expected, got %s)", i, name, typename(i, n, v)), 1)
+end
+local struct = {}
+struct.pack = function(...)
+  local fmt = checkstr((...), 1, select('#', ...), 'pack')
+  local ok, r = spack(fmt, select(2, ...))
+  if not ok then argerr(r) end
+  return r
+end
+struct.unpack = function(...)
+  local n = select('#', ...)
+  local fmt, data, pos = ...
+  fmt = checkstr(fmt, 1, n, 'unpack')
+  data = checkstr(data, 2, n, 'unpack')
+  if pos == nil then pos = 1 else
+    local p, e = intarg(pos, 3, n, 'unpack')
+    if e then argerr(e) end
+    pos = p
+  end
+  local t, cnt = sunpack(fmt, data, pos)
+  if t == nil then argerr(cnt) end
+  return unpack(t, 1, cnt)
+end
+struct.size = function(...)
+  local r = ssize(checkstr((...), 1, select('#', ...), 'size'))
+  if type(r) == 'string' then argerr(r) end
+  return r
+end
+rawset(_G, 'struct', struct)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
 -- up and resumed. A script aborted for its time limit stays aborted.
@@ -564,7 +620,7 @@ pub(crate) const FUNCTION_FLAGS: [&str; 5] = [
 ];
 
 /// The functions registered so far by the library being loaded (Lua app data).
-struct Loading(Vec<Registered>);
+struct Loading(Vec<Registered>, std::collections::HashSet<String>);
 
 /// How long FUNCTION LOAD may run a library's code (Redis's `LOAD_TIMEOUT_MS`).
 pub(crate) const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
@@ -599,7 +655,7 @@ pub(crate) fn load_library(
             },
         );
     }
-    let before = lua.set_app_data(Loading(Vec::new()));
+    let before = lua.set_app_data(Loading(Vec::new(), Default::default()));
     let _ = e.set_loading.call::<()>(true);
     let r = th.resume::<()>(());
     let _ = e.set_loading.call::<()>(false);
@@ -639,6 +695,20 @@ fn compile_error(what: &str, e: mlua::Error) -> String {
     }
 }
 
+/// The bytes of a value Lua's `lua_isstring` accepts (a string, or a number as Lua prints
+/// it); None for other values.
+pub(crate) fn string_like(lua: &Lua, v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(_) | Value::Number(_) => lua
+            .coerce_string(v.clone())
+            .ok()
+            .flatten()
+            .map(|s| s.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
 /// Redis's rule for library and function names: letters, digits and `_`, at least one.
 pub(crate) fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
@@ -649,18 +719,7 @@ pub(crate) fn valid_name(name: &[u8]) -> bool {
 /// `luaRegisterFunction`, its checks and texts).
 fn register_function(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
     let fail = |m: &str| Err(mlua::Error::runtime(m));
-    // Lua's `lua_isstring`: strings and numbers.
-    let text = |v: &Value| -> Option<Vec<u8>> {
-        match v {
-            Value::String(s) => Some(s.as_bytes().to_vec()),
-            Value::Integer(_) | Value::Number(_) => lua
-                .coerce_string(v.clone())
-                .ok()
-                .flatten()
-                .map(|s| s.as_bytes().to_vec()),
-            _ => None,
-        }
-    };
+    let text = |v: &Value| string_like(lua, v);
     if lua.app_data_ref::<Loading>().is_none() {
         return fail("redis.register_function can only be called on FUNCTION LOAD command");
     }
@@ -740,7 +799,7 @@ fn register_function(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
     let mut loading = lua
         .app_data_mut::<Loading>()
         .ok_or_else(|| mlua::Error::runtime("not loading"))?;
-    if loading.0.iter().any(|r| r.name == name) {
+    if !loading.1.insert(name.clone()) {
         return fail("Function already exists in the library");
     }
     let f = lua.create_registry_value(f)?;

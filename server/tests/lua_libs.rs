@@ -1,5 +1,5 @@
-//! The Lua libraries Redis gives scripts beyond `redis`, `bit` and `cjson`: `cmsgpack`,
-//! differential against a real `redis-server` 7.0 (byte-for-byte replies, RESP2 and RESP3,
+//! The Lua libraries Redis gives scripts beyond `redis`, `bit` and `cjson`: `cmsgpack` and
+//! `struct`, differential against a real `redis-server` 7.0 (byte-for-byte replies, RESP2 and RESP3,
 //! percore with 1 and 3 shards), from EVAL and from a function.
 
 mod common;
@@ -51,6 +51,56 @@ const SCRIPTS: &[&str] = &[
     "local x = 1\nreturn cmsgpack.unpack(B(0xc1)), x",
 ];
 
+/// `struct` scripts whose replies must be Redis's.
+const STRUCT_SCRIPTS: &[&str] = &[
+    "return struct.pack('>i4<i4bBhHlLT', 1, 2, -1, 255, -2, 65535, -3, 2^40, 7)",
+    "return struct.pack('!4 b i d f', 1, 2, 0.5, 0.25)",
+    "return struct.pack('s c3 c0 x', 'ab', 'xyz', 'whole')",
+    "return struct.pack('i17', -1)",
+    "return struct.pack('>I3 <i2 b', 70000, -300, '7')",
+    "return {struct.unpack('>i4<i4bBhH', struct.pack('>i4<i4bBhH', 1, 2, -1, 255, -2, 65535))}",
+    "return {struct.unpack('d f', struct.pack('d f', 0.5, 0.25))}",
+    "return {struct.unpack('s c3', struct.pack('s c3', 'ab', 'xyz'))}",
+    "return {struct.unpack('b c0', struct.pack('b', 3) .. 'abcdef')}",
+    "return {struct.unpack('c2 c0', '12abcdefghijklm')}",
+    "return {struct.unpack('b', 'ab', 2)}",
+    "return {struct.unpack('i17', string.rep(string.char(255), 17))}",
+    "return {struct.unpack('!8 b d', struct.pack('!8 b d', 1, 2))}",
+    "return {struct.unpack('<l>L', struct.pack('<l>L', -5, 2^50))}",
+    "return struct.size('!8 b d i h')",
+    "return struct.size('c9 z')",
+    // Errors, with lua-struct's texts.
+    "return struct.pack('i40', 1)",
+    "return struct.pack('!3i', 1)",
+    "return struct.pack('z', 1)",
+    "return struct.pack('i')",
+    "return struct.pack('ii', 1)",
+    "return struct.pack('i', {})",
+    "return struct.pack('c5', 'ab')",
+    "return struct.pack('sc2', 'a')",
+    "return struct.pack()",
+    "return struct.pack('i99999999999', 1)",
+    "return {struct.unpack('c0', 'abc')}",
+    "return {struct.unpack('i', 'ab')}",
+    "return {struct.unpack('s', 'ab')}",
+    "return {struct.unpack('b', 'ab', 0)}",
+    "return {struct.unpack('b', 'ab', 'x')}",
+    "return {struct.unpack('b')}",
+    "return struct.size('s')",
+    "return struct.size('c0')",
+    "return struct.size()",
+];
+
+#[test]
+fn struct_matches_redis() {
+    each_differential_run("struct", &[], &[], |redis, percore, resp3, _, label| {
+        let mut d = Diff::new(redis, percore, resp3, label);
+        for body in STRUCT_SCRIPTS {
+            d.same(&[b"EVAL".to_vec(), body.as_bytes().to_vec(), b"0".to_vec()]);
+        }
+    });
+}
+
 #[test]
 fn cmsgpack_matches_redis() {
     each_differential_run("cmsgpack", &[], &[], |redis, percore, resp3, _, label| {
@@ -74,7 +124,7 @@ fn cmsgpack_matches_redis() {
 }
 
 #[test]
-fn hostile_msgpack_input_fails_the_script_not_the_server() {
+fn hostile_msgpack_and_struct_input_fails_the_script_not_the_server() {
     let percore = common::Server::percore(1, &[]);
     let mut c = percore.client();
     for body in [
@@ -83,6 +133,8 @@ fn hostile_msgpack_input_fails_the_script_not_the_server() {
         "return cmsgpack.unpack(string.char(0xdb, 255, 255, 255, 255))",
         // Many values at once: Lua cannot return them all (Redis fails too).
         "return cmsgpack.unpack(string.rep(string.char(0xa1, 0x61, 0x90), 100000))",
+        "return struct.unpack(string.rep('c1', 100000), string.rep('a', 100000))",
+        "return struct.pack('c999999999', 'ab')",
     ] {
         let r = c.cmd(&[b"EVAL", body.as_bytes(), b"0"]);
         assert_eq!(r[0], b'-', "{body}: {}", common::esc(&r));
