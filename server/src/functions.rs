@@ -23,6 +23,8 @@
 //! Deviations: FUNCTION STATS never shows a running script and FUNCTION KILL always
 //! answers NOTBUSY (no other client of a core runs while its script computes; see
 //! `scripting`). Libraries are listed by name, where Redis's order is its hash table's.
+//! RESTORE runs library code under LOAD's 500 ms limit (Redis: none), so a payload cannot
+//! stall a core.
 
 use crate::conn::Conn;
 use crate::dump;
@@ -35,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 /// A function as the registry describes it.
 #[derive(Clone)]
@@ -175,7 +178,7 @@ fn create(
     code: &[u8],
     replace: bool,
     libs: &Libraries,
-    timeout: Option<std::time::Duration>,
+    timeout: Option<Duration>,
 ) -> Result<(String, Library, Vec<Registered>), String> {
     let md = metadata(code)?;
     if !crate::scripting::valid_name(md.name.as_bytes()) {
@@ -253,7 +256,7 @@ fn load(code: &[u8], replace: bool) -> Result<String, String> {
 
 /// The libraries of a DUMP payload, each loaded on this core (Redis's RESTORE and RDB
 /// loading). Errors without their `ERR ` prefix.
-fn parse_payload(payload: &[u8]) -> Result<Libraries, String> {
+fn parse_payload(payload: &[u8], timeout: Option<Duration>) -> Result<Libraries, String> {
     let body = dump::open(payload).ok_or("DUMP payload version or checksum are wrong")?;
     let mut r = dump::Reader::new(body);
     let mut libs = Libraries::new();
@@ -283,7 +286,7 @@ fn parse_payload(payload: &[u8]) -> Result<Libraries, String> {
             Some(_) => return Err("given type is not a function".into()),
             None => return Err("can not read data type".into()),
         };
-        let (name, lib, _) = create(&code, false, &libs, None)?;
+        let (name, lib, _) = create(&code, false, &libs, timeout)?;
         libs.insert(name, lib);
     }
     Ok(libs)
@@ -296,9 +299,11 @@ enum Policy {
     Flush,
 }
 
-/// FUNCTION RESTORE.
-fn restore(payload: &[u8], policy: Policy) -> Result<(), String> {
-    let new = parse_payload(payload)?;
+/// FUNCTION RESTORE, and loading at start (`timeout` None: a snapshot holds libraries that
+/// loaded within the limit before). Unlike Redis, RESTORE runs each library's code under
+/// FUNCTION LOAD's time limit, so that a payload cannot stall a core without end.
+fn restore(payload: &[u8], policy: Policy, timeout: Option<Duration>) -> Result<(), String> {
+    let new = parse_payload(payload, timeout)?;
     let mut r = registry();
     if policy == Policy::Flush {
         *r = new;
@@ -342,7 +347,7 @@ pub fn any() -> bool {
 
 /// At start: the libraries of a snapshot's payload replace the registry (run on one core).
 pub fn restore_at_start(payload: &[u8]) -> Result<usize, String> {
-    restore(payload, Policy::Flush)?;
+    restore(payload, Policy::Flush, None)?;
     Ok(registry().len())
 }
 
@@ -576,7 +581,7 @@ pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
                     "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
                 ),
             };
-            match restore(&a[2], policy) {
+            match restore(&a[2], policy, Some(LOAD_TIMEOUT)) {
                 Ok(()) => w.ok(),
                 Err(e) => err(w, &e),
             }

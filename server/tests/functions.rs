@@ -420,3 +420,55 @@ fn many_functions_and_many_scripts_fit_in_a_core_s_lua_state() {
     }
     assert_eq!(c.q("PING"), b"+PONG\r\n");
 }
+
+/// A DUMP payload of the libraries `codes` (uncompressed RDB strings under 16 KiB),
+/// framed as Redis frames it: RDB version 10 and CRC64 (Jones, reflected), little endian.
+fn payload_of(codes: &[&str]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for code in codes {
+        let n = code.len();
+        assert!(n < 1 << 14);
+        p.extend_from_slice(&[0xf5, 0x40 | (n >> 8) as u8, n as u8]);
+        p.extend_from_slice(code.as_bytes());
+    }
+    p.extend_from_slice(&[10, 0]);
+    let mut crc: u64 = 0;
+    for &b in &p {
+        crc ^= b as u64;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x95ac_9329_ac4b_c9b5
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    p.extend_from_slice(&crc.to_le_bytes());
+    p
+}
+
+#[test]
+fn restore_refuses_what_redis_refuses_and_code_that_never_ends() {
+    let percore = Server::percore(2, &[]);
+    let mut c = percore.client();
+    let one = "#!lua name=r1\nredis.register_function('r1', function() return 1 end)";
+    let ok = c.cmd(&[b"FUNCTION", b"RESTORE", &payload_of(&[one])]);
+    assert_eq!(esc(&ok), r"+OK\r\n");
+    assert_eq!(esc(&c.q("FCALL r1 0")), r":1\r\n");
+    let cases: [(&[&str], &str); 3] = [
+        (&[one], "-ERR Library r1 already exists\r\n"),
+        (
+            &["#!lua name=twice\nredis.register_function('t', function() end)"; 2],
+            "-ERR Library 'twice' already exists\r\n",
+        ),
+        (
+            &["#!lua name=forever\nwhile true do end"],
+            "-ERR Error registering functions: ERR FUNCTION LOAD timeout\r\n",
+        ),
+    ];
+    for (codes, want) in cases {
+        let r = c.cmd(&[b"FUNCTION", b"RESTORE", &payload_of(codes)]);
+        assert_eq!(String::from_utf8_lossy(&r), want);
+    }
+    assert_eq!(esc(&c.q("FUNCTION STATS")).matches(":1").count(), 2);
+}
