@@ -259,6 +259,18 @@ pub enum Cmd {
     ScriptKill,
     ScriptDebug,
     ScriptHelp,
+    FCall,
+    FCallRo,
+    Function,
+    FunctionLoad,
+    FunctionDelete,
+    FunctionFlush,
+    FunctionList,
+    FunctionDump,
+    FunctionRestore,
+    FunctionStats,
+    FunctionKill,
+    FunctionHelp,
     // server
     Info,
     Config,
@@ -456,7 +468,9 @@ impl CommandSpec {
             Cmd::BLMPop | Cmd::BZMPop | Cmd::ZUnionStore | Cmd::ZInterStore | Cmd::ZDiffStore => {
                 Some(2)
             }
-            Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo => Some(2),
+            Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo | Cmd::FCall | Cmd::FCallRo => {
+                Some(2)
+            }
             _ => None,
         }
     }
@@ -769,6 +783,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("eval_ro", EvalRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
     spec!("evalsha_ro", EvalShaRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Execute a read-only Lua script server side"),
     spec!("script", Script, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "2.6.0", "A container for Lua scripts management commands"),
+    spec!("fcall", FCall, -3, NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Invoke a function"),
+    spec!("fcall_ro", FCallRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Invoke a read-only function"),
+    spec!("function", Function, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "7.0.0", "A container for function commands"),
     // ---- server
     spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
     spec!("config", Config, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "2.0.0", "A container for server configuration commands."),
@@ -849,6 +866,15 @@ pub static SUBCOMMANDS: &[CommandSpec] = &[
     spec!("script|load", ScriptLoad, 3, NS | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Load the specified Lua script into the script cache."),
     spec!("script|help", ScriptHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "5.0.0", "Show helpful text about the different subcommands"),
     spec!("script|kill", ScriptKill, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "2.6.0", "Kill the script currently in execution."),
+    spec!("function|load", FunctionLoad, -3, W | D | NS, 0, 0, 0, Connection, ["write", "slow", "scripting"], "scripting", "7.0.0", "Create a function with the given arguments (name, code, description)"),
+    spec!("function|delete", FunctionDelete, 3, W | NS, 0, 0, 0, Connection, ["write", "slow", "scripting"], "scripting", "7.0.0", "Delete a function by name"),
+    spec!("function|flush", FunctionFlush, -2, W | NS, 0, 0, 0, Connection, ["write", "slow", "scripting"], "scripting", "7.0.0", "Deleting all functions"),
+    spec!("function|list", FunctionList, -2, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "List information about all the functions"),
+    spec!("function|dump", FunctionDump, 2, NS, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Dump all functions into a serialized binary payload"),
+    spec!("function|restore", FunctionRestore, -3, W | D | NS, 0, 0, 0, Connection, ["write", "slow", "scripting"], "scripting", "7.0.0", "Restore all the functions on the given payload"),
+    spec!("function|stats", FunctionStats, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Return information about the function currently running (name, description, duration)"),
+    spec!("function|kill", FunctionKill, 2, NS | AB, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Kill the function currently in execution."),
+    spec!("function|help", FunctionHelp, 2, L | ST, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Show helpful text about the different subcommands"),
 ];
 
 /// The subcommand rows of a container command, in table order.
@@ -863,6 +889,7 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Latency => "latency|",
         Cmd::Memory => "memory|",
         Cmd::Script => "script|",
+        Cmd::Function => "function|",
         _ => return &[],
     };
     let start = SUBCOMMANDS

@@ -663,12 +663,23 @@ impl Conn {
                 | Cmd::ScriptKill
                 | Cmd::ScriptDebug
                 | Cmd::ScriptHelp
+                | Cmd::FCall
+                | Cmd::FCallRo
+                | Cmd::FunctionLoad
+                | Cmd::FunctionDelete
+                | Cmd::FunctionFlush
+                | Cmd::FunctionList
+                | Cmd::FunctionDump
+                | Cmd::FunctionRestore
+                | Cmd::FunctionStats
+                | Cmd::FunctionKill
+                | Cmd::FunctionHelp
         ) {
             self.flush().await;
             // A script is shown before the commands it calls (as Redis feeds EVAL).
             if matches!(
                 spec.cmd,
-                Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo
+                Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo | Cmd::FCall | Cmd::FCallRo
             ) && self
                 .core
                 .global

@@ -357,10 +357,11 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         let peak = gathered.peak;
         let total = total_memory();
         let scripts = crate::scripting::cache_stats();
+        let functions = crate::functions::counts();
         section(
             "Memory",
             format!(
-                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\nlazyfree_pending_objects:{}\r\nused_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\n",
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_startup:{}\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\nlazyfree_pending_objects:{}\r\nused_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\n",
                 human(used),
                 human(rss),
                 human(peak),
@@ -375,6 +376,8 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
                 snaps.iter().map(|s| s.lazyfree_pending).sum::<usize>(),
                 scripts.0,
                 scripts.1,
+                functions.1,
+                functions.0,
             ),
         );
     }

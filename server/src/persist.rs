@@ -2,7 +2,10 @@
 //!
 //! A snapshot set is one file per shard, `<dbfilename>-<id>-<shard>-of-<shards>.pcs` in the
 //! format of [`percore_shard::snapshot`], and the manifest `<dbfilename>.manifest`, a short
-//! text naming the set's id, shard count and every file with its size and xxh3.
+//! text naming the set's id, shard count and every file with its size and xxh3, and, when
+//! libraries of functions are loaded, their FUNCTION DUMP payload (hex, with its own CRC64;
+//! libraries are global, not a shard's, and small). A manifest without that line (an older
+//! set) loads with no libraries.
 //!
 //! Invariants:
 //! - Files are written to `<name>.tmp`, synced and renamed ([`runtime::FileWriter`]); the
@@ -54,6 +57,8 @@ pub struct Manifest {
     pub shards: usize,
     pub created_ms: u64,
     pub files: Vec<SetFile>,
+    /// The libraries' FUNCTION DUMP payload, if any were loaded.
+    pub functions: Option<Vec<u8>>,
 }
 
 impl Manifest {
@@ -64,6 +69,13 @@ impl Manifest {
         );
         for f in &self.files {
             let _ = writeln!(s, "file {} {} {:016x}", f.name, f.bytes, f.xxh3);
+        }
+        if let Some(p) = &self.functions {
+            s.push_str("functions ");
+            for b in p {
+                let _ = write!(s, "{b:02x}");
+            }
+            s.push('\n');
         }
         let sum = xxh3_64(s.as_bytes());
         let _ = writeln!(s, "checksum {sum:016x}");
@@ -99,9 +111,17 @@ impl Manifest {
         let shards = field("shards ")? as usize;
         let created_ms = field("created_ms ")?;
         let mut files = Vec::new();
+        let mut functions = None;
         for l in lines {
             let parts: Vec<&str> = l.split(' ').collect();
             match parts.as_slice() {
+                ["functions", hex] if functions.is_none() && hex.len() % 2 == 0 => {
+                    let bytes: Option<Vec<u8>> = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                        .collect();
+                    functions = Some(bytes.ok_or("bad functions line")?);
+                }
                 ["file", name, bytes, sum] if !name.contains('/') => files.push(SetFile {
                     name: name.to_string(),
                     bytes: bytes.parse().map_err(|_| format!("bad size in '{l}'"))?,
@@ -118,6 +138,7 @@ impl Manifest {
             shards,
             created_ms,
             files,
+            functions,
         })
     }
 }
@@ -370,6 +391,7 @@ async fn finish_set(
         shards: files.len(),
         created_ms: now,
         files,
+        functions: crate::functions::any().then(crate::functions::dump_payload),
     };
     let mut w = runtime::FileWriter::create(&manifest_path(cfg))
         .await
@@ -681,6 +703,16 @@ pub fn load(cfg: &Config, sh: &mut Shard, core: usize, shards: usize) -> Result<
     let Some(m) = read_manifest(cfg)? else {
         return Ok(Loaded::default());
     };
+    // The libraries are global: one core puts them back (before any core serves).
+    if let (0, Some(p)) = (core, &m.functions) {
+        if let Err(e) = crate::functions::restore_at_start(p) {
+            let e = format!("{}: functions: {e}", manifest_path(cfg).display());
+            if !cfg.load_corrupt_snapshot {
+                return Err(format!("{e}; refusing to start on a damaged snapshot"));
+            }
+            crate::log::warn(&e);
+        }
+    }
     let now = now_ms();
     let mut out = Loaded {
         id: m.id,
@@ -749,6 +781,15 @@ pub fn check(cfg: &Config) -> i32 {
     );
     let now = now_ms();
     let mut bad = 0;
+    if let Some(p) = &m.functions {
+        match crate::functions::count_in_payload(p) {
+            Ok(n) => println!("  functions: ok, {n} libraries"),
+            Err(e) => {
+                bad += 1;
+                println!("  {e}");
+            }
+        }
+    }
     for i in 0..m.shards {
         let mut per_db = [0u64; DB_COUNT];
         let (mut expiring, mut expired, mut blocks) = (0u64, 0u64, 0u64);
@@ -836,6 +877,7 @@ mod tests {
                     xxh3: 1,
                 },
             ],
+            functions: Some(b"\xf5\x02ab\x0a\x00\x01\x02".to_vec()),
         };
         let text = m.encode();
         assert_eq!(Manifest::decode(&text).unwrap(), m);

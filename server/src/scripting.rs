@@ -1,5 +1,8 @@
 //! Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD/EXISTS/FLUSH/KILL/HELP,
-//! with Redis 7.0's semantics, on Lua 5.1 (mlua, vendored).
+//! with Redis 7.0's semantics, on Lua 5.1 (mlua, vendored); and the Lua side of Functions
+//! (`functions.rs` keeps the libraries): a library's code runs here ([`load_library`]) with
+//! the load-time API only, and FCALL runs a function through the same path as EVAL
+//! ([`execute`]), its keys and arguments passed as its two arguments instead of KEYS/ARGV.
 //!
 //! The VM. Each core has one Lua state ([`Engine`], thread-local: a core is one thread),
 //! sandboxed as Redis's: base (without `loadfile`, `dofile`, `print`, `setfenv`, `getfenv`,
@@ -54,13 +57,15 @@
 //!
 //! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
 //!
-//! `cjson` is `lua_cjson.rs`.
+//! `cjson` is `lua_cjson.rs`, `cmsgpack` `lua_cmsgpack.rs` and `struct` `lua_struct.rs` (the
+//! Lua side of each, argument checks and errors, is in `SETUP`).
 //!
-//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`). A failing
-//! `return redis.call(…)` is a Lua tail call, whose line Lua 5.1 forgets: the line is then
-//! the script's one line of code if it has one, else the suffix is left out.
+//! Errors read as Redis 7.0's (`… script: <sha>, on @user_script:<line>.`, for a function
+//! `… script: <name>, on @user_function:<line>.`). A failing `return redis.call(…)` is a
+//! Lua tail call, whose line Lua 5.1 forgets: the line is then the script's one line of code
+//! (the function's, if written on one line) if it has one, else the suffix is left out.
 //!
-//! Not done: `cmsgpack`, `struct`; SCRIPT DEBUG (answers an error). Deviations: the library
+//! Not done: SCRIPT DEBUG (answers an error). Deviations: the library
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
 //! integer 0; a table nested past 1000 levels is answered with an error.
 
@@ -86,7 +91,7 @@ pub const UNDECLARED_WAIT: Duration = Duration::from_secs(1);
 /// Nesting of tables converted either way, at most (a table may contain itself).
 const MAX_DEPTH: usize = 1000;
 
-type Sha = [u8; 40];
+pub(crate) type Sha = [u8; 40];
 
 /// The script bodies of the process, by SHA1, and the generation SCRIPT FLUSH bumps.
 static CACHE: LazyLock<Mutex<HashMap<Sha, Arc<[u8]>>>> = LazyLock::new(Default::default);
@@ -100,14 +105,16 @@ pub fn cache_stats() -> (usize, usize) {
 }
 
 struct Script {
-    f: Function,
+    /// In the Lua registry, not a `Function` handle: a state has fewer than 8000 handle
+    /// slots, and a core may cache more scripts than that.
+    f: mlua::RegistryKey,
     /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
     no_writes: Option<bool>,
 }
 
 /// One core's Lua state and compiled scripts.
-struct Engine {
-    lua: Lua,
+pub(crate) struct Engine {
+    pub(crate) lua: Lua,
     compiled: RefCell<HashMap<Sha, Rc<Script>>>,
     generation: Cell<u64>,
     /// A script is running (possibly suspended at an await) on this core.
@@ -115,13 +122,17 @@ struct Engine {
     waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
     /// When the running script must be aborted.
     deadline: Rc<Cell<Option<Instant>>>,
+    /// The globals of library code and its functions (see `SETUP`), and the switch that
+    /// shows them the load-time API while FUNCTION LOAD runs a library.
+    fenv: Table,
+    set_loading: Function,
 }
 
 thread_local! {
     static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
 }
 
-fn engine() -> Result<Rc<Engine>, String> {
+pub(crate) fn engine() -> Result<Rc<Engine>, String> {
     if let Some(e) = ENGINE.with(|e| e.borrow().clone()) {
         return Ok(e);
     }
@@ -203,6 +214,7 @@ impl Engine {
             let pos = pos.to_string_lossy();
             let line = pos
                 .strip_prefix("user_script:")
+                .or_else(|| pos.strip_prefix("user_function:"))
                 .and_then(|p| p.split(':').next())
                 .and_then(|l| l.parse().ok());
             if let Some(mut run) = lua.app_data_mut::<Run>() {
@@ -238,7 +250,42 @@ impl Engine {
                 Err(e) => (false, Value::String(lua.create_string(&e)?)),
             })
         })?;
-        lua.load(SETUP).set_name("=setup").call::<()>((
+        let regfn =
+            lua.create_function(|lua, args: Variadic<Value>| register_function(lua, args))?;
+        let mpack = lua.create_function(|lua, args: Variadic<Value>| {
+            let mut out = Vec::new();
+            for v in args.iter() {
+                crate::lua_cmsgpack::encode(&mut out, v, 0);
+            }
+            lua.create_string(&out)
+        })?;
+        let spack = lua.create_function(|lua, (fmt, args): (mlua::String, Variadic<Value>)| {
+            Ok(match crate::lua_struct::pack(lua, &fmt.as_bytes(), &args) {
+                Ok(b) => (true, lua.create_string(&b)?),
+                Err(e) => (false, lua.create_string(&e)?),
+            })
+        })?;
+        let sunpack =
+            lua.create_function(|lua, (fmt, data, pos): (mlua::String, mlua::String, i64)| {
+                Ok(
+                    match crate::lua_struct::unpack(lua, &fmt.as_bytes(), &data.as_bytes(), pos) {
+                        Ok((t, n)) => (Value::Table(t), Value::Integer(n as i64)),
+                        Err(e) => (Value::Nil, Value::String(lua.create_string(&e)?)),
+                    },
+                )
+            })?;
+        let ssize = lua.create_function(|lua, fmt: mlua::String| {
+            Ok(match crate::lua_struct::size(&fmt.as_bytes()) {
+                Ok(n) => Value::Integer(n as i64),
+                Err(e) => Value::String(lua.create_string(&e)?),
+            })
+        })?;
+        let munpack = lua.create_function(
+            |lua, (s, limit, offset): (mlua::String, f64, f64)| -> mlua::Result<MultiValue> {
+                msgpack_unpack(lua, &s.as_bytes(), limit, offset)
+            },
+        )?;
+        let (fenv, set_loading): (Table, Function) = lua.load(SETUP).set_name("=setup").call((
             rcall,
             sha1hex,
             log,
@@ -250,6 +297,11 @@ impl Engine {
             enc,
             dec,
             crate::lua_cjson::null(),
+            regfn,
+            mpack,
+            munpack,
+            // (More than 16 values: a nested tuple, passed flat.)
+            (spack, sunpack, ssize),
         ))?;
         Ok(Engine {
             lua,
@@ -258,6 +310,8 @@ impl Engine {
             busy: Cell::new(false),
             waiters: RefCell::new(VecDeque::new()),
             deadline,
+            fenv,
+            set_loading,
         })
     }
 
@@ -265,6 +319,7 @@ impl Engine {
         let g = GENERATION.load(Ordering::Acquire);
         if self.generation.get() != g {
             self.compiled.borrow_mut().clear();
+            self.lua.expire_registry_values();
             self.generation.set(g);
         }
     }
@@ -280,12 +335,11 @@ impl Engine {
             .load(code)
             .set_name("@user_script")
             .into_function()
-            .map_err(|e| match e {
-                mlua::Error::SyntaxError { message, .. } => {
-                    format!("ERR Error compiling script (new function): {message}")
-                }
-                e => format!("ERR Error compiling script (new function): {e}"),
-            })?;
+            .map_err(|e| compile_error("script (new function)", e))?;
+        let f = self
+            .lua
+            .create_registry_value(f)
+            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
         let s = Rc::new(Script { f, no_writes });
         self.compiled.borrow_mut().insert(sha, s.clone());
         Ok(s)
@@ -314,13 +368,13 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null = ...
-local error, rawset = error, rawset
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize = ...
+local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
   local v, e = rcall(true, ...)
   if e ~= nil then
-    local _, pos = pcall(error, '', 3)
+    local _, pos = where_pcall(error, '', 3)
     note(pos)
     error(e.err, 0)
   end
@@ -359,8 +413,8 @@ redis.REDIS_VERSION_NUM = 0x0007000f
 rawset(_G, 'redis', redis)
 -- bit (LuaBitOp's API): arguments checked as luaL_checknumber does, the work in Rust.
 local c_pcall = pcall
-local function argerr(msg)
-  local _, pos = c_pcall(error, '', 4)
+local function argerr(msg, up)
+  local _, pos = c_pcall(error, '', 4 + (up or 0))
   if pos == '' then pos = 'user_script:?: ' end
   error(pos .. msg, 0)
 end
@@ -410,6 +464,82 @@ cjson.decode = function(...)
   return r
 end
 rawset(_G, 'cjson', cjson)
+-- cmsgpack (lua-cmsgpack 0.4.0's API and texts, the work in Rust). Argument checks run in
+-- `unpack_full`, reached by a tail call (one more level for `argerr` to skip).
+local cmsgpack = {_NAME = 'cmsgpack', _VERSION = 'lua-cmsgpack 0.4.0',
+  _COPYRIGHT = 'Copyright (C) 2012, Salvatore Sanfilippo',
+  _DESCRIPTION = 'MessagePack C implementation for Lua'}
+cmsgpack.pack = function(...)
+  if select('#', ...) == 0 then argerr("bad argument #0 to 'pack' (MessagePack pack needs input.)") end
+  return mpack(...)
+end
+local function typename(i, n, v)
+  if i > n then return 'no value' end
+  return type(v)
+end
+-- luaL_checkinteger's conversion (truncation toward zero), or its error.
+local function intarg(v, i, n, name)
+  local x = tonumber(v)
+  if x == nil then
+    return nil, string.format("bad argument #%d to '%s' (number expected, got %s)", i, name, typename(i, n, v))
+  end
+  if x >= 0 then return math.floor(x) end
+  return math.ceil(x)
+end
+local function unpack_full(name, n, s, a2, a3)
+  local limit, offset, e = 0, 0, nil
+  if name == 'unpack_one' then
+    limit = 1
+    if a2 ~= nil then offset, e = intarg(a2, 2, n, name) end
+  elseif name == 'unpack_limit' then
+    limit, e = intarg(a2, 2, n, name)
+    if e == nil and a3 ~= nil then offset, e = intarg(a3, 3, n, name) end
+  end
+  if e then argerr(e, 1) end
+  if type(s) ~= 'string' and type(s) ~= 'number' then
+    argerr(string.format("bad argument #1 to '%s' (string expected, got %s)", name, typename(1, n, s)), 1)
+  end
+  local t, cnt, nxt = munpack(tostring(s), limit, offset)
+  if t == nil then argerr(cnt, 1) end
+  if limit == 0 and offset == 0 then return unpack(t, 1, cnt) end
+  return nxt, unpack(t, 1, cnt)
+end
+cmsgpack.unpack = function(...) return unpack_full('unpack', select('#', ...), ...) end
+cmsgpack.unpack_one = function(...) return unpack_full('unpack_one', select('#', ...), ...) end
+cmsgpack.unpack_limit = function(...) return unpack_full('unpack_limit', select('#', ...), ...) end
+rawset(_G, 'cmsgpack', cmsgpack)
+-- struct (lua-struct 0.2's API and texts, the work in Rust).
+local function checkstr(v, i, n, name)
+  if type(v) == 'string' or type(v) == 'number' then return tostring(v) end
+  argerr(string.format("bad argument #%d to '%s' (string expected, got %s)", i, name, typename(i, n, v)), 1)
+end
+local struct = {}
+struct.pack = function(...)
+  local fmt = checkstr((...), 1, select('#', ...), 'pack')
+  local ok, r = spack(fmt, select(2, ...))
+  if not ok then argerr(r) end
+  return r
+end
+struct.unpack = function(...)
+  local n = select('#', ...)
+  local fmt, data, pos = ...
+  fmt = checkstr(fmt, 1, n, 'unpack')
+  data = checkstr(data, 2, n, 'unpack')
+  if pos == nil then pos = 1 else
+    local p, e = intarg(pos, 3, n, 'unpack')
+    if e then argerr(e) end
+    pos = p
+  end
+  local t, cnt = sunpack(fmt, data, pos)
+  if t == nil then argerr(cnt) end
+  return unpack(t, 1, cnt)
+end
+struct.size = function(...)
+  local r = ssize(checkstr((...), 1, select('#', ...), 'size'))
+  if type(r) == 'string' then argerr(r) end
+  return r
+end
+rawset(_G, 'struct', struct)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
 -- up and resumed. A script aborted for its time limit stays aborted.
@@ -435,14 +565,301 @@ end)
 for _, k in ipairs({'loadfile', 'dofile', 'print', 'setfenv', 'getfenv', 'newproxy', 'module', 'require', 'package'}) do
   rawset(_G, k, nil)
 end
-setmetatable(_G, {
-  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+local function readonly() error('Attempt to modify a readonly table', 2) end
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+setmetatable(_G, {__newindex = readonly, __index = missing, __metatable = false})
+-- Functions (Redis's function_lua.c): library code and the functions it registers see
+-- `fenv` as their globals, which reads through to the globals above, except while
+-- FUNCTION LOAD runs the library: then only a `redis` table with register_function, log and
+-- the constants is there. Both are read-only.
+local load_redis = {register_function = regfn, log = redis.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = redis.REDIS_VERSION, REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM}
+setmetatable(load_redis, {__newindex = readonly, __index = missing, __metatable = false})
+local load_api = {redis = load_redis}
+local loading = false
+local fenv = setmetatable({}, {
+  __newindex = readonly,
   __index = function(_, k)
-    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    local v
+    if loading then
+      v = rawget(load_api, k)
+    elseif k ~= 'KEYS' and k ~= 'ARGV' then
+      v = rawget(G, k)
+    end
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
   end,
   __metatable = false,
 })
+return fenv, function(on) loading = on end
 "#;
+
+/// A function registered by a library's code: its name, description, flags (bits of
+/// [`FUNCTION_FLAGS`]) and the Lua function (of the core's state that loaded it), kept in
+/// the Lua registry: a Rust handle (`Function`) would take one of the fewer than 8000
+/// reference slots of the state, which many functions would exhaust.
+pub(crate) struct Registered {
+    pub name: String,
+    pub desc: Option<Vec<u8>>,
+    pub flags: u8,
+    pub f: mlua::RegistryKey,
+}
+
+/// Redis's script flags, in its order (`scripts_flags_def`): bit i is `FUNCTION_FLAGS[i]`.
+pub(crate) const FUNCTION_FLAGS: [&str; 5] = [
+    "no-writes",
+    "allow-oom",
+    "allow-stale",
+    "no-cluster",
+    "allow-cross-slot-keys",
+];
+
+/// The functions registered so far by the library being loaded (Lua app data).
+struct Loading(Vec<Registered>, std::collections::HashSet<String>);
+
+/// How long FUNCTION LOAD may run a library's code (Redis's `LOAD_TIMEOUT_MS`).
+pub(crate) const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Runs a library's code (after its shebang line, whose newline it starts with) on this
+/// core's Lua state, which registers its functions; `timeout`: its time limit. Errors read
+/// as Redis 7.0's (`ERR Error compiling function: …`, `ERR Error registering functions: …`).
+/// The loader sees only the load-time API (see `SETUP`), so it is deterministic: every core
+/// that runs it registers the same functions.
+pub(crate) fn load_library(
+    code: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Vec<Registered>, String> {
+    let e = engine()?;
+    let lua = &e.lua;
+    let chunk = lua
+        .load(code)
+        .set_name("@user_function")
+        .set_environment(e.fenv.clone())
+        .into_function()
+        .map_err(|e| compile_error("function", e))?;
+    let th = lua
+        .create_thread(chunk)
+        .map_err(|e| format!("ERR Error registering functions: {e}"))?;
+    let started = Instant::now();
+    if let Some(limit) = timeout {
+        th.set_hook(
+            HookTriggers::new().every_nth_instruction(100_000),
+            move |_, _| match started.elapsed() > limit {
+                true => Err(mlua::Error::runtime("FUNCTION LOAD timeout")),
+                false => Ok(VmState::Continue),
+            },
+        );
+    }
+    let before = lua.set_app_data(Loading(Vec::new(), Default::default()));
+    let _ = e.set_loading.call::<()>(true);
+    let r = th.resume::<()>(());
+    let _ = e.set_loading.call::<()>(false);
+    let registered = lua.remove_app_data::<Loading>().map(|l| l.0);
+    if let Some(b) = before {
+        lua.set_app_data(b);
+    }
+    let r = match r {
+        Ok(()) if th.status() != mlua::ThreadStatus::Finished => {
+            Err(mlua::Error::runtime("library code may not yield"))
+        }
+        r => r,
+    };
+    if let Err(mut err) = r {
+        while let mlua::Error::CallbackError { cause, .. } = err {
+            err = (*cause).clone();
+        }
+        let msg = match err {
+            mlua::Error::RuntimeError(m) => m,
+            mlua::Error::MemoryError(_) => "not enough memory".into(),
+            e => e.to_string(),
+        };
+        let msg = msg.split("\nstack traceback:").next().unwrap_or("");
+        return Err(format!("ERR Error registering functions: ERR {msg}"));
+    }
+    Ok(registered.unwrap_or_default())
+}
+
+/// Redis's error for code that does not compile (`what`: "script (new function)" or
+/// "function").
+fn compile_error(what: &str, e: mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => {
+            format!("ERR Error compiling {what}: {message}")
+        }
+        e => format!("ERR Error compiling {what}: {e}"),
+    }
+}
+
+/// The bytes of a value Lua's `lua_isstring` accepts (a string, or a number as Lua prints
+/// it); None for other values.
+pub(crate) fn string_like(lua: &Lua, v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(_) | Value::Number(_) => lua
+            .coerce_string(v.clone())
+            .ok()
+            .flatten()
+            .map(|s| s.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// Redis's rule for library and function names: letters, digits and `_`, at least one.
+pub(crate) fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `redis.register_function(name, callback)` or `redis.register_function{function_name=…,
+/// callback=…, flags={…}, description=…}` while a library loads (Redis's
+/// `luaRegisterFunction`, its checks and texts).
+fn register_function(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
+    let fail = |m: &str| Err(mlua::Error::runtime(m));
+    let text = |v: &Value| string_like(lua, v);
+    if lua.app_data_ref::<Loading>().is_none() {
+        return fail("redis.register_function can only be called on FUNCTION LOAD command");
+    }
+    let (name, desc, f, flags) = match args.len() {
+        1 => {
+            let Value::Table(t) = &args[0] else {
+                return fail("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).");
+            };
+            let (mut name, mut desc, mut f, mut flags) = (None, None, None, 0u8);
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                let Some(k) = text(&k) else {
+                    return fail(
+                        "named argument key given to redis.register_function is not a string",
+                    );
+                };
+                let k = String::from_utf8_lossy(&k).to_ascii_lowercase();
+                match k.as_str() {
+                    "function_name" => match text(&v) {
+                        Some(n) => name = Some(n),
+                        None => return fail("function_name argument given to redis.register_function must be a string"),
+                    },
+                    "description" => match text(&v) {
+                        Some(d) => desc = Some(d),
+                        None => return fail("description argument given to redis.register_function must be a string"),
+                    },
+                    "callback" => match v {
+                        Value::Function(cb) => f = Some(cb),
+                        _ => return fail("callback argument given to redis.register_function must be a function"),
+                    },
+                    "flags" => {
+                        let Value::Table(ft) = v else {
+                            return fail("flags argument to redis.register_function must be a table representing function flags");
+                        };
+                        for i in 1.. {
+                            let v: Value = ft.get(i)?;
+                            if v == Value::Nil {
+                                break;
+                            }
+                            let bit = text(&v).and_then(|s| {
+                                FUNCTION_FLAGS
+                                    .iter()
+                                    .position(|f| f.as_bytes().eq_ignore_ascii_case(&s))
+                            });
+                            match bit {
+                                Some(b) => flags |= 1 << b,
+                                None => return fail("unknown flag given"),
+                            }
+                        }
+                    }
+                    _ => return fail("unknown argument given to redis.register_function"),
+                }
+            }
+            let Some(name) = name else {
+                return fail("redis.register_function must get a function name argument");
+            };
+            let Some(f) = f else {
+                return fail("redis.register_function must get a callback argument");
+            };
+            (name, desc, f, flags)
+        }
+        2 => {
+            let Some(name) = text(&args[0]) else {
+                return fail("first argument to redis.register_function must be a string");
+            };
+            let Value::Function(f) = &args[1] else {
+                return fail("second argument to redis.register_function must be a function");
+            };
+            (name, None, f.clone(), 0)
+        }
+        _ => return fail("wrong number of arguments to redis.register_function"),
+    };
+    if !valid_name(&name) {
+        return fail("Library names can only contain letters, numbers, or underscores(_) and must be at least one character long");
+    }
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let mut loading = lua
+        .app_data_mut::<Loading>()
+        .ok_or_else(|| mlua::Error::runtime("not loading"))?;
+    if !loading.1.insert(name.clone()) {
+        return fail("Function already exists in the library");
+    }
+    let f = lua.create_registry_value(f)?;
+    loading.0.push(Registered {
+        name,
+        desc,
+        flags,
+        f,
+    });
+    Ok(())
+}
+
+/// `cmsgpack`'s `mp_unpack_full` (limit and offset as `lua_tointeger` gave them): on
+/// success a table of the values, their count and the next offset (-1 at the end); on
+/// failure nil and lua-cmsgpack's error text.
+fn msgpack_unpack(lua: &Lua, s: &[u8], limit: f64, offset: f64) -> mlua::Result<MultiValue> {
+    let fail = |msg: String| -> mlua::Result<MultiValue> {
+        Ok(MultiValue::from_iter([
+            Value::Nil,
+            Value::String(lua.create_string(&msg)?),
+        ]))
+    };
+    let len = s.len();
+    if offset < 0.0 || limit < 0.0 {
+        // Sic: lua-cmsgpack prints the input's length as the limit.
+        return fail(format!(
+            "Invalid request to unpack with offset of {} and limit of {}.",
+            offset as i32, len as i32
+        ));
+    }
+    if offset > len as f64 {
+        return fail(format!(
+            "Start offset {} greater than input length {}.",
+            offset as i32, len as i32
+        ));
+    }
+    let limit = match (limit, offset) {
+        (l, o) if l == 0.0 && o == 0.0 => i32::MAX as usize,
+        (l, _) => l.min(i32::MAX as f64) as usize,
+    };
+    match crate::lua_cmsgpack::decode(lua, s, offset as usize, limit) {
+        Ok((t, n, next)) => {
+            let next = next.map_or(-1, |p| p as i64);
+            Ok(MultiValue::from_iter([
+                Value::Table(t),
+                Value::Integer(n as i64),
+                Value::Integer(next),
+            ]))
+        }
+        Err(crate::lua_cmsgpack::DecodeError::Eof) => fail("Missing bytes in input.".into()),
+        Err(crate::lua_cmsgpack::DecodeError::BadFormat) => {
+            fail("Bad data format in input.".into())
+        }
+        Err(crate::lua_cmsgpack::DecodeError::TooDeep) => fail(
+            "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
+                .into(),
+        ),
+        Err(crate::lua_cmsgpack::DecodeError::Lua(e)) => Err(e),
+    }
+}
 
 /// LuaBitOp's number → 32 bits: the low word of `n + 2^52 + 2^51` (rounds half to even and
 /// wraps modulo 2^32, as `bit.tobit` does).
@@ -1010,7 +1427,8 @@ fn lua_to_resp(w: &mut ReplyWriter, v: &Value, resp3: bool, depth: usize) {
     }
 }
 
-/// EVAL*, SCRIPT *: the reply goes to `out`.
+/// EVAL*, SCRIPT *, and FCALL*, FUNCTION * (their handlers are [`crate::functions`]'s):
+/// the reply goes to `out`.
 pub async fn run(
     conn: &mut Conn,
     spec: &'static CommandSpec,
@@ -1044,11 +1462,7 @@ pub async fn run(
         }
         Cmd::ScriptFlush => {
             let mut w = ReplyWriter::new(out, proto);
-            if a.len() > 3
-                || (a.len() == 3
-                    && !a[2].eq_ignore_ascii_case(b"sync")
-                    && !a[2].eq_ignore_ascii_case(b"async"))
-            {
+            if a.len() > 3 || !flush_mode_ok(&a) {
                 return w.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
             }
             CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -1066,15 +1480,27 @@ pub async fn run(
         Cmd::ScriptDebug => {
             ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
         }
-        Cmd::ScriptHelp => {
-            let mut w = ReplyWriter::new(out, proto);
-            w.array(HELP.len());
-            for l in HELP {
-                w.simple(l.as_bytes());
-            }
+        Cmd::ScriptHelp => write_help(&mut ReplyWriter::new(out, proto), HELP),
+        Cmd::FCall | Cmd::FCallRo => {
+            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, stream, out).await
         }
-        _ => ReplyWriter::new(out, proto).error("ERR not a scripting command"),
+        _ => crate::functions::manage(spec.cmd, &a, &mut ReplyWriter::new(out, proto)),
     }
+}
+
+/// A HELP subcommand's reply: its lines as status replies.
+pub(crate) fn write_help(w: &mut ReplyWriter, lines: &[&str]) {
+    w.array(lines.len());
+    for l in lines {
+        w.simple(l.as_bytes());
+    }
+}
+
+/// SCRIPT FLUSH's and FUNCTION FLUSH's optional mode (argument 2), if given, is SYNC or
+/// ASYNC (both flush at once here).
+pub(crate) fn flush_mode_ok(a: &Args<'_>) -> bool {
+    a.get(2)
+        .is_none_or(|m| m.eq_ignore_ascii_case(b"sync") || m.eq_ignore_ascii_case(b"async"))
 }
 
 const HELP: &[&str] = &[
@@ -1119,21 +1545,10 @@ async fn eval(
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
-    let numkeys = match percore_proto::parse_i64(&a[2]) {
-        Some(n) => n,
-        None => {
-            return ReplyWriter::new(out, proto)
-                .error("ERR value is not an integer or out of range")
-        }
+    let numkeys = match numkeys(&a, "ERR value is not an integer or out of range") {
+        Ok(n) => n,
+        Err(msg) => return ReplyWriter::new(out, proto).error(msg),
     };
-    if numkeys > (a.len() - 3) as i64 {
-        return ReplyWriter::new(out, proto)
-            .error("ERR Number of keys can't be greater than number of args");
-    }
-    if numkeys < 0 {
-        return ReplyWriter::new(out, proto).error("ERR Number of keys can't be negative");
-    }
-    let numkeys = numkeys as usize;
     let e = match engine() {
         Ok(e) => e,
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
@@ -1185,7 +1600,53 @@ async fn eval(
             .error("ERR Can not execute a script with write flag using *_ro command.");
     }
     let read_only = script.no_writes == Some(true) || ro_cmd;
+    // A `return redis.call(…)` is a tail call: its line is lost; a one-line script has
+    // only one.
+    let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
+    let origin = Origin::Script { sha, guess };
+    let f: Function = match e.lua.registry_value(&script.f) {
+        Ok(f) => f,
+        Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
+    };
+    execute(conn, stream, &e, &f, origin, &a, numkeys, read_only, out).await
+}
 
+/// FCALL's and EVAL's count of keys (argument 2), checked against the arguments as Redis
+/// checks it; `not_int` is the error for a count that is not an integer.
+pub(crate) fn numkeys(a: &Args<'_>, not_int: &'static str) -> Result<usize, &'static str> {
+    let n = percore_proto::parse_i64(&a[2]).ok_or(not_int)?;
+    if n > (a.len() - 3) as i64 {
+        return Err("ERR Number of keys can't be greater than number of args");
+    }
+    if n < 0 {
+        return Err("ERR Number of keys can't be negative");
+    }
+    Ok(n as usize)
+}
+
+/// What runs, for its error messages: an EVAL script (KEYS and ARGV are globals) or a
+/// function (keys and arguments are its two arguments).
+pub(crate) enum Origin<'s> {
+    Script { sha: Sha, guess: Option<u32> },
+    Function { name: &'s str, guess: Option<u32> },
+}
+
+/// Runs `f` (a script's or a function's Lua function) with keys `a[3..3 + numkeys]` and the
+/// arguments after them as a transaction over those keys (see the module header), and
+/// writes its reply or error to `out`. The one path of EVAL* and FCALL*.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn execute(
+    conn: &mut Conn,
+    stream: &mut Stream,
+    e: &Rc<Engine>,
+    f: &Function,
+    origin: Origin<'_>,
+    a: &Args<'_>,
+    numkeys: usize,
+    read_only: bool,
+    out: &mut Vec<u8>,
+) {
+    let proto = conn.proto;
     // Locks: the fast path, the EXEC's transaction, or the script's own.
     let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
     let keys = || (3..3 + numkeys).map(|i| &a[i]);
@@ -1231,8 +1692,9 @@ async fn eval(
     } else {
         Vec::new()
     };
+    let as_globals = matches!(origin, Origin::Script { .. });
     let result = run_script(
-        &e, conn, stream, &script.f, &a, numkeys, read_only, locked, local_keys, held,
+        e, conn, stream, f, a, numkeys, as_globals, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -1248,12 +1710,16 @@ async fn eval(
             lua_to_resp(&mut w, &value, resp3, 0);
         }
         Err((err, raised)) => {
-            let hex = std::str::from_utf8(&sha).unwrap_or("");
-            // A `return redis.call(…)` is a tail call: its line is lost; a one-line script
-            // has only one.
-            let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
+            let (id, source, guess) = match &origin {
+                Origin::Script { sha, guess } => (
+                    std::str::from_utf8(sha).unwrap_or(""),
+                    "user_script",
+                    *guess,
+                ),
+                Origin::Function { name, guess } => (*name, "user_function", *guess),
+            };
             let raised = raised.map(|(m, l)| (m, l.or(guess)));
-            w.error(&script_error(err, raised, hex, guess));
+            w.error(&script_error(err, raised, id, source, guess));
         }
     }
 }
@@ -1298,12 +1764,12 @@ pub fn eval_key_spec(w: &mut ReplyWriter, cmd: Cmd) -> bool {
 /// GETKEYSANDFLAGS); None for other commands.
 pub fn eval_key_flags(cmd: Cmd) -> Option<(&'static [&'static str], Option<&'static str>)> {
     let (flags, notes): (&'static [&'static str], Option<&'static str>) = match cmd {
-        Cmd::Eval => (
+        Cmd::Eval | Cmd::FCall => (
             &["RW", "access", "update"],
             Some("We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"),
         ),
         Cmd::EvalSha => (&["RW", "access", "update"], None),
-        Cmd::EvalRo => (
+        Cmd::EvalRo | Cmd::FCallRo => (
             &["RO", "access"],
             Some("We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"),
         ),
@@ -1324,7 +1790,18 @@ pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
             "request_policy:all_shards",
             "response_policy:agg_logical_and",
         ],
-        Cmd::ScriptKill => &["request_policy:all_shards", "response_policy:one_succeeded"],
+        Cmd::ScriptKill | Cmd::FunctionKill => {
+            &["request_policy:all_shards", "response_policy:one_succeeded"]
+        }
+        Cmd::FunctionLoad | Cmd::FunctionDelete | Cmd::FunctionFlush | Cmd::FunctionRestore => {
+            &["request_policy:all_shards", "response_policy:all_succeeded"]
+        }
+        Cmd::FunctionList => &["nondeterministic_output_order"],
+        Cmd::FunctionStats => &[
+            "nondeterministic_output",
+            "request_policy:all_shards",
+            "response_policy:special",
+        ],
         _ => return false,
     };
     w.set(tips.len());
@@ -1351,13 +1828,14 @@ async fn run_script(
     f: &Function,
     a: &Args<'_>,
     numkeys: usize,
+    as_globals: bool,
     read_only: bool,
     locked: bool,
     local_keys: Vec<Box<[u8]>>,
     held: Vec<(usize, KeySet)>,
 ) -> Result<RunOut, RunErr> {
     let lua = &e.lua;
-    let set_tables = || -> mlua::Result<()> {
+    let make_tables = || -> mlua::Result<(Table, Table)> {
         let keys = lua.create_table_with_capacity(numkeys, 0)?;
         for i in 0..numkeys {
             keys.raw_set(i + 1, lua.create_string(&a[3 + i])?)?;
@@ -1366,12 +1844,18 @@ async fn run_script(
         for (j, i) in (3 + numkeys..a.len()).enumerate() {
             argv.raw_set(j + 1, lua.create_string(&a[i])?)?;
         }
-        let g: Table = lua.globals();
-        g.raw_set("KEYS", keys)?;
-        g.raw_set("ARGV", argv)?;
-        Ok(())
+        Ok((keys, argv))
     };
-    set_tables().map_err(|err| (err, None))?;
+    let (keys, argv) = make_tables().map_err(|err| (err, None))?;
+    let params = if as_globals {
+        let g: Table = lua.globals();
+        g.raw_set("KEYS", keys)
+            .and_then(|()| g.raw_set("ARGV", argv))
+            .map_err(|err| (err, None))?;
+        MultiValue::new()
+    } else {
+        MultiValue::from_iter([Value::Table(keys), Value::Table(argv)])
+    };
     let (db, proto, in_exec) = (conn.db, conn.proto, conn.in_exec);
     conn.in_exec = true;
     lua.set_app_data(Run {
@@ -1403,7 +1887,7 @@ async fn run_script(
                     _ => Ok(VmState::Continue),
                 },
             );
-            th.into_async::<Value>(()).await
+            th.into_async::<Value>(params).await
         }
         Err(err) => Err(err),
     };
@@ -1425,6 +1909,7 @@ fn script_error(
     err: mlua::Error,
     raised: Option<(String, Option<u32>)>,
     sha: &str,
+    source: &str,
     guess: Option<u32>,
 ) -> String {
     let mut err = err;
@@ -1432,20 +1917,23 @@ fn script_error(
         err = (*cause).clone();
     }
     let suffix = |line: Option<u32>| match line {
-        Some(l) => format!(" script: {sha}, on @user_script:{l}."),
+        Some(l) => format!(" script: {sha}, on @{source}:{l}."),
         None => String::new(),
     };
     match err {
-        mlua::Error::RuntimeError(msg) if msg.starts_with("user_script:") => {
+        mlua::Error::RuntimeError(msg)
+            if msg.strip_prefix(source).is_some_and(|m| m.starts_with(':'))
+                || msg.starts_with("user_script:?:") =>
+        {
             let msg = msg.split("\nstack traceback:").next().unwrap_or("");
             // `user_script:?:` marks a position lost to a tail call: the guess, if any.
             if let Some(rest) = msg.strip_prefix("user_script:?: ") {
                 return match guess {
-                    Some(g) => format!("ERR user_script:{g}: {rest}{}", suffix(guess)),
+                    Some(g) => format!("ERR {source}:{g}: {rest}{}", suffix(guess)),
                     None => format!("ERR {rest}"),
                 };
             }
-            let line = msg["user_script:".len()..]
+            let line = msg[source.len() + 1..]
                 .split(':')
                 .next()
                 .and_then(|l| l.parse().ok());

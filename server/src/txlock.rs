@@ -261,7 +261,7 @@ pub fn new_tx() -> TxId {
 pub fn key_args(spec: &CommandSpec, args: &Args) -> Option<Vec<usize>> {
     if matches!(
         spec.cmd,
-        Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo
+        Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo | Cmd::FCall | Cmd::FCallRo
     ) {
         // A script's declared keys; the keys it does not declare are locked as it calls.
         return Some(

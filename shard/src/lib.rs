@@ -974,6 +974,18 @@ impl Shard {
             | Cmd::ScriptKill
             | Cmd::ScriptDebug
             | Cmd::ScriptHelp
+            | Cmd::FCall
+            | Cmd::FCallRo
+            | Cmd::Function
+            | Cmd::FunctionDelete
+            | Cmd::FunctionDump
+            | Cmd::FunctionFlush
+            | Cmd::FunctionHelp
+            | Cmd::FunctionKill
+            | Cmd::FunctionList
+            | Cmd::FunctionLoad
+            | Cmd::FunctionRestore
+            | Cmd::FunctionStats
             | Cmd::Exec
             | Cmd::Discard
             | Cmd::Watch
