@@ -336,7 +336,13 @@ impl Conn {
                     Ok(Decoded::Command { consumed }) => {
                         let frame = &rbuf[at..at + consumed];
                         let args = Args::new(frame, decoder.args());
-                        self.dispatch(args, stream).await;
+                        // The common case without the wrapper's extra future layer.
+                        if self.plain() {
+                            self.dispatch_command(args, stream).await;
+                            self.after_plain();
+                        } else {
+                            Box::pin(self.dispatch_observed(args, stream)).await;
+                        }
                         at += consumed;
                         if self.close {
                             break;
@@ -513,6 +519,40 @@ impl Conn {
     }
 
     pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
+        // The common case: no CLIENT REPLY, no MONITOR, no tracking. The rest is boxed so
+        // that its state does not grow every command's future.
+        if self.plain() {
+            self.dispatch_command(args, stream).await;
+            self.after_plain();
+            return;
+        }
+        Box::pin(self.dispatch_observed(args, stream)).await
+    }
+
+    /// No CLIENT REPLY OFF/SKIP, no CLIENT TRACKING, no MONITOR anywhere: a command needs
+    /// nothing around its dispatch.
+    fn plain(&self) -> bool {
+        !self.reply_off
+            && !self.skip_this
+            && self.handle.tracking.borrow().is_none()
+            && self
+                .core
+                .global
+                .monitors_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+    }
+
+    fn after_plain(&mut self) {
+        // CLIENT REPLY SKIP silences the next command.
+        if self.skip_next && !self.in_script {
+            self.skip_this = std::mem::take(&mut self.skip_next);
+        }
+    }
+
+    /// [`Conn::dispatch`] for a connection with CLIENT REPLY OFF/SKIP or CLIENT TRACKING
+    /// on, or while a MONITOR client exists.
+    async fn dispatch_observed(&mut self, args: Args<'_>, stream: &mut Stream) {
         self.monitored = None;
         // CLIENT REPLY OFF/SKIP: the command runs alone (what came before is answered
         // first) and its replies are dropped; messages to a subscriber still go out.

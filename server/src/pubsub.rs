@@ -142,7 +142,10 @@ pub async fn read_or_push(
         if outbox.has_pending() {
             return Poll::Ready(None);
         }
-        *outbox.waker.borrow_mut() = Some(cx.waker().clone());
+        let mut w = outbox.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
         Poll::Pending
     })
     .await

@@ -51,11 +51,10 @@ pub fn caller(handle: &crate::core::ClientHandle, core: usize) -> Option<Caller>
 /// After a command: CLIENT CACHING applies to the next command only (a transaction counts
 /// as one).
 pub fn command_done(conn: &Conn, spec: &CommandSpec) {
-    if conn.multi.is_some() || spec.parent_name() == Some("client") {
-        return;
-    }
     if let Some(t) = conn.handle.tracking.borrow_mut().as_mut() {
-        t.caching = false;
+        if t.caching && conn.multi.is_none() && spec.parent_name() != Some("client") {
+            t.caching = false;
+        }
     }
 }
 
