@@ -848,6 +848,9 @@ impl Conn {
                             self.lock_tx(tx).await;
                         }
                         crate::coordinated::run(self, spec, args, &mut buf).await;
+                        // A tracking client's read across shards is remembered on each key's
+                        // shard while its locks still hold (no change can slip in between).
+                        crate::tracking::remember_coordinated(self, spec, &args).await;
                         if own.is_some() {
                             self.end_tx().await;
                         }

@@ -58,6 +58,36 @@ pub fn command_done(conn: &Conn, spec: &CommandSpec) {
     }
 }
 
+/// After a read-only command the coordinator ran over several shards (set algebra, SORT
+/// BY/GET, ZUNION, ...): remembers its keys for this connection on each key's shard.
+pub async fn remember_coordinated(conn: &mut Conn, spec: &'static CommandSpec, a: &Args<'_>) {
+    let Some(caller) = caller(&conn.handle, conn.core.id).filter(|c| c.remember) else {
+        return;
+    };
+    if !spec.flags.has(percore_proto::Flags::READONLY) {
+        return;
+    }
+    let Some(idx) = crate::txlock::key_args(spec, a) else {
+        return;
+    };
+    let n = conn.core.nshards();
+    let mut per_shard: Vec<Vec<Box<[u8]>>> = vec![Vec::new(); n];
+    for i in idx {
+        per_shard[crate::router::shard_of(&a[i], n)].push(a[i].into());
+    }
+    for (s, keys) in per_shard.into_iter().enumerate() {
+        if keys.is_empty() {
+            continue;
+        }
+        crate::core::call(&conn.core, s, move |c: &Core| {
+            c.shard
+                .borrow()
+                .with_tracking(|t| keys.iter().for_each(|k| t.remember(k, &caller)));
+        })
+        .await;
+    }
+}
+
 /// CLIENT TRACKING, CACHING, GETREDIR and TRACKINGINFO.
 pub async fn command(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
     let proto = conn.proto;

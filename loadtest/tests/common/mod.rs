@@ -49,22 +49,31 @@ impl Redis {
             eprintln!("SKIPPED: redis-server is not installed (apt-get install -y redis-server)");
             return None;
         }
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let r = Redis { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Listening is enough: with requirepass, PING itself is refused.
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        // A port found free may be taken by another test's server before this one binds
+        // it: then this redis-server exits while the port answers for the other. Such a
+        // start is retried on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            let mut r = Redis { port, child };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Listening is enough: with requirepass, PING itself is refused.
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if r.child.try_wait().ok().flatten().is_none() {
+                return Some(r);
+            }
         }
-        Some(r)
+        panic!("redis-server exited at start five times (ports taken?)")
     }
 }
