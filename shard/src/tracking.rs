@@ -92,17 +92,7 @@ impl Tracking {
 
     /// `key` changed (by `by`, if a client's command changed it).
     pub fn invalidate(&mut self, key: &[u8], by: Option<u64>) {
-        if let Some(readers) = self.keys.remove(key) {
-            self.items -= readers.len();
-            for r in readers {
-                self.pending.push(Invalidation {
-                    core: r.core,
-                    id: r.id,
-                    key: key.into(),
-                    by,
-                });
-            }
-        }
+        self.invalidate_readers(key, by);
         for (prefix, r) in &self.bcast {
             if key.starts_with(prefix) {
                 self.pending.push(Invalidation {
@@ -122,11 +112,12 @@ impl Tracking {
             let Some(victim) = self.keys.keys().find(|k| &k[..] != keep).cloned() else {
                 return;
             };
-            self.invalidate_readers_only(&victim);
+            self.invalidate_readers(&victim, None);
         }
     }
 
-    fn invalidate_readers_only(&mut self, key: &[u8]) {
+    /// Moves the readers of `key` out of the table into `pending`.
+    fn invalidate_readers(&mut self, key: &[u8], by: Option<u64>) {
         if let Some(readers) = self.keys.remove(key) {
             self.items -= readers.len();
             for r in readers {
@@ -134,7 +125,7 @@ impl Tracking {
                     core: r.core,
                     id: r.id,
                     key: key.into(),
-                    by: None,
+                    by,
                 });
             }
         }
