@@ -236,27 +236,12 @@ async fn tracking(conn: &mut Conn, a: &Args<'_>) -> Result<(), String> {
     }
     let mut all = current.as_ref().map_or(Vec::new(), |t| t.prefixes.clone());
     if bcast {
-        let overlap = |x: &[u8], y: &[u8]| x.starts_with(y) || y.starts_with(x);
-        for (i, p) in prefixes.iter().enumerate() {
-            if let Some(e) = all.iter().find(|e| overlap(e, p)) {
-                return Err(format!(
-                    "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
-                    String::from_utf8_lossy(p),
-                    String::from_utf8_lossy(e)
-                ));
-            }
-            if let Some(q) = prefixes[i + 1..].iter().find(|q| overlap(p, q)) {
-                return Err(format!(
-                    "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
-                    String::from_utf8_lossy(p),
-                    String::from_utf8_lossy(q)
-                ));
-            }
-        }
+        check_prefixes(&all, &prefixes)?;
         if prefixes.is_empty() && all.is_empty() {
             prefixes.push(Box::default());
         }
-        let new: Vec<Box<[u8]>> = prefixes.into_iter().filter(|p| !all.contains(p)).collect();
+        // A prefix equal to one already held is an overlap (refused above).
+        let new = prefixes;
         if !new.is_empty() {
             let who = Caller {
                 id: conn.handle.id,
@@ -290,6 +275,56 @@ async fn tracking(conn: &mut Conn, a: &Args<'_>) -> Result<(), String> {
         broken: false,
         prefixes: all,
     });
+    Ok(())
+}
+
+/// Redis's `checkPrefixCollisionsOrReply`: no new prefix may be a prefix of (or equal to)
+/// one the client holds or another new one. Redis compares every pair, and so does this
+/// while that is cheap (naming the same pair in its error); a long list is checked by
+/// sorting, where overlapping prefixes end up side by side, in O(n log n).
+fn check_prefixes(held: &[Box<[u8]>], new: &[Box<[u8]>]) -> Result<(), String> {
+    let overlap = |x: &[u8], y: &[u8]| x.starts_with(y) || y.starts_with(x);
+    let existing = |p: &[u8], e: &[u8]| {
+        format!(
+            "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+            String::from_utf8_lossy(p),
+            String::from_utf8_lossy(e)
+        )
+    };
+    let provided = |p: &[u8], q: &[u8]| {
+        format!(
+            "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+            String::from_utf8_lossy(p),
+            String::from_utf8_lossy(q)
+        )
+    };
+    if new.len().saturating_mul(new.len() + held.len()) <= 100_000 {
+        for (i, p) in new.iter().enumerate() {
+            if let Some(e) = held.iter().find(|e| overlap(e, p)) {
+                return Err(existing(p, e));
+            }
+            if let Some(q) = new[i + 1..].iter().find(|q| overlap(p, q)) {
+                return Err(provided(p, q));
+            }
+        }
+        return Ok(());
+    }
+    let mut all: Vec<(&[u8], bool)> = held
+        .iter()
+        .map(|p| (&p[..], false))
+        .chain(new.iter().map(|p| (&p[..], true)))
+        .collect();
+    all.sort_unstable();
+    for w in all.windows(2) {
+        let ((a, a_new), (b, b_new)) = (w[0], w[1]);
+        if b.starts_with(a) {
+            return Err(match (a_new, b_new) {
+                (true, true) => provided(a, b),
+                (true, false) => existing(a, b),
+                _ => existing(b, a),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -524,4 +559,42 @@ pub fn apply_max_keys(core: &Core, max: usize) {
     let share = if max == 0 { 0 } else { max.div_ceil(n) };
     core.shard.borrow().with_tracking(|t| t.set_max_keys(share));
     crate::blocking::serve_ready(core);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_prefixes;
+
+    fn boxed(v: &[&str]) -> Vec<Box<[u8]>> {
+        v.iter().map(|s| s.as_bytes().into()).collect()
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused_short_lists_and_long() {
+        assert!(check_prefixes(&boxed(&["a"]), &boxed(&["b", "cd"])).is_ok());
+        let e = check_prefixes(&boxed(&["user:"]), &boxed(&["user:1"])).unwrap_err();
+        assert!(
+            e.contains("'user:1' overlaps with an existing prefix 'user:'"),
+            "{e}"
+        );
+        let e = check_prefixes(&[], &boxed(&["a", "ab"])).unwrap_err();
+        assert!(
+            e.contains("'a' overlaps with another provided prefix 'ab'"),
+            "{e}"
+        );
+        // 20,000 prefixes: checked by sorting, not pair by pair.
+        let many: Vec<Box<[u8]>> = (0..20_000)
+            .map(|i| format!("k{i}:").into_bytes().into())
+            .collect();
+        assert!(check_prefixes(&[], &many).is_ok());
+        let mut clash = many.clone();
+        clash.push(b"k77:x".to_vec().into());
+        let e = check_prefixes(&[], &clash).unwrap_err();
+        assert!(
+            e.contains("'k77:' overlaps with another provided prefix 'k77:x'"),
+            "{e}"
+        );
+        let e = check_prefixes(&many, &boxed(&["k5"])).unwrap_err();
+        assert!(e.contains("overlaps with an existing prefix"), "{e}");
+    }
 }

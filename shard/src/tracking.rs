@@ -3,7 +3,7 @@
 //!
 //! Layout: `keys` maps a key name (of any database: Redis's table is keyed by name only) to
 //! the clients that read it since it last changed, each as (client id, its core, NOLOOP).
-//! `bcast` holds the BCAST registrations (prefix, client): every shard has a copy, since any
+//! `bcast` holds the BCAST registrations (prefix → clients): every shard has a copy, since any
 //! key may match. A change to a key (the same paths that raise WATCH flags: writes, expiry,
 //! eviction) moves its readers out of the table into `pending`, and adds an invalidation for
 //! every BCAST client whose prefix matches; the server sends `pending` to the clients'
@@ -44,7 +44,10 @@ pub struct Tracking {
     keys: HashMap<Box<[u8]>, Vec<Reader>>,
     /// Client references in `keys` (INFO `tracking_total_items`).
     items: usize,
-    bcast: Vec<(Box<[u8]>, Reader)>,
+    bcast: HashMap<Box<[u8]>, Vec<Reader>>,
+    /// How many BCAST prefixes have each length: a changed key is looked up by its own
+    /// prefixes of those lengths only (a few lookups, however many prefixes are registered).
+    bcast_lens: std::collections::BTreeMap<usize, usize>,
     pub pending: Vec<Invalidation>,
     /// At most this many keys (0: no bound).
     pub max_keys: usize,
@@ -66,10 +69,7 @@ impl Tracking {
 
     /// Distinct BCAST prefixes.
     pub fn prefixes(&self) -> usize {
-        let mut p: Vec<&[u8]> = self.bcast.iter().map(|(p, _)| &p[..]).collect();
-        p.sort_unstable();
-        p.dedup();
-        p.len()
+        self.bcast.len()
     }
 
     /// `caller` read `key`.
@@ -93,14 +93,16 @@ impl Tracking {
     /// `key` changed (by `by`, if a client's command changed it).
     pub fn invalidate(&mut self, key: &[u8], by: Option<u64>) {
         self.invalidate_readers(key, by);
-        for (prefix, r) in &self.bcast {
-            if key.starts_with(prefix) {
-                self.pending.push(Invalidation {
-                    core: r.core,
-                    id: r.id,
-                    key: key.into(),
-                    by,
-                });
+        for (&len, _) in self.bcast_lens.range(..=key.len()) {
+            if let Some(readers) = self.bcast.get(&key[..len]) {
+                for r in readers {
+                    self.pending.push(Invalidation {
+                        core: r.core,
+                        id: r.id,
+                        key: key.into(),
+                        by,
+                    });
+                }
             }
         }
     }
@@ -141,18 +143,18 @@ impl Tracking {
 
     /// Registers a BCAST client for `prefix` ("" for every key).
     pub fn add_prefix(&mut self, prefix: &[u8], caller: &Caller) {
-        if !self
-            .bcast
-            .iter()
-            .any(|(p, r)| &p[..] == prefix && r.id == caller.id)
-        {
-            self.bcast.push((
-                prefix.into(),
-                Reader {
-                    id: caller.id,
-                    core: caller.core,
-                },
-            ));
+        let readers = match self.bcast.get_mut(prefix) {
+            Some(r) => r,
+            None => {
+                *self.bcast_lens.entry(prefix.len()).or_default() += 1;
+                self.bcast.entry(prefix.into()).or_default()
+            }
+        };
+        if !readers.iter().any(|r| r.id == caller.id) {
+            readers.push(Reader {
+                id: caller.id,
+                core: caller.core,
+            });
         }
     }
 
@@ -160,7 +162,19 @@ impl Tracking {
     /// stay until those keys change (they are skipped then), as Redis does, so that
     /// turning tracking off costs nothing per key read.
     pub fn remove_client(&mut self, id: u64) {
-        self.bcast.retain(|(_, r)| r.id != id);
+        let lens = &mut self.bcast_lens;
+        self.bcast.retain(|prefix, readers| {
+            readers.retain(|r| r.id != id);
+            if readers.is_empty() {
+                if let Some(n) = lens.get_mut(&prefix.len()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        lens.remove(&prefix.len());
+                    }
+                }
+            }
+            !readers.is_empty()
+        });
     }
 
     /// FLUSHALL/FLUSHDB: every remembered read is forgotten (the server sends each tracking
@@ -218,19 +232,41 @@ mod tests {
         assert!(t.active());
         t.invalidate(b"user:1", None);
         t.invalidate(b"order:1", Some(8));
-        let got: Vec<(u64, &[u8])> = t.pending.iter().map(|i| (i.id, &i.key[..])).collect();
+        let mut got: Vec<(u64, &[u8])> = t.pending.iter().map(|i| (i.id, &i.key[..])).collect();
+        got.sort();
         assert_eq!(
             got,
             vec![
                 (7, &b"user:1"[..]),
-                (8, &b"user:1"[..]),
-                (8, &b"order:1"[..])
+                (8, &b"order:1"[..]),
+                (8, &b"user:1"[..])
             ]
         );
         assert_eq!(t.prefixes(), 2);
         t.remove_client(7);
         t.remove_client(8);
         assert!(!t.active());
+    }
+
+    #[test]
+    fn a_change_meets_only_the_prefixes_it_starts_with_among_many() {
+        let mut t = Tracking::default();
+        for i in 0..10_000 {
+            t.add_prefix(format!("p{i}:").as_bytes(), &caller(i % 7));
+        }
+        t.add_prefix(b"p12", &caller(99));
+        t.invalidate(b"p12:x", None);
+        let mut ids: Vec<u64> = t.pending.iter().map(|i| i.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![12 % 7, 99]);
+        assert_eq!(t.prefixes(), 10_001);
+        for id in 0..7 {
+            t.remove_client(id);
+        }
+        assert_eq!(t.prefixes(), 1);
+        t.remove_client(99);
+        assert!(!t.active());
+        assert!(t.bcast_lens.is_empty());
     }
 
     #[test]
