@@ -16,6 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let mut config = ShardConfig { proto_max_bulk_len: 1 << 20, ..Default::default() };
     config.evict.policy = POLICIES[data.len() % POLICIES.len()].0;
     let mut shard = Shard::new(7, config);
+    // Keyspace events of every class, and a tracking client whose reads are remembered
+    // (half the inputs): the event and invalidation paths run with every command.
+    if data.len() % 2 == 0 {
+        shard.set_notify(percore_shard::notify::parse_flags(b"KEA").expect("valid flags"));
+        shard.caller.set(Some(percore_shard::tracking::Caller { id: 1, core: 0, remember: true }));
+        shard.with_tracking(|t| t.add_prefix(b"k", &percore_shard::tracking::Caller { id: 2, core: 0, remember: false }));
+    }
     let mut d = RequestDecoder::new(Limits::default());
     let mut buf = data.to_vec();
     let mut at = 0;
@@ -34,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
                 let proto = if consumed % 2 == 0 { Protocol::Resp2 } else { Protocol::Resp3 };
                 shard.apply(&ExecCtx { db: consumed % 16, now_ms: now }, spec, args, &mut ReplyWriter::new(&mut out, proto));
                 assert!(!out.is_empty(), "every command replies");
+                shard.events.clear();
+                let _ = shard.take_invalidations();
                 shard.expire_step(now, 8);
                 shard.rehash_step(2);
                 shard.lazyfree_step(16, 1);

@@ -250,7 +250,10 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
         }
         return;
     }
-    let count = match super::parse_signed_count(&a[2]) {
+    let count = match super::parse_signed_count(&a[2]).and_then(|c| {
+        super::repeat_count_ok(sh, c)?;
+        Ok(c)
+    }) {
         Ok(c) => c,
         Err(e) => return out.error(e),
     };

@@ -39,6 +39,18 @@ pub fn parse_signed_count(a: &[u8]) -> Result<i64, &'static str> {
     }
 }
 
+/// SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a negative count answer that many elements
+/// (repeating): past `proto-max-bulk-len` / 4 of them (each is at least 4 bytes) the count
+/// is refused, so one command cannot make a core build a reply larger than memory (Redis
+/// tries, and is killed; fuzzing found it).
+pub fn repeat_count_ok(sh: &crate::Shard, count: i64) -> Result<(), &'static str> {
+    let most = sh.config.proto_max_bulk_len.max(0) as u64 / 4;
+    match count < 0 && count.unsigned_abs() > most {
+        true => Err("ERR value is out of range"),
+        false => Ok(()),
+    }
+}
+
 /// What popping from the collection at a key found (lists, sorted sets).
 #[derive(Debug, PartialEq)]
 pub enum Popped<T> {
@@ -275,4 +287,31 @@ pub(crate) fn scan_collection<C: Collection>(
         }
     });
     keyspace::write_scan_reply(out, next, &items);
+}
+
+#[cfg(test)]
+mod repeat_count_tests {
+    use crate::testing::{run, s, shard};
+
+    /// A negative count that would build a reply larger than memory is refused (SRANDMEMBER,
+    /// HRANDFIELD, ZRANDMEMBER); ordinary ones answer as before.
+    #[test]
+    fn huge_repeating_counts_are_refused_before_any_reply_is_built() {
+        let mut sh = shard();
+        run(&mut sh, 1, &["SADD", "s", "a"]);
+        run(&mut sh, 1, &["HSET", "h", "f", "v"]);
+        run(&mut sh, 1, &["ZADD", "z", "1", "m"]);
+        for cmd in ["SRANDMEMBER s", "HRANDFIELD h", "ZRANDMEMBER z"] {
+            let mut huge: Vec<&str> = cmd.split(' ').collect();
+            huge.push("-2000000000");
+            assert_eq!(
+                s(&run(&mut sh, 1, &huge)),
+                "-ERR value is out of range\r\n",
+                "{cmd}"
+            );
+            let mut some: Vec<&str> = cmd.split(' ').collect();
+            some.push("-3");
+            assert!(s(&run(&mut sh, 1, &some)).starts_with("*3\r\n"), "{cmd}");
+        }
+    }
 }

@@ -162,7 +162,10 @@ pub fn srandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
         }
         return;
     }
-    let l = match super::parse_signed_count(&a[2]) {
+    let l = match super::parse_signed_count(&a[2]).and_then(|l| {
+        super::repeat_count_ok(sh, l)?;
+        Ok(l)
+    }) {
         Ok(l) => l,
         Err(e) => return out.error(e),
     };
