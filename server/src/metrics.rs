@@ -307,7 +307,7 @@ pub fn render(g: &Gathered) -> String {
     let last_save_s = (gl.last_save_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000) as f64;
     // (name, help, counter or gauge, value), one row per line.
     #[rustfmt::skip]
-    let scalars: [(&str, &str, bool, f64); 27] = [
+    let scalars: [(&str, &str, bool, f64); 31] = [
         ("redis_uptime_in_seconds", "Seconds since the server started.", false, gl.started.elapsed().as_secs() as f64),
         ("redis_start_time_seconds", "Start time, Unix seconds.", false, start_s),
         ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
@@ -328,6 +328,10 @@ pub fn render(g: &Gathered) -> String {
         ("redis_pubsub_channels", "Channels with at least one subscriber.", false, g.pubsub_channels() as f64),
         ("redis_pubsub_patterns", "Patterns with at least one subscriber.", false, g.pubsub_patterns() as f64),
         ("redis_pubsubshard_channels", "Shard channels with at least one subscriber.", false, g.pubsub_shard_channels() as f64),
+        ("redis_tracking_clients", "Clients with CLIENT TRACKING on.", false, gl.tracking_clients.load(std::sync::atomic::Ordering::Relaxed) as f64),
+        ("redis_tracking_total_keys", "Keys remembered for client-side caching.", false, g.sum(|s| s.tracking.0 as u64) as f64),
+        ("redis_tracking_total_items", "Client references in the tracking table.", false, g.sum(|s| s.tracking.1 as u64) as f64),
+        ("redis_tracking_total_prefixes", "BCAST prefixes registered.", false, g.snaps.iter().map(|s| s.tracking.2).max().unwrap_or(0) as f64),
         ("redis_client_output_buffer_limit_disconnections_total", "Clients disconnected for their output buffer limit.", true, g.sum(|s| s.stats.output_limit_disconnections) as f64),
         ("redis_rdb_last_save_timestamp_seconds", "Time of the last successful snapshot (the start time until one is made), Unix seconds.", false, last_save_s),
         ("redis_rdb_changes_since_last_save", "Writes since the last snapshot.", false, g.sum(|s| s.shard.dirty).saturating_sub(gl.dirty_at_save.load(std::sync::atomic::Ordering::Relaxed)) as f64),

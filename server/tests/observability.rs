@@ -629,3 +629,38 @@ fn a_prometheus_server_scrapes_percore() {
          percore_shard_keys {shards:?}"
     );
 }
+
+/// Pub/Sub and client-side caching in the exporter: channels and patterns counted once
+/// over every core (and per shard), tracking clients and keys.
+#[test]
+fn scrape_shows_pubsub_and_tracking() {
+    let (srv, mport) = metrics_server(3, &[]);
+    let mut subs: Vec<_> = (0..6).map(|_| srv.client()).collect();
+    for (i, s) in subs.iter_mut().enumerate() {
+        s.q(&format!("SUBSCRIBE news ch{i}"));
+        s.read_reply();
+        s.q("PSUBSCRIBE p*");
+    }
+    let mut t = srv.client();
+    assert_eq!(t.q("HELLO 3")[0], b'%');
+    assert_eq!(t.q("CLIENT TRACKING ON"), b"+OK\r\n");
+    for i in 0..20 {
+        t.q(&format!("GET k{i}"));
+    }
+    let body = scrape(mport);
+    let m = samples(&body);
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("no sample {k} in\n{body}"))
+    };
+    assert_eq!(get("redis_pubsub_channels"), 7.0);
+    assert_eq!(get("redis_pubsub_patterns"), 1.0);
+    assert!(sum_of(&m, "percore_shard_pubsub_channels{") >= 7.0);
+    assert_eq!(get("redis_tracking_clients"), 1.0);
+    assert_eq!(get("redis_tracking_total_keys"), 20.0);
+    assert_eq!(get("redis_tracking_total_items"), 20.0);
+    assert_eq!(
+        get("redis_client_output_buffer_limit_disconnections_total"),
+        0.0
+    );
+}
