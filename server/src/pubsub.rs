@@ -375,19 +375,53 @@ pub fn publish_all(core: &Core, msgs: Vec<Message>) {
     }
 }
 
-/// One connection's subscriptions, in the order they were made (UNSUBSCRIBE with no
-/// argument answers in that order), and its outbox.
+/// Names a connection subscribed to, each with when: membership in O(1) however many there
+/// are, and the order they were made in for UNSUBSCRIBE with no argument.
+#[derive(Default)]
+struct Names {
+    by_name: HashMap<Box<[u8]>, u64>,
+    next: u64,
+}
+
+impl Names {
+    /// Adds `name`; false when it was there.
+    fn insert(&mut self, name: &[u8]) -> bool {
+        if self.by_name.contains_key(name) {
+            return false;
+        }
+        self.next += 1;
+        self.by_name.insert(name.into(), self.next);
+        true
+    }
+
+    fn remove(&mut self, name: &[u8]) -> bool {
+        self.by_name.remove(name).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// The names, oldest first.
+    fn in_order(&self) -> Vec<Box<[u8]>> {
+        let mut v: Vec<(&Box<[u8]>, &u64)> = self.by_name.iter().collect();
+        v.sort_unstable_by_key(|(_, &seq)| seq);
+        v.into_iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// One connection's subscriptions, and its outbox.
 pub struct Subs {
     outbox: Rc<Outbox>,
-    channels: Vec<Box<[u8]>>,
-    patterns: Vec<Box<[u8]>>,
-    shard: Vec<Box<[u8]>>,
+    channels: Names,
+    patterns: Names,
+    shard: Names,
     /// In MONITOR mode.
     monitor: bool,
 }
 
 impl Subs {
-    fn list(&mut self, kind: Kind) -> &mut Vec<Box<[u8]>> {
+    fn list(&mut self, kind: Kind) -> &mut Names {
         match kind {
             Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
@@ -444,8 +478,7 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
     let before = subs.total();
     if subscribe {
         for name in a.iter().skip(1) {
-            if !subs.list(kind).iter().any(|c| &c[..] == name) {
-                subs.list(kind).push(name.into());
+            if subs.list(kind).insert(name) {
                 core.pubsub.borrow_mut().add(kind, name, &subs.outbox);
             }
             push_header(&mut w, 3);
@@ -455,13 +488,11 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
         }
     } else {
         let names: Vec<Box<[u8]>> = match a.len() {
-            1 => subs.list(kind).clone(),
+            1 => subs.list(kind).in_order(),
             _ => a.iter().skip(1).map(Into::into).collect(),
         };
         for name in &names {
-            let list = subs.list(kind);
-            if let Some(i) = list.iter().position(|c| c == name) {
-                list.remove(i);
+            if subs.list(kind).remove(name) {
                 core.pubsub.borrow_mut().remove(kind, name, &subs.outbox);
             }
             push_header(&mut w, 3);
@@ -496,9 +527,9 @@ fn subs_of(conn: &mut Conn) -> &mut Subs {
     conn.subs.get_or_insert_with(|| {
         Box::new(Subs {
             outbox,
-            channels: Vec::new(),
-            patterns: Vec::new(),
-            shard: Vec::new(),
+            channels: Names::default(),
+            patterns: Names::default(),
+            shard: Names::default(),
             monitor: false,
         })
     })
@@ -609,7 +640,7 @@ pub fn unsubscribe_all(conn: &mut Conn) {
             (Kind::Pattern, &s.patterns),
             (Kind::Shard, &s.shard),
         ] {
-            for name in list {
+            for name in list.by_name.keys() {
                 reg.remove(kind, name, &s.outbox);
             }
         }

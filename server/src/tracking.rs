@@ -375,18 +375,20 @@ pub fn send_pending(core: &Core, shard: &Shard) {
             core,
             c,
             Box::new(move |c: &Core| {
-                let mut ids: Vec<u64> = invs.iter().map(|i| i.id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                for id in ids {
+                // Per client (a stable sort keeps each one's keys in the order they
+                // changed), in one pass however many clients and keys.
+                let mut invs = invs;
+                invs.sort_by_key(|i| i.id);
+                for group in invs.chunk_by(|a, b| a.id == b.id) {
+                    let id = group[0].id;
                     // NOLOOP, as the client is now: not told of its own changes.
                     let noloop =
                         c.clients.borrow().get(&id).is_some_and(|h| {
                             h.tracking.borrow().as_ref().is_some_and(|t| t.noloop)
                         });
-                    let keys: Vec<Box<[u8]>> = invs
+                    let keys: Vec<Box<[u8]>> = group
                         .iter()
-                        .filter(|i| i.id == id && !(noloop && i.by == Some(id)))
+                        .filter(|i| !(noloop && i.by == Some(id)))
                         .map(|i| i.key.clone())
                         .collect();
                     if !keys.is_empty() {
@@ -427,46 +429,55 @@ fn deliver(core: &Core, id: u64, keys: Option<Vec<Box<[u8]>>>) {
     let Some(h) = core.clients.borrow().get(&id).cloned() else {
         return;
     };
-    let t = h.tracking.borrow().clone();
-    let Some(t) = t else {
-        return;
-    };
-    // As Redis: one message per key read, and for BCAST one per prefix with the keys
-    // changed (sorted, each once) since the last.
-    let batches: Vec<Option<Vec<Box<[u8]>>>> = match keys {
-        None => vec![None],
-        // Per prefix (they do not overlap), in prefix order, as Redis's prefix table.
-        Some(mut keys) if t.bcast => {
-            keys.sort();
-            keys.dedup();
-            t.prefixes
-                .iter()
-                .map(|p| {
-                    keys.iter()
-                        .filter(|k| k.starts_with(p))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
-                .filter(|ks| !ks.is_empty())
-                .map(Some)
-                .collect()
-        }
-        Some(keys) => keys.into_iter().map(|k| Some(vec![k])).collect(),
+    let (redirect, batches) = {
+        let t = h.tracking.borrow();
+        let Some(t) = t.as_ref() else {
+            return;
+        };
+        // As Redis: one message per key read, and for BCAST one per prefix with the keys
+        // changed (sorted, each once) since the last.
+        let batches: Vec<Option<Vec<Box<[u8]>>>> = match keys {
+            None => vec![None],
+            Some(keys) if t.bcast => by_prefix(&t.prefixes, keys).into_iter().map(Some).collect(),
+            Some(keys) => keys.into_iter().map(|k| Some(vec![k])).collect(),
+        };
+        ((t.redirect, t.redirect_core), batches)
     };
     for keys in batches {
-        deliver_one(core, &h, &t, keys);
+        deliver_one(core, &h, redirect, keys);
     }
+}
+
+/// A BCAST client's changed keys grouped by the prefix each starts with, in prefix order,
+/// keys sorted and each once (Redis's prefix table). `prefixes` is sorted and has no two
+/// overlapping, so a key can only start with the greatest prefix not above it.
+fn by_prefix(prefixes: &[Box<[u8]>], mut keys: Vec<Box<[u8]>>) -> Vec<Vec<Box<[u8]>>> {
+    keys.sort();
+    keys.dedup();
+    let mut groups: Vec<(usize, Vec<Box<[u8]>>)> = Vec::new();
+    for k in keys {
+        let at = prefixes.partition_point(|p| p[..] <= k[..]);
+        let Some(i) = at.checked_sub(1).filter(|&i| k.starts_with(&prefixes[i])) else {
+            continue;
+        };
+        // Sorted keys of one prefix are contiguous, and the groups come in prefix order.
+        match groups.last_mut() {
+            Some((g, ks)) if *g == i => ks.push(k),
+            _ => groups.push((i, vec![k])),
+        }
+    }
+    groups.into_iter().map(|(_, ks)| ks).collect()
 }
 
 fn deliver_one(
     core: &Core,
     h: &crate::core::ClientHandle,
-    t: &TrackState,
+    (redirect, redirect_core): (u64, usize),
     keys: Option<Vec<Box<[u8]>>>,
 ) {
     let id = h.id;
     let proto = h.info.borrow().proto;
-    if t.redirect == 0 {
+    if redirect == 0 {
         if proto == Protocol::Resp3 {
             h.outbox.push(
                 core,
@@ -475,10 +486,10 @@ fn deliver_one(
         }
         return;
     }
-    let (rid, from_core) = (t.redirect, core.id);
+    let (rid, from_core) = (redirect, core.id);
     send(
         core,
-        t.redirect_core,
+        redirect_core,
         Box::new(move |c: &Core| {
             let target = c.clients.borrow().get(&rid).cloned();
             match target {
@@ -563,7 +574,32 @@ pub fn apply_max_keys(core: &Core, max: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::check_prefixes;
+    use super::{by_prefix, check_prefixes};
+
+    #[test]
+    fn bcast_keys_group_under_their_prefix_in_prefix_order() {
+        let prefixes = boxed(&["a", "order:", "user:"]);
+        let keys = boxed(&["user:2", "aaa", "order:1", "user:1", "user:2", "zz", "ab"]);
+        let got = by_prefix(&prefixes, keys);
+        assert_eq!(
+            got,
+            vec![
+                boxed(&["aaa", "ab"]),
+                boxed(&["order:1"]),
+                boxed(&["user:1", "user:2"])
+            ]
+        );
+        // The empty prefix (every key).
+        assert_eq!(
+            by_prefix(&boxed(&[""]), boxed(&["b", "a"])),
+            vec![boxed(&["a", "b"])]
+        );
+        // Keys under no prefix are dropped.
+        assert_eq!(
+            by_prefix(&boxed(&["user:"]), boxed(&["other"])),
+            Vec::<Vec<Box<[u8]>>>::new()
+        );
+    }
 
     fn boxed(v: &[&str]) -> Vec<Box<[u8]>> {
         v.iter().map(|s| s.as_bytes().into()).collect()

@@ -39,6 +39,18 @@ struct Reader {
     core: u16,
 }
 
+impl Reader {
+    /// The invalidation of `key` this reader is owed.
+    fn owed(&self, key: &[u8], by: Option<u64>) -> Invalidation {
+        Invalidation {
+            core: self.core,
+            id: self.id,
+            key: key.into(),
+            by,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Tracking {
     keys: HashMap<Box<[u8]>, Vec<Reader>>,
@@ -95,14 +107,7 @@ impl Tracking {
         self.invalidate_readers(key, by);
         for (&len, _) in self.bcast_lens.range(..=key.len()) {
             if let Some(readers) = self.bcast.get(&key[..len]) {
-                for r in readers {
-                    self.pending.push(Invalidation {
-                        core: r.core,
-                        id: r.id,
-                        key: key.into(),
-                        by,
-                    });
-                }
+                self.pending.extend(readers.iter().map(|r| r.owed(key, by)));
             }
         }
     }
@@ -122,14 +127,7 @@ impl Tracking {
     fn invalidate_readers(&mut self, key: &[u8], by: Option<u64>) {
         if let Some(readers) = self.keys.remove(key) {
             self.items -= readers.len();
-            for r in readers {
-                self.pending.push(Invalidation {
-                    core: r.core,
-                    id: r.id,
-                    key: key.into(),
-                    by,
-                });
-            }
+            self.pending.extend(readers.iter().map(|r| r.owed(key, by)));
         }
     }
 
