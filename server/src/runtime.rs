@@ -872,19 +872,21 @@ mod tests {
         ping_pong_beside_a_busy_thread(0, true, false, || 0);
     }
 
-    /// A core waiting in glommio (its own I/O in flight, no guard timers, no timer of its
-    /// own) is reached by a wake from another thread, then by a timer registered meanwhile,
-    /// then goes back to sleeping in its ring when the I/O ends. Before each was handled,
-    /// the wait lasted for good (found in review: a SIGTERM'd server's final save waiting
-    /// for another core's reply would have hung there).
+    /// A core waiting in glommio (its own I/O in flight, no timer of its own) is reached by
+    /// a wake from another thread (the path itself: `sched::tests`), then by a timer registered meanwhile, then
+    /// goes back to sleeping in its ring when the I/O ends. Before each was handled, the
+    /// wait lasted for good (found in review: a SIGTERM'd server's final save waiting for
+    /// another core's reply would have hung there). Run with the guard timers since
+    /// 2026-12-02: without them glommio's parking bug stranded the core after the wake in
+    /// about 1 run in 300 on a busy 2-CPU machine (the driver woken, never polled).
     #[test]
     fn a_core_waiting_in_glommio_sees_other_threads_and_new_timers() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (tx, rx) = futures_channel::oneshot::channel::<u32>();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let core = start_core_with(0, None, 256 << 10, false, move || async move {
+        let core = start_core(0, None, 256 << 10, move || async move {
             let busy = sched::ReactorUse::begin();
-            ready_tx.send(()).expect("test waits");
+            ready_tx.send(sched::bell()).expect("test waits");
             let v = rx.await.expect("sent");
             sleep(Duration::from_millis(20)).await;
             drop(busy);
@@ -892,14 +894,17 @@ mod tests {
             done_tx.send(v).expect("test waits");
         })
         .expect("executor starts");
-        ready_rx.recv().expect("core runs");
+        let bell = ready_rx.recv().expect("core runs");
         std::thread::sleep(Duration::from_millis(100));
         tx.send(7).expect("core waits");
+        let got = done_rx.recv_timeout(Duration::from_secs(10));
         assert_eq!(
-            done_rx.recv_timeout(Duration::from_secs(10)),
+            got,
             Ok(7),
-            "the core did not wake for another thread or for its own timer"
+            "the core did not wake for another thread or for its own timer: {}",
+            bell.describe()
         );
+
         core.join().expect("core exits");
     }
 

@@ -202,6 +202,8 @@ thread_local! {
     static BELL_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The driver while it waits in glommio, and what must end that wait.
     static GLOMMIO_WAIT: std::cell::RefCell<Option<DriverWait>> = const { std::cell::RefCell::new(None) };
+    /// glommio timers armed by a wake of the driver waiting in glommio ([`kick`]).
+    static KICKS: std::cell::RefCell<Vec<Pin<Box<glommio::timer::Timer>>>> = const { std::cell::RefCell::new(Vec::new()) };
     /// glommio operations in flight on this core ([`ReactorUse`]).
     static REACTOR_USES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     static TIMERS: std::cell::RefCell<Timers> = std::cell::RefCell::new(Timers::default());
@@ -388,8 +390,52 @@ pub fn glommio_wait(waker: &Waker, until: Option<Instant>, idle_wake: bool) {
     });
 }
 
+/// The driver runs again: its wait and the timers that guarded its wake-up are done.
 pub fn end_glommio_wait() {
     GLOMMIO_WAIT.with(|g| g.borrow_mut().take());
+    KICKS.with(|k| k.borrow_mut().clear());
+}
+
+/// glommio timers at `first` and doubling distances (8 of them), registered to wake
+/// `cx`'s task. Call from a task's poll only: glommio's timer table is borrowed while it
+/// fires timers, so registering one from a waker it calls would panic.
+pub fn timer_chain(
+    cx: &mut Context<'_>,
+    first: std::time::Duration,
+) -> Vec<Pin<Box<glommio::timer::Timer>>> {
+    (0..8)
+        .map(|k| {
+            let mut t = Box::pin(glommio::timer::Timer::new(first * (1 << k)));
+            // Polling registers the timer with the task's waker; it is not due yet.
+            let _ = t.as_mut().poll(cx);
+            t
+        })
+        .collect()
+}
+
+/// How soon after a local wake of the waiting driver glommio is made to look again.
+const KICK: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Wakes the driver waiting in glommio, from a task's poll on its core, with a chain of
+/// glommio timers behind the wake. glommio 0.9's run loop can go to sleep with the driver
+/// runnable (when its preemption timer fired before the first task queue ran, the loop
+/// parks: the parking bug of the runtime's header), and only a glommio event ends that
+/// sleep; these timers are that event. A wake alone left a core asleep for good in about
+/// 1 run in 50 of `a_core_waiting_in_glommio_sees_other_threads_and_new_timers` on a busy
+/// 2-CPU machine (stuck with the driver runnable and unpolled). They cost nothing when
+/// glommio does not sleep, and are dropped as soon as the driver runs.
+fn kick(waker: Waker) {
+    if exiting() {
+        // The executor may be gone (tasks dropped after its run): no timers then.
+        return waker.wake();
+    }
+    KICKS.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.is_empty() {
+            *k = timer_chain(&mut Context::from_waker(&waker), KICK);
+        }
+    });
+    waker.wake();
 }
 
 /// Wakes the driver out of its glommio wait if `cond` holds for it.
@@ -403,7 +449,7 @@ fn wake_waiting_driver(cond: impl FnOnce(&DriverWait) -> bool) {
         }
     });
     if let Some(w) = w {
-        w.wake();
+        kick(w);
     }
 }
 
@@ -527,5 +573,75 @@ impl Drop for Sleep {
             // try_with: a task dropped as its thread ends may outlive the thread-local.
             let _ = TIMERS.try_with(|t| t.borrow_mut().pending.remove(&k));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A wake from another thread reaches a driver announced as sleeping in glommio through
+    /// its glommio waker, once, and a driver announced as sleeping in its ring through the
+    /// eventfd; an awake driver is left alone.
+    #[test]
+    fn a_wake_from_another_thread_reaches_the_driver_where_it_sleeps() {
+        let bell = Arc::new(Bell::new().expect("eventfd"));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        *lock(&bell.driver) = Some(Waker::from(count.clone()));
+        bell.sleeping_in_glommio();
+        let b = bell.clone();
+        std::thread::spawn(move || {
+            b.ring();
+            b.ring();
+        })
+        .join()
+        .expect("ring");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(bell.rings.load(Ordering::SeqCst), 0);
+        assert!(bell.prepare_to_sleep());
+        let b = bell.clone();
+        std::thread::spawn(move || b.ring()).join().expect("ring");
+        assert_eq!(bell.rings.load(Ordering::SeqCst), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        bell.ring();
+        assert_eq!(bell.rings.load(Ordering::SeqCst), 1, "awake: nothing to do");
+    }
+
+    /// A timer earlier than the waiting driver's deadline wakes it, with glommio timers
+    /// behind the wake that the driver's return drops; a later timer does not.
+    #[test]
+    fn a_new_earlier_timer_wakes_the_waiting_driver_with_kicks_behind() {
+        glommio::LocalExecutor::default().run(async {
+            init().expect("bell");
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let w = Waker::from(count.clone());
+            let now = Instant::now();
+            glommio_wait(&w, Some(now + std::time::Duration::from_secs(5)), false);
+            let mut later = std::pin::pin!(sleep_until(now + std::time::Duration::from_secs(9)));
+            let noop = Waker::noop();
+            assert!(later
+                .as_mut()
+                .poll(&mut Context::from_waker(noop))
+                .is_pending());
+            assert_eq!(count.0.load(Ordering::SeqCst), 0);
+            assert!(KICKS.with(|k| k.borrow().is_empty()));
+            let mut sooner = std::pin::pin!(sleep_until(now + std::time::Duration::from_secs(1)));
+            assert!(sooner
+                .as_mut()
+                .poll(&mut Context::from_waker(noop))
+                .is_pending());
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            assert_eq!(KICKS.with(|k| k.borrow().len()), 8);
+            end_glommio_wait();
+            assert!(KICKS.with(|k| k.borrow().is_empty()));
+        });
     }
 }
