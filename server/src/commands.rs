@@ -668,6 +668,19 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 ));
             }
         }
+        // New TLS files or settings: built and put in force for new connections, or the
+        // old configuration stays (Redis's error; the reason is logged).
+        if cfg.tls != guard.1.tls {
+            if let Err(e) = crate::tls::install(&cfg.tls) {
+                crate::log::warn(&format!("TLS configuration not updated: {e}"));
+                let name = seen
+                    .iter()
+                    .rev()
+                    .find(|n| n.starts_with("tls-"))
+                    .unwrap_or(&"tls-cert-file");
+                return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - Unable to update TLS configuration. Check server logs."));
+            }
+        }
         guard.0 += 1;
         guard.1 = Arc::new(cfg);
         (guard.0, guard.1.clone())

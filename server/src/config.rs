@@ -86,6 +86,8 @@ pub struct Config {
     pub enable_debug_command: ProtectedAction,
     /// `notify-keyspace-events` as class flags (`percore_shard::notify`); 0: off.
     pub notify_keyspace_events: u16,
+    /// `tls-port`, `tls-cert-file` and the other TLS settings (`tls.rs`).
+    pub tls: crate::tls::Settings,
 }
 
 impl Default for Config {
@@ -142,6 +144,7 @@ impl Default for Config {
             evict: percore_shard::evict::EvictConfig::default(),
             enable_debug_command: ProtectedAction::No,
             notify_keyspace_events: 0,
+            tls: crate::tls::Settings::default(),
         }
     }
 }
@@ -451,6 +454,25 @@ pub static PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-del", get: |c| yes_no(c.lazyfree[3]), set: |c, v| { c.lazyfree[3] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "lazyfree-lazy-user-flush", get: |c| yes_no(c.lazyfree[4]), set: |c, v| { c.lazyfree[4] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "replica-lazy-flush", get: |c| yes_no(c.lazyfree[5]), set: |c, v| { c.lazyfree[5] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "tls-port", get: |c| c.tls.port.to_string(), set: |c, v| { c.tls.port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
+    Param { name: "tls-cert-file", get: |c| c.tls.cert_file.clone(), set: |c, v| { c.tls.cert_file = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-key-file", get: |c| c.tls.key_file.clone(), set: |c, v| { c.tls.key_file = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-key-file-pass", get: |c| c.tls.key_file_pass.clone(), set: |c, v| { c.tls.key_file_pass = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-ca-cert-file", get: |c| c.tls.ca_cert_file.clone(), set: |c, v| { c.tls.ca_cert_file = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-ca-cert-dir", get: |c| c.tls.ca_cert_dir.clone(), set: |c, v| { c.tls.ca_cert_dir = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-auth-clients", get: |c| c.tls.auth_clients.name().into(), set: |c, v| { c.tls.auth_clients = crate::tls::AuthClients::parse(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "tls-protocols", get: |c| c.tls.protocols.clone(), set: |c, v| { c.tls.protocols = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-ciphers", get: |c| c.tls.ciphers.clone(), set: |c, v| { c.tls.ciphers = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-ciphersuites", get: |c| c.tls.ciphersuites.clone(), set: |c, v| { c.tls.ciphersuites = one(v)?.to_string(); Ok(()) }, mutable: true },
+    Param { name: "tls-prefer-server-ciphers", get: |c| yes_no(c.tls.prefer_server_ciphers), set: |c, v| { c.tls.prefer_server_ciphers = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "tls-session-caching", get: |c| yes_no(c.tls.session_caching), set: |c, v| { c.tls.session_caching = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "tls-session-cache-size", get: |c| c.tls.session_cache_size.to_string(), set: |c, v| { c.tls.session_cache_size = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "tls-session-cache-timeout", get: |c| c.tls.session_cache_timeout.to_string(), set: |c, v| { c.tls.session_cache_timeout = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    // Not in Redis: the Prometheus endpoint over HTTPS with the tls-* files.
+    Param { name: "metrics-tls", get: |c| yes_no(c.tls.metrics), set: |c, v| { c.tls.metrics = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
+    // Replication and cluster are not built: reported as off for the tools that ask.
+    Param { name: "tls-replication", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no replication yet".into()) } else { Ok(()) } }, mutable: false },
+    Param { name: "tls-cluster", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no cluster mode yet".into()) } else { Ok(()) } }, mutable: false },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },

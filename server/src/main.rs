@@ -26,6 +26,7 @@ mod pubsub;
 mod router;
 mod runtime;
 mod scripting;
+mod tls;
 mod tracking;
 mod txlock;
 
@@ -336,17 +337,31 @@ fn run(cfg: Config) -> Result<(), String> {
                 .map_err(|_| format!("bind: '{b}' is not an IP address"))
         })
         .collect::<Result<_, _>>()?;
+    // The ports served: plain TCP (`port`, 0 for none, as Redis) and TLS (`tls-port`).
+    if cfg.port == 0 && cfg.tls.port == 0 {
+        return Err("nothing to serve: port and tls-port are both 0".into());
+    }
+    if cfg.port != 0 && cfg.port == cfg.tls.port {
+        return Err("tls-port must differ from port".into());
+    }
+    tls::install(&cfg.tls).map_err(|e| format!("TLS: {e}"))?;
+    let ports: Vec<(u16, bool)> = [(cfg.port, false), (cfg.tls.port, true)]
+        .into_iter()
+        .filter(|(p, _)| *p != 0)
+        .collect();
     // Shards bind with SO_REUSEPORT, which would let a second percore on the same port
     // silently take half the connections. A plain bind first fails if anyone listens there.
     for ip in &binds {
-        let addr = SocketAddr::new(*ip, cfg.port);
-        if let Err(e) = probe_bind(addr) {
-            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (is another Redis or percore running on that port? choose another with --port)"
-            } else {
-                ""
-            };
-            return Err(format!("cannot listen on {addr}: {e}{hint}"));
+        for &(port, tls) in &ports {
+            let addr = SocketAddr::new(*ip, port);
+            if let Err(e) = probe_bind(addr) {
+                let hint = match (e.kind() == std::io::ErrorKind::AddrInUse, tls) {
+                    (true, false) => " (is another Redis or percore running on that port? choose another with --port)",
+                    (true, true) => " (is another Redis or percore running on that port? choose another with --tls-port)",
+                    _ => "",
+                };
+                return Err(format!("cannot listen on {addr}: {e}{hint}"));
+            }
         }
     }
     // The Prometheus endpoint, served by core 0; checked here so a taken port is a clear
@@ -414,11 +429,12 @@ fn run(cfg: Config) -> Result<(), String> {
     let mesh = runtime::mesh::<Job>(n, MAILBOX_CAPACITY);
     let seed = crate::core::now_us();
     for (i, ends) in mesh.into_iter().enumerate() {
-        let (global, ready, stopped, binds) = (
+        let (global, ready, stopped, binds, ports) = (
             global.clone(),
             ready_tx.clone(),
             stopped_tx.clone(),
             binds.clone(),
+            ports.clone(),
         );
         let cpu = pin.then(|| cpus[i]);
         let cfg = Arc::new(cfg.clone());
@@ -455,12 +471,12 @@ fn run(cfg: Config) -> Result<(), String> {
                 });
             }
             let mut listeners = Vec::new();
-            for ip in &binds {
-                let addr = SocketAddr::new(*ip, cfg.port);
+            for (ip, &(port, tls)) in binds.iter().flat_map(|ip| ports.iter().map(move |p| (ip, p))) {
+                let addr = SocketAddr::new(*ip, port);
                 match runtime::Listener::bind(addr) {
                     Ok(l) => {
                         core.listeners.borrow_mut().push(l.closer());
-                        listeners.push(l);
+                        listeners.push((l, tls));
                     }
                     Err(e) => {
                         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -508,11 +524,14 @@ fn run(cfg: Config) -> Result<(), String> {
             while !core.global.serving.load(Ordering::Acquire) {
                 runtime::sleep(Duration::from_millis(1)).await;
             }
-            for l in listeners {
+            for (l, tls) in listeners {
                 let core = core.clone();
                 runtime::spawn(async move {
                     loop {
-                        let s = l.next().await;
+                        let mut s = l.next().await;
+                        if tls && !tls::start(&mut s) {
+                            continue;
+                        }
                         if !core.global.shutdown.load(Ordering::Relaxed) {
                             runtime::spawn_connection(conn::serve(core.clone(), s));
                         }

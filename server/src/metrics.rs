@@ -49,8 +49,12 @@ pub async fn serve(core: Rc<Core>, listener: Listener) {
     // bounds a connection is closed at once.
     let active = Rc::new(Cell::new(0usize));
     let refusing = Rc::new(Cell::new(0usize));
+    let https = core.config.borrow().tls.metrics;
     loop {
         let mut stream = listener.next().await;
+        if https && !crate::tls::start(&mut stream) {
+            continue;
+        }
         let (core, active, refusing) = (core.clone(), active.clone(), refusing.clone());
         runtime::spawn(async move {
             if active.get() >= MAX_SCRAPES {

@@ -1060,9 +1060,26 @@ impl RingStream {
 
     /// Sends all of `out` and hands back an empty buffer in its place: the bytes are not
     /// copied (the buffer is swapped into the ring for the send and swapped back).
+    /// A send whose future was dropped still completes in the ring (the kernel holds its
+    /// buffer); the next send waits for it first, so a buffer the kernel reads from is never
+    /// swapped out, and the bytes go out in order.
     pub async fn send_owned(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         if out.is_empty() {
             return Ok(());
+        }
+        if self.with(|c| c.sending) {
+            std::future::poll_fn(|cx| {
+                self.with(|c| {
+                    if c.sending {
+                        c.writer = Some(cx.waker().clone());
+                        Poll::Pending
+                    } else {
+                        // The dropped send's outcome: an error ends this stream too.
+                        Poll::Ready(c.send_error.map_or(Ok(()), |e| Err(os_err(e))))
+                    }
+                })
+            })
+            .await?;
         }
         self.with(|c| {
             std::mem::swap(out, &mut c.send);

@@ -118,7 +118,17 @@ impl Bell {
         }
     }
 
-    /// Writes the eventfd whether or not the core sleeps (the main thread's rescue).
+    /// Ends the driver's sleep wherever it is, whatever the core announced (the main
+    /// thread's rescue): writes the eventfd (a sleep in the ring) and wakes the driver
+    /// through glommio (a wait in glommio, where the eventfd alone does not reach it).
+    pub fn kick(&self) {
+        self.write();
+        if let Some(w) = lock(&self.driver).as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Writes the eventfd whether or not the core sleeps.
     pub fn write(&self) {
         let one: u64 = 1;
         // SAFETY: an 8-byte write from a local to the bell's own eventfd, which lives as
@@ -158,7 +168,6 @@ impl Bell {
     }
 
     /// The core's wake-up state in a line (a stuck core's report).
-    #[cfg(test)]
     pub fn describe(&self) -> String {
         format!(
             "runnable={} sleeping={} remote={} driver_at={} bell_writes={}",
