@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -85,6 +85,12 @@ bench-commands: build
 bench-pubsub:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/pubsub.sh
+
+# TLS beside plain TCP under redis-benchmark --tls, percore against redis-server's TLS, pinned
+# with taskset: server CPU per request and throughput (needs openssl and redis-tools).
+bench-tls:
+	$(CARGO) build --release --bin percore
+	./loadtest/scenarios/tls.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

@@ -958,8 +958,70 @@ fn find(lower: &[u8]) -> Option<&'static CommandSpec> {
     }
 }
 
+/// Commands renamed by `rename-command` (set once, at start).
+struct Renames {
+    /// New names (any case) and the command each names.
+    added: Vec<(Vec<u8>, &'static CommandSpec)>,
+    /// Original names no longer answered to (lower case).
+    hidden: Vec<&'static str>,
+}
+
+static RENAMES: OnceLock<Renames> = OnceLock::new();
+
+/// Applies `rename-command` lines (original name, new name; an empty new name removes the
+/// command), with Redis's errors. Called once, before any lookup; later calls are refused.
+pub fn set_renames(pairs: &[(String, String)]) -> Result<(), String> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut r = Renames {
+        added: Vec::new(),
+        hidden: Vec::new(),
+    };
+    for (from, to) in pairs {
+        let spec = lookup_static(from.as_bytes())
+            .filter(|s| !r.hidden.contains(&s.name))
+            .or_else(|| {
+                r.added
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(from.as_bytes()))
+                    .map(|(_, s)| *s)
+            })
+            .ok_or("No such command in rename-command")?;
+        r.added
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(from.as_bytes()));
+        if lookup_static(from.as_bytes()).is_some() {
+            r.hidden.push(spec.name);
+        }
+        if !to.is_empty() {
+            let taken = (lookup_static(to.as_bytes()).is_some_and(|s| !r.hidden.contains(&s.name)))
+                || r.added
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(to.as_bytes()));
+            if taken {
+                return Err("Target command name already exists".into());
+            }
+            r.added.push((to.as_bytes().to_vec(), spec));
+        }
+    }
+    RENAMES
+        .set(r)
+        .map_err(|_| "rename-command applied twice".to_string())
+}
+
 /// Finds a top-level command by name, case-insensitively, without allocating.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    if let Some(r) = RENAMES.get() {
+        if let Some((_, spec)) = r.added.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Some(spec);
+        }
+        return lookup_static(name).filter(|s| !r.hidden.contains(&s.name));
+    }
+    lookup_static(name)
+}
+
+/// [`lookup`] in the command table as built, without renames.
+fn lookup_static(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > MAX_NAME {
         return None;
     }

@@ -657,6 +657,11 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             if !p.mutable {
                 return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"));
             }
+            if crate::config::PROTECTED.contains(&p.name)
+                && !crate::debug::allows(guard.1.enable_protected_configs, &conn.handle.addr)
+            {
+                return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set protected config"));
+            }
             let mut r = (p.set)(&mut cfg, &[lossy(&a[i + 1])]);
             // More clients need more descriptors: raise the limit now or refuse, as Redis.
             if r.is_ok() && p.name == "maxclients" && cfg.maxclients > guard.1.maxclients {

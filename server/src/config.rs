@@ -84,10 +84,18 @@ pub struct Config {
     pub evict: percore_shard::evict::EvictConfig,
     /// Who may run DEBUG (`enable-debug-command`; fixed at start, as in Redis).
     pub enable_debug_command: ProtectedAction,
+    /// Who may CONFIG SET `dir` and `dbfilename` (`enable-protected-configs`; fixed at start).
+    pub enable_protected_configs: ProtectedAction,
+    /// `enable-module-command`: kept for the config files that set it (percore loads no
+    /// modules: MODULE is not a command here).
+    pub enable_module_command: ProtectedAction,
     /// `notify-keyspace-events` as class flags (`percore_shard::notify`); 0: off.
     pub notify_keyspace_events: u16,
     /// `tls-port`, `tls-cert-file` and the other TLS settings (`tls.rs`).
     pub tls: crate::tls::Settings,
+    /// `rename-command <name> <new name>` lines, in order (an empty new name removes the
+    /// command); fixed at start, not a CONFIG parameter (as in Redis).
+    pub rename_command: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -143,8 +151,11 @@ impl Default for Config {
             maxmemory: 0,
             evict: percore_shard::evict::EvictConfig::default(),
             enable_debug_command: ProtectedAction::No,
+            enable_protected_configs: ProtectedAction::No,
+            enable_module_command: ProtectedAction::No,
             notify_keyspace_events: 0,
             tls: crate::tls::Settings::default(),
+            rename_command: Vec::new(),
         }
     }
 }
@@ -418,6 +429,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
     Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "enable-protected-configs", get: |c| c.enable_protected_configs.name().into(), set: |c, v| { c.enable_protected_configs = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
+    Param { name: "enable-module-command", get: |c| c.enable_module_command.name().into(), set: |c, v| { c.enable_module_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "enable-debug-command", get: |c| c.enable_debug_command.name().into(), set: |c, v| { c.enable_debug_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "loglevel", get: |c| c.loglevel.clone(), set: |c, v| { let l = one(v)?.to_ascii_lowercase(); if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) { return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()); } c.loglevel = l; Ok(()) }, mutable: true },
     Param { name: "slowlog-log-slower-than", get: |c| c.slowlog_log_slower_than.to_string(), set: |c, v| { c.slowlog_log_slower_than = int_in(one(v)?, -1, LONG_MAX)?; Ok(()) }, mutable: true },
@@ -479,6 +492,10 @@ pub static PARAMS: &[Param] = &[
     Param { name: "daemonize", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore does not daemonize: run it under systemd (see deploy/)".into()) } else { Ok(()) } }, mutable: false },
 ];
 
+/// Settings only clients admitted by `enable-protected-configs` may CONFIG SET (Redis 7.0's
+/// `PROTECTED_CONFIG`: where files are written).
+pub const PROTECTED: [&str; 2] = ["dir", "dbfilename"];
+
 pub fn find_param(name: &str) -> Option<&'static Param> {
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
@@ -539,11 +556,29 @@ struct Loader {
     files: Vec<String>,
 }
 
+/// The start-only directive that is not a CONFIG parameter.
+const RENAME_COMMAND: &str = "rename-command";
+
 /// How deep `include` may nest.
 const INCLUDE_DEPTH: usize = 16;
 
 impl Loader {
     fn apply(&mut self, cfg: &mut Config, name: &str, values: &[String]) -> Result<(), String> {
+        if name.eq_ignore_ascii_case(RENAME_COMMAND) {
+            let [from, to] = values else {
+                return Err("wrong number of arguments".into());
+            };
+            if percore_proto::lookup(from.as_bytes()).is_none()
+                && !cfg
+                    .rename_command
+                    .iter()
+                    .any(|(_, t)| t.eq_ignore_ascii_case(from))
+            {
+                return Err("No such command in rename-command".into());
+            }
+            cfg.rename_command.push((from.clone(), to.clone()));
+            return Ok(());
+        }
         let p = find_param(name).ok_or_else(|| format!("unknown setting '{name}'"))?;
         if p.name == "save" {
             let points = parse_save(values)?;
@@ -644,7 +679,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             j += 1;
         }
         let values: Vec<String> = rest[i + 1..j].to_vec();
-        if find_param(name).is_none() {
+        if find_param(name).is_none() && name != RENAME_COMMAND {
             return Err(format!("unknown setting '--{name}' (see percore --help)"));
         }
         loader

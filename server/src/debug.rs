@@ -44,7 +44,12 @@ pub const NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debu
 /// `local` admits exactly the loopback addresses Redis's `islocalClient` names, 127.0.0.1
 /// and ::1 (an IPv4-mapped 127.0.0.1 on a dual-stack listener too).
 pub fn allowed(cfg: &Config, peer: &SocketAddr) -> bool {
-    match cfg.enable_debug_command {
+    allows(cfg.enable_debug_command, peer)
+}
+
+/// Whether `action` (an `enable-*` setting) admits a client at `peer`.
+pub fn allows(action: ProtectedAction, peer: &SocketAddr) -> bool {
+    match action {
         ProtectedAction::Yes => true,
         ProtectedAction::No => false,
         ProtectedAction::Local => {

@@ -345,6 +345,8 @@ fn run(cfg: Config) -> Result<(), String> {
         return Err("tls-port must differ from port".into());
     }
     tls::install(&cfg.tls).map_err(|e| format!("TLS: {e}"))?;
+    percore_proto::command::set_renames(&cfg.rename_command)
+        .map_err(|e| format!("rename-command: {e}"))?;
     let ports: Vec<(u16, bool)> = [(cfg.port, false), (cfg.tls.port, true)]
         .into_iter()
         .filter(|(p, _)| *p != 0)

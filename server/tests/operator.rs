@@ -580,7 +580,22 @@ fn config_set_dir_moves_the_next_save_and_refuses_a_missing_dir() {
     let site = Site::new("dir-set");
     let a = site.dir("a");
     let b = site.dir("b");
-    let _srv = site.start(1, &["--dir", path_str(&a)]);
+    // By default `dir` is a protected config, as in Redis 7.0.
+    let mut srv = site.start(1, &["--dir", path_str(&a)]);
+    let mut c = site.client();
+    assert_eq!(
+        s(&c.cmd(&[b"CONFIG", b"SET", b"dir", path_str(&b).as_bytes()])),
+        "-ERR CONFIG SET failed (possibly related to argument 'dir') - can't set protected config\r\n"
+    );
+    assert_eq!(
+        s(&c.q("CONFIG SET dbfilename other")),
+        "-ERR CONFIG SET failed (possibly related to argument 'dbfilename') - can't set protected config\r\n"
+    );
+    srv.terminate();
+    let _srv = site.start(
+        1,
+        &["--dir", path_str(&a), "--enable-protected-configs", "local"],
+    );
     let mut c = site.client();
     assert_eq!(config_get(&mut c, "dir"), path_str(&a));
     assert_eq!(
@@ -616,7 +631,7 @@ fn a_failed_save_is_an_error_and_leaves_no_partial_files() {
     let site = Site::new("dir-fail");
     let d = site.tmp.0.join("d");
     std::fs::create_dir(&d).unwrap();
-    let srv = site.start(2, &[]);
+    let srv = site.start(2, &["--enable-protected-configs", "yes"]);
     let mut c = site.client();
     assert_eq!(
         s(&c.cmd(&[b"CONFIG", b"SET", b"dir", path_str(&d).as_bytes()])),
