@@ -228,6 +228,20 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 Err(e) => w.error(&e),
             }
         }
+        Cmd::Cluster
+        | Cmd::ClusterInfo
+        | Cmd::ClusterMyId
+        | Cmd::ClusterSlots
+        | Cmd::ClusterShards
+        | Cmd::ClusterNodes
+        | Cmd::ClusterKeySlot
+        | Cmd::ClusterCountKeysInSlot
+        | Cmd::ClusterGetKeysInSlot
+        | Cmd::ClusterHelp
+        | Cmd::ClusterManage
+        | Cmd::ReadOnly
+        | Cmd::ReadWrite
+        | Cmd::Asking => crate::cluster::command(&conn.core, spec, a, &mut w).await,
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {
@@ -778,7 +792,9 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// COMMAND GETKEYS's and GETKEYSANDFLAGS's work, checked in Redis's order
 /// (`getKeysSubcommandImpl`): the command `rest` names (a subcommand when it is a container's)
 /// and the positions of its keys in `rest`, or Redis's error.
-fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'static str> {
+pub(crate) fn command_keys(
+    rest: &Args,
+) -> Result<(&'static CommandSpec, Vec<usize>), &'static str> {
     let Some(target) = lookup(&rest[0]) else {
         return Err("ERR Invalid command specified");
     };

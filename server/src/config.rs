@@ -96,6 +96,14 @@ pub struct Config {
     /// `rename-command <name> <new name>` lines, in order (an empty new name removes the
     /// command); fixed at start, not a CONFIG parameter (as in Redis).
     pub rename_command: Vec<(String, String)>,
+    /// `cluster-enabled`: a one-node Redis Cluster (`cluster.rs`).
+    pub cluster_enabled: bool,
+    /// The node's identity file, in `dir` (Redis's nodes.conf format).
+    pub cluster_config_file: String,
+    /// The IP other nodes and clients are told (empty: unknown, as Redis reports it alone).
+    pub cluster_announce_ip: String,
+    /// The cluster bus port reported (0: port + 10000).
+    pub cluster_port: u16,
 }
 
 impl Default for Config {
@@ -156,6 +164,10 @@ impl Default for Config {
             notify_keyspace_events: 0,
             tls: crate::tls::Settings::default(),
             rename_command: Vec::new(),
+            cluster_enabled: false,
+            cluster_config_file: "nodes.conf".into(),
+            cluster_announce_ip: String::new(),
+            cluster_port: 0,
         }
     }
 }
@@ -467,6 +479,10 @@ pub static PARAMS: &[Param] = &[
     Param { name: "lazyfree-lazy-user-del", get: |c| yes_no(c.lazyfree[3]), set: |c, v| { c.lazyfree[3] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "lazyfree-lazy-user-flush", get: |c| yes_no(c.lazyfree[4]), set: |c, v| { c.lazyfree[4] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "replica-lazy-flush", get: |c| yes_no(c.lazyfree[5]), set: |c, v| { c.lazyfree[5] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "cluster-enabled", get: |c| yes_no(c.cluster_enabled), set: |c, v| { c.cluster_enabled = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-config-file", get: |c| c.cluster_config_file.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() { return Err("cluster-config-file can't be empty".into()); } c.cluster_config_file = n.to_string(); Ok(()) }, mutable: false },
+    Param { name: "cluster-announce-ip", get: |c| c.cluster_announce_ip.clone(), set: |c, v| { c.cluster_announce_ip = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "cluster-port", get: |c| c.cluster_port.to_string(), set: |c, v| { c.cluster_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
     Param { name: "tls-port", get: |c| c.tls.port.to_string(), set: |c, v| { c.tls.port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
     Param { name: "tls-cert-file", get: |c| c.tls.cert_file.clone(), set: |c, v| { c.tls.cert_file = one(v)?.to_string(); Ok(()) }, mutable: true },
     Param { name: "tls-key-file", get: |c| c.tls.key_file.clone(), set: |c, v| { c.tls.key_file = one(v)?.to_string(); Ok(()) }, mutable: true },

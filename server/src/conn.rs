@@ -645,6 +645,11 @@ impl Conn {
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
+        if crate::cluster::enabled() {
+            if let Some(e) = crate::cluster::refusal(spec, &args) {
+                return self.reject(Some(spec), e);
+            }
+        }
         self.handle.info.borrow_mut().last_cmd = spec.name;
         if self.proto == Protocol::Resp2
             && self.subs.as_ref().is_some_and(|s| s.total() > 0)

@@ -471,7 +471,10 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         );
     }
     if want("cluster") {
-        section("Cluster", "cluster_enabled:0\r\n".into());
+        section(
+            "Cluster",
+            format!("cluster_enabled:{}\r\n", crate::cluster::enabled() as u8),
+        );
     }
     if want("keyspace") {
         let mut body = String::new();

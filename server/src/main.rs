@@ -4,6 +4,7 @@
 
 mod alloc;
 mod blocking;
+mod cluster;
 mod commands;
 mod config;
 mod conn;
@@ -347,6 +348,7 @@ fn run(cfg: Config) -> Result<(), String> {
     tls::install(&cfg.tls).map_err(|e| format!("TLS: {e}"))?;
     percore_proto::command::set_renames(&cfg.rename_command)
         .map_err(|e| format!("rename-command: {e}"))?;
+    cluster::init(&cfg)?;
     let ports: Vec<(u16, bool)> = [(cfg.port, false), (cfg.tls.port, true)]
         .into_iter()
         .filter(|(p, _)| *p != 0)

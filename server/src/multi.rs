@@ -257,6 +257,14 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         unwatch(conn).await;
         return ReplyWriter::new(out, conn.proto).error(EXECABORT);
     }
+    // Cluster mode: a transaction over several slots is discarded, as Redis does.
+    if crate::cluster::enabled()
+        && crate::cluster::transaction_crosses_slots(m.cmds.iter().map(|(s, a)| (*s, a.args())))
+    {
+        end_multi(conn);
+        unwatch(conn).await;
+        return ReplyWriter::new(out, conn.proto).error(crate::cluster::CROSSSLOT);
+    }
     expire_watched(conn).await;
     let flag = conn.watching.as_ref().map(|w| w.flag.clone());
     if let Some(s) = single_shard(conn, &m) {

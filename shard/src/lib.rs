@@ -1029,6 +1029,20 @@ impl Shard {
             | Cmd::PubsubShardNumSub
             | Cmd::PubsubHelp
             | Cmd::Info
+            | Cmd::Cluster
+            | Cmd::ClusterInfo
+            | Cmd::ClusterMyId
+            | Cmd::ClusterSlots
+            | Cmd::ClusterShards
+            | Cmd::ClusterNodes
+            | Cmd::ClusterKeySlot
+            | Cmd::ClusterCountKeysInSlot
+            | Cmd::ClusterGetKeysInSlot
+            | Cmd::ClusterHelp
+            | Cmd::ClusterManage
+            | Cmd::ReadOnly
+            | Cmd::ReadWrite
+            | Cmd::Asking
             | Cmd::Config
             | Cmd::ConfigGet
             | Cmd::ConfigSet

@@ -426,17 +426,38 @@ impl Shard {
     /// Every live key of `db` matching `pattern` (KEYS: O(N), as Redis documents).
     pub fn keys_matching(&self, db: usize, pattern: &[u8], now_ms: u64) -> Vec<Vec<u8>> {
         let all = matches_all(pattern);
+        self.keys_where(
+            db,
+            |k| all || glob_match(pattern, k, false),
+            usize::MAX,
+            now_ms,
+        )
+        .1
+    }
+
+    /// The live keys of `db` for which `keep` holds: how many, and the first `limit` of
+    /// them (a walk of the whole table: O(N)).
+    pub fn keys_where(
+        &self,
+        db: usize,
+        keep: impl Fn(&[u8]) -> bool,
+        limit: usize,
+        now_ms: u64,
+    ) -> (usize, Vec<Vec<u8>>) {
         let dict = &self.dbs[db].dict;
-        let mut found = Vec::new();
+        let (mut n, mut found) = (0, Vec::new());
         let mut cursor = 0;
         loop {
             cursor = dict.scan(cursor, |k, e| {
-                if !e.is_expired(now_ms) && (all || glob_match(pattern, k, false)) {
-                    found.push(k.to_vec());
+                if !e.is_expired(now_ms) && keep(k) {
+                    n += 1;
+                    if found.len() < limit {
+                        found.push(k.to_vec());
+                    }
                 }
             });
             if cursor == 0 {
-                return found;
+                return (n, found);
             }
         }
     }
