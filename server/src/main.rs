@@ -598,14 +598,15 @@ fn run(cfg: Config) -> Result<(), String> {
     // Every core reports once; a core thread that ended without reporting drops its sender,
     // and when none is left the wait ends too.
     //
-    // Meanwhile the main thread looks ten times a second for a core whose background tick
-    // is overdue and wakes it from outside: the last resort against glommio's parking bug,
+    // Meanwhile the main thread looks ten times a second (once a second while every core
+    // sleeps in its network ring: `runtime::next_rescue_in`) for a stranded core and wakes
+    // it from outside: the last resort against glommio's parking bug,
     // a core asleep with runnable tasks and no timer left to end the sleep (seen under CPU
     // contention with 8 MB requests, and with a SIGTERM'd server whose shutdown work was
     // stranded). See `runtime::rescue_stranded_cores`.
     let mut stopped = 0;
     while stopped < n {
-        match stopped_rx.recv_timeout(Duration::from_millis(100)) {
+        match stopped_rx.recv_timeout(runtime::next_rescue_in()) {
             Ok(()) => stopped += 1,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 runtime::rescue_stranded_cores();

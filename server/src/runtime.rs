@@ -419,6 +419,22 @@ pub fn rescue_stranded_cores() -> usize {
     woken
 }
 
+/// How long the main thread may wait before its next [`rescue_stranded_cores`]: 100 ms, or
+/// 1 s while every core sleeps in its network ring, where glommio's parking bug cannot
+/// strand it (an idle server: the main thread then wakes once a second instead of ten
+/// times; a core that leaves its ring sleep is looked at again within that second).
+pub fn next_rescue_in() -> Duration {
+    let all_in_ring = lock(&RESCUES).iter().all(|r| {
+        r.bell.at.load(Ordering::Relaxed) == sched::DriverAt::RingSleep as u8
+            && thread_asleep(r.tid)
+    });
+    if all_in_ring {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(100)
+    }
+}
+
 /// Wake-ups the main thread has given this core ([`rescue_stranded_cores`]).
 pub fn rescue_kicks() -> u64 {
     RESCUE.with(|r| {

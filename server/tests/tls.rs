@@ -111,7 +111,9 @@ impl TlsClient {
             buf: Vec::new(),
         };
         let pong = c.try_q("PING")?;
-        assert_eq!(s(&pong), "+PONG\r\n");
+        if pong != b"+PONG\r\n" {
+            return Err(std::io::Error::other(s(&pong)));
+        }
         Ok(c)
     }
 
@@ -540,4 +542,35 @@ fn metrics_over_https() {
         &text[..text.len().min(200)]
     );
     assert!(text.contains("redis_up 1"), "no redis_up in the scrape");
+}
+
+/// A refusal written before the client sends anything (maxclients) reaches a TLS client
+/// after the handshake, as Redis sends it.
+#[test]
+fn refusals_before_any_request_arrive_over_tls() {
+    let pki = Pki::new("tls-maxclients");
+    let tls_port = free_port();
+    let _srv = start_tls(
+        &pki,
+        tls_port,
+        &["--tls-auth-clients", "no", "--maxclients", "1"],
+    );
+    let cfg = client_config(&pki.path("ca.crt"), None);
+    // The start-up probe's connection may still hold the one slot for a moment.
+    let mut first = (0..100)
+        .find_map(|_| {
+            TlsClient::try_connect(tls_port, cfg.clone())
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("the first client is admitted");
+    let tcp = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut second = rustls::StreamOwned::new(conn, tcp);
+    let mut got = Vec::new();
+    let _ = second.read_to_end(&mut got);
+    assert_eq!(s(&got), "-ERR max number of clients reached\r\n");
+    assert_eq!(first.q("PING"), "+PONG\r\n");
 }

@@ -52,17 +52,20 @@ impl Layer {
             }
             if self.head < self.filled {
                 self.feed(ring).await?;
-                continue;
-            }
-            // Handshake messages, alerts and session tickets rustls has to say.
-            self.flush(ring).await?;
-            // Nothing changes until the read returns: dropping it here loses nothing.
-            let n = ring.read(&mut self.pending).await?;
-            if n == 0 {
+            } else if !self.fill(ring).await? {
                 return Ok(0);
             }
-            (self.head, self.filled) = (0, n);
         }
+    }
+
+    /// Sends what rustls has to say (handshake messages, alerts, session tickets), then
+    /// waits for more ciphertext; false at the end of the stream.
+    async fn fill(&mut self, ring: &mut RingStream) -> io::Result<bool> {
+        self.flush(ring).await?;
+        // Nothing changes until the read returns: dropping it here loses nothing.
+        let n = ring.read(&mut self.pending).await?;
+        (self.head, self.filled) = (0, n);
+        Ok(n > 0)
     }
 
     /// Hands pending ciphertext to rustls and processes it.
@@ -85,8 +88,17 @@ impl Layer {
         Ok(())
     }
 
-    /// Encrypts `plain` and sends it; `plain` is left empty (its capacity kept).
+    /// Encrypts `plain` and sends it; `plain` is left empty (its capacity kept). A reply
+    /// written before anything was read (the protected-mode or maxclients refusal) first
+    /// completes the handshake, so the client reads it as Redis sends it.
     pub async fn send(&mut self, ring: &mut RingStream, plain: &mut Vec<u8>) -> io::Result<()> {
+        while self.conn.is_handshaking() {
+            if self.head < self.filled {
+                self.feed(ring).await?;
+            } else if !self.fill(ring).await? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         self.conn.writer().write_all(plain)?;
         plain.clear();
         self.flush(ring).await
