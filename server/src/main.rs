@@ -10,7 +10,6 @@ mod conn;
 mod coordinated;
 mod core;
 mod debug;
-mod dump;
 mod functions;
 mod info;
 mod latency;

@@ -1,15 +1,26 @@
-//! Redis's DUMP payload framing, shared by FUNCTION DUMP/RESTORE (and, later, DUMP/RESTORE
-//! of keys): RDB string encoding with LZF compression, then a 2-byte RDB version (little
-//! endian) and Redis's CRC64 (Jones polynomial, reflected, no final xor) of everything
-//! before it, little endian.
+//! Redis's RDB encoding: the pieces DUMP/RESTORE, FUNCTION DUMP/RESTORE and (later) RDB
+//! file import and export share. This file holds the framing and the scalar encodings:
+//! RDB lengths, RDB strings (integer-encoded, LZF-compressed or plain), Redis's CRC64
+//! (Jones polynomial, reflected, no final xor) and the DUMP payload footer (a 2-byte RDB
+//! version, little endian, then the CRC64 of everything before it, little endian).
+//! [`value`] encodes and decodes whole values, over [`listpack`], [`ziplist`] and intset
+//! blobs.
 //!
 //! Byte compatibility is the point: a payload written here is the one Redis 7.0 writes for
 //! the same content (its LZF compressor is liblzf's with `HLOG 16`, `VERY_FAST`, ported
 //! below step for step), and every payload Redis writes reads back here. Everything read is
-//! bounds-checked: a payload is untrusted input.
+//! bounds-checked and no allocation is sized by a length read from the input beyond what
+//! the remaining input could hold: a payload is untrusted input.
 
-/// The RDB version Redis 7.0 writes (`RDB_VERSION`), and so the newest this reads.
+pub mod listpack;
+pub mod value;
+pub mod ziplist;
+
+/// The RDB version Redis 7.0 writes (`RDB_VERSION`), and the newest FUNCTION RESTORE reads.
 pub const RDB_VERSION: u16 = 10;
+/// The newest RDB version a key's RESTORE reads: Redis 7.2's (and Valkey 8's) 11 differs
+/// from 10 only in type codes this reader knows (the set listpack).
+pub const RDB_VERSION_READ_MAX: u16 = 11;
 /// `RDB_OPCODE_FUNCTION2`: a library's whole code follows as one RDB string.
 pub const OPCODE_FUNCTION2: u8 = 245;
 /// `RDB_OPCODE_FUNCTION`: 7.0-rc1/rc2's library record (name, engine, description, code).
@@ -53,11 +64,16 @@ pub fn seal(mut body: Vec<u8>) -> Vec<u8> {
 }
 
 /// The body of a DUMP payload whose footer checks out (Redis's `verifyDumpPayload`): a
-/// version no newer than ours and the right CRC64. None otherwise.
+/// version no newer than [`RDB_VERSION`] and the right CRC64. None otherwise.
 pub fn open(payload: &[u8]) -> Option<&[u8]> {
+    open_up_to(payload, RDB_VERSION)
+}
+
+/// [`open`] accepting RDB versions up to `max_version`.
+pub fn open_up_to(payload: &[u8], max_version: u16) -> Option<&[u8]> {
     let body_len = payload.len().checked_sub(10)?;
     let ver = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
-    if ver > RDB_VERSION {
+    if ver > max_version {
         return None;
     }
     let (data, crc) = payload.split_at(body_len + 2);
@@ -141,7 +157,8 @@ impl<'a> Reader<'a> {
         Some(b)
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.data.get(self.pos..end)?;
         self.pos = end;
