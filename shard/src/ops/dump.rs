@@ -74,24 +74,28 @@ pub fn restore(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     }
     let ttl = match parse_int(&a[2]) {
         Ok(t) if t < 0 => return out.error("ERR Invalid TTL value, must be >= 0"),
-        Ok(t) => t as u64,
+        Ok(t) => t,
         Err(e) => return out.error(e),
     };
-    let Some(body) = rdb::open_up_to(&a[3], rdb::RDB_VERSION_READ_MAX) else {
+    if rdb::open_up_to(&a[3], rdb::RDB_VERSION_READ_MAX).is_none() {
         return out.error("ERR DUMP payload version or checksum are wrong");
-    };
+    }
+    // Redis reads the value from the whole payload, footer included: a value cut short
+    // whose last string runs into the footer loads with the footer's bytes. So does this.
     let seed = sh.next_rand();
-    let Ok(value) = rdb::value::decode(&mut Reader::new(body), &sh.config, seed) else {
+    let Ok(value) = rdb::value::decode(&mut Reader::new(&a[3]), &sh.config, seed) else {
         return out.error("ERR Bad data format");
     };
     let deleted = o.replace && sh.delete(ctx.db, key);
+    // A relative TTL so large that the deadline overflows is in the past, as in Redis
+    // (whose `ttl += mstime()` wraps).
     let deadline_ms = match (ttl, o.absttl) {
         (0, _) => 0,
         (t, true) => t,
-        (t, false) => t.saturating_add(ctx.now_ms),
+        (t, false) => t.wrapping_add(ctx.now_ms as i64),
     };
     // Redis's `checkAlreadyExpired`: a deadline not after now is no key at all.
-    if deadline_ms != 0 && deadline_ms <= ctx.now_ms {
+    if deadline_ms != 0 && deadline_ms <= ctx.now_ms as i64 {
         if deleted {
             sh.notify(GENERIC, "del", ctx.db, key);
         }
@@ -110,7 +114,7 @@ pub fn restore(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     };
     let entry = Entry {
         value,
-        expire_at_ms: deadline_ms,
+        expire_at_ms: deadline_ms as u64,
         clock,
     };
     if !sh.store_entry(ctx.db, key, entry) {

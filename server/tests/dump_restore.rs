@@ -1,0 +1,658 @@
+//! DUMP and RESTORE against a real `redis-server` 7.0: values of every type and encoding
+//! dumped by Redis restore into percore (1 and 3 shards) with the same value, type,
+//! encoding and TTL, and the reverse; DUMP's bytes are Redis's where Redis's encoding is
+//! deterministic; RESTORE's errors, options, keyspace events, WATCH and OBJECT
+//! IDLETIME/FREQ answer as Redis's. Valkey 8's payloads (RDB version 11, set listpacks)
+//! restore too when `valkey-server` is installed.
+
+mod common;
+
+use common::{bulks, esc, redis_or_skip, Client, Server};
+use percore_shard::rdb;
+use std::process::{Command, Stdio};
+
+fn cmd(c: &mut Client, args: &[&[u8]]) -> Vec<u8> {
+    c.cmd(args)
+}
+
+/// A bulk reply's bytes (None for a null).
+fn bulk(r: &[u8]) -> Option<Vec<u8>> {
+    if r.starts_with(b"$-1") || r.starts_with(b"_") {
+        return None;
+    }
+    assert_eq!(r[0], b'$', "not a bulk: {}", esc(r));
+    let nl = r.windows(2).position(|w| w == b"\r\n").unwrap();
+    let n: usize = std::str::from_utf8(&r[1..nl]).unwrap().parse().unwrap();
+    Some(r[nl + 2..nl + 2 + n].to_vec())
+}
+
+fn int(r: &[u8]) -> i64 {
+    assert_eq!(r[0], b':', "not an integer: {}", esc(r));
+    std::str::from_utf8(&r[1..r.len() - 2])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn run(c: &mut Client, line: &[Vec<u8>]) -> Vec<u8> {
+    let refs: Vec<&[u8]> = line.iter().map(Vec::as_slice).collect();
+    c.cmd(&refs)
+}
+
+fn w(parts: &[&str]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+}
+
+/// Keys of every type and encoding, each (key, commands that build it), and whether
+/// Redis's DUMP of it is deterministic (no hash-table order in it).
+fn fixtures() -> Vec<(&'static str, Vec<Vec<Vec<u8>>>, bool)> {
+    let mut out: Vec<(&'static str, Vec<Vec<Vec<u8>>>, bool)> = Vec::new();
+    let set = |k: &str, v: Vec<u8>| vec![vec![b"SET".to_vec(), k.as_bytes().to_vec(), v]];
+    out.push(("s:small", set("s:small", b"hello".to_vec()), true));
+    out.push(("s:int", set("s:int", b"12345".to_vec()), true));
+    out.push(("s:neg", set("s:neg", b"-70000".to_vec()), true));
+    out.push(("s:big", set("s:big", b"12345678901".to_vec()), true));
+    out.push((
+        "s:max",
+        set("s:max", b"-9223372036854775808".to_vec()),
+        true,
+    ));
+    out.push(("s:empty", set("s:empty", Vec::new()), true));
+    out.push(("s:zeros", set("s:zeros", b"007".to_vec()), true));
+    out.push(("s:45", set("s:45", vec![b'x'; 45]), true));
+    out.push(("s:long", set("s:long", b"abcdefgh".repeat(400)), true));
+    out.push((
+        "s:bin",
+        set("s:bin", (0..=255u8).cycle().take(700).collect()),
+        true,
+    ));
+    let rnd: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    out.push(("s:random", set("s:random", rnd), true));
+    let mut append = set("s:raw", b"12".to_vec());
+    append.push(w(&["APPEND", "s:raw", "3"]));
+    out.push(("s:raw", append, true));
+
+    let mut push = |k: &'static str, elems: Vec<Vec<u8>>, det: bool| {
+        let mut lines = Vec::new();
+        for chunk in elems.chunks(100) {
+            let mut l = vec![b"RPUSH".to_vec(), k.as_bytes().to_vec()];
+            l.extend(chunk.iter().cloned());
+            lines.push(l);
+        }
+        out.push((k, lines, det));
+    };
+    push("l:small", w(&["a", "1", "-5000", "", "3.5", "007"]), true);
+    push(
+        "l:large",
+        (0..3000)
+            .map(|i| format!("item-{i}").into_bytes())
+            .collect(),
+        true,
+    );
+    push(
+        "l:ints",
+        (0..600)
+            .map(|i| (i * 7919 - 100_000).to_string().into_bytes())
+            .collect(),
+        true,
+    );
+    push(
+        "l:wide",
+        (0..12).map(|i| vec![b'a' + i as u8; 3000 + i]).collect(),
+        true,
+    );
+
+    let mut sadd = |k: &'static str, members: Vec<String>, det: bool| {
+        let mut lines = Vec::new();
+        for chunk in members.chunks(100) {
+            let mut l = vec![b"SADD".to_vec(), k.as_bytes().to_vec()];
+            l.extend(chunk.iter().map(|m| m.as_bytes().to_vec()));
+            lines.push(l);
+        }
+        out.push((k, lines, det));
+    };
+    sadd(
+        "set:ints",
+        ["1", "2", "3", "-5"].map(String::from).to_vec(),
+        true,
+    );
+    sadd(
+        "set:wide",
+        ["1", "70000", "9223372036854775807", "-9223372036854775808"]
+            .map(String::from)
+            .to_vec(),
+        true,
+    );
+    sadd("set:str", ["a", "b", "c"].map(String::from).to_vec(), false);
+    sadd(
+        "set:manyints",
+        (0..600).map(|i| (i * 3).to_string()).collect(),
+        false,
+    );
+    sadd(
+        "set:large",
+        (0..2000).map(|i| format!("member:{i}")).collect(),
+        false,
+    );
+
+    let mut hset = |k: &'static str, pairs: Vec<(String, String)>, det: bool| {
+        let mut lines = Vec::new();
+        for chunk in pairs.chunks(100) {
+            let mut l = vec![b"HSET".to_vec(), k.as_bytes().to_vec()];
+            for (f, v) in chunk {
+                l.push(f.as_bytes().to_vec());
+                l.push(v.as_bytes().to_vec());
+            }
+            lines.push(l);
+        }
+        out.push((k, lines, det));
+    };
+    hset(
+        "h:small",
+        vec![
+            ("f1".into(), "v1".into()),
+            ("f2".into(), "123".into()),
+            ("-7".into(), "".into()),
+        ],
+        true,
+    );
+    hset(
+        "h:large",
+        (0..700)
+            .map(|i| (format!("f{i}"), format!("{}", i * 31)))
+            .collect(),
+        false,
+    );
+    hset(
+        "h:longval",
+        vec![("f".into(), "v".repeat(100)), ("g".into(), "1".into())],
+        false,
+    );
+
+    let mut zadd = |k: &'static str, elems: Vec<(String, String)>, det: bool| {
+        let mut lines = Vec::new();
+        for chunk in elems.chunks(100) {
+            let mut l = vec![b"ZADD".to_vec(), k.as_bytes().to_vec()];
+            for (s, m) in chunk {
+                l.push(s.as_bytes().to_vec());
+                l.push(m.as_bytes().to_vec());
+            }
+            lines.push(l);
+        }
+        out.push((k, lines, det));
+    };
+    let small: Vec<(String, String)> = [
+        ("1", "a"),
+        ("2.5", "b"),
+        ("-inf", "c"),
+        ("+inf", "d"),
+        ("0", "e"),
+        ("-0.5", "f"),
+        ("1e300", "g"),
+        ("0.1", "h"),
+        ("123456789012", "i"),
+        ("-3", "j"),
+    ]
+    .iter()
+    .map(|(s, m)| (s.to_string(), m.to_string()))
+    .collect();
+    zadd("z:small", small.clone(), true);
+    zadd(
+        "z:large",
+        (0..500)
+            .map(|i| (format!("{}", i as f64 / 7.0), format!("m{i}")))
+            .chain(small.iter().cloned())
+            .collect(),
+        false,
+    );
+    zadd(
+        "z:longmember",
+        vec![("1".into(), "m".repeat(100)), ("-inf".into(), "x".into())],
+        false,
+    );
+    out
+}
+
+/// A key's type, encoding and value as comparable bytes (hash-table orders sorted away).
+fn view(c: &mut Client, key: &str) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let k = key.as_bytes();
+    let t = cmd(c, &[b"TYPE", k]);
+    let enc = cmd(c, &[b"OBJECT", b"ENCODING", k]);
+    let value = match &t[..] {
+        b"+string\r\n" => vec![bulk(&cmd(c, &[b"GET", k])).unwrap()],
+        b"+list\r\n" => bulks(&cmd(c, &[b"LRANGE", k, b"0", b"-1"])),
+        b"+set\r\n" => {
+            let mut m = bulks(&cmd(c, &[b"SMEMBERS", k]));
+            m.sort();
+            m
+        }
+        b"+hash\r\n" => {
+            let all = bulks(&cmd(c, &[b"HGETALL", k]));
+            let mut pairs: Vec<Vec<u8>> = all
+                .chunks(2)
+                .map(|p| [&p[0][..], b"=", &p[1][..]].concat())
+                .collect();
+            pairs.sort();
+            pairs
+        }
+        // Scores as numbers: Valkey 8 prints them shortest-first, Redis 7.0 with %.17g.
+        b"+zset\r\n" => bulks(&cmd(c, &[b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"]))
+            .chunks(2)
+            .flat_map(|p| {
+                let score: f64 = std::str::from_utf8(&p[1]).unwrap().parse().unwrap();
+                [p[0].clone(), format!("{score:?}").into_bytes()]
+            })
+            .collect(),
+        b"+none\r\n" => Vec::new(),
+        other => panic!("{key}: unexpected type {}", esc(other)),
+    };
+    (t, enc, value)
+}
+
+fn populate(c: &mut Client) {
+    assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
+    for (key, lines, _) in fixtures() {
+        for l in &lines {
+            let r = run(c, l);
+            assert!(!r.starts_with(b"-"), "{key}: {}", esc(&r));
+        }
+    }
+}
+
+fn dump(c: &mut Client, key: &str) -> Vec<u8> {
+    bulk(&cmd(c, &[b"DUMP", key.as_bytes()])).unwrap_or_else(|| panic!("{key}: DUMP nil"))
+}
+
+/// Every fixture dumped by `from` restores into `to` with the same value as the source's,
+/// and the same type and encoding as `from` gives the same payload restored (Redis too
+/// restores an APPENDed "123" as an integer); with a TTL, that TTL.
+fn moved_over(from: &mut Client, to: &mut Client, what: &str) {
+    populate(from);
+    assert_eq!(cmd(to, &[b"FLUSHALL"]), b"+OK\r\n");
+    for (key, _, _) in fixtures() {
+        let payload = dump(from, key);
+        let r = cmd(to, &[b"RESTORE", key.as_bytes(), b"0", &payload]);
+        assert_eq!(r, b"+OK\r\n", "{what}: RESTORE {key}: {}", esc(&r));
+        let back = format!("{key}:back");
+        let r = cmd(from, &[b"RESTORE", back.as_bytes(), b"0", &payload]);
+        assert_eq!(
+            r,
+            b"+OK\r\n",
+            "{what}: RESTORE {back} at the source: {}",
+            esc(&r)
+        );
+        assert_eq!(view(to, key), view(from, &back), "{what}: {key}");
+        assert_eq!(view(to, key).2, view(from, key).2, "{what}: {key}");
+        let copy = format!("{key}:ttl");
+        let r = cmd(to, &[b"RESTORE", copy.as_bytes(), b"100000", &payload]);
+        assert_eq!(r, b"+OK\r\n", "{what}: RESTORE {copy}: {}", esc(&r));
+        let pttl = int(&cmd(to, &[b"PTTL", copy.as_bytes()]));
+        assert!(
+            (90_000..=100_000).contains(&pttl),
+            "{what}: {copy}: PTTL {pttl}"
+        );
+        assert_eq!(view(to, &copy).2, view(from, key).2, "{what}: {copy}");
+    }
+}
+
+#[test]
+fn redis_dumps_restore_into_percore_and_back() {
+    let Some(redis) = redis_or_skip("DUMP/RESTORE between Redis and percore: did not run") else {
+        return;
+    };
+    for shards in [1, 3] {
+        let percore = Server::percore(shards, &[]);
+        let (mut r, mut p) = (redis.client(), percore.client());
+        moved_over(
+            &mut r,
+            &mut p,
+            &format!("Redis -> percore {shards} shard(s)"),
+        );
+        moved_over(
+            &mut p,
+            &mut r,
+            &format!("percore {shards} shard(s) -> Redis"),
+        );
+    }
+}
+
+/// Same commands on both: DUMP's bytes are Redis's wherever Redis's own are deterministic
+/// (strings, intsets, listpacks, lists), and the others restore in Redis to the same value.
+#[test]
+fn dump_bytes_are_redis_s() {
+    let Some(redis) = redis_or_skip("DUMP bytes: did not run") else {
+        return;
+    };
+    for shards in [1, 3] {
+        let percore = Server::percore(shards, &[]);
+        let (mut r, mut p) = (redis.client(), percore.client());
+        populate(&mut r);
+        populate(&mut p);
+        for (key, _, deterministic) in fixtures() {
+            let (want, got) = (dump(&mut r, key), dump(&mut p, key));
+            if deterministic {
+                assert_eq!(esc(&got), esc(&want), "{shards} shard(s): DUMP {key}");
+            }
+        }
+        assert_eq!(cmd(&mut p, &[b"DUMP", b"nosuchkey"]), b"$-1\r\n");
+    }
+}
+
+/// A payload's body with a fresh footer of RDB version `version`.
+fn sealed(body: &[u8], version: u16) -> Vec<u8> {
+    let mut p = body.to_vec();
+    p.extend_from_slice(&version.to_le_bytes());
+    let crc = rdb::crc64(0, &p);
+    p.extend_from_slice(&crc.to_le_bytes());
+    p
+}
+
+/// RESTORE's checks, options and errors, line by line against Redis's replies, with the
+/// key's state after each.
+#[test]
+fn restore_errors_and_options_answer_as_redis() {
+    let Some(redis) = redis_or_skip("RESTORE errors: did not run") else {
+        return;
+    };
+    let mut rc = redis.client();
+    assert_eq!(cmd(&mut rc, &[b"SET", b"src", b"value"]), b"+OK\r\n");
+    let good = dump(&mut rc, "src");
+    let body = &good[..good.len() - 10];
+    let mut flipped = good.clone();
+    flipped[2] ^= 0x20;
+    let mut bad_crc = good.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 1;
+    let payloads: Vec<(&str, Vec<u8>)> = vec![
+        ("good", good.clone()),
+        ("flipped", flipped),
+        ("badcrc", bad_crc),
+        ("v12", sealed(body, 12)),
+        ("v9", sealed(body, 9)),
+        ("short", good[..9].to_vec()),
+        ("empty", Vec::new()),
+        ("truncated", sealed(&body[..body.len() - 2], 10)),
+        ("cut", sealed(b"\x00\x32abc", 10)),
+        ("stream", sealed(b"\x0f\x00", 10)),
+        ("module", sealed(b"\x07\x00", 10)),
+        ("unknown", sealed(b"\x63\x00", 10)),
+        ("emptylist", sealed(b"\x12\x00", 10)),
+        ("dupset", sealed(b"\x02\x02\x01a\x01a", 10)),
+        ("trailing", sealed(&[body, b"xyz"].concat(), 10)),
+    ];
+    let lines: &[&str] = &[
+        "RESTORE k 0 {good}",
+        "RESTORE k 0 {good}",
+        "RESTORE k 0 {good} REPLACE",
+        "RESTORE k 0 {flipped} REPLACE",
+        "RESTORE k 0 {badcrc} REPLACE",
+        "RESTORE k2 0 {v12}",
+        "RESTORE k9 0 {v9}",
+        "RESTORE k2 0 {short}",
+        "RESTORE k2 0 {empty}",
+        "RESTORE kt 0 {truncated}",
+        "GET kt",
+        "RESTORE k2 0 {cut}",
+        "RESTORE k2 0 {stream}",
+        "RESTORE k2 0 {module}",
+        "RESTORE k2 0 {unknown}",
+        "RESTORE k2 0 {emptylist}",
+        "RESTORE k2 0 {dupset}",
+        "RESTORE k2 0 {trailing}",
+        "RESTORE k3 -1 {good}",
+        "RESTORE k3 abc {good}",
+        "RESTORE k3 0 {good} IDLETIME -1",
+        "RESTORE k3 0 {good} IDLETIME x",
+        "RESTORE k3 0 {good} FREQ 256",
+        "RESTORE k3 0 {good} FREQ -1",
+        "RESTORE k3 0 {good} IDLETIME 10 FREQ 5",
+        "RESTORE k3 0 {good} FREQ 5 IDLETIME 10",
+        "RESTORE k3 0 {good} IDLETIME",
+        "RESTORE k3 0 {good} BOGUS",
+        "RESTORE k3 0 {good} replace absttl",
+        "EXISTS k3",
+        "RESTORE k 1000 {good} ABSTTL REPLACE",
+        "EXISTS k",
+        "RESTORE k4 1000 {good} ABSTTL",
+        "EXISTS k4",
+        "RESTORE k4 99999999999999 {good} ABSTTL",
+        "PEXPIRETIME k4",
+        "RESTORE k5 9223372036854775807 {good}",
+        "RESTORE k6 50000 {good} IDLETIME 10",
+        "RESTORE k7 0 {good} FREQ 10",
+        "RESTORE k8",
+        "DUMP",
+        "GET k2",
+        "GET k9",
+        "DBSIZE",
+    ];
+    let expand = |line: &str| -> Vec<Vec<u8>> {
+        line.split(' ')
+            .map(|word| {
+                match payloads
+                    .iter()
+                    .find(|(name, _)| word == format!("{{{name}}}"))
+                {
+                    Some((_, p)) => p.clone(),
+                    None => word.as_bytes().to_vec(),
+                }
+            })
+            .collect()
+    };
+    for shards in [1, 3] {
+        let percore = Server::percore(shards, &[]);
+        let mut c = [redis.client(), percore.client()];
+        for c in &mut c {
+            assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
+        }
+        for line in lines {
+            let args = expand(line);
+            let [want, got] = c.each_mut().map(|c| run(c, &args));
+            assert_eq!(esc(&got), esc(&want), "{shards} shard(s): {line}");
+        }
+        for key in ["k", "k3", "k5", "k6", "k7"] {
+            let [want, got] = c.each_mut().map(|c| view(c, key));
+            assert_eq!(got, want, "{shards} shard(s): {key}");
+        }
+        let [want, got] = c.each_mut().map(|c| int(&cmd(c, &[b"TTL", b"k6"])));
+        assert!(
+            (want - got).abs() <= 1,
+            "TTL k6: Redis {want}, percore {got}"
+        );
+    }
+}
+
+/// RESTORE's version 11 (Redis 7.2, Valkey 8) payloads: percore reads them (Redis 7.0
+/// refuses them); its set listpack becomes an intset or a table.
+#[test]
+fn rdb_version_11_payloads_restore() {
+    let percore = Server::percore(1, &[]);
+    let mut p = percore.client();
+    // SADD s a b 1 in Redis 7.2: a set listpack (type 20).
+    let mut lp = rdb::listpack::Writer::default();
+    for m in ["a", "b", "1"] {
+        lp.push(m.as_bytes());
+    }
+    let mut body = vec![20u8];
+    rdb::put_string(&mut body, &lp.finish());
+    let r = cmd(&mut p, &[b"RESTORE", b"s", b"0", &sealed(&body, 11)]);
+    assert_eq!(r, b"+OK\r\n", "{}", esc(&r));
+    assert_eq!(
+        view(&mut p, "s").2,
+        vec![b"1".to_vec(), b"a".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(view(&mut p, "s").1, b"$9\r\nhashtable\r\n");
+
+    // Valkey 8 itself, when installed.
+    if Command::new("valkey-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: valkey-server not installed; Valkey payloads not tried");
+        return;
+    }
+    let port = common::free_port();
+    let mut child = Command::new("valkey-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start valkey-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut v = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            drop(s);
+            break Client::connect(port);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "valkey-server not ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    populate(&mut v);
+    for (key, _, _) in fixtures() {
+        let payload = dump(&mut v, key);
+        let r = cmd(
+            &mut p,
+            &[b"RESTORE", key.as_bytes(), b"0", &payload, b"REPLACE"],
+        );
+        assert_eq!(
+            r,
+            b"+OK\r\n",
+            "Valkey -> percore: RESTORE {key}: {}",
+            esc(&r)
+        );
+        assert_eq!(
+            view(&mut p, key).2,
+            view(&mut v, key).2,
+            "Valkey -> percore: {key}"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// IDLETIME and FREQ set what OBJECT IDLETIME and OBJECT FREQ answer, under an LRU and an
+/// LFU policy, as in Redis.
+#[test]
+fn idletime_and_freq_reach_object() {
+    let Some(redis) = redis_or_skip("RESTORE IDLETIME/FREQ: did not run") else {
+        return;
+    };
+    let percore = Server::percore(3, &[]);
+    let mut c = [redis.client(), percore.client()];
+    for c in &mut c {
+        assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"SET", b"src", b"v"]), b"+OK\r\n");
+    }
+    let payload = dump(&mut c[0], "src");
+    for c in &mut c {
+        cmd(c, &[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"]);
+        let r = cmd(
+            c,
+            &[b"RESTORE", b"idle", b"0", &payload, b"IDLETIME", b"1000"],
+        );
+        assert_eq!(r, b"+OK\r\n");
+        let idle = int(&cmd(c, &[b"OBJECT", b"IDLETIME", b"idle"]));
+        assert!((1000..=1002).contains(&idle), "idle {idle}");
+        cmd(c, &[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lfu"]);
+        let r = cmd(c, &[b"RESTORE", b"freq", b"0", &payload, b"FREQ", b"100"]);
+        assert_eq!(r, b"+OK\r\n");
+        assert_eq!(cmd(c, &[b"OBJECT", b"FREQ", b"freq"]), b":100\r\n");
+        cmd(c, &[b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction"]);
+    }
+}
+
+/// RESTORE is a write: it fails a transaction WATCHing its key, and publishes "restore"
+/// (after "new"), and a past ABSTTL over a REPLACEd key publishes "del", as Redis does.
+#[test]
+fn restore_is_watched_and_notified() {
+    let Some(redis) = redis_or_skip("RESTORE events: did not run") else {
+        return;
+    };
+    let percore = Server::percore(1, &[]);
+    for (name, server) in [("Redis", &redis), ("percore", &percore)] {
+        let mut c = server.client();
+        let mut other = server.client();
+        cmd(&mut c, &[b"FLUSHALL"]);
+        cmd(&mut c, &[b"SET", b"src", b"v"]);
+        let payload = dump(&mut c, "src");
+        assert_eq!(cmd(&mut c, &[b"WATCH", b"w"]), b"+OK\r\n");
+        assert_eq!(
+            cmd(&mut other, &[b"RESTORE", b"w", b"0", &payload]),
+            b"+OK\r\n"
+        );
+        cmd(&mut c, &[b"MULTI"]);
+        cmd(&mut c, &[b"GET", b"w"]);
+        assert_eq!(cmd(&mut c, &[b"EXEC"]), b"*-1\r\n", "{name}: WATCH");
+
+        cmd(
+            &mut c,
+            &[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEAn"],
+        );
+        let mut sub = server.client();
+        sub.cmd(&[b"PSUBSCRIBE", b"__keyevent@0__:*"]);
+        cmd(&mut other, &[b"RESTORE", b"e1", b"0", &payload]);
+        cmd(&mut other, &[b"RESTORE", b"e1", b"0", &payload, b"REPLACE"]);
+        cmd(
+            &mut other,
+            &[b"RESTORE", b"e1", b"1", &payload, b"REPLACE", b"ABSTTL"],
+        );
+        cmd(&mut other, &[b"PUBLISH", b"__keyevent@0__:end", b"x"]);
+        let mut events = Vec::new();
+        loop {
+            let m = bulks(&sub.read_reply());
+            let ev = String::from_utf8_lossy(&m[2]).into_owned();
+            if ev.ends_with(":end") {
+                break;
+            }
+            events.push(format!("{ev} {}", String::from_utf8_lossy(&m[3])));
+        }
+        println!("{name}: {events:?}");
+        assert_eq!(
+            events,
+            [
+                "__keyevent@0__:new e1",
+                "__keyevent@0__:restore e1",
+                "__keyevent@0__:new e1",
+                "__keyevent@0__:restore e1",
+                "__keyevent@0__:del e1",
+            ],
+            "{name}"
+        );
+        cmd(&mut c, &[b"CONFIG", b"SET", b"notify-keyspace-events", b""]);
+    }
+}
+
+/// COMMAND INFO of DUMP and RESTORE is Redis's, byte for byte.
+#[test]
+fn command_info_is_redis_s() {
+    let Some(redis) = redis_or_skip("COMMAND INFO dump restore: did not run") else {
+        return;
+    };
+    let percore = Server::percore(1, &[]);
+    for resp3 in [false, true] {
+        let mut c = [redis.client(), percore.client()];
+        if resp3 {
+            for c in &mut c {
+                c.cmd(&[b"HELLO", b"3"]);
+            }
+        }
+        let [want, got] = c
+            .each_mut()
+            .map(|c| cmd(c, &[b"COMMAND", b"INFO", b"dump", b"restore"]));
+        assert_eq!(esc(&got), esc(&want), "RESP{}", 2 + resp3 as u8);
+    }
+}
