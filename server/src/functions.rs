@@ -268,7 +268,7 @@ fn parse_payload(payload: &[u8], timeout: Option<Duration>) -> Result<Libraries,
                 let name = r.string().ok_or("Failed loading library name")?;
                 let engine = r.string().ok_or("Failed loading engine name")?;
                 let has_desc = r
-                    .len()
+                    .length()
                     .ok_or("Failed loading library description indicator")?;
                 if has_desc != 0 {
                     r.string().ok_or("Failed loading library description")?;

@@ -9,7 +9,6 @@ mod common;
 
 use common::{bulks, esc, redis_or_skip, Client, Server};
 use percore_shard::rdb;
-use std::process::{Command, Stdio};
 
 fn cmd(c: &mut Client, args: &[&[u8]]) -> Vec<u8> {
     c.cmd(args)
@@ -43,10 +42,13 @@ fn w(parts: &[&str]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-/// Keys of every type and encoding, each (key, commands that build it), and whether
-/// Redis's DUMP of it is deterministic (no hash-table order in it).
-fn fixtures() -> Vec<(&'static str, Vec<Vec<Vec<u8>>>, bool)> {
-    let mut out: Vec<(&'static str, Vec<Vec<Vec<u8>>>, bool)> = Vec::new();
+/// A fixture: its key, the command lines that build it, and whether Redis's DUMP of it is
+/// deterministic (no hash-table order in it).
+type Fixture = (&'static str, Vec<Vec<Vec<u8>>>, bool);
+
+/// Keys of every type and encoding.
+fn fixtures() -> Vec<Fixture> {
+    let mut out: Vec<Fixture> = Vec::new();
     let set = |k: &str, v: Vec<u8>| vec![vec![b"SET".to_vec(), k.as_bytes().to_vec(), v]];
     out.push(("s:small", set("s:small", b"hello".to_vec()), true));
     out.push(("s:int", set("s:int", b"12345".to_vec()), true));
@@ -74,142 +76,113 @@ fn fixtures() -> Vec<(&'static str, Vec<Vec<Vec<u8>>>, bool)> {
     append.push(w(&["APPEND", "s:raw", "3"]));
     out.push(("s:raw", append, true));
 
-    let mut push = |k: &'static str, elems: Vec<Vec<u8>>, det: bool| {
-        let mut lines = Vec::new();
-        for chunk in elems.chunks(100) {
-            let mut l = vec![b"RPUSH".to_vec(), k.as_bytes().to_vec()];
-            l.extend(chunk.iter().cloned());
-            lines.push(l);
-        }
+    let mut add = |k: &'static str, command: &str, words: Vec<String>, per: usize, det: bool| {
+        let lines = words
+            .chunks(100 * per)
+            .map(|chunk| {
+                let head = [command.as_bytes().to_vec(), k.as_bytes().to_vec()];
+                head.into_iter()
+                    .chain(chunk.iter().map(|w| w.as_bytes().to_vec()))
+                    .collect()
+            })
+            .collect();
         out.push((k, lines, det));
     };
-    push("l:small", w(&["a", "1", "-5000", "", "3.5", "007"]), true);
-    push(
+    let strs = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    add(
+        "l:small",
+        "RPUSH",
+        strs(&["a", "1", "-5000", "", "3.5", "007"]),
+        1,
+        true,
+    );
+    add(
         "l:large",
-        (0..3000)
-            .map(|i| format!("item-{i}").into_bytes())
-            .collect(),
+        "RPUSH",
+        (0..3000).map(|i| format!("item-{i}")).collect(),
+        1,
         true,
     );
-    push(
+    add(
         "l:ints",
-        (0..600)
-            .map(|i| (i * 7919 - 100_000).to_string().into_bytes())
-            .collect(),
+        "RPUSH",
+        (0..600).map(|i| (i * 7919 - 100_000).to_string()).collect(),
+        1,
         true,
     );
-    push(
+    add(
         "l:wide",
-        (0..12).map(|i| vec![b'a' + i as u8; 3000 + i]).collect(),
+        "RPUSH",
+        (0..12u8)
+            .map(|i| ((b'a' + i) as char).to_string().repeat(3000 + i as usize))
+            .collect(),
+        1,
         true,
     );
-
-    let mut sadd = |k: &'static str, members: Vec<String>, det: bool| {
-        let mut lines = Vec::new();
-        for chunk in members.chunks(100) {
-            let mut l = vec![b"SADD".to_vec(), k.as_bytes().to_vec()];
-            l.extend(chunk.iter().map(|m| m.as_bytes().to_vec()));
-            lines.push(l);
-        }
-        out.push((k, lines, det));
-    };
-    sadd(
-        "set:ints",
-        ["1", "2", "3", "-5"].map(String::from).to_vec(),
-        true,
-    );
-    sadd(
-        "set:wide",
-        ["1", "70000", "9223372036854775807", "-9223372036854775808"]
-            .map(String::from)
-            .to_vec(),
-        true,
-    );
-    sadd("set:str", ["a", "b", "c"].map(String::from).to_vec(), false);
-    sadd(
+    add("set:ints", "SADD", strs(&["1", "2", "3", "-5"]), 1, true);
+    let wide = ["1", "70000", "9223372036854775807", "-9223372036854775808"];
+    add("set:wide", "SADD", strs(&wide), 1, true);
+    add("set:str", "SADD", strs(&["a", "b", "c"]), 1, false);
+    add(
         "set:manyints",
+        "SADD",
         (0..600).map(|i| (i * 3).to_string()).collect(),
+        1,
         false,
     );
-    sadd(
+    add(
         "set:large",
+        "SADD",
         (0..2000).map(|i| format!("member:{i}")).collect(),
+        1,
         false,
     );
-
-    let mut hset = |k: &'static str, pairs: Vec<(String, String)>, det: bool| {
-        let mut lines = Vec::new();
-        for chunk in pairs.chunks(100) {
-            let mut l = vec![b"HSET".to_vec(), k.as_bytes().to_vec()];
-            for (f, v) in chunk {
-                l.push(f.as_bytes().to_vec());
-                l.push(v.as_bytes().to_vec());
-            }
-            lines.push(l);
-        }
-        out.push((k, lines, det));
-    };
-    hset(
+    add(
         "h:small",
-        vec![
-            ("f1".into(), "v1".into()),
-            ("f2".into(), "123".into()),
-            ("-7".into(), "".into()),
-        ],
+        "HSET",
+        strs(&["f1", "v1", "f2", "123", "-7", ""]),
+        2,
         true,
     );
-    hset(
-        "h:large",
-        (0..700)
-            .map(|i| (format!("f{i}"), format!("{}", i * 31)))
-            .collect(),
-        false,
-    );
-    hset(
+    let pairs = (0..700).flat_map(|i| [format!("f{i}"), format!("{}", i * 31)]);
+    add("h:large", "HSET", pairs.collect(), 2, false);
+    add(
         "h:longval",
-        vec![("f".into(), "v".repeat(100)), ("g".into(), "1".into())],
+        "HSET",
+        strs(&["f", &"v".repeat(100), "g", "1"]),
+        2,
         false,
     );
-
-    let mut zadd = |k: &'static str, elems: Vec<(String, String)>, det: bool| {
-        let mut lines = Vec::new();
-        for chunk in elems.chunks(100) {
-            let mut l = vec![b"ZADD".to_vec(), k.as_bytes().to_vec()];
-            for (s, m) in chunk {
-                l.push(s.as_bytes().to_vec());
-                l.push(m.as_bytes().to_vec());
-            }
-            lines.push(l);
-        }
-        out.push((k, lines, det));
-    };
-    let small: Vec<(String, String)> = [
-        ("1", "a"),
-        ("2.5", "b"),
-        ("-inf", "c"),
-        ("+inf", "d"),
-        ("0", "e"),
-        ("-0.5", "f"),
-        ("1e300", "g"),
-        ("0.1", "h"),
-        ("123456789012", "i"),
-        ("-3", "j"),
-    ]
-    .iter()
-    .map(|(s, m)| (s.to_string(), m.to_string()))
-    .collect();
-    zadd("z:small", small.clone(), true);
-    zadd(
-        "z:large",
-        (0..500)
-            .map(|i| (format!("{}", i as f64 / 7.0), format!("m{i}")))
-            .chain(small.iter().cloned())
-            .collect(),
-        false,
-    );
-    zadd(
+    let small = strs(&[
+        "1",
+        "a",
+        "2.5",
+        "b",
+        "-inf",
+        "c",
+        "+inf",
+        "d",
+        "0",
+        "e",
+        "-0.5",
+        "f",
+        "1e300",
+        "g",
+        "0.1",
+        "h",
+        "123456789012",
+        "i",
+        "-3",
+        "j",
+    ]);
+    add("z:small", "ZADD", small.clone(), 2, true);
+    let large = (0..500).flat_map(|i| [format!("{}", i as f64 / 7.0), format!("m{i}")]);
+    add("z:large", "ZADD", large.chain(small).collect(), 2, false);
+    add(
         "z:longmember",
-        vec![("1".into(), "m".repeat(100)), ("-inf".into(), "x".into())],
+        "ZADD",
+        strs(&["1", &"m".repeat(100), "-inf", "x"]),
+        2,
         false,
     );
     out
@@ -297,37 +270,34 @@ fn moved_over(from: &mut Client, to: &mut Client, what: &str) {
     }
 }
 
-#[test]
-fn redis_dumps_restore_into_percore_and_back() {
-    let Some(redis) = redis_or_skip("DUMP/RESTORE between Redis and percore: did not run") else {
+/// Runs `f` with clients on Redis and on percore, with 1 then 3 shards; nothing when
+/// redis-server is missing (after [`redis_or_skip`]'s message).
+fn with_redis_and_percores(what: &str, mut f: impl FnMut(Client, Client, usize)) {
+    let Some(redis) = redis_or_skip(&format!("{what}: did not run")) else {
         return;
     };
     for shards in [1, 3] {
         let percore = Server::percore(shards, &[]);
-        let (mut r, mut p) = (redis.client(), percore.client());
-        moved_over(
-            &mut r,
-            &mut p,
-            &format!("Redis -> percore {shards} shard(s)"),
-        );
-        moved_over(
-            &mut p,
-            &mut r,
-            &format!("percore {shards} shard(s) -> Redis"),
-        );
+        f(redis.client(), percore.client(), shards);
     }
+}
+
+#[test]
+fn redis_dumps_restore_into_percore_and_back() {
+    with_redis_and_percores(
+        "DUMP/RESTORE between Redis and percore",
+        |mut r, mut p, n| {
+            moved_over(&mut r, &mut p, &format!("Redis -> percore {n} shard(s)"));
+            moved_over(&mut p, &mut r, &format!("percore {n} shard(s) -> Redis"));
+        },
+    );
 }
 
 /// Same commands on both: DUMP's bytes are Redis's wherever Redis's own are deterministic
 /// (strings, intsets, listpacks, lists), and the others restore in Redis to the same value.
 #[test]
 fn dump_bytes_are_redis_s() {
-    let Some(redis) = redis_or_skip("DUMP bytes: did not run") else {
-        return;
-    };
-    for shards in [1, 3] {
-        let percore = Server::percore(shards, &[]);
-        let (mut r, mut p) = (redis.client(), percore.client());
+    with_redis_and_percores("DUMP bytes", |mut r, mut p, shards| {
         populate(&mut r);
         populate(&mut p);
         for (key, _, deterministic) in fixtures() {
@@ -337,7 +307,7 @@ fn dump_bytes_are_redis_s() {
             }
         }
         assert_eq!(cmd(&mut p, &[b"DUMP", b"nosuchkey"]), b"$-1\r\n");
-    }
+    });
 }
 
 /// A payload's body with a fresh footer of RDB version `version`.
@@ -353,10 +323,12 @@ fn sealed(body: &[u8], version: u16) -> Vec<u8> {
 /// key's state after each.
 #[test]
 fn restore_errors_and_options_answer_as_redis() {
-    let Some(redis) = redis_or_skip("RESTORE errors: did not run") else {
-        return;
-    };
-    let mut rc = redis.client();
+    with_redis_and_percores("RESTORE errors", |rc, pc, shards| {
+        restore_lines(rc, pc, shards)
+    });
+}
+
+fn restore_lines(mut rc: Client, pc: Client, shards: usize) {
     assert_eq!(cmd(&mut rc, &[b"SET", b"src", b"value"]), b"+OK\r\n");
     let good = dump(&mut rc, "src");
     let body = &good[..good.len() - 10];
@@ -441,27 +413,24 @@ fn restore_errors_and_options_answer_as_redis() {
             })
             .collect()
     };
-    for shards in [1, 3] {
-        let percore = Server::percore(shards, &[]);
-        let mut c = [redis.client(), percore.client()];
-        for c in &mut c {
-            assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
-        }
-        for line in lines {
-            let args = expand(line);
-            let [want, got] = c.each_mut().map(|c| run(c, &args));
-            assert_eq!(esc(&got), esc(&want), "{shards} shard(s): {line}");
-        }
-        for key in ["k", "k3", "k5", "k6", "k7"] {
-            let [want, got] = c.each_mut().map(|c| view(c, key));
-            assert_eq!(got, want, "{shards} shard(s): {key}");
-        }
-        let [want, got] = c.each_mut().map(|c| int(&cmd(c, &[b"TTL", b"k6"])));
-        assert!(
-            (want - got).abs() <= 1,
-            "TTL k6: Redis {want}, percore {got}"
-        );
+    let mut c = [rc, pc];
+    for c in &mut c {
+        assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
     }
+    for line in lines {
+        let args = expand(line);
+        let [want, got] = c.each_mut().map(|c| run(c, &args));
+        assert_eq!(esc(&got), esc(&want), "{shards} shard(s): {line}");
+    }
+    for key in ["k", "k3", "k5", "k6", "k7"] {
+        let [want, got] = c.each_mut().map(|c| view(c, key));
+        assert_eq!(got, want, "{shards} shard(s): {key}");
+    }
+    let [want, got] = c.each_mut().map(|c| int(&cmd(c, &[b"TTL", b"k6"])));
+    assert!(
+        (want - got).abs() <= 1,
+        "TTL k6: Redis {want}, percore {got}"
+    );
 }
 
 /// RESTORE's version 11 (Redis 7.2, Valkey 8) payloads: percore reads them (Redis 7.0
@@ -486,41 +455,11 @@ fn rdb_version_11_payloads_restore() {
     assert_eq!(view(&mut p, "s").1, b"$9\r\nhashtable\r\n");
 
     // Valkey 8 itself, when installed.
-    if Command::new("valkey-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
+    let Some(valkey) = Server::named("valkey-server", &[]) else {
         eprintln!("SKIPPED: valkey-server not installed; Valkey payloads not tried");
         return;
-    }
-    let port = common::free_port();
-    let mut child = Command::new("valkey-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start valkey-server");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut v = loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            drop(s);
-            break Client::connect(port);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "valkey-server not ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    let mut v = valkey.client();
     populate(&mut v);
     for (key, _, _) in fixtures() {
         let payload = dump(&mut v, key);
@@ -540,8 +479,6 @@ fn rdb_version_11_payloads_restore() {
             "Valkey -> percore: {key}"
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// IDLETIME and FREQ set what OBJECT IDLETIME and OBJECT FREQ answer, under an LRU and an

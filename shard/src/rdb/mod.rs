@@ -179,7 +179,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An RDB length (`rdbLoadLen`).
-    pub fn len(&mut self) -> Option<u64> {
+    pub fn length(&mut self) -> Option<u64> {
         self.len_or_enc()?.ok()
     }
 
@@ -199,8 +199,8 @@ impl<'a> Reader<'a> {
                     .into_bytes(),
             ),
             Err(3) => {
-                let clen = usize::try_from(self.len()?).ok()?;
-                let len = usize::try_from(self.len()?).ok()?;
+                let clen = usize::try_from(self.length()?).ok()?;
+                let len = usize::try_from(self.length()?).ok()?;
                 lzf_decompress(self.take(clen)?, len)
             }
             Err(_) => None,
@@ -369,6 +369,22 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     op -= (lit == 0) as usize;
     out.truncate(op);
     Some(out)
+}
+
+/// Test helper: `reads` (whether a blob decodes) refuses every strict prefix of `blob` and
+/// survives every single flipped bit of it.
+#[cfg(test)]
+pub(crate) fn assert_hostile_refused(blob: &[u8], reads: impl Fn(&[u8]) -> bool) {
+    for cut in 0..blob.len() {
+        assert!(!reads(&blob[..cut]), "cut at {cut}");
+    }
+    for i in 0..blob.len() {
+        for bit in 0..8 {
+            let mut q = blob.to_vec();
+            q[i] ^= 1 << bit;
+            reads(&q);
+        }
+    }
 }
 
 #[cfg(test)]

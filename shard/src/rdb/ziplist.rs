@@ -190,24 +190,12 @@ mod tests {
 
     #[test]
     fn hostile_blobs_are_refused() {
-        let zl = sample();
-        for cut in 0..zl.len() {
-            assert!(decode(&zl[..cut]).is_err(), "cut {cut}");
-        }
-        for i in 0..zl.len() {
-            for bit in 0..8 {
-                let mut q = zl.clone();
-                q[i] ^= 1 << bit;
-                let _ = decode(&q);
-            }
-        }
+        super::super::assert_hostile_refused(&sample(), |b| decode(b).is_ok());
         let zm = b"\x02\x01a\x01\x00b\x02cd\x03\x02efgxx\xff";
         assert_eq!(
             decode_zipmap(zm).unwrap(),
             vec![&b"a"[..], b"b", b"cd", b"efg"]
         );
-        for cut in 0..zm.len() {
-            assert!(decode_zipmap(&zm[..cut]).is_err(), "cut {cut}");
-        }
+        super::super::assert_hostile_refused(zm, |b| decode_zipmap(b).is_ok());
     }
 }
