@@ -573,7 +573,8 @@ fn restore_is_watched_and_notified() {
     }
 }
 
-/// COMMAND INFO of DUMP and RESTORE is Redis's, byte for byte.
+/// COMMAND INFO of DUMP and RESTORE is Redis's, byte for byte; COMMAND DOCS gives Redis's
+/// summary, version and group (percore's docs have no argument lists).
 #[test]
 fn command_info_is_redis_s() {
     let Some(redis) = redis_or_skip("COMMAND INFO dump restore: did not run") else {
@@ -591,5 +592,202 @@ fn command_info_is_redis_s() {
             .each_mut()
             .map(|c| cmd(c, &[b"COMMAND", b"INFO", b"dump", b"restore"]));
         assert_eq!(esc(&got), esc(&want), "RESP{}", 2 + resp3 as u8);
+        let [want, got] = c
+            .each_mut()
+            .map(|c| bulks(&cmd(c, &[b"COMMAND", b"DOCS", b"dump", b"restore"])));
+        assert!(got.len() >= 14, "{got:?}");
+        for word in &got {
+            assert!(
+                want.contains(word),
+                "COMMAND DOCS: {} is not Redis's",
+                esc(word)
+            );
+        }
     }
+}
+
+/// Redis's ziplist of `elems` as Redis 6 wrote it (`ziplistPush`: a canonical integer of
+/// at most 32 bytes in the narrowest integer encoding, else a string).
+fn ziplist(elems: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let (mut prev, mut tail) = (0usize, 10usize);
+    for e in elems {
+        tail = 10 + body.len();
+        let mut entry = match prev < 254 {
+            true => vec![prev as u8],
+            false => [&[0xfe][..], &(prev as u32).to_le_bytes()].concat(),
+        };
+        let int = std::str::from_utf8(e)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok());
+        match int.filter(|v| e.len() <= 32 && v.to_string().as_bytes() == *e) {
+            Some(v @ 0..=12) => entry.push(0xf1 + v as u8),
+            Some(v) if i8::try_from(v).is_ok() => entry.extend([0xfe, v as u8]),
+            Some(v) if i16::try_from(v).is_ok() => {
+                entry.push(0xc0);
+                entry.extend((v as i16).to_le_bytes());
+            }
+            Some(v) if (-(1 << 23)..1 << 23).contains(&v) => {
+                entry.push(0xf0);
+                entry.extend(&(v as i32).to_le_bytes()[..3]);
+            }
+            Some(v) if i32::try_from(v).is_ok() => {
+                entry.push(0xd0);
+                entry.extend((v as i32).to_le_bytes());
+            }
+            Some(v) => {
+                entry.push(0xe0);
+                entry.extend(v.to_le_bytes());
+            }
+            None if e.len() < 64 => entry.push(e.len() as u8),
+            None if e.len() < 16384 => entry.extend([0x40 | (e.len() >> 8) as u8, e.len() as u8]),
+            None => {
+                entry.push(0x80);
+                entry.extend((e.len() as u32).to_be_bytes());
+            }
+        }
+        if int.is_none() || e.len() > 32 || int.unwrap().to_string().as_bytes() != *e {
+            entry.extend_from_slice(e);
+        }
+        prev = entry.len();
+        body.extend(entry);
+    }
+    let mut zl = Vec::new();
+    zl.extend(((10 + body.len() + 1) as u32).to_le_bytes());
+    zl.extend((tail as u32).to_le_bytes());
+    zl.extend((elems.len().min(65535) as u16).to_le_bytes());
+    zl.extend(body);
+    zl.push(0xff);
+    zl
+}
+
+/// A zipmap of `pairs` (Redis 2.4's small hashes), with `free` spare bytes after each value.
+fn zipmap(pairs: &[(&[u8], &[u8])], free: u8) -> Vec<u8> {
+    let mut zm = vec![pairs.len() as u8];
+    for (f, v) in pairs {
+        zm.push(f.len() as u8);
+        zm.extend_from_slice(f);
+        zm.extend([v.len() as u8, free]);
+        zm.extend_from_slice(v);
+        zm.extend(std::iter::repeat_n(0, free as usize));
+    }
+    zm.push(0xff);
+    zm
+}
+
+/// Payloads of the encodings Redis 7.0 reads but no longer writes (built here as Redis 6
+/// and older wrote them) restore in percore to what they restore to in Redis 7.0: type,
+/// encoding and value.
+#[test]
+fn old_encodings_restore_as_in_redis() {
+    let rdb_string = |b: &[u8]| {
+        let mut out = Vec::new();
+        rdb::put_string(&mut out, b);
+        out
+    };
+    let long = vec![b'x'; 300];
+    let list: Vec<&[u8]> = vec![b"a", b"1", b"-5000", &long, b"70000", b"12345678901", b"-1"];
+    let many: Vec<String> = (0..600).map(|i| format!("f{i}")).collect();
+    let many_pairs: Vec<&[u8]> = many.iter().flat_map(|f| [f.as_bytes(), b"7"]).collect();
+    let zpairs: Vec<&[u8]> = vec![b"c", b"-3", b"a", b"1", b"b", b"2.5", b"d", b"1e300"];
+    let hpairs: Vec<&[u8]> = vec![b"f1", b"v1", b"f2", b"123", b"x", b""];
+    let strings = |elems: &[&[u8]]| -> Vec<u8> {
+        let mut out = Vec::new();
+        rdb::put_len(&mut out, elems.len() as u64);
+        for e in elems {
+            rdb::put_string(&mut out, e);
+        }
+        out
+    };
+    let mut payloads: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "list-ziplist",
+            [&[10u8][..], &rdb_string(&ziplist(&list))].concat(),
+        ),
+        ("list-plain", [&[1u8][..], &strings(&list)].concat()),
+        (
+            "set-plain",
+            [&[2u8][..], &strings(&[b"a", b"b", b"1"])].concat(),
+        ),
+        (
+            "set-plain-ints",
+            [&[2u8][..], &strings(&[b"5", b"-1", b"300"])].concat(),
+        ),
+        (
+            "hash-plain",
+            [&[4u8][..], &{
+                let mut out = Vec::new();
+                rdb::put_len(&mut out, 3);
+                for e in &hpairs {
+                    rdb::put_string(&mut out, e);
+                }
+                out
+            }]
+            .concat(),
+        ),
+        (
+            "hash-ziplist",
+            [&[13u8][..], &rdb_string(&ziplist(&hpairs))].concat(),
+        ),
+        (
+            "hash-ziplist-large",
+            [&[13u8][..], &rdb_string(&ziplist(&many_pairs))].concat(),
+        ),
+        (
+            "zset-ziplist",
+            [&[12u8][..], &rdb_string(&ziplist(&zpairs))].concat(),
+        ),
+    ];
+    let pairs = [(&b"f1"[..], &b"v1"[..]), (b"f2", b"123"), (b"x", b"")];
+    payloads.push((
+        "hash-zipmap",
+        [&[9u8][..], &rdb_string(&zipmap(&pairs, 0))].concat(),
+    ));
+    payloads.push((
+        "hash-zipmap-free",
+        [&[9u8][..], &rdb_string(&zipmap(&pairs, 3))].concat(),
+    ));
+    // QUICKLIST of two ziplist nodes.
+    let mut ql = vec![14u8, 2];
+    ql.extend(rdb_string(&ziplist(&list[..3])));
+    ql.extend(rdb_string(&ziplist(&list[3..])));
+    payloads.push(("list-quicklist", ql));
+    // QUICKLIST_2 with a listpack node and a plain node.
+    let mut lp = rdb::listpack::Writer::default();
+    lp.push(b"a");
+    lp.push(b"17");
+    let mut ql2 = vec![18u8, 2, 2];
+    ql2.extend(rdb_string(&lp.finish()));
+    ql2.push(1);
+    ql2.extend(rdb_string(&long));
+    payloads.push(("list-quicklist2-plain", ql2));
+    // ZSET with ASCII scores (254: +inf, 255: -inf).
+    let mut z = vec![3u8, 4];
+    for (m, s) in [
+        (&b"a"[..], &b"\x031.5"[..]),
+        (b"b", b"\xfe"),
+        (b"c", b"\xff"),
+        (b"d", b"\x02-2"),
+    ] {
+        z.extend(rdb_string(m));
+        z.extend_from_slice(s);
+    }
+    payloads.push(("zset-ascii", z));
+    with_redis_and_percores("old encodings", |mut r, mut p, shards| {
+        for c in [&mut r, &mut p] {
+            assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
+        }
+        for (name, body) in &payloads {
+            let payload = sealed(body, 9);
+            let args: [&[u8]; 4] = [b"RESTORE", name.as_bytes(), b"0", &payload];
+            let (want, got) = (cmd(&mut r, &args), cmd(&mut p, &args));
+            assert_eq!(esc(&got), esc(&want), "{shards} shard(s): RESTORE {name}");
+            assert_eq!(want, b"+OK\r\n", "Redis: RESTORE {name}");
+            assert_eq!(
+                view(&mut p, name),
+                view(&mut r, name),
+                "{shards} shard(s): {name}"
+            );
+        }
+    });
 }
