@@ -4,7 +4,7 @@
 //! (Jones polynomial, reflected, no final xor) and the DUMP payload footer (a 2-byte RDB
 //! version, little endian, then the CRC64 of everything before it, little endian).
 //! [`value`] encodes and decodes whole values, over [`listpack`], [`ziplist`] and intset
-//! blobs.
+//! blobs; [`file`] reads whole RDB files.
 //!
 //! Byte compatibility is the point: a payload written here is the one Redis 7.0 writes for
 //! the same content (its LZF compressor is liblzf's with `HLOG 16`, `VERY_FAST`, ported
@@ -12,6 +12,7 @@
 //! bounds-checked and no allocation is sized by a length read from the input beyond what
 //! the remaining input could hold: a payload is untrusted input.
 
+pub mod file;
 pub mod listpack;
 pub mod value;
 pub mod ziplist;

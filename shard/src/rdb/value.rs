@@ -63,6 +63,17 @@ pub struct DecodeError {
     pub what: &'static str,
 }
 
+/// What [`DecodeError::what`] says of an empty collection: RESTORE refuses it, an RDB
+/// file's loader skips it (as Redis 7.0 does).
+pub const EMPTY: &str = "empty collection";
+
+impl DecodeError {
+    /// Whether the value was well formed but empty.
+    pub fn is_empty_value(&self) -> bool {
+        self.what == EMPTY
+    }
+}
+
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} at offset {}", self.what, self.offset)
@@ -99,7 +110,7 @@ impl Ctx<'_, '_> {
     fn count(&mut self) -> Result<usize, DecodeError> {
         let n = self.len()?;
         if n == 0 {
-            return self.fail("empty collection");
+            return self.fail(EMPTY);
         }
         match usize::try_from(n) {
             Ok(n) if n <= self.r.remaining() => Ok(n),
@@ -252,7 +263,7 @@ fn decode_list(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
     }
     // Empty nodes are skipped, as Redis skips them; a list left empty is refused.
     if l.is_empty() {
-        return c.fail("empty list");
+        return c.fail(EMPTY);
     }
     Ok(Value::List(Box::new(l)))
 }
@@ -310,7 +321,7 @@ fn decode_set(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
         }
     }
     if s.is_empty() {
-        return c.fail("empty set");
+        return c.fail(EMPTY);
     }
     Ok(Value::Set(Box::new(s)))
 }
@@ -352,7 +363,7 @@ fn decode_zset(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
         }
     }
     if elems.is_empty() {
-        return c.fail("empty sorted set");
+        return c.fail(EMPTY);
     }
     let mut seen = std::collections::HashSet::with_capacity(elems.len());
     if !elems.iter().all(|(_, m)| seen.insert(&m[..])) {
@@ -399,7 +410,7 @@ fn decode_hash(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
         }
     }
     if h.is_empty() {
-        return c.fail("empty hash");
+        return c.fail(EMPTY);
     }
     Ok(Value::Hash(Box::new(h)))
 }
