@@ -119,6 +119,13 @@ fn fixtures() -> Vec<Fixture> {
         1,
         true,
     );
+    add(
+        "l:lpush",
+        "LPUSH",
+        (0..2000).map(|i| format!("{}", i * 13)).collect(),
+        1,
+        false,
+    );
     add("set:ints", "SADD", strs(&["1", "2", "3", "-5"]), 1, true);
     let wide = ["1", "70000", "9223372036854775807", "-9223372036854775808"];
     add("set:wide", "SADD", strs(&wide), 1, true);
@@ -871,4 +878,54 @@ fn check_rdb_reads_redis_files() {
 /// A simple-string reply's text.
 fn s_line(r: &[u8]) -> String {
     String::from_utf8_lossy(&r[1..r.len() - 2]).into_owned()
+}
+
+/// Lists pushed with RPUSH under several `list-max-listpack-size` settings, of elements of
+/// random sizes (integers, short strings, elements of several KiB that fill a node alone):
+/// DUMP's bytes are Redis's, so percore packs nodes as Redis's quicklist does.
+#[test]
+fn list_nodes_are_packed_as_redis_packs_them() {
+    with_redis_and_percores("DUMP of lists", |mut r, mut p, shards| {
+        let mut rng = common::Rng(shards as u64);
+        for fill in ["-2", "-1", "-5", "3", "128"] {
+            for c in [&mut r, &mut p] {
+                assert_eq!(cmd(c, &[b"FLUSHALL"]), b"+OK\r\n");
+                let ok = cmd(
+                    c,
+                    &[
+                        b"CONFIG",
+                        b"SET",
+                        b"list-max-listpack-size",
+                        fill.as_bytes(),
+                    ],
+                );
+                assert_eq!(ok, b"+OK\r\n");
+            }
+            for n in 0..20 {
+                let key = format!("list{n}");
+                for _ in 0..rng.below(300) + 1 {
+                    let e = match rng.below(4) {
+                        0 => (rng.next() as i64 >> rng.below(64))
+                            .to_string()
+                            .into_bytes(),
+                        1 => vec![b'a' + rng.below(26) as u8; rng.below(70)],
+                        2 => vec![b'b'; rng.below(5000)],
+                        _ => vec![b'c'; 8000 + rng.below(9000)],
+                    };
+                    let args: [&[u8]; 3] = [b"RPUSH", key.as_bytes(), &e];
+                    for c in [&mut r, &mut p] {
+                        assert!(cmd(c, &args).starts_with(b":"));
+                    }
+                }
+                let (want, got) = (dump(&mut r, &key), dump(&mut p, &key));
+                assert!(
+                    got == want,
+                    "{shards} shard(s), fill {fill}: DUMP {key} differs"
+                );
+            }
+        }
+        for c in [&mut r, &mut p] {
+            cmd(c, &[b"CONFIG", b"SET", b"list-max-listpack-size", b"-2"]);
+        }
+    });
 }
