@@ -7,7 +7,7 @@
 //! deletes a key REPLACE named, with a "del" event). IDLETIME and FREQ set the key's
 //! LRU/LFU word as Redis's `objectSetLRUOrLFU` does: the one the policy in force reads.
 
-use crate::notify::{GENERIC, NEW};
+use crate::notify::GENERIC;
 use crate::ops::{eq_ic, parse_int};
 use crate::rdb::{self, Reader};
 use crate::{err, evict, Clock, Entry, ExecCtx, Shard};
@@ -117,10 +117,9 @@ pub fn restore(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         expire_at_ms: deadline_ms as u64,
         clock,
     };
-    if !sh.store_entry(ctx.db, key, entry) {
-        // The replaced key was deleted and this one added: a "new" key, as Redis's dbAdd.
-        sh.notify(NEW, "new", ctx.db, key);
-    }
+    // The key is absent (checked, or deleted just above): storing it is a "new" event, as
+    // Redis's dbAdd.
+    sh.store(ctx.db, key, entry);
     sh.notify(GENERIC, "restore", ctx.db, key);
     out.ok();
 }
