@@ -89,6 +89,17 @@ fn fixtures() -> Vec<Fixture> {
         out.push((k, lines, det));
     };
     let strs = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    // Integer-looking strings that are not canonical integers stay strings in listpacks.
+    let odd = [
+        "-0",
+        "+5",
+        " 5",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "0x10",
+    ];
+    add("l:odd", "RPUSH", strs(&odd), 1, true);
+    add("h:odd", "HSET", strs(&odd), 2, true);
     add(
         "l:small",
         "RPUSH",
