@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -100,13 +100,13 @@ bench-memtier: build
 # fuzz/corpus/TARGET is kept minimized (`make fuzz-cmin`); fuzz/regressions/TARGET holds the
 # inputs that once found a bug, each named for what it found, run by every fuzz run and by
 # `make fuzz-regressions`.
-fuzz: fuzz-decode fuzz-apply fuzz-snapshot
+fuzz: fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value
 
 fuzz-regressions:
 	cd fuzz && for t in regressions/*; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O "$${t#regressions/}" "$$t" -- -runs=0 || exit 1; done
 
 fuzz-cmin:
-	cd fuzz && for t in decode apply snapshot; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin -O "$$t" "corpus/$$t" -- -rss_limit_mb=4096 -max_len=65536 || exit 1; done
+	cd fuzz && for t in decode apply snapshot rdb_value; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin -O "$$t" "corpus/$$t" -- -rss_limit_mb=4096 -max_len=65536 || exit 1; done
 
 fuzz-decode:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O decode corpus/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
@@ -117,6 +117,10 @@ fuzz-apply:
 fuzz-snapshot:
 	mkdir -p fuzz/corpus/snapshot
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O snapshot corpus/snapshot -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536
+
+fuzz-rdb-value:
+	mkdir -p fuzz/corpus/rdb_value fuzz/regressions/rdb_value
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O rdb_value corpus/rdb_value regressions/rdb_value -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536
 
 clean:
 	$(CARGO) clean

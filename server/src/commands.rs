@@ -1017,10 +1017,13 @@ fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
     const SPUBLISH: &[RangeKeySpec] = &[range_spec(&["NOT_KEY"], 1, 0)];
     // MEMORY USAGE only reads the key's size, not its value: RO without access.
     const MEMORY_USAGE: &[RangeKeySpec] = &[range_spec(&["RO"], 2, 0)];
+    // RESTORE creates or replaces its key without reading it.
+    const RESTORE: &[RangeKeySpec] = &[range_spec(&["OW", "update"], 1, 0)];
     match cmd {
         Cmd::SSubscribe | Cmd::SUnsubscribe => Some(SHARD_CHANNELS),
         Cmd::SPublish => Some(SPUBLISH),
         Cmd::MemoryUsage => Some(MEMORY_USAGE),
+        Cmd::Restore => Some(RESTORE),
         Cmd::SetBit => Some(SETBIT),
         Cmd::BitOp => Some(BITOP),
         Cmd::BitField => Some(BITFIELD),

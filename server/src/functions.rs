@@ -16,7 +16,7 @@
 //! FCALL runs the function through the same path as EVAL (`scripting::execute`): a
 //! transaction over its declared keys, on any shards, with undeclared keys locked as used.
 //!
-//! FUNCTION DUMP writes Redis's payload byte for byte ([`crate::dump`]), and RESTORE reads
+//! FUNCTION DUMP writes Redis's payload byte for byte ([`percore_shard::rdb`]), and RESTORE reads
 //! what Redis writes. Snapshots keep the libraries as that payload in the manifest
 //! ([`crate::persist`]); [`restore_at_start`] puts them back.
 //!
@@ -27,11 +27,11 @@
 //! stall a core.
 
 use crate::conn::Conn;
-use crate::dump;
 use crate::runtime::Stream;
 use crate::scripting::{Origin, Registered, FUNCTION_FLAGS, LOAD_TIMEOUT};
 use mlua::Function;
 use percore_proto::{Args, Cmd, ReplyWriter};
+use percore_shard::rdb;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -257,18 +257,18 @@ fn load(code: &[u8], replace: bool) -> Result<String, String> {
 /// The libraries of a DUMP payload, each loaded on this core (Redis's RESTORE and RDB
 /// loading). Errors without their `ERR ` prefix.
 fn parse_payload(payload: &[u8], timeout: Option<Duration>) -> Result<Libraries, String> {
-    let body = dump::open(payload).ok_or("DUMP payload version or checksum are wrong")?;
-    let mut r = dump::Reader::new(body);
+    let body = rdb::open(payload).ok_or("DUMP payload version or checksum are wrong")?;
+    let mut r = rdb::Reader::new(body);
     let mut libs = Libraries::new();
     while r.remaining() > 0 {
         let code = match r.byte() {
-            Some(dump::OPCODE_FUNCTION2) => r.string().ok_or("Failed loading library payload")?,
-            Some(dump::OPCODE_FUNCTION) => {
+            Some(rdb::OPCODE_FUNCTION2) => r.string().ok_or("Failed loading library payload")?,
+            Some(rdb::OPCODE_FUNCTION) => {
                 // 7.0-rc1/rc2: name, engine, description (optional), code.
                 let name = r.string().ok_or("Failed loading library name")?;
                 let engine = r.string().ok_or("Failed loading engine name")?;
                 let has_desc = r
-                    .len()
+                    .length()
                     .ok_or("Failed loading library description indicator")?;
                 if has_desc != 0 {
                     r.string().ok_or("Failed loading library description")?;
@@ -334,10 +334,10 @@ fn restore(payload: &[u8], policy: Policy, timeout: Option<Duration>) -> Result<
 pub fn dump_payload() -> Vec<u8> {
     let mut body = Vec::new();
     for lib in registry().values() {
-        body.push(dump::OPCODE_FUNCTION2);
-        dump::put_string(&mut body, &lib.code);
+        body.push(rdb::OPCODE_FUNCTION2);
+        rdb::put_string(&mut body, &lib.code);
     }
-    dump::seal(body)
+    rdb::seal(body)
 }
 
 /// Whether any library is loaded.
@@ -354,12 +354,12 @@ pub fn restore_at_start(payload: &[u8]) -> Result<usize, String> {
 /// How many libraries a payload holds, checking its framing only (no code runs):
 /// `percore check-snapshot`.
 pub fn count_in_payload(payload: &[u8]) -> Result<usize, String> {
-    let body = dump::open(payload).ok_or("functions: bad version or checksum")?;
-    let mut r = dump::Reader::new(body);
+    let body = rdb::open(payload).ok_or("functions: bad version or checksum")?;
+    let mut r = rdb::Reader::new(body);
     let mut n = 0;
     while r.remaining() > 0 {
         match r.byte() {
-            Some(dump::OPCODE_FUNCTION2) => {
+            Some(rdb::OPCODE_FUNCTION2) => {
                 r.string().ok_or("functions: truncated library")?;
             }
             _ => return Err("functions: not a function record".into()),

@@ -4,6 +4,7 @@
 
 mod alloc;
 mod blocking;
+mod check_rdb;
 mod cluster;
 mod commands;
 mod config;
@@ -11,7 +12,6 @@ mod conn;
 mod coordinated;
 mod core;
 mod debug;
-mod dump;
 mod functions;
 mod info;
 mod latency;
@@ -48,6 +48,9 @@ static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 fn main() {
     alloc::configure();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "check-rdb") {
+        std::process::exit(check_rdb::run(&args[1..]));
+    }
     let cfg = match config::parse_args(&args) {
         Ok(Invocation::Run(c)) => *c,
         Ok(Invocation::CheckSnapshot(c)) => std::process::exit(persist::check(&c)),

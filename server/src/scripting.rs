@@ -1779,8 +1779,8 @@ pub fn eval_key_flags(cmd: Cmd) -> Option<(&'static [&'static str], Option<&'sta
     Some((flags, notes))
 }
 
-/// COMMAND INFO's tips of the SCRIPT subcommands, as Redis 7.0 writes them; false (nothing
-/// written) for other commands.
+/// COMMAND INFO's tips of the SCRIPT and FUNCTION subcommands and of DUMP, as Redis 7.0
+/// writes them; false (nothing written) for other commands.
 pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
     let tips: &[&str] = match cmd {
         Cmd::ScriptFlush | Cmd::ScriptLoad => {
@@ -1797,6 +1797,7 @@ pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
             &["request_policy:all_shards", "response_policy:all_succeeded"]
         }
         Cmd::FunctionList => &["nondeterministic_output_order"],
+        Cmd::Dump => &["nondeterministic_output"],
         Cmd::FunctionStats => &[
             "nondeterministic_output",
             "request_policy:all_shards",

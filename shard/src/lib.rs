@@ -18,6 +18,7 @@ pub mod glob;
 pub mod lazyfree;
 pub mod notify;
 pub mod ops;
+pub mod rdb;
 pub mod snapshot;
 pub mod tracking;
 pub mod types;
@@ -943,6 +944,8 @@ impl Shard {
             Cmd::Rename => k::rename(self, ctx, args, out, false),
             Cmd::RenameNx => k::rename(self, ctx, args, out, true),
             Cmd::Copy => k::copy(self, ctx, args, out),
+            Cmd::Dump => ops::dump::dump(self, ctx, args, out),
+            Cmd::Restore => ops::dump::restore(self, ctx, args, out),
             Cmd::Move => k::move_(self, ctx, args, out),
             Cmd::Keys => k::keys(self, ctx, args, out),
             Cmd::Scan => k::scan(self, ctx, args, out),

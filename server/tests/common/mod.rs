@@ -59,8 +59,14 @@ impl Server {
 
     /// [`Server::redis`] with more settings (`--enable-debug-command yes`, …).
     pub fn redis_with(extra: &[&str]) -> Option<Server> {
+        Self::named("redis-server", extra)
+    }
+
+    /// A server that takes redis-server's flags (`redis-server`, `valkey-server`), or None
+    /// when `binary` is not installed.
+    pub fn named(binary: &str, extra: &[&str]) -> Option<Server> {
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(binary);
         cmd.args([
             "--port",
             &port.to_string(),
@@ -72,7 +78,7 @@ impl Server {
             "no",
         ])
         .args(extra);
-        if Command::new("redis-server")
+        if Command::new(binary)
             .arg("--version")
             .stdout(Stdio::null())
             .status()

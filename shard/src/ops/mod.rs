@@ -2,6 +2,7 @@
 //! `string.rs`, `t_hash.c` → `hash.rs`, `db.c`/`expire.c` → `keyspace.rs`).
 
 pub mod bitmap;
+pub mod dump;
 pub mod geo;
 pub mod hash;
 pub mod hll;

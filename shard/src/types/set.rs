@@ -67,6 +67,12 @@ impl IntSet {
         self.data.is_empty()
     }
 
+    /// The width of a member in bytes and the members' bytes: Redis's intset blob without
+    /// its header (DUMP writes it).
+    pub fn raw_parts(&self) -> (u8, &[u8]) {
+        (self.width, &self.data)
+    }
+
     /// The `i`th smallest member.
     pub fn get(&self, i: usize) -> i64 {
         let w = self.width as usize;
