@@ -238,7 +238,24 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         | Cmd::ClusterCountKeysInSlot
         | Cmd::ClusterGetKeysInSlot
         | Cmd::ClusterHelp
-        | Cmd::ClusterManage
+        | Cmd::ClusterAddslots
+        | Cmd::ClusterAddslotsrange
+        | Cmd::ClusterBumpepoch
+        | Cmd::ClusterCountFailureReports
+        | Cmd::ClusterDelslots
+        | Cmd::ClusterDelslotsrange
+        | Cmd::ClusterFailover
+        | Cmd::ClusterFlushslots
+        | Cmd::ClusterForget
+        | Cmd::ClusterLinks
+        | Cmd::ClusterMeet
+        | Cmd::ClusterReplicas
+        | Cmd::ClusterReplicate
+        | Cmd::ClusterReset
+        | Cmd::ClusterSaveconfig
+        | Cmd::ClusterSetConfigEpoch
+        | Cmd::ClusterSetslot
+        | Cmd::ClusterSlaves
         | Cmd::ReadOnly
         | Cmd::ReadWrite
         | Cmd::Asking => crate::cluster::command(&conn.core, spec, a, &mut w).await,

@@ -1042,7 +1042,24 @@ impl Shard {
             | Cmd::ClusterCountKeysInSlot
             | Cmd::ClusterGetKeysInSlot
             | Cmd::ClusterHelp
-            | Cmd::ClusterManage
+            | Cmd::ClusterAddslots
+            | Cmd::ClusterAddslotsrange
+            | Cmd::ClusterBumpepoch
+            | Cmd::ClusterCountFailureReports
+            | Cmd::ClusterDelslots
+            | Cmd::ClusterDelslotsrange
+            | Cmd::ClusterFailover
+            | Cmd::ClusterFlushslots
+            | Cmd::ClusterForget
+            | Cmd::ClusterLinks
+            | Cmd::ClusterMeet
+            | Cmd::ClusterReplicas
+            | Cmd::ClusterReplicate
+            | Cmd::ClusterReset
+            | Cmd::ClusterSaveconfig
+            | Cmd::ClusterSetConfigEpoch
+            | Cmd::ClusterSetslot
+            | Cmd::ClusterSlaves
             | Cmd::ReadOnly
             | Cmd::ReadWrite
             | Cmd::Asking
