@@ -140,6 +140,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
             w.ok();
         }
+        Cmd::ClientPause | Cmd::ClientUnpause => crate::pause::command(&conn.core, spec, a, &mut w).await,
         Cmd::ClientUnblock => {
             if a.len() > 4 {
                 return w.error(&format!(
@@ -169,6 +170,8 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 "INFO", "    Return information about the current client connection.",
                 "KILL <ip:port>", "    Kill connection made from <ip:port>.",
                 "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
+                "PAUSE <timeout> [WRITE|ALL]", "    Suspend all, or just write, clients for <timeout> milliseconds.",
+                "UNPAUSE", "    Stop the current client pause, resuming traffic.",
                 "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options: ID, ADDR, LADDR, TYPE, USER, SKIPME, MAXAGE.",
                 "LIST [TYPE <type>] [ID <id> [<id> ...]]", "    Return information about client connections.",
                 "SETNAME <name>", "    Assign the name <name> to the current connection.",

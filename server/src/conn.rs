@@ -650,6 +650,12 @@ impl Conn {
                 return self.reject(Some(spec), e);
             }
         }
+        if crate::pause::maybe_paused() {
+            // Replies already made go out before the client waits.
+            self.flush().await;
+            let multi = &self.multi;
+            crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
+        }
         self.handle.info.borrow_mut().last_cmd = spec.name;
         if self.proto == Protocol::Resp2
             && self.subs.as_ref().is_some_and(|s| s.total() > 0)

@@ -22,6 +22,7 @@ mod lua_struct;
 mod metrics;
 mod monitor;
 mod multi;
+mod pause;
 mod persist;
 mod pubsub;
 mod router;

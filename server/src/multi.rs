@@ -47,6 +47,13 @@ pub struct Multi {
     pub aborted: bool,
 }
 
+impl Multi {
+    /// Whether a queued command is one CLIENT PAUSE WRITE holds.
+    pub fn holds_writes(&self) -> bool {
+        self.cmds.iter().any(|(spec, _)| crate::pause::writes(spec))
+    }
+}
+
 /// The keys a connection WATCHes and the flag their shards raise on a change.
 pub struct Watching {
     pub flag: Arc<AtomicBool>,

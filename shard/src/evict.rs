@@ -304,6 +304,10 @@ impl Shard {
         max_keys: usize,
         over: &mut dyn FnMut() -> bool,
     ) -> Evicted {
+        // Clients are paused: the data stands still (Redis skips eviction too).
+        if crate::expiry_paused(now_ms) {
+            return Evicted::Enough(0);
+        }
         let mut n = 0;
         while over() {
             if n == max_keys {

@@ -470,10 +470,13 @@ impl Shard {
                 .sum::<usize>()
     }
 
-    /// Looks a key up for reading or writing; an expired key is deleted and reported absent.
+    /// Looks a key up for reading or writing; an expired key is deleted and reported absent
+    /// (kept, and absent all the same, while clients are paused: [`PAUSED_UNTIL_MS`]).
     pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryMut<'_>> {
+        let paused = expiry_paused(now_ms);
         let d = &mut self.dbs[db];
-        match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
+        match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
+            Live::Found(e) if paused && e.is_expired(now_ms) => None,
             Live::Found(e) => Some(e),
             Live::Removed => {
                 if !self.watches.is_empty() {
@@ -504,8 +507,22 @@ impl Shard {
         } else {
             0.0
         };
+        let paused = expiry_paused(now_ms);
         let d = &mut self.dbs[db];
-        match d.dict.get_live(key, |e| e.is_expired(now_ms)) {
+        match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
+            Live::Found(e) if paused && e.is_expired(now_ms) => {
+                self.stats.keyspace_misses += 1;
+                drop(e);
+                push_event(
+                    self.notify_classes,
+                    &mut self.events,
+                    notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                );
+                None
+            }
             Live::Found(mut e) => {
                 self.stats.keyspace_hits += 1;
                 evict::touch_entry(&mut e, now_ms, &cfg, r);
@@ -686,6 +703,9 @@ impl Shard {
     /// while a large share of sampled keys was expired and its time slice allows.
     pub fn expire_step(&mut self, now_ms: u64, budget: usize) -> ExpireStep {
         let mut step = ExpireStep::default();
+        if expiry_paused(now_ms) {
+            return step;
+        }
         let mut doomed: Vec<Box<[u8]>> = Vec::new();
         let mut visited_dbs = 0;
         let mut buckets = 0;
@@ -1010,6 +1030,8 @@ impl Shard {
             | Cmd::ClientNoEvict
             | Cmd::ClientNoTouch
             | Cmd::ClientUnblock
+            | Cmd::ClientPause
+            | Cmd::ClientUnpause
             | Cmd::ClientHelp
             | Cmd::ClientReply
             | Cmd::ClientTracking
@@ -1112,6 +1134,18 @@ impl Shard {
             self.remember_reads(spec, &args);
         }
     }
+}
+
+/// While clients are paused (CLIENT PAUSE, set by the server for every shard): when the
+/// pause ends, unix ms; 0 when none was set. Keys do not expire and nothing is evicted
+/// meanwhile.
+pub static PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether expiry (and eviction) stand still at `now_ms`.
+#[inline]
+pub fn expiry_paused(now_ms: u64) -> bool {
+    let end = PAUSED_UNTIL_MS.load(std::sync::atomic::Ordering::Relaxed);
+    end != 0 && end > now_ms
 }
 
 /// Calls `f` with the index of every key argument of a command: its key specs' keys, the

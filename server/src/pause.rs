@@ -1,0 +1,133 @@
+//! CLIENT PAUSE and CLIENT UNPAUSE, as Redis 7.0.
+//!
+//! A pause holds, on every core, the commands it covers until it ends: with ALL every
+//! command, with WRITE the commands that may change data or propagate (write commands, EVAL,
+//! EVALSHA, FCALL, PUBLISH, SPUBLISH, PFCOUNT, and EXEC or MULTI-queued commands of that
+//! kind). A held client waits without holding its core; others go on. While a pause lasts,
+//! keys do not expire (reads see an expired key as missing, but nothing deletes it) and
+//! nothing is evicted, so the data stands still, as Redis promises for failover.
+//!
+//! A second pause keeps the stricter mode and the later end (Redis's `pauseClients`);
+//! CLIENT UNPAUSE ends it at once. The state is two atomics; a command pays one relaxed load
+//! while no pause was ever set.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use percore_proto::{Args, Cmd, CommandSpec, Flags, ReplyWriter};
+use percore_shard::PAUSED_UNTIL_MS;
+
+use crate::core::{now_ms, Core};
+
+/// The pause covers every command (ALL), not only writes.
+static ALL: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Connections of this core waiting for a pause to end.
+    static WAITING: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// When the pause in force ends (unix ms), if one is in force.
+fn in_force() -> Option<u64> {
+    let end = PAUSED_UNTIL_MS.load(Ordering::Acquire);
+    (end != 0 && end > now_ms()).then_some(end)
+}
+
+/// Whether a pause was set at all (the hot path's test: one relaxed load).
+#[inline]
+pub fn maybe_paused() -> bool {
+    PAUSED_UNTIL_MS.load(Ordering::Relaxed) != 0
+}
+
+/// Commands Redis 7.0 flags `may_replicate` (beside the write commands).
+fn may_replicate(cmd: Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Eval | Cmd::EvalSha | Cmd::FCall | Cmd::Publish | Cmd::SPublish | Cmd::PfCount
+    )
+}
+
+/// Whether the WRITE mode holds `spec`.
+pub fn writes(spec: &CommandSpec) -> bool {
+    spec.flags.has(Flags::WRITE) || may_replicate(spec.cmd)
+}
+
+/// Waits while a pause holds this command; `queued_writes` tells whether an EXEC's
+/// transaction holds commands the WRITE mode covers.
+pub async fn wait(spec: &CommandSpec, queued_writes: impl Fn() -> bool) {
+    loop {
+        let Some(end) = in_force() else {
+            return;
+        };
+        let held = ALL.load(Ordering::Acquire)
+            || writes(spec)
+            || (spec.cmd == Cmd::Exec && queued_writes());
+        if !held {
+            return;
+        }
+        let mut registered = false;
+        let woken = std::future::poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            WAITING.with(|w| w.borrow_mut().push(cx.waker().clone()));
+            Poll::Pending
+        });
+        let left = Duration::from_millis(end.saturating_sub(now_ms()).max(1));
+        futures_lite::future::or(woken, crate::runtime::sleep(left)).await;
+    }
+}
+
+/// Wakes this core's waiting connections (the pause ended or changed).
+fn wake_here() {
+    for w in WAITING.with(|w| std::mem::take(&mut *w.borrow_mut())) {
+        w.wake();
+    }
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL] and CLIENT UNPAUSE.
+pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    if spec.cmd == Cmd::ClientUnpause {
+        PAUSED_UNTIL_MS.store(0, Ordering::Release);
+        ALL.store(false, Ordering::Release);
+        crate::core::call_all(core, |_| wake_here()).await;
+        return w.ok();
+    }
+    if a.len() > 4 {
+        return w.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&a[1])
+        ));
+    }
+    let all = match a.get(3) {
+        None => true,
+        Some(m) if m.eq_ignore_ascii_case(b"all") => true,
+        Some(m) if m.eq_ignore_ascii_case(b"write") => false,
+        Some(_) => return w.error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let Some(ms) = percore_proto::parse_i64(&a[2]) else {
+        return w.error("ERR timeout is not an integer or out of range");
+    };
+    if ms < 0 {
+        return w.error("ERR timeout is negative");
+    }
+    let end = match ms {
+        0 => 0,
+        ms => now_ms().saturating_add(ms as u64),
+    };
+    // The stricter mode and the later end win while a pause lasts.
+    let lasting = in_force().is_some();
+    if !lasting {
+        ALL.store(all, Ordering::Release);
+    } else if all {
+        ALL.store(true, Ordering::Release);
+    }
+    let _ = PAUSED_UNTIL_MS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+        Some(if lasting { old.max(end) } else { end })
+    });
+    w.ok();
+}
