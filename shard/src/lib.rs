@@ -512,7 +512,6 @@ impl Shard {
         match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
             Live::Found(e) if paused && e.is_expired(now_ms) => {
                 self.stats.keyspace_misses += 1;
-                drop(e);
                 push_event(
                     self.notify_classes,
                     &mut self.events,
