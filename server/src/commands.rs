@@ -61,6 +61,19 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         }
         Cmd::Hello => hello(conn, a, &mut w),
         Cmd::Auth => auth(conn, a, &mut w),
+        Cmd::AclCat
+        | Cmd::AclDelUser
+        | Cmd::AclDryRun
+        | Cmd::AclGenPass
+        | Cmd::AclGetUser
+        | Cmd::AclHelp
+        | Cmd::AclList
+        | Cmd::AclLoad
+        | Cmd::AclLog
+        | Cmd::AclSave
+        | Cmd::AclSetUser
+        | Cmd::AclUsers
+        | Cmd::AclWhoami => crate::acl::command(conn, spec, a, &mut w).await,
         Cmd::Select => match parse_db(&a[1]) {
             Ok(db) => {
                 conn.db = db;
@@ -361,29 +374,12 @@ pub(crate) fn valid_name(name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_password(cfg: &Config, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match &cfg.requirepass {
-        None => true,
-        Some(p) => {
-            // Constant-time comparison: the time taken does not reveal how much matched.
-            let p = p.as_bytes();
-            p.len() == pass.len() && p.iter().zip(pass).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-        }
-    }
-}
-
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
 fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     if a.len() > 3 {
         return w.error("ERR syntax error");
     }
-    let cfg = conn.core.config.borrow().clone();
     let (user, pass): (&[u8], &[u8]) = if a.len() == 2 {
-        if cfg.requirepass.is_none() {
+        if conn.core.global.acl.default_user().nopass {
             return w.error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             );
@@ -392,12 +388,9 @@ fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     } else {
         (&a[1], &a[2])
     };
-    if check_password(&cfg, user, pass) {
-        conn.authed = true;
-        w.ok();
-    } else {
-        crate::log::warn(&format!("failed AUTH from {}", conn.handle.addr));
-        w.error(WRONGPASS);
+    match crate::acl::authenticate(conn, user, pass, &a[0]) {
+        Ok(()) => w.ok(),
+        Err(e) => w.error(e),
     }
 }
 
@@ -410,16 +403,14 @@ fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
             None => return w.error("ERR Protocol version is not an integer or out of range"),
         }
     }
-    let cfg = conn.core.config.borrow().clone();
     let mut j = 2;
     let mut name = None;
     while j < a.len() {
         let more = a.len() - 1 - j;
         if eq(&a[j], "auth") && more >= 2 {
-            if !check_password(&cfg, &a[j + 1], &a[j + 2]) {
-                return w.error(WRONGPASS);
+            if let Err(e) = crate::acl::authenticate(conn, &a[j + 1], &a[j + 2], &a[0]) {
+                return w.error(e);
             }
-            conn.authed = true;
             j += 3;
         } else if eq(&a[j], "setname") && more >= 1 {
             if let Err(e) = valid_name(&a[j + 1]) {
@@ -668,6 +659,10 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 ));
             }
         }
+        // requirepass is the default user's password (and nopass when empty), as Redis.
+        if seen.contains(&"requirepass") {
+            global.acl.set_default_password(cfg.requirepass.as_deref());
+        }
         guard.0 += 1;
         guard.1 = Arc::new(cfg);
         (guard.0, guard.1.clone())
@@ -769,6 +764,15 @@ fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'sta
     } else {
         target
     };
+    Ok((target, keys_of_spec(target, rest)?))
+}
+
+/// The positions of the keys in `rest`, a command line of `target` (ACL checks use them
+/// with [`key_flags`]).
+pub(crate) fn keys_of_spec(
+    target: &CommandSpec,
+    rest: &Args,
+) -> Result<Vec<usize>, &'static str> {
     if target.first_key == 0 && target.keynum_index().is_none() {
         return Err("ERR The command has no key arguments");
     }
@@ -800,7 +804,7 @@ fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'sta
     if keys.is_empty() && !target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) {
         return Err("ERR The command has no key arguments");
     }
-    Ok((target, keys))
+    Ok(keys)
 }
 
 /// The key-spec flags of the key at position `i` of a command line of `argc` words: those
@@ -808,7 +812,7 @@ fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'sta
 /// else derived from the write flag), except where COMMAND INFO's one derived spec is
 /// coarser than Redis's two: SORT and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE, whose
 /// destination is OW update and sources RO access, as Redis 7.0 reports them.
-fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
+pub(crate) fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
     const RO: &[&str] = &["RO", "access"];
     const OW: &[&str] = &["OW", "update"];
     if let Some(specs) = explicit_key_specs(c.cmd) {
