@@ -809,7 +809,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("shutdown", Shutdown, -1, A | NS | L | ST | NM | AB, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     spec!("save", Save, 1, A | NS | NM, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk."),
     spec!("bgsave", BgSave, -1, A | NS | NM, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
-    spec!("lastsave", LastSave, 1, L | ST | F, 0, 0, 0, Connection, ["fast", "dangerous"], "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
+    spec!("lastsave", LastSave, 1, L | ST | F, 0, 0, 0, Connection, ["admin", "fast", "dangerous"], "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
     spec!("debug", Debug, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "A container for debugging commands."),
     spec!("monitor", Monitor, 1, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Listen for all requests received by the server in real time"),
     spec!("command", Command, -1, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns detailed information about all commands."),

@@ -15,6 +15,7 @@
 //!
 //! Rules themselves (parsing, describing, checking) are in [`rules`], which is pure.
 
+mod key_access;
 pub mod rules;
 mod sha256;
 
@@ -320,26 +321,67 @@ fn save_file(path: &str, text: &str) -> std::io::Result<()> {
     r
 }
 
-/// The keys of a command line with the access each needs (READ for a key spec's
-/// `access`, WRITE for `insert`, `delete` or `update`), as COMMAND GETKEYSANDFLAGS finds
-/// them.
+/// The keys of a command line with the access each needs, as Redis's key specs give it
+/// ([`key_access`]), at the positions COMMAND GETKEYS finds.
 pub fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
     let Ok(keys) = crate::commands::keys_of_spec(spec, args) else {
         return Vec::new();
     };
+    let access = key_access_table()[spec.cmd as usize];
     keys.into_iter()
-        .map(|i| {
-            let mut need = 0;
-            for f in crate::commands::key_flags(spec, i, args.len()) {
-                match *f {
-                    "access" => need |= rules::READ,
-                    "insert" | "delete" | "update" => need |= rules::WRITE,
-                    _ => {}
+        .enumerate()
+        .map(|(n, i)| {
+            let need = match (spec.cmd, access) {
+                // SET reads only with GET; BITFIELD writes only with SET or INCRBY (their
+                // `variable_flags`, as Redis's `setGetKeys` and `bitfieldGetKeys`).
+                (Cmd::Set, _) => match args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+                    true => rules::READ_WRITE,
+                    false => rules::WRITE,
+                },
+                (Cmd::BitField, _) => {
+                    let writes = args.iter().skip(2).any(|a| {
+                        a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby")
+                    });
+                    if writes {
+                        rules::READ_WRITE
+                    } else {
+                        rules::READ
+                    }
                 }
-            }
+                (_, Some((first, _))) if n == 0 => first,
+                (_, Some((_, rest))) => rest,
+                (_, None) => derived_access(spec, i, args.len()),
+            };
             (i, need)
         })
         .collect()
+}
+
+fn derived_access(spec: &CommandSpec, i: usize, argc: usize) -> u8 {
+    let mut need = 0;
+    for f in crate::commands::key_flags(spec, i, argc) {
+        match *f {
+            "access" => need |= rules::READ,
+            "insert" | "delete" | "update" => need |= rules::WRITE,
+            _ => {}
+        }
+    }
+    need
+}
+
+/// [`key_access::KEY_ACCESS`] by command-table row.
+fn key_access_table() -> &'static [Option<(u8, u8)>; percore_proto::command::CMD_COUNT] {
+    static TABLE: std::sync::OnceLock<[Option<(u8, u8)>; percore_proto::command::CMD_COUNT]> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [None; percore_proto::command::CMD_COUNT];
+        for &(name, first, rest) in key_access::KEY_ACCESS {
+            if let Some(spec) = rules::find_command(name.as_bytes()) {
+                t[spec.cmd as usize] = Some((first, rest));
+            }
+        }
+        t
+    })
 }
 
 /// Makes `user` the connection's user.
@@ -397,6 +439,7 @@ fn log_denial(conn: &Conn, reason: Reason, object: &[u8], username: &[u8]) {
 /// logged.
 pub fn check(conn: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Result<(), String> {
     let denied = match conn.user.check(spec, args, keys_of) {
+        Ok(()) if matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) => return sort_patterns(conn, spec, args),
         Ok(()) => return Ok(()),
         Err(d) => d,
     };
@@ -435,6 +478,41 @@ pub fn check(conn: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Result
             Denied::Channel(_) => "NOPERM this user has no permissions to access one of the channels used as arguments".into(),
         }
     })
+}
+
+/// SORT's BY (with a `*` pattern) and GET options read keys the command line does not
+/// name: only a user who may read every key may use them (Redis's `sortCommandGeneric`
+/// refuses them while parsing, in this order, without an ACL LOG entry).
+fn sort_patterns(conn: &Conn, spec: &CommandSpec, args: &Args) -> Result<(), String> {
+    let mut full = None;
+    let mut j = 2;
+    while j < args.len() {
+        let left = args.len() - j - 1;
+        let a = &args[j];
+        let is = |w: &str| a.eq_ignore_ascii_case(w.as_bytes());
+        if is("asc") || is("desc") || is("alpha") {
+        } else if is("limit") && left >= 2 {
+            j += 2;
+        } else if is("store") && left >= 1 {
+            j += 1;
+        } else if (is("by") && left >= 1) || (is("get") && left >= 1) {
+            let by = is("by");
+            if !by || args[j + 1].contains(&b'*') {
+                let ok = *full.get_or_insert_with(|| conn.user.reads_every_key(spec, args, keys_of));
+                if !ok {
+                    let opt = if by { "BY" } else { "GET" };
+                    return Err(format!(
+                        "ERR {opt} option of SORT denied due to insufficient ACL permissions."
+                    ));
+                }
+            }
+            j += 1;
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    Ok(())
 }
 
 /// Whether every queued command of a transaction would pass its check now (without

@@ -715,6 +715,20 @@ impl User {
         Err(worst)
     }
 
+    /// Redis's `ACLUserCheckCmdWithUnrestrictedKeyAccess` for reads: some selector allows
+    /// the command and reads of every key (`allkeys`, or a `*` pattern that may read).
+    /// SORT's BY and GET patterns need it, since they name keys the command line does not.
+    pub fn reads_every_key(&self, spec: &CommandSpec, args: &Args, keys_of: KeysOf) -> bool {
+        let mut keys = None;
+        self.selectors.iter().any(|s| {
+            check_selector(s, spec, args, keys_of, &mut keys).is_ok()
+                && (s.allkeys
+                    || s.patterns
+                        .iter()
+                        .any(|p| p.flags & READ == READ && p.pattern == b"*"))
+        })
+    }
+
     /// The flags as ACL GETUSER lists them.
     pub fn flag_names(&self) -> Vec<&'static str> {
         let mut f = vec![if self.enabled { "on" } else { "off" }];
