@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-acl-rules clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -94,7 +94,7 @@ bench-memtier: build
 # fuzz/corpus/TARGET is kept minimized (`make fuzz-cmin`); fuzz/regressions/TARGET holds the
 # inputs that once found a bug, each named for what it found, run by every fuzz run and by
 # `make fuzz-regressions`.
-fuzz: fuzz-decode fuzz-apply fuzz-snapshot
+fuzz: fuzz-decode fuzz-apply fuzz-snapshot fuzz-acl-rules
 
 fuzz-regressions:
 	cd fuzz && for t in regressions/*; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O "$${t#regressions/}" "$$t" -- -runs=0 || exit 1; done
@@ -111,6 +111,10 @@ fuzz-apply:
 fuzz-snapshot:
 	mkdir -p fuzz/corpus/snapshot
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O snapshot corpus/snapshot -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536
+
+fuzz-acl-rules:
+	mkdir -p fuzz/regressions/acl_rules
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O acl_rules corpus/acl_rules regressions/acl_rules -- -max_total_time=$(FUZZ_SECONDS) -max_len=1024
 
 clean:
 	$(CARGO) clean

@@ -510,6 +510,8 @@ struct KillFilter {
     laddr: Option<String>,
     skip: Option<u64>,
     max_age: Option<u64>,
+    /// Clients authenticated as this ACL user.
+    user: Option<Vec<u8>>,
     none: bool,
 }
 
@@ -544,10 +546,10 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                     _ => return w.error(&format!("ERR Unknown client type '{v}'")),
                 }
             } else if eq(&a[i], "user") {
-                // `default` is the only user until ACLs exist.
-                if v != "default" {
+                if conn.core.global.acl.user(&a[i + 1]).is_none() {
                     return w.error(&format!("ERR No such user '{v}'"));
                 }
+                f.user = Some(a[i + 1].to_vec());
             } else if eq(&a[i], "skipme") {
                 match v.to_lowercase().as_str() {
                     "yes" => f.skip = Some(conn.handle.id),
@@ -577,6 +579,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 && f.addr.as_ref().is_none_or(|x| *x == h.addr.to_string())
                 && f.laddr.as_ref().is_none_or(|x| *x == h.laddr.to_string())
                 && f.skip.is_none_or(|s| s != h.id)
+                && f.user.as_ref().is_none_or(|u| *u == h.info.borrow().user)
                 && f.max_age
                     .is_none_or(|m| now.duration_since(h.created).as_secs() >= m);
             if matches {

@@ -656,6 +656,7 @@ impl Conn {
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
+        self.handle.info.borrow_mut().last_cmd = spec.name;
         // ACL: a changed user applies from its next command; a user allowed everything
         // (the default user as shipped) is not checked at all.
         if self.acl_epoch != self.core.global.acl.epoch() && !crate::acl::refresh(self) {
@@ -666,7 +667,6 @@ impl Conn {
                 return self.reject(Some(spec), &e);
             }
         }
-        self.handle.info.borrow_mut().last_cmd = spec.name;
         if self.proto == Protocol::Resp2
             && self.subs.as_ref().is_some_and(|s| s.total() > 0)
             && !crate::pubsub::allowed_when_subscribed(spec.cmd)

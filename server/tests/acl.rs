@@ -63,6 +63,7 @@ const USERS: &[&str] = &[
     "ACL SETUSER chans on >pw allkeys &news.* &exact +@all",
     "ACL SETUSER sel on >pw ~a* +get (~b* +set +get) (%W~w* +incr)",
     "ACL SETUSER first on >pw allkeys -@all +select|0 +select|2 +ping",
+    "FUNCTION LOAD REPLACE #!lua\\x20name=acllib\\x0aredis.register_function('aclget',\\x20function(keys)\\x20return\\x20redis.call('get',keys[1])\\x20end)\\x0aredis.register_function('aclx',\\x20function()\\x20return\\x20redis.call('get','x')\\x20end)",
 ];
 
 /// (user, commands run as that user): every reply must be Redis's.
@@ -88,6 +89,7 @@ const PERMISSIONS: &[(&str, &[&str])] = &[
         "EVAL return\\x20redis.pcall('set','r1','1') 1 a1",
         "EVAL return\\x20redis.call('set','r1','1') 1 a1",
         "MULTI", "GET a1", "GET w1", "EXEC",
+        "FCALL aclget 1 a1", "FCALL aclget 1 r1", "FCALL aclx 0", "FCALL_RO aclget 1 r1",
         "KEYS *", "DBSIZE",
     ]),
     ("chans", &[
@@ -401,6 +403,15 @@ fn config_file_users_and_requirepass() {
         s(&c.q("FLUSHALL")),
         "-NOPERM this user has no permissions to run the 'flushall' command\r\n"
     );
+    // HELLO AUTH, CLIENT LIST and CLIENT KILL USER know the user.
+    let mut h = percore.client();
+    let hello = s(&h.q("HELLO 3 AUTH alice apw"));
+    assert!(hello.starts_with('%'), "{hello}");
+    assert_eq!(h.q("ACL WHOAMI"), b"$5\r\nalice\r\n");
+    assert!(s(&c.q("CLIENT LIST")).contains("user=alice"));
+    assert_eq!(s(&c.q("CLIENT KILL USER nosuch")), "-ERR No such user 'nosuch'\r\n");
+    assert_eq!(c.q("CLIENT KILL USER alice SKIPME yes"), b":1\r\n");
+    assert!(h.closed());
     // The log keeps acllog-max-len entries.
     for pw in ["x", "y", "z"] {
         c.q(&format!("AUTH nobody{pw} {pw}"));

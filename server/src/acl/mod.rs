@@ -30,9 +30,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// The process's users and ACL log.
 pub struct Acl {
     /// Bumped by every change to a user; connections compare it before each command.
-    epoch: AtomicU64,
+    epoch: Epoch,
     state: Mutex<State>,
 }
+
+/// On a cache line of its own: every command of every core reads it, and no counter
+/// written per command may share its line.
+#[repr(align(64))]
+struct Epoch(AtomicU64);
 
 struct State {
     users: BTreeMap<Vec<u8>, Arc<User>>,
@@ -127,7 +132,7 @@ impl Acl {
                 .map_err(|e| format!("Aborting because of ACL errors: {e}"))?;
         }
         Ok(Acl {
-            epoch: AtomicU64::new(0),
+            epoch: Epoch(AtomicU64::new(0)),
             state: Mutex::new(State {
                 users,
                 log: VecDeque::new(),
@@ -138,7 +143,7 @@ impl Acl {
     /// Changes with every change to a user.
     #[inline]
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.0.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -146,7 +151,7 @@ impl Acl {
     }
 
     fn changed(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.0.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn user(&self, name: &[u8]) -> Option<Arc<User>> {
