@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-acl-rules clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-micro bench-memtier bench-acl fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-acl-rules clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -85,6 +85,11 @@ bench-commands: build
 bench-pubsub:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/pubsub.sh
+
+# What the ACL check costs per request: the default user against a user with 10 key patterns.
+bench-acl:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/acl.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

@@ -61,19 +61,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         }
         Cmd::Hello => hello(conn, a, &mut w),
         Cmd::Auth => auth(conn, a, &mut w),
-        Cmd::AclCat
-        | Cmd::AclDelUser
-        | Cmd::AclDryRun
-        | Cmd::AclGenPass
-        | Cmd::AclGetUser
-        | Cmd::AclHelp
-        | Cmd::AclList
-        | Cmd::AclLoad
-        | Cmd::AclLog
-        | Cmd::AclSave
-        | Cmd::AclSetUser
-        | Cmd::AclUsers
-        | Cmd::AclWhoami => crate::acl::command(conn, spec, a, &mut w).await,
+        _ if spec.parent_name() == Some("acl") => crate::acl::command(conn, spec, a, &mut w).await,
         Cmd::Select => match parse_db(&a[1]) {
             Ok(db) => {
                 conn.db = db;
@@ -772,10 +760,7 @@ fn command_keys(rest: &Args) -> Result<(&'static CommandSpec, Vec<usize>), &'sta
 
 /// The positions of the keys in `rest`, a command line of `target` (ACL checks use them
 /// with [`key_flags`]).
-pub(crate) fn keys_of_spec(
-    target: &CommandSpec,
-    rest: &Args,
-) -> Result<Vec<usize>, &'static str> {
+pub(crate) fn keys_of_spec(target: &CommandSpec, rest: &Args) -> Result<Vec<usize>, &'static str> {
     if target.first_key == 0 && target.keynum_index().is_none() {
         return Err("ERR The command has no key arguments");
     }

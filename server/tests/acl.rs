@@ -208,7 +208,10 @@ fn permissions_match_redis() {
                 admin.fail(&w, &g, "ACL LOG entries differ");
             }
             for i in &infos {
-                assert!(i.contains(&format!("user={user}")), "{label}: client-info {i}");
+                assert!(
+                    i.contains(&format!("user={user}")),
+                    "{label}: client-info {i}"
+                );
             }
             admin.line("ACL LOG RESET");
         }
@@ -243,7 +246,10 @@ fn changes_apply_to_the_next_command_and_at_exec() {
         // Deleting the user closes its connection.
         admin.line("ACL DELUSER live");
         for c in &mut d.c {
-            assert!(c.closed(), "{label}: the deleted user's connection stays open");
+            assert!(
+                c.closed(),
+                "{label}: the deleted user's connection stays open"
+            );
         }
         reset_users(&mut admin);
     });
@@ -355,7 +361,10 @@ fn acl_file_saves_and_loads_as_redis_reads_it() {
     assert_eq!(c.q("SET b1 v"), b"+OK\r\n");
     assert_eq!(c.q("AUTH default x"), b"+OK\r\n");
     // Redis reads the same file to the same users.
-    if let Some(redis) = common::redis_or_skip_with("ACL file: Redis's reading not compared", &["--aclfile", &path]) {
+    if let Some(redis) = common::redis_or_skip_with(
+        "ACL file: Redis's reading not compared",
+        &["--aclfile", &path],
+    ) {
         assert_eq!(acl_list(&mut redis.client()), listed);
     }
     // SAVE writes what LIST shows; LOAD brings it back after changes.
@@ -375,7 +384,10 @@ fn acl_file_saves_and_loads_as_redis_reads_it() {
     std::fs::write(&path, "user dave on +nosuch\n").unwrap();
     let r = s(&c.q("ACL LOAD"));
     assert!(r.contains("Error in applying operation '+nosuch'"), "{r}");
-    assert!(r.contains("no change to the previously active ACL rules"), "{r}");
+    assert!(
+        r.contains("no change to the previously active ACL rules"),
+        "{r}"
+    );
     assert_eq!(acl_list(&mut c), now);
     // A restart with the saved file has the same users.
     std::fs::write(&path, saved).unwrap();
@@ -409,7 +421,10 @@ fn config_file_users_and_requirepass() {
     assert!(hello.starts_with('%'), "{hello}");
     assert_eq!(h.q("ACL WHOAMI"), b"$5\r\nalice\r\n");
     assert!(s(&c.q("CLIENT LIST")).contains("user=alice"));
-    assert_eq!(s(&c.q("CLIENT KILL USER nosuch")), "-ERR No such user 'nosuch'\r\n");
+    assert_eq!(
+        s(&c.q("CLIENT KILL USER nosuch")),
+        "-ERR No such user 'nosuch'\r\n"
+    );
     assert_eq!(c.q("CLIENT KILL USER alice SKIPME yes"), b":1\r\n");
     assert!(h.closed());
     // The log keeps acllog-max-len entries.

@@ -104,27 +104,15 @@ impl Acl {
             if rules::has_spaces(name.as_bytes()) {
                 return Err("Spaces not allowed in ACL usernames".into());
             }
-            let mut u = match users.get(name.as_bytes()) {
-                Some(d) => {
-                    let mut d = User::clone(d);
-                    let _ = d.apply(b"reset", all);
-                    d
-                }
-                None => User::new(name.as_bytes(), all),
-            };
+            // A `user default` line starts from a reset default user.
+            let base = users.get(name.as_bytes()).map(|d| {
+                let mut d = User::clone(d);
+                let _ = d.apply(b"reset", all);
+                d
+            });
             let ops: Vec<&[u8]> = line[1..].iter().map(|s| s.as_bytes()).collect();
-            let merged = rules::merge_selectors(&ops).map_err(|at| {
-                format!("Unmatched parenthesis in acl selector starting at '{}'.", line[1 + at])
-            })?;
-            for op in &merged {
-                u.apply(op, all).map_err(|e| {
-                    format!(
-                        "Error loading ACL rule '{}' for the user named '{name}': {}",
-                        String::from_utf8_lossy(op),
-                        e.message()
-                    )
-                })?;
-            }
+            let u = rules::set_user(base.as_ref(), name.as_bytes(), &ops, all)
+                .map_err(|e| format!("user '{name}': {}", e.trim_start_matches("ERR ")))?;
             users.insert(name.as_bytes().to_vec(), Arc::new(u));
         }
         if !cfg.aclfile.is_empty() {
@@ -318,7 +306,11 @@ fn file_text(users: &BTreeMap<Vec<u8>, Arc<User>>) -> String {
 /// Writes the file beside itself and renames it into place, so a crash leaves the old or
 /// the new file, never half of one.
 fn save_file(path: &str, text: &str) -> std::io::Result<()> {
-    let tmp = format!("{path}.tmp-{}-{}", std::process::id(), crate::core::now_ms());
+    let tmp = format!(
+        "{path}.tmp-{}-{}",
+        std::process::id(),
+        crate::core::now_ms()
+    );
     let r = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -339,10 +331,12 @@ pub fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
             let need = match (spec.cmd, access) {
                 // SET reads only with GET; BITFIELD writes only with SET or INCRBY (their
                 // `variable_flags`, as Redis's `setGetKeys` and `bitfieldGetKeys`).
-                (Cmd::Set, _) => match args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
-                    true => rules::READ_WRITE,
-                    false => rules::WRITE,
-                },
+                (Cmd::Set, _) => {
+                    match args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+                        true => rules::READ_WRITE,
+                        false => rules::WRITE,
+                    }
+                }
                 (Cmd::BitField, _) => {
                     let writes = args.iter().skip(2).any(|a| {
                         a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby")
@@ -444,7 +438,9 @@ fn log_denial(conn: &Conn, reason: Reason, object: &[u8], username: &[u8]) {
 /// logged.
 pub fn check(conn: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Result<(), String> {
     let denied = match conn.user.check(spec, args, keys_of) {
-        Ok(()) if matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) => return sort_patterns(conn, spec, args),
+        Ok(()) if matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) => {
+            return sort_patterns(conn, spec, args)
+        }
         Ok(()) => return Ok(()),
         Err(d) => d,
     };
@@ -503,7 +499,8 @@ fn sort_patterns(conn: &Conn, spec: &CommandSpec, args: &Args) -> Result<(), Str
         } else if (is("by") && left >= 1) || (is("get") && left >= 1) {
             let by = is("by");
             if !by || args[j + 1].contains(&b'*') {
-                let ok = *full.get_or_insert_with(|| conn.user.reads_every_key(spec, args, keys_of));
+                let ok =
+                    *full.get_or_insert_with(|| conn.user.reads_every_key(spec, args, keys_of));
                 if !ok {
                     let opt = if by { "BY" } else { "GET" };
                     return Err(format!(
@@ -597,9 +594,10 @@ async fn kill_subscribers(conn: &mut Conn, old: &User, new: &User) {
         .iter()
         .flat_map(|s| s.channels.iter().cloned())
         .collect();
-    let kept = old.selectors.iter().all(|s| {
-        !s.allchannels && s.channels.iter().all(|c| allowed.contains(c))
-    });
+    let kept = old
+        .selectors
+        .iter()
+        .all(|s| !s.allchannels && s.channels.iter().all(|c| allowed.contains(c)));
     if kept {
         return;
     }
@@ -698,7 +696,12 @@ const HELP: &[&str] = &[
 ];
 
 /// The ACL command family.
-pub async fn command(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn command(
+    conn: &mut Conn,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    w: &mut ReplyWriter<'_>,
+) {
     let acl = &conn.core.global.acl;
     let all = conn.core.config.borrow().acl_pubsub_allchannels;
     match spec.cmd {
@@ -826,9 +829,7 @@ pub async fn command(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w
             };
             let names: Vec<&str> = percore_proto::command::COMMANDS
                 .iter()
-                .flat_map(|c| {
-                    std::iter::once(c).chain(percore_proto::command::subcommands(c.cmd))
-                })
+                .flat_map(|c| std::iter::once(c).chain(percore_proto::command::subcommands(c.cmd)))
                 .filter(|c| rules::in_category(c, cat))
                 .map(|c| c.name)
                 .collect();

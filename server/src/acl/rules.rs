@@ -880,7 +880,11 @@ mod tests {
     }
 
     fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
-        let w = if spec.flags.has(Flags::WRITE) { WRITE } else { READ };
+        let w = if spec.flags.has(Flags::WRITE) {
+            WRITE
+        } else {
+            READ
+        };
         spec.key_indices(args.len()).map(|i| (i, w)).collect()
     }
 
@@ -893,19 +897,22 @@ mod tests {
 
     #[test]
     fn describes_as_redis() {
-        assert_eq!(
-            User::default_user().describe(),
-            "on nopass ~* &* +@all"
-        );
+        assert_eq!(User::default_user().describe(), "on nopass ~* &* +@all");
         assert_eq!(user("").describe(), "off resetchannels -@all");
-        assert_eq!(user("reset").describe(), "off sanitize-payload resetchannels -@all");
+        assert_eq!(
+            user("reset").describe(),
+            "off sanitize-payload resetchannels -@all"
+        );
         assert_eq!(
             user("on >p ~a* %R~b* &ch +get").describe(),
             "on #148de9c5a7a44d19e56cd9ae1a554bf67847afb0c58f6e12fa29ac7ddfca9940 ~a* %R~b* resetchannels &ch -@all +get"
         );
         assert_eq!(user("+@all -get").describe_commands_root(), "+@all -get");
         assert_eq!(user("+@read").describe_commands_root(), "-@all +@read");
-        assert_eq!(user("-@all +select|0").describe_commands_root(), "-@all +select|0");
+        assert_eq!(
+            user("-@all +select|0").describe_commands_root(),
+            "-@all +select|0"
+        );
         assert_eq!(user("%RW~x %R~x").describe(), "off ~x resetchannels -@all");
         assert_eq!(
             user("(~x +set)").describe(),
@@ -937,10 +944,7 @@ mod tests {
         assert_eq!(u.apply(b"~a", false), Err(RuleError::KeysAfterAll));
         u.apply(b"allchannels", false).unwrap();
         assert_eq!(u.apply(b"&a", false), Err(RuleError::ChannelsAfterAll));
-        assert_eq!(
-            merge_selectors(&[b"(~a", b"+get)", b"(~b +set"]),
-            Err(2)
-        );
+        assert_eq!(merge_selectors(&[b"(~a", b"+get)", b"(~b +set"]), Err(2));
     }
 
     #[test]
@@ -953,10 +957,20 @@ mod tests {
         assert_eq!(check(&u, &[b"incr", b"w1"]), Ok(()));
         assert_eq!(check(&u, &[b"incr", b"r1"]), Err(Denied::Key(1)));
         assert_eq!(check(&u, &[b"publish", b"chan", b"m"]), Ok(()));
-        assert_eq!(check(&u, &[b"publish", b"x", b"m"]), Err(Denied::Channel(1)));
+        assert_eq!(
+            check(&u, &[b"publish", b"x", b"m"]),
+            Err(Denied::Channel(1))
+        );
         assert_eq!(check(&u, &[b"psubscribe", b"ch*"]), Ok(()));
-        assert_eq!(check(&u, &[b"psubscribe", b"cha*"]), Err(Denied::Channel(1)));
-        assert_eq!(check(&u, &[b"auth", b"a", b"b"]), Ok(()), "no_auth commands");
+        assert_eq!(
+            check(&u, &[b"psubscribe", b"cha*"]),
+            Err(Denied::Channel(1))
+        );
+        assert_eq!(
+            check(&u, &[b"auth", b"a", b"b"]),
+            Ok(()),
+            "no_auth commands"
+        );
         // A selector allows what the root does not.
         let u = user("on nopass ~a* +get (~b* +set)");
         assert_eq!(check(&u, &[b"set", b"b1", b"v"]), Ok(()));
@@ -967,7 +981,10 @@ mod tests {
         assert_eq!(check(&u, &[b"select", b"0"]), Ok(()));
         assert_eq!(check(&u, &[b"select", b"1"]), Err(Denied::Command));
         assert_eq!(check(&u, &[b"config", b"get", b"x"]), Ok(()));
-        assert_eq!(check(&u, &[b"config", b"set", b"x", b"y"]), Err(Denied::Command));
+        assert_eq!(
+            check(&u, &[b"config", b"set", b"x", b"y"]),
+            Err(Denied::Command)
+        );
     }
 
     #[test]
