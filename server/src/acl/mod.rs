@@ -496,7 +496,7 @@ fn sort_patterns(conn: &Conn, spec: &CommandSpec, args: &Args) -> Result<(), Str
             j += 2;
         } else if is("store") && left >= 1 {
             j += 1;
-        } else if (is("by") && left >= 1) || (is("get") && left >= 1) {
+        } else if (is("by") || is("get")) && left >= 1 {
             let by = is("by");
             if !by || args[j + 1].contains(&b'*') {
                 let ok =
