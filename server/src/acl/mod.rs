@@ -321,11 +321,27 @@ fn save_file(path: &str, text: &str) -> std::io::Result<()> {
 /// The keys of a command line with the access each needs, as Redis's key specs give it
 /// ([`key_access`]), at the positions COMMAND GETKEYS finds.
 pub fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
-    let Ok(keys) = crate::commands::keys_of_spec(spec, args) else {
-        return Vec::new();
+    // Keys at fixed positions (most commands) are read off the table without the list
+    // COMMAND GETKEYS builds first.
+    let fixed = spec.first_key > 0
+        && spec.keynum_index().is_none()
+        && !matches!(
+            spec.cmd,
+            Cmd::Sort | Cmd::GeoRadius | Cmd::GeoRadiusByMember
+        );
+    let keys: Vec<usize> = match fixed {
+        true => Vec::new(),
+        false => match crate::commands::keys_of_spec(spec, args) {
+            Ok(k) => k,
+            Err(_) => return Vec::new(),
+        },
+    };
+    let positions: &mut dyn Iterator<Item = usize> = match fixed {
+        true => &mut spec.key_indices(args.len()),
+        false => &mut keys.into_iter(),
     };
     let access = key_access_table()[spec.cmd as usize];
-    keys.into_iter()
+    positions
         .enumerate()
         .map(|(n, i)| {
             let need = match (spec.cmd, access) {

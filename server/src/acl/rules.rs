@@ -145,6 +145,45 @@ impl RuleError {
 pub struct KeyPattern {
     pub flags: u8,
     pub pattern: Vec<u8>,
+    /// How `pattern` matches, found once when the rule is applied.
+    shape: Shape,
+}
+
+/// The common forms of a glob, matched without the general matcher: most ACL patterns are
+/// a literal prefix and one trailing `*` (`~cache:*`), which is a prefix comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// No special character: the key must be equal.
+    Literal,
+    /// A literal and one trailing `*`: the key must start with the literal.
+    Prefix,
+    /// Anything else: Redis's `stringmatchlen`.
+    Glob,
+}
+
+impl KeyPattern {
+    fn new(flags: u8, pattern: &[u8]) -> KeyPattern {
+        let special = |c: &u8| matches!(c, b'*' | b'?' | b'[' | b'\\');
+        let shape = match pattern.split_last() {
+            _ if !pattern.iter().any(special) => Shape::Literal,
+            Some((b'*', head)) if !head.iter().any(special) => Shape::Prefix,
+            _ => Shape::Glob,
+        };
+        KeyPattern {
+            flags,
+            pattern: pattern.to_vec(),
+            shape,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, key: &[u8]) -> bool {
+        match self.shape {
+            Shape::Literal => self.pattern == key,
+            Shape::Prefix => key.starts_with(&self.pattern[..self.pattern.len() - 1]),
+            Shape::Glob => glob_match(&self.pattern, key, false),
+        }
+    }
 }
 
 /// A set of permissions: the root one of a user, or one in parentheses.
@@ -251,10 +290,7 @@ impl Selector {
             }
             match self.patterns.iter_mut().find(|p| p.pattern == pattern) {
                 Some(p) => p.flags |= flags,
-                None => self.patterns.push(KeyPattern {
-                    flags,
-                    pattern: pattern.to_vec(),
-                }),
+                None => self.patterns.push(KeyPattern::new(flags, pattern)),
             }
         } else if first == b'&' {
             if self.allchannels {
@@ -334,7 +370,7 @@ impl Selector {
             || self
                 .patterns
                 .iter()
-                .any(|p| p.flags & need == need && glob_match(&p.pattern, key, false))
+                .any(|p| p.flags & need == need && p.matches(key))
     }
 
     /// Redis's `ACLCheckChannelAgainstList`: a PSUBSCRIBE pattern must equal an allowed
@@ -985,6 +1021,24 @@ mod tests {
             check(&u, &[b"config", b"set", b"x", b"y"]),
             Err(Denied::Command)
         );
+    }
+
+    #[test]
+    fn pattern_shapes_match_as_globs() {
+        let keys: [&[u8]; 8] = [b"", b"a", b"ab", b"abc", b"b", b"a*", b"a?c", b"xabc"];
+        for pat in [
+            "a", "ab*", "*", "a*c", "a?c", "a\\*", "[ab]*", "ab", "a*", "",
+        ] {
+            let p = KeyPattern::new(READ, pat.as_bytes());
+            for k in keys {
+                assert_eq!(
+                    p.matches(k),
+                    glob_match(pat.as_bytes(), k, false),
+                    "{pat} against {}",
+                    String::from_utf8_lossy(k)
+                );
+            }
+        }
     }
 
     #[test]
