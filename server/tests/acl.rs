@@ -35,6 +35,11 @@ const COMMANDS_TABLE: &[&str] = &[
     "ACL SETUSER u8 on nopass -@all +@pubsub -publish", "ACL GETUSER u8",
     "ACL SETUSER u9 on nopass +@all -@keyspace -@dangerous -@admin", "ACL GETUSER u9",
     "ACL LIST", "ACL USERS",
+    // acl-pubsub-default: the channels new users (and `reset`) start with
+    "CONFIG GET acl-pubsub-default", "CONFIG SET acl-pubsub-default allchannels",
+    "ACL SETUSER pd", "ACL GETUSER pd", "ACL SETUSER pd resetchannels (+get)", "ACL LIST",
+    "ACL SETUSER pd reset", "ACL GETUSER pd", "CONFIG SET acl-pubsub-default nosuch",
+    "CONFIG SET acl-pubsub-default resetchannels", "ACL DELUSER pd",
     // errors
     "ACL SETUSER x bogus", "ACL SETUSER x +nosuch", "ACL SETUSER x +@nosuch",
     "ACL SETUSER x +config|get|x", "ACL SETUSER x +config|nosuch", "ACL SETUSER x +get|",
@@ -280,6 +285,10 @@ fn deleted_or_restricted_users_lose_their_connections() {
         assert_eq!(admin.q("ACL SETUSER gone resetchannels &other"), b"+OK\r\n");
         assert!(sub.closed(), "port {}: subscriber kept", server.port);
         assert_eq!(idle.q("PING"), b"+PONG\r\n");
+        // Turned off (Redis 7.0): no new AUTH, but its connections go on.
+        assert_eq!(admin.q("ACL SETUSER gone off"), b"+OK\r\n");
+        assert_eq!(idle.q("PING"), b"+PONG\r\n");
+        assert!(s(&server.client().q("AUTH gone pw")).starts_with("-WRONGPASS"));
         // Deleted: every connection of the user closes, even idle ones; others stay.
         assert_eq!(admin.q("ACL DELUSER gone"), b":1\r\n");
         assert!(idle.closed(), "port {}: idle connection kept", server.port);

@@ -12,6 +12,7 @@
 //! Deleting a user, or ACL LOAD replacing it, closes its connections at once on every core
 //! (as Redis's `ACLFreeUserAndKillClients`); revoking channels closes its subscribers
 //! whose subscriptions the new rules no longer allow (Redis's `ACLKillPubsubClientsIfNeeded`).
+//! Turning a user off or changing its passwords leaves its connections open, as Redis 7.0.
 //!
 //! Rules themselves (parsing, describing, checking) are in [`rules`], which is pure.
 
