@@ -19,9 +19,9 @@ mod sha256;
 use percore_proto::{Args, CommandSpec, Flags, OwnedArgs};
 use rules::{set_user, User, READ, WRITE};
 
-fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
+fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> bool) -> bool {
     let need = if spec.flags.has(Flags::WRITE) { WRITE } else { READ };
-    spec.key_indices(args.len()).map(|i| (i, need)).collect()
+    spec.key_indices(args.len()).all(|i| f(i, need))
 }
 
 const LINES: &[&[&[u8]]] = &[

@@ -319,58 +319,51 @@ fn save_file(path: &str, text: &str) -> std::io::Result<()> {
     r
 }
 
-/// The keys of a command line with the access each needs, as Redis's key specs give it
-/// ([`key_access`]), at the positions COMMAND GETKEYS finds.
-pub fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
-    // Keys at fixed positions (most commands) are read off the table without the list
-    // COMMAND GETKEYS builds first.
+/// Visits the keys of a command line with the access each needs, as Redis's key specs
+/// give it ([`key_access`]), at the positions COMMAND GETKEYS finds (see
+/// [`rules::KeysOf`]).
+pub fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> bool) -> bool {
+    let access = key_access_table()[spec.cmd as usize];
+    let need = |n: usize, i: usize| match (spec.cmd, access) {
+        // SET reads only with GET; BITFIELD writes only with SET or INCRBY (their
+        // `variable_flags`, as Redis's `setGetKeys` and `bitfieldGetKeys`).
+        (Cmd::Set, _) => match args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+            true => rules::READ_WRITE,
+            false => rules::WRITE,
+        },
+        (Cmd::BitField, _) => {
+            let writes = args
+                .iter()
+                .skip(2)
+                .any(|a| a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby"));
+            if writes {
+                rules::READ_WRITE
+            } else {
+                rules::READ
+            }
+        }
+        (_, Some((first, _))) if n == 0 => first,
+        (_, Some((_, rest))) => rest,
+        (_, None) => derived_access(spec, i, args.len()),
+    };
+    // Keys at fixed positions (most commands) are read off the table, without the list
+    // COMMAND GETKEYS builds.
     let fixed = spec.first_key > 0
         && spec.keynum_index().is_none()
         && !matches!(
             spec.cmd,
             Cmd::Sort | Cmd::GeoRadius | Cmd::GeoRadiusByMember
         );
-    let keys: Vec<usize> = match fixed {
-        true => Vec::new(),
-        false => match crate::commands::keys_of_spec(spec, args) {
-            Ok(k) => k,
-            Err(_) => return Vec::new(),
-        },
-    };
-    let positions: &mut dyn Iterator<Item = usize> = match fixed {
-        true => &mut spec.key_indices(args.len()),
-        false => &mut keys.into_iter(),
-    };
-    let access = key_access_table()[spec.cmd as usize];
-    positions
-        .enumerate()
-        .map(|(n, i)| {
-            let need = match (spec.cmd, access) {
-                // SET reads only with GET; BITFIELD writes only with SET or INCRBY (their
-                // `variable_flags`, as Redis's `setGetKeys` and `bitfieldGetKeys`).
-                (Cmd::Set, _) => {
-                    match args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
-                        true => rules::READ_WRITE,
-                        false => rules::WRITE,
-                    }
-                }
-                (Cmd::BitField, _) => {
-                    let writes = args.iter().skip(2).any(|a| {
-                        a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby")
-                    });
-                    if writes {
-                        rules::READ_WRITE
-                    } else {
-                        rules::READ
-                    }
-                }
-                (_, Some((first, _))) if n == 0 => first,
-                (_, Some((_, rest))) => rest,
-                (_, None) => derived_access(spec, i, args.len()),
-            };
-            (i, need)
-        })
-        .collect()
+    if fixed {
+        return spec
+            .key_indices(args.len())
+            .enumerate()
+            .all(|(n, i)| f(i, need(n, i)));
+    }
+    match crate::commands::keys_of_spec(spec, args) {
+        Ok(keys) => keys.into_iter().enumerate().all(|(n, i)| f(i, need(n, i))),
+        Err(_) => true,
+    }
 }
 
 fn derived_access(spec: &CommandSpec, i: usize, argc: usize) -> u8 {

@@ -179,8 +179,14 @@ impl KeyPattern {
     #[inline]
     fn matches(&self, key: &[u8]) -> bool {
         match self.shape {
-            Shape::Literal => self.pattern == key,
-            Shape::Prefix => key.starts_with(&self.pattern[..self.pattern.len() - 1]),
+            // The first byte settles most mismatches without a call to memcmp.
+            Shape::Literal => self.pattern.first() == key.first() && self.pattern == key,
+            Shape::Prefix => {
+                let head = &self.pattern[..self.pattern.len() - 1];
+                key.len() >= head.len()
+                    && (head.is_empty() || head[0] == key[0])
+                    && key.starts_with(head)
+            }
             Shape::Glob => glob_match(&self.pattern, key, false),
         }
     }
@@ -610,9 +616,10 @@ pub struct User {
     pub selectors: Vec<Selector>,
 }
 
-/// The keys a command line names, each with the access it needs (READ and/or WRITE),
-/// computed once per check and only when some selector restricts keys.
-pub type KeysOf = fn(&CommandSpec, &Args) -> Vec<(usize, u8)>;
+/// Visits the keys a command line names, each with the access it needs (READ and/or
+/// WRITE), calling `f(position, need)` until it returns false; false when stopped. Run
+/// only for selectors that restrict keys, without allocating for the common commands.
+pub type KeysOf = fn(&CommandSpec, &Args, &mut dyn FnMut(usize, u8) -> bool) -> bool;
 
 impl User {
     /// A new user: off, no passwords, no permissions (Redis's `ACLCreateUser`).
@@ -736,10 +743,9 @@ impl User {
     /// with these keys and channels; else the most telling refusal (a key or channel over
     /// a command; the later argument of two).
     pub fn check(&self, spec: &CommandSpec, args: &Args, keys_of: KeysOf) -> Result<(), Denied> {
-        let mut keys: Option<Vec<(usize, u8)>> = None;
         let mut worst = Denied::Command;
         for s in &self.selectors {
-            match check_selector(s, spec, args, keys_of, &mut keys) {
+            match check_selector(s, spec, args, keys_of) {
                 Ok(()) => return Ok(()),
                 Err(d) => {
                     if d.rank() > worst.rank() {
@@ -755,9 +761,8 @@ impl User {
     /// the command and reads of every key (`allkeys`, or a `*` pattern that may read).
     /// SORT's BY and GET patterns need it, since they name keys the command line does not.
     pub fn reads_every_key(&self, spec: &CommandSpec, args: &Args, keys_of: KeysOf) -> bool {
-        let mut keys = None;
         self.selectors.iter().any(|s| {
-            check_selector(s, spec, args, keys_of, &mut keys).is_ok()
+            check_selector(s, spec, args, keys_of).is_ok()
                 && (s.allkeys
                     || s.patterns
                         .iter()
@@ -809,17 +814,21 @@ fn check_selector(
     spec: &CommandSpec,
     args: &Args,
     keys_of: KeysOf,
-    keys: &mut Option<Vec<(usize, u8)>>,
 ) -> Result<(), Denied> {
     if !s.allows_command(spec, args) {
         return Err(Denied::Command);
     }
     if !s.allkeys {
-        let keys = keys.get_or_insert_with(|| keys_of(spec, args));
-        for &(i, need) in keys.iter() {
-            if !s.allows_key(&args[i], need) {
-                return Err(Denied::Key(i));
+        let mut refused = None;
+        keys_of(spec, args, &mut |i, need| {
+            let ok = s.allows_key(&args[i], need);
+            if !ok {
+                refused = Some(i);
             }
+            ok
+        });
+        if let Some(i) = refused {
+            return Err(Denied::Key(i));
         }
     }
     if !s.allchannels {
@@ -915,13 +924,13 @@ mod tests {
         set_user(None, b"u", &ops, false).unwrap()
     }
 
-    fn keys_of(spec: &CommandSpec, args: &Args) -> Vec<(usize, u8)> {
+    fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> bool) -> bool {
         let w = if spec.flags.has(Flags::WRITE) {
             WRITE
         } else {
             READ
         };
-        spec.key_indices(args.len()).map(|i| (i, w)).collect()
+        spec.key_indices(args.len()).all(|i| f(i, w))
     }
 
     fn check(u: &User, line: &[&[u8]]) -> Result<(), Denied> {
