@@ -347,19 +347,25 @@ fn category_lists_match_redis() {
     assert!(wrong.is_empty(), "categories differ:\n{}", wrong.join("\n"));
 }
 
+/// A file named `name` holding `text` in a fresh temporary directory (removed when the
+/// directory is dropped), and its path.
+fn file_in_temp_dir(name: &str, text: &str) -> (TempDir, String) {
+    let dir = TempDir::new("acl");
+    let path = format!("{}/{name}", dir.path());
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
 fn acl_list(c: &mut Client) -> Vec<String> {
     bulks(&c.q("ACL LIST")).iter().map(|l| s(l)).collect()
 }
 
 #[test]
 fn acl_file_saves_and_loads_as_redis_reads_it() {
-    let dir = TempDir::new("aclfile");
-    let path = format!("{}/users.acl", dir.path());
-    std::fs::write(
-        &path,
+    let (_dir, path) = file_in_temp_dir(
+        "users.acl",
         "user alice on >alicepw ~a* &news +get (~b* +set)\nuser bob off nopass %R~r* -@all +@read\n",
-    )
-    .unwrap();
+    );
     let percore = Server::percore(2, &["--aclfile", &path]);
     let mut c = percore.client();
     let listed = acl_list(&mut c);
@@ -407,13 +413,10 @@ fn acl_file_saves_and_loads_as_redis_reads_it() {
 
 #[test]
 fn config_file_users_and_requirepass() {
-    let dir = TempDir::new("aclconf");
-    let conf = format!("{}/percore.conf", dir.path());
-    std::fs::write(
-        &conf,
+    let (_dir, conf) = file_in_temp_dir(
+        "percore.conf",
         "requirepass secret\nuser alice on >apw ~* &* +@all -flushall\nacllog-max-len 2\n",
-    )
-    .unwrap();
+    );
     let percore = Server::percore(1, &[&conf]);
     let mut c = percore.client();
     assert!(s(&c.q("GET a")).starts_with("-NOAUTH"));
