@@ -192,10 +192,13 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             .await;
             w.ok();
         }
-        Cmd::ConfigRewrite => match config_rewrite(&conn.core.config.borrow()) {
-            Ok(()) => w.ok(),
-            Err(e) => w.error(&e),
-        },
+        Cmd::ConfigRewrite => {
+            let cfg = conn.core.config.borrow().clone();
+            match config_rewrite(&cfg, conn.core.global.acl.config_lines(&cfg)) {
+                Ok(()) => w.ok(),
+                Err(e) => w.error(&e),
+            }
+        }
         Cmd::ConfigHelp => help(
             &mut w,
             "CONFIG",
@@ -667,7 +670,9 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 
 /// CONFIG REWRITE: updates the lines of settings already in the file and appends the
 /// settings that differ from their defaults.
-fn config_rewrite(cfg: &Config) -> Result<(), String> {
+/// `users`: the `user` lines that replace the file's (None with an ACL file: they are
+/// dropped), as Redis's `rewriteConfigUserOption`.
+fn config_rewrite(cfg: &Config, users: Option<String>) -> Result<(), String> {
     let Some(path) = &cfg.config_file else {
         return Err("ERR The server is running without a config file".into());
     };
@@ -676,8 +681,16 @@ fn config_rewrite(cfg: &Config) -> Result<(), String> {
     let defaults = Config::default();
     let mut written: Vec<&str> = Vec::new();
     let mut out = String::new();
+    let mut users = users.map(|u| (u, false));
     for line in old.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
+        if first.eq_ignore_ascii_case("user") {
+            if let Some((text, written @ false)) = &mut users {
+                out.push_str(text);
+                *written = true;
+            }
+            continue;
+        }
         match find_param(first).filter(|_| !line.trim_start().starts_with('#')) {
             Some(p) if !written.contains(&p.name) => {
                 out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
@@ -694,6 +707,9 @@ fn config_rewrite(cfg: &Config) -> Result<(), String> {
         if !written.contains(&p.name) && (p.get)(cfg) != (p.get)(&defaults) {
             out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
         }
+    }
+    if let Some((text, false)) = &users {
+        out.push_str(text);
     }
     let tmp = format!("{path}.tmp-{}", std::process::id());
     std::fs::write(&tmp, out)

@@ -43,7 +43,7 @@ const COMMANDS_TABLE: &[&str] = &[
     // errors
     "ACL SETUSER x bogus", "ACL SETUSER x +nosuch", "ACL SETUSER x +@nosuch",
     "ACL SETUSER x +config|get|x", "ACL SETUSER x +config|nosuch", "ACL SETUSER x +get|",
-    "ACL SETUSER x %X~a", "ACL SETUSER x #abc", "ACL SETUSER x <nopw", "ACL SETUSER x !abc",
+    "ACL SETUSER x %X~a", "ACL SETUSER x %~a", "ACL SETUSER x %", "ACL SETUSER x #abc", "ACL SETUSER x <nopw", "ACL SETUSER x !abc",
     "ACL SETUSER x allkeys ~a", "ACL SETUSER x allchannels &a", "ACL SETUSER x (~a +get) (~b",
     "ACL SETUSER x\\x20y on", "ACL GETUSER x", "ACL SETUSER x (bogus)", "ACL GETUSER x",
     "ACL DELUSER default", "ACL DELUSER u1 nosuch u2", "ACL DELUSER u1", "ACL USERS",
@@ -454,6 +454,21 @@ fn config_file_users_and_requirepass() {
     let mut fresh = percore.client();
     assert!(s(&fresh.q("AUTH secret")).starts_with("-WRONGPASS"));
     assert_eq!(fresh.q("AUTH other"), b"+OK\r\n");
+    // CONFIG REWRITE writes the users in place of the file's `user` lines.
+    assert_eq!(c.q("ACL SETUSER bob on >bpw ~b* +get"), b"+OK\r\n");
+    assert_eq!(c.q("CONFIG REWRITE"), b"+OK\r\n");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let users: Vec<&str> = text.lines().filter(|l| l.starts_with("user ")).collect();
+    assert_eq!(users.len(), 3, "{text}");
+    assert!(users[1].starts_with("user bob on #"), "{text}");
+    assert!(
+        users[2].starts_with(&format!("user default on #{digest}")),
+        "{text}"
+    );
+    let again = Server::percore(1, &[&conf]);
+    let mut b = again.client();
+    assert_eq!(b.q("AUTH bob bpw"), b"+OK\r\n");
+    assert!(s(&b.q("SET b1 v")).starts_with("-NOPERM"));
     assert_eq!(c.cmd(&[b"CONFIG", b"SET", b"requirepass", b""]), b"+OK\r\n");
     assert_eq!(percore.client().q("PING"), b"+PONG\r\n");
     assert_eq!(

@@ -163,6 +163,14 @@ impl Acl {
         self.changed();
     }
 
+    /// The `user` lines CONFIG REWRITE writes: every user, or None when users live in an
+    /// ACL file (Redis then drops the config file's `user` lines).
+    pub fn config_lines(&self, cfg: &crate::config::Config) -> Option<String> {
+        cfg.aclfile
+            .is_empty()
+            .then(|| file_text(&self.lock().users))
+    }
+
     fn add_log(&self, mut e: LogEntry, max_len: usize) {
         let mut st = self.lock();
         let found = st.log.iter().take(10).position(|o| {

@@ -544,6 +544,11 @@ fn key_rule_flags(op: &[u8]) -> Result<(u8, usize), RuleError> {
         }
         offset += 1;
     }
+    // `%~pat` grants nothing (and could not be described back): refused, as redis-server
+    // 7.0.15 as shipped refuses it.
+    if flags == 0 {
+        return Err(RuleError::Syntax);
+    }
     Ok((flags, offset))
 }
 
@@ -981,6 +986,9 @@ mod tests {
         assert_eq!(one("+config|nosuch"), Err(RuleError::Unknown));
         assert_eq!(one("+get|"), Err(RuleError::Syntax));
         assert_eq!(one("%X~a"), Err(RuleError::Syntax));
+        assert_eq!(one("%~a"), Err(RuleError::Syntax));
+        assert_eq!(one("%"), Err(RuleError::Syntax));
+        assert_eq!(one("%R"), Ok(()), "an empty pattern");
         assert_eq!(one("#abc"), Err(RuleError::BadHash));
         assert_eq!(one("<nopw"), Err(RuleError::NoSuchPassword));
         assert_eq!(one("~a b"), Err(RuleError::Syntax));
