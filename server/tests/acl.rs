@@ -476,3 +476,33 @@ fn config_file_users_and_requirepass() {
         "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"
     );
 }
+
+/// Users that cannot be loaded stop the start with the reason, as Redis refuses to start.
+#[test]
+fn bad_users_refuse_to_start() {
+    let (_dir, acl) = file_in_temp_dir("users.acl", "user alice on +nosuch\n");
+    let conf_dir = TempDir::new("acl-both");
+    let conf = format!("{}/percore.conf", conf_dir.path());
+    for (args, why) in [
+        (
+            vec!["--aclfile", acl.as_str()],
+            "Error in applying operation '+nosuch'",
+        ),
+        (
+            vec!["--aclfile", "/nonexistent/users.acl"],
+            "Error loading ACLs, opening file",
+        ),
+        (vec![conf.as_str()], "not both"),
+    ] {
+        std::fs::write(&conf, format!("aclfile {acl}\nuser bob on\n")).unwrap();
+        let port = common::free_port();
+        let log = conf_dir.0.join(format!("{port}.log"));
+        match common::Launch::percore(port, &args).log(&log).try_start() {
+            Ok(_) => panic!("percore started with {args:?}"),
+            Err(f) => {
+                assert!(f.status.is_some_and(|s| !s.success()), "{args:?}");
+                assert!(f.log.contains(why), "{args:?}: {}", f.log);
+            }
+        }
+    }
+}
