@@ -11,6 +11,13 @@
 //! rather than `-@all`. Checking a command is a bit test, then key patterns (only for a
 //! selector without `allkeys`), then channel patterns (only for Pub/Sub commands).
 //!
+//! Cost: a key is tried against the patterns in order; a pattern that is a literal or a
+//! literal prefix with one trailing `*` (the usual `~cache:*`) is compared without the glob
+//! matcher and usually rejected on its first byte. With 10 such patterns a GET costs about
+//! 50 ns more than for an unrestricted user (`make bench-acl`, pipeline 64). Rejected: a
+//! combined automaton over all patterns (rules change at run time and lists are short) and
+//! caching per-key results (keys vary; the cache would cost what it saves).
+//!
 //! Invariants: a selector's bits beyond the table are always zero (so bitmaps compare
 //! equal exactly when they allow the same commands); `allkeys` means no patterns are kept,
 //! `allchannels` likewise; the root selector is always `selectors[0]`.
