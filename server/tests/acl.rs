@@ -146,6 +146,14 @@ fn acl_commands_match_redis() {
         for line in COMMANDS_TABLE {
             d.line(line);
         }
+        // The failed AUTHs (AUTH and HELLO, unknown user, wrong password, user off) are
+        // logged as Redis logs them.
+        d.line("AUTH default any");
+        let [w, g] = d.both(&words("ACL LOG"));
+        assert!(w.starts_with(b"*4\r\n"), "{}", esc(&w));
+        if log_without_age(&w).0 != log_without_age(&g).0 {
+            d.fail(&w, &g, "ACL LOG entries differ");
+        }
         // A generated password: 64 hex digits by default, rounded up to whole digits.
         for (bits, len) in [("", 64), ("1", 1), ("5", 2), ("4096", 1024)] {
             let line = format!("ACL GENPASS {bits}");
