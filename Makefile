@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier bench-acl fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value fuzz-acl-rules clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -92,6 +92,11 @@ bench-tls:
 	$(CARGO) build --release --bin percore
 	./loadtest/scenarios/tls.sh
 
+# What the ACL check costs per request: the default user against a user with 10 key patterns.
+bench-acl:
+	$(CARGO) build --release --bin percore --bin percore-loadtest
+	./loadtest/scenarios/acl.sh
+
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build
 	./loadtest/scenarios/memtier.sh
@@ -100,7 +105,7 @@ bench-memtier: build
 # fuzz/corpus/TARGET is kept minimized (`make fuzz-cmin`); fuzz/regressions/TARGET holds the
 # inputs that once found a bug, each named for what it found, run by every fuzz run and by
 # `make fuzz-regressions`.
-fuzz: fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value
+fuzz: fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value fuzz-acl-rules
 
 fuzz-regressions:
 	cd fuzz && for t in regressions/*; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O "$${t#regressions/}" "$$t" -- -runs=0 || exit 1; done
@@ -121,6 +126,10 @@ fuzz-snapshot:
 fuzz-rdb-value:
 	mkdir -p fuzz/corpus/rdb_value fuzz/regressions/rdb_value
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O rdb_value corpus/rdb_value regressions/rdb_value -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536
+
+fuzz-acl-rules:
+	mkdir -p fuzz/regressions/acl_rules
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O acl_rules corpus/acl_rules regressions/acl_rules -- -max_total_time=$(FUZZ_SECONDS) -max_len=1024
 
 clean:
 	$(CARGO) clean

@@ -275,6 +275,21 @@ pub enum Cmd {
     FunctionStats,
     FunctionKill,
     FunctionHelp,
+    // access control
+    Acl,
+    AclCat,
+    AclDelUser,
+    AclDryRun,
+    AclGenPass,
+    AclGetUser,
+    AclHelp,
+    AclList,
+    AclLoad,
+    AclLog,
+    AclSave,
+    AclSetUser,
+    AclUsers,
+    AclWhoami,
     // server
     Info,
     Cluster,
@@ -825,6 +840,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("fcall_ro", FCallRo, -3, R | NS | ST | SM | NMK | MK, 0, 0, 0, Connection, ["slow", "scripting"], "scripting", "7.0.0", "Invoke a read-only function"),
     spec!("function", Function, -2, 0, 0, 0, 0, Connection, ["slow"], "scripting", "7.0.0", "A container for function commands"),
     // ---- server
+    spec!("acl", Acl, -2, 0, 0, 0, 0, Connection, ["slow"], "server", "6.0.0", "A container for Access List Control commands "),
     spec!("info", Info, -1, L | ST, 0, 0, 0, Connection, ["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
     spec!("cluster", Cluster, -2, 0, 0, 0, 0, Connection, ["slow"], "cluster", "3.0.0", "A container for cluster commands"),
     spec!("readonly", ReadOnly, 1, L | ST | F, 0, 0, 0, Connection, ["fast", "connection"], "cluster", "3.0.0", "Enables read queries for a connection to a cluster replica node"),
@@ -835,7 +851,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("shutdown", Shutdown, -1, A | NS | L | ST | NM | AB, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     spec!("save", Save, 1, A | NS | NM, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Synchronously saves the database(s) to disk."),
     spec!("bgsave", BgSave, -1, A | NS | NM, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
-    spec!("lastsave", LastSave, 1, L | ST | F, 0, 0, 0, Connection, ["fast", "dangerous"], "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
+    spec!("lastsave", LastSave, 1, L | ST | F, 0, 0, 0, Connection, ["admin", "fast", "dangerous"], "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
     spec!("debug", Debug, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "A container for debugging commands."),
     spec!("monitor", Monitor, 1, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "1.0.0", "Listen for all requests received by the server in real time"),
     spec!("command", Command, -1, L | ST, 0, 0, 0, Connection, ["slow", "connection"], "server", "2.8.13", "Returns detailed information about all commands."),
@@ -847,6 +863,19 @@ pub static COMMANDS: &[CommandSpec] = &[
 /// Subcommands of container commands.
 #[rustfmt::skip]
 pub static SUBCOMMANDS: &[CommandSpec] = &[
+    spec!("acl|cat", AclCat, -2, NS | L | ST, 0, 0, 0, Connection, ["slow"], "server", "6.0.0", "List the ACL categories or the commands inside a category"),
+    spec!("acl|deluser", AclDelUser, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "Remove the specified ACL users and the associated rules"),
+    spec!("acl|dryrun", AclDryRun, -4, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "7.0.0", "Returns whether the user can execute the given command without executing the command."),
+    spec!("acl|genpass", AclGenPass, -2, NS | L | ST, 0, 0, 0, Connection, ["slow"], "server", "6.0.0", "Generate a pseudorandom secure password to use for ACL users"),
+    spec!("acl|getuser", AclGetUser, 3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "Get the rules for a specific ACL user"),
+    spec!("acl|help", AclHelp, 2, L | ST, 0, 0, 0, Connection, ["slow"], "server", "6.0.0", "Show helpful text about the different subcommands"),
+    spec!("acl|list", AclList, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "List the current ACL rules in ACL config file format"),
+    spec!("acl|load", AclLoad, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "Reload the ACLs from the configured ACL file"),
+    spec!("acl|log", AclLog, -2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "List latest events denied because of ACLs in place"),
+    spec!("acl|save", AclSave, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "Save the current ACL rules in the configured ACL file"),
+    spec!("acl|setuser", AclSetUser, -3, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "Modify or create the rules for a specific ACL user"),
+    spec!("acl|users", AclUsers, 2, A | NS | L | ST, 0, 0, 0, Connection, ["admin", "slow", "dangerous"], "server", "6.0.0", "List the username of all the configured ACL rules"),
+    spec!("acl|whoami", AclWhoami, 2, NS | L | ST, 0, 0, 0, Connection, ["slow"], "server", "6.0.0", "Return the name of the user associated to the current connection"),
     spec!("object|encoding", ObjectEncoding, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the internal encoding of a Redis object."),
     spec!("object|freq", ObjectFreq, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "4.0.0", "Returns the logarithmic access frequency counter of a Redis object."),
     spec!("object|idletime", ObjectIdleTime, 3, R, 2, 2, 1, Single, ["keyspace", "read", "slow"], "generic", "2.2.3", "Returns the time since the last access to a Redis object."),
@@ -962,6 +991,7 @@ pub fn subcommands(parent: Cmd) -> &'static [CommandSpec] {
         Cmd::Script => "script|",
         Cmd::Function => "function|",
         Cmd::Cluster => "cluster|",
+        Cmd::Acl => "acl|",
         _ => return &[],
     };
     let start = SUBCOMMANDS

@@ -61,6 +61,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         }
         Cmd::Hello => hello(conn, a, &mut w),
         Cmd::Auth => auth(conn, a, &mut w),
+        _ if spec.parent_name() == Some("acl") => crate::acl::command(conn, spec, a, &mut w).await,
         Cmd::Select => match parse_db(&a[1]) {
             Ok(db) => {
                 conn.db = db;
@@ -194,10 +195,13 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             .await;
             w.ok();
         }
-        Cmd::ConfigRewrite => match config_rewrite(&conn.core.config.borrow()) {
-            Ok(()) => w.ok(),
-            Err(e) => w.error(&e),
-        },
+        Cmd::ConfigRewrite => {
+            let cfg = conn.core.config.borrow().clone();
+            match config_rewrite(&cfg, conn.core.global.acl.config_lines(&cfg)) {
+                Ok(()) => w.ok(),
+                Err(e) => w.error(&e),
+            }
+        }
         Cmd::ConfigHelp => help(
             &mut w,
             "CONFIG",
@@ -395,29 +399,12 @@ pub(crate) fn valid_name(name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_password(cfg: &Config, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match &cfg.requirepass {
-        None => true,
-        Some(p) => {
-            // Constant-time comparison: the time taken does not reveal how much matched.
-            let p = p.as_bytes();
-            p.len() == pass.len() && p.iter().zip(pass).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-        }
-    }
-}
-
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
 fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     if a.len() > 3 {
         return w.error("ERR syntax error");
     }
-    let cfg = conn.core.config.borrow().clone();
     let (user, pass): (&[u8], &[u8]) = if a.len() == 2 {
-        if cfg.requirepass.is_none() {
+        if conn.core.global.acl.default_user().nopass {
             return w.error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             );
@@ -426,12 +413,9 @@ fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     } else {
         (&a[1], &a[2])
     };
-    if check_password(&cfg, user, pass) {
-        conn.authed = true;
-        w.ok();
-    } else {
-        crate::log::warn(&format!("failed AUTH from {}", conn.handle.addr));
-        w.error(WRONGPASS);
+    match crate::acl::authenticate(conn, user, pass, &a[0]) {
+        Ok(()) => w.ok(),
+        Err(e) => w.error(e),
     }
 }
 
@@ -444,16 +428,14 @@ fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
             None => return w.error("ERR Protocol version is not an integer or out of range"),
         }
     }
-    let cfg = conn.core.config.borrow().clone();
     let mut j = 2;
     let mut name = None;
     while j < a.len() {
         let more = a.len() - 1 - j;
         if eq(&a[j], "auth") && more >= 2 {
-            if !check_password(&cfg, &a[j + 1], &a[j + 2]) {
-                return w.error(WRONGPASS);
+            if let Err(e) = crate::acl::authenticate(conn, &a[j + 1], &a[j + 2], &a[0]) {
+                return w.error(e);
             }
-            conn.authed = true;
             j += 3;
         } else if eq(&a[j], "setname") && more >= 1 {
             if let Err(e) = valid_name(&a[j + 1]) {
@@ -553,6 +535,8 @@ struct KillFilter {
     laddr: Option<String>,
     skip: Option<u64>,
     max_age: Option<u64>,
+    /// Clients authenticated as this ACL user.
+    user: Option<Vec<u8>>,
     none: bool,
 }
 
@@ -587,10 +571,10 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                     _ => return w.error(&format!("ERR Unknown client type '{v}'")),
                 }
             } else if eq(&a[i], "user") {
-                // `default` is the only user until ACLs exist.
-                if v != "default" {
+                if conn.core.global.acl.user(&a[i + 1]).is_none() {
                     return w.error(&format!("ERR No such user '{v}'"));
                 }
+                f.user = Some(a[i + 1].to_vec());
             } else if eq(&a[i], "skipme") {
                 match v.to_lowercase().as_str() {
                     "yes" => f.skip = Some(conn.handle.id),
@@ -620,6 +604,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 && f.addr.as_ref().is_none_or(|x| *x == h.addr.to_string())
                 && f.laddr.as_ref().is_none_or(|x| *x == h.laddr.to_string())
                 && f.skip.is_none_or(|s| s != h.id)
+                && f.user.as_ref().is_none_or(|u| *u == h.info.borrow().user)
                 && f.max_age
                     .is_none_or(|m| now.duration_since(h.created).as_secs() >= m);
             if matches {
@@ -720,6 +705,10 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 return w.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - Unable to update TLS configuration. Check server logs."));
             }
         }
+        // requirepass is the default user's password (and nopass when empty), as Redis.
+        if seen.contains(&"requirepass") {
+            global.acl.set_default_password(cfg.requirepass.as_deref());
+        }
         guard.0 += 1;
         guard.1 = Arc::new(cfg);
         (guard.0, guard.1.clone())
@@ -733,7 +722,9 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 
 /// CONFIG REWRITE: updates the lines of settings already in the file and appends the
 /// settings that differ from their defaults.
-fn config_rewrite(cfg: &Config) -> Result<(), String> {
+/// `users`: the `user` lines that replace the file's (None with an ACL file: they are
+/// dropped), as Redis's `rewriteConfigUserOption`.
+fn config_rewrite(cfg: &Config, users: Option<String>) -> Result<(), String> {
     let Some(path) = &cfg.config_file else {
         return Err("ERR The server is running without a config file".into());
     };
@@ -742,8 +733,16 @@ fn config_rewrite(cfg: &Config) -> Result<(), String> {
     let defaults = Config::default();
     let mut written: Vec<&str> = Vec::new();
     let mut out = String::new();
+    let mut users = users.map(|u| (u, false));
     for line in old.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
+        if first.eq_ignore_ascii_case("user") {
+            if let Some((text, written @ false)) = &mut users {
+                out.push_str(text);
+                *written = true;
+            }
+            continue;
+        }
         match find_param(first).filter(|_| !line.trim_start().starts_with('#')) {
             Some(p) if !written.contains(&p.name) => {
                 out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
@@ -760,6 +759,9 @@ fn config_rewrite(cfg: &Config) -> Result<(), String> {
         if !written.contains(&p.name) && (p.get)(cfg) != (p.get)(&defaults) {
             out.push_str(&format!("{} {}\n", p.name, quote((p.get)(cfg))));
         }
+    }
+    if let Some((text, false)) = &users {
+        out.push_str(text);
     }
     let tmp = format!("{path}.tmp-{}", std::process::id());
     std::fs::write(&tmp, out)
@@ -823,6 +825,12 @@ pub(crate) fn command_keys(
     } else {
         target
     };
+    Ok((target, keys_of_spec(target, rest)?))
+}
+
+/// The positions of the keys in `rest`, a command line of `target` (ACL checks use them
+/// with [`key_flags`]).
+pub(crate) fn keys_of_spec(target: &CommandSpec, rest: &Args) -> Result<Vec<usize>, &'static str> {
     if target.first_key == 0 && target.keynum_index().is_none() {
         return Err("ERR The command has no key arguments");
     }
@@ -854,7 +862,7 @@ pub(crate) fn command_keys(
     if keys.is_empty() && !target.flags.has(percore_proto::Flags::NO_MANDATORY_KEYS) {
         return Err("ERR The command has no key arguments");
     }
-    Ok((target, keys))
+    Ok(keys)
 }
 
 /// The key-spec flags of the key at position `i` of a command line of `argc` words: those
@@ -862,7 +870,7 @@ pub(crate) fn command_keys(
 /// else derived from the write flag), except where COMMAND INFO's one derived spec is
 /// coarser than Redis's two: SORT and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE, whose
 /// destination is OW update and sources RO access, as Redis 7.0 reports them.
-fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
+pub(crate) fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
     const RO: &[&str] = &["RO", "access"];
     const OW: &[&str] = &["OW", "update"];
     if let Some(specs) = explicit_key_specs(c.cmd) {

@@ -104,6 +104,15 @@ pub struct Config {
     pub cluster_announce_ip: String,
     /// The cluster bus port reported (0: port + 10000).
     pub cluster_port: u16,
+    /// `aclfile`: where ACL LOAD and ACL SAVE read and write users (empty: none).
+    pub aclfile: String,
+    /// `acllog-max-len`: ACL LOG entries kept.
+    pub acllog_max_len: usize,
+    /// `acl-pubsub-default`: whether new users start with `allchannels`
+    /// (Redis 7.0's default is `resetchannels`).
+    pub acl_pubsub_allchannels: bool,
+    /// `user <name> <rules...>` lines of the config file, in order.
+    pub users: Vec<Vec<String>>,
 }
 
 impl Default for Config {
@@ -156,6 +165,10 @@ impl Default for Config {
             latency_monitor_threshold: 0,
             metrics_port: 0,
             metrics_bind: String::new(),
+            aclfile: String::new(),
+            acllog_max_len: 128,
+            acl_pubsub_allchannels: false,
+            users: Vec::new(),
             maxmemory: 0,
             evict: percore_shard::evict::EvictConfig::default(),
             enable_debug_command: ProtectedAction::No,
@@ -502,6 +515,9 @@ pub static PARAMS: &[Param] = &[
     // Replication and cluster are not built: reported as off for the tools that ask.
     Param { name: "tls-replication", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no replication yet".into()) } else { Ok(()) } }, mutable: false },
     Param { name: "tls-cluster", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no cluster mode yet".into()) } else { Ok(()) } }, mutable: false },
+    Param { name: "aclfile", get: |c| c.aclfile.clone(), set: |c, v| { c.aclfile = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "acllog-max-len", get: |c| c.acllog_max_len.to_string(), set: |c, v| { c.acllog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "acl-pubsub-default", get: |c| if c.acl_pubsub_allchannels { "allchannels" } else { "resetchannels" }.into(), set: |c, v| { c.acl_pubsub_allchannels = match one(v)?.to_ascii_lowercase().as_str() { "allchannels" => true, "resetchannels" => false, _ => return Err("argument(s) must be one of the following: allchannels, resetchannels".into()) }; Ok(()) }, mutable: true },
     Param { name: "databases", get: |_| "16".into(), set: |_, v| { if one(v)? == "16" { Ok(()) } else { Err("percore has exactly 16 databases".into()) } }, mutable: false },
     // What percore does not have yet, reported truthfully for tools that ask.
     Param { name: "appendonly", get: |_| "no".into(), set: |_, v| { if one(v)? == "no" { Ok(()) } else { Err("percore has no append-only file".into()) } }, mutable: false },
@@ -593,6 +609,14 @@ impl Loader {
                 return Err("No such command in rename-command".into());
             }
             cfg.rename_command.push((from.clone(), to.clone()));
+            return Ok(());
+        }
+        if name.eq_ignore_ascii_case("user") {
+            // Checked when the users are built at start (`acl::Acl::new`).
+            if values.is_empty() {
+                return Err("'user' takes a name and rules".into());
+            }
+            cfg.users.push(values.to_vec());
             return Ok(());
         }
         let p = find_param(name).ok_or_else(|| format!("unknown setting '{name}'"))?;

@@ -91,6 +91,11 @@ pub struct Conn {
     pub db: usize,
     pub proto: Protocol,
     pub authed: bool,
+    /// The ACL user, the ACL epoch it was read at, and whether it may run everything (then
+    /// no check runs: see `crate::acl`).
+    pub user: std::sync::Arc<crate::acl::rules::User>,
+    pub acl_epoch: u64,
+    pub acl_open: bool,
     pub close: bool,
     /// The clock as of the current read (Unix ms).
     now_ms: u64,
@@ -119,7 +124,7 @@ pub struct Conn {
     /// The command being dispatched, once it is past every check (for MONITOR).
     monitored: Option<&'static CommandSpec>,
     /// Running a script's `redis.call` (MONITOR shows it as from `lua`).
-    in_script: bool,
+    pub(crate) in_script: bool,
     /// CLIENT REPLY OFF, and SKIP: the next command's reply is dropped (`skip_this` while
     /// it runs).
     pub reply_off: bool,
@@ -149,8 +154,10 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             .await;
         return;
     }
+    let acl_epoch = global.acl.epoch();
+    let user = global.acl.default_user();
     // A dual-stack listener (`bind ::`) sees IPv4 clients as ::ffff:a.b.c.d.
-    if cfg.protected_mode && cfg.requirepass.is_none() && !addr.ip().to_canonical().is_loopback() {
+    if cfg.protected_mode && user.nopass && !addr.ip().to_canonical().is_loopback() {
         global
             .rejected_connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -190,6 +197,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             multi: -1,
             multi_mem: 0,
             dirty_cas: None,
+            user: user.name.clone(),
         }),
         killed: Cell::new(false),
         blocked: RefCell::new(None),
@@ -203,7 +211,10 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         handle,
         db: 0,
         proto: Protocol::Resp2,
-        authed: cfg.requirepass.is_none(),
+        authed: crate::acl::default_is_open(&user),
+        acl_open: user.is_unrestricted(),
+        user,
+        acl_epoch,
         close: false,
         now_ms: crate::core::now_ms(),
         out: Vec::with_capacity(MIN_READ),
@@ -645,18 +656,22 @@ impl Conn {
         if !self.authed && !spec.flags.has(Flags::NO_AUTH) {
             return self.reject(Some(spec), "NOAUTH Authentication required.");
         }
+        self.handle.info.borrow_mut().last_cmd = spec.name;
+        // ACL: a changed user applies from its next command; a user allowed everything
+        // (the default user as shipped) is not checked at all.
+        if self.acl_epoch != self.core.global.acl.epoch() && !crate::acl::refresh(self) {
+            return;
+        }
+        if !self.acl_open {
+            if let Err(e) = crate::acl::check(self, spec, &args) {
+                return self.reject(Some(spec), &e);
+            }
+        }
         if crate::cluster::enabled() {
             if let Some(e) = crate::cluster::refusal(spec, &args) {
                 return self.reject(Some(spec), e);
             }
         }
-        if crate::pause::maybe_paused() {
-            // Replies already made go out before the client waits.
-            self.flush().await;
-            let multi = &self.multi;
-            crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
-        }
-        self.handle.info.borrow_mut().last_cmd = spec.name;
         if self.proto == Protocol::Resp2
             && self.subs.as_ref().is_some_and(|s| s.total() > 0)
             && !crate::pubsub::allowed_when_subscribed(spec.cmd)
@@ -668,6 +683,12 @@ impl Conn {
                     spec.name
                 ),
             );
+        }
+        if crate::pause::maybe_paused() {
+            // Replies already made go out before the client waits.
+            self.flush().await;
+            let multi = &self.multi;
+            crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
         }
         if self.multi.is_none() || crate::multi::runs_inside_multi(spec.cmd) {
             // It runs now (queued commands are fed when EXEC runs them).
@@ -1320,7 +1341,11 @@ impl Conn {
         crate::pubsub::unsubscribe_all(self);
         self.db = 0;
         self.proto = Protocol::Resp2;
-        self.authed = self.core.config.borrow().requirepass.is_none();
+        // The connection is the default user's again, authenticated if that needs nothing.
+        let user = self.core.global.acl.default_user();
+        self.authed = crate::acl::default_is_open(&user);
+        self.acl_epoch = self.core.global.acl.epoch();
+        crate::acl::set_conn_user(self, user);
         let mut info = self.handle.info.borrow_mut();
         info.name.clear();
         info.db = 0;

@@ -99,6 +99,8 @@ pub struct Global {
     pub monitors_total: AtomicUsize,
     /// Clients with CLIENT TRACKING on (INFO `tracking_clients`).
     pub tracking_clients: AtomicUsize,
+    /// ACL users and the ACL log.
+    pub acl: crate::acl::Acl,
     pub port: u16,
     pub executable: String,
 }
@@ -265,6 +267,8 @@ pub struct ClientInfo {
     pub multi_mem: usize,
     /// The WATCH flag while the client watches keys (CLIENT LIST's `d` when raised).
     pub dirty_cas: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The ACL user the connection is authenticated as (`default` until AUTH).
+    pub user: Vec<u8>,
 }
 
 /// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
@@ -342,7 +346,7 @@ impl ClientHandle {
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -367,6 +371,7 @@ impl ClientHandle {
             i.reply_bytes.saturating_sub(REPLY_BLOCK),
             i.tot_mem,
             i.last_cmd,
+            String::from_utf8_lossy(&i.user),
             self.tracking
                 .borrow()
                 .as_ref()

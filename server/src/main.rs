@@ -2,6 +2,7 @@
 //! io_uring), starts one pinned executor per shard, each with its own SO_REUSEPORT listener,
 //! and shuts down cleanly on SIGTERM/SIGINT or SHUTDOWN.
 
+mod acl;
 mod alloc;
 mod blocking;
 mod check_rdb;
@@ -424,6 +425,7 @@ fn run(cfg: Config) -> Result<(), String> {
         monitors: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         monitors_total: AtomicUsize::new(0),
         tracking_clients: AtomicUsize::new(0),
+        acl: crate::acl::Acl::new(&cfg)?,
         port: cfg.port,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())

@@ -274,7 +274,9 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
     }
     expire_watched(conn).await;
     let flag = conn.watching.as_ref().map(|w| w.flag.clone());
-    if let Some(s) = single_shard(conn, &m) {
+    // A queued command the ACL now refuses is answered with its error in place, by the
+    // per-command path below.
+    if let Some(s) = single_shard(conn, &m).filter(|_| crate::acl::allows_all(conn, &m.cmds)) {
         // One job on the shard: the WATCH check and every command, with nothing between.
         let mut batch = Batch::default();
         for (spec, args) in &m.cmds {

@@ -201,6 +201,24 @@ impl Kind {
 }
 
 impl Registry {
+    /// Calls `f` with every subscription of this core's clients (ACL changes look for the
+    /// ones a user may no longer hold). O(subscriptions).
+    pub fn each_subscription(&self, mut f: impl FnMut(Kind, &[u8], &ClientHandle)) {
+        for (kind, table) in [
+            (Kind::Channel, &self.channels),
+            (Kind::Pattern, &self.patterns),
+            (Kind::Shard, &self.shard_channels),
+        ] {
+            for (name, outboxes) in table {
+                for ob in outboxes {
+                    if let Some(h) = ob.handle.upgrade() {
+                        f(kind, name, &h);
+                    }
+                }
+            }
+        }
+    }
+
     fn table(&mut self, kind: Kind) -> &mut HashMap<Box<[u8]>, Vec<Rc<Outbox>>> {
         match kind {
             Kind::Channel => &mut self.channels,

@@ -1118,6 +1118,20 @@ impl Shard {
             | Cmd::LatencyHistogram
             | Cmd::LatencyHelp
             | Cmd::Memory
+            | Cmd::Acl
+            | Cmd::AclCat
+            | Cmd::AclDelUser
+            | Cmd::AclDryRun
+            | Cmd::AclGenPass
+            | Cmd::AclGetUser
+            | Cmd::AclHelp
+            | Cmd::AclList
+            | Cmd::AclLoad
+            | Cmd::AclLog
+            | Cmd::AclSave
+            | Cmd::AclSetUser
+            | Cmd::AclUsers
+            | Cmd::AclWhoami
             | Cmd::MemoryStats
             | Cmd::MemoryDoctor
             | Cmd::MemoryPurge
