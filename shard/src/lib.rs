@@ -510,22 +510,11 @@ impl Shard {
         let paused = expiry_paused(now_ms);
         let d = &mut self.dbs[db];
         match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
-            Live::Found(e) if paused && e.is_expired(now_ms) => {
-                self.stats.keyspace_misses += 1;
-                push_event(
-                    self.notify_classes,
-                    &mut self.events,
-                    notify::KEY_MISS,
-                    "keymiss",
-                    db,
-                    key,
-                );
-                None
-            }
-            Live::Found(mut e) => {
+            // While clients are paused an expired key stays, missing all the same.
+            Live::Found(mut e) if !(paused && e.is_expired(now_ms)) => {
                 self.stats.keyspace_hits += 1;
                 evict::touch_entry(&mut e, now_ms, &cfg, r);
-                Some(e)
+                return Some(e);
             }
             Live::Removed => {
                 if !self.watches.is_empty() {
@@ -533,25 +522,27 @@ impl Shard {
                 }
                 d.expires_count -= 1;
                 self.stats.expired_keys += 1;
-                self.stats.keyspace_misses += 1;
-                let (c, ev) = (self.notify_classes, &mut self.events);
-                push_event(c, ev, notify::EXPIRED, "expired", db, key);
-                push_event(c, ev, notify::KEY_MISS, "keymiss", db, key);
-                None
-            }
-            Live::Missing => {
-                self.stats.keyspace_misses += 1;
                 push_event(
                     self.notify_classes,
                     &mut self.events,
-                    notify::KEY_MISS,
-                    "keymiss",
+                    notify::EXPIRED,
+                    "expired",
                     db,
                     key,
                 );
-                None
             }
+            Live::Found(_) | Live::Missing => {}
         }
+        self.stats.keyspace_misses += 1;
+        push_event(
+            self.notify_classes,
+            &mut self.events,
+            notify::KEY_MISS,
+            "keymiss",
+            db,
+            key,
+        );
+        None
     }
 
     /// True when `key` exists and has not expired (removing it if it has).
