@@ -637,26 +637,39 @@ async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// SCAN across shards. The cursor is `local_cursor × shards + shard`, so with one shard it
-/// is exactly Redis's cursor, and each shard's walk keeps the dict's guarantee; a shard's
-/// walk finishing moves the cursor to the next shard at local cursor 0.
+/// is exactly Redis's cursor, and each shard's walk keeps the dict's guarantee. A shard's
+/// walk that finishes with fewer than COUNT keys goes on with the next shard in the same
+/// call, so a small or empty keyspace is walked in one SCAN and answers cursor 0, as
+/// Redis's does.
 async fn scan(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let (cursor, opts) = match parse_scan_args(&a) {
         Ok(x) => x,
         Err(e) => return w.error(e),
     };
     let n = conn.core.nshards() as u64;
-    let (shard, local) = (cursor % n, cursor / n);
+    let (mut shard, mut local) = (cursor % n, cursor / n);
     let db = conn.db;
-    let (next_local, keys) = call(&conn.core, shard as usize, move |c: &Core| {
-        c.shard.borrow_mut().scan_keys(db, local, &opts, now_ms())
-    })
-    .await;
-    let next = if next_local != 0 {
-        next_local * n + shard
-    } else if shard + 1 < n {
-        shard + 1
-    } else {
-        0
+    let count = opts.count;
+    let opts = std::sync::Arc::new(opts);
+    let mut keys = Vec::new();
+    let next = loop {
+        let o = opts.clone();
+        let (next_local, found) = call(&conn.core, shard as usize, move |c: &Core| {
+            c.shard.borrow_mut().scan_keys(db, local, &o, now_ms())
+        })
+        .await;
+        keys.extend(found);
+        if next_local != 0 {
+            break next_local * n + shard;
+        }
+        if shard + 1 == n {
+            break 0;
+        }
+        shard += 1;
+        local = 0;
+        if keys.len() >= count {
+            break shard;
+        }
     };
     write_scan_reply(w, next, &keys);
 }

@@ -249,6 +249,28 @@ fn scan_visits_every_key() {
     });
 }
 
+/// A keyspace smaller than COUNT is walked in one SCAN, which answers cursor 0 as Redis's
+/// does (clients that stop at the first cursor 0 see every key), on every shard count.
+#[test]
+fn a_small_keyspace_is_scanned_in_one_call() {
+    for_shards(|srv, shards| {
+        let mut c = srv.client();
+        assert_eq!(
+            s(&c.q("SCAN 0")),
+            "*2\r\n$1\r\n0\r\n*0\r\n",
+            "{shards} shards, empty"
+        );
+        for i in 0..8 {
+            c.q(&format!("SET k{i} v"));
+        }
+        let r = s(&c.q("SCAN 0"));
+        assert!(
+            r.starts_with("*2\r\n$1\r\n0\r\n*8\r\n"),
+            "{shards} shards: {r}"
+        );
+    });
+}
+
 #[test]
 fn resp3_via_hello() {
     for_shards(|srv, _| {
