@@ -235,37 +235,8 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 Err(e) => w.error(&e),
             }
         }
-        Cmd::Cluster
-        | Cmd::ClusterInfo
-        | Cmd::ClusterMyId
-        | Cmd::ClusterSlots
-        | Cmd::ClusterShards
-        | Cmd::ClusterNodes
-        | Cmd::ClusterKeySlot
-        | Cmd::ClusterCountKeysInSlot
-        | Cmd::ClusterGetKeysInSlot
-        | Cmd::ClusterHelp
-        | Cmd::ClusterAddslots
-        | Cmd::ClusterAddslotsrange
-        | Cmd::ClusterBumpepoch
-        | Cmd::ClusterCountFailureReports
-        | Cmd::ClusterDelslots
-        | Cmd::ClusterDelslotsrange
-        | Cmd::ClusterFailover
-        | Cmd::ClusterFlushslots
-        | Cmd::ClusterForget
-        | Cmd::ClusterLinks
-        | Cmd::ClusterMeet
-        | Cmd::ClusterReplicas
-        | Cmd::ClusterReplicate
-        | Cmd::ClusterReset
-        | Cmd::ClusterSaveconfig
-        | Cmd::ClusterSetConfigEpoch
-        | Cmd::ClusterSetslot
-        | Cmd::ClusterSlaves
-        | Cmd::ReadOnly
-        | Cmd::ReadWrite
-        | Cmd::Asking => crate::cluster::command(&conn.core, spec, a, &mut w).await,
+        // CLUSTER, its subcommands, READONLY, READWRITE, ASKING: the table's cluster group.
+        _ if spec.group == "cluster" => crate::cluster::command(&conn.core, spec, a, &mut w).await,
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {
