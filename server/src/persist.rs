@@ -296,7 +296,11 @@ async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
     let shards = set.pending.len();
     let r = match gather(set.pending).await {
         Ok((files, dirty)) => {
-            finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await
+            match finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await {
+                // The set is saved whatever becomes of its RDB copy.
+                Ok(()) => return crate::rdb_io::export_after_save(set.cfg).await.map(|()| set.id),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
@@ -591,13 +595,13 @@ pub async fn save_points_tick(core: &Rc<Core>) {
 }
 
 /// A read-only view of a whole file.
-struct Mapped {
+pub(crate) struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapped {
-    fn open(path: &Path) -> std::io::Result<Mapped> {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Mapped> {
         let f = std::fs::File::open(path)?;
         let len = f.metadata()?.len() as usize;
         if len == 0 {
@@ -624,7 +628,7 @@ impl Mapped {
         Ok(Mapped { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
         }
@@ -647,7 +651,7 @@ impl Drop for Mapped {
 /// Checks one file of `m` against the manifest and its own checksums, calling `on_block`
 /// for every valid block. With `keep_going`, stops at the first bad block and reports it
 /// while keeping what came before.
-fn read_file(
+pub(crate) fn read_file(
     cfg: &Config,
     m: &Manifest,
     index: usize,

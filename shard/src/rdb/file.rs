@@ -99,6 +99,10 @@ pub enum Record {
         idle_s: Option<u64>,
         freq: Option<u8>,
     },
+    /// A key the caller's filter did not keep: its value was stepped over, not read.
+    Skipped {
+        db: u64,
+    },
     /// A key whose collection was empty: Redis 7.0 skips such keys with a warning.
     EmptyKey {
         db: u64,
@@ -183,6 +187,16 @@ impl<'a> FileReader<'a> {
 
     /// The next record; None after the end marker.
     pub fn next_record(&mut self) -> Result<Option<Record>, DecodeError> {
+        self.next_record_keeping(&mut |_| true)
+    }
+
+    /// [`FileReader::next_record`], reading only the values of the keys `keep` accepts: the
+    /// others are stepped over ([`value::skip_body`]) and come back as [`Record::Skipped`].
+    /// How a shard loading a file reads past the other shards' keys cheaply.
+    pub fn next_record_keeping(
+        &mut self,
+        keep: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Record>, DecodeError> {
         if self.done {
             return Ok(None);
         }
@@ -194,6 +208,10 @@ impl<'a> FileReader<'a> {
             let Some(op) = Opcode::of(t) else {
                 let key = self.string("bad key")?;
                 let db = self.db;
+                if !keep(&key) {
+                    value::skip_body(t, &mut self.r)?;
+                    return Ok(Some(Record::Skipped { db }));
+                }
                 return match value::decode_body(t, &mut self.r, &self.config, self.seed) {
                     Ok(value) => Ok(Some(Record::Key {
                         db,

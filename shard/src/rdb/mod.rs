@@ -27,6 +27,23 @@ pub const OPCODE_FUNCTION2: u8 = 245;
 /// `RDB_OPCODE_FUNCTION`: 7.0-rc1/rc2's library record (name, engine, description, code).
 pub const OPCODE_FUNCTION: u8 = 246;
 
+/// The LRU/LFU word of a key arriving with Redis's IDLE or FREQ information (RESTORE's
+/// IDLETIME/FREQ, an RDB file's records): kept when it fits the eviction policy, a fresh
+/// word otherwise. An idle time longer than the clock's age reads as that age.
+pub fn arriving_clock(
+    policy: crate::evict::Policy,
+    idle_s: Option<u64>,
+    freq: Option<u8>,
+    now_ms: u64,
+) -> crate::Clock {
+    use crate::{evict, Clock};
+    match (policy.is_lfu(), freq, idle_s) {
+        (true, Some(f), _) => Clock::Kept(evict::lfu_word(f, (now_ms / 60_000) as u16)),
+        (false, _, Some(idle)) => Clock::Kept((now_ms / 1000).saturating_sub(idle) as u32),
+        _ => Clock::Fresh { now_ms },
+    }
+}
+
 /// Redis's CRC64 lookup table (reflected Jones polynomial 0x95ac9329ac4bc9b5).
 const CRC64_TABLE: [u64; 256] = {
     let mut t = [0u64; 256];
@@ -206,6 +223,25 @@ impl<'a> Reader<'a> {
             }
             Err(_) => None,
         }
+    }
+}
+
+impl Reader<'_> {
+    /// Steps over an RDB string without building it (an LZF string is not decompressed).
+    pub fn skip_string(&mut self) -> Option<()> {
+        let n = match self.len_or_enc()? {
+            Ok(n) => usize::try_from(n).ok()?,
+            Err(0) => 1,
+            Err(1) => 2,
+            Err(2) => 4,
+            Err(3) => {
+                let clen = usize::try_from(self.length()?).ok()?;
+                self.length()?;
+                clen
+            }
+            Err(_) => return None,
+        };
+        self.take(n).map(drop)
     }
 }
 

@@ -218,6 +218,60 @@ pub fn decode_body(
     }
 }
 
+/// Steps over the body of a value of RDB type `t` without building it: what a loader does
+/// with a value another shard keeps. Only the framing is checked (lengths and counts within
+/// the input); the blobs inside are not opened.
+pub fn skip_body(t: u8, r: &mut Reader) -> Result<(), DecodeError> {
+    let fail = |r: &Reader, what| DecodeError {
+        offset: r.pos,
+        what,
+    };
+    let count = |r: &mut Reader| r.length().ok_or_else(|| fail(r, "bad length"));
+    let string = |r: &mut Reader| r.skip_string().ok_or_else(|| fail(r, "bad or truncated string"));
+    match t {
+        kind::STRING
+        | kind::LIST_ZIPLIST
+        | kind::SET_INTSET
+        | kind::SET_LISTPACK
+        | kind::ZSET_ZIPLIST
+        | kind::ZSET_LISTPACK
+        | kind::HASH_ZIPMAP
+        | kind::HASH_ZIPLIST
+        | kind::HASH_LISTPACK => string(r),
+        kind::LIST | kind::SET | kind::LIST_QUICKLIST | kind::HASH => {
+            let per = if t == kind::HASH { 2 } else { 1 };
+            for _ in 0..count(r)? {
+                for _ in 0..per {
+                    string(r)?;
+                }
+            }
+            Ok(())
+        }
+        kind::LIST_QUICKLIST_2 => {
+            for _ in 0..count(r)? {
+                count(r)?;
+                string(r)?;
+            }
+            Ok(())
+        }
+        kind::ZSET | kind::ZSET_2 => {
+            for _ in 0..count(r)? {
+                string(r)?;
+                let n = match (t, r.byte()) {
+                    (kind::ZSET_2, Some(_)) => 7,
+                    (_, Some(253..=255)) => 0,
+                    (_, Some(n)) => n as usize,
+                    (_, None) => return Err(fail(r, "truncated score")),
+                };
+                r.take(n).ok_or_else(|| fail(r, "truncated score"))?;
+            }
+            Ok(())
+        }
+        // Refused as reading them is: what the reader says about them is the error.
+        _ => decode_body(t, r, &ShardConfig::default(), 1).map(drop),
+    }
+}
+
 fn decode_list(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
     let limits = c.config.list_limits;
     let mut l = List::default();
