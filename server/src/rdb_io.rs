@@ -75,7 +75,8 @@ pub fn import(
     let mut out = Imported::default();
     let now = now_ms();
     let mut libraries = Vec::new();
-    let r = read_into(map.bytes(), sh, now, &mut out, &mut libraries, &mut |k| {
+    // Core 0 checks the file's checksum for all: a core's failure stops the start.
+    let r = read_into(map.bytes(), sh, now, core == 0, &mut out, &mut libraries, &mut |k| {
         crate::router::shard_of(k, shards) == core
     });
     let refuse = |e: String| {
@@ -102,12 +103,14 @@ fn read_into(
     bytes: &[u8],
     sh: &mut Shard,
     now: u64,
+    verify_checksum: bool,
     out: &mut Imported,
     libraries: &mut Vec<u8>,
     keep: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<(), String> {
     let at = |e: rdb::value::DecodeError| format!("error at offset {}: {}", e.offset, e.what);
     let mut r = FileReader::new(bytes, sh.config.clone(), sh.next_rand()).map_err(at)?;
+    r.verify_checksum = verify_checksum;
     loop {
         let offset = r.offset();
         match r.next_record_keeping(keep).map_err(at)? {
@@ -335,17 +338,17 @@ mod tests {
         let f = encode_file(&dbs, &[], 0);
         let mut out = Imported::default();
         let mut libs = Vec::new();
-        read_into(&f, &mut sh, 1000, &mut out, &mut libs, &mut |_| true).unwrap();
+        read_into(&f, &mut sh, 1000, true, &mut out, &mut libs, &mut |_| true).unwrap();
         // The key of database 3 expired long ago.
         assert_eq!((out.keys, out.expired), (1, 1));
         assert_eq!(sh.dbs[0].dict.len(), 1);
         let mut none = Shard::new(7, ShardConfig::default());
         let mut out = Imported::default();
-        read_into(&f, &mut none, 1000, &mut out, &mut libs, &mut |_| false).unwrap();
+        read_into(&f, &mut none, 1000, true, &mut out, &mut libs, &mut |_| false).unwrap();
         assert_eq!(out.keys, 0);
         let mut bad = f.clone();
         bad.truncate(f.len() - 3);
-        let e = read_into(&bad, &mut none, 0, &mut out, &mut libs, &mut |_| false);
+        let e = read_into(&bad, &mut none, 0, true, &mut out, &mut libs, &mut |_| false);
         assert!(e.unwrap_err().contains("offset"));
     }
 }

@@ -602,7 +602,16 @@ mod tests {
         let mut r = Reader::new(&out);
         let back = decode(&mut r, &cfg(), 7).unwrap();
         assert_eq!(r.remaining(), 0);
+        assert_skips_whole(&out);
         back
+    }
+
+    /// Stepping over the value `p` holds consumes all of it.
+    fn assert_skips_whole(p: &[u8]) {
+        let mut r = Reader::new(p);
+        let t = r.byte().unwrap();
+        skip_body(t, &mut r).unwrap();
+        assert_eq!(r.remaining(), 0, "type {t}");
     }
 
     fn big_list(n: usize) -> Value {
@@ -725,6 +734,9 @@ mod tests {
         let Value::ZSet(z) = v else { panic!() };
         assert_eq!(z.score(b"a"), Some(1.5));
         assert_eq!(z.score(b"b"), Some(f64::NEG_INFINITY));
+        assert_skips_whole(b"\x03\x02\x01a\x031.5\x01b\xff");
+        assert_skips_whole(b"\x01\x02\x01x\xc0\x07");
+        assert_skips_whole(b"\x12\x01\x01\x03abc");
         let v = decode(
             &mut Reader::new(b"\x09\x0a\x01\x01a\x01\x00b\x02cd\xff"),
             &c,
