@@ -510,10 +510,14 @@ fn run(cfg: Config) -> Result<(), String> {
                     }
                 }
             }
-            // The snapshot set, if any: every core loads its part in parallel before any
+            // The snapshot set or an RDB file, if any: every core loads its part in parallel before any
             // core serves.
             let t0 = Instant::now();
-            let loaded = match rdb_io::file_at_start(&cfg) {
+            let rdb_file = rdb_io::file_at_start(&cfg);
+            if i == 0 && rdb_file.is_some() && persist::manifest_path(&cfg).exists() {
+                log::warn(&format!("import-rdb: loading {} instead of the snapshot set in {}", cfg.import_rdb, cfg.dir));
+            }
+            let loaded = match rdb_file {
                 Some(path) => rdb_io::import(&cfg, &path, &mut core.shard.borrow_mut(), i, n).map(|l| {
                     log::notice(&format!(
                         "shard {i}: loaded {} keys of the RDB file {} in {:.3} s ({} already expired{})",

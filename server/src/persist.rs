@@ -595,13 +595,13 @@ pub async fn save_points_tick(core: &Rc<Core>) {
 }
 
 /// A read-only view of a whole file.
-pub(crate) struct Mapped {
+struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapped {
-    pub(crate) fn open(path: &Path) -> std::io::Result<Mapped> {
+    fn open(path: &Path) -> std::io::Result<Mapped> {
         let f = std::fs::File::open(path)?;
         let len = f.metadata()?.len() as usize;
         if len == 0 {
@@ -628,7 +628,7 @@ impl Mapped {
         Ok(Mapped { ptr, len })
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
         }

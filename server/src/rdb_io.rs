@@ -3,7 +3,7 @@
 //! snapshot set (`percore export-rdb DIR FILE`, and after every save when `rdb-export` names
 //! a file).
 //!
-//! Import: every core maps the file and reads it whole, keeping the keys that route to it
+//! Import: every core reads the file whole (one copy in memory, shared), keeping the keys that route to it
 //! and stepping over the others' values without building them
 //! ([`FileReader::next_record_keeping`]); all cores read in parallel, so loading takes about
 //! one pass over the file plus a 1/n share of the value building. One reader routing
@@ -31,7 +31,8 @@ use percore_shard::{Entry, Shard, ShardConfig, DB_COUNT};
 
 use crate::config::Config;
 use crate::core::now_ms;
-use crate::persist::{self, Mapped};
+use crate::persist;
+use std::sync::{Arc, Mutex, Weak};
 
 /// What an import loaded into one shard.
 #[derive(Default, Debug)]
@@ -52,8 +53,9 @@ pub fn is_rdb(path: &Path) -> bool {
         && &head == b"REDIS"
 }
 
-/// The RDB file the server starts from, if any: `--import-rdb`, else `dir/dbfilename`
-/// when it is an RDB file and no snapshot set is there.
+/// The RDB file the server starts from, if any: `--import-rdb` (even where a snapshot set
+/// is: the setting asks for that file), else `dir/dbfilename` when it is an RDB file and no
+/// snapshot set is there. Called once per core at start.
 pub fn file_at_start(cfg: &Config) -> Option<PathBuf> {
     if !cfg.import_rdb.is_empty() {
         return Some(PathBuf::from(&cfg.import_rdb));
@@ -71,12 +73,12 @@ pub fn import(
     core: usize,
     shards: usize,
 ) -> Result<Imported, String> {
-    let map = Mapped::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = shared_read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Imported::default();
     let now = now_ms();
     let mut libraries = Vec::new();
     // Core 0 checks the file's checksum for all: a core's failure stops the start.
-    let r = read_into(map.bytes(), sh, now, core == 0, &mut out, &mut libraries, &mut |k| {
+    let r = read_into(&bytes, sh, now, core == 0, &mut out, &mut libraries, &mut |k| {
         crate::router::shard_of(k, shards) == core
     });
     let refuse = |e: String| {
@@ -95,6 +97,25 @@ pub fn import(
             .map_err(|e| refuse(format!("{}: functions: {e}", path.display())))?;
     }
     Ok(out)
+}
+
+/// The bytes of the file at `path`, read once for all the cores loading it at the same
+/// time: the first reads it, the others share that copy, which is freed when the last is
+/// done. (A mapping would share it too, but a file truncated while it is read would kill
+/// the process with SIGBUS; an RDB file is the user's, not percore's.)
+fn shared_read(path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
+    static LAST: Mutex<Option<(PathBuf, Weak<Vec<u8>>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = last
+        .as_ref()
+        .filter(|(p, _)| p == path)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(bytes);
+    }
+    let bytes = Arc::new(std::fs::read(path)?);
+    *last = Some((path.to_path_buf(), Arc::downgrade(&bytes)));
+    Ok(bytes)
 }
 
 /// Reads the whole file `bytes`, storing the keys `keep` accepts and collecting the

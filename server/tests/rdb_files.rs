@@ -297,3 +297,53 @@ fn percore_writes_rdb_files_that_redis_loads() {
         assert_same(&mut pc, &mut back.redis_client(), &what);
     }
 }
+
+#[test]
+fn lru_and_lfu_information_in_rdb_files_is_kept() {
+    // LFU: the counter Redis saved (FREQ) is the one percore answers.
+    let dir = TempDir::new("rdb-lfu");
+    let Some(redis) = redis_or_skip_with(
+        "RDB LFU: did not run",
+        &["--dir", dir.path(), "--maxmemory-policy", "allkeys-lfu"],
+    ) else {
+        return;
+    };
+    let mut rc = redis.redis_client();
+    let _: () = redis::cmd("SET").arg("hot").arg("v").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SET").arg("cold").arg("v").query(&mut rc).unwrap();
+    for _ in 0..300 {
+        let _: Value = redis::cmd("GET").arg("hot").query(&mut rc).unwrap();
+    }
+    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+    let rdb = dir.0.join("dump.rdb");
+    let log = dir.0.join("percore.log");
+    let p = percore(
+        &["--shards", "2", "--maxmemory-policy", "allkeys-lfu", "--import-rdb", rdb.to_str().unwrap()],
+        &log,
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    let mut pc = p.redis_client();
+    for k in ["hot", "cold"] {
+        let want: i64 = redis::cmd("OBJECT").arg("FREQ").arg(k).query(&mut rc).unwrap();
+        let got: i64 = redis::cmd("OBJECT").arg("FREQ").arg(k).query(&mut pc).unwrap();
+        assert_eq!(got, want, "OBJECT FREQ {k}");
+    }
+    // LRU: the idle time Redis saved (IDLE) carries over.
+    let dir = TempDir::new("rdb-lru");
+    let redis = Server::redis_with(&["--dir", dir.path(), "--maxmemory-policy", "allkeys-lru"]).unwrap();
+    let mut rc = redis.redis_client();
+    let _: () = redis::cmd("SET").arg("old").arg("v").query(&mut rc).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let _: () = redis::cmd("SET").arg("new").arg("v").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+    let rdb = dir.0.join("dump.rdb");
+    let p = percore(
+        &["--shards", "1", "--maxmemory-policy", "allkeys-lru", "--import-rdb", rdb.to_str().unwrap()],
+        &log,
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    let mut pc = p.redis_client();
+    let old: i64 = redis::cmd("OBJECT").arg("IDLETIME").arg("old").query(&mut pc).unwrap();
+    let new: i64 = redis::cmd("OBJECT").arg("IDLETIME").arg("new").query(&mut pc).unwrap();
+    assert!((2..=4).contains(&old) && new <= 1, "idle times {old} and {new}");
+}
