@@ -297,8 +297,12 @@ async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
     let r = match gather(set.pending).await {
         Ok((files, dirty)) => {
             match finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await {
-                // The set is saved whatever becomes of its RDB copy.
-                Ok(()) => return crate::rdb_io::export_after_save(set.cfg).await.map(|()| set.id),
+                // The set stays saved (and is not removed) if its RDB copy fails; SAVE says so.
+                Ok(()) => {
+                    return crate::rdb_io::export_after_save(set.cfg)
+                        .await
+                        .map(|()| set.id)
+                }
                 Err(e) => Err(e),
             }
         }

@@ -78,9 +78,15 @@ pub fn import(
     let now = now_ms();
     let mut libraries = Vec::new();
     // Core 0 checks the file's checksum for all: a core's failure stops the start.
-    let r = read_into(&bytes, sh, now, core == 0, &mut out, &mut libraries, &mut |k| {
-        crate::router::shard_of(k, shards) == core
-    });
+    let r = read_into(
+        &bytes,
+        sh,
+        now,
+        core == 0,
+        &mut out,
+        &mut libraries,
+        &mut |k| crate::router::shard_of(k, shards) == core,
+    );
     let refuse = |e: String| {
         format!("{e}; refusing to start on a damaged RDB file (set load-corrupt-snapshot yes to load the keys before the damage)")
     };
@@ -365,11 +371,16 @@ mod tests {
         assert_eq!(sh.dbs[0].dict.len(), 1);
         let mut none = Shard::new(7, ShardConfig::default());
         let mut out = Imported::default();
-        read_into(&f, &mut none, 1000, true, &mut out, &mut libs, &mut |_| false).unwrap();
+        read_into(&f, &mut none, 1000, true, &mut out, &mut libs, &mut |_| {
+            false
+        })
+        .unwrap();
         assert_eq!(out.keys, 0);
         let mut bad = f.clone();
         bad.truncate(f.len() - 3);
-        let e = read_into(&bad, &mut none, 0, true, &mut out, &mut libs, &mut |_| false);
+        let e = read_into(&bad, &mut none, 0, true, &mut out, &mut libs, &mut |_| {
+            false
+        });
         assert!(e.unwrap_err().contains("offset"));
     }
 }

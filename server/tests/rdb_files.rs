@@ -50,7 +50,10 @@ fn populate(c: &mut Connection) {
         run(c, &["SADD", "set:ints", &(i * 7).to_string()]);
         run(c, &["SADD", "set:small", &format!("m{i}")]);
         run(c, &["HSET", "h:small", &format!("f{i}"), &i.to_string()]);
-        run(c, &["ZADD", "z:small", &format!("{}.5", i), &format!("m{i}")]);
+        run(
+            c,
+            &["ZADD", "z:small", &format!("{}.5", i), &format!("m{i}")],
+        );
     }
     for i in 0..700 {
         let long = format!("{i}-{}", "x".repeat(i % 90));
@@ -95,7 +98,12 @@ fn view(c: &mut Connection, db: u32) -> Vec<String> {
         let at: i64 = redis::cmd("PEXPIRETIME").arg(&k).query(c).unwrap();
         let value: Vec<Vec<u8>> = match t.as_str() {
             "string" => vec![redis::cmd("GET").arg(&k).query(c).unwrap()],
-            "list" => redis::cmd("LRANGE").arg(&k).arg(0).arg(-1).query(c).unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .query(c)
+                .unwrap(),
             "set" => {
                 let mut m: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&k).query(c).unwrap();
                 m.sort();
@@ -181,15 +189,33 @@ fn redis_rdb_files_load_into_percore_with_every_type_ttl_and_database() {
     let log = dir.0.join("percore.log");
     for shards in ["1", "4"] {
         let p = percore(
-            &["--shards", shards, "--import-rdb", rdb.to_str().unwrap(), "--dir", dir.path()],
+            &[
+                "--shards",
+                shards,
+                "--import-rdb",
+                rdb.to_str().unwrap(),
+                "--dir",
+                dir.path(),
+            ],
             &log,
         )
         .unwrap_or_else(|f| panic!("{f:?}"));
-        assert_same(&mut rc, &mut p.redis_client(), &format!("{shards} shard(s), --import-rdb"));
+        assert_same(
+            &mut rc,
+            &mut p.redis_client(),
+            &format!("{shards} shard(s), --import-rdb"),
+        );
     }
     // `dir` + `dbfilename` naming Redis's file, no snapshot set there: loaded the same way.
     let p = percore(
-        &["--shards", "2", "--dir", dir.path(), "--dbfilename", "dump.rdb"],
+        &[
+            "--shards",
+            "2",
+            "--dir",
+            dir.path(),
+            "--dbfilename",
+            "dump.rdb",
+        ],
         &log,
     )
     .unwrap_or_else(|f| panic!("{f:?}"));
@@ -216,7 +242,10 @@ fn damaged_rdb_files_refuse_the_start_with_the_offset() {
     std::fs::write(&flip, &flipped).unwrap();
     for (file, shards) in [(&cut, "1"), (&cut, "4"), (&flip, "4")] {
         let _ = std::fs::remove_file(&log);
-        let r = percore(&["--shards", shards, "--import-rdb", file.to_str().unwrap()], &log);
+        let r = percore(
+            &["--shards", shards, "--import-rdb", file.to_str().unwrap()],
+            &log,
+        );
         let f = r.err().expect("a damaged file must refuse the start");
         assert!(f.status.is_some_and(|s| !s.success()), "{f:?}");
         assert!(
@@ -227,7 +256,14 @@ fn damaged_rdb_files_refuse_the_start_with_the_offset() {
     }
     // Asked to, percore starts on the keys before the damage.
     let p = percore(
-        &["--shards", "2", "--import-rdb", cut.to_str().unwrap(), "--load-corrupt-snapshot", "yes"],
+        &[
+            "--shards",
+            "2",
+            "--import-rdb",
+            cut.to_str().unwrap(),
+            "--load-corrupt-snapshot",
+            "yes",
+        ],
         &log,
     )
     .unwrap_or_else(|f| panic!("{f:?}"));
@@ -273,9 +309,15 @@ fn percore_writes_rdb_files_that_redis_loads() {
     for shards in ["1", "4"] {
         let dir = TempDir::new("rdb-out");
         let log = dir.0.join("percore.log");
-        let args = ["--shards", shards, "--dir", dir.path(), "--rdb-export", "dump.rdb"];
-        let p = percore(&args, &log)
-            .unwrap_or_else(|f| panic!("{f:?}"));
+        let args = [
+            "--shards",
+            shards,
+            "--dir",
+            dir.path(),
+            "--rdb-export",
+            "dump.rdb",
+        ];
+        let p = percore(&args, &log).unwrap_or_else(|f| panic!("{f:?}"));
         let mut pc = p.redis_client();
         populate(&mut pc);
         // Online: with rdb-export set, SAVE also writes the RDB.
@@ -289,8 +331,15 @@ fn percore_writes_rdb_files_that_redis_loads() {
             .args(["export-rdb", dir.path(), offline.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(std::fs::read(&offline).unwrap(), std::fs::read(&rdb).unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&offline).unwrap(),
+            std::fs::read(&rdb).unwrap()
+        );
         // Redis loads it and sees what percore holds.
         let back = Server::redis_with(&["--dir", dir.path(), "--dbfilename", "dump.rdb"]).unwrap();
         let what = format!("{shards} shard(s) exported");
@@ -309,8 +358,16 @@ fn lru_and_lfu_information_in_rdb_files_is_kept() {
         return;
     };
     let mut rc = redis.redis_client();
-    let _: () = redis::cmd("SET").arg("hot").arg("v").query(&mut rc).unwrap();
-    let _: () = redis::cmd("SET").arg("cold").arg("v").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("hot")
+        .arg("v")
+        .query(&mut rc)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("cold")
+        .arg("v")
+        .query(&mut rc)
+        .unwrap();
     for _ in 0..300 {
         let _: Value = redis::cmd("GET").arg("hot").query(&mut rc).unwrap();
     }
@@ -318,32 +375,74 @@ fn lru_and_lfu_information_in_rdb_files_is_kept() {
     let rdb = dir.0.join("dump.rdb");
     let log = dir.0.join("percore.log");
     let p = percore(
-        &["--shards", "2", "--maxmemory-policy", "allkeys-lfu", "--import-rdb", rdb.to_str().unwrap()],
+        &[
+            "--shards",
+            "2",
+            "--maxmemory-policy",
+            "allkeys-lfu",
+            "--import-rdb",
+            rdb.to_str().unwrap(),
+        ],
         &log,
     )
     .unwrap_or_else(|f| panic!("{f:?}"));
     let mut pc = p.redis_client();
     for k in ["hot", "cold"] {
-        let want: i64 = redis::cmd("OBJECT").arg("FREQ").arg(k).query(&mut rc).unwrap();
-        let got: i64 = redis::cmd("OBJECT").arg("FREQ").arg(k).query(&mut pc).unwrap();
+        let want: i64 = redis::cmd("OBJECT")
+            .arg("FREQ")
+            .arg(k)
+            .query(&mut rc)
+            .unwrap();
+        let got: i64 = redis::cmd("OBJECT")
+            .arg("FREQ")
+            .arg(k)
+            .query(&mut pc)
+            .unwrap();
         assert_eq!(got, want, "OBJECT FREQ {k}");
     }
     // LRU: the idle time Redis saved (IDLE) carries over.
     let dir = TempDir::new("rdb-lru");
-    let redis = Server::redis_with(&["--dir", dir.path(), "--maxmemory-policy", "allkeys-lru"]).unwrap();
+    let redis =
+        Server::redis_with(&["--dir", dir.path(), "--maxmemory-policy", "allkeys-lru"]).unwrap();
     let mut rc = redis.redis_client();
-    let _: () = redis::cmd("SET").arg("old").arg("v").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("old")
+        .arg("v")
+        .query(&mut rc)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(2100));
-    let _: () = redis::cmd("SET").arg("new").arg("v").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("new")
+        .arg("v")
+        .query(&mut rc)
+        .unwrap();
     let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
     let rdb = dir.0.join("dump.rdb");
     let p = percore(
-        &["--shards", "1", "--maxmemory-policy", "allkeys-lru", "--import-rdb", rdb.to_str().unwrap()],
+        &[
+            "--shards",
+            "1",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--import-rdb",
+            rdb.to_str().unwrap(),
+        ],
         &log,
     )
     .unwrap_or_else(|f| panic!("{f:?}"));
     let mut pc = p.redis_client();
-    let old: i64 = redis::cmd("OBJECT").arg("IDLETIME").arg("old").query(&mut pc).unwrap();
-    let new: i64 = redis::cmd("OBJECT").arg("IDLETIME").arg("new").query(&mut pc).unwrap();
-    assert!((2..=4).contains(&old) && new <= 1, "idle times {old} and {new}");
+    let old: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg("old")
+        .query(&mut pc)
+        .unwrap();
+    let new: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg("new")
+        .query(&mut pc)
+        .unwrap();
+    assert!(
+        (2..=4).contains(&old) && new <= 1,
+        "idle times {old} and {new}"
+    );
 }

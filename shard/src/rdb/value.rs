@@ -227,7 +227,10 @@ pub fn skip_body(t: u8, r: &mut Reader) -> Result<(), DecodeError> {
         what,
     };
     let count = |r: &mut Reader| r.length().ok_or_else(|| fail(r, "bad length"));
-    let string = |r: &mut Reader| r.skip_string().ok_or_else(|| fail(r, "bad or truncated string"));
+    let string = |r: &mut Reader| {
+        r.skip_string()
+            .ok_or_else(|| fail(r, "bad or truncated string"))
+    };
     match t {
         kind::STRING
         | kind::LIST_ZIPLIST
