@@ -147,12 +147,12 @@ fn read_into(
                 ));
             }
             Some(Record::Key {
-                db,
                 key,
-                value,
+                db,
                 expire_at_ms,
-                idle_s,
                 freq,
+                idle_s,
+                value,
             }) => {
                 if expire_at_ms != 0 && expire_at_ms < now {
                     out.expired += 1;

@@ -170,6 +170,16 @@ fn redis_in(dir: &TempDir) -> Option<Server> {
     )
 }
 
+/// A redis-server that has saved [`populate`]'s data as `dump.rdb` in its directory.
+fn redis_saved(tag: &str) -> Option<(TempDir, Server)> {
+    let dir = TempDir::new(tag);
+    let redis = redis_in(&dir)?;
+    let mut rc = redis.redis_client();
+    populate(&mut rc);
+    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+    Some((dir, redis))
+}
+
 fn percore(args: &[&str], log: &Path) -> Result<Server, common::StartFailure> {
     let port = common::free_port();
     let mut all = vec!["--port".to_string(), port.to_string()];
@@ -180,11 +190,10 @@ fn percore(args: &[&str], log: &Path) -> Result<Server, common::StartFailure> {
 
 #[test]
 fn redis_rdb_files_load_into_percore_with_every_type_ttl_and_database() {
-    let dir = TempDir::new("rdb-in");
-    let Some(redis) = redis_in(&dir) else { return };
+    let Some((dir, redis)) = redis_saved("rdb-in") else {
+        return;
+    };
     let mut rc = redis.redis_client();
-    populate(&mut rc);
-    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
     let rdb = dir.0.join("dump.rdb");
     let log = dir.0.join("percore.log");
     for shards in ["1", "4"] {
@@ -226,11 +235,9 @@ fn redis_rdb_files_load_into_percore_with_every_type_ttl_and_database() {
 
 #[test]
 fn damaged_rdb_files_refuse_the_start_with_the_offset() {
-    let dir = TempDir::new("rdb-bad");
-    let Some(redis) = redis_in(&dir) else { return };
-    let mut rc = redis.redis_client();
-    populate(&mut rc);
-    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+    let Some((dir, _redis)) = redis_saved("rdb-bad") else {
+        return;
+    };
     let good = std::fs::read(dir.0.join("dump.rdb")).unwrap();
     let log = dir.0.join("percore.log");
     let cut = dir.0.join("cut.rdb");
@@ -347,6 +354,25 @@ fn percore_writes_rdb_files_that_redis_loads() {
     }
 }
 
+/// percore with `shards` shards and eviction `policy`, started on the RDB file `rdb`.
+fn import_with_policy(rdb: &Path, shards: &str, policy: &str, log: &Path) -> Server {
+    let file = rdb.to_str().unwrap();
+    let args = [
+        "--shards",
+        shards,
+        "--maxmemory-policy",
+        policy,
+        "--import-rdb",
+        file,
+    ];
+    percore(&args, log).unwrap_or_else(|f| panic!("{f:?}"))
+}
+
+/// `OBJECT <sub> key`'s integer.
+fn object(c: &mut Connection, sub: &str, key: &str) -> i64 {
+    redis::cmd("OBJECT").arg(sub).arg(key).query(c).unwrap()
+}
+
 #[test]
 fn lru_and_lfu_information_in_rdb_files_is_kept() {
     // LFU: the counter Redis saved (FREQ) is the one percore answers.
@@ -358,89 +384,38 @@ fn lru_and_lfu_information_in_rdb_files_is_kept() {
         return;
     };
     let mut rc = redis.redis_client();
-    let _: () = redis::cmd("SET")
-        .arg("hot")
-        .arg("v")
-        .query(&mut rc)
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("cold")
-        .arg("v")
-        .query(&mut rc)
-        .unwrap();
+    let set = |c: &mut Connection, k: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg("v").query(c).unwrap();
+    };
+    set(&mut rc, "hot");
+    set(&mut rc, "cold");
     for _ in 0..300 {
         let _: Value = redis::cmd("GET").arg("hot").query(&mut rc).unwrap();
     }
     let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
-    let rdb = dir.0.join("dump.rdb");
     let log = dir.0.join("percore.log");
-    let p = percore(
-        &[
-            "--shards",
-            "2",
-            "--maxmemory-policy",
-            "allkeys-lfu",
-            "--import-rdb",
-            rdb.to_str().unwrap(),
-        ],
-        &log,
-    )
-    .unwrap_or_else(|f| panic!("{f:?}"));
+    let p = import_with_policy(&dir.0.join("dump.rdb"), "2", "allkeys-lfu", &log);
     let mut pc = p.redis_client();
     for k in ["hot", "cold"] {
-        let want: i64 = redis::cmd("OBJECT")
-            .arg("FREQ")
-            .arg(k)
-            .query(&mut rc)
-            .unwrap();
-        let got: i64 = redis::cmd("OBJECT")
-            .arg("FREQ")
-            .arg(k)
-            .query(&mut pc)
-            .unwrap();
-        assert_eq!(got, want, "OBJECT FREQ {k}");
+        let want = object(&mut rc, "FREQ", k);
+        assert_eq!(object(&mut pc, "FREQ", k), want, "OBJECT FREQ {k}");
     }
+    assert!(object(&mut pc, "FREQ", "hot") > object(&mut pc, "FREQ", "cold"));
     // LRU: the idle time Redis saved (IDLE) carries over.
     let dir = TempDir::new("rdb-lru");
-    let redis =
-        Server::redis_with(&["--dir", dir.path(), "--maxmemory-policy", "allkeys-lru"]).unwrap();
+    let args = ["--dir", dir.path(), "--maxmemory-policy", "allkeys-lru"];
+    let redis = Server::redis_with(&args).unwrap();
     let mut rc = redis.redis_client();
-    let _: () = redis::cmd("SET")
-        .arg("old")
-        .arg("v")
-        .query(&mut rc)
-        .unwrap();
+    set(&mut rc, "old");
     std::thread::sleep(Duration::from_millis(2100));
-    let _: () = redis::cmd("SET")
-        .arg("new")
-        .arg("v")
-        .query(&mut rc)
-        .unwrap();
+    set(&mut rc, "new");
     let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
-    let rdb = dir.0.join("dump.rdb");
-    let p = percore(
-        &[
-            "--shards",
-            "1",
-            "--maxmemory-policy",
-            "allkeys-lru",
-            "--import-rdb",
-            rdb.to_str().unwrap(),
-        ],
-        &log,
-    )
-    .unwrap_or_else(|f| panic!("{f:?}"));
+    let p = import_with_policy(&dir.0.join("dump.rdb"), "1", "allkeys-lru", &log);
     let mut pc = p.redis_client();
-    let old: i64 = redis::cmd("OBJECT")
-        .arg("IDLETIME")
-        .arg("old")
-        .query(&mut pc)
-        .unwrap();
-    let new: i64 = redis::cmd("OBJECT")
-        .arg("IDLETIME")
-        .arg("new")
-        .query(&mut pc)
-        .unwrap();
+    let (old, new) = (
+        object(&mut pc, "IDLETIME", "old"),
+        object(&mut pc, "IDLETIME", "new"),
+    );
     assert!(
         (2..=4).contains(&old) && new <= 1,
         "idle times {old} and {new}"
