@@ -158,6 +158,13 @@ fn read_into(
                     out.expired += 1;
                     continue;
                 }
+                // Redis refuses such a file too ("Duplicated key found in RDB file").
+                if sh.dbs[db as usize].dict.get(&key).is_some() {
+                    return Err(format!(
+                        "error at offset {offset}: duplicate key '{}' in database {db}",
+                        key.escape_ascii()
+                    ));
+                }
                 let clock = rdb::arriving_clock(sh.config.evict.policy, idle_s, freq, now);
                 let entry = Entry {
                     value,
@@ -376,6 +383,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(out.keys, 0);
+        // The same key twice in a database is refused.
+        let twice = [dbs[0].0.clone(), dbs[0].0.clone()].concat();
+        dbs[0] = (twice, 2, 0);
+        let dup = encode_file(&dbs, &[], 0);
+        let e = read_into(
+            &dup,
+            &mut none,
+            1000,
+            true,
+            &mut out,
+            &mut libs,
+            &mut |_| true,
+        );
+        assert!(e.unwrap_err().contains("duplicate key 'a' in database 0"));
         let mut bad = f.clone();
         bad.truncate(f.len() - 3);
         let e = read_into(&bad, &mut none, 0, true, &mut out, &mut libs, &mut |_| {
