@@ -513,11 +513,7 @@ fn run(cfg: Config) -> Result<(), String> {
             // The snapshot set or an RDB file, if any: every core loads its part in parallel before any
             // core serves.
             let t0 = Instant::now();
-            let rdb_file = rdb_io::file_at_start(&cfg);
-            if i == 0 && rdb_file.is_some() && persist::manifest_path(&cfg).exists() {
-                log::warn(&format!("import-rdb: loading {} instead of the snapshot set in {}", cfg.import_rdb, cfg.dir));
-            }
-            let loaded = match rdb_file {
+            let loaded = match rdb_io::file_at_start(&cfg, i) {
                 Some(path) => rdb_io::import(&cfg, &path, &mut core.shard.borrow_mut(), i, n).map(|l| {
                     log::notice(&format!(
                         "shard {i}: loaded {} keys of the RDB file {} in {:.3} s ({} already expired{})",

@@ -53,15 +53,26 @@ pub fn is_rdb(path: &Path) -> bool {
         && &head == b"REDIS"
 }
 
-/// The RDB file the server starts from, if any: `--import-rdb` (even where a snapshot set
-/// is: the setting asks for that file), else `dir/dbfilename` when it is an RDB file and no
-/// snapshot set is there. Called once per core at start.
-pub fn file_at_start(cfg: &Config) -> Option<PathBuf> {
+/// The RDB file the server starts from, if any: `--import-rdb`, or `dir/dbfilename` when it
+/// is an RDB file; either only while no snapshot set is in `dir`. Once percore has saved, its
+/// set is what it starts from, even with `import-rdb` still set (in a config file, a service
+/// unit): an import never discards what was written since. Core 0 says so in the log.
+pub fn file_at_start(cfg: &Config, core: usize) -> Option<PathBuf> {
+    let has_set = persist::manifest_path(cfg).exists();
     if !cfg.import_rdb.is_empty() {
+        if has_set {
+            if core == 0 {
+                crate::log::warn(&format!(
+                    "import-rdb {} ignored: a snapshot set is in {} (loaded instead; move it away to import again)",
+                    cfg.import_rdb, cfg.dir
+                ));
+            }
+            return None;
+        }
         return Some(PathBuf::from(&cfg.import_rdb));
     }
     let path = Path::new(&cfg.dir).join(&cfg.dbfilename);
-    (!persist::manifest_path(cfg).exists() && is_rdb(&path)).then_some(path)
+    (!has_set && is_rdb(&path)).then_some(path)
 }
 
 /// Loads the keys of the RDB file at `path` that route to shard `core` of `shards` into

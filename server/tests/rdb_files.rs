@@ -215,6 +215,34 @@ fn redis_rdb_files_load_into_percore_with_every_type_ttl_and_database() {
             &format!("{shards} shard(s), --import-rdb"),
         );
     }
+    // Once percore has saved, its set is what it starts from, --import-rdb or not.
+    let args = [
+        "--shards",
+        "2",
+        "--import-rdb",
+        rdb.to_str().unwrap(),
+        "--dir",
+        dir.path(),
+    ];
+    let mut p = percore(&args, &log).unwrap_or_else(|f| panic!("{f:?}"));
+    let mut pc = p.redis_client();
+    let _: () = redis::cmd("DEL").arg("s:small").query(&mut pc).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut pc).unwrap();
+    p.terminate();
+    let p = percore(&args, &log).unwrap_or_else(|f| panic!("{f:?}"));
+    let n: i64 = redis::cmd("EXISTS")
+        .arg("s:small")
+        .query(&mut p.redis_client())
+        .unwrap();
+    assert_eq!(n, 0, "the RDB file was imported over the snapshot set");
+    drop(p);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("ignored"));
+    for f in std::fs::read_dir(&dir.0).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.starts_with("percore-") || name == "percore.manifest" {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+    }
     // `dir` + `dbfilename` naming Redis's file, no snapshot set there: loaded the same way.
     let p = percore(
         &[
