@@ -3,18 +3,19 @@
 //! snapshot set (`percore export-rdb DIR FILE`, and after every save when `rdb-export` names
 //! a file).
 //!
-//! Import: every core reads the file whole (one copy in memory, shared), keeping the keys that route to it
-//! and stepping over the others' values without building them
+//! Import: every core reads the whole file (one copy in memory, shared), keeping the keys
+//! that route to it and stepping over the others' values without building them
 //! ([`FileReader::next_record_keeping`]); all cores read in parallel, so loading takes about
 //! one pass over the file plus a 1/n share of the value building. One reader routing
 //! records to the cores would build each value once, but serialises the reading on one core
 //! and moves every value through a mailbox; stepping over a value is a few length reads,
-//! much cheaper than building it. Every core checks the file's CRC64 at its end. Keys
-//! whose deadline has passed are dropped, as Redis drops them when it loads; IDLE and FREQ
-//! become the key's LRU/LFU word as RESTORE's IDLETIME/FREQ do. Function libraries are
-//! loaded by core 0. A damaged or truncated file refuses the start with the offset and the
-//! reason (the process exits: nothing half-loaded ever serves), unless
-//! `load-corrupt-snapshot yes` asks for the keys read before the damage.
+//! much cheaper than building it. Core 0 checks the file's CRC64 (any core's failure stops
+//! the start). Keys whose deadline has passed are dropped, as Redis drops them when it
+//! loads; IDLE and FREQ become the key's LRU/LFU word as RESTORE's IDLETIME/FREQ do; a key
+//! twice in a database is refused, as Redis refuses it. Function libraries are loaded by
+//! core 0. A damaged or truncated file refuses the start with the offset and the reason
+//! (the process exits: nothing half-loaded ever serves), unless `load-corrupt-snapshot yes`
+//! asks for the keys read before the damage.
 //!
 //! Export: each shard file of the set is loaded into a scratch shard and its keys are
 //! encoded as Redis 7.0 encodes them ([`percore_shard::rdb::value::encode`]) into one
@@ -24,6 +25,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use percore_shard::rdb::file::{FileReader, Record};
 use percore_shard::rdb::{self, put_len, put_string};
@@ -32,7 +34,6 @@ use percore_shard::{Entry, Shard, ShardConfig, DB_COUNT};
 use crate::config::Config;
 use crate::core::now_ms;
 use crate::persist;
-use std::sync::{Arc, Mutex, Weak};
 
 /// What an import loaded into one shard.
 #[derive(Default, Debug)]
