@@ -170,20 +170,19 @@ fn read_into(
                     out.expired += 1;
                     continue;
                 }
-                // Redis refuses such a file too ("Duplicated key found in RDB file").
-                if sh.dbs[db as usize].dict.get(&key).is_some() {
-                    return Err(format!(
-                        "error at offset {offset}: duplicate key '{}' in database {db}",
-                        key.escape_ascii()
-                    ));
-                }
                 let clock = rdb::arriving_clock(sh.config.evict.policy, idle_s, freq, now);
                 let entry = Entry {
                     value,
                     expire_at_ms,
                     clock,
                 };
-                sh.store_quietly(db as usize, &key, entry);
+                // Redis refuses such a file too ("Duplicated key found in RDB file").
+                if !sh.store_loaded(db as usize, &key, entry) {
+                    return Err(format!(
+                        "error at offset {offset}: duplicate key '{}' in database {db}",
+                        key.escape_ascii()
+                    ));
+                }
                 out.keys += 1;
             }
             Some(Record::Function(code)) => {
