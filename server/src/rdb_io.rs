@@ -94,7 +94,7 @@ pub fn import(
         &bytes,
         sh,
         now,
-        core == 0,
+        (core == 0, shards),
         &mut out,
         &mut libraries,
         &mut |k| crate::router::shard_of(k, shards) == core,
@@ -137,12 +137,13 @@ fn shared_read(path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
 }
 
 /// Reads the whole file `bytes`, storing the keys `keep` accepts and collecting the
-/// libraries (as FUNCTION DUMP records) in `libraries`.
+/// libraries (as FUNCTION DUMP records) in `libraries`; `verify_checksum`: whether to check
+/// the CRC64; `shards`: how many shards share the keys (to size the tables).
 fn read_into(
     bytes: &[u8],
     sh: &mut Shard,
     now: u64,
-    verify_checksum: bool,
+    (verify_checksum, shards): (bool, usize),
     out: &mut Imported,
     libraries: &mut Vec<u8>,
     keep: &mut dyn FnMut(&[u8]) -> bool,
@@ -150,9 +151,11 @@ fn read_into(
     let at = |e: rdb::value::DecodeError| format!("error at offset {}: {}", e.offset, e.what);
     let mut r = FileReader::new(bytes, sh.config.clone(), sh.next_rand()).map_err(at)?;
     r.verify_checksum = verify_checksum;
+    let mut current_db = 0;
     loop {
         let offset = r.offset();
         match r.next_record_keeping(keep).map_err(at)? {
+            Some(Record::SelectDb(db)) if (db as usize) < DB_COUNT => current_db = db as usize,
             Some(Record::SelectDb(db)) if db as usize >= DB_COUNT => {
                 return Err(format!(
                     "error at offset {offset}: database {db} (percore has {DB_COUNT})"
@@ -184,6 +187,13 @@ fn read_into(
                     ));
                 }
                 out.keys += 1;
+            }
+            // The database's table is sized for this shard's share of its keys up front,
+            // as Redis sizes its own: no rehashing while it fills. A key record takes at
+            // least 3 bytes, which bounds what a hostile size can ask for.
+            Some(Record::ResizeDb { keys, .. }) => {
+                let n = keys.min((bytes.len() / 3) as u64) as usize / shards;
+                sh.dbs[current_db].dict.reserve(n);
             }
             Some(Record::Function(code)) => {
                 libraries.push(rdb::OPCODE_FUNCTION2);
@@ -383,15 +393,30 @@ mod tests {
         let f = encode_file(&dbs, &[], 0);
         let mut out = Imported::default();
         let mut libs = Vec::new();
-        read_into(&f, &mut sh, 1000, true, &mut out, &mut libs, &mut |_| true).unwrap();
+        read_into(
+            &f,
+            &mut sh,
+            1000,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| true,
+        )
+        .unwrap();
         // The key of database 3 expired long ago.
         assert_eq!((out.keys, out.expired), (1, 1));
         assert_eq!(sh.dbs[0].dict.len(), 1);
         let mut none = Shard::new(7, ShardConfig::default());
         let mut out = Imported::default();
-        read_into(&f, &mut none, 1000, true, &mut out, &mut libs, &mut |_| {
-            false
-        })
+        read_into(
+            &f,
+            &mut none,
+            1000,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| false,
+        )
         .unwrap();
         assert_eq!(out.keys, 0);
         // The same key twice in a database is refused.
@@ -402,7 +427,7 @@ mod tests {
             &dup,
             &mut none,
             1000,
-            true,
+            (true, 1),
             &mut out,
             &mut libs,
             &mut |_| true,
@@ -410,9 +435,15 @@ mod tests {
         assert!(e.unwrap_err().contains("duplicate key 'a' in database 0"));
         let mut bad = f.clone();
         bad.truncate(f.len() - 3);
-        let e = read_into(&bad, &mut none, 0, true, &mut out, &mut libs, &mut |_| {
-            false
-        });
+        let e = read_into(
+            &bad,
+            &mut none,
+            0,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| false,
+        );
         assert!(e.unwrap_err().contains("offset"));
     }
 }

@@ -444,8 +444,6 @@ fn lru_and_lfu_information_in_rdb_files_is_kept() {
         object(&mut pc, "IDLETIME", "old"),
         object(&mut pc, "IDLETIME", "new"),
     );
-    assert!(
-        (2..=4).contains(&old) && new <= 1,
-        "idle times {old} and {new}"
-    );
+    // Both have idled since the save as long as the start took; 2 s apart before it.
+    assert!(old - new >= 2, "idle times {old} and {new}");
 }
