@@ -337,7 +337,43 @@ fn literal(out: &mut [u8], op: &mut usize, lit: &mut usize, b: u8) {
 /// into at most `out_len` bytes; None when the result would not fit (Redis then stores the
 /// string uncompressed).
 pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
-    const HLOG: u32 = 16;
+    LZF_TABLE.with(|t| lzf_compress_with(&mut t.borrow_mut(), input, out_len))
+}
+
+const LZF_HLOG: u32 = 16;
+
+/// liblzf's hash table, kept per thread: zeroing a fresh 512 KiB table for every string made
+/// writing millions of short strings (an RDB export) page-fault bound. The slots a call
+/// wrote are cleared at the start of the next, so every call starts from an all-zero table
+/// as liblzf's does, and compresses to the same bytes.
+struct LzfTable {
+    slots: Vec<usize>,
+    touched: Vec<usize>,
+}
+
+impl LzfTable {
+    fn clear(&mut self) {
+        for s in self.touched.drain(..) {
+            self.slots[s] = 0;
+        }
+    }
+
+    /// Stores `v` in `slot`, returning what was there.
+    fn swap(&mut self, slot: usize, v: usize) -> usize {
+        self.touched.push(slot);
+        std::mem::replace(&mut self.slots[slot], v)
+    }
+}
+
+thread_local! {
+    static LZF_TABLE: std::cell::RefCell<LzfTable> = std::cell::RefCell::new(LzfTable {
+        slots: vec![0; 1 << LZF_HLOG],
+        touched: Vec::new(),
+    });
+}
+
+fn lzf_compress_with(htab: &mut LzfTable, input: &[u8], out_len: usize) -> Option<Vec<u8>> {
+    const HLOG: u32 = LZF_HLOG;
     const HSIZE: usize = 1 << HLOG;
     const MAX_OFF: usize = 1 << 13;
     const MAX_REF: usize = (1 << 8) + (1 << 3);
@@ -351,7 +387,7 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     let frst = |p: usize| ((input[p] as u32) << 8) | input[p + 1] as u32;
     let next = |v: u32, p: usize| (v << 8) | input[p + 2] as u32;
     // Positions plus one (0: empty slot).
-    let mut htab = vec![0usize; HSIZE];
+    htab.clear();
     // Room for the unchecked tail writes the C code allows itself.
     let mut out = vec![0u8; out_len + 4];
     let (mut ip, mut op) = (0usize, 1usize);
@@ -360,8 +396,7 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     while in_len >= 3 && ip < in_len - 2 {
         hval = next(hval, ip);
         let slot = idx(hval);
-        let r = htab[slot];
-        htab[slot] = ip + 1;
+        let r = htab.swap(slot, ip + 1);
         let matched = r > 1 && {
             let rf = r - 1;
             ip.checked_sub(rf + 1).is_some_and(|off| off < MAX_OFF)
@@ -418,10 +453,10 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
             ip -= 2;
             hval = frst(ip);
             hval = next(hval, ip);
-            htab[idx(hval)] = ip + 1;
+            htab.swap(idx(hval), ip + 1);
             ip += 1;
             hval = next(hval, ip);
-            htab[idx(hval)] = ip + 1;
+            htab.swap(idx(hval), ip + 1);
             ip += 1;
         } else {
             if op >= out_len {
