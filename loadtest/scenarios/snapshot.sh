@@ -2,7 +2,8 @@
 # Snapshots of KEYS keys (16-byte keys, 32-byte values), percore beside redis-server:
 # SAVE time and MB/s, load time at restart, and BGSAVE under a steady write load: the
 # machine's extra memory while it runs (MemAvailable, so Redis's forked child counts) and
-# the load generator's p99 during it against p99 without. `make bench-snapshot`.
+# the load generator's p99 during it against p99 without; then percore importing Redis's
+# RDB file on 2 shards (`--import-rdb`). `make bench-snapshot`.
 #
 # Environment: KEYS (10000000), RATE (writes/s during the BGSAVE runs, 50000), SERVER_CPU
 # (0), CLIENT_CPU (1).
@@ -76,3 +77,22 @@ for server in $servers; do
     -v p0="$base_p99" -v p1="$(cat "$work/during")" \
     'BEGIN { printf "| %s | %d | %s | %d | %.0f | %s | %s | %d | %s / %s |\n", s, k, sv, mb, (sv > 0 ? mb / sv : 0), l, bg, x, p0, p1 }'
 done
+
+# RDB import: Redis's file of the run above started by percore with 2 shards (--import-rdb),
+# beside Redis's own load of it (the "load s" of its row), from launch to the first PONG.
+if [ -f "$work/redis/dump.rdb" ]; then
+  mkdir -p "$work/import"
+  port=$(free_port)
+  t0=$(now_ms)
+  taskset -c "$SERVER_CPU,$CLIENT_CPU" "$PERCORE" --port "$port" --shards 2 --dir "$work/import" \
+    --import-rdb "$work/redis/dump.rdb" >/dev/null 2>&1 &
+  pid=$!
+  until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do sleep 0.02; done
+  t1=$(now_ms)
+  keys=$(redis-cli -p "$port" dbsize)
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  wait "$pid" 2>/dev/null || true
+  mb=$(du -m --apparent-size "$work/redis/dump.rdb" | cut -f1)
+  awk -v k="$keys" -v mb="$mb" -v a="$t0" -v b="$t1" \
+    'BEGIN { printf "\n| RDB import | keys | file MB | load s |\n|---|---:|---:|---:|\n| percore --import-rdb, 2 shards | %d | %d | %.2f |\n", k, mb, (b - a) / 1000 }'
+fi

@@ -63,7 +63,7 @@ pub fn run(args: &[String]) -> i32 {
             }
             Ok(Some(Record::EmptyKey { .. })) => empty += 1,
             Ok(Some(Record::Function(_))) => functions += 1,
-            Ok(Some(Record::SelectDb(_) | Record::ResizeDb { .. })) => {}
+            Ok(Some(Record::SelectDb(_) | Record::ResizeDb { .. } | Record::Skipped { .. })) => {}
             Ok(Some(Record::End { checksum })) => {
                 println!(
                     "  checksum: {}",

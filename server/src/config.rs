@@ -64,6 +64,10 @@ pub struct Config {
     pub rdb_key_save_delay: u64,
     /// Start with the valid part of a corrupt snapshot set instead of refusing to start.
     pub load_corrupt_snapshot: bool,
+    /// A Redis RDB file to load at start instead of the snapshot set (empty: none).
+    pub import_rdb: String,
+    /// A file name in `dir`: every save also writes the set there as a Redis RDB (empty: no).
+    pub rdb_export: String,
     pub loglevel: String,
     pub config_file: Option<String>,
     /// Commands taking at least this many microseconds enter the slow log (negative: off).
@@ -157,6 +161,8 @@ impl Default for Config {
             save: Vec::new(),
             rdb_key_save_delay: 0,
             load_corrupt_snapshot: false,
+            import_rdb: String::new(),
+            rdb_export: String::new(),
             loglevel: "notice".into(),
             config_file: None,
             slowlog_log_slower_than: 10_000,
@@ -454,6 +460,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
     Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "import-rdb", get: |c| c.import_rdb.clone(), set: |c, v| { c.import_rdb = one(v)?.to_string(); Ok(()) }, mutable: false },
+    Param { name: "rdb-export", get: |c| c.rdb_export.clone(), set: |c, v| { let n = one(v)?; if n.contains('/') { return Err("rdb-export can't be a path, just a filename".into()); } c.rdb_export = n.to_string(); Ok(()) }, mutable: true },
     Param { name: "enable-protected-configs", get: |c| c.enable_protected_configs.name().into(), set: |c, v| { c.enable_protected_configs = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "enable-module-command", get: |c| c.enable_module_command.name().into(), set: |c, v| { c.enable_module_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "enable-debug-command", get: |c| c.enable_debug_command.name().into(), set: |c, v| { c.enable_debug_command = ProtectedAction::parse(one(v)?)?; Ok(()) }, mutable: false },
@@ -526,7 +534,7 @@ pub static PARAMS: &[Param] = &[
 
 /// Settings only clients admitted by `enable-protected-configs` may CONFIG SET (Redis 7.0's
 /// `PROTECTED_CONFIG`: where files are written).
-pub const PROTECTED: [&str; 2] = ["dir", "dbfilename"];
+pub const PROTECTED: [&str; 3] = ["dir", "dbfilename", "rdb-export"];
 
 pub fn find_param(name: &str) -> Option<&'static Param> {
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
@@ -552,6 +560,8 @@ pub enum Invocation {
     Run(Box<Config>),
     /// `percore check-snapshot DIR [--dbfilename NAME]`: verify a snapshot set offline.
     CheckSnapshot(Box<Config>),
+    /// `percore export-rdb DIR FILE [--dbfilename NAME]`: write a snapshot set as a Redis RDB.
+    ExportRdb(Box<Config>, String),
     Help,
     Version,
 }
@@ -564,7 +574,9 @@ pub fn usage() -> String {
          Settings use redis.conf names; flags override the file. Examples:\n  \
          percore --port 7000 --shards 4\n  \
          percore /etc/percore.conf --requirepass secret\n  \
-         percore check-snapshot /var/lib/percore   (verify a snapshot set and say what it holds)\n\nSettings:\n",
+         percore check-snapshot /var/lib/percore   (verify a snapshot set and say what it holds)\n  \
+         percore export-rdb /var/lib/percore dump.rdb   (write a snapshot set as a Redis RDB file)\n  \
+         percore check-rdb dump.rdb   (read a Redis RDB file and say what it holds)\n\nSettings:\n",
     );
     for p in PARAMS {
         let _ = writeln!(
@@ -689,6 +701,17 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 };
                 cfg.dir = dir.clone();
                 return Ok(Invocation::CheckSnapshot(Box::new(cfg)));
+            }
+            "export-rdb" => {
+                let usage = "usage: percore export-rdb DIR FILE [--dbfilename NAME]";
+                let (Some(dir), Some(out)) = (rest.get(1), rest.get(2)) else {
+                    return Err(usage.into());
+                };
+                let Invocation::Run(mut cfg) = parse_args(&rest[3..])? else {
+                    return Err(usage.into());
+                };
+                cfg.dir = dir.clone();
+                return Ok(Invocation::ExportRdb(cfg, out.clone()));
             }
             f if !f.starts_with("--") => {
                 loader.apply_file(&mut cfg, f)?;

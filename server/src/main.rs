@@ -26,6 +26,7 @@ mod multi;
 mod pause;
 mod persist;
 mod pubsub;
+mod rdb_io;
 mod router;
 mod runtime;
 mod scripting;
@@ -56,6 +57,7 @@ fn main() {
     let cfg = match config::parse_args(&args) {
         Ok(Invocation::Run(c)) => *c,
         Ok(Invocation::CheckSnapshot(c)) => std::process::exit(persist::check(&c)),
+        Ok(Invocation::ExportRdb(c, out)) => std::process::exit(rdb_io::export_command(&c, &out)),
         Ok(Invocation::Help) => {
             print!("{}", config::usage());
             return;
@@ -511,10 +513,23 @@ fn run(cfg: Config) -> Result<(), String> {
                     }
                 }
             }
-            // The snapshot set, if any: every core loads its part in parallel before any
+            // The snapshot set or an RDB file, if any: every core loads its part in parallel before any
             // core serves.
             let t0 = Instant::now();
-            let loaded = persist::load(&cfg, &mut core.shard.borrow_mut(), i, n);
+            let loaded = match rdb_io::file_at_start(&cfg, i) {
+                Some(path) => rdb_io::import(&cfg, &path, &mut core.shard.borrow_mut(), i, n).map(|l| {
+                    log::notice(&format!(
+                        "shard {i}: loaded {} keys of the RDB file {} in {:.3} s ({} already expired{})",
+                        l.keys,
+                        path.display(),
+                        t0.elapsed().as_secs_f64(),
+                        l.expired,
+                        if i == 0 { format!(", {} function libraries", l.functions) } else { String::new() }
+                    ));
+                    persist::Loaded::default()
+                }),
+                None => persist::load(&cfg, &mut core.shard.borrow_mut(), i, n),
+            };
             match loaded {
                 Ok(l) if l.id != 0 => log::notice(&format!(
                     "shard {i}: loaded {} keys of snapshot {} in {:.3} s",

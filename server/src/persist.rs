@@ -296,7 +296,15 @@ async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
     let shards = set.pending.len();
     let r = match gather(set.pending).await {
         Ok((files, dirty)) => {
-            finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await
+            match finish_set(core, &set.cfg, set.previous, set.id, set.now, files, dirty).await {
+                // The set stays saved (and is not removed) if its RDB copy fails; SAVE says so.
+                Ok(()) => {
+                    return crate::rdb_io::export_after_save(set.cfg)
+                        .await
+                        .map(|()| set.id)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
@@ -647,7 +655,7 @@ impl Drop for Mapped {
 /// Checks one file of `m` against the manifest and its own checksums, calling `on_block`
 /// for every valid block. With `keep_going`, stops at the first bad block and reports it
 /// while keeping what came before.
-fn read_file(
+pub(crate) fn read_file(
     cfg: &Config,
     m: &Manifest,
     index: usize,

@@ -980,6 +980,15 @@ impl Dict {
         self.rehash_idx = Some(0);
     }
 
+    /// Sizes a table that has never held anything for `n` entries up front (Redis's
+    /// `dictExpand` on an RDB file's RESIZEDB), so that loading them rehashes nothing. The
+    /// caller bounds `n` (it is read from a file). Does nothing to a table already in use.
+    pub fn reserve(&mut self, n: usize) {
+        if self.tables[0].size == 0 && self.rehash_idx.is_none() {
+            self.start_resize(n / MAX_LOAD + 1);
+        }
+    }
+
     fn grow_if_needed(&mut self) {
         if self.rehash_idx.is_some() {
             return;
@@ -1478,6 +1487,20 @@ mod tests {
     /// Growth in bounded steps: while a table grows from empty to 2M entries, no insert or
     /// lookup moves more than one bucket's chain (visiting at most 10 empty buckets), and
     /// no single call moves more than a handful of entries, whatever the table size.
+    #[test]
+    fn a_reserved_table_takes_its_entries_without_rehashing() {
+        let mut d = Dict::new(5);
+        d.reserve(10_000);
+        for i in 0..10_000u32 {
+            int(&mut d, &i.to_le_bytes(), 0);
+            assert!(!d.is_rehashing(), "rehashing at {i}");
+        }
+        // A table in use is left alone.
+        let size = d.buckets();
+        d.reserve(1 << 20);
+        assert_eq!(d.buckets(), size);
+    }
+
     #[test]
     fn growth_moves_a_bounded_number_of_entries_per_call() {
         let mut d = Dict::new(11);

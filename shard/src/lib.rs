@@ -255,9 +255,16 @@ impl Shard {
     /// Stores `entry` at `key` recording no event of its own: the value of a command whose
     /// events were recorded where it ran (see [`Shard::record_events`]).
     pub fn store_quietly(&mut self, db: usize, key: &[u8], entry: Entry) {
+        self.store_loaded(db, key, entry);
+    }
+
+    /// [`Shard::store_quietly`] for a key read from a file: true when the key was added, false
+    /// when it replaced one.
+    pub fn store_loaded(&mut self, db: usize, key: &[u8], entry: Entry) -> bool {
         let mark = self.events.len();
-        self.store(db, key, entry);
+        let added = self.store_entry(db, key, entry);
         self.events.truncate(mark);
+        added
     }
 
     /// Records keyspace event `event` of class `class` on `key` in `db` (Redis's

@@ -10,7 +10,7 @@
 use crate::notify::GENERIC;
 use crate::ops::{eq_ic, parse_int};
 use crate::rdb::{self, Reader};
-use crate::{err, evict, Clock, Entry, ExecCtx, Shard};
+use crate::{err, Entry, ExecCtx, Shard};
 use percore_proto::{Args, ReplyWriter};
 
 pub fn dump(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
@@ -101,17 +101,12 @@ pub fn restore(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         }
         return out.ok();
     }
-    let policy = sh.config.evict.policy;
-    let clock = match (policy.is_lfu(), o.freq, o.idle_s) {
-        (true, Some(f), _) => Clock::Kept(evict::lfu_word(f as u8, (ctx.now_ms / 60_000) as u16)),
-        (false, _, Some(idle)) => {
-            // The LRU word is the second of the last access: an idle time longer than the
-            // clock's age reads as that age.
-            let now_s = ctx.now_ms / 1000;
-            Clock::Kept(now_s.saturating_sub(idle as u64) as u32)
-        }
-        _ => Clock::Fresh { now_ms: ctx.now_ms },
-    };
+    let clock = rdb::arriving_clock(
+        sh.config.evict.policy,
+        o.idle_s.map(|i| i as u64),
+        o.freq.map(|f| f as u8),
+        ctx.now_ms,
+    );
     let entry = Entry {
         value,
         expire_at_ms: deadline_ms as u64,

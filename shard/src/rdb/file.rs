@@ -99,6 +99,10 @@ pub enum Record {
         idle_s: Option<u64>,
         freq: Option<u8>,
     },
+    /// A key the caller's filter did not keep: its value was stepped over, not read.
+    Skipped {
+        db: u64,
+    },
     /// A key whose collection was empty: Redis 7.0 skips such keys with a warning.
     EmptyKey {
         db: u64,
@@ -114,6 +118,9 @@ pub enum Record {
 pub struct FileReader<'a> {
     r: Reader<'a>,
     pub version: u32,
+    /// Whether the end's CRC64 is checked (true unless turned off: when several readers
+    /// read the same file, one check is enough).
+    pub verify_checksum: bool,
     db: u64,
     done: bool,
     config: ShardConfig,
@@ -141,6 +148,7 @@ impl<'a> FileReader<'a> {
         Ok(FileReader {
             r,
             version,
+            verify_checksum: true,
             db: 0,
             done: false,
             config,
@@ -183,6 +191,16 @@ impl<'a> FileReader<'a> {
 
     /// The next record; None after the end marker.
     pub fn next_record(&mut self) -> Result<Option<Record>, DecodeError> {
+        self.next_record_keeping(&mut |_| true)
+    }
+
+    /// [`FileReader::next_record`], reading only the values of the keys `keep` accepts: the
+    /// others are stepped over ([`value::skip_body`]) and come back as [`Record::Skipped`].
+    /// How a shard loading a file reads past the other shards' keys cheaply.
+    pub fn next_record_keeping(
+        &mut self,
+        keep: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Record>, DecodeError> {
         if self.done {
             return Ok(None);
         }
@@ -194,6 +212,10 @@ impl<'a> FileReader<'a> {
             let Some(op) = Opcode::of(t) else {
                 let key = self.string("bad key")?;
                 let db = self.db;
+                if !keep(&key) {
+                    value::skip_body(t, &mut self.r)?;
+                    return Ok(Some(Record::Skipped { db }));
+                }
                 return match value::decode_body(t, &mut self.r, &self.config, self.seed) {
                     Ok(value) => Ok(Some(Record::Key {
                         db,
@@ -257,7 +279,7 @@ impl<'a> FileReader<'a> {
         if self.version >= 5 {
             let covered = self.r.pos;
             let want = u64::from_le_bytes(self.fixed("truncated checksum")?);
-            if want != 0 {
+            if want != 0 && self.verify_checksum {
                 if crc64(0, &self.r.data[..covered]) != want {
                     return Err(DecodeError {
                         offset: covered,
@@ -356,6 +378,15 @@ mod tests {
         assert!(matches!(&recs[4], Record::EmptyKey { db: 3, key } if key == b"empty"));
         assert!(matches!(recs[5], Record::Function(_)));
         assert!(matches!(recs[6], Record::End { checksum: true }));
+        // Filtered, the key's value is stepped over and the rest reads the same.
+        let f = sample();
+        let mut r = FileReader::new(&f, ShardConfig::default(), 1).unwrap();
+        let mut kinds = Vec::new();
+        while let Some(rec) = r.next_record_keeping(&mut |_| false).unwrap() {
+            kinds.push(std::mem::discriminant(&rec));
+        }
+        assert_eq!(kinds.len(), recs.len());
+        assert!(matches!(kinds[3], d if d == std::mem::discriminant(&Record::Skipped { db: 0 })));
     }
 
     #[test]

@@ -27,6 +27,23 @@ pub const OPCODE_FUNCTION2: u8 = 245;
 /// `RDB_OPCODE_FUNCTION`: 7.0-rc1/rc2's library record (name, engine, description, code).
 pub const OPCODE_FUNCTION: u8 = 246;
 
+/// The LRU/LFU word of a key arriving with Redis's IDLE or FREQ information (RESTORE's
+/// IDLETIME/FREQ, an RDB file's records): kept when it fits the eviction policy, a fresh
+/// word otherwise. An idle time longer than the clock's age reads as that age.
+pub fn arriving_clock(
+    policy: crate::evict::Policy,
+    idle_s: Option<u64>,
+    freq: Option<u8>,
+    now_ms: u64,
+) -> crate::Clock {
+    use crate::{evict, Clock};
+    match (policy.is_lfu(), freq, idle_s) {
+        (true, Some(f), _) => Clock::Kept(evict::lfu_word(f, (now_ms / 60_000) as u16)),
+        (false, _, Some(idle)) => Clock::Kept((now_ms / 1000).saturating_sub(idle) as u32),
+        _ => Clock::Fresh { now_ms },
+    }
+}
+
 /// Redis's CRC64 lookup table (reflected Jones polynomial 0x95ac9329ac4bc9b5).
 const CRC64_TABLE: [u64; 256] = {
     let mut t = [0u64; 256];
@@ -48,8 +65,44 @@ const CRC64_TABLE: [u64; 256] = {
     t
 };
 
+/// Slicing-by-8 tables: `CRC64_SLICES[k][i]` is the CRC of byte `i` followed by `k` zero
+/// bytes, so eight bytes are folded in per step (as Redis's `crcspeed` does).
+const CRC64_SLICES: [[u64; 256]; 8] = {
+    let mut t = [[0u64; 256]; 8];
+    t[0] = CRC64_TABLE;
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ CRC64_TABLE[(prev & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
 /// Redis's `crc64(crc, data)`.
 pub fn crc64(mut crc: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        crc ^= u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let t = &CRC64_SLICES;
+        crc = t[7][(crc & 0xff) as usize]
+            ^ t[6][((crc >> 8) & 0xff) as usize]
+            ^ t[5][((crc >> 16) & 0xff) as usize]
+            ^ t[4][((crc >> 24) & 0xff) as usize]
+            ^ t[3][((crc >> 32) & 0xff) as usize]
+            ^ t[2][((crc >> 40) & 0xff) as usize]
+            ^ t[1][((crc >> 48) & 0xff) as usize]
+            ^ t[0][(crc >> 56) as usize];
+    }
+    crc64_bytewise(crc, chunks.remainder())
+}
+
+/// The byte-at-a-time form: the tail of [`crc64`], and its reference in tests.
+fn crc64_bytewise(mut crc: u64, data: &[u8]) -> u64 {
     for &b in data {
         crc = CRC64_TABLE[((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
     }
@@ -209,6 +262,25 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// Steps over an RDB string without building it (an LZF string is not decompressed).
+    pub fn skip_string(&mut self) -> Option<()> {
+        let n = match self.len_or_enc()? {
+            Ok(n) => usize::try_from(n).ok()?,
+            Err(0) => 1,
+            Err(1) => 2,
+            Err(2) => 4,
+            Err(3) => {
+                let clen = usize::try_from(self.length()?).ok()?;
+                self.length()?;
+                clen
+            }
+            Err(_) => return None,
+        };
+        self.take(n).map(drop)
+    }
+}
+
 /// liblzf's decompressor: exactly `len` bytes out, or None on any malformed input.
 pub fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     // The output never exceeds `len`; a hostile `len` is bounded by what the input can
@@ -265,7 +337,43 @@ fn literal(out: &mut [u8], op: &mut usize, lit: &mut usize, b: u8) {
 /// into at most `out_len` bytes; None when the result would not fit (Redis then stores the
 /// string uncompressed).
 pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
-    const HLOG: u32 = 16;
+    LZF_TABLE.with(|t| lzf_compress_with(&mut t.borrow_mut(), input, out_len))
+}
+
+const LZF_HLOG: u32 = 16;
+
+/// liblzf's hash table, kept per thread: zeroing a fresh 512 KiB table for every string made
+/// writing millions of short strings (an RDB export) page-fault bound. The slots a call
+/// wrote are cleared at the start of the next, so every call starts from an all-zero table
+/// as liblzf's does, and compresses to the same bytes.
+struct LzfTable {
+    slots: Vec<usize>,
+    touched: Vec<usize>,
+}
+
+impl LzfTable {
+    fn clear(&mut self) {
+        for s in self.touched.drain(..) {
+            self.slots[s] = 0;
+        }
+    }
+
+    /// Stores `v` in `slot`, returning what was there.
+    fn swap(&mut self, slot: usize, v: usize) -> usize {
+        self.touched.push(slot);
+        std::mem::replace(&mut self.slots[slot], v)
+    }
+}
+
+thread_local! {
+    static LZF_TABLE: std::cell::RefCell<LzfTable> = std::cell::RefCell::new(LzfTable {
+        slots: vec![0; 1 << LZF_HLOG],
+        touched: Vec::new(),
+    });
+}
+
+fn lzf_compress_with(htab: &mut LzfTable, input: &[u8], out_len: usize) -> Option<Vec<u8>> {
+    const HLOG: u32 = LZF_HLOG;
     const HSIZE: usize = 1 << HLOG;
     const MAX_OFF: usize = 1 << 13;
     const MAX_REF: usize = (1 << 8) + (1 << 3);
@@ -279,7 +387,7 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     let frst = |p: usize| ((input[p] as u32) << 8) | input[p + 1] as u32;
     let next = |v: u32, p: usize| (v << 8) | input[p + 2] as u32;
     // Positions plus one (0: empty slot).
-    let mut htab = vec![0usize; HSIZE];
+    htab.clear();
     // Room for the unchecked tail writes the C code allows itself.
     let mut out = vec![0u8; out_len + 4];
     let (mut ip, mut op) = (0usize, 1usize);
@@ -288,8 +396,7 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     while in_len >= 3 && ip < in_len - 2 {
         hval = next(hval, ip);
         let slot = idx(hval);
-        let r = htab[slot];
-        htab[slot] = ip + 1;
+        let r = htab.swap(slot, ip + 1);
         let matched = r > 1 && {
             let rf = r - 1;
             ip.checked_sub(rf + 1).is_some_and(|off| off < MAX_OFF)
@@ -346,10 +453,10 @@ pub fn lzf_compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
             ip -= 2;
             hval = frst(ip);
             hval = next(hval, ip);
-            htab[idx(hval)] = ip + 1;
+            htab.swap(idx(hval), ip + 1);
             ip += 1;
             hval = next(hval, ip);
-            htab[idx(hval)] = ip + 1;
+            htab.swap(idx(hval), ip + 1);
             ip += 1;
         } else {
             if op >= out_len {
@@ -391,6 +498,22 @@ pub(crate) fn assert_hostile_refused(blob: &[u8], reads: impl Fn(&[u8]) -> bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc64_by_eight_bytes_is_crc64_by_one() {
+        let data: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 9) as u8)
+            .collect();
+        for start in 0..9 {
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 100, 2991 - start] {
+                let d = &data[start..start + len];
+                assert_eq!(crc64(77, d), crc64_bytewise(77, d), "{start} {len}");
+                // Continuing a CRC across a split point.
+                let (a, b) = d.split_at(len / 3);
+                assert_eq!(crc64(crc64(0, a), b), crc64_bytewise(0, d));
+            }
+        }
+    }
 
     #[test]
     fn crc64_is_redis_s() {

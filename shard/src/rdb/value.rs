@@ -218,6 +218,63 @@ pub fn decode_body(
     }
 }
 
+/// Steps over the body of a value of RDB type `t` without building it: what a loader does
+/// with a value another shard keeps. Only the framing is checked (lengths and counts within
+/// the input); the blobs inside are not opened.
+pub fn skip_body(t: u8, r: &mut Reader) -> Result<(), DecodeError> {
+    let fail = |r: &Reader, what| DecodeError {
+        offset: r.pos,
+        what,
+    };
+    let count = |r: &mut Reader| r.length().ok_or_else(|| fail(r, "bad length"));
+    let string = |r: &mut Reader| {
+        r.skip_string()
+            .ok_or_else(|| fail(r, "bad or truncated string"))
+    };
+    match t {
+        kind::STRING
+        | kind::LIST_ZIPLIST
+        | kind::SET_INTSET
+        | kind::SET_LISTPACK
+        | kind::ZSET_ZIPLIST
+        | kind::ZSET_LISTPACK
+        | kind::HASH_ZIPMAP
+        | kind::HASH_ZIPLIST
+        | kind::HASH_LISTPACK => string(r),
+        kind::LIST | kind::SET | kind::LIST_QUICKLIST | kind::HASH => {
+            let per = if t == kind::HASH { 2 } else { 1 };
+            for _ in 0..count(r)? {
+                for _ in 0..per {
+                    string(r)?;
+                }
+            }
+            Ok(())
+        }
+        kind::LIST_QUICKLIST_2 => {
+            for _ in 0..count(r)? {
+                count(r)?;
+                string(r)?;
+            }
+            Ok(())
+        }
+        kind::ZSET | kind::ZSET_2 => {
+            for _ in 0..count(r)? {
+                string(r)?;
+                let n = match (t, r.byte()) {
+                    (kind::ZSET_2, Some(_)) => 7,
+                    (_, Some(253..=255)) => 0,
+                    (_, Some(n)) => n as usize,
+                    (_, None) => return Err(fail(r, "truncated score")),
+                };
+                r.take(n).ok_or_else(|| fail(r, "truncated score"))?;
+            }
+            Ok(())
+        }
+        // Refused as reading them is: what the reader says about them is the error.
+        _ => decode_body(t, r, &ShardConfig::default(), 1).map(drop),
+    }
+}
+
 fn decode_list(t: u8, c: &mut Ctx) -> Result<Value, DecodeError> {
     let limits = c.config.list_limits;
     let mut l = List::default();
@@ -548,7 +605,16 @@ mod tests {
         let mut r = Reader::new(&out);
         let back = decode(&mut r, &cfg(), 7).unwrap();
         assert_eq!(r.remaining(), 0);
+        assert_skips_whole(&out);
         back
+    }
+
+    /// Stepping over the value `p` holds consumes all of it.
+    fn assert_skips_whole(p: &[u8]) {
+        let mut r = Reader::new(p);
+        let t = r.byte().unwrap();
+        skip_body(t, &mut r).unwrap();
+        assert_eq!(r.remaining(), 0, "type {t}");
     }
 
     fn big_list(n: usize) -> Value {
@@ -671,6 +737,9 @@ mod tests {
         let Value::ZSet(z) = v else { panic!() };
         assert_eq!(z.score(b"a"), Some(1.5));
         assert_eq!(z.score(b"b"), Some(f64::NEG_INFINITY));
+        assert_skips_whole(b"\x03\x02\x01a\x031.5\x01b\xff");
+        assert_skips_whole(b"\x01\x02\x01x\xc0\x07");
+        assert_skips_whole(b"\x12\x01\x01\x03abc");
         let v = decode(
             &mut Reader::new(b"\x09\x0a\x01\x01a\x01\x00b\x02cd\xff"),
             &c,

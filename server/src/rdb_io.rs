@@ -1,0 +1,449 @@
+//! Redis RDB files in and out: loading one at start (`--import-rdb FILE`, or `dir` +
+//! `dbfilename` naming an RDB where no percore snapshot set is) and writing one from a
+//! snapshot set (`percore export-rdb DIR FILE`, and after every save when `rdb-export` names
+//! a file).
+//!
+//! Import: every core reads the whole file (one copy in memory, shared), keeping the keys
+//! that route to it and stepping over the others' values without building them
+//! ([`FileReader::next_record_keeping`]); all cores read in parallel, so loading takes about
+//! one pass over the file plus a 1/n share of the value building. One reader routing
+//! records to the cores would build each value once, but serialises the reading on one core
+//! and moves every value through a mailbox; stepping over a value is a few length reads,
+//! much cheaper than building it. Core 0 checks the file's CRC64 (any core's failure stops
+//! the start). Keys whose deadline has passed are dropped, as Redis drops them when it
+//! loads; IDLE and FREQ become the key's LRU/LFU word as RESTORE's IDLETIME/FREQ do; a key
+//! twice in a database is refused, as Redis refuses it. Function libraries are loaded by
+//! core 0. A damaged or truncated file refuses the start with the offset and the reason
+//! (the process exits: nothing half-loaded ever serves), unless `load-corrupt-snapshot yes`
+//! asks for the keys read before the damage.
+//!
+//! Export: each shard file of the set is loaded into a scratch shard and its keys are
+//! encoded as Redis 7.0 encodes them ([`percore_shard::rdb::value::encode`]) into one
+//! buffer per database; then the file is written as Redis 7.0 writes one: `REDIS0010`, aux
+//! fields, the function libraries, each database (SELECTDB, RESIZEDB, its keys with their
+//! deadlines), EOF and the CRC64. Memory: one shard's keys plus the encoded file.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use percore_shard::rdb::file::{FileReader, Record};
+use percore_shard::rdb::{self, put_len, put_string};
+use percore_shard::{Entry, Shard, ShardConfig, DB_COUNT};
+
+use crate::config::Config;
+use crate::core::now_ms;
+use crate::persist;
+
+/// What an import loaded into one shard.
+#[derive(Default, Debug)]
+pub struct Imported {
+    pub keys: usize,
+    pub expired: usize,
+    pub functions: usize,
+    /// The damage `load-corrupt-snapshot yes` loaded past.
+    pub error: Option<String>,
+}
+
+/// Whether the file at `path` starts like a Redis RDB file.
+pub fn is_rdb(path: &Path) -> bool {
+    let mut head = [0u8; 5];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"REDIS"
+}
+
+/// The RDB file the server starts from, if any: `--import-rdb`, or `dir/dbfilename` when it
+/// is an RDB file; either only while no snapshot set is in `dir`. Once percore has saved, its
+/// set is what it starts from, even with `import-rdb` still set (in a config file, a service
+/// unit): an import never discards what was written since. Core 0 says so in the log.
+pub fn file_at_start(cfg: &Config, core: usize) -> Option<PathBuf> {
+    let has_set = persist::manifest_path(cfg).exists();
+    if !cfg.import_rdb.is_empty() {
+        if has_set {
+            if core == 0 {
+                crate::log::warn(&format!(
+                    "import-rdb {} ignored: a snapshot set is in {} (loaded instead; move it away to import again)",
+                    cfg.import_rdb, cfg.dir
+                ));
+            }
+            return None;
+        }
+        return Some(PathBuf::from(&cfg.import_rdb));
+    }
+    let path = Path::new(&cfg.dir).join(&cfg.dbfilename);
+    (!has_set && is_rdb(&path)).then_some(path)
+}
+
+/// Loads the keys of the RDB file at `path` that route to shard `core` of `shards` into
+/// `sh`; core 0 also loads its function libraries.
+pub fn import(
+    cfg: &Config,
+    path: &Path,
+    sh: &mut Shard,
+    core: usize,
+    shards: usize,
+) -> Result<Imported, String> {
+    let bytes = shared_read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Imported::default();
+    let now = now_ms();
+    let mut libraries = Vec::new();
+    // Core 0 checks the file's checksum for all: a core's failure stops the start.
+    let r = read_into(
+        &bytes,
+        sh,
+        now,
+        (core == 0, shards),
+        &mut out,
+        &mut libraries,
+        &mut |k| crate::router::shard_of(k, shards) == core,
+    );
+    let refuse = |e: String| {
+        format!("{e}; refusing to start on a damaged RDB file (set load-corrupt-snapshot yes to load the keys before the damage)")
+    };
+    if let Err(e) = r {
+        let e = format!("{}: {e}", path.display());
+        if !cfg.load_corrupt_snapshot {
+            return Err(refuse(e));
+        }
+        crate::log::warn(&format!("loading what is valid: {e}"));
+        out.error = Some(e);
+    }
+    if core == 0 && !libraries.is_empty() {
+        out.functions = crate::functions::restore_at_start(&rdb::seal(libraries))
+            .map_err(|e| refuse(format!("{}: functions: {e}", path.display())))?;
+    }
+    Ok(out)
+}
+
+/// The bytes of the file at `path`, read once for all the cores loading it at the same
+/// time: the first reads it, the others share that copy, which is freed when the last is
+/// done. (A mapping would share it too, but a file truncated while it is read would kill
+/// the process with SIGBUS; an RDB file is the user's, not percore's.)
+fn shared_read(path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
+    static LAST: Mutex<Option<(PathBuf, Weak<Vec<u8>>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = last
+        .as_ref()
+        .filter(|(p, _)| p == path)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(bytes);
+    }
+    let bytes = Arc::new(std::fs::read(path)?);
+    *last = Some((path.to_path_buf(), Arc::downgrade(&bytes)));
+    Ok(bytes)
+}
+
+/// Reads the whole file `bytes`, storing the keys `keep` accepts and collecting the
+/// libraries (as FUNCTION DUMP records) in `libraries`; `verify_checksum`: whether to check
+/// the CRC64; `shards`: how many shards share the keys (to size the tables).
+fn read_into(
+    bytes: &[u8],
+    sh: &mut Shard,
+    now: u64,
+    (verify_checksum, shards): (bool, usize),
+    out: &mut Imported,
+    libraries: &mut Vec<u8>,
+    keep: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<(), String> {
+    let at = |e: rdb::value::DecodeError| format!("error at offset {}: {}", e.offset, e.what);
+    let mut r = FileReader::new(bytes, sh.config.clone(), sh.next_rand()).map_err(at)?;
+    r.verify_checksum = verify_checksum;
+    let mut current_db = 0;
+    loop {
+        let offset = r.offset();
+        match r.next_record_keeping(keep).map_err(at)? {
+            Some(Record::SelectDb(db)) if (db as usize) < DB_COUNT => current_db = db as usize,
+            Some(Record::SelectDb(db)) if db as usize >= DB_COUNT => {
+                return Err(format!(
+                    "error at offset {offset}: database {db} (percore has {DB_COUNT})"
+                ));
+            }
+            Some(Record::Key {
+                key,
+                db,
+                expire_at_ms,
+                freq,
+                idle_s,
+                value,
+            }) => {
+                if expire_at_ms != 0 && expire_at_ms < now {
+                    out.expired += 1;
+                    continue;
+                }
+                let clock = rdb::arriving_clock(sh.config.evict.policy, idle_s, freq, now);
+                let entry = Entry {
+                    value,
+                    expire_at_ms,
+                    clock,
+                };
+                // Redis refuses such a file too ("Duplicated key found in RDB file").
+                if !sh.store_loaded(db as usize, &key, entry) {
+                    return Err(format!(
+                        "error at offset {offset}: duplicate key '{}' in database {db}",
+                        key.escape_ascii()
+                    ));
+                }
+                out.keys += 1;
+            }
+            // The database's table is sized for this shard's share of its keys up front,
+            // as Redis sizes its own: no rehashing while it fills. A key record takes at
+            // least 3 bytes, which bounds what a hostile size can ask for.
+            Some(Record::ResizeDb { keys, .. }) => {
+                let n = keys.min((bytes.len() / 3) as u64) as usize / shards;
+                sh.dbs[current_db].dict.reserve(n);
+            }
+            Some(Record::Function(code)) => {
+                libraries.push(rdb::OPCODE_FUNCTION2);
+                put_string(libraries, &code);
+            }
+            Some(_) => {}
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Writes the snapshot set `cfg` names (`dir`, `dbfilename`) as a Redis RDB file (version
+/// 10) at `out`, through `<out>.tmp` and a rename. Returns the number of keys written.
+pub fn export_set(cfg: &Config, out: &Path) -> Result<u64, String> {
+    let m = persist::read_manifest(cfg)?.ok_or_else(|| {
+        format!(
+            "{}: no manifest: no snapshot set here",
+            persist::manifest_path(cfg).display()
+        )
+    })?;
+    let now = now_ms();
+    let config = ShardConfig::default();
+    // Each database's keys, encoded, with their counts (keys, with a deadline).
+    let mut dbs: Vec<(Vec<u8>, u64, u64)> = vec![Default::default(); DB_COUNT];
+    for i in 0..m.shards {
+        let mut sh = Shard::new(i as u64 + 1, config.clone());
+        persist::read_file(cfg, &m, i, &mut |block| {
+            sh.load_block(block, now, &mut |_| true);
+        })?;
+        for (db, (buf, keys, expires)) in sh.dbs.iter().zip(dbs.iter_mut()) {
+            let mut cursor = 0;
+            let mut value = Vec::new();
+            loop {
+                cursor = db.dict.scan(cursor, |key, e| {
+                    if e.is_expired(now) {
+                        return;
+                    }
+                    let at = e.expire_at_ms();
+                    if at != 0 {
+                        buf.push(rdb_opcode::EXPIRETIME_MS);
+                        buf.extend_from_slice(&at.to_le_bytes());
+                        *expires += 1;
+                    }
+                    value.clear();
+                    rdb::value::encode(e.value(), config.list_limits, &mut value);
+                    buf.push(value[0]);
+                    put_string(buf, key);
+                    buf.extend_from_slice(&value[1..]);
+                    *keys += 1;
+                });
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    let libraries = match &m.functions {
+        Some(p) => rdb::open(p)
+            .ok_or("the manifest's functions: bad version or checksum")?
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let file = encode_file(&dbs, &libraries, m.created_ms);
+    write_atomically(out, &file)?;
+    Ok(dbs.iter().map(|d| d.1).sum())
+}
+
+/// Record opcodes written.
+mod rdb_opcode {
+    pub const AUX: u8 = 250;
+    pub const RESIZEDB: u8 = 251;
+    pub const EXPIRETIME_MS: u8 = 252;
+    pub const SELECTDB: u8 = 254;
+    pub const EOF: u8 = 255;
+}
+
+/// A whole RDB file: the header, aux fields as Redis 7.0 writes them, `libraries` (FUNCTION2
+/// records), each database of `dbs` that has keys, EOF and the CRC64.
+fn encode_file(dbs: &[(Vec<u8>, u64, u64)], libraries: &[u8], created_ms: u64) -> Vec<u8> {
+    let size = dbs.iter().map(|d| d.0.len() + 24).sum::<usize>() + libraries.len() + 128;
+    let mut f = Vec::with_capacity(size);
+    f.extend_from_slice(format!("REDIS{:04}", rdb::RDB_VERSION).as_bytes());
+    let created = (created_ms / 1000).to_string();
+    let aux: [(&str, &str); 5] = [
+        ("redis-ver", crate::commands::REDIS_VERSION),
+        ("redis-bits", "64"),
+        ("ctime", &created),
+        ("used-mem", "0"),
+        ("aof-base", "0"),
+    ];
+    for (k, v) in aux {
+        f.push(rdb_opcode::AUX);
+        put_string(&mut f, k.as_bytes());
+        put_string(&mut f, v.as_bytes());
+    }
+    f.extend_from_slice(libraries);
+    for (i, (buf, keys, expires)) in dbs.iter().enumerate() {
+        if *keys == 0 {
+            continue;
+        }
+        f.push(rdb_opcode::SELECTDB);
+        put_len(&mut f, i as u64);
+        f.push(rdb_opcode::RESIZEDB);
+        put_len(&mut f, *keys);
+        put_len(&mut f, *expires);
+        f.extend_from_slice(buf);
+    }
+    f.push(rdb_opcode::EOF);
+    let crc = rdb::crc64(0, &f);
+    f.extend_from_slice(&crc.to_le_bytes());
+    f
+}
+
+/// Writes `bytes` to `<path>.tmp`, syncs it and renames it to `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })
+}
+
+/// `percore export-rdb DIR FILE [--dbfilename NAME]`: returns the process exit code.
+pub fn export_command(cfg: &Config, out: &str) -> i32 {
+    let started = std::time::Instant::now();
+    match export_set(cfg, Path::new(out)) {
+        Ok(keys) => {
+            println!(
+                "{out}: wrote {keys} keys as a Redis RDB (version {}) in {:.3} s",
+                rdb::RDB_VERSION,
+                started.elapsed().as_secs_f64()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("percore: {e}");
+            1
+        }
+    }
+}
+
+/// After a save: writes the set as `dir/<rdb-export>` when that setting names a file, in a
+/// thread of its own so the core goes on serving; resolves when the file is written.
+pub async fn export_after_save(cfg: std::sync::Arc<Config>) -> Result<(), String> {
+    if cfg.rdb_export.is_empty() {
+        return Ok(());
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("rdb-export".into())
+        .spawn(move || {
+            let out = Path::new(&cfg.dir).join(&cfg.rdb_export);
+            let started = std::time::Instant::now();
+            let r = export_set(&cfg, &out).map(|keys| {
+                crate::log::notice(&format!(
+                    "RDB written to {}: {keys} keys, {:.3} s",
+                    cfg.rdb_export,
+                    started.elapsed().as_secs_f64()
+                ))
+            });
+            let _ = tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the RDB export: {e}"))?;
+    rx.await
+        .unwrap_or_else(|_| Err("the RDB export stopped".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_files_read_back_and_keys_are_kept_or_skipped_by_route() {
+        let mut sh = Shard::new(7, ShardConfig::default());
+        let mut v = Vec::new();
+        rdb::value::encode(
+            percore_shard::Value::from_bytes(b"hello").as_ref(),
+            Default::default(),
+            &mut v,
+        );
+        let mut db0 = vec![v[0]];
+        put_string(&mut db0, b"a");
+        db0.extend_from_slice(&v[1..]);
+        let mut db3 = vec![rdb_opcode::EXPIRETIME_MS];
+        db3.extend_from_slice(&1u64.to_le_bytes());
+        db3.extend_from_slice(&db0);
+        let mut dbs = vec![Default::default(); DB_COUNT];
+        dbs[0] = (db0, 1, 0);
+        dbs[3] = (db3, 1, 1);
+        let f = encode_file(&dbs, &[], 0);
+        let mut out = Imported::default();
+        let mut libs = Vec::new();
+        read_into(
+            &f,
+            &mut sh,
+            1000,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| true,
+        )
+        .unwrap();
+        // The key of database 3 expired long ago.
+        assert_eq!((out.keys, out.expired), (1, 1));
+        assert_eq!(sh.dbs[0].dict.len(), 1);
+        let mut none = Shard::new(7, ShardConfig::default());
+        let mut out = Imported::default();
+        read_into(
+            &f,
+            &mut none,
+            1000,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| false,
+        )
+        .unwrap();
+        assert_eq!(out.keys, 0);
+        // The same key twice in a database is refused.
+        let twice = [dbs[0].0.clone(), dbs[0].0.clone()].concat();
+        dbs[0] = (twice, 2, 0);
+        let dup = encode_file(&dbs, &[], 0);
+        let e = read_into(
+            &dup,
+            &mut none,
+            1000,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| true,
+        );
+        assert!(e.unwrap_err().contains("duplicate key 'a' in database 0"));
+        let mut bad = f.clone();
+        bad.truncate(f.len() - 3);
+        let e = read_into(
+            &bad,
+            &mut none,
+            0,
+            (true, 1),
+            &mut out,
+            &mut libs,
+            &mut |_| false,
+        );
+        assert!(e.unwrap_err().contains("offset"));
+    }
+}
