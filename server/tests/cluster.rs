@@ -10,9 +10,18 @@ use std::time::{Duration, Instant};
 /// A redis-server in cluster mode that owns all slots and says `cluster_state:ok`.
 fn redis_cluster(dir: &TempDir) -> Option<Server> {
     let file = format!("{}/nodes-redis-{}.conf", dir.path(), free_port());
+    // An explicit bus port: port + 10000 is past 65535 for half the free ports.
+    let bus = free_port().to_string();
     let redis = common::redis_or_skip_with(
         "cluster mode against redis-server",
-        &["--cluster-enabled", "yes", "--cluster-config-file", &file],
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &file,
+            "--cluster-port",
+            &bus,
+        ],
     )?;
     let mut c = redis.client();
     assert_eq!(s(&c.q("CLUSTER ADDSLOTSRANGE 0 16383")), "+OK\r\n");
@@ -29,11 +38,43 @@ fn redis_cluster(dir: &TempDir) -> Option<Server> {
 
 /// A reply with the server's own node ID and ports replaced, so two servers compare.
 fn norm(reply: &[u8], id: &str, port: u16) -> String {
-    s(reply)
+    let text = s(reply)
         .replace(id, "<id>")
-        .replace(&format!("@{}", port as u32 + 10000), "@<cport>")
         .replace(&format!(":{port}\r\n"), ":<port>\r\n")
-        .replace(&format!(":{port}@"), ":<port>@")
+        .replace(&format!(":{port}@"), ":<port>@");
+    // The cluster bus port after '@'.
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 {
+            out.push_str("<cport>");
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// percore's flags for cluster mode in `dir`, with a bus port of its own.
+fn cluster_flags(dir: &TempDir) -> Vec<String> {
+    [
+        "--cluster-enabled",
+        "yes",
+        "--dir",
+        dir.path(),
+        "--cluster-port",
+        &free_port().to_string(),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn my_id(c: &mut common::Client) -> String {
@@ -53,7 +94,8 @@ fn cluster_mode_answers_as_redis() {
     let rid = my_id(&mut r);
     for shards in [1, 3] {
         r.q("FLUSHALL");
-        let srv = Server::percore(shards, &["--cluster-enabled", "yes", "--dir", dir.path()]);
+        let flags = cluster_flags(&dir);
+        let srv = Server::percore(shards, &strs(&flags));
         let mut p = srv.client();
         let pid = my_id(&mut p);
         let mut queries: Vec<String> = [
@@ -187,7 +229,8 @@ fn cluster_disabled_answers_as_redis() {
 #[test]
 fn the_node_keeps_its_id_and_its_file_is_locked() {
     let dir = TempDir::new("cluster-id");
-    let flags = ["--cluster-enabled", "yes", "--dir", dir.path()];
+    let owned = cluster_flags(&dir);
+    let flags = strs(&owned);
     let mut srv = Server::percore(2, &flags);
     let id = my_id(&mut srv.client());
     // A second node on the same file is refused, with Redis's words.
@@ -230,7 +273,7 @@ fn the_node_keeps_its_id_and_its_file_is_locked() {
 #[test]
 fn cluster_clients_work_against_one_node() {
     let dir = TempDir::new("cluster-clients");
-    let srv = Server::percore(3, &["--cluster-enabled", "yes", "--dir", dir.path()]);
+    let srv = Server::percore(3, &strs(&cluster_flags(&dir)));
     let url = format!("redis://127.0.0.1:{}/", srv.port);
     let client = redis::cluster::ClusterClient::new(vec![url]).expect("cluster client");
     let mut con = client.get_connection().expect("cluster connection");
