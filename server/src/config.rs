@@ -586,6 +586,13 @@ pub fn usage() -> String {
             (p.get)(&Config::default())
         );
     }
+    // Start-only directives that are not CONFIG parameters, as in Redis.
+    let _ = writeln!(
+        s,
+        "  --{:<28} (repeatable; \"\" removes the command)\n  --{:<28} (repeatable; an ACL user, as a `user` line)",
+        "rename-command NAME NEW",
+        "user NAME RULES..."
+    );
     s
 }
 
@@ -742,7 +749,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             j += 1;
         }
         let values: Vec<String> = rest[i + 1..j].to_vec();
-        if find_param(name).is_none() && name != RENAME_COMMAND {
+        if find_param(name).is_none() && name != RENAME_COMMAND && name != "user" {
             return Err(format!("unknown setting '--{name}' (see percore --help)"));
         }
         loader
