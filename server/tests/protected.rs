@@ -126,7 +126,10 @@ fn dir_and_dbfilename_are_protected_configs() {
 fn users_can_be_given_as_flags() {
     let srv = Server::percore(1, &["--user", "alice", "on", ">pw", "+@all", "~*"]);
     let mut c = srv.client();
-    assert_eq!(s(&c.q("ACL USERS")), "*2\r\n$5\r\nalice\r\n$7\r\ndefault\r\n");
+    assert_eq!(
+        s(&c.q("ACL USERS")),
+        "*2\r\n$5\r\nalice\r\n$7\r\ndefault\r\n"
+    );
     assert_eq!(s(&c.q("AUTH alice pw")), "+OK\r\n");
     assert_eq!(s(&c.q("ACL WHOAMI")), "$5\r\nalice\r\n");
 }
