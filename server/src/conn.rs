@@ -685,10 +685,14 @@ impl Conn {
             );
         }
         if crate::pause::maybe_paused() {
-            // Replies already made go out before the client waits.
-            self.flush().await;
             let multi = &self.multi;
-            crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
+            let queued = || multi.as_ref().is_some_and(|m| m.holds_writes());
+            if crate::pause::holds(spec, queued) {
+                // Replies already made go out before the client waits.
+                self.flush().await;
+                let multi = &self.multi;
+                crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
+            }
         }
         if self.multi.is_none() || crate::multi::runs_inside_multi(spec.cmd) {
             // It runs now (queued commands are fed when EXEC runs them).

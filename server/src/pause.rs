@@ -30,16 +30,34 @@ thread_local! {
     static WAITING: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
-/// When the pause in force ends (unix ms), if one is in force.
+/// When the pause in force ends (unix ms), if one is in force. A pause found over is
+/// cleared, so that commands go back to paying one load ([`maybe_paused`]).
 fn in_force() -> Option<u64> {
     let end = PAUSED_UNTIL_MS.load(Ordering::Acquire);
-    (end != 0 && end > now_ms()).then_some(end)
+    if end == 0 {
+        return None;
+    }
+    if end <= now_ms() {
+        // Only this pause: a new one set meanwhile stays.
+        let _ = PAUSED_UNTIL_MS.compare_exchange(end, 0, Ordering::AcqRel, Ordering::Relaxed);
+        return None;
+    }
+    Some(end)
 }
 
 /// Whether a pause was set at all (the hot path's test: one relaxed load).
 #[inline]
 pub fn maybe_paused() -> bool {
     PAUSED_UNTIL_MS.load(Ordering::Relaxed) != 0
+}
+
+/// Whether the pause in force holds `spec` now; `queued_writes` tells whether an EXEC's
+/// transaction holds commands the WRITE mode covers.
+pub fn holds(spec: &CommandSpec, queued_writes: impl Fn() -> bool) -> bool {
+    in_force().is_some()
+        && (ALL.load(Ordering::Acquire)
+            || writes(spec)
+            || (spec.cmd == Cmd::Exec && queued_writes()))
 }
 
 /// Commands Redis 7.0 flags `may_replicate` (beside the write commands).
@@ -55,26 +73,25 @@ pub fn writes(spec: &CommandSpec) -> bool {
     spec.flags.has(Flags::WRITE) || may_replicate(spec.cmd)
 }
 
-/// Waits while a pause holds this command; `queued_writes` tells whether an EXEC's
-/// transaction holds commands the WRITE mode covers.
+/// Waits while a pause holds this command (see [`holds`]).
 pub async fn wait(spec: &CommandSpec, queued_writes: impl Fn() -> bool) {
-    loop {
+    while holds(spec, &queued_writes) {
         let Some(end) = in_force() else {
             return;
         };
-        let held = ALL.load(Ordering::Acquire)
-            || writes(spec)
-            || (spec.cmd == Cmd::Exec && queued_writes());
-        if !held {
-            return;
-        }
         let mut registered = false;
         let woken = std::future::poll_fn(|cx| {
             if registered {
                 return Poll::Ready(());
             }
             registered = true;
-            WAITING.with(|w| w.borrow_mut().push(cx.waker().clone()));
+            // One entry per waiting connection: a wait ended by its timer (a pause that
+            // was extended) replaces its own entry instead of adding another.
+            WAITING.with(|w| {
+                let mut w = w.borrow_mut();
+                w.retain(|x| !x.will_wake(cx.waker()));
+                w.push(cx.waker().clone());
+            });
             Poll::Pending
         });
         let left = Duration::from_millis(end.saturating_sub(now_ms()).max(1));
@@ -130,4 +147,23 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
         Some(if lasting { old.max(end) } else { end })
     });
     w.ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pause that ended by itself is cleared by the first command that looks, so later
+    /// commands pay one load again (no clock read, no flush before each).
+    #[test]
+    fn an_ended_pause_is_cleared() {
+        let set = percore_proto::lookup(b"set").expect("SET");
+        PAUSED_UNTIL_MS.store(now_ms() + 60_000, Ordering::Release);
+        assert!(maybe_paused());
+        assert!(holds(set, || false));
+        PAUSED_UNTIL_MS.store(now_ms().saturating_sub(1), Ordering::Release);
+        assert!(maybe_paused());
+        assert!(!holds(set, || false));
+        assert!(!maybe_paused(), "the ended pause stays set");
+    }
 }
