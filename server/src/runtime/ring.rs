@@ -737,6 +737,7 @@ impl Guard {
             return;
         }
         let timers = super::sched::timer_chain(cx, GUARD);
+        super::sched::guarded_until(now + GUARD * (1 << (timers.len() - 1)));
         self.0 = Some((now + GUARD, timers));
     }
 }

@@ -211,6 +211,8 @@ thread_local! {
     static BELL_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The driver while it waits in glommio, and what must end that wait.
     static GLOMMIO_WAIT: std::cell::RefCell<Option<DriverWait>> = const { std::cell::RefCell::new(None) };
+    /// The last deadline of the driver's guard chain (see `ring::Guard`), while it has one.
+    static GUARD_UNTIL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
     /// glommio timers armed by a wake of the driver waiting in glommio ([`kick`]).
     static KICKS: std::cell::RefCell<Vec<Pin<Box<glommio::timer::Timer>>>> = const { std::cell::RefCell::new(Vec::new()) };
     /// glommio operations in flight on this core ([`ReactorUse`]).
@@ -422,6 +424,12 @@ pub fn timer_chain(
         .collect()
 }
 
+/// The driver armed a guard chain whose last timer is due at `until`: [`kick`] need not
+/// arm timers of its own before then.
+pub fn guarded_until(until: Instant) {
+    GUARD_UNTIL.with(|g| g.set(Some(until)));
+}
+
 /// How soon after a local wake of the waiting driver glommio is made to look again.
 const KICK: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -432,10 +440,19 @@ const KICK: std::time::Duration = std::time::Duration::from_millis(2);
 /// sleep; these timers are that event. A wake alone left a core asleep for good in about
 /// 1 run in 50 of `a_core_waiting_in_glommio_sees_other_threads_and_new_timers` on a busy
 /// 2-CPU machine (stuck with the driver runnable and unpolled). They cost nothing when
-/// glommio does not sleep, and are dropped as soon as the driver runs.
+/// glommio does not sleep, and are dropped as soon as the driver runs. While the driver's
+/// own guard chain has timers ahead (it is renewed as the driver works, so a busy core has
+/// one), none are armed: a busy core does not register 8 timers per wait.
 fn kick(waker: Waker) {
     if exiting() {
         // The executor may be gone (tasks dropped after its run): no timers then.
+        return waker.wake();
+    }
+    // The driver's guard chain still has timers ahead: they end such a sleep already.
+    if GUARD_UNTIL
+        .with(|g| g.get())
+        .is_some_and(|u| u > Instant::now() + KICK)
+    {
         return waker.wake();
     }
     KICKS.with(|k| {
