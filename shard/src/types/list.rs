@@ -34,6 +34,7 @@
 //! documented). Freeing a long list is sliced by [`List::free_nodes`] ([`crate::lazyfree`]).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// The largest node a positive fill may build (Redis's `SIZE_SAFETY_LIMIT`).
 const SIZE_SAFETY_LIMIT: usize = 8192;
@@ -309,11 +310,19 @@ impl DoubleEndedIterator for NodeIter<'_> {
 
 /// A list's nodes: most lists are short, and one node is held in place (a deque would cost
 /// an allocation of its own, 32 bytes per list); a second node makes it a deque.
+///
+/// The deque's nodes are shared by reference (`Arc`): a clone of a long list — a snapshot's
+/// copy before write, or its walk's copy — copies one pointer per node (a 10M-element
+/// list: ~22k pointers, where copying its 180 MB of nodes stalled the core for ~170 ms), and
+/// a later write copies only the node it changes ([`Arc::make_mut`] in `IndexMut`). A
+/// node's `Arc` costs 16 bytes beside its ~8 KiB of entries; a one-node list keeps its node
+/// in place and pays nothing. `Arc` rather than `Rc` because values move between cores
+/// (COPY, RENAME, MOVE across shards).
 #[derive(Clone, Debug)]
 enum Nodes {
     One(Node),
     /// No node (an empty list), or two and more.
-    Many(VecDeque<Node>),
+    Many(VecDeque<Arc<Node>>),
 }
 
 impl Default for Nodes {
@@ -338,7 +347,8 @@ impl std::ops::IndexMut<usize> for Nodes {
         match self {
             Nodes::One(n) if i == 0 => n,
             Nodes::One(_) => panic!("node {i} of one"),
-            Nodes::Many(v) => &mut v[i],
+            // Copies the node first if a clone of the list still shares it.
+            Nodes::Many(v) => Arc::make_mut(&mut v[i]),
         }
     }
 }
@@ -364,18 +374,22 @@ impl Nodes {
     }
 
     fn iter(&self) -> impl DoubleEndedIterator<Item = &Node> + '_ {
-        let (a, b) = match self {
-            Nodes::One(n) => (std::slice::from_ref(n), &[][..]),
-            Nodes::Many(v) => v.as_slices(),
+        let (one, (a, b)) = match self {
+            Nodes::One(n) => (Some(n), (&[][..], &[][..])),
+            Nodes::Many(v) => (None, v.as_slices()),
         };
-        a.iter().chain(b.iter())
+        one.into_iter()
+            .chain(a.iter().chain(b.iter()).map(|n| &**n))
     }
 
-    /// Bytes of the deque's slots (none for one node).
+    /// Bytes of the deque's slots and the nodes' shared boxes (none for one node).
     fn slot_bytes(&self) -> usize {
         match self {
             Nodes::One(_) => 0,
-            Nodes::Many(v) => v.capacity() * std::mem::size_of::<Node>(),
+            Nodes::Many(v) => {
+                v.capacity() * std::mem::size_of::<Arc<Node>>()
+                    + v.len() * (std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>())
+            }
         }
     }
 
@@ -385,7 +399,7 @@ impl Nodes {
         if let Nodes::Many(v) = self {
             if v.len() == 1 {
                 let n = v.pop_front().expect("one node");
-                *self = Nodes::One(n);
+                *self = Nodes::One(Arc::unwrap_or_clone(n));
             } else if v.capacity() > 8 && v.len() < v.capacity() / 4 {
                 v.shrink_to_fit();
             }
@@ -400,8 +414,8 @@ impl Nodes {
                     unreachable!("matched above")
                 };
                 let mut v = VecDeque::with_capacity(2);
-                v.push_back(first);
-                v.insert(at, n);
+                v.push_back(Arc::new(first));
+                v.insert(at, Arc::new(n));
                 *self = Nodes::Many(v);
             }
             Nodes::Many(v) => {
@@ -409,29 +423,30 @@ impl Nodes {
                 if v.len() == v.capacity() && v.len() < 8 {
                     v.reserve_exact(1);
                 }
-                v.insert(at, n);
+                v.insert(at, Arc::new(n));
             }
         }
     }
 
-    fn remove(&mut self, i: usize) -> Option<Node> {
-        let n = match self {
+    /// Drops node `i`; returns how many entries it held.
+    fn remove(&mut self, i: usize) -> Option<u32> {
+        let count = match self {
             Nodes::One(_) if i == 0 => match std::mem::take(self) {
-                Nodes::One(n) => Some(n),
+                Nodes::One(n) => Some(n.count),
                 Nodes::Many(_) => unreachable!("matched above"),
             },
             Nodes::One(_) => None,
-            Nodes::Many(v) => v.remove(i),
+            Nodes::Many(v) => v.remove(i).map(|n| n.count),
         };
         self.normalize();
-        n
+        count
     }
 
-    fn pop_front(&mut self) -> Option<Node> {
+    fn pop_front(&mut self) -> Option<u32> {
         self.remove(0)
     }
 
-    fn pop_back(&mut self) -> Option<Node> {
+    fn pop_back(&mut self) -> Option<u32> {
         self.remove(self.len().checked_sub(1)?)
     }
 
@@ -734,6 +749,10 @@ impl List {
             if removed == limit {
                 break;
             }
+            // Only a node that holds `e` is written (and so copied, if shared).
+            if !self.nodes[ni].iter().any(|d| d == e) {
+                continue;
+            }
             let n = &mut self.nodes[ni];
             if from_right {
                 let mut end = n.data.len();
@@ -801,7 +820,7 @@ impl List {
     pub fn free_nodes(&mut self, nodes: usize) -> bool {
         for _ in 0..nodes {
             match self.nodes.pop_back() {
-                Some(n) => self.len -= n.count as usize,
+                Some(count) => self.len -= count as usize,
                 None => break,
             }
         }
@@ -1186,6 +1205,55 @@ mod tests {
         assert!(List::from_raw_nodes([&bad[..]], lim).is_none());
         assert!(decode_node(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_none());
         assert_eq!(decode_node(&[]), Some(vec![]));
+    }
+
+    /// The node pointers of a deque list, in order.
+    fn node_ptrs(l: &List) -> Vec<*const Node> {
+        match &l.nodes {
+            Nodes::One(_) => vec![],
+            Nodes::Many(v) => v.iter().map(Arc::as_ptr).collect(),
+        }
+    }
+
+    #[test]
+    fn a_clone_shares_nodes_and_a_write_copies_only_its_node() {
+        let lim = ListLimits::default();
+        let mut l = List::default();
+        for i in 0..20_000 {
+            l.push(format!("element-{i:08}").as_bytes(), End::Right, lim);
+        }
+        let before = elems(&l);
+        let copy = l.clone();
+        let (ours, theirs) = (node_ptrs(&l), node_ptrs(&copy));
+        assert!(ours.len() > 10);
+        assert_eq!(ours, theirs, "the clone shares every node");
+        // Writes at both ends, in the middle, and by value: each copies the node it changes
+        // and the clone still reads as before.
+        l.push(b"left", End::Left, lim);
+        l.pop(End::Right);
+        l.set(10_000, b"changed", lim);
+        assert_eq!(l.remove_eq(b"element-00005000", 0, false), 1);
+        let after = node_ptrs(&l);
+        let shared = after.iter().filter(|p| theirs.contains(p)).count();
+        assert!(
+            shared >= theirs.len() - 4,
+            "{shared} of {} nodes still shared",
+            theirs.len()
+        );
+        assert_eq!(elems(&copy), before, "the clone did not see the writes");
+        assert_eq!(l.len(), 19_999);
+        assert_eq!(l.get(0), Some(&b"left"[..]));
+        assert_eq!(l.get(9_999), Some(&b"changed"[..]));
+        // Dropping the clone leaves the list whole; trimming and freeing work on shared
+        // nodes too.
+        let copy2 = l.clone();
+        drop(copy);
+        l.trim(100, 15_000);
+        assert_eq!(l.len(), 14_901);
+        assert_eq!(copy2.len(), 19_999);
+        while l.free_nodes(4) {}
+        assert!(l.is_empty());
+        assert_eq!(copy2.get(0), Some(&b"left"[..]));
     }
 
     #[test]
