@@ -25,14 +25,24 @@
 //! abandoned waiter when the connection unregisters it (or when serving meets it).
 //!
 //! # Across shards
-//! Keys on one shard: one hop (try the keys in order, else queue on all of them). Keys on
-//! several shards: first the keys are tried in order, one shard after another (the first
-//! key holding a list serves, a key of another type answers WRONGTYPE), then the waiter is
-//! queued on every shard (each still serves it at once if a list appeared meanwhile).
-//! BLMOVE whose destination is on another shard pops on the source's shard and pushes from
-//! the connection; a destination found holding another type then gets the element back to
-//! the source and the client WRONGTYPE. Isolation window, as `coordinated.rs` writes them
-//! down: between that pop and push the element is in neither list.
+//! Keys on one shard: one hop (try the keys in order, else queue on all of them).
+//!
+//! Keys on several shards, or a BLMOVE whose destination lives on another shard: the first
+//! look runs under the scheduler's locks (`txlock`) on every key and the destination, so
+//! the keys are tried in order at one instant (the first key holding a list serves, a key
+//! of another type answers WRONGTYPE), the waiter is queued on every shard before anyone
+//! can push, and a move found possible at once pops and pushes while both keys are locked.
+//!
+//! A BLMOVE between shards served later: the source's shard does not pop. It locks the
+//! source key for a new transaction and hands that to the connection
+//! ([`Served::Reserved`]); nobody else can take the element meanwhile, and the key's next
+//! waiters are served once the lock goes. The connection then locks the destination: at
+//! once if it is free, else (taking it while holding the source could wait in a cycle with
+//! a transaction that holds the destination and waits for the source) it gives the source
+//! back and takes both in shard order, and finds the source emptied only if another client
+//! won it in that gap; then it queues again, first in line. With both keys locked it
+//! checks the destination's type (WRONGTYPE without popping), pops and pushes. No client
+//! sees the element in neither list or in both.
 
 use crate::conn::Conn;
 use crate::core::{call, now_ms, Core};
@@ -71,6 +81,11 @@ pub enum Served {
     Moved {
         element: Vec<u8>,
         pushed: bool,
+    },
+    /// A BLMOVE between shards: its source key holds a list and is locked for `tx` on the
+    /// source's shard; the connection completes the move (see the module header).
+    Reserved {
+        tx: crate::txlock::TxId,
     },
     Error(&'static str),
     /// CLIENT UNBLOCK: answer as a timeout, or with the UNBLOCKED error.
@@ -153,6 +168,31 @@ struct Waiter {
 #[derive(Default)]
 pub struct Registry {
     queues: HashMap<(usize, Vec<u8>), VecDeque<Waiter>>,
+    /// Keys promised to a reserved move that gave its lock back for a moment (see
+    /// [`complete_move`]), with how many such moves: their waiters are not served and a
+    /// blocking command's first look passes them over meanwhile, so no later waiter takes
+    /// the element first.
+    held: HashMap<(usize, Vec<u8>), usize>,
+}
+
+impl Registry {
+    fn is_held(&self, db: usize, key: &[u8]) -> bool {
+        !self.held.is_empty() && self.held.contains_key(&(db, key.to_vec()))
+    }
+
+    fn hold(&mut self, db: usize, key: &[u8]) {
+        *self.held.entry((db, key.to_vec())).or_default() += 1;
+    }
+
+    fn unhold(&mut self, db: usize, key: &[u8]) {
+        let id = (db, key.to_vec());
+        if let Some(n) = self.held.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&id);
+            }
+        }
+    }
 }
 
 /// How a shard treats a waiter's keys when asked ([`offer`]).
@@ -164,6 +204,8 @@ pub enum Mode {
     TryThenQueue,
     /// Queue on every key, serving at once from one that holds a list now.
     Queue,
+    /// `Queue`, first in line on every key (a reserved move that found its source emptied).
+    Requeue,
 }
 
 /// The outcome of [`offer`].
@@ -193,7 +235,9 @@ fn kind_for(sh: &mut Shard, db: usize, now: u64, key: &[u8], op: &Op) -> Kind {
 /// Runs on the core owning `keys`: answers the waiter from them or queues it (see [`Mode`]).
 /// `dst_bad`: a move's destination (on another shard) held another type when the command
 /// began, which decides only the first look (a list found then answers WRONGTYPE, as
-/// LMOVE); later, the push itself finds out.
+/// LMOVE); later, the push itself finds out. `held`: the caller holds the scheduler's
+/// locks on the keys and a move's destination, so a move between shards may pop here.
+#[allow(clippy::too_many_arguments)]
 pub fn offer(
     core: &Core,
     db: usize,
@@ -202,11 +246,15 @@ pub fn offer(
     cell: &Arc<WaitCell>,
     mode: Mode,
     dst_bad: bool,
+    held: bool,
 ) -> Offered {
     let now = now_ms();
     let mut sh = core.shard.borrow_mut();
-    if mode != Mode::Queue {
+    if !matches!(mode, Mode::Queue | Mode::Requeue) {
         for k in keys {
+            if core.blocking.borrow().is_held(db, k) {
+                continue;
+            }
             match kind_for(&mut sh, db, now, k, op) {
                 Kind::Missing => continue,
                 Kind::List if dst_bad => {
@@ -222,7 +270,7 @@ pub fn offer(
                     return Offered::Answered;
                 }
                 Kind::List => {
-                    serve_one(&mut sh, db, k, now, cell, op);
+                    serve_one(core, &mut sh, db, k, now, cell, op, held);
                     drop(sh);
                     serve_ready(core);
                     return Offered::Answered;
@@ -234,8 +282,10 @@ pub fn offer(
         }
     } else {
         for k in keys {
-            if kind_for(&mut sh, db, now, k, op) == Kind::List {
-                serve_one(&mut sh, db, k, now, cell, op);
+            if kind_for(&mut sh, db, now, k, op) == Kind::List
+                && !core.blocking.borrow().is_held(db, k)
+            {
+                serve_one(core, &mut sh, db, k, now, cell, op, held);
                 drop(sh);
                 serve_ready(core);
                 return Offered::Answered;
@@ -247,13 +297,16 @@ pub fn offer(
     }
     let mut reg = core.blocking.borrow_mut();
     for k in keys {
-        reg.queues
-            .entry((db, k.clone()))
-            .or_default()
-            .push_back(Waiter {
-                cell: cell.clone(),
-                op: op.clone(),
-            });
+        let q = reg.queues.entry((db, k.clone())).or_default();
+        let w = Waiter {
+            cell: cell.clone(),
+            op: op.clone(),
+        };
+        if mode == Mode::Requeue {
+            q.push_front(w);
+        } else {
+            q.push_back(w);
+        }
         sh.block_key(db, k);
     }
     Offered::Queued
@@ -330,6 +383,10 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
                 continue;
             }
         }
+        if reg.is_held(db, &key) {
+            later.push((db, key));
+            continue;
+        }
         let id = (db, key);
         let Some(q) = reg.queues.get_mut(&id) else {
             continue;
@@ -345,7 +402,16 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
                 Kind::Other => j += 1,
                 Kind::List => {
                     let w = q.remove(j).expect("within the queue");
-                    serve_one(sh, db, &id.1, now, &w.cell, &w.op);
+                    serve_one(core, sh, db, &id.1, now, &w.cell, &w.op, false);
+                    if core.locks.borrow().held_by_others(
+                        &crate::txlock::KeySet::Keys(vec![crate::txlock::lock_key(db, &id.1)]),
+                        None,
+                    ) {
+                        // Reserved for a move between shards: the key's next waiters are
+                        // served once that move has released it.
+                        later.push(id.clone());
+                        break;
+                    }
                 }
             }
         }
@@ -358,8 +424,18 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
     sh.ready.extend(later);
 }
 
-/// Serves `cell` from the list at `key` if it can claim it.
-fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCell>, op: &Op) {
+/// Serves `cell` from the list at `key` if it can claim it. `held`: see [`offer`].
+#[allow(clippy::too_many_arguments)]
+fn serve_one(
+    core: &Core,
+    sh: &mut Shard,
+    db: usize,
+    key: &[u8],
+    now: u64,
+    cell: &Arc<WaitCell>,
+    op: &Op,
+    held: bool,
+) {
     if let Op::Move { dst, dst_here, .. } = op {
         if *dst_here && key != &dst[..] && kind(sh, db, now, dst) == Kind::Other {
             if cell.claim() {
@@ -370,6 +446,30 @@ fn serve_one(sh: &mut Shard, db: usize, key: &[u8], now: u64, cell: &Arc<WaitCel
     }
     if !cell.claim() {
         return;
+    }
+    if let (
+        Op::Move {
+            dst_here: false, ..
+        },
+        false,
+    ) = (op, held)
+    {
+        // A move between shards, served from the queue: reserve the source for the
+        // connection rather than pop (see the module header). The key is free: the queue
+        // is served only while no transaction holds it or waits for it.
+        let tx = crate::txlock::new_tx();
+        let keys = crate::txlock::KeySet::Keys(vec![crate::txlock::lock_key(db, key)]);
+        if core.locks.borrow_mut().try_acquire(tx, &keys) {
+            if cell.deliver(Served::Reserved { tx }).is_err() {
+                // The client left: release the key from a job of this core's own, since
+                // releasing serves waiters and this shard is borrowed now.
+                core.mailbox.send_now(
+                    core.id,
+                    Box::new(move |c: &Core| crate::txlock::release(c, tx)),
+                );
+            }
+            return;
+        }
     }
     // A waiter gone before its elements reach it gets them put back: a pop that never
     // happened, with no keyspace events.
@@ -547,7 +647,8 @@ pub async fn run(
     let n = conn.core.nshards();
     // Inside EXEC a blocking command only tries (Redis's CLIENT_DENY_BLOCKING).
     let once = conn.in_exec;
-    let (cell, mut rx) = WaitCell::new();
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let (mut cell, mut rx) = WaitCell::new();
     // The shards holding the keys, in the order their first key appears.
     let mut groups: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
     for k in &keys {
@@ -557,6 +658,33 @@ pub async fn run(
             None => groups.push((s, vec![k.clone()])),
         }
     }
+    let cross_move = matches!(
+        op,
+        Op::Move {
+            dst_here: false,
+            ..
+        }
+    );
+    // Several shards, or a move between two: the first look runs under locks on every key
+    // and the destination (see the module header). A transaction (EXEC, a script) already
+    // holds its keys.
+    let own = if conn.tx.is_none() && (groups.len() > 1 || cross_move) {
+        let tx = crate::txlock::new_tx();
+        let mut plan = crate::txlock::Plan::default();
+        for k in keys.iter().chain(match &op {
+            Op::Move { dst, .. } => Some(dst),
+            _ => None,
+        }) {
+            plan.add_key(shard_of(k, n), crate::txlock::lock_key(db, k));
+        }
+        let shards = plan.shards();
+        crate::txlock::lock(&conn.core, tx, plan).await;
+        Some((tx, shards))
+    } else {
+        None
+    };
+    let tx = own.as_ref().map(|o| o.0).or(conn.tx);
+    let held = tx.is_some();
     let mut queued_on = Vec::new();
     let mut dst_bad = false;
     if let Op::Move {
@@ -576,8 +704,8 @@ pub async fn run(
         let (s, ks) = groups[0].clone();
         let (op2, cell2) = (op.clone(), cell.clone());
         let mode = if once { Mode::Try } else { Mode::TryThenQueue };
-        let r = call_checked(&conn.core, s, conn.tx, locked(db, &ks), move |c: &Core| {
-            offer(c, db, &ks, &op2, &cell2, mode, dst_bad)
+        let r = call_checked(&conn.core, s, tx, locked(db, &ks), move |c: &Core| {
+            offer(c, db, &ks, &op2, &cell2, mode, dst_bad, held)
         })
         .await;
         if r == Offered::Queued {
@@ -590,9 +718,9 @@ pub async fn run(
             let r = call_checked(
                 &conn.core,
                 shard_of(k, n),
-                conn.tx,
+                tx,
                 locked(db, &ks),
-                move |c: &Core| offer(c, db, &ks, &op2, &cell2, Mode::Try, dst_bad),
+                move |c: &Core| offer(c, db, &ks, &op2, &cell2, Mode::Try, dst_bad, held),
             )
             .await;
             if r == Offered::Answered {
@@ -603,8 +731,8 @@ pub async fn run(
         if !answered && !once {
             for (i, (s, ks)) in groups.iter().enumerate() {
                 let (op2, cell2, ks) = (op.clone(), cell.clone(), ks.clone());
-                let r = call_checked(&conn.core, *s, conn.tx, locked(db, &ks), move |c: &Core| {
-                    offer(c, db, &ks, &op2, &cell2, Mode::Queue, false)
+                let r = call_checked(&conn.core, *s, tx, locked(db, &ks), move |c: &Core| {
+                    offer(c, db, &ks, &op2, &cell2, Mode::Queue, false, held)
                 })
                 .await;
                 if r == Offered::Queued {
@@ -616,38 +744,208 @@ pub async fn run(
             }
         }
     }
-    let served = match rx.try_recv() {
-        Ok(Some(s)) => Some(s),
-        _ if once => {
-            // What a timeout answers, except that Redis gives BLMOVE/BRPOPLPUSH a null bulk.
-            if matches!(op, Op::Move { .. }) {
-                w.null();
-            } else {
-                w.null_array();
+    let mut first = rx.try_recv().ok().flatten();
+    if let Some(served) = first.take() {
+        if !matches!(served, Served::Reserved { .. }) {
+            // Answered at once: a move between shards completes under the locks still held.
+            withdraw_from(conn, db, &groups, &queued_on, &cell).await;
+            finish(conn, db, &a, &op, served, reply, w).await;
+            if let Some((tx, shards)) = own {
+                crate::txlock::unlock(&conn.core, tx, shards).await;
             }
             return parked;
         }
-        _ => {
-            let t0 = std::time::Instant::now();
-            let s = park(conn, &cell, &mut rx, timeout, stream).await;
-            parked = t0.elapsed();
-            s
+        // (A reservation is completed below, once this look's locks are given back.)
+        first = Some(served);
+    }
+    if let Some((tx, shards)) = own {
+        crate::txlock::unlock(&conn.core, tx, shards).await;
+    }
+    if once && first.is_none() {
+        // What a timeout answers, except that Redis gives BLMOVE/BRPOPLPUSH a null bulk.
+        if matches!(op, Op::Move { .. }) {
+            w.null();
+        } else {
+            w.null_array();
         }
-    };
-    for &i in &queued_on {
+        return parked;
+    }
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let t0 = std::time::Instant::now();
+        let served = if first.is_some() {
+            first.take()
+        } else if left == Some(Duration::ZERO) {
+            // The time ran out while a reserved move found its source emptied.
+            None
+        } else {
+            park(conn, &cell, &mut rx, left, stream).await
+        };
+        parked += t0.elapsed();
+        withdraw_from(conn, db, &groups, &queued_on, &cell).await;
+        queued_on.clear();
+        let Some(served) = served else {
+            // Timed out (the reply), or the client left (no reply).
+            if !conn.close {
+                w.null_array();
+            }
+            return parked;
+        };
+        let Served::Reserved { tx } = served else {
+            finish(conn, db, &a, &op, served, reply, w).await;
+            return parked;
+        };
+        let Op::Move { from, to, dst, .. } = &op else {
+            unreachable!("only moves between shards are reserved")
+        };
+        match complete_move(conn, db, &a[1], dst, *from, *to, tx).await {
+            Moved::Done(Ok(element)) => {
+                w.bulk(&element);
+                return parked;
+            }
+            Moved::Done(Err(e)) => {
+                w.error(e);
+                return parked;
+            }
+            Moved::Gone => return parked,
+            Moved::Emptied => {
+                // Another client won the source in the gap: wait again, first in line,
+                // queued while both keys are still locked so no push is missed.
+                (cell, rx) = WaitCell::new();
+                let (s, ks) = groups[0].clone();
+                let (op2, cell2) = (op.clone(), cell.clone());
+                let r = call_checked(&conn.core, s, Some(tx), locked(db, &ks), move |c: &Core| {
+                    offer(c, db, &ks, &op2, &cell2, Mode::Requeue, false, true)
+                })
+                .await;
+                let shards = vec![shard_of(&a[1], n), shard_of(dst, n)];
+                crate::txlock::unlock(&conn.core, tx, shards).await;
+                if r == Offered::Queued {
+                    queued_on.push(0);
+                }
+            }
+        }
+    }
+}
+
+/// Removes the waiter `cell` from the queues of `groups` it was queued in.
+async fn withdraw_from(
+    conn: &Conn,
+    db: usize,
+    groups: &[(usize, Vec<Vec<u8>>)],
+    queued_on: &[usize],
+    cell: &Arc<WaitCell>,
+) {
+    for &i in queued_on {
         let (s, ks) = groups[i].clone();
         let cell2 = cell.clone();
         call(&conn.core, s, move |c: &Core| withdraw(c, db, &ks, &cell2)).await;
     }
-    let Some(served) = served else {
-        // Timed out (the reply), or the client left (no reply).
-        if !conn.close {
-            w.null_array();
+}
+
+/// How a reserved move between shards ended.
+enum Moved {
+    /// The element moved, or the client's error (WRONGTYPE).
+    Done(Result<Vec<u8>, &'static str>),
+    /// The source was emptied by another client while its lock was given back.
+    Emptied,
+    /// The client left: nothing moved.
+    Gone,
+}
+
+/// Completes a move between shards whose source `src` is locked for `tx` on its shard
+/// ([`Served::Reserved`]): locks the destination, then checks its type, pops and pushes;
+/// releases both keys unless it returns [`Moved::Emptied`] (the caller queues the waiter
+/// again under them and releases).
+async fn complete_move(
+    conn: &Conn,
+    db: usize,
+    src: &[u8],
+    dst: &[u8],
+    from: End,
+    to: End,
+    tx: crate::txlock::TxId,
+) -> Moved {
+    let core = &conn.core;
+    let n = core.nshards();
+    let (ss, ds) = (shard_of(src, n), shard_of(dst, n));
+    let dst_lock = crate::txlock::KeySet::Keys(vec![crate::txlock::lock_key(db, dst)]);
+    let got = call(core, ds, move |c: &Core| {
+        c.locks.borrow_mut().try_acquire(tx, &dst_lock)
+    })
+    .await;
+    if !got && ds > ss {
+        // Waiting in ascending shard order, as every transaction does: no cycle.
+        let mut plan = crate::txlock::Plan::default();
+        plan.add_key(ds, crate::txlock::lock_key(db, dst));
+        crate::txlock::lock(core, tx, plan).await;
+    } else if !got {
+        // Waiting for the destination while holding the source could close a cycle with a
+        // transaction that holds the destination and waits for the source: give the
+        // source back, still promised to this waiter (no other waiter is served from it
+        // meanwhile), and take both in shard order.
+        let s = src.to_vec();
+        call(core, ss, move |c: &Core| {
+            c.blocking.borrow_mut().hold(db, &s);
+            crate::txlock::release(c, tx);
+        })
+        .await;
+        let mut plan = crate::txlock::Plan::default();
+        plan.add_key(ss, crate::txlock::lock_key(db, src));
+        plan.add_key(ds, crate::txlock::lock_key(db, dst));
+        crate::txlock::lock(core, tx, plan).await;
+        let s = src.to_vec();
+        call(core, ss, move |c: &Core| {
+            c.blocking.borrow_mut().unhold(db, &s)
+        })
+        .await;
+    }
+    let shards = vec![ss, ds];
+    let release = |core| crate::txlock::unlock(core, tx, shards.clone());
+    if conn.close {
+        release(core).await;
+        return Moved::Gone;
+    }
+    let d = dst.to_vec();
+    let dst_kind = call(core, ds, move |c: &Core| {
+        kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
+    })
+    .await;
+    let s = src.to_vec();
+    let popped = call(core, ss, move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        let now = now_ms();
+        let r = match kind(&mut sh, db, now, &s) {
+            Kind::List if dst_kind == Kind::Other => Some(Err(err::WRONGTYPE)),
+            Kind::List => match pop_n(&mut sh, db, now, &s, from, 1) {
+                Popped::Elements(mut e) if !e.is_empty() => Some(Ok(e.swap_remove(0))),
+                _ => None,
+            },
+            Kind::Other => Some(Err(err::WRONGTYPE)),
+            Kind::Missing => None,
+        };
+        drop(sh);
+        // The pop's events and invalidations go out.
+        serve_ready(c);
+        r
+    })
+    .await;
+    let element = match popped {
+        None => return Moved::Emptied,
+        Some(Err(e)) => {
+            release(core).await;
+            return Moved::Done(Err(e));
         }
-        return parked;
+        Some(Ok(e)) => e,
     };
-    finish(conn, db, &a, &op, served, reply, w).await;
-    parked
+    let (d, e) = (dst.to_vec(), vec![element.clone()]);
+    call(core, ds, move |c: &Core| {
+        push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
+        serve_ready(c);
+    })
+    .await;
+    release(core).await;
+    Moved::Done(Ok(element))
 }
 
 /// Waits for the answer, the timeout, CLIENT UNBLOCK or the client's departure. None: timed
@@ -792,6 +1090,7 @@ async fn finish(
             w.bulk(&element);
         }
         Served::Error(e) => w.error(e),
+        Served::Reserved { .. } => unreachable!("`run` completes reserved moves itself"),
         Served::Unblocked { error: true } => {
             w.error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
         }

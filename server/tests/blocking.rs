@@ -75,6 +75,8 @@ scenarios!(
     blmove_and_brpoplpush_move_the_element,
     moves_under_concurrent_pushes,
     moves_along_a_chain_of_shards,
+    moves_between_shards_are_never_seen_half_done,
+    a_move_waiting_for_its_destination_keeps_its_place,
     blmpop_replies_and_errors,
     a_disconnected_waiter_loses_nothing,
     short_timeouts_racing_pushes_lose_nothing,
@@ -195,13 +197,10 @@ impl Target {
     }
 
     /// Whether BLMOVEs between `keys` reach the destination in the order they left the
-    /// source, as Redis's atomic moves do: always on Redis; on percore when the keys share a
-    /// shard. (Across shards percore pops on the source's shard and pushes afterwards — an
-    /// isolation window written down in server/src/coordinated.rs until cross-shard
-    /// transactions land — so two moves may arrive in the other order.)
-    fn moves_are_atomic(&self, keys: &[&str]) -> bool {
-        let on = |k: &&str| shard_of(k.as_bytes(), self.shards);
-        self.metrics.is_none() || keys.iter().all(|k| on(k) == on(&keys[0]))
+    /// source, as Redis's atomic moves do: always (across shards percore moves under the
+    /// scheduler's locks, and a key's waiters are served one move at a time).
+    fn moves_are_atomic(&self, _keys: &[&str]) -> bool {
+        true
     }
 
     /// A key named `stem:N` on shard `shard % shards`.
@@ -1037,6 +1036,125 @@ fn moves_along_a_chain_of_shards(t: &Target) {
             "{t}: {k} ends empty"
         );
     }
+    t.wait_blocked(0);
+}
+
+/// 5. One element goes back and forth between two lists on different shards: one client
+///    loops BLMOVE a b, another BLMOVE b a (each mostly waits, so most moves are served by
+///    the other's push), while two readers look at both lists at one instant, with
+///    MULTI/LLEN/LLEN/EXEC and with LRANGE in a transaction: every look sees the element in
+///    exactly one list.
+fn moves_between_shards_are_never_seen_half_done(t: &Target) {
+    const MOVES: usize = 300;
+    let a = t.key(0, "hd-a");
+    let b = t.key(1, "hd-b");
+    let mut c = t.client_on(0);
+    ask(&mut c, &format!("DEL {a} {b}"));
+    assert_eq!(ask(&mut c, &format!("RPUSH {a} x")), ":1\r\n", "{t}");
+    let movers: Vec<Client> = (0..2).map(|i| t.client_on(i + 1)).collect();
+    let readers: Vec<Client> = (0..2).map(|i| t.client_on(i + 2)).collect();
+    let deadline = Instant::now() + BUSY;
+    let done = AtomicBool::new(false);
+    let looks = AtomicUsize::new(0);
+    let name = t.what.as_str();
+    std::thread::scope(|scope| {
+        let (a, b, done, looks) = (&a, &b, &done, &looks);
+        let movers: Vec<_> = movers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                let (from, to) = if i == 0 { (a, b) } else { (b, a) };
+                scope.spawn(move || {
+                    let cmd = format!("BLMOVE {from} {to} LEFT RIGHT 5");
+                    for n in 0..MOVES {
+                        let r = ask(&mut c, &cmd);
+                        assert_eq!(r, bulk("x"), "{name}: move {n} of `{cmd}`");
+                        assert!(Instant::now() < deadline, "{name}: {n} moves in {BUSY:?}");
+                    }
+                })
+            })
+            .collect();
+        for (i, mut c) in readers.into_iter().enumerate() {
+            scope.spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let seen = if i == 0 {
+                        send(&mut c, "MULTI");
+                        send(&mut c, &format!("LLEN {a}"));
+                        send(&mut c, &format!("LLEN {b}"));
+                        send(&mut c, "EXEC");
+                        for _ in 0..3 {
+                            reply(&mut c);
+                        }
+                        reply(&mut c)
+                    } else {
+                        ask(&mut c, &format!("EVAL return{{redis.call('LLEN',KEYS[1]),redis.call('LLEN',KEYS[2])}} 2 {a} {b}"))
+                    };
+                    assert!(
+                        seen == "*2\r\n:1\r\n:0\r\n" || seen == "*2\r\n:0\r\n:1\r\n",
+                        "{name}: reader {i} saw the element in neither or both lists: {seen:?}"
+                    );
+                    looks.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        for h in movers {
+            h.join().expect("a mover");
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    assert!(looks.load(Ordering::SeqCst) > 0, "{t}: the readers looked");
+    assert_eq!(
+        ask(&mut c, &format!("LRANGE {a} 0 -1")),
+        list(&["x"]),
+        "{t}"
+    );
+    assert_eq!(ask(&mut c, &format!("EXISTS {b}")), ":0\r\n", "{t}");
+    t.wait_blocked(0);
+}
+
+/// 5. A BLMOVE served while a script holds its destination (on another shard) still gets
+///    the first element: W1 blocks on BLMOVE a b, W2 then on BLPOP a; a script declaring b
+///    (and a key of a third shard, so that it holds b's lock) computes for 600 ms; two
+///    elements are pushed to a meanwhile. W1 gets the first, W2 the second, as in Redis.
+///    (percore: W1's move must wait for b; it gives a's lock back meanwhile, and a stays
+///    promised to it.)
+fn a_move_waiting_for_its_destination_keeps_its_place(t: &Target) {
+    let a = t.key(1, "kp-a");
+    let b = t.key(0, "kp-b");
+    let z = t.key(2, "kp-z");
+    let mut c = t.client_on(0);
+    ask(&mut c, &format!("DEL {a} {b} {z}"));
+    let mut w1 = t.client_on(0);
+    send(&mut w1, &format!("BLMOVE {a} {b} LEFT RIGHT 0"));
+    t.wait_blocked(1);
+    let mut w2 = t.client_on(1);
+    send(&mut w2, &format!("BLPOP {a} 0"));
+    t.wait_blocked(2);
+    let mut script = t.client_on(2);
+    // (Every connection is opened first: placing one asks INFO of every core.)
+    let mut p = t.client_on(1);
+    let busy = "local function now() local t = redis.call('TIME') \
+                return tonumber(t[1]) * 1000000 + tonumber(t[2]) end \
+                local stop = now() + 600000 while now() < stop do end \
+                return redis.call('LLEN', KEYS[1])";
+    script.send(&[b"EVAL", busy.as_bytes(), b"2", b.as_bytes(), z.as_bytes()]);
+    // (Time for the script to start and lock b; if it has not, the move runs without the
+    // detour and the test still holds.)
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(ask(&mut p, &format!("RPUSH {a} x1 x2")), ":2\r\n", "{t}");
+    assert_eq!(
+        reply(&mut script),
+        ":0\r\n",
+        "{t}: the script ran before the move"
+    );
+    assert_eq!(reply(&mut w1), bulk("x1"), "{t}: the first waiter");
+    assert_eq!(reply(&mut w2), pair(&a, "x2"), "{t}: the second waiter");
+    assert_eq!(
+        ask(&mut c, &format!("LRANGE {b} 0 -1")),
+        list(&["x1"]),
+        "{t}"
+    );
+    assert_eq!(ask(&mut c, &format!("EXISTS {a}")), ":0\r\n", "{t}");
     t.wait_blocked(0);
 }
 
