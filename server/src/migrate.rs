@@ -238,18 +238,17 @@ async fn transfer(conn: &mut Conn, a: &Args<'_>, r: &Request<'_>, w: &mut ReplyW
         };
         let select = lease.last_dbid != r.dbid;
         let (cmd, sent) = restore_commands(a, r, &dumped, select);
-        let outcome = exchange(&mut lease, r, &cmd, select, sent.len()).await;
-        match outcome {
-            Exchange::SocketError {
+        let (restored, end) = exchange(&mut lease, r, &cmd, select, sent.len()).await;
+        // The keys the target acknowledged (before any error) are gone from here.
+        if !r.copy {
+            delete_keys(conn, a, sent_args(&sent, &restored), db).await;
+        }
+        match end {
+            End::SocketError {
                 writing,
                 timed_out,
                 answered,
-                restored,
             } => {
-                // Keys the target acknowledged before the error are gone from here.
-                if !r.copy {
-                    delete_keys(conn, a, sent_args(&sent, &restored), db).await;
-                }
                 drop_lease(lease);
                 // Retried once, on a fresh socket, when nothing was answered and it was
                 // not a timeout (a cached socket the target closed meanwhile).
@@ -260,14 +259,7 @@ async fn transfer(conn: &mut Conn, a: &Args<'_>, r: &Request<'_>, w: &mut ReplyW
                 let what = if writing { "writing" } else { "reading" };
                 return w.error(&format!("IOERR error or timeout {what} to target instance"));
             }
-            Exchange::Replied {
-                error,
-                restored,
-                broken,
-            } => {
-                if !r.copy {
-                    delete_keys(conn, a, sent_args(&sent, &restored), db).await;
-                }
+            End::Replied { error, broken } => {
                 // On an error the selected database is no longer trusted.
                 lease.last_dbid = match error {
                     None => r.dbid,
@@ -417,42 +409,41 @@ fn restore_commands(
     (cmd, sent)
 }
 
-/// How one exchange with the target ended.
-enum Exchange {
+/// How one exchange with the target ended (beside which keys it restored).
+enum End {
     /// The socket failed (or timed out) at some point.
     SocketError {
         writing: bool,
         timed_out: bool,
         /// Some RESTORE reply was read before the error.
         answered: bool,
-        /// Per key sent: its RESTORE succeeded.
-        restored: Vec<bool>,
     },
     /// The replies were read (all of them, unless `broken`: the socket failed after the
     /// target's first error); the first error line, if any.
     Replied {
         error: Option<Vec<u8>>,
-        restored: Vec<bool>,
         broken: bool,
     },
 }
 
 /// Writes `cmd` and reads its replies as Redis's `migrateCommand` does: AUTH's and
-/// SELECT's lines first (an error there fails every key), then one line per key.
+/// SELECT's lines first (an error there fails every key), then one line per key. Per key
+/// sent: whether its RESTORE succeeded.
 async fn exchange(
     lease: &mut Lease,
     r: &Request<'_>,
     cmd: &[u8],
     select: bool,
     keys: usize,
-) -> Exchange {
-    let socket_error =
-        |writing: bool, e: io::Error, answered: bool, restored: Vec<bool>| Exchange::SocketError {
+) -> (Vec<bool>, End) {
+    let socket_error = |writing: bool, e: io::Error, answered: bool, restored: Vec<bool>| {
+        let end = End::SocketError {
             writing,
             timed_out: e.kind() == io::ErrorKind::TimedOut,
             answered,
-            restored,
         };
+        (restored, end)
+    };
     for chunk in cmd.chunks(WRITE_CHUNK) {
         if let Err(e) = lease.link.stream.write_all(chunk, r.timeout).await {
             return socket_error(true, e, false, Vec::new());
@@ -506,11 +497,7 @@ async fn exchange(
         }
     }
     restored.resize(keys, false);
-    Exchange::Replied {
-        error,
-        restored,
-        broken,
-    }
+    (restored, End::Replied { error, broken })
 }
 
 /// One reply line as Redis's `syncReadLine` reads it into its 1024-byte buffer: up to the

@@ -17,11 +17,18 @@ fn run(c: &mut Client, line: &str) -> Vec<u8> {
 }
 
 fn int(r: &[u8]) -> i64 {
-    assert_eq!(r[0], b':', "not an integer: {}", esc(r));
-    std::str::from_utf8(&r[1..r.len() - 2])
-        .unwrap()
-        .parse()
-        .unwrap()
+    percore_proto::encode::parse_int_reply(r)
+        .unwrap_or_else(|| panic!("not an integer: {}", esc(r)))
+}
+
+/// The error line for the target's error `e`, escaped (as [`migrate`] returns it).
+fn target_error(e: &str) -> String {
+    format!(r"-ERR Target instance replied with error: {e}\r\n")
+}
+
+/// `MIGRATE 127.0.0.1 port rest` on `c`: its reply, escaped.
+fn migrate(c: &mut Client, port: u16, rest: &str) -> String {
+    esc(&run(c, &format!("MIGRATE 127.0.0.1 {port} {rest}")))
 }
 
 /// A key's type and value in a canonical text (members and fields sorted).
@@ -114,14 +121,11 @@ fn percore_to_percore_moves_every_type_with_its_ttl() {
         let before = values(&mut s, &keys);
         let pttl_before = int(&run(&mut s, "PTTL s:ttl"));
         // One key alone, then all the others in one KEYS form.
-        let first = run(
-            &mut s,
-            &format!("MIGRATE 127.0.0.1 {} s:raw 0 5000", target.port),
-        );
-        assert_eq!(esc(&first), r"+OK\r\n", "{shards} shard(s)");
-        let rest = keys[1..].join(" ");
-        let line = format!("MIGRATE 127.0.0.1 {} \"\" 0 5000 KEYS {rest}", target.port);
-        assert_eq!(esc(&run(&mut s, &line)), r"+OK\r\n", "{shards} shard(s)");
+        let tp = target.port;
+        let first = migrate(&mut s, tp, "s:raw 0 5000");
+        assert_eq!(first, r"+OK\r\n", "{shards} shard(s)");
+        let rest = format!("\"\" 0 5000 KEYS {}", keys[1..].join(" "));
+        assert_eq!(migrate(&mut s, tp, &rest), r"+OK\r\n", "{shards} shard(s)");
         assert_eq!(run(&mut s, "DBSIZE"), b":0\r\n", "the source keeps nothing");
         assert_eq!(values(&mut t, &keys), before, "{shards} shard(s)");
         let pttl = int(&run(&mut t, "PTTL s:ttl"));
@@ -133,8 +137,7 @@ fn percore_to_percore_moves_every_type_with_its_ttl() {
         assert_eq!(run(&mut t, "PTTL s:int"), b":-1\r\n");
         // Into another database of the target.
         run(&mut s, "SET dbkey v");
-        let line = format!("MIGRATE 127.0.0.1 {} dbkey 7 5000", target.port);
-        assert_eq!(esc(&run(&mut s, &line)), r"+OK\r\n");
+        assert_eq!(migrate(&mut s, tp, "dbkey 7 5000"), r"+OK\r\n");
         assert_eq!(run(&mut t, "EXISTS dbkey"), b":0\r\n");
         run(&mut t, "SELECT 7");
         assert_eq!(run(&mut t, "GET dbkey"), b"$1\r\nv\r\n");
@@ -152,15 +155,15 @@ fn copy_replace_busykey_and_nokey() {
     let (mut s, mut t) = (source.client(), target.client());
     let port = target.port;
     run(&mut s, "SET a 1");
-    let copy = run(&mut s, &format!("MIGRATE 127.0.0.1 {port} a 0 5000 COPY"));
-    assert_eq!(esc(&copy), r"+OK\r\n");
+    let copy = migrate(&mut s, port, "a 0 5000 COPY");
+    assert_eq!(copy, r"+OK\r\n");
     assert_eq!(run(&mut s, "GET a"), b"$1\r\n1\r\n");
     assert_eq!(run(&mut t, "GET a"), b"$1\r\n1\r\n");
     run(&mut s, "SET a 2");
-    let busy = run(&mut s, &format!("MIGRATE 127.0.0.1 {port} a 0 5000"));
+    let busy = migrate(&mut s, port, "a 0 5000");
     assert_eq!(
-        esc(&busy),
-        r"-ERR Target instance replied with error: BUSYKEY Target key name already exists.\r\n"
+        busy,
+        target_error("BUSYKEY Target key name already exists.")
     );
     assert_eq!(
         run(&mut s, "GET a"),
@@ -168,33 +171,24 @@ fn copy_replace_busykey_and_nokey() {
         "the refused key stays"
     );
     assert_eq!(run(&mut t, "GET a"), b"$1\r\n1\r\n");
-    let replace = run(
-        &mut s,
-        &format!("MIGRATE 127.0.0.1 {port} a 0 5000 REPLACE"),
-    );
-    assert_eq!(esc(&replace), r"+OK\r\n");
+    let replace = migrate(&mut s, port, "a 0 5000 REPLACE");
+    assert_eq!(replace, r"+OK\r\n");
     assert_eq!(run(&mut s, "EXISTS a"), b":0\r\n");
     assert_eq!(run(&mut t, "GET a"), b"$1\r\n2\r\n");
-    let nokey = run(&mut s, &format!("MIGRATE 127.0.0.1 {port} a 0 5000"));
-    assert_eq!(esc(&nokey), r"+NOKEY\r\n");
-    let nokeys = run(
-        &mut s,
-        &format!("MIGRATE 127.0.0.1 {port} \"\" 0 5000 KEYS x y z"),
-    );
-    assert_eq!(esc(&nokeys), r"+NOKEY\r\n");
+    let nokey = migrate(&mut s, port, "a 0 5000");
+    assert_eq!(nokey, r"+NOKEY\r\n");
+    let nokeys = migrate(&mut s, port, "\"\" 0 5000 KEYS x y z");
+    assert_eq!(nokeys, r"+NOKEY\r\n");
     // k1..k9 over three shards; k5 exists on the target.
     for i in 1..10 {
         run(&mut s, &format!("SET k{i} s{i}"));
     }
     run(&mut t, "SET k5 target");
     let ks: Vec<String> = (1..10).map(|i| format!("k{i}")).collect();
-    let line = format!(
-        "MIGRATE 127.0.0.1 {port} \"\" 0 5000 KEYS missing {}",
-        ks.join(" ")
-    );
+    let rest = format!("\"\" 0 5000 KEYS missing {}", ks.join(" "));
     assert_eq!(
-        esc(&run(&mut s, &line)),
-        r"-ERR Target instance replied with error: BUSYKEY Target key name already exists.\r\n"
+        migrate(&mut s, port, &rest),
+        target_error("BUSYKEY Target key name already exists.")
     );
     for i in 1..10 {
         let (src, dst) = (
@@ -221,38 +215,26 @@ fn auth_and_auth2_reach_protected_targets() {
     assert_eq!(run(&mut t, "AUTH secret"), b"+OK\r\n");
     assert_eq!(run(&mut t, "ACL SETUSER mover on >pw ~* +@all"), b"+OK\r\n");
     run(&mut s, "SET a 1");
-    let noauth = run(&mut s, &format!("MIGRATE 127.0.0.1 {port} a 0 5000"));
+    let noauth = migrate(&mut s, port, "a 0 5000");
+    assert_eq!(noauth, target_error("NOAUTH Authentication required."));
+    let wrong = migrate(&mut s, port, "a 0 5000 AUTH nope");
     assert_eq!(
-        esc(&noauth),
-        r"-ERR Target instance replied with error: NOAUTH Authentication required.\r\n"
-    );
-    let wrong = run(
-        &mut s,
-        &format!("MIGRATE 127.0.0.1 {port} a 0 5000 AUTH nope"),
-    );
-    assert_eq!(
-        esc(&wrong),
-        r"-ERR Target instance replied with error: WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        wrong,
+        target_error("WRONGPASS invalid username-password pair or user is disabled.")
     );
     assert_eq!(run(&mut s, "GET a"), b"$1\r\n1\r\n");
-    let ok = run(
-        &mut s,
-        &format!("MIGRATE 127.0.0.1 {port} a 0 5000 AUTH secret"),
-    );
-    assert_eq!(esc(&ok), r"+OK\r\n");
+    let ok = migrate(&mut s, port, "a 0 5000 AUTH secret");
+    assert_eq!(ok, r"+OK\r\n");
     assert_eq!(run(&mut t, "GET a"), b"$1\r\n1\r\n");
     run(&mut s, "SET b 2");
-    let line = format!("MIGRATE 127.0.0.1 {port} \"\" 3 5000 COPY AUTH2 mover pw KEYS b");
-    assert_eq!(esc(&run(&mut s, &line)), r"+OK\r\n");
+    let rest = "\"\" 3 5000 COPY AUTH2 mover pw KEYS b";
+    assert_eq!(migrate(&mut s, port, rest), r"+OK\r\n");
     run(&mut t, "SELECT 3");
     assert_eq!(run(&mut t, "GET b"), b"$1\r\n2\r\n");
     assert_eq!(run(&mut s, "GET b"), b"$1\r\n2\r\n");
     // The secrets never show in the slow log.
     run(&mut s, "CONFIG SET slowlog-log-slower-than 0");
-    run(
-        &mut s,
-        &format!("MIGRATE 127.0.0.1 {port} b 0 5000 COPY REPLACE AUTH2 mover pw"),
-    );
+    migrate(&mut s, port, "b 0 5000 COPY REPLACE AUTH2 mover pw");
     let log = esc(&run(&mut s, "SLOWLOG GET 2"));
     assert!(log.contains("(redacted)") && !log.contains("pw"), "{log}");
 }
@@ -267,11 +249,8 @@ fn unreachable_and_silent_targets() {
     let mut s = source.client();
     run(&mut s, "SET a 1");
     let dead = common::free_port();
-    let r = run(&mut s, &format!("MIGRATE 127.0.0.1 {dead} a 0 500"));
-    assert_eq!(
-        esc(&r),
-        r"-IOERR error or timeout writing to target instance\r\n"
-    );
+    let r = migrate(&mut s, dead, "a 0 500");
+    assert_eq!(r, r"-IOERR error or timeout writing to target instance\r\n");
     let r = run(
         &mut s,
         &format!("MIGRATE no-such-host.invalid {dead} a 0 500"),
@@ -335,11 +314,8 @@ fn sockets_are_cached_reused_and_expire() {
     assert_eq!(stat(&mut s, "migrate_cached_sockets"), 0);
     for i in 0..3 {
         run(&mut s, &format!("SET k{i} v"));
-        let r = run(
-            &mut s,
-            &format!("MIGRATE 127.0.0.1 {} k{i} {i} 5000", target.port),
-        );
-        assert_eq!(esc(&r), r"+OK\r\n");
+        let r = migrate(&mut s, target.port, &format!("k{i} {i} 5000"));
+        assert_eq!(r, r"+OK\r\n");
         assert_eq!(stat(&mut s, "migrate_cached_sockets"), 1);
         assert_eq!(
             clients(&mut t),
@@ -370,8 +346,8 @@ fn deleting_fires_events_and_watch() {
     run(&mut s, "SET a 1");
     run(&mut s, "SET b 1");
     run(&mut watcher, "WATCH a");
-    let line = format!("MIGRATE 127.0.0.1 {} \"\" 0 5000 KEYS a b", target.port);
-    assert_eq!(esc(&run(&mut s, &line)), r"+OK\r\n");
+    let r = migrate(&mut s, target.port, "\"\" 0 5000 KEYS a b");
+    assert_eq!(r, r"+OK\r\n");
     let mut got = [sub.read_reply(), sub.read_reply()].map(|m| bulks(&m)[2].clone());
     got.sort();
     assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
@@ -494,6 +470,23 @@ fn command_info_is_redis_s_in_resp3() {
     assert_eq!(esc(&got), esc(&want));
 }
 
+/// Moves every key of `keys` from `src` (its database now) into database `db` (first of
+/// `opts`: db, timeout, options) of `dst` on `port`; the values there must be `before`.
+fn move_all(
+    [src, dst]: [&mut Client; 2],
+    port: u16,
+    opts: &str,
+    keys: &[String],
+    before: &[String],
+) {
+    let rest = format!("\"\" {opts} KEYS {}", keys.join(" "));
+    assert_eq!(migrate(src, port, &rest), r"+OK\r\n");
+    assert_eq!(run(src, "DBSIZE"), b":0\r\n");
+    let db = opts.split(' ').next().unwrap();
+    run(dst, &format!("SELECT {db}"));
+    assert_eq!(values(dst, keys), before);
+}
+
 /// Redis as the source migrating into percore (RESTORE, SELECT and AUTH on percore's
 /// side), and percore into Redis: the values, types and TTLs compared key by key.
 #[test]
@@ -507,46 +500,27 @@ fn redis_and_percore_migrate_both_ways() {
     // Redis → percore, into database 4, with AUTH.
     let keys = fill(&mut r);
     let before = values(&mut r, &keys);
-    let line = format!(
-        "MIGRATE 127.0.0.1 {} \"\" 4 5000 AUTH pw KEYS {}",
+    move_all(
+        [&mut r, &mut p],
         percore.port,
-        keys.join(" ")
+        "4 5000 AUTH pw",
+        &keys,
+        &before,
     );
-    assert_eq!(esc(&run(&mut r, &line)), r"+OK\r\n");
-    assert_eq!(run(&mut r, "DBSIZE"), b":0\r\n");
-    run(&mut p, "SELECT 4");
-    assert_eq!(values(&mut p, &keys), before);
     assert!(int(&run(&mut p, "PTTL s:ttl")) > 40_000);
     assert_eq!(run(&mut p, "PTTL h:big"), b":-1\r\n");
     // The same keys again: BUSYKEY from percore, passed back by Redis; REPLACE goes.
     fill(&mut r);
-    let busy = run(
-        &mut r,
-        &format!("MIGRATE 127.0.0.1 {} s:raw 4 5000 AUTH pw", percore.port),
-    );
+    let busy = migrate(&mut r, percore.port, "s:raw 4 5000 AUTH pw");
     assert_eq!(
-        esc(&busy),
-        r"-ERR Target instance replied with error: BUSYKEY Target key name already exists.\r\n"
+        busy,
+        target_error("BUSYKEY Target key name already exists.")
     );
-    let replace = run(
-        &mut r,
-        &format!(
-            "MIGRATE 127.0.0.1 {} s:raw 4 5000 REPLACE AUTH pw",
-            percore.port
-        ),
-    );
-    assert_eq!(esc(&replace), r"+OK\r\n");
+    let replace = migrate(&mut r, percore.port, "s:raw 4 5000 REPLACE AUTH pw");
+    assert_eq!(replace, r"+OK\r\n");
     run(&mut r, "FLUSHALL");
     // percore → Redis, from database 4 into database 1.
-    let line = format!(
-        "MIGRATE 127.0.0.1 {} \"\" 1 5000 KEYS {}",
-        redis.port,
-        keys.join(" ")
-    );
-    assert_eq!(esc(&run(&mut p, &line)), r"+OK\r\n");
-    assert_eq!(run(&mut p, "DBSIZE"), b":0\r\n");
-    run(&mut r, "SELECT 1");
-    assert_eq!(values(&mut r, &keys), before);
+    move_all([&mut p, &mut r], redis.port, "1 5000", &keys, &before);
     assert!(int(&run(&mut r, "PTTL l:ttl")) > 40_000);
     // RESTORE-ASKING behaves as RESTORE outside cluster mode, on both.
     let payload = bulks(&run(&mut r, "DUMP l:small")).remove(0);
