@@ -415,6 +415,22 @@ fn replies_and_errors_match_redis() {
         "COMMAND GETKEYS MIGRATE h 1 k".into(),
         "COMMAND INFO migrate restore-asking restore".into(),
         "SET r payload".into(),
+        // Inside a transaction and a script: the keys are the transaction's.
+        "MULTI".into(),
+        "SET m1 1".into(),
+        format!("MIGRATE 127.0.0.1 {tp} m1 0 1000"),
+        "EXISTS m1".into(),
+        "EXEC".into(),
+        "SET m2 2".into(),
+        format!("EVAL return\\x20redis.call('MIGRATE','127.0.0.1',ARGV[1],KEYS[1],0,1000) 1 m2 {tp}"),
+        "EXISTS m2".into(),
+        // A user allowed keys a* only (last: the connection stays that user).
+        "SET b 1".into(),
+        "ACL SETUSER lim on nopass ~a* +@all".into(),
+        "AUTH lim x".into(),
+        format!("MIGRATE 127.0.0.1 {tp} b 0 100"),
+        format!("MIGRATE 127.0.0.1 {tp} \"\" 0 100 KEYS a1 b"),
+        format!("MIGRATE 127.0.0.1 {tp} a1 0 100"),
     ];
     let mut target_client = target.client();
     let mut replies = |c: &mut Client, who: &str| -> Vec<(String, String, String)> {
@@ -430,7 +446,7 @@ fn replies_and_errors_match_redis() {
         // What the target received, database 0 and 2.
         for db in [0, 2] {
             run(&mut target_client, &format!("SELECT {db}"));
-            for k in ["k", "a", "b", "c", "l", "x", "nokey"] {
+            for k in ["k", "a", "b", "c", "l", "x", "nokey", "m1", "m2"] {
                 let v = value_of(&mut target_client, k);
                 out.push((who.to_string(), format!("target db{db} {k}"), v));
             }
