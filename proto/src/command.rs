@@ -561,7 +561,7 @@ impl CommandSpec {
         while i < args.len() {
             let a = &args[i];
             if a.eq_ignore_ascii_case(b"keys") {
-                return Some(match args[3].is_empty() {
+                return Some(match args.get(3).is_some_and(|k| k.is_empty()) {
                     true => i + 1..args.len(),
                     false => 3..3,
                 });

@@ -554,7 +554,11 @@ async fn delete_keys(conn: &Conn, a: &Args<'_>, args: Vec<usize>, db: usize) {
             continue;
         }
         call(&conn.core, s, move |c: &Core| {
-            let spec = percore_proto::lookup(b"del").expect("DEL is in the command table");
+            // The table's row, whatever `rename-command` made of DEL's name.
+            let spec = percore_proto::command::COMMANDS
+                .iter()
+                .find(|c| c.cmd == percore_proto::Cmd::Del)
+                .expect("DEL is in the command table");
             let ctx = ExecCtx {
                 db,
                 now_ms: now_ms(),

@@ -247,7 +247,7 @@ fn auth_and_auth2_reach_protected_targets() {
 fn unreachable_and_silent_targets() {
     let source = Server::percore(1, &[]);
     let mut s = source.client();
-    run(&mut s, "SET a 1");
+    run(&mut s, "MSET a 1 b 2");
     let dead = common::free_port();
     let r = migrate(&mut s, dead, "a 0 500");
     assert_eq!(r, r"-IOERR error or timeout writing to target instance\r\n");
@@ -270,16 +270,27 @@ fn unreachable_and_silent_targets() {
         b"0",
         b"700",
     ]);
-    // Meanwhile the core answers others.
+    // Meanwhile the core answers others, and other keys; the key waits for the transfer's
+    // end (its lock), then is still there.
     let mut other = source.client();
+    let t1 = Instant::now();
+    while !esc(&run(&mut other, "CLIENT LIST")).contains("cmd=migrate") {
+        assert!(
+            t1.elapsed() < Duration::from_secs(2),
+            "MIGRATE never started"
+        );
+    }
     let p0 = Instant::now();
     assert_eq!(run(&mut other, "PING"), b"+PONG\r\n");
-    assert!(
-        p0.elapsed() < Duration::from_millis(400),
-        "{:?}",
-        p0.elapsed()
-    );
+    assert_eq!(run(&mut other, "GET b"), b"$1\r\n2\r\n");
+    let quick = p0.elapsed();
+    assert!(quick < Duration::from_millis(400), "{quick:?}");
     assert_eq!(run(&mut other, "GET a"), b"$1\r\n1\r\n");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600),
+        "GET a ran inside the transfer: {waited:?}"
+    );
     let r = s.read_reply();
     let took = t0.elapsed();
     assert_eq!(
@@ -422,7 +433,9 @@ fn replies_and_errors_match_redis() {
         "EXISTS m1".into(),
         "EXEC".into(),
         "SET m2 2".into(),
-        format!("EVAL return\\x20redis.call('MIGRATE','127.0.0.1',ARGV[1],KEYS[1],0,1000) 1 m2 {tp}"),
+        format!(
+            "EVAL return\\x20redis.call('MIGRATE','127.0.0.1',ARGV[1],KEYS[1],0,1000) 1 m2 {tp}"
+        ),
         "EXISTS m2".into(),
         // A user allowed keys a* only (last: the connection stays that user).
         "SET b 1".into(),
