@@ -559,3 +559,35 @@ fn redis_and_percore_migrate_both_ways() {
         assert_eq!(value_of(c, "copied"), "list a b c 1 2");
     }
 }
+
+/// In cluster mode the keys go as RESTORE-ASKING, and a KEYS form over several hash slots
+/// is refused (CROSSSLOT) as Redis refuses it.
+#[test]
+fn cluster_mode_sends_restore_asking() {
+    let target = Server::percore(1, &[]);
+    let source = Server::percore(2, &["--cluster-enabled", "yes"]);
+    let (mut s, mut t) = (source.client(), target.client());
+    run(&mut t, "MONITOR");
+    for line in ["MSET {x}a 1 {x}b 2", "SET y 3"] {
+        assert_eq!(run(&mut s, line), b"+OK\r\n");
+    }
+    let cross = migrate(&mut s, target.port, "\"\" 0 5000 KEYS {x}a y");
+    assert_eq!(
+        cross,
+        r"-CROSSSLOT Keys in request don\'t hash to the same slot\r\n"
+    );
+    let ok = migrate(&mut s, target.port, "\"\" 0 5000 KEYS {x}a {x}b");
+    assert_eq!(ok, r"+OK\r\n");
+    // SELECT 0 first (a new socket), then one RESTORE-ASKING per key.
+    let fed = [t.read_reply(), t.read_reply(), t.read_reply()]
+        .map(|m| String::from_utf8_lossy(&m).into_owned());
+    assert!(fed[0].contains(r#""SELECT" "0""#), "{}", fed[0]);
+    for (line, key) in fed[1..].iter().zip(["{x}a", "{x}b"]) {
+        assert!(
+            line.contains(&format!(r#""RESTORE-ASKING" "{key}" "0""#)),
+            "{line}"
+        );
+    }
+    assert_eq!(run(&mut s, "EXISTS {x}a {x}b"), b":0\r\n");
+    assert_eq!(run(&mut s, "EXISTS y"), b":1\r\n");
+}
