@@ -505,24 +505,7 @@ async fn exchange(
 /// (the rest is the next line). An empty line is an error, as Redis's `<= 0` test makes it.
 async fn read_line(link: &mut Link, timeout: Duration) -> io::Result<Vec<u8>> {
     loop {
-        let nl = link
-            .rbuf
-            .iter()
-            .take(LINE_MAX + 1)
-            .position(|&b| b == b'\n');
-        let line = match nl {
-            Some(at) => {
-                let mut l: Vec<u8> = link.rbuf.drain(..=at).collect();
-                l.pop();
-                if l.last() == Some(&b'\r') {
-                    l.pop();
-                }
-                Some(l)
-            }
-            None if link.rbuf.len() >= LINE_MAX => Some(link.rbuf.drain(..LINE_MAX).collect()),
-            None => None,
-        };
-        if let Some(l) = line {
+        if let Some(l) = take_line(&mut link.rbuf) {
             if l.is_empty() {
                 return Err(io::Error::other("empty reply line"));
             }
@@ -534,6 +517,23 @@ async fn read_line(link: &mut Link, timeout: Duration) -> io::Result<Vec<u8>> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         link.rbuf.extend_from_slice(&buf[..got]);
+    }
+}
+
+/// The first line of `rbuf`, taken off it, as [`read_line`] reads it; None until a newline
+/// or [`LINE_MAX`] bytes are there.
+fn take_line(rbuf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    match rbuf.iter().take(LINE_MAX).position(|&b| b == b'\n') {
+        Some(at) => {
+            let mut l: Vec<u8> = rbuf.drain(..=at).collect();
+            l.pop();
+            if l.last() == Some(&b'\r') {
+                l.pop();
+            }
+            Some(l)
+        }
+        None if rbuf.len() >= LINE_MAX => Some(rbuf.drain(..LINE_MAX).collect()),
+        None => None,
     }
 }
 
@@ -805,6 +805,23 @@ mod tests {
         .map(|s| s.as_bytes())
         .collect();
         assert_eq!(redacted_args(&w), (1 << 8) | (1 << 10) | (1 << 11));
+    }
+
+    #[test]
+    fn lines_are_cut_as_redis_cuts_them() {
+        let mut b = b"+OK\r\n-ERR x\n+PART".to_vec();
+        assert_eq!(take_line(&mut b).as_deref(), Some(&b"+OK"[..]));
+        assert_eq!(take_line(&mut b).as_deref(), Some(&b"-ERR x"[..]));
+        assert_eq!(take_line(&mut b), None);
+        // 1021 bytes, CR LF: one line. 1022 bytes, CR LF: 1023 bytes (the CR kept), then an
+        // empty line (Redis's syncReadLine into its 1024-byte buffer).
+        let mut b = [vec![b'-'; 1021], b"\r\n".to_vec()].concat();
+        assert_eq!(take_line(&mut b).map(|l| l.len()), Some(1021));
+        assert!(b.is_empty());
+        let mut b = [vec![b'-'; 1022], b"\r\n".to_vec()].concat();
+        let l = take_line(&mut b).unwrap();
+        assert_eq!((l.len(), l.last()), (1023, Some(&b'\r')));
+        assert_eq!(take_line(&mut b), Some(Vec::new()));
     }
 
     #[test]
