@@ -334,6 +334,21 @@ fn sockets_are_cached_reused_and_expire() {
             "the test's client and one cached socket"
         );
     }
+    // The target drops the cached socket: the next MIGRATE finds it closed, and retries
+    // once on a new one (nothing was answered, no timeout), as Redis does.
+    let mine = int(&run(&mut t, "CLIENT ID"));
+    let killed = run(&mut t, &format!("CLIENT KILL ID {mine} SKIPME yes"));
+    assert_eq!(
+        esc(&killed),
+        r":0\r\n",
+        "CLIENT KILL ID names only this client"
+    );
+    let killed = run(&mut t, "CLIENT KILL TYPE normal SKIPME yes");
+    assert_eq!(esc(&killed), r":1\r\n");
+    run(&mut s, "SET again v");
+    assert_eq!(migrate(&mut s, target.port, "again 0 5000"), r"+OK\r\n");
+    assert_eq!(run(&mut t, "GET again"), b"$1\r\nv\r\n");
+    assert_eq!(stat(&mut s, "migrate_cached_sockets"), 1);
     let t0 = Instant::now();
     while stat(&mut s, "migrate_cached_sockets") != 0 {
         assert!(
