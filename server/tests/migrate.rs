@@ -580,7 +580,18 @@ fn redis_and_percore_migrate_both_ways() {
 #[test]
 fn cluster_mode_sends_restore_asking() {
     let target = Server::percore(1, &[]);
-    let source = Server::percore(2, &["--cluster-enabled", "yes"]);
+    // The node's nodes.conf goes to a directory of its own, with a bus port of its own.
+    let dir = common::TempDir::new("migrate-cluster");
+    let bus = common::free_port().to_string();
+    let flags = [
+        "--cluster-enabled",
+        "yes",
+        "--dir",
+        dir.path(),
+        "--cluster-port",
+        &bus,
+    ];
+    let source = Server::percore(2, &flags);
     let (mut s, mut t) = (source.client(), target.client());
     run(&mut t, "MONITOR");
     for line in ["MSET {x}a 1 {x}b 2", "SET y 3"] {
