@@ -186,6 +186,8 @@ pub enum Cmd {
     Move,
     Dump,
     Restore,
+    RestoreAsking,
+    Migrate,
     Keys,
     Scan,
     RandomKey,
@@ -388,8 +390,9 @@ impl Flags {
     pub const SKIP_MONITOR: u32 = 1 << 14;
     pub const NO_MANDATORY_KEYS: u32 = 1 << 15;
     pub const PUBSUB: u32 = 1 << 16;
+    pub const ASKING: u32 = 1 << 17;
 
-    const NAMES: [(u32, &'static str); 17] = [
+    const NAMES: [(u32, &'static str); 18] = [
         (Self::WRITE, "write"),
         (Self::READONLY, "readonly"),
         (Self::DENYOOM, "denyoom"),
@@ -401,6 +404,7 @@ impl Flags {
         (Self::LOADING, "loading"),
         (Self::STALE, "stale"),
         (Self::SKIP_MONITOR, "skip_monitor"),
+        (Self::ASKING, "asking"),
         (Self::FAST, "fast"),
         (Self::NO_AUTH, "no_auth"),
         (Self::NO_MANDATORY_KEYS, "no_mandatory_keys"),
@@ -543,6 +547,33 @@ impl CommandSpec {
             Cmd::GeoRadius | Cmd::GeoRadiusByMember => georadius_store_key(args),
             _ => None,
         }
+    }
+
+    /// MIGRATE's keys as Redis's `migrateGetKeys` finds them: every argument after a KEYS
+    /// met from argument 6 on (stepping over AUTH's one and AUTH2's two values) when the
+    /// key argument is empty, none when it is not (a syntax error MIGRATE reports), else
+    /// the key at 3. None for every other command.
+    pub fn migrate_key_indices(&self, args: &Args) -> Option<std::ops::Range<usize>> {
+        if self.cmd != Cmd::Migrate {
+            return None;
+        }
+        let mut i = 6;
+        while i < args.len() {
+            let a = &args[i];
+            if a.eq_ignore_ascii_case(b"keys") {
+                return Some(match args.get(3).is_some_and(|k| k.is_empty()) {
+                    true => i + 1..args.len(),
+                    false => 3..3,
+                });
+            }
+            if a.eq_ignore_ascii_case(b"auth") {
+                i += 1;
+            } else if a.eq_ignore_ascii_case(b"auth2") {
+                i += 2;
+            }
+            i += 1;
+        }
+        Some(3..args.len().min(4))
     }
 
     /// Indices of the key arguments in `argc` arguments (Redis's first/last/step rule).
@@ -790,6 +821,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("copy", Copy, -3, W | D, 1, 2, 1, Coordinated, ["keyspace", "write", "slow"], "generic", "6.2.0", "Copies the value of a key to a new key."),
     spec!("dump", Dump, 2, R, 1, 1, 1, Single, ["keyspace", "read", "slow"], "generic", "2.6.0", "Return a serialized version of the value stored at the specified key."),
     spec!("restore", Restore, -4, W | D, 1, 1, 1, Single, ["keyspace", "write", "slow", "dangerous"], "generic", "2.6.0", "Create a key using the provided serialized value, previously obtained using DUMP."),
+    spec!("restore-asking", RestoreAsking, -4, W | D | Flags::ASKING, 1, 1, 1, Single, ["keyspace", "write", "slow", "dangerous"], "server", "3.0.0", "An internal command for migrating keys in a cluster"),
+    // MIGRATE talks to another server from the connection's core; its keys (the one at 3,
+    // or those after KEYS: `movablekeys`) are locked through the scheduler meanwhile.
+    spec!("migrate", Migrate, -6, W | MK, 3, 3, 1, Connection, ["keyspace", "write", "slow", "dangerous"], "generic", "2.6.0", "Atomically transfer a key from a Redis instance to another one."),
     spec!("move", Move, 3, W | F, 1, 1, 1, Single, ["keyspace", "write", "fast"], "generic", "1.0.0", "Moves a key to another database."),
     spec!("keys", Keys, 2, R, 0, 0, 0, AllShards(Concat), ["keyspace", "read", "slow", "dangerous"], "generic", "1.0.0", "Returns all key names that match a pattern."),
     spec!("scan", Scan, -2, R, 0, 0, 0, Coordinated, ["keyspace", "read", "slow"], "generic", "2.8.0", "Iterates over the key names in the database."),
@@ -1321,6 +1356,27 @@ mod tests {
         assert_eq!(keys(b"rename", 3), vec![1, 2]);
         assert_eq!(keys(b"copy", 5), vec![1, 2]);
         assert_eq!(keys(b"ping", 1), Vec::<usize>::new());
+        let migrate = |words: &[&[u8]]| {
+            let o = crate::OwnedArgs::from_slices(words);
+            let spec = lookup(b"migrate").unwrap();
+            spec.migrate_key_indices(&o.args())
+                .unwrap()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            migrate(&[b"migrate", b"h", b"1", b"k", b"0", b"10"]),
+            vec![3]
+        );
+        assert_eq!(
+            migrate(&[
+                b"migrate", b"h", b"1", b"", b"0", b"10", b"AUTH", b"keys", b"KEYS", b"a", b"b"
+            ]),
+            vec![9, 10]
+        );
+        assert_eq!(
+            migrate(&[b"migrate", b"h", b"1", b"k", b"0", b"10", b"keys", b"a"]),
+            Vec::<usize>::new()
+        );
         let obj = lookup_sub(lookup(b"object").unwrap(), b"encoding").unwrap();
         assert_eq!(obj.key_indices(3).collect::<Vec<_>>(), vec![2]);
     }

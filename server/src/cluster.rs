@@ -186,9 +186,13 @@ pub fn refusal(spec: &CommandSpec, args: &Args) -> Option<&'static str> {
     (!one_key(spec) && slot_of(spec, args).is_err()).then_some(CROSSSLOT)
 }
 
-/// The command names exactly one key, at a fixed position.
+/// The command names exactly one key, at a fixed position (not one whose keys move with its
+/// arguments: MIGRATE's KEYS, GEORADIUS's STORE, SORT's STORE).
 fn one_key(spec: &CommandSpec) -> bool {
-    spec.first_key > 0 && spec.last_key == spec.first_key && spec.keynum_index().is_none()
+    spec.first_key > 0
+        && spec.last_key == spec.first_key
+        && spec.keynum_index().is_none()
+        && !spec.flags.has(percore_proto::Flags::MOVABLEKEYS)
 }
 
 /// EXEC in cluster mode: every queued command's keys in one slot.

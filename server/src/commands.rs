@@ -60,6 +60,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             w.simple(b"RESET");
         }
         Cmd::Hello => hello(conn, a, &mut w),
+        Cmd::Migrate => crate::migrate::run(conn, a, &mut w).await,
         Cmd::Auth => auth(conn, a, &mut w),
         _ if spec.parent_name() == Some("acl") => crate::acl::command(conn, spec, a, &mut w).await,
         Cmd::Select => match parse_db(&a[1]) {
@@ -825,6 +826,11 @@ pub(crate) fn keys_of_spec(target: &CommandSpec, rest: &Args) -> Result<Vec<usiz
             None => return Err("ERR Invalid arguments specified for command"),
         },
         None if target.cmd == Cmd::Sort => sort_keys(rest),
+        // MIGRATE's KEYS form with a key given names no key: Redis's error for no keys found.
+        None if target.cmd == Cmd::Migrate => match target.migrate_key_indices(rest) {
+            Some(r) if !r.is_empty() => r.collect(),
+            _ => return Err("ERR Invalid arguments specified for command"),
+        },
         None if matches!(target.cmd, Cmd::GeoRadius | Cmd::GeoRadiusByMember) => {
             georadius_keyspec_keys(target.cmd, rest)
         }
@@ -931,6 +937,8 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     }
     if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
+    } else if c.cmd == Cmd::Migrate {
+        migrate_key_specs(w);
     } else if let Some(specs) = explicit_key_specs(c.cmd) {
         write_key_specs(w, specs);
     } else if crate::scripting::eval_key_spec(w, c.cmd) {
@@ -1018,11 +1026,15 @@ fn explicit_key_specs(cmd: Cmd) -> Option<&'static [RangeKeySpec]> {
     const MEMORY_USAGE: &[RangeKeySpec] = &[range_spec(&["RO"], 2, 0)];
     // RESTORE creates or replaces its key without reading it.
     const RESTORE: &[RangeKeySpec] = &[range_spec(&["OW", "update"], 1, 0)];
+    // MIGRATE reads and deletes its keys: the one at 3 or those after KEYS, so this spec
+    // runs to the end for `key_flags` (COMMAND INFO writes Redis's two: `migrate_key_specs`).
+    const MIGRATE: &[RangeKeySpec] = &[range_spec(&["RW", "access", "delete"], 3, -1)];
     match cmd {
         Cmd::SSubscribe | Cmd::SUnsubscribe => Some(SHARD_CHANNELS),
         Cmd::SPublish => Some(SPUBLISH),
         Cmd::MemoryUsage => Some(MEMORY_USAGE),
-        Cmd::Restore => Some(RESTORE),
+        Cmd::Restore | Cmd::RestoreAsking => Some(RESTORE),
+        Cmd::Migrate => Some(MIGRATE),
         Cmd::SetBit => Some(SETBIT),
         Cmd::BitOp => Some(BITOP),
         Cmd::BitField => Some(BITFIELD),
@@ -1097,6 +1109,20 @@ fn geo_key_specs(w: &mut ReplyWriter, c: &CommandSpec) -> bool {
         _ => return false,
     }
     true
+}
+
+/// MIGRATE's key specs as Redis 7.0 declares them: the key at 3, and the keys after KEYS
+/// (searched from the second-to-last argument backwards, `incomplete`).
+fn migrate_key_specs(w: &mut ReplyWriter) {
+    w.set(2);
+    write_range_key_spec(w, &range_spec(&["RW", "access", "delete"], 3, 0));
+    key_spec_head(w, None, &["RW", "access", "delete", "incomplete"]);
+    typed_spec(w, b"keyword", 2);
+    w.bulk(b"keyword");
+    w.bulk(b"KEYS");
+    w.bulk(b"startfrom");
+    w.int(-2);
+    find_keys_range(w, -1, 1, 0);
 }
 
 /// A key spec's map up to its `begin_search` spec, which the caller writes: its notes (if

@@ -141,8 +141,7 @@ const SENSITIVE_CONFIGS: [&str; 3] = ["masteruser", "masterauth", "requirepass"]
 /// user and password, for each AUTH the command reads before it stops at a bad version, a
 /// syntax error or an invalid SETNAME; CONFIG SET's value of each sensitive parameter.
 /// Redis redacts as the command runs, so an argument the command never reached stays.
-/// (Redis also hides MIGRATE's AUTH/AUTH2 values and ACL SETUSER's rules; percore has
-/// neither command.)
+/// MIGRATE's AUTH/AUTH2 values. (Redis also hides ACL SETUSER's rules.)
 pub fn redacted_args(args: &[&[u8]]) -> u64 {
     let Some(spec) = args.first().and_then(|name| lookup(name)) else {
         return 0;
@@ -179,6 +178,7 @@ pub fn redacted_args(args: &[&[u8]]) -> u64 {
             }
             mask
         }
+        Cmd::Migrate => crate::migrate::redacted_args(args),
         Cmd::Config => {
             let is_set = args
                 .get(1)

@@ -21,6 +21,7 @@ mod lua_cjson;
 mod lua_cmsgpack;
 mod lua_struct;
 mod metrics;
+mod migrate;
 mod monitor;
 mod multi;
 mod pause;

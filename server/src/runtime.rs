@@ -58,9 +58,11 @@ use std::time::{Duration, Instant};
 pub use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 mod bufring;
+mod outbound;
 mod ring;
 mod sched;
 mod tls;
+pub use outbound::OutStream;
 pub use ring::NetStats;
 
 /// This core's network ring counters (INFO `# Shards`).

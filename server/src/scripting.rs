@@ -1797,7 +1797,7 @@ pub fn write_tips(w: &mut ReplyWriter, cmd: Cmd) -> bool {
             &["request_policy:all_shards", "response_policy:all_succeeded"]
         }
         Cmd::FunctionList => &["nondeterministic_output_order"],
-        Cmd::Dump => &["nondeterministic_output"],
+        Cmd::Dump | Cmd::Migrate => &["nondeterministic_output"],
         Cmd::FunctionStats => &[
             "nondeterministic_output",
             "request_policy:all_shards",

@@ -269,6 +269,10 @@ pub fn key_args(spec: &CommandSpec, args: &Args) -> Option<Vec<usize>> {
                 .map_or(Vec::new(), |r| r.collect()),
         );
     }
+    if let Some(keys) = spec.migrate_key_indices(args) {
+        // MIGRATE runs on the connection's core, but its keys are keys.
+        return Some(keys.collect());
+    }
     match spec.route {
         // SPUBLISH's channel is a key only for cluster routing.
         Route::Connection | Route::Publish => return Some(Vec::new()),

@@ -944,7 +944,8 @@ impl Shard {
             | Cmd::BLMPop
             | Cmd::BZPopMin
             | Cmd::BZPopMax
-            | Cmd::BZMPop => out.error(&format!("ERR '{}' is not a shard command", spec.name)),
+            | Cmd::BZMPop
+            | Cmd::Migrate => out.error(&format!("ERR '{}' is not a shard command", spec.name)),
             Cmd::Del | Cmd::Unlink => k::del(self, ctx, args, out),
             Cmd::Exists => k::exists(self, ctx, args, out),
             Cmd::Touch => k::touch(self, ctx, args, out),
@@ -962,7 +963,7 @@ impl Shard {
             Cmd::RenameNx => k::rename(self, ctx, args, out, true),
             Cmd::Copy => k::copy(self, ctx, args, out),
             Cmd::Dump => ops::dump::dump(self, ctx, args, out),
-            Cmd::Restore => ops::dump::restore(self, ctx, args, out),
+            Cmd::Restore | Cmd::RestoreAsking => ops::dump::restore(self, ctx, args, out),
             Cmd::Move => k::move_(self, ctx, args, out),
             Cmd::Keys => k::keys(self, ctx, args, out),
             Cmd::Scan => k::scan(self, ctx, args, out),

@@ -360,7 +360,7 @@ pub fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> 
         && spec.keynum_index().is_none()
         && !matches!(
             spec.cmd,
-            Cmd::Sort | Cmd::GeoRadius | Cmd::GeoRadiusByMember
+            Cmd::Sort | Cmd::GeoRadius | Cmd::GeoRadiusByMember | Cmd::Migrate
         );
     if fixed {
         return spec
