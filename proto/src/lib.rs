@@ -10,6 +10,7 @@
 pub mod args;
 pub mod command;
 pub mod decode;
+pub mod docs;
 pub mod encode;
 pub mod reply;
 

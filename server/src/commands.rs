@@ -6,7 +6,7 @@ use crate::config::{find_param, Config, PARAMS};
 use crate::conn::Conn;
 use crate::core::{call_all, now_us, Core};
 use percore_proto::command::{lookup, lookup_sub, subcommands, COMMANDS, SUBCOMMANDS};
-use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
+use percore_proto::{docs, Args, Cmd, CommandSpec, Protocol, ReplyWriter};
 use percore_shard::glob::glob_match;
 use percore_shard::ops::keyspace::parse_db;
 use std::sync::atomic::Ordering;
@@ -286,7 +286,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
                 }
                 w.array(2);
                 w.bulk(&rest[i]);
-                let flags = key_flags(target, i, rest.len());
+                let flags = key_flags(target, i, &rest);
                 w.set(flags.len());
                 for f in flags {
                     w.simple(f.as_bytes());
@@ -847,7 +847,26 @@ pub(crate) fn keys_of_spec(target: &CommandSpec, rest: &Args) -> Result<Vec<usiz
 /// else derived from the write flag), except where COMMAND INFO's one derived spec is
 /// coarser than Redis's two: SORT and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE, whose
 /// destination is OW update and sources RO access, as Redis 7.0 reports them.
-pub(crate) fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'static str] {
+pub(crate) fn key_flags(c: &CommandSpec, i: usize, args: &Args) -> &'static [&'static str] {
+    const RW_ACCESS_UPDATE: &[&str] = &["RW", "access", "update"];
+    // `variable_flags`: Redis's `setGetKeys` and `bitfieldGetKeys` decide.
+    match c.cmd {
+        Cmd::Set => {
+            let get = (3..args.len()).any(|j| eq(&args[j], "get"));
+            return if get {
+                RW_ACCESS_UPDATE
+            } else {
+                &["OW", "update"]
+            };
+        }
+        Cmd::BitField => return bitfield_key_flags(args),
+        _ => {}
+    }
+    // Redis 7.0's key specs, searched as Redis searches them, where they find the key.
+    if let Some(flags) = docs::find(c.name).and_then(|d| d.key_flags(args, i)) {
+        return flags;
+    }
+    let argc = args.len();
     const RO: &[&str] = &["RO", "access"];
     const OW: &[&str] = &["OW", "update"];
     if let Some(specs) = explicit_key_specs(c.cmd) {
@@ -877,6 +896,25 @@ pub(crate) fn key_flags(c: &CommandSpec, i: usize, argc: usize) -> &'static [&'s
         return flags;
     }
     derived_flags(c)
+}
+
+/// BITFIELD's key flags as Redis's `bitfieldGetKeys` finds them: read-only while the
+/// operations are well-formed GETs (and OVERFLOWs).
+fn bitfield_key_flags(args: &Args) -> &'static [&'static str] {
+    let mut i = 2;
+    while i < args.len() {
+        let rem = args.len() - i - 1;
+        let a = &args[i];
+        if eq(a, "get") && rem >= 2 {
+            i += 3;
+        } else if eq(a, "overflow") && rem >= 1 {
+            i += 2;
+        } else {
+            // SET, INCRBY or a syntax error (taken as a write, as Redis does).
+            return &["RW", "access", "update"];
+        }
+    }
+    &["RO", "access"]
 }
 
 /// The key-spec flags of a command without a spec of its own, from its write flag and
@@ -935,7 +973,10 @@ fn command_info(w: &mut ReplyWriter, c: &CommandSpec) {
     if !crate::scripting::write_tips(w, c.cmd) {
         w.set(0);
     }
-    if geo_key_specs(w, c) {
+    if let Some(d) = docs::find(c.name) {
+        // Redis 7.0's own key specs (generated from its command JSON files).
+        d.write_key_specs(w);
+    } else if geo_key_specs(w, c) {
         // Written: a destination beside the source (GEOSEARCHSTORE, GEORADIUS STORE).
     } else if c.cmd == Cmd::Migrate {
         migrate_key_specs(w);
@@ -1182,6 +1223,12 @@ fn key_spec(w: &mut ReplyWriter, flags: &[&str], index: i64, find: &[u8]) {
 
 fn command_docs(w: &mut ReplyWriter, c: &CommandSpec) {
     let subs = subcommands(c.cmd);
+    if let Some(d) = docs::find(c.name) {
+        // Redis 7.0's documentation (generated from its command JSON files); the
+        // subcommands are percore's.
+        d.write(w, !subs.is_empty() as usize);
+        return command_docs_subcommands(w, subs);
+    }
     w.map(if subs.is_empty() { 3 } else { 4 });
     w.bulk(b"summary");
     w.bulk(c.summary.as_bytes());
@@ -1189,6 +1236,11 @@ fn command_docs(w: &mut ReplyWriter, c: &CommandSpec) {
     w.bulk(c.since.as_bytes());
     w.bulk(b"group");
     w.bulk(c.group.as_bytes());
+    command_docs_subcommands(w, subs);
+}
+
+/// COMMAND DOCS's `subcommands` entry of a container (nothing for another command).
+fn command_docs_subcommands(w: &mut ReplyWriter, subs: &[CommandSpec]) {
     if !subs.is_empty() {
         w.bulk(b"subcommands");
         w.map(subs.len());

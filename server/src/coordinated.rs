@@ -20,7 +20,7 @@ use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
-use percore_shard::notify::KeyEvent;
+use percore_shard::notify::{self, KeyEvent};
 use percore_shard::ops::hll;
 use percore_shard::ops::keyspace::{
     entry_with_deadline, parse_copy, parse_scan_args, parse_swapdb, write_scan_reply,
@@ -385,11 +385,20 @@ async fn on_scratch(
     scratch.set_notify(u16::MAX);
     let now = now_ms();
     scratch.apply(&ExecCtx { db: 0, now_ms: now }, spec, a, w);
+    // A key the command changed has an event ("keymiss" and "new" say nothing changed); one
+    // it left alone is not written back, so WATCH and tracking see no change, as in Redis.
+    let changed: Vec<Box<[u8]>> = (scratch.events.iter())
+        .filter(|e| e.class & (notify::KEY_MISS | notify::NEW) == 0)
+        .map(|e| e.key.clone())
+        .collect();
     forward_events(conn, db, std::mem::take(&mut scratch.events)).await;
     if w.buf.first() == Some(&b'-') {
         return;
     }
     for k in writes {
+        if !changed.iter().any(|c| **c == *k) {
+            continue;
+        }
         match scratch.remove(0, k) {
             Some(e) => {
                 put_entry(conn, db, k, e, false, Put::Quiet).await;

@@ -490,7 +490,8 @@ fn command_introspection() {
         .arg("set")
         .query(&mut c)
         .unwrap();
-    assert!(format!("{docs:?}").contains("Sets the string value of a key"));
+    // Redis 7.0.15's wording (src/commands/set.json).
+    assert!(format!("{docs:?}").contains("Set the string value of a key"));
 }
 
 #[test]

@@ -190,6 +190,64 @@ fn default_mode_resp3_matches_redis() {
     );
 }
 
+/// Writes that change nothing invalidate nothing (Redis signals a key only on a real
+/// change); the ones that store what was there already do. The keys share a hash tag, so on
+/// percore one shard sends every invalidation, in order: one sent for a no-op write would
+/// come before the last key's and show in the comparison.
+#[test]
+fn no_op_writes_invalidate_nothing() {
+    run(
+        "tracking, writes that change nothing",
+        true,
+        false,
+        &[
+            "T: CLIENT TRACKING ON",
+            "W: SADD {t}s a",
+            "W: ZADD {t}z 1 a",
+            "W: HSET {t}h f v",
+            "W: RPUSH {t}l a",
+            "W: SET {t}str 1",
+            "W: SET {t}last 1",
+            "T: SMEMBERS {t}s",
+            "T: ZRANGE {t}z 0 -1",
+            "T: HGETALL {t}h",
+            "T: LRANGE {t}l 0 -1",
+            "T: GET {t}str",
+            "T: GET {t}n",
+            "T: GET {t}last",
+            "T: ?",
+            "W: SADD {t}s a",
+            "W: SREM {t}s zz",
+            "W: SMOVE {t}s {t}s a",
+            "W: ZADD {t}z XX 1 q",
+            "W: ZADD {t}z 1 a",
+            "W: ZINCRBY {t}z 0 a",
+            "W: HSETNX {t}h f w",
+            "W: HDEL {t}h g",
+            "W: LREM {t}l 0 x",
+            "W: LINSERT {t}l BEFORE x y",
+            "W: DEL {t}n",
+            "W: EXPIRE {t}n 10",
+            "W: PERSIST {t}str",
+            "W: SETNX {t}str 2",
+            "W: SETBIT {t}str 0 0",
+            "W: GETEX {t}str PERSIST",
+            // Over keys of several shards (percore's coordinator), empty results.
+            "W: SINTERSTORE {t}n a b",
+            "W: ZUNIONSTORE {t}n 2 a b",
+            "W: SORT a STORE {t}n",
+            "W: SET {t}last 2",
+            "T: ?",
+            "T: GET {t}last",
+            "W: SADD {t}s b",
+            "W: HSET {t}h f v",
+            "W: INCRBY {t}str 0",
+            "W: SET {t}last 3",
+            "T: ?",
+        ],
+    );
+}
+
 #[test]
 fn optin_optout_noloop_match_redis() {
     run(

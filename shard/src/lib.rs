@@ -191,6 +191,9 @@ pub struct Shard {
     /// tracking client is owed a null invalidation).
     tracking_pending: std::cell::Cell<bool>,
     tracking_flushed: std::cell::Cell<bool>,
+    /// A command runs in [`Shard::apply`]: keys count as changed only where it records a
+    /// keyspace event (see [`Shard::touch`]).
+    in_command: std::cell::Cell<bool>,
     /// The client the running command is for (set by the server around a command while
     /// some client tracks; None otherwise).
     pub caller: std::cell::Cell<Option<tracking::Caller>>,
@@ -232,6 +235,7 @@ impl Shard {
             tracking_on: std::cell::Cell::new(false),
             tracking_pending: std::cell::Cell::new(false),
             tracking_flushed: std::cell::Cell::new(false),
+            in_command: std::cell::Cell::new(false),
             caller: std::cell::Cell::new(None),
             notify_classes: 0,
             events: Vec::new(),
@@ -270,8 +274,15 @@ impl Shard {
     /// Records keyspace event `event` of class `class` on `key` in `db` (Redis's
     /// `notifyKeyspaceEvent`). One branch when the class is off.
     #[inline]
+    ///
+    /// Every event but "keymiss" and "new" is a change to the key (Redis calls
+    /// `signalModifiedKey` beside each such `notifyKeyspaceEvent`), so it also raises the
+    /// key's WATCH flags and invalidates it for tracking clients.
     pub(crate) fn notify(&mut self, class: u16, event: &'static str, db: usize, key: &[u8]) {
         push_event(self.notify_classes, &mut self.events, class, event, db, key);
+        if class & (notify::KEY_MISS | notify::NEW) == 0 {
+            self.signal_modified(db, key);
+        }
     }
 
     /// WATCH: `flag` is raised when `key` in `db` changes. An expired key is deleted first
@@ -297,9 +308,24 @@ impl Shard {
     }
 
     /// `key` in `db` may have changed: raises its WATCH flags and invalidates it for the
-    /// clients that track it, if any.
+    /// clients that track it, if any. Inside a command run by [`Shard::apply`] this does
+    /// nothing: there a key counts as changed only when the command records its event
+    /// ([`Shard::notify`]), as Redis signals a key only when a write really changed it
+    /// (`SADD` of a member already there, `DEL` of a missing key, `PERSIST` of a key without
+    /// a deadline signal nothing). Outside a command (pops served to blocked clients, the
+    /// steps of a command over several shards) every store and delete counts.
     #[inline]
     pub fn touch(&self, db: usize, key: &[u8]) {
+        if self.in_command.get() {
+            return;
+        }
+        self.signal_modified(db, key);
+    }
+
+    /// Redis's `signalModifiedKey`: raises `key`'s WATCH flags and invalidates it for the
+    /// clients that track it. Two loads when nobody watches or tracks.
+    #[inline]
+    pub(crate) fn signal_modified(&self, db: usize, key: &[u8]) {
         if !self.watches.is_empty() {
             self.watches.touch(db, key);
         }
@@ -332,18 +358,6 @@ impl Shard {
         self.tracking_on.set(t.active());
         self.tracking_pending.set(!t.pending.is_empty());
         r
-    }
-
-    /// After a write command: raises the WATCH flags of the keys it names (and
-    /// invalidates them for tracking clients).
-    fn touch_command(&self, db: usize, spec: &percore_proto::CommandSpec, args: &Args) {
-        if self.watches.is_empty() && !self.tracking_on.get() {
-            return;
-        }
-        if !spec.flags.has(percore_proto::Flags::WRITE) {
-            return;
-        }
-        command_keys(spec, args, |i| self.touch(db, &args[i]));
     }
 
     /// After a read-only command run for a tracking client: remembers its keys.
@@ -647,9 +661,10 @@ impl Shard {
 
     /// Removes `key` whatever its deadline; returns the entry (its value moved, not copied).
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
-        self.touch(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.remove(key)?;
+        self.touch(db, key);
+        let d = &mut self.dbs[db];
         if e.expire_at_ms != 0 {
             d.expires_count -= 1;
         }
@@ -659,10 +674,11 @@ impl Shard {
     /// Deletes `key` whatever its deadline; true if it was there. A large value is freed in
     /// slices by [`Shard::lazyfree_step`], not here.
     pub fn delete(&mut self, db: usize, key: &[u8]) -> bool {
-        self.touch(db, key);
         let d = &mut self.dbs[db];
         match d.dict.delete(key) {
             Some(had_deadline) => {
+                self.touch(db, key);
+                let d = &mut self.dbs[db];
                 if had_deadline {
                     d.expires_count -= 1;
                 }
@@ -795,6 +811,8 @@ impl Shard {
     pub fn apply(&mut self, ctx: &ExecCtx, spec: &CommandSpec, args: Args, out: &mut ReplyWriter) {
         use ops::{hash as h, keyspace as k, list as l, set as st, string as s, zset as z};
         use types::list::End;
+        // Keys change where the command records events, not where it stores or deletes.
+        let outer = self.in_command.replace(true);
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
             Cmd::Set => s::set(self, ctx, args, out),
@@ -1139,9 +1157,9 @@ impl Shard {
                 out.error(&format!("ERR '{}' is not a keyspace command", spec.name))
             }
         }
+        self.in_command.set(outer);
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;
-            self.touch_command(ctx.db, spec, &args);
         } else if self.caller.get().is_some() {
             self.remember_reads(spec, &args);
         }

@@ -352,7 +352,7 @@ pub fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> 
         }
         (_, Some((first, _))) if n == 0 => first,
         (_, Some((_, rest))) => rest,
-        (_, None) => derived_access(spec, i, args.len()),
+        (_, None) => derived_access(spec, i, args),
     };
     // Keys at fixed positions (most commands) are read off the table, without the list
     // COMMAND GETKEYS builds.
@@ -374,9 +374,9 @@ pub fn keys_of(spec: &CommandSpec, args: &Args, f: &mut dyn FnMut(usize, u8) -> 
     }
 }
 
-fn derived_access(spec: &CommandSpec, i: usize, argc: usize) -> u8 {
+fn derived_access(spec: &CommandSpec, i: usize, args: &Args) -> u8 {
     let mut need = 0;
-    for f in crate::commands::key_flags(spec, i, argc) {
+    for f in crate::commands::key_flags(spec, i, args) {
         match *f {
             "access" => need |= rules::READ,
             "insert" | "delete" | "update" => need |= rules::WRITE,

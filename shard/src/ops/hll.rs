@@ -195,8 +195,12 @@ pub fn pfcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     });
     match r {
         Ok((card, wrote)) => {
-            // The cache write is a change Redis propagates, though PFCOUNT is read-only.
-            sh.stats.dirty += wrote as u64;
+            // The cache write is a change Redis propagates (and signals to WATCH and
+            // tracking), though PFCOUNT is read-only.
+            if wrote {
+                sh.stats.dirty += 1;
+                sh.signal_modified(ctx.db, &a[1]);
+            }
             out.int(card as i64)
         }
         Err(_) => out.error(INVALIDOBJ),

@@ -9,7 +9,8 @@
 //!
 //! Ranges by score or by member are resolved to ranks first ([`ZSet::count_below`]: the
 //! elements before the range's start and those up to its end), so every range command is
-//! O(log n + the elements it returns) on a large set.
+//! O(log n + the elements it returns) on a large set. A range by member over members of
+//! different scores is searched as Redis searches it ([`LexRange`]).
 
 use super::{eq_ic, parse_int};
 use crate::notify::ZSET;
@@ -139,39 +140,218 @@ fn parse_lex(a: &[u8]) -> Result<Lex, &'static str> {
     }
 }
 
-/// A range of elements by score or by member, as the ranks it covers.
+/// A range of elements by score or by member.
 #[derive(Clone, Debug)]
 enum Range {
     Score(ScoreRange),
     Lex(Lex, Lex),
 }
 
-impl Range {
+impl ScoreRange {
     /// Ranks `lo..hi` of the elements in the range (empty when `lo >= hi`).
     fn ranks(&self, z: &ZSet) -> (usize, usize) {
+        let lo = z.count_below(|s, _| {
+            if self.minex {
+                s <= self.min
+            } else {
+                s < self.min
+            }
+        });
+        let hi = z.count_below(|s, _| {
+            if self.maxex {
+                s < self.max
+            } else {
+                s <= self.max
+            }
+        });
+        (lo, hi)
+    }
+}
+
+impl Lex {
+    /// As the range's start: the member is at or past it (Redis's `zslLexValueGteMin`).
+    fn admits_as_min(&self, m: &[u8]) -> bool {
         match self {
-            Range::Score(r) => {
-                let lo = z.count_below(|s, _| if r.minex { s <= r.min } else { s < r.min });
-                let hi = z.count_below(|s, _| if r.maxex { s < r.max } else { s <= r.max });
-                (lo, hi)
-            }
-            Range::Lex(min, max) => {
-                let lo = z.count_below(|_, m| match min {
-                    Lex::NegInf => false,
-                    Lex::PosInf => true,
-                    Lex::Incl(x) => m < &x[..],
-                    Lex::Excl(x) => m <= &x[..],
-                });
-                let hi = z.count_below(|_, m| match max {
-                    Lex::NegInf => false,
-                    Lex::PosInf => true,
-                    Lex::Incl(x) => m <= &x[..],
-                    Lex::Excl(x) => m < &x[..],
-                });
-                (lo, hi)
-            }
+            Lex::NegInf => true,
+            Lex::PosInf => false,
+            Lex::Incl(x) => m >= &x[..],
+            Lex::Excl(x) => m > &x[..],
         }
     }
+
+    /// As the range's end: the member is at or before it (Redis's `zslLexValueLteMax`).
+    fn admits_as_max(&self, m: &[u8]) -> bool {
+        match self {
+            Lex::NegInf => false,
+            Lex::PosInf => true,
+            Lex::Incl(x) => m <= &x[..],
+            Lex::Excl(x) => m < &x[..],
+        }
+    }
+
+    /// Redis's `sdscmplex` order of range ends: `-` first, `+` last.
+    fn cmp_end(&self, other: &Lex) -> std::cmp::Ordering {
+        fn key(l: &Lex) -> (u8, &[u8]) {
+            match l {
+                Lex::NegInf => (0, &[]),
+                Lex::Incl(x) | Lex::Excl(x) => (1, x),
+                Lex::PosInf => (2, &[]),
+            }
+        }
+        key(self).cmp(&key(other))
+    }
+
+    fn exclusive(&self) -> bool {
+        !matches!(self, Lex::Incl(_))
+    }
+}
+
+/// A lex range searched as Redis 7.0 searches it. Members are compared as bytes but the
+/// set is ordered by score first, so when members have different scores the members in
+/// range need not be adjacent. Redis calls the answer undefined, but what it does is
+/// fixed: it finds a start (the first member at or past `min`, or for a backward walk the
+/// last one at or before `max`) and walks from there while members stay on the near side
+/// of the other end. A listpack finds the start by a linear scan (from its head for the
+/// first, from its tail for the last); a skip list by its descent, which lands on *a*
+/// member past `min` whose predecessor is not (which one, when there are several, depends
+/// on the list's random levels). The tree here descends likewise and settles on such a
+/// boundary too, so when a set has one boundary both answer the same. With equal scores
+/// there is one boundary, found in O(log n); with mixed scores, settling may walk (O(n)
+/// at worst, as a listpack's scan).
+struct LexRange<'a> {
+    min: &'a Lex,
+    max: &'a Lex,
+}
+
+impl LexRange<'_> {
+    fn gte_min(&self, m: &[u8]) -> bool {
+        self.min.admits_as_min(m)
+    }
+
+    fn lte_max(&self, m: &[u8]) -> bool {
+        self.max.admits_as_max(m)
+    }
+
+    /// Redis's `zslIsInLexRange`: a range that can hold members, and a set whose last
+    /// member is at or past `min` and whose first is at or before `max`.
+    fn may_hold(&self, z: &ZSet) -> bool {
+        let c = self.min.cmp_end(self.max);
+        let empty = c.is_gt() || (c.is_eq() && (self.min.exclusive() || self.max.exclusive()));
+        !empty
+            && !z.is_empty()
+            && member_holds(z, z.len() - 1, |m| self.gte_min(m))
+            && member_holds(z, 0, |m| self.lte_max(m))
+    }
+
+    /// Where a search for the first member at or past `min` lands, without Redis's
+    /// checks (`zslDeleteRangeByLex`'s descent): a rank whose member is past `min` and
+    /// whose predecessor is not, or the set's length.
+    fn start_boundary(&self, z: &ZSet) -> usize {
+        let mut r = z.count_below(|_, m| !self.gte_min(m));
+        while r < z.len() && !member_holds(z, r, |m| self.gte_min(m)) {
+            r += 1;
+        }
+        while r > 0 && r < z.len() && member_holds(z, r - 1, |m| self.gte_min(m)) {
+            r -= 1;
+        }
+        r
+    }
+
+    /// Redis's `zzlFirstInLexRange` / `zslFirstInLexRange`: the start of a forward walk.
+    fn first(&self, z: &ZSet) -> Option<usize> {
+        if !self.may_hold(z) {
+            return None;
+        }
+        let r = self.start_boundary(z);
+        (r < z.len() && member_holds(z, r, |m| self.lte_max(m))).then_some(r)
+    }
+
+    /// Redis's `zzlLastInLexRange` / `zslLastInLexRange`: the start of a backward walk.
+    fn last(&self, z: &ZSet) -> Option<usize> {
+        if !self.may_hold(z) {
+            return None;
+        }
+        let r = if z.encoding() == "listpack" {
+            // The scan from the end: the last member at or before `max`.
+            let (mut i, mut last) = (0, 0);
+            z.for_each(|_, m| {
+                if self.lte_max(m) {
+                    last = i;
+                }
+                i += 1;
+            });
+            last
+        } else {
+            let mut r = z.count_below(|_, m| self.lte_max(m)).max(1) - 1;
+            while r > 0 && !member_holds(z, r, |m| self.lte_max(m)) {
+                r -= 1;
+            }
+            while r + 1 < z.len() && member_holds(z, r + 1, |m| self.lte_max(m)) {
+                r += 1;
+            }
+            r
+        };
+        member_holds(z, r, |m| self.gte_min(m)).then_some(r)
+    }
+
+    /// How many members a walk from rank `start` (towards rank 0 when `rev`) passes
+    /// before one leaves the range (past `max` forward, before `min` backward), up to
+    /// `most`.
+    fn run(&self, z: &ZSet, start: usize, rev: bool, most: usize) -> usize {
+        if most == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        z.walk(start, rev, |_, m| {
+            let inside = if rev {
+                self.gte_min(m)
+            } else {
+                self.lte_max(m)
+            };
+            n += inside as usize;
+            inside && n < most
+        });
+        n
+    }
+
+    /// ZLEXCOUNT: a listpack counts its walk from the first member; a skip list subtracts
+    /// the ranks of the first and the last, which may not be the same (Redis replies
+    /// what its unsigned arithmetic gives, negative included).
+    fn count(&self, z: &ZSet) -> i64 {
+        let Some(f) = self.first(z) else {
+            return 0;
+        };
+        if z.encoding() == "listpack" {
+            return self.run(z, f, false, usize::MAX) as i64;
+        }
+        match self.last(z) {
+            Some(l) => l as i64 - f as i64 + 1,
+            None => (z.len() - f) as i64,
+        }
+    }
+
+    /// ZREMRANGEBYLEX's ranks `lo..hi`: a listpack from its first member, a skip list from
+    /// its descent's landing (no checks), then while members are at or before `max`.
+    fn removal(&self, z: &ZSet) -> (usize, usize) {
+        let start = match z.encoding() {
+            "listpack" => self.first(z),
+            _ => Some(self.start_boundary(z)),
+        };
+        match start {
+            Some(s) => (s, s + self.run(z, s, false, usize::MAX)),
+            None => (0, 0),
+        }
+    }
+}
+
+/// Whether the member of rank `r` satisfies `f`.
+fn member_holds(z: &ZSet, r: usize, f: impl Fn(&[u8]) -> bool) -> bool {
+    let mut yes = false;
+    z.walk(r, false, |_, m| {
+        yes = f(m);
+        false
+    });
+    yes
 }
 
 /// [`super::write`] for a sorted set; `create` is the length of the first member when an
@@ -379,11 +559,14 @@ pub fn zcount(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, lex
         Err(e) => return out.error(e),
     };
     if let Ok(z) = super::read::<ZSet>(sh, ctx, &a[1], out) {
-        let n = z.map_or(0, |z| {
-            let (lo, hi) = range.ranks(z);
-            hi.saturating_sub(lo)
+        let n = z.map_or(0, |z| match &range {
+            Range::Score(r) => {
+                let (lo, hi) = r.ranks(z);
+                hi.saturating_sub(lo) as i64
+            }
+            Range::Lex(min, max) => LexRange { min, max }.count(z),
         });
-        out.int(n as i64);
+        out.int(n);
     }
 }
 
@@ -460,7 +643,29 @@ fn select_range(z: &ZSet, range: &Range, offset: i64, limit: i64, rev: bool) -> 
     if offset < 0 || (offset > 0 && offset as u64 >= z.len() as u64) {
         return empty;
     }
-    let (lo, hi) = range.ranks(z);
+    let most = if limit < 0 {
+        usize::MAX
+    } else {
+        limit as usize
+    };
+    let (lo, hi) = match range {
+        Range::Score(r) => r.ranks(z),
+        Range::Lex(min, max) => {
+            // Redis skips `offset` members from the start without checking them.
+            let lex = LexRange { min, max };
+            let start = if rev { lex.last(z) } else { lex.first(z) };
+            let start = match (start, rev) {
+                (Some(s), false) => s.checked_add(offset as usize).filter(|&s| s < z.len()),
+                (Some(s), true) => s.checked_sub(offset as usize),
+                (None, _) => None,
+            };
+            let Some(start) = start else {
+                return empty;
+            };
+            let n = lex.run(z, start, rev, most);
+            return Selection { start, n, rev };
+        }
+    };
     if lo >= hi || offset as u64 >= (hi - lo) as u64 {
         return empty;
     }
@@ -646,7 +851,8 @@ pub fn zremrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, 
                 let sel = select_rank(z.len(), *s, *e, false);
                 (sel.start, sel.start + sel.n)
             }
-            Ok(r) => r.ranks(z),
+            Ok(Range::Score(r)) => r.ranks(z),
+            Ok(Range::Lex(min, max)) => LexRange { min, max }.removal(z),
         };
         z.remove_range(lo, hi.max(lo)).len()
     }) {
