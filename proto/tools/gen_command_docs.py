@@ -44,6 +44,26 @@ def rs(s):
     return out + '"'
 
 
+def as_c_literal(v):
+    """What Redis's generator makes of a value: it writes `"%s"` into C source, so quotes
+    inside the value end and start adjacent literals (MIGRATE's empty-string token `""`
+    becomes the empty string)."""
+    out, inside, i = "", False, 0
+    text = '"%s"' % v
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and inside and i + 1 < len(text):
+            out += text[i + 1]
+            i += 2
+            continue
+        if ch == '"':
+            inside = not inside
+        elif inside:
+            out += ch
+        i += 1
+    return out
+
+
 def opt(s):
     return "Some(%s)" % rs(s) if s else "None"
 
@@ -67,7 +87,8 @@ def arg_code(a):
     return ("DocArg { name: %s, kind: %s, key_spec_index: %d, token: %s, summary: %s, "
             "since: %s, deprecated_since: %s, flags: %s, arguments: %s }") % (
         rs(a["name"].lower()), rs(a["type"]), a.get("key_spec_index", -1),
-        opt(token.upper() if token else None), opt(a.get("summary")), opt(a.get("since")),
+        "Some(%s)" % rs(as_c_literal(token.upper())) if token else "None",
+        opt(a.get("summary")), opt(a.get("since")),
         opt(a.get("deprecated_since")), " | ".join(flags) if flags else "0", sub)
 
 

@@ -239,6 +239,10 @@ fn store_commands_getkeysandflags_match_redis() {
             "BITFIELD k GET u8",
             "EVAL s 2 a b c",
             "LMPOP 2 a b LEFT",
+            "MIGRATE h 1 k 0 10",
+            "MIGRATE h 1 \"\" 0 10 COPY KEYS a b",
+            "MIGRATE h 1 \"\" 0 10 AUTH p KEYS a",
+            "RESTORE-ASKING k 0 x",
         ] {
             let cmd = format!("COMMAND GETKEYSANDFLAGS {line}");
             let args = common::words(&cmd);
