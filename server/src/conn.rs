@@ -684,6 +684,13 @@ impl Conn {
                 ),
             );
         }
+        // A busy script on this core (scripting.rs, "Busy scripts"): BUSY but for the
+        // allow-busy commands; the script's own calls go on.
+        if !self.in_script {
+            if let Some(e) = crate::scripting::busy_reply(spec, &args) {
+                return self.reject(Some(spec), e);
+            }
+        }
         if crate::pause::maybe_paused() {
             let multi = &self.multi;
             let queued = || multi.as_ref().is_some_and(|m| m.holds_writes());

@@ -682,6 +682,12 @@ impl Core {
         for (i, c) in batch.cmds.iter().enumerate().skip(from) {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
+            // A busy script here: commands from other cores get BUSY (scripting.rs).
+            if let Some(e) = crate::scripting::busy_reply(c.spec, &args) {
+                ReplyWriter::new(&mut reply.buf, c.proto).error(e);
+                reply.ends.push(reply.buf.len());
+                continue;
+            }
             if !self.locks.borrow().is_idle() {
                 let keys = crate::txlock::keys_of(c.spec, &args, c.db as usize);
                 let locks = self.locks.borrow();
@@ -761,6 +767,11 @@ impl Core {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
         let mut w = ReplyWriter::new(&mut out, proto);
+        if let Some(e) = crate::scripting::busy_reply(spec, &args.args()) {
+            // A busy script here (scripting.rs).
+            w.error(e);
+            return out;
+        }
         match self.admit(spec, &mut shard, now) {
             Ok(()) => shard.apply(&ExecCtx { db, now_ms: now }, spec, args.args(), &mut w),
             Err(e) => w.error(e),

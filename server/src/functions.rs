@@ -587,10 +587,28 @@ pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
             }
         }
         Cmd::FunctionStats => {
+            let running = match crate::scripting::running_function() {
+                Ok(r) => r,
+                Err(e) => return w.error(e),
+            };
             let (libs, funcs) = counts();
             w.map(2);
             w.bulk(b"running_script");
-            w.null();
+            match running {
+                None => w.null(),
+                Some((name, command, ms)) => {
+                    w.map(3);
+                    w.bulk(b"name");
+                    w.bulk(name.as_bytes());
+                    w.bulk(b"command");
+                    w.array(command.len());
+                    for a in &command {
+                        w.bulk(a);
+                    }
+                    w.bulk(b"duration_ms");
+                    w.int(ms.min(i64::MAX as u64) as i64);
+                }
+            }
             w.bulk(b"engines");
             w.map(1);
             w.bulk(b"LUA");
@@ -600,7 +618,10 @@ pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
             w.bulk(b"functions_count");
             w.int(funcs as i64);
         }
-        Cmd::FunctionKill => w.error("NOTBUSY No scripts in execution right now."),
+        Cmd::FunctionKill => match crate::scripting::kill(false) {
+            Ok(()) => w.ok(),
+            Err(e) => w.error(e),
+        },
         Cmd::FunctionHelp => crate::scripting::write_help(w, HELP),
         _ => w.error("ERR not a function command"),
     }

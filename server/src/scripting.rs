@@ -120,8 +120,6 @@ pub(crate) struct Engine {
     /// A script is running (possibly suspended at an await) on this core.
     busy: Cell<bool>,
     waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
-    /// When the running script must be aborted.
-    deadline: Rc<Cell<Option<Instant>>>,
     /// The globals of library code and its functions (see `SETUP`), and the switch that
     /// shows them the load-time API while FUNCTION LOAD runs a library.
     fenv: Table,
@@ -170,7 +168,6 @@ impl Engine {
             LuaOptions::default(),
         )?;
         lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
-        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let rcall = lua.create_async_function(|lua, args: MultiValue| async move {
             redis_call(lua, args).await
         })?;
@@ -224,9 +221,27 @@ impl Engine {
             }
             Ok(())
         })?;
-        let d = deadline.clone();
-        let killed =
-            lua.create_function(move |_, ()| Ok(d.get().is_some_and(|t| Instant::now() >= t)))?;
+        let killed = lua.create_function(|_, ()| Ok(SLICE.with(|s| s.borrow().killed)))?;
+        // `pcall`'s coroutines (see `SETUP`): sliced like the script's own thread.
+        let mkco = lua.create_function(|lua, f: Function| {
+            let th = lua.create_thread(f)?;
+            let l = th.to_pointer() as *mut mlua::ffi::lua_State;
+            // SAFETY: `l` is the state of the thread just created, alive while `th` is.
+            unsafe {
+                mlua::ffi::lua_sethook(l, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
+            };
+            SLICE.with(|s| s.borrow_mut().wrappers.push(l));
+            Ok(th)
+        })?;
+        let unmark = lua.create_function(|_, th: mlua::Thread| {
+            let l = th.to_pointer() as *mut mlua::ffi::lua_State;
+            SLICE.with(|s| s.borrow_mut().wrappers.retain(|&w| w != l));
+            Ok(())
+        })?;
+        // SAFETY: `can_slice` is a Lua C function that only reads its state and pushes one
+        // boolean.
+        let canslice = unsafe { lua.create_c_function(can_slice) }?;
+        let mark = Value::LightUserData(mlua::LightUserData(slice_mark()));
         let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
             let nums: Vec<f64> = args
                 .iter()
@@ -301,7 +316,7 @@ impl Engine {
             mpack,
             munpack,
             // (More than 16 values: a nested tuple, passed flat.)
-            (spack, sunpack, ssize),
+            (spack, sunpack, ssize, mkco, unmark, canslice, mark),
         ))?;
         Ok(Engine {
             lua,
@@ -309,7 +324,6 @@ impl Engine {
             generation: Cell::new(GENERATION.load(Ordering::Acquire)),
             busy: Cell::new(false),
             waiters: RefCell::new(VecDeque::new()),
-            deadline,
             fenv,
             set_loading,
         })
@@ -368,7 +382,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize = ...
+local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
@@ -542,21 +556,29 @@ end
 rawset(_G, 'struct', struct)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
--- up and resumed. A script aborted for its time limit stays aborted.
-local real_pcall, real_xpcall, create, resume, status, yield = pcall, xpcall, coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+-- up and resumed. A script killed by SCRIPT KILL or FUNCTION KILL stays killed.
+local real_pcall, real_xpcall, resume, status, yield = pcall, xpcall, coroutine.resume, coroutine.status, coroutine.yield
 local select, unpack, type = select, unpack, type
 local function pack(...) return {n = select('#', ...), ...} end
 local function checked(...)
-  if killed() then error('ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)', 0) end
+  if killed() then error('ERR Script killed by user with SCRIPT KILL...', 0) end
   return ...
 end
+-- A yield of the count hook inside (a slice of a busy script ended, see "Busy scripts")
+-- comes as SLICED: passed up where the thread can yield, else the body goes on at once.
 rawset(_G, 'pcall', function(f, ...)
-  local made, co = real_pcall(create, f)
+  local made, co = real_pcall(mkco, f)
   if not made then return checked(real_pcall(f, ...)) end
   local r = pack(resume(co, ...))
   while status(co) ~= 'dead' do
-    r = pack(resume(co, yield(unpack(r, 2, r.n))))
+    if r.n == 2 and r[2] == SLICED then
+      if canslice() then yield(SLICED) end
+      r = pack(resume(co))
+    else
+      r = pack(resume(co, yield(unpack(r, 2, r.n))))
+    end
   end
+  unmark(co)
   return checked(unpack(r, 1, r.n))
 end)
 rawset(_G, 'xpcall', function(f, h)
@@ -1074,6 +1096,9 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     if let Err(e) = lock_for_call(&lua, conn, spec, &a).await {
         return fail(&lua, e);
     }
+    if spec.flags.has(Flags::WRITE) {
+        note_write();
+    }
     let proto = if resp3 {
         Protocol::Resp3
     } else {
@@ -1227,18 +1252,21 @@ struct Parked {
     run: Option<Run>,
     keys: Value,
     argv: Value,
-    deadline: Option<Instant>,
+    slice: SliceState,
 }
 
-/// Sets the running script aside and gives up the core's slot.
+/// Sets the running script aside and gives up the core's slot. The core stops being busy
+/// meanwhile (another script may run; a busy script stays listed for SCRIPT KILL and
+/// FUNCTION STATS, and its kill request is seen once it runs again).
 fn park(lua: &Lua, e: &Engine) -> Parked {
     let g = lua.globals();
     let p = Parked {
         run: lua.remove_app_data::<Run>(),
         keys: g.raw_get("KEYS").unwrap_or(Value::Nil),
         argv: g.raw_get("ARGV").unwrap_or(Value::Nil),
-        deadline: e.deadline.get(),
+        slice: SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE)),
     };
+    BUSY.with(|b| b.set(0));
     e.leave();
     p
 }
@@ -1252,7 +1280,8 @@ async fn unpark(lua: &Lua, e: &Engine, p: Parked) {
     let g = lua.globals();
     let _ = g.raw_set("KEYS", p.keys);
     let _ = g.raw_set("ARGV", p.argv);
-    e.deadline.set(p.deadline);
+    BUSY.with(|b| b.set(p.slice.busy));
+    SLICE.with(|s| *s.borrow_mut() = p.slice);
 }
 
 /// A reply (RESP2 or RESP3) as Redis converts it for Lua.
@@ -1475,7 +1504,11 @@ pub async fn run(
             w.ok();
         }
         Cmd::ScriptKill => {
-            ReplyWriter::new(out, proto).error("NOTBUSY No scripts in execution right now.")
+            let mut w = ReplyWriter::new(out, proto);
+            match kill(true) {
+                Ok(()) => w.ok(),
+                Err(e) => w.error(e),
+            }
         }
         Cmd::ScriptDebug => {
             ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
@@ -1692,9 +1725,8 @@ pub(crate) async fn execute(
     } else {
         Vec::new()
     };
-    let as_globals = matches!(origin, Origin::Script { .. });
     let result = run_script(
-        e, conn, stream, f, a, numkeys, as_globals, read_only, locked, local_keys, held,
+        e, conn, stream, f, a, numkeys, &origin, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -1829,7 +1861,7 @@ async fn run_script(
     f: &Function,
     a: &Args<'_>,
     numkeys: usize,
-    as_globals: bool,
+    origin: &Origin<'_>,
     read_only: bool,
     locked: bool,
     local_keys: Vec<Box<[u8]>>,
@@ -1848,7 +1880,7 @@ async fn run_script(
         Ok((keys, argv))
     };
     let (keys, argv) = make_tables().map_err(|err| (err, None))?;
-    let params = if as_globals {
+    let params = if matches!(origin, Origin::Script { .. }) {
         let g: Table = lua.globals();
         g.raw_set("KEYS", keys)
             .and_then(|()| g.raw_set("ARGV", argv))
@@ -1871,34 +1903,46 @@ async fn run_script(
         raised: None,
     });
     let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
-    e.deadline.set(Some(
-        Instant::now() + Duration::from_millis(limit.saturating_mul(10)),
-    ));
-    // The script runs in a thread of its own, with the time limit's hook (a hook is per
-    // thread in Lua 5.1).
+    // The script runs in a thread of its own, with the count hook that slices it once it is
+    // busy (see "Busy scripts").
     let r = match lua.create_thread(f.clone()) {
         Ok(th) => {
-            let d = e.deadline.clone();
-            th.set_hook(
-                HookTriggers::new().every_nth_instruction(100_000),
-                move |_, _| match d.get() {
-                    Some(t) if Instant::now() >= t => Err(mlua::Error::runtime(
-                        "ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)",
-                    )),
-                    _ => Ok(VmState::Continue),
-                },
-            );
-            th.into_async::<Value>(params).await
+            let root = th.to_pointer() as *mut mlua::ffi::lua_State;
+            // SAFETY: `root` is the state of the thread just created (a thread's pointer is
+            // its `lua_State`), alive while `th` is; the hook is a plain C function that
+            // reads only this core's thread-locals and the state it is given.
+            unsafe {
+                mlua::ffi::lua_sethook(root, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
+            };
+            let _slice = SliceGuard::begin(root, Duration::from_millis(limit));
+            let mut fut = std::pin::pin!(th.into_async::<Value>(params));
+            let r = std::future::poll_fn(|cx| {
+                let r = std::future::Future::poll(fut.as_mut(), cx);
+                if r.is_pending() {
+                    go_busy_if_due(lua, origin, a);
+                }
+                r
+            })
+            .await;
+            let s = SLICE.with(|s| s.borrow().killed.then(|| s.borrow().killed_line));
+            (r, s)
         }
-        Err(err) => Err(err),
+        Err(err) => (Err(err), None),
     };
-    e.deadline.set(None);
+    let (r, killed_at) = r;
     let run = lua.remove_app_data::<Run>();
     // A SELECT inside the script does not change the caller's database (Redis 7.0).
     conn.db = db;
     conn.proto = proto;
     conn.in_exec = in_exec;
     let resp3 = run.as_ref().is_some_and(|r| r.resp3);
+    if let Some(line) = killed_at {
+        // Killed (whatever a pcall around it did with the error).
+        return Err((
+            mlua::Error::runtime(KILLED),
+            Some((KILLED.to_string(), line)),
+        ));
+    }
     match r {
         Ok(value) => Ok(RunOut { value, resp3 }),
         Err(err) => Err((err, run.and_then(|r| r.raised))),
@@ -1940,7 +1984,9 @@ fn script_error(
                 .and_then(|l| l.parse().ok());
             format!("ERR {msg}{}", suffix(line))
         }
-        mlua::Error::RuntimeError(msg) if msg.starts_with("ERR Script killed") => msg,
+        mlua::Error::RuntimeError(msg) if msg == KILLED => {
+            format!("{msg}{}", suffix(raised.and_then(|r| r.1)))
+        }
         // Raised by a library function (redis.setresp, redis.log, …).
         mlua::Error::RuntimeError(msg) if raised.is_none() => {
             let msg = msg.split("\nstack traceback:").next().unwrap_or("");
@@ -1958,4 +2004,421 @@ fn script_error(
             None => format!("ERR Error running script {sha}: {other}"),
         },
     }
+}
+
+// Busy scripts.
+//
+// A script that has run for `busy-reply-threshold` (alias `lua-time-limit`) is *busy*, as in
+// Redis: its core answers every other command with BUSY, except the allow-busy ones
+// (AUTH, HELLO, MULTI, DISCARD, WATCH, UNWATCH, RESET, QUIT, SCRIPT KILL, FUNCTION KILL,
+// FUNCTION STATS, SHUTDOWN NOSAVE), and SCRIPT KILL / FUNCTION KILL from any core stop it.
+//
+// Slices. The script's thread has an instruction-count hook ([`count_hook`], every
+// [`HOOK_EVERY`] instructions). Before the threshold it only compares the clock; past it, it
+// yields the thread (Lua 5.1 resumes a thread that yielded in a count hook where it was:
+// `luaV_execute` checks `L->status` after the hook, `resume` "continues its execution"),
+// and mlua's async thread answers Pending after waking itself, so the core's executor
+// serves its other tasks between slices: its clients get BUSY, batches from other cores get
+// BUSY ([`busy_reply`] in `Core::execute_batch_from`), background work that changes the
+// shard (active expiry, eviction, lazy free) waits. The hook yields only where Lua can: on
+// the script's own thread (not inside the coroutine of a `pcall`, where the yield would
+// reach Lua code, nor across a C call such as `table.sort`'s comparator or a metamethod,
+// which Lua 5.1 forbids: [`yieldable`] reads `nCcalls`); elsewhere the slice goes on until
+// the script is back where it can yield.
+//
+// Isolation while busy. A script on the fast path holds no locks; when it becomes busy it
+// becomes a transaction holding this whole shard (or, if another transaction holds keys
+// here, the keys it touched so far), so other cores' transactions, cross-shard commands and
+// snapshot starts wait for it instead of changing its data between slices. Snapshot steps
+// go on (they serialize the shard as it was when the snapshot started and change nothing).
+//
+// KILL. A busy script is listed in [`RUNNING`] (process-wide; touched only when a script
+// becomes busy, ends, or is killed) with its kill flag; the hook reads the flag (one relaxed
+// load per 100 000 instructions) and raises Redis's error, which `pcall`/`xpcall` re-raise.
+// A script that ran a write command is UNKILLABLE, as in Redis (SHUTDOWN NOSAVE remains).
+
+/// Instructions between two runs of the count hook (Redis's value).
+const HOOK_EVERY: std::os::raw::c_int = 100_000;
+
+/// The killed script's error (before its ` script: …, on @…:<line>.` suffix).
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+/// Redis's `slowevalerr` and `slowscripterr`.
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
+const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
+
+const BUSY_NONE: u8 = 0;
+const BUSY_IS_EVAL: u8 = 1;
+const BUSY_IS_FUNCTION: u8 = 2;
+
+/// A busy script, as every core sees it.
+struct Running {
+    eval: bool,
+    /// The function's name (FUNCTION STATS; an EVAL's is its SHA1).
+    name: String,
+    /// The command that runs it (FUNCTION STATS).
+    command: Vec<Vec<u8>>,
+    started: Instant,
+    wrote: std::sync::atomic::AtomicBool,
+    kill: std::sync::atomic::AtomicBool,
+}
+
+/// The busy scripts of the process (at most one per core).
+static RUNNING: Mutex<Vec<Arc<Running>>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<Arc<Running>>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This core's running script as its hook sees it.
+struct SliceState {
+    /// The script's own thread and the coroutines of its `pcall`s, innermost last: the
+    /// hook yields only in these (a script's own coroutines must not see its yields).
+    root: *mut mlua::ffi::lua_State,
+    wrappers: Vec<*mut mlua::ffi::lua_State>,
+    started: Option<Instant>,
+    limit: Duration,
+    /// BUSY_* (mirrored in [`BUSY`] for the per-command check).
+    busy: u8,
+    /// It ran a write command.
+    wrote: bool,
+    /// It was killed, and the script line where the hook stopped it.
+    killed: bool,
+    killed_line: Option<u32>,
+    /// Its entry in [`RUNNING`] once busy.
+    shared: Option<Arc<Running>>,
+}
+
+impl SliceState {
+    const IDLE: SliceState = SliceState {
+        root: std::ptr::null_mut(),
+        wrappers: Vec::new(),
+        started: None,
+        limit: Duration::ZERO,
+        busy: BUSY_NONE,
+        wrote: false,
+        killed: false,
+        killed_line: None,
+        shared: None,
+    };
+}
+
+thread_local! {
+    static SLICE: RefCell<SliceState> = const { RefCell::new(SliceState::IDLE) };
+    /// BUSY_* of this core: read by every command (one thread-local load).
+    static BUSY: Cell<u8> = const { Cell::new(BUSY_NONE) };
+}
+
+/// This core's state for a script from its start to its end (also when its future is
+/// dropped): leaves the core not busy and the script off [`RUNNING`].
+struct SliceGuard;
+
+impl SliceGuard {
+    fn begin(root: *mut mlua::ffi::lua_State, limit: Duration) -> SliceGuard {
+        SLICE.with(|s| {
+            *s.borrow_mut() = SliceState {
+                root,
+                started: Some(Instant::now()),
+                limit,
+                ..SliceState::IDLE
+            }
+        });
+        SliceGuard
+    }
+}
+
+impl Drop for SliceGuard {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.set(BUSY_NONE));
+        let shared =
+            SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE).shared);
+        if let Some(r) = shared {
+            running().retain(|x| !Arc::ptr_eq(x, &r));
+        }
+    }
+}
+
+/// The BUSY error this core answers to a command now, if a script here is busy and the
+/// command is not allow-busy (SHUTDOWN only with NOSAVE, as Redis). One thread-local load
+/// when no script is busy.
+#[inline]
+pub fn busy_reply(spec: &CommandSpec, a: &Args<'_>) -> Option<&'static str> {
+    match BUSY.with(|b| b.get()) {
+        BUSY_NONE => None,
+        kind => busy_reply_slow(kind, spec, a),
+    }
+}
+
+#[cold]
+fn busy_reply_slow(kind: u8, spec: &CommandSpec, a: &Args<'_>) -> Option<&'static str> {
+    let allowed = spec.flags.has(Flags::ALLOW_BUSY)
+        && (spec.cmd != Cmd::Shutdown || a.iter().any(|x| x.eq_ignore_ascii_case(b"nosave")));
+    (!allowed).then_some(match kind {
+        BUSY_IS_EVAL => BUSY_EVAL,
+        _ => BUSY_FUNCTION,
+    })
+}
+
+/// A busy script runs on this core (background work that changes the shard waits).
+pub fn busy() -> bool {
+    BUSY.with(|b| b.get()) != BUSY_NONE
+}
+
+/// The prefix of Lua 5.1.5's `struct lua_State` (lstate.h) up to `baseCcalls`, to tell
+/// whether a thread may yield now (Lua 5.1 has no `lua_isyieldable`). The Lua is the one
+/// mlua vendors (lua-src's 5.1.5), so the layout is fixed; the unit test
+/// `yieldable_reads_lua_state` checks it.
+#[repr(C)]
+struct LuaStateHead {
+    next: *mut std::ffi::c_void,
+    tt: u8,
+    marked: u8,
+    status: u8,
+    top: *mut std::ffi::c_void,
+    base: *mut std::ffi::c_void,
+    l_g: *mut std::ffi::c_void,
+    ci: *mut std::ffi::c_void,
+    savedpc: *const std::ffi::c_void,
+    stack_last: *mut std::ffi::c_void,
+    stack: *mut std::ffi::c_void,
+    end_ci: *mut std::ffi::c_void,
+    base_ci: *mut std::ffi::c_void,
+    stacksize: std::os::raw::c_int,
+    size_ci: std::os::raw::c_int,
+    n_ccalls: std::os::raw::c_ushort,
+    base_ccalls: std::os::raw::c_ushort,
+}
+
+/// Whether `l` may yield here: no C call (a C function calling Lua, a metamethod) between
+/// it and where it was resumed (`lua_yield`'s own test).
+///
+/// # Safety
+/// `l` is a live Lua 5.1.5 state.
+unsafe fn yieldable(l: *mut mlua::ffi::lua_State) -> bool {
+    let h = l as *const LuaStateHead;
+    (*h).n_ccalls <= (*h).base_ccalls
+}
+
+enum HookAct {
+    Go,
+    /// Yield (true: the mark, from a `pcall`'s coroutine).
+    Yield(bool),
+    Kill,
+}
+
+/// The value a `pcall` coroutine yields at the end of a slice.
+fn slice_mark() -> *mut std::ffi::c_void {
+    static MARK: u8 = 0;
+    &MARK as *const u8 as *mut std::ffi::c_void
+}
+
+/// `canslice()` for `pcall` (Lua C function): whether the calling thread may pass a slice's
+/// yield up (the script's thread or a `pcall`'s coroutine, where Lua allows a yield).
+unsafe extern "C-unwind" fn can_slice(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    let ours = SLICE.with(|s| {
+        s.try_borrow()
+            .is_ok_and(|s| l == s.root || s.wrappers.contains(&l))
+    });
+    // SAFETY: `l` is the calling thread, live during the call; a C function called from Lua
+    // does not count as a C call, so `nCcalls` is its caller's.
+    let ok = ours && unsafe { yieldable(l) };
+    // SAFETY: a C function has room for one result (LUA_MINSTACK).
+    unsafe { mlua::ffi::lua_pushboolean(l, ok as std::os::raw::c_int) };
+    1
+}
+
+/// The script thread's instruction-count hook: the kill flag, then the slice (see "Busy
+/// scripts"). Costs a clock read and a few thread-local reads per [`HOOK_EVERY`]
+/// instructions.
+unsafe extern "C-unwind" fn count_hook(
+    l: *mut mlua::ffi::lua_State,
+    ar: *mut mlua::ffi::lua_Debug,
+) {
+    let act = SLICE.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return HookAct::Go;
+        };
+        if s.killed
+            || s.shared
+                .as_ref()
+                .is_some_and(|r| r.kill.load(Ordering::Relaxed))
+        {
+            s.killed = true;
+            return HookAct::Kill;
+        }
+        let due = s.busy != BUSY_NONE || s.started.is_some_and(|t| t.elapsed() >= s.limit);
+        if !due {
+            return HookAct::Go;
+        }
+        // SAFETY: `l` is the running thread the hook was called for.
+        if l == s.root && unsafe { yieldable(l) } {
+            HookAct::Yield(false)
+        } else if s.wrappers.contains(&l) && unsafe { yieldable(l) } {
+            HookAct::Yield(true)
+        } else {
+            HookAct::Go
+        }
+    });
+    match act {
+        HookAct::Go => {}
+        HookAct::Yield(wrapped) => {
+            // SAFETY: the thread may yield here (see `yieldable`); Lua 5.1 resumes a
+            // count hook's yield where it stopped. A `pcall` coroutine yields the mark
+            // its `pcall` expects.
+            unsafe {
+                if wrapped {
+                    mlua::ffi::lua_pushlightuserdata(l, slice_mark());
+                }
+                mlua::ffi::lua_yield(l, wrapped as std::os::raw::c_int)
+            };
+        }
+        HookAct::Kill => {
+            // SAFETY: `ar` is the hook's activation record, valid during the hook.
+            let line = unsafe {
+                match mlua::ffi::lua_getinfo(l, c"l".as_ptr(), ar) {
+                    0 => -1,
+                    _ => (*ar).currentline,
+                }
+            };
+            SLICE.with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut() {
+                    if s.killed_line.is_none() {
+                        s.killed_line = u32::try_from(line).ok();
+                    }
+                }
+            });
+            // SAFETY: raising an error from a hook is what Lua's own hooks do; nothing of
+            // this frame needs dropping (the error unwinds it with a longjmp).
+            unsafe {
+                mlua::ffi::lua_pushlstring(l, KILLED.as_ptr().cast(), KILLED.len());
+                mlua::ffi::lua_error(l);
+            }
+        }
+    }
+}
+
+/// After a slice of the running script (its future pending): once it has run past the
+/// threshold, makes the core busy, lists it in [`RUNNING`] and takes its locks (see "Busy
+/// scripts").
+fn go_busy_if_due(lua: &Lua, origin: &Origin<'_>, a: &Args<'_>) {
+    let (due, wrote) = SLICE.with(|s| {
+        let s = s.borrow();
+        let due = s.busy == BUSY_NONE
+            && !s.root.is_null()
+            && s.started.is_some_and(|t| t.elapsed() >= s.limit);
+        (due.then_some(s.started).flatten(), s.wrote)
+    });
+    let Some(started) = due else { return };
+    let (eval, name) = match origin {
+        Origin::Script { sha, .. } => (true, String::from_utf8_lossy(sha).into_owned()),
+        Origin::Function { name, .. } => (false, name.to_string()),
+    };
+    let r = Arc::new(Running {
+        eval,
+        name,
+        command: a.iter().map(|x| x.to_vec()).collect(),
+        started,
+        wrote: wrote.into(),
+        kill: false.into(),
+    });
+    running().push(r.clone());
+    let kind = if eval { BUSY_IS_EVAL } else { BUSY_IS_FUNCTION };
+    SLICE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.busy = kind;
+        s.shared = Some(r);
+    });
+    BUSY.with(|b| b.set(kind));
+    hold_shard(lua);
+}
+
+/// A fast-path script becoming busy becomes a transaction that holds this shard (or the
+/// keys it touched here, if another transaction holds some of the shard).
+fn hold_shard(lua: &Lua) {
+    let Some(mut run) = lua.app_data_mut::<Run>() else {
+        return;
+    };
+    if run.locked {
+        return;
+    }
+    // SAFETY: see `Run::conn`: the script's future is between two polls, so nothing else
+    // uses the connection.
+    let conn = unsafe { &mut *run.conn };
+    if conn.tx.is_some() {
+        return;
+    }
+    let tx = crate::txlock::new_tx();
+    let local = KeySet::Keys(std::mem::take(&mut run.local_keys));
+    let mut locks = conn.core.locks.borrow_mut();
+    let keys = if locks.try_acquire(tx, &KeySet::All) {
+        KeySet::All
+    } else if !run.local_whole && locks.try_acquire(tx, &local) {
+        local
+    } else {
+        // Not expected (the keys were free when the script touched them and nothing ran
+        // since): go on unlocked, as before it was busy.
+        if let KeySet::Keys(k) = local {
+            run.local_keys = k;
+        }
+        return;
+    };
+    drop(locks);
+    run.locked = true;
+    conn.tx = Some(tx);
+    conn.tx_shard(conn.core.id);
+    run.held.push((conn.core.id, keys));
+}
+
+/// Notes that the running script called a write command (it can no longer be killed).
+fn note_write() {
+    SLICE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.wrote = true;
+        if let Some(r) = &s.shared {
+            r.wrote.store(true, Ordering::Relaxed);
+        }
+    });
+}
+
+/// SCRIPT KILL (`eval`) and FUNCTION KILL, from any core: Redis's `scriptKill` over every
+/// busy script; OK when one is killed, else the first refusal.
+pub(crate) fn kill(eval: bool) -> Result<(), &'static str> {
+    let list = running();
+    let mut refusal = NOTBUSY;
+    let mut killed = false;
+    for r in list.iter() {
+        if r.wrote.load(Ordering::Relaxed) {
+            refusal = UNKILLABLE;
+        } else if r.eval != eval {
+            if refusal == NOTBUSY {
+                refusal = if r.eval { BUSY_EVAL } else { BUSY_FUNCTION };
+            }
+        } else {
+            r.kill.store(true, Ordering::Relaxed);
+            killed = true;
+        }
+    }
+    match killed {
+        true => Ok(()),
+        false => Err(refusal),
+    }
+}
+
+/// FUNCTION STATS's `running_script`: a busy function (name, command, duration in ms);
+/// Err when a busy EVAL runs (Redis refuses FUNCTION STATS then).
+pub(crate) fn running_function() -> Result<Option<(String, Vec<Vec<u8>>, u64)>, &'static str> {
+    let list = running();
+    if list.iter().any(|r| r.eval) {
+        return Err(BUSY_EVAL);
+    }
+    Ok(list.first().map(|r| {
+        (
+            r.name.clone(),
+            r.command.clone(),
+            r.started.elapsed().as_millis() as u64,
+        )
+    }))
 }
