@@ -221,7 +221,6 @@ impl Engine {
             }
             Ok(())
         })?;
-        let killed = lua.create_function(|_, ()| Ok(SLICE.with(|s| s.borrow().killed)))?;
         // `pcall`'s coroutines (see `SETUP`): sliced like the script's own thread.
         let mkco = lua.create_function(|lua, f: Function| {
             let th = lua.create_thread(f)?;
@@ -230,12 +229,19 @@ impl Engine {
             unsafe {
                 mlua::ffi::lua_sethook(l, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
             };
-            SLICE.with(|s| s.borrow_mut().wrappers.push(l));
+            SLICE.with(|s| {
+                let mut s = s.borrow_mut();
+                // (Kept alive with the script's state: a pcall left by an error never
+                // unmarks its coroutine, and the hook may still reach it.)
+                if !s.root.is_null() {
+                    s.wrappers.push((l, th.clone()));
+                }
+            });
             Ok(th)
         })?;
         let unmark = lua.create_function(|_, th: mlua::Thread| {
             let l = th.to_pointer() as *mut mlua::ffi::lua_State;
-            SLICE.with(|s| s.borrow_mut().wrappers.retain(|&w| w != l));
+            SLICE.with(|s| s.borrow_mut().wrappers.retain(|w| w.0 != l));
             Ok(())
         })?;
         // SAFETY: `can_slice` is a Lua C function that only reads its state and pushes one
@@ -307,7 +313,6 @@ impl Engine {
             setresp,
             errbuf,
             note,
-            killed,
             bitop,
             enc,
             dec,
@@ -382,7 +387,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED = ...
+local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
@@ -556,19 +561,16 @@ end
 rawset(_G, 'struct', struct)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
--- up and resumed. A script killed by SCRIPT KILL or FUNCTION KILL stays killed.
-local real_pcall, real_xpcall, resume, status, yield = pcall, xpcall, coroutine.resume, coroutine.status, coroutine.yield
+-- up and resumed. A killed script's error is raised again at its next line (the hook), so
+-- a pcall that caught it does not keep the script alive (as Redis).
+local real_pcall, resume, status, yield = pcall, coroutine.resume, coroutine.status, coroutine.yield
 local select, unpack, type = select, unpack, type
 local function pack(...) return {n = select('#', ...), ...} end
-local function checked(...)
-  if killed() then error('ERR Script killed by user with SCRIPT KILL...', 0) end
-  return ...
-end
 -- A yield of the count hook inside (a slice of a busy script ended, see "Busy scripts")
 -- comes as SLICED: passed up where the thread can yield, else the body goes on at once.
 rawset(_G, 'pcall', function(f, ...)
   local made, co = real_pcall(mkco, f)
-  if not made then return checked(real_pcall(f, ...)) end
+  if not made then return real_pcall(f, ...) end
   local r = pack(resume(co, ...))
   while status(co) ~= 'dead' do
     if r.n == 2 and r[2] == SLICED then
@@ -579,10 +581,7 @@ rawset(_G, 'pcall', function(f, ...)
     end
   end
   unmark(co)
-  return checked(unpack(r, 1, r.n))
-end)
-rawset(_G, 'xpcall', function(f, h)
-  return checked(real_xpcall(f, h))
+  return unpack(r, 1, r.n)
 end)
 for _, k in ipairs({'loadfile', 'dofile', 'print', 'setfenv', 'getfenv', 'newproxy', 'module', 'require', 'package'}) do
   rawset(_G, k, nil)
@@ -1936,14 +1935,8 @@ async fn run_script(
     conn.proto = proto;
     conn.in_exec = in_exec;
     let resp3 = run.as_ref().is_some_and(|r| r.resp3);
-    if let Some(line) = killed_at {
-        // Killed (whatever a pcall around it did with the error).
-        return Err((
-            mlua::Error::runtime(KILLED),
-            Some((KILLED.to_string(), line)),
-        ));
-    }
     match r {
+        Err(err) if killed_at.is_some() => Err((err, Some((KILLED.into(), killed_at.flatten())))),
         Ok(value) => Ok(RunOut { value, resp3 }),
         Err(err) => Err((err, run.and_then(|r| r.raised))),
     }
@@ -1984,8 +1977,8 @@ fn script_error(
                 .and_then(|l| l.parse().ok());
             format!("ERR {msg}{}", suffix(line))
         }
-        mlua::Error::RuntimeError(msg) if msg == KILLED => {
-            format!("{msg}{}", suffix(raised.and_then(|r| r.1)))
+        mlua::Error::RuntimeError(msg) if msg.starts_with(KILLED) => {
+            format!("{KILLED}{}", suffix(raised.and_then(|r| r.1)))
         }
         // Raised by a library function (redis.setresp, redis.log, …).
         mlua::Error::RuntimeError(msg) if raised.is_none() => {
@@ -2078,7 +2071,7 @@ struct SliceState {
     /// The script's own thread and the coroutines of its `pcall`s, innermost last: the
     /// hook yields only in these (a script's own coroutines must not see its yields).
     root: *mut mlua::ffi::lua_State,
-    wrappers: Vec<*mut mlua::ffi::lua_State>,
+    wrappers: Vec<(*mut mlua::ffi::lua_State, mlua::Thread)>,
     started: Option<Instant>,
     limit: Duration,
     /// BUSY_* (mirrored in [`BUSY`] for the per-command check).
@@ -2167,6 +2160,14 @@ pub fn busy() -> bool {
     BUSY.with(|b| b.get()) != BUSY_NONE
 }
 
+/// The BUSY error for a command refused while a script is busy on any core (SHUTDOWN
+/// without NOSAVE).
+pub fn busy_anywhere() -> Option<&'static str> {
+    running()
+        .first()
+        .map(|r| if r.eval { BUSY_EVAL } else { BUSY_FUNCTION })
+}
+
 /// The prefix of Lua 5.1.5's `struct lua_State` (lstate.h) up to `baseCcalls`, to tell
 /// whether a thread may yield now (Lua 5.1 has no `lua_isyieldable`). The Lua is the one
 /// mlua vendors (lua-src's 5.1.5), so the layout is fixed; the unit test
@@ -2220,7 +2221,7 @@ fn slice_mark() -> *mut std::ffi::c_void {
 unsafe extern "C-unwind" fn can_slice(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
     let ours = SLICE.with(|s| {
         s.try_borrow()
-            .is_ok_and(|s| l == s.root || s.wrappers.contains(&l))
+            .is_ok_and(|s| l == s.root || s.wrappers.iter().any(|w| w.0 == l))
     });
     // SAFETY: `l` is the calling thread, live during the call; a C function called from Lua
     // does not count as a C call, so `nCcalls` is its caller's.
@@ -2237,16 +2238,33 @@ unsafe extern "C-unwind" fn count_hook(
     l: *mut mlua::ffi::lua_State,
     ar: *mut mlua::ffi::lua_Debug,
 ) {
+    // SAFETY: `ar` is the hook's activation record, valid during the hook.
+    let line_event = unsafe { (*ar).event } == mlua::ffi::LUA_HOOKLINE;
     let act = SLICE.with(|s| {
         let Ok(mut s) = s.try_borrow_mut() else {
             return HookAct::Go;
         };
-        if s.killed
-            || s.shared
-                .as_ref()
-                .is_some_and(|r| r.kill.load(Ordering::Relaxed))
+        if s.killed {
+            return HookAct::Kill;
+        }
+        if line_event {
+            return HookAct::Go;
+        }
+        if s.shared
+            .as_ref()
+            .is_some_and(|r| r.kill.load(Ordering::Relaxed))
         {
             s.killed = true;
+            // From now on the error is raised at every new line of the script too, so
+            // that a pcall cannot keep it running (Redis's LUA_MASKLINE hook).
+            let mask = mlua::ffi::LUA_MASKLINE | mlua::ffi::LUA_MASKCOUNT;
+            for t in std::iter::once(s.root)
+                .chain(s.wrappers.iter().map(|w| w.0))
+                .chain([l])
+            {
+                // SAFETY: the script's threads, alive while it runs.
+                unsafe { mlua::ffi::lua_sethook(t, Some(count_hook), mask, HOOK_EVERY) };
+            }
             return HookAct::Kill;
         }
         let due = s.busy != BUSY_NONE || s.started.is_some_and(|t| t.elapsed() >= s.limit);
@@ -2256,7 +2274,7 @@ unsafe extern "C-unwind" fn count_hook(
         // SAFETY: `l` is the running thread the hook was called for.
         if l == s.root && unsafe { yieldable(l) } {
             HookAct::Yield(false)
-        } else if s.wrappers.contains(&l) && unsafe { yieldable(l) } {
+        } else if s.wrappers.iter().any(|w| w.0 == l) && unsafe { yieldable(l) } {
             HookAct::Yield(true)
         } else {
             HookAct::Go
@@ -2276,18 +2294,24 @@ unsafe extern "C-unwind" fn count_hook(
             };
         }
         HookAct::Kill => {
-            // SAFETY: `ar` is the hook's activation record, valid during the hook.
-            let line = unsafe {
-                match mlua::ffi::lua_getinfo(l, c"l".as_ptr(), ar) {
-                    0 => -1,
-                    _ => (*ar).currentline,
+            // SAFETY: `ar` is the hook's activation record, valid during the hook; its
+            // `source` is a NUL-terminated string of the running function.
+            let (user, line) = unsafe {
+                match mlua::ffi::lua_getinfo(l, c"Sl".as_ptr(), ar) {
+                    0 => (false, -1),
+                    _ => {
+                        let src = std::ffi::CStr::from_ptr((*ar).source).to_bytes();
+                        (src.starts_with(b"@user_"), (*ar).currentline)
+                    }
                 }
             };
+            // Raised in the script's own code only (never inside `SETUP`'s wrappers).
+            if !user {
+                return;
+            }
             SLICE.with(|s| {
                 if let Ok(mut s) = s.try_borrow_mut() {
-                    if s.killed_line.is_none() {
-                        s.killed_line = u32::try_from(line).ok();
-                    }
+                    s.killed_line = u32::try_from(line).ok();
                 }
             });
             // SAFETY: raising an error from a hook is what Lua's own hooks do; nothing of
