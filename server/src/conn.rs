@@ -963,8 +963,10 @@ impl Conn {
             let mut w = ReplyWriter::new(buf, self.proto);
             shard.caller.set(caller);
             match self.core.admit(spec, &mut shard, ctx.now_ms) {
-                Ok(()) => shard.apply(&ctx, spec, args, &mut w),
-                Err(e) => w.error(e),
+                // A script's call over maxmemory may be let through (`allow-oom`, or it
+                // wrote already: scripting::oom_exempt).
+                Err(e) if !(self.in_script && crate::scripting::oom_exempt()) => w.error(e),
+                _ => shard.apply(&ctx, spec, args, &mut w),
             }
             shard.caller.set(None);
             drop(shard);

@@ -499,11 +499,6 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         Ok(n) => n,
         Err(msg) => return ReplyWriter::new(out, proto).error(msg),
     };
-    let no_writes = func.flags & 1 != 0;
-    if ro && !no_writes {
-        return ReplyWriter::new(out, proto)
-            .error("ERR Can not execute a script with write flag using *_ro command.");
-    }
     let e = match crate::scripting::engine() {
         Ok(e) => e,
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
@@ -521,7 +516,8 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         _ => None,
     };
     let origin = Origin::Function { name: &name, guess };
-    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, no_writes, out).await
+    let flags = Some(func.flags);
+    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, flags, ro, out).await
 }
 
 /// The FUNCTION subcommands; the reply goes to `w`.

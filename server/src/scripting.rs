@@ -108,8 +108,9 @@ struct Script {
     /// In the Lua registry, not a `Function` handle: a state has fewer than 8000 handle
     /// slots, and a core may cache more scripts than that.
     f: mlua::RegistryKey,
-    /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
-    no_writes: Option<bool>,
+    /// The flags of its shebang, bits of [`FUNCTION_FLAGS`] (None: no shebang, Redis's
+    /// compatibility mode).
+    flags: Option<u8>,
 }
 
 /// One core's Lua state and compiled scripts.
@@ -159,6 +160,9 @@ struct Run {
     held: Vec<(usize, KeySet)>,
     /// The last error a `redis.call` raised: its message and the script line.
     raised: Option<(String, Option<u32>)>,
+    /// Cluster mode: the slot of the keys so far, and whether calls may leave it.
+    slot: Option<u16>,
+    cross_slot: bool,
 }
 
 impl Engine {
@@ -348,7 +352,7 @@ impl Engine {
         if let Some(s) = self.compiled.borrow().get(&sha) {
             return Ok(s.clone());
         }
-        let (no_writes, code) = shebang(body)?;
+        let (flags, code) = shebang(body)?;
         let f = self
             .lua
             .load(code)
@@ -359,7 +363,7 @@ impl Engine {
             .lua
             .create_registry_value(f)
             .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
-        let s = Rc::new(Script { f, no_writes });
+        let s = Rc::new(Script { f, flags });
         self.compiled.borrow_mut().insert(sha, s.clone());
         Ok(s)
     }
@@ -639,6 +643,54 @@ pub(crate) const FUNCTION_FLAGS: [&str; 5] = [
     "no-cluster",
     "allow-cross-slot-keys",
 ];
+
+pub(crate) const FLAG_NO_WRITES: u8 = 1;
+const FLAG_ALLOW_OOM: u8 = 1 << 1;
+const FLAG_NO_CLUSTER: u8 = 1 << 3;
+const FLAG_ALLOW_CROSS_SLOT: u8 = 1 << 4;
+
+/// Redis's `scriptPrepareForRun` (and `processCommand`'s OOM check, which EVAL and FCALL
+/// pass with the flags their shebang gives them): a script with flags (`flags` Some: a
+/// shebang, or a function) without `allow-oom` or `no-writes` is refused over `maxmemory`
+/// (when eviction cannot make room), one with `no-cluster` in cluster mode, one without
+/// `no-writes` from EVAL_RO/FCALL_RO. `allow-stale` is accepted and changes nothing (no
+/// replicas here). A script without a shebang is checked by its calls only.
+fn prepare(conn: &Conn, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
+    let Some(f) = flags else {
+        return Ok(());
+    };
+    if f & (FLAG_ALLOW_OOM | FLAG_NO_WRITES) == 0 && over_maxmemory(&conn.core) {
+        // Eviction first, as for any command that may grow memory.
+        if let Some(set) = percore_proto::lookup(b"set") {
+            let mut shard = conn.core.shard.borrow_mut();
+            conn.core.admit(set, &mut shard, crate::core::now_ms())?;
+        }
+    }
+    if f & FLAG_NO_CLUSTER != 0 && crate::cluster::enabled() {
+        return Err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
+    }
+    if ro_cmd && f & FLAG_NO_WRITES == 0 {
+        return Err("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    Ok(())
+}
+
+/// The process is over `maxmemory` (Redis's `pre_command_oom_state`). One comparison
+/// without a limit.
+fn over_maxmemory(core: &crate::core::Core) -> bool {
+    let limit = core.memory_limit();
+    limit > 0 && crate::core::over_limit(limit)
+}
+
+/// Whether the running script's calls on this core may grow memory over `maxmemory` (Redis's
+/// `scriptVerifyOOM`): it declared `allow-oom`, or it has written already (it cannot stop
+/// half-way), or memory was under the limit when it started.
+pub fn oom_exempt() -> bool {
+    SLICE.with(|s| {
+        s.try_borrow()
+            .is_ok_and(|s| s.allow_oom || s.wrote || !s.oom_at_start)
+    })
+}
 
 /// The functions registered so far by the library being loaded (Lua app data).
 struct Loading(Vec<Registered>, std::collections::HashSet<String>);
@@ -922,9 +974,10 @@ fn bit_op(lua: &Lua, op: &str, a: &[f64]) -> mlua::Result<Value> {
     Ok(Value::Integer(r as i64))
 }
 
-/// `#!lua flags=…` at the start of a body: whether it declares `no-writes` (None: no
-/// shebang), and the code to compile (the shebang line removed, its newline kept so line numbers stay).
-fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
+/// `#!lua flags=…` at the start of a body: its flags, bits of [`FUNCTION_FLAGS`] (None: no
+/// shebang), and the code to compile (the shebang line removed, its newline kept so line
+/// numbers stay).
+fn shebang(body: &[u8]) -> Result<(Option<u8>, &[u8]), String> {
     if !body.starts_with(b"#!") {
         return Ok((None, body));
     }
@@ -937,20 +990,19 @@ fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
     if engine != "#!lua" {
         return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
     }
-    let mut no_writes = false;
+    let mut bits = 0u8;
     for p in parts {
         let Some(flags) = p.strip_prefix("flags=") else {
             return Err(format!("ERR Unknown lua shebang option: {p}"));
         };
         for f in flags.split(',').filter(|f| !f.is_empty()) {
-            match f {
-                "no-writes" => no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                _ => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
+            match FUNCTION_FLAGS.iter().position(|x| *x == f) {
+                Some(b) => bits |= 1 << b,
+                None => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
             }
         }
     }
-    Ok((Some(no_writes), &body[end..]))
+    Ok((Some(bits), &body[end..]))
 }
 
 /// Lower-case hex SHA1 of `data`.
@@ -1092,11 +1144,13 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
     // by anything else while its future (which polls this one) runs.
     let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
+    if crate::cluster::enabled() {
+        if let Err(e) = check_slot(&lua, spec, &a) {
+            return fail(&lua, e.into());
+        }
+    }
     if let Err(e) = lock_for_call(&lua, conn, spec, &a).await {
         return fail(&lua, e);
-    }
-    if spec.flags.has(Flags::WRITE) {
-        note_write();
     }
     let proto = if resp3 {
         Protocol::Resp3
@@ -1104,6 +1158,11 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
         Protocol::Resp2
     };
     let reply = conn.run_captured(a, stream, proto).await;
+    // A write command that was not refused for memory makes the script unkillable (and
+    // free to go on over maxmemory), as Redis marks it before running the command.
+    if spec.flags.has(Flags::WRITE) && !reply.starts_with(b"-OOM ") {
+        note_write();
+    }
     if reply.first() == Some(&b'-') {
         let end = reply.len().saturating_sub(2).max(1);
         let msg = String::from_utf8_lossy(&reply[1..end]).into_owned();
@@ -1112,6 +1171,32 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     let mut pos = 0;
     let v = resp_to_lua(&lua, &reply, &mut pos, 0)?;
     Ok((v, Value::Nil))
+}
+
+/// Cluster mode (Redis's `scriptVerifyClusterState` for a node that holds every slot): a
+/// call's keys in one slot, and, unless the script may cross slots, the slot of the keys
+/// before.
+fn check_slot(lua: &Lua, spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
+    let slot = match crate::cluster::slot_of(spec, a) {
+        Err(()) => return Err("ERR Script attempted to access a non local key in a cluster node"),
+        Ok(None) => return Ok(()),
+        Ok(Some(s)) => s,
+    };
+    let Some(mut run) = lua.app_data_mut::<Run>() else {
+        return Ok(());
+    };
+    if run.cross_slot {
+        return Ok(());
+    }
+    match run.slot {
+        Some(s) if s != slot => {
+            Err("ERR Script attempted to access keys that do not hash to the same slot")
+        }
+        _ => {
+            run.slot = Some(slot);
+            Ok(())
+        }
+    }
 }
 
 /// Takes, for the script's transaction, the locks a call needs that it does not hold yet
@@ -1627,11 +1712,6 @@ async fn eval(
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
     };
     let ro_cmd = matches!(spec.cmd, Cmd::EvalRo | Cmd::EvalShaRo);
-    if ro_cmd && script.no_writes == Some(false) {
-        return ReplyWriter::new(out, proto)
-            .error("ERR Can not execute a script with write flag using *_ro command.");
-    }
-    let read_only = script.no_writes == Some(true) || ro_cmd;
     // A `return redis.call(…)` is a tail call: its line is lost; a one-line script has
     // only one.
     let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
@@ -1640,7 +1720,19 @@ async fn eval(
         Ok(f) => f,
         Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
     };
-    execute(conn, stream, &e, &f, origin, &a, numkeys, read_only, out).await
+    execute(
+        conn,
+        stream,
+        &e,
+        &f,
+        origin,
+        &a,
+        numkeys,
+        script.flags,
+        ro_cmd,
+        out,
+    )
+    .await
 }
 
 /// FCALL's and EVAL's count of keys (argument 2), checked against the arguments as Redis
@@ -1675,10 +1767,15 @@ pub(crate) async fn execute(
     origin: Origin<'_>,
     a: &Args<'_>,
     numkeys: usize,
-    read_only: bool,
+    flags: Option<u8>,
+    ro_cmd: bool,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
+    if let Err(e) = prepare(conn, flags, ro_cmd) {
+        return ReplyWriter::new(out, proto).error(e);
+    }
+    let read_only = ro_cmd || flags.is_some_and(|f| f & FLAG_NO_WRITES != 0);
     // Locks: the fast path, the EXEC's transaction, or the script's own.
     let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
     let keys = || (3..3 + numkeys).map(|i| &a[i]);
@@ -1725,7 +1822,7 @@ pub(crate) async fn execute(
         Vec::new()
     };
     let result = run_script(
-        e, conn, stream, f, a, numkeys, &origin, read_only, locked, local_keys, held,
+        e, conn, stream, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -1861,6 +1958,7 @@ async fn run_script(
     a: &Args<'_>,
     numkeys: usize,
     origin: &Origin<'_>,
+    flags: Option<u8>,
     read_only: bool,
     locked: bool,
     local_keys: Vec<Box<[u8]>>,
@@ -1900,6 +1998,10 @@ async fn run_script(
         local_whole: false,
         held,
         raised: None,
+        // In cluster mode the keys of its calls must share one slot, the declared keys'
+        // (unless `allow-cross-slot-keys`, or no shebang).
+        slot: (numkeys > 0).then(|| crate::cluster::key_slot(&a[3])),
+        cross_slot: flags.is_none_or(|f| f & FLAG_ALLOW_CROSS_SLOT != 0),
     });
     let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
     // The script runs in a thread of its own, with the count hook that slices it once it is
@@ -1913,7 +2015,12 @@ async fn run_script(
             unsafe {
                 mlua::ffi::lua_sethook(root, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
             };
-            let _slice = SliceGuard::begin(root, Duration::from_millis(limit));
+            let _slice = SliceGuard::begin(
+                root,
+                Duration::from_millis(limit),
+                flags.is_some_and(|f| f & FLAG_ALLOW_OOM != 0),
+                over_maxmemory(&conn.core),
+            );
             let mut fut = std::pin::pin!(th.into_async::<Value>(params));
             let r = std::future::poll_fn(|cx| {
                 let r = std::future::Future::poll(fut.as_mut(), cx);
@@ -2083,6 +2190,9 @@ struct SliceState {
     killed_line: Option<u32>,
     /// Its entry in [`RUNNING`] once busy.
     shared: Option<Arc<Running>>,
+    /// Declared `allow-oom`; the process was over `maxmemory` when it started.
+    allow_oom: bool,
+    oom_at_start: bool,
 }
 
 impl SliceState {
@@ -2096,6 +2206,8 @@ impl SliceState {
         killed: false,
         killed_line: None,
         shared: None,
+        allow_oom: false,
+        oom_at_start: false,
     };
 }
 
@@ -2110,12 +2222,19 @@ thread_local! {
 struct SliceGuard;
 
 impl SliceGuard {
-    fn begin(root: *mut mlua::ffi::lua_State, limit: Duration) -> SliceGuard {
+    fn begin(
+        root: *mut mlua::ffi::lua_State,
+        limit: Duration,
+        allow_oom: bool,
+        oom_at_start: bool,
+    ) -> SliceGuard {
         SLICE.with(|s| {
             *s.borrow_mut() = SliceState {
                 root,
                 started: Some(Instant::now()),
                 limit,
+                allow_oom,
+                oom_at_start,
                 ..SliceState::IDLE
             }
         });
@@ -2445,4 +2564,47 @@ pub(crate) fn running_function() -> Result<Option<(String, Vec<Vec<u8>>, u64)>, 
             r.started.elapsed().as_millis() as u64,
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    }
+
+    unsafe extern "C-unwind" fn probe(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+        // SAFETY: `l` is the calling thread.
+        let y = unsafe { yieldable(l) };
+        SEEN.with(|s| s.borrow_mut().push(y));
+        0
+    }
+
+    /// `LuaStateHead` matches the vendored Lua: a thread is yieldable at its top level and
+    /// after a resume, not inside a C function's callback or a metamethod.
+    #[test]
+    fn yieldable_reads_lua_state() {
+        let lua = Lua::new();
+        // SAFETY: `probe` only reads its state.
+        let f = unsafe { lua.create_c_function(probe) }.unwrap();
+        lua.globals().set("probe", f).unwrap();
+        let code = "probe()
+            table.sort({2, 1}, function(a, b) probe() return a < b end)
+            local _ = setmetatable({}, {__index = function() probe() return 1 end}).x
+            coroutine.yield()
+            probe()";
+        let th = lua
+            .create_thread(lua.load(code).into_function().unwrap())
+            .unwrap();
+        th.resume::<()>(()).unwrap();
+        th.resume::<()>(()).unwrap();
+        let seen = SEEN.with(|s| s.borrow().clone());
+        assert_eq!(seen.first(), Some(&true), "top level: {seen:?}");
+        assert_eq!(seen.last(), Some(&true), "after a resume: {seen:?}");
+        assert!(
+            seen[1..seen.len() - 1].iter().all(|y| !y) && seen.len() >= 4,
+            "inside sort's comparator and __index: {seen:?}"
+        );
+    }
 }
