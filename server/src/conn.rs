@@ -1231,8 +1231,9 @@ impl Conn {
         let caller_proto = std::mem::replace(&mut self.proto, proto);
         let outer = std::mem::replace(&mut self.in_script, true);
         Box::pin(self.dispatch(args, stream)).await;
-        self.in_script = outer;
+        // Sent while still in the script (its batches carry its OOM exemption).
         self.flush().await;
+        self.in_script = outer;
         self.proto = caller_proto;
         std::mem::replace(&mut self.out, saved)
     }
@@ -1279,6 +1280,7 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
+            batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;
             if batch.release {

@@ -413,6 +413,9 @@ pub struct Batch {
     /// The transaction's last batch to this shard: its locks here are released right after
     /// it runs (one hop fewer than a release of its own).
     pub release: bool,
+    /// Sent by a script whose calls may grow memory over `maxmemory`
+    /// (`scripting::oom_exempt`): its commands are not refused for memory.
+    pub oom_exempt: bool,
 }
 
 impl Batch {
@@ -720,7 +723,8 @@ impl Core {
                 }));
             }
             match self.admit(c.spec, &mut shard, now) {
-                Ok(()) => shard.apply(
+                Err(e) if !batch.oom_exempt => w.error(e),
+                _ => shard.apply(
                     &ExecCtx {
                         db: c.db as usize,
                         now_ms: now,
@@ -729,7 +733,6 @@ impl Core {
                     args,
                     &mut w,
                 ),
-                Err(e) => w.error(e),
             }
             shard.caller.set(None);
             // Clients parked on a key this command filled are served before the next one.
