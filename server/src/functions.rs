@@ -20,9 +20,14 @@
 //! what Redis writes. Snapshots keep the libraries as that payload in the manifest
 //! ([`crate::persist`]); [`restore_at_start`] puts them back.
 //!
-//! Deviations: FUNCTION STATS never shows a running script and FUNCTION KILL always
-//! answers NOTBUSY (no other client of a core runs while its script computes; see
-//! `scripting`). Libraries are listed by name, where Redis's order is its hash table's.
+//! FUNCTION KILL and FUNCTION STATS see the busy scripts of every core (`scripting`, "Busy
+//! scripts"): KILL kills a busy function that has not written (UNKILLABLE after a write, BUSY
+//! when the busy script is an EVAL); STATS shows a busy function's name, command and
+//! duration, and answers BUSY while an EVAL is busy, as Redis does.
+//!
+//! Deviations: FUNCTION STATS shows a function only once it is busy (in Redis, the running
+//! one, which another client can only see while it is busy). Libraries are listed by name,
+//! where Redis's order is its hash table's.
 //! RESTORE runs library code under LOAD's 500 ms limit (Redis: none), so a payload cannot
 //! stall a core.
 

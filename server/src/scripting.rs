@@ -44,16 +44,28 @@
 //!   touched on this core so far, so nothing it read can change under it.
 //!
 //! Limits. The Lua heap is capped at [`LUA_MEMORY_LIMIT`]; an allocation past it fails the
-//! script with an error reply. The core cannot serve others while a script computes, so a
-//! script still running after 10 × `busy-reply-threshold` (alias `lua-time-limit`, default
-//! 5 s → 50 s) is aborted by an instruction-count hook with an error (Redis instead answers
-//! BUSY to others and waits for SCRIPT KILL; here SCRIPT KILL always answers NOTBUSY, since
-//! no other client of this core can run while a script does).
+//! script with an error reply. A script that runs past `busy-reply-threshold` (alias
+//! `lua-time-limit`, default 5 s) is *busy*, as in Redis: it is cut into slices by its
+//! instruction-count hook, and between slices its core answers BUSY to everything but the
+//! allow-busy commands, until the script ends or SCRIPT KILL / FUNCTION KILL (from any core)
+//! stops it; see "Busy scripts" below for the design (slices, isolation, what waits).
+//!
+//! Flags (a shebang's `#!lua flags=…`, a function's `flags`), as Redis's
+//! `scriptPrepareForRun` ([`prepare`]): `no-writes` refuses write calls (and is required by
+//! EVAL_RO/FCALL_RO); without `allow-oom` (or `no-writes`) the script is refused over
+//! `maxmemory`, and with it its calls may grow memory (so may those of a script that wrote
+//! already, or that started under the limit: Redis's `scriptVerifyOOM`); `no-cluster` is
+//! refused in cluster mode; in cluster mode every call's keys share one slot, the declared
+//! keys' (unless `allow-cross-slot-keys`, or no shebang). `allow-stale` is accepted and
+//! changes nothing (no replicas here). A script without a shebang is Redis's compatibility
+//! mode: only its calls are checked.
 //!
 //! `pcall` is replaced by a version that runs its function as a coroutine, so that a
-//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`);
-//! `xpcall` keeps the C one (a `redis.call` inside it must stay on the core). Neither can
-//! catch the time limit's abort for good: they re-raise it.
+//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`),
+//! and so that a busy script's slices end inside it too; `xpcall` keeps the C one (a
+//! `redis.call` inside it must stay on the core, and a loop inside it is not sliced). A
+//! killed script's error is raised again at each new line of the script, so a `pcall` that
+//! caught it cannot keep it running (Redis's line hook).
 //!
 //! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
 //!
