@@ -2562,9 +2562,12 @@ pub(crate) fn kill(eval: bool) -> Result<(), &'static str> {
     }
 }
 
-/// FUNCTION STATS's `running_script`: a busy function (name, command, duration in ms);
-/// Err when a busy EVAL runs (Redis refuses FUNCTION STATS then).
-pub(crate) fn running_function() -> Result<Option<(String, Vec<Vec<u8>>, u64)>, &'static str> {
+/// A busy function as FUNCTION STATS shows it: name, command, duration in ms.
+pub(crate) type RunningFunction = (String, Vec<Vec<u8>>, u64);
+
+/// FUNCTION STATS's `running_script`: a busy function; Err when a busy EVAL runs (Redis
+/// refuses FUNCTION STATS then).
+pub(crate) fn running_function() -> Result<Option<RunningFunction>, &'static str> {
     let list = running();
     if list.iter().any(|r| r.eval) {
         return Err(BUSY_EVAL);
