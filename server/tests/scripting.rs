@@ -589,12 +589,7 @@ fn script_flags_over_maxmemory_match_redis() {
             redis.register_function('f_plain', function() return 1 end)\n\
             redis.register_function{function_name='f_oom', callback=function(keys) return redis.call('set', keys[1], '2') end, flags={'allow-oom'}}\n\
             redis.register_function{function_name='f_ro', callback=function() return 3 end, flags={'no-writes'}}\n";
-            d.same(&[
-                b"FUNCTION".to_vec(),
-                b"LOAD".to_vec(),
-                b"REPLACE".to_vec(),
-                lib.as_bytes().to_vec(),
-            ]);
+            load_library(&mut d, lib);
             d.same(&words("CONFIG SET maxmemory 1"));
             for (script, keys) in OOM_CASES {
                 d.same(&ev("EVAL", script, keys, &[]));
@@ -613,30 +608,10 @@ fn script_flags_over_maxmemory_match_redis() {
     );
 }
 
-/// A redis-server in cluster mode holding every slot, or None when it is not installed.
-fn redis_cluster(dir: &TempDir) -> Option<Server> {
-    let file = format!("{}/nodes-redis-{}.conf", dir.path(), free_port());
-    let bus = free_port().to_string();
-    let flags = [
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        &file,
-        "--cluster-port",
-        &bus,
-    ];
-    let redis = common::redis_or_skip_with("script flags in cluster mode", &flags)?;
-    let mut c = redis.client();
-    assert_eq!(c.q("CLUSTER ADDSLOTSRANGE 0 16383"), b"+OK\r\n");
-    let t = Instant::now();
-    while !String::from_utf8_lossy(&c.q("CLUSTER INFO")).contains("cluster_state:ok") {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "redis cluster state never ok"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(redis)
+/// FUNCTION LOAD REPLACE of `lib` on both servers (same replies).
+fn load_library(d: &mut Diff, lib: &str) {
+    let args = ["FUNCTION", "LOAD", "REPLACE", lib].map(|a| a.as_bytes().to_vec());
+    d.same(&args);
 }
 
 /// Cluster mode: `no-cluster`, one slot per script unless `allow-cross-slot-keys` (or no
@@ -644,7 +619,7 @@ fn redis_cluster(dir: &TempDir) -> Option<Server> {
 #[test]
 fn script_flags_in_cluster_mode_match_redis() {
     let dir = TempDir::new("script-flags-cluster");
-    let Some(redis) = redis_cluster(&dir) else {
+    let Some(redis) = common::redis_cluster(&dir, "script flags in cluster mode") else {
         return;
     };
     let cases: &[(&str, &[&str])] = &[
@@ -682,12 +657,7 @@ fn script_flags_in_cluster_mode_match_redis() {
                 d.same(&ev("EVAL", script, keys, &[]));
             }
             let lib = "#!lua name=cl\nredis.register_function{function_name='cl_nc', callback=function() return 1 end, flags={'no-cluster'}}\n";
-            d.same(&[
-                b"FUNCTION".to_vec(),
-                b"LOAD".to_vec(),
-                b"REPLACE".to_vec(),
-                lib.as_bytes().to_vec(),
-            ]);
+            load_library(&mut d, lib);
             d.same(&words("FCALL cl_nc 0"));
             d.same(&words("FUNCTION DELETE cl"));
         }
