@@ -1130,9 +1130,9 @@ impl Conn {
     async fn all_shards_locked(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let mut owned = OwnedArgs::default();
         args.iter().for_each(|a| owned.push(a));
-        let (db, proto) = (self.db, self.proto);
+        let (db, proto, me) = (self.db, self.proto, self.core.id);
         let replies = crate::core::call_all(&self.core, move |c| {
-            c.execute_owned(spec, db, proto, &owned)
+            c.execute_owned(spec, db, proto, &owned, me)
         })
         .await;
         let parts: Vec<&[u8]> = replies.iter().map(|r| r.as_slice()).collect();

@@ -370,3 +370,36 @@ fn a_busy_script_is_isolated_from_other_cores_transactions() {
     assert_eq!(other.read_reply(), b"+OK\r\n", "RENAME after the script");
     assert_eq!(other.q(&format!("GET {mine}")), b"$7\r\nrenamed\r\n");
 }
+
+/// Nothing but the script changes its core's keys while it is busy: keys that expire
+/// meanwhile are not removed by the active expiry cycle (as Redis, which runs no cron
+/// while a script is busy), so the script's DBSIZE at its end still counts them.
+#[test]
+fn a_busy_core_expires_nothing_meanwhile() {
+    let s = Server::percore(3, &[]);
+    assert_eq!(s.client().q("CONFIG SET lua-time-limit 100"), b"+OK\r\n");
+    assert_eq!(s.client().q("CONFIG SET hz 100"), b"+OK\r\n");
+    let mut caller = start(&s, &["EVAL", SPIN, "0"]);
+    wait_busy(&s, "expiry");
+    let (busy, mut other, _) = probe_busy_core(&s);
+    assert_eq!(s.client().q("SCRIPT KILL"), b"+OK\r\n");
+    caller.read_reply();
+    for i in &busy {
+        assert_eq!(other.q(&format!("SET k{i} v PX 300")), b"+OK\r\n");
+    }
+    let script = "local stop = tonumber(redis.call('time')[1]) + 2 \
+        while tonumber(redis.call('time')[1]) < stop do end \
+        return redis.call('dbsize')";
+    let r = caller.cmd(&[b"EVAL", script.as_bytes(), b"0"]);
+    assert_eq!(
+        esc(&r),
+        esc(format!(":{}\r\n", busy.len()).as_bytes()),
+        "keys of the busy core were expired while its script ran"
+    );
+    // Once it ends, the cycle removes them.
+    let t0 = Instant::now();
+    while other.q("DBSIZE") != b":0\r\n" {
+        assert!(t0.elapsed() < Duration::from_secs(10), "keys never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
