@@ -294,6 +294,17 @@ fn probe_busy_core(s: &Server) -> (Vec<usize>, Client, usize) {
     panic!("every client was on the busy core")
 }
 
+/// A client (`caller`), the keys of its core among `k0`..`k29`, and a client of another
+/// core: found by running `SPIN` from `caller` until it is busy, then killing it.
+fn locate_core(s: &Server, label: &str) -> (Client, Vec<usize>, Client) {
+    let mut caller = start(s, &["EVAL", SPIN, "0"]);
+    wait_busy(s, label);
+    let (busy, other, _) = probe_busy_core(s);
+    assert_eq!(s.client().q("SCRIPT KILL"), b"+OK\r\n");
+    caller.read_reply();
+    (caller, busy, other)
+}
+
 /// percore with 3 shards: while a script is busy on one core, clients of other cores go on
 /// with keys of other cores; every command that reaches the busy core (its own clients',
 /// and other cores' for its keys) is answered BUSY. After SCRIPT KILL all is served.
@@ -337,12 +348,7 @@ fn other_cores_keys_go_on_while_one_core_is_busy() {
 fn a_busy_script_is_isolated_from_other_cores_transactions() {
     let s = Server::percore(3, &[]);
     assert_eq!(s.client().q("CONFIG SET lua-time-limit 100"), b"+OK\r\n");
-    // Find the caller's core's keys, and a client of another core.
-    let mut caller = start(&s, &["EVAL", SPIN, "0"]);
-    wait_busy(&s, "isolation");
-    let (busy, mut other, _) = probe_busy_core(&s);
-    assert_eq!(s.client().q("SCRIPT KILL"), b"+OK\r\n");
-    caller.read_reply();
+    let (mut caller, busy, mut other) = locate_core(&s, "isolation");
     let mine = format!("k{}", busy[0]);
     let theirs = format!(
         "k{}",
@@ -379,11 +385,7 @@ fn a_busy_core_expires_nothing_meanwhile() {
     let s = Server::percore(3, &[]);
     assert_eq!(s.client().q("CONFIG SET lua-time-limit 100"), b"+OK\r\n");
     assert_eq!(s.client().q("CONFIG SET hz 100"), b"+OK\r\n");
-    let mut caller = start(&s, &["EVAL", SPIN, "0"]);
-    wait_busy(&s, "expiry");
-    let (busy, mut other, _) = probe_busy_core(&s);
-    assert_eq!(s.client().q("SCRIPT KILL"), b"+OK\r\n");
-    caller.read_reply();
+    let (mut caller, busy, mut other) = locate_core(&s, "expiry");
     for i in &busy {
         assert_eq!(other.q(&format!("SET k{i} v PX 300")), b"+OK\r\n");
     }
