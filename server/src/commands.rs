@@ -767,6 +767,12 @@ async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             return w.error("ERR syntax error");
         }
     }
+    // While a script is busy on any core only SHUTDOWN NOSAVE goes ahead (as Redis).
+    if save != Some(false) {
+        if let Some(e) = crate::scripting::busy_anywhere() {
+            return w.error(e);
+        }
+    }
     crate::log::notice(&format!(
         "User requested shutdown (client id={} addr={})",
         conn.handle.id, conn.handle.addr

@@ -72,8 +72,8 @@ pub struct Config {
     pub config_file: Option<String>,
     /// Commands taking at least this many microseconds enter the slow log (negative: off).
     pub slowlog_log_slower_than: i64,
-    /// `busy-reply-threshold` (alias `lua-time-limit`), ms: a script running 10× this long is
-    /// aborted (see `scripting.rs`).
+    /// `busy-reply-threshold` (alias `lua-time-limit`), ms: a script running this long is busy
+    /// (its core answers BUSY until it ends or is killed; see `scripting.rs`).
     pub busy_reply_threshold: i64,
     pub slowlog_max_len: usize,
     /// Milliseconds from which the latency monitor records an event (0: off).

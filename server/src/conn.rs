@@ -684,6 +684,13 @@ impl Conn {
                 ),
             );
         }
+        // A busy script on this core (scripting.rs, "Busy scripts"): BUSY but for the
+        // allow-busy commands; the script's own calls go on.
+        if !self.in_script {
+            if let Some(e) = crate::scripting::busy_reply(spec, &args) {
+                return self.reject(Some(spec), e);
+            }
+        }
         if crate::pause::maybe_paused() {
             let multi = &self.multi;
             let queued = || multi.as_ref().is_some_and(|m| m.holds_writes());
@@ -956,8 +963,10 @@ impl Conn {
             let mut w = ReplyWriter::new(buf, self.proto);
             shard.caller.set(caller);
             match self.core.admit(spec, &mut shard, ctx.now_ms) {
-                Ok(()) => shard.apply(&ctx, spec, args, &mut w),
-                Err(e) => w.error(e),
+                // A script's call over maxmemory may be let through (`allow-oom`, or it
+                // wrote already: scripting::oom_exempt).
+                Err(e) if !(self.in_script && crate::scripting::oom_exempt()) => w.error(e),
+                _ => shard.apply(&ctx, spec, args, &mut w),
             }
             shard.caller.set(None);
             drop(shard);
@@ -1121,9 +1130,9 @@ impl Conn {
     async fn all_shards_locked(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let mut owned = OwnedArgs::default();
         args.iter().for_each(|a| owned.push(a));
-        let (db, proto) = (self.db, self.proto);
+        let (db, proto, me) = (self.db, self.proto, self.core.id);
         let replies = crate::core::call_all(&self.core, move |c| {
-            c.execute_owned(spec, db, proto, &owned)
+            c.execute_owned(spec, db, proto, &owned, me)
         })
         .await;
         let parts: Vec<&[u8]> = replies.iter().map(|r| r.as_slice()).collect();
@@ -1222,8 +1231,9 @@ impl Conn {
         let caller_proto = std::mem::replace(&mut self.proto, proto);
         let outer = std::mem::replace(&mut self.in_script, true);
         Box::pin(self.dispatch(args, stream)).await;
-        self.in_script = outer;
+        // Sent while still in the script (its batches carry its OOM exemption).
         self.flush().await;
+        self.in_script = outer;
         self.proto = caller_proto;
         std::mem::replace(&mut self.out, saved)
     }
@@ -1270,6 +1280,7 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
+            batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;
             if batch.release {

@@ -413,6 +413,9 @@ pub struct Batch {
     /// The transaction's last batch to this shard: its locks here are released right after
     /// it runs (one hop fewer than a release of its own).
     pub release: bool,
+    /// Sent by a script whose calls may grow memory over `maxmemory`
+    /// (`scripting::oom_exempt`): its commands are not refused for memory.
+    pub oom_exempt: bool,
 }
 
 impl Batch {
@@ -682,6 +685,12 @@ impl Core {
         for (i, c) in batch.cmds.iter().enumerate().skip(from) {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
+            // A busy script here: commands from other cores get BUSY (scripting.rs).
+            if let Some(e) = crate::scripting::busy_reply(c.spec, &args) {
+                ReplyWriter::new(&mut reply.buf, c.proto).error(e);
+                reply.ends.push(reply.buf.len());
+                continue;
+            }
             if !self.locks.borrow().is_idle() {
                 let keys = crate::txlock::keys_of(c.spec, &args, c.db as usize);
                 let locks = self.locks.borrow();
@@ -714,7 +723,8 @@ impl Core {
                 }));
             }
             match self.admit(c.spec, &mut shard, now) {
-                Ok(()) => shard.apply(
+                Err(e) if !batch.oom_exempt => w.error(e),
+                _ => shard.apply(
                     &ExecCtx {
                         db: c.db as usize,
                         now_ms: now,
@@ -723,7 +733,6 @@ impl Core {
                     args,
                     &mut w,
                 ),
-                Err(e) => w.error(e),
             }
             shard.caller.set(None);
             // Clients parked on a key this command filled are served before the next one.
@@ -748,19 +757,29 @@ impl Core {
         None
     }
 
-    /// Runs one owned command on this core's shard and returns its reply bytes.
+    /// Runs one owned command on this core's shard and returns its reply bytes; `from`: the
+    /// core that sent it.
     pub fn execute_owned(
         &self,
         spec: &'static CommandSpec,
         db: usize,
         proto: Protocol,
         args: &OwnedArgs,
+        from: usize,
     ) -> Vec<u8> {
         let mut out = Vec::new();
         let t0 = Instant::now();
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
         let mut w = ReplyWriter::new(&mut out, proto);
+        // A busy script here answers BUSY to other cores (its own calls run: a command
+        // from this core's clients was answered BUSY before it got here).
+        if from != self.id {
+            if let Some(e) = crate::scripting::busy_reply(spec, &args.args()) {
+                w.error(e);
+                return out;
+            }
+        }
         match self.admit(spec, &mut shard, now) {
             Ok(()) => shard.apply(&ExecCtx { db, now_ms: now }, spec, args.args(), &mut w),
             Err(e) => w.error(e),

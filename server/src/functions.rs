@@ -20,9 +20,14 @@
 //! what Redis writes. Snapshots keep the libraries as that payload in the manifest
 //! ([`crate::persist`]); [`restore_at_start`] puts them back.
 //!
-//! Deviations: FUNCTION STATS never shows a running script and FUNCTION KILL always
-//! answers NOTBUSY (no other client of a core runs while its script computes; see
-//! `scripting`). Libraries are listed by name, where Redis's order is its hash table's.
+//! FUNCTION KILL and FUNCTION STATS see the busy scripts of every core (`scripting`, "Busy
+//! scripts"): KILL kills a busy function that has not written (UNKILLABLE after a write, BUSY
+//! when the busy script is an EVAL); STATS shows a busy function's name, command and
+//! duration, and answers BUSY while an EVAL is busy, as Redis does.
+//!
+//! Deviations: FUNCTION STATS shows a function only once it is busy (in Redis, the running
+//! one, which another client can only see while it is busy). Libraries are listed by name,
+//! where Redis's order is its hash table's.
 //! RESTORE runs library code under LOAD's 500 ms limit (Redis: none), so a payload cannot
 //! stall a core.
 
@@ -499,11 +504,6 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         Ok(n) => n,
         Err(msg) => return ReplyWriter::new(out, proto).error(msg),
     };
-    let no_writes = func.flags & 1 != 0;
-    if ro && !no_writes {
-        return ReplyWriter::new(out, proto)
-            .error("ERR Can not execute a script with write flag using *_ro command.");
-    }
     let e = match crate::scripting::engine() {
         Ok(e) => e,
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
@@ -521,7 +521,8 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         _ => None,
     };
     let origin = Origin::Function { name: &name, guess };
-    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, no_writes, out).await
+    let flags = Some(func.flags);
+    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, flags, ro, out).await
 }
 
 /// The FUNCTION subcommands; the reply goes to `w`.
@@ -587,10 +588,28 @@ pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
             }
         }
         Cmd::FunctionStats => {
+            let running = match crate::scripting::running_function() {
+                Ok(r) => r,
+                Err(e) => return w.error(e),
+            };
             let (libs, funcs) = counts();
             w.map(2);
             w.bulk(b"running_script");
-            w.null();
+            match running {
+                None => w.null(),
+                Some((name, command, ms)) => {
+                    w.map(3);
+                    w.bulk(b"name");
+                    w.bulk(name.as_bytes());
+                    w.bulk(b"command");
+                    w.array(command.len());
+                    for a in &command {
+                        w.bulk(a);
+                    }
+                    w.bulk(b"duration_ms");
+                    w.int(ms.min(i64::MAX as u64) as i64);
+                }
+            }
             w.bulk(b"engines");
             w.map(1);
             w.bulk(b"LUA");
@@ -600,7 +619,10 @@ pub fn manage(cmd: Cmd, a: &Args<'_>, w: &mut ReplyWriter) {
             w.bulk(b"functions_count");
             w.int(funcs as i64);
         }
-        Cmd::FunctionKill => w.error("NOTBUSY No scripts in execution right now."),
+        Cmd::FunctionKill => match crate::scripting::kill(false) {
+            Ok(()) => w.ok(),
+            Err(e) => w.error(e),
+        },
         Cmd::FunctionHelp => crate::scripting::write_help(w, HELP),
         _ => w.error("ERR not a function command"),
     }

@@ -675,8 +675,10 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
             let slice = Duration::from_micros(250_000 / hz as u64);
             let t0 = Instant::now();
             let mut busy = Duration::ZERO;
+            // While a script here is busy nothing else changes the shard between its slices
+            // (scripting.rs, "Busy scripts"): expiry, eviction and lazy free wait.
             // DEBUG SET-ACTIVE-EXPIRE 0 turns the cycle off (lazy expiry goes on).
-            while bg.global.active_expire.load(Ordering::Relaxed) {
+            while !scripting::busy() && bg.global.active_expire.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let step = bg.shard.borrow_mut().expire_step(crate::core::now_ms(), 64);
                 busy += t.elapsed();
@@ -700,7 +702,7 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
             let limit = bg.memory_limit();
             if limit > 0 {
                 let t0 = Instant::now();
-                loop {
+                while !scripting::busy() {
                     let over = &mut || crate::core::over_limit(limit);
                     let r = bg
                         .shard
@@ -716,7 +718,10 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                 }
             }
             let t0 = Instant::now();
-            while bg.shard.borrow_mut().lazyfree_step(1024, 1) && t0.elapsed() < slice {
+            while !scripting::busy()
+                && bg.shard.borrow_mut().lazyfree_step(1024, 1)
+                && t0.elapsed() < slice
+            {
                 runtime::yield_if_needed().await;
             }
             // Rehashing within the same budget (Redis gives it 1 ms per tick, which leaves a

@@ -44,16 +44,28 @@
 //!   touched on this core so far, so nothing it read can change under it.
 //!
 //! Limits. The Lua heap is capped at [`LUA_MEMORY_LIMIT`]; an allocation past it fails the
-//! script with an error reply. The core cannot serve others while a script computes, so a
-//! script still running after 10 × `busy-reply-threshold` (alias `lua-time-limit`, default
-//! 5 s → 50 s) is aborted by an instruction-count hook with an error (Redis instead answers
-//! BUSY to others and waits for SCRIPT KILL; here SCRIPT KILL always answers NOTBUSY, since
-//! no other client of this core can run while a script does).
+//! script with an error reply. A script that runs past `busy-reply-threshold` (alias
+//! `lua-time-limit`, default 5 s) is *busy*, as in Redis: it is cut into slices by its
+//! instruction-count hook, and between slices its core answers BUSY to everything but the
+//! allow-busy commands, until the script ends or SCRIPT KILL / FUNCTION KILL (from any core)
+//! stops it; see "Busy scripts" below for the design (slices, isolation, what waits).
+//!
+//! Flags (a shebang's `#!lua flags=…`, a function's `flags`), as Redis's
+//! `scriptPrepareForRun` ([`prepare`]): `no-writes` refuses write calls (and is required by
+//! EVAL_RO/FCALL_RO); without `allow-oom` (or `no-writes`) the script is refused over
+//! `maxmemory`, and with it its calls may grow memory (so may those of a script that wrote
+//! already, or that started under the limit: Redis's `scriptVerifyOOM`); `no-cluster` is
+//! refused in cluster mode; in cluster mode every call's keys share one slot, the declared
+//! keys' (unless `allow-cross-slot-keys`, or no shebang). `allow-stale` is accepted and
+//! changes nothing (no replicas here). A script without a shebang is Redis's compatibility
+//! mode: only its calls are checked.
 //!
 //! `pcall` is replaced by a version that runs its function as a coroutine, so that a
-//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`);
-//! `xpcall` keeps the C one (a `redis.call` inside it must stay on the core). Neither can
-//! catch the time limit's abort for good: they re-raise it.
+//! `redis.call` inside it may leave the core (Lua 5.1 cannot yield across the C `pcall`),
+//! and so that a busy script's slices end inside it too; `xpcall` keeps the C one (a
+//! `redis.call` inside it must stay on the core, and a loop inside it is not sliced). A
+//! killed script's error is raised again at each new line of the script, so a `pcall` that
+//! caught it cannot keep it running (Redis's line hook).
 //!
 //! `bit` is LuaBitOp's API (arguments checked in Lua, the operations in Rust).
 //!
@@ -108,8 +120,9 @@ struct Script {
     /// In the Lua registry, not a `Function` handle: a state has fewer than 8000 handle
     /// slots, and a core may cache more scripts than that.
     f: mlua::RegistryKey,
-    /// Declared `no-writes` in its shebang (None: no shebang, Redis's compatibility mode).
-    no_writes: Option<bool>,
+    /// The flags of its shebang, bits of [`FUNCTION_FLAGS`] (None: no shebang, Redis's
+    /// compatibility mode).
+    flags: Option<u8>,
 }
 
 /// One core's Lua state and compiled scripts.
@@ -120,8 +133,6 @@ pub(crate) struct Engine {
     /// A script is running (possibly suspended at an await) on this core.
     busy: Cell<bool>,
     waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
-    /// When the running script must be aborted.
-    deadline: Rc<Cell<Option<Instant>>>,
     /// The globals of library code and its functions (see `SETUP`), and the switch that
     /// shows them the load-time API while FUNCTION LOAD runs a library.
     fenv: Table,
@@ -161,6 +172,9 @@ struct Run {
     held: Vec<(usize, KeySet)>,
     /// The last error a `redis.call` raised: its message and the script line.
     raised: Option<(String, Option<u32>)>,
+    /// Cluster mode: the slot of the keys so far, and whether calls may leave it.
+    slot: Option<u16>,
+    cross_slot: bool,
 }
 
 impl Engine {
@@ -170,7 +184,6 @@ impl Engine {
             LuaOptions::default(),
         )?;
         lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
-        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let rcall = lua.create_async_function(|lua, args: MultiValue| async move {
             redis_call(lua, args).await
         })?;
@@ -224,9 +237,33 @@ impl Engine {
             }
             Ok(())
         })?;
-        let d = deadline.clone();
-        let killed =
-            lua.create_function(move |_, ()| Ok(d.get().is_some_and(|t| Instant::now() >= t)))?;
+        // `pcall`'s coroutines (see `SETUP`): sliced like the script's own thread.
+        let mkco = lua.create_function(|lua, f: Function| {
+            let th = lua.create_thread(f)?;
+            let l = th.to_pointer() as *mut mlua::ffi::lua_State;
+            // SAFETY: `l` is the state of the thread just created, alive while `th` is.
+            unsafe {
+                mlua::ffi::lua_sethook(l, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
+            };
+            SLICE.with(|s| {
+                let mut s = s.borrow_mut();
+                // (Kept alive with the script's state: a pcall left by an error never
+                // unmarks its coroutine, and the hook may still reach it.)
+                if !s.root.is_null() {
+                    s.wrappers.push((l, th.clone()));
+                }
+            });
+            Ok(th)
+        })?;
+        let unmark = lua.create_function(|_, th: mlua::Thread| {
+            let l = th.to_pointer() as *mut mlua::ffi::lua_State;
+            SLICE.with(|s| s.borrow_mut().wrappers.retain(|w| w.0 != l));
+            Ok(())
+        })?;
+        // SAFETY: `can_slice` is a Lua C function that only reads its state and pushes one
+        // boolean.
+        let canslice = unsafe { lua.create_c_function(can_slice) }?;
+        let mark = Value::LightUserData(mlua::LightUserData(slice_mark()));
         let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
             let nums: Vec<f64> = args
                 .iter()
@@ -292,7 +329,6 @@ impl Engine {
             setresp,
             errbuf,
             note,
-            killed,
             bitop,
             enc,
             dec,
@@ -301,7 +337,7 @@ impl Engine {
             mpack,
             munpack,
             // (More than 16 values: a nested tuple, passed flat.)
-            (spack, sunpack, ssize),
+            (spack, sunpack, ssize, mkco, unmark, canslice, mark),
         ))?;
         Ok(Engine {
             lua,
@@ -309,7 +345,6 @@ impl Engine {
             generation: Cell::new(GENERATION.load(Ordering::Acquire)),
             busy: Cell::new(false),
             waiters: RefCell::new(VecDeque::new()),
-            deadline,
             fenv,
             set_loading,
         })
@@ -329,7 +364,7 @@ impl Engine {
         if let Some(s) = self.compiled.borrow().get(&sha) {
             return Ok(s.clone());
         }
-        let (no_writes, code) = shebang(body)?;
+        let (flags, code) = shebang(body)?;
         let f = self
             .lua
             .load(code)
@@ -340,7 +375,7 @@ impl Engine {
             .lua
             .create_registry_value(f)
             .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
-        let s = Rc::new(Script { f, no_writes });
+        let s = Rc::new(Script { f, flags });
         self.compiled.borrow_mut().insert(sha, s.clone());
         Ok(s)
     }
@@ -368,7 +403,7 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, killed, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize = ...
+local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
 redis.call = function(...)
@@ -542,25 +577,27 @@ end
 rawset(_G, 'struct', struct)
 -- pcall that lets a redis.call inside it leave the core: Lua 5.1 cannot yield across the
 -- C pcall, so the function runs as a coroutine whose yields (mlua's "pending") are passed
--- up and resumed. A script aborted for its time limit stays aborted.
-local real_pcall, real_xpcall, create, resume, status, yield = pcall, xpcall, coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+-- up and resumed. A killed script's error is raised again at its next line (the hook), so
+-- a pcall that caught it does not keep the script alive (as Redis).
+local real_pcall, resume, status, yield = pcall, coroutine.resume, coroutine.status, coroutine.yield
 local select, unpack, type = select, unpack, type
 local function pack(...) return {n = select('#', ...), ...} end
-local function checked(...)
-  if killed() then error('ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)', 0) end
-  return ...
-end
+-- A yield of the count hook inside (a slice of a busy script ended, see "Busy scripts")
+-- comes as SLICED: passed up where the thread can yield, else the body goes on at once.
 rawset(_G, 'pcall', function(f, ...)
-  local made, co = real_pcall(create, f)
-  if not made then return checked(real_pcall(f, ...)) end
+  local made, co = real_pcall(mkco, f)
+  if not made then return real_pcall(f, ...) end
   local r = pack(resume(co, ...))
   while status(co) ~= 'dead' do
-    r = pack(resume(co, yield(unpack(r, 2, r.n))))
+    if r.n == 2 and r[2] == SLICED then
+      if canslice() then yield(SLICED) end
+      r = pack(resume(co))
+    else
+      r = pack(resume(co, yield(unpack(r, 2, r.n))))
+    end
   end
-  return checked(unpack(r, 1, r.n))
-end)
-rawset(_G, 'xpcall', function(f, h)
-  return checked(real_xpcall(f, h))
+  unmark(co)
+  return unpack(r, 1, r.n)
 end)
 for _, k in ipairs({'loadfile', 'dofile', 'print', 'setfenv', 'getfenv', 'newproxy', 'module', 'require', 'package'}) do
   rawset(_G, k, nil)
@@ -618,6 +655,54 @@ pub(crate) const FUNCTION_FLAGS: [&str; 5] = [
     "no-cluster",
     "allow-cross-slot-keys",
 ];
+
+pub(crate) const FLAG_NO_WRITES: u8 = 1;
+const FLAG_ALLOW_OOM: u8 = 1 << 1;
+const FLAG_NO_CLUSTER: u8 = 1 << 3;
+const FLAG_ALLOW_CROSS_SLOT: u8 = 1 << 4;
+
+/// Redis's `scriptPrepareForRun` (and `processCommand`'s OOM check, which EVAL and FCALL
+/// pass with the flags their shebang gives them): a script with flags (`flags` Some: a
+/// shebang, or a function) without `allow-oom` or `no-writes` is refused over `maxmemory`
+/// (when eviction cannot make room), one with `no-cluster` in cluster mode, one without
+/// `no-writes` from EVAL_RO/FCALL_RO. `allow-stale` is accepted and changes nothing (no
+/// replicas here). A script without a shebang is checked by its calls only.
+fn prepare(conn: &Conn, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
+    let Some(f) = flags else {
+        return Ok(());
+    };
+    if f & (FLAG_ALLOW_OOM | FLAG_NO_WRITES) == 0 && over_maxmemory(&conn.core) {
+        // Eviction first, as for any command that may grow memory.
+        if let Some(set) = percore_proto::lookup(b"set") {
+            let mut shard = conn.core.shard.borrow_mut();
+            conn.core.admit(set, &mut shard, crate::core::now_ms())?;
+        }
+    }
+    if f & FLAG_NO_CLUSTER != 0 && crate::cluster::enabled() {
+        return Err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
+    }
+    if ro_cmd && f & FLAG_NO_WRITES == 0 {
+        return Err("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    Ok(())
+}
+
+/// The process is over `maxmemory` (Redis's `pre_command_oom_state`). One comparison
+/// without a limit.
+fn over_maxmemory(core: &crate::core::Core) -> bool {
+    let limit = core.memory_limit();
+    limit > 0 && crate::core::over_limit(limit)
+}
+
+/// Whether the running script's calls on this core may grow memory over `maxmemory` (Redis's
+/// `scriptVerifyOOM`): it declared `allow-oom`, or it has written already (it cannot stop
+/// half-way), or memory was under the limit when it started.
+pub fn oom_exempt() -> bool {
+    SLICE.with(|s| {
+        s.try_borrow()
+            .is_ok_and(|s| s.allow_oom || s.wrote || !s.oom_at_start)
+    })
+}
 
 /// The functions registered so far by the library being loaded (Lua app data).
 struct Loading(Vec<Registered>, std::collections::HashSet<String>);
@@ -901,9 +986,10 @@ fn bit_op(lua: &Lua, op: &str, a: &[f64]) -> mlua::Result<Value> {
     Ok(Value::Integer(r as i64))
 }
 
-/// `#!lua flags=…` at the start of a body: whether it declares `no-writes` (None: no
-/// shebang), and the code to compile (the shebang line removed, its newline kept so line numbers stay).
-fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
+/// `#!lua flags=…` at the start of a body: its flags, bits of [`FUNCTION_FLAGS`] (None: no
+/// shebang), and the code to compile (the shebang line removed, its newline kept so line
+/// numbers stay).
+fn shebang(body: &[u8]) -> Result<(Option<u8>, &[u8]), String> {
     if !body.starts_with(b"#!") {
         return Ok((None, body));
     }
@@ -916,20 +1002,19 @@ fn shebang(body: &[u8]) -> Result<(Option<bool>, &[u8]), String> {
     if engine != "#!lua" {
         return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
     }
-    let mut no_writes = false;
+    let mut bits = 0u8;
     for p in parts {
         let Some(flags) = p.strip_prefix("flags=") else {
             return Err(format!("ERR Unknown lua shebang option: {p}"));
         };
         for f in flags.split(',').filter(|f| !f.is_empty()) {
-            match f {
-                "no-writes" => no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                _ => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
+            match FUNCTION_FLAGS.iter().position(|x| *x == f) {
+                Some(b) => bits |= 1 << b,
+                None => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
             }
         }
     }
-    Ok((Some(no_writes), &body[end..]))
+    Ok((Some(bits), &body[end..]))
 }
 
 /// Lower-case hex SHA1 of `data`.
@@ -1071,6 +1156,11 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
     // by anything else while its future (which polls this one) runs.
     let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
+    if crate::cluster::enabled() {
+        if let Err(e) = check_slot(&lua, spec, &a) {
+            return fail(&lua, e.into());
+        }
+    }
     if let Err(e) = lock_for_call(&lua, conn, spec, &a).await {
         return fail(&lua, e);
     }
@@ -1080,6 +1170,11 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
         Protocol::Resp2
     };
     let reply = conn.run_captured(a, stream, proto).await;
+    // A write command that was not refused for memory makes the script unkillable (and
+    // free to go on over maxmemory), as Redis marks it before running the command.
+    if spec.flags.has(Flags::WRITE) && !reply.starts_with(b"-OOM ") {
+        note_write();
+    }
     if reply.first() == Some(&b'-') {
         let end = reply.len().saturating_sub(2).max(1);
         let msg = String::from_utf8_lossy(&reply[1..end]).into_owned();
@@ -1088,6 +1183,32 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     let mut pos = 0;
     let v = resp_to_lua(&lua, &reply, &mut pos, 0)?;
     Ok((v, Value::Nil))
+}
+
+/// Cluster mode (Redis's `scriptVerifyClusterState` for a node that holds every slot): a
+/// call's keys in one slot, and, unless the script may cross slots, the slot of the keys
+/// before.
+fn check_slot(lua: &Lua, spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
+    let slot = match crate::cluster::slot_of(spec, a) {
+        Err(()) => return Err("ERR Script attempted to access a non local key in a cluster node"),
+        Ok(None) => return Ok(()),
+        Ok(Some(s)) => s,
+    };
+    let Some(mut run) = lua.app_data_mut::<Run>() else {
+        return Ok(());
+    };
+    if run.cross_slot {
+        return Ok(());
+    }
+    match run.slot {
+        Some(s) if s != slot => {
+            Err("ERR Script attempted to access keys that do not hash to the same slot")
+        }
+        _ => {
+            run.slot = Some(slot);
+            Ok(())
+        }
+    }
 }
 
 /// Takes, for the script's transaction, the locks a call needs that it does not hold yet
@@ -1227,18 +1348,21 @@ struct Parked {
     run: Option<Run>,
     keys: Value,
     argv: Value,
-    deadline: Option<Instant>,
+    slice: SliceState,
 }
 
-/// Sets the running script aside and gives up the core's slot.
+/// Sets the running script aside and gives up the core's slot. The core stops being busy
+/// meanwhile (another script may run; a busy script stays listed for SCRIPT KILL and
+/// FUNCTION STATS, and its kill request is seen once it runs again).
 fn park(lua: &Lua, e: &Engine) -> Parked {
     let g = lua.globals();
     let p = Parked {
         run: lua.remove_app_data::<Run>(),
         keys: g.raw_get("KEYS").unwrap_or(Value::Nil),
         argv: g.raw_get("ARGV").unwrap_or(Value::Nil),
-        deadline: e.deadline.get(),
+        slice: SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE)),
     };
+    BUSY.with(|b| b.set(0));
     e.leave();
     p
 }
@@ -1252,7 +1376,8 @@ async fn unpark(lua: &Lua, e: &Engine, p: Parked) {
     let g = lua.globals();
     let _ = g.raw_set("KEYS", p.keys);
     let _ = g.raw_set("ARGV", p.argv);
-    e.deadline.set(p.deadline);
+    BUSY.with(|b| b.set(p.slice.busy));
+    SLICE.with(|s| *s.borrow_mut() = p.slice);
 }
 
 /// A reply (RESP2 or RESP3) as Redis converts it for Lua.
@@ -1475,7 +1600,11 @@ pub async fn run(
             w.ok();
         }
         Cmd::ScriptKill => {
-            ReplyWriter::new(out, proto).error("NOTBUSY No scripts in execution right now.")
+            let mut w = ReplyWriter::new(out, proto);
+            match kill(true) {
+                Ok(()) => w.ok(),
+                Err(e) => w.error(e),
+            }
         }
         Cmd::ScriptDebug => {
             ReplyWriter::new(out, proto).error("ERR SCRIPT DEBUG is not supported by this server")
@@ -1595,11 +1724,6 @@ async fn eval(
         Err(msg) => return ReplyWriter::new(out, proto).error(&msg),
     };
     let ro_cmd = matches!(spec.cmd, Cmd::EvalRo | Cmd::EvalShaRo);
-    if ro_cmd && script.no_writes == Some(false) {
-        return ReplyWriter::new(out, proto)
-            .error("ERR Can not execute a script with write flag using *_ro command.");
-    }
-    let read_only = script.no_writes == Some(true) || ro_cmd;
     // A `return redis.call(…)` is a tail call: its line is lost; a one-line script has
     // only one.
     let guess = (!by_sha).then(|| only_line(&a[1])).flatten();
@@ -1608,7 +1732,19 @@ async fn eval(
         Ok(f) => f,
         Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
     };
-    execute(conn, stream, &e, &f, origin, &a, numkeys, read_only, out).await
+    execute(
+        conn,
+        stream,
+        &e,
+        &f,
+        origin,
+        &a,
+        numkeys,
+        script.flags,
+        ro_cmd,
+        out,
+    )
+    .await
 }
 
 /// FCALL's and EVAL's count of keys (argument 2), checked against the arguments as Redis
@@ -1643,10 +1779,15 @@ pub(crate) async fn execute(
     origin: Origin<'_>,
     a: &Args<'_>,
     numkeys: usize,
-    read_only: bool,
+    flags: Option<u8>,
+    ro_cmd: bool,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
+    if let Err(e) = prepare(conn, flags, ro_cmd) {
+        return ReplyWriter::new(out, proto).error(e);
+    }
+    let read_only = ro_cmd || flags.is_some_and(|f| f & FLAG_NO_WRITES != 0);
     // Locks: the fast path, the EXEC's transaction, or the script's own.
     let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
     let keys = || (3..3 + numkeys).map(|i| &a[i]);
@@ -1692,9 +1833,8 @@ pub(crate) async fn execute(
     } else {
         Vec::new()
     };
-    let as_globals = matches!(origin, Origin::Script { .. });
     let result = run_script(
-        e, conn, stream, f, a, numkeys, as_globals, read_only, locked, local_keys, held,
+        e, conn, stream, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -1829,7 +1969,8 @@ async fn run_script(
     f: &Function,
     a: &Args<'_>,
     numkeys: usize,
-    as_globals: bool,
+    origin: &Origin<'_>,
+    flags: Option<u8>,
     read_only: bool,
     locked: bool,
     local_keys: Vec<Box<[u8]>>,
@@ -1848,7 +1989,7 @@ async fn run_script(
         Ok((keys, argv))
     };
     let (keys, argv) = make_tables().map_err(|err| (err, None))?;
-    let params = if as_globals {
+    let params = if matches!(origin, Origin::Script { .. }) {
         let g: Table = lua.globals();
         g.raw_set("KEYS", keys)
             .and_then(|()| g.raw_set("ARGV", argv))
@@ -1869,30 +2010,44 @@ async fn run_script(
         local_whole: false,
         held,
         raised: None,
+        // In cluster mode the keys of its calls must share one slot, the declared keys'
+        // (unless `allow-cross-slot-keys`, or no shebang).
+        slot: (numkeys > 0).then(|| crate::cluster::key_slot(&a[3])),
+        cross_slot: flags.is_none_or(|f| f & FLAG_ALLOW_CROSS_SLOT != 0),
     });
     let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
-    e.deadline.set(Some(
-        Instant::now() + Duration::from_millis(limit.saturating_mul(10)),
-    ));
-    // The script runs in a thread of its own, with the time limit's hook (a hook is per
-    // thread in Lua 5.1).
+    // The script runs in a thread of its own, with the count hook that slices it once it is
+    // busy (see "Busy scripts").
     let r = match lua.create_thread(f.clone()) {
         Ok(th) => {
-            let d = e.deadline.clone();
-            th.set_hook(
-                HookTriggers::new().every_nth_instruction(100_000),
-                move |_, _| match d.get() {
-                    Some(t) if Instant::now() >= t => Err(mlua::Error::runtime(
-                        "ERR Script killed: it ran past 10 x busy-reply-threshold (lua-time-limit)",
-                    )),
-                    _ => Ok(VmState::Continue),
-                },
+            let root = th.to_pointer() as *mut mlua::ffi::lua_State;
+            // SAFETY: `root` is the state of the thread just created (a thread's pointer is
+            // its `lua_State`), alive while `th` is; the hook is a plain C function that
+            // reads only this core's thread-locals and the state it is given.
+            unsafe {
+                mlua::ffi::lua_sethook(root, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
+            };
+            let _slice = SliceGuard::begin(
+                root,
+                Duration::from_millis(limit),
+                flags.is_some_and(|f| f & FLAG_ALLOW_OOM != 0),
+                over_maxmemory(&conn.core),
             );
-            th.into_async::<Value>(params).await
+            let mut fut = std::pin::pin!(th.into_async::<Value>(params));
+            let r = std::future::poll_fn(|cx| {
+                let r = std::future::Future::poll(fut.as_mut(), cx);
+                if r.is_pending() {
+                    go_busy_if_due(lua, origin, a);
+                }
+                r
+            })
+            .await;
+            let s = SLICE.with(|s| s.borrow().killed.then(|| s.borrow().killed_line));
+            (r, s)
         }
-        Err(err) => Err(err),
+        Err(err) => (Err(err), None),
     };
-    e.deadline.set(None);
+    let (r, killed_at) = r;
     let run = lua.remove_app_data::<Run>();
     // A SELECT inside the script does not change the caller's database (Redis 7.0).
     conn.db = db;
@@ -1900,6 +2055,7 @@ async fn run_script(
     conn.in_exec = in_exec;
     let resp3 = run.as_ref().is_some_and(|r| r.resp3);
     match r {
+        Err(err) if killed_at.is_some() => Err((err, Some((KILLED.into(), killed_at.flatten())))),
         Ok(value) => Ok(RunOut { value, resp3 }),
         Err(err) => Err((err, run.and_then(|r| r.raised))),
     }
@@ -1940,7 +2096,9 @@ fn script_error(
                 .and_then(|l| l.parse().ok());
             format!("ERR {msg}{}", suffix(line))
         }
-        mlua::Error::RuntimeError(msg) if msg.starts_with("ERR Script killed") => msg,
+        mlua::Error::RuntimeError(msg) if msg.starts_with(KILLED) => {
+            format!("{KILLED}{}", suffix(raised.and_then(|r| r.1)))
+        }
         // Raised by a library function (redis.setresp, redis.log, …).
         mlua::Error::RuntimeError(msg) if raised.is_none() => {
             let msg = msg.split("\nstack traceback:").next().unwrap_or("");
@@ -1957,5 +2115,511 @@ fn script_error(
             Some((msg, line)) => format!("{msg}{}", suffix(line)),
             None => format!("ERR Error running script {sha}: {other}"),
         },
+    }
+}
+
+// Busy scripts.
+//
+// A script that has run for `busy-reply-threshold` (alias `lua-time-limit`) is *busy*, as in
+// Redis: its core answers every other command with BUSY, except the allow-busy ones
+// (AUTH, HELLO, MULTI, DISCARD, WATCH, UNWATCH, RESET, QUIT, SCRIPT KILL, FUNCTION KILL,
+// FUNCTION STATS, SHUTDOWN NOSAVE), and SCRIPT KILL / FUNCTION KILL from any core stop it.
+//
+// Slices. The script's thread has an instruction-count hook ([`count_hook`], every
+// [`HOOK_EVERY`] instructions). Before the threshold it only compares the clock; past it, it
+// yields the thread (Lua 5.1 resumes a thread that yielded in a count hook where it was:
+// `luaV_execute` checks `L->status` after the hook, `resume` "continues its execution"),
+// and mlua's async thread answers Pending after waking itself, so the core's executor
+// serves its other tasks between slices: its clients get BUSY, batches from other cores get
+// BUSY ([`busy_reply`] in `Core::execute_batch_from`), background work that changes the
+// shard (active expiry, eviction, lazy free) waits. The hook yields only where Lua can: on
+// the script's own thread (not inside the coroutine of a `pcall`, where the yield would
+// reach Lua code, nor across a C call such as `table.sort`'s comparator or a metamethod,
+// which Lua 5.1 forbids: [`yieldable`] reads `nCcalls`); elsewhere the slice goes on until
+// the script is back where it can yield.
+//
+// Isolation while busy. A script on the fast path holds no locks; when it becomes busy it
+// becomes a transaction holding this whole shard (or, if another transaction holds keys
+// here, the keys it touched so far), so other cores' transactions, cross-shard commands and
+// snapshot starts wait for it instead of changing its data between slices. Snapshot steps
+// go on (they serialize the shard as it was when the snapshot started and change nothing).
+//
+// KILL. A busy script is listed in [`RUNNING`] (process-wide; touched only when a script
+// becomes busy, ends, or is killed) with its kill flag; the hook reads the flag (one relaxed
+// load per 100 000 instructions) and raises Redis's error, which `pcall`/`xpcall` re-raise.
+// A script that ran a write command is UNKILLABLE, as in Redis (SHUTDOWN NOSAVE remains).
+
+/// Instructions between two runs of the count hook (Redis's value).
+const HOOK_EVERY: std::os::raw::c_int = 100_000;
+
+/// The killed script's error (before its ` script: …, on @…:<line>.` suffix).
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+/// Redis's `slowevalerr` and `slowscripterr`.
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
+const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
+
+const BUSY_NONE: u8 = 0;
+const BUSY_IS_EVAL: u8 = 1;
+const BUSY_IS_FUNCTION: u8 = 2;
+
+/// A busy script, as every core sees it.
+struct Running {
+    eval: bool,
+    /// The function's name (FUNCTION STATS; an EVAL's is its SHA1).
+    name: String,
+    /// The command that runs it (FUNCTION STATS).
+    command: Vec<Vec<u8>>,
+    started: Instant,
+    wrote: std::sync::atomic::AtomicBool,
+    kill: std::sync::atomic::AtomicBool,
+}
+
+/// The busy scripts of the process (at most one per core).
+static RUNNING: Mutex<Vec<Arc<Running>>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<Arc<Running>>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This core's running script as its hook sees it.
+struct SliceState {
+    /// The script's own thread and the coroutines of its `pcall`s, innermost last: the
+    /// hook yields only in these (a script's own coroutines must not see its yields).
+    root: *mut mlua::ffi::lua_State,
+    wrappers: Vec<(*mut mlua::ffi::lua_State, mlua::Thread)>,
+    started: Option<Instant>,
+    limit: Duration,
+    /// BUSY_* (mirrored in [`BUSY`] for the per-command check).
+    busy: u8,
+    /// It ran a write command.
+    wrote: bool,
+    /// It was killed, and the script line where the hook stopped it.
+    killed: bool,
+    killed_line: Option<u32>,
+    /// Its entry in [`RUNNING`] once busy.
+    shared: Option<Arc<Running>>,
+    /// Declared `allow-oom`; the process was over `maxmemory` when it started.
+    allow_oom: bool,
+    oom_at_start: bool,
+}
+
+impl SliceState {
+    const IDLE: SliceState = SliceState {
+        root: std::ptr::null_mut(),
+        wrappers: Vec::new(),
+        started: None,
+        limit: Duration::ZERO,
+        busy: BUSY_NONE,
+        wrote: false,
+        killed: false,
+        killed_line: None,
+        shared: None,
+        allow_oom: false,
+        oom_at_start: false,
+    };
+}
+
+thread_local! {
+    static SLICE: RefCell<SliceState> = const { RefCell::new(SliceState::IDLE) };
+    /// BUSY_* of this core: read by every command (one thread-local load).
+    static BUSY: Cell<u8> = const { Cell::new(BUSY_NONE) };
+}
+
+/// This core's state for a script from its start to its end (also when its future is
+/// dropped): leaves the core not busy and the script off [`RUNNING`].
+struct SliceGuard;
+
+impl SliceGuard {
+    fn begin(
+        root: *mut mlua::ffi::lua_State,
+        limit: Duration,
+        allow_oom: bool,
+        oom_at_start: bool,
+    ) -> SliceGuard {
+        SLICE.with(|s| {
+            *s.borrow_mut() = SliceState {
+                root,
+                started: Some(Instant::now()),
+                limit,
+                allow_oom,
+                oom_at_start,
+                ..SliceState::IDLE
+            }
+        });
+        SliceGuard
+    }
+}
+
+impl Drop for SliceGuard {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.set(BUSY_NONE));
+        let shared =
+            SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE).shared);
+        if let Some(r) = shared {
+            running().retain(|x| !Arc::ptr_eq(x, &r));
+        }
+    }
+}
+
+/// The BUSY error this core answers to a command now, if a script here is busy and the
+/// command is not allow-busy (SHUTDOWN only with NOSAVE, as Redis). One thread-local load
+/// when no script is busy.
+#[inline]
+pub fn busy_reply(spec: &CommandSpec, a: &Args<'_>) -> Option<&'static str> {
+    match BUSY.with(|b| b.get()) {
+        BUSY_NONE => None,
+        kind => busy_reply_slow(kind, spec, a),
+    }
+}
+
+#[cold]
+fn busy_reply_slow(kind: u8, spec: &CommandSpec, a: &Args<'_>) -> Option<&'static str> {
+    let allowed = spec.flags.has(Flags::ALLOW_BUSY)
+        && (spec.cmd != Cmd::Shutdown || a.iter().any(|x| x.eq_ignore_ascii_case(b"nosave")));
+    (!allowed).then_some(match kind {
+        BUSY_IS_EVAL => BUSY_EVAL,
+        _ => BUSY_FUNCTION,
+    })
+}
+
+/// A busy script runs on this core (background work that changes the shard waits).
+pub fn busy() -> bool {
+    BUSY.with(|b| b.get()) != BUSY_NONE
+}
+
+/// The BUSY error for a command refused while a script is busy on any core (SHUTDOWN
+/// without NOSAVE).
+pub fn busy_anywhere() -> Option<&'static str> {
+    running()
+        .first()
+        .map(|r| if r.eval { BUSY_EVAL } else { BUSY_FUNCTION })
+}
+
+/// The prefix of Lua 5.1.5's `struct lua_State` (lstate.h) up to `baseCcalls`, to tell
+/// whether a thread may yield now (Lua 5.1 has no `lua_isyieldable`). The Lua is the one
+/// mlua vendors (lua-src's 5.1.5), so the layout is fixed; the unit test
+/// `yieldable_reads_lua_state` checks it.
+#[repr(C)]
+struct LuaStateHead {
+    next: *mut std::ffi::c_void,
+    tt: u8,
+    marked: u8,
+    status: u8,
+    top: *mut std::ffi::c_void,
+    base: *mut std::ffi::c_void,
+    l_g: *mut std::ffi::c_void,
+    ci: *mut std::ffi::c_void,
+    savedpc: *const std::ffi::c_void,
+    stack_last: *mut std::ffi::c_void,
+    stack: *mut std::ffi::c_void,
+    end_ci: *mut std::ffi::c_void,
+    base_ci: *mut std::ffi::c_void,
+    stacksize: std::os::raw::c_int,
+    size_ci: std::os::raw::c_int,
+    n_ccalls: std::os::raw::c_ushort,
+    base_ccalls: std::os::raw::c_ushort,
+}
+
+/// Whether `l` may yield here: no C call (a C function calling Lua, a metamethod) between
+/// it and where it was resumed (`lua_yield`'s own test).
+///
+/// # Safety
+/// `l` is a live Lua 5.1.5 state.
+unsafe fn yieldable(l: *mut mlua::ffi::lua_State) -> bool {
+    let h = l as *const LuaStateHead;
+    (*h).n_ccalls <= (*h).base_ccalls
+}
+
+enum HookAct {
+    Go,
+    /// Yield (true: the mark, from a `pcall`'s coroutine).
+    Yield(bool),
+    Kill,
+}
+
+/// The value a `pcall` coroutine yields at the end of a slice.
+fn slice_mark() -> *mut std::ffi::c_void {
+    static MARK: u8 = 0;
+    &MARK as *const u8 as *mut std::ffi::c_void
+}
+
+/// `canslice()` for `pcall` (Lua C function): whether the calling thread may pass a slice's
+/// yield up (the script's thread or a `pcall`'s coroutine, where Lua allows a yield).
+unsafe extern "C-unwind" fn can_slice(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    let ours = SLICE.with(|s| {
+        s.try_borrow()
+            .is_ok_and(|s| l == s.root || s.wrappers.iter().any(|w| w.0 == l))
+    });
+    // SAFETY: `l` is the calling thread, live during the call; a C function called from Lua
+    // does not count as a C call, so `nCcalls` is its caller's.
+    let ok = ours && unsafe { yieldable(l) };
+    // SAFETY: a C function has room for one result (LUA_MINSTACK).
+    unsafe { mlua::ffi::lua_pushboolean(l, ok as std::os::raw::c_int) };
+    1
+}
+
+/// The script thread's instruction-count hook: the kill flag, then the slice (see "Busy
+/// scripts"). Costs a clock read and a few thread-local reads per [`HOOK_EVERY`]
+/// instructions.
+unsafe extern "C-unwind" fn count_hook(
+    l: *mut mlua::ffi::lua_State,
+    ar: *mut mlua::ffi::lua_Debug,
+) {
+    // SAFETY: `ar` is the hook's activation record, valid during the hook.
+    let line_event = unsafe { (*ar).event } == mlua::ffi::LUA_HOOKLINE;
+    let act = SLICE.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return HookAct::Go;
+        };
+        if s.killed {
+            return HookAct::Kill;
+        }
+        if line_event {
+            return HookAct::Go;
+        }
+        if s.shared
+            .as_ref()
+            .is_some_and(|r| r.kill.load(Ordering::Relaxed))
+        {
+            s.killed = true;
+            // From now on the error is raised at every new line of the script too, so
+            // that a pcall cannot keep it running (Redis's LUA_MASKLINE hook).
+            let mask = mlua::ffi::LUA_MASKLINE | mlua::ffi::LUA_MASKCOUNT;
+            for t in std::iter::once(s.root)
+                .chain(s.wrappers.iter().map(|w| w.0))
+                .chain([l])
+            {
+                // SAFETY: the script's threads, alive while it runs.
+                unsafe { mlua::ffi::lua_sethook(t, Some(count_hook), mask, HOOK_EVERY) };
+            }
+            return HookAct::Kill;
+        }
+        let due = s.busy != BUSY_NONE || s.started.is_some_and(|t| t.elapsed() >= s.limit);
+        if !due {
+            return HookAct::Go;
+        }
+        // SAFETY: `l` is the running thread the hook was called for.
+        if l == s.root && unsafe { yieldable(l) } {
+            HookAct::Yield(false)
+        } else if s.wrappers.iter().any(|w| w.0 == l) && unsafe { yieldable(l) } {
+            HookAct::Yield(true)
+        } else {
+            HookAct::Go
+        }
+    });
+    match act {
+        HookAct::Go => {}
+        HookAct::Yield(wrapped) => {
+            // SAFETY: the thread may yield here (see `yieldable`); Lua 5.1 resumes a
+            // count hook's yield where it stopped. A `pcall` coroutine yields the mark
+            // its `pcall` expects.
+            unsafe {
+                if wrapped {
+                    mlua::ffi::lua_pushlightuserdata(l, slice_mark());
+                }
+                mlua::ffi::lua_yield(l, wrapped as std::os::raw::c_int)
+            };
+        }
+        HookAct::Kill => {
+            // SAFETY: `ar` is the hook's activation record, valid during the hook; its
+            // `source` is a NUL-terminated string of the running function.
+            let (user, line) = unsafe {
+                match mlua::ffi::lua_getinfo(l, c"Sl".as_ptr(), ar) {
+                    0 => (false, -1),
+                    _ => {
+                        let src = std::ffi::CStr::from_ptr((*ar).source).to_bytes();
+                        (src.starts_with(b"@user_"), (*ar).currentline)
+                    }
+                }
+            };
+            // Raised in the script's own code only (never inside `SETUP`'s wrappers).
+            if !user {
+                return;
+            }
+            SLICE.with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut() {
+                    s.killed_line = u32::try_from(line).ok();
+                }
+            });
+            // SAFETY: raising an error from a hook is what Lua's own hooks do; nothing of
+            // this frame needs dropping (the error unwinds it with a longjmp).
+            unsafe {
+                mlua::ffi::lua_pushlstring(l, KILLED.as_ptr().cast(), KILLED.len());
+                mlua::ffi::lua_error(l);
+            }
+        }
+    }
+}
+
+/// After a slice of the running script (its future pending): once it has run past the
+/// threshold, makes the core busy, lists it in [`RUNNING`] and takes its locks (see "Busy
+/// scripts").
+fn go_busy_if_due(lua: &Lua, origin: &Origin<'_>, a: &Args<'_>) {
+    let (due, wrote) = SLICE.with(|s| {
+        let s = s.borrow();
+        let due = s.busy == BUSY_NONE
+            && !s.root.is_null()
+            && s.started.is_some_and(|t| t.elapsed() >= s.limit);
+        (due.then_some(s.started).flatten(), s.wrote)
+    });
+    let Some(started) = due else { return };
+    let (eval, name) = match origin {
+        Origin::Script { sha, .. } => (true, String::from_utf8_lossy(sha).into_owned()),
+        Origin::Function { name, .. } => (false, name.to_string()),
+    };
+    let r = Arc::new(Running {
+        eval,
+        name,
+        command: a.iter().map(|x| x.to_vec()).collect(),
+        started,
+        wrote: wrote.into(),
+        kill: false.into(),
+    });
+    running().push(r.clone());
+    let kind = if eval { BUSY_IS_EVAL } else { BUSY_IS_FUNCTION };
+    SLICE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.busy = kind;
+        s.shared = Some(r);
+    });
+    BUSY.with(|b| b.set(kind));
+    hold_shard(lua);
+}
+
+/// A fast-path script becoming busy becomes a transaction that holds this shard (or the
+/// keys it touched here, if another transaction holds some of the shard).
+fn hold_shard(lua: &Lua) {
+    let Some(mut run) = lua.app_data_mut::<Run>() else {
+        return;
+    };
+    if run.locked {
+        return;
+    }
+    // SAFETY: see `Run::conn`: the script's future is between two polls, so nothing else
+    // uses the connection.
+    let conn = unsafe { &mut *run.conn };
+    if conn.tx.is_some() {
+        return;
+    }
+    let tx = crate::txlock::new_tx();
+    let local = KeySet::Keys(std::mem::take(&mut run.local_keys));
+    let mut locks = conn.core.locks.borrow_mut();
+    let keys = if locks.try_acquire(tx, &KeySet::All) {
+        KeySet::All
+    } else if !run.local_whole && locks.try_acquire(tx, &local) {
+        local
+    } else {
+        // Not expected (the keys were free when the script touched them and nothing ran
+        // since): go on unlocked, as before it was busy.
+        if let KeySet::Keys(k) = local {
+            run.local_keys = k;
+        }
+        return;
+    };
+    drop(locks);
+    run.locked = true;
+    conn.tx = Some(tx);
+    conn.tx_shard(conn.core.id);
+    run.held.push((conn.core.id, keys));
+}
+
+/// Notes that the running script called a write command (it can no longer be killed).
+fn note_write() {
+    SLICE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.wrote = true;
+        if let Some(r) = &s.shared {
+            r.wrote.store(true, Ordering::Relaxed);
+        }
+    });
+}
+
+/// SCRIPT KILL (`eval`) and FUNCTION KILL, from any core: Redis's `scriptKill` over every
+/// busy script; OK when one is killed, else the first refusal.
+pub(crate) fn kill(eval: bool) -> Result<(), &'static str> {
+    let list = running();
+    let mut refusal = NOTBUSY;
+    let mut killed = false;
+    for r in list.iter() {
+        if r.wrote.load(Ordering::Relaxed) {
+            refusal = UNKILLABLE;
+        } else if r.eval != eval {
+            if refusal == NOTBUSY {
+                refusal = if r.eval { BUSY_EVAL } else { BUSY_FUNCTION };
+            }
+        } else {
+            r.kill.store(true, Ordering::Relaxed);
+            killed = true;
+        }
+    }
+    match killed {
+        true => Ok(()),
+        false => Err(refusal),
+    }
+}
+
+/// A busy function as FUNCTION STATS shows it: name, command, duration in ms.
+pub(crate) type RunningFunction = (String, Vec<Vec<u8>>, u64);
+
+/// FUNCTION STATS's `running_script`: a busy function; Err when a busy EVAL runs (Redis
+/// refuses FUNCTION STATS then).
+pub(crate) fn running_function() -> Result<Option<RunningFunction>, &'static str> {
+    let list = running();
+    if list.iter().any(|r| r.eval) {
+        return Err(BUSY_EVAL);
+    }
+    Ok(list.first().map(|r| {
+        (
+            r.name.clone(),
+            r.command.clone(),
+            r.started.elapsed().as_millis() as u64,
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    }
+
+    unsafe extern "C-unwind" fn probe(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+        // SAFETY: `l` is the calling thread.
+        let y = unsafe { yieldable(l) };
+        SEEN.with(|s| s.borrow_mut().push(y));
+        0
+    }
+
+    /// `LuaStateHead` matches the vendored Lua: a thread is yieldable at its top level and
+    /// after a resume, not inside a C function's callback or a metamethod.
+    #[test]
+    fn yieldable_reads_lua_state() {
+        let lua = Lua::new();
+        // SAFETY: `probe` only reads its state.
+        let f = unsafe { lua.create_c_function(probe) }.unwrap();
+        lua.globals().set("probe", f).unwrap();
+        let code = "probe()
+            table.sort({2, 1}, function(a, b) probe() return a < b end)
+            local _ = setmetatable({}, {__index = function() probe() return 1 end}).x
+            coroutine.yield()
+            probe()";
+        let th = lua
+            .create_thread(lua.load(code).into_function().unwrap())
+            .unwrap();
+        th.resume::<()>(()).unwrap();
+        th.resume::<()>(()).unwrap();
+        let seen = SEEN.with(|s| s.borrow().clone());
+        assert_eq!(seen.first(), Some(&true), "top level: {seen:?}");
+        assert_eq!(seen.last(), Some(&true), "after a resume: {seen:?}");
+        assert!(
+            seen[1..seen.len() - 1].iter().all(|y| !y) && seen.len() >= 4,
+            "inside sort's comparator and __index: {seen:?}"
+        );
     }
 }

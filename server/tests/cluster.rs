@@ -5,35 +5,10 @@
 mod common;
 
 use common::{free_port, s, Launch, Server, TempDir};
-use std::time::{Duration, Instant};
 
 /// A redis-server in cluster mode that owns all slots and says `cluster_state:ok`.
 fn redis_cluster(dir: &TempDir) -> Option<Server> {
-    let file = format!("{}/nodes-redis-{}.conf", dir.path(), free_port());
-    // An explicit bus port: port + 10000 is past 65535 for half the free ports.
-    let bus = free_port().to_string();
-    let redis = common::redis_or_skip_with(
-        "cluster mode against redis-server",
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            &file,
-            "--cluster-port",
-            &bus,
-        ],
-    )?;
-    let mut c = redis.client();
-    assert_eq!(s(&c.q("CLUSTER ADDSLOTSRANGE 0 16383")), "+OK\r\n");
-    let t = Instant::now();
-    while !s(&c.q("CLUSTER INFO")).contains("cluster_state:ok") {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "redis cluster state never ok"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(redis)
+    common::redis_cluster(dir, "cluster mode against redis-server")
 }
 
 /// A reply with the server's own node ID and ports replaced, so two servers compare.

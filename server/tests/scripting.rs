@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{each_differential_run, esc, words, Client, Diff, Server};
+use common::{each_differential_run, esc, free_port, words, Client, Diff, Server, TempDir};
 use std::time::{Duration, Instant};
 
 /// One EVAL-family command: its name, the script, the keys and the other arguments.
@@ -502,8 +502,9 @@ fn undeclared_keys_on_other_shards_work() {
     assert_eq!(c.q("EXISTS indb1"), b":0\r\n");
 }
 
-/// An endless loop is aborted after 10 × lua-time-limit, and the server goes on; an
-/// allocation past the Lua heap limit fails the script, not the server.
+/// An endless loop makes the core busy until SCRIPT KILL (script_busy.rs has the rest),
+/// and the server goes on; an allocation past the Lua heap limit fails the script, not the
+/// server.
 #[test]
 fn runaway_scripts_do_not_take_the_server_down() {
     let s = Server::percore(1, &[]);
@@ -513,10 +514,16 @@ fn runaway_scripts_do_not_take_the_server_down() {
         c.q("CONFIG GET busy-reply-threshold"),
         b"*2\r\n$20\r\nbusy-reply-threshold\r\n$3\r\n100\r\n"
     );
+    c.send(&[b"EVAL", b"while true do end", b"0"]);
+    let mut other = s.client();
     let t0 = Instant::now();
-    let r = c.cmd(&[b"EVAL", b"while true do end", b"0"]);
+    while !other.q("PING").starts_with(b"-BUSY") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(other.q("SCRIPT KILL"), b"+OK\r\n");
+    let r = c.read_reply();
     assert!(r.starts_with(b"-ERR Script killed"), "{}", esc(&r));
-    assert!(t0.elapsed() < Duration::from_secs(30));
     assert_eq!(c.q("PING"), b"+PONG\r\n");
     let r = c.cmd(&[
         b"EVAL",
@@ -537,4 +544,122 @@ fn runaway_scripts_do_not_take_the_server_down() {
     assert_eq!(c.q("PING"), b"+PONG\r\n");
     assert_eq!(c.cmd(&[b"EVAL", b"return 7", b"0"]), b":7\r\n");
     let _ = words("");
+}
+
+/// Shebang flags and function flags over maxmemory (`allow-oom`, `no-writes`, the
+/// no-shebang compatibility mode, a script that wrote), with Redis's replies.
+const OOM_CASES: &[(&str, &[&str])] = &[
+    ("#!lua\nreturn 1", &[]),
+    (
+        "#!lua flags=allow-oom\nreturn redis.call('set', KEYS[1], '1')",
+        &["{o}x"],
+    ),
+    (
+        "#!lua flags=allow-oom\nlocal r = redis.call('set', KEYS[1], '1') return r",
+        &["{o}x"],
+    ),
+    ("#!lua flags=no-writes\nreturn 1", &[]),
+    ("#!lua flags=allow-stale\nreturn 1", &[]),
+    (
+        "#!lua flags=no-writes\nlocal r = redis.call('get', KEYS[1]) return r",
+        &["{o}x"],
+    ),
+    ("return 1", &[]),
+    (
+        "local r = redis.call('set', KEYS[1], '1') return r",
+        &["{o}x"],
+    ),
+    ("local r = redis.call('get', KEYS[1]) return r", &["{o}x"]),
+    (
+        "local r = redis.pcall('set', KEYS[1], '1') return r",
+        &["{o}x"],
+    ),
+];
+
+#[test]
+fn script_flags_over_maxmemory_match_redis() {
+    each_differential_run(
+        "script flags over maxmemory",
+        &[],
+        &[],
+        |redis, percore, resp3, _, label| {
+            let mut d = Diff::new(redis, percore, resp3, label.clone());
+            d.same(&words("SET {o}big x"));
+            let lib = "#!lua name=oomlib\n\
+            redis.register_function('f_plain', function() return 1 end)\n\
+            redis.register_function{function_name='f_oom', callback=function(keys) return redis.call('set', keys[1], '2') end, flags={'allow-oom'}}\n\
+            redis.register_function{function_name='f_ro', callback=function() return 3 end, flags={'no-writes'}}\n";
+            load_library(&mut d, lib);
+            d.same(&words("CONFIG SET maxmemory 1"));
+            for (script, keys) in OOM_CASES {
+                d.same(&ev("EVAL", script, keys, &[]));
+            }
+            d.same(&ev("EVAL_RO", "#!lua\nreturn 1", &[], &[]));
+            d.same(&ev("EVAL_RO", "#!lua flags=no-writes\nreturn 1", &[], &[]));
+            d.same(&words("FCALL f_plain 0"));
+            d.same(&words("FCALL f_oom 1 {o}y"));
+            d.same(&words("FCALL f_ro 0"));
+            d.same(&words("FCALL_RO f_plain 0"));
+            d.same(&words("CONFIG SET maxmemory 0"));
+            d.same(&words("MGET {o}x {o}y"));
+            d.same(&words("FUNCTION DELETE oomlib"));
+            d.same(&words("DEL {o}x {o}y {o}big"));
+        },
+    );
+}
+
+/// FUNCTION LOAD REPLACE of `lib` on both servers (same replies).
+fn load_library(d: &mut Diff, lib: &str) {
+    let args = ["FUNCTION", "LOAD", "REPLACE", lib].map(|a| a.as_bytes().to_vec());
+    d.same(&args);
+}
+
+/// Cluster mode: `no-cluster`, one slot per script unless `allow-cross-slot-keys` (or no
+/// shebang), a cross-slot call refused; percore with 1 and 3 shards against Redis.
+#[test]
+fn script_flags_in_cluster_mode_match_redis() {
+    let dir = TempDir::new("script-flags-cluster");
+    let Some(redis) = common::redis_cluster(&dir, "script flags in cluster mode") else {
+        return;
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("#!lua flags=no-cluster\nreturn 1", &[]),
+        ("#!lua\nlocal r = redis.call('get', 'a')\nr = redis.call('get', 'b') return r", &[]),
+        ("local r = redis.call('get', 'a')\nr = redis.call('get', 'b') return r", &[]),
+        ("#!lua\nlocal r = redis.call('get', 'b') return r", &["a"]),
+        ("#!lua\nlocal r = redis.call('get', '{a}x') return r", &["a"]),
+        ("#!lua flags=allow-cross-slot-keys\nredis.call('get', 'a')\nlocal r = redis.call('get', 'b') return r", &["a"]),
+        ("#!lua\nlocal r = redis.call('mget', 'a', 'b') return r", &[]),
+        ("local r = redis.call('mget', 'a', 'b') return r", &[]),
+        ("#!lua\nlocal r = redis.call('ping') r = redis.call('get', 'b') return r", &["b"]),
+    ];
+    for shards in [1, 3] {
+        let pdir = TempDir::new("script-flags-cluster-p");
+        let bus = free_port().to_string();
+        let percore = Server::percore(
+            shards,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--dir",
+                pdir.path(),
+                "--cluster-port",
+                &bus,
+            ],
+        );
+        for resp3 in [false, true] {
+            let label = format!(
+                "cluster mode, percore {shards} shard(s), RESP{}",
+                2 + resp3 as u8
+            );
+            let mut d = Diff::new(&redis, &percore, resp3, label);
+            for (script, keys) in cases {
+                d.same(&ev("EVAL", script, keys, &[]));
+            }
+            let lib = "#!lua name=cl\nredis.register_function{function_name='cl_nc', callback=function() return 1 end, flags={'no-cluster'}}\n";
+            load_library(&mut d, lib);
+            d.same(&words("FCALL cl_nc 0"));
+            d.same(&words("FUNCTION DELETE cl"));
+        }
+    }
 }

@@ -850,3 +850,33 @@ impl Diff {
         self.same(&words(line))
     }
 }
+
+/// A redis-server in cluster mode (its nodes file in `dir`) that owns all slots and says
+/// `cluster_state:ok`, or None (a note naming `what`) when it is not installed.
+pub fn redis_cluster(dir: &TempDir, what: &str) -> Option<Server> {
+    let file = format!("{}/nodes-redis-{}.conf", dir.path(), free_port());
+    // An explicit bus port: port + 10000 is past 65535 for half the free ports.
+    let bus = free_port().to_string();
+    let redis = redis_or_skip_with(
+        what,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &file,
+            "--cluster-port",
+            &bus,
+        ],
+    )?;
+    let mut c = redis.client();
+    assert_eq!(s(&c.q("CLUSTER ADDSLOTSRANGE 0 16383")), "+OK\r\n");
+    let t = Instant::now();
+    while !s(&c.q("CLUSTER INFO")).contains("cluster_state:ok") {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "redis cluster state never ok"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(redis)
+}
