@@ -1512,6 +1512,21 @@ mod tests {
         out
     }
 
+    /// `n` string records, keys 0 to n - 1 (4 bytes each), values by `value`.
+    fn strings(n: u32, mut value: impl FnMut(u32) -> Vec<u8>) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                db: 0,
+                key: i.to_le_bytes().to_vec(),
+                expire_at_ms: 0,
+                value: RecordValue::Str {
+                    data: value(i),
+                    raw: false,
+                },
+            })
+            .collect()
+    }
+
     fn read_all(bytes: &[u8]) -> Result<Vec<Record>, SnapshotError> {
         let mut r = Reader::new(bytes)?;
         let mut out = Vec::new();
@@ -1660,17 +1675,7 @@ mod tests {
 
     #[test]
     fn errors_name_block_and_offset() {
-        let recs: Vec<Record> = (0..3000u32)
-            .map(|i| Record {
-                db: 0,
-                key: i.to_le_bytes().to_vec(),
-                expire_at_ms: 0,
-                value: RecordValue::Str {
-                    data: vec![1; 200],
-                    raw: false,
-                },
-            })
-            .collect();
+        let recs = strings(3000, |_| vec![1; 200]);
         let f = file(&recs);
         let summary = Reader::new(&f).unwrap().verify().unwrap();
         assert!(summary.blocks >= 2);
@@ -2160,17 +2165,7 @@ mod tests {
             assert_eq!(read_all(&file(&recs)).unwrap(), recs);
         }
         // Values that do not compress stay stored as they are.
-        let recs: Vec<Record> = (0..100u32)
-            .map(|i| Record {
-                db: 0,
-                key: i.to_le_bytes().to_vec(),
-                expire_at_ms: 0,
-                value: RecordValue::Str {
-                    data: (0..1000).map(|_| rand() as u8).collect(),
-                    raw: true,
-                },
-            })
-            .collect();
+        let recs = strings(100, |_| (0..1000).map(|_| rand() as u8).collect());
         let f = file(&recs);
         assert_eq!(u32_at(&f, HEADER_BYTES + 12), 0, "stored, not compressed");
         assert_eq!(read_all(&f).unwrap(), recs);
