@@ -850,8 +850,10 @@ pub fn check(cfg: &Config) -> i32 {
                     .filter(|(_, n)| **n > 0)
                     .map(|(db, n)| format!("db{db}={n}"))
                     .collect();
+                // A large collection is written in parts: records count them, keys do not.
+                let keys: u64 = per_db.iter().sum();
                 println!(
-                    "  {}: ok, {} bytes, {blocks} blocks, {records} keys ({}), {expiring} with a deadline, {expired} already expired",
+                    "  {}: ok, {} bytes, {blocks} blocks, {records} records, {keys} keys ({}), {expiring} with a deadline, {expired} already expired",
                     m.files[i].name,
                     m.files[i].bytes,
                     if dbs.is_empty() { "empty".to_string() } else { dbs.join(" ") }
