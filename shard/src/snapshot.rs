@@ -1152,8 +1152,12 @@ impl<'a> Reader<'a> {
         if len > BLOCK_MAX_BYTES || (raw_len != 0 && self.header.version < 5) {
             return Err(fail(format!("bad block length {len}")));
         }
-        if raw_len > BLOCK_MAX_BYTES {
-            return Err(fail(format!("bad uncompressed block length {raw_len}")));
+        // LZ4 expands a byte to at most 255: a larger claim is refused before anything is
+        // allocated for it.
+        if raw_len > BLOCK_MAX_BYTES || raw_len / 255 > len {
+            return Err(fail(format!(
+                "bad uncompressed block length {raw_len} for {len} bytes"
+            )));
         }
         if rest.len() < BLOCK_HEADER_BYTES + len {
             return Err(fail(format!(
@@ -2095,6 +2099,7 @@ mod tests {
             (raw_len + 1, "decompressed to"),
             (raw_len - 1, "compressed block"),
             (BLOCK_MAX_BYTES as u32 + 1, "uncompressed block length"),
+            (raw_len * 255 + 255, "uncompressed block length"),
         ] {
             let mut bad = f.clone();
             bad[HEADER_BYTES + 12..HEADER_BYTES + 16].copy_from_slice(&declared.to_le_bytes());
@@ -2103,6 +2108,11 @@ mod tests {
             assert!(e.what.contains(want), "{declared}: {e}");
             assert_eq!(e.block, Some(0));
         }
+        // The most compressible block there is stays within LZ4's 255 to 1.
+        let zeros = strings(1, |_| vec![0; 4 << 20]);
+        let f0 = file(&zeros);
+        assert!(f0.len() < (4 << 20) / 200, "{} bytes", f0.len());
+        assert_eq!(read_all(&f0).unwrap(), zeros);
         // LZ4 input that is not LZ4, behind a valid checksum.
         let mut bad = f.clone();
         for b in &mut bad[HEADER_BYTES + 24..HEADER_BYTES + 40] {
