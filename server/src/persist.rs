@@ -661,6 +661,18 @@ pub(crate) fn read_file(
     index: usize,
     on_block: &mut dyn FnMut(&percore_shard::snapshot::BlockView),
 ) -> Result<u64, String> {
+    read_file_with(cfg, m, index, &mut |_| {}, on_block)
+}
+
+/// [`read_file`], with `on_start` shown the file's reader before its first block (the key
+/// counts its end marker states, to size tables once).
+fn read_file_with(
+    cfg: &Config,
+    m: &Manifest,
+    index: usize,
+    on_start: &mut dyn FnMut(&Reader),
+    on_block: &mut dyn FnMut(&percore_shard::snapshot::BlockView),
+) -> Result<u64, String> {
     let f = &m.files[index];
     let path = Path::new(&cfg.dir).join(&f.name);
     let map = Mapped::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -676,6 +688,7 @@ pub(crate) fn read_file(
             m.shards
         ));
     }
+    on_start(&r);
     let mut records = 0;
     while let Some(block) = r.next_block().map_err(at)? {
         records += block.records().len() as u64;
@@ -737,7 +750,19 @@ pub fn load(cfg: &Config, sh: &mut Shard, core: usize, shards: usize) -> Result<
         let mut keys = 0;
         let started = std::time::Instant::now();
         let mut reported = started;
-        let r = read_file(cfg, &m, i, &mut |block| {
+        // The tables are sized once, for this shard's share of the keys: loading never
+        // rehashes (an empty table only, so the first file of a re-routed set sizes them).
+        let counts = std::cell::Cell::new(None);
+        let mut hint = |r: &Reader| counts.set(r.key_counts());
+        let r = read_file_with(cfg, &m, i, &mut hint, &mut |block| {
+            if let Some(counts) = counts.take() {
+                let share = if reroute {
+                    m.shards as f64 / shards as f64
+                } else {
+                    1.0
+                };
+                sh.snapshot_reserve(&counts, share, m.files[i].bytes as usize);
+            }
             keys += sh.load_block(block, now, &mut |k| {
                 !reroute || crate::router::shard_of(k, shards) == core
             });
@@ -803,9 +828,12 @@ pub fn check(cfg: &Config) -> i32 {
         let (mut expiring, mut expired, mut blocks) = (0u64, 0u64, 0u64);
         let r = read_file(cfg, &m, i, &mut |block| {
             blocks += 1;
-            for rec in block.records().iter() {
+            for rec in block.records() {
+                if rec.value.is_more() {
+                    continue; // the rest of a large collection: the same key
+                }
                 per_db[rec.db as usize] += 1;
-                let at = rec.expire_at_ms.to_native();
+                let at = rec.expire_at_ms;
                 if at != 0 {
                     expiring += 1;
                     if now > at {
@@ -822,8 +850,10 @@ pub fn check(cfg: &Config) -> i32 {
                     .filter(|(_, n)| **n > 0)
                     .map(|(db, n)| format!("db{db}={n}"))
                     .collect();
+                // A large collection is written in parts: records count them, keys do not.
+                let keys: u64 = per_db.iter().sum();
                 println!(
-                    "  {}: ok, {} bytes, {blocks} blocks, {records} keys ({}), {expiring} with a deadline, {expired} already expired",
+                    "  {}: ok, {} bytes, {blocks} blocks, {records} records, {keys} keys ({}), {expiring} with a deadline, {expired} already expired",
                     m.files[i].name,
                     m.files[i].bytes,
                     if dbs.is_empty() { "empty".to_string() } else { dbs.join(" ") }

@@ -11,7 +11,7 @@
 
 use percore_proto::encode::{split_array_reply, split_bulks};
 use percore_proto::{command::resolve, OwnedArgs, Protocol, ReplyWriter};
-use percore_shard::snapshot::{ArchivedRecordValue, Reader};
+use percore_shard::snapshot::{Reader, ValueView};
 use percore_shard::types::hash::HashLimits;
 use percore_shard::types::list::{decode_node, ListLimits};
 use percore_shard::types::set::SetLimits;
@@ -1508,42 +1508,39 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
     let mut r = Reader::new(&s.file).expect("a snapshot header");
     let mut loaded = Shard::new(seed ^ 0x5A5A, config.clone());
     while let Some(block) = r.next_block().expect("a snapshot reads back whole") {
-        for rec in block.records().iter() {
-            let at = rec.expire_at_ms.to_native();
+        for rec in block.records() {
+            let at = rec.expire_at_ms;
             let v = match &rec.value {
-                ArchivedRecordValue::Int(i) => Val::Str(i.to_native().to_string().into_bytes()),
-                ArchivedRecordValue::Str { data, .. } => Val::Str(data.as_slice().to_vec()),
-                ArchivedRecordValue::HashMore(_)
-                | ArchivedRecordValue::SetMore(_)
-                | ArchivedRecordValue::ZSetMore(_) => {
+                ValueView::Int(i) => Val::Str(i.to_string().into_bytes()),
+                ValueView::Str { data, .. } => Val::Str(data.to_vec()),
+                ValueView::HashMore(_) | ValueView::SetMore(_) | ValueView::ZSetMore(_) => {
                     // These small collections are never written in parts.
                     panic!("seed {seed}: a small collection written in parts")
                 }
-                ArchivedRecordValue::Hash(pairs) => {
+                ValueView::Hash(pairs) => {
                     let mut m = BTreeMap::new();
-                    for p in pairs.iter() {
-                        let prev =
-                            m.insert(p.field.as_slice().to_vec(), p.value.as_slice().to_vec());
+                    for (f, v) in pairs.pairs() {
+                        let prev = m.insert(f.to_vec(), v.to_vec());
                         assert!(prev.is_none(), "seed {seed}: a field saved twice");
                     }
                     assert!(!m.is_empty(), "seed {seed}: an empty hash saved");
                     Val::Hash(m)
                 }
-                ArchivedRecordValue::Set(members) => {
+                ValueView::Set(members) => {
                     let mut m = BTreeSet::new();
-                    for x in members.iter() {
-                        let new = m.insert(x.as_slice().to_vec());
+                    for x in members.members() {
+                        let new = m.insert(x.to_vec());
                         assert!(new, "seed {seed}: a member saved twice");
                     }
                     assert!(!m.is_empty(), "seed {seed}: an empty set saved");
                     Val::Set(m)
                 }
-                ArchivedRecordValue::ZSet(elems) => {
+                ValueView::ZSet(elems) => {
                     let mut m = BTreeMap::new();
                     let mut prev: Option<(f64, Vec<u8>)> = None;
-                    for e in elems.iter() {
-                        let s = f64::from_bits(e.score_bits.to_native());
-                        let x = e.member.as_slice().to_vec();
+                    for (member, bits) in elems.scored() {
+                        let s = f64::from_bits(bits);
+                        let x = member.to_vec();
                         if let Some((ps, pm)) = &prev {
                             assert!((*ps, pm) < (s, &x), "seed {seed}: elements saved in order");
                         }
@@ -1556,15 +1553,15 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     assert!(!m.is_empty(), "seed {seed}: an empty sorted set saved");
                     Val::ZSet(m)
                 }
-                ArchivedRecordValue::List(nodes) | ArchivedRecordValue::ListMore(nodes) => {
+                ValueView::List(nodes) | ValueView::ListMore(nodes) => {
                     let mut l = Vec::new();
-                    for n in nodes.iter() {
-                        let entries = decode_node(n.as_slice()).expect("well-formed list nodes");
+                    for n in nodes.members() {
+                        let entries = decode_node(n).expect("well-formed list nodes");
                         l.extend(entries.into_iter().map(|e| e.to_vec()));
                     }
                     assert!(!l.is_empty(), "seed {seed}: an empty list saved");
-                    if matches!(rec.value, ArchivedRecordValue::ListMore(_)) {
-                        let key = (rec.db, rec.key.as_slice().to_vec());
+                    if matches!(rec.value, ValueView::ListMore(_)) {
+                        let key = (rec.db, rec.key.to_vec());
                         match got.get_mut(&key) {
                             Some((Val::List(head), _)) => head.extend(l),
                             _ => panic!("seed {seed}: the rest of a list no record began"),
@@ -1574,7 +1571,7 @@ fn check_snapshot(seed: u64, s: Snap, config: &ShardConfig, now: u64) {
                     Val::List(l)
                 }
             };
-            let prev = got.insert((rec.db, rec.key.as_slice().to_vec()), (v, at));
+            let prev = got.insert((rec.db, rec.key.to_vec()), (v, at));
             assert!(prev.is_none(), "seed {seed}: a key saved twice");
         }
         loaded.load_block(&block, now, &mut |_| true);
