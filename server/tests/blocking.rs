@@ -1103,12 +1103,18 @@ fn moves_between_shards_are_never_seen_half_done(t: &Target) {
         done.store(true, Ordering::SeqCst);
     });
     assert!(looks.load(Ordering::SeqCst) > 0, "{t}: the readers looked");
+    settled(t, &mut c, &a, &["x"], &b);
+}
+
+/// Fails unless `key` holds exactly `items` and `gone` does not exist; then waits until no
+/// client is blocked.
+fn settled(t: &Target, c: &mut Client, key: &str, items: &[&str], gone: &str) {
     assert_eq!(
-        ask(&mut c, &format!("LRANGE {a} 0 -1")),
-        list(&["x"]),
-        "{t}"
+        ask(c, &format!("LRANGE {key} 0 -1")),
+        list(items),
+        "{t}: {key}"
     );
-    assert_eq!(ask(&mut c, &format!("EXISTS {b}")), ":0\r\n", "{t}");
+    assert_eq!(ask(c, &format!("EXISTS {gone}")), ":0\r\n", "{t}: {gone}");
     t.wait_blocked(0);
 }
 
@@ -1149,13 +1155,7 @@ fn a_move_waiting_for_its_destination_keeps_its_place(t: &Target) {
     );
     assert_eq!(reply(&mut w1), bulk("x1"), "{t}: the first waiter");
     assert_eq!(reply(&mut w2), pair(&a, "x2"), "{t}: the second waiter");
-    assert_eq!(
-        ask(&mut c, &format!("LRANGE {b} 0 -1")),
-        list(&["x1"]),
-        "{t}"
-    );
-    assert_eq!(ask(&mut c, &format!("EXISTS {a}")), ":0\r\n", "{t}");
-    t.wait_blocked(0);
+    settled(t, &mut c, &b, &["x1"], &a);
 }
 
 /// 6. BLMPOP: [key, [elements]] from the first non-empty key, up to COUNT; blocked, served
