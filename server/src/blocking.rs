@@ -270,6 +270,7 @@ pub fn offer(
                     return Offered::Answered;
                 }
                 Kind::List => {
+                    // (Never a reservation: the first look holds its keys' locks.)
                     serve_one(core, &mut sh, db, k, now, cell, op, held);
                     drop(sh);
                     serve_ready(core);
@@ -402,11 +403,7 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
                 Kind::Other => j += 1,
                 Kind::List => {
                     let w = q.remove(j).expect("within the queue");
-                    serve_one(core, sh, db, &id.1, now, &w.cell, &w.op, false);
-                    if core.locks.borrow().held_by_others(
-                        &crate::txlock::KeySet::Keys(vec![crate::txlock::lock_key(db, &id.1)]),
-                        None,
-                    ) {
+                    if serve_one(core, sh, db, &id.1, now, &w.cell, &w.op, false) {
                         // Reserved for a move between shards: the key's next waiters are
                         // served once that move has released it.
                         later.push(id.clone());
@@ -424,7 +421,8 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
     sh.ready.extend(later);
 }
 
-/// Serves `cell` from the list at `key` if it can claim it. `held`: see [`offer`].
+/// Serves `cell` from the list at `key` if it can claim it. `held`: see [`offer`]. True
+/// when it reserved `key` for a move between shards ([`Served::Reserved`]) rather than pop.
 #[allow(clippy::too_many_arguments)]
 fn serve_one(
     core: &Core,
@@ -435,17 +433,17 @@ fn serve_one(
     cell: &Arc<WaitCell>,
     op: &Op,
     held: bool,
-) {
+) -> bool {
     if let Op::Move { dst, dst_here, .. } = op {
         if *dst_here && key != &dst[..] && kind(sh, db, now, dst) == Kind::Other {
             if cell.claim() {
                 let _ = cell.deliver(Served::Error(err::WRONGTYPE));
             }
-            return;
+            return false;
         }
     }
     if !cell.claim() {
-        return;
+        return false;
     }
     if let (
         Op::Move {
@@ -468,7 +466,8 @@ fn serve_one(
                     Box::new(move |c: &Core| crate::txlock::release(c, tx)),
                 );
             }
-            return;
+            // The key stays locked until that release either way.
+            return true;
         }
     }
     // A waiter gone before its elements reach it gets them put back: a pop that never
@@ -526,6 +525,7 @@ fn serve_one(
             }
         }
     }
+    false
 }
 
 /// Returns popped elements to the end they came from, in their order.
