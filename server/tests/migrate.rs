@@ -617,3 +617,85 @@ fn cluster_mode_sends_restore_asking() {
     assert_eq!(run(&mut s, "EXISTS {x}a {x}b"), b":0\r\n");
     assert_eq!(run(&mut s, "EXISTS y"), b":1\r\n");
 }
+
+/// A stand-in target on a free loopback port: every connection gets `+OK` for each whole
+/// RESP command it sends. `open` counts its connections still open. Its threads end with
+/// the test process (the listener and connections are loopback only).
+fn ok_target(open: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = open.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let open = open.clone();
+            open.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let (mut buf, mut chunk) = (Vec::new(), [0u8; 1 << 16]);
+                while let Ok(n @ 1..) = s.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(used) = whole_command(&buf) {
+                        buf.drain(..used);
+                        if s.write_all(b"+OK\r\n").is_err() {
+                            break;
+                        }
+                    }
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    port
+}
+
+/// The length of the RESP command (`*N` of `$len` bulks) at the start of `b`, once whole.
+fn whole_command(b: &[u8]) -> Option<usize> {
+    let line = |at: usize, tag: u8| -> Option<(usize, usize)> {
+        if b.get(at) != Some(&tag) {
+            return None;
+        }
+        let end = at + b[at..].windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&b[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    };
+    let (n, mut at) = line(0, b'*')?;
+    for _ in 0..n {
+        let (len, data) = line(at, b'$')?;
+        at = data + len + 2;
+    }
+    (at <= b.len()).then_some(at)
+}
+
+/// The socket cache's bound (Redis's 64 per process; here per core): MIGRATE to 65 targets
+/// keeps 64 sockets, closing an idle one for the 65th.
+#[test]
+fn the_socket_cache_keeps_64_and_closes_one_for_the_next() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let source = Server::percore(1, &[]);
+    let mut s = source.client();
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let ports: Vec<u16> = (0..65).map(|_| ok_target(&open)).collect();
+    run(&mut s, "SET k v");
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(
+            migrate(&mut s, *port, "k 0 5000 COPY"),
+            r"+OK\r\n",
+            "target {i}"
+        );
+        assert_eq!(
+            stat(&mut s, "migrate_cached_sockets"),
+            (i as i64 + 1).min(64),
+            "after target {i}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open.load(Ordering::SeqCst) != 64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} sockets open, not 64",
+            open.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
