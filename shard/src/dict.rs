@@ -842,6 +842,26 @@ pub struct Dict {
     pub snap: Snap,
 }
 
+/// A table's node handed to a structure that indexes the table's entries by address (a large
+/// sorted set's tree keeps its members' nodes instead of copies of the members).
+///
+/// A handle stays valid while its entry is in the table and its value is not replaced:
+/// rehashing, growth and shrinking never move nodes; `insert`/`set_value` over the key and
+/// removal free it. Only integer values can be changed in place ([`node_set_int`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeHandle(NonNull<u8>);
+
+impl NodeHandle {
+    /// The entry's key.
+    ///
+    /// # Safety
+    /// The handle is valid (see [`NodeHandle`]) for all of `'a`.
+    #[inline]
+    pub(crate) unsafe fn key<'a>(self) -> &'a [u8] {
+        key(self.0)
+    }
+}
+
 // SAFETY: a Dict owns all its nodes and arrays exclusively (no sharing, no interior
 // pointers handed out beyond borrows of the Dict), like a Vec of boxes.
 unsafe impl Send for Dict {}
@@ -1065,6 +1085,24 @@ impl Dict {
     pub fn get(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
         self.step();
         self.peek(key)
+    }
+
+    /// Inserts `key` (absent) with an integer value and returns its node (see [`NodeHandle`]).
+    pub(crate) fn insert_int_node(&mut self, key: &[u8], v: i64) -> NodeHandle {
+        let node = build(key, 0, 0, false, Payload::Int(v), self.snap.bit);
+        let replaced = self.insert_node(key, node);
+        debug_assert!(replaced.is_none(), "insert_int_node of a present key");
+        NodeHandle(node)
+    }
+
+    /// Sets the integer value of the entry `h` in place (the node stays where it is).
+    ///
+    /// # Safety
+    /// `h` is a valid handle of this table's entry whose value is an integer.
+    pub(crate) unsafe fn node_set_int(&mut self, h: NodeHandle, v: i64) {
+        debug_assert_eq!(flags(h.0) & ENC_MASK, ENC_INT);
+        save_before_write(&mut self.snap, h.0);
+        ptr::write_unaligned(val_ptr(h.0) as *mut i64, v);
     }
 
     /// Finds `key` without advancing a rehash.

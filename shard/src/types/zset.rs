@@ -69,7 +69,7 @@
 //! [`ZSet::from_elems`]).
 
 use super::{get_len, put_len};
-use crate::dict::Dict;
+use crate::dict::{Dict, NodeHandle};
 use crate::value::ValueRef;
 use std::cmp::Ordering;
 
@@ -195,27 +195,63 @@ const INNER_MAX: usize = 63;
 /// A node narrower than this after a removal merges with a neighbour that has room.
 const MERGE_BELOW: usize = 16;
 
-#[derive(Clone, Debug)]
+/// A leaf's element: the score, and the member's node in the set's table, which holds the
+/// member's bytes (and the score again). The tree never owns members; the table does.
+#[derive(Clone, Copy, Debug)]
 struct Elem {
+    score: f64,
+    node: NodeHandle,
+}
+
+impl Elem {
+    /// The member's bytes.
+    #[inline]
+    fn member(&self) -> &[u8] {
+        // SAFETY: every `Elem` is made by `Sorted` from the node it has just inserted in its
+        // own table, and lives in that `Sorted`'s tree while the node is in the table: a
+        // member leaves the tree before its node leaves the table (`Sorted::remove`,
+        // `ZSet::remove_range`), and scores change in place (`Dict::node_set_int`), so the
+        // node is never replaced. The borrow of `self` (the tree, inside the `Sorted`) keeps
+        // the table alive and unchanged. An `Elem` taken out of the tree is read before its
+        // node is deleted.
+        unsafe { self.node.key() }
+    }
+
+    fn cmp(&self, score: f64, member: &[u8]) -> Ordering {
+        cmp_elem(self.score, self.member(), score, member)
+    }
+}
+
+/// A separator in an inner node: a copy of a member (a separator outlives the element it
+/// was copied from; see the module header).
+#[derive(Clone, Debug)]
+struct Sep {
     score: f64,
     member: Box<[u8]>,
 }
 
-impl Elem {
+impl Sep {
+    fn of(e: &Elem) -> Sep {
+        Sep {
+            score: e.score,
+            member: e.member().into(),
+        }
+    }
+
     fn cmp(&self, score: f64, member: &[u8]) -> Ordering {
         cmp_elem(self.score, &self.member, score, member)
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Child {
     /// A lower bound of the elements under `node` (see the module header).
-    sep: Elem,
+    sep: Sep,
     count: usize,
     node: Box<Node>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Node {
     Leaf(Vec<Elem>),
     Inner(Vec<Child>),
@@ -243,7 +279,7 @@ impl Node {
     /// How many elements satisfy `below`, a predicate true for a prefix of the order.
     fn count_below(&self, below: &dyn Fn(f64, &[u8]) -> bool) -> usize {
         match self {
-            Node::Leaf(v) => v.partition_point(|e| below(e.score, &e.member)),
+            Node::Leaf(v) => v.partition_point(|e| below(e.score, e.member())),
             Node::Inner(kids) => {
                 // Children 1.. whose separator is below: every element before the last of
                 // them is below too.
@@ -269,10 +305,10 @@ impl Node {
     }
 
     /// Inserts `e` (not present); returns a new right sibling when the node split.
-    fn insert(&mut self, e: Elem) -> Option<(Elem, Box<Node>)> {
+    fn insert(&mut self, e: Elem) -> Option<(Sep, Box<Node>)> {
         match self {
             Node::Leaf(v) => {
-                let at = v.partition_point(|x| x.cmp(e.score, &e.member) == Ordering::Less);
+                let at = v.partition_point(|x| x.cmp(e.score, e.member()) == Ordering::Less);
                 v.insert(at, e);
                 if v.len() <= LEAF_MAX {
                     return None;
@@ -282,11 +318,11 @@ impl Node {
                 // full and starts the next one: sequential loads fill leaves, not half.
                 let cut = if at == v.len() - 1 { at } else { v.len() / 2 };
                 right.extend(v.drain(cut..));
-                Some((right[0].clone(), Box::new(Node::Leaf(right))))
+                Some((Sep::of(&right[0]), Box::new(Node::Leaf(right))))
             }
             Node::Inner(kids) => {
                 let i = kids[1..]
-                    .partition_point(|c| c.sep.cmp(e.score, &e.member) != Ordering::Greater);
+                    .partition_point(|c| c.sep.cmp(e.score, e.member()) != Ordering::Greater);
                 kids[i].count += 1;
                 let (sep, node) = kids[i].node.insert(e)?;
                 let count = node.count();
@@ -352,7 +388,7 @@ impl Node {
     /// Visits elements from rank `skip` on, in order, while `f` says so.
     fn walk_fwd(&self, mut skip: usize, f: &mut dyn FnMut(f64, &[u8]) -> bool) -> bool {
         match self {
-            Node::Leaf(v) => v.iter().skip(skip).all(|e| f(e.score, &e.member)),
+            Node::Leaf(v) => v.iter().skip(skip).all(|e| f(e.score, e.member())),
             Node::Inner(kids) => {
                 for c in kids {
                     if skip >= c.count {
@@ -372,7 +408,7 @@ impl Node {
     /// Visits elements from rank `from` down to rank 0, while `f` says so.
     fn walk_rev(&self, from: usize, f: &mut dyn FnMut(f64, &[u8]) -> bool) -> bool {
         match self {
-            Node::Leaf(v) => v[..=from].iter().rev().all(|e| f(e.score, &e.member)),
+            Node::Leaf(v) => v[..=from].iter().rev().all(|e| f(e.score, e.member())),
             Node::Inner(kids) => {
                 let (mut i, mut r) = (0, from);
                 while r >= kids[i].count {
@@ -419,13 +455,13 @@ impl Node {
                     return;
                 }
                 *leaves -= 1;
-                let members: usize = v.iter().map(|e| e.member.len().next_multiple_of(8)).sum();
+                // The members are in the table's nodes, counted with the table.
                 acc.0 += v.len();
                 acc.1 += v.capacity() * std::mem::size_of::<Elem>()
-                    + members
                     + std::mem::size_of::<Child>()
                     + std::mem::size_of::<Node>()
-                    + v.first().map_or(0, |e| e.member.len().next_multiple_of(8));
+                    + v.first()
+                        .map_or(0, |e| e.member().len().next_multiple_of(8));
             }
             Node::Inner(k) => {
                 for c in k {
@@ -455,11 +491,8 @@ impl Default for Tree {
 }
 
 impl Tree {
-    fn insert(&mut self, score: f64, member: &[u8]) {
-        let e = Elem {
-            score,
-            member: member.into(),
-        };
+    fn insert(&mut self, score: f64, node: NodeHandle) {
+        let e = Elem { score, node };
         self.len += 1;
         if let Some((sep, right)) = self.root.insert(e) {
             let left = std::mem::replace(&mut self.root, Node::Inner(Vec::new()));
@@ -500,10 +533,10 @@ impl Tree {
         e
     }
 
-    fn remove(&mut self, score: f64, member: &[u8]) {
+    fn remove(&mut self, score: f64, member: &[u8]) -> Elem {
         let r = self.rank_of(score, member);
         debug_assert!(self.root.at(r).cmp(score, member) == Ordering::Equal);
-        self.remove_at(r);
+        self.remove_at(r)
     }
 }
 
@@ -513,9 +546,14 @@ pub struct Sorted {
     dict: Dict,
 }
 
+// SAFETY: the tree's handles point only at nodes of the same `Sorted`'s table, which it owns
+// (and `Dict` is `Send`); the two move between threads together, and nothing else holds a
+// pointer into either.
+unsafe impl Send for Sorted {}
+
 /// A score as the table stores it: its bits in an integer slot.
-fn score_ref(score: f64) -> ValueRef<'static> {
-    ValueRef::Int(score.to_bits() as i64)
+fn score_bits(score: f64) -> i64 {
+    score.to_bits() as i64
 }
 
 fn score_of(v: ValueRef) -> f64 {
@@ -537,9 +575,25 @@ impl Sorted {
         self.dict.peek(member).map(|e| score_of(e.value()))
     }
 
+    /// Adds `member`, which must be absent.
     fn insert(&mut self, score: f64, member: &[u8]) {
-        self.dict.insert_ref(member, score_ref(score), 0, 0);
-        self.tree.insert(score, member);
+        let node = self.dict.insert_int_node(member, score_bits(score));
+        self.tree.insert(score, node);
+    }
+
+    /// Moves `member` (present with score `old`) to `new`: out of the tree, the score
+    /// rewritten in its node, back in.
+    fn update(&mut self, member: &[u8], old: f64, new: f64) {
+        let e = self.tree.remove(old, member);
+        // SAFETY: `e.node` is the member's node in this table, holding its score.
+        unsafe { self.dict.node_set_int(e.node, score_bits(new)) };
+        self.tree.insert(new, e.node);
+    }
+
+    /// Removes `member` (present with `score`): from the tree first, then its node.
+    fn remove(&mut self, score: f64, member: &[u8]) {
+        self.tree.remove(score, member);
+        self.dict.delete(member);
     }
 
     pub fn len(&self) -> usize {
@@ -654,11 +708,7 @@ impl ZSet {
                 p.len -= 1;
                 p.insert(new, member);
             }
-            ZSet::Tree(t) => {
-                t.tree.remove(old, member);
-                t.tree.insert(new, member);
-                t.dict.insert_ref(member, score_ref(new), 0, 0);
-            }
+            ZSet::Tree(t) => t.update(member, old, new),
         }
     }
 
@@ -673,8 +723,7 @@ impl ZSet {
             }
             ZSet::Tree(t) => {
                 let s = t.score(member)?;
-                t.dict.delete(member);
-                t.tree.remove(s, member);
+                t.remove(s, member);
                 Some(s)
             }
         }
@@ -761,8 +810,9 @@ impl ZSet {
             ZSet::Tree(t) => (lo..hi)
                 .map(|_| {
                     let e = t.tree.remove_at(lo);
-                    t.dict.delete(&e.member);
-                    (e.score, e.member.into_vec())
+                    let member = e.member().to_vec();
+                    t.dict.delete(&member);
+                    (e.score, member)
                 })
                 .collect(),
         }
@@ -857,23 +907,15 @@ impl ZSet {
         match self {
             ZSet::Pack(p) => ZSet::Pack(p.clone()),
             ZSet::Tree(t) => {
-                let mut d = Dict::new(seed);
-                let mut cursor = 0;
-                loop {
-                    cursor = t.dict.scan(cursor, |k, e| {
-                        d.insert_ref(k, e.value(), 0, 0);
-                    });
-                    if cursor == 0 {
-                        break;
-                    }
-                }
-                ZSet::Tree(Box::new(Sorted {
-                    tree: Tree {
-                        root: t.tree.root.clone(),
-                        len: t.tree.len,
-                    },
-                    dict: d,
-                }))
+                // The tree indexes its own table's nodes, so the copy is rebuilt in order
+                // (appends fill its leaves).
+                let mut c = Box::new(Sorted::new(seed));
+                c.dict.reserve(t.tree.len);
+                t.tree.root.walk_fwd(0, &mut |s, m| {
+                    c.insert(s, m);
+                    true
+                });
+                ZSet::Tree(c)
             }
         }
     }
@@ -986,6 +1028,12 @@ mod tests {
                 }
                 model.sort_by(|a, b| cmp_elem(a.0, &a.1, b.0, &b.1));
                 assert_eq!(z.len(), model.len());
+                if step == 15_000 {
+                    // Go on with a copy (the original dropped): a tree's copy indexes its
+                    // own table's nodes.
+                    z = z.clone_with(5);
+                    z.check();
+                }
                 if step % 997 == 0 {
                     z.check();
                     let mut all = Vec::new();
