@@ -24,13 +24,22 @@
 //! Reported as `skiplist` because that is Redis's name for the large encoding, but the order
 //! is kept by a counted B+tree ([`Tree`]), beside the shard's own table ([`Dict`]) mapping
 //! member → score (the score's bits in the node's 8-byte integer slot), as Redis pairs its
-//! skip list with a dict:
+//! skip list with a dict. The table owns the members: a leaf holds each element's score and
+//! a handle to its table node (`NodeHandle`), where the member's bytes are:
 //!
 //! ```text
-//!  Inner: [ Child { sep: (score, member), count, node } ; ≤ 63 ]   (40 bytes per child)
+//!  Inner: [ Child { sep: (score, member copy), count, node } ; ≤ 63 ]   (40 bytes per child)
 //!                         |
-//!  Leaf:  [ Elem { score: f64, member: Box<[u8]> } ; ≤ 63 ]    (24 bytes per element)
+//!  Leaf:  [ Elem { score: f64, node: handle } ; ≤ 63 ]    (16 bytes per element)
+//!                                   |
+//!  Table node:  header | member bytes | score bits
 //! ```
+//!
+//! - A handle stays valid because nodes never move in the table (rehashing relinks them)
+//!   and the set never replaces one: a score changes in place in its node
+//!   (`Dict::node_set_int`), a member leaves the tree before its node leaves the table,
+//!   and a copy of the set ([`ZSet::clone_with`]) is rebuilt over its own table.
+//! - Comparing elements reads the member through the handle only when scores tie.
 //!
 //! - `count` is the number of elements under a child, so rank → element and element → rank
 //!   are one descent: O(log₆₃ n) nodes (4 levels at 10M members), each a binary search over
@@ -46,13 +55,14 @@
 //! - Range replies walk the tree from the start rank in order (O(log n + k)); ZSCAN walks
 //!   the table with the reverse-binary cursor, so it keeps SCAN's guarantee.
 //!
-//! Per element, by layout (15-byte members): the leaf slot 24 bytes at 50–100 % fill, the
-//! member's own block 16, the table node 15 + 15 + 8 = 38 (a 40-byte block) and an 8–16
-//! byte bucket slot; Redis's skip list node (score, ele, backward, 1.33 levels × 16 bytes)
-//! with its sds and its dict entry costs more. Measured at 10M members (16-byte members,
-//! scores in random order, 10 per ZADD through `redis-cli --pipe`, release build, one
-//! shard, this shared 2-CPU machine): `used_memory` 107 bytes per member here, 138 in
-//! Redis 7.0.15 (RSS 124 against 140); ZADD took 41 µs per call here, 121 µs in Redis,
+//! Per element, by layout (16-byte members): the leaf slot 16 bytes at 50–100 % fill, the
+//! table node 15 + 16 + 8 = 39 (a 40-byte block) and an 8–16 byte bucket slot; Redis's skip
+//! list node (score, ele, backward, 1.33 levels × 16 bytes) with its sds and its dict entry
+//! costs more. Measured at 10M members (16-byte members, scores in random order, 10 per
+//! ZADD through `redis-cli --pipe`, release build, one shard, this shared 2-CPU machine,
+//! `ZMEMBERS=10000000` of `loadtest/scenarios/memory.sh`): `used_memory` 78 bytes per
+//! member here, 138 in Redis 7.0.15, RSS 88.5 against 138 (leaves holding a copy of each
+//! member: used_memory 107, RSS 124). ZADD took 41 µs per call here, 121 µs in Redis,
 //! whose skip list walks ~2 log₂ n cache-missing nodes per insert.
 //!
 //! Alternatives rejected:
