@@ -35,7 +35,7 @@ use crate::dict::EntryRef;
 use crate::glob::glob_match;
 use crate::types::hash::Hash;
 use crate::types::list::List;
-use crate::types::set::Set;
+use crate::types::set::SetRef;
 use crate::value::ValueRef;
 use crate::{Shard, DB_COUNT};
 use percore_proto::parse_i64;
@@ -360,7 +360,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
             }
         },
         ValueRef::Set(s) => match s {
-            Set::Ints(ints) => {
+            SetRef::Ints(ints) => {
                 let width = |v: i64| {
                     if i16::try_from(v).is_ok() {
                         2
@@ -376,7 +376,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
                 };
                 rdb_blob_bytes(8 + w * ints.len())
             }
-            Set::Table(_) => {
+            SetRef::Table(_) => {
                 let mut n = rdb_len_bytes(s.len());
                 s.for_each(|m| n += rdb_string_bytes(m));
                 n
@@ -448,6 +448,7 @@ mod tests {
     use crate::testing::{run, shard};
     use crate::types::hash::HashLimits;
     use crate::types::list::ListLimits;
+    use crate::types::set::Set;
     use crate::types::set::SetLimits;
     use crate::{Entry, Value};
 

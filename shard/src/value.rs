@@ -7,8 +7,8 @@
 
 use crate::types::hash::Hash;
 use crate::types::list::List;
-use crate::types::set::Set;
-use crate::types::zset::ZSet;
+use crate::types::set::{Set, SetRef};
+use crate::types::zset::{ZSet, ZSetRef};
 use percore_proto::{parse_i64, ReplyWriter};
 
 /// Longest string Redis keeps in the `embstr` encoding.
@@ -48,9 +48,9 @@ pub enum ValueRef<'a> {
     Int(i64),
     Str { data: &'a [u8], raw: bool },
     Hash(&'a Hash),
-    Set(&'a Set),
+    Set(SetRef<'a>),
     List(&'a List),
-    ZSet(&'a ZSet),
+    ZSet(ZSetRef<'a>),
 }
 
 impl PartialEq for ValueRef<'_> {
@@ -82,9 +82,9 @@ impl Value {
             Value::Int(i) => ValueRef::Int(*i),
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
             Value::Hash(h) => ValueRef::Hash(h),
-            Value::Set(s) => ValueRef::Set(s),
+            Value::Set(s) => ValueRef::Set(s.view()),
             Value::List(l) => ValueRef::List(l),
-            Value::ZSet(z) => ValueRef::ZSet(z),
+            Value::ZSet(z) => ValueRef::ZSet(z.view()),
         }
     }
 

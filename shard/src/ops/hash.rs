@@ -215,7 +215,7 @@ pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
 }
 
 pub fn hscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    super::scan_collection(sh, ctx, a, out, |h: &Hash, cursor, count, sink| {
+    super::scan_collection::<Hash>(sh, ctx, a, out, |h: &Hash, cursor, count, sink| {
         h.scan(cursor, count, |f, v| sink(f, Some(v)))
     });
 }
