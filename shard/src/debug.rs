@@ -33,7 +33,7 @@
 
 use crate::dict::EntryRef;
 use crate::glob::glob_match;
-use crate::types::hash::Hash;
+use crate::types::hash::HashRef;
 use crate::types::list::List;
 use crate::types::set::SetRef;
 use crate::value::ValueRef;
@@ -345,7 +345,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
     match v {
         ValueRef::Int(_) | ValueRef::Str { .. } => rdb_value_bytes(v),
         ValueRef::Hash(h) => match h {
-            Hash::Pack(_) => {
+            HashRef::Pack(_) => {
                 let mut elements = Vec::with_capacity(2 * h.len());
                 h.for_each(|f, v| {
                     elements.push(f.to_vec());
@@ -353,7 +353,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
                 });
                 rdb_blob_bytes(listpack_bytes(elements.iter().map(Vec::as_slice)))
             }
-            Hash::Table(_) => {
+            HashRef::Table(_) => {
                 let mut n = rdb_len_bytes(h.len());
                 h.for_each(|f, v| n += rdb_string_bytes(f) + rdb_value_bytes(v));
                 n
@@ -448,6 +448,7 @@ mod tests {
     use crate::testing::{run, shard};
     use crate::types::hash::HashLimits;
     use crate::types::list::ListLimits;
+    use crate::types::hash::Hash;
     use crate::types::set::Set;
     use crate::types::set::SetLimits;
     use crate::{Entry, Value};

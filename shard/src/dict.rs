@@ -62,7 +62,7 @@ use std::ptr::{self, NonNull};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::lazyfree::{self, Doomed, Graveyard};
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef, Pack, PackRef};
 use crate::types::list::List;
 use crate::types::set::{IntSet, IntsRef, Set, SetRef};
 use crate::types::zset::{ZPack, ZPackRef, ZSet, ZSetRef};
@@ -350,13 +350,22 @@ impl Packed for Set {
 impl Packed for Hash {
     const KIND: u8 = KIND_HASH;
     fn pack(&self) -> Option<([u8; 4], usize, &[u8])> {
-        None
+        match self {
+            Hash::Pack(p) => {
+                let (count, body) = p.pack_parts();
+                Some((count, 4, body))
+            }
+            Hash::Table(_) => None,
+        }
     }
-    fn unpack(_: &[u8], _: Vec<u8>) -> Self {
-        unreachable!("hashes are not packed yet")
+    fn unpack(pack: &[u8], buf: Vec<u8>) -> Self {
+        Hash::Pack(Pack::from_pack(pack, buf))
     }
     fn into_buf(self) -> Option<Vec<u8>> {
-        None
+        match self {
+            Hash::Pack(p) => Some(p.into_buf()),
+            Hash::Table(_) => None,
+        }
     }
     fn into_value(b: Box<Self>) -> Value {
         Value::Hash(b)
@@ -429,7 +438,7 @@ unsafe fn pack_ref<'a>(p: NonNull<u8>) -> ValueRef<'a> {
     match kind(p) {
         KIND_SET => ValueRef::Set(SetRef::Ints(IntsRef::from_pack(pack))),
         KIND_ZSET => ValueRef::ZSet(ZSetRef::Pack(ZPackRef::from_pack(pack))),
-        _ => unreachable!("only sets and sorted sets are packed"),
+        _ => ValueRef::Hash(HashRef::Pack(PackRef::from_pack(pack))),
     }
 }
 
@@ -456,7 +465,7 @@ unsafe fn obj_ref<'a>(p: NonNull<u8>) -> ValueRef<'a> {
         KIND_SET => ValueRef::Set((*(obj_ptr(p) as *const Set)).view()),
         KIND_LIST => ValueRef::List(&*(obj_ptr(p) as *const List)),
         KIND_ZSET => ValueRef::ZSet((*(obj_ptr(p) as *const ZSet)).view()),
-        _ => ValueRef::Hash(&*(obj_ptr(p) as *const Hash)),
+        _ => ValueRef::Hash((*(obj_ptr(p) as *const Hash)).view()),
     }
 }
 /// Takes an `OBJ` node's collection back as an owned value (the node must not use it
@@ -2128,6 +2137,55 @@ mod tests {
             panic!("a sorted set")
         };
         assert_eq!(z.len(), 13);
+    }
+
+    /// A small hash's pack lives in its node (the pair count, then length-prefixed fields
+    /// and values); HSET grows it in place, HDEL shrinks it, a value past the value limit
+    /// moves it to a table in a box.
+    #[test]
+    fn a_small_hash_is_packed_in_its_node_until_it_converts() {
+        use crate::types::hash::HashLimits;
+        let limits = HashLimits {
+            max_listpack_entries: 16,
+            max_listpack_value: 20,
+        };
+        let mut h = Hash::default();
+        for i in 0..10 {
+            h.set(
+                format!("field:{i:02}").as_bytes(),
+                format!("v000000000000-{i:02}").as_bytes(),
+                limits,
+                1,
+            );
+        }
+        let mut d = Dict::new(6);
+        let key = [b'h'; 16];
+        d.insert(&key, Value::Hash(Box::new(h)), 0, 0);
+        let get = |d: &Dict, f: &[u8]| match d.peek(&key).unwrap().value() {
+            ValueRef::Hash(h) => h.get(f).map(|v| v.to_vec()),
+            _ => panic!("a hash"),
+        };
+        assert_eq!(d.peek(&key).unwrap().alloc_bytes(), 15 + 16 + 4 + 4 + 260);
+        assert_eq!(get(&d, b"field:07").as_deref(), Some(&b"v000000000000-07"[..]));
+        {
+            let mut e = d.get_mut(&key).unwrap();
+            assert!(!e.hash_mut().unwrap().set(b"field:07", b"x", limits, 1));
+            assert!(e.hash_mut().unwrap().remove(b"field:00"));
+            assert_eq!(e.get().alloc_bytes(), 15 + 16 + 4 + 4 + 260 - 15 - 26);
+            assert_eq!(e.value().encoding(), "listpack");
+        }
+        assert_eq!(get(&d, b"field:07").as_deref(), Some(&b"x"[..]));
+        assert_eq!(get(&d, b"field:00"), None);
+        d.get_mut(&key)
+            .unwrap()
+            .hash_mut()
+            .unwrap()
+            .set(b"long", &[b'l'; 21], limits, 1);
+        let e = d.peek(&key).unwrap();
+        assert_eq!(e.value().encoding(), "hashtable");
+        assert_eq!(e.value().to_value(), e.to_entry().value);
+        assert_eq!(get(&d, b"long"), Some(vec![b'l'; 21]));
+        assert_eq!(get(&d, b"field:09").as_deref(), Some(&b"v000000000000-09"[..]));
     }
 
     /// Copy before write holds for packed sets edited in place: the snapshot saves each

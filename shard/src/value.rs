@@ -5,7 +5,7 @@
 //! bytes as `raw` rather than `embstr` (APPEND and SETRANGE make raw strings; strings over 44
 //! bytes are always raw), so OBJECT ENCODING answers as Redis does.
 
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef};
 use crate::types::list::List;
 use crate::types::set::{Set, SetRef};
 use crate::types::zset::{ZSet, ZSetRef};
@@ -47,7 +47,7 @@ impl Clone for Value {
 pub enum ValueRef<'a> {
     Int(i64),
     Str { data: &'a [u8], raw: bool },
-    Hash(&'a Hash),
+    Hash(HashRef<'a>),
     Set(SetRef<'a>),
     List(&'a List),
     ZSet(ZSetRef<'a>),
@@ -81,7 +81,7 @@ impl Value {
         match self {
             Value::Int(i) => ValueRef::Int(*i),
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
-            Value::Hash(h) => ValueRef::Hash(h),
+            Value::Hash(h) => ValueRef::Hash(h.view()),
             Value::Set(s) => ValueRef::Set(s.view()),
             Value::List(l) => ValueRef::List(l),
             Value::ZSet(z) => ValueRef::ZSet(z.view()),

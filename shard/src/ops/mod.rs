@@ -96,7 +96,7 @@ pub(crate) trait Collection {
 }
 
 impl Collection for crate::types::hash::Hash {
-    type Ref<'a> = &'a Self;
+    type Ref<'a> = crate::types::hash::HashRef<'a>;
     type Mut<'e> = crate::dict::CollMut<'e, Self>;
     fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>> {
         match v {

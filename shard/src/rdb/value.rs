@@ -25,7 +25,7 @@
 
 use super::listpack::{self, Item};
 use super::{put_len, put_string, ziplist, Reader};
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef};
 use crate::types::list::{End, List, ListLimits};
 use crate::types::set::{Set, SetRef};
 use crate::types::zset::{ZSet, ZSetRef};
@@ -495,7 +495,7 @@ pub fn encode(v: ValueRef, limits: ListLimits, out: &mut Vec<u8>) {
             put_len(out, s.len() as u64);
             s.for_each(|m| put_string(out, m));
         }
-        ValueRef::Hash(h @ Hash::Pack(_)) => {
+        ValueRef::Hash(h @ HashRef::Pack(_)) => {
             out.push(kind::HASH_LISTPACK);
             let mut w = listpack::Writer::default();
             h.for_each(|f, v| {
