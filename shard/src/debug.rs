@@ -446,9 +446,9 @@ pub fn stringmatch_fuzz(cycles: usize, rng: &mut u64) -> usize {
 mod tests {
     use super::*;
     use crate::testing::{run, shard};
+    use crate::types::hash::Hash;
     use crate::types::hash::HashLimits;
     use crate::types::list::ListLimits;
-    use crate::types::hash::Hash;
     use crate::types::set::Set;
     use crate::types::set::SetLimits;
     use crate::{Entry, Value};

@@ -688,13 +688,22 @@ mod tests {
         let mut sh = shard();
         let usage = |sh: &mut Shard, k: &str| s(&run(sh, 1, &["MEMORY", "USAGE", k]));
         run(&mut sh, 1, &["HSET", "h", "f", "vv", "g", "w"]);
-        assert_eq!(usage(&mut sh, "h"), format!(":{}\r\n", 15 + 1 + 8 + 5 + 4 + 8));
+        assert_eq!(
+            usage(&mut sh, "h"),
+            format!(":{}\r\n", 15 + 1 + 8 + 5 + 4 + 8)
+        );
         run(&mut sh, 1, &["HDEL", "h", "g"]);
         assert_eq!(usage(&mut sh, "h"), format!(":{}\r\n", 15 + 1 + 8 + 5 + 8));
         run(&mut sh, 1, &["ZADD", "z", "1", "a", "1.5", "b"]);
         // 1: one byte of score; 1.5: a flag byte and 8 bytes.
-        assert_eq!(usage(&mut sh, "z"), format!(":{}\r\n", 15 + 1 + 8 + 3 + 11 + 8));
-        assert_eq!(s(&run(&mut sh, 1, &["OBJECT", "ENCODING", "z"])), "$8\r\nlistpack\r\n");
+        assert_eq!(
+            usage(&mut sh, "z"),
+            format!(":{}\r\n", 15 + 1 + 8 + 3 + 11 + 8)
+        );
+        assert_eq!(
+            s(&run(&mut sh, 1, &["OBJECT", "ENCODING", "z"])),
+            "$8\r\nlistpack\r\n"
+        );
     }
 
     /// Redis 7.0 parses the cursor with `strtoul`: signs are accepted and a negative

@@ -405,11 +405,20 @@ mod tests {
         let mut sh = shard();
         run(&mut sh, 1, &["SADD", "s", "1", "2", "3"]);
         let usage = |sh: &mut crate::Shard| s(&run(sh, 1, &["MEMORY", "USAGE", "s"]));
-        assert_eq!(usage(&mut sh), format!(":{}\r\n", 15 + 1 + 4 + 1 + 3 * 2 + 8));
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 3 * 2 + 8)
+        );
         run(&mut sh, 1, &["SADD", "s", "70000"]);
-        assert_eq!(usage(&mut sh), format!(":{}\r\n", 15 + 1 + 4 + 1 + 4 * 4 + 8));
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 4 * 4 + 8)
+        );
         run(&mut sh, 1, &["SREM", "s", "70000", "1"]);
-        assert_eq!(usage(&mut sh), format!(":{}\r\n", 15 + 1 + 4 + 1 + 2 * 4 + 8));
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 2 * 4 + 8)
+        );
         run(&mut sh, 1, &["SADD", "s", "a"]);
         let n: usize = usage(&mut sh)[1..].trim_end().parse().unwrap();
         assert!(n > 15 + 1 + 8 + 8 + 32, "{n}");

@@ -16,6 +16,10 @@
 //! 260 bytes in one allocation (Redis's listpack: 6 header bytes plus 2 of framing per
 //! element, about the same).
 //!
+//! In the keyspace the pair count and the pairs live in the key's node ([`crate::dict`],
+//! "Packed collections"); readers see them through [`PackRef`], whether in a node or in an
+//! owned [`Pack`].
+//!
 //! # `hashtable` ([`Dict`]): large hashes
 //! The shard's own table ([`crate::dict`]), one node per field with the value packed in it
 //! (integers as 8 bytes, short strings inline): incremental rehash and the reverse-binary
@@ -24,7 +28,7 @@
 //! Conversion is one way, as in Redis: a pack becomes a table when it would exceed either
 //! limit, never back (HDEL down to one field keeps `hashtable`).
 
-use super::{get_len, put_len};
+use super::{counted_pack, get_len, put_len, view_basics};
 use crate::dict::Dict;
 use crate::value::{Value, ValueRef};
 
@@ -81,16 +85,9 @@ fn element(buf: &[u8], at: usize) -> (&[u8], usize) {
     (&buf[i..i + n], i + n)
 }
 
-impl<'a> PackRef<'a> {
-    /// The view of a pack as [`Pack::pack_parts`] wrote it.
-    pub fn from_pack(pack: &'a [u8]) -> PackRef<'a> {
-        let (n, buf) = pack.split_at(4);
-        PackRef {
-            buf,
-            pairs: u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize,
-        }
-    }
+counted_pack!(Pack, PackRef, pairs);
 
+impl<'a> PackRef<'a> {
     /// Each pair in insertion order with the byte range the pair occupies.
     fn pairs(self) -> impl Iterator<Item = (&'a [u8], &'a [u8], std::ops::Range<usize>)> + 'a {
         let buf = self.buf;
@@ -115,35 +112,6 @@ impl<'a> PackRef<'a> {
 }
 
 impl Pack {
-    pub fn view(&self) -> PackRef<'_> {
-        PackRef {
-            buf: &self.buf,
-            pairs: self.pairs,
-        }
-    }
-
-    /// The pack a keyspace node holds for this one: the pair count, then the pairs.
-    pub fn pack_parts(&self) -> ([u8; 4], &[u8]) {
-        ((self.pairs as u32).to_le_bytes(), &self.buf)
-    }
-
-    /// The pack `pack` holds ([`PackRef::from_pack`]), in `buf` (cleared first; a buffer
-    /// lent by the table, so an edit in place allocates nothing).
-    pub fn from_pack(pack: &[u8], mut buf: Vec<u8>) -> Pack {
-        let v = PackRef::from_pack(pack);
-        buf.clear();
-        buf.extend_from_slice(v.buf);
-        Pack {
-            buf,
-            pairs: v.pairs,
-        }
-    }
-
-    /// The pairs' buffer, given back for reuse.
-    pub fn into_buf(self) -> Vec<u8> {
-        self.buf
-    }
-
     fn encode_pair(field: &[u8], value: &[u8]) -> Vec<u8> {
         let mut b = Vec::with_capacity(field.len() + value.len() + 4);
         put_len(&mut b, field.len());
@@ -266,10 +234,7 @@ impl<'a> HashRef<'a> {
     /// An owned copy (COPY, snapshots of a write in progress).
     pub fn clone_with(self, seed: u64) -> Hash {
         match self {
-            HashRef::Pack(p) => Hash::Pack(Pack {
-                buf: p.buf.to_vec(),
-                pairs: p.pairs,
-            }),
+            HashRef::Pack(p) => Hash::Pack(p.to_pack()),
             HashRef::Table(_) => {
                 let mut d = Box::new(Dict::new(seed));
                 self.for_each(|k, v| {
@@ -301,18 +266,7 @@ impl Hash {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.view().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// OBJECT ENCODING's name.
-    pub fn encoding(&self) -> &'static str {
-        self.view().encoding()
-    }
+    view_basics!();
 
     /// The value at `field`.
     pub fn get(&self, field: &[u8]) -> Option<FieldValue<'_>> {

@@ -5,7 +5,9 @@
 //! accepts them), sorted ascending in one byte vector at the narrowest width that holds
 //! every member (2, 4 or 8 bytes each, little-endian), as Redis's `intset.c`: 20 small
 //! integers take 40 bytes. Membership is a binary search; an insert or removal moves the tail.
-//! SMEMBERS answers in ascending order, as Redis does.
+//! SMEMBERS answers in ascending order, as Redis does. In the keyspace the width byte and the
+//! members live in the key's node ([`crate::dict`], "Packed collections"); readers see them
+//! through [`IntsRef`], whether in a node or in an owned [`IntSet`].
 //!
 //! # `hashtable` ([`Dict`]): everything else
 //! The shard's own table, one node per member with an empty value: incremental rehash and
@@ -14,6 +16,7 @@
 //! Conversion is one way: a member that is not such an integer, or a count past
 //! `set-max-intset-entries` (512), makes the set a table for good.
 
+use super::{refill, view_basics};
 use crate::dict::Dict;
 use crate::value::ValueRef;
 use percore_proto::parse_i64;
@@ -136,20 +139,20 @@ impl IntSet {
         self.data.is_empty()
     }
 
-    /// The pack a keyspace node holds for this intset: its width byte, then its members.
-    pub fn pack_parts(&self) -> (u8, &[u8]) {
-        (self.width, &self.data)
+    /// The pack a keyspace node holds for this intset: its width byte (a 1-byte header),
+    /// then its members.
+    pub fn pack_parts(&self) -> ([u8; 4], usize, &[u8]) {
+        ([self.width, 0, 0, 0], 1, &self.data)
     }
 
-    /// The intset a pack holds ([`IntsRef::from_pack`]), in `buf` (cleared first; a
-    /// buffer lent by the table, so an edit in place allocates nothing).
-    pub fn from_pack(pack: &[u8], mut buf: Vec<u8>) -> IntSet {
+    /// The intset a pack holds ([`IntsRef::from_pack`]), in `buf` (a buffer lent by the
+    /// table, so an edit in place allocates nothing).
+    pub fn from_pack(pack: &[u8], buf: Vec<u8>) -> IntSet {
         let v = IntsRef::from_pack(pack);
-        buf.clear();
-        buf.extend_from_slice(v.data);
+        let data = refill(buf, v.data);
         IntSet {
             width: v.width,
-            data: buf,
+            data,
         }
     }
 
@@ -357,17 +360,7 @@ impl Set {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.view().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn encoding(&self) -> &'static str {
-        self.view().encoding()
-    }
+    view_basics!();
 
     pub fn contains(&self, member: &[u8]) -> bool {
         self.view().contains(member)
