@@ -33,9 +33,9 @@
 
 use crate::dict::EntryRef;
 use crate::glob::glob_match;
-use crate::types::hash::Hash;
+use crate::types::hash::HashRef;
 use crate::types::list::List;
-use crate::types::set::Set;
+use crate::types::set::SetRef;
 use crate::value::ValueRef;
 use crate::{Shard, DB_COUNT};
 use percore_proto::parse_i64;
@@ -345,7 +345,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
     match v {
         ValueRef::Int(_) | ValueRef::Str { .. } => rdb_value_bytes(v),
         ValueRef::Hash(h) => match h {
-            Hash::Pack(_) => {
+            HashRef::Pack(_) => {
                 let mut elements = Vec::with_capacity(2 * h.len());
                 h.for_each(|f, v| {
                     elements.push(f.to_vec());
@@ -353,14 +353,14 @@ pub fn serialized_len(v: ValueRef) -> usize {
                 });
                 rdb_blob_bytes(listpack_bytes(elements.iter().map(Vec::as_slice)))
             }
-            Hash::Table(_) => {
+            HashRef::Table(_) => {
                 let mut n = rdb_len_bytes(h.len());
                 h.for_each(|f, v| n += rdb_string_bytes(f) + rdb_value_bytes(v));
                 n
             }
         },
         ValueRef::Set(s) => match s {
-            Set::Ints(ints) => {
+            SetRef::Ints(ints) => {
                 let width = |v: i64| {
                     if i16::try_from(v).is_ok() {
                         2
@@ -376,7 +376,7 @@ pub fn serialized_len(v: ValueRef) -> usize {
                 };
                 rdb_blob_bytes(8 + w * ints.len())
             }
-            Set::Table(_) => {
+            SetRef::Table(_) => {
                 let mut n = rdb_len_bytes(s.len());
                 s.for_each(|m| n += rdb_string_bytes(m));
                 n
@@ -446,8 +446,10 @@ pub fn stringmatch_fuzz(cycles: usize, rng: &mut u64) -> usize {
 mod tests {
     use super::*;
     use crate::testing::{run, shard};
+    use crate::types::hash::Hash;
     use crate::types::hash::HashLimits;
     use crate::types::list::ListLimits;
+    use crate::types::set::Set;
     use crate::types::set::SetLimits;
     use crate::{Entry, Value};
 

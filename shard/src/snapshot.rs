@@ -1373,21 +1373,21 @@ impl crate::Shard {
                         }
                     }
                     ValueView::HashMore(pairs) => {
-                        if let Some(h) = e.hash_mut() {
+                        if let Some(mut h) = e.hash_mut() {
                             for (f, v) in pairs.pairs() {
                                 h.set(f, v, config.hash_limits, seed);
                             }
                         }
                     }
                     ValueView::SetMore(members) => {
-                        if let Some(s) = e.set_mut() {
+                        if let Some(mut s) = e.set_mut() {
                             for m in members.members() {
                                 s.add(m, config.set_limits, seed);
                             }
                         }
                     }
                     ValueView::ZSetMore(elems) => {
-                        if let Some(z) = e.zset_mut() {
+                        if let Some(mut z) = e.zset_mut() {
                             for (m, bits) in elems.scored() {
                                 let s = f64::from_bits(bits);
                                 if s.is_nan() {
@@ -2437,7 +2437,8 @@ mod tests {
                     }
                     2 => {
                         if let Some(mut e) = sh.lookup(db, &key, now) {
-                            if let Some(h) = e.hash_mut() {
+                            if !e.value().is_string() {
+                                let mut h = e.hash_mut().expect("only hashes and strings");
                                 h.set(b"f", b"changed", Default::default(), 3);
                                 h.remove(b"f0");
                                 h.set(format!("new{x}").as_bytes(), b"1", Default::default(), 3);

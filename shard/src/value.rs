@@ -5,10 +5,10 @@
 //! bytes as `raw` rather than `embstr` (APPEND and SETRANGE make raw strings; strings over 44
 //! bytes are always raw), so OBJECT ENCODING answers as Redis does.
 
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef};
 use crate::types::list::List;
-use crate::types::set::Set;
-use crate::types::zset::ZSet;
+use crate::types::set::{Set, SetRef};
+use crate::types::zset::{ZSet, ZSetRef};
 use percore_proto::{parse_i64, ReplyWriter};
 
 /// Longest string Redis keeps in the `embstr` encoding.
@@ -47,10 +47,10 @@ impl Clone for Value {
 pub enum ValueRef<'a> {
     Int(i64),
     Str { data: &'a [u8], raw: bool },
-    Hash(&'a Hash),
-    Set(&'a Set),
+    Hash(HashRef<'a>),
+    Set(SetRef<'a>),
     List(&'a List),
-    ZSet(&'a ZSet),
+    ZSet(ZSetRef<'a>),
 }
 
 impl PartialEq for ValueRef<'_> {
@@ -81,10 +81,10 @@ impl Value {
         match self {
             Value::Int(i) => ValueRef::Int(*i),
             Value::Str { data, raw } => ValueRef::Str { data, raw: *raw },
-            Value::Hash(h) => ValueRef::Hash(h),
-            Value::Set(s) => ValueRef::Set(s),
+            Value::Hash(h) => ValueRef::Hash(h.view()),
+            Value::Set(s) => ValueRef::Set(s.view()),
             Value::List(l) => ValueRef::List(l),
-            Value::ZSet(z) => ValueRef::ZSet(z),
+            Value::ZSet(z) => ValueRef::ZSet(z.view()),
         }
     }
 

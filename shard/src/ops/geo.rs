@@ -20,7 +20,7 @@
 use super::eq_ic;
 use super::zset::{parse_float, store_result, zadd};
 use crate::types::geohash::{self as gh, Shape, ShapeKind};
-use crate::types::zset::ZSet;
+use crate::types::zset::{ZSet, ZSetRef};
 use crate::{err, ExecCtx, Shard};
 use percore_proto::{parse_i64, Args, OwnedArgs, ReplyWriter};
 
@@ -550,7 +550,7 @@ pub fn search(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, kin
 /// `membersOfAllNeighbors`: the points inside `shape` from the nine cells in Redis's order,
 /// skipping a cell equal to the one scanned before it; with `limit` (COUNT ANY) it stops
 /// once that many were found.
-fn members_of_all_neighbors(z: &ZSet, shape: &Shape, limit: u64) -> Vec<Point> {
+fn members_of_all_neighbors(z: ZSetRef, shape: &Shape, limit: u64) -> Vec<Point> {
     let areas = gh::areas_by_shape(shape);
     let cells = areas.in_scan_order();
     let mut points = Vec::new();
@@ -575,7 +575,7 @@ fn members_of_all_neighbors(z: &ZSet, shape: &Shape, limit: u64) -> Vec<Point> {
 /// `geoGetPointsInRange`: the points with `min <= score < max` inside `shape`, in the set's
 /// order, appended to `points` (until `limit` points when non-zero).
 fn points_in_range(
-    z: &ZSet,
+    z: ZSetRef,
     min: f64,
     max: f64,
     shape: &Shape,

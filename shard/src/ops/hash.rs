@@ -7,7 +7,7 @@
 use super::string::float_sum;
 use super::{eq_ic, parse_int};
 use crate::notify::HASH;
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef};
 use crate::{err, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
@@ -215,7 +215,7 @@ pub fn hincrbyfloat(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWrite
 }
 
 pub fn hscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    super::scan_collection(sh, ctx, a, out, |h: &Hash, cursor, count, sink| {
+    super::scan_collection::<Hash>(sh, ctx, a, out, |h: HashRef, cursor, count, sink| {
         h.scan(cursor, count, |f, v| sink(f, Some(v)))
     });
 }
@@ -285,7 +285,7 @@ pub fn hrandfield(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
         return;
     } else if count as usize >= size {
         h.for_each(|f, v| picks.push((f, v)));
-    } else if matches!(h, Hash::Pack(_)) || (count as usize) * 3 > size {
+    } else if matches!(h, HashRef::Pack(_)) || (count as usize) * 3 > size {
         // Most of the hash: take all and keep a random `count` of them.
         h.for_each(|f, v| picks.push((f, v)));
         for i in 0..count as usize {

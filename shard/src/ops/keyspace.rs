@@ -681,6 +681,31 @@ mod tests {
     use super::*;
     use crate::testing::{run, s, shard};
 
+    /// MEMORY USAGE of a small hash or sorted set is its one node (15-byte header, key,
+    /// 4-byte pack length, 4-byte count, the pack) and a bucket slot.
+    #[test]
+    fn memory_usage_counts_packed_collections_in_their_node() {
+        let mut sh = shard();
+        let usage = |sh: &mut Shard, k: &str| s(&run(sh, 1, &["MEMORY", "USAGE", k]));
+        run(&mut sh, 1, &["HSET", "h", "f", "vv", "g", "w"]);
+        assert_eq!(
+            usage(&mut sh, "h"),
+            format!(":{}\r\n", 15 + 1 + 8 + 5 + 4 + 8)
+        );
+        run(&mut sh, 1, &["HDEL", "h", "g"]);
+        assert_eq!(usage(&mut sh, "h"), format!(":{}\r\n", 15 + 1 + 8 + 5 + 8));
+        run(&mut sh, 1, &["ZADD", "z", "1", "a", "1.5", "b"]);
+        // 1: one byte of score; 1.5: a flag byte and 8 bytes.
+        assert_eq!(
+            usage(&mut sh, "z"),
+            format!(":{}\r\n", 15 + 1 + 8 + 3 + 11 + 8)
+        );
+        assert_eq!(
+            s(&run(&mut sh, 1, &["OBJECT", "ENCODING", "z"])),
+            "$8\r\nlistpack\r\n"
+        );
+    }
+
     /// Redis 7.0 parses the cursor with `strtoul`: signs are accepted and a negative
     /// cursor wraps; the reply for such a cursor is an ordinary one.
     #[test]

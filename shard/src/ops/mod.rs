@@ -83,22 +83,28 @@ pub fn mpop_first<T>(
 /// A collection type as commands reach it in an entry (hashes, sets): [`read`] and
 /// [`write`] give the type checks, creation and clean-up every such command shares.
 pub(crate) trait Collection {
+    /// How readers borrow it: a view over the bytes of a keyspace node or of a box.
+    type Ref<'a>: Copy;
+    /// How writers borrow it ([`crate::dict::CollMut`] for the packed types).
+    type Mut<'e>: std::ops::DerefMut<Target = Self>;
     /// The collection `v` is, if it is one of this type.
-    fn of(v: crate::ValueRef<'_>) -> Option<&Self>;
-    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self>;
+    fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>>;
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<Self::Mut<'e>>;
     fn is_empty(&self) -> bool;
     /// Moves the large blocks the collection's table let go of into `g`.
     fn take_freed(&mut self, g: &mut crate::lazyfree::Graveyard);
 }
 
 impl Collection for crate::types::hash::Hash {
-    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+    type Ref<'a> = crate::types::hash::HashRef<'a>;
+    type Mut<'e> = crate::dict::CollMut<'e, Self>;
+    fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>> {
         match v {
             crate::ValueRef::Hash(h) => Some(h),
             _ => None,
         }
     }
-    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<Self::Mut<'e>> {
         e.hash_mut()
     }
     fn is_empty(&self) -> bool {
@@ -112,13 +118,15 @@ impl Collection for crate::types::hash::Hash {
 }
 
 impl Collection for crate::types::set::Set {
-    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+    type Ref<'a> = crate::types::set::SetRef<'a>;
+    type Mut<'e> = crate::dict::CollMut<'e, Self>;
+    fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>> {
         match v {
             crate::ValueRef::Set(s) => Some(s),
             _ => None,
         }
     }
-    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<Self::Mut<'e>> {
         e.set_mut()
     }
     fn is_empty(&self) -> bool {
@@ -132,13 +140,15 @@ impl Collection for crate::types::set::Set {
 }
 
 impl Collection for crate::types::list::List {
-    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+    type Ref<'a> = &'a Self;
+    type Mut<'e> = &'e mut Self;
+    fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>> {
         match v {
             crate::ValueRef::List(l) => Some(l),
             _ => None,
         }
     }
-    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<Self::Mut<'e>> {
         e.list_mut()
     }
     fn is_empty(&self) -> bool {
@@ -148,13 +158,15 @@ impl Collection for crate::types::list::List {
 }
 
 impl Collection for crate::types::zset::ZSet {
-    fn of(v: crate::ValueRef<'_>) -> Option<&Self> {
+    type Ref<'a> = crate::types::zset::ZSetRef<'a>;
+    type Mut<'e> = crate::dict::CollMut<'e, Self>;
+    fn of(v: crate::ValueRef<'_>) -> Option<Self::Ref<'_>> {
         match v {
             crate::ValueRef::ZSet(z) => Some(z),
             _ => None,
         }
     }
-    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<&'e mut Self> {
+    fn of_mut<'e>(e: &'e mut crate::dict::EntryMut<'_>) -> Option<Self::Mut<'e>> {
         e.zset_mut()
     }
     fn is_empty(&self) -> bool {
@@ -173,7 +185,7 @@ pub(crate) fn read<'a, C: Collection>(
     ctx: &crate::ExecCtx,
     key: &[u8],
     out: &mut percore_proto::ReplyWriter,
-) -> Result<Option<&'a C>, ()> {
+) -> Result<Option<C::Ref<'a>>, ()> {
     match sh
         .lookup_read(ctx.db, key, ctx.now_ms)
         .map(|e| e.into_ref().value())
@@ -207,8 +219,8 @@ pub(crate) fn write<C: Collection, R>(
     let seed = sh.next_rand();
     let mut freed = crate::lazyfree::Graveyard::default();
     let apply = |e: &mut crate::dict::EntryMut| {
-        let c = C::of_mut(e).expect("checked to be of this type");
-        let r = f(c, seed);
+        let mut c = C::of_mut(e).expect("checked to be of this type");
+        let r = f(&mut c, seed);
         c.take_freed(&mut freed);
         (r, c.is_empty())
     };
@@ -260,7 +272,7 @@ pub(crate) fn scan_collection<C: Collection>(
     ctx: &crate::ExecCtx,
     a: percore_proto::Args,
     out: &mut percore_proto::ReplyWriter,
-    walk: impl FnOnce(&C, u64, usize, &mut dyn FnMut(&[u8], Option<crate::ValueRef>)) -> u64,
+    walk: impl FnOnce(C::Ref<'_>, u64, usize, &mut dyn FnMut(&[u8], Option<crate::ValueRef>)) -> u64,
 ) {
     let cursor = match keyspace::parse_cursor(&a[2]) {
         Ok(c) => c,

@@ -7,7 +7,7 @@
 
 use super::eq_ic;
 use crate::notify::SET;
-use crate::types::set::Set;
+use crate::types::set::{Set, SetRef};
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
@@ -69,7 +69,7 @@ pub fn scard(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 /// A whole set as a RESP3 set (an array in RESP2).
-fn write_members(out: &mut ReplyWriter, s: &Set) {
+fn write_members(out: &mut ReplyWriter, s: SetRef) {
     out.set(s.len());
     s.for_each(|m| out.bulk(m));
 }
@@ -83,7 +83,7 @@ pub fn smembers(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
 }
 
 pub fn sscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    super::scan_collection(sh, ctx, a, out, |s: &Set, cursor, count, sink| {
+    super::scan_collection::<Set>(sh, ctx, a, out, |s: SetRef, cursor, count, sink| {
         s.scan(cursor, count, |m| sink(m, None))
     });
 }
@@ -268,7 +268,7 @@ fn combine_members(
         }
     }
     let dict = &sh.dbs[ctx.db].dict;
-    let sets: Vec<Option<&Set>> = keys
+    let sets: Vec<Option<SetRef>> = keys
         .iter()
         .map(|k| match dict.peek(k).map(|e| e.value()) {
             Some(ValueRef::Set(s)) => Some(s),
@@ -279,7 +279,7 @@ fn combine_members(
     match op {
         Op::Inter if sets.iter().any(Option::is_none) => {}
         Op::Inter => {
-            let mut sets: Vec<&Set> = sets.into_iter().flatten().collect();
+            let mut sets: Vec<SetRef> = sets.into_iter().flatten().collect();
             sets.sort_by_key(|s| s.len());
             let (first, rest) = sets.split_first().expect("at least one key");
             let limit = if limit == 0 { usize::MAX } else { limit };
@@ -335,7 +335,7 @@ fn algebra(
     let seed = sh.next_rand();
     let result = Set::from_members(members.iter().map(|m| &m[..]), sh.config.set_limits, seed);
     let Some(dst) = dst else {
-        return write_members(out, &result);
+        return write_members(out, result.view());
     };
     let n = result.len();
     let entry = (n > 0).then(|| Entry::new(Value::Set(Box::new(result)), ctx.now_ms));
@@ -390,5 +390,41 @@ pub fn sintercard(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter)
     };
     if let Some(m) = combine_members(sh, ctx, Op::Inter, &keys, limit, out) {
         out.int(m.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{run, s, shard};
+
+    /// MEMORY USAGE of a small set is its one node (15-byte header, key, 4-byte pack
+    /// length, width byte, 2 bytes a member) and a bucket slot; a converted set adds its box
+    /// and table.
+    #[test]
+    fn memory_usage_counts_a_packed_set_in_its_node() {
+        let mut sh = shard();
+        run(&mut sh, 1, &["SADD", "s", "1", "2", "3"]);
+        let usage = |sh: &mut crate::Shard| s(&run(sh, 1, &["MEMORY", "USAGE", "s"]));
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 3 * 2 + 8)
+        );
+        run(&mut sh, 1, &["SADD", "s", "70000"]);
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 4 * 4 + 8)
+        );
+        run(&mut sh, 1, &["SREM", "s", "70000", "1"]);
+        assert_eq!(
+            usage(&mut sh),
+            format!(":{}\r\n", 15 + 1 + 4 + 1 + 2 * 4 + 8)
+        );
+        run(&mut sh, 1, &["SADD", "s", "a"]);
+        let n: usize = usage(&mut sh)[1..].trim_end().parse().unwrap();
+        assert!(n > 15 + 1 + 8 + 8 + 32, "{n}");
+        assert_eq!(
+            s(&run(&mut sh, 1, &["OBJECT", "ENCODING", "s"])),
+            "$9\r\nhashtable\r\n"
+        );
     }
 }

@@ -227,7 +227,7 @@ impl Sorter {
                 (start, end) = range(&opts, 0);
             }
             Some(mut e) => {
-                if let Some(z) = e.zset_mut() {
+                if let Some(mut z) = e.zset_mut() {
                     z.convert(seed);
                 }
                 let v = e.into_ref().value();

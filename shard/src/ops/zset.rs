@@ -14,7 +14,7 @@
 
 use super::{eq_ic, parse_int};
 use crate::notify::ZSET;
-use crate::types::zset::{cmp_elem, ZSet};
+use crate::types::zset::{cmp_elem, ZSet, ZSetRef};
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{parse_i64, Args, ReplyWriter};
 
@@ -149,7 +149,7 @@ enum Range {
 
 impl ScoreRange {
     /// Ranks `lo..hi` of the elements in the range (empty when `lo >= hi`).
-    fn ranks(&self, z: &ZSet) -> (usize, usize) {
+    fn ranks(&self, z: ZSetRef) -> (usize, usize) {
         let lo = z.count_below(|s, _| {
             if self.minex {
                 s <= self.min
@@ -234,7 +234,7 @@ impl LexRange<'_> {
 
     /// Redis's `zslIsInLexRange`: a range that can hold members, and a set whose last
     /// member is at or past `min` and whose first is at or before `max`.
-    fn may_hold(&self, z: &ZSet) -> bool {
+    fn may_hold(&self, z: ZSetRef) -> bool {
         let c = self.min.cmp_end(self.max);
         let empty = c.is_gt() || (c.is_eq() && (self.min.exclusive() || self.max.exclusive()));
         !empty
@@ -246,7 +246,7 @@ impl LexRange<'_> {
     /// Where a search for the first member at or past `min` lands, without Redis's
     /// checks (`zslDeleteRangeByLex`'s descent): a rank whose member is past `min` and
     /// whose predecessor is not, or the set's length.
-    fn start_boundary(&self, z: &ZSet) -> usize {
+    fn start_boundary(&self, z: ZSetRef) -> usize {
         let mut r = z.count_below(|_, m| !self.gte_min(m));
         while r < z.len() && !member_holds(z, r, |m| self.gte_min(m)) {
             r += 1;
@@ -258,7 +258,7 @@ impl LexRange<'_> {
     }
 
     /// Redis's `zzlFirstInLexRange` / `zslFirstInLexRange`: the start of a forward walk.
-    fn first(&self, z: &ZSet) -> Option<usize> {
+    fn first(&self, z: ZSetRef) -> Option<usize> {
         if !self.may_hold(z) {
             return None;
         }
@@ -267,7 +267,7 @@ impl LexRange<'_> {
     }
 
     /// Redis's `zzlLastInLexRange` / `zslLastInLexRange`: the start of a backward walk.
-    fn last(&self, z: &ZSet) -> Option<usize> {
+    fn last(&self, z: ZSetRef) -> Option<usize> {
         if !self.may_hold(z) {
             return None;
         }
@@ -297,7 +297,7 @@ impl LexRange<'_> {
     /// How many members a walk from rank `start` (towards rank 0 when `rev`) passes
     /// before one leaves the range (past `max` forward, before `min` backward), up to
     /// `most`.
-    fn run(&self, z: &ZSet, start: usize, rev: bool, most: usize) -> usize {
+    fn run(&self, z: ZSetRef, start: usize, rev: bool, most: usize) -> usize {
         if most == 0 {
             return 0;
         }
@@ -317,7 +317,7 @@ impl LexRange<'_> {
     /// ZLEXCOUNT: a listpack counts its walk from the first member; a skip list subtracts
     /// the ranks of the first and the last, which may not be the same (Redis replies
     /// what its unsigned arithmetic gives, negative included).
-    fn count(&self, z: &ZSet) -> i64 {
+    fn count(&self, z: ZSetRef) -> i64 {
         let Some(f) = self.first(z) else {
             return 0;
         };
@@ -332,7 +332,7 @@ impl LexRange<'_> {
 
     /// ZREMRANGEBYLEX's ranks `lo..hi`: a listpack from its first member, a skip list from
     /// its descent's landing (no checks), then while members are at or before `max`.
-    fn removal(&self, z: &ZSet) -> (usize, usize) {
+    fn removal(&self, z: ZSetRef) -> (usize, usize) {
         let start = match z.encoding() {
             "listpack" => self.first(z),
             _ => Some(self.start_boundary(z)),
@@ -345,7 +345,7 @@ impl LexRange<'_> {
 }
 
 /// Whether the member of rank `r` satisfies `f`.
-fn member_holds(z: &ZSet, r: usize, f: impl Fn(&[u8]) -> bool) -> bool {
+fn member_holds(z: ZSetRef, r: usize, f: impl Fn(&[u8]) -> bool) -> bool {
     let mut yes = false;
     z.walk(r, false, |_, m| {
         yes = f(m);
@@ -634,7 +634,7 @@ fn select_rank(len: usize, start: i64, end: i64, rev: bool) -> Selection {
 /// The elements of `range` after skipping `offset` and taking up to `limit` (negative:
 /// all), as Redis's `genericZrangebyscoreCommand` walks them (a negative offset skips
 /// everything).
-fn select_range(z: &ZSet, range: &Range, offset: i64, limit: i64, rev: bool) -> Selection {
+fn select_range(z: ZSetRef, range: &Range, offset: i64, limit: i64, rev: bool) -> Selection {
     let empty = Selection {
         start: 0,
         n: 0,
@@ -683,7 +683,7 @@ fn select_range(z: &ZSet, range: &Range, offset: i64, limit: i64, rev: bool) -> 
     Selection { start, n, rev }
 }
 
-fn walk_selection(z: &ZSet, sel: &Selection, f: &mut dyn FnMut(f64, &[u8])) {
+fn walk_selection(z: ZSetRef, sel: &Selection, f: &mut dyn FnMut(f64, &[u8])) {
     let mut left = sel.n;
     if left == 0 {
         return;
@@ -851,8 +851,8 @@ pub fn zremrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter, 
                 let sel = select_rank(z.len(), *s, *e, false);
                 (sel.start, sel.start + sel.n)
             }
-            Ok(Range::Score(r)) => r.ranks(z),
-            Ok(Range::Lex(min, max)) => LexRange { min, max }.removal(z),
+            Ok(Range::Score(r)) => r.ranks(z.view()),
+            Ok(Range::Lex(min, max)) => LexRange { min, max }.removal(z.view()),
         };
         z.remove_range(lo, hi.max(lo)).len()
     }) {
@@ -1118,7 +1118,7 @@ pub fn zrandmember(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter
 }
 
 pub fn zscan(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
-    super::scan_collection(sh, ctx, a, out, |z: &ZSet, cursor, count, sink| {
+    super::scan_collection::<ZSet>(sh, ctx, a, out, |z: ZSetRef, cursor, count, sink| {
         // A listpack shows scores as it stores them (Redis's d2string), a table as
         // `%.17g`.
         let packed = z.encoding() == "listpack";
@@ -1182,8 +1182,8 @@ fn aggregate(target: &mut f64, v: f64, how: Aggregate) {
 #[derive(Clone, Copy)]
 enum Src<'a> {
     Missing,
-    Z(&'a ZSet),
-    S(&'a crate::types::set::Set),
+    Z(ZSetRef<'a>),
+    S(crate::types::set::SetRef<'a>),
 }
 
 impl Src<'_> {

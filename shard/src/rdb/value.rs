@@ -25,10 +25,10 @@
 
 use super::listpack::{self, Item};
 use super::{put_len, put_string, ziplist, Reader};
-use crate::types::hash::Hash;
+use crate::types::hash::{Hash, HashRef};
 use crate::types::list::{End, List, ListLimits};
-use crate::types::set::Set;
-use crate::types::zset::ZSet;
+use crate::types::set::{Set, SetRef};
+use crate::types::zset::{ZSet, ZSetRef};
 use crate::{ShardConfig, Value, ValueRef};
 
 /// RDB type codes (`RDB_TYPE_*`).
@@ -481,7 +481,7 @@ pub fn encode(v: ValueRef, limits: ListLimits, out: &mut Vec<u8>) {
             with_bytes(v, |b| put_string(out, b));
         }
         ValueRef::List(l) => encode_list(l, limits, out),
-        ValueRef::Set(Set::Ints(s)) => {
+        ValueRef::Set(SetRef::Ints(s)) => {
             out.push(kind::SET_INTSET);
             let (width, data) = s.raw_parts();
             let mut blob = Vec::with_capacity(8 + data.len());
@@ -495,7 +495,7 @@ pub fn encode(v: ValueRef, limits: ListLimits, out: &mut Vec<u8>) {
             put_len(out, s.len() as u64);
             s.for_each(|m| put_string(out, m));
         }
-        ValueRef::Hash(h @ Hash::Pack(_)) => {
+        ValueRef::Hash(h @ HashRef::Pack(_)) => {
             out.push(kind::HASH_LISTPACK);
             let mut w = listpack::Writer::default();
             h.for_each(|f, v| {
@@ -512,7 +512,7 @@ pub fn encode(v: ValueRef, limits: ListLimits, out: &mut Vec<u8>) {
                 with_bytes(v, |b| put_string(out, b));
             });
         }
-        ValueRef::ZSet(z @ ZSet::Pack(_)) => {
+        ValueRef::ZSet(z @ ZSetRef::Pack(_)) => {
             out.push(kind::ZSET_LISTPACK);
             let mut w = listpack::Writer::default();
             z.for_each(|s, m| {

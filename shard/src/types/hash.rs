@@ -16,6 +16,10 @@
 //! 260 bytes in one allocation (Redis's listpack: 6 header bytes plus 2 of framing per
 //! element, about the same).
 //!
+//! In the keyspace the pair count and the pairs live in the key's node ([`crate::dict`],
+//! "Packed collections"); readers see them through [`PackRef`], whether in a node or in an
+//! owned [`Pack`].
+//!
 //! # `hashtable` ([`Dict`]): large hashes
 //! The shard's own table ([`crate::dict`]), one node per field with the value packed in it
 //! (integers as 8 bytes, short strings inline): incremental rehash and the reverse-binary
@@ -24,7 +28,7 @@
 //! Conversion is one way, as in Redis: a pack becomes a table when it would exceed either
 //! limit, never back (HDEL down to one field keeps `hashtable`).
 
-use super::{get_len, put_len};
+use super::{counted_pack, get_len, put_len, view_basics};
 use crate::dict::Dict;
 use crate::value::{Value, ValueRef};
 
@@ -51,10 +55,26 @@ pub enum Hash {
     Table(Box<Dict>),
 }
 
+/// A hash borrowed, in either encoding: what readers see ([`crate::ValueRef::Hash`]),
+/// whether its pack lives in a keyspace node or in an owned [`Hash`].
+#[derive(Clone, Copy)]
+pub enum HashRef<'a> {
+    Pack(PackRef<'a>),
+    Table(&'a Dict),
+}
+
 /// The small encoding: see the module header.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
 pub struct Pack {
     buf: Vec<u8>,
+    pairs: usize,
+}
+
+/// A pack borrowed: from an owned [`Pack`], or from a keyspace node, where a small hash
+/// lives ([`crate::dict`]: the pair count as 4 little-endian bytes, then the pairs).
+#[derive(Clone, Copy, Debug)]
+pub struct PackRef<'a> {
+    buf: &'a [u8],
     pairs: usize,
 }
 
@@ -65,28 +85,33 @@ fn element(buf: &[u8], at: usize) -> (&[u8], usize) {
     (&buf[i..i + n], i + n)
 }
 
-impl Pack {
+counted_pack!(Pack, PackRef, pairs);
+
+impl<'a> PackRef<'a> {
     /// Each pair in insertion order with the byte range the pair occupies.
-    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8], std::ops::Range<usize>)> + '_ {
+    fn pairs(self) -> impl Iterator<Item = (&'a [u8], &'a [u8], std::ops::Range<usize>)> + 'a {
+        let buf = self.buf;
         let mut at = 0;
         std::iter::from_fn(move || {
-            if at >= self.buf.len() {
+            if at >= buf.len() {
                 return None;
             }
             let start = at;
-            let (f, next) = element(&self.buf, at);
-            let (v, end) = element(&self.buf, next);
+            let (f, next) = element(buf, at);
+            let (v, end) = element(buf, next);
             at = end;
             Some((f, v, start..end))
         })
     }
 
-    fn find(&self, field: &[u8]) -> Option<(&[u8], std::ops::Range<usize>)> {
+    fn find(self, field: &[u8]) -> Option<(&'a [u8], std::ops::Range<usize>)> {
         self.pairs()
             .find(|(f, _, _)| *f == field)
             .map(|(_, v, r)| (v, r))
     }
+}
 
+impl Pack {
     fn encode_pair(field: &[u8], value: &[u8]) -> Vec<u8> {
         let mut b = Vec::with_capacity(field.len() + value.len() + 4);
         put_len(&mut b, field.len());
@@ -106,35 +131,156 @@ impl Default for Hash {
     }
 }
 
-impl Hash {
-    pub fn len(&self) -> usize {
+impl<'a> HashRef<'a> {
+    pub fn len(self) -> usize {
         match self {
-            Hash::Pack(p) => p.pairs,
-            Hash::Table(d) => d.len(),
+            HashRef::Pack(p) => p.pairs,
+            HashRef::Table(d) => d.len(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.len() == 0
     }
 
     /// OBJECT ENCODING's name.
-    pub fn encoding(&self) -> &'static str {
+    pub fn encoding(self) -> &'static str {
         match self {
-            Hash::Pack(_) => "listpack",
-            Hash::Table(_) => "hashtable",
+            HashRef::Pack(_) => "listpack",
+            HashRef::Table(_) => "hashtable",
         }
     }
 
     /// The value at `field`.
-    pub fn get(&self, field: &[u8]) -> Option<FieldValue<'_>> {
+    pub fn get(self, field: &[u8]) -> Option<FieldValue<'a>> {
         match self {
-            Hash::Pack(p) => p.find(field).map(|(v, _)| ValueRef::Str {
+            HashRef::Pack(p) => p.find(field).map(|(v, _)| ValueRef::Str {
                 data: v,
                 raw: false,
             }),
-            Hash::Table(d) => d.peek(field).map(|e| e.value()),
+            HashRef::Table(d) => d.peek(field).map(|e| e.value()),
         }
+    }
+
+    /// Calls `f` with every field and value: insertion order for a pack, table order for a
+    /// table. O(n).
+    pub fn for_each(self, mut f: impl FnMut(&'a [u8], FieldValue<'a>)) {
+        match self {
+            HashRef::Pack(p) => {
+                for (k, v, _) in p.pairs() {
+                    f(
+                        k,
+                        ValueRef::Str {
+                            data: v,
+                            raw: false,
+                        },
+                    );
+                }
+            }
+            HashRef::Table(d) => {
+                let mut cursor = 0;
+                loop {
+                    cursor = d.scan(cursor, |k, e| f(k, e.value()));
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A field and its value picked uniformly enough at random (Redis's `dictGetFairRandomKey`
+    /// is as approximate: a random bucket, then a random node of its chain). None when empty.
+    pub fn random_pair(self, rand: &mut impl FnMut() -> u64) -> Option<(&'a [u8], FieldValue<'a>)> {
+        match self {
+            HashRef::Pack(p) => {
+                if p.pairs == 0 {
+                    return None;
+                }
+                let i = (rand() % p.pairs as u64) as usize;
+                p.pairs().nth(i).map(|(f, v, _)| {
+                    (
+                        f,
+                        ValueRef::Str {
+                            data: v,
+                            raw: false,
+                        },
+                    )
+                })
+            }
+            HashRef::Table(d) => d.random_ref(rand).map(|e| (e.key(), e.value())),
+        }
+    }
+
+    /// One HSCAN call from `cursor`: a pack is returned whole with cursor 0, as Redis does;
+    /// a table is walked bucket by bucket (at most `10 * count` of them) until `count`
+    /// elements (fields and values both count, as in Redis) have been seen. Returns the next
+    /// cursor.
+    pub fn scan(
+        self,
+        cursor: u64,
+        count: usize,
+        mut f: impl FnMut(&'a [u8], FieldValue<'a>),
+    ) -> u64 {
+        match self {
+            HashRef::Pack(_) => {
+                self.for_each(f);
+                0
+            }
+            HashRef::Table(d) => d.scan_some(cursor, count, 2, |k, e| f(k, e.value())),
+        }
+    }
+
+    /// An owned copy (COPY, snapshots of a write in progress).
+    pub fn clone_with(self, seed: u64) -> Hash {
+        match self {
+            HashRef::Pack(p) => Hash::Pack(p.to_pack()),
+            HashRef::Table(_) => {
+                let mut d = Box::new(Dict::new(seed));
+                self.for_each(|k, v| {
+                    d.insert(k, v.to_value(), 0, 0);
+                });
+                Hash::Table(d)
+            }
+        }
+    }
+
+    /// Equality of contents, whatever the encodings (tests, DEBUG DIGEST).
+    pub fn same_pairs(self, other: HashRef) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let mut same = true;
+        self.for_each(|k, v| {
+            same &= other.get(k).is_some_and(|o| o.to_vec() == v.to_vec());
+        });
+        same
+    }
+}
+
+impl Hash {
+    pub fn view(&self) -> HashRef<'_> {
+        match self {
+            Hash::Pack(p) => HashRef::Pack(p.view()),
+            Hash::Table(d) => HashRef::Table(d),
+        }
+    }
+
+    view_basics!();
+
+    /// The value at `field`.
+    pub fn get(&self, field: &[u8]) -> Option<FieldValue<'_>> {
+        self.view().get(field)
+    }
+
+    /// [`HashRef::for_each`].
+    pub fn for_each<'a>(&'a self, f: impl FnMut(&'a [u8], FieldValue<'a>)) {
+        self.view().for_each(f)
+    }
+
+    /// [`HashRef::random_pair`].
+    pub fn random_pair(&self, rand: &mut impl FnMut() -> u64) -> Option<(&[u8], FieldValue<'_>)> {
+        self.view().random_pair(rand)
     }
 
     /// Converts a pack to a table if storing a field or value of `longest` bytes would
@@ -153,7 +299,7 @@ impl Hash {
         let new = match self {
             Hash::Pack(p) => {
                 let pair = Pack::encode_pair(field, value);
-                match p.find(field).map(|(_, r)| r) {
+                match p.view().find(field).map(|(_, r)| r) {
                     Some(r) => {
                         p.buf.splice(r, pair);
                         false
@@ -180,7 +326,7 @@ impl Hash {
     /// Removes `field`; true when it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            Hash::Pack(p) => match p.find(field).map(|(_, r)| r) {
+            Hash::Pack(p) => match p.view().find(field).map(|(_, r)| r) {
                 Some(r) => {
                     p.buf.drain(r);
                     p.pairs -= 1;
@@ -189,75 +335,6 @@ impl Hash {
                 None => false,
             },
             Hash::Table(d) => d.delete(field).is_some(),
-        }
-    }
-
-    /// Calls `f` with every field and value: insertion order for a pack, table order for a
-    /// table. O(n).
-    pub fn for_each<'a>(&'a self, mut f: impl FnMut(&'a [u8], FieldValue<'a>)) {
-        match self {
-            Hash::Pack(p) => {
-                for (k, v, _) in p.pairs() {
-                    f(
-                        k,
-                        ValueRef::Str {
-                            data: v,
-                            raw: false,
-                        },
-                    );
-                }
-            }
-            Hash::Table(d) => {
-                let mut cursor = 0;
-                loop {
-                    cursor = d.scan(cursor, |k, e| f(k, e.value()));
-                    if cursor == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A field and its value picked uniformly enough at random (Redis's `dictGetFairRandomKey`
-    /// is as approximate: a random bucket, then a random node of its chain). None when empty.
-    pub fn random_pair(&self, rand: &mut impl FnMut() -> u64) -> Option<(&[u8], FieldValue<'_>)> {
-        match self {
-            Hash::Pack(p) => {
-                if p.pairs == 0 {
-                    return None;
-                }
-                let i = (rand() % p.pairs as u64) as usize;
-                p.pairs().nth(i).map(|(f, v, _)| {
-                    (
-                        f,
-                        ValueRef::Str {
-                            data: v,
-                            raw: false,
-                        },
-                    )
-                })
-            }
-            Hash::Table(d) => d.random_ref(rand).map(|e| (e.key(), e.value())),
-        }
-    }
-
-    /// One HSCAN call from `cursor`: a pack is returned whole with cursor 0, as Redis does;
-    /// a table is walked bucket by bucket (at most `10 * count` of them) until `count`
-    /// elements (fields and values both count, as in Redis) have been seen. Returns the next
-    /// cursor.
-    pub fn scan<'a>(
-        &'a self,
-        cursor: u64,
-        count: usize,
-        mut f: impl FnMut(&'a [u8], FieldValue<'a>),
-    ) -> u64 {
-        match self {
-            Hash::Pack(_) => {
-                self.for_each(f);
-                0
-            }
-            Hash::Table(d) => d.scan_some(cursor, count, 2, |k, e| f(k, e.value())),
         }
     }
 
@@ -274,7 +351,7 @@ impl Hash {
     fn convert(&mut self, seed: u64) {
         let Hash::Pack(p) = self else { return };
         let mut d = Box::new(Dict::new(seed));
-        for (k, v, _) in p.pairs() {
+        for (k, v, _) in p.view().pairs() {
             d.insert(k, Value::from_bytes(v), 0, 0);
         }
         *self = Hash::Table(d);
@@ -282,16 +359,7 @@ impl Hash {
 
     /// A copy (COPY, snapshots of a write in progress).
     pub fn clone_with(&self, seed: u64) -> Hash {
-        match self {
-            Hash::Pack(p) => Hash::Pack(p.clone()),
-            Hash::Table(_) => {
-                let mut d = Box::new(Dict::new(seed));
-                self.for_each(|k, v| {
-                    d.insert(k, v.to_value(), 0, 0);
-                });
-                Hash::Table(d)
-            }
-        }
+        self.view().clone_with(seed)
     }
 
     /// Rebuilds a hash from pairs (snapshot load), in the encoding their count and lengths
@@ -311,18 +379,11 @@ impl Hash {
 
     /// Equality of contents, whatever the encodings (tests, DEBUG DIGEST).
     pub fn same_pairs(&self, other: &Hash) -> bool {
-        if self.len() != other.len() {
-            return false;
-        }
-        let mut same = true;
-        self.for_each(|k, v| {
-            same &= other.get(k).is_some_and(|o| o.to_vec() == v.to_vec());
-        });
-        same
+        self.view().same_pairs(other.view())
     }
 }
 
-impl std::fmt::Debug for Hash {
+impl std::fmt::Debug for HashRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut m = f.debug_map();
         self.for_each(|k, v| {
@@ -332,6 +393,12 @@ impl std::fmt::Debug for Hash {
             );
         });
         m.finish()
+    }
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
     }
 }
 

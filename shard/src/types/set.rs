@@ -5,7 +5,9 @@
 //! accepts them), sorted ascending in one byte vector at the narrowest width that holds
 //! every member (2, 4 or 8 bytes each, little-endian), as Redis's `intset.c`: 20 small
 //! integers take 40 bytes. Membership is a binary search; an insert or removal moves the tail.
-//! SMEMBERS answers in ascending order, as Redis does.
+//! SMEMBERS answers in ascending order, as Redis does. In the keyspace the width byte and the
+//! members live in the key's node ([`crate::dict`], "Packed collections"); readers see them
+//! through [`IntsRef`], whether in a node or in an owned [`IntSet`].
 //!
 //! # `hashtable` ([`Dict`]): everything else
 //! The shard's own table, one node per member with an empty value: incremental rehash and
@@ -14,6 +16,7 @@
 //! Conversion is one way: a member that is not such an integer, or a count past
 //! `set-max-intset-entries` (512), makes the set a table for good.
 
+use super::{refill, view_basics};
 use crate::dict::Dict;
 use crate::value::ValueRef;
 use percore_proto::parse_i64;
@@ -58,23 +61,40 @@ fn width_of(v: i64) -> u8 {
     }
 }
 
-impl IntSet {
-    pub fn len(&self) -> usize {
+/// An intset borrowed: from an owned [`IntSet`] or from a keyspace node, where a small
+/// set's members live ([`crate::dict`]: the width byte, then the members).
+#[derive(Clone, Copy, Debug)]
+pub struct IntsRef<'a> {
+    width: u8,
+    data: &'a [u8],
+}
+
+impl<'a> IntsRef<'a> {
+    /// The view of a pack as [`IntSet::pack_parts`] wrote it: the width byte, then the
+    /// members. Packs are only written by this module, so the width is 2, 4 or 8.
+    pub fn from_pack(pack: &'a [u8]) -> IntsRef<'a> {
+        IntsRef {
+            width: pack[0],
+            data: &pack[1..],
+        }
+    }
+
+    pub fn len(self) -> usize {
         self.data.len() / self.width as usize
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.data.is_empty()
     }
 
     /// The width of a member in bytes and the members' bytes: Redis's intset blob without
     /// its header (DUMP writes it).
-    pub fn raw_parts(&self) -> (u8, &[u8]) {
-        (self.width, &self.data)
+    pub fn raw_parts(self) -> (u8, &'a [u8]) {
+        (self.width, self.data)
     }
 
     /// The `i`th smallest member.
-    pub fn get(&self, i: usize) -> i64 {
+    pub fn get(self, i: usize) -> i64 {
         let w = self.width as usize;
         let b = &self.data[i * w..i * w + w];
         match w {
@@ -84,16 +104,8 @@ impl IntSet {
         }
     }
 
-    fn encode(v: i64, width: u8, out: &mut Vec<u8>) {
-        match width {
-            2 => out.extend_from_slice(&(v as i16).to_le_bytes()),
-            4 => out.extend_from_slice(&(v as i32).to_le_bytes()),
-            _ => out.extend_from_slice(&v.to_le_bytes()),
-        }
-    }
-
     /// Ok(index) when present, Err(insertion point) otherwise.
-    fn search(&self, v: i64) -> Result<usize, usize> {
+    fn search(self, v: i64) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -106,20 +118,67 @@ impl IntSet {
         Err(lo)
     }
 
-    pub fn contains(&self, v: i64) -> bool {
+    pub fn contains(self, v: i64) -> bool {
         self.search(v).is_ok()
+    }
+}
+
+impl IntSet {
+    pub fn view(&self) -> IntsRef<'_> {
+        IntsRef {
+            width: self.width,
+            data: &self.data,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The pack a keyspace node holds for this intset: its width byte (a 1-byte header),
+    /// then its members.
+    pub fn pack_parts(&self) -> ([u8; 4], usize, &[u8]) {
+        ([self.width, 0, 0, 0], 1, &self.data)
+    }
+
+    /// The intset a pack holds ([`IntsRef::from_pack`]), in `buf` (a buffer lent by the
+    /// table, so an edit in place allocates nothing).
+    pub fn from_pack(pack: &[u8], buf: Vec<u8>) -> IntSet {
+        let v = IntsRef::from_pack(pack);
+        let data = refill(buf, v.data);
+        IntSet {
+            width: v.width,
+            data,
+        }
+    }
+
+    /// The member bytes' buffer, given back for reuse.
+    pub fn into_buf(self) -> Vec<u8> {
+        self.data
+    }
+
+    fn encode(v: i64, width: u8, out: &mut Vec<u8>) {
+        match width {
+            2 => out.extend_from_slice(&(v as i16).to_le_bytes()),
+            4 => out.extend_from_slice(&(v as i32).to_le_bytes()),
+            _ => out.extend_from_slice(&v.to_le_bytes()),
+        }
     }
 
     /// Adds `v`; false when present. Widens every member first when `v` needs it.
     pub fn insert(&mut self, v: i64) -> bool {
-        let Err(at) = self.search(v) else {
+        let Err(at) = self.view().search(v) else {
             return false;
         };
         let w = width_of(v);
         if w > self.width {
             let mut wide = Vec::with_capacity((self.len() + 1) * w as usize);
             for i in 0..self.len() {
-                Self::encode(self.get(i), w, &mut wide);
+                Self::encode(self.view().get(i), w, &mut wide);
             }
             self.data = wide;
             self.width = w;
@@ -135,7 +194,7 @@ impl IntSet {
     }
 
     pub fn remove(&mut self, v: i64) -> bool {
-        let Ok(at) = self.search(v) else {
+        let Ok(at) = self.view().search(v) else {
             return false;
         };
         let w = self.width as usize;
@@ -148,6 +207,14 @@ impl IntSet {
 pub enum Set {
     Ints(IntSet),
     Table(Box<Dict>),
+}
+
+/// A set borrowed, in either encoding: what readers see ([`crate::ValueRef::Set`]), whether
+/// its intset lives in a keyspace node or in an owned [`Set`].
+#[derive(Clone, Copy)]
+pub enum SetRef<'a> {
+    Ints(IntsRef<'a>),
+    Table(&'a Dict),
 }
 
 impl Default for Set {
@@ -169,6 +236,114 @@ const EMPTY: ValueRef<'static> = ValueRef::Str {
     raw: false,
 };
 
+impl<'a> SetRef<'a> {
+    pub fn len(self) -> usize {
+        match self {
+            SetRef::Ints(s) => s.len(),
+            SetRef::Table(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(self) -> &'static str {
+        match self {
+            SetRef::Ints(_) => "intset",
+            SetRef::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn contains(self, member: &[u8]) -> bool {
+        match self {
+            SetRef::Ints(s) => as_int(member).is_some_and(|v| s.contains(v)),
+            SetRef::Table(d) => d.peek(member).is_some(),
+        }
+    }
+
+    /// Calls `f` with every member: ascending for an intset, table order for a table.
+    pub fn for_each(self, mut f: impl FnMut(&[u8])) {
+        match self {
+            SetRef::Ints(s) => {
+                let mut buf = itoa::Buffer::new();
+                for i in 0..s.len() {
+                    f(buf.format(s.get(i)).as_bytes());
+                }
+            }
+            SetRef::Table(d) => {
+                let mut cursor = 0;
+                loop {
+                    cursor = d.scan(cursor, |k, _| f(k));
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every member, owned (for set algebra and copies).
+    pub fn members(self) -> Vec<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each(|m| v.push(m.to_vec()));
+        v
+    }
+
+    /// A member picked at random; None when empty.
+    pub fn random(self, rand: &mut impl FnMut() -> u64) -> Option<Vec<u8>> {
+        match self {
+            SetRef::Ints(s) if !s.is_empty() => {
+                let i = (rand() % s.len() as u64) as usize;
+                Some(itoa::Buffer::new().format(s.get(i)).as_bytes().to_vec())
+            }
+            SetRef::Ints(_) => None,
+            SetRef::Table(d) => d.random_ref(rand).map(|e| e.key().to_vec()),
+        }
+    }
+
+    /// One SSCAN call (see [`crate::types::hash::HashRef::scan`]): an intset whole with
+    /// cursor 0, a table `count` members at a time.
+    pub fn scan(self, cursor: u64, count: usize, mut f: impl FnMut(&[u8])) -> u64 {
+        match self {
+            SetRef::Ints(_) => {
+                self.for_each(f);
+                0
+            }
+            SetRef::Table(d) => d.scan_some(cursor, count, 1, |k, _| f(k)),
+        }
+    }
+
+    /// An owned copy in the same encoding.
+    pub fn clone_with(self, seed: u64) -> Set {
+        match self {
+            SetRef::Ints(s) => Set::Ints(IntSet {
+                width: s.width,
+                data: s.data.to_vec(),
+            }),
+            SetRef::Table(d) => {
+                let mut t = Box::new(Dict::new(seed));
+                let mut cursor = 0;
+                loop {
+                    cursor = d.scan(cursor, |k, _| {
+                        t.insert_ref(k, EMPTY, 0, 0);
+                    });
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+                Set::Table(t)
+            }
+        }
+    }
+
+    pub fn same_members(self, other: SetRef) -> bool {
+        let mut same = self.len() == other.len();
+        self.for_each(|m| same &= other.contains(m));
+        same
+    }
+}
+
 impl Set {
     /// An empty set in the encoding Redis's `setTypeCreate` picks for a first member.
     pub fn for_member(member: &[u8], seed: u64) -> Set {
@@ -178,29 +353,27 @@ impl Set {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn view(&self) -> SetRef<'_> {
         match self {
-            Set::Ints(s) => s.len(),
-            Set::Table(d) => d.len(),
+            Set::Ints(s) => SetRef::Ints(s.view()),
+            Set::Table(d) => SetRef::Table(d),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn encoding(&self) -> &'static str {
-        match self {
-            Set::Ints(_) => "intset",
-            Set::Table(_) => "hashtable",
-        }
-    }
+    view_basics!();
 
     pub fn contains(&self, member: &[u8]) -> bool {
-        match self {
-            Set::Ints(s) => as_int(member).is_some_and(|v| s.contains(v)),
-            Set::Table(d) => d.peek(member).is_some(),
-        }
+        self.view().contains(member)
+    }
+
+    /// [`SetRef::members`].
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        self.view().members()
+    }
+
+    /// [`SetRef::random`].
+    pub fn random(&self, rand: &mut impl FnMut() -> u64) -> Option<Vec<u8>> {
+        self.view().random(rand)
     }
 
     /// Adds `member`; true when it is new. An intset becomes a table for a member that is
@@ -238,63 +411,12 @@ impl Set {
         let mut d = Box::new(Dict::new(seed));
         let mut buf = itoa::Buffer::new();
         for i in 0..s.len() {
-            d.insert_ref(buf.format(s.get(i)).as_bytes(), EMPTY, 0, 0);
+            d.insert_ref(buf.format(s.view().get(i)).as_bytes(), EMPTY, 0, 0);
         }
         *self = Set::Table(d);
     }
 
-    /// Calls `f` with every member: ascending for an intset, table order for a table.
-    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
-        match self {
-            Set::Ints(s) => {
-                let mut buf = itoa::Buffer::new();
-                for i in 0..s.len() {
-                    f(buf.format(s.get(i)).as_bytes());
-                }
-            }
-            Set::Table(d) => {
-                let mut cursor = 0;
-                loop {
-                    cursor = d.scan(cursor, |k, _| f(k));
-                    if cursor == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Every member, owned (for set algebra and copies).
-    pub fn members(&self) -> Vec<Vec<u8>> {
-        let mut v = Vec::with_capacity(self.len());
-        self.for_each(|m| v.push(m.to_vec()));
-        v
-    }
-
-    /// A member picked at random; None when empty.
-    pub fn random(&self, rand: &mut impl FnMut() -> u64) -> Option<Vec<u8>> {
-        match self {
-            Set::Ints(s) if !s.is_empty() => {
-                let i = (rand() % s.len() as u64) as usize;
-                Some(itoa::Buffer::new().format(s.get(i)).as_bytes().to_vec())
-            }
-            Set::Ints(_) => None,
-            Set::Table(d) => d.random_ref(rand).map(|e| e.key().to_vec()),
-        }
-    }
-
-    /// One SSCAN call (see [`crate::types::hash::Hash::scan`]): an intset whole with cursor
-    /// 0, a table `count` members at a time.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8])) -> u64 {
-        match self {
-            Set::Ints(_) => {
-                self.for_each(f);
-                0
-            }
-            Set::Table(d) => d.scan_some(cursor, count, 1, |k, _| f(k)),
-        }
-    }
-
+    /// Heap bytes beyond the set's own box.
     pub fn heap_bytes(&self) -> usize {
         match self {
             Set::Ints(s) => s.data.capacity(),
@@ -318,38 +440,27 @@ impl Set {
 
     /// A copy in the same encoding.
     pub fn clone_with(&self, seed: u64) -> Set {
-        match self {
-            Set::Ints(s) => Set::Ints(s.clone()),
-            Set::Table(d) => {
-                let mut t = Box::new(Dict::new(seed));
-                let mut cursor = 0;
-                loop {
-                    cursor = d.scan(cursor, |k, _| {
-                        t.insert_ref(k, EMPTY, 0, 0);
-                    });
-                    if cursor == 0 {
-                        break;
-                    }
-                }
-                Set::Table(t)
-            }
-        }
+        self.view().clone_with(seed)
     }
 
     pub fn same_members(&self, other: &Set) -> bool {
-        let mut same = self.len() == other.len();
-        self.for_each(|m| same &= other.contains(m));
-        same
+        self.view().same_members(other.view())
     }
 }
 
-impl std::fmt::Debug for Set {
+impl std::fmt::Debug for SetRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut l = f.debug_set();
         self.for_each(|m| {
             l.entry(&String::from_utf8_lossy(m));
         });
         l.finish()
+    }
+}
+
+impl std::fmt::Debug for Set {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
     }
 }
 

@@ -20,6 +20,10 @@
 //! (Redis's listpack: 127). Measured: 200k such sets (scores up to 96) take 178 bytes of
 //! `used_memory` each here, key and table slot included, 202 in Redis 7.0.15.
 //!
+//! In the keyspace the element count and the elements live in the key's node
+//! ([`crate::dict`], "Packed collections"); readers see them through [`ZPackRef`], whether in
+//! a node or in an owned [`ZPack`].
+//!
 //! # `skiplist` ([`Sorted`]): large sorted sets
 //! Reported as `skiplist` because that is Redis's name for the large encoding, but the order
 //! is kept by a counted B+tree ([`Tree`]), beside the shard's own table ([`Dict`]) mapping
@@ -78,7 +82,7 @@
 //! it exceed either limit, never back (except the results Redis itself builds small:
 //! [`ZSet::from_elems`]).
 
-use super::{get_len, put_len};
+use super::{counted_pack, get_len, put_len, view_basics};
 use crate::dict::{Dict, NodeHandle};
 use crate::value::ValueRef;
 use std::cmp::Ordering;
@@ -137,35 +141,60 @@ fn put_score(buf: &mut Vec<u8>, score: f64) {
     }
 }
 
-impl ZPack {
+/// A pack borrowed: from an owned [`ZPack`], or from a keyspace node, where a small
+/// sorted set lives ([`crate::dict`]: the element count as 4 little-endian bytes, then the
+/// elements).
+#[derive(Clone, Copy, Debug)]
+pub struct ZPackRef<'a> {
+    buf: &'a [u8],
+    len: usize,
+}
+
+counted_pack!(ZPack, ZPackRef, len);
+
+impl<'a> ZPackRef<'a> {
     /// Each element in order with the byte range it occupies. The buffer is only written by
     /// this module, so it is well formed.
-    fn iter(&self) -> impl Iterator<Item = (f64, &[u8], std::ops::Range<usize>)> + '_ {
+    fn iter(self) -> impl Iterator<Item = (f64, &'a [u8], std::ops::Range<usize>)> + 'a {
+        let buf = self.buf;
         let mut at = 0;
         std::iter::from_fn(move || {
-            if at >= self.buf.len() {
+            if at >= buf.len() {
                 return None;
             }
             let start = at;
-            let (head, mut i) = get_len(&self.buf, at);
+            let (head, mut i) = get_len(buf, at);
             let score = if head & 1 == 1 {
                 i += 8;
-                f64::from_le_bytes(self.buf[i - 8..i].try_into().expect("8 bytes"))
+                f64::from_le_bytes(buf[i - 8..i].try_into().expect("8 bytes"))
             } else {
                 let z = (head >> 1) as u64;
                 ((z >> 1) as i64 ^ -((z & 1) as i64)) as f64
             };
-            let (n, i) = get_len(&self.buf, i);
+            let (n, i) = get_len(buf, i);
             at = i + n;
-            Some((score, &self.buf[i..i + n], start..at))
+            Some((score, &buf[i..i + n], start..at))
         })
     }
 
-    fn find(&self, member: &[u8]) -> Option<(f64, usize, std::ops::Range<usize>)> {
+    fn find(self, member: &[u8]) -> Option<(f64, usize, std::ops::Range<usize>)> {
         self.iter()
             .enumerate()
             .find(|(_, (_, m, _))| *m == member)
             .map(|(i, (s, _, r))| (s, i, r))
+    }
+
+    /// Byte offset where the element of rank `r` starts (the end for `r == len`).
+    fn offset(self, r: usize) -> usize {
+        self.iter()
+            .nth(r)
+            .map_or(self.buf.len(), |(_, _, x)| x.start)
+    }
+}
+
+impl ZPack {
+    fn iter(&self) -> impl Iterator<Item = (f64, &[u8], std::ops::Range<usize>)> + '_ {
+        self.view().iter()
     }
 
     fn insert(&mut self, score: f64, member: &[u8]) {
@@ -184,13 +213,6 @@ impl ZPack {
         self.buf.reserve_exact(e.len());
         self.buf.splice(at..at, e);
         self.len += 1;
-    }
-
-    /// Byte offset where the element of rank `r` starts (the end for `r == len`).
-    fn offset(&self, r: usize) -> usize {
-        self.iter()
-            .nth(r)
-            .map_or(self.buf.len(), |(_, _, x)| x.start)
     }
 }
 
@@ -642,9 +664,173 @@ pub enum ZSet {
     Tree(Box<Sorted>),
 }
 
+/// A sorted set borrowed, in either encoding: what readers see ([`crate::ValueRef::ZSet`]),
+/// whether its pack lives in a keyspace node or in an owned [`ZSet`].
+#[derive(Clone, Copy)]
+pub enum ZSetRef<'a> {
+    Pack(ZPackRef<'a>),
+    Tree(&'a Sorted),
+}
+
 impl Default for ZSet {
     fn default() -> Self {
         ZSet::Pack(ZPack::default())
+    }
+}
+
+impl<'a> ZSetRef<'a> {
+    pub fn len(self) -> usize {
+        match self {
+            ZSetRef::Pack(p) => p.len,
+            ZSetRef::Tree(t) => t.tree.len,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(self) -> &'static str {
+        match self {
+            ZSetRef::Pack(_) => "listpack",
+            ZSetRef::Tree(_) => "skiplist",
+        }
+    }
+
+    pub fn score(self, member: &[u8]) -> Option<f64> {
+        match self {
+            ZSetRef::Pack(p) => p.find(member).map(|(s, _, _)| s),
+            ZSetRef::Tree(t) => t.score(member),
+        }
+    }
+
+    /// The rank (from the lowest) and score of `member`.
+    pub fn rank(self, member: &[u8]) -> Option<(usize, f64)> {
+        match self {
+            ZSetRef::Pack(p) => p.find(member).map(|(s, i, _)| (i, s)),
+            ZSetRef::Tree(t) => {
+                let s = t.score(member)?;
+                Some((t.tree.rank_of(s, member), s))
+            }
+        }
+    }
+
+    /// How many elements satisfy `below`, a predicate true for a prefix of the order (a
+    /// score or lex range's start): O(log n) for a tree.
+    pub fn count_below(self, below: impl Fn(f64, &[u8]) -> bool) -> usize {
+        match self {
+            ZSetRef::Pack(p) => p.iter().take_while(|(s, m, _)| below(*s, m)).count(),
+            ZSetRef::Tree(t) => t.tree.root.count_below(&below),
+        }
+    }
+
+    /// Visits elements from rank `start` on (towards rank 0 when `rev`), while `f` returns
+    /// true. O(log n + visited) for a tree.
+    pub fn walk(self, start: usize, rev: bool, mut f: impl FnMut(f64, &[u8]) -> bool) {
+        if start >= self.len() {
+            return;
+        }
+        match self {
+            ZSetRef::Pack(p) => {
+                if rev {
+                    let all: Vec<(f64, &[u8])> =
+                        p.iter().take(start + 1).map(|(s, m, _)| (s, m)).collect();
+                    for (s, m) in all.into_iter().rev() {
+                        if !f(s, m) {
+                            return;
+                        }
+                    }
+                } else {
+                    for (s, m, _) in p.iter().skip(start) {
+                        if !f(s, m) {
+                            return;
+                        }
+                    }
+                }
+            }
+            ZSetRef::Tree(t) => {
+                if rev {
+                    t.tree.root.walk_rev(start, &mut f);
+                } else {
+                    t.tree.root.walk_fwd(start, &mut f);
+                }
+            }
+        }
+    }
+
+    /// Every element in order.
+    pub fn for_each(self, mut f: impl FnMut(f64, &[u8])) {
+        self.walk(0, false, |s, m| {
+            f(s, m);
+            true
+        });
+    }
+
+    /// The element of rank `r`, owned.
+    pub fn at(self, r: usize) -> Option<(f64, Vec<u8>)> {
+        let mut got = None;
+        self.walk(r, false, |s, m| {
+            got = Some((s, m.to_vec()));
+            false
+        });
+        got
+    }
+
+    /// An element picked at random; None when empty.
+    pub fn random(self, rand: &mut impl FnMut() -> u64) -> Option<(f64, Vec<u8>)> {
+        match self {
+            ZSetRef::Pack(p) if p.len > 0 => {
+                let i = (rand() % p.len as u64) as usize;
+                p.iter().nth(i).map(|(s, m, _)| (s, m.to_vec()))
+            }
+            ZSetRef::Pack(_) => None,
+            ZSetRef::Tree(t) => t
+                .dict
+                .random_ref(rand)
+                .map(|e| (score_of(e.value()), e.key().to_vec())),
+        }
+    }
+
+    /// One ZSCAN call: a pack whole with cursor 0 (in order, as Redis), a table walked
+    /// from `cursor` until `count` elements (members and scores both count) were seen.
+    pub fn scan(self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+        match self {
+            ZSetRef::Pack(_) => {
+                self.for_each(|s, m| f(m, s));
+                0
+            }
+            ZSetRef::Tree(t) => t
+                .dict
+                .scan_some(cursor, count, 2, |k, e| f(k, score_of(e.value()))),
+        }
+    }
+
+    /// An owned copy in the same encoding.
+    pub fn clone_with(self, seed: u64) -> ZSet {
+        match self {
+            ZSetRef::Pack(p) => ZSet::Pack(p.to_pack()),
+            ZSetRef::Tree(t) => {
+                // The tree indexes its own table's nodes, so the copy is rebuilt in order
+                // (appends fill its leaves).
+                let mut c = Box::new(Sorted::new(seed));
+                c.dict.reserve(t.tree.len);
+                t.tree.root.walk_fwd(0, &mut |s, m| {
+                    c.insert(s, m);
+                    true
+                });
+                ZSet::Tree(c)
+            }
+        }
+    }
+
+    /// Equality of elements and scores, whatever the encodings.
+    pub fn same_elems(self, other: ZSetRef) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let mut same = true;
+        self.for_each(|s, m| same &= other.score(m).is_some_and(|o| o.to_bits() == s.to_bits()));
+        same
     }
 }
 
@@ -659,40 +845,57 @@ impl ZSet {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn view(&self) -> ZSetRef<'_> {
         match self {
-            ZSet::Pack(p) => p.len,
-            ZSet::Tree(t) => t.tree.len,
+            ZSet::Pack(p) => ZSetRef::Pack(p.view()),
+            ZSet::Tree(t) => ZSetRef::Tree(t),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn encoding(&self) -> &'static str {
-        match self {
-            ZSet::Pack(_) => "listpack",
-            ZSet::Tree(_) => "skiplist",
-        }
-    }
+    view_basics!();
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        match self {
-            ZSet::Pack(p) => p.find(member).map(|(s, _, _)| s),
-            ZSet::Tree(t) => t.score(member),
-        }
+        self.view().score(member)
     }
 
-    /// The rank (from the lowest) and score of `member`.
+    /// [`ZSetRef::rank`].
     pub fn rank(&self, member: &[u8]) -> Option<(usize, f64)> {
-        match self {
-            ZSet::Pack(p) => p.find(member).map(|(s, i, _)| (i, s)),
-            ZSet::Tree(t) => {
-                let s = t.score(member)?;
-                Some((t.tree.rank_of(s, member), s))
-            }
-        }
+        self.view().rank(member)
+    }
+
+    /// [`ZSetRef::count_below`].
+    pub fn count_below(&self, below: impl Fn(f64, &[u8]) -> bool) -> usize {
+        self.view().count_below(below)
+    }
+
+    /// [`ZSetRef::walk`].
+    pub fn walk(&self, start: usize, rev: bool, f: impl FnMut(f64, &[u8]) -> bool) {
+        self.view().walk(start, rev, f)
+    }
+
+    /// [`ZSetRef::for_each`].
+    pub fn for_each(&self, f: impl FnMut(f64, &[u8])) {
+        self.view().for_each(f)
+    }
+
+    /// [`ZSetRef::at`].
+    pub fn at(&self, r: usize) -> Option<(f64, Vec<u8>)> {
+        self.view().at(r)
+    }
+
+    /// [`ZSetRef::random`].
+    pub fn random(&self, rand: &mut impl FnMut() -> u64) -> Option<(f64, Vec<u8>)> {
+        self.view().random(rand)
+    }
+
+    /// A copy in the same encoding.
+    pub fn clone_with(&self, seed: u64) -> ZSet {
+        self.view().clone_with(seed)
+    }
+
+    /// [`ZSetRef::same_elems`].
+    pub fn same_elems(&self, other: &ZSet) -> bool {
+        self.view().same_elems(other.view())
     }
 
     /// Adds `member` (which must be absent) with `score`; a pack becomes a tree first when
@@ -713,7 +916,7 @@ impl ZSet {
     pub fn update(&mut self, member: &[u8], old: f64, new: f64) {
         match self {
             ZSet::Pack(p) => {
-                let (_, _, r) = p.find(member).expect("the member is present");
+                let (_, _, r) = p.view().find(member).expect("the member is present");
                 p.buf.drain(r);
                 p.len -= 1;
                 p.insert(new, member);
@@ -726,7 +929,7 @@ impl ZSet {
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
         match self {
             ZSet::Pack(p) => {
-                let (s, _, r) = p.find(member)?;
+                let (s, _, r) = p.view().find(member)?;
                 p.buf.drain(r);
                 p.len -= 1;
                 Some(s)
@@ -739,67 +942,6 @@ impl ZSet {
         }
     }
 
-    /// How many elements satisfy `below`, a predicate true for a prefix of the order (a
-    /// score or lex range's start): O(log n) for a tree.
-    pub fn count_below(&self, below: impl Fn(f64, &[u8]) -> bool) -> usize {
-        match self {
-            ZSet::Pack(p) => p.iter().take_while(|(s, m, _)| below(*s, m)).count(),
-            ZSet::Tree(t) => t.tree.root.count_below(&below),
-        }
-    }
-
-    /// Visits elements from rank `start` on (towards rank 0 when `rev`), while `f` returns
-    /// true. O(log n + visited) for a tree.
-    pub fn walk(&self, start: usize, rev: bool, mut f: impl FnMut(f64, &[u8]) -> bool) {
-        if start >= self.len() {
-            return;
-        }
-        match self {
-            ZSet::Pack(p) => {
-                if rev {
-                    let all: Vec<(f64, &[u8])> =
-                        p.iter().take(start + 1).map(|(s, m, _)| (s, m)).collect();
-                    for (s, m) in all.into_iter().rev() {
-                        if !f(s, m) {
-                            return;
-                        }
-                    }
-                } else {
-                    for (s, m, _) in p.iter().skip(start) {
-                        if !f(s, m) {
-                            return;
-                        }
-                    }
-                }
-            }
-            ZSet::Tree(t) => {
-                if rev {
-                    t.tree.root.walk_rev(start, &mut f);
-                } else {
-                    t.tree.root.walk_fwd(start, &mut f);
-                }
-            }
-        }
-    }
-
-    /// Every element in order.
-    pub fn for_each(&self, mut f: impl FnMut(f64, &[u8])) {
-        self.walk(0, false, |s, m| {
-            f(s, m);
-            true
-        });
-    }
-
-    /// The element of rank `r`, owned.
-    pub fn at(&self, r: usize) -> Option<(f64, Vec<u8>)> {
-        let mut got = None;
-        self.walk(r, false, |s, m| {
-            got = Some((s, m.to_vec()));
-            false
-        });
-        got
-    }
-
     /// Removes the elements of ranks `lo..hi`, returning them in order.
     pub fn remove_range(&mut self, lo: usize, hi: usize) -> Vec<(f64, Vec<u8>)> {
         let hi = hi.min(self.len());
@@ -808,7 +950,7 @@ impl ZSet {
         }
         match self {
             ZSet::Pack(p) => {
-                let (a, b) = (p.offset(lo), p.offset(hi));
+                let (a, b) = (p.view().offset(lo), p.view().offset(hi));
                 let mut out = Vec::with_capacity(hi - lo);
                 for (s, m, _) in p.iter().skip(lo).take(hi - lo) {
                     out.push((s, m.to_vec()));
@@ -825,35 +967,6 @@ impl ZSet {
                     (e.score, member)
                 })
                 .collect(),
-        }
-    }
-
-    /// An element picked at random; None when empty.
-    pub fn random(&self, rand: &mut impl FnMut() -> u64) -> Option<(f64, Vec<u8>)> {
-        match self {
-            ZSet::Pack(p) if p.len > 0 => {
-                let i = (rand() % p.len as u64) as usize;
-                p.iter().nth(i).map(|(s, m, _)| (s, m.to_vec()))
-            }
-            ZSet::Pack(_) => None,
-            ZSet::Tree(t) => t
-                .dict
-                .random_ref(rand)
-                .map(|e| (score_of(e.value()), e.key().to_vec())),
-        }
-    }
-
-    /// One ZSCAN call: a pack whole with cursor 0 (in order, as Redis), a table walked
-    /// from `cursor` until `count` elements (members and scores both count) were seen.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
-        match self {
-            ZSet::Pack(_) => {
-                self.for_each(|s, m| f(m, s));
-                0
-            }
-            ZSet::Tree(t) => t
-                .dict
-                .scan_some(cursor, count, 2, |k, e| f(k, score_of(e.value()))),
         }
     }
 
@@ -912,34 +1025,6 @@ impl ZSet {
         }
     }
 
-    /// A copy in the same encoding.
-    pub fn clone_with(&self, seed: u64) -> ZSet {
-        match self {
-            ZSet::Pack(p) => ZSet::Pack(p.clone()),
-            ZSet::Tree(t) => {
-                // The tree indexes its own table's nodes, so the copy is rebuilt in order
-                // (appends fill its leaves).
-                let mut c = Box::new(Sorted::new(seed));
-                c.dict.reserve(t.tree.len);
-                t.tree.root.walk_fwd(0, &mut |s, m| {
-                    c.insert(s, m);
-                    true
-                });
-                ZSet::Tree(c)
-            }
-        }
-    }
-
-    /// Equality of elements and scores, whatever the encodings.
-    pub fn same_elems(&self, other: &ZSet) -> bool {
-        if self.len() != other.len() {
-            return false;
-        }
-        let mut same = true;
-        self.for_each(|s, m| same &= other.score(m).is_some_and(|o| o.to_bits() == s.to_bits()));
-        same
-    }
-
     /// Checks the tree's invariants (tests).
     #[cfg(test)]
     fn check(&self) {
@@ -968,13 +1053,19 @@ impl ZSet {
     }
 }
 
-impl std::fmt::Debug for ZSet {
+impl std::fmt::Debug for ZSetRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut l = f.debug_list();
         self.for_each(|s, m| {
             l.entry(&(s, String::from_utf8_lossy(m)));
         });
         l.finish()
+    }
+}
+
+impl std::fmt::Debug for ZSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
     }
 }
 
