@@ -1375,56 +1375,47 @@ fn scripts_serve_waiters_when_they_end(t: &Target) {
     let other = t.key(2, "other");
     let mut w = t.client_on(0);
     let mut p = t.client_on(1);
-    let eval = |p: &mut Client, script: &str, keys: &[&str]| {
+    // Each case: the script, its keys, its reply, what the waiter gets, what stays.
+    let cases: [(&str, &[&str], String, &str, &[&str]); 2] = [
+        (
+            "redis.call('lpush', KEYS[1], 'a', 'b') return {redis.call('llen', KEYS[1]), redis.call('lrange', KEYS[1], 0, -1)}",
+            &[&k],
+            format!("*2\r\n:2\r\n{}", list(&["b", "a"])),
+            "b",
+            &["a"],
+        ),
+        (
+            "redis.call('rpush', KEYS[1], 'c', 'e') redis.call('rpush', KEYS[2], 'd') return redis.call('llen', KEYS[1])",
+            &[&k, &other],
+            ":2\r\n".into(),
+            "c",
+            &["e"],
+        ),
+    ];
+    for (script, keys, want, popped, left) in cases {
+        ask(&mut p, &format!("DEL {k}"));
+        send(&mut w, &format!("BLPOP {k} 0"));
+        t.wait_blocked(1);
         let n = keys.len().to_string();
         let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), n.as_bytes()];
         args.extend(keys.iter().map(|k| k.as_bytes()));
-        s(&p.cmd(&args))
-    };
-    send(&mut w, &format!("BLPOP {k} 0"));
-    t.wait_blocked(1);
-    let r = eval(
-        &mut p,
-        "redis.call('lpush', KEYS[1], 'a', 'b') return {redis.call('llen', KEYS[1]), redis.call('lrange', KEYS[1], 0, -1)}",
-        &[&k],
-    );
-    assert_eq!(
-        r,
-        format!("*2\r\n:2\r\n{}", list(&["b", "a"])),
-        "{t}: the script sees both elements"
-    );
-    assert_eq!(
-        reply(&mut w),
-        pair(&k, "b"),
-        "{t}: the waiter, after the script"
-    );
-    assert_eq!(
-        ask(&mut p, &format!("LRANGE {k} 0 -1")),
-        list(&["a"]),
-        "{t}"
-    );
-    t.wait_blocked(0);
-
-    assert_eq!(ask(&mut p, &format!("DEL {k}")), ":1\r\n", "{t}");
-    send(&mut w, &format!("BLPOP {k} 0"));
-    t.wait_blocked(1);
-    let r = eval(
-        &mut p,
-        "redis.call('rpush', KEYS[1], 'c', 'e') redis.call('rpush', KEYS[2], 'd') return redis.call('llen', KEYS[1])",
-        &[&k, &other],
-    );
-    assert_eq!(r, ":2\r\n", "{t}: a script over two keys sees its push");
-    assert_eq!(
-        reply(&mut w),
-        pair(&k, "c"),
-        "{t}: the waiter, after the script"
-    );
-    assert_eq!(
-        ask(&mut p, &format!("LRANGE {k} 0 -1")),
-        list(&["e"]),
-        "{t}"
-    );
-    t.wait_blocked(0);
+        assert_eq!(
+            s(&p.cmd(&args)),
+            want,
+            "{t}: the script sees its pushes: {script}"
+        );
+        assert_eq!(
+            reply(&mut w),
+            pair(&k, popped),
+            "{t}: the waiter, after {script}"
+        );
+        assert_eq!(
+            ask(&mut p, &format!("LRANGE {k} 0 -1")),
+            list(left),
+            "{t}: {script}"
+        );
+        t.wait_blocked(0);
+    }
     ask(&mut p, &format!("DEL {k} {other}"));
 }
 
