@@ -2196,7 +2196,7 @@ pub(crate) fn numkeys(a: &Args<'_>, not_int: &'static str) -> Result<usize, &'st
 /// function (keys and arguments are its two arguments).
 pub(crate) enum Origin<'s> {
     Script { sha: Sha, guess: Option<u32> },
-    Function { name: &'s str, guess: Option<u32> },
+    Function { name: &'s str },
 }
 
 /// Runs `f` (a script's or a function's Lua function) with keys `a[3..3 + numkeys]` and the
@@ -2290,7 +2290,17 @@ pub(crate) async fn execute(
                     "user_script",
                     *guess,
                 ),
-                Origin::Function { name, guess } => (*name, "user_function", *guess),
+                // A failing `return redis.call(…)` (a tail call) loses its line: a
+                // function written on one line has only one (looked up only now: reading
+                // a function's debug information allocates).
+                Origin::Function { name } => {
+                    let info = f.info();
+                    let guess = match (info.line_defined, info.last_line_defined) {
+                        (Some(a), Some(b)) if a == b => u32::try_from(a).ok(),
+                        _ => None,
+                    };
+                    (*name, "user_function", guess)
+                }
             };
             let raised = raised.map(|(m, l)| (m, l.or(guess)));
             w.error(&script_error(err, raised, id, source, guess));

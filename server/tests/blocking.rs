@@ -1376,7 +1376,8 @@ fn scripts_serve_waiters_when_they_end(t: &Target) {
     let mut w = t.client_on(0);
     let mut p = t.client_on(1);
     // Each case: the script, its keys, its reply, what the waiter gets, what stays.
-    let cases: [(&str, &[&str], String, &str, &[&str]); 2] = [
+    type Case<'a> = (&'a str, &'a [&'a str], String, &'a str, &'a [&'a str]);
+    let cases: [Case; 2] = [
         (
             "redis.call('lpush', KEYS[1], 'a', 'b') return {redis.call('llen', KEYS[1]), redis.call('lrange', KEYS[1], 0, -1)}",
             &[&k],
