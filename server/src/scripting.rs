@@ -280,6 +280,8 @@ impl Engine {
         // path of `redis.call`").
         let fast = unsafe { lua.create_c_function(fast_call) }?;
         let slow = Value::LightUserData(mlua::LightUserData(slow_mark()));
+        // SAFETY: as `fast`.
+        let numtext = unsafe { lua.create_c_function(number_args) }?;
         let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
             let nums: Vec<f64> = args
                 .iter()
@@ -354,7 +356,7 @@ impl Engine {
             munpack,
             // (More than 16 values: a nested tuple, passed flat.)
             (
-                spack, sunpack, ssize, mkco, unmark, canslice, mark, fast, slow,
+                spack, sunpack, ssize, mkco, unmark, canslice, mark, fast, slow, numtext,
             ),
         ))?;
         Ok(Engine {
@@ -422,13 +424,14 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED, fast, SLOW = ...
+local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED, fast, SLOW, numtext = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
--- `fast` runs a call that stays on this core at once; SLOW: it takes the async `rcall`.
+-- `fast` runs a call that stays on this core at once; SLOW: it takes the async `rcall`,
+-- its numbers written as `fast` writes them (`numtext`).
 redis.call = function(...)
   local v, e = fast(true, ...)
-  if v == SLOW then v, e = rcall(true, ...) end
+  if v == SLOW then v, e = rcall(true, numtext(...)) end
   if e ~= nil then
     local _, pos = where_pcall(error, '', 3)
     note(pos)
@@ -438,7 +441,7 @@ redis.call = function(...)
 end
 redis.pcall = function(...)
   local v = fast(false, ...)
-  if v == SLOW then v = rcall(false, ...) end
+  if v == SLOW then v = rcall(false, numtext(...)) end
   return v
 end
 redis.error_reply = errbuf
@@ -1296,6 +1299,26 @@ unsafe extern "C-unwind" fn fast_call(l: *mut mlua::ffi::lua_State) -> std::os::
             }
             2
         }
+    }
+}
+
+/// `numtext(…)`: its arguments, numbers replaced by their text as [`number_arg`] writes
+/// it, for the async path of `redis.call` (mlua would hand a `-0` over as the integer 0).
+unsafe extern "C-unwind" fn number_args(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    // SAFETY: `l` is the calling thread with its arguments on the stack; the loop holds
+    // only plain values (a push may raise for memory).
+    unsafe {
+        let n = ffi::lua_gettop(l);
+        for i in 1..=n {
+            if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+                let mut buf = [0u8; 64];
+                let text = number_arg(ffi::lua_tonumber(l, i), &mut buf);
+                ffi::lua_pushlstring(l, text.as_ptr().cast(), text.len());
+                ffi::lua_replace(l, i);
+            }
+        }
+        n
     }
 }
 

@@ -122,6 +122,7 @@ const SCRIPTS: &[(&str, &[&str], &[&str])] = &[
     ("return redis.call('ping')", &[], &[]),
     // numbers as arguments (Lua prints them with %.14g), replies of every shape
     ("return {redis.call('set', KEYS[1], -42), redis.call('get', KEYS[1])}", &["n"], &[]),
+    ("return {redis.call('set', KEYS[1], -0.0), redis.call('get', KEYS[1])}", &["n"], &[]),
     ("return {redis.call('set', KEYS[1], 2^53), redis.call('get', KEYS[1])}", &["n"], &[]),
     ("return {redis.call('set', KEYS[1], 1e14 - 1), redis.call('get', KEYS[1])}", &["n"], &[]),
     ("return {redis.call('set', KEYS[1], 1e14), redis.call('get', KEYS[1])}", &["n"], &[]),
