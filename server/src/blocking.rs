@@ -13,7 +13,10 @@
 //!   shard reports keys that a list was stored at while someone waits on them
 //!   (`Shard::ready`), and after every command the core serves those keys' waiters in order
 //!   ([`serve_ready`]) before the next command runs: the pushed element goes to the first
-//!   waiter before anyone else can see it, as in Redis.
+//!   waiter before anyone else can see it, as in Redis. A transaction's or a script's
+//!   pushes are served when it ends, as Redis serves them after EXEC or the script (a
+//!   transaction's keys are locked until then; a script without locks defers serving:
+//!   `scripting::serving_deferred`).
 //!
 //! # Exactly once
 //! A waiter may be queued on several keys and shards at once. Its [`WaitCell`] is claimed by
@@ -359,7 +362,8 @@ pub fn serve_ready_in(core: &Core, sh: &mut Shard) {
     if !sh.events.is_empty() {
         crate::pubsub::publish_events(core, sh);
     }
-    if sh.ready.is_empty() {
+    // A script running here without locks: its keys are served when it ends.
+    if sh.ready.is_empty() || crate::scripting::serving_deferred() {
         return;
     }
     let now = now_ms();

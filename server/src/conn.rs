@@ -947,7 +947,6 @@ impl Conn {
     /// Runs `args` on this core's shard now, or queues it for `target`'s batch.
     fn execute_on(&mut self, target: usize, spec: &'static CommandSpec, args: Args<'_>) {
         if target == self.core.id {
-            let caller = crate::tracking::caller(&self.handle, self.core.id);
             let ctx = ExecCtx {
                 db: self.db,
                 now_ms: self.now_ms,
@@ -958,22 +957,16 @@ impl Conn {
                 &mut self.out
             };
             let start = buf.len();
-            let t0 = Instant::now();
-            let mut shard = self.core.shard.borrow_mut();
-            let mut w = ReplyWriter::new(buf, self.proto);
-            shard.caller.set(caller);
-            match self.core.admit(spec, &mut shard, ctx.now_ms) {
-                // A script's call over maxmemory may be let through (`allow-oom`, or it
-                // wrote already: scripting::oom_exempt).
-                Err(e) if !(self.in_script && crate::scripting::oom_exempt()) => w.error(e),
-                _ => shard.apply(&ctx, spec, args, &mut w),
-            }
-            shard.caller.set(None);
-            drop(shard);
-            crate::blocking::serve_ready(&self.core);
-            let ns = t0.elapsed().as_nanos() as u64;
-            self.core
-                .observe(spec, ns, &buf[start..], &args, Caller::Client(&self.handle));
+            let w = &mut ReplyWriter::new(buf, self.proto);
+            apply_here(
+                &self.core,
+                &self.handle,
+                &ctx,
+                self.in_script,
+                spec,
+                args,
+                w,
+            );
             if self.p.active {
                 self.p.slots.push(Slot::Local(start, buf.len()));
             }
@@ -984,6 +977,56 @@ impl Conn {
             self.p.active = true;
             self.p.queued += 1;
         }
+    }
+
+    /// A script's call (`spec` resolved, arity checked, allowed from scripts) run now on
+    /// this core's shard, its reply in `proto` appended to `out`, when the full dispatch
+    /// would do just that: nothing queued or pending for this connection, no CLIENT REPLY,
+    /// tracking, MONITOR, ACL rules, cluster mode, subscriptions, pause, MULTI or lock
+    /// table in play, and a plain keyed command whose keys are all on this core. Returns
+    /// false, having done nothing, otherwise (the caller then goes through
+    /// [`Conn::run_captured`]). Allocates nothing; must not yield (it does not).
+    pub(crate) fn run_inline(
+        &mut self,
+        spec: &'static CommandSpec,
+        args: Args<'_>,
+        proto: Protocol,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let n = self.core.nshards();
+        let me = self.core.id;
+        let simple = match spec.route {
+            Route::Single => true,
+            Route::PerKey(_) => !(spec.step == 2 && args.len().is_multiple_of(2)),
+            _ => false,
+        };
+        if !simple
+            || spec.cmd == Cmd::Debug
+            || self.p.active
+            || !self.authed
+            || !self.acl_open
+            || self.multi.is_some()
+            || !self.plain()
+            || self.handle.outbox.has_pending()
+            || self.acl_epoch != self.core.global.acl.epoch()
+            || self.subs.as_ref().is_some_and(|s| s.total() > 0)
+            || crate::cluster::enabled()
+            || crate::pause::maybe_paused()
+            || !self.core.locks.borrow().is_idle()
+            || spec
+                .key_indices(args.len())
+                .any(|i| shard_of(&args[i], n) != me)
+        {
+            return false;
+        }
+        self.handle.info.borrow_mut().last_cmd = spec.name;
+        let ctx = ExecCtx {
+            db: self.db,
+            now_ms: self.now_ms,
+        };
+        let w = &mut ReplyWriter::new(out, proto);
+        apply_here(&self.core, &self.handle, &ctx, true, spec, args, w);
+        true
     }
 
     /// Marks the command just queued for `target` as read for this connection's tracking,
@@ -1388,4 +1431,34 @@ fn is_pure(cmd: Cmd) -> bool {
             | Cmd::ClientNoTouch
             | Cmd::CommandCount
     )
+}
+
+/// One command on this core's shard (admitted against `maxmemory` first), then the blocked
+/// clients it made ready served, then its statistics. `in_script`: a script's call, which
+/// may pass `maxmemory` when the script is exempt (`scripting::oom_exempt`).
+fn apply_here(
+    core: &Core,
+    handle: &ClientHandle,
+    ctx: &ExecCtx,
+    in_script: bool,
+    spec: &'static CommandSpec,
+    args: Args<'_>,
+    w: &mut ReplyWriter,
+) {
+    let caller = crate::tracking::caller(handle, core.id);
+    let start = w.buf.len();
+    let t0 = Instant::now();
+    let mut shard = core.shard.borrow_mut();
+    shard.caller.set(caller);
+    match core.admit(spec, &mut shard, ctx.now_ms) {
+        // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
+        // already: scripting::oom_exempt).
+        Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
+        _ => shard.apply(ctx, spec, args, w),
+    }
+    shard.caller.set(None);
+    drop(shard);
+    crate::blocking::serve_ready(core);
+    let ns = t0.elapsed().as_nanos() as u64;
+    core.observe(spec, ns, &w.buf[start..], &args, Caller::Client(handle));
 }

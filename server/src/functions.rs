@@ -513,14 +513,7 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
         Err(err) => return ReplyWriter::new(out, proto).error(&format!("ERR {err}")),
     };
     let name = String::from_utf8_lossy(&a[1]).into_owned();
-    // A failing `return redis.call(…)` (a tail call) loses its line: a function written
-    // on one line has only one.
-    let info = f.info();
-    let guess = match (info.line_defined, info.last_line_defined) {
-        (Some(a), Some(b)) if a == b => u32::try_from(a).ok(),
-        _ => None,
-    };
-    let origin = Origin::Function { name: &name, guess };
+    let origin = Origin::Function { name: &name };
     let flags = Some(func.flags);
     crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, flags, ro, out).await
 }

@@ -14,15 +14,18 @@
 //! FLUSH (a global generation number, checked on every lookup).
 //!
 //! A script is a transaction over its declared KEYS (design):
-//! - It runs on the connection's core. `redis.call`/`redis.pcall` are async Rust functions
-//!   (mlua `async`): each command goes through the connection's own dispatch
-//!   ([`Conn::run_captured`]), so it runs inline when its keys are on this core and with one
-//!   hop otherwise, and every command family works from scripts as from clients.
+//! - It runs on the connection's core. A `redis.call`/`redis.pcall` whose keys are on this
+//!   core, with nothing else in play, runs synchronously on the shard (a plain Lua C
+//!   function, see "The synchronous path of `redis.call`"); any other goes through async
+//!   Rust (mlua `async`) and the connection's own dispatch ([`Conn::run_captured`]), so it
+//!   runs with one hop when its keys are elsewhere, and every command family works from
+//!   scripts as from clients.
 //! - Fast path: when every declared key lives on this core and no transaction holds one, the
 //!   script starts without locks. While its calls stay on this core it never awaits, so
 //!   nothing else runs on the core meanwhile: it is isolated for free (the EVALSHA benchmark
-//!   path: no lock, no message; it allocates KEYS/ARGV, the run's Lua thread and state, and
-//!   each call's arguments and reply).
+//!   path: no lock, no message, no future per call; a run allocates KEYS and ARGV, in one
+//!   protected call, and reuses the core's Lua thread). Clients blocked on keys it pushes
+//!   to are served when it ends, as Redis serves them ([`serving_deferred`]).
 //! - Otherwise the declared keys are locked first on their shards (`txlock::Plan` + `lock`,
 //!   ascending shard order, so scripts and transactions never wait for each other in a
 //!   cycle), the connection's `tx` is set, and the locks are released at the end.
@@ -133,6 +136,8 @@ pub(crate) struct Engine {
     /// A script is running (possibly suspended at an await) on this core.
     busy: Cell<bool>,
     waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
+    /// A finished script thread, for the next script (see `run_script`).
+    spare: Cell<Option<mlua::Thread>>,
     /// The globals of library code and its functions (see `SETUP`), and the switch that
     /// shows them the load-time API while FUNCTION LOAD runs a library.
     fenv: Table,
@@ -141,6 +146,15 @@ pub(crate) struct Engine {
 
 thread_local! {
     static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+    /// The running script's [`Run`]: one script runs at a time on a core (the engine's
+    /// slot); a parked script's is set aside ([`Parked`]).
+    static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
+}
+
+/// `f` on the running script's [`Run`]; None when no script runs. `f` must not reach a
+/// script's Lua code (its Run is borrowed meanwhile).
+fn with_run<R>(f: impl FnOnce(&mut Run) -> R) -> Option<R> {
+    RUN.with(|r| r.try_borrow_mut().ok()?.as_mut().map(f))
 }
 
 pub(crate) fn engine() -> Result<Rc<Engine>, String> {
@@ -152,12 +166,12 @@ pub(crate) fn engine() -> Result<Rc<Engine>, String> {
     Ok(e)
 }
 
-/// What the running script's calls need (Lua app data while it runs).
+/// What the running script's calls need (in [`RUN`] while it runs).
 struct Run {
     /// SAFETY: valid while the script runs: [`eval`] holds `&mut Conn` and `&mut Stream`
     /// across the script's future and uses neither until that future completes; the
     /// Lua functions that read these pointers run only while that future is polled, and one
-    /// script at a time runs on a core (the engine's slot), so the app data is this one's.
+    /// script at a time runs on a core (the engine's slot), so [`RUN`] holds this one's.
     conn: *mut Conn,
     stream: *mut Stream,
     read_only: bool,
@@ -189,7 +203,7 @@ impl Engine {
         })?;
         let sha1hex = lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?;
         let log = lua.create_function(|_, args: Variadic<Value>| redis_log(args))?;
-        let setresp = lua.create_function(|lua, args: Variadic<Value>| {
+        let setresp = lua.create_function(|_, args: Variadic<Value>| {
             let v = match args.first() {
                 Some(Value::Integer(i)) => *i as f64,
                 Some(Value::Number(n)) => *n,
@@ -203,9 +217,7 @@ impl Engine {
             if v != 2.0 && v != 3.0 {
                 return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
             }
-            if let Some(mut run) = lua.app_data_mut::<Run>() {
-                run.resp3 = v == 3.0;
-            }
+            with_run(|run| run.resp3 = v == 3.0);
             Ok(())
         })?;
         let errbuf = lua.create_function(|lua, v: Value| {
@@ -223,18 +235,18 @@ impl Engine {
             Ok(t)
         })?;
         // The script line of a raised `redis.call` error, from `error`'s position prefix.
-        let note = lua.create_function(|lua, pos: mlua::String| {
+        let note = lua.create_function(|_, pos: mlua::String| {
             let pos = pos.to_string_lossy();
             let line = pos
                 .strip_prefix("user_script:")
                 .or_else(|| pos.strip_prefix("user_function:"))
                 .and_then(|p| p.split(':').next())
                 .and_then(|l| l.parse().ok());
-            if let Some(mut run) = lua.app_data_mut::<Run>() {
+            with_run(|run| {
                 if let Some(r) = run.raised.as_mut() {
                     r.1 = line;
                 }
-            }
+            });
             Ok(())
         })?;
         // `pcall`'s coroutines (see `SETUP`): sliced like the script's own thread.
@@ -264,6 +276,12 @@ impl Engine {
         // boolean.
         let canslice = unsafe { lua.create_c_function(can_slice) }?;
         let mark = Value::LightUserData(mlua::LightUserData(slice_mark()));
+        // SAFETY: `fast_call` keeps the rules of a Lua C function (see "The synchronous
+        // path of `redis.call`").
+        let fast = unsafe { lua.create_c_function(fast_call) }?;
+        let slow = Value::LightUserData(mlua::LightUserData(slow_mark()));
+        // SAFETY: as `fast`.
+        let numtext = unsafe { lua.create_c_function(number_args) }?;
         let bitop = lua.create_function(|lua, (op, args): (mlua::String, Variadic<Value>)| {
             let nums: Vec<f64> = args
                 .iter()
@@ -337,7 +355,9 @@ impl Engine {
             mpack,
             munpack,
             // (More than 16 values: a nested tuple, passed flat.)
-            (spack, sunpack, ssize, mkco, unmark, canslice, mark),
+            (
+                spack, sunpack, ssize, mkco, unmark, canslice, mark, fast, slow, numtext,
+            ),
         ))?;
         Ok(Engine {
             lua,
@@ -345,6 +365,7 @@ impl Engine {
             generation: Cell::new(GENERATION.load(Ordering::Acquire)),
             busy: Cell::new(false),
             waiters: RefCell::new(VecDeque::new()),
+            spare: Cell::new(None),
             fenv,
             set_loading,
         })
@@ -403,11 +424,14 @@ impl Engine {
 /// The `redis` library and the globals protection, run once per state. Arguments: the
 /// Rust functions it wraps.
 const SETUP: &str = r#"
-local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED = ...
+local rcall, sha1hex, log, setresp, errbuf, note, bitop, enc, dec, null, regfn, mpack, munpack, spack, sunpack, ssize, mkco, unmark, canslice, SLICED, fast, SLOW, numtext = ...
 local error, rawset, rawget, G, where_pcall = error, rawset, rawget, _G, pcall
 local redis = {}
+-- `fast` runs a call that stays on this core at once; SLOW: it takes the async `rcall`,
+-- its numbers written as `fast` writes them (`numtext`).
 redis.call = function(...)
-  local v, e = rcall(true, ...)
+  local v, e = fast(true, ...)
+  if v == SLOW then v, e = rcall(true, numtext(...)) end
   if e ~= nil then
     local _, pos = where_pcall(error, '', 3)
     note(pos)
@@ -416,7 +440,8 @@ redis.call = function(...)
   return v
 end
 redis.pcall = function(...)
-  local v = rcall(false, ...)
+  local v = fast(false, ...)
+  if v == SLOW then v = rcall(false, numtext(...)) end
   return v
 end
 redis.error_reply = errbuf
@@ -1085,9 +1110,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     let raise = matches!(it.next(), Some(Value::Boolean(true)));
     let fail = |lua: &Lua, msg: String| -> mlua::Result<(Value, Value)> {
         if raise {
-            if let Some(mut run) = lua.app_data_mut::<Run>() {
-                run.raised = Some((msg.clone(), None));
-            }
+            with_run(|run| run.raised = Some((msg.clone(), None)));
         }
         let t = lua.create_table()?;
         t.raw_set("err", msg)?;
@@ -1100,11 +1123,8 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     for v in it {
         match v {
             Value::String(s) => argv.push(&s.as_bytes()),
-            Value::Integer(_) | Value::Number(_) => {
-                if let Some(s) = lua.coerce_string(v)? {
-                    argv.push(&s.as_bytes())
-                }
-            }
+            Value::Integer(i) => argv.push(number_arg(i as f64, &mut [0; 64])),
+            Value::Number(x) => argv.push(number_arg(x, &mut [0; 64])),
             _ => {
                 return fail(
                     &lua,
@@ -1141,12 +1161,9 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
             "ERR This Redis command is not allowed from script".into(),
         );
     }
-    let (conn, stream, read_only, resp3) = {
-        let run = lua
-            .app_data_ref::<Run>()
+    let (conn, stream, read_only, resp3) =
+        with_run(|run| (run.conn, run.stream, run.read_only, run.resp3))
             .ok_or_else(|| mlua::Error::runtime("redis.call outside a script"))?;
-        (run.conn, run.stream, run.read_only, run.resp3)
-    };
     if read_only && spec.flags.has(Flags::WRITE) {
         return fail(
             &lua,
@@ -1157,7 +1174,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     // by anything else while its future (which polls this one) runs.
     let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
     if crate::cluster::enabled() {
-        if let Err(e) = check_slot(&lua, spec, &a) {
+        if let Err(e) = check_slot(spec, &a) {
             return fail(&lua, e.into());
         }
     }
@@ -1185,30 +1202,471 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     Ok((v, Value::Nil))
 }
 
+// The synchronous path of `redis.call`.
+//
+// Most calls touch keys of the core the script runs on, with nothing else in play (no lock
+// table, no MONITOR, no tracking: [`Conn::run_inline`]'s list). Those run as a plain Lua C
+// function ([`fast_call`]) with no future, no Rust closure and no userdata per call: the
+// arguments are copied from the Lua stack into one buffer per core, the command runs on the
+// shard with its reply written to a second buffer, and the reply is pushed as Lua values
+// straight from the RESP bytes. Anything else answers the mark [`slow_mark`] before doing
+// anything, and `SETUP`'s `redis.call` then takes the async path ([`redis_call`]), which
+// goes through the connection's dispatch. Both paths give the same replies and errors.
+//
+// Lua errors are longjmps (the vendored Lua is C): a longjmp may only cross Rust frames
+// that own nothing to drop. So the work that owns Rust values ([`fast_run`]) ends before
+// the first Lua call that may raise (a push may fail for memory), and the pushing
+// ([`push_resp`], [`push_err_table`]) holds only plain values and borrowed bytes.
+
+/// The buffers of [`fast_call`] (one per core, reused: a call allocates nothing once they
+/// have grown).
+struct FastBufs {
+    argv: OwnedArgs,
+    reply: Vec<u8>,
+}
+
+thread_local! {
+    static FAST: RefCell<FastBufs> = const {
+        RefCell::new(FastBufs {
+            argv: OwnedArgs {
+                buf: Vec::new(),
+                spans: Vec::new(),
+            },
+            reply: Vec::new(),
+        })
+    };
+}
+
+/// What [`fast_run`] did.
+enum Fast {
+    /// Nothing: the call needs the async path.
+    Slow,
+    /// The command ran; its reply is in `FAST.reply`.
+    Reply,
+    /// The command ran and failed: `FAST.reply` holds the error as the script sees it
+    /// (Redis's `luaPushErrorBuff` form, noted for a raising call as the slow path does).
+    Error,
+}
+
+/// The value `fast(…)` answers when the call must take the async path.
+fn slow_mark() -> *mut std::ffi::c_void {
+    static MARK: u8 = 0;
+    &MARK as *const u8 as *mut std::ffi::c_void
+}
+
+/// `fast(raise, cmd, …)` for `SETUP`'s `redis.call` (raise true) and `redis.pcall`: the
+/// mark [`slow_mark`], or the call's two results as [`redis_call`] gives them (value and
+/// error table; for `pcall` the error table is the value).
+unsafe extern "C-unwind" fn fast_call(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    // SAFETY (whole function): `l` is the calling thread; the stack holds the call's
+    // arguments and has LUA_MINSTACK free slots.
+    let raise = unsafe { ffi::lua_toboolean(l, 1) } != 0;
+    let got = unsafe { fast_run(l, raise) };
+    // Plain pointers from here on (nothing to drop if a push raises): the reply buffer is
+    // not touched again until the next call, and pushing never runs a script call.
+    let (ptr, len) = FAST.with(|f| {
+        // SAFETY: no borrow of FAST is live (fast_run's ended).
+        let b = unsafe { &*f.as_ptr() };
+        (b.reply.as_ptr(), b.reply.len())
+    });
+    // SAFETY: `ptr` points at `len` bytes that stay in place during the pushes.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+    match got {
+        Fast::Slow => {
+            unsafe { ffi::lua_pushlightuserdata(l, slow_mark()) };
+            1
+        }
+        Fast::Reply => {
+            unsafe { ffi::lua_pushnil(l) };
+            let mut pos = 0;
+            // SAFETY: see above; `push_resp` raises a Lua error itself on bad bytes.
+            if !unsafe { push_resp(l, bytes, &mut pos, 0) } {
+                unsafe { raise_str(l, "ERR unexpected reply in script") }
+            }
+            // (value, nil) for both: the value first.
+            unsafe { ffi::lua_insert(l, -2) };
+            2
+        }
+        Fast::Error => {
+            unsafe { push_err_table(l, &[bytes]) };
+            if raise {
+                // (nil, error): the wrapper raises it.
+                unsafe { ffi::lua_pushnil(l) };
+                unsafe { ffi::lua_insert(l, -2) };
+            } else {
+                unsafe { ffi::lua_pushnil(l) };
+            }
+            2
+        }
+    }
+}
+
+/// `numtext(…)`: its arguments, numbers replaced by their text as [`number_arg`] writes
+/// it, for the async path of `redis.call` (mlua would hand a `-0` over as the integer 0).
+unsafe extern "C-unwind" fn number_args(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    // SAFETY: `l` is the calling thread with its arguments on the stack; the loop holds
+    // only plain values (a push may raise for memory).
+    unsafe {
+        let n = ffi::lua_gettop(l);
+        for i in 1..=n {
+            if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+                let mut buf = [0u8; 64];
+                let text = number_arg(ffi::lua_tonumber(l, i), &mut buf);
+                ffi::lua_pushlstring(l, text.as_ptr().cast(), text.len());
+                ffi::lua_replace(l, i);
+            }
+        }
+        n
+    }
+}
+
+/// Raises `msg` as a Lua error.
+///
+/// # Safety
+/// `l` is a running thread (in a C function called from Lua); the caller's frames own
+/// nothing to drop.
+unsafe fn raise_str(l: *mut mlua::ffi::lua_State, msg: &str) -> ! {
+    // SAFETY: the caller's contract.
+    unsafe {
+        mlua::ffi::lua_pushlstring(l, msg.as_ptr().cast(), msg.len());
+        mlua::ffi::lua_error(l)
+    }
+}
+
+/// The Rust half of [`fast_call`]: reads the arguments, decides, runs the command; every
+/// value it owns is dropped by its return.
+///
+/// # Safety
+/// `l` is the calling thread of [`fast_call`].
+unsafe fn fast_run(l: *mut mlua::ffi::lua_State, raise: bool) -> Fast {
+    use mlua::ffi;
+    FAST.with(|f| {
+        let Ok(mut f) = f.try_borrow_mut() else {
+            return Fast::Slow;
+        };
+        let f = &mut *f;
+        f.argv.buf.clear();
+        f.argv.spans.clear();
+        f.reply.clear();
+        // SAFETY: indexes within the arguments; `lua_tolstring` on a string neither
+        // converts nor allocates (so it cannot raise).
+        let n = unsafe { ffi::lua_gettop(l) };
+        for i in 2..=n {
+            match unsafe { ffi::lua_type(l, i) } {
+                ffi::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let p = unsafe { ffi::lua_tolstring(l, i, &mut len) };
+                    // SAFETY: the string stays on the stack while it is copied.
+                    f.argv
+                        .push(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) });
+                }
+                ffi::LUA_TNUMBER => {
+                    let mut text = [0u8; 64];
+                    f.argv
+                        .push(number_arg(unsafe { ffi::lua_tonumber(l, i) }, &mut text));
+                }
+                _ => return Fast::Slow,
+            }
+        }
+        if f.argv.spans.is_empty() {
+            return Fast::Slow;
+        }
+        let a = f.argv.args();
+        let Ok(spec) = percore_proto::resolve(&a) else {
+            return Fast::Slow;
+        };
+        if spec.flags.has(Flags::NOSCRIPT) || crate::cluster::enabled() {
+            return Fast::Slow;
+        }
+        let Some((conn, read_only, resp3, locked)) =
+            with_run(|r| (r.conn, r.read_only, r.resp3, r.locked))
+        else {
+            return Fast::Slow;
+        };
+        if locked || (read_only && spec.flags.has(Flags::WRITE)) {
+            return Fast::Slow;
+        }
+        // SAFETY: see `Run::conn`: the running script's connection, used by nothing else
+        // while the script's future is polled (this call runs inside that poll).
+        let conn = unsafe { &mut *conn };
+        let (n, me, db) = (conn.core.nshards(), conn.core.id, conn.db);
+        let Some(keys) = crate::txlock::key_args(spec, &a) else {
+            return Fast::Slow;
+        };
+        if keys
+            .iter()
+            .any(|&i| crate::router::shard_of(&a[i], n) != me)
+        {
+            return Fast::Slow;
+        }
+        let proto = if resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        if !conn.run_inline(spec, a, proto, &mut f.reply) {
+            return Fast::Slow;
+        }
+        // The keys touched unlocked, for the locks the script takes if it must become a
+        // transaction (see `lock_for_call`).
+        with_run(|r| {
+            for &i in &keys {
+                let k = &a[i];
+                let known = r
+                    .local_keys
+                    .iter()
+                    .any(|x| x.first() == Some(&(db as u8)) && x[1..] == *k);
+                if !known {
+                    r.local_keys.push(lock_key(db, k));
+                }
+            }
+        });
+        if spec.flags.has(Flags::WRITE) && !f.reply.starts_with(b"-OOM ") {
+            note_write();
+        }
+        if f.reply.first() != Some(&b'-') {
+            return Fast::Reply;
+        }
+        let end = f.reply.len().saturating_sub(2).max(1);
+        let msg = error_buff(&format!("-{}", String::from_utf8_lossy(&f.reply[1..end])));
+        if raise {
+            with_run(|r| r.raised = Some((msg.clone(), None)));
+        }
+        f.reply.clear();
+        f.reply.extend_from_slice(msg.as_bytes());
+        Fast::Error
+    })
+}
+
+/// A number passed to `redis.call` as Redis passes it (`"%.17g"`, not Lua's `"%.14g"`,
+/// which loses precision), written in `buf`: integers below 10^17 as their digits, others
+/// by the C library's formatting.
+fn number_arg(x: f64, buf: &mut [u8; 64]) -> &[u8] {
+    if x.fract() == 0.0 && x.abs() < 1e17 && !(x == 0.0 && x.is_sign_negative()) {
+        return int_text(x as i64, buf);
+    }
+    // SAFETY: `buf` holds 64 bytes and snprintf writes at most that many, NUL included;
+    // the format takes one double.
+    let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.17g".as_ptr(), x) };
+    &buf[..(n.max(0) as usize).min(buf.len() - 1)]
+}
+
+/// The decimal text of `v` in `buf`.
+fn int_text(v: i64, buf: &mut [u8; 64]) -> &[u8] {
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// Pushes `{err = <parts concatenated>}`.
+///
+/// # Safety
+/// As [`raise_str`]; the stack has 3 free slots.
+unsafe fn push_err_table(l: *mut mlua::ffi::lua_State, parts: &[&[u8]]) {
+    use mlua::ffi;
+    // SAFETY: the caller's contract; a new table has no metatable, so setfield is raw.
+    unsafe {
+        ffi::lua_createtable(l, 0, 1);
+        for p in parts {
+            ffi::lua_pushlstring(l, p.as_ptr().cast(), p.len());
+        }
+        if parts.len() > 1 {
+            ffi::lua_concat(l, parts.len() as std::os::raw::c_int);
+        }
+        ffi::lua_setfield(l, -2, c"err".as_ptr());
+    }
+}
+
+/// Wraps the value on top of the stack in a table under `key` (`{ok = v}`, …).
+///
+/// # Safety
+/// As [`raise_str`]; the stack has 2 free slots.
+unsafe fn push_tagged(l: *mut mlua::ffi::lua_State, key: &std::ffi::CStr) {
+    use mlua::ffi;
+    // SAFETY: the caller's contract.
+    unsafe {
+        ffi::lua_createtable(l, 0, 1);
+        ffi::lua_insert(l, -2);
+        ffi::lua_setfield(l, -2, key.as_ptr());
+    }
+}
+
+/// Pushes the RESP value at `*pos` of `buf` as Redis converts it for Lua (what
+/// [`resp_to_lua`] makes, without Rust values in between); false on bytes that are not a
+/// reply (the caller raises an error; what was pushed of it stays on the stack).
+///
+/// # Safety
+/// As [`raise_str`] (every local here is a plain value or borrowed bytes).
+unsafe fn push_resp(
+    l: *mut mlua::ffi::lua_State,
+    buf: &[u8],
+    pos: &mut usize,
+    depth: usize,
+) -> bool {
+    use mlua::ffi;
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let Some(rest) = buf.get(*pos..) else {
+        return false;
+    };
+    let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    let Some(&kind) = rest.first() else {
+        return false;
+    };
+    let line = &rest[1..eol];
+    *pos += eol + 2;
+    let num = percore_proto::parse_i64(line);
+    // SAFETY (the pushes): the caller's contract; each level checks for 4 free slots.
+    if unsafe { ffi::lua_checkstack(l, 4) } == 0 {
+        return false;
+    }
+    let str_push = |b: &[u8]| unsafe { ffi::lua_pushlstring(l, b.as_ptr().cast(), b.len()) };
+    match kind {
+        b'+' => {
+            str_push(line);
+            unsafe { push_tagged(l, c"ok") };
+        }
+        b'-' => {
+            // `luaPushErrorBuff`, as `error_buff` words it.
+            let (code, text): (&[u8], &[u8]) = match line.iter().position(|&c| c == b' ') {
+                Some(sp) => (&line[..sp], &line[sp + 1..]),
+                None => (b"ERR", line),
+            };
+            let cr_lf = |c: &u8| *c != b'\r' && *c != b'\n';
+            let a = text.iter().position(cr_lf).unwrap_or(text.len());
+            let b = text.iter().rposition(cr_lf).map_or(a, |b| b + 1);
+            unsafe { push_err_table(l, &[code, b" ", &text[a..b]]) }
+        }
+        b':' => match num {
+            Some(v) => unsafe { ffi::lua_pushnumber(l, v as f64) },
+            None => return false,
+        },
+        b'$' | b'=' => {
+            let Some(n) = num else { return false };
+            if n < 0 {
+                unsafe { ffi::lua_pushboolean(l, 0) };
+                return true;
+            }
+            let Some(data) = buf.get(*pos..).and_then(|b| b.get(..n as usize)) else {
+                return false;
+            };
+            *pos += n as usize + 2;
+            if kind == b'=' && n >= 4 {
+                unsafe { ffi::lua_createtable(l, 0, 2) };
+                str_push(&data[..3]);
+                unsafe { ffi::lua_setfield(l, -2, c"format".as_ptr()) };
+                str_push(&data[4..]);
+                unsafe { ffi::lua_setfield(l, -2, c"string".as_ptr()) };
+                unsafe { push_tagged(l, c"verbatim_string") };
+            } else {
+                str_push(data);
+            }
+        }
+        b'*' | b'~' | b'%' | b'>' => {
+            let Some(n) = num else { return false };
+            if n < 0 {
+                unsafe { ffi::lua_pushboolean(l, 0) };
+                return true;
+            }
+            let narr = if matches!(kind, b'*' | b'>') { n } else { 0 };
+            unsafe { ffi::lua_createtable(l, narr.min(1 << 16) as _, 0) };
+            for i in 0..n {
+                match kind {
+                    b'%' => {
+                        if !unsafe { push_resp(l, buf, pos, depth + 1) } {
+                            return false;
+                        }
+                        if !unsafe { push_resp(l, buf, pos, depth + 1) } {
+                            return false;
+                        }
+                        unsafe { ffi::lua_rawset(l, -3) };
+                    }
+                    b'~' => {
+                        if !unsafe { push_resp(l, buf, pos, depth + 1) } {
+                            return false;
+                        }
+                        unsafe { ffi::lua_pushboolean(l, 1) };
+                        unsafe { ffi::lua_rawset(l, -3) };
+                    }
+                    _ => {
+                        if !unsafe { push_resp(l, buf, pos, depth + 1) } {
+                            return false;
+                        }
+                        unsafe { ffi::lua_rawseti(l, -2, (i + 1) as _) };
+                    }
+                }
+            }
+            match kind {
+                b'%' => unsafe { push_tagged(l, c"map") },
+                b'~' => unsafe { push_tagged(l, c"set") },
+                _ => {}
+            }
+        }
+        b'_' => unsafe { ffi::lua_pushnil(l) },
+        b'#' => unsafe { ffi::lua_pushboolean(l, (line == b"t") as _) },
+        b',' => {
+            let d = match std::str::from_utf8(line) {
+                Ok("inf") => f64::INFINITY,
+                Ok("-inf") => f64::NEG_INFINITY,
+                Ok(s) => match s.parse::<f64>() {
+                    Ok(d) => d,
+                    Err(_) => return false,
+                },
+                Err(_) => return false,
+            };
+            unsafe { ffi::lua_pushnumber(l, d) };
+            unsafe { push_tagged(l, c"double") };
+        }
+        b'(' => {
+            str_push(line);
+            unsafe { push_tagged(l, c"big_number") };
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Cluster mode (Redis's `scriptVerifyClusterState` for a node that holds every slot): a
 /// call's keys in one slot, and, unless the script may cross slots, the slot of the keys
 /// before.
-fn check_slot(lua: &Lua, spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
+fn check_slot(spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
     let slot = match crate::cluster::slot_of(spec, a) {
         Err(()) => return Err("ERR Script attempted to access a non local key in a cluster node"),
         Ok(None) => return Ok(()),
         Ok(Some(s)) => s,
     };
-    let Some(mut run) = lua.app_data_mut::<Run>() else {
-        return Ok(());
-    };
-    if run.cross_slot {
-        return Ok(());
-    }
-    match run.slot {
-        Some(s) if s != slot => {
-            Err("ERR Script attempted to access keys that do not hash to the same slot")
+    with_run(|run| {
+        if run.cross_slot {
+            return Ok(());
         }
-        _ => {
-            run.slot = Some(slot);
-            Ok(())
+        match run.slot {
+            Some(s) if s != slot => {
+                Err("ERR Script attempted to access keys that do not hash to the same slot")
+            }
+            _ => {
+                run.slot = Some(slot);
+                Ok(())
+            }
         }
-    }
+    })
+    .unwrap_or(Ok(()))
 }
 
 /// Takes, for the script's transaction, the locks a call needs that it does not hold yet
@@ -1237,7 +1695,7 @@ async fn lock_for_call(
         }
         _ => need = (0..n).map(|s| (s, KeySet::All)).collect(),
     }
-    let locked = lua.app_data_ref::<Run>().is_some_and(|r| r.locked);
+    let locked = with_run(|r| r.locked).unwrap_or(false);
     if !locked {
         // Fast path: free to run here and now?
         let stays = need.iter().all(|(s, _)| *s == me);
@@ -1248,28 +1706,28 @@ async fn lock_for_call(
         if stays && free {
             // Keys read or written unlocked so far: locked too if the script must go on as
             // a transaction (see below), so that nothing it touched can change under it.
-            if let Some(mut run) = lua.app_data_mut::<Run>() {
+            with_run(|run| {
                 for (_, k) in need {
                     match k {
                         KeySet::All => run.local_whole = true,
                         KeySet::Keys(ks) => run.local_keys.extend(ks),
                     }
                 }
-            }
+            });
             return Ok(());
         }
         // Become a transaction: the declared keys here are still free (nothing ran since
         // they were checked).
         let tx = crate::txlock::new_tx();
-        let keys = {
-            let mut run = lua.app_data_mut::<Run>().ok_or("ERR no script")?;
+        let keys = with_run(|run| {
             run.locked = true;
             let local = std::mem::take(&mut run.local_keys);
             match run.local_whole {
                 true => KeySet::All,
                 false => KeySet::Keys(local),
             }
-        };
+        })
+        .ok_or("ERR no script")?;
         if !conn.core.locks.borrow_mut().try_acquire(tx, &keys) {
             // Not expected; fail the call rather than run unisolated.
             crate::txlock::release(&conn.core, tx);
@@ -1277,17 +1735,15 @@ async fn lock_for_call(
         }
         conn.tx = Some(tx);
         conn.tx_shard(me);
-        if let Some(mut run) = lua.app_data_mut::<Run>() {
-            run.held.push((me, keys));
-        }
+        with_run(|run| run.held.push((me, keys)));
+        DEFER_SERVING.with(|d| d.set(false));
     }
     let Some(tx) = conn.tx else {
         return Ok(());
     };
     for (s, keys) in need {
         // Keys not held yet by the transaction.
-        let missing = {
-            let run = lua.app_data_ref::<Run>().ok_or("ERR no script")?;
+        let missing = with_run(|run| {
             let held = run.held.iter().find(|(x, _)| *x == s).map(|(_, k)| k);
             match (&keys, held) {
                 (_, Some(KeySet::All)) => None,
@@ -1298,7 +1754,8 @@ async fn lock_for_call(
                 }
                 (KeySet::Keys(ks), None) => Some(KeySet::Keys(ks.clone())),
             }
-        };
+        })
+        .ok_or("ERR no script")?;
         let Some(missing) = missing else { continue };
         conn.tx_shard(s);
         let want = missing.clone();
@@ -1327,18 +1784,16 @@ async fn lock_for_call(
                 ));
             }
         }
-        if let Some(mut run) = lua.app_data_mut::<Run>() {
-            match run.held.iter_mut().find(|(x, _)| *x == s) {
-                Some((_, KeySet::All)) => {}
-                Some((_, h)) if missing == KeySet::All => *h = KeySet::All,
-                Some((_, KeySet::Keys(h))) => {
-                    if let KeySet::Keys(m) = missing {
-                        h.extend(m)
-                    }
+        with_run(|run| match run.held.iter_mut().find(|(x, _)| *x == s) {
+            Some((_, KeySet::All)) => {}
+            Some((_, h)) if missing == KeySet::All => *h = KeySet::All,
+            Some((_, KeySet::Keys(h))) => {
+                if let KeySet::Keys(m) = missing {
+                    h.extend(m)
                 }
-                None => run.held.push((s, missing)),
             }
-        }
+            None => run.held.push((s, missing)),
+        });
     }
     Ok(())
 }
@@ -1357,7 +1812,7 @@ struct Parked {
 fn park(lua: &Lua, e: &Engine) -> Parked {
     let g = lua.globals();
     let p = Parked {
-        run: lua.remove_app_data::<Run>(),
+        run: RUN.with(|r| r.borrow_mut().take()),
         keys: g.raw_get("KEYS").unwrap_or(Value::Nil),
         argv: g.raw_get("ARGV").unwrap_or(Value::Nil),
         slice: SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE)),
@@ -1371,7 +1826,7 @@ fn park(lua: &Lua, e: &Engine) -> Parked {
 async fn unpark(lua: &Lua, e: &Engine, p: Parked) {
     e.enter().await;
     if let Some(run) = p.run {
-        lua.set_app_data(run);
+        RUN.with(|r| *r.borrow_mut() = Some(run));
     }
     let g = lua.globals();
     let _ = g.raw_set("KEYS", p.keys);
@@ -1764,7 +2219,7 @@ pub(crate) fn numkeys(a: &Args<'_>, not_int: &'static str) -> Result<usize, &'st
 /// function (keys and arguments are its two arguments).
 pub(crate) enum Origin<'s> {
     Script { sha: Sha, guess: Option<u32> },
-    Function { name: &'s str, guess: Option<u32> },
+    Function { name: &'s str },
 }
 
 /// Runs `f` (a script's or a function's Lua function) with keys `a[3..3 + numkeys]` and the
@@ -1842,6 +2297,8 @@ pub(crate) async fn execute(
     if own_tx || (!locked && tx_after.is_some()) {
         conn.end_tx().await;
     }
+    // The clients blocked on keys the script pushed to while it held no locks.
+    crate::blocking::serve_ready(&conn.core);
     let mut w = ReplyWriter::new(out, proto);
     match result {
         Ok(RunOut { value, resp3, .. }) => {
@@ -1856,7 +2313,17 @@ pub(crate) async fn execute(
                     "user_script",
                     *guess,
                 ),
-                Origin::Function { name, guess } => (*name, "user_function", *guess),
+                // A failing `return redis.call(…)` (a tail call) loses its line: a
+                // function written on one line has only one (looked up only now: reading
+                // a function's debug information allocates).
+                Origin::Function { name } => {
+                    let info = f.info();
+                    let guess = match (info.line_defined, info.last_line_defined) {
+                        (Some(a), Some(b)) if a == b => u32::try_from(a).ok(),
+                        _ => None,
+                    };
+                    (*name, "user_function", guess)
+                }
             };
             let raised = raised.map(|(m, l)| (m, l.or(guess)));
             w.error(&script_error(err, raised, id, source, guess));
@@ -1977,30 +2444,11 @@ async fn run_script(
     held: Vec<(usize, KeySet)>,
 ) -> Result<RunOut, RunErr> {
     let lua = &e.lua;
-    let make_tables = || -> mlua::Result<(Table, Table)> {
-        let keys = lua.create_table_with_capacity(numkeys, 0)?;
-        for i in 0..numkeys {
-            keys.raw_set(i + 1, lua.create_string(&a[3 + i])?)?;
-        }
-        let argv = lua.create_table_with_capacity(a.len() - 3 - numkeys, 0)?;
-        for (j, i) in (3 + numkeys..a.len()).enumerate() {
-            argv.raw_set(j + 1, lua.create_string(&a[i])?)?;
-        }
-        Ok((keys, argv))
-    };
-    let (keys, argv) = make_tables().map_err(|err| (err, None))?;
-    let params = if matches!(origin, Origin::Script { .. }) {
-        let g: Table = lua.globals();
-        g.raw_set("KEYS", keys)
-            .and_then(|()| g.raw_set("ARGV", argv))
-            .map_err(|err| (err, None))?;
-        MultiValue::new()
-    } else {
-        MultiValue::from_iter([Value::Table(keys), Value::Table(argv)])
-    };
+    let params = make_args(lua, a, numkeys, matches!(origin, Origin::Script { .. }))
+        .map_err(|err| (err, None))?;
     let (db, proto, in_exec) = (conn.db, conn.proto, conn.in_exec);
     conn.in_exec = true;
-    lua.set_app_data(Run {
+    let run = Run {
         conn: conn as *mut Conn,
         stream: stream as *mut Stream,
         read_only,
@@ -2014,19 +2462,24 @@ async fn run_script(
         // (unless `allow-cross-slot-keys`, or no shebang).
         slot: (numkeys > 0).then(|| crate::cluster::key_slot(&a[3])),
         cross_slot: flags.is_none_or(|f| f & FLAG_ALLOW_CROSS_SLOT != 0),
-    });
+    };
+    RUN.with(|r| *r.borrow_mut() = Some(run));
     let limit = conn.core.config.borrow().busy_reply_threshold.max(0) as u64;
     // The script runs in a thread of its own, with the count hook that slices it once it is
-    // busy (see "Busy scripts").
-    let r = match lua.create_thread(f.clone()) {
+    // busy (see "Busy scripts"): the core's spare thread, which the last script that ended
+    // normally left (Lua 5.1 runs a new function on a finished thread), else a new one.
+    let spare = e.spare.take().filter(|th| th.reset(f.clone()).is_ok());
+    let r = match spare.map_or_else(|| lua.create_thread(f.clone()), Ok) {
         Ok(th) => {
             let root = th.to_pointer() as *mut mlua::ffi::lua_State;
-            // SAFETY: `root` is the state of the thread just created (a thread's pointer is
-            // its `lua_State`), alive while `th` is; the hook is a plain C function that
-            // reads only this core's thread-locals and the state it is given.
+            let kept = th.clone();
+            // SAFETY: `root` is the state of the script's thread (a thread's pointer is its
+            // `lua_State`), alive while `th` is; the hook is a plain C function that reads
+            // only this core's thread-locals and the state it is given.
             unsafe {
                 mlua::ffi::lua_sethook(root, Some(count_hook), mlua::ffi::LUA_MASKCOUNT, HOOK_EVERY)
             };
+            DEFER_SERVING.with(|d| d.set(!locked));
             let _slice = SliceGuard::begin(
                 root,
                 Duration::from_millis(limit),
@@ -2037,18 +2490,21 @@ async fn run_script(
             let r = std::future::poll_fn(|cx| {
                 let r = std::future::Future::poll(fut.as_mut(), cx);
                 if r.is_pending() {
-                    go_busy_if_due(lua, origin, a);
+                    go_busy_if_due(origin, a);
                 }
                 r
             })
             .await;
             let s = SLICE.with(|s| s.borrow().killed.then(|| s.borrow().killed_line));
+            if kept.status() == mlua::ThreadStatus::Finished {
+                e.spare.set(Some(kept));
+            }
             (r, s)
         }
         Err(err) => (Err(err), None),
     };
     let (r, killed_at) = r;
-    let run = lua.remove_app_data::<Run>();
+    let run = RUN.with(|r| r.borrow_mut().take());
     // A SELECT inside the script does not change the caller's database (Redis 7.0).
     conn.db = db;
     conn.proto = proto;
@@ -2058,6 +2514,43 @@ async fn run_script(
         Err(err) if killed_at.is_some() => Err((err, Some((KILLED.into(), killed_at.flatten())))),
         Ok(value) => Ok(RunOut { value, resp3 }),
         Err(err) => Err((err, run.and_then(|r| r.raised))),
+    }
+}
+
+/// KEYS (`a[3..3 + numkeys]`) and ARGV (the arguments after them) as two new tables, made
+/// in one protected call (creating each value through mlua would protect each: a closure
+/// and a `pcall` per string): for a script (`globals`) set as the globals KEYS and ARGV,
+/// else returned as a function's two arguments.
+fn make_args(lua: &Lua, a: &Args<'_>, numkeys: usize, globals: bool) -> mlua::Result<MultiValue> {
+    use mlua::ffi;
+    let array = |l: *mut ffi::lua_State, from: usize, to: usize| {
+        // SAFETY: in the protected call below, with room for the table and one string.
+        unsafe {
+            ffi::lua_createtable(l, (to - from) as std::os::raw::c_int, 0);
+            for i in from..to {
+                let v = &a[i];
+                ffi::lua_pushlstring(l, v.as_ptr().cast(), v.len());
+                ffi::lua_rawseti(l, -2, (i - from + 1) as _);
+            }
+        }
+    };
+    // SAFETY: the closure runs protected (a Lua error, out of memory, unwinds to mlua's
+    // `pcall`) and holds only plain values and borrowed bytes, so that unwinding drops
+    // nothing; it leaves the two tables on the stack or (globals) nothing. The globals
+    // table's metatable refuses new globals, so they are set raw.
+    unsafe {
+        lua.exec_raw::<MultiValue>((), |l| {
+            array(l, 3, 3 + numkeys);
+            array(l, 3 + numkeys, a.len());
+            if globals {
+                ffi::lua_pushstring(l, c"ARGV".as_ptr());
+                ffi::lua_insert(l, -2);
+                ffi::lua_rawset(l, ffi::LUA_GLOBALSINDEX);
+                ffi::lua_pushstring(l, c"KEYS".as_ptr());
+                ffi::lua_insert(l, -2);
+                ffi::lua_rawset(l, ffi::LUA_GLOBALSINDEX);
+            }
+        })
     }
 }
 
@@ -2227,6 +2720,19 @@ thread_local! {
     static SLICE: RefCell<SliceState> = const { RefCell::new(SliceState::IDLE) };
     /// BUSY_* of this core: read by every command (one thread-local load).
     static BUSY: Cell<u8> = const { Cell::new(BUSY_NONE) };
+    /// A script runs on this core without locks: the clients blocked on keys it pushes to
+    /// are served when it ends (see [`serving_deferred`]).
+    static DEFER_SERVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the clients blocked on this core's ready keys wait: a script runs here on the
+/// fast path (no locks), and Redis serves them after the script, so that the script sees
+/// its own pushes (an LPUSH then LLEN counts the element) and a waiter gets the element
+/// only once the script's effects are complete. A script with locks needs no flag: the
+/// keys it holds are served when its transaction ends (`blocking::serve_ready_in`). One
+/// thread-local load.
+pub fn serving_deferred() -> bool {
+    DEFER_SERVING.with(|d| d.get())
 }
 
 /// This core's state for a script from its start to its end (also when its future is
@@ -2257,6 +2763,7 @@ impl SliceGuard {
 impl Drop for SliceGuard {
     fn drop(&mut self) {
         BUSY.with(|b| b.set(BUSY_NONE));
+        DEFER_SERVING.with(|d| d.set(false));
         let shared =
             SLICE.with(|s| std::mem::replace(&mut *s.borrow_mut(), SliceState::IDLE).shared);
         if let Some(r) = shared {
@@ -2458,7 +2965,7 @@ unsafe extern "C-unwind" fn count_hook(
 /// After a slice of the running script (its future pending): once it has run past the
 /// threshold, makes the core busy, lists it in [`RUNNING`] and takes its locks (see "Busy
 /// scripts").
-fn go_busy_if_due(lua: &Lua, origin: &Origin<'_>, a: &Args<'_>) {
+fn go_busy_if_due(origin: &Origin<'_>, a: &Args<'_>) {
     let (due, wrote) = SLICE.with(|s| {
         let s = s.borrow();
         let due = s.busy == BUSY_NONE
@@ -2487,44 +2994,44 @@ fn go_busy_if_due(lua: &Lua, origin: &Origin<'_>, a: &Args<'_>) {
         s.shared = Some(r);
     });
     BUSY.with(|b| b.set(kind));
-    hold_shard(lua);
+    hold_shard();
 }
 
 /// A fast-path script becoming busy becomes a transaction that holds this shard (or the
 /// keys it touched here, if another transaction holds some of the shard).
-fn hold_shard(lua: &Lua) {
-    let Some(mut run) = lua.app_data_mut::<Run>() else {
-        return;
-    };
-    if run.locked {
-        return;
-    }
-    // SAFETY: see `Run::conn`: the script's future is between two polls, so nothing else
-    // uses the connection.
-    let conn = unsafe { &mut *run.conn };
-    if conn.tx.is_some() {
-        return;
-    }
-    let tx = crate::txlock::new_tx();
-    let local = KeySet::Keys(std::mem::take(&mut run.local_keys));
-    let mut locks = conn.core.locks.borrow_mut();
-    let keys = if locks.try_acquire(tx, &KeySet::All) {
-        KeySet::All
-    } else if !run.local_whole && locks.try_acquire(tx, &local) {
-        local
-    } else {
-        // Not expected (the keys were free when the script touched them and nothing ran
-        // since): go on unlocked, as before it was busy.
-        if let KeySet::Keys(k) = local {
-            run.local_keys = k;
+fn hold_shard() {
+    with_run(|run| {
+        if run.locked {
+            return;
         }
-        return;
-    };
-    drop(locks);
-    run.locked = true;
-    conn.tx = Some(tx);
-    conn.tx_shard(conn.core.id);
-    run.held.push((conn.core.id, keys));
+        // SAFETY: see `Run::conn`: the script's future is between two polls, so nothing
+        // else uses the connection.
+        let conn = unsafe { &mut *run.conn };
+        if conn.tx.is_some() {
+            return;
+        }
+        let tx = crate::txlock::new_tx();
+        let local = KeySet::Keys(std::mem::take(&mut run.local_keys));
+        let mut locks = conn.core.locks.borrow_mut();
+        let keys = if locks.try_acquire(tx, &KeySet::All) {
+            KeySet::All
+        } else if !run.local_whole && locks.try_acquire(tx, &local) {
+            local
+        } else {
+            // Not expected (the keys were free when the script touched them and nothing ran
+            // since): go on unlocked, as before it was busy.
+            if let KeySet::Keys(k) = local {
+                run.local_keys = k;
+            }
+            return;
+        };
+        drop(locks);
+        run.locked = true;
+        conn.tx = Some(tx);
+        conn.tx_shard(conn.core.id);
+        run.held.push((conn.core.id, keys));
+        DEFER_SERVING.with(|d| d.set(false));
+    });
 }
 
 /// Notes that the running script called a write command (it can no longer be killed).

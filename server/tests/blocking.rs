@@ -91,6 +91,7 @@ scenarios!(
     over_maxmemory_moves_are_refused_pops_are_not,
     bzpop_replies_and_errors,
     list_and_zset_waiters_on_one_key,
+    scripts_serve_waiters_when_they_end,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -1362,6 +1363,61 @@ fn bzpop_replies_and_errors(t: &Target) {
         "{t}: the member stayed"
     );
     ask(&mut p, &format!("DEL {k0} {k1}"));
+}
+
+/// A script's pushes serve the blocked clients when the script ends, as Redis serves the
+/// keys a command made ready after it: the script counts its own elements (LLEN after
+/// LPUSH), and the waiter gets the element it would have got at once. Twice: a script on
+/// its client's core with its key there (no locks), and one whose keys span shards (a
+/// transaction).
+fn scripts_serve_waiters_when_they_end(t: &Target) {
+    let k = t.key(1, "scripted");
+    let other = t.key(2, "other");
+    let mut w = t.client_on(0);
+    let mut p = t.client_on(1);
+    // Each case: the script, its keys, its reply, what the waiter gets, what stays.
+    type Case<'a> = (&'a str, &'a [&'a str], String, &'a str, &'a [&'a str]);
+    let cases: [Case; 2] = [
+        (
+            "redis.call('lpush', KEYS[1], 'a', 'b') return {redis.call('llen', KEYS[1]), redis.call('lrange', KEYS[1], 0, -1)}",
+            &[&k],
+            format!("*2\r\n:2\r\n{}", list(&["b", "a"])),
+            "b",
+            &["a"],
+        ),
+        (
+            "redis.call('rpush', KEYS[1], 'c', 'e') redis.call('rpush', KEYS[2], 'd') return redis.call('llen', KEYS[1])",
+            &[&k, &other],
+            ":2\r\n".into(),
+            "c",
+            &["e"],
+        ),
+    ];
+    for (script, keys, want, popped, left) in cases {
+        ask(&mut p, &format!("DEL {k}"));
+        send(&mut w, &format!("BLPOP {k} 0"));
+        t.wait_blocked(1);
+        let n = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), n.as_bytes()];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        assert_eq!(
+            s(&p.cmd(&args)),
+            want,
+            "{t}: the script sees its pushes: {script}"
+        );
+        assert_eq!(
+            reply(&mut w),
+            pair(&k, popped),
+            "{t}: the waiter, after {script}"
+        );
+        assert_eq!(
+            ask(&mut p, &format!("LRANGE {k} 0 -1")),
+            list(left),
+            "{t}: {script}"
+        );
+        t.wait_blocked(0);
+    }
+    ask(&mut p, &format!("DEL {k} {other}"));
 }
 
 /// A list waiter and a sorted-set waiter on one key: a ZADD serves the sorted-set waiter
