@@ -28,6 +28,7 @@ mod pause;
 mod persist;
 mod pubsub;
 mod rdb_io;
+mod repl;
 mod router;
 mod runtime;
 mod scripting;
@@ -433,6 +434,7 @@ fn run(cfg: Config) -> Result<(), String> {
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        repl: crate::repl::Shared::default(),
     });
     handle_signals(global.clone());
     // Each core reports here once it has closed its clients at shutdown. The main thread
