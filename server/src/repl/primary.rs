@@ -125,7 +125,11 @@ pub async fn serve(conn: &mut Conn, a: Args<'_>, stream: &mut Stream) {
         full_sync(&core, stream, id, ip.clone(), &link, &replid, psync).await
     };
     if r.is_ok() {
-        live(&core, conn, stream, id).await;
+        // After a payload ended by a mark, nothing more may follow it in the replica's
+        // read: the stream starts once it acknowledges (as Redis's
+        // `repl_start_cmd_stream_on_ack`).
+        let wait_ack = !partial && link.eof;
+        live(&core, conn, stream, id, wait_ack).await;
     }
     call(&core, 0, move |_c: &Core| super::unregister(id)).await;
     crate::log::notice(&format!("Connection with replica {ip}:{} lost.", link.port));
@@ -395,14 +399,18 @@ impl Sink<'_> {
 
 /// The live stream: whatever core 0 has for this replica, as it comes, and the replica's
 /// REPLCONF ACKs read between sends.
-async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64) {
+async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64, mut wait_ack: bool) {
     let mut input = Vec::new();
     let mut rb = vec![0u8; 4096];
     loop {
         if conn.handle.killed.get() || core.global.shutdown.load(Ordering::Relaxed) {
             return;
         }
-        let sent = match call(core, 0, move |_c: &Core| super::read_for(id)).await {
+        let read = match wait_ack {
+            true => Read::Waiting,
+            false => call(core, 0, move |_c: &Core| super::read_for(id)).await,
+        };
+        let sent = match read {
             Read::Gone => return,
             Read::Waiting => false,
             Read::Bytes(b) if b.is_empty() => false,
@@ -426,6 +434,7 @@ async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64) {
             Some(Ok(n)) => {
                 input.extend_from_slice(&rb[..n]);
                 for off in take_acks(&mut input) {
+                    wait_ack = false;
                     call(core, 0, move |_c: &Core| super::ack(id, off)).await;
                 }
                 if input.len() > 1 << 20 {

@@ -1,0 +1,391 @@
+//! Replication with a real `redis-server` as the replica (the test oracle): it loads
+//! percore's full-sync payload and applies its stream, so whatever it holds afterwards is
+//! what the stream said. Every key is compared, database by database, value by value (not by
+//! digest: the encodings may differ by design), after writes of every type before the sync,
+//! during it and after it; then the replica's link is cut and it must resume with a partial
+//! resynchronization.
+
+mod common;
+
+use common::{bulks, esc, s, Client, Server, TempDir};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Waits until `f` is true (polling every 20 ms), failing with `what` after 20 s.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An INFO field's value.
+fn info_field(c: &mut Client, section: &str, field: &str) -> Option<String> {
+    let info = s(&c.q(&format!("INFO {section}")));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+/// Every key of every database with its type, whether it has a deadline, and its value read
+/// in a canonical form (members sorted where order is not the value's). Pipelined: a few
+/// round trips per database.
+fn dump_all(c: &mut Client) -> BTreeMap<(usize, Vec<u8>), String> {
+    let mut out = BTreeMap::new();
+    for db in 0..16 {
+        assert_eq!(c.q(&format!("SELECT {db}")), b"+OK\r\n");
+        let keys = bulks(&c.q("KEYS *"));
+        for k in &keys {
+            c.send(&[b"TYPE", k]);
+        }
+        let types: Vec<String> = keys.iter().map(|_| s(&c.read_reply())).collect();
+        for (k, t) in keys.iter().zip(&types) {
+            let read: &[&[u8]] = match t.trim() {
+                "+string" => &[b"GET"],
+                "+list" => &[b"LRANGE", b"0", b"-1"],
+                "+hash" => &[b"HGETALL"],
+                "+set" => &[b"SMEMBERS"],
+                "+zset" => &[b"ZRANGE", b"0", b"-1", b"WITHSCORES"],
+                _ => &[b"TYPE"],
+            };
+            let mut args: Vec<&[u8]> = vec![read[0], k];
+            args.extend_from_slice(&read[1..]);
+            c.send(&args);
+            c.send(&[b"PTTL", k]);
+        }
+        for (k, t) in keys.into_iter().zip(types) {
+            let r = c.read_reply();
+            let v = match t.trim() {
+                "+hash" => {
+                    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = bulks(&r)
+                        .chunks(2)
+                        .map(|p| (p[0].clone(), p[1].clone()))
+                        .collect();
+                    pairs.sort();
+                    format!("{pairs:?}")
+                }
+                "+set" => {
+                    let mut m = bulks(&r);
+                    m.sort();
+                    format!("{m:?}")
+                }
+                _ => esc(&r),
+            };
+            let ttl = s(&c.read_reply());
+            let volatile = ttl.trim() != ":-1";
+            out.insert((db, k), format!("{} volatile={volatile} {v}", t.trim()));
+        }
+    }
+    assert_eq!(c.q("SELECT 0"), b"+OK\r\n");
+    out
+}
+
+/// Writes of every type, some across shards, in databases 0 and 3; `tag` makes the keys
+/// of each round distinct, `n` sizes the big collections.
+fn write_round(c: &mut Client, tag: &str, n: usize) {
+    let ok = |r: Vec<u8>, what: &str| {
+        assert!(!r.starts_with(b"-"), "{what}: {}", esc(&r));
+    };
+    for (i, line) in [
+        "SET str:{t} hello",
+        "SET ttl:{t} v EX 1000",
+        "SETEX setex:{t} 1000 v",
+        "PSETEX psetex:{t} 1000000 v",
+        "SET px:{t} v",
+        "PEXPIRE px:{t} 1000000",
+        "SET gone:{t} v PX 30",
+        "SET persist:{t} v EX 100",
+        "PERSIST persist:{t}",
+        "SET getex:{t} v",
+        "GETEX getex:{t} EX 1000",
+        "INCRBY ctr:{t} 7",
+        "SET flt:{t} 1.5",
+        "INCRBYFLOAT flt:{t} 0.25",
+        "APPEND str:{t} -more",
+        "SETRANGE str:{t} 2 XY",
+        "HSET h:{t} a 1 b 2 c 3",
+        "HINCRBYFLOAT h:{t} a 1.5",
+        "HDEL h:{t} c",
+        "RPUSH l:{t} a b c d e",
+        "LPOP l:{t}",
+        "LMPOP 1 l:{t} RIGHT COUNT 2",
+        "SADD s:{t} a b c d e f",
+        "SPOP s:{t}",
+        "SPOP s:{t} 2",
+        "SADD spopall:{t} x y",
+        "SPOP spopall:{t} 10",
+        "ZADD z:{t} 1 a 2 b 3 c",
+        "ZINCRBY z:{t} 5 a",
+        "ZMPOP 1 z:{t} MIN COUNT 1",
+        "PFADD hll:{t} a b c",
+        "SET ren:{t} v",
+        "RENAME ren:{t} renamed:{t}",
+        "SADD from:{t} m1 m2",
+        "SMOVE from:{t} to:{t} m1",
+        "SINTERSTORE inter:{t} from:{t} s:{t}",
+        "MSET m1:{t} 1 m2:{t} 2 m3:{t} 3",
+        "DEL m3:{t}",
+        "COPY str:{t} copy:{t}",
+        "SET big:{t} x",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let line = line.replace("{t}", tag);
+        ok(c.q(&line), &format!("{i}: {line}"));
+    }
+    // A long list, hash and set: their snapshot records come in parts.
+    let mut args: Vec<Vec<u8>> = vec![b"RPUSH".to_vec(), format!("biglist:{tag}").into_bytes()];
+    args.extend((0..n).map(|i| format!("element-{i}").into_bytes()));
+    let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
+    ok(c.cmd(&a), "RPUSH biglist");
+    args[0] = b"SADD".to_vec();
+    args[1] = format!("bigset:{tag}").into_bytes();
+    let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
+    ok(c.cmd(&a), "SADD bigset");
+    let mut h: Vec<Vec<u8>> = vec![b"HSET".to_vec(), format!("bighash:{tag}").into_bytes()];
+    for i in 0..n {
+        h.push(format!("f{i}").into_bytes());
+        h.push(format!("v{i}").into_bytes());
+    }
+    let a: Vec<&[u8]> = h.iter().map(|v| v.as_slice()).collect();
+    ok(c.cmd(&a), "HSET bighash");
+    // A transaction over several shards, and scripts.
+    c.q("MULTI");
+    c.q(&format!("SET tx1:{tag} a"));
+    c.q(&format!("INCR tx2:{tag}"));
+    c.q(&format!("RPUSH tx3:{tag} x y"));
+    c.q(&format!("EXPIRE tx1:{tag} 1000"));
+    let exec = c.q("EXEC");
+    assert!(exec.starts_with(b"*4"), "EXEC: {}", esc(&exec));
+    let script = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('INCRBYFLOAT', KEYS[2], '2.5'); return redis.call('SPOP', KEYS[3])";
+    let k1 = format!("sc1:{tag}");
+    let k2 = format!("sc2:{tag}");
+    let k3 = format!("s:{tag}");
+    ok(
+        c.cmd(&[
+            b"EVAL",
+            script.as_bytes(),
+            b"3",
+            k1.as_bytes(),
+            k2.as_bytes(),
+            k3.as_bytes(),
+            b"val",
+        ]),
+        "EVAL",
+    );
+    // Another database.
+    assert_eq!(c.q("SELECT 3"), b"+OK\r\n");
+    ok(c.q(&format!("SET db3:{tag} v")), "SET in db 3");
+    ok(c.q(&format!("HSET db3h:{tag} f v")), "HSET in db 3");
+    assert_eq!(c.q("SELECT 0"), b"+OK\r\n");
+}
+
+/// Replica's view equals percore's, after WAIT says the replica has everything.
+fn assert_same(percore: &mut Client, replica: &mut Client, what: &str) {
+    // Keys that were to expire have: the primary deletes them (and says so in the stream).
+    std::thread::sleep(Duration::from_millis(100));
+    let mut want = dump_all(percore);
+    let w = percore.q("WAIT 1 10000");
+    assert_eq!(w, b":1\r\n", "{what}: WAIT");
+    // A read on the primary may have expired a key since: take its view again.
+    let again = dump_all(percore);
+    if again != want {
+        assert_eq!(percore.q("WAIT 1 10000"), b":1\r\n");
+        want = again;
+    }
+    let got = dump_all(replica);
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: keys missing on the replica: {missing:?}; extra there: {extra:?}"
+    );
+    for (k, v) in &want {
+        assert_eq!(&got[k], v, "{what}: key {k:?}");
+    }
+    assert!(
+        want.len() > 40,
+        "{what}: the dataset is there ({} keys)",
+        want.len()
+    );
+}
+
+fn replica_of(percore: &Server, dir: &TempDir) -> Option<Server> {
+    let log = format!("{}/replica.log", dir.path());
+    Server::redis_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &percore.port.to_string(),
+        "--dir",
+        dir.path(),
+        "--logfile",
+        &log,
+        "--repl-diskless-load",
+        "disabled",
+    ])
+}
+
+fn replica_log(dir: &TempDir) -> String {
+    std::fs::read_to_string(format!("{}/replica.log", dir.path())).unwrap_or_default()
+}
+
+#[test]
+fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() {
+    if common::redis_or_skip("replication against a redis-server replica").is_none() {
+        return;
+    }
+    for shards in [1, 3] {
+        let what = format!("{shards} shard(s)");
+        let dir = TempDir::new("repl");
+        let port = common::free_port();
+        let plog = std::path::PathBuf::from(format!("{}/percore.log", dir.path()));
+        let percore = common::Launch::percore(
+            port,
+            &[
+                "--port",
+                &port.to_string(),
+                "--shards",
+                &shards.to_string(),
+                "--dir",
+                dir.path(),
+            ],
+        )
+        .log(&plog)
+        .start();
+        let mut c = percore.client();
+        // Before the sync: enough keys that the sync takes a while.
+        for i in 0..20 {
+            write_round(&mut c, &format!("before{i}"), 300);
+        }
+        let mut filler = Vec::new();
+        for i in 0..3_000 {
+            filler.extend_from_slice(&common::encode(&[
+                b"SET",
+                format!("filler:{i}").as_bytes(),
+                b"some value",
+            ]));
+        }
+        c.send_raw(&filler);
+        for _ in 0..3_000 {
+            c.read_reply();
+        }
+        // During the sync: a writer goes on from another connection.
+        let port = percore.port;
+        let writer = std::thread::spawn(move || {
+            let mut w = Client::connect(port);
+            for i in 0..15 {
+                write_round(&mut w, &format!("during{i}"), 50);
+            }
+        });
+        let replica = replica_of(&percore, &dir).expect("redis-server is installed");
+        writer.join().unwrap();
+        let mut r = replica.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while info_field(&mut r, "replication", "master_link_status").as_deref() != Some("up") {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the replica's link is not up; its log:\n{}\npercore's:\n{}",
+                replica_log(&dir),
+                std::fs::read_to_string(&plog).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // After it: the stream.
+        for i in 0..5 {
+            write_round(&mut c, &format!("after{i}"), 20);
+        }
+        assert_same(&mut c, &mut r, &format!("{what}, after the full sync"));
+        let log = replica_log(&dir);
+        assert!(log.contains("Full resync from master"), "{what}: {log}");
+
+        // The link is cut; writes go on; the replica comes back with a partial resync.
+        let killed = c.q("CLIENT KILL TYPE replica");
+        assert_eq!(killed, b":1\r\n", "{what}: CLIENT KILL TYPE replica");
+        for i in 0..3 {
+            write_round(&mut c, &format!("cut{i}"), 20);
+        }
+        wait_for("the replica to resume", || {
+            replica_log(&dir).contains("Successful partial resynchronization")
+        });
+        assert_same(&mut c, &mut r, &format!("{what}, after the partial resync"));
+        assert_eq!(
+            replica_log(&dir).matches("Full resync from master").count(),
+            1,
+            "{what}: one full sync only"
+        );
+    }
+}
+
+#[test]
+fn role_info_and_wait_describe_the_replicas() {
+    if common::redis_or_skip("ROLE/INFO/WAIT with a redis-server replica").is_none() {
+        return;
+    }
+    let dir = TempDir::new("repl-role");
+    let percore = Server::percore(2, &["--dir", dir.path()]);
+    let mut c = percore.client();
+    // No replica: INFO as Redis without one, WAIT 0 at once, WAIT 1 after its timeout.
+    assert_eq!(
+        info_field(&mut c, "replication", "connected_slaves").as_deref(),
+        Some("0")
+    );
+    assert_eq!(c.q("ROLE"), b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+    let t0 = Instant::now();
+    assert_eq!(c.q("WAIT 1 100"), b":0\r\n");
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert_eq!(
+        c.q("WAIT x 0"),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(c.q("WAIT 0 -1"), b"-ERR timeout is negative\r\n");
+    assert_eq!(c.q("SET k v"), b"+OK\r\n");
+
+    let replica = replica_of(&percore, &dir).expect("redis-server is installed");
+    let mut r = replica.client();
+    wait_for("the replica's link", || {
+        info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    assert_eq!(c.q("SET k2 v2"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    let t0 = Instant::now();
+    assert_eq!(
+        c.q("WAIT 2 200"),
+        b":1\r\n",
+        "one replica only, after the timeout"
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert_eq!(r.q("GET k2"), b"$2\r\nv2\r\n");
+    wait_for("INFO to show the replica online", || {
+        info_field(&mut c, "replication", "slave0").is_some_and(|l| {
+            l.contains("state=online") && l.contains(&format!("port={}", replica.port))
+        })
+    });
+    let offset: u64 = info_field(&mut c, "replication", "master_repl_offset")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(offset > 0);
+    assert_eq!(
+        info_field(&mut c, "replication", "repl_backlog_active").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        info_field(&mut c, "replication", "connected_slaves").as_deref(),
+        Some("1")
+    );
+    let role = c.q("ROLE");
+    let b = bulks(&role);
+    assert_eq!(b[0], b"master");
+    assert_eq!(b[1], b"127.0.0.1");
+    assert_eq!(b[2], replica.port.to_string().as_bytes());
+    // The replica's offset, as Redis's own INFO says it, is the primary's.
+    wait_for("the replica to acknowledge the stream", || {
+        let now: u64 = info_field(&mut c, "replication", "master_repl_offset")
+            .unwrap()
+            .parse()
+            .unwrap();
+        info_field(&mut r, "replication", "slave_repl_offset")
+            .is_some_and(|o| o.parse::<u64>().unwrap() == now)
+    });
+}
