@@ -127,6 +127,11 @@ fn write_round(c: &mut Client, tag: &str, n: usize) {
         "DEL m3:{t}",
         "COPY str:{t} copy:{t}",
         "SET big:{t} x",
+        "BLPOP l:{t} 1",
+        "BLMOVE l:{t} moved:{t} LEFT RIGHT 1",
+        "BZPOPMIN z:{t} 1",
+        "RPUSH bl:{t} 1 2 3 4",
+        "BLMPOP 1 1 bl:{t} LEFT COUNT 3",
     ]
     .iter()
     .enumerate()
@@ -291,9 +296,36 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // After it: the stream.
+        // After it: the stream, with clients served from blocking commands' queues.
+        let waiters: Vec<_> = [
+            "BLPOP waited 10",
+            "BLMOVE wsrc wdst RIGHT LEFT 10",
+            "BZPOPMAX wz 10",
+        ]
+        .into_iter()
+        .map(|line| {
+            std::thread::spawn(move || {
+                let mut w = Client::connect(port);
+                w.q(line)
+            })
+        })
+        .collect();
         for i in 0..5 {
             write_round(&mut c, &format!("after{i}"), 20);
+        }
+        wait_for("three blocked clients", || {
+            info_field(&mut c, "clients", "blocked_clients").as_deref() == Some("3")
+        });
+        c.q("RPUSH waited a b");
+        c.q("RPUSH wsrc x y");
+        c.q("ZADD wz 1 m 2 n");
+        for w in waiters {
+            let r = w.join().unwrap();
+            assert!(
+                !r.starts_with(b"*-1") && !r.starts_with(b"$-1"),
+                "{what}: {}",
+                esc(&r)
+            );
         }
         assert_same(&mut c, &mut r, &format!("{what}, after the full sync"));
         let log = replica_log(&dir);
