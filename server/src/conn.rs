@@ -833,6 +833,9 @@ impl Conn {
             }
             return self.emit_observed(spec, t0, buf, &args);
         }
+        if spec.flags.has(Flags::WRITE) && self.core.global.repl.refuses_writes() {
+            return self.reject(Some(spec), crate::repl::NOREPLICAS);
+        }
         if matches!(spec.cmd, Cmd::Psync | Cmd::Sync) {
             // The connection becomes a replica's link until it closes.
             return Box::pin(crate::repl::primary::serve(self, args, stream)).await;

@@ -813,6 +813,7 @@ impl Core {
     /// Applies a configuration if it is newer than this core's copy.
     pub fn apply_config(&self, version: u64, cfg: Arc<Config>) {
         if version > self.config_version.get() {
+            self.global.repl.configure(&cfg);
             {
                 let mut shard = self.shard.borrow_mut();
                 shard.config.proto_max_bulk_len = cfg.proto_max_bulk_len;

@@ -436,6 +436,7 @@ fn run(cfg: Config) -> Result<(), String> {
             .unwrap_or_default(),
         repl: crate::repl::Shared::default(),
     });
+    global.repl.configure(&cfg);
     handle_signals(global.clone());
     // Each core reports here once it has closed its clients at shutdown. The main thread
     // waits on it, waking ten times a second to look for a stranded core (below).

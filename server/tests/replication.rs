@@ -231,6 +231,17 @@ fn replica_of(percore: &Server, dir: &TempDir) -> Option<Server> {
     ])
 }
 
+/// The metrics endpoint's text.
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn replica_log(dir: &TempDir) -> String {
     std::fs::read_to_string(format!("{}/replica.log", dir.path())).unwrap_or_default()
 }
@@ -355,8 +366,16 @@ fn role_info_and_wait_describe_the_replicas() {
         return;
     }
     let dir = TempDir::new("repl-role");
-    let percore = Server::percore(2, &["--dir", dir.path()]);
+    let metrics = common::free_port().to_string();
+    let percore = Server::percore(2, &["--dir", dir.path(), "--metrics-port", &metrics]);
     let mut c = percore.client();
+    // min-replicas-to-write: refused without a good replica.
+    assert_eq!(c.q("CONFIG SET min-replicas-to-write 1"), b"+OK\r\n");
+    assert_eq!(
+        c.q("SET k v"),
+        b"-NOREPLICAS Not enough good replicas to write.\r\n"
+    );
+    assert_eq!(c.q("GET k"), b"$-1\r\n", "reads go on");
     // No replica: INFO as Redis without one, WAIT 0 at once, WAIT 1 after its timeout.
     assert_eq!(
         info_field(&mut c, "replication", "connected_slaves").as_deref(),
@@ -371,6 +390,7 @@ fn role_info_and_wait_describe_the_replicas() {
         b"-ERR value is not an integer or out of range\r\n"
     );
     assert_eq!(c.q("WAIT 0 -1"), b"-ERR timeout is negative\r\n");
+    assert_eq!(c.q("CONFIG SET min-replicas-to-write 0"), b"+OK\r\n");
     assert_eq!(c.q("SET k v"), b"+OK\r\n");
 
     let replica = replica_of(&percore, &dir).expect("redis-server is installed");
@@ -411,6 +431,16 @@ fn role_info_and_wait_describe_the_replicas() {
     assert_eq!(b[0], b"master");
     assert_eq!(b[1], b"127.0.0.1");
     assert_eq!(b[2], replica.port.to_string().as_bytes());
+    // Now one good replica: writes pass with 1, not with 2.
+    assert_eq!(c.q("CONFIG SET min-replicas-to-write 1"), b"+OK\r\n");
+    assert_eq!(c.q("SET k3 v"), b"+OK\r\n");
+    assert_eq!(c.q("CONFIG SET min-replicas-to-write 2"), b"+OK\r\n");
+    assert!(c.q("SET k4 v").starts_with(b"-NOREPLICAS"));
+    assert_eq!(c.q("CONFIG SET min-replicas-to-write 0"), b"+OK\r\n");
+    // The exporter's series.
+    let scrape = http_get(metrics.parse().unwrap());
+    assert!(scrape.contains("\nredis_connected_slaves 1\n"), "{scrape}");
+    assert!(scrape.contains("\nredis_master_repl_offset "), "{scrape}");
     // The replica's offset, as Redis's own INFO says it, is the primary's.
     wait_for("the replica to acknowledge the stream", || {
         let now: u64 = info_field(&mut c, "replication", "master_repl_offset")

@@ -81,6 +81,9 @@ pub struct Shared {
     pub active: AtomicBool,
     /// Replicas online whose last acknowledgement is within `min-replicas-max-lag`.
     pub good_replicas: AtomicUsize,
+    /// `min-replicas-to-write` when `min-replicas-max-lag` is set too (0: no check), kept
+    /// here so that a write checks one atomic, not the configuration.
+    pub min_replicas: AtomicUsize,
     /// For INFO and ROLE; published by core 0 after each round.
     pub status: Mutex<Status>,
 }
@@ -91,6 +94,7 @@ impl Default for Shared {
             seq: Arc::new(AtomicU64::new(0)),
             active: AtomicBool::new(false),
             good_replicas: AtomicUsize::new(0),
+            min_replicas: AtomicUsize::new(0),
             status: Mutex::new(Status {
                 replid2: NO_REPLID.into(),
                 second_offset: -1,
@@ -99,6 +103,28 @@ impl Default for Shared {
         }
     }
 }
+
+impl Shared {
+    /// Takes up the settings a write checks.
+    pub fn configure(&self, cfg: &crate::config::Config) {
+        let n = match cfg.min_replicas_max_lag {
+            0 => 0,
+            _ => cfg.min_replicas_to_write,
+        };
+        self.min_replicas.store(n, Ordering::Relaxed);
+    }
+
+    /// `min-replicas-to-write`: the NOREPLICAS error when too few good replicas are there
+    /// for a write. One load while the setting is 0.
+    #[inline]
+    pub fn refuses_writes(&self) -> bool {
+        let need = self.min_replicas.load(Ordering::Relaxed);
+        need > 0 && self.good_replicas.load(Ordering::Relaxed) < need
+    }
+}
+
+/// Redis's error for a write refused by `min-replicas-to-write`.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 
 /// The all-zero replication id of "none" (INFO's `master_replid2` with no history).
 pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
