@@ -105,6 +105,14 @@ impl Default for Shared {
 }
 
 impl Shared {
+    /// A copy of the published state.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Takes up the settings a write checks.
     pub fn configure(&self, cfg: &crate::config::Config) {
         let n = match cfg.min_replicas_max_lag {
@@ -121,6 +129,15 @@ impl Shared {
         let need = self.min_replicas.load(Ordering::Relaxed);
         need > 0 && self.good_replicas.load(Ordering::Relaxed) < need
     }
+}
+
+/// The current replication id (`master_replid`).
+pub fn replid(global: &crate::core::Global) -> String {
+    global
+        .repl_id
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// Redis's error for a write refused by `min-replicas-to-write`.
@@ -246,17 +263,7 @@ pub async fn activate(core: &Rc<Core>) {
             if h.is_some() {
                 return false;
             }
-            *h = Some(Hub {
-                backlog: Backlog {
-                    buf: VecDeque::new(),
-                    end: 0,
-                },
-                pending: BTreeMap::new(),
-                stream_db: None,
-                replicas: HashMap::new(),
-                last_ping_ms: now_ms(),
-                collected_to: 0,
-            });
+            *h = Some(Hub::new(now_ms()));
             true
         });
         if fresh {
@@ -351,6 +358,20 @@ async fn merge_loop(core: Rc<Core>) {
 }
 
 impl Hub {
+    fn new(now_ms: u64) -> Hub {
+        Hub {
+            backlog: Backlog {
+                buf: VecDeque::new(),
+                end: 0,
+            },
+            pending: BTreeMap::new(),
+            stream_db: None,
+            replicas: HashMap::new(),
+            last_ping_ms: now_ms,
+            collected_to: 0,
+        }
+    }
+
     /// Appends the waiting units numbered below `g`, in order, and settles the snapshot
     /// marks they pass.
     fn emit_below(&mut self, g: u64) {
@@ -553,21 +574,10 @@ pub fn unregister(id: u64) {
 /// Whether a replica asking for `replid` at `offset` can continue: its id is ours (or our
 /// previous one, up to where it was ours) and the backlog holds the offset.
 pub fn can_continue(core: &Core, replid: &[u8], offset: u64) -> bool {
-    let ours = core
-        .global
-        .repl_id
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if replid == ours.as_bytes() {
+    if replid == self::replid(&core.global).as_bytes() {
         return true;
     }
-    let s = core
-        .global
-        .repl
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let s = core.global.repl.status();
     replid == s.replid2.as_bytes() && s.replid2 != NO_REPLID && (offset as i64) <= s.second_offset
 }
 
@@ -585,7 +595,7 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
         let end = call(core, 0, move |_c: &Core| {
             with_hub(|h| {
                 (h.collected_to >= g && h.pending.range(..g).next().is_none())
-                    .then(|| h.backlog.end)
+                    .then_some(h.backlog.end)
             })
             .flatten()
         })
@@ -657,14 +667,7 @@ pub async fn wait_command(
 /// ROLE, on a primary: `master`, the offset, and each online replica's address, port and
 /// acknowledged offset.
 pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
-    let s = conn
-        .core
-        .global
-        .repl
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let s = conn.core.global.repl.status();
     w.array(3);
     w.bulk(b"master");
     w.int(s.offset as i64);
@@ -680,17 +683,8 @@ pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
 
 /// INFO's replication section, as Redis 7.0 writes it for a primary.
 pub fn info(global: &crate::core::Global) -> String {
-    let s = global
-        .repl
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let replid = global
-        .repl_id
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let s = global.repl.status();
+    let replid = replid(global);
     let mut out = format!("role:master\r\nconnected_slaves:{}\r\n", s.replicas.len());
     for (i, r) in s.replicas.iter().enumerate() {
         out.push_str(&format!(
@@ -832,17 +826,7 @@ mod tests {
 
     #[test]
     fn units_go_out_in_number_order_wrapped_and_with_select() {
-        let mut h = Hub {
-            backlog: Backlog {
-                buf: VecDeque::new(),
-                end: 0,
-            },
-            pending: BTreeMap::new(),
-            stream_db: None,
-            replicas: HashMap::new(),
-            last_ping_ms: 0,
-            collected_to: 0,
-        };
+        let mut h = Hub::new(0);
         let op = |db: u8, parts: &[&[u8]]| Op {
             db,
             cmd: percore_shard::repl::encode(parts),

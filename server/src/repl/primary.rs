@@ -92,12 +92,7 @@ pub async fn serve(conn: &mut Conn, a: Args<'_>, stream: &mut Stream) {
         .clone()
         .unwrap_or_else(|| conn.handle.addr.ip().to_string());
     conn.handle.info.borrow_mut().replica = true;
-    let replid = core
-        .global
-        .repl_id
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let replid = super::replid(&core.global);
     let wanted = psync
         .then(|| (a[1].to_vec(), percore_proto::parse_i64(&a[2])))
         .and_then(|(id, off)| off.filter(|&o| o >= 0).map(|o| (id, o as u64)));
@@ -311,7 +306,6 @@ async fn send_payload(
     if eof {
         sink.raw(mark.as_bytes()).await;
     }
-    drop(sink);
     if let Some(mut f) = file {
         let sent = match out {
             Ok(()) => {
@@ -458,7 +452,7 @@ fn take_acks(input: &mut Vec<u8>) -> Vec<u64> {
             && args[0].eq_ignore_ascii_case(b"replconf")
             && args[1].eq_ignore_ascii_case(b"ack")
         {
-            if let Some(o) = percore_proto::parse_i64(&args[2]).filter(|&o| o >= 0) {
+            if let Some(o) = percore_proto::parse_i64(args[2]).filter(|&o| o >= 0) {
                 acks.push(o as u64);
             }
         }
