@@ -451,3 +451,63 @@ fn role_info_and_wait_describe_the_replicas() {
             .is_some_and(|o| o.parse::<u64>().unwrap() == now)
     });
 }
+
+#[test]
+fn sync_without_capa_eof_sends_a_sized_payload_that_redis_check_rdb_accepts() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("repl-sync");
+    let percore = Server::percore(3, &["--dir", dir.path()]);
+    let mut c = percore.client();
+    for i in 0..500 {
+        c.q(&format!("SET k{i} v{i}"));
+    }
+    c.q("RPUSH list a b c");
+    c.q("HSET hash f v");
+    c.q("ZADD zset 1.5 m");
+    c.q("SADD set x y");
+    c.q("SET volatile v EX 1000");
+    // A replica that did not say `capa eof`: the length comes first.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", percore.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"SYNC\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .strip_prefix('$')
+        .and_then(|h| h.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("a sized payload, not {head:?}"));
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    assert!(payload.starts_with(b"REDIS0010"), "{}", esc(&payload[..20]));
+    let file = format!("{}/payload.rdb", dir.path());
+    std::fs::write(&file, &payload).unwrap();
+    let out = std::process::Command::new("redis-check-rdb")
+        .arg(&file)
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIPPED the redis-check-rdb part: not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("RDB looks OK"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keys read: 505") || text.contains("505 keys"),
+        "{text}"
+    );
+    // The temporary file is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("temp-repl-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
