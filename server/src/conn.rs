@@ -798,6 +798,15 @@ impl Conn {
                 self.flush().await;
                 self.commit_repl();
             }
+            if matches!(
+                spec.cmd,
+                Cmd::FunctionLoad | Cmd::FunctionDelete | Cmd::FunctionFlush | Cmd::FunctionRestore
+            ) && buf.first() != Some(&b'-')
+            {
+                // Libraries are the whole server's: replicas load them too, as Redis sends them.
+                let parts: Vec<&[u8]> = args.iter().collect();
+                crate::repl::propagate_here(&self.core, None, self.db, &parts);
+            }
             let ns = t0.elapsed().as_nanos() as u64;
             self.core
                 .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
@@ -1130,6 +1139,20 @@ impl Conn {
     /// subscribers through this connection's batch to it; the receiver counts are summed.
     fn publish(&mut self, spec: &'static CommandSpec, args: Args<'_>) {
         let shard = spec.cmd == Cmd::SPublish;
+        if !shard
+            && self
+                .core
+                .global
+                .repl
+                .active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Replicas deliver PUBLISH to their own subscribers (Redis propagates it).
+            let parts: Vec<&[u8]> = args.iter().collect();
+            let capture = self.tx.is_some() || self.repl_depth > 0;
+            let mut ops = self.repl_ops.borrow_mut();
+            crate::repl::propagate_here(&self.core, capture.then_some(&mut *ops), self.db, &parts);
+        }
         let t0 = Instant::now();
         let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
         // A RESP3 subscriber publishing to itself sees the message before the count.

@@ -270,6 +270,15 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
         .log(&plog)
         .start();
         let mut c = percore.client();
+        let lib = |name: &str| {
+            format!("#!lua name={name}\nredis.register_function('{name}_set', function(keys, args) return redis.call('SET', keys[1], args[1]) end)")
+        };
+        let load = |c: &mut Client, name: &str| {
+            let r = c.cmd(&[b"FUNCTION", b"LOAD", lib(name).as_bytes()]);
+            assert!(!r.starts_with(b"-"), "FUNCTION LOAD: {}", esc(&r));
+        };
+        load(&mut c, "before");
+        assert_eq!(c.q("FCALL before_set 1 fk:before v"), b"+OK\r\n");
         // Before the sync: enough keys that the sync takes a while.
         for i in 0..20 {
             write_round(&mut c, &format!("before{i}"), 300);
@@ -338,7 +347,14 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
                 esc(&r)
             );
         }
+        load(&mut c, "after");
+        assert_eq!(c.q("FCALL after_set 1 fk:after v"), b"+OK\r\n");
         assert_same(&mut c, &mut r, &format!("{what}, after the full sync"));
+        let libs = s(&r.q("FUNCTION LIST"));
+        assert!(
+            libs.contains("before") && libs.contains("after"),
+            "{what}: {libs}"
+        );
         let log = replica_log(&dir);
         assert!(log.contains("Full resync from master"), "{what}: {log}");
 
@@ -437,6 +453,16 @@ fn role_info_and_wait_describe_the_replicas() {
     assert_eq!(c.q("CONFIG SET min-replicas-to-write 2"), b"+OK\r\n");
     assert!(c.q("SET k4 v").starts_with(b"-NOREPLICAS"));
     assert_eq!(c.q("CONFIG SET min-replicas-to-write 0"), b"+OK\r\n");
+    // PUBLISH reaches the replica's subscribers, as Redis propagates it.
+    let mut sub = replica.client();
+    assert!(sub
+        .q("SUBSCRIBE news")
+        .starts_with(b"*3\r\n$9\r\nsubscribe"));
+    assert_eq!(c.q("PUBLISH news hello"), b":0\r\n");
+    assert_eq!(
+        sub.read_reply(),
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
+    );
     // The exporter's series.
     let scrape = http_get(metrics.parse().unwrap());
     assert!(scrape.contains("\nredis_connected_slaves 1\n"), "{scrape}");

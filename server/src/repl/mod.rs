@@ -628,7 +628,10 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
     loop {
         let n = call(core, 0, count).await;
-        if n >= want || (timeout_ms > 0 && std::time::Instant::now() >= deadline) {
+        if n >= want
+            || (timeout_ms > 0 && std::time::Instant::now() >= deadline)
+            || core.global.shutdown.load(Ordering::Relaxed)
+        {
             return n;
         }
         crate::runtime::sleep(Duration::from_millis(1)).await;
@@ -657,6 +660,7 @@ pub async fn wait_command(
         let start = std::time::Instant::now();
         while (timeout == 0 || start.elapsed() < Duration::from_millis(timeout))
             && !conn.handle.killed.get()
+            && !core.global.shutdown.load(Ordering::Relaxed)
         {
             crate::runtime::sleep(Duration::from_millis(10)).await;
         }
@@ -758,6 +762,7 @@ pub fn held<R>(
 /// The unit of a command the connection propagates itself (FLUSHALL, FLUSHDB, SWAPDB, and
 /// the commands over several shards that are not a series of shard commands): into the
 /// transaction's capture when there is one, else numbered now.
+#[inline]
 pub fn propagate_here(core: &Core, capture: Option<&mut Vec<Op>>, db: usize, args: &[&[u8]]) {
     if !core.global.repl.active.load(Ordering::Acquire) {
         return;
