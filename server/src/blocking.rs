@@ -576,10 +576,13 @@ fn end_word(e: End) -> &'static [u8] {
 
 /// A move between two lists in the replication stream (`LMOVE`), numbered on this core
 /// while the move's locks still hold.
-fn feed_move(core: &Core, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
+fn feed_move(conn: &Conn, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
+    // Inside a transaction (EXEC, a script), the move is part of its unit.
+    let capture = conn.tx.is_some() || conn.repl_depth > 0;
+    let mut ops = conn.repl_ops.borrow_mut();
     crate::repl::propagate_here(
-        core,
-        None,
+        &conn.core,
+        capture.then_some(&mut *ops),
         db,
         &[b"LMOVE", src, dst, end_word(from), end_word(to)],
     );
@@ -1001,7 +1004,7 @@ async fn complete_move(
         serve_ready(c);
     })
     .await;
-    feed_move(core, db, src, dst, from, to);
+    feed_move(conn, db, src, dst, from, to);
     release(core).await;
     Moved::Done(Ok(element))
 }
@@ -1141,7 +1144,7 @@ async fn finish(
                     .await;
                     return w.error(err::WRONGTYPE);
                 }
-                feed_move(&conn.core, db, &a[1], &a[2], from, to);
+                feed_move(conn, db, &a[1], &a[2], from, to);
             }
             if !matches!(reply, Reply::Element) {
                 unreachable!("a move answers with its element");

@@ -1020,7 +1020,9 @@ impl Conn {
             }
             shard.caller.set(None);
             drop(shard);
-            crate::blocking::serve_ready(&self.core);
+            // In a transaction, what serving blocked clients pops is part of its unit.
+            let capturing = self.tx.is_some() || self.repl_depth > 0;
+            crate::repl::serve_ready_held(&self.core, capturing.then_some(&self.repl_ops));
             let ns = t0.elapsed().as_nanos() as u64;
             self.core
                 .observe(spec, ns, &buf[start..], &args, Caller::Client(&self.handle));

@@ -695,6 +695,11 @@ impl Core {
     ) -> Option<usize> {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
+        // A transaction's batch: everything it propagates, blocked clients' pops included,
+        // goes back to its coordinator ([`crate::repl`]).
+        let hold = batch.hold_repl && shard.feed.on;
+        let was_held = shard.feed.hold;
+        shard.feed.hold |= hold;
         for (i, c) in batch.cmds.iter().enumerate().skip(from) {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
@@ -717,6 +722,8 @@ impl Core {
                     if !serve_each {
                         crate::blocking::serve_ready_in(self, &mut shard);
                     }
+                    shard.feed.hold = was_held;
+                    reply.repl.append(&mut shard.feed.ops);
                     return Some(i);
                 }
             }
@@ -772,6 +779,10 @@ impl Core {
         }
         if !serve_each {
             crate::blocking::serve_ready_in(self, &mut shard);
+        }
+        if hold {
+            shard.feed.hold = was_held;
+            reply.repl.append(&mut shard.feed.ops);
         }
         None
     }

@@ -347,6 +347,37 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
                 esc(&r)
             );
         }
+        // A transaction over several shards, and a script, that fill a waited-on list:
+        // the pops they serve come after them in the stream.
+        for (i, fill) in ["MULTI", "EVAL"].into_iter().enumerate() {
+            let key = format!("txq{i}");
+            let waiter = {
+                let key = key.clone();
+                std::thread::spawn(move || Client::connect(port).q(&format!("BLPOP {key} 10")))
+            };
+            wait_for("a blocked client", || {
+                info_field(&mut c, "clients", "blocked_clients").as_deref() == Some("1")
+            });
+            if fill == "MULTI" {
+                c.q("MULTI");
+                c.q(&format!("RPUSH {key} a b"));
+                c.q("SET elsewhere:1 v");
+                c.q("SET elsewhere:2 v");
+                assert!(c.q("EXEC").starts_with(b"*3"));
+            } else {
+                let script = "redis.call('RPUSH', KEYS[1], 'a', 'b'); redis.call('SET', KEYS[2], 'v'); return 1";
+                let r = c.cmd(&[
+                    b"EVAL",
+                    script.as_bytes(),
+                    b"2",
+                    key.as_bytes(),
+                    b"elsewhere:3",
+                ]);
+                assert_eq!(r, b":1\r\n");
+            }
+            let r = waiter.join().unwrap();
+            assert!(r.starts_with(b"*2"), "{what}: {}", esc(&r));
+        }
         load(&mut c, "after");
         assert_eq!(c.q("FCALL after_set 1 fk:after v"), b"+OK\r\n");
         assert_same(&mut c, &mut r, &format!("{what}, after the full sync"));

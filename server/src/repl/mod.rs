@@ -759,6 +759,20 @@ pub fn held<R>(
     }
 }
 
+/// Serves the clients blocked on keys just filled ([`crate::blocking::serve_ready`]); with
+/// `into` (a transaction's capture) and a stream, their pops join the transaction's unit.
+#[inline]
+pub fn serve_ready_held(core: &Core, into: Option<&RefCell<Vec<Op>>>) {
+    let Some(into) = into.filter(|_| core.shard.borrow().feed.on) else {
+        return crate::blocking::serve_ready(core);
+    };
+    let was = std::mem::replace(&mut core.shard.borrow_mut().feed.hold, true);
+    crate::blocking::serve_ready(core);
+    let mut sh = core.shard.borrow_mut();
+    sh.feed.hold = was;
+    into.borrow_mut().append(&mut sh.feed.ops);
+}
+
 /// The unit of a command the connection propagates itself (FLUSHALL, FLUSHDB, SWAPDB, and
 /// the commands over several shards that are not a series of shard commands): into the
 /// transaction's capture when there is one, else numbered now.
