@@ -241,6 +241,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::ReplConf => crate::repl::primary::replconf(conn, a, &mut w),
         Cmd::Role => crate::repl::role(conn, &mut w),
         Cmd::Wait => crate::repl::wait_command(conn, a, &mut w).await,
+        Cmd::ReplicaOf | Cmd::SlaveOf => crate::repl::replicaof(a, &mut w),
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {

@@ -437,6 +437,11 @@ fn role_info_and_wait_describe_the_replicas() {
         b"-ERR value is not an integer or out of range\r\n"
     );
     assert_eq!(c.q("WAIT 0 -1"), b"-ERR timeout is negative\r\n");
+    assert_eq!(c.q("REPLICAOF NO ONE"), b"+OK\r\n");
+    assert_eq!(c.q("SLAVEOF no one"), b"+OK\r\n");
+    assert!(c
+        .q("REPLICAOF 127.0.0.1 1")
+        .starts_with(b"-ERR percore cannot be a replica"));
     assert_eq!(c.q("CONFIG SET min-replicas-to-write 0"), b"+OK\r\n");
     assert_eq!(c.q("SET k v"), b"+OK\r\n");
 

@@ -1134,6 +1134,8 @@ impl Shard {
             | Cmd::ReplConf
             | Cmd::Role
             | Cmd::Wait
+            | Cmd::ReplicaOf
+            | Cmd::SlaveOf
             | Cmd::Command
             | Cmd::CommandCount
             | Cmd::CommandInfo

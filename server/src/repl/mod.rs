@@ -668,6 +668,16 @@ pub async fn wait_command(
     w.int(wait(&core, want, timeout).await as i64);
 }
 
+/// REPLICAOF/SLAVEOF: `NO ONE` on a primary is answered as Redis answers it (nothing to
+/// do); following another server is not implemented yet and says so.
+pub fn replicaof(a: percore_proto::Args<'_>, w: &mut percore_proto::ReplyWriter<'_>) {
+    if a[1].eq_ignore_ascii_case(b"no") && a[2].eq_ignore_ascii_case(b"one") {
+        crate::log::notice("REPLICAOF NO ONE: already a master");
+        return w.ok();
+    }
+    w.error("ERR percore cannot be a replica yet (REPLICAOF host port is not supported)");
+}
+
 /// ROLE, on a primary: `master`, the offset, and each online replica's address, port and
 /// acknowledged offset.
 pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
