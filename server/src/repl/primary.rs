@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn acks_are_taken_from_complete_commands_only() {
-        let mut input = b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n123\r\nPING\r\n*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$2\r\n12".to_vec();
+        let mut input = b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n123\r\nPING\r\n*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\n12".to_vec();
         assert_eq!(take_acks(&mut input), vec![123]);
         assert!(input.starts_with(b"*3\r\n$8\r\nREPLCONF"));
         input.extend_from_slice(b"5\r\n");
