@@ -483,27 +483,45 @@ fn serve_one(
             else {
                 unreachable!("the caller saw a sorted set at the key")
             };
+            let n = elements.len();
             let s = Served::ZPopped {
                 key: key.to_vec(),
                 elements,
             };
-            if let Err(Served::ZPopped { elements, .. }) = cell.deliver(s) {
-                zset::put_back(sh, db, now, key, &elements);
-                sh.events.truncate(mark);
+            match cell.deliver(s) {
+                Err(Served::ZPopped { elements, .. }) => {
+                    zset::put_back(sh, db, now, key, &elements);
+                    sh.events.truncate(mark);
+                }
+                _ => feed_pop(
+                    sh,
+                    db,
+                    if *max { b"ZPOPMAX" } else { b"ZPOPMIN" },
+                    key,
+                    n,
+                    *count,
+                ),
             }
         }
         Op::Pop { end, count } => {
             let Popped::Elements(elements) = pop_n(sh, db, now, key, *end, *count) else {
                 unreachable!("the caller saw a list at the key")
             };
+            let n = elements.len();
             let s = Served::Popped {
                 key: key.to_vec(),
                 end: *end,
                 elements,
             };
-            if let Err(Served::Popped { elements, end, .. }) = cell.deliver(s) {
-                put_back(sh, db, now, key, end, elements);
-                sh.events.truncate(mark);
+            match cell.deliver(s) {
+                Err(Served::Popped { elements, end, .. }) => {
+                    put_back(sh, db, now, key, end, elements);
+                    sh.events.truncate(mark);
+                }
+                _ => {
+                    let name: &[u8] = if *end == End::Left { b"LPOP" } else { b"RPOP" };
+                    feed_pop(sh, db, name, key, n, *count);
+                }
             }
         }
         Op::Move {
@@ -513,8 +531,14 @@ fn serve_one(
             dst_here,
             ..
         } => {
+            let dst_key = dst;
             let dst = dst_here.then_some((&dst[..], *to));
             let element = move_one(sh, db, now, key, *from, dst);
+            if *dst_here && sh.feed.on {
+                let parts: [&[u8]; 5] = [b"LMOVE", key, dst_key, end_word(*from), end_word(*to)];
+                sh.feed.push(db, &parts);
+                sh.feed.close();
+            }
             let s = Served::Moved {
                 element,
                 pushed: *dst_here,
@@ -530,6 +554,42 @@ fn serve_one(
         }
     }
     false
+}
+
+/// A served pop in the replication stream: `LPOP key` (`… count` when the command gave one,
+/// as BLMPOP), as Redis propagates a served blocking pop.
+fn feed_pop(sh: &mut Shard, db: usize, name: &[u8], key: &[u8], n: usize, count: usize) {
+    if !sh.feed.on || n == 0 {
+        return;
+    }
+    let n = n.to_string();
+    match count {
+        1 => sh.feed.push(db, &[name, key]),
+        _ => sh.feed.push(db, &[name, key, n.as_bytes()]),
+    }
+    sh.feed.close();
+}
+
+/// LMOVE's word for an end.
+fn end_word(e: End) -> &'static [u8] {
+    match e {
+        End::Left => b"LEFT",
+        End::Right => b"RIGHT",
+    }
+}
+
+/// A move between two lists in the replication stream (`LMOVE`), numbered on this core
+/// while the move's locks still hold.
+fn feed_move(conn: &Conn, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
+    // Inside a transaction (EXEC, a script), the move is part of its unit.
+    let capture = conn.tx.is_some() || conn.repl_depth > 0;
+    let mut ops = conn.repl_ops.borrow_mut();
+    crate::repl::propagate_here(
+        &conn.core,
+        capture.then_some(&mut *ops),
+        db,
+        &[b"LMOVE", src, dst, end_word(from), end_word(to)],
+    );
 }
 
 /// Returns popped elements to the end they came from, in their order.
@@ -948,6 +1008,7 @@ async fn complete_move(
         serve_ready(c);
     })
     .await;
+    feed_move(conn, db, src, dst, from, to);
     release(core).await;
     Moved::Done(Ok(element))
 }
@@ -1087,6 +1148,7 @@ async fn finish(
                     .await;
                     return w.error(err::WRONGTYPE);
                 }
+                feed_move(conn, db, &a[1], &a[2], from, to);
             }
             if !matches!(reply, Reply::Element) {
                 unreachable!("a move answers with its element");

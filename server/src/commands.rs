@@ -238,6 +238,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         }
         // CLUSTER, its subcommands, READONLY, READWRITE, ASKING: the table's cluster group.
         _ if spec.group == "cluster" => crate::cluster::command(&conn.core, spec, a, &mut w).await,
+        Cmd::ReplConf => crate::repl::primary::replconf(conn, a, &mut w),
+        Cmd::Role => crate::repl::role(conn, &mut w),
+        Cmd::Wait => crate::repl::wait_command(conn, a, &mut w).await,
+        Cmd::ReplicaOf | Cmd::SlaveOf => crate::repl::replicaof(a, &mut w),
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {
@@ -509,6 +513,8 @@ struct KillFilter {
     max_age: Option<u64>,
     /// Clients authenticated as this ACL user.
     user: Option<Vec<u8>>,
+    /// TYPE: replica links only (Some(true)) or none of them (Some(false), `normal`).
+    replica: Option<bool>,
     none: bool,
 }
 
@@ -538,8 +544,9 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 f.laddr = Some(v);
             } else if eq(&a[i], "type") {
                 match v.to_lowercase().as_str() {
-                    "normal" => {}
-                    "master" | "replica" | "slave" | "pubsub" => f.none = true,
+                    "normal" => f.replica = Some(false),
+                    "replica" | "slave" => f.replica = Some(true),
+                    "master" | "pubsub" => f.none = true,
                     _ => return w.error(&format!("ERR Unknown client type '{v}'")),
                 }
             } else if eq(&a[i], "user") {
@@ -577,6 +584,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 && f.laddr.as_ref().is_none_or(|x| *x == h.laddr.to_string())
                 && f.skip.is_none_or(|s| s != h.id)
                 && f.user.as_ref().is_none_or(|u| *u == h.info.borrow().user)
+                && f.replica.is_none_or(|r| r == h.info.borrow().replica)
                 && f.max_age
                     .is_none_or(|m| now.duration_since(h.created).as_secs() >= m);
             if matches {

@@ -62,6 +62,14 @@ pub struct Config {
     pub save: Vec<(u64, u64)>,
     /// Microseconds a background save waits per key (Redis's testing knob; 0 in production).
     pub rdb_key_save_delay: u64,
+    /// `repl-backlog-size`: stream bytes kept for partial resynchronisations.
+    pub repl_backlog_size: usize,
+    /// `repl-ping-replica-period`, seconds: a PING in the stream this often.
+    pub repl_ping_replica_period: u64,
+    /// `min-replicas-to-write` / `min-replicas-max-lag`: writes are refused (NOREPLICAS)
+    /// unless this many replicas acknowledged within that many seconds (0: no check).
+    pub min_replicas_to_write: usize,
+    pub min_replicas_max_lag: u64,
     /// Start with the valid part of a corrupt snapshot set instead of refusing to start.
     pub load_corrupt_snapshot: bool,
     /// A Redis RDB file to load at start instead of the snapshot set (empty: none).
@@ -160,6 +168,10 @@ impl Default for Config {
             dbfilename: "percore".into(),
             save: Vec::new(),
             rdb_key_save_delay: 0,
+            repl_backlog_size: 1 << 20,
+            repl_ping_replica_period: 10,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
             load_corrupt_snapshot: false,
             import_rdb: String::new(),
             rdb_export: String::new(),
@@ -458,6 +470,10 @@ pub static PARAMS: &[Param] = &[
     Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = resolve_dir(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "dbfilename", get: |c| c.dbfilename.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() || n.contains('/') { return Err("dbfilename can't be a path, just a filename".into()); } c.dbfilename = n.to_string(); Ok(()) }, mutable: true },
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },
+    Param { name: "repl-backlog-size", get: |c| c.repl_backlog_size.to_string(), set: |c, v| { c.repl_backlog_size = memory_in(one(v)?, 1, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "repl-ping-replica-period", get: |c| c.repl_ping_replica_period.to_string(), set: |c, v| { c.repl_ping_replica_period = int_in(one(v)?, 1, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "min-replicas-to-write", get: |c| c.min_replicas_to_write.to_string(), set: |c, v| { c.min_replicas_to_write = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "min-replicas-max-lag", get: |c| c.min_replicas_max_lag.to_string(), set: |c, v| { c.min_replicas_max_lag = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "import-rdb", get: |c| c.import_rdb.clone(), set: |c, v| { c.import_rdb = one(v)?.to_string(); Ok(()) }, mutable: false },

@@ -130,6 +130,16 @@ pub struct Conn {
     pub reply_off: bool,
     pub skip_next: bool,
     pub skip_this: bool,
+    /// What a replica said with REPLCONF before its PSYNC.
+    pub repl_link: Option<Box<crate::repl::primary::Link>>,
+    /// While a transaction across shards (or a script) runs with a replication stream:
+    /// what its commands propagated, in order, pushed as one unit when it ends
+    /// ([`crate::repl`]).
+    pub repl_ops: RefCell<Vec<percore_shard::repl::Op>>,
+    /// A coordinated command ran whole on one shard, which propagated it itself.
+    pub repl_applied: Cell<bool>,
+    /// Scripts running (their effects are one unit even without locks).
+    pub repl_depth: u32,
 }
 
 /// Serves one accepted connection until it closes.
@@ -198,6 +208,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             multi_mem: 0,
             dirty_cas: None,
             user: user.name.clone(),
+            replica: false,
         }),
         killed: Cell::new(false),
         blocked: RefCell::new(None),
@@ -234,6 +245,10 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         reply_off: false,
         skip_next: false,
         skip_this: false,
+        repl_link: None,
+        repl_ops: RefCell::new(Vec::new()),
+        repl_applied: Cell::new(false),
+        repl_depth: 0,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
@@ -775,7 +790,23 @@ impl Conn {
             }
             let mut buf = Vec::new();
             let t0 = Instant::now();
+            self.repl_depth += 1;
             Box::pin(crate::scripting::run(self, spec, args, stream, &mut buf)).await;
+            self.repl_depth -= 1;
+            if self.repl_depth == 0 && self.tx.is_none() {
+                // A script that took no locks: its effects are one unit all the same.
+                self.flush().await;
+                self.commit_repl();
+            }
+            if matches!(
+                spec.cmd,
+                Cmd::FunctionLoad | Cmd::FunctionDelete | Cmd::FunctionFlush | Cmd::FunctionRestore
+            ) && buf.first() != Some(&b'-')
+            {
+                // Libraries are the whole server's: replicas load them too, as Redis sends them.
+                let parts: Vec<&[u8]> = args.iter().collect();
+                crate::repl::propagate_here(&self.core, None, self.db, &parts);
+            }
             let ns = t0.elapsed().as_nanos() as u64;
             self.core
                 .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
@@ -810,6 +841,13 @@ impl Conn {
                 }
             }
             return self.emit_observed(spec, t0, buf, &args);
+        }
+        if spec.flags.has(Flags::WRITE) && self.core.global.repl.refuses_writes() {
+            return self.reject(Some(spec), crate::repl::NOREPLICAS);
+        }
+        if matches!(spec.cmd, Cmd::Psync | Cmd::Sync) {
+            // The connection becomes a replica's link until it closes.
+            return Box::pin(crate::repl::primary::serve(self, args, stream)).await;
         }
         if matches!(
             spec.route,
@@ -890,7 +928,11 @@ impl Conn {
                         if let Some(tx) = own {
                             self.lock_tx(tx).await;
                         }
+                        self.repl_applied.set(false);
                         crate::coordinated::run(self, spec, args, &mut buf).await;
+                        if spec.flags.has(Flags::WRITE) && !self.repl_applied.get() {
+                            crate::repl::propagate_coordinated(self, &args, &buf);
+                        }
                         // A tracking client's read across shards is remembered on each key's
                         // shard while its locks still hold (no change can slip in between).
                         crate::tracking::remember_coordinated(self, spec, &args).await;
@@ -958,11 +1000,15 @@ impl Conn {
             };
             let start = buf.len();
             let w = &mut ReplyWriter::new(buf, self.proto);
+            // In a transaction or a script, what the command and the blocked clients it
+            // serves propagate is part of the transaction's unit.
+            let capturing = self.tx.is_some() || self.repl_depth > 0;
             apply_here(
                 &self.core,
                 &self.handle,
                 &ctx,
                 self.in_script,
+                capturing.then_some(&self.repl_ops),
                 spec,
                 args,
                 w,
@@ -1025,7 +1071,17 @@ impl Conn {
             now_ms: self.now_ms,
         };
         let w = &mut ReplyWriter::new(out, proto);
-        apply_here(&self.core, &self.handle, &ctx, true, spec, args, w);
+        let capturing = self.tx.is_some() || self.repl_depth > 0;
+        apply_here(
+            &self.core,
+            &self.handle,
+            &ctx,
+            true,
+            capturing.then_some(&self.repl_ops),
+            spec,
+            args,
+            w,
+        );
         true
     }
 
@@ -1092,12 +1148,17 @@ impl Conn {
                 let start = p.local.len();
                 let mut shard = self.core.shard.borrow_mut();
                 shard.caller.set(caller);
-                shard.apply(
-                    &ctx,
-                    spec,
-                    p.scratch.args(),
-                    &mut ReplyWriter::new(&mut p.local, self.proto),
-                );
+                let capturing = self.tx.is_some() || self.repl_depth > 0;
+                let mut ops = self.repl_ops.borrow_mut();
+                crate::repl::held(&mut shard, capturing.then_some(&mut *ops), |sh| {
+                    sh.apply(
+                        &ctx,
+                        spec,
+                        p.scratch.args(),
+                        &mut ReplyWriter::new(&mut p.local, self.proto),
+                    )
+                });
+                drop(ops);
                 shard.caller.set(None);
                 drop(shard);
                 p.parts.push(Part::Local(start, p.local.len()));
@@ -1127,6 +1188,20 @@ impl Conn {
     /// subscribers through this connection's batch to it; the receiver counts are summed.
     fn publish(&mut self, spec: &'static CommandSpec, args: Args<'_>) {
         let shard = spec.cmd == Cmd::SPublish;
+        if !shard
+            && self
+                .core
+                .global
+                .repl
+                .active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Replicas deliver PUBLISH to their own subscribers (Redis propagates it).
+            let parts: Vec<&[u8]> = args.iter().collect();
+            let capture = self.tx.is_some() || self.repl_depth > 0;
+            let mut ops = self.repl_ops.borrow_mut();
+            crate::repl::propagate_here(&self.core, capture.then_some(&mut *ops), self.db, &parts);
+        }
         let t0 = Instant::now();
         let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
         // A RESP3 subscriber publishing to itself sees the message before the count.
@@ -1174,10 +1249,32 @@ impl Conn {
         let mut owned = OwnedArgs::default();
         args.iter().for_each(|a| owned.push(a));
         let (db, proto, me) = (self.db, self.proto, self.core.id);
-        let replies = crate::core::call_all(&self.core, move |c| {
-            c.execute_owned(spec, db, proto, &owned, me)
+        let results = crate::core::call_all(&self.core, move |c| {
+            // Held: the ops come back here (one FLUSHALL for all shards, not one each).
+            let was = std::mem::replace(&mut c.shard.borrow_mut().feed.hold, true);
+            let r = c.execute_owned(spec, db, proto, &owned, me);
+            let mut sh = c.shard.borrow_mut();
+            sh.feed.hold = was;
+            (r, std::mem::take(&mut sh.feed.ops))
         })
         .await;
+        let mut replies = Vec::with_capacity(results.len());
+        let written = spec.flags.has(Flags::WRITE);
+        for (r, mut ops) in results {
+            if !written {
+                self.repl_ops.borrow_mut().append(&mut ops);
+            }
+            replies.push(r);
+        }
+        if written && replies.iter().all(|r| r.first() != Some(&b'-')) {
+            let parts: Vec<&[u8]> = args.iter().collect();
+            crate::repl::propagate_here(
+                &self.core,
+                Some(&mut self.repl_ops.borrow_mut()),
+                self.db,
+                &parts,
+            );
+        }
         let parts: Vec<&[u8]> = replies.iter().map(|r| r.as_slice()).collect();
         router::merge(
             &mut ReplyWriter::new(&mut self.out, self.proto),
@@ -1281,6 +1378,14 @@ impl Conn {
         std::mem::replace(&mut self.out, saved)
     }
 
+    /// Pushes what the finished transaction (or script) propagated as one unit.
+    pub fn commit_repl(&mut self) {
+        let ops = std::mem::take(&mut *self.repl_ops.borrow_mut());
+        if !ops.is_empty() {
+            crate::repl::Capture { ops }.commit(&self.core);
+        }
+    }
+
     /// Whether the running transaction holds locks on some shard.
     pub fn holds_locks(&self) -> bool {
         self.tx.is_some() && !self.tx_shards.is_empty()
@@ -1289,6 +1394,19 @@ impl Conn {
     /// Ends the transaction: its commands' replies gathered, then its locks released (on
     /// a shard that runs a last batch of it, by that batch).
     pub async fn end_tx(&mut self) {
+        if self.tx.is_some()
+            && self
+                .core
+                .global
+                .repl
+                .active
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // The transaction's replies gathered and its unit numbered while every lock
+            // still holds ([`crate::repl`]); the locks are released after.
+            self.flush().await;
+            self.commit_repl();
+        }
         self.tx_ending = true;
         self.tx_released.clear();
         self.flush().await;
@@ -1323,6 +1441,7 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
+            batch.hold_repl = self.tx.is_some() || self.repl_depth > 0;
             batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;
@@ -1346,6 +1465,10 @@ impl Conn {
                     .unwrap_or_else(|_| panic!("core {s} dropped a batch without running it"));
                 self.p.batches[s] = batch;
                 self.p.batches[s].clear();
+                let mut reply = reply;
+                if !reply.repl.is_empty() {
+                    self.repl_ops.borrow_mut().append(&mut reply.repl);
+                }
                 self.p.replies[s] = reply;
             }
         }
@@ -1436,11 +1559,15 @@ fn is_pure(cmd: Cmd) -> bool {
 /// One command on this core's shard (admitted against `maxmemory` first), then the blocked
 /// clients it made ready served, then its statistics. `in_script`: a script's call, which
 /// may pass `maxmemory` when the script is exempt (`scripting::oom_exempt`).
+/// `capture`: where what the command propagates goes when it is part of a transaction's or
+/// a script's unit (`None`: the command is a unit of its own).
+#[allow(clippy::too_many_arguments)]
 fn apply_here(
     core: &Core,
     handle: &ClientHandle,
     ctx: &ExecCtx,
     in_script: bool,
+    capture: Option<&RefCell<Vec<percore_shard::repl::Op>>>,
     spec: &'static CommandSpec,
     args: Args<'_>,
     w: &mut ReplyWriter,
@@ -1454,11 +1581,17 @@ fn apply_here(
         // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
         // already: scripting::oom_exempt).
         Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
-        _ => shard.apply(ctx, spec, args, w),
+        _ => match capture {
+            None => shard.apply(ctx, spec, args, w),
+            Some(ops) => {
+                let mut ops = ops.borrow_mut();
+                crate::repl::held(&mut shard, Some(&mut *ops), |sh| sh.apply(ctx, spec, args, w))
+            }
+        },
     }
     shard.caller.set(None);
     drop(shard);
-    crate::blocking::serve_ready(core);
+    crate::repl::serve_ready_held(core, capture);
     let ns = t0.elapsed().as_nanos() as u64;
     core.observe(spec, ns, &w.buf[start..], &args, Caller::Client(handle));
 }

@@ -210,6 +210,8 @@ async fn put_entry(
 async fn apply_on(conn: &Conn, s: usize, spec: &'static CommandSpec, a: &Args<'_>) -> Vec<u8> {
     let all: Vec<&[u8]> = a.iter().collect();
     let (owned, proto, db) = (OwnedArgs::from_slices(&all), conn.proto, conn.db);
+    // The shard propagates the command itself.
+    conn.repl_applied.set(true);
     call(&conn.core, s, move |c: &Core| {
         let mut out = Vec::new();
         let ctx = ExecCtx {

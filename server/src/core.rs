@@ -103,6 +103,8 @@ pub struct Global {
     pub acl: crate::acl::Acl,
     pub port: u16,
     pub executable: String,
+    /// Replication's shared state ([`crate::repl`]).
+    pub repl: crate::repl::Shared,
 }
 
 /// Per-command counters (Redis's commandstats).
@@ -269,6 +271,8 @@ pub struct ClientInfo {
     pub dirty_cas: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The ACL user the connection is authenticated as (`default` until AUTH).
     pub user: Vec<u8>,
+    /// The connection is a replica's link (CLIENT LIST flag S, CLIENT KILL TYPE replica).
+    pub replica: bool,
 }
 
 /// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
@@ -309,6 +313,9 @@ impl ClientHandle {
     /// changed); N for none.
     fn flags(&self, i: &ClientInfo) -> String {
         let mut f = String::new();
+        if i.replica {
+            f.push('S');
+        }
         if i.monitor {
             f.push('O');
         }
@@ -416,6 +423,9 @@ pub struct Batch {
     /// Sent by a script whose calls may grow memory over `maxmemory`
     /// (`scripting::oom_exempt`): its commands are not refused for memory.
     pub oom_exempt: bool,
+    /// Part of a transaction across shards: what the commands propagate comes back in
+    /// [`BatchReply::repl`] for its coordinator ([`crate::repl`]).
+    pub hold_repl: bool,
 }
 
 impl Batch {
@@ -463,6 +473,8 @@ impl Batch {
 pub struct BatchReply {
     pub buf: Vec<u8>,
     pub ends: Vec<usize>,
+    /// What the commands of a held batch propagated ([`Batch::hold_repl`]).
+    pub repl: Vec<percore_shard::repl::Op>,
 }
 
 impl BatchReply {
@@ -474,6 +486,7 @@ impl BatchReply {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
+        self.repl.clear();
     }
 }
 
@@ -682,6 +695,11 @@ impl Core {
     ) -> Option<usize> {
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
+        // A transaction's batch: everything it propagates, blocked clients' pops included,
+        // goes back to its coordinator ([`crate::repl`]).
+        let hold = batch.hold_repl && shard.feed.on;
+        let was_held = shard.feed.hold;
+        shard.feed.hold |= hold;
         for (i, c) in batch.cmds.iter().enumerate().skip(from) {
             let spans = &batch.spans[c.spans.0 as usize..c.spans.1 as usize];
             let args = Args::new(&batch.buf, spans);
@@ -704,6 +722,8 @@ impl Core {
                     if !serve_each {
                         crate::blocking::serve_ready_in(self, &mut shard);
                     }
+                    shard.feed.hold = was_held;
+                    reply.repl.append(&mut shard.feed.ops);
                     return Some(i);
                 }
             }
@@ -724,14 +744,20 @@ impl Core {
             }
             match self.admit(c.spec, &mut shard, now) {
                 Err(e) if !batch.oom_exempt => w.error(e),
-                _ => shard.apply(
-                    &ExecCtx {
-                        db: c.db as usize,
-                        now_ms: now,
+                _ => crate::repl::held(
+                    &mut shard,
+                    batch.hold_repl.then_some(&mut reply.repl),
+                    |shard| {
+                        shard.apply(
+                            &ExecCtx {
+                                db: c.db as usize,
+                                now_ms: now,
+                            },
+                            c.spec,
+                            args,
+                            &mut w,
+                        )
                     },
-                    c.spec,
-                    args,
-                    &mut w,
                 ),
             }
             shard.caller.set(None);
@@ -753,6 +779,10 @@ impl Core {
         }
         if !serve_each {
             crate::blocking::serve_ready_in(self, &mut shard);
+        }
+        if hold {
+            shard.feed.hold = was_held;
+            reply.repl.append(&mut shard.feed.ops);
         }
         None
     }
@@ -794,6 +824,7 @@ impl Core {
     /// Applies a configuration if it is newer than this core's copy.
     pub fn apply_config(&self, version: u64, cfg: Arc<Config>) {
         if version > self.config_version.get() {
+            self.global.repl.configure(&cfg);
             {
                 let mut shard = self.shard.borrow_mut();
                 shard.config.proto_max_bulk_len = cfg.proto_max_bulk_len;

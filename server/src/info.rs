@@ -443,13 +443,7 @@ pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
         );
     }
     if want("replication") {
-        section(
-            "Replication",
-            format!(
-                "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-                g.repl_id.lock().unwrap_or_else(|p| p.into_inner())
-            ),
-        );
+        section("Replication", crate::repl::info(&g));
     }
     if want("cpu") {
         let (sys, user) = cpu_times();

@@ -28,6 +28,7 @@ mod pause;
 mod persist;
 mod pubsub;
 mod rdb_io;
+mod repl;
 mod router;
 mod runtime;
 mod scripting;
@@ -433,7 +434,9 @@ fn run(cfg: Config) -> Result<(), String> {
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        repl: crate::repl::Shared::default(),
     });
+    global.repl.configure(&cfg);
     handle_signals(global.clone());
     // Each core reports here once it has closed its clients at shutdown. The main thread
     // waits on it, waking ten times a second to look for a stranded core (below).

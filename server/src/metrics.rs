@@ -309,12 +309,15 @@ pub fn render(g: &Gathered) -> String {
     let (sys, user) = crate::info::cpu_times();
     let start_s = (gl.started_unix_ms / 1000) as f64;
     let last_save_s = (gl.last_save_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000) as f64;
+    let repl = gl.repl.status();
     // (name, help, counter or gauge, value), one row per line.
     #[rustfmt::skip]
-    let scalars: [(&str, &str, bool, f64); 31] = [
+    let scalars: [(&str, &str, bool, f64); 33] = [
         ("redis_uptime_in_seconds", "Seconds since the server started.", false, gl.started.elapsed().as_secs() as f64),
         ("redis_start_time_seconds", "Start time, Unix seconds.", false, start_s),
         ("redis_connected_clients", "Connected clients.", false, g.connected_clients() as f64),
+        ("redis_connected_slaves", "Replicas connected.", false, repl.replicas.len() as f64),
+        ("redis_master_repl_offset", "Bytes of replication stream produced (master_repl_offset).", false, repl.offset as f64),
         ("redis_blocked_clients", "Clients blocked in a blocking command.", false, gl.blocked_clients.load(std::sync::atomic::Ordering::Relaxed) as f64),
         ("redis_config_maxclients", "The maxclients setting.", false, g.config.maxclients as f64),
         ("redis_memory_used_bytes", "Bytes allocated by the server (used_memory).", false, g.used_memory as f64),

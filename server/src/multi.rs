@@ -284,6 +284,7 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         }
         batch.client_addr = Some(conn.handle.addr);
         batch.client_name = conn.handle.info.borrow().name.clone();
+        batch.hold_repl = true;
         let mut plan = Plan::default();
         for (spec, args) in &m.cmds {
             plan.add(spec, &args.args(), conn.db, conn.core.nshards());
@@ -295,6 +296,11 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
             }
             let mut reply = BatchReply::default();
             c.execute_batch(&batch, &mut reply, false);
+            // The transaction's effects: one unit of the replication stream.
+            crate::repl::Capture {
+                ops: std::mem::take(&mut reply.repl),
+            }
+            .commit(c);
             Some(reply)
         })
         .await;

@@ -223,31 +223,10 @@ pub fn export_set(cfg: &Config, out: &Path) -> Result<u64, String> {
         persist::read_file(cfg, &m, i, &mut |block| {
             sh.load_block(block, now, &mut |_| true);
         })?;
-        for (db, (buf, keys, expires)) in sh.dbs.iter().zip(dbs.iter_mut()) {
-            let mut cursor = 0;
-            let mut value = Vec::new();
-            loop {
-                cursor = db.dict.scan(cursor, |key, e| {
-                    if e.is_expired(now) {
-                        return;
-                    }
-                    let at = e.expire_at_ms();
-                    if at != 0 {
-                        buf.push(rdb_opcode::EXPIRETIME_MS);
-                        buf.extend_from_slice(&at.to_le_bytes());
-                        *expires += 1;
-                    }
-                    value.clear();
-                    rdb::value::encode(e.value(), config.list_limits, &mut value);
-                    buf.push(value[0]);
-                    put_string(buf, key);
-                    buf.extend_from_slice(&value[1..]);
-                    *keys += 1;
-                });
-                if cursor == 0 {
-                    break;
-                }
-            }
+        for (db, (buf, keys, expires)) in sh.dbs.iter_mut().zip(dbs.iter_mut()) {
+            let (k, e) = encode_keys(&mut db.dict, now, config.list_limits, buf);
+            *keys += k;
+            *expires += e;
         }
     }
     let libraries = match &m.functions {
@@ -261,8 +240,44 @@ pub fn export_set(cfg: &Config, out: &Path) -> Result<u64, String> {
     Ok(dbs.iter().map(|d| d.1).sum())
 }
 
+/// Appends every live key of `dict` to `buf` as RDB records (the deadline, then the type,
+/// the key and the value, as Redis 7.0 encodes them); returns the keys written and how many
+/// had a deadline.
+pub(crate) fn encode_keys(
+    dict: &mut percore_shard::dict::Dict,
+    now: u64,
+    limits: percore_shard::types::list::ListLimits,
+    buf: &mut Vec<u8>,
+) -> (u64, u64) {
+    let (mut keys, mut expires) = (0, 0);
+    let mut cursor = 0;
+    let mut value = Vec::new();
+    loop {
+        cursor = dict.scan(cursor, |key, e| {
+            if e.is_expired(now) {
+                return;
+            }
+            let at = e.expire_at_ms();
+            if at != 0 {
+                buf.push(rdb_opcode::EXPIRETIME_MS);
+                buf.extend_from_slice(&at.to_le_bytes());
+                expires += 1;
+            }
+            value.clear();
+            rdb::value::encode(e.value(), limits, &mut value);
+            buf.push(value[0]);
+            put_string(buf, key);
+            buf.extend_from_slice(&value[1..]);
+            keys += 1;
+        });
+        if cursor == 0 {
+            return (keys, expires);
+        }
+    }
+}
+
 /// Record opcodes written.
-mod rdb_opcode {
+pub(crate) mod rdb_opcode {
     pub const AUX: u8 = 250;
     pub const RESIZEDB: u8 = 251;
     pub const EXPIRETIME_MS: u8 = 252;
@@ -275,21 +290,7 @@ mod rdb_opcode {
 fn encode_file(dbs: &[(Vec<u8>, u64, u64)], libraries: &[u8], created_ms: u64) -> Vec<u8> {
     let size = dbs.iter().map(|d| d.0.len() + 24).sum::<usize>() + libraries.len() + 128;
     let mut f = Vec::with_capacity(size);
-    f.extend_from_slice(format!("REDIS{:04}", rdb::RDB_VERSION).as_bytes());
-    let created = (created_ms / 1000).to_string();
-    let aux: [(&str, &str); 5] = [
-        ("redis-ver", crate::commands::REDIS_VERSION),
-        ("redis-bits", "64"),
-        ("ctime", &created),
-        ("used-mem", "0"),
-        ("aof-base", "0"),
-    ];
-    for (k, v) in aux {
-        f.push(rdb_opcode::AUX);
-        put_string(&mut f, k.as_bytes());
-        put_string(&mut f, v.as_bytes());
-    }
-    f.extend_from_slice(libraries);
+    put_head(&mut f, libraries, created_ms);
     for (i, (buf, keys, expires)) in dbs.iter().enumerate() {
         if *keys == 0 {
             continue;
@@ -305,6 +306,26 @@ fn encode_file(dbs: &[(Vec<u8>, u64, u64)], libraries: &[u8], created_ms: u64) -
     let crc = rdb::crc64(0, &f);
     f.extend_from_slice(&crc.to_le_bytes());
     f
+}
+
+/// The start of an RDB file as Redis 7.0 writes it: `REDIS0010`, the aux fields, and
+/// `libraries` (FUNCTION2 records).
+pub(crate) fn put_head(f: &mut Vec<u8>, libraries: &[u8], created_ms: u64) {
+    f.extend_from_slice(format!("REDIS{:04}", rdb::RDB_VERSION).as_bytes());
+    let created = (created_ms / 1000).to_string();
+    let aux: [(&str, &str); 5] = [
+        ("redis-ver", crate::commands::REDIS_VERSION),
+        ("redis-bits", "64"),
+        ("ctime", &created),
+        ("used-mem", "0"),
+        ("aof-base", "0"),
+    ];
+    for (k, v) in aux {
+        f.push(rdb_opcode::AUX);
+        put_string(f, k.as_bytes());
+        put_string(f, v.as_bytes());
+    }
+    f.extend_from_slice(libraries);
 }
 
 /// Writes `bytes` to `<path>.tmp`, syncs it and renames it to `path`.

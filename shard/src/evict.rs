@@ -319,6 +319,9 @@ impl Shard {
             if self.delete(db, &key) {
                 self.stats.evicted_keys += 1;
                 self.notify(crate::notify::EVICTED, "evicted", db, &key);
+                if self.feed.on {
+                    self.feed.deleted(db, &key, self.in_command.get());
+                }
                 n += 1;
             }
         }

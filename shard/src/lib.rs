@@ -19,6 +19,7 @@ pub mod lazyfree;
 pub mod notify;
 pub mod ops;
 pub mod rdb;
+pub mod repl;
 pub mod snapshot;
 pub mod tracking;
 pub mod types;
@@ -202,6 +203,8 @@ pub struct Shard {
     notify_classes: u16,
     /// Keyspace events of the commands run since the server last drained them, in order.
     pub events: Vec<notify::KeyEvent>,
+    /// The replication feed ([`repl`]): off until a replica attaches.
+    pub feed: repl::Feed,
 }
 
 /// What one active-expiry step did.
@@ -239,6 +242,7 @@ impl Shard {
             caller: std::cell::Cell::new(None),
             notify_classes: 0,
             events: Vec::new(),
+            feed: repl::Feed::default(),
         }
     }
 
@@ -281,6 +285,7 @@ impl Shard {
     pub(crate) fn notify(&mut self, class: u16, event: &'static str, db: usize, key: &[u8]) {
         push_event(self.notify_classes, &mut self.events, class, event, db, key);
         if class & (notify::KEY_MISS | notify::NEW) == 0 {
+            self.feed.changes = self.feed.changes.wrapping_add(1);
             self.signal_modified(db, key);
         }
     }
@@ -513,6 +518,9 @@ impl Shard {
                     db,
                     key,
                 );
+                if self.feed.on {
+                    self.feed.deleted(db, key, self.in_command.get());
+                }
                 None
             }
             Live::Missing => None,
@@ -551,6 +559,9 @@ impl Shard {
                     db,
                     key,
                 );
+                if self.feed.on {
+                    self.feed.deleted(db, key, self.in_command.get());
+                }
             }
             Live::Found(_) | Live::Missing => {}
         }
@@ -779,6 +790,9 @@ impl Shard {
                         dbi,
                         &k,
                     );
+                    if self.feed.on {
+                        self.feed.deleted(dbi, &k, false);
+                    }
                 }
             }
             if d.expires_count == 0 {
@@ -813,6 +827,7 @@ impl Shard {
         use types::list::End;
         // Keys change where the command records events, not where it stores or deletes.
         let outer = self.in_command.replace(true);
+        let feed_mark = (self.feed.changes, out.buf.len());
         match spec.cmd {
             Cmd::Get => s::get(self, ctx, args, out),
             Cmd::Set => s::set(self, ctx, args, out),
@@ -1114,6 +1129,13 @@ impl Shard {
             | Cmd::LastSave
             | Cmd::Debug
             | Cmd::Monitor
+            | Cmd::Psync
+            | Cmd::Sync
+            | Cmd::ReplConf
+            | Cmd::Role
+            | Cmd::Wait
+            | Cmd::ReplicaOf
+            | Cmd::SlaveOf
             | Cmd::Command
             | Cmd::CommandCount
             | Cmd::CommandInfo
@@ -1158,10 +1180,47 @@ impl Shard {
             }
         }
         self.in_command.set(outer);
+        if self.feed.on {
+            self.propagate(ctx, spec, &args, feed_mark, out, outer);
+        }
         if spec.flags.has(percore_proto::Flags::WRITE) {
             self.stats.dirty += 1;
         } else if self.caller.get().is_some() {
             self.remember_reads(spec, &args);
+        }
+    }
+}
+
+impl Shard {
+    /// Records the propagated form of the command just applied, if it changed something
+    /// ([`repl`]), and ends its unit unless it runs inside another command.
+    #[cold]
+    fn propagate(
+        &mut self,
+        ctx: &ExecCtx,
+        spec: &CommandSpec,
+        args: &Args,
+        (changes, reply_start): (u64, usize),
+        out: &ReplyWriter,
+        nested: bool,
+    ) {
+        if self.feed.changes != changes && spec.flags.has(percore_proto::Flags::WRITE) {
+            let Shard { feed, dbs, .. } = self;
+            let reply = out.buf.get(reply_start..).unwrap_or_default();
+            let d = &mut dbs[ctx.db].dict;
+            repl::command(feed, ctx.db, spec, args, reply, &mut |k| match d.get(k) {
+                Some(e) => repl::After {
+                    exists: !e.is_expired(ctx.now_ms),
+                    expire_at_ms: e.expire_at_ms(),
+                },
+                None => repl::After {
+                    exists: false,
+                    expire_at_ms: 0,
+                },
+            });
+        }
+        if !nested {
+            self.feed.close();
         }
     }
 }

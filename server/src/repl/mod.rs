@@ -1,0 +1,899 @@
+//! Replication, primary side: one ordered stream of every shard's changes, the backlog that
+//! holds its tail, and the replicas it feeds (PSYNC, REPLCONF, ROLE, WAIT, INFO replication).
+//!
+//! # One order for all shards
+//!
+//! A Redis replica applies one command stream. percore's shards change in parallel, so the
+//! stream must be *one* sequence that every shard's own order fits, and in which a
+//! transaction spanning shards (MULTI/EXEC, a script, a command over several shards) appears
+//! whole, at a place consistent with its key locks.
+//!
+//! Design: a global counter `seq` (one `AtomicU64`, touched only while a stream exists).
+//! - Each shard records the propagated form of its changes ([`percore_shard::repl`]) and
+//!   closes a *unit* (one command and what it caused, or one expiry/eviction DEL) by taking
+//!   the next number, in the same synchronous step as the change. The unit waits in the
+//!   shard's `feed.units`.
+//! - A transaction across shards runs its commands with the shards' feed *held*: their ops
+//!   travel back to the coordinating connection (in the batch replies, or read from its own
+//!   shard), which collects them in order. When the transaction ends, still holding every
+//!   key lock, the connection takes ONE number for the whole and pushes the unit to its own
+//!   core's feed ([`Capture::commit`]), then releases the locks.
+//! - Core 0 owns the stream. Every millisecond it reads the counter `G`, collects every
+//!   core's units (one message per core), and appends those numbered below `G` to the backlog
+//!   in number order; the rest wait for the next round.
+//!
+//! Why it is one consistent order: a unit's number is taken while its changes are already
+//! made and before anything conflicting can run (same step on one shard; under the locks for
+//! a transaction), so two units that touch the same key are numbered in the order they ran.
+//! Units that touch different keys commute. Why no unit below `G` can be missed: a number is
+//! taken and its unit pushed in one step on one core, and the collecting message runs on that
+//! core only after the step. Nothing else is needed from the shards: single-shard work still
+//! never waits for anyone, and a shard pays nothing while no stream exists (`feed.on` false:
+//! one branch per command).
+//!
+//! Alternatives rejected: a stream per shard (a replica would need percore's sharding, and
+//! a Redis replica cannot take it); numbering at the coordinating connection after the reply
+//! (two clients' writes to one key could be numbered against the order they ran); VLL-style
+//! global ordering of every command (single-shard work would pay for it).
+//!
+//! A unit of more than one op goes out as MULTI … EXEC (Redis's `propagatePendingCommands`),
+//! with SELECT inserted whenever the stream's database changes.
+//!
+//! # The point of a full sync
+//!
+//! A full sync needs a snapshot and the stream offset it corresponds to. Under a lock of the
+//! whole keyspace (the scheduler's, briefly: no transaction is half-way), core 0 reads the
+//! counter (`G`) and remembers it as the replica's mark, and every shard begins its forkless
+//! point-in-time snapshot (copy-before-write). Every unit below `G` is in the snapshot;
+//! every unit from `G` on is not (an expiry or eviction DEL racing the barrier may be in
+//! both: deleting a missing key changes nothing). The merger gives the replica the offset it
+//! reached just before the first unit numbered `G` or more.
+//!
+//! # The backlog
+//!
+//! Core 0 keeps the stream's tail: `repl-backlog-size` bytes, and more while a replica still
+//! needs them (a sync in progress, a slow link), up to the replica class's
+//! `client-output-buffer-limit` hard limit (256 MB); a replica that falls further behind is
+//! dropped, with a log line, as Redis drops it. Replicas read their bytes from core 0 with a
+//! message per read (at most 64 KiB, or as much as is there).
+//!
+//! Not here yet: percore as a replica (REPLICAOF), TLS for the replica link,
+//! `client-output-buffer-limit`'s soft limit for replicas.
+
+pub mod primary;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use percore_shard::repl::{Op, Unit};
+
+use crate::core::{call, call_all, now_ms, Core};
+
+/// What every core may read about replication.
+pub struct Shared {
+    /// The global sequence of units.
+    pub seq: Arc<AtomicU64>,
+    /// The stream exists (since the first replica attached).
+    pub active: AtomicBool,
+    /// Replicas online whose last acknowledgement is within `min-replicas-max-lag`.
+    pub good_replicas: AtomicUsize,
+    /// `min-replicas-to-write` when `min-replicas-max-lag` is set too (0: no check), kept
+    /// here so that a write checks one atomic, not the configuration.
+    pub min_replicas: AtomicUsize,
+    /// For INFO and ROLE; published by core 0 after each round.
+    pub status: Mutex<Status>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            seq: Arc::new(AtomicU64::new(0)),
+            active: AtomicBool::new(false),
+            good_replicas: AtomicUsize::new(0),
+            min_replicas: AtomicUsize::new(0),
+            status: Mutex::new(Status {
+                replid2: NO_REPLID.into(),
+                second_offset: -1,
+                ..Status::default()
+            }),
+        }
+    }
+}
+
+impl Shared {
+    /// A copy of the published state.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes up the settings a write checks.
+    pub fn configure(&self, cfg: &crate::config::Config) {
+        let n = match cfg.min_replicas_max_lag {
+            0 => 0,
+            _ => cfg.min_replicas_to_write,
+        };
+        self.min_replicas.store(n, Ordering::Relaxed);
+    }
+
+    /// `min-replicas-to-write`: the NOREPLICAS error when too few good replicas are there
+    /// for a write. One load while the setting is 0.
+    #[inline]
+    pub fn refuses_writes(&self) -> bool {
+        let need = self.min_replicas.load(Ordering::Relaxed);
+        need > 0 && self.good_replicas.load(Ordering::Relaxed) < need
+    }
+}
+
+/// The current replication id (`master_replid`).
+pub fn replid(global: &crate::core::Global) -> String {
+    global
+        .repl_id
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Redis's error for a write refused by `min-replicas-to-write`.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// The all-zero replication id of "none" (INFO's `master_replid2` with no history).
+pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+
+/// Replication state as INFO reports it.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// `master_repl_offset`: bytes of stream produced.
+    pub offset: u64,
+    pub backlog_active: bool,
+    pub backlog_first: u64,
+    pub backlog_histlen: u64,
+    pub replid2: String,
+    pub second_offset: i64,
+    pub replicas: Vec<ReplicaLine>,
+}
+
+/// One `slaveN:` line.
+#[derive(Clone, Debug)]
+pub struct ReplicaLine {
+    pub ip: String,
+    pub port: u16,
+    pub state: &'static str,
+    pub offset: u64,
+    pub lag_s: u64,
+}
+
+/// Bytes a replica reads from core 0 per message.
+const READ_MAX: usize = 64 << 10;
+
+/// The stream's tail, as offsets: `end` is `master_repl_offset` (the offset of the last
+/// byte produced); `buf` holds the bytes up to it.
+struct Backlog {
+    buf: VecDeque<u8>,
+    end: u64,
+}
+
+impl Backlog {
+    /// The offset of the first byte held (`end + 1` when empty).
+    fn first(&self) -> u64 {
+        self.end + 1 - self.buf.len() as u64
+    }
+
+    fn append(&mut self, b: &[u8]) {
+        self.buf.extend(b);
+        self.end += b.len() as u64;
+    }
+
+    /// Up to `max` bytes from offset `from` on; None when they are no longer held.
+    fn read(&self, from: u64, max: usize) -> Option<Vec<u8>> {
+        if from < self.first() || from > self.end + 1 {
+            return None;
+        }
+        let at = (from - self.first()) as usize;
+        let n = (self.buf.len() - at).min(max);
+        Some(self.buf.range(at..at + n).copied().collect())
+    }
+
+    /// Keeps at least `size` bytes, and everything from `keep_from` on, up to `hard` bytes.
+    fn trim(&mut self, size: usize, keep_from: Option<u64>, hard: usize) {
+        let need = keep_from.map_or(0, |k| (self.end + 1).saturating_sub(k) as usize);
+        let keep = size.max(need.min(hard));
+        if self.buf.len() > keep {
+            let drop = self.buf.len() - keep;
+            self.buf.drain(..drop);
+        }
+    }
+}
+
+/// A replica as core 0 tracks it.
+struct Replica {
+    ip: String,
+    port: u16,
+    /// The offset of the next byte it is to be sent.
+    next: u64,
+    /// A full sync's snapshot point not yet reached by the merger: the unit number; the
+    /// offset once reached.
+    mark: Option<u64>,
+    synced_at: Option<u64>,
+    online: bool,
+    /// The offset it acknowledged, and when (Unix ms).
+    ack: u64,
+    ack_ms: u64,
+    /// It fell past the output limit: its reads fail and its connection closes.
+    dropped: bool,
+}
+
+/// Core 0's side: the backlog, the units waiting for their turn, the replicas.
+struct Hub {
+    backlog: Backlog,
+    pending: BTreeMap<u64, Vec<Op>>,
+    /// The database the stream's commands apply to (SELECT is sent when it changes).
+    stream_db: Option<u8>,
+    replicas: HashMap<u64, Replica>,
+    last_ping_ms: u64,
+    /// The counter's value at the last collection.
+    collected_to: u64,
+}
+
+thread_local! {
+    /// Lives on core 0 only.
+    static HUB: RefCell<Option<Hub>> = const { RefCell::new(None) };
+}
+
+fn with_hub<R>(f: impl FnOnce(&mut Hub) -> R) -> Option<R> {
+    HUB.with(|h| h.borrow_mut().as_mut().map(f))
+}
+
+/// Creates the stream (backlog, merger, every shard's feed) if it does not exist yet.
+/// Returns once every shard records its changes.
+pub async fn activate(core: &Rc<Core>) {
+    let shared = &core.global.repl;
+    if shared.active.load(Ordering::Acquire) {
+        return;
+    }
+    let started = call(core, 0, |c: &Core| {
+        let fresh = HUB.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.is_some() {
+                return false;
+            }
+            *h = Some(Hub::new(now_ms()));
+            true
+        });
+        if fresh {
+            let me =
+                c.me.upgrade()
+                    .expect("a core outlives the messages it runs");
+            crate::runtime::spawn(merge_loop(me));
+        }
+        fresh
+    })
+    .await;
+    if started {
+        let seq = shared.seq.clone();
+        call_all(core, move |c: &Core| {
+            c.shard.borrow_mut().feed.start(seq.clone());
+        })
+        .await;
+        shared.active.store(true, Ordering::Release);
+        crate::log::notice("Replication backlog created, my new replication IDs are kept");
+    } else {
+        // Another connection is creating it: wait until every shard records.
+        while !shared.active.load(Ordering::Acquire) {
+            crate::runtime::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Core 0's merger: collects the shards' units every millisecond and appends them to the
+/// backlog in number order.
+async fn merge_loop(core: Rc<Core>) {
+    loop {
+        crate::runtime::sleep(Duration::from_millis(1)).await;
+        if core.global.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        let g = core.global.repl.seq.load(Ordering::Acquire);
+        let collected_to = with_hub(|h| h.collected_to).unwrap_or(0);
+        if g != collected_to {
+            let units: Vec<Vec<Unit>> = call_all(&core, |c: &Core| {
+                std::mem::take(&mut c.shard.borrow_mut().feed.units)
+            })
+            .await;
+            with_hub(|h| {
+                for u in units.into_iter().flatten() {
+                    h.pending.insert(u.seq, u.ops);
+                }
+                h.collected_to = g;
+            });
+        }
+        let cfg = core.config.borrow().clone();
+        let status = with_hub(|h| {
+            h.emit_below(g);
+            let now = now_ms();
+            if !h.replicas.is_empty()
+                && now.saturating_sub(h.last_ping_ms) >= cfg.repl_ping_replica_period * 1000
+            {
+                h.last_ping_ms = now;
+                h.backlog.append(b"*1\r\n$4\r\nPING\r\n");
+            }
+            let hard =
+                cfg.client_output_buffer_limit[crate::config::ObClass::Replica as usize].hard;
+            let hard = if hard == 0 { usize::MAX } else { hard as usize };
+            let keep_from = h
+                .replicas
+                .values()
+                .filter(|r| !r.dropped)
+                .map(|r| r.next)
+                .min();
+            h.backlog.trim(cfg.repl_backlog_size, keep_from, hard);
+            let first = h.backlog.first();
+            for r in h.replicas.values_mut() {
+                if !r.dropped && r.mark.is_none() && r.next < first {
+                    r.dropped = true;
+                    crate::log::warn(&format!(
+                        "Client replica {}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                        r.ip, r.port
+                    ));
+                }
+            }
+            h.status(&cfg, now)
+        });
+        if let Some((status, good)) = status {
+            let shared = &core.global.repl;
+            shared.good_replicas.store(good, Ordering::Relaxed);
+            let mut s = shared.status.lock().unwrap_or_else(|p| p.into_inner());
+            let (replid2, second) = (std::mem::take(&mut s.replid2), s.second_offset);
+            *s = status;
+            s.replid2 = replid2;
+            s.second_offset = second;
+        }
+    }
+}
+
+impl Hub {
+    fn new(now_ms: u64) -> Hub {
+        Hub {
+            backlog: Backlog {
+                buf: VecDeque::new(),
+                end: 0,
+            },
+            pending: BTreeMap::new(),
+            stream_db: None,
+            replicas: HashMap::new(),
+            last_ping_ms: now_ms,
+            collected_to: 0,
+        }
+    }
+
+    /// Appends the waiting units numbered below `g`, in order, and settles the snapshot
+    /// marks they pass.
+    fn emit_below(&mut self, g: u64) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() >= g {
+                break;
+            }
+            let seq = *entry.key();
+            let ops = entry.remove();
+            self.settle_marks(seq);
+            self.append_unit(&ops);
+        }
+        self.settle_marks(g);
+    }
+
+    /// Replicas whose snapshot point is at or before unit `seq` start from here.
+    fn settle_marks(&mut self, seq: u64) {
+        let end = self.backlog.end;
+        for r in self.replicas.values_mut() {
+            if r.mark.is_some_and(|m| m <= seq) {
+                r.mark = None;
+                r.synced_at = Some(end);
+                r.next = end + 1;
+            }
+        }
+    }
+
+    fn append_unit(&mut self, ops: &[Op]) {
+        let Some(first) = ops.first() else {
+            return;
+        };
+        let wrap = ops.len() > 1;
+        if wrap {
+            self.select(first.db);
+            self.backlog.append(b"*1\r\n$5\r\nMULTI\r\n");
+        }
+        for op in ops {
+            self.select(op.db);
+            self.backlog.append(&op.cmd);
+        }
+        if wrap {
+            self.backlog.append(b"*1\r\n$4\r\nEXEC\r\n");
+        }
+    }
+
+    fn select(&mut self, db: u8) {
+        if self.stream_db != Some(db) {
+            let n = db.to_string();
+            let cmd = percore_shard::repl::encode(&[b"SELECT", n.as_bytes()]);
+            self.backlog.append(&cmd);
+            self.stream_db = Some(db);
+        }
+    }
+
+    /// INFO's view, and how many replicas are good for `min-replicas-to-write`.
+    fn status(&self, cfg: &crate::config::Config, now: u64) -> (Status, usize) {
+        let mut replicas: Vec<(&u64, &Replica)> =
+            self.replicas.iter().filter(|(_, r)| !r.dropped).collect();
+        replicas.sort_by_key(|(id, _)| **id);
+        let lag = |r: &Replica| now.saturating_sub(r.ack_ms) / 1000;
+        let good = replicas
+            .iter()
+            .filter(|(_, r)| r.online && lag(r) <= cfg.min_replicas_max_lag)
+            .count();
+        let lines = replicas
+            .iter()
+            .map(|(_, r)| ReplicaLine {
+                ip: r.ip.clone(),
+                port: r.port,
+                state: if r.online { "online" } else { "wait_bgsave" },
+                offset: r.ack,
+                lag_s: lag(r),
+            })
+            .collect();
+        let s = Status {
+            offset: self.backlog.end,
+            backlog_active: true,
+            backlog_first: self.backlog.first(),
+            backlog_histlen: self.backlog.buf.len() as u64,
+            replid2: String::new(),
+            second_offset: -1,
+            replicas: lines,
+        };
+        (s, good)
+    }
+}
+
+/// What a replica's read from core 0 found.
+pub enum Read {
+    Bytes(Vec<u8>),
+    /// Its snapshot point is not reached yet.
+    Waiting,
+    /// It fell out of the backlog (or was never known): the link must close.
+    Gone,
+}
+
+/// Registers replica `id` for a full sync, to be run on core 0 under a lock of the whole
+/// keyspace: its snapshot point is the counter's value now. Returns the point.
+pub fn register_full(c: &Core, id: u64, ip: String, port: u16) -> u64 {
+    let g = c.global.repl.seq.load(Ordering::Acquire);
+    with_hub(|h| {
+        let next = h.backlog.end + 1;
+        h.replicas.insert(
+            id,
+            Replica {
+                ip,
+                port,
+                next,
+                mark: Some(g),
+                synced_at: None,
+                online: false,
+                ack: 0,
+                ack_ms: now_ms(),
+                dropped: false,
+            },
+        );
+    });
+    g
+}
+
+/// Registers replica `id` to continue from offset `from` (a partial resync): false when the
+/// backlog no longer holds it.
+pub fn register_partial(id: u64, ip: String, port: u16, from: u64) -> bool {
+    with_hub(|h| {
+        if h.backlog.read(from, 0).is_none() {
+            return false;
+        }
+        h.replicas.insert(
+            id,
+            Replica {
+                ip,
+                port,
+                next: from,
+                mark: None,
+                synced_at: Some(from.saturating_sub(1)),
+                online: true,
+                ack: from.saturating_sub(1),
+                ack_ms: now_ms(),
+                dropped: false,
+            },
+        );
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// The offset replica `id`'s full sync starts after, once the merger has reached it.
+pub fn synced_at(id: u64) -> Option<u64> {
+    with_hub(|h| h.replicas.get(&id).and_then(|r| r.synced_at)).flatten()
+}
+
+/// The next bytes of the stream for replica `id` (core 0).
+pub fn read_for(id: u64) -> Read {
+    with_hub(|h| {
+        let Some(r) = h.replicas.get_mut(&id) else {
+            return Read::Gone;
+        };
+        if r.dropped {
+            return Read::Gone;
+        }
+        if r.mark.is_some() {
+            return Read::Waiting;
+        }
+        match h.backlog.read(r.next, READ_MAX) {
+            Some(b) => {
+                r.next += b.len() as u64;
+                Read::Bytes(b)
+            }
+            None => Read::Gone,
+        }
+    })
+    .unwrap_or(Read::Gone)
+}
+
+/// Replica `id` has loaded its snapshot and takes the stream now.
+pub fn set_online(id: u64) {
+    with_hub(|h| {
+        if let Some(r) = h.replicas.get_mut(&id) {
+            r.online = true;
+            r.ack_ms = now_ms();
+        }
+    });
+}
+
+/// REPLCONF ACK from replica `id`.
+pub fn ack(id: u64, offset: u64) {
+    with_hub(|h| {
+        if let Some(r) = h.replicas.get_mut(&id) {
+            r.ack = r.ack.max(offset);
+            r.ack_ms = now_ms();
+            r.online = true;
+        }
+    });
+}
+
+pub fn unregister(id: u64) {
+    with_hub(|h| h.replicas.remove(&id));
+}
+
+/// Whether a replica asking for `replid` at `offset` can continue: its id is ours (or our
+/// previous one, up to where it was ours) and the backlog holds the offset.
+pub fn can_continue(core: &Core, replid: &[u8], offset: u64) -> bool {
+    if replid == self::replid(&core.global).as_bytes() {
+        return true;
+    }
+    let s = core.global.repl.status();
+    replid == s.replid2.as_bytes() && s.replid2 != NO_REPLID && (offset as i64) <= s.second_offset
+}
+
+/// WAIT numreplicas timeout: the number of replicas that acknowledged every write made
+/// before the call (the stream up to the counter's value now), waiting up to `timeout_ms`
+/// (0: forever) for `want` of them. Asks the replicas for acknowledgements (REPLCONF
+/// GETACK in the stream).
+pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
+    if !core.global.repl.active.load(Ordering::Acquire) {
+        return 0;
+    }
+    let g = core.global.repl.seq.load(Ordering::Acquire);
+    // The offset every write numbered below `g` reached: settled once the merger passes it.
+    let target = loop {
+        let end = call(core, 0, move |_c: &Core| {
+            with_hub(|h| {
+                (h.collected_to >= g && h.pending.range(..g).next().is_none())
+                    .then_some(h.backlog.end)
+            })
+            .flatten()
+        })
+        .await;
+        if let Some(e) = end {
+            break e;
+        }
+        crate::runtime::sleep(Duration::from_millis(1)).await;
+    };
+    let count = move |_c: &Core| {
+        with_hub(|h| {
+            h.replicas
+                .values()
+                .filter(|r| !r.dropped && r.online && r.ack >= target)
+                .count()
+        })
+        .unwrap_or(0)
+    };
+    let n = call(core, 0, count).await;
+    if n >= want {
+        return n;
+    }
+    call(core, 0, |_c: &Core| {
+        with_hub(|h| {
+            h.backlog
+                .append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
+        })
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        let n = call(core, 0, count).await;
+        if n >= want
+            || (timeout_ms > 0 && std::time::Instant::now() >= deadline)
+            || core.global.shutdown.load(Ordering::Relaxed)
+        {
+            return n;
+        }
+        crate::runtime::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// WAIT numreplicas timeout.
+pub async fn wait_command(
+    conn: &mut crate::conn::Conn,
+    a: percore_proto::Args<'_>,
+    w: &mut percore_proto::ReplyWriter<'_>,
+) {
+    let Some(want) = percore_proto::parse_i64(&a[1]) else {
+        return w.error(percore_shard::err::NOT_INT);
+    };
+    let timeout = match percore_proto::parse_i64(&a[2]) {
+        None => return w.error("ERR timeout is not an integer or out of range"),
+        Some(t) if t < 0 => return w.error("ERR timeout is negative"),
+        Some(t) => t as u64,
+    };
+    conn.flush().await;
+    let want = want.max(0) as usize;
+    let core = conn.core.clone();
+    if !core.global.repl.active.load(Ordering::Acquire) && want > 0 {
+        // No replica: nothing can acknowledge; wait out the timeout (or until closed).
+        let start = std::time::Instant::now();
+        while (timeout == 0 || start.elapsed() < Duration::from_millis(timeout))
+            && !conn.handle.killed.get()
+            && !core.global.shutdown.load(Ordering::Relaxed)
+        {
+            crate::runtime::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    w.int(wait(&core, want, timeout).await as i64);
+}
+
+/// REPLICAOF/SLAVEOF: `NO ONE` on a primary is answered as Redis answers it (nothing to
+/// do); following another server is not implemented yet and says so.
+pub fn replicaof(a: percore_proto::Args<'_>, w: &mut percore_proto::ReplyWriter<'_>) {
+    if a[1].eq_ignore_ascii_case(b"no") && a[2].eq_ignore_ascii_case(b"one") {
+        crate::log::notice("REPLICAOF NO ONE: already a master");
+        return w.ok();
+    }
+    w.error("ERR percore cannot be a replica yet (REPLICAOF host port is not supported)");
+}
+
+/// ROLE, on a primary: `master`, the offset, and each online replica's address, port and
+/// acknowledged offset.
+pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
+    let s = conn.core.global.repl.status();
+    w.array(3);
+    w.bulk(b"master");
+    w.int(s.offset as i64);
+    let online: Vec<&ReplicaLine> = s.replicas.iter().filter(|r| r.state == "online").collect();
+    w.array(online.len());
+    for r in online {
+        w.array(3);
+        w.bulk(r.ip.as_bytes());
+        w.bulk(r.port.to_string().as_bytes());
+        w.bulk(r.offset.to_string().as_bytes());
+    }
+}
+
+/// INFO's replication section, as Redis 7.0 writes it for a primary.
+pub fn info(global: &crate::core::Global) -> String {
+    let s = global.repl.status();
+    let replid = replid(global);
+    let mut out = format!("role:master\r\nconnected_slaves:{}\r\n", s.replicas.len());
+    for (i, r) in s.replicas.iter().enumerate() {
+        out.push_str(&format!(
+            "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
+            r.ip, r.port, r.state, r.offset, r.lag_s
+        ));
+    }
+    let cfg_size = global
+        .config
+        .lock()
+        .map(|c| c.1.repl_backlog_size)
+        .unwrap_or(1 << 20);
+    out.push_str(&format!(
+        "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+        if s.replid2.is_empty() { NO_REPLID } else { &s.replid2 },
+        s.offset,
+        s.second_offset,
+        s.backlog_active as u8,
+        cfg_size,
+        if s.backlog_active { s.backlog_first } else { 0 },
+        s.backlog_histlen,
+    ));
+    out
+}
+
+/// Ops a connection collects for its transaction across shards, pushed as one unit when it
+/// ends (see the module's header).
+#[derive(Default)]
+pub struct Capture {
+    pub ops: Vec<Op>,
+}
+
+impl Capture {
+    /// Takes one number for the collected ops and pushes them to `core`'s feed. Must run
+    /// while the transaction still holds its locks.
+    pub fn commit(&mut self, core: &Core) {
+        if self.ops.is_empty() {
+            return;
+        }
+        let mut shard = core.shard.borrow_mut();
+        let feed = &mut shard.feed;
+        let held = std::mem::replace(&mut feed.hold, false);
+        let before = std::mem::replace(&mut feed.ops, std::mem::take(&mut self.ops));
+        feed.close();
+        feed.ops = before;
+        feed.hold = held;
+    }
+}
+
+/// Runs `f` on this core's shard with its feed held, moving what it propagated to `into`
+/// (a transaction's command on the connection's own core). Costs one load when no stream
+/// exists.
+#[inline]
+pub fn held<R>(
+    shard: &mut percore_shard::Shard,
+    into: Option<&mut Vec<Op>>,
+    f: impl FnOnce(&mut percore_shard::Shard) -> R,
+) -> R {
+    match into {
+        Some(ops) if shard.feed.on => {
+            let was = std::mem::replace(&mut shard.feed.hold, true);
+            let r = f(shard);
+            shard.feed.hold = was;
+            ops.append(&mut shard.feed.ops);
+            r
+        }
+        _ => f(shard),
+    }
+}
+
+/// Serves the clients blocked on keys just filled ([`crate::blocking::serve_ready`]); with
+/// `into` (a transaction's capture) and a stream, their pops join the transaction's unit.
+#[inline]
+pub fn serve_ready_held(core: &Core, into: Option<&RefCell<Vec<Op>>>) {
+    let Some(into) = into.filter(|_| core.shard.borrow().feed.on) else {
+        return crate::blocking::serve_ready(core);
+    };
+    let was = std::mem::replace(&mut core.shard.borrow_mut().feed.hold, true);
+    crate::blocking::serve_ready(core);
+    let mut sh = core.shard.borrow_mut();
+    sh.feed.hold = was;
+    into.borrow_mut().append(&mut sh.feed.ops);
+}
+
+/// The unit of a command the connection propagates itself (FLUSHALL, FLUSHDB, SWAPDB, and
+/// the commands over several shards that are not a series of shard commands): into the
+/// transaction's capture when there is one, else numbered now.
+#[inline]
+pub fn propagate_here(core: &Core, capture: Option<&mut Vec<Op>>, db: usize, args: &[&[u8]]) {
+    if !core.global.repl.active.load(Ordering::Acquire) {
+        return;
+    }
+    let op = Op {
+        db: db as u8,
+        cmd: percore_shard::repl::encode(args),
+    };
+    match capture {
+        Some(ops) => ops.push(op),
+        None => {
+            let mut c = Capture { ops: vec![op] };
+            c.commit(core);
+        }
+    }
+}
+
+/// A write command over several shards that ran as steps of the coordinator (RENAME,
+/// SMOVE, SINTERSTORE, …; not one shard's command): propagated as it was given, since it
+/// gives the same result on a replica holding the same keys. Left out when it failed or
+/// changed nothing by its reply (`:0` or nil: RENAMENX, MSETNX, SMOVE, COPY, LMOVE, …).
+pub fn propagate_coordinated(conn: &crate::conn::Conn, args: &percore_proto::Args, reply: &[u8]) {
+    if !conn.core.global.repl.active.load(Ordering::Acquire)
+        || reply.is_empty()
+        || reply[0] == b'-'
+        || reply.starts_with(b":0\r\n")
+        || reply.starts_with(b"$-1\r\n")
+        || reply.starts_with(b"*-1\r\n")
+        || reply.starts_with(b"_\r\n")
+    {
+        return;
+    }
+    let parts: Vec<&[u8]> = args.iter().collect();
+    let capture = conn.tx.is_some() || conn.repl_depth > 0;
+    let mut ops = conn.repl_ops.borrow_mut();
+    propagate_here(&conn.core, capture.then_some(&mut *ops), conn.db, &parts);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_keeps_its_size_and_what_replicas_still_need() {
+        let mut b = Backlog {
+            buf: VecDeque::new(),
+            end: 0,
+        };
+        assert_eq!(b.first(), 1);
+        assert_eq!(b.read(1, 10), Some(vec![]));
+        b.append(b"abcdef");
+        assert_eq!(b.end, 6);
+        assert_eq!(b.read(3, 2), Some(b"cd".to_vec()));
+        b.trim(2, None, 100);
+        assert_eq!(b.first(), 5);
+        assert_eq!(b.read(4, 10), None);
+        assert_eq!(b.read(5, 10), Some(b"ef".to_vec()));
+        b.append(b"ghij");
+        b.trim(2, Some(5), 100);
+        assert_eq!(b.first(), 5, "a replica still needs offset 5");
+        b.trim(2, Some(5), 3);
+        assert_eq!(b.first(), 8, "but no more than the hard limit");
+        assert_eq!(b.read(11, 10), Some(vec![]));
+        assert_eq!(b.read(12, 10), None);
+    }
+
+    #[test]
+    fn units_go_out_in_number_order_wrapped_and_with_select() {
+        let mut h = Hub::new(0);
+        let op = |db: u8, parts: &[&[u8]]| Op {
+            db,
+            cmd: percore_shard::repl::encode(parts),
+        };
+        h.pending.insert(2, vec![op(1, &[b"SET", b"b", b"2"])]);
+        h.pending.insert(
+            0,
+            vec![op(0, &[b"SET", b"a", b"1"]), op(1, &[b"DEL", b"c"])],
+        );
+        h.pending.insert(5, vec![op(1, &[b"SET", b"z", b"9"])]);
+        h.replicas.insert(
+            7,
+            Replica {
+                ip: String::new(),
+                port: 0,
+                next: 1,
+                mark: Some(1),
+                synced_at: None,
+                online: false,
+                ack: 0,
+                ack_ms: 0,
+                dropped: false,
+            },
+        );
+        h.emit_below(3);
+        let text = String::from_utf8(h.backlog.buf.iter().copied().collect()).unwrap();
+        assert_eq!(
+            text,
+            "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*1\r\n$5\r\nMULTI\r\n\
+             *3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n\
+             *2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n\
+             *1\r\n$4\r\nEXEC\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n"
+        );
+        assert!(h.pending.contains_key(&5), "unit 5 waits for its turn");
+        // The replica's snapshot point (unit 1) falls after unit 0 and before unit 2.
+        let r = &h.replicas[&7];
+        let after_unit_0 = text.find("*3\r\n$3\r\nSET\r\n$1\r\nb").unwrap() as u64;
+        assert_eq!(r.synced_at, Some(after_unit_0));
+        assert_eq!(r.next, after_unit_0 + 1);
+    }
+}
