@@ -2297,8 +2297,10 @@ pub(crate) async fn execute(
     if own_tx || (!locked && tx_after.is_some()) {
         conn.end_tx().await;
     }
-    // The clients blocked on keys the script pushed to while it held no locks.
-    crate::blocking::serve_ready(&conn.core);
+    // The clients blocked on keys the script pushed to while it held no locks; what their
+    // pops propagate follows the script's own effects in its unit.
+    let capturing = conn.tx.is_some() || conn.repl_depth > 0;
+    crate::repl::serve_ready_held(&conn.core, capturing.then_some(&conn.repl_ops));
     let mut w = ReplyWriter::new(out, proto);
     match result {
         Ok(RunOut { value, resp3, .. }) => {
