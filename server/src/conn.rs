@@ -1585,7 +1585,9 @@ fn apply_here(
             None => shard.apply(ctx, spec, args, w),
             Some(ops) => {
                 let mut ops = ops.borrow_mut();
-                crate::repl::held(&mut shard, Some(&mut *ops), |sh| sh.apply(ctx, spec, args, w))
+                crate::repl::held(&mut shard, Some(&mut *ops), |sh| {
+                    sh.apply(ctx, spec, args, w)
+                })
             }
         },
     }

@@ -28,8 +28,10 @@
 //! [`Feed::ops`] and the server moves them to the transaction's coordinator, which gives the
 //! whole transaction one sequence number while it holds its key locks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
 use percore_proto::{Args, Cmd, CommandSpec};
 
@@ -56,6 +58,8 @@ pub struct Feed {
     pub hold: bool,
     /// The global sequence units are numbered from (shared by every shard).
     seq: Option<Arc<AtomicU64>>,
+    /// Rung when `units` gets its first unit since the server last collected them.
+    bell: Option<Arc<Doorbell>>,
     /// Ops of the unit being built.
     pub ops: Vec<Op>,
     /// Finished units, oldest first, until the server collects them.
@@ -65,9 +69,11 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Starts recording, numbering units from `seq`.
-    pub fn start(&mut self, seq: Arc<AtomicU64>) {
+    /// Starts recording, numbering units from `seq` and ringing `bell` when units wait
+    /// for the server.
+    pub fn start(&mut self, seq: Arc<AtomicU64>, bell: Arc<Doorbell>) {
         self.seq = Some(seq);
+        self.bell = Some(bell);
         self.on = true;
     }
 
@@ -94,6 +100,12 @@ impl Feed {
             seq,
             ops: std::mem::take(&mut self.ops),
         });
+        // One ring per collection: the server takes all of `units` at once.
+        if self.units.len() == 1 {
+            if let Some(b) = &self.bell {
+                b.ring();
+            }
+        }
     }
 
     /// A key deleted outside the command's own effect (expired, evicted): `DEL key`, in a
@@ -103,6 +115,53 @@ impl Feed {
         if !in_command {
             self.close();
         }
+    }
+}
+
+/// A wake-up for one waiting task that any thread may ring. Rings before the task has
+/// seen the last one cost one atomic swap each and wake nothing: a burst of rings is one
+/// wake-up, and a task that waits on it sleeps until there is something to do (no polling).
+#[derive(Default, Debug)]
+pub struct Doorbell {
+    rung: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel) {
+            if let Some(w) = self
+                .waker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Completes once the bell has rung since the previous wait completed (at once if it
+    /// already has). One task waits on a bell at a time.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            {
+                let mut w = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+            }
+            // A ring between the first check and the waker's registration may have woken
+            // the previous waker: look again.
+            if self.rung.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -328,8 +387,58 @@ mod tests {
 
     fn fed() -> crate::Shard {
         let mut sh = shard();
-        sh.feed.start(Arc::new(AtomicU64::new(0)));
+        sh.feed.start(Arc::new(AtomicU64::new(0)), Arc::default());
         sh
+    }
+
+    /// Counts the wake-ups of a task.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls `bell.wait()` once with a counting waker: whether it completed.
+    fn poll_wait(bell: &Doorbell, wakes: &Arc<Wakes>) -> bool {
+        let waker = Waker::from(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut f = std::pin::pin!(bell.wait());
+        f.as_mut().poll(&mut cx).is_ready()
+    }
+
+    /// A feed rings its bell when its first unit waits, not for the next ones; the bell
+    /// wakes its waiter once for a burst of rings and completes one wait per burst.
+    #[test]
+    fn the_feed_rings_once_per_collection_and_rings_coalesce() {
+        let bell = Arc::new(Doorbell::default());
+        let wakes = Arc::new(Wakes(Default::default()));
+        assert!(!poll_wait(&bell, &wakes), "nothing rang yet");
+        let mut sh = shard();
+        sh.feed.start(Arc::new(AtomicU64::new(0)), bell.clone());
+        run(&mut sh, T0, &["SET", "a", "1"]);
+        run(&mut sh, T0, &["SET", "b", "1"]);
+        run(&mut sh, T0, &["SET", "c", "1"]);
+        assert_eq!(sh.feed.units.len(), 3);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "one wake-up for three units"
+        );
+        assert!(poll_wait(&bell, &wakes), "the ring is seen");
+        assert!(!poll_wait(&bell, &wakes), "and seen once");
+        // The server collects; the next unit rings again.
+        sh.feed.units.clear();
+        run(&mut sh, T0, &["SET", "d", "1"]);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(poll_wait(&bell, &wakes));
+        // A ring with no waiter registered is kept for the next wait.
+        let quiet = Doorbell::default();
+        quiet.ring();
+        quiet.ring();
+        assert!(poll_wait(&quiet, &wakes));
+        assert!(!poll_wait(&quiet, &wakes));
     }
 
     /// The units recorded since the last call, each as its ops' text.

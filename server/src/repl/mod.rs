@@ -69,7 +69,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use percore_shard::repl::{Op, Unit};
+use percore_shard::repl::{Doorbell, Op, Unit};
 
 use crate::core::{call, call_all, now_ms, Core};
 
@@ -77,6 +77,8 @@ use crate::core::{call, call_all, now_ms, Core};
 pub struct Shared {
     /// The global sequence of units.
     pub seq: Arc<AtomicU64>,
+    /// Core 0's merger waits on it: shards ring it when units wait for collection.
+    pub bell: Arc<Doorbell>,
     /// The stream exists (since the first replica attached).
     pub active: AtomicBool,
     /// Replicas online whose last acknowledgement is within `min-replicas-max-lag`.
@@ -92,6 +94,7 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             seq: Arc::new(AtomicU64::new(0)),
+            bell: Arc::default(),
             active: AtomicBool::new(false),
             good_replicas: AtomicUsize::new(0),
             min_replicas: AtomicUsize::new(0),
@@ -227,6 +230,8 @@ struct Replica {
     ack_ms: u64,
     /// It fell past the output limit: its reads fail and its connection closes.
     dropped: bool,
+    /// Rung when there is something new for its sender (bytes, or being dropped).
+    bell: Arc<Doorbell>,
 }
 
 /// Core 0's side: the backlog, the units waiting for their turn, the replicas.
@@ -276,9 +281,9 @@ pub async fn activate(core: &Rc<Core>) {
     })
     .await;
     if started {
-        let seq = shared.seq.clone();
+        let (seq, bell) = (shared.seq.clone(), shared.bell.clone());
         call_all(core, move |c: &Core| {
-            c.shard.borrow_mut().feed.start(seq.clone());
+            c.shard.borrow_mut().feed.start(seq.clone(), bell.clone());
         })
         .await;
         shared.active.store(true, Ordering::Release);
@@ -291,11 +296,18 @@ pub async fn activate(core: &Rc<Core>) {
     }
 }
 
-/// Core 0's merger: collects the shards' units every millisecond and appends them to the
-/// backlog in number order.
+/// How often the merger looks at its replicas with nothing to collect (PINGs, lag, the
+/// published status): Redis's `hz` 10.
+const MERGE_TICK: Duration = Duration::from_millis(100);
+
+/// Core 0's merger: collects the shards' units when one rings (the first unit a shard holds
+/// since the last collection rings its bell: one wake-up per round, none while idle) and
+/// appends them to the backlog in number order; every [`MERGE_TICK`] it also tends the
+/// replicas (PING, lag, limits).
 async fn merge_loop(core: Rc<Core>) {
+    let bell = core.global.repl.bell.clone();
     loop {
-        crate::runtime::sleep(Duration::from_millis(1)).await;
+        futures_lite::future::or(bell.wait(), crate::runtime::sleep(MERGE_TICK)).await;
         if core.global.shutdown.load(Ordering::Relaxed) {
             return;
         }
@@ -315,6 +327,7 @@ async fn merge_loop(core: Rc<Core>) {
         }
         let cfg = core.config.borrow().clone();
         let status = with_hub(|h| {
+            let end = h.backlog.end;
             h.emit_below(g);
             let now = now_ms();
             if !h.replicas.is_empty()
@@ -337,11 +350,19 @@ async fn merge_loop(core: Rc<Core>) {
             for r in h.replicas.values_mut() {
                 if !r.dropped && r.mark.is_none() && r.next < first {
                     r.dropped = true;
+                    r.bell.ring();
                     crate::log::warn(&format!(
                         "Client replica {}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
                         r.ip, r.port
                     ));
                 }
+            }
+            if h.backlog.end != end {
+                h.replicas.values().for_each(|r| r.bell.ring());
+            }
+            // Units numbered past `g` wait: another round at once, not at the next ring.
+            if !h.pending.is_empty() {
+                bell.ring();
             }
             h.status(&cfg, now)
         });
@@ -472,6 +493,8 @@ pub enum Read {
 /// keyspace: its snapshot point is the counter's value now. Returns the point.
 pub fn register_full(c: &Core, id: u64, ip: String, port: u16) -> u64 {
     let g = c.global.repl.seq.load(Ordering::Acquire);
+    // The merger settles the replica's mark at its next round.
+    c.global.repl.bell.ring();
     with_hub(|h| {
         let next = h.backlog.end + 1;
         h.replicas.insert(
@@ -486,6 +509,7 @@ pub fn register_full(c: &Core, id: u64, ip: String, port: u16) -> u64 {
                 ack: 0,
                 ack_ms: now_ms(),
                 dropped: false,
+                bell: Arc::default(),
             },
         );
     });
@@ -511,11 +535,17 @@ pub fn register_partial(id: u64, ip: String, port: u16, from: u64) -> bool {
                 ack: from.saturating_sub(1),
                 ack_ms: now_ms(),
                 dropped: false,
+                bell: Arc::default(),
             },
         );
         true
     })
     .unwrap_or(false)
+}
+
+/// The bell replica `id`'s sender waits on (core 0).
+pub fn bell_for(id: u64) -> Option<Arc<Doorbell>> {
+    with_hub(|h| h.replicas.get(&id).map(|r| r.bell.clone())).flatten()
 }
 
 /// The offset replica `id`'s full sync starts after, once the merger has reached it.
@@ -622,6 +652,7 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
         with_hub(|h| {
             h.backlog
                 .append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
+            h.replicas.values().for_each(|r| r.bell.ring());
         })
     })
     .await;
@@ -878,6 +909,7 @@ mod tests {
                 ack: 0,
                 ack_ms: 0,
                 dropped: false,
+                bell: Arc::default(),
             },
         );
         h.emit_below(3);

@@ -396,6 +396,9 @@ impl Sink<'_> {
 async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64, mut wait_ack: bool) {
     let mut input = Vec::new();
     let mut rb = vec![0u8; 4096];
+    let Some(bell) = call(core, 0, move |_c: &Core| super::bell_for(id)).await else {
+        return;
+    };
     loop {
         if conn.handle.killed.get() || core.global.shutdown.load(Ordering::Relaxed) {
             return;
@@ -415,10 +418,11 @@ async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64, mut wa
                 true
             }
         };
-        // Input: taken if it is there when busy sending, else waited for up to 1 ms.
+        // Input: taken if it is there when busy sending, else waited for until the merger
+        // rings (new bytes, or this replica dropped); the timeout only bounds a missed ring.
         let got = futures_lite::future::or(async { Some(stream.read(&mut rb).await) }, async {
             if !sent {
-                runtime::sleep(Duration::from_millis(1)).await;
+                futures_lite::future::or(bell.wait(), runtime::sleep(Duration::from_secs(1))).await;
             }
             None
         })
