@@ -31,9 +31,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Room a partial command's buffer grows by, at least (see the read loop).
 const MIN_READ: usize = 16 * 1024;
-/// Read-buffer size kept between requests; a larger one (after a huge request) is released.
-const QBUF_KEEP: usize = 1 << 20;
+/// Replies up to this size are sent without waiting for the kernel to take them (see
+/// `write_out`); larger ones are waited for, and counted in CLIENT LIST's `omem` meanwhile.
+const DETACH_MAX: usize = 16 << 10;
+/// A reply scratch buffer larger than this (after one big reply) is released after the read.
+const SCRATCH_KEEP: usize = 4 << 10;
 /// Commands sent to other shards per batch, at most: a deep pipeline of reads for large
 /// values is answered in slices, so a connection never holds more than this many remote
 /// replies at once (a barrier in the pipeline, one extra round trip per 64 commands).
@@ -228,7 +232,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         acl_epoch,
         close: false,
         now_ms: crate::core::now_ms(),
-        out: Vec::with_capacity(MIN_READ),
+        out: Vec::new(),
         scratch_out: Vec::new(),
         multi: None,
         watching: None,
@@ -285,44 +289,25 @@ impl Conn {
             self.authed,
             self.core.config.borrow().proto_max_bulk_len,
         ));
-        let mut rbuf: Vec<u8> = vec![0; MIN_READ];
-        let (mut start, mut filled) = (0usize, 0usize);
+        // The read buffer holds input only while a command is incomplete: otherwise it is
+        // empty and holds no memory, and the next read takes the ring's received bytes
+        // as they are (no copy). An idle connection holds no buffer at all.
+        let mut rbuf: Vec<u8> = Vec::new();
         let mut need = 0usize;
         loop {
-            // Make room: compact, then grow toward what the pending frame needs.
-            if start == filled {
-                start = 0;
-                filled = 0;
-            }
-            // Grow toward what the pending frame needs, but never more than doubling what
-            // has actually arrived: a client declaring a 512 MB bulk and sending nothing
-            // costs nothing, and one that sends it costs at most twice its bytes.
-            let have = filled - start;
-            let want = need
-                .saturating_sub(have)
-                .min(have.max(MIN_READ))
-                .max(MIN_READ);
-            if rbuf.len() - filled < want {
-                if start > 0 {
-                    rbuf.copy_within(start..filled, 0);
-                    filled -= start;
-                    start = 0;
-                }
-                if rbuf.len() - filled < want {
-                    let limit = self.core.config.borrow().client_query_buffer_limit;
-                    let new_len = (filled + want).max(rbuf.len() * 2).min(limit + MIN_READ);
-                    if new_len <= filled {
-                        return self.log_close("query buffer limit reached");
-                    }
-                    rbuf.resize(new_len, 0);
-                }
+            // With a partial command waiting, grow toward what it needs, but never more than
+            // doubling what has actually arrived: a client declaring a 512 MB bulk and
+            // sending nothing costs nothing, and one that sends it costs at most twice its
+            // bytes (the query buffer limit is checked after each read).
+            let have = rbuf.len();
+            if have > 0 && need > have {
+                rbuf.reserve((need - have).min(have.max(MIN_READ)));
             }
             // Messages, MONITOR lines and invalidations are written as they come, between
             // reads.
             let outbox = self.handle.outbox.clone();
             outbox.proto.set(self.proto);
-            let read = match crate::pubsub::read_or_push(stream, &mut rbuf[filled..], &outbox).await
-            {
+            let read = match crate::pubsub::read_or_push(stream, &mut rbuf, &outbox).await {
                 Some(r) => r,
                 None => {
                     outbox.take_into(&mut self.out);
@@ -343,21 +328,23 @@ impl Conn {
             // Redis's commands see one time snapshot each.
             self.now_ms = crate::core::now_ms();
             self.handle.info.borrow_mut().last_interaction = Instant::now();
-            filled += n;
+            if self.out.capacity() == 0 {
+                self.out = stream.take_buffer(0);
+            }
             {
                 let mut st = self.core.stats.borrow_mut();
                 st.net_input_bytes += n as u64;
                 st.reads_processed += 1;
             }
             let limit = self.core.config.borrow().client_query_buffer_limit;
-            if filled - start > limit {
+            if rbuf.len() > limit {
                 return self.log_close("client-query-buffer-limit exceeded");
             }
             // Decode and execute every complete command in the buffer.
-            let mut at = start;
+            let mut at = 0;
             need = 0;
             loop {
-                let r = decoder.decode(&mut rbuf[at..filled]);
+                let r = decoder.decode(&mut rbuf[at..]);
                 match r {
                     Ok(Decoded::Command { consumed }) => {
                         let frame = &rbuf[at..at + consumed];
@@ -379,11 +366,11 @@ impl Conn {
                         if self.p.queued >= MAX_QUEUED {
                             self.flush().await;
                         }
-                        if !self.p.active
-                            && self.out.len() >= OUT_FLUSH
-                            && self.write_out(stream).await.is_err()
-                        {
-                            return;
+                        if !self.p.active && self.out.len() >= OUT_FLUSH {
+                            self.note_buffers(rbuf.len() - at, rbuf.capacity(), stream);
+                            if self.write_out(stream).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Ok(Decoded::Empty { consumed }) => at += consumed,
@@ -402,32 +389,21 @@ impl Conn {
                 }
                 decoder.limits = limits(self.authed, self.core.config.borrow().proto_max_bulk_len);
             }
-            start = at;
-            // A buffer grown for one huge request is released once it has been consumed
-            // (Redis trims idle query buffers the same way).
-            if start == filled && rbuf.len() > QBUF_KEEP {
-                rbuf = vec![0; MIN_READ];
-                start = 0;
-                filled = 0;
+            // Keep only the partial command, if any; a drained buffer goes back to the core.
+            if at == rbuf.len() {
+                stream.recycle(std::mem::take(&mut rbuf));
+            } else if at > 0 {
+                rbuf.drain(..at);
+            }
+            if self.scratch_out.capacity() > SCRATCH_KEEP {
+                self.scratch_out = Vec::new();
             }
             self.flush().await;
-            {
-                let (ring_pending, ring_mem) = stream.input_bytes();
-                let mut info = self.handle.info.borrow_mut();
-                info.qbuf = filled - start + ring_pending;
-                info.qbuf_free = rbuf.len() - filled;
-                info.rbs = rbuf.len();
-                info.argv_mem = 0;
-                info.reply_bytes = self.out.len();
-                info.tot_mem = std::mem::size_of::<Conn>()
-                    + rbuf.capacity()
-                    + ring_mem
-                    + self.out.capacity()
-                    + self.scratch_out.capacity();
-            }
+            self.note_buffers(rbuf.len(), rbuf.capacity(), stream);
             if self.write_out(stream).await.is_err() {
                 return;
             }
+            self.note_buffers(rbuf.len(), rbuf.capacity(), stream);
             if self.close || self.handle.killed.get() {
                 return;
             }
@@ -438,6 +414,24 @@ impl Conn {
             // serving each readable client once per event-loop turn.
             crate::runtime::yield_if_needed().await;
         }
+    }
+
+    /// CLIENT LIST's view of the buffers: unparsed input (`unparsed` bytes of the read
+    /// buffer of `rbuf_cap` bytes, and what the ring received since), replies waiting, and
+    /// the memory the connection holds.
+    fn note_buffers(&self, unparsed: usize, rbuf_cap: usize, stream: &Stream) {
+        let (ring_pending, ring_mem) = stream.input_bytes();
+        let mut info = self.handle.info.borrow_mut();
+        info.qbuf = unparsed + ring_pending;
+        info.qbuf_free = rbuf_cap - unparsed;
+        info.rbs = rbuf_cap;
+        info.argv_mem = 0;
+        info.reply_bytes = self.out.len();
+        info.tot_mem = std::mem::size_of::<Conn>()
+            + rbuf_cap
+            + ring_mem
+            + self.out.capacity()
+            + self.scratch_out.capacity();
     }
 
     /// Writes the replies gathered so far (a blocking command does before it parks).
@@ -460,15 +454,22 @@ impl Conn {
             self.log_close("client-output-buffer-limit (normal) reached");
             return Err(std::io::ErrorKind::OutOfMemory.into());
         }
-        // What is being sent counts against the outbox's limit too.
-        self.handle.outbox.sending.set(self.out.len());
-        // The buffer goes to the ring for the send and an empty one comes back.
-        let written = stream.send_owned(&mut self.out).await;
-        self.handle.outbox.sending.set(0);
+        let written = if self.out.len() <= DETACH_MAX && self.subs.is_none() {
+            // Small replies are handed over and not waited for: the kernel takes them at
+            // once but for a client that stopped reading, and then the next write waits.
+            stream.send_detached(&mut self.out).await
+        } else {
+            // What is being sent counts against the outbox's limit too, and stays in
+            // CLIENT LIST's `omem` until the kernel has taken it.
+            self.handle.outbox.sending.set(self.out.len());
+            self.handle.info.borrow_mut().reply_bytes = self.out.len();
+            let written = stream.send_owned(&mut self.out).await;
+            self.handle.outbox.sending.set(0);
+            written
+        };
         self.handle.info.borrow_mut().reply_bytes = 0;
-        if self.out.capacity() > OUT_KEEP {
-            self.out = Vec::with_capacity(MIN_READ);
-        }
+        // Nothing is queued: the buffer goes back to the core until the next read.
+        stream.recycle(std::mem::take(&mut self.out));
         written
     }
 

@@ -131,10 +131,10 @@ impl Outbox {
 /// `outbox` (the read is dropped then; reads lose nothing when dropped).
 pub async fn read_or_push(
     stream: &mut crate::runtime::Stream,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     outbox: &Outbox,
 ) -> Option<std::io::Result<usize>> {
-    let mut read = std::pin::pin!(stream.read(buf));
+    let mut read = std::pin::pin!(stream.read_into(buf));
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));

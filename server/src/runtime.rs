@@ -237,7 +237,14 @@ where
                 match ring::start(ring::NetConfig::default()) {
                     Ok(net) => {
                         if index == 0 {
-                            crate::log::notice(&format!("network ring mode: {}", net.mode));
+                            crate::log::notice(&format!(
+                                "network ring mode: {}{}",
+                                net.mode,
+                                match net.ring_fd_registered() {
+                                    true => ", ring fd registered",
+                                    false => ", ring fd not registered (Linux 5.18+ registers it)",
+                                }
+                            ));
                         }
                         let _ = tx.send(Ok(()));
                     }
@@ -679,6 +686,27 @@ impl Stream {
         }
     }
 
+    /// Moves the received bytes (plaintext) to the end of `buf`; Ok(0) at end of stream.
+    /// In plain TCP the stream keeps no input buffer afterwards, and an empty `buf` takes
+    /// the received bytes without a copy (see [`ring::RingStream::read_into`]).
+    pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match &mut self.tls {
+            None => self.ring.read_into(buf).await,
+            Some(t) => t.read_into(&mut self.ring, buf).await,
+        }
+    }
+
+    /// Gives a drained buffer back to the core's pool, for the next connection that
+    /// receives or replies.
+    pub fn recycle(&self, b: Vec<u8>) {
+        self.ring.recycle(b)
+    }
+
+    /// An empty buffer with room for `len` bytes, from the core's pool when it has one.
+    pub fn take_buffer(&self, len: usize) -> Vec<u8> {
+        self.ring.take_buffer(len)
+    }
+
     /// Sends a copy of `buf`.
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.tls {
@@ -692,6 +720,16 @@ impl Stream {
     pub async fn send_owned(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         match &mut self.tls {
             None => self.ring.send_owned(out).await,
+            Some(t) => t.send(&mut self.ring, out).await,
+        }
+    }
+
+    /// Hands all of `out` over for sending and returns without waiting for the kernel to
+    /// take it (in TLS: encrypts and waits), leaving an empty buffer in its place. The next
+    /// send waits for this one and reports its error.
+    pub async fn send_detached(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        match &mut self.tls {
+            None => self.ring.send_detached(out).await,
             Some(t) => t.send(&mut self.ring, out).await,
         }
     }

@@ -243,3 +243,116 @@ fn ten_thousand_connections() {
     drop(conns);
     healthy(&srv);
 }
+
+/// Replies of `n` commands read one by one.
+fn replies(c: &mut Client, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|_| c.read_reply()).collect()
+}
+
+/// A pipeline split at every byte boundary, sent byte by byte and then in two parts at each
+/// split point, the client pausing between parts so that each arrives in a read of its own:
+/// the partial command is kept across reads and the replies are those of the whole pipeline
+/// sent at once.
+#[test]
+fn a_pipeline_split_at_every_byte_still_parses() {
+    let srv = Server::percore(1, &[]);
+    let pipeline = [
+        encode(&[b"SET", b"k", b"a value\r\nwith CRLF inside"]),
+        b"PING\r\n".to_vec(),
+        encode(&[b"GET", b"k"]),
+        encode(&[b"ECHO", &[b'e'; 40]]),
+        encode(&[b"STRLEN", b"k"]),
+    ]
+    .concat();
+    let mut whole = srv.client();
+    whole.send_raw(&pipeline);
+    let expected = replies(&mut whole, 5);
+    assert_eq!(expected[2], b"$25\r\na value\r\nwith CRLF inside\r\n");
+    let mut c = srv.client();
+    for b in &pipeline {
+        c.send_raw(&[*b]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(replies(&mut c, 5), expected, "sent byte by byte");
+    for i in 1..pipeline.len() {
+        c.send_raw(&pipeline[..i]);
+        std::thread::sleep(Duration::from_millis(2));
+        c.send_raw(&pipeline[i..]);
+        assert_eq!(replies(&mut c, 5), expected, "split after byte {i}");
+    }
+}
+
+/// `name`'s CLIENT LIST fields as numbers (those that are numbers).
+fn client_fields(admin: &mut Client, name: &str) -> std::collections::HashMap<String, usize> {
+    let list = admin.q("CLIENT LIST");
+    let text = s(&list);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))
+        .unwrap_or_else(|| panic!("no client named {name} in {text}"));
+    line.split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Polls `name`'s CLIENT LIST fields until `ok` holds (10 s at most); returns them.
+fn client_fields_until(
+    admin: &mut Client,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&std::collections::HashMap<String, usize>) -> bool,
+) -> std::collections::HashMap<String, usize> {
+    let t0 = Instant::now();
+    loop {
+        let f = client_fields(admin, name);
+        if ok(&f) {
+            return f;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{what}: {f:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// CLIENT LIST's buffer fields are what the connection holds: a partial command's bytes
+/// (`qbuf`) in a buffer of `rbs` bytes, none once it completes; a big reply to a client
+/// that does not read in `obl`/`oll`/`omem` (and `tot-mem`), none once it has been read.
+#[test]
+fn client_list_shows_partial_commands_and_unread_replies() {
+    let srv = Server::percore(1, &[]);
+    let mut admin = srv.client();
+    let mut a = srv.client();
+    assert_eq!(a.q("CLIENT SETNAME partial"), b"+OK\r\n");
+    let partial = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc";
+    a.send_raw(partial);
+    let f = client_fields_until(&mut admin, "partial", "the partial command", |f| {
+        f["qbuf"] == partial.len()
+    });
+    assert_eq!(f["qbuf"] + f["qbuf-free"], f["rbs"], "{f:?}");
+    assert!(f["tot-mem"] >= f["rbs"], "{f:?}");
+    let mut rest = vec![b'x'; 97];
+    rest.extend_from_slice(b"\r\n");
+    a.send_raw(&rest);
+    assert_eq!(a.read_reply(), b"+OK\r\n");
+    let fields = ["qbuf", "qbuf-free", "rbs", "obl", "oll", "omem"];
+    client_fields_until(&mut admin, "partial", "an idle client holds buffers", |f| {
+        fields.iter().all(|k| f[*k] == 0)
+    });
+
+    let value = vec![b'v'; 32 << 20];
+    assert_eq!(admin.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
+    let mut slow = srv.client();
+    assert_eq!(slow.q("CLIENT SETNAME slow"), b"+OK\r\n");
+    slow.send(&[b"GET", b"big"]);
+    let reply_len = format!("${}\r\n", value.len()).len() + value.len() + 2;
+    let f = client_fields_until(&mut admin, "slow", "the unread reply", |f| f["omem"] > 0);
+    assert_eq!(f["obl"], 16 << 10, "{f:?}");
+    assert_eq!(f["omem"], reply_len - (16 << 10), "{f:?}");
+    assert_eq!(f["oll"], f["omem"].div_ceil(16 << 10), "{f:?}");
+    assert!(f["tot-mem"] >= reply_len, "{f:?}");
+    assert_eq!(slow.read_reply().len(), reply_len);
+    client_fields_until(&mut admin, "slow", "the reply was read", |f| {
+        f["obl"] == 0 && f["omem"] == 0 && f["tot-mem"] < 64 << 10
+    });
+    healthy(&srv);
+}

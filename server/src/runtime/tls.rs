@@ -43,8 +43,42 @@ impl Layer {
     /// Plaintext into `buf`; 0 at the end of the stream (a close_notify, or the peer gone
     /// without one, as Redis treats it).
     pub async fn read(&mut self, ring: &mut RingStream, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(ring, |r| r.read(buf)).await
+    }
+
+    /// All the plaintext there is, appended to `buf`; 0 at the end of the stream.
+    pub async fn read_into(
+        &mut self,
+        ring: &mut RingStream,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        self.read_with(ring, |r| {
+            let len = buf.len();
+            match r.read_to_end(buf) {
+                // Bytes before the end or before "nothing more yet" count; the end is
+                // reported by the next call.
+                Err(e) if buf.len() > len && e.kind() == io::ErrorKind::WouldBlock => {
+                    Ok(buf.len() - len)
+                }
+                Err(e) if buf.len() > len && e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Ok(buf.len() - len)
+                }
+                Err(e) => Err(e),
+                Ok(_) => Ok(buf.len() - len),
+            }
+        })
+        .await
+    }
+
+    /// Plaintext through `take` (which reads from rustls without waiting), feeding rustls
+    /// from the ring until it has some.
+    async fn read_with(
+        &mut self,
+        ring: &mut RingStream,
+        mut take: impl FnMut(&mut rustls::Reader<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            match self.conn.reader().read(buf) {
+            match take(&mut self.conn.reader()) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
