@@ -18,9 +18,14 @@
 //!   shard), which collects them in order. When the transaction ends, still holding every
 //!   key lock, the connection takes ONE number for the whole and pushes the unit to its own
 //!   core's feed ([`Capture::commit`]), then releases the locks.
-//! - Core 0 owns the stream. Every millisecond it reads the counter `G`, collects every
-//!   core's units (one message per core), and appends those numbered below `G` to the backlog
-//!   in number order; the rest wait for the next round.
+//! - Core 0 owns the stream. When a shard rings it (a shard's first unit since the last
+//!   collection rings core 0's doorbell, so a busy stream costs one wake-up per round and an
+//!   idle one none), it reads the counter `G`, collects every core's units (one message per
+//!   core), and appends those numbered below `G` to the backlog in number order; the rest
+//!   wait for the next round, which follows at once. Each replica's sender sleeps on a bell
+//!   of its own, rung when the stream grew. (A first version polled every millisecond: an
+//!   idle primary with one replica used about 34 % of a CPU; now 15 CPU ticks in 10 s with
+//!   one Redis replica attached, 8 with none, debug build, 2 shards.)
 //!
 //! Why it is one consistent order: a unit's number is taken while its changes are already
 //! made and before anything conflicting can run (same step on one shard; under the locks for

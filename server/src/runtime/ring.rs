@@ -78,6 +78,9 @@ const INPUT_KEEP: usize = 64 << 10;
 /// command or replies queued; the pool bounds what the idle ones cost the core together.
 const POOL_KEEP: usize = 64;
 const POOL_FRESH: usize = 4 << 10;
+/// The pool's bytes at most: what a core keeps for reuse counts in `used_memory` like
+/// everyone's data, and under `maxmemory` every byte of it is a key evicted.
+const POOL_BYTES: usize = 256 << 10;
 
 /// Ring and buffer sizes of a core.
 #[derive(Clone, Copy, Debug)]
@@ -301,6 +304,8 @@ pub struct Net {
     scratch: RefCell<Vec<(u64, i32, u32)>>,
     /// Drained buffers, empty, for the next connection that receives or replies.
     pool: RefCell<Vec<Vec<u8>>>,
+    /// The capacity of the pooled buffers, at most [`POOL_BYTES`].
+    pool_bytes: Cell<usize>,
 }
 
 thread_local! {
@@ -398,6 +403,7 @@ impl Net {
             stats: Cell::new(NetStats::default()),
             scratch: RefCell::new(Vec::with_capacity(256)),
             pool: RefCell::new(Vec::new()),
+            pool_bytes: Cell::new(0),
         })
     }
 
@@ -405,6 +411,7 @@ impl Net {
     /// a new one.
     pub fn take_buffer(&self, len: usize) -> Vec<u8> {
         let mut b = self.pool.borrow_mut().pop().unwrap_or_default();
+        self.pool_bytes.set(self.pool_bytes.get() - b.capacity());
         b.reserve(len.max(POOL_FRESH));
         b
     }
@@ -417,10 +424,18 @@ impl Net {
             return;
         }
         let mut pool = self.pool.borrow_mut();
-        if pool.len() < POOL_KEEP {
+        if pool.len() < POOL_KEEP && self.pool_bytes.get() + cap <= POOL_BYTES {
             b.clear();
             pool.push(b);
+            self.pool_bytes.set(self.pool_bytes.get() + cap);
         }
+    }
+
+    /// Frees the pool's spare buffers (memory is short: what the core only keeps for reuse
+    /// goes before a key is evicted or a write refused).
+    pub fn release_pool(&self) {
+        *self.pool.borrow_mut() = Vec::new();
+        self.pool_bytes.set(0);
     }
 
     /// `io_uring_enter` on this ring, by its registered index where it has one.
@@ -1560,6 +1575,18 @@ mod tests {
                 .borrow()
                 .iter()
                 .all(|b| b.is_empty() && b.capacity() <= INPUT_KEEP));
+            // Large buffers fill the pool's byte bound before its count.
+            net.release_pool();
+            for _ in 0..8 {
+                net.recycle(Vec::with_capacity(INPUT_KEEP));
+            }
+            assert_eq!(net.pool.borrow().len(), POOL_BYTES / INPUT_KEEP);
+            let bytes: usize = net.pool.borrow().iter().map(|b| b.capacity()).sum();
+            assert_eq!(net.pool_bytes.get(), bytes);
+            assert!(bytes <= POOL_BYTES);
+            let taken = net.take_buffer(1);
+            assert_eq!(net.pool_bytes.get(), bytes - INPUT_KEEP);
+            drop(taken);
             drop(a);
             assert_eq!(
                 b.read_into(&mut Vec::new()).await.unwrap(),
