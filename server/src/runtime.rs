@@ -65,13 +65,6 @@ mod tls;
 pub use outbound::OutStream;
 pub use ring::NetStats;
 
-/// Frees the buffers this core's network ring keeps for reuse (see `make_room`).
-pub fn release_spare_buffers() {
-    if let Ok(n) = ring::current() {
-        n.release_pool();
-    }
-}
-
 /// This core's network ring counters (INFO `# Shards`).
 pub fn net_stats() -> NetStats {
     ring::current().map(|n| n.stats()).unwrap_or_default()

@@ -431,9 +431,9 @@ impl Net {
         }
     }
 
-    /// Frees the pool's spare buffers (memory is short: what the core only keeps for reuse
-    /// goes before a key is evicted or a write refused).
-    pub fn release_pool(&self) {
+    /// Frees the pool's spare buffers.
+    #[cfg(test)]
+    fn release_pool(&self) {
         *self.pool.borrow_mut() = Vec::new();
         self.pool_bytes.set(0);
     }
