@@ -582,11 +582,10 @@ fn end_word(e: End) -> &'static [u8] {
 /// while the move's locks still hold.
 fn feed_move(conn: &Conn, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
     // Inside a transaction (EXEC, a script), the move is part of its unit.
-    let capture = conn.tx.is_some() || conn.repl_depth > 0;
-    let mut ops = conn.repl_ops.borrow_mut();
+    let mut ops = conn.repl_capture().map(|o| o.borrow_mut());
     crate::repl::propagate_here(
         &conn.core,
-        capture.then_some(&mut *ops),
+        ops.as_deref_mut(),
         db,
         &[b"LMOVE", src, dst, end_word(from), end_word(to)],
     );

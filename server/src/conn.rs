@@ -987,9 +987,22 @@ impl Conn {
         }
     }
 
+    /// Where what this connection's commands propagate goes while they are part of one
+    /// replication unit (a transaction, a script): `None` when each command is a unit of
+    /// its own.
+    pub(crate) fn repl_capture(&self) -> Option<&RefCell<Vec<percore_shard::repl::Op>>> {
+        self.repl_capturing().then_some(&self.repl_ops)
+    }
+
+    /// [`Conn::repl_capture`] is `Some` (for callers that hold other fields borrowed).
+    fn repl_capturing(&self) -> bool {
+        self.tx.is_some() || self.repl_depth > 0
+    }
+
     /// Runs `args` on this core's shard now, or queues it for `target`'s batch.
     fn execute_on(&mut self, target: usize, spec: &'static CommandSpec, args: Args<'_>) {
         if target == self.core.id {
+            let capturing = self.repl_capturing();
             let ctx = ExecCtx {
                 db: self.db,
                 now_ms: self.now_ms,
@@ -1000,16 +1013,16 @@ impl Conn {
                 &mut self.out
             };
             let start = buf.len();
+            let capture = capturing.then_some(&self.repl_ops);
             let w = &mut ReplyWriter::new(buf, self.proto);
             // In a transaction or a script, what the command and the blocked clients it
             // serves propagate is part of the transaction's unit.
-            let capturing = self.tx.is_some() || self.repl_depth > 0;
             apply_here(
                 &self.core,
                 &self.handle,
                 &ctx,
                 self.in_script,
-                capturing.then_some(&self.repl_ops),
+                capture,
                 spec,
                 args,
                 w,
@@ -1072,13 +1085,12 @@ impl Conn {
             now_ms: self.now_ms,
         };
         let w = &mut ReplyWriter::new(out, proto);
-        let capturing = self.tx.is_some() || self.repl_depth > 0;
         apply_here(
             &self.core,
             &self.handle,
             &ctx,
             true,
-            capturing.then_some(&self.repl_ops),
+            self.repl_capture(),
             spec,
             args,
             w,
@@ -1101,6 +1113,7 @@ impl Conn {
     fn per_key(&mut self, spec: &'static CommandSpec, how: Merge, args: Args<'_>) {
         let step = spec.step.max(1) as usize;
         let caller = crate::tracking::caller(&self.handle, self.core.id);
+        let capturing = self.repl_capturing();
         let p = &mut self.p;
         let first = p.key_shards[0];
         if p.key_shards.iter().all(|&s| s == first) {
@@ -1149,9 +1162,8 @@ impl Conn {
                 let start = p.local.len();
                 let mut shard = self.core.shard.borrow_mut();
                 shard.caller.set(caller);
-                let capturing = self.tx.is_some() || self.repl_depth > 0;
-                let mut ops = self.repl_ops.borrow_mut();
-                crate::repl::held(&mut shard, capturing.then_some(&mut *ops), |sh| {
+                let mut ops = capturing.then(|| self.repl_ops.borrow_mut());
+                crate::repl::held(&mut shard, ops.as_deref_mut(), |sh| {
                     sh.apply(
                         &ctx,
                         spec,
@@ -1199,9 +1211,8 @@ impl Conn {
         {
             // Replicas deliver PUBLISH to their own subscribers (Redis propagates it).
             let parts: Vec<&[u8]> = args.iter().collect();
-            let capture = self.tx.is_some() || self.repl_depth > 0;
-            let mut ops = self.repl_ops.borrow_mut();
-            crate::repl::propagate_here(&self.core, capture.then_some(&mut *ops), self.db, &parts);
+            let mut ops = self.repl_capture().map(|o| o.borrow_mut());
+            crate::repl::propagate_here(&self.core, ops.as_deref_mut(), self.db, &parts);
         }
         let t0 = Instant::now();
         let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
@@ -1442,7 +1453,7 @@ impl Conn {
                 .client_name
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
-            batch.hold_repl = self.tx.is_some() || self.repl_depth > 0;
+            batch.hold_repl = self.repl_capture().is_some();
             batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;

@@ -2299,8 +2299,7 @@ pub(crate) async fn execute(
     }
     // The clients blocked on keys the script pushed to while it held no locks; what their
     // pops propagate follows the script's own effects in its unit.
-    let capturing = conn.tx.is_some() || conn.repl_depth > 0;
-    crate::repl::serve_ready_held(&conn.core, capturing.then_some(&conn.repl_ops));
+    crate::repl::serve_ready_held(&conn.core, conn.repl_capture());
     let mut w = ReplyWriter::new(out, proto);
     match result {
         Ok(RunOut { value, resp3, .. }) => {
