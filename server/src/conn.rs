@@ -336,10 +336,6 @@ impl Conn {
                 st.net_input_bytes += n as u64;
                 st.reads_processed += 1;
             }
-            let limit = self.core.config.borrow().client_query_buffer_limit;
-            if rbuf.len() > limit {
-                return self.log_close("client-query-buffer-limit exceeded");
-            }
             // Decode and execute every complete command in the buffer.
             let mut at = 0;
             need = 0;
@@ -406,6 +402,12 @@ impl Conn {
             self.note_buffers(rbuf.len(), rbuf.capacity(), stream);
             if self.close || self.handle.killed.get() {
                 return;
+            }
+            // The query buffer is what is left unparsed (a partial command), as Redis's: one
+            // read may bring more than the limit of complete commands (the ring hands over
+            // all it received, bounded by its paused-receive mark), which run first.
+            if rbuf.len() > self.core.config.borrow().client_query_buffer_limit {
+                return self.log_close("client-query-buffer-limit exceeded");
             }
             // A read that finds data waiting never suspends, so a client that keeps its
             // pipeline full would keep this core to itself and leave the others' completed
