@@ -48,6 +48,9 @@ pub fn now_us() -> u64 {
 /// The little that all cores share.
 pub struct Global {
     pub nshards: usize,
+    /// Per shard: its last eviction found no key the policy may evict (`Core::make_room`;
+    /// the background tick's eviction updates it too).
+    pub evict_dry: Box<[AtomicBool]>,
     /// The authoritative configuration and its version; cores hold copies and apply a
     /// broadcast copy only if it is newer, so concurrent CONFIG SETs converge.
     pub config: Mutex<(u64, Arc<Config>)>,
@@ -572,7 +575,8 @@ impl Core {
     /// The limit bounds the process's allocated bytes (Redis's `used_memory`), measured as the
     /// exact total over threads (`alloc::total_allocated`), because one core's own count
     /// drifts when memory crosses cores. The shard that runs a write evicts from its own keys,
-    /// so with keys hashed evenly the limit splits evenly across shards.
+    /// so with keys hashed evenly the limit splits evenly across shards; a shard with none
+    /// left admits the write while another may still evict (see `make_room`).
     pub fn memory_limit(&self) -> u64 {
         self.config.borrow().maxmemory
     }
@@ -604,9 +608,40 @@ impl Core {
         limit: u64,
     ) -> Result<(), &'static str> {
         let over = &mut || over_limit(limit);
-        match shard.evict(now_ms, EVICT_PER_COMMAND, over) {
-            Evicted::Impossible(_) if spec.flags.has(Flags::DENYOOM) => Err(OOM),
-            _ => Ok(()),
+        let dry = matches!(
+            shard.evict(now_ms, EVICT_PER_COMMAND, over),
+            Evicted::Impossible(_)
+        );
+        let evicting = shard.config.evict.policy != percore_shard::evict::Policy::NoEviction;
+        if evicting {
+            self.note_evict_dry(dry);
+        }
+        if !dry || !spec.flags.has(Flags::DENYOOM) {
+            return Ok(());
+        }
+        // Nothing of this shard's to evict. Redis evicts from the whole keyspace: while
+        // another shard may still hold keys the policy can evict, the write goes ahead and
+        // their background ticks (every core's, at `hz`) evict until memory is under the
+        // limit again; refused once every shard found nothing, and always under noeviction.
+        let others_may = self
+            .global
+            .evict_dry
+            .iter()
+            .any(|d| !d.load(Ordering::Relaxed));
+        if evicting && others_may {
+            Ok(())
+        } else {
+            Err(OOM)
+        }
+    }
+
+    /// Records whether this shard's last eviction under an evicting policy found nothing to
+    /// evict (under noeviction nothing is recorded: every shard is "dry" by policy, not for
+    /// want of keys).
+    pub fn note_evict_dry(&self, dry: bool) {
+        let flag = &self.global.evict_dry[self.id];
+        if flag.load(Ordering::Relaxed) != dry {
+            flag.store(dry, Ordering::Relaxed);
         }
     }
 

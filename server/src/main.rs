@@ -403,6 +403,7 @@ fn run(cfg: Config) -> Result<(), String> {
     let run_id = random_hex(40);
     let global = Arc::new(Global {
         nshards: n,
+        evict_dry: (0..n).map(|_| AtomicBool::new(false)).collect(),
         config: Mutex::new((1, Arc::new(cfg.clone()))),
         connected: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
@@ -711,6 +712,14 @@ async fn background(core: Rc<Core>, stopped: mpsc::Sender<()>) {
                         .shard
                         .borrow_mut()
                         .evict(crate::core::now_ms(), 256, over);
+                    if bg.shard.borrow().config.evict.policy
+                        != percore_shard::evict::Policy::NoEviction
+                    {
+                        bg.note_evict_dry(matches!(
+                            r,
+                            percore_shard::evict::Evicted::Impossible(_)
+                        ));
+                    }
                     blocking::serve_ready(&bg);
                     if !matches!(r, percore_shard::evict::Evicted::Budget(_))
                         || t0.elapsed() > slice

@@ -212,3 +212,91 @@ fn memory_usage_stats_and_peak() {
     assert!(!c.q("MEMORY DOCTOR").is_empty());
     assert!(s(&c.q("MEMORY HELP")).contains("USAGE <key>"));
 }
+
+/// Keys per shard, from INFO shards (`shardN:keys=…`).
+fn shard_keys(c: &mut Client) -> Vec<u64> {
+    s(&c.q("INFO shards"))
+        .lines()
+        .filter(|l| l.starts_with("shard"))
+        .map(|l| {
+            l.split(&[':', ','][..])
+                .find_map(|f| f.strip_prefix("keys="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no keys= in {l}"))
+        })
+        .collect()
+}
+
+/// Redis evicts from the whole keyspace. percore evicts per shard, so a write to a shard that
+/// holds no key while the process is over `maxmemory` must not be refused while another
+/// shard holds keys the policy may evict: the write goes ahead and the other shard evicts.
+#[test]
+fn a_write_to_a_shard_without_keys_is_not_refused_while_others_can_evict() {
+    let srv = Server::percore(2, &["--maxmemory-policy", "allkeys-random"]);
+    let mut c = srv.client();
+    // Every key of one hash tag lives on one shard.
+    const FULL: u64 = 2000;
+    write_keys(&mut c, "{full}:", FULL as usize, 1024);
+    let counts = shard_keys(&mut c);
+    let full = counts
+        .iter()
+        .position(|&n| n == FULL)
+        .expect("one shard holds the tag");
+    // Keys that land on the other, empty shard.
+    let mut empty_keys = Vec::new();
+    for i in 0.. {
+        let k = format!("e{i}");
+        assert_eq!(s(&c.q(&format!("SET {k} x"))), "+OK\r\n");
+        if shard_keys(&mut c)[full] == FULL {
+            empty_keys.push(k.clone());
+        }
+        assert_eq!(s(&c.q(&format!("DEL {k}"))), ":1\r\n");
+        if empty_keys.len() == 20 {
+            break;
+        }
+    }
+    // 1 MB over the limit from now on: half the full shard's keys must go.
+    let used = info_field(&mut c, "memory", "used_memory");
+    let limit = used - (1 << 20);
+    assert_eq!(s(&c.q(&format!("CONFIG SET maxmemory {limit}"))), "+OK\r\n");
+    let value = "v".repeat(1024);
+    for k in &empty_keys {
+        let r = s(&c.q(&format!("SET {k} {value}")));
+        assert_eq!(r, "+OK\r\n", "SET {k} on the shard without keys");
+    }
+    // The full shard makes the room (its background tick, or its own writes).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while info_field(&mut c, "memory", "used_memory") > limit + (128 << 10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory stayed over the limit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        shard_keys(&mut c)[full] < FULL - 500,
+        "the full shard evicted"
+    );
+    assert!(info_field(&mut c, "stats", "evicted_keys") > 0);
+    // With every shard out of keys to evict, writes are refused again: once the other
+    // shard's background tick has found nothing to evict either (within its tick).
+    assert_eq!(s(&c.q("FLUSHALL")), "+OK\r\n");
+    assert_eq!(
+        s(&c.q(&format!("CONFIG SET maxmemory {}", (64u64 << 10)))),
+        "+OK\r\n"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut i = 0;
+    loop {
+        let k = &empty_keys[i % empty_keys.len()];
+        i += 1;
+        if s(&c.q(&format!("SET {k} {value}"))).starts_with("-OOM") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no key anywhere to evict, yet writes are admitted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
