@@ -839,8 +839,16 @@ pub async fn run(
         let served = if first.is_some() {
             first.take()
         } else if left == Some(Duration::ZERO) {
-            // The time ran out while a reserved move found its source emptied.
-            None
+            // The time ran out before the connection could park: its first look waited
+            // that long for locks or a busy core, or a reserved move found its source
+            // emptied. The waiter is still queued, so a shard may have claimed it since:
+            // then its answer (popped elements, a reserved source key) is on the way and
+            // must be taken, never dropped with `rx`.
+            if cell.claim() {
+                None
+            } else {
+                (&mut rx).await.ok()
+            }
         } else {
             park(conn, &cell, &mut rx, left, stream).await
         };

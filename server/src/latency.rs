@@ -131,7 +131,7 @@ impl LatencyHist {
 const SLOWLOG_MAX_ARGC: usize = 32;
 const SLOWLOG_MAX_STRING: usize = 128;
 /// What a hidden argument shows instead (Redis's `shared.redacted`).
-const REDACTED: &[u8] = b"(redacted)";
+pub const REDACTED: &[u8] = b"(redacted)";
 /// The configuration parameters whose CONFIG SET values are hidden (Redis 7.0's
 /// `SENSITIVE_CONFIG`).
 const SENSITIVE_CONFIGS: [&str; 3] = ["masteruser", "masterauth", "requirepass"];

@@ -589,11 +589,18 @@ pub async fn feed_monitors(
         None => line.extend_from_slice(b"lua"),
     }
     line.extend_from_slice(b"] ");
-    for (i, a) in args.iter().enumerate() {
+    // Secrets show as Redis's MONITOR shows them (the redacted original argv).
+    let all: Vec<&[u8]> = args.iter().collect();
+    let hidden = crate::latency::redacted_args(&all);
+    for (i, a) in all.iter().enumerate() {
         if i > 0 {
             line.push(b' ');
         }
-        repr(&mut line, a);
+        if i < 64 && hidden & (1 << i) != 0 {
+            repr(&mut line, crate::latency::REDACTED);
+        } else {
+            repr(&mut line, a);
+        }
     }
     line.extend_from_slice(b"\r\n");
     feed_here(core, &line);

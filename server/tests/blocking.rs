@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::{encode, free_port, redis_or_skip, s, Client, Server};
+use common::{encode, esc, free_port, redis_or_skip_with, s, Client, Server};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -92,6 +92,7 @@ scenarios!(
     bzpop_replies_and_errors,
     list_and_zset_waiters_on_one_key,
     scripts_serve_waiters_when_they_end,
+    a_slow_first_look_keeps_what_a_push_served,
 );
 
 /// MULTI is not in percore yet (issue 17): this scenario runs against Redis only, so the
@@ -102,7 +103,10 @@ fn redis_server_transactions_never_block() {
 }
 
 fn on_redis(name: &str, scenario: fn(&Target)) {
-    let Some(srv) = redis_or_skip(&format!("blocking scenario {name} did not run")) else {
+    let Some(srv) = redis_or_skip_with(
+        &format!("blocking scenario {name} did not run"),
+        &["--enable-debug-command", "yes"],
+    ) else {
         return;
     };
     scenario(&Target::new("redis-server".into(), srv.port, 1, None));
@@ -111,7 +115,15 @@ fn on_redis(name: &str, scenario: fn(&Target)) {
 fn on_percore(scenario: fn(&Target)) {
     for shards in [1, 3] {
         let metrics = free_port();
-        let srv = Server::percore(shards, &["--metrics-port", &metrics.to_string()]);
+        let srv = Server::percore(
+            shards,
+            &[
+                "--metrics-port",
+                &metrics.to_string(),
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
         let what = format!("percore, {shards} shard(s)");
         scenario(&Target::new(what, srv.port, shards, Some(metrics)));
     }
@@ -2092,4 +2104,58 @@ fn over_maxmemory_moves_are_refused_pops_are_not(t: &Target) {
         NIL2,
         "{t}"
     );
+}
+
+/// A blocking command whose first look outlives its timeout (here it waits for a core that
+/// DEBUG SLEEP holds), while a push that arrived meanwhile serves it, answers with what was
+/// served: as in Redis, where the push reached the waiter before its timeout. Once the
+/// late answer was dropped: a BLPOP's popped element was lost, and a BLMOVE between shards
+/// left its source key locked, so every later command on the key hung (seen as
+/// `short_timeouts_racing_pushes_lose_nothing` failing under load).
+fn a_slow_first_look_keeps_what_a_push_served(t: &Target) {
+    let src = t.key(1, "slow-src");
+    let dst = t.key(2, "slow-dst");
+    let other = t.key(2, "slow-other");
+    let pause = Duration::from_millis(60);
+    for (cmd, want) in [
+        (format!("BLMOVE {src} {dst} LEFT RIGHT 0.05"), bulk("x0")),
+        (
+            format!("BLPOP {src} {other} 0.05"),
+            format!("*2\r\n{}{}", bulk(&src), bulk("x1")),
+        ),
+    ] {
+        let tag = if cmd.starts_with("BLMOVE") {
+            "x0"
+        } else {
+            "x1"
+        };
+        let mut sleeper = t.client_on(2);
+        let mut waiter = t.client_on(0);
+        let mut pusher = t.client_on(0);
+        sleeper.send(&[b"DEBUG", b"SLEEP", b"0.4"]);
+        std::thread::sleep(pause);
+        let parts: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+        waiter.send(&parts);
+        std::thread::sleep(pause);
+        assert_eq!(
+            pusher.q(&format!("LPUSH {src} {tag}")),
+            b":1\r\n",
+            "{t}: {cmd}"
+        );
+        assert_eq!(
+            esc(&waiter.read_reply()),
+            esc(want.as_bytes()),
+            "{t}: {cmd}"
+        );
+        assert_eq!(sleeper.read_reply(), b"+OK\r\n", "{t}");
+        // Nothing left behind: the key takes commands and holds nothing.
+        assert_eq!(pusher.q(&format!("LLEN {src}")), b":0\r\n", "{t}: {cmd}");
+        let moved = if tag == "x0" { 1 } else { 0 };
+        assert_eq!(
+            pusher.q(&format!("LLEN {dst}")),
+            format!(":{moved}\r\n").into_bytes(),
+            "{t}: {cmd}"
+        );
+        pusher.q(&format!("DEL {dst}"));
+    }
 }

@@ -516,7 +516,8 @@ fn normalized_monitor_line(r: &[u8]) -> String {
 
 /// MONITOR shows what Redis shows for the same commands: after they run, in their
 /// database, queued commands when EXEC runs them, a script's calls after the script and
-/// from `lua`, arguments quoted as Redis quotes them, administrative commands left out.
+/// from `lua`, arguments quoted as Redis quotes them, administrative commands left out,
+/// passwords redacted.
 #[test]
 fn monitor_matches_redis() {
     each_differential_run("monitor", &[], &[], |redis, percore, resp3, _, label| {
@@ -540,6 +541,12 @@ fn monitor_matches_redis() {
             &[b"GET"],
             &[b"SELECT", b"0"],
             &[b"DEL", b"a", b"b", b"nokey"],
+            // Secrets show as "(redacted)", as Redis hides them.
+            &[b"AUTH", b"secret"],
+            &[b"AUTH", b"default", b"secret"],
+            &[
+                b"HELLO", b"2", b"AUTH", b"default", b"secret", b"SETNAME", b"n",
+            ],
             &[b"PING", b"end"],
         ];
         let lines = [redis, percore].map(|server| {
