@@ -47,7 +47,7 @@ fn drain(c: &mut Client, wait_for: Option<&Vec<String>>) -> Vec<String> {
 }
 
 /// Runs `steps` on both servers: `T:`, `W:` or `R:` names the client; `?` collects the
-/// receiver's invalidations and compares them. Every reply is compared too.
+/// receiver's invalidations and compares them; `S: ms` sleeps. Every reply is compared too.
 fn run(what: &str, resp3: bool, redirect: bool, steps: &[&str]) {
     let Some((redis, percores)) = redis_and_percores(what, &[]) else {
         return;
@@ -70,6 +70,11 @@ fn run(what: &str, resp3: bool, redirect: bool, steps: &[&str]) {
         for step in steps {
             log.push(step.to_string());
             let (who, cmd) = step.split_at(2);
+            if who == "S:" {
+                let ms = cmd.trim().parse().expect("S: milliseconds");
+                std::thread::sleep(Duration::from_millis(ms));
+                continue;
+            }
             if cmd.trim() == "?" {
                 let want = {
                     let s = &mut sides[0];
@@ -243,6 +248,35 @@ fn no_op_writes_invalidate_nothing() {
             "W: HSET {t}h f v",
             "W: INCRBY {t}str 0",
             "W: SET {t}last 3",
+            "T: ?",
+        ],
+    );
+}
+
+/// A key that expires is a change to its readers, as Redis's deleteExpiredKeyAndPropagate
+/// signals it: whether a read finds it expired or the active expiry cycle deletes it.
+#[test]
+fn expiry_invalidates_tracked_keys() {
+    run(
+        "tracking, expiry",
+        true,
+        false,
+        &[
+            "T: CLIENT TRACKING ON",
+            "W: SET {t}a 1 PX 100",
+            "W: SET {t}b 1 PX 100",
+            "W: SADD {t}c x",
+            "W: PEXPIRE {t}c 100",
+            "T: GET {t}a",
+            "T: GET {t}b",
+            "T: SMEMBERS {t}c",
+            "T: ?",
+            "S: 150",
+            // Found expired by a read (or gone already through the active cycle).
+            "W: GET {t}a",
+            "W: EXISTS {t}c",
+            // {t}b is left to the active expiry cycle.
+            "S: 1500",
             "T: ?",
         ],
     );

@@ -214,6 +214,58 @@ pub struct ExpireStep {
     pub expired: usize,
 }
 
+/// What follows a key that a lookup found expired and deleted (Redis's
+/// `deleteExpiredKeyAndPropagate`): the counts, the "expired" event, WATCH flags and
+/// tracking invalidations (`signalModifiedKey`, with no client: a NOLOOP reader is told
+/// too), and the DEL for replicas. A macro rather than a method: the caller still holds
+/// its database `$d` borrowed (for the entry it may return), so only the shard's other
+/// fields may be touched.
+macro_rules! expired_on_lookup {
+    ($sh:ident, $d:ident, $db:expr, $key:expr) => {{
+        $d.expires_count -= 1;
+        $sh.stats.expired_keys += 1;
+        push_event(
+            $sh.notify_classes,
+            &mut $sh.events,
+            notify::EXPIRED,
+            "expired",
+            $db,
+            $key,
+        );
+        if !$sh.watches.is_empty() {
+            $sh.watches.touch($db, $key);
+        }
+        invalidate_tracked(
+            &$sh.tracking,
+            &$sh.tracking_on,
+            &$sh.tracking_pending,
+            $key,
+            None,
+        );
+        if $sh.feed.on {
+            $sh.feed.deleted($db, $key, $sh.in_command.get());
+        }
+    }};
+}
+
+/// Invalidates `key` for the clients that track it (changed by client `by`, if any); one
+/// load when nobody tracks.
+#[inline]
+fn invalidate_tracked(
+    tracking: &std::cell::RefCell<tracking::Tracking>,
+    on: &std::cell::Cell<bool>,
+    pending: &std::cell::Cell<bool>,
+    key: &[u8],
+    by: Option<u64>,
+) {
+    if on.get() {
+        let mut t = tracking.borrow_mut();
+        t.invalidate(key, by);
+        on.set(t.active());
+        pending.set(!t.pending.is_empty());
+    }
+}
+
 impl Shard {
     /// `seed` keys the hash tables and the shard's random source.
     pub fn new(seed: u64, config: ShardConfig) -> Self {
@@ -334,13 +386,14 @@ impl Shard {
         if !self.watches.is_empty() {
             self.watches.touch(db, key);
         }
-        if self.tracking_on.get() {
-            let by = self.caller.get().map(|c| c.id);
-            let mut t = self.tracking.borrow_mut();
-            t.invalidate(key, by);
-            self.tracking_on.set(t.active());
-            self.tracking_pending.set(!t.pending.is_empty());
-        }
+        let by = self.caller.get().map(|c| c.id);
+        invalidate_tracked(
+            &self.tracking,
+            &self.tracking_on,
+            &self.tracking_pending,
+            key,
+            by,
+        );
     }
 
     /// Whether invalidations (or a flush) wait to be sent.
@@ -505,22 +558,7 @@ impl Shard {
             Live::Found(e) if paused && e.is_expired(now_ms) => None,
             Live::Found(e) => Some(e),
             Live::Removed => {
-                if !self.watches.is_empty() {
-                    self.watches.touch(db, key);
-                }
-                d.expires_count -= 1;
-                self.stats.expired_keys += 1;
-                push_event(
-                    self.notify_classes,
-                    &mut self.events,
-                    notify::EXPIRED,
-                    "expired",
-                    db,
-                    key,
-                );
-                if self.feed.on {
-                    self.feed.deleted(db, key, self.in_command.get());
-                }
+                expired_on_lookup!(self, d, db, key);
                 None
             }
             Live::Missing => None,
@@ -545,24 +583,7 @@ impl Shard {
                 evict::touch_entry(&mut e, now_ms, &cfg, r);
                 return Some(e);
             }
-            Live::Removed => {
-                if !self.watches.is_empty() {
-                    self.watches.touch(db, key);
-                }
-                d.expires_count -= 1;
-                self.stats.expired_keys += 1;
-                push_event(
-                    self.notify_classes,
-                    &mut self.events,
-                    notify::EXPIRED,
-                    "expired",
-                    db,
-                    key,
-                );
-                if self.feed.on {
-                    self.feed.deleted(db, key, self.in_command.get());
-                }
-            }
+            Live::Removed => expired_on_lookup!(self, d, db, key),
             Live::Found(_) | Live::Missing => {}
         }
         self.stats.keyspace_misses += 1;
@@ -776,10 +797,18 @@ impl Shard {
             }
             d.expire_cursor = cursor;
             for k in doomed.drain(..) {
-                if !self.watches.is_empty() {
-                    self.watches.touch(dbi, &k);
-                }
                 if d.dict.delete(&k).is_some() {
+                    // Watchers and tracking clients, as Redis signals an expired key.
+                    if !self.watches.is_empty() {
+                        self.watches.touch(dbi, &k);
+                    }
+                    invalidate_tracked(
+                        &self.tracking,
+                        &self.tracking_on,
+                        &self.tracking_pending,
+                        &k,
+                        None,
+                    );
                     d.expires_count -= 1;
                     step.expired += 1;
                     push_event(
