@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::{encode, esc, free_port, redis_or_skip_with, s, Client, Server};
+use common::{encode, esc, free_port, redis_or_skip_with, s, shard_of, Client, Server};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -280,19 +280,6 @@ impl Target {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// A key's shard among `shards`, by the rule the README gives: `(xxh3(tag) × shards) >> 64`,
-/// where `tag` is the key's non-empty `{…}` hash tag or else the whole key.
-fn shard_of(key: &[u8], shards: usize) -> usize {
-    let tag = match key.iter().position(|&c| c == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&c| c == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    ((xxhash_rust::xxh3::xxh3_64(tag) as u128 * shards as u128) >> 64) as usize
 }
 
 fn connect(port: u16) -> Client {

@@ -367,7 +367,7 @@ fn keys() -> Vec<String> {
     for shard in 0..3 {
         let on = (0..)
             .map(|i| format!("h{i}"))
-            .filter(|k| shard_of(k, 3) == shard);
+            .filter(|k| common::shard_of(k.as_bytes(), 3) == shard);
         keys.extend(on.take(2));
     }
     keys.extend(["{t}a", "{t}b", "{t}c", "str"].map(String::from));
@@ -427,13 +427,6 @@ fn random_streams(what: &str, flags: &[&str]) {
             p.send(&gen(&mut r, &keys));
         }
     });
-}
-
-/// A key's shard among `shards`, by the rule the README gives: `(xxh3(tag) × shards) >> 64`
-/// (the keys here have no hash tag but `{t}…`).
-fn shard_of(key: &str, shards: usize) -> usize {
-    let tag = key.strip_prefix("{t}").map_or(key, |_| "t");
-    ((xxhash_rust::xxh3::xxh3_64(tag.as_bytes()) as u128 * shards as u128) >> 64) as usize
 }
 
 #[test]

@@ -495,24 +495,12 @@ const LIST_KEYS: &str = "l1 l2 l4 {t}a {t}b";
 /// Keys that `SET`, `SADD` and `HSET` give another type now and then.
 const OTHER_KEYS: &str = "str set hash";
 
-/// A key's shard among `shards`, by the rule the README gives: `(xxh3(tag) × shards) >> 64`.
-fn shard_of(key: &[u8], shards: u64) -> u64 {
-    let tag = match key.iter().position(|&c| c == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&c| c == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    ((xxhash_rust::xxh3::xxh3_64(tag) as u128 * shards as u128) >> 64) as u64
-}
-
 /// With three shards, the key pairs that the tables move elements or lists between (LMOVE,
 /// RPOPLPUSH, LMPOP, COPY, RENAME) lie on one shard or on two as their comments say, and the
 /// streams' plain list keys lie on three.
 #[test]
 fn keys_span_shards() {
-    let on = |k: &str| shard_of(k.as_bytes(), 3);
+    let on = |k: &str| common::shard_of(k.as_bytes(), 3) as u64;
     for (a, b) in [
         ("{t}s", "{t}d"),
         ("{t}a", "{t}b"),

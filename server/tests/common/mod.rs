@@ -880,3 +880,17 @@ pub fn redis_cluster(dir: &TempDir, what: &str) -> Option<Server> {
     }
     Some(redis)
 }
+
+/// A key's shard among `shards` outside cluster mode, by the rule the README gives:
+/// `(xxh3(tag) × shards) >> 64`, where `tag` is the key's non-empty `{…}` hash tag or else
+/// the whole key.
+pub fn shard_of(key: &[u8], shards: usize) -> usize {
+    let tag = match key.iter().position(|&c| c == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    ((xxhash_rust::xxh3::xxh3_64(tag) as u128 * shards as u128) >> 64) as usize
+}
