@@ -133,6 +133,9 @@ pub struct Conn {
     /// it runs).
     pub reply_off: bool,
     pub skip_next: bool,
+    /// Cluster mode: ASKING came before this command (kept through a transaction, as
+    /// Redis's CLIENT_ASKING).
+    pub asking: bool,
     pub skip_this: bool,
     /// What a replica said with REPLCONF before its PSYNC.
     pub repl_link: Option<Box<crate::repl::primary::Link>>,
@@ -248,6 +251,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         in_script: false,
         reply_off: false,
         skip_next: false,
+        asking: false,
         skip_this: false,
         repl_link: None,
         repl_ops: RefCell::new(Vec::new()),
@@ -686,8 +690,13 @@ impl Conn {
             }
         }
         if crate::cluster::enabled() {
-            if let Some(e) = crate::cluster::refusal(spec, &args) {
-                return self.reject(Some(spec), e);
+            // Redis's getNodeByQuery: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, CROSSSLOT.
+            let asking = self.asking;
+            if spec.cmd != Cmd::Asking && self.multi.is_none() {
+                self.asking = false;
+            }
+            if let Some(e) = crate::cluster::check(&self.core, spec, &args, asking).await {
+                return self.reject(Some(spec), &e);
             }
         }
         if self.proto == Protocol::Resp2
