@@ -163,7 +163,8 @@ mod tests {
         assert_eq!(slot_shard(4096, 4), 1);
         assert_eq!(slot_shard(16383, 4), 3);
         assert_eq!(slot_shard(16383, 3), 2);
-        assert_eq!(slot_shard(5461, 3), 1);
+        assert_eq!(slot_shard(5461, 3), 0);
+        assert_eq!(slot_shard(5462, 3), 1);
     }
 
     #[test]

@@ -341,7 +341,7 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
 fn save_if_dirty(st: &mut State) {
     if st.dirty {
         st.dirty = false;
-        if let Err(e) = super::save(st) {
+        if let Err(e) = super::save(st, false) {
             crate::log::warn(&format!("cannot save the cluster nodes file: {e}"));
         }
     }

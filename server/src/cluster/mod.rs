@@ -135,23 +135,28 @@ pub fn init(cfg: &Config) -> Result<(), String> {
     }
     st.update();
     let _ = FILE.set((file, path));
-    save(&st)?;
+    save(&st, true)?;
     let _ = STATE.set(Mutex::new(st));
     crate::router::place_by_slot();
     bus::start(&cfg.bind, cport)
 }
 
 /// Writes the nodes file in place, as Redis does (a new file would not carry the lock).
-fn save(st: &State) -> Result<(), String> {
+/// `fsync` as Redis does it: for epochs and SAVECONFIG, not for every slot moved (a
+/// reshard changes the view several times a slot; the write alone survives a crash of the
+/// process).
+fn save(st: &State, fsync: bool) -> Result<(), String> {
     let Some((file, path)) = FILE.get() else {
         return Ok(());
     };
     let text = st.config_text();
+    // Written over the old text, then cut to length: a truncation to zero first would make
+    // the filesystem flush the file (ext4's auto_da_alloc), a stall of milliseconds a save.
     let mut f = file;
-    f.set_len(0)
-        .and_then(|_| std::io::Seek::rewind(&mut f))
+    std::io::Seek::rewind(&mut f)
         .and_then(|_| std::io::Write::write_all(&mut f, text.as_bytes()))
-        .and_then(|_| f.sync_all())
+        .and_then(|_| f.set_len(text.len() as u64))
+        .and_then(|_| if fsync { f.sync_all() } else { Ok(()) })
         .map_err(|e| format!("cannot write cluster-config-file {}: {e}", path.display()))
 }
 
@@ -482,7 +487,7 @@ async fn db0_keys(core: &Rc<Core>) -> usize {
 fn changed(st: &mut State) -> Result<(), String> {
     st.update();
     st.dirty = false;
-    save(st)
+    save(st, false)
 }
 
 fn unknown(id: &[u8]) -> String {
@@ -710,7 +715,8 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 if bumped { "BUMPED" } else { "STILL" },
                 st.me().config_epoch
             );
-            if let Err(e) = changed(&mut st) {
+            st.update();
+            if let Err(e) = save(&st, true) {
                 return w.error(&format!("ERR {e}"));
             }
             w.simple(text.as_bytes());
@@ -734,9 +740,13 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             if st.current_epoch < epoch as u64 {
                 st.current_epoch = epoch as u64;
             }
-            reply_changed(&mut st, w)
+            st.update();
+            match save(&st, true) {
+                Ok(()) => w.ok(),
+                Err(e) => w.error(&format!("ERR {e}")),
+            }
         }
-        Cmd::ClusterSaveconfig => match save(&state_lock()) {
+        Cmd::ClusterSaveconfig => match save(&state_lock(), true) {
             Ok(()) => w.ok(),
             Err(e) => w.error(&format!("ERR error saving the cluster node config: {e}")),
         },

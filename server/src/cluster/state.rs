@@ -383,6 +383,9 @@ impl State {
     /// A node that answers again: PFAIL goes at once, FAIL when it holds no slots or after a
     /// while (clearNodeFailureIfNeeded).
     pub fn clear_failure_if_needed(&mut self, i: u16, now: u64) {
+        if self.node(i).is_none_or(|n| n.flags & (PFAIL | FAIL) == 0) {
+            return;
+        }
         let undo = self.node_timeout_ms * FAIL_UNDO_TIME_MULT;
         let slots = self.slot_count(i);
         let Some(n) = self.node_mut(i) else { return };
@@ -418,17 +421,23 @@ impl State {
     /// Recomputes cluster_state and the size, and publishes the routing table
     /// (clusterUpdateState, without the rejoin delay).
     pub fn update(&mut self) {
-        let mut ok = true;
-        if self.require_full_coverage {
-            ok = self
-                .slots
-                .iter()
-                .all(|&s| self.node(s).is_some_and(|n| !n.failed()));
+        // One pass over the slots: who owns how many, and whether every slot has a live
+        // owner.
+        let mut owned = vec![0usize; self.nodes.len()];
+        let mut covered = true;
+        for &s in &self.slots {
+            match self.nodes.get(s as usize).and_then(|n| n.as_ref()) {
+                Some(n) => {
+                    owned[s as usize] += 1;
+                    covered &= !n.failed();
+                }
+                None => covered = false,
+            }
         }
-        let mut size = 0;
-        let mut reachable = 0;
+        let mut ok = covered || !self.require_full_coverage;
+        let (mut size, mut reachable) = (0, 0);
         for (i, n) in self.live() {
-            if n.is_master() && self.slots.contains(&i) {
+            if n.is_master() && owned[i as usize] > 0 {
                 size += 1;
                 if n.flags & (FAIL | PFAIL) == 0 {
                     reachable += 1;
@@ -450,10 +459,12 @@ impl State {
     }
 
     fn publish(&self) {
+        let open = !self.migrating.is_empty() || !self.importing.is_empty();
         for (s, r) in ROUTES.iter().enumerate() {
             let plain = self.slots[s] == 0
-                && !self.migrating.contains_key(&(s as u16))
-                && !self.importing.contains_key(&(s as u16));
+                && !(open
+                    && (self.migrating.contains_key(&(s as u16))
+                        || self.importing.contains_key(&(s as u16))));
             let route = if plain { ROUTE_MINE } else { ROUTE_ELSEWHERE };
             // Stored only when it changes: every core reads these lines on its hot path.
             if r.load(Ordering::Relaxed) != route {
