@@ -790,27 +790,57 @@ fn the_bus_spreads_nodes_detects_failures_and_keeps_the_view_across_restarts() {
     let ids: Vec<String> = nodes.iter().map(|n| my_id(&mut n.0.client())).collect();
     assert!(s(&nodes[0].0.client().q("CLUSTER NODES")).contains(&ids[2]));
     let mut a = nodes[0].0.client();
-    assert_eq!(
-        s(&a.q(&format!("CLUSTER COUNT-FAILURE-REPORTS {}", ids[2]))),
-        ":0\r\n"
-    );
-    assert_eq!(
-        s(&a.q("CLUSTER COUNT-FAILURE-REPORTS 0000000000000000000000000000000000000000")),
-        "-ERR Unknown node 0000000000000000000000000000000000000000\r\n"
-    );
-    assert_eq!(s(&a.q("CLUSTER SET-CONFIG-EPOCH 9")), "-ERR The user can assign a config epoch only when the node does not know any other node.\r\n");
-    assert_eq!(
-        s(&a.q("CLUSTER ADDSLOTS 0")),
-        "-ERR Slot 0 is already busy\r\n"
-    );
-    assert_eq!(
-        s(&a.q("CLUSTER ADDSLOTS 16384")),
-        "-ERR Invalid or out of range slot\r\n"
-    );
-    assert_eq!(
-        s(&a.q(&format!("CLUSTER FORGET {}", ids[0]))),
-        "-ERR I tried hard but I can't forget myself...\r\n"
-    );
+    // Redis's replies and errors (cluster.c's texts), on a node that owns 0-5460.
+    let unknown = "0".repeat(40);
+    for (q, want) in [
+        (format!("CLUSTER COUNT-FAILURE-REPORTS {}", ids[2]), ":0".to_string()),
+        (
+            format!("CLUSTER COUNT-FAILURE-REPORTS {unknown}"),
+            format!("-ERR Unknown node {unknown}"),
+        ),
+        (
+            "CLUSTER SET-CONFIG-EPOCH 9".into(),
+            "-ERR The user can assign a config epoch only when the node does not know any other node.".into(),
+        ),
+        ("CLUSTER ADDSLOTS 0".into(), "-ERR Slot 0 is already busy".into()),
+        ("CLUSTER ADDSLOTS 16384".into(), "-ERR Invalid or out of range slot".into()),
+        (
+            "CLUSTER ADDSLOTSRANGE 5 1".into(),
+            "-ERR start slot number 5 is greater than end slot number 1".into(),
+        ),
+        ("CLUSTER DELSLOTS 0 0".into(), "-ERR Slot 0 specified multiple times".into()),
+        (
+            format!("CLUSTER SETSLOT 0 MIGRATING {unknown}"),
+            format!("-ERR I don't know about node {unknown}"),
+        ),
+        (
+            format!("CLUSTER SETSLOT 0 IMPORTING {}", ids[1]),
+            "-ERR I'm already the owner of hash slot 0".into(),
+        ),
+        (
+            format!("CLUSTER SETSLOT 6000 MIGRATING {}", ids[1]),
+            "-ERR I'm not the owner of hash slot 6000".into(),
+        ),
+        (
+            "CLUSTER SETSLOT 0 FOO".into(),
+            "-ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP".into(),
+        ),
+        (
+            format!("CLUSTER FORGET {}", ids[0]),
+            "-ERR I tried hard but I can't forget myself...".into(),
+        ),
+        ("CLUSTER RESET FOO".into(), "-ERR syntax error".into()),
+        (
+            "CLUSTER RESET".into(),
+            "-ERR CLUSTER RESET can't be called with master nodes containing keys".into(),
+        ),
+    ] {
+        if q == "CLUSTER RESET" {
+            assert_eq!(s(&a.q("SET {b}k 1")), "+OK\r\n", "b is slot 3300");
+        }
+        assert_eq!(s(&a.q(&q)), format!("{want}\r\n"), "{q}");
+    }
+    assert_eq!(s(&a.q("DEL {b}k")), ":1\r\n");
     let epochs: Vec<String> = nodes
         .iter()
         .map(|n| info_field(&mut n.0.client(), "cluster_my_epoch"))
