@@ -616,16 +616,24 @@ fn three_nodes_made_and_resharded_by_redis_cli_under_writes() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut con = client.get_connection().expect("cluster connection");
-            let (mut acked, mut errors) = (Vec::new(), Vec::new());
+            // Each round writes a new key and overwrites an older one: the keys being
+            // moved are written to as well. `acked` keeps each key's last acknowledged
+            // value.
+            let mut acked = std::collections::BTreeMap::new();
+            let mut errors = Vec::new();
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(format!("key:{i}"))
-                    .arg(i)
-                    .query(&mut con);
-                match r {
-                    Ok(()) => acked.push(i),
-                    Err(e) => errors.push(format!("key:{i}: {e}")),
+                for (k, v) in [(i, i), (i / 2, i)] {
+                    let r: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(format!("key:{k}"))
+                        .arg(v)
+                        .query(&mut con);
+                    match r {
+                        Ok(()) => {
+                            acked.insert(k, v);
+                        }
+                        Err(e) => errors.push(format!("key:{k}: {e}")),
+                    }
                 }
                 i += 1;
             }
@@ -672,12 +680,12 @@ fn three_nodes_made_and_resharded_by_redis_cli_under_writes() {
     // Every acknowledged write is readable from its new owner, and nothing else is there
     // (foo and {t}a are the two other keys).
     let mut con = cluster_client(&srvs).get_connection().unwrap();
-    for i in &acked {
-        let v: Option<u64> = redis::cmd("GET")
-            .arg(format!("key:{i}"))
+    for (k, v) in &acked {
+        let got: Option<u64> = redis::cmd("GET")
+            .arg(format!("key:{k}"))
             .query(&mut con)
             .unwrap();
-        assert_eq!(v, Some(*i), "key:{i} after the reshard");
+        assert_eq!(got, Some(*v), "key:{k} after the reshard");
     }
     assert_eq!(total_keys(&srvs), acked.len() as i64 + 2);
     // The moved slots: node 0's before, node 1's now; their keys are counted and listed
@@ -690,7 +698,7 @@ fn three_nodes_made_and_resharded_by_redis_cli_under_writes() {
     assert!(moved.iter().all(|s| slots0_before.contains(s)));
     let (mut c0, mut c1) = (srvs[0].client(), srvs[1].client());
     let mut checked = 0;
-    for i in acked.iter().take(3000) {
+    for (i, v) in acked.iter().take(3000) {
         let k = format!("key:{i}");
         let slot = crc16_slot(&k);
         if !moved.contains(&slot) {
@@ -701,7 +709,7 @@ fn three_nodes_made_and_resharded_by_redis_cli_under_writes() {
         }
         assert_eq!(
             s(&c1.q(&format!("GET {k}"))),
-            format!("${}\r\n{i}\r\n", i.to_string().len())
+            format!("${}\r\n{v}\r\n", v.to_string().len())
         );
         let keys = s(&c1.q(&format!("CLUSTER GETKEYSINSLOT {slot} 1000")));
         assert!(keys.contains(&k), "{keys}");

@@ -249,6 +249,18 @@ pub fn serves_here(slot: u16) -> bool {
     plainly_mine(slot) || state_lock().slots[slot as usize] == 0
 }
 
+/// The command's keys are in a slot this node is migrating or importing (where their
+/// presence decides the redirection).
+pub fn slot_is_open(spec: &CommandSpec, args: &Args) -> bool {
+    match slot_of(spec, args) {
+        Ok(Some(slot)) if !plainly_mine(slot) => {
+            let st = state_lock();
+            st.migrating.contains_key(&slot) || st.importing.contains_key(&slot)
+        }
+        _ => false,
+    }
+}
+
 /// What the redirection check needs to know of a command (or of a whole transaction).
 struct Query {
     slot: u16,
