@@ -1022,6 +1022,7 @@ fn cluster_clients_run_workloads_across_three_nodes() {
         }
         Err(e) => eprintln!("skipping the memtier_benchmark part: it is not installed ({e})"),
     }
+    memtier_during_a_reshard(&srvs);
 
     let script = r#"
 import sys
@@ -1128,4 +1129,81 @@ fn snapshots_load_across_cluster_and_plain_placement() {
     drop(srv);
     let srv = Server::percore(3, &strs(&cluster));
     check(&srv, true);
+}
+
+/// memtier_benchmark --cluster-mode reads and overwrites keys while redis-cli moves 300 slots
+/// from node 0 to node 2: memtier sees no error (it follows MOVED and ASK), the reshard
+/// succeeds and `--cluster check` is clean after. Skips, saying so, without memtier or
+/// redis-cli.
+fn memtier_during_a_reshard(srvs: &[&Server]) {
+    let port = srvs[0].port.to_string();
+    let memtier = std::process::Command::new("memtier_benchmark")
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cluster-mode",
+            "-t",
+            "1",
+            "-c",
+            "4",
+            "--test-time",
+            "25",
+            "--ratio",
+            "1:1",
+            "--key-maximum",
+            "20000",
+            "-d",
+            "32",
+            "--hide-histogram",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(memtier) = memtier else {
+        eprintln!("skipping the reshard under memtier_benchmark: memtier is not installed");
+        return;
+    };
+    let ids: Vec<String> = srvs.iter().map(|n| my_id(&mut n.client())).collect();
+    let before = total_keys(srvs);
+    wait_for("memtier to write", Duration::from_secs(20), || {
+        total_keys(srvs) > before + 1000
+    });
+    let addr = format!("127.0.0.1:{}", srvs[0].port);
+    let resharded = redis_cli(&[
+        "--cluster",
+        "reshard",
+        &addr,
+        "--cluster-from",
+        &ids[0],
+        "--cluster-to",
+        &ids[2],
+        "--cluster-slots",
+        "300",
+        "--cluster-yes",
+    ]);
+    let out = memtier.wait_with_output().unwrap();
+    let text = format!("{}{}", s(&out.stdout), s(&out.stderr));
+    assert!(out.status.success(), "memtier_benchmark failed:\n{text}");
+    assert!(!text.to_ascii_lowercase().contains("error"), "{text}");
+    let Some((ok, log)) = resharded else {
+        return;
+    };
+    assert!(ok, "reshard under memtier failed:\n{log}");
+    // memtier met the moves: its MOVED/sec column is not zero.
+    let totals: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("Totals"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert!(
+        totals
+            .get(4)
+            .and_then(|m| m.parse::<f64>().ok())
+            .is_some_and(|m| m > 0.0),
+        "no MOVED during the reshard:\n{text}"
+    );
+    wait_agreed(srvs, srvs.len());
+    cluster_check(srvs[0].port);
 }
