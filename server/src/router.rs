@@ -5,10 +5,12 @@
 //! mapping is stable across restarts (snapshots rely on it), and multiply-shift avoids a
 //! division on the hot path.
 //!
-//! In cluster mode a key's shard follows its hash slot instead (`slot × shards / 16384`, the
-//! slot being CRC16 of the same tag): a slot's keys then live on one core, so COUNTKEYSINSLOT,
-//! GETKEYSINSLOT and a slot's migration touch one core, and contiguous slot ranges (what
-//! nodes own) spread evenly over the cores. The mode is fixed at start, before any core runs,
+//! In cluster mode a key's shard follows its hash slot instead (`slot mod shards`, the slot
+//! being CRC16 of the same tag): a slot's keys then live on one core, so COUNTKEYSINSLOT,
+//! GETKEYSINSLOT and a slot's migration touch one core. Slots are dealt to cores in turn
+//! because nodes own contiguous slot ranges: `slot × shards / 16384` (ranges of slots per
+//! core) would put a node owning a third of the slots on one or two of its cores. The mode
+//! is fixed at start, before any core runs,
 //! so the choice is one predictable branch. A snapshot records which mapping placed its keys
 //! (the manifest's `placement` line); loading it under the other one re-routes every key.
 
@@ -55,10 +57,10 @@ pub fn shard_of(key: &[u8], shards: usize) -> usize {
     ((xxh3_64(hash_tag(key)) as u128 * shards as u128) >> 64) as usize
 }
 
-/// The shard that holds hash slot `slot`'s keys in cluster mode.
+/// The shard that holds hash slot `slot`'s keys in cluster mode: slots dealt in turn.
 #[inline]
 pub fn slot_shard(slot: u16, shards: usize) -> usize {
-    slot as usize * shards / crate::cluster::SLOTS as usize
+    slot as usize % shards
 }
 
 fn first_error<'a>(parts: &[&'a [u8]]) -> Option<&'a [u8]> {
@@ -157,14 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn slots_map_to_cores_in_contiguous_ranges() {
-        assert_eq!(slot_shard(0, 4), 0);
-        assert_eq!(slot_shard(4095, 4), 0);
-        assert_eq!(slot_shard(4096, 4), 1);
-        assert_eq!(slot_shard(16383, 4), 3);
-        assert_eq!(slot_shard(16383, 3), 2);
-        assert_eq!(slot_shard(5461, 3), 0);
-        assert_eq!(slot_shard(5462, 3), 1);
+    fn a_nodes_slot_range_spreads_over_every_core() {
+        // A node of 4 cores owning the first third of the slots, as redis-cli makes it.
+        let mut per_core = [0; 4];
+        for slot in 0..5461 {
+            per_core[slot_shard(slot, 4)] += 1;
+        }
+        assert_eq!(per_core, [1366, 1365, 1365, 1365]);
+        assert_eq!(slot_shard(16383, 3), 16383 % 3);
     }
 
     #[test]
