@@ -5,7 +5,7 @@ CARGO ?= cargo
 ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier bench-acl fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value fuzz-acl-rules clean
+.PHONY: fuzz-regressions fuzz-cmin build run test lint fmt bench bench-syscalls bench-idle-memory bench-memory bench-growth bench-stalls bench-snapshot bench-bgsave-collection bench-commands bench-pubsub bench-tls bench-micro bench-memtier bench-cluster bench-acl fuzz fuzz-decode fuzz-apply fuzz-snapshot fuzz-rdb-value fuzz-acl-rules clean
 
 build:
 	$(CARGO) build --release --bin percore
@@ -96,6 +96,12 @@ bench-tls:
 bench-acl:
 	$(CARGO) build --release --bin percore --bin percore-loadtest
 	./loadtest/scenarios/acl.sh
+
+# Three percore nodes in cluster mode beside three redis-server nodes, under
+# memtier_benchmark --cluster-mode (about a minute).
+bench-cluster:
+	$(CARGO) build --release --bin percore
+	./loadtest/scenarios/cluster.sh
 
 # percore beside redis-server under memtier_benchmark, pinned with taskset.
 bench-memtier: build

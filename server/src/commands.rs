@@ -237,6 +237,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             }
         }
         // CLUSTER, its subcommands, READONLY, READWRITE, ASKING: the table's cluster group.
+        Cmd::Asking if crate::cluster::enabled() => {
+            conn.asking = true;
+            w.ok()
+        }
         _ if spec.group == "cluster" => crate::cluster::command(&conn.core, spec, a, &mut w).await,
         Cmd::ReplConf => crate::repl::primary::replconf(conn, a, &mut w),
         Cmd::Role => crate::repl::role(conn, &mut w),

@@ -116,6 +116,16 @@ pub struct Config {
     pub cluster_announce_ip: String,
     /// The cluster bus port reported (0: port + 10000).
     pub cluster_port: u16,
+    /// `cluster-announce-port` / `cluster-announce-bus-port`: what other nodes and clients
+    /// are told (0: the real ports).
+    pub cluster_announce_port: u16,
+    pub cluster_announce_bus_port: u16,
+    /// `cluster-node-timeout`: how long a node may stay silent before it is PFAIL (ms).
+    pub cluster_node_timeout: u64,
+    /// `cluster-require-full-coverage`: the cluster is down while a slot has no live owner.
+    pub cluster_require_full_coverage: bool,
+    /// `cluster-allow-reads-when-down`: read commands still run while the cluster is down.
+    pub cluster_allow_reads_when_down: bool,
     /// `aclfile`: where ACL LOAD and ACL SAVE read and write users (empty: none).
     pub aclfile: String,
     /// `acllog-max-len`: ACL LOG entries kept.
@@ -199,6 +209,11 @@ impl Default for Config {
             cluster_config_file: "nodes.conf".into(),
             cluster_announce_ip: String::new(),
             cluster_port: 0,
+            cluster_announce_port: 0,
+            cluster_announce_bus_port: 0,
+            cluster_node_timeout: 15_000,
+            cluster_require_full_coverage: true,
+            cluster_allow_reads_when_down: false,
         }
     }
 }
@@ -520,6 +535,11 @@ pub static PARAMS: &[Param] = &[
     Param { name: "cluster-config-file", get: |c| c.cluster_config_file.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() { return Err("cluster-config-file can't be empty".into()); } c.cluster_config_file = n.to_string(); Ok(()) }, mutable: false },
     Param { name: "cluster-announce-ip", get: |c| c.cluster_announce_ip.clone(), set: |c, v| { c.cluster_announce_ip = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "cluster-port", get: |c| c.cluster_port.to_string(), set: |c, v| { c.cluster_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-announce-port", get: |c| c.cluster_announce_port.to_string(), set: |c, v| { c.cluster_announce_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-announce-bus-port", get: |c| c.cluster_announce_bus_port.to_string(), set: |c, v| { c.cluster_announce_bus_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-node-timeout", get: |c| c.cluster_node_timeout.to_string(), set: |c, v| { c.cluster_node_timeout = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-require-full-coverage", get: |c| yes_no(c.cluster_require_full_coverage), set: |c, v| { c.cluster_require_full_coverage = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
+    Param { name: "cluster-allow-reads-when-down", get: |c| yes_no(c.cluster_allow_reads_when_down), set: |c, v| { c.cluster_allow_reads_when_down = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
     Param { name: "tls-port", get: |c| c.tls.port.to_string(), set: |c, v| { c.tls.port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
     Param { name: "tls-cert-file", get: |c| c.tls.cert_file.clone(), set: |c, v| { c.tls.cert_file = one(v)?.to_string(); Ok(()) }, mutable: true },
     Param { name: "tls-key-file", get: |c| c.tls.key_file.clone(), set: |c, v| { c.tls.key_file = one(v)?.to_string(); Ok(()) }, mutable: true },

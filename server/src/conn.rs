@@ -133,6 +133,12 @@ pub struct Conn {
     /// it runs).
     pub reply_off: bool,
     pub skip_next: bool,
+    /// Cluster mode: ASKING came before this command (kept through a transaction, as
+    /// Redis's CLIENT_ASKING).
+    pub asking: bool,
+    /// Cluster mode: this command holds its keys' locks (a slot being migrated), released
+    /// once it ran.
+    cluster_locked: bool,
     pub skip_this: bool,
     /// What a replica said with REPLCONF before its PSYNC.
     pub repl_link: Option<Box<crate::repl::primary::Link>>,
@@ -248,6 +254,8 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         in_script: false,
         reply_off: false,
         skip_next: false,
+        asking: false,
+        cluster_locked: false,
         skip_this: false,
         repl_link: None,
         repl_ops: RefCell::new(Vec::new()),
@@ -635,6 +643,15 @@ impl Conn {
     }
 
     async fn dispatch_command(&mut self, args: Args<'_>, stream: &mut Stream) {
+        self.dispatch_checked(args, stream).await;
+        // Cluster mode: a command on a slot being migrated ran under its keys' locks.
+        if self.cluster_locked {
+            self.cluster_locked = false;
+            self.end_tx().await;
+        }
+    }
+
+    async fn dispatch_checked(&mut self, args: Args<'_>, stream: &mut Stream) {
         // Messages (monitored commands, invalidations) that came before this command go
         // out before its reply.
         self.emit_pushes();
@@ -686,8 +703,30 @@ impl Conn {
             }
         }
         if crate::cluster::enabled() {
-            if let Some(e) = crate::cluster::refusal(spec, &args) {
-                return self.reject(Some(spec), e);
+            // Redis's getNodeByQuery: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, CROSSSLOT.
+            let asking = self.asking;
+            if spec.cmd != Cmd::Asking && self.multi.is_none() {
+                self.asking = false;
+            }
+            // On a slot being migrated or imported, whether the keys are here decides
+            // (ASK, TRYAGAIN), so the check and the command run under the keys' locks:
+            // MIGRATE cannot move a key in between (in Redis nothing runs between them).
+            let lock = self.tx.is_none()
+                && self.multi.is_none()
+                && !self.in_script
+                && (matches!(
+                    spec.route,
+                    Route::Single | Route::PerKey(_) | Route::Coordinated
+                ) || spec.cmd == Cmd::Migrate)
+                && crate::cluster::slot_is_open(spec, &args);
+            if lock {
+                self.flush().await;
+                let tx = self.begin_tx(spec, &args);
+                self.lock_tx(tx).await;
+                self.cluster_locked = true;
+            }
+            if let Some(e) = crate::cluster::check(&self.core, spec, &args, asking).await {
+                return self.reject(Some(spec), &e);
             }
         }
         if self.proto == Protocol::Resp2

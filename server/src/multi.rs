@@ -264,13 +264,16 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         unwatch(conn).await;
         return ReplyWriter::new(out, conn.proto).error(EXECABORT);
     }
-    // Cluster mode: a transaction over several slots is discarded, as Redis does.
-    if crate::cluster::enabled()
-        && crate::cluster::transaction_crosses_slots(m.cmds.iter().map(|(s, a)| (*s, a.args())))
-    {
-        end_multi(conn);
-        unwatch(conn).await;
-        return ReplyWriter::new(out, conn.proto).error(crate::cluster::CROSSSLOT);
+    // Cluster mode: a transaction over several slots, or whose slot is served elsewhere,
+    // is discarded with the redirection, as Redis does.
+    if crate::cluster::enabled() {
+        let asking = std::mem::take(&mut conn.asking);
+        let cmds = m.cmds.iter().map(|(s, a)| (*s, a.args()));
+        if let Some(e) = crate::cluster::check_exec(&conn.core, cmds, asking).await {
+            end_multi(conn);
+            unwatch(conn).await;
+            return ReplyWriter::new(out, conn.proto).error(&e);
+        }
     }
     expire_watched(conn).await;
     let flag = conn.watching.as_ref().map(|w| w.flag.clone());

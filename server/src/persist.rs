@@ -59,6 +59,8 @@ pub struct Manifest {
     pub files: Vec<SetFile>,
     /// The libraries' FUNCTION DUMP payload, if any were loaded.
     pub functions: Option<Vec<u8>>,
+    /// Keys were placed by hash slot (cluster mode, `placement slots`), not by xxh3.
+    pub by_slot: bool,
 }
 
 impl Manifest {
@@ -76,6 +78,9 @@ impl Manifest {
                 let _ = write!(s, "{b:02x}");
             }
             s.push('\n');
+        }
+        if self.by_slot {
+            s.push_str("placement slots\n");
         }
         let sum = xxh3_64(s.as_bytes());
         let _ = writeln!(s, "checksum {sum:016x}");
@@ -112,6 +117,7 @@ impl Manifest {
         let created_ms = field("created_ms ")?;
         let mut files = Vec::new();
         let mut functions = None;
+        let mut by_slot = false;
         for l in lines {
             let parts: Vec<&str> = l.split(' ').collect();
             match parts.as_slice() {
@@ -122,6 +128,7 @@ impl Manifest {
                         .collect();
                     functions = Some(bytes.ok_or("bad functions line")?);
                 }
+                ["placement", "slots"] => by_slot = true,
                 ["file", name, bytes, sum] if !name.contains('/') => files.push(SetFile {
                     name: name.to_string(),
                     bytes: bytes.parse().map_err(|_| format!("bad size in '{l}'"))?,
@@ -139,6 +146,7 @@ impl Manifest {
             created_ms,
             files,
             functions,
+            by_slot,
         })
     }
 }
@@ -400,6 +408,7 @@ async fn finish_set(
         created_ms: now,
         files,
         functions: crate::functions::any().then(crate::functions::dump_payload),
+        by_slot: crate::router::by_slot(),
     };
     let mut w = runtime::FileWriter::create(&manifest_path(cfg))
         .await
@@ -739,13 +748,14 @@ pub fn load(cfg: &Config, sh: &mut Shard, core: usize, shards: usize) -> Result<
         id: m.id,
         ..Loaded::default()
     };
-    // The same shard count: this core's file holds exactly its keys. Otherwise every core
-    // reads every file and keeps the keys that route to it.
-    let (files, reroute): (Vec<usize>, bool) = if m.shards == shards {
-        (vec![core], false)
-    } else {
-        ((0..m.shards).collect(), true)
-    };
+    // The same shard count and placement: this core's file holds exactly its keys. Otherwise
+    // every core reads every file and keeps the keys that route to it.
+    let (files, reroute): (Vec<usize>, bool) =
+        if m.shards == shards && m.by_slot == crate::router::by_slot() {
+            (vec![core], false)
+        } else {
+            ((0..m.shards).collect(), true)
+        };
     for i in files {
         let mut keys = 0;
         let started = std::time::Instant::now();
@@ -916,6 +926,7 @@ mod tests {
                 },
             ],
             functions: Some(b"\xf5\x02ab\x0a\x00\x01\x02".to_vec()),
+            by_slot: true,
         };
         let text = m.encode();
         assert_eq!(Manifest::decode(&text).unwrap(), m);

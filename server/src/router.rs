@@ -4,9 +4,19 @@
 //! `{hash tag}` (Redis Cluster's rule) or else the whole key. The hash is unseeded so the
 //! mapping is stable across restarts (snapshots rely on it), and multiply-shift avoids a
 //! division on the hot path.
+//!
+//! In cluster mode a key's shard follows its hash slot instead (`slot mod shards`, the slot
+//! being CRC16 of the same tag): a slot's keys then live on one core, so COUNTKEYSINSLOT,
+//! GETKEYSINSLOT and a slot's migration touch one core. Slots are dealt to cores in turn
+//! because nodes own contiguous slot ranges: `slot × shards / 16384` (ranges of slots per
+//! core) would put a node owning a third of the slots on one or two of its cores. The mode
+//! is fixed at start, before any core runs,
+//! so the choice is one predictable branch. A snapshot records which mapping placed its keys
+//! (the manifest's `placement` line); loading it under the other one re-routes every key.
 
 use percore_proto::encode::{parse_int_reply, split_array_reply, split_bulks};
 use percore_proto::{Merge, ReplyWriter};
+use std::sync::atomic::{AtomicBool, Ordering};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The part of a key that decides its shard.
@@ -22,12 +32,35 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
     key
 }
 
+static BY_SLOT: AtomicBool = AtomicBool::new(false);
+
+/// Places keys by hash slot from now on (cluster mode). Called once at start, before any
+/// core routes a key.
+pub fn place_by_slot() {
+    BY_SLOT.store(true, Ordering::Relaxed);
+}
+
+/// Whether keys are placed by hash slot (cluster mode) rather than by xxh3.
+#[inline]
+pub fn by_slot() -> bool {
+    BY_SLOT.load(Ordering::Relaxed)
+}
+
 #[inline]
 pub fn shard_of(key: &[u8], shards: usize) -> usize {
     if shards == 1 {
         return 0;
     }
+    if by_slot() {
+        return slot_shard(crate::cluster::key_slot(key), shards);
+    }
     ((xxh3_64(hash_tag(key)) as u128 * shards as u128) >> 64) as usize
+}
+
+/// The shard that holds hash slot `slot`'s keys in cluster mode: slots dealt in turn.
+#[inline]
+pub fn slot_shard(slot: u16, shards: usize) -> usize {
+    slot as usize % shards
 }
 
 fn first_error<'a>(parts: &[&'a [u8]]) -> Option<&'a [u8]> {
@@ -123,6 +156,17 @@ mod tests {
         // Stable across runs and builds: snapshots depend on it.
         assert_eq!(shard_of(b"key:1", 4), shard_of(b"key:1", 4));
         assert_eq!(shard_of(b"anything", 1), 0);
+    }
+
+    #[test]
+    fn a_nodes_slot_range_spreads_over_every_core() {
+        // A node of 4 cores owning the first third of the slots, as redis-cli makes it.
+        let mut per_core = [0; 4];
+        for slot in 0..5461 {
+            per_core[slot_shard(slot, 4)] += 1;
+        }
+        assert_eq!(per_core, [1366, 1365, 1365, 1365]);
+        assert_eq!(slot_shard(16383, 3), 16383 % 3);
     }
 
     #[test]

@@ -1652,6 +1652,9 @@ fn check_slot(spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
         Ok(None) => return Ok(()),
         Ok(Some(s)) => s,
     };
+    if !crate::cluster::serves_here(slot) {
+        return Err("ERR Script attempted to access a non local key in a cluster node");
+    }
     with_run(|run| {
         if run.cross_slot {
             return Ok(());

@@ -592,6 +592,7 @@ fn cluster_mode_sends_restore_asking() {
         &bus,
     ];
     let source = Server::percore(2, &flags);
+    common::own_all_slots(&source);
     let (mut s, mut t) = (source.client(), target.client());
     run(&mut t, "MONITOR");
     for line in ["MSET {x}a 1 {x}b 2", "SET y 3"] {

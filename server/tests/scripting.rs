@@ -667,6 +667,7 @@ fn script_flags_in_cluster_mode_match_redis() {
                 &bus,
             ],
         );
+        common::own_all_slots(&percore);
         for resp3 in [false, true] {
             let label = format!(
                 "cluster mode, percore {shards} shard(s), RESP{}",

@@ -851,6 +851,16 @@ impl Diff {
     }
 }
 
+/// A percore node in cluster mode made a one-node cluster: it takes every slot (unless its
+/// nodes file already gave them). A lone node's cluster_state is ok at once.
+pub fn own_all_slots(srv: &Server) {
+    let mut c = srv.client();
+    if !s(&c.q("CLUSTER INFO")).contains("cluster_slots_assigned:16384") {
+        assert_eq!(s(&c.q("CLUSTER ADDSLOTSRANGE 0 16383")), "+OK\r\n");
+    }
+    assert!(s(&c.q("CLUSTER INFO")).contains("cluster_state:ok"));
+}
+
 /// A redis-server in cluster mode (its nodes file in `dir`) that owns all slots and says
 /// `cluster_state:ok`, or None (a note naming `what`) when it is not installed.
 pub fn redis_cluster(dir: &TempDir, what: &str) -> Option<Server> {
