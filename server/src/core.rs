@@ -276,6 +276,8 @@ pub struct ClientInfo {
     pub user: Vec<u8>,
     /// The connection is a replica's link (CLIENT LIST flag S, CLIENT KILL TYPE replica).
     pub replica: bool,
+    /// The connection is a replica's master client (CLIENT LIST flag M).
+    pub master: bool,
 }
 
 /// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
@@ -318,6 +320,9 @@ impl ClientHandle {
         let mut f = String::new();
         if i.replica {
             f.push('S');
+        }
+        if i.master {
+            f.push('M');
         }
         if i.monitor {
             f.push('O');
