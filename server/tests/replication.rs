@@ -218,6 +218,36 @@ fn assert_same(percore: &mut Client, replica: &mut Client, what: &str) {
     );
 }
 
+/// Before a sync: enough keys that the sync takes a while (20 rounds of every type, and
+/// `filler` plain strings).
+fn fill_before_sync(c: &mut Client, filler: usize) {
+    for i in 0..20 {
+        write_round(c, &format!("before{i}"), 300);
+    }
+    let mut pipeline = Vec::new();
+    for i in 0..filler {
+        pipeline.extend_from_slice(&common::encode(&[
+            b"SET",
+            format!("filler:{i}").as_bytes(),
+            b"some value",
+        ]));
+    }
+    c.send_raw(&pipeline);
+    for _ in 0..filler {
+        c.read_reply();
+    }
+}
+
+/// During a sync: a writer that goes on from another connection.
+fn writer_during_sync(port: u16) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut w = Client::connect(port);
+        for i in 0..15 {
+            write_round(&mut w, &format!("during{i}"), 50);
+        }
+    })
+}
+
 fn replica_of(percore: &Server, dir: &TempDir) -> Option<Server> {
     let log = format!("{}/replica.log", dir.path());
     Server::redis_with(&[
@@ -281,30 +311,9 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
         };
         load(&mut c, "before");
         assert_eq!(c.q("FCALL before_set 1 fk:before v"), b"+OK\r\n");
-        // Before the sync: enough keys that the sync takes a while.
-        for i in 0..20 {
-            write_round(&mut c, &format!("before{i}"), 300);
-        }
-        let mut filler = Vec::new();
-        for i in 0..3_000 {
-            filler.extend_from_slice(&common::encode(&[
-                b"SET",
-                format!("filler:{i}").as_bytes(),
-                b"some value",
-            ]));
-        }
-        c.send_raw(&filler);
-        for _ in 0..3_000 {
-            c.read_reply();
-        }
-        // During the sync: a writer goes on from another connection.
+        fill_before_sync(&mut c, 3_000);
         let port = percore.port;
-        let writer = std::thread::spawn(move || {
-            let mut w = Client::connect(port);
-            for i in 0..15 {
-                write_round(&mut w, &format!("during{i}"), 50);
-            }
-        });
+        let writer = writer_during_sync(port);
         let replica = replica_of(&percore, &dir).expect("redis-server is installed");
         writer.join().unwrap();
         let mut r = replica.client();
@@ -577,6 +586,24 @@ fn sync_without_capa_eof_sends_a_sized_payload_that_redis_check_rdb_accepts() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A percore replica ("replica" in `dir`) of the server on `port`, with its link up.
+fn replica_up(dir: &TempDir, shards: usize, port: u16) -> (Server, Client) {
+    let port = port.to_string();
+    let replica = percore_in(dir, "replica", shards, &["--replicaof", "127.0.0.1", &port]);
+    let mut r = replica.client();
+    link_up(&mut r, dir, "replica");
+    (replica, r)
+}
+
+/// INFO replication's `field` is `want`.
+fn expect_repl(c: &mut Client, field: &str, want: &str) {
+    assert_eq!(
+        info_field(c, "replication", field).as_deref(),
+        Some(want),
+        "INFO replication {field}"
+    );
+}
+
 /// Starts percore with `shards` shards and `extra` flags, logging to `dir/<name>.log`.
 fn percore_in(dir: &TempDir, name: &str, shards: usize, extra: &[&str]) -> Server {
     let port = common::free_port();
@@ -620,30 +647,8 @@ fn a_percore_replica_with_another_shard_count_holds_every_key_and_resumes_partia
         let dir = TempDir::new("repl-pp");
         let primary = percore_in(&dir, "primary", primary_shards, &[]);
         let mut c = primary.client();
-        // Before the sync: enough keys that the sync takes a while.
-        for i in 0..20 {
-            write_round(&mut c, &format!("before{i}"), 300);
-        }
-        let mut filler = Vec::new();
-        for i in 0..20_000 {
-            filler.extend_from_slice(&common::encode(&[
-                b"SET",
-                format!("filler:{i}").as_bytes(),
-                b"some value",
-            ]));
-        }
-        c.send_raw(&filler);
-        for _ in 0..20_000 {
-            c.read_reply();
-        }
-        // During the sync: a writer goes on from another connection.
-        let port = primary.port;
-        let writer = std::thread::spawn(move || {
-            let mut w = Client::connect(port);
-            for i in 0..15 {
-                write_round(&mut w, &format!("during{i}"), 50);
-            }
-        });
+        fill_before_sync(&mut c, 20_000);
+        let writer = writer_during_sync(primary.port);
         let pport = primary.port.to_string();
         let replica = percore_in(
             &dir,
@@ -674,14 +679,8 @@ fn a_percore_replica_with_another_shard_count_holds_every_key_and_resumes_partia
             "{what}"
         );
         assert_eq!(r.q("GET x"), b"$-1\r\n");
-        assert_eq!(
-            info_field(&mut r, "replication", "role").as_deref(),
-            Some("slave")
-        );
-        assert_eq!(
-            info_field(&mut r, "replication", "master_port").as_deref(),
-            Some(pport.as_str())
-        );
+        expect_repl(&mut r, "role", "slave");
+        expect_repl(&mut r, "master_port", &pport);
         let role = r.q("ROLE");
         assert!(
             role.starts_with(
@@ -726,10 +725,7 @@ fn a_replica_refuses_with_masterdown_while_its_link_is_down_if_told() {
     // Stale data is served by default.
     assert_eq!(r.q("GET k"), b"$1\r\nv\r\n");
     assert!(r.q("SET k w").starts_with(b"-READONLY"));
-    assert_eq!(
-        info_field(&mut r, "replication", "master_link_status").as_deref(),
-        Some("down")
-    );
+    expect_repl(&mut r, "master_link_status", "down");
     assert_eq!(r.q("CONFIG SET replica-serve-stale-data no"), b"+OK\r\n");
     assert_eq!(
         r.q("GET k"),
@@ -761,10 +757,7 @@ fn a_promoted_replica_keeps_every_acknowledged_write_and_its_old_primary_follows
     // its replica applied.
     let primary = percore_in(&dir, "primary", 2, &["--repl-ping-replica-period", "3600"]);
     let mut c = primary.client();
-    let pport = primary.port.to_string();
-    let replica = percore_in(&dir, "replica", 3, &["--replicaof", "127.0.0.1", &pport]);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
+    let (replica, mut r) = replica_up(&dir, 3, primary.port);
     for i in 0..5 {
         write_round(&mut c, &format!("w{i}"), 50);
     }
@@ -800,18 +793,9 @@ fn a_promoted_replica_keeps_every_acknowledged_write_and_its_old_primary_follows
         (vec![], vec![]),
         "the promoted replica's data: (confirmed, not so there), (there, not so confirmed)"
     );
-    assert_eq!(
-        info_field(&mut r, "replication", "role").as_deref(),
-        Some("master")
-    );
-    assert_eq!(
-        info_field(&mut r, "replication", "master_replid2").as_deref(),
-        Some(old_id.as_str())
-    );
-    assert_eq!(
-        info_field(&mut r, "replication", "second_repl_offset"),
-        Some((old_offset + 1).to_string())
-    );
+    expect_repl(&mut r, "role", "master");
+    expect_repl(&mut r, "master_replid2", &old_id);
+    expect_repl(&mut r, "second_repl_offset", &(old_offset + 1).to_string());
     assert_ne!(
         info_field(&mut r, "replication", "master_replid").as_deref(),
         Some(old_id.as_str())
@@ -849,10 +833,7 @@ fn a_percore_replica_follows_a_redis_primary() {
         write_round(&mut c, &format!("before{i}"), 200);
     }
     let dir = TempDir::new("repl-redis");
-    let rport = redis.port.to_string();
-    let replica = percore_in(&dir, "replica", 2, &["--replicaof", "127.0.0.1", &rport]);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
+    let (_replica, mut r) = replica_up(&dir, 2, redis.port);
     for i in 0..3 {
         write_round(&mut c, &format!("after{i}"), 20);
     }

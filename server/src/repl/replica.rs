@@ -88,24 +88,18 @@ pub struct Link {
     pub read_offset: i64,
 }
 
+/// `m`'s value, also after a panic elsewhere left it poisoned.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn with_link<R>(core: &Core, f: impl FnOnce(&mut Option<Link>) -> R) -> R {
-    let mut l = core
-        .global
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    f(&mut l)
+    f(&mut locked(&core.global.repl.link))
 }
 
 /// The link's published state (None: this server is a primary).
 pub fn link(global: &crate::core::Global) -> Option<Link> {
-    global
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
+    locked(&global.repl.link).clone()
 }
 
 /// The refusal, if any, of `spec` for a normal client while [`super::Shared::gate`] is set
@@ -129,7 +123,7 @@ impl super::Shared {
     /// Sets the gate bits from the link's state and `cfg`; `loading`: a payload loads
     /// (None: as it was).
     pub fn update_gate(&self, cfg: &crate::config::Config, loading: Option<bool>) {
-        let link = self.link.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let link = locked(&self.link).clone();
         let loading = loading.unwrap_or(self.gate.load(Ordering::Acquire) & GATE_LOADING != 0);
         let mut g = 0;
         if let Some(l) = &link {
@@ -481,20 +475,8 @@ fn current_epoch(core: &Core, epoch: u64) -> bool {
 /// The replication id becomes `id`; the old one is kept as id 2, valid up to `offset`
 /// (a promotion, or `+CONTINUE <id>` from a primary promoted meanwhile). Returns the old.
 fn shift_to(core: &Core, id: &str, offset: u64) -> String {
-    let old = std::mem::replace(
-        &mut *core
-            .global
-            .repl_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-        id.to_string(),
-    );
-    let mut s = core
-        .global
-        .repl
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let old = std::mem::replace(&mut *locked(&core.global.repl_id), id.to_string());
+    let mut s = locked(&core.global.repl.status);
     s.replid2 = old.clone();
     s.second_offset = offset as i64 + 1;
     s.offset = offset;
@@ -568,18 +550,9 @@ async fn full_sync(
             ))
         }
     };
-    *core
-        .global
-        .repl_id
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = id.to_string();
+    *locked(&core.global.repl_id) = id.to_string();
     {
-        let mut s = core
-            .global
-            .repl
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut s = locked(&core.global.repl.status);
         s.replid2 = super::NO_REPLID.into();
         s.second_offset = -1;
     }
