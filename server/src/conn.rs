@@ -550,9 +550,14 @@ impl Conn {
         self.out.clear();
     }
 
-    /// A read arrived (the master client's): its commands see the clock as of now.
+    /// A read arrived on the master client. Its commands run at time 0: no key is expired
+    /// for them (Redis's master client sees every key its primary has not deleted, so that
+    /// the primary's DEL of an expired key, or a write just before the deadline, applies).
+    /// The stream carries absolute deadlines only (PEXPIREAT, SET … PXAT, RESTORE …
+    /// ABSTTL), so no deadline is computed from this time; the keys it stores get an LRU/LFU
+    /// clock of 0.
     pub(crate) fn note_read(&mut self) {
-        self.now_ms = crate::core::now_ms();
+        self.now_ms = 0;
         self.handle.info.borrow_mut().last_interaction = Instant::now();
     }
 
@@ -1527,6 +1532,7 @@ impl Conn {
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
             batch.hold_repl = self.repl_capture().is_some();
+            batch.master_view = self.is_master;
             batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;

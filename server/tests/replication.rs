@@ -845,3 +845,30 @@ fn a_percore_replica_follows_a_redis_primary() {
     });
     assert_same(&mut c, &mut r, "a redis-server primary, after a cut link");
 }
+
+#[test]
+fn a_replica_keeps_expired_keys_until_its_primary_deletes_them() {
+    let dir = TempDir::new("repl-expire");
+    let primary = percore_in(&dir, "primary", 2, &["--enable-debug-command", "yes"]);
+    let mut c = primary.client();
+    let (_replica, mut r) = replica_up(&dir, 3, primary.port);
+    // The primary expires nothing by itself meanwhile: only a read of the key will.
+    assert_eq!(c.q("DEBUG SET-ACTIVE-EXPIRE 0"), b"+OK\r\n");
+    for i in 0..20 {
+        assert_eq!(c.q(&format!("SET soon{i} v PX 50")), b"+OK\r\n");
+    }
+    assert_eq!(c.q("SET stays v"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // Expired for readers, but still held: the replica neither reads them away nor runs
+    // its own expiry cycle.
+    assert_eq!(r.q("GET soon0"), b"$-1\r\n");
+    assert_eq!(r.q("EXISTS soon1"), b":0\r\n");
+    assert_eq!(r.q("DBSIZE"), b":21\r\n");
+    // The primary's reads expire them and send DELs.
+    for i in 0..20 {
+        assert_eq!(c.q(&format!("GET soon{i}")), b"$-1\r\n");
+    }
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    assert_eq!(r.q("DBSIZE"), b":1\r\n");
+}

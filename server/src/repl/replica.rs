@@ -139,6 +139,7 @@ impl super::Shared {
         }
         self.gate.store(g, Ordering::Release);
         percore_shard::KEEP_EXPIRED.store(link.is_some(), Ordering::Release);
+        crate::log::REPLICA.store(link.is_some(), Ordering::Relaxed);
     }
 }
 
