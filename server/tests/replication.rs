@@ -872,3 +872,31 @@ fn a_replica_keeps_expired_keys_until_its_primary_deletes_them() {
     assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
     assert_eq!(r.q("DBSIZE"), b":1\r\n");
 }
+
+#[test]
+fn a_replica_of_a_replica_gets_what_the_first_applied() {
+    let dir = TempDir::new("repl-chain");
+    let primary = percore_in(&dir, "primary", 2, &[]);
+    let mut c = primary.client();
+    write_round(&mut c, "first", 50);
+    let (_middle, mut m) = replica_up(&dir, 3, primary.port);
+    let mport = m.q("CONFIG GET port");
+    let mport = String::from_utf8_lossy(&bulks(&mport)[1]).into_owned();
+    let last = percore_in(&dir, "last", 1, &["--replicaof", "127.0.0.1", &mport]);
+    let mut l = last.client();
+    link_up(&mut l, &dir, "last");
+    write_round(&mut c, "second", 50);
+    assert_eq!(c.q("WAIT 1 10000"), b":1\r\n");
+    assert_eq!(
+        m.q("WAIT 1 10000").first(),
+        Some(&b'-'),
+        "WAIT on a replica"
+    );
+    // The keys set to expire at once are gone first.
+    std::thread::sleep(Duration::from_millis(200));
+    let want = dump_all(&mut m);
+    assert!(want.len() > 40);
+    wait_for("the last replica to hold what the middle one holds", || {
+        dump_all(&mut l) == want
+    });
+}
