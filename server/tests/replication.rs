@@ -595,6 +595,16 @@ fn replica_up(dir: &TempDir, shards: usize, port: u16) -> (Server, Client) {
     (replica, r)
 }
 
+/// A percore primary (2 shards, `flags`) and a percore replica of it (3 shards) with its
+/// link up, in a new directory, with a client of each.
+fn primary_and_replica(tag: &str, flags: &[&str]) -> (TempDir, Server, Client, Server, Client) {
+    let dir = TempDir::new(tag);
+    let primary = percore_in(&dir, "primary", 2, flags);
+    let c = primary.client();
+    let (replica, r) = replica_up(&dir, 3, primary.port);
+    (dir, primary, c, replica, r)
+}
+
 /// INFO replication's `field` is `want`.
 fn expect_repl(c: &mut Client, field: &str, want: &str) {
     assert_eq!(
@@ -752,12 +762,10 @@ fn a_replica_refuses_with_masterdown_while_its_link_is_down_if_told() {
 
 #[test]
 fn a_promoted_replica_keeps_every_acknowledged_write_and_its_old_primary_follows_it() {
-    let dir = TempDir::new("repl-promote");
     // No PING in the stream during the test: the old primary's offset is exactly what
     // its replica applied.
-    let primary = percore_in(&dir, "primary", 2, &["--repl-ping-replica-period", "3600"]);
-    let mut c = primary.client();
-    let (replica, mut r) = replica_up(&dir, 3, primary.port);
+    let (dir, _primary, mut c, replica, mut r) =
+        primary_and_replica("repl-promote", &["--repl-ping-replica-period", "3600"]);
     for i in 0..5 {
         write_round(&mut c, &format!("w{i}"), 50);
     }
@@ -848,10 +856,8 @@ fn a_percore_replica_follows_a_redis_primary() {
 
 #[test]
 fn a_replica_keeps_expired_keys_until_its_primary_deletes_them() {
-    let dir = TempDir::new("repl-expire");
-    let primary = percore_in(&dir, "primary", 2, &["--enable-debug-command", "yes"]);
-    let mut c = primary.client();
-    let (_replica, mut r) = replica_up(&dir, 3, primary.port);
+    let (_dir, _primary, mut c, _replica, mut r) =
+        primary_and_replica("repl-expire", &["--enable-debug-command", "yes"]);
     // The primary expires nothing by itself meanwhile: only a read of the key will.
     assert_eq!(c.q("DEBUG SET-ACTIVE-EXPIRE 0"), b"+OK\r\n");
     for i in 0..20 {
