@@ -245,7 +245,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::ReplConf => crate::repl::primary::replconf(conn, a, &mut w),
         Cmd::Role => crate::repl::role(conn, &mut w),
         Cmd::Wait => crate::repl::wait_command(conn, a, &mut w).await,
-        Cmd::ReplicaOf | Cmd::SlaveOf => crate::repl::replicaof(a, &mut w),
+        Cmd::ReplicaOf | Cmd::SlaveOf => crate::repl::replica::replicaof(conn, a, &mut w).await,
         Cmd::LastSave => w.int((conn.core.global.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
         Cmd::Debug => crate::debug::run(conn, a, &mut w).await,
         Cmd::Command => {
@@ -519,6 +519,8 @@ struct KillFilter {
     user: Option<Vec<u8>>,
     /// TYPE: replica links only (Some(true)) or none of them (Some(false), `normal`).
     replica: Option<bool>,
+    /// TYPE master: a replica's master client only.
+    master: bool,
     none: bool,
 }
 
@@ -550,7 +552,8 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 match v.to_lowercase().as_str() {
                     "normal" => f.replica = Some(false),
                     "replica" | "slave" => f.replica = Some(true),
-                    "master" | "pubsub" => f.none = true,
+                    "master" => f.master = true,
+                    "pubsub" => f.none = true,
                     _ => return w.error(&format!("ERR Unknown client type '{v}'")),
                 }
             } else if eq(&a[i], "user") {
@@ -589,6 +592,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
                 && f.skip.is_none_or(|s| s != h.id)
                 && f.user.as_ref().is_none_or(|u| *u == h.info.borrow().user)
                 && f.replica.is_none_or(|r| r == h.info.borrow().replica)
+                && (!f.master || h.info.borrow().master)
                 && f.max_age
                     .is_none_or(|m| now.duration_since(h.created).as_secs() >= m);
             if matches {

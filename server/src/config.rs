@@ -70,6 +70,21 @@ pub struct Config {
     /// unless this many replicas acknowledged within that many seconds (0: no check).
     pub min_replicas_to_write: usize,
     pub min_replicas_max_lag: u64,
+    /// `replicaof <host> <port>` (alias `slaveof`): follow that primary from the start.
+    pub replicaof: Option<(String, u16)>,
+    /// `masterauth` / `masteruser`: how a replica authenticates to its primary.
+    pub masterauth: Option<String>,
+    pub masteruser: Option<String>,
+    /// `replica-read-only`: normal clients' writes get READONLY on a replica.
+    pub replica_read_only: bool,
+    /// `replica-serve-stale-data`: while the link is down, serve the data as it is (yes)
+    /// or answer MASTERDOWN (no).
+    pub replica_serve_stale_data: bool,
+    /// `repl-timeout`, seconds: bounds the link's connect and every wait for the primary.
+    pub repl_timeout: u64,
+    /// `replica-priority` and `replica-announced` (reported in INFO replication).
+    pub replica_priority: u64,
+    pub replica_announced: bool,
     /// Start with the valid part of a corrupt snapshot set instead of refusing to start.
     pub load_corrupt_snapshot: bool,
     /// A Redis RDB file to load at start instead of the snapshot set (empty: none).
@@ -182,6 +197,14 @@ impl Default for Config {
             repl_ping_replica_period: 10,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
+            replicaof: None,
+            masterauth: None,
+            masteruser: None,
+            replica_read_only: true,
+            replica_serve_stale_data: true,
+            repl_timeout: 60,
+            replica_priority: 100,
+            replica_announced: true,
             load_corrupt_snapshot: false,
             import_rdb: String::new(),
             rdb_export: String::new(),
@@ -454,6 +477,25 @@ fn set_output_limits(c: &mut Config, v: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+fn get_replicaof(c: &Config) -> String {
+    c.replicaof
+        .as_ref()
+        .map(|(h, p)| format!("{h} {p}"))
+        .unwrap_or_default()
+}
+
+/// `replicaof <host> <port>`, as two words or one string; empty (or `no one`): none.
+fn set_replicaof(c: &mut Config, v: &[String]) -> Result<(), String> {
+    let words: Vec<&str> = v.iter().flat_map(|w| w.split_whitespace()).collect();
+    c.replicaof = match words.as_slice() {
+        [] => None,
+        [n, o] if n.eq_ignore_ascii_case("no") && o.eq_ignore_ascii_case("one") => None,
+        [h, p] => Some((h.to_string(), int_in(p, 0, 65535)?)),
+        _ => return Err("wrong number of arguments".into()),
+    };
+    Ok(())
+}
+
 fn one(v: &[String]) -> Result<&str, String> {
     match v {
         [x] => Ok(x),
@@ -488,6 +530,19 @@ pub static PARAMS: &[Param] = &[
     Param { name: "repl-backlog-size", get: |c| c.repl_backlog_size.to_string(), set: |c, v| { c.repl_backlog_size = memory_in(one(v)?, 1, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "repl-ping-replica-period", get: |c| c.repl_ping_replica_period.to_string(), set: |c, v| { c.repl_ping_replica_period = int_in(one(v)?, 1, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "min-replicas-to-write", get: |c| c.min_replicas_to_write.to_string(), set: |c, v| { c.min_replicas_to_write = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "replicaof", get: get_replicaof, set: set_replicaof, mutable: false },
+    Param { name: "slaveof", get: get_replicaof, set: set_replicaof, mutable: false },
+    Param { name: "masterauth", get: |c| c.masterauth.clone().unwrap_or_default(), set: |c, v| { let p = one(v)?; c.masterauth = (!p.is_empty()).then(|| p.to_string()); Ok(()) }, mutable: true },
+    Param { name: "masteruser", get: |c| c.masteruser.clone().unwrap_or_default(), set: |c, v| { let p = one(v)?; c.masteruser = (!p.is_empty()).then(|| p.to_string()); Ok(()) }, mutable: true },
+    Param { name: "replica-read-only", get: |c| yes_no(c.replica_read_only), set: |c, v| { c.replica_read_only = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "slave-read-only", get: |c| yes_no(c.replica_read_only), set: |c, v| { c.replica_read_only = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "replica-serve-stale-data", get: |c| yes_no(c.replica_serve_stale_data), set: |c, v| { c.replica_serve_stale_data = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "slave-serve-stale-data", get: |c| yes_no(c.replica_serve_stale_data), set: |c, v| { c.replica_serve_stale_data = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "repl-timeout", get: |c| c.repl_timeout.to_string(), set: |c, v| { c.repl_timeout = int_in(one(v)?, 1, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "replica-priority", get: |c| c.replica_priority.to_string(), set: |c, v| { c.replica_priority = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "slave-priority", get: |c| c.replica_priority.to_string(), set: |c, v| { c.replica_priority = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "replica-announced", get: |c| yes_no(c.replica_announced), set: |c, v| { c.replica_announced = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
+    Param { name: "slave-announced", get: |c| yes_no(c.replica_announced), set: |c, v| { c.replica_announced = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "min-replicas-max-lag", get: |c| c.min_replicas_max_lag.to_string(), set: |c, v| { c.min_replicas_max_lag = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "rdb-key-save-delay", get: |c| c.rdb_key_save_delay.to_string(), set: |c, v| { c.rdb_key_save_delay = int_in::<i32>(one(v)?, i32::MIN as i128, INT_MAX)?.max(0) as u64; Ok(()) }, mutable: true },
     Param { name: "load-corrupt-snapshot", get: |c| yes_no(c.load_corrupt_snapshot), set: |c, v| { c.load_corrupt_snapshot = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
@@ -557,7 +612,7 @@ pub static PARAMS: &[Param] = &[
     // Not in Redis: the Prometheus endpoint over HTTPS with the tls-* files.
     Param { name: "metrics-tls", get: |c| yes_no(c.tls.metrics), set: |c, v| { c.tls.metrics = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
     // Replication and cluster are not built: reported as off for the tools that ask.
-    Param { name: "tls-replication", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no replication yet".into()) } else { Ok(()) } }, mutable: false },
+    Param { name: "tls-replication", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore's replica link has no TLS yet".into()) } else { Ok(()) } }, mutable: false },
     Param { name: "tls-cluster", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no cluster mode yet".into()) } else { Ok(()) } }, mutable: false },
     Param { name: "aclfile", get: |c| c.aclfile.clone(), set: |c, v| { c.aclfile = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "acllog-max-len", get: |c| c.acllog_max_len.to_string(), set: |c, v| { c.acllog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },

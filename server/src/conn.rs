@@ -150,6 +150,9 @@ pub struct Conn {
     pub repl_applied: Cell<bool>,
     /// Scripts running (their effects are one unit even without locks).
     pub repl_depth: u32,
+    /// The master client of a replica: past the replica's gates (READONLY, MASTERDOWN,
+    /// LOADING).
+    pub is_master: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -185,6 +188,28 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         return;
     }
     let _ = stream.set_nodelay();
+    let mut conn = new_conn(&core, &stream, addr, laddr, user, acl_epoch);
+    let id = conn.handle.id;
+    conn.run(&mut stream).await;
+    crate::multi::unwatch(&mut conn).await;
+    crate::pubsub::unsubscribe_all(&mut conn);
+    crate::tracking::disable(&mut conn).await;
+    // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
+    core.clients.borrow_mut().remove(&id);
+    drop(stream);
+    drop(guard);
+}
+
+/// A connection's handle (registered on this core) and its state, for `stream`.
+fn new_conn(
+    core: &Rc<Core>,
+    stream: &Stream,
+    addr: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+    user: std::sync::Arc<crate::acl::rules::User>,
+    acl_epoch: u64,
+) -> Conn {
+    let global = &core.global;
     let id = global
         .next_client_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -219,6 +244,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
             dirty_cas: None,
             user: user.name.clone(),
             replica: false,
+            master: false,
         }),
         killed: Cell::new(false),
         blocked: RefCell::new(None),
@@ -227,7 +253,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
     });
     core.clients.borrow_mut().insert(id, handle.clone());
     let n = core.nshards();
-    let mut conn = Conn {
+    Conn {
         core: core.clone(),
         handle,
         db: 0,
@@ -261,20 +287,40 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         repl_ops: RefCell::new(Vec::new()),
         repl_applied: Cell::new(false),
         repl_depth: 0,
+        is_master: false,
         p: Pending {
             batches: (0..n).map(|_| Batch::default()).collect(),
             replies: (0..n).map(|_| BatchReply::default()).collect(),
             ..Default::default()
         },
-    };
-    conn.run(&mut stream).await;
-    crate::multi::unwatch(&mut conn).await;
-    crate::pubsub::unsubscribe_all(&mut conn);
-    crate::tracking::disable(&mut conn).await;
-    // Unregister before the stream (and its descriptor) is dropped: see ClientHandle::kill.
-    core.clients.borrow_mut().remove(&id);
-    drop(stream);
-    drop(guard);
+    }
+}
+
+/// The master client of a replica: the connection that applies its primary's stream
+/// ([`crate::repl::replica`]), registered as a client (CLIENT LIST flag M), allowed
+/// everything, past the replica's gates.
+pub(crate) fn master_conn(core: Rc<Core>, stream: &Stream) -> Conn {
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let addr = stream.peer_addr().unwrap_or(unspecified);
+    let laddr = stream.local_addr().unwrap_or(unspecified);
+    let user = core.global.acl.default_user();
+    let epoch = core.global.acl.epoch();
+    let mut conn = new_conn(&core, stream, addr, laddr, user, epoch);
+    conn.authed = true;
+    conn.acl_open = true;
+    conn.is_master = true;
+    conn.handle.info.borrow_mut().master = true;
+    conn
+}
+
+/// Ends a master client: what a closed connection leaves is cleaned up.
+pub(crate) async fn end_master_conn(conn: &mut Conn) {
+    conn.multi = None;
+    if conn.tx.is_some() {
+        conn.end_tx().await;
+    }
+    crate::multi::unwatch(conn).await;
+    conn.core.clients.borrow_mut().remove(&conn.handle.id);
 }
 
 struct ConnectedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -507,6 +553,22 @@ impl Conn {
 
     /// Where a reply produced now goes: straight to the output, or (while batches are
     /// pending) to the local buffer with a slot that keeps its place.
+    /// Drops the replies made so far (the master client's: its primary reads none).
+    pub(crate) fn discard_replies(&mut self) {
+        self.out.clear();
+    }
+
+    /// A read arrived on the master client. Its commands run at time 0: no key is expired
+    /// for them (Redis's master client sees every key its primary has not deleted, so that
+    /// the primary's DEL of an expired key, or a write just before the deadline, applies).
+    /// The stream carries absolute deadlines only (PEXPIREAT, SET … PXAT, RESTORE …
+    /// ABSTTL), so no deadline is computed from this time; the keys it stores get an LRU/LFU
+    /// clock of 0.
+    pub(crate) fn note_read(&mut self) {
+        self.now_ms = 0;
+        self.handle.info.borrow_mut().last_interaction = Instant::now();
+    }
+
     pub fn emit_bytes(&mut self, bytes: &[u8]) {
         self.emit(bytes)
     }
@@ -745,6 +807,20 @@ impl Conn {
         // allow-busy commands; the script's own calls go on.
         if !self.in_script {
             if let Some(e) = crate::scripting::busy_reply(spec, &args) {
+                return self.reject(Some(spec), e);
+            }
+        }
+        // A replica's gates (READONLY, MASTERDOWN, LOADING): one load on a primary.
+        if self
+            .core
+            .global
+            .repl
+            .gate
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+            && !self.is_master
+        {
+            if let Some(e) = crate::repl::replica::refusal(&self.core, spec) {
                 return self.reject(Some(spec), e);
             }
         }
@@ -1495,6 +1571,7 @@ impl Conn {
                 .extend_from_slice(&self.handle.info.borrow().name);
             batch.tx = self.tx;
             batch.hold_repl = self.repl_capture().is_some();
+            batch.master_view = self.is_master;
             batch.oom_exempt = self.in_script && crate::scripting::oom_exempt();
             batch.caller = crate::tracking::caller(&self.handle, self.core.id);
             batch.release = self.tx.is_some() && self.tx_ending;

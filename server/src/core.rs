@@ -276,6 +276,8 @@ pub struct ClientInfo {
     pub user: Vec<u8>,
     /// The connection is a replica's link (CLIENT LIST flag S, CLIENT KILL TYPE replica).
     pub replica: bool,
+    /// The connection is a replica's master client (CLIENT LIST flag M).
+    pub master: bool,
 }
 
 /// Redis's fixed reply buffer and reply-list block size (CLIENT LIST `obl`, `oll`, `omem`).
@@ -318,6 +320,9 @@ impl ClientHandle {
         let mut f = String::new();
         if i.replica {
             f.push('S');
+        }
+        if i.master {
+            f.push('M');
         }
         if i.monitor {
             f.push('O');
@@ -429,6 +434,9 @@ pub struct Batch {
     /// Part of a transaction across shards: what the commands propagate comes back in
     /// [`BatchReply::repl`] for its coordinator ([`crate::repl`]).
     pub hold_repl: bool,
+    /// Sent by a replica's master client: its commands run at time 0, so that no key is
+    /// expired for them ([`crate::conn::Conn::note_read`]).
+    pub master_view: bool,
 }
 
 impl Batch {
@@ -728,7 +736,7 @@ impl Core {
         serve_each: bool,
         admitted: bool,
     ) -> Option<usize> {
-        let now = now_ms();
+        let now = if batch.master_view { 0 } else { now_ms() };
         let mut shard = self.shard.borrow_mut();
         // A transaction's batch: everything it propagates, blocked clients' pops included,
         // goes back to its coordinator ([`crate::repl`]).

@@ -46,11 +46,19 @@ fn stamp() -> String {
     )
 }
 
+/// The role letter of each line: `S` while this server is a replica, as Redis writes it.
+pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn emit(level: u8, mark: char, msg: &str) {
     if level < LEVEL.load(Ordering::Relaxed) {
         return;
     }
-    let line = format!("{}:M {} {mark} {msg}\n", std::process::id(), stamp());
+    let role = if REPLICA.load(Ordering::Relaxed) {
+        'S'
+    } else {
+        'M'
+    };
+    let line = format!("{}:{role} {} {mark} {msg}\n", std::process::id(), stamp());
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 

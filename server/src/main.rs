@@ -554,6 +554,11 @@ fn run(cfg: Config) -> Result<(), String> {
             while !core.global.serving.load(Ordering::Acquire) {
                 runtime::sleep(Duration::from_millis(1)).await;
             }
+            // `replicaof` in the configuration: core 0 starts the link.
+            if let (0, Some((host, port))) = (i, cfg.replicaof.clone()) {
+                let core = core.clone();
+                runtime::spawn(async move { repl::replica::follow(&core, host, port).await });
+            }
             for (l, tls) in listeners {
                 let core = core.clone();
                 runtime::spawn(async move {

@@ -290,6 +290,7 @@ pub fn render(g: &Gathered) -> String {
     let port = gl.port.to_string();
     let pid = std::process::id().to_string();
     let shards = gl.nshards.to_string();
+    let link = crate::repl::replica::link(gl);
     f.gauge(
         "redis_instance_info",
         "Information about the server, as labels.",
@@ -297,7 +298,7 @@ pub fn render(g: &Gathered) -> String {
             ("redis_version", REDIS_VERSION),
             ("redis_mode", "standalone"),
             ("os", std::env::consts::OS),
-            ("role", "master"),
+            ("role", if link.is_some() { "slave" } else { "master" }),
             ("run_id", &gl.run_id),
             ("tcp_port", &port),
             ("process_id", &pid),
@@ -309,7 +310,10 @@ pub fn render(g: &Gathered) -> String {
     let (sys, user) = crate::info::cpu_times();
     let start_s = (gl.started_unix_ms / 1000) as f64;
     let last_save_s = (gl.last_save_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000) as f64;
-    let repl = gl.repl.status();
+    let mut repl = gl.repl.status();
+    if let Some(l) = &link {
+        repl.offset = l.offset.max(0) as u64;
+    }
     // (name, help, counter or gauge, value), one row per line.
     #[rustfmt::skip]
     let scalars: [(&str, &str, bool, f64); 33] = [
@@ -353,6 +357,47 @@ pub fn render(g: &Gathered) -> String {
         } else {
             f.gauge(name, help, &[], v);
         }
+    }
+    // A replica's link, as the Redis exporter reports it.
+    if let Some(l) = &link {
+        let up = l.state == crate::repl::replica::State::Connected;
+        let port = l.port.to_string();
+        let ro = u8::from(g.config.replica_read_only).to_string();
+        f.gauge(
+            "redis_slave_info",
+            "The replica's primary, as labels.",
+            &[
+                ("master_host", &l.host),
+                ("master_port", &port),
+                ("read_only", &ro),
+            ],
+            1.0,
+        );
+        f.gauge(
+            "redis_master_link_up",
+            "Whether the link to the primary is up.",
+            &[],
+            f64::from(u8::from(up)),
+        );
+        let io = crate::core::now_ms().saturating_sub(l.last_io_ms) / 1000;
+        f.gauge(
+            "redis_master_last_io_seconds_ago",
+            "Seconds since the primary last sent anything.",
+            &[],
+            if up { io as f64 } else { -1.0 },
+        );
+        f.gauge(
+            "redis_master_sync_in_progress",
+            "Whether a full sync is in progress.",
+            &[],
+            f64::from(u8::from(l.state == crate::repl::replica::State::Sync)),
+        );
+        f.gauge(
+            "redis_slave_repl_offset",
+            "The replication offset applied (slave_repl_offset).",
+            &[],
+            l.offset.max(0) as f64,
+        );
     }
     for (db, keys, expires, avg_ttl_ms) in g.keyspace() {
         let db = format!("db{db}");

@@ -678,6 +678,14 @@ impl Stream {
         Ok(())
     }
 
+    /// A connected socket this server opened (plain TCP), served by this core's ring.
+    pub fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<Stream> {
+        Ok(Stream {
+            ring: ring::RingStream::adopt(fd)?,
+            tls: None,
+        })
+    }
+
     /// Received bytes (plaintext).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.tls {

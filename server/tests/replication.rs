@@ -3,7 +3,9 @@
 //! what the stream said. Every key is compared, database by database, value by value (not by
 //! digest: the encodings may differ by design), after writes of every type before the sync,
 //! during it and after it; then the replica's link is cut and it must resume with a partial
-//! resynchronization.
+//! resynchronization. Then percore as the replica (REPLICAOF): of a percore primary with
+//! another shard count, checked the same way, and its gates (READONLY, MASTERDOWN), its
+//! promotion (REPLICAOF NO ONE) and the old primary following it.
 
 mod common;
 
@@ -216,6 +218,36 @@ fn assert_same(percore: &mut Client, replica: &mut Client, what: &str) {
     );
 }
 
+/// Before a sync: enough keys that the sync takes a while (20 rounds of every type, and
+/// `filler` plain strings).
+fn fill_before_sync(c: &mut Client, filler: usize) {
+    for i in 0..20 {
+        write_round(c, &format!("before{i}"), 300);
+    }
+    let mut pipeline = Vec::new();
+    for i in 0..filler {
+        pipeline.extend_from_slice(&common::encode(&[
+            b"SET",
+            format!("filler:{i}").as_bytes(),
+            b"some value",
+        ]));
+    }
+    c.send_raw(&pipeline);
+    for _ in 0..filler {
+        c.read_reply();
+    }
+}
+
+/// During a sync: a writer that goes on from another connection.
+fn writer_during_sync(port: u16) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut w = Client::connect(port);
+        for i in 0..15 {
+            write_round(&mut w, &format!("during{i}"), 50);
+        }
+    })
+}
+
 fn replica_of(percore: &Server, dir: &TempDir) -> Option<Server> {
     let log = format!("{}/replica.log", dir.path());
     Server::redis_with(&[
@@ -279,30 +311,9 @@ fn a_redis_replica_holds_every_key_through_the_sync_the_stream_and_a_cut_link() 
         };
         load(&mut c, "before");
         assert_eq!(c.q("FCALL before_set 1 fk:before v"), b"+OK\r\n");
-        // Before the sync: enough keys that the sync takes a while.
-        for i in 0..20 {
-            write_round(&mut c, &format!("before{i}"), 300);
-        }
-        let mut filler = Vec::new();
-        for i in 0..3_000 {
-            filler.extend_from_slice(&common::encode(&[
-                b"SET",
-                format!("filler:{i}").as_bytes(),
-                b"some value",
-            ]));
-        }
-        c.send_raw(&filler);
-        for _ in 0..3_000 {
-            c.read_reply();
-        }
-        // During the sync: a writer goes on from another connection.
+        fill_before_sync(&mut c, 3_000);
         let port = percore.port;
-        let writer = std::thread::spawn(move || {
-            let mut w = Client::connect(port);
-            for i in 0..15 {
-                write_round(&mut w, &format!("during{i}"), 50);
-            }
-        });
+        let writer = writer_during_sync(port);
         let replica = replica_of(&percore, &dir).expect("redis-server is installed");
         writer.join().unwrap();
         let mut r = replica.client();
@@ -439,9 +450,10 @@ fn role_info_and_wait_describe_the_replicas() {
     assert_eq!(c.q("WAIT 0 -1"), b"-ERR timeout is negative\r\n");
     assert_eq!(c.q("REPLICAOF NO ONE"), b"+OK\r\n");
     assert_eq!(c.q("SLAVEOF no one"), b"+OK\r\n");
-    assert!(c
-        .q("REPLICAOF 127.0.0.1 1")
-        .starts_with(b"-ERR percore cannot be a replica"));
+    assert_eq!(
+        c.q("REPLICAOF 127.0.0.1 x"),
+        b"-ERR Invalid master port\r\n"
+    );
     assert_eq!(c.q("CONFIG SET min-replicas-to-write 0"), b"+OK\r\n");
     assert_eq!(c.q("SET k v"), b"+OK\r\n");
 
@@ -572,4 +584,325 @@ fn sync_without_capa_eof_sends_a_sized_payload_that_redis_check_rdb_accepts() {
         .filter(|n| n.starts_with("temp-repl-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A percore replica ("replica" in `dir`) of the server on `port`, with its link up.
+fn replica_up(dir: &TempDir, shards: usize, port: u16) -> (Server, Client) {
+    let port = port.to_string();
+    let replica = percore_in(dir, "replica", shards, &["--replicaof", "127.0.0.1", &port]);
+    let mut r = replica.client();
+    link_up(&mut r, dir, "replica");
+    (replica, r)
+}
+
+/// A percore primary (2 shards, `flags`) and a percore replica of it (3 shards) with its
+/// link up, in a new directory, with a client of each.
+fn primary_and_replica(tag: &str, flags: &[&str]) -> (TempDir, Server, Client, Server, Client) {
+    let dir = TempDir::new(tag);
+    let primary = percore_in(&dir, "primary", 2, flags);
+    let c = primary.client();
+    let (replica, r) = replica_up(&dir, 3, primary.port);
+    (dir, primary, c, replica, r)
+}
+
+/// INFO replication's `field` is `want`.
+fn expect_repl(c: &mut Client, field: &str, want: &str) {
+    assert_eq!(
+        info_field(c, "replication", field).as_deref(),
+        Some(want),
+        "INFO replication {field}"
+    );
+}
+
+/// Starts percore with `shards` shards and `extra` flags, logging to `dir/<name>.log`.
+fn percore_in(dir: &TempDir, name: &str, shards: usize, extra: &[&str]) -> Server {
+    let port = common::free_port();
+    let log = std::path::PathBuf::from(format!("{}/{name}.log", dir.path()));
+    let sub = format!("{}/{name}", dir.path());
+    std::fs::create_dir_all(&sub).unwrap();
+    let port_s = port.to_string();
+    let shards_s = shards.to_string();
+    let mut args = vec!["--port", &port_s, "--shards", &shards_s, "--dir", &sub];
+    args.extend_from_slice(extra);
+    common::Launch::percore(port, &args).log(&log).start()
+}
+
+fn log_of(dir: &TempDir, name: &str) -> String {
+    std::fs::read_to_string(format!("{}/{name}.log", dir.path())).unwrap_or_default()
+}
+
+/// Waits until `c`'s INFO says its link to the primary is up.
+fn link_up(c: &mut Client, dir: &TempDir, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while info_field(c, "replication", "master_link_status").as_deref() != Some("up") {
+        assert!(
+            Instant::now() < deadline,
+            "the replica's link is not up; its log:\n{}",
+            log_of(dir, name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stat(c: &mut Client, field: &str) -> u64 {
+    info_field(c, "stats", field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("INFO stats {field}"))
+}
+
+#[test]
+fn a_percore_replica_with_another_shard_count_holds_every_key_and_resumes_partially() {
+    for (primary_shards, replica_shards) in [(3, 2), (1, 3)] {
+        let what = format!("{primary_shards} shard(s) -> {replica_shards}");
+        let dir = TempDir::new("repl-pp");
+        let primary = percore_in(&dir, "primary", primary_shards, &[]);
+        let mut c = primary.client();
+        fill_before_sync(&mut c, 20_000);
+        let writer = writer_during_sync(primary.port);
+        let pport = primary.port.to_string();
+        let replica = percore_in(
+            &dir,
+            "replica",
+            replica_shards,
+            &["--replicaof", "127.0.0.1", &pport],
+        );
+        writer.join().unwrap();
+        let mut r = replica.client();
+        link_up(&mut r, &dir, "replica");
+        for i in 0..5 {
+            write_round(&mut c, &format!("after{i}"), 20);
+        }
+        assert_same(&mut c, &mut r, &format!("{what}, after the full sync"));
+        let log = log_of(&dir, "replica");
+        for line in [
+            "Connecting to MASTER",
+            "MASTER <-> REPLICA sync started",
+            "Full resync from master",
+            "MASTER <-> REPLICA sync: Finished with success",
+        ] {
+            assert!(log.contains(line), "{what}: {line:?} in\n{log}");
+        }
+        // A replica's gates and its view of the link.
+        assert_eq!(
+            r.q("SET x y"),
+            b"-READONLY You can't write against a read only replica.\r\n",
+            "{what}"
+        );
+        assert_eq!(r.q("GET x"), b"$-1\r\n");
+        expect_repl(&mut r, "role", "slave");
+        expect_repl(&mut r, "master_port", &pport);
+        let role = r.q("ROLE");
+        assert!(
+            role.starts_with(
+                format!("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:{pport}\r\n$9\r\nconnected\r\n:")
+                    .as_bytes()
+            ),
+            "{what}: {}",
+            esc(&role)
+        );
+        assert_eq!(c.q("WAIT 1 5000"), b":1\r\n", "{what}: WAIT counts it");
+
+        // The link is cut; writes go on; the replica comes back with a partial resync.
+        assert_eq!(stat(&mut c, "sync_partial_ok"), 0);
+        assert_eq!(c.q("CLIENT KILL TYPE replica"), b":1\r\n", "{what}");
+        for i in 0..3 {
+            write_round(&mut c, &format!("cut{i}"), 20);
+        }
+        wait_for("the replica to resume", || {
+            log_of(&dir, "replica").contains("Successful partial resynchronization")
+        });
+        assert_same(&mut c, &mut r, &format!("{what}, after the partial resync"));
+        assert_eq!(stat(&mut c, "sync_partial_ok"), 1, "{what}");
+        assert_eq!(stat(&mut c, "sync_full"), 1, "{what}: one full sync only");
+        // And from the replica's side: CLIENT KILL TYPE master.
+        assert_eq!(r.q("CLIENT KILL TYPE master"), b":1\r\n", "{what}");
+        write_round(&mut c, "cut-again", 20);
+        wait_for("the replica to resume again", || {
+            stat(&mut c, "sync_partial_ok") == 2
+        });
+        assert_same(&mut c, &mut r, &format!("{what}, after the second cut"));
+    }
+}
+
+#[test]
+fn a_replica_refuses_with_masterdown_while_its_link_is_down_if_told() {
+    let dir = TempDir::new("repl-down");
+    let replica = percore_in(&dir, "replica", 2, &[]);
+    let mut r = replica.client();
+    assert_eq!(r.q("SET k v"), b"+OK\r\n");
+    let dead = common::free_port().to_string();
+    assert_eq!(r.q(&format!("REPLICAOF 127.0.0.1 {dead}")), b"+OK\r\n");
+    // Stale data is served by default.
+    assert_eq!(r.q("GET k"), b"$1\r\nv\r\n");
+    assert!(r.q("SET k w").starts_with(b"-READONLY"));
+    expect_repl(&mut r, "master_link_status", "down");
+    assert_eq!(r.q("CONFIG SET replica-serve-stale-data no"), b"+OK\r\n");
+    assert_eq!(
+        r.q("GET k"),
+        b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
+    );
+    assert!(s(&r.q("INFO replication")).contains("role:slave"));
+    // Writable replicas (replica-read-only no) take writes locally.
+    assert_eq!(r.q("CONFIG SET replica-serve-stale-data yes"), b"+OK\r\n");
+    assert_eq!(r.q("CONFIG SET replica-read-only no"), b"+OK\r\n");
+    assert_eq!(r.q("SET k w"), b"+OK\r\n");
+    assert!(r
+        .q("WAIT 0 0")
+        .starts_with(b"-ERR WAIT cannot be used with replica instances"));
+    wait_for("the retries to show in the log", || {
+        log_of(&dir, "replica")
+            .matches("Connecting to MASTER")
+            .count()
+            >= 2
+    });
+    assert_eq!(r.q("REPLICAOF NO ONE"), b"+OK\r\n");
+    assert_eq!(r.q("GET k"), b"$1\r\nw\r\n");
+    assert_eq!(r.q("ROLE"), b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+}
+
+#[test]
+fn a_promoted_replica_keeps_every_acknowledged_write_and_its_old_primary_follows_it() {
+    // No PING in the stream during the test: the old primary's offset is exactly what
+    // its replica applied.
+    let (dir, _primary, mut c, replica, mut r) =
+        primary_and_replica("repl-promote", &["--repl-ping-replica-period", "3600"]);
+    for i in 0..5 {
+        write_round(&mut c, &format!("w{i}"), 50);
+    }
+    // Every write WAIT confirmed is on the replica when it is promoted (the keys set to
+    // expire at once are gone first, so that both sides read the same keys).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.q("WAIT 1 10000"), b":1\r\n");
+    let confirmed = dump_all(&mut c);
+    let old_id = info_field(&mut c, "replication", "master_replid").unwrap();
+    // INFO's offset is published by the primary's merger every 100 ms: once it equals the
+    // replica's, the replica applied the whole stream (WAIT's GETACK included).
+    let offset_of = |c: &mut Client, field: &str| -> u64 {
+        info_field(c, "replication", field)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    wait_for("the replica to apply the whole stream", || {
+        offset_of(&mut c, "master_repl_offset") == offset_of(&mut r, "slave_repl_offset")
+    });
+    let old_offset = offset_of(&mut c, "master_repl_offset");
+    assert_eq!(r.q("REPLICAOF NO ONE"), b"+OK\r\n");
+    let promoted = dump_all(&mut r);
+    let differ = |a: &BTreeMap<(usize, Vec<u8>), String>,
+                  b: &BTreeMap<(usize, Vec<u8>), String>| {
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| (k.0, esc(&k.1), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (differ(&confirmed, &promoted), differ(&promoted, &confirmed)),
+        (vec![], vec![]),
+        "the promoted replica's data: (confirmed, not so there), (there, not so confirmed)"
+    );
+    expect_repl(&mut r, "role", "master");
+    expect_repl(&mut r, "master_replid2", &old_id);
+    expect_repl(&mut r, "second_repl_offset", &(old_offset + 1).to_string());
+    assert_ne!(
+        info_field(&mut r, "replication", "master_replid").as_deref(),
+        Some(old_id.as_str())
+    );
+    assert_eq!(r.q("SET after:promotion yes"), b"+OK\r\n");
+    // The old primary follows the promoted replica, continuing where it was.
+    let rport = replica.port.to_string();
+    assert_eq!(c.q(&format!("REPLICAOF 127.0.0.1 {rport}")), b"+OK\r\n");
+    link_up(&mut c, &dir, "primary");
+    assert_eq!(
+        stat(&mut r, "sync_partial_ok"),
+        1,
+        "{}",
+        log_of(&dir, "primary")
+    );
+    assert_eq!(stat(&mut r, "sync_full"), 0);
+    assert_eq!(r.q("SET after:follow yes"), b"+OK\r\n");
+    assert_eq!(r.q("WAIT 1 10000"), b":1\r\n");
+    assert_eq!(c.q("GET after:promotion"), b"$3\r\nyes\r\n");
+    assert_eq!(c.q("GET after:follow"), b"$3\r\nyes\r\n");
+    assert!(c.q("SET x y").starts_with(b"-READONLY"));
+    assert_eq!(dump_all(&mut c), dump_all(&mut r));
+}
+
+#[test]
+fn a_percore_replica_follows_a_redis_primary() {
+    let Some(redis) = common::redis_or_skip_with(
+        "percore as a replica of redis-server",
+        &["--repl-diskless-sync-delay", "0"],
+    ) else {
+        return;
+    };
+    let mut c = redis.client();
+    for i in 0..5 {
+        write_round(&mut c, &format!("before{i}"), 200);
+    }
+    let dir = TempDir::new("repl-redis");
+    let (_replica, mut r) = replica_up(&dir, 2, redis.port);
+    for i in 0..3 {
+        write_round(&mut c, &format!("after{i}"), 20);
+    }
+    assert_same(&mut c, &mut r, "a redis-server primary");
+    assert_eq!(c.q("CLIENT KILL TYPE replica"), b":1\r\n");
+    write_round(&mut c, "cut", 20);
+    wait_for("the replica to resume", || {
+        log_of(&dir, "replica").contains("Successful partial resynchronization")
+    });
+    assert_same(&mut c, &mut r, "a redis-server primary, after a cut link");
+}
+
+#[test]
+fn a_replica_keeps_expired_keys_until_its_primary_deletes_them() {
+    let (_dir, _primary, mut c, _replica, mut r) =
+        primary_and_replica("repl-expire", &["--enable-debug-command", "yes"]);
+    // The primary expires nothing by itself meanwhile: only a read of the key will.
+    assert_eq!(c.q("DEBUG SET-ACTIVE-EXPIRE 0"), b"+OK\r\n");
+    for i in 0..20 {
+        assert_eq!(c.q(&format!("SET soon{i} v PX 50")), b"+OK\r\n");
+    }
+    assert_eq!(c.q("SET stays v"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // Expired for readers, but still held: the replica neither reads them away nor runs
+    // its own expiry cycle.
+    assert_eq!(r.q("GET soon0"), b"$-1\r\n");
+    assert_eq!(r.q("EXISTS soon1"), b":0\r\n");
+    assert_eq!(r.q("DBSIZE"), b":21\r\n");
+    // The primary's reads expire them and send DELs.
+    for i in 0..20 {
+        assert_eq!(c.q(&format!("GET soon{i}")), b"$-1\r\n");
+    }
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    assert_eq!(r.q("DBSIZE"), b":1\r\n");
+}
+
+#[test]
+fn a_replica_of_a_replica_gets_what_the_first_applied() {
+    let dir = TempDir::new("repl-chain");
+    let primary = percore_in(&dir, "primary", 2, &[]);
+    let mut c = primary.client();
+    write_round(&mut c, "first", 50);
+    let (_middle, mut m) = replica_up(&dir, 3, primary.port);
+    let mport = m.q("CONFIG GET port");
+    let mport = String::from_utf8_lossy(&bulks(&mport)[1]).into_owned();
+    let last = percore_in(&dir, "last", 1, &["--replicaof", "127.0.0.1", &mport]);
+    let mut l = last.client();
+    link_up(&mut l, &dir, "last");
+    write_round(&mut c, "second", 50);
+    assert_eq!(c.q("WAIT 1 10000"), b":1\r\n");
+    assert_eq!(
+        m.q("WAIT 1 10000").first(),
+        Some(&b'-'),
+        "WAIT on a replica"
+    );
+    // The keys set to expire at once are gone first.
+    std::thread::sleep(Duration::from_millis(200));
+    let want = dump_all(&mut m);
+    assert!(want.len() > 40);
+    wait_for("the last replica to hold what the middle one holds", || {
+        dump_all(&mut l) == want
+    });
 }

@@ -1263,8 +1263,12 @@ pub static PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 #[inline]
 pub fn expiry_paused(now_ms: u64) -> bool {
     let end = PAUSED_UNTIL_MS.load(std::sync::atomic::Ordering::Relaxed);
-    end != 0 && end > now_ms
+    (end != 0 && end > now_ms) || KEEP_EXPIRED.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Set on a replica: its keys neither expire nor are evicted here (reads see an expired
+/// key as missing, but only the primary's DEL removes it), as Redis's replicas keep them.
+pub static KEEP_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Calls `f` with the index of every key argument of a command: its key specs' keys, the
 /// destination of ZUNIONSTORE and its kin, GEORADIUS's STORE key and SORT's STORE key.

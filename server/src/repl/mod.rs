@@ -62,15 +62,16 @@
 //! dropped, with a log line, as Redis drops it. Replicas read their bytes from core 0 with a
 //! message per read (at most 64 KiB, or as much as is there).
 //!
-//! Not here yet: percore as a replica (REPLICAOF), TLS for the replica link,
+//! The replica side (REPLICAOF) is [`replica`]. Not here yet: TLS for the replica link,
 //! `client-output-buffer-limit`'s soft limit for replicas.
 
 pub mod primary;
+pub mod replica;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +94,16 @@ pub struct Shared {
     pub min_replicas: AtomicUsize,
     /// For INFO and ROLE; published by core 0 after each round.
     pub status: Mutex<Status>,
+    /// As a replica: the link to the primary (None on a primary), the REPLICAOF generation
+    /// (a link task whose generation is past stops), and the gates normal clients pass
+    /// ([`replica::refusal`]; 0 on a primary: one load per command).
+    pub link: Mutex<Option<replica::Link>>,
+    pub epoch: AtomicU64,
+    pub gate: AtomicU8,
+    /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
 }
 
 impl Default for Shared {
@@ -108,6 +119,12 @@ impl Default for Shared {
                 second_offset: -1,
                 ..Status::default()
             }),
+            link: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            gate: AtomicU8::new(0),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
         }
     }
 }
@@ -128,6 +145,7 @@ impl Shared {
             _ => cfg.min_replicas_to_write,
         };
         self.min_replicas.store(n, Ordering::Relaxed);
+        self.update_gate(cfg, None);
     }
 
     /// `min-replicas-to-write`: the NOREPLICAS error when too few good replicas are there
@@ -254,6 +272,26 @@ struct Hub {
 thread_local! {
     /// Lives on core 0 only.
     static HUB: RefCell<Option<Hub>> = const { RefCell::new(None) };
+    /// Core 0: the offset a stream created from now on starts after (a promoted replica
+    /// goes on from its primary's offset).
+    static BASE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The offset of the stream's last byte (core 0): the backlog's end, or where the next
+/// one starts.
+pub fn stream_end() -> u64 {
+    with_hub(|h| h.backlog.end).unwrap_or_else(|| BASE.with(|b| b.get()))
+}
+
+/// The stream goes on from `offset` (core 0; a replica promoted): a backlog that exists is
+/// emptied and continues from there, else the next one starts there.
+pub fn restart_at(offset: u64) {
+    BASE.with(|b| b.set(offset));
+    with_hub(|h| {
+        h.backlog.buf.clear();
+        h.backlog.end = offset;
+        h.stream_db = None;
+    });
 }
 
 fn with_hub<R>(f: impl FnOnce(&mut Hub) -> R) -> Option<R> {
@@ -388,7 +426,7 @@ impl Hub {
         Hub {
             backlog: Backlog {
                 buf: VecDeque::new(),
-                end: 0,
+                end: BASE.with(|b| b.get()),
             },
             pending: BTreeMap::new(),
             stream_db: None,
@@ -688,6 +726,9 @@ pub async fn wait_command(
         Some(t) if t < 0 => return w.error("ERR timeout is negative"),
         Some(t) => t as u64,
     };
+    if replica::link(&conn.core.global).is_some() {
+        return w.error("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.");
+    }
     conn.flush().await;
     let want = want.max(0) as usize;
     let core = conn.core.clone();
@@ -704,19 +745,12 @@ pub async fn wait_command(
     w.int(wait(&core, want, timeout).await as i64);
 }
 
-/// REPLICAOF/SLAVEOF: `NO ONE` on a primary is answered as Redis answers it (nothing to
-/// do); following another server is not implemented yet and says so.
-pub fn replicaof(a: percore_proto::Args<'_>, w: &mut percore_proto::ReplyWriter<'_>) {
-    if a[1].eq_ignore_ascii_case(b"no") && a[2].eq_ignore_ascii_case(b"one") {
-        crate::log::notice("REPLICAOF NO ONE: already a master");
-        return w.ok();
-    }
-    w.error("ERR percore cannot be a replica yet (REPLICAOF host port is not supported)");
-}
-
 /// ROLE, on a primary: `master`, the offset, and each online replica's address, port and
 /// acknowledged offset.
 pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
+    if let Some(l) = replica::link(&conn.core.global) {
+        return replica::role(&l, w);
+    }
     let s = conn.core.global.repl.status();
     w.array(3);
     w.bulk(b"master");
@@ -733,20 +767,29 @@ pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
 
 /// INFO's replication section, as Redis 7.0 writes it for a primary.
 pub fn info(global: &crate::core::Global) -> String {
-    let s = global.repl.status();
+    let mut s = global.repl.status();
     let replid = replid(global);
-    let mut out = format!("role:master\r\nconnected_slaves:{}\r\n", s.replicas.len());
+    let cfg = global
+        .config
+        .lock()
+        .map(|c| c.1.clone())
+        .unwrap_or_default();
+    let link = replica::link(global);
+    let mut out = match &link {
+        Some(l) => {
+            s.offset = l.offset.max(0) as u64;
+            replica::info_lines(l, &cfg)
+        }
+        None => "role:master\r\n".to_string(),
+    };
+    out.push_str(&format!("connected_slaves:{}\r\n", s.replicas.len()));
     for (i, r) in s.replicas.iter().enumerate() {
         out.push_str(&format!(
             "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
             r.ip, r.port, r.state, r.offset, r.lag_s
         ));
     }
-    let cfg_size = global
-        .config
-        .lock()
-        .map(|c| c.1.repl_backlog_size)
-        .unwrap_or(1 << 20);
+    let cfg_size = cfg.repl_backlog_size;
     out.push_str(&format!(
         "master_failover_state:no-failover\r\nmaster_replid:{replid}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
         if s.replid2.is_empty() { NO_REPLID } else { &s.replid2 },

@@ -96,6 +96,9 @@ pub async fn serve(conn: &mut Conn, a: Args<'_>, stream: &mut Stream) {
     let wanted = psync
         .then(|| (a[1].to_vec(), percore_proto::parse_i64(&a[2])))
         .and_then(|(id, off)| off.filter(|&o| o >= 0).map(|o| (id, o as u64)));
+    let asked_partial = wanted
+        .as_ref()
+        .is_some_and(|(rid, _)| rid.as_slice() != b"?");
     let partial = match wanted {
         Some((rid, from)) if super::can_continue(&core, &rid, from) => {
             let (ip, port) = (ip.clone(), link.port);
@@ -106,6 +109,16 @@ pub async fn serve(conn: &mut Conn, a: Args<'_>, stream: &mut Stream) {
         }
         _ => false,
     };
+    // INFO's sync_full (every full sync), sync_partial_ok and sync_partial_err (a partial
+    // request refused), as Redis counts them.
+    let repl = &core.global.repl;
+    match partial {
+        true => repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed),
+        false => repl.sync_full.fetch_add(1, Ordering::Relaxed),
+    };
+    if !partial && asked_partial {
+        repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+    }
     let r = if partial {
         crate::log::notice(&format!(
             "Partial resynchronization request from {ip}:{} accepted.",

@@ -1,4 +1,5 @@
-//! Connections this server opens to another one (MIGRATE's to its target instance).
+//! Connections this server opens to another one (MIGRATE's to its target instance, a
+//! replica's to its primary).
 //!
 //! Not the hot path: these are glommio's readiness-based sockets (a syscall first, a
 //! POLL_ADD through glommio's reactor when it would block), not the network ring's. While
@@ -54,6 +55,21 @@ impl OutStream {
     pub async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {
         let _reactor = sched::ReactorUse::begin();
         bounded(timeout, self.inner.write_all(buf)).await
+    }
+
+    /// The socket as a descriptor of its own (a duplicate; this stream closes its own), for
+    /// the network ring to serve from now on (a replica's link once its sync is done).
+    pub fn into_fd(self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsRawFd;
+        let fd = self.inner.as_raw_fd();
+        // SAFETY: `fd` is the open socket this stream owns, alive for this call; dup(2)
+        // makes a new descriptor, which the OwnedFd then owns alone.
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if new < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `new` was just returned by fcntl and is owned by nothing else.
+        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
     }
 
     /// Reads what is there (at least one byte; 0 when the peer closed), waiting at most

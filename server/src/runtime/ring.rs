@@ -1164,6 +1164,12 @@ impl RingStream {
         RingStream { net, idx, fd }
     }
 
+    /// Serves connected socket `fd` (owned from now on) on this core's ring.
+    pub(crate) fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<RingStream> {
+        use std::os::fd::IntoRawFd;
+        Ok(RingStream::new(current()?, fd.into_raw_fd()))
+    }
+
     /// Two connected streams of a Unix socket pair (tests).
     #[cfg(test)]
     pub fn pair() -> io::Result<(RingStream, RingStream)> {

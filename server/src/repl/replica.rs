@@ -1,0 +1,810 @@
+//! Replication, replica side: REPLICAOF host port, the link to the primary (one task on
+//! core 0), the full sync's payload and its load, and the master client that applies the
+//! stream.
+//!
+//! The link, as Redis 7.0's `syncWithMaster`: connect (bounded by `repl-timeout`), PING,
+//! AUTH [masteruser] masterauth, REPLCONF listening-port, REPLCONF capa eof capa psync2,
+//! then PSYNC <replid> <offset+1> with the replication id and offset this server has (its
+//! own as a primary, or its last primary's: Redis's cached master), or PSYNC ? -1 with none.
+//! A link that fails is retried every second while REPLICAOF stands.
+//!
+//! Full sync: the payload (`$<len>` or `$EOF:<mark>`) is written to a file in `dir` as it
+//! arrives (never held in memory), then every core flushes its shard and loads the keys of
+//! the file that route to it (the RDB import of the start, [`crate::rdb_io::import`]), so
+//! a primary with any shard count feeds a replica with any other. While the payload
+//! arrives the old data serves reads (`replica-serve-stale-data yes`) or commands get
+//! MASTERDOWN (`no`); while it loads, commands get LOADING.
+//!
+//! The stream: the socket becomes a connection of this core's network ring, and its
+//! commands run through a [`Conn`] of their own (the master client) exactly as a client's
+//! would, routed to the shards, MULTI … EXEC as a transaction under its keys' locks; the
+//! replies are dropped. The offset counts each command's bytes once it ran; REPLCONF
+//! GETACK * is answered with REPLCONF ACK <offset>, and an ACK goes every second.
+//!
+//! Gates for normal clients (one relaxed load of [`super::Shared::gate`] per command, zero
+//! on a primary): READONLY for writes under `replica-read-only yes`, MASTERDOWN while the
+//! link is down under `replica-serve-stale-data no`, LOADING while a payload loads. A
+//! replica neither expires nor evicts keys itself (its primary's DELs do):
+//! [`percore_shard::KEEP_EXPIRED`].
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
+
+use crate::conn::Conn;
+use crate::core::{call, call_all, now_ms, Core};
+use crate::runtime::OutStream;
+
+/// [`super::Shared::gate`] bits.
+pub const GATE_READONLY: u8 = 1;
+pub const GATE_MASTERDOWN: u8 = 2;
+pub const GATE_LOADING: u8 = 4;
+
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+pub const MASTERDOWN: &str =
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
+pub const LOADING: &str = "LOADING Redis is loading the dataset in memory";
+
+/// The link's state, as ROLE names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum State {
+    #[default]
+    Connect,
+    Connecting,
+    Handshake,
+    Sync,
+    Connected,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Connect => "connect",
+            State::Connecting => "connecting",
+            State::Handshake => "handshake",
+            State::Sync => "sync",
+            State::Connected => "connected",
+        }
+    }
+}
+
+/// What every core may read about the link (INFO, ROLE).
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    pub host: String,
+    pub port: u16,
+    pub state: State,
+    /// Unix ms of the last byte from the primary, and since when the link is down.
+    pub last_io_ms: u64,
+    pub down_since_ms: u64,
+    /// A payload being received: its size (-1 with an end mark) and the bytes read.
+    pub sync_total: i64,
+    pub sync_read: u64,
+    /// The stream offset applied (`slave_repl_offset`) and read (`slave_read_repl_offset`);
+    /// -1 before the first sync.
+    pub offset: i64,
+    pub read_offset: i64,
+}
+
+/// `m`'s value, also after a panic elsewhere left it poisoned.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn with_link<R>(core: &Core, f: impl FnOnce(&mut Option<Link>) -> R) -> R {
+    f(&mut locked(&core.global.repl.link))
+}
+
+/// The link's published state (None: this server is a primary).
+pub fn link(global: &crate::core::Global) -> Option<Link> {
+    locked(&global.repl.link).clone()
+}
+
+/// The refusal, if any, of `spec` for a normal client while [`super::Shared::gate`] is set
+/// (Redis's processCommand order: READONLY, MASTERDOWN, LOADING).
+#[cold]
+pub fn refusal(core: &Core, spec: &CommandSpec) -> Option<&'static str> {
+    let gate = core.global.repl.gate.load(Ordering::Acquire);
+    if gate & GATE_READONLY != 0 && spec.flags.has(Flags::WRITE) {
+        return Some(READONLY);
+    }
+    if gate & GATE_MASTERDOWN != 0 && !spec.flags.has(Flags::STALE) {
+        return Some(MASTERDOWN);
+    }
+    if gate & GATE_LOADING != 0 && !spec.flags.has(Flags::LOADING) {
+        return Some(LOADING);
+    }
+    None
+}
+
+impl super::Shared {
+    /// Sets the gate bits from the link's state and `cfg`; `loading`: a payload loads
+    /// (None: as it was).
+    pub fn update_gate(&self, cfg: &crate::config::Config, loading: Option<bool>) {
+        let link = locked(&self.link).clone();
+        let loading = loading.unwrap_or(self.gate.load(Ordering::Acquire) & GATE_LOADING != 0);
+        let mut g = 0;
+        if let Some(l) = &link {
+            if cfg.replica_read_only {
+                g |= GATE_READONLY;
+            }
+            if !cfg.replica_serve_stale_data && l.state != State::Connected {
+                g |= GATE_MASTERDOWN;
+            }
+        }
+        if loading {
+            g |= GATE_LOADING;
+        }
+        self.gate.store(g, Ordering::Release);
+        percore_shard::KEEP_EXPIRED.store(link.is_some(), Ordering::Release);
+        crate::log::REPLICA.store(link.is_some(), Ordering::Relaxed);
+    }
+}
+
+fn set_gate(core: &Core, loading: bool) {
+    core.global
+        .repl
+        .update_gate(&core.config.borrow(), Some(loading));
+}
+
+/// Takes up a change of the link's state.
+fn configure(core: &Core) {
+    core.global.repl.update_gate(&core.config.borrow(), None);
+}
+
+fn set_state(core: &Core, state: State) {
+    with_link(core, |l| {
+        if let Some(l) = l {
+            if state != State::Connected && l.state == State::Connected {
+                l.down_since_ms = now_ms();
+            }
+            l.state = state;
+        }
+    });
+    configure(core);
+}
+
+/// REPLICAOF host port | NO ONE (and SLAVEOF).
+pub async fn replicaof(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let core = conn.core.clone();
+    if a[1].eq_ignore_ascii_case(b"no") && a[2].eq_ignore_ascii_case(b"one") {
+        if link(&core.global).is_some() {
+            promote(&core).await;
+            crate::log::notice(&format!(
+                "MASTER MODE enabled (user request from 'id={} addr={}')",
+                conn.handle.id, conn.handle.addr
+            ));
+        }
+        return w.ok();
+    }
+    if crate::cluster::enabled() {
+        return w.error("ERR REPLICAOF not allowed in cluster mode.");
+    }
+    if conn.is_master {
+        return w.error("ERR Command is not valid when client is a replica.");
+    }
+    let Some(port) = percore_proto::parse_i64(&a[2]).filter(|p| (0..=65535).contains(p)) else {
+        return w.error("ERR Invalid master port");
+    };
+    let host = String::from_utf8_lossy(&a[1]).into_owned();
+    if link(&core.global)
+        .is_some_and(|l| l.host.eq_ignore_ascii_case(&host) && l.port == port as u16)
+    {
+        crate::log::notice("REPLICAOF would result into synchronization with the master we are already connected with. No operation performed.");
+        return w.simple(b"OK Already connected to specified master");
+    }
+    follow(&core, host.clone(), port as u16).await;
+    crate::log::notice(&format!(
+        "REPLICAOF {host}:{port} enabled (user request from 'id={} addr={}')",
+        conn.handle.id, conn.handle.addr
+    ));
+    w.ok();
+}
+
+/// Starts following `host`:`port` (REPLICAOF, or `replicaof` at start): any link before
+/// is dropped; the data is kept until a full sync replaces it.
+pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
+    let repl = &core.global.repl;
+    let epoch = repl.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+    let offset = match link(&core.global) {
+        Some(l) => l.offset,
+        // This server's own history is what it asks to continue from (Redis's
+        // replicationCacheMasterUsingMyself).
+        None => call(core, 0, |_c: &Core| super::stream_end()).await as i64,
+    };
+    with_link(core, |l| {
+        *l = Some(Link {
+            host,
+            port,
+            state: State::Connect,
+            offset,
+            read_offset: offset,
+            down_since_ms: now_ms(),
+            ..Link::default()
+        })
+    });
+    configure(core);
+    kill_master_client(core).await;
+    call(core, 0, move |c: &Core| {
+        let me =
+            c.me.upgrade()
+                .expect("a core outlives the messages it runs");
+        crate::runtime::spawn(link_loop(me, epoch));
+    })
+    .await;
+}
+
+/// REPLICAOF NO ONE: the link ends, the data stays, and the replication id shifts (the
+/// old one becomes `master_replid2`, valid up to the offset reached) so that this
+/// server's replicas, and its old primary, can continue partially.
+async fn promote(core: &Rc<Core>) {
+    let repl = &core.global.repl;
+    repl.epoch.fetch_add(1, Ordering::AcqRel);
+    kill_master_client(core).await;
+    // The master client's last commands finish before the offset is read.
+    let offset = loop {
+        let busy = call(core, 0, |_c: &Core| MASTER.with(|m| m.borrow().is_some())).await;
+        if !busy {
+            break link(&core.global).map_or(0, |l| l.offset.max(0) as u64);
+        }
+        crate::runtime::sleep(Duration::from_millis(1)).await;
+    };
+    with_link(core, |l| *l = None);
+    configure(core);
+    shift_replid(core, offset);
+    call(core, 0, move |_c: &Core| super::restart_at(offset)).await;
+    // The stream is kept from here on (Redis keeps its backlog): a replica that attaches
+    // later, the old primary first, continues with what was written meanwhile.
+    super::activate(core).await;
+}
+
+/// Redis's shiftReplicationId: a new id, the old one kept as id 2 up to `offset`.
+fn shift_replid(core: &Core, offset: u64) {
+    let new = crate::random_hex(40);
+    let old = shift_to(core, &new, offset);
+    crate::log::notice(&format!(
+        "Setting secondary replication ID to {old}, valid up to offset: {}. New replication ID is {new}",
+        offset + 1
+    ));
+}
+
+thread_local! {
+    /// Core 0: the master client's handle while the stream runs.
+    static MASTER: std::cell::RefCell<Option<Rc<crate::core::ClientHandle>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+async fn kill_master_client(core: &Rc<Core>) {
+    call(core, 0, |_c: &Core| {
+        MASTER.with(|m| {
+            if let Some(h) = m.borrow().as_ref() {
+                h.kill();
+            }
+        })
+    })
+    .await;
+}
+
+/// Core 0's link: connects, syncs and applies the stream while REPLICAOF stands (epoch
+/// unchanged), retrying every second.
+async fn link_loop(core: Rc<Core>, epoch: u64) {
+    let current = |core: &Core| {
+        core.global.repl.epoch.load(Ordering::Acquire) == epoch
+            && !core.global.shutdown.load(Ordering::Relaxed)
+    };
+    while current(&core) {
+        let Some(l) = link(&core.global) else { return };
+        if let Err(e) = session(&core, epoch, &l.host, l.port).await {
+            if current(&core) {
+                crate::log::warn(&e);
+            }
+        }
+        if !current(&core) {
+            return;
+        }
+        set_state(&core, State::Connect);
+        crate::runtime::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Replies read line by line from the primary.
+struct Wire {
+    s: OutStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Wire {
+    async fn send(&mut self, parts: &[&[u8]]) -> Result<(), String> {
+        let cmd = percore_shard::repl::encode(parts);
+        self.s
+            .write_all(&cmd, self.timeout)
+            .await
+            .map_err(|e| format!("Error writing to MASTER: {e}"))
+    }
+
+    async fn fill(&mut self) -> Result<(), String> {
+        let mut chunk = vec![0u8; 64 << 10];
+        match self.s.read(&mut chunk, self.timeout).await {
+            Ok(0) => Err("MASTER closed the connection".into()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("Error reading from MASTER: {e}")),
+        }
+    }
+
+    /// The next line that is not empty (a primary sends newlines to keep the link alive
+    /// while it prepares a payload).
+    async fn line(&mut self) -> Result<String, String> {
+        loop {
+            if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=p).collect();
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                if text.is_empty() {
+                    continue;
+                }
+                return Ok(text);
+            }
+            if self.buf.len() > 64 << 10 {
+                return Err("MASTER sent a line too long".into());
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn ask(&mut self, parts: &[&[u8]]) -> Result<String, String> {
+        self.send(parts).await?;
+        self.line().await
+    }
+}
+
+/// One connection to the primary, from connect to its end.
+async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(), String> {
+    let cfg = core.config.borrow().clone();
+    let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
+    crate::log::notice(&format!("Connecting to MASTER {host}:{port}"));
+    set_state(core, State::Connecting);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("Unable to connect to MASTER: cannot resolve {host}"))?;
+    let s = OutStream::connect(addr, timeout)
+        .await
+        .map_err(|e| format!("Unable to connect to MASTER: {e}"))?;
+    crate::log::notice("MASTER <-> REPLICA sync started");
+    set_state(core, State::Handshake);
+    let mut w = Wire {
+        s,
+        buf: Vec::new(),
+        timeout,
+    };
+    let r = w.ask(&[b"PING"]).await?;
+    if r.starts_with('-')
+        && !r.starts_with("-NOAUTH")
+        && !r.starts_with("-NOPERM")
+        && !r.starts_with("-ERR operation not permitted")
+    {
+        return Err(format!("Error reply to PING from master: '{r}'"));
+    }
+    crate::log::notice("Master replied to PING, replication can continue...");
+    if let Some(pass) = cfg.masterauth.as_deref() {
+        let r = match cfg.masteruser.as_deref() {
+            Some(user) => w.ask(&[b"AUTH", user.as_bytes(), pass.as_bytes()]).await?,
+            None => w.ask(&[b"AUTH", pass.as_bytes()]).await?,
+        };
+        if r.starts_with('-') {
+            return Err(format!("Unable to AUTH to MASTER: {r}"));
+        }
+    }
+    let my_port = cfg.port.to_string();
+    let r = w
+        .ask(&[b"REPLCONF", b"listening-port", my_port.as_bytes()])
+        .await?;
+    if r.starts_with('-') {
+        crate::log::notice(&format!(
+            "(Non critical) Master does not understand REPLCONF listening-port: {r}"
+        ));
+    }
+    let r = w
+        .ask(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
+        .await?;
+    if r.starts_with('-') {
+        crate::log::notice(&format!(
+            "(Non critical) Master does not understand REPLCONF capa: {r}"
+        ));
+    }
+    let offset = link(&core.global).map_or(-1, |l| l.offset);
+    let replid = super::replid(&core.global);
+    let r = if offset >= 0 {
+        let from = (offset + 1).to_string();
+        crate::log::notice(&format!(
+            "Trying a partial resynchronization (request {replid}:{from})."
+        ));
+        w.ask(&[b"PSYNC", replid.as_bytes(), from.as_bytes()])
+            .await?
+    } else {
+        crate::log::notice("Partial resynchronization not possible (no cached master)");
+        w.ask(&[b"PSYNC", b"?", b"-1"]).await?
+    };
+    if !current_epoch(core, epoch) {
+        return Ok(());
+    }
+    let mut words = r.split_whitespace();
+    let offset = match words.next() {
+        Some("+FULLRESYNC") => {
+            let id = words.next().unwrap_or_default().to_string();
+            let off: i64 = words.next().and_then(|o| o.parse().ok()).unwrap_or(-1);
+            if id.len() != 40 || off < 0 {
+                return Err(format!("Bad FULLRESYNC reply from master: '{r}'"));
+            }
+            crate::log::notice(&format!("Full resync from master: {id}:{off}"));
+            full_sync(core, &mut w, epoch, &id, off).await?;
+            off
+        }
+        Some("+CONTINUE") => {
+            crate::log::notice("Successful partial resynchronization with master.");
+            if let Some(id) = words.next().filter(|id| id.len() == 40) {
+                if id != replid {
+                    // The primary was promoted meanwhile: its new id, ours kept as id 2.
+                    shift_to(core, id, offset as u64);
+                    crate::log::notice(&format!("Master replication ID changed to {id}"));
+                }
+            }
+            crate::log::notice(
+                "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.",
+            );
+            offset
+        }
+        _ if r.starts_with("-NOMASTERLINK") || r.starts_with("-LOADING") => {
+            return Err(format!(
+                "Master is currently unable to PSYNC but should be in the future: {r}"
+            ))
+        }
+        _ => return Err(format!("Unexpected reply to PSYNC from master: {r}")),
+    };
+    stream(core, w, epoch, offset).await
+}
+
+fn current_epoch(core: &Core, epoch: u64) -> bool {
+    core.global.repl.epoch.load(Ordering::Acquire) == epoch
+}
+
+/// The replication id becomes `id`; the old one is kept as id 2, valid up to `offset`
+/// (a promotion, or `+CONTINUE <id>` from a primary promoted meanwhile). Returns the old.
+fn shift_to(core: &Core, id: &str, offset: u64) -> String {
+    let old = std::mem::replace(&mut *locked(&core.global.repl_id), id.to_string());
+    let mut s = locked(&core.global.repl.status);
+    s.replid2 = old.clone();
+    s.second_offset = offset as i64 + 1;
+    s.offset = offset;
+    old
+}
+
+/// Receives the payload into a file of `dir`, then flushes every shard and loads it.
+async fn full_sync(
+    core: &Rc<Core>,
+    w: &mut Wire,
+    epoch: u64,
+    id: &str,
+    offset: i64,
+) -> Result<(), String> {
+    set_state(core, State::Sync);
+    let head = w.line().await?;
+    let (total, mark) = if let Some(m) = head.strip_prefix("$EOF:") {
+        if m.len() != 40 {
+            return Err(format!("Bad payload mark from master: '{head}'"));
+        }
+        (-1i64, Some(m.as_bytes().to_vec()))
+    } else if let Some(n) = head.strip_prefix('$').and_then(|n| n.parse::<i64>().ok()) {
+        (n.max(0), None)
+    } else {
+        return Err(format!(
+            "Bad protocol from MASTER, the first byte is not '$' (we received '{head}'), are you sure the host and port are right?"
+        ));
+    };
+    let dir = core.config.borrow().dir.clone();
+    let path = std::path::Path::new(&dir).join(format!(
+        "temp-{}.{}.rdb",
+        now_ms() / 1000,
+        std::process::id()
+    ));
+    crate::log::notice(&match mark {
+        Some(_) => "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+            .to_string(),
+        None => format!("MASTER <-> REPLICA sync: receiving {total} bytes from master to disk"),
+    });
+    let r = receive(core, w, &path, total, mark.as_deref()).await;
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    if !current_epoch(core, epoch) {
+        let _ = std::fs::remove_file(&path);
+        return Ok(());
+    }
+    crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
+    set_gate(core, true);
+    crate::log::notice("MASTER <-> REPLICA sync: Loading DB in memory");
+    let cfg = core.config.borrow().clone();
+    let n = core.nshards();
+    let p = path.clone();
+    let loaded = call_all(core, move |c: &Core| {
+        let mut sh = c.shard.borrow_mut();
+        for db in 0..percore_shard::DB_COUNT {
+            sh.flush_db(db);
+        }
+        crate::rdb_io::import(&cfg, &p, &mut sh, c.id, n).map(|i| i.keys)
+    })
+    .await;
+    let _ = std::fs::remove_file(&path);
+    // Clients blocked on keys, WATCHes, tracking: the flush told them.
+    set_gate(core, false);
+    let keys: usize = match loaded.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(k) => k.into_iter().sum(),
+        Err(e) => {
+            return Err(format!(
+                "Failed trying to load the MASTER synchronization DB from disk: {e}"
+            ))
+        }
+    };
+    *locked(&core.global.repl_id) = id.to_string();
+    {
+        let mut s = locked(&core.global.repl.status);
+        s.replid2 = super::NO_REPLID.into();
+        s.second_offset = -1;
+    }
+    with_link(core, |l| {
+        if let Some(l) = l {
+            l.offset = offset;
+            l.read_offset = offset;
+            l.sync_total = 0;
+            l.sync_read = 0;
+        }
+    });
+    crate::log::notice(&format!(
+        "MASTER <-> REPLICA sync: Finished with success ({keys} keys)"
+    ));
+    Ok(())
+}
+
+/// The payload's bytes to `path`: `total` of them, or up to the 40-byte `mark`.
+async fn receive(
+    core: &Rc<Core>,
+    w: &mut Wire,
+    path: &std::path::Path,
+    total: i64,
+    mark: Option<&[u8]>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| {
+        format!("Opening the temp file needed for MASTER <-> REPLICA synchronization: {e}")
+    };
+    let mut f =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(fail)?);
+    let mut read = 0u64;
+    // With a mark, the last 40 bytes received are held back until more come.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        if mark.is_none() && read == total as u64 {
+            break;
+        }
+        if w.buf.is_empty() {
+            w.fill().await?;
+        }
+        let take = match mark {
+            None => w.buf.len().min((total as u64 - read) as usize),
+            Some(_) => w.buf.len(),
+        };
+        let chunk: Vec<u8> = w.buf.drain(..take).collect();
+        read += chunk.len() as u64;
+        with_link(core, |l| {
+            if let Some(l) = l {
+                l.sync_total = total;
+                l.sync_read = read;
+                l.last_io_ms = now_ms();
+            }
+        });
+        match mark {
+            None => f.write_all(&chunk).map_err(fail)?,
+            Some(m) => {
+                tail.extend_from_slice(&chunk);
+                if tail.len() >= m.len() && tail.ends_with(m) {
+                    tail.truncate(tail.len() - m.len());
+                    f.write_all(&tail).map_err(fail)?;
+                    break;
+                }
+                if tail.len() > m.len() {
+                    let keep = tail.split_off(tail.len() - m.len());
+                    f.write_all(&tail).map_err(fail)?;
+                    tail = keep;
+                }
+            }
+        }
+        crate::runtime::yield_if_needed().await;
+    }
+    f.flush().map_err(fail)?;
+    Ok(())
+}
+
+fn ack_cmd(offset: i64) -> Vec<u8> {
+    let o = offset.to_string();
+    percore_shard::repl::encode(&[b"REPLCONF", b"ACK", o.as_bytes()])
+}
+
+/// The stream: the socket joins this core's ring and a master client runs its commands.
+async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result<(), String> {
+    let Wire { s, buf, timeout } = w;
+    let fd = s
+        .into_fd()
+        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
+    let mut st = crate::runtime::Stream::adopt(fd)
+        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
+    let mut conn = crate::conn::master_conn(core.clone(), &st);
+    MASTER.with(|m| *m.borrow_mut() = Some(conn.handle.clone()));
+    set_state(core, State::Connected);
+    with_link(core, |l| {
+        if let Some(l) = l {
+            l.last_io_ms = now_ms();
+        }
+    });
+    let r = apply(core, &mut conn, &mut st, buf, epoch, &mut offset, timeout).await;
+    MASTER.with(|m| *m.borrow_mut() = None);
+    crate::conn::end_master_conn(&mut conn).await;
+    crate::log::notice("Connection with master lost.");
+    crate::log::notice("* Caching the disconnected master state.");
+    r
+}
+
+async fn apply(
+    core: &Rc<Core>,
+    conn: &mut Conn,
+    st: &mut crate::runtime::Stream,
+    mut rbuf: Vec<u8>,
+    epoch: u64,
+    offset: &mut i64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let limits = percore_proto::Limits {
+        max_bulk_len: i64::MAX,
+        authenticated: true,
+    };
+    let mut decoder = RequestDecoder::new(limits);
+    let mut last_ack = std::time::Instant::now();
+    // The first ACK at once: a primary that sent a payload with a mark waits for it.
+    let _ = st.write_all(&ack_cmd(*offset)).await;
+    let mut last_io = std::time::Instant::now();
+    loop {
+        if !current_epoch(core, epoch) || conn.handle.killed.get() {
+            return Ok(());
+        }
+        // Every complete command of the buffer.
+        conn.note_read();
+        let mut at = 0;
+        loop {
+            match decoder.decode(&mut rbuf[at..]) {
+                Ok(percore_proto::Decoded::Command { consumed }) => {
+                    let frame = &rbuf[at..at + consumed];
+                    let args = Args::new(frame, decoder.args());
+                    let getack = args.len() >= 2
+                        && args[0].eq_ignore_ascii_case(b"replconf")
+                        && args[1].eq_ignore_ascii_case(b"getack");
+                    if getack {
+                        conn.flush().await;
+                        let _ = st.write_all(&ack_cmd(*offset)).await;
+                        last_ack = std::time::Instant::now();
+                    } else {
+                        conn.dispatch(args, st).await;
+                        conn.discard_replies();
+                    }
+                    at += consumed;
+                    *offset += consumed as i64;
+                }
+                Ok(percore_proto::Decoded::Empty { consumed }) => {
+                    at += consumed;
+                    *offset += consumed as i64;
+                }
+                Ok(percore_proto::Decoded::Incomplete { .. }) => break,
+                Err(e) => return Err(format!("Protocol error from MASTER: {}", e.message())),
+            }
+        }
+        rbuf.drain(..at);
+        conn.flush().await;
+        conn.discard_replies();
+        let off = *offset;
+        let read_off = off + rbuf.len() as i64;
+        with_link(core, |l| {
+            if let Some(l) = l {
+                l.offset = off;
+                l.read_offset = read_off;
+            }
+        });
+        if last_ack.elapsed() >= Duration::from_secs(1) {
+            if st.write_all(&ack_cmd(*offset)).await.is_err() {
+                return Ok(());
+            }
+            last_ack = std::time::Instant::now();
+        }
+        let got = futures_lite::future::or(async { Some(st.read_into(&mut rbuf).await) }, async {
+            crate::runtime::sleep(Duration::from_secs(1)).await;
+            None
+        })
+        .await;
+        match got {
+            Some(Ok(0)) | Some(Err(_)) => return Ok(()),
+            Some(Ok(_)) => {
+                last_io = std::time::Instant::now();
+                with_link(core, |l| {
+                    if let Some(l) = l {
+                        l.last_io_ms = now_ms();
+                    }
+                });
+            }
+            None => {
+                if last_io.elapsed() > timeout {
+                    return Err("MASTER timeout: no data nor PING received...".into());
+                }
+            }
+        }
+    }
+}
+
+/// ROLE on a replica: `slave`, the primary's host and port, the link's state, the offset.
+pub fn role(l: &Link, w: &mut ReplyWriter<'_>) {
+    w.array(5);
+    w.bulk(b"slave");
+    w.bulk(l.host.as_bytes());
+    w.int(l.port as i64);
+    w.bulk(l.state.name().as_bytes());
+    w.int(if l.state == State::Connected {
+        l.offset
+    } else {
+        -1
+    });
+}
+
+/// INFO replication's lines before `connected_slaves` on a replica.
+pub fn info_lines(l: &Link, cfg: &crate::config::Config) -> String {
+    let now = now_ms();
+    let up = l.state == State::Connected;
+    let mut out = format!(
+        "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{}\r\nslave_repl_offset:{}\r\n",
+        l.host,
+        l.port,
+        if up { "up" } else { "down" },
+        if l.last_io_ms == 0 { -1 } else { (now.saturating_sub(l.last_io_ms) / 1000) as i64 },
+        (l.state == State::Sync) as u8,
+        l.read_offset.max(0),
+        l.offset.max(0),
+    );
+    if l.state == State::Sync {
+        let left = match l.sync_total {
+            t if t > 0 => t - l.sync_read as i64,
+            _ => 0,
+        };
+        let perc = match l.sync_total {
+            t if t > 0 => l.sync_read as f64 * 100.0 / t as f64,
+            _ => 0.0,
+        };
+        out.push_str(&format!(
+            "master_sync_total_bytes:{}\r\nmaster_sync_read_bytes:{}\r\nmaster_sync_left_bytes:{left}\r\nmaster_sync_perc:{perc:.2}\r\nmaster_sync_last_io_seconds_ago:{}\r\n",
+            l.sync_total,
+            l.sync_read,
+            now.saturating_sub(l.last_io_ms) / 1000
+        ));
+    }
+    if !up {
+        out.push_str(&format!(
+            "master_link_down_since_seconds:{}\r\n",
+            now.saturating_sub(l.down_since_ms) / 1000
+        ));
+    }
+    out.push_str(&format!(
+        "slave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:{}\r\n",
+        cfg.replica_priority, cfg.replica_read_only as u8, cfg.replica_announced as u8
+    ));
+    out
+}
