@@ -297,7 +297,7 @@ impl BufRing {
         self.peak_used = 0;
         // SAFETY: sysconf reads a constant of the process.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
-        if self.size % page != 0 {
+        if !self.size.is_multiple_of(page) {
             // Buffers that do not fill whole pages share them: nothing is released.
             return 0;
         }

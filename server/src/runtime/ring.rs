@@ -1641,6 +1641,21 @@ mod tests {
         assert!(got == data, "the echo differs from what was sent");
     }
 
+    /// `clients` clients at once, each with a connection of its own, echo `bytes` bytes.
+    fn echo_at_once(port: u16, clients: u8, bytes: usize) {
+        let clients: Vec<_> = (0..clients)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    echo_round_trip(c, pattern(bytes, i));
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+
     /// Runs `main` on a fresh core with its network ring; fails if `main` panics or takes
     /// more than 30 s. (The core's thread is left behind, as the echo cores are: glommio
     /// waits at exit for the driver's read of the ring's eventfd.)
@@ -1771,17 +1786,7 @@ mod tests {
             ..NetConfig::default()
         };
         let (port, stats) = echo_core(cfg, 1, None, None);
-        let clients: Vec<_> = (0..8u8)
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    echo_round_trip(c, pattern(64 << 10, i));
-                })
-            })
-            .collect();
-        for c in clients {
-            c.join().unwrap();
-        }
+        echo_at_once(port, 8, 64 << 10);
         let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(s.enobufs > 0, "the buffers never ran out: {s:?}");
         assert!(s.rearms >= s.enobufs, "{s:?}");
@@ -1815,17 +1820,7 @@ mod tests {
             "one client touched {resident} bytes of buffers"
         );
 
-        let clients: Vec<_> = (0..64u8)
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    echo_round_trip(c, pattern(256 << 10, i));
-                })
-            })
-            .collect();
-        for c in clients {
-            c.join().unwrap();
-        }
+        echo_at_once(port, 64, 256 << 10);
         let ((_, grown, busy), s) = probe();
         assert!(s.enobufs > 0 && grown > 4, "the ring never grew: {s:?}");
         assert!(
