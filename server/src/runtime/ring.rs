@@ -16,9 +16,10 @@
 //!   arrive between two turns. It holds that many and no more: it starts at 16, grows when
 //!   the kernel runs out and is trimmed back as the core goes to sleep, at most once a
 //!   second, when fewer were needed; buffers idle for a second give their pages back, so a
-//!   core's resident buffers follow its load (`bufring`'s header; `used_memory` counts them). The input is a buffer taken from the core's pool when bytes
-//!   arrive; [`RingStream::read_into`] hands it to the connection as it is (no copy) or
-//!   appends it to a partial command's bytes and pools it, so a connection holds an input
+//!   core's resident buffers follow its load (`bufring`'s header; `used_memory` counts
+//!   them). The input is a buffer taken from the core's pool when bytes arrive;
+//!   [`RingStream::read_into`] hands it to the connection as it is (no copy) or appends it
+//!   to a partial command's bytes and pools it, so a connection holds an input
 //!   buffer only while it has unread bytes. Replies' buffers come from the same pool and go
 //!   back to it when sent: an idle connection holds no buffer at all (10,000 idle
 //!   connections: 6.6 KB each, Redis 9.8 KB; 14.9 KB when each held a 16 KiB read buffer
