@@ -1642,6 +1642,17 @@ mod tests {
         assert!(got == data, "the echo differs from what was sent");
     }
 
+    /// The default ring with `buffers` provided buffers of `size` bytes, `initial` of them
+    /// in the kernel's ring at first.
+    fn buffers_of(buffers: u16, initial: u16, size: usize) -> NetConfig {
+        NetConfig {
+            buffers,
+            initial_buffers: initial,
+            buffer_size: size,
+            ..NetConfig::default()
+        }
+    }
+
     /// `clients` clients at once, each with a connection of its own, echo `bytes` bytes.
     fn echo_at_once(port: u16, clients: u8, bytes: usize) {
         let clients: Vec<_> = (0..clients)
@@ -1782,9 +1793,7 @@ mod tests {
     fn buffer_exhaustion_rearms_and_loses_nothing() {
         let cfg = NetConfig {
             entries: 64,
-            buffers: 4,
-            buffer_size: 64,
-            ..NetConfig::default()
+            ..buffers_of(4, 4, 64)
         };
         let (port, stats) = echo_core(cfg, 1, None, None);
         echo_at_once(port, 8, 64 << 10);
@@ -1799,13 +1808,7 @@ mod tests {
     /// target returns to where it started. Every byte echoes back right throughout.
     #[test]
     fn provided_buffers_follow_the_load() {
-        let cfg = NetConfig {
-            buffers: 256,
-            initial_buffers: 4,
-            buffer_size: 4096,
-            ..NetConfig::default()
-        };
-        let (port, ask, answers) = echo_core_probed(cfg);
+        let (port, ask, answers) = echo_core_probed(buffers_of(256, 4, 4096));
         let probe = || {
             ask.send(()).unwrap();
             answers.recv_timeout(Duration::from_secs(10)).unwrap()
