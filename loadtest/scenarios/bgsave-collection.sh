@@ -11,22 +11,37 @@
 #      walk reaches the list and serializes it on the core; Redis's child does.
 # Reported per server: the slowest round trip of each phase and the slow log's entries.
 #
-# Environment: ELEMENTS (10000000), PROBE_S (3), PERCORE, SERVER_CPU, CLIENT_CPU (common.sh).
+# TYPE=set or TYPE=hash fills a set (SADD) or a hash (HSET, 16-byte fields and values)
+# instead, and the first phase writes to it with SADD or HSET.
+#
+# Environment: ELEMENTS (10000000), TYPE (list), PROBE_S (3), PERCORE, SERVER_CPU,
+# CLIENT_CPU (common.sh).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 require_binaries "$PERCORE"
 require_redis_cli
 ELEMENTS=${ELEMENTS:-10000000}
 PROBE_S=${PROBE_S:-3}
+TYPE=${TYPE:-list}
+case $TYPE in
+  list) write='LPUSH big x'; size=llen ;;
+  set) write='SADD big x'; size=scard ;;
+  hash) write='HSET big x y'; size=hlen ;;
+  *) echo "TYPE is list, set or hash" >&2; exit 2 ;;
+esac
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-python3 - "$ELEMENTS" >"$work/fill.resp" <<'EOF'
+python3 - "$ELEMENTS" "$TYPE" >"$work/fill.resp" <<'EOF'
 import sys
-n = int(sys.argv[1])
+n, kind = int(sys.argv[1]), sys.argv[2]
 out = sys.stdout.buffer
+cmd = {"list": b"RPUSH", "set": b"SADD", "hash": b"HSET"}[kind]
 for i in range(0, n, 10):
-    args = [b"RPUSH", b"big"] + [b"e%015d" % (i + j) for j in range(min(10, n - i))]
+    elems = [b"e%015d" % (i + j) for j in range(min(10, n - i))]
+    if kind == "hash":
+        elems = [x for e in elems for x in (e, b"v" + e[1:])]
+    args = [cmd, b"big"] + elems
     out.write(b"*%d\r\n" % len(args))
     for a in args:
         out.write(b"$%d\r\n%s\r\n" % (len(a), a))
@@ -54,7 +69,7 @@ wait_saved() { # wait_saved PORT: until no background save runs
   until redis-cli -p "$1" info persistence | grep -q '^rdb_bgsave_in_progress:0'; do sleep 0.2; done
 }
 
-echo "| server | elements | BGSAVE then LPUSH: slowest round trip ms | BGSAVE then PING: slowest ms | slow log ≥ 1 ms (µs) |"
+echo "| server | $TYPE elements | BGSAVE then ${write%% *}: slowest round trip ms | BGSAVE then PING: slowest ms | slow log ≥ 1 ms (µs) |"
 echo "|---|---:|---:|---:|---|"
 for server in $(servers_with_redis); do
   port=$(free_port)
@@ -68,9 +83,9 @@ for server in $(servers_with_redis); do
   pid=$!
   until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
   taskset -c "$CLIENT_CPU" redis-cli -p "$port" --pipe <"$work/fill.resp" >/dev/null
-  [ "$(redis-cli -p "$port" llen big)" = "$ELEMENTS" ] || { echo "$server: the fill failed" >&2; exit 1; }
+  [ "$(redis-cli -p "$port" $size big)" = "$ELEMENTS" ] || { echo "$server: the fill failed" >&2; exit 1; }
   redis-cli -p "$port" slowlog reset >/dev/null
-  lpush=$(taskset -c "$CLIENT_CPU" bash -c "$(declare -f probe); probe $port 'LPUSH big x' $PROBE_S")
+  lpush=$(taskset -c "$CLIENT_CPU" bash -c "$(declare -f probe); probe $port '$write' $PROBE_S")
   wait_saved "$port"
   ping=$(taskset -c "$CLIENT_CPU" bash -c "$(declare -f probe); probe $port PING $PROBE_S")
   wait_saved "$port"

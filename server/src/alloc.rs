@@ -148,6 +148,12 @@ fn publish(l: &Local, live: i64) {
     }
 }
 
+/// Counts `delta` bytes of memory the calling thread maps itself as allocated by it (the
+/// network ring's provided buffers, as their pages become resident or go back).
+pub fn count_mapped(delta: i64) {
+    add(delta);
+}
+
 /// The largest process total seen so far: at any publication, or at any call of this.
 pub fn peak_allocated() -> i64 {
     let now = total_allocated();

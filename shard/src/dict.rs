@@ -616,7 +616,8 @@ pub struct Snap {
     db: u8,
     cursor: u64,
     /// Entries saved ahead of the walk, waiting for the shard's block builder.
-    pub saved: Vec<crate::snapshot::Record>,
+    /// A list among them is held by reference ([`crate::snapshot::Pending`]).
+    pub saved: Vec<crate::snapshot::Pending>,
 }
 
 /// Saves `p` into `snap.saved` if the snapshot still needs it, and marks it done.
@@ -627,12 +628,12 @@ unsafe fn save_before_write(snap: &mut Snap, p: NonNull<u8>) {
     if !snap.active || ((flags(p) & F_SNAP != 0) == snap.bit) {
         return;
     }
-    snap.saved.push(crate::snapshot::Record {
-        db: snap.db,
-        key: key(p).to_vec(),
-        expire_at_ms: expire_at(p),
-        value: crate::snapshot::RecordValue::from_ref(value(p)),
-    });
+    snap.saved.push(crate::snapshot::Pending::save(
+        snap.db,
+        key(p),
+        expire_at(p),
+        value(p),
+    ));
     let f = p.as_ptr().add(OFF_FLAGS);
     *f = (*f & !F_SNAP) | if snap.bit { F_SNAP } else { 0 };
 }
@@ -1901,6 +1902,7 @@ mod tests {
             let mut saved = HashMap::new();
             let mut take = |d: &mut Dict| {
                 for r in std::mem::take(&mut d.snap.saved) {
+                    let r = r.into_record();
                     assert!(saved.insert(r.key, r.value).is_none(), "a key saved twice");
                 }
             };
@@ -2230,6 +2232,7 @@ mod tests {
         loop {
             let more = d.snap_step(3);
             for r in std::mem::take(&mut d.snap.saved) {
+                let r = r.into_record();
                 assert!(saved.insert(r.key, r.value).is_none(), "a key saved twice");
             }
             if !more {

@@ -175,7 +175,7 @@ pub struct Shard {
     /// The snapshot in progress ([`snapshot`]), if any.
     snapshot: Option<snapshot::BlockBuilder>,
     /// Entries a freed detached table saved for the snapshot after the table was gone.
-    snap_orphans: Vec<snapshot::Record>,
+    snap_orphans: Vec<snapshot::Pending>,
     /// Keys some client is blocked on (BLPOP, …), with the databases (a bit each) it waits
     /// in; the server keeps the waiters themselves.
     blocked: std::collections::HashMap<Box<[u8]>, u16>,

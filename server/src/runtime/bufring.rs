@@ -16,6 +16,26 @@
 //! kernel picks a buffer per receive completion and names it in the completion's flags.
 //! Every buffer handed to the kernel stays mapped until this value is dropped, and its owner
 //! drops it only after the ring.
+//!
+//! # Resident memory follows the load
+//! The kernel takes buffers in ring order, so a ring that holds all of its buffers makes a
+//! busy core cycle through every one of them: all of them become resident (the server's
+//! 512 × 16 KiB made 8 MiB a core, 8.4 B/key of the 1M-hashes memory row). A ring
+//! registered with [`BufRing::register_lazy`] instead keeps only `target` buffers in the
+//! kernel's ring, starting small; the others wait in `spare`, and the ring is refilled from
+//! its end (the buffers used last), so a light load cycles through the same few buffers
+//! and never touches the rest. Nothing here costs a syscall per receive.
+//! - Growth: when the kernel runs out (ENOBUFS, [`BufRing::ran_out`]) the target doubles, up
+//!   to `count`, and the ring is refilled at once.
+//! - Shrinking, at [`BufRing::trim`] (the server calls it at most once a second, as its core
+//!   goes to sleep): the target comes down to twice the most buffers one turn used in the
+//!   last period, and the pages of buffers nobody received into during that period go back
+//!   to the kernel (MADV_DONTNEED, ranges merged: a few syscalls a second at most, none
+//!   while nothing changed). A spare buffer is ours alone; a buffer still in the kernel's
+//!   ring is released only when the caller knows the kernel cannot be writing into it
+//!   (DEFER_TASKRUN: receives complete only inside this thread's enters, and every
+//!   completion has been reaped). A released buffer is an untouched mapping again: the next
+//!   receive into it faults its pages back in.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -61,6 +81,30 @@ pub struct BufRing {
     count: u16,
     tail: u16,
     pub bgid: u16,
+    /// Buffers published to the kernel and not yet named by a completion.
+    in_ring: u16,
+    /// How many buffers the ring is refilled to (see the module header); `count` for a
+    /// ring registered whole.
+    target: u16,
+    /// The smallest target (the one a lazy ring starts with).
+    base: u16,
+    /// Buffers held back from the kernel's ring, the one used last at the end.
+    spare: Vec<u16>,
+    /// Per buffer: the period it was last received into; 0 when its pages are not resident
+    /// (never used, or released since).
+    used: Vec<u32>,
+    /// The current period (from 1; [`BufRing::trim`] starts the next).
+    period: u32,
+    /// The kernel ran out during this period.
+    short: bool,
+    /// Buffers received into in the current turn, and the most in one turn this period.
+    turn_used: u16,
+    peak_used: u16,
+    /// Buffers whose `used` is not 0.
+    resident: usize,
+    /// The ring grew in the current turn (once a turn is enough: every receive that ran out
+    /// in it did so before the growth).
+    grew: bool,
 }
 
 fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
@@ -82,8 +126,23 @@ fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
 }
 
 impl BufRing {
-    /// Maps and registers the ring; `count` must be a power of two up to 32768.
+    /// Maps and registers the ring with all `count` buffers in it; `count` must be a power
+    /// of two up to 32768.
+    #[allow(dead_code)] // the server registers its rings lazily; the load generator whole
     pub fn register(ring: &IoUring, bgid: u16, count: u16, size: usize) -> io::Result<BufRing> {
+        Self::register_lazy(ring, bgid, count, size, count)
+    }
+
+    /// Maps and registers the ring with `initial` of its `count` buffers in the kernel's
+    /// ring (see the module header): the others are address space only until a load needs
+    /// them. `count` must be a power of two up to 32768.
+    pub fn register_lazy(
+        ring: &IoUring,
+        bgid: u16,
+        count: u16,
+        size: usize,
+        initial: u16,
+    ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 32768 {
             return Err(io::Error::other(
                 "buffer count must be a power of two up to 32768",
@@ -100,6 +159,7 @@ impl BufRing {
                 return Err(e);
             }
         };
+        let initial = initial.clamp(1, count);
         let mut br = BufRing {
             entries,
             entries_bytes,
@@ -109,6 +169,18 @@ impl BufRing {
             count,
             tail: 0,
             bgid,
+            in_ring: 0,
+            target: initial,
+            base: initial,
+            // The lowest buffer numbers go first, so the ring's first buffers are 0, 1, …
+            spare: (initial..count).rev().collect(),
+            used: vec![0; count as usize],
+            period: 1,
+            short: false,
+            turn_used: 0,
+            peak_used: 0,
+            resident: 0,
+            grew: false,
         };
         // SAFETY: the entry array is page-aligned (mmap), holds `count` entries, and stays
         // mapped until `Drop`, which runs after the ring that uses it is gone.
@@ -116,7 +188,7 @@ impl BufRing {
             ring.submitter()
                 .register_buf_ring_with_flags(entries as u64, count, bgid, 0)?;
         }
-        for bid in 0..count {
+        for bid in 0..initial {
             br.put(bid);
         }
         br.publish();
@@ -124,6 +196,7 @@ impl BufRing {
     }
 
     fn put(&mut self, bid: u16) {
+        self.in_ring += 1;
         let slot = (self.tail & (self.count - 1)) as usize;
         // SAFETY: `slot < count`, inside the mapped entry array; the kernel reads only entries
         // before the published tail, and this one is past it until `publish`.
@@ -155,12 +228,126 @@ impl BufRing {
         Some(unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.size), len) })
     }
 
-    /// Gives buffer `bid` back to the kernel.
+    /// Takes back buffer `bid`, which a completion named (its bytes have been read): into
+    /// the kernel's ring again while the ring is below its target, else among the spares.
     pub fn recycle(&mut self, bid: u16) {
-        if bid < self.count {
+        if bid >= self.count {
+            return;
+        }
+        self.in_ring = self.in_ring.saturating_sub(1);
+        if self.used[bid as usize] == 0 {
+            self.resident += 1;
+        }
+        self.used[bid as usize] = self.period;
+        self.turn_used = self.turn_used.saturating_add(1);
+        self.peak_used = self.peak_used.max(self.turn_used);
+        if self.in_ring < self.target {
             self.put(bid);
             self.publish();
+        } else {
+            self.spare.push(bid);
         }
+    }
+
+    /// A new turn of the owner's loop begins (the count of buffers a turn uses).
+    #[allow(dead_code)] // the load generator, which includes this file, keeps its ring whole
+    pub fn turn_begins(&mut self) {
+        self.turn_used = 0;
+        self.grew = false;
+    }
+
+    /// The kernel found no buffer for a receive (ENOBUFS): the target doubles (once a
+    /// turn), and the ring is filled up to it from the spares.
+    #[allow(dead_code)] // see `turn_begins`
+    pub fn ran_out(&mut self) {
+        self.short = true;
+        if !self.grew {
+            self.grew = true;
+            self.target = self.target.saturating_mul(2).min(self.count);
+        }
+        self.refill();
+    }
+
+    /// Puts spare buffers, the ones used last first, into the kernel's ring up to the target.
+    fn refill(&mut self) {
+        let mut any = false;
+        while self.in_ring < self.target {
+            let Some(bid) = self.spare.pop() else { break };
+            self.put(bid);
+            any = true;
+        }
+        if any {
+            self.publish();
+        }
+    }
+
+    /// Ends a period (see the module header): sets the target from the period's need and
+    /// releases the pages of the buffers nobody received into during it: the spares, and,
+    /// when `ring_too` (the caller knows the kernel cannot be writing into them: see the
+    /// module header), those still in the kernel's ring. Returns how many it released.
+    #[allow(dead_code)] // see `turn_begins`
+    pub fn trim(&mut self, ring_too: bool) -> usize {
+        if !self.short {
+            let need = (self.peak_used as u32 * 2).next_power_of_two();
+            self.target = need.clamp(self.base as u32, self.count as u32) as u16;
+        }
+        let period = self.period;
+        self.period += 1;
+        self.short = false;
+        self.peak_used = 0;
+        // SAFETY: sysconf reads a constant of the process.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        if !self.size.is_multiple_of(page) {
+            // Buffers that do not fill whole pages share them: nothing is released.
+            return 0;
+        }
+        let mut idle: Vec<u16> = if ring_too {
+            (0..self.count).collect()
+        } else {
+            self.spare.clone()
+        };
+        idle.retain(|&b| {
+            let u = self.used[b as usize];
+            u != 0 && u < period
+        });
+        idle.sort_unstable();
+        let mut start = 0;
+        while start < idle.len() {
+            let mut end = start + 1;
+            while end < idle.len() && idle[end] == idle[end - 1] + 1 {
+                end += 1;
+            }
+            let (first, n) = (idle[start] as usize, end - start);
+            // SAFETY: the range lies inside the buffer mapping (bid < count); its buffers
+            // are spares (ours alone) or, with `ring_too`, buffers the kernel is not writing
+            // (the caller's promise). Their contents are not needed: each is written whole
+            // by its next receive before it is read.
+            unsafe {
+                libc::madvise(
+                    self.bufs.add(first * self.size).cast(),
+                    n * self.size,
+                    libc::MADV_DONTNEED,
+                );
+            }
+            start = end;
+        }
+        for &b in &idle {
+            self.used[b as usize] = 0;
+        }
+        self.resident -= idle.len();
+        idle.len()
+    }
+
+    /// Bytes of buffers whose pages may be resident (received into and not released since).
+    #[allow(dead_code)] // see `turn_begins`
+    pub fn resident_bytes(&self) -> usize {
+        self.resident * self.size
+    }
+
+    /// Buffers in the kernel's ring now, and the target it is refilled to (tests, INFO).
+    #[allow(dead_code)] // see `turn_begins`
+    pub fn in_ring(&self) -> (u16, u16) {
+        (self.in_ring, self.target)
     }
 }
 

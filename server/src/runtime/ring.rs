@@ -13,9 +13,13 @@
 //! - **receive**: multishot into a ring of provided buffers (one group per core). Each
 //!   completion's bytes are appended to the connection's input and the buffer goes back to
 //!   the kernel in the same turn, so the ring only needs as many buffers as completions can
-//!   arrive between two turns. The input is a buffer taken from the core's pool when bytes
-//!   arrive; [`RingStream::read_into`] hands it to the connection as it is (no copy) or
-//!   appends it to a partial command's bytes and pools it, so a connection holds an input
+//!   arrive between two turns. It holds that many and no more: it starts at 16, grows when
+//!   the kernel runs out and is trimmed back as the core goes to sleep, at most once a
+//!   second, when fewer were needed; buffers idle for a second give their pages back, so a
+//!   core's resident buffers follow its load (`bufring`'s header; `used_memory` counts
+//!   them). The input is a buffer taken from the core's pool when bytes arrive;
+//!   [`RingStream::read_into`] hands it to the connection as it is (no copy) or appends it
+//!   to a partial command's bytes and pools it, so a connection holds an input
 //!   buffer only while it has unread bytes. Replies' buffers come from the same pool and go
 //!   back to it when sent: an idle connection holds no buffer at all (10,000 idle
 //!   connections: 6.6 KB each, Redis 9.8 KB; 14.9 KB when each held a 16 KiB read buffer
@@ -87,8 +91,11 @@ const POOL_BYTES: usize = 256 << 10;
 pub struct NetConfig {
     /// Submission queue entries (the completion queue is 4× as large).
     pub entries: u32,
-    /// Provided receive buffers: a power of two.
+    /// Provided receive buffers at most: a power of two.
     pub buffers: u16,
+    /// Buffers in the kernel's ring at first, and the least it is trimmed back to (see
+    /// `bufring`'s header): the ring grows when the kernel runs out.
+    pub initial_buffers: u16,
     pub buffer_size: usize,
     /// Accepted connections a listener holds before its owner takes them; past this the
     /// multishot accept is cancelled, and clients wait in the kernel's backlog until the
@@ -98,11 +105,15 @@ pub struct NetConfig {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        // 512 × 16 KiB: 8 MiB of address space per core, touched only as used; a turn
-        // recycles every buffer it received into, so 512 completions fit between two turns.
+        // 512 × 16 KiB: 8 MiB of address space per core; a turn recycles every buffer it
+        // received into, so 512 completions fit between two turns. Only 16 (256 KiB) are in
+        // the kernel's ring at first: the ring grows with the completions a turn brings
+        // and shrinks back when the load goes (see `bufring`'s header), and only the
+        // buffers it cycles through are resident.
         NetConfig {
             entries: 1024,
             buffers: 512,
+            initial_buffers: 16,
             buffer_size: 16 << 10,
             accept_queue: 1024,
         }
@@ -266,7 +277,12 @@ pub struct NetStats {
     pub pauses: u64,
     /// Multishot accepts cancelled because the accepted queue was full.
     pub accept_pauses: u64,
+    /// Receive buffers whose pages went back to the kernel at a trim.
+    pub buffers_released: u64,
 }
+
+/// How often, at most, the provided buffers are trimmed (when the core goes to sleep).
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One core's network ring. Lives in a thread-local of the core; everything in it is used
 /// from that thread only, and no RefCell borrow is held across an `.await`.
@@ -302,6 +318,12 @@ pub struct Net {
     accept_queue: usize,
     stats: Cell<NetStats>,
     scratch: RefCell<Vec<(u64, i32, u32)>>,
+    /// Receives complete only inside this thread's enters (DEFER_TASKRUN): a trim may
+    /// release buffers still in the kernel's ring.
+    defer: bool,
+    /// The last trim of the provided buffers, and their resident bytes `used_memory` counts.
+    trimmed_at: Cell<std::time::Instant>,
+    counted: Cell<usize>,
     /// Drained buffers, empty, for the next connection that receives or replies.
     pool: RefCell<Vec<Vec<u8>>>,
     /// The capacity of the pooled buffers, at most [`POOL_BYTES`].
@@ -360,7 +382,14 @@ impl Net {
                 format!("io_uring setup failed on kernel {}: {e}", kernel_release()),
             )
         })?;
-        let bufs = BufRing::register(&ring, BUFFER_GROUP, cfg.buffers, cfg.buffer_size).map_err(|e| {
+        let bufs = BufRing::register_lazy(
+            &ring,
+            BUFFER_GROUP,
+            cfg.buffers,
+            cfg.buffer_size,
+            cfg.initial_buffers,
+        )
+        .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -398,6 +427,9 @@ impl Net {
             bell_buf: Box::new(std::cell::UnsafeCell::new(0)),
             slept: Cell::new(false),
             bell_ok: Cell::new(true),
+            defer: mode == "single-issuer+defer-taskrun",
+            trimmed_at: Cell::new(std::time::Instant::now()),
+            counted: Cell::new(0),
             mode,
             accept_queue: cfg.accept_queue.max(1),
             stats: Cell::new(NetStats::default()),
@@ -674,10 +706,12 @@ impl Net {
             }
         }
         let n = scratch.len() as u64;
+        self.bufs.borrow_mut().turn_begins();
         for &(ud, res, flags) in scratch.iter() {
             self.complete(ud, res, flags);
         }
         drop(scratch);
+        self.count_resident();
         self.count(|s| s.completions += n);
         let rearm = std::mem::take(&mut *self.rearm.borrow_mut());
         for idx in &rearm {
@@ -763,6 +797,7 @@ impl Net {
                     c.eof = true;
                 } else if res == -libc::ENOBUFS {
                     self.count(|s| s.enobufs += 1);
+                    self.bufs.borrow_mut().ran_out();
                 } else if res != -libc::ECANCELED {
                     c.error = Some(-res);
                 }
@@ -847,6 +882,50 @@ impl Net {
             }
             self.free.borrow_mut().push(idx);
         }
+    }
+
+    /// `used_memory` counts the provided buffers' resident pages (they are mapped, not
+    /// allocated): brings the count to what the buffer ring says. A comparison when nothing
+    /// changed.
+    fn count_resident(&self) {
+        let now = self.bufs.borrow().resident_bytes();
+        let was = self.counted.replace(now);
+        if now != was {
+            crate::alloc::count_mapped(now as i64 - was as i64);
+        }
+    }
+
+    /// Trims the provided buffers (see `bufring`'s header) if the last trim is
+    /// [`TRIM_EVERY`] old; called as the core goes to sleep, with every completion reaped.
+    /// Under DEFER_TASKRUN the kernel receives only inside this thread's enters, so with
+    /// the completion queue empty (and nothing overflowed) no buffer of the ring is being
+    /// written or waits to be read: those the last period did not use are released too.
+    fn trim_if_due(&self) {
+        let now = std::time::Instant::now();
+        if now.saturating_duration_since(self.trimmed_at.get()) < TRIM_EVERY {
+            return;
+        }
+        self.trimmed_at.set(now);
+        let quiet = self.defer && {
+            let mut ring = self.ring.borrow_mut();
+            let (_, mut sq, mut cq) = ring.split();
+            sq.sync();
+            cq.sync();
+            !sq.cq_overflow() && cq.is_empty()
+        };
+        let n = self.bufs.borrow_mut().trim(quiet) as u64;
+        if n > 0 {
+            self.count(|s| s.buffers_released += n);
+            self.count_resident();
+        }
+    }
+
+    /// Buffers in the kernel's ring, its target, and the resident bytes of all of them.
+    #[cfg(test)]
+    fn buffers(&self) -> (u16, u16, usize) {
+        let b = self.bufs.borrow();
+        let (in_ring, target) = b.in_ring();
+        (in_ring, target, b.resident_bytes())
     }
 
     /// Whether the kernel has work for this ring (checked before the driver waits).
@@ -973,6 +1052,7 @@ async fn drive(net: Rc<Net>) {
         }
         if bell.runnable() == 0 && !sched::reactor_in_use() && net.bell_ok.get() {
             if bell.prepare_to_sleep() {
+                net.trim_if_due();
                 bell.set_at(sched::DriverAt::RingSleep);
                 net.sleep(sched::next_deadline());
                 bell.woke();
@@ -1001,6 +1081,7 @@ async fn drive(net: Rc<Net>) {
             continue;
         }
         net.count(|s| s.parks += 1);
+        net.trim_if_due();
         let sig = signal.get_or_insert_with(|| {
             let f = efile.clone();
             Box::pin(async move {
@@ -1442,9 +1523,35 @@ mod tests {
         let (port_tx, port_rx) = mpsc::channel();
         let (stats_tx, stats_rx) = mpsc::channel();
         spawn_core(move || {
-            echo_core_main(cfg, amplify, read_delay, accept_delay, port_tx, stats_tx)
+            echo_core_main(
+                cfg,
+                amplify,
+                read_delay,
+                accept_delay,
+                port_tx,
+                stats_tx,
+                None,
+            )
         });
         (port_rx.recv().unwrap(), stats_rx)
+    }
+
+    /// What a probe of an echo core answers: its buffers (in the kernel's ring, the target,
+    /// resident bytes) and its counters.
+    type Probe = ((u16, u16, usize), NetStats);
+
+    /// An echo core (as [`echo_core`]) that answers each message on the returned sender
+    /// with its [`Probe`], within 20 ms.
+    fn echo_core_probed(cfg: NetConfig) -> (u16, mpsc::Sender<()>, mpsc::Receiver<Probe>) {
+        let (port_tx, port_rx) = mpsc::channel();
+        let (stats_tx, _stats_rx) = mpsc::channel();
+        let (ask_tx, ask_rx) = mpsc::channel();
+        let (answer_tx, answer_rx) = mpsc::channel();
+        spawn_core(move || {
+            let probe = Some((ask_rx, answer_tx));
+            echo_core_main(cfg, 1, None, None, port_tx, stats_tx, probe)
+        });
+        (port_rx.recv().unwrap(), ask_tx, answer_rx)
     }
 
     /// Runs `main` on a new thread as a core (an executor with the core's bell). The
@@ -1472,8 +1579,21 @@ mod tests {
         accept_delay: Option<Duration>,
         port_tx: mpsc::Sender<u16>,
         stats_tx: mpsc::Sender<(NetStats, usize)>,
+        probe: Option<(mpsc::Receiver<()>, mpsc::Sender<Probe>)>,
     ) {
         let net = start(cfg).expect("network ring");
+        if let Some((ask, answer)) = probe {
+            let net = net.clone();
+            super::super::spawn(async move {
+                loop {
+                    super::super::sleep(Duration::from_millis(20)).await;
+                    if ask.try_recv().is_ok() && answer.send((net.buffers(), net.stats())).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let fd = std::os::fd::IntoRawFd::into_raw_fd(l);
@@ -1526,6 +1646,32 @@ mod tests {
         c.read_exact(&mut got).unwrap();
         writer.join().unwrap();
         assert!(got == data, "the echo differs from what was sent");
+    }
+
+    /// The default ring with `buffers` provided buffers of `size` bytes, `initial` of them
+    /// in the kernel's ring at first.
+    fn buffers_of(buffers: u16, initial: u16, size: usize) -> NetConfig {
+        NetConfig {
+            buffers,
+            initial_buffers: initial,
+            buffer_size: size,
+            ..NetConfig::default()
+        }
+    }
+
+    /// `clients` clients at once, each with a connection of its own, echo `bytes` bytes.
+    fn echo_at_once(port: u16, clients: u8, bytes: usize) {
+        let clients: Vec<_> = (0..clients)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    echo_round_trip(c, pattern(bytes, i));
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
     }
 
     /// Runs `main` on a fresh core with its network ring; fails if `main` panics or takes
@@ -1653,25 +1799,59 @@ mod tests {
     fn buffer_exhaustion_rearms_and_loses_nothing() {
         let cfg = NetConfig {
             entries: 64,
-            buffers: 4,
-            buffer_size: 64,
-            ..NetConfig::default()
+            ..buffers_of(4, 4, 64)
         };
         let (port, stats) = echo_core(cfg, 1, None, None);
-        let clients: Vec<_> = (0..8u8)
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    echo_round_trip(c, pattern(64 << 10, i));
-                })
-            })
-            .collect();
-        for c in clients {
-            c.join().unwrap();
-        }
+        echo_at_once(port, 8, 64 << 10);
         let (s, _) = stats.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(s.enobufs > 0, "the buffers never ran out: {s:?}");
         assert!(s.rearms >= s.enobufs, "{s:?}");
+    }
+
+    /// The provided buffers follow the load: one client cycles through the ring's first
+    /// few buffers and touches no other; 64 clients at once run the ring out (ENOBUFS), which
+    /// grows it; once the load is gone, trims give the buffers' pages back and the ring's
+    /// target returns to where it started. Every byte echoes back right throughout.
+    #[test]
+    fn provided_buffers_follow_the_load() {
+        let (port, ask, answers) = echo_core_probed(buffers_of(256, 4, 4096));
+        let probe = || {
+            ask.send(()).unwrap();
+            answers.recv_timeout(Duration::from_secs(10)).unwrap()
+        };
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for i in 0..200u8 {
+            echo_round_trip(c.try_clone().unwrap(), pattern(100, i));
+        }
+        let ((_, target, resident), _) = probe();
+        assert_eq!(target, 4, "one client at a time needs no more");
+        assert!(
+            resident <= 4 * 4096,
+            "one client touched {resident} bytes of buffers"
+        );
+
+        echo_at_once(port, 64, 256 << 10);
+        let ((_, grown, busy), s) = probe();
+        assert!(s.enobufs > 0 && grown > 4, "the ring never grew: {s:?}");
+        assert!(
+            busy > 4 * 4096,
+            "the burst used only {busy} bytes of buffers"
+        );
+
+        // Idle: within a few trims (one a second at most) the pages go back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let ((_, target, resident), s) = probe();
+            if target == 4 && resident < busy && s.buffers_released > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {resident} bytes resident, target {target}: {s:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        echo_round_trip(c, pattern(5000, 9));
     }
 
     /// A 16 MiB reply to a client with a small receive buffer that reads slowly: the kernel
