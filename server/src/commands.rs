@@ -464,15 +464,18 @@ fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
 
 async fn client_list(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<&'static str> = None;
     let mut i = 2;
     while i < a.len() {
         if eq(&a[i], "type") && i + 1 < a.len() {
             let t = lossy(&a[i + 1]).to_lowercase();
-            match t.as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+            kind = Some(match t.as_str() {
+                "normal" => "normal",
+                "master" => "master",
+                "replica" | "slave" => "replica",
+                "pubsub" => "pubsub",
                 _ => return w.error(&format!("ERR Unknown client type '{t}'")),
-            }
+            });
             i += 2;
         } else if eq(&a[i], "id") && i + 1 < a.len() {
             let mut v = Vec::new();
@@ -491,7 +494,11 @@ async fn client_list(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let lines = call_all(&conn.core, move |c: &Core| {
         let now = std::time::Instant::now();
         let clients = c.clients.borrow();
-        let mut v: Vec<(u64, String)> = clients.values().map(|h| (h.id, h.describe(now))).collect();
+        let mut v: Vec<(u64, String)> = clients
+            .values()
+            .filter(|h| kind.is_none_or(|k| h.kind() == k))
+            .map(|h| (h.id, h.describe(now)))
+            .collect();
         v.sort();
         v
     })

@@ -357,6 +357,22 @@ impl ClientHandle {
         f
     }
 
+    /// The client's type as CLIENT LIST TYPE and CLIENT KILL TYPE name it (Redis's
+    /// `getClientType`): a replica's master client, a replica link (a MONITOR client is
+    /// normal), a subscribed client, or normal.
+    pub fn kind(&self) -> &'static str {
+        let i = self.info.borrow();
+        if i.master {
+            "master"
+        } else if i.replica && !i.monitor {
+            "replica"
+        } else if i.sub + i.psub + i.ssub > 0 {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+
     /// One CLIENT LIST line, fields as Redis 7.
     pub fn describe(&self, now: Instant) -> String {
         let i = self.info.borrow();

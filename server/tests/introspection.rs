@@ -284,3 +284,48 @@ fn slowlog_redacts_and_trims_arguments_as_redis() {
         );
     });
 }
+
+/// CLIENT LIST TYPE lists the clients of that type, as Redis's getClientType sorts them: a
+/// subscribed client is `pubsub` (and not `normal`); without replicas, `replica` and
+/// `master` list none of these clients. (percore listed every client for `normal` and none
+/// for `pubsub`.)
+#[test]
+fn client_list_type_sorts_clients_as_redis() {
+    each_differential_run(
+        "CLIENT LIST TYPE",
+        &[],
+        &[],
+        |redis, percore, _, _, what| {
+            let listed = |server: &common::Server| {
+                let mut sub = server.client();
+                let mut norm = server.client();
+                let mut admin = server.client();
+                let id = |c: &mut Client| {
+                    String::from_utf8_lossy(&c.q("CLIENT ID"))[1..]
+                        .trim()
+                        .to_string()
+                };
+                let roles = [
+                    ("sub", id(&mut sub)),
+                    ("normal", id(&mut norm)),
+                    ("admin", id(&mut admin)),
+                ];
+                assert_eq!(sub.q("SUBSCRIBE ch")[0], b'*', "{what}");
+                ["pubsub", "normal", "replica", "slave", "master"].map(|t| {
+                    let text = String::from_utf8_lossy(&admin.q(&format!("CLIENT LIST TYPE {t}")))
+                        .into_owned();
+                    let mut who: Vec<&str> = roles
+                        .iter()
+                        .filter(|(_, id)| text.lines().any(|l| l.contains(&format!("id={id} "))))
+                        .map(|(role, _)| *role)
+                        .collect();
+                    who.sort();
+                    format!("{t}: {}", who.join(" "))
+                })
+            };
+            let want = listed(redis);
+            assert_eq!(want[0], "pubsub: sub", "{what}: Redis");
+            assert_eq!(listed(percore), want, "{what}");
+        },
+    );
+}
