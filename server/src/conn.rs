@@ -551,8 +551,6 @@ impl Conn {
         ));
     }
 
-    /// Where a reply produced now goes: straight to the output, or (while batches are
-    /// pending) to the local buffer with a slot that keeps its place.
     /// Drops the replies made so far (the master client's: its primary reads none).
     pub(crate) fn discard_replies(&mut self) {
         self.out.clear();
@@ -569,6 +567,8 @@ impl Conn {
         self.handle.info.borrow_mut().last_interaction = Instant::now();
     }
 
+    /// Where a reply produced now goes: straight to the output, or (while batches are
+    /// pending) to the local buffer with a slot that keeps its place.
     pub fn emit_bytes(&mut self, bytes: &[u8]) {
         self.emit(bytes)
     }
@@ -706,6 +706,11 @@ impl Conn {
 
     async fn dispatch_command(&mut self, args: Args<'_>, stream: &mut Stream) {
         self.dispatch_checked(args, stream).await;
+        // Cluster mode: ASKING holds for the next command only, or through a transaction
+        // (Redis clears CLIENT_ASKING after each command outside MULTI but ASKING itself).
+        if self.asking && self.multi.is_none() && !args[0].eq_ignore_ascii_case(b"asking") {
+            self.asking = false;
+        }
         // Cluster mode: a command on a slot being migrated ran under its keys' locks.
         if self.cluster_locked {
             self.cluster_locked = false;
@@ -767,9 +772,6 @@ impl Conn {
         if crate::cluster::enabled() {
             // Redis's getNodeByQuery: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, CROSSSLOT.
             let asking = self.asking;
-            if spec.cmd != Cmd::Asking && self.multi.is_none() {
-                self.asking = false;
-            }
             // On a slot being migrated or imported, whether the keys are here decides
             // (ASK, TRYAGAIN), so the check and the command run under the keys' locks:
             // MIGRATE cannot move a key in between (in Redis nothing runs between them).

@@ -567,6 +567,16 @@ fn three_nodes_made_and_resharded_by_redis_cli_under_writes() {
         format!("-MOVED {slot} 127.0.0.1:{}\r\n", srvs[o].port),
         "ASKING covers one command"
     );
+    // ... or a whole transaction, ASKING before MULTI (Redis keeps the flag through it).
+    assert_eq!(s(&tc.q("ASKING")), "+OK\r\n");
+    assert_eq!(s(&tc.q("MULTI")), "+OK\r\n");
+    assert_eq!(s(&tc.q("SET {t}b 3")), "+QUEUED\r\n");
+    assert_eq!(s(&tc.q("EXEC")), "*1\r\n+OK\r\n");
+    assert_eq!(
+        s(&tc.q("GET {t}b")),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", srvs[o].port),
+        "the transaction used the ASKING up"
+    );
     assert_eq!(s(&tc.q("ASKING")), "+OK\r\n");
     assert_eq!(
         s(&tc.q("MGET {t}b {t}c")),

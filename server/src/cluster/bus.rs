@@ -50,6 +50,14 @@ const UPDATE: usize = 4;
 const PING_INTERVAL: Duration = Duration::from_millis(100);
 const CRON_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_FRAME: usize = 4 << 20;
+/// Bounds on what one message may carry, so a peer cannot make this node allocate without
+/// limit: gossip and FAIL lines (a few dozen bytes each), and UPDATE lines, each decoded into
+/// a 16,384-slot map (one UPDATE per message is what nodes send).
+const MAX_ENTRIES: usize = 4096;
+const MAX_UPDATES: usize = 16;
+/// Handshakes with nodes learned from gossip, and inbound links, at once (each is a thread).
+const MAX_HANDSHAKES: usize = 64;
+const MAX_INBOUND: usize = 256;
 
 fn now() -> u64 {
     crate::core::now_ms()
@@ -179,6 +187,9 @@ pub fn decode(body: &str) -> Option<Msg> {
         ..Msg::default()
     };
     for l in lines {
+        if m.gossip.len() + m.fails.len() >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
+            return None;
+        }
         let f: Vec<&str> = l.split(' ').collect();
         match f.as_slice() {
             ["G", id, ip, port, cport, health] if state::valid_id(id) => {
@@ -203,7 +214,7 @@ pub fn decode(body: &str) -> Option<Msg> {
             _ => return None,
         }
     }
-    Some(m)
+    (m.updates.len() <= MAX_UPDATES).then_some(m)
 }
 
 /// Applies a message to the view. `inbound`: it came on a link the sender opened (a PING
@@ -294,10 +305,11 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
             }
             None if st.banned.contains_key(id) => {}
             None => {
-                if !st
-                    .handshakes
-                    .iter()
-                    .any(|h| h.ip == *gip && h.port == *port)
+                if st.handshakes.len() < MAX_HANDSHAKES
+                    && !st
+                        .handshakes
+                        .iter()
+                        .any(|h| h.ip == *gip && h.port == *port)
                 {
                     st.handshakes.push(Handshake {
                         ip: gip.clone(),
@@ -379,7 +391,9 @@ pub fn start(addrs: &[String], cport: u16) -> Result<(), String> {
             None => (false, a.as_str()),
         };
         match TcpListener::bind((ip, cport)) {
-            Ok(l) => spawn("cluster-accept", move || accept(l)),
+            Ok(l) => {
+                spawn("cluster-accept", move || accept(l));
+            }
             Err(_) if optional => {}
             Err(e) => {
                 return Err(format!(
@@ -392,16 +406,34 @@ pub fn start(addrs: &[String], cport: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+/// Starts a thread; false (logged) when the system refuses one.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    let r = std::thread::Builder::new().name(name.into()).spawn(f);
+    if let Err(e) = &r {
         crate::log::warn(&format!("cluster bus: cannot start a thread: {e}"));
     }
+    r.is_ok()
 }
 
+/// Inbound links being served (each on a thread of its own).
+static INBOUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn accept(l: TcpListener) {
+    use std::sync::atomic::Ordering;
     for s in l.incoming() {
         match s {
-            Ok(s) => spawn("cluster-in", move || inbound(s)),
+            // Past the bound the link is closed; a real peer retries on its next ping.
+            Ok(_) if INBOUND.load(Ordering::Relaxed) >= MAX_INBOUND => {}
+            Ok(s) => {
+                INBOUND.fetch_add(1, Ordering::Relaxed);
+                let started = spawn("cluster-in", move || {
+                    inbound(s);
+                    INBOUND.fetch_sub(1, Ordering::Relaxed);
+                });
+                if !started {
+                    INBOUND.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             Err(e) => {
                 crate::log::warn(&format!("cluster bus accept: {e}"));
                 std::thread::sleep(Duration::from_millis(100));
@@ -597,6 +629,21 @@ mod tests {
         assert_eq!(m.gossip[0].4, PFAIL);
         assert!(decode("PCBUS 1 PING\nshort").is_none());
         assert!(decode("junk").is_none());
+    }
+
+    /// A message carries at most MAX_UPDATES slot maps and MAX_ENTRIES gossip and FAIL
+    /// lines: one frame cannot make a node allocate gigabytes.
+    #[test]
+    fn messages_past_the_bounds_are_refused() {
+        let id: String = std::iter::repeat_n('a', 40).collect();
+        let head = format!("PCBUS 1 PING\n{id} 10.0.0.1 7000 17000 1 1 -\n");
+        let with = |line: &str, n: usize| head.clone() + &vec![line; n].join("\n");
+        let update = format!("U {id} 1 0-16383");
+        assert!(decode(&with(&update, MAX_UPDATES)).is_some());
+        assert!(decode(&with(&update, MAX_UPDATES + 1)).is_none());
+        let fail = format!("F {id}");
+        assert!(decode(&with(&fail, MAX_ENTRIES)).is_some());
+        assert!(decode(&with(&fail, MAX_ENTRIES + 1)).is_none());
     }
 
     #[test]

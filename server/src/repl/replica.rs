@@ -466,6 +466,9 @@ async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(
         }
         _ => return Err(format!("Unexpected reply to PSYNC from master: {r}")),
     };
+    if !current_epoch(core, epoch) {
+        return Ok(());
+    }
     stream(core, w, epoch, offset).await
 }
 
@@ -543,6 +546,11 @@ async fn full_sync(
     let _ = std::fs::remove_file(&path);
     // Clients blocked on keys, WATCHes, tracking: the flush told them.
     set_gate(core, false);
+    // REPLICAOF changed while the payload loaded: this link is over, and the ids and offset
+    // it would record belong to the new setting.
+    if !current_epoch(core, epoch) {
+        return Err("REPLICAOF changed during the synchronization".into());
+    }
     let keys: usize = match loaded.into_iter().collect::<Result<Vec<_>, _>>() {
         Ok(k) => k.into_iter().sum(),
         Err(e) => {
