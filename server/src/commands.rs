@@ -704,6 +704,7 @@ async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         if seen.contains(&"requirepass") {
             global.acl.set_default_password(cfg.requirepass.as_deref());
         }
+        crate::latency::set_thread_cpu_clock(cfg.latency_clock_cpu);
         guard.0 += 1;
         guard.1 = Arc::new(cfg);
         (guard.0, guard.1.clone())

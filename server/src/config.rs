@@ -101,6 +101,9 @@ pub struct Config {
     pub slowlog_max_len: usize,
     /// Milliseconds from which the latency monitor records an event (0: off).
     pub latency_monitor_threshold: u64,
+    /// `latency-clock thread-cpu` (percore's own): command durations in thread CPU time
+    /// instead of elapsed time (see `latency::Stopwatch`).
+    pub latency_clock_cpu: bool,
     /// Port of the Prometheus endpoint (0: none).
     pub metrics_port: u16,
     /// Address of the Prometheus endpoint; empty: the first `bind` address.
@@ -214,6 +217,7 @@ impl Default for Config {
             busy_reply_threshold: 5000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
+            latency_clock_cpu: false,
             metrics_port: 0,
             metrics_bind: String::new(),
             aclfile: String::new(),
@@ -557,6 +561,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "lua-time-limit", get: |c| c.busy_reply_threshold.to_string(), set: |c, v| { c.busy_reply_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "slowlog-max-len", get: |c| c.slowlog_max_len.to_string(), set: |c, v| { c.slowlog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "latency-monitor-threshold", get: |c| c.latency_monitor_threshold.to_string(), set: |c, v| { c.latency_monitor_threshold = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
+    Param { name: "latency-clock", get: |c| if c.latency_clock_cpu { "thread-cpu" } else { "wall" }.into(), set: |c, v| { c.latency_clock_cpu = match one(v)?.to_ascii_lowercase().as_str() { "wall" => false, "thread-cpu" => true, _ => return Err("argument must be 'wall' or 'thread-cpu'".into()) }; Ok(()) }, mutable: true },
     Param { name: "metrics-port", get: |c| c.metrics_port.to_string(), set: |c, v| { c.metrics_port = int_in(one(v)?, 0, 65535)?; Ok(()) }, mutable: false },
     Param { name: "metrics-bind", get: |c| c.metrics_bind.clone(), set: |c, v| { c.metrics_bind = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "maxmemory", get: |c| c.maxmemory.to_string(), set: |c, v| { c.maxmemory = memory_in(one(v)?, 0, u64::MAX as i128)?; Ok(()) }, mutable: true },

@@ -575,8 +575,14 @@ impl Conn {
 
     /// Records a command run here since `t0` (stats, slow log) and emits its reply `buf`,
     /// which goes back to the reusable scratch buffer.
-    fn emit_observed(&mut self, spec: &CommandSpec, t0: Instant, buf: Vec<u8>, args: &Args) {
-        let ns = t0.elapsed().as_nanos() as u64;
+    fn emit_observed(
+        &mut self,
+        spec: &CommandSpec,
+        t0: crate::latency::Stopwatch,
+        buf: Vec<u8>,
+        args: &Args,
+    ) {
+        let ns = t0.ns();
         self.core
             .observe(spec, ns, &buf, args, Caller::Client(&self.handle));
         self.emit(&buf);
@@ -861,9 +867,9 @@ impl Conn {
                     self.flush().await;
                 }
                 let mut buf = Vec::new();
-                let t0 = Instant::now();
+                let t0 = crate::latency::Stopwatch::start();
                 crate::multi::run(self, spec, args, stream, &mut buf).await;
-                let ns = t0.elapsed().as_nanos() as u64;
+                let ns = t0.ns();
                 self.core
                     .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
                 return self.emit(&buf);
@@ -909,7 +915,7 @@ impl Conn {
                 crate::pubsub::feed_monitors(&self.core, self.db, from, &args).await;
             }
             let mut buf = Vec::new();
-            let t0 = Instant::now();
+            let t0 = crate::latency::Stopwatch::start();
             self.repl_depth += 1;
             Box::pin(crate::scripting::run(self, spec, args, stream, &mut buf)).await;
             self.repl_depth -= 1;
@@ -927,7 +933,7 @@ impl Conn {
                 let parts: Vec<&[u8]> = args.iter().collect();
                 crate::repl::propagate_here(&self.core, None, self.db, &parts);
             }
-            let ns = t0.elapsed().as_nanos() as u64;
+            let ns = t0.ns();
             self.core
                 .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
             return self.emit(&buf);
@@ -946,7 +952,7 @@ impl Conn {
         {
             let mut buf = std::mem::take(&mut self.scratch_out);
             buf.clear();
-            let t0 = Instant::now();
+            let t0 = crate::latency::Stopwatch::start();
             match spec.cmd {
                 Cmd::Subscribe
                 | Cmd::Unsubscribe
@@ -1077,15 +1083,12 @@ impl Conn {
                 }
                 let mut buf = std::mem::take(&mut self.scratch_out);
                 buf.clear();
-                let t0 = Instant::now();
+                let t0 = crate::latency::Stopwatch::start();
                 let mut w = ReplyWriter::new(&mut buf, self.proto);
                 let parked = crate::blocking::run(self, spec, args, stream, &mut w).await;
                 // The time parked is not the command's cost (Redis leaves it out too).
-                let ns = t0.elapsed().saturating_sub(parked).as_nanos();
-                self.core
-                    .stats
-                    .borrow_mut()
-                    .record(spec, ns.min(u64::MAX as u128) as u64, &buf);
+                let ns = t0.ns_less(parked);
+                self.core.stats.borrow_mut().record(spec, ns, &buf);
                 self.out.extend_from_slice(&buf);
                 self.scratch_out = buf;
             }
@@ -1095,9 +1098,9 @@ impl Conn {
                 }
                 let mut buf = std::mem::take(&mut self.scratch_out);
                 buf.clear();
-                let t0 = Instant::now();
+                let t0 = crate::latency::Stopwatch::start();
                 crate::commands::run(self, spec, args, &mut buf).await;
-                let ns = t0.elapsed().as_nanos() as u64;
+                let ns = t0.ns();
                 self.core
                     .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
                 self.emit(&buf);
@@ -1333,7 +1336,7 @@ impl Conn {
             let mut ops = self.repl_capture().map(|o| o.borrow_mut());
             crate::repl::propagate_here(&self.core, ops.as_deref_mut(), self.db, &parts);
         }
-        let t0 = Instant::now();
+        let t0 = crate::latency::Stopwatch::start();
         let here = crate::pubsub::deliver(&self.core, shard, &args[1], &args[2]);
         // A RESP3 subscriber publishing to itself sees the message before the count.
         self.emit_pushes();
@@ -1706,7 +1709,7 @@ fn apply_here(
 ) {
     let caller = crate::tracking::caller(handle, core.id);
     let start = w.buf.len();
-    let t0 = Instant::now();
+    let t0 = crate::latency::Stopwatch::start();
     let mut shard = core.shard.borrow_mut();
     shard.caller.set(caller);
     match core.admit(spec, &mut shard, ctx.now_ms) {
@@ -1726,6 +1729,6 @@ fn apply_here(
     shard.caller.set(None);
     drop(shard);
     crate::repl::serve_ready_held(core, capture);
-    let ns = t0.elapsed().as_nanos() as u64;
+    let ns = t0.ns();
     core.observe(spec, ns, &w.buf[start..], &args, Caller::Client(handle));
 }

@@ -34,7 +34,7 @@ use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
 pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
     let mut w = ReplyWriter::new(buf, conn.proto);
-    let t0 = std::time::Instant::now();
+    let t0 = crate::latency::Stopwatch::start();
     match spec.cmd {
         Cmd::MSetNx => msetnx(conn, a, &mut w).await,
         Cmd::Rename => rename(conn, a, &mut w, false).await,
@@ -72,11 +72,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::PfCount | Cmd::PfMerge => hll_across(conn, spec, a, &mut w).await,
         _ => w.error(&format!("ERR '{}' is not a coordinated command", spec.name)),
     }
-    // The caller hands in an empty buffer: all of it is this command's reply.
-    conn.core
-        .stats
-        .borrow_mut()
-        .record(spec, t0.elapsed().as_micros() as u64, w.buf);
+    // The caller hands in an empty buffer: all of it is this command's reply. Recorded as
+    // every command is: stats in nanoseconds, the slow log, the latency monitor.
+    let caller = crate::core::Caller::Client(&conn.handle);
+    conn.core.observe(spec, t0.ns(), w.buf, &a, caller);
 }
 
 async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {

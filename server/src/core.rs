@@ -787,7 +787,7 @@ impl Core {
                 }
             }
             let start = reply.buf.len();
-            let t0 = Instant::now();
+            let t0 = crate::latency::Stopwatch::start();
             let mut w = ReplyWriter::new(&mut reply.buf, c.proto);
             if c.spec.route == percore_proto::Route::Publish {
                 let shard_channel = c.spec.cmd == percore_proto::Cmd::SPublish;
@@ -825,7 +825,7 @@ impl Core {
                 crate::blocking::serve_ready_in(self, &mut shard);
             }
             if c.record {
-                let ns = t0.elapsed().as_nanos() as u64;
+                let ns = t0.ns();
                 self.observe(
                     c.spec,
                     ns,
@@ -857,7 +857,7 @@ impl Core {
         from: usize,
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        let t0 = Instant::now();
+        let t0 = crate::latency::Stopwatch::start();
         let now = now_ms();
         let mut shard = self.shard.borrow_mut();
         let mut w = ReplyWriter::new(&mut out, proto);
@@ -875,7 +875,7 @@ impl Core {
         }
         crate::blocking::serve_ready_in(self, &mut shard);
         drop(shard);
-        let ns = t0.elapsed().as_nanos() as u64;
+        let ns = t0.ns();
         self.observe(spec, ns, &out, &args.args(), Caller::Internal);
         out
     }

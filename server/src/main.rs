@@ -77,6 +77,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    latency::set_thread_cpu_clock(cfg.latency_clock_cpu);
     if let Err(e) = run(cfg) {
         eprintln!("percore: {e}");
         std::process::exit(1);

@@ -432,6 +432,76 @@ fn slowlog_keeps_slow_commands_from_every_shard() {
     assert!(s(&c.q("SLOWLOG NOPE")).starts_with("-ERR unknown subcommand"));
 }
 
+/// `latency-clock thread-cpu` (percore's own setting): SLOWLOG and LATENCY measure the
+/// core thread's CPU time, so a command that waits (DEBUG SLEEP) is not slow and one that
+/// works (a busy script) is; and commands that gather keys from several cores (RENAME
+/// across shards) are in the slow log like any other (they were left out, and their
+/// commandstats time was counted in µs as if it were ns).
+#[test]
+fn latency_clock_thread_cpu_counts_work_not_waiting() {
+    let srv = Server::percore(2, &["--enable-debug-command", "yes"]);
+    let mut c = srv.client();
+    assert_eq!(
+        s(&c.q("CONFIG GET latency-clock")),
+        "*2\r\n$13\r\nlatency-clock\r\n$4\r\nwall\r\n"
+    );
+    assert!(s(&c.q("CONFIG SET latency-clock cycles")).starts_with("-ERR CONFIG SET failed"));
+    assert_eq!(s(&c.q("CONFIG SET latency-clock thread-cpu")), "+OK\r\n");
+    assert_eq!(
+        s(&c.q("CONFIG GET latency-clock")),
+        "*2\r\n$13\r\nlatency-clock\r\n$10\r\nthread-cpu\r\n"
+    );
+    c.q("CONFIG SET slowlog-log-slower-than 5000");
+    c.q("DEBUG SLEEP 0.05");
+    assert_eq!(
+        s(&c.q("SLOWLOG LEN")),
+        ":0\r\n",
+        "{}",
+        s(&c.q("SLOWLOG GET"))
+    );
+    let spin = "local i = 0 while i < 20000000 do i = i + 1 end return i";
+    c.cmd(&[b"EVAL", spin.as_bytes(), b"0"]);
+    let entry = s(&c.q("SLOWLOG GET 1"));
+    assert!(entry.contains("$4\r\nEVAL\r\n"), "{entry}");
+    let cpu_us: u64 = entry.split("\r\n").nth(4).unwrap()[1..].parse().unwrap();
+    assert!(cpu_us >= 5000, "{cpu_us} µs");
+
+    // Back on the wall clock, the sleep is slow again.
+    c.q("CONFIG SET latency-clock wall");
+    c.q("SLOWLOG RESET");
+    c.q("DEBUG SLEEP 0.05");
+    assert_eq!(s(&c.q("SLOWLOG LEN")), ":1\r\n");
+
+    // A RENAME between the two cores' keys is logged and timed in nanoseconds.
+    let a = "k0";
+    let b = (0..100)
+        .map(|j| format!("j{j}"))
+        .find(|b| common::shard_of(b.as_bytes(), 2) != common::shard_of(a.as_bytes(), 2))
+        .unwrap();
+    c.q("CONFIG SET slowlog-log-slower-than 0");
+    c.q("SLOWLOG RESET");
+    c.q(&format!("SET {a} v"));
+    assert_eq!(s(&c.q(&format!("RENAME {a} {b}"))), "+OK\r\n");
+    let log = s(&c.q("SLOWLOG GET 1"));
+    assert!(log.contains("$6\r\nRENAME\r\n"), "{log}");
+    let stats = s(&c.q("INFO commandstats"));
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_rename:"))
+        .expect(&stats);
+    // usec is the command's time in µs: a cross-core RENAME takes more than 0.
+    let usec: u64 = line
+        .split("usec=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(usec >= 1, "{line}");
+}
+
 #[test]
 fn latency_monitor_records_spikes() {
     let srv = Server::percore(2, &["--enable-debug-command", "yes"]);
