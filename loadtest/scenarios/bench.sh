@@ -18,7 +18,7 @@
 # Peers: redis-server, valkey-server and dragonfly, each when installed.
 # Environment: TEST_TIME (s, 10), ROUNDS (2), WARMUP (s, 2), KEYS (100000), SHARDS (percore
 # shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all), OUT (directory,
-# default loadtest/results/DATE), LIST_DEPTH (elements per list before LPUSH/RPOP, see below).
+# default loadtest/results/DATE), LIST_DEPTH (elements per list before LPUSH/RPOP, see below), COLLECTION_RATE (below).
 # `WORKLOADS="hash set list" make bench` runs the collection rows alone.
 set -euo pipefail
 # shellcheck source=common.sh
@@ -37,6 +37,13 @@ LIST_DEPTH=${LIST_DEPTH:-$((200000 * TEST_TIME / KEYS + 10))}
 # A second percore with 2 shards on the same CPU: half the requests cross cores, so its CPU
 # per request beside the 1-shard figure is the price of the cross-core hop. TWO_SHARDS=0 skips.
 TWO_SHARDS=${TWO_SHARDS:-1}
+# COLLECTION_RATE=N: the collection rows' measured runs send at most N requests a second per
+# connection (memtier --rate-limiting; 1200 is 60,000/s over 50 connections, under every
+# server's peak). At pipeline 1 without it, each server is ~85 % busy whatever it does and
+# its CPU per request follows the throughput the generator reaches, which swings ±15 %
+# from run to run on a shared machine; at a fixed rate the CPU per request is the server's
+# own cost at that load. Empty: as fast as the servers answer.
+COLLECTION_RATE=${COLLECTION_RATE:-}
 mkdir -p "$OUT/raw"
 
 # name: percore-loadtest/memtier arguments. fixed-rate's rate is filled in at run time.
@@ -120,7 +127,7 @@ echo "servers: $servers; drivers: $drivers; workloads: $WORKLOADS; $ROUNDS round
   echo "pinning: servers on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU; ${TEST_TIME}s per run, $ROUNDS rounds, ${WARMUP}s warm-up, $KEYS keys"
   for w in $WORKLOADS; do
     if is_pair "$w"; then
-      echo "collections: memtier --command, write row then read row per server instance; lists start at $LIST_DEPTH elements"
+      echo "collections: memtier --command, write row then read row per server instance; lists start at $LIST_DEPTH elements${COLLECTION_RATE:+; $COLLECTION_RATE requests/s per connection}"
       break
     fi
   done
@@ -211,7 +218,7 @@ run_pair() {
     c0=$CHILD_CPU
     # shellcheck disable=SC2086
     taskset -c "$CLIENT_CPU" memtier_benchmark $common --command="$(row_command "$row")" --command-key-pattern=R \
-      $random --distinct-client-seed --test-time="$TEST_TIME" --json-out-file="$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
+      $random ${COLLECTION_RATE:+--rate-limiting=$COLLECTION_RATE} --distinct-client-seed --test-time="$TEST_TIME" --json-out-file="$OUT/raw/$name.json" >"$OUT/raw/$name.txt" 2>&1
     children_cpu
     after=$(cpu_seconds "$SERVER_PID")
     # After RPOP, a key short of KEYS is a list that ran empty: some pops found nothing.
