@@ -597,6 +597,44 @@ fn put_back(sh: &mut Shard, db: usize, now: u64, key: &[u8], end: End, mut eleme
     push_elements(sh, db, now, key, end, &elements);
 }
 
+/// Returns the elements of a served pop whose client left before its reply: the pop is in
+/// the replication stream already (`feed_pop`), so the return goes there too, as the push
+/// that undoes it (`LPUSH`/`RPUSH` of the elements in reverse), or replicas would lose them.
+fn return_popped(
+    sh: &mut Shard,
+    db: usize,
+    now: u64,
+    key: &[u8],
+    end: End,
+    mut elements: Vec<Vec<u8>>,
+) {
+    elements.reverse();
+    if push_elements(sh, db, now, key, end, &elements).is_none() || !sh.feed.on {
+        return;
+    }
+    let name: &[u8] = if end == End::Left { b"LPUSH" } else { b"RPUSH" };
+    let mut parts: Vec<&[u8]> = vec![name, key];
+    parts.extend(elements.iter().map(Vec::as_slice));
+    sh.feed.push(db, &parts);
+    sh.feed.close();
+}
+
+/// [`return_popped`] for a sorted set's pop: each member absent now goes back with its
+/// score, and the stream gets `ZADD key NX score member …`, which does the same there.
+fn return_zpopped(sh: &mut Shard, db: usize, now: u64, key: &[u8], elements: &[(f64, Vec<u8>)]) {
+    if elements.is_empty() || !zset::put_back(sh, db, now, key, elements) || !sh.feed.on {
+        return;
+    }
+    let scores: Vec<Vec<u8>> = elements.iter().map(|(s, _)| zset::fmt_score(*s)).collect();
+    let mut parts: Vec<&[u8]> = vec![b"ZADD", key, b"NX"];
+    for ((_, m), s) in elements.iter().zip(&scores) {
+        parts.push(s);
+        parts.push(m);
+    }
+    sh.feed.push(db, &parts);
+    sh.feed.close();
+}
+
 /// The lock-table keys of a blocking command's keys on one shard: its offers wait while a
 /// transaction holds one of them.
 fn locked(db: usize, keys: &[Vec<u8>]) -> crate::txlock::KeySet {
@@ -1092,7 +1130,7 @@ async fn finish(
             if conn.close {
                 call(&conn.core, shard_of(&key, n), move |c: &Core| {
                     let mut sh = c.shard.borrow_mut();
-                    zset::put_back(&mut sh, db, now_ms(), &key, &elements);
+                    return_zpopped(&mut sh, db, now_ms(), &key, &elements);
                     drop(sh);
                     serve_ready(c);
                 })
@@ -1115,7 +1153,7 @@ async fn finish(
                 let s = shard_of(&key, n);
                 call(&conn.core, s, move |c: &Core| {
                     let mut sh = c.shard.borrow_mut();
-                    put_back(&mut sh, db, now_ms(), &key, end, elements);
+                    return_popped(&mut sh, db, now_ms(), &key, end, elements);
                     drop(sh);
                     serve_ready(c);
                 })
@@ -1187,6 +1225,66 @@ pub fn unblock_here(core: &Core, id: u64, error: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use percore_shard::repl::encode;
+    use percore_shard::ShardConfig;
+
+    /// The ops the shard's feed holds, each as its RESP encoding.
+    fn fed_ops(sh: &mut Shard) -> Vec<Vec<u8>> {
+        sh.feed
+            .units
+            .drain(..)
+            .flat_map(|u| u.ops)
+            .map(|o| o.cmd)
+            .collect()
+    }
+
+    /// A served pop whose client left is undone in the replication stream too: the pop
+    /// went there (`feed_pop`), so the return goes as the push that restores the list, and
+    /// as `ZADD … NX` for a sorted set. (The return used to reach only this shard, so a
+    /// replica lost the elements.)
+    #[test]
+    fn a_returned_pop_reaches_the_replication_stream() {
+        let mut sh = Shard::new(7, ShardConfig::default());
+        sh.feed.start(
+            Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            Arc::default(),
+        );
+        let now = 1_700_000_000_000;
+        let abc = [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+        push_elements(&mut sh, 0, now, b"l", End::Right, &abc);
+        fed_ops(&mut sh);
+        for (end, popped, push) in [
+            (End::Left, [b"a", b"b"], &b"LPUSH"[..]),
+            (End::Right, [b"c", b"b"], &b"RPUSH"[..]),
+        ] {
+            let Popped::Elements(got) = pop_n(&mut sh, 0, now, b"l", end, 2) else {
+                panic!("a list")
+            };
+            assert_eq!(got, popped.map(|e| e.to_vec()));
+            fed_ops(&mut sh);
+            return_popped(&mut sh, 0, now, b"l", end, got);
+            // LPUSH l b a (or RPUSH l b c) on the popped list gives it back as it was.
+            let (x, y) = (popped[1], popped[0]);
+            assert_eq!(fed_ops(&mut sh), vec![encode(&[push, b"l", x, y])]);
+            let Popped::Elements(all) = pop_n(&mut sh, 0, now, b"l", End::Left, 3) else {
+                panic!("a list")
+            };
+            assert_eq!(all, abc.to_vec());
+            push_elements(&mut sh, 0, now, b"l", End::Right, &abc);
+            fed_ops(&mut sh);
+        }
+
+        let elems = vec![(1.5, b"m1".to_vec()), (2.0, b"m2".to_vec())];
+        return_zpopped(&mut sh, 0, now, b"z", &elems);
+        assert_eq!(
+            fed_ops(&mut sh),
+            vec![encode(&[b"ZADD", b"z", b"NX", b"1.5", b"m1", b"2", b"m2"])]
+        );
+        // Without a replica nothing is built.
+        sh.feed.on = false;
+        return_popped(&mut sh, 0, now, b"l", End::Left, vec![b"x".to_vec()]);
+        assert!(fed_ops(&mut sh).is_empty());
+    }
 
     #[test]
     fn timeouts_parse_as_redis_reads_them() {
