@@ -2,7 +2,8 @@
 //! core 0), the full sync's payload and its load, and the master client that applies the
 //! stream.
 //!
-//! The link, as Redis 7.0's `syncWithMaster`: connect (bounded by `repl-timeout`), PING,
+//! The link, as Redis 7.0's `syncWithMaster`: connect (bounded by `repl-timeout`; a name
+//! is resolved off the core and each of its addresses tried in turn), PING,
 //! AUTH [masteruser] masterauth, REPLCONF listening-port, REPLCONF capa eof capa psync2,
 //! then PSYNC <replid> <offset+1> with the replication id and offset this server has (its
 //! own as a primary, or its last primary's: Redis's cached master), or PSYNC ? -1 with none.
@@ -36,6 +37,7 @@ use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
 use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::runtime::OutStream;
+use percore_shard::repl::Doorbell;
 
 /// [`super::Shared::gate`] bits.
 pub const GATE_READONLY: u8 = 1;
@@ -208,6 +210,10 @@ pub async fn replicaof(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
     let repl = &core.global.repl;
     let epoch = repl.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+    // The link before ends first: a payload it loads is loaded, its stream applied up to
+    // where it was cut, so that the offset read here is the one its data has.
+    kill_master_client(core).await;
+    stop_link(core).await;
     let offset = match link(&core.global) {
         Some(l) => l.offset,
         // This server's own history is what it asks to continue from (Redis's
@@ -226,12 +232,13 @@ pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
         })
     });
     configure(core);
-    kill_master_client(core).await;
     call(core, 0, move |c: &Core| {
         let me =
             c.me.upgrade()
                 .expect("a core outlives the messages it runs");
-        crate::runtime::spawn(link_loop(me, epoch));
+        let task = Rc::new(Task::default());
+        TASKS.with(|t| t.borrow_mut().push(task.clone()));
+        crate::runtime::spawn(link_loop(me, epoch, task));
     })
     .await;
 }
@@ -243,14 +250,11 @@ async fn promote(core: &Rc<Core>) {
     let repl = &core.global.repl;
     repl.epoch.fetch_add(1, Ordering::AcqRel);
     kill_master_client(core).await;
-    // The master client's last commands finish before the offset is read.
-    let offset = loop {
-        let busy = call(core, 0, |_c: &Core| MASTER.with(|m| m.borrow().is_some())).await;
-        if !busy {
-            break link(&core.global).map_or(0, |l| l.offset.max(0) as u64);
-        }
-        crate::runtime::sleep(Duration::from_millis(1)).await;
-    };
+    // The link task ends before the OK: the master client's last commands have run (the
+    // offset read below is theirs), and a payload being loaded is loaded, its flush
+    // behind it, so that no write accepted after the OK can be flushed away.
+    stop_link(core).await;
+    let offset = link(&core.global).map_or(0, |l| l.offset.max(0) as u64);
     with_link(core, |l| *l = None);
     configure(core);
     shift_replid(core, offset);
@@ -276,6 +280,65 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// A link task of core 0 ([`link_loop`]), as [`stop_link`] ends it.
+#[derive(Default)]
+struct Task {
+    /// Rung when REPLICAOF changed: the task ends at its next safe point.
+    cancel: Doorbell,
+    /// The task loads a payload or applies the stream: it is not dropped there but ends
+    /// by itself (the load runs to its end and then sees the new REPLICAOF; the stream
+    /// ends with its master client).
+    guarded: std::cell::Cell<bool>,
+    /// Told when the task has ended.
+    done: std::cell::RefCell<Vec<futures_channel::oneshot::Sender<()>>>,
+}
+
+thread_local! {
+    /// Core 0: the link tasks running (one, but for a moment after two REPLICAOFs raced).
+    static TASKS: std::cell::RefCell<Vec<Rc<Task>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Ends core 0's link tasks and returns once they have ended (the caller changed the
+/// REPLICAOF epoch first). No polling: each task tells its end.
+async fn stop_link(core: &Rc<Core>) {
+    let ends = call(core, 0, |_c: &Core| {
+        TASKS.with(|t| {
+            t.borrow()
+                .iter()
+                .map(|task| {
+                    let (tx, rx) = futures_channel::oneshot::channel();
+                    task.done.borrow_mut().push(tx);
+                    task.cancel.ring();
+                    rx
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    for end in ends {
+        // A task that ended meanwhile dropped its sender: ended all the same.
+        let _ = end.await;
+    }
+}
+
+/// Completes when `task` is told to stop and is not in a guarded part.
+async fn cancelled(task: &Task) {
+    loop {
+        task.cancel.wait().await;
+        if !task.guarded.get() {
+            return;
+        }
+    }
+}
+
+/// Runs `f` with `task` guarded: a stop waits for its end instead of dropping it.
+async fn guarded<R>(task: &Task, f: impl std::future::Future<Output = R>) -> R {
+    task.guarded.set(true);
+    let r = f.await;
+    task.guarded.set(false);
+    r
+}
+
 async fn kill_master_client(core: &Rc<Core>) {
     call(core, 0, |_c: &Core| {
         MASTER.with(|m| {
@@ -289,23 +352,38 @@ async fn kill_master_client(core: &Rc<Core>) {
 
 /// Core 0's link: connects, syncs and applies the stream while REPLICAOF stands (epoch
 /// unchanged), retrying every second.
-async fn link_loop(core: Rc<Core>, epoch: u64) {
+async fn link_loop(core: Rc<Core>, epoch: u64, task: Rc<Task>) {
     let current = |core: &Core| {
         core.global.repl.epoch.load(Ordering::Acquire) == epoch
             && !core.global.shutdown.load(Ordering::Relaxed)
     };
     while current(&core) {
-        let Some(l) = link(&core.global) else { return };
-        if let Err(e) = session(&core, epoch, &l.host, l.port).await {
+        let Some(l) = link(&core.global) else { break };
+        // A stop drops the session where it waits (connecting, the handshake, the
+        // payload's bytes), never in its guarded parts.
+        let run = async { session(&core, epoch, &task, &l.host, l.port).await };
+        let stop = async {
+            cancelled(&task).await;
+            Ok(())
+        };
+        if let Err(e) = futures_lite::future::or(run, stop).await {
             if current(&core) {
                 crate::log::warn(&e);
             }
         }
         if !current(&core) {
-            return;
+            break;
         }
         set_state(&core, State::Connect);
-        crate::runtime::sleep(Duration::from_secs(1)).await;
+        futures_lite::future::or(
+            crate::runtime::sleep(Duration::from_secs(1)),
+            cancelled(&task),
+        )
+        .await;
+    }
+    TASKS.with(|t| t.borrow_mut().retain(|x| !Rc::ptr_eq(x, &task)));
+    for tx in task.done.borrow_mut().drain(..) {
+        let _ = tx.send(());
     }
 }
 
@@ -363,16 +441,18 @@ impl Wire {
 }
 
 /// One connection to the primary, from connect to its end.
-async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(), String> {
+async fn session(
+    core: &Rc<Core>,
+    epoch: u64,
+    task: &Task,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
     let cfg = core.config.borrow().clone();
     let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
     crate::log::notice(&format!("Connecting to MASTER {host}:{port}"));
     set_state(core, State::Connecting);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("Unable to connect to MASTER: cannot resolve {host}"))?;
-    let s = OutStream::connect(addr, timeout)
+    let s = crate::migrate::connect_host(host, port, timeout)
         .await
         .map_err(|e| format!("Unable to connect to MASTER: {e}"))?;
     crate::log::notice("MASTER <-> REPLICA sync started");
@@ -442,7 +522,7 @@ async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(
                 return Err(format!("Bad FULLRESYNC reply from master: '{r}'"));
             }
             crate::log::notice(&format!("Full resync from master: {id}:{off}"));
-            full_sync(core, &mut w, epoch, &id, off).await?;
+            full_sync(core, &mut w, epoch, task, &id, off).await?;
             off
         }
         Some("+CONTINUE") => {
@@ -469,7 +549,7 @@ async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(
     if !current_epoch(core, epoch) {
         return Ok(());
     }
-    stream(core, w, epoch, offset).await
+    guarded(task, stream(core, w, epoch, offset)).await
 }
 
 fn current_epoch(core: &Core, epoch: u64) -> bool {
@@ -492,6 +572,7 @@ async fn full_sync(
     core: &Rc<Core>,
     w: &mut Wire,
     epoch: u64,
+    task: &Task,
     id: &str,
     offset: i64,
 ) -> Result<(), String> {
@@ -510,31 +591,49 @@ async fn full_sync(
         ));
     };
     let dir = core.config.borrow().dir.clone();
-    let path = std::path::Path::new(&dir).join(format!(
+    // Removed however this ends (the session may be dropped while the bytes arrive).
+    let tmp = TempFile(std::path::Path::new(&dir).join(format!(
         "temp-{}.{}.rdb",
         now_ms() / 1000,
         std::process::id()
-    ));
+    )));
+    let path = &tmp.0;
     crate::log::notice(&match mark {
         Some(_) => "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
             .to_string(),
         None => format!("MASTER <-> REPLICA sync: receiving {total} bytes from master to disk"),
     });
-    let r = receive(core, w, &path, total, mark.as_deref()).await;
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
+    receive(core, w, path, total, mark.as_deref()).await?;
     if !current_epoch(core, epoch) {
-        let _ = std::fs::remove_file(&path);
         return Ok(());
     }
+    // From the flush on, the load runs to its end: a REPLICAOF meanwhile waits for it.
+    guarded(task, load(core, epoch, path, id, offset)).await
+}
+
+/// A file removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Flushes every shard and loads the payload at `path` into them.
+async fn load(
+    core: &Rc<Core>,
+    epoch: u64,
+    path: &std::path::Path,
+    id: &str,
+    offset: i64,
+) -> Result<(), String> {
     crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
     set_gate(core, true);
     crate::log::notice("MASTER <-> REPLICA sync: Loading DB in memory");
     let cfg = core.config.borrow().clone();
     let n = core.nshards();
-    let p = path.clone();
+    let p = path.to_path_buf();
     let loaded = call_all(core, move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
         for db in 0..percore_shard::DB_COUNT {
@@ -543,7 +642,6 @@ async fn full_sync(
         crate::rdb_io::import(&cfg, &p, &mut sh, c.id, n).map(|i| i.keys)
     })
     .await;
-    let _ = std::fs::remove_file(&path);
     // Clients blocked on keys, WATCHes, tracking: the flush told them.
     set_gate(core, false);
     // REPLICAOF changed while the payload loaded: this link is over, and the ids and offset
