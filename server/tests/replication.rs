@@ -1136,3 +1136,59 @@ fn wait_wakes_on_the_replica_ack_and_counts_right() {
     assert_eq!(c.q("WAIT 2 300"), b":1\r\n");
     assert!(t0.elapsed() >= Duration::from_millis(300));
 }
+
+#[test]
+fn a_replica_with_tls_replication_syncs_over_tls_and_one_without_it_retries() {
+    let dir = TempDir::new("repl-tls");
+    // One self-signed certificate: the primary's, the replica's client certificate, and
+    // the CA both trust.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (crt, pem) = (
+        format!("{}/node.crt", dir.path()),
+        format!("{}/node.key", dir.path()),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    let tls = [
+        "--tls-cert-file",
+        crt.as_str(),
+        "--tls-key-file",
+        pem.as_str(),
+        "--tls-ca-cert-file",
+        crt.as_str(),
+    ];
+    let tls_port = common::free_port().to_string();
+    let mut flags = vec!["--tls-port", tls_port.as_str(), "--tls-replication", "yes"];
+    flags.extend_from_slice(&tls);
+    let primary = percore_in(&dir, "primary", 2, &flags);
+    let mut c = primary.client();
+    write_round(&mut c, "before", 50);
+    let mut flags = vec![
+        "--tls-replication",
+        "yes",
+        "--replicaof",
+        "127.0.0.1",
+        &tls_port,
+    ];
+    flags.extend_from_slice(&tls);
+    let replica = percore_in(&dir, "replica", 3, &flags);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    write_round(&mut c, "after", 50);
+    assert_eq!(c.q("WAIT 1 10000"), b":1\r\n");
+    assert_same(&mut c, &mut r, "a replica over TLS");
+    // Without tls-replication the link to the TLS port fails at its first reply, as
+    // Redis logs it, and is tried again.
+    let plain = percore_in(&dir, "plain", 1, &["--replicaof", "127.0.0.1", &tls_port]);
+    let mut p = plain.client();
+    wait_for("the plain replica to try twice", || {
+        let log = log_of(&dir, "plain");
+        log.matches("Connecting to MASTER").count() >= 2
+            && log.contains("Master did not respond to command during SYNC handshake")
+    });
+    expect_repl(&mut p, "master_link_status", "down");
+}

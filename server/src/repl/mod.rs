@@ -62,8 +62,8 @@
 //! dropped, with a log line, as Redis drops it. Replicas read their bytes from core 0 with a
 //! message per read (at most 64 KiB, or as much as is there).
 //!
-//! The replica side (REPLICAOF) is [`replica`]. Not here yet: TLS for the replica link,
-//! `client-output-buffer-limit`'s soft limit for replicas.
+//! The replica side (REPLICAOF) is [`replica`]. Not here yet: `client-output-buffer-limit`'s
+//! soft limit for replicas.
 
 pub mod primary;
 pub mod replica;

@@ -36,7 +36,7 @@ use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
 
 use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
-use crate::runtime::OutStream;
+use crate::runtime::Stream;
 use percore_shard::repl::Doorbell;
 
 /// [`super::Shared::gate`] bits.
@@ -387,9 +387,25 @@ async fn link_loop(core: Rc<Core>, epoch: u64, task: Rc<Task>) {
     }
 }
 
-/// Replies read line by line from the primary.
+/// `op`, or a timed-out error once `timeout` passed.
+async fn bounded<T>(
+    timeout: Duration,
+    op: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    futures_lite::future::or(op, async {
+        crate::runtime::sleep(timeout).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Connection timed out",
+        ))
+    })
+    .await
+}
+
+/// The link to the primary (a connection of this core's network ring, in TLS under
+/// `tls-replication yes`), its replies read line by line.
 struct Wire {
-    s: OutStream,
+    s: Stream,
     buf: Vec<u8>,
     timeout: Duration,
 }
@@ -397,20 +413,16 @@ struct Wire {
 impl Wire {
     async fn send(&mut self, parts: &[&[u8]]) -> Result<(), String> {
         let cmd = percore_shard::repl::encode(parts);
-        self.s
-            .write_all(&cmd, self.timeout)
+        bounded(self.timeout, self.s.write_all(&cmd))
             .await
             .map_err(|e| format!("Error writing to MASTER: {e}"))
     }
 
+    /// More bytes from the primary, appended to `buf` (no copy when it is empty).
     async fn fill(&mut self) -> Result<(), String> {
-        let mut chunk = vec![0u8; 64 << 10];
-        match self.s.read(&mut chunk, self.timeout).await {
+        match bounded(self.timeout, self.s.read_into(&mut self.buf)).await {
             Ok(0) => Err("MASTER closed the connection".into()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => Err(format!("Error reading from MASTER: {e}")),
         }
     }
@@ -434,10 +446,35 @@ impl Wire {
         }
     }
 
+    /// Sends a handshake command and reads its reply, failing as Redis's
+    /// `receiveSynchronousResponse` logs it.
     async fn ask(&mut self, parts: &[&[u8]]) -> Result<String, String> {
         self.send(parts).await?;
-        self.line().await
+        self.line().await.map_err(|e| {
+            crate::log::warn(&format!("Failed to read response from the server: {e}"));
+            "Master did not respond to command during SYNC handshake".to_string()
+        })
     }
+}
+
+/// The primary's `host`:`port` connected, in TLS under `tls-replication yes`, as a
+/// connection of this core's network ring.
+async fn connect(cfg: &crate::config::Config, host: &str, port: u16) -> Result<Stream, String> {
+    let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
+    let fail = |e: std::io::Error| format!("Unable to connect to MASTER: {e}");
+    let s = crate::migrate::connect_host(host, port, timeout)
+        .await
+        .map_err(fail)?;
+    let mut st = s.into_fd().and_then(Stream::adopt).map_err(fail)?;
+    if cfg.tls.replication {
+        let tls = crate::tls::client_config(&cfg.tls)
+            .map_err(|e| format!("Unable to connect to MASTER: TLS: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("Unable to connect to MASTER: {host}: {e}"))?;
+        st.start_tls_client(std::sync::Arc::new(tls), name)
+            .map_err(fail)?;
+    }
+    Ok(st)
 }
 
 /// One connection to the primary, from connect to its end.
@@ -452,9 +489,7 @@ async fn session(
     let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
     crate::log::notice(&format!("Connecting to MASTER {host}:{port}"));
     set_state(core, State::Connecting);
-    let s = crate::migrate::connect_host(host, port, timeout)
-        .await
-        .map_err(|e| format!("Unable to connect to MASTER: {e}"))?;
+    let s = connect(&cfg, host, port).await?;
     crate::log::notice("MASTER <-> REPLICA sync started");
     set_state(core, State::Handshake);
     let mut w = Wire {
@@ -677,7 +712,10 @@ async fn load(
     Ok(())
 }
 
-/// The payload's bytes to `path`: `total` of them, or up to the 40-byte `mark`.
+/// The payload's bytes to `path`: `total` of them, or up to the 40-byte `mark`. Each
+/// chunk goes from the network ring's receive buffer to the file as it is (no copy in
+/// between: [`Stream::read_into`] hands an empty `w.buf` the ring's buffer); with a mark,
+/// only the last 40 bytes, which may be part of it, are held back (copied).
 async fn receive(
     core: &Rc<Core>,
     w: &mut Wire,
@@ -689,11 +727,9 @@ async fn receive(
     let fail = |e: std::io::Error| {
         format!("Opening the temp file needed for MASTER <-> REPLICA synchronization: {e}")
     };
-    let mut f =
-        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(fail)?);
+    let mut f = std::fs::File::create(path).map_err(fail)?;
     let mut read = 0u64;
-    // With a mark, the last 40 bytes received are held back until more come.
-    let mut tail: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::with_capacity(40);
     loop {
         if mark.is_none() && read == total as u64 {
             break;
@@ -701,12 +737,44 @@ async fn receive(
         if w.buf.is_empty() {
             w.fill().await?;
         }
-        let take = match mark {
-            None => w.buf.len().min((total as u64 - read) as usize),
-            Some(_) => w.buf.len(),
+        let done = match mark {
+            None => {
+                let take = w.buf.len().min((total as u64 - read) as usize);
+                f.write_all(&w.buf[..take]).map_err(fail)?;
+                read += take as u64;
+                // What follows the payload is the stream's first bytes.
+                match take == w.buf.len() {
+                    true => w.buf.clear(),
+                    false => drop(w.buf.drain(..take)),
+                }
+                false
+            }
+            Some(m) => {
+                let got = std::mem::take(&mut w.buf);
+                read += got.len() as u64;
+                let done = match got.len() >= m.len() {
+                    true => got.ends_with(m),
+                    false => [held.as_slice(), &got].concat().ends_with(m),
+                };
+                // `held` then `got`: the payload's next bytes, then the mark (done) or
+                // the bytes that may begin it.
+                let all = held.len() + got.len();
+                let write = all - m.len().min(all);
+                let from_held = write.min(held.len());
+                f.write_all(&held[..from_held]).map_err(fail)?;
+                f.write_all(&got[..write - from_held]).map_err(fail)?;
+                let rest: Vec<u8> = held[from_held..]
+                    .iter()
+                    .chain(&got[write - from_held..])
+                    .copied()
+                    .collect();
+                held = rest;
+                // The buffer goes back for the next read to swap with the ring's.
+                w.buf = got;
+                w.buf.clear();
+                done
+            }
         };
-        let chunk: Vec<u8> = w.buf.drain(..take).collect();
-        read += chunk.len() as u64;
         with_link(core, |l| {
             if let Some(l) = l {
                 l.sync_total = total;
@@ -714,25 +782,11 @@ async fn receive(
                 l.last_io_ms = now_ms();
             }
         });
-        match mark {
-            None => f.write_all(&chunk).map_err(fail)?,
-            Some(m) => {
-                tail.extend_from_slice(&chunk);
-                if tail.len() >= m.len() && tail.ends_with(m) {
-                    tail.truncate(tail.len() - m.len());
-                    f.write_all(&tail).map_err(fail)?;
-                    break;
-                }
-                if tail.len() > m.len() {
-                    let keep = tail.split_off(tail.len() - m.len());
-                    f.write_all(&tail).map_err(fail)?;
-                    tail = keep;
-                }
-            }
+        if done {
+            break;
         }
         crate::runtime::yield_if_needed().await;
     }
-    f.flush().map_err(fail)?;
     Ok(())
 }
 
@@ -743,12 +797,11 @@ fn ack_cmd(offset: i64) -> Vec<u8> {
 
 /// The stream: the socket joins this core's ring and a master client runs its commands.
 async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result<(), String> {
-    let Wire { s, buf, timeout } = w;
-    let fd = s
-        .into_fd()
-        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
-    let mut st = crate::runtime::Stream::adopt(fd)
-        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
+    let Wire {
+        s: mut st,
+        buf,
+        timeout,
+    } = w;
     let mut conn = crate::conn::master_conn(core.clone(), &st);
     MASTER.with(|m| *m.borrow_mut() = Some(conn.handle.clone()));
     set_state(core, State::Connected);
@@ -768,7 +821,7 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
 async fn apply(
     core: &Rc<Core>,
     conn: &mut Conn,
-    st: &mut crate::runtime::Stream,
+    st: &mut Stream,
     mut rbuf: Vec<u8>,
     epoch: u64,
     offset: &mut i64,
