@@ -928,10 +928,7 @@ fn replicaof_no_one_ends_the_link_task_before_its_ok() {
     // the link task has ended (its socket closed, its partial payload file removed), not
     // while it still waits for the rest (up to repl-timeout) in the background; a task
     // that went on could flush and load over writes taken after the OK.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let lport = l.local_addr().unwrap().port().to_string();
-    let dir = TempDir::new("repl-promote-sync");
-    let replica = percore_in(&dir, "replica", 2, &["--replicaof", "127.0.0.1", &lport]);
+    let (dir, l, replica) = replica_of_a_listener("repl-promote-sync");
     let mut p = FakePrimary::handshake(&l);
     p.raw(format!("+FULLRESYNC {} 0\r\n$1000000\r\nREDIS0009", "a".repeat(40)).as_bytes());
     let mut r = replica.client();
@@ -961,6 +958,16 @@ fn replicaof_no_one_ends_the_link_task_before_its_ok() {
     assert!(closed, "the link to the old primary is closed by the OK");
     assert_eq!(r.q("SET k v"), b"+OK\r\n");
     expect_repl(&mut r, "role", "master");
+}
+
+/// A percore replica (2 shards, in a new directory) of a listener of the test's own, for
+/// a [`FakePrimary`].
+fn replica_of_a_listener(tag: &str) -> (TempDir, std::net::TcpListener, Server) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = l.local_addr().unwrap().port().to_string();
+    let dir = TempDir::new(tag);
+    let replica = percore_in(&dir, "replica", 2, &["--replicaof", "127.0.0.1", &lport]);
+    (dir, l, replica)
 }
 
 /// A stand-in primary: takes a replica's handshake, sends it an empty payload, then
@@ -1054,10 +1061,7 @@ impl FakePrimary {
 
 #[test]
 fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_keys() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let lport = l.local_addr().unwrap().port().to_string();
-    let dir = TempDir::new("repl-clock");
-    let replica = percore_in(&dir, "replica", 2, &["--replicaof", "127.0.0.1", &lport]);
+    let (dir, l, replica) = replica_of_a_listener("repl-clock");
     let mut p = FakePrimary::accept(&l);
     let mut r = replica.client();
     link_up(&mut r, &dir, "replica");
