@@ -268,6 +268,9 @@ struct Hub {
     last_ping_ms: u64,
     /// The counter's value at the last collection.
     collected_to: u64,
+    /// The stream's offset after the last unit appended: what a WAIT for the writes before
+    /// it waits for (PINGs and GETACKs appended since are not writes to wait for).
+    units_end: u64,
     /// WAITs for the merger to pass a unit number: told the stream's end then.
     settles: Vec<(u64, oneshot::Sender<u64>)>,
     /// WAITs for acknowledgements, told when enough replicas acked their target.
@@ -302,6 +305,7 @@ pub fn restart_at(offset: u64) {
     with_hub(|h| {
         h.backlog.buf.clear();
         h.backlog.end = offset;
+        h.units_end = offset;
         h.stream_db = None;
     });
 }
@@ -446,6 +450,7 @@ impl Hub {
             replicas: HashMap::new(),
             last_ping_ms: now_ms,
             collected_to: 0,
+            units_end: BASE.with(|b| b.get()),
             settles: Vec::new(),
             waiters: Vec::new(),
         }
@@ -462,7 +467,7 @@ impl Hub {
     /// Tells the WAITs whose unit the merger has passed, and those with enough
     /// acknowledgements; forgets those that gave up.
     fn wake_waits(&mut self) {
-        let (to, end) = (self.collected_to, self.backlog.end);
+        let (to, end) = (self.collected_to, self.units_end);
         self.settles.retain_mut(|(g, tx)| match *g <= to {
             true => {
                 let tx = std::mem::replace(tx, oneshot::channel().0);
@@ -527,6 +532,7 @@ impl Hub {
         if wrap {
             self.backlog.append(b"*1\r\n$4\r\nEXEC\r\n");
         }
+        self.units_end = self.backlog.end;
     }
 
     fn select(&mut self, db: u8) {
@@ -717,10 +723,11 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     let deadline =
         (timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(timeout_ms));
     let g = core.global.repl.seq.load(Ordering::Acquire);
-    // The offset every write numbered below `g` reached: settled once the merger passes it.
+    // The offset every write numbered below `g` reached: settled once the merger passes it
+    // (the end of the last unit then, which may be later than `g`'s: never too early).
     let settled = call(core, 0, move |_c: &Core| {
         with_hub(|h| match h.collected_to >= g {
-            true => Ok(h.backlog.end),
+            true => Ok(h.units_end),
             false => {
                 let (tx, rx) = oneshot::channel();
                 h.settles.push((g, tx));
