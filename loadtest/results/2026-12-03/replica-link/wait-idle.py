@@ -26,7 +26,8 @@ def run(name, argv, port, replica_argv=None, want=1):
         c.set("x","y"); c.execute_command("WAIT",1,5000)
         time.sleep(1)
     s=socket.create_connection(("127.0.0.1",port))
-    s.sendall(b"WAIT %d 0\r\n"%want)
+    if want:  # 0: the server at rest, its client idle
+        s.sendall(b"WAIT %d 0\r\n"%want)
     time.sleep(0.5)
     a=stats(P.pid); t=time.time(); time.sleep(10); b=stats(P.pid); el=time.time()-t
     print(f"{name}: WAIT {want} 0 parked {el:.1f}s: voluntary_ctxt_switches +{b[0]-a[0]}, nonvoluntary +{b[1]-a[1]}, CPU ticks (utime+stime, 1/100 s) +{b[2]-a[2]}")
@@ -42,3 +43,6 @@ print("-- one replica attached (redis-server 7.0 replica), WAIT asks for 2")
 for name,b,p in (("percore before",base,47311),("percore after ",new,47312)):
     run(name, pc(b,p), p, ["redis-server","--port",str(p+100),"--replicaof","127.0.0.1",str(p),"--save","","--repl-diskless-load","disabled"], want=2)
 run("redis-server 7.0", ["redis-server","--port","47313","--save","","--appendonly","no","--repl-diskless-sync-delay","0"], 47313, ["redis-server","--port","47413","--replicaof","127.0.0.1","47313","--save",""], want=2)
+print("-- at rest, the client sends nothing (the baseline)")
+run("percore after, no replica", pc(new,47321), 47321, want=0)
+run("percore after, one replica", pc(new,47322), 47322, ["redis-server","--port","47422","--replicaof","127.0.0.1","47322","--save","","--repl-diskless-load","disabled"], want=0)
