@@ -617,7 +617,7 @@ pub static PARAMS: &[Param] = &[
     // Not in Redis: the Prometheus endpoint over HTTPS with the tls-* files.
     Param { name: "metrics-tls", get: |c| yes_no(c.tls.metrics), set: |c, v| { c.tls.metrics = parse_bool(one(v)?)?; Ok(()) }, mutable: false },
     // Replication and cluster are not built: reported as off for the tools that ask.
-    Param { name: "tls-replication", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore's replica link has no TLS yet".into()) } else { Ok(()) } }, mutable: false },
+    Param { name: "tls-replication", get: |c| yes_no(c.tls.replication), set: |c, v| { c.tls.replication = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "tls-cluster", get: |_| "no".into(), set: |_, v| { if parse_bool(one(v)?)? { Err("percore has no cluster mode yet".into()) } else { Ok(()) } }, mutable: false },
     Param { name: "aclfile", get: |c| c.aclfile.clone(), set: |c, v| { c.aclfile = one(v)?.to_string(); Ok(()) }, mutable: false },
     Param { name: "acllog-max-len", get: |c| c.acllog_max_len.to_string(), set: |c, v| { c.acllog_max_len = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },

@@ -556,14 +556,13 @@ impl Conn {
         self.out.clear();
     }
 
-    /// A read arrived on the master client. Its commands run at time 0: no key is expired
-    /// for them (Redis's master client sees every key its primary has not deleted, so that
-    /// the primary's DEL of an expired key, or a write just before the deadline, applies).
-    /// The stream carries absolute deadlines only (PEXPIREAT, SET … PXAT, RESTORE …
-    /// ABSTTL), so no deadline is computed from this time; the keys it stores get an LRU/LFU
-    /// clock of 0.
+    /// A read arrived on the master client. Its commands see the real time (a relative
+    /// TTL becomes the right deadline, a key stored gets a real LRU/LFU clock), and no key
+    /// is expired for them ([`percore_shard::Shard::master_view`]: Redis's master client
+    /// sees every key its primary has not deleted, so that the primary's DEL of an expired
+    /// key, or a write just before the deadline, applies).
     pub(crate) fn note_read(&mut self) {
-        self.now_ms = 0;
+        self.now_ms = crate::core::now_ms();
         self.handle.info.borrow_mut().last_interaction = Instant::now();
     }
 
@@ -1284,6 +1283,7 @@ impl Conn {
                 let start = p.local.len();
                 let mut shard = self.core.shard.borrow_mut();
                 shard.caller.set(caller);
+                shard.master_view = self.is_master;
                 let mut ops = capturing.then(|| self.repl_ops.borrow_mut());
                 crate::repl::held(&mut shard, ops.as_deref_mut(), |sh| {
                     sh.apply(
@@ -1295,6 +1295,7 @@ impl Conn {
                 });
                 drop(ops);
                 shard.caller.set(None);
+                shard.master_view = false;
                 drop(shard);
                 p.parts.push(Part::Local(start, p.local.len()));
             } else {
@@ -1712,6 +1713,7 @@ fn apply_here(
     let t0 = crate::latency::Stopwatch::start();
     let mut shard = core.shard.borrow_mut();
     shard.caller.set(caller);
+    shard.master_view = handle.info.borrow().master;
     match core.admit(spec, &mut shard, ctx.now_ms) {
         // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
         // already: scripting::oom_exempt).
@@ -1727,6 +1729,7 @@ fn apply_here(
         },
     }
     shard.caller.set(None);
+    shard.master_view = false;
     drop(shard);
     crate::repl::serve_ready_held(core, capture);
     let ns = t0.ns();

@@ -450,8 +450,8 @@ pub struct Batch {
     /// Part of a transaction across shards: what the commands propagate comes back in
     /// [`BatchReply::repl`] for its coordinator ([`crate::repl`]).
     pub hold_repl: bool,
-    /// Sent by a replica's master client: its commands run at time 0, so that no key is
-    /// expired for them ([`crate::conn::Conn::note_read`]).
+    /// Sent by a replica's master client: no key is expired for its commands
+    /// ([`percore_shard::Shard::master_view`]).
     pub master_view: bool,
 }
 
@@ -752,7 +752,7 @@ impl Core {
         serve_each: bool,
         admitted: bool,
     ) -> Option<usize> {
-        let now = if batch.master_view { 0 } else { now_ms() };
+        let now = now_ms();
         let mut shard = self.shard.borrow_mut();
         // A transaction's batch: everything it propagates, blocked clients' pops included,
         // goes back to its coordinator ([`crate::repl`]).
@@ -807,6 +807,7 @@ impl Core {
                     &mut shard,
                     batch.hold_repl.then_some(&mut reply.repl),
                     |shard| {
+                        shard.master_view = batch.master_view;
                         shard.apply(
                             &ExecCtx {
                                 db: c.db as usize,
@@ -815,7 +816,8 @@ impl Core {
                             c.spec,
                             args,
                             &mut w,
-                        )
+                        );
+                        shard.master_view = false;
                     },
                 ),
             }

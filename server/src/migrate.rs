@@ -696,6 +696,17 @@ async fn sweep() {
 async fn connect(host: &[u8], port: &[u8], timeout: Duration) -> io::Result<OutStream> {
     let port = u16::try_from(atoi(port)).map_err(|_| io::Error::other("bad port"))?;
     let host = std::str::from_utf8(host).map_err(io::Error::other)?;
+    connect_host(host, port, timeout).await
+}
+
+/// Connects to `host` (an address, or a name resolved off the core: the core never
+/// blocks on the resolver) at `port`, trying each address of the name in turn, all within
+/// `timeout`. MIGRATE's connection and a replica's link to its primary.
+pub(crate) async fn connect_host(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<OutStream> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return OutStream::connect(SocketAddr::new(ip, port), timeout).await;
     }

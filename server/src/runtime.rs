@@ -678,6 +678,17 @@ impl Stream {
         Ok(())
     }
 
+    /// Speaks TLS as the client of `name` on this connection this server opened, from now
+    /// on (before anything was sent or read).
+    pub fn start_tls_client(
+        &mut self,
+        cfg: std::sync::Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        self.tls = Some(Box::new(tls::Layer::client(cfg, name)?));
+        Ok(())
+    }
+
     /// A connected socket this server opened (plain TCP), served by this core's ring.
     pub fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<Stream> {
         Ok(Stream {

@@ -74,6 +74,8 @@ pub struct Settings {
     pub session_cache_timeout: u64,
     /// The Prometheus endpoint serves HTTPS with the same configuration.
     pub metrics: bool,
+    /// `tls-replication`: a replica's link to its primary speaks TLS.
+    pub replication: bool,
 }
 
 impl Default for Settings {
@@ -94,6 +96,7 @@ impl Default for Settings {
             session_cache_size: 20 * 1024,
             session_cache_timeout: 300,
             metrics: false,
+            replication: false,
         }
     }
 }
@@ -176,6 +179,81 @@ pub fn build(s: &Settings) -> Result<ServerConfig, String> {
         Arc::new(NoServerSessionStorage {})
     };
     Ok(cfg)
+}
+
+/// The rustls client configuration of a replica's link under `tls-replication yes`, as
+/// Redis's client context: the primary's certificate chain is verified against
+/// `tls-ca-cert-file`/`tls-ca-cert-dir` (its name is not: Redis sets no host to check),
+/// and `tls-cert-file`/`tls-key-file`, when set, are the client certificate.
+pub fn client_config(s: &Settings) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(provider(s)?);
+    let roots = Arc::new(read_roots(&s.ca_cert_file, &s.ca_cert_dir)?);
+    let webpki =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("server certificate verification: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions(&s.protocols)?)
+        .map_err(|e| format!("tls-protocols / tls-ciphers: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)));
+    if s.cert_file.is_empty() || s.key_file.is_empty() {
+        return Ok(builder.with_no_client_auth());
+    }
+    let certs = read_certs(&s.cert_file)?;
+    let key = read_key(&s.key_file, &s.key_file_pass)?;
+    builder
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("tls-cert-file / tls-key-file: {e}"))
+}
+
+/// A primary's certificate verified as OpenSSL's `SSL_VERIFY_PEER` without a host does:
+/// its chain to a trusted CA, dates and usage, but not the name it was issued for.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 fn versions(protocols: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {

@@ -846,6 +846,21 @@ fn a_percore_replica_follows_a_redis_primary() {
         write_round(&mut c, &format!("after{i}"), 20);
     }
     assert_same(&mut c, &mut r, "a redis-server primary");
+    // The replica's clock is the real one: a TTL reads as the primary's, and a key it
+    // stored has been idle for a moment, not since 1970.
+    assert_eq!(c.q("SET clock:ttl v EX 1000"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    let (want, got) = (s(&c.q("PTTL clock:ttl")), s(&r.q("PTTL clock:ttl")));
+    let ms = |t: &str| -> i64 { t.trim().trim_start_matches(':').parse().unwrap() };
+    assert!(
+        (ms(&want) - ms(&got)).abs() < 2000,
+        "PTTL on the primary {want:?}, on the replica {got:?}"
+    );
+    let idle = s(&r.q("OBJECT IDLETIME clock:ttl"));
+    assert!(
+        ms(&idle) <= 2,
+        "OBJECT IDLETIME of a replicated key: {idle:?}"
+    );
     assert_eq!(c.q("CLIENT KILL TYPE replica"), b":1\r\n");
     write_round(&mut c, "cut", 20);
     wait_for("the replica to resume", || {
@@ -905,4 +920,281 @@ fn a_replica_of_a_replica_gets_what_the_first_applied() {
     wait_for("the last replica to hold what the middle one holds", || {
         dump_all(&mut l) == want
     });
+}
+
+#[test]
+fn replicaof_no_one_ends_the_link_task_before_its_ok() {
+    // A primary that stalls half-way through its payload: REPLICAOF NO ONE answers once
+    // the link task has ended (its socket closed, its partial payload file removed), not
+    // while it still waits for the rest (up to repl-timeout) in the background; a task
+    // that went on could flush and load over writes taken after the OK.
+    let (dir, l, replica) = replica_of_a_listener("repl-promote-sync");
+    let mut p = FakePrimary::handshake(&l);
+    p.raw(format!("+FULLRESYNC {} 0\r\n$1000000\r\nREDIS0009", "a".repeat(40)).as_bytes());
+    let mut r = replica.client();
+    wait_for("the payload's first bytes", || {
+        info_field(&mut r, "replication", "master_sync_read_bytes").as_deref() == Some("9")
+    });
+    let temp_files = || {
+        std::fs::read_dir(format!("{}/replica", dir.path()))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("temp-"))
+            .count()
+    };
+    assert_eq!(temp_files(), 1, "the payload is received into a file");
+    assert_eq!(r.q("REPLICAOF NO ONE"), b"+OK\r\n");
+    assert_eq!(temp_files(), 0, "the partial payload is gone by the OK");
+    p.s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut tmp = [0u8; 64];
+    let closed = loop {
+        match std::io::Read::read(&mut p.s, &mut tmp) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the link to the old primary is closed by the OK");
+    assert_eq!(r.q("SET k v"), b"+OK\r\n");
+    expect_repl(&mut r, "role", "master");
+}
+
+/// A percore replica (2 shards, in a new directory) of a listener of the test's own, for
+/// a [`FakePrimary`].
+fn replica_of_a_listener(tag: &str) -> (TempDir, std::net::TcpListener, Server) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = l.local_addr().unwrap().port().to_string();
+    let dir = TempDir::new(tag);
+    let replica = percore_in(&dir, "replica", 2, &["--replicaof", "127.0.0.1", &lport]);
+    (dir, l, replica)
+}
+
+/// A stand-in primary: takes a replica's handshake, sends it an empty payload, then
+/// whatever the test writes, and reads its ACKs.
+struct FakePrimary {
+    s: std::net::TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of stream sent since the payload.
+    offset: u64,
+}
+
+impl FakePrimary {
+    /// Waits for the replica on `l` and brings it to the stream.
+    fn accept(l: &std::net::TcpListener) -> FakePrimary {
+        let mut p = FakePrimary::handshake(l);
+        p.raw(format!("+FULLRESYNC {} 0\r\n", "a".repeat(40)).as_bytes());
+        // An empty RDB, its checksum 0 ("not computed").
+        let mut rdb = b"REDIS0009".to_vec();
+        rdb.push(0xff);
+        rdb.extend_from_slice(&[0; 8]);
+        p.raw(format!("${}\r\n", rdb.len()).as_bytes());
+        p.raw(&rdb);
+        p
+    }
+
+    /// Waits for the replica on `l` and answers its handshake up to its PSYNC.
+    fn handshake(l: &std::net::TcpListener) -> FakePrimary {
+        let (link, _) = l.accept().unwrap();
+        link.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut p = FakePrimary {
+            s: link,
+            buf: Vec::new(),
+            offset: 0,
+        };
+        loop {
+            let cmd = bulks(&p.read_command());
+            let name = s(&cmd[0]).to_ascii_uppercase();
+            match name.as_str() {
+                "PING" => p.raw(b"+PONG\r\n"),
+                "PSYNC" => break,
+                _ => p.raw(b"+OK\r\n"),
+            }
+        }
+        p
+    }
+
+    fn raw(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.s.write_all(b).unwrap();
+    }
+
+    fn read_command(&mut self) -> Vec<u8> {
+        use std::io::Read;
+        loop {
+            if let Some(n) = common::reply_len(&self.buf) {
+                return self.buf.drain(..n).collect();
+            }
+            let mut tmp = [0u8; 4096];
+            let n = self.s.read(&mut tmp).unwrap();
+            assert!(n > 0, "the replica closed its link");
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    /// Sends a command of the stream.
+    fn send(&mut self, line: &str) {
+        let words = common::words(line);
+        let refs: Vec<&[u8]> = words.iter().map(|w| w.as_slice()).collect();
+        let cmd = common::encode(&refs);
+        self.offset += cmd.len() as u64;
+        self.raw(&cmd);
+    }
+
+    /// Returns once the replica acknowledged everything sent.
+    fn synced(&mut self) {
+        let getack = common::encode(&[b"REPLCONF", b"GETACK", b"*"]);
+        self.raw(&getack);
+        self.offset += getack.len() as u64;
+        loop {
+            let cmd = bulks(&self.read_command());
+            if cmd.len() == 3 && s(&cmd[1]).eq_ignore_ascii_case("ack") {
+                let at: u64 = s(&cmd[2]).parse().unwrap();
+                if at >= self.offset {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_keys() {
+    let (dir, l, replica) = replica_of_a_listener("repl-clock");
+    let mut p = FakePrimary::accept(&l);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    // What an older primary sends: relative TTLs.
+    p.send("SELECT 0");
+    p.send("SETEX relative 100 v");
+    p.send("SET plain v");
+    p.send("SET relative2 v");
+    p.send("EXPIRE relative2 200");
+    // A key that expires on the replica's clock before its primary's write reaches it.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 100;
+    p.send(&format!("SET late abc PXAT {soon}"));
+    p.synced();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(r.q("GET late"), b"$-1\r\n", "expired for a reader");
+    p.send("APPEND late def");
+    p.send("PERSIST late");
+    p.synced();
+    let ttl = |r: &mut Client, k: &str| -> i64 {
+        s(&r.q(&format!("TTL {k}")))
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap()
+    };
+    let t = ttl(&mut r, "relative");
+    assert!(
+        (90..=100).contains(&t),
+        "TTL of SETEX 100 on the replica: {t}"
+    );
+    let t = ttl(&mut r, "relative2");
+    assert!(
+        (190..=200).contains(&t),
+        "TTL of EXPIRE 200 on the replica: {t}"
+    );
+    let idle = s(&r.q("OBJECT IDLETIME plain"));
+    let idle: i64 = idle.trim().trim_start_matches(':').parse().unwrap();
+    // Seconds (the old clock of 0 read as 56 years).
+    assert!(idle <= 60, "OBJECT IDLETIME of a replicated key: {idle}");
+    // The master client saw the key its clock had expired, as its primary did.
+    assert_eq!(r.q("GET late"), b"$6\r\nabcdef\r\n");
+}
+
+#[test]
+fn wait_wakes_on_the_replica_ack_and_counts_right() {
+    // A redis-server replica: it answers GETACK at once, so WAIT's time is percore's.
+    let dir = TempDir::new("repl-wait");
+    let primary = percore_in(&dir, "primary", 2, &[]);
+    let mut c = primary.client();
+    let Some(redis) = replica_of(&primary, &dir) else {
+        eprintln!("redis-server not installed: skipped");
+        return;
+    };
+    let mut r = redis.client();
+    wait_for("the redis replica's link", || {
+        info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    for i in 0..20 {
+        assert_eq!(c.q(&format!("SET w{i} v")), b"+OK\r\n");
+        let t0 = Instant::now();
+        assert_eq!(c.q("WAIT 1 0"), b":1\r\n");
+        // Woken by the ACK, well before the replica's next ACK of its own (every second).
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "WAIT took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(r.q(&format!("GET w{i}")), b"$1\r\nv\r\n");
+    }
+    // More than there are: the count at the timeout, not before.
+    let t0 = Instant::now();
+    assert_eq!(c.q("WAIT 2 300"), b":1\r\n");
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn a_replica_with_tls_replication_syncs_over_tls_and_one_without_it_retries() {
+    let dir = TempDir::new("repl-tls");
+    // One self-signed certificate: the primary's, the replica's client certificate, and
+    // the CA both trust.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (crt, pem) = (
+        format!("{}/node.crt", dir.path()),
+        format!("{}/node.key", dir.path()),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    let tls = [
+        "--tls-cert-file",
+        crt.as_str(),
+        "--tls-key-file",
+        pem.as_str(),
+        "--tls-ca-cert-file",
+        crt.as_str(),
+    ];
+    let tls_port = common::free_port().to_string();
+    let mut flags = vec!["--tls-port", tls_port.as_str(), "--tls-replication", "yes"];
+    flags.extend_from_slice(&tls);
+    let primary = percore_in(&dir, "primary", 2, &flags);
+    let mut c = primary.client();
+    write_round(&mut c, "before", 50);
+    // By name: resolved off the core, each address tried (the certificate's name is not
+    // what is checked, as Redis checks none).
+    let mut flags = vec![
+        "--tls-replication",
+        "yes",
+        "--replicaof",
+        "localhost",
+        &tls_port,
+    ];
+    flags.extend_from_slice(&tls);
+    let replica = percore_in(&dir, "replica", 3, &flags);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    write_round(&mut c, "after", 50);
+    assert_eq!(c.q("WAIT 1 10000"), b":1\r\n");
+    assert_same(&mut c, &mut r, "a replica over TLS");
+    // Without tls-replication the link to the TLS port fails at its first reply, as
+    // Redis logs it, and is tried again.
+    let plain = percore_in(&dir, "plain", 1, &["--replicaof", "127.0.0.1", &tls_port]);
+    let mut p = plain.client();
+    wait_for("the plain replica to try twice", || {
+        let log = log_of(&dir, "plain");
+        log.matches("Connecting to MASTER").count() >= 2
+            && log.contains("Master did not respond to command during SYNC handshake")
+    });
+    expect_repl(&mut p, "master_link_status", "down");
 }

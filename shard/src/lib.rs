@@ -205,6 +205,11 @@ pub struct Shard {
     pub events: Vec<notify::KeyEvent>,
     /// The replication feed ([`repl`]): off until a replica attaches.
     pub feed: repl::Feed,
+    /// Set by the server while it runs a command of a replica's master client: a key past
+    /// its deadline is still there for it (Redis's `expireIfNeeded` on a replica answers
+    /// "not expired" to the master client), so the primary's writes apply to what the
+    /// primary saw, while the clock stays the real one (relative TTLs, LRU/LFU clocks).
+    pub master_view: bool,
 }
 
 /// What one active-expiry step did.
@@ -295,7 +300,16 @@ impl Shard {
             notify_classes: 0,
             events: Vec::new(),
             feed: repl::Feed::default(),
+            master_view: false,
         }
+    }
+
+    /// Redis's `checkAlreadyExpired`: a deadline `when_ms` not after `now_ms` means the key
+    /// is gone at once, except for a replica's master client ([`Shard::master_view`]),
+    /// which keeps the key (expired for readers) until its primary deletes it.
+    #[inline]
+    pub fn already_expired(&self, when_ms: i64, now_ms: u64) -> bool {
+        !self.master_view && when_ms <= now_ms as i64
     }
 
     /// `notify-keyspace-events` as flags ([`notify::parse_flags`]): which events to record.
@@ -552,10 +566,13 @@ impl Shard {
     /// Looks a key up for reading or writing; an expired key is deleted and reported absent
     /// (kept, and absent all the same, while clients are paused: [`PAUSED_UNTIL_MS`]).
     pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryMut<'_>> {
-        let paused = expiry_paused(now_ms);
+        let (paused, master) = (expiry_paused(now_ms), self.master_view);
         let d = &mut self.dbs[db];
-        match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
-            Live::Found(e) if paused && e.is_expired(now_ms) => None,
+        match d
+            .dict
+            .get_live(key, |e| !paused && !master && e.is_expired(now_ms))
+        {
+            Live::Found(e) if paused && !master && e.is_expired(now_ms) => None,
             Live::Found(e) => Some(e),
             Live::Removed => {
                 expired_on_lookup!(self, d, db, key);
@@ -574,11 +591,15 @@ impl Shard {
         } else {
             0.0
         };
-        let paused = expiry_paused(now_ms);
+        let (paused, master) = (expiry_paused(now_ms), self.master_view);
         let d = &mut self.dbs[db];
-        match d.dict.get_live(key, |e| !paused && e.is_expired(now_ms)) {
-            // While clients are paused an expired key stays, missing all the same.
-            Live::Found(mut e) if !(paused && e.is_expired(now_ms)) => {
+        match d
+            .dict
+            .get_live(key, |e| !paused && !master && e.is_expired(now_ms))
+        {
+            // While clients are paused an expired key stays, missing all the same (but
+            // for a replica's master client: [`Shard::master_view`]).
+            Live::Found(mut e) if master || !(paused && e.is_expired(now_ms)) => {
                 self.stats.keyspace_hits += 1;
                 evict::touch_entry(&mut e, now_ms, &cfg, r);
                 return Some(e);
@@ -1234,12 +1255,18 @@ impl Shard {
         nested: bool,
     ) {
         if self.feed.changes != changes && spec.flags.has(percore_proto::Flags::WRITE) {
-            let Shard { feed, dbs, .. } = self;
+            let Shard {
+                feed,
+                dbs,
+                master_view: master,
+                ..
+            } = self;
+            let master = *master;
             let reply = out.buf.get(reply_start..).unwrap_or_default();
             let d = &mut dbs[ctx.db].dict;
             repl::command(feed, ctx.db, spec, args, reply, &mut |k| match d.get(k) {
                 Some(e) => repl::After {
-                    exists: !e.is_expired(ctx.now_ms),
+                    exists: master || !e.is_expired(ctx.now_ms),
                     expire_at_ms: e.expire_at_ms(),
                 },
                 None => repl::After {

@@ -62,8 +62,8 @@
 //! dropped, with a log line, as Redis drops it. Replicas read their bytes from core 0 with a
 //! message per read (at most 64 KiB, or as much as is there).
 //!
-//! The replica side (REPLICAOF) is [`replica`]. Not here yet: TLS for the replica link,
-//! `client-output-buffer-limit`'s soft limit for replicas.
+//! The replica side (REPLICAOF) is [`replica`]. Not here yet: `client-output-buffer-limit`'s
+//! soft limit for replicas.
 
 pub mod primary;
 pub mod replica;
@@ -75,6 +75,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_channel::oneshot;
 use percore_shard::repl::{Doorbell, Op, Unit};
 
 use crate::core::{call, call_all, now_ms, Core};
@@ -267,6 +268,20 @@ struct Hub {
     last_ping_ms: u64,
     /// The counter's value at the last collection.
     collected_to: u64,
+    /// The stream's offset after the last unit appended: what a WAIT for the writes before
+    /// it waits for (PINGs and GETACKs appended since are not writes to wait for).
+    units_end: u64,
+    /// WAITs for the merger to pass a unit number: told the stream's end then.
+    settles: Vec<(u64, oneshot::Sender<u64>)>,
+    /// WAITs for acknowledgements, told when enough replicas acked their target.
+    waiters: Vec<AckWaiter>,
+}
+
+/// A WAIT parked on core 0 until `want` replicas acknowledged `target`.
+struct AckWaiter {
+    target: u64,
+    want: usize,
+    tx: oneshot::Sender<()>,
 }
 
 thread_local! {
@@ -290,6 +305,7 @@ pub fn restart_at(offset: u64) {
     with_hub(|h| {
         h.backlog.buf.clear();
         h.backlog.end = offset;
+        h.units_end = offset;
         h.stream_db = None;
     });
 }
@@ -403,6 +419,7 @@ async fn merge_loop(core: Rc<Core>) {
             if h.backlog.end != end {
                 h.replicas.values().for_each(|r| r.bell.ring());
             }
+            h.wake_waits();
             // Units numbered past `g` wait: another round at once, not at the next ring.
             if !h.pending.is_empty() {
                 bell.ring();
@@ -433,7 +450,43 @@ impl Hub {
             replicas: HashMap::new(),
             last_ping_ms: now_ms,
             collected_to: 0,
+            units_end: BASE.with(|b| b.get()),
+            settles: Vec::new(),
+            waiters: Vec::new(),
         }
+    }
+
+    /// Replicas online that acknowledged `target` or more.
+    fn acked(&self, target: u64) -> usize {
+        self.replicas
+            .values()
+            .filter(|r| !r.dropped && r.online && r.ack >= target)
+            .count()
+    }
+
+    /// Tells the WAITs whose unit the merger has passed, and those with enough
+    /// acknowledgements; forgets those that gave up.
+    fn wake_waits(&mut self) {
+        let (to, end) = (self.collected_to, self.units_end);
+        self.settles.retain_mut(|(g, tx)| match *g <= to {
+            true => {
+                let tx = std::mem::replace(tx, oneshot::channel().0);
+                let _ = tx.send(end);
+                false
+            }
+            false => !tx.is_canceled(),
+        });
+        let mut waiters = std::mem::take(&mut self.waiters);
+        waiters.retain_mut(|w| {
+            if self.acked(w.target) >= w.want {
+                let tx = std::mem::replace(&mut w.tx, oneshot::channel().0);
+                let _ = tx.send(());
+                false
+            } else {
+                !w.tx.is_canceled()
+            }
+        });
+        self.waiters = waiters;
     }
 
     /// Appends the waiting units numbered below `g`, in order, and settles the snapshot
@@ -479,6 +532,7 @@ impl Hub {
         if wrap {
             self.backlog.append(b"*1\r\n$4\r\nEXEC\r\n");
         }
+        self.units_end = self.backlog.end;
     }
 
     fn select(&mut self, db: u8) {
@@ -626,6 +680,7 @@ pub fn set_online(id: u64) {
             r.online = true;
             r.ack_ms = now_ms();
         }
+        h.wake_waits();
     });
 }
 
@@ -637,6 +692,7 @@ pub fn ack(id: u64, offset: u64) {
             r.ack_ms = now_ms();
             r.online = true;
         }
+        h.wake_waits();
     });
 }
 
@@ -657,58 +713,81 @@ pub fn can_continue(core: &Core, replid: &[u8], offset: u64) -> bool {
 /// WAIT numreplicas timeout: the number of replicas that acknowledged every write made
 /// before the call (the stream up to the counter's value now), waiting up to `timeout_ms`
 /// (0: forever) for `want` of them. Asks the replicas for acknowledgements (REPLCONF
-/// GETACK in the stream).
+/// GETACK in the stream). It sleeps on core 0's word: woken when the merger passes the
+/// writes, when an acknowledgement makes the count, at its timeout, and once a second to
+/// see a shutdown (no polling: an idle WAIT costs one wake-up a second).
 pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     if !core.global.repl.active.load(Ordering::Acquire) {
         return 0;
     }
+    let deadline =
+        (timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(timeout_ms));
     let g = core.global.repl.seq.load(Ordering::Acquire);
-    // The offset every write numbered below `g` reached: settled once the merger passes it.
-    let target = loop {
-        let end = call(core, 0, move |_c: &Core| {
-            with_hub(|h| {
-                (h.collected_to >= g && h.pending.range(..g).next().is_none())
-                    .then_some(h.backlog.end)
-            })
-            .flatten()
+    // The offset every write numbered below `g` reached: settled once the merger passes it
+    // (the end of the last unit then, which may be later than `g`'s: never too early).
+    let settled = call(core, 0, move |_c: &Core| {
+        with_hub(|h| match h.collected_to >= g {
+            true => Ok(h.units_end),
+            false => {
+                let (tx, rx) = oneshot::channel();
+                h.settles.push((g, tx));
+                Err(rx)
+            }
         })
-        .await;
-        if let Some(e) = end {
-            break e;
-        }
-        crate::runtime::sleep(Duration::from_millis(1)).await;
+    })
+    .await;
+    let target = match settled {
+        None => return 0,
+        Some(Ok(end)) => end,
+        Some(Err(rx)) => match until(core, rx, None).await {
+            Some(end) => end,
+            None => return 0,
+        },
     };
-    let count = move |_c: &Core| {
-        with_hub(|h| {
-            h.replicas
-                .values()
-                .filter(|r| !r.dropped && r.online && r.ack >= target)
-                .count()
-        })
-        .unwrap_or(0)
-    };
+    let count = move |_c: &Core| with_hub(|h| h.acked(target)).unwrap_or(0);
     let n = call(core, 0, count).await;
     if n >= want {
         return n;
     }
-    call(core, 0, |_c: &Core| {
+    let parked = call(core, 0, move |_c: &Core| {
         with_hub(|h| {
             h.backlog
                 .append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
             h.replicas.values().for_each(|r| r.bell.ring());
+            let (tx, rx) = oneshot::channel();
+            h.waiters.push(AckWaiter { target, want, tx });
+            rx
         })
     })
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
+    if let Some(rx) = parked {
+        until(core, rx, deadline).await;
+    }
+    call(core, 0, count).await
+}
+
+/// `rx`'s value, or None at `deadline` (None: no deadline), at a shutdown, or when its
+/// sender is gone.
+async fn until<T>(
+    core: &Core,
+    mut rx: oneshot::Receiver<T>,
+    deadline: Option<std::time::Instant>,
+) -> Option<T> {
     loop {
-        let n = call(core, 0, count).await;
-        if n >= want
-            || (timeout_ms > 0 && std::time::Instant::now() >= deadline)
-            || core.global.shutdown.load(Ordering::Relaxed)
-        {
-            return n;
+        let left = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+        });
+        if left.is_zero() || core.global.shutdown.load(Ordering::Relaxed) {
+            return None;
         }
-        crate::runtime::sleep(Duration::from_millis(1)).await;
+        let got = futures_lite::future::or(async { Some((&mut rx).await.ok()) }, async {
+            crate::runtime::sleep(left.min(Duration::from_secs(1))).await;
+            None
+        })
+        .await;
+        if let Some(v) = got {
+            return v;
+        }
     }
 }
 
@@ -734,12 +813,17 @@ pub async fn wait_command(
     let core = conn.core.clone();
     if !core.global.repl.active.load(Ordering::Acquire) && want > 0 {
         // No replica: nothing can acknowledge; wait out the timeout (or until closed).
+        // Looked at once a second for a kill or a shutdown, not polled.
         let start = std::time::Instant::now();
-        while (timeout == 0 || start.elapsed() < Duration::from_millis(timeout))
-            && !conn.handle.killed.get()
-            && !core.global.shutdown.load(Ordering::Relaxed)
-        {
-            crate::runtime::sleep(Duration::from_millis(10)).await;
+        while !conn.handle.killed.get() && !core.global.shutdown.load(Ordering::Relaxed) {
+            let left = match timeout {
+                0 => Duration::from_secs(1),
+                t => Duration::from_millis(t).saturating_sub(start.elapsed()),
+            };
+            if left.is_zero() {
+                break;
+            }
+            crate::runtime::sleep(left.min(Duration::from_secs(1))).await;
         }
     }
     w.int(wait(&core, want, timeout).await as i64);

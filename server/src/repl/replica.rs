@@ -2,7 +2,8 @@
 //! core 0), the full sync's payload and its load, and the master client that applies the
 //! stream.
 //!
-//! The link, as Redis 7.0's `syncWithMaster`: connect (bounded by `repl-timeout`), PING,
+//! The link, as Redis 7.0's `syncWithMaster`: connect (bounded by `repl-timeout`; a name
+//! is resolved off the core and each of its addresses tried in turn), PING,
 //! AUTH [masteruser] masterauth, REPLCONF listening-port, REPLCONF capa eof capa psync2,
 //! then PSYNC <replid> <offset+1> with the replication id and offset this server has (its
 //! own as a primary, or its last primary's: Redis's cached master), or PSYNC ? -1 with none.
@@ -35,7 +36,8 @@ use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
 
 use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, Core};
-use crate::runtime::OutStream;
+use crate::runtime::Stream;
+use percore_shard::repl::Doorbell;
 
 /// [`super::Shared::gate`] bits.
 pub const GATE_READONLY: u8 = 1;
@@ -208,6 +210,10 @@ pub async fn replicaof(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
     let repl = &core.global.repl;
     let epoch = repl.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+    // The link before ends first: a payload it loads is loaded, its stream applied up to
+    // where it was cut, so that the offset read here is the one its data has.
+    kill_master_client(core).await;
+    stop_link(core).await;
     let offset = match link(&core.global) {
         Some(l) => l.offset,
         // This server's own history is what it asks to continue from (Redis's
@@ -226,12 +232,13 @@ pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
         })
     });
     configure(core);
-    kill_master_client(core).await;
     call(core, 0, move |c: &Core| {
         let me =
             c.me.upgrade()
                 .expect("a core outlives the messages it runs");
-        crate::runtime::spawn(link_loop(me, epoch));
+        let task = Rc::new(Task::default());
+        TASKS.with(|t| t.borrow_mut().push(task.clone()));
+        crate::runtime::spawn(link_loop(me, epoch, task));
     })
     .await;
 }
@@ -243,14 +250,11 @@ async fn promote(core: &Rc<Core>) {
     let repl = &core.global.repl;
     repl.epoch.fetch_add(1, Ordering::AcqRel);
     kill_master_client(core).await;
-    // The master client's last commands finish before the offset is read.
-    let offset = loop {
-        let busy = call(core, 0, |_c: &Core| MASTER.with(|m| m.borrow().is_some())).await;
-        if !busy {
-            break link(&core.global).map_or(0, |l| l.offset.max(0) as u64);
-        }
-        crate::runtime::sleep(Duration::from_millis(1)).await;
-    };
+    // The link task ends before the OK: the master client's last commands have run (the
+    // offset read below is theirs), and a payload being loaded is loaded, its flush
+    // behind it, so that no write accepted after the OK can be flushed away.
+    stop_link(core).await;
+    let offset = link(&core.global).map_or(0, |l| l.offset.max(0) as u64);
     with_link(core, |l| *l = None);
     configure(core);
     shift_replid(core, offset);
@@ -276,6 +280,65 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// A link task of core 0 ([`link_loop`]), as [`stop_link`] ends it.
+#[derive(Default)]
+struct Task {
+    /// Rung when REPLICAOF changed: the task ends at its next safe point.
+    cancel: Doorbell,
+    /// The task loads a payload or applies the stream: it is not dropped there but ends
+    /// by itself (the load runs to its end and then sees the new REPLICAOF; the stream
+    /// ends with its master client).
+    guarded: std::cell::Cell<bool>,
+    /// Told when the task has ended.
+    done: std::cell::RefCell<Vec<futures_channel::oneshot::Sender<()>>>,
+}
+
+thread_local! {
+    /// Core 0: the link tasks running (one, but for a moment after two REPLICAOFs raced).
+    static TASKS: std::cell::RefCell<Vec<Rc<Task>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Ends core 0's link tasks and returns once they have ended (the caller changed the
+/// REPLICAOF epoch first). No polling: each task tells its end.
+async fn stop_link(core: &Rc<Core>) {
+    let ends = call(core, 0, |_c: &Core| {
+        TASKS.with(|t| {
+            t.borrow()
+                .iter()
+                .map(|task| {
+                    let (tx, rx) = futures_channel::oneshot::channel();
+                    task.done.borrow_mut().push(tx);
+                    task.cancel.ring();
+                    rx
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    for end in ends {
+        // A task that ended meanwhile dropped its sender: ended all the same.
+        let _ = end.await;
+    }
+}
+
+/// Completes when `task` is told to stop and is not in a guarded part.
+async fn cancelled(task: &Task) {
+    loop {
+        task.cancel.wait().await;
+        if !task.guarded.get() {
+            return;
+        }
+    }
+}
+
+/// Runs `f` with `task` guarded: a stop waits for its end instead of dropping it.
+async fn guarded<R>(task: &Task, f: impl std::future::Future<Output = R>) -> R {
+    task.guarded.set(true);
+    let r = f.await;
+    task.guarded.set(false);
+    r
+}
+
 async fn kill_master_client(core: &Rc<Core>) {
     call(core, 0, |_c: &Core| {
         MASTER.with(|m| {
@@ -289,29 +352,60 @@ async fn kill_master_client(core: &Rc<Core>) {
 
 /// Core 0's link: connects, syncs and applies the stream while REPLICAOF stands (epoch
 /// unchanged), retrying every second.
-async fn link_loop(core: Rc<Core>, epoch: u64) {
+async fn link_loop(core: Rc<Core>, epoch: u64, task: Rc<Task>) {
     let current = |core: &Core| {
         core.global.repl.epoch.load(Ordering::Acquire) == epoch
             && !core.global.shutdown.load(Ordering::Relaxed)
     };
     while current(&core) {
-        let Some(l) = link(&core.global) else { return };
-        if let Err(e) = session(&core, epoch, &l.host, l.port).await {
+        let Some(l) = link(&core.global) else { break };
+        // A stop drops the session where it waits (connecting, the handshake, the
+        // payload's bytes), never in its guarded parts.
+        let run = async { session(&core, epoch, &task, &l.host, l.port).await };
+        let stop = async {
+            cancelled(&task).await;
+            Ok(())
+        };
+        if let Err(e) = futures_lite::future::or(run, stop).await {
             if current(&core) {
                 crate::log::warn(&e);
             }
         }
         if !current(&core) {
-            return;
+            break;
         }
         set_state(&core, State::Connect);
-        crate::runtime::sleep(Duration::from_secs(1)).await;
+        futures_lite::future::or(
+            crate::runtime::sleep(Duration::from_secs(1)),
+            cancelled(&task),
+        )
+        .await;
+    }
+    TASKS.with(|t| t.borrow_mut().retain(|x| !Rc::ptr_eq(x, &task)));
+    for tx in task.done.borrow_mut().drain(..) {
+        let _ = tx.send(());
     }
 }
 
-/// Replies read line by line from the primary.
+/// `op`, or a timed-out error once `timeout` passed.
+async fn bounded<T>(
+    timeout: Duration,
+    op: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    futures_lite::future::or(op, async {
+        crate::runtime::sleep(timeout).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Connection timed out",
+        ))
+    })
+    .await
+}
+
+/// The link to the primary (a connection of this core's network ring, in TLS under
+/// `tls-replication yes`), its replies read line by line.
 struct Wire {
-    s: OutStream,
+    s: Stream,
     buf: Vec<u8>,
     timeout: Duration,
 }
@@ -319,20 +413,16 @@ struct Wire {
 impl Wire {
     async fn send(&mut self, parts: &[&[u8]]) -> Result<(), String> {
         let cmd = percore_shard::repl::encode(parts);
-        self.s
-            .write_all(&cmd, self.timeout)
+        bounded(self.timeout, self.s.write_all(&cmd))
             .await
             .map_err(|e| format!("Error writing to MASTER: {e}"))
     }
 
+    /// More bytes from the primary, appended to `buf` (no copy when it is empty).
     async fn fill(&mut self) -> Result<(), String> {
-        let mut chunk = vec![0u8; 64 << 10];
-        match self.s.read(&mut chunk, self.timeout).await {
+        match bounded(self.timeout, self.s.read_into(&mut self.buf)).await {
             Ok(0) => Err("MASTER closed the connection".into()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => Err(format!("Error reading from MASTER: {e}")),
         }
     }
@@ -356,25 +446,50 @@ impl Wire {
         }
     }
 
+    /// Sends a handshake command and reads its reply, failing as Redis's
+    /// `receiveSynchronousResponse` logs it.
     async fn ask(&mut self, parts: &[&[u8]]) -> Result<String, String> {
         self.send(parts).await?;
-        self.line().await
+        self.line().await.map_err(|e| {
+            crate::log::warn(&format!("Failed to read response from the server: {e}"));
+            "Master did not respond to command during SYNC handshake".to_string()
+        })
     }
 }
 
+/// The primary's `host`:`port` connected, in TLS under `tls-replication yes`, as a
+/// connection of this core's network ring.
+async fn connect(cfg: &crate::config::Config, host: &str, port: u16) -> Result<Stream, String> {
+    let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
+    let fail = |e: std::io::Error| format!("Unable to connect to MASTER: {e}");
+    let s = crate::migrate::connect_host(host, port, timeout)
+        .await
+        .map_err(fail)?;
+    let mut st = s.into_fd().and_then(Stream::adopt).map_err(fail)?;
+    if cfg.tls.replication {
+        let tls = crate::tls::client_config(&cfg.tls)
+            .map_err(|e| format!("Unable to connect to MASTER: TLS: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("Unable to connect to MASTER: {host}: {e}"))?;
+        st.start_tls_client(std::sync::Arc::new(tls), name)
+            .map_err(fail)?;
+    }
+    Ok(st)
+}
+
 /// One connection to the primary, from connect to its end.
-async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(), String> {
+async fn session(
+    core: &Rc<Core>,
+    epoch: u64,
+    task: &Task,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
     let cfg = core.config.borrow().clone();
     let timeout = Duration::from_secs(cfg.repl_timeout.max(1));
     crate::log::notice(&format!("Connecting to MASTER {host}:{port}"));
     set_state(core, State::Connecting);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("Unable to connect to MASTER: cannot resolve {host}"))?;
-    let s = OutStream::connect(addr, timeout)
-        .await
-        .map_err(|e| format!("Unable to connect to MASTER: {e}"))?;
+    let s = connect(&cfg, host, port).await?;
     crate::log::notice("MASTER <-> REPLICA sync started");
     set_state(core, State::Handshake);
     let mut w = Wire {
@@ -442,7 +557,7 @@ async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(
                 return Err(format!("Bad FULLRESYNC reply from master: '{r}'"));
             }
             crate::log::notice(&format!("Full resync from master: {id}:{off}"));
-            full_sync(core, &mut w, epoch, &id, off).await?;
+            full_sync(core, &mut w, epoch, task, &id, off).await?;
             off
         }
         Some("+CONTINUE") => {
@@ -469,7 +584,7 @@ async fn session(core: &Rc<Core>, epoch: u64, host: &str, port: u16) -> Result<(
     if !current_epoch(core, epoch) {
         return Ok(());
     }
-    stream(core, w, epoch, offset).await
+    guarded(task, stream(core, w, epoch, offset)).await
 }
 
 fn current_epoch(core: &Core, epoch: u64) -> bool {
@@ -492,6 +607,7 @@ async fn full_sync(
     core: &Rc<Core>,
     w: &mut Wire,
     epoch: u64,
+    task: &Task,
     id: &str,
     offset: i64,
 ) -> Result<(), String> {
@@ -510,31 +626,49 @@ async fn full_sync(
         ));
     };
     let dir = core.config.borrow().dir.clone();
-    let path = std::path::Path::new(&dir).join(format!(
+    // Removed however this ends (the session may be dropped while the bytes arrive).
+    let tmp = TempFile(std::path::Path::new(&dir).join(format!(
         "temp-{}.{}.rdb",
         now_ms() / 1000,
         std::process::id()
-    ));
+    )));
+    let path = &tmp.0;
     crate::log::notice(&match mark {
         Some(_) => "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
             .to_string(),
         None => format!("MASTER <-> REPLICA sync: receiving {total} bytes from master to disk"),
     });
-    let r = receive(core, w, &path, total, mark.as_deref()).await;
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
+    receive(core, w, path, total, mark.as_deref()).await?;
     if !current_epoch(core, epoch) {
-        let _ = std::fs::remove_file(&path);
         return Ok(());
     }
+    // From the flush on, the load runs to its end: a REPLICAOF meanwhile waits for it.
+    guarded(task, load(core, epoch, path, id, offset)).await
+}
+
+/// A file removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Flushes every shard and loads the payload at `path` into them.
+async fn load(
+    core: &Rc<Core>,
+    epoch: u64,
+    path: &std::path::Path,
+    id: &str,
+    offset: i64,
+) -> Result<(), String> {
     crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
     set_gate(core, true);
     crate::log::notice("MASTER <-> REPLICA sync: Loading DB in memory");
     let cfg = core.config.borrow().clone();
     let n = core.nshards();
-    let p = path.clone();
+    let p = path.to_path_buf();
     let loaded = call_all(core, move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
         for db in 0..percore_shard::DB_COUNT {
@@ -543,7 +677,6 @@ async fn full_sync(
         crate::rdb_io::import(&cfg, &p, &mut sh, c.id, n).map(|i| i.keys)
     })
     .await;
-    let _ = std::fs::remove_file(&path);
     // Clients blocked on keys, WATCHes, tracking: the flush told them.
     set_gate(core, false);
     // REPLICAOF changed while the payload loaded: this link is over, and the ids and offset
@@ -579,7 +712,10 @@ async fn full_sync(
     Ok(())
 }
 
-/// The payload's bytes to `path`: `total` of them, or up to the 40-byte `mark`.
+/// The payload's bytes to `path`: `total` of them, or up to the 40-byte `mark`. Each
+/// chunk goes from the network ring's receive buffer to the file as it is (no copy in
+/// between: [`Stream::read_into`] hands an empty `w.buf` the ring's buffer); with a mark,
+/// only the last 40 bytes, which may be part of it, are held back (copied).
 async fn receive(
     core: &Rc<Core>,
     w: &mut Wire,
@@ -591,11 +727,9 @@ async fn receive(
     let fail = |e: std::io::Error| {
         format!("Opening the temp file needed for MASTER <-> REPLICA synchronization: {e}")
     };
-    let mut f =
-        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(fail)?);
+    let mut f = std::fs::File::create(path).map_err(fail)?;
     let mut read = 0u64;
-    // With a mark, the last 40 bytes received are held back until more come.
-    let mut tail: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::with_capacity(40);
     loop {
         if mark.is_none() && read == total as u64 {
             break;
@@ -603,12 +737,44 @@ async fn receive(
         if w.buf.is_empty() {
             w.fill().await?;
         }
-        let take = match mark {
-            None => w.buf.len().min((total as u64 - read) as usize),
-            Some(_) => w.buf.len(),
+        let done = match mark {
+            None => {
+                let take = w.buf.len().min((total as u64 - read) as usize);
+                f.write_all(&w.buf[..take]).map_err(fail)?;
+                read += take as u64;
+                // What follows the payload is the stream's first bytes.
+                match take == w.buf.len() {
+                    true => w.buf.clear(),
+                    false => drop(w.buf.drain(..take)),
+                }
+                false
+            }
+            Some(m) => {
+                let got = std::mem::take(&mut w.buf);
+                read += got.len() as u64;
+                let done = match got.len() >= m.len() {
+                    true => got.ends_with(m),
+                    false => [held.as_slice(), &got].concat().ends_with(m),
+                };
+                // `held` then `got`: the payload's next bytes, then the mark (done) or
+                // the bytes that may begin it.
+                let all = held.len() + got.len();
+                let write = all - m.len().min(all);
+                let from_held = write.min(held.len());
+                f.write_all(&held[..from_held]).map_err(fail)?;
+                f.write_all(&got[..write - from_held]).map_err(fail)?;
+                let rest: Vec<u8> = held[from_held..]
+                    .iter()
+                    .chain(&got[write - from_held..])
+                    .copied()
+                    .collect();
+                held = rest;
+                // The buffer goes back for the next read to swap with the ring's.
+                w.buf = got;
+                w.buf.clear();
+                done
+            }
         };
-        let chunk: Vec<u8> = w.buf.drain(..take).collect();
-        read += chunk.len() as u64;
         with_link(core, |l| {
             if let Some(l) = l {
                 l.sync_total = total;
@@ -616,25 +782,11 @@ async fn receive(
                 l.last_io_ms = now_ms();
             }
         });
-        match mark {
-            None => f.write_all(&chunk).map_err(fail)?,
-            Some(m) => {
-                tail.extend_from_slice(&chunk);
-                if tail.len() >= m.len() && tail.ends_with(m) {
-                    tail.truncate(tail.len() - m.len());
-                    f.write_all(&tail).map_err(fail)?;
-                    break;
-                }
-                if tail.len() > m.len() {
-                    let keep = tail.split_off(tail.len() - m.len());
-                    f.write_all(&tail).map_err(fail)?;
-                    tail = keep;
-                }
-            }
+        if done {
+            break;
         }
         crate::runtime::yield_if_needed().await;
     }
-    f.flush().map_err(fail)?;
     Ok(())
 }
 
@@ -645,12 +797,11 @@ fn ack_cmd(offset: i64) -> Vec<u8> {
 
 /// The stream: the socket joins this core's ring and a master client runs its commands.
 async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result<(), String> {
-    let Wire { s, buf, timeout } = w;
-    let fd = s
-        .into_fd()
-        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
-    let mut st = crate::runtime::Stream::adopt(fd)
-        .map_err(|e| format!("taking over the link to MASTER: {e}"))?;
+    let Wire {
+        s: mut st,
+        buf,
+        timeout,
+    } = w;
     let mut conn = crate::conn::master_conn(core.clone(), &st);
     MASTER.with(|m| *m.borrow_mut() = Some(conn.handle.clone()));
     set_state(core, State::Connected);
@@ -670,7 +821,7 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
 async fn apply(
     core: &Rc<Core>,
     conn: &mut Conn,
-    st: &mut crate::runtime::Stream,
+    st: &mut Stream,
     mut rbuf: Vec<u8>,
     epoch: u64,
     offset: &mut i64,

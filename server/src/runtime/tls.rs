@@ -16,7 +16,9 @@ use super::ring::RingStream;
 const CHUNK: usize = 16 << 10 | 512;
 
 pub struct Layer {
-    conn: rustls::ServerConnection,
+    /// The server side of an accepted connection, or the client side of one this server
+    /// opened (a replica's link to its primary).
+    conn: rustls::Connection,
     /// Ciphertext received: `pending[head..filled]` is not yet handed to rustls (which
     /// takes a bounded amount while it holds plaintext nobody has read).
     pending: Box<[u8]>,
@@ -28,16 +30,29 @@ pub struct Layer {
 
 impl Layer {
     pub fn new(cfg: Arc<rustls::ServerConfig>) -> io::Result<Layer> {
-        let mut conn = rustls::ServerConnection::new(cfg).map_err(io::Error::other)?;
+        let conn = rustls::ServerConnection::new(cfg).map_err(io::Error::other)?;
+        Ok(Layer::with(conn.into()))
+    }
+
+    /// The client side, to the server known as `name`.
+    pub fn client(
+        cfg: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<Layer> {
+        let conn = rustls::ClientConnection::new(cfg, name).map_err(io::Error::other)?;
+        Ok(Layer::with(conn.into()))
+    }
+
+    fn with(mut conn: rustls::Connection) -> Layer {
         // Replies of any size are taken whole; the connection bounds its own output.
         conn.set_buffer_limit(None);
-        Ok(Layer {
+        Layer {
             conn,
             pending: vec![0; CHUNK].into_boxed_slice(),
             head: 0,
             filled: 0,
             out: Vec::new(),
-        })
+        }
     }
 
     /// Plaintext into `buf`; 0 at the end of the stream (a close_notify, or the peer gone

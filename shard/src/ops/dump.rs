@@ -95,7 +95,7 @@ pub fn restore(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         (t, false) => t.wrapping_add(ctx.now_ms as i64),
     };
     // Redis's `checkAlreadyExpired`: a deadline not after now is no key at all.
-    if deadline_ms != 0 && deadline_ms <= ctx.now_ms as i64 {
+    if deadline_ms != 0 && sh.already_expired(deadline_ms, ctx.now_ms) {
         if deleted {
             sh.notify(GENERIC, "del", ctx.db, key);
         }

@@ -132,7 +132,7 @@ pub fn expire(
     {
         return out.int(0);
     }
-    if when <= ctx.now_ms as i64 {
+    if sh.already_expired(when, ctx.now_ms) {
         sh.delete(ctx.db, key);
         sh.stats.expired_keys += 1;
         sh.notify(GENERIC, "del", ctx.db, key);

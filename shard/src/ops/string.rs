@@ -237,7 +237,7 @@ pub fn getex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         None => return out.null(),
     };
     if let Some(w) = when {
-        if w <= ctx.now_ms {
+        if sh.already_expired(w as i64, ctx.now_ms) {
             sh.delete(ctx.db, &a[1]);
             sh.stats.expired_keys += 1;
             sh.notify(GENERIC, "del", ctx.db, &a[1]);
