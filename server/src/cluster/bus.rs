@@ -39,13 +39,26 @@ use std::time::Duration;
 use super::state::{self, Handshake, Node, State, FAIL, PFAIL};
 use super::{state_lock, SLOTS};
 
-pub const KINDS: usize = 5;
-pub const KIND_NAMES: [&str; KINDS] = ["ping", "pong", "meet", "fail", "update"];
+pub const KINDS: usize = 8;
+pub const KIND_NAMES: [&str; KINDS] = [
+    "ping", "pong", "meet", "fail", "update", "auth-req", "auth-ack", "mfstart",
+];
 const PING: usize = 0;
 const PONG: usize = 1;
 const MEET: usize = 2;
 const FAIL_KIND: usize = 3;
 const UPDATE: usize = 4;
+
+/// The kind of a queued line, by its first letter (for the message counters).
+fn line_kind(line: &str) -> usize {
+    match line.as_bytes().first() {
+        Some(b'F') => FAIL_KIND,
+        Some(b'R') => 5,
+        Some(b'A') => 6,
+        Some(b'M') => 7,
+        _ => UPDATE,
+    }
+}
 
 const PING_INTERVAL: Duration = Duration::from_millis(100);
 const CRON_INTERVAL: Duration = Duration::from_millis(100);
@@ -77,6 +90,16 @@ pub struct Msg {
     pub gossip: Vec<(String, String, u16, u16, u16)>,
     pub fails: Vec<String>,
     pub updates: Vec<(String, u64, Vec<bool>)>,
+    /// The sender's master (empty: it is a master), its replication offset, and whether
+    /// it is a master paused for a manual failover (the offset is then the one to reach).
+    pub master: String,
+    pub offset: u64,
+    pub paused: bool,
+    /// Failover lines: vote requests (current epoch, the master's config epoch, forced),
+    /// votes (epoch), a manual failover start.
+    pub auth_requests: Vec<(u64, u64, bool)>,
+    pub auth_acks: Vec<u64>,
+    pub mfstart: bool,
 }
 
 fn ranges_text(r: &[(u16, u16)]) -> String {
@@ -114,8 +137,9 @@ fn parse_ranges(t: &str) -> Option<Vec<bool>> {
 /// takes the lines queued for it.
 pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
     let me = st.me();
+    let paused = st.failover.paused();
     let mut s = format!(
-        "PCBUS 1 {}\n{} {} {} {} {} {} {}\n",
+        "PCBUS 1 {}\n{} {} {} {} {} {} {} {} {} {}\n",
         ["PING", "PONG", "MEET"][kind],
         me.id,
         if me.ip.is_empty() { "-" } else { &me.ip },
@@ -124,6 +148,13 @@ pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
         me.config_epoch,
         st.current_epoch,
         ranges_text(&st.ranges(0)),
+        if me.is_replica() && !me.master_id.is_empty() {
+            &me.master_id
+        } else {
+            "-"
+        },
+        paused.unwrap_or(st.my_offset),
+        if paused.is_some() { "p" } else { "-" },
     );
     for (_, n) in st.live().skip(1) {
         if Some(n.id.as_str()) == to {
@@ -142,11 +173,7 @@ pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
     st.sent[kind] += 1;
     if let Some(lines) = to.and_then(|id| st.pending.remove(id)) {
         for l in lines {
-            st.sent[if l.starts_with('F') {
-                FAIL_KIND
-            } else {
-                UPDATE
-            }] += 1;
+            st.sent[line_kind(&l)] += 1;
             s.push_str(&l);
             s.push('\n');
         }
@@ -165,7 +192,13 @@ pub fn decode(body: &str) -> Option<Msg> {
         _ => return None,
     };
     let h: Vec<&str> = lines.next()?.split(' ').collect();
-    let [id, ip, port, cport, epoch, current, slots] = h.as_slice() else {
+    // A node of an older percore sends the first seven fields only (a master).
+    let (head, role) = match h.len() {
+        7 => (&h[..], None),
+        10 => (&h[..7], Some(&h[7..])),
+        _ => return None,
+    };
+    let [id, ip, port, cport, epoch, current, slots] = head else {
         return None;
     };
     if !state::valid_id(id) {
@@ -186,8 +219,19 @@ pub fn decode(body: &str) -> Option<Msg> {
         slots: parse_ranges(slots)?,
         ..Msg::default()
     };
+    if let Some([master, offset, flags]) = role {
+        if *master != "-" {
+            if !state::valid_id(master) {
+                return None;
+            }
+            m.master = master.to_string();
+        }
+        m.offset = offset.parse().ok()?;
+        m.paused = *flags == "p";
+    }
     for l in lines {
-        if m.gossip.len() + m.fails.len() >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
+        let entries = m.gossip.len() + m.fails.len() + m.auth_requests.len() + m.auth_acks.len();
+        if entries >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
             return None;
         }
         let f: Vec<&str> = l.split(' ').collect();
@@ -211,6 +255,13 @@ pub fn decode(body: &str) -> Option<Msg> {
                 m.updates
                     .push((id.to_string(), epoch.parse().ok()?, parse_ranges(slots)?))
             }
+            ["R", epoch, config_epoch, force] => m.auth_requests.push((
+                epoch.parse().ok()?,
+                config_epoch.parse().ok()?,
+                *force == "1",
+            )),
+            ["A", epoch] => m.auth_acks.push(epoch.parse().ok()?),
+            ["M"] => m.mfstart = true,
             _ => return None,
         }
     }
@@ -225,6 +276,9 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
     st.received[m.kind] += 1;
     st.received[FAIL_KIND] += m.fails.len() as u64;
     st.received[UPDATE] += m.updates.len() as u64;
+    st.received[line_kind("R")] += m.auth_requests.len() as u64;
+    st.received[line_kind("A")] += m.auth_acks.len() as u64;
+    st.received[line_kind("M")] += u64::from(m.mfstart);
     if inbound
         && !st.announced_ip
         && (m.kind == MEET || st.me().ip.is_empty())
@@ -252,6 +306,7 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
         st.current_epoch = m.current_epoch;
         st.dirty = true;
     }
+    let mut demoted = false;
     {
         let n = st.node_mut(sender).expect("looked up above");
         let mut changed = false;
@@ -265,6 +320,19 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
             n.cport = m.cport;
             changed = true;
         }
+        // The sender's role (clusterProcessPacket): a master that turned replica loses
+        // its slots; a replica may have changed master.
+        if m.master.is_empty() {
+            if n.is_replica() {
+                n.set_master_role();
+                changed = true;
+            }
+        } else if !n.is_replica() || n.master_id != m.master {
+            demoted = n.is_master();
+            n.set_replica_of(&m.master);
+            changed = true;
+        }
+        n.repl_offset = m.offset;
         n.seen_ms = now;
         if !inbound {
             n.pong_recv_ms = now;
@@ -274,10 +342,17 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
         // Ping times are not worth a write of the nodes file; epochs and addresses are.
         st.dirty |= changed;
     }
+    if demoted {
+        for s in st.slots.iter_mut().filter(|s| **s == sender) {
+            *s = state::NONE;
+        }
+    }
     st.clear_failure_if_needed(sender, now);
     let sender_id = m.id.clone();
     let mine: Vec<bool> = (0..SLOTS).map(|s| st.slots[s as usize] == sender).collect();
-    if mine != m.slots {
+    // Only a master's claim counts (a replica claims nothing).
+    let master = st.node(sender).is_some_and(|n| n.is_master());
+    if master && mine != m.slots {
         for owner in st.update_slots_with(sender, m.config_epoch, &m.slots) {
             let Some(o) = st.node(owner) else { continue };
             let line = format!(
@@ -341,7 +416,22 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
             continue;
         }
         n.config_epoch = *epoch;
+        if n.is_replica() {
+            n.set_master_role();
+        }
         st.update_slots_with(i, *epoch, slots);
+    }
+    if m.paused {
+        st.on_master_paused(sender, m.offset);
+    }
+    if m.mfstart {
+        st.on_mfstart(sender, now);
+    }
+    for &(epoch, config_epoch, force) in &m.auth_requests {
+        st.on_auth_request(sender, epoch, config_epoch, force, now);
+    }
+    for &epoch in &m.auth_acks {
+        st.on_auth_ack(sender, epoch);
     }
     st.update();
     save_if_dirty(st);
@@ -592,6 +682,7 @@ pub fn cron_step(st: &mut State, now: u64) {
         spawn("cluster-meet", move || handshake(ip, port, cport));
     }
     st.banned.retain(|_, until| *until > now);
+    st.failover_step(now);
     st.update();
     save_if_dirty(st);
 }

@@ -3,6 +3,8 @@
 //! reply at a time. Readiness is detected by polling PING, never by sleeping a guess.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

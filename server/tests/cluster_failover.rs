@@ -1,0 +1,447 @@
+//! Replicas and failover in cluster mode: `redis-cli --cluster create --cluster-replicas 1`
+//! over six percore nodes, what CLUSTER NODES/SLOTS/SHARDS/REPLICAS, ROLE and INFO show of
+//! the replicas, READONLY reads on a replica, a replica restarted with its nodes file, and
+//! CLUSTER FAILOVER (default, FORCE, TAKEOVER) and the automatic failover of a killed
+//! master: the replica takes the slots, every node agrees, every write acknowledged by
+//! WAIT is served by the new master, and the old master follows it.
+
+mod common;
+
+use common::cluster::{cluster_check, info_field, my_id, redis_cli, start_nodes, strs, wait_for};
+use common::{s, Launch, Server, TempDir};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// Six nodes made into three masters with one replica each by redis-cli, every replica
+/// synced. None (the test skips) without redis-cli.
+struct Six {
+    nodes: Vec<(Server, Vec<String>)>,
+    ids: Vec<String>,
+    /// For each master's index, its replica's index.
+    pairs: Vec<(usize, usize)>,
+}
+
+impl Six {
+    fn start(dir: &TempDir, timeout_ms: u64) -> Option<Six> {
+        let nodes = start_nodes(dir, 6, 1, timeout_ms);
+        let mut args = vec!["--cluster".to_string(), "create".to_string()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.0.port)));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let (ok, out) = redis_cli(&strs(&args))?;
+        assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+        let ids: Vec<String> = nodes.iter().map(|n| my_id(&mut n.0.client())).collect();
+        let mut six = Six {
+            nodes,
+            ids,
+            pairs: Vec::new(),
+        };
+        // Every node sees three masters with slots and three replicas, and agrees.
+        wait_for("six nodes to agree", WITHIN, || {
+            let views: Vec<String> = (0..6).map(|i| six.slots_text(i)).collect();
+            (0..6).all(|i| {
+                let nodes = six.nodes_text(i);
+                nodes.matches(" connected").count() == 6
+                    && nodes.matches("slave ").count() == 3
+                    && info_field(&mut six.client(i), "cluster_state") == "ok"
+                    && views[i] == views[0]
+            })
+        });
+        let text = six.nodes_text(0);
+        for line in text.lines().filter(|l| l.len() > 40) {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f[2].contains("slave") {
+                six.pairs.push((six.index(f[3]), six.index(f[0])));
+            }
+        }
+        six.pairs.sort_unstable();
+        assert_eq!(six.pairs.len(), 3, "{text}");
+        for &(_, r) in &six.pairs.clone() {
+            six.wait_synced(r);
+        }
+        Some(six)
+    }
+
+    fn index(&self, id: &str) -> usize {
+        self.ids.iter().position(|x| x == id).expect("a known node")
+    }
+
+    fn client(&self, i: usize) -> common::Client {
+        self.nodes[i].0.client()
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.nodes[i].0.port
+    }
+
+    fn nodes_text(&self, i: usize) -> String {
+        s(&self.client(i).q("CLUSTER NODES"))
+    }
+
+    fn slots_text(&self, i: usize) -> String {
+        s(&self.client(i).q("CLUSTER SLOTS"))
+    }
+
+    /// Node `i`'s line in node `from`'s CLUSTER NODES.
+    fn line_of(&self, from: usize, i: usize) -> String {
+        self.nodes_text(from)
+            .lines()
+            .find(|l| l.starts_with(&self.ids[i]))
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Replica `r`'s link to its master is up and its first sync done.
+    fn wait_synced(&self, r: usize) {
+        let mut c = self.client(r);
+        wait_for("a replica's link up", WITHIN, || {
+            let info = s(&c.q("INFO replication"));
+            info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0")
+        });
+    }
+
+    /// Keys (up to `n`) that master `m` serves, written there.
+    fn write_keys(&self, m: usize, n: usize) -> Vec<String> {
+        let mut c = self.client(m);
+        let mut keys = Vec::new();
+        for i in 0.. {
+            if keys.len() == n {
+                break;
+            }
+            let k = format!("key:{i}");
+            let r = s(&c.q(&format!("SET {k} value-{i}")));
+            if r == "+OK\r\n" {
+                keys.push(k);
+            } else {
+                assert!(r.starts_with("-MOVED"), "{r}");
+            }
+        }
+        keys
+    }
+
+    /// Every live node (not `dead`) says node `owner` serves the slots of `slot`.
+    fn wait_owner(&self, slot: u16, owner: usize, dead: &[usize]) {
+        let want = format!("${}\r\n{}\r\n", self.ids[owner].len(), self.ids[owner]);
+        wait_for("every node to agree on the new owner", WITHIN, || {
+            (0..6).filter(|i| !dead.contains(i)).all(|i| {
+                let slots = self.slots_text(i);
+                // The entry of the range that holds `slot`: its first node is the master.
+                range_master(&slots, slot).is_some_and(|m| m == want)
+            })
+        });
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.nodes[i].0.terminate();
+    }
+}
+
+/// The master entry (`$40\r\n<id>\r\n`) of the CLUSTER SLOTS range holding `slot`, from
+/// the raw RESP2 reply: each range is `*N :start :end *4 $ip :port $id *0` ...
+fn range_master(reply: &str, slot: u16) -> Option<String> {
+    let parts: Vec<&str> = reply.split("\r\n").collect();
+    for (i, p) in parts.iter().enumerate() {
+        let Some(a) = p.strip_prefix(':').and_then(|x| x.parse::<u16>().ok()) else {
+            continue;
+        };
+        let b = parts.get(i + 1)?.strip_prefix(':').and_then(|x| x.parse::<u16>().ok());
+        let is_range = parts[i - 1].starts_with('*') && parts.get(i + 2) == Some(&"*4");
+        if let (Some(b), true) = (b, is_range) {
+            if (a..=b).contains(&slot) {
+                // *4, $ip, ip, :port, $40, id
+                return Some(format!("{}\r\n{}\r\n", parts[i + 6], parts[i + 7]));
+            }
+        }
+    }
+    None
+}
+
+fn slot_of(c: &mut common::Client, key: &str) -> u16 {
+    s(&c.q(&format!("CLUSTER KEYSLOT {key}")))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// GET's reply for a key `write_keys` wrote.
+fn value_reply(key: &str) -> String {
+    let v = format!("value-{}", key.trim_start_matches("key:"));
+    format!("${}\r\n{v}\r\n", v.len())
+}
+
+fn role(c: &mut common::Client) -> String {
+    s(&c.q("ROLE"))
+}
+
+#[test]
+fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
+    let dir = TempDir::new("cluster-ha-create");
+    let Some(six) = Six::start(&dir, 15_000) else {
+        return;
+    };
+    cluster_check(six.port(0));
+    let (m, r) = six.pairs[0];
+    let (mid, rid) = (&six.ids[m], &six.ids[r]);
+    for i in 0..6 {
+        // CLUSTER NODES: the replica's flags and master field, everywhere.
+        let line = six.line_of(i, r);
+        let flags = if i == r { "myself,slave" } else { "slave" };
+        assert!(
+            line.contains(&format!(" {flags} {mid} ")),
+            "node {i}: {line}"
+        );
+        let mut c = six.client(i);
+        assert_eq!(info_field(&mut c, "cluster_size"), "3");
+        assert_eq!(info_field(&mut c, "cluster_known_nodes"), "6");
+        // CLUSTER REPLICAS / SLAVES: the replica's line.
+        for sub in ["REPLICAS", "SLAVES"] {
+            let reply = s(&c.q(&format!("CLUSTER {sub} {mid}")));
+            assert!(
+                reply.starts_with("*1\r\n") && reply.contains(&format!("{rid} ")),
+                "{sub}: {reply}"
+            );
+        }
+        assert_eq!(
+            s(&c.q(&format!("CLUSTER REPLICAS {rid}"))),
+            "-ERR The specified node is not a master\r\n"
+        );
+    }
+    // CLUSTER SLOTS: the replica after its master, once it has data (a master's stream
+    // PING within repl-ping-replica-period, 10 s, as in Redis).
+    let mut c = six.client(m);
+    let key = six.write_keys(m, 1).remove(0);
+    let slot = slot_of(&mut c, &key);
+    wait_for("the replica listed in CLUSTER SLOTS", WITHIN, || {
+        (0..6).all(|i| six.slots_text(i).contains(&format!("{rid}\r\n")))
+    });
+    let slots = six.slots_text(r);
+    let at = slots.find(&format!("{mid}\r\n")).unwrap();
+    let after = &slots[at..];
+    assert!(
+        after.find(&format!("{rid}\r\n")).unwrap() < after.find("*3\r\n:").unwrap_or(usize::MAX),
+        "the replica follows its master's entry: {slots}"
+    );
+    assert_eq!(range_master(&slots, slot), Some(format!("$40\r\n{mid}\r\n")));
+    // CLUSTER SHARDS (RESP3 keeps the maps readable): the replica's role, offset, health.
+    let mut c3 = six.client(m);
+    c3.q("HELLO 3");
+    let shards = s(&c3.q("CLUSTER SHARDS"));
+    let at = shards.find(rid.as_str()).expect("the replica in SHARDS");
+    let entry = &shards[at..];
+    assert!(
+        entry.contains("$4\r\nrole\r\n$7\r\nreplica\r\n")
+            && entry.contains("$6\r\nhealth\r\n$6\r\nonline\r\n"),
+        "{shards}"
+    );
+    assert_eq!(shards.matches("$7\r\nreplica\r\n").count(), 3, "{shards}");
+    // ROLE and INFO replication on the replica; the master counts it.
+    let mut rc = six.client(r);
+    let role_text = role(&mut rc);
+    assert!(
+        role_text.starts_with("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n")
+            && role_text.contains(&format!(":{}\r\n$9\r\nconnected", six.port(m))),
+        "{role_text}"
+    );
+    assert!(s(&c.q("INFO replication")).contains("connected_slaves:1"));
+    // The replica has the master's keys.
+    wait_for("the key replicated", WITHIN, || {
+        s(&rc.q("DBSIZE")) == s(&c.q("DBSIZE"))
+    });
+    // REPLICATE's errors, as Redis words them.
+    let mut mc = six.client(m);
+    for (q, want) in [
+        (format!("CLUSTER REPLICATE {mid}"), "-ERR Can't replicate myself"),
+        (
+            format!("CLUSTER REPLICATE {rid}"),
+            "-ERR I can only replicate a master, not a replica.",
+        ),
+        (
+            format!("CLUSTER REPLICATE {}", six.ids[six.pairs[1].0]),
+            "-ERR To set a master the node must be empty and without assigned slots.",
+        ),
+        (
+            "CLUSTER FAILOVER".into(),
+            "-ERR You should send CLUSTER FAILOVER to a replica",
+        ),
+    ] {
+        assert_eq!(s(&mc.q(&q)), format!("{want}\r\n"), "{q}");
+    }
+    assert_eq!(
+        s(&rc.q(&format!("CLUSTER FORGET {mid}"))),
+        "-ERR Can't forget my master!\r\n"
+    );
+    assert_eq!(
+        s(&rc.q("CLUSTER FAILOVER NOW")),
+        "-ERR syntax error\r\n"
+    );
+}
+
+#[test]
+fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows() {
+    let dir = TempDir::new("cluster-ha-manual");
+    let Some(six) = Six::start(&dir, 15_000) else {
+        return;
+    };
+    let (m, r) = six.pairs[1];
+    let keys = six.write_keys(m, 200);
+    let mut mc = six.client(m);
+    assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
+    let slot = slot_of(&mut mc, &keys[0]);
+    let mut rc = six.client(r);
+    assert_eq!(s(&rc.q("CLUSTER FAILOVER")), "+OK\r\n");
+    six.wait_owner(slot, r, &[]);
+    assert!(role(&mut rc).starts_with("*3\r\n$6\r\nmaster\r\n"));
+    // Every acknowledged key is served by the new master.
+    for k in &keys {
+        assert_eq!(s(&rc.q(&format!("GET {k}"))), value_reply(k), "{k}");
+    }
+    // The old master is now its replica: redirects, follows, and catches up.
+    wait_for("the old master to turn replica", WITHIN, || {
+        six.line_of(m, m).contains(&format!(" myself,slave {} ", six.ids[r]))
+    });
+    assert_eq!(
+        s(&mc.q(&format!("GET {}", keys[0]))),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", six.port(r))
+    );
+    six.wait_synced(m);
+    assert!(s(&mc.q("INFO replication")).contains(&format!("master_port:{}", six.port(r))));
+    assert_eq!(s(&rc.q(&format!("SET {} after", keys[0]))), "+OK\r\n");
+    assert_eq!(s(&rc.q("WAIT 1 5000")), ":1\r\n");
+    assert_eq!(s(&mc.q("READONLY")), "+OK\r\n");
+    assert_eq!(s(&mc.q(&format!("GET {}", keys[0]))), "$5\r\nafter\r\n");
+    for i in 0..6 {
+        let line = six.line_of(i, m);
+        assert!(line.contains(&format!("slave {} ", six.ids[r])), "node {i}: {line}");
+    }
+    cluster_check(six.port(0));
+}
+
+#[test]
+fn forced_and_takeover_failovers_replace_killed_masters() {
+    let dir = TempDir::new("cluster-ha-force");
+    // A long node timeout: no automatic failover gets in the way.
+    let Some(mut six) = Six::start(&dir, 60_000) else {
+        return;
+    };
+    let (m1, r1) = six.pairs[0];
+    let (m2, r2) = six.pairs[2];
+    let k1 = six.write_keys(m1, 20);
+    let k2 = six.write_keys(m2, 20);
+    for m in [m1, m2] {
+        assert_eq!(s(&six.client(m).q("WAIT 1 5000")), ":1\r\n");
+    }
+    let slot1 = slot_of(&mut six.client(m1), &k1[0]);
+    let slot2 = slot_of(&mut six.client(m2), &k2[0]);
+    six.kill(m1);
+    let mut rc = six.client(r1);
+    wait_for("the replica to see its master's link down", WITHIN, || {
+        six.line_of(r1, m1).contains(" disconnected")
+    });
+    assert_eq!(
+        s(&rc.q("CLUSTER FAILOVER")),
+        "-ERR Master is down or failed, please use CLUSTER FAILOVER FORCE\r\n"
+    );
+    // FORCE: no handshake with the dead master, the other two masters vote.
+    assert_eq!(s(&rc.q("CLUSTER FAILOVER FORCE")), "+OK\r\n");
+    six.wait_owner(slot1, r1, &[m1]);
+    for k in &k1 {
+        assert_eq!(s(&rc.q(&format!("GET {k}"))), value_reply(k));
+    }
+    // TAKEOVER: no votes at all, a new epoch of its own.
+    six.kill(m2);
+    let epoch_before: u64 = info_field(&mut six.client(r2), "cluster_current_epoch")
+        .parse()
+        .unwrap();
+    let mut rc2 = six.client(r2);
+    assert_eq!(s(&rc2.q("CLUSTER FAILOVER TAKEOVER")), "+OK\r\n");
+    six.wait_owner(slot2, r2, &[m1, m2]);
+    let my_epoch: u64 = info_field(&mut rc2, "cluster_my_epoch").parse().unwrap();
+    assert!(my_epoch > epoch_before, "{my_epoch} > {epoch_before}");
+    for k in &k2 {
+        assert_eq!(s(&rc2.q(&format!("GET {k}"))), value_reply(k));
+    }
+    assert_eq!(info_field(&mut rc2, "cluster_state"), "ok");
+}
+
+#[test]
+fn a_killed_master_is_replaced_by_its_replica_automatically() {
+    let dir = TempDir::new("cluster-ha-auto");
+    let Some(mut six) = Six::start(&dir, 1000) else {
+        return;
+    };
+    let (m, r) = six.pairs[1];
+    let keys = six.write_keys(m, 20);
+    assert_eq!(s(&six.client(m).q("WAIT 1 5000")), ":1\r\n");
+    let slot = slot_of(&mut six.client(m), &keys[0]);
+    six.kill(m);
+    // FAIL after the node timeout, then an election won with the two other masters.
+    six.wait_owner(slot, r, &[m]);
+    let mut rc = six.client(r);
+    assert!(role(&mut rc).starts_with("*3\r\n$6\r\nmaster\r\n"));
+    assert_eq!(info_field(&mut rc, "cluster_state"), "ok");
+    for k in &keys {
+        assert_eq!(s(&rc.q(&format!("GET {k}"))), value_reply(k));
+    }
+}
+
+#[test]
+fn readonly_clients_read_from_a_replica_and_writes_are_redirected() {
+    let dir = TempDir::new("cluster-ha-readonly");
+    let Some(six) = Six::start(&dir, 15_000) else {
+        return;
+    };
+    let (m, r) = six.pairs[0];
+    let other = six.pairs[1].0;
+    let keys = six.write_keys(m, 5);
+    let elsewhere = six.write_keys(other, 1).remove(0);
+    assert_eq!(s(&six.client(m).q("WAIT 1 5000")), ":1\r\n");
+    let mut c = six.client(r);
+    let slot = slot_of(&mut c, &keys[0]);
+    let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", six.port(m));
+    assert_eq!(s(&c.q(&format!("GET {}", keys[0]))), moved);
+    assert_eq!(s(&c.q("READONLY")), "+OK\r\n");
+    assert_eq!(s(&c.q(&format!("GET {}", keys[0]))), value_reply(&keys[0]));
+    assert_eq!(s(&c.q(&format!("EXISTS {}", keys[1]))), ":1\r\n");
+    // Writes still go to the master; keys of another master's slots too.
+    assert_eq!(s(&c.q(&format!("SET {} x", keys[0]))), moved);
+    assert!(s(&c.q(&format!("GET {elsewhere}"))).starts_with("-MOVED"));
+    // A read-only transaction runs here, one with a write is redirected.
+    assert_eq!(s(&c.q("MULTI")), "+OK\r\n");
+    assert_eq!(s(&c.q(&format!("GET {}", keys[0]))), "+QUEUED\r\n");
+    assert!(s(&c.q("EXEC")).starts_with("*1\r\n$"));
+    // READWRITE: redirected again.
+    assert_eq!(s(&c.q("READWRITE")), "+OK\r\n");
+    assert_eq!(s(&c.q(&format!("GET {}", keys[0]))), moved);
+}
+
+#[test]
+fn a_restarted_replica_comes_back_as_the_replica_of_the_same_master() {
+    let dir = TempDir::new("cluster-ha-restart");
+    let Some(mut six) = Six::start(&dir, 15_000) else {
+        return;
+    };
+    let (m, r) = six.pairs[2];
+    let (port, flags) = (six.port(r), six.nodes[r].1.clone());
+    six.kill(r);
+    // Written while the replica is away: it gets them when it is back.
+    let keys = six.write_keys(m, 10);
+    let port_s = port.to_string();
+    let mut args = vec!["--port", &port_s, "--shards", "1"];
+    args.extend(strs(&flags));
+    six.nodes[r].0 = Launch::percore(port, &args).start();
+    let line = six.line_of(r, r);
+    assert!(
+        line.contains(&format!(" myself,slave {} ", six.ids[m])),
+        "{line}"
+    );
+    six.wait_synced(r);
+    let mut c = six.client(r);
+    assert!(s(&c.q("INFO replication")).contains(&format!("master_port:{}", six.port(m))));
+    assert_eq!(s(&c.q("READONLY")), "+OK\r\n");
+    wait_for("the keys written meanwhile", WITHIN, || {
+        keys.iter()
+            .all(|k| s(&c.q(&format!("EXISTS {k}"))) == ":1\r\n")
+    });
+    assert!(s(&six.client(m).q("INFO replication")).contains("connected_slaves:1"));
+}
