@@ -13,6 +13,10 @@ use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(20);
 
+/// One six-node cluster at a time: six at once on a small machine starve each other's
+/// bus threads past the node timeouts the tests rely on.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Six nodes made into three masters with one replica each by redis-cli, every replica
 /// synced. None (the test skips) without redis-cli.
 struct Six {
@@ -20,10 +24,12 @@ struct Six {
     ids: Vec<String>,
     /// For each master's index, its replica's index.
     pairs: Vec<(usize, usize)>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Six {
     fn start(dir: &TempDir, timeout_ms: u64) -> Option<Six> {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let nodes = start_nodes(dir, 6, 1, timeout_ms);
         let mut args = vec!["--cluster".to_string(), "create".to_string()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.0.port)));
@@ -35,6 +41,7 @@ impl Six {
             nodes,
             ids,
             pairs: Vec::new(),
+            _serial: serial,
         };
         // Every node sees three masters with slots and three replicas, and agrees.
         wait_for("six nodes to agree", WITHIN, || {
@@ -367,7 +374,7 @@ fn forced_and_takeover_failovers_replace_killed_masters() {
 #[test]
 fn a_killed_master_is_replaced_by_its_replica_automatically() {
     let dir = TempDir::new("cluster-ha-auto");
-    let Some(mut six) = Six::start(&dir, 1000) else {
+    let Some(mut six) = Six::start(&dir, 2000) else {
         return;
     };
     let (m, r) = six.pairs[1];
