@@ -151,7 +151,10 @@ fn range_master(reply: &str, slot: u16) -> Option<String> {
         let Some(a) = p.strip_prefix(':').and_then(|x| x.parse::<u16>().ok()) else {
             continue;
         };
-        let b = parts.get(i + 1)?.strip_prefix(':').and_then(|x| x.parse::<u16>().ok());
+        let b = parts
+            .get(i + 1)?
+            .strip_prefix(':')
+            .and_then(|x| x.parse::<u16>().ok());
         let is_range = parts[i - 1].starts_with('*') && parts.get(i + 2) == Some(&"*4");
         if let (Some(b), true) = (b, is_range) {
             if (a..=b).contains(&slot) {
@@ -229,7 +232,10 @@ fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
         after.find(&format!("{rid}\r\n")).unwrap() < after.find("*3\r\n:").unwrap_or(usize::MAX),
         "the replica follows its master's entry: {slots}"
     );
-    assert_eq!(range_master(&slots, slot), Some(format!("$40\r\n{mid}\r\n")));
+    assert_eq!(
+        range_master(&slots, slot),
+        Some(format!("$40\r\n{mid}\r\n"))
+    );
     // CLUSTER SHARDS (RESP3 keeps the maps readable): the replica's role, offset, health.
     let mut c3 = six.client(m);
     c3.q("HELLO 3");
@@ -258,7 +264,10 @@ fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
     // REPLICATE's errors, as Redis words them.
     let mut mc = six.client(m);
     for (q, want) in [
-        (format!("CLUSTER REPLICATE {mid}"), "-ERR Can't replicate myself"),
+        (
+            format!("CLUSTER REPLICATE {mid}"),
+            "-ERR Can't replicate myself",
+        ),
         (
             format!("CLUSTER REPLICATE {rid}"),
             "-ERR I can only replicate a master, not a replica.",
@@ -278,10 +287,7 @@ fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
         s(&rc.q(&format!("CLUSTER FORGET {mid}"))),
         "-ERR Can't forget my master!\r\n"
     );
-    assert_eq!(
-        s(&rc.q("CLUSTER FAILOVER NOW")),
-        "-ERR syntax error\r\n"
-    );
+    assert_eq!(s(&rc.q("CLUSTER FAILOVER NOW")), "-ERR syntax error\r\n");
 }
 
 #[test]
@@ -295,9 +301,39 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     let mut mc = six.client(m);
     assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
     let slot = slot_of(&mut mc, &keys[0]);
+    // A client keeps writing to the old master through the failover (its slot's keys,
+    // {key:0}...): each write is either acknowledged there, and then must be on the new
+    // master, or redirected (held by the master's pause first, then MOVED).
+    let mut wc = six.client(m);
+    let tag = format!("{{{}}}", keys[0]);
+    let writer = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..100_000 {
+            let k = format!("{tag}:w{i}");
+            let r = s(&wc.q(&format!("SET {k} {i}")));
+            if r.starts_with("-MOVED") {
+                return (acked, r);
+            }
+            assert_eq!(r, "+OK\r\n");
+            acked.push(k);
+        }
+        (acked, String::new())
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let mut rc = six.client(r);
     assert_eq!(s(&rc.q("CLUSTER FAILOVER")), "+OK\r\n");
     six.wait_owner(slot, r, &[]);
+    let (acked, last) = writer.join().unwrap();
+    assert_eq!(last, format!("-MOVED {slot} 127.0.0.1:{}\r\n", six.port(r)));
+    assert!(!acked.is_empty());
+    for k in &acked {
+        assert_eq!(
+            s(&rc.q(&format!("EXISTS {k}"))),
+            ":1\r\n",
+            "{k}, of {}",
+            acked.len()
+        );
+    }
     assert!(role(&mut rc).starts_with("*3\r\n$6\r\nmaster\r\n"));
     // Every acknowledged key is served by the new master.
     for k in &keys {
@@ -305,7 +341,8 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     }
     // The old master is now its replica: redirects, follows, and catches up.
     wait_for("the old master to turn replica", WITHIN, || {
-        six.line_of(m, m).contains(&format!(" myself,slave {} ", six.ids[r]))
+        six.line_of(m, m)
+            .contains(&format!(" myself,slave {} ", six.ids[r]))
     });
     assert_eq!(
         s(&mc.q(&format!("GET {}", keys[0]))),
@@ -319,7 +356,10 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     assert_eq!(s(&mc.q(&format!("GET {}", keys[0]))), "$5\r\nafter\r\n");
     for i in 0..6 {
         let line = six.line_of(i, m);
-        assert!(line.contains(&format!("slave {} ", six.ids[r])), "node {i}: {line}");
+        assert!(
+            line.contains(&format!("slave {} ", six.ids[r])),
+            "node {i}: {line}"
+        );
     }
     cluster_check(six.port(0));
 }

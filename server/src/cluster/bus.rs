@@ -16,13 +16,22 @@
 //! - a gossip line for every other node the sender knows (clusters here are small; Redis
 //!   sends a tenth) with its address and whether the sender thinks it is failing: unknown
 //!   nodes are met (A meets B, B meets C: A learns C), failure reports are counted;
-//! - FAIL lines spread a node's failure once a majority of slot-owning masters saw it.
+//! - FAIL lines spread a node's failure once a majority of slot-owning masters saw it;
+//! - the sender's role (its master, if it is a replica) and replication offset; only a
+//!   master's slot claim counts, and a master that turns replica loses its slots;
+//! - the failover lines (failover.rs): a vote request, a vote, a manual failover start,
+//!   and a master's flag that it paused its writes for a manual failover.
 //!
 //! Frames: a 4-byte big-endian length, then text lines:
 //!   `PCBUS 1 <PING|PONG|MEET>`
-//!   `<id> <ip or -> <port> <cport> <config epoch> <current epoch> <slot ranges or ->`
+//!   `<id> <ip or -> <port> <cport> <config epoch> <current epoch> <slot ranges or ->
+//!    <master id or -> <replication offset> <p (paused) or ->` (a node of an older percore
+//!    sends the first seven fields: a master)
 //!   `G <id> <ip> <port> <cport> <ok|pfail|fail>`   (gossip, any number)
 //!   `F <id>` (that node failed) and `U <id> <config epoch> <slot ranges or ->` (its slots)
+//!   `R <current epoch> <master's config epoch> <0|1 forced>` (vote for me),
+//!   `A <epoch>` (my vote) and `M` (start a manual failover; to the master)
+//! Gossip, FAIL, R and A lines together are at most MAX_ENTRIES a message.
 //!
 //! Threads, not the cores' executors: the bus is a handful of slow links (a PING every
 //! 100 ms per peer), and blocking sockets on their own threads keep it out of the

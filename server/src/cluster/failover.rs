@@ -102,7 +102,19 @@ impl State {
         match mode {
             Mode::Takeover => {
                 crate::log::warn("Taking over the master (user request).");
-                self.bump_epoch_without_consensus();
+                let master_epoch = self
+                    .my_master()
+                    .and_then(|m| self.node(m))
+                    .map_or(0, |n| n.config_epoch);
+                // A replica restarted from its nodes file holds its master's epoch (what
+                // CLUSTER NODES shows for it): a claim with it would not win, so it moves
+                // past it even when it is the highest.
+                if !self.bump_epoch_without_consensus() && self.me().config_epoch <= master_epoch {
+                    self.current_epoch += 1;
+                    let e = self.current_epoch;
+                    self.me_mut().config_epoch = e;
+                    self.dirty = true;
+                }
                 self.failover.takeover = Some(self.me().config_epoch);
             }
             Mode::Force => {
@@ -209,9 +221,7 @@ impl State {
         self.dirty = true;
         let epoch = self.current_epoch;
         self.queue(&id, format!("A {epoch}"));
-        crate::log::warn(&format!(
-            "Failover auth granted to {id} for epoch {epoch}"
-        ));
+        crate::log::warn(&format!("Failover auth granted to {id} for epoch {epoch}"));
     }
 
     /// A vote for this replica's election.
@@ -315,9 +325,7 @@ impl State {
             self.failover.auth_epoch = epoch;
             self.failover.auth_sent = true;
             self.dirty = true;
-            crate::log::warn(&format!(
-                "Starting a failover election for epoch {epoch}."
-            ));
+            crate::log::warn(&format!("Starting a failover election for epoch {epoch}."));
             self.broadcast(format!(
                 "R {epoch} {master_epoch} {}",
                 u8::from(self.failover.mf_end_ms != 0)
@@ -393,7 +401,11 @@ mod tests {
         assert_eq!(st.last_vote_epoch, 5);
         st.current_epoch = 6;
         st.on_auth_request(3, 6, 0, false, 100_001);
-        assert_eq!(st.pending[&id('d')].len(), 1, "not twice for one master so soon");
+        assert_eq!(
+            st.pending[&id('d')].len(),
+            1,
+            "not twice for one master so soon"
+        );
     }
 
     #[test]

@@ -18,8 +18,18 @@
 //! A slot's keys live on one core (`router::slot_shard`), so COUNTKEYSINSLOT and
 //! GETKEYSINSLOT ask one core; they still walk that core's table (no per-slot index yet).
 //!
-//! Not built: replicas and failover (CLUSTER REPLICATE and FAILOVER answer with an error),
-//! READONLY reads on replicas, hostnames, TLS on the bus, pub/sub across nodes.
+//! Replicas (CLUSTER REPLICATE): the view says which master a node replicates, and core
+//! 0's role task (`run`) makes replication follow it through the REPLICAOF machinery
+//! (`repl::replica`): a new replica, a restarted one (its nodes file keeps the role), an
+//! old master that lost its slots to its replica. A replica answers MOVED to its master,
+//! except a READONLY client's reads of its master's slots (one more atomic route value,
+//! `ROUTE_REPLICA`); the master client that applies the stream is never redirected.
+//! Failover (CLUSTER FAILOVER [FORCE|TAKEOVER], and the automatic failover of a FAIL
+//! master by election) is `failover.rs`.
+//!
+//! Not built: replica migration (a master left without replicas does not get one of
+//! another master's), cluster-replica-no-failover and cluster-replica-validity-factor as
+//! settings (Redis's defaults hold), hostnames, TLS on the bus, pub/sub across nodes.
 //!
 //! The node's identity and view are kept in `cluster-config-file` (in `dir`), in Redis's
 //! nodes.conf format, locked while the node runs, rewritten in place when the view
@@ -161,7 +171,11 @@ pub async fn run(core: Rc<Core>) {
     let mut paused_until = 0;
     loop {
         crate::runtime::sleep(ROLE_INTERVAL).await;
-        if core.global.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        if core
+            .global
+            .shutdown
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return;
         }
         let link = crate::repl::replica::link(&core.global);
@@ -793,10 +807,7 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 Some(c) => match percore_proto::parse_i64(c) {
                     Some(c) => c,
                     None => {
-                        return w.error(&format!(
-                            "ERR Invalid TCP bus port specified: {}",
-                            text(c)
-                        ))
+                        return w.error(&format!("ERR Invalid TCP bus port specified: {}", text(c)))
                     }
                 },
                 None => port + 10000,
@@ -815,7 +826,11 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let ip = ip.to_string();
             let mut st = state_lock();
-            if !st.handshakes.iter().any(|h| h.ip == ip && h.port == port as u16) {
+            if !st
+                .handshakes
+                .iter()
+                .any(|h| h.ip == ip && h.port == port as u16)
+            {
                 st.handshakes.push(Handshake {
                     ip,
                     port: port as u16,
@@ -891,7 +906,9 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 return w.error("ERR Node config epoch is already non-zero");
             }
             st.me_mut().config_epoch = epoch as u64;
-            crate::log::notice(&format!("configEpoch set to {epoch} via CLUSTER SET-CONFIG-EPOCH"));
+            crate::log::notice(&format!(
+                "configEpoch set to {epoch} via CLUSTER SET-CONFIG-EPOCH"
+            ));
             if st.current_epoch < epoch as u64 {
                 st.current_epoch = epoch as u64;
             }
@@ -939,7 +956,8 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let replica = state_lock().me().is_replica();
             if !replica && db0_keys(core).await != 0 {
-                return w.error("ERR CLUSTER RESET can't be called with master nodes containing keys");
+                return w
+                    .error("ERR CLUSTER RESET can't be called with master nodes containing keys");
             }
             let mut st = state_lock();
             if replica {
@@ -1022,16 +1040,19 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let down = st.node(m).is_none_or(|n| n.failed() || !n.link);
             if mode == failover::Mode::Default && down {
-                return w.error(
-                    "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE",
-                );
+                return w.error("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE");
             }
             st.manual_failover(mode, crate::core::now_ms());
             reply_changed(&mut st, w)
         }
         Cmd::ClusterLinks => {
             let st = state_lock();
-            let linked: Vec<&Node> = st.live().skip(1).map(|(_, n)| n).filter(|n| n.link).collect();
+            let linked: Vec<&Node> = st
+                .live()
+                .skip(1)
+                .map(|(_, n)| n)
+                .filter(|n| n.link)
+                .collect();
             w.array(linked.len());
             for n in linked {
                 w.map(6);
@@ -1063,9 +1084,7 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let (slot, limit) = match (slot, limit) {
                 (s, n) if (0..SLOTS as i64).contains(&s) && n >= 0 => (s as u16, n as usize),
-                _ if spec.cmd == Cmd::ClusterCountKeysInSlot => {
-                    return w.error("ERR Invalid slot")
-                }
+                _ if spec.cmd == Cmd::ClusterCountKeysInSlot => return w.error("ERR Invalid slot"),
                 _ => return w.error("ERR Invalid slot or number of keys"),
             };
             let (n, keys) = keys_in_slot(core, slot, limit).await;
@@ -1080,7 +1099,9 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
         Cmd::ClusterHelp => crate::commands::help(w, "CLUSTER", HELP),
         _ => w.error(&format!(
             "ERR CLUSTER {} is not supported by percore",
-            spec.name.trim_start_matches("cluster|").to_ascii_uppercase()
+            spec.name
+                .trim_start_matches("cluster|")
+                .to_ascii_uppercase()
         )),
     }
 }

@@ -576,9 +576,15 @@ impl State {
         }
     }
 
-    /// One node's CLUSTER NODES line (clusterGenNodeDescription).
+    /// One node's CLUSTER NODES line (clusterGenNodeDescription: a replica shows its
+    /// master's config epoch).
     pub fn node_line(&self, i: u16, out: &mut String) {
         let Some(n) = self.node(i) else { return };
+        let epoch = match n.is_replica() {
+            true => self.lookup(&n.master_id).and_then(|m| self.node(m)),
+            false => None,
+        }
+        .map_or(n.config_epoch, |m| m.config_epoch);
         let _ = write!(out, "{} {}:{}@{} ", n.id, n.ip, n.port, n.cport);
         let mut flags = Vec::new();
         if n.flags & MYSELF != 0 {
@@ -613,7 +619,7 @@ impl State {
             },
             n.ping_sent_ms,
             n.pong_recv_ms,
-            n.config_epoch,
+            epoch,
             if n.link || i == 0 {
                 "connected"
             } else {
