@@ -25,12 +25,15 @@ struct Six {
     /// For each master's index, its replica's index.
     pairs: Vec<(usize, usize)>,
     _serial: std::sync::MutexGuard<'static, ()>,
+    /// The nodes' directories, removed once they stopped.
+    _dir: TempDir,
 }
 
 impl Six {
-    fn start(dir: &TempDir, timeout_ms: u64) -> Option<Six> {
+    fn start(name: &str, timeout_ms: u64) -> Option<Six> {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let nodes = start_nodes(dir, 6, 1, timeout_ms);
+        let dir = TempDir::new(name);
+        let nodes = start_nodes(&dir, 6, 1, timeout_ms);
         let mut args = vec!["--cluster".to_string(), "create".to_string()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.0.port)));
         args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
@@ -42,6 +45,7 @@ impl Six {
             ids,
             pairs: Vec::new(),
             _serial: serial,
+            _dir: dir,
         };
         // Every node sees three masters with slots and three replicas, and agrees.
         wait_for("six nodes to agree", WITHIN, || {
@@ -186,8 +190,7 @@ fn role(c: &mut common::Client) -> String {
 
 #[test]
 fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
-    let dir = TempDir::new("cluster-ha-create");
-    let Some(six) = Six::start(&dir, 15_000) else {
+    let Some(six) = Six::start("cluster-ha-create", 15_000) else {
         return;
     };
     cluster_check(six.port(0));
@@ -292,8 +295,7 @@ fn redis_cli_creates_a_cluster_with_replicas_that_every_view_shows() {
 
 #[test]
 fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows() {
-    let dir = TempDir::new("cluster-ha-manual");
-    let Some(six) = Six::start(&dir, 15_000) else {
+    let Some(six) = Six::start("cluster-ha-manual", 15_000) else {
         return;
     };
     let (m, r) = six.pairs[1];
@@ -366,9 +368,8 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
 
 #[test]
 fn forced_and_takeover_failovers_replace_killed_masters() {
-    let dir = TempDir::new("cluster-ha-force");
     // A long node timeout: no automatic failover gets in the way.
-    let Some(mut six) = Six::start(&dir, 60_000) else {
+    let Some(mut six) = Six::start("cluster-ha-force", 60_000) else {
         return;
     };
     let (m1, r1) = six.pairs[0];
@@ -413,8 +414,7 @@ fn forced_and_takeover_failovers_replace_killed_masters() {
 
 #[test]
 fn a_killed_master_is_replaced_by_its_replica_automatically() {
-    let dir = TempDir::new("cluster-ha-auto");
-    let Some(mut six) = Six::start(&dir, 2000) else {
+    let Some(mut six) = Six::start("cluster-ha-auto", 2000) else {
         return;
     };
     let (m, r) = six.pairs[1];
@@ -434,8 +434,7 @@ fn a_killed_master_is_replaced_by_its_replica_automatically() {
 
 #[test]
 fn readonly_clients_read_from_a_replica_and_writes_are_redirected() {
-    let dir = TempDir::new("cluster-ha-readonly");
-    let Some(six) = Six::start(&dir, 15_000) else {
+    let Some(six) = Six::start("cluster-ha-readonly", 15_000) else {
         return;
     };
     let (m, r) = six.pairs[0];
@@ -464,8 +463,7 @@ fn readonly_clients_read_from_a_replica_and_writes_are_redirected() {
 
 #[test]
 fn a_restarted_replica_comes_back_as_the_replica_of_the_same_master() {
-    let dir = TempDir::new("cluster-ha-restart");
-    let Some(mut six) = Six::start(&dir, 15_000) else {
+    let Some(mut six) = Six::start("cluster-ha-restart", 15_000) else {
         return;
     };
     let (m, r) = six.pairs[2];

@@ -746,6 +746,59 @@ mod tests {
         assert!(decode(&with(&fail, MAX_ENTRIES + 1)).is_none());
     }
 
+    /// The role fields and failover lines round trip; a node of an older percore (seven
+    /// header fields) is still understood; a replica's claim of slots does not count and a
+    /// master that turns replica loses its slots.
+    #[test]
+    fn roles_and_failover_lines_travel() {
+        use state::testing::{id, view};
+        let mut replica = view('e', &['f']);
+        replica.me_mut().set_replica_of(&id('f'));
+        replica.my_offset = 42;
+        replica.slots[7] = 0;
+        replica.queue(&id('f'), "M".into());
+        replica.queue(&id('f'), "R 5 3 1".into());
+        replica.queue(&id('f'), "A 5".into());
+        let f = build(&mut replica, PING, Some(&id('f')));
+        let m = decode(std::str::from_utf8(&f[4..]).unwrap()).unwrap();
+        assert_eq!(
+            (m.master.as_str(), m.offset, m.paused),
+            (id('f').as_str(), 42, false)
+        );
+        assert!(m.mfstart);
+        assert_eq!(
+            (m.auth_requests.clone(), m.auth_acks.clone()),
+            (vec![(5, 3, true)], vec![5])
+        );
+        assert_eq!(replica.sent[5..], [1, 1, 1]);
+
+        let mut master = view('f', &['e']);
+        master.slots[7] = 1;
+        process(&mut master, &m, "127.0.0.1", "127.0.0.1", true);
+        let r = master.lookup(&id('e')).unwrap();
+        assert!(master.node(r).unwrap().is_replica());
+        assert_eq!(master.node(r).unwrap().repl_offset, 42);
+        assert_eq!(
+            master.slots[7],
+            state::NONE,
+            "a master turned replica loses its slots"
+        );
+        assert_eq!(
+            master.failover.mf_replica,
+            Some(id('e')),
+            "the manual failover started"
+        );
+
+        let old = format!("PCBUS 1 PONG\n{} 10.0.0.1 7000 17000 1 1 0-5\n", id('a'));
+        let m = decode(&old).unwrap();
+        assert!(m.master.is_empty() && m.slots[5] && !m.slots[6]);
+        let bad = format!(
+            "PCBUS 1 PONG\n{} 10.0.0.1 7000 17000 1 1 - nope 0 -\n",
+            id('a')
+        );
+        assert!(decode(&bad).is_none());
+    }
+
     #[test]
     fn a_meet_adds_the_sender_and_learns_this_nodes_ip() {
         let id = |c: char| -> String { std::iter::repeat_n(c, 40).collect() };

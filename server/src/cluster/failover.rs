@@ -363,23 +363,14 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::{Node, FAIL, MYSELF};
+    use super::super::state::testing::{id, view};
+    use super::super::state::FAIL;
     use super::*;
-
-    fn id(c: char) -> String {
-        std::iter::repeat_n(c, 40).collect()
-    }
 
     /// Three masters (a: this node, b, c) with slots, and d a replica of b.
     fn cluster() -> State {
-        let mut me = Node::new(id('a'), "127.0.0.1".into(), 7000, 17000);
-        me.flags |= MYSELF;
-        let mut st = State::new(me);
-        st.add(Node::new(id('b'), "127.0.0.1".into(), 7001, 17001));
-        st.add(Node::new(id('c'), "127.0.0.1".into(), 7002, 17002));
-        let mut d = Node::new(id('d'), "127.0.0.1".into(), 7003, 17003);
-        d.set_replica_of(&id('b'));
-        st.add(d);
+        let mut st = view('a', &['b', 'c', 'd']);
+        st.node_mut(3).unwrap().set_replica_of(&id('b'));
         for s in 0..super::super::SLOTS as usize {
             st.slots[s] = (s % 3) as u16;
         }
@@ -411,13 +402,8 @@ mod tests {
     #[test]
     fn a_forced_election_is_won_with_a_majority_and_takes_the_masters_slots() {
         // This node is d, replica of b.
-        let mut me = Node::new(id('d'), "127.0.0.1".into(), 7003, 17003);
-        me.flags |= MYSELF;
-        me.set_replica_of(&id('b'));
-        let mut st = State::new(me);
-        for c in ['a', 'b', 'c'] {
-            st.add(Node::new(id(c), "127.0.0.1".into(), 7000, 17000));
-        }
+        let mut st = view('d', &['a', 'b', 'c']);
+        st.me_mut().set_replica_of(&id('b'));
         for s in 0..super::super::SLOTS as usize {
             st.slots[s] = 1 + (s % 3) as u16;
         }

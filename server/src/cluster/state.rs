@@ -796,20 +796,40 @@ pub fn ranges_of(has: impl Fn(u16) -> bool) -> Vec<(u16, u16)> {
     out
 }
 
+/// Views for unit tests: node IDs made of one repeated character, nodes on loopback
+/// ports.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn id(c: char) -> String {
+    pub fn id(c: char) -> String {
         std::iter::repeat_n(c, 40).collect()
     }
 
-    fn two() -> State {
-        let mut me = Node::new(id('b'), "127.0.0.1".into(), 7000, 17000);
-        me.flags |= MYSELF;
-        let mut st = State::new(me);
-        st.add(Node::new(id('c'), "127.0.0.1".into(), 7001, 17001));
+    /// Node `c` on port 7000 + `n`.
+    pub fn node(c: char, n: u16) -> Node {
+        Node::new(id(c), "127.0.0.1".into(), 7000 + n, 17000 + n)
+    }
+
+    /// A view whose myself is `me`, knowing the `others` (masters) after it.
+    pub fn view(me: char, others: &[char]) -> State {
+        let mut myself = node(me, 0);
+        myself.flags |= MYSELF;
+        let mut st = State::new(myself);
+        for (i, &c) in others.iter().enumerate() {
+            st.add(node(c, 1 + i as u16));
+        }
         st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{id, node, view};
+    use super::*;
+
+    fn two() -> State {
+        view('b', &['c'])
     }
 
     #[test]
@@ -868,7 +888,7 @@ mod tests {
     #[test]
     fn pfail_becomes_fail_with_a_majority() {
         let mut st = two();
-        st.add(Node::new(id('e'), "127.0.0.1".into(), 7002, 17002));
+        st.add(node('e', 2));
         for s in 0..SLOTS as usize {
             st.slots[s] = (s % 3) as u16;
         }
