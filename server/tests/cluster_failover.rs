@@ -352,6 +352,12 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     );
     six.wait_synced(m);
     assert!(s(&mc.q("INFO replication")).contains(&format!("master_port:{}", six.port(r))));
+    // It continued from where it was (the promoted replica kept its replication history).
+    let stats = s(&rc.q("INFO stats"));
+    assert!(
+        stats.contains("sync_partial_ok:1\r\n"),
+        "the old master resynced partially: {stats}"
+    );
     assert_eq!(s(&rc.q(&format!("SET {} after", keys[0]))), "+OK\r\n");
     assert_eq!(s(&rc.q("WAIT 1 5000")), ":1\r\n");
     assert_eq!(s(&mc.q("READONLY")), "+OK\r\n");

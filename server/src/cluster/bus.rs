@@ -452,7 +452,8 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
 fn save_if_dirty(st: &mut State) {
     if st.dirty {
         st.dirty = false;
-        if let Err(e) = super::save(st, false) {
+        let fsync = std::mem::take(&mut st.fsync);
+        if let Err(e) = super::save(st, fsync) {
             crate::log::warn(&format!("cannot save the cluster nodes file: {e}"));
         }
     }

@@ -219,6 +219,7 @@ impl State {
             mn.voted_ms = now;
         }
         self.dirty = true;
+        self.fsync = true;
         let epoch = self.current_epoch;
         self.queue(&id, format!("A {epoch}"));
         crate::log::warn(&format!("Failover auth granted to {id} for epoch {epoch}"));
@@ -325,6 +326,7 @@ impl State {
             self.failover.auth_epoch = epoch;
             self.failover.auth_sent = true;
             self.dirty = true;
+            self.fsync = true;
             crate::log::warn(&format!("Starting a failover election for epoch {epoch}."));
             self.broadcast(format!(
                 "R {epoch} {master_epoch} {}",

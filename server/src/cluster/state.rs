@@ -159,8 +159,10 @@ pub struct State {
     pub announced_ip: bool,
     pub sent: [u64; super::bus::KINDS],
     pub received: [u64; super::bus::KINDS],
-    /// The nodes file must be written again.
+    /// The nodes file must be written again; and synced to disk (a vote given, an
+    /// election started: a node restarted after a crash must not vote twice in an epoch).
     pub dirty: bool,
+    pub fsync: bool,
     /// Node IDs with an outbound link thread running.
     pub linked: std::collections::HashSet<String>,
     /// Elections and manual failovers (failover.rs).
@@ -193,6 +195,7 @@ impl State {
             sent: [0; super::bus::KINDS],
             received: [0; super::bus::KINDS],
             dirty: false,
+            fsync: false,
             linked: std::collections::HashSet::new(),
             failover: Default::default(),
             my_offset: 0,
