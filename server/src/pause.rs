@@ -45,6 +45,11 @@ fn in_force() -> Option<u64> {
     Some(end)
 }
 
+/// Whether a pause is in force now.
+pub fn in_force_now() -> bool {
+    in_force().is_some()
+}
+
 /// Whether a pause was set at all (the hot path's test: one relaxed load).
 #[inline]
 pub fn maybe_paused() -> bool {

@@ -85,6 +85,33 @@ fn now() -> u64 {
     crate::core::now_ms()
 }
 
+/// Wakes the outbound links so that what just changed (a queued line, a slot claim, a
+/// role) goes out now rather than with the next PING, as Redis sends at once: a manual
+/// failover is several round trips (MFSTART, the paused offset, votes, the claim), 100 ms
+/// each at the PING pace. A generation counter: a link sends again when it moved since
+/// its last message, at most every `KICK_MIN_GAP`.
+static KICK: (std::sync::Mutex<u64>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+const KICK_MIN_GAP: Duration = Duration::from_millis(1);
+
+pub fn kick() {
+    let mut g = KICK.0.lock().unwrap_or_else(|e| e.into_inner());
+    *g += 1;
+    KICK.1.notify_all();
+}
+
+fn kick_generation() -> u64 {
+    *KICK.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits `d`, or less when a kick came after generation `seen`.
+fn wait_kicked(seen: u64, d: Duration) {
+    let g = KICK.0.lock().unwrap_or_else(|e| e.into_inner());
+    let r = KICK.1.wait_timeout_while(g, d, |g| *g == seen);
+    drop(r);
+    std::thread::sleep(KICK_MIN_GAP);
+}
+
 /// A decoded message.
 #[derive(Debug, Default)]
 pub struct Msg {
@@ -442,6 +469,8 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
     for &epoch in &m.auth_acks {
         st.on_auth_ack(sender, epoch);
     }
+    // A step of a failover may follow from this message (the paused offset, a vote).
+    st.failover_step(now);
     st.update();
     save_if_dirty(st);
 }
@@ -595,6 +624,7 @@ fn link(id: String) {
         if let Some(mut s) = connect(&ip, cport, timeout) {
             let (peer, local) = ips(&s);
             loop {
+                let seen = kick_generation();
                 let frame = {
                     let mut st = state_lock();
                     let Some(i) = st.lookup(&id) else { break };
@@ -614,7 +644,7 @@ fn link(id: String) {
                     break;
                 }
                 process(&mut state_lock(), &m, &peer, &local, false);
-                std::thread::sleep(PING_INTERVAL);
+                wait_kicked(seen, PING_INTERVAL);
             }
         }
         {

@@ -87,6 +87,11 @@ impl Failover {
         self.paused_offset = None;
     }
 
+    /// A failover involves this node now (its role task then looks more often).
+    pub fn busy(&self) -> bool {
+        self.mf_end_ms != 0 || self.takeover.is_some()
+    }
+
     /// The bus flag of this master's messages: paused for a manual failover, with the
     /// offset to announce.
     pub fn paused(&self) -> Option<u64> {
@@ -99,6 +104,10 @@ impl State {
     pub fn manual_failover(&mut self, mode: Mode, now: u64) {
         self.failover.reset_manual();
         self.failover.mf_end_ms = now + MF_TIMEOUT_MS;
+        // A new election, whenever the last one was: an election of the last seconds would
+        // otherwise hold this one back until its retry time (4 × node timeout, Redis's
+        // behaviour, which makes a manual failover soon after another time out).
+        self.failover.auth_time_ms = 0;
         match mode {
             Mode::Takeover => {
                 crate::log::warn("Taking over the master (user request).");
@@ -325,6 +334,7 @@ impl State {
             let master_epoch = self.node(m).map_or(0, |n| n.config_epoch);
             self.failover.auth_epoch = epoch;
             self.failover.auth_sent = true;
+            self.failover.votes.clear();
             self.dirty = true;
             self.fsync = true;
             crate::log::warn(&format!("Starting a failover election for epoch {epoch}."));
@@ -358,8 +368,10 @@ impl State {
         }
         self.failover.reset_manual();
         self.failover.auth_sent = false;
+        self.failover.votes.clear();
         self.dirty = true;
         self.update();
+        super::bus::kick();
     }
 }
 

@@ -155,8 +155,10 @@ pub fn init(cfg: &Config) -> Result<(), String> {
     bus::start(&cfg.bind, cport)
 }
 
-/// How often core 0's role task looks at the cluster view.
+/// How often core 0's role task looks at the cluster view, and while a failover involves
+/// this node (each of its steps waits for the task).
 const ROLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+const ROLE_INTERVAL_BUSY: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long a master paused for a manual failover lets writes already under way reach
 /// the replication stream before it reads the offset to announce.
 const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -169,8 +171,14 @@ const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// writes while a manual failover asks. The bus threads cannot do these: they need a core.
 pub async fn run(core: Rc<Core>) {
     let mut paused_until = 0;
+    let mut busy = false;
     loop {
-        crate::runtime::sleep(ROLE_INTERVAL).await;
+        crate::runtime::sleep(if busy {
+            ROLE_INTERVAL_BUSY
+        } else {
+            ROLE_INTERVAL
+        })
+        .await;
         if core
             .global
             .shutdown
@@ -199,6 +207,7 @@ pub async fn run(core: Rc<Core>) {
                 .filter(|n| !n.ip.is_empty())
                 .map(|n| (n.ip.clone(), n.port));
             let f = &st.failover;
+            busy = f.busy();
             (
                 f.takeover,
                 follow,
@@ -237,6 +246,7 @@ pub async fn run(core: Rc<Core>) {
             let mut st = state_lock();
             if st.failover.mf_replica.is_some() && st.failover.pause_until_ms == pause_until {
                 st.failover.paused_offset = Some(offset);
+                bus::kick();
             }
         }
     }

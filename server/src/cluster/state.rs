@@ -264,6 +264,7 @@ impl State {
         self.me_mut().set_replica_of(&id);
         self.failover.reset_manual();
         self.dirty = true;
+        super::bus::kick();
     }
 
     /// The live nodes with their indices, myself first.
@@ -381,6 +382,7 @@ impl State {
             false => self.my_master(),
         };
         let mut taken_from_curmaster = false;
+        let mut taken_from_me = 0usize;
         for s in 0..SLOTS {
             if !claimed[s as usize] {
                 continue;
@@ -399,10 +401,7 @@ impl State {
                 Some(e) if e == epoch => {}
                 _ => {
                     if owner == 0 {
-                        crate::log::notice(&format!(
-                            "Configuration change detected: slot {s} now served by {}",
-                            self.node(sender).map_or("", |n| n.id.as_str())
-                        ));
+                        taken_from_me += 1;
                         self.migrating.remove(&s);
                     }
                     taken_from_curmaster |= Some(owner) == curmaster;
@@ -410,6 +409,13 @@ impl State {
                     self.dirty = true;
                 }
             }
+        }
+        if taken_from_me > 0 {
+            // One line for the claim, not one a slot (a failover moves thousands).
+            crate::log::notice(&format!(
+                "Configuration change detected: {taken_from_me} of my slots now served by {}",
+                self.node(sender).map_or("", |n| n.id.as_str())
+            ));
         }
         if let Some(cur) = curmaster.filter(|_| taken_from_curmaster && sender != 0) {
             if self.slot_count(cur) == 0 {
@@ -506,6 +512,7 @@ impl State {
             q.remove(0);
         }
         q.push(line);
+        super::bus::kick();
     }
 
     /// Queues `line` for every other known node's next message.
