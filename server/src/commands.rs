@@ -241,6 +241,10 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
             conn.asking = true;
             w.ok()
         }
+        Cmd::ReadOnly | Cmd::ReadWrite if crate::cluster::enabled() => {
+            conn.readonly = spec.cmd == Cmd::ReadOnly;
+            w.ok()
+        }
         _ if spec.group == "cluster" => crate::cluster::command(&conn.core, spec, a, &mut w).await,
         Cmd::ReplConf => crate::repl::primary::replconf(conn, a, &mut w),
         Cmd::Role => crate::repl::role(conn, &mut w),

@@ -136,6 +136,8 @@ pub struct Conn {
     /// Cluster mode: ASKING came before this command (kept through a transaction, as
     /// Redis's CLIENT_ASKING).
     pub asking: bool,
+    /// Cluster mode: READONLY (a replica serves this client's reads of its master's slots).
+    pub readonly: bool,
     /// Cluster mode: this command holds its keys' locks (a slot being migrated), released
     /// once it ran.
     cluster_locked: bool,
@@ -281,6 +283,7 @@ fn new_conn(
         reply_off: false,
         skip_next: false,
         asking: false,
+        readonly: false,
         cluster_locked: false,
         skip_this: false,
         repl_link: None,
@@ -774,7 +777,8 @@ impl Conn {
                 return self.reject(Some(spec), &e);
             }
         }
-        if crate::cluster::enabled() {
+        // The master client of a cluster replica is never redirected (Redis's CLIENT_MASTER).
+        if crate::cluster::enabled() && !self.is_master {
             // Redis's getNodeByQuery: MOVED, ASK, TRYAGAIN, CLUSTERDOWN, CROSSSLOT.
             let asking = self.asking;
             // On a slot being migrated or imported, whether the keys are here decides
@@ -794,7 +798,9 @@ impl Conn {
                 self.lock_tx(tx).await;
                 self.cluster_locked = true;
             }
-            if let Some(e) = crate::cluster::check(&self.core, spec, &args, asking).await {
+            if let Some(e) =
+                crate::cluster::check(&self.core, spec, &args, asking, self.readonly).await
+            {
                 return self.reject(Some(spec), &e);
             }
         }
@@ -839,6 +845,20 @@ impl Conn {
                 self.flush().await;
                 let multi = &self.multi;
                 crate::pause::wait(spec, || multi.as_ref().is_some_and(|m| m.holds_writes())).await;
+                // A cluster master pauses writes while its replica takes over: a write held
+                // meanwhile is checked again, so it is redirected to the new master instead
+                // of running on what is now a replica (Redis re-processes paused clients).
+                if crate::cluster::enabled() && !self.is_master {
+                    let (asking, readonly) = (self.asking, self.readonly);
+                    if let Some(e) =
+                        crate::cluster::check(&self.core, spec, &args, asking, readonly).await
+                    {
+                        return self.reject(Some(spec), &e);
+                    }
+                    if let Some(e) = crate::repl::replica::refusal(&self.core, spec) {
+                        return self.reject(Some(spec), e);
+                    }
+                }
             }
         }
         if self.multi.is_none() || crate::multi::runs_inside_multi(spec.cmd) {

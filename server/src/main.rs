@@ -555,6 +555,11 @@ fn run(cfg: Config) -> Result<(), String> {
             while !core.global.serving.load(Ordering::Acquire) {
                 runtime::sleep(Duration::from_millis(1)).await;
             }
+            // Cluster mode: core 0 makes replication follow the cluster view (replicas,
+            // failover).
+            if i == 0 && cluster::enabled() {
+                runtime::spawn(cluster::run(core.clone()));
+            }
             // `replicaof` in the configuration: core 0 starts the link.
             if let (0, Some((host, port))) = (i, cfg.replicaof.clone()) {
                 let core = core.clone();

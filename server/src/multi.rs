@@ -266,10 +266,10 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
     }
     // Cluster mode: a transaction over several slots, or whose slot is served elsewhere,
     // is discarded with the redirection, as Redis does.
-    if crate::cluster::enabled() {
+    if crate::cluster::enabled() && !conn.is_master {
         let asking = std::mem::take(&mut conn.asking);
         let cmds = m.cmds.iter().map(|(s, a)| (*s, a.args()));
-        if let Some(e) = crate::cluster::check_exec(&conn.core, cmds, asking).await {
+        if let Some(e) = crate::cluster::check_exec(&conn.core, cmds, asking, conn.readonly).await {
             end_multi(conn);
             unwatch(conn).await;
             return ReplyWriter::new(out, conn.proto).error(&e);

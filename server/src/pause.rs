@@ -45,6 +45,11 @@ fn in_force() -> Option<u64> {
     Some(end)
 }
 
+/// Whether a pause is in force now.
+pub fn in_force_now() -> bool {
+    in_force().is_some()
+}
+
 /// Whether a pause was set at all (the hot path's test: one relaxed load).
 #[inline]
 pub fn maybe_paused() -> bool {
@@ -106,12 +111,28 @@ fn wake_here() {
     }
 }
 
+/// Pauses writes until `end_ms` (a cluster master during a manual failover, as Redis's
+/// PAUSE_DURING_FAILOVER): a pause in force keeps its mode and the later end.
+pub fn pause_writes_until(end_ms: u64) {
+    if in_force().is_none() {
+        ALL.store(false, Ordering::Release);
+    }
+    let _ = PAUSED_UNTIL_MS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+        Some(old.max(end_ms))
+    });
+}
+
+/// Ends the pause in force and wakes the clients it held, on every core.
+pub async fn unpause(core: &Rc<Core>) {
+    PAUSED_UNTIL_MS.store(0, Ordering::Release);
+    ALL.store(false, Ordering::Release);
+    crate::core::call_all(core, |_| wake_here()).await;
+}
+
 /// CLIENT PAUSE timeout [WRITE|ALL] and CLIENT UNPAUSE.
 pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     if spec.cmd == Cmd::ClientUnpause {
-        PAUSED_UNTIL_MS.store(0, Ordering::Release);
-        ALL.store(false, Ordering::Release);
-        crate::core::call_all(core, |_| wake_here()).await;
+        unpause(core).await;
         return w.ok();
     }
     if a.len() > 4 {

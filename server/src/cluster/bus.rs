@@ -16,13 +16,22 @@
 //! - a gossip line for every other node the sender knows (clusters here are small; Redis
 //!   sends a tenth) with its address and whether the sender thinks it is failing: unknown
 //!   nodes are met (A meets B, B meets C: A learns C), failure reports are counted;
-//! - FAIL lines spread a node's failure once a majority of slot-owning masters saw it.
+//! - FAIL lines spread a node's failure once a majority of slot-owning masters saw it;
+//! - the sender's role (its master, if it is a replica) and replication offset; only a
+//!   master's slot claim counts, and a master that turns replica loses its slots;
+//! - the failover lines (failover.rs): a vote request, a vote, a manual failover start,
+//!   and a master's flag that it paused its writes for a manual failover.
 //!
 //! Frames: a 4-byte big-endian length, then text lines:
 //!   `PCBUS 1 <PING|PONG|MEET>`
-//!   `<id> <ip or -> <port> <cport> <config epoch> <current epoch> <slot ranges or ->`
+//!   `<id> <ip or -> <port> <cport> <config epoch> <current epoch> <slot ranges or ->
+//!    <master id or -> <replication offset> <p (paused) or ->` (a node of an older percore
+//!    sends the first seven fields: a master)
 //!   `G <id> <ip> <port> <cport> <ok|pfail|fail>`   (gossip, any number)
 //!   `F <id>` (that node failed) and `U <id> <config epoch> <slot ranges or ->` (its slots)
+//!   `R <current epoch> <master's config epoch> <0|1 forced>` (vote for me),
+//!   `A <epoch>` (my vote) and `M` (start a manual failover; to the master)
+//! Gossip, FAIL, R and A lines together are at most MAX_ENTRIES a message.
 //!
 //! Threads, not the cores' executors: the bus is a handful of slow links (a PING every
 //! 100 ms per peer), and blocking sockets on their own threads keep it out of the
@@ -39,13 +48,26 @@ use std::time::Duration;
 use super::state::{self, Handshake, Node, State, FAIL, PFAIL};
 use super::{state_lock, SLOTS};
 
-pub const KINDS: usize = 5;
-pub const KIND_NAMES: [&str; KINDS] = ["ping", "pong", "meet", "fail", "update"];
+pub const KINDS: usize = 8;
+pub const KIND_NAMES: [&str; KINDS] = [
+    "ping", "pong", "meet", "fail", "update", "auth-req", "auth-ack", "mfstart",
+];
 const PING: usize = 0;
 const PONG: usize = 1;
 const MEET: usize = 2;
 const FAIL_KIND: usize = 3;
 const UPDATE: usize = 4;
+
+/// The kind of a queued line, by its first letter (for the message counters).
+fn line_kind(line: &str) -> usize {
+    match line.as_bytes().first() {
+        Some(b'F') => FAIL_KIND,
+        Some(b'R') => 5,
+        Some(b'A') => 6,
+        Some(b'M') => 7,
+        _ => UPDATE,
+    }
+}
 
 const PING_INTERVAL: Duration = Duration::from_millis(100);
 const CRON_INTERVAL: Duration = Duration::from_millis(100);
@@ -63,6 +85,33 @@ fn now() -> u64 {
     crate::core::now_ms()
 }
 
+/// Wakes the outbound links so that what just changed (a queued line, a slot claim, a
+/// role) goes out now rather than with the next PING, as Redis sends at once: a manual
+/// failover is several round trips (MFSTART, the paused offset, votes, the claim), 100 ms
+/// each at the PING pace. A generation counter: a link sends again when it moved since
+/// its last message, at most every `KICK_MIN_GAP`.
+static KICK: (std::sync::Mutex<u64>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+const KICK_MIN_GAP: Duration = Duration::from_millis(1);
+
+pub fn kick() {
+    let mut g = KICK.0.lock().unwrap_or_else(|e| e.into_inner());
+    *g += 1;
+    KICK.1.notify_all();
+}
+
+fn kick_generation() -> u64 {
+    *KICK.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits `d`, or less when a kick came after generation `seen`.
+fn wait_kicked(seen: u64, d: Duration) {
+    let g = KICK.0.lock().unwrap_or_else(|e| e.into_inner());
+    let r = KICK.1.wait_timeout_while(g, d, |g| *g == seen);
+    drop(r);
+    std::thread::sleep(KICK_MIN_GAP);
+}
+
 /// A decoded message.
 #[derive(Debug, Default)]
 pub struct Msg {
@@ -77,6 +126,16 @@ pub struct Msg {
     pub gossip: Vec<(String, String, u16, u16, u16)>,
     pub fails: Vec<String>,
     pub updates: Vec<(String, u64, Vec<bool>)>,
+    /// The sender's master (empty: it is a master), its replication offset, and whether
+    /// it is a master paused for a manual failover (the offset is then the one to reach).
+    pub master: String,
+    pub offset: u64,
+    pub paused: bool,
+    /// Failover lines: vote requests (current epoch, the master's config epoch, forced),
+    /// votes (epoch), a manual failover start.
+    pub auth_requests: Vec<(u64, u64, bool)>,
+    pub auth_acks: Vec<u64>,
+    pub mfstart: bool,
 }
 
 fn ranges_text(r: &[(u16, u16)]) -> String {
@@ -114,8 +173,9 @@ fn parse_ranges(t: &str) -> Option<Vec<bool>> {
 /// takes the lines queued for it.
 pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
     let me = st.me();
+    let paused = st.failover.paused();
     let mut s = format!(
-        "PCBUS 1 {}\n{} {} {} {} {} {} {}\n",
+        "PCBUS 1 {}\n{} {} {} {} {} {} {} {} {} {}\n",
         ["PING", "PONG", "MEET"][kind],
         me.id,
         if me.ip.is_empty() { "-" } else { &me.ip },
@@ -124,6 +184,13 @@ pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
         me.config_epoch,
         st.current_epoch,
         ranges_text(&st.ranges(0)),
+        if me.is_replica() && !me.master_id.is_empty() {
+            &me.master_id
+        } else {
+            "-"
+        },
+        paused.unwrap_or(st.my_offset),
+        if paused.is_some() { "p" } else { "-" },
     );
     for (_, n) in st.live().skip(1) {
         if Some(n.id.as_str()) == to {
@@ -142,11 +209,7 @@ pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
     st.sent[kind] += 1;
     if let Some(lines) = to.and_then(|id| st.pending.remove(id)) {
         for l in lines {
-            st.sent[if l.starts_with('F') {
-                FAIL_KIND
-            } else {
-                UPDATE
-            }] += 1;
+            st.sent[line_kind(&l)] += 1;
             s.push_str(&l);
             s.push('\n');
         }
@@ -165,7 +228,13 @@ pub fn decode(body: &str) -> Option<Msg> {
         _ => return None,
     };
     let h: Vec<&str> = lines.next()?.split(' ').collect();
-    let [id, ip, port, cport, epoch, current, slots] = h.as_slice() else {
+    // A node of an older percore sends the first seven fields only (a master).
+    let (head, role) = match h.len() {
+        7 => (&h[..], None),
+        10 => (&h[..7], Some(&h[7..])),
+        _ => return None,
+    };
+    let [id, ip, port, cport, epoch, current, slots] = head else {
         return None;
     };
     if !state::valid_id(id) {
@@ -186,8 +255,19 @@ pub fn decode(body: &str) -> Option<Msg> {
         slots: parse_ranges(slots)?,
         ..Msg::default()
     };
+    if let Some([master, offset, flags]) = role {
+        if *master != "-" {
+            if !state::valid_id(master) {
+                return None;
+            }
+            m.master = master.to_string();
+        }
+        m.offset = offset.parse().ok()?;
+        m.paused = *flags == "p";
+    }
     for l in lines {
-        if m.gossip.len() + m.fails.len() >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
+        let entries = m.gossip.len() + m.fails.len() + m.auth_requests.len() + m.auth_acks.len();
+        if entries >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
             return None;
         }
         let f: Vec<&str> = l.split(' ').collect();
@@ -211,6 +291,13 @@ pub fn decode(body: &str) -> Option<Msg> {
                 m.updates
                     .push((id.to_string(), epoch.parse().ok()?, parse_ranges(slots)?))
             }
+            ["R", epoch, config_epoch, force] => m.auth_requests.push((
+                epoch.parse().ok()?,
+                config_epoch.parse().ok()?,
+                *force == "1",
+            )),
+            ["A", epoch] => m.auth_acks.push(epoch.parse().ok()?),
+            ["M"] => m.mfstart = true,
             _ => return None,
         }
     }
@@ -225,6 +312,9 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
     st.received[m.kind] += 1;
     st.received[FAIL_KIND] += m.fails.len() as u64;
     st.received[UPDATE] += m.updates.len() as u64;
+    st.received[line_kind("R")] += m.auth_requests.len() as u64;
+    st.received[line_kind("A")] += m.auth_acks.len() as u64;
+    st.received[line_kind("M")] += u64::from(m.mfstart);
     if inbound
         && !st.announced_ip
         && (m.kind == MEET || st.me().ip.is_empty())
@@ -252,6 +342,7 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
         st.current_epoch = m.current_epoch;
         st.dirty = true;
     }
+    let mut demoted = false;
     {
         let n = st.node_mut(sender).expect("looked up above");
         let mut changed = false;
@@ -265,6 +356,19 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
             n.cport = m.cport;
             changed = true;
         }
+        // The sender's role (clusterProcessPacket): a master that turned replica loses
+        // its slots; a replica may have changed master.
+        if m.master.is_empty() {
+            if n.is_replica() {
+                n.set_master_role();
+                changed = true;
+            }
+        } else if !n.is_replica() || n.master_id != m.master {
+            demoted = n.is_master();
+            n.set_replica_of(&m.master);
+            changed = true;
+        }
+        n.repl_offset = m.offset;
         n.seen_ms = now;
         if !inbound {
             n.pong_recv_ms = now;
@@ -274,10 +378,17 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
         // Ping times are not worth a write of the nodes file; epochs and addresses are.
         st.dirty |= changed;
     }
+    if demoted {
+        for s in st.slots.iter_mut().filter(|s| **s == sender) {
+            *s = state::NONE;
+        }
+    }
     st.clear_failure_if_needed(sender, now);
     let sender_id = m.id.clone();
     let mine: Vec<bool> = (0..SLOTS).map(|s| st.slots[s as usize] == sender).collect();
-    if mine != m.slots {
+    // Only a master's claim counts (a replica claims nothing).
+    let master = st.node(sender).is_some_and(|n| n.is_master());
+    if master && mine != m.slots {
         for owner in st.update_slots_with(sender, m.config_epoch, &m.slots) {
             let Some(o) = st.node(owner) else { continue };
             let line = format!(
@@ -341,8 +452,25 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
             continue;
         }
         n.config_epoch = *epoch;
+        if n.is_replica() {
+            n.set_master_role();
+        }
         st.update_slots_with(i, *epoch, slots);
     }
+    if m.paused {
+        st.on_master_paused(sender, m.offset);
+    }
+    if m.mfstart {
+        st.on_mfstart(sender, now);
+    }
+    for &(epoch, config_epoch, force) in &m.auth_requests {
+        st.on_auth_request(sender, epoch, config_epoch, force, now);
+    }
+    for &epoch in &m.auth_acks {
+        st.on_auth_ack(sender, epoch);
+    }
+    // A step of a failover may follow from this message (the paused offset, a vote).
+    st.failover_step(now);
     st.update();
     save_if_dirty(st);
 }
@@ -353,7 +481,8 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
 fn save_if_dirty(st: &mut State) {
     if st.dirty {
         st.dirty = false;
-        if let Err(e) = super::save(st, false) {
+        let fsync = std::mem::take(&mut st.fsync);
+        if let Err(e) = super::save(st, fsync) {
             crate::log::warn(&format!("cannot save the cluster nodes file: {e}"));
         }
     }
@@ -495,6 +624,7 @@ fn link(id: String) {
         if let Some(mut s) = connect(&ip, cport, timeout) {
             let (peer, local) = ips(&s);
             loop {
+                let seen = kick_generation();
                 let frame = {
                     let mut st = state_lock();
                     let Some(i) = st.lookup(&id) else { break };
@@ -514,7 +644,7 @@ fn link(id: String) {
                     break;
                 }
                 process(&mut state_lock(), &m, &peer, &local, false);
-                std::thread::sleep(PING_INTERVAL);
+                wait_kicked(seen, PING_INTERVAL);
             }
         }
         {
@@ -592,6 +722,7 @@ pub fn cron_step(st: &mut State, now: u64) {
         spawn("cluster-meet", move || handshake(ip, port, cport));
     }
     st.banned.retain(|_, until| *until > now);
+    st.failover_step(now);
     st.update();
     save_if_dirty(st);
 }
@@ -644,6 +775,59 @@ mod tests {
         let fail = format!("F {id}");
         assert!(decode(&with(&fail, MAX_ENTRIES)).is_some());
         assert!(decode(&with(&fail, MAX_ENTRIES + 1)).is_none());
+    }
+
+    /// The role fields and failover lines round trip; a node of an older percore (seven
+    /// header fields) is still understood; a replica's claim of slots does not count and a
+    /// master that turns replica loses its slots.
+    #[test]
+    fn roles_and_failover_lines_travel() {
+        use state::testing::{id, view};
+        let mut replica = view('e', &['f']);
+        replica.me_mut().set_replica_of(&id('f'));
+        replica.my_offset = 42;
+        replica.slots[7] = 0;
+        replica.queue(&id('f'), "M".into());
+        replica.queue(&id('f'), "R 5 3 1".into());
+        replica.queue(&id('f'), "A 5".into());
+        let f = build(&mut replica, PING, Some(&id('f')));
+        let m = decode(std::str::from_utf8(&f[4..]).unwrap()).unwrap();
+        assert_eq!(
+            (m.master.as_str(), m.offset, m.paused),
+            (id('f').as_str(), 42, false)
+        );
+        assert!(m.mfstart);
+        assert_eq!(
+            (m.auth_requests.clone(), m.auth_acks.clone()),
+            (vec![(5, 3, true)], vec![5])
+        );
+        assert_eq!(replica.sent[5..], [1, 1, 1]);
+
+        let mut master = view('f', &['e']);
+        master.slots[7] = 1;
+        process(&mut master, &m, "127.0.0.1", "127.0.0.1", true);
+        let r = master.lookup(&id('e')).unwrap();
+        assert!(master.node(r).unwrap().is_replica());
+        assert_eq!(master.node(r).unwrap().repl_offset, 42);
+        assert_eq!(
+            master.slots[7],
+            state::NONE,
+            "a master turned replica loses its slots"
+        );
+        assert_eq!(
+            master.failover.mf_replica,
+            Some(id('e')),
+            "the manual failover started"
+        );
+
+        let old = format!("PCBUS 1 PONG\n{} 10.0.0.1 7000 17000 1 1 0-5\n", id('a'));
+        let m = decode(&old).unwrap();
+        assert!(m.master.is_empty() && m.slots[5] && !m.slots[6]);
+        let bad = format!(
+            "PCBUS 1 PONG\n{} 10.0.0.1 7000 17000 1 1 - nope 0 -\n",
+            id('a')
+        );
+        assert!(decode(&bad).is_none());
     }
 
     #[test]

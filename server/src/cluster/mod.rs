@@ -18,8 +18,18 @@
 //! A slot's keys live on one core (`router::slot_shard`), so COUNTKEYSINSLOT and
 //! GETKEYSINSLOT ask one core; they still walk that core's table (no per-slot index yet).
 //!
-//! Not built: replicas and failover (CLUSTER REPLICATE and FAILOVER answer with an error),
-//! READONLY reads on replicas, hostnames, TLS on the bus, pub/sub across nodes.
+//! Replicas (CLUSTER REPLICATE): the view says which master a node replicates, and core
+//! 0's role task (`run`) makes replication follow it through the REPLICAOF machinery
+//! (`repl::replica`): a new replica, a restarted one (its nodes file keeps the role), an
+//! old master that lost its slots to its replica. A replica answers MOVED to its master,
+//! except a READONLY client's reads of its master's slots (one more atomic route value,
+//! `ROUTE_REPLICA`); the master client that applies the stream is never redirected.
+//! Failover (CLUSTER FAILOVER [FORCE|TAKEOVER], and the automatic failover of a FAIL
+//! master by election) is `failover.rs`.
+//!
+//! Not built: replica migration (a master left without replicas does not get one of
+//! another master's), cluster-replica-no-failover and cluster-replica-validity-factor as
+//! settings (Redis's defaults hold), hostnames, TLS on the bus, pub/sub across nodes.
 //!
 //! The node's identity and view are kept in `cluster-config-file` (in `dir`), in Redis's
 //! nodes.conf format, locked while the node runs, rewritten in place when the view
@@ -36,6 +46,7 @@ use crate::config::Config;
 use crate::core::Core;
 
 mod bus;
+mod failover;
 mod state;
 
 use state::{Handshake, Node, State, MASTER, MYSELF, NONE};
@@ -124,7 +135,10 @@ pub fn init(cfg: &Config) -> Result<(), String> {
         }
         me.port = announced.1;
         me.cport = announced.2;
-        me.flags |= MYSELF | MASTER;
+        me.flags |= MYSELF;
+        if !me.is_replica() {
+            me.flags |= MASTER;
+        }
     }
     st.announced_ip = !cfg.cluster_announce_ip.is_empty();
     st.node_timeout_ms = cfg.cluster_node_timeout;
@@ -139,6 +153,103 @@ pub fn init(cfg: &Config) -> Result<(), String> {
     let _ = STATE.set(Mutex::new(st));
     crate::router::place_by_slot();
     bus::start(&cfg.bind, cport)
+}
+
+/// How often core 0's role task looks at the cluster view, and while a failover involves
+/// this node (each of its steps waits for the task).
+const ROLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+const ROLE_INTERVAL_BUSY: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long a master paused for a manual failover lets writes already under way reach
+/// the replication stream before it reads the offset to announce.
+const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Core 0's role task (cluster mode only): makes replication follow the cluster view.
+/// Every `ROLE_INTERVAL` it publishes this node's replication offset into the view, starts
+/// the replication link when the view says this node replicates a master (CLUSTER
+/// REPLICATE, a restart, or a master that lost its slots to its replica), promotes this
+/// node when it was elected (then takes its master's slots) or made a master, and pauses
+/// writes while a manual failover asks. The bus threads cannot do these: they need a core.
+pub async fn run(core: Rc<Core>) {
+    let mut paused_until = 0;
+    let mut busy = false;
+    loop {
+        crate::runtime::sleep(if busy {
+            ROLE_INTERVAL_BUSY
+        } else {
+            ROLE_INTERVAL
+        })
+        .await;
+        if core
+            .global
+            .shutdown
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let link = crate::repl::replica::link(&core.global);
+        let now = crate::core::now_ms();
+        let (takeover, follow, promote, pause_until, need_offset) = {
+            let mut st = state_lock();
+            st.my_offset = match &link {
+                Some(l) => l.offset.max(0) as u64,
+                None => crate::repl::stream_end(),
+            };
+            st.data_age_ms = match &link {
+                Some(l) if l.state == crate::repl::replica::State::Connected => {
+                    now.saturating_sub(l.last_io_ms)
+                }
+                Some(l) => now.saturating_sub(l.down_since_ms),
+                None => 0,
+            };
+            let follow = st
+                .my_master()
+                .and_then(|m| st.node(m))
+                .filter(|n| !n.ip.is_empty())
+                .map(|n| (n.ip.clone(), n.port));
+            let f = &st.failover;
+            busy = f.busy();
+            (
+                f.takeover,
+                follow,
+                st.me().is_master() && link.is_some(),
+                f.pause_until_ms,
+                f.mf_replica.is_some() && f.paused_offset.is_none(),
+            )
+        };
+        if let Some(epoch) = takeover {
+            crate::repl::replica::unset_master(&core).await;
+            let mut st = state_lock();
+            st.take_over(epoch);
+            st.dirty = false;
+            if let Err(e) = save(&st, true) {
+                crate::log::warn(&format!("cannot save the cluster nodes file: {e}"));
+            }
+            continue;
+        }
+        match follow {
+            Some((ip, port)) if link.as_ref().is_none_or(|l| l.host != ip || l.port != port) => {
+                crate::repl::replica::follow(&core, ip, port).await;
+            }
+            _ if promote => crate::repl::replica::unset_master(&core).await,
+            _ => {}
+        }
+        if pause_until != paused_until {
+            match pause_until {
+                0 => crate::pause::unpause(&core).await,
+                end => crate::pause::pause_writes_until(end),
+            }
+            paused_until = pause_until;
+        }
+        if need_offset && pause_until != 0 {
+            crate::runtime::sleep(PAUSE_SETTLE).await;
+            let offset = crate::repl::stream_end();
+            let mut st = state_lock();
+            if st.failover.mf_replica.is_some() && st.failover.pause_until_ms == pause_until {
+                st.failover.paused_offset = Some(offset);
+                bus::kick();
+            }
+        }
+    }
 }
 
 /// Writes the nodes file in place, as Redis does (a new file would not carry the lock).
@@ -268,16 +379,28 @@ struct Query {
     write: bool,
     migrate: bool,
     asking: bool,
+    readonly: bool,
+}
+
+/// This node is a replica whose master serves `slot`, and the cluster is ok: a READONLY
+/// client's read runs here. Lock-free: two atomic loads.
+#[inline]
+fn replica_serves(slot: u16) -> bool {
+    use std::sync::atomic::Ordering::Acquire;
+    state::ROUTES[slot as usize].load(Acquire) == state::ROUTE_REPLICA
+        && state::STATE_OK.load(Acquire)
 }
 
 /// In cluster mode, before a command runs or is queued: the error that answers it instead,
 /// if any — SELECT of another database, CROSSSLOT, CLUSTERDOWN, MOVED, ASK, TRYAGAIN, by
-/// Redis's getNodeByQuery rules. `asking`: the connection sent ASKING before it.
+/// Redis's getNodeByQuery rules. `asking`: the connection sent ASKING before it;
+/// `readonly`: it sent READONLY (a replica then serves its master's slots' reads).
 pub async fn check(
     core: &Rc<Core>,
     spec: &CommandSpec,
     args: &Args<'_>,
     asking: bool,
+    readonly: bool,
 ) -> Option<String> {
     if spec.cmd == Cmd::Select && args.len() == 2 && &args[1][..] != b"0" {
         return Some("ERR SELECT is not allowed in cluster mode".into());
@@ -290,6 +413,10 @@ pub async fn check(
     if plainly_mine(slot) {
         return None;
     }
+    let write = spec.flags.has(Flags::WRITE);
+    if readonly && !write && replica_serves(slot) {
+        return None;
+    }
     let keys = key_positions(spec, args)
         .into_iter()
         .map(|i| args[i].to_vec())
@@ -299,9 +426,10 @@ pub async fn check(
         Query {
             slot,
             keys,
-            write: spec.flags.has(Flags::WRITE),
+            write,
             migrate: spec.cmd == Cmd::Migrate,
             asking: asking || spec.flags.has(Flags::ASKING),
+            readonly,
         },
     )
     .await
@@ -313,6 +441,7 @@ pub async fn check_exec<'a>(
     core: &Rc<Core>,
     cmds: impl Iterator<Item = (&'static CommandSpec, Args<'a>)>,
     asking: bool,
+    readonly: bool,
 ) -> Option<String> {
     let mut q = Query {
         slot: 0,
@@ -320,6 +449,7 @@ pub async fn check_exec<'a>(
         write: false,
         migrate: false,
         asking,
+        readonly,
     };
     let mut slot = None;
     for (spec, args) in cmds {
@@ -334,7 +464,7 @@ pub async fn check_exec<'a>(
         q.write |= spec.flags.has(Flags::WRITE);
     }
     q.slot = slot?;
-    if plainly_mine(q.slot) {
+    if plainly_mine(q.slot) || (readonly && !q.write && replica_serves(q.slot)) {
         return None;
     }
     decide(core, q).await
@@ -346,9 +476,10 @@ fn endpoint(n: &Node) -> String {
 
 async fn decide(core: &Rc<Core>, q: Query) -> Option<String> {
     let slot = q.slot;
-    let (moved_to, migrating_to, importing, ok, reads_when_down) = {
+    let (moved_to, migrating_to, importing, ok, reads_when_down, replica_serves) = {
         let st = state_lock();
         let owner = st.slots[slot as usize];
+        let replica_serves = st.my_master() == Some(owner);
         let Some(n) = st.node(owner) else {
             return Some("CLUSTERDOWN Hash slot not served".into());
         };
@@ -368,6 +499,7 @@ async fn decide(core: &Rc<Core>, q: Query) -> Option<String> {
             importing,
             st.ok,
             st.allow_reads_when_down,
+            replica_serves,
         )
     };
     let (mut missing, mut existing) = (0usize, 0usize);
@@ -408,6 +540,9 @@ async fn decide(core: &Rc<Core>, q: Query) -> Option<String> {
         if multiple_keys && missing > 0 {
             return Some("TRYAGAIN Multiple keys request during rehashing of slot".into());
         }
+        return None;
+    }
+    if q.readonly && !q.write && replica_serves {
         return None;
     }
     moved_to.map(|to| format!("MOVED {slot} {to}"))
@@ -521,23 +656,44 @@ fn reply_slots(st: &State, w: &mut ReplyWriter) {
     }
     w.array(runs.len());
     for (a, b, o) in runs {
-        let n = st.node(o).expect("a slot names a live node");
-        w.array(3);
+        // Replicas that failed or have no data yet are left out (isReplicaAvailable).
+        let replicas: Vec<&Node> = st
+            .replicas_of(o)
+            .into_iter()
+            .filter(|&r| !st.node(r).is_some_and(|n| n.failed()) && offset_of(st, r) != 0)
+            .filter_map(|r| st.node(r))
+            .collect();
+        w.array(3 + replicas.len());
         w.int(a as i64);
         w.int(b as i64);
-        w.array(4);
-        w.bulk(n.ip.as_bytes());
-        w.int(n.port as i64);
-        w.bulk(n.id.as_bytes());
-        w.map(0);
+        let n = st.node(o).expect("a slot names a live node");
+        for n in std::iter::once(n).chain(replicas) {
+            w.array(4);
+            w.bulk(n.ip.as_bytes());
+            w.int(n.port as i64);
+            w.bulk(n.id.as_bytes());
+            w.map(0);
+        }
     }
 }
 
-/// CLUSTER SHARDS: one shard per master (replicas are not built).
+/// A node's replication offset: this node's own, or the last one it announced.
+fn offset_of(st: &State, i: u16) -> u64 {
+    match i {
+        0 => st.my_offset,
+        _ => st.node(i).map_or(0, |n| n.repl_offset),
+    }
+}
+
+/// CLUSTER SHARDS: one shard per master, its nodes the master and then its replicas.
 fn reply_shards(st: &State, w: &mut ReplyWriter) {
-    let masters: Vec<(u16, &Node)> = st.live().filter(|(_, n)| n.is_master()).collect();
+    let masters: Vec<u16> = st
+        .live()
+        .filter(|(_, n)| n.is_master())
+        .map(|(i, _)| i)
+        .collect();
     w.array(masters.len());
-    for (i, n) in masters {
+    for i in masters {
         w.map(2);
         w.bulk(b"slots");
         let ranges = st.ranges(i);
@@ -547,26 +703,37 @@ fn reply_shards(st: &State, w: &mut ReplyWriter) {
             w.int(b as i64);
         }
         w.bulk(b"nodes");
-        w.array(1);
-        w.map(7);
-        w.bulk(b"id");
-        w.bulk(n.id.as_bytes());
-        w.bulk(b"port");
-        w.int(n.port as i64);
-        w.bulk(b"ip");
-        w.bulk(n.ip.as_bytes());
-        w.bulk(b"endpoint");
-        w.bulk(n.ip.as_bytes());
-        w.bulk(b"role");
-        w.bulk(b"master");
-        w.bulk(b"replication-offset");
-        w.int(0);
-        w.bulk(b"health");
-        w.bulk(if n.failed() {
-            b"fail".as_slice()
-        } else {
-            b"online".as_slice()
-        });
+        let nodes: Vec<u16> = std::iter::once(i).chain(st.replicas_of(i)).collect();
+        w.array(nodes.len());
+        for j in nodes {
+            let n = st.node(j).expect("listed above");
+            let offset = offset_of(st, j);
+            w.map(7);
+            w.bulk(b"id");
+            w.bulk(n.id.as_bytes());
+            w.bulk(b"port");
+            w.int(n.port as i64);
+            w.bulk(b"ip");
+            w.bulk(n.ip.as_bytes());
+            w.bulk(b"endpoint");
+            w.bulk(n.ip.as_bytes());
+            w.bulk(b"role");
+            w.bulk(if n.is_replica() {
+                b"replica".as_slice()
+            } else {
+                b"master".as_slice()
+            });
+            w.bulk(b"replication-offset");
+            w.int(offset as i64);
+            w.bulk(b"health");
+            w.bulk(if n.failed() {
+                b"fail".as_slice()
+            } else if n.is_replica() && offset == 0 {
+                b"loading".as_slice()
+            } else {
+                b"online".as_slice()
+            });
+        }
     }
 }
 
@@ -650,10 +817,7 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 Some(c) => match percore_proto::parse_i64(c) {
                     Some(c) => c,
                     None => {
-                        return w.error(&format!(
-                            "ERR Invalid TCP bus port specified: {}",
-                            text(c)
-                        ))
+                        return w.error(&format!("ERR Invalid TCP bus port specified: {}", text(c)))
                     }
                 },
                 None => port + 10000,
@@ -672,7 +836,11 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let ip = ip.to_string();
             let mut st = state_lock();
-            if !st.handshakes.iter().any(|h| h.ip == ip && h.port == port as u16) {
+            if !st
+                .handshakes
+                .iter()
+                .any(|h| h.ip == ip && h.port == port as u16)
+            {
                 st.handshakes.push(Handshake {
                     ip,
                     port: port as u16,
@@ -748,7 +916,9 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 return w.error("ERR Node config epoch is already non-zero");
             }
             st.me_mut().config_epoch = epoch as u64;
-            crate::log::notice(&format!("configEpoch set to {epoch} via CLUSTER SET-CONFIG-EPOCH"));
+            crate::log::notice(&format!(
+                "configEpoch set to {epoch} via CLUSTER SET-CONFIG-EPOCH"
+            ));
             if st.current_epoch < epoch as u64 {
                 st.current_epoch = epoch as u64;
             }
@@ -771,6 +941,9 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             if i == 0 {
                 return w.error("ERR I tried hard but I can't forget myself...");
             }
+            if st.my_master() == Some(i) {
+                return w.error("ERR Can't forget my master!");
+            }
             st.remove(i);
             let until = crate::core::now_ms() + state::FORGET_BAN_MS;
             st.banned.insert(id, until);
@@ -791,10 +964,18 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 3 if eq(2, "soft") => false,
                 _ => return w.error("ERR syntax error"),
             };
-            if db0_keys(core).await != 0 {
-                return w.error("ERR CLUSTER RESET can't be called with master nodes containing keys");
+            let replica = state_lock().me().is_replica();
+            if !replica && db0_keys(core).await != 0 {
+                return w
+                    .error("ERR CLUSTER RESET can't be called with master nodes containing keys");
             }
             let mut st = state_lock();
+            if replica {
+                // A replica turns master (the role task ends its link); its data stays
+                // (Redis empties it).
+                st.me_mut().set_master_role();
+                st.failover = Default::default();
+            }
             st.migrating.clear();
             st.importing.clear();
             for s in st.slots.iter_mut() {
@@ -816,14 +997,72 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
         }
         Cmd::ClusterReplicas | Cmd::ClusterSlaves => {
             let st = state_lock();
-            match st.lookup(&String::from_utf8_lossy(&a[2])) {
-                Some(_) => w.array(0),
-                None => w.error(&unknown(&a[2])),
+            let Some(i) = st.lookup(&String::from_utf8_lossy(&a[2])) else {
+                return w.error(&unknown(&a[2]));
+            };
+            if st.node(i).is_some_and(|n| n.is_replica()) {
+                return w.error("ERR The specified node is not a master");
             }
+            let replicas = st.replicas_of(i);
+            w.array(replicas.len());
+            for r in replicas {
+                let mut line = String::new();
+                st.node_line(r, &mut line);
+                w.bulk(line.trim_end().as_bytes());
+            }
+        }
+        Cmd::ClusterReplicate => {
+            let keys = db0_keys(core).await;
+            let mut st = state_lock();
+            let Some(i) = st.lookup(&String::from_utf8_lossy(&a[2])) else {
+                return w.error(&unknown(&a[2]));
+            };
+            if i == 0 {
+                return w.error("ERR Can't replicate myself");
+            }
+            if st.node(i).is_some_and(|n| n.is_replica()) {
+                return w.error("ERR I can only replicate a master, not a replica.");
+            }
+            if st.me().is_master() && (st.slot_count(0) != 0 || keys != 0) {
+                return w.error(
+                    "ERR To set a master the node must be empty and without assigned slots.",
+                );
+            }
+            st.set_my_master(i);
+            reply_changed(&mut st, w)
+        }
+        Cmd::ClusterFailover => {
+            let mode = match a.len() {
+                2 => failover::Mode::Default,
+                3 if eq(2, "force") => failover::Mode::Force,
+                3 if eq(2, "takeover") => failover::Mode::Takeover,
+                3 => return w.error("ERR syntax error"),
+                _ => {
+                    return w.error("ERR wrong number of arguments for 'cluster|failover' command")
+                }
+            };
+            let mut st = state_lock();
+            if st.me().is_master() {
+                return w.error("ERR You should send CLUSTER FAILOVER to a replica");
+            }
+            let Some(m) = st.my_master() else {
+                return w.error("ERR I'm a replica but my master is unknown to me");
+            };
+            let down = st.node(m).is_none_or(|n| n.failed() || !n.link);
+            if mode == failover::Mode::Default && down {
+                return w.error("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE");
+            }
+            st.manual_failover(mode, crate::core::now_ms());
+            reply_changed(&mut st, w)
         }
         Cmd::ClusterLinks => {
             let st = state_lock();
-            let linked: Vec<&Node> = st.live().skip(1).map(|(_, n)| n).filter(|n| n.link).collect();
+            let linked: Vec<&Node> = st
+                .live()
+                .skip(1)
+                .map(|(_, n)| n)
+                .filter(|n| n.link)
+                .collect();
             w.array(linked.len());
             for n in linked {
                 w.map(6);
@@ -855,9 +1094,7 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
             };
             let (slot, limit) = match (slot, limit) {
                 (s, n) if (0..SLOTS as i64).contains(&s) && n >= 0 => (s as u16, n as usize),
-                _ if spec.cmd == Cmd::ClusterCountKeysInSlot => {
-                    return w.error("ERR Invalid slot")
-                }
+                _ if spec.cmd == Cmd::ClusterCountKeysInSlot => return w.error("ERR Invalid slot"),
                 _ => return w.error("ERR Invalid slot or number of keys"),
             };
             let (n, keys) = keys_in_slot(core, slot, limit).await;
@@ -871,8 +1108,10 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
         }
         Cmd::ClusterHelp => crate::commands::help(w, "CLUSTER", HELP),
         _ => w.error(&format!(
-            "ERR CLUSTER {} is not supported: percore cluster nodes are masters only (replicas and failover in cluster mode are not built)",
-            spec.name.trim_start_matches("cluster|").to_ascii_uppercase()
+            "ERR CLUSTER {} is not supported by percore",
+            spec.name
+                .trim_start_matches("cluster|")
+                .to_ascii_uppercase()
         )),
     }
 }
@@ -901,6 +1140,9 @@ async fn setslot(core: &Rc<Core>, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
         _ => 0,
     };
     let mut st = state_lock();
+    if st.me().is_replica() {
+        return w.error("ERR Please use SETSLOT only with masters.");
+    }
     match (action.as_slice(), id) {
         (b"migrating", Some(id)) if a.len() == 5 => {
             if st.slots[slot as usize] != 0 {

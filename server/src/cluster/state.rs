@@ -26,6 +26,7 @@ pub const MASTER: u16 = 2;
 pub const PFAIL: u16 = 4;
 pub const FAIL: u16 = 8;
 pub const NOADDR: u16 = 16;
+pub const SLAVE: u16 = 32;
 
 /// Lines waiting for one node's next message, at most.
 const PENDING_MAX: usize = 64;
@@ -40,6 +41,9 @@ const FAIL_UNDO_TIME_MULT: u64 = 2;
 /// needs a look at the table (another owner, no owner, a migration or import).
 pub const ROUTE_ELSEWHERE: u8 = 0;
 pub const ROUTE_MINE: u8 = 1;
+/// This node is a replica and its master serves the slot: a READONLY client's reads run
+/// here (getNodeByQuery's read-only case), the rest is redirected.
+pub const ROUTE_REPLICA: u8 = 2;
 
 pub static ROUTES: [AtomicU8; SLOTS as usize] =
     [const { AtomicU8::new(ROUTE_ELSEWHERE) }; SLOTS as usize];
@@ -63,6 +67,14 @@ pub struct Node {
     pub link: bool,
     /// Masters that said it is failing, and when they last said so.
     pub fail_reports: Vec<(String, u64)>,
+    /// A replica's master (its ID; empty for a master or a replica whose master is not
+    /// known).
+    pub master_id: String,
+    /// The replication offset it last announced (a master's stream end, a replica's
+    /// applied offset).
+    pub repl_offset: u64,
+    /// When this node (a master) last had one of its replicas voted for here.
+    pub voted_ms: u64,
 }
 
 impl Node {
@@ -80,6 +92,9 @@ impl Node {
             fail_time_ms: 0,
             link: false,
             fail_reports: Vec::new(),
+            master_id: String::new(),
+            repl_offset: 0,
+            voted_ms: 0,
         }
     }
 
@@ -93,6 +108,22 @@ impl Node {
 
     pub fn is_master(&self) -> bool {
         self.flags & MASTER != 0
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.flags & SLAVE != 0
+    }
+
+    /// Makes it a replica of `master` (an ID).
+    pub fn set_replica_of(&mut self, master: &str) {
+        self.flags = (self.flags & !MASTER) | SLAVE;
+        self.master_id = master.to_string();
+    }
+
+    /// Makes it a master (without slots until it claims some).
+    pub fn set_master_role(&mut self) {
+        self.flags = (self.flags & !SLAVE) | MASTER;
+        self.master_id.clear();
     }
 }
 
@@ -128,10 +159,19 @@ pub struct State {
     pub announced_ip: bool,
     pub sent: [u64; super::bus::KINDS],
     pub received: [u64; super::bus::KINDS],
-    /// The nodes file must be written again.
+    /// The nodes file must be written again; and synced to disk (a vote given, an
+    /// election started: a node restarted after a crash must not vote twice in an epoch).
     pub dirty: bool,
+    pub fsync: bool,
     /// Node IDs with an outbound link thread running.
     pub linked: std::collections::HashSet<String>,
+    /// Elections and manual failovers (failover.rs).
+    pub failover: super::failover::Failover,
+    /// This node's replication offset (its stream end as a master, the offset applied as
+    /// a replica) and, as a replica, how long its data has gone without news from its
+    /// master: published by core 0's role task (`super::run`) every `ROLE_INTERVAL`.
+    pub my_offset: u64,
+    pub data_age_ms: u64,
 }
 
 impl State {
@@ -155,7 +195,11 @@ impl State {
             sent: [0; super::bus::KINDS],
             received: [0; super::bus::KINDS],
             dirty: false,
+            fsync: false,
             linked: std::collections::HashSet::new(),
+            failover: Default::default(),
+            my_offset: 0,
+            data_age_ms: 0,
         }
     }
 
@@ -184,6 +228,43 @@ impl State {
             .iter()
             .position(|n| n.as_ref().is_some_and(|n| n.id == id))
             .map(|i| i as u16)
+    }
+
+    /// The master this node replicates (None: a master, or its master is not known).
+    pub fn my_master(&self) -> Option<u16> {
+        let me = self.me();
+        match me.is_replica() {
+            true => self.lookup(&me.master_id),
+            false => None,
+        }
+    }
+
+    /// The replicas of node `i`, as this node knows them.
+    pub fn replicas_of(&self, i: u16) -> Vec<u16> {
+        let Some(id) = self.node(i).map(|n| n.id.as_str()) else {
+            return Vec::new();
+        };
+        self.live()
+            .filter(|(_, n)| n.is_replica() && n.master_id == id)
+            .map(|(j, _)| j)
+            .collect()
+    }
+
+    /// This node becomes a replica of node `i` (clusterSetMaster): a master's open slots
+    /// close, a manual failover in progress ends. Core 0's role task then starts the
+    /// replication link.
+    pub fn set_my_master(&mut self, i: u16) {
+        let Some(id) = self.node(i).map(|n| n.id.clone()) else {
+            return;
+        };
+        if self.me().is_master() {
+            self.migrating.clear();
+            self.importing.clear();
+        }
+        self.me_mut().set_replica_of(&id);
+        self.failover.reset_manual();
+        self.dirty = true;
+        super::bus::kick();
     }
 
     /// The live nodes with their indices, myself first.
@@ -291,8 +372,17 @@ impl State {
     /// or held with a lower epoch; a slot being imported here is left to the import
     /// (clusterUpdateSlotsConfigWith). Returns the owners with a higher epoch than the
     /// claim's for slots it claimed, whom the sender must hear about (an UPDATE).
+    ///
+    /// When the claim takes every slot of this node's master (of this node itself, as a
+    /// master), the sender has failed it over: this node becomes the sender's replica.
     pub fn update_slots_with(&mut self, sender: u16, epoch: u64, claimed: &[bool]) -> Vec<u16> {
         let mut newer = Vec::new();
+        let curmaster = match self.me().is_master() {
+            true => Some(0),
+            false => self.my_master(),
+        };
+        let mut taken_from_curmaster = false;
+        let mut taken_from_me = 0usize;
         for s in 0..SLOTS {
             if !claimed[s as usize] {
                 continue;
@@ -311,15 +401,29 @@ impl State {
                 Some(e) if e == epoch => {}
                 _ => {
                     if owner == 0 {
-                        crate::log::notice(&format!(
-                            "Configuration change detected: slot {s} now served by {}",
-                            self.node(sender).map_or("", |n| n.id.as_str())
-                        ));
+                        taken_from_me += 1;
                         self.migrating.remove(&s);
                     }
+                    taken_from_curmaster |= Some(owner) == curmaster;
                     self.slots[s as usize] = sender;
                     self.dirty = true;
                 }
+            }
+        }
+        if taken_from_me > 0 {
+            // One line for the claim, not one a slot (a failover moves thousands).
+            crate::log::notice(&format!(
+                "Configuration change detected: {taken_from_me} of my slots now served by {}",
+                self.node(sender).map_or("", |n| n.id.as_str())
+            ));
+        }
+        if let Some(cur) = curmaster.filter(|_| taken_from_curmaster && sender != 0) {
+            if self.slot_count(cur) == 0 {
+                crate::log::notice(&format!(
+                    "Configuration change detected. Reconfiguring myself as a replica of {}",
+                    self.node(sender).map_or("", |n| n.id.as_str())
+                ));
+                self.set_my_master(sender);
             }
         }
         newer
@@ -408,6 +512,7 @@ impl State {
             q.remove(0);
         }
         q.push(line);
+        super::bus::kick();
     }
 
     /// Queues `line` for every other known node's next message.
@@ -460,12 +565,17 @@ impl State {
 
     fn publish(&self) {
         let open = !self.migrating.is_empty() || !self.importing.is_empty();
+        let master = self.my_master();
         for (s, r) in ROUTES.iter().enumerate() {
             let plain = self.slots[s] == 0
                 && !(open
                     && (self.migrating.contains_key(&(s as u16))
                         || self.importing.contains_key(&(s as u16))));
-            let route = if plain { ROUTE_MINE } else { ROUTE_ELSEWHERE };
+            let route = match plain {
+                true => ROUTE_MINE,
+                false if master == Some(self.slots[s]) => ROUTE_REPLICA,
+                false => ROUTE_ELSEWHERE,
+            };
             // Stored only when it changes: every core reads these lines on its hot path.
             if r.load(Ordering::Relaxed) != route {
                 r.store(route, Ordering::Release);
@@ -476,9 +586,15 @@ impl State {
         }
     }
 
-    /// One node's CLUSTER NODES line (clusterGenNodeDescription).
+    /// One node's CLUSTER NODES line (clusterGenNodeDescription: a replica shows its
+    /// master's config epoch).
     pub fn node_line(&self, i: u16, out: &mut String) {
         let Some(n) = self.node(i) else { return };
+        let epoch = match n.is_replica() {
+            true => self.lookup(&n.master_id).and_then(|m| self.node(m)),
+            false => None,
+        }
+        .map_or(n.config_epoch, |m| m.config_epoch);
         let _ = write!(out, "{} {}:{}@{} ", n.id, n.ip, n.port, n.cport);
         let mut flags = Vec::new();
         if n.flags & MYSELF != 0 {
@@ -486,6 +602,9 @@ impl State {
         }
         if n.is_master() {
             flags.push("master");
+        }
+        if n.is_replica() {
+            flags.push("slave");
         }
         if n.timed_out() {
             flags.push("fail?");
@@ -501,11 +620,16 @@ impl State {
         }
         let _ = write!(
             out,
-            "{} - {} {} {} {}",
+            "{} {} {} {} {} {}",
             flags.join(","),
+            if n.master_id.is_empty() {
+                "-"
+            } else {
+                &n.master_id
+            },
             n.ping_sent_ms,
             n.pong_recv_ms,
-            n.config_epoch,
+            epoch,
             if n.link || i == 0 {
                 "connected"
             } else {
@@ -598,14 +722,16 @@ impl State {
                     "fail?" => PFAIL,
                     "fail" => FAIL,
                     "noaddr" => NOADDR,
-                    "slave" => {
-                        return Err(format!(
-                            "{}: replicas are not supported in percore's cluster mode",
-                            bad(line)
-                        ))
-                    }
+                    "slave" => SLAVE,
                     _ => 0,
                 };
+            }
+            if n.is_replica() {
+                match f[3] {
+                    "-" => {}
+                    m if valid_id(m) => n.master_id = m.to_string(),
+                    _ => return Err(bad(line)),
+                }
             }
             n.config_epoch = f[6].parse().map_err(|_| bad(line))?;
             parsed.push((n, f[8..].to_vec()));
@@ -680,20 +806,40 @@ pub fn ranges_of(has: impl Fn(u16) -> bool) -> Vec<(u16, u16)> {
     out
 }
 
+/// Views for unit tests: node IDs made of one repeated character, nodes on loopback
+/// ports.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn id(c: char) -> String {
+    pub fn id(c: char) -> String {
         std::iter::repeat_n(c, 40).collect()
     }
 
-    fn two() -> State {
-        let mut me = Node::new(id('b'), "127.0.0.1".into(), 7000, 17000);
-        me.flags |= MYSELF;
-        let mut st = State::new(me);
-        st.add(Node::new(id('c'), "127.0.0.1".into(), 7001, 17001));
+    /// Node `c` on port 7000 + `n`.
+    pub fn node(c: char, n: u16) -> Node {
+        Node::new(id(c), "127.0.0.1".into(), 7000 + n, 17000 + n)
+    }
+
+    /// A view whose myself is `me`, knowing the `others` (masters) after it.
+    pub fn view(me: char, others: &[char]) -> State {
+        let mut myself = node(me, 0);
+        myself.flags |= MYSELF;
+        let mut st = State::new(myself);
+        for (i, &c) in others.iter().enumerate() {
+            st.add(node(c, 1 + i as u16));
+        }
         st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{id, node, view};
+    use super::*;
+
+    fn two() -> State {
+        view('b', &['c'])
     }
 
     #[test]
@@ -752,7 +898,7 @@ mod tests {
     #[test]
     fn pfail_becomes_fail_with_a_majority() {
         let mut st = two();
-        st.add(Node::new(id('e'), "127.0.0.1".into(), 7002, 17002));
+        st.add(node('e', 2));
         for s in 0..SLOTS as usize {
             st.slots[s] = (s % 3) as u16;
         }

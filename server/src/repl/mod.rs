@@ -389,8 +389,12 @@ async fn merge_loop(core: Rc<Core>) {
             let end = h.backlog.end;
             h.emit_below(g);
             let now = now_ms();
+            // Not while clients are paused (Redis's replicationCron): a cluster master
+            // paused for a manual failover has announced the offset its replica must
+            // reach, which a PING would move.
             if !h.replicas.is_empty()
                 && now.saturating_sub(h.last_ping_ms) >= cfg.repl_ping_replica_period * 1000
+                && !crate::pause::in_force_now()
             {
                 h.last_ping_ms = now;
                 h.backlog.append(b"*1\r\n$4\r\nPING\r\n");

@@ -243,6 +243,15 @@ pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
     .await;
 }
 
+/// Cluster mode's promotion of a replica (a failover, or a replica made a master): the
+/// REPLICAOF NO ONE path. Nothing happens on a server that follows no primary.
+pub async fn unset_master(core: &Rc<Core>) {
+    if link(&core.global).is_some() {
+        promote(core).await;
+        crate::log::notice("MASTER MODE enabled (cluster failover)");
+    }
+}
+
 /// REPLICAOF NO ONE: the link ends, the data stays, and the replication id shifts (the
 /// old one becomes `master_replid2`, valid up to the offset reached) so that this
 /// server's replicas, and its old primary, can continue partially.

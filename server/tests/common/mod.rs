@@ -3,6 +3,8 @@
 //! reply at a time. Readiness is detected by polling PING, never by sleeping a guess.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -861,23 +863,28 @@ pub fn own_all_slots(srv: &Server) {
     assert!(s(&c.q("CLUSTER INFO")).contains("cluster_state:ok"));
 }
 
-/// A redis-server in cluster mode (its nodes file in `dir`) that owns all slots and says
-/// `cluster_state:ok`, or None (a note naming `what`) when it is not installed.
-pub fn redis_cluster(dir: &TempDir, what: &str) -> Option<Server> {
+/// A redis-server in cluster mode, alone and without slots, its nodes file in `dir`, with
+/// `extra` settings; None (a note naming `what`) when it is not installed.
+pub fn redis_cluster_node(dir: &TempDir, what: &str, extra: &[&str]) -> Option<Server> {
     let file = format!("{}/nodes-redis-{}.conf", dir.path(), free_port());
     // An explicit bus port: port + 10000 is past 65535 for half the free ports.
     let bus = free_port().to_string();
-    let redis = redis_or_skip_with(
-        what,
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            &file,
-            "--cluster-port",
-            &bus,
-        ],
-    )?;
+    let mut flags = vec![
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &file,
+        "--cluster-port",
+        &bus,
+    ];
+    flags.extend(extra);
+    redis_or_skip_with(what, &flags)
+}
+
+/// A redis-server in cluster mode (its nodes file in `dir`) that owns all slots and says
+/// `cluster_state:ok`, or None (a note naming `what`) when it is not installed.
+pub fn redis_cluster(dir: &TempDir, what: &str) -> Option<Server> {
+    let redis = redis_cluster_node(dir, what, &[])?;
     let mut c = redis.client();
     assert_eq!(s(&c.q("CLUSTER ADDSLOTSRANGE 0 16383")), "+OK\r\n");
     let t = Instant::now();
