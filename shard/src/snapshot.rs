@@ -69,6 +69,46 @@
 //!   validated as before, then re-encoded into the columns, so everything after the reader
 //!   handles one form.
 //!
+//! # Large hashes, sets and sorted sets: a walk of their own table
+//!
+//! A snapshot saves a key when its walk reaches it or before a write changes it
+//! (copy-before-write, [`crate::dict::Snap`]). A collection is one key, so saving a hash,
+//! set or sorted set of 1M members by copying it made one allocation per member on the
+//! request path: the first HSET after BGSAVE took 0.67 s, an SADD 0.27 s (Redis, which
+//! forks, 14–148 ms). Now a collection of more than [`WALK_MIN_MEMBERS`] members in a table
+//! encoding (`hashtable`, `skiplist`: all three keep their members in a [`Dict`]) is saved
+//! by a walk of its own table ([`Walk`]), the keyspace's scheme one level down: beginning it
+//! flips the table's epoch bit (O(1)); each snapshot step walks [`WALK_STEP_BUCKETS`]
+//! buckets at a time with the table's reverse-binary cursor, which survives growth and
+//! shrinking as SCAN's does, and writes what it saved as the head record and `*More` parts
+//! of about [`PART_BYTES`], up to [`STEP_BYTES`] a step; a write to a member not yet saved
+//! saves that one member first (one entry in the walk's buffer), and members added after
+//! the start carry the new bit and are skipped. The file format is unchanged: the
+//! `HashMore`/`SetMore`/`ZSetMore` records large collections were already split into
+//! (since versions 3 and 4) now carry members in table order; a sorted set's loader sorts
+//! them into its tree as it always did.
+//!
+//! Chosen over the other design, a table of `Arc`-shared segments (a snapshot holds the
+//! segments, a write copies the one it changes, as lists hold their nodes since the
+//! previous change): that one puts an indirection on every HGET/SISMEMBER, copies up to a
+//! segment (hundreds of members) on a write, adds a reference count and segment header per
+//! few hundred members, and breaks the sorted set's tree, which holds its members' table
+//! nodes by address (a copied segment would move them). The walk changes nothing outside a
+//! snapshot: same nodes, same lookups, 8 more bytes per collection table (the walk's
+//! pointer), and the per-write cost during one is the check the keyspace already made
+//! (the node's epoch bit) plus, for a pending member, one copy of that member. Its costs:
+//! - The table must not move while walked (the walk keeps its address). Freeing a walked
+//!   collection (DEL, an overwrite, expiry, FLUSHDB) gives its table to the walk in O(1),
+//!   and the snapshot frees it in slices once written. A collection leaving its table
+//!   whole (MOVE, RENAME: the table may go to another shard) has its walk finished first:
+//!   O(members) on those commands only, as the old copy was.
+//! - A sorted set is loaded from members in table order rather than in score order (its
+//!   tree's leaves fill 50–100 % instead of fully), as it is after random ZADDs.
+//!
+//! Measured (loadtest/results/2026-12-03/bgsave-hash-set.md): see the figures there.
+//!
+//! [`WALK_MIN_MEMBERS`]: crate::dict::WALK_MIN_MEMBERS
+//!
 //! This module is pure (bytes in, bytes out); the server writes and reads the files.
 
 use rkyv::rancor::Error as RkyvError;
@@ -1050,7 +1090,9 @@ pub struct BlockBuilder {
     /// Keys framed so far, by database (for the end marker).
     pub keys: [u64; DB_COUNT],
     /// Collection tables walks took over (their collections were freed meanwhile), walked
-    /// and written: the shard frees them in slices.
+    /// and written: the shard frees them in slices. (Boxed: they go to the graveyard as a
+    /// hash's table, which is a box.)
+    #[allow(clippy::vec_box)]
     freed: Vec<Box<Dict>>,
 }
 
