@@ -2394,16 +2394,18 @@ mod tests {
         c
     }
 
+    /// Three commands named `names`, on "h", "s" and "z", for the caller to add arguments to.
+    fn on_colls(names: [&str; 3]) -> [Vec<String>; 3] {
+        let mut keys = ["h", "s", "z"].into_iter();
+        names.map(|n| vec![n.to_string(), keys.next().unwrap_or_default().to_string()])
+    }
+
     /// Fills "h" (fields f0.. with values v0.., and i0.. holding integers), "s" and "z" with
     /// `n` members each, 1,000 per command.
     fn big_colls(sh: &mut crate::Shard, now: u64, n: usize) {
         use crate::testing::run;
         for lo in (0..n).step_by(1000) {
-            let (mut h, mut s, mut z) = (
-                vec!["HSET".to_string(), "h".into()],
-                vec!["SADD".to_string(), "s".into()],
-                vec!["ZADD".to_string(), "z".into()],
-            );
+            let [mut h, mut s, mut z] = on_colls(["HSET", "SADD", "ZADD"]);
             for i in lo..(lo + 1000).min(n) {
                 if i % 2 == 0 {
                     h.extend([format!("f{i}"), format!("value-{i:08}")]);
@@ -2413,9 +2415,9 @@ mod tests {
                 s.push(format!("m{i}"));
                 z.extend([format!("{}", i % 5000), format!("m{i}")]);
             }
-            run(sh, now, &h);
-            run(sh, now, &s);
-            run(sh, now, &z);
+            for c in [h, s, z] {
+                run(sh, now, &c);
+            }
         }
     }
 
@@ -2484,28 +2486,20 @@ mod tests {
         // Growth to twice the size, then shrinking to a tenth: rehashing under the walk.
         for round in 0..2 {
             for lo in (0..n).step_by(1000) {
-                let (mut h, mut s, mut z) = (
-                    vec!["HSET".to_string(), "h".into()],
-                    vec!["SADD".to_string(), "s".into()],
-                    vec!["ZADD".to_string(), "z".into()],
-                );
+                let [mut h, mut s, mut z] = on_colls(["HSET", "SADD", "ZADD"]);
                 for i in lo..lo + 1000 {
                     h.extend([format!("g{round}-{i}"), "x".into()]);
                     s.push(format!("g{round}-{i}"));
                     z.extend(["1".into(), format!("g{round}-{i}")]);
                 }
-                run(&mut a, now, &h);
-                run(&mut a, now, &s);
-                run(&mut a, now, &z);
+                for c in [h, s, z] {
+                    run(&mut a, now, &c);
+                }
                 a.snapshot_step(4, &mut |blk| out.extend(blk));
             }
         }
         for lo in (0..n).step_by(1000) {
-            let (mut h, mut s, mut z) = (
-                vec!["HDEL".to_string(), "h".into()],
-                vec!["SREM".to_string(), "s".into()],
-                vec!["ZREM".to_string(), "z".into()],
-            );
+            let [mut h, mut s, mut z] = on_colls(["HDEL", "SREM", "ZREM"]);
             for i in lo..lo + 1000 {
                 for round in 0..2 {
                     h.push(format!("g{round}-{i}"));
@@ -2518,9 +2512,9 @@ mod tests {
                     z.push(format!("m{i}"));
                 }
             }
-            run(&mut a, now, &h);
-            run(&mut a, now, &s);
-            run(&mut a, now, &z);
+            for c in [h, s, z] {
+                run(&mut a, now, &c);
+            }
             a.snapshot_step(4, &mut |blk| out.extend(blk));
         }
         // A collection leaving its table whole (RENAME's remove and store) finishes its walk.
