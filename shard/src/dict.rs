@@ -828,11 +828,14 @@ impl Members {
         })
     }
 
-    /// Marks `bytes` (a [`Members::part`]) written; the buffer is reused once all is.
+    /// Marks `bytes` (a [`Members::part`]) written. The written bytes leave the buffer
+    /// once they are half of it (moving the unread rest, at most as many bytes as were
+    /// written: amortized O(1) a byte), so it holds about what waits to be written, never
+    /// the whole collection.
     pub fn consume(&mut self, bytes: usize) {
         self.read += bytes;
-        if self.read == self.buf.len() {
-            self.buf.clear();
+        if self.read * 2 >= self.buf.len() {
+            self.buf.drain(..self.read);
             self.read = 0;
         }
     }
