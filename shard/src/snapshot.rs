@@ -105,7 +105,11 @@
 //! - A sorted set is loaded from members in table order rather than in score order (its
 //!   tree's leaves fill 50–100 % instead of fully), as it is after random ZADDs.
 //!
-//! Measured (loadtest/results/2026-12-03/bgsave-hash-set.md): see the figures there.
+//! Measured at 1M members (loadtest/results/2026-12-03/bgsave-hash-set.md, base and branch
+//! beside Redis in the same minutes, on a loaded VM): the slowest write round trip after
+//! BGSAVE fell from 362–442 ms (hash), 220–235 (set) and 105–108 (sorted set) to 17–37 ms,
+//! the slowest PING during the walk from 157–613 ms to 18–26, with no command of 1 ms or
+//! more in the slow log but one SADD of 2.3 ms.
 //!
 //! [`WALK_MIN_MEMBERS`]: crate::dict::WALK_MIN_MEMBERS
 //!
@@ -2432,7 +2436,7 @@ mod tests {
 
     /// A snapshot walks a big hash's, set's and sorted set's own tables member by member:
     /// with writes of every kind during it (add, overwrite, delete, HINCRBY, SPOP, ZINCRBY,
-    /// ZPOPMIN, growth to twice the size and shrinking to a tenth, so the tables rehash under
+    /// ZPOPMIN, growth to three times the size and shrinking to a tenth, so the tables rehash under
     /// the walk's cursor) the file holds exactly the collections at the snapshot's start,
     /// the live ones hold the writes, and each single write did bounded work: a handful of
     /// allocations, where copying a collection whole made one per member.
@@ -2483,7 +2487,7 @@ mod tests {
             most < 200,
             "a write during the snapshot made {most} allocations"
         );
-        // Growth to twice the size, then shrinking to a tenth: rehashing under the walk.
+        // Growth to three times the size, then shrinking to a tenth: rehashing under the walk.
         for round in 0..2 {
             for lo in (0..n).step_by(1000) {
                 let [mut h, mut s, mut z] = on_colls(["HSET", "SADD", "ZADD"]);
