@@ -706,8 +706,8 @@ unsafe fn coll_table<'a>(p: NonNull<u8>) -> Option<&'a mut Dict> {
 pub struct Walk {
     /// The table, while the walk still needs it.
     table: Cell<Option<NonNull<Dict>>>,
-    /// Whether the walk owns the table (from `Box::into_raw`; [`Walk::finish`] gives it
-    /// back to be freed).
+    /// Whether the walk owns the table (a leaked box; [`Walk::finish`] gives it back to
+    /// be freed).
     owned: Cell<bool>,
     members: RefCell<Members>,
 }
@@ -715,7 +715,7 @@ pub struct Walk {
 impl Walk {
     /// Walks up to `buckets` more buckets of the table, saving pending members. False once
     /// the walk is over (every member present at its start saved).
-    pub fn step(&self, buckets: usize) -> bool {
+    pub(crate) fn step(&self, buckets: usize) -> bool {
         let Some(t) = self.table.get() else {
             return false;
         };
@@ -727,17 +727,17 @@ impl Walk {
     }
 
     /// The members saved so far and not yet written.
-    pub fn members(&self) -> std::cell::RefMut<'_, Members> {
+    pub(crate) fn members(&self) -> std::cell::RefMut<'_, Members> {
         self.members.borrow_mut()
     }
 
     /// Ends the walk: the table forgets it (its members are all saved unless the snapshot
     /// is being abandoned, at teardown). Returns the table when the walk owned it, to be
     /// freed.
-    pub fn finish(&self) -> Option<Box<Dict>> {
+    pub(crate) fn finish(&self) -> Option<Box<Dict>> {
         let t = self.table.take()?;
-        // SAFETY: as in `step`; an owned table came from `Box::into_raw` and is taken back
-        // once (`table` is now empty).
+        // SAFETY: as in `step`; an owned table is a leaked box (`Dict::give_to_walk`),
+        // taken back once (`table` is now empty).
         unsafe {
             let d = &mut *t.as_ptr();
             d.snap.active = false;
@@ -1849,9 +1849,9 @@ impl Dict {
             return;
         }
         let seed = self.seed;
-        let t = Box::into_raw(Box::new(std::mem::replace(self, Dict::new(seed))));
-        // SAFETY: `t` is the box just made; the walk keeps it until `Walk::finish`.
-        w.table.set(Some(unsafe { NonNull::new_unchecked(t) }));
+        // The walk keeps the box (leaked here) until `Walk::finish` takes it back.
+        let t = Box::leak(Box::new(std::mem::replace(self, Dict::new(seed))));
+        w.table.set(Some(NonNull::from(t)));
         w.owned.set(true);
     }
 
