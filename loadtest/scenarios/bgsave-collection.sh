@@ -11,8 +11,9 @@
 #      walk reaches the list and serializes it on the core; Redis's child does.
 # Reported per server: the slowest round trip of each phase and the slow log's entries.
 #
-# TYPE=set or TYPE=hash fills a set (SADD) or a hash (HSET, 16-byte fields and values)
-# instead, and the first phase writes to it with SADD or HSET.
+# TYPE=set, TYPE=hash or TYPE=zset fills a set (SADD), a hash (HSET, 16-byte fields and
+# values) or a sorted set (ZADD, scores in a scattered order) instead, and the first phase
+# writes to it with SADD, HSET or ZADD.
 #
 # Environment: ELEMENTS (10000000), TYPE (list), PROBE_S (3), PERCORE, SERVER_CPU,
 # CLIENT_CPU (common.sh).
@@ -27,7 +28,8 @@ case $TYPE in
   list) write='LPUSH big x'; size=llen ;;
   set) write='SADD big x'; size=scard ;;
   hash) write='HSET big x y'; size=hlen ;;
-  *) echo "TYPE is list, set or hash" >&2; exit 2 ;;
+  zset) write='ZADD big 1 x'; size=zcard ;;
+  *) echo "TYPE is list, set, hash or zset" >&2; exit 2 ;;
 esac
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -36,11 +38,13 @@ python3 - "$ELEMENTS" "$TYPE" >"$work/fill.resp" <<'EOF'
 import sys
 n, kind = int(sys.argv[1]), sys.argv[2]
 out = sys.stdout.buffer
-cmd = {"list": b"RPUSH", "set": b"SADD", "hash": b"HSET"}[kind]
+cmd = {"list": b"RPUSH", "set": b"SADD", "hash": b"HSET", "zset": b"ZADD"}[kind]
 for i in range(0, n, 10):
     elems = [b"e%015d" % (i + j) for j in range(min(10, n - i))]
     if kind == "hash":
         elems = [x for e in elems for x in (e, b"v" + e[1:])]
+    if kind == "zset":
+        elems = [x for j, e in enumerate(elems) for x in (b"%d" % ((i + j) * 7919 % n), e)]
     args = [cmd, b"big"] + elems
     out.write(b"*%d\r\n" % len(args))
     for a in args:

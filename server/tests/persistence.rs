@@ -550,6 +550,112 @@ fn bgsave_is_point_in_time_while_writes_go_on() {
     );
 }
 
+/// `n` members into each of the hash "big-h", the set "big-s" and the sorted set "big-z",
+/// pipelined 1,000 per command.
+fn big_collections(c: &mut Client, n: usize) {
+    let mut req = Vec::new();
+    let mut replies = 0;
+    for (key, cmd) in [("big-h", "HSET"), ("big-s", "SADD"), ("big-z", "ZADD")] {
+        for lo in (0..n).step_by(1000) {
+            let mut args: Vec<Vec<u8>> = vec![cmd.into(), key.into()];
+            for i in lo..(lo + 1000).min(n) {
+                if cmd == "ZADD" {
+                    args.push(format!("{}", i * 7919 % n).into_bytes());
+                }
+                args.push(format!("m{i}").into_bytes());
+                if cmd == "HSET" {
+                    args.push(format!("value-{i}").into_bytes());
+                }
+            }
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            req.extend_from_slice(&common::encode(&args));
+            replies += 1;
+        }
+    }
+    c.send_raw(&req);
+    for _ in 0..replies {
+        assert!(!c.read_reply().starts_with(b"-"));
+    }
+}
+
+/// BGSAVE beside a hash, a set and a sorted set of 50,000 members each, which the snapshot
+/// saves member by member (a walk of each one's own table) while they are written to,
+/// member by member and whole (one deleted, one overwritten): the set of files holds them
+/// as they were when BGSAVE answered, and DEBUG RELOAD brings back what they hold now.
+#[test]
+fn bgsave_beside_large_collections_being_written_is_point_in_time() {
+    let dir = TempDir::new("bgsave-big");
+    let mut srv = start(1, &dir, &["--rdb-key-save-delay", "20"]);
+    let mut c = srv.client();
+    big_collections(&mut c, 50_000);
+    c.q("COPY big-h gone-h");
+    c.q("COPY big-z gone-z");
+    set_many(&mut c, 0, 20_000, "old");
+    let keys = ["big-h", "big-s", "big-z", "gone-h", "gone-z"];
+    let before: Vec<_> = keys
+        .iter()
+        .map(|k| observe(&mut c, 0, k.as_bytes()))
+        .collect();
+    assert_eq!(s(&c.q("BGSAVE")), "+Background saving started\r\n");
+    let mut overlapped = false;
+    for i in 0..500 {
+        for w in [
+            format!("HSET big-h m{} new", i * 7),
+            format!("HDEL big-h m{}", i * 7 + 1),
+            format!("HINCRBY big-h n{i} 1"),
+            format!("SADD big-s n{i}"),
+            format!("SREM big-s m{}", i * 3),
+            format!("ZINCRBY big-z 0.5 m{}", i * 5),
+            format!("ZREM big-z m{}", i * 5 + 1),
+        ] {
+            assert!(!c.q(&w).starts_with(b"-"), "{w}");
+        }
+        if i == 10 {
+            c.q("DEL gone-h");
+            c.q("SET gone-z overwritten");
+            overlapped = info_field(&mut c, "rdb_bgsave_in_progress") == "1";
+        }
+    }
+    wait_bgsave(&mut c);
+    assert!(overlapped, "the writes met the snapshot");
+    let now: Vec<_> = keys
+        .iter()
+        .map(|k| observe(&mut c, 0, k.as_bytes()))
+        .collect();
+    srv.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, out) = check(&dir);
+    assert!(ok, "{out}");
+
+    let srv = start(1, &dir, &["--enable-debug-command", "yes"]);
+    let mut c = srv.client();
+    for (k, want) in keys.iter().zip(&before) {
+        assert!(
+            &observe(&mut c, 0, k.as_bytes()) == want,
+            "{k} as it was when BGSAVE began"
+        );
+    }
+    // Back to what the writes made of them, then DEBUG RELOAD (a SAVE and a load).
+    c.q("DEL gone-h");
+    c.q("SET gone-z overwritten");
+    for i in 0..500 {
+        c.q(&format!("HSET big-h m{} new", i * 7));
+        c.q(&format!("HDEL big-h m{}", i * 7 + 1));
+        c.q(&format!("HINCRBY big-h n{i} 1"));
+        c.q(&format!("SADD big-s n{i}"));
+        c.q(&format!("SREM big-s m{}", i * 3));
+        c.q(&format!("ZINCRBY big-z 0.5 m{}", i * 5));
+        c.q(&format!("ZREM big-z m{}", i * 5 + 1));
+    }
+    assert_eq!(s(&c.q("DEBUG RELOAD")), "+OK\r\n");
+    for (k, want) in keys.iter().zip(&now) {
+        assert!(
+            &observe(&mut c, 0, k.as_bytes()) == want,
+            "{k} after DEBUG RELOAD"
+        );
+    }
+}
+
 /// kill -9 in the middle of a BGSAVE: the previous set still loads, whole.
 #[test]
 fn a_kill_during_bgsave_leaves_the_previous_set_whole() {

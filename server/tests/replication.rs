@@ -724,6 +724,57 @@ fn a_percore_replica_with_another_shard_count_holds_every_key_and_resumes_partia
     }
 }
 
+/// A full sync while a writer changes a hash, a set and a sorted set of 30,000 members
+/// each (the snapshot the sync streams saves them member by member): the replica, on
+/// another shard count, ends with what the primary holds.
+#[test]
+fn a_full_sync_beside_large_collections_being_written_holds_them_whole() {
+    let dir = TempDir::new("repl-big");
+    let primary = percore_in(&dir, "primary", 1, &[]);
+    let mut c = primary.client();
+    let mut req = Vec::new();
+    for (key, cmd) in [("big-h", "HSET"), ("big-s", "SADD"), ("big-z", "ZADD")] {
+        for lo in (0..30_000).step_by(1000) {
+            let mut args: Vec<Vec<u8>> = vec![cmd.into(), key.into()];
+            for i in lo..lo + 1000 {
+                if cmd == "ZADD" {
+                    args.push(format!("{}", i % 977).into_bytes());
+                }
+                args.push(format!("m{i}").into_bytes());
+                if cmd == "HSET" {
+                    args.push(format!("v{i}").into_bytes());
+                }
+            }
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            req.extend_from_slice(&common::encode(&args));
+        }
+    }
+    c.send_raw(&req);
+    for _ in 0..90 {
+        assert!(!c.read_reply().starts_with(b"-"));
+    }
+    fill_before_sync(&mut c, 20_000);
+    let port = primary.port;
+    let writer = std::thread::spawn(move || {
+        let mut w = Client::connect(port);
+        for i in 0..400 {
+            for cmd in [
+                format!("HSET big-h m{} w{i}", i * 7),
+                format!("HDEL big-h m{}", i * 7 + 1),
+                format!("SADD big-s n{i}"),
+                format!("SREM big-s m{}", i * 3),
+                format!("ZINCRBY big-z 1 m{}", i * 5),
+                format!("ZREM big-z m{}", i * 5 + 1),
+            ] {
+                w.q(&cmd);
+            }
+        }
+    });
+    let (_replica, mut r) = replica_up(&dir, 2, port);
+    writer.join().unwrap();
+    assert_same(&mut c, &mut r, "after a full sync beside large collections");
+}
+
 #[test]
 fn a_replica_refuses_with_masterdown_while_its_link_is_down_if_told() {
     let dir = TempDir::new("repl-down");

@@ -268,6 +268,15 @@ impl Hash {
 
     view_basics!();
 
+    /// The table of a hash in its `hashtable` encoding (a snapshot walks it member by
+    /// member: [`crate::dict::Walk`]).
+    pub(crate) fn table_mut(&mut self) -> Option<&mut Dict> {
+        match self {
+            Hash::Table(d) => Some(d),
+            Hash::Pack(_) => None,
+        }
+    }
+
     /// The value at `field`.
     pub fn get(&self, field: &[u8]) -> Option<FieldValue<'_>> {
         self.view().get(field)

@@ -362,6 +362,15 @@ impl Set {
 
     view_basics!();
 
+    /// The table of a set in its `hashtable` encoding (a snapshot walks it member by
+    /// member: [`crate::dict::Walk`]).
+    pub(crate) fn table_mut(&mut self) -> Option<&mut Dict> {
+        match self {
+            Set::Table(d) => Some(d),
+            Set::Ints(_) => None,
+        }
+    }
+
     pub fn contains(&self, member: &[u8]) -> bool {
         self.view().contains(member)
     }

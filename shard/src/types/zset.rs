@@ -854,6 +854,16 @@ impl ZSet {
 
     view_basics!();
 
+    /// The member → score table of a large sorted set (a snapshot walks it member by
+    /// member: [`crate::dict::Walk`]). Its tree keeps handles to the table's nodes; when a
+    /// walk takes the table of a set being freed, the tree is freed without reading them.
+    pub(crate) fn table_mut(&mut self) -> Option<&mut Dict> {
+        match self {
+            ZSet::Tree(t) => Some(&mut t.dict),
+            ZSet::Pack(_) => None,
+        }
+    }
+
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         self.view().score(member)
     }
