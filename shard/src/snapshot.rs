@@ -1027,16 +1027,18 @@ impl BlockBuilder {
     ) -> usize {
         let mut bytes = 0;
         let n = nodes
-            .iter()
-            .position(|d| {
-                bytes += d.len() + 8;
+            .lens()
+            .position(|len| {
+                bytes += len + 8;
                 bytes > PART_BYTES
             })
             .map_or(nodes.len(), |cut| cut.max(1));
         let kind = if begun { KIND_LIST_MORE } else { KIND_LIST };
         self.cols.head(kind, false, db, key, expire_at_ms);
-        self.cols.items(n, nodes.iter().take(n).map(Item::One));
-        let spent = key.len() + 32 + nodes.iter().take(n).map(|d| d.len() + 8).sum::<usize>();
+        // A compressed node is written as its entries (decompressed for the part).
+        let part: Vec<_> = nodes.iter().take(n).collect();
+        self.cols.items(n, part.iter().map(|d| Item::One(d)));
+        let spent = key.len() + 32 + part.iter().map(|d| d.len() + 8).sum::<usize>();
         nodes.drop_front(n);
         spent
     }
