@@ -737,9 +737,13 @@ mod tests {
         let l = object_info(&sh, 0, b"l", now).expect("present");
         assert!(
             l.contains(" encoding:quicklist serializedlength:")
-                && l.ends_with(" ql_nodes:1 ql_avg_node:3.00 ql_listpack_max:-2 ql_compressed:0 ql_uncompressed_size:9"),
+                && l.ends_with(" ql_nodes:1 ql_avg_node:3.00 ql_listpack_max:-2 ql_compressed:1 ql_uncompressed_size:9"),
             "{l}"
         );
+        // `ql_compressed` follows list-compress-depth (percore's default 1; Redis's 0).
+        sh.config.list_limits.compress_depth = 0;
+        let l = object_info(&sh, 0, b"l", now).expect("present");
+        assert!(l.contains(" ql_compressed:0 "), "{l}");
         // Past its deadline but still in the table: reported, as Redis does, and left there.
         assert!(object_info(&sh, 0, b"gone", now).is_some());
         assert_eq!(sh.db_len(0), 4);
