@@ -1915,6 +1915,17 @@ mod tests {
             Some(ValueRef::List(l)) => (l.node_count(), l.shared_nodes()),
             _ => panic!("big is a list"),
         };
+        // Under the default list-compress-depth (1) the interior nodes the snapshot holds are
+        // compressed; the file holds their entries, and the loaded list is compressed again.
+        let compressed = |sh: &Shard| match sh.dbs[0].dict.peek(b"big").map(|e| e.value()) {
+            Some(ValueRef::List(l)) => l.compressed_sizes().iter().flatten().count(),
+            _ => panic!("big is a list"),
+        };
+        assert_eq!(
+            compressed(&a),
+            list(&a).0 - 2,
+            "every interior node compressed"
+        );
         let mut out = a.snapshot_begin(0, 1, now);
         let mut model: std::collections::VecDeque<String> = elems.iter().cloned().collect();
         let writes: Vec<Vec<String>> = vec![
@@ -1994,6 +2005,11 @@ mod tests {
             "the list holds the writes"
         );
         assert_eq!(run(&mut b, now, &["GET", "k99"]), b"$1\r\nv\r\n");
+        assert_eq!(
+            compressed(&b),
+            list(&b).0 - 2,
+            "loaded: every interior node compressed"
+        );
     }
 
     /// This test binary's allocator: the system's, with a count of live bytes per thread

@@ -27,11 +27,38 @@
 //! Popped-empty nodes are removed; partly emptied ones are not merged (Redis does not
 //! either, outside of insert splits).
 //!
+//! # Compression: `list-compress-depth`
+//! As Redis's quicklist (`__quicklistCompress`), with LZ4 (`lz4_flex`, safe code) where Redis
+//! uses LZF: under depth D > 0 the D nodes at each end are stored as they are and every
+//! interior node as one LZ4 block of its entries, when the node holds at least 48 bytes and
+//! the block saves at least 8 (Redis's `MIN_COMPRESS_BYTES`, `MIN_COMPRESS_IMPROVE`; a node
+//! that does not compress stays as it is). `Node::raw_len` (in the padding of the node's
+//! 32 bytes, so free) tells the two apart and keeps the entries' length for the fill limits.
+//! - An edit of a node (push, pop, LSET, LINSERT, LREM, LTRIM, a split) stores it as it is
+//!   first, and afterwards [`List::compress_around`] compresses it again if it is interior,
+//!   stores the D nodes at each end as they are, and compresses the first node past them at
+//!   each end (Redis's rule, and its cost: O(D) flag checks, a few nodes (de)compressed).
+//!   Pushes and pops at the ends touch no compressed node: one compression when an end gains
+//!   a node (once per ~455 pushes of 16-byte elements), one decompression when it loses one.
+//! - A read (LINDEX, LRANGE, LPOS, LINSERT's pivot, LREM's search, a snapshot, DEBUG DIGEST)
+//!   decompresses a node into a buffer of its own and leaves the node compressed; LRANGE and
+//!   the walks decompress each node once ([`List::for_range`], [`List::walk`]).
+//! - The depth is not kept per list (Redis keeps the one the list was created with): a
+//!   CONFIG SET applies to the nodes each list's edits touch next, and a snapshot loads
+//!   under the depth of the moment.
+//! - MEMORY USAGE and `used_memory` count compressed nodes at their compressed size.
+//!
+//! **percore's default is 1, Redis's is 0.** Measured on 2026-12-03 (release build;
+//! loadtest/results/2026-12-03/list-compress.md): FIGURES_MEMORY. The price is paid only
+//! by commands that reach interior nodes: FIGURES_CPU. Commands at the ends cost the same.
+//!
 //! # Bounded work
 //! LPUSH/RPUSH/LPOP/RPOP touch one node: O(1) plus a memmove within 8 KiB at the head.
 //! LINDEX/LSET/LINSERT find the node by walking node counts from the nearer end (O(N / node
 //! size) node hops, as Redis's quicklist); LRANGE, LREM, LPOS walk entries (O(N) as
 //! documented). Freeing a long list is sliced by [`List::free_nodes`] ([`crate::lazyfree`]).
+//! Compression adds to an edit at most one node's (de)compression per node it touches plus
+//! Redis's boundary nodes, and to a read one decompression per node it reaches.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
