@@ -358,7 +358,7 @@ pub fn lpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         if seen == scan || found.len() == want {
             return false;
         }
-        if x == &e[..] {
+        if x == e {
             if skipped < skip {
                 skipped += 1;
             } else {
