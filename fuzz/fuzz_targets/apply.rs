@@ -15,6 +15,12 @@ use percore_shard::{ExecCtx, Shard, ShardConfig};
 fuzz_target!(|data: &[u8]| {
     let mut config = ShardConfig { proto_max_bulk_len: 1 << 20, ..Default::default() };
     config.evict.policy = POLICIES[data.len() % POLICIES.len()].0;
+    // A third of the inputs build lists of 2-element nodes under list-compress-depth 1 or 2,
+    // so edits and reads reach compressed interior nodes.
+    if data.len() % 3 == 0 {
+        config.list_limits.fill = 2;
+        config.list_limits.compress_depth = 1 + data.len() % 2;
+    }
     let mut shard = Shard::new(7, config);
     // Keyspace events of every class, and a tracking client whose reads are remembered
     // (half the inputs): the event and invalidation paths run with every command.

@@ -583,6 +583,8 @@ pub static PARAMS: &[Param] = &[
     Param { name: "set-max-intset-entries", get: |c| c.set_limits.max_intset_entries.to_string(), set: |c, v| { c.set_limits.max_intset_entries = int_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-listpack-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "list-max-ziplist-size", get: |c| c.list_limits.fill.to_string(), set: |c, v| { c.list_limits.fill = int_in(one(v)?, i32::MIN as i128, INT_MAX)?; Ok(()) }, mutable: true },
+    // Redis's range (0..INT_MAX); percore's default is 1, not Redis's 0 (see README).
+    Param { name: "list-compress-depth", get: |c| c.list_limits.compress_depth.to_string(), set: |c, v| { c.list_limits.compress_depth = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     // Redis 7.0's lazy-free switches (default no). percore hands every large value to the
     // background whatever they say, so `no` never makes a delete stall the core.
     Param { name: "lazyfree-lazy-eviction", get: |c| yes_no(c.lazyfree[0]), set: |c, v| { c.lazyfree[0] = parse_bool(one(v)?)?; Ok(()) }, mutable: true },
@@ -941,6 +943,7 @@ mod tests {
         std::fs::write(
             &path,
             "list-max-ziplist-size -3
+list-compress-depth 2
 lazyfree-lazy-eviction no
 lazyfree-lazy-user-del yes
 replica-lazy-flush no
@@ -952,6 +955,7 @@ replica-lazy-flush no
         assert_eq!(c.lazyfree, [false, false, false, true, false, false]);
         let get = |name: &str| (find_param(name).unwrap().get)(&c);
         assert_eq!(get("list-max-listpack-size"), "-3");
+        assert_eq!(get("list-compress-depth"), "2");
         assert_eq!(get("lazyfree-lazy-user-del"), "yes");
         std::fs::remove_file(&path).unwrap();
     }

@@ -214,13 +214,21 @@ async fn structure(conn: &Conn, key: &[u8], quicklist: bool, w: &mut ReplyWriter
     let (db, k) = (conn.db, key.to_vec());
     let found = call(&conn.core, target, move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
+        let depth = sh.config.list_limits.compress_depth;
         let e = sh.lookup(db, &k, now_ms())?;
         Some(match (e.value(), quicklist) {
+            // Redis's `quicklistRepr` fields that percore has: the depth of the moment, and
+            // per node its entries, bytes, and stored bytes when LZ4-compressed (else 0).
             (percore_shard::ValueRef::List(l), true) => Ok(format!(
-                "quicklist {{count: {}, len: {}, nodes (count, bytes): {:?}}}",
+                "quicklist {{count: {}, len: {}, compress: {}, nodes (count, bytes, compressed): {:?}}}",
                 l.len(),
                 l.node_count(),
+                depth,
                 l.node_sizes()
+                    .iter()
+                    .zip(l.compressed_sizes())
+                    .map(|(&(c, b), z)| (c, b, z.unwrap_or(0)))
+                    .collect::<Vec<_>>()
             )),
             (v, false) if v.encoding() == "listpack" => Ok(format!(
                 "listpack of {} ({} bytes allocated)",

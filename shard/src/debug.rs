@@ -34,7 +34,7 @@
 use crate::dict::EntryRef;
 use crate::glob::glob_match;
 use crate::types::hash::HashRef;
-use crate::types::list::List;
+use crate::types::list::{End, List};
 use crate::types::set::SetRef;
 use crate::value::ValueRef;
 use crate::{Shard, DB_COUNT};
@@ -85,11 +85,10 @@ fn object_digest(d: &mut Digest, v: ValueRef, has_deadline: bool) {
         ValueRef::Int(_) | ValueRef::Str { .. } => {
             mix_digest(d, v.as_bytes(&mut itoa::Buffer::new()));
         }
-        ValueRef::List(l) => {
-            for e in l.iter() {
-                mix_digest(d, e);
-            }
-        }
+        ValueRef::List(l) => l.walk(End::Left, |e| {
+            mix_digest(d, e);
+            true
+        }),
         ValueRef::Set(s) => s.for_each(|m| xor_digest(d, m)),
         // Each element's member then its score as "%.17g", xored in (Redis's
         // `xorObjectDigest`): the order of elements does not matter.
@@ -223,8 +222,9 @@ pub fn hex(d: &Digest) -> String {
 ///   the decay minute and counter under LFU). `lru_seconds_idle`: OBJECT IDLETIME's answer
 ///   under an LRU policy; under LFU, the minutes since the last access, in seconds (Redis
 ///   reads its LFU word as a clock there and prints a meaningless number).
-/// - For a list: its nodes, entries per node, `list-max-listpack-size`, no compression
-///   (percore has no `list-compress-depth`), and the bytes its nodes hold.
+/// - For a list: its nodes, entries per node, `list-max-listpack-size`, whether
+///   `list-compress-depth` compresses (Redis prints the list's depth != 0; percore's lists
+///   follow the setting of the moment), and the bytes its nodes hold uncompressed.
 ///
 /// Reads only: no lazy expiry, no LRU/LFU update. O(elements of the value).
 pub fn object_info(sh: &Shard, db: usize, key: &[u8], now_ms: u64) -> Option<String> {
@@ -250,9 +250,10 @@ pub fn object_info(sh: &Shard, db: usize, key: &[u8], now_ms: u64) -> Option<Str
         let nodes = l.node_count();
         let bytes: usize = l.node_sizes().iter().map(|&(_, b)| b).sum();
         line.push_str(&format!(
-            " ql_nodes:{nodes} ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:0 ql_uncompressed_size:{bytes}",
+            " ql_nodes:{nodes} ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:{} ql_uncompressed_size:{bytes}",
             l.len() as f64 / nodes.max(1) as f64,
             sh.config.list_limits.fill,
+            (sh.config.list_limits.compress_depth != 0) as u8,
         ));
     }
     Some(line)
@@ -407,7 +408,8 @@ fn list_serialized_len(l: &List) -> usize {
     let mut elements = l.iter();
     let mut n = rdb_len_bytes(l.node_count());
     for (count, _) in l.node_sizes() {
-        n += 1 + rdb_blob_bytes(listpack_bytes(elements.by_ref().take(count)));
+        let node: Vec<_> = elements.by_ref().take(count).collect();
+        n += 1 + rdb_blob_bytes(listpack_bytes(node.iter().map(|e| &e[..])));
     }
     n
 }
@@ -735,9 +737,13 @@ mod tests {
         let l = object_info(&sh, 0, b"l", now).expect("present");
         assert!(
             l.contains(" encoding:quicklist serializedlength:")
-                && l.ends_with(" ql_nodes:1 ql_avg_node:3.00 ql_listpack_max:-2 ql_compressed:0 ql_uncompressed_size:9"),
+                && l.ends_with(" ql_nodes:1 ql_avg_node:3.00 ql_listpack_max:-2 ql_compressed:1 ql_uncompressed_size:9"),
             "{l}"
         );
+        // `ql_compressed` follows list-compress-depth (percore's default 1; Redis's 0).
+        sh.config.list_limits.compress_depth = 0;
+        let l = object_info(&sh, 0, b"l", now).expect("present");
+        assert!(l.contains(" ql_compressed:0 "), "{l}");
         // Past its deadline but still in the table: reported, as Redis does, and left there.
         assert!(object_info(&sh, 0, b"gone", now).is_some());
         assert_eq!(sh.db_len(0), 4);

@@ -1203,16 +1203,18 @@ impl BlockBuilder {
     ) -> usize {
         let mut bytes = 0;
         let n = nodes
-            .iter()
-            .position(|d| {
-                bytes += d.len() + 8;
+            .lens()
+            .position(|len| {
+                bytes += len + 8;
                 bytes > PART_BYTES
             })
             .map_or(nodes.len(), |cut| cut.max(1));
         let kind = if begun { KIND_LIST_MORE } else { KIND_LIST };
         self.cols.head(kind, false, db, key, expire_at_ms);
-        self.cols.items(n, nodes.iter().take(n).map(Item::One));
-        let spent = key.len() + 32 + nodes.iter().take(n).map(|d| d.len() + 8).sum::<usize>();
+        // A compressed node is written as its entries (decompressed for the part).
+        let part: Vec<_> = nodes.iter().take(n).collect();
+        self.cols.items(n, part.iter().map(|d| Item::One(d)));
+        let spent = key.len() + 32 + part.iter().map(|d| d.len() + 8).sum::<usize>();
         nodes.drop_front(n);
         spent
     }
@@ -2160,6 +2162,17 @@ mod tests {
             Some(ValueRef::List(l)) => (l.node_count(), l.shared_nodes()),
             _ => panic!("big is a list"),
         };
+        // Under the default list-compress-depth (1) the interior nodes the snapshot holds are
+        // compressed; the file holds their entries, and the loaded list is compressed again.
+        let compressed = |sh: &Shard| match sh.dbs[0].dict.peek(b"big").map(|e| e.value()) {
+            Some(ValueRef::List(l)) => l.compressed_sizes().iter().flatten().count(),
+            _ => panic!("big is a list"),
+        };
+        assert_eq!(
+            compressed(&a),
+            list(&a).0 - 2,
+            "every interior node compressed"
+        );
         let mut out = a.snapshot_begin(0, 1, now);
         let mut model: std::collections::VecDeque<String> = elems.iter().cloned().collect();
         let writes: Vec<Vec<String>> = vec![
@@ -2239,6 +2252,11 @@ mod tests {
             "the list holds the writes"
         );
         assert_eq!(run(&mut b, now, &["GET", "k99"]), b"$1\r\nv\r\n");
+        assert_eq!(
+            compressed(&b),
+            list(&b).0 - 2,
+            "loaded: every interior node compressed"
+        );
     }
 
     /// This test binary's allocator: the system's, with a count of live bytes per thread

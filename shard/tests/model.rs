@@ -1658,9 +1658,11 @@ fn shard_matches_model_across_expiry() {
                     max_listpack_value: 6,
                 }
             },
-            // And nodes of two elements, so lists span many nodes.
+            // And nodes of two elements, so lists span many nodes; list-compress-depth 0, 1
+            // or 2 (interior nodes of 48 bytes and more stored compressed).
             list_limits: ListLimits {
                 fill: if seed % 2 == 0 { -2 } else { 2 },
+                compress_depth: (seed % 3) as usize,
                 ..Default::default()
             },
             ..Default::default()

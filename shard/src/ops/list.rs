@@ -84,9 +84,9 @@ pub fn pop_n(sh: &mut Shard, db: usize, now_ms: u64, key: &[u8], end: End, count
     let mut sink = Vec::new();
     let mut out = ReplyWriter::new(&mut sink, percore_proto::Protocol::Resp2);
     let event = |v: &Vec<Vec<u8>>| (!v.is_empty()).then(|| pop_event(end));
-    match write(sh, &ctx, key, false, &mut out, event, |l, _| {
+    match write(sh, &ctx, key, false, &mut out, event, |l, lim| {
         let n = count.min(l.len());
-        (0..n).filter_map(|_| l.pop(end)).collect()
+        (0..n).filter_map(|_| l.pop(end, lim)).collect()
     }) {
         Ok(Some(v)) => Popped::Elements(v),
         Ok(None) => Popped::Missing,
@@ -185,7 +185,7 @@ pub fn lindex(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Err(e) => return out.error(e),
     };
     match normalize_index(i, l.len()).and_then(|i| l.get(i)) {
-        Some(e) => out.bulk(e),
+        Some(e) => out.bulk(&e),
         None => out.null(),
     }
 }
@@ -204,7 +204,7 @@ pub fn lrange(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         None => out.array(0),
         Some((s, e)) => {
             out.array(e - s + 1);
-            l.range(s, e).for_each(|x| out.bulk(x));
+            l.for_range(s, e, |x| out.bulk(x));
         }
     }
 }
@@ -236,7 +236,7 @@ pub fn linsert(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     let (pivot, e) = (&a[3], &a[4]);
     let event = |r: &Option<usize>| r.map(|_| (LIST, "linsert"));
     match write(sh, ctx, &a[1], false, out, event, |l, lim| {
-        let at = l.iter().position(|x| x == pivot)?;
+        let at = l.position(pivot)?;
         l.insert(at + after as usize, e, lim);
         Some(l.len())
     }) {
@@ -253,8 +253,8 @@ pub fn lrem(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         Err(e) => return out.error(e),
     };
     let event = |&n: &usize| (n > 0).then_some((LIST, "lrem"));
-    match write(sh, ctx, &a[1], false, out, event, |l, _| {
-        l.remove_eq(&a[3], count.unsigned_abs() as usize, count < 0)
+    match write(sh, ctx, &a[1], false, out, event, |l, lim| {
+        l.remove_eq(&a[3], count.unsigned_abs() as usize, count < 0, lim)
     }) {
         Ok(Some(n)) => out.int(n as i64),
         Ok(None) => out.int(0),
@@ -274,9 +274,9 @@ pub fn ltrim(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
         false,
         out,
         |_| Some((LIST, "ltrim")),
-        |l, _| {
+        |l, lim| {
             match normalize_range(start, stop, l.len()) {
-                Some((s, e)) => l.trim(s, e),
+                Some((s, e)) => l.trim(s, e, lim),
                 // Everything goes: the emptied list is deleted by `write`.
                 None => l.trim_all(),
             }
@@ -350,26 +350,28 @@ pub fn lpos(sh: &mut Shard, ctx: &ExecCtx, a: Args, out: &mut ReplyWriter) {
     } else {
         o.maxlen.min(len)
     };
-    let found: Vec<usize> = if o.rank > 0 {
-        l.iter()
-            .take(scan)
-            .enumerate()
-            .filter(|(_, x)| *x == e)
-            .map(|(i, _)| i)
-            .skip(skip)
-            .take(want)
-            .collect()
-    } else {
-        l.iter()
-            .rev()
-            .take(scan)
-            .enumerate()
-            .filter(|(_, x)| *x == e)
-            .map(|(i, _)| len - 1 - i)
-            .skip(skip)
-            .take(want)
-            .collect()
-    };
+    // Matches from RANK's end: the first `skip` are passed over, then up to `want` kept,
+    // within the first `scan` elements.
+    let (from, mut seen, mut skipped) = (if o.rank > 0 { End::Left } else { End::Right }, 0, 0);
+    let mut found: Vec<usize> = Vec::new();
+    l.walk(from, |x| {
+        if seen == scan || found.len() == want {
+            return false;
+        }
+        if x == e {
+            if skipped < skip {
+                skipped += 1;
+            } else {
+                found.push(if from == End::Left {
+                    seen
+                } else {
+                    len - 1 - seen
+                });
+            }
+        }
+        seen += 1;
+        true
+    });
     match o.count {
         Some(_) => {
             out.array(found.len());
@@ -426,7 +428,7 @@ pub fn lmove_here(
             out,
             |_| None,
             |l, lim| {
-                let e = l.pop(from).expect("a stored list is never empty");
+                let e = l.pop(from, lim).expect("a stored list is never empty");
                 l.push(&e, to, lim);
                 e
             },

@@ -34,6 +34,7 @@ use crate::ops::eq_ic;
 use crate::types::list::List;
 use crate::{err, Entry, ExecCtx, Shard, Value, ValueRef};
 use percore_proto::{Args, ReplyWriter};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 extern "C" {
@@ -247,16 +248,17 @@ impl Sorter {
                                 let n = (end - start + 1) as usize;
                                 let s = start as usize;
                                 if opts.desc {
-                                    elems
-                                        .extend(l.iter().rev().skip(s).take(n).map(<[u8]>::to_vec));
+                                    elems.extend(
+                                        l.iter().rev().skip(s).take(n).map(Cow::into_owned),
+                                    );
                                 } else {
-                                    elems.extend(l.range(s, s + n - 1).map(<[u8]>::to_vec));
+                                    elems.extend(l.range(s, s + n - 1).map(Cow::into_owned));
                                 }
                                 end -= start;
                                 start = 0;
                             }
                         } else {
-                            elems.extend(l.iter().map(<[u8]>::to_vec));
+                            elems.extend(l.iter().map(Cow::into_owned));
                         }
                     }
                     ValueRef::Set(s) => {

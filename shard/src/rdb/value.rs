@@ -564,6 +564,7 @@ fn encode_list(l: &List, limits: ListLimits, out: &mut Vec<u8>) {
     }
     let mut nodes: Vec<Node> = Vec::new();
     for e in l.iter() {
+        let e = &e[..];
         let plain = e.len() >= limits.packed_threshold;
         match nodes.last_mut() {
             Some(Node::Packed(w)) if !plain && allow(w, e.len()) => w.push(e),
