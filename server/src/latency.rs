@@ -32,16 +32,16 @@ pub fn thread_cpu_clock() -> bool {
 
 /// The calling thread's CPU time in nanoseconds.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let mut ts = std::mem::MaybeUninit::<libc::timespec>::zeroed();
+    // SAFETY: `ts` is a writable timespec for the call's duration, and all-zero bytes are a
+    // valid timespec, so it is initialised whether or not the call writes it;
+    // CLOCK_THREAD_CPUTIME_ID exists on every Linux kernel percore runs on (on failure the
+    // duration reads as 0; tested by `tests::thread_cpu_stopwatch_counts_work_not_sleep`).
+    let ts = unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, ts.as_mut_ptr());
+        ts.assume_init()
     };
-    // SAFETY: `ts` is a valid, writable timespec for the call's duration, and
-    // CLOCK_THREAD_CPUTIME_ID is a clock every Linux kernel percore runs on supports; on
-    // failure `ts` stays zero and the duration reads as 0 (tested by
-    // `tests::thread_cpu_stopwatch_counts_work_not_sleep`).
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// Measures one command's duration with the clock `latency-clock` names, for the stats,

@@ -119,16 +119,7 @@ fn hash_tags_put_keys_on_one_shard() {
     let counts: Vec<usize> = info
         .lines()
         .filter(|l| l.starts_with("shard"))
-        .map(|l| {
-            l.split("keys=")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+        .map(|l| common::info_int(l, "keys") as usize)
         .collect();
     assert_eq!(counts.len(), 4);
     assert_eq!(

@@ -490,15 +490,7 @@ fn latency_clock_thread_cpu_counts_work_not_waiting() {
         .find(|l| l.starts_with("cmdstat_rename:"))
         .expect(&stats);
     // usec is the command's time in µs: a cross-core RENAME takes more than 0.
-    let usec: u64 = line
-        .split("usec=")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let usec = common::info_int(line, "usec");
     assert!(usec >= 1, "{line}");
 }
 

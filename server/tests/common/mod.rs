@@ -378,6 +378,19 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+/// The integer after `name=` in an INFO line's `a=1,b=2` list (`keys=` of a keyspace or
+/// shard line, `usec=` of a commandstats line).
+#[allow(dead_code)]
+pub fn info_int(line: &str, name: &str) -> u64 {
+    let value = line
+        .split([':', ','])
+        .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}= is not an integer in {line}"))
+}
+
 pub fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
