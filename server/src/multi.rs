@@ -288,6 +288,9 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
         batch.client_addr = Some(conn.handle.addr);
         batch.client_name = conn.handle.info.borrow().name.clone();
         batch.hold_repl = true;
+        // A replica's master client sends MULTI/EXEC for every unit of more than one op:
+        // its keys are not expired by the replica's clock there either.
+        batch.master_view = conn.is_master;
         let mut plan = Plan::default();
         for (spec, args) in &m.cmds {
             plan.add(spec, &args.args(), conn.db, conn.core.nshards());

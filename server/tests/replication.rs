@@ -1129,12 +1129,19 @@ fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_
         .as_millis()
         + 100;
     p.send(&format!("SET late abc PXAT {soon}"));
+    p.send(&format!("SET counter 5 PXAT {soon}"));
     p.synced();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(r.q("GET late"), b"$-1\r\n", "expired for a reader");
     p.send("APPEND late def");
     p.send("PERSIST late");
+    // A unit of several ops comes as MULTI/EXEC: the master client sees the key there too.
+    p.send("MULTI");
+    p.send("INCR counter");
+    p.send("PERSIST counter");
+    p.send("EXEC");
     p.synced();
+    assert_eq!(r.q("GET counter"), b"$1\r\n6\r\n", "INCR in EXEC saw the key");
     let ttl = |r: &mut Client, k: &str| -> i64 {
         s(&r.q(&format!("TTL {k}")))
             .trim()
@@ -1190,6 +1197,18 @@ fn wait_wakes_on_the_replica_ack_and_counts_right() {
     let t0 = Instant::now();
     assert_eq!(c.q("WAIT 2 300"), b":1\r\n");
     assert!(t0.elapsed() >= Duration::from_millis(300));
+
+    // While clients are paused a WAIT puts no GETACK in the stream (Redis 7.0 sends none
+    // then): a cluster master paused for a manual failover has announced the offset its
+    // replica must reach exactly. The GETACK goes out when the pause ends.
+    let offset = |c: &mut Client| info_field(c, "replication", "master_repl_offset").unwrap();
+    let before = offset(&mut c);
+    assert_eq!(c.q("CLIENT PAUSE 10000 WRITE"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 2 200"), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(offset(&mut c), before, "the stream moved during the pause");
+    assert_eq!(c.q("CLIENT UNPAUSE"), b"+OK\r\n");
+    wait_for("the GETACK after the pause", || offset(&mut c) != before);
 }
 
 #[test]

@@ -138,7 +138,7 @@ pub struct Msg {
     pub mfstart: bool,
 }
 
-fn ranges_text(r: &[(u16, u16)]) -> String {
+pub(super) fn ranges_text(r: &[(u16, u16)]) -> String {
     if r.is_empty() {
         return "-".into();
     }
@@ -183,7 +183,7 @@ pub fn build(st: &mut State, kind: usize, to: Option<&str>) -> Vec<u8> {
         me.cport,
         me.config_epoch,
         st.current_epoch,
-        ranges_text(&st.ranges(0)),
+        st.my_ranges_text(),
         if me.is_replica() && !me.master_id.is_empty() {
             &me.master_id
         } else {
@@ -385,10 +385,16 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
     }
     st.clear_failure_if_needed(sender, now);
     let sender_id = m.id.clone();
-    let mine: Vec<bool> = (0..SLOTS).map(|s| st.slots[s as usize] == sender).collect();
-    // Only a master's claim counts (a replica claims nothing).
+    // Only a master's claim counts (a replica claims nothing); what it claims is compared
+    // with what this node thinks it owns (Redis's memcmp of sender->slots), without a copy.
     let master = st.node(sender).is_some_and(|n| n.is_master());
-    if master && mine != m.slots {
+    let differs = || {
+        st.slots
+            .iter()
+            .zip(&m.slots)
+            .any(|(&owner, &claimed)| (owner == sender) != claimed)
+    };
+    if master && differs() {
         for owner in st.update_slots_with(sender, m.config_epoch, &m.slots) {
             let Some(o) = st.node(owner) else { continue };
             let line = format!(

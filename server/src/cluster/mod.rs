@@ -969,11 +969,22 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
                 return w
                     .error("ERR CLUSTER RESET can't be called with master nodes containing keys");
             }
+            if replica {
+                // A replica turns master and empties its data (Redis's clusterReset:
+                // replicationUnsetMaster, then emptyData): its link ends first, so no
+                // write of its old master lands after the flush.
+                state_lock().me_mut().set_master_role();
+                crate::repl::replica::unset_master(core).await;
+                crate::core::call_all(core, |c: &Core| {
+                    let mut sh = c.shard.borrow_mut();
+                    for db in 0..percore_shard::DB_COUNT {
+                        sh.flush_db(db);
+                    }
+                })
+                .await;
+            }
             let mut st = state_lock();
             if replica {
-                // A replica turns master (the role task ends its link); its data stays
-                // (Redis empties it).
-                st.me_mut().set_master_role();
                 st.failover = Default::default();
             }
             st.migrating.clear();

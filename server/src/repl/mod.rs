@@ -275,6 +275,8 @@ struct Hub {
     settles: Vec<(u64, oneshot::Sender<u64>)>,
     /// WAITs for acknowledgements, told when enough replicas acked their target.
     waiters: Vec<AckWaiter>,
+    /// A WAIT asked for a GETACK while clients were paused: sent when the pause ends.
+    getack_wanted: bool,
 }
 
 /// A WAIT parked on core 0 until `want` replicas acknowledged `target`.
@@ -392,12 +394,16 @@ async fn merge_loop(core: Rc<Core>) {
             // Not while clients are paused (Redis's replicationCron): a cluster master
             // paused for a manual failover has announced the offset its replica must
             // reach, which a PING would move.
+            let paused = crate::pause::in_force_now();
             if !h.replicas.is_empty()
                 && now.saturating_sub(h.last_ping_ms) >= cfg.repl_ping_replica_period * 1000
-                && !crate::pause::in_force_now()
+                && !paused
             {
                 h.last_ping_ms = now;
                 h.backlog.append(b"*1\r\n$4\r\nPING\r\n");
+            }
+            if h.getack_wanted && !paused {
+                h.getack();
             }
             let hard =
                 cfg.client_output_buffer_limit[crate::config::ObClass::Replica as usize].hard;
@@ -443,6 +449,14 @@ async fn merge_loop(core: Rc<Core>) {
 }
 
 impl Hub {
+    /// REPLCONF GETACK * into the stream, and the replicas' links woken to send it.
+    fn getack(&mut self) {
+        self.getack_wanted = false;
+        self.backlog
+            .append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
+        self.replicas.values().for_each(|r| r.bell.ring());
+    }
+
     fn new(now_ms: u64) -> Hub {
         Hub {
             backlog: Backlog {
@@ -457,6 +471,7 @@ impl Hub {
             units_end: BASE.with(|b| b.get()),
             settles: Vec::new(),
             waiters: Vec::new(),
+            getack_wanted: false,
         }
     }
 
@@ -743,7 +758,9 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     let target = match settled {
         None => return 0,
         Some(Ok(end)) => end,
-        Some(Err(rx)) => match until(core, rx, None).await {
+        // The timeout holds here too: a busy merger does not stretch `WAIT n 100`. What the
+        // writes reached is not known then, so no replica is counted.
+        Some(Err(rx)) => match until(core, rx, deadline).await {
             Some(end) => end,
             None => return 0,
         },
@@ -755,9 +772,14 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     }
     let parked = call(core, 0, move |_c: &Core| {
         with_hub(|h| {
-            h.backlog
-                .append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
-            h.replicas.values().for_each(|r| r.bell.ring());
+            // Not while clients are paused (Redis 7.0's beforeSleep): a cluster master paused
+            // for a manual failover announced the offset its replica must reach exactly,
+            // which a GETACK would move. Sent when the pause ends; meanwhile the replicas'
+            // own ACK every second moves the count.
+            match crate::pause::in_force_now() {
+                true => h.getack_wanted = true,
+                false => h.getack(),
+            }
             let (tx, rx) = oneshot::channel();
             h.waiters.push(AckWaiter { target, want, tx });
             rx
