@@ -1141,7 +1141,11 @@ fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_
     p.send("PERSIST counter");
     p.send("EXEC");
     p.synced();
-    assert_eq!(r.q("GET counter"), b"$1\r\n6\r\n", "INCR in EXEC saw the key");
+    assert_eq!(
+        r.q("GET counter"),
+        b"$1\r\n6\r\n",
+        "INCR in EXEC saw the key"
+    );
     let ttl = |r: &mut Client, k: &str| -> i64 {
         s(&r.q(&format!("TTL {k}")))
             .trim()
