@@ -500,7 +500,11 @@ fn readonly_clients_read_from_a_replica_and_writes_are_redirected() {
     // CLUSTER RESET on a replica: a master again, alone, its data emptied (Redis's
     // clusterReset; percore kept the data).
     assert_eq!(s(&c.q("CLUSTER RESET")), "+OK\r\n");
-    assert!(role(&mut c).starts_with("*3\r\n$6\r\nmaster"), "{}", role(&mut c));
+    assert!(
+        role(&mut c).starts_with("*3\r\n$6\r\nmaster"),
+        "{}",
+        role(&mut c)
+    );
     assert_eq!(s(&c.q("DBSIZE")), ":0\r\n");
     let info = s(&c.q("CLUSTER INFO"));
     assert!(info.contains("cluster_known_nodes:1\r\n"), "{info}");
