@@ -404,6 +404,51 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     cluster_check(six.port(0));
 }
 
+/// A client's CLIENT PAUSE ALL on a master outlasts a manual failover of that master: the
+/// failover's own pause ends with it, the client's goes on to its end (Redis's pause
+/// purposes), so a command sent after the failover still waits for it (a PING: a key's
+/// command is redirected first, paused or not, as in Redis).
+#[test]
+fn a_clients_pause_outlasts_a_manual_failover() {
+    let Some(six) = Six::start("cluster-ha-pause", 15_000) else {
+        return;
+    };
+    let (m, r) = six.pairs[0];
+    let keys = six.write_keys(m, 1);
+    let mut mc = six.client(m);
+    assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
+    let slot = slot_of(&mut mc, &keys[0]);
+    let pause = Duration::from_millis(8000);
+    let paused_at = std::time::Instant::now();
+    assert_eq!(
+        s(&mc.q(&format!("CLIENT PAUSE {} ALL", pause.as_millis()))),
+        "+OK\r\n"
+    );
+    let mut rc = six.client(r);
+    assert_eq!(s(&rc.q("CLUSTER FAILOVER")), "+OK\r\n");
+    // The old master answers nothing while paused: the others tell the outcome.
+    six.wait_owner(slot, r, &[m]);
+    assert!(
+        paused_at.elapsed() + Duration::from_secs(2) < pause,
+        "the failover took too long to tell"
+    );
+    // The old master's role task ends the failover's pause within a few of its rounds.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    let reply = s(&mc.q("PING"));
+    assert!(
+        paused_at.elapsed() + Duration::from_millis(200) >= pause,
+        "a PING ran {:?} after CLIENT PAUSE ALL of {pause:?} ({:?} after it was sent)",
+        paused_at.elapsed(),
+        sent.elapsed()
+    );
+    assert_eq!(reply, "+PONG\r\n");
+    assert_eq!(
+        s(&mc.q(&format!("GET {}", keys[0]))),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", six.port(r))
+    );
+}
+
 #[test]
 fn forced_and_takeover_failovers_replace_killed_masters() {
     // A long node timeout: no automatic failover gets in the way.

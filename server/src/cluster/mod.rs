@@ -235,8 +235,8 @@ pub async fn run(core: Rc<Core>) {
         }
         if pause_until != paused_until {
             match pause_until {
-                0 => crate::pause::unpause(&core).await,
-                end => crate::pause::pause_writes_until(end),
+                0 => crate::pause::end_failover_pause(&core).await,
+                end => crate::pause::pause_failover_until(end),
             }
             paused_until = pause_until;
         }
