@@ -163,6 +163,17 @@ impl Six {
     }
 
     /// Every live node (not `dead`) says node `owner` serves the slots of `slot`.
+    /// The master and replica of pair `pair`, `n` keys written to the master and
+    /// acknowledged by its replica, a client of the master, and the first key's slot.
+    fn written(&self, pair: usize, n: usize) -> (usize, usize, Vec<String>, common::Client, u16) {
+        let (m, r) = self.pairs[pair];
+        let keys = self.write_keys(m, n);
+        let mut mc = self.client(m);
+        assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
+        let slot = slot_of(&mut mc, &keys[0]);
+        (m, r, keys, mc, slot)
+    }
+
     fn wait_owner(&self, slot: u16, owner: usize, dead: &[usize]) {
         let want = format!("${}\r\n{}\r\n", self.ids[owner].len(), self.ids[owner]);
         wait_for("every node to agree on the new owner", WITHIN, || {
@@ -330,11 +341,7 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     let Some(six) = Six::start("cluster-ha-manual", 15_000) else {
         return;
     };
-    let (m, r) = six.pairs[1];
-    let keys = six.write_keys(m, 200);
-    let mut mc = six.client(m);
-    assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
-    let slot = slot_of(&mut mc, &keys[0]);
+    let (m, r, keys, mut mc, slot) = six.written(1, 200);
     // A client keeps writing to the old master through the failover (its slot's keys,
     // {key:0}...): each write is either acknowledged there, and then must be on the new
     // master, or redirected (held by the master's pause first, then MOVED).
@@ -413,11 +420,7 @@ fn a_clients_pause_outlasts_a_manual_failover() {
     let Some(six) = Six::start("cluster-ha-pause", 15_000) else {
         return;
     };
-    let (m, r) = six.pairs[0];
-    let keys = six.write_keys(m, 1);
-    let mut mc = six.client(m);
-    assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
-    let slot = slot_of(&mut mc, &keys[0]);
+    let (m, r, keys, mut mc, slot) = six.written(0, 1);
     let pause = Duration::from_millis(8000);
     let paused_at = std::time::Instant::now();
     assert_eq!(

@@ -134,8 +134,7 @@ pub struct Msg {
     pub master: String,
     pub offset: u64,
     pub paused: bool,
-    /// Failover lines: vote requests (current epoch, the master's config epoch, forced),
-    /// votes (epoch), a manual failover start.
+    /// Failover lines: vote requests, votes (epoch), a manual failover start.
     pub auth_requests: Vec<AuthRequest>,
     pub auth_acks: Vec<u64>,
     pub mfstart: bool,
