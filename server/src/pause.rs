@@ -7,13 +7,19 @@
 //! keys do not expire (reads see an expired key as missing, but nothing deletes it) and
 //! nothing is evicted, so the data stands still, as Redis promises for failover.
 //!
-//! A second pause keeps the stricter mode and the later end (Redis's `pauseClients`);
-//! CLIENT UNPAUSE ends it at once. The state is two atomics; a command pays one relaxed load
-//! while no pause was ever set.
+//! Two purposes pause, each with its own end, as Redis's pause purposes: a client's CLIENT
+//! PAUSE (ALL or WRITE) and a cluster master's manual failover (WRITE). The pause in force
+//! is the stricter mode of those in force and lasts until the later end. A second CLIENT
+//! PAUSE keeps the stricter mode and the later end (Redis's `pauseClients`); CLIENT UNPAUSE
+//! ends only the client's pause, and the end of a failover only the failover's, so neither
+//! lifts the other's. The ends are atomics, their later end published in `PAUSED_UNTIL_MS`
+//! (which the shards read for expiry); a command pays one relaxed load while no pause was
+//! ever set. They change under a lock (rarely: a command, a failover step, an end).
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -22,27 +28,56 @@ use percore_shard::PAUSED_UNTIL_MS;
 
 use crate::core::{now_ms, Core};
 
-/// The pause covers every command (ALL), not only writes.
+/// When the client's pause (CLIENT PAUSE) ends, unix ms (0: none); whether it covers every
+/// command (ALL), not only writes.
+static CLIENT_END: AtomicU64 = AtomicU64::new(0);
 static ALL: AtomicBool = AtomicBool::new(false);
+/// When the manual failover's pause of writes ends (0: none).
+static FAILOVER_END: AtomicU64 = AtomicU64::new(0);
+/// Held while an end changes and the later one is published.
+static SETTING: Mutex<()> = Mutex::new(());
 
 thread_local! {
     /// Connections of this core waiting for a pause to end.
     static WAITING: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
-/// When the pause in force ends (unix ms), if one is in force. A pause found over is
-/// cleared, so that commands go back to paying one load ([`maybe_paused`]).
+/// Changes the ends under the lock and publishes the later one.
+fn set(f: impl FnOnce()) {
+    let _g = SETTING.lock().unwrap_or_else(|e| e.into_inner());
+    f();
+    let end = CLIENT_END
+        .load(Ordering::Acquire)
+        .max(FAILOVER_END.load(Ordering::Acquire));
+    PAUSED_UNTIL_MS.store(end, Ordering::Release);
+}
+
+/// `end` if it is still to come at `now`.
+fn live(end: &AtomicU64, now: u64) -> Option<u64> {
+    let e = end.load(Ordering::Acquire);
+    (e > now).then_some(e)
+}
+
+/// When the pause in force ends (unix ms, the later of the purposes' ends), if one is in
+/// force. Pauses found over are cleared, so that commands go back to paying one load
+/// ([`maybe_paused`]).
 fn in_force() -> Option<u64> {
-    let end = PAUSED_UNTIL_MS.load(Ordering::Acquire);
-    if end == 0 {
+    if PAUSED_UNTIL_MS.load(Ordering::Acquire) == 0 {
         return None;
     }
-    if end <= now_ms() {
-        // Only this pause: a new one set meanwhile stays.
-        let _ = PAUSED_UNTIL_MS.compare_exchange(end, 0, Ordering::AcqRel, Ordering::Relaxed);
-        return None;
+    let now = now_ms();
+    let end = live(&CLIENT_END, now).max(live(&FAILOVER_END, now));
+    if end.is_none() {
+        // Only ends that are over: one set meanwhile is still to come and stays.
+        set(|| {
+            for e in [&CLIENT_END, &FAILOVER_END] {
+                if e.load(Ordering::Acquire) <= now {
+                    e.store(0, Ordering::Release);
+                }
+            }
+        });
     }
-    Some(end)
+    end
 }
 
 /// Whether a pause is in force now.
@@ -57,10 +92,11 @@ pub fn maybe_paused() -> bool {
 }
 
 /// Whether the pause in force holds `spec` now; `queued_writes` tells whether an EXEC's
-/// transaction holds commands the WRITE mode covers.
+/// transaction holds commands the WRITE mode covers. Both purposes cover writes; only the
+/// client's pause, while it lasts, may cover every command.
 pub fn holds(spec: &CommandSpec, queued_writes: impl Fn() -> bool) -> bool {
     in_force().is_some()
-        && (ALL.load(Ordering::Acquire)
+        && ((ALL.load(Ordering::Acquire) && live(&CLIENT_END, now_ms()).is_some())
             || writes(spec)
             || (spec.cmd == Cmd::Exec && queued_writes()))
 }
@@ -81,7 +117,17 @@ pub fn writes(spec: &CommandSpec) -> bool {
 /// Waits while a pause holds this command (see [`holds`]).
 pub async fn wait(spec: &CommandSpec, queued_writes: impl Fn() -> bool) {
     while holds(spec, &queued_writes) {
-        let Some(end) = in_force() else {
+        if in_force().is_none() {
+            return;
+        }
+        // Until the first end still to come: what holds may change then (a client's ALL
+        // ending before the failover's WRITE).
+        let now = now_ms();
+        let Some(end) = [live(&CLIENT_END, now), live(&FAILOVER_END, now)]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
             return;
         };
         let mut registered = false;
@@ -111,21 +157,34 @@ fn wake_here() {
     }
 }
 
-/// Pauses writes until `end_ms` (a cluster master during a manual failover, as Redis's
-/// PAUSE_DURING_FAILOVER): a pause in force keeps its mode and the later end.
-pub fn pause_writes_until(end_ms: u64) {
-    if in_force().is_none() {
+/// Pauses writes until `end_ms` for a manual failover (a cluster master, as Redis's
+/// PAUSE_DURING_FAILOVER); a client's pause in force stays as it is.
+pub fn pause_failover_until(end_ms: u64) {
+    set(|| FAILOVER_END.store(end_ms, Ordering::Release));
+}
+
+/// Ends the failover's pause (a client's pause in force stays) and wakes the clients it
+/// held, on every core.
+pub async fn end_failover_pause(core: &Rc<Core>) {
+    end_failover();
+    crate::core::call_all(core, |_| wake_here()).await;
+}
+
+fn end_failover() {
+    set(|| FAILOVER_END.store(0, Ordering::Release));
+}
+
+fn end_client() {
+    set(|| {
+        CLIENT_END.store(0, Ordering::Release);
         ALL.store(false, Ordering::Release);
-    }
-    let _ = PAUSED_UNTIL_MS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-        Some(old.max(end_ms))
     });
 }
 
-/// Ends the pause in force and wakes the clients it held, on every core.
-pub async fn unpause(core: &Rc<Core>) {
-    PAUSED_UNTIL_MS.store(0, Ordering::Release);
-    ALL.store(false, Ordering::Release);
+/// CLIENT UNPAUSE: ends the client's pause (a failover's pause in force stays) and wakes
+/// the clients it held, on every core.
+async fn unpause(core: &Rc<Core>) {
+    end_client();
     crate::core::call_all(core, |_| wake_here()).await;
 }
 
@@ -157,15 +216,18 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
         0 => 0,
         ms => now_ms().saturating_add(ms as u64),
     };
-    // The stricter mode and the later end win while a pause lasts.
-    let lasting = in_force().is_some();
-    if !lasting {
-        ALL.store(all, Ordering::Release);
-    } else if all {
-        ALL.store(true, Ordering::Release);
-    }
-    let _ = PAUSED_UNTIL_MS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-        Some(if lasting { old.max(end) } else { end })
+    // The stricter mode and the later end win while the client's pause lasts.
+    set(|| {
+        let lasting = live(&CLIENT_END, now_ms()).is_some();
+        if !lasting {
+            ALL.store(all, Ordering::Release);
+            CLIENT_END.store(end, Ordering::Release);
+        } else {
+            if all {
+                ALL.store(true, Ordering::Release);
+            }
+            CLIENT_END.fetch_max(end, Ordering::AcqRel);
+        }
     });
     w.ok();
 }
@@ -174,17 +236,64 @@ pub async fn command(core: &Rc<Core>, spec: &CommandSpec, a: Args<'_>, w: &mut R
 mod tests {
     use super::*;
 
+    /// The pause state is the process's: its tests run one at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn clear() {
+        end_client();
+        end_failover();
+    }
+
     /// A pause that ended by itself is cleared by the first command that looks, so later
     /// commands pay one load again (no clock read, no flush before each).
     #[test]
     fn an_ended_pause_is_cleared() {
-        let set = percore_proto::lookup(b"set").expect("SET");
-        PAUSED_UNTIL_MS.store(now_ms() + 60_000, Ordering::Release);
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        clear();
+        let set_cmd = percore_proto::lookup(b"set").expect("SET");
+        set(|| CLIENT_END.store(now_ms() + 60_000, Ordering::Release));
         assert!(maybe_paused());
-        assert!(holds(set, || false));
-        PAUSED_UNTIL_MS.store(now_ms().saturating_sub(1), Ordering::Release);
+        assert!(holds(set_cmd, || false));
+        set(|| CLIENT_END.store(now_ms().saturating_sub(1), Ordering::Release));
         assert!(maybe_paused());
-        assert!(!holds(set, || false));
+        assert!(!holds(set_cmd, || false));
         assert!(!maybe_paused(), "the ended pause stays set");
+    }
+
+    /// The client's pause and the failover's have their own ends: lifting one leaves the
+    /// other, and a client's ALL ends with the client's pause.
+    #[test]
+    fn the_client_and_failover_pauses_do_not_lift_each_other() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        clear();
+        let set_cmd = percore_proto::lookup(b"set").expect("SET");
+        let get = percore_proto::lookup(b"get").expect("GET");
+        let now = now_ms();
+        // The failover pauses writes; a client's CLIENT UNPAUSE leaves that pause.
+        pause_failover_until(now + 60_000);
+        end_client();
+        assert!(
+            holds(set_cmd, || false),
+            "CLIENT UNPAUSE lifted the failover's pause"
+        );
+        assert!(!holds(get, || false));
+        // A client's PAUSE ALL outlives the failover's end.
+        set(|| {
+            CLIENT_END.store(now + 30_000, Ordering::Release);
+            ALL.store(true, Ordering::Release);
+        });
+        assert!(holds(get, || false));
+        end_failover();
+        assert!(
+            holds(get, || false),
+            "the failover's end lifted CLIENT PAUSE ALL"
+        );
+        assert_eq!(PAUSED_UNTIL_MS.load(Ordering::Acquire), now + 30_000);
+        // A client's ALL that ended leaves the failover's WRITE pause only.
+        pause_failover_until(now + 60_000);
+        set(|| CLIENT_END.store(now.saturating_sub(1), Ordering::Release));
+        assert!(holds(set_cmd, || false));
+        assert!(!holds(get, || false), "an ended ALL still holds reads");
+        clear();
     }
 }

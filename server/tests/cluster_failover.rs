@@ -163,6 +163,17 @@ impl Six {
     }
 
     /// Every live node (not `dead`) says node `owner` serves the slots of `slot`.
+    /// The master and replica of pair `pair`, `n` keys written to the master and
+    /// acknowledged by its replica, a client of the master, and the first key's slot.
+    fn written(&self, pair: usize, n: usize) -> (usize, usize, Vec<String>, common::Client, u16) {
+        let (m, r) = self.pairs[pair];
+        let keys = self.write_keys(m, n);
+        let mut mc = self.client(m);
+        assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
+        let slot = slot_of(&mut mc, &keys[0]);
+        (m, r, keys, mc, slot)
+    }
+
     fn wait_owner(&self, slot: u16, owner: usize, dead: &[usize]) {
         let want = format!("${}\r\n{}\r\n", self.ids[owner].len(), self.ids[owner]);
         wait_for("every node to agree on the new owner", WITHIN, || {
@@ -330,11 +341,7 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
     let Some(six) = Six::start("cluster-ha-manual", 15_000) else {
         return;
     };
-    let (m, r) = six.pairs[1];
-    let keys = six.write_keys(m, 200);
-    let mut mc = six.client(m);
-    assert_eq!(s(&mc.q("WAIT 1 5000")), ":1\r\n");
-    let slot = slot_of(&mut mc, &keys[0]);
+    let (m, r, keys, mut mc, slot) = six.written(1, 200);
     // A client keeps writing to the old master through the failover (its slot's keys,
     // {key:0}...): each write is either acknowledged there, and then must be on the new
     // master, or redirected (held by the master's pause first, then MOVED).
@@ -402,6 +409,47 @@ fn a_manual_failover_keeps_every_acknowledged_write_and_the_old_master_follows()
         );
     }
     cluster_check(six.port(0));
+}
+
+/// A client's CLIENT PAUSE ALL on a master outlasts a manual failover of that master: the
+/// failover's own pause ends with it, the client's goes on to its end (Redis's pause
+/// purposes), so a command sent after the failover still waits for it (a PING: a key's
+/// command is redirected first, paused or not, as in Redis).
+#[test]
+fn a_clients_pause_outlasts_a_manual_failover() {
+    let Some(six) = Six::start("cluster-ha-pause", 15_000) else {
+        return;
+    };
+    let (m, r, keys, mut mc, slot) = six.written(0, 1);
+    let pause = Duration::from_millis(8000);
+    let paused_at = std::time::Instant::now();
+    assert_eq!(
+        s(&mc.q(&format!("CLIENT PAUSE {} ALL", pause.as_millis()))),
+        "+OK\r\n"
+    );
+    let mut rc = six.client(r);
+    assert_eq!(s(&rc.q("CLUSTER FAILOVER")), "+OK\r\n");
+    // The old master answers nothing while paused: the others tell the outcome.
+    six.wait_owner(slot, r, &[m]);
+    assert!(
+        paused_at.elapsed() + Duration::from_secs(2) < pause,
+        "the failover took too long to tell"
+    );
+    // The old master's role task ends the failover's pause within a few of its rounds.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    let reply = s(&mc.q("PING"));
+    assert!(
+        paused_at.elapsed() + Duration::from_millis(200) >= pause,
+        "a PING ran {:?} after CLIENT PAUSE ALL of {pause:?} ({:?} after it was sent)",
+        paused_at.elapsed(),
+        sent.elapsed()
+    );
+    assert_eq!(reply, "+PONG\r\n");
+    assert_eq!(
+        s(&mc.q(&format!("GET {}", keys[0]))),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", six.port(r))
+    );
 }
 
 #[test]

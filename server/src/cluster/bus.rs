@@ -29,9 +29,12 @@
 //!    sends the first seven fields: a master)
 //!   `G <id> <ip> <port> <cport> <ok|pfail|fail>`   (gossip, any number)
 //!   `F <id>` (that node failed) and `U <id> <config epoch> <slot ranges or ->` (its slots)
-//!   `R <current epoch> <master's config epoch> <0|1 forced>` (vote for me),
+//!   `R <current epoch> <master's config epoch> <0|1 forced> <master's slot ranges or ->`
+//!   (vote for me; the slots as the candidate sees its master's: a voter refuses when a
+//!   newer configuration owns one of them; an older percore's 3-field `R` is ignored),
 //!   `A <epoch>` (my vote) and `M` (start a manual failover; to the master)
-//! Gossip, FAIL, R and A lines together are at most MAX_ENTRIES a message.
+//! Gossip, FAIL, R and A lines together are at most MAX_ENTRIES a message; U and R lines,
+//! each decoded into a slot map, at most MAX_UPDATES.
 //!
 //! Threads, not the cores' executors: the bus is a handful of slow links (a PING every
 //! 100 ms per peer), and blocking sockets on their own threads keep it out of the
@@ -131,11 +134,20 @@ pub struct Msg {
     pub master: String,
     pub offset: u64,
     pub paused: bool,
-    /// Failover lines: vote requests (current epoch, the master's config epoch, forced),
-    /// votes (epoch), a manual failover start.
-    pub auth_requests: Vec<(u64, u64, bool)>,
+    /// Failover lines: vote requests, votes (epoch), a manual failover start.
+    pub auth_requests: Vec<AuthRequest>,
     pub auth_acks: Vec<u64>,
     pub mfstart: bool,
+}
+
+/// An `R` line: a replica asks for a vote for `epoch`, its master at `config_epoch`
+/// owning `slots` as the replica sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthRequest {
+    pub epoch: u64,
+    pub config_epoch: u64,
+    pub force: bool,
+    pub slots: Vec<bool>,
 }
 
 pub(super) fn ranges_text(r: &[(u16, u16)]) -> String {
@@ -267,7 +279,7 @@ pub fn decode(body: &str) -> Option<Msg> {
     }
     for l in lines {
         let entries = m.gossip.len() + m.fails.len() + m.auth_requests.len() + m.auth_acks.len();
-        if entries >= MAX_ENTRIES || m.updates.len() > MAX_UPDATES {
+        if entries >= MAX_ENTRIES || m.updates.len() + m.auth_requests.len() > MAX_UPDATES {
             return None;
         }
         let f: Vec<&str> = l.split(' ').collect();
@@ -291,17 +303,20 @@ pub fn decode(body: &str) -> Option<Msg> {
                 m.updates
                     .push((id.to_string(), epoch.parse().ok()?, parse_ranges(slots)?))
             }
-            ["R", epoch, config_epoch, force] => m.auth_requests.push((
-                epoch.parse().ok()?,
-                config_epoch.parse().ok()?,
-                *force == "1",
-            )),
+            ["R", epoch, config_epoch, force, slots] => m.auth_requests.push(AuthRequest {
+                epoch: epoch.parse().ok()?,
+                config_epoch: config_epoch.parse().ok()?,
+                force: *force == "1",
+                slots: parse_ranges(slots)?,
+            }),
+            // An older percore's request names no slots: it cannot be checked, so no vote.
+            ["R", _, _, _] => {}
             ["A", epoch] => m.auth_acks.push(epoch.parse().ok()?),
             ["M"] => m.mfstart = true,
             _ => return None,
         }
     }
-    (m.updates.len() <= MAX_UPDATES).then_some(m)
+    (m.updates.len() + m.auth_requests.len() <= MAX_UPDATES).then_some(m)
 }
 
 /// Applies a message to the view. `inbound`: it came on a link the sender opened (a PING
@@ -469,8 +484,8 @@ pub fn process(st: &mut State, m: &Msg, peer_ip: &str, local_ip: &str, inbound: 
     if m.mfstart {
         st.on_mfstart(sender, now);
     }
-    for &(epoch, config_epoch, force) in &m.auth_requests {
-        st.on_auth_request(sender, epoch, config_epoch, force, now);
+    for r in &m.auth_requests {
+        st.on_auth_request(sender, r.epoch, r.config_epoch, r.force, &r.slots, now);
     }
     for &epoch in &m.auth_acks {
         st.on_auth_ack(sender, epoch);
@@ -778,6 +793,9 @@ mod tests {
         let update = format!("U {id} 1 0-16383");
         assert!(decode(&with(&update, MAX_UPDATES)).is_some());
         assert!(decode(&with(&update, MAX_UPDATES + 1)).is_none());
+        let request = "R 5 3 1 0-16383";
+        assert!(decode(&with(request, MAX_UPDATES)).is_some());
+        assert!(decode(&with(request, MAX_UPDATES + 1)).is_none());
         let fail = format!("F {id}");
         assert!(decode(&with(&fail, MAX_ENTRIES)).is_some());
         assert!(decode(&with(&fail, MAX_ENTRIES + 1)).is_none());
@@ -794,6 +812,7 @@ mod tests {
         replica.my_offset = 42;
         replica.slots[7] = 0;
         replica.queue(&id('f'), "M".into());
+        replica.queue(&id('f'), "R 5 3 1 7,9-10".into());
         replica.queue(&id('f'), "R 5 3 1".into());
         replica.queue(&id('f'), "A 5".into());
         let f = build(&mut replica, PING, Some(&id('f')));
@@ -805,9 +824,18 @@ mod tests {
         assert!(m.mfstart);
         assert_eq!(
             (m.auth_requests.clone(), m.auth_acks.clone()),
-            (vec![(5, 3, true)], vec![5])
+            (
+                vec![AuthRequest {
+                    epoch: 5,
+                    config_epoch: 3,
+                    force: true,
+                    slots: (0..SLOTS).map(|s| [7, 9, 10].contains(&s)).collect(),
+                }],
+                vec![5]
+            ),
+            "an older percore's request without slots is dropped"
         );
-        assert_eq!(replica.sent[5..], [1, 1, 1]);
+        assert_eq!(replica.sent[5..], [2, 1, 1]);
 
         let mut master = view('f', &['e']);
         master.slots[7] = 1;

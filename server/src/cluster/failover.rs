@@ -16,7 +16,9 @@
 //! node for its vote (`R`). A master with slots votes once per epoch, for a replica of a
 //! FAIL master (any master with the force flag of a manual failover), not twice for one
 //! master within two node timeouts, and not when the replica's master's config epoch is
-//! behind an owner of its slots (`A`). With a majority of the masters with slots the
+//! behind the owner, as the voter sees it, of a slot the request claims for that master
+//! (the replica's view of its master's slots: a sibling that already took them over holds
+//! them with a newer epoch) (`A`). With a majority of the masters with slots the
 //! replica takes its master's slots with the election's epoch; the bus spreads the claim,
 //! the old master and its other replicas become replicas of the winner.
 //! An election that gets no majority in max(2 × node timeout, 2 s) is retried after twice
@@ -175,6 +177,7 @@ impl State {
         req_epoch: u64,
         req_config_epoch: u64,
         force: bool,
+        claimed: &[bool],
         now: u64,
     ) {
         if !self.me().is_master() || self.slot_count(0) == 0 {
@@ -210,18 +213,19 @@ impl State {
                 wait - now.saturating_sub(mn.voted_ms)
             ));
         }
-        // Its master's slots must not be held here by a newer configuration.
-        for s in 0..super::SLOTS as usize {
-            if self.slots[s] != m {
-                continue;
-            }
-            if mn.config_epoch > req_config_epoch {
-                return deny(format!(
-                    "slot {s} epoch ({}) > reqEpoch ({req_config_epoch})",
-                    mn.config_epoch
-                ));
-            }
-            break;
+        // The slots the candidate claims for its master must not be held here by a newer
+        // configuration: a sibling that took them over at a later epoch wins over a stale
+        // candidate, whoever this node still sees as their owner.
+        let newer = (0..super::SLOTS as usize)
+            .filter(|&s| claimed.get(s).copied().unwrap_or(false))
+            .find_map(|s| {
+                let owner = self.node(self.slots[s])?;
+                (owner.config_epoch > req_config_epoch).then_some((s, owner.config_epoch))
+            });
+        if let Some((s, e)) = newer {
+            return deny(format!(
+                "slot {s} epoch ({e}) > reqEpoch ({req_config_epoch})"
+            ));
         }
         self.last_vote_epoch = self.current_epoch;
         if let Some(mn) = self.node_mut(m) {
@@ -332,6 +336,7 @@ impl State {
             self.current_epoch += 1;
             let epoch = self.current_epoch;
             let master_epoch = self.node(m).map_or(0, |n| n.config_epoch);
+            let ranges = super::bus::ranges_text(&self.ranges(m));
             self.failover.auth_epoch = epoch;
             self.failover.auth_sent = true;
             self.failover.votes.clear();
@@ -339,7 +344,7 @@ impl State {
             self.fsync = true;
             crate::log::warn(&format!("Starting a failover election for epoch {epoch}."));
             self.broadcast(format!(
-                "R {epoch} {master_epoch} {}",
+                "R {epoch} {master_epoch} {} {ranges}",
                 u8::from(self.failover.mf_end_ms != 0)
             ));
             return;
@@ -395,22 +400,57 @@ mod tests {
     #[test]
     fn a_master_votes_once_per_epoch_and_only_for_a_failed_masters_replica() {
         let mut st = cluster();
+        let b_slots: Vec<bool> = st.slots.iter().map(|&o| o == 1).collect();
         st.current_epoch = 5;
-        st.on_auth_request(3, 5, 0, false, 100_000);
+        st.on_auth_request(3, 5, 0, false, &b_slots, 100_000);
         assert!(!st.pending.contains_key(&id('d')), "its master is up");
         st.node_mut(1).unwrap().flags |= FAIL;
-        st.on_auth_request(3, 4, 0, false, 100_000);
+        st.on_auth_request(3, 4, 0, false, &b_slots, 100_000);
         assert!(!st.pending.contains_key(&id('d')), "an old epoch");
-        st.on_auth_request(3, 5, 0, false, 100_000);
+        st.on_auth_request(3, 5, 0, false, &b_slots, 100_000);
         assert_eq!(st.pending[&id('d')], vec!["A 5".to_string()]);
         assert_eq!(st.last_vote_epoch, 5);
         st.current_epoch = 6;
-        st.on_auth_request(3, 6, 0, false, 100_001);
+        st.on_auth_request(3, 6, 0, false, &b_slots, 100_001);
         assert_eq!(
             st.pending[&id('d')].len(),
             1,
             "not twice for one master so soon"
         );
+    }
+
+    /// A replica of b cut off from its sibling e, which took b's slots at epoch 9, asks for
+    /// votes with b's old epoch: a voter that saw e's claim refuses, though b still looks
+    /// like the failed master of that replica and owns nothing to compare with.
+    #[test]
+    fn a_stale_sibling_is_refused_when_the_slots_it_claims_are_newer_elsewhere() {
+        let mut st = view('a', &['b', 'c', 'd', 'e']);
+        for r in [3, 4] {
+            st.node_mut(r).unwrap().set_replica_of(&id('b'));
+        }
+        for s in 0..super::super::SLOTS as usize {
+            st.slots[s] = (s % 3) as u16;
+        }
+        st.node_mut(1).unwrap().config_epoch = 2;
+        st.update();
+        // What d still sees b own, and what it sends in its request.
+        let b_slots: Vec<bool> = st.slots.iter().map(|&o| o == 1).collect();
+        // e won an election at epoch 9 and took b's slots; b is unreachable.
+        st.node_mut(4).unwrap().set_master_role();
+        st.update_slots_with(4, 9, &b_slots);
+        st.node_mut(4).unwrap().config_epoch = 9;
+        st.node_mut(1).unwrap().flags |= FAIL;
+        assert_eq!(st.slot_count(1), 0);
+        st.current_epoch = 10;
+        st.on_auth_request(3, 10, 2, false, &b_slots, 100_000);
+        assert!(
+            !st.pending.contains_key(&id('d')),
+            "a newer owner of its slots"
+        );
+        assert_ne!(st.last_vote_epoch, 10);
+        // With the winner's epoch the request is fine.
+        st.on_auth_request(3, 10, 9, false, &b_slots, 100_000);
+        assert_eq!(st.pending[&id('d')], vec!["A 10".to_string()]);
     }
 
     #[test]
@@ -426,7 +466,13 @@ mod tests {
         st.failover_step(1000);
         assert!(st.failover.auth_sent);
         let epoch = st.failover.auth_epoch;
-        assert_eq!(st.pending[&id('a')], vec![format!("R {epoch} 0 1")]);
+        assert_eq!(
+            st.pending[&id('a')],
+            vec![format!(
+                "R {epoch} 0 1 {}",
+                super::super::bus::ranges_text(&st.ranges(2))
+            )]
+        );
         st.on_auth_ack(1, epoch);
         st.failover_step(1100);
         assert!(st.failover.takeover.is_none(), "one vote of two needed");

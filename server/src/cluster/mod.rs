@@ -159,9 +159,6 @@ pub fn init(cfg: &Config) -> Result<(), String> {
 /// this node (each of its steps waits for the task).
 const ROLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 const ROLE_INTERVAL_BUSY: std::time::Duration = std::time::Duration::from_millis(5);
-/// How long a master paused for a manual failover lets writes already under way reach
-/// the replication stream before it reads the offset to announce.
-const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Core 0's role task (cluster mode only): makes replication follow the cluster view.
 /// Every `ROLE_INTERVAL` it publishes this node's replication offset into the view, starts
@@ -235,14 +232,19 @@ pub async fn run(core: Rc<Core>) {
         }
         if pause_until != paused_until {
             match pause_until {
-                0 => crate::pause::unpause(&core).await,
-                end => crate::pause::pause_writes_until(end),
+                0 => crate::pause::end_failover_pause(&core).await,
+                end => crate::pause::pause_failover_until(end),
             }
             paused_until = pause_until;
         }
         if need_offset && pause_until != 0 {
-            crate::runtime::sleep(PAUSE_SETTLE).await;
-            let offset = crate::repl::stream_end();
+            // The offset to announce covers every write admitted before the pause: each
+            // core has run what it admitted once it ran this barrier's job, and the stream
+            // holds it once the merger passed what was numbered by then.
+            crate::core::call_all(&core, |_| ()).await;
+            let Some(offset) = crate::repl::settled_stream_end(&core).await else {
+                continue;
+            };
             let mut st = state_lock();
             if st.failover.mf_replica.is_some() && st.failover.pause_until_ms == pause_until {
                 st.failover.paused_offset = Some(offset);

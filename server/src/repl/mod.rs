@@ -1014,6 +1014,29 @@ pub fn propagate_coordinated(conn: &crate::conn::Conn, args: &percore_proto::Arg
     propagate_here(&conn.core, capture.then_some(&mut *ops), conn.db, &parts);
 }
 
+/// Waits until the merger passed every write numbered so far (as WAIT settles its target)
+/// and returns the stream's end then: the offset a replica has applied once it has them (a
+/// cluster master paused for a manual failover announces it). None at a shutdown.
+pub async fn settled_stream_end(core: &Rc<Core>) -> Option<u64> {
+    if core.global.repl.active.load(Ordering::Acquire) {
+        let g = core.global.repl.seq.load(Ordering::Acquire);
+        let parked = call(core, 0, move |_c: &Core| {
+            with_hub(|h| {
+                (h.collected_to < g).then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    h.settles.push((g, tx));
+                    rx
+                })
+            })
+        })
+        .await;
+        if let Some(Some(rx)) = parked {
+            until(core, rx, None).await?;
+        }
+    }
+    Some(call(core, 0, |_c: &Core| stream_end()).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
