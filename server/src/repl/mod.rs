@@ -741,29 +741,10 @@ pub async fn wait(core: &Rc<Core>, want: usize, timeout_ms: u64) -> usize {
     }
     let deadline =
         (timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(timeout_ms));
-    let g = core.global.repl.seq.load(Ordering::Acquire);
-    // The offset every write numbered below `g` reached: settled once the merger passes it
-    // (the end of the last unit then, which may be later than `g`'s: never too early).
-    let settled = call(core, 0, move |_c: &Core| {
-        with_hub(|h| match h.collected_to >= g {
-            true => Ok(h.units_end),
-            false => {
-                let (tx, rx) = oneshot::channel();
-                h.settles.push((g, tx));
-                Err(rx)
-            }
-        })
-    })
-    .await;
-    let target = match settled {
-        None => return 0,
-        Some(Ok(end)) => end,
-        // The timeout holds here too: a busy merger does not stretch `WAIT n 100`. What the
-        // writes reached is not known then, so no replica is counted.
-        Some(Err(rx)) => match until(core, rx, deadline).await {
-            Some(end) => end,
-            None => return 0,
-        },
+    // The timeout holds while the merger settles too: a busy merger does not stretch
+    // `WAIT n 100`. What the writes reached is not known then, so no replica is counted.
+    let Some(target) = settle(core, deadline).await else {
+        return 0;
     };
     let count = move |_c: &Core| with_hub(|h| h.acked(target)).unwrap_or(0);
     let n = call(core, 0, count).await;
@@ -1019,22 +1000,31 @@ pub fn propagate_coordinated(conn: &crate::conn::Conn, args: &percore_proto::Arg
 /// cluster master paused for a manual failover announces it). None at a shutdown.
 pub async fn settled_stream_end(core: &Rc<Core>) -> Option<u64> {
     if core.global.repl.active.load(Ordering::Acquire) {
-        let g = core.global.repl.seq.load(Ordering::Acquire);
-        let parked = call(core, 0, move |_c: &Core| {
-            with_hub(|h| {
-                (h.collected_to < g).then(|| {
-                    let (tx, rx) = oneshot::channel();
-                    h.settles.push((g, tx));
-                    rx
-                })
-            })
-        })
-        .await;
-        if let Some(Some(rx)) = parked {
-            until(core, rx, None).await?;
-        }
+        settle(core, None).await?;
     }
     Some(call(core, 0, |_c: &Core| stream_end()).await)
+}
+
+/// Waits until the merger has passed every unit numbered so far, and returns the offset the
+/// last of them reached (the end of the last unit then, which may be later than theirs:
+/// never too early). None at `deadline`, at a shutdown, or without a stream.
+async fn settle(core: &Rc<Core>, deadline: Option<std::time::Instant>) -> Option<u64> {
+    let g = core.global.repl.seq.load(Ordering::Acquire);
+    let settled = call(core, 0, move |_c: &Core| {
+        with_hub(|h| match h.collected_to >= g {
+            true => Ok(h.units_end),
+            false => {
+                let (tx, rx) = oneshot::channel();
+                h.settles.push((g, tx));
+                Err(rx)
+            }
+        })
+    })
+    .await;
+    match settled? {
+        Ok(end) => Some(end),
+        Err(rx) => until(core, rx, deadline).await,
+    }
 }
 
 #[cfg(test)]
