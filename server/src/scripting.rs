@@ -1173,8 +1173,8 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
     // by anything else while its future (which polls this one) runs.
     let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
-    if crate::cluster::enabled() {
-        if let Err(e) = check_slot(spec, &a) {
+    if crate::cluster::enabled() && !conn.is_master {
+        if let Err(e) = check_slot(spec, &a, conn.asking, conn.readonly) {
             return fail(&lua, e.into());
         }
     }
@@ -1643,16 +1643,26 @@ unsafe fn push_resp(
     true
 }
 
-/// Cluster mode (Redis's `scriptVerifyClusterState` for a node that holds every slot): a
-/// call's keys in one slot, and, unless the script may cross slots, the slot of the keys
-/// before.
-fn check_slot(spec: &CommandSpec, a: &Args<'_>) -> Result<(), &'static str> {
+/// Cluster mode (Redis's `scriptVerifyClusterState`): a call's keys in one slot that this
+/// node serves to the script's client — its own, an importing slot after the client's
+/// ASKING, its master's for a read after READONLY — and, unless the script may cross
+/// slots, the slot of the keys before. The replication master's scripts are not checked.
+fn check_slot(
+    spec: &CommandSpec,
+    a: &Args<'_>,
+    asking: bool,
+    readonly: bool,
+) -> Result<(), &'static str> {
     let slot = match crate::cluster::slot_of(spec, a) {
         Err(()) => return Err("ERR Script attempted to access a non local key in a cluster node"),
         Ok(None) => return Ok(()),
         Ok(Some(s)) => s,
     };
-    if !crate::cluster::serves_here(slot) {
+    let write = spec.flags.has(Flags::WRITE);
+    let served = crate::cluster::serves_here(slot)
+        || (asking && crate::cluster::importing(slot))
+        || (readonly && !write && crate::cluster::replica_serves(slot));
+    if !served {
         return Err("ERR Script attempted to access a non local key in a cluster node");
     }
     with_run(|run| {

@@ -362,6 +362,11 @@ pub fn serves_here(slot: u16) -> bool {
     plainly_mine(slot) || state_lock().slots[slot as usize] == 0
 }
 
+/// Whether this node is importing `slot` (a client that sent ASKING may use its keys).
+pub fn importing(slot: u16) -> bool {
+    state_lock().importing.contains_key(&slot)
+}
+
 /// The command's keys are in a slot this node is migrating or importing (where their
 /// presence decides the redirection).
 pub fn slot_is_open(spec: &CommandSpec, args: &Args) -> bool {
@@ -387,7 +392,7 @@ struct Query {
 /// This node is a replica whose master serves `slot`, and the cluster is ok: a READONLY
 /// client's read runs here. Lock-free: two atomic loads.
 #[inline]
-fn replica_serves(slot: u16) -> bool {
+pub fn replica_serves(slot: u16) -> bool {
     use std::sync::atomic::Ordering::Acquire;
     state::ROUTES[slot as usize].load(Acquire) == state::ROUTE_REPLICA
         && state::STATE_OK.load(Acquire)
