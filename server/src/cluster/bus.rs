@@ -166,17 +166,23 @@ pub(super) fn ranges_text(r: &[(u16, u16)]) -> String {
         .join(",")
 }
 
+/// Slot ranges as `ranges_text` writes them: ascending and apart, so a message's ranges
+/// touch each slot at most once (a peer repeating `0-16383` would otherwise cost 16,384
+/// steps per range, millions in one frame). Anything else is refused.
 fn parse_ranges(t: &str) -> Option<Vec<bool>> {
     let mut v = vec![false; SLOTS as usize];
     if t == "-" {
         return Some(v);
     }
+    let mut next = 0u16;
     for r in t.split(',') {
         let (a, b) = r.split_once('-').unwrap_or((r, r));
         let (a, b) = (state::parse_slot(a)?, state::parse_slot(b)?);
-        for s in a..=b {
-            v[s as usize] = true;
+        if a < next || b < a {
+            return None;
         }
+        v[a as usize..=b as usize].fill(true);
+        next = b.checked_add(1)?;
     }
     Some(v)
 }
@@ -799,6 +805,11 @@ mod tests {
         let fail = format!("F {id}");
         assert!(decode(&with(&fail, MAX_ENTRIES)).is_some());
         assert!(decode(&with(&fail, MAX_ENTRIES + 1)).is_none());
+        // Slot ranges must ascend without overlap: each slot is set at most once.
+        assert!(parse_ranges("0-5,7,9-16383").is_some());
+        for bad in ["0-16383,0-16383", "5-3", "7,6", "0-5,5-9", "16383,0"] {
+            assert!(parse_ranges(bad).is_none(), "{bad}");
+        }
     }
 
     /// The role fields and failover lines round trip; a node of an older percore (seven
