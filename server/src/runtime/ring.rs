@@ -85,6 +85,19 @@ const POOL_FRESH: usize = 4 << 10;
 /// The pool's bytes at most: what a core keeps for reuse counts in `used_memory` like
 /// everyone's data, and under `maxmemory` every byte of it is a key evicted.
 const POOL_BYTES: usize = 256 << 10;
+/// Streaming buffers. A client that pipelines a stream (`redis-cli --pipe`, a bulk load)
+/// fills its input far past [`INPUT_HIGH`] (one enter brings every provided buffer the
+/// kernel could fill: 1.6 MB seen) and again after every read. Grown by doubling from
+/// [`POOL_FRESH`] and freed past [`INPUT_KEEP`] each time, every such cycle copied what it
+/// held at each doubling and touched fresh pages (the allocator gives freed pages back at
+/// once, [`crate::alloc::PURGE_DELAY_MS`]): 150,000 page faults per million 10-member ZADDs
+/// of such a stream. So an input that outgrows [`INPUT_KEEP`] moves into a streaming
+/// buffer (a power of two), and the core keeps the [`STREAM_KEEP`] largest drained ones up
+/// to [`STREAM_MAX`] for the next cycle (the connection's read buffer and the ring's input
+/// take turns), freed at the first trim (at most a second) that finds them unused since the
+/// last one. They count in `used_memory` as any client buffer does.
+const STREAM_MAX: usize = 8 << 20;
+const STREAM_KEEP: usize = 2;
 
 /// Ring and buffer sizes of a core.
 #[derive(Clone, Copy, Debug)]
@@ -328,6 +341,10 @@ pub struct Net {
     pool: RefCell<Vec<Vec<u8>>>,
     /// The capacity of the pooled buffers, at most [`POOL_BYTES`].
     pool_bytes: Cell<usize>,
+    /// Drained streaming buffers, largest first, and whether one was taken since the last
+    /// trim.
+    streams: RefCell<Vec<Vec<u8>>>,
+    streams_used: Cell<bool>,
 }
 
 thread_local! {
@@ -436,6 +453,8 @@ impl Net {
             scratch: RefCell::new(Vec::with_capacity(256)),
             pool: RefCell::new(Vec::new()),
             pool_bytes: Cell::new(0),
+            streams: RefCell::new(Vec::new()),
+            streams_used: Cell::new(false),
         })
     }
 
@@ -452,6 +471,18 @@ impl Net {
     /// [`INPUT_KEEP`], or one past the pool's bound, is freed.
     pub fn recycle(&self, mut b: Vec<u8>) {
         let cap = b.capacity();
+        if cap > INPUT_KEEP && cap <= STREAM_MAX {
+            let mut streams = self.streams.borrow_mut();
+            if streams.len() == STREAM_KEEP && streams[STREAM_KEEP - 1].capacity() < cap {
+                streams.pop();
+            }
+            if streams.len() < STREAM_KEEP {
+                b.clear();
+                let at = streams.partition_point(|s| s.capacity() >= cap);
+                streams.insert(at, b);
+            }
+            return;
+        }
         if cap == 0 || cap > INPUT_KEEP {
             return;
         }
@@ -460,6 +491,34 @@ impl Net {
             b.clear();
             pool.push(b);
             self.pool_bytes.set(self.pool_bytes.get() + cap);
+        }
+    }
+
+    /// Appends `data` to `buf`. When `buf` must grow past [`INPUT_KEEP`], it moves into a
+    /// streaming buffer: the largest the core keeps if it is large enough, or a new one (a
+    /// power of two), and its old buffer goes back to the pool.
+    fn append(&self, buf: &mut Vec<u8>, data: &[u8]) {
+        let need = buf.len() + data.len();
+        if need > buf.capacity() && need > INPUT_KEEP {
+            let size = need.next_power_of_two();
+            let mut big = {
+                let mut streams = self.streams.borrow_mut();
+                match streams.first() {
+                    Some(b) if b.capacity() >= size => streams.remove(0),
+                    _ => Vec::with_capacity(size),
+                }
+            };
+            self.streams_used.set(true);
+            big.extend_from_slice(buf);
+            self.recycle(std::mem::replace(buf, big));
+        }
+        buf.extend_from_slice(data);
+    }
+
+    /// Frees the drained streaming buffers if none was taken since the last call.
+    fn trim_streams(&self) {
+        if !self.streams_used.replace(false) {
+            self.streams.borrow_mut().clear();
         }
     }
 
@@ -772,7 +831,7 @@ impl Net {
                                 if c.input.capacity() == 0 {
                                     c.input = self.take_buffer(data.len());
                                 }
-                                c.input.extend_from_slice(data);
+                                self.append(&mut c.input, data);
                             }
                         }
                         bufs.recycle(bid);
@@ -906,6 +965,7 @@ impl Net {
             return;
         }
         self.trimmed_at.set(now);
+        self.trim_streams();
         let quiet = self.defer && {
             let mut ring = self.ring.borrow_mut();
             let (_, mut sq, mut cq) = ring.split();
@@ -1306,7 +1366,7 @@ impl RingStream {
                     let spare = std::mem::replace(buf, std::mem::take(&mut c.input));
                     self.net.recycle(spare);
                 } else {
-                    buf.extend_from_slice(&c.input[c.head..]);
+                    self.net.append(buf, &c.input[c.head..]);
                     c.head = c.input.len();
                 }
                 have
@@ -1745,6 +1805,48 @@ mod tests {
                 0,
                 "end of stream"
             );
+        });
+    }
+
+    /// A client streaming more than INPUT_KEEP at a time: its input moves once into a
+    /// streaming buffer instead of doubling from POOL_FRESH, the drained buffer is kept for
+    /// the next cycle (the same allocation serves it), and trims free the kept ones once a
+    /// period passes without use.
+    #[test]
+    fn streamed_input_reuses_one_buffer_per_cycle() {
+        on_core(|net| async move {
+            let (mut a, mut b) = RingStream::pair().expect("pair");
+            let chunk = vec![b'x'; 3 * INPUT_KEEP];
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                a.write_all(&chunk).await.unwrap();
+                // A partial command's bytes, as the connection keeps them between reads.
+                let mut got = b"*1\r\n".to_vec();
+                let mut n = 0;
+                while n < chunk.len() {
+                    n += b.read_into(&mut got).await.unwrap();
+                }
+                assert_eq!(got.len(), chunk.len() + 4);
+                assert!(got.capacity().is_power_of_two() && got.capacity() > INPUT_KEEP);
+                seen.push(got.as_ptr() as usize);
+                b.recycle(got);
+                let streams = net.streams.borrow();
+                assert!(!streams.is_empty() && streams.len() <= STREAM_KEEP);
+                assert!(streams
+                    .iter()
+                    .all(|s| s.is_empty() && s.capacity() > INPUT_KEEP));
+            }
+            // Two buffers at most take turns (the connection's and the ring's input).
+            seen.sort_unstable();
+            seen.dedup();
+            assert!(
+                seen.len() <= STREAM_KEEP,
+                "a new buffer per cycle: {seen:?}"
+            );
+            net.trim_streams();
+            assert!(!net.streams.borrow().is_empty(), "used since the last trim");
+            net.trim_streams();
+            assert!(net.streams.borrow().is_empty(), "idle for a period: freed");
         });
     }
 
