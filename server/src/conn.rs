@@ -18,7 +18,8 @@
 //!
 //! [`BatchCmd`]: crate::core::BatchCmd
 
-use crate::core::{Batch, BatchReply, Caller, ClientHandle, ClientInfo, Core, Job};
+use crate::client::{Client, Part, Slot};
+use crate::core::{Batch, BatchReply, Caller, ClientHandle, Core, Job};
 use crate::router::{self, shard_of};
 use crate::runtime::Stream;
 use futures_channel::oneshot;
@@ -27,7 +28,7 @@ use percore_proto::{
     ReplyWriter, RequestDecoder, Route,
 };
 use percore_shard::ExecCtx;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -46,116 +47,6 @@ const MAX_QUEUED: usize = 64;
 const OUT_FLUSH: usize = 1 << 20;
 /// Output capacity kept between reads; a larger buffer (after one huge reply) is released.
 const OUT_KEEP: usize = 1 << 20;
-
-/// Where one reply of the current read comes from.
-enum Slot {
-    /// Bytes `start..end` of `Pending::local`.
-    Local(usize, usize),
-    /// Reply `idx` of the batch sent to `shard`.
-    Remote(u32, u32),
-    /// A command split across shards: parts `parts.0..parts.1`, key order `order.0..order.1`.
-    Merge {
-        how: Merge,
-        parts: (u32, u32),
-        order: (u32, u32),
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Part {
-    Local(usize, usize),
-    Remote(u32, u32),
-}
-
-/// Replies and batches of the read being processed; all vectors are reused across reads.
-#[derive(Default)]
-struct Pending {
-    active: bool,
-    /// Commands queued for other shards since the last flush.
-    queued: usize,
-    batches: Vec<Batch>,
-    replies: Vec<BatchReply>,
-    local: Vec<u8>,
-    slots: Vec<Slot>,
-    parts: Vec<Part>,
-    order: Vec<(u32, u32)>,
-    /// Which shard each key of a split command goes to (scratch).
-    key_shards: Vec<u32>,
-    /// Shards of a split command in first-appearance order, and keys counted per shard.
-    seen: Vec<u32>,
-    counts: Vec<u32>,
-    /// Per-shard reply receivers of a flush (scratch).
-    waits: Vec<Option<oneshot::Receiver<(Batch, BatchReply)>>>,
-    scratch: OwnedArgs,
-}
-
-pub struct Conn {
-    pub core: Rc<Core>,
-    pub handle: Rc<ClientHandle>,
-    pub db: usize,
-    pub proto: Protocol,
-    pub authed: bool,
-    /// The ACL user, the ACL epoch it was read at, and whether it may run everything (then
-    /// no check runs: see `crate::acl`).
-    pub user: std::sync::Arc<crate::acl::rules::User>,
-    pub acl_epoch: u64,
-    pub acl_open: bool,
-    pub close: bool,
-    /// The clock as of the current read (Unix ms).
-    now_ms: u64,
-    out: Vec<u8>,
-    /// Reused buffer for replies built off the hot path (connection and coordinated commands).
-    scratch_out: Vec<u8>,
-    p: Pending,
-    /// The transaction being queued (MULTI), the watched keys (WATCH), and whether EXEC is
-    /// running the queued commands (blocking commands then do not block).
-    pub multi: Option<Box<crate::multi::Multi>>,
-    pub watching: Option<Box<crate::multi::Watching>>,
-    pub in_exec: bool,
-    /// The transaction whose locks this connection holds, while it runs one, the shards
-    /// they are on, and a transaction planned but not yet locked.
-    pub tx: Option<crate::txlock::TxId>,
-    tx_shards: Vec<usize>,
-    tx_plan: Option<(crate::txlock::TxId, crate::txlock::Plan)>,
-    /// While a transaction ends: its last batches release its locks, on these shards.
-    tx_ending: bool,
-    tx_released: Vec<usize>,
-    /// Pub/Sub subscriptions and the messages waiting for this connection (None when it
-    /// has none: the read path then never looks at Pub/Sub).
-    pub subs: Option<Box<crate::pubsub::Subs>>,
-    /// Since when the replies waiting have been over the normal class's soft limit.
-    out_soft_since: Cell<Option<Instant>>,
-    /// The command being dispatched, once it is past every check (for MONITOR).
-    monitored: Option<&'static CommandSpec>,
-    /// Running a script's `redis.call` (MONITOR shows it as from `lua`).
-    pub(crate) in_script: bool,
-    /// CLIENT REPLY OFF, and SKIP: the next command's reply is dropped (`skip_this` while
-    /// it runs).
-    pub reply_off: bool,
-    pub skip_next: bool,
-    /// Cluster mode: ASKING came before this command (kept through a transaction, as
-    /// Redis's CLIENT_ASKING).
-    pub asking: bool,
-    /// Cluster mode: READONLY (a replica serves this client's reads of its master's slots).
-    pub readonly: bool,
-    /// Cluster mode: this command holds its keys' locks (a slot being migrated), released
-    /// once it ran.
-    cluster_locked: bool,
-    pub skip_this: bool,
-    /// What a replica said with REPLCONF before its PSYNC.
-    pub repl_link: Option<Box<crate::repl::primary::Link>>,
-    /// While a transaction across shards (or a script) runs with a replication stream:
-    /// what its commands propagated, in order, pushed as one unit when it ends
-    /// ([`crate::repl`]).
-    pub repl_ops: RefCell<Vec<percore_shard::repl::Op>>,
-    /// A coordinated command ran whole on one shard, which propagated it itself.
-    pub repl_applied: Cell<bool>,
-    /// Scripts running (their effects are one unit even without locks).
-    pub repl_depth: u32,
-    /// The master client of a replica: past the replica's gates (READONLY, MASTERDOWN,
-    /// LOADING).
-    pub is_master: bool,
-}
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(core: Rc<Core>, mut stream: Stream) {
@@ -190,7 +81,7 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
         return;
     }
     let _ = stream.set_nodelay();
-    let mut conn = new_conn(&core, &stream, addr, laddr, user, acl_epoch);
+    let mut conn = Client::new(&core, stream.raw_fd(), addr, laddr, user, acl_epoch);
     let id = conn.handle.id;
     conn.run(&mut stream).await;
     crate::multi::unwatch(&mut conn).await;
@@ -200,130 +91,6 @@ pub async fn serve(core: Rc<Core>, mut stream: Stream) {
     core.clients.borrow_mut().remove(&id);
     drop(stream);
     drop(guard);
-}
-
-/// A connection's handle (registered on this core) and its state, for `stream`.
-fn new_conn(
-    core: &Rc<Core>,
-    stream: &Stream,
-    addr: std::net::SocketAddr,
-    laddr: std::net::SocketAddr,
-    user: std::sync::Arc<crate::acl::rules::User>,
-    acl_epoch: u64,
-) -> Conn {
-    let global = &core.global;
-    let id = global
-        .next_client_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let handle = Rc::new_cyclic(|me| ClientHandle {
-        id,
-        fd: stream.raw_fd(),
-        addr,
-        laddr,
-        created: Instant::now(),
-        info: RefCell::new(ClientInfo {
-            name: Vec::new(),
-            lib_name: Vec::new(),
-            lib_ver: Vec::new(),
-            db: 0,
-            proto: Protocol::Resp2,
-            last_cmd: "NULL",
-            last_interaction: Instant::now(),
-            qbuf: 0,
-            qbuf_free: 0,
-            rbs: 0,
-            argv_mem: 0,
-            reply_bytes: 0,
-            tot_mem: 0,
-            no_evict: false,
-            no_touch: false,
-            sub: 0,
-            psub: 0,
-            ssub: 0,
-            monitor: false,
-            multi: -1,
-            multi_mem: 0,
-            dirty_cas: None,
-            user: user.name.clone(),
-            replica: false,
-            master: false,
-        }),
-        killed: Cell::new(false),
-        blocked: RefCell::new(None),
-        outbox: Rc::new(crate::pubsub::Outbox::new(me.clone())),
-        tracking: RefCell::new(None),
-    });
-    core.clients.borrow_mut().insert(id, handle.clone());
-    let n = core.nshards();
-    Conn {
-        core: core.clone(),
-        handle,
-        db: 0,
-        proto: Protocol::Resp2,
-        authed: crate::acl::default_is_open(&user),
-        acl_open: user.is_unrestricted(),
-        user,
-        acl_epoch,
-        close: false,
-        now_ms: crate::core::now_ms(),
-        out: Vec::new(),
-        scratch_out: Vec::new(),
-        multi: None,
-        watching: None,
-        in_exec: false,
-        tx: None,
-        tx_shards: Vec::new(),
-        tx_plan: None,
-        tx_ending: false,
-        tx_released: Vec::new(),
-        subs: None,
-        out_soft_since: Cell::new(None),
-        monitored: None,
-        in_script: false,
-        reply_off: false,
-        skip_next: false,
-        asking: false,
-        readonly: false,
-        cluster_locked: false,
-        skip_this: false,
-        repl_link: None,
-        repl_ops: RefCell::new(Vec::new()),
-        repl_applied: Cell::new(false),
-        repl_depth: 0,
-        is_master: false,
-        p: Pending {
-            batches: (0..n).map(|_| Batch::default()).collect(),
-            replies: (0..n).map(|_| BatchReply::default()).collect(),
-            ..Default::default()
-        },
-    }
-}
-
-/// The master client of a replica: the connection that applies its primary's stream
-/// ([`crate::repl::replica`]), registered as a client (CLIENT LIST flag M), allowed
-/// everything, past the replica's gates.
-pub(crate) fn master_conn(core: Rc<Core>, stream: &Stream) -> Conn {
-    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-    let addr = stream.peer_addr().unwrap_or(unspecified);
-    let laddr = stream.local_addr().unwrap_or(unspecified);
-    let user = core.global.acl.default_user();
-    let epoch = core.global.acl.epoch();
-    let mut conn = new_conn(&core, stream, addr, laddr, user, epoch);
-    conn.authed = true;
-    conn.acl_open = true;
-    conn.is_master = true;
-    conn.handle.info.borrow_mut().master = true;
-    conn
-}
-
-/// Ends a master client: what a closed connection leaves is cleaned up.
-pub(crate) async fn end_master_conn(conn: &mut Conn) {
-    conn.multi = None;
-    if conn.tx.is_some() {
-        conn.end_tx().await;
-    }
-    crate::multi::unwatch(conn).await;
-    conn.core.clients.borrow_mut().remove(&conn.handle.id);
 }
 
 struct ConnectedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -336,7 +103,7 @@ impl Drop for ConnectedGuard<'_> {
 
 pub const PROTECTED_MODE_ERROR: &str = "-DENIED percore is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. To accept others: set a password (--requirepass, or CONFIG SET requirepass from a loopback connection), or disable protected mode (--protected-mode no) if the network is trusted.\r\n";
 
-impl Conn {
+impl Client {
     async fn run(&mut self, stream: &mut Stream) {
         let limits = |authed: bool, max_bulk: i64| Limits {
             max_bulk_len: max_bulk,
@@ -486,7 +253,7 @@ impl Conn {
         info.rbs = rbuf_cap;
         info.argv_mem = 0;
         info.reply_bytes = self.out.len();
-        info.tot_mem = std::mem::size_of::<Conn>()
+        info.tot_mem = std::mem::size_of::<Client>()
             + rbuf_cap
             + ring_mem
             + self.out.capacity()
@@ -554,77 +321,6 @@ impl Conn {
         ));
     }
 
-    /// Drops the replies made so far (the master client's: its primary reads none).
-    pub(crate) fn discard_replies(&mut self) {
-        self.out.clear();
-    }
-
-    /// A read arrived on the master client. Its commands see the real time (a relative
-    /// TTL becomes the right deadline, a key stored gets a real LRU/LFU clock), and no key
-    /// is expired for them ([`percore_shard::Shard::master_view`]: Redis's master client
-    /// sees every key its primary has not deleted, so that the primary's DEL of an expired
-    /// key, or a write just before the deadline, applies).
-    pub(crate) fn note_read(&mut self) {
-        self.now_ms = crate::core::now_ms();
-        self.handle.info.borrow_mut().last_interaction = Instant::now();
-    }
-
-    /// Where a reply produced now goes: straight to the output, or (while batches are
-    /// pending) to the local buffer with a slot that keeps its place.
-    pub fn emit_bytes(&mut self, bytes: &[u8]) {
-        self.emit(bytes)
-    }
-
-    /// Records a command run here since `t0` (stats, slow log) and emits its reply `buf`,
-    /// which goes back to the reusable scratch buffer.
-    fn emit_observed(
-        &mut self,
-        spec: &CommandSpec,
-        t0: crate::latency::Stopwatch,
-        buf: Vec<u8>,
-        args: &Args,
-    ) {
-        let ns = t0.ns();
-        self.core
-            .observe(spec, ns, &buf, args, Caller::Client(&self.handle));
-        self.emit(&buf);
-        self.scratch_out = buf;
-    }
-
-    /// Puts what waits in the outbox in the reply stream, in order with the replies.
-    fn emit_pushes(&mut self) {
-        if self.handle.outbox.has_pending() {
-            let mut buf = std::mem::take(&mut self.scratch_out);
-            buf.clear();
-            self.handle.outbox.take_into(&mut buf);
-            self.emit(&buf);
-            self.scratch_out = buf;
-        }
-    }
-
-    fn emit(&mut self, bytes: &[u8]) {
-        if self.p.active {
-            let s = self.p.local.len();
-            self.p.local.extend_from_slice(bytes);
-            self.p.slots.push(Slot::Local(s, self.p.local.len()));
-        } else {
-            self.out.extend_from_slice(bytes);
-        }
-    }
-
-    fn reject(&mut self, spec: Option<&CommandSpec>, msg: &str) {
-        // A command refused while a transaction is queued dooms it (EXECABORT).
-        if let Some(m) = self.multi.as_mut() {
-            m.aborted = true;
-        }
-        let mut buf = std::mem::take(&mut self.scratch_out);
-        buf.clear();
-        ReplyWriter::new(&mut buf, self.proto).error(msg);
-        self.core.stats.borrow_mut().record_rejected(spec, &buf);
-        self.emit(&buf);
-        self.scratch_out = buf;
-    }
-
     pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
         // The common case: no CLIENT REPLY, no MONITOR, no tracking. The rest is boxed so
         // that its state does not grow every command's future.
@@ -657,7 +353,7 @@ impl Conn {
         }
     }
 
-    /// [`Conn::dispatch`] for a connection with CLIENT REPLY OFF/SKIP or CLIENT TRACKING
+    /// [`Client::dispatch`] for a connection with CLIENT REPLY OFF/SKIP or CLIENT TRACKING
     /// on, or while a MONITOR client exists.
     async fn dispatch_observed(&mut self, args: Args<'_>, stream: &mut Stream) {
         self.monitored = None;
@@ -1128,18 +824,6 @@ impl Conn {
         }
     }
 
-    /// Where what this connection's commands propagate goes while they are part of one
-    /// replication unit (a transaction, a script): `None` when each command is a unit of
-    /// its own.
-    pub(crate) fn repl_capture(&self) -> Option<&RefCell<Vec<percore_shard::repl::Op>>> {
-        self.repl_capturing().then_some(&self.repl_ops)
-    }
-
-    /// [`Conn::repl_capture`] is `Some` (for callers that hold other fields borrowed).
-    fn repl_capturing(&self) -> bool {
-        self.tx.is_some() || self.repl_depth > 0
-    }
-
     /// Runs `args` on this core's shard now, or queues it for `target`'s batch.
     fn execute_on(&mut self, target: usize, spec: &'static CommandSpec, args: Args<'_>) {
         if target == self.core.id {
@@ -1186,7 +870,7 @@ impl Conn {
     /// tracking, MONITOR, ACL rules, cluster mode, subscriptions, pause, MULTI or lock
     /// table in play, and a plain keyed command whose keys are all on this core. Returns
     /// false, having done nothing, otherwise (the caller then goes through
-    /// [`Conn::run_captured`]). Allocates nothing; must not yield (it does not).
+    /// [`Client::run_captured`]). Allocates nothing; must not yield (it does not).
     pub(crate) fn run_inline(
         &mut self,
         spec: &'static CommandSpec,
@@ -1478,7 +1162,7 @@ impl Conn {
     }
 
     /// A transaction for one command over several shards: its id, with the locks it needs
-    /// planned (taken by [`Conn::lock_tx`]).
+    /// planned (taken by [`Client::lock_tx`]).
     fn begin_tx(&mut self, spec: &'static CommandSpec, args: &Args<'_>) -> crate::txlock::TxId {
         let mut plan = crate::txlock::Plan::default();
         plan.add(spec, args, self.db, self.core.nshards());
@@ -1506,7 +1190,7 @@ impl Conn {
     }
 
     /// Records that the running transaction holds locks on `shard` (a script's lazily
-    /// taken locks), so that [`Conn::end_tx`] releases them.
+    /// taken locks), so that [`Client::end_tx`] releases them.
     pub fn tx_shard(&mut self, shard: usize) {
         if !self.tx_shards.contains(&shard) {
             self.tx_shards.push(shard);
@@ -1541,12 +1225,6 @@ impl Conn {
         }
     }
 
-    /// Whether the running transaction holds locks on some shard.
-    pub fn holds_locks(&self) -> bool {
-        self.tx.is_some() && !self.tx_shards.is_empty()
-    }
-
-    /// Ends the transaction: its commands' replies gathered, then its locks released (on
     /// a shard that runs a last batch of it, by that batch).
     pub async fn end_tx(&mut self) {
         if self.tx.is_some()
@@ -1671,24 +1349,6 @@ impl Conn {
                 *r = BatchReply::default();
             }
         }
-    }
-
-    /// Puts the connection back to its initial state (RESET).
-    pub fn reset(&mut self) {
-        crate::pubsub::unsubscribe_all(self);
-        self.db = 0;
-        self.proto = Protocol::Resp2;
-        // The connection is the default user's again, authenticated if that needs nothing.
-        let user = self.core.global.acl.default_user();
-        self.authed = crate::acl::default_is_open(&user);
-        self.acl_epoch = self.core.global.acl.epoch();
-        crate::acl::set_conn_user(self, user);
-        let mut info = self.handle.info.borrow_mut();
-        info.name.clear();
-        info.db = 0;
-        info.proto = Protocol::Resp2;
-        info.no_evict = false;
-        info.no_touch = false;
     }
 }
 

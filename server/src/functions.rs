@@ -31,7 +31,7 @@
 //! RESTORE runs library code under LOAD's 500 ms limit (Redis: none), so a payload cannot
 //! stall a core.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::runtime::Stream;
 use crate::scripting::{Origin, Registered, FUNCTION_FLAGS, LOAD_TIMEOUT};
 use mlua::Function;
@@ -495,7 +495,13 @@ fn list(w: &mut ReplyWriter, a: &Args<'_>) {
 }
 
 /// FCALL and FCALL_RO.
-pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, out: &mut Vec<u8>) {
+pub async fn fcall(
+    conn: &mut Client,
+    ro: bool,
+    a: Args<'_>,
+    stream: &mut Stream,
+    out: &mut Vec<u8>,
+) {
     let proto = conn.proto;
     let Some(func) = lookup(&a[1]) else {
         return ReplyWriter::new(out, proto).error("ERR Function not found");

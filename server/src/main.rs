@@ -6,6 +6,7 @@ mod acl;
 mod alloc;
 mod blocking;
 mod check_rdb;
+mod client;
 mod cluster;
 mod commands;
 mod config;

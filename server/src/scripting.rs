@@ -17,7 +17,7 @@
 //! - It runs on the connection's core. A `redis.call`/`redis.pcall` whose keys are on this
 //!   core, with nothing else in play, runs synchronously on the shard (a plain Lua C
 //!   function, see "The synchronous path of `redis.call`"); any other goes through async
-//!   Rust (mlua `async`) and the connection's own dispatch ([`Conn::run_captured`]), so it
+//!   Rust (mlua `async`) and the connection's own dispatch ([`Client::run_captured`]), so it
 //!   runs with one hop when its keys are elsewhere, and every command family works from
 //!   scripts as from clients.
 //! - Fast path: when every declared key lives on this core and no transaction holds one, the
@@ -84,7 +84,7 @@
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
 //! integer 0; a table nested past 1000 levels is answered with an error.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::runtime::Stream;
 use crate::txlock::{lock_key, KeySet, Plan};
 use futures_channel::oneshot;
@@ -168,11 +168,11 @@ pub(crate) fn engine() -> Result<Rc<Engine>, String> {
 
 /// What the running script's calls need (in [`RUN`] while it runs).
 struct Run {
-    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Conn` and `&mut Stream`
+    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Client` and `&mut Stream`
     /// across the script's future and uses neither until that future completes; the
     /// Lua functions that read these pointers run only while that future is polled, and one
     /// script at a time runs on a core (the engine's slot), so [`RUN`] holds this one's.
-    conn: *mut Conn,
+    conn: *mut Client,
     stream: *mut Stream,
     read_only: bool,
     resp3: bool,
@@ -692,7 +692,7 @@ const FLAG_ALLOW_CROSS_SLOT: u8 = 1 << 4;
 /// (when eviction cannot make room), one with `no-cluster` in cluster mode, one without
 /// `no-writes` from EVAL_RO/FCALL_RO. `allow-stale` is accepted and changes nothing (no
 /// replicas here). A script without a shebang is checked by its calls only.
-fn prepare(conn: &Conn, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
+fn prepare(conn: &Client, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
     let Some(f) = flags else {
         return Ok(());
     };
@@ -1205,7 +1205,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
 // The synchronous path of `redis.call`.
 //
 // Most calls touch keys of the core the script runs on, with nothing else in play (no lock
-// table, no MONITOR, no tracking: [`Conn::run_inline`]'s list). Those run as a plain Lua C
+// table, no MONITOR, no tracking: [`Client::run_inline`]'s list). Those run as a plain Lua C
 // function ([`fast_call`]) with no future, no Rust closure and no userdata per call: the
 // arguments are copied from the Lua stack into one buffer per core, the command runs on the
 // shard with its reply written to a second buffer, and the reply is pushed as Lua values
@@ -1686,7 +1686,7 @@ fn check_slot(
 /// (see the module header); Err is the call's error.
 async fn lock_for_call(
     lua: &Lua,
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: &Args<'_>,
 ) -> Result<(), String> {
@@ -2023,7 +2023,7 @@ fn lua_to_resp(w: &mut ReplyWriter, v: &Value, resp3: bool, depth: usize) {
 /// EVAL*, SCRIPT *, and FCALL*, FUNCTION * (their handlers are [`crate::functions`]'s):
 /// the reply goes to `out`.
 pub async fn run(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
     stream: &mut Stream,
@@ -2135,7 +2135,7 @@ fn load(body: &[u8]) -> Result<Sha, String> {
 }
 
 async fn eval(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
     stream: &mut Stream,
@@ -2240,7 +2240,7 @@ pub(crate) enum Origin<'s> {
 /// writes its reply or error to `out`. The one path of EVAL* and FCALL*.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn execute(
-    conn: &mut Conn,
+    conn: &mut Client,
     stream: &mut Stream,
     e: &Rc<Engine>,
     f: &Function,
@@ -2445,7 +2445,7 @@ type RunErr = (mlua::Error, Option<(String, Option<u32>)>);
 #[allow(clippy::too_many_arguments)]
 async fn run_script(
     e: &Engine,
-    conn: &mut Conn,
+    conn: &mut Client,
     stream: &mut Stream,
     f: &Function,
     a: &Args<'_>,
@@ -2463,7 +2463,7 @@ async fn run_script(
     let (db, proto, in_exec) = (conn.db, conn.proto, conn.in_exec);
     conn.in_exec = true;
     let run = Run {
-        conn: conn as *mut Conn,
+        conn: conn as *mut Client,
         stream: stream as *mut Stream,
         read_only,
         resp3: false,
