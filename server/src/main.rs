@@ -14,6 +14,7 @@ mod conn;
 mod coordinated;
 mod core;
 mod debug;
+mod dispatch;
 mod functions;
 mod info;
 mod latency;
