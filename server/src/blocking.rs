@@ -47,10 +47,9 @@
 //! checks the destination's type (WRONGTYPE without popping), pops and pushes. No client
 //! sees the element in neither list or in both.
 
-use crate::client::Client;
+use crate::client::{Client, Peer};
 use crate::core::{call, now_ms, Core};
 use crate::router::shard_of;
-use crate::runtime::Stream;
 use crate::txlock::call_checked;
 use futures_channel::oneshot;
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
@@ -687,7 +686,7 @@ pub async fn run(
     conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     w: &mut ReplyWriter<'_>,
 ) -> Duration {
     let mut parked = Duration::ZERO;
@@ -888,7 +887,7 @@ pub async fn run(
                 (&mut rx).await.ok()
             }
         } else {
-            park(conn, &cell, &mut rx, left, stream).await
+            park(conn, &cell, &mut rx, left, peer).await
         };
         parked += t0.elapsed();
         withdraw_from(conn, db, &groups, &queued_on, &cell).await;
@@ -1065,10 +1064,10 @@ async fn park(
     cell: &Arc<WaitCell>,
     rx: &mut oneshot::Receiver<Served>,
     timeout: Option<Duration>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
 ) -> Option<Served> {
     // The client sees the replies of what it sent before this command now, not after.
-    if conn.write_pending(stream).await.is_err() {
+    if peer.write_pending(conn).await.is_err() {
         conn.close = true;
     }
     *conn.handle.blocked.borrow_mut() = Some(cell.clone());
@@ -1084,7 +1083,7 @@ async fn park(
     } else {
         let served = async { Wake::Served((&mut *rx).await.ok()) };
         let closed = async {
-            stream.closed().await;
+            peer.closed().await;
             Wake::Closed
         };
         let timer = async {

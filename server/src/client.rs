@@ -19,8 +19,34 @@ use crate::core::{Batch, BatchReply, Caller, ClientHandle, ClientInfo, Core};
 use futures_channel::oneshot;
 use percore_proto::{Args, CommandSpec, Merge, OwnedArgs, Protocol, ReplyWriter};
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
+
+/// What a command may need of the connection its client came from, besides the replies it
+/// leaves in the [`Client`]: implemented by the connection (`conn.rs`) on its socket. The
+/// dispatcher passes `&mut dyn Peer` down to the handlers that call it: a blocking command
+/// writes the replies before it and watches for the peer leaving while it is parked, and
+/// PSYNC/SYNC hands the socket over to the replication link. Nothing on the per-command
+/// path calls it (the reference is only passed along), so it is a trait object, and its
+/// futures are boxed: one allocation per park or per replica link.
+///
+/// `'static`: the implementations own their socket, and a script keeps a raw pointer to
+/// the running command's peer (`scripting::Run`).
+pub trait Peer: 'static {
+    /// Writes the replies gathered so far in `client` (a blocking command does before it
+    /// parks).
+    fn write_pending<'a>(&'a mut self, client: &'a mut Client) -> Local<'a, std::io::Result<()>>;
+    /// Resolves once the peer has closed its end (a parked client notices it left).
+    fn closed(&mut self) -> Local<'_, ()>;
+    /// PSYNC or SYNC (`args`): the connection becomes a replica's link, served until it
+    /// closes (then `client.close` is set).
+    fn hand_over<'a>(&'a mut self, client: &'a mut Client, args: Args<'a>) -> Local<'a, ()>;
+}
+
+/// A boxed future of a [`Peer`] (it runs on this core: no `Send`).
+pub type Local<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Where one reply of the current read comes from.
 pub(crate) enum Slot {

@@ -5,12 +5,19 @@
 //! log, and CLIENT LIST's buffer figures. What a command runs in is the [`Client`]
 //! (`client.rs`); what runs it is the dispatcher (`dispatch.rs`).
 //!
+//! Layering, one way: connection (this module) → dispatcher → command handlers → client.
+//! The socket goes no further down than here: the dispatcher and the handlers see it as a
+//! [`Peer`] (implemented below), for the three things a command may need of it (write the
+//! replies so far before a blocking command parks, notice the peer leaving while parked,
+//! hand the socket over to the replication link for PSYNC/SYNC). No other module names
+//! this one but the binary's root, which spawns [`serve`] per accepted socket.
+//!
 //! Bounds: the read buffer grows only to `client-query-buffer-limit` (then the client is
 //! closed, as Redis does); replies of one read are written before the next read, so a client
 //! that does not read its replies stalls only itself (TCP backpressure) and holds at most one
 //! read's worth of replies.
 
-use crate::client::Client;
+use crate::client::{Client, Local, Peer};
 use crate::core::Core;
 use crate::runtime::Stream;
 use percore_proto::{Args, Decoded, Limits, ReplyWriter, RequestDecoder};
@@ -114,7 +121,8 @@ impl Client {
             // reads.
             let outbox = self.handle.outbox.clone();
             outbox.proto.set(self.proto);
-            let read = match crate::pubsub::read_or_push(stream, &mut rbuf, &outbox).await {
+            let read = match crate::pubsub::read_or_push(stream.read_into(&mut rbuf), &outbox).await
+            {
                 Some(r) => r,
                 None => {
                     outbox.take_into(&mut self.out);
@@ -243,11 +251,6 @@ impl Client {
             + self.scratch_out.capacity();
     }
 
-    /// Writes the replies gathered so far (a blocking command does before it parks).
-    pub async fn write_pending(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-        self.write_out(stream).await
-    }
-
     /// Writes the replies gathered so far with one write.
     async fn write_out(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         if self.out.is_empty() {
@@ -302,5 +305,28 @@ impl Client {
             "closing client id={} addr={}: {why}",
             self.handle.id, self.handle.addr
         ));
+    }
+}
+
+/// The socket, as commands see it: through [`Peer`] only.
+impl Peer for Stream {
+    fn write_pending<'a>(&'a mut self, client: &'a mut Client) -> Local<'a, std::io::Result<()>> {
+        Box::pin(client.write_out(self))
+    }
+
+    fn closed(&mut self) -> Local<'_, ()> {
+        Box::pin(Stream::closed(self))
+    }
+
+    fn hand_over<'a>(&'a mut self, client: &'a mut Client, args: Args<'a>) -> Local<'a, ()> {
+        Box::pin(async move {
+            // What came before PSYNC is answered first; then the socket is the link's.
+            client.flush().await;
+            if client.write_out(self).await.is_err() {
+                client.close = true;
+                return;
+            }
+            crate::repl::primary::serve(client, args, self).await
+        })
     }
 }

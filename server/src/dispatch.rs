@@ -22,12 +22,33 @@
 //! keys' locks through [`Client::begin_tx_with`] and [`Client::lock_tx`], and releases them
 //! with [`Client::end_tx`], whose last batches carry the release.
 //!
+//! Layering, one way: `conn` (the socket) → `dispatch` (this module) → command handlers →
+//! `client` (the state they share). Handlers never name `conn` and never get the socket:
+//! what a command needs of it is a [`Peer`] (the replies before a blocking command written
+//! before it parks, the peer's leaving noticed, the socket handed over for PSYNC/SYNC),
+//! passed down as `&mut dyn Peer` and called only on those paths.
+//!
+//! Entry points:
+//! - [`Client::dispatch`]: one command, every check. Connections come in through it (the
+//!   read loop in `conn` calls its two halves, `dispatch_command` and `dispatch_observed`,
+//!   itself, to spare the common case a future layer; the replica's master link in
+//!   `repl::replica` calls it whole). It is also the one way back in for a command that
+//!   runs commands: EXEC runs its queued commands through it, and a script's
+//!   `redis.call`/FCALL through [`Client::run_captured`], which is `dispatch` with the reply
+//!   captured in the script's protocol. [`Client::run_inline`] is `run_captured`'s shortcut
+//!   for a plain command on this core, taken only where `dispatch` would do just that.
+//! - For handlers working across shards, which run no command: [`Client::flush`] (the
+//!   pipeline's batches sent and answered) and the transaction's locks
+//!   ([`Client::begin_tx_with`], [`Client::lock_tx`], [`Client::tx_shard`],
+//!   [`Client::end_tx`], [`Client::commit_repl`]).
+//!
+//! `tests::layering` checks these rules on the crate's sources.
+//!
 //! [`BatchCmd`]: crate::core::BatchCmd
 
-use crate::client::{Client, Part, Slot};
+use crate::client::{Client, Part, Peer, Slot};
 use crate::core::{Batch, BatchReply, Caller, ClientHandle, Core, Job};
 use crate::router::{self, shard_of};
-use crate::runtime::Stream;
 use futures_channel::oneshot;
 use percore_proto::{
     resolve, Args, Cmd, CommandSpec, Flags, Merge, OwnedArgs, Protocol, ReplyWriter, Route,
@@ -40,15 +61,15 @@ use std::cell::RefCell;
 const OUT_KEEP: usize = 1 << 20;
 
 impl Client {
-    pub(crate) async fn dispatch(&mut self, args: Args<'_>, stream: &mut Stream) {
+    pub(crate) async fn dispatch(&mut self, args: Args<'_>, peer: &mut dyn Peer) {
         // The common case: no CLIENT REPLY, no MONITOR, no tracking. The rest is boxed so
         // that its state does not grow every command's future.
         if self.plain() {
-            self.dispatch_command(args, stream).await;
+            self.dispatch_command(args, peer).await;
             self.after_plain();
             return;
         }
-        Box::pin(self.dispatch_observed(args, stream)).await
+        Box::pin(self.dispatch_observed(args, peer)).await
     }
 
     /// No CLIENT REPLY OFF/SKIP, no CLIENT TRACKING, no MONITOR anywhere: a command needs
@@ -74,7 +95,7 @@ impl Client {
 
     /// [`Client::dispatch`] for a connection with CLIENT REPLY OFF/SKIP or CLIENT TRACKING
     /// on, or while a MONITOR client exists.
-    pub(crate) async fn dispatch_observed(&mut self, args: Args<'_>, stream: &mut Stream) {
+    pub(crate) async fn dispatch_observed(&mut self, args: Args<'_>, peer: &mut dyn Peer) {
         self.monitored = None;
         // CLIENT REPLY OFF/SKIP: the command runs alone (what came before is answered
         // first) and its replies are dropped; messages to a subscriber still go out.
@@ -90,7 +111,7 @@ impl Client {
                 self.out.len()
             }
         };
-        self.dispatch_command(args, stream).await;
+        self.dispatch_command(args, peer).await;
         if silent {
             self.flush().await;
             // (Un)subscribe confirmations are pushes, which Redis sends regardless.
@@ -127,8 +148,8 @@ impl Client {
         }
     }
 
-    pub(crate) async fn dispatch_command(&mut self, args: Args<'_>, stream: &mut Stream) {
-        self.dispatch_checked(args, stream).await;
+    pub(crate) async fn dispatch_command(&mut self, args: Args<'_>, peer: &mut dyn Peer) {
+        self.dispatch_checked(args, peer).await;
         // Cluster mode: ASKING holds for the next command only, or through a transaction
         // (Redis clears CLIENT_ASKING after each command outside MULTI but ASKING itself).
         if self.asking && self.multi.is_none() && !args[0].eq_ignore_ascii_case(b"asking") {
@@ -141,7 +162,7 @@ impl Client {
         }
     }
 
-    async fn dispatch_checked(&mut self, args: Args<'_>, stream: &mut Stream) {
+    async fn dispatch_checked(&mut self, args: Args<'_>, peer: &mut dyn Peer) {
         // Messages (monitored commands, invalidations) that came before this command go
         // out before its reply.
         self.emit_pushes();
@@ -302,7 +323,7 @@ impl Client {
                 }
                 let mut buf = Vec::new();
                 let t0 = crate::latency::Stopwatch::start();
-                crate::multi::run(self, spec, args, stream, &mut buf).await;
+                crate::multi::run(self, spec, args, peer, &mut buf).await;
                 let ns = t0.ns();
                 self.core
                     .observe(spec, ns, &buf, &args, Caller::Client(&self.handle));
@@ -351,7 +372,7 @@ impl Client {
             let mut buf = Vec::new();
             let t0 = crate::latency::Stopwatch::start();
             self.repl_depth += 1;
-            Box::pin(crate::scripting::run(self, spec, args, stream, &mut buf)).await;
+            Box::pin(crate::scripting::run(self, spec, args, peer, &mut buf)).await;
             self.repl_depth -= 1;
             if self.repl_depth == 0 && self.tx.is_none() {
                 // A script that took no locks: its effects are one unit all the same.
@@ -406,8 +427,9 @@ impl Client {
             return self.reject(Some(spec), crate::repl::NOREPLICAS);
         }
         if matches!(spec.cmd, Cmd::Psync | Cmd::Sync) {
-            // The connection becomes a replica's link until it closes.
-            return Box::pin(crate::repl::primary::serve(self, args, stream)).await;
+            // The connection becomes a replica's link until it closes: the socket is the
+            // connection's to hand over (`conn.rs`), not the dispatcher's.
+            return peer.hand_over(self, args).await;
         }
         if matches!(
             spec.route,
@@ -519,7 +541,7 @@ impl Client {
                 buf.clear();
                 let t0 = crate::latency::Stopwatch::start();
                 let mut w = ReplyWriter::new(&mut buf, self.proto);
-                let parked = crate::blocking::run(self, spec, args, stream, &mut w).await;
+                let parked = crate::blocking::run(self, spec, args, peer, &mut w).await;
                 // The time parked is not the command's cost (Redis leaves it out too).
                 let ns = t0.ns_less(parked);
                 self.core.stats.borrow_mut().record(spec, ns, &buf);
@@ -921,14 +943,14 @@ impl Client {
     pub async fn run_captured(
         &mut self,
         args: Args<'_>,
-        stream: &mut Stream,
+        peer: &mut dyn Peer,
         proto: Protocol,
     ) -> Vec<u8> {
         self.flush().await;
         let saved = std::mem::take(&mut self.out);
         let caller_proto = std::mem::replace(&mut self.proto, proto);
         let outer = std::mem::replace(&mut self.in_script, true);
-        Box::pin(self.dispatch(args, stream)).await;
+        Box::pin(self.dispatch(args, peer)).await;
         // Sent while still in the script (its batches carry its OOM exemption).
         self.flush().await;
         self.in_script = outer;
@@ -1133,4 +1155,119 @@ fn apply_here(
     crate::repl::serve_ready_held(core, capture);
     let ns = t0.ns();
     core.observe(spec, ns, &w.buf[start..], &args, Caller::Client(handle));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir`, with its path relative to `src/`.
+    fn sources(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("the crate's src/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                sources(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).expect("under src/");
+                let text = std::fs::read_to_string(&path).expect("a source file is UTF-8");
+                // Comments may mention anything, and unit tests (at a file's end) quote
+                // names; the code above them is what depends.
+                let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+                let code: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect();
+                out.push((rel.to_string_lossy().into_owned(), code.join("\n")));
+            }
+        }
+    }
+
+    /// Whether `code` names `word` as a whole identifier (path segment included).
+    fn names(code: &str, word: &str) -> bool {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        code.match_indices(word).any(|(i, _)| {
+            let before = code[..i].chars().next_back();
+            let after = code[i + word.len()..].chars().next();
+            let open_end = !word.ends_with(ident);
+            !before.is_some_and(ident) && (open_end || !after.is_some_and(ident))
+        })
+    }
+
+    /// Files of the crate (relative to `src/`) that contain `needle` as an identifier.
+    fn naming(files: &[(String, String)], needle: &str) -> Vec<String> {
+        let mut hits: Vec<String> = files
+            .iter()
+            .filter(|(_, code)| names(code, needle))
+            .map(|(path, _)| path.clone())
+            .collect();
+        hits.sort();
+        hits
+    }
+
+    /// The layering of the module header: connection → dispatch → handlers → client.
+    #[test]
+    fn layering() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&root, &root, &mut files);
+        assert!(files.len() > 20, "the crate's modules are found");
+        // Only the binary's root (which spawns connections) names the connection module.
+        let conn_users: Vec<&str> = files
+            .iter()
+            .filter(|(_, code)| names(code, "conn::") || code.contains("mod conn;"))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(
+            conn_users,
+            ["main.rs"],
+            "modules naming the connection module"
+        );
+        // The socket stays in the connection: besides the runtime, only the replication
+        // link (PSYNC's socket handed over; the replica's own link to its primary), the TLS
+        // handshake on an accepted socket and the metrics endpoint's own listener name it.
+        let allowed = [
+            "conn.rs",
+            "metrics.rs",
+            "repl/primary.rs",
+            "repl/replica.rs",
+            "runtime.rs",
+            "runtime/ring.rs",
+            "tls.rs",
+        ];
+        for path in naming(&files, "Stream") {
+            assert!(
+                allowed.contains(&path.as_str()),
+                "{path} names runtime::Stream: a command gets the socket only as a client::Peer"
+            );
+        }
+        // The client is the bottom layer: it names neither the connection nor the dispatcher.
+        let client = &files
+            .iter()
+            .find(|(f, _)| f == "client.rs")
+            .expect("client.rs")
+            .1;
+        assert!(!client.contains("crate::conn") && !client.contains("crate::dispatch"));
+        // Commands run again only through the dispatcher's entry points, from the
+        // connections (conn.rs, the replica's master link), EXEC and scripts.
+        let reentry = [
+            (
+                ".dispatch(",
+                &["dispatch.rs", "multi.rs", "repl/replica.rs"][..],
+            ),
+            (".dispatch_command(", &["conn.rs", "dispatch.rs"][..]),
+            (".dispatch_observed(", &["conn.rs", "dispatch.rs"][..]),
+            (".run_captured(", &["scripting.rs"][..]),
+            (".run_inline(", &["scripting.rs"][..]),
+        ];
+        for (call, callers) in reentry {
+            for (path, code) in &files {
+                if code.contains(call) {
+                    assert!(
+                        callers.contains(&path.as_str()),
+                        "{path} calls {call}: commands re-enter only as dispatch.rs's header says"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -24,10 +24,9 @@
 //! Bounds: the queued commands' bytes count against `client-query-buffer-limit`; a
 //! transaction past it closes the connection, as an oversized query buffer does.
 
-use crate::client::Client;
+use crate::client::{Client, Peer};
 use crate::core::{call, now_ms, Batch, BatchReply, Core};
 use crate::router::shard_of;
-use crate::runtime::Stream;
 use crate::txlock::{call_checked, Plan};
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter, Route};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,11 +97,11 @@ pub async fn run(
     conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     if spec.cmd == Cmd::Exec {
-        return exec(conn, stream, out).await;
+        return exec(conn, peer, out).await;
     }
     let mut w = ReplyWriter::new(out, conn.proto);
     match spec.cmd {
@@ -255,7 +254,7 @@ fn single_shard(conn: &Client, m: &Multi) -> Option<usize> {
     shard.or(Some(conn.core.id))
 }
 
-async fn exec(conn: &mut Client, stream: &mut Stream, out: &mut Vec<u8>) {
+async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
     let Some(m) = conn.multi.take() else {
         return ReplyWriter::new(out, conn.proto).error("ERR EXEC without MULTI");
     };
@@ -369,7 +368,7 @@ async fn exec(conn: &mut Client, stream: &mut Stream, out: &mut Vec<u8>) {
     out.clear();
     conn.in_exec = true;
     for (_, args) in &m.cmds {
-        Box::pin(conn.dispatch(args.args(), stream)).await;
+        Box::pin(conn.dispatch(args.args(), peer)).await;
         if conn.close {
             break;
         }

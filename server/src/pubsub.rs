@@ -127,14 +127,10 @@ impl Outbox {
     }
 }
 
-/// Resolves with the next read of `stream`, or with None as soon as messages wait in
-/// `outbox` (the read is dropped then; reads lose nothing when dropped).
-pub async fn read_or_push(
-    stream: &mut crate::runtime::Stream,
-    buf: &mut Vec<u8>,
-    outbox: &Outbox,
-) -> Option<std::io::Result<usize>> {
-    let mut read = std::pin::pin!(stream.read_into(buf));
+/// Resolves with `read` (the connection's next read), or with None as soon as messages
+/// wait in `outbox` (the read is dropped then; reads lose nothing when dropped).
+pub async fn read_or_push<R: Future>(read: R, outbox: &Outbox) -> Option<R::Output> {
+    let mut read = std::pin::pin!(read);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));

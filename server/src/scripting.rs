@@ -84,8 +84,7 @@
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
 //! integer 0; a table nested past 1000 levels is answered with an error.
 
-use crate::client::Client;
-use crate::runtime::Stream;
+use crate::client::{Client, Peer};
 use crate::txlock::{lock_key, KeySet, Plan};
 use futures_channel::oneshot;
 use mlua::{
@@ -168,12 +167,12 @@ pub(crate) fn engine() -> Result<Rc<Engine>, String> {
 
 /// What the running script's calls need (in [`RUN`] while it runs).
 struct Run {
-    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Client` and `&mut Stream`
+    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Client` and `&mut dyn Peer`
     /// across the script's future and uses neither until that future completes; the
     /// Lua functions that read these pointers run only while that future is polled, and one
     /// script at a time runs on a core (the engine's slot), so [`RUN`] holds this one's.
     conn: *mut Client,
-    stream: *mut Stream,
+    peer: *mut dyn Peer,
     read_only: bool,
     resp3: bool,
     /// The script's transaction holds its declared keys (else it runs on the fast path).
@@ -1161,8 +1160,8 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
             "ERR This Redis command is not allowed from script".into(),
         );
     }
-    let (conn, stream, read_only, resp3) =
-        with_run(|run| (run.conn, run.stream, run.read_only, run.resp3))
+    let (conn, peer, read_only, resp3) =
+        with_run(|run| (run.conn, run.peer, run.read_only, run.resp3))
             .ok_or_else(|| mlua::Error::runtime("redis.call outside a script"))?;
     if read_only && spec.flags.has(Flags::WRITE) {
         return fail(
@@ -1172,7 +1171,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     }
     // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
     // by anything else while its future (which polls this one) runs.
-    let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
+    let (conn, peer) = unsafe { (&mut *conn, &mut *peer) };
     if crate::cluster::enabled() && !conn.is_master {
         if let Err(e) = check_slot(spec, &a, conn.asking, conn.readonly) {
             return fail(&lua, e.into());
@@ -1186,7 +1185,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     } else {
         Protocol::Resp2
     };
-    let reply = conn.run_captured(a, stream, proto).await;
+    let reply = conn.run_captured(a, peer, proto).await;
     // A write command that was not refused for memory makes the script unkillable (and
     // free to go on over maxmemory), as Redis marks it before running the command.
     if spec.flags.has(Flags::WRITE) && !reply.starts_with(b"-OOM ") {
@@ -2026,13 +2025,13 @@ pub async fn run(
     conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
     match spec.cmd {
         Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo => {
-            eval(conn, spec, a, stream, out).await
+            eval(conn, spec, a, peer, out).await
         }
         Cmd::ScriptLoad => {
             let mut w = ReplyWriter::new(out, proto);
@@ -2079,7 +2078,7 @@ pub async fn run(
         }
         Cmd::ScriptHelp => write_help(&mut ReplyWriter::new(out, proto), HELP),
         Cmd::FCall | Cmd::FCallRo => {
-            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, stream, out).await
+            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, peer, out).await
         }
         _ => crate::functions::manage(spec.cmd, &a, &mut ReplyWriter::new(out, proto)),
     }
@@ -2138,7 +2137,7 @@ async fn eval(
     conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
@@ -2202,7 +2201,7 @@ async fn eval(
     };
     execute(
         conn,
-        stream,
+        peer,
         &e,
         &f,
         origin,
@@ -2241,7 +2240,7 @@ pub(crate) enum Origin<'s> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn execute(
     conn: &mut Client,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     e: &Rc<Engine>,
     f: &Function,
     origin: Origin<'_>,
@@ -2302,7 +2301,7 @@ pub(crate) async fn execute(
         Vec::new()
     };
     let result = run_script(
-        e, conn, stream, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
+        e, conn, peer, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -2446,7 +2445,7 @@ type RunErr = (mlua::Error, Option<(String, Option<u32>)>);
 async fn run_script(
     e: &Engine,
     conn: &mut Client,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     f: &Function,
     a: &Args<'_>,
     numkeys: usize,
@@ -2464,7 +2463,7 @@ async fn run_script(
     conn.in_exec = true;
     let run = Run {
         conn: conn as *mut Client,
-        stream: stream as *mut Stream,
+        peer: peer as *mut dyn Peer,
         read_only,
         resp3: false,
         locked,

@@ -75,15 +75,11 @@ pub fn replconf(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// PSYNC <replid> <offset> or SYNC: the connection becomes a replica link and is served
-/// until it closes.
+/// until it closes. The connection hands its socket over ([`crate::client::Peer::hand_over`])
+/// once the replies before this command are written.
 pub async fn serve(conn: &mut Client, a: Args<'_>, stream: &mut Stream) {
     let psync = a.len() == 3;
     let link = conn.repl_link.take().map(|b| *b).unwrap_or_default();
-    conn.flush().await;
-    if conn.write_pending(stream).await.is_err() {
-        conn.close = true;
-        return;
-    }
     let core = conn.core.clone();
     super::activate(&core).await;
     let id = conn.handle.id;
