@@ -61,6 +61,10 @@ use std::cell::RefCell;
 const OUT_KEEP: usize = 1 << 20;
 
 impl Client {
+    /// Runs one command (`args`, a complete request) with every check, its reply left in
+    /// the client's output in order. The entry point for connections and for EXEC, and,
+    /// through [`Client::run_captured`], for scripts (see the module header). `peer`: the
+    /// connection, for a blocking command or PSYNC/SYNC; nothing else calls it.
     pub(crate) async fn dispatch(&mut self, args: Args<'_>, peer: &mut dyn Peer) {
         // The common case: no CLIENT REPLY, no MONITOR, no tracking. The rest is boxed so
         // that its state does not grow every command's future.
@@ -86,6 +90,7 @@ impl Client {
                 == 0
     }
 
+    /// What follows a command dispatched without [`Client::dispatch_observed`].
     pub(crate) fn after_plain(&mut self) {
         // CLIENT REPLY SKIP silences the next command.
         if self.skip_next && !self.in_script {
