@@ -47,10 +47,9 @@
 //! checks the destination's type (WRONGTYPE without popping), pops and pushes. No client
 //! sees the element in neither list or in both.
 
-use crate::conn::Conn;
+use crate::client::{Client, Peer};
 use crate::core::{call, now_ms, Core};
 use crate::router::shard_of;
-use crate::runtime::Stream;
 use crate::txlock::call_checked;
 use futures_channel::oneshot;
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
@@ -580,7 +579,7 @@ fn end_word(e: End) -> &'static [u8] {
 
 /// A move between two lists in the replication stream (`LMOVE`), numbered on this core
 /// while the move's locks still hold.
-fn feed_move(conn: &Conn, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
+fn feed_move(conn: &Client, db: usize, src: &[u8], dst: &[u8], from: End, to: End) {
     // Inside a transaction (EXEC, a script), the move is part of its unit.
     let mut ops = conn.repl_capture().map(|o| o.borrow_mut());
     crate::repl::propagate_here(
@@ -684,10 +683,10 @@ enum Reply {
 /// Earlier replies of the pipeline are written before the connection parks. Returns how
 /// long it was parked (not the command's cost, as Redis does not count it either).
 pub async fn run(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     w: &mut ReplyWriter<'_>,
 ) -> Duration {
     let mut parked = Duration::ZERO;
@@ -888,7 +887,7 @@ pub async fn run(
                 (&mut rx).await.ok()
             }
         } else {
-            park(conn, &cell, &mut rx, left, stream).await
+            park(conn, &cell, &mut rx, left, peer).await
         };
         parked += t0.elapsed();
         withdraw_from(conn, db, &groups, &queued_on, &cell).await;
@@ -939,7 +938,7 @@ pub async fn run(
 
 /// Removes the waiter `cell` from the queues of `groups` it was queued in.
 async fn withdraw_from(
-    conn: &Conn,
+    conn: &Client,
     db: usize,
     groups: &[(usize, Vec<Vec<u8>>)],
     queued_on: &[usize],
@@ -967,7 +966,7 @@ enum Moved {
 /// releases both keys unless it returns [`Moved::Emptied`] (the caller queues the waiter
 /// again under them and releases).
 async fn complete_move(
-    conn: &Conn,
+    conn: &Client,
     db: usize,
     src: &[u8],
     dst: &[u8],
@@ -1061,14 +1060,14 @@ async fn complete_move(
 /// Waits for the answer, the timeout, CLIENT UNBLOCK or the client's departure. None: timed
 /// out, or the client left (`conn.close` set) before anything was served.
 async fn park(
-    conn: &mut Conn,
+    conn: &mut Client,
     cell: &Arc<WaitCell>,
     rx: &mut oneshot::Receiver<Served>,
     timeout: Option<Duration>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
 ) -> Option<Served> {
     // The client sees the replies of what it sent before this command now, not after.
-    if conn.write_pending(stream).await.is_err() {
+    if peer.write_pending(conn).await.is_err() {
         conn.close = true;
     }
     *conn.handle.blocked.borrow_mut() = Some(cell.clone());
@@ -1084,7 +1083,7 @@ async fn park(
     } else {
         let served = async { Wake::Served((&mut *rx).await.ok()) };
         let closed = async {
-            stream.closed().await;
+            peer.closed().await;
             Wake::Closed
         };
         let timer = async {
@@ -1116,7 +1115,7 @@ async fn park(
 /// Replies with what was served (and completes a move across shards). A client that left
 /// gets nothing, and popped elements go back where they came from.
 async fn finish(
-    conn: &mut Conn,
+    conn: &mut Client,
     db: usize,
     a: &Args<'_>,
     op: &Op,

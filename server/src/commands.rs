@@ -2,8 +2,8 @@
 //! INFO, CONFIG *, TIME, SHUTDOWN, DEBUG, COMMAND *. None of them touch the keyspace except
 //! through other cores' [`crate::core::call`]s.
 
+use crate::client::Client;
 use crate::config::{find_param, Config, PARAMS};
-use crate::conn::Conn;
 use crate::core::{call_all, now_us, Core};
 use percore_proto::command::{lookup, lookup_sub, subcommands, COMMANDS, SUBCOMMANDS};
 use percore_proto::{docs, Args, Cmd, CommandSpec, Protocol, ReplyWriter};
@@ -34,7 +34,7 @@ pub(crate) fn help(w: &mut ReplyWriter, name: &str, lines: &[&str]) {
     w.simple(b"    Prints this help.");
 }
 
-pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
+pub async fn run(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
     let mut w = ReplyWriter::new(buf, conn.proto);
     match spec.cmd {
         // A RESP2 subscriber's PING is answered in the shape of its messages.
@@ -55,7 +55,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         }
         Cmd::Reset => {
             crate::tracking::disable(conn).await;
-            conn.reset();
+            reset(conn);
             w.proto = conn.proto;
             w.simple(b"RESET");
         }
@@ -75,7 +75,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
         Cmd::ClientTracking | Cmd::ClientCaching | Cmd::ClientGetRedir | Cmd::ClientTrackingInfo => {
             return crate::tracking::command(conn, spec, a, w.buf).await;
         }
-        // OFF and SKIP are not answered; ON is (see `Conn::dispatch`).
+        // OFF and SKIP are not answered; ON is (see `Client::dispatch`).
         Cmd::ClientReply => match std::str::from_utf8(&a[2]).map(str::to_ascii_lowercase).as_deref() {
             Ok("on") => {
                 conn.reply_off = false;
@@ -383,7 +383,7 @@ pub(crate) fn valid_name(name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+fn auth(conn: &mut Client, a: Args, w: &mut ReplyWriter) {
     if a.len() > 3 {
         return w.error("ERR syntax error");
     }
@@ -403,7 +403,7 @@ fn auth(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     }
 }
 
-fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+fn hello(conn: &mut Client, a: Args, w: &mut ReplyWriter) {
     let mut ver = None;
     if a.len() >= 2 {
         match percore_proto::parse_i64(&a[1]) {
@@ -466,7 +466,7 @@ fn hello(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     w.array(0);
 }
 
-async fn client_list(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn client_list(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let mut ids: Option<Vec<u64>> = None;
     let mut kind: Option<&'static str> = None;
     let mut i = 2;
@@ -535,7 +535,7 @@ struct KillFilter {
     none: bool,
 }
 
-async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn client_kill(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let old_style = a.len() == 3;
     let mut f = KillFilter {
         skip: Some(conn.handle.id),
@@ -634,7 +634,7 @@ async fn client_kill(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     }
 }
 
-fn config_get(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
+fn config_get(conn: &mut Client, a: Args, w: &mut ReplyWriter) {
     let cfg = conn.core.config.borrow().clone();
     let mut found: Vec<(&str, String)> = Vec::new();
     for pat in a.iter().skip(2) {
@@ -652,7 +652,7 @@ fn config_get(conn: &mut Conn, a: Args, w: &mut ReplyWriter) {
     }
 }
 
-async fn config_set(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn config_set(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     if !a.len().is_multiple_of(2) {
         return w.error("ERR wrong number of arguments for 'config|set' command");
     }
@@ -777,7 +777,7 @@ fn quote(v: String) -> String {
     }
 }
 
-async fn shutdown(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn shutdown(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let mut save = None;
     let mut force = false;
     for opt in a.iter().skip(1) {
@@ -1283,4 +1283,22 @@ fn command_docs_subcommands(w: &mut ReplyWriter, subs: &[CommandSpec]) {
             command_docs(w, s);
         }
     }
+}
+
+/// Puts the connection back to its initial state (RESET).
+fn reset(conn: &mut Client) {
+    crate::pubsub::unsubscribe_all(conn);
+    conn.db = 0;
+    conn.proto = Protocol::Resp2;
+    // The connection is the default user's again, authenticated if that needs nothing.
+    let user = conn.core.global.acl.default_user();
+    conn.authed = crate::acl::default_is_open(&user);
+    conn.acl_epoch = conn.core.global.acl.epoch();
+    crate::acl::set_conn_user(conn, user);
+    let mut info = conn.handle.info.borrow_mut();
+    info.name.clear();
+    info.db = 0;
+    info.proto = Protocol::Resp2;
+    info.no_evict = false;
+    info.no_touch = false;
 }

@@ -16,7 +16,7 @@
 //!
 //! The results are exactly Redis's.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
@@ -32,7 +32,7 @@ use percore_shard::ops::{bitmap, list, Popped};
 use percore_shard::types::list::End;
 use percore_shard::{err, Entry, ExecCtx, Shard, Value};
 
-pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
+pub async fn run(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, buf: &mut Vec<u8>) {
     let mut w = ReplyWriter::new(buf, conn.proto);
     let t0 = crate::latency::Stopwatch::start();
     match spec.cmd {
@@ -78,7 +78,7 @@ pub async fn run(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, buf: 
     conn.core.observe(spec, t0.ns(), w.buf, &a, caller);
 }
 
-async fn msetnx(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn msetnx(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     if a.len().is_multiple_of(2) {
         return w.error("ERR wrong number of arguments for 'msetnx' command");
     }
@@ -135,7 +135,7 @@ enum Fetch {
 }
 
 /// Takes the entry at `key` off its shard, as `how` says, if it exists.
-async fn fetch_entry(conn: &Conn, db: usize, key: &[u8], how: Fetch) -> Option<Entry> {
+async fn fetch_entry(conn: &Client, db: usize, key: &[u8], how: Fetch) -> Option<Entry> {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
     call(&conn.core, s, move |c: &Core| {
@@ -163,7 +163,7 @@ enum Put {
     Quiet,
 }
 
-async fn key_exists(conn: &Conn, db: usize, key: &[u8]) -> bool {
+async fn key_exists(conn: &Client, db: usize, key: &[u8]) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
     call(&conn.core, s, move |c: &Core| {
@@ -174,7 +174,7 @@ async fn key_exists(conn: &Conn, db: usize, key: &[u8]) -> bool {
 
 /// Stores `entry` at `key` unless `only_if_absent` and the key exists; true if stored.
 async fn put_entry(
-    conn: &Conn,
+    conn: &Client,
     db: usize,
     key: &[u8],
     entry: Entry,
@@ -206,7 +206,7 @@ async fn put_entry(
 
 /// Runs the command on shard `s` as one command there (all its keys live there); returns
 /// the reply.
-async fn apply_on(conn: &Conn, s: usize, spec: &'static CommandSpec, a: &Args<'_>) -> Vec<u8> {
+async fn apply_on(conn: &Client, s: usize, spec: &'static CommandSpec, a: &Args<'_>) -> Vec<u8> {
     let all: Vec<&[u8]> = a.iter().collect();
     let (owned, proto, db) = (OwnedArgs::from_slices(&all), conn.proto, conn.db);
     // The shard propagates the command itself.
@@ -232,7 +232,7 @@ async fn apply_on(conn: &Conn, s: usize, spec: &'static CommandSpec, a: &Args<'_
 /// steps: the elements are read on the key's shard, the BY values fetched from their
 /// shards (one hop per shard and per 4096 keys), the elements sorted here, the GET values
 /// fetched likewise, and the result replied or stored on the destination's shard.
-async fn sort(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn sort(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     use percore_shard::ops::sort;
     let opts = match sort::parse(&a, spec.cmd == Cmd::SortRo) {
         Ok(o) => o,
@@ -292,7 +292,7 @@ async fn sort(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut 
 /// the order of `keys`. A shard is asked for at most 4096 keys at a time, so one SORT over
 /// a large collection does not hold another core for long.
 async fn lookup_across(
-    conn: &Conn,
+    conn: &Client,
     keys: Vec<percore_shard::ops::sort::Lookup>,
 ) -> Vec<Option<Vec<u8>>> {
     const BATCH: usize = 4096;
@@ -328,7 +328,7 @@ async fn lookup_across(
 /// reads anyway. When every key lives on one shard (the commands whose keys follow a
 /// count always come here), the command runs there in one hop instead, copying nothing.
 async fn on_scratch(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
     w: &mut ReplyWriter<'_>,
@@ -418,7 +418,7 @@ async fn on_scratch(
 
 /// Hands the keyspace events a scratch shard recorded (in its database 0, standing for
 /// `db`) to the shards of their keys, each key's in order.
-async fn forward_events(conn: &Conn, db: usize, events: Vec<KeyEvent>) {
+async fn forward_events(conn: &Client, db: usize, events: Vec<KeyEvent>) {
     let n = conn.core.nshards();
     let mut per_shard: Vec<Vec<KeyEvent>> = vec![Vec::new(); n];
     for mut e in events {
@@ -439,7 +439,12 @@ async fn forward_events(conn: &Conn, db: usize, events: Vec<KeyEvent>) {
 
 /// LMOVE/RPOPLPUSH between shards: the destination's type, then the pop (Redis's checks
 /// in Redis's order), then the push. Three hops; no list is copied.
-async fn lmove(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn lmove(
+    conn: &mut Client,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    w: &mut ReplyWriter<'_>,
+) {
     let (from, to) = if spec.cmd == Cmd::LMove {
         match list::parse_ends(&a[3], &a[4]) {
             Ok(x) => x,
@@ -495,7 +500,7 @@ async fn lmove(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut
 }
 
 /// LMPOP over keys of several shards.
-async fn lmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn lmpop(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     match list::parse_mpop(&a, 1) {
         Ok((keys, end, count)) => {
             let pop = move |sh: &mut Shard, db, now, key: &[u8]| {
@@ -508,7 +513,7 @@ async fn lmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// ZMPOP over keys of several shards.
-async fn zmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn zmpop(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     match zset::parse_zmpop(&a, 1) {
         Ok((keys, max, count)) => {
             let pop = move |sh: &mut Shard, db, now, key: &[u8]| {
@@ -523,7 +528,7 @@ async fn zmpop(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// The MPOP commands across shards (`ops::mpop_first` on one): `pop` on each key in order,
 /// on the key's shard, until one pops.
 async fn mpop_across<T, P>(
-    conn: &mut Conn,
+    conn: &mut Client,
     keys: &[&[u8]],
     pop: P,
     w: &mut ReplyWriter<'_>,
@@ -555,7 +560,7 @@ async fn mpop_across<T, P>(
 /// bad one, so keys after it are never read (no statistics, no "keymiss"); the runs keep
 /// that exactly (keys grouped by shard would read them).
 async fn hll_across(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
     w: &mut ReplyWriter<'_>,
@@ -597,7 +602,7 @@ fn scratch_seed() -> u64 {
     crate::core::now_us().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
 }
 
-async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool) {
+async fn rename(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool) {
     let db = conn.db;
     let (src, dst) = (&a[1], &a[2]);
     if !key_exists(conn, db, src).await {
@@ -617,7 +622,7 @@ async fn rename(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>, nx: bool)
     }
 }
 
-async fn copy(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn copy(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let (dst_db, replace) = match parse_copy(&a, conn.db) {
         Ok(x) => x,
         Err(e) => return w.error(e),
@@ -630,7 +635,7 @@ async fn copy(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     w.int(stored as i64);
 }
 
-async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn lcs(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let db = conn.db;
     let (ea, eb) = (
         fetch_entry(conn, db, &a[1], Fetch::Read).await,
@@ -651,7 +656,7 @@ async fn lcs(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// walk that finishes with fewer than COUNT keys goes on with the next shard in the same
 /// call, so a small or empty keyspace is walked in one SCAN and answers cursor 0, as
 /// Redis's does.
-async fn scan(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn scan(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let (cursor, opts) = match parse_scan_args(&a) {
         Ok(x) => x,
         Err(e) => return w.error(e),
@@ -684,7 +689,7 @@ async fn scan(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     write_scan_reply(w, next, &keys);
 }
 
-async fn randomkey(conn: &mut Conn, w: &mut ReplyWriter<'_>) {
+async fn randomkey(conn: &mut Client, w: &mut ReplyWriter<'_>) {
     let n = conn.core.nshards();
     let db = conn.db;
     let start = call(&conn.core, conn.core.id, |c: &Core| {
@@ -705,7 +710,7 @@ async fn randomkey(conn: &mut Conn, w: &mut ReplyWriter<'_>) {
     w.null();
 }
 
-async fn swapdb(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn swapdb(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let (x, y) = match parse_swapdb(&a) {
         Ok(p) => p,
         Err(e) => return w.error(e),
@@ -722,7 +727,12 @@ async fn swapdb(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 /// shard); the partials are folded here and the result is stored on the destination's shard
 /// (or the destination deleted when it is empty). Moves at most one string per shard, each
 /// no longer than its longest source.
-async fn bitop(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn bitop(
+    conn: &mut Client,
+    spec: &'static CommandSpec,
+    a: Args<'_>,
+    w: &mut ReplyWriter<'_>,
+) {
     let op = match bitmap::parse_bitop(&a) {
         Ok(op) => op,
         Err(e) => return w.error(e),

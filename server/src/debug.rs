@@ -25,8 +25,8 @@
 //! Cost: DIGEST is O(keys + elements) on every core at once and does not yield (a walk in
 //! pieces could see a key twice across a table resize); RELOAD is a SAVE and a load.
 
+use crate::client::Client;
 use crate::config::{Config, ProtectedAction};
-use crate::conn::Conn;
 use crate::core::{call, call_all, now_ms, now_us, Core};
 use crate::router::shard_of;
 use crate::runtime;
@@ -64,7 +64,7 @@ fn eq(a: &[u8], b: &str) -> bool {
 }
 
 /// Runs DEBUG `a[1]` for `conn`, which passed the gate.
-pub async fn run(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn run(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let sub = &a[1];
     let n = a.len();
     if n == 2 && eq(sub, "help") {
@@ -209,7 +209,7 @@ fn atoi_nonzero(s: &[u8]) -> bool {
 
 /// DEBUG LISTPACK and DEBUG QUICKLIST: the layout of a listpack-encoded value (a small
 /// hash) or of a list's nodes goes to the log, as Redis prints it on its standard output.
-async fn structure(conn: &Conn, key: &[u8], quicklist: bool, w: &mut ReplyWriter<'_>) {
+async fn structure(conn: &Client, key: &[u8], quicklist: bool, w: &mut ReplyWriter<'_>) {
     let target = shard_of(key, conn.core.nshards());
     let (db, k) = (conn.db, key.to_vec());
     let found = call(&conn.core, target, move |c: &Core| {
@@ -256,7 +256,7 @@ async fn structure(conn: &Conn, key: &[u8], quicklist: bool, w: &mut ReplyWriter
 
 /// DEBUG QUICKLIST-PACKED-THRESHOLD: elements of at least this size get list nodes of their
 /// own (Redis's plain nodes); 0 restores the default of 1 GiB. Applies to every shard.
-async fn packed_threshold(conn: &Conn, arg: &[u8], w: &mut ReplyWriter<'_>) {
+async fn packed_threshold(conn: &Client, arg: &[u8], w: &mut ReplyWriter<'_>) {
     const BAD: &str = "ERR argument must be a memory value bigger than 1 and smaller than 4gb";
     let sz = match crate::config::parse_memory(&String::from_utf8_lossy(arg)) {
         Ok(n) if n <= (1 << 32) - (1 << 20) => n as usize,
@@ -288,7 +288,7 @@ async fn packed_threshold(conn: &Conn, arg: &[u8], w: &mut ReplyWriter<'_>) {
 }
 
 /// DEBUG OBJECT key: the line from the key's shard, or `ERR no such key`.
-async fn object(conn: &Conn, key: &[u8], w: &mut ReplyWriter<'_>) {
+async fn object(conn: &Client, key: &[u8], w: &mut ReplyWriter<'_>) {
     let target = shard_of(key, conn.core.nshards());
     let (db, key) = (conn.db, key.to_vec());
     let line = call(&conn.core, target, move |c: &Core| {
@@ -303,7 +303,7 @@ async fn object(conn: &Conn, key: &[u8], w: &mut ReplyWriter<'_>) {
 }
 
 /// DEBUG DIGEST: every shard's part, combined (see `percore_shard::debug`).
-async fn digest(conn: &Conn, w: &mut ReplyWriter<'_>) {
+async fn digest(conn: &Client, w: &mut ReplyWriter<'_>) {
     let parts = call_all(&conn.core, |c: &Core| {
         DatasetDigest::of_shard(&c.shard.borrow())
     })
@@ -317,7 +317,7 @@ async fn digest(conn: &Conn, w: &mut ReplyWriter<'_>) {
 
 /// DEBUG DIGEST-VALUE key [key ...]: one status reply per key, 40 zeros for a missing one;
 /// each shard digests the keys it owns, in one message.
-async fn digest_value(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn digest_value(conn: &Client, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
     let n = conn.core.nshards();
     let keys: Arc<Vec<Vec<u8>>> = Arc::new(a.iter().skip(2).map(|k| k.to_vec()).collect());
     let db = conn.db;
@@ -422,7 +422,7 @@ async fn stringmatch_test() {
 
 /// DEBUG CHANGE-REPL-ID: a new replication id (INFO `master_replid`); the second one is
 /// already cleared (percore has no replicas yet).
-fn change_repl_id(conn: &Conn) {
+fn change_repl_id(conn: &Client) {
     crate::log::warn("Changing replication IDs after receiving DEBUG change-repl-id");
     let mut id = conn
         .core
@@ -442,7 +442,7 @@ fn change_repl_id(conn: &Conn) {
 /// every database (unless NOFLUSH), load the set back. A key both in memory and in the set
 /// (NOFLUSH) takes the set's value, with or without MERGE (Redis stops the server without
 /// MERGE).
-async fn reload(conn: &Conn, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn reload(conn: &Client, a: &Args<'_>, w: &mut ReplyWriter<'_>) {
     let (mut flush, mut save) = (true, true);
     for opt in a.iter().skip(2) {
         if eq(opt, "merge") {

@@ -31,8 +31,7 @@
 //! RESTORE runs library code under LOAD's 500 ms limit (Redis: none), so a payload cannot
 //! stall a core.
 
-use crate::conn::Conn;
-use crate::runtime::Stream;
+use crate::client::{Client, Peer};
 use crate::scripting::{Origin, Registered, FUNCTION_FLAGS, LOAD_TIMEOUT};
 use mlua::Function;
 use percore_proto::{Args, Cmd, ReplyWriter};
@@ -495,7 +494,13 @@ fn list(w: &mut ReplyWriter, a: &Args<'_>) {
 }
 
 /// FCALL and FCALL_RO.
-pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, out: &mut Vec<u8>) {
+pub async fn fcall(
+    conn: &mut Client,
+    ro: bool,
+    a: Args<'_>,
+    peer: &mut dyn Peer,
+    out: &mut Vec<u8>,
+) {
     let proto = conn.proto;
     let Some(func) = lookup(&a[1]) else {
         return ReplyWriter::new(out, proto).error("ERR Function not found");
@@ -515,7 +520,7 @@ pub async fn fcall(conn: &mut Conn, ro: bool, a: Args<'_>, stream: &mut Stream, 
     let name = String::from_utf8_lossy(&a[1]).into_owned();
     let origin = Origin::Function { name: &name };
     let flags = Some(func.flags);
-    crate::scripting::execute(conn, stream, &e, &f, origin, &a, numkeys, flags, ro, out).await
+    crate::scripting::execute(conn, peer, &e, &f, origin, &a, numkeys, flags, ro, out).await
 }
 
 /// The FUNCTION subcommands; the reply goes to `w`.

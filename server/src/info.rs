@@ -1,9 +1,9 @@
 //! INFO: Redis's sections and field names (tools such as redis_exporter and redis-cli parse
 //! them), summed over cores, plus a `# Shards` section with each shard's share.
 
+use crate::client::Client;
 use crate::commands::{PERCORE_VERSION, REDIS_VERSION};
 use crate::config::Config;
-use crate::conn::Conn;
 use crate::core::{call_all, now_ms, now_us, CmdStat, Core, Global};
 use crate::latency::{LatencyHist, LatencyMonitor};
 use percore_proto::command::{COMMANDS, SUBCOMMANDS};
@@ -287,7 +287,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
 ];
 const ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
 
-pub async fn render(conn: &mut Conn, a: Args<'_>) -> String {
+pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
     let mut wanted: Vec<String> = Vec::new();
     for s in a.iter().skip(1) {
         let s = String::from_utf8_lossy(s).to_lowercase();

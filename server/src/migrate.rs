@@ -24,7 +24,7 @@
 //! MIGRATE is not shared: another MIGRATE on the same core meanwhile connects its own,
 //! closed after it. INFO's `migrate_cached_sockets` counts the cached sockets of every core.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call, now_ms, Core};
 use crate::router::shard_of;
 use crate::runtime::OutStream;
@@ -186,7 +186,7 @@ struct Dumped {
     expire_at_ms: u64,
 }
 
-pub async fn run(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn run(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let r = match parse(&a) {
         Ok(r) => r,
         Err(e) => return w.error(e),
@@ -211,7 +211,7 @@ pub async fn run(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// Reads the keys, sends them and deletes those the target took (unless COPY); the reply.
-async fn transfer(conn: &mut Conn, a: &Args<'_>, r: &Request<'_>, w: &mut ReplyWriter<'_>) {
+async fn transfer(conn: &mut Client, a: &Args<'_>, r: &Request<'_>, w: &mut ReplyWriter<'_>) {
     let db = conn.db;
     let dumped = dump_keys(conn, a, r.keys.clone(), db).await;
     if dumped.is_empty() {
@@ -298,7 +298,7 @@ fn sent_args(sent: &[usize], restored: &[bool]) -> Vec<usize> {
 /// Each existing key's payload and deadline, read on its shard as Redis's `lookupKeyRead`
 /// and DUMP read it (hits, misses, LRU/LFU), in the order the keys were named.
 async fn dump_keys(
-    conn: &Conn,
+    conn: &Client,
     a: &Args<'_>,
     keys: std::ops::Range<usize>,
     db: usize,
@@ -539,7 +539,7 @@ fn take_line(rbuf: &mut Vec<u8>) -> Option<Vec<u8>> {
 
 /// Deletes the keys at `args` through each shard's DEL, as a client's DEL would (a "del"
 /// event, WATCH flags, tracking invalidations).
-async fn delete_keys(conn: &Conn, a: &Args<'_>, args: Vec<usize>, db: usize) {
+async fn delete_keys(conn: &Client, a: &Args<'_>, args: Vec<usize>, db: usize) {
     if args.is_empty() {
         return;
     }

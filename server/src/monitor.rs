@@ -4,14 +4,14 @@
 //! Slow-log ids are unique across cores (one global counter, touched only by slow commands),
 //! so merging the cores' logs newest-first by id gives Redis's order.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call_all, Core};
 use crate::latency::{LatencyHist, LatencyMonitor, SlowEntry};
 use percore_proto::{subcommands, Args, Cmd, CommandSpec, ReplyWriter, COMMANDS, SUBCOMMANDS};
 
 const SLOWLOG_DEFAULT_COUNT: i64 = 10;
 
-pub async fn slowlog(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn slowlog(conn: &mut Client, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     match spec.cmd {
         Cmd::SlowlogGet => {
             let count = match a.get(2) {
@@ -81,7 +81,7 @@ pub async fn slowlog(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut R
     }
 }
 
-async fn merged(conn: &Conn) -> LatencyMonitor {
+async fn merged(conn: &Client) -> LatencyMonitor {
     let per_core = call_all(&conn.core, |c: &Core| c.latency.borrow().clone()).await;
     let mut m = LatencyMonitor::default();
     for l in &per_core {
@@ -90,7 +90,7 @@ async fn merged(conn: &Conn) -> LatencyMonitor {
     m
 }
 
-pub async fn latency(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn latency(conn: &mut Client, spec: &CommandSpec, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     match spec.cmd {
         Cmd::LatencyLatest => {
             let m = merged(conn).await;
@@ -166,7 +166,7 @@ pub async fn latency(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, w: &mut R
 /// by their full name, `config|set`); with names, each one that ran and then each of its
 /// subcommands that ran, in the order asked (unknown names are skipped, repeated ones
 /// repeated, as Redis does).
-async fn latency_histogram(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+async fn latency_histogram(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let hists = crate::info::gather(&conn.core).await.latency_histograms();
     let ran = |c: &'static CommandSpec| Some((c.name, hists[c.cmd as usize].as_ref()?));
     let listed: Vec<(&str, &LatencyHist)> = if a.len() == 2 {
@@ -233,7 +233,7 @@ pub fn doctor(threshold_ms: u64, m: &LatencyMonitor) -> String {
 }
 
 /// MEMORY STATS/DOCTOR/PURGE/MALLOC-STATS/HELP (MEMORY USAGE runs on the key's shard).
-pub async fn memory(conn: &mut Conn, spec: &CommandSpec, w: &mut ReplyWriter<'_>) {
+pub async fn memory(conn: &mut Client, spec: &CommandSpec, w: &mut ReplyWriter<'_>) {
     match spec.cmd {
         Cmd::MemoryStats => {
             let g = crate::info::gather(&conn.core).await;

@@ -24,10 +24,9 @@
 //! Bounds: the queued commands' bytes count against `client-query-buffer-limit`; a
 //! transaction past it closes the connection, as an oversized query buffer does.
 
-use crate::conn::Conn;
+use crate::client::{Client, Peer};
 use crate::core::{call, now_ms, Batch, BatchReply, Core};
 use crate::router::shard_of;
-use crate::runtime::Stream;
 use crate::txlock::{call_checked, Plan};
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter, Route};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +68,7 @@ pub fn runs_inside_multi(cmd: Cmd) -> bool {
 }
 
 /// Queues a checked command of a transaction.
-pub fn queue(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>) -> &'static [u8] {
+pub fn queue(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>) -> &'static [u8] {
     let limit = conn.core.config.borrow().client_query_buffer_limit;
     let Some(m) = conn.multi.as_mut() else {
         return b"";
@@ -95,14 +94,14 @@ pub fn queue(conn: &mut Conn, spec: &'static CommandSpec, a: Args<'_>) -> &'stat
 
 /// MULTI, EXEC, DISCARD, WATCH and UNWATCH; the reply goes to `out`.
 pub async fn run(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     if spec.cmd == Cmd::Exec {
-        return exec(conn, stream, out).await;
+        return exec(conn, peer, out).await;
     }
     let mut w = ReplyWriter::new(out, conn.proto);
     match spec.cmd {
@@ -137,13 +136,13 @@ pub async fn run(
     }
 }
 
-fn end_multi(conn: &Conn) {
+fn end_multi(conn: &Client) {
     let mut info = conn.handle.info.borrow_mut();
     info.multi = -1;
     info.multi_mem = 0;
 }
 
-async fn watch(conn: &mut Conn, a: &Args<'_>) {
+async fn watch(conn: &mut Client, a: &Args<'_>) {
     let (db, n) = (conn.db, conn.core.nshards());
     let w = conn.watching.get_or_insert_with(|| {
         Box::new(Watching {
@@ -174,7 +173,7 @@ async fn watch(conn: &mut Conn, a: &Args<'_>) {
 }
 
 /// Forgets every watched key (EXEC, DISCARD, UNWATCH, RESET, disconnect).
-pub async fn unwatch(conn: &mut Conn) {
+pub async fn unwatch(conn: &mut Client) {
     let Some(w) = conn.watching.take() else {
         return;
     };
@@ -209,7 +208,7 @@ fn per_shard(keys: impl Iterator<Item = DbKey>, n: usize) -> Vec<(usize, Vec<DbK
 
 /// Looks the watched keys up on their shards: one that expired is deleted there, which
 /// raises the flag (Redis fails EXEC when a watched key expired).
-async fn expire_watched(conn: &Conn) {
+async fn expire_watched(conn: &Client) {
     let Some(w) = conn.watching.as_ref() else {
         return;
     };
@@ -227,7 +226,7 @@ async fn expire_watched(conn: &Conn) {
 
 /// The one shard every queued command runs on, if there is one and none needs the
 /// connection (connection commands, blocking commands, commands routed by their content).
-fn single_shard(conn: &Conn, m: &Multi) -> Option<usize> {
+fn single_shard(conn: &Client, m: &Multi) -> Option<usize> {
     let n = conn.core.nshards();
     let mut shard = None;
     for (spec, args) in &m.cmds {
@@ -255,7 +254,7 @@ fn single_shard(conn: &Conn, m: &Multi) -> Option<usize> {
     shard.or(Some(conn.core.id))
 }
 
-async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
+async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
     let Some(m) = conn.multi.take() else {
         return ReplyWriter::new(out, conn.proto).error("ERR EXEC without MULTI");
     };
@@ -369,7 +368,7 @@ async fn exec(conn: &mut Conn, stream: &mut Stream, out: &mut Vec<u8>) {
     out.clear();
     conn.in_exec = true;
     for (_, args) in &m.cmds {
-        Box::pin(conn.dispatch(args.args(), stream)).await;
+        Box::pin(conn.dispatch(args.args(), peer)).await;
         if conn.close {
             break;
         }

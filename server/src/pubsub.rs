@@ -11,14 +11,14 @@
 //! [`Global::pubsub_subs`](crate::core::Global::pubsub_subs).
 //!
 //! Delivery appends the encoded message to the subscriber's [`Outbox`] and wakes its
-//! connection, which writes it between reads (`Conn::run`). The outbox is bounded by
+//! connection, which writes it between reads (`Client::run`). The outbox is bounded by
 //! `client-output-buffer-limit pubsub <hard> <soft> <seconds>` as in Redis: over the hard
 //! limit, or over the soft limit for longer than its seconds, the subscriber is
 //! disconnected (counted in `client_output_buffer_limit_disconnections`), its buffer freed,
 //! and the publisher and every other subscriber go on.
 
+use crate::client::Client;
 use crate::config::{ObClass, ObLimit};
-use crate::conn::Conn;
 use crate::core::{call_all, ClientHandle, Core};
 use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
 use percore_shard::glob::glob_match;
@@ -127,14 +127,10 @@ impl Outbox {
     }
 }
 
-/// Resolves with the next read of `stream`, or with None as soon as messages wait in
-/// `outbox` (the read is dropped then; reads lose nothing when dropped).
-pub async fn read_or_push(
-    stream: &mut crate::runtime::Stream,
-    buf: &mut Vec<u8>,
-    outbox: &Outbox,
-) -> Option<std::io::Result<usize>> {
-    let mut read = std::pin::pin!(stream.read_into(buf));
+/// Resolves with `read` (the connection's next read), or with None as soon as messages
+/// wait in `outbox` (the read is dropped then; reads lose nothing when dropped).
+pub async fn read_or_push<R: Future>(read: R, outbox: &Outbox) -> Option<R::Output> {
+    let mut read = std::pin::pin!(read);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
@@ -480,7 +476,7 @@ pub fn allowed_when_subscribed(cmd: Cmd) -> bool {
 
 /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs: one reply per channel, as
 /// Redis sends them (pushes in RESP3).
-pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
+pub fn subscription(conn: &mut Client, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
     let kind = Kind::of(spec.cmd);
     let subscribe = matches!(spec.cmd, Cmd::Subscribe | Cmd::PSubscribe | Cmd::SSubscribe);
     let mut w = ReplyWriter::new(out, conn.proto);
@@ -540,7 +536,7 @@ pub fn subscription(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut 
 }
 
 /// The connection's subscription state, created on first use.
-fn subs_of(conn: &mut Conn) -> &mut Subs {
+fn subs_of(conn: &mut Client) -> &mut Subs {
     let outbox = conn.handle.outbox.clone();
     conn.subs.get_or_insert_with(|| {
         Box::new(Subs {
@@ -554,7 +550,7 @@ fn subs_of(conn: &mut Conn) -> &mut Subs {
 }
 
 /// MONITOR: from now on the connection receives every command run on any core.
-pub fn monitor(conn: &mut Conn, out: &mut Vec<u8>) {
+pub fn monitor(conn: &mut Client, out: &mut Vec<u8>) {
     if conn.in_exec {
         return ReplyWriter::new(out, conn.proto)
             .error("ERR MONITOR isn't allowed for DENY BLOCKING client");
@@ -653,7 +649,7 @@ fn counted(core: &Core, before: usize, after: usize) {
 }
 
 /// Drops every subscription of a connection, without replies (RESET, disconnect).
-pub fn unsubscribe_all(conn: &mut Conn) {
+pub fn unsubscribe_all(conn: &mut Client) {
     let Some(s) = conn.subs.take() else {
         return;
     };
@@ -688,7 +684,7 @@ pub fn unsubscribe_all(conn: &mut Conn) {
 }
 
 /// PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB and HELP, over every core.
-pub async fn pubsub(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
+pub async fn pubsub(conn: &mut Client, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
     let proto = conn.proto;
     match spec.cmd {
         Cmd::PubsubChannels | Cmd::PubsubShardChannels if a.len() <= 3 => {

@@ -17,7 +17,7 @@
 //! - It runs on the connection's core. A `redis.call`/`redis.pcall` whose keys are on this
 //!   core, with nothing else in play, runs synchronously on the shard (a plain Lua C
 //!   function, see "The synchronous path of `redis.call`"); any other goes through async
-//!   Rust (mlua `async`) and the connection's own dispatch ([`Conn::run_captured`]), so it
+//!   Rust (mlua `async`) and the connection's own dispatch ([`Client::run_captured`]), so it
 //!   runs with one hop when its keys are elsewhere, and every command family works from
 //!   scripts as from clients.
 //! - Fast path: when every declared key lives on this core and no transaction holds one, the
@@ -84,8 +84,7 @@
 //! tables (`redis`, `string`, …) are not read-only; Lua 5.1 via mlua hands `-0` over as the
 //! integer 0; a table nested past 1000 levels is answered with an error.
 
-use crate::conn::Conn;
-use crate::runtime::Stream;
+use crate::client::{Client, Peer};
 use crate::txlock::{lock_key, KeySet, Plan};
 use futures_channel::oneshot;
 use mlua::{
@@ -168,12 +167,12 @@ pub(crate) fn engine() -> Result<Rc<Engine>, String> {
 
 /// What the running script's calls need (in [`RUN`] while it runs).
 struct Run {
-    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Conn` and `&mut Stream`
+    /// SAFETY: valid while the script runs: [`eval`] holds `&mut Client` and `&mut dyn Peer`
     /// across the script's future and uses neither until that future completes; the
     /// Lua functions that read these pointers run only while that future is polled, and one
     /// script at a time runs on a core (the engine's slot), so [`RUN`] holds this one's.
-    conn: *mut Conn,
-    stream: *mut Stream,
+    conn: *mut Client,
+    peer: *mut dyn Peer,
     read_only: bool,
     resp3: bool,
     /// The script's transaction holds its declared keys (else it runs on the fast path).
@@ -692,7 +691,7 @@ const FLAG_ALLOW_CROSS_SLOT: u8 = 1 << 4;
 /// (when eviction cannot make room), one with `no-cluster` in cluster mode, one without
 /// `no-writes` from EVAL_RO/FCALL_RO. `allow-stale` is accepted and changes nothing (no
 /// replicas here). A script without a shebang is checked by its calls only.
-fn prepare(conn: &Conn, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
+fn prepare(conn: &Client, flags: Option<u8>, ro_cmd: bool) -> Result<(), &'static str> {
     let Some(f) = flags else {
         return Ok(());
     };
@@ -1161,8 +1160,8 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
             "ERR This Redis command is not allowed from script".into(),
         );
     }
-    let (conn, stream, read_only, resp3) =
-        with_run(|run| (run.conn, run.stream, run.read_only, run.resp3))
+    let (conn, peer, read_only, resp3) =
+        with_run(|run| (run.conn, run.peer, run.read_only, run.resp3))
             .ok_or_else(|| mlua::Error::runtime("redis.call outside a script"))?;
     if read_only && spec.flags.has(Flags::WRITE) {
         return fail(
@@ -1172,7 +1171,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     }
     // SAFETY: see `Run::conn`: the pointers are the running script's, valid and not used
     // by anything else while its future (which polls this one) runs.
-    let (conn, stream) = unsafe { (&mut *conn, &mut *stream) };
+    let (conn, peer) = unsafe { (&mut *conn, &mut *peer) };
     if crate::cluster::enabled() && !conn.is_master {
         if let Err(e) = check_slot(spec, &a, conn.asking, conn.readonly) {
             return fail(&lua, e.into());
@@ -1186,7 +1185,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
     } else {
         Protocol::Resp2
     };
-    let reply = conn.run_captured(a, stream, proto).await;
+    let reply = conn.run_captured(a, peer, proto).await;
     // A write command that was not refused for memory makes the script unkillable (and
     // free to go on over maxmemory), as Redis marks it before running the command.
     if spec.flags.has(Flags::WRITE) && !reply.starts_with(b"-OOM ") {
@@ -1205,7 +1204,7 @@ async fn redis_call(lua: Lua, args: MultiValue) -> mlua::Result<(Value, Value)> 
 // The synchronous path of `redis.call`.
 //
 // Most calls touch keys of the core the script runs on, with nothing else in play (no lock
-// table, no MONITOR, no tracking: [`Conn::run_inline`]'s list). Those run as a plain Lua C
+// table, no MONITOR, no tracking: [`Client::run_inline`]'s list). Those run as a plain Lua C
 // function ([`fast_call`]) with no future, no Rust closure and no userdata per call: the
 // arguments are copied from the Lua stack into one buffer per core, the command runs on the
 // shard with its reply written to a second buffer, and the reply is pushed as Lua values
@@ -1686,7 +1685,7 @@ fn check_slot(
 /// (see the module header); Err is the call's error.
 async fn lock_for_call(
     lua: &Lua,
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: &Args<'_>,
 ) -> Result<(), String> {
@@ -2023,16 +2022,16 @@ fn lua_to_resp(w: &mut ReplyWriter, v: &Value, resp3: bool, depth: usize) {
 /// EVAL*, SCRIPT *, and FCALL*, FUNCTION * (their handlers are [`crate::functions`]'s):
 /// the reply goes to `out`.
 pub async fn run(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
     match spec.cmd {
         Cmd::Eval | Cmd::EvalSha | Cmd::EvalRo | Cmd::EvalShaRo => {
-            eval(conn, spec, a, stream, out).await
+            eval(conn, spec, a, peer, out).await
         }
         Cmd::ScriptLoad => {
             let mut w = ReplyWriter::new(out, proto);
@@ -2079,7 +2078,7 @@ pub async fn run(
         }
         Cmd::ScriptHelp => write_help(&mut ReplyWriter::new(out, proto), HELP),
         Cmd::FCall | Cmd::FCallRo => {
-            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, stream, out).await
+            crate::functions::fcall(conn, spec.cmd == Cmd::FCallRo, a, peer, out).await
         }
         _ => crate::functions::manage(spec.cmd, &a, &mut ReplyWriter::new(out, proto)),
     }
@@ -2135,10 +2134,10 @@ fn load(body: &[u8]) -> Result<Sha, String> {
 }
 
 async fn eval(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
-    stream: &mut Stream,
+    peer: &mut dyn Peer,
     out: &mut Vec<u8>,
 ) {
     let proto = conn.proto;
@@ -2202,7 +2201,7 @@ async fn eval(
     };
     execute(
         conn,
-        stream,
+        peer,
         &e,
         &f,
         origin,
@@ -2240,8 +2239,8 @@ pub(crate) enum Origin<'s> {
 /// writes its reply or error to `out`. The one path of EVAL* and FCALL*.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn execute(
-    conn: &mut Conn,
-    stream: &mut Stream,
+    conn: &mut Client,
+    peer: &mut dyn Peer,
     e: &Rc<Engine>,
     f: &Function,
     origin: Origin<'_>,
@@ -2302,7 +2301,7 @@ pub(crate) async fn execute(
         Vec::new()
     };
     let result = run_script(
-        e, conn, stream, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
+        e, conn, peer, f, a, numkeys, &origin, flags, read_only, locked, local_keys, held,
     )
     .await;
     e.leave();
@@ -2445,8 +2444,8 @@ type RunErr = (mlua::Error, Option<(String, Option<u32>)>);
 #[allow(clippy::too_many_arguments)]
 async fn run_script(
     e: &Engine,
-    conn: &mut Conn,
-    stream: &mut Stream,
+    conn: &mut Client,
+    peer: &mut dyn Peer,
     f: &Function,
     a: &Args<'_>,
     numkeys: usize,
@@ -2463,8 +2462,8 @@ async fn run_script(
     let (db, proto, in_exec) = (conn.db, conn.proto, conn.in_exec);
     conn.in_exec = true;
     let run = Run {
-        conn: conn as *mut Conn,
-        stream: stream as *mut Stream,
+        conn: conn as *mut Client,
+        peer: peer as *mut dyn Peer,
         read_only,
         resp3: false,
         locked,

@@ -11,7 +11,7 @@
 //! and send every tracking client one null invalidation. BCAST clients register their
 //! prefixes on every shard and hear about every matching change.
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call_all, Core};
 use percore_proto::{Args, Cmd, CommandSpec, Protocol, ReplyWriter};
 use percore_shard::tracking::{Caller, Invalidation};
@@ -50,7 +50,7 @@ pub fn caller(handle: &crate::core::ClientHandle, core: usize) -> Option<Caller>
 
 /// After a command: CLIENT CACHING applies to the next command only (a transaction counts
 /// as one).
-pub fn command_done(conn: &Conn, spec: &CommandSpec) {
+pub fn command_done(conn: &Client, spec: &CommandSpec) {
     if let Some(t) = conn.handle.tracking.borrow_mut().as_mut() {
         if t.caching && conn.multi.is_none() && spec.parent_name() != Some("client") {
             t.caching = false;
@@ -60,7 +60,7 @@ pub fn command_done(conn: &Conn, spec: &CommandSpec) {
 
 /// After a read-only command the coordinator ran over several shards (set algebra, SORT
 /// BY/GET, ZUNION, ...): remembers its keys for this connection on each key's shard.
-pub async fn remember_coordinated(conn: &mut Conn, spec: &'static CommandSpec, a: &Args<'_>) {
+pub async fn remember_coordinated(conn: &mut Client, spec: &'static CommandSpec, a: &Args<'_>) {
     let Some(caller) = caller(&conn.handle, conn.core.id).filter(|c| c.remember) else {
         return;
     };
@@ -89,7 +89,7 @@ pub async fn remember_coordinated(conn: &mut Conn, spec: &'static CommandSpec, a
 }
 
 /// CLIENT TRACKING, CACHING, GETREDIR and TRACKINGINFO.
-pub async fn command(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
+pub async fn command(conn: &mut Client, spec: &CommandSpec, a: Args<'_>, out: &mut Vec<u8>) {
     let proto = conn.proto;
     match spec.cmd {
         Cmd::ClientTracking => {
@@ -160,7 +160,7 @@ pub async fn command(conn: &mut Conn, spec: &CommandSpec, a: Args<'_>, out: &mut
 
 /// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP],
 /// with Redis's checks in Redis's order.
-async fn tracking(conn: &mut Conn, a: &Args<'_>) -> Result<(), String> {
+async fn tracking(conn: &mut Client, a: &Args<'_>) -> Result<(), String> {
     const SYNTAX: &str = "ERR syntax error";
     let (mut redirect, mut bcast, mut optin, mut optout, mut noloop) =
         (0u64, false, false, false, false);
@@ -330,7 +330,7 @@ fn check_prefixes(held: &[Box<[u8]>], new: &[Box<[u8]>]) -> Result<(), String> {
 
 /// Turns tracking off (CLIENT TRACKING OFF, RESET, disconnect): BCAST prefixes are
 /// unregistered at once; remembered reads are dropped when their keys change.
-pub async fn disable(conn: &mut Conn) {
+pub async fn disable(conn: &mut Client) {
     let Some(t) = conn.handle.tracking.borrow_mut().take() else {
         return;
     };

@@ -7,7 +7,7 @@
 //! dispatcher re-reads the user before the next command when the epoch moved — one relaxed
 //! atomic load per command, so a changed user applies to its connections' next command.
 //! A connection whose user allows everything (`default` as shipped) skips the check
-//! entirely (`Conn::acl_open`), so the common case costs a flag test.
+//! entirely (`Client::acl_open`), so the common case costs a flag test.
 //!
 //! Deleting a user, or ACL LOAD replacing it, closes its connections at once on every core
 //! (as Redis's `ACLFreeUserAndKillClients`); revoking channels closes its subscribers
@@ -20,7 +20,7 @@ mod key_access;
 pub mod rules;
 mod sha256;
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call_all, Core};
 use percore_proto::{Args, Cmd, CommandSpec, ReplyWriter};
 use rules::{Denied, User};
@@ -402,7 +402,7 @@ fn key_access_table() -> &'static [Option<(u8, u8)>; percore_proto::command::CMD
 }
 
 /// Makes `user` the connection's user.
-pub fn set_conn_user(conn: &mut Conn, user: Arc<User>) {
+pub fn set_conn_user(conn: &mut Client, user: Arc<User>) {
     conn.acl_open = user.is_unrestricted();
     conn.handle.info.borrow_mut().user = user.name.clone();
     conn.user = user;
@@ -410,7 +410,7 @@ pub fn set_conn_user(conn: &mut Conn, user: Arc<User>) {
 
 /// Re-reads the connection's user after a change; false when the user is gone (the
 /// connection is being closed).
-pub fn refresh(conn: &mut Conn) -> bool {
+pub fn refresh(conn: &mut Client) -> bool {
     let acl = &conn.core.global.acl;
     conn.acl_epoch = acl.epoch();
     match acl.user(&conn.user.name) {
@@ -425,7 +425,7 @@ pub fn refresh(conn: &mut Conn) -> bool {
     }
 }
 
-fn context(conn: &Conn) -> &'static str {
+fn context(conn: &Client) -> &'static str {
     if conn.in_script {
         "lua"
     } else if conn.multi.is_some() || conn.in_exec {
@@ -435,7 +435,7 @@ fn context(conn: &Conn) -> &'static str {
     }
 }
 
-fn log_denial(conn: &Conn, reason: Reason, object: &[u8], username: &[u8]) {
+fn log_denial(conn: &Client, reason: Reason, object: &[u8], username: &[u8]) {
     let max = conn.core.config.borrow().acllog_max_len;
     conn.core.global.acl.add_log(
         LogEntry {
@@ -454,7 +454,7 @@ fn log_denial(conn: &Conn, reason: Reason, object: &[u8], username: &[u8]) {
 /// Whether the connection's user may run this command line; Err is the reply, in the
 /// words of the context (top level, EXEC, or a script's `redis.call`), and the denial is
 /// logged.
-pub fn check(conn: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Result<(), String> {
+pub fn check(conn: &mut Client, spec: &'static CommandSpec, args: &Args) -> Result<(), String> {
     let denied = match conn.user.check(spec, args, keys_of) {
         Ok(()) if matches!(spec.cmd, Cmd::Sort | Cmd::SortRo) => {
             return sort_patterns(conn, spec, args)
@@ -502,7 +502,7 @@ pub fn check(conn: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Result
 /// SORT's BY (with a `*` pattern) and GET options read keys the command line does not
 /// name: only a user who may read every key may use them (Redis's `sortCommandGeneric`
 /// refuses them while parsing, in this order, without an ACL LOG entry).
-fn sort_patterns(conn: &Conn, spec: &CommandSpec, args: &Args) -> Result<(), String> {
+fn sort_patterns(conn: &Client, spec: &CommandSpec, args: &Args) -> Result<(), String> {
     let mut full = None;
     let mut j = 2;
     while j < args.len() {
@@ -537,7 +537,10 @@ fn sort_patterns(conn: &Conn, spec: &CommandSpec, args: &Args) -> Result<(), Str
 
 /// Whether every queued command of a transaction would pass its check now (without
 /// logging): EXEC then runs them in one hop; else each is dispatched and checked.
-pub fn allows_all(conn: &Conn, cmds: &[(&'static CommandSpec, percore_proto::OwnedArgs)]) -> bool {
+pub fn allows_all(
+    conn: &Client,
+    cmds: &[(&'static CommandSpec, percore_proto::OwnedArgs)],
+) -> bool {
     conn.acl_open
         || cmds
             .iter()
@@ -547,7 +550,7 @@ pub fn allows_all(conn: &Conn, cmds: &[(&'static CommandSpec, percore_proto::Own
 /// AUTH and HELLO's AUTH: on success the connection is the user's; on failure the
 /// attempt is logged (`argv0` as the object, as Redis logs it) and Err is the reply.
 pub fn authenticate(
-    conn: &mut Conn,
+    conn: &mut Client,
     name: &[u8],
     password: &[u8],
     argv0: &[u8],
@@ -574,7 +577,7 @@ pub fn default_is_open(u: &User) -> bool {
 
 /// Closes, on every core, the connections authenticated as one of `names` (all but the
 /// default user's when `names` is None); the calling connection closes after its reply.
-async fn kill_users(conn: &mut Conn, names: Option<Vec<Vec<u8>>>) {
+async fn kill_users(conn: &mut Client, names: Option<Vec<Vec<u8>>>) {
     let me = conn.handle.id;
     let mine = match &names {
         Some(n) => n.contains(&conn.user.name),
@@ -603,7 +606,7 @@ async fn kill_users(conn: &mut Conn, names: Option<Vec<Vec<u8>>>) {
 
 /// Closes the subscribers of `user` holding a subscription the user's new rules no longer
 /// allow (Redis's `ACLKillPubsubClientsIfNeeded`).
-async fn kill_subscribers(conn: &mut Conn, old: &User, new: &User) {
+async fn kill_subscribers(conn: &mut Client, old: &User, new: &User) {
     if new.selectors.iter().any(|s| s.allchannels) {
         return;
     }
@@ -715,7 +718,7 @@ const HELP: &[&str] = &[
 
 /// The ACL command family.
 pub async fn command(
-    conn: &mut Conn,
+    conn: &mut Client,
     spec: &'static CommandSpec,
     a: Args<'_>,
     w: &mut ReplyWriter<'_>,
@@ -923,7 +926,7 @@ pub async fn command(
     }
 }
 
-fn acl_log(conn: &Conn, spec: &CommandSpec, a: &Args, w: &mut ReplyWriter) {
+fn acl_log(conn: &Client, spec: &CommandSpec, a: &Args, w: &mut ReplyWriter) {
     let acl = &conn.core.global.acl;
     if a.len() > 3 {
         return w.error(&spec.arity_error());

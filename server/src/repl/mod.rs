@@ -800,7 +800,7 @@ async fn until<T>(
 
 /// WAIT numreplicas timeout.
 pub async fn wait_command(
-    conn: &mut crate::conn::Conn,
+    conn: &mut crate::client::Client,
     a: percore_proto::Args<'_>,
     w: &mut percore_proto::ReplyWriter<'_>,
 ) {
@@ -838,7 +838,7 @@ pub async fn wait_command(
 
 /// ROLE, on a primary: `master`, the offset, and each online replica's address, port and
 /// acknowledged offset.
-pub fn role(conn: &crate::conn::Conn, w: &mut percore_proto::ReplyWriter<'_>) {
+pub fn role(conn: &crate::client::Client, w: &mut percore_proto::ReplyWriter<'_>) {
     if let Some(l) = replica::link(&conn.core.global) {
         return replica::role(&l, w);
     }
@@ -978,7 +978,11 @@ pub fn propagate_here(core: &Core, capture: Option<&mut Vec<Op>>, db: usize, arg
 /// SMOVE, SINTERSTORE, …; not one shard's command): propagated as it was given, since it
 /// gives the same result on a replica holding the same keys. Left out when it failed or
 /// changed nothing by its reply (`:0` or nil: RENAMENX, MSETNX, SMOVE, COPY, LMOVE, …).
-pub fn propagate_coordinated(conn: &crate::conn::Conn, args: &percore_proto::Args, reply: &[u8]) {
+pub fn propagate_coordinated(
+    conn: &crate::client::Client,
+    args: &percore_proto::Args,
+    reply: &[u8],
+) {
     if !conn.core.global.repl.active.load(Ordering::Acquire)
         || reply.is_empty()
         || reply[0] == b'-'

@@ -24,7 +24,7 @@ use percore_shard::snapshot::Reader;
 use percore_shard::{Shard, DB_COUNT};
 
 use super::Read;
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::rdb_io::rdb_opcode;
 use crate::runtime::{self, Stream};
@@ -41,7 +41,7 @@ pub struct Link {
 }
 
 /// REPLCONF <option> <value> …, as Redis 7.0 answers it on the primary.
-pub fn replconf(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub fn replconf(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     if a.len().is_multiple_of(2) {
         return w.error(percore_shard::err::SYNTAX);
     }
@@ -75,15 +75,11 @@ pub fn replconf(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 }
 
 /// PSYNC <replid> <offset> or SYNC: the connection becomes a replica link and is served
-/// until it closes.
-pub async fn serve(conn: &mut Conn, a: Args<'_>, stream: &mut Stream) {
+/// until it closes. The connection hands its socket over ([`crate::client::Peer::hand_over`])
+/// once the replies before this command are written.
+pub async fn serve(conn: &mut Client, a: Args<'_>, stream: &mut Stream) {
     let psync = a.len() == 3;
     let link = conn.repl_link.take().map(|b| *b).unwrap_or_default();
-    conn.flush().await;
-    if conn.write_pending(stream).await.is_err() {
-        conn.close = true;
-        return;
-    }
     let core = conn.core.clone();
     super::activate(&core).await;
     let id = conn.handle.id;
@@ -406,7 +402,7 @@ impl Sink<'_> {
 
 /// The live stream: whatever core 0 has for this replica, as it comes, and the replica's
 /// REPLCONF ACKs read between sends.
-async fn live(core: &Rc<Core>, conn: &Conn, stream: &mut Stream, id: u64, mut wait_ack: bool) {
+async fn live(core: &Rc<Core>, conn: &Client, stream: &mut Stream, id: u64, mut wait_ack: bool) {
     let mut input = Vec::new();
     let mut rb = vec![0u8; 4096];
     let Some(bell) = call(core, 0, move |_c: &Core| super::bell_for(id)).await else {

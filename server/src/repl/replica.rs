@@ -17,7 +17,7 @@
 //! MASTERDOWN (`no`); while it loads, commands get LOADING.
 //!
 //! The stream: the socket becomes a connection of this core's network ring, and its
-//! commands run through a [`Conn`] of their own (the master client) exactly as a client's
+//! commands run through a [`Client`] of their own (the master client) exactly as a client's
 //! would, routed to the shards, MULTI … EXEC as a transaction under its keys' locks; the
 //! replies are dropped. The offset counts each command's bytes once it ran; REPLCONF
 //! GETACK * is answered with REPLCONF ACK <offset>, and an ACK goes every second.
@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
 
-use crate::conn::Conn;
+use crate::client::Client;
 use crate::core::{call, call_all, now_ms, Core};
 use crate::runtime::Stream;
 use percore_shard::repl::Doorbell;
@@ -169,7 +169,7 @@ fn set_state(core: &Core, state: State) {
 }
 
 /// REPLICAOF host port | NO ONE (and SLAVEOF).
-pub async fn replicaof(conn: &mut Conn, a: Args<'_>, w: &mut ReplyWriter<'_>) {
+pub async fn replicaof(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let core = conn.core.clone();
     if a[1].eq_ignore_ascii_case(b"no") && a[2].eq_ignore_ascii_case(b"one") {
         if link(&core.global).is_some() {
@@ -811,7 +811,10 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
         buf,
         timeout,
     } = w;
-    let mut conn = crate::conn::master_conn(core.clone(), &st);
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let addr = st.peer_addr().unwrap_or(unspecified);
+    let laddr = st.local_addr().unwrap_or(unspecified);
+    let mut conn = Client::master(core.clone(), st.raw_fd(), addr, laddr);
     MASTER.with(|m| *m.borrow_mut() = Some(conn.handle.clone()));
     set_state(core, State::Connected);
     with_link(core, |l| {
@@ -821,15 +824,25 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
     });
     let r = apply(core, &mut conn, &mut st, buf, epoch, &mut offset, timeout).await;
     MASTER.with(|m| *m.borrow_mut() = None);
-    crate::conn::end_master_conn(&mut conn).await;
+    end_master(&mut conn).await;
     crate::log::notice("Connection with master lost.");
     crate::log::notice("* Caching the disconnected master state.");
     r
 }
 
+/// Ends a master client: what a closed connection leaves is cleaned up.
+async fn end_master(conn: &mut Client) {
+    conn.multi = None;
+    if conn.tx.is_some() {
+        conn.end_tx().await;
+    }
+    crate::multi::unwatch(conn).await;
+    conn.core.clients.borrow_mut().remove(&conn.handle.id);
+}
+
 async fn apply(
     core: &Rc<Core>,
-    conn: &mut Conn,
+    conn: &mut Client,
     st: &mut Stream,
     mut rbuf: Vec<u8>,
     epoch: u64,
