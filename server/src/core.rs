@@ -631,6 +631,10 @@ impl Core {
         now_ms: u64,
         limit: u64,
     ) -> Result<(), &'static str> {
+        // The core's spare network buffers go first: they hold no data.
+        if crate::runtime::release_spare_buffers() > 0 && !over_limit(limit) {
+            return Ok(());
+        }
         let over = &mut || over_limit(limit);
         let dry = matches!(
             shard.evict(now_ms, EVICT_PER_COMMAND, over),

@@ -971,6 +971,7 @@ impl Client {
         }
     }
 
+    /// Ends the transaction: its commands' replies gathered, then its locks released (on
     /// a shard that runs a last batch of it, by that batch).
     pub async fn end_tx(&mut self) {
         if self.tx.is_some()
@@ -1219,7 +1220,13 @@ mod tests {
         // Only the binary's root (which spawns connections) names the connection module.
         let conn_users: Vec<&str> = files
             .iter()
-            .filter(|(_, code)| names(code, "conn::") || code.contains("mod conn;"))
+            .filter(|(_, code)| {
+                names(code, "conn::")
+                    || code.contains("mod conn;")
+                    || code
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("use ") && names(l, "conn"))
+            })
             .map(|(path, _)| path.as_str())
             .collect();
         assert_eq!(
@@ -1251,7 +1258,7 @@ mod tests {
             .find(|(f, _)| f == "client.rs")
             .expect("client.rs")
             .1;
-        assert!(!client.contains("crate::conn") && !client.contains("crate::dispatch"));
+        assert!(!names(client, "conn::") && !names(client, "dispatch::"));
         // Commands run again only through the dispatcher's entry points, from the
         // connections (conn.rs, the replica's master link), EXEC and scripts.
         let reentry = [
@@ -1265,8 +1272,10 @@ mod tests {
             (".run_inline(", &["scripting.rs"][..]),
         ];
         for (call, callers) in reentry {
+            // Method syntax, and the path form (`Client::dispatch(client, …)`).
+            let path_form = format!("::{}", &call[1..]);
             for (path, code) in &files {
-                if code.contains(call) {
+                if code.contains(call) || code.contains(&path_form) {
                     assert!(
                         callers.contains(&path.as_str()),
                         "{path} calls {call}: commands re-enter only as dispatch.rs's header says"

@@ -283,9 +283,13 @@ pub async fn memory(conn: &mut Client, spec: &CommandSpec, w: &mut ReplyWriter<'
             w.verbatim(b"txt", memory_doctor(&g).as_bytes());
         }
         Cmd::MemoryPurge => {
-            // Returns freed heap pages to the system on every core's thread (mimalloc's
-            // heaps are per thread).
-            call_all(&conn.core, |_: &Core| crate::alloc::purge()).await;
+            // Frees the spare network buffers and returns freed heap pages to the system on
+            // every core's thread (mimalloc's heaps are per thread).
+            call_all(&conn.core, |_: &Core| {
+                crate::runtime::release_spare_buffers();
+                crate::alloc::purge()
+            })
+            .await;
             w.ok();
         }
         Cmd::MemoryMallocStats => w.verbatim(b"txt", crate::alloc::stats_text().as_bytes()),

@@ -70,6 +70,12 @@ pub fn net_stats() -> NetStats {
     ring::current().map(|n| n.stats()).unwrap_or_default()
 }
 
+/// Frees the spare network buffers this core keeps for reuse, in bytes (0 off a core):
+/// under `maxmemory` they go before any key is evicted.
+pub fn release_spare_buffers() -> usize {
+    ring::current().map(|n| n.release_spares()).unwrap_or(0)
+}
+
 /// What one core receives at boot: a sender to every core's inbox and its own inbox.
 pub struct MailboxEnds<T: Send + 'static> {
     senders: Vec<flume::Sender<T>>,
@@ -719,6 +725,12 @@ impl Stream {
     /// receives or replies.
     pub fn recycle(&self, b: Vec<u8>) {
         self.ring.recycle(b)
+    }
+
+    /// Gives a drained read buffer back: a large one may be kept for the next read of a
+    /// streaming client (see [`ring::Net::recycle_input`]).
+    pub fn recycle_input(&self, b: Vec<u8>) {
+        self.ring.recycle_input(b)
     }
 
     /// An empty buffer with room for `len` bytes, from the core's pool when it has one.

@@ -115,7 +115,8 @@ pub struct Stats {
     pub expired_keys: u64,
     /// Keys removed to stay under maxmemory.
     pub evicted_keys: u64,
-    /// Write commands applied since start (Redis's `dirty` counter).
+    /// Changes since start (Redis's `dirty` counter): per write command, the keys it
+    /// changed, at least one.
     pub dirty: u64,
 }
 
@@ -1234,7 +1235,10 @@ impl Shard {
             self.propagate(ctx, spec, &args, feed_mark, out, outer);
         }
         if spec.flags.has(percore_proto::Flags::WRITE) {
-            self.stats.dirty += 1;
+            // One per key the command changed (MSET of 100 keys: 100, as Redis's `dirty`, so
+            // save points fire as they would there), and at least one per write command.
+            let changed = self.feed.changes.wrapping_sub(feed_mark.0);
+            self.stats.dirty += changed.max(1);
         } else if self.caller.get().is_some() {
             self.remember_reads(spec, &args);
         }

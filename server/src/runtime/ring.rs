@@ -75,7 +75,8 @@ use super::bufring::{self, BufRing};
 /// Unread input at which a connection's receive is paused, and where it resumes.
 pub const INPUT_HIGH: usize = 256 << 10;
 pub const INPUT_LOW: usize = 64 << 10;
-/// A drained buffer larger than this is released rather than kept in the core's pool.
+/// A drained buffer larger than this is released rather than kept in the core's pool
+/// (input buffers may be kept apart, as streaming buffers: [`STREAM_BYTES`]).
 const INPUT_KEEP: usize = 64 << 10;
 /// Drained buffers a core keeps for reuse ([`Net::take_buffer`]), and the capacity a new
 /// one starts with. A connection holds a buffer only while it has unread input, a partial
@@ -92,11 +93,13 @@ const POOL_BYTES: usize = 256 << 10;
 /// held at each doubling and touched fresh pages (the allocator gives freed pages back at
 /// once, [`crate::alloc::PURGE_DELAY_MS`]): 150,000 page faults per million 10-member ZADDs
 /// of such a stream. So an input that outgrows [`INPUT_KEEP`] moves into a streaming
-/// buffer (a power of two), and the core keeps the [`STREAM_KEEP`] largest drained ones up
-/// to [`STREAM_MAX`] for the next cycle (the connection's read buffer and the ring's input
-/// take turns), freed at the first trim (at most a second) that finds them unused since the
-/// last one. They count in `used_memory` as any client buffer does.
-const STREAM_MAX: usize = 8 << 20;
+/// buffer (a power of two), and the core keeps up to [`STREAM_KEEP`] drained input buffers
+/// of [`STREAM_BYTES`] together for the next cycle (the connection's read buffer and the
+/// ring's input take turns), the largest first. Only input buffers: replies and sends
+/// past [`INPUT_KEEP`] are freed as before. A trim that finds them unused since the last
+/// one frees them: 1–2 s after their last use, on a core that goes to sleep (an idle core
+/// wakes `hz` times a second). They count in `used_memory` as any client buffer does.
+const STREAM_BYTES: usize = 4 << 20;
 const STREAM_KEEP: usize = 2;
 
 /// Ring and buffer sizes of a core.
@@ -471,18 +474,6 @@ impl Net {
     /// [`INPUT_KEEP`], or one past the pool's bound, is freed.
     pub fn recycle(&self, mut b: Vec<u8>) {
         let cap = b.capacity();
-        if cap > INPUT_KEEP && cap <= STREAM_MAX {
-            let mut streams = self.streams.borrow_mut();
-            if streams.len() == STREAM_KEEP && streams[STREAM_KEEP - 1].capacity() < cap {
-                streams.pop();
-            }
-            if streams.len() < STREAM_KEEP {
-                b.clear();
-                let at = streams.partition_point(|s| s.capacity() >= cap);
-                streams.insert(at, b);
-            }
-            return;
-        }
         if cap == 0 || cap > INPUT_KEEP {
             return;
         }
@@ -494,23 +485,49 @@ impl Net {
         }
     }
 
-    /// Appends `data` to `buf`. When `buf` must grow past [`INPUT_KEEP`], it moves into a
-    /// streaming buffer: the largest the core keeps if it is large enough, or a new one (a
-    /// power of two), and its old buffer goes back to the pool.
+    /// Gives a drained input buffer back: one past [`INPUT_KEEP`] is kept as a streaming
+    /// buffer while the kept ones stay within [`STREAM_KEEP`] and [`STREAM_BYTES`] (smaller
+    /// ones make room for it), and is freed otherwise; a smaller one goes to the pool.
+    pub fn recycle_input(&self, mut b: Vec<u8>) {
+        let cap = b.capacity();
+        if cap <= INPUT_KEEP {
+            return self.recycle(b);
+        }
+        if cap > STREAM_BYTES {
+            return;
+        }
+        let mut streams = self.streams.borrow_mut();
+        // Largest first: the last is the smallest.
+        while streams.len() >= STREAM_KEEP
+            || streams.iter().map(|s| s.capacity()).sum::<usize>() + cap > STREAM_BYTES
+        {
+            match streams.last() {
+                Some(s) if s.capacity() < cap => drop(streams.pop()),
+                _ => return,
+            }
+        }
+        b.clear();
+        let at = streams.partition_point(|s| s.capacity() >= cap);
+        streams.insert(at, b);
+    }
+
+    /// Appends `data` to `buf`, an input buffer. When `buf` must grow past [`INPUT_KEEP`],
+    /// it moves into a streaming buffer: the smallest the core keeps that is large enough,
+    /// or a new one (a power of two), and its old buffer is given back.
     fn append(&self, buf: &mut Vec<u8>, data: &[u8]) {
         let need = buf.len() + data.len();
         if need > buf.capacity() && need > INPUT_KEEP {
             let size = need.next_power_of_two();
             let mut big = {
                 let mut streams = self.streams.borrow_mut();
-                match streams.first() {
-                    Some(b) if b.capacity() >= size => streams.remove(0),
-                    _ => Vec::with_capacity(size),
+                match streams.iter().rposition(|b| b.capacity() >= size) {
+                    Some(i) => streams.remove(i),
+                    None => Vec::with_capacity(size),
                 }
             };
             self.streams_used.set(true);
             big.extend_from_slice(buf);
-            self.recycle(std::mem::replace(buf, big));
+            self.recycle_input(std::mem::replace(buf, big));
         }
         buf.extend_from_slice(data);
     }
@@ -523,10 +540,18 @@ impl Net {
     }
 
     /// Frees the pool's spare buffers.
-    #[cfg(test)]
     fn release_pool(&self) {
         *self.pool.borrow_mut() = Vec::new();
         self.pool_bytes.set(0);
+    }
+
+    /// Frees every spare buffer the core keeps (the pool and the streaming buffers); what
+    /// it freed, in bytes.
+    pub fn release_spares(&self) -> usize {
+        let streams = std::mem::take(&mut *self.streams.borrow_mut());
+        let freed = self.pool_bytes.get() + streams.iter().map(|s| s.capacity()).sum::<usize>();
+        self.release_pool();
+        freed
     }
 
     /// `io_uring_enter` on this ring, by its registered index where it has one.
@@ -936,7 +961,7 @@ impl Net {
             if let Slot::Conn(c) = std::mem::replace(&mut slots[idx], Slot::Free) {
                 // SAFETY: the stream is gone and no operation names the descriptor any more.
                 unsafe { libc::close(c.fd) };
-                self.recycle(c.input);
+                self.recycle_input(c.input);
                 self.recycle(c.send);
             }
             self.free.borrow_mut().push(idx);
@@ -1364,7 +1389,7 @@ impl RingStream {
                 let have = c.input.len() - c.head;
                 if buf.is_empty() && c.head == 0 {
                     let spare = std::mem::replace(buf, std::mem::take(&mut c.input));
-                    self.net.recycle(spare);
+                    self.net.recycle_input(spare);
                 } else {
                     self.net.append(buf, &c.input[c.head..]);
                     c.head = c.input.len();
@@ -1389,7 +1414,7 @@ impl RingStream {
                 let n = take(c);
                 if c.head == c.input.len() {
                     c.head = 0;
-                    self.net.recycle(std::mem::take(&mut c.input));
+                    self.net.recycle_input(std::mem::take(&mut c.input));
                 }
                 return (Poll::Ready(Ok(n)), c.resume());
             }
@@ -1420,6 +1445,11 @@ impl RingStream {
     /// Gives a drained buffer to the core's pool (see [`Net::recycle`]).
     pub fn recycle(&self, b: Vec<u8>) {
         self.net.recycle(b)
+    }
+
+    /// Gives a drained input buffer back (see [`Net::recycle_input`]).
+    pub fn recycle_input(&self, b: Vec<u8>) {
+        self.net.recycle_input(b)
     }
 
     /// An empty buffer from the core's pool (see [`Net::take_buffer`]).
@@ -1829,7 +1859,7 @@ mod tests {
                 assert_eq!(got.len(), chunk.len() + 4);
                 assert!(got.capacity().is_power_of_two() && got.capacity() > INPUT_KEEP);
                 seen.push(got.as_ptr() as usize);
-                b.recycle(got);
+                b.recycle_input(got);
                 let streams = net.streams.borrow();
                 assert!(!streams.is_empty() && streams.len() <= STREAM_KEEP);
                 assert!(streams
@@ -1843,6 +1873,21 @@ mod tests {
                 seen.len() <= STREAM_KEEP,
                 "a new buffer per cycle: {seen:?}"
             );
+            // Replies and sends are not kept; nor is more than STREAM_BYTES of input.
+            let kept = |net: &Net| {
+                net.streams
+                    .borrow()
+                    .iter()
+                    .map(|s| s.capacity())
+                    .sum::<usize>()
+            };
+            let before = kept(&net);
+            net.recycle(Vec::with_capacity(4 * INPUT_KEEP));
+            assert_eq!(kept(&net), before, "a reply buffer was kept");
+            net.recycle_input(Vec::with_capacity(2 * STREAM_BYTES));
+            assert_eq!(kept(&net), before, "past STREAM_BYTES, kept");
+            net.recycle_input(Vec::with_capacity(STREAM_BYTES / 2 + 1));
+            assert!(kept(&net) <= STREAM_BYTES && net.streams.borrow().len() <= STREAM_KEEP);
             net.trim_streams();
             assert!(!net.streams.borrow().is_empty(), "used since the last trim");
             net.trim_streams();
