@@ -745,8 +745,10 @@ pub async fn run(
     };
     let db = conn.db;
     let n = conn.core.nshards();
-    // Inside EXEC a blocking command only tries (Redis's CLIENT_DENY_BLOCKING).
-    let once = conn.in_exec;
+    // Inside EXEC a blocking command only tries (Redis's CLIENT_DENY_BLOCKING), and so
+    // does one the primary sent: a parked master client would stop replication (Redis
+    // asserts it never happens).
+    let once = conn.in_exec || conn.is_master;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let (mut cell, mut rx) = WaitCell::new();
     // The shards holding the keys, in the order their first key appears.

@@ -1110,6 +1110,28 @@ impl FakePrimary {
     }
 }
 
+/// A primary that sends a blocking command or a PSYNC on the link does not stall or take
+/// over the replica's link: the blocking command only tries (Redis never blocks its master
+/// client), the PSYNC is ignored, and the commands after them apply.
+#[test]
+fn blocking_commands_and_psync_from_the_primary_do_not_stall_the_link() {
+    let (dir, l, replica) = replica_of_a_listener("repl-upstream");
+    let mut p = FakePrimary::accept(&l);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    p.send("SELECT 0");
+    p.send("BLPOP nothing-here 0");
+    p.send("SET after-blpop 1");
+    p.send("BRPOPLPUSH nothing-either dst 0");
+    p.send("PSYNC ? -1");
+    p.send("SET after-psync 2");
+    p.synced();
+    assert_eq!(r.q("GET after-blpop"), b"$1\r\n1\r\n");
+    assert_eq!(r.q("GET after-psync"), b"$1\r\n2\r\n");
+    assert_eq!(r.q("EXISTS dst"), b":0\r\n");
+    expect_repl(&mut r, "master_link_status", "up");
+}
+
 #[test]
 fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_keys() {
     let (dir, l, replica) = replica_of_a_listener("repl-clock");

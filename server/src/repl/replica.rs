@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
 
-use crate::client::Client;
+use crate::client::{Client, Local, Peer};
 use crate::core::{call, call_all, now_ms, Core};
 use crate::runtime::Stream;
 use percore_shard::repl::Doorbell;
@@ -840,6 +840,32 @@ async fn end_master(conn: &mut Client) {
     conn.core.clients.borrow_mut().remove(&conn.handle.id);
 }
 
+/// The primary's link as the dispatcher sees it. The master client's replies go nowhere
+/// (a replica answers its primary only with REPLCONF ACK), and the link is never handed
+/// over: a PSYNC or SYNC in the stream is ignored. Blocking commands never park here (see
+/// `blocking::run`, which only tries for the master client), so nothing waits on
+/// [`Peer::closed`].
+struct Upstream;
+
+impl Peer for Upstream {
+    fn write_pending<'a>(&'a mut self, client: &'a mut Client) -> Local<'a, std::io::Result<()>> {
+        client.discard_replies();
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn closed(&mut self) -> Local<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+
+    fn hand_over<'a>(&'a mut self, _: &'a mut Client, args: Args<'a>) -> Local<'a, ()> {
+        crate::log::warn(&format!(
+            "the primary sent {} on the replication link; ignored",
+            String::from_utf8_lossy(&args[0]).to_ascii_uppercase()
+        ));
+        Box::pin(std::future::ready(()))
+    }
+}
+
 async fn apply(
     core: &Rc<Core>,
     conn: &mut Client,
@@ -878,7 +904,7 @@ async fn apply(
                         let _ = st.write_all(&ack_cmd(*offset)).await;
                         last_ack = std::time::Instant::now();
                     } else {
-                        conn.dispatch(args, st).await;
+                        conn.dispatch(args, &mut Upstream).await;
                         conn.discard_replies();
                     }
                     at += consumed;
