@@ -7,6 +7,9 @@
 #   usage: connsplit-p1.sh BEFORE_BINARY AFTER_BINARY [ROUNDS]
 set -euo pipefail
 before=$1 after=$2 rounds=${3:-3}
+for tool in memtier_benchmark redis-server redis-cli; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not on PATH: this comparison needs it" >&2; exit 2; }
+done
 port=$((20000 + RANDOM % 20000))
 tick=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -59,5 +62,5 @@ run() { # name, command...
 for _ in $(seq "$rounds"); do
     run before "$before" --port "$port" --shards 1 --save ""
     run after "$after" --port "$port" --shards 1 --save ""
-    run redis redis-server --port "$port" --save "" --appendonly no
+    run redis redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no
 done
