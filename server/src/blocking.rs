@@ -48,7 +48,7 @@
 //! sees the element in neither list or in both.
 
 use crate::client::{Client, Peer};
-use crate::core::{call, now_ms, Core};
+use crate::core::{call, now_ms, viewed_by, Core};
 use crate::router::shard_of;
 use crate::txlock::call_checked;
 use futures_channel::oneshot;
@@ -796,9 +796,13 @@ pub async fn run(
     } = &op
     {
         let dst = dst.clone();
-        let k = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
-            kind(&mut c.shard.borrow_mut(), db, now_ms(), &dst)
-        })
+        let k = call(
+            &conn.core,
+            shard_of(&dst, n),
+            viewed_by(conn.is_master, move |c: &Core| {
+                kind(&mut c.shard.borrow_mut(), db, now_ms(), &dst)
+            }),
+        )
         .await;
         dst_bad = k == Kind::Other;
     }
@@ -806,9 +810,15 @@ pub async fn run(
         let (s, ks) = groups[0].clone();
         let (op2, cell2) = (op.clone(), cell.clone());
         let mode = if once { Mode::Try } else { Mode::TryThenQueue };
-        let r = call_checked(&conn.core, s, tx, locked(db, &ks), move |c: &Core| {
-            offer(c, db, &ks, &op2, &cell2, mode, dst_bad, held)
-        })
+        let r = call_checked(
+            &conn.core,
+            s,
+            tx,
+            locked(db, &ks),
+            viewed_by(conn.is_master, move |c: &Core| {
+                offer(c, db, &ks, &op2, &cell2, mode, dst_bad, held)
+            }),
+        )
         .await;
         if r == Offered::Queued {
             queued_on.push(0);
@@ -833,9 +843,15 @@ pub async fn run(
         if !answered && !once {
             for (i, (s, ks)) in groups.iter().enumerate() {
                 let (op2, cell2, ks) = (op.clone(), cell.clone(), ks.clone());
-                let r = call_checked(&conn.core, *s, tx, locked(db, &ks), move |c: &Core| {
-                    offer(c, db, &ks, &op2, &cell2, Mode::Queue, false, held)
-                })
+                let r = call_checked(
+                    &conn.core,
+                    *s,
+                    tx,
+                    locked(db, &ks),
+                    viewed_by(conn.is_master, move |c: &Core| {
+                        offer(c, db, &ks, &op2, &cell2, Mode::Queue, false, held)
+                    }),
+                )
                 .await;
                 if r == Offered::Queued {
                     queued_on.push(i);
@@ -924,9 +940,15 @@ pub async fn run(
                 (cell, rx) = WaitCell::new();
                 let (s, ks) = groups[0].clone();
                 let (op2, cell2) = (op.clone(), cell.clone());
-                let r = call_checked(&conn.core, s, Some(tx), locked(db, &ks), move |c: &Core| {
-                    offer(c, db, &ks, &op2, &cell2, Mode::Requeue, false, true)
-                })
+                let r = call_checked(
+                    &conn.core,
+                    s,
+                    Some(tx),
+                    locked(db, &ks),
+                    viewed_by(conn.is_master, move |c: &Core| {
+                        offer(c, db, &ks, &op2, &cell2, Mode::Requeue, false, true)
+                    }),
+                )
                 .await;
                 let shards = vec![shard_of(&a[1], n), shard_of(dst, n)];
                 crate::txlock::unlock(&conn.core, tx, shards).await;
@@ -1017,28 +1039,36 @@ async fn complete_move(
         return Moved::Gone;
     }
     let d = dst.to_vec();
-    let dst_kind = call(core, ds, move |c: &Core| {
-        kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
-    })
+    let dst_kind = call(
+        core,
+        ds,
+        viewed_by(conn.is_master, move |c: &Core| {
+            kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
+        }),
+    )
     .await;
     let s = src.to_vec();
-    let popped = call(core, ss, move |c: &Core| {
-        let mut sh = c.shard.borrow_mut();
-        let now = now_ms();
-        let r = match kind(&mut sh, db, now, &s) {
-            Kind::List if dst_kind == Kind::Other => Some(Err(err::WRONGTYPE)),
-            Kind::List => match pop_n(&mut sh, db, now, &s, from, 1) {
-                Popped::Elements(mut e) if !e.is_empty() => Some(Ok(e.swap_remove(0))),
-                _ => None,
-            },
-            Kind::Other => Some(Err(err::WRONGTYPE)),
-            Kind::Missing => None,
-        };
-        drop(sh);
-        // The pop's events and invalidations go out.
-        serve_ready(c);
-        r
-    })
+    let popped = call(
+        core,
+        ss,
+        viewed_by(conn.is_master, move |c: &Core| {
+            let mut sh = c.shard.borrow_mut();
+            let now = now_ms();
+            let r = match kind(&mut sh, db, now, &s) {
+                Kind::List if dst_kind == Kind::Other => Some(Err(err::WRONGTYPE)),
+                Kind::List => match pop_n(&mut sh, db, now, &s, from, 1) {
+                    Popped::Elements(mut e) if !e.is_empty() => Some(Ok(e.swap_remove(0))),
+                    _ => None,
+                },
+                Kind::Other => Some(Err(err::WRONGTYPE)),
+                Kind::Missing => None,
+            };
+            drop(sh);
+            // The pop's events and invalidations go out.
+            serve_ready(c);
+            r
+        }),
+    )
     .await;
     let element = match popped {
         None => return Moved::Emptied,
@@ -1049,10 +1079,14 @@ async fn complete_move(
         Some(Ok(e)) => e,
     };
     let (d, e) = (dst.to_vec(), vec![element.clone()]);
-    call(core, ds, move |c: &Core| {
-        push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
-        serve_ready(c);
-    })
+    call(
+        core,
+        ds,
+        viewed_by(conn.is_master, move |c: &Core| {
+            push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
+            serve_ready(c);
+        }),
+    )
     .await;
     feed_move(conn, db, src, dst, from, to);
     release(core).await;
@@ -1129,12 +1163,16 @@ async fn finish(
     match served {
         Served::ZPopped { key, elements } => {
             if conn.close {
-                call(&conn.core, shard_of(&key, n), move |c: &Core| {
-                    let mut sh = c.shard.borrow_mut();
-                    return_zpopped(&mut sh, db, now_ms(), &key, &elements);
-                    drop(sh);
-                    serve_ready(c);
-                })
+                call(
+                    &conn.core,
+                    shard_of(&key, n),
+                    viewed_by(conn.is_master, move |c: &Core| {
+                        let mut sh = c.shard.borrow_mut();
+                        return_zpopped(&mut sh, db, now_ms(), &key, &elements);
+                        drop(sh);
+                        serve_ready(c);
+                    }),
+                )
                 .await;
                 return;
             }
@@ -1152,12 +1190,16 @@ async fn finish(
         Served::Popped { key, end, elements } => {
             if conn.close {
                 let s = shard_of(&key, n);
-                call(&conn.core, s, move |c: &Core| {
-                    let mut sh = c.shard.borrow_mut();
-                    return_popped(&mut sh, db, now_ms(), &key, end, elements);
-                    drop(sh);
-                    serve_ready(c);
-                })
+                call(
+                    &conn.core,
+                    s,
+                    viewed_by(conn.is_master, move |c: &Core| {
+                        let mut sh = c.shard.borrow_mut();
+                        return_popped(&mut sh, db, now_ms(), &key, end, elements);
+                        drop(sh);
+                        serve_ready(c);
+                    }),
+                )
                 .await;
                 return;
             }
@@ -1178,19 +1220,28 @@ async fn finish(
                 let (src, dst) = (a[1].to_vec(), a[2].to_vec());
                 let e = vec![element.clone()];
                 let e2 = e.clone();
-                let ok = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
-                    let r = push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e);
-                    serve_ready(c);
-                    r.is_some()
-                })
+                let ok = call(
+                    &conn.core,
+                    shard_of(&dst, n),
+                    viewed_by(conn.is_master, move |c: &Core| {
+                        let r =
+                            push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e);
+                        serve_ready(c);
+                        r.is_some()
+                    }),
+                )
                 .await;
                 if !ok {
-                    call(&conn.core, shard_of(&src, n), move |c: &Core| {
-                        let mut sh = c.shard.borrow_mut();
-                        put_back(&mut sh, db, now_ms(), &src, from, e2);
-                        drop(sh);
-                        serve_ready(c);
-                    })
+                    call(
+                        &conn.core,
+                        shard_of(&src, n),
+                        viewed_by(conn.is_master, move |c: &Core| {
+                            let mut sh = c.shard.borrow_mut();
+                            put_back(&mut sh, db, now_ms(), &src, from, e2);
+                            drop(sh);
+                            serve_ready(c);
+                        }),
+                    )
                     .await;
                     return w.error(err::WRONGTYPE);
                 }

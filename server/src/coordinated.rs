@@ -17,7 +17,7 @@
 //! The results are exactly Redis's.
 
 use crate::client::Client;
-use crate::core::{call, call_all, now_ms, Core};
+use crate::core::{call, call_all, now_ms, viewed_by, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::notify::{self, KeyEvent};
@@ -96,7 +96,7 @@ async fn msetnx(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             continue;
         }
         let g = g.clone();
-        let any = call(&conn.core, s, move |c: &Core| {
+        let any = hop(conn, s, move |c: &Core| {
             let now = now_ms();
             let mut sh = c.shard.borrow_mut();
             g.args().iter().step_by(2).any(|k| sh.exists(db, k, now))
@@ -110,7 +110,7 @@ async fn msetnx(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         if g.spans.is_empty() {
             continue;
         }
-        call(&conn.core, s, move |c: &Core| {
+        hop(conn, s, move |c: &Core| {
             let now = now_ms();
             let mut sh = c.shard.borrow_mut();
             let args = g.args();
@@ -134,11 +134,22 @@ enum Fetch {
     Peek,
 }
 
+/// [`call`] for one step of `conn`'s command. On a replica, the steps of a command its
+/// primary sent see the keys the replica's clock has expired, as one-shard commands do
+/// ([`viewed_by`]).
+async fn hop<R, F>(conn: &Client, s: usize, f: F) -> R
+where
+    R: Send + 'static,
+    F: FnOnce(&Core) -> R + Send + 'static,
+{
+    call(&conn.core, s, viewed_by(conn.is_master, f)).await
+}
+
 /// Takes the entry at `key` off its shard, as `how` says, if it exists.
 async fn fetch_entry(conn: &Client, db: usize, key: &[u8], how: Fetch) -> Option<Entry> {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    call(&conn.core, s, move |c: &Core| {
+    hop(conn, s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
         match how {
@@ -166,7 +177,7 @@ enum Put {
 async fn key_exists(conn: &Client, db: usize, key: &[u8]) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    call(&conn.core, s, move |c: &Core| {
+    hop(conn, s, move |c: &Core| {
         c.shard.borrow_mut().exists(db, &key, now_ms())
     })
     .await
@@ -183,14 +194,15 @@ async fn put_entry(
 ) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    call(&conn.core, s, move |c: &Core| {
+    hop(conn, s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
         if only_if_absent && sh.exists(db, &key, now) {
             return false;
         }
-        // A deadline that passed while the value travelled means the key is gone.
-        if entry.is_expired(now) {
+        // A deadline that passed while the value travelled means the key is gone (but not
+        // for a replica's primary, which deletes it itself).
+        if !sh.master_view && entry.is_expired(now) {
             sh.delete(db, &key);
             return true;
         }
@@ -211,7 +223,7 @@ async fn apply_on(conn: &Client, s: usize, spec: &'static CommandSpec, a: &Args<
     let (owned, proto, db) = (OwnedArgs::from_slices(&all), conn.proto, conn.db);
     // The shard propagates the command itself.
     conn.repl_applied.set(true);
-    call(&conn.core, s, move |c: &Core| {
+    hop(conn, s, move |c: &Core| {
         let mut out = Vec::new();
         let ctx = ExecCtx {
             db,
@@ -250,7 +262,7 @@ async fn sort(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, w: &mu
         return w.raw(&apply_on(conn, home, spec, &a).await);
     }
     let key = a[1].to_vec();
-    let loaded = call(&conn.core, home, move |c: &Core| {
+    let loaded = hop(conn, home, move |c: &Core| {
         let ctx = ExecCtx {
             db,
             now_ms: now_ms(),
@@ -275,7 +287,7 @@ async fn sort(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, w: &mu
     match dest {
         None => sort::write_reply(w, &items),
         Some(d) => {
-            let stored = call(&conn.core, shard_of(&d, n), move |c: &Core| {
+            let stored = hop(conn, shard_of(&d, n), move |c: &Core| {
                 let ctx = ExecCtx {
                     db,
                     now_ms: now_ms(),
@@ -305,7 +317,7 @@ async fn lookup_across(
     for (s, idx) in per_shard.iter().enumerate() {
         for chunk in idx.chunks(BATCH) {
             let batch: Vec<_> = chunk.iter().map(|&i| keys[i].clone()).collect();
-            let got = call(&conn.core, s, move |c: &Core| {
+            let got = hop(conn, s, move |c: &Core| {
                 let ctx = ExecCtx {
                     db,
                     now_ms: now_ms(),
@@ -384,6 +396,7 @@ async fn on_scratch(
     // The scratch shard records every event of the command; each key's shard keeps those
     // it publishes.
     scratch.set_notify(u16::MAX);
+    scratch.master_view = conn.is_master;
     let now = now_ms();
     scratch.apply(&ExecCtx { db: 0, now_ms: now }, spec, a, w);
     // A key the command changed has an event ("keymiss" and "new" say nothing changed); one
@@ -407,7 +420,7 @@ async fn on_scratch(
             None => {
                 let s = shard_of(k, conn.core.nshards());
                 let key = k.to_vec();
-                call(&conn.core, s, move |c: &Core| {
+                hop(conn, s, move |c: &Core| {
                     c.shard.borrow_mut().delete(db, &key);
                 })
                 .await;
@@ -429,7 +442,7 @@ async fn forward_events(conn: &Client, db: usize, events: Vec<KeyEvent>) {
     }
     for (s, events) in per_shard.into_iter().enumerate() {
         if !events.is_empty() {
-            call(&conn.core, s, move |c: &Core| {
+            hop(conn, s, move |c: &Core| {
                 c.shard.borrow_mut().record_events(events)
             })
             .await;
@@ -456,12 +469,12 @@ async fn lmove(
     let (db, n) = (conn.db, conn.core.nshards());
     let (src, dst) = (a[1].to_vec(), a[2].to_vec());
     let d = dst.clone();
-    let dst_kind = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
+    let dst_kind = hop(conn, shard_of(&dst, n), move |c: &Core| {
         list::kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
     })
     .await;
     let s = src.clone();
-    let popped = call(&conn.core, shard_of(&src, n), move |c: &Core| {
+    let popped = hop(conn, shard_of(&src, n), move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
         let now = now_ms();
         match list::kind(&mut sh, db, now, &s) {
@@ -478,12 +491,12 @@ async fn lmove(
         list::Popped::Elements(v) => v,
     };
     let e = element.clone();
-    let pushed = call(&conn.core, shard_of(&dst, n), move |c: &Core| {
+    let pushed = hop(conn, shard_of(&dst, n), move |c: &Core| {
         list::push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e).is_some()
     })
     .await;
     if !pushed {
-        call(&conn.core, shard_of(&src, n), move |c: &Core| {
+        hop(conn, shard_of(&src, n), move |c: &Core| {
             list::push_elements(
                 &mut c.shard.borrow_mut(),
                 db,
@@ -540,7 +553,7 @@ async fn mpop_across<T, P>(
     let (db, n) = (conn.db, conn.core.nshards());
     for k in keys {
         let (key, pop) = (k.to_vec(), pop.clone());
-        let popped = call(&conn.core, shard_of(k, n), move |c: &Core| {
+        let popped = hop(conn, shard_of(k, n), move |c: &Core| {
             pop(&mut c.shard.borrow_mut(), db, now_ms(), &key)
         })
         .await;
@@ -570,7 +583,7 @@ async fn hll_across(
     let mut union = hll::Gathered::new();
     for run in keys.chunk_by(|x, y| shard_of(x, n) == shard_of(y, n)) {
         let owned = OwnedArgs::from_slices(run);
-        let gathered = call(&conn.core, shard_of(run[0], n), move |c: &Core| {
+        let gathered = hop(conn, shard_of(run[0], n), move |c: &Core| {
             let args = owned.args();
             let ks: Vec<&[u8]> = args.iter().collect();
             hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
@@ -585,7 +598,7 @@ async fn hll_across(
         return w.int(percore_shard::types::hll::count_raw(&union.max) as i64);
     }
     let dest = a[1].to_vec();
-    let stored = call(&conn.core, shard_of(&dest, n), move |c: &Core| {
+    let stored = hop(conn, shard_of(&dest, n), move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
         sh.stats.dirty += 1;
         hll::store_merged(&mut sh, db, now_ms(), &dest, &union)
@@ -669,7 +682,7 @@ async fn scan(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let mut keys = Vec::new();
     let next = loop {
         let o = opts.clone();
-        let (next_local, found) = call(&conn.core, shard as usize, move |c: &Core| {
+        let (next_local, found) = hop(conn, shard as usize, move |c: &Core| {
             c.shard.borrow_mut().scan_keys(db, local, &o, now_ms())
         })
         .await;
@@ -692,14 +705,14 @@ async fn scan(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 async fn randomkey(conn: &mut Client, w: &mut ReplyWriter<'_>) {
     let n = conn.core.nshards();
     let db = conn.db;
-    let start = call(&conn.core, conn.core.id, |c: &Core| {
+    let start = hop(conn, conn.core.id, |c: &Core| {
         c.shard.borrow_mut().next_rand()
     })
     .await as usize
         % n;
     for i in 0..n {
         let s = (start + i) % n;
-        let k = call(&conn.core, s, move |c: &Core| {
+        let k = hop(conn, s, move |c: &Core| {
             c.shard.borrow_mut().random_key(db, now_ms())
         })
         .await;
@@ -742,7 +755,7 @@ async fn bitop(
     let dest_shard = shard_of(&dest, n);
     // `denyoom`: over maxmemory with nothing to evict, refused before anything is read.
     if conn.core.memory_limit() != 0 {
-        let admitted = call(&conn.core, dest_shard, move |c: &Core| {
+        let admitted = hop(conn, dest_shard, move |c: &Core| {
             c.admit(spec, &mut c.shard.borrow_mut(), now_ms())
         })
         .await;
@@ -763,7 +776,7 @@ async fn bitop(
         }
     }
     let folds = groups.into_iter().map(|(s, keys)| {
-        call(&conn.core, s, move |c: &Core| {
+        hop(conn, s, move |c: &Core| {
             let keys: Vec<&[u8]> = keys.args().iter().collect();
             let mut acc = bitmap::BitOpAcc::new(op);
             let mut sh = c.shard.borrow_mut();
@@ -779,7 +792,7 @@ async fn bitop(
         }
     }
     let result = acc.finish();
-    let len = call(&conn.core, dest_shard, move |c: &Core| {
+    let len = hop(conn, dest_shard, move |c: &Core| {
         let mut sh = c.shard.borrow_mut();
         let len = bitmap::bitop_store(&mut sh, db, now_ms(), &dest, result);
         sh.stats.dirty += 1;

@@ -909,6 +909,28 @@ impl Core {
     }
 }
 
+/// `f`, run as a command of a replica's master client when `master` is true: the target
+/// shard's [`percore_shard::Shard::master_view`] is on while it runs, so a key the replica's
+/// clock has expired is still there for it, as on its primary (Redis's `expireIfNeeded`
+/// returns "not expired" for `server.master`). A command that spans cores runs its hops
+/// through this, or a replica's copy of RENAME, SMOVE, LMOVE … would miss such a key and
+/// part from its primary. With `master` false, `f` as it is.
+pub fn viewed_by<R, F>(master: bool, f: F) -> impl FnOnce(&Core) -> R + Send + 'static
+where
+    R: Send + 'static,
+    F: FnOnce(&Core) -> R + Send + 'static,
+{
+    move |c: &Core| {
+        if !master {
+            return f(c);
+        }
+        let before = std::mem::replace(&mut c.shard.borrow_mut().master_view, true);
+        let r = f(c);
+        c.shard.borrow_mut().master_view = before;
+        r
+    }
+}
+
 /// Runs `f` on core `target` (inline when it is this core) and returns its result.
 pub async fn call<R, F>(core: &Rc<Core>, target: usize, f: F) -> R
 where

@@ -1193,6 +1193,94 @@ fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_
     assert_eq!(r.q("GET late"), b"$6\r\nabcdef\r\n");
 }
 
+/// Two keys named from `base`, one on each of a 2-shard server's cores: (first, second).
+fn keys_on_both_shards(base: &str) -> (String, String) {
+    let a = format!("{base}-a");
+    let other = 1 - common::shard_of(a.as_bytes(), 2);
+    let b = (0..)
+        .map(|i| format!("{base}-b{i}"))
+        .find(|k| common::shard_of(k.as_bytes(), 2) == other)
+        .unwrap();
+    (a, b)
+}
+
+/// A command whose keys live on several of the replica's cores, sent by its primary, sees
+/// keys the replica's clock has expired, as a one-shard command does (Redis's master
+/// client never finds a key expired): otherwise the replica's RENAME, SMOVE, LMOVE … of
+/// such a key would fail or act on nothing, and its data would part from its primary's.
+#[test]
+fn commands_across_shards_from_the_primary_see_keys_the_replica_has_expired() {
+    let (dir, l, replica) = replica_of_a_listener("repl-cross-expired");
+    let mut p = FakePrimary::accept(&l);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 100;
+    let (str_src, str_dst) = keys_on_both_shards("str");
+    let (set_src, set_dst) = keys_on_both_shards("set");
+    let (list_src, list_dst) = keys_on_both_shards("list");
+    let (blist_src, blist_dst) = keys_on_both_shards("blist");
+    let (union_src, union_dst) = keys_on_both_shards("union");
+    let (bits_src, bits_dst) = keys_on_both_shards("bits");
+    p.send("SELECT 0");
+    p.send(&format!("SET {str_src} abc PXAT {soon}"));
+    p.send(&format!("SADD {set_src} m1 m2"));
+    p.send(&format!("PEXPIREAT {set_src} {soon}"));
+    p.send(&format!("SADD {set_dst} other"));
+    p.send(&format!("RPUSH {list_src} x y"));
+    p.send(&format!("PEXPIREAT {list_src} {soon}"));
+    p.send(&format!("RPUSH {blist_src} bx"));
+    p.send(&format!("PEXPIREAT {blist_src} {soon}"));
+    p.send(&format!("SADD {union_src} u1 u2"));
+    p.send(&format!("PEXPIREAT {union_src} {soon}"));
+    p.send(&format!("SET {bits_src} A PXAT {soon}"));
+    p.synced();
+    std::thread::sleep(Duration::from_millis(300));
+    for k in [
+        &str_src, &set_src, &list_src, &blist_src, &union_src, &bits_src,
+    ] {
+        assert_eq!(
+            r.q(&format!("EXISTS {k}")),
+            b":0\r\n",
+            "{k} is expired for a reader"
+        );
+    }
+    // What the primary, whose clock has not reached the deadlines yet, sends next.
+    p.send(&format!("RENAME {str_src} {str_dst}"));
+    p.send(&format!("PERSIST {str_dst}"));
+    p.send(&format!("SMOVE {set_src} {set_dst} m1"));
+    p.send(&format!("LMOVE {list_src} {list_dst} LEFT RIGHT"));
+    p.send(&format!("BLMOVE {blist_src} {blist_dst} LEFT RIGHT 0"));
+    p.send(&format!("SUNIONSTORE {union_dst} {union_src}"));
+    p.send(&format!("BITOP NOT {bits_dst} {bits_src}"));
+    p.synced();
+    assert_eq!(r.q(&format!("GET {str_dst}")), b"$3\r\nabc\r\n", "RENAME");
+    assert_eq!(r.q(&format!("TTL {str_dst}")), b":-1\r\n");
+    assert_eq!(r.q(&format!("SISMEMBER {set_dst} m1")), b":1\r\n", "SMOVE");
+    assert_eq!(r.q(&format!("SCARD {set_dst}")), b":2\r\n");
+    assert_eq!(
+        r.q(&format!("LRANGE {list_dst} 0 -1")),
+        b"*1\r\n$1\r\nx\r\n",
+        "LMOVE"
+    );
+    assert_eq!(
+        r.q(&format!("LRANGE {blist_dst} 0 -1")),
+        b"*1\r\n$2\r\nbx\r\n",
+        "BLMOVE"
+    );
+    assert_eq!(r.q(&format!("SCARD {union_dst}")), b":2\r\n", "SUNIONSTORE");
+    // NOT of "A" (0x41) is 0xbe.
+    assert_eq!(r.q(&format!("GET {bits_dst}")), b"$1\r\n\xbe\r\n", "BITOP");
+    // The sources stay expired for readers until the primary deletes them.
+    assert_eq!(r.q(&format!("EXISTS {list_src}")), b":0\r\n");
+    p.send(&format!("DEL {list_src}"));
+    p.synced();
+    expect_repl(&mut r, "master_link_status", "up");
+}
+
 #[test]
 fn wait_wakes_on_the_replica_ack_and_counts_right() {
     // A redis-server replica: it answers GETACK at once, so WAIT's time is percore's.
