@@ -382,10 +382,12 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
         );
     }
     if want("persistence") {
+        let loading = g.repl.gate.load(Ordering::Acquire) & crate::repl::replica::GATE_LOADING != 0;
         section(
             "Persistence",
             format!(
-                "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                "loading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n{}",
+                loading as u8,
                 sum(&|s| s.shard.dirty)
                     .saturating_sub(g.dirty_at_save.load(Ordering::Relaxed)),
                 (g.bgsave_started_ms.load(Ordering::Relaxed) != 0) as u8,
@@ -396,6 +398,7 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
                     0 => -1,
                     t => (crate::core::now_ms().saturating_sub(t) / 1000) as i64,
                 },
+                if loading { loading_fields(&g.repl.load) } else { String::new() },
             ),
         );
     }
@@ -549,4 +552,27 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
         section("Shards", body);
     }
     out
+}
+
+/// INFO persistence's fields while a full sync's payload loads, as Redis 7.0 writes them.
+fn loading_fields(p: &crate::repl::LoadProgress) -> String {
+    let started = p.started_ms.load(Ordering::Relaxed);
+    let total = p.total_bytes.load(Ordering::Relaxed);
+    let loaded = p.loaded_bytes.load(Ordering::Relaxed).min(total);
+    let elapsed_s = crate::core::now_ms().saturating_sub(started) as f64 / 1000.0;
+    let perc = if total > 0 {
+        loaded as f64 * 100.0 / total as f64
+    } else {
+        0.0
+    };
+    // Redis's estimate: the remaining bytes at the pace so far (1 s before anything loaded).
+    let eta = if loaded > 0 && elapsed_s > 0.0 {
+        ((total - loaded) as f64 / (loaded as f64 / elapsed_s)) as i64
+    } else {
+        1
+    };
+    format!(
+        "loading_start_time:{}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{loaded}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
+        started / 1000
+    )
 }

@@ -377,7 +377,13 @@ pub async fn save_after_running(core: &Rc<Core>, what: &str) -> Result<u64, Stri
 /// shutdown and opens the gates again, as Redis keeps serving then.
 pub async fn shutdown(core: &Rc<Core>, save: Option<bool>, force: bool) -> Result<(), String> {
     let save = save.unwrap_or_else(|| !core.config.borrow().save.is_empty());
-    if save {
+    // A replica loading its primary's payload holds part of a data set: saving it would
+    // replace the last good snapshot with that part (Redis does not save while loading).
+    if save && crate::repl::replica::loading(core) {
+        crate::log::warn(
+            "Shutting down without saving: a synchronization's payload is still loading",
+        );
+    } else if save {
         call_all(core, |c: &Core| c.replies.close()).await;
         if let Err(e) = save_after_running(core, "the final save").await {
             crate::log::warn(&format!("Error trying to save the DB, can't exit: {e}"));
@@ -584,7 +590,8 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
 pub async fn save_points_tick(core: &Rc<Core>) {
     let points = core.config.borrow().save.clone();
     let g = &core.global;
-    if points.is_empty() || g.saving.load(Ordering::Relaxed) {
+    if points.is_empty() || g.saving.load(Ordering::Relaxed) || crate::repl::replica::loading(core)
+    {
         return;
     }
     let dirty: u64 = call_all(core, |c: &Core| c.shard.borrow().stats.dirty)

@@ -85,36 +85,22 @@ pub fn import(
     core: usize,
     shards: usize,
 ) -> Result<Imported, String> {
-    let bytes = shared_read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Imported::default();
-    let now = now_ms();
-    let mut libraries = Vec::new();
-    // Core 0 checks the file's checksum for all: a core's failure stops the start.
-    let r = read_into(
-        &bytes,
-        sh,
-        now,
-        (core == 0, shards),
-        &mut out,
-        &mut libraries,
-        &mut |k| crate::router::shard_of(k, shards) == core,
-    );
-    let refuse = |e: String| {
-        format!("{e}; refusing to start on a damaged RDB file (set load-corrupt-snapshot yes to load the keys before the damage)")
-    };
-    if let Err(e) = r {
-        let e = format!("{}: {e}", path.display());
-        if !cfg.load_corrupt_snapshot {
-            return Err(refuse(e));
+    let bytes = open(path)?;
+    let mut imp = Import::new(&bytes, sh, core, shards);
+    let r = loop {
+        match imp.step(sh, usize::MAX) {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e),
         }
-        crate::log::warn(&format!("loading what is valid: {e}"));
-        out.error = Some(e);
-    }
-    if core == 0 && !libraries.is_empty() {
-        out.functions = crate::functions::restore_at_start(&rdb::seal(libraries))
-            .map_err(|e| refuse(format!("{}: functions: {e}", path.display())))?;
-    }
-    Ok(out)
+    };
+    imp.finish(cfg, path, r)
+}
+
+/// The bytes of the RDB file at `path`, for [`Import`] (one copy for all the cores that
+/// read it at the same time).
+pub fn open(path: &Path) -> Result<Arc<Vec<u8>>, String> {
+    shared_read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The bytes of the file at `path`, read once for all the cores loading it at the same
@@ -136,73 +122,149 @@ fn shared_read(path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
     Ok(bytes)
 }
 
-/// Reads the whole file `bytes`, storing the keys `keep` accepts and collecting the
-/// libraries (as FUNCTION DUMP records) in `libraries`; `verify_checksum`: whether to check
-/// the CRC64; `shards`: how many shards share the keys (to size the tables).
-fn read_into(
-    bytes: &[u8],
-    sh: &mut Shard,
+/// One shard's load of an RDB file, record by record: [`import`] runs it to the end in one
+/// go (at start, before any client is served); a replica's full sync runs it in slices
+/// ([`Import::step`]) between which its core answers its clients (LOADING), as Redis
+/// answers them every 2 MB of its load. Every core reads the whole file, storing the keys
+/// that route to it; core 0 checks the checksum for all and collects the function
+/// libraries.
+pub struct Import<'a> {
+    r: Option<FileReader<'a>>,
+    /// The reader could not start (a bad header): reported by the first step.
+    start_error: Option<String>,
+    len: usize,
+    core: usize,
+    shards: usize,
+    current_db: usize,
     now: u64,
-    (verify_checksum, shards): (bool, usize),
-    out: &mut Imported,
-    libraries: &mut Vec<u8>,
-    keep: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<(), String> {
-    let at = |e: rdb::value::DecodeError| format!("error at offset {}: {}", e.offset, e.what);
-    let mut r = FileReader::new(bytes, sh.config.clone(), sh.next_rand()).map_err(at)?;
-    r.verify_checksum = verify_checksum;
-    let mut current_db = 0;
-    loop {
-        let offset = r.offset();
-        match r.next_record_keeping(keep).map_err(at)? {
-            Some(Record::SelectDb(db)) if (db as usize) < DB_COUNT => current_db = db as usize,
-            Some(Record::SelectDb(db)) if db as usize >= DB_COUNT => {
-                return Err(format!(
-                    "error at offset {offset}: database {db} (percore has {DB_COUNT})"
-                ));
+    out: Imported,
+    libraries: Vec<u8>,
+}
+
+impl<'a> Import<'a> {
+    pub fn new(bytes: &'a [u8], sh: &mut Shard, core: usize, shards: usize) -> Import<'a> {
+        let (r, start_error) = match FileReader::new(bytes, sh.config.clone(), sh.next_rand()) {
+            Ok(mut r) => {
+                r.verify_checksum = core == 0;
+                (Some(r), None)
             }
-            Some(Record::Key {
-                key,
-                db,
-                expire_at_ms,
-                freq,
-                idle_s,
-                value,
-            }) => {
-                if expire_at_ms != 0 && expire_at_ms < now {
-                    out.expired += 1;
-                    continue;
-                }
-                let clock = rdb::arriving_clock(sh.config.evict.policy, idle_s, freq, now);
-                let entry = Entry {
-                    value,
-                    expire_at_ms,
-                    clock,
-                };
-                // Redis refuses such a file too ("Duplicated key found in RDB file").
-                if !sh.store_loaded(db as usize, &key, entry) {
-                    return Err(format!(
-                        "error at offset {offset}: duplicate key '{}' in database {db}",
-                        key.escape_ascii()
-                    ));
-                }
-                out.keys += 1;
-            }
-            // The database's table is sized for this shard's share of its keys up front,
-            // as Redis sizes its own: no rehashing while it fills. A key record takes at
-            // least 3 bytes, which bounds what a hostile size can ask for.
-            Some(Record::ResizeDb { keys, .. }) => {
-                let n = keys.min((bytes.len() / 3) as u64) as usize / shards;
-                sh.dbs[current_db].dict.reserve(n);
-            }
-            Some(Record::Function(code)) => {
-                libraries.push(rdb::OPCODE_FUNCTION2);
-                put_string(libraries, &code);
-            }
-            Some(_) => {}
-            None => return Ok(()),
+            Err(e) => (None, Some(at(e))),
+        };
+        Import {
+            r,
+            start_error,
+            len: bytes.len(),
+            core,
+            shards,
+            current_db: 0,
+            now: now_ms(),
+            out: Imported::default(),
+            libraries: Vec::new(),
         }
     }
+
+    /// Bytes of the file read so far.
+    pub fn offset(&self) -> usize {
+        self.r.as_ref().map_or(0, |r| r.offset())
+    }
+
+    /// Reads at most `records` more records into `sh`; true when the file is done.
+    pub fn step(&mut self, sh: &mut Shard, records: usize) -> Result<bool, String> {
+        if let Some(e) = self.start_error.take() {
+            return Err(e);
+        }
+        let Some(r) = self.r.as_mut() else {
+            return Ok(true);
+        };
+        let (core, shards) = (self.core, self.shards);
+        let keep = &mut |k: &[u8]| crate::router::shard_of(k, shards) == core;
+        for _ in 0..records {
+            let offset = r.offset();
+            match r.next_record_keeping(keep).map_err(at)? {
+                Some(Record::SelectDb(db)) if (db as usize) < DB_COUNT => {
+                    self.current_db = db as usize
+                }
+                Some(Record::SelectDb(db)) => {
+                    return Err(format!(
+                        "error at offset {offset}: database {db} (percore has {DB_COUNT})"
+                    ));
+                }
+                Some(Record::Key {
+                    key,
+                    db,
+                    expire_at_ms,
+                    freq,
+                    idle_s,
+                    value,
+                }) => {
+                    if expire_at_ms != 0 && expire_at_ms < self.now {
+                        self.out.expired += 1;
+                        continue;
+                    }
+                    let clock = rdb::arriving_clock(sh.config.evict.policy, idle_s, freq, self.now);
+                    let entry = Entry {
+                        value,
+                        expire_at_ms,
+                        clock,
+                    };
+                    // Redis refuses such a file too ("Duplicated key found in RDB file").
+                    if !sh.store_loaded(db as usize, &key, entry) {
+                        return Err(format!(
+                            "error at offset {offset}: duplicate key '{}' in database {db}",
+                            key.escape_ascii()
+                        ));
+                    }
+                    self.out.keys += 1;
+                }
+                // The database's table is sized for this shard's share of its keys up
+                // front, as Redis sizes its own: no rehashing while it fills. A key record
+                // takes at least 3 bytes, which bounds what a hostile size can ask for.
+                Some(Record::ResizeDb { keys, .. }) => {
+                    let n = keys.min((self.len / 3) as u64) as usize / self.shards;
+                    sh.dbs[self.current_db].dict.reserve(n);
+                }
+                Some(Record::Function(code)) => {
+                    self.libraries.push(rdb::OPCODE_FUNCTION2);
+                    put_string(&mut self.libraries, &code);
+                }
+                Some(_) => {}
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// What the load came to, given how its steps ended (`r`): a damaged file refuses the
+    /// load unless `load-corrupt-snapshot yes` keeps what was read before the damage; core 0
+    /// then installs the function libraries.
+    pub fn finish(
+        mut self,
+        cfg: &Config,
+        path: &Path,
+        r: Result<(), String>,
+    ) -> Result<Imported, String> {
+        let refuse = |e: String| {
+            format!("{e}; refusing to start on a damaged RDB file (set load-corrupt-snapshot yes to load the keys before the damage)")
+        };
+        if let Err(e) = r {
+            let e = format!("{}: {e}", path.display());
+            if !cfg.load_corrupt_snapshot {
+                return Err(refuse(e));
+            }
+            crate::log::warn(&format!("loading what is valid: {e}"));
+            self.out.error = Some(e);
+        }
+        if self.core == 0 && !self.libraries.is_empty() {
+            self.out.functions =
+                crate::functions::restore_at_start(&rdb::seal(std::mem::take(&mut self.libraries)))
+                    .map_err(|e| refuse(format!("{}: functions: {e}", path.display())))?;
+        }
+        Ok(self.out)
+    }
+}
+
+fn at(e: rdb::value::DecodeError) -> String {
+    format!("error at offset {}: {}", e.offset, e.what)
 }
 
 /// Writes the snapshot set `cfg` names (`dir`, `dbfilename`) as a Redis RDB file (version
@@ -395,7 +457,6 @@ mod tests {
 
     #[test]
     fn exported_files_read_back_and_keys_are_kept_or_skipped_by_route() {
-        let mut sh = Shard::new(7, ShardConfig::default());
         let mut v = Vec::new();
         rdb::value::encode(
             percore_shard::Value::from_bytes(b"hello").as_ref(),
@@ -412,59 +473,37 @@ mod tests {
         dbs[0] = (db0, 1, 0);
         dbs[3] = (db3, 1, 1);
         let f = encode_file(&dbs, &[], 0);
-        let mut out = Imported::default();
-        let mut libs = Vec::new();
-        read_into(
-            &f,
-            &mut sh,
-            1000,
-            (true, 1),
-            &mut out,
-            &mut libs,
-            &mut |_| true,
-        )
-        .unwrap();
-        // The key of database 3 expired long ago.
-        assert_eq!((out.keys, out.expired), (1, 1));
-        assert_eq!(sh.dbs[0].dict.len(), 1);
+        // Read to the end (as at start), or one record per step (a replica's sliced load).
+        let read = |f: &[u8], sh: &mut Shard, core: usize, shards: usize, slice: usize| {
+            let mut imp = Import::new(f, sh, core, shards);
+            loop {
+                match imp.step(sh, slice) {
+                    Ok(true) => return Ok(imp.out),
+                    Ok(false) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        for slice in [usize::MAX, 1] {
+            let mut sh = Shard::new(7, ShardConfig::default());
+            let out = read(&f, &mut sh, 0, 1, slice).unwrap();
+            // The key of database 3 expired long ago.
+            assert_eq!((out.keys, out.expired), (1, 1));
+            assert_eq!(sh.dbs[0].dict.len(), 1);
+        }
+        // A core whose shard the key does not route to keeps nothing.
+        let other = 1 - crate::router::shard_of(b"a", 2);
         let mut none = Shard::new(7, ShardConfig::default());
-        let mut out = Imported::default();
-        read_into(
-            &f,
-            &mut none,
-            1000,
-            (true, 1),
-            &mut out,
-            &mut libs,
-            &mut |_| false,
-        )
-        .unwrap();
-        assert_eq!(out.keys, 0);
+        assert_eq!(read(&f, &mut none, other, 2, 1).unwrap().keys, 0);
         // The same key twice in a database is refused.
         let twice = [dbs[0].0.clone(), dbs[0].0.clone()].concat();
         dbs[0] = (twice, 2, 0);
         let dup = encode_file(&dbs, &[], 0);
-        let e = read_into(
-            &dup,
-            &mut none,
-            1000,
-            (true, 1),
-            &mut out,
-            &mut libs,
-            &mut |_| true,
-        );
+        let e = read(&dup, &mut Shard::new(7, ShardConfig::default()), 0, 1, 1);
         assert!(e.unwrap_err().contains("duplicate key 'a' in database 0"));
         let mut bad = f.clone();
         bad.truncate(f.len() - 3);
-        let e = read_into(
-            &bad,
-            &mut none,
-            0,
-            (true, 1),
-            &mut out,
-            &mut libs,
-            &mut |_| false,
-        );
+        let e = read(&bad, &mut none, other, 2, usize::MAX);
         assert!(e.unwrap_err().contains("offset"));
     }
 }

@@ -1281,6 +1281,126 @@ fn commands_across_shards_from_the_primary_see_keys_the_replica_has_expired() {
     expect_repl(&mut r, "master_link_status", "up");
 }
 
+/// A primary of `keys` keys `key:N` (MSETs of 1,000, pipelined), for a full sync long
+/// enough to watch.
+fn populated_primary(dir: &TempDir, keys: usize) -> Server {
+    let primary = percore_in(dir, "primary", 1, &[]);
+    let mut c = primary.client();
+    let mut pipeline = Vec::new();
+    for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
+        let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+        for i in batch {
+            args.push(format!("key:{i}").into_bytes());
+            args.push(format!("value of key {i}, padded").into_bytes());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        pipeline.extend_from_slice(&common::encode(&refs));
+    }
+    c.send_raw(&pipeline);
+    for _ in 0..keys.div_ceil(1000) {
+        assert_eq!(c.read_reply(), b"+OK\r\n");
+    }
+    primary
+}
+
+/// While a replica loads its primary's payload its cores go on answering: normal clients get
+/// LOADING (as from Redis, which answers between slices of its load), INFO says
+/// `loading:1` with the load's progress, and the keys appear when it is done. (The load
+/// used to hold every core until it ended: clients got no answer meanwhile.)
+#[test]
+fn a_replica_answers_its_clients_while_it_loads_its_primarys_payload() {
+    let dir = TempDir::new("repl-loading");
+    let keys = 500_000;
+    let primary = populated_primary(&dir, keys);
+    let replica = percore_in(&dir, "replica", 2, &[]);
+    // Enough connections that both cores have some.
+    let mut clients: Vec<Client> = (0..6).map(|_| replica.client()).collect();
+    let mut admin = replica.client();
+    assert_eq!(
+        admin.q(&format!("REPLICAOF 127.0.0.1 {}", primary.port)),
+        b"+OK\r\n"
+    );
+    let (mut refused, mut progress) = (0, None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "{}", log_of(&dir, "replica"));
+        let mut loaded = 0;
+        for c in clients.iter_mut() {
+            let r = c.q("EXISTS key:0");
+            if r.starts_with(b"-LOADING") {
+                assert_eq!(r, b"-LOADING Redis is loading the dataset in memory\r\n");
+                refused += 1;
+            } else if r == b":1\r\n" {
+                loaded += 1;
+            } else {
+                assert_eq!(r, b":0\r\n", "before the load");
+            }
+        }
+        let info = s(&admin.q("INFO persistence"));
+        if info.contains("loading:1\r\n") {
+            let field = |name: &str| -> u64 {
+                let v = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'));
+                v.and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} in {info}"))
+            };
+            let (total, done) = (field("loading_total_bytes"), field("loading_loaded_bytes"));
+            assert!(total > 0 && done <= total, "{info}");
+            progress = Some((done, total));
+        }
+        if loaded == clients.len() {
+            break;
+        }
+    }
+    assert!(
+        refused > 0,
+        "no client was answered LOADING during the load"
+    );
+    assert!(progress.is_some(), "INFO never said loading:1");
+    link_up(&mut admin, &dir, "replica");
+    assert_eq!(admin.q("DBSIZE"), format!(":{keys}\r\n").as_bytes());
+    assert!(s(&admin.q("INFO persistence")).contains("loading:0\r\n"));
+}
+
+/// A replica stopped (SIGTERM) while it loads its primary's payload exits without saving, as
+/// Redis does: the part loaded so far must not replace its last good snapshot.
+#[test]
+fn a_replica_stopped_while_it_loads_keeps_its_last_snapshot() {
+    let dir = TempDir::new("repl-loading-stop");
+    // About 3 s of load in a debug build: the stop comes well inside it.
+    let primary = populated_primary(&dir, 1_000_000);
+    let mut replica = percore_in(&dir, "replica", 2, &["--save", "3600 1"]);
+    let mut r = replica.client();
+    assert_eq!(r.q("SET before-sync kept"), b"+OK\r\n");
+    assert_eq!(r.q("SAVE"), b"+OK\r\n");
+    assert_eq!(
+        r.q(&format!("REPLICAOF 127.0.0.1 {}", primary.port)),
+        b"+OK\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !s(&r.q("INFO persistence")).contains("loading:1\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "never seen loading: {}",
+            log_of(&dir, "replica")
+        );
+    }
+    let status = replica
+        .stop_with(libc::SIGTERM, Duration::from_secs(60))
+        .expect("the replica did not stop on SIGTERM while loading");
+    assert!(status.success(), "{status:?}");
+    let log = log_of(&dir, "replica");
+    assert!(
+        log.contains("Shutting down without saving: a synchronization's payload is still loading"),
+        "{log}"
+    );
+    let again = percore_in(&dir, "replica", 2, &[]);
+    let mut r = again.client();
+    assert_eq!(r.q("GET before-sync"), b"$4\r\nkept\r\n");
+    assert_eq!(r.q("DBSIZE"), b":1\r\n");
+}
+
 #[test]
 fn wait_wakes_on_the_replica_ack_and_counts_right() {
     // A redis-server replica: it answers GETACK at once, so WAIT's time is percore's.

@@ -105,6 +105,17 @@ pub struct Shared {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// A full sync's load, for INFO's `loading_*` fields (while `gate` has LOADING).
+    pub load: LoadProgress,
+}
+
+/// How far a full sync's load has come: when it started, the payload's size, and the bytes
+/// core 0 has read (every core reads the whole payload, at about the same pace).
+#[derive(Default)]
+pub struct LoadProgress {
+    pub started_ms: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub loaded_bytes: AtomicU64,
 }
 
 impl Default for Shared {
@@ -126,6 +137,7 @@ impl Default for Shared {
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
+            load: LoadProgress::default(),
         }
     }
 }

@@ -11,10 +11,13 @@
 //!
 //! Full sync: the payload (`$<len>` or `$EOF:<mark>`) is written to a file in `dir` as it
 //! arrives (never held in memory), then every core flushes its shard and loads the keys of
-//! the file that route to it (the RDB import of the start, [`crate::rdb_io::import`]), so
+//! the file that route to it (the RDB import of the start, [`crate::rdb_io::Import`]), so
 //! a primary with any shard count feeds a replica with any other. While the payload
 //! arrives the old data serves reads (`replica-serve-stale-data yes`) or commands get
-//! MASTERDOWN (`no`); while it loads, commands get LOADING.
+//! MASTERDOWN (`no`); while it loads, commands get LOADING: each core loads in slices of
+//! [`LOAD_SLICE_RECORDS`] on its background queue and answers its clients between them,
+//! INFO shows `loading:1` and the progress, and nothing saves the part loaded (save points
+//! wait, a shutdown exits without saving, as Redis's does while loading).
 //!
 //! The stream: the socket becomes a connection of this core's network ring, and its
 //! commands run through a [`Client`] of their own (the master client) exactly as a client's
@@ -28,6 +31,7 @@
 //! replica neither expires nor evicts keys itself (its primary's DELs do):
 //! [`percore_shard::KEEP_EXPIRED`].
 
+use futures_channel::oneshot;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -143,6 +147,12 @@ impl super::Shared {
         percore_shard::KEEP_EXPIRED.store(link.is_some(), Ordering::Release);
         crate::log::REPLICA.store(link.is_some(), Ordering::Relaxed);
     }
+}
+
+/// Whether a full sync's payload is loading: the data set is incomplete, so nothing saves
+/// it (save points wait; a shutdown does not save, as Redis's does not while loading).
+pub fn loading(core: &Core) -> bool {
+    core.global.repl.gate.load(Ordering::Acquire) & GATE_LOADING != 0
 }
 
 fn set_gate(core: &Core, loading: bool) {
@@ -664,6 +674,44 @@ impl Drop for TempFile {
     }
 }
 
+/// Records a core loads between two turns of its other tasks: about a millisecond of
+/// building keys, so a core answers its clients during a long load (Redis processes events
+/// every 2 MB of its load).
+const LOAD_SLICE_RECORDS: usize = 1024;
+
+/// This core's part of a full sync's load: flushes its shard and stores the keys of the
+/// payload at `path` that route to it, yielding between slices. The shard is borrowed for
+/// one slice at a time; meanwhile normal clients are refused with LOADING (the gate), and
+/// the link, which would apply the stream, is the task waiting for this load.
+async fn load_here(
+    core: &Rc<Core>,
+    cfg: &crate::config::Config,
+    path: &std::path::Path,
+) -> Result<usize, String> {
+    {
+        let mut sh = core.shard.borrow_mut();
+        for db in 0..percore_shard::DB_COUNT {
+            sh.flush_db(db);
+        }
+    }
+    let bytes = crate::rdb_io::open(path)?;
+    let n = core.nshards();
+    let mut imp = crate::rdb_io::Import::new(&bytes, &mut core.shard.borrow_mut(), core.id, n);
+    let progress = &core.global.repl.load;
+    let r = loop {
+        let step = imp.step(&mut core.shard.borrow_mut(), LOAD_SLICE_RECORDS);
+        if core.id == 0 {
+            (progress.loaded_bytes).store(imp.offset() as u64, Ordering::Relaxed);
+        }
+        match step {
+            Ok(true) => break Ok(()),
+            Ok(false) => crate::runtime::yield_if_needed().await,
+            Err(e) => break Err(e),
+        }
+    };
+    imp.finish(cfg, path, r).map(|i| i.keys)
+}
+
 /// Flushes every shard and loads the payload at `path` into them.
 async fn load(
     core: &Rc<Core>,
@@ -676,16 +724,35 @@ async fn load(
     set_gate(core, true);
     crate::log::notice("MASTER <-> REPLICA sync: Loading DB in memory");
     let cfg = core.config.borrow().clone();
-    let n = core.nshards();
     let p = path.to_path_buf();
-    let loaded = call_all(core, move |c: &Core| {
-        let mut sh = c.shard.borrow_mut();
-        for db in 0..percore_shard::DB_COUNT {
-            sh.flush_db(db);
+    let progress = &core.global.repl.load;
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    progress.started_ms.store(now_ms(), Ordering::Relaxed);
+    progress.total_bytes.store(size, Ordering::Relaxed);
+    progress.loaded_bytes.store(0, Ordering::Relaxed);
+    // Every core loads its part in a task of its own, in slices, and answers its clients
+    // between them (LOADING, or what a LOADING-flagged command such as INFO replies).
+    let started = call_all(core, move |c: &Core| {
+        let (tx, rx) = oneshot::channel();
+        let (cfg, p) = (cfg.clone(), p.clone());
+        match c.me.upgrade() {
+            Some(me) => crate::runtime::spawn_background(async move {
+                let _ = tx.send(load_here(&me, &cfg, &p).await);
+            }),
+            None => {
+                let _ = tx.send(Err("the core is stopping".to_string()));
+            }
         }
-        crate::rdb_io::import(&cfg, &p, &mut sh, c.id, n).map(|i| i.keys)
+        rx
     })
     .await;
+    let mut loaded = Vec::with_capacity(started.len());
+    for rx in started {
+        loaded.push(
+            rx.await
+                .unwrap_or_else(|_| Err("a core stopped its part of the load".to_string())),
+        );
+    }
     // Clients blocked on keys, WATCHes, tracking: the flush told them.
     set_gate(core, false);
     // REPLICAOF changed while the payload loaded: this link is over, and the ids and offset
