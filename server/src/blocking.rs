@@ -1063,9 +1063,7 @@ async fn complete_move(
                 Kind::Other => Some(Err(err::WRONGTYPE)),
                 Kind::Missing => None,
             };
-            drop(sh);
-            // The pop's events and invalidations go out.
-            serve_ready(c);
+            // The pop's events and invalidations go out when the job ends (`call`).
             r
         }),
     )
@@ -1084,7 +1082,6 @@ async fn complete_move(
         ds,
         viewed_by(conn.is_master, move |c: &Core| {
             push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
-            serve_ready(c);
         }),
     )
     .await;
@@ -1169,8 +1166,6 @@ async fn finish(
                     viewed_by(conn.is_master, move |c: &Core| {
                         let mut sh = c.shard.borrow_mut();
                         return_zpopped(&mut sh, db, now_ms(), &key, &elements);
-                        drop(sh);
-                        serve_ready(c);
                     }),
                 )
                 .await;
@@ -1196,8 +1191,6 @@ async fn finish(
                     viewed_by(conn.is_master, move |c: &Core| {
                         let mut sh = c.shard.borrow_mut();
                         return_popped(&mut sh, db, now_ms(), &key, end, elements);
-                        drop(sh);
-                        serve_ready(c);
                     }),
                 )
                 .await;
@@ -1224,10 +1217,8 @@ async fn finish(
                     &conn.core,
                     shard_of(&dst, n),
                     viewed_by(conn.is_master, move |c: &Core| {
-                        let r =
-                            push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e);
-                        serve_ready(c);
-                        r.is_some()
+                        push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e)
+                            .is_some()
                     }),
                 )
                 .await;
@@ -1238,8 +1229,6 @@ async fn finish(
                         viewed_by(conn.is_master, move |c: &Core| {
                             let mut sh = c.shard.borrow_mut();
                             put_back(&mut sh, db, now_ms(), &src, from, e2);
-                            drop(sh);
-                            serve_ready(c);
                         }),
                     )
                     .await;

@@ -914,7 +914,8 @@ impl Core {
 /// clock has expired is still there for it, as on its primary (Redis's `expireIfNeeded`
 /// returns "not expired" for `server.master`). A command that spans cores runs its hops
 /// through this, or a replica's copy of RENAME, SMOVE, LMOVE … would miss such a key and
-/// part from its primary. With `master` false, `f` as it is.
+/// part from its primary. With `master` false, `f` as it is. (Clients parked on keys the
+/// job filled are served after it, by [`call`] or the core's inbox, outside the view.)
 pub fn viewed_by<R, F>(master: bool, f: F) -> impl FnOnce(&Core) -> R + Send + 'static
 where
     R: Send + 'static,

@@ -277,6 +277,16 @@ impl Client {
             if let Some(e) = crate::repl::replica::refusal(&self.core, spec) {
                 return self.reject(Some(spec), e);
             }
+            // EXEC is judged by what it would run: a transaction queued before a load
+            // began must not run on the half-loaded data.
+            if spec.cmd == Cmd::Exec {
+                let queued = self.multi.as_ref().map(|m| m.specs());
+                if let Some(e) =
+                    queued.and_then(|q| crate::repl::replica::exec_refusal(&self.core, q))
+                {
+                    return self.reject(Some(spec), e);
+                }
+            }
         }
         if crate::pause::maybe_paused() {
             let multi = &self.multi;

@@ -47,6 +47,11 @@ pub struct Multi {
 }
 
 impl Multi {
+    /// The queued commands' table entries.
+    pub fn specs(&self) -> impl Iterator<Item = &'static CommandSpec> + Clone + '_ {
+        self.cmds.iter().map(|(spec, _)| *spec)
+    }
+
     /// Whether a queued command is one CLIENT PAUSE WRITE holds.
     pub fn holds_writes(&self) -> bool {
         self.cmds.iter().any(|(spec, _)| crate::pause::writes(spec))

@@ -268,6 +268,13 @@ async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     let mut whole = crate::txlock::Plan::default();
     (0..shards).for_each(|s| whole.add_all(s));
     crate::txlock::lock(core, tx, whole).await;
+    // A replica loading its primary's payload holds part of a data set, which must never
+    // replace the last good snapshot (a BGSAVE SCHEDULE'd before the load, a save that
+    // waited for another). Checked under the locks, as late as a snapshot can begin.
+    if crate::repl::replica::loading(core) {
+        crate::txlock::unlock(core, tx, (0..shards).collect()).await;
+        return Err(LOADING_NO_SAVE.into());
+    }
     let pending = call_all(core, {
         let cfg = cfg.clone();
         move |c: &Core| {
@@ -323,6 +330,8 @@ async fn complete(core: &Rc<Core>, set: Started) -> Result<u64, String> {
 }
 
 const IN_PROGRESS: &str = "ERR Background save already in progress";
+const LOADING_NO_SAVE: &str =
+    "ERR a synchronization's payload is loading: the data set is incomplete and is not saved";
 
 /// SAVE: a snapshot of every shard, written at full speed; answers when the set is on disk.
 /// Unlike Redis's SAVE it does not stop the server: the snapshot is point in time by
@@ -385,12 +394,19 @@ pub async fn shutdown(core: &Rc<Core>, save: Option<bool>, force: bool) -> Resul
         );
     } else if save {
         call_all(core, |c: &Core| c.replies.close()).await;
-        if let Err(e) = save_after_running(core, "the final save").await {
-            crate::log::warn(&format!("Error trying to save the DB, can't exit: {e}"));
-            if !force {
-                call_all(core, |c: &Core| c.replies.open()).await;
-                return Err(e);
+        match save_after_running(core, "the final save").await {
+            // The save waited for another, and a load began meanwhile.
+            Err(e) if e == LOADING_NO_SAVE => crate::log::warn(
+                "Shutting down without saving: a synchronization's payload is still loading",
+            ),
+            Err(e) => {
+                crate::log::warn(&format!("Error trying to save the DB, can't exit: {e}"));
+                if !force {
+                    call_all(core, |c: &Core| c.replies.open()).await;
+                    return Err(e);
+                }
             }
+            Ok(_) => {}
         }
     }
     core.global.shutdown.store(true, Ordering::SeqCst);

@@ -85,7 +85,7 @@ pub fn import(
     core: usize,
     shards: usize,
 ) -> Result<Imported, String> {
-    let bytes = open(path)?;
+    let bytes = shared_read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut imp = Import::new(&bytes, sh, core, shards);
     let r = loop {
         match imp.step(sh, usize::MAX) {
@@ -95,12 +95,6 @@ pub fn import(
         }
     };
     imp.finish(cfg, path, r)
-}
-
-/// The bytes of the RDB file at `path`, for [`Import`] (one copy for all the cores that
-/// read it at the same time).
-pub fn open(path: &Path) -> Result<Arc<Vec<u8>>, String> {
-    shared_read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The bytes of the file at `path`, read once for all the cores loading it at the same
@@ -139,6 +133,7 @@ pub struct Import<'a> {
     now: u64,
     out: Imported,
     libraries: Vec<u8>,
+    keep_expired: bool,
 }
 
 impl<'a> Import<'a> {
@@ -160,7 +155,13 @@ impl<'a> Import<'a> {
             now: now_ms(),
             out: Imported::default(),
             libraries: Vec::new(),
+            keep_expired: false,
         }
+    }
+
+    /// Keeps keys whose deadline has passed (a replica's load: its primary deletes them).
+    pub fn keep_expired(&mut self) {
+        self.keep_expired = true;
     }
 
     /// Bytes of the file read so far.
@@ -197,7 +198,7 @@ impl<'a> Import<'a> {
                     idle_s,
                     value,
                 }) => {
-                    if expire_at_ms != 0 && expire_at_ms < self.now {
+                    if expire_at_ms != 0 && expire_at_ms < self.now && !self.keep_expired {
                         self.out.expired += 1;
                         continue;
                     }

@@ -1033,10 +1033,19 @@ struct FakePrimary {
 impl FakePrimary {
     /// Waits for the replica on `l` and brings it to the stream.
     fn accept(l: &std::net::TcpListener) -> FakePrimary {
+        FakePrimary::accept_with(l, &[])
+    }
+
+    /// [`FakePrimary::accept`], with `records` (RDB records of database 0) in the payload.
+    fn accept_with(l: &std::net::TcpListener, records: &[u8]) -> FakePrimary {
         let mut p = FakePrimary::handshake(l);
         p.raw(format!("+FULLRESYNC {} 0\r\n", "a".repeat(40)).as_bytes());
-        // An empty RDB, its checksum 0 ("not computed").
+        // An RDB, its checksum 0 ("not computed").
         let mut rdb = b"REDIS0009".to_vec();
+        if !records.is_empty() {
+            rdb.extend_from_slice(&[0xfe, 0]);
+            rdb.extend_from_slice(records);
+        }
         rdb.push(0xff);
         rdb.extend_from_slice(&[0; 8]);
         p.raw(format!("${}\r\n", rdb.len()).as_bytes());
@@ -1316,6 +1325,12 @@ fn a_replica_answers_its_clients_while_it_loads_its_primarys_payload() {
     // Enough connections that both cores have some.
     let mut clients: Vec<Client> = (0..6).map(|_| replica.client()).collect();
     let mut admin = replica.client();
+    // A transaction queued before the load is judged by what it would run when EXEC comes
+    // during the load: LOADING, and the transaction is doomed (EXECABORT), as in Redis.
+    let mut tx = replica.client();
+    assert_eq!(tx.q("MULTI"), b"+OK\r\n");
+    assert_eq!(tx.q("EXISTS key:0"), b"+QUEUED\r\n");
+    let mut exec_tried = false;
     assert_eq!(
         admin.q(&format!("REPLICAOF 127.0.0.1 {}", primary.port)),
         b"+OK\r\n"
@@ -1348,6 +1363,13 @@ fn a_replica_answers_its_clients_while_it_loads_its_primarys_payload() {
             let (total, done) = (field("loading_total_bytes"), field("loading_loaded_bytes"));
             assert!(total > 0 && done <= total, "{info}");
             progress = Some((done, total));
+            if !exec_tried && done * 2 < total {
+                exec_tried = true;
+                assert_eq!(
+                    tx.q("EXEC"),
+                    b"-LOADING Redis is loading the dataset in memory\r\n"
+                );
+            }
         }
         if loaded == clients.len() {
             break;
@@ -1358,6 +1380,10 @@ fn a_replica_answers_its_clients_while_it_loads_its_primarys_payload() {
         "no client was answered LOADING during the load"
     );
     assert!(progress.is_some(), "INFO never said loading:1");
+    assert!(
+        exec_tried,
+        "EXEC was never sent in the first half of the load"
+    );
     link_up(&mut admin, &dir, "replica");
     assert_eq!(admin.q("DBSIZE"), format!(":{keys}\r\n").as_bytes());
     assert!(s(&admin.q("INFO persistence")).contains("loading:0\r\n"));
@@ -1399,6 +1425,27 @@ fn a_replica_stopped_while_it_loads_keeps_its_last_snapshot() {
     let mut r = again.client();
     assert_eq!(r.q("GET before-sync"), b"$4\r\nkept\r\n");
     assert_eq!(r.q("DBSIZE"), b":1\r\n");
+}
+
+/// A key whose deadline passed while the payload travelled is loaded by the replica all
+/// the same (Redis's rdbLoad drops expired keys only on a master): expired for readers,
+/// there for its primary's next command on it.
+#[test]
+fn a_replica_loads_keys_its_payload_holds_past_their_deadline() {
+    let (dir, l, replica) = replica_of_a_listener("repl-load-expired");
+    // EXPIRETIME_MS 1000 (1970), a string "old" = "v".
+    let mut records = vec![0xfc];
+    records.extend_from_slice(&1000u64.to_le_bytes());
+    records.extend_from_slice(&[0, 3, b'o', b'l', b'd', 1, b'v']);
+    let mut p = FakePrimary::accept_with(&l, &records);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    assert_eq!(r.q("DBSIZE"), b":1\r\n");
+    assert_eq!(r.q("EXISTS old"), b":0\r\n", "expired for a reader");
+    p.send("SELECT 0");
+    p.send("PERSIST old");
+    p.synced();
+    assert_eq!(r.q("GET old"), b"$1\r\nv\r\n");
 }
 
 #[test]

@@ -154,9 +154,10 @@ async fn full_sync(
         "Replica {ip}:{} asks for synchronization; starting a full resync",
         link.port
     ));
-    // One snapshot at a time per shard (as SAVE/BGSAVE).
+    // One snapshot at a time per shard (as SAVE/BGSAVE), and none of a data set this
+    // server is still loading from its own primary (its replicas wait for the whole of it).
     let g = &core.global;
-    while g.saving.swap(true, Ordering::SeqCst) {
+    while crate::repl::replica::loading(core) || g.saving.swap(true, Ordering::SeqCst) {
         runtime::sleep(Duration::from_millis(10)).await;
     }
     let n = core.nshards();

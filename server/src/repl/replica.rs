@@ -34,6 +34,7 @@
 use futures_channel::oneshot;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use percore_proto::{Args, CommandSpec, Flags, ReplyWriter, RequestDecoder};
@@ -112,14 +113,44 @@ pub fn link(global: &crate::core::Global) -> Option<Link> {
 /// (Redis's processCommand order: READONLY, MASTERDOWN, LOADING).
 #[cold]
 pub fn refusal(core: &Core, spec: &CommandSpec) -> Option<&'static str> {
+    gate_refusal(
+        core,
+        spec.flags.has(Flags::WRITE),
+        spec.flags.has(Flags::STALE),
+        spec.flags.has(Flags::LOADING),
+    )
+}
+
+/// [`refusal`] for EXEC, judged by the commands it would run (Redis's `cmd_flags` and
+/// `cmd_inv_flags`): a write among them meets READONLY, and one that may not run on stale
+/// data or during a load meets MASTERDOWN or LOADING. Each was checked when it was queued;
+/// this is for the gates that closed since (a full sync's load began).
+pub fn exec_refusal<'a>(
+    core: &Core,
+    queued: impl Iterator<Item = &'a CommandSpec> + Clone,
+) -> Option<&'static str> {
+    gate_refusal(
+        core,
+        queued.clone().any(|s| s.flags.has(Flags::WRITE)),
+        queued.clone().all(|s| s.flags.has(Flags::STALE)),
+        queued.into_iter().all(|s| s.flags.has(Flags::LOADING)),
+    )
+}
+
+fn gate_refusal(
+    core: &Core,
+    write: bool,
+    stale_ok: bool,
+    loading_ok: bool,
+) -> Option<&'static str> {
     let gate = core.global.repl.gate.load(Ordering::Acquire);
-    if gate & GATE_READONLY != 0 && spec.flags.has(Flags::WRITE) {
+    if gate & GATE_READONLY != 0 && write {
         return Some(READONLY);
     }
-    if gate & GATE_MASTERDOWN != 0 && !spec.flags.has(Flags::STALE) {
+    if gate & GATE_MASTERDOWN != 0 && !stale_ok {
         return Some(MASTERDOWN);
     }
-    if gate & GATE_LOADING != 0 && !spec.flags.has(Flags::LOADING) {
+    if gate & GATE_LOADING != 0 && !loading_ok {
         return Some(LOADING);
     }
     None
@@ -687,6 +718,7 @@ async fn load_here(
     core: &Rc<Core>,
     cfg: &crate::config::Config,
     path: &std::path::Path,
+    bytes: &[u8],
 ) -> Result<usize, String> {
     {
         let mut sh = core.shard.borrow_mut();
@@ -694,9 +726,11 @@ async fn load_here(
             sh.flush_db(db);
         }
     }
-    let bytes = crate::rdb_io::open(path)?;
     let n = core.nshards();
-    let mut imp = crate::rdb_io::Import::new(&bytes, &mut core.shard.borrow_mut(), core.id, n);
+    let mut imp = crate::rdb_io::Import::new(bytes, &mut core.shard.borrow_mut(), core.id, n);
+    // A replica keeps what its primary sent, deadlines past or not: the primary deletes
+    // those keys itself (Redis's rdbLoad drops expired keys only on a master).
+    imp.keep_expired();
     let progress = &core.global.repl.load;
     let r = loop {
         let step = imp.step(&mut core.shard.borrow_mut(), LOAD_SLICE_RECORDS);
@@ -710,6 +744,22 @@ async fn load_here(
         }
     };
     imp.finish(cfg, path, r).map(|i| i.keys)
+}
+
+/// The file at `path`, read 4 MiB at a time with a chance for this core's other tasks
+/// between two reads.
+async fn read_in_slices(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    let mut bytes = Vec::with_capacity(len);
+    loop {
+        let n = (&mut f).take(4 << 20).read_to_end(&mut bytes)?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        crate::runtime::yield_if_needed().await;
+    }
 }
 
 /// Flushes every shard and loads the payload at `path` into them.
@@ -730,14 +780,26 @@ async fn load(
     progress.started_ms.store(now_ms(), Ordering::Relaxed);
     progress.total_bytes.store(size, Ordering::Relaxed);
     progress.loaded_bytes.store(0, Ordering::Relaxed);
+    // The payload is read once, here, in slices (the file was just written: its pages are
+    // in the page cache), and shared by every core's load.
+    let bytes = match read_in_slices(path).await {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            set_gate(core, false);
+            return Err(format!(
+                "Failed trying to load the MASTER synchronization DB from disk: {}: {e}",
+                path.display()
+            ));
+        }
+    };
     // Every core loads its part in a task of its own, in slices, and answers its clients
     // between them (LOADING, or what a LOADING-flagged command such as INFO replies).
     let started = call_all(core, move |c: &Core| {
         let (tx, rx) = oneshot::channel();
-        let (cfg, p) = (cfg.clone(), p.clone());
+        let (cfg, p, bytes) = (cfg.clone(), p.clone(), bytes.clone());
         match c.me.upgrade() {
             Some(me) => crate::runtime::spawn_background(async move {
-                let _ = tx.send(load_here(&me, &cfg, &p).await);
+                let _ = tx.send(load_here(&me, &cfg, &p, &bytes).await);
             }),
             None => {
                 let _ = tx.send(Err("the core is stopping".to_string()));
