@@ -984,12 +984,17 @@ impl Client {
     /// Ends the transaction: its commands' replies gathered, then its locks released (on
     /// a shard that runs a last batch of it, by that batch).
     pub async fn end_tx(&mut self) {
+        // `feeding`, not `active`: while the first replica's stream starts, shards record
+        // before `active` is set, and a transaction that captured ops then must number them
+        // now, under its locks. (Left for its connection's next transaction, they went out
+        // in that one's unit, after the new replica's snapshot had them already: applied
+        // twice there.)
         if self.tx.is_some()
             && self
                 .core
                 .global
                 .repl
-                .active
+                .feeding
                 .load(std::sync::atomic::Ordering::Acquire)
         {
             // The transaction's replies gathered and its unit numbered while every lock

@@ -88,6 +88,10 @@ pub struct Shared {
     pub bell: Arc<Doorbell>,
     /// The stream exists (since the first replica attached).
     pub active: AtomicBool,
+    /// Shards may be recording (set before the first shard's feed starts, `active` once
+    /// every shard's has): a transaction that ends while this is set numbers what it
+    /// captured, even if the stream is not `active` yet.
+    pub feeding: AtomicBool,
     /// Replicas online whose last acknowledgement is within `min-replicas-max-lag`.
     pub good_replicas: AtomicUsize,
     /// `min-replicas-to-write` when `min-replicas-max-lag` is set too (0: no check), kept
@@ -124,6 +128,7 @@ impl Default for Shared {
             seq: Arc::new(AtomicU64::new(0)),
             bell: Arc::default(),
             active: AtomicBool::new(false),
+            feeding: AtomicBool::new(false),
             good_replicas: AtomicUsize::new(0),
             min_replicas: AtomicUsize::new(0),
             status: Mutex::new(Status {
@@ -354,6 +359,7 @@ pub async fn activate(core: &Rc<Core>) {
     })
     .await;
     if started {
+        shared.feeding.store(true, Ordering::Release);
         let (seq, bell) = (shared.seq.clone(), shared.bell.clone());
         call_all(core, move |c: &Core| {
             c.shard.borrow_mut().feed.start(seq.clone(), bell.clone());
