@@ -796,14 +796,11 @@ pub async fn run(
     } = &op
     {
         let dst = dst.clone();
-        let k = call(
-            &conn.core,
-            shard_of(&dst, n),
-            viewed_by(conn.is_master, move |c: &Core| {
+        let k = conn
+            .hop(shard_of(&dst, n), move |c: &Core| {
                 kind(&mut c.shard.borrow_mut(), db, now_ms(), &dst)
-            }),
-        )
-        .await;
+            })
+            .await;
         dst_bad = k == Kind::Other;
     }
     if groups.len() == 1 {
@@ -1039,19 +1036,14 @@ async fn complete_move(
         return Moved::Gone;
     }
     let d = dst.to_vec();
-    let dst_kind = call(
-        core,
-        ds,
-        viewed_by(conn.is_master, move |c: &Core| {
+    let dst_kind = conn
+        .hop(ds, move |c: &Core| {
             kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
-        }),
-    )
-    .await;
+        })
+        .await;
     let s = src.to_vec();
-    let popped = call(
-        core,
-        ss,
-        viewed_by(conn.is_master, move |c: &Core| {
+    let popped = conn
+        .hop(ss, move |c: &Core| {
             let mut sh = c.shard.borrow_mut();
             let now = now_ms();
             let r = match kind(&mut sh, db, now, &s) {
@@ -1065,9 +1057,8 @@ async fn complete_move(
             };
             // The pop's events and invalidations go out when the job ends (`call`).
             r
-        }),
-    )
-    .await;
+        })
+        .await;
     let element = match popped {
         None => return Moved::Emptied,
         Some(Err(e)) => {
@@ -1077,13 +1068,9 @@ async fn complete_move(
         Some(Ok(e)) => e,
     };
     let (d, e) = (dst.to_vec(), vec![element.clone()]);
-    call(
-        core,
-        ds,
-        viewed_by(conn.is_master, move |c: &Core| {
-            push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
-        }),
-    )
+    conn.hop(ds, move |c: &Core| {
+        push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &d, to, &e);
+    })
     .await;
     feed_move(conn, db, src, dst, from, to);
     release(core).await;
@@ -1160,14 +1147,10 @@ async fn finish(
     match served {
         Served::ZPopped { key, elements } => {
             if conn.close {
-                call(
-                    &conn.core,
-                    shard_of(&key, n),
-                    viewed_by(conn.is_master, move |c: &Core| {
-                        let mut sh = c.shard.borrow_mut();
-                        return_zpopped(&mut sh, db, now_ms(), &key, &elements);
-                    }),
-                )
+                conn.hop(shard_of(&key, n), move |c: &Core| {
+                    let mut sh = c.shard.borrow_mut();
+                    return_zpopped(&mut sh, db, now_ms(), &key, &elements);
+                })
                 .await;
                 return;
             }
@@ -1185,14 +1168,10 @@ async fn finish(
         Served::Popped { key, end, elements } => {
             if conn.close {
                 let s = shard_of(&key, n);
-                call(
-                    &conn.core,
-                    s,
-                    viewed_by(conn.is_master, move |c: &Core| {
-                        let mut sh = c.shard.borrow_mut();
-                        return_popped(&mut sh, db, now_ms(), &key, end, elements);
-                    }),
-                )
+                conn.hop(s, move |c: &Core| {
+                    let mut sh = c.shard.borrow_mut();
+                    return_popped(&mut sh, db, now_ms(), &key, end, elements);
+                })
                 .await;
                 return;
             }
@@ -1213,24 +1192,17 @@ async fn finish(
                 let (src, dst) = (a[1].to_vec(), a[2].to_vec());
                 let e = vec![element.clone()];
                 let e2 = e.clone();
-                let ok = call(
-                    &conn.core,
-                    shard_of(&dst, n),
-                    viewed_by(conn.is_master, move |c: &Core| {
+                let ok = conn
+                    .hop(shard_of(&dst, n), move |c: &Core| {
                         push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e)
                             .is_some()
-                    }),
-                )
-                .await;
+                    })
+                    .await;
                 if !ok {
-                    call(
-                        &conn.core,
-                        shard_of(&src, n),
-                        viewed_by(conn.is_master, move |c: &Core| {
-                            let mut sh = c.shard.borrow_mut();
-                            put_back(&mut sh, db, now_ms(), &src, from, e2);
-                        }),
-                    )
+                    conn.hop(shard_of(&src, n), move |c: &Core| {
+                        let mut sh = c.shard.borrow_mut();
+                        put_back(&mut sh, db, now_ms(), &src, from, e2);
+                    })
                     .await;
                     return w.error(err::WRONGTYPE);
                 }

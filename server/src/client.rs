@@ -333,6 +333,17 @@ impl Client {
         }
     }
 
+    /// Runs `f` on core `s` as one step of this client's command ([`crate::core::call`]).
+    /// For a replica's master client the step sees keys the replica's clock has expired,
+    /// as its one-shard commands do ([`crate::core::viewed_by`]).
+    pub async fn hop<R, F>(&self, s: usize, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&Core) -> R + Send + 'static,
+    {
+        crate::core::call(&self.core, s, crate::core::viewed_by(self.is_master, f)).await
+    }
+
     pub(crate) fn reject(&mut self, spec: Option<&CommandSpec>, msg: &str) {
         // A command refused while a transaction is queued dooms it (EXECABORT).
         if let Some(m) = self.multi.as_mut() {

@@ -17,7 +17,7 @@
 //! The results are exactly Redis's.
 
 use crate::client::Client;
-use crate::core::{call, call_all, now_ms, viewed_by, Core};
+use crate::core::{call_all, now_ms, Core};
 use crate::router::shard_of;
 use percore_proto::{Args, Cmd, CommandSpec, OwnedArgs, ReplyWriter};
 use percore_shard::notify::{self, KeyEvent};
@@ -96,12 +96,13 @@ async fn msetnx(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
             continue;
         }
         let g = g.clone();
-        let any = hop(conn, s, move |c: &Core| {
-            let now = now_ms();
-            let mut sh = c.shard.borrow_mut();
-            g.args().iter().step_by(2).any(|k| sh.exists(db, k, now))
-        })
-        .await;
+        let any = conn
+            .hop(s, move |c: &Core| {
+                let now = now_ms();
+                let mut sh = c.shard.borrow_mut();
+                g.args().iter().step_by(2).any(|k| sh.exists(db, k, now))
+            })
+            .await;
         if any {
             return w.int(0);
         }
@@ -110,7 +111,7 @@ async fn msetnx(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
         if g.spans.is_empty() {
             continue;
         }
-        hop(conn, s, move |c: &Core| {
+        conn.hop(s, move |c: &Core| {
             let now = now_ms();
             let mut sh = c.shard.borrow_mut();
             let args = g.args();
@@ -134,22 +135,11 @@ enum Fetch {
     Peek,
 }
 
-/// [`call`] for one step of `conn`'s command. On a replica, the steps of a command its
-/// primary sent see the keys the replica's clock has expired, as one-shard commands do
-/// ([`viewed_by`]).
-async fn hop<R, F>(conn: &Client, s: usize, f: F) -> R
-where
-    R: Send + 'static,
-    F: FnOnce(&Core) -> R + Send + 'static,
-{
-    call(&conn.core, s, viewed_by(conn.is_master, f)).await
-}
-
 /// Takes the entry at `key` off its shard, as `how` says, if it exists.
 async fn fetch_entry(conn: &Client, db: usize, key: &[u8], how: Fetch) -> Option<Entry> {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    hop(conn, s, move |c: &Core| {
+    conn.hop(s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
         match how {
@@ -177,7 +167,7 @@ enum Put {
 async fn key_exists(conn: &Client, db: usize, key: &[u8]) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    hop(conn, s, move |c: &Core| {
+    conn.hop(s, move |c: &Core| {
         c.shard.borrow_mut().exists(db, &key, now_ms())
     })
     .await
@@ -194,7 +184,7 @@ async fn put_entry(
 ) -> bool {
     let s = shard_of(key, conn.core.nshards());
     let key = key.to_vec();
-    hop(conn, s, move |c: &Core| {
+    conn.hop(s, move |c: &Core| {
         let now = now_ms();
         let mut sh = c.shard.borrow_mut();
         if only_if_absent && sh.exists(db, &key, now) {
@@ -223,7 +213,7 @@ async fn apply_on(conn: &Client, s: usize, spec: &'static CommandSpec, a: &Args<
     let (owned, proto, db) = (OwnedArgs::from_slices(&all), conn.proto, conn.db);
     // The shard propagates the command itself.
     conn.repl_applied.set(true);
-    hop(conn, s, move |c: &Core| {
+    conn.hop(s, move |c: &Core| {
         let mut out = Vec::new();
         let ctx = ExecCtx {
             db,
@@ -262,14 +252,15 @@ async fn sort(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, w: &mu
         return w.raw(&apply_on(conn, home, spec, &a).await);
     }
     let key = a[1].to_vec();
-    let loaded = hop(conn, home, move |c: &Core| {
-        let ctx = ExecCtx {
-            db,
-            now_ms: now_ms(),
-        };
-        sort::Sorter::load(&mut c.shard.borrow_mut(), &ctx, &key, opts)
-    })
-    .await;
+    let loaded = conn
+        .hop(home, move |c: &Core| {
+            let ctx = ExecCtx {
+                db,
+                now_ms: now_ms(),
+            };
+            sort::Sorter::load(&mut c.shard.borrow_mut(), &ctx, &key, opts)
+        })
+        .await;
     let mut s = match loaded {
         Ok(s) => s,
         Err(e) => return w.error(e),
@@ -287,14 +278,15 @@ async fn sort(conn: &mut Client, spec: &'static CommandSpec, a: Args<'_>, w: &mu
     match dest {
         None => sort::write_reply(w, &items),
         Some(d) => {
-            let stored = hop(conn, shard_of(&d, n), move |c: &Core| {
-                let ctx = ExecCtx {
-                    db,
-                    now_ms: now_ms(),
-                };
-                sort::store(&mut c.shard.borrow_mut(), &ctx, &d, &items)
-            })
-            .await;
+            let stored = conn
+                .hop(shard_of(&d, n), move |c: &Core| {
+                    let ctx = ExecCtx {
+                        db,
+                        now_ms: now_ms(),
+                    };
+                    sort::store(&mut c.shard.borrow_mut(), &ctx, &d, &items)
+                })
+                .await;
             w.int(stored)
         }
     }
@@ -317,14 +309,15 @@ async fn lookup_across(
     for (s, idx) in per_shard.iter().enumerate() {
         for chunk in idx.chunks(BATCH) {
             let batch: Vec<_> = chunk.iter().map(|&i| keys[i].clone()).collect();
-            let got = hop(conn, s, move |c: &Core| {
-                let ctx = ExecCtx {
-                    db,
-                    now_ms: now_ms(),
-                };
-                percore_shard::ops::sort::lookup_all(&mut c.shard.borrow_mut(), &ctx, &batch)
-            })
-            .await;
+            let got = conn
+                .hop(s, move |c: &Core| {
+                    let ctx = ExecCtx {
+                        db,
+                        now_ms: now_ms(),
+                    };
+                    percore_shard::ops::sort::lookup_all(&mut c.shard.borrow_mut(), &ctx, &batch)
+                })
+                .await;
             for (&i, v) in chunk.iter().zip(got) {
                 vals[i] = v;
             }
@@ -420,7 +413,7 @@ async fn on_scratch(
             None => {
                 let s = shard_of(k, conn.core.nshards());
                 let key = k.to_vec();
-                hop(conn, s, move |c: &Core| {
+                conn.hop(s, move |c: &Core| {
                     c.shard.borrow_mut().delete(db, &key);
                 })
                 .await;
@@ -442,7 +435,7 @@ async fn forward_events(conn: &Client, db: usize, events: Vec<KeyEvent>) {
     }
     for (s, events) in per_shard.into_iter().enumerate() {
         if !events.is_empty() {
-            hop(conn, s, move |c: &Core| {
+            conn.hop(s, move |c: &Core| {
                 c.shard.borrow_mut().record_events(events)
             })
             .await;
@@ -469,34 +462,37 @@ async fn lmove(
     let (db, n) = (conn.db, conn.core.nshards());
     let (src, dst) = (a[1].to_vec(), a[2].to_vec());
     let d = dst.clone();
-    let dst_kind = hop(conn, shard_of(&dst, n), move |c: &Core| {
-        list::kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
-    })
-    .await;
+    let dst_kind = conn
+        .hop(shard_of(&dst, n), move |c: &Core| {
+            list::kind(&mut c.shard.borrow_mut(), db, now_ms(), &d)
+        })
+        .await;
     let s = src.clone();
-    let popped = hop(conn, shard_of(&src, n), move |c: &Core| {
-        let mut sh = c.shard.borrow_mut();
-        let now = now_ms();
-        match list::kind(&mut sh, db, now, &s) {
-            list::Kind::List if dst_kind == list::Kind::Other => list::Popped::WrongType,
-            list::Kind::List => list::pop_n(&mut sh, db, now, &s, from, 1),
-            list::Kind::Other => list::Popped::WrongType,
-            list::Kind::Missing => list::Popped::Missing,
-        }
-    })
-    .await;
+    let popped = conn
+        .hop(shard_of(&src, n), move |c: &Core| {
+            let mut sh = c.shard.borrow_mut();
+            let now = now_ms();
+            match list::kind(&mut sh, db, now, &s) {
+                list::Kind::List if dst_kind == list::Kind::Other => list::Popped::WrongType,
+                list::Kind::List => list::pop_n(&mut sh, db, now, &s, from, 1),
+                list::Kind::Other => list::Popped::WrongType,
+                list::Kind::Missing => list::Popped::Missing,
+            }
+        })
+        .await;
     let element = match popped {
         list::Popped::Missing => return w.null(),
         list::Popped::WrongType => return w.error(err::WRONGTYPE),
         list::Popped::Elements(v) => v,
     };
     let e = element.clone();
-    let pushed = hop(conn, shard_of(&dst, n), move |c: &Core| {
-        list::push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e).is_some()
-    })
-    .await;
+    let pushed = conn
+        .hop(shard_of(&dst, n), move |c: &Core| {
+            list::push_elements(&mut c.shard.borrow_mut(), db, now_ms(), &dst, to, &e).is_some()
+        })
+        .await;
     if !pushed {
-        hop(conn, shard_of(&src, n), move |c: &Core| {
+        conn.hop(shard_of(&src, n), move |c: &Core| {
             list::push_elements(
                 &mut c.shard.borrow_mut(),
                 db,
@@ -553,10 +549,11 @@ async fn mpop_across<T, P>(
     let (db, n) = (conn.db, conn.core.nshards());
     for k in keys {
         let (key, pop) = (k.to_vec(), pop.clone());
-        let popped = hop(conn, shard_of(k, n), move |c: &Core| {
-            pop(&mut c.shard.borrow_mut(), db, now_ms(), &key)
-        })
-        .await;
+        let popped = conn
+            .hop(shard_of(k, n), move |c: &Core| {
+                pop(&mut c.shard.borrow_mut(), db, now_ms(), &key)
+            })
+            .await;
         match popped {
             Popped::Missing => continue,
             Popped::WrongType => return w.error(err::WRONGTYPE),
@@ -583,12 +580,13 @@ async fn hll_across(
     let mut union = hll::Gathered::new();
     for run in keys.chunk_by(|x, y| shard_of(x, n) == shard_of(y, n)) {
         let owned = OwnedArgs::from_slices(run);
-        let gathered = hop(conn, shard_of(run[0], n), move |c: &Core| {
-            let args = owned.args();
-            let ks: Vec<&[u8]> = args.iter().collect();
-            hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
-        })
-        .await;
+        let gathered = conn
+            .hop(shard_of(run[0], n), move |c: &Core| {
+                let args = owned.args();
+                let ks: Vec<&[u8]> = args.iter().collect();
+                hll::gather(&mut c.shard.borrow_mut(), db, now_ms(), &ks)
+            })
+            .await;
         match gathered {
             Ok(g) => union.absorb(&g),
             Err((_, msg)) => return w.error(msg),
@@ -598,12 +596,13 @@ async fn hll_across(
         return w.int(percore_shard::types::hll::count_raw(&union.max) as i64);
     }
     let dest = a[1].to_vec();
-    let stored = hop(conn, shard_of(&dest, n), move |c: &Core| {
-        let mut sh = c.shard.borrow_mut();
-        sh.stats.dirty += 1;
-        hll::store_merged(&mut sh, db, now_ms(), &dest, &union)
-    })
-    .await;
+    let stored = conn
+        .hop(shard_of(&dest, n), move |c: &Core| {
+            let mut sh = c.shard.borrow_mut();
+            sh.stats.dirty += 1;
+            hll::store_merged(&mut sh, db, now_ms(), &dest, &union)
+        })
+        .await;
     match stored {
         Ok(()) => w.ok(),
         Err(msg) => w.error(msg),
@@ -682,10 +681,11 @@ async fn scan(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
     let mut keys = Vec::new();
     let next = loop {
         let o = opts.clone();
-        let (next_local, found) = hop(conn, shard as usize, move |c: &Core| {
-            c.shard.borrow_mut().scan_keys(db, local, &o, now_ms())
-        })
-        .await;
+        let (next_local, found) = conn
+            .hop(shard as usize, move |c: &Core| {
+                c.shard.borrow_mut().scan_keys(db, local, &o, now_ms())
+            })
+            .await;
         keys.extend(found);
         if next_local != 0 {
             break next_local * n + shard;
@@ -705,17 +705,17 @@ async fn scan(conn: &mut Client, a: Args<'_>, w: &mut ReplyWriter<'_>) {
 async fn randomkey(conn: &mut Client, w: &mut ReplyWriter<'_>) {
     let n = conn.core.nshards();
     let db = conn.db;
-    let start = hop(conn, conn.core.id, |c: &Core| {
-        c.shard.borrow_mut().next_rand()
-    })
-    .await as usize
+    let start = conn
+        .hop(conn.core.id, |c: &Core| c.shard.borrow_mut().next_rand())
+        .await as usize
         % n;
     for i in 0..n {
         let s = (start + i) % n;
-        let k = hop(conn, s, move |c: &Core| {
-            c.shard.borrow_mut().random_key(db, now_ms())
-        })
-        .await;
+        let k = conn
+            .hop(s, move |c: &Core| {
+                c.shard.borrow_mut().random_key(db, now_ms())
+            })
+            .await;
         if let Some(k) = k {
             return w.bulk(&k);
         }
@@ -755,10 +755,11 @@ async fn bitop(
     let dest_shard = shard_of(&dest, n);
     // `denyoom`: over maxmemory with nothing to evict, refused before anything is read.
     if conn.core.memory_limit() != 0 {
-        let admitted = hop(conn, dest_shard, move |c: &Core| {
-            c.admit(spec, &mut c.shard.borrow_mut(), now_ms())
-        })
-        .await;
+        let admitted = conn
+            .hop(dest_shard, move |c: &Core| {
+                c.admit(spec, &mut c.shard.borrow_mut(), now_ms())
+            })
+            .await;
         if let Err(e) = admitted {
             return w.error(e);
         }
@@ -776,7 +777,7 @@ async fn bitop(
         }
     }
     let folds = groups.into_iter().map(|(s, keys)| {
-        hop(conn, s, move |c: &Core| {
+        conn.hop(s, move |c: &Core| {
             let keys: Vec<&[u8]> = keys.args().iter().collect();
             let mut acc = bitmap::BitOpAcc::new(op);
             let mut sh = c.shard.borrow_mut();
@@ -792,13 +793,14 @@ async fn bitop(
         }
     }
     let result = acc.finish();
-    let len = hop(conn, dest_shard, move |c: &Core| {
-        let mut sh = c.shard.borrow_mut();
-        let len = bitmap::bitop_store(&mut sh, db, now_ms(), &dest, result);
-        sh.stats.dirty += 1;
-        len
-    })
-    .await;
+    let len = conn
+        .hop(dest_shard, move |c: &Core| {
+            let mut sh = c.shard.borrow_mut();
+            let len = bitmap::bitop_store(&mut sh, db, now_ms(), &dest, result);
+            sh.stats.dirty += 1;
+            len
+        })
+        .await;
     w.int(len as i64);
 }
 

@@ -382,7 +382,7 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
         );
     }
     if want("persistence") {
-        let loading = g.repl.gate.load(Ordering::Acquire) & crate::repl::replica::GATE_LOADING != 0;
+        let loading = g.repl.loading();
         section(
             "Persistence",
             format!(

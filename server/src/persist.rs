@@ -271,7 +271,7 @@ async fn start_set(core: &Rc<Core>, paced: bool) -> Result<Started, String> {
     // A replica loading its primary's payload holds part of a data set, which must never
     // replace the last good snapshot (a BGSAVE SCHEDULE'd before the load, a save that
     // waited for another). Checked under the locks, as late as a snapshot can begin.
-    if crate::repl::replica::loading(core) {
+    if core.global.repl.loading() {
         crate::txlock::unlock(core, tx, (0..shards).collect()).await;
         return Err(LOADING_NO_SAVE.into());
     }
@@ -386,16 +386,12 @@ pub async fn save_after_running(core: &Rc<Core>, what: &str) -> Result<u64, Stri
 /// shutdown and opens the gates again, as Redis keeps serving then.
 pub async fn shutdown(core: &Rc<Core>, save: Option<bool>, force: bool) -> Result<(), String> {
     let save = save.unwrap_or_else(|| !core.config.borrow().save.is_empty());
-    // A replica loading its primary's payload holds part of a data set: saving it would
-    // replace the last good snapshot with that part (Redis does not save while loading).
-    if save && crate::repl::replica::loading(core) {
-        crate::log::warn(
-            "Shutting down without saving: a synchronization's payload is still loading",
-        );
-    } else if save {
+    if save {
         call_all(core, |c: &Core| c.replies.close()).await;
         match save_after_running(core, "the final save").await {
-            // The save waited for another, and a load began meanwhile.
+            // A replica loading its primary's payload holds part of a data set: saving it
+            // would replace the last good snapshot with that part (Redis does not save
+            // while loading). `start_set` refuses; the shutdown goes on without a save.
             Err(e) if e == LOADING_NO_SAVE => crate::log::warn(
                 "Shutting down without saving: a synchronization's payload is still loading",
             ),
@@ -606,8 +602,7 @@ pub async fn bgsave(core: &Rc<Core>, schedule: bool) -> Result<&'static str, Str
 pub async fn save_points_tick(core: &Rc<Core>) {
     let points = core.config.borrow().save.clone();
     let g = &core.global;
-    if points.is_empty() || g.saving.load(Ordering::Relaxed) || crate::repl::replica::loading(core)
-    {
+    if points.is_empty() || g.saving.load(Ordering::Relaxed) || core.global.repl.loading() {
         return;
     }
     let dirty: u64 = call_all(core, |c: &Core| c.shard.borrow().stats.dirty)

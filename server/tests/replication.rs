@@ -1021,6 +1021,25 @@ fn replica_of_a_listener(tag: &str) -> (TempDir, std::net::TcpListener, Server) 
     (dir, l, replica)
 }
 
+/// A 2-core replica linked to a stand-in primary whose payload holds `records` (RDB
+/// records of database 0), and a client of the replica once its link is up.
+fn replica_of_a_fake_primary(tag: &str, records: &[u8]) -> (TempDir, FakePrimary, Server, Client) {
+    let (dir, l, replica) = replica_of_a_listener(tag);
+    let p = FakePrimary::accept_with(&l, records);
+    let mut r = replica.client();
+    link_up(&mut r, &dir, "replica");
+    (dir, p, replica, r)
+}
+
+/// Milliseconds since the Unix epoch, `ms` from now (a PXAT deadline).
+fn epoch_ms_in(ms: u128) -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + ms
+}
+
 /// A stand-in primary: takes a replica's handshake, sends it an empty payload, then
 /// whatever the test writes, and reads its ACKs.
 struct FakePrimary {
@@ -1031,12 +1050,8 @@ struct FakePrimary {
 }
 
 impl FakePrimary {
-    /// Waits for the replica on `l` and brings it to the stream.
-    fn accept(l: &std::net::TcpListener) -> FakePrimary {
-        FakePrimary::accept_with(l, &[])
-    }
-
-    /// [`FakePrimary::accept`], with `records` (RDB records of database 0) in the payload.
+    /// Waits for the replica on `l` and brings it to the stream: its payload holds
+    /// `records` (RDB records of database 0).
     fn accept_with(l: &std::net::TcpListener, records: &[u8]) -> FakePrimary {
         let mut p = FakePrimary::handshake(l);
         p.raw(format!("+FULLRESYNC {} 0\r\n", "a".repeat(40)).as_bytes());
@@ -1124,10 +1139,7 @@ impl FakePrimary {
 /// client), the PSYNC is ignored, and the commands after them apply.
 #[test]
 fn blocking_commands_and_psync_from_the_primary_do_not_stall_the_link() {
-    let (dir, l, replica) = replica_of_a_listener("repl-upstream");
-    let mut p = FakePrimary::accept(&l);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
+    let (_dir, mut p, _replica, mut r) = replica_of_a_fake_primary("repl-upstream", &[]);
     p.send("SELECT 0");
     p.send("BLPOP nothing-here 0");
     p.send("SET after-blpop 1");
@@ -1143,10 +1155,7 @@ fn blocking_commands_and_psync_from_the_primary_do_not_stall_the_link() {
 
 #[test]
 fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_keys() {
-    let (dir, l, replica) = replica_of_a_listener("repl-clock");
-    let mut p = FakePrimary::accept(&l);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
+    let (_dir, mut p, _replica, mut r) = replica_of_a_fake_primary("repl-clock", &[]);
     // What an older primary sends: relative TTLs.
     p.send("SELECT 0");
     p.send("SETEX relative 100 v");
@@ -1154,11 +1163,7 @@ fn a_replica_applies_relative_ttls_at_the_real_time_and_its_master_sees_expired_
     p.send("SET relative2 v");
     p.send("EXPIRE relative2 200");
     // A key that expires on the replica's clock before its primary's write reaches it.
-    let soon = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 100;
+    let soon = epoch_ms_in(100);
     p.send(&format!("SET late abc PXAT {soon}"));
     p.send(&format!("SET counter 5 PXAT {soon}"));
     p.synced();
@@ -1219,15 +1224,8 @@ fn keys_on_both_shards(base: &str) -> (String, String) {
 /// such a key would fail or act on nothing, and its data would part from its primary's.
 #[test]
 fn commands_across_shards_from_the_primary_see_keys_the_replica_has_expired() {
-    let (dir, l, replica) = replica_of_a_listener("repl-cross-expired");
-    let mut p = FakePrimary::accept(&l);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
-    let soon = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 100;
+    let (_dir, mut p, _replica, mut r) = replica_of_a_fake_primary("repl-cross-expired", &[]);
+    let soon = epoch_ms_in(100);
     let (str_src, str_dst) = keys_on_both_shards("str");
     let (set_src, set_dst) = keys_on_both_shards("set");
     let (list_src, list_dst) = keys_on_both_shards("list");
@@ -1432,14 +1430,11 @@ fn a_replica_stopped_while_it_loads_keeps_its_last_snapshot() {
 /// there for its primary's next command on it.
 #[test]
 fn a_replica_loads_keys_its_payload_holds_past_their_deadline() {
-    let (dir, l, replica) = replica_of_a_listener("repl-load-expired");
     // EXPIRETIME_MS 1000 (1970), a string "old" = "v".
     let mut records = vec![0xfc];
     records.extend_from_slice(&1000u64.to_le_bytes());
     records.extend_from_slice(&[0, 3, b'o', b'l', b'd', 1, b'v']);
-    let mut p = FakePrimary::accept_with(&l, &records);
-    let mut r = replica.client();
-    link_up(&mut r, &dir, "replica");
+    let (_dir, mut p, _replica, mut r) = replica_of_a_fake_primary("repl-load-expired", &records);
     assert_eq!(r.q("DBSIZE"), b":1\r\n");
     assert_eq!(r.q("EXISTS old"), b":0\r\n", "expired for a reader");
     p.send("SELECT 0");

@@ -157,7 +157,7 @@ async fn full_sync(
     // One snapshot at a time per shard (as SAVE/BGSAVE), and none of a data set this
     // server is still loading from its own primary (its replicas wait for the whole of it).
     let g = &core.global;
-    while crate::repl::replica::loading(core) || g.saving.swap(true, Ordering::SeqCst) {
+    while core.global.repl.loading() || g.saving.swap(true, Ordering::SeqCst) {
         runtime::sleep(Duration::from_millis(10)).await;
     }
     let n = core.nshards();

@@ -157,6 +157,13 @@ fn gate_refusal(
 }
 
 impl super::Shared {
+    /// Whether a full sync's payload is loading: the data set is incomplete, so nothing
+    /// saves it (save points wait; a shutdown does not save, as Redis's does not while
+    /// loading), and INFO says `loading:1`.
+    pub fn loading(&self) -> bool {
+        self.gate.load(Ordering::Acquire) & GATE_LOADING != 0
+    }
+
     /// Sets the gate bits from the link's state and `cfg`; `loading`: a payload loads
     /// (None: as it was).
     pub fn update_gate(&self, cfg: &crate::config::Config, loading: Option<bool>) {
@@ -178,12 +185,6 @@ impl super::Shared {
         percore_shard::KEEP_EXPIRED.store(link.is_some(), Ordering::Release);
         crate::log::REPLICA.store(link.is_some(), Ordering::Relaxed);
     }
-}
-
-/// Whether a full sync's payload is loading: the data set is incomplete, so nothing saves
-/// it (save points wait; a shutdown does not save, as Redis's does not while loading).
-pub fn loading(core: &Core) -> bool {
-    core.global.repl.gate.load(Ordering::Acquire) & GATE_LOADING != 0
 }
 
 fn set_gate(core: &Core, loading: bool) {
