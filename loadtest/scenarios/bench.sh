@@ -17,7 +17,7 @@
 #
 # Peers: redis-server, valkey-server and dragonfly, each when installed.
 # Environment: TEST_TIME (s, 10), ROUNDS (2), WARMUP (s, 2), KEYS (100000), SHARDS (percore
-# shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all), OUT (directory,
+# shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all but large), OUT (directory,
 # default loadtest/results/DATE), LIST_DEPTH (elements per list before LPUSH/RPOP, see below), COLLECTION_RATE (below).
 # `WORKLOADS="hash set list" make bench` runs the collection rows alone.
 set -euo pipefail
@@ -56,11 +56,15 @@ workload_args() {
     conns-500) echo "-t 1 -c 500 --pipeline=1 --ratio=1:10 -d 32" ;;
     fixed-rate) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
     light) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
+    large) echo "-t 1 -c 10 --pipeline=1 --ratio=0:1 -d 262144" ;;
     hash | set | list) echo "-t 1 -c 50 --pipeline=1 -d 16" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
 data_size() { workload_args "$1" | sed 's/.*-d \([0-9]*\).*/\1/'; }
+# Keys a workload fills and reads: `large` (GETs of 256 KiB values, the zero-copy send path)
+# holds 1,000 of them (256 MB); the others KEYS.
+workload_keys() { case "$1" in large) echo 1000 ;; *) echo "$KEYS" ;; esac; }
 
 # Collection workloads: the write row, then the read row, on one keyspace of KEYS keys
 # (memtier-1 .. memtier-KEYS), each a memtier_benchmark --command with uniform random keys.
@@ -96,6 +100,9 @@ fill_command() {
 
 servers="percore"
 [ "$TWO_SHARDS" = 1 ] && servers="$servers percore-2s"
+# ZEROCOPY_OFF=1: also percore with zero-copy sends off (`--zerocopy-send-min-bytes 0`),
+# beside the default, for the `large` workload.
+[ "${ZEROCOPY_OFF:-0}" = 1 ] && servers="$servers percore-nozc"
 for peer in redis-server valkey-server dragonfly; do
   if command -v "$peer" >/dev/null 2>&1; then servers="$servers ${peer%-server}"; fi
 done
@@ -146,6 +153,7 @@ start_server() { # name port
   case "$1" in
     percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" >"$OUT/raw/$1.log" 2>&1 & ;;
     percore-2s) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards 2 >"$OUT/raw/$1.log" 2>&1 & ;;
+    percore-nozc) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" --zerocopy-send-min-bytes 0 >"$OUT/raw/$1.log" 2>&1 & ;;
     redis) taskset -c "$SERVER_CPU" redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     valkey) taskset -c "$SERVER_CPU" valkey-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     dragonfly) taskset -c "$SERVER_CPU" dragonfly --port "$2" --bind 127.0.0.1 --proactor_threads 1 --dbfilename "" >"$OUT/raw/$1.log" 2>&1 & ;;
@@ -252,6 +260,7 @@ for workload in $WORKLOADS; do
   fi
   args=$(workload_args "$workload")
   d=$(data_size "$workload")
+  nkeys=$(workload_keys "$workload")
   if [ "$workload" = light ]; then
     rate=10000
     echo "light: $rate requests/s" >&2
@@ -272,8 +281,8 @@ for workload in $WORKLOADS; do
       port=$(free_port)
       start_server "$server" "$port"
       taskset -c "$CLIENT_CPU" "$LT" -p "$port" -t 1 -c 10 --pipeline=16 --ratio=1:0 --key-pattern=P:P \
-        --key-maximum="$KEYS" -n allkeys -d "$d" --no-progress --hide-histogram >/dev/null
-      common="-p $port $args --key-maximum=$KEYS --key-pattern=R:R --distinct-client-seed --hide-histogram"
+        --key-maximum="$nkeys" -n allkeys -d "$d" --no-progress --hide-histogram >/dev/null
+      common="-p $port $args --key-maximum=$nkeys --key-pattern=R:R --distinct-client-seed --hide-histogram"
       # shellcheck disable=SC2086
       taskset -c "$CLIENT_CPU" "$LT" $common --test-time="$WARMUP" --no-progress >/dev/null
       for driver in $drivers; do

@@ -52,6 +52,9 @@ pub struct Config {
     pub hz: u32,
     /// Bytes of io_uring-registered buffer memory per shard (locked memory).
     pub io_memory: usize,
+    /// Replies at least this long go out zero-copy where the kernel does not copy them
+    /// anyway (0: never); see the network ring's sends.
+    pub zerocopy_send_min_bytes: usize,
     pub dir: String,
     /// Snapshot files are `<dbfilename>-<id>-<shard>-of-<shards>.pcs`, tied together by
     /// `<dbfilename>.manifest`.
@@ -192,6 +195,7 @@ impl Default for Config {
             // Registered buffers serve O_DIRECT file I/O (snapshots); the network path does not use
             // them. Small by default so that a 16-shard server fits the common 8 MiB MEMLOCK.
             io_memory: 256 << 10,
+            zerocopy_send_min_bytes: crate::runtime::ZC_MIN_DEFAULT,
             dir: ".".into(),
             dbfilename: "percore".into(),
             save: Vec::new(),
@@ -528,6 +532,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "tcp-keepalive", get: |c| c.tcp_keepalive.to_string(), set: |c, v| { c.tcp_keepalive = int_in(one(v)?, 0, INT_MAX)?; Ok(()) }, mutable: true },
     Param { name: "hz", get: |c| c.hz.to_string(), set: |c, v| { let n: u32 = int_in(one(v)?, 0, INT_MAX)?; c.hz = n.clamp(1, 500); Ok(()) }, mutable: true },
     Param { name: "io-memory", get: |c| c.io_memory.to_string(), set: |c, v| { c.io_memory = memory_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: false },
+    Param { name: "zerocopy-send-min-bytes", get: |c| c.zerocopy_send_min_bytes.to_string(), set: |c, v| { c.zerocopy_send_min_bytes = memory_in(one(v)?, 0, LONG_MAX)?; Ok(()) }, mutable: true },
     Param { name: "dir", get: |c| c.dir.clone(), set: |c, v| { c.dir = resolve_dir(one(v)?)?; Ok(()) }, mutable: true },
     Param { name: "dbfilename", get: |c| c.dbfilename.clone(), set: |c, v| { let n = one(v)?; if n.is_empty() || n.contains('/') { return Err("dbfilename can't be a path, just a filename".into()); } c.dbfilename = n.to_string(); Ok(()) }, mutable: true },
     Param { name: "save", get: |c| c.save.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(" "), set: |c, v| { c.save = parse_save(v)?; Ok(()) }, mutable: true },

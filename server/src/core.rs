@@ -902,6 +902,7 @@ impl Core {
                 shard.set_notify(cfg.notify_keyspace_events);
             }
             let max_keys = cfg.tracking_table_max_keys;
+            crate::runtime::set_zerocopy_min(cfg.zerocopy_send_min_bytes);
             *self.config.borrow_mut() = cfg;
             self.config_version.set(version);
             crate::tracking::apply_max_keys(self, max_keys);

@@ -532,7 +532,7 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
             let keys: usize = s.dbs.iter().map(|d| d.0).sum();
             let _ = write!(
                 body,
-                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_sleeps={},ring_glommio_waits={},ring_bells={},ring_enobufs={},ring_paused_reads={},rescues={}\r\n",
+                "shard{i}:keys={keys},commands={},connections={},batches_sent={},batched_commands={},mailbox_depth={},used_memory={},ring_enters={},ring_completions={},ring_sleeps={},ring_glommio_waits={},ring_bells={},ring_enobufs={},ring_paused_reads={},ring_direct_descriptors={},ring_zerocopy_copied={},rescues={}\r\n",
                 s.stats.commands_processed,
                 s.conns,
                 s.stats.batches_sent,
@@ -546,6 +546,8 @@ pub async fn render(conn: &mut Client, a: Args<'_>) -> String {
                 s.ring.bells,
                 s.ring.enobufs,
                 s.ring.pauses,
+                s.ring.direct,
+                s.ring.zc_copied,
                 s.rescues,
             );
         }

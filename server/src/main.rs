@@ -341,6 +341,7 @@ fn run(cfg: Config) -> Result<(), String> {
     check_memlock(n, cfg.io_memory)?;
     let mut cfg = cfg;
     fit_maxclients(&mut cfg, n)?;
+    runtime::set_zerocopy_min(cfg.zerocopy_send_min_bytes);
     let binds: Vec<IpAddr> = cfg
         .bind
         .iter()

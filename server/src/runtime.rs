@@ -63,7 +63,7 @@ mod ring;
 mod sched;
 mod tls;
 pub use outbound::OutStream;
-pub use ring::NetStats;
+pub use ring::{set_zerocopy_min, NetStats, ZC_MIN_DEFAULT};
 
 /// This core's network ring counters (INFO `# Shards`).
 pub fn net_stats() -> NetStats {
