@@ -104,7 +104,7 @@ impl<'a> ReplyWriter<'a> {
     #[inline]
     pub fn bulk(&mut self, data: &[u8]) {
         self.header(b'$', data.len());
-        self.buf.extend_from_slice(data);
+        append_payload(self.buf, data);
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -248,6 +248,37 @@ pub fn split_bulks<'a>(mut body: &'a [u8], count: usize, out: &mut Vec<&'a [u8]>
     Some(())
 }
 
+/// Pieces in which [`append_payload`] copies a payload that would meet `rep movsb`'s slow
+/// case: under glibc's threshold for it (2,112 bytes on x86-64), so each piece goes through
+/// its vector loop.
+const PAYLOAD_PIECE: usize = 2048;
+
+/// Appends a bulk reply's payload to `buf`.
+///
+/// glibc's memcpy copies more than 2,112 bytes with `rep movsb`. On AMD Zen (an EPYC under
+/// KVM, glibc 2.36) that runs 5-9x slower when the destination lies 1-31 bytes after the
+/// source modulo 4 KiB: a 256 KiB copy took 140-190 us instead of 17-30 (the loads wait on
+/// the stores just made to addresses they alias). A large value is page-aligned, and so is
+/// a large reply buffer, and the payload starts after its `$262144\r\n` header: every
+/// large GET landed in that window, and the copy was 60 % of percore's CPU for 256 KiB
+/// GETs against Redis's 19 %. Such a copy goes in [`PAYLOAD_PIECE`] pieces instead (31-38 us
+/// for 256 KiB); every other one stays a single copy.
+#[inline]
+pub fn append_payload(buf: &mut Vec<u8>, data: &[u8]) {
+    if data.len() > PAYLOAD_PIECE {
+        buf.reserve(data.len());
+        let dst = buf.as_ptr() as usize + buf.len();
+        let ahead = dst.wrapping_sub(data.as_ptr() as usize) & 4095;
+        if (1..64).contains(&ahead) {
+            for piece in data.chunks(PAYLOAD_PIECE) {
+                buf.extend_from_slice(piece);
+            }
+            return;
+        }
+    }
+    buf.extend_from_slice(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +287,32 @@ mod tests {
         let mut buf = Vec::new();
         f(&mut ReplyWriter::new(&mut buf, proto));
         buf
+    }
+
+    /// A large payload is appended whole and in order wherever it lands, in one copy or in
+    /// pieces: every distance from the source modulo 4 KiB, the sliced window included.
+    #[test]
+    fn large_payloads_are_copied_whole_at_every_distance() {
+        let data: Vec<u8> = (0..3 * PAYLOAD_PIECE + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut sliced = 0;
+        for prefix in 0..4096 + 64 {
+            let mut buf = Vec::with_capacity(prefix + data.len());
+            buf.resize(prefix, b'-');
+            let dst = buf.as_ptr() as usize + prefix;
+            if (1..64).contains(&(dst.wrapping_sub(data.as_ptr() as usize) & 4095)) {
+                sliced += 1;
+            }
+            append_payload(&mut buf, &data);
+            assert_eq!(buf.len(), prefix + data.len());
+            assert!(buf[..prefix].iter().all(|&b| b == b'-'));
+            assert!(buf[prefix..] == data[..], "prefix {prefix}");
+        }
+        assert!(sliced >= 63, "the window was met {sliced} times");
+        let mut small = b"x".to_vec();
+        append_payload(&mut small, b"yz");
+        assert_eq!(small, b"xyz");
     }
 
     #[test]

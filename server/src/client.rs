@@ -105,6 +105,10 @@ pub struct Client {
     /// The clock as of the current read (Unix ms).
     pub(crate) now_ms: u64,
     pub(crate) out: Vec<u8>,
+    /// The length of the last replies written: the next read's reply buffer is taken with
+    /// that much room, so a client that fetches large values gets a kept large buffer
+    /// instead of growing a new one by doubling (see the ring's `take_large`).
+    pub(crate) last_out: usize,
     /// Reused buffer for replies built off the hot path (connection and coordinated commands).
     pub(crate) scratch_out: Vec<u8>,
     pub(crate) p: Pending,
@@ -224,6 +228,7 @@ impl Client {
             close: false,
             now_ms: crate::core::now_ms(),
             out: Vec::new(),
+            last_out: 0,
             scratch_out: Vec::new(),
             multi: None,
             watching: None,

@@ -144,7 +144,7 @@ impl Client {
             self.now_ms = crate::core::now_ms();
             self.handle.info.borrow_mut().last_interaction = Instant::now();
             if self.out.capacity() == 0 {
-                self.out = stream.take_buffer(0);
+                self.out = stream.take_buffer(self.last_out);
             }
             {
                 let mut st = self.core.stats.borrow_mut();
@@ -262,6 +262,7 @@ impl Client {
             st.net_output_bytes += self.out.len() as u64;
             st.writes_processed += 1;
         }
+        self.last_out = self.out.len();
         if self.subs.is_none() && self.over_output_limit() {
             self.log_close("client-output-buffer-limit (normal) reached");
             return Err(std::io::ErrorKind::OutOfMemory.into());

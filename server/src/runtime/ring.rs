@@ -108,12 +108,12 @@ const POOL_BYTES: usize = 256 << 10;
 /// of such a stream. So an input that outgrows [`INPUT_KEEP`] moves into a streaming
 /// buffer (a power of two), and the core keeps up to [`STREAM_KEEP`] drained input buffers
 /// of [`STREAM_BYTES`] together for the next cycle (the connection's read buffer and the
-/// ring's input take turns), the largest first. Only input buffers: replies and sends
-/// past [`INPUT_KEEP`] are freed as before. A trim that finds them unused since the last
+/// ring's input take turns), the largest first. Reply buffers past [`INPUT_KEEP`] are
+/// kept the same way ([`Net::recycle`], [`Net::take_large`]). A trim that finds them unused since the last
 /// one frees them: 1–2 s after their last use, on a core that goes to sleep (an idle core
 /// wakes `hz` times a second). They count in `used_memory` as any client buffer does.
 const STREAM_BYTES: usize = 4 << 20;
-const STREAM_KEEP: usize = 2;
+const STREAM_KEEP: usize = 8;
 
 /// Ring and buffer sizes of a core.
 #[derive(Clone, Copy, Debug)]
@@ -536,19 +536,26 @@ impl Net {
     }
 
     /// An empty buffer with room for at least `len` bytes: a drained one from the pool, or
-    /// a new one.
+    /// a new one; past [`INPUT_KEEP`], a kept large buffer (see [`Net::take_large`]).
     pub fn take_buffer(&self, len: usize) -> Vec<u8> {
+        if len > INPUT_KEEP {
+            return self.take_large(len);
+        }
         let mut b = self.pool.borrow_mut().pop().unwrap_or_default();
         self.pool_bytes.set(self.pool_bytes.get() - b.capacity());
         b.reserve(len.max(POOL_FRESH));
         b
     }
 
-    /// Gives a buffer back for reuse (its bytes are dropped); one that grew past
-    /// [`INPUT_KEEP`], or one past the pool's bound, is freed.
+    /// Gives a buffer back for reuse (its bytes are dropped): one past [`INPUT_KEEP`] is
+    /// kept as a large buffer where [`Net::recycle_input`] keeps it, one past the pool's
+    /// bound is freed.
     pub fn recycle(&self, mut b: Vec<u8>) {
         let cap = b.capacity();
-        if cap == 0 || cap > INPUT_KEEP {
+        if cap > INPUT_KEEP {
+            return self.recycle_input(b);
+        }
+        if cap == 0 {
             return;
         }
         let mut pool = self.pool.borrow_mut();
@@ -591,19 +598,26 @@ impl Net {
     fn append(&self, buf: &mut Vec<u8>, data: &[u8]) {
         let need = buf.len() + data.len();
         if need > buf.capacity() && need > INPUT_KEEP {
-            let size = need.next_power_of_two();
-            let mut big = {
-                let mut streams = self.streams.borrow_mut();
-                match streams.iter().rposition(|b| b.capacity() >= size) {
-                    Some(i) => streams.remove(i),
-                    None => Vec::with_capacity(size),
-                }
-            };
-            self.streams_used.set(true);
+            let mut big = self.take_large(need);
             big.extend_from_slice(buf);
             self.recycle_input(std::mem::replace(buf, big));
         }
         buf.extend_from_slice(data);
+    }
+
+    /// An empty buffer of at least `len` bytes (past [`INPUT_KEEP`]): the smallest kept
+    /// large buffer that fits, or a new one of the next power of two. The allocator gives
+    /// freed pages back at once ([`crate::alloc::PURGE_DELAY_MS`]), so a new one is fresh
+    /// pages to fault in: a 256 KiB GET whose reply grew by doubling into new buffers paid
+    /// ~190 page faults a request.
+    fn take_large(&self, len: usize) -> Vec<u8> {
+        let size = len.next_power_of_two();
+        self.streams_used.set(true);
+        let mut streams = self.streams.borrow_mut();
+        match streams.iter().rposition(|b| b.capacity() >= size) {
+            Some(i) => streams.remove(i),
+            None => Vec::with_capacity(size),
+        }
     }
 
     /// Frees the drained streaming buffers if none was taken since the last call.
@@ -2057,10 +2071,7 @@ mod tests {
             // Two buffers at most take turns (the connection's and the ring's input).
             seen.sort_unstable();
             seen.dedup();
-            assert!(
-                seen.len() <= STREAM_KEEP,
-                "a new buffer per cycle: {seen:?}"
-            );
+            assert!(seen.len() <= 2, "a new buffer per cycle: {seen:?}");
             // Replies and sends are not kept; nor is more than STREAM_BYTES of input.
             let kept = |net: &Net| {
                 net.streams
@@ -2069,9 +2080,25 @@ mod tests {
                     .map(|s| s.capacity())
                     .sum::<usize>()
             };
+            // A large reply's buffer is kept too, and a large take hands it back.
             let before = kept(&net);
-            net.recycle(Vec::with_capacity(4 * INPUT_KEEP));
-            assert_eq!(kept(&net), before, "a reply buffer was kept");
+            let reply = Vec::<u8>::with_capacity(4 * INPUT_KEEP);
+            let at = reply.as_ptr() as usize;
+            net.recycle(reply);
+            assert_eq!(
+                kept(&net),
+                before + 4 * INPUT_KEEP,
+                "a large reply buffer was freed"
+            );
+            let again = net.take_buffer(3 * INPUT_KEEP);
+            assert_eq!(again.as_ptr() as usize, at, "not the kept buffer");
+            assert_eq!(kept(&net), before);
+            assert!(
+                net.take_buffer(INPUT_KEEP).capacity() <= 2 * INPUT_KEEP,
+                "small takes use the pool"
+            );
+            net.recycle(again);
+            let before = kept(&net);
             net.recycle_input(Vec::with_capacity(2 * STREAM_BYTES));
             assert_eq!(kept(&net), before, "past STREAM_BYTES, kept");
             net.recycle_input(Vec::with_capacity(STREAM_BYTES / 2 + 1));
