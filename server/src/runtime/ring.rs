@@ -609,7 +609,8 @@ impl Net {
     /// large buffer that fits, or a new one of the next power of two. The allocator gives
     /// freed pages back at once ([`crate::alloc::PURGE_DELAY_MS`]), so a new one is fresh
     /// pages to fault in: a 256 KiB GET whose reply grew by doubling into new buffers paid
-    /// ~190 page faults a request.
+    /// 67-93 page faults a request, 0.1 with the kept ones
+    /// (loadtest/results/2026-12-03/large-replies.md).
     fn take_large(&self, len: usize) -> Vec<u8> {
         let size = len.next_power_of_two();
         self.streams_used.set(true);
