@@ -254,6 +254,11 @@ impl Client {
     /// Writes the replies gathered so far with one write.
     async fn write_out(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         if self.out.is_empty() {
+            // A large buffer taken for replies that did not come (a client now blocked or
+            // with replies off) goes back to the core rather than wait with it.
+            if self.out.capacity() > DETACH_MAX {
+                stream.recycle(std::mem::take(&mut self.out));
+            }
             return Ok(());
         }
         self.core.replies.pass().await;
