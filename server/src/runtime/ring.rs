@@ -553,14 +553,13 @@ impl Net {
     }
 
     /// An empty buffer with room for at least `len` bytes: a drained one from the pool, or
-    /// a new one; past [`INPUT_KEEP`], a kept large buffer (see [`Net::take_large`]).
+    /// a new one; past [`INPUT_KEEP`] (up to [`STREAM_BYTES`]), a large one (see [`Net::take_large`]).
     pub fn take_buffer(&self, len: usize) -> Vec<u8> {
-        if len > INPUT_KEEP {
-            if let Some(b) = self.take_kept(len) {
-                return b;
-            }
+        // Up to the kept buffers' bound, as they are kept; past it, no large buffer on a
+        // guess (after a 100 MB reply, the next one would start at 128 MiB).
+        if len > INPUT_KEEP && len <= STREAM_BYTES {
+            return self.take_large(len);
         }
-        // Without a kept one, a small buffer: nothing large is allocated on a guess.
         let len = if len > INPUT_KEEP { 0 } else { len };
         let mut b = self.pool.borrow_mut().pop().unwrap_or_default();
         self.pool_bytes.set(self.pool_bytes.get() - b.capacity());
@@ -2142,11 +2141,11 @@ mod tests {
             let again = net.take_buffer(3 * INPUT_KEEP);
             assert_eq!(again.as_ptr() as usize, at, "not the kept buffer");
             assert_eq!(kept(&net), before);
-            let none_kept = net.take_buffer(STREAM_BYTES);
+            let huge = net.take_buffer(2 * STREAM_BYTES);
             assert!(
-                none_kept.capacity() <= INPUT_KEEP,
-                "a large buffer allocated on a guess: {}",
-                none_kept.capacity()
+                huge.capacity() <= INPUT_KEEP,
+                "a buffer past STREAM_BYTES allocated on a guess: {}",
+                huge.capacity()
             );
             assert!(
                 net.take_buffer(INPUT_KEEP).capacity() <= 2 * INPUT_KEEP,
