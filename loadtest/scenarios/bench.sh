@@ -100,9 +100,9 @@ fill_command() {
 
 servers="percore"
 [ "$TWO_SHARDS" = 1 ] && servers="$servers percore-2s"
-# ZEROCOPY_OFF=1: also percore with zero-copy sends off (`--zerocopy-send-min-bytes 0`),
-# beside the default, for the `large` workload.
-[ "${ZEROCOPY_OFF:-0}" = 1 ] && servers="$servers percore-nozc"
+# ZEROCOPY=BYTES: also percore with zero-copy sends from BYTES (`--zerocopy-send-min-bytes`;
+# off by default), beside the default, for the `large` workload.
+[ -n "${ZEROCOPY:-}" ] && servers="$servers percore-zc"
 for peer in redis-server valkey-server dragonfly; do
   if command -v "$peer" >/dev/null 2>&1; then servers="$servers ${peer%-server}"; fi
 done
@@ -153,7 +153,7 @@ start_server() { # name port
   case "$1" in
     percore) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" >"$OUT/raw/$1.log" 2>&1 & ;;
     percore-2s) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards 2 >"$OUT/raw/$1.log" 2>&1 & ;;
-    percore-nozc) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" --zerocopy-send-min-bytes 0 >"$OUT/raw/$1.log" 2>&1 & ;;
+    percore-zc) taskset -c "$SERVER_CPU" "$PERCORE" --port "$2" --shards "$SHARDS" --zerocopy-send-min-bytes "$ZEROCOPY" >"$OUT/raw/$1.log" 2>&1 & ;;
     redis) taskset -c "$SERVER_CPU" redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     valkey) taskset -c "$SERVER_CPU" valkey-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/raw/$1.log" 2>&1 & ;;
     dragonfly) taskset -c "$SERVER_CPU" dragonfly --port "$2" --bind 127.0.0.1 --proactor_threads 1 --dbfilename "" >"$OUT/raw/$1.log" 2>&1 & ;;

@@ -202,7 +202,7 @@ impl Client {
             }
             // Keep only the partial command, if any; a drained buffer goes back to the core.
             if at == rbuf.len() {
-                stream.recycle_input(std::mem::take(&mut rbuf));
+                stream.recycle(std::mem::take(&mut rbuf));
             } else if at > 0 {
                 rbuf.drain(..at);
             }

@@ -721,16 +721,10 @@ impl Stream {
         }
     }
 
-    /// Gives a drained buffer back to the core's pool, for the next connection that
-    /// receives or replies.
+    /// Gives a drained buffer back to the core, for the next connection that receives or
+    /// replies (a large one is kept apart: see [`ring::Net::recycle`]).
     pub fn recycle(&self, b: Vec<u8>) {
         self.ring.recycle(b)
-    }
-
-    /// Gives a drained read buffer back: a large one may be kept for the next read of a
-    /// streaming client (see [`ring::Net::recycle_input`]).
-    pub fn recycle_input(&self, b: Vec<u8>) {
-        self.ring.recycle_input(b)
     }
 
     /// An empty buffer with room for `len` bytes, from the core's pool when it has one.

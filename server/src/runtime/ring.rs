@@ -48,7 +48,8 @@
 //!   registered files (Linux 6.13, see [`direct_table`]; by an IORING_OP_FILES_UPDATE queued with its
 //!   first receive, so no system call of its own), and once the kernel has it there, sends
 //!   and re-armed receives name it by index: no `fget`/`fput` of the socket's file per
-//!   operation (0.86 % of the server's CPU at pipeline 1 before). It leaves the table by
+//!   operation (0.79 % of the server's CPU before, 0.09 % after, at 30,000 requests/s:
+//!   loadtest/results/2026-12-03/direct-descriptors.md). It leaves the table by
 //!   another update queued as its descriptor is closed.
 //! - **close**: dropping a stream cancels its receive; the descriptor is closed when its last
 //!   operation has completed, so it is never reused while the kernel still names it.
@@ -112,7 +113,7 @@ const POOL_BYTES: usize = 256 << 10;
 /// buffer (a power of two), and the core keeps up to [`STREAM_KEEP`] drained input buffers
 /// of [`STREAM_BYTES`] together for the next cycle (the connection's read buffer and the
 /// ring's input take turns), the largest first. Reply buffers past [`INPUT_KEEP`] are
-/// kept the same way ([`Net::recycle`], [`Net::take_large`]). A trim that finds them unused since the last
+/// kept the same way ([`Net::keep_large`], [`Net::take_large`]). A trim that finds them unused since the last
 /// one frees them: 1–2 s after their last use, on a core that goes to sleep (an idle core
 /// wakes `hz` times a second). They count in `used_memory` as any client buffer does.
 const STREAM_BYTES: usize = 4 << 20;
@@ -234,6 +235,24 @@ fn direct_table(ring: &IoUring, want: u32, release: &str) -> u32 {
     n
 }
 
+/// `$build` with `$s` naming a connection's socket: by its index in the table of direct
+/// descriptors when it has one (`$fixed`), else by descriptor (`$fd`). (The crate's two
+/// kinds of target share only a sealed trait, so a generic function cannot take either.)
+macro_rules! on_socket {
+    ($fixed:expr, $fd:expr, |$s:ident| $build:expr) => {
+        match $fixed {
+            Some(i) => {
+                let $s = types::Fixed(i);
+                $build
+            }
+            None => {
+                let $s = Fd($fd);
+                $build
+            }
+        }
+    };
+}
+
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
@@ -283,8 +302,7 @@ struct ConnSlot {
     sent: usize,
     /// A send is in flight: the kernel has not taken all of `send` yet.
     sending: bool,
-    /// A send operation whose result has not come back yet, and whether it is zero-copy.
-    in_flight: bool,
+    /// The send operation in flight is zero-copy.
     zc_now: bool,
     /// Some of `send` went zero-copy: the notifications due are its own (otherwise they
     /// are `zc_held`'s).
@@ -384,7 +402,7 @@ pub struct Net {
     ring: RefCell<IoUring>,
     bufs: RefCell<BufRing>,
     /// The ring's table of direct descriptors, one entry per connection slot below its
-    /// length (empty where the kernel has none: Linux 5.19 registers a sparse one). A
+    /// length (empty before Linux 6.13 or where the kernel refuses: [`direct_table`]). A
     /// send names a descriptor of the table by index, and the kernel then takes no
     /// reference on the socket's file per operation (`fget`/`fput`, an atomic increment
     /// and decrement on a line the receive path touches too). A connection's socket goes
@@ -567,13 +585,13 @@ impl Net {
         b
     }
 
-    /// Gives a buffer back for reuse (its bytes are dropped): one past [`INPUT_KEEP`] is
-    /// kept as a large buffer where [`Net::recycle_input`] keeps it, one past the pool's
-    /// bound is freed.
+    /// Gives a buffer back for reuse (its bytes are dropped): one up to [`INPUT_KEEP`] goes
+    /// to the pool, or is freed past the pool's bound; a larger one is kept (see
+    /// [`Net::keep_large`]).
     pub fn recycle(&self, mut b: Vec<u8>) {
         let cap = b.capacity();
         if cap > INPUT_KEEP {
-            return self.recycle_input(b);
+            return self.keep_large(b);
         }
         if cap == 0 {
             return;
@@ -586,14 +604,11 @@ impl Net {
         }
     }
 
-    /// Gives a drained input buffer back: one past [`INPUT_KEEP`] is kept as a streaming
-    /// buffer while the kept ones stay within [`STREAM_KEEP`] and [`STREAM_BYTES`] (smaller
-    /// ones make room for it), and is freed otherwise; a smaller one goes to the pool.
-    pub fn recycle_input(&self, mut b: Vec<u8>) {
+    /// Keeps a drained buffer past [`INPUT_KEEP`] (input or replies) while the kept ones
+    /// stay within [`STREAM_KEEP`] and [`STREAM_BYTES`] (smaller ones make room for it);
+    /// frees it otherwise.
+    fn keep_large(&self, mut b: Vec<u8>) {
         let cap = b.capacity();
-        if cap <= INPUT_KEEP {
-            return self.recycle(b);
-        }
         if cap > STREAM_BYTES {
             return;
         }
@@ -620,7 +635,7 @@ impl Net {
         if need > buf.capacity() && need > INPUT_KEEP {
             let mut big = self.take_large(need);
             big.extend_from_slice(buf);
-            self.recycle_input(std::mem::replace(buf, big));
+            self.recycle(std::mem::replace(buf, big));
         }
         buf.extend_from_slice(data);
     }
@@ -789,11 +804,8 @@ impl Net {
 
     fn arm_recv(&self, idx: usize, fd: RawFd, fixed: Option<u32>, gen: u32) {
         let bgid = self.bufs.borrow().bgid;
-        let e = match fixed {
-            Some(i) => opcode::RecvMulti::new(types::Fixed(i), bgid).build(),
-            None => opcode::RecvMulti::new(Fd(fd), bgid).build(),
-        }
-        .user_data(user_data(OP_RECV, idx, gen));
+        let e = on_socket!(fixed, fd, |s| opcode::RecvMulti::new(s, bgid).build())
+            .user_data(user_data(OP_RECV, idx, gen));
         // SAFETY: the descriptor stays open until every operation on it has completed (the
         // slot closes it only then), and so does its entry in the table; the buffers are
         // the ring's own.
@@ -1073,7 +1085,6 @@ impl Net {
                     }
                     return;
                 }
-                c.in_flight = false;
                 if cqueue::more(flags) {
                     c.zc_notifs += 1;
                 }
@@ -1091,7 +1102,6 @@ impl Net {
                     // part's notification came before this part could go zero-copy).
                     c.zc_off = true;
                     c.send_zc = false;
-                    c.in_flight = true;
                     drop(slots);
                     return self.push_send(idx);
                 }
@@ -1101,7 +1111,6 @@ impl Net {
                     c.sent += res as usize;
                     if c.sent < c.send.len() && !c.dropped && res > 0 {
                         // A short send: the rest goes in the next submission.
-                        c.in_flight = true;
                         drop(slots);
                         return self.push_send(idx);
                     }
@@ -1168,7 +1177,7 @@ impl Net {
                 self.update_fixed(idx, -1, 0);
                 // SAFETY: the stream is gone and no operation names the descriptor any more.
                 unsafe { libc::close(c.fd) };
-                self.recycle_input(c.input);
+                self.recycle(c.input);
                 self.recycle(c.send);
                 self.recycle(c.zc_held);
             }
@@ -1238,20 +1247,13 @@ fn send_entry(idx: usize, c: &ConnSlot, zc_min: usize) -> (squeue::Entry, bool) 
     let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
     let zc = zc_min > 0 && rest.len() >= zc_min && !c.zc_off && c.zc_notifs <= 0;
     let flags = libc::MSG_NOSIGNAL;
-    let e = match (c.fixed, zc) {
-        (Some(i), false) => opcode::Send::new(types::Fixed(i), ptr, len)
-            .flags(flags)
-            .build(),
-        (None, false) => opcode::Send::new(Fd(c.fd), ptr, len).flags(flags).build(),
-        (Some(i), true) => opcode::SendZc::new(types::Fixed(i), ptr, len)
+    let e = on_socket!(c.fixed, c.fd, |s| match zc {
+        false => opcode::Send::new(s, ptr, len).flags(flags).build(),
+        true => opcode::SendZc::new(s, ptr, len)
             .flags(flags)
             .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
             .build(),
-        (None, true) => opcode::SendZc::new(Fd(c.fd), ptr, len)
-            .flags(flags)
-            .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
-            .build(),
-    };
+    });
     (e.user_data(user_data(OP_SEND, idx, c.gen)), zc)
 }
 
@@ -1552,7 +1554,6 @@ impl RingStream {
             send: Vec::new(),
             sent: 0,
             sending: false,
-            in_flight: false,
             zc_now: false,
             send_zc: false,
             zc_notifs: 0,
@@ -1629,7 +1630,7 @@ impl RingStream {
                 let have = c.input.len() - c.head;
                 if buf.is_empty() && c.head == 0 {
                     let spare = std::mem::replace(buf, std::mem::take(&mut c.input));
-                    self.net.recycle_input(spare);
+                    self.net.recycle(spare);
                 } else {
                     self.net.append(buf, &c.input[c.head..]);
                     c.head = c.input.len();
@@ -1654,7 +1655,7 @@ impl RingStream {
                 let n = take(c);
                 if c.head == c.input.len() {
                     c.head = 0;
-                    self.net.recycle_input(std::mem::take(&mut c.input));
+                    self.net.recycle(std::mem::take(&mut c.input));
                 }
                 return (Poll::Ready(Ok(n)), c.resume());
             }
@@ -1685,11 +1686,6 @@ impl RingStream {
     /// Gives a drained buffer to the core's pool (see [`Net::recycle`]).
     pub fn recycle(&self, b: Vec<u8>) {
         self.net.recycle(b)
-    }
-
-    /// Gives a drained input buffer back (see [`Net::recycle_input`]).
-    pub fn recycle_input(&self, b: Vec<u8>) {
-        self.net.recycle_input(b)
     }
 
     /// An empty buffer from the core's pool (see [`Net::take_buffer`]).
@@ -1751,7 +1747,6 @@ impl RingStream {
                 std::mem::swap(out, &mut c.send);
                 c.sent = 0;
                 c.sending = true;
-                c.in_flight = true;
                 c.send_zc = false;
                 c.detached = detached;
                 Poll::Ready(Ok(()))
@@ -2109,7 +2104,7 @@ mod tests {
                 assert_eq!(got.len(), chunk.len() + 4);
                 assert!(got.capacity().is_power_of_two() && got.capacity() > INPUT_KEEP);
                 seen.push(got.as_ptr() as usize);
-                b.recycle_input(got);
+                b.recycle(got);
                 let streams = net.streams.borrow();
                 assert!(!streams.is_empty() && streams.len() <= STREAM_KEEP);
                 assert!(streams
@@ -2153,9 +2148,9 @@ mod tests {
             );
             net.recycle(again);
             let before = kept(&net);
-            net.recycle_input(Vec::with_capacity(2 * STREAM_BYTES));
+            net.recycle(Vec::with_capacity(2 * STREAM_BYTES));
             assert_eq!(kept(&net), before, "past STREAM_BYTES, kept");
-            net.recycle_input(Vec::with_capacity(STREAM_BYTES / 2 + 1));
+            net.recycle(Vec::with_capacity(STREAM_BYTES / 2 + 1));
             assert!(kept(&net) <= STREAM_BYTES && net.streams.borrow().len() <= STREAM_KEEP);
             net.trim_streams();
             assert!(!net.streams.borrow().is_empty(), "used since the last trim");
