@@ -26,6 +26,33 @@ use std::time::Instant;
 
 /// Room a partial command's buffer grows by, at least (see the read loop).
 const MIN_READ: usize = 16 * 1024;
+/// A partial command's buffer grows by at most this many times what has arrived.
+const MAX_GROWTH: usize = 4;
+
+/// Makes room in `rbuf`, a partial command of `rbuf.len()` bytes, toward the `need` bytes
+/// the whole command takes. Never more than [`MAX_GROWTH`] times what has actually arrived
+/// (at least [`MIN_READ`]): a client declaring a 512 MB bulk and sending nothing costs
+/// nothing, and one that sends it costs at most a few times its bytes (the query buffer
+/// limit is checked after each read). Within that, exactly what the command needs, as Redis
+/// sizes the buffer of an argument past 32 KiB by its `$` header: one move, not a doubling
+/// per read. The buffer comes from the core (see [`Stream::take_buffer`]), a kept one
+/// for large sizes, and the old one goes back: growing by `Vec::reserve` moved a 256 KiB
+/// SET's input four times into fresh pages, 15-18 page faults a request
+/// (loadtest/results/2026-12-03/large-requests.md).
+fn grow_input(stream: &Stream, rbuf: &mut Vec<u8>, need: usize) {
+    let have = rbuf.len();
+    let room = have.max(MIN_READ) * MAX_GROWTH;
+    let target = if need - have <= room {
+        need
+    } else {
+        have + room
+    };
+    let mut grown = stream.take_buffer(target);
+    grown.reserve_exact(target);
+    grown.extend_from_slice(rbuf);
+    stream.recycle(std::mem::replace(rbuf, grown));
+}
+
 /// Replies up to this size are sent without waiting for the kernel to take them (see
 /// `write_out`); larger ones are waited for, and counted in CLIENT LIST's `omem` meanwhile.
 const DETACH_MAX: usize = 16 << 10;
@@ -109,13 +136,8 @@ impl Client {
         let mut rbuf: Vec<u8> = Vec::new();
         let mut need = 0usize;
         loop {
-            // With a partial command waiting, grow toward what it needs, but never more than
-            // doubling what has actually arrived: a client declaring a 512 MB bulk and
-            // sending nothing costs nothing, and one that sends it costs at most twice its
-            // bytes (the query buffer limit is checked after each read).
-            let have = rbuf.len();
-            if have > 0 && need > have {
-                rbuf.reserve((need - have).min(have.max(MIN_READ)));
+            if !rbuf.is_empty() && need > rbuf.capacity() {
+                grow_input(stream, &mut rbuf, need);
             }
             // Messages, MONITOR lines and invalidations are written as they come, between
             // reads.

@@ -314,6 +314,45 @@ fn client_fields_until(
     }
 }
 
+/// A large argument is received into one buffer sized from its `$` header once a fair part
+/// of it has arrived (Redis does the same past 32 KiB), not grown by doubling through fresh
+/// pages read after read; a header alone, for a 512 MB bulk, still reserves only a few
+/// times what arrived.
+#[test]
+fn a_large_argument_gets_a_buffer_of_its_size_and_a_bare_header_does_not() {
+    let srv = Server::percore(1, &[]);
+    let mut admin = srv.client();
+    let mut a = srv.client();
+    assert_eq!(a.q("CLIENT SETNAME big"), b"+OK\r\n");
+    let value = vec![b'v'; 300_000];
+    let command = encode(&[b"SET", b"k", &value]);
+    let first = 100_000;
+    a.send_raw(&command[..first]);
+    client_fields_until(&mut admin, "big", "the first part", |f| f["qbuf"] == first);
+    // The buffer is sized when the loop waits for more; the next read shows it.
+    a.send_raw(&command[first..first + 1]);
+    let f = client_fields_until(&mut admin, "big", "one more byte", |f| {
+        f["qbuf"] == first + 1
+    });
+    assert!(
+        f["rbs"] >= command.len(),
+        "{f:?} for a command of {}",
+        command.len()
+    );
+    a.send_raw(&command[first + 1..]);
+    assert_eq!(a.read_reply(), b"+OK\r\n");
+    assert_eq!(admin.q("STRLEN k"), b":300000\r\n");
+
+    let mut h = srv.client();
+    assert_eq!(h.q("CLIENT SETNAME header"), b"+OK\r\n");
+    h.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870000\r\nab");
+    client_fields_until(&mut admin, "header", "the header", |f| f["qbuf"] > 0);
+    h.send_raw(b"c");
+    let f = client_fields_until(&mut admin, "header", "one more byte", |f| f["qbuf"] == 35);
+    assert!(f["rbs"] <= 256 << 10, "{f:?}");
+    healthy(&srv);
+}
+
 /// CLIENT LIST's buffer fields are what the connection holds: a partial command's bytes
 /// (`qbuf`) in a buffer of `rbs` bytes, none once it completes; a big reply to a client
 /// that does not read in `obl`/`oll`/`omem` (and `tot-mem`), none once it has been read.
