@@ -17,7 +17,7 @@
 #
 # Peers: redis-server, valkey-server and dragonfly, each when installed.
 # Environment: TEST_TIME (s, 10), ROUNDS (2), WARMUP (s, 2), KEYS (100000), SHARDS (percore
-# shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all but large), OUT (directory,
+# shards, 1), SERVER_CPU (0), CLIENT_CPU (1), WORKLOADS (names below, all but large and large-set), OUT (directory,
 # default loadtest/results/DATE), LIST_DEPTH (elements per list before LPUSH/RPOP, see below), COLLECTION_RATE (below).
 # `WORKLOADS="hash set list" make bench` runs the collection rows alone.
 set -euo pipefail
@@ -57,14 +57,16 @@ workload_args() {
     fixed-rate) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
     light) echo "-t 1 -c 50 --pipeline=1 --ratio=1:10 -d 32" ;;
     large) echo "-t 1 -c 10 --pipeline=1 --ratio=0:1 -d 262144" ;;
+    large-set) echo "-t 1 -c 10 --pipeline=1 --ratio=1:0 -d 262144" ;;
     hash | set | list) echo "-t 1 -c 50 --pipeline=1 -d 16" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
 data_size() { workload_args "$1" | sed 's/.*-d \([0-9]*\).*/\1/'; }
 # Keys a workload fills and reads: `large` (GETs of 256 KiB values, the zero-copy send path)
-# holds 1,000 of them (256 MB); the others KEYS.
-workload_keys() { case "$1" in large) echo 1000 ;; *) echo "$KEYS" ;; esac; }
+# and `large-set` (SETs of them, the path of a large argument) hold 1,000 of them (256 MB);
+# the others KEYS.
+workload_keys() { case "$1" in large | large-set) echo 1000 ;; *) echo "$KEYS" ;; esac; }
 
 # Collection workloads: the write row, then the read row, on one keyspace of KEYS keys
 # (memtier-1 .. memtier-KEYS), each a memtier_benchmark --command with uniform random keys.

@@ -112,7 +112,7 @@ const POOL_BYTES: usize = 256 << 10;
 /// of such a stream. So an input that outgrows [`INPUT_KEEP`] moves into a streaming
 /// buffer (a power of two), and the core keeps up to [`STREAM_KEEP`] drained input buffers
 /// of [`STREAM_BYTES`] together for the next cycle (the connection's read buffer and the
-/// ring's input take turns), the largest first. Reply buffers past [`INPUT_KEEP`] are
+/// ring's input take turns), the most recently used. Reply buffers past [`INPUT_KEEP`] are
 /// kept the same way ([`Net::keep_large`], [`Net::take_large`]). A trim that finds them unused since the last
 /// one frees them: 1–2 s after their last use, on a core that goes to sleep (an idle core
 /// wakes `hz` times a second). They count in `used_memory` as any client buffer does.
@@ -452,7 +452,7 @@ pub struct Net {
     pool_bytes: Cell<usize>,
     /// Drained streaming buffers, largest first, and whether one was taken since the last
     /// trim.
-    streams: RefCell<Vec<Vec<u8>>>,
+    streams: RefCell<VecDeque<Vec<u8>>>,
     streams_used: Cell<bool>,
 }
 
@@ -565,7 +565,7 @@ impl Net {
             scratch: RefCell::new(Vec::with_capacity(256)),
             pool: RefCell::new(Vec::new()),
             pool_bytes: Cell::new(0),
-            streams: RefCell::new(Vec::new()),
+            streams: RefCell::new(VecDeque::new()),
             streams_used: Cell::new(false),
         })
     }
@@ -604,27 +604,24 @@ impl Net {
         }
     }
 
-    /// Keeps a drained buffer past [`INPUT_KEEP`] (input or replies) while the kept ones
-    /// stay within [`STREAM_KEEP`] and [`STREAM_BYTES`] (smaller ones make room for it);
-    /// frees it otherwise.
+    /// Keeps a drained buffer past [`INPUT_KEEP`] (input or replies), up to [`STREAM_BYTES`];
+    /// past [`STREAM_KEEP`] buffers or [`STREAM_BYTES`] together, the ones kept longest go.
+    /// So the core keeps the sizes its clients use now. (Keeping the largest first, a 4 MiB
+    /// buffer left by a pipelined load held the whole bound, and every 256 KiB SET after it
+    /// took fresh pages: 45-50 page faults a request,
+    /// loadtest/results/2026-12-03/large-requests.md.)
     fn keep_large(&self, mut b: Vec<u8>) {
-        let cap = b.capacity();
-        if cap > STREAM_BYTES {
+        if b.capacity() > STREAM_BYTES {
             return;
         }
-        let mut streams = self.streams.borrow_mut();
-        // Largest first: the last is the smallest.
-        while streams.len() >= STREAM_KEEP
-            || streams.iter().map(|s| s.capacity()).sum::<usize>() + cap > STREAM_BYTES
-        {
-            match streams.last() {
-                Some(s) if s.capacity() < cap => drop(streams.pop()),
-                _ => return,
-            }
-        }
         b.clear();
-        let at = streams.partition_point(|s| s.capacity() >= cap);
-        streams.insert(at, b);
+        let mut streams = self.streams.borrow_mut();
+        streams.push_back(b);
+        while streams.len() > STREAM_KEEP
+            || streams.iter().map(|s| s.capacity()).sum::<usize>() > STREAM_BYTES
+        {
+            streams.pop_front();
+        }
     }
 
     /// Appends `data` to `buf`, an input buffer. When `buf` must grow past [`INPUT_KEEP`],
@@ -656,9 +653,16 @@ impl Net {
     fn take_kept(&self, len: usize) -> Option<Vec<u8>> {
         let size = len.next_power_of_two();
         let mut streams = self.streams.borrow_mut();
-        let i = streams.iter().rposition(|b| b.capacity() >= size)?;
+        // The smallest that fits; of equal ones, the latest given back (its lines may
+        // still be in cache).
+        let (i, _) = streams
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, b)| b.capacity() >= size)
+            .min_by_key(|(_, b)| b.capacity())?;
         self.streams_used.set(true);
-        Some(streams.remove(i))
+        streams.remove(i)
     }
 
     /// Frees the drained streaming buffers if none was taken since the last call.
@@ -2152,6 +2156,18 @@ mod tests {
             assert_eq!(kept(&net), before, "past STREAM_BYTES, kept");
             net.recycle(Vec::with_capacity(STREAM_BYTES / 2 + 1));
             assert!(kept(&net) <= STREAM_BYTES && net.streams.borrow().len() <= STREAM_KEEP);
+            // A buffer of the whole bound, left by a past load, gives way to the sizes in
+            // use now: four 300 KiB inputs taken and given back in turns stay kept.
+            net.recycle(Vec::with_capacity(STREAM_BYTES));
+            for round in 0..3 {
+                let in_use: Vec<Vec<u8>> = (0..4).map(|_| net.take_buffer(300 << 10)).collect();
+                in_use.into_iter().for_each(|b| net.recycle(b));
+                if round > 0 {
+                    let caps: Vec<usize> =
+                        net.streams.borrow().iter().map(|s| s.capacity()).collect();
+                    assert_eq!(caps, vec![512 << 10; 4], "round {round}: not kept");
+                }
+            }
             net.trim_streams();
             assert!(!net.streams.borrow().is_empty(), "used since the last trim");
             net.trim_streams();
