@@ -24,31 +24,42 @@ use percore_proto::{Args, Decoded, Limits, ReplyWriter, RequestDecoder};
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Room a partial command's buffer grows by, at least (see the read loop).
+/// A partial command's buffer grows to at least this much (see [`grow_input`]).
 const MIN_READ: usize = 16 * 1024;
-/// A partial command's buffer grows by at most this many times what has arrived.
+/// A partial command's buffer holds at most this many times what has arrived, plus
+/// [`MIN_READ`] (see [`grow_input`]).
 const MAX_GROWTH: usize = 4;
 
 /// Makes room in `rbuf`, a partial command of `rbuf.len()` bytes, toward the `need` bytes
-/// the whole command takes. Never more than [`MAX_GROWTH`] times what has actually arrived
-/// (at least [`MIN_READ`]): a client declaring a 512 MB bulk and sending nothing costs
-/// nothing, and one that sends it costs at most a few times its bytes (the query buffer
-/// limit is checked after each read). Within that, exactly what the command needs, as Redis
-/// sizes the buffer of an argument past 32 KiB by its `$` header: one move, not a doubling
-/// per read. The buffer comes from the core (see [`Stream::take_buffer`]), a kept one
-/// for large sizes, and the old one goes back: growing by `Vec::reserve` moved a 256 KiB
-/// SET's input four times into fresh pages, 15-18 page faults a request
+/// the decoder says the command takes at least. The new capacity:
+/// - is at most [`MAX_GROWTH`] times what has actually arrived (or [`MIN_READ`] more): a
+///   client declaring a 512 MB bulk and sending nothing costs nothing, and one that sends
+///   it costs a few times its bytes (the query buffer limit is checked after each read);
+/// - within that bound, is `need` when `need` is the end of a large bulk, as Redis sizes
+///   the buffer of an argument past 32 KiB by its `$` header: one move, not one per
+///   doubling;
+/// - is at least twice the old capacity, because `need` is often only the next byte (a
+///   header not yet complete): growing to that alone, a client sending one byte a segment
+///   after a large partial command would cost a copy of all of it per byte.
+///
+/// The buffer comes from the core ([`Stream::take_buffer`]: a kept one for large sizes,
+/// rounded to a power of two), and the old one goes back. Growing by `Vec::reserve` moved
+/// a 256 KiB SET's input four times into fresh pages: 15-18 page faults a request
 /// (loadtest/results/2026-12-03/large-requests.md).
 fn grow_input(stream: &Stream, rbuf: &mut Vec<u8>, need: usize) {
     let have = rbuf.len();
-    let room = have.max(MIN_READ) * MAX_GROWTH;
-    let target = if need - have <= room {
-        need
-    } else {
-        have + room
-    };
+    let bound = have + (have * MAX_GROWTH).max(MIN_READ);
+    let target = need.max(2 * rbuf.capacity()).min(bound);
+    if target <= rbuf.capacity() {
+        // Already as large as what has arrived allows (the ring grows its input by powers
+        // of two).
+        return;
+    }
     let mut grown = stream.take_buffer(target);
-    grown.reserve_exact(target);
+    if grown.capacity() < target {
+        // Past what the core keeps: a new buffer of exactly this size.
+        stream.recycle(std::mem::replace(&mut grown, Vec::with_capacity(target)));
+    }
     grown.extend_from_slice(rbuf);
     stream.recycle(std::mem::replace(rbuf, grown));
 }
@@ -138,6 +149,7 @@ impl Client {
         loop {
             if !rbuf.is_empty() && need > rbuf.capacity() {
                 grow_input(stream, &mut rbuf, need);
+                self.note_buffers(rbuf.len(), rbuf.capacity(), stream);
             }
             // Messages, MONITOR lines and invalidations are written as they come, between
             // reads.

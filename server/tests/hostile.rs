@@ -316,8 +316,8 @@ fn client_fields_until(
 
 /// A large argument is received into one buffer sized from its `$` header once a fair part
 /// of it has arrived (Redis does the same past 32 KiB), not grown by doubling through fresh
-/// pages read after read; a header alone, for a 512 MB bulk, still reserves only a few
-/// times what arrived.
+/// pages read after read; a header alone, for a 512 MB bulk, gets no more than a small
+/// buffer. CLIENT LIST shows the buffer the connection waits with.
 #[test]
 fn a_large_argument_gets_a_buffer_of_its_size_and_a_bare_header_does_not() {
     let srv = Server::percore(1, &[]);
@@ -328,28 +328,58 @@ fn a_large_argument_gets_a_buffer_of_its_size_and_a_bare_header_does_not() {
     let command = encode(&[b"SET", b"k", &value]);
     let first = 100_000;
     a.send_raw(&command[..first]);
-    client_fields_until(&mut admin, "big", "the first part", |f| f["qbuf"] == first);
-    // The buffer is sized when the loop waits for more; the next read shows it.
-    a.send_raw(&command[first..first + 1]);
-    let f = client_fields_until(&mut admin, "big", "one more byte", |f| {
-        f["qbuf"] == first + 1
+    let f = client_fields_until(&mut admin, "big", "the first part", |f| {
+        f["qbuf"] == first && f["rbs"] >= command.len()
     });
-    assert!(
-        f["rbs"] >= command.len(),
-        "{f:?} for a command of {}",
-        command.len()
-    );
-    a.send_raw(&command[first + 1..]);
+    assert_eq!(f["qbuf"] + f["qbuf-free"], f["rbs"], "{f:?}");
+    a.send_raw(&command[first..]);
     assert_eq!(a.read_reply(), b"+OK\r\n");
     assert_eq!(admin.q("STRLEN k"), b":300000\r\n");
 
     let mut h = srv.client();
     assert_eq!(h.q("CLIENT SETNAME header"), b"+OK\r\n");
-    h.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870000\r\nab");
-    client_fields_until(&mut admin, "header", "the header", |f| f["qbuf"] > 0);
-    h.send_raw(b"c");
-    let f = client_fields_until(&mut admin, "header", "one more byte", |f| f["qbuf"] == 35);
-    assert!(f["rbs"] <= 256 << 10, "{f:?}");
+    let header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870000\r\nab";
+    h.send_raw(header);
+    let f = client_fields_until(&mut admin, "header", "the header", |f| {
+        f["qbuf"] == header.len()
+    });
+    assert!(f["rbs"] <= 64 << 10, "{f:?}");
+    healthy(&srv);
+}
+
+/// A partial command past what the core keeps (4 MiB), fed one byte a read, grows its
+/// buffer geometrically: the decoder's `need` is then only the next byte, and a buffer sized
+/// to exactly that was copied whole for every byte.
+#[test]
+fn a_partial_command_fed_a_byte_at_a_time_does_not_regrow_each_time() {
+    let srv = Server::percore(1, &[]);
+    let mut admin = srv.client();
+    let mut a = srv.client();
+    assert_eq!(a.q("CLIENT SETNAME bytes"), b"+OK\r\n");
+    // Exactly 8 MiB (11 + 7 x 1,198,371 bytes): the buffer the ring grows by powers of two
+    // is then full.
+    let mut partial = b"*10000000\r\n".to_vec();
+    while partial.len() < 8 << 20 {
+        partial.extend_from_slice(b"$1\r\nx\r\n");
+    }
+    assert_eq!(partial.len(), 8 << 20);
+    a.send_raw(&partial);
+    let mut sizes = Vec::new();
+    let mut sent = partial.len();
+    client_fields_until(&mut admin, "bytes", "the partial command", |f| {
+        f["qbuf"] == sent
+    });
+    for b in b"$1\r\nx\r\n$1\r\nx\r\n$1\r\n" {
+        a.send_raw(&[*b]);
+        sent += 1;
+        let f = client_fields_until(&mut admin, "bytes", "one more byte", |f| f["qbuf"] == sent);
+        sizes.push(f["rbs"]);
+    }
+    sizes.dedup();
+    assert!(
+        sizes.len() <= 2,
+        "the buffer was regrown per byte: {sizes:?}"
+    );
     healthy(&srv);
 }
 

@@ -112,7 +112,7 @@ const POOL_BYTES: usize = 256 << 10;
 /// of such a stream. So an input that outgrows [`INPUT_KEEP`] moves into a streaming
 /// buffer (a power of two), and the core keeps up to [`STREAM_KEEP`] drained input buffers
 /// of [`STREAM_BYTES`] together for the next cycle (the connection's read buffer and the
-/// ring's input take turns), the most recently used. Reply buffers past [`INPUT_KEEP`] are
+/// ring's input take turns), the most recently given back. Reply buffers past [`INPUT_KEEP`] are
 /// kept the same way ([`Net::keep_large`], [`Net::take_large`]). A trim that finds them unused since the last
 /// one frees them: 1–2 s after their last use, on a core that goes to sleep (an idle core
 /// wakes `hz` times a second). They count in `used_memory` as any client buffer does.
@@ -450,8 +450,8 @@ pub struct Net {
     pool: RefCell<Vec<Vec<u8>>>,
     /// The capacity of the pooled buffers, at most [`POOL_BYTES`].
     pool_bytes: Cell<usize>,
-    /// Drained streaming buffers, largest first, and whether one was taken since the last
-    /// trim.
+    /// Drained streaming buffers, in the order they were given back, and whether one was
+    /// taken since the last trim.
     streams: RefCell<VecDeque<Vec<u8>>>,
     streams_used: Cell<bool>,
 }
@@ -608,7 +608,7 @@ impl Net {
     /// past [`STREAM_KEEP`] buffers or [`STREAM_BYTES`] together, the ones kept longest go.
     /// So the core keeps the sizes its clients use now. (Keeping the largest first, a 4 MiB
     /// buffer left by a pipelined load held the whole bound, and every 256 KiB SET after it
-    /// took fresh pages: 45-50 page faults a request,
+    /// took fresh pages: 28-50 page faults a request,
     /// loadtest/results/2026-12-03/large-requests.md.)
     fn keep_large(&self, mut b: Vec<u8>) {
         if b.capacity() > STREAM_BYTES {
