@@ -365,13 +365,13 @@ fn a_partial_command_fed_a_byte_at_a_time_does_not_regrow_each_time() {
     assert_eq!(partial.len(), 8 << 20);
     a.send_raw(&partial);
     let mut sizes = Vec::new();
-    let mut sent = partial.len();
     client_fields_until(&mut admin, "bytes", "the partial command", |f| {
-        f["qbuf"] == sent
+        f["qbuf"] == partial.len()
     });
-    for b in b"$1\r\nx\r\n$1\r\nx\r\n$1\r\n" {
+    let more = b"$1\r\nx\r\n$1\r\nx\r\n$1\r\n";
+    for (i, b) in more.iter().enumerate() {
         a.send_raw(&[*b]);
-        sent += 1;
+        let sent = partial.len() + i + 1;
         let f = client_fields_until(&mut admin, "bytes", "one more byte", |f| f["qbuf"] == sent);
         sizes.push(f["rbs"]);
     }
