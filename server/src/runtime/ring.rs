@@ -638,31 +638,24 @@ impl Net {
     }
 
     /// An empty buffer of at least `len` bytes (past [`INPUT_KEEP`]): the smallest kept
-    /// large buffer that fits, or a new one of the next power of two. The allocator gives
-    /// freed pages back at once ([`crate::alloc::PURGE_DELAY_MS`]), so a new one is fresh
-    /// pages to fault in: a 256 KiB GET whose reply grew by doubling into new buffers paid
-    /// 67-93 page faults a request, 0.1 with the kept ones
-    /// (loadtest/results/2026-12-03/large-replies.md).
+    /// large buffer that fits (of equal ones, the latest given back: its lines may still be
+    /// in cache), or a new one of the next power of two. The allocator gives freed pages
+    /// back at once ([`crate::alloc::PURGE_DELAY_MS`]), so a new one is fresh pages to
+    /// fault in: a 256 KiB GET whose reply grew by doubling into new buffers paid 67-93 page
+    /// faults a request, 0.1 with the kept ones (loadtest/results/2026-12-03/large-replies.md).
     fn take_large(&self, len: usize) -> Vec<u8> {
         self.streams_used.set(true);
-        self.take_kept(len)
-            .unwrap_or_else(|| Vec::with_capacity(len.next_power_of_two()))
-    }
-
-    /// The smallest kept large buffer of at least `len` bytes (as a power of two), if any.
-    fn take_kept(&self, len: usize) -> Option<Vec<u8>> {
         let size = len.next_power_of_two();
         let mut streams = self.streams.borrow_mut();
-        // The smallest that fits; of equal ones, the latest given back (its lines may
-        // still be in cache).
-        let (i, _) = streams
+        let kept = streams
             .iter()
             .enumerate()
             .rev()
             .filter(|(_, b)| b.capacity() >= size)
-            .min_by_key(|(_, b)| b.capacity())?;
-        self.streams_used.set(true);
-        streams.remove(i)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        kept.and_then(|i| streams.remove(i))
+            .unwrap_or_else(|| Vec::with_capacity(size))
     }
 
     /// Frees the drained streaming buffers if none was taken since the last call.
