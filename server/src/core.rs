@@ -805,25 +805,33 @@ impl Core {
                     ..base
                 }));
             }
-            match self.admit(c.spec, &mut shard, now) {
-                Err(e) if !batch.oom_exempt => w.error(e),
-                _ => crate::repl::held(
-                    &mut shard,
-                    batch.hold_repl.then_some(&mut reply.repl),
-                    |shard| {
-                        shard.master_view = batch.master_view;
-                        shard.apply(
-                            &ExecCtx {
-                                db: c.db as usize,
-                                now_ms: now,
-                            },
-                            c.spec,
-                            args,
-                            &mut w,
-                        );
-                        shard.master_view = false;
-                    },
-                ),
+            // In cluster mode the slot may have changed hands since the sender checked it.
+            let redirect = crate::cluster::enabled()
+                .then(|| crate::cluster::recheck(c.spec, &args, &mut shard, now, batch.master_view))
+                .flatten();
+            if let Some(e) = redirect {
+                w.error(&e);
+            } else {
+                match self.admit(c.spec, &mut shard, now) {
+                    Err(e) if !batch.oom_exempt => w.error(e),
+                    _ => crate::repl::held(
+                        &mut shard,
+                        batch.hold_repl.then_some(&mut reply.repl),
+                        |shard| {
+                            shard.master_view = batch.master_view;
+                            shard.apply(
+                                &ExecCtx {
+                                    db: c.db as usize,
+                                    now_ms: now,
+                                },
+                                c.spec,
+                                args,
+                                &mut w,
+                            );
+                            shard.master_view = false;
+                        },
+                    ),
+                }
             }
             shard.caller.set(None);
             // Clients parked on a key this command filled are served before the next one.

@@ -1155,20 +1155,29 @@ fn apply_here(
     let t0 = crate::latency::Stopwatch::start();
     let mut shard = core.shard.borrow_mut();
     shard.caller.set(caller);
-    shard.master_view = handle.info.borrow().master;
-    match core.admit(spec, &mut shard, ctx.now_ms) {
-        // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
-        // already: scripting::oom_exempt).
-        Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
-        _ => match capture {
-            None => shard.apply(ctx, spec, args, w),
-            Some(ops) => {
-                let mut ops = ops.borrow_mut();
-                crate::repl::held(&mut shard, Some(&mut *ops), |sh| {
-                    sh.apply(ctx, spec, args, w)
-                })
-            }
-        },
+    let master = handle.info.borrow().master;
+    shard.master_view = master;
+    // In cluster mode the slot may have changed hands since the client's core checked it.
+    let redirect = crate::cluster::enabled()
+        .then(|| crate::cluster::recheck(spec, &args, &mut shard, ctx.now_ms, master))
+        .flatten();
+    if let Some(e) = redirect {
+        w.error(&e);
+    } else {
+        match core.admit(spec, &mut shard, ctx.now_ms) {
+            // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
+            // already: scripting::oom_exempt).
+            Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
+            _ => match capture {
+                None => shard.apply(ctx, spec, args, w),
+                Some(ops) => {
+                    let mut ops = ops.borrow_mut();
+                    crate::repl::held(&mut shard, Some(&mut *ops), |sh| {
+                        sh.apply(ctx, spec, args, w)
+                    })
+                }
+            },
+        }
     }
     shard.caller.set(None);
     shard.master_view = false;

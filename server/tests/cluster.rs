@@ -1086,3 +1086,107 @@ fn reshard(port: u16, from: &str, to: &str, slots: usize) -> Option<(bool, Strin
         "--cluster-yes",
     ])
 }
+
+/// A connection to `srv` (of `shards` cores) that the kernel placed on core `core`: new
+/// connections are made until one raises that core's count in INFO shards. The others are
+/// returned too, to be kept open until the test ends (a closed one could free its place).
+fn client_on_core(
+    srv: &Server,
+    shards: usize,
+    core: usize,
+) -> (common::Client, Vec<common::Client>) {
+    let counts = || {
+        let info = s(&srv.client().q("INFO shards"));
+        (0..shards)
+            .map(|i| {
+                let line = info
+                    .lines()
+                    .find(|l| l.starts_with(&format!("shard{i}:")))
+                    .unwrap_or_default();
+                common::info_int(line, "connections")
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut others = Vec::new();
+    for _ in 0..200 {
+        let before = counts();
+        let mut c = srv.client();
+        assert_eq!(s(&c.q("PING")), "+PONG\r\n");
+        let after = counts();
+        if after[core] == before[core] + 1
+            && after.iter().sum::<u64>() == before.iter().sum::<u64>() + 1
+        {
+            return (c, others);
+        }
+        others.push(c);
+    }
+    panic!("no connection landed on core {core} in 200 tries");
+}
+
+/// The redirection check runs on the client's core and the command later on its key's
+/// shard: a slot that changes in between is looked at again where the command runs. Here
+/// the key's core is held busy (DEBUG SLEEP) while a SET to it, checked on the other core
+/// when the slot was plainly this node's, waits in its batch; then the slot starts
+/// migrating (the SET must now get ASK: run, it would create a key after redis-cli's
+/// GETKEYSINSLOT saw the slot empty, and the move's SETSLOT NODE would fail with "still
+/// hold keys", the race CI once caught in the reshard test above), and another slot is
+/// taken from this node (a SET to it must not create a key that no node serves).
+#[test]
+fn a_slot_that_changes_between_check_and_run_redirects_the_command() {
+    let dir = TempDir::new("cluster-recheck");
+    let nodes: Vec<(Server, Vec<String>)> = (0..2)
+        .map(|i| {
+            let mut flags = node_flags(&dir, &format!("n{i}"), 15_000);
+            flags.extend(["--enable-debug-command".to_string(), "yes".to_string()]);
+            (Server::percore(2, &strs(&flags)), flags)
+        })
+        .collect();
+    build_by_hand(&nodes);
+    let (a, b) = (&nodes[0].0, &nodes[1].0);
+    let b_id = my_id(&mut b.client());
+    // Two keys of node A's slots (0-8191) whose shard is core 1 (`slot % 2` in cluster
+    // mode).
+    let mut keys = (0..).map(|i| format!("k{i}")).filter(|k| {
+        let slot = crc16_slot(k);
+        slot < 8192 && slot % 2 == 1
+    });
+    let (migrated, dropped) = (keys.next().unwrap(), keys.next().unwrap());
+    let (mut writer, _w) = client_on_core(a, 2, 0);
+    let (mut admin, _a) = client_on_core(a, 2, 0);
+    let (mut sleeper, _s) = client_on_core(a, 2, 1);
+    let mut race = |key: &str, change: String, expect: String| {
+        sleeper.send(&[b"DEBUG", b"SLEEP", b"1.5"]);
+        std::thread::sleep(Duration::from_millis(300));
+        writer.send(&[b"SET", key.as_bytes(), b"v"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(s(&admin.q(&change)), "+OK\r\n", "{change}");
+        assert_eq!(s(&writer.read_reply()), expect, "SET {key} after {change}");
+        assert_eq!(s(&sleeper.read_reply()), "+OK\r\n");
+        let count = format!("CLUSTER COUNTKEYSINSLOT {}", crc16_slot(key));
+        assert_eq!(s(&admin.q(&count)), ":0\r\n", "{key} was not created");
+    };
+    let slot = crc16_slot(&migrated);
+    race(
+        &migrated,
+        format!("CLUSTER SETSLOT {slot} MIGRATING {b_id}"),
+        format!("-ASK {slot} 127.0.0.1:{}\r\n", b.port),
+    );
+    // The migration goes on as redis-cli's would: nothing to move, the slot is B's.
+    let a_id = my_id(&mut a.client());
+    for (srv, q) in [
+        (b, format!("CLUSTER SETSLOT {slot} IMPORTING {a_id}")),
+        (b, format!("CLUSTER SETSLOT {slot} NODE {b_id}")),
+        (a, format!("CLUSTER SETSLOT {slot} NODE {b_id}")),
+    ] {
+        assert_eq!(s(&srv.client().q(&q)), "+OK\r\n", "{q}");
+    }
+    assert_eq!(
+        s(&a.client().q(&format!("SET {migrated} v"))),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", b.port)
+    );
+    race(
+        &dropped,
+        format!("CLUSTER DELSLOTS {}", crc16_slot(&dropped)),
+        "-CLUSTERDOWN Hash slot not served\r\n".to_string(),
+    );
+}

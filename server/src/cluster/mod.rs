@@ -477,6 +477,68 @@ pub async fn check_exec<'a>(
     decide(core, q).await
 }
 
+/// On the keys' shard, as the command runs: the redirection it gets now, if the slot
+/// changed since [`check`] let it through on the client's core. The check and the run are
+/// apart (a hop to another core, a batch, a lock wait); in Redis nothing runs between them.
+/// A write checked while its slot was plainly this node's and run after SETSLOT MIGRATING
+/// would create its key here after redis-cli's GETKEYSINSLOT saw the slot empty, and its
+/// SETSLOT NODE then fails ("still hold keys"); one run after SETSLOT NODE would create a
+/// key in a slot this node no longer serves, an acknowledged write nobody can read. So the
+/// run looks again: a missing key of a migrating slot gets ASK (TRYAGAIN when some keys
+/// exist), a slot that went to another node MOVED. A command that passed the check under
+/// its keys' locks finds what the check found. `master_view`: the replication stream's
+/// client, never redirected. Costs the key's slot and one atomic load when the slot is
+/// plainly this node's.
+pub fn recheck(
+    spec: &CommandSpec,
+    args: &Args<'_>,
+    shard: &mut percore_shard::Shard,
+    now_ms: u64,
+    master_view: bool,
+) -> Option<String> {
+    let slot = match slot_of(spec, args) {
+        Ok(Some(s)) => s,
+        _ => return None,
+    };
+    if master_view || plainly_mine(slot) {
+        return None;
+    }
+    let write = spec.flags.has(Flags::WRITE);
+    if !write && replica_serves(slot) {
+        // A READONLY client's read on a replica (the check refused the others).
+        return None;
+    }
+    let st = state_lock();
+    let owner = st.slots[slot as usize];
+    if owner == 0 {
+        let to = st
+            .migrating
+            .get(&slot)
+            .and_then(|&t| st.node(t))
+            .map(endpoint);
+        drop(st);
+        let to = to.filter(|_| spec.cmd != Cmd::Migrate)?;
+        let keys = key_positions(spec, args);
+        let found = keys
+            .iter()
+            .filter(|&&i| shard.exists(0, &args[i], now_ms))
+            .count();
+        return match found {
+            f if f == keys.len() => None,
+            0 => Some(format!("ASK {slot} {to}")),
+            _ => Some("TRYAGAIN Multiple keys request during rehashing of slot".into()),
+        };
+    }
+    if st.importing.contains_key(&slot) {
+        // Only an ASKING client's command passes the check on an imported slot.
+        return None;
+    }
+    match st.node(owner) {
+        Some(n) => Some(format!("MOVED {slot} {}", endpoint(n))),
+        None => Some("CLUSTERDOWN Hash slot not served".into()),
+    }
+}
+
 fn endpoint(n: &Node) -> String {
     format!("{}:{}", n.ip, n.port)
 }
