@@ -799,39 +799,44 @@ impl Core {
                 reply.ends.push(reply.buf.len());
                 continue;
             }
+            // In cluster mode the slot may have changed hands since the sender checked it
+            // (a transaction's commands are looked at together, before its job).
+            if crate::cluster::enabled() && batch.tx.is_none() && !batch.hold_repl {
+                let redirect =
+                    crate::cluster::recheck(c.spec, &args, &mut shard, now, batch.master_view);
+                if let Some(e) = redirect {
+                    w.error(&e);
+                    let mut stats = self.stats.borrow_mut();
+                    stats.record_rejected(Some(c.spec), &reply.buf[start..]);
+                    reply.ends.push(reply.buf.len());
+                    continue;
+                }
+            }
             if let Some(base) = batch.caller {
                 shard.caller.set(Some(percore_shard::tracking::Caller {
                     remember: c.track,
                     ..base
                 }));
             }
-            // In cluster mode the slot may have changed hands since the sender checked it.
-            let redirect = crate::cluster::enabled()
-                .then(|| crate::cluster::recheck(c.spec, &args, &mut shard, now, batch.master_view))
-                .flatten();
-            if let Some(e) = redirect {
-                w.error(&e);
-            } else {
-                match self.admit(c.spec, &mut shard, now) {
-                    Err(e) if !batch.oom_exempt => w.error(e),
-                    _ => crate::repl::held(
-                        &mut shard,
-                        batch.hold_repl.then_some(&mut reply.repl),
-                        |shard| {
-                            shard.master_view = batch.master_view;
-                            shard.apply(
-                                &ExecCtx {
-                                    db: c.db as usize,
-                                    now_ms: now,
-                                },
-                                c.spec,
-                                args,
-                                &mut w,
-                            );
-                            shard.master_view = false;
-                        },
-                    ),
-                }
+            match self.admit(c.spec, &mut shard, now) {
+                Err(e) if !batch.oom_exempt => w.error(e),
+                _ => crate::repl::held(
+                    &mut shard,
+                    batch.hold_repl.then_some(&mut reply.repl),
+                    |shard| {
+                        shard.master_view = batch.master_view;
+                        shard.apply(
+                            &ExecCtx {
+                                db: c.db as usize,
+                                now_ms: now,
+                            },
+                            c.spec,
+                            args,
+                            &mut w,
+                        );
+                        shard.master_view = false;
+                    },
+                ),
             }
             shard.caller.set(None);
             // Clients parked on a key this command filled are served before the next one.

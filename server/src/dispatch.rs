@@ -1154,30 +1154,35 @@ fn apply_here(
     let start = w.buf.len();
     let t0 = crate::latency::Stopwatch::start();
     let mut shard = core.shard.borrow_mut();
-    shard.caller.set(caller);
     let master = handle.info.borrow().master;
-    shard.master_view = master;
-    // In cluster mode the slot may have changed hands since the client's core checked it.
-    let redirect = crate::cluster::enabled()
-        .then(|| crate::cluster::recheck(spec, &args, &mut shard, ctx.now_ms, master))
-        .flatten();
-    if let Some(e) = redirect {
-        w.error(&e);
-    } else {
-        match core.admit(spec, &mut shard, ctx.now_ms) {
-            // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
-            // already: scripting::oom_exempt).
-            Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
-            _ => match capture {
-                None => shard.apply(ctx, spec, args, w),
-                Some(ops) => {
-                    let mut ops = ops.borrow_mut();
-                    crate::repl::held(&mut shard, Some(&mut *ops), |sh| {
-                        sh.apply(ctx, spec, args, w)
-                    })
-                }
-            },
+    // In cluster mode the slot may have changed hands since the client's core checked it
+    // (a transaction's or a script's commands are not looked at one by one: see
+    // `cluster::recheck`).
+    if crate::cluster::enabled() && capture.is_none() && !in_script {
+        if let Some(e) = crate::cluster::recheck(spec, &args, &mut shard, ctx.now_ms, master) {
+            drop(shard);
+            w.error(&e);
+            core.stats
+                .borrow_mut()
+                .record_rejected(Some(spec), &w.buf[start..]);
+            return;
         }
+    }
+    shard.caller.set(caller);
+    shard.master_view = master;
+    match core.admit(spec, &mut shard, ctx.now_ms) {
+        // A script's call over maxmemory may be let through (`allow-oom`, or it wrote
+        // already: scripting::oom_exempt).
+        Err(e) if !(in_script && crate::scripting::oom_exempt()) => w.error(e),
+        _ => match capture {
+            None => shard.apply(ctx, spec, args, w),
+            Some(ops) => {
+                let mut ops = ops.borrow_mut();
+                crate::repl::held(&mut shard, Some(&mut *ops), |sh| {
+                    sh.apply(ctx, spec, args, w)
+                })
+            }
+        },
     }
     shard.caller.set(None);
     shard.master_view = false;

@@ -302,7 +302,20 @@ async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
         let keys = plan.keys_on(s);
         let replies = call_checked(&conn.core, s, conn.tx, keys, move |c: &Core| {
             if flag.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                return None;
+                return Ok(None);
+            }
+            // Cluster mode: the slot may have changed hands since the check above.
+            if crate::cluster::enabled() {
+                let mut sh = c.shard.borrow_mut();
+                let cmds = batch.cmds.iter().map(|cmd| {
+                    let spans = &batch.spans[cmd.spans.0 as usize..cmd.spans.1 as usize];
+                    (cmd.spec, percore_proto::Args::new(&batch.buf, spans))
+                });
+                let now = crate::core::now_ms();
+                if let Some(e) = crate::cluster::recheck_unit(cmds, &mut sh, now, batch.master_view)
+                {
+                    return Err(e);
+                }
             }
             let mut reply = BatchReply::default();
             c.execute_batch(&batch, &mut reply, false);
@@ -311,13 +324,15 @@ async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
                 ops: std::mem::take(&mut reply.repl),
             }
             .commit(c);
-            Some(reply)
+            Ok(Some(reply))
         })
         .await;
         end_multi(conn);
         unwatch(conn).await;
         // MONITOR clients see the commands as EXEC ran them, before the EXEC itself.
-        if replies.is_some() && conn.core.global.monitors_total.load(Ordering::Acquire) > 0 {
+        if matches!(replies, Ok(Some(_)))
+            && conn.core.global.monitors_total.load(Ordering::Acquire) > 0
+        {
             for (spec, args) in &m.cmds {
                 if !spec
                     .flags
@@ -335,8 +350,9 @@ async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
         }
         let mut w = ReplyWriter::new(out, conn.proto);
         match replies {
-            None => w.null_array(),
-            Some(r) => {
+            Err(e) => w.error(&e),
+            Ok(None) => w.null_array(),
+            Ok(Some(r)) => {
                 w.array(m.cmds.len());
                 w.raw(&r.buf);
             }

@@ -1129,8 +1129,11 @@ fn client_on_core(
 /// when the slot was plainly this node's, waits in its batch; then the slot starts
 /// migrating (the SET must now get ASK: run, it would create a key after redis-cli's
 /// GETKEYSINSLOT saw the slot empty, and the move's SETSLOT NODE would fail with "still
-/// hold keys", the race CI once caught in the reshard test above), and another slot is
-/// taken from this node (a SET to it must not create a key that no node serves).
+/// hold keys", the race CI once caught in the reshard test above). The same for a
+/// transaction's EXEC. A transaction whose key exists runs whole on a migrating slot, even
+/// when its own DEL removes the key a later command writes (Redis checks a transaction
+/// once). And a slot taken from this node: a SET to it must not create a key no node
+/// serves.
 #[test]
 fn a_slot_that_changes_between_check_and_run_redirects_the_command() {
     let dir = TempDir::new("cluster-recheck");
@@ -1144,20 +1147,27 @@ fn a_slot_that_changes_between_check_and_run_redirects_the_command() {
     build_by_hand(&nodes);
     let (a, b) = (&nodes[0].0, &nodes[1].0);
     let b_id = my_id(&mut b.client());
-    // Two keys of node A's slots (0-8191) whose shard is core 1 (`slot % 2` in cluster
+    // Keys of node A's slots (0-8191) whose shard is core 1 (`slot % 2` in cluster
     // mode).
     let mut keys = (0..).map(|i| format!("k{i}")).filter(|k| {
         let slot = crc16_slot(k);
         slot < 8192 && slot % 2 == 1
     });
-    let (migrated, dropped) = (keys.next().unwrap(), keys.next().unwrap());
+    let mut key = || keys.next().unwrap();
+    let (migrated, in_exec, replaced, dropped) = (key(), key(), key(), key());
     let (mut writer, _w) = client_on_core(a, 2, 0);
     let (mut admin, _a) = client_on_core(a, 2, 0);
     let (mut sleeper, _s) = client_on_core(a, 2, 1);
-    let mut race = |key: &str, change: String, expect: String| {
+    let mut race = |key: &str, tx: bool, change: String, expect: String| {
         sleeper.send(&[b"DEBUG", b"SLEEP", b"1.5"]);
         std::thread::sleep(Duration::from_millis(300));
-        writer.send(&[b"SET", key.as_bytes(), b"v"]);
+        if tx {
+            assert_eq!(s(&writer.q("MULTI")), "+OK\r\n");
+            assert_eq!(s(&writer.q(&format!("SET {key} v"))), "+QUEUED\r\n");
+            writer.send(&[b"EXEC"]);
+        } else {
+            writer.send(&[b"SET", key.as_bytes(), b"v"]);
+        }
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(s(&admin.q(&change)), "+OK\r\n", "{change}");
         assert_eq!(s(&writer.read_reply()), expect, "SET {key} after {change}");
@@ -1165,12 +1175,24 @@ fn a_slot_that_changes_between_check_and_run_redirects_the_command() {
         let count = format!("CLUSTER COUNTKEYSINSLOT {}", crc16_slot(key));
         assert_eq!(s(&admin.q(&count)), ":0\r\n", "{key} was not created");
     };
-    let slot = crc16_slot(&migrated);
-    race(
-        &migrated,
-        format!("CLUSTER SETSLOT {slot} MIGRATING {b_id}"),
-        format!("-ASK {slot} 127.0.0.1:{}\r\n", b.port),
+    let ask = |key: &str| format!("-ASK {} 127.0.0.1:{}\r\n", crc16_slot(key), b.port);
+    let migrating = |key: &str| format!("CLUSTER SETSLOT {} MIGRATING {b_id}", crc16_slot(key));
+    race(&migrated, false, migrating(&migrated), ask(&migrated));
+    race(&in_exec, true, migrating(&in_exec), ask(&in_exec));
+    // A transaction over a key that exists runs whole, its own DEL notwithstanding.
+    let mut c = a.client();
+    assert_eq!(s(&c.q(&format!("RPUSH {replaced} x"))), ":1\r\n");
+    assert_eq!(s(&c.q(&migrating(&replaced))), "+OK\r\n");
+    for q in ["MULTI".to_string(), format!("DEL {replaced}")] {
+        c.q(&q);
+    }
+    assert_eq!(s(&c.q(&format!("RPUSH {replaced} a b"))), "+QUEUED\r\n");
+    assert_eq!(s(&c.q("EXEC")), "*2\r\n:1\r\n:2\r\n");
+    assert_eq!(
+        s(&c.q(&format!("LRANGE {replaced} 0 -1"))),
+        "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
     );
+    let slot = crc16_slot(&migrated);
     // The migration goes on as redis-cli's would: nothing to move, the slot is B's.
     let a_id = my_id(&mut a.client());
     for (srv, q) in [
@@ -1186,6 +1208,7 @@ fn a_slot_that_changes_between_check_and_run_redirects_the_command() {
     );
     race(
         &dropped,
+        false,
         format!("CLUSTER DELSLOTS {}", crc16_slot(&dropped)),
         "-CLUSTERDOWN Hash slot not served\r\n".to_string(),
     );

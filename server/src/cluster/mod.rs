@@ -484,11 +484,15 @@ pub async fn check_exec<'a>(
 /// would create its key here after redis-cli's GETKEYSINSLOT saw the slot empty, and its
 /// SETSLOT NODE then fails ("still hold keys"); one run after SETSLOT NODE would create a
 /// key in a slot this node no longer serves, an acknowledged write nobody can read. So the
-/// run looks again: a missing key of a migrating slot gets ASK (TRYAGAIN when some keys
-/// exist), a slot that went to another node MOVED. A command that passed the check under
-/// its keys' locks finds what the check found. `master_view`: the replication stream's
-/// client, never redirected. Costs the key's slot and one atomic load when the slot is
-/// plainly this node's.
+/// run looks again, by the check's rules: a missing key of a migrating slot gets ASK
+/// (TRYAGAIN when some keys exist), a slot that went to another node MOVED.
+///
+/// For a command run on its own. A transaction is looked at once, as a whole, before its
+/// job runs ([`recheck_unit`]): one by one, a command after a DEL of its key in the same
+/// transaction would be cut off with ASK. A script's calls are checked as they are made
+/// ([`serves_here`]). A command that passed the check under its keys' locks finds what the
+/// check found. `master_view`: the replication stream's client, never redirected. Costs
+/// the key's slot and one atomic load when the slot is plainly this node's.
 pub fn recheck(
     spec: &CommandSpec,
     args: &Args<'_>,
@@ -503,11 +507,59 @@ pub fn recheck(
     if master_view || plainly_mine(slot) {
         return None;
     }
-    let write = spec.flags.has(Flags::WRITE);
-    if !write && replica_serves(slot) {
-        // A READONLY client's read on a replica (the check refused the others).
+    let keys = key_positions(spec, args);
+    let keys = keys.iter().map(|&i| &args[i][..]);
+    recheck_keys(
+        slot,
+        spec.flags.has(Flags::WRITE),
+        spec.cmd == Cmd::Migrate,
+        keys,
+        shard,
+        now_ms,
+    )
+}
+
+/// [`recheck`] for a transaction (EXEC's commands, on the one shard they run on), as the
+/// check looks at it ([`check_exec`]): all its keys together, before the first command.
+pub fn recheck_unit<'a>(
+    cmds: impl Iterator<Item = (&'static CommandSpec, Args<'a>)>,
+    shard: &mut percore_shard::Shard,
+    now_ms: u64,
+    master_view: bool,
+) -> Option<String> {
+    if master_view {
         return None;
     }
+    let (mut slot, mut write) = (None, false);
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for (spec, args) in cmds {
+        for i in key_positions(spec, &args) {
+            let s = key_slot(&args[i]);
+            if slot.is_some_and(|x| x != s) {
+                // Refused by the check; nothing to look at again.
+                return None;
+            }
+            slot = Some(s);
+            keys.push(args[i].to_vec());
+        }
+        write |= spec.flags.has(Flags::WRITE);
+    }
+    let slot = slot?;
+    if plainly_mine(slot) {
+        return None;
+    }
+    let keys = keys.iter().map(|k| &k[..]);
+    recheck_keys(slot, write, false, keys, shard, now_ms)
+}
+
+fn recheck_keys<'k>(
+    slot: u16,
+    write: bool,
+    migrate: bool,
+    keys: impl ExactSizeIterator<Item = &'k [u8]>,
+    shard: &mut percore_shard::Shard,
+    now_ms: u64,
+) -> Option<String> {
     let st = state_lock();
     let owner = st.slots[slot as usize];
     if owner == 0 {
@@ -517,17 +569,19 @@ pub fn recheck(
             .and_then(|&t| st.node(t))
             .map(endpoint);
         drop(st);
-        let to = to.filter(|_| spec.cmd != Cmd::Migrate)?;
-        let keys = key_positions(spec, args);
-        let found = keys
-            .iter()
-            .filter(|&&i| shard.exists(0, &args[i], now_ms))
-            .count();
+        let to = to.filter(|_| !migrate)?;
+        let total = keys.len();
+        let found = keys.filter(|k| shard.exists(0, k, now_ms)).count();
         return match found {
-            f if f == keys.len() => None,
+            f if f == total => None,
             0 => Some(format!("ASK {slot} {to}")),
             _ => Some("TRYAGAIN Multiple keys request during rehashing of slot".into()),
         };
+    }
+    // A READONLY client's read on a replica of the slot's master (the check refused the
+    // others), also while the cluster is down (cluster-allow-reads-when-down).
+    if !write && st.my_master() == Some(owner) {
+        return None;
     }
     if st.importing.contains_key(&slot) {
         // Only an ASKING client's command passes the check on an imported slot.
