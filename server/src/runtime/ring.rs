@@ -389,6 +389,8 @@ pub struct NetStats {
     pub direct: u64,
     /// Connections that stopped sending zero-copy because the kernel copied their pages.
     pub zc_copied: u64,
+    /// Reads that lent a partial command's buffer to the receive ([`RingStream::read_into`]).
+    pub lends: u64,
 }
 
 /// How often, at most, the provided buffers are trimmed (when the core goes to sleep).
@@ -1459,6 +1461,101 @@ async fn drive(net: Rc<Net>) {
     }
 }
 
+/// [`RingStream::read_into`]'s future. `lent`: the length `buf` had when it was lent to
+/// the slot as its input (the slot's `head` then marks those bytes as already read); the
+/// buffer is the slot's until it comes back, by a read or by the future's drop.
+struct ReadInto<'a> {
+    s: &'a RingStream,
+    buf: &'a mut Vec<u8>,
+    lent: Option<usize>,
+}
+
+impl Future for ReadInto<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let (buf, lent, net) = (&mut *this.buf, &mut this.lent, &this.s.net);
+        if let Some(l) = *lent {
+            let r = this.s.with(|c| {
+                if c.input.len() > l {
+                    let n = c.input.len() - l;
+                    *buf = std::mem::take(&mut c.input);
+                    c.head = 0;
+                    return Some((Ok(n), c.resume()));
+                }
+                let end = match c.error {
+                    Some(e) => Err(os_err(e)),
+                    None if c.eof => Ok(0),
+                    None => {
+                        c.reader = Some(cx.waker().clone());
+                        return None;
+                    }
+                };
+                *buf = std::mem::take(&mut c.input);
+                c.head = 0;
+                Some((end, false))
+            });
+            return match r {
+                Some((r, resume)) => {
+                    *lent = None;
+                    if resume {
+                        this.s.rearm();
+                    }
+                    Poll::Ready(r)
+                }
+                None => Poll::Pending,
+            };
+        }
+        let r = this.s.poll_input(cx, |c| {
+            let have = c.input.len() - c.head;
+            if buf.is_empty() && c.head == 0 {
+                let spare = std::mem::replace(buf, std::mem::take(&mut c.input));
+                net.recycle(spare);
+            } else {
+                net.append(buf, &c.input[c.head..]);
+                c.head = c.input.len();
+            }
+            have
+        });
+        if r.is_pending() && !buf.is_empty() {
+            // Nothing waiting: lend the partial command's buffer, unless the slot holds an
+            // input buffer of its own (a read that left some bytes).
+            this.s.with(|c| {
+                if c.input.capacity() == 0 && c.head == 0 {
+                    let l = buf.len();
+                    c.input = std::mem::take(buf);
+                    c.head = l;
+                    *lent = Some(l);
+                }
+            });
+            if lent.is_some() {
+                net.count(|s| s.lends += 1);
+            }
+        }
+        r
+    }
+}
+
+impl Drop for ReadInto<'_> {
+    /// A read given up (the connection had a message to push first) takes its buffer back;
+    /// bytes that arrived meanwhile stay the slot's, unread, for the next read.
+    fn drop(&mut self) {
+        let Some(l) = self.lent.take() else {
+            return;
+        };
+        let buf = &mut *self.buf;
+        self.s.with(|c| {
+            let mut input = std::mem::take(&mut c.input);
+            c.head = 0;
+            if input.len() > l {
+                c.input = input.split_off(l);
+            }
+            *buf = input;
+        });
+    }
+}
+
 /// A listening socket served by this core's ring.
 #[derive(Clone)]
 pub struct RingListener {
@@ -1618,23 +1715,18 @@ impl RingStream {
     }
 
     /// Moves every received byte to the end of `buf`; Ok(0) at end of stream. An empty
-    /// `buf` takes the ring's buffer as it is (no copy); otherwise the bytes are appended
-    /// and the ring's buffer goes back to the core's pool. Either way the stream holds no
-    /// input buffer afterwards.
+    /// `buf` takes the ring's buffer as it is (no copy). A `buf` holding a partial command
+    /// is lent to the stream while it waits: the receives append to it directly and it comes
+    /// back with them (one copy of each byte, not two: provided buffer, then this). If
+    /// bytes were waiting already, they are appended and the ring's buffer goes back to the
+    /// core's pool. Either way the stream holds no input buffer afterwards, unless the read
+    /// was given up while lent and bytes had arrived (they stay the stream's, in order).
     pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        std::future::poll_fn(|cx| {
-            self.poll_input(cx, |c| {
-                let have = c.input.len() - c.head;
-                if buf.is_empty() && c.head == 0 {
-                    let spare = std::mem::replace(buf, std::mem::take(&mut c.input));
-                    self.net.recycle(spare);
-                } else {
-                    self.net.append(buf, &c.input[c.head..]);
-                    c.head = c.input.len();
-                }
-                have
-            })
-        })
+        ReadInto {
+            s: self,
+            buf,
+            lent: None,
+        }
         .await
     }
 
@@ -2041,10 +2133,15 @@ mod tests {
             assert_eq!(got, b"hello");
             assert!(got.capacity() >= POOL_FRESH, "not the ring's buffer");
             assert_eq!(held(&b), 0);
+            // Bytes already waiting when a partial command's read comes: appended, and the
+            // ring's buffer goes to the pool (nothing is lent).
             a.write_all(b" world").await.unwrap();
+            crate::runtime::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(held(&b) > 0, "the bytes did not wait in the stream");
             assert_eq!(b.read_into(&mut got).await.unwrap(), 6);
             assert_eq!(got, b"hello world");
             assert_eq!(held(&b), 0);
+            assert_eq!(net.stats().lends, 0);
             let pooled = net.pool.borrow().len();
             assert!(pooled >= 1, "the drained buffer was not pooled");
             b.recycle(got);
@@ -2077,6 +2174,64 @@ mod tests {
                 0,
                 "end of stream"
             );
+        });
+    }
+
+    /// A partial command's buffer waiting for more is lent to the receive: the bytes land in
+    /// it (the same allocation comes back, the partial bytes kept), and a read given up
+    /// while it is lent gives it back, leaving what arrived meanwhile to the next read.
+    #[test]
+    fn a_waiting_partial_buffer_is_lent_to_the_receive_and_comes_back() {
+        on_core(|net| async move {
+            let (mut a, mut b) = RingStream::pair().expect("pair");
+            let mut got = Vec::with_capacity(1 << 20);
+            got.extend_from_slice(b"partial:");
+            let at = got.as_ptr() as usize;
+            let body = vec![b'x'; 100_000];
+            let (_, read) = futures_lite::future::zip(
+                async {
+                    crate::runtime::sleep(std::time::Duration::from_millis(20)).await;
+                    a.write_all(&body).await.unwrap();
+                },
+                async {
+                    while got.len() < 8 + body.len() {
+                        b.read_into(&mut got).await.unwrap();
+                    }
+                },
+            )
+            .await;
+            let () = read;
+            assert!(net.stats().lends >= 1, "never lent");
+            assert_eq!(
+                got.as_ptr() as usize,
+                at,
+                "the bytes were not received into it"
+            );
+            assert_eq!(&got[..8], b"partial:");
+            assert!(got[8..].iter().all(|&c| c == b'x'));
+            assert_eq!(
+                b.with(|c| c.input.capacity()),
+                0,
+                "the stream kept a buffer"
+            );
+
+            // Given up while lent, with bytes arriving meanwhile.
+            let mut part = Vec::with_capacity(4096);
+            part.extend_from_slice(b"p");
+            {
+                let mut fut = std::pin::pin!(b.read_into(&mut part));
+                let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+                assert!(first.is_pending(), "nothing was sent yet");
+                a.write_all(b"mid").await.unwrap();
+                crate::runtime::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(part, b"p", "the lent buffer did not come back as it was");
+            let mut next = Vec::new();
+            assert_eq!(b.read_into(&mut next).await.unwrap(), 3);
+            assert_eq!(next, b"mid", "what arrived while lent was lost");
+            drop(a);
+            assert_eq!(b.read_into(&mut part).await.unwrap(), 0, "end of stream");
+            assert_eq!(part, b"p");
         });
     }
 
