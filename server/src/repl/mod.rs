@@ -541,7 +541,11 @@ impl Hub {
         self.settle_marks(g);
     }
 
-    /// Replicas whose snapshot point is at or before unit `seq` start from here.
+    /// Replicas whose snapshot point is at or before unit `seq` start from here. A replica
+    /// starts its stream in database 0 (the snapshot says nothing of the stream's database,
+    /// as Redis's `repl-stream-db` can): the next unit selects its database again, though
+    /// the stream's was already that one. Without this, a write to database 3 just after the
+    /// snapshot point, following one just before it, reached the replica's database 0.
     fn settle_marks(&mut self, seq: u64) {
         let end = self.backlog.end;
         for r in self.replicas.values_mut() {
@@ -549,6 +553,7 @@ impl Hub {
                 r.mark = None;
                 r.synced_at = Some(end);
                 r.next = end + 1;
+                self.stream_db = None;
             }
         }
     }
@@ -1112,12 +1117,15 @@ mod tests {
             "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*1\r\n$5\r\nMULTI\r\n\
              *3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n\
              *2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n\
-             *1\r\n$4\r\nEXEC\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n"
+             *1\r\n$4\r\nEXEC\r\n\
+             *2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n"
         );
         assert!(h.pending.contains_key(&5), "unit 5 waits for its turn");
-        // The replica's snapshot point (unit 1) falls after unit 0 and before unit 2.
+        // The replica's snapshot point (unit 1) falls after unit 0 and before unit 2; its
+        // stream begins with the SELECT of unit 2's database (the replica is in database 0
+        // after the sync), though the stream's database was already 1.
         let r = &h.replicas[&7];
-        let after_unit_0 = text.find("*3\r\n$3\r\nSET\r\n$1\r\nb").unwrap() as u64;
+        let after_unit_0 = text.rfind("*2\r\n$6\r\nSELECT").unwrap() as u64;
         assert_eq!(r.synced_at, Some(after_unit_0));
         assert_eq!(r.next, after_unit_0 + 1);
     }
