@@ -724,6 +724,48 @@ fn a_percore_replica_with_another_shard_count_holds_every_key_and_resumes_partia
     }
 }
 
+/// A partial resync goes on in the database the stream was in when it was cut: the
+/// primary sends no SELECT for a stream that continues, so the replica keeps its master
+/// client's (Redis keeps it in its cached master). Cut in database 3, the next write there
+/// must not land in the replica's database 0. Both ways of cutting: from the primary and
+/// from the replica.
+#[test]
+fn a_partial_resync_goes_on_in_the_database_the_stream_was_in() {
+    let (dir, _primary, mut c, _replica, mut r) = primary_and_replica("repl-db", &[]);
+    assert_eq!(c.q("SELECT 3"), b"+OK\r\n");
+    assert_eq!(c.q("SET before v"), b"+OK\r\n");
+    assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+    for (i, (side, kill)) in [("primary", "replica"), ("replica", "master")]
+        .iter()
+        .enumerate()
+    {
+        let killer = match *side {
+            "primary" => &mut c,
+            _ => &mut r,
+        };
+        assert_eq!(killer.q(&format!("CLIENT KILL TYPE {kill}")), b":1\r\n");
+        let key = format!("after{i}");
+        assert_eq!(c.q(&format!("SET {key} v")), b"+OK\r\n");
+        wait_for("the partial resync", || {
+            stat(&mut c, "sync_partial_ok") == i as u64 + 1
+        });
+        assert_eq!(c.q("WAIT 1 5000"), b":1\r\n");
+        assert_eq!(r.q("SELECT 3"), b"+OK\r\n");
+        assert_eq!(
+            r.q(&format!("GET {key}")),
+            b"$1\r\nv\r\n",
+            "cut from the {side}"
+        );
+        assert_eq!(r.q("SELECT 0"), b"+OK\r\n");
+        assert_eq!(
+            r.q(&format!("EXISTS {key}")),
+            b":0\r\n",
+            "cut from the {side}"
+        );
+    }
+    assert_eq!(stat(&mut c, "sync_full"), 1, "{}", log_of(&dir, "replica"));
+}
+
 /// A full sync while a writer changes a hash, a set and a sorted set of 30,000 members
 /// each (the snapshot the sync streams saves them member by member): the replica, on
 /// another shard count, ends with what the primary holds.

@@ -93,6 +93,10 @@ pub struct Link {
     /// -1 before the first sync.
     pub offset: i64,
     pub read_offset: i64,
+    /// The database the master client had selected when the stream was cut: a partial
+    /// resync goes on in it (Redis keeps it in its cached master client; the primary sends
+    /// no SELECT for a stream that continues).
+    pub master_db: usize,
 }
 
 /// `m`'s value, also after a panic elsewhere left it poisoned.
@@ -256,11 +260,14 @@ pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
     // where it was cut, so that the offset read here is the one its data has.
     kill_master_client(core).await;
     stop_link(core).await;
-    let offset = match link(&core.global) {
-        Some(l) => l.offset,
+    let (offset, master_db) = match link(&core.global) {
+        Some(l) => (l.offset, l.master_db),
         // This server's own history is what it asks to continue from (Redis's
         // replicationCacheMasterUsingMyself).
-        None => call(core, 0, |_c: &Core| super::stream_end()).await as i64,
+        None => (
+            call(core, 0, |_c: &Core| super::stream_end()).await as i64,
+            0,
+        ),
     };
     with_link(core, |l| {
         *l = Some(Link {
@@ -269,6 +276,7 @@ pub async fn follow(core: &Rc<Core>, host: String, port: u16) {
             state: State::Connect,
             offset,
             read_offset: offset,
+            master_db,
             down_since_ms: now_ms(),
             ..Link::default()
         })
@@ -600,6 +608,9 @@ async fn session(
         return Ok(());
     }
     let mut words = r.split_whitespace();
+    // The database the stream goes on in: 0 after a full sync (a primary's stream selects
+    // its database again after the snapshot point), the one it was in for a partial one.
+    let mut db = 0;
     let offset = match words.next() {
         Some("+FULLRESYNC") => {
             let id = words.next().unwrap_or_default().to_string();
@@ -623,6 +634,7 @@ async fn session(
             crate::log::notice(
                 "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.",
             );
+            db = with_link(core, |l| l.as_ref().map_or(0, |l| l.master_db));
             offset
         }
         _ if r.starts_with("-NOMASTERLINK") || r.starts_with("-LOADING") => {
@@ -635,7 +647,7 @@ async fn session(
     if !current_epoch(core, epoch) {
         return Ok(());
     }
-    guarded(task, stream(core, w, epoch, offset)).await
+    guarded(task, stream(core, w, epoch, offset, db)).await
 }
 
 fn current_epoch(core: &Core, epoch: u64) -> bool {
@@ -935,7 +947,13 @@ fn ack_cmd(offset: i64) -> Vec<u8> {
 }
 
 /// The stream: the socket joins this core's ring and a master client runs its commands.
-async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result<(), String> {
+async fn stream(
+    core: &Rc<Core>,
+    w: Wire,
+    epoch: u64,
+    mut offset: i64,
+    db: usize,
+) -> Result<(), String> {
     let Wire {
         s: mut st,
         buf,
@@ -945,6 +963,7 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
     let addr = st.peer_addr().unwrap_or(unspecified);
     let laddr = st.local_addr().unwrap_or(unspecified);
     let mut conn = Client::master(core.clone(), st.raw_fd(), addr, laddr);
+    conn.db = db;
     MASTER.with(|m| *m.borrow_mut() = Some(conn.handle.clone()));
     set_state(core, State::Connected);
     with_link(core, |l| {
@@ -953,6 +972,11 @@ async fn stream(core: &Rc<Core>, w: Wire, epoch: u64, mut offset: i64) -> Result
         }
     });
     let r = apply(core, &mut conn, &mut st, buf, epoch, &mut offset, timeout).await;
+    with_link(core, |l| {
+        if let Some(l) = l {
+            l.master_db = conn.db;
+        }
+    });
     MASTER.with(|m| *m.borrow_mut() = None);
     end_master(&mut conn).await;
     crate::log::notice("Connection with master lost.");
