@@ -500,11 +500,11 @@ pub fn recheck(
     now_ms: u64,
     master_view: bool,
 ) -> Option<String> {
-    let slot = match slot_of(spec, args) {
-        Ok(Some(s)) => s,
-        _ => return None,
-    };
-    if master_view || plainly_mine(slot) {
+    if master_view {
+        return None;
+    }
+    let slot = first_key_slot(spec, args)?;
+    if plainly_mine(slot) {
         return None;
     }
     let keys = key_positions(spec, args);
@@ -522,7 +522,7 @@ pub fn recheck(
 /// [`recheck`] for a transaction (EXEC's commands, on the one shard they run on), as the
 /// check looks at it ([`check_exec`]): all its keys together, before the first command.
 pub fn recheck_unit<'a>(
-    cmds: impl Iterator<Item = (&'static CommandSpec, Args<'a>)>,
+    cmds: impl Iterator<Item = (&'static CommandSpec, Args<'a>)> + Clone,
     shard: &mut percore_shard::Shard,
     now_ms: u64,
     master_view: bool,
@@ -530,26 +530,39 @@ pub fn recheck_unit<'a>(
     if master_view {
         return None;
     }
-    let (mut slot, mut write) = (None, false);
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    for (spec, args) in cmds {
-        for i in key_positions(spec, &args) {
-            let s = key_slot(&args[i]);
-            if slot.is_some_and(|x| x != s) {
-                // Refused by the check; nothing to look at again.
-                return None;
-            }
-            slot = Some(s);
-            keys.push(args[i].to_vec());
-        }
-        write |= spec.flags.has(Flags::WRITE);
-    }
-    let slot = slot?;
+    let slot = cmds
+        .clone()
+        .find_map(|(spec, args)| first_key_slot(spec, &args))?;
     if plainly_mine(slot) {
         return None;
     }
-    let keys = keys.iter().map(|k| &k[..]);
-    recheck_keys(slot, write, false, keys, shard, now_ms)
+    let write = cmds.clone().any(|(spec, _)| spec.flags.has(Flags::WRITE));
+    let keys: Vec<Vec<u8>> = cmds
+        .flat_map(|(spec, args)| {
+            let at = key_positions(spec, &args);
+            at.into_iter().map(move |i| args[i].to_vec())
+        })
+        .collect();
+    recheck_keys(
+        slot,
+        write,
+        false,
+        keys.iter().map(|k| &k[..]),
+        shard,
+        now_ms,
+    )
+}
+
+/// The slot of a command's first key; the check let it through, so its other keys share
+/// it. Commands whose keys sit at fixed positions (most) build no list of them.
+fn first_key_slot(spec: &CommandSpec, args: &Args) -> Option<u16> {
+    let fixed =
+        spec.first_key > 0 && spec.keynum_index().is_none() && !spec.flags.has(Flags::MOVABLEKEYS);
+    let first = match fixed {
+        true => spec.key_indices(args.len()).next(),
+        false => key_positions(spec, args).first().copied(),
+    };
+    first.map(|i| key_slot(&args[i]))
 }
 
 fn recheck_keys<'k>(

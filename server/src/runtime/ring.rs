@@ -1477,14 +1477,10 @@ impl Future for ReadInto<'_> {
         let this = self.get_mut();
         let (buf, lent, net) = (&mut *this.buf, &mut this.lent, &this.s.net);
         if let Some(l) = *lent {
+            // The buffer comes back with what arrived, else at an error or the end.
             let r = this.s.with(|c| {
-                if c.input.len() > l {
-                    let n = c.input.len() - l;
-                    *buf = std::mem::take(&mut c.input);
-                    c.head = 0;
-                    return Some((Ok(n), c.resume()));
-                }
-                let end = match c.error {
+                let r = match c.error {
+                    _ if c.input.len() > l => Ok(c.input.len() - l),
                     Some(e) => Err(os_err(e)),
                     None if c.eof => Ok(0),
                     None => {
@@ -1494,7 +1490,8 @@ impl Future for ReadInto<'_> {
                 };
                 *buf = std::mem::take(&mut c.input);
                 c.head = 0;
-                Some((end, false))
+                let resume = matches!(r, Ok(n) if n > 0) && c.resume();
+                Some((r, resume))
             });
             return match r {
                 Some((r, resume)) => {
@@ -1527,11 +1524,9 @@ impl Future for ReadInto<'_> {
                     c.input = std::mem::take(buf);
                     c.head = l;
                     *lent = Some(l);
+                    net.count(|s| s.lends += 1);
                 }
             });
-            if lent.is_some() {
-                net.count(|s| s.lends += 1);
-            }
         }
         r
     }
