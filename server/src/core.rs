@@ -802,8 +802,13 @@ impl Core {
             // In cluster mode the slot may have changed hands since the sender checked it
             // (a transaction's commands are looked at together, before its job).
             if crate::cluster::enabled() && batch.tx.is_none() && !batch.hold_repl {
-                let redirect =
-                    crate::cluster::recheck(c.spec, &args, &mut shard, now, batch.master_view);
+                let redirect = crate::cluster::recheck(
+                    std::iter::once((c.spec, args)),
+                    false,
+                    &mut shard,
+                    now,
+                    batch.master_view,
+                );
                 if let Some(e) = redirect {
                     w.error(&e);
                     let mut stats = self.stats.borrow_mut();

@@ -1159,7 +1159,13 @@ fn apply_here(
     // (a transaction's or a script's commands are not looked at one by one: see
     // `cluster::recheck`).
     if crate::cluster::enabled() && capture.is_none() && !in_script {
-        if let Some(e) = crate::cluster::recheck(spec, &args, &mut shard, ctx.now_ms, master) {
+        if let Some(e) = crate::cluster::recheck(
+            std::iter::once((spec, args)),
+            false,
+            &mut shard,
+            ctx.now_ms,
+            master,
+        ) {
             drop(shard);
             w.error(&e);
             core.stats

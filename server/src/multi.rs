@@ -312,7 +312,8 @@ async fn exec(conn: &mut Client, peer: &mut dyn Peer, out: &mut Vec<u8>) {
                     (cmd.spec, percore_proto::Args::new(&batch.buf, spans))
                 });
                 let now = crate::core::now_ms();
-                if let Some(e) = crate::cluster::recheck_unit(cmds, &mut sh, now, batch.master_view)
+                if let Some(e) =
+                    crate::cluster::recheck(cmds, true, &mut sh, now, batch.master_view)
                 {
                     return Err(e);
                 }

@@ -477,7 +477,7 @@ pub async fn check_exec<'a>(
     decide(core, q).await
 }
 
-/// On the keys' shard, as the command runs: the redirection it gets now, if the slot
+/// On the keys' shard, as a command runs: the redirection it gets now, if the slot
 /// changed since [`check`] let it through on the client's core. The check and the run are
 /// apart (a hop to another core, a batch, a lock wait); in Redis nothing runs between them.
 /// A write checked while its slot was plainly this node's and run after SETSLOT MIGRATING
@@ -487,42 +487,16 @@ pub async fn check_exec<'a>(
 /// run looks again, by the check's rules: a missing key of a migrating slot gets ASK
 /// (TRYAGAIN when some keys exist), a slot that went to another node MOVED.
 ///
-/// For a command run on its own. A transaction is looked at once, as a whole, before its
-/// job runs ([`recheck_unit`]): one by one, a command after a DEL of its key in the same
-/// transaction would be cut off with ASK. A script's calls are checked as they are made
-/// ([`serves_here`]). A command that passed the check under its keys' locks finds what the
-/// check found. `master_view`: the replication stream's client, never redirected. Costs
-/// the key's slot and one atomic load when the slot is plainly this node's.
-pub fn recheck(
-    spec: &CommandSpec,
-    args: &Args<'_>,
-    shard: &mut percore_shard::Shard,
-    now_ms: u64,
-    master_view: bool,
-) -> Option<String> {
-    if master_view {
-        return None;
-    }
-    let slot = first_key_slot(spec, args)?;
-    if plainly_mine(slot) {
-        return None;
-    }
-    let keys = key_positions(spec, args);
-    let keys = keys.iter().map(|&i| &args[i][..]);
-    recheck_keys(
-        slot,
-        spec.flags.has(Flags::WRITE),
-        spec.cmd == Cmd::Migrate,
-        keys,
-        shard,
-        now_ms,
-    )
-}
-
-/// [`recheck`] for a transaction (EXEC's commands, on the one shard they run on), as the
-/// check looks at it ([`check_exec`]): all its keys together, before the first command.
-pub fn recheck_unit<'a>(
+/// `cmds`: one command run on its own, or a transaction (`unit`: EXEC's commands on the one
+/// shard they run on), looked at once, as a whole, before its job, as [`check_exec`] looks
+/// at it: one by one, a command after a DEL of its key in the same transaction would be
+/// cut off with ASK. A script's calls are checked as they are made ([`serves_here`]). A
+/// command that passed the check under its keys' locks finds what the check found.
+/// `master_view`: the replication stream's client, never redirected. Costs the first key's
+/// slot and one atomic load when the slot is plainly this node's.
+pub fn recheck<'a>(
     cmds: impl Iterator<Item = (&'static CommandSpec, Args<'a>)> + Clone,
+    unit: bool,
     shard: &mut percore_shard::Shard,
     now_ms: u64,
     master_view: bool,
@@ -537,42 +511,14 @@ pub fn recheck_unit<'a>(
         return None;
     }
     let write = cmds.clone().any(|(spec, _)| spec.flags.has(Flags::WRITE));
+    // MIGRATE moves keys of an open slot freely (a transaction is judged as EXEC).
+    let migrate = !unit && cmds.clone().any(|(spec, _)| spec.cmd == Cmd::Migrate);
     let keys: Vec<Vec<u8>> = cmds
         .flat_map(|(spec, args)| {
             let at = key_positions(spec, &args);
             at.into_iter().map(move |i| args[i].to_vec())
         })
         .collect();
-    recheck_keys(
-        slot,
-        write,
-        false,
-        keys.iter().map(|k| &k[..]),
-        shard,
-        now_ms,
-    )
-}
-
-/// The slot of a command's first key; the check let it through, so its other keys share
-/// it. Commands whose keys sit at fixed positions (most) build no list of them.
-fn first_key_slot(spec: &CommandSpec, args: &Args) -> Option<u16> {
-    let fixed =
-        spec.first_key > 0 && spec.keynum_index().is_none() && !spec.flags.has(Flags::MOVABLEKEYS);
-    let first = match fixed {
-        true => spec.key_indices(args.len()).next(),
-        false => key_positions(spec, args).first().copied(),
-    };
-    first.map(|i| key_slot(&args[i]))
-}
-
-fn recheck_keys<'k>(
-    slot: u16,
-    write: bool,
-    migrate: bool,
-    keys: impl ExactSizeIterator<Item = &'k [u8]>,
-    shard: &mut percore_shard::Shard,
-    now_ms: u64,
-) -> Option<String> {
     let st = state_lock();
     let owner = st.slots[slot as usize];
     if owner == 0 {
@@ -583,10 +529,9 @@ fn recheck_keys<'k>(
             .map(endpoint);
         drop(st);
         let to = to.filter(|_| !migrate)?;
-        let total = keys.len();
-        let found = keys.filter(|k| shard.exists(0, k, now_ms)).count();
+        let found = keys.iter().filter(|k| shard.exists(0, k, now_ms)).count();
         return match found {
-            f if f == total => None,
+            f if f == keys.len() => None,
             0 => Some(format!("ASK {slot} {to}")),
             _ => Some("TRYAGAIN Multiple keys request during rehashing of slot".into()),
         };
@@ -604,6 +549,18 @@ fn recheck_keys<'k>(
         Some(n) => Some(format!("MOVED {slot} {}", endpoint(n))),
         None => Some("CLUSTERDOWN Hash slot not served".into()),
     }
+}
+
+/// The slot of a command's first key; the check let it through, so its other keys share
+/// it. Commands whose keys sit at fixed positions (most) build no list of them.
+fn first_key_slot(spec: &CommandSpec, args: &Args) -> Option<u16> {
+    let fixed =
+        spec.first_key > 0 && spec.keynum_index().is_none() && !spec.flags.has(Flags::MOVABLEKEYS);
+    let first = match fixed {
+        true => spec.key_indices(args.len()).next(),
+        false => key_positions(spec, args).first().copied(),
+    };
+    first.map(|i| key_slot(&args[i]))
 }
 
 fn endpoint(n: &Node) -> String {
